@@ -1,0 +1,50 @@
+# spanflow — build, test and measure. `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin/spanflow
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+FUZZTIME ?= 15s
+LDFLAGS  := -X main.version=$(VERSION)
+
+.PHONY: help build test test-short lint bench fuzz demo clean es-start es-stop
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+build: ## build bin/spanflow
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/spanflow
+
+# Every test, with the race detector, against a real Elasticsearch: the one at
+# SPANFLOW_ES_URL when set, else one started (and stopped) by scripts/elasticsearch.
+test: ## run all tests (race detector, real Elasticsearch, peers from Debian)
+	@if [ -n "$$SPANFLOW_ES_URL" ]; then \
+		$(GO) test -race -count=1 -timeout 30m ./... ; \
+	else \
+		scripts/elasticsearch run $(GO) test -race -count=1 -timeout 30m ./... ; \
+	fi
+
+test-short: ## quick tests only: no services, no peers
+	$(GO) test -short ./...
+
+lint: ## gofmt, go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: ## micro-benchmarks beside the code, then the whole-process comparisons under bench/
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@for s in bench/*.sh; do [ -x "$$s" ] || continue; echo "== $$s"; "$$s" || exit 1; done
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	scripts/fuzz $(FUZZTIME)
+
+demo: ## the whole pipeline on this machine in one command
+	$(GO) run ./cmd/spanflow demo
+
+es-start: ## start the test Elasticsearch (prints its URL)
+	scripts/elasticsearch start
+
+es-stop: ## stop the test Elasticsearch
+	scripts/elasticsearch stop
+
+clean:
+	rm -rf bin

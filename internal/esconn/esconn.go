@@ -1,0 +1,92 @@
+// Package esconn builds the Elasticsearch client every part of spanflow uses
+// (collector output, es setup/prune, reports) from one configuration, so TLS
+// and credentials are handled, and kept out of logs and process lists, once.
+package esconn
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+)
+
+// Configuration says how to reach a cluster. Secrets come from the environment
+// or from files, never from command-line values.
+type Configuration struct {
+	URLs []string
+	// CAFile is a PEM file of the CA that signed the cluster's certificate;
+	// Fingerprint is the SHA-256 hex fingerprint of that CA, as Elasticsearch
+	// prints it at first start. Either is enough for HTTPS.
+	CAFile      string
+	Fingerprint string
+	// APIKeyFile, UserFile, PasswordFile name files holding the credential;
+	// SPANFLOW_ES_API_KEY, SPANFLOW_ES_USER and SPANFLOW_ES_PASSWORD are used
+	// when the files are not given.
+	APIKeyFile, UserFile, PasswordFile string
+	Timeout                            time.Duration
+	Transport                          http.RoundTripper // tests only
+}
+
+// DefaultConfiguration reaches a cluster on localhost.
+func DefaultConfiguration() Configuration {
+	return Configuration{URLs: []string{"http://127.0.0.1:9200"}, Timeout: 30 * time.Second}
+}
+
+func secret(file, env string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read credential file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return os.Getenv(env), nil
+}
+
+// New returns a client for the configuration. It does not contact the cluster.
+func New(c Configuration) (*elasticsearch.Client, error) {
+	if len(c.URLs) == 0 {
+		return nil, fmt.Errorf("no Elasticsearch URL: give --es-url")
+	}
+	cfg := elasticsearch.Config{Addresses: c.URLs, Transport: c.Transport, CertificateFingerprint: c.Fingerprint}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read Elasticsearch CA file: %w", err)
+		}
+		cfg.CACert = pem
+	}
+	var err error
+	if cfg.APIKey, err = secret(c.APIKeyFile, "SPANFLOW_ES_API_KEY"); err != nil {
+		return nil, err
+	}
+	if cfg.Username, err = secret(c.UserFile, "SPANFLOW_ES_USER"); err != nil {
+		return nil, err
+	}
+	if cfg.Password, err = secret(c.PasswordFile, "SPANFLOW_ES_PASSWORD"); err != nil {
+		return nil, err
+	}
+	client, err := elasticsearch.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create Elasticsearch client: %w", err)
+	}
+	return client, nil
+}
+
+// Ping checks that the cluster answers and is Elasticsearch (the client's
+// product check runs on the first request).
+func Ping(ctx context.Context, client *elasticsearch.Client) error {
+	res, err := client.Cluster.Health(client.Cluster.Health.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("reach Elasticsearch: %w", err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return fmt.Errorf("reach Elasticsearch: %s", res.Status())
+	}
+	return nil
+}

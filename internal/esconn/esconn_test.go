@@ -1,0 +1,83 @@
+package esconn
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// TestRealCluster proves the go-elasticsearch v8 client talks to the cluster
+// `make test` starts: the product check passes and a document makes the round
+// trip through an index.
+func TestRealCluster(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := New(Configuration{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ping(ctx, client); err != nil {
+		t.Fatalf("product check / health: %v", err)
+	}
+	index := fmt.Sprintf("spanflow-test-esconn-%d", time.Now().UnixNano())
+	defer client.Indices.Delete([]string{index})
+	res, err := client.Index(index, strings.NewReader(`{"source":{"ip":"10.1.2.3"},"network":{"bytes":1500}}`),
+		client.Index.WithDocumentID("1"), client.Index.WithRefresh("true"), client.Index.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("index: %v", err)
+	}
+	res.Body.Close()
+	if res.IsError() {
+		t.Fatalf("index: %s", res.Status())
+	}
+	res, err = client.Get(index, "1", client.Get.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	defer res.Body.Close()
+	var got struct {
+		Found  bool `json:"found"`
+		Source struct {
+			Network struct {
+				Bytes int `json:"bytes"`
+			} `json:"network"`
+		} `json:"_source"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Found || got.Source.Network.Bytes != 1500 {
+		t.Errorf("round trip returned %+v, want the document with network.bytes 1500", got)
+	}
+}
+
+func TestCredentialsFromFilesAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	pw := dir + "/pw"
+	if err := writeFile(pw, "s3cret\n"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SPANFLOW_ES_USER", "flows")
+	c, err := New(Configuration{URLs: []string{"http://127.0.0.1:1"}, PasswordFile: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c == nil {
+		t.Fatal("no client")
+	}
+	if _, err := New(Configuration{URLs: []string{"http://127.0.0.1:1"}, PasswordFile: dir + "/missing"}); err == nil {
+		t.Error("a missing password file was accepted")
+	}
+	if _, err := New(Configuration{}); err == nil || !strings.Contains(err.Error(), "--es-url") {
+		t.Errorf("no URL: error %v should tell to give --es-url", err)
+	}
+}
+
+func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }

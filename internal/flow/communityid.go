@@ -1,0 +1,66 @@
+package flow
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+)
+
+// AppendCommunityID appends the Community ID v1 (seed 0) of r's 5-tuple, as
+// specified by github.com/corelight/community-id-spec, so flows can be joined
+// with Zeek, Suricata and Elastic data.
+func AppendCommunityID(b []byte, r *Record) []byte {
+	src, dst := r.SrcAddr.Unmap(), r.DstAddr.Unmap()
+	sp, dp := r.SrcPort, r.DstPort
+	ports := true
+	switch r.Proto {
+	case 1, 58: // ICMP: type and code stand in for the ports, paired by the spec's table
+		var oneWay bool
+		sp, dp, oneWay = icmpPorts(r.Proto, r.ICMPType, r.ICMPCode)
+		if oneWay {
+			// Not a request/response pair: the spec keeps the direction as seen.
+			goto hash
+		}
+	case 6, 17, 132:
+	default:
+		ports = false
+	}
+	if c := src.Compare(dst); c > 0 || (c == 0 && sp > dp) {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+hash:
+	var buf [2 + 16 + 16 + 2 + 4]byte
+	n := 2 // seed 0
+	s16, d16 := src.AsSlice(), dst.AsSlice()
+	n += copy(buf[n:], s16)
+	n += copy(buf[n:], d16)
+	buf[n] = r.Proto
+	n += 2 // protocol + padding byte
+	if ports {
+		binary.BigEndian.PutUint16(buf[n:], sp)
+		binary.BigEndian.PutUint16(buf[n+2:], dp)
+		n += 4
+	}
+	sum := sha1.Sum(buf[:n])
+	b = append(b, "1:"...)
+	return base64.StdEncoding.AppendEncode(b, sum[:])
+}
+
+// icmpPorts maps ICMP type/code to the spec's port pair and says whether the
+// message has no counterpart (one-way).
+func icmpPorts(proto, typ, code uint8) (sp, dp uint16, oneWay bool) {
+	var pairs map[uint8]uint8
+	if proto == 1 {
+		pairs = icmp4Pairs
+	} else {
+		pairs = icmp6Pairs
+	}
+	if other, ok := pairs[typ]; ok {
+		return uint16(typ), uint16(other), false
+	}
+	return uint16(typ), uint16(code), true
+}
+
+var icmp4Pairs = map[uint8]uint8{8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+
+var icmp6Pairs = map[uint8]uint8{128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130, 144: 145, 145: 144}

@@ -1,0 +1,487 @@
+package flow
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Field is one field of the flow document. The table below is the single source
+// of the document's shape: the NDJSON writer, the Elasticsearch mapping and
+// docs/fields.md are all derived from it.
+type Field struct {
+	Name        string // dotted ECS (or netflow.*, flow.*, spanflow.*) name
+	Type        string // Elasticsearch field type
+	Description string
+	// put appends the JSON value of the field to b; ok is false when the record
+	// has no value for it.
+	put func(b []byte, r *Record) (out []byte, ok bool)
+}
+
+// ExtrasField names the place of Record.Extra in the document (netflow.<name>).
+const ExtrasField = "netflow.*"
+
+// Fields lists every field of the flow document, in document order.
+func Fields() []Field { return slices.Clone(fields) }
+
+// Timestamps are written with millisecond precision, in UTC, as Elasticsearch's
+// date type (strict_date_optional_time) expects.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func putTime(b []byte, t time.Time) ([]byte, bool) {
+	if t.IsZero() {
+		return b, false
+	}
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, timeLayout)
+	return append(b, '"'), true
+}
+
+func putUint(b []byte, v uint64, ok bool) ([]byte, bool) {
+	if !ok {
+		return b, false
+	}
+	return strconv.AppendUint(b, v, 10), true
+}
+
+// putUintString writes a number as a JSON string, for ECS fields typed keyword.
+func putUintString(b []byte, v uint64, ok bool) ([]byte, bool) {
+	if !ok {
+		return b, false
+	}
+	b = append(b, '"')
+	b = strconv.AppendUint(b, v, 10)
+	return append(b, '"'), true
+}
+
+func putString(b []byte, s string) ([]byte, bool) {
+	if s == "" {
+		return b, false
+	}
+	return AppendJSONString(b, s), true
+}
+
+func putAddr(b []byte, r *Record, src bool) ([]byte, bool) {
+	a := r.DstAddr
+	if src {
+		a = r.SrcAddr
+	}
+	if !a.IsValid() {
+		return b, false
+	}
+	b = append(b, '"')
+	b = a.Unmap().AppendTo(b)
+	return append(b, '"'), true
+}
+
+func putMAC(b []byte, m MAC) ([]byte, bool) {
+	if m.IsZero() {
+		return b, false
+	}
+	const hex = "0123456789ABCDEF"
+	b = append(b, '"')
+	for i, x := range m {
+		if i > 0 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[x>>4], hex[x&0xf])
+	}
+	return append(b, '"'), true
+}
+
+// hasPorts reports whether the transport has ports worth writing.
+func hasPorts(r *Record) bool {
+	switch r.Proto {
+	case 6, 17, 132, 33, 136: // TCP, UDP, SCTP, DCCP, UDP-Lite
+		return true
+	}
+	return r.SrcPort != 0 || r.DstPort != 0
+}
+
+func isICMP(r *Record) bool {
+	return (r.Proto == 1 && r.SrcAddr.Unmap().Is4()) || (r.Proto == 58 && r.SrcAddr.Is6() && !r.SrcAddr.Is4In6())
+}
+
+func vsphereField(name, desc string, src bool, get func(*VSphere) string) Field {
+	side := "destination"
+	if src {
+		side = "source"
+	}
+	return Field{Name: side + ".vsphere." + name, Type: "keyword", Description: desc + " (" + side + " end)",
+		put: func(b []byte, r *Record) ([]byte, bool) {
+			v := r.Dst.VSphere
+			if src {
+				v = r.Src.VSphere
+			}
+			if v == nil {
+				return b, false
+			}
+			return putString(b, get(v))
+		}}
+}
+
+func vsphereFields(src bool) []Field {
+	return []Field{
+		vsphereField("vm.name", "VM name in vCenter", src, func(v *VSphere) string { return v.VMName }),
+		vsphereField("vm.uuid", "VM instance UUID", src, func(v *VSphere) string { return v.VMUUID }),
+		vsphereField("host.name", "ESXi host running the VM", src, func(v *VSphere) string { return v.HostName }),
+		vsphereField("cluster.name", "vSphere cluster of the host", src, func(v *VSphere) string { return v.ClusterName }),
+		vsphereField("datacenter.name", "vSphere datacenter", src, func(v *VSphere) string { return v.DatacenterName }),
+		vsphereField("network.name", "port group or distributed port group of the VM's NIC", src, func(v *VSphere) string { return v.NetworkName }),
+		vsphereField("project", "project (tenant) network the VM belongs to", src, func(v *VSphere) string { return v.Project }),
+	}
+}
+
+func endpointFields(side string, src bool) []Field {
+	fs := []Field{
+		{Name: side + ".ip", Type: "ip", Description: side + " IPv4 or IPv6 address",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putAddr(b, r, src) }},
+		{Name: side + ".mac", Type: "keyword", Description: side + " MAC address (ECS format, upper case, dash separated)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if src {
+					return putMAC(b, r.SrcMAC)
+				}
+				return putMAC(b, r.DstMAC)
+			}},
+		{Name: side + ".port", Type: "long", Description: side + " transport port (TCP, UDP, SCTP)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				p := r.DstPort
+				if src {
+					p = r.SrcPort
+				}
+				return putUint(b, uint64(p), hasPorts(r))
+			}},
+	}
+	return append(fs, vsphereFields(src)...)
+}
+
+var fields = buildFields()
+
+func buildFields() []Field {
+	fs := []Field{
+		{Name: "@timestamp", Type: "date", Description: "end of the flow (when it was last seen); the receive time when the exporter gave none",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if !r.End.IsZero() {
+					return putTime(b, r.End)
+				}
+				return putTime(b, r.Received)
+			}},
+		{Name: "event.kind", Type: "keyword", Description: `always "event"`,
+			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"event"`...), true }},
+		{Name: "event.category", Type: "keyword", Description: `always "network"`,
+			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"network"`...), true }},
+		{Name: "event.action", Type: "keyword", Description: `always "network_flow"`,
+			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"network_flow"`...), true }},
+		{Name: "event.created", Type: "date", Description: "when the collector received the record",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putTime(b, r.Received) }},
+		{Name: "event.start", Type: "date", Description: "first packet of the flow",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putTime(b, r.Start) }},
+		{Name: "event.end", Type: "date", Description: "last packet of the flow",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putTime(b, r.End) }},
+		{Name: "event.duration", Type: "long", Description: "end minus start, in nanoseconds (ECS)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.Duration()), !r.Start.IsZero() && !r.End.IsZero())
+			}},
+		{Name: "flow.protocol", Type: "keyword", Description: "protocol the record arrived in: netflow_v5, netflow_v9, ipfix or sflow",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.Kind == KindUnknown {
+					return b, false
+				}
+				return putString(b, r.Kind.String())
+			}},
+		{Name: "flow.locality", Type: "keyword", Description: "internal or external: whether the flow stays inside the known networks",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.Locality) }},
+		{Name: "flow.direction", Type: "keyword", Description: "east-west (both ends internal), north-south (one end external) or unknown",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.Direction) }},
+		{Name: "netflow.observation_domain_id", Type: "long", Description: "IPFIX observation domain / NetFlow v9 source id / sFlow sub-agent id",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.ObservationDomain), r.Kind == KindIPFIX || r.Kind == KindNetFlowV9 || r.Kind == KindSFlow)
+			}},
+		{Name: "netflow.observation_point_id", Type: "long", Description: "observation point (mirror port) the flow was metered at",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, r.ObservationPoint, r.ObservationPoint != 0)
+			}},
+		{Name: "netflow.ip_class_of_service", Type: "long", Description: "IPv4 TOS / IPv6 traffic class byte",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, uint64(r.TOS), r.TOS != 0) }},
+		{Name: "netflow.tcp_control_bits", Type: "long", Description: "OR of the TCP flags seen in the flow",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, uint64(r.TCPFlags), r.Proto == 6) }},
+		{Name: "netflow.icmp_type_ipv4", Type: "long", Description: "ICMP type (IPv4)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.ICMPType), r.Proto == 1 && isICMP(r))
+			}},
+		{Name: "netflow.icmp_code_ipv4", Type: "long", Description: "ICMP code (IPv4)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.ICMPCode), r.Proto == 1 && isICMP(r))
+			}},
+		{Name: "netflow.icmp_type_ipv6", Type: "long", Description: "ICMPv6 type",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.ICMPType), r.Proto == 58 && isICMP(r))
+			}},
+		{Name: "netflow.icmp_code_ipv6", Type: "long", Description: "ICMPv6 code",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.ICMPCode), r.Proto == 58 && isICMP(r))
+			}},
+		{Name: "netflow.layer2_segment_id", Type: "long", Description: "VXLAN/Geneve VNI or GRE key of the tunnel the flow was seen in",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.SegmentID, r.SegmentID != 0) }},
+		{Name: "netflow.flow_end_reason", Type: "long", Description: "IPFIX flowEndReason: 1 idle timeout, 2 active timeout, 3 end of flow (FIN/RST), 4 forced end, 5 lack of resources",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, uint64(r.EndReason), r.EndReason != 0) }},
+		{Name: "netflow.sampling_interval", Type: "long", Description: "1 in N sampling the exporter applied; bytes and packets are already multiplied by it",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.SamplingRate), r.SamplingRate > 1)
+			}},
+		{Name: ExtrasField, Type: "dynamic", Description: "information elements without an ECS home, by IANA name in snake_case (numbers as long, others as keyword)"},
+		{Name: "network.transport", Type: "keyword", Description: "transport protocol name (tcp, udp, icmp, ipv6-icmp, ...)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if !r.SrcAddr.IsValid() && r.Proto == 0 {
+					return b, false
+				}
+				return putString(b, TransportName(r.Proto))
+			}},
+		{Name: "network.iana_number", Type: "keyword", Description: "IANA protocol number",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUintString(b, uint64(r.Proto), r.SrcAddr.IsValid())
+			}},
+		{Name: "network.type", Type: "keyword", Description: "ipv4 or ipv6",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				switch {
+				case !r.SrcAddr.IsValid():
+					return b, false
+				case r.SrcAddr.Unmap().Is4():
+					return append(b, `"ipv4"`...), true
+				}
+				return append(b, `"ipv6"`...), true
+			}},
+		{Name: "network.bytes", Type: "long", Description: "bytes of the flow at layer 3 (IP total length), scaled by the sampling interval",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Bytes, true) }},
+		{Name: "network.packets", Type: "long", Description: "packets of the flow, scaled by the sampling interval",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Packets, true) }},
+		{Name: "network.vlan.id", Type: "keyword", Description: "outer 802.1Q VLAN id",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.VLAN), r.VLAN != 0) }},
+		{Name: "network.inner.vlan.id", Type: "keyword", Description: "inner (customer) VLAN id of a QinQ frame",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUintString(b, uint64(r.InnerVLAN), r.InnerVLAN != 0)
+			}},
+		{Name: "network.community_id", Type: "keyword", Description: "Community ID flow hash (v1, seed 0) of the 5-tuple",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
+					return b, false
+				}
+				b = append(b, '"')
+				b = AppendCommunityID(b, r)
+				return append(b, '"'), true
+			}},
+		{Name: "observer.ip", Type: "ip", Description: "the exporter that sent the record",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if !r.ObserverIP.IsValid() {
+					return b, false
+				}
+				b = append(b, '"')
+				b = r.ObserverIP.Unmap().AppendTo(b)
+				return append(b, '"'), true
+			}},
+		{Name: "observer.ingress.interface.id", Type: "keyword", Description: "ingress interface index (SNMP ifIndex) at the exporter",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.InIf), r.InIf != 0) }},
+		{Name: "observer.ingress.interface.name", Type: "keyword", Description: "ingress interface name (from options templates or configuration)",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.InIfName) }},
+		{Name: "observer.egress.interface.id", Type: "keyword", Description: "egress interface index (SNMP ifIndex) at the exporter",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.OutIf), r.OutIf != 0) }},
+		{Name: "observer.egress.interface.name", Type: "keyword", Description: "egress interface name (from options templates or configuration)",
+			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.OutIfName) }},
+		{Name: "spanflow.tcp.rtt_client_us", Type: "long", Description: "TCP handshake RTT on the client side (SYN-ACK to ACK), microseconds",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.TCP.RTTClient/time.Microsecond), r.TCP.RTTClient > 0)
+			}},
+		{Name: "spanflow.tcp.rtt_server_us", Type: "long", Description: "TCP handshake RTT on the server side (SYN to SYN-ACK), microseconds",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.TCP.RTTServer/time.Microsecond), r.TCP.RTTServer > 0)
+			}},
+		{Name: "spanflow.tcp.retransmissions", Type: "long", Description: "TCP segments retransmitted in the flow",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.TCP.Retransmissions), !r.TCP.IsZero())
+			}},
+		{Name: "spanflow.tcp.zero_windows", Type: "long", Description: "TCP segments that advertised a zero receive window",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.TCP.ZeroWindows), !r.TCP.IsZero())
+			}},
+	}
+	fs = append(fs, endpointFields("destination", false)...)
+	fs = append(fs, endpointFields("source", true)...)
+	slices.SortStableFunc(fs, func(a, b Field) int { return compareNames(a.Name, b.Name) })
+	return fs
+}
+
+// compareNames orders dotted names segment by segment, so that every object's
+// members are contiguous and the writer can nest them in one pass.
+func compareNames(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		if c := strings.Compare(as[i], bs[i]); c != 0 {
+			return c
+		}
+	}
+	return len(as) - len(bs)
+}
+
+// Encoder writes records as nested JSON documents. It keeps scratch space
+// between calls, so reuse one per goroutine; it is not safe for concurrent use.
+type Encoder struct {
+	path  []string // objects currently open
+	first []bool   // whether the object at each depth has no member yet
+	val   []byte
+}
+
+// AppendDocument appends r as one JSON document (no trailing newline) to b.
+func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
+	e.path = e.path[:0]
+	e.first = append(e.first[:0], true)
+	b = append(b, '{')
+	for i := range fields {
+		f := &fields[i]
+		if f.put == nil {
+			for j := range r.Extra {
+				x := &r.Extra[j]
+				e.val = e.val[:0]
+				if x.IsStr {
+					e.val = AppendJSONString(e.val, x.Str)
+				} else {
+					e.val = strconv.AppendUint(e.val, x.Num, 10)
+				}
+				b = e.member(b, "netflow", x.Name)
+			}
+			continue
+		}
+		var ok bool
+		e.val, ok = f.put(e.val[:0], r)
+		if !ok {
+			continue
+		}
+		dot := strings.LastIndexByte(f.Name, '.')
+		if dot < 0 {
+			b = e.member(b, "", f.Name)
+		} else {
+			b = e.member(b, f.Name[:dot], f.Name[dot+1:])
+		}
+	}
+	for range e.path {
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// member writes "key":e.val inside the object named by the dotted parent,
+// closing and opening objects as needed.
+func (e *Encoder) member(b []byte, parent, key string) []byte {
+	// How many open objects does parent share with the current path?
+	common := 0
+	rest := parent
+	for common < len(e.path) && rest != "" {
+		seg, tail, _ := strings.Cut(rest, ".")
+		if seg != e.path[common] {
+			break
+		}
+		common++
+		rest = tail
+	}
+	for len(e.path) > common {
+		e.path = e.path[:len(e.path)-1]
+		e.first = e.first[:len(e.first)-1]
+		b = append(b, '}')
+	}
+	for rest != "" {
+		var seg string
+		seg, rest, _ = strings.Cut(rest, ".")
+		b = e.key(b, seg)
+		b = append(b, '{')
+		e.path = append(e.path, seg)
+		e.first = append(e.first, true)
+	}
+	b = e.key(b, key)
+	return append(b, e.val...)
+}
+
+func (e *Encoder) key(b []byte, k string) []byte {
+	d := len(e.first) - 1
+	if !e.first[d] {
+		b = append(b, ',')
+	}
+	e.first[d] = false
+	b = AppendJSONString(b, k)
+	return append(b, ':')
+}
+
+// AppendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func AppendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// TransportName is the ECS network.transport value for an IANA protocol number.
+func TransportName(p uint8) string {
+	switch p {
+	case 1:
+		return "icmp"
+	case 2:
+		return "igmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 41:
+		return "ipv6"
+	case 47:
+		return "gre"
+	case 50:
+		return "esp"
+	case 51:
+		return "ah"
+	case 58:
+		return "ipv6-icmp"
+	case 89:
+		return "ospf"
+	case 103:
+		return "pim"
+	case 112:
+		return "vrrp"
+	case 132:
+		return "sctp"
+	}
+	return transportNumbers[p]
+}
+
+var transportNumbers = func() (t [256]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return
+}()

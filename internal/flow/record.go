@@ -1,0 +1,150 @@
+// Package flow defines the one flow record that every stage of spanflow passes on:
+// the exporter's meter produces it, the collector's decoders fill it, the enrichers
+// annotate it and the outputs write it as an ECS document (see document.go).
+package flow
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Kind says which protocol a record arrived in.
+type Kind uint8
+
+// Protocols a record can come from.
+const (
+	KindUnknown Kind = iota
+	KindNetFlowV5
+	KindNetFlowV9
+	KindIPFIX
+	KindSFlow
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindNetFlowV5:
+		return "netflow_v5"
+	case KindNetFlowV9:
+		return "netflow_v9"
+	case KindIPFIX:
+		return "ipfix"
+	case KindSFlow:
+		return "sflow"
+	}
+	return "unknown"
+}
+
+// MAC is an Ethernet address; the zero value means "not known".
+type MAC [6]byte
+
+// IsZero reports whether the address is unknown.
+func (m MAC) IsZero() bool { return m == MAC{} }
+
+// String formats the address the way ECS wants it: upper case, dash separated.
+func (m MAC) String() string {
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, 17)
+	for i, x := range m {
+		if i > 0 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[x>>4], hex[x&0xf])
+	}
+	return string(b)
+}
+
+// TCPPerf is what the exporter's meter measures about a TCP connection.
+type TCPPerf struct {
+	// RTTClient is the time from the server's SYN-ACK to the client's ACK (the
+	// client side of the handshake); RTTServer from the client's SYN to the
+	// server's SYN-ACK. Zero means not measured.
+	RTTClient, RTTServer time.Duration
+	Retransmissions      uint32 // packets whose sequence range was already seen
+	ZeroWindows          uint32 // segments that advertised a zero receive window
+}
+
+// IsZero reports whether nothing was measured.
+func (t TCPPerf) IsZero() bool { return t == TCPPerf{} }
+
+// VSphere is what vCenter knows about one end of a flow.
+type VSphere struct {
+	VMName, VMUUID string
+	HostName       string
+	ClusterName    string
+	DatacenterName string
+	NetworkName    string // port group or distributed port group
+	Project        string
+}
+
+// Endpoint holds the enrichment of one end of a flow.
+type Endpoint struct {
+	VSphere *VSphere
+}
+
+// Extra is an information element without an ECS home; it is written as
+// netflow.<Name>, Name being the IANA name in snake_case.
+type Extra struct {
+	Name string
+	// Exactly one of the values is used: Str when IsStr, else Num.
+	Num   uint64
+	Str   string
+	IsStr bool
+}
+
+// Record is one flow: the unit every stage passes on.
+type Record struct {
+	// Where the record came from.
+	Kind              Kind
+	ObserverIP        netip.Addr // the exporter (the datagram's source, or sFlow agent)
+	ObservationDomain uint32
+	ObservationPoint  uint64
+	Received          time.Time // when the collector received it (zero in the exporter)
+
+	Start, End time.Time
+
+	SrcAddr, DstAddr netip.Addr
+	SrcPort, DstPort uint16
+	Proto            uint8
+	SrcMAC, DstMAC   MAC
+	VLAN             uint16 // outer 802.1Q VLAN id; 0 = untagged
+	InnerVLAN        uint16 // 802.1ad customer VLAN id (QinQ); 0 = none
+	SegmentID        uint64 // VXLAN/Geneve VNI or GRE key (layer2SegmentId); 0 = none
+	TOS              uint8
+	TCPFlags         uint16
+	ICMPType         uint8 // valid when Proto is 1 or 58
+	ICMPCode         uint8
+
+	Bytes, Packets uint64 // after sampling is applied
+	SamplingRate   uint32 // 0 or 1 = not sampled
+
+	InIf, OutIf         uint32 // 0 = unknown
+	InIfName, OutIfName string
+
+	EndReason uint8 // IPFIX flowEndReason; 0 = unknown
+	TCP       TCPPerf
+
+	Src, Dst  Endpoint
+	Locality  string // internal / external
+	Direction string // east-west / north-south / unknown
+
+	Extra []Extra
+}
+
+// Duration is End-Start, or 0 when either is unknown.
+func (r *Record) Duration() time.Duration {
+	if r.Start.IsZero() || r.End.IsZero() || r.End.Before(r.Start) {
+		return 0
+	}
+	return r.End.Sub(r.Start)
+}
+
+// Sink receives records; the collector's outputs implement it. A sink may keep
+// the slice only until Write returns.
+type Sink interface {
+	Write(records []Record) error
+}
+
+// Enricher annotates records in place (vCenter inventory, networks file, ...).
+type Enricher interface {
+	Enrich(r *Record)
+}

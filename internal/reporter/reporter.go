@@ -1,0 +1,173 @@
+// Package reporter carries what every component reports through: a structured
+// logger and an injected Prometheus registry (never the global one, so tests and
+// several components in one process do not share state).
+package reporter
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Reporter is handed to every component's constructor.
+type Reporter struct {
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// New returns a reporter with a fresh registry that also exposes the Go and
+// process collectors.
+func New(log *slog.Logger) *Reporter {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Reporter{Log: log, Registry: reg}
+}
+
+// NewForTest returns a reporter that logs to w (or discards when nil) with a
+// bare registry.
+func NewForTest(w io.Writer) *Reporter {
+	if w == nil {
+		w = io.Discard
+	}
+	return &Reporter{Log: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: prometheus.NewRegistry()}
+}
+
+// Sub returns a reporter whose logs carry component=name; metrics share the registry.
+func (r *Reporter) Sub(name string) *Reporter {
+	return &Reporter{Log: r.Log.With("component", name), Registry: r.Registry}
+}
+
+// Factory registers metrics named spanflow_<subsystem>_<name>.
+func (r *Reporter) Factory(subsystem string) Factory {
+	return Factory{reg: r.Registry, subsystem: subsystem}
+}
+
+// Factory creates and registers metrics of one subsystem.
+type Factory struct {
+	reg       prometheus.Registerer
+	subsystem string
+}
+
+func (f Factory) opts(name, help string) prometheus.Opts {
+	return prometheus.Opts{Namespace: "spanflow", Subsystem: f.subsystem, Name: name, Help: help}
+}
+
+// Counter registers a counter; names of counters end in _total.
+func (f Factory) Counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts(f.opts(name, help)))
+	f.reg.MustRegister(c)
+	return c
+}
+
+// CounterVec registers a labelled counter.
+func (f Factory) CounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts(f.opts(name, help)), labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+// Gauge registers a gauge.
+func (f Factory) Gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts(f.opts(name, help)))
+	f.reg.MustRegister(g)
+	return g
+}
+
+// GaugeVec registers a labelled gauge.
+func (f Factory) GaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts(f.opts(name, help)), labels)
+	f.reg.MustRegister(g)
+	return g
+}
+
+// GaugeFunc registers a gauge read from fn at scrape time.
+func (f Factory) GaugeFunc(name, help string, fn func() float64) {
+	f.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts(f.opts(name, help)), fn))
+}
+
+// CounterFunc registers a counter read from fn at scrape time (for counters kept
+// elsewhere, such as kernel drop counters).
+func (f Factory) CounterFunc(name, help string, fn func() float64) {
+	f.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts(f.opts(name, help)), fn))
+}
+
+// HistogramVec registers a labelled histogram.
+func (f Factory) HistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "spanflow", Subsystem: f.subsystem,
+		Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}
+
+// Limited logs at most once per interval for each key, and says how many
+// messages it suppressed meanwhile. Use it on the hot path (per packet, per
+// datagram) so a flood of bad input cannot flood the log.
+type Limited struct {
+	log      *slog.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	last     map[string]limitedState
+}
+
+type limitedState struct {
+	at         time.Time
+	suppressed int
+}
+
+// NewLimited returns a rate-limited logger.
+func NewLimited(log *slog.Logger, interval time.Duration) *Limited {
+	return &Limited{log: log, interval: interval, last: map[string]limitedState{}}
+}
+
+// Warn logs msg under key unless the key was logged within the interval.
+func (l *Limited) Warn(key, msg string, args ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	st, seen := l.last[key]
+	if seen && now.Sub(st.at) < l.interval {
+		st.suppressed++
+		l.last[key] = st
+		l.mu.Unlock()
+		return
+	}
+	suppressed := st.suppressed
+	if len(l.last) > 10000 { // keys come from the network: bound the map
+		clear(l.last)
+	}
+	l.last[key] = limitedState{at: now}
+	l.mu.Unlock()
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	l.log.Warn(msg, args...)
+}
+
+// ParseLevel turns debug/info/warn/error into a slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q: use debug, info, warn or error", s)
+}
+
+// NewLogger returns a logger writing text (or JSON when json is set) to w.
+func NewLogger(w io.Writer, level slog.Level, json bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,52 @@
+package reporter
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+func TestMetricsServerServesLintCleanMetrics(t *testing.T) {
+	r := NewForTest(nil)
+	f := r.Factory("test")
+	f.Counter("packets_total", "Packets seen.").Add(3)
+	f.GaugeVec("queue_depth", "Records waiting per collector.", "collector").WithLabelValues("a").Set(2)
+	s := NewMetricsServer(r, "127.0.0.1:0")
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	resp, err := http.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "spanflow_test_packets_total 3") {
+		t.Errorf("metrics lack the counter:\n%s", body)
+	}
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestLimitedSuppresses(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewLimited(NewForTest(&buf).Log, time.Hour)
+	for range 100 {
+		l.Warn("192.0.2.1/short", "short datagram")
+	}
+	l.Warn("192.0.2.2/short", "short datagram")
+	if n := strings.Count(buf.String(), "short datagram"); n != 2 {
+		t.Errorf("logged %d times, want 2 (one per key):\n%s", n, buf.String())
+	}
+}

@@ -1,0 +1,171 @@
+// Package testutil holds what spanflow's tests share: reading captures,
+// go-cmp diffs, and the gate for tests that need a real service or the
+// shared captures.
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// InCI reports whether the test runs in CI (CI=true), where every gated test
+// must run.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// NeedService gates a test on a real service: it skips under -short or when
+// the service is unavailable (reason non-empty), and fails instead of skipping
+// when CI=true, so CI can never go green by skipping.
+func NeedService(t testing.TB, service, unavailable string) {
+	t.Helper()
+	switch {
+	case unavailable == "" && !testing.Short():
+		return
+	case InCI() && unavailable != "":
+		t.Fatalf("%s is required in CI but unavailable: %s", service, unavailable)
+	case InCI():
+		t.Fatalf("%s tests cannot be skipped in CI (-short given)", service)
+	case unavailable != "":
+		t.Skipf("%s unavailable: %s", service, unavailable)
+	default:
+		t.Skipf("needs %s: skipped under -short", service)
+	}
+}
+
+// Elasticsearch returns the URL of the test cluster (SPANFLOW_ES_URL, which
+// `make test` sets after starting one), or skips/fails as NeedService does.
+func Elasticsearch(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("SPANFLOW_ES_URL")
+	reason := ""
+	if url == "" {
+		reason = "SPANFLOW_ES_URL is not set (make test starts a cluster with scripts/elasticsearch)"
+	}
+	NeedService(t, "Elasticsearch", reason)
+	return url
+}
+
+// Command gates a test on an external program (tshark, nfdump, softflowd...)
+// and returns its path.
+func Command(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	reason := ""
+	if err != nil {
+		reason = fmt.Sprintf("%s not found in PATH (.ci/run installs it)", name)
+	}
+	NeedService(t, name, reason)
+	return path
+}
+
+// Root gates a test that needs root (network namespaces, raw sockets).
+func Root(t testing.TB) {
+	t.Helper()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "needs root for network namespaces"
+	}
+	NeedService(t, "root", reason)
+}
+
+// ModuleRoot is the directory holding go.mod.
+func ModuleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// SharedTestdata returns ../shared/testdata (the captures under non-permissive
+// licences that stay outside the repository). It skips when that folder is
+// absent, and fails when it is absent under CI=true. SPANFLOW_SHARED_TESTDATA
+// overrides the location.
+func SharedTestdata(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("SPANFLOW_SHARED_TESTDATA")
+	if dir == "" {
+		dir = filepath.Join(ModuleRoot(), "..", "shared", "testdata")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
+		// Fails under CI=true: the shared captures are part of CI's checkout.
+		NeedService(t, "../shared/testdata", fmt.Sprintf("shared captures not found at %s", dir))
+	}
+	return dir
+}
+
+// Packet is one frame read from a capture.
+type Packet struct {
+	Data     []byte
+	Time     time.Time
+	Length   int // original length on the wire
+	LinkType layers.LinkType
+}
+
+// ReadPcap reads every frame of a pcap or pcapng file.
+func ReadPcap(t testing.TB, path string) []Packet {
+	t.Helper()
+	pkts, err := ReadCapture(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return pkts
+}
+
+// ReadCapture reads every frame of a pcap or pcapng file.
+func ReadCapture(path string) ([]Packet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return nil, fmt.Errorf("read magic: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	type source interface {
+		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	}
+	var src source
+	var link layers.LinkType
+	if magic == [4]byte{0x0a, 0x0d, 0x0d, 0x0a} {
+		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			return nil, err
+		}
+		src, link = r, r.LinkType()
+	} else {
+		r, err := pcapgo.NewReader(f)
+		if err != nil {
+			return nil, err
+		}
+		src, link = r, r.LinkType()
+	}
+	var out []Packet
+	for {
+		data, ci, err := src.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("frame %d: %w", len(out)+1, err)
+		}
+		out = append(out, Packet{Data: data, Time: ci.Timestamp, Length: ci.Length, LinkType: link})
+	}
+}
+
+// Diff returns go-cmp's diff of got and want, to be printed as (-got, +want).
+func Diff(got, want any, opts ...cmp.Option) string {
+	return cmp.Diff(got, want, opts...)
+}
