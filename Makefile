@@ -5,6 +5,8 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 FUZZTIME ?= 15s
 LDFLAGS  := -X main.version=$(VERSION)
 
+SHELL := /bin/bash
+
 .PHONY: help build test test-short lint bench fuzz demo clean es-start es-stop
 
 help: ## list the targets
@@ -15,11 +17,12 @@ build: ## build bin/spanflow
 
 # Every test, with the race detector, against a real Elasticsearch: the one at
 # SPANFLOW_ES_URL when set, else one started (and stopped) by scripts/elasticsearch.
+GOTEST := $(GO) test -race -count=1 -timeout 30m -json ./... 2>&1 | scripts/test-summary
 test: ## run all tests (race detector, real Elasticsearch, peers from Debian)
-	@if [ -n "$$SPANFLOW_ES_URL" ]; then \
-		$(GO) test -race -count=1 -timeout 30m ./... ; \
+	@set -o pipefail; if [ -n "$$SPANFLOW_ES_URL" ]; then \
+		$(GOTEST) ; \
 	else \
-		scripts/elasticsearch run $(GO) test -race -count=1 -timeout 30m ./... ; \
+		scripts/elasticsearch run sh -c '$(GOTEST)' ; \
 	fi
 
 test-short: ## quick tests only: no services, no peers
