@@ -1,0 +1,132 @@
+package decode
+
+import "encoding/binary"
+
+// EtherTypes the decoder follows.
+const (
+	etherIPv4     = 0x0800
+	etherIPv6     = 0x86dd
+	etherVLAN     = 0x8100
+	etherQinQ     = 0x88a8
+	etherQinQOld  = 0x9100
+	etherMPLS     = 0x8847
+	etherMPLSMc   = 0x8848
+	etherPPPoE    = 0x8864
+	etherTEB      = 0x6558 // transparent Ethernet bridging (GRE, Geneve)
+	etherERSPAN2  = 0x88be // ERSPAN type I and II (GRE protocol type)
+	etherERSPAN3  = 0x22eb
+	etherPBB      = 0x88e7 // 802.1ah provider backbone bridging (MAC-in-MAC)
+	etherPPP      = 0x880b // PPTP's enhanced GRE carries PPP
+	pppIPv4       = 0x0021
+	pppIPv6       = 0x0057
+	ethHeaderSize = 14
+)
+
+// ethernet decodes an Ethernet II header and its 802.1Q/802.1ad tags. The
+// VLAN ids describe the innermost Ethernet frame: each Ethernet header resets
+// them, so a mirrored frame's own tags win over the transport's.
+func (s *state) ethernet(data []byte, depth int) Reason {
+	if depth > maxDepth {
+		return ReasonTooDeep
+	}
+	if len(data) < ethHeaderSize {
+		return ReasonTruncated
+	}
+	p := s.p
+	copy(p.DstMAC[:], data[0:6])
+	copy(p.SrcMAC[:], data[6:12])
+	p.VLAN, p.InnerVLAN = 0, 0
+	et := binary.BigEndian.Uint16(data[12:])
+	data = data[ethHeaderSize:]
+	tags := 0
+	for et == etherVLAN || et == etherQinQ || et == etherQinQOld {
+		if len(data) < 4 {
+			return ReasonTruncated
+		}
+		vid := binary.BigEndian.Uint16(data) & 0x0fff
+		switch tags {
+		case 0:
+			p.VLAN = vid
+		case 1:
+			p.InnerVLAN = vid
+		}
+		tags++
+		et = binary.BigEndian.Uint16(data[2:])
+		data = data[4:]
+	}
+	if et < 0x0600 { // 802.3 length field: LLC frames (STP, CDP...) carry no IP here
+		return ReasonNotIP
+	}
+	if et == etherPBB {
+		// I-TAG: flags and the 24-bit service id, then the customer frame.
+		if len(data) < 4 {
+			return ReasonTruncated
+		}
+		p.SegmentID = binary.BigEndian.Uint32(data) & 0x00ffffff
+		return s.ethernet(data[4:], depth+1)
+	}
+	return s.etherType(et, data, depth)
+}
+
+// etherType dispatches on an EtherType (also used as GRE protocol type).
+func (s *state) etherType(et uint16, data []byte, depth int) Reason {
+	switch et {
+	case etherIPv4:
+		return s.ipv4(data, depth+1)
+	case etherIPv6:
+		return s.ipv6(data, depth+1)
+	case etherMPLS, etherMPLSMc:
+		return s.mpls(data, depth+1)
+	case etherPPPoE:
+		if len(data) < 8 {
+			return ReasonTruncated
+		}
+		return s.ppp(binary.BigEndian.Uint16(data[6:]), data[8:], depth+1)
+	}
+	return ReasonNotIP
+}
+
+func (s *state) ppp(proto uint16, data []byte, depth int) Reason {
+	switch proto {
+	case pppIPv4:
+		return s.ipv4(data, depth)
+	case pppIPv6:
+		return s.ipv6(data, depth)
+	}
+	return ReasonNotIP
+}
+
+// mpls pops labels to the bottom of the stack, then guesses the payload from
+// its first nibble as routers do: 4 IPv4, 6 IPv6, 0 a pseudowire control
+// word followed by Ethernet.
+func (s *state) mpls(data []byte, depth int) Reason {
+	if depth > maxDepth {
+		return ReasonTooDeep
+	}
+	s.p.Tunnels |= TunnelMPLS
+	for {
+		if len(data) < 4 {
+			return ReasonTruncated
+		}
+		bottom := data[2]&1 == 1
+		data = data[4:]
+		if bottom {
+			break
+		}
+	}
+	if len(data) < 1 {
+		return ReasonTruncated
+	}
+	switch data[0] >> 4 {
+	case 4:
+		return s.ipv4(data, depth+1)
+	case 6:
+		return s.ipv6(data, depth+1)
+	case 0:
+		if len(data) < 4 {
+			return ReasonTruncated
+		}
+		return s.ethernet(data[4:], depth+1)
+	}
+	return ReasonUnsupported
+}

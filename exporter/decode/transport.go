@@ -1,0 +1,265 @@
+package decode
+
+import "encoding/binary"
+
+// transport decodes the header after IP. payloadLen is the IP payload length
+// from the IP header (data may be shorter in snap-length captures). When
+// tunnels is false (fragments) encapsulations are not followed.
+func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) Reason {
+	p := s.p
+	p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode, p.TCPFlags = 0, 0, 0, 0, 0
+	switch p.Proto {
+	case protoTCP:
+		if len(data) < 20 {
+			return ReasonTruncated
+		}
+		off := int(data[12]>>4) * 4
+		if off < 20 || off > payloadLen {
+			return ReasonMalformed
+		}
+		p.SrcPort = binary.BigEndian.Uint16(data)
+		p.DstPort = binary.BigEndian.Uint16(data[2:])
+		p.TCPSeq = binary.BigEndian.Uint32(data[4:])
+		p.TCPFlags = uint16(data[12]&1)<<8 | uint16(data[13])
+		p.TCPWindow = binary.BigEndian.Uint16(data[14:])
+		p.Payload = uint32(payloadLen - off)
+		return ReasonOK
+	case protoUDP, protoUDPLite:
+		if len(data) < 8 {
+			return ReasonTruncated
+		}
+		p.SrcPort = binary.BigEndian.Uint16(data)
+		p.DstPort = binary.BigEndian.Uint16(data[2:])
+		if payloadLen < 8 {
+			return ReasonMalformed
+		}
+		p.Payload = uint32(payloadLen - 8)
+		if tunnels && p.Proto == protoUDP {
+			return s.udpTunnel(data[8:], depth)
+		}
+		return ReasonOK
+	case protoSCTP, protoDCCP:
+		if len(data) < 4 {
+			return ReasonTruncated
+		}
+		p.SrcPort = binary.BigEndian.Uint16(data)
+		p.DstPort = binary.BigEndian.Uint16(data[2:])
+		return ReasonOK
+	case protoICMP:
+		if p.IPv6 {
+			return ReasonOK // ICMP for IPv4 inside IPv6: no ports, no type
+		}
+		if len(data) < 2 {
+			return ReasonTruncated
+		}
+		p.ICMPType, p.ICMPCode = data[0], data[1]
+		return ReasonOK
+	case protoICMPv6:
+		if len(data) < 2 {
+			return ReasonTruncated
+		}
+		p.ICMPType, p.ICMPCode = data[0], data[1]
+		return ReasonOK
+	case protoGRE:
+		if tunnels {
+			return s.gre(data, depth)
+		}
+	case protoIPv4:
+		if tunnels {
+			p.Tunnels |= TunnelIPinIP
+			return s.ipv4(data, depth+1)
+		}
+	case protoIPv6:
+		if tunnels {
+			p.Tunnels |= TunnelIPinIP
+			return s.ipv6(data, depth+1)
+		}
+	}
+	return ReasonOK
+}
+
+// udpTunnel follows VXLAN, VXLAN-GPE, Geneve and GRE-in-UDP by destination
+// port. A payload that does not look like the tunnel header stays a plain UDP
+// flow.
+func (s *state) udpTunnel(data []byte, depth int) Reason {
+	p := s.p
+	switch p.DstPort {
+	case portVXLAN, portVXLANLinux:
+		if len(data) < 8 || data[0]&0x08 == 0 { // the I flag: VNI valid
+			return ReasonOK
+		}
+		p.Tunnels |= TunnelVXLAN
+		p.SegmentID = binary.BigEndian.Uint32(data[4:]) >> 8
+		return s.ethernet(data[8:], depth+1)
+	case portVXLANGPE:
+		if len(data) < 8 || data[0]&0x08 == 0 {
+			return ReasonOK
+		}
+		p.Tunnels |= TunnelVXLAN
+		p.SegmentID = binary.BigEndian.Uint32(data[4:]) >> 8
+		switch data[3] {
+		case 1:
+			return s.ipv4(data[8:], depth+1)
+		case 2:
+			return s.ipv6(data[8:], depth+1)
+		case 3:
+			return s.ethernet(data[8:], depth+1)
+		}
+		return ReasonUnsupported
+	case portGeneve:
+		if len(data) < 8 || data[0]>>6 != 0 {
+			return ReasonOK
+		}
+		l := 8 + int(data[0]&0x3f)*4
+		if len(data) < l {
+			return ReasonTruncated
+		}
+		p.Tunnels |= TunnelGeneve
+		p.SegmentID = binary.BigEndian.Uint32(data[4:]) >> 8
+		proto := binary.BigEndian.Uint16(data[2:])
+		if proto == etherTEB {
+			return s.ethernet(data[l:], depth+1)
+		}
+		return s.etherType(proto, data[l:], depth)
+	case portGREinUDP:
+		return s.gre(data, depth)
+	}
+	return ReasonOK
+}
+
+// gre undoes GRE (RFC 2784/2890), PPTP's enhanced GRE (RFC 2637) and the
+// ERSPAN types it carries. A GRE payload of unknown type stays a GRE flow of
+// the outer addresses.
+func (s *state) gre(data []byte, depth int) Reason {
+	if depth > maxDepth {
+		return ReasonTooDeep
+	}
+	if len(data) < 4 {
+		return ReasonTruncated
+	}
+	p := s.p
+	flags := binary.BigEndian.Uint16(data)
+	proto := binary.BigEndian.Uint16(data[2:])
+	version := flags & 7
+	hdr := 4
+	var key uint32
+	hasKey := flags&0x2000 != 0
+	hasSeq := flags&0x1000 != 0
+	switch version {
+	case 0:
+		if flags&0x8000 != 0 { // checksum present
+			hdr += 4
+		}
+		if hasKey {
+			if len(data) < hdr+4 {
+				return ReasonTruncated
+			}
+			key = binary.BigEndian.Uint32(data[hdr:])
+			hdr += 4
+		}
+		if hasSeq {
+			hdr += 4
+		}
+	case 1: // PPTP: key (payload length + call id) always, seq and ack optional
+		if proto != etherPPP {
+			return ReasonOK
+		}
+		hdr += 4
+		if hasSeq {
+			hdr += 4
+		}
+		if flags&0x0080 != 0 {
+			hdr += 4
+		}
+	default:
+		return ReasonOK
+	}
+	if len(data) < hdr {
+		return ReasonTruncated
+	}
+	payload := data[hdr:]
+	switch proto {
+	case etherIPv4, etherIPv6, etherMPLS, etherTEB:
+	case etherERSPAN2, etherERSPAN3:
+	case etherPPP:
+	default:
+		return ReasonOK // unknown payload: meter the GRE flow itself
+	}
+	p.Tunnels |= TunnelGRE
+	if hasKey && version == 0 {
+		p.SegmentID = key
+	}
+	switch proto {
+	case etherIPv4:
+		return s.ipv4(payload, depth+1)
+	case etherIPv6:
+		return s.ipv6(payload, depth+1)
+	case etherMPLS:
+		return s.mpls(payload, depth+1)
+	case etherTEB:
+		return s.ethernet(payload, depth+1)
+	case etherPPP:
+		if len(payload) >= 2 && payload[0] == 0xff && payload[1] == 0x03 {
+			payload = payload[2:]
+		}
+		if len(payload) < 2 {
+			return ReasonTruncated
+		}
+		if payload[0]&1 == 1 { // protocol field compressed to one byte
+			return s.ppp(uint16(payload[0]), payload[1:], depth+1)
+		}
+		return s.ppp(binary.BigEndian.Uint16(payload), payload[2:], depth+1)
+	case etherERSPAN2:
+		p.Tunnels |= TunnelERSPAN
+		if !hasSeq {
+			// Type I: no ERSPAN header, the mirrored frame follows GRE.
+			return s.ethernet(payload, depth+1)
+		}
+		if len(payload) < 8 {
+			return ReasonTruncated
+		}
+		if payload[0]>>4 != 1 {
+			return ReasonMalformed
+		}
+		vlan := binary.BigEndian.Uint16(payload) & 0x0fff
+		p.ERSPANSession = binary.BigEndian.Uint16(payload[2:]) & 0x03ff
+		p.InIf = binary.BigEndian.Uint32(payload[4:]) & 0x000fffff
+		r := s.ethernet(payload[8:], depth+1)
+		if p.VLAN == 0 {
+			p.VLAN = vlan
+		}
+		return r
+	default: // etherERSPAN3
+		p.Tunnels |= TunnelERSPAN
+		if len(payload) < 12 {
+			return ReasonTruncated
+		}
+		if payload[0]>>4 != 2 {
+			return ReasonMalformed
+		}
+		vlan := binary.BigEndian.Uint16(payload) & 0x0fff
+		p.ERSPANSession = binary.BigEndian.Uint16(payload[2:]) & 0x03ff
+		last := binary.BigEndian.Uint16(payload[10:])
+		frameType := (last >> 10) & 0x1f
+		l := 12
+		if last&1 != 0 { // O flag: 8-byte platform specific subheader
+			l += 8
+		}
+		if len(payload) < l {
+			return ReasonTruncated
+		}
+		var r Reason
+		switch frameType {
+		case 0: // Ethernet
+			r = s.ethernet(payload[l:], depth+1)
+		case 2: // IP packet
+			r = s.rawIP(payload[l:], depth+1)
+		default:
+			return ReasonUnsupported
+		}
+		if p.VLAN == 0 {
+			p.VLAN = vlan
+		}
+		return r
+	}
+}
