@@ -5,6 +5,7 @@ package esconn
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -27,8 +28,17 @@ type Configuration struct {
 	// SPANFLOW_ES_API_KEY, SPANFLOW_ES_USER and SPANFLOW_ES_PASSWORD are used
 	// when the files are not given.
 	APIKeyFile, UserFile, PasswordFile string
-	Timeout                            time.Duration
-	Transport                          http.RoundTripper // tests only
+	// Timeout bounds the wait for a response's headers (a hung cluster must
+	// not hold a bulk flush forever); 0 means no bound.
+	Timeout time.Duration
+	// Compress gzips request bodies (bulk requests shrink about tenfold).
+	Compress bool
+	// MaxRetries is how often the transport retries a request that failed to
+	// connect or got 429/502/503/504, waiting RetryBackoff(attempt) between
+	// tries; 0 keeps the client's default (3).
+	MaxRetries   int
+	RetryBackoff func(attempt int) time.Duration
+	Transport    http.RoundTripper // tests only
 }
 
 // DefaultConfiguration reaches a cluster on localhost.
@@ -52,7 +62,18 @@ func New(c Configuration) (*elasticsearch.Client, error) {
 	if len(c.URLs) == 0 {
 		return nil, fmt.Errorf("no Elasticsearch URL: give --es-url")
 	}
-	cfg := elasticsearch.Config{Addresses: c.URLs, Transport: c.Transport, CertificateFingerprint: c.Fingerprint}
+	cfg := elasticsearch.Config{Addresses: c.URLs, Transport: c.Transport, CertificateFingerprint: c.Fingerprint,
+		CompressRequestBody: c.Compress, MaxRetries: c.MaxRetries, RetryBackoff: c.RetryBackoff,
+		RetryOnStatus: []int{429, 502, 503, 504}}
+	if cfg.Transport == nil {
+		// The client configures TLS (CA, fingerprint) on an *http.Transport it
+		// is given, so a clone of the default keeps that working.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = c.Timeout
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		t.MaxIdleConnsPerHost = 16
+		cfg.Transport = t
+	}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {

@@ -1,0 +1,98 @@
+package elasticsearch
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/esconn"
+)
+
+// Configuration of the Elasticsearch output. The flags that set it are
+// listed in docs/elasticsearch.md.
+type Configuration struct {
+	// Connection says how to reach the cluster (URLs, TLS, credential files).
+	Connection esconn.Configuration
+	// Setup is what is installed at start (template, settings, lifecycle).
+	Setup setup.Configuration
+	// RunSetup installs the template (and ILM policy, data stream) at Start;
+	// when it cannot, Start fails. Without it the layout is only detected.
+	RunSetup bool
+
+	// Bulk indexer tuning.
+	Workers       int           // concurrent bulk requests
+	FlushBytes    int           // a worker sends its bulk request when it holds this many bytes
+	FlushInterval time.Duration // ... or when its oldest document waited this long
+
+	// QueueSize is how many documents wait in memory for the bulk indexer;
+	// when it is full (the cluster is slow) documents go to the spool.
+	QueueSize int
+
+	// SpoolDir holds documents that could not be indexed yet (cluster down,
+	// slow, or answering 429/5xx); they are replayed in order. SpoolMaxBytes
+	// bounds it: when full, the oldest segment is dropped and counted.
+	SpoolDir      string
+	SpoolMaxBytes int64
+	// DeadLetterFile receives documents the cluster refused for their content
+	// (mapping errors), one JSON line each with the reason; empty means
+	// dead-letter.ndjson in SpoolDir.
+	DeadLetterFile string
+
+	// ReplayBackoffMax caps the wait between attempts to replay the spool
+	// while the cluster does not answer (the wait starts at 1 s and doubles).
+	ReplayBackoffMax time.Duration
+}
+
+// DefaultConfiguration returns the defaults: measured on the test cluster,
+// 2 workers with 1 MB requests keep a small node busy (see
+// docs/performance.md), and a 1 s interval bounds how long a flow waits.
+func DefaultConfiguration() Configuration {
+	conn := esconn.DefaultConfiguration()
+	conn.Compress = true
+	conn.Timeout = 30 * time.Second
+	conn.MaxRetries = 2
+	conn.RetryBackoff = func(attempt int) time.Duration { return time.Duration(attempt) * 200 * time.Millisecond }
+	return Configuration{
+		Connection:       conn,
+		Setup:            setup.DefaultConfiguration(),
+		RunSetup:         true,
+		Workers:          2,
+		FlushBytes:       1 << 20,
+		FlushInterval:    time.Second,
+		QueueSize:        8192,
+		SpoolDir:         "/var/lib/spanflow/es-spool",
+		SpoolMaxBytes:    1 << 30,
+		ReplayBackoffMax: 30 * time.Second,
+	}
+}
+
+// Validate checks the configuration.
+func (c Configuration) Validate() error {
+	switch {
+	case len(c.Connection.URLs) == 0:
+		return fmt.Errorf("no Elasticsearch URL: give --es-url")
+	case c.Workers < 1:
+		return fmt.Errorf("es workers must be at least 1, not %d", c.Workers)
+	case c.FlushBytes < 1024:
+		return fmt.Errorf("es flush bytes must be at least 1024, not %d", c.FlushBytes)
+	case c.FlushInterval <= 0:
+		return fmt.Errorf("es flush interval must be positive")
+	case c.QueueSize < 1:
+		return fmt.Errorf("es queue size must be at least 1")
+	case c.SpoolDir == "":
+		return fmt.Errorf("es spool directory must be set (--es-spool-dir)")
+	case c.SpoolMaxBytes < 1<<20:
+		return fmt.Errorf("es spool size must be at least 1 MiB")
+	case c.ReplayBackoffMax < time.Second:
+		return fmt.Errorf("es replay backoff must be at least 1s")
+	}
+	return c.Setup.Validate()
+}
+
+func (c Configuration) deadLetterFile() string {
+	if c.DeadLetterFile != "" {
+		return c.DeadLetterFile
+	}
+	return filepath.Join(c.SpoolDir, "dead-letter.ndjson")
+}

@@ -1,0 +1,62 @@
+package elasticsearch
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"hash/fnv"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// DocumentID is the deterministic _id of a record's document: a 128-bit FNV-1a
+// hash of the fields that identify a flow report (exporter, observation
+// domain and point, times, endpoints, counters, interfaces). The same record
+// delivered twice — a bulk retry, a spool replay, an exporter resending a
+// datagram — gets the same id, so the cluster holds it once. The receive time
+// is not part of it (a resent datagram arrives later), except when the
+// record has no end time, because @timestamp is then the receive time.
+func DocumentID(r *flow.Record) string {
+	var buf [256]byte
+	b := buf[:0]
+	b = append(b, byte(r.Kind))
+	a := r.ObserverIP.As16()
+	b = append(b, a[:]...)
+	b = binary.BigEndian.AppendUint32(b, r.ObservationDomain)
+	b = binary.BigEndian.AppendUint64(b, r.ObservationPoint)
+	b = appendTime(b, r.Start.IsZero(), r.Start.UnixNano())
+	if r.End.IsZero() {
+		b = appendTime(b, r.Received.IsZero(), r.Received.UnixNano())
+	} else {
+		b = appendTime(b, false, r.End.UnixNano())
+	}
+	a = r.SrcAddr.As16()
+	b = append(b, a[:]...)
+	a = r.DstAddr.As16()
+	b = append(b, a[:]...)
+	b = binary.BigEndian.AppendUint16(b, r.SrcPort)
+	b = binary.BigEndian.AppendUint16(b, r.DstPort)
+	b = append(b, r.Proto, r.TOS, r.ICMPType, r.ICMPCode, r.EndReason)
+	b = append(b, r.SrcMAC[:]...)
+	b = append(b, r.DstMAC[:]...)
+	b = binary.BigEndian.AppendUint16(b, r.VLAN)
+	b = binary.BigEndian.AppendUint16(b, r.InnerVLAN)
+	b = binary.BigEndian.AppendUint64(b, r.SegmentID)
+	b = binary.BigEndian.AppendUint16(b, r.TCPFlags)
+	b = binary.BigEndian.AppendUint64(b, r.Bytes)
+	b = binary.BigEndian.AppendUint64(b, r.Packets)
+	b = binary.BigEndian.AppendUint32(b, r.SamplingRate)
+	b = binary.BigEndian.AppendUint32(b, r.InIf)
+	b = binary.BigEndian.AppendUint32(b, r.OutIf)
+	h := fnv.New128a()
+	h.Write(b)
+	var sum [16]byte
+	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0]))
+}
+
+func appendTime(b []byte, zero bool, ns int64) []byte {
+	if zero {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	return binary.BigEndian.AppendUint64(b, uint64(ns))
+}

@@ -1,0 +1,46 @@
+package elasticsearch
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+type metrics struct {
+	documents *prometheus.CounterVec // by result
+	dropped   *prometheus.CounterVec // by reason
+	bulkFails prometheus.Counter
+	replays   *prometheus.CounterVec // by result
+}
+
+func newMetrics(r *reporter.Reporter, o *Output) *metrics {
+	f := r.Factory("elasticsearch")
+	m := &metrics{
+		documents: f.CounterVec("documents_total",
+			"Flow documents by outcome: indexed, duplicate (already in the cluster), dead_letter (refused for their content), spooled (kept on disk for replay), replayed (indexed from the spool).",
+			"result"),
+		dropped: f.CounterVec("documents_dropped_total",
+			"Flow documents lost: spool_full (oldest spool segment dropped), spool_corrupt (torn spool line), dead_letter_write (the dead-letter file could not be written).",
+			"reason"),
+		bulkFails: f.Counter("bulk_failures_total", "Bulk requests that failed as a whole (connection, timeout, 429/5xx after retries)."),
+		replays:   f.CounterVec("spool_replays_total", "Spool segment replays by result: complete, partial (some documents still refused for now), unreachable.", "result"),
+	}
+	f.GaugeFunc("spool_documents", "Flow documents waiting in the spool.", func() float64 {
+		d, _ := o.spool.Stats()
+		return float64(d)
+	})
+	f.GaugeFunc("spool_bytes", "Bytes of the spool's segment files.", func() float64 {
+		_, b := o.spool.Stats()
+		return float64(b)
+	})
+	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for the bulk indexer.", func() float64 {
+		return float64(len(o.queue))
+	})
+	for _, res := range []string{"indexed", "duplicate", "dead_letter", "spooled", "replayed"} {
+		m.documents.WithLabelValues(res)
+	}
+	for _, res := range []string{"spool_full", "spool_corrupt", "dead_letter_write"} {
+		m.dropped.WithLabelValues(res)
+	}
+	return m
+}

@@ -1,0 +1,425 @@
+// Package elasticsearch is the collector output that indexes every flow
+// document into Elasticsearch, and loses none: documents go through
+// go-elasticsearch's bulk indexer with deterministic ids (a retry or replay
+// never duplicates); those the cluster cannot take now (down, slow, 429,
+// 5xx) go to an on-disk spool replayed in order when it is back; those it
+// refuses for their content go to a dead-letter file with the reason.
+//
+// Data path: collector pipeline ─▶ Write (encode, id) ─▶ memory queue ─▶ bulk
+// indexer ─▶ cluster; queue full, cluster failing or spool not empty ─▶ spool
+// ─▶ replayer ─▶ bulk indexer.
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	es "github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esutil"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/esconn"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Output is the Elasticsearch output: a flow.Sink and a lifecycle.Component.
+type Output struct {
+	r       *reporter.Reporter
+	limited *reporter.Limited
+	config  Configuration
+	client  *es.Client
+	metrics *metrics
+	spool   *spool
+	dead    *deadLetter
+
+	layout  setup.Layout
+	queue   chan item
+	indexer esutil.BulkIndexer
+	feeder  lifecycle.Tracker // the goroutine moving the queue into the indexer
+	replay  lifecycle.Tracker // the goroutine replaying the spool
+
+	encoders sync.Pool
+
+	mu      sync.RWMutex // Write holds it shared; Stop exclusively to close the queue
+	started bool
+	stopped bool
+}
+
+var (
+	_ flow.Sink           = (*Output)(nil)
+	_ lifecycle.Component = (*Output)(nil)
+)
+
+// New returns the output. It opens the spool and the dead-letter file but
+// does not contact the cluster: Start does.
+func New(r *reporter.Reporter, c Configuration) (*Output, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	client, err := esconn.New(c.Connection)
+	if err != nil {
+		return nil, err
+	}
+	r = r.Sub("elasticsearch")
+	o := &Output{
+		r:       r,
+		limited: reporter.NewLimited(r.Log, 10*time.Second),
+		config:  c,
+		client:  client,
+		queue:   make(chan item, c.QueueSize),
+	}
+	o.encoders.New = func() any { return new(flow.Encoder) }
+	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.dropped("spool_full"))
+	if err != nil {
+		return nil, fmt.Errorf("Elasticsearch output: %w", err)
+	}
+	if o.dead, err = openDeadLetter(c.deadLetterFile()); err != nil {
+		_ = o.spool.Close()
+		return nil, fmt.Errorf("Elasticsearch output: %w", err)
+	}
+	o.metrics = newMetrics(r, o)
+	return o, nil
+}
+
+// Name names the component in lifecycle errors.
+func (o *Output) Name() string { return "Elasticsearch output" }
+
+// Layout is where documents go (known after Start).
+func (o *Output) Layout() setup.Layout { return o.layout }
+
+func (o *Output) dropped(reason string) func(int) {
+	return func(n int) {
+		o.metrics.dropped.WithLabelValues(reason).Add(float64(n))
+		o.limited.Warn("drop-"+reason, "flow documents dropped", "reason", reason, "documents", n)
+	}
+}
+
+// Start installs the template (unless told not to), then starts the bulk
+// indexer, the queue feeder and the spool replayer. When setup is on and the
+// template cannot be installed, Start fails: indexing without the mapping
+// would create indices with wrong field types.
+func (o *Output) Start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if o.config.RunSetup {
+		layout, err := setup.Install(ctx, o.client, o.config.Setup)
+		if err != nil {
+			return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", o.config.Connection.URLs, err)
+		}
+		o.layout = layout
+	} else {
+		caps, err := setup.Detect(ctx, o.client)
+		if err != nil {
+			// The cluster may come later; the spool holds documents until then.
+			o.r.Log.Warn("cannot ask Elasticsearch for its lifecycle features; assuming the configured lifecycle", "error", err)
+			caps = setup.Capabilities{ILM: o.config.Setup.Lifecycle == setup.LifecycleDataStream,
+				DataStreams: o.config.Setup.Lifecycle == setup.LifecycleDataStream}
+		}
+		if o.layout, err = setup.Choose(o.config.Setup, caps); err != nil {
+			return err
+		}
+	}
+	indexer, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
+		Client:        o.client,
+		NumWorkers:    o.config.Workers,
+		FlushBytes:    o.config.FlushBytes,
+		FlushInterval: o.config.FlushInterval,
+		// Only the per-item status is needed from the response.
+		FilterPath: []string{"items.*.status", "items.*.error.type", "items.*.error.reason"},
+		OnError: func(_ context.Context, err error) {
+			o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create bulk indexer: %w", err)
+	}
+	o.indexer = indexer
+	o.mu.Lock()
+	o.started = true
+	o.mu.Unlock()
+	o.feeder.Go(o.feed)
+	o.replay.Go(o.replaySpool)
+	o.r.Log.Info("Elasticsearch output started", "urls", o.config.Connection.URLs, "layout", o.layout.String(),
+		"spool", o.config.SpoolDir)
+	return nil
+}
+
+// Write encodes the records and queues their documents; it never waits for
+// the cluster. When the queue is full, or the spool already holds documents
+// (so that replay keeps their order), documents go to the spool.
+func (o *Output) Write(records []flow.Record) error {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.stopped || !o.started {
+		return errors.New("Elasticsearch output is not running")
+	}
+	enc := o.encoders.Get().(*flow.Encoder)
+	defer o.encoders.Put(enc)
+	var toSpool []item
+	spooling := !o.spool.Empty()
+	for i := range records {
+		r := &records[i]
+		it := item{index: o.layout.Index(timestampOf(r)), id: DocumentID(r), doc: enc.AppendDocument(nil, r)}
+		if !spooling {
+			select {
+			case o.queue <- it:
+				continue
+			default:
+				spooling = true // the cluster is slower than the flows: spool, keep order
+			}
+		}
+		toSpool = append(toSpool, it)
+	}
+	return o.toSpool(toSpool)
+}
+
+func (o *Output) toSpool(items []item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	o.metrics.documents.WithLabelValues("spooled").Add(float64(len(items)))
+	if err := o.spool.Append(items); err != nil {
+		o.limited.Warn("spool-error", "cannot spool flow documents", "error", err)
+		return err
+	}
+	return nil
+}
+
+// timestampOf is the time the document's @timestamp holds.
+func timestampOf(r *flow.Record) time.Time {
+	if !r.End.IsZero() {
+		return r.End
+	}
+	if !r.Received.IsZero() {
+		return r.Received
+	}
+	return time.Now()
+}
+
+// body is a document handed to the bulk indexer; the indexer's callbacks get
+// it back to know where the document came from.
+type body struct {
+	bytes.Reader
+	it    item
+	batch *replayBatch // nil for documents from the live queue
+}
+
+// replayBatch collects the outcome of one spool segment's replay.
+type replayBatch struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	failed []item
+}
+
+func (o *Output) add(ctx context.Context, it item, batch *replayBatch) error {
+	b := &body{it: it, batch: batch}
+	b.Reset(it.doc)
+	return o.indexer.Add(ctx, esutil.BulkIndexerItem{
+		Index:      it.index,
+		Action:     o.layout.Action(),
+		DocumentID: it.id,
+		Body:       b,
+		OnSuccess:  o.onSuccess,
+		OnFailure:  o.onFailure,
+	})
+}
+
+// feed moves documents from the queue into the bulk indexer until the queue
+// is closed by Stop.
+func (o *Output) feed(context.Context) error {
+	for it := range o.queue {
+		// Background: the indexer must take every queued document; Stop
+		// closes the queue instead of cancelling.
+		if err := o.add(context.Background(), it, nil); err != nil {
+			_ = o.toSpool([]item{it})
+		}
+	}
+	return nil
+}
+
+func (o *Output) onSuccess(_ context.Context, bi esutil.BulkIndexerItem, _ esutil.BulkIndexerResponseItem) {
+	b := bi.Body.(*body)
+	if b.batch != nil {
+		o.metrics.documents.WithLabelValues("replayed").Inc()
+		b.batch.wg.Done()
+		return
+	}
+	o.metrics.documents.WithLabelValues("indexed").Inc()
+}
+
+// retryable tells a document worth sending again (the cluster is
+// overloaded, failing or unreachable) from one it refused for its content.
+func retryable(status int, err error) bool {
+	return err != nil || status == http.StatusTooManyRequests || status >= 500 || status == 0
+}
+
+func (o *Output) onFailure(_ context.Context, bi esutil.BulkIndexerItem, res esutil.BulkIndexerResponseItem, err error) {
+	b := bi.Body.(*body)
+	if b.batch != nil {
+		defer b.batch.wg.Done()
+	}
+	switch {
+	case err == nil && res.Status == http.StatusConflict && bi.Action == "create":
+		// A data stream already holds this id: a replay of an indexed document.
+		o.metrics.documents.WithLabelValues("duplicate").Inc()
+	case retryable(res.Status, err):
+		if err == nil {
+			o.limited.Warn("item-retry", "Elasticsearch could not index a document now; spooling it",
+				"status", res.Status, "type", res.Error.Type, "reason", res.Error.Reason)
+		} else {
+			o.metrics.bulkFails.Inc()
+		}
+		if b.batch != nil {
+			b.batch.mu.Lock()
+			b.batch.failed = append(b.batch.failed, b.it)
+			b.batch.mu.Unlock()
+			return
+		}
+		_ = o.toSpool([]item{b.it})
+	default:
+		o.metrics.documents.WithLabelValues("dead_letter").Inc()
+		o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
+			"file", o.config.deadLetterFile(), "status", res.Status, "type", res.Error.Type, "reason", res.Error.Reason)
+		if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: b.it.index, ID: b.it.id,
+			Status: res.Status, Type: res.Error.Type, Reason: res.Error.Reason, Document: b.it.doc}); err != nil {
+			o.dropped("dead_letter_write")(1)
+		}
+	}
+}
+
+// replaySpool replays the spool's segments oldest first whenever the
+// cluster answers, backing off while it does not.
+func (o *Output) replaySpool(ctx context.Context) error {
+	backoff := time.Duration(0)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if backoff > 0 {
+			timer.Reset(backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		}
+		seg := o.spool.Take()
+		if seg == nil {
+			backoff = 0
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-o.spool.notify:
+				continue
+			}
+		}
+		ok := o.replaySegment(ctx, seg)
+		if ok {
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
+	}
+}
+
+// replaySegment sends one segment's documents through the bulk indexer and
+// waits for every outcome; documents still failing stay in the segment.
+func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := esconn.Ping(pctx, o.client)
+	cancel()
+	if err != nil {
+		o.metrics.replays.WithLabelValues("unreachable").Inc()
+		o.spool.Release(seg)
+		return false
+	}
+	items, bad, err := o.spool.Read(seg)
+	if err != nil {
+		o.limited.Warn("spool-read", "cannot read spool segment", "error", err)
+		o.spool.Release(seg)
+		return false
+	}
+	if bad > 0 {
+		o.dropped("spool_corrupt")(bad)
+	}
+	batch := &replayBatch{}
+	for i, it := range items {
+		if ctx.Err() != nil {
+			// Stopping: what was not handed over stays in the spool; what
+			// was is indexed once thanks to its id even if replayed again.
+			batch.wg.Wait()
+			batch.failed = append(batch.failed, items[i:]...)
+			break
+		}
+		batch.wg.Add(1)
+		if err := o.add(context.Background(), it, batch); err != nil {
+			batch.wg.Done()
+			batch.failed = append(batch.failed, items[i:]...)
+			break
+		}
+	}
+	_ = o.indexer.Flush(context.Background())
+	batch.wg.Wait()
+	if len(batch.failed) == 0 {
+		o.metrics.replays.WithLabelValues("complete").Inc()
+		if err := o.spool.Done(seg, nil); err != nil {
+			o.limited.Warn("spool-remove", "cannot remove replayed spool segment", "error", err)
+		}
+		return true
+	}
+	o.metrics.replays.WithLabelValues("partial").Inc()
+	if err := o.spool.Done(seg, sortedLike(items, batch.failed)); err != nil {
+		o.limited.Warn("spool-rewrite", "cannot rewrite spool segment", "error", err)
+	}
+	return false
+}
+
+// sortedLike returns the failed items in the order they had in the segment
+// (bulk workers report them out of order).
+func sortedLike(items, failed []item) []item {
+	if len(failed) == len(items) {
+		return items
+	}
+	ids := make(map[string]struct{}, len(failed))
+	for _, it := range failed {
+		ids[it.id] = struct{}{}
+	}
+	out := make([]item, 0, len(failed))
+	for _, it := range items {
+		if _, ok := ids[it.id]; ok {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// Stop drains what is in memory: the queue goes to the bulk indexer, which
+// flushes; what the cluster does not take goes to the spool, whose files
+// the next start replays. Stop returns once everything is either indexed or
+// on disk.
+func (o *Output) Stop() error {
+	o.mu.Lock()
+	if o.stopped || !o.started {
+		o.stopped = true
+		o.mu.Unlock()
+		return errors.Join(o.spool.Close(), o.dead.Close())
+	}
+	o.stopped = true
+	close(o.queue)
+	o.mu.Unlock()
+	_ = o.replay.Stop()
+	_ = o.feeder.Wait()
+	// Close flushes every worker; failures call onFailure, which spools.
+	err := o.indexer.Close(context.Background())
+	st := o.indexer.Stats()
+	docs, _ := o.spool.Stats()
+	o.r.Log.Info("Elasticsearch output stopped", "added", st.NumAdded, "indexed", st.NumFlushed,
+		"failed", st.NumFailed, "spooled_waiting", docs)
+	return errors.Join(err, o.spool.Close(), o.dead.Close())
+}

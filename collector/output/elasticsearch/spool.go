@@ -1,0 +1,331 @@
+package elasticsearch
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// item is one document on its way to the cluster.
+type item struct {
+	index string
+	id    string
+	doc   []byte
+}
+
+// spool keeps documents the cluster could not take yet, on disk, in segment
+// files replayed oldest first. Each line of a segment is
+// "index<TAB>id<TAB>document"; documents are single-line JSON and neither
+// the index nor the id holds a tab. Writes go straight to the file (no
+// user-space buffer), so a process killed with -9 loses nothing it already
+// spooled; a torn last line is skipped and counted when read.
+type spool struct {
+	dir      string
+	maxBytes int64
+	segBytes int64
+	onDrop   func(docs int) // documents dropped because the spool is full
+
+	mu     sync.Mutex
+	segs   []*segment // oldest first; only the last may be open
+	open   *os.File
+	next   uint64
+	bytes  int64
+	docs   int64
+	notify chan struct{}
+}
+
+type segment struct {
+	path   string
+	size   int64
+	docs   int
+	busy   bool // being replayed: not dropped, not appended to
+	sealed bool
+}
+
+const segmentSuffix = ".spool"
+
+func openSpool(dir string, maxBytes int64, onDrop func(int)) (*spool, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create spool directory: %w", err)
+	}
+	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/8, 1<<20), 16<<20),
+		onDrop: onDrop, notify: make(chan struct{}, 1)}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read spool directory: %w", err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		size, docs, err := countLines(path)
+		if err != nil {
+			return nil, fmt.Errorf("read spool segment: %w", err)
+		}
+		s.segs = append(s.segs, &segment{path: path, size: size, docs: docs, sealed: true})
+		s.bytes += size
+		s.docs += int64(docs)
+		s.next = max(s.next, n+1)
+	}
+	// ReadDir sorts by name and names are zero-padded: oldest first.
+	if len(s.segs) > 0 {
+		s.signal()
+	}
+	return s, nil
+}
+
+func countLines(path string) (int64, int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	return int64(len(b)), bytes.Count(b, []byte{'\n'}), nil
+}
+
+func (s *spool) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Empty reports whether nothing waits in the spool.
+func (s *spool) Empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.segs) == 0
+}
+
+// Stats returns the documents and bytes in the spool.
+func (s *spool) Stats() (docs, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.docs, s.bytes
+}
+
+// Append writes items at the end of the spool, dropping the oldest segments
+// when it would grow past its bound.
+func (s *spool) Append(items []item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var buf []byte
+	for _, it := range items {
+		buf = append(buf, it.index...)
+		buf = append(buf, '\t')
+		buf = append(buf, it.id...)
+		buf = append(buf, '\t')
+		buf = append(buf, it.doc...)
+		buf = append(buf, '\n')
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	need := int64(len(buf))
+	for s.bytes+need > s.maxBytes {
+		if !s.dropOldest() {
+			s.onDrop(len(items))
+			return fmt.Errorf("spool full: %d documents dropped", len(items))
+		}
+	}
+	last := s.last()
+	if last == nil || last.sealed || last.busy || last.size+need > s.segBytes {
+		if err := s.rotate(); err != nil {
+			s.onDrop(len(items))
+			return err
+		}
+		last = s.last()
+	}
+	if _, err := s.open.Write(buf); err != nil {
+		// A short write may leave a torn line; reading skips and counts it.
+		s.onDrop(len(items))
+		return fmt.Errorf("write spool segment: %w", err)
+	}
+	last.size += need
+	last.docs += len(items)
+	s.bytes += need
+	s.docs += int64(len(items))
+	s.signal()
+	return nil
+}
+
+func (s *spool) last() *segment {
+	if len(s.segs) == 0 {
+		return nil
+	}
+	return s.segs[len(s.segs)-1]
+}
+
+// rotate seals the open segment and opens a new one.
+func (s *spool) rotate() error {
+	if err := s.seal(); err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, fmt.Sprintf("%020d%s", s.next, segmentSuffix))
+	s.next++
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("create spool segment: %w", err)
+	}
+	s.open = f
+	s.segs = append(s.segs, &segment{path: path})
+	return nil
+}
+
+// seal closes the open segment (after syncing it, so a sealed segment also
+// survives a power loss).
+func (s *spool) seal() error {
+	if s.open == nil {
+		return nil
+	}
+	f := s.open
+	s.open = nil
+	if last := s.last(); last != nil {
+		last.sealed = true
+	}
+	syncErr := f.Sync()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close spool segment: %w", err)
+	}
+	if syncErr != nil {
+		return fmt.Errorf("sync spool segment: %w", syncErr)
+	}
+	return nil
+}
+
+// dropOldest removes the oldest segment not being replayed and counts its
+// documents as dropped.
+func (s *spool) dropOldest() bool {
+	for i, seg := range s.segs {
+		if seg.busy {
+			continue
+		}
+		if !seg.sealed {
+			_ = s.seal()
+		}
+		_ = os.Remove(seg.path)
+		s.segs = slices.Delete(s.segs, i, i+1)
+		s.bytes -= seg.size
+		s.docs -= int64(seg.docs)
+		s.onDrop(seg.docs)
+		return true
+	}
+	return false
+}
+
+// Take marks the oldest segment busy and returns it for replay (sealing it
+// first when it is the one being written); nil when the spool is empty or its
+// oldest segment is already being replayed.
+func (s *spool) Take() *segment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.segs) == 0 || s.segs[0].busy {
+		return nil
+	}
+	seg := s.segs[0]
+	if !seg.sealed {
+		if err := s.seal(); err != nil {
+			return nil
+		}
+	}
+	seg.busy = true
+	return seg
+}
+
+// Read returns the documents of a segment taken for replay, and how many
+// lines were torn or malformed.
+func (s *spool) Read(seg *segment) ([]item, int, error) {
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open spool segment: %w", err)
+	}
+	defer f.Close()
+	var items []item
+	bad := 0
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			parts := bytes.SplitN(line[:len(line)-1], []byte{'\t'}, 3)
+			if len(parts) == 3 && len(parts[0]) > 0 && len(parts[1]) > 0 && len(parts[2]) > 1 && parts[2][0] == '{' {
+				items = append(items, item{index: string(parts[0]), id: string(parts[1]), doc: parts[2]})
+			} else {
+				bad++
+			}
+		} else if len(line) > 0 {
+			bad++ // torn last line: the process died while writing it
+		}
+		if err != nil {
+			break
+		}
+	}
+	return items, bad, nil
+}
+
+// Done ends the replay of a segment: remaining holds the documents that
+// still could not be indexed (they stay, in order, at the head of the
+// spool); when none remain the segment is removed.
+func (s *spool) Done(seg *segment, remaining []item) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.segs, seg)
+	seg.busy = false
+	if i < 0 {
+		return nil
+	}
+	if len(remaining) == 0 {
+		s.segs = slices.Delete(s.segs, i, i+1)
+		s.bytes -= seg.size
+		s.docs -= int64(seg.docs)
+		if err := os.Remove(seg.path); err != nil {
+			return fmt.Errorf("remove replayed spool segment: %w", err)
+		}
+		return nil
+	}
+	var buf []byte
+	for _, it := range remaining {
+		buf = append(buf, it.index...)
+		buf = append(buf, '\t')
+		buf = append(buf, it.id...)
+		buf = append(buf, '\t')
+		buf = append(buf, it.doc...)
+		buf = append(buf, '\n')
+	}
+	tmp := seg.path + ".tmp"
+	if err := os.WriteFile(tmp, buf, 0o640); err != nil {
+		return fmt.Errorf("rewrite spool segment: %w", err)
+	}
+	if err := os.Rename(tmp, seg.path); err != nil {
+		return fmt.Errorf("rewrite spool segment: %w", err)
+	}
+	s.bytes += int64(len(buf)) - seg.size
+	s.docs += int64(len(remaining) - seg.docs)
+	seg.size, seg.docs = int64(len(buf)), len(remaining)
+	return nil
+}
+
+// Release ends a replay that did not happen: the segment stays as it was.
+func (s *spool) Release(seg *segment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seg.busy = false
+}
+
+// Close seals the segment being written; the spool's files stay for the
+// next start to replay.
+func (s *spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seal()
+}
