@@ -54,7 +54,7 @@ func openSpool(dir string, maxBytes int64, onDrop func(int)) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create spool directory: %w", err)
 	}
-	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/8, 1<<20), 16<<20),
+	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/8, 64<<10), 16<<20),
 		onDrop: onDrop, notify: make(chan struct{}, 1)}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

@@ -1,0 +1,195 @@
+package elasticsearch
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+func testItems(from, n int) []item {
+	out := make([]item, n)
+	for i := range out {
+		out[i] = item{index: "spanflow-flows-2001.01.01", id: fmt.Sprintf("id%06d", from+i),
+			doc: []byte(fmt.Sprintf(`{"n":%d,"pad":"%0100d"}`, from+i, 0))}
+	}
+	return out
+}
+
+func ids(items []item) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.id)
+	}
+	return out
+}
+
+// TestSpoolOrderAndPersistence appends, replays oldest first across
+// segments, keeps what failed, and finds everything again after a reopen.
+func TestSpoolOrderAndPersistence(t *testing.T) {
+	dir := t.TempDir()
+	dropped := 0
+	s, err := openSpool(dir, 1<<20, func(n int) { dropped += n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.segBytes = 4096 // several segments
+	var want []string
+	for i := 0; i < 100; i += 10 {
+		its := testItems(i, 10)
+		if err := s.Append(its); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ids(its)...)
+	}
+	if docs, _ := s.Stats(); docs != 100 {
+		t.Fatalf("spool holds %d documents, want 100", docs)
+	}
+	// Replay the first segment, failing its last two documents.
+	seg := s.Take()
+	items, bad, err := s.Read(seg)
+	if err != nil || bad != 0 {
+		t.Fatalf("read: %v, %d bad", err, bad)
+	}
+	if err := s.Done(seg, items[len(items)-2:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopen: the failed two come first, then the rest, in order.
+	s, err = openSpool(dir, 1<<20, func(n int) { dropped += n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for seg := s.Take(); seg != nil; seg = s.Take() {
+		items, _, err := s.Read(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ids(items)...)
+		if err := s.Done(seg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantAfter := append(append([]string{}, want[len(items)-2:len(items)]...), want[len(items):]...)
+	if fmt.Sprint(got) != fmt.Sprint(wantAfter) {
+		t.Errorf("replay order:\n got %v\nwant %v", got, wantAfter)
+	}
+	if !s.Empty() || dropped != 0 {
+		t.Errorf("after replay: empty=%t dropped=%d", s.Empty(), dropped)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*"+segmentSuffix))
+	if len(left) != 0 {
+		t.Errorf("segment files left: %v", left)
+	}
+}
+
+// TestSpoolBoundDropsOldestAndCounts fills a spool past its bound: the
+// oldest documents go, each counted, and the newest stay.
+func TestSpoolBoundDropsOldestAndCounts(t *testing.T) {
+	dropped := 0
+	s, err := openSpool(t.TempDir(), 1<<20, func(n int) { dropped += n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	appended := 0
+	for total := 0; total < 3<<20; appended += 100 {
+		its := testItems(appended, 100)
+		if err := s.Append(its); err != nil {
+			t.Fatal(err)
+		}
+		total += 100 * (len(its[0].doc) + len(its[0].index) + len(its[0].id) + 3)
+	}
+	docs, bytes := s.Stats()
+	if bytes > 1<<20 {
+		t.Errorf("spool holds %d bytes, bound is %d", bytes, 1<<20)
+	}
+	if bytes < 1<<19 {
+		t.Errorf("spool holds %d bytes: dropping more than needed to stay under %d", bytes, 1<<20)
+	}
+	if int(docs)+dropped != appended {
+		t.Errorf("kept %d + dropped %d != appended %d: a document vanished uncounted", docs, dropped, appended)
+	}
+	if dropped == 0 {
+		t.Error("nothing dropped from a spool written three times past its bound")
+	}
+	// The newest document is still there.
+	var last string
+	for seg := s.Take(); seg != nil; seg = s.Take() {
+		items, _, _ := s.Read(seg)
+		last = items[len(items)-1].id
+		_ = s.Done(seg, nil)
+	}
+	if want := fmt.Sprintf("id%06d", appended-1); last != want {
+		t.Errorf("newest spooled document %s, want %s", last, want)
+	}
+}
+
+// TestSpoolTornLine is what kill -9 in the middle of a write leaves: the
+// torn line is skipped and counted, the rest replays.
+func TestSpoolTornLine(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openSpool(dir, 1<<20, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(testItems(0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*"+segmentSuffix))
+	f, _ := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("spanflow-flows-2001.01.01\tidtorn\t{\"n\":")
+	f.Close()
+	s, err = openSpool(dir, 1<<20, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := s.Take()
+	items, bad, err := s.Read(seg)
+	if err != nil || len(items) != 3 || bad != 1 {
+		t.Errorf("read torn segment: %d items, %d bad, %v; want 3, 1", len(items), bad, err)
+	}
+}
+
+// TestDocumentID: the same flow gets the same id whenever it arrives; any
+// identifying difference changes it.
+func TestDocumentID(t *testing.T) {
+	end := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	base := flow.Record{Kind: flow.KindIPFIX, ObserverIP: netip.MustParseAddr("192.0.2.1"), ObservationDomain: 7,
+		Start: end.Add(-time.Second), End: end, Received: end.Add(time.Second),
+		SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+		SrcPort: 1234, DstPort: 443, Proto: 6, Bytes: 1500, Packets: 3}
+	id := DocumentID(&base)
+	if len(id) != 22 {
+		t.Errorf("id %q: want 22 base64url characters (128 bits)", id)
+	}
+	again := base
+	again.Received = end.Add(time.Hour) // resent later
+	again.Src.VSphere = &flow.VSphere{VMName: "vm"}
+	if DocumentID(&again) != id {
+		t.Error("receive time or enrichment changed the id of the same flow")
+	}
+	for name, mod := range map[string]func(*flow.Record){
+		"bytes":    func(r *flow.Record) { r.Bytes++ },
+		"packets":  func(r *flow.Record) { r.Packets++ },
+		"end":      func(r *flow.Record) { r.End = r.End.Add(time.Millisecond) },
+		"src port": func(r *flow.Record) { r.SrcPort++ },
+		"exporter": func(r *flow.Record) { r.ObserverIP = netip.MustParseAddr("192.0.2.2") },
+		"domain":   func(r *flow.Record) { r.ObservationDomain++ },
+		"dst":      func(r *flow.Record) { r.DstAddr = netip.MustParseAddr("::1") },
+		"in if":    func(r *flow.Record) { r.InIf = 3 },
+	} {
+		r := base
+		mod(&r)
+		if DocumentID(&r) == id {
+			t.Errorf("changing %s kept the id", name)
+		}
+	}
+}
