@@ -1,0 +1,620 @@
+// Package meter is the exporter's third stage: a flow table fed with decoded
+// packets. It keys flows on addresses, ports, protocol, VLANs, tunnel segment
+// and ERSPAN session, applies active and idle timeouts on flow time (packet
+// timestamps, so a capture file always gives the same flows), ends TCP flows
+// on FIN from both sides or RST, measures TCP handshake RTT, retransmissions
+// and zero windows, and passes each ended flow on as a flow.Record.
+//
+// The table is built for memory and speed: entries live in fixed-size chunks
+// (no per-flow allocation, 136 bytes each), an open-addressing index of 8-byte
+// slots finds them, and intrusive lists keep them in last-seen order so that
+// idle expiry and eviction take the oldest first without scanning.
+package meter
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/decode"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// IPFIX flowEndReason values (RFC 7011/IANA).
+const (
+	EndIdle            uint8 = 1
+	EndActive          uint8 = 2
+	EndOfFlow          uint8 = 3 // TCP FIN from both sides, or RST
+	EndForced          uint8 = 4 // end of capture or shutdown
+	EndLackOfResources uint8 = 5 // table full
+)
+
+// closeGrace is how long an ended TCP flow stays in the table to count the
+// last ACK after the second FIN (or stray segments after a RST).
+const closeGrace = time.Second
+
+// sweepEvery is how often, in flow time, timeouts are checked.
+const sweepEvery = time.Second
+
+const (
+	chunkBits = 12
+	chunkSize = 1 << chunkBits
+	none      = ^uint32(0)
+)
+
+type key struct {
+	src, dst     [16]byte
+	sport, dport uint16 // ICMP: dport is type<<8|code
+	segment      uint32
+	vlan, ivlan  uint16
+	session      uint16
+	proto        uint8
+	v6           bool
+}
+
+// Entry state bits.
+const (
+	stUsed uint8 = 1 << iota
+	stClosed
+	stSeqInit
+	stSYN    // this direction sent a SYN (client)
+	stSYNACK // this direction sent a SYN-ACK (server)
+	stHSDone // client's handshake ACK seen (or given up on)
+	stFIN
+)
+
+type entry struct {
+	key              key
+	first, last      int64 // ns
+	bytes            uint64
+	packets          uint32
+	hash             uint32
+	prev, next       uint32
+	inIf             uint32
+	tcpFlags         uint16
+	tos              uint8
+	state            uint8
+	srcMAC, dstMAC   [6]byte
+	hsTime           int64 // time of this direction's SYN or SYN-ACK
+	nextSeq          uint32
+	rttClient        uint32 // µs
+	rttServer        uint32 // µs
+	retrans, zeroWin uint32
+}
+
+// list is an intrusive doubly linked list of entries in last-seen order.
+type list struct{ head, tail uint32 }
+
+// Stats counts what the table did.
+type Stats struct {
+	Packets       uint64 // packets metered
+	Octets        uint64 // IP octets metered
+	FlowsCreated  uint64
+	FlowsExported [6]uint64 // by flowEndReason
+	FlowsEvicted  uint64    // exported early because the table was full
+	SinkErrors    uint64
+}
+
+// Exported is the number of flows exported for every reason.
+func (s *Stats) Exported() uint64 {
+	var n uint64
+	for _, x := range s.FlowsExported {
+		n += x
+	}
+	return n
+}
+
+// Table is the flow table. It is not safe for concurrent use: the pipeline
+// feeds it from one goroutine (a live capture would run one table per shard).
+type Table struct {
+	r      *reporter.Reporter
+	cfg    Configuration
+	sink   flow.Sink
+	log    *reporter.Limited
+	chunks [][]entry
+	index  []uint64 // hash<<32 | entry index+1; 0 is empty
+	mask   uint64
+	n      int    // flows in the table
+	hwm    uint32 // entries ever used
+	free   uint32 // free list through next
+	open   list
+	closed list
+	now    int64
+	sweep  int64 // flow time of the next sweep
+	batch  []flow.Record
+	stats  Stats
+
+	activeNs, idleNs int64
+	scanActive       bool
+}
+
+// New returns a table passing ended flows to sink in batches.
+func New(r *reporter.Reporter, cfg Configuration, sink flow.Sink) (*Table, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Table{
+		r: r, cfg: cfg, sink: sink,
+		log:      reporter.NewLimited(r.Log, 10*time.Second),
+		free:     none,
+		open:     list{none, none},
+		closed:   list{none, none},
+		batch:    make([]flow.Record, 0, 64),
+		activeNs: int64(cfg.ActiveTimeout),
+		idleNs:   int64(cfg.IdleTimeout),
+		// When flows can stay idle longer than they may last, a quiet flow
+		// reaches its active timeout before its idle one: scan for it.
+		scanActive: cfg.IdleTimeout >= cfg.ActiveTimeout,
+	}
+	t.index = make([]uint64, 1024)
+	t.mask = 1023
+	t.registerMetrics()
+	return t, nil
+}
+
+// Stats returns the counters so far.
+func (t *Table) Stats() Stats { return t.stats }
+
+// Len is the number of flows in the table.
+func (t *Table) Len() int { return t.n }
+
+func (t *Table) at(i uint32) *entry { return &t.chunks[i>>chunkBits][i&(chunkSize-1)] }
+
+func (k *key) hash() uint64 {
+	const m = 0x9e3779b97f4a7c15
+	h := uint64(0x243f6a8885a308d3)
+	mix := func(x uint64) {
+		h ^= x
+		h *= m
+		h ^= h >> 29
+	}
+	mix(binary.LittleEndian.Uint64(k.src[0:]))
+	mix(binary.LittleEndian.Uint64(k.src[8:]))
+	mix(binary.LittleEndian.Uint64(k.dst[0:]))
+	mix(binary.LittleEndian.Uint64(k.dst[8:]))
+	v6 := uint64(0)
+	if k.v6 {
+		v6 = 1
+	}
+	mix(uint64(k.sport)<<48 | uint64(k.dport)<<32 | uint64(k.segment))
+	mix(uint64(k.vlan)<<48 | uint64(k.ivlan)<<32 | uint64(k.session)<<16 | uint64(k.proto)<<8 | v6)
+	h ^= h >> 32
+	h *= m
+	h ^= h >> 31
+	return h
+}
+
+// lookup returns the entry index for k, or none.
+func (t *Table) lookup(k *key, h uint32) uint32 {
+	for s := uint64(h) & t.mask; ; s = (s + 1) & t.mask {
+		v := t.index[s]
+		if v == 0 {
+			return none
+		}
+		if uint32(v>>32) == h {
+			i := uint32(v) - 1
+			if t.at(i).key == *k {
+				return i
+			}
+		}
+	}
+}
+
+func (t *Table) indexInsert(h uint32, i uint32) {
+	s := uint64(h) & t.mask
+	for t.index[s] != 0 {
+		s = (s + 1) & t.mask
+	}
+	t.index[s] = uint64(h)<<32 | uint64(i+1)
+}
+
+// indexDelete removes entry i with backward-shift deletion (linear probing
+// needs no tombstones then).
+func (t *Table) indexDelete(h uint32, i uint32) {
+	s := uint64(h) & t.mask
+	want := uint64(h)<<32 | uint64(i+1)
+	for t.index[s] != want {
+		s = (s + 1) & t.mask
+	}
+	for {
+		t.index[s] = 0
+		j := s
+		for {
+			j = (j + 1) & t.mask
+			v := t.index[j]
+			if v == 0 {
+				return
+			}
+			home := (v >> 32) & t.mask
+			// Move v back to s when its home is not within (s, j].
+			if (j > s && (home <= s || home > j)) || (j < s && home <= s && home > j) {
+				t.index[s] = v
+				s = j
+				break
+			}
+		}
+	}
+}
+
+func (t *Table) grow() {
+	old := t.index
+	t.index = make([]uint64, len(old)*2)
+	t.mask = uint64(len(t.index) - 1)
+	for _, v := range old {
+		if v != 0 {
+			t.indexInsert(uint32(v>>32), uint32(v)-1)
+		}
+	}
+}
+
+func (t *Table) listOf(e *entry) *list {
+	if e.state&stClosed != 0 {
+		return &t.closed
+	}
+	return &t.open
+}
+
+func (t *Table) unlink(l *list, i uint32, e *entry) {
+	if e.prev != none {
+		t.at(e.prev).next = e.next
+	} else {
+		l.head = e.next
+	}
+	if e.next != none {
+		t.at(e.next).prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+}
+
+func (t *Table) pushBack(l *list, i uint32, e *entry) {
+	e.prev, e.next = l.tail, none
+	if l.tail != none {
+		t.at(l.tail).next = i
+	} else {
+		l.head = i
+	}
+	l.tail = i
+}
+
+// alloc returns a fresh entry index, evicting the oldest flow when full.
+func (t *Table) alloc() uint32 {
+	if t.n >= t.cfg.MaxFlows {
+		victim := t.closed.head
+		reason := EndOfFlow
+		if victim == none {
+			victim, reason = t.open.head, EndLackOfResources
+			t.stats.FlowsEvicted++
+		}
+		t.expire(victim, reason)
+	}
+	if t.free != none {
+		i := t.free
+		t.free = t.at(i).next
+		return i
+	}
+	if t.hwm>>chunkBits >= uint32(len(t.chunks)) {
+		t.chunks = append(t.chunks, make([]entry, chunkSize))
+	}
+	i := t.hwm
+	t.hwm++
+	return i
+}
+
+// expire passes entry i on (when it counted packets) and frees it.
+func (t *Table) expire(i uint32, reason uint8) {
+	e := t.at(i)
+	t.emit(e, reason)
+	t.unlink(t.listOf(e), i, e)
+	t.indexDelete(e.hash, i)
+	*e = entry{next: t.free}
+	t.free = i
+	t.n--
+}
+
+// emit adds the record of e to the batch.
+func (t *Table) emit(e *entry, reason uint8) {
+	if e.packets == 0 {
+		return
+	}
+	t.stats.FlowsExported[reason]++
+	t.batch = t.batch[:len(t.batch)+1]
+	r := &t.batch[len(t.batch)-1]
+	fill(r, e, reason)
+	if len(t.batch) == cap(t.batch) {
+		t.Sync()
+	}
+}
+
+// Sync passes the batch of ended flows to the sink now.
+func (t *Table) Sync() {
+	if len(t.batch) == 0 {
+		return
+	}
+	if err := t.sink.Write(t.batch); err != nil {
+		t.stats.SinkErrors++
+		t.log.Warn("sink", "cannot pass flows on", "flows", len(t.batch), "err", err)
+	}
+	t.batch = t.batch[:0]
+}
+
+func fill(r *flow.Record, e *entry, reason uint8) {
+	k := &e.key
+	*r = flow.Record{
+		Kind:             flow.KindIPFIX,
+		ObservationPoint: uint64(k.session),
+		Start:            time.Unix(0, e.first).UTC(),
+		End:              time.Unix(0, e.last).UTC(),
+		SrcPort:          k.sport,
+		DstPort:          k.dport,
+		Proto:            k.proto,
+		SrcMAC:           e.srcMAC,
+		DstMAC:           e.dstMAC,
+		VLAN:             k.vlan,
+		InnerVLAN:        k.ivlan,
+		SegmentID:        uint64(k.segment),
+		TOS:              e.tos,
+		TCPFlags:         e.tcpFlags,
+		Bytes:            e.bytes,
+		Packets:          uint64(e.packets),
+		InIf:             e.inIf,
+		EndReason:        reason,
+		TCP: flow.TCPPerf{
+			RTTClient:       time.Duration(e.rttClient) * time.Microsecond,
+			RTTServer:       time.Duration(e.rttServer) * time.Microsecond,
+			Retransmissions: e.retrans,
+			ZeroWindows:     e.zeroWin,
+		},
+	}
+	if k.v6 {
+		r.SrcAddr, r.DstAddr = netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst)
+	} else {
+		r.SrcAddr = netip.AddrFrom4([4]byte(k.src[:4]))
+		r.DstAddr = netip.AddrFrom4([4]byte(k.dst[:4]))
+	}
+	if isICMP(k) {
+		r.ICMPType, r.ICMPCode = uint8(k.dport>>8), uint8(k.dport)
+		r.SrcPort, r.DstPort = 0, 0
+	}
+}
+
+func isICMP(k *key) bool { return (k.proto == 1 && !k.v6) || (k.proto == 58 && k.v6) }
+
+func keyOf(p *decode.Packet, k *key) {
+	*k = key{src: p.SrcAddr, dst: p.DstAddr, sport: p.SrcPort, dport: p.DstPort,
+		segment: p.SegmentID, vlan: p.VLAN, ivlan: p.InnerVLAN, session: p.ERSPANSession,
+		proto: p.Proto, v6: p.IPv6}
+	if isICMP(k) {
+		k.sport, k.dport = 0, uint16(p.ICMPType)<<8|uint16(p.ICMPCode)
+	}
+}
+
+// Add meters one packet captured at ts (ns since the epoch).
+func (t *Table) Add(p *decode.Packet, ts int64) {
+	if ts > t.now {
+		t.now = ts
+		if t.now >= t.sweep {
+			t.Expire(t.now)
+		}
+	}
+	var k key
+	keyOf(p, &k)
+	h := uint32(k.hash())
+	i := t.lookup(&k, h)
+	var e *entry
+	if i == none {
+		i = t.insert(&k, h)
+		e = t.at(i)
+	} else {
+		e = t.at(i)
+		switch {
+		case ts-e.first >= t.activeNs && e.packets > 0:
+			t.emit(e, EndActive)
+			t.restart(e)
+		case e.state&stClosed != 0 && p.Proto == 6 && p.TCPFlags&0x12 == 0x02:
+			// A new SYN on an ended connection: the ports were reused.
+			t.expire(i, EndOfFlow)
+			i = t.insert(&k, h)
+			e = t.at(i)
+		}
+		t.unlink(t.listOf(e), i, e)
+		t.pushBack(t.listOf(e), i, e)
+	}
+	if e.packets == 0 {
+		e.first, e.last = ts, ts
+	}
+	if ts > e.last {
+		e.last = ts
+	} else if ts < e.first {
+		e.first = ts
+	}
+	e.packets++
+	e.bytes += uint64(p.IPLength)
+	e.tos = p.TOS
+	e.srcMAC, e.dstMAC = p.SrcMAC, p.DstMAC
+	if p.InIf != 0 {
+		e.inIf = p.InIf
+	}
+	t.stats.Packets++
+	t.stats.Octets += uint64(p.IPLength)
+	if p.Proto == 6 && !p.NonFirstFragment {
+		t.tcp(p, i, e, ts)
+	}
+}
+
+// restart clears the counters of a flow that reached its active timeout; the
+// TCP state goes on.
+func (t *Table) restart(e *entry) {
+	e.packets, e.bytes, e.tcpFlags = 0, 0, 0
+	e.retrans, e.zeroWin = 0, 0
+}
+
+func (t *Table) insert(k *key, h uint32) uint32 {
+	i := t.alloc()
+	if uint64(t.n+1)*10 > uint64(len(t.index))*7 {
+		t.grow()
+	}
+	e := t.at(i)
+	*e = entry{key: *k, hash: h, state: stUsed}
+	t.indexInsert(h, i)
+	t.pushBack(&t.open, i, e)
+	t.n++
+	t.stats.FlowsCreated++
+	return i
+}
+
+// TCP flag bits.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
+func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
+
+func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
+	f := p.TCPFlags
+	e.tcpFlags |= f
+	// Retransmissions: a segment occupying sequence space that ends at or
+	// before the highest end seen already.
+	segLen := p.Payload
+	if f&tcpSYN != 0 {
+		segLen++
+	}
+	if f&tcpFIN != 0 {
+		segLen++
+	}
+	if segLen > 0 {
+		end := p.TCPSeq + segLen
+		if e.state&stSeqInit == 0 {
+			e.state |= stSeqInit
+			e.nextSeq = end
+		} else if !seqLT(e.nextSeq, end) {
+			e.retrans++
+		} else {
+			e.nextSeq = end
+		}
+	}
+	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN) == 0 {
+		e.zeroWin++
+	}
+	switch {
+	case f&(tcpSYN|tcpACK) == tcpSYN:
+		if e.state&stSYNACK == 0 {
+			e.state |= stSYN
+			e.hsTime = ts
+		}
+	case f&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
+		e.state |= stSYNACK
+		e.hsTime = ts
+		if r := t.reverse(e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 && ts >= r.hsTime {
+			rtt := micros(ts - r.hsTime)
+			r.rttServer, e.rttServer = rtt, rtt
+		}
+	case f&tcpACK != 0 && e.state&(stSYN|stHSDone) == stSYN:
+		e.state |= stHSDone
+		if r := t.reverse(e); r != nil && r.state&stSYNACK != 0 && ts >= r.hsTime {
+			rtt := micros(ts - r.hsTime)
+			r.rttClient, e.rttClient = rtt, rtt
+			if e.rttServer == 0 {
+				e.rttServer = r.rttServer
+			}
+		}
+	}
+	if f&(tcpFIN|tcpRST) == 0 {
+		return
+	}
+	e.state |= stFIN
+	r := t.reverse(e)
+	if f&tcpRST == 0 && (r == nil || r.state&stFIN == 0) {
+		return
+	}
+	t.close(i, e)
+	if r != nil {
+		t.close(t.lookup(&r.key, r.hash), r)
+	}
+}
+
+func micros(ns int64) uint32 {
+	us := ns / 1000
+	if us > int64(^uint32(0)) {
+		return ^uint32(0)
+	}
+	return uint32(us)
+}
+
+// close marks a TCP flow ended; it leaves the table closeGrace later.
+func (t *Table) close(i uint32, e *entry) {
+	if e.state&stClosed != 0 {
+		return
+	}
+	t.unlink(&t.open, i, e)
+	e.state |= stClosed
+	t.pushBack(&t.closed, i, e)
+}
+
+// reverse returns the entry of the other direction, or nil.
+func (t *Table) reverse(e *entry) *entry {
+	k := e.key
+	k.src, k.dst = e.key.dst, e.key.src
+	k.sport, k.dport = e.key.dport, e.key.sport
+	i := t.lookup(&k, uint32(k.hash()))
+	if i == none {
+		return nil
+	}
+	return t.at(i)
+}
+
+// Expire ends the flows whose timeouts passed at flow time now and passes
+// them on. Add calls it as flow time advances; a live capture also calls it
+// from a ticker so that flows end while no packet arrives.
+func (t *Table) Expire(now int64) {
+	if now > t.now {
+		t.now = now
+	}
+	now = t.now
+	for t.closed.head != none {
+		e := t.at(t.closed.head)
+		if now-e.last < int64(closeGrace) {
+			break
+		}
+		t.expire(t.closed.head, EndOfFlow)
+	}
+	for t.open.head != none {
+		e := t.at(t.open.head)
+		if now-e.last < t.idleNs {
+			break
+		}
+		t.expire(t.open.head, EndIdle)
+	}
+	if t.scanActive {
+		for _, l := range []*list{&t.open, &t.closed} {
+			for i := l.head; i != none; {
+				e := t.at(i)
+				next := e.next
+				if e.packets > 0 && now-e.first >= t.activeNs {
+					t.emit(e, EndActive)
+					t.restart(e)
+				}
+				i = next
+			}
+		}
+	}
+	t.sweep = now + int64(sweepEvery)
+	t.Sync()
+}
+
+// Flush ends every flow (flowEndReason forcedEnd, or endOfFlow for TCP
+// connections already closed) and passes them on: at the end of a capture
+// file or on shutdown.
+func (t *Table) Flush() {
+	for t.closed.head != none {
+		t.expire(t.closed.head, EndOfFlow)
+	}
+	for t.open.head != none {
+		t.expire(t.open.head, EndForced)
+	}
+	t.Sync()
+}

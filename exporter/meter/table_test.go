@@ -1,0 +1,113 @@
+package meter
+
+import (
+	"bytes"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/decode"
+	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+type collect struct{ flows []synth.Flow }
+
+func (c *collect) Write(rs []flow.Record) error {
+	for i := range rs {
+		c.flows = append(c.flows, synth.FromRecord(&rs[i]))
+	}
+	return nil
+}
+
+// meterFile runs a capture file through capture, decode and meter.
+func meterFile(t *testing.T, path string, cfg Configuration) ([]synth.Flow, map[decode.Reason]int, *Table) {
+	t.Helper()
+	src, err := capture.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	sink := &collect{}
+	table, err := New(reporter.NewForTest(nil), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := decode.New()
+	var fr capture.Frame
+	var p decode.Packet
+	reasons := map[decode.Reason]int{}
+	for {
+		if err := src.Next(&fr); err != nil {
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+			break
+		}
+		r := d.Decode(fr.LinkType, fr.Data, fr.Length, &p)
+		reasons[r]++
+		if r == decode.ReasonOK {
+			table.Add(&p, fr.Timestamp)
+		}
+	}
+	table.Flush()
+	synth.Sort(sink.flows)
+	return sink.flows, reasons, table
+}
+
+// TestMixedGroundTruth: every session of the generated capture (TCP with
+// handshake, data, retransmission, zero window and FIN; RST; UDP; ICMP and
+// ICMPv6; IPv6; VLAN; QinQ; VXLAN; Geneve; ERSPAN I, II and III; GRE with
+// key; IP fragments; snap-length frames; a flow crossing the active timeout)
+// yields exactly the flows the generator built it to.
+func TestMixedGroundTruth(t *testing.T) {
+	c := synth.Mixed(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	path := filepath.Join(t.TempDir(), "mixed.pcap")
+	if err := synth.WritePcapFile(path, c.Packets); err != nil {
+		t.Fatal(err)
+	}
+	got, reasons, table := meterFile(t, path, Configuration{ActiveTimeout: synth.MixedActive, IdleTimeout: synth.MixedIdle, MaxFlows: 1000})
+	if diff := synth.Diff(got, c.Flows); diff != "" {
+		t.Errorf("flows (-got, +want):\n%s", diff)
+	}
+	if reasons[decode.ReasonNotIP] != c.NotIP || len(reasons) != 2 {
+		t.Errorf("decode reasons %v, want %d not IP and the rest OK", reasons, c.NotIP)
+	}
+	if table.Len() != 0 {
+		t.Errorf("%d flows left in the table after Flush", table.Len())
+	}
+}
+
+// TestTableFull: with room for 2 flows, the least recently seen is exported
+// early with flowEndReason lackOfResources and counted.
+func TestTableFull(t *testing.T) {
+	sink := &collect{}
+	table, err := New(reporter.NewForTest(nil), Configuration{ActiveTimeout: time.Minute, IdleTimeout: time.Minute, MaxFlows: 2}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		p := decode.Packet{Proto: 17, SrcPort: uint16(1000 + i), DstPort: 53, IPLength: 100}
+		p.SrcAddr[0], p.DstAddr[0] = 10, 11
+		table.Add(&p, int64(i)*int64(time.Millisecond))
+	}
+	table.Sync()
+	if len(sink.flows) != 1 || sink.flows[0].SrcPort != 1000 || sink.flows[0].EndReason != EndLackOfResources {
+		t.Fatalf("evicted %+v, want the flow from port 1000 with reason 5", sink.flows)
+	}
+	if s := table.Stats(); s.FlowsEvicted != 1 {
+		t.Errorf("evictions counted %d, want 1", s.FlowsEvicted)
+	}
+}
+
+// TestConfigurationErrors: impossible settings are refused with a reason.
+func TestConfigurationErrors(t *testing.T) {
+	bad := Configuration{ActiveTimeout: 0, IdleTimeout: time.Second, MaxFlows: 0}
+	err := bad.Validate()
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("active timeout")) {
+		t.Fatalf("Validate() = %v, want active timeout and max flows errors", err)
+	}
+}
