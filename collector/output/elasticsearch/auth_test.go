@@ -1,0 +1,124 @@
+package elasticsearch
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// authProxy stands in front of the test cluster (which runs without
+// security) and demands credentials the way a secured cluster does: basic
+// auth or an API key, 401 otherwise.
+func authProxy(t *testing.T, target, user, password, apiKey string) (string, *atomic.Int64) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var refused atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, basic := r.BasicAuth()
+		// The scheme is case-insensitive (the Go client sends "APIKey").
+		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok := (basic && u == user && p == password) || (strings.EqualFold(scheme, "ApiKey") && cred == apiKey)
+		if !ok {
+			refused.Add(1)
+			w.Header().Set("WWW-Authenticate", `Basic realm="security", ApiKey`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"type":"security_exception","reason":"missing authentication credentials for REST request"},"status":401}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &refused
+}
+
+// TestAuth: without credentials the output refuses to start (the template
+// cannot be installed); with a user/password from the environment or an API
+// key from a file it indexes; the secrets never reach the log.
+func TestAuth(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	const user, password, apiKey = "spanflow-writer", "pa55-w0rd-not-in-logs", "a2V5aWQ6c2VjcmV0LWFwaS1rZXk="
+	proxyURL, refused := authProxy(t, target, user, password, apiKey)
+	day := time.Date(2001, 3, 4, 0, 0, 0, 0, time.UTC)
+	index := setup.Layout{}.Index(day)
+	c := testClient(t, target)
+	deleteIndex(t, c, index)
+	t.Cleanup(func() { deleteIndex(t, c, index) })
+	for _, env := range []string{"SPANFLOW_ES_USER", "SPANFLOW_ES_PASSWORD", "SPANFLOW_ES_API_KEY"} {
+		t.Setenv(env, "")
+	}
+
+	t.Run("no credentials", func(t *testing.T) {
+		o, _ := newTestOutput(t, []string{proxyURL}, t.TempDir(), nil)
+		defer o.Stop()
+		before := refused.Load()
+		err := o.Start()
+		if err == nil || !strings.Contains(err.Error(), "401") {
+			t.Fatalf("start without credentials: %v, want a 401 refusal", err)
+		}
+		if refused.Load() == before {
+			t.Error("the proxy saw no request")
+		}
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		t.Setenv("SPANFLOW_ES_USER", user)
+		t.Setenv("SPANFLOW_ES_PASSWORD", "wrong")
+		o, _ := newTestOutput(t, []string{proxyURL}, t.TempDir(), nil)
+		defer o.Stop()
+		if err := o.Start(); err == nil {
+			t.Fatal("started with a wrong password")
+		}
+	})
+	recs, tr := genRecords(2000, day, 4)
+	t.Run("user and password from the environment", func(t *testing.T) {
+		t.Setenv("SPANFLOW_ES_USER", user)
+		t.Setenv("SPANFLOW_ES_PASSWORD", password)
+		o, logs := newTestOutput(t, []string{proxyURL}, t.TempDir(), nil)
+		if err := o.Start(); err != nil {
+			t.Fatal(err)
+		}
+		writeAll(t, o, recs[:1000], 100)
+		waitSpoolEmpty(t, o, time.Minute)
+		if err := o.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(logs.String(), password) {
+			t.Errorf("the password is in the log:\n%s", logs)
+		}
+	})
+	t.Run("API key from a file", func(t *testing.T) {
+		keyFile := filepath.Join(t.TempDir(), "api-key")
+		if err := os.WriteFile(keyFile, []byte(apiKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o, logs := newTestOutput(t, []string{proxyURL}, t.TempDir(), func(c *Configuration) {
+			c.Connection.APIKeyFile = keyFile
+		})
+		if err := o.Start(); err != nil {
+			t.Fatal(err)
+		}
+		writeAll(t, o, recs[1000:], 100)
+		waitSpoolEmpty(t, o, time.Minute)
+		if err := o.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(logs.String(), apiKey) {
+			t.Errorf("the API key is in the log:\n%s", logs)
+		}
+	})
+	checkTruth(t, c, index, tr)
+}
