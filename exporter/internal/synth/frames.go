@@ -161,6 +161,6 @@ func ERSPAN3(session uint16, vlan uint16, timestamp uint32, frame []byte) []byte
 	binary.BigEndian.PutUint16(b[2:], session&0x3ff)
 	binary.BigEndian.PutUint32(b[4:], timestamp)
 	binary.BigEndian.PutUint16(b[10:], 1) // O flag; frame type 0 (Ethernet)
-	b[12] = 3 << 2                         // platform id 3
+	b[12] = 3 << 2                        // platform id 3
 	return append(b, frame...)
 }

@@ -1,0 +1,286 @@
+package ipfix
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Transport takes finished messages; it may keep msg only until Send returns.
+type Transport interface {
+	Send(msg []byte) error
+}
+
+// Statistics is what the options record reports about the metering process.
+type Statistics struct {
+	Packets, Octets uint64 // observed
+	Ignored         uint64 // packets not metered (not decodable, not IP, dropped)
+}
+
+// Counters says what the encoder sent.
+type Counters struct {
+	Messages uint64
+	Records  uint64 // flow records (statistics records not included)
+	Octets   uint64
+	SendErrors                uint64
+}
+
+// Encoder builds IPFIX messages from flow records. It implements flow.Sink.
+// Not safe for concurrent use.
+type Encoder struct {
+	cfg       Configuration
+	transport Transport
+	clock     func() time.Time
+	stats     func() Statistics
+	max       int
+
+	msg         []byte
+	set         int    // offset of the open set header, or -1
+	setID       uint16 // template id of the open data set
+	msgRecords  uint32 // data records in the message being built
+	msgFlows    uint64 // flow records among them
+	seq         uint32
+	sinceTmpl   int       // messages since the templates were last sent
+	lastTmpl    time.Time // export time the templates were last sent
+	sentTmpl    bool
+	templates   []byte // template sets, built once
+	optionsSize int
+	counters    Counters
+}
+
+// New returns an encoder. clock gives the export time (the capture's time
+// when reading a file, so the output is the same on every run); stats, when
+// not nil, feeds the statistics options record.
+func New(r *reporter.Reporter, cfg Configuration, transport Transport, clock func() time.Time, stats func() Statistics) (*Encoder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Encoder{cfg: cfg, transport: transport, clock: clock, stats: stats, max: cfg.MTU - headroom, set: -1}
+	e.msg = make([]byte, 0, e.max)
+	e.templates = buildTemplates()
+	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
+	if r != nil {
+		f := r.Factory("ipfix")
+		f.CounterFunc("messages_total", "IPFIX messages sent.", func() float64 { return float64(e.counters.Messages) })
+		f.CounterFunc("records_total", "IPFIX data records sent (flows and statistics).", func() float64 { return float64(e.counters.Records) })
+		f.CounterFunc("octets_total", "IPFIX message octets sent.", func() float64 { return float64(e.counters.Octets) })
+		f.CounterFunc("send_errors_total", "IPFIX messages the transport failed to send.", func() float64 { return float64(e.counters.SendErrors) })
+	}
+	return e, nil
+}
+
+// Counters returns what was sent so far.
+func (e *Encoder) Counters() Counters { return e.counters }
+
+func appendField(b []byte, f Field) []byte {
+	if f.Enterprise != 0 {
+		b = binary.BigEndian.AppendUint16(b, f.ID|0x8000)
+		b = binary.BigEndian.AppendUint16(b, f.Length)
+		return binary.BigEndian.AppendUint32(b, f.Enterprise)
+	}
+	b = binary.BigEndian.AppendUint16(b, f.ID)
+	return binary.BigEndian.AppendUint16(b, f.Length)
+}
+
+// buildTemplates returns a template set (IPv4 and IPv6) and an options
+// template set.
+func buildTemplates() []byte {
+	var b []byte
+	start := len(b)
+	b = append(b, 0, 2, 0, 0) // template set
+	for _, t := range []struct {
+		id uint16
+		v6 bool
+	}{{TemplateIPv4, false}, {TemplateIPv6, true}} {
+		fs := flowFields(t.v6)
+		b = binary.BigEndian.AppendUint16(b, t.id)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
+		for _, f := range fs {
+			b = appendField(b, f)
+		}
+	}
+	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
+	start = len(b)
+	b = append(b, 0, 3, 0, 0) // options template set
+	b = binary.BigEndian.AppendUint16(b, TemplateOptions)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(optionsScope)+len(optionsFields)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(optionsScope)))
+	for _, f := range optionsScope {
+		b = appendField(b, f)
+	}
+	for _, f := range optionsFields {
+		b = appendField(b, f)
+	}
+	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
+	return b
+}
+
+// Write encodes records (flow.Sink).
+func (e *Encoder) Write(records []flow.Record) error {
+	var firstErr error
+	for i := range records {
+		if err := e.Encode(&records[i]); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// Encode adds one record, sending the message first when the record does
+// not fit.
+func (e *Encoder) Encode(r *flow.Record) error {
+	v6 := r.SrcAddr.Is6() && !r.SrcAddr.Is4In6()
+	id, size := TemplateIPv4, recordSizeV4
+	if v6 {
+		id, size = TemplateIPv6, recordSizeV6
+	}
+	var err error
+	if len(e.msg) == 0 {
+		e.begin()
+	}
+	need := size
+	if e.set < 0 || e.setID != id {
+		need += 4
+	}
+	if len(e.msg)+need > e.max {
+		err = e.Flush()
+		e.begin()
+	}
+	if e.set < 0 || e.setID != id {
+		e.openSet(id)
+	}
+	e.msg = appendRecord(e.msg, r, v6)
+	e.msgRecords++
+	e.msgFlows++
+	return err
+}
+
+var (
+	recordSizeV4 = recordLength(flowFields(false))
+	recordSizeV6 = recordLength(flowFields(true))
+)
+
+// begin starts a message: header, then the templates and a statistics
+// record when they are due.
+func (e *Encoder) begin() {
+	e.msg = e.msg[:0]
+	e.msg = append(e.msg, make([]byte, 16)...)
+	e.set, e.msgRecords, e.msgFlows = -1, 0, 0
+	now := e.clock()
+	if !e.sentTmpl || e.sinceTmpl >= e.cfg.TemplateRefreshMessages || now.Sub(e.lastTmpl) >= e.cfg.TemplateRefreshInterval {
+		e.msg = append(e.msg, e.templates...)
+		e.sentTmpl, e.sinceTmpl, e.lastTmpl = true, 0, now
+		e.appendOptions()
+	}
+}
+
+func (e *Encoder) appendOptions() {
+	if e.stats == nil {
+		return
+	}
+	s := e.stats()
+	e.closeSet()
+	b := e.msg
+	b = binary.BigEndian.AppendUint16(b, TemplateOptions)
+	b = binary.BigEndian.AppendUint16(b, uint16(e.optionsSize))
+	b = binary.BigEndian.AppendUint32(b, e.cfg.ObservationDomain)
+	b = binary.BigEndian.AppendUint64(b, s.Packets)
+	b = binary.BigEndian.AppendUint64(b, s.Octets)
+	b = binary.BigEndian.AppendUint64(b, s.Ignored)
+	b = binary.BigEndian.AppendUint64(b, e.counters.Records)
+	b = binary.BigEndian.AppendUint64(b, e.counters.Messages)
+	e.msg = b
+	e.msgRecords++
+}
+
+func (e *Encoder) openSet(id uint16) {
+	e.closeSet()
+	e.set, e.setID = len(e.msg), id
+	e.msg = binary.BigEndian.AppendUint16(e.msg, id)
+	e.msg = append(e.msg, 0, 0)
+}
+
+func (e *Encoder) closeSet() {
+	if e.set < 0 {
+		return
+	}
+	binary.BigEndian.PutUint16(e.msg[e.set+2:], uint16(len(e.msg)-e.set))
+	e.set = -1
+}
+
+// Flush sends the message being built, if it holds anything.
+func (e *Encoder) Flush() error {
+	if len(e.msg) <= 16 {
+		return nil
+	}
+	e.closeSet()
+	h := e.msg[:16]
+	binary.BigEndian.PutUint16(h[0:], 10)
+	binary.BigEndian.PutUint16(h[2:], uint16(len(e.msg)))
+	binary.BigEndian.PutUint32(h[4:], uint32(e.clock().Unix()))
+	binary.BigEndian.PutUint32(h[8:], e.seq)
+	binary.BigEndian.PutUint32(h[12:], e.cfg.ObservationDomain)
+	e.seq += e.msgRecords
+	e.counters.Messages++
+	e.counters.Records += e.msgFlows
+	e.counters.Octets += uint64(len(e.msg))
+	e.sinceTmpl++
+	err := e.transport.Send(e.msg)
+	e.msg = e.msg[:0]
+	e.set, e.msgRecords, e.msgFlows = -1, 0, 0
+	if err != nil {
+		e.counters.SendErrors++
+		return fmt.Errorf("send ipfix message: %w", err)
+	}
+	return nil
+}
+
+// Close sends what is pending, then a last message with the templates and
+// the final statistics, so a collector sees the totals.
+func (e *Encoder) Close() error {
+	err := e.Flush()
+	e.sentTmpl = false
+	e.begin()
+	if err2 := e.Flush(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+func appendRecord(b []byte, r *flow.Record, v6 bool) []byte {
+	if v6 {
+		s, d := r.SrcAddr.As16(), r.DstAddr.As16()
+		b = append(b, s[:]...)
+		b = append(b, d[:]...)
+	} else {
+		s, d := r.SrcAddr.Unmap().As4(), r.DstAddr.Unmap().As4()
+		b = append(b, s[:]...)
+		b = append(b, d[:]...)
+	}
+	b = binary.BigEndian.AppendUint16(b, r.SrcPort)
+	b = binary.BigEndian.AppendUint16(b, r.DstPort)
+	b = append(b, r.Proto, r.TOS)
+	b = binary.BigEndian.AppendUint16(b, r.TCPFlags)
+	b = append(b, r.ICMPType, r.ICMPCode)
+	b = binary.BigEndian.AppendUint64(b, r.Bytes)
+	b = binary.BigEndian.AppendUint64(b, r.Packets)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Start.UnixMilli()))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.End.UnixMilli()))
+	b = append(b, r.EndReason)
+	b = binary.BigEndian.AppendUint16(b, r.VLAN)
+	b = binary.BigEndian.AppendUint16(b, r.InnerVLAN)
+	b = append(b, r.SrcMAC[:]...)
+	b = append(b, r.DstMAC[:]...)
+	b = binary.BigEndian.AppendUint32(b, r.InIf)
+	b = binary.BigEndian.AppendUint32(b, r.OutIf)
+	b = binary.BigEndian.AppendUint64(b, r.SegmentID)
+	b = binary.BigEndian.AppendUint32(b, uint32(r.ObservationPoint))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.TCP.RTTClient.Microseconds()))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.TCP.RTTServer.Microseconds()))
+	b = binary.BigEndian.AppendUint32(b, r.TCP.Retransmissions)
+	b = binary.BigEndian.AppendUint32(b, r.TCP.ZeroWindows)
+	return b
+}

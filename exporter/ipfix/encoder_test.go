@@ -1,0 +1,176 @@
+package ipfix
+
+import (
+	"encoding/hex"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+type capture struct{ msgs [][]byte }
+
+func (c *capture) Send(m []byte) error {
+	c.msgs = append(c.msgs, append([]byte(nil), m...))
+	return nil
+}
+
+var exportTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func fixedClock() time.Time { return exportTime }
+
+func sampleRecords() []flow.Record {
+	start := time.Date(2026, 1, 2, 3, 0, 0, 123e6, time.UTC)
+	return []flow.Record{
+		{
+			SrcAddr: netip.MustParseAddr("10.1.0.1"), DstAddr: netip.MustParseAddr("10.2.0.1"),
+			SrcPort: 40001, DstPort: 443, Proto: 6, TOS: 0x28, TCPFlags: 0x1b,
+			Bytes: 123456, Packets: 100, Start: start, End: start.Add(1500 * time.Millisecond),
+			EndReason: 3, VLAN: 100, InnerVLAN: 300,
+			SrcMAC: flow.MAC{2, 0, 0, 0, 0, 0x0a}, DstMAC: flow.MAC{2, 0, 0, 0, 0, 0x0b},
+			InIf: 42, SegmentID: 5001, ObservationPoint: 7,
+			TCP: flow.TCPPerf{RTTClient: 1500 * time.Microsecond, RTTServer: 250 * time.Microsecond, Retransmissions: 3, ZeroWindows: 1},
+		},
+		{
+			SrcAddr: netip.MustParseAddr("2001:db8::1"), DstAddr: netip.MustParseAddr("2001:db8::2"),
+			Proto: 58, ICMPType: 128, ICMPCode: 0, Bytes: 312, Packets: 3,
+			Start: start, End: start.Add(2 * time.Second), EndReason: 1,
+		},
+	}
+}
+
+// TestGolden: the bytes of a message with both templates, the options
+// template, a statistics record, one IPv4 and one IPv6 flow stay what they
+// were (a change shows as a diff), and goflow2's decoder reads them back as
+// the records encoded.
+func TestGolden(t *testing.T) {
+	c := &capture{}
+	stats := func() Statistics { return Statistics{Packets: 1000, Octets: 500000, Ignored: 2} }
+	e, err := New(reporter.NewForTest(nil), Configuration{ObservationDomain: 7, MTU: 1400, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 10}, c, fixedClock, stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := sampleRecords()
+	if err := e.Write(recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(c.msgs))
+	}
+	got := hexDump(c.msgs[0])
+	golden := filepath.Join("testdata", "golden-message.hex")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("message bytes changed (-got, +want):\n%s\n%s", got, want)
+	}
+
+	flows, infos, options, err := verify.Goflow2(c.msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantFlows []synth.Flow
+	for i := range recs {
+		wantFlows = append(wantFlows, synth.FromRecord(&recs[i]))
+	}
+	if diff := synth.Diff(flows, wantFlows); diff != "" {
+		t.Errorf("goflow2 decoded (-got, +want):\n%s", diff)
+	}
+	if m := infos[0]; m.Templates != 2 || m.OptionsTemplates != 1 || m.Domain != 7 || m.Sequence != 0 || m.ExportTime != uint32(exportTime.Unix()) || int(m.Length) != len(c.msgs[0]) {
+		t.Errorf("message header/sets: %+v", m)
+	}
+	wantOpts := map[uint16]uint64{149: 7, 86: 1000, 85: 500000, 164: 2, 42: 0, 41: 0}
+	if len(options) != 1 || len(options[0]) != len(wantOpts) {
+		t.Fatalf("options records %v, want one like %v", options, wantOpts)
+	}
+	for k, v := range wantOpts {
+		if options[0][k] != v {
+			t.Errorf("options element %d = %d, want %d", k, options[0][k], v)
+		}
+	}
+}
+
+func hexDump(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		n := min(16, len(b))
+		sb.WriteString(hex.EncodeToString(b[:n]))
+		sb.WriteByte('\n')
+		b = b[n:]
+	}
+	return sb.String()
+}
+
+// TestMTUAndSequence: with a small MTU every message fits, sequence numbers
+// count the data records before each message, and templates come again
+// every TemplateRefreshMessages messages.
+func TestMTUAndSequence(t *testing.T) {
+	c := &capture{}
+	cfg := Configuration{ObservationDomain: 1, MTU: 576, TemplateRefreshInterval: time.Hour, TemplateRefreshMessages: 5}
+	e, err := New(nil, cfg, c, fixedClock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := sampleRecords()
+	var want []synth.Flow
+	for i := 0; i < 300; i++ {
+		r := recs[i%2]
+		r.Packets = uint64(i + 1)
+		if err := e.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, synth.FromRecord(&r))
+	}
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range c.msgs {
+		if len(m) > cfg.MTU-headroom {
+			t.Errorf("message %d: %d bytes, more than %d", i, len(m), cfg.MTU-headroom)
+		}
+	}
+	flows, infos, _, err := verify.Goflow2(c.msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := synth.Diff(flows, want); diff != "" {
+		t.Errorf("goflow2 decoded (-got, +want):\n%s", diff)
+	}
+	if err := verify.CheckSequence(infos); err != nil {
+		t.Error(err)
+	}
+	for i, m := range infos {
+		if withTemplates := m.Templates > 0; withTemplates != (i%5 == 0) {
+			t.Errorf("message %d: %d templates; want them every 5 messages", i, m.Templates)
+		}
+	}
+	if got := e.Counters(); got.Records != 300 || got.Messages != uint64(len(c.msgs)) {
+		t.Errorf("counters %+v", got)
+	}
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	if err := (Configuration{MTU: 100, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 1}).Validate(); err == nil {
+		t.Error("MTU 100 accepted")
+	}
+}
