@@ -51,7 +51,7 @@ func (l Layout) String() string {
 	if l.DataStream {
 		return "data stream " + DataStream + " with ILM policy " + PolicyName
 	}
-	return "daily indices " + DailyPrefix + strings.ToUpper(strings.ReplaceAll(DailyLayout, "2006", "yyyy"))
+	return "daily indices " + DailyPrefix + "YYYY.MM.DD"
 }
 
 // do sends one request and returns the status and body. A status >= 400 is
