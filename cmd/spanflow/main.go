@@ -14,6 +14,7 @@ import (
 var commands = []func() *cli.Command{
 	versionCommand,
 	demoCommand,
+	esCommand,
 }
 
 func newApp() *cli.App {
