@@ -14,6 +14,7 @@ import (
 var commands = []func() *cli.Command{
 	versionCommand,
 	demoCommand,
+	exporterCommand,
 	esCommand,
 }
 

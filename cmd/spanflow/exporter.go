@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/capture"
+)
+
+func exporterCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "exporter",
+		Usage: "turn mirrored traffic into flows and export them as IPFIX",
+		Description: "The exporter decodes mirrored frames (802.1Q/QinQ, GRE, ERSPAN I/II/III, VXLAN, Geneve undone),\n" +
+			"meters flows with TCP performance (handshake RTT, retransmissions, zero windows) and sends\n" +
+			"standard IPFIX over UDP to every collector. See docs/exporter.md.",
+		Subcommands: []*cli.Command{exporterRunCommand()},
+	}
+}
+
+// exporterRunFlags are the flags of `exporter run`; every one has a key of
+// the same name in the --config file. A live source (--interface) is added
+// beside --pcap.
+func exporterRunFlags() []cli.Flag {
+	d := exporter.DefaultConfiguration()
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "YAML file with any of these settings (keys are the flag names; flags given override it)"},
+		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE`, export every flow, and exit"},
+		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX over UDP to `HOST:PORT` (repeat for several collectors)"},
+		&cli.DurationFlag{Name: "active-timeout", Value: time.Duration(d.ActiveTimeout), Usage: "export a flow that has lasted this long, and go on in a new record"},
+		&cli.DurationFlag{Name: "idle-timeout", Value: time.Duration(d.IdleTimeout), Usage: "export a flow that saw no packet for this long"},
+		&cli.UintFlag{Name: "observation-domain", Value: uint(d.ObservationDomain), Usage: "IPFIX observation domain id of the messages"},
+		&cli.IntFlag{Name: "max-flows", Value: d.MaxFlows, Usage: "flows kept at most; when full the least recently seen is exported early"},
+		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
+		&cli.DurationFlag{Name: "template-refresh", Value: time.Duration(d.TemplateRefreshInterval), Usage: "re-send the IPFIX templates after this much time"},
+		&cli.IntFlag{Name: "template-refresh-messages", Value: d.TemplateRefreshMessages, Usage: "re-send the IPFIX templates every this many messages"},
+	}
+}
+
+func exporterRunCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "meter a capture and export its flows as IPFIX to the collectors",
+		Description: "With --pcap FILE, reads the capture (flow time is the packets' time, so the output is the\n" +
+			"same on every run), exports every flow and prints a one-line summary.\n" +
+			"Example: spanflow exporter run --pcap mirror.pcap --collector 127.0.0.1:4739",
+		Flags: exporterRunFlags(),
+		Action: func(c *cli.Context) error {
+			cfg, err := exporterConfiguration(c)
+			if err != nil {
+				return cli.Exit(oneLineError(err), 2)
+			}
+			rep, err := newReporter(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			src, err := capture.OpenFile(cfg.Pcap)
+			if err != nil {
+				return cli.Exit(oneLineError(err), 2)
+			}
+			defer src.Close()
+			x, err := exporter.New(rep, cfg, nil)
+			if err != nil {
+				return cli.Exit(oneLineError(err), 2)
+			}
+			ctx, cancel := signalContext(c.Context)
+			defer cancel()
+			sum, err := x.Run(ctx, src)
+			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("%s: %s", cfg.Pcap, oneLineError(err)), 1)
+			}
+			return nil
+		},
+	}
+}
+
+// exporterConfiguration is the defaults, then the --config file, then the
+// flags given on the command line.
+func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
+	cfg := exporter.DefaultConfiguration()
+	if path := c.String("config"); path != "" {
+		if err := cfg.LoadFile(path); err != nil {
+			return cfg, err
+		}
+	}
+	if c.IsSet("pcap") {
+		cfg.Pcap = c.String("pcap")
+	}
+	if c.IsSet("collector") {
+		cfg.Collectors = c.StringSlice("collector")
+	}
+	if c.IsSet("active-timeout") {
+		cfg.ActiveTimeout = exporter.Duration(c.Duration("active-timeout"))
+	}
+	if c.IsSet("idle-timeout") {
+		cfg.IdleTimeout = exporter.Duration(c.Duration("idle-timeout"))
+	}
+	if c.IsSet("observation-domain") {
+		v := c.Uint("observation-domain")
+		if v > 1<<32-1 {
+			return cfg, fmt.Errorf("observation domain %d: must fit in 32 bits", v)
+		}
+		cfg.ObservationDomain = uint32(v)
+	}
+	if c.IsSet("max-flows") {
+		cfg.MaxFlows = c.Int("max-flows")
+	}
+	if c.IsSet("mtu") {
+		cfg.MTU = c.Int("mtu")
+	}
+	if c.IsSet("template-refresh") {
+		cfg.TemplateRefreshInterval = exporter.Duration(c.Duration("template-refresh"))
+	}
+	if c.IsSet("template-refresh-messages") {
+		cfg.TemplateRefreshMessages = c.Int("template-refresh-messages")
+	}
+	if c.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
+	}
+	return cfg, cfg.Validate()
+}
+
+// oneLineError joins a multi-error on one line.
+func oneLineError(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

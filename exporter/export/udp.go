@@ -1,0 +1,128 @@
+// Package export is the exporter's last stage: it carries finished IPFIX
+// messages to every configured collector (the spanflow collector and any
+// existing NMS) over UDP.
+package export
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Configuration of the transport.
+type Configuration struct {
+	// Collectors are HOST:PORT addresses; each gets every message.
+	Collectors []string
+}
+
+// Validate checks that every collector is a HOST:PORT with a valid port.
+func (c Configuration) Validate() error {
+	if len(c.Collectors) == 0 {
+		return errors.New("no collector: give at least one HOST:PORT")
+	}
+	for _, a := range c.Collectors {
+		if err := checkAddress(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkAddress(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("collector %q: want HOST:PORT: %w", a, err)
+	}
+	if host == "" {
+		return fmt.Errorf("collector %q: missing host", a)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("collector %q: port must be a number from 1 to 65535", a)
+	}
+	return nil
+}
+
+// UDP sends each message to every collector from one unconnected socket
+// (an unreachable collector then cannot fail the sends to the others).
+type UDP struct {
+	conn  *net.UDPConn
+	dests []*net.UDPAddr
+	names []string
+	log   *reporter.Limited
+	stats Stats
+}
+
+// Stats counts datagrams per outcome.
+type Stats struct {
+	Sent, Errors uint64
+}
+
+// NewUDP resolves the collectors and opens the socket.
+func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u := &UDP{log: reporter.NewLimited(r.Log, 10*time.Second), names: cfg.Collectors}
+	v4only := true
+	for _, a := range cfg.Collectors {
+		addr, err := net.ResolveUDPAddr("udp", a)
+		if err != nil {
+			return nil, fmt.Errorf("collector %q: %w", a, err)
+		}
+		if addr.IP.To4() == nil {
+			v4only = false
+		}
+		u.dests = append(u.dests, addr)
+	}
+	network := "udp"
+	if v4only {
+		network = "udp4"
+	}
+	conn, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open udp socket to collectors: %w", err)
+	}
+	_ = conn.SetWriteBuffer(4 << 20)
+	u.conn = conn
+	f := r.Factory("export")
+	f.CounterFunc("datagrams_sent_total", "IPFIX datagrams sent (one per message and collector).", func() float64 { return float64(u.stats.Sent) })
+	f.CounterFunc("datagram_errors_total", "IPFIX datagrams the kernel refused to send.", func() float64 { return float64(u.stats.Errors) })
+	return u, nil
+}
+
+// Send writes msg to every collector. A collector that refuses (nothing
+// listening) is counted and logged, not fatal.
+func (u *UDP) Send(msg []byte) error {
+	var first error
+	for i, d := range u.dests {
+		for {
+			_, err := u.conn.WriteToUDP(msg, d)
+			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
+				continue // the socket buffer is full: wait for room, do not drop
+			}
+			if err != nil {
+				u.stats.Errors++
+				u.log.Warn("send:"+u.names[i], "cannot send IPFIX to collector", "collector", u.names[i], "err", err)
+				if first == nil {
+					first = fmt.Errorf("send to collector %s: %w", u.names[i], err)
+				}
+			} else {
+				u.stats.Sent++
+			}
+			break
+		}
+	}
+	return first
+}
+
+// Stats returns the counters.
+func (u *UDP) Stats() Stats { return u.stats }
+
+// Close closes the socket.
+func (u *UDP) Close() error { return u.conn.Close() }

@@ -1,0 +1,153 @@
+// Package exporter assembles the exporter's data path:
+//
+//	capture ─▶ decode ─▶ meter ─▶ ipfix ─▶ export (UDP to N collectors)
+//
+// Each stage is its own package; this one builds them from one
+// Configuration and runs frames from a capture source through them.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/decode"
+	"github.com/spanflow/spanflow/exporter/export"
+	"github.com/spanflow/spanflow/exporter/ipfix"
+	"github.com/spanflow/spanflow/exporter/meter"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Exporter is one pipeline. Run feeds it from a source in one goroutine.
+type Exporter struct {
+	r         *reporter.Reporter
+	cfg       Configuration
+	decoder   *decode.Decoder
+	table     *meter.Table
+	encoder   *ipfix.Encoder
+	transport ipfix.Transport
+	closer    io.Closer
+	now       int64 // flow time: the latest frame's timestamp
+	stats     Summary
+}
+
+// Summary is what a run did.
+type Summary struct {
+	Frames, Octets uint64 // frames read and their length on the wire
+	Undecodable    [8]uint64
+	Flows          uint64 // flow records exported
+	Messages       uint64 // IPFIX messages sent (to each collector)
+	SendErrors     uint64
+	Evicted        uint64
+}
+
+// NotDecodable is the number of frames not metered for any reason but "not IP".
+func (s Summary) NotDecodable() uint64 {
+	var n uint64
+	for r, c := range s.Undecodable {
+		if decode.Reason(r) != decode.ReasonNotIP {
+			n += c
+		}
+	}
+	return n
+}
+
+// String is the one-line summary printed at exit.
+func (s Summary) String() string {
+	return fmt.Sprintf("%d packets, %d bytes, %d flows exported in %d IPFIX messages, %d packets not decodable, %d not IP, %d flows evicted early, %d send errors",
+		s.Frames, s.Octets, s.Flows, s.Messages, s.NotDecodable(), s.Undecodable[decode.ReasonNotIP], s.Evicted, s.SendErrors)
+}
+
+// New builds the pipeline. When transport is nil, a UDP transport to the
+// configured collectors is opened.
+func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*Exporter, error) {
+	x := &Exporter{r: r, cfg: cfg, decoder: decode.New()}
+	if transport == nil {
+		udp, err := export.NewUDP(r.Sub("export"), cfg.export())
+		if err != nil {
+			return nil, err
+		}
+		transport, x.closer = udp, udp
+	}
+	x.transport = transport
+	var err error
+	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(), transport, x.clock, x.statistics)
+	if err != nil {
+		x.close()
+		return nil, err
+	}
+	x.table, err = meter.New(r.Sub("meter"), cfg.meter(), x.encoder)
+	if err != nil {
+		x.close()
+		return nil, err
+	}
+	f := r.Factory("decode")
+	f.CounterFunc("frames_total", "Frames read from the capture source.", func() float64 { return float64(x.stats.Frames) })
+	for _, reason := range decode.Reasons {
+		reason := reason
+		f.CounterFunc("frames_"+reason.String()+"_total", "Frames not metered: "+reason.String()+".", func() float64 { return float64(x.stats.Undecodable[reason]) })
+	}
+	return x, nil
+}
+
+// clock is the export time: flow time, so that a capture file gives the same
+// messages on every run.
+func (x *Exporter) clock() time.Time { return time.Unix(0, x.now) }
+
+func (x *Exporter) statistics() ipfix.Statistics {
+	var ignored uint64
+	for _, c := range x.stats.Undecodable {
+		ignored += c
+	}
+	return ipfix.Statistics{Packets: x.stats.Frames, Octets: x.stats.Octets, Ignored: ignored}
+}
+
+// Run reads src until its end (or ctx is cancelled), then ends every flow,
+// sends what is left and returns the summary. A read error stops the run but
+// the flows metered so far are still exported.
+func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
+	var fr capture.Frame
+	var p decode.Packet
+	var runErr error
+	for n := 0; ; n++ {
+		if n&4095 == 0 && ctx.Err() != nil {
+			break
+		}
+		err := src.Next(&fr)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				runErr = err
+			}
+			break
+		}
+		x.stats.Frames++
+		x.stats.Octets += uint64(fr.Length)
+		if fr.Timestamp > x.now {
+			x.now = fr.Timestamp
+		}
+		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, &p); r != decode.ReasonOK {
+			x.stats.Undecodable[r]++
+			continue
+		}
+		x.table.Add(&p, fr.Timestamp)
+	}
+	x.table.Flush()
+	closeErr := x.encoder.Close()
+	ms, es := x.table.Stats(), x.encoder.Counters()
+	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
+	if runErr == nil && closeErr != nil && es.Messages == es.SendErrors {
+		runErr = closeErr // nothing could be sent at all
+	}
+	x.close()
+	return x.stats, runErr
+}
+
+func (x *Exporter) close() {
+	if x.closer != nil {
+		x.closer.Close()
+		x.closer = nil
+	}
+}
