@@ -722,7 +722,7 @@ func compositeMultiTerms(t *testing.T, client *elasticsearch.Client, index strin
 		req := map[string]any{"size": 0, "query": body["query"], "aggs": map[string]any{b.id: map[string]any{"composite": comp, "aggs": sub}}}
 		aggs := search(t, client, index, req)
 		var res struct {
-			AfterKey map[string]any                `json:"after_key"`
+			AfterKey map[string]any               `json:"after_key"`
 			Buckets  []map[string]json.RawMessage `json:"buckets"`
 		}
 		if err := json.Unmarshal(aggs[b.id], &res); err != nil {

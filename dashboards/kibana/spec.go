@@ -91,7 +91,9 @@ const (
 	kqlTCP        = `network.transport : "tcp"`
 )
 
-func timeCol() Column { return Column{ID: "time", Op: opDateHistogram, Field: "@timestamp", Label: "@timestamp"} }
+func timeCol() Column {
+	return Column{ID: "time", Op: opDateHistogram, Field: "@timestamp", Label: "@timestamp"}
+}
 
 func bitsPerSecond(id string) Column {
 	return Column{ID: id, Op: opFormula, Field: "network.bytes", Multiplier: 8, TimeScale: "s", Label: "bits/s", Format: "bits"}
