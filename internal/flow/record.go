@@ -127,7 +127,28 @@ type Record struct {
 	Locality  string // internal / external
 	Direction string // east-west / north-south / unknown
 
+	// Counters is set on the interface counter documents the collector makes
+	// from sFlow counter samples; such a record is not a flow and has no
+	// addresses, bytes or packets.
+	Counters *IfCounters
+
 	Extra []Extra
+}
+
+// IfCounters are the generic interface counters (RFC 3176 / sFlow v5
+// counters_sample format 1, IF-MIB ifTable/ifXTable) of one interface.
+type IfCounters struct {
+	Index     uint32
+	Type      uint32
+	Speed     uint64 // bits per second
+	Direction uint32 // 0 unknown, 1 full duplex, 2 half duplex, 3 in, 4 out
+	Status    uint32 // bit 0 admin up, bit 1 oper up
+
+	InOctets, InUcastPkts, InMulticastPkts, InBroadcastPkts uint64
+	InDiscards, InErrors, InUnknownProtos                   uint64
+	OutOctets, OutUcastPkts, OutMulticastPkts               uint64
+	OutBroadcastPkts, OutDiscards, OutErrors                uint64
+	Promiscuous                                             uint32
 }
 
 // Duration is End-Start, or 0 when either is unknown.
@@ -139,7 +160,9 @@ func (r *Record) Duration() time.Duration {
 }
 
 // Sink receives records; the collector's outputs implement it. A sink may keep
-// the slice only until Write returns.
+// the slice only until Write returns. The collector calls Write from several
+// goroutines at once (one per decoding worker), so a sink must be safe for
+// concurrent use.
 type Sink interface {
 	Write(records []Record) error
 }

@@ -1,0 +1,238 @@
+// Package decoders turns flow datagrams (NetFlow v5, v9, IPFIX, sFlow v5)
+// into flow records. It keeps the per-exporter state the protocols need
+// (templates per observation domain, options, data held for templates,
+// sequence numbers) and bounds it. It sits between the collector's listeners
+// and its pipeline: listen → decoders.Decoder → enrich → outputs.
+package decoders
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/spanflow/spanflow/decoders/netflow"
+	"github.com/spanflow/spanflow/decoders/netflowv5"
+	"github.com/spanflow/spanflow/decoders/reason"
+	"github.com/spanflow/spanflow/decoders/sflow"
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// Datagram is one flow protocol payload and where it came from.
+type Datagram struct {
+	Source   netip.AddrPort // the exporter's address and port
+	Payload  []byte
+	Received time.Time
+}
+
+// Configuration bounds the state exporters can make the decoder keep.
+type Configuration struct {
+	MaxExporters            int           // distinct exporter addresses; others are dropped and counted
+	MaxTemplatesPerExporter int           // NetFlow v9/IPFIX templates per exporter
+	MaxPendingPerExporter   int           // data sets held waiting for their template, per exporter
+	PendingTimeout          time.Duration // how long such a data set is held
+}
+
+// DefaultConfiguration returns the default limits.
+func DefaultConfiguration() Configuration {
+	l := netflow.DefaultLimits()
+	return Configuration{MaxExporters: 10000, MaxTemplatesPerExporter: l.MaxTemplates,
+		MaxPendingPerExporter: l.MaxPending, PendingTimeout: l.PendingTimeout}
+}
+
+// Validate checks the configuration.
+func (c Configuration) Validate() error {
+	switch {
+	case c.MaxExporters < 1:
+		return fmt.Errorf("max exporters must be at least 1, not %d", c.MaxExporters)
+	case c.MaxTemplatesPerExporter < 1:
+		return fmt.Errorf("max templates per exporter must be at least 1, not %d", c.MaxTemplatesPerExporter)
+	case c.MaxPendingPerExporter < 0:
+		return fmt.Errorf("max pending data sets must not be negative")
+	case c.PendingTimeout < 0:
+		return fmt.Errorf("pending timeout must not be negative")
+	}
+	return nil
+}
+
+// Result says what one datagram held.
+type Result struct {
+	Kind           flow.Kind
+	Records        int    // records appended (flows and interface counters)
+	OptionsRecords int    // NetFlow v9/IPFIX options records applied
+	Lost           uint64 // datagrams (v9, sFlow) or records (v5, IPFIX) the sequence numbers say were lost before this one
+	Held           int    // data sets held for a template
+	Expired        int    // held data sets dropped because their template never came
+	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
+	BadHeaders     int    // sFlow sampled headers that did not decode
+}
+
+type exporter struct {
+	mu  sync.Mutex
+	nf  *netflow.State
+	seq map[uint64]uint32 // sequence space → next expected number
+}
+
+// Decoder decodes datagrams from many exporters; it is safe for concurrent
+// use (the datagrams of one exporter are decoded one at a time).
+type Decoder struct {
+	cfg       Configuration
+	mu        sync.RWMutex
+	exporters map[netip.Addr]*exporter
+}
+
+// New returns a decoder.
+func New(cfg Configuration) (*Decoder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Decoder{cfg: cfg, exporters: map[netip.Addr]*exporter{}}, nil
+}
+
+func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
+	d.mu.RLock()
+	e := d.exporters[a]
+	d.mu.RUnlock()
+	if e != nil {
+		return e, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e = d.exporters[a]; e != nil {
+		return e, nil
+	}
+	if len(d.exporters) >= d.cfg.MaxExporters {
+		return nil, reason.Errorf(reason.ExporterLimit, "datagram from %s: already %d exporters", a, len(d.exporters))
+	}
+	e = &exporter{seq: map[uint64]uint32{}, nf: netflow.NewState(a, netflow.Limits{
+		MaxTemplates: d.cfg.MaxTemplatesPerExporter, MaxPending: d.cfg.MaxPendingPerExporter, PendingTimeout: d.cfg.PendingTimeout})}
+	d.exporters[a] = e
+	return e, nil
+}
+
+// Exporters is the number of exporters the decoder keeps state for.
+func (d *Decoder) Exporters() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.exporters)
+}
+
+// Templates returns the template count of every exporter.
+func (d *Decoder) Templates() map[netip.Addr]int {
+	d.mu.RLock()
+	es := make(map[netip.Addr]*exporter, len(d.exporters))
+	for a, e := range d.exporters {
+		es[a] = e
+	}
+	d.mu.RUnlock()
+	m := make(map[netip.Addr]int, len(es))
+	for a, e := range es {
+		e.mu.Lock()
+		m[a] = e.nf.Templates()
+		e.mu.Unlock()
+	}
+	return m
+}
+
+// Flush drops the data sets still held for templates (at the end of a
+// capture) and returns how many there were per exporter.
+func (d *Decoder) Flush() map[netip.Addr]int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	m := map[netip.Addr]int{}
+	for a, e := range d.exporters {
+		e.mu.Lock()
+		if n := e.nf.Flush(); n > 0 {
+			m[a] = n
+		}
+		e.mu.Unlock()
+	}
+	return m
+}
+
+// Protocol guesses the protocol of a payload from its first bytes.
+func Protocol(p []byte) flow.Kind {
+	if len(p) < 4 {
+		return flow.KindUnknown
+	}
+	switch binary.BigEndian.Uint16(p) {
+	case 5:
+		return flow.KindNetFlowV5
+	case 9:
+		return flow.KindNetFlowV9
+	case 10:
+		return flow.KindIPFIX
+	case 0:
+		if binary.BigEndian.Uint32(p) == 5 {
+			return flow.KindSFlow
+		}
+	}
+	return flow.KindUnknown
+}
+
+// Decode decodes one datagram and appends its records to out. On error, out
+// may still have gained the records decoded before the fault.
+func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result, error) {
+	var res Result
+	src := dg.Source.Addr().Unmap()
+	res.Kind = Protocol(dg.Payload)
+	if res.Kind == flow.KindUnknown {
+		if len(dg.Payload) < 4 {
+			return out, res, reason.Errorf(reason.Short, "datagram of %d bytes from %s", len(dg.Payload), src)
+		}
+		return out, res, reason.Errorf(reason.Version, "datagram from %s is not NetFlow v5/v9, IPFIX or sFlow v5 (starts %x)", src, dg.Payload[:4])
+	}
+	e, err := d.exporter(src)
+	if err != nil {
+		return out, res, err
+	}
+	n := len(out)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch res.Kind {
+	case flow.KindNetFlowV5:
+		var info netflowv5.Info
+		out, info, err = netflowv5.Decode(dg.Payload, src, dg.Received, out)
+		if err == nil {
+			res.Lost = e.track(5<<32|uint64(info.EngineID), info.Sequence, uint32(info.Count))
+		}
+	case flow.KindNetFlowV9, flow.KindIPFIX:
+		var info netflow.Info
+		out, info, err = e.nf.Decode(dg.Payload, dg.Received, out)
+		res.OptionsRecords, res.Held, res.Expired, res.Templates = info.OptionsRecords, info.Held, info.Expired, info.Templates
+		if info.Version == 9 {
+			res.Lost = e.track(9<<32|uint64(info.Domain), info.Sequence, 1)
+		} else if info.Version == 10 && info.Held == 0 {
+			// IPFIX counts data records; held sets leave the count unknown.
+			res.Lost = e.track(10<<32|uint64(info.Domain), info.Sequence, uint32(info.MessageRecords))
+		}
+	case flow.KindSFlow:
+		var info sflow.Info
+		out, info, err = sflow.Decode(dg.Payload, src, dg.Received, out)
+		res.BadHeaders = info.BadHeaders
+		if err == nil {
+			res.Lost = e.track(6<<32|uint64(info.SubAgent), info.Sequence, 1)
+		}
+	}
+	res.Records = len(out) - n
+	return out, res, err
+}
+
+// track checks a sequence number against the one expected in its space and
+// returns how many were skipped. Numbers going backwards (a restart, or
+// reordering) reset the expectation without counting a loss.
+func (e *exporter) track(space uint64, seq, count uint32) uint64 {
+	next, seen := e.seq[space]
+	if len(e.seq) < 1024 || seen {
+		e.seq[space] = seq + count
+	}
+	if !seen {
+		return 0
+	}
+	gap := seq - next // wraps
+	if gap == 0 || gap > 1<<30 {
+		return 0
+	}
+	return uint64(gap)
+}

@@ -1,0 +1,430 @@
+package netflow
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// recordTimes collects the many ways a record can say when it started and ended.
+type recordTimes struct {
+	startUp, endUp       uint32 // flowStart/EndSysUpTime (ms since the exporter booted)
+	hasStartUp, hasEndUp bool
+	start, end           time.Time
+	sysInit              uint64
+	hasSysInit           bool
+	durationMs           uint64
+	hasDuration          bool
+	hasBytes, hasPackets bool // a delta count was seen (totals only fill in)
+	samplerID            uint64
+	hasSampler           bool
+	rate                 uint64
+	packetSpace          uint64
+	icmpSet              bool
+	startDelta, endDelta time.Duration // flowStart/EndDeltaMicroseconds, before the export time
+	hasStartDelta        bool
+	hasEndDelta          bool
+	physIn, physOut      uint32
+	vlan243              uint16
+}
+
+func be(v []byte) uint64 {
+	var x uint64
+	for _, b := range v {
+		x = x<<8 | uint64(b)
+	}
+	return x
+}
+
+// ntpTime decodes an IPFIX dateTimeMicro/Nanoseconds (NTP format).
+func ntpTime(v uint64) time.Time {
+	const ntpToUnix = 2208988800
+	secs := int64(v>>32) - ntpToUnix
+	frac := (v & 0xffffffff) * 1e9 >> 32
+	return time.Unix(secs, int64(frac))
+}
+
+func toAddr(v []byte) (netip.Addr, bool) {
+	switch len(v) {
+	case 4:
+		return netip.AddrFrom4([4]byte(v)), true
+	case 16:
+		return netip.AddrFrom16([16]byte(v)), true
+	}
+	return netip.Addr{}, false
+}
+
+func (s *State) appendRecord(out []flow.Record, h *header, values []nf.DataField, received time.Time) []flow.Record {
+	out = append(out, flow.Record{})
+	r := &out[len(out)-1]
+	r.Received = received
+	r.ObserverIP = s.exporter
+	r.ObservationDomain = h.domain
+	if h.version == 9 {
+		r.Kind = flow.KindNetFlowV9
+	} else {
+		r.Kind = flow.KindIPFIX
+	}
+	var t recordTimes
+	for i := range values {
+		f := &values[i]
+		v, _ := f.Value.([]byte)
+		if !f.PenProvided || f.Pen == 0 {
+			s.applyIANA(r, &t, f.Type, v, h.version)
+			continue
+		}
+		switch f.Pen {
+		case flow.EnterpriseNumber:
+			x := be(v)
+			switch f.Type {
+			case flow.IETCPRTTClientMicroseconds:
+				r.TCP.RTTClient = time.Duration(x) * time.Microsecond
+			case flow.IETCPRTTServerMicroseconds:
+				r.TCP.RTTServer = time.Duration(x) * time.Microsecond
+			case flow.IETCPRetransmittedPackets:
+				r.TCP.Retransmissions = uint32(x)
+			case flow.IETCPZeroWindowEvents:
+				r.TCP.ZeroWindows = uint32(x)
+			default:
+				r.Extra = append(r.Extra, extra("spanflow_"+strconv.Itoa(int(f.Type)), tUnsigned, v))
+			}
+		case penVMware:
+			if e, ok := vmware[f.Type]; ok {
+				r.Extra = append(r.Extra, extra("vmware_"+e.name, e.typ, v))
+			} else {
+				r.Extra = append(r.Extra, extra("vmware_"+strconv.Itoa(int(f.Type)), 0, v))
+			}
+		case penReverse:
+			if e, ok := iana[f.Type]; ok {
+				r.Extra = append(r.Extra, extra("reverse_"+e.name, e.typ, v))
+			} else {
+				r.Extra = append(r.Extra, extra("reverse_"+strconv.Itoa(int(f.Type)), 0, v))
+			}
+		default:
+			r.Extra = append(r.Extra, extra("pen"+strconv.FormatUint(uint64(f.Pen), 10)+"_"+strconv.Itoa(int(f.Type)), 0, v))
+		}
+	}
+	s.finish(r, &t, h)
+	return out
+}
+
+// applyIANA sets what an IANA (or NetFlow v9) element says about the flow.
+func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, version uint16) {
+	switch typ {
+	case 1: // octetDeltaCount
+		r.Bytes, t.hasBytes = be(v), true
+	case 2: // packetDeltaCount
+		r.Packets, t.hasPackets = be(v), true
+	case 85: // octetTotalCount
+		if !t.hasBytes {
+			r.Bytes = be(v)
+		}
+	case 86: // packetTotalCount
+		if !t.hasPackets {
+			r.Packets = be(v)
+		}
+	case 4:
+		r.Proto = uint8(be(v))
+	case 5:
+		r.TOS = uint8(be(v))
+	case 6:
+		r.TCPFlags = uint16(be(v))
+	case 7:
+		r.SrcPort = uint16(be(v))
+	case 11:
+		r.DstPort = uint16(be(v))
+	case 180, 182: // udp/tcpSourcePort
+		if r.SrcPort == 0 {
+			r.SrcPort = uint16(be(v))
+		}
+	case 181, 183:
+		if r.DstPort == 0 {
+			r.DstPort = uint16(be(v))
+		}
+	case 8, 27:
+		// Templates with both IPv4 and IPv6 fields zero the unused ones.
+		if a, ok := toAddr(v); ok && (!r.SrcAddr.IsValid() || !a.IsUnspecified()) {
+			r.SrcAddr = a
+		}
+	case 12, 28:
+		if a, ok := toAddr(v); ok && (!r.DstAddr.IsValid() || !a.IsUnspecified()) {
+			r.DstAddr = a
+		}
+	case 10:
+		r.InIf = uint32(be(v))
+	case 14:
+		r.OutIf = uint32(be(v))
+	case 252:
+		t.physIn = uint32(be(v))
+	case 253:
+		t.physOut = uint32(be(v))
+	case 56:
+		if len(v) == 6 {
+			r.SrcMAC = flow.MAC(v)
+		}
+	case 80:
+		if len(v) == 6 {
+			r.DstMAC = flow.MAC(v)
+		}
+	case 58:
+		r.VLAN = uint16(be(v)) & 0xfff
+	case 243:
+		t.vlan243 = uint16(be(v)) & 0xfff
+	case 245:
+		r.InnerVLAN = uint16(be(v)) & 0xfff
+	case 32, 139: // icmpTypeCode
+		x := be(v)
+		r.ICMPType, r.ICMPCode, t.icmpSet = uint8(x>>8), uint8(x), true
+	case 176, 178:
+		r.ICMPType, t.icmpSet = uint8(be(v)), true
+	case 177, 179:
+		r.ICMPCode, t.icmpSet = uint8(be(v)), true
+	case 34, 305, 50: // samplingInterval, samplingPacketInterval, samplerRandomInterval
+		if x := be(v); x > 0 {
+			t.rate = x
+		}
+	case 306:
+		t.packetSpace = be(v)
+	case 48, 302: // samplerId, selectorId
+		t.samplerID, t.hasSampler = be(v), true
+	case 136:
+		r.EndReason = uint8(be(v))
+	case 138:
+		r.ObservationPoint = be(v)
+	case 351:
+		r.SegmentID = be(v)
+	case 21:
+		t.endUp, t.hasEndUp = uint32(be(v)), true
+	case 22:
+		t.startUp, t.hasStartUp = uint32(be(v)), true
+	case 150:
+		t.start = time.Unix(int64(be(v)), 0)
+	case 151:
+		t.end = time.Unix(int64(be(v)), 0)
+	case 152:
+		t.start = time.UnixMilli(int64(be(v)))
+	case 153:
+		t.end = time.UnixMilli(int64(be(v)))
+	case 154, 156:
+		t.start = ntpTime(be(v))
+	case 155, 157:
+		t.end = ntpTime(be(v))
+	case 158, 159: // flowStart/EndDeltaMicroseconds: before the export time; resolved in finish
+		d := time.Duration(be(v)) * time.Microsecond
+		if typ == 158 {
+			t.startDelta, t.hasStartDelta = d, true
+		} else {
+			t.endDelta, t.hasEndDelta = d, true
+		}
+	case 160:
+		t.sysInit, t.hasSysInit = be(v), true
+	case 161:
+		t.durationMs, t.hasDuration = be(v), true
+	case 162:
+		t.durationMs, t.hasDuration = be(v)/1000, true
+	case 210: // paddingOctets
+	default:
+		if e, ok := iana[typ]; ok {
+			r.Extra = append(r.Extra, extra(e.name, e.typ, v))
+		} else {
+			r.Extra = append(r.Extra, extra("ie_"+strconv.Itoa(int(typ)), 0, v))
+		}
+	}
+}
+
+// finish resolves times, sampling and interface names once every field is known.
+func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
+	export := time.Unix(int64(h.exportSecs), 0)
+	d := s.domain(h)
+	switch {
+	case h.version == 9 && (t.hasStartUp || t.hasEndUp):
+		// v9: sysUptime at export and the switched times are both ms since boot.
+		exportMs := int64(h.exportSecs) * 1000
+		if t.hasStartUp {
+			r.Start = time.UnixMilli(exportMs - int64(h.sysUptime-t.startUp))
+		}
+		if t.hasEndUp {
+			r.End = time.UnixMilli(exportMs - int64(h.sysUptime-t.endUp))
+		}
+	case t.hasStartUp || t.hasEndUp:
+		init, ok := t.sysInit, t.hasSysInit
+		if !ok {
+			init, ok = d.sysInitMs, d.hasSysInit
+		}
+		if ok {
+			if t.hasStartUp {
+				r.Start = time.UnixMilli(int64(init + uint64(t.startUp)))
+			}
+			if t.hasEndUp {
+				r.End = time.UnixMilli(int64(init + uint64(t.endUp)))
+			}
+		}
+	}
+	switch {
+	case !t.start.IsZero():
+		r.Start = t.start
+	case t.hasStartDelta:
+		r.Start = export.Add(-t.startDelta)
+	}
+	switch {
+	case !t.end.IsZero():
+		r.End = t.end
+	case t.hasEndDelta:
+		r.End = export.Add(-t.endDelta)
+	}
+	if t.hasDuration {
+		switch {
+		case r.Start.IsZero() && !r.End.IsZero():
+			r.Start = r.End.Add(-time.Duration(t.durationMs) * time.Millisecond)
+		case r.End.IsZero() && !r.Start.IsZero():
+			r.End = r.Start.Add(time.Duration(t.durationMs) * time.Millisecond)
+		}
+	}
+
+	if r.InIf == 0 {
+		r.InIf = t.physIn
+	}
+	if r.OutIf == 0 {
+		r.OutIf = t.physOut
+	}
+	if r.VLAN == 0 {
+		r.VLAN = t.vlan243
+	}
+	// Many NetFlow v9 exporters put ICMP type and code in the destination port.
+	if !t.icmpSet && (r.Proto == 1 || r.Proto == 58) && r.DstPort != 0 {
+		r.ICMPType, r.ICMPCode = uint8(r.DstPort>>8), uint8(r.DstPort)
+	}
+	if r.Proto == 1 || r.Proto == 58 {
+		r.SrcPort, r.DstPort = 0, 0
+	}
+
+	rate := t.rate
+	if rate > 0 && t.packetSpace > 0 {
+		rate = (rate + t.packetSpace) / rate
+	}
+	if rate == 0 && t.hasSampler {
+		rate = uint64(d.samplers[t.samplerID])
+	}
+	if rate == 0 {
+		rate = uint64(d.sampling)
+	}
+	if rate > 1 {
+		r.SamplingRate = uint32(min(rate, 1<<32-1))
+		r.Bytes *= rate
+		r.Packets *= rate
+	}
+	if len(d.ifNames) > 0 {
+		r.InIfName = d.ifNames[r.InIf]
+		r.OutIfName = d.ifNames[r.OutIf]
+	}
+}
+
+// applyOptions keeps what an options data record says about the data
+// records of its domain: sampling rates (per sampler or for all), interface
+// names and the exporter's boot time.
+func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
+	d := s.domain(h)
+	var (
+		rate, space, sampler uint64
+		hasSampler           bool
+		ifIndex              uint64
+		hasIf                bool
+		name, descr          string
+	)
+	for _, values := range [][]nf.DataField{rec.ScopesValues, rec.OptionsValues} {
+		for i := range values {
+			f := &values[i]
+			if f.PenProvided && f.Pen != 0 {
+				continue
+			}
+			v, _ := f.Value.([]byte)
+			switch f.Type {
+			case 34, 305, 50:
+				if x := be(v); x > 0 {
+					rate = x
+				}
+			case 306:
+				space = be(v)
+			case 48, 302, 141: // samplerId, selectorId
+				if f.Type != 141 {
+					sampler, hasSampler = be(v), true
+				}
+			case 10, 252:
+				ifIndex, hasIf = be(v), true
+			case 82:
+				name = cleanString(v)
+			case 83:
+				descr = cleanString(v)
+			case 160:
+				d.sysInitMs, d.hasSysInit = be(v), true
+			}
+		}
+	}
+	if rate > 0 && space > 0 {
+		rate = (rate + space) / rate
+	}
+	if rate > 0 {
+		if hasSampler {
+			if d.samplers == nil {
+				d.samplers = map[uint64]uint32{}
+			}
+			if len(d.samplers) < 4096 {
+				d.samplers[sampler] = uint32(min(rate, 1<<32-1))
+			}
+		} else {
+			d.sampling = uint32(min(rate, 1<<32-1))
+		}
+	}
+	if hasIf {
+		if name == "" {
+			name = descr
+		}
+		if name != "" {
+			if d.ifNames == nil {
+				d.ifNames = map[uint32]string{}
+			}
+			if len(d.ifNames) < 65536 {
+				d.ifNames[uint32(ifIndex)] = name
+			}
+		}
+	}
+}
+
+// cleanString trims the NUL padding exporters put after names.
+func cleanString(v []byte) string {
+	s := strings.TrimRight(string(v), "\x00")
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\ufffd")
+	}
+	return s
+}
+
+// extra makes a netflow.<name> value from raw bytes of a known (or, with typ
+// 0, unknown) type.
+func extra(name string, typ byte, v []byte) flow.Extra {
+	switch typ {
+	case tIPv4, tIPv6:
+		if a, ok := toAddr(v); ok {
+			return flow.Extra{Name: name, Str: a.String(), IsStr: true}
+		}
+	case tMAC:
+		if len(v) == 6 {
+			return flow.Extra{Name: name, Str: flow.MAC(v).String(), IsStr: true}
+		}
+	case tString:
+		return flow.Extra{Name: name, Str: cleanString(v), IsStr: true}
+	case tOctets:
+		return flow.Extra{Name: name, Str: hex.EncodeToString(v), IsStr: true}
+	}
+	if len(v) <= 8 {
+		return flow.Extra{Name: name, Num: be(v)}
+	}
+	return flow.Extra{Name: name, Str: hex.EncodeToString(v), IsStr: true}
+}

@@ -1,0 +1,353 @@
+// Package netflow decodes NetFlow v9 and IPFIX datagrams into flow records,
+// with goflow2's decoder, keeping the template state of one exporter: its
+// templates per observation domain, what its options records say (sampling
+// rates, interface names, system init time), and data sets held until their
+// template arrives. It sits between the collector's listeners and its
+// normalization; the collector keeps one State per exporter address.
+package netflow
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"github.com/spanflow/spanflow/decoders/reason"
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// Limits bound what one exporter can make the collector keep.
+type Limits struct {
+	MaxTemplates   int           // templates (all domains) per exporter
+	MaxPending     int           // data sets held waiting for their template
+	PendingTimeout time.Duration // how long a data set waits for its template
+}
+
+// DefaultLimits suit a data center: a few templates per exporter, data held
+// for a template refresh interval.
+func DefaultLimits() Limits {
+	return Limits{MaxTemplates: 1024, MaxPending: 256, PendingTimeout: 30 * time.Second}
+}
+
+// Info says what one datagram held, for metrics and sequence tracking.
+type Info struct {
+	Version        uint16 // 9 or 10
+	Domain         uint32 // source id / observation domain
+	Sequence       uint32
+	Records        int // flow records produced (including held data decoded now)
+	OptionsRecords int // options data records applied
+	MessageRecords int // data records of this datagram decoded now (for IPFIX sequence numbers)
+	Held           int // data sets of this datagram held waiting for a template
+	Expired        int // held data sets dropped because their template never came
+	Templates      int // templates the exporter has after this datagram
+}
+
+type domainKey uint64 // version<<32 | observation domain
+
+type domain struct {
+	sampling   uint32            // from options records without a sampler id
+	samplers   map[uint64]uint32 // sampler / selector id → rate
+	ifNames    map[uint32]string // ifIndex → name
+	sysInitMs  uint64            // systemInitTimeMilliseconds from options
+	hasSysInit bool
+}
+
+type pendingSet struct {
+	key      uint64 // goflow2 template key
+	version  uint16
+	domain   uint32
+	hdr      header
+	data     []byte
+	received time.Time
+}
+
+// header is what records need from their message header.
+type header struct {
+	version    uint16
+	domain     uint32
+	exportSecs uint32
+	sysUptime  uint32 // NetFlow v9 only, milliseconds
+}
+
+// State is the template state of one exporter. It is not safe for concurrent
+// use: the collector serializes the datagrams of one exporter.
+type State struct {
+	limits    Limits
+	exporter  netip.Addr
+	templates map[uint64]any
+	invalid   map[uint64]string // templates that cannot describe data, and why
+	domains   map[domainKey]*domain
+	pending   []pendingSet
+	added     []uint64
+	err       error // first limit error raised inside goflow2's callbacks
+	v9        nf.NFv9Packet
+	ipfix     nf.IPFIXPacket
+	buf       bytes.Buffer
+}
+
+// NewState returns the state of one exporter.
+func NewState(exporter netip.Addr, limits Limits) *State {
+	return &State{limits: limits, exporter: exporter, templates: map[uint64]any{},
+		invalid: map[uint64]string{}, domains: map[domainKey]*domain{}}
+}
+
+// Templates is the number of templates the exporter has.
+func (s *State) Templates() int { return len(s.templates) }
+
+// Pending is the number of data sets held waiting for a template.
+func (s *State) Pending() int { return len(s.pending) }
+
+func templateKey(version uint16, domain uint32, id uint16) uint64 {
+	return uint64(version)<<48 | uint64(domain)<<16 | uint64(id)
+}
+
+// goflow2's template system interface, backed by this state.
+type templateStore State
+
+func (t *templateStore) GetTemplates() nf.FlowBaseTemplateSet {
+	return nf.FlowBaseTemplateSet(t.templates)
+}
+
+func (t *templateStore) RemoveTemplate(version uint16, domain uint32, id uint16) (any, error) {
+	k := templateKey(version, domain, id)
+	tpl, ok := t.templates[k]
+	if !ok {
+		return nil, nf.ErrorTemplateNotFound
+	}
+	delete(t.templates, k)
+	return tpl, nil
+}
+
+// errInvalidTemplate makes goflow2 go on with the next set, as for a missing
+// template; the collector then counts the set as bad.
+var errInvalidTemplate = fmt.Errorf("%w: template cannot describe data", nf.ErrorTemplateNotFound)
+
+func (t *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
+	k := templateKey(version, domain, id)
+	if tpl, ok := t.templates[k]; ok {
+		return tpl, nil
+	}
+	if _, bad := t.invalid[k]; bad {
+		return nil, errInvalidTemplate
+	}
+	return nil, nf.ErrorTemplateNotFound
+}
+
+func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tpl any) error {
+	k := templateKey(version, domain, id)
+	var fields [][]nf.Field
+	switch v := tpl.(type) {
+	case nf.TemplateRecord:
+		fields = [][]nf.Field{v.Fields}
+	case nf.NFv9OptionsTemplateRecord:
+		fields = [][]nf.Field{v.Scopes, v.Options}
+	case nf.IPFIXOptionsTemplateRecord:
+		fields = [][]nf.Field{v.Scopes, v.Options}
+	}
+	n, size, varlen := 0, 0, false
+	for _, fs := range fields {
+		for _, f := range fs {
+			n++
+			if f.Length == 0xffff {
+				varlen = true
+			} else {
+				size += int(f.Length)
+			}
+		}
+	}
+	if n == 0 { // RFC 7011 §8.1: a template with no fields withdraws it
+		delete(t.templates, k)
+		delete(t.invalid, k)
+		return nil
+	}
+	if size == 0 && !varlen {
+		// goflow2 would loop forever on its data: never hand it such a template.
+		delete(t.templates, k)
+		t.invalid[k] = "template of zero-length fields"
+		return nil
+	}
+	if _, exists := t.templates[k]; !exists && t.limits.MaxTemplates > 0 && len(t.templates) >= t.limits.MaxTemplates {
+		err := reason.Errorf(reason.TemplateLimit, "template %d of domain %d from %s: exporter already has %d templates",
+			id, domain, t.exporter, len(t.templates))
+		if t.err == nil {
+			t.err = err
+		}
+		return err
+	}
+	delete(t.invalid, k)
+	t.templates[k] = tpl
+	t.added = append(t.added, k)
+	return nil
+}
+
+// Decode decodes one NetFlow v9 or IPFIX datagram and appends its flow
+// records to out. Data sets whose template has not arrived are held and
+// decoded when it does (their records then come out of a later Decode).
+func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([]flow.Record, Info, error) {
+	var info Info
+	if len(payload) < 4 {
+		return out, info, reason.Errorf(reason.Short, "datagram of %d bytes from %s", len(payload), s.exporter)
+	}
+	var h header
+	h.version = binary.BigEndian.Uint16(payload)
+	switch h.version {
+	case 9:
+		if len(payload) < 20 {
+			return out, info, reason.Errorf(reason.Short, "netflow v9 header from %s: %d bytes, want 20", s.exporter, len(payload))
+		}
+		h.sysUptime = binary.BigEndian.Uint32(payload[4:])
+		h.exportSecs = binary.BigEndian.Uint32(payload[8:])
+		info.Sequence = binary.BigEndian.Uint32(payload[12:])
+		h.domain = binary.BigEndian.Uint32(payload[16:])
+	case 10:
+		if len(payload) < 16 {
+			return out, info, reason.Errorf(reason.Short, "ipfix header from %s: %d bytes, want 16", s.exporter, len(payload))
+		}
+		l := int(binary.BigEndian.Uint16(payload[2:]))
+		if l > len(payload) || l < 16 {
+			return out, info, reason.Errorf(reason.Short, "ipfix message from %s: length field %d, datagram %d bytes", s.exporter, l, len(payload))
+		}
+		payload = payload[:l]
+		h.exportSecs = binary.BigEndian.Uint32(payload[4:])
+		info.Sequence = binary.BigEndian.Uint32(payload[8:])
+		h.domain = binary.BigEndian.Uint32(payload[12:])
+	default:
+		return out, info, reason.Errorf(reason.Version, "netflow version %d from %s", h.version, s.exporter)
+	}
+	info.Version, info.Domain = h.version, h.domain
+
+	s.added, s.err = s.added[:0], nil
+	s.buf.Reset()
+	s.buf.Write(payload)
+	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
+	derr := nf.DecodeMessageVersion(&s.buf, (*templateStore)(s), &s.v9, &s.ipfix)
+	var sets []any
+	if h.version == 9 {
+		sets = s.v9.FlowSets
+	} else {
+		sets = s.ipfix.FlowSets
+	}
+	var err error
+	switch {
+	case derr == nil || (errors.Is(derr, nf.ErrorTemplateNotFound) && !errors.Is(derr, errInvalidTemplate)):
+	case s.err != nil:
+		err = s.err
+	case errors.Is(derr, errInvalidTemplate):
+		err = reason.Errorf(reason.Template, "%s from %s: data for a template of zero-length fields", kindName(h.version), s.exporter)
+	default:
+		err = reason.Errorf(reason.Set, "%s from %s: %w", kindName(h.version), s.exporter, derr)
+	}
+	for _, set := range sets {
+		switch fs := set.(type) {
+		case nf.DataFlowSet:
+			for i := range fs.Records {
+				out = s.appendRecord(out, &h, fs.Records[i].Values, received)
+				info.Records++
+				info.MessageRecords++
+			}
+		case nf.OptionsDataFlowSet:
+			for i := range fs.Records {
+				s.applyOptions(&h, &fs.Records[i])
+				info.OptionsRecords++
+				info.MessageRecords++
+			}
+		case nf.RawFlowSet:
+			k := templateKey(h.version, h.domain, fs.Id)
+			if why, bad := s.invalid[k]; bad {
+				if err == nil {
+					err = reason.Errorf(reason.Template, "%s from %s: data set %d: %s", kindName(h.version), s.exporter, fs.Id, why)
+				}
+				continue
+			}
+			if fs.Id < 256 {
+				continue
+			}
+			if len(s.pending) >= s.limits.MaxPending {
+				info.Expired++
+				if err == nil {
+					err = reason.Errorf(reason.PendingLimit, "%s from %s: %d data sets already wait for templates", kindName(h.version), s.exporter, len(s.pending))
+				}
+				continue
+			}
+			s.pending = append(s.pending, pendingSet{key: k, version: h.version, domain: h.domain, hdr: h,
+				data: bytes.Clone(fs.Records), received: received})
+			info.Held++
+		}
+	}
+	out = s.decodePending(out, &info, received)
+	info.Templates = len(s.templates)
+	return out, info, err
+}
+
+// decodePending decodes the held sets whose template came, and drops the
+// ones that waited too long.
+func (s *State) decodePending(out []flow.Record, info *Info, now time.Time) []flow.Record {
+	if len(s.pending) == 0 {
+		return out
+	}
+	keep := s.pending[:0]
+	for _, p := range s.pending {
+		tpl, ok := s.templates[p.key]
+		if !ok {
+			if s.limits.PendingTimeout > 0 && now.Sub(p.received) > s.limits.PendingTimeout {
+				info.Expired++
+				continue
+			}
+			keep = append(keep, p)
+			continue
+		}
+		buf := bytes.NewBuffer(p.data)
+		switch t := tpl.(type) {
+		case nf.TemplateRecord:
+			recs, _ := nf.DecodeDataSet(p.version, buf, t.Fields)
+			for i := range recs {
+				out = s.appendRecord(out, &p.hdr, recs[i].Values, p.received)
+				info.Records++
+			}
+		case nf.NFv9OptionsTemplateRecord:
+			recs, _ := nf.DecodeOptionsDataSet(p.version, buf, t.Scopes, t.Options)
+			for i := range recs {
+				s.applyOptions(&p.hdr, &recs[i])
+				info.OptionsRecords++
+			}
+		case nf.IPFIXOptionsTemplateRecord:
+			recs, _ := nf.DecodeOptionsDataSet(p.version, buf, t.Scopes, t.Options)
+			for i := range recs {
+				s.applyOptions(&p.hdr, &recs[i])
+				info.OptionsRecords++
+			}
+		}
+	}
+	clear(s.pending[len(keep):])
+	s.pending = keep
+	return out
+}
+
+// Flush drops every held data set (the end of a capture) and says how many
+// there were.
+func (s *State) Flush() int {
+	n := len(s.pending)
+	s.pending = nil
+	return n
+}
+
+func kindName(version uint16) string {
+	if version == 9 {
+		return "netflow v9"
+	}
+	return "ipfix"
+}
+
+func (s *State) domain(h *header) *domain {
+	k := domainKey(uint64(h.version)<<32 | uint64(h.domain))
+	d := s.domains[k]
+	if d == nil {
+		d = &domain{}
+		s.domains[k] = d
+	}
+	return d
+}
