@@ -35,8 +35,24 @@ func putTime(b []byte, t time.Time) ([]byte, bool) {
 		return b, false
 	}
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, timeLayout)
+	b = appendTime(b, t)
 	return append(b, '"'), true
+}
+
+// appendTime formats t as timeLayout does, without its generic machinery.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, timeLayout)
+	}
+	ms := t.Nanosecond() / 1e6
+	return append(b,
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 func putUint(b []byte, v uint64, ok bool) ([]byte, bool) {
@@ -168,12 +184,22 @@ func buildFields() []Field {
 				}
 				return putTime(b, r.Received)
 			}},
-		{Name: "event.kind", Type: "keyword", Description: `always "event"`,
-			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"event"`...), true }},
+		{Name: "event.kind", Type: "keyword", Description: `"event" for a flow, "metric" for interface counters (sFlow counter samples)`,
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.Counters != nil {
+					return append(b, `"metric"`...), true
+				}
+				return append(b, `"event"`...), true
+			}},
 		{Name: "event.category", Type: "keyword", Description: `always "network"`,
 			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"network"`...), true }},
-		{Name: "event.action", Type: "keyword", Description: `always "network_flow"`,
-			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"network_flow"`...), true }},
+		{Name: "event.action", Type: "keyword", Description: `"network_flow" for a flow, "interface_counters" for interface counters`,
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.Counters != nil {
+					return append(b, `"interface_counters"`...), true
+				}
+				return append(b, `"network_flow"`...), true
+			}},
 		{Name: "event.created", Type: "date", Description: "when the collector received the record",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putTime(b, r.Received) }},
 		{Name: "event.start", Type: "date", Description: "first packet of the flow",
@@ -254,9 +280,9 @@ func buildFields() []Field {
 				return append(b, `"ipv6"`...), true
 			}},
 		{Name: "network.bytes", Type: "long", Description: "bytes of the flow at layer 3 (IP total length), scaled by the sampling interval",
-			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Bytes, true) }},
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Bytes, r.Counters == nil) }},
 		{Name: "network.packets", Type: "long", Description: "packets of the flow, scaled by the sampling interval",
-			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Packets, true) }},
+			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Packets, r.Counters == nil) }},
 		{Name: "network.vlan.id", Type: "keyword", Description: "outer 802.1Q VLAN id",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.VLAN), r.VLAN != 0) }},
 		{Name: "network.inner.vlan.id", Type: "keyword", Description: "inner (customer) VLAN id of a QinQ frame",
@@ -306,10 +332,46 @@ func buildFields() []Field {
 				return putUint(b, uint64(r.TCP.ZeroWindows), !r.TCP.IsZero())
 			}},
 	}
+	fs = append(fs, counterFields()...)
 	fs = append(fs, endpointFields("destination", false)...)
 	fs = append(fs, endpointFields("source", true)...)
 	slices.SortStableFunc(fs, func(a, b Field) int { return compareNames(a.Name, b.Name) })
 	return fs
+}
+
+func counterField(name, desc string, get func(*IfCounters) uint64) Field {
+	return Field{Name: "spanflow.interface." + name, Type: "long", Description: desc + " (interface counter documents)",
+		put: func(b []byte, r *Record) ([]byte, bool) {
+			if r.Counters == nil {
+				return b, false
+			}
+			return putUint(b, get(r.Counters), true)
+		}}
+}
+
+// counterFields are the interface counters of sFlow counter samples.
+func counterFields() []Field {
+	return []Field{
+		counterField("index", "ifIndex of the interface", func(c *IfCounters) uint64 { return uint64(c.Index) }),
+		counterField("type", "ifType (IANA), 6 = Ethernet", func(c *IfCounters) uint64 { return uint64(c.Type) }),
+		counterField("speed", "ifSpeed, bits per second", func(c *IfCounters) uint64 { return c.Speed }),
+		counterField("direction", "0 unknown, 1 full duplex, 2 half duplex, 3 in, 4 out", func(c *IfCounters) uint64 { return uint64(c.Direction) }),
+		counterField("status", "bit 0 admin up, bit 1 operationally up", func(c *IfCounters) uint64 { return uint64(c.Status) }),
+		counterField("in_octets", "ifInOctets", func(c *IfCounters) uint64 { return c.InOctets }),
+		counterField("in_unicast_packets", "ifInUcastPkts", func(c *IfCounters) uint64 { return c.InUcastPkts }),
+		counterField("in_multicast_packets", "ifInMulticastPkts", func(c *IfCounters) uint64 { return c.InMulticastPkts }),
+		counterField("in_broadcast_packets", "ifInBroadcastPkts", func(c *IfCounters) uint64 { return c.InBroadcastPkts }),
+		counterField("in_discards", "ifInDiscards", func(c *IfCounters) uint64 { return c.InDiscards }),
+		counterField("in_errors", "ifInErrors", func(c *IfCounters) uint64 { return c.InErrors }),
+		counterField("in_unknown_protos", "ifInUnknownProtos", func(c *IfCounters) uint64 { return c.InUnknownProtos }),
+		counterField("out_octets", "ifOutOctets", func(c *IfCounters) uint64 { return c.OutOctets }),
+		counterField("out_unicast_packets", "ifOutUcastPkts", func(c *IfCounters) uint64 { return c.OutUcastPkts }),
+		counterField("out_multicast_packets", "ifOutMulticastPkts", func(c *IfCounters) uint64 { return c.OutMulticastPkts }),
+		counterField("out_broadcast_packets", "ifOutBroadcastPkts", func(c *IfCounters) uint64 { return c.OutBroadcastPkts }),
+		counterField("out_discards", "ifOutDiscards", func(c *IfCounters) uint64 { return c.OutDiscards }),
+		counterField("out_errors", "ifOutErrors", func(c *IfCounters) uint64 { return c.OutErrors }),
+		counterField("promiscuous", "ifPromiscuousMode: 1 true, 2 false", func(c *IfCounters) uint64 { return uint64(c.Promiscuous) }),
+	}
 }
 
 // compareNames orders dotted names segment by segment, so that every object's
@@ -324,6 +386,58 @@ func compareNames(a, b string) int {
 	return len(as) - len(bs)
 }
 
+// compiled is a field with its dotted name split once, so the encoder does
+// no string work per document beyond comparing the open objects.
+type compiled struct {
+	put     func(b []byte, r *Record) ([]byte, bool)
+	parents []string // enclosing objects, outermost first
+	opens   [][]byte // `"parent":{` for each of parents
+	key     []byte   // `"key":`
+	extras  bool     // the place of Record.Extra
+	group   uint8    // fields of a group are skipped together when the record lacks it
+}
+
+// Field groups.
+const (
+	groupNone uint8 = iota
+	groupCounters
+	groupSrcVSphere
+	groupDstVSphere
+)
+
+func groupOf(name string) uint8 {
+	switch {
+	case strings.HasPrefix(name, "spanflow.interface."):
+		return groupCounters
+	case strings.HasPrefix(name, "source.vsphere."):
+		return groupSrcVSphere
+	case strings.HasPrefix(name, "destination.vsphere."):
+		return groupDstVSphere
+	}
+	return groupNone
+}
+
+var compiledFields = func() []compiled {
+	cs := make([]compiled, len(fields))
+	for i, f := range fields {
+		segs := strings.Split(f.Name, ".")
+		c := compiled{put: f.put, parents: segs[:len(segs)-1], key: jsonKey(segs[len(segs)-1]), group: groupOf(f.Name)}
+		if f.put == nil {
+			c.extras = true
+			c.parents = []string{"netflow"}
+		}
+		for _, p := range c.parents {
+			c.opens = append(c.opens, append(jsonKey(p), '{'))
+		}
+		cs[i] = c
+	}
+	return cs
+}()
+
+var netflowOpen = []string{"netflow"}
+
+func jsonKey(k string) []byte { return append(AppendJSONString(nil, k), ':') }
+
 // Encoder writes records as nested JSON documents. It keeps scratch space
 // between calls, so reuse one per goroutine; it is not safe for concurrent use.
 type Encoder struct {
@@ -337,32 +451,40 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 	e.path = e.path[:0]
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
-	for i := range fields {
-		f := &fields[i]
-		if f.put == nil {
+	var present [4]bool
+	present[groupNone] = true
+	present[groupCounters] = r.Counters != nil
+	present[groupSrcVSphere] = r.Src.VSphere != nil
+	present[groupDstVSphere] = r.Dst.VSphere != nil
+	for i := range compiledFields {
+		c := &compiledFields[i]
+		if !present[c.group] {
+			continue
+		}
+		if c.extras {
 			for j := range r.Extra {
 				x := &r.Extra[j]
-				e.val = e.val[:0]
+				b = e.open(b, netflowOpen, c.opens)
+				b = e.sep(b)
+				b = AppendJSONString(b, x.Name)
+				b = append(b, ':')
 				if x.IsStr {
-					e.val = AppendJSONString(e.val, x.Str)
+					b = AppendJSONString(b, x.Str)
 				} else {
-					e.val = strconv.AppendUint(e.val, x.Num, 10)
+					b = strconv.AppendUint(b, x.Num, 10)
 				}
-				b = e.member(b, "netflow", x.Name)
 			}
 			continue
 		}
 		var ok bool
-		e.val, ok = f.put(e.val[:0], r)
+		e.val, ok = c.put(e.val[:0], r)
 		if !ok {
 			continue
 		}
-		dot := strings.LastIndexByte(f.Name, '.')
-		if dot < 0 {
-			b = e.member(b, "", f.Name)
-		} else {
-			b = e.member(b, f.Name[:dot], f.Name[dot+1:])
-		}
+		b = e.open(b, c.parents, c.opens)
+		b = e.sep(b)
+		b = append(b, c.key...)
+		b = append(b, e.val...)
 	}
 	for range e.path {
 		b = append(b, '}')
@@ -370,45 +492,34 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 	return append(b, '}')
 }
 
-// member writes "key":e.val inside the object named by the dotted parent,
-// closing and opening objects as needed.
-func (e *Encoder) member(b []byte, parent, key string) []byte {
-	// How many open objects does parent share with the current path?
+// open closes the objects not in parents and opens those missing.
+func (e *Encoder) open(b []byte, parents []string, opens [][]byte) []byte {
 	common := 0
-	rest := parent
-	for common < len(e.path) && rest != "" {
-		seg, tail, _ := strings.Cut(rest, ".")
-		if seg != e.path[common] {
-			break
-		}
+	for common < len(e.path) && common < len(parents) && e.path[common] == parents[common] {
 		common++
-		rest = tail
 	}
 	for len(e.path) > common {
 		e.path = e.path[:len(e.path)-1]
 		e.first = e.first[:len(e.first)-1]
 		b = append(b, '}')
 	}
-	for rest != "" {
-		var seg string
-		seg, rest, _ = strings.Cut(rest, ".")
-		b = e.key(b, seg)
-		b = append(b, '{')
-		e.path = append(e.path, seg)
+	for i := common; i < len(parents); i++ {
+		b = e.sep(b)
+		b = append(b, opens[i]...)
+		e.path = append(e.path, parents[i])
 		e.first = append(e.first, true)
 	}
-	b = e.key(b, key)
-	return append(b, e.val...)
+	return b
 }
 
-func (e *Encoder) key(b []byte, k string) []byte {
+// sep writes the comma before a member, unless it is its object's first.
+func (e *Encoder) sep(b []byte) []byte {
 	d := len(e.first) - 1
 	if !e.first[d] {
 		b = append(b, ',')
 	}
 	e.first[d] = false
-	b = AppendJSONString(b, k)
-	return append(b, ':')
+	return b
 }
 
 // AppendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
