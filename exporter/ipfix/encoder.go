@@ -22,10 +22,10 @@ type Statistics struct {
 
 // Counters says what the encoder sent.
 type Counters struct {
-	Messages uint64
-	Records  uint64 // flow records (statistics records not included)
-	Octets   uint64
-	SendErrors                uint64
+	Messages   uint64
+	Records    uint64 // flow records (statistics records not included)
+	Octets     uint64
+	SendErrors uint64
 }
 
 // Encoder builds IPFIX messages from flow records. It implements flow.Sink.

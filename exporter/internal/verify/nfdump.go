@@ -1,0 +1,158 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/internal/synth"
+)
+
+// Nfcapd is a running nfcapd writing what it receives under Dir.
+type Nfcapd struct {
+	cmd  *exec.Cmd
+	Dir  string
+	Port int
+	log  bytes.Buffer
+}
+
+// StartNfcapd starts nfcapd on a free loopback UDP port.
+func StartNfcapd(bin, dir string) (*Nfcapd, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	n := &Nfcapd{Dir: dir, Port: port}
+	n.cmd = exec.Command(bin, "-b", "127.0.0.1", "-p", fmt.Sprint(port), "-w", dir)
+	n.cmd.Stdout, n.cmd.Stderr = &n.log, &n.log
+	if err := n.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start nfcapd: %w", err)
+	}
+	// Wait until it listens: binding the port ourselves must fail.
+	for i := 0; i < 50; i++ {
+		probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			return n, nil
+		}
+		probe.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	n.Stop()
+	return nil, fmt.Errorf("nfcapd did not listen on port %d: %s", port, n.log.String())
+}
+
+// Stop ends nfcapd (SIGTERM, which makes it close its file) and returns its log.
+func (n *Nfcapd) Stop() string {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	n.cmd.Wait()
+	return n.log.String()
+}
+
+// NfdumpFlows reads every flow nfcapd stored in dir with nfdump -o json,
+// projected on the fields nfdump decodes from spanflow's templates.
+func NfdumpFlows(bin, dir string) ([]synth.Flow, error) {
+	cmd := exec.Command(bin, "-R", dir, "-o", "json")
+	cmd.Env = append(os.Environ(), "TZ=UTC")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("nfdump: %w: %s", err, stderr.String())
+	}
+	var recs []struct {
+		First, Last        string
+		InPackets          uint64 `json:"in_packets"`
+		InBytes            uint64 `json:"in_bytes"`
+		Proto              uint8
+		TCPFlags           string `json:"tcp_flags"`
+		SrcPort            uint16 `json:"src_port"`
+		DstPort            uint16 `json:"dst_port"`
+		ICMPType           uint8  `json:"icmp_type"`
+		ICMPCode           uint8  `json:"icmp_code"`
+		Src4               string `json:"src4_addr"`
+		Src6               string `json:"src6_addr"`
+		Dst6               string `json:"dst6_addr"`
+		Dst4Addr           string `json:"dst4_addr"`
+		InputSNMP          uint32 `json:"input_snmp"`
+		SrcVLAN            uint16 `json:"src_vlan"`
+		InSrcMAC           string `json:"in_src_mac"`
+		InDstMAC           string `json:"in_dst_mac"`
+		ObservationPointID uint64 `json:"observationPointID"`
+	}
+	if err := json.Unmarshal(out, &recs); err != nil {
+		return nil, fmt.Errorf("nfdump json: %w", err)
+	}
+	var flows []synth.Flow
+	for _, r := range recs {
+		var f synth.Flow
+		var err error
+		src, dst := r.Src4, r.Dst4Addr
+		if src == "" {
+			src, dst = r.Src6, r.Dst6
+		}
+		if f.Src, err = netip.ParseAddr(src); err != nil {
+			return nil, fmt.Errorf("nfdump source address %q", src)
+		}
+		if f.Dst, err = netip.ParseAddr(dst); err != nil {
+			return nil, fmt.Errorf("nfdump destination address %q", dst)
+		}
+		f.SrcPort, f.DstPort, f.Proto = r.SrcPort, r.DstPort, r.Proto
+		f.ICMPType, f.ICMPCode = r.ICMPType, r.ICMPCode
+		f.Packets, f.Bytes = r.InPackets, r.InBytes
+		for _, t := range []struct {
+			s   string
+			dst *int64
+		}{{r.First, &f.StartMs}, {r.Last, &f.EndMs}} {
+			ts, err := time.Parse("2006-01-02T15:04:05.000", t.s)
+			if err != nil {
+				return nil, fmt.Errorf("nfdump time %q", t.s)
+			}
+			*t.dst = ts.UnixMilli()
+		}
+		f.TCPFlags = nfdumpFlags(r.TCPFlags)
+		f.InIf, f.VLAN, f.Session = r.InputSNMP, r.SrcVLAN, r.ObservationPointID
+		if f.SrcMAC, err = parseMAC(r.InSrcMAC); err != nil {
+			return nil, err
+		}
+		if f.DstMAC, err = parseMAC(r.InDstMAC); err != nil {
+			return nil, err
+		}
+		flows = append(flows, f)
+	}
+	return flows, nil
+}
+
+// nfdumpFlags reads nfdump's "CEUAPRSF" flag string ('.' for unset).
+func nfdumpFlags(s string) uint16 {
+	const names = "CEUAPRSF"
+	if s != "" && len(s) != len(names) {
+		return 0xffff
+	}
+	if s == "" {
+		return 0 // nfdump shows no flags for ICMP
+	}
+	var v uint16
+	for i := range names {
+		if s[i] == names[i] {
+			v |= 1 << (7 - i)
+		}
+	}
+	return v
+}
+
+// NfdumpView keeps the fields of f that nfdump decodes (the others are
+// spanflow's enterprise elements or IEs nfdump 1.7 does not store).
+func NfdumpView(f synth.Flow) synth.Flow {
+	return synth.Flow{Src: f.Src, Dst: f.Dst, SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto,
+		ICMPType: f.ICMPType, ICMPCode: f.ICMPCode, Packets: f.Packets, Bytes: f.Bytes,
+		StartMs: f.StartMs, EndMs: f.EndMs, TCPFlags: f.TCPFlags & 0xff, InIf: f.InIf, VLAN: f.VLAN,
+		Session: f.Session, SrcMAC: f.SrcMAC, DstMAC: f.DstMAC}
+}
