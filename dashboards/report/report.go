@@ -1,0 +1,426 @@
+// Package report builds the line-load and Top-IP reports from Elasticsearch
+// aggregations over the flow documents. A line is one exporter interface:
+// observer.ip with observer.ingress.interface.id (traffic in on it) and
+// observer.egress.interface.id (traffic out on it). Reports are written as
+// CSV, Markdown or one self-contained HTML page (format.go), once or on a
+// schedule into a directory or by mail (schedule.go).
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+)
+
+// DefaultIndex is the index pattern the collector writes.
+const DefaultIndex = "spanflow-flows-*"
+
+// Query says what a report covers.
+type Query struct {
+	Index    string    // index pattern; DefaultIndex when empty
+	From, To time.Time // [From, To) on @timestamp
+	// Top is how many lines a line-load report lists, or how many IPs per
+	// line and role a Top-IP report lists; 0 means all.
+	Top int
+	// Lines bounds how many lines (the busiest) a Top-IP report covers; 0
+	// means all.
+	Lines int
+	// Interval is the bucket of the utilisation series and of the peak.
+	Interval time.Duration
+}
+
+// Validate checks the query.
+func (q Query) Validate() error {
+	switch {
+	case q.From.IsZero() || q.To.IsZero():
+		return fmt.Errorf("report needs a time range (--from and --to)")
+	case !q.To.After(q.From):
+		return fmt.Errorf("report range is empty: --to %s is not after --from %s", q.To.Format(time.RFC3339), q.From.Format(time.RFC3339))
+	case q.Top < 0 || q.Lines < 0:
+		return fmt.Errorf("--top and --lines must not be negative")
+	case q.Interval < time.Second || q.Interval%time.Second != 0:
+		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", q.Interval)
+	case q.To.Sub(q.From)/q.Interval > 100_000:
+		return fmt.Errorf("report interval %s is too small for the range: more than 100000 buckets per line", q.Interval)
+	}
+	return nil
+}
+
+func (q Query) index() string {
+	if q.Index == "" {
+		return DefaultIndex
+	}
+	return q.Index
+}
+
+// LineID names a line.
+type LineID struct {
+	Exporter  string // observer.ip
+	Interface string // interface id (SNMP ifIndex) as indexed
+}
+
+// Point is one bucket of a utilisation series.
+type Point struct {
+	Time time.Time
+	Bps  float64
+}
+
+// Line is the load of one line over the range.
+type Line struct {
+	LineID
+	Name                  string // interface name, when the exporter gives one
+	InBytes, OutBytes     uint64
+	InPackets, OutPackets uint64
+	InFlows, OutFlows     uint64
+	// Average over the whole range and peak over the interval buckets, in
+	// bits per second.
+	InAvgBps, OutAvgBps   float64
+	InPeakBps, OutPeakBps float64
+	In, Out               []Point // non-empty buckets, in time order
+}
+
+// LineLoad is a line-load report.
+type LineLoad struct {
+	Query Query
+	Lines []Line // busiest first (in + out bytes)
+}
+
+// IP is one address of a Top-IP list.
+type IP struct {
+	Rank           int
+	IP             string
+	Bytes, Packets uint64
+	Flows          uint64
+}
+
+// LineIPs is the Top-IP lists of one line: the addresses that sent (source)
+// and received (destination) the most bytes through it, in or out.
+type LineIPs struct {
+	Line
+	Sources, Destinations []IP
+}
+
+// TopIP is a Top-IP report.
+type TopIP struct {
+	Query Query
+	Lines []LineIPs
+}
+
+// search runs one search and returns its aggregations.
+func search(ctx context.Context, client *elasticsearch.Client, index string, body map[string]any) (map[string]json.RawMessage, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+index+"/_search?ignore_unavailable=true&allow_no_indices=true", bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Perform(req)
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", index, err)
+	}
+	defer res.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", index, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct {
+				Type, Reason string
+			}
+		}
+		if json.Unmarshal(out, &e) == nil && e.Error.Reason != "" {
+			return nil, fmt.Errorf("search %s: %s: %s: %s", index, res.Status, e.Error.Type, e.Error.Reason)
+		}
+		return nil, fmt.Errorf("search %s: %s", index, res.Status)
+	}
+	var r struct {
+		Aggregations map[string]json.RawMessage `json:"aggregations"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("search %s: answer: %w", index, err)
+	}
+	return r.Aggregations, nil
+}
+
+func rangeFilter(q Query) map[string]any {
+	return map[string]any{"range": map[string]any{"@timestamp": map[string]any{
+		"gte": q.From.UnixMilli(), "lt": q.To.UnixMilli(), "format": "epoch_millis"}}}
+}
+
+// composite pages through a composite aggregation and calls fn with every
+// bucket.
+func composite(ctx context.Context, client *elasticsearch.Client, q Query, filters []any, sources []any, sub map[string]any,
+	fn func(key map[string]json.RawMessage, bucket map[string]json.RawMessage) error) error {
+	var after json.RawMessage
+	for {
+		comp := map[string]any{"size": 1000, "sources": sources}
+		if after != nil {
+			comp["after"] = after
+		}
+		agg := map[string]any{"composite": comp}
+		if sub != nil {
+			agg["aggs"] = sub
+		}
+		aggs, err := search(ctx, client, q.index(), map[string]any{
+			"size": 0, "track_total_hits": false,
+			"query": map[string]any{"bool": map[string]any{"filter": filters}},
+			"aggs":  map[string]any{"c": agg},
+		})
+		if err != nil {
+			return err
+		}
+		if aggs["c"] == nil {
+			return nil // no index matches
+		}
+		var res struct {
+			AfterKey json.RawMessage              `json:"after_key"`
+			Buckets  []map[string]json.RawMessage `json:"buckets"`
+		}
+		if err := json.Unmarshal(aggs["c"], &res); err != nil {
+			return fmt.Errorf("read composite aggregation: %w", err)
+		}
+		for _, b := range res.Buckets {
+			var key map[string]json.RawMessage
+			if err := json.Unmarshal(b["key"], &key); err != nil {
+				return fmt.Errorf("read composite key: %w", err)
+			}
+			if err := fn(key, b); err != nil {
+				return err
+			}
+		}
+		if len(res.Buckets) == 0 || len(res.AfterKey) == 0 {
+			return nil
+		}
+		after = res.AfterKey
+	}
+}
+
+// keyString reads a composite key part: a string (ip, keyword) or a number.
+func keyString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return string(raw)
+}
+
+func value(raw json.RawMessage) float64 {
+	var v struct {
+		Value *float64 `json:"value"`
+	}
+	if json.Unmarshal(raw, &v) != nil || v.Value == nil {
+		return 0
+	}
+	return *v.Value
+}
+
+var directions = []struct{ name, field, nameField string }{
+	{"in", "observer.ingress.interface.id", "observer.ingress.interface.name"},
+	{"out", "observer.egress.interface.id", "observer.egress.interface.name"},
+}
+
+// lines collects every line's load in the range.
+func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	byID := map[LineID]*Line{}
+	get := func(id LineID) *Line {
+		l, ok := byID[id]
+		if !ok {
+			l = &Line{LineID: id}
+			byID[id] = l
+		}
+		return l
+	}
+	secs := q.Interval.Seconds()
+	nameFlows := map[LineID]map[string]uint64{}
+	for _, d := range directions {
+		sources := []any{
+			map[string]any{"exporter": map[string]any{"terms": map[string]any{"field": "observer.ip"}}},
+			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
+			map[string]any{"t": map[string]any{"date_histogram": map[string]any{"field": "@timestamp",
+				"fixed_interval": fmt.Sprintf("%ds", int64(secs))}}},
+		}
+		sub := map[string]any{
+			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
+			"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
+		}
+		err := composite(ctx, client, q, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
+			l := get(LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])})
+			var ms int64
+			var flows uint64
+			json.Unmarshal(key["t"], &ms)
+			json.Unmarshal(b["doc_count"], &flows)
+			bytes, packets := uint64(value(b["bytes"])), uint64(value(b["packets"]))
+			p := Point{Time: time.UnixMilli(ms).UTC(), Bps: float64(bytes) * 8 / secs}
+			if d.name == "in" {
+				l.InBytes += bytes
+				l.InPackets += packets
+				l.InFlows += flows
+				l.In = append(l.In, p)
+				l.InPeakBps = math.Max(l.InPeakBps, p.Bps)
+			} else {
+				l.OutBytes += bytes
+				l.OutPackets += packets
+				l.OutFlows += flows
+				l.Out = append(l.Out, p)
+				l.OutPeakBps = math.Max(l.OutPeakBps, p.Bps)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("line load (%s): %w", d.name, err)
+		}
+		// Interface names: the one most flows carry.
+		sources = []any{
+			map[string]any{"exporter": map[string]any{"terms": map[string]any{"field": "observer.ip"}}},
+			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
+			map[string]any{"name": map[string]any{"terms": map[string]any{"field": d.nameField}}},
+		}
+		err = composite(ctx, client, q, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
+			id := LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])}
+			var n uint64
+			json.Unmarshal(b["doc_count"], &n)
+			if nameFlows[id] == nil {
+				nameFlows[id] = map[string]uint64{}
+			}
+			nameFlows[id][keyString(key["name"])] += n
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("interface names (%s): %w", d.name, err)
+		}
+	}
+	span := q.To.Sub(q.From).Seconds()
+	out := make([]Line, 0, len(byID))
+	for id, l := range byID {
+		var best uint64
+		for name, n := range nameFlows[id] {
+			if n > best || n == best && name < l.Name {
+				l.Name, best = name, n
+			}
+		}
+		l.InAvgBps = float64(l.InBytes) * 8 / span
+		l.OutAvgBps = float64(l.OutBytes) * 8 / span
+		sort.Slice(l.In, func(i, j int) bool { return l.In[i].Time.Before(l.In[j].Time) })
+		sort.Slice(l.Out, func(i, j int) bool { return l.Out[i].Time.Before(l.Out[j].Time) })
+		out = append(out, *l)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].InBytes+out[i].OutBytes, out[j].InBytes+out[j].OutBytes
+		if a != b {
+			return a > b
+		}
+		if out[i].Exporter != out[j].Exporter {
+			return out[i].Exporter < out[j].Exporter
+		}
+		return compareIfIndex(out[i].Interface, out[j].Interface)
+	})
+	return out, nil
+}
+
+// compareIfIndex orders interface ids numerically when they are numbers.
+func compareIfIndex(a, b string) bool {
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	if err1 == nil && err2 == nil {
+		return x < y
+	}
+	return a < b
+}
+
+// BuildLineLoad queries the load of every line and keeps the q.Top busiest.
+func BuildLineLoad(ctx context.Context, client *elasticsearch.Client, q Query) (LineLoad, error) {
+	ls, err := lines(ctx, client, q)
+	if err != nil {
+		return LineLoad{}, err
+	}
+	if q.Top > 0 && len(ls) > q.Top {
+		ls = ls[:q.Top]
+	}
+	return LineLoad{Query: q, Lines: ls}, nil
+}
+
+// BuildTopIP finds, for each of the q.Lines busiest lines, the q.Top source
+// and destination addresses with the most bytes through it (in or out).
+func BuildTopIP(ctx context.Context, client *elasticsearch.Client, q Query) (TopIP, error) {
+	ls, err := lines(ctx, client, q)
+	if err != nil {
+		return TopIP{}, err
+	}
+	if q.Lines > 0 && len(ls) > q.Lines {
+		ls = ls[:q.Lines]
+	}
+	size := q.Top
+	if size == 0 {
+		size = 10_000
+	}
+	report := TopIP{Query: q}
+	for _, l := range ls {
+		topAgg := func(field string) map[string]any {
+			return map[string]any{"terms": map[string]any{
+				"field": field, "size": size,
+				// Counting every address on the shard keeps the ranking
+				// exact (terms is approximate when shards cut their lists).
+				"shard_size": max(size*20, 1000),
+				"order":      []any{map[string]any{"bytes": "desc"}, map[string]any{"_key": "asc"}},
+			}, "aggs": map[string]any{
+				"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
+				"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
+			}}
+		}
+		aggs, err := search(ctx, client, q.index(), map[string]any{
+			"size": 0, "track_total_hits": false,
+			"query": map[string]any{"bool": map[string]any{
+				"filter": []any{rangeFilter(q), map[string]any{"term": map[string]any{"observer.ip": l.Exporter}}},
+				"should": []any{
+					map[string]any{"term": map[string]any{"observer.ingress.interface.id": l.Interface}},
+					map[string]any{"term": map[string]any{"observer.egress.interface.id": l.Interface}},
+				},
+				"minimum_should_match": 1,
+			}},
+			"aggs": map[string]any{"src": topAgg("source.ip"), "dst": topAgg("destination.ip")},
+		})
+		if err != nil {
+			return TopIP{}, fmt.Errorf("top IPs of %s %s: %w", l.Exporter, l.Interface, err)
+		}
+		li := LineIPs{Line: l}
+		for _, side := range []struct {
+			agg  string
+			list *[]IP
+		}{{"src", &li.Sources}, {"dst", &li.Destinations}} {
+			var res struct {
+				Buckets []map[string]json.RawMessage `json:"buckets"`
+			}
+			if err := json.Unmarshal(aggs[side.agg], &res); err != nil {
+				return TopIP{}, fmt.Errorf("read top IPs: %w", err)
+			}
+			for i, b := range res.Buckets {
+				var flows uint64
+				json.Unmarshal(b["doc_count"], &flows)
+				*side.list = append(*side.list, IP{Rank: i + 1, IP: keyString(b["key"]),
+					Bytes: uint64(value(b["bytes"])), Packets: uint64(value(b["packets"])), Flows: flows})
+			}
+		}
+		report.Lines = append(report.Lines, li)
+	}
+	return report, nil
+}

@@ -1,0 +1,446 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/csv"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/dashboards/internal/groundtruth"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// expectedLines computes the line-load rows from the records themselves.
+func expectedLines(recs []flow.Record, q Query) [][]string {
+	type acc struct {
+		exporter, ifid        string
+		bytes, packets, flows [2]uint64
+		buckets               [2]map[int64]uint64
+		names                 map[string]uint64
+	}
+	lines := map[string]*acc{}
+	for i := range recs {
+		r := &recs[i]
+		if r.End.Before(q.From) || !r.End.Before(q.To) {
+			continue
+		}
+		for d, ifx := range []struct {
+			id   uint32
+			name string
+		}{{r.InIf, r.InIfName}, {r.OutIf, r.OutIfName}} {
+			k := r.ObserverIP.String() + "/" + strconv.Itoa(int(ifx.id))
+			a := lines[k]
+			if a == nil {
+				a = &acc{exporter: r.ObserverIP.String(), ifid: strconv.Itoa(int(ifx.id)), names: map[string]uint64{},
+					buckets: [2]map[int64]uint64{{}, {}}}
+				lines[k] = a
+			}
+			a.bytes[d] += r.Bytes
+			a.packets[d] += r.Packets
+			a.flows[d]++
+			a.buckets[d][r.End.Truncate(q.Interval).Unix()] += r.Bytes
+			if ifx.name != "" {
+				a.names[ifx.name]++
+			}
+		}
+	}
+	var list []*acc
+	for _, a := range lines {
+		list = append(list, a)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		x, y := list[i].bytes[0]+list[i].bytes[1], list[j].bytes[0]+list[j].bytes[1]
+		if x != y {
+			return x > y
+		}
+		return list[i].exporter+list[i].ifid < list[j].exporter+list[j].ifid
+	})
+	span, iv := q.To.Sub(q.From).Seconds(), q.Interval.Seconds()
+	r0 := func(v float64) string { return strconv.FormatInt(int64(math.Round(v)), 10) }
+	var rows [][]string
+	for _, a := range list {
+		name, best := "", uint64(0)
+		for n, c := range a.names {
+			if c > best || c == best && n < name {
+				name, best = n, c
+			}
+		}
+		var peak [2]uint64
+		for d := range 2 {
+			for _, b := range a.buckets[d] {
+				peak[d] = max(peak[d], b)
+			}
+		}
+		rows = append(rows, []string{a.exporter, a.ifid, name,
+			fmt.Sprint(a.bytes[0]), fmt.Sprint(a.bytes[1]), fmt.Sprint(a.packets[0]), fmt.Sprint(a.packets[1]),
+			fmt.Sprint(a.flows[0]), fmt.Sprint(a.flows[1]),
+			r0(float64(a.bytes[0]) * 8 / span), r0(float64(a.bytes[1]) * 8 / span),
+			r0(float64(peak[0]) * 8 / iv), r0(float64(peak[1]) * 8 / iv)})
+	}
+	if q.Top > 0 && len(rows) > q.Top {
+		rows = rows[:q.Top]
+	}
+	return rows
+}
+
+// expectedTopIP computes the Top-IP rows of the given lines from the records.
+func expectedTopIP(recs []flow.Record, q Query, lines [][]string) [][]string {
+	var rows [][]string
+	for _, l := range lines {
+		for _, role := range []string{"source", "destination"} {
+			type acc struct {
+				ip                    string
+				bytes, packets, flows uint64
+			}
+			m := map[string]*acc{}
+			for i := range recs {
+				r := &recs[i]
+				if r.End.Before(q.From) || !r.End.Before(q.To) || r.ObserverIP.String() != l[0] ||
+					(strconv.Itoa(int(r.InIf)) != l[1] && strconv.Itoa(int(r.OutIf)) != l[1]) {
+					continue
+				}
+				a := r.SrcAddr
+				if role == "destination" {
+					a = r.DstAddr
+				}
+				x := m[a.String()]
+				if x == nil {
+					x = &acc{ip: a.String()}
+					m[a.String()] = x
+				}
+				x.bytes += r.Bytes
+				x.packets += r.Packets
+				x.flows++
+			}
+			var list []*acc
+			for _, x := range m {
+				list = append(list, x)
+			}
+			sort.Slice(list, func(i, j int) bool { return list[i].bytes > list[j].bytes })
+			if len(list) > q.Top {
+				if list[q.Top-1].bytes == list[q.Top].bytes {
+					panic("tie at the cut-off: change the seed")
+				}
+				list = list[:q.Top]
+			}
+			for i, x := range list {
+				rows = append(rows, []string{l[0], l[1], l[2], role, strconv.Itoa(i + 1), x.ip,
+					fmt.Sprint(x.bytes), fmt.Sprint(x.packets), fmt.Sprint(x.flows)})
+			}
+		}
+	}
+	return rows
+}
+
+func readCSV(t *testing.T, b []byte) [][]string {
+	t.Helper()
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatalf("report is not CSV: %v", err)
+	}
+	return rows
+}
+
+// TestReportsAgainstGroundTruth builds both reports on the real
+// Elasticsearch from generated records and compares the CSV rows with the
+// values computed from the records.
+func TestReportsAgainstGroundTruth(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	recs := groundtruth.Records(4000, 7)
+	index := groundtruth.Index(t, client, recs)
+	ctx := context.Background()
+
+	for _, q := range []Query{
+		{Index: index, From: groundtruth.Start, To: groundtruth.Start.Add(groundtruth.Span), Interval: time.Hour},
+		{Index: index, From: groundtruth.Start.Add(90 * time.Minute), To: groundtruth.Start.Add(4*time.Hour + 30*time.Minute), Interval: 5 * time.Minute, Top: 4, Lines: 3},
+	} {
+		t.Run(fmt.Sprintf("%s-%s-top%d", q.From.Format("1504"), q.To.Format("1504"), q.Top), func(t *testing.T) {
+			ll, err := BuildLineLoad(ctx, client, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Render(ll, "csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := readCSV(t, out)
+			want := append([][]string{ll.Header()}, expectedLines(recs, q)...)
+			if diff := testutil.Diff(got, want); diff != "" {
+				t.Errorf("line-load CSV (-got, +want):\n%s", diff)
+			}
+			if len(want) < 3 {
+				t.Fatalf("ground truth has %d rows: the dataset does not exercise the report", len(want))
+			}
+
+			qt := q
+			if qt.Top == 0 {
+				qt.Top = 5
+			}
+			tip, err := BuildTopIP(ctx, client, qt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err = Render(tip, "csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := expectedLines(recs, Query{From: q.From, To: q.To, Interval: q.Interval})
+			if q.Lines > 0 {
+				all = all[:q.Lines]
+			}
+			wantIP := append([][]string{tip.Header()}, expectedTopIP(recs, qt, all)...)
+			if diff := testutil.Diff(readCSV(t, out), wantIP); diff != "" {
+				t.Errorf("top-ip CSV (-got, +want):\n%s", diff)
+			}
+
+			md, err := Render(ll, "md")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(md), "\n| "); n != len(want)+1 { // header, separator and data rows
+				t.Errorf("markdown has %d table rows, want %d:\n%s", n, len(want), md)
+			}
+		})
+	}
+}
+
+// TestEmptyRange reports no line when nothing was indexed in the range, and
+// refuses an inverted range.
+func TestEmptyRange(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	index := groundtruth.Index(t, client, groundtruth.Records(50, 3))
+	q := Query{Index: index, From: groundtruth.Start.Add(-48 * time.Hour), To: groundtruth.Start.Add(-24 * time.Hour), Interval: time.Hour}
+	ll, err := BuildLineLoad(context.Background(), client, q)
+	if err != nil || len(ll.Lines) != 0 {
+		t.Errorf("empty range: %d lines, %v", len(ll.Lines), err)
+	}
+	for _, f := range Formats {
+		if _, err := Render(ll, f); err != nil {
+			t.Errorf("%s of an empty report: %v", f, err)
+		}
+	}
+	q.From, q.To = q.To, q.From
+	if _, err := BuildLineLoad(context.Background(), client, q); err == nil {
+		t.Error("inverted range accepted")
+	}
+	// No index matches the pattern: an empty report, not an error.
+	q = Query{Index: "spanflow-dashtest-none-*", From: groundtruth.Start, To: groundtruth.Start.Add(time.Hour), Interval: time.Hour}
+	if ll, err := BuildLineLoad(context.Background(), client, q); err != nil || len(ll.Lines) != 0 {
+		t.Errorf("no index: %d lines, %v", len(ll.Lines), err)
+	}
+}
+
+// chromiumDump opens an HTML file in headless Chromium and returns the DOM
+// after load and what Chromium logged, console messages included.
+func chromiumDump(t *testing.T, chromium, path string) (dom, log string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+		"--disable-extensions", "--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0",
+		"--virtual-time-budget=2000", "--dump-dom", "file://"+path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	return stdout.String(), stderr.String()
+}
+
+// consoleLine matches what Chromium logs for a console message or a page
+// error (CSP violations included).
+var consoleLine = regexp.MustCompile(`(?m)^.*(CONSOLE|Uncaught|Refused to).*$`)
+
+// TestHTMLInChromium opens both HTML reports in Debian's headless Chromium:
+// no console error, and the DOM holds the table with every row. A page with
+// an inline script proves the console check sees errors.
+func TestHTMLInChromium(t *testing.T) {
+	chromium := testutil.Command(t, "chromium")
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	recs := groundtruth.Records(2000, 11)
+	index := groundtruth.Index(t, client, recs)
+	q := Query{Index: index, From: groundtruth.Start, To: groundtruth.Start.Add(groundtruth.Span), Interval: 15 * time.Minute, Top: 5, Lines: 4}
+	dir := t.TempDir()
+	for _, kind := range []string{"line-load", "top-ip"} {
+		r, err := Build(context.Background(), client, kind, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := Render(r, "html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"http://", "https://", "<script", "<link", "@import", "url("} {
+			if bytes.Contains(page, []byte(bad)) && !(bad == "http://" && bytes.Count(page, []byte(bad)) == bytes.Count(page, []byte(`xmlns="http://www.w3.org/2000/svg"`))) {
+				t.Errorf("%s page contains %q: it must not load anything", kind, bad)
+			}
+		}
+		path := filepath.Join(dir, kind+".html")
+		if err := os.WriteFile(path, page, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dom, log := chromiumDump(t, chromium, path)
+		if m := consoleLine.FindAllString(log, -1); len(m) > 0 {
+			t.Errorf("%s: Chromium logged console messages:\n%s", kind, strings.Join(m, "\n"))
+		}
+		if !strings.Contains(dom, `<table id="report">`) {
+			t.Fatalf("%s: the DOM has no report table:\n%.2000s", kind, dom)
+		}
+		if got, want := strings.Count(dom, "<tr>"), len(r.Rows())+1; got != want || len(r.Rows()) == 0 {
+			t.Errorf("%s: the DOM has %d table rows, want %d", kind, got, want)
+		}
+		if !strings.Contains(dom, "<svg") {
+			t.Errorf("%s: no chart in the DOM", kind)
+		}
+		for _, row := range r.Rows()[:1] {
+			if !strings.Contains(dom, "<td class=\"t\">"+row[0]+"</td>") {
+				t.Errorf("%s: first row's exporter %s not shown", kind, row[0])
+			}
+		}
+	}
+
+	// The control: a page whose inline script the policy blocks must make
+	// the check above fail.
+	bad := filepath.Join(dir, "bad.html")
+	os.WriteFile(bad, []byte(`<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="default-src 'none'"></head><body><script>console.log("x")</script><table id="report"></table></body></html>`), 0o644)
+	if _, log := chromiumDump(t, chromium, bad); !consoleLine.MatchString(log) {
+		t.Errorf("Chromium logged nothing for a blocked inline script: the console check cannot see errors\n%s", log)
+	}
+}
+
+// TestScheduleIntoDirectory runs the schedule for two periods and finds a
+// report file per period whose rows cover exactly that period.
+func TestScheduleIntoDirectory(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	// Records from 20 s ago to 10 s ahead, so that every scheduled range holds some.
+	recs := groundtruth.Records(300, 5)
+	now := time.Now().UTC()
+	for i := range recs {
+		d := recs[i].End.Sub(groundtruth.Start) / 720 // 6 h squeezed into 30 s
+		recs[i].End = now.Add(-20*time.Second + d)
+		recs[i].Start = recs[i].End.Add(-time.Second)
+		recs[i].Received = recs[i].End
+	}
+	index := groundtruth.Index(t, client, recs)
+	dir := t.TempDir()
+	s := Schedule{Kind: "line-load", Format: "csv", Every: 2 * time.Second, Dir: dir, Now: time.Now,
+		Query: Query{Index: index, Interval: time.Second}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Run(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "line-load-*.csv"))
+	if len(files) < 2 {
+		t.Fatalf("%d report files after 5 s of a 2 s schedule: %v", len(files), files)
+	}
+	rows := 0
+	defer func() {
+		if rows == 0 {
+			t.Error("every scheduled report is empty: the test does not exercise the schedule")
+		}
+	}()
+	for _, f := range files {
+		end, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "line-load-"), ".csv"))
+		if err != nil {
+			t.Fatalf("file name %s: %v", f, err)
+		}
+		b, _ := os.ReadFile(f)
+		q := Query{From: end.Add(-2 * time.Second), To: end, Interval: time.Second}
+		want := append([][]string{LineLoad{}.Header()}, expectedLines(recs, q)...)
+		if diff := testutil.Diff(readCSV(t, b), want); diff != "" {
+			t.Errorf("%s (-got, +want):\n%s", f, diff)
+		}
+		rows += len(want) - 1
+	}
+}
+
+// TestMailThroughSMTPServer mails a report through Python's smtpd debugging
+// server (a real SMTP server printing what it receives) and finds the
+// attachment intact.
+func TestMailThroughSMTPServer(t *testing.T) {
+	python := testutil.Command(t, "python3")
+	if err := exec.Command(python, "-c", "import smtpd").Run(); err != nil {
+		testutil.NeedService(t, "python3 smtpd", "python3 has no smtpd module (Python < 3.12 has it)")
+	}
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	recs := groundtruth.Records(500, 9)
+	index := groundtruth.Index(t, client, recs)
+
+	port := 20000 + os.Getpid()%20000
+	srv := exec.Command(python, "-u", "-W", "ignore", "-m", "smtpd", "-n", "-c", "DebuggingServer", fmt.Sprintf("127.0.0.1:%d", port))
+	var out bytes.Buffer
+	srv.Stdout, srv.Stderr = &out, &out
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	m := &Mail{Server: fmt.Sprintf("127.0.0.1:%d", port), From: "spanflow@example.net", To: []string{"noc@example.net", "lead@example.net"}}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := Schedule{Kind: "top-ip", Format: "csv", Every: groundtruth.Span, Mail: m,
+		Query: Query{Index: index, Interval: time.Hour, Top: 3, Lines: 2}}
+	var err error
+	for range 50 { // the server needs a moment to listen
+		if _, err = s.Once(context.Background(), client, groundtruth.Start.Add(groundtruth.Span)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	got := out.String()
+	q := Query{From: groundtruth.Start, To: groundtruth.Start.Add(groundtruth.Span), Interval: time.Hour, Top: 3}
+	lines := expectedLines(recs, q)[:2]
+	var want bytes.Buffer
+	w := csv.NewWriter(&want)
+	w.Write(TopIP{}.Header())
+	w.WriteAll(expectedTopIP(recs, q, lines))
+	for _, s := range []string{"Subject: spanflow: Top IP per line", "To: noc@example.net, lead@example.net", `filename="top-ip-20260110T060000Z.csv"`} {
+		if !strings.Contains(got, s) {
+			t.Errorf("mail lacks %q:\n%.3000s", s, got)
+		}
+	}
+	// The debugging server prints the message with b'...' lines; rebuild the
+	// base64 attachment from them.
+	var b64 strings.Builder
+	in := false
+	for _, line := range strings.Split(got, "\n") {
+		line = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(line, "b'"), "'"), "'")
+		switch {
+		case strings.HasPrefix(line, "Content-Disposition: attachment"):
+			in = true
+		case in && strings.HasPrefix(line, "--spanflow-"):
+			in = false
+		case in && line != "":
+			b64.WriteString(line)
+		}
+	}
+	att, err := decodeBase64(b64.String())
+	if err != nil || !bytes.Equal(att, want.Bytes()) {
+		t.Errorf("attachment (%v):\n%s\nwant:\n%s", err, att, want.Bytes())
+	}
+}
+
+func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
