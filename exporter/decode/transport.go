@@ -85,7 +85,7 @@ func (s *state) udpTunnel(data []byte, depth int) Reason {
 	p := s.p
 	switch p.DstPort {
 	case portVXLAN, portVXLANLinux:
-		if len(data) < 8 || data[0]&0x08 == 0 { // the I flag: VNI valid
+		if len(data) < 8 || data[0]&0x08 == 0 || data[7] != 0 { // I flag (VNI valid), reserved byte
 			return ReasonOK
 		}
 		p.Tunnels |= TunnelVXLAN
@@ -114,9 +114,12 @@ func (s *state) udpTunnel(data []byte, depth int) Reason {
 		if len(data) < l {
 			return ReasonTruncated
 		}
+		proto := binary.BigEndian.Uint16(data[2:])
+		if proto != etherTEB && proto != etherIPv4 && proto != etherIPv6 {
+			return ReasonOK // not a payload we undo: a plain UDP flow
+		}
 		p.Tunnels |= TunnelGeneve
 		p.SegmentID = binary.BigEndian.Uint32(data[4:]) >> 8
-		proto := binary.BigEndian.Uint16(data[2:])
 		if proto == etherTEB {
 			return s.ethernet(data[l:], depth+1)
 		}

@@ -97,7 +97,7 @@ type Stats struct {
 }
 
 // Exported is the number of flows exported for every reason.
-func (s *Stats) Exported() uint64 {
+func (s Stats) Exported() uint64 {
 	var n uint64
 	for _, x := range s.FlowsExported {
 		n += x

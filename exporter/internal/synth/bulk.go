@@ -13,7 +13,7 @@ import (
 // about 8000 concurrent connections, 70% TCP (handshake, data, FIN), 25%
 // UDP, 5% ICMP; one in five IPv6; carried plain (50%), in 802.1Q (15%),
 // VXLAN (15%), ERSPAN II (10%), ERSPAN III (5%) or GRE (5%). Frames keep
-// their first 128 bytes (as a snap-length capture would); the IP lengths
+// their first 160 bytes (as a snap-length capture would); the IP lengths
 // say how long they were. One packet every 5 µs.
 type Bulk struct {
 	rng   *rand.Rand
@@ -127,7 +127,7 @@ func (g *Bulk) Next() Packet {
 	if c.left <= 0 {
 		g.newConn(c)
 	}
-	return Packet{Time: g.now, Data: frame, SnapLen: 128}
+	return Packet{Time: g.now, Data: frame, SnapLen: 160}
 }
 
 // Packets returns the next n packets.
