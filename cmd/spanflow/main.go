@@ -14,8 +14,11 @@ import (
 var commands = []func() *cli.Command{
 	versionCommand,
 	demoCommand,
+	collectorCommand,
 	exporterCommand,
 	esCommand,
+	dashboardsCommand,
+	reportCommand,
 }
 
 func newApp() *cli.App {
