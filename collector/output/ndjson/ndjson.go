@@ -1,0 +1,221 @@
+// Package ndjson is the collector's NDJSON output: one flow document per
+// line, exactly the document that would be indexed (flow.Encoder), to stdout
+// or to a file rotated by size.
+package ndjson
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Configuration of the output.
+type Configuration struct {
+	// Path is the file to write; empty writes to the writer given to New
+	// (stdout).
+	Path string
+	// MaxBytes rotates the file when the next write would make it larger
+	// (Path → Path.1 → Path.2 ...); 0 never rotates.
+	MaxBytes int64
+	// MaxFiles is how many rotated files are kept besides Path.
+	MaxFiles int
+	// FlushInterval bounds how long a document stays in the write buffer.
+	FlushInterval time.Duration
+}
+
+// DefaultConfiguration writes to stdout, flushing every 200 ms.
+func DefaultConfiguration() Configuration {
+	return Configuration{MaxBytes: 256 << 20, MaxFiles: 5, FlushInterval: 200 * time.Millisecond}
+}
+
+// Validate checks the configuration.
+func (c Configuration) Validate() error {
+	switch {
+	case c.MaxBytes < 0:
+		return errors.New("ndjson max bytes must not be negative")
+	case c.MaxFiles < 0:
+		return errors.New("ndjson max files must not be negative")
+	case c.FlushInterval <= 0:
+		return errors.New("ndjson flush interval must be positive")
+	}
+	return nil
+}
+
+// Output writes NDJSON; it implements flow.Sink and lifecycle.Component and
+// is safe for concurrent use.
+type Output struct {
+	r    *reporter.Reporter
+	cfg  Configuration
+	name string
+
+	mu   sync.Mutex
+	w    io.Writer // stdout, or the file
+	f    *os.File
+	bw   *bufio.Writer
+	size int64
+
+	pool    sync.Pool
+	tracker lifecycle.Tracker
+
+	docs, bytes, rotations prometheus.Counter
+}
+
+// New returns an output writing to cfg.Path, or to stdout when it is empty.
+func New(r *reporter.Reporter, cfg Configuration, stdout io.Writer) (*Output, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	name := "stdout"
+	if cfg.Path != "" {
+		name = "file:" + cfg.Path
+	}
+	counter := func(metric, help string) prometheus.Counter {
+		// Several NDJSON outputs may run at once: one series each.
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "spanflow", Subsystem: "ndjson", Name: metric,
+			Help: help, ConstLabels: prometheus.Labels{"output": name}})
+		r.Registry.MustRegister(c)
+		return c
+	}
+	o := &Output{r: r, cfg: cfg, w: stdout, name: name,
+		docs:      counter("documents_total", "Documents written by the NDJSON output."),
+		bytes:     counter("bytes_total", "Bytes written by the NDJSON output."),
+		rotations: counter("rotations_total", "Files rotated by the NDJSON output."),
+	}
+	o.pool.New = func() any { return &scratch{} }
+	return o, nil
+}
+
+type scratch struct {
+	enc flow.Encoder
+	buf []byte
+}
+
+// Name is used in lifecycle errors and metrics.
+func (o *Output) Name() string { return o.name }
+
+// Start opens the file and starts the periodic flush.
+func (o *Output) Start() error {
+	if o.cfg.Path != "" {
+		if err := o.open(); err != nil {
+			return err
+		}
+	}
+	o.bw = bufio.NewWriterSize(o.w, 256<<10)
+	o.tracker.Go(func(ctx context.Context) error {
+		t := time.NewTicker(o.cfg.FlushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				o.mu.Lock()
+				err := o.bw.Flush()
+				o.mu.Unlock()
+				if err != nil {
+					o.r.Log.Warn("flush NDJSON output", "output", o.name, "err", err)
+				}
+			}
+		}
+	})
+	return nil
+}
+
+func (o *Output) open() error {
+	f, err := os.OpenFile(o.cfg.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open NDJSON output: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open NDJSON output: %w", err)
+	}
+	o.f, o.w, o.size = f, f, st.Size()
+	if o.bw != nil {
+		o.bw.Reset(f)
+	}
+	return nil
+}
+
+// rotate moves Path to Path.1 (and older ones one further) and reopens Path.
+// Called with mu held.
+func (o *Output) rotate() error {
+	if err := o.bw.Flush(); err != nil {
+		return err
+	}
+	if err := o.f.Close(); err != nil {
+		return err
+	}
+	if o.cfg.MaxFiles == 0 {
+		if err := os.Remove(o.cfg.Path); err != nil {
+			return err
+		}
+	} else {
+		os.Remove(fmt.Sprintf("%s.%d", o.cfg.Path, o.cfg.MaxFiles))
+		for i := o.cfg.MaxFiles - 1; i >= 1; i-- {
+			os.Rename(fmt.Sprintf("%s.%d", o.cfg.Path, i), fmt.Sprintf("%s.%d", o.cfg.Path, i+1))
+		}
+		if err := os.Rename(o.cfg.Path, o.cfg.Path+".1"); err != nil {
+			return err
+		}
+	}
+	o.rotations.Inc()
+	return o.open()
+}
+
+// Write encodes the records (outside the lock) and appends them.
+func (o *Output) Write(records []flow.Record) error {
+	s := o.pool.Get().(*scratch)
+	defer o.pool.Put(s)
+	s.buf = s.buf[:0]
+	for i := range records {
+		s.buf = s.enc.AppendDocument(s.buf, &records[i])
+		s.buf = append(s.buf, '\n')
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.bw == nil {
+		return errors.New("NDJSON output not started")
+	}
+	if o.f != nil && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
+		if err := o.rotate(); err != nil {
+			return fmt.Errorf("rotate %s: %w", o.cfg.Path, err)
+		}
+	}
+	n, err := o.bw.Write(s.buf)
+	o.size += int64(n)
+	o.bytes.Add(float64(n))
+	o.docs.Add(float64(len(records)))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", o.name, err)
+	}
+	return nil
+}
+
+// Stop flushes and closes.
+func (o *Output) Stop() error {
+	o.tracker.Stop()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.bw == nil {
+		return nil
+	}
+	err := o.bw.Flush()
+	if o.f != nil {
+		err = errors.Join(err, o.f.Close())
+		o.f = nil
+	}
+	return err
+}

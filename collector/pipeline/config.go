@@ -1,0 +1,49 @@
+package pipeline
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/spanflow/spanflow/decoders"
+)
+
+// Configuration of the pipeline.
+type Configuration struct {
+	// Allow lists the networks exporters may send from; empty allows all.
+	// Datagrams from elsewhere are dropped and counted.
+	Allow []netip.Prefix
+	// Decoder bounds the per-exporter state.
+	Decoder decoders.Configuration
+}
+
+// DefaultConfiguration allows every exporter, with the decoder's default limits.
+func DefaultConfiguration() Configuration {
+	return Configuration{Decoder: decoders.DefaultConfiguration()}
+}
+
+// Validate checks the configuration.
+func (c Configuration) Validate() error {
+	for _, p := range c.Allow {
+		if !p.IsValid() {
+			return fmt.Errorf("invalid allowed network %v", p)
+		}
+	}
+	return c.Decoder.Validate()
+}
+
+// ParseAllow parses --allow values (CIDR, or a single address).
+func ParseAllow(values []string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, v := range values {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("allowed exporter network %q: want a CIDR such as 10.0.0.0/8", v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		ps = append(ps, p.Masked())
+	}
+	return ps, nil
+}

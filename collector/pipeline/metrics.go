@@ -1,0 +1,92 @@
+package pipeline
+
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+type metrics struct {
+	datagrams    *prometheus.CounterVec
+	records      *prometheus.CounterVec
+	options      *prometheus.CounterVec
+	decodeErrors *prometheus.CounterVec
+	lost         *prometheus.CounterVec
+	held         *prometheus.CounterVec
+	templates    *prometheus.GaugeVec
+	drops        *prometheus.CounterVec
+	outputErrors *prometheus.CounterVec
+	badHeaders   *prometheus.CounterVec
+
+	mu           sync.RWMutex
+	exporters    map[netip.Addr]*exporterMetrics
+	maxExporters int
+}
+
+// exporterMetrics caches one exporter's counters, so the hot path does not
+// hash label values per datagram.
+type exporterMetrics struct {
+	datagrams, records, lost [8]prometheus.Counter // by flow.Kind
+	options, held, expired   prometheus.Counter
+	badHeaders               prometheus.Counter
+	templates                prometheus.Gauge
+	other                    bool // stands for every exporter past the label limit
+}
+
+func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
+	f := r.Factory("collector")
+	return &metrics{
+		datagrams:    f.CounterVec("datagrams_total", "Flow datagrams received, by exporter and protocol.", "exporter", "protocol"),
+		records:      f.CounterVec("records_total", "Records decoded (flows and interface counters), by exporter and protocol.", "exporter", "protocol"),
+		options:      f.CounterVec("options_records_total", "NetFlow v9/IPFIX options records applied (sampling, interface names).", "exporter"),
+		decodeErrors: f.CounterVec("decode_errors_total", "Datagrams (or held data sets) that did not decode, by exporter and reason.", "exporter", "reason"),
+		lost:         f.CounterVec("sequence_lost_total", "Datagrams (NetFlow v9, sFlow) or records (NetFlow v5, IPFIX) missing according to sequence numbers.", "exporter", "protocol"),
+		held:         f.CounterVec("held_sets_total", "Data sets held because their template had not arrived, by outcome (held, expired).", "exporter", "outcome"),
+		templates:    f.GaugeVec("templates", "NetFlow v9/IPFIX templates kept per exporter.", "exporter"),
+		drops:        f.CounterVec("drops_total", "Datagrams dropped before decoding, by reason (not_allowed, exporter_limit).", "reason"),
+		outputErrors: f.CounterVec("output_errors_total", "Write errors, by output.", "output"),
+		badHeaders:   f.CounterVec("sflow_bad_sampled_headers_total", "sFlow sampled headers that did not decode (the record keeps what the sample says).", "exporter"),
+		exporters:    map[netip.Addr]*exporterMetrics{},
+		maxExporters: maxExporters,
+	}
+}
+
+var kindLabels = [8]string{"unknown", "netflow_v5", "netflow_v9", "ipfix", "sflow", "", "", ""}
+
+func (m *metrics) exporter(a netip.Addr) *exporterMetrics {
+	m.mu.RLock()
+	e := m.exporters[a]
+	m.mu.RUnlock()
+	if e != nil {
+		return e
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e = m.exporters[a]; e != nil {
+		return e
+	}
+	l := a.String()
+	if len(m.exporters) >= m.maxExporters {
+		// Bound the label values: exporters past the limit share one.
+		a, l = netip.Addr{}, "other"
+		if e = m.exporters[a]; e != nil {
+			return e
+		}
+	}
+	e = &exporterMetrics{
+		other:   l == "other",
+		options: m.options.WithLabelValues(l), held: m.held.WithLabelValues(l, "held"),
+		expired: m.held.WithLabelValues(l, "expired"), templates: m.templates.WithLabelValues(l),
+		badHeaders: m.badHeaders.WithLabelValues(l),
+	}
+	for k := 1; k <= 4; k++ {
+		e.datagrams[k] = m.datagrams.WithLabelValues(l, kindLabels[k])
+		e.records[k] = m.records.WithLabelValues(l, kindLabels[k])
+		e.lost[k] = m.lost.WithLabelValues(l, kindLabels[k])
+	}
+	m.exporters[a] = e
+	return e
+}

@@ -1,0 +1,187 @@
+// Package pipeline is the collector's data path after the listeners: it
+// checks the exporter against the allowed networks, hands the datagram to
+// the taps (forwarding), decodes it into flow records, applies the
+// enrichers in order and writes the records to every output.
+//
+//	listen ─▶ pipeline: allow ─▶ taps ─▶ decode ─▶ enrich ─▶ outputs (flow.Sink)
+package pipeline
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/decoders/reason"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Tap sees every allowed datagram before it is decoded, unchanged (the
+// forwarder is one). It must not keep the payload after Tap returns.
+type Tap interface {
+	Tap(dg decoders.Datagram)
+}
+
+// Output is a named sink, for the output error metric.
+type Output struct {
+	Name string
+	Sink flow.Sink
+}
+
+// Dependencies are what the pipeline hands records to.
+type Dependencies struct {
+	Enrichers []flow.Enricher // applied in order, between decoding and the outputs
+	Outputs   []Output
+	Taps      []Tap
+}
+
+// Pipeline decodes, enriches and writes. It is safe for concurrent use
+// through Workers, one per goroutine.
+type Pipeline struct {
+	r       *reporter.Reporter
+	cfg     Configuration
+	deps    Dependencies
+	decoder *decoders.Decoder
+	m       *metrics
+	log     *reporter.Limited
+}
+
+// New returns a pipeline.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("pipeline configuration: %w", err)
+	}
+	dec, err := decoders.New(cfg.Decoder)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{r: r, cfg: cfg, deps: deps, decoder: dec, m: newMetrics(r, cfg.Decoder.MaxExporters),
+		log: reporter.NewLimited(r.Log, 10*time.Second)}
+	r.Factory("collector").GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
+	return p, nil
+}
+
+// Worker handles datagrams on one goroutine, reusing its record buffer.
+type Worker struct {
+	p       *Pipeline
+	records []flow.Record
+}
+
+// NewWorker returns a worker; use one per goroutine.
+func (p *Pipeline) NewWorker() *Worker {
+	return &Worker{p: p, records: make([]flow.Record, 0, 64)}
+}
+
+func (p *Pipeline) allowed(a netip.Addr) bool {
+	if len(p.cfg.Allow) == 0 {
+		return true
+	}
+	for _, n := range p.cfg.Allow {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Handle runs one datagram through the pipeline. The payload is not kept.
+func (w *Worker) Handle(dg decoders.Datagram) {
+	p := w.p
+	src := dg.Source.Addr().Unmap()
+	if !p.allowed(src) {
+		p.m.drops.WithLabelValues(reason.NotAllowed).Inc()
+		p.log.Warn("not_allowed/"+src.String(), "datagram from an exporter outside the allowed networks dropped", "exporter", src)
+		return
+	}
+	for _, t := range p.deps.Taps {
+		t.Tap(dg)
+	}
+	recs, res, err := p.decoder.Decode(dg, w.records[:0])
+	w.records = recs
+	if err != nil && reason.Of(err) == reason.ExporterLimit {
+		p.m.drops.WithLabelValues(reason.ExporterLimit).Inc()
+		p.log.Warn("exporter_limit", "datagram dropped: too many exporters", "exporter", src, "err", err)
+		return
+	}
+	em := p.m.exporter(src)
+	if res.Kind != flow.KindUnknown {
+		em.datagrams[res.Kind].Inc()
+		if res.Records > 0 {
+			em.records[res.Kind].Add(float64(res.Records))
+		}
+		if res.Lost > 0 {
+			em.lost[res.Kind].Add(float64(res.Lost))
+		}
+	}
+	if res.OptionsRecords > 0 {
+		em.options.Add(float64(res.OptionsRecords))
+	}
+	if res.Held > 0 {
+		em.held.Add(float64(res.Held))
+	}
+	if res.Expired > 0 {
+		em.expired.Add(float64(res.Expired))
+		p.m.decodeErrors.WithLabelValues(em.label(src), reason.NoTemplate).Add(float64(res.Expired))
+	}
+	if res.BadHeaders > 0 {
+		em.badHeaders.Add(float64(res.BadHeaders))
+	}
+	if res.Kind == flow.KindNetFlowV9 || res.Kind == flow.KindIPFIX {
+		em.templates.Set(float64(res.Templates))
+	}
+	if err != nil {
+		why := reason.Of(err)
+		p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
+		p.log.Warn(why+"/"+src.String(), "malformed datagram", "exporter", src, "reason", why, "err", err)
+	}
+	w.write(recs)
+}
+
+func (e *exporterMetrics) label(a netip.Addr) string {
+	if e.other {
+		return "other"
+	}
+	return a.String()
+}
+
+func (w *Worker) write(recs []flow.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	p := w.p
+	for _, en := range p.deps.Enrichers {
+		for i := range recs {
+			en.Enrich(&recs[i])
+		}
+	}
+	for _, o := range p.deps.Outputs {
+		if err := o.Sink.Write(recs); err != nil {
+			p.m.outputErrors.WithLabelValues(o.Name).Inc()
+			p.log.Warn("output/"+o.Name, "output failed", "output", o.Name, "err", err)
+		}
+	}
+}
+
+// Flush ends a capture replay: data sets still waiting for a template are
+// dropped and counted as decode errors (reason no_template).
+func (p *Pipeline) Flush() int {
+	total := 0
+	for a, n := range p.decoder.Flush() {
+		em := p.m.exporter(a)
+		em.expired.Add(float64(n))
+		p.m.decodeErrors.WithLabelValues(em.label(a), reason.NoTemplate).Add(float64(n))
+		p.log.Warn("flush/"+a.String(), "data sets whose template never came dropped", "exporter", a, "sets", n)
+		total += n
+	}
+	return total
+}
+
+// Name is used in lifecycle errors.
+func (p *Pipeline) Name() string { return "pipeline" }
+
+// Start does nothing: the pipeline runs on its callers' goroutines.
+func (p *Pipeline) Start() error { return nil }
+
+// Stop does nothing: the listeners stop first, then the outputs.
+func (p *Pipeline) Stop() error { return nil }
