@@ -76,7 +76,7 @@ func genRecords(n int, day time.Time, seed uint64) ([]flow.Record, truth) {
 	return recs, tr
 }
 
-func testClient(t *testing.T, url string) *es.Client {
+func testClient(t testing.TB, url string) *es.Client {
 	t.Helper()
 	c, err := esconn.New(esconn.Configuration{URLs: []string{url}, Timeout: 30 * time.Second})
 	if err != nil {

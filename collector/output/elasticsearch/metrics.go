@@ -11,6 +11,8 @@ type metrics struct {
 	dropped   *prometheus.CounterVec // by reason
 	bulkFails prometheus.Counter
 	replays   *prometheus.CounterVec // by result
+	// Resolved once: these are counted per document.
+	indexed, replayed, spooled prometheus.Counter
 }
 
 func newMetrics(r *reporter.Reporter, o *Output) *metrics {
@@ -36,6 +38,9 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for the bulk indexer.", func() float64 {
 		return float64(len(o.queue))
 	})
+	m.indexed = m.documents.WithLabelValues("indexed")
+	m.replayed = m.documents.WithLabelValues("replayed")
+	m.spooled = m.documents.WithLabelValues("spooled")
 	for _, res := range []string{"indexed", "duplicate", "dead_letter", "spooled", "replayed"} {
 		m.documents.WithLabelValues(res)
 	}

@@ -1,0 +1,281 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// benchDocs is how many flows one measured run indexes; SPANFLOW_BENCH_DOCS
+// overrides it.
+func benchDocs() int {
+	if n, err := strconv.Atoi(os.Getenv("SPANFLOW_BENCH_DOCS")); err == nil && n > 0 {
+		return n
+	}
+	return 100000
+}
+
+var benchDay atomic.Int64
+
+// nextBenchDay gives every run its own daily index (fresh inserts, never
+// overwrites), far in the past so nothing else uses it.
+func nextBenchDay() time.Time {
+	return time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, int(benchDay.Add(1)))
+}
+
+// BenchmarkIndexing compares, in one run, the output's indexing throughput
+// with raw _bulk requests of the same documents (same ids, same index
+// template) sent by as many concurrent senders as the output has workers,
+// at several batch sizes. Each iteration indexes benchDocs() flows into a
+// fresh daily index; the figure is docs/s. The raw sender's documents are
+// encoded before the clock starts; the output's are encoded inside the
+// measured time.
+func BenchmarkIndexing(b *testing.B) {
+	url := testutil.Elasticsearch(b)
+	c := testClient(b, url)
+	n := benchDocs()
+	cfg := DefaultConfiguration()
+	// Tuning experiments: SPANFLOW_BENCH_FLUSH_BYTES, SPANFLOW_BENCH_WORKERS.
+	if v, err := strconv.Atoi(os.Getenv("SPANFLOW_BENCH_FLUSH_BYTES")); err == nil {
+		cfg.FlushBytes = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("SPANFLOW_BENCH_WORKERS")); err == nil {
+		cfg.Workers = v
+	}
+
+	measure := func(b *testing.B, run func(day time.Time, recs []flow.Record) time.Duration) {
+		var total time.Duration
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			day := nextBenchDay()
+			recs, _ := genRecords(n, day, uint64(i+1))
+			index := setup.Layout{}.Index(day)
+			b.StartTimer()
+			total += run(day, recs)
+			b.StopTimer()
+			if got := benchCount(c, index); got != n {
+				b.Fatalf("%s holds %d documents, want %d", index, got, n)
+			}
+			benchDelete(c, index)
+		}
+		b.ReportMetric(float64(n*b.N)/total.Seconds(), "docs/s")
+		b.ReportMetric(0, "ns/op")
+	}
+
+	// Warm the cluster's JVM up first, so the first variant measured is not
+	// penalised.
+	{
+		day := nextBenchDay()
+		recs, _ := genRecords(n, day, 99)
+		rawBulk(b, url, recs, 2000, cfg.Workers)
+		benchDelete(c, setup.Layout{}.Index(day))
+	}
+	for _, gzip := range []bool{false, true} {
+		b.Run(fmt.Sprintf("output/gzip=%t", gzip), func(b *testing.B) {
+			measure(b, func(day time.Time, recs []flow.Record) time.Duration {
+				oc := cfg
+				oc.Connection.URLs = []string{url}
+				oc.Connection.Compress = gzip
+				oc.SpoolDir = b.TempDir()
+				var logw io.Writer
+				if os.Getenv("SPANFLOW_BENCH_LOG") != "" {
+					logw = os.Stderr
+				}
+				o, err := New(reporter.NewForTest(logw), oc)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := o.Start(); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				// A collector at the highest sustainable rate: wait while the
+				// queue is half full rather than spill into the spool.
+				for i := 0; i < len(recs); i += 500 {
+					for len(o.queue) > cap(o.queue)/2 {
+						time.Sleep(200 * time.Microsecond)
+					}
+					if err := o.Write(recs[i:min(i+500, len(recs))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for docs, _ := o.spool.Stats(); docs > 0; docs, _ = o.spool.Stats() {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if err := o.Stop(); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			})
+		})
+	}
+	for _, batch := range []int{500, 1000, 2000, 5000} {
+		b.Run(fmt.Sprintf("raw_bulk/batch=%d", batch), func(b *testing.B) {
+			measure(b, func(day time.Time, recs []flow.Record) time.Duration {
+				return rawBulk(b, url, recs, batch, cfg.Workers)
+			})
+		})
+	}
+}
+
+// rawBulk sends the documents as plain _bulk requests of batch documents
+// from senders goroutines, and returns the time they took.
+func rawBulk(b *testing.B, url string, recs []flow.Record, batch, senders int) time.Duration {
+	var bodies [][]byte
+	var enc flow.Encoder
+	layout := setup.Layout{}
+	for i := 0; i < len(recs); i += batch {
+		var buf []byte
+		for j := i; j < min(i+batch, len(recs)); j++ {
+			r := &recs[j]
+			buf = fmt.Appendf(buf, `{"index":{"_index":%q,"_id":%q}}`+"\n", layout.Index(timestampOf(r)), DocumentID(r))
+			buf = enc.AppendDocument(buf, r)
+			buf = append(buf, '\n')
+		}
+		bodies = append(bodies, buf)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+	work := make(chan []byte)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := time.Now()
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range work {
+				res, err := client.Post(url+"/_bulk?filter_path=errors", "application/x-ndjson", bytes.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				out, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 || !bytes.Contains(out, []byte(`"errors":false`)) {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for _, body := range bodies {
+		work <- body
+	}
+	close(work)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failed.Load() > 0 {
+		b.Fatalf("%d raw bulk requests failed", failed.Load())
+	}
+	return elapsed
+}
+
+func benchCount(c interface {
+	Perform(*http.Request) (*http.Response, error)
+}, index string) int {
+	do := func(method, path string) []byte {
+		req, _ := http.NewRequest(method, path, nil)
+		res, err := c.Perform(req)
+		if err != nil {
+			return nil
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return b
+	}
+	do(http.MethodPost, "/"+index+"/_refresh")
+	var out struct {
+		Count int `json:"count"`
+	}
+	json.Unmarshal(do(http.MethodGet, "/"+index+"/_count"), &out)
+	return out.Count
+}
+
+func benchDelete(c interface {
+	Perform(*http.Request) (*http.Response, error)
+}, index string) {
+	req, _ := http.NewRequest(http.MethodDelete, "/"+index, nil)
+	if res, err := c.Perform(req); err == nil {
+		res.Body.Close()
+	}
+}
+
+// BenchmarkStoredBytesPerFlow indexes flows with the installed template
+// (best_compression), force-merges to one segment and reports the bytes the
+// index takes on disk per flow, for docs/elasticsearch.md's sizing.
+func BenchmarkStoredBytesPerFlow(b *testing.B) {
+	url := testutil.Elasticsearch(b)
+	c := testClient(b, url)
+	n := benchDocs()
+	for i := 0; i < b.N; i++ {
+		day := nextBenchDay()
+		index := setup.Layout{}.Index(day)
+		recs, _ := genRecords(n, day, 42)
+		cfg := DefaultConfiguration()
+		cfg.Connection.URLs = []string{url}
+		cfg.SpoolDir = b.TempDir()
+		o, err := New(reporter.NewForTest(nil), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := o.Start(); err != nil {
+			b.Fatal(err)
+		}
+		var docBytes int
+		var enc flow.Encoder
+		for j := range recs {
+			docBytes += len(enc.AppendDocument(nil, &recs[j]))
+		}
+		for j := 0; j < len(recs); j += 500 {
+			for len(o.queue) > cap(o.queue)/2 {
+				time.Sleep(time.Millisecond)
+			}
+			o.Write(recs[j:min(j+500, len(recs))])
+		}
+		for docs, _ := o.spool.Stats(); docs > 0; docs, _ = o.spool.Stats() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		o.Stop()
+		if got := benchCount(c, index); got != n {
+			b.Fatalf("%s holds %d, want %d", index, got, n)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "/"+index+"/_forcemerge?max_num_segments=1", nil)
+		res, err := c.Perform(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Body.Close()
+		req, _ = http.NewRequest(http.MethodGet, "/"+index+"/_stats/store,docs", nil)
+		res, err = c.Perform(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var st struct {
+			All struct {
+				Primaries struct {
+					Store struct {
+						Size int64 `json:"size_in_bytes"`
+					} `json:"store"`
+				} `json:"primaries"`
+			} `json:"_all"`
+		}
+		json.NewDecoder(res.Body).Decode(&st)
+		res.Body.Close()
+		benchDelete(c, index)
+		b.ReportMetric(float64(st.All.Primaries.Store.Size)/float64(n), "stored-bytes/flow")
+		b.ReportMetric(float64(docBytes)/float64(n), "json-bytes/flow")
+		b.ReportMetric(0, "ns/op")
+	}
+}
