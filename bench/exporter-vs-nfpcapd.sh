@@ -2,7 +2,7 @@
 # Whole-process comparison of the exporter with nfdump's nfpcapd on the same
 # capture: `spanflow exporter run --pcap` (decode, meter, IPFIX over UDP) vs
 # `nfpcapd -r` (decode, meter, nfcapd files), same active/idle timeouts.
-# The capture is the synthetic bulk mix (exporter/internal/synth): ~1.2M
+# The capture is the synthetic bulk mix (exporter/synth): ~1.2M
 # packets, plain/802.1Q/VXLAN/ERSPAN II/ERSPAN III/GRE, TCP/UDP/ICMP, 20% IPv6.
 # Each tool runs RUNS times alternately; the best wall-clock time counts.
 # Env: PACKETS (default 1200000), RUNS (default 3), KEEP=1 keeps the temp dir.
@@ -17,7 +17,7 @@ tmp=$(mktemp -d)
 [ "${KEEP:-}" = 1 ] || trap 'rm -rf "$tmp"' EXIT
 
 go build -o "$tmp/spanflow" ./cmd/spanflow
-go run ./exporter/internal/synth/gencap -kind bulk -packets "$PACKETS" -o "$tmp/bulk.pcap"
+go run ./exporter/synth/gencap -kind bulk -packets "$PACKETS" -o "$tmp/bulk.pcap"
 size=$(stat -c %s "$tmp/bulk.pcap")
 
 # IPFIX goes to a loopback port nobody listens on: every datagram is really

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/decode"
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/internal/reporter"

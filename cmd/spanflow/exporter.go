@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -52,27 +53,27 @@ func exporterRunCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			cfg, err := exporterConfiguration(c)
 			if err != nil {
-				return cli.Exit(oneLineError(err), 2)
+				return errors.New(oneLineError(err))
 			}
 			rep, err := newReporter(c)
 			if err != nil {
-				return cli.Exit(err.Error(), 2)
+				return err
 			}
 			src, err := capture.OpenFile(cfg.Pcap)
 			if err != nil {
-				return cli.Exit(oneLineError(err), 2)
+				return errors.New(oneLineError(err))
 			}
 			defer src.Close()
 			x, err := exporter.New(rep, cfg, nil)
 			if err != nil {
-				return cli.Exit(oneLineError(err), 2)
+				return errors.New(oneLineError(err))
 			}
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
 			sum, err := x.Run(ctx, src)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("%s: %s", cfg.Pcap, oneLineError(err)), 1)
+				return fmt.Errorf("%s: %s", cfg.Pcap, oneLineError(err))
 			}
 			return nil
 		},

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 // TestBulkDecodes: every frame of the benchmark mix decodes (the ARP-free

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/decode"
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )

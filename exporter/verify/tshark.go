@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 // Datagrams writes msgs as UDP datagrams 127.0.0.1:50000 → 127.0.0.1:port in

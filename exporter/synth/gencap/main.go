@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 // Nfcapd is a running nfcapd writing what it receives under Dir.

@@ -173,6 +173,13 @@ var (
 		seq := uint32(1)
 		return Ethernet(macTA, macTB, nil, 0x0800, IPv4(tunnelA, tunnelB, 47, 0, 1, 0, false, GRE(0x22eb, nil, &seq, ERSPAN3(9, 20, 12345, inner))))
 	}}
+	// GRE transparent Ethernet bridging (NVGRE-like), key 300.
+	GRETEB300 = Encap{Name: "GRE TEB", Segment: 300, MACA: macA, MACB: macB, Wrap: func(ip []byte, fromA bool) []byte {
+		s, d := macs(fromA)
+		key := uint32(300)
+		inner := Ethernet(s, d, nil, etherTypeOf(ip), ip)
+		return Ethernet(macTA, macTB, nil, 0x0800, IPv4(tunnelA, tunnelB, 47, 0, 1, 0, false, GRE(0x6558, &key, nil, inner)))
+	}}
 	// GRE with key 77 carrying IP directly: the flow keeps the outer MACs.
 	GREKey77 = Encap{Name: "GRE", Segment: 77, MACA: macTA, MACB: macTB, Wrap: func(ip []byte, fromA bool) []byte {
 		key := uint32(77)
@@ -343,6 +350,18 @@ func (b *builder) fragmentedUDP(enc Encap, t0 int64, a, bb netip.Addr, sport, dp
 	}
 }
 
+// hopByHopUDP: n IPv6 datagrams from A with a hop-by-hop options header
+// (router alert) and a destination options header before UDP.
+func (b *builder) hopByHopUDP(enc Encap, t0 int64, a, bb netip.Addr, sport, dport uint16, n int) {
+	e := b.dir(enc, a, bb, sport, dport, 17, true)
+	for i := 0; i < n; i++ {
+		udp := UDP(sport, dport, make([]byte, 30+i))
+		dst := append([]byte{17, 0, 1, 4, 0, 0, 0, 0}, udp...) // destination options: PadN
+		hbh := append([]byte{60, 0, 5, 2, 0, 0, 1, 0}, dst...) // hop-by-hop: router alert, PadN
+		b.send(e, enc, true, t0+int64(i)*ms, IPv6(a, bb, 0, 0, hbh), 0, 0)
+	}
+}
+
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // Timeouts the ground truth of Mixed assumes.
@@ -377,6 +396,8 @@ func Mixed(base time.Time) *Capture {
 	b.udpSession(Geneve7000, slot(11), addr("10.1.0.11"), addr("10.2.0.11"), 40011, 4739, 2)
 	b.fragmentedUDP(Plain, slot(12), addr("10.1.0.12"), addr("10.2.0.12"), 40012, 9000)
 	b.rstSession(Plain, slot(13), addr("10.1.0.13"), addr("10.2.0.13"), 40013, 25)
+	b.udpSession(GRETEB300, slot(15), addr("10.1.0.15"), addr("10.2.0.15"), 40015, 69, 2)
+	b.hopByHopUDP(Plain, slot(16), addr("2001:db8:1::16"), addr("2001:db8:2::16"), 40016, 547, 3)
 	// An ARP request: not IP, counted apart.
 	arp := make([]byte, 28)
 	b.c.Packets = append(b.c.Packets, Packet{Time: slot(14), Data: Ethernet(macA, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, nil, 0x0806, arp)})

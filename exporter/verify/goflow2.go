@@ -11,7 +11,7 @@ import (
 
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
 
-	"github.com/spanflow/spanflow/exporter/internal/synth"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/exporter/verify"
+)
+
+// TestExporterRunOverUDP: `spanflow exporter run --pcap` sends over UDP, to
+// two collectors, IPFIX that goflow2 decodes into the ground-truth flows,
+// with the --config file's settings and the flags overriding them, and
+// prints a one-line summary.
+func TestExporterRunOverUDP(t *testing.T) {
+	c := synth.Mixed(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "mixed.pcap")
+	if err := synth.WritePcapFile(pcap, c.Packets); err != nil {
+		t.Fatal(err)
+	}
+	var conns []*net.UDPConn
+	var addrs []string
+	for i := 0; i < 2; i++ {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetReadBuffer(4 << 20)
+		conns = append(conns, conn)
+		addrs = append(addrs, conn.LocalAddr().String())
+	}
+	// The file says 5s idle (which would split flows), the flag says 15s.
+	cfg := filepath.Join(dir, "exporter.yaml")
+	if err := os.WriteFile(cfg, []byte("collector: [\""+addrs[0]+"\"]\nidle-timeout: 5s\nactive-timeout: 60s\nobservation-domain: 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "exporter", "run", "--config", cfg, "--pcap", pcap, "--idle-timeout", "15s",
+		"--collector", addrs[0], "--collector", addrs[1])
+	if err != nil {
+		t.Fatalf("exporter run: %v\n%s", err, out)
+	}
+	wantPackets, wantFlows := fmt.Sprintf("%d packets,", len(c.Packets)), fmt.Sprintf("%d flows exported", len(c.Flows))
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(out, wantPackets) || !strings.Contains(out, wantFlows) {
+		t.Errorf("summary %q: want one line with %q and %q", out, wantPackets, wantFlows)
+	}
+	for i, conn := range conns {
+		var msgs [][]byte
+		buf := make([]byte, 65536)
+		for {
+			conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			n, _, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				break
+			}
+			msgs = append(msgs, append([]byte(nil), buf[:n]...))
+		}
+		flows, infos, _, err := verify.Goflow2(msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		synth.Sort(flows)
+		if diff := synth.Diff(flows, c.Flows); diff != "" {
+			t.Errorf("collector %d: flows (-got, +want):\n%s", i, diff)
+		}
+		if len(infos) == 0 || infos[0].Domain != 3 {
+			t.Errorf("collector %d: messages %+v, want observation domain 3 from the file", i, infos)
+		}
+	}
+}
+
+// TestExporterRunBadInput: bad input ends with a non-zero exit code and one
+// line saying what is wrong.
+func TestExporterRunBadInput(t *testing.T) {
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "mixed.pcap")
+	if err := synth.WritePcapFile(pcap, synth.Mixed(time.Unix(0, 0)).Packets); err != nil {
+		t.Fatal(err)
+	}
+	notPcap := filepath.Join(dir, "not.pcap")
+	os.WriteFile(notPcap, []byte("hello, this is not a capture"), 0o644)
+	badYAML := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(badYAML, []byte("collector: [\"127.0.0.1:4739\"]\nidle_timeout: 5s\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"--pcap", filepath.Join(dir, "nope.pcap"), "--collector", "127.0.0.1:4739"}, "no such file"},
+		{"not a capture", []string{"--pcap", notPcap, "--collector", "127.0.0.1:4739"}, "not a pcap or pcapng"},
+		{"no port", []string{"--pcap", pcap, "--collector", "127.0.0.1"}, "want HOST:PORT"},
+		{"bad port", []string{"--pcap", pcap, "--collector", "127.0.0.1:99999"}, "port must be"},
+		{"no collector", []string{"--pcap", pcap}, "no collector"},
+		{"unknown key", []string{"--pcap", pcap, "--config", badYAML}, "field idle_timeout not found"},
+		{"missing config", []string{"--pcap", pcap, "--config", filepath.Join(dir, "none.yaml")}, "read configuration"},
+		{"bad timeout", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--idle-timeout", "10ms"}, "idle timeout 10ms"},
+		{"small mtu", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--mtu", "100"}, "mtu 100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := run(t, append([]string{"exporter", "run"}, tc.args...)...)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line containing %q", msg, tc.want)
+			}
+		})
+	}
+}
