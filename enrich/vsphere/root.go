@@ -1,0 +1,160 @@
+// Package vsphere is the collector's vCenter enrichment: it loads the
+// inventory (VMs with their addresses and MACs, hosts, clusters,
+// datacenters, port groups and VLANs, projects) once through a property
+// collector, follows its changes with WaitForUpdatesEx, and fills
+// source.vsphere.* and destination.vsphere.* of every flow from an immutable
+// snapshot, without locks or allocations on the hot path.
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Component follows one vCenter and enriches flows from its inventory.
+type Component struct {
+	r       *reporter.Reporter
+	config  Configuration
+	rules   []ProjectRule
+	metrics *metrics
+	limited *reporter.Limited
+
+	snap   atomic.Pointer[Snapshot]
+	synced atomic.Int64 // unix nanoseconds when vCenter last answered with the inventory loaded
+
+	loadedOnce sync.Once
+	loaded     chan struct{}
+
+	mu sync.Mutex // guards the session's model between its updater and rebuilder
+	t  lifecycle.Tracker
+}
+
+// New checks the configuration and returns the component; Start connects.
+func New(r *reporter.Reporter, config Configuration) (*Component, error) {
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	rules, err := config.parseRules()
+	if err != nil {
+		return nil, err
+	}
+	c := &Component{r: r, config: config, rules: rules, loaded: make(chan struct{}),
+		limited: reporter.NewLimited(r.Log, time.Minute)}
+	c.metrics = newMetrics(r, c)
+	return c, nil
+}
+
+// Name names the component in lifecycle errors.
+func (c *Component) Name() string { return "vsphere" }
+
+// Start follows vCenter in the background: it does not wait for the first
+// load (flows pass unenriched until then) and never fails on an unreachable
+// vCenter, it retries with backoff.
+func (c *Component) Start() error {
+	c.t.Go(c.run)
+	return nil
+}
+
+// Stop ends the session with vCenter and waits for it.
+func (c *Component) Stop() error { return c.t.Stop() }
+
+// Snapshot returns the current inventory snapshot, nil before the first load.
+func (c *Component) Snapshot() *Snapshot { return c.snap.Load() }
+
+// WaitLoaded waits until the first inventory is loaded or ctx ends.
+func (c *Component) WaitLoaded(ctx context.Context) error {
+	select {
+	case <-c.loaded:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the vcenter inventory: %w", ctx.Err())
+	}
+}
+
+// Enrich fills r.Src.VSphere and r.Dst.VSphere when the address (or MAC) of
+// that end belongs to a powered-on VM. The values are shared between records
+// and must not be modified.
+func (c *Component) Enrich(r *flow.Record) {
+	s := c.snap.Load()
+	if s == nil {
+		return
+	}
+	var vni uint32
+	if r.SegmentID <= math.MaxUint32 {
+		vni = uint32(r.SegmentID)
+	}
+	if vs, res := s.Lookup(r.SrcAddr, r.SrcMAC, r.VLAN, vni); vs != nil {
+		r.Src.VSphere = vs
+		c.metrics.lookupFound.Inc()
+	} else {
+		c.count(res)
+	}
+	if vs, res := s.Lookup(r.DstAddr, r.DstMAC, r.VLAN, vni); vs != nil {
+		r.Dst.VSphere = vs
+		c.metrics.lookupFound.Inc()
+	} else {
+		c.count(res)
+	}
+}
+
+func (c *Component) count(res Result) {
+	if res == Ambiguous {
+		c.metrics.lookupAmbiguous.Inc()
+		return
+	}
+	c.metrics.lookupUnknown.Inc()
+}
+
+func (c *Component) syncedAt() time.Time {
+	n := c.synced.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func (c *Component) publish(vms []VM) {
+	s := NewSnapshot(vms, time.Now())
+	c.snap.Store(s)
+	addrs, _ := s.Len()
+	c.metrics.vms.Set(float64(len(vms)))
+	c.metrics.addresses.Set(float64(addrs))
+	c.metrics.rebuilds.Inc()
+	c.loadedOnce.Do(func() { close(c.loaded) })
+}
+
+// run keeps a session with vCenter up, reconnecting with exponential backoff;
+// the last snapshot keeps serving flows meanwhile.
+func (c *Component) run(ctx context.Context) error {
+	backoff := c.config.ReconnectMin
+	for {
+		loaded, err := c.session(ctx)
+		c.metrics.connected.Set(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if loaded {
+			backoff = c.config.ReconnectMin // the session worked: vCenter went away, retry quickly
+		}
+		if err == nil {
+			err = errors.New("session ended")
+		}
+		c.r.Log.Warn("vcenter unreachable; serving the last inventory", "url", redact(c.config.URL),
+			"error", err, "retry_in", backoff, "inventory_age", time.Duration(age(c.syncedAt())*float64(time.Second)).Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.config.ReconnectMax)
+	}
+}

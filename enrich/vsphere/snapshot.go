@@ -1,0 +1,204 @@
+package vsphere
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// VM is what the inventory knows about one virtual machine: the listing that
+// `spanflow vsphere inventory` prints, and the source of the lookup tables.
+type VM struct {
+	Name       string `json:"name"`
+	UUID       string `json:"uuid"`
+	PowerState string `json:"power_state"`
+	Host       string `json:"host,omitempty"`
+	Cluster    string `json:"cluster,omitempty"`
+	Datacenter string `json:"datacenter,omitempty"`
+	Folder     string `json:"folder,omitempty"` // path below the datacenter's VM folder
+	Project    string `json:"project,omitempty"`
+	NICs       []NIC  `json:"nics"`
+}
+
+// NIC is one virtual network card.
+type NIC struct {
+	MAC       flow.MAC     `json:"-"`
+	MACString string       `json:"mac"`
+	IPs       []netip.Addr `json:"ips"`
+	Network   string       `json:"network,omitempty"` // port group or distributed port group
+	VLAN      uint16       `json:"vlan,omitempty"`
+	VNI       uint32       `json:"vni,omitempty"`
+	Project   string       `json:"project,omitempty"` // may differ per NIC with a port group rule
+}
+
+// candidate is one (VM, NIC) an address or MAC may belong to.
+type candidate struct {
+	vs   *flow.VSphere
+	vlan uint16
+	vni  uint32
+}
+
+// span locates an address's candidates in Snapshot.cands; most addresses have one.
+type span struct {
+	first, n uint32
+}
+
+// Snapshot is an immutable view of the inventory. Lookups read it without
+// locks or allocations; the collector goroutine builds a new one and swaps it
+// in atomically.
+type Snapshot struct {
+	byAddr map[netip.Addr]span
+	byMAC  map[flow.MAC]span
+	cands  []candidate
+	vms    []VM
+	// Built is when the snapshot was built from vCenter data.
+	Built time.Time
+}
+
+// Result says how a lookup ended.
+type Result uint8
+
+// Lookup results.
+const (
+	Unknown   Result = iota // no VM has the address
+	Found                   // one VM (NIC) has it, or the VLAN/VNI told which
+	Ambiguous               // several VMs have it and the VLAN/VNI does not tell which
+)
+
+// VMs lists the inventory, sorted by VM name. The caller must not modify it.
+func (s *Snapshot) VMs() []VM {
+	if s == nil {
+		return nil
+	}
+	return s.vms
+}
+
+// Lookup finds the VM end behind an address (or, when the address is unknown
+// or invalid, a MAC). vlan and vni tell apart the VMs that share an address in
+// different project networks; 0 means not known. It does not allocate; the
+// returned value is shared and must not be modified.
+func (s *Snapshot) Lookup(addr netip.Addr, mac flow.MAC, vlan uint16, vni uint32) (*flow.VSphere, Result) {
+	if s == nil {
+		return nil, Unknown
+	}
+	if addr.IsValid() {
+		if sp, ok := s.byAddr[addr.Unmap()]; ok {
+			return s.pick(sp, vlan, vni)
+		}
+	}
+	if !mac.IsZero() {
+		if sp, ok := s.byMAC[mac]; ok {
+			return s.pick(sp, vlan, vni)
+		}
+	}
+	return nil, Unknown
+}
+
+func (s *Snapshot) pick(sp span, vlan uint16, vni uint32) (*flow.VSphere, Result) {
+	if sp.n == 1 {
+		return s.cands[sp.first].vs, Found
+	}
+	var match *flow.VSphere
+	matches := 0
+	for _, c := range s.cands[sp.first : sp.first+sp.n] {
+		if (vni != 0 && c.vni == vni) || (vni == 0 && vlan != 0 && c.vlan == vlan) {
+			if match != c.vs {
+				matches++
+				match = c.vs
+			}
+		}
+	}
+	if matches == 1 {
+		return match, Found
+	}
+	// The same VM NIC listed twice (an address in both guest.net and
+	// ipAddress lists) is not ambiguous.
+	first := s.cands[sp.first].vs
+	for _, c := range s.cands[sp.first+1 : sp.first+sp.n] {
+		if c.vs != first {
+			return nil, Ambiguous
+		}
+	}
+	return first, Found
+}
+
+// Len is the number of distinct addresses and MACs indexed.
+func (s *Snapshot) Len() (addrs, macs int) {
+	if s == nil {
+		return 0, 0
+	}
+	return len(s.byAddr), len(s.byMAC)
+}
+
+// NewSnapshot builds a snapshot from a VM listing: the inventory builds one
+// from vCenter data, and tests or benchmarks from a listing of their own.
+// Only powered-on VMs are indexed (others cannot send traffic and would
+// only make addresses ambiguous), but every VM is listed.
+func NewSnapshot(vms []VM, built time.Time) *Snapshot {
+	sort.Slice(vms, func(i, j int) bool {
+		if vms[i].Name != vms[j].Name {
+			return vms[i].Name < vms[j].Name
+		}
+		return vms[i].UUID < vms[j].UUID
+	})
+	type keyed[K comparable] struct {
+		key K
+		c   candidate
+	}
+	var byAddr []keyed[netip.Addr]
+	var byMAC []keyed[flow.MAC]
+	for i := range vms {
+		vm := &vms[i]
+		if vm.PowerState != "poweredOn" {
+			continue
+		}
+		for j := range vm.NICs {
+			nic := &vm.NICs[j]
+			project := nic.Project
+			if project == "" {
+				project = vm.Project
+			}
+			c := candidate{vlan: nic.VLAN, vni: nic.VNI, vs: &flow.VSphere{
+				VMName: vm.Name, VMUUID: vm.UUID, HostName: vm.Host, ClusterName: vm.Cluster,
+				DatacenterName: vm.Datacenter, NetworkName: nic.Network, Project: project,
+			}}
+			for _, ip := range nic.IPs {
+				byAddr = append(byAddr, keyed[netip.Addr]{ip.WithZone("").Unmap(), c})
+			}
+			if !nic.MAC.IsZero() {
+				byMAC = append(byMAC, keyed[flow.MAC]{nic.MAC, c})
+			}
+		}
+	}
+	s := &Snapshot{
+		byAddr: make(map[netip.Addr]span, len(byAddr)),
+		byMAC:  make(map[flow.MAC]span, len(byMAC)),
+		cands:  make([]candidate, 0, len(byAddr)+len(byMAC)),
+		vms:    vms,
+		Built:  built,
+	}
+	// Group candidates of one key together so a span covers them.
+	sort.SliceStable(byAddr, func(i, j int) bool { return byAddr[i].key.Less(byAddr[j].key) })
+	for i := 0; i < len(byAddr); {
+		j := i
+		for j < len(byAddr) && byAddr[j].key == byAddr[i].key {
+			s.cands = append(s.cands, byAddr[j].c)
+			j++
+		}
+		s.byAddr[byAddr[i].key] = span{first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
+		i = j
+	}
+	sort.SliceStable(byMAC, func(i, j int) bool { return string(byMAC[i].key[:]) < string(byMAC[j].key[:]) })
+	for i := 0; i < len(byMAC); {
+		j := i
+		for j < len(byMAC) && byMAC[j].key == byMAC[i].key {
+			s.cands = append(s.cands, byMAC[j].c)
+			j++
+		}
+		s.byMAC[byMAC[i].key] = span{first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
+		i = j
+	}
+	return s
+}
