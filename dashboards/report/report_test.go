@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,7 +393,9 @@ func TestMailThroughSMTPServer(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { srv.Process.Kill(); srv.Wait() }) }
+	defer stop()
 	m := &Mail{Server: fmt.Sprintf("127.0.0.1:%d", port), From: "spanflow@example.net", To: []string{"noc@example.net", "lead@example.net"}}
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
@@ -410,6 +413,7 @@ func TestMailThroughSMTPServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
+	stop() // the server has printed the message; reading its output now is safe
 	got := out.String()
 	q := Query{From: groundtruth.Start, To: groundtruth.Start.Add(groundtruth.Span), Interval: time.Hour, Top: 3}
 	lines := expectedLines(recs, q)[:2]
