@@ -206,13 +206,13 @@ func TestChangesWhileRunning(t *testing.T) {
 	}
 	eventually(t, "destroyed", func() (bool, string) {
 		vs := lookupVM(c, "10.3.0.4")
+		for _, vm := range c.Snapshot().VMs() {
+			if vm.Name == "lb-01" {
+				return false, "still listed, lookup: " + describe(vs)
+			}
+		}
 		return vs == nil, describe(vs)
 	})
-	for _, vm := range c.Snapshot().VMs() {
-		if vm.Name == "lb-01" {
-			t.Errorf("destroyed VM still listed")
-		}
-	}
 }
 
 func TestVCenterRestart(t *testing.T) {

@@ -1,0 +1,266 @@
+package networks
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+const sample = `
+10.0.0.0/8:
+  name: datacenter
+  site: par1
+  role: servers
+10.1.0.0/16:
+  name: dc1-payments
+  site: par1
+  role: servers
+  project: payments
+10.1.2.0/24:
+  name: payments-db
+  project: payments
+203.0.113.0/24:
+  name: partner-x
+  external: true
+2001:db8::/32:
+  name: v6-estate
+  site: par1
+2001:db8:1::/48:
+  name: v6-payments
+  project: payments
+`
+
+func TestParse(t *testing.T) {
+	nets, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := NewTable(nets)
+	for _, tc := range []struct {
+		addr string
+		want string // network name, "" = none
+	}{
+		{"10.9.9.9", "datacenter"},
+		{"10.1.9.9", "dc1-payments"},
+		{"10.1.2.3", "payments-db"},
+		{"10.1.2.255", "payments-db"},
+		{"10.1.3.0", "dc1-payments"},
+		{"10.255.255.255", "datacenter"},
+		{"11.0.0.0", ""},
+		{"9.255.255.255", ""},
+		{"::ffff:10.1.2.3", "payments-db"},
+		{"203.0.113.77", "partner-x"},
+		{"2001:db8:1:2::1", "v6-payments"},
+		{"2001:db8:2::1", "v6-estate"},
+		{"2001:db9::1", ""},
+		{"::a01:203", ""}, // IPv4-compatible, not mapped: not 10.1.2.3
+	} {
+		n, ok := tab.Lookup(netip.MustParseAddr(tc.addr))
+		got := ""
+		if ok {
+			got = n.Name
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.0.0.1/8:\n  name: x\n", "host bits set"},
+		{"10.0.0.0/33:\n  name: x\n", "10.0.0.0/33"},
+		{"banana:\n  name: x\n", "banana"},
+		{"10.0.0.0/8:\n  nmae: x\n", "nmae"},
+		{"10.0.0.0/8:\n  name: x\n10.0.0.0/8:\n  name: y\n", "already defined"},
+	} {
+		_, err := Parse(strings.NewReader(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one mentioning %q", tc.in, err, tc.want)
+		}
+	}
+	// The same prefix written twice in different forms.
+	if _, err := Parse(strings.NewReader("10.0.0.0/8: {name: a}\n10.000.0.0/8: {name: b}\n")); err == nil {
+		t.Errorf("a prefix listed twice was accepted")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "n.yaml"), []byte(sample), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Configuration{File: filepath.Join(dir, "n.yaml")}).Validate(); err != nil {
+		t.Errorf("valid file: %v", err)
+	}
+	if err := (Configuration{File: filepath.Join(dir, "missing.yaml")}).Validate(); err == nil {
+		t.Errorf("missing file accepted")
+	}
+}
+
+// naive is the reference: every prefix tried, the longest holding addr wins.
+func naive(nets []Network, addr netip.Addr) (int, bool) {
+	best, bits := -1, -1
+	for i, n := range nets {
+		p := canonical(n.Prefix)
+		a := addr
+		if a.Is4() {
+			a = netip.AddrFrom16(a.As16())
+		}
+		if p.Contains(a) && p.Bits() > bits {
+			best, bits = i, p.Bits()
+		}
+	}
+	return best, best >= 0
+}
+
+func randomPrefix(rng *rand.Rand, v6 bool) netip.Prefix {
+	if v6 {
+		var b [16]byte
+		b[0], b[1] = 0x20, 0x01 // stay in a small part of the space so prefixes nest
+		for i := 2; i < 16; i++ {
+			b[i] = byte(rng.IntN(4))
+		}
+		return netip.PrefixFrom(netip.AddrFrom16(b), 16+rng.IntN(113)).Masked()
+	}
+	b := [4]byte{10, byte(rng.IntN(4)), byte(rng.IntN(8)), byte(rng.IntN(256))}
+	return netip.PrefixFrom(netip.AddrFrom4(b), rng.IntN(33)).Masked()
+}
+
+func randomAddr(rng *rand.Rand, v6 bool) netip.Addr {
+	if v6 {
+		var b [16]byte
+		b[0], b[1] = 0x20, 0x01
+		for i := 2; i < 16; i++ {
+			b[i] = byte(rng.IntN(4))
+		}
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte{byte(9 + rng.IntN(3)), byte(rng.IntN(4)), byte(rng.IntN(8)), byte(rng.IntN(256))})
+}
+
+func TestTableAgainstNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 200; round++ {
+		seen := map[netip.Prefix]bool{}
+		var nets []Network
+		for i := 0; i < 1+rng.IntN(40); i++ {
+			p := randomPrefix(rng, rng.IntN(2) == 0)
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			nets = append(nets, Network{Prefix: p, Name: p.String()})
+		}
+		if round == 0 { // the edges of the space
+			nets = append(nets, Network{Prefix: netip.MustParsePrefix("::/0"), Name: "all"},
+				Network{Prefix: netip.MustParsePrefix("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"), Name: "last"})
+		}
+		tab := NewTable(nets)
+		for i := 0; i < 500; i++ {
+			a := randomAddr(rng, rng.IntN(2) == 0)
+			want, wantOK := naive(nets, a)
+			got, ok := tab.Lookup(a)
+			if ok != wantOK || (ok && got.Name != nets[want].Name) {
+				t.Fatalf("round %d, %s: got %v %v, want %v (networks %v)", round, a, got, ok, wantOK, nets)
+			}
+		}
+	}
+}
+
+func TestDirection(t *testing.T) {
+	nets, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(reporter.NewForTest(nil), Configuration{Networks: nets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &flow.VSphere{VMName: "vm"}
+	ip := netip.MustParseAddr
+	for _, tc := range []struct {
+		name                string
+		rec                 flow.Record
+		locality, direction string
+	}{
+		{"both listed", flow.Record{SrcAddr: ip("10.1.2.3"), DstAddr: ip("2001:db8::1")}, Internal, EastWest},
+		{"to an external network", flow.Record{SrcAddr: ip("10.1.2.3"), DstAddr: ip("203.0.113.9")}, External, NorthSouth},
+		{"from the internet", flow.Record{SrcAddr: ip("198.51.100.1"), DstAddr: ip("10.0.0.1")}, External, NorthSouth},
+		{"VM outside the listed networks", flow.Record{SrcAddr: ip("172.16.0.1"), DstAddr: ip("10.0.0.1"), Src: flow.Endpoint{VSphere: vm}}, Internal, EastWest},
+		{"VM to the internet", flow.Record{SrcAddr: ip("172.16.0.1"), DstAddr: ip("8.8.8.8"), Src: flow.Endpoint{VSphere: vm}}, External, NorthSouth},
+		{"transit", flow.Record{SrcAddr: ip("198.51.100.1"), DstAddr: ip("8.8.8.8")}, External, Unknown},
+		{"no address", flow.Record{DstAddr: ip("10.0.0.1")}, "", Unknown},
+	} {
+		rec := tc.rec
+		c.Enrich(&rec)
+		if diff := cmp.Diff([]string{rec.Locality, rec.Direction}, []string{tc.locality, tc.direction}); diff != "" {
+			t.Errorf("%s (-got, +want):\n%s", tc.name, diff)
+		}
+	}
+}
+
+func TestDefaultNetworks(t *testing.T) {
+	c, err := New(reporter.NewForTest(nil), DefaultConfiguration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := flow.Record{SrcAddr: netip.MustParseAddr("192.168.1.1"), DstAddr: netip.MustParseAddr("fd00::1")}
+	c.Enrich(&rec)
+	if rec.Direction != EastWest {
+		t.Errorf("private to unique-local: %s", rec.Direction)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte("10.0.0.0/8: {name: a}\n"))
+	f.Add([]byte("::/0: {external: true}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		nets, err := Parse(strings.NewReader(string(data)))
+		if err != nil {
+			return
+		}
+		tab := NewTable(nets)
+		for _, n := range nets {
+			got, ok := tab.Lookup(n.Prefix.Addr())
+			if !ok {
+				t.Fatalf("%s: its own address is not found", n.Prefix)
+			}
+			if got.Prefix.Bits() < n.Prefix.Bits() {
+				t.Fatalf("%s: found the shorter %s", n.Prefix, got.Prefix)
+			}
+		}
+	})
+}
+
+func BenchmarkLookup(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var nets []Network
+	seen := map[netip.Prefix]bool{}
+	for len(nets) < 1000 {
+		p := randomPrefix(rng, len(nets)%2 == 0)
+		if !seen[p] {
+			seen[p] = true
+			nets = append(nets, Network{Prefix: p})
+		}
+	}
+	c, err := New(reporter.NewForTest(nil), Configuration{Networks: nets})
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]flow.Record, 1024)
+	for i := range recs {
+		recs[i].SrcAddr, recs[i].DstAddr = randomAddr(rng, i%2 == 0), randomAddr(rng, i%3 == 0)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Enrich(&recs[i&1023])
+	}
+}

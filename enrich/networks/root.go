@@ -1,0 +1,98 @@
+// Package networks is the collector's networks enrichment: a YAML file maps
+// CIDRs to a name, site, role and project for what vCenter does not know
+// (physical servers, the internet, load balancers), and, with the vCenter
+// inventory, it tells each flow's locality (internal/external) and
+// direction (east-west/north-south/unknown).
+//
+// It runs after the vsphere enricher: an end that enricher found in the
+// inventory (Record.Src/Dst.VSphere set) is internal whatever the file says.
+package networks
+
+import (
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Values of flow.Record.Locality and Direction.
+const (
+	Internal   = "internal"
+	External   = "external"
+	EastWest   = "east-west"
+	NorthSouth = "north-south"
+	Unknown    = "unknown"
+)
+
+// Component holds the networks table; it has nothing to start or stop.
+type Component struct {
+	table                       *Table
+	eastWest, northSouth, other prometheus.Counter
+}
+
+// New reads the networks (file or defaults) and builds the lookup table.
+func New(r *reporter.Reporter, config Configuration) (*Component, error) {
+	nets, err := config.load()
+	if err != nil {
+		return nil, err
+	}
+	f := r.Factory("networks")
+	f.GaugeFunc("networks", "Networks in the networks table (file or defaults).", func() float64 { return float64(len(nets)) })
+	flows := f.CounterVec("flows_total", "Flows by the direction the networks table and inventory gave them.", "direction")
+	return &Component{table: NewTable(nets),
+		eastWest: flows.WithLabelValues(EastWest), northSouth: flows.WithLabelValues(NorthSouth),
+		other: flows.WithLabelValues(Unknown)}, nil
+}
+
+// Lookup returns the most specific network holding addr.
+func (c *Component) Lookup(addr netip.Addr) (*Network, bool) { return c.table.Lookup(addr) }
+
+// Table is the lookup table.
+func (c *Component) Table() *Table { return c.table }
+
+// side says whether one end is internal, external, or cannot be told (no
+// address and no inventory entry).
+type side uint8
+
+const (
+	sideUnknown side = iota
+	sideInternal
+	sideExternal
+)
+
+func (c *Component) side(addr netip.Addr, inInventory bool) side {
+	if inInventory {
+		return sideInternal
+	}
+	if !addr.IsValid() {
+		return sideUnknown
+	}
+	if n, ok := c.table.Lookup(addr); ok && !n.External {
+		return sideInternal
+	}
+	return sideExternal
+}
+
+// Enrich sets r.Locality and r.Direction: east-west when both ends are
+// internal, north-south when exactly one is, unknown otherwise (transit
+// traffic, or an end without an address).
+func (c *Component) Enrich(r *flow.Record) {
+	src := c.side(r.SrcAddr, r.Src.VSphere != nil)
+	dst := c.side(r.DstAddr, r.Dst.VSphere != nil)
+	switch {
+	case src == sideInternal && dst == sideInternal:
+		r.Locality, r.Direction = Internal, EastWest
+		c.eastWest.Inc()
+	case src == sideUnknown || dst == sideUnknown:
+		r.Locality, r.Direction = "", Unknown
+		c.other.Inc()
+	case src == sideInternal || dst == sideInternal:
+		r.Locality, r.Direction = External, NorthSouth
+		c.northSouth.Inc()
+	default:
+		r.Locality, r.Direction = External, Unknown
+		c.other.Inc()
+	}
+}
