@@ -122,3 +122,62 @@ func TestAuth(t *testing.T) {
 	})
 	checkTruth(t, c, index, tr)
 }
+
+// TestStopOnHungCluster: the cluster accepts bulk requests and never
+// answers. Stop must not wait for it longer than the drain timeout, and
+// must leave every document in the spool; the next start replays them.
+func TestStopOnHungCluster(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	u, _ := url.Parse(target)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/_bulk") {
+			select { // hang like an overloaded node
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	day := time.Date(2001, 3, 6, 0, 0, 0, 0, time.UTC)
+	index := setup.Layout{}.Index(day)
+	c := testClient(t, target)
+	deleteIndex(t, c, index)
+	t.Cleanup(func() { deleteIndex(t, c, index) })
+	recs, tr := genRecords(3000, day, 6)
+	dir := t.TempDir()
+	o, _ := newTestOutput(t, []string{srv.URL}, dir, func(c *Configuration) {
+		c.Connection.Timeout = 5 * time.Minute
+		c.DrainTimeout = 2 * time.Second
+		c.FlushInterval = 100 * time.Millisecond
+	})
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, o, recs, 100)
+	time.Sleep(300 * time.Millisecond) // let the workers send (and hang)
+	start := time.Now()
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("stop took %s with a 2s drain timeout", took)
+	}
+	if docs, _ := o.spool.Stats(); docs != int64(len(recs)) {
+		t.Errorf("spool holds %d documents after stop, want all %d", docs, len(recs))
+	}
+	o, _ = newTestOutput(t, []string{target}, dir, nil)
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitSpoolEmpty(t, o, time.Minute)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkTruth(t, c, index, tr)
+}

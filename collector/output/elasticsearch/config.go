@@ -39,13 +39,17 @@ type Configuration struct {
 	// dead-letter.ndjson in SpoolDir.
 	DeadLetterFile string
 
+	// DrainTimeout bounds Stop: what the cluster has not taken by then is
+	// written to the spool (a SIGTERM never waits on a hung cluster).
+	DrainTimeout time.Duration
+
 	// ReplayBackoffMax caps the wait between attempts to replay the spool
 	// while the cluster does not answer (the wait starts at 1 s and doubles).
 	ReplayBackoffMax time.Duration
 }
 
 // DefaultConfiguration returns the defaults: measured on the test cluster,
-// 2 workers with 1 MB requests keep a small node busy (see
+// 2 workers with 2 MiB requests keep a small node busy (see
 // docs/performance.md), and a 1 s interval bounds how long a flow waits.
 func DefaultConfiguration() Configuration {
 	conn := esconn.DefaultConfiguration()
@@ -58,12 +62,13 @@ func DefaultConfiguration() Configuration {
 		Setup:            setup.DefaultConfiguration(),
 		RunSetup:         true,
 		Workers:          2,
-		FlushBytes:       1 << 20,
+		FlushBytes:       2 << 20,
 		FlushInterval:    time.Second,
 		QueueSize:        8192,
 		SpoolDir:         "/var/lib/spanflow/es-spool",
 		SpoolMaxBytes:    1 << 30,
 		ReplayBackoffMax: 30 * time.Second,
+		DrainTimeout:     15 * time.Second,
 	}
 }
 
@@ -84,6 +89,8 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("es spool directory must be set (--es-spool-dir)")
 	case c.SpoolMaxBytes < 1<<20:
 		return fmt.Errorf("es spool size must be at least 1 MiB")
+	case c.DrainTimeout <= 0:
+		return fmt.Errorf("es drain timeout must be positive")
 	case c.ReplayBackoffMax < time.Second:
 		return fmt.Errorf("es replay backoff must be at least 1s")
 	}

@@ -53,6 +53,7 @@ type Output struct {
 	replay   lifecycle.Tracker // the goroutine replaying the spool
 
 	encoders sync.Pool
+	pending  pendingSet
 
 	mu      sync.RWMutex // Write holds it shared; Stop exclusively to close the queue
 	started bool
@@ -83,6 +84,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 		queue:   make(chan item, c.QueueSize),
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
+	o.pending.m = map[*body]struct{}{}
 	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.dropped("spool_full"))
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w", err)
@@ -248,7 +250,13 @@ type replayBatch struct {
 func (o *Output) add(ctx context.Context, indexer esutil.BulkIndexer, it item, batch *replayBatch) error {
 	b := &body{it: it, batch: batch}
 	b.Reset(it.doc)
-	return indexer.Add(ctx, esutil.BulkIndexerItem{
+	// Live documents are tracked until the cluster answers for them, so a
+	// stop that cannot wait for a hung cluster can spool them (replayed
+	// documents are still in their spool segment).
+	if batch == nil && !o.pending.add(b) {
+		return errAbandoned
+	}
+	err := indexer.Add(ctx, esutil.BulkIndexerItem{
 		Index:      it.index,
 		Action:     o.layout.Action(),
 		DocumentID: it.id,
@@ -256,6 +264,56 @@ func (o *Output) add(ctx context.Context, indexer esutil.BulkIndexer, it item, b
 		OnSuccess:  o.onSuccess,
 		OnFailure:  o.onFailure,
 	})
+	if err != nil && batch == nil {
+		o.pending.remove(b)
+	}
+	return err
+}
+
+var errAbandoned = errors.New("output stopped before the cluster answered")
+
+// pendingSet holds the live documents handed to the bulk indexers and not
+// yet answered for.
+type pendingSet struct {
+	mu        sync.Mutex
+	m         map[*body]struct{}
+	abandoned bool
+}
+
+func (p *pendingSet) add(b *body) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.abandoned {
+		return false
+	}
+	p.m[b] = struct{}{}
+	return true
+}
+
+// remove reports whether b was pending: false once Stop gave up waiting
+// and spooled it.
+func (p *pendingSet) remove(b *body) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.m[b]; !ok {
+		return false
+	}
+	delete(p.m, b)
+	return true
+}
+
+// abandon returns every pending document and makes later answers for them
+// no-ops.
+func (p *pendingSet) abandon() []item {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.abandoned = true
+	out := make([]item, 0, len(p.m))
+	for b := range p.m {
+		out = append(out, b.it)
+	}
+	p.m = map[*body]struct{}{}
+	return out
 }
 
 // feed moves documents from the queue into the bulk indexer until the queue
@@ -278,7 +336,9 @@ func (o *Output) onSuccess(_ context.Context, bi esutil.BulkIndexerItem, _ esuti
 		b.batch.wg.Done()
 		return
 	}
-	o.metrics.indexed.Inc()
+	if o.pending.remove(b) {
+		o.metrics.indexed.Inc()
+	}
 }
 
 // retryable tells a document worth sending again (the cluster is
@@ -291,6 +351,8 @@ func (o *Output) onFailure(_ context.Context, bi esutil.BulkIndexerItem, res esu
 	b := bi.Body.(*body)
 	if b.batch != nil {
 		defer b.batch.wg.Done()
+	} else if !o.pending.remove(b) {
+		return // Stop already spooled it
 	}
 	switch {
 	case err == nil && res.Status == http.StatusConflict && bi.Action == "create":
@@ -443,13 +505,39 @@ func (o *Output) Stop() error {
 	o.stopped = true
 	close(o.queue)
 	o.mu.Unlock()
-	_ = o.replay.Stop()
-	_ = o.feeder.Wait()
-	// Close flushes every worker; failures call onFailure, which spools.
-	var errs []error
+	deadline := time.NewTimer(o.config.DrainTimeout)
+	defer deadline.Stop()
+	// The replayer stops between documents; a segment it was replaying
+	// stays on disk until the cluster answered for all of it.
+	drained := make(chan error, 1)
+	go func() {
+		_ = o.replay.Stop()
+		_ = o.feeder.Wait()
+		// Close flushes every worker; failures call onFailure, which spools.
+		var errs []error
+		for _, indexer := range o.indexers {
+			errs = append(errs, indexer.Close(context.Background()))
+		}
+		drained <- errors.Join(errs...)
+	}()
+	var err error
+	select {
+	case err = <-drained:
+	case <-deadline.C:
+		// The cluster hangs: persist everything it has not answered for.
+		// Documents it indexed meanwhile are replayed onto themselves
+		// (same ids), so nothing is lost and nothing doubles.
+		var left []item
+		for it := range o.queue {
+			left = append(left, it)
+		}
+		left = append(left, o.pending.abandon()...)
+		err = o.toSpool(left)
+		o.r.Log.Warn("Elasticsearch did not take the last documents in time; spooled them for the next start",
+			"documents", len(left), "drain_timeout", o.config.DrainTimeout)
+	}
 	var added, flushed, failed, requests, ms uint64
 	for _, indexer := range o.indexers {
-		errs = append(errs, indexer.Close(context.Background()))
 		st := indexer.Stats()
 		added, flushed, failed = added+st.NumAdded, flushed+st.NumFlushed, failed+st.NumFailed
 		requests, ms = requests+st.NumRequests, ms+st.FlushedMs
@@ -457,5 +545,5 @@ func (o *Output) Stop() error {
 	docs, _ := o.spool.Stats()
 	o.r.Log.Info("Elasticsearch output stopped", "added", added, "indexed", flushed,
 		"failed", failed, "bulk_requests", requests, "bulk_ms", ms, "spooled_waiting", docs)
-	return errors.Join(append(errs, o.spool.Close(), o.dead.Close())...)
+	return errors.Join(err, o.spool.Close(), o.dead.Close())
 }
