@@ -12,52 +12,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"net/url"
 	"os"
-	"regexp"
 	"strings"
-	"time"
 )
-
-// Configuration says how to reach Kibana. Secrets come from files or the
-// environment, never from command-line values.
-type Configuration struct {
-	URL string // Kibana's base URL, e.g. https://kibana.example:5601
-	// Space is the Kibana space to import into; empty or "default" is the
-	// default space.
-	Space string
-	// Overwrite replaces saved objects that already exist (same id).
-	Overwrite bool
-	// APIKeyFile, UserFile, PasswordFile name files holding the credential;
-	// SPANFLOW_KIBANA_API_KEY, SPANFLOW_KIBANA_USER and
-	// SPANFLOW_KIBANA_PASSWORD are used when the files are not given. An API
-	// key wins over user and password.
-	APIKeyFile, UserFile, PasswordFile string
-	CAFile                             string // PEM CA for HTTPS
-	Timeout                            time.Duration
-	Transport                          http.RoundTripper // tests only
-}
-
-// DefaultConfiguration reaches Kibana on localhost, default space.
-func DefaultConfiguration() Configuration {
-	return Configuration{URL: "http://127.0.0.1:5601", Timeout: 60 * time.Second}
-}
-
-var spaceID = regexp.MustCompile(`^[a-z0-9_-]+$`)
-
-// Validate checks the configuration.
-func (c Configuration) Validate() error {
-	u, err := url.Parse(c.URL)
-	switch {
-	case c.URL == "":
-		return fmt.Errorf("no Kibana URL: give --kibana-url")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("kibana URL %q: want http(s)://host:port", c.URL)
-	case c.Space != "" && !spaceID.MatchString(c.Space):
-		return fmt.Errorf("kibana space %q: a space id is lower case letters, digits, _ and -", c.Space)
-	}
-	return nil
-}
 
 // ImportURL is the import endpoint for the configured space and overwrite.
 func (c Configuration) ImportURL() string {
@@ -126,11 +83,49 @@ func (c Configuration) client() (*http.Client, error) {
 	return &http.Client{Transport: t, Timeout: c.Timeout}, nil
 }
 
+// CheckNDJSON checks that b looks like a saved objects export: one JSON
+// object per non-empty line, each with a type and an id. Kibana would refuse
+// anything else less clearly.
+func CheckNDJSON(b []byte) error {
+	n := 0
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var o struct {
+			Type, ID string
+		}
+		if err := json.Unmarshal(line, &o); err != nil {
+			return fmt.Errorf("saved objects line %d is not a JSON object: %w", i+1, err)
+		}
+		if o.Type == "" || o.ID == "" {
+			// The export API's closing summary line has neither; Kibana's
+			// import skips it.
+			var summary struct {
+				ExportedCount *int `json:"exportedCount"`
+			}
+			if json.Unmarshal(line, &summary) == nil && summary.ExportedCount != nil {
+				continue
+			}
+			return fmt.Errorf("saved objects line %d has no type or id", i+1)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no saved object to import")
+	}
+	return nil
+}
+
 // ImportRequest builds the request Kibana's import API takes: POST with a
 // multipart/form-data body whose "file" part is the NDJSON, and the kbn-xsrf
 // header Kibana requires on every non-GET API call.
 func ImportRequest(ctx context.Context, c Configuration, ndjson []byte) (*http.Request, error) {
 	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := CheckNDJSON(ndjson); err != nil {
 		return nil, err
 	}
 	var body bytes.Buffer

@@ -185,6 +185,21 @@ func TestInstallErrors(t *testing.T) {
 	}
 }
 
+func TestCheckNDJSON(t *testing.T) {
+	if err := CheckNDJSON(Objects()); err != nil {
+		t.Errorf("built-in objects: %v", err)
+	}
+	exported := append(Objects(), []byte(`{"excludedObjects":[],"excludedObjectsCount":0,"exportedCount":42,"missingRefCount":0,"missingReferences":[]}`+"\n")...)
+	if err := CheckNDJSON(exported); err != nil {
+		t.Errorf("export with summary line: %v", err)
+	}
+	for _, bad := range []string{"", "\n\n", "{\"type\":\"lens\"", `{"type":"lens"}`, "[1,2]", "<html>"} {
+		if err := CheckNDJSON([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
 func TestExport(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	p, err := Export(dir)
