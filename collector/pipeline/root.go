@@ -8,6 +8,8 @@ package pipeline
 
 import (
 	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"net/netip"
 	"time"
 
@@ -185,3 +187,6 @@ func (p *Pipeline) Start() error { return nil }
 
 // Stop does nothing: the listeners stop first, then the outputs.
 func (p *Pipeline) Stop() error { return nil }
+
+// Drops is the counter of datagrams dropped before decoding for a reason.
+func (p *Pipeline) Drops(why string) prometheus.Counter { return p.m.drops.WithLabelValues(why) }

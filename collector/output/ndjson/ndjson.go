@@ -219,3 +219,6 @@ func (o *Output) Stop() error {
 	}
 	return err
 }
+
+// Docs counts the documents written.
+func (o *Output) Docs() prometheus.Counter { return o.docs }
