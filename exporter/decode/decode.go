@@ -117,6 +117,8 @@ const (
 	portVXLANGPE   = 4790
 	portGeneve     = 6081
 	portGREinUDP   = 4754
+	portMPLSinUDP  = 6635
+	portTeredo     = 3544
 )
 
 // Decoder decodes frames; it keeps the fragment cache, so use one per

@@ -16,6 +16,8 @@ const (
 	etherERSPAN2  = 0x88be // ERSPAN type I and II (GRE protocol type)
 	etherERSPAN3  = 0x22eb
 	etherPBB      = 0x88e7 // 802.1ah provider backbone bridging (MAC-in-MAC)
+	etherCFP      = 0x8903 // Cisco FabricPath: a 2-byte tag, then the inner frame
+	etherCMD      = 0x8909 // Cisco MetaData (security group tag)
 	etherPPP      = 0x880b // PPTP's enhanced GRE carries PPP
 	pppIPv4       = 0x0021
 	pppIPv6       = 0x0057
@@ -56,6 +58,12 @@ func (s *state) ethernet(data []byte, depth int) Reason {
 	}
 	if et < 0x0600 { // 802.3 length field: LLC frames (STP, CDP...) carry no IP here
 		return ReasonNotIP
+	}
+	if et == etherCFP {
+		if len(data) < 2 {
+			return ReasonTruncated
+		}
+		return s.ethernet(data[2:], depth+1)
 	}
 	if et == etherPBB {
 		// I-TAG: flags and the 24-bit service id, then the customer frame.

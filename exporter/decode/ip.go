@@ -21,6 +21,7 @@ const (
 	protoSCTP     = 132
 	protoUDPLite  = 136
 	protoDCCP     = 33
+	protoEthernet = 143 // Ethernet in IP (RFC 8986 SRv6 End.DX2)
 )
 
 func (s *state) ipv4(data []byte, depth int) Reason {

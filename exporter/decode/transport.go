@@ -74,6 +74,11 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 			p.Tunnels |= TunnelIPinIP
 			return s.ipv6(data, depth+1)
 		}
+	case protoEthernet:
+		if tunnels {
+			p.Tunnels |= TunnelIPinIP
+			return s.ethernet(data, depth+1)
+		}
 	}
 	return ReasonOK
 }
@@ -97,15 +102,7 @@ func (s *state) udpTunnel(data []byte, depth int) Reason {
 		}
 		p.Tunnels |= TunnelVXLAN
 		p.SegmentID = binary.BigEndian.Uint32(data[4:]) >> 8
-		switch data[3] {
-		case 1:
-			return s.ipv4(data[8:], depth+1)
-		case 2:
-			return s.ipv6(data[8:], depth+1)
-		case 3:
-			return s.ethernet(data[8:], depth+1)
-		}
-		return ReasonUnsupported
+		return s.nextProtocol(data[3], data[8:], depth+1)
 	case portGeneve:
 		if len(data) < 8 || data[0]>>6 != 0 {
 			return ReasonOK
@@ -126,8 +123,66 @@ func (s *state) udpTunnel(data []byte, depth int) Reason {
 		return s.etherType(proto, data[l:], depth)
 	case portGREinUDP:
 		return s.gre(data, depth)
+	case portMPLSinUDP:
+		return s.mpls(data, depth+1)
+	}
+	if p.SrcPort == portTeredo || p.DstPort == portTeredo {
+		return s.teredo(data, depth)
 	}
 	return ReasonOK
+}
+
+// nextProtocol follows the next-protocol field of VXLAN-GPE and NSH.
+func (s *state) nextProtocol(next uint8, data []byte, depth int) Reason {
+	if depth > maxDepth {
+		return ReasonTooDeep
+	}
+	switch next {
+	case 1:
+		return s.ipv4(data, depth)
+	case 2:
+		return s.ipv6(data, depth)
+	case 3:
+		return s.ethernet(data, depth)
+	case 4: // NSH (RFC 8300): its length is in 4-byte words
+		if len(data) < 8 {
+			return ReasonTruncated
+		}
+		l := int(data[1]&0x3f) * 4
+		if l < 8 {
+			return ReasonMalformed
+		}
+		if len(data) < l {
+			return ReasonTruncated
+		}
+		return s.nextProtocol(data[3], data[l:], depth+1)
+	case 5:
+		return s.mpls(data, depth)
+	}
+	return ReasonUnsupported
+}
+
+// teredo follows IPv6 in UDP (RFC 4380), after the optional authentication
+// and origin indication headers. Anything else stays a plain UDP flow.
+func (s *state) teredo(data []byte, depth int) Reason {
+	if len(data) >= 2 && data[0] == 0 && data[1] == 1 { // authentication
+		if len(data) < 4 {
+			return ReasonOK
+		}
+		l := 4 + int(data[2]) + int(data[3]) + 9
+		if len(data) < l {
+			return ReasonOK
+		}
+		data = data[l:]
+	}
+	if len(data) >= 8 && data[0] == 0 && data[1] == 0 { // origin indication
+		data = data[8:]
+	}
+	if len(data) < 40 || data[0]>>4 != 6 {
+		return ReasonOK
+	}
+	s.p.Tunnels |= TunnelIPinIP
+	return s.ipv6(data, depth+1)
 }
 
 // gre undoes GRE (RFC 2784/2890), PPTP's enhanced GRE (RFC 2637) and the
@@ -185,6 +240,16 @@ func (s *state) gre(data []byte, depth int) Reason {
 	case etherIPv4, etherIPv6, etherMPLS, etherTEB:
 	case etherERSPAN2, etherERSPAN3:
 	case etherPPP:
+	case etherCMD:
+		// Cisco MetaData in GRE: the payload's EtherType, version, length,
+		// option and SGT (8 bytes), then the payload.
+		if len(payload) < 8 {
+			return ReasonTruncated
+		}
+		proto, payload = binary.BigEndian.Uint16(payload), payload[8:]
+		if proto != etherIPv4 && proto != etherIPv6 && proto != etherMPLS && proto != etherTEB {
+			return ReasonOK
+		}
 	default:
 		return ReasonOK // unknown payload: meter the GRE flow itself
 	}
