@@ -22,7 +22,7 @@ const esCategory = "Elasticsearch"
 func esConnFlags() []cli.Flag {
 	d := esconn.DefaultConfiguration()
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "es-url", Category: esCategory, Value: cli.NewStringSlice(d.URLs...), EnvVars: []string{"SPANFLOW_ES_URL"},
+		&cli.StringSliceFlag{Name: "es-url", Category: esCategory, Value: cli.NewStringSlice(d.URLs...),
 			Usage: "Elasticsearch node URL, http:// or https:// (repeat for several nodes)"},
 		&cli.StringFlag{Name: "es-ca-file", Category: esCategory, Usage: "PEM file of the CA that signed the cluster's HTTPS certificate"},
 		&cli.StringFlag{Name: "es-fingerprint", Category: esCategory, Usage: "SHA-256 fingerprint (hex) of the cluster's CA certificate, as Elasticsearch prints it at first start"},

@@ -53,7 +53,9 @@ type Configuration struct {
 // docs/performance.md), and a 1 s interval bounds how long a flow waits.
 func DefaultConfiguration() Configuration {
 	conn := esconn.DefaultConfiguration()
-	conn.Compress = true
+	// gzip off: on a 2-core host shared with the cluster it cost 15-40% of the
+	// throughput (docs/performance.md); turn it on for a cluster behind a slow link.
+	conn.Compress = false
 	conn.Timeout = 30 * time.Second
 	conn.MaxRetries = 2
 	conn.RetryBackoff = func(attempt int) time.Duration { return time.Duration(attempt) * 200 * time.Millisecond }
