@@ -211,3 +211,14 @@ func TestExport(t *testing.T) {
 		t.Errorf("export wrote %s (%d bytes, err %v)", p, len(b), err)
 	}
 }
+
+// FuzzCheckNDJSON: any file given to install --file gets an answer, never a
+// panic.
+func FuzzCheckNDJSON(f *testing.F) {
+	f.Add(Objects())
+	f.Add([]byte(`{"type":"lens","id":"x"}` + "\n" + `{"exportedCount":1}`))
+	f.Add([]byte("{\n}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = CheckNDJSON(b)
+	})
+}
