@@ -378,16 +378,24 @@ func TestScheduleIntoDirectory(t *testing.T) {
 // attachment intact.
 func TestMailThroughSMTPServer(t *testing.T) {
 	python := testutil.Command(t, "python3")
-	if err := exec.Command(python, "-c", "import smtpd").Run(); err != nil {
-		testutil.NeedService(t, "python3 smtpd", "python3 has no smtpd module (Python < 3.12 has it)")
-	}
 	url := testutil.Elasticsearch(t)
 	client := groundtruth.Client(t, url)
 	recs := groundtruth.Records(500, 9)
 	index := groundtruth.Index(t, client, recs)
 
+	// Python up to 3.11 (Debian 12) has smtpd; later ones need aiosmtpd
+	// (Debian package python3-aiosmtpd). Both print what they receive.
 	port := 20000 + os.Getpid()%20000
-	srv := exec.Command(python, "-u", "-W", "ignore", "-m", "smtpd", "-n", "-c", "DebuggingServer", fmt.Sprintf("127.0.0.1:%d", port))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var srv *exec.Cmd
+	switch {
+	case exec.Command(python, "-c", "import smtpd").Run() == nil:
+		srv = exec.Command(python, "-u", "-W", "ignore", "-m", "smtpd", "-n", "-c", "DebuggingServer", addr)
+	case exec.Command(python, "-c", "import aiosmtpd").Run() == nil:
+		srv = exec.Command(python, "-u", "-m", "aiosmtpd", "-n", "-l", addr)
+	default:
+		testutil.NeedService(t, "an SMTP server", "python3 has neither smtpd (Python <= 3.11) nor aiosmtpd (python3-aiosmtpd)")
+	}
 	var out bytes.Buffer
 	srv.Stdout, srv.Stderr = &out, &out
 	if err := srv.Start(); err != nil {
@@ -396,7 +404,7 @@ func TestMailThroughSMTPServer(t *testing.T) {
 	var stopOnce sync.Once
 	stop := func() { stopOnce.Do(func() { srv.Process.Kill(); srv.Wait() }) }
 	defer stop()
-	m := &Mail{Server: fmt.Sprintf("127.0.0.1:%d", port), From: "spanflow@example.net", To: []string{"noc@example.net", "lead@example.net"}}
+	m := &Mail{Server: addr, From: "spanflow@example.net", To: []string{"noc@example.net", "lead@example.net"}}
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
