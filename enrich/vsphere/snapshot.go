@@ -40,8 +40,10 @@ type candidate struct {
 	vni  uint32
 }
 
-// span locates an address's candidates in Snapshot.cands; most addresses have one.
+// span locates an address's candidates in Snapshot.cands. Most addresses
+// have one, kept in the span itself to spare the hot path a memory access.
 type span struct {
+	one      *flow.VSphere
 	first, n uint32
 }
 
@@ -49,7 +51,7 @@ type span struct {
 // locks or allocations; the collector goroutine builds a new one and swaps it
 // in atomically.
 type Snapshot struct {
-	byAddr map[netip.Addr]span
+	byAddr map[[16]byte]span // IPv4 as IPv4-mapped IPv6: hashing 16 bytes beats hashing a netip.Addr
 	byMAC  map[flow.MAC]span
 	cands  []candidate
 	vms    []VM
@@ -84,7 +86,7 @@ func (s *Snapshot) Lookup(addr netip.Addr, mac flow.MAC, vlan uint16, vni uint32
 		return nil, Unknown
 	}
 	if addr.IsValid() {
-		if sp, ok := s.byAddr[addr.Unmap()]; ok {
+		if sp, ok := s.byAddr[addr.As16()]; ok {
 			return s.pick(sp, vlan, vni)
 		}
 	}
@@ -98,7 +100,7 @@ func (s *Snapshot) Lookup(addr netip.Addr, mac flow.MAC, vlan uint16, vni uint32
 
 func (s *Snapshot) pick(sp span, vlan uint16, vni uint32) (*flow.VSphere, Result) {
 	if sp.n == 1 {
-		return s.cands[sp.first].vs, Found
+		return sp.one, Found
 	}
 	var match *flow.VSphere
 	matches := 0
@@ -147,7 +149,7 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 		key K
 		c   candidate
 	}
-	var byAddr []keyed[netip.Addr]
+	var byAddr []keyed[[16]byte]
 	var byMAC []keyed[flow.MAC]
 	for i := range vms {
 		vm := &vms[i]
@@ -165,7 +167,7 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 				DatacenterName: vm.Datacenter, NetworkName: nic.Network, Project: project,
 			}}
 			for _, ip := range nic.IPs {
-				byAddr = append(byAddr, keyed[netip.Addr]{ip.WithZone("").Unmap(), c})
+				byAddr = append(byAddr, keyed[[16]byte]{ip.As16(), c})
 			}
 			if !nic.MAC.IsZero() {
 				byMAC = append(byMAC, keyed[flow.MAC]{nic.MAC, c})
@@ -173,21 +175,21 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 		}
 	}
 	s := &Snapshot{
-		byAddr: make(map[netip.Addr]span, len(byAddr)),
+		byAddr: make(map[[16]byte]span, len(byAddr)),
 		byMAC:  make(map[flow.MAC]span, len(byMAC)),
 		cands:  make([]candidate, 0, len(byAddr)+len(byMAC)),
 		vms:    vms,
 		Built:  built,
 	}
 	// Group candidates of one key together so a span covers them.
-	sort.SliceStable(byAddr, func(i, j int) bool { return byAddr[i].key.Less(byAddr[j].key) })
+	sort.SliceStable(byAddr, func(i, j int) bool { return string(byAddr[i].key[:]) < string(byAddr[j].key[:]) })
 	for i := 0; i < len(byAddr); {
 		j := i
 		for j < len(byAddr) && byAddr[j].key == byAddr[i].key {
 			s.cands = append(s.cands, byAddr[j].c)
 			j++
 		}
-		s.byAddr[byAddr[i].key] = span{first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
+		s.byAddr[byAddr[i].key] = span{one: byAddr[i].c.vs, first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
 		i = j
 	}
 	sort.SliceStable(byMAC, func(i, j int) bool { return string(byMAC[i].key[:]) < string(byMAC[j].key[:]) })
@@ -197,7 +199,7 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 			s.cands = append(s.cands, byMAC[j].c)
 			j++
 		}
-		s.byMAC[byMAC[i].key] = span{first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
+		s.byMAC[byMAC[i].key] = span{one: byMAC[i].c.vs, first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
 		i = j
 	}
 	return s
