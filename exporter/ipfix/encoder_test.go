@@ -174,3 +174,36 @@ func TestConfigurationErrors(t *testing.T) {
 		t.Error("MTU 100 accepted")
 	}
 }
+
+// TestTemplateRefreshByTime: templates come again once the refresh
+// interval of export time has passed, even within the message count.
+func TestTemplateRefreshByTime(t *testing.T) {
+	c := &capture{}
+	now := exportTime
+	cfg := Configuration{ObservationDomain: 1, MTU: 1400, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 1000}
+	e, err := New(nil, cfg, c, func() time.Time { return now }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sampleRecords()[0]
+	for _, step := range []time.Duration{0, 30 * time.Second, 31 * time.Second, time.Second} {
+		now = now.Add(step)
+		if err := e.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, infos, _, err := verify.Goflow2(c.msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, m := range infos {
+		got = append(got, m.Templates)
+	}
+	if want := []int{2, 0, 2, 0}; len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
+		t.Errorf("templates per message %v, want %v (at 0 s and after 61 s)", got, want)
+	}
+}

@@ -111,3 +111,69 @@ func TestConfigurationErrors(t *testing.T) {
 		t.Fatalf("Validate() = %v, want active timeout and max flows errors", err)
 	}
 }
+
+func udpPacket(srcLast byte, sport uint16) *decode.Packet {
+	p := &decode.Packet{Proto: 17, SrcPort: sport, DstPort: 53, IPLength: 100}
+	p.SrcAddr[0], p.SrcAddr[3], p.DstAddr[0] = 10, srcLast, 11
+	return p
+}
+
+// TestActiveTimeoutOfQuietFlow: with the idle timeout longer than the
+// active one, a flow that went quiet is still exported at its active timeout
+// (by the scan), once, and leaves the table at its idle timeout.
+func TestActiveTimeoutOfQuietFlow(t *testing.T) {
+	sink := &collect{}
+	table, err := New(reporter.NewForTest(nil), Configuration{ActiveTimeout: 2 * time.Second, IdleTimeout: 10 * time.Second, MaxFlows: 10}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := int64(time.Second)
+	table.Add(udpPacket(1, 1000), 0)
+	table.Add(udpPacket(1, 1000), 1*s)
+	for _, at := range []int64{3, 5, 12, 13} {
+		table.Add(udpPacket(2, 2000), at*s)
+	}
+	if table.Len() != 1 {
+		t.Errorf("%d flows in the table at 13 s, want 1 (the quiet one left at its idle timeout)", table.Len())
+	}
+	table.Flush()
+	var quiet []synth.Flow
+	for _, f := range sink.flows {
+		if f.SrcPort == 1000 {
+			quiet = append(quiet, f)
+		}
+	}
+	if len(quiet) != 1 || quiet[0].Packets != 2 || quiet[0].EndReason != EndActive {
+		t.Errorf("quiet flow exported as %+v, want once with 2 packets, reason active", quiet)
+	}
+}
+
+// TestPortReuse: a SYN on a connection that ended starts a new flow and the
+// old one is exported at once with reason end of flow.
+func TestPortReuse(t *testing.T) {
+	sink := &collect{}
+	table, err := New(reporter.NewForTest(nil), DefaultConfiguration(), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := func(fromA bool, flags uint16, at int64) {
+		p := &decode.Packet{Proto: 6, SrcPort: 1000, DstPort: 80, IPLength: 40, TCPFlags: flags, TCPWindow: 100}
+		p.SrcAddr[0], p.DstAddr[0] = 10, 11
+		if !fromA {
+			p.SrcAddr, p.DstAddr = p.DstAddr, p.SrcAddr
+			p.SrcPort, p.DstPort = p.DstPort, p.SrcPort
+		}
+		table.Add(p, at*int64(time.Millisecond))
+	}
+	tcp(true, 0x02, 0)
+	tcp(false, 0x14, 1) // RST
+	tcp(true, 0x02, 500)
+	table.Sync()
+	if len(sink.flows) != 1 || sink.flows[0].EndReason != EndOfFlow || sink.flows[0].Packets != 1 || sink.flows[0].SrcPort != 1000 {
+		t.Fatalf("exported %+v, want the first client flow, reason 3", sink.flows)
+	}
+	table.Flush()
+	if len(sink.flows) != 3 {
+		t.Errorf("%d flows in all, want 3", len(sink.flows))
+	}
+}
