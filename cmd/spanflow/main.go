@@ -19,6 +19,7 @@ var commands = []func() *cli.Command{
 	esCommand,
 	dashboardsCommand,
 	reportCommand,
+	vsphereCommand,
 }
 
 func newApp() *cli.App {

@@ -31,6 +31,8 @@ type Component struct {
 	snap   atomic.Pointer[Snapshot]
 	synced atomic.Int64 // unix nanoseconds when vCenter last answered with the inventory loaded
 
+	lastErr atomic.Pointer[error] // why the last session ended
+
 	loadedOnce sync.Once
 	loaded     chan struct{}
 
@@ -69,6 +71,15 @@ func (c *Component) Stop() error { return c.t.Stop() }
 
 // Snapshot returns the current inventory snapshot, nil before the first load.
 func (c *Component) Snapshot() *Snapshot { return c.snap.Load() }
+
+// LastError is why the last session with vCenter ended (nil before any
+// ended): a bad password, an unreachable host, a certificate problem.
+func (c *Component) LastError() error {
+	if p := c.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // WaitLoaded waits until the first inventory is loaded or ctx ends.
 func (c *Component) WaitLoaded(ctx context.Context) error {
@@ -148,6 +159,7 @@ func (c *Component) run(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("session ended")
 		}
+		c.lastErr.Store(&err)
 		c.r.Log.Warn("vcenter unreachable; serving the last inventory", "url", redact(c.config.URL),
 			"error", err, "retry_in", backoff, "inventory_age", time.Duration(age(c.syncedAt())*float64(time.Second)).Round(time.Second))
 		select {

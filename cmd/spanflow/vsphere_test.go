@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// TestVSphereInventory runs `spanflow vsphere inventory` against vcsim and
+// compares its listing with what the simulator holds.
+func TestVSphereInventory(t *testing.T) {
+	m := simulator.VPX()
+	m.Datacenter = 1
+	m.Cluster = 1
+	m.ClusterHost = 2
+	m.Host = 0
+	m.Machine = 2
+	m.Portgroup = 1
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove()
+	s := m.Service.NewServer()
+	defer s.Close()
+
+	// Give every VM a guest address as VMware Tools would report it, and
+	// note what the simulator says about each.
+	type truth struct{ mac, ip, host string }
+	want := map[string]truth{}
+	ctx := m.Service.Context
+	for i, obj := range m.Map().All("VirtualMachine") {
+		vm := obj.(*simulator.VirtualMachine)
+		ip := "10.20.0." + string(rune('1'+i))
+		m.Map().WithLock(ctx, vm, func() {
+			net := slices.Clone(vm.Guest.Net)
+			net[0].IpAddress = []string{ip, "2001:db8::" + string(rune('1'+i))}
+			m.Map().Update(ctx, vm, []types.PropertyChange{{Name: "guest.net", Val: net}})
+			host := m.Map().Get(*vm.Runtime.Host).(*simulator.HostSystem)
+			want[vm.Name] = truth{mac: vm.Guest.Net[0].MacAddress, ip: ip, host: host.Name}
+		})
+	}
+	if len(want) != 2 {
+		t.Fatalf("simulator has %d VMs", len(want))
+	}
+
+	u := *s.URL
+	u.User = nil
+	t.Setenv("SPANFLOW_VCENTER_USER", "user")
+	t.Setenv("SPANFLOW_VCENTER_PASSWORD", "pass")
+	out, err := run(t, "vsphere", "inventory", "--vcenter-url", u.String(), "--format", "json", "--project-rule", "portgroup:^(DC0)_DVPG")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var vms []struct {
+		Name, Host, Cluster, Datacenter, Project string
+		NICs                                     []struct {
+			MAC, Network string
+			IPs          []string
+		}
+	}
+	// run() writes logs to the same buffer: the JSON starts at its own line.
+	if i := strings.Index(out, "[\n"); i >= 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal([]byte(out), &vms); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(vms) != len(want) {
+		t.Fatalf("listed %d VMs, want %d:\n%s", len(vms), len(want), out)
+	}
+	for _, vm := range vms {
+		w, ok := want[vm.Name]
+		if !ok {
+			t.Errorf("unexpected VM %s", vm.Name)
+			continue
+		}
+		if vm.Host != w.host || vm.Cluster != "DC0_C0" || vm.Datacenter != "DC0" || vm.Project != "DC0" {
+			t.Errorf("%s: %+v, want host %s in DC0_C0/DC0, project DC0", vm.Name, vm, w.host)
+		}
+		hw, _ := net.ParseMAC(w.mac)
+		if len(vm.NICs) != 1 || !strings.EqualFold(vm.NICs[0].MAC, strings.ReplaceAll(hw.String(), ":", "-")) ||
+			vm.NICs[0].Network != "DC0_DVPG0" || !slices.Contains(vm.NICs[0].IPs, w.ip) {
+			t.Errorf("%s: NICs %+v, want MAC %s with %s on DC0_DVPG0", vm.Name, vm.NICs, w.mac, w.ip)
+		}
+	}
+
+	table, err := run(t, "vsphere", "inventory", "--vcenter-url", u.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, table)
+	}
+	for name, w := range want {
+		line := ""
+		for _, l := range strings.Split(table, "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				line = l
+			}
+		}
+		if !strings.Contains(line, w.ip) || !strings.Contains(line, w.host) || !strings.Contains(line, "DC0_DVPG0") {
+			t.Errorf("table row of %s is %q; table:\n%s", name, line, table)
+		}
+	}
+}
+
+func TestVSphereInventoryErrors(t *testing.T) {
+	t.Setenv("SPANFLOW_VCENTER_USER", "user")
+	t.Setenv("SPANFLOW_VCENTER_PASSWORD", "")
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A port nothing listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vsphere", "inventory"}, "--vcenter-url"},
+		{[]string{"vsphere", "inventory", "--vcenter-url", closed}, "SPANFLOW_VCENTER_PASSWORD"},
+		{[]string{"vsphere", "inventory", "--vcenter-url", closed, "--vcenter-password-file", pw}, "connection refused"},
+		{[]string{"vsphere", "inventory", "--vcenter-url", "ftp://x", "--vcenter-password-file", pw}, "scheme"},
+		{[]string{"vsphere", "inventory", "--vcenter-url", closed, "--vcenter-password-file", pw, "--project-rule", "color:red"}, "unknown kind"},
+		{[]string{"vsphere", "inventory", "--vcenter-url", closed, "--vcenter-password-file", pw, "--format", "xml"}, "format"},
+	} {
+		out, err := run(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one mentioning %q\n%s", tc.args, err, tc.want, out)
+		}
+	}
+}
