@@ -42,12 +42,15 @@ type Output struct {
 
 	layout setup.Layout
 	queue  chan item
-	// One single-worker bulk indexer per configured worker, each fed by its
-	// own goroutine from the shared queue: an idle worker takes the next
-	// document at once. (One indexer with several workers hands documents
-	// round-robin and blocks on a busy worker while another sits idle,
-	// which halved throughput on the test cluster.)
+	// Two single-worker bulk indexers per configured worker, each fed by its
+	// own goroutine from the shared queue, with at most Workers requests in
+	// flight (inflight): while a request is out, another indexer fills the
+	// next one, which leaves the moment a slot frees — double buffering, so
+	// the cluster never waits for the client to build a request. (One
+	// indexer with several workers hands documents round-robin and blocks
+	// on a busy worker while another sits idle: half the throughput.)
 	indexers []esutil.BulkIndexer
+	inflight chan struct{}
 	feeder   lifecycle.Tracker // the goroutines moving the queue into the indexers
 	next     atomic.Uint64     // round-robin of the replayer over the indexers
 	replay   lifecycle.Tracker // the goroutine replaying the spool
@@ -135,16 +138,19 @@ func (o *Output) Start() error {
 			return err
 		}
 	}
-	for range o.config.Workers {
+	o.inflight = make(chan struct{}, o.config.Workers)
+	for range 2 * o.config.Workers {
 		indexer, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
-			Client:     o.client,
-			NumWorkers: 1,
-			// Room for a full request's documents: the feeder fills it while
-			// the worker waits for the cluster, so the next request is ready
-			// the moment the previous one returns.
-			QueueSizeMultiplier: max(64, o.config.FlushBytes/minDocBytes),
+			Client:              o.client,
+			NumWorkers:          1,
+			QueueSizeMultiplier: indexerQueue,
 			FlushBytes:          o.config.FlushBytes,
 			FlushInterval:       o.config.FlushInterval,
+			OnFlushStart: func(ctx context.Context) context.Context {
+				o.inflight <- struct{}{}
+				return ctx
+			},
+			OnFlushEnd: func(context.Context) { <-o.inflight },
 			// Only the per-item status is needed from the response.
 			FilterPath: []string{"items.*.status", "items.*.error.type", "items.*.error.reason"},
 			OnError: func(_ context.Context, err error) {
@@ -168,9 +174,8 @@ func (o *Output) Start() error {
 	return nil
 }
 
-// minDocBytes is about the smallest flow document (an IPv4 flow without
-// enrichment is ~600 bytes).
-const minDocBytes = 512
+// indexerQueue is the capacity of each bulk indexer's own queue.
+const indexerQueue = 256
 
 // docSizeHint is a typical flow document's size.
 const docSizeHint = 768
