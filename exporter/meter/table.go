@@ -6,9 +6,10 @@
 // and zero windows, and passes each ended flow on as a flow.Record.
 //
 // The table is built for memory and speed: entries live in fixed-size chunks
-// (no per-flow allocation, 136 bytes each), an open-addressing index of 8-byte
-// slots finds them, and intrusive lists keep them in last-seen order so that
-// idle expiry and eviction take the oldest first without scanning.
+// (no per-flow allocation, 144 bytes each), an open-addressing index of 8-byte
+// slots finds them, and intrusive lists keep them in last-seen order (to the
+// second) so that idle expiry and eviction take the oldest first without
+// scanning.
 package meter
 
 import (
@@ -77,6 +78,7 @@ type entry struct {
 	state            uint8
 	srcMAC, dstMAC   [6]byte
 	hsTime           int64 // time of this direction's SYN or SYN-ACK
+	queued           int64 // flow time the entry was last moved to its list's end
 	nextSeq          uint32
 	rttClient        uint32 // µs
 	rttServer        uint32 // µs
@@ -409,7 +411,12 @@ func (t *Table) Add(p *decode.Packet, ts int64) {
 	} else {
 		e = t.at(i)
 		switch {
-		case ts-e.first >= t.activeNs && e.packets > 0:
+		case e.packets > 0 && ts-e.last >= t.idleNs:
+			// Idle for longer than the timeout, not swept yet (sweeps run
+			// once per second of flow time): the gap ends the record.
+			t.emit(e, EndIdle)
+			t.restart(e)
+		case e.packets > 0 && ts-e.first >= t.activeNs:
 			t.emit(e, EndActive)
 			t.restart(e)
 		case e.state&stClosed != 0 && p.Proto == 6 && p.TCPFlags&0x12 == 0x02:
@@ -418,8 +425,15 @@ func (t *Table) Add(p *decode.Packet, ts int64) {
 			i = t.insert(&k, h)
 			e = t.at(i)
 		}
-		t.unlink(t.listOf(e), i, e)
-		t.pushBack(t.listOf(e), i, e)
+		// Move the flow to the recent end of its list at most once per
+		// sweep interval: relinking touches two other entries (two cache
+		// misses), and the idle sweep needs the order only to that
+		// precision.
+		if e.state&stClosed == 0 && t.now-e.queued >= int64(sweepEvery) {
+			t.unlink(&t.open, i, e)
+			t.pushBack(&t.open, i, e)
+			e.queued = t.now
+		}
 	}
 	if e.packets == 0 {
 		e.first, e.last = ts, ts
@@ -456,7 +470,7 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 		t.grow()
 	}
 	e := t.at(i)
-	*e = entry{key: *k, hash: h, state: stUsed}
+	*e = entry{key: *k, hash: h, state: stUsed, queued: t.now}
 	t.indexInsert(h, i)
 	t.pushBack(&t.open, i, e)
 	t.n++
