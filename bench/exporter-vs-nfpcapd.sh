@@ -24,27 +24,39 @@ size=$(stat -c %s "$tmp/bulk.pcap")
 # sent, the kernel drops it.
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-now() { date +%s.%N; }
+# Wall clock of a command in seconds (and its max RSS in KiB when GNU time is
+# installed), printed as "SECONDS RSS".
+measure() {
+	local out=$1; shift
+	local t0 t1 rss=0
+	t0=$(date +%s.%N)
+	if [ -x /usr/bin/time ]; then
+		/usr/bin/time -f %M -o "$tmp/rss" "$@" >"$out" 2>&1
+		rss=$(tail -1 "$tmp/rss")
+	else
+		"$@" >"$out" 2>&1
+	fi
+	t1=$(date +%s.%N)
+	echo "$(calc "$t1 - $t0") $rss"
+}
+calc() { python3 -c "print($1)"; }
+
 best_sf=999999; best_nf=999999; rss_sf=0; rss_nf=0
 for i in $(seq "$RUNS"); do
-	t0=$(now)
-	/usr/bin/time -f %M -o "$tmp/rss-sf" "$tmp/spanflow" exporter run --pcap "$tmp/bulk.pcap" \
-		--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s >"$tmp/sf.out"
-	t1=$(now)
+	read -r sf rss_sf < <(measure "$tmp/sf.out" "$tmp/spanflow" exporter run --pcap "$tmp/bulk.pcap" \
+		--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s)
 	rm -rf "$tmp/nf"; mkdir "$tmp/nf"
-	/usr/bin/time -f %M -o "$tmp/rss-nf" nfpcapd -r "$tmp/bulk.pcap" -w "$tmp/nf" -e 60,15 >"$tmp/nf.out" 2>&1
-	t2=$(now)
-	sf=$(echo "$t1 - $t0" | bc -l); nf=$(echo "$t2 - $t1" | bc -l)
-	best_sf=$(echo "if ($sf < $best_sf) $sf else $best_sf" | bc -l)
-	best_nf=$(echo "if ($nf < $best_nf) $nf else $best_nf" | bc -l)
-	rss_sf=$(tail -1 "$tmp/rss-sf"); rss_nf=$(tail -1 "$tmp/rss-nf")
+	read -r nf rss_nf < <(measure "$tmp/nf.out" nfpcapd -r "$tmp/bulk.pcap" -w "$tmp/nf" -e 60,15)
+	best_sf=$(calc "min($sf, $best_sf)")
+	best_nf=$(calc "min($nf, $best_nf)")
 	printf 'run %d: spanflow %.3fs, nfpcapd %.3fs\n' "$i" "$sf" "$nf"
 done
+grep -q '^spanflow exporter:' "$tmp/sf.out" || { echo "$0: spanflow failed:"; cat "$tmp/sf.out"; exit 1; } >&2
 nf_flows=$(nfdump -R "$tmp/nf" -q -o line 2>/dev/null | wc -l)
 echo "capture: $PACKETS packets, $size bytes (synthetic bulk mix)"
-echo "spanflow: $(sed 's/^spanflow exporter: //' "$tmp/sf.out")"
+echo "spanflow: $(sed -n 's/^spanflow exporter: //p' "$tmp/sf.out")"
 echo "nfpcapd:  $nf_flows flows stored; $(grep -m1 'Processed' "$tmp/nf.out" | sed 's/^ *//')"
 printf 'best wall clock: spanflow %.3fs (%.2f Mpps, max RSS %d MiB), nfpcapd %.3fs (%.2f Mpps, max RSS %d MiB)\n' \
-	"$best_sf" "$(echo "$PACKETS / $best_sf / 1000000" | bc -l)" "$((rss_sf / 1024))" \
-	"$best_nf" "$(echo "$PACKETS / $best_nf / 1000000" | bc -l)" "$((rss_nf / 1024))"
-printf 'ratio: spanflow is %.1fx faster than nfpcapd (target: at least 3x)\n' "$(echo "$best_nf / $best_sf" | bc -l)"
+	"$best_sf" "$(calc "$PACKETS / $best_sf / 1e6")" "$((rss_sf / 1024))" \
+	"$best_nf" "$(calc "$PACKETS / $best_nf / 1e6")" "$((rss_nf / 1024))"
+printf 'ratio: spanflow is %.1fx faster than nfpcapd (target: at least 3x)\n' "$(calc "$best_nf / $best_sf")"
