@@ -1,0 +1,321 @@
+package collector_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector/output/ndjson"
+	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// truth is what the generated capture holds.
+type truth struct {
+	packets, bytes uint64 // IP packets and their IP total lengths
+	flows          int
+}
+
+// writeCapture writes TCP and UDP flows between 10.1.0.0/16 hosts, each
+// packet with a distinct size, and returns the totals.
+func writeCapture(t *testing.T, path string) truth {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	var tr truth
+	ts := time.Now()
+	for fl := range 24 {
+		tr.flows++
+		src := net.IPv4(10, 1, byte(fl), 1)
+		dst := net.IPv4(10, 1, 200, byte(fl+1))
+		for p := range 5 + fl%7 {
+			eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{0x02, 0, 0, 0, 0, byte(fl)}, DstMAC: net.HardwareAddr{0x02, 0, 0, 0, 1, 1}, EthernetType: layers.EthernetTypeIPv4}
+			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, SrcIP: src, DstIP: dst}
+			payload := gopacket.Payload(bytes.Repeat([]byte{'x'}, 40+fl*3+p))
+			var l4 gopacket.SerializableLayer
+			if fl%2 == 0 {
+				ip.Protocol = layers.IPProtocolTCP
+				tcp := &layers.TCP{SrcPort: layers.TCPPort(20000 + fl), DstPort: 443, Seq: uint32(1000 + p*100), ACK: p > 0, SYN: p == 0, PSH: p > 0, Window: 1000}
+				tcp.SetNetworkLayerForChecksum(ip)
+				l4 = tcp
+			} else {
+				ip.Protocol = layers.IPProtocolUDP
+				udp := &layers.UDP{SrcPort: layers.UDPPort(30000 + fl), DstPort: 53}
+				udp.SetNetworkLayerForChecksum(ip)
+				l4 = udp
+			}
+			buf := gopacket.NewSerializeBuffer()
+			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, l4, payload); err != nil {
+				t.Fatal(err)
+			}
+			data := buf.Bytes()
+			tr.packets++
+			tr.bytes += uint64(len(data) - 14)
+			ts = ts.Add(time.Millisecond)
+			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return tr
+}
+
+// collectorUnderTest is the real listener, pipeline and NDJSON output.
+type collectorUnderTest struct {
+	out  syncBuffer
+	nd   *ndjson.Output
+	p    *pipeline.Pipeline
+	l    *listen.Listener
+	addr string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startCollector(t *testing.T) *collectorUnderTest {
+	t.Helper()
+	r := reporter.NewForTest(nil)
+	c := &collectorUnderTest{}
+	var err error
+	if c.nd, err = ndjson.New(r, ndjson.DefaultConfiguration(), &c.out); err != nil {
+		t.Fatal(err)
+	}
+	if c.p, err = pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: []pipeline.Output{{Name: "stdout", Sink: c.nd}}}); err != nil {
+		t.Fatal(err)
+	}
+	lc := listen.DefaultConfiguration()
+	lc.UDP, lc.TCP, lc.Sockets = []string{"127.0.0.1:0"}, nil, 1
+	if c.l, err = listen.New(r, lc, listen.Dependencies{NewHandler: func() listen.Handler { return c.p.NewWorker() }}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []interface{ Start() error }{c.nd, c.p, c.l} {
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.addr = c.l.Addrs()[0].String()
+	t.Cleanup(func() { c.l.Stop(); c.nd.Stop() })
+	return c
+}
+
+// totals sums network.packets and network.bytes of the flow documents.
+func (c *collectorUnderTest) totals(t *testing.T) (pkts, byts uint64, docs int, kinds map[string]int) {
+	kinds = map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(c.out.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var d struct {
+			Event   struct{ Action string }
+			Flow    struct{ Protocol string }
+			Network struct{ Packets, Bytes uint64 }
+			Source  struct{ IP string }
+		}
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatalf("bad document %v: %s", err, line)
+		}
+		if d.Event.Action != "network_flow" || !strings.HasPrefix(d.Source.IP, "10.1.") {
+			continue
+		}
+		docs++
+		kinds[d.Flow.Protocol]++
+		pkts += d.Network.Packets
+		byts += d.Network.Bytes
+	}
+	return
+}
+
+// waitFor polls the collector until the packets add up or time runs out.
+func (c *collectorUnderTest) waitFor(t *testing.T, want truth, timeout time.Duration) (uint64, uint64, int, map[string]int) {
+	deadline := time.Now().Add(timeout)
+	for {
+		time.Sleep(300 * time.Millisecond)
+		p, b, d, k := c.totals(t)
+		if p >= want.packets || time.Now().After(deadline) {
+			return p, b, d, k
+		}
+	}
+}
+
+// veth makes a veth pair with one end in a new network namespace; frames
+// tcpreplay sends from inside the namespace arrive on the host end.
+func veth(t *testing.T, name string) (hostIf, ns, nsIf string) {
+	t.Helper()
+	testutil.Root(t)
+	testutil.Command(t, "ip")
+	ns, hostIf, nsIf = "sf"+name, "sfh"+name, "sfn"+name
+	run := func(args ...string) {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	exec.Command("ip", "netns", "del", ns).Run()
+	exec.Command("ip", "link", "del", hostIf).Run()
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run(); exec.Command("ip", "link", "del", hostIf).Run() })
+	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
+	run("ip", "link", "set", nsIf, "netns", ns)
+	run("ip", "link", "set", hostIf, "up")
+	run("ip", "netns", "exec", ns, "ip", "link", "set", nsIf, "up")
+	// IPv6 router solicitations etc. would add flows of their own.
+	run("sysctl", "-qw", "net.ipv6.conf."+hostIf+".disable_ipv6=1")
+	return hostIf, ns, nsIf
+}
+
+// replay sends the capture, then 4 MB of non-IP frames (local experimental
+// ethertype, ignored by the probes): libpcap's TPACKET_V3 ring hands packets
+// to the probe a block at a time, and the filler pushes the last block out.
+func replay(t *testing.T, ns, nsIf, pcap string) {
+	t.Helper()
+	tcpreplay := testutil.Command(t, "tcpreplay")
+	out, err := exec.Command("ip", "netns", "exec", ns, tcpreplay, "-q", "--pps", "2000", "-i", nsIf, pcap).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpreplay: %v\n%s", err, out)
+	}
+	filler := filepath.Join(filepath.Dir(pcap), "filler.pcap")
+	writeFiller(t, filler)
+	out, err = exec.Command("ip", "netns", "exec", ns, tcpreplay, "-q", "--mbps", "200", "-i", nsIf, filler).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpreplay filler: %v\n%s", err, out)
+	}
+}
+
+func writeFiller(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	w.WriteFileHeader(65535, layers.LinkTypeEthernet)
+	frame := make([]byte, 1400)
+	copy(frame, []byte{0x02, 0, 0, 0, 9, 9, 0x02, 0, 0, 0, 9, 8, 0x88, 0xb5})
+	ts := time.Now()
+	for range 3000 {
+		w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(frame), Length: len(frame)}, frame)
+	}
+}
+
+// TestSoftflowd: softflowd meters the replayed capture on the host end of
+// the veth and exports NetFlow v5, v9 and IPFIX to the collector; the
+// documents add up to the capture's packets and bytes.
+func TestSoftflowd(t *testing.T) {
+	softflowd := testutil.Command(t, "softflowd")
+	softflowctl := testutil.Command(t, "softflowctl")
+	for i, version := range []string{"5", "9", "10"} {
+		t.Run("v"+version, func(t *testing.T) {
+			dir := t.TempDir()
+			pcap := filepath.Join(dir, "flows.pcap")
+			want := writeCapture(t, pcap)
+			hostIf, ns, nsIf := veth(t, fmt.Sprint("sf", i))
+			c := startCollector(t)
+			ctl := filepath.Join(dir, "ctl")
+			cmd := exec.Command(softflowd, "-d", "-i", hostIf, "-n", c.addr, "-v", version, "-c", ctl, "-p", filepath.Join(dir, "pid"),
+				"-t", "maxlife=300", "-T", "full")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			time.Sleep(time.Second) // let it open the interface
+			replay(t, ns, nsIf, pcap)
+			time.Sleep(500 * time.Millisecond)
+			if out, err := exec.Command(softflowctl, "-c", ctl, "expire-all").CombinedOutput(); err != nil {
+				t.Fatalf("softflowctl expire-all: %v\n%s\n%s", err, out, stderr.String())
+			}
+			pkts, byts, docs, kinds := c.waitFor(t, want, 10*time.Second)
+			t.Logf("softflowd v%s: %d documents %v, %d packets, %d bytes (capture: %d flows, %d packets, %d bytes)",
+				version, docs, kinds, pkts, byts, want.flows, want.packets, want.bytes)
+			if pkts != want.packets || byts != want.bytes {
+				t.Errorf("documents add up to %d packets and %d bytes, capture has %d and %d", pkts, byts, want.packets, want.bytes)
+			}
+			if docs < want.flows {
+				t.Errorf("%d flow documents, capture has %d flows", docs, want.flows)
+			}
+		})
+	}
+}
+
+// TestPmacctd: pmacctd's nfprobe (IPFIX) and sfprobe (sFlow, 1 in 1) plugins
+// meter the replayed capture; the documents add up to the capture.
+func TestPmacctd(t *testing.T) {
+	pmacctd := testutil.Command(t, "pmacctd")
+	for i, plugin := range []string{"nfprobe", "sfprobe"} {
+		t.Run(plugin, func(t *testing.T) {
+			dir := t.TempDir()
+			pcap := filepath.Join(dir, "flows.pcap")
+			want := writeCapture(t, pcap)
+			hostIf, ns, nsIf := veth(t, fmt.Sprint("pm", i))
+			c := startCollector(t)
+			conf := fmt.Sprintf("daemonize: false\npcap_interface: %s\nplugins: %s\naggregate: src_host, dst_host, src_port, dst_port, proto, tos\n", hostIf, plugin)
+			if plugin == "nfprobe" {
+				conf += fmt.Sprintf("nfprobe_receiver: %s\nnfprobe_version: 10\nnfprobe_timeouts: tcp=2:tcp.rst=2:tcp.fin=2:udp=2:icmp=2:general=2:maxlife=2:expint=1\n", c.addr)
+			} else {
+				conf += fmt.Sprintf("sfprobe_receiver: %s\nsampling_rate: 1\nsfprobe_agentip: 127.0.0.1\n", c.addr)
+			}
+			cf := filepath.Join(dir, "pmacctd.conf")
+			os.WriteFile(cf, []byte(conf), 0o644)
+			logf, err := os.Create(filepath.Join(dir, "pmacctd.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer logf.Close()
+			cmd := exec.Command(pmacctd, "-f", cf)
+			// pmacctd forks a process per plugin: run them in their own group
+			// and end the group.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Stderr, cmd.Stdout = logf, logf
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+			stderr := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+			time.Sleep(1500 * time.Millisecond)
+			replay(t, ns, nsIf, pcap)
+			pkts, byts, docs, kinds := c.waitFor(t, want, 20*time.Second)
+			t.Logf("pmacctd %s: %d documents %v, %d packets, %d bytes (capture: %d flows, %d packets, %d bytes)",
+				plugin, docs, kinds, pkts, byts, want.flows, want.packets, want.bytes)
+			if pkts != want.packets || byts != want.bytes {
+				t.Errorf("documents add up to %d packets and %d bytes, capture has %d and %d\npmacctd: %s", pkts, byts, want.packets, want.bytes, stderr())
+			}
+		})
+	}
+}
