@@ -113,3 +113,6 @@ func (c Configuration) Validate() error {
 	errs = append(errs, c.export().Validate(), c.meter().Validate(), c.ipfix().Validate())
 	return errors.Join(errs...)
 }
+
+// MarshalYAML writes a duration the way UnmarshalYAML reads it.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }

@@ -2,12 +2,15 @@ package exporter
 
 import (
 	"context"
+	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/synth"
@@ -287,5 +290,40 @@ func TestConfigFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: error %v, want one line with %q", in, err, want)
 		}
+	}
+}
+
+var updateGolden = flag.Bool("update", false, "rewrite the expected configurations")
+
+// TestConfigGolden: each testdata/config/<case>/in.yaml, loaded over the
+// defaults, gives expected.yaml (a change in defaults or parsing shows as a
+// diff).
+func TestConfigGolden(t *testing.T) {
+	dirs, err := filepath.Glob(filepath.Join("testdata", "config", "*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			cfg := DefaultConfiguration()
+			if err := cfg.LoadFile(filepath.Join(dir, "in.yaml")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := yaml.Marshal(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "expected.yaml")
+			if *updateGolden {
+				os.WriteFile(path, got, 0o644)
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("configuration (-got, +want):\n%s\n%s", got, want)
+			}
+		})
 	}
 }

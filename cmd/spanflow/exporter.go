@@ -59,7 +59,7 @@ func exporterRunCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			src, err := capture.OpenFile(cfg.Pcap)
+			src, err := exporterSource(cfg)
 			if err != nil {
 				return errors.New(oneLineError(err))
 			}
@@ -78,6 +78,12 @@ func exporterRunCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// exporterSource opens the frame source the configuration names. Today a
+// capture file; a live source (--interface, AF_PACKET) is chosen here too.
+func exporterSource(cfg exporter.Configuration) (capture.Source, error) {
+	return capture.OpenFile(cfg.Pcap)
 }
 
 // exporterConfiguration is the defaults, then the --config file, then the
