@@ -42,9 +42,9 @@ awk '
   }
   END {
     best = 0
-    for (k in v) { m[k] = median(v[k]); if (k ~ /^raw_bulk/ && m[k] > best) { best = m[k]; bestk = k } }
+    for (k in v) { m[k] = median(v[k]); if (k ~ /^raw_bulk\// && m[k] > best) { best = m[k]; bestk = k } }
     printf "| variant | median docs/s | runs | ratio to best raw _bulk (%s) |\n| --- | --- | --- | --- |\n", bestk
-    n = split("output/gzip=false output/gzip=true raw_bulk/batch=500 raw_bulk/batch=1000 raw_bulk/batch=2000 raw_bulk/batch=5000", keys, " ")
+    n = split("output/gzip=false output/gzip=true raw_bulk/batch=500 raw_bulk/batch=1000 raw_bulk/batch=2000 raw_bulk/batch=5000 raw_bulk_item_status/batch=2000", keys, " ")
     for (i = 1; i <= n; i++) { k = keys[i]; if (!(k in m)) continue; printf "| %s | %.0f | %s | %.2f |\n", k, m[k], v[k], m[k] / best }
     if (stored != "") printf "\nstored bytes per flow after forcemerge: %s (JSON document: %s bytes)\n", stored, json
   }' "$work/out"

@@ -2,9 +2,16 @@ package esconn
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,3 +88,50 @@ func TestCredentialsFromFilesAndEnv(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// TestTLS puts an HTTPS proxy (its own self-signed certificate) in front of
+// the test cluster: the client reaches it with the certificate as CA file or
+// with its SHA-256 fingerprint, and refuses it with neither or a wrong one.
+func TestTLS(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	u, _ := url.Parse(target)
+	srv := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(u))
+	defer srv.Close()
+	cert := srv.Certificate()
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cert.Raw)
+	fingerprint := hex.EncodeToString(sum[:])
+	for _, tc := range []struct {
+		name string
+		conf Configuration
+		ok   bool
+	}{
+		{"CA file", Configuration{CAFile: caFile}, true},
+		{"fingerprint", Configuration{Fingerprint: fingerprint}, true},
+		{"no trust", Configuration{}, false},
+		{"wrong fingerprint", Configuration{Fingerprint: strings.Repeat("ab", 32)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.conf.URLs = []string{srv.URL}
+			tc.conf.Timeout = 10 * time.Second
+			tc.conf.MaxRetries = 1
+			client, err := New(tc.conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = Ping(ctx, client)
+			if tc.ok && err != nil {
+				t.Errorf("ping over HTTPS: %v", err)
+			}
+			if !tc.ok && err == nil {
+				t.Error("reached the cluster over HTTPS without trusting its certificate")
+			}
+		})
+	}
+}
