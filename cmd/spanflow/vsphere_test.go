@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"os"
@@ -12,6 +14,17 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 )
+
+// runSplit runs the command with its output and its logs apart.
+func runSplit(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	app := newApp()
+	var out, logs bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &logs
+	app.ExitErrHandler = nil
+	err := app.Run(append([]string{"spanflow"}, args...))
+	return out.String(), logs.String(), err
+}
 
 // TestVSphereInventory runs `spanflow vsphere inventory` against vcsim and
 // compares its listing with what the simulator holds.
@@ -54,9 +67,12 @@ func TestVSphereInventory(t *testing.T) {
 	u.User = nil
 	t.Setenv("SPANFLOW_VCENTER_USER", "user")
 	t.Setenv("SPANFLOW_VCENTER_PASSWORD", "pass")
-	out, err := run(t, "vsphere", "inventory", "--vcenter-url", u.String(), "--format", "json", "--project-rule", "portgroup:^(DC0)_DVPG")
+	out, logs, err := runSplit(t, "vsphere", "inventory", "--vcenter-url", u.String(), "--format", "json", "--project-rule", "portgroup:^(DC0)_DVPG")
 	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+		t.Fatalf("%v\n%s\n%s", err, out, logs)
+	}
+	if strings.Contains(logs, "WARN") {
+		t.Logf("logs:\n%s", logs)
 	}
 	var vms []struct {
 		Name, Host, Cluster, Datacenter, Project string
@@ -65,12 +81,8 @@ func TestVSphereInventory(t *testing.T) {
 			IPs          []string
 		}
 	}
-	// run() writes logs to the same buffer: the JSON starts at its own line.
-	if i := strings.Index(out, "[\n"); i >= 0 {
-		out = out[i:]
-	}
 	if err := json.Unmarshal([]byte(out), &vms); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+		t.Fatalf("%v\n%s\nlogs:\n%s", err, out, logs)
 	}
 	if len(vms) != len(want) {
 		t.Fatalf("listed %d VMs, want %d:\n%s", len(vms), len(want), out)
@@ -137,6 +149,41 @@ func TestVSphereInventoryErrors(t *testing.T) {
 		out, err := run(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one mentioning %q\n%s", tc.args, err, tc.want, out)
+		}
+	}
+}
+
+// TestVSphereInventoryTLS checks certificate handling against vcsim over
+// https: refused by default (its certificate is self-signed), accepted with
+// its CA file or with the explicit --vcenter-insecure.
+func TestVSphereInventoryTLS(t *testing.T) {
+	m := simulator.VPX()
+	m.Datacenter, m.Cluster, m.ClusterHost, m.Host, m.Machine = 1, 1, 1, 0, 1
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove()
+	m.Service.TLS = new(tls.Config)
+	s := m.Service.NewServer()
+	defer s.Close()
+	ca, err := s.CertificateFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := *s.URL
+	u.User = nil
+	if u.Scheme != "https" {
+		t.Fatalf("simulator serves %s", u.Scheme)
+	}
+	t.Setenv("SPANFLOW_VCENTER_USER", "user")
+	t.Setenv("SPANFLOW_VCENTER_PASSWORD", "pass")
+	if out, err := run(t, "vsphere", "inventory", "--vcenter-url", u.String()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("self-signed certificate accepted without a CA: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"--vcenter-ca", ca}, {"--vcenter-insecure"}} {
+		out, err := run(t, append([]string{"vsphere", "inventory", "--vcenter-url", u.String()}, args...)...)
+		if err != nil || !strings.Contains(out, "DC0_C0_RP0_VM0") {
+			t.Errorf("%v: %v\n%s", args, err, out)
 		}
 	}
 }
