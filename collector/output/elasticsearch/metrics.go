@@ -44,6 +44,9 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	for _, res := range []string{"indexed", "duplicate", "dead_letter", "spooled", "replayed"} {
 		m.documents.WithLabelValues(res)
 	}
+	for _, res := range []string{"complete", "partial", "unreachable"} {
+		m.replays.WithLabelValues(res)
+	}
 	for _, res := range []string{"spool_full", "spool_corrupt", "dead_letter_write"} {
 		m.dropped.WithLabelValues(res)
 	}
