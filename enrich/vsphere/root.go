@@ -103,26 +103,21 @@ func (c *Component) Enrich(r *flow.Record) {
 	if r.SegmentID <= math.MaxUint32 {
 		vni = uint32(r.SegmentID)
 	}
-	if vs, res := s.Lookup(r.SrcAddr, r.SrcMAC, r.VLAN, vni); vs != nil {
+	shard := r.SrcAddr.As16()[15] ^ r.DstAddr.As16()[15]
+	vs, srcRes := s.Lookup(r.SrcAddr, r.SrcMAC, r.VLAN, vni)
+	if vs != nil {
 		r.Src.VSphere = vs
-		c.metrics.lookupFound.Inc()
-	} else {
-		c.count(res)
 	}
-	if vs, res := s.Lookup(r.DstAddr, r.DstMAC, r.VLAN, vni); vs != nil {
+	vs, dstRes := s.Lookup(r.DstAddr, r.DstMAC, r.VLAN, vni)
+	if vs != nil {
 		r.Dst.VSphere = vs
-		c.metrics.lookupFound.Inc()
+	}
+	if srcRes == dstRes {
+		c.metrics.lookups.add(shard, srcRes, 2)
 	} else {
-		c.count(res)
+		c.metrics.lookups.add(shard, srcRes, 1)
+		c.metrics.lookups.add(shard, dstRes, 1)
 	}
-}
-
-func (c *Component) count(res Result) {
-	if res == Ambiguous {
-		c.metrics.lookupAmbiguous.Inc()
-		return
-	}
-	c.metrics.lookupUnknown.Inc()
 }
 
 func (c *Component) syncedAt() time.Time {
