@@ -197,7 +197,7 @@ func sharedCaptures(t *testing.T, dir string) []string {
 // TestSharedMirrorCaptures: every mirror capture runs through the exporter
 // without panic, and tshark decodes every datagram sent for it without
 // expert info or malformed frames, finding as many flows as were exported;
-// goflow2 agrees. Malformed captures must simply not panic.
+// goflow2 reads the same flows, every field equal. Malformed captures must simply not panic.
 func TestSharedMirrorCaptures(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	for _, path := range sharedCaptures(t, "mirror") {
@@ -238,6 +238,12 @@ func TestSharedMirrorCaptures(t *testing.T) {
 			}
 			if uint64(len(res.Flows)) != sum.Flows {
 				t.Errorf("tshark decoded %d flows, exporter says %d", len(res.Flows), sum.Flows)
+			}
+			// The two independent decoders read the same flows, field by field.
+			synth.Sort(flows)
+			synth.Sort(res.Flows)
+			if diff := synth.Diff(res.Flows, flows); diff != "" {
+				t.Errorf("tshark and goflow2 disagree (-tshark, +goflow2):\n%s", diff)
 			}
 		})
 	}

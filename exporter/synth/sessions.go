@@ -1,6 +1,7 @@
 package synth
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"time"
@@ -77,7 +78,11 @@ func Sort(fs []Flow) {
 		if a.ICMPType != b.ICMPType {
 			return a.ICMPType < b.ICMPType
 		}
-		return a.Segment < b.Segment
+		if a.Segment != b.Segment {
+			return a.Segment < b.Segment
+		}
+		// Whatever else differs decides, so that the order is total.
+		return fmt.Sprintf("%+v", a) < fmt.Sprintf("%+v", b)
 	})
 }
 
