@@ -101,10 +101,12 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 func (u *UDP) Send(msg []byte) error {
 	var first error
 	for i, d := range u.dests {
-		for {
+		for try := 0; ; try++ {
 			_, err := u.conn.WriteToUDP(msg, d)
-			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
-				continue // the socket buffer is full: wait for room, do not drop
+			if (errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN)) && try < 1000 {
+				// The kernel's buffers are full: wait for room rather than drop.
+				time.Sleep(100 * time.Microsecond)
+				continue
 			}
 			if err != nil {
 				u.stats.Errors++

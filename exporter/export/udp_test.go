@@ -1,0 +1,63 @@
+package export
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// TestUDP: every collector gets every message, and a collector with nothing
+// listening costs nothing to the others.
+func TestUDP(t *testing.T) {
+	var conns []*net.UDPConn
+	cfg := Configuration{}
+	for i := 0; i < 2; i++ {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+		cfg.Collectors = append(cfg.Collectors, c.LocalAddr().String())
+	}
+	dead, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	cfg.Collectors = append(cfg.Collectors, dead.LocalAddr().String())
+	dead.Close()
+	u, err := NewUDP(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for _, m := range [][]byte{[]byte("one"), []byte("two")} {
+		if err := u.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range conns {
+		buf := make([]byte, 100)
+		for _, want := range []string{"one", "two"} {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil || !bytes.Equal(buf[:n], []byte(want)) {
+				t.Errorf("collector %d: got %q, %v; want %q", i, buf[:n], err, want)
+			}
+		}
+	}
+	if s := u.Stats(); s.Sent != 6 || s.Errors != 0 {
+		t.Errorf("stats %+v, want 6 sent", s)
+	}
+}
+
+func TestConfiguration(t *testing.T) {
+	for _, bad := range []string{"", "host", "host:", ":4739", "host:0", "host:65536", "host:port"} {
+		if err := (Configuration{Collectors: []string{bad}}).Validate(); err == nil {
+			t.Errorf("collector %q accepted", bad)
+		}
+	}
+	if err := (Configuration{Collectors: []string{"[2001:db8::1]:4739", "collector.example:2055"}}).Validate(); err != nil {
+		t.Error(err)
+	}
+}
