@@ -1,0 +1,351 @@
+// Package demo runs the whole of spanflow on one machine, in one process:
+//
+//	simulated vCenter (vcsim) ─────────────────────────────┐ inventory
+//	traffic (ERSPAN II from 12 hosts) ─▶ exporter ─IPFIX/UDP 127.0.0.1─▶ collector ─▶ NDJSON file
+//	                                                        enrich: vsphere,   └─▶ Elasticsearch (--es-url)
+//	                                                        interfaces, networks
+//
+// then reads the NDJSON file back and prints what a network team would ask
+// first: the top VM conversations, the east-west / north-south split, the
+// busiest lines and TCP health per project. It is what `spanflow demo`
+// (and `make demo`) runs; the components are the real ones, started in
+// order and stopped in reverse through internal/lifecycle.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector/output/elasticsearch"
+	"github.com/spanflow/spanflow/collector/output/ndjson"
+	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/enrich/interfaces"
+	"github.com/spanflow/spanflow/enrich/networks"
+	"github.com/spanflow/spanflow/enrich/vsphere"
+	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/internal/esconn"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Result is what a run did.
+type Result struct {
+	Configuration     Configuration
+	Estate            *Estate
+	Base              time.Time // time origin of the traffic
+	OutputPath        string
+	VCenterURL        string
+	ObservationDomain uint32
+	Exporter          exporter.Summary
+	MirroredBytes     uint64
+	Datagrams         uint64 // IPFIX datagrams the collector handled
+	Records           uint64 // flow records the collector wrote
+	Interrupted       bool
+	Summary           *Summary
+	ESIndexed         int64 // documents of this run found in Elasticsearch; -1 when not asked
+	CollectorAddr     string
+
+	spoolDir string
+}
+
+// Streams are where a run writes: the summary (stdout) and the progress
+// and steps (stderr).
+type Streams struct {
+	Out, Err io.Writer
+	// ErrIsTerminal redraws the progress line in place.
+	ErrIsTerminal bool
+}
+
+// Run runs the demo until the traffic ends or ctx is cancelled (Ctrl-C),
+// then prints the summary. Everything it started is stopped before it
+// returns, on success and on failure.
+func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams Streams) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ipfixAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
+	vcAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.VCenterPort))
+	if err := checkFree("udp", ipfixAddr, "--port"); err != nil {
+		return nil, err
+	}
+	if err := checkFree("tcp", vcAddr, "--vcenter-port"); err != nil {
+		return nil, err
+	}
+	res := &Result{Configuration: cfg, Estate: DefaultEstate(), ESIndexed: -1, OutputPath: cfg.Output}
+	if res.OutputPath == "" {
+		dir, err := os.MkdirTemp("", "spanflow-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("make a directory for the flows: %w", err)
+		}
+		res.OutputPath = filepath.Join(dir, "flows.ndjson")
+	}
+	res.ObservationDomain = cfg.ObservationDomain
+	if res.ObservationDomain == 0 {
+		res.ObservationDomain = uint32(time.Now().Unix())
+	}
+
+	var group lifecycle.Group
+	err := run(ctx, r, &group, res, ipfixAddr, vcAddr, streams)
+	if stopErr := group.Stop(); stopErr != nil && err == nil {
+		err = stopErr
+	}
+	if res.spoolDir != "" {
+		os.RemoveAll(res.spoolDir)
+	}
+	if err != nil {
+		return res, err
+	}
+	if res.Summary, err = Summarize(res.OutputPath); err != nil {
+		return res, err
+	}
+	if cfg.ESURL != "" {
+		if res.ESIndexed, err = countIndexed(cfg.ESURL, res.ObservationDomain); err != nil {
+			return res, err
+		}
+	}
+	printResult(streams.Out, res)
+	return res, nil
+}
+
+// run starts the components in order (the caller stops them), plays the
+// traffic and waits for the collector to have handled every datagram.
+func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, ipfixAddr, vcAddr string, streams Streams) error {
+	cfg, estate := res.Configuration, res.Estate
+	fmt.Fprintf(streams.Err, "spanflow demo: starting a simulated vCenter (%d clusters, %d hosts, %d VMs in %d projects) on %s\n",
+		len(estate.Clusters), len(estate.Hosts), len(estate.VMs), len(estate.Projects), vcAddr)
+	vc := newVCenter(r.Sub("vcsim"), estate, vcAddr)
+	if err := group.Start(vc); err != nil {
+		return err
+	}
+	res.VCenterURL = vc.URL()
+
+	// The collector: enrichers, outputs, pipeline, listener.
+	vcfg := vsphere.DefaultConfiguration()
+	vcfg.URL = res.VCenterURL
+	vcfg.User, vcfg.Password = vc.Credentials()
+	vcfg.ProjectRules = estate.ProjectRules
+	vcfg.MaxWait = 5 * time.Second
+	vcfg.RequestTimeout = 30 * time.Second
+	vs, err := vsphere.New(r.Sub("vsphere"), vcfg)
+	if err != nil {
+		return err
+	}
+	if err := group.Start(vs); err != nil {
+		return err
+	}
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	err = vs.WaitLoaded(wait)
+	cancel()
+	if err != nil {
+		if last := vs.LastError(); last != nil {
+			err = fmt.Errorf("%w (last error: %v)", err, last)
+		}
+		return err
+	}
+	vms := 0
+	if s := vs.Snapshot(); s != nil {
+		vms = len(s.VMs())
+	}
+	fmt.Fprintf(streams.Err, "spanflow demo: collector loaded %d VMs from %s\n", vms, res.VCenterURL)
+
+	names := map[uint32]string{}
+	for _, h := range estate.Hosts {
+		names[h.IfIndex] = h.LineName()
+	}
+	icfg := interfaces.DefaultConfiguration()
+	icfg.Names = map[netip.Addr]map[uint32]string{netip.MustParseAddr("127.0.0.1"): names}
+	ifs, err := interfaces.New(r.Sub("interfaces"), icfg)
+	if err != nil {
+		return err
+	}
+	nets, err := networks.New(r.Sub("networks"), networks.Configuration{Networks: estate.Networks})
+	if err != nil {
+		return err
+	}
+
+	ocfg := ndjson.DefaultConfiguration()
+	ocfg.Path, ocfg.MaxBytes = res.OutputPath, 0
+	file, err := ndjson.New(r.Sub("output file"), ocfg, nil)
+	if err != nil {
+		return err
+	}
+	var records atomic.Uint64
+	outputs := []pipeline.Output{{Name: "file", Sink: file}, {Name: "progress", Sink: counter{&records}}}
+	comps := []lifecycle.Component{file}
+	if cfg.ESURL != "" {
+		spool, err := os.MkdirTemp("", "spanflow-demo-spool-")
+		if err != nil {
+			return err
+		}
+		res.spoolDir = spool
+		ecfg := elasticsearch.DefaultConfiguration()
+		ecfg.Connection.URLs = []string{cfg.ESURL}
+		ecfg.SpoolDir = spool
+		ecfg.DrainTimeout = 10 * time.Second
+		es, err := elasticsearch.New(r.Sub("output elasticsearch"), ecfg)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, es)
+		outputs = append(outputs, pipeline.Output{Name: "elasticsearch", Sink: es})
+	}
+	p, err := pipeline.New(r.Sub("pipeline"), pipeline.DefaultConfiguration(), pipeline.Dependencies{
+		Enrichers: []flow.Enricher{vs, ifs, nets}, // networks last: it reads the inventory's answer
+		Outputs:   outputs,
+	})
+	if err != nil {
+		return err
+	}
+	var datagrams atomic.Uint64
+	lcfg := listen.DefaultConfiguration()
+	lcfg.UDP, lcfg.TCP, lcfg.Sockets = []string{ipfixAddr}, nil, 1
+	l, err := listen.New(r.Sub("listen"), lcfg, listen.Dependencies{NewHandler: func() listen.Handler {
+		return countingHandler{h: p.NewWorker(), n: &datagrams}
+	}})
+	if err != nil {
+		return err
+	}
+	if err := group.Start(append(comps, p, l)...); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return &PortInUseError{Network: "udp", Addr: ipfixAddr, Flag: "--port"}
+		}
+		return err
+	}
+
+	// The exporter, in its own process in real life: its own metrics.
+	xr := &reporter.Reporter{Log: r.Log.With("component", "exporter"), Registry: prometheus.NewRegistry()}
+	xcfg := exporter.DefaultConfiguration()
+	res.CollectorAddr = l.Addrs()[0].String()
+	xcfg.Collectors = []string{res.CollectorAddr}
+	xcfg.ActiveTimeout, xcfg.IdleTimeout = exporter.Duration(cfg.ActiveTimeout), exporter.Duration(cfg.IdleTimeout)
+	xcfg.ObservationDomain = res.ObservationDomain
+	x, err := exporter.New(xr, xcfg, nil)
+	if err != nil {
+		return err
+	}
+	res.Base = time.Now().Truncate(time.Millisecond).Add(100 * time.Millisecond)
+	traffic := NewTraffic(estate, TrafficConfiguration{Seed: cfg.Seed, Rate: cfg.Rate, Duration: cfg.Duration, Base: res.Base})
+	src := newPacedSource(ctx, traffic)
+	fmt.Fprintf(streams.Err, "spanflow demo: mirroring %s of traffic (%s packets/s) through the exporter to the collector at %s\n",
+		cfg.Duration, Group(uint64(cfg.Rate)), xcfg.Collectors[0])
+	prog := &progress{w: streams.Err, tty: streams.ErrIsTerminal, duration: cfg.Duration, packets: src.packets.Load, records: &records}
+	if err := group.Start(prog); err != nil {
+		return err
+	}
+	res.Exporter, err = x.Run(ctx, src)
+	prog.Stop()
+	res.MirroredBytes = src.bytes.Load()
+	res.Interrupted = ctx.Err() != nil
+	if err != nil {
+		return fmt.Errorf("exporter: %w", err)
+	}
+
+	// Every datagram sent is handled before the collector stops (loopback
+	// UDP does not lose them unless the socket buffer overflows).
+	deadline := time.Now().Add(5 * time.Second)
+	for datagrams.Load() < res.Exporter.Messages && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.Datagrams, res.Records = datagrams.Load(), records.Load()
+	if res.Datagrams < res.Exporter.Messages {
+		fmt.Fprintf(streams.Err, "spanflow demo: warning: the collector handled %d of the %d IPFIX messages sent (kernel drops: %d)\n",
+			res.Datagrams, res.Exporter.Messages, l.KernelDrops())
+	}
+	return nil
+}
+
+// counter is an output that counts records, for the progress line.
+type counter struct{ n *atomic.Uint64 }
+
+func (c counter) Write(records []flow.Record) error {
+	c.n.Add(uint64(len(records)))
+	return nil
+}
+
+// countingHandler counts the datagrams the pipeline has handled.
+type countingHandler struct {
+	h listen.Handler
+	n *atomic.Uint64
+}
+
+func (c countingHandler) Handle(dg decoders.Datagram) {
+	c.h.Handle(dg)
+	c.n.Add(1)
+}
+
+// countIndexed refreshes the flow indices and counts this run's documents.
+func countIndexed(url string, domain uint32) (int64, error) {
+	cfg := elasticsearch.DefaultConfiguration().Connection
+	cfg.URLs = []string{url}
+	client, err := esconn.New(cfg)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := client.Indices.Refresh(client.Indices.Refresh.WithContext(ctx), client.Indices.Refresh.WithIndex(IndexPattern))
+	if err != nil {
+		return 0, fmt.Errorf("refresh %s: %w", IndexPattern, err)
+	}
+	res.Body.Close()
+	q := fmt.Sprintf(`{"query":{"term":{"netflow.observation_domain_id":%d}}}`, domain)
+	res, err = client.Count(client.Count.WithContext(ctx), client.Count.WithIndex(IndexPattern), client.Count.WithBody(strings.NewReader(q)))
+	if err != nil {
+		return 0, fmt.Errorf("count this run's documents: %w", err)
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return 0, fmt.Errorf("count this run's documents: %s", res.String())
+	}
+	var body struct {
+		Count int64 `json:"count"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return 0, fmt.Errorf("count this run's documents: %w", err)
+	}
+	return body.Count, nil
+}
+
+// IndexPattern is where the collector's Elasticsearch output writes.
+const IndexPattern = "spanflow-flows-*"
+
+func printResult(w io.Writer, res *Result) {
+	s, x := res.Summary, res.Exporter
+	cfg := res.Configuration
+	fmt.Fprintln(w)
+	what := fmt.Sprintf("%s of traffic", cfg.Duration)
+	if res.Interrupted {
+		what = "traffic until interrupted"
+	}
+	fmt.Fprintf(w, "spanflow demo: %s mirrored from %d ESXi hosts: %s packets, %s bytes\n",
+		what, len(res.Estate.Hosts), Group(x.Frames), Group(res.MirroredBytes))
+	fmt.Fprintf(w, "  exporter: %s flows in %s IPFIX messages to %s (observation domain %d)\n",
+		Group(x.Flows), Group(x.Messages), res.CollectorAddr, res.ObservationDomain)
+	fmt.Fprintf(w, "  collector: %s flow documents, %s with a vCenter VM on at least one end, written to\n    %s\n\n",
+		Group(s.Total.Flows), Group(s.WithVM), res.OutputPath)
+	s.Print(w)
+	if cfg.ESURL != "" {
+		fmt.Fprintf(w, "\nElasticsearch: %s documents of this run in %s at %s\n", Group(uint64(res.ESIndexed)), IndexPattern, cfg.ESURL)
+		fmt.Fprintf(w, "  Kibana: install the dashboards, then open Dashboards > \"spanflow: Overview\" (time: last 15 minutes):\n")
+		fmt.Fprintf(w, "    spanflow dashboards install --kibana-url %s\n", cfg.KibanaURL)
+		fmt.Fprintf(w, "  Only this run: filter on netflow.observation_domain_id : %d\n", res.ObservationDomain)
+	}
+	fmt.Fprintf(w, "\nNext: docs/quickstart.md points the exporter at a real mirror port and the collector at\nyour vCenter and Elasticsearch.\n")
+}
