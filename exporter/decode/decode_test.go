@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -101,6 +103,11 @@ func FuzzDecode(f *testing.F) {
 			}
 			return nil
 		})
+	}
+	// And one frame of each generated session (every encapsulation), which
+	// needs no shared captures.
+	for _, p := range synth.Mixed(time.Unix(0, 0)).Packets {
+		f.Add(LinkEthernet, p.Data)
 	}
 	f.Add(LinkEthernet, []byte{})
 	f.Add(LinkRaw, []byte{0x45})
