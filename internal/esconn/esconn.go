@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -115,4 +116,22 @@ func Ping(ctx context.Context, client *elasticsearch.Client) error {
 		return fmt.Errorf("reach Elasticsearch: %s", res.Status())
 	}
 	return nil
+}
+
+// Redacted returns the URLs with any user:password@ part replaced, for
+// logs and error messages.
+func Redacted(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil {
+			out[i] = "(unparsable URL)"
+			continue
+		}
+		if u.User != nil {
+			u.User = url.User("REDACTED")
+		}
+		out[i] = u.String()
+	}
+	return out
 }

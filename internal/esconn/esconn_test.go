@@ -135,3 +135,11 @@ func TestTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestRedacted(t *testing.T) {
+	got := Redacted([]string{"https://elastic:s3cret@es1:9200", "http://127.0.0.1:9200", "http://[::1"})
+	want := []string{"https://REDACTED@es1:9200", "http://127.0.0.1:9200", "(unparsable URL)"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Redacted = %v, want %v", got, want)
+	}
+}

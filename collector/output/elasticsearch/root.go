@@ -123,7 +123,7 @@ func (o *Output) Start() error {
 	if o.config.RunSetup {
 		layout, err := setup.Install(ctx, o.client, o.config.Setup)
 		if err != nil {
-			return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", o.config.Connection.URLs, err)
+			return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", esconn.Redacted(o.config.Connection.URLs), err)
 		}
 		o.layout = layout
 	} else {
@@ -169,7 +169,7 @@ func (o *Output) Start() error {
 		o.feeder.Go(func(context.Context) error { return o.feed(indexer) })
 	}
 	o.replay.Go(o.replaySpool)
-	o.r.Log.Info("Elasticsearch output started", "urls", o.config.Connection.URLs, "layout", o.layout.String(),
+	o.r.Log.Info("Elasticsearch output started", "urls", esconn.Redacted(o.config.Connection.URLs), "layout", o.layout.String(),
 		"spool", o.config.SpoolDir)
 	return nil
 }
