@@ -67,7 +67,7 @@ type Packet struct {
 	InnerVLAN      uint16  // customer VLAN id (QinQ C-tag)
 	SegmentID      uint32  // VXLAN/Geneve VNI or GRE key of the innermost tunnel having one
 	ERSPANSession  uint16  // ERSPAN session id (observationPointId)
-	InIf           uint32  // ERSPAN II source port index; 0 = unknown
+	InIf           uint32  // ERSPAN II source port index, or SLL2 interface index; 0 = unknown
 	Tunnels        uint16  // Tunnel* flags
 }
 
@@ -160,6 +160,7 @@ func (d *Decoder) Decode(link uint32, data []byte, wireLen int, p *Packet) Reaso
 		if binary.BigEndian.Uint16(data[8:]) == 1 && data[11] >= 6 { // ARPHRD_ETHER
 			copy(p.SrcMAC[:], data[12:18])
 		}
+		p.InIf = binary.BigEndian.Uint32(data[4:]) // the capturing interface's index
 		return st.etherType(binary.BigEndian.Uint16(data[0:]), data[20:], 0)
 	case LinkNull, LinkLoop:
 		if len(data) < 4 {
