@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -154,13 +156,25 @@ func BenchmarkSnapshotBuild(b *testing.B) {
 // process: 10 clusters of 10 hosts, 1,000 VMs per cluster, each with a
 // guest-reported IPv4 and IPv6 address) from login to the first snapshot.
 // Run it with -benchtime=1x: building the simulated estate takes minutes.
+// SPANFLOW_VSPHERE_BENCH_VMS sets another size (a multiple of 10).
 func BenchmarkInitialLoad(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds a 10,000-VM simulated vCenter: minutes")
+	}
+	vms := 10000
+	if s := os.Getenv("SPANFLOW_VSPHERE_BENCH_VMS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 10 {
+			b.Fatalf("SPANFLOW_VSPHERE_BENCH_VMS=%q: want a number of VMs, at least 10", s)
+		}
+		vms = n
+	}
 	m := simulator.VPX()
 	m.Datacenter = 1
 	m.Cluster = 10
 	m.ClusterHost = 10
 	m.Host = 0
-	m.Machine = 1000
+	m.Machine = vms / 10
 	m.Portgroup = 1
 	m.Autostart = true
 	setupStart := time.Now()
@@ -199,8 +213,10 @@ func BenchmarkInitialLoad(b *testing.B) {
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		var before, after runtime.MemStats
+		b.StopTimer()
 		runtime.GC()
 		runtime.ReadMemStats(&before)
+		b.StartTimer()
 		start := time.Now()
 		c, err := New(reporter.NewForTest(nil), cfg)
 		if err != nil {
@@ -216,6 +232,7 @@ func BenchmarkInitialLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		took := time.Since(start)
+		b.StopTimer()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		vms := len(c.Snapshot().VMs())
@@ -226,7 +243,6 @@ func BenchmarkInitialLoad(b *testing.B) {
 		b.ReportMetric(took.Seconds(), "s-to-first-snapshot")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-heap-growth")
 		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/(1<<20), "MiB-allocated")
-		b.StopTimer()
 		if err := c.Stop(); err != nil {
 			b.Fatal(err)
 		}

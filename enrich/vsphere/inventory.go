@@ -130,8 +130,15 @@ func (m *model) set(obj ref, name string, val any, remove bool) bool {
 		case "config.template":
 			vm.template, _ = val.(bool)
 		case "config.hardware.device":
+			// Keep the network cards only: disks, controllers and the rest
+			// would multiply the memory a large inventory takes.
 			a, _ := val.(types.ArrayOfVirtualDevice)
-			vm.devices = a.VirtualDevice
+			vm.devices = vm.devices[:0]
+			for _, d := range a.VirtualDevice {
+				if _, ok := d.(types.BaseVirtualEthernetCard); ok {
+					vm.devices = append(vm.devices, d)
+				}
+			}
 		case "runtime.host":
 			vm.host = refOf(val)
 		case "runtime.powerState":

@@ -47,20 +47,20 @@ func (l *lookupCounts) sum(res Result) float64 {
 }
 
 type metrics struct {
-	lookups lookupCounts
-	connected                                   prometheus.Gauge
-	connects                                    *prometheus.CounterVec
-	updates                                     prometheus.Counter
-	refetches                                   prometheus.Counter
-	rebuilds                                    prometheus.Counter
-	loadSeconds                                 prometheus.Gauge
-	vms, addresses                              prometheus.Gauge
+	lookups        lookupCounts
+	connected      prometheus.Gauge
+	connects       *prometheus.CounterVec
+	updates        prometheus.Counter
+	refetches      prometheus.Counter
+	rebuilds       prometheus.Counter
+	loadSeconds    prometheus.Gauge
+	vms, addresses prometheus.Gauge
 }
 
 func newMetrics(r *reporter.Reporter, c *Component) *metrics {
 	f := r.Factory("vsphere")
 	m := &metrics{
-		connected:       f.Gauge("connected", "1 while a session with vCenter is up and its inventory loaded, else 0."),
+		connected: f.Gauge("connected", "1 while a session with vCenter is up and its inventory loaded, else 0."),
 		connects: f.CounterVec("connects_total",
 			"Attempts to connect to vCenter and load its inventory, by outcome (ok, error).", "outcome"),
 		updates:     f.Counter("updates_total", "Object updates received from vCenter (initial load included)."),
