@@ -170,7 +170,7 @@ func (g *Traffic) frame(s *conn, k *pkt) []byte {
 }
 
 // Helpers to draw values.
-func (g *Traffic) between(lo, hi int) int { return lo + g.rng.IntN(hi-lo+1) }
+func (g *Traffic) between(lo, hi int) int  { return lo + g.rng.IntN(hi-lo+1) }
 func (g *Traffic) chance(percent int) bool { return g.rng.IntN(100) < percent }
 func (g *Traffic) pick(role string) *VM {
 	vms := g.roles[role]
