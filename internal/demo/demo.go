@@ -14,11 +14,13 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -62,7 +64,8 @@ type Result struct {
 	ESIndexed         int64 // documents of this run found in Elasticsearch; -1 when not asked
 	CollectorAddr     string
 
-	spoolDir string
+	spoolDir    string
+	esTransport *http.Transport
 }
 
 // Streams are where a run writes: the summary (stdout) and the progress
@@ -108,6 +111,9 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 	}
 	if res.spoolDir != "" {
 		os.RemoveAll(res.spoolDir)
+	}
+	if res.esTransport != nil {
+		res.esTransport.CloseIdleConnections()
 	}
 	if err != nil {
 		return res, err
@@ -199,6 +205,13 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 		ecfg.Connection.URLs = []string{cfg.ESURL}
 		ecfg.SpoolDir = spool
 		ecfg.DrainTimeout = 10 * time.Second
+		// Our own transport (as esconn would build it), so the output's
+		// keep-alive connections are closed when the demo ends.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = ecfg.Connection.Timeout
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		ecfg.Connection.Transport = t
+		res.esTransport = t
 		es, err := elasticsearch.New(r.Sub("output elasticsearch"), ecfg)
 		if err != nil {
 			return err
@@ -294,6 +307,10 @@ func (c countingHandler) Handle(dg decoders.Datagram) {
 func countIndexed(url string, domain uint32) (int64, error) {
 	cfg := elasticsearch.DefaultConfiguration().Connection
 	cfg.URLs = []string{url}
+	// Our own transport, so its connections close when we are done.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	defer t.CloseIdleConnections()
+	cfg.Transport = t
 	client, err := esconn.New(cfg)
 	if err != nil {
 		return 0, err
