@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	elasticsearch8 "github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spanflow/spanflow/collector/listen"
@@ -90,6 +91,11 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 	}
 	if err := checkFree("tcp", vcAddr, "--vcenter-port"); err != nil {
 		return nil, err
+	}
+	if cfg.ESURL != "" {
+		if err := pingES(ctx, cfg.ESURL); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{Configuration: cfg, Estate: DefaultEstate(), ESIndexed: -1, OutputPath: cfg.Output}
 	if res.OutputPath == "" {
@@ -264,6 +270,9 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 	}
 	res.Exporter, err = x.Run(ctx, src)
 	prog.Stop()
+	if ctx.Err() != nil {
+		fmt.Fprintf(streams.Err, "spanflow demo: interrupted: the flows metered so far are exported, written and summarized\n")
+	}
 	res.MirroredBytes = src.bytes.Load()
 	res.Interrupted = ctx.Err() != nil
 	if err != nil {
@@ -303,18 +312,39 @@ func (c countingHandler) Handle(dg decoders.Datagram) {
 	c.n.Add(1)
 }
 
-// countIndexed refreshes the flow indices and counts this run's documents.
-func countIndexed(url string, domain uint32) (int64, error) {
+// esClient returns a client for url on its own transport, closed by the
+// returned function.
+func esClient(url string) (*elasticsearch8.Client, func(), error) {
 	cfg := elasticsearch.DefaultConfiguration().Connection
 	cfg.URLs = []string{url}
-	// Our own transport, so its connections close when we are done.
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	defer t.CloseIdleConnections()
 	cfg.Transport = t
 	client, err := esconn.New(cfg)
+	return client, t.CloseIdleConnections, err
+}
+
+// pingES checks the cluster answers before anything starts.
+func pingES(ctx context.Context, url string) error {
+	client, done, err := esClient(url)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := esconn.Ping(ctx, client); err != nil {
+		return fmt.Errorf("--es-url %s: %w", url, err)
+	}
+	return nil
+}
+
+// countIndexed refreshes the flow indices and counts this run's documents.
+func countIndexed(url string, domain uint32) (int64, error) {
+	client, done, err := esClient(url)
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := client.Indices.Refresh(client.Indices.Refresh.WithContext(ctx), client.Indices.Refresh.WithIndex(IndexPattern))
