@@ -61,7 +61,30 @@ func toAddr(v []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func (s *State) appendRecord(out []flow.Record, h *header, values []nf.DataField, received time.Time) []flow.Record {
+// value is one field of a data record.
+type value struct {
+	typ uint16
+	pen uint32 // 0: IANA
+	v   []byte
+}
+
+// appendDataFields converts goflow2's decoded fields.
+func (s *State) appendDataFields(out []flow.Record, h *header, fields []nf.DataField, received time.Time) []flow.Record {
+	vals := s.values[:0]
+	for i := range fields {
+		f := &fields[i]
+		v, _ := f.Value.([]byte)
+		pen := f.Pen
+		if !f.PenProvided {
+			pen = 0
+		}
+		vals = append(vals, value{typ: f.Type, pen: pen, v: v})
+	}
+	s.values = vals
+	return s.appendRecord(out, h, vals, received)
+}
+
+func (s *State) appendRecord(out []flow.Record, h *header, values []value, received time.Time) []flow.Record {
 	out = append(out, flow.Record{})
 	r := &out[len(out)-1]
 	r.Received = received
@@ -75,15 +98,15 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []nf.DataField
 	var t recordTimes
 	for i := range values {
 		f := &values[i]
-		v, _ := f.Value.([]byte)
-		if !f.PenProvided || f.Pen == 0 {
-			s.applyIANA(r, &t, f.Type, v, h.version)
+		v := f.v
+		if f.pen == 0 {
+			s.applyIANA(r, &t, f.typ, v, h.version)
 			continue
 		}
-		switch f.Pen {
+		switch f.pen {
 		case flow.EnterpriseNumber:
 			x := be(v)
-			switch f.Type {
+			switch f.typ {
 			case flow.IETCPRTTClientMicroseconds:
 				r.TCP.RTTClient = time.Duration(x) * time.Microsecond
 			case flow.IETCPRTTServerMicroseconds:
@@ -93,22 +116,22 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []nf.DataField
 			case flow.IETCPZeroWindowEvents:
 				r.TCP.ZeroWindows = uint32(x)
 			default:
-				r.Extra = append(r.Extra, extra("spanflow_"+strconv.Itoa(int(f.Type)), tUnsigned, v))
+				r.Extra = append(r.Extra, extra("spanflow_"+strconv.Itoa(int(f.typ)), tUnsigned, v))
 			}
 		case penVMware:
-			if e, ok := vmware[f.Type]; ok {
+			if e, ok := vmware[f.typ]; ok {
 				r.Extra = append(r.Extra, extra("vmware_"+e.name, e.typ, v))
 			} else {
-				r.Extra = append(r.Extra, extra("vmware_"+strconv.Itoa(int(f.Type)), 0, v))
+				r.Extra = append(r.Extra, extra("vmware_"+strconv.Itoa(int(f.typ)), 0, v))
 			}
 		case penReverse:
-			if e, ok := iana[f.Type]; ok {
+			if e, ok := iana[f.typ]; ok {
 				r.Extra = append(r.Extra, extra("reverse_"+e.name, e.typ, v))
 			} else {
-				r.Extra = append(r.Extra, extra("reverse_"+strconv.Itoa(int(f.Type)), 0, v))
+				r.Extra = append(r.Extra, extra("reverse_"+strconv.Itoa(int(f.typ)), 0, v))
 			}
 		default:
-			r.Extra = append(r.Extra, extra("pen"+strconv.FormatUint(uint64(f.Pen), 10)+"_"+strconv.Itoa(int(f.Type)), 0, v))
+			r.Extra = append(r.Extra, extra("pen"+strconv.FormatUint(uint64(f.pen), 10)+"_"+strconv.Itoa(int(f.typ)), 0, v))
 		}
 	}
 	s.finish(r, &t, h)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
@@ -87,6 +88,7 @@ type State struct {
 	v9        nf.NFv9Packet
 	ipfix     nf.IPFIXPacket
 	buf       bytes.Buffer
+	values    []value // scratch for one data record
 }
 
 // NewState returns the state of one exporter.
@@ -122,6 +124,12 @@ func (t *templateStore) RemoveTemplate(version uint16, domain uint32, id uint16)
 	return tpl, nil
 }
 
+// errDataTemplate makes goflow2 hand data sets of known data templates
+// over raw: decodeData reads them without goflow2's per-field allocations
+// (goflow2 boxes every field value in an interface). goflow2 still frames
+// the message, parses every template and decodes options data.
+var errDataTemplate = fmt.Errorf("%w: data set read by spanflow", nf.ErrorTemplateNotFound)
+
 // errInvalidTemplate makes goflow2 go on with the next set, as for a missing
 // template; the collector then counts the set as bad.
 var errInvalidTemplate = fmt.Errorf("%w: template cannot describe data", nf.ErrorTemplateNotFound)
@@ -129,6 +137,9 @@ var errInvalidTemplate = fmt.Errorf("%w: template cannot describe data", nf.Erro
 func (t *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
 	k := templateKey(version, domain, id)
 	if tpl, ok := t.templates[k]; ok {
+		if _, data := tpl.(nf.TemplateRecord); data {
+			return nil, errDataTemplate
+		}
 		return tpl, nil
 	}
 	if _, bad := t.invalid[k]; bad {
@@ -234,6 +245,7 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	var err error
 	switch {
 	case derr == nil || (errors.Is(derr, nf.ErrorTemplateNotFound) && !errors.Is(derr, errInvalidTemplate)):
+		// Missing templates and data sets left to decodeData are not errors.
 	case s.err != nil:
 		err = s.err
 	case errors.Is(derr, errInvalidTemplate):
@@ -245,7 +257,7 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 		switch fs := set.(type) {
 		case nf.DataFlowSet:
 			for i := range fs.Records {
-				out = s.appendRecord(out, &h, fs.Records[i].Values, received)
+				out = s.appendDataFields(out, &h, fs.Records[i].Values, received)
 				info.Records++
 				info.MessageRecords++
 			}
@@ -264,6 +276,18 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 				continue
 			}
 			if fs.Id < 256 {
+				continue
+			}
+			if tpl, ok := s.templates[k].(nf.TemplateRecord); ok {
+				if slices.Contains(s.added, k) && !seenTemplate(sets, k, set) {
+					// The set came before its template in this datagram:
+					// goflow2 could not decode it; it was held until now.
+					info.Held++
+				}
+				n := len(out)
+				out = s.decodeData(out, &h, tpl.Fields, fs.Records, received)
+				info.Records += len(out) - n
+				info.MessageRecords += len(out) - n
 				continue
 			}
 			if len(s.pending) >= s.limits.MaxPending {
@@ -303,11 +327,9 @@ func (s *State) decodePending(out []flow.Record, info *Info, now time.Time) []fl
 		buf := bytes.NewBuffer(p.data)
 		switch t := tpl.(type) {
 		case nf.TemplateRecord:
-			recs, _ := nf.DecodeDataSet(p.version, buf, t.Fields)
-			for i := range recs {
-				out = s.appendRecord(out, &p.hdr, recs[i].Values, p.received)
-				info.Records++
-			}
+			n := len(out)
+			out = s.decodeData(out, &p.hdr, t.Fields, p.data, p.received)
+			info.Records += len(out) - n
 		case nf.NFv9OptionsTemplateRecord:
 			recs, _ := nf.DecodeOptionsDataSet(p.version, buf, t.Scopes, t.Options)
 			for i := range recs {
@@ -324,6 +346,69 @@ func (s *State) decodePending(out []flow.Record, info *Info, now time.Time) []fl
 	}
 	clear(s.pending[len(keep):])
 	s.pending = keep
+	return out
+}
+
+// seenTemplate reports whether the template with key k was defined in sets
+// before set (the data set being decoded).
+func seenTemplate(sets []any, k uint64, set any) bool {
+	for _, x := range sets {
+		if raw, ok := x.(nf.RawFlowSet); ok {
+			if rs, ok := set.(nf.RawFlowSet); ok && len(raw.Records) > 0 && len(rs.Records) > 0 && &raw.Records[0] == &rs.Records[0] {
+				return false
+			}
+			continue
+		}
+		if tf, ok := x.(nf.TemplateFlowSet); ok {
+			for _, r := range tf.Records {
+				if uint64(r.TemplateId) == k&0xffff {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// decodeData reads the records of a data set as goflow2's DecodeDataSet
+// does (same handling of variable-length fields, padding and truncation),
+// straight into flow records.
+func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data []byte, received time.Time) []flow.Record {
+	size := 0
+	for _, f := range fields {
+		if f.Length != 0xffff {
+			size += int(f.Length)
+		}
+	}
+	for len(data) > 0 && len(data) >= size {
+		vals := s.values[:0]
+		for _, f := range fields {
+			l := int(f.Length)
+			if f.Length == 0xffff {
+				if len(data) < 1 {
+					s.values = vals
+					return out
+				}
+				l, data = int(data[0]), data[1:]
+				if l == 0xff {
+					if len(data) < 2 {
+						s.values = vals
+						return out
+					}
+					l, data = int(binary.BigEndian.Uint16(data)), data[2:]
+				}
+			}
+			l = min(l, len(data))
+			pen := f.Pen
+			if !f.PenProvided {
+				pen = 0
+			}
+			vals = append(vals, value{typ: f.Type, pen: pen, v: data[:l:l]})
+			data = data[l:]
+		}
+		s.values = vals
+		out = s.appendRecord(out, h, vals, received)
+	}
 	return out
 }
 
