@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
 	"github.com/spanflow/spanflow/collector/listen"
@@ -141,6 +143,33 @@ func TestListenDecodeWrite(t *testing.T) {
 	w.Handle(datagram("198.51.100.1:1000", g.AppendData(nil)))
 	if n := value(p.Drops("not_allowed")); n != 1 {
 		t.Errorf("not_allowed drops = %v, want 1", n)
+	}
+
+	// The metrics are lint-clean and labelled by exporter.
+	mfs, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	for _, mf := range mfs {
+		expfmt.MetricFamilyToText(&text, mf)
+	}
+	problems, err := promlint.New(bytes.NewReader(text.Bytes())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+	}
+	for _, want := range []string{
+		`spanflow_collector_records_total{exporter="127.0.0.1",protocol="ipfix"} 120`,
+		`spanflow_collector_templates{exporter="127.0.0.1"} 2`,
+		`spanflow_collector_drops_total{reason="not_allowed"} 1`,
+		`spanflow_listen_kernel_drops_total 0`,
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
