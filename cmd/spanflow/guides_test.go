@@ -1,0 +1,142 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// pendingFlags are flags the guides use that other parts document as theirs
+// (docs/vsphere.md, docs/elasticsearch.md, DESIGN.md) but that are not wired
+// into the command yet: they are logged, not failed, so the guides can say
+// the intended command; every other unknown flag fails.
+var pendingFlags = map[string]bool{
+	"collector run --vcenter-url": true, "collector run --vcenter-user": true, "collector run --vcenter-password-file": true,
+	"collector run --vcenter-ca": true, "collector run --project-rule": true, "collector run --networks": true,
+	"collector run --interface-names": true, "collector run --es-url": true, "collector run --es-ca-file": true,
+	"collector run --es-api-key-file": true, "collector run --es-spool-dir": true, "exporter run --interface": true,
+}
+
+var spanflowCommand = regexp.MustCompile(`(?:^|\s|/bin/)(?:spanflow|go run \./cmd/spanflow)\s+(.*)$`)
+
+// commandLines returns the spanflow command lines of the fenced code blocks
+// of a Markdown file, continuation lines joined.
+func commandLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inCode := false
+	var cur string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			inCode = !inCode
+			continue
+		}
+		if !inCode {
+			continue
+		}
+		if cur != "" {
+			l = cur + " " + strings.TrimSpace(l)
+			cur = ""
+		}
+		if strings.HasSuffix(l, "\\") {
+			cur = strings.TrimSuffix(l, "\\")
+			continue
+		}
+		if i := strings.Index(l, " #"); i >= 0 {
+			l = l[:i]
+		}
+		if m := spanflowCommand.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), "spanflow demo:") &&
+			!strings.HasPrefix(strings.TrimSpace(l), "spanflow exporter:") && !strings.HasPrefix(strings.TrimSpace(l), "spanflow:") {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+func flagNames(flags []cli.Flag) map[string]bool {
+	names := map[string]bool{"help": true, "h": true}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			names[n] = true
+		}
+	}
+	return names
+}
+
+// The copy-paste commands of the quickstart and the guides use commands and
+// flags that exist.
+func TestGuidesCommandsExist(t *testing.T) {
+	app := newApp()
+	global := flagNames(app.Flags)
+	docs := filepath.Join(testutil.ModuleRoot(), "docs")
+	files, _ := filepath.Glob(filepath.Join(docs, "guide-*.md"))
+	files = append(files, filepath.Join(docs, "quickstart.md"))
+	checked := 0
+	for _, file := range files {
+		for _, line := range commandLines(t, file) {
+			words := strings.Fields(line)
+			i := 0
+			for i < len(words) && strings.HasPrefix(words[i], "--") { // global flags first
+				name, _, hasValue := strings.Cut(strings.TrimLeft(words[i], "-"), "=")
+				if !global[name] {
+					t.Errorf("%s: %q: unknown global flag --%s", filepath.Base(file), line, name)
+				}
+				i++
+				if !hasValue {
+					i++
+				}
+			}
+			cmds, path := app.Commands, []string{}
+			var cmd *cli.Command
+			for i < len(words) {
+				var next *cli.Command
+				for _, c := range cmds {
+					if c.HasName(words[i]) {
+						next = c
+					}
+				}
+				if next == nil {
+					break
+				}
+				cmd, cmds, path = next, next.Subcommands, append(path, words[i])
+				i++
+			}
+			if len(path) == 0 && i < len(words) && strings.ContainsAny(words[i], ":/") {
+				continue // a path or host:path (scp), not an invocation
+			}
+			if cmd == nil || cmd.Action == nil {
+				t.Errorf("%s: %q: not a spanflow command", filepath.Base(file), line)
+				continue
+			}
+			names := flagNames(cmd.Flags)
+			for _, w := range words[i:] {
+				if !strings.HasPrefix(w, "--") {
+					continue
+				}
+				name, _, _ := strings.Cut(strings.TrimPrefix(w, "--"), "=")
+				key := strings.Join(path, " ") + " --" + name
+				switch {
+				case names[name]:
+				case pendingFlags[key]:
+					t.Logf("%s: %s: not wired yet", filepath.Base(file), key)
+				default:
+					t.Errorf("%s: %q: spanflow %s has no flag --%s", filepath.Base(file), line, strings.Join(path, " "), name)
+				}
+			}
+			checked++
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d commands found in the guides: is the parser broken?", checked)
+	}
+}
