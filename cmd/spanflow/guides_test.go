@@ -73,14 +73,14 @@ func flagNames(flags []cli.Flag) map[string]bool {
 	return names
 }
 
-// The copy-paste commands of the quickstart and the guides use commands and
+// The copy-paste commands of the quickstart, the guides and the README use commands and
 // flags that exist.
 func TestGuidesCommandsExist(t *testing.T) {
 	app := newApp()
 	global := flagNames(app.Flags)
 	docs := filepath.Join(testutil.ModuleRoot(), "docs")
 	files, _ := filepath.Glob(filepath.Join(docs, "guide-*.md"))
-	files = append(files, filepath.Join(docs, "quickstart.md"))
+	files = append(files, filepath.Join(docs, "quickstart.md"), filepath.Join(testutil.ModuleRoot(), "README.md"))
 	checked := 0
 	for _, file := range files {
 		for _, line := range commandLines(t, file) {
