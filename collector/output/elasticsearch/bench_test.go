@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -86,39 +87,7 @@ func BenchmarkIndexing(b *testing.B) {
 	for _, gzip := range []bool{false, true} {
 		b.Run(fmt.Sprintf("output/gzip=%t", gzip), func(b *testing.B) {
 			measure(b, func(day time.Time, recs []flow.Record) time.Duration {
-				oc := cfg
-				oc.Connection.URLs = []string{url}
-				oc.Connection.Compress = gzip
-				oc.SpoolDir = b.TempDir()
-				var logw io.Writer
-				if os.Getenv("SPANFLOW_BENCH_LOG") != "" {
-					logw = os.Stderr
-				}
-				o, err := New(reporter.NewForTest(logw), oc)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := o.Start(); err != nil {
-					b.Fatal(err)
-				}
-				start := time.Now()
-				// A collector at the highest sustainable rate: wait while the
-				// queue is half full rather than spill into the spool.
-				for i := 0; i < len(recs); i += 500 {
-					for len(o.queue) > cap(o.queue)/2 {
-						time.Sleep(200 * time.Microsecond)
-					}
-					if err := o.Write(recs[i:min(i+500, len(recs))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				for docs, _ := o.spool.Stats(); docs > 0; docs, _ = o.spool.Stats() {
-					time.Sleep(10 * time.Millisecond)
-				}
-				if err := o.Stop(); err != nil {
-					b.Fatal(err)
-				}
-				return time.Since(start)
+				return runOutput(b, url, cfg, gzip, recs)
 			})
 		})
 	}
@@ -286,4 +255,102 @@ func BenchmarkStoredBytesPerFlow(b *testing.B) {
 		b.ReportMetric(float64(docBytes)/float64(n), "json-bytes/flow")
 		b.ReportMetric(0, "ns/op")
 	}
+}
+
+// runOutput indexes recs through an output and returns the time from the
+// first Write to the end of Stop (everything flushed).
+func runOutput(b *testing.B, url string, cfg Configuration, gzip bool, recs []flow.Record) time.Duration {
+	oc := cfg
+	oc.Connection.URLs = []string{url}
+	oc.Connection.Compress = gzip
+	oc.SpoolDir = b.TempDir()
+	var logw io.Writer
+	if os.Getenv("SPANFLOW_BENCH_LOG") != "" {
+		logw = os.Stderr
+	}
+	o, err := New(reporter.NewForTest(logw), oc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	// A collector at the highest sustainable rate: wait while the queue is
+	// half full rather than spill into the spool.
+	for i := 0; i < len(recs); i += 500 {
+		for len(o.queue) > cap(o.queue)/2 {
+			time.Sleep(200 * time.Microsecond)
+		}
+		if err := o.Write(recs[i:min(i+500, len(recs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for docs, _ := o.spool.Stats(); docs > 0; docs, _ = o.spool.Stats() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := o.Stop(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkIndexingPaired measures the output and raw _bulk (batch sizes
+// 1000 and 2000, the best ones in BenchmarkIndexing) back to back, several
+// times, and reports the median of the per-round ratios output / raw at the
+// batch size with the higher median:
+// on a machine whose load drifts, pairs measured seconds apart compare far
+// better than medians of runs minutes apart. SPANFLOW_BENCH_PAIRS sets the
+// number of rounds (default 7).
+func BenchmarkIndexingPaired(b *testing.B) {
+	url := testutil.Elasticsearch(b)
+	c := testClient(b, url)
+	n := benchDocs()
+	pairs := 7
+	if v, err := strconv.Atoi(os.Getenv("SPANFLOW_BENCH_PAIRS")); err == nil && v > 0 {
+		pairs = v
+	}
+	cfg := DefaultConfiguration()
+	once := func(run func(recs []flow.Record) time.Duration) float64 {
+		day := nextBenchDay()
+		recs, _ := genRecords(n, day, uint64(day.Unix()))
+		index := setup.Layout{}.Index(day)
+		d := run(recs)
+		if got := benchCount(c, index); got != n {
+			b.Fatalf("%s holds %d documents, want %d", index, got, n)
+		}
+		benchDelete(c, index)
+		return float64(n) / d.Seconds()
+	}
+	for i := 0; i < b.N; i++ {
+		once(func(recs []flow.Record) time.Duration { return rawBulk(b, url, recs, 1000, cfg.Workers, "errors") }) // warm-up
+		var outs, raw1k, raw2k, r1k, r2k []float64
+		for range pairs {
+			out := once(func(recs []flow.Record) time.Duration { return runOutput(b, url, cfg, false, recs) })
+			a := once(func(recs []flow.Record) time.Duration { return rawBulk(b, url, recs, 1000, cfg.Workers, "errors") })
+			c := once(func(recs []flow.Record) time.Duration { return rawBulk(b, url, recs, 2000, cfg.Workers, "errors") })
+			b.Logf("round: output %.0f docs/s; raw 1000/request %.0f (ratio %.2f), 2000/request %.0f (ratio %.2f)", out, a, out/a, c, out/c)
+			outs, raw1k, raw2k = append(outs, out), append(raw1k, a), append(raw2k, c)
+			r1k, r2k = append(r1k, out/a), append(r2k, out/c)
+		}
+		// The best batch size is the one whose median is higher; the
+		// ratio is the median of the rounds' ratios to it.
+		best, ratios := medianOf(raw1k), r1k
+		if medianOf(raw2k) > best {
+			best, ratios = medianOf(raw2k), r2k
+		}
+		b.ReportMetric(medianOf(ratios), "ratio")
+		b.ReportMetric(medianOf(outs), "output-docs/s")
+		b.ReportMetric(best, "best-raw-docs/s")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+func medianOf(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
