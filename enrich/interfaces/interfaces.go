@@ -191,12 +191,26 @@ func (n *Names) Learn(exporter netip.Addr, names map[uint32]string) {
 	n.learned.Store(&next)
 }
 
-// Enrich fills the interface names the record does not carry already.
+// Enrich names the record's interfaces: a configured name always (the
+// operator's word wins over what the exporter announced), else a learned one
+// when the record carries none (the decoders already fill names from the
+// options data of the record's own observation domain).
 func (n *Names) Enrich(r *flow.Record) {
-	if r.InIf != 0 && r.InIfName == "" {
-		r.InIfName, _ = n.Name(r.ObserverIP, r.InIf)
+	if r.InIf != 0 {
+		r.InIfName = n.pick(r.ObserverIP, r.InIf, r.InIfName)
 	}
-	if r.OutIf != 0 && r.OutIfName == "" {
-		r.OutIfName, _ = n.Name(r.ObserverIP, r.OutIf)
+	if r.OutIf != 0 {
+		r.OutIfName = n.pick(r.ObserverIP, r.OutIf, r.OutIfName)
 	}
+}
+
+func (n *Names) pick(exporter netip.Addr, index uint32, current string) string {
+	k := key{exporter.Unmap(), index}
+	if s, ok := n.configured[k]; ok {
+		return s
+	}
+	if current != "" {
+		return current
+	}
+	return (*n.learned.Load())[k]
 }

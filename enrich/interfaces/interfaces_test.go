@@ -46,6 +46,7 @@ func TestConfiguredAndLearned(t *testing.T) {
 		{flow.Record{ObserverIP: exp2, InIf: 10, OutIf: 11}, "uplink", "", "unknown index"},
 		{flow.Record{ObserverIP: exp3, InIf: 5, OutIf: 6}, "eth5", "eth6", "learned"},
 		{flow.Record{ObserverIP: exp3, InIf: 5, InIfName: "from-record"}, "from-record", "", "name in the record"},
+		{flow.Record{ObserverIP: exp1, InIf: 1, InIfName: "from-record"}, "ge-0/0/1", "", "configured name over the record's"},
 		{flow.Record{ObserverIP: exp1}, "", "", "no index"},
 	} {
 		rec := tc.rec
