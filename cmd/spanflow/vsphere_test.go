@@ -2,17 +2,26 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/urfave/cli/v2"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 // runSplit runs the command with its output and its logs apart.
@@ -185,5 +194,83 @@ func TestVSphereInventoryTLS(t *testing.T) {
 		if err != nil || !strings.Contains(out, "DC0_C0_RP0_VM0") {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}
+	}
+}
+
+// TestEnrichersFromFlags builds the collector's enricher chain from its
+// flags and checks the order: vCenter first, so a VM outside every listed
+// network still counts as internal.
+func TestEnrichersFromFlags(t *testing.T) {
+	m := simulator.VPX()
+	m.Datacenter, m.Cluster, m.ClusterHost, m.Host, m.Machine = 1, 1, 1, 0, 1
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove()
+	s := m.Service.NewServer()
+	defer s.Close()
+	ctx := m.Service.Context
+	vm := m.Map().All("VirtualMachine")[0].(*simulator.VirtualMachine)
+	m.Map().WithLock(ctx, vm, func() {
+		net := slices.Clone(vm.Guest.Net)
+		net[0].IpAddress = []string{"172.31.0.5"} // in no listed network
+		m.Map().Update(ctx, vm, []types.PropertyChange{{Name: "guest.net", Val: net}})
+	})
+
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pw := write("pw", "pass\n")
+	nets := write("networks.yaml", "10.0.0.0/8: {name: dc}\n")
+	ifnames := write("ifnames.yaml", "192.0.2.1: {1: uplink}\n")
+	u := *s.URL
+	u.User = nil
+
+	var got []flow.Record
+	app := &cli.App{Name: "t", Flags: enrichFlags(), Writer: io.Discard, ErrWriter: io.Discard,
+		Action: func(c *cli.Context) error {
+			e, err := buildEnrichers(c, reporter.NewForTest(nil))
+			if err != nil {
+				return err
+			}
+			if e.Component == nil {
+				return errors.New("no vCenter component")
+			}
+			if err := e.Component.Start(); err != nil {
+				return err
+			}
+			defer e.Component.Stop()
+			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := e.VSphere.WaitLoaded(wctx); err != nil {
+				return err
+			}
+			for _, r := range []flow.Record{
+				{SrcAddr: netip.MustParseAddr("172.31.0.5"), DstAddr: netip.MustParseAddr("10.1.2.3"), ObserverIP: netip.MustParseAddr("192.0.2.1"), InIf: 1},
+				{SrcAddr: netip.MustParseAddr("172.31.0.5"), DstAddr: netip.MustParseAddr("8.8.8.8")},
+			} {
+				e.Chain.Enrich(&r)
+				got = append(got, r)
+			}
+			return nil
+		}}
+	err := app.Run([]string{"t", "--vcenter-url", u.String(), "--vcenter-user", "user", "--vcenter-password-file", pw,
+		"--networks", nets, "--interface-names", ifnames, "--project-rule", "folder:1", "--portgroup-vni", "DC0_DVPG0=5001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs := got[0].Src.VSphere; vs == nil || vs.VMName != vm.Name {
+		t.Errorf("source not enriched: %+v", vs)
+	}
+	if got[0].Direction != "east-west" || got[0].InIfName != "uplink" {
+		t.Errorf("VM to a listed network: direction %q, interface %q", got[0].Direction, got[0].InIfName)
+	}
+	if got[1].Direction != "north-south" || got[1].Locality != "external" {
+		t.Errorf("VM to the internet: %q %q", got[1].Direction, got[1].Locality)
 	}
 }
