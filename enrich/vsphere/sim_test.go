@@ -92,6 +92,8 @@ type sim struct {
 	vms    map[string]*object.VirtualMachine
 	hosts  map[string]*object.HostSystem
 	pools  map[string]*object.ResourcePool // by host name
+	tags   *tags.Manager
+	tagIDs map[string]string // tag name -> ID, category "project"
 }
 
 // newSim starts a simulated vCenter on listen ("127.0.0.1:0" for any port)
@@ -209,6 +211,7 @@ func newSim(t testing.TB, listen string, restarted bool) *sim {
 	}
 
 	tagIDs := map[string]string{}
+	st.tags, st.tagIDs = tm, tagIDs
 	for _, v := range simEstate(restarted) {
 		finder.SetDatacenter(dcs[v.dc])
 		folders, err := dcs[v.dc].Folders(ctx)

@@ -147,7 +147,7 @@ func describe(vs *flow.VSphere) string {
 	if vs == nil {
 		return "<none>"
 	}
-	return vs.VMName + " on " + vs.HostName + "/" + vs.ClusterName
+	return vs.VMName + " on " + vs.HostName + "/" + vs.ClusterName + " project " + vs.Project
 }
 
 func TestChangesWhileRunning(t *testing.T) {
@@ -168,6 +168,18 @@ func TestChangesWhileRunning(t *testing.T) {
 	eventually(t, "new address", func() (bool, string) {
 		vs, old := lookupVM(c, "10.1.0.51"), lookupVM(c, "10.1.0.50")
 		return vs != nil && vs.VMName == "batch-01" && old == nil, describe(vs) + ", old address: " + describe(old)
+	})
+
+	// Tagged while running: the tag rule comes before the folder rule.
+	if got := lookupVM(c, "10.1.0.51"); got == nil || got.Project != "analytics" {
+		t.Fatalf("batch-01 before tagging: %+v", got)
+	}
+	if err := s.tags.AttachTag(ctx, s.tagIDs["payments"], s.vms["batch-01"].Reference()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new tag", func() (bool, string) {
+		vs := lookupVM(c, "10.1.0.51")
+		return vs != nil && vs.Project == "payments", describe(vs)
 	})
 
 	// vMotion to a host of the other cluster.
