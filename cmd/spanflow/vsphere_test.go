@@ -112,10 +112,11 @@ func TestVSphereInventory(t *testing.T) {
 		}
 	}
 
-	table, err := run(t, "vsphere", "inventory", "--vcenter-url", u.String())
+	table, _, err := runSplit(t, "vsphere", "inventory", "--vcenter-url", u.String())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, table)
 	}
+	t.Logf("table:\n%s", table)
 	for name, w := range want {
 		line := ""
 		for _, l := range strings.Split(table, "\n") {
