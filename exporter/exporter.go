@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/capture"
@@ -32,6 +33,25 @@ type Exporter struct {
 	closer    io.Closer
 	now       int64 // flow time: the latest frame's timestamp
 	stats     Summary
+	// pub is the copy of stats that metrics read; Run publishes every
+	// publishEvery frames.
+	pubMu sync.Mutex
+	pub   Summary
+}
+
+const publishEvery = 4096
+
+func (x *Exporter) publish() {
+	x.pubMu.Lock()
+	x.pub = x.stats
+	x.pubMu.Unlock()
+	x.table.Publish()
+}
+
+func (x *Exporter) published() Summary {
+	x.pubMu.Lock()
+	defer x.pubMu.Unlock()
+	return x.pub
 }
 
 // Summary is what a run did.
@@ -85,10 +105,10 @@ func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*E
 		return nil, err
 	}
 	f := r.Factory("decode")
-	f.CounterFunc("frames_total", "Frames read from the capture source.", func() float64 { return float64(x.stats.Frames) })
+	f.CounterFunc("frames_total", "Frames read from the capture source.", func() float64 { return float64(x.published().Frames) })
 	for _, reason := range decode.Reasons {
 		reason := reason
-		f.CounterFunc("frames_"+reason.String()+"_total", "Frames not metered: "+reason.String()+".", func() float64 { return float64(x.stats.Undecodable[reason]) })
+		f.CounterFunc("frames_"+reason.String()+"_total", "Frames not metered: "+reason.String()+".", func() float64 { return float64(x.published().Undecodable[reason]) })
 	}
 	return x, nil
 }
@@ -113,8 +133,11 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	var p decode.Packet
 	var runErr error
 	for n := 0; ; n++ {
-		if n&4095 == 0 && ctx.Err() != nil {
-			break
+		if n%publishEvery == 0 {
+			x.publish()
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		err := src.Next(&fr)
 		if err != nil {
@@ -138,6 +161,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	closeErr := x.encoder.Close()
 	ms, es := x.table.Stats(), x.encoder.Counters()
 	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
+	x.publish()
 	if runErr == nil && closeErr != nil && es.Messages == es.SendErrors {
 		runErr = closeErr // nothing could be sent at all
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
@@ -331,5 +332,67 @@ func TestConfigGolden(t *testing.T) {
 				t.Errorf("configuration (-got, +want):\n%s\n%s", got, want)
 			}
 		})
+	}
+}
+
+// TestMetricsWhileRunning: metrics can be scraped while the pipeline runs
+// (run with -race), and after the run they add up to the summary.
+func TestMetricsWhileRunning(t *testing.T) {
+	c, path := mixedCapture(t)
+	src, err := capture.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r := reporter.NewForTest(nil)
+	x, err := New(r, testConfiguration(path), &memory{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 50; i++ {
+			if _, err := r.Registry.Gather(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	sum, err := x.Run(context.Background(), src)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(families).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	values := map[string]float64{}
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			values[mf.GetName()] += v
+		}
+	}
+	for name, want := range map[string]float64{
+		"spanflow_decode_frames_total":        float64(len(c.Packets)),
+		"spanflow_decode_frames_not_ip_total": float64(c.NotIP),
+		"spanflow_meter_flows_exported_total": float64(len(c.Flows)),
+		"spanflow_meter_flows":                0,
+		"spanflow_ipfix_records_total":        float64(len(c.Flows)),
+		"spanflow_ipfix_messages_total":       float64(sum.Messages),
+		"spanflow_meter_packets_total":        float64(len(c.Packets) - c.NotIP),
+	} {
+		if got, ok := values[name]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
 	}
 }

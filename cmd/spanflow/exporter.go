@@ -10,6 +10,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 func exporterCommand() *cli.Command {
@@ -39,6 +40,7 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
 		&cli.DurationFlag{Name: "template-refresh", Value: time.Duration(d.TemplateRefreshInterval), Usage: "re-send the IPFIX templates after this much time"},
 		&cli.IntFlag{Name: "template-refresh-messages", Value: d.TemplateRefreshMessages, Usage: "re-send the IPFIX templates every this many messages"},
+		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (off when empty)"},
 	}
 }
 
@@ -68,6 +70,11 @@ func exporterRunCommand() *cli.Command {
 			if err != nil {
 				return errors.New(oneLineError(err))
 			}
+			metrics := reporter.NewMetricsServer(rep, c.String("metrics-listen"))
+			if err := metrics.Start(); err != nil {
+				return err
+			}
+			defer metrics.Stop()
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
 			sum, err := x.Run(ctx, src)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ type UDP struct {
 	dests []*net.UDPAddr
 	names []string
 	log   *reporter.Limited
+	mu    sync.Mutex // guards stats: Send and metrics may run in different goroutines
 	stats Stats
 }
 
@@ -91,8 +93,8 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 	_ = conn.SetWriteBuffer(4 << 20)
 	u.conn = conn
 	f := r.Factory("export")
-	f.CounterFunc("datagrams_sent_total", "IPFIX datagrams sent (one per message and collector).", func() float64 { return float64(u.stats.Sent) })
-	f.CounterFunc("datagram_errors_total", "IPFIX datagrams the kernel refused to send.", func() float64 { return float64(u.stats.Errors) })
+	f.CounterFunc("datagrams_sent_total", "IPFIX datagrams sent (one per message and collector).", func() float64 { return float64(u.Stats().Sent) })
+	f.CounterFunc("datagram_errors_total", "IPFIX datagrams the kernel refused to send.", func() float64 { return float64(u.Stats().Errors) })
 	return u, nil
 }
 
@@ -100,6 +102,13 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 // listening) is counted and logged, not fatal.
 func (u *UDP) Send(msg []byte) error {
 	var first error
+	var sent, failed uint64
+	defer func() {
+		u.mu.Lock()
+		u.stats.Sent += sent
+		u.stats.Errors += failed
+		u.mu.Unlock()
+	}()
 	for i, d := range u.dests {
 		for try := 0; ; try++ {
 			_, err := u.conn.WriteToUDP(msg, d)
@@ -109,13 +118,13 @@ func (u *UDP) Send(msg []byte) error {
 				continue
 			}
 			if err != nil {
-				u.stats.Errors++
+				failed++
 				u.log.Warn("send:"+u.names[i], "cannot send IPFIX to collector", "collector", u.names[i], "err", err)
 				if first == nil {
 					first = fmt.Errorf("send to collector %s: %w", u.names[i], err)
 				}
 			} else {
-				u.stats.Sent++
+				sent++
 			}
 			break
 		}
@@ -124,7 +133,11 @@ func (u *UDP) Send(msg []byte) error {
 }
 
 // Stats returns the counters.
-func (u *UDP) Stats() Stats { return u.stats }
+func (u *UDP) Stats() Stats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.stats
+}
 
 // Close closes the socket.
 func (u *UDP) Close() error { return u.conn.Close() }

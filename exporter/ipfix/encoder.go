@@ -3,6 +3,7 @@ package ipfix
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -49,6 +50,10 @@ type Encoder struct {
 	templates   []byte // template sets, built once
 	optionsSize int
 	counters    Counters
+	// pub is what metrics read: counters change once per message, and the
+	// encoder belongs to the pipeline goroutine.
+	pubMu sync.Mutex
+	pub   Counters
 }
 
 // New returns an encoder. clock gives the export time (the capture's time
@@ -64,10 +69,17 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport, clock fun
 	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
 	if r != nil {
 		f := r.Factory("ipfix")
-		f.CounterFunc("messages_total", "IPFIX messages sent.", func() float64 { return float64(e.counters.Messages) })
-		f.CounterFunc("records_total", "IPFIX data records sent (flows and statistics).", func() float64 { return float64(e.counters.Records) })
-		f.CounterFunc("octets_total", "IPFIX message octets sent.", func() float64 { return float64(e.counters.Octets) })
-		f.CounterFunc("send_errors_total", "IPFIX messages the transport failed to send.", func() float64 { return float64(e.counters.SendErrors) })
+		get := func(f func(Counters) uint64) func() float64 {
+			return func() float64 {
+				e.pubMu.Lock()
+				defer e.pubMu.Unlock()
+				return float64(f(e.pub))
+			}
+		}
+		f.CounterFunc("messages_total", "IPFIX messages sent.", get(func(c Counters) uint64 { return c.Messages }))
+		f.CounterFunc("records_total", "IPFIX flow records sent.", get(func(c Counters) uint64 { return c.Records }))
+		f.CounterFunc("octets_total", "IPFIX message octets sent.", get(func(c Counters) uint64 { return c.Octets }))
+		f.CounterFunc("send_errors_total", "IPFIX messages the transport failed to send.", get(func(c Counters) uint64 { return c.SendErrors }))
 	}
 	return e, nil
 }
@@ -233,6 +245,11 @@ func (e *Encoder) Flush() error {
 	e.set, e.msgRecords, e.msgFlows = -1, 0, 0
 	if err != nil {
 		e.counters.SendErrors++
+	}
+	e.pubMu.Lock()
+	e.pub = e.counters
+	e.pubMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("send ipfix message: %w", err)
 	}
 	return nil

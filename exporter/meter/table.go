@@ -126,6 +126,7 @@ type Table struct {
 	sweep  int64 // flow time of the next sweep
 	batch  []flow.Record
 	stats  Stats
+	pub    published
 
 	activeNs, idleNs int64
 	scanActive       bool
@@ -618,6 +619,7 @@ func (t *Table) Expire(now int64) {
 	}
 	t.sweep = now + int64(sweepEvery)
 	t.Sync()
+	t.Publish()
 }
 
 // Flush ends every flow (flowEndReason forcedEnd, or endOfFlow for TCP
@@ -631,4 +633,5 @@ func (t *Table) Flush() {
 		t.expire(t.open.head, EndForced)
 	}
 	t.Sync()
+	t.Publish()
 }
