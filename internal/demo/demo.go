@@ -65,8 +65,9 @@ type Result struct {
 	ESIndexed         int64 // documents of this run found in Elasticsearch; -1 when not asked
 	CollectorAddr     string
 
-	spoolDir    string
-	esTransport *http.Transport
+	spoolDir       string
+	esTransport    *http.Transport
+	trafficStarted bool
 }
 
 // Streams are where a run writes: the summary (stdout) and the progress
@@ -120,6 +121,12 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 	}
 	if res.esTransport != nil {
 		res.esTransport.CloseIdleConnections()
+	}
+	if err != nil && ctx.Err() != nil && !res.trafficStarted {
+		// Ctrl-C while starting: not a failure, there is just nothing to show.
+		res.Interrupted = true
+		fmt.Fprintf(streams.Err, "spanflow demo: interrupted before the traffic started; everything is stopped\n")
+		return res, nil
 	}
 	if err != nil {
 		return res, err
@@ -268,6 +275,7 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 	if err := group.Start(prog); err != nil {
 		return err
 	}
+	res.trafficStarted = true
 	res.Exporter, err = x.Run(ctx, src)
 	prog.Stop()
 	if ctx.Err() != nil {

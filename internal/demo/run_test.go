@@ -122,6 +122,35 @@ func TestInterrupted(t *testing.T) {
 	}
 }
 
+// Ctrl-C while the vCenter is being started is not a failure either: the
+// demo stops what it started and returns without a summary.
+func TestInterruptedWhileStarting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the simulated vCenter: skipped under -short")
+	}
+	before := runtime.NumGoroutine()
+	cfg := testConfiguration(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	var errOut syncBuffer
+	go func() {
+		for !strings.Contains(errOut.String(), "starting a simulated vCenter") {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	res, err := Run(ctx, reporter.NewForTest(nil), cfg, Streams{Out: &out, Err: &errOut})
+	cancel()
+	if err != nil || !res.Interrupted {
+		t.Fatalf("Run = %v (interrupted %v), want no error after Ctrl-C", err, res != nil && res.Interrupted)
+	}
+	if out.Len() != 0 {
+		t.Errorf("summary printed without traffic:\n%s", out.String())
+	}
+	goroutinesSettle(t, before)
+	portsFree(t, res)
+}
+
 // With an Elasticsearch URL, every document of the file is indexed.
 func TestElasticsearch(t *testing.T) {
 	url := testutil.Elasticsearch(t)
