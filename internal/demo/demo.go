@@ -143,19 +143,34 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 	return res, nil
 }
 
-// run starts the components in order (the caller stops them), plays the
-// traffic and waits for the collector to have handled every datagram.
+// run starts the components in order (the caller stops them in reverse):
+// the simulated vCenter, the collector following it, then plays the
+// traffic through the exporter and waits for the collector to have handled
+// every datagram.
 func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, ipfixAddr, vcAddr string, streams Streams) error {
-	cfg, estate := res.Configuration, res.Estate
+	vs, err := startVCenter(ctx, r, group, res, vcAddr, streams)
+	if err != nil {
+		return err
+	}
+	col, err := startCollector(r, group, res, vs, ipfixAddr)
+	if err != nil {
+		return err
+	}
+	return playTraffic(ctx, r, group, res, col, streams)
+}
+
+// startVCenter starts the simulated vCenter and the collector's vsphere
+// enricher following it, and waits for the inventory.
+func startVCenter(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, vcAddr string, streams Streams) (*vsphere.Component, error) {
+	estate := res.Estate
 	fmt.Fprintf(streams.Err, "spanflow demo: starting a simulated vCenter (%d clusters, %d hosts, %d VMs in %d projects) on %s\n",
 		len(estate.Clusters), len(estate.Hosts), len(estate.VMs), len(estate.Projects), vcAddr)
 	vc := newVCenter(r.Sub("vcsim"), estate, vcAddr)
 	if err := group.Start(vc); err != nil {
-		return err
+		return nil, err
 	}
 	res.VCenterURL = vc.URL()
 
-	// The collector: enrichers, outputs, pipeline, listener.
 	vcfg := vsphere.DefaultConfiguration()
 	vcfg.URL = res.VCenterURL
 	vcfg.User, vcfg.Password = vc.Credentials()
@@ -164,10 +179,10 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 	vcfg.RequestTimeout = 30 * time.Second
 	vs, err := vsphere.New(r.Sub("vsphere"), vcfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := group.Start(vs); err != nil {
-		return err
+		return nil, err
 	}
 	wait, cancel := context.WithTimeout(ctx, time.Minute)
 	err = vs.WaitLoaded(wait)
@@ -176,14 +191,26 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 		if last := vs.LastError(); last != nil {
 			err = fmt.Errorf("%w (last error: %v)", err, last)
 		}
-		return err
+		return nil, err
 	}
 	vms := 0
 	if s := vs.Snapshot(); s != nil {
 		vms = len(s.VMs())
 	}
 	fmt.Fprintf(streams.Err, "spanflow demo: collector loaded %d VMs from %s\n", vms, res.VCenterURL)
+	return vs, nil
+}
 
+// collector is the running collector, as the traffic needs it.
+type collector struct {
+	listener           *listen.Listener
+	datagrams, records atomic.Uint64
+}
+
+// startCollector starts the collector's enrichers (vsphere is already
+// running), outputs, pipeline and listener.
+func startCollector(r *reporter.Reporter, group *lifecycle.Group, res *Result, vs *vsphere.Component, ipfixAddr string) (*collector, error) {
+	cfg, estate, col := res.Configuration, res.Estate, &collector{}
 	names := map[uint32]string{}
 	for _, h := range estate.Hosts {
 		names[h.IfIndex] = h.LineName()
@@ -192,26 +219,25 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 	icfg.Names = map[netip.Addr]map[uint32]string{netip.MustParseAddr("127.0.0.1"): names}
 	ifs, err := interfaces.New(r.Sub("interfaces"), icfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	nets, err := networks.New(r.Sub("networks"), networks.Configuration{Networks: estate.Networks})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	ocfg := ndjson.DefaultConfiguration()
 	ocfg.Path, ocfg.MaxBytes = res.OutputPath, 0
 	file, err := ndjson.New(r.Sub("output file"), ocfg, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var records atomic.Uint64
-	outputs := []pipeline.Output{{Name: "file", Sink: file}, {Name: "progress", Sink: counter{&records}}}
+	outputs := []pipeline.Output{{Name: "file", Sink: file}, {Name: "progress", Sink: counter{&col.records}}}
 	comps := []lifecycle.Component{file}
 	if cfg.ESURL != "" {
 		spool, err := os.MkdirTemp("", "spanflow-demo-spool-")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		res.spoolDir = spool
 		ecfg := elasticsearch.DefaultConfiguration()
@@ -227,7 +253,7 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 		res.esTransport = t
 		es, err := elasticsearch.New(r.Sub("output elasticsearch"), ecfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		comps = append(comps, es)
 		outputs = append(outputs, pipeline.Output{Name: "elasticsearch", Sink: es})
@@ -237,28 +263,35 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 		Outputs:   outputs,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var datagrams atomic.Uint64
 	lcfg := listen.DefaultConfiguration()
 	lcfg.UDP, lcfg.TCP, lcfg.Sockets = []string{ipfixAddr}, nil, 1
 	l, err := listen.New(r.Sub("listen"), lcfg, listen.Dependencies{NewHandler: func() listen.Handler {
-		return countingHandler{h: p.NewWorker(), n: &datagrams}
+		return countingHandler{h: p.NewWorker(), n: &col.datagrams}
 	}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := group.Start(append(comps, p, l)...); err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return &PortInUseError{Network: "udp", Addr: ipfixAddr, Flag: "--port"}
+			return nil, &PortInUseError{Network: "udp", Addr: ipfixAddr, Flag: "--port"}
 		}
-		return err
+		return nil, err
 	}
+	col.listener = l
+	res.CollectorAddr = l.Addrs()[0].String()
+	return col, nil
+}
+
+// playTraffic runs the exporter over the paced traffic, with the progress
+// line, then waits for the collector to have handled every datagram.
+func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, col *collector, streams Streams) error {
+	cfg := res.Configuration
 
 	// The exporter, in its own process in real life: its own metrics.
 	xr := &reporter.Reporter{Log: r.Log.With("component", "exporter"), Registry: prometheus.NewRegistry()}
 	xcfg := exporter.DefaultConfiguration()
-	res.CollectorAddr = l.Addrs()[0].String()
 	xcfg.Collectors = []string{res.CollectorAddr}
 	xcfg.ActiveTimeout, xcfg.IdleTimeout = exporter.Duration(cfg.ActiveTimeout), exporter.Duration(cfg.IdleTimeout)
 	xcfg.ObservationDomain = res.ObservationDomain
@@ -267,11 +300,11 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 		return err
 	}
 	res.Base = time.Now().Truncate(time.Millisecond).Add(100 * time.Millisecond)
-	traffic := NewTraffic(estate, TrafficConfiguration{Seed: cfg.Seed, Rate: cfg.Rate, Duration: cfg.Duration, Base: res.Base})
+	traffic := NewTraffic(res.Estate, TrafficConfiguration{Seed: cfg.Seed, Rate: cfg.Rate, Duration: cfg.Duration, Base: res.Base})
 	src := newPacedSource(ctx, traffic)
 	fmt.Fprintf(streams.Err, "spanflow demo: mirroring %s of traffic (%s packets/s) through the exporter to the collector at %s\n",
 		cfg.Duration, Group(uint64(cfg.Rate)), xcfg.Collectors[0])
-	prog := &progress{w: streams.Err, tty: streams.ErrIsTerminal, duration: cfg.Duration, packets: src.packets.Load, records: &records}
+	prog := &progress{w: streams.Err, tty: streams.ErrIsTerminal, duration: cfg.Duration, packets: src.packets.Load, records: &col.records}
 	if err := group.Start(prog); err != nil {
 		return err
 	}
@@ -290,13 +323,13 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 	// Every datagram sent is handled before the collector stops (loopback
 	// UDP does not lose them unless the socket buffer overflows).
 	deadline := time.Now().Add(5 * time.Second)
-	for datagrams.Load() < res.Exporter.Messages && time.Now().Before(deadline) {
+	for col.datagrams.Load() < res.Exporter.Messages && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	res.Datagrams, res.Records = datagrams.Load(), records.Load()
+	res.Datagrams, res.Records = col.datagrams.Load(), col.records.Load()
 	if res.Datagrams < res.Exporter.Messages {
 		fmt.Fprintf(streams.Err, "spanflow demo: warning: the collector handled %d of the %d IPFIX messages sent (kernel drops: %d)\n",
-			res.Datagrams, res.Exporter.Messages, l.KernelDrops())
+			res.Datagrams, res.Exporter.Messages, col.listener.KernelDrops())
 	}
 	return nil
 }

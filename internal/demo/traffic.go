@@ -3,7 +3,6 @@ package demo
 import (
 	"container/heap"
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/netip"
@@ -325,7 +324,6 @@ func (g *Traffic) webNorthSouth(t0 int64) *conn {
 	c := g.internetClient()
 	b := g.vmEnd(web, c.Is6())
 	a := g.peerEnd(c)
-	b.mac = web.MAC
 	sh := tcpShape{rttServer: us(g.between(60, 250)), rttClient: us(g.between(15000, 90000)), think: us(g.between(500, 4000)),
 		gap: us(g.between(40, 150)), reqSegs: 1, reqSize: g.between(300, 900), respSegs: g.between(3, 14), respSize: 1400}
 	if g.chance(8) {
@@ -512,8 +510,3 @@ func (s *pacedSource) Next(f *capture.Frame) error {
 }
 
 func (s *pacedSource) Close() error { return nil }
-
-// String describes the generator for errors.
-func (g *Traffic) String() string {
-	return fmt.Sprintf("traffic at %d packets/s for %s", g.cfg.Rate, g.cfg.Duration)
-}
