@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 )
 
@@ -107,7 +107,10 @@ type Packet struct {
 	Data     []byte
 	Time     time.Time
 	Length   int // original length on the wire
-	LinkType layers.LinkType
+	// LinkType is the capture's link type. It is a uint32 because gopacket's
+	// layers.LinkType is a byte and truncates types above 255 (Linux cooked
+	// v2, 276, would read as 20).
+	LinkType uint32
 }
 
 // ReadPcap reads every frame of a pcap or pcapng file.
@@ -127,10 +130,13 @@ func ReadCapture(path string) ([]Packet, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var magic [4]byte
-	if _, err := io.ReadFull(f, magic[:]); err != nil {
+	var hdr [24]byte
+	n, err := io.ReadFull(f, hdr[:])
+	if err != nil && n < 4 {
 		return nil, fmt.Errorf("read magic: %w", err)
 	}
+	var magic [4]byte
+	copy(magic[:], hdr[:4])
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -138,19 +144,27 @@ func ReadCapture(path string) ([]Packet, error) {
 		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 	}
 	var src source
-	var link layers.LinkType
+	var link uint32
 	if magic == [4]byte{0x0a, 0x0d, 0x0d, 0x0a} {
 		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
 		if err != nil {
 			return nil, err
 		}
-		src, link = r, r.LinkType()
+		src, link = r, uint32(r.LinkType())
 	} else {
 		r, err := pcapgo.NewReader(f)
 		if err != nil {
 			return nil, err
 		}
-		src, link = r, r.LinkType()
+		src, link = r, uint32(r.LinkType())
+		if n == len(hdr) {
+			// Read the full 32-bit link type (low 28 bits) in the file's byte order.
+			if magic[0] == 0xd4 || magic[0] == 0x4d {
+				link = binary.LittleEndian.Uint32(hdr[20:]) & 0x0fffffff
+			} else {
+				link = binary.BigEndian.Uint32(hdr[20:]) & 0x0fffffff
+			}
+		}
 	}
 	var out []Packet
 	for {
