@@ -104,9 +104,9 @@ func SharedTestdata(t testing.TB) string {
 
 // Packet is one frame read from a capture.
 type Packet struct {
-	Data     []byte
-	Time     time.Time
-	Length   int // original length on the wire
+	Data   []byte
+	Time   time.Time
+	Length int // original length on the wire
 	// LinkType is the capture's link type. It is a uint32 because gopacket's
 	// layers.LinkType is a byte and truncates types above 255 (Linux cooked
 	// v2, 276, would read as 20).
