@@ -46,6 +46,8 @@ func vcenterFlags() []cli.Flag {
 // enrichFlags are the flags of every enricher, for the collector.
 func enrichFlags() []cli.Flag {
 	return append(vcenterFlags(),
+		&cli.DurationFlag{Name: "vcenter-wait", Value: 10 * time.Second,
+			Usage: "at startup, wait this long for the first vCenter inventory so the first flows are enriched (with --pcap, unless set: 2m)"},
 		&cli.StringFlag{Name: "networks", TakesFile: true, EnvVars: []string{"SPANFLOW_NETWORKS"},
 			Usage: "YAML file mapping CIDRs to name, site, role, project and external (default: private ranges are internal)"},
 		&cli.StringFlag{Name: "interface-names", TakesFile: true,
@@ -130,6 +132,11 @@ func buildEnrichers(c *cli.Context, r *reporter.Reporter) (*Enrichers, error) {
 		return nil, err
 	}
 	if ok {
+		vcfg.StartWait = c.Duration("vcenter-wait")
+		if c.String("pcap") != "" && !c.IsSet("vcenter-wait") {
+			// A replay is over in moments: its flows should all be enriched.
+			vcfg.StartWait = 2 * time.Minute
+		}
 		if out.VSphere, err = vsphere.New(r.Sub("vsphere"), vcfg); err != nil {
 			return nil, err
 		}

@@ -47,6 +47,10 @@ type Configuration struct {
 	// TagRefresh is how often tag assignments are read again (the tagging
 	// service has no change feed); used only by tag: project rules.
 	TagRefresh time.Duration
+	// StartWait is how long Start waits for the first inventory, so the
+	// first flows are enriched; when it passes (vCenter down or slow), Start
+	// returns anyway and flows pass unenriched until the load completes.
+	StartWait time.Duration
 }
 
 // DefaultConfiguration returns the defaults; URL must still be set.
@@ -98,6 +102,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.MaxWait < time.Second {
 		return fmt.Errorf("vcenter max wait must be at least 1s, got %s", c.MaxWait)
+	}
+	if c.StartWait < 0 {
+		return fmt.Errorf("vcenter start wait must not be negative, got %s", c.StartWait)
 	}
 	if c.ReconnectMax < c.ReconnectMin {
 		return errors.New("vcenter reconnect max is below reconnect min")

@@ -58,11 +58,19 @@ func New(r *reporter.Reporter, config Configuration) (*Component, error) {
 // Name names the component in lifecycle errors.
 func (c *Component) Name() string { return "vsphere" }
 
-// Start follows vCenter in the background: it does not wait for the first
-// load (flows pass unenriched until then) and never fails on an unreachable
-// vCenter, it retries with backoff.
+// Start follows vCenter in the background. It waits up to StartWait for the
+// first load, never fails on an unreachable vCenter (it retries with
+// backoff), and until the first load flows pass unenriched.
 func (c *Component) Start() error {
 	c.t.Go(c.run)
+	if c.config.StartWait > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.config.StartWait)
+		defer cancel()
+		if err := c.WaitLoaded(ctx); err != nil {
+			c.r.Log.Warn("vcenter inventory not loaded yet; flows pass without vsphere fields until it is",
+				"waited", c.config.StartWait, "last_error", c.LastError())
+		}
+	}
 	return nil
 }
 

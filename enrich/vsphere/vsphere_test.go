@@ -292,3 +292,35 @@ func TestVCenterRestart(t *testing.T) {
 		t.Errorf("inventory age after the restart = %v", a)
 	}
 }
+
+func TestStartWaitsForFirstLoad(t *testing.T) {
+	s := newSim(t, "127.0.0.1:0", false)
+	cfg := s.config()
+	cfg.StartWait = time.Minute
+	c, err := New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if c.Snapshot() == nil {
+		t.Fatal("Start returned before the first inventory")
+	}
+
+	// vCenter down: Start gives up waiting and does not fail.
+	s.stop()
+	cfg.StartWait = 2 * time.Second
+	c2, err := New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Start(); err != nil {
+		t.Fatalf("Start failed with vCenter down: %v", err)
+	}
+	defer c2.Stop()
+	if c2.Snapshot() != nil || c2.LastError() == nil {
+		t.Errorf("with vCenter down: snapshot %v, last error %v", c2.Snapshot(), c2.LastError())
+	}
+}
