@@ -518,11 +518,15 @@ func (o *Output) Stop() error {
 	go func() {
 		_ = o.replay.Stop()
 		_ = o.feeder.Wait()
-		// Close flushes every worker; failures call onFailure, which spools.
-		var errs []error
-		for _, indexer := range o.indexers {
-			errs = append(errs, indexer.Close(context.Background()))
+		// Close flushes every worker, all at once (one after the other would
+		// add a request's latency per indexer); failures call onFailure,
+		// which spools.
+		errs := make([]error, len(o.indexers))
+		var wg sync.WaitGroup
+		for i, indexer := range o.indexers {
+			wg.Go(func() { errs[i] = indexer.Close(context.Background()) })
 		}
+		wg.Wait()
 		drained <- errors.Join(errs...)
 	}()
 	var err error
