@@ -236,3 +236,47 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A document that is not JSON is an error naming the file and line, not a
+// silent skip.
+func TestSummarizeBadLine(t *testing.T) {
+	_, err := summarize(strings.NewReader("{\"network\":{\"bytes\":1}}\n{not json\n"), "flows.ndjson")
+	if err == nil || !strings.Contains(err.Error(), "flows.ndjson line 2") {
+		t.Errorf("error = %v, want one naming flows.ndjson line 2", err)
+	}
+}
+
+// The traffic is the same for the same seed, rate and duration, and
+// follows the rate asked for.
+func TestTrafficDeterministicAndPaced(t *testing.T) {
+	cfg := TrafficConfiguration{Seed: 7, Rate: 5000, Duration: 6 * time.Second, Base: time.Unix(1_700_000_000, 0)}
+	sum := func() (n int, last int64, digest uint64) {
+		g := NewTraffic(DefaultEstate(), cfg)
+		var p Packet
+		prev := int64(0)
+		for g.Next(&p) {
+			if p.Time < prev {
+				t.Fatalf("packet %d goes back in time", n)
+			}
+			prev = p.Time
+			n++
+			for _, b := range p.Frame {
+				digest = digest*31 + uint64(b)
+			}
+		}
+		return n, prev, digest
+	}
+	n1, last, d1 := sum()
+	n2, _, d2 := sum()
+	if n1 != n2 || d1 != d2 {
+		t.Errorf("two generations differ: %d/%x and %d/%x packets/digest", n1, d1, n2, d2)
+	}
+	if end := cfg.Base.Add(cfg.Duration).UnixNano(); last > end {
+		t.Errorf("last packet %s after the end", time.Duration(last-end))
+	}
+	// Sessions stop starting sessionTail before the end.
+	want := float64(cfg.Rate) * (cfg.Duration - sessionTail).Seconds()
+	if f := float64(n1); f < 0.8*want || f > 1.3*want {
+		t.Errorf("%d packets, want about %.0f at %d/s", n1, want, cfg.Rate)
+	}
+}
