@@ -201,6 +201,9 @@ func TestCapturesAgainstTshark(t *testing.T) {
 			if nf == want.records && flows > 0 {
 				compareValues(t, tshark, args, got.records)
 			}
+			if sflowFlows > 0 && sflowFlows == want.flowSamples {
+				compareSFlow(t, tshark, args, got.records)
+			}
 		})
 	}
 }
@@ -265,5 +268,70 @@ func compareValues(t *testing.T, tshark string, args []string, recs []flow.Recor
 		if !slices.Equal(c.got, want) {
 			t.Errorf("%s: %s", c.field, testutil.Diff(c.got, want))
 		}
+	}
+}
+
+// compareSFlow compares the sampling rates of the flow samples, and the
+// source addresses of their sampled headers, with tshark's.
+func compareSFlow(t *testing.T, tshark string, args []string, recs []flow.Record) {
+	t.Helper()
+	var rates, srcs []string
+	for i := range recs {
+		r := &recs[i]
+		if r.Kind != flow.KindSFlow || r.Counters != nil {
+			continue
+		}
+		rates = append(rates, fmt.Sprint(max(r.SamplingRate, 1)))
+		if r.SrcAddr.IsValid() {
+			srcs = append(srcs, r.SrcAddr.String())
+		}
+	}
+	sort.Strings(rates)
+	want := tsharkFields(t, tshark, args, "sflow.flow_sample.sampling_rate")
+	for i, w := range want {
+		if w == "0" {
+			want[i] = "1"
+		}
+	}
+	sort.Strings(want)
+	if !slices.Equal(rates, want) {
+		t.Errorf("sflow sampling rates: %s", testutil.Diff(rates, want))
+	}
+	// tshark lists every IP header of a frame: the datagram's own first,
+	// then one per sampled header (more for tunnels in the sample).
+	out, err := exec.Command(tshark, append(args, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", "ip.src", "-e", "ipv6.src", "-e", "frame.protocols")...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	var wantSrcs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		cols := strings.Split(line, "\t")
+		if len(cols) < 3 {
+			continue
+		}
+		v4, v6 := strings.Split(cols[0], "|"), strings.Split(cols[1], "|")
+		// The datagram's own header is the first ip or ipv6 in the stack.
+		i4, i6 := strings.Index(cols[2], ":ip:"), strings.Index(cols[2], ":ipv6:")
+		if i4 >= 0 && (i6 < 0 || i4 < i6) {
+			v4 = v4[1:]
+		} else if i6 >= 0 {
+			v6 = v6[1:]
+		}
+		for _, a := range append(v4, v6...) {
+			if a != "" {
+				wantSrcs = append(wantSrcs, netip.MustParseAddr(a).String())
+			}
+		}
+	}
+	sort.Strings(srcs)
+	sort.Strings(wantSrcs)
+	if len(srcs) != len(wantSrcs) {
+		// Tunnels inside sampled headers add headers tshark lists and
+		// spanflow does not (it keeps the outer one).
+		t.Logf("sflow: %d sampled source addresses, tshark lists %d IP headers: not compared", len(srcs), len(wantSrcs))
+		return
+	}
+	if !slices.Equal(srcs, wantSrcs) {
+		t.Errorf("sflow sampled source addresses: %s", testutil.Diff(srcs, wantSrcs))
 	}
 }
