@@ -6,13 +6,13 @@
 # and use 2 SO_REUSEPORT sockets. goflow2 is installed from the module proxy
 # into a temporary GOBIN (never committed).
 #
-# Environment: MESSAGES (default 200000), PER_MESSAGE (20), RATE messages/s
-# (20000; 0 = as fast as possible), SOCKETS (2).
+# Environment: MESSAGES (default 50000), PER_MESSAGE (20), RATE messages/s
+# (10000; 0 = as fast as possible), SOCKETS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MESSAGES=${MESSAGES:-200000}
+MESSAGES=${MESSAGES:-50000}
 PER_MESSAGE=${PER_MESSAGE:-20}
-RATE=${RATE:-20000}
+RATE=${RATE:-10000}
 SOCKETS=${SOCKETS:-2}
 work=$(mktemp -d)
 out=/dev/shm/spanflow-bench-$$
