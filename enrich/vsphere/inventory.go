@@ -15,7 +15,7 @@ import (
 // handled by model.apply; anything else vCenter reports (a nested path into
 // one of them) makes the object be read again whole.
 var followed = map[string][]string{
-	"VirtualMachine":              {"name", "config.uuid", "config.template", "config.hardware.device", "runtime.host", "runtime.powerState", "guest.net", "guest.ipAddress", "parent", "customValue"},
+	"VirtualMachine":              {"name", "config.instanceUuid", "config.template", "config.hardware.device", "runtime.host", "runtime.powerState", "guest.net", "guest.ipAddress", "parent", "customValue"},
 	"HostSystem":                  {"name", "parent", "config.network.portgroup"},
 	"ClusterComputeResource":      {"name", "parent"},
 	"ComputeResource":             {"name", "parent"},
@@ -125,7 +125,7 @@ func (m *model) set(obj ref, name string, val any, remove bool) bool {
 		switch name {
 		case "name":
 			vm.name, _ = val.(string)
-		case "config.uuid":
+		case "config.instanceUuid":
 			vm.uuid, _ = val.(string)
 		case "config.template":
 			vm.template, _ = val.(bool)

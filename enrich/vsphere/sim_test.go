@@ -359,7 +359,7 @@ func (s *sim) expected(t testing.TB, vmName string, nic int, project string) *fl
 	t.Helper()
 	ctx := context.Background()
 	var vm mo.VirtualMachine
-	if err := s.vms[vmName].Properties(ctx, s.vms[vmName].Reference(), []string{"config.uuid", "runtime.host"}, &vm); err != nil {
+	if err := s.vms[vmName].Properties(ctx, s.vms[vmName].Reference(), []string{"config.instanceUuid", "runtime.host"}, &vm); err != nil {
 		t.Fatal(err)
 	}
 	var host mo.HostSystem
@@ -380,7 +380,7 @@ func (s *sim) expected(t testing.TB, vmName string, nic int, project string) *fl
 			def = v
 		}
 	}
-	return &flow.VSphere{VMName: vmName, VMUUID: vm.Config.Uuid, HostName: host.Name, ClusterName: clusterName,
+	return &flow.VSphere{VMName: vmName, VMUUID: vm.Config.InstanceUuid, HostName: host.Name, ClusterName: clusterName,
 		DatacenterName: []string{"DC0", "DC1"}[def.dc], NetworkName: def.nics[nic].network, Project: project}
 }
 

@@ -111,8 +111,13 @@ func TestFlowsGetInventoryFacts(t *testing.T) {
 	if got := lookups(t, r, "found"); got != 15 {
 		t.Errorf("found lookups = %v, want 15", got)
 	}
+	uuids := map[string]bool{}
 	for _, vm := range c.Snapshot().VMs() {
 		t.Logf("%+v", vm)
+		if vm.UUID == "" || uuids[vm.UUID] {
+			t.Errorf("%s: instance UUID %q empty or repeated", vm.Name, vm.UUID)
+		}
+		uuids[vm.UUID] = true
 	}
 	if n := len(c.Snapshot().VMs()); n != 7 {
 		t.Errorf("inventory lists %d VMs, want 7", n)
