@@ -137,7 +137,8 @@ func (s *Snapshot) Len() (addrs, macs int) {
 // NewSnapshot builds a snapshot from a VM listing: the inventory builds one
 // from vCenter data, and tests or benchmarks from a listing of their own.
 // Only powered-on VMs are indexed (others cannot send traffic and would
-// only make addresses ambiguous), but every VM is listed.
+// only make addresses ambiguous), but every VM is listed. The snapshot takes
+// vms over (it sorts them by name): the caller must not use it afterwards.
 func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 	sort.Slice(vms, func(i, j int) bool {
 		if vms[i].Name != vms[j].Name {
