@@ -436,6 +436,27 @@ var compiledFields = func() []compiled {
 
 var netflowOpen = []string{"netflow"}
 
+// reservedExtra are the names of the fixed netflow.* fields: an extra
+// element of the same name is left out (the fixed field carries it).
+var reservedExtra = func() map[string]bool {
+	m := map[string]bool{}
+	for _, f := range fields {
+		if rest, ok := strings.CutPrefix(f.Name, "netflow."); ok && f.put != nil {
+			m[rest] = true
+		}
+	}
+	return m
+}()
+
+func repeatedExtra(before []Extra, name string) bool {
+	for i := range before {
+		if before[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 func jsonKey(k string) []byte { return append(AppendJSONString(nil, k), ':') }
 
 // Encoder writes records as nested JSON documents. It keeps scratch space
@@ -464,6 +485,10 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 		if c.extras {
 			for j := range r.Extra {
 				x := &r.Extra[j]
+				if reservedExtra[x.Name] || repeatedExtra(r.Extra[:j], x.Name) {
+					// A duplicate key would make Elasticsearch refuse the document.
+					continue
+				}
 				b = e.open(b, netflowOpen, c.opens)
 				b = e.sep(b)
 				b = AppendJSONString(b, x.Name)

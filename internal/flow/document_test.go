@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/json"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -127,4 +128,14 @@ func BenchmarkAppendDocument(b *testing.B) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/doc")
+}
+
+func TestExtrasNeverDuplicateKeys(t *testing.T) {
+	r := Record{Kind: KindIPFIX, ObservationDomain: 3, Extra: []Extra{
+		{Name: "observation_domain_id", Num: 9}, {Name: "ip_ttl", Num: 64}, {Name: "ip_ttl", Num: 65}}}
+	doc := string(new(Encoder).AppendDocument(nil, &r))
+	if strings.Count(doc, `"observation_domain_id"`) != 1 || strings.Count(doc, `"ip_ttl"`) != 1 ||
+		!strings.Contains(doc, `"observation_domain_id":3`) || !strings.Contains(doc, `"ip_ttl":64`) {
+		t.Errorf("duplicate or wrong keys: %s", doc)
+	}
 }
