@@ -125,6 +125,7 @@ func TestSnapshotLookup(t *testing.T) {
 		{"10.0.0.2", 30, 0, "three", Found},
 		{"10.0.0.2", 0, 5001, "two", Found},
 		{"10.0.0.2", 30, 5001, "two", Found}, // the VNI is the more specific
+		{"10.0.0.2", 30, 77, "three", Found}, // a segment ID that is no VNI: the VLAN decides
 		{"10.0.0.2", 0, 0, "", Ambiguous},
 		{"10.0.0.2", 40, 0, "", Ambiguous},
 		{"10.0.0.9", 0, 0, "", Unknown},

@@ -102,28 +102,40 @@ func (s *Snapshot) pick(sp span, vlan uint16, vni uint32) (*flow.VSphere, Result
 	if sp.n == 1 {
 		return sp.one, Found
 	}
-	var match *flow.VSphere
-	matches := 0
-	for _, c := range s.cands[sp.first : sp.first+sp.n] {
-		if (vni != 0 && c.vni == vni) || (vni == 0 && vlan != 0 && c.vlan == vlan) {
-			if match != c.vs {
-				matches++
-				match = c.vs
-			}
+	cands := s.cands[sp.first : sp.first+sp.n]
+	// The VNI is the more specific; a segment ID that is no VNI (a GRE key)
+	// matches nothing and the VLAN decides.
+	if vni != 0 {
+		if vs := only(cands, func(c *candidate) bool { return c.vni == vni }); vs != nil {
+			return vs, Found
 		}
 	}
-	if matches == 1 {
-		return match, Found
-	}
-	// The same VM NIC listed twice (an address in both guest.net and
-	// ipAddress lists) is not ambiguous.
-	first := s.cands[sp.first].vs
-	for _, c := range s.cands[sp.first+1 : sp.first+sp.n] {
-		if c.vs != first {
-			return nil, Ambiguous
+	if vlan != 0 {
+		if vs := only(cands, func(c *candidate) bool { return c.vlan == vlan }); vs != nil {
+			return vs, Found
 		}
 	}
-	return first, Found
+	// The same VM NIC listed twice is not ambiguous.
+	if vs := only(cands, func(*candidate) bool { return true }); vs != nil {
+		return vs, Found
+	}
+	return nil, Ambiguous
+}
+
+// only returns the one VM NIC among the candidates that match, or nil when
+// none or several do.
+func only(cands []candidate, match func(*candidate) bool) *flow.VSphere {
+	var found *flow.VSphere
+	for i := range cands {
+		if !match(&cands[i]) {
+			continue
+		}
+		if found != nil && found != cands[i].vs {
+			return nil
+		}
+		found = cands[i].vs
+	}
+	return found
 }
 
 // Len is the number of distinct addresses and MACs indexed.
