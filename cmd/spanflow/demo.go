@@ -30,7 +30,7 @@ func demoCommand() *cli.Command {
 			&cli.IntFlag{Name: "rate", Value: d.Rate, Usage: "mirrored packets per second, on average (10 to 20000)"},
 			&cli.IntFlag{Name: "port", Value: d.Port, Usage: "UDP port on 127.0.0.1 where the collector receives IPFIX (0: any free port)"},
 			&cli.IntFlag{Name: "vcenter-port", Value: d.VCenterPort, Usage: "TCP port on 127.0.0.1 of the simulated vCenter (0: any free port)"},
-			&cli.StringFlag{Name: "output", Usage: "NDJSON `FILE` the collector writes (default: flows.ndjson in a new temporary directory, kept)"},
+			&cli.StringFlag{Name: "output", Usage: "NDJSON `FILE` the collector appends to (default: flows.ndjson in a new temporary directory, kept); the summary counts this run only"},
 			&cli.StringFlag{Name: "es-url", Usage: "also index the flows into this Elasticsearch `URL` (credentials: SPANFLOW_ES_API_KEY or SPANFLOW_ES_USER/SPANFLOW_ES_PASSWORD)"},
 			&cli.StringFlag{Name: "kibana-url", Value: d.KibanaURL, Usage: "Kibana URL shown in the dashboard steps printed with --es-url"},
 			&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the traffic: the same seed, rate and duration give the same sessions"},

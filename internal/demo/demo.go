@@ -131,7 +131,7 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 	if err != nil {
 		return res, err
 	}
-	if res.Summary, err = Summarize(res.OutputPath); err != nil {
+	if res.Summary, err = Summarize(res.OutputPath, uint64(res.ObservationDomain)); err != nil {
 		return res, err
 	}
 	if cfg.ESURL != "" {
@@ -426,8 +426,12 @@ func printResult(w io.Writer, res *Result) {
 		what, len(res.Estate.Hosts), Group(x.Frames), Group(res.MirroredBytes))
 	fmt.Fprintf(w, "  exporter: %s flows in %s IPFIX messages to %s (observation domain %d)\n",
 		Group(x.Flows), Group(x.Messages), res.CollectorAddr, res.ObservationDomain)
-	fmt.Fprintf(w, "  collector: %s flow documents, %s with a vCenter VM on at least one end, written to\n    %s\n\n",
+	fmt.Fprintf(w, "  collector: %s flow documents, %s with a vCenter VM on at least one end, written to\n    %s\n",
 		Group(s.Total.Flows), Group(s.WithVM), res.OutputPath)
+	if s.Other > 0 {
+		fmt.Fprintf(w, "    (which also holds %s documents of earlier runs, left out below)\n", Group(s.Other))
+	}
+	fmt.Fprintln(w)
 	s.Print(w)
 	if cfg.ESURL != "" {
 		fmt.Fprintf(w, "\nElasticsearch: %s documents of this run in %s at %s\n", Group(uint64(res.ESIndexed)), IndexPattern, cfg.ESURL)

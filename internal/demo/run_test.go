@@ -240,7 +240,7 @@ func (s *syncBuffer) String() string {
 // A document that is not JSON is an error naming the file and line, not a
 // silent skip.
 func TestSummarizeBadLine(t *testing.T) {
-	_, err := summarize(strings.NewReader("{\"network\":{\"bytes\":1}}\n{not json\n"), "flows.ndjson")
+	_, err := summarize(strings.NewReader("{\"network\":{\"bytes\":1}}\n{not json\n"), "flows.ndjson", 0)
 	if err == nil || !strings.Contains(err.Error(), "flows.ndjson line 2") {
 		t.Errorf("error = %v, want one naming flows.ndjson line 2", err)
 	}

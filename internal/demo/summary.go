@@ -86,6 +86,7 @@ type Summary struct {
 	Lines        []Line            // most bytes first
 	Projects     []ProjectTCP      // by project name
 	Domains      map[uint64]bool   // observation domains seen
+	Other        uint64            // documents of other observation domains, not counted
 }
 
 type vsphereDoc struct {
@@ -164,17 +165,20 @@ func partyLess(a, b Party) bool {
 	return a.Name < b.Name
 }
 
-// Summarize reads an NDJSON file of flow documents.
-func Summarize(path string) (*Summary, error) {
+// Summarize reads an NDJSON file of flow documents. When domain is not 0,
+// only the documents of that IPFIX observation domain (one demo run) are
+// counted: the others (earlier runs appended to the same file) are only
+// counted in Other.
+func Summarize(path string, domain uint64) (*Summary, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read the collector's output: %w", err)
 	}
 	defer f.Close()
-	return summarize(f, path)
+	return summarize(f, path, domain)
 }
 
-func summarize(r io.Reader, name string) (*Summary, error) {
+func summarize(r io.Reader, name string, domain uint64) (*Summary, error) {
 	s := &Summary{Directions: map[string]Totals{}, Domains: map[uint64]bool{}}
 	convs := map[[2]Party]*Conversation{}
 	lines := map[[2]string]*Line{}
@@ -185,6 +189,10 @@ func summarize(r io.Reader, name string) (*Summary, error) {
 		var d document
 		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", name, n, err)
+		}
+		if domain != 0 && d.Netflow.ObservationDomainID != domain {
+			s.Other++
+			continue
 		}
 		s.Total.add(&d)
 		s.Domains[d.Netflow.ObservationDomainID] = true
