@@ -430,9 +430,16 @@ func cleanString(v []byte) string {
 }
 
 // extra makes a netflow.<name> value from raw bytes of a known (or, with typ
-// 0, unknown) type.
+// 0, unknown) type. A name always gets the same JSON type, whatever the
+// value's length, so that Elasticsearch's dynamic mapping never conflicts:
+// numbers for unsigned elements, strings for everything else (unknown and
+// malformed values as hex).
 func extra(name string, typ byte, v []byte) flow.Extra {
 	switch typ {
+	case tUnsigned:
+		if len(v) <= 8 {
+			return flow.Extra{Name: name, Num: be(v)}
+		}
 	case tIPv4, tIPv6:
 		if a, ok := toAddr(v); ok {
 			return flow.Extra{Name: name, Str: a.String(), IsStr: true}
@@ -443,11 +450,6 @@ func extra(name string, typ byte, v []byte) flow.Extra {
 		}
 	case tString:
 		return flow.Extra{Name: name, Str: cleanString(v), IsStr: true}
-	case tOctets:
-		return flow.Extra{Name: name, Str: hex.EncodeToString(v), IsStr: true}
-	}
-	if len(v) <= 8 {
-		return flow.Extra{Name: name, Num: be(v)}
 	}
 	return flow.Extra{Name: name, Str: hex.EncodeToString(v), IsStr: true}
 }
