@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,5 +55,62 @@ func TestDemoBadFlags(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("demo %v: error %v, want one line naming %s", args, err, args[0])
 		}
+	}
+}
+
+// Ctrl-C on the real process: SIGINT ends the traffic, the summary is
+// printed and the process exits 0 with its ports released. The test binary
+// runs itself as the spanflow command in a child process.
+func TestDemoSIGINT(t *testing.T) {
+	if args := os.Getenv("SPANFLOW_TEST_DEMO_ARGS"); args != "" {
+		app := newApp()
+		if err := app.Run(append([]string{"spanflow"}, strings.Fields(args)...)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if testing.Short() {
+		t.Skip("runs the demo in a child process: skipped under -short")
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := udp.LocalAddr().(*net.UDPAddr).Port
+	udp.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDemoSIGINT$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("SPANFLOW_TEST_DEMO_ARGS=demo --duration 1m --port %d --vcenter-port 0 --output %s",
+		port, filepath.Join(t.TempDir(), "flows.ndjson")))
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var errLines []string
+	signalled := false
+	for sc.Scan() {
+		errLines = append(errLines, sc.Text())
+		if !signalled && strings.Contains(sc.Text(), "packets") && strings.Contains(sc.Text(), "2s/1m") {
+			cmd.Process.Signal(os.Interrupt)
+			signalled = true
+		}
+	}
+	err = cmd.Wait()
+	if !signalled || err != nil {
+		t.Fatalf("signalled %v, exit: %v\nstderr:\n%s", signalled, err, strings.Join(errLines, "\n"))
+	}
+	if !strings.Contains(stdout.String(), "traffic until interrupted") || !strings.Contains(stdout.String(), "TCP by project") {
+		t.Errorf("no summary after SIGINT:\n%s", stdout.String())
+	}
+	if c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		t.Errorf("IPFIX port still held: %v", err)
+	} else {
+		c.Close()
 	}
 }
