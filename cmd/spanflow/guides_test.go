@@ -20,7 +20,7 @@ var pendingFlags = map[string]bool{
 	"collector run --vcenter-url": true, "collector run --vcenter-user": true, "collector run --vcenter-password-file": true,
 	"collector run --vcenter-ca": true, "collector run --project-rule": true, "collector run --networks": true,
 	"collector run --interface-names": true, "collector run --es-url": true, "collector run --es-ca-file": true,
-	"collector run --es-api-key-file": true, "collector run --es-spool-dir": true, "exporter run --interface": true,
+	"collector run --es-api-key-file": true, "collector run --es-spool-dir": true, "exporter run --interface": true, "exporter run --filter": true,
 }
 
 var spanflowCommand = regexp.MustCompile(`(?:^|\s|/bin/)(?:spanflow|go run \./cmd/spanflow)\s+(.*)$`)
