@@ -151,6 +151,22 @@ func (d *Decoder) Flush() map[netip.Addr]int {
 	return m
 }
 
+// Expire drops the held data sets that waited longer than the pending
+// timeout at now, and returns how many per exporter.
+func (d *Decoder) Expire(now time.Time) map[netip.Addr]int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	m := map[netip.Addr]int{}
+	for a, e := range d.exporters {
+		e.mu.Lock()
+		if n := e.nf.Expire(now); n > 0 {
+			m[a] = n
+		}
+		e.mu.Unlock()
+	}
+	return m
+}
+
 // Protocol guesses the protocol of a payload from its first bytes.
 func Protocol(p []byte) flow.Kind {
 	if len(p) < 4 {

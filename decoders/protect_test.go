@@ -98,3 +98,18 @@ func TestSequenceLoss(t *testing.T) {
 		t.Errorf("in-order message: lost %d, %d records", res.Lost, len(recs))
 	}
 }
+
+func TestHeldDataExpiresWithoutTraffic(t *testing.T) {
+	cfg := decoders.DefaultConfiguration()
+	cfg.PendingTimeout = time.Second
+	dec, _ := decoders.New(cfg)
+	g := ipfixgen.New(1, 5)
+	now := time.Now()
+	dec.Decode(dg("192.0.2.1:1", g.AppendData(nil), now), nil)
+	if m := dec.Expire(now); len(m) != 0 {
+		t.Errorf("expired too early: %v", m)
+	}
+	if m := dec.Expire(now.Add(2 * time.Second)); m[netip.MustParseAddr("192.0.2.1")] != 1 {
+		t.Errorf("expired %v, want 1 set from 192.0.2.1", m)
+	}
+}

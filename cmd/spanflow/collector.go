@@ -143,6 +143,10 @@ func runCollector(c *cli.Context) error {
 	pcfg.Decoder.MaxTemplatesPerExporter = c.Int("max-templates")
 	pcfg.Decoder.MaxPendingPerExporter = c.Int("max-held-sets")
 	pcfg.Decoder.PendingTimeout = c.Duration("template-wait")
+	if c.String("pcap") != "" {
+		// Held data expires by capture time, as datagrams are read.
+		pcfg.ExpireInterval = 0
+	}
 
 	var group lifecycle.Group
 	var comps []lifecycle.Component

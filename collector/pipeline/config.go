@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/spanflow/spanflow/decoders"
 )
@@ -14,15 +15,22 @@ type Configuration struct {
 	Allow []netip.Prefix
 	// Decoder bounds the per-exporter state.
 	Decoder decoders.Configuration
+	// ExpireInterval is how often data sets held for a template are checked
+	// against the decoder's pending timeout (wall clock); 0 disables it, as
+	// a capture replay must (its receive times are the capture's).
+	ExpireInterval time.Duration
 }
 
 // DefaultConfiguration allows every exporter, with the decoder's default limits.
 func DefaultConfiguration() Configuration {
-	return Configuration{Decoder: decoders.DefaultConfiguration()}
+	return Configuration{Decoder: decoders.DefaultConfiguration(), ExpireInterval: 5 * time.Second}
 }
 
 // Validate checks the configuration.
 func (c Configuration) Validate() error {
+	if c.ExpireInterval < 0 {
+		return fmt.Errorf("expire interval must not be negative")
+	}
 	for _, p := range c.Allow {
 		if !p.IsValid() {
 			return fmt.Errorf("invalid allowed network %v", p)

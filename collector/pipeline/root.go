@@ -7,6 +7,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/decoders/reason"
 	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/lifecycle"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -47,6 +49,7 @@ type Pipeline struct {
 	decoder *decoders.Decoder
 	m       *metrics
 	log     *reporter.Limited
+	tracker lifecycle.Tracker
 }
 
 // New returns a pipeline.
@@ -165,28 +168,50 @@ func (w *Worker) write(recs []flow.Record) {
 	}
 }
 
-// Flush ends a capture replay: data sets still waiting for a template are
-// dropped and counted as decode errors (reason no_template).
-func (p *Pipeline) Flush() int {
+func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 	total := 0
-	for a, n := range p.decoder.Flush() {
+	for a, n := range m {
 		em := p.m.exporter(a)
 		em.expired.Add(float64(n))
 		p.m.decodeErrors.WithLabelValues(em.label(a), reason.NoTemplate).Add(float64(n))
-		p.log.Warn("flush/"+a.String(), "data sets whose template never came dropped", "exporter", a, "sets", n)
+		p.log.Warn(what+"/"+a.String(), "data sets whose template never came dropped", "exporter", a, "sets", n)
 		total += n
 	}
 	return total
 }
 
+// Flush ends a capture replay: data sets still waiting for a template are
+// dropped and counted as decode errors (reason no_template).
+func (p *Pipeline) Flush() int {
+	return p.countExpired(p.decoder.Flush(), "flush")
+}
+
 // Name is used in lifecycle errors.
 func (p *Pipeline) Name() string { return "pipeline" }
 
-// Start does nothing: the pipeline runs on its callers' goroutines.
-func (p *Pipeline) Start() error { return nil }
+// Start runs the expiry of data sets held for templates; decoding runs on
+// the callers' goroutines.
+func (p *Pipeline) Start() error {
+	if p.cfg.ExpireInterval == 0 {
+		return nil
+	}
+	p.tracker.Go(func(ctx context.Context) error {
+		t := time.NewTicker(p.cfg.ExpireInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-t.C:
+				p.countExpired(p.decoder.Expire(now), "expire")
+			}
+		}
+	})
+	return nil
+}
 
-// Stop does nothing: the listeners stop first, then the outputs.
-func (p *Pipeline) Stop() error { return nil }
+// Stop ends the expiry goroutine.
+func (p *Pipeline) Stop() error { return p.tracker.Stop() }
 
 // Drops is the counter of datagrams dropped before decoding for a reason.
 func (p *Pipeline) Drops(why string) prometheus.Counter { return p.m.drops.WithLabelValues(why) }

@@ -414,6 +414,24 @@ func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data
 
 // Flush drops every held data set (the end of a capture) and says how many
 // there were.
+// Expire drops the held data sets older than the pending timeout at now
+// and says how many there were (an exporter that went quiet never sends the
+// datagram that would expire them in Decode).
+func (s *State) Expire(now time.Time) int {
+	n := 0
+	keep := s.pending[:0]
+	for _, p := range s.pending {
+		if s.limits.PendingTimeout > 0 && now.Sub(p.received) > s.limits.PendingTimeout {
+			n++
+			continue
+		}
+		keep = append(keep, p)
+	}
+	clear(s.pending[len(keep):])
+	s.pending = keep
+	return n
+}
+
 func (s *State) Flush() int {
 	n := len(s.pending)
 	s.pending = nil
