@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/export"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
@@ -17,7 +18,13 @@ import (
 // Configuration of the exporter. The YAML keys are the command's flag names.
 type Configuration struct {
 	Pcap                    string   `yaml:"pcap"`
+	Interface               string   `yaml:"interface"`
+	Filter                  string   `yaml:"filter"`
+	RingSize                int      `yaml:"ring-size"` // MiB
 	Collectors              []string `yaml:"collector"`
+	CAFile                  string   `yaml:"ca-file"`
+	QueueSize               int      `yaml:"queue-size"`
+	MetricsListen           string   `yaml:"metrics-listen"`
 	ActiveTimeout           Duration `yaml:"active-timeout"`
 	IdleTimeout             Duration `yaml:"idle-timeout"`
 	ObservationDomain       uint32   `yaml:"observation-domain"`
@@ -48,6 +55,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func DefaultConfiguration() Configuration {
 	m, e := meter.DefaultConfiguration(), ipfix.DefaultConfiguration()
 	return Configuration{
+		RingSize:                capture.DefaultRingSize >> 20,
+		QueueSize:               export.DefaultQueueSize,
 		ActiveTimeout:           Duration(m.ActiveTimeout),
 		IdleTimeout:             Duration(m.IdleTimeout),
 		MaxFlows:                m.MaxFlows,
@@ -101,14 +110,29 @@ func (c Configuration) ipfix() ipfix.Configuration {
 }
 
 func (c Configuration) export() export.Configuration {
-	return export.Configuration{Collectors: c.Collectors}
+	return export.Configuration{Collectors: c.Collectors, CAFile: c.CAFile, QueueSize: c.QueueSize}
+}
+
+// Live is the configuration of the live capture.
+func (c Configuration) Live() capture.LiveConfiguration {
+	return capture.LiveConfiguration{Interface: c.Interface, Filter: c.Filter, RingSize: c.RingSize << 20}
 }
 
 // Validate checks every setting; the error names each wrong one.
 func (c Configuration) Validate() error {
 	var errs []error
-	if c.Pcap == "" {
-		errs = append(errs, errors.New("no capture: give --pcap FILE"))
+	switch {
+	case c.Pcap == "" && c.Interface == "":
+		errs = append(errs, errors.New("no capture: give --interface IFACE or --pcap FILE"))
+	case c.Pcap != "" && c.Interface != "":
+		errs = append(errs, errors.New("--interface and --pcap: give one source only"))
+	case c.Interface != "":
+		if c.RingSize < 1 || c.RingSize > 4096 {
+			errs = append(errs, fmt.Errorf("ring size %d MiB: must be from 1 to 4096", c.RingSize))
+		}
+	}
+	if c.Filter != "" && c.Interface == "" {
+		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
 	}
 	errs = append(errs, c.export().Validate(), c.meter().Validate(), c.ipfix().Validate())
 	return errors.Join(errs...)
@@ -116,3 +140,21 @@ func (c Configuration) Validate() error {
 
 // MarshalYAML writes a duration the way UnmarshalYAML reads it.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// DefaultMetricsListen is where a live exporter serves its metrics unless
+// told otherwise.
+const DefaultMetricsListen = "127.0.0.1:9108"
+
+// MetricsAddr is the address to serve metrics on, or "" for none: the
+// default address for a live capture, none for a file unless given.
+func (c Configuration) MetricsAddr() string {
+	switch {
+	case c.MetricsListen == "off":
+		return ""
+	case c.MetricsListen != "":
+		return c.MetricsListen
+	case c.Interface != "":
+		return DefaultMetricsListen
+	}
+	return ""
+}

@@ -32,6 +32,7 @@ type Exporter struct {
 	transport ipfix.Transport
 	closer    io.Closer
 	now       int64 // flow time: the latest frame's timestamp
+	log       *reporter.Limited
 	stats     Summary
 	// pub is the copy of stats that metrics read; Run publishes every
 	// publishEvery frames.
@@ -54,6 +55,9 @@ func (x *Exporter) published() Summary {
 	return x.pub
 }
 
+// Frames is the number of frames read so far (as last published).
+func (x *Exporter) Frames() uint64 { return x.published().Frames }
+
 // Summary is what a run did.
 type Summary struct {
 	Frames, Octets uint64 // frames read and their length on the wire
@@ -62,6 +66,9 @@ type Summary struct {
 	Messages       uint64 // IPFIX messages sent (to each collector)
 	SendErrors     uint64
 	Evicted        uint64
+	// Live capture only: the kernel's counters of the AF_PACKET socket.
+	Live          bool
+	KernelDropped uint64
 }
 
 // NotDecodable is the number of frames not metered for any reason but "not IP".
@@ -77,14 +84,18 @@ func (s Summary) NotDecodable() uint64 {
 
 // String is the one-line summary printed at exit.
 func (s Summary) String() string {
-	return fmt.Sprintf("%d packets, %d bytes, %d flows exported in %d IPFIX messages, %d packets not decodable, %d not IP, %d flows evicted early, %d send errors",
+	line := fmt.Sprintf("%d packets, %d bytes, %d flows exported in %d IPFIX messages, %d packets not decodable, %d not IP, %d flows evicted early, %d send errors",
 		s.Frames, s.Octets, s.Flows, s.Messages, s.NotDecodable(), s.Undecodable[decode.ReasonNotIP], s.Evicted, s.SendErrors)
+	if s.Live {
+		line += fmt.Sprintf(", %d packets dropped by the kernel", s.KernelDropped)
+	}
+	return line
 }
 
 // New builds the pipeline. When transport is nil, a UDP transport to the
 // configured collectors is opened.
 func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*Exporter, error) {
-	x := &Exporter{r: r, cfg: cfg, decoder: decode.New()}
+	x := &Exporter{r: r, cfg: cfg, decoder: decode.New(), log: reporter.NewLimited(r.Log, 10*time.Second)}
 	if transport == nil {
 		udp, err := export.NewUDP(r.Sub("export"), cfg.export())
 		if err != nil {
@@ -104,6 +115,7 @@ func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*E
 		x.close()
 		return nil, err
 	}
+	r.Factory("capture").CounterFunc("kernel_drops_total", "Frames the kernel dropped because the capture ring was full (live capture).", func() float64 { return float64(x.published().KernelDropped) })
 	f := r.Factory("decode")
 	f.CounterFunc("frames_total", "Frames read from the capture source.", func() float64 { return float64(x.published().Frames) })
 	for _, reason := range decode.Reasons {
@@ -125,13 +137,42 @@ func (x *Exporter) statistics() ipfix.Statistics {
 	return ipfix.Statistics{Packets: x.stats.Frames, Octets: x.stats.Octets, Ignored: ignored}
 }
 
+// KernelCounter is a live source: it has the kernel's counters, and its Next
+// returns capture.ErrIdle when no frame came for a while.
+type KernelCounter interface {
+	Stats() capture.LiveStats
+}
+
+// tickEvery is how often, in wall-clock time, a live run expires flows and
+// sends the message being built.
+const tickEvery = time.Second
+
+// tick runs a live capture's timers: flows whose timeouts passed end even
+// when no packet arrives, and what was encoded leaves within a second.
+func (x *Exporter) tick(live KernelCounter) {
+	if now := time.Now().UnixNano(); now > x.now {
+		x.now = now
+	}
+	x.table.Expire(x.now)
+	if err := x.encoder.Flush(); err != nil {
+		x.log.Warn("send", "cannot send IPFIX message", "err", err)
+	}
+	x.stats.KernelDropped = live.Stats().Dropped
+	x.publish()
+}
+
 // Run reads src until its end (or ctx is cancelled), then ends every flow,
 // sends what is left and returns the summary. A read error stops the run but
-// the flows metered so far are still exported.
+// the flows metered so far are still exported. A live source (a
+// KernelCounter) is read until ctx is cancelled; its flows are expired on
+// wall-clock time every second.
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
 	var fr capture.Frame
 	var p decode.Packet
 	var runErr error
+	live, _ := src.(KernelCounter)
+	x.stats.Live = live != nil
+	nextTick := time.Now().Add(tickEvery)
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
 			x.publish()
@@ -139,9 +180,23 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 				break
 			}
 		}
+		if live != nil && n%64 == 0 && time.Now().After(nextTick) {
+			x.tick(live)
+			nextTick = time.Now().Add(tickEvery)
+		}
 		err := src.Next(&fr)
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			if live != nil && errors.Is(err, capture.ErrIdle) {
+				if ctx.Err() != nil {
+					break
+				}
+				if time.Now().After(nextTick) {
+					x.tick(live)
+					nextTick = time.Now().Add(tickEvery)
+				}
+				continue
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, capture.ErrClosed) {
 				runErr = err
 			}
 			break
@@ -156,6 +211,12 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 			continue
 		}
 		x.table.Add(&p, fr.Timestamp)
+	}
+	if live != nil {
+		if now := time.Now().UnixNano(); now > x.now {
+			x.now = now
+		}
+		x.stats.KernelDropped = live.Stats().Dropped
 	}
 	x.table.Flush()
 	closeErr := x.encoder.Close()

@@ -32,7 +32,12 @@ func exporterRunFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML file with any of these settings (keys are the flag names; flags given override it)"},
 		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE`, export every flow, and exit"},
-		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX over UDP to `HOST:PORT` (repeat for several collectors)"},
+		&cli.StringFlag{Name: "interface", Usage: "capture live on `IFACE` (AF_PACKET ring, promiscuous) until SIGINT/SIGTERM, then export every flow"},
+		&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` applied in the kernel to the live capture, e.g. 'not port 22' (compiled by libpcap, loaded at run time)"},
+		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB`"},
+		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX to `HOST:PORT` over UDP, or to udp://, tcp:// or tls://HOST:PORT (repeat for several collectors)"},
+		&cli.StringFlag{Name: "ca-file", Usage: "PEM `FILE` of the CAs that tls:// collectors' certificates must chain to (system CAs when empty)"},
+		&cli.IntFlag{Name: "queue-size", Value: d.QueueSize, Usage: "IPFIX messages a tcp:// or tls:// collector buffers while it is away; more are dropped and counted"},
 		&cli.DurationFlag{Name: "active-timeout", Value: time.Duration(d.ActiveTimeout), Usage: "export a flow that has lasted this long, and go on in a new record"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: time.Duration(d.IdleTimeout), Usage: "export a flow that saw no packet for this long"},
 		&cli.UintFlag{Name: "observation-domain", Value: uint(d.ObservationDomain), Usage: "IPFIX observation domain id of the messages"},
@@ -40,7 +45,7 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
 		&cli.DurationFlag{Name: "template-refresh", Value: time.Duration(d.TemplateRefreshInterval), Usage: "re-send the IPFIX templates after this much time"},
 		&cli.IntFlag{Name: "template-refresh-messages", Value: d.TemplateRefreshMessages, Usage: "re-send the IPFIX templates every this many messages"},
-		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (off when empty)"},
+		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
 	}
 }
 
@@ -70,7 +75,7 @@ func exporterRunCommand() *cli.Command {
 			if err != nil {
 				return errors.New(oneLineError(err))
 			}
-			metrics := reporter.NewMetricsServer(rep, c.String("metrics-listen"))
+			metrics := reporter.NewMetricsServer(rep, cfg.MetricsAddr())
 			if err := metrics.Start(); err != nil {
 				return err
 			}
@@ -80,18 +85,23 @@ func exporterRunCommand() *cli.Command {
 			sum, err := x.Run(ctx, src)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
-				return fmt.Errorf("%s: %s", cfg.Pcap, oneLineError(err))
+				return fmt.Errorf("%s: %s", cfg.Pcap+cfg.Interface, oneLineError(err))
 			}
 			return nil
 		},
 	}
 }
 
-// exporterSource opens the frame source the configuration names. Today a
-// capture file; a live source (--interface, AF_PACKET) is chosen here too.
+// exporterSource opens the frame source the configuration names: a capture
+// file, or a live AF_PACKET capture.
 func exporterSource(cfg exporter.Configuration) (capture.Source, error) {
+	if cfg.Interface != "" {
+		return openLive(cfg.Live())
+	}
 	return capture.OpenFile(cfg.Pcap)
 }
+
+const defaultMetricsListen = exporter.DefaultMetricsListen
 
 // exporterConfiguration is the defaults, then the --config file, then the
 // flags given on the command line.
@@ -104,6 +114,24 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	}
 	if c.IsSet("pcap") {
 		cfg.Pcap = c.String("pcap")
+	}
+	if c.IsSet("interface") {
+		cfg.Interface = c.String("interface")
+	}
+	if c.IsSet("filter") {
+		cfg.Filter = c.String("filter")
+	}
+	if c.IsSet("ring-size") {
+		cfg.RingSize = c.Int("ring-size")
+	}
+	if c.IsSet("ca-file") {
+		cfg.CAFile = c.String("ca-file")
+	}
+	if c.IsSet("queue-size") {
+		cfg.QueueSize = c.Int("queue-size")
+	}
+	if c.IsSet("metrics-listen") {
+		cfg.MetricsListen = c.String("metrics-listen")
 	}
 	if c.IsSet("collector") {
 		cfg.Collectors = c.StringSlice("collector")

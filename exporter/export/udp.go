@@ -17,9 +17,18 @@ import (
 
 // Configuration of the transport.
 type Configuration struct {
-	// Collectors are HOST:PORT addresses; each gets every message.
+	// Collectors are HOST:PORT (UDP) or udp://, tcp:// or tls://HOST:PORT
+	// addresses; each gets every message.
 	Collectors []string
+	// CAFile is the PEM file of the CAs a tls:// collector's certificate
+	// must chain to (the system's when empty).
+	CAFile string
+	// QueueSize is how many messages a TCP collector buffers while away.
+	QueueSize int
 }
+
+// DefaultQueueSize buffers 4096 messages (about 5 MiB at MTU 1400).
+const DefaultQueueSize = 4096
 
 // Validate checks that every collector is a HOST:PORT with a valid port.
 func (c Configuration) Validate() error {

@@ -1,0 +1,13 @@
+//go:build !linux || !cgo
+
+package main
+
+import (
+	"errors"
+
+	"github.com/spanflow/spanflow/exporter/capture"
+)
+
+func openLive(cfg capture.LiveConfiguration) (capture.Source, error) {
+	return nil, errors.New("live capture needs Linux and a cgo build")
+}

@@ -1,0 +1,36 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrIdle is returned by a live source's Next when no frame came for a
+// while: the caller gets to run its timers, then calls Next again.
+var ErrIdle = errors.New("no frame for a while")
+
+// ErrClosed is returned by a live source's Next once it was closed.
+var ErrClosed = errors.New("capture closed")
+
+// LiveConfiguration of one live capture.
+type LiveConfiguration struct {
+	Interface     string
+	RingSize      int    // bytes of the AF_PACKET ring (rounded down to 1 MiB blocks)
+	Filter        string // tcpdump filter expression; empty: every frame
+	NoPromiscuous bool
+}
+
+// DefaultRingSize is the ring size by default: 64 MiB holds about half a
+// second of a saturated 1 Gbit/s link.
+const DefaultRingSize = 64 << 20
+
+// Validate checks the settings.
+func (c LiveConfiguration) Validate() error {
+	if c.Interface == "" {
+		return errors.New("no interface")
+	}
+	if c.RingSize < 1<<20 || c.RingSize > 4<<30 {
+		return fmt.Errorf("ring size %d: must be from 1 MiB to 4 GiB", c.RingSize)
+	}
+	return nil
+}

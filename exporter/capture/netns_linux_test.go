@@ -1,0 +1,358 @@
+//go:build linux && cgo
+
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/exporter/verify"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// netns is a network namespace holding a veth pair: frames replayed into
+// "vA" arrive on "vB", where the exporter captures.
+type netns struct{ name string }
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// newNetns creates the namespace and its veth pair; it is deleted when the
+// test ends, failed or not. IPv6 is off so that the kernel sends nothing
+// of its own (router solicitations) on the pair.
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	testutil.Root(t)
+	testutil.Command(t, "ip")
+	n := &netns{name: fmt.Sprintf("sfcap-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
+	run(t, "ip", "netns", "add", n.name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.name).Run() })
+	run(t, "ip", "netns", "exec", n.name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	run(t, "ip", "-n", n.name, "link", "add", "vA", "type", "veth", "peer", "name", "vB")
+	for _, l := range []string{"vA", "vB", "lo"} {
+		if l != "lo" {
+			run(t, "ip", "-n", n.name, "link", "set", l, "mtu", "9000")
+		}
+		run(t, "ip", "-n", n.name, "link", "set", l, "up")
+	}
+	return n
+}
+
+// do runs fn with the calling thread in the namespace: sockets it opens
+// belong to the namespace for good.
+func (n *netns) do(t *testing.T, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open(filepath.Join("/var/run/netns", n.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic(err) // the thread must not go back to the pool in the namespace
+		}
+	}()
+	fn()
+}
+
+// replay sends the capture into vA at tcpreplay's top speed.
+func (n *netns) replay(t *testing.T, pcap string) {
+	t.Helper()
+	tcpreplay := testutil.Command(t, "tcpreplay")
+	run(t, "ip", "netns", "exec", n.name, tcpreplay, "-q", "--topspeed", "-i", "vA", pcap)
+}
+
+// collector is a UDP socket gathering IPFIX messages.
+type collector struct {
+	conn *net.UDPConn
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func newCollector(t *testing.T) *collector {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadBuffer(8 << 20)
+	c := &collector{conn: conn}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, append([]byte(nil), buf[:n]...))
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *collector) addr() string { return c.conn.LocalAddr().String() }
+
+// wait returns the messages once n arrived (or after 2 s).
+func (c *collector) wait(n int) [][]byte {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		c.mu.Lock()
+		got := len(c.msgs)
+		c.mu.Unlock()
+		if got >= n {
+			break
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.msgs...)
+}
+
+// live normalises flows for a live replay: tcpreplay --topspeed squeezes
+// the capture's minutes into milliseconds, so times, end reasons and
+// handshake RTTs are those of the replay, and a flow the capture splits on
+// its active timeout is one record. What must be equal is everything else,
+// per flow key: packets, bytes, flags, TOS, MACs, VLANs, tunnel ids,
+// retransmissions and zero windows.
+func live(fs []synth.Flow) []synth.Flow {
+	merged := map[synth.Flow]*synth.Flow{}
+	var order []synth.Flow
+	for _, f := range fs {
+		k := f
+		k.Packets, k.Bytes, k.StartMs, k.EndMs, k.EndReason = 0, 0, 0, 0, 0
+		k.RTTClientUs, k.RTTServerUs, k.TCPFlags, k.Retrans, k.ZeroWindows, k.TOS = 0, 0, 0, 0, 0, 0
+		m, ok := merged[k]
+		if !ok {
+			c := k
+			m = &c
+			merged[k] = m
+			order = append(order, k)
+		}
+		m.Packets += f.Packets
+		m.Bytes += f.Bytes
+		m.TCPFlags |= f.TCPFlags
+		m.Retrans += f.Retrans
+		m.ZeroWindows += f.ZeroWindows
+		m.TOS = f.TOS
+	}
+	out := make([]synth.Flow, 0, len(order))
+	for _, k := range order {
+		out = append(out, *merged[k])
+	}
+	synth.Sort(out)
+	return out
+}
+
+// captureLive replays pkts into the namespace's veth while the exporter
+// captures on the other end, and returns the flows goflow2 decodes from what
+// the collector received.
+func captureLive(t *testing.T, pkts []synth.Packet, filter string) ([]synth.Flow, exporter.Summary) {
+	n := newNetns(t)
+	pcap := filepath.Join(t.TempDir(), "replay.pcap")
+	if err := synth.WritePcapFile(pcap, pkts); err != nil {
+		t.Fatal(err)
+	}
+	col := newCollector(t)
+	cfg := exporter.DefaultConfiguration()
+	cfg.Interface, cfg.Filter, cfg.Collectors = "vB", filter, []string{col.addr()}
+	x, err := exporter.New(reporter.NewForTest(os.Stderr), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src *capture.Live
+	n.do(t, func() {
+		src, err = capture.OpenLive(cfg.Live(), 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan exporter.Summary)
+	go func() {
+		sum, err := x.Run(ctx, src)
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+		src.Close()
+		done <- sum
+	}()
+	n.replay(t, pcap)
+	// Every frame the kernel received is read before the run ends.
+	// (tcpreplay has returned: the frames are in the ring or read.)
+	want := uint64(len(pkts))
+	last, still := uint64(0), 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		got := x.Frames()
+		if got >= want {
+			break
+		}
+		if got == last {
+			if still++; still > 50 { // a filter keeps some out
+				break
+			}
+		} else {
+			last, still = got, 0
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // frames beyond those replayed would show up
+	cancel()
+	sum := <-done
+	if sum.KernelDropped != 0 {
+		t.Errorf("kernel dropped %d frames", sum.KernelDropped)
+	}
+	msgs := col.wait(int(sum.Messages))
+	flows, _, _, err := verify.Goflow2(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flows, sum
+}
+
+func TestLiveCaptureEqualsGroundTruth(t *testing.T) {
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	flows, sum := captureLive(t, c.Packets, "")
+	if sum.Frames != uint64(len(c.Packets)) {
+		t.Errorf("captured %d frames, replayed %d", sum.Frames, len(c.Packets))
+	}
+	if d := synth.Diff(live(flows), live(c.Flows)); d != "" {
+		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+}
+
+func TestLiveCaptureERSPAN(t *testing.T) {
+	// Every frame of the capture arrives as a vSphere distributed switch
+	// sends it in an "encapsulated remote mirroring (L3)" session: ERSPAN
+	// type III in GRE in IPv4, session 33.
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	pkts := make([]synth.Packet, len(c.Packets))
+	a, b := netipMust("192.0.2.101"), netipMust("192.0.2.102")
+	for i, p := range c.Packets {
+		seq := uint32(i)
+		frame := p.Data
+		if p.SnapLen != 0 && p.SnapLen < len(frame) {
+			frame = frame[:p.SnapLen]
+		}
+		outer := synth.IPv4(a, b, 47, 0, uint16(i), 0, false, synth.GRE(0x22eb, nil, &seq, synth.ERSPAN3(33, 0, uint32(i), frame)))
+		pkts[i] = synth.Packet{Time: p.Time, Data: synth.Ethernet(synth.MAC(0xe1), synth.MAC(0xe2), nil, 0x0800, outer)}
+	}
+	want := append([]synth.Flow(nil), c.Flows...)
+	for i := range want {
+		if want[i].Session == 0 { // a mirrored ERSPAN session's own id stays: the innermost wins
+			want[i].Session = 33
+		}
+	}
+	flows, _ := captureLive(t, pkts, "")
+	if d := synth.Diff(live(flows), live(want)); d != "" {
+		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+}
+
+func TestLiveCaptureFilter(t *testing.T) {
+	// The kernel filter drops plain ICMP and ICMPv6: the ICMP flow inside
+	// GRE (key 77) stays, as the filter sees the outer headers.
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	flows, _ := captureLive(t, c.Packets, "not icmp and not icmp6")
+	var want []synth.Flow
+	for _, f := range c.Flows {
+		if (f.Proto != 1 && f.Proto != 58) || f.Segment == 77 {
+			want = append(want, f)
+		}
+	}
+	if len(want) == len(c.Flows) {
+		t.Fatal("the filter would drop nothing")
+	}
+	if d := synth.Diff(live(flows), live(want)); d != "" {
+		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+}
+
+func TestCompileFilterErrors(t *testing.T) {
+	if _, err := capture.CompileFilter("not port 22"); err != nil {
+		t.Skipf("no libpcap: %v", err)
+	}
+	_, err := capture.CompileFilter("port banana")
+	if err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("want a one-line error, got %v", err)
+	}
+}
+
+func TestSIGTERMFlushes(t *testing.T) {
+	n := newNetns(t)
+	bin := filepath.Join(t.TempDir(), "spanflow")
+	build := exec.Command("go", "build", "-o", bin, "github.com/spanflow/spanflow/cmd/spanflow")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	pcap := filepath.Join(t.TempDir(), "replay.pcap")
+	if err := synth.WritePcapFile(pcap, c.Packets); err != nil {
+		t.Fatal(err)
+	}
+	// The collector listens in the namespace, where the exporter runs.
+	var col *collector
+	n.do(t, func() { col = newCollector(t) })
+	cmd := exec.Command("ip", "netns", "exec", n.name, bin, "exporter", "run", "--interface", "vB",
+		"--collector", col.addr(), "--metrics-listen", "off")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	time.Sleep(500 * time.Millisecond) // the ring is open
+	n.replay(t, pcap)
+	time.Sleep(500 * time.Millisecond)
+	// The default timeouts (15 s idle, 60 s active) keep every flow in the
+	// table: only the flush on SIGTERM exports them.
+	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exporter: %v: %s", err, out.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+	if !strings.Contains(out.String(), fmt.Sprintf("%d packets,", len(c.Packets))) || !strings.Contains(out.String(), "0 packets dropped by the kernel") {
+		t.Errorf("summary: %s", out.String())
+	}
+	msgs := col.wait(1 << 30)
+	flows, _, _, err := verify.Goflow2(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := synth.Diff(live(flows), live(c.Flows)); d != "" {
+		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+}
+
+func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }
