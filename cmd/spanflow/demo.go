@@ -31,6 +31,7 @@ func demoCommand() *cli.Command {
 			&cli.IntFlag{Name: "port", Value: d.Port, Usage: "UDP port on 127.0.0.1 where the collector receives IPFIX (0: any free port)"},
 			&cli.IntFlag{Name: "vcenter-port", Value: d.VCenterPort, Usage: "TCP port on 127.0.0.1 of the simulated vCenter (0: any free port)"},
 			&cli.StringFlag{Name: "output", Usage: "NDJSON `FILE` the collector appends to (default: flows.ndjson in a new temporary directory, kept); the summary counts this run only"},
+			&cli.StringFlag{Name: "write-pcap", Usage: "also write the mirrored frames to this pcap `FILE` (replay them with spanflow exporter run --pcap FILE)"},
 			&cli.StringFlag{Name: "es-url", Usage: "also index the flows into this Elasticsearch `URL` (credentials: SPANFLOW_ES_API_KEY or SPANFLOW_ES_USER/SPANFLOW_ES_PASSWORD)"},
 			&cli.StringFlag{Name: "kibana-url", Value: d.KibanaURL, Usage: "Kibana URL shown in the dashboard steps printed with --es-url"},
 			&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the traffic: the same seed, rate and duration give the same sessions"},
@@ -48,6 +49,7 @@ func runDemo(c *cli.Context) error {
 	cfg.Port, cfg.VCenterPort = c.Int("port"), c.Int("vcenter-port")
 	cfg.Output, cfg.ESURL, cfg.KibanaURL = c.String("output"), c.String("es-url"), c.String("kibana-url")
 	cfg.Seed = c.Uint64("seed")
+	cfg.Pcap = c.String("write-pcap")
 	if err := cfg.Validate(); err != nil {
 		return errors.New(oneLineError(err))
 	}

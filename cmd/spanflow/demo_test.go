@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,9 +21,28 @@ func TestDemoCommand(t *testing.T) {
 		t.Skip("runs 3 s of traffic: skipped under -short")
 	}
 	file := filepath.Join(t.TempDir(), "flows.ndjson")
-	out, err := run(t, "demo", "--duration", "3s", "--rate", "1000", "--port", "0", "--vcenter-port", "0", "--output", file)
+	pcap := filepath.Join(t.TempDir(), "mirror.pcap")
+	out, err := run(t, "demo", "--duration", "3s", "--rate", "1000", "--port", "0", "--vcenter-port", "0", "--output", file, "--write-pcap", pcap)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	// The traffic written out gives the exporter the same packets and, with
+	// the demo's timeouts, the same flows.
+	m := regexp.MustCompile(`ESXi hosts: ([0-9,]+) packets`).FindStringSubmatch(out)
+	f := regexp.MustCompile(`exporter: ([0-9,]+) flows`).FindStringSubmatch(out)
+	if m == nil || f == nil {
+		t.Fatalf("no packet or flow count in the demo's output:\n%s", out)
+	}
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	xout, err := run(t, "exporter", "run", "--pcap", pcap, "--collector", sink.LocalAddr().String(), "--active-timeout", "10s", "--idle-timeout", "3s")
+	want := fmt.Sprintf("spanflow exporter: %s packets", strings.ReplaceAll(m[1], ",", ""))
+	wantFlows := fmt.Sprintf(" %s flows exported", strings.ReplaceAll(f[1], ",", ""))
+	if err != nil || !strings.Contains(xout, want) || !strings.Contains(xout, wantFlows) {
+		t.Errorf("exporter on the written traffic: %v\n%s\nwant %q and %q", err, xout, want, wantFlows)
 	}
 	for _, want := range []string{"simulated vCenter", "collector loaded 18 VMs", "Top VM conversations", "East-west / north-south",
 		"Top lines", "TCP by project", file} {

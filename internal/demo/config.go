@@ -21,6 +21,9 @@ type Configuration struct {
 	// Output is the NDJSON file the collector writes; empty: flows.ndjson
 	// in a new temporary directory, kept after the run.
 	Output string
+	// Pcap, when set, also writes the mirrored frames to this pcap file,
+	// for `spanflow exporter run --pcap`.
+	Pcap string
 	// ESURL, when set, also indexes the flows into that Elasticsearch.
 	ESURL string
 	// KibanaURL is only printed in the Kibana steps.

@@ -302,6 +302,11 @@ func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Gro
 	res.Base = time.Now().Truncate(time.Millisecond).Add(100 * time.Millisecond)
 	traffic := NewTraffic(res.Estate, TrafficConfiguration{Seed: cfg.Seed, Rate: cfg.Rate, Duration: cfg.Duration, Base: res.Base})
 	src := newPacedSource(ctx, traffic)
+	if cfg.Pcap != "" {
+		if src.copy, err = newPcapWriter(cfg.Pcap); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(streams.Err, "spanflow demo: mirroring %s of traffic (%s packets/s) through the exporter to the collector at %s\n",
 		cfg.Duration, Group(uint64(cfg.Rate)), xcfg.Collectors[0])
 	prog := &progress{w: streams.Err, tty: streams.ErrIsTerminal, duration: cfg.Duration, packets: src.packets.Load, records: &col.records}
@@ -317,7 +322,15 @@ func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Gro
 	res.MirroredBytes = src.bytes.Load()
 	res.Interrupted = ctx.Err() != nil
 	if err != nil {
+		if src.copy != nil {
+			src.copy.close()
+		}
 		return fmt.Errorf("exporter: %w", err)
+	}
+	if src.copy != nil {
+		if err := src.copy.close(); err != nil {
+			return err
+		}
 	}
 
 	// Every datagram sent is handled before the collector stops (loopback
@@ -433,6 +446,9 @@ func printResult(w io.Writer, res *Result) {
 	}
 	fmt.Fprintln(w)
 	s.Print(w)
+	if cfg.Pcap != "" {
+		fmt.Fprintf(w, "\nThe mirrored traffic is in %s: meter it again with\n  spanflow exporter run --pcap %s --collector HOST:PORT\n", cfg.Pcap, cfg.Pcap)
+	}
 	if cfg.ESURL != "" {
 		fmt.Fprintf(w, "\nElasticsearch: %s documents of this run in %s at %s\n", Group(uint64(res.ESIndexed)), IndexPattern, cfg.ESURL)
 		fmt.Fprintf(w, "  Kibana: install the dashboards, then open Dashboards > \"spanflow: Overview\" (time: last 15 minutes):\n")

@@ -476,6 +476,7 @@ func (g *Traffic) replication() *conn {
 type pacedSource struct {
 	ctx     context.Context
 	g       *Traffic
+	copy    *pcapWriter // nil, or where every frame is also written
 	wall    time.Time
 	p       Packet
 	packets atomic.Uint64
@@ -504,6 +505,9 @@ func (s *pacedSource) Next(f *capture.Frame) error {
 		}
 	}
 	f.Data, f.Timestamp, f.Length, f.LinkType = s.p.Frame, s.p.Time, len(s.p.Frame), 1
+	if s.copy != nil {
+		s.copy.write(s.p.Time, s.p.Frame)
+	}
 	s.packets.Add(1)
 	s.bytes.Add(uint64(len(s.p.Frame)))
 	return nil
