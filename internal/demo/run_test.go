@@ -95,7 +95,7 @@ func TestInterrupted(t *testing.T) {
 	var errOut syncBuffer
 	go func() {
 		// Cancel once traffic flows.
-		for !strings.Contains(errOut.String(), "mirroring") {
+		for !strings.Contains(errOut.String(), "mirroring") && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(3 * time.Second)
@@ -134,7 +134,7 @@ func TestInterruptedWhileStarting(t *testing.T) {
 	var out bytes.Buffer
 	var errOut syncBuffer
 	go func() {
-		for !strings.Contains(errOut.String(), "starting a simulated vCenter") {
+		for !strings.Contains(errOut.String(), "starting a simulated vCenter") && ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		cancel()
@@ -154,6 +154,7 @@ func TestInterruptedWhileStarting(t *testing.T) {
 // With an Elasticsearch URL, every document of the file is indexed.
 func TestElasticsearch(t *testing.T) {
 	url := testutil.Elasticsearch(t)
+	defer http.DefaultClient.CloseIdleConnections()
 	before := runtime.NumGoroutine()
 	cfg := testConfiguration(t)
 	cfg.Duration = 4 * time.Second
