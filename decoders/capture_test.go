@@ -122,22 +122,38 @@ func tsharkDecode(t *testing.T, tshark string, args []string) tsharkCounts {
 }
 
 // tsharkFields returns every value tshark decoded for a field, over the
-// whole capture.
+// whole capture, sorted.
 func tsharkFields(t *testing.T, tshark string, args []string, field string) []string {
+	return tsharkFieldSet(t, tshark, args, field)[field]
+}
+
+// tsharkFieldSet is tsharkFields for several fields in one tshark run.
+func tsharkFieldSet(t *testing.T, tshark string, args []string, fields ...string) map[string][]string {
 	t.Helper()
-	out, err := exec.Command(tshark, append(args, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", field)...).Output()
-	if err != nil {
-		t.Fatalf("tshark fields %s: %v", field, err)
+	cmd := append(args, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|")
+	for _, f := range fields {
+		cmd = append(cmd, "-e", f)
 	}
-	var vals []string
+	out, err := exec.Command(tshark, cmd...).Output()
+	if err != nil {
+		t.Fatalf("tshark fields %v: %v", fields, err)
+	}
+	vals := map[string][]string{}
 	for _, line := range strings.Split(string(out), "\n") {
-		for _, v := range strings.Split(line, "|") {
-			if v != "" {
-				vals = append(vals, v)
+		for i, col := range strings.Split(line, "\t") {
+			if i >= len(fields) {
+				break
+			}
+			for _, v := range strings.Split(col, "|") {
+				if v != "" {
+					vals[fields[i]] = append(vals[fields[i]], v)
+				}
 			}
 		}
 	}
-	sort.Strings(vals)
+	for _, f := range fields {
+		sort.Strings(vals[f])
+	}
 	return vals
 }
 
@@ -166,6 +182,7 @@ func TestCapturesAgainstTshark(t *testing.T) {
 	for _, path := range captures(t) {
 		name := strings.TrimPrefix(path, filepath.Join(testutil.SharedTestdata(t), "flows")+"/")
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			got := decodeCapture(t, path)
 			args := tsharkArgs(path, got.ports)
 			want := tsharkDecode(t, tshark, args)
@@ -252,10 +269,15 @@ func compareValues(t *testing.T, tshark string, args []string, recs []flow.Recor
 			got   []string
 		}{"cflow.dstport", dp})
 	}
+	names := make([]string, len(checks))
+	for i, c := range checks {
+		names[i] = c.field
+	}
+	all := tsharkFieldSet(t, tshark, args, names...)
 	for _, c := range checks {
 		// A record with both IPv4 and IPv6 fields has the unused family
 		// zeroed; spanflow keeps the used one, tshark shows both.
-		want := slices.DeleteFunc(tsharkFields(t, tshark, args, c.field), func(s string) bool { return s == "0.0.0.0" })
+		want := slices.DeleteFunc(all[c.field], func(s string) bool { return s == "0.0.0.0" })
 		c.got = slices.DeleteFunc(c.got, func(s string) bool { return s == "0.0.0.0" })
 		if len(want) == 0 && (c.field == "cflow.octets" || c.field == "cflow.packets") {
 			continue // counts in elements tshark files under other names (octetTotalCount, initiatorOctets)
