@@ -50,10 +50,10 @@ var collectorOutputFlags = []cli.Flag{
 
 // collectorEnrichers builds the enrichers applied to every record, in
 // order, between decoding and the outputs. Adding an enricher is one entry.
-var collectorEnrichers = []func(c *cli.Context, r *reporter.Reporter) (flow.Enricher, lifecycle.Component, error){}
+var collectorEnrichers = []func(c *cli.Context, r *reporter.Reporter) (flow.Enricher, lifecycle.Component, error){collectorEnricher}
 
 // collectorEnricherFlags are the flags of the enrichers.
-var collectorEnricherFlags = []cli.Flag{}
+var collectorEnricherFlags = enrichFlags() // cmd/spanflow/vsphere.go
 
 func buildOutputs(c *cli.Context, r *reporter.Reporter) ([]collectorOutput, []pipeline.Output, error) {
 	specs := c.StringSlice("output")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // runSplit runs the command with its output and its logs apart.
@@ -273,5 +275,116 @@ func TestEnrichersFromFlags(t *testing.T) {
 	}
 	if got[1].Direction != "north-south" || got[1].Locality != "external" {
 		t.Errorf("VM to the internet: %q %q", got[1].Direction, got[1].Locality)
+	}
+}
+
+// TestCollectorEnrichesFromVCenter runs `spanflow collector run --pcap` on a
+// NetFlow v5 capture with a simulated vCenter whose VMs own the addresses of
+// the capture's first flow (read by tshark, an independent decoder): that
+// flow's documents carry both VMs, the others none.
+func TestCollectorEnrichesFromVCenter(t *testing.T) {
+	capture := filepath.Join(testutil.SharedTestdata(t), "flows", "akvorado", "netflow", "nfv5.pcap")
+	tshark := testutil.Command(t, "tshark")
+	raw, err := exec.Command(tshark, "-r", capture, "-d", "udp.port==9990,cflow", "-T", "fields",
+		"-e", "cflow.srcaddr", "-e", "cflow.dstaddr").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := strings.Split(strings.TrimSpace(string(raw)), "\t")
+	if len(cols) != 2 {
+		t.Fatalf("tshark printed %q", raw)
+	}
+	srcs, dsts := strings.Split(cols[0], ","), strings.Split(cols[1], ",")
+	src, dst := srcs[0], dsts[0]
+	flowsFromSrc := 0
+	for i := range srcs {
+		if srcs[i] == src && dsts[i] == dst {
+			flowsFromSrc++
+		}
+	}
+
+	m := simulator.VPX()
+	m.Datacenter, m.Cluster, m.ClusterHost, m.Host, m.Machine = 1, 1, 2, 0, 2
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove()
+	s := m.Service.NewServer()
+	defer s.Close()
+	ctx := m.Service.Context
+	owner := map[string]string{}
+	for i, obj := range m.Map().All("VirtualMachine") {
+		vm := obj.(*simulator.VirtualMachine)
+		ip := []string{src, dst}[i]
+		owner[ip] = vm.Name
+		m.Map().WithLock(ctx, vm, func() {
+			net := slices.Clone(vm.Guest.Net)
+			net[0].IpAddress = []string{ip}
+			m.Map().Update(ctx, vm, []types.PropertyChange{{Name: "guest.net", Val: net}})
+		})
+	}
+
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("pass"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	docs := filepath.Join(dir, "flows.ndjson")
+	u := *s.URL
+	u.User = nil
+	out, logs, err := runSplit(t, "collector", "run", "--pcap", capture, "--output", "file:"+docs, "--metrics-listen", "",
+		"--vcenter-url", u.String(), "--vcenter-user", "user", "--vcenter-password-file", pw)
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out, logs)
+	}
+	data, err := os.ReadFile(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enriched, total := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var doc struct {
+			Source, Destination struct {
+				IP      string `json:"ip"`
+				VSphere *struct {
+					VM struct {
+						Name string `json:"name"`
+					} `json:"vm"`
+				} `json:"vsphere"`
+			}
+			Flow struct {
+				Direction string `json:"direction"`
+			} `json:"flow"`
+		}
+		if err := json.Unmarshal([]byte(line), &doc); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		total++
+		for _, end := range []struct {
+			ip string
+			vs *struct {
+				VM struct {
+					Name string `json:"name"`
+				} `json:"vm"`
+			}
+		}{{doc.Source.IP, doc.Source.VSphere}, {doc.Destination.IP, doc.Destination.VSphere}} {
+			want, isVM := owner[end.ip]
+			switch {
+			case isVM && (end.vs == nil || end.vs.VM.Name != want):
+				t.Errorf("%s: vsphere %+v, want VM %s", end.ip, end.vs, want)
+			case !isVM && end.vs != nil:
+				t.Errorf("%s belongs to no VM but got %+v", end.ip, end.vs)
+			}
+		}
+		if doc.Source.IP == src && doc.Destination.IP == dst {
+			enriched++
+			if doc.Flow.Direction != "east-west" {
+				t.Errorf("VM to VM flow: direction %q", doc.Flow.Direction)
+			}
+		}
+	}
+	t.Logf("%d documents, %d between the two VMs", total, enriched)
+	if total != len(srcs) || enriched != flowsFromSrc || enriched == 0 {
+		t.Errorf("%d documents (tshark: %d records), %d between the two VMs (want %d)", total, len(srcs), enriched, flowsFromSrc)
 	}
 }
