@@ -31,6 +31,7 @@ type Exporter struct {
 	encoder   *ipfix.Encoder
 	transport ipfix.Transport
 	closer    io.Closer
+	outputs   *export.Transports // when New opened them
 	now       int64 // flow time: the latest frame's timestamp
 	log       *reporter.Limited
 	stats     Summary
@@ -69,6 +70,8 @@ type Summary struct {
 	// Live capture only: the kernel's counters of the AF_PACKET socket.
 	Live          bool
 	KernelDropped uint64
+	// Flow records dropped for TCP/TLS collectors that were away too long.
+	DroppedRecords uint64
 }
 
 // NotDecodable is the number of frames not metered for any reason but "not IP".
@@ -89,19 +92,22 @@ func (s Summary) String() string {
 	if s.Live {
 		line += fmt.Sprintf(", %d packets dropped by the kernel", s.KernelDropped)
 	}
+	if s.DroppedRecords > 0 {
+		line += fmt.Sprintf(", %d flow records dropped for collectors away", s.DroppedRecords)
+	}
 	return line
 }
 
-// New builds the pipeline. When transport is nil, a UDP transport to the
-// configured collectors is opened.
+// New builds the pipeline. When transport is nil, the transports to the
+// configured collectors (UDP, TCP, TLS) are opened.
 func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*Exporter, error) {
 	x := &Exporter{r: r, cfg: cfg, decoder: decode.New(), log: reporter.NewLimited(r.Log, 10*time.Second)}
 	if transport == nil {
-		udp, err := export.NewUDP(r.Sub("export"), cfg.export())
+		tr, err := export.New(r.Sub("export"), cfg.export())
 		if err != nil {
 			return nil, err
 		}
-		transport, x.closer = udp, udp
+		transport, x.closer, x.outputs = tr, tr, tr
 	}
 	x.transport = transport
 	var err error
@@ -227,6 +233,11 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		runErr = closeErr // nothing could be sent at all
 	}
 	x.close()
+	if x.outputs != nil {
+		for _, t := range x.outputs.TCP() {
+			x.stats.DroppedRecords += t.Stats().DroppedRecords
+		}
+	}
 	return x.stats, runErr
 }
 

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,11 +38,34 @@ func (c Configuration) Validate() error {
 		return errors.New("no collector: give at least one HOST:PORT")
 	}
 	for _, a := range c.Collectors {
-		if err := checkAddress(a); err != nil {
+		if _, _, err := SplitCollector(a); err != nil {
 			return err
 		}
 	}
+	if c.CAFile != "" {
+		if _, err := os.Stat(c.CAFile); err != nil {
+			return fmt.Errorf("CA file: %w", err)
+		}
+	}
 	return nil
+}
+
+// SplitCollector returns the transport ("udp", "tcp" or "tls") and the
+// HOST:PORT of a collector written HOST:PORT (UDP) or SCHEME://HOST:PORT.
+func SplitCollector(a string) (scheme, addr string, err error) {
+	scheme, addr = "udp", a
+	if i := strings.Index(a, "://"); i >= 0 {
+		scheme, addr = a[:i], a[i+3:]
+		switch scheme {
+		case "udp", "tcp", "tls":
+		default:
+			return "", "", fmt.Errorf("collector %q: transport must be udp://, tcp:// or tls://", a)
+		}
+	}
+	if err := checkAddress(addr); err != nil {
+		return "", "", fmt.Errorf("collector %q: %w", a, errors.Unwrap(err))
+	}
+	return scheme, addr, nil
 }
 
 func checkAddress(a string) error {
@@ -49,11 +74,11 @@ func checkAddress(a string) error {
 		return fmt.Errorf("collector %q: want HOST:PORT: %w", a, err)
 	}
 	if host == "" {
-		return fmt.Errorf("collector %q: missing host", a)
+		return fmt.Errorf("collector %q: %w", a, errors.New("missing host"))
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("collector %q: port must be a number from 1 to 65535", a)
+		return fmt.Errorf("collector %q: %w", a, errors.New("port must be a number from 1 to 65535"))
 	}
 	return nil
 }
@@ -67,6 +92,7 @@ type UDP struct {
 	log   *reporter.Limited
 	mu    sync.Mutex // guards stats: Send and metrics may run in different goroutines
 	stats Stats
+	per   []Stats // per collector
 }
 
 // Stats counts datagrams per outcome.
@@ -79,10 +105,11 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := &UDP{log: reporter.NewLimited(r.Log, 10*time.Second), names: cfg.Collectors}
+	u := &UDP{log: reporter.NewLimited(r.Log, 10*time.Second), names: cfg.Collectors, per: make([]Stats, len(cfg.Collectors))}
 	v4only := true
 	for _, a := range cfg.Collectors {
-		addr, err := net.ResolveUDPAddr("udp", a)
+		_, hp, _ := SplitCollector(a)
+		addr, err := net.ResolveUDPAddr("udp", hp)
 		if err != nil {
 			return nil, fmt.Errorf("collector %q: %w", a, err)
 		}
@@ -135,6 +162,13 @@ func (u *UDP) Send(msg []byte) error {
 			} else {
 				sent++
 			}
+			u.mu.Lock()
+			if err != nil {
+				u.per[i].Errors++
+			} else {
+				u.per[i].Sent++
+			}
+			u.mu.Unlock()
 			break
 		}
 	}

@@ -52,12 +52,12 @@ func TestUDP(t *testing.T) {
 }
 
 func TestConfiguration(t *testing.T) {
-	for _, bad := range []string{"", "host", "host:", ":4739", "host:0", "host:65536", "host:port"} {
+	for _, bad := range []string{"", "host", "host:", ":4739", "host:0", "host:65536", "host:port", "http://host:4739", "tcp://host", "tls://:4739"} {
 		if err := (Configuration{Collectors: []string{bad}}).Validate(); err == nil {
 			t.Errorf("collector %q accepted", bad)
 		}
 	}
-	if err := (Configuration{Collectors: []string{"[2001:db8::1]:4739", "collector.example:2055"}}).Validate(); err != nil {
+	if err := (Configuration{Collectors: []string{"[2001:db8::1]:4739", "collector.example:2055", "tcp://10.0.0.1:4739", "tls://collector.example:4740", "udp://[2001:db8::1]:4739"}}).Validate(); err != nil {
 		t.Error(err)
 	}
 }
