@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -132,5 +133,18 @@ func TestDemoSIGINT(t *testing.T) {
 		t.Errorf("IPFIX port still held: %v", err)
 	} else {
 		c.Close()
+	}
+}
+
+// make demo must work on a machine with only Go: without a C compiler, Go
+// builds with cgo off, so the binary must build that way too.
+func TestBuildsWithoutCgo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds spanflow: skipped under -short")
+	}
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", os.DevNull, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build ./cmd/spanflow: %v\n%s", err, out)
 	}
 }
