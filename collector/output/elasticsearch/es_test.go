@@ -416,3 +416,47 @@ func TestStopPersistsAndRestartReplays(t *testing.T) {
 	}
 	checkTruth(t, c, index, tr)
 }
+
+// TestNoSetupClusterLater: with --es-setup=false the output starts even when
+// the cluster does not answer yet, spools, and the documents reach the
+// cluster once a later start can reach it.
+func TestNoSetupClusterLater(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	day := time.Date(2001, 3, 8, 0, 0, 0, 0, time.UTC)
+	index := setup.Layout{}.Index(day)
+	c := testClient(t, url)
+	deleteIndex(t, c, index)
+	t.Cleanup(func() { deleteIndex(t, c, index) })
+	recs, tr := genRecords(3000, day, 8)
+	dir := t.TempDir()
+	o, logs := newTestOutput(t, []string{"http://127.0.0.1:1"}, dir, func(c *Configuration) {
+		c.RunSetup = false
+		c.Connection.MaxRetries = 1
+	})
+	if err := o.Start(); err != nil {
+		t.Fatalf("start without setup and without a cluster: %v", err)
+	}
+	if !strings.Contains(logs.String(), "assuming the configured lifecycle") {
+		t.Errorf("no warning that the cluster did not answer:\n%s", logs)
+	}
+	writeAll(t, o, recs, 100)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if docs, _ := o.spool.Stats(); docs != int64(len(recs)) {
+		t.Fatalf("spool holds %d documents, want %d", docs, len(recs))
+	}
+	// Without setup at start, `spanflow es setup` is run separately.
+	if _, err := setup.Install(t.Context(), c, setup.DefaultConfiguration()); err != nil {
+		t.Fatal(err)
+	}
+	o, _ = newTestOutput(t, []string{url}, dir, func(c *Configuration) { c.RunSetup = false })
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitSpoolEmpty(t, o, time.Minute)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkTruth(t, c, index, tr)
+}
