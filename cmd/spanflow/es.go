@@ -86,6 +86,7 @@ func esOutputFlags() []cli.Flag {
 		&cli.IntFlag{Name: "es-queue-size", Category: esCategory, Value: d.QueueSize, Usage: "flow documents waiting in memory before they go to the spool"},
 		&cli.StringFlag{Name: "es-spool-dir", Category: esCategory, Value: d.SpoolDir, Usage: "directory keeping flows the cluster cannot take now; replayed in order when it is back"},
 		&cli.Int64Flag{Name: "es-spool-max-bytes", Category: esCategory, Value: d.SpoolMaxBytes, Usage: "bound of the spool; when full, the oldest flows are dropped and counted"},
+		&cli.DurationFlag{Name: "es-drain-timeout", Category: esCategory, Value: d.DrainTimeout, Usage: "at stop, how long to wait for the cluster to take what is in memory before writing it to the spool"},
 		&cli.StringFlag{Name: "es-dead-letter-file", Category: esCategory, Usage: "file receiving flows the cluster refuses for their content, with the reason (default: dead-letter.ndjson in the spool directory)"},
 	)
 }
@@ -103,6 +104,7 @@ func esOutputConfig(c *cli.Context) elasticsearch.Configuration {
 	d.SpoolDir = c.String("es-spool-dir")
 	d.SpoolMaxBytes = c.Int64("es-spool-max-bytes")
 	d.DeadLetterFile = c.String("es-dead-letter-file")
+	d.DrainTimeout = c.Duration("es-drain-timeout")
 	return d
 }
 
