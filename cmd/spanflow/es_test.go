@@ -3,7 +3,15 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/urfave/cli/v2"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch"
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/esconn"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -42,5 +50,40 @@ func TestESErrors(t *testing.T) {
 	out, err := run(t, "es", "template", "--data-stream")
 	if err != nil || !strings.Contains(out, `"data_stream"`) || !strings.Contains(out, `"source"`) {
 		t.Errorf("es template --data-stream: %v\n%.300s", err, out)
+	}
+}
+
+// TestESOutputFlags: every --es-* flag of the collector's output lands in
+// its field of the output's configuration.
+func TestESOutputFlags(t *testing.T) {
+	var got elasticsearch.Configuration
+	app := &cli.App{Flags: esOutputFlags(), Action: func(c *cli.Context) error {
+		got = esOutputConfig(c)
+		return nil
+	}}
+	err := app.Run([]string{"x", "--es-url", "https://a:9200", "--es-url", "https://b:9200", "--es-ca-file", "ca.pem",
+		"--es-fingerprint", "AB:CD", "--es-api-key-file", "k", "--es-user-file", "u", "--es-password-file", "p",
+		"--es-timeout", "7s", "--es-shards", "3", "--es-replicas", "1", "--es-refresh-interval", "5s",
+		"--es-best-compression=false", "--es-lifecycle", "daily", "--es-retention-days", "9", "--es-rollover-size", "10gb",
+		"--es-rollover-age", "12h", "--es-setup=false", "--es-gzip", "--es-workers", "4", "--es-flush-bytes", "4096",
+		"--es-flush-interval", "3s", "--es-queue-size", "99", "--es-spool-dir", "/s", "--es-spool-max-bytes", "2097152",
+		"--es-drain-timeout", "4s", "--es-dead-letter-file", "/d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := elasticsearch.DefaultConfiguration()
+	want.Connection.URLs = []string{"https://a:9200", "https://b:9200"}
+	want.Connection.CAFile, want.Connection.Fingerprint = "ca.pem", "ABCD"
+	want.Connection.APIKeyFile, want.Connection.UserFile, want.Connection.PasswordFile = "k", "u", "p"
+	want.Connection.Timeout, want.Connection.Compress = 7*time.Second, true
+	want.Setup = setup.Configuration{Shards: 3, Replicas: 1, RefreshInterval: "5s", BestCompression: false,
+		Lifecycle: "daily", RetentionDays: 9, RolloverMaxPrimaryShardSize: "10gb", RolloverMaxAge: "12h"}
+	want.RunSetup, want.Workers, want.FlushBytes, want.FlushInterval = false, 4, 4096, 3*time.Second
+	want.QueueSize, want.SpoolDir, want.SpoolMaxBytes, want.DrainTimeout, want.DeadLetterFile = 99, "/s", 2097152, 4*time.Second, "/d"
+	if diff := cmp.Diff(got, want, cmpopts.IgnoreFields(esconn.Configuration{}, "RetryBackoff")); diff != "" {
+		t.Errorf("configuration (-got, +want):\n%s", diff)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("configuration from valid flags does not validate: %v", err)
 	}
 }
