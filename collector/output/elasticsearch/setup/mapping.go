@@ -157,6 +157,9 @@ func IndexTemplate(c Configuration, dataStream bool) (map[string]any, error) {
 	if c.BestCompression {
 		settings["codec"] = "best_compression"
 	}
+	// netflow.* elements are dynamic: beyond the field limit a new element
+	// is kept in _source but not indexed, rather than refusing the flow.
+	settings["mapping"] = map[string]any{"total_fields": map[string]any{"limit": 2000, "ignore_dynamic_beyond_limit": true}}
 	if dataStream {
 		settings["lifecycle"] = map[string]any{"name": PolicyName}
 	}

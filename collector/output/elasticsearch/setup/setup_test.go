@@ -86,10 +86,10 @@ func TestTemplateBodies(t *testing.T) {
 		b, _ := json.Marshal(tmpl["template"].(map[string]any)["settings"])
 		return string(b)
 	}
-	if got, want := settings(daily), `{"index":{"codec":"best_compression","number_of_replicas":1,"number_of_shards":2,"refresh_interval":"30s"}}`; got != want {
+	if got, want := settings(daily), `{"index":{"codec":"best_compression","mapping":{"total_fields":{"ignore_dynamic_beyond_limit":true,"limit":2000}},"number_of_replicas":1,"number_of_shards":2,"refresh_interval":"30s"}}`; got != want {
 		t.Errorf("daily settings:\n got %s\nwant %s", got, want)
 	}
-	if got, want := settings(ds), `{"index":{"codec":"best_compression","lifecycle":{"name":"spanflow-flows"},"number_of_replicas":1,"number_of_shards":2,"refresh_interval":"30s"}}`; got != want {
+	if got, want := settings(ds), `{"index":{"codec":"best_compression","lifecycle":{"name":"spanflow-flows"},"mapping":{"total_fields":{"ignore_dynamic_beyond_limit":true,"limit":2000}},"number_of_replicas":1,"number_of_shards":2,"refresh_interval":"30s"}}`; got != want {
 		t.Errorf("data stream settings:\n got %s\nwant %s", got, want)
 	}
 	if _, ok := daily["data_stream"]; ok {
@@ -231,8 +231,25 @@ func TestInstallOnRealCluster(t *testing.T) {
 	}
 	status, body, err = do(ctx, client, http.MethodGet, "/"+old[0]+"/_settings?flat_settings=true", nil)
 	if err != nil || status != 200 || !strings.Contains(string(body), `"index.codec":"best_compression"`) ||
-		!strings.Contains(string(body), `"index.refresh_interval":"30s"`) {
+		!strings.Contains(string(body), `"index.refresh_interval":"30s"`) ||
+		!strings.Contains(string(body), `"index.mapping.total_fields.ignore_dynamic_beyond_limit":"true"`) {
 		t.Errorf("settings of %s: %d %s %v", old[0], status, body, err)
+	}
+
+	// More netflow.* elements than the field limit: the flow is still
+	// indexed (the extra elements stay in _source only).
+	var many strings.Builder
+	many.WriteString(`{"@timestamp":"2001-02-01T10:00:00.000Z","netflow":{`)
+	for i := range 2100 {
+		if i > 0 {
+			many.WriteByte(',')
+		}
+		fmt.Fprintf(&many, `"element_%d":%d`, i, i)
+	}
+	many.WriteString("}}")
+	status, body, err = do(ctx, client, http.MethodPut, "/"+old[2]+"/_doc/many", json.RawMessage(many.String()))
+	if err != nil || status >= 300 {
+		t.Errorf("a flow with 2100 netflow.* elements was refused: %d %.300s %v", status, body, err)
 	}
 
 	now := time.Date(2001, 2, 2, 12, 0, 0, 0, time.UTC)

@@ -1,0 +1,85 @@
+package elasticsearch
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/collector/pcapreplay"
+	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// TestCaptureDocumentsFitTheTemplate decodes every shared flow capture and
+// indexes the documents through the output, into one daily index governed
+// by the spanflow template: none may be refused (a netflow.* element that
+// is a number in one capture and a string in another, more elements than
+// the field limit, ...). The records' end time is moved to one day so that
+// they all meet in the same index.
+func TestCaptureDocumentsFitTheTemplate(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	dir := filepath.Join(testutil.SharedTestdata(t), "flows")
+	day := time.Date(2001, 3, 9, 0, 0, 0, 0, time.UTC)
+	index := setup.Layout{}.Index(day)
+	c := testClient(t, url)
+	deleteIndex(t, c, index)
+	t.Cleanup(func() { deleteIndex(t, c, index) })
+
+	o, _ := newTestOutput(t, []string{url}, t.TempDir(), nil)
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	files := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(filepath.Base(p), ".pcap") {
+			return nil
+		}
+		files++
+		dec, err := decoders.New(decoders.DefaultConfiguration())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []flow.Record
+		pcapreplay.Read(p, func(dg decoders.Datagram, _ netip.AddrPort) error {
+			recs, _, _ = dec.Decode(dg, recs[:0])
+			for i := range recs {
+				r := &recs[i]
+				if r.End.IsZero() {
+					r.Received = day.Add(time.Duration(len(ids)) * time.Millisecond)
+				} else {
+					r.End = day.Add(time.Duration(len(ids)) * time.Millisecond)
+				}
+				if r.Start.After(r.End) || !r.Start.IsZero() {
+					r.Start = day
+				}
+				ids[DocumentID(r)] = true
+			}
+			if err := o.Write(recs); err != nil {
+				t.Errorf("write: %v", err)
+			}
+			return nil
+		})
+		return nil
+	})
+	waitSpoolEmpty(t, o, time.Minute)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if dl := metric(o, "dead_letter"); dl != 0 {
+		t.Errorf("%v documents refused by the template; see %s", dl, filepath.Join(o.config.deadLetterFile()))
+		if b, err := os.ReadFile(o.config.deadLetterFile()); err == nil {
+			lines := strings.SplitN(string(b), "\n", 4)
+			t.Logf("first refusals:\n%s", strings.Join(lines[:min(3, len(lines))], "\n"))
+		}
+	}
+	if got := count(t, c, index, ""); got != len(ids) {
+		t.Errorf("%s holds %d documents, want the %d distinct flows of %d captures", index, got, len(ids), files)
+	}
+	t.Logf("%d distinct flows from %d captures indexed", len(ids), files)
+}
