@@ -20,7 +20,7 @@ func exporterCommand() *cli.Command {
 		Description: "The exporter decodes mirrored frames (802.1Q/QinQ, GRE, ERSPAN I/II/III, VXLAN, Geneve undone),\n" +
 			"meters flows with TCP performance (handshake RTT, retransmissions, zero windows) and sends\n" +
 			"standard IPFIX over UDP to every collector. See docs/exporter.md.",
-		Subcommands: []*cli.Command{exporterRunCommand()},
+		Subcommands: []*cli.Command{exporterRunCommand(), exporterInitCommand(), exporterCheckCommand(), exporterInstallCommand()},
 	}
 }
 

@@ -37,17 +37,18 @@ func (c Configuration) Validate() error {
 	if len(c.Collectors) == 0 {
 		return errors.New("no collector: give at least one HOST:PORT")
 	}
+	var errs []error
 	for _, a := range c.Collectors {
 		if _, _, err := SplitCollector(a); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if c.CAFile != "" {
 		if _, err := os.Stat(c.CAFile); err != nil {
-			return fmt.Errorf("CA file: %w", err)
+			errs = append(errs, fmt.Errorf("CA file: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // SplitCollector returns the transport ("udp", "tcp" or "tls") and the
@@ -62,23 +63,24 @@ func SplitCollector(a string) (scheme, addr string, err error) {
 			return "", "", fmt.Errorf("collector %q: transport must be udp://, tcp:// or tls://", a)
 		}
 	}
-	if err := checkAddress(addr); err != nil {
-		return "", "", fmt.Errorf("collector %q: %w", a, errors.Unwrap(err))
+	if err := checkAddress(a, addr); err != nil {
+		return "", "", err
 	}
 	return scheme, addr, nil
 }
 
-func checkAddress(a string) error {
-	host, port, err := net.SplitHostPort(a)
+// checkAddress checks the HOST:PORT part (addr) of collector a.
+func checkAddress(a, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("collector %q: want HOST:PORT: %w", a, err)
 	}
 	if host == "" {
-		return fmt.Errorf("collector %q: %w", a, errors.New("missing host"))
+		return fmt.Errorf("collector %q: missing host", a)
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("collector %q: %w", a, errors.New("port must be a number from 1 to 65535"))
+		return fmt.Errorf("collector %q: port must be a number from 1 to 65535", a)
 	}
 	return nil
 }

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/export"
+)
+
+func exporterInitCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "write a commented YAML configuration with every setting at its default",
+		Description: "Writes the configuration file of `exporter run --config`: every setting, its meaning\n" +
+			"and its default. Fill in interface and collector, then check it with `exporter check`.\n" +
+			"Example: spanflow exporter init --output /etc/spanflow/exporter.yaml",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` instead of standard output (an existing file is kept unless --force)"},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite the --output file if it exists"},
+		},
+		Action: func(c *cli.Context) error {
+			text, err := exporterInitYAML()
+			if err != nil {
+				return err
+			}
+			path := c.String("output")
+			if path == "" {
+				_, err := fmt.Fprint(c.App.Writer, text)
+				return err
+			}
+			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if c.Bool("force") {
+				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			f, err := os.OpenFile(path, flags, 0o644)
+			if err != nil {
+				return fmt.Errorf("write configuration: %w", err)
+			}
+			if _, err := f.WriteString(text); err != nil {
+				f.Close()
+				return fmt.Errorf("write configuration: %w", err)
+			}
+			return f.Close()
+		},
+	}
+}
+
+// exporterInitYAML is the default configuration with each key commented by
+// its flag's help text: the file and `exporter run --help` say the same.
+func exporterInitYAML() (string, error) {
+	var doc yaml.Node
+	if err := doc.Encode(exporter.DefaultConfiguration()); err != nil {
+		return "", err
+	}
+	usage := map[string]string{}
+	for _, f := range exporterRunFlags() {
+		if u, ok := f.(cli.DocGenerationFlag); ok {
+			usage[f.Names()[0]] = strings.ReplaceAll(u.GetUsage(), "`", "")
+		}
+	}
+	doc.HeadComment = "spanflow exporter configuration (spanflow exporter run --config FILE).\n" +
+		"Every setting is shown at its default; flags given to `exporter run` override this file.\n" +
+		"Durations are Go durations: 500ms, 30s, 1m30s. Check the file with: spanflow exporter check --config FILE"
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k := doc.Content[i]
+		if k.Value == "pcap" {
+			k.HeadComment = "Read a capture file instead of a live interface (testing); leave empty in production."
+		} else {
+			k.HeadComment = usage[k.Value]
+		}
+		if k.Value == "interface" || k.Value == "collector" {
+			k.HeadComment += " (required)"
+		}
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return "", err
+	}
+	// A blank line before each setting's comment.
+	var b strings.Builder
+	prev := "#"
+	for _, l := range strings.SplitAfter(string(out), "\n") {
+		if strings.HasPrefix(l, "#") && !strings.HasPrefix(prev, "#") {
+			b.WriteString("\n")
+		}
+		b.WriteString(l)
+		prev = l
+	}
+	return b.String(), nil
+}
+
+func exporterCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "validate an exporter configuration file and say what is wrong, one line each",
+		Description: "Reports unknown keys, values of the wrong type (durations such as 30s), settings out of\n" +
+			"range, a missing or absent interface, collectors that are not [udp|tcp|tls://]HOST:PORT or\n" +
+			"whose host does not resolve, and an unreadable CA file. Exits 1 when anything is wrong.\n" +
+			"Example: spanflow exporter check --config /etc/spanflow/exporter.yaml",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Required: true, Usage: "YAML `FILE` to check"},
+		},
+		Action: func(c *cli.Context) error {
+			path := c.String("config")
+			problems := exporterCheck(path)
+			for _, p := range problems {
+				fmt.Fprintf(c.App.Writer, "%s: %s\n", path, p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d problem(s) in %s", len(problems), path)
+			}
+			fmt.Fprintf(c.App.Writer, "%s: OK\n", path)
+			return nil
+		},
+	}
+}
+
+// exporterCheck returns every problem of a configuration file, one line each.
+func exporterCheck(path string) []string {
+	var problems []string
+	add := func(err error) {
+		if err == nil {
+			return
+		}
+		for _, l := range strings.Split(err.Error(), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				problems = append(problems, l)
+			}
+		}
+	}
+	cfg := exporter.DefaultConfiguration()
+	if err := cfg.LoadFile(path); err != nil {
+		var te *yaml.TypeError
+		if raw, rerr := os.ReadFile(path); rerr == nil {
+			// Decode again to list every type problem on its own line.
+			dec := exporter.DefaultConfiguration()
+			if yerr := strictDecode(raw, &dec); errors.As(yerr, &te) {
+				for _, e := range te.Errors {
+					if m := unknownField.FindStringSubmatch(e); m != nil {
+						e = m[1] + "unknown key " + m[2]
+					}
+					problems = append(problems, e)
+				}
+				cfg = dec
+			} else {
+				add(err)
+				return problems
+			}
+		} else {
+			add(err)
+			return problems
+		}
+	}
+	add(cfg.Validate())
+	if cfg.Interface != "" {
+		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+			problems = append(problems, fmt.Sprintf("interface %s: not on this host: %v", cfg.Interface, err))
+		}
+	}
+	for _, a := range cfg.Collectors {
+		_, addr, err := export.SplitCollector(a)
+		if err != nil {
+			continue // Validate said so
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = net.DefaultResolver.LookupHost(ctx, host)
+		cancel()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("collector %s: host %s does not resolve: %v", a, host, err))
+		}
+	}
+	return problems
+}
+
+var unknownField = regexp.MustCompile(`^(line \d+: )field (\S+) not found in type`)
+
+func strictDecode(raw []byte, cfg *exporter.Configuration) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	return dec.Decode(cfg)
+}
+
+func exporterInstallCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "install",
+		Usage: "write a systemd unit running the exporter as a dedicated user with only CAP_NET_RAW and CAP_NET_ADMIN",
+		Description: "Writes the unit to --path; it does not enable or start it. The unit runs\n" +
+			"`spanflow exporter run --config CONFIG` as --user (create it first:\n" +
+			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-exporter),\n" +
+			"stops it with SIGTERM (the table is flushed), and restarts it on failure.\n" +
+			"Example: spanflow exporter install --path /etc/systemd/system/spanflow-exporter.service",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "path", Required: true, Usage: "write the unit to `FILE`"},
+			&cli.StringFlag{Name: "config", Value: "/etc/spanflow/exporter.yaml", Usage: "configuration `FILE` the service reads"},
+			&cli.StringFlag{Name: "user", Value: "spanflow-exporter", Usage: "system `USER` (and group) the service runs as"},
+			&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/spanflow", Usage: "absolute `PATH` of the spanflow binary"},
+		},
+		Action: func(c *cli.Context) error {
+			unit, err := exporterUnit(c.String("binary"), c.String("config"), c.String("user"))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(c.String("path"), []byte(unit), 0o644); err != nil {
+				return fmt.Errorf("write unit: %w", err)
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s; then: systemctl daemon-reload && systemctl enable --now %s\n", c.String("path"), unitName(c.String("path")))
+			return nil
+		},
+	}
+}
+
+func unitName(path string) string {
+	i := strings.LastIndex(path, "/")
+	return path[i+1:]
+}
+
+func exporterUnit(binary, config, user string) (string, error) {
+	for _, p := range []string{binary, config} {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t\n\"'\\%$") {
+			return "", fmt.Errorf("%q: must be an absolute path without spaces, quotes or %% or $", p)
+		}
+	}
+	if user == "" || user == "root" || strings.ContainsAny(user, " \t\n/:") {
+		return "", fmt.Errorf("user %q: want a dedicated system user, not root", user)
+	}
+	return fmt.Sprintf(`# spanflow exporter: mirrored traffic to IPFIX (written by spanflow exporter install).
+# Create the user first: useradd --system --no-create-home --shell /usr/sbin/nologin %[3]s
+[Unit]
+Description=spanflow exporter (mirrored traffic to IPFIX)
+Documentation=https://github.com/spanflow/spanflow/blob/main/docs/exporter.md
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStartPre=%[1]s exporter check --config %[2]s
+ExecStart=%[1]s exporter run --config %[2]s
+# SIGTERM flushes the flow table to the collectors before exiting.
+KillSignal=SIGTERM
+TimeoutStopSec=30
+Restart=on-failure
+RestartSec=5
+User=%[3]s
+Group=%[3]s
+# Raw sockets (AF_PACKET) and promiscuous mode; nothing else.
+CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN
+AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN
+NoNewPrivileges=yes
+RestrictAddressFamilies=AF_PACKET AF_INET AF_INET6 AF_NETLINK AF_UNIX
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+`, binary, config, user), nil
+}
