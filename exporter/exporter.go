@@ -32,7 +32,7 @@ type Exporter struct {
 	transport ipfix.Transport
 	closer    io.Closer
 	outputs   *export.Transports // when New opened them
-	now       int64 // flow time: the latest frame's timestamp
+	now       int64              // flow time: the latest frame's timestamp
 	log       *reporter.Limited
 	stats     Summary
 	// pub is the copy of stats that metrics read; Run publishes every

@@ -3,9 +3,12 @@
 package capture_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"golang.org/x/sys/unix"
 
 	"github.com/spanflow/spanflow/exporter"
@@ -322,8 +326,9 @@ func TestSIGTERMFlushes(t *testing.T) {
 	// The collector listens in the namespace, where the exporter runs.
 	var col *collector
 	n.do(t, func() { col = newCollector(t) })
+	// Metrics on their default address, 127.0.0.1:9108, in the namespace.
 	cmd := exec.Command("ip", "netns", "exec", n.name, bin, "exporter", "run", "--interface", "vB",
-		"--collector", col.addr(), "--metrics-listen", "off")
+		"--collector", col.addr())
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -332,7 +337,29 @@ func TestSIGTERMFlushes(t *testing.T) {
 	defer cmd.Process.Kill()
 	time.Sleep(500 * time.Millisecond) // the ring is open
 	n.replay(t, pcap)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // a tick publishes the counters
+	metrics := n.scrape(t, "127.0.0.1:9108")
+	problems, err := promlint.New(strings.NewReader(metrics)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("spanflow_decode_frames_total %d\n", len(c.Packets)),
+		"spanflow_capture_kernel_drops_total 0\n",
+		"spanflow_meter_flows ",
+		"spanflow_meter_flows_exported_total",
+		"spanflow_decode_frames_not_ip_total 1\n",
+		`spanflow_export_collector_messages_sent_total{collector="` + col.addr() + `",transport="udp"}`,
+		`spanflow_export_collector_records_sent_total{collector="` + col.addr() + `",transport="udp"}`,
+		`spanflow_export_collector_send_errors_total{collector="` + col.addr() + `",transport="udp"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	// The default timeouts (15 s idle, 60 s active) keep every flow in the
 	// table: only the flush on SIGTERM exports them.
 	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
@@ -353,6 +380,26 @@ func TestSIGTERMFlushes(t *testing.T) {
 	if d := synth.Diff(live(flows), live(c.Flows)); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
+}
+
+// scrape fetches http://addr/metrics from inside the namespace.
+func (n *netns) scrape(t *testing.T, addr string) string {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	n.do(t, func() { conn, err = net.Dial("tcp", addr) })
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }
 
 func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -12,9 +12,10 @@ import (
 // socket, each TCP or TLS one through its own queue and writer, so that a
 // collector that is away never holds up the others.
 type Transports struct {
-	udp    *UDP
-	tcp    []*TCP
-	udpIdx []string // UDP collectors as configured
+	counter recordCounter // flow records per message, for the UDP collectors' counts
+	udp     *UDP
+	tcp     []*TCP
+	udpIdx  []string // UDP collectors as configured
 }
 
 // New opens the transports of the configured collectors.
@@ -25,7 +26,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Transports, error) {
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
-	m := &Transports{}
+	m := &Transports{counter: newRecordCounter()}
 	var udp []string
 	for _, a := range cfg.Collectors {
 		scheme, addr, _ := SplitCollector(a)
@@ -60,7 +61,8 @@ func (m *Transports) Send(msg []byte) error {
 		t.Send(msg)
 	}
 	if m.udp != nil {
-		err = m.udp.Send(msg)
+		records, _ := m.counter.inspect(msg)
+		err = m.udp.send(msg, records)
 	}
 	return err
 }
@@ -87,7 +89,7 @@ var (
 	descMessages = prometheus.NewDesc("spanflow_export_collector_messages_sent_total",
 		"IPFIX messages delivered to the collector (UDP: sent; TCP: acknowledged by its kernel).", []string{"collector", "transport"}, nil)
 	descRecords = prometheus.NewDesc("spanflow_export_collector_records_sent_total",
-		"IPFIX flow records delivered to the collector (TCP and TLS collectors).", []string{"collector", "transport"}, nil)
+		"IPFIX flow records delivered to the collector (UDP: sent; TCP: acknowledged by its kernel).", []string{"collector", "transport"}, nil)
 	descErrors = prometheus.NewDesc("spanflow_export_collector_send_errors_total",
 		"Failed sends (UDP) or failed connects and broken connections (TCP).", []string{"collector", "transport"}, nil)
 	descDroppedMsgs = prometheus.NewDesc("spanflow_export_collector_dropped_messages_total",
@@ -115,6 +117,7 @@ func (c *collectorMetrics) Collect(ch chan<- prometheus.Metric) {
 		u.mu.Unlock()
 		for i, name := range c.m.udpIdx {
 			ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, float64(per[i].Sent), name, "udp")
+			ch <- prometheus.MustNewConstMetric(descRecords, prometheus.CounterValue, float64(per[i].Records), name, "udp")
 			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(per[i].Errors), name, "udp")
 		}
 	}

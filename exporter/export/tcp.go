@@ -32,13 +32,10 @@ type TCP struct {
 	stopped chan struct{}
 	drain   time.Duration
 
-	// tmpl is owned by Send's goroutine: the record length of each
-	// template, and the template sets seen last.
-	tmplLen  map[uint16]int
-	tmplFlow map[uint16]bool
-	mu       sync.Mutex // guards templates and stats
-	templ    []byte     // template and options template sets, copied from the stream
-	stats    TCPStats
+	counter recordCounter // owned by Send's goroutine
+	mu      sync.Mutex    // guards templates and stats
+	templ   []byte        // template and options template sets, copied from the stream
+	stats   TCPStats
 }
 
 // TCPStats counts what happened to the messages given to a TCP collector.
@@ -67,7 +64,7 @@ func NewTCP(r *reporter.Reporter, name, scheme, addr string, cfg Configuration) 
 	t := &TCP{
 		name: name, addr: addr, log: reporter.NewLimited(r.Log, 10*time.Second),
 		queue: make(chan queued, cfg.QueueSize), done: make(chan struct{}), stopped: make(chan struct{}),
-		drain: 5 * time.Second, tmplLen: map[uint16]int{}, tmplFlow: map[uint16]bool{},
+		drain: 5 * time.Second, counter: newRecordCounter(),
 	}
 	if cfg.QueueSize < 1 {
 		return nil, fmt.Errorf("collector %s: queue size %d must be at least 1", name, cfg.QueueSize)
@@ -94,7 +91,13 @@ func NewTCP(r *reporter.Reporter, name, scheme, addr string, cfg Configuration) 
 // Send queues a copy of msg; it never blocks.
 func (t *TCP) Send(msg []byte) error {
 	q := queued{msg: append([]byte(nil), msg...)}
-	q.records = t.inspect(q.msg)
+	var sets []byte
+	q.records, sets = t.counter.inspect(q.msg)
+	if len(sets) > 0 {
+		t.mu.Lock()
+		t.templ = sets
+		t.mu.Unlock()
+	}
 	select {
 	case t.queue <- q:
 	default:
@@ -107,9 +110,20 @@ func (t *TCP) Send(msg []byte) error {
 	return nil
 }
 
-// inspect keeps the template sets of msg (to send first on a new
-// connection) and counts its flow records.
-func (t *TCP) inspect(msg []byte) uint64 {
+// recordCounter counts the flow records of IPFIX messages from the
+// templates it saw in the same stream.
+type recordCounter struct {
+	tmplLen  map[uint16]int  // record length per template id
+	tmplFlow map[uint16]bool // data (not options) template
+}
+
+func newRecordCounter() recordCounter {
+	return recordCounter{tmplLen: map[uint16]int{}, tmplFlow: map[uint16]bool{}}
+}
+
+// inspect returns the number of flow records of msg and its template sets
+// (a copy; nil when it has none).
+func (t *recordCounter) inspect(msg []byte) (uint64, []byte) {
 	var records uint64
 	var sets []byte
 	for b := msg[min(16, len(msg)):]; len(b) >= 4; {
@@ -149,12 +163,7 @@ func (t *TCP) inspect(msg []byte) uint64 {
 		}
 		b = b[n:]
 	}
-	if len(sets) > 0 {
-		t.mu.Lock()
-		t.templ = sets
-		t.mu.Unlock()
-	}
-	return records
+	return records, sets
 }
 
 // templateMessage is a message holding only the templates, with the header

@@ -97,9 +97,11 @@ type UDP struct {
 	per   []Stats // per collector
 }
 
-// Stats counts datagrams per outcome.
+// Stats counts datagrams per outcome (and, per collector, the flow records
+// of the datagrams sent).
 type Stats struct {
 	Sent, Errors uint64
+	Records      uint64
 }
 
 // NewUDP resolves the collectors and opens the socket.
@@ -138,7 +140,9 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 
 // Send writes msg to every collector. A collector that refuses (nothing
 // listening) is counted and logged, not fatal.
-func (u *UDP) Send(msg []byte) error {
+func (u *UDP) Send(msg []byte) error { return u.send(msg, 0) }
+
+func (u *UDP) send(msg []byte, records uint64) error {
 	var first error
 	var sent, failed uint64
 	defer func() {
@@ -169,6 +173,7 @@ func (u *UDP) Send(msg []byte) error {
 				u.per[i].Errors++
 			} else {
 				u.per[i].Sent++
+				u.per[i].Records += records
 			}
 			u.mu.Unlock()
 			break
