@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,9 @@ func simEstate(restarted bool) []simVM {
 	return vms
 }
 
+// simBuilder is the account that builds the simulated estate.
+var simBuilder = url.UserPassword("builder", "builder")
+
 // simProjectRules are the rules the tests configure: tag, then attribute,
 // then top folder, then port group names.
 var simProjectRules = []string{"tag:project", "attribute:project", "folder:1", "portgroup:^pg-([a-z]+)-", "portgroup:^dvpg-tenant-([a-z]+)-"}
@@ -111,7 +115,22 @@ func newSim(t testing.TB, listen string, restarted bool) *sim {
 	if err := m.Create(); err != nil {
 		t.Fatal(err)
 	}
-	m.Service.Listen = &url.URL{Host: listen}
+	// The estate is built as "builder"; spanflow's account ("user") may log
+	// in only once it is complete. Besides being what a test wants, this
+	// keeps spanflow's container view out of the simulator while entities are
+	// added: vcsim can deadlock between adding an entity to a container view
+	// and a WaitForUpdatesEx on that view (a lock order problem of vcsim's,
+	// seen when the restarted simulator was being built).
+	var ready atomic.Bool
+	m.Service.Listen = &url.URL{Host: listen, User: simBuilder}
+	m.Map().SessionManager().ValidLogin = func(req *types.Login) bool {
+		if req.UserName == simBuilder.Username() {
+			return true
+		}
+		pass, _ := simulator.DefaultLogin.Password()
+		return ready.Load() && req.UserName == simulator.DefaultLogin.Username() && req.Password == pass
+	}
+	defer ready.Store(true)
 	m.Service.RegisterEndpoints = true
 	s := m.Service.NewServer()
 	st := &sim{model: m, server: s, vms: map[string]*object.VirtualMachine{},
@@ -122,7 +141,7 @@ func newSim(t testing.TB, listen string, restarted bool) *sim {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := session.NewManager(vc).Login(ctx, simulator.DefaultLogin); err != nil {
+	if err := session.NewManager(vc).Login(ctx, simBuilder); err != nil {
 		t.Fatal(err)
 	}
 	st.c = vc
@@ -193,7 +212,7 @@ func newSim(t testing.TB, listen string, restarted bool) *sim {
 	// Tags and custom attributes, through the tagging service and the
 	// custom fields manager.
 	rc := rest.NewClient(vc)
-	if err := rc.Login(ctx, simulator.DefaultLogin); err != nil {
+	if err := rc.Login(ctx, simBuilder); err != nil {
 		t.Fatal(err)
 	}
 	tm := tags.NewManager(rc)
