@@ -207,13 +207,14 @@ func (c *Component) session(ctx context.Context) (loaded bool, err error) {
 			c.mu.Lock()
 			vms := m.build(c.rules, c.config.VNIs)
 			c.mu.Unlock()
+			took := time.Since(start)
+			// Metrics and log first: publishing releases WaitLoaded.
 			c.synced.Store(time.Now().UnixNano())
 			c.metrics.connected.Set(1)
-			c.publish(vms)
 			c.metrics.connects.WithLabelValues("ok").Inc()
-			took := time.Since(start)
 			c.metrics.loadSeconds.Set(took.Seconds())
 			c.r.Log.Info("vcenter inventory loaded", "url", redact(c.config.URL), "vms", len(vms), "took", took.Round(time.Millisecond))
+			c.publish(vms)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
