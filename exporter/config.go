@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -18,7 +20,7 @@ import (
 // Configuration of the exporter. The YAML keys are the command's flag names.
 type Configuration struct {
 	Pcap                    string   `yaml:"pcap"`
-	Interface               string   `yaml:"interface"`
+	Interfaces              StringList `yaml:"interface"`
 	Filter                  string   `yaml:"filter"`
 	RingSize                int      `yaml:"ring-size"` // MiB
 	Collectors              []string `yaml:"collector"`
@@ -115,25 +117,73 @@ func (c Configuration) export() export.Configuration {
 	return export.Configuration{Collectors: c.Collectors, CAFile: c.CAFile, QueueSize: c.QueueSize}
 }
 
-// Live is the configuration of the live capture.
-func (c Configuration) Live() capture.LiveConfiguration {
-	return capture.LiveConfiguration{Interface: c.Interface, Filter: c.Filter, RingSize: c.RingSize << 20}
+// FirstObservationPoint is the observation point id of the first
+// interface when none is given: ERSPAN session ids take 0 to 1023.
+const FirstObservationPoint = 1024
+
+// Live is the configuration of each interface's live capture.
+func (c Configuration) Live() ([]capture.LiveConfiguration, error) {
+	var out []capture.LiveConfiguration
+	seen := map[string]bool{}
+	for i, spec := range c.Interfaces {
+		name, id := spec, FirstObservationPoint+i
+		if n, v, ok := strings.Cut(spec, "="); ok {
+			p, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || p == 0 {
+				return nil, fmt.Errorf("interface %q: want NAME or NAME=ID with ID from 1 to 65535", spec)
+			}
+			name, id = n, int(p)
+		}
+		if name == "" {
+			return nil, fmt.Errorf("interface %q: missing name", spec)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("interface %s: given twice", name)
+		}
+		seen[name] = true
+		out = append(out, capture.LiveConfiguration{Interface: name, Filter: c.Filter, RingSize: c.RingSize << 20, ObservationPoint: uint16(id)})
+	}
+	return out, nil
+}
+
+// StringList is a YAML list of strings that may be written as one string.
+type StringList []string
+
+// UnmarshalYAML reads a string or a list of strings.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a name or a list of names", n.Line)}}
+		}
+		*l = StringList{s}
+		return nil
+	}
+	var s []string
+	if err := n.Decode(&s); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a name or a list of names", n.Line)}}
+	}
+	*l = s
+	return nil
 }
 
 // Validate checks every setting; the error names each wrong one.
 func (c Configuration) Validate() error {
 	var errs []error
 	switch {
-	case c.Pcap == "" && c.Interface == "":
+	case c.Pcap == "" && len(c.Interfaces) == 0:
 		errs = append(errs, errors.New("no capture: give --interface IFACE or --pcap FILE"))
-	case c.Pcap != "" && c.Interface != "":
+	case c.Pcap != "" && len(c.Interfaces) > 0:
 		errs = append(errs, errors.New("--interface and --pcap: give one source only"))
-	case c.Interface != "":
+	case len(c.Interfaces) > 0:
+		if _, err := c.Live(); err != nil {
+			errs = append(errs, err)
+		}
 		if c.RingSize < 1 || c.RingSize > 4096 {
 			errs = append(errs, fmt.Errorf("ring size %d MiB: must be from 1 to 4096", c.RingSize))
 		}
 	}
-	if c.Filter != "" && c.Interface == "" {
+	if c.Filter != "" && len(c.Interfaces) == 0 {
 		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
 	}
 	errs = append(errs, c.export().Validate(), c.meter().Validate(), c.ipfix().Validate())
@@ -155,7 +205,7 @@ func (c Configuration) MetricsAddr() string {
 		return ""
 	case c.MetricsListen != "":
 		return c.MetricsListen
-	case c.Interface != "":
+	case len(c.Interfaces) > 0:
 		return DefaultMetricsListen
 	}
 	return ""

@@ -216,6 +216,11 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 			x.stats.Undecodable[r]++
 			continue
 		}
+		if p.ERSPANSession == 0 {
+			// The interface is the observation point, unless the frame
+			// came in an ERSPAN session.
+			p.ERSPANSession = fr.ObservationPoint
+		}
 		x.table.Add(&p, fr.Timestamp)
 	}
 	if live != nil {

@@ -32,7 +32,7 @@ func exporterRunFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML file with any of these settings (keys are the flag names; flags given override it)"},
 		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE`, export every flow, and exit"},
-		&cli.StringFlag{Name: "interface", Usage: "capture live on `IFACE` (AF_PACKET ring, promiscuous) until SIGINT/SIGTERM, then export every flow"},
+		&cli.StringSliceFlag{Name: "interface", Usage: "capture live on `IFACE` (AF_PACKET ring, promiscuous) until SIGINT/SIGTERM, then export every flow; repeat for several; IFACE=ID sets its observation point id (default 1024, 1025... in order; ERSPAN session ids win)"},
 		&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` applied in the kernel to the live capture, e.g. 'not port 22' (compiled by libpcap, loaded at run time)"},
 		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB`"},
 		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX to `HOST:PORT` over UDP, or to udp://, tcp:// or tls://HOST:PORT (repeat for several collectors)"},
@@ -85,7 +85,7 @@ func exporterRunCommand() *cli.Command {
 			sum, err := x.Run(ctx, src)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
-				return fmt.Errorf("%s: %s", cfg.Pcap+cfg.Interface, oneLineError(err))
+				return fmt.Errorf("%s: %s", cfg.Pcap+strings.Join(cfg.Interfaces, ","), oneLineError(err))
 			}
 			return nil
 		},
@@ -95,8 +95,12 @@ func exporterRunCommand() *cli.Command {
 // exporterSource opens the frame source the configuration names: a capture
 // file, or a live AF_PACKET capture.
 func exporterSource(cfg exporter.Configuration) (capture.Source, error) {
-	if cfg.Interface != "" {
-		return openLive(cfg.Live())
+	if len(cfg.Interfaces) > 0 {
+		lives, err := cfg.Live()
+		if err != nil {
+			return nil, err
+		}
+		return openLive(lives)
 	}
 	return capture.OpenFile(cfg.Pcap)
 }
@@ -116,7 +120,7 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 		cfg.Pcap = c.String("pcap")
 	}
 	if c.IsSet("interface") {
-		cfg.Interface = c.String("interface")
+		cfg.Interfaces = c.StringSlice("interface")
 	}
 	if c.IsSet("filter") {
 		cfg.Filter = c.String("filter")

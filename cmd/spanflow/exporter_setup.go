@@ -162,9 +162,10 @@ func exporterCheck(path string) []string {
 		}
 	}
 	add(cfg.Validate())
-	if cfg.Interface != "" {
-		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
-			problems = append(problems, fmt.Sprintf("interface %s: not on this host: %v", cfg.Interface, err))
+	lives, _ := cfg.Live() // Validate said what is wrong
+	for _, l := range lives {
+		if _, err := net.InterfaceByName(l.Interface); err != nil {
+			problems = append(problems, fmt.Sprintf("interface %s: not on this host: %v", l.Interface, err))
 		}
 	}
 	for _, a := range cfg.Collectors {

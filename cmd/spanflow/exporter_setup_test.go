@@ -27,6 +27,9 @@ func TestExporterInit(t *testing.T) {
 	if len(cfg.Collectors) == 0 {
 		cfg.Collectors = nil // "collector: []"
 	}
+	if len(cfg.Interfaces) == 0 {
+		cfg.Interfaces = nil
+	}
 	if !reflect.DeepEqual(cfg, exporter.DefaultConfiguration()) {
 		t.Errorf("init file loads as %+v, want the defaults", cfg)
 	}

@@ -21,6 +21,9 @@ type Frame struct {
 	Timestamp int64  // capture time, nanoseconds since the Unix epoch
 	Length    int    // length on the wire (len(Data) is the captured length)
 	LinkType  uint32 // pcap LINKTYPE_* of the frame
+	// ObservationPoint identifies the interface of a live capture; 0 for
+	// files.
+	ObservationPoint uint16
 }
 
 // Source yields frames. Next returns io.EOF after the last frame of a file.

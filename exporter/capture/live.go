@@ -3,7 +3,12 @@ package capture
 import (
 	"errors"
 	"fmt"
+	"time"
 )
+
+// pollInterval is how long a live source's Next waits for a frame before it
+// returns ErrIdle.
+const pollInterval = 100 * time.Millisecond
 
 // ErrIdle is returned by a live source's Next when no frame came for a
 // while: the caller gets to run its timers, then calls Next again.
@@ -18,6 +23,10 @@ type LiveConfiguration struct {
 	RingSize      int    // bytes of the AF_PACKET ring (rounded down to 1 MiB blocks)
 	Filter        string // tcpdump filter expression; empty: every frame
 	NoPromiscuous bool
+	// ObservationPoint is given to the frames of this interface (the
+	// records' observationPointId unless an ERSPAN session id is in the
+	// frame).
+	ObservationPoint uint16
 }
 
 // DefaultRingSize is the ring size by default: 64 MiB holds about half a

@@ -91,9 +91,6 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	return l, nil
 }
 
-// pollInterval is how long Next waits for a frame before it returns ErrIdle.
-const pollInterval = 100 * time.Millisecond
-
 // setPromiscuous adds a promiscuous membership on a socket of its own: the
 // kernel counts memberships and drops it when the socket closes, so the
 // interface is left as found even if the process is killed.
@@ -141,7 +138,7 @@ func (l *Live) Next(f *Frame) error {
 			f.Length += 4
 		}
 	}
-	f.Data, f.LinkType = data, linkTypeEthernet
+	f.Data, f.LinkType, f.ObservationPoint = data, linkTypeEthernet, l.cfg.ObservationPoint
 	f.Timestamp = ci.Timestamp.UnixNano()
 	if f.Length < len(data) {
 		f.Length = len(data)

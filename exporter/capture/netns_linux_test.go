@@ -53,7 +53,8 @@ func newNetns(t *testing.T) *netns {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.name).Run() })
 	run(t, "ip", "netns", "exec", n.name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 	run(t, "ip", "-n", n.name, "link", "add", "vA", "type", "veth", "peer", "name", "vB")
-	for _, l := range []string{"vA", "vB", "lo"} {
+	run(t, "ip", "-n", n.name, "link", "add", "vC", "type", "veth", "peer", "name", "vD")
+	for _, l := range []string{"vA", "vB", "vC", "vD", "lo"} {
 		if l != "lo" {
 			run(t, "ip", "-n", n.name, "link", "set", l, "mtu", "9000")
 		}
@@ -89,11 +90,17 @@ func (n *netns) do(t *testing.T, fn func()) {
 	fn()
 }
 
-// replay sends the capture into vA at tcpreplay's top speed.
-func (n *netns) replay(t *testing.T, pcap string) {
+// replay sends the capture into vA (and the other given interfaces) at
+// tcpreplay's top speed.
+func (n *netns) replay(t *testing.T, pcap string, ifaces ...string) {
 	t.Helper()
 	tcpreplay := testutil.Command(t, "tcpreplay")
-	run(t, "ip", "netns", "exec", n.name, tcpreplay, "-q", "--topspeed", "-i", "vA", pcap)
+	if len(ifaces) == 0 {
+		ifaces = []string{"vA"}
+	}
+	for _, i := range ifaces {
+		run(t, "ip", "netns", "exec", n.name, tcpreplay, "-q", "--topspeed", "-i", i, pcap)
+	}
 }
 
 // collector is a UDP socket gathering IPFIX messages.
@@ -181,7 +188,10 @@ func live(fs []synth.Flow) []synth.Flow {
 // captureLive replays pkts into the namespace's veth while the exporter
 // captures on the other end, and returns the flows goflow2 decodes from what
 // the collector received.
-func captureLive(t *testing.T, pkts []synth.Packet, filter string) ([]synth.Flow, exporter.Summary) {
+func captureLive(t *testing.T, pkts []synth.Packet, filter string, ifaces ...string) ([]synth.Flow, exporter.Summary) {
+	if len(ifaces) == 0 {
+		ifaces = []string{"vB"}
+	}
 	n := newNetns(t)
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
 	if err := synth.WritePcapFile(pcap, pkts); err != nil {
@@ -189,17 +199,31 @@ func captureLive(t *testing.T, pkts []synth.Packet, filter string) ([]synth.Flow
 	}
 	col := newCollector(t)
 	cfg := exporter.DefaultConfiguration()
-	cfg.Interface, cfg.Filter, cfg.Collectors = "vB", filter, []string{col.addr()}
+	cfg.Interfaces, cfg.Filter, cfg.Collectors = ifaces, filter, []string{col.addr()}
 	x, err := exporter.New(reporter.NewForTest(os.Stderr), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var src *capture.Live
+	lives, err := cfg.Live()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []capture.LiveSource
 	n.do(t, func() {
-		src, err = capture.OpenLive(cfg.Live(), 0)
+		for _, l := range lives {
+			var s *capture.Live
+			if s, err = capture.OpenLive(l, 0); err != nil {
+				return
+			}
+			srcs = append(srcs, s)
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var src capture.LiveSource = srcs[0]
+	if len(srcs) > 1 {
+		src = capture.Merge(srcs...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan exporter.Summary)
@@ -211,10 +235,15 @@ func captureLive(t *testing.T, pkts []synth.Packet, filter string) ([]synth.Flow
 		src.Close()
 		done <- sum
 	}()
-	n.replay(t, pcap)
+	sent := map[string]string{"vB": "vA", "vD": "vC"}
+	var into []string
+	for _, i := range ifaces {
+		into = append(into, sent[strings.Split(i, "=")[0]])
+	}
+	n.replay(t, pcap, into...)
 	// Every frame the kernel received is read before the run ends.
 	// (tcpreplay has returned: the frames are in the ring or read.)
-	want := uint64(len(pkts))
+	want := uint64(len(pkts) * len(ifaces))
 	last, still := uint64(0), 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		got := x.Frames()
@@ -243,13 +272,51 @@ func captureLive(t *testing.T, pkts []synth.Packet, filter string) ([]synth.Flow
 	return flows, sum
 }
 
+// atPoint is the flows as seen on an interface with observation point id
+// point: flows outside ERSPAN take it.
+func atPoint(fs []synth.Flow, point uint64) []synth.Flow {
+	out := append([]synth.Flow(nil), fs...)
+	for i := range out {
+		if out[i].Session == 0 {
+			out[i].Session = point
+		}
+	}
+	return out
+}
+
 func TestLiveCaptureEqualsGroundTruth(t *testing.T) {
 	c := synth.Mixed(time.Unix(1700000000, 0))
 	flows, sum := captureLive(t, c.Packets, "")
 	if sum.Frames != uint64(len(c.Packets)) {
 		t.Errorf("captured %d frames, replayed %d", sum.Frames, len(c.Packets))
 	}
-	if d := synth.Diff(live(flows), live(c.Flows)); d != "" {
+	if d := synth.Diff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
+		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+}
+
+// TestLiveCaptureTwoInterfaces: two mirror ports at once, each its own
+// observation point; the same traffic on both makes two sets of flows
+// (the ERSPAN ones, whose session id wins, add up).
+func TestLiveCaptureTwoInterfaces(t *testing.T) {
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	flows, sum := captureLive(t, c.Packets, "", "vB", "vD=7001")
+	if sum.Frames != uint64(2*len(c.Packets)) || sum.KernelDropped != 0 {
+		t.Errorf("captured %d frames (%d dropped), replayed %d twice", sum.Frames, sum.KernelDropped, len(c.Packets))
+	}
+	want := live(append(atPoint(c.Flows, 1024), atPoint(c.Flows, 7001)...))
+	got := live(flows)
+	// An ERSPAN session's flows are one flow whatever port they come in by:
+	// the second copy of their TCP segments are retransmissions to the
+	// meter, which the ground truth of one copy does not say.
+	for _, fs := range [][]synth.Flow{want, got} {
+		for i := range fs {
+			if fs[i].Session < capturePointBase {
+				fs[i].Retrans = 0
+			}
+		}
+	}
+	if d := synth.Diff(got, want); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -270,12 +337,8 @@ func TestLiveCaptureERSPAN(t *testing.T) {
 		outer := synth.IPv4(a, b, 47, 0, uint16(i), 0, false, synth.GRE(0x22eb, nil, &seq, synth.ERSPAN3(33, 0, uint32(i), frame)))
 		pkts[i] = synth.Packet{Time: p.Time, Data: synth.Ethernet(synth.MAC(0xe1), synth.MAC(0xe2), nil, 0x0800, outer)}
 	}
-	want := append([]synth.Flow(nil), c.Flows...)
-	for i := range want {
-		if want[i].Session == 0 { // a mirrored ERSPAN session's own id stays: the innermost wins
-			want[i].Session = 33
-		}
-	}
+	// The mirrored frames' own ERSPAN sessions stay (the innermost wins).
+	want := atPoint(c.Flows, 33)
 	flows, _ := captureLive(t, pkts, "")
 	if d := synth.Diff(live(flows), live(want)); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
@@ -296,7 +359,7 @@ func TestLiveCaptureFilter(t *testing.T) {
 	if len(want) == len(c.Flows) {
 		t.Fatal("the filter would drop nothing")
 	}
-	if d := synth.Diff(live(flows), live(want)); d != "" {
+	if d := synth.Diff(live(flows), live(atPoint(want, 1024))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -377,7 +440,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := synth.Diff(live(flows), live(c.Flows)); d != "" {
+	if d := synth.Diff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -401,5 +464,7 @@ func (n *netns) scrape(t *testing.T, addr string) string {
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
 }
+
+const capturePointBase = 1024 // below: ERSPAN session ids
 
 func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }
