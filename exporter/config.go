@@ -19,21 +19,22 @@ import (
 
 // Configuration of the exporter. The YAML keys are the command's flag names.
 type Configuration struct {
-	Pcap                    string   `yaml:"pcap"`
+	Pcap                    string     `yaml:"pcap"`
 	Interfaces              StringList `yaml:"interface"`
-	Filter                  string   `yaml:"filter"`
-	RingSize                int      `yaml:"ring-size"` // MiB
-	Collectors              []string `yaml:"collector"`
-	CAFile                  string   `yaml:"ca-file"`
-	QueueSize               int      `yaml:"queue-size"`
-	MetricsListen           string   `yaml:"metrics-listen"`
-	ActiveTimeout           Duration `yaml:"active-timeout"`
-	IdleTimeout             Duration `yaml:"idle-timeout"`
-	ObservationDomain       uint32   `yaml:"observation-domain"`
-	MaxFlows                int      `yaml:"max-flows"`
-	MTU                     int      `yaml:"mtu"`
-	TemplateRefreshInterval Duration `yaml:"template-refresh"`
-	TemplateRefreshMessages int      `yaml:"template-refresh-messages"`
+	Filter                  string     `yaml:"filter"`
+	RingSize                int        `yaml:"ring-size"` // MiB
+	Fanout                  int        `yaml:"fanout"`
+	Collectors              []string   `yaml:"collector"`
+	CAFile                  string     `yaml:"ca-file"`
+	QueueSize               int        `yaml:"queue-size"`
+	MetricsListen           string     `yaml:"metrics-listen"`
+	ActiveTimeout           Duration   `yaml:"active-timeout"`
+	IdleTimeout             Duration   `yaml:"idle-timeout"`
+	ObservationDomain       uint32     `yaml:"observation-domain"`
+	MaxFlows                int        `yaml:"max-flows"`
+	MTU                     int        `yaml:"mtu"`
+	TemplateRefreshInterval Duration   `yaml:"template-refresh"`
+	TemplateRefreshMessages int        `yaml:"template-refresh-messages"`
 }
 
 // Duration is a time.Duration written as "60s" or "1m30s" in YAML.
@@ -60,6 +61,7 @@ func DefaultConfiguration() Configuration {
 	m, e := meter.DefaultConfiguration(), ipfix.DefaultConfiguration()
 	return Configuration{
 		RingSize:                capture.DefaultRingSize >> 20,
+		Fanout:                  1,
 		QueueSize:               export.DefaultQueueSize,
 		ActiveTimeout:           Duration(m.ActiveTimeout),
 		IdleTimeout:             Duration(m.IdleTimeout),
@@ -178,6 +180,9 @@ func (c Configuration) Validate() error {
 	case len(c.Interfaces) > 0:
 		if _, err := c.Live(); err != nil {
 			errs = append(errs, err)
+		}
+		if c.Fanout < 1 || c.Fanout > 64 {
+			errs = append(errs, fmt.Errorf("fanout %d: must be from 1 to 64 workers", c.Fanout))
 		}
 		if c.RingSize < 1 || c.RingSize > 4096 {
 			errs = append(errs, fmt.Errorf("ring size %d MiB: must be from 1 to 4096", c.RingSize))

@@ -74,6 +74,23 @@ type Summary struct {
 	DroppedRecords uint64
 }
 
+// Add returns the sum of two runs' summaries (fanout workers).
+func (s Summary) Add(o Summary) Summary {
+	s.Frames += o.Frames
+	s.Octets += o.Octets
+	for i := range s.Undecodable {
+		s.Undecodable[i] += o.Undecodable[i]
+	}
+	s.Flows += o.Flows
+	s.Messages += o.Messages
+	s.SendErrors += o.SendErrors
+	s.Evicted += o.Evicted
+	s.Live = s.Live || o.Live
+	s.KernelDropped += o.KernelDropped
+	s.DroppedRecords += o.DroppedRecords
+	return s
+}
+
 // NotDecodable is the number of frames not metered for any reason but "not IP".
 func (s Summary) NotDecodable() uint64 {
 	var n uint64

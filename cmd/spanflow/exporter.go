@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,7 +38,8 @@ func exporterRunFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE`, export every flow, and exit"},
 		&cli.StringSliceFlag{Name: "interface", Usage: "capture live on `IFACE` (AF_PACKET ring, promiscuous) until SIGINT/SIGTERM, then export every flow; repeat for several; IFACE=ID sets its observation point id (default 1024, 1025... in order; ERSPAN session ids win)"},
 		&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` applied in the kernel to the live capture, e.g. 'not port 22' (compiled by libpcap, loaded at run time)"},
-		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB`"},
+		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB` (per interface and worker)"},
+		&cli.IntFlag{Name: "fanout", Value: d.Fanout, Usage: "`N` capture workers (PACKET_FANOUT hash), each a pipeline of its own on its own core; worker n exports with observation domain observation-domain+n"},
 		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX to `HOST:PORT` over UDP, or to udp://, tcp:// or tls://HOST:PORT (repeat for several collectors)"},
 		&cli.StringFlag{Name: "ca-file", Usage: "PEM `FILE` of the CAs that tls:// collectors' certificates must chain to (system CAs when empty)"},
 		&cli.IntFlag{Name: "queue-size", Value: d.QueueSize, Usage: "IPFIX messages a tcp:// or tls:// collector buffers while it is away; more are dropped and counted"},
@@ -66,14 +71,34 @@ func exporterRunCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			src, err := exporterSource(cfg)
+			srcs, err := exporterSources(cfg)
 			if err != nil {
 				return errors.New(oneLineError(err))
 			}
-			defer src.Close()
-			x, err := exporter.New(rep, cfg, nil)
-			if err != nil {
-				return errors.New(oneLineError(err))
+			defer func() {
+				for _, s := range srcs {
+					s.Close()
+				}
+			}()
+			// One pipeline per fanout worker, each with its own observation
+			// domain (its own IPFIX sequence numbers); their metrics add up.
+			var xs []*exporter.Exporter
+			var regs []*prometheus.Registry
+			for w := range srcs {
+				wrep, wcfg := rep, cfg
+				wcfg.ObservationDomain += uint32(w)
+				if len(srcs) > 1 {
+					wrep = &reporter.Reporter{Log: rep.Log.With("worker", w), Registry: prometheus.NewRegistry()}
+					regs = append(regs, wrep.Registry)
+				}
+				x, err := exporter.New(wrep, wcfg, nil)
+				if err != nil {
+					return errors.New(oneLineError(err))
+				}
+				xs = append(xs, x)
+			}
+			if len(regs) > 0 {
+				rep.Registry.MustRegister(sumRegistries(regs))
 			}
 			metrics := reporter.NewMetricsServer(rep, cfg.MetricsAddr())
 			if err := metrics.Start(); err != nil {
@@ -82,7 +107,7 @@ func exporterRunCommand() *cli.Command {
 			defer metrics.Stop()
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
-			sum, err := x.Run(ctx, src)
+			sum, err := runWorkers(ctx, xs, srcs)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
 				return fmt.Errorf("%s: %s", cfg.Pcap+strings.Join(cfg.Interfaces, ","), oneLineError(err))
@@ -92,17 +117,98 @@ func exporterRunCommand() *cli.Command {
 	}
 }
 
-// exporterSource opens the frame source the configuration names: a capture
-// file, or a live AF_PACKET capture.
-func exporterSource(cfg exporter.Configuration) (capture.Source, error) {
+// exporterSources opens the frame sources the configuration names: a
+// capture file, or a live AF_PACKET capture per fanout worker.
+func exporterSources(cfg exporter.Configuration) ([]capture.Source, error) {
 	if len(cfg.Interfaces) > 0 {
 		lives, err := cfg.Live()
 		if err != nil {
 			return nil, err
 		}
-		return openLive(lives)
+		return openLive(lives, cfg.Fanout)
 	}
-	return capture.OpenFile(cfg.Pcap)
+	f, err := capture.OpenFile(cfg.Pcap)
+	if err != nil {
+		return nil, err
+	}
+	return []capture.Source{f}, nil
+}
+
+// runWorkers runs each pipeline on its source and adds up their summaries.
+func runWorkers(ctx context.Context, xs []*exporter.Exporter, srcs []capture.Source) (exporter.Summary, error) {
+	type result struct {
+		sum exporter.Summary
+		err error
+	}
+	results := make([]result, len(xs))
+	var wg sync.WaitGroup
+	for i := range xs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].sum, results[i].err = xs[i].Run(ctx, srcs[i])
+		}()
+	}
+	wg.Wait()
+	var total exporter.Summary
+	var errs []error
+	for _, r := range results {
+		total = total.Add(r.sum)
+		errs = append(errs, r.err)
+	}
+	return total, errors.Join(errs...)
+}
+
+// sumRegistries is a collector adding up the same series of several
+// registries (the fanout workers').
+type sumRegistries []*prometheus.Registry
+
+func (sumRegistries) Describe(chan<- *prometheus.Desc) {} // unchecked: the series are the workers'
+
+func (s sumRegistries) Collect(ch chan<- prometheus.Metric) {
+	type series struct {
+		desc  *prometheus.Desc
+		typ   prometheus.ValueType
+		value float64
+		vals  []string
+	}
+	sums := map[string]*series{}
+	var order []string
+	for _, r := range s {
+		families, err := r.Gather()
+		if err != nil {
+			continue
+		}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				var names, vals []string
+				for _, l := range m.GetLabel() {
+					names, vals = append(names, l.GetName()), append(vals, l.GetValue())
+				}
+				key := f.GetName() + "\x00" + strings.Join(vals, "\x00")
+				v, typ := 0.0, prometheus.UntypedValue
+				switch {
+				case m.Counter != nil:
+					v, typ = m.GetCounter().GetValue(), prometheus.CounterValue
+				case m.Gauge != nil:
+					v, typ = m.GetGauge().GetValue(), prometheus.GaugeValue
+				case m.Untyped != nil:
+					v = m.GetUntyped().GetValue()
+				default:
+					continue
+				}
+				if sums[key] == nil {
+					sums[key] = &series{desc: prometheus.NewDesc(f.GetName(), f.GetHelp(), names, nil), typ: typ, vals: vals}
+					order = append(order, key)
+				}
+				sums[key].value += v
+			}
+		}
+	}
+	for _, k := range order {
+		x := sums[k]
+		ch <- prometheus.MustNewConstMetric(x.desc, x.typ, x.value, x.vals...)
+	}
 }
 
 const defaultMetricsListen = exporter.DefaultMetricsListen
@@ -127,6 +233,9 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	}
 	if c.IsSet("ring-size") {
 		cfg.RingSize = c.Int("ring-size")
+	}
+	if c.IsSet("fanout") {
+		cfg.Fanout = c.Int("fanout")
 	}
 	if c.IsSet("ca-file") {
 		cfg.CAFile = c.String("ca-file")

@@ -8,6 +8,6 @@ import (
 	"github.com/spanflow/spanflow/exporter/capture"
 )
 
-func openLive(cfgs []capture.LiveConfiguration) (capture.Source, error) {
+func openLive(cfgs []capture.LiveConfiguration, workers int) ([]capture.Source, error) {
 	return nil, errors.New("live capture needs Linux and a cgo build")
 }

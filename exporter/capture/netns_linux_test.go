@@ -374,7 +374,15 @@ func TestCompileFilterErrors(t *testing.T) {
 	}
 }
 
+// TestSIGTERMFlushes runs the real binary, with one capture worker and with
+// two (PACKET_FANOUT), and stops it with SIGTERM during the capture.
 func TestSIGTERMFlushes(t *testing.T) {
+	for _, fanout := range []string{"1", "2"} {
+		t.Run("fanout="+fanout, func(t *testing.T) { sigtermFlushes(t, fanout) })
+	}
+}
+
+func sigtermFlushes(t *testing.T, fanout string) {
 	n := newNetns(t)
 	bin := filepath.Join(t.TempDir(), "spanflow")
 	build := exec.Command("go", "build", "-o", bin, "github.com/spanflow/spanflow/cmd/spanflow")
@@ -391,7 +399,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 	n.do(t, func() { col = newCollector(t) })
 	// Metrics on their default address, 127.0.0.1:9108, in the namespace.
 	cmd := exec.Command("ip", "netns", "exec", n.name, bin, "exporter", "run", "--interface", "vB",
-		"--collector", col.addr())
+		"--collector", col.addr(), "--fanout", fanout)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -436,12 +444,27 @@ func TestSIGTERMFlushes(t *testing.T) {
 		t.Errorf("summary: %s", out.String())
 	}
 	msgs := col.wait(1 << 30)
-	flows, _, _, err := verify.Goflow2(msgs)
+	flows, infos, _, err := verify.Goflow2(msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := synth.Diff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+	// Each worker exports in its own observation domain.
+	domains := map[uint32]bool{}
+	for _, m := range infos {
+		domains[m.Domain] = true
+	}
+	if fmt.Sprint(len(domains)) != fanout {
+		t.Errorf("observation domains %v, want %s", domains, fanout)
+	}
+	// Both directions of a connection reach the same worker: the
+	// handshake RTT, which needs both, is measured.
+	for _, f := range flows {
+		if f.Proto == 6 && f.SrcPort == 40001 && (f.RTTServerUs == 0 || f.RTTClientUs == 0) {
+			t.Errorf("handshake RTT not measured: %+v", f)
+		}
 	}
 }
 
