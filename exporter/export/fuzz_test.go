@@ -3,8 +3,8 @@ package export
 import (
 	"encoding/hex"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -359,23 +357,6 @@ func (t *TCP) dial() (net.Conn, *net.TCPConn, *countingConn, error) {
 	// Stream offsets (cc.n) include the handshake, as the kernel's
 	// acknowledged byte count does.
 	return tc, raw, cc, nil
-}
-
-// ackedBytes is how many bytes of the stream the peer's kernel
-// acknowledged (TCP_INFO's tcpi_bytes_acked); ok is false when the kernel
-// cannot say.
-func ackedBytes(raw *net.TCPConn) (uint64, bool) {
-	sc, err := raw.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	var info *unix.TCPInfo
-	var gerr error
-	cerr := sc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-	if cerr != nil || gerr != nil || info == nil {
-		return 0, false
-	}
-	return info.Bytes_acked, true
 }
 
 // acked counts and forgets the messages the peer acknowledged.

@@ -1,0 +1,26 @@
+//go:build linux
+
+package export
+
+import (
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// ackedBytes is how many bytes of the stream the peer's kernel
+// acknowledged (TCP_INFO's tcpi_bytes_acked); ok is false when the kernel
+// cannot say.
+func ackedBytes(raw *net.TCPConn) (uint64, bool) {
+	sc, err := raw.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	cerr := sc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if cerr != nil || gerr != nil || info == nil {
+		return 0, false
+	}
+	return info.Bytes_acked, true
+}
