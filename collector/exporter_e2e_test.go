@@ -13,9 +13,8 @@ import (
 
 // TestExporterRoundTrip runs `spanflow exporter run --pcap` on a mirrored
 // capture, sending IPFIX to the collector: the documents add up to the
-// packets and IP bytes tshark counts in the capture. (The exact per-flow
-// comparison, TCP performance fields included, belongs to the exporter's
-// ground truth and comes with it.)
+// packets and IP bytes tshark counts in the capture. The exact per-flow
+// comparison, TCP performance fields included, is TestExporterGroundTruth.
 func TestExporterRoundTrip(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	goBin := testutil.Command(t, "go")
