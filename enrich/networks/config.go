@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/spanflow/spanflow/internal/flow"
 	"io"
 	"net/netip"
 	"os"
@@ -22,6 +23,9 @@ type Network struct {
 	// External marks a listed network as outside (a partner, the internet
 	// behind a load balancer): flows to it are north-south.
 	External bool `yaml:"external" json:"external,omitempty"`
+	// Info is what flows carry of this network (source/destination.network.*);
+	// nil when the file names nothing. Set by NewTable.
+	Info *flow.NetworkInfo `yaml:"-" json:"-"`
 }
 
 // Configuration says where the networks come from.

@@ -264,3 +264,40 @@ func BenchmarkLookup(b *testing.B) {
 		c.Enrich(&recs[i&1023])
 	}
 }
+
+// TestNetworkInfo: each end carries the most specific listed network's name,
+// site, role and project, and the flow document writes them.
+func TestNetworkInfo(t *testing.T) {
+	nets, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(reporter.NewForTest(nil), Configuration{Networks: nets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := flow.Record{SrcAddr: netip.MustParseAddr("10.1.2.3"), DstAddr: netip.MustParseAddr("198.51.100.1")}
+	c.Enrich(&rec)
+	if diff := cmp.Diff(rec.Src.Network, &flow.NetworkInfo{Name: "payments-db", Project: "payments"}); diff != "" {
+		t.Errorf("source network (-got, +want):\n%s", diff)
+	}
+	if rec.Dst.Network != nil {
+		t.Errorf("an unlisted address got network %+v", rec.Dst.Network)
+	}
+	rec = flow.Record{SrcAddr: netip.MustParseAddr("10.200.0.1"), DstAddr: netip.MustParseAddr("203.0.113.9")}
+	c.Enrich(&rec)
+	if diff := cmp.Diff([]*flow.NetworkInfo{rec.Src.Network, rec.Dst.Network},
+		[]*flow.NetworkInfo{{Name: "datacenter", Site: "par1", Role: "servers"}, {Name: "partner-x"}}); diff != "" {
+		t.Errorf("networks (-got, +want):\n%s", diff)
+	}
+	var e flow.Encoder
+	doc := string(e.AppendDocument(nil, &rec))
+	for _, want := range []string{`"source":{"ip":"10.200.0.1","network":{"name":"datacenter","role":"servers","site":"par1"}}`, `"network":{"name":"partner-x"}`} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("document lacks %s:\n%s", want, doc)
+		}
+	}
+	if testing.AllocsPerRun(100, func() { c.Enrich(&rec) }) != 0 {
+		t.Error("Enrich allocates")
+	}
+}

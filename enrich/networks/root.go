@@ -62,25 +62,30 @@ const (
 	sideExternal
 )
 
-func (c *Component) side(addr netip.Addr, inInventory bool) side {
-	if inInventory {
-		return sideInternal
-	}
+func (c *Component) side(addr netip.Addr, inInventory bool, info **flow.NetworkInfo) side {
 	if !addr.IsValid() {
+		if inInventory {
+			return sideInternal
+		}
 		return sideUnknown
 	}
-	if n, ok := c.table.Lookup(addr); ok && !n.External {
+	n, ok := c.table.Lookup(addr)
+	if ok {
+		*info = n.Info
+	}
+	if inInventory || (ok && !n.External) {
 		return sideInternal
 	}
 	return sideExternal
 }
 
-// Enrich sets r.Locality and r.Direction: east-west when both ends are
+// Enrich sets each end's network (name, site, role, project) from the
+// file, and r.Locality and r.Direction: east-west when both ends are
 // internal, north-south when exactly one is, unknown otherwise (transit
 // traffic, or an end without an address).
 func (c *Component) Enrich(r *flow.Record) {
-	src := c.side(r.SrcAddr, r.Src.VSphere != nil)
-	dst := c.side(r.DstAddr, r.Dst.VSphere != nil)
+	src := c.side(r.SrcAddr, r.Src.VSphere != nil, &r.Src.Network)
+	dst := c.side(r.DstAddr, r.Dst.VSphere != nil, &r.Dst.Network)
 	switch {
 	case src == sideInternal && dst == sideInternal:
 		r.Locality, r.Direction = Internal, EastWest

@@ -2,6 +2,7 @@ package networks
 
 import (
 	"encoding/binary"
+	"github.com/spanflow/spanflow/internal/flow"
 	"net/netip"
 	"sort"
 )
@@ -84,6 +85,13 @@ func NewTable(nets []Network) *Table {
 		}
 		return ps[i].bits < ps[j].bits
 	})
+	nets = append([]Network(nil), nets...)
+	for i := range nets {
+		n := &nets[i]
+		if n.Name != "" || n.Site != "" || n.Role != "" || n.Project != "" {
+			n.Info = &flow.NetworkInfo{Name: n.Name, Site: n.Site, Role: n.Role, Project: n.Project}
+		}
+	}
 	t := &Table{nets: nets}
 	emit := func(from, to u128, idx int32) {
 		if to.less(from) {

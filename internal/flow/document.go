@@ -150,6 +150,33 @@ func vsphereFields(src bool) []Field {
 	}
 }
 
+func networkField(name, desc string, src bool, get func(*NetworkInfo) string) Field {
+	side := "destination"
+	if src {
+		side = "source"
+	}
+	return Field{Name: side + ".network." + name, Type: "keyword", Description: desc + " (" + side + " end, from the networks file)",
+		put: func(b []byte, r *Record) ([]byte, bool) {
+			n := r.Dst.Network
+			if src {
+				n = r.Src.Network
+			}
+			if n == nil {
+				return b, false
+			}
+			return putString(b, get(n))
+		}}
+}
+
+func networkFields(src bool) []Field {
+	return []Field{
+		networkField("name", "name of the network the address belongs to", src, func(n *NetworkInfo) string { return n.Name }),
+		networkField("site", "site of that network", src, func(n *NetworkInfo) string { return n.Site }),
+		networkField("role", "role of that network (servers, load balancers, internet, ...)", src, func(n *NetworkInfo) string { return n.Role }),
+		networkField("project", "project (tenant) that network belongs to", src, func(n *NetworkInfo) string { return n.Project }),
+	}
+}
+
 func endpointFields(side string, src bool) []Field {
 	fs := []Field{
 		{Name: side + ".ip", Type: "ip", Description: side + " IPv4 or IPv6 address",
@@ -170,6 +197,7 @@ func endpointFields(side string, src bool) []Field {
 				return putUint(b, uint64(p), hasPorts(r))
 			}},
 	}
+	fs = append(fs, networkFields(src)...)
 	return append(fs, vsphereFields(src)...)
 }
 

@@ -79,6 +79,13 @@ type VSphere struct {
 // Endpoint holds the enrichment of one end of a flow.
 type Endpoint struct {
 	VSphere *VSphere
+	Network *NetworkInfo // from the networks file, for what vCenter does not know
+}
+
+// NetworkInfo is what the networks file says about the network an address
+// belongs to (physical servers, load balancers, the internet, partners).
+type NetworkInfo struct {
+	Name, Site, Role, Project string
 }
 
 // Extra is an information element without an ECS home; it is written as
