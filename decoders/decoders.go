@@ -59,6 +59,7 @@ func (c Configuration) Validate() error {
 // Result says what one datagram held.
 type Result struct {
 	Kind           flow.Kind
+	Domain         uint32 // observation domain (IPFIX), source id (NetFlow v9), sub-agent (sFlow); 0 for NetFlow v5
 	Records        int    // records appended (flows and interface counters)
 	OptionsRecords int    // NetFlow v9/IPFIX options records applied
 	Lost           uint64 // datagrams (v9, sFlow) or records (v5, IPFIX) the sequence numbers say were lost before this one
@@ -133,6 +134,29 @@ func (d *Decoder) Templates() map[netip.Addr]int {
 		e.mu.Unlock()
 	}
 	return m
+}
+
+// DomainTemplates is the number of templates an exporter has for one
+// observation domain of one protocol (NetFlow v9 or IPFIX); 0 for others.
+func (d *Decoder) DomainTemplates(a netip.Addr, kind flow.Kind, domain uint32) int {
+	var version uint16
+	switch kind {
+	case flow.KindNetFlowV9:
+		version = 9
+	case flow.KindIPFIX:
+		version = 10
+	default:
+		return 0
+	}
+	d.mu.RLock()
+	e := d.exporters[a]
+	d.mu.RUnlock()
+	if e == nil {
+		return 0
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nf.DomainTemplates(version, domain)
 }
 
 // Flush drops the data sets still held for templates (at the end of a
@@ -217,6 +241,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 		var info netflow.Info
 		out, info, err = e.nf.Decode(dg.Payload, dg.Received, out)
 		res.OptionsRecords, res.Held, res.Expired, res.Templates = info.OptionsRecords, info.Held, info.Expired, info.Templates
+		res.Domain = info.Domain
 		if info.Version == 9 {
 			res.Lost = e.track(9<<32|uint64(info.Domain), info.Sequence, 1)
 		} else if info.Version == 10 && info.Held == 0 {
@@ -227,6 +252,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 		var info sflow.Info
 		out, info, err = sflow.Decode(dg.Payload, src, dg.Received, out)
 		res.BadHeaders = info.BadHeaders
+		res.Domain = info.SubAgent
 		if err == nil {
 			res.Lost = e.track(6<<32|uint64(info.SubAgent), info.Sequence, 1)
 		}

@@ -19,17 +19,24 @@ type Configuration struct {
 	// against the decoder's pending timeout (wall clock); 0 disables it, as
 	// a capture replay must (its receive times are the capture's).
 	ExpireInterval time.Duration
+	// ExporterStatsInterval is how often one statistics document per
+	// exporter and observation domain seen (flow.Record.Exporter) is written
+	// to the outputs; 0 disables them.
+	ExporterStatsInterval time.Duration
 }
 
 // DefaultConfiguration allows every exporter, with the decoder's default limits.
 func DefaultConfiguration() Configuration {
-	return Configuration{Decoder: decoders.DefaultConfiguration(), ExpireInterval: 5 * time.Second}
+	return Configuration{Decoder: decoders.DefaultConfiguration(), ExpireInterval: 5 * time.Second, ExporterStatsInterval: time.Minute}
 }
 
 // Validate checks the configuration.
 func (c Configuration) Validate() error {
 	if c.ExpireInterval < 0 {
 		return fmt.Errorf("expire interval must not be negative")
+	}
+	if c.ExporterStatsInterval < 0 {
+		return fmt.Errorf("exporter statistics interval must not be negative")
 	}
 	for _, p := range c.Allow {
 		if !p.IsValid() {

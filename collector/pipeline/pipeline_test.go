@@ -105,14 +105,29 @@ func TestListenDecodeWrite(t *testing.T) {
 	p.Stop()
 	nd.Stop()
 	lines := out.lines()
-	if len(lines) != 120 {
-		t.Fatalf("got %d documents, want 120 (100 over UDP, 20 over TCP)", len(lines))
+	if len(lines) != 122 {
+		t.Fatalf("got %d documents, want 120 flows (100 over UDP, 20 over TCP) and 2 exporter statistics", len(lines))
+	}
+	// The statistics of the interval Stop ended: per domain, the datagrams,
+	// records and templates sent.
+	stats := statsDocs(t, lines)
+	if len(stats) != 2 {
+		t.Fatalf("%d exporter statistics documents, want 2", len(stats))
+	}
+	for i, want := range [][3]uint64{{11, 100, 1}, {5, 20, 1}} {
+		s := stats[i].Spanflow.Exporter
+		if got := [3]uint64{s.Datagrams, s.Records, s.Templates}; got != want || s.SequenceLosses != 0 || stats[i].Observer.IP != "127.0.0.1" {
+			t.Errorf("statistics of domain %d: %+v (datagrams, records, templates %v), want %v", 7+i, stats[i], got, want)
+		}
 	}
 	var bytesSum, pkts float64
 	for _, line := range lines {
 		var doc map[string]any
 		if err := json.Unmarshal([]byte(line), &doc); err != nil {
 			t.Fatalf("not JSON: %v: %s", err, line)
+		}
+		if doc["event"].(map[string]any)["kind"] == "metric" {
+			continue
 		}
 		nw := doc["network"].(map[string]any)
 		bytesSum += nw["bytes"].(float64)

@@ -50,6 +50,7 @@ type Pipeline struct {
 	m       *metrics
 	log     *reporter.Limited
 	tracker lifecycle.Tracker
+	stats   *exporterStats // nil when disabled
 }
 
 // New returns a pipeline.
@@ -63,6 +64,9 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	}
 	p := &Pipeline{r: r, cfg: cfg, deps: deps, decoder: dec, m: newMetrics(r, cfg.Decoder.MaxExporters),
 		log: reporter.NewLimited(r.Log, 10*time.Second)}
+	if cfg.ExporterStatsInterval > 0 {
+		p.stats = newExporterStats(time.Now())
+	}
 	r.Factory("collector").GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
 	return p, nil
 }
@@ -135,6 +139,9 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 	if res.Kind == flow.KindNetFlowV9 || res.Kind == flow.KindIPFIX {
 		em.templates.Set(float64(res.Templates))
 	}
+	if p.stats != nil && res.Kind != flow.KindUnknown {
+		p.stats.add(src, res, err != nil)
+	}
 	if err != nil {
 		why := reason.Of(err)
 		p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
@@ -189,9 +196,23 @@ func (p *Pipeline) Flush() int {
 // Name is used in lifecycle errors.
 func (p *Pipeline) Name() string { return "pipeline" }
 
-// Start runs the expiry of data sets held for templates; decoding runs on
-// the callers' goroutines.
+// Start runs the expiry of data sets held for templates and the exporter
+// statistics; decoding runs on the callers' goroutines.
 func (p *Pipeline) Start() error {
+	if p.stats != nil {
+		p.tracker.Go(func(ctx context.Context) error {
+			t := time.NewTicker(p.cfg.ExporterStatsInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case now := <-t.C:
+					p.emitStats(now)
+				}
+			}
+		})
+	}
 	if p.cfg.ExpireInterval == 0 {
 		return nil
 	}
@@ -210,8 +231,13 @@ func (p *Pipeline) Start() error {
 	return nil
 }
 
-// Stop ends the expiry goroutine.
-func (p *Pipeline) Stop() error { return p.tracker.Stop() }
+// Stop ends the expiry and statistics goroutines, and writes the
+// statistics of the last, partial, interval.
+func (p *Pipeline) Stop() error {
+	err := p.tracker.Stop()
+	p.EmitStats()
+	return err
+}
 
 // Drops is the counter of datagrams dropped before decoding for a reason.
 func (p *Pipeline) Drops(why string) prometheus.Counter { return p.m.drops.WithLabelValues(why) }

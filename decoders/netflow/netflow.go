@@ -100,6 +100,18 @@ func NewState(exporter netip.Addr, limits Limits) *State {
 // Templates is the number of templates the exporter has.
 func (s *State) Templates() int { return len(s.templates) }
 
+// DomainTemplates is the number of templates the exporter has for one
+// observation domain (source id) of one version (9 or 10).
+func (s *State) DomainTemplates(version uint16, domain uint32) int {
+	n := 0
+	for k := range s.templates {
+		if k>>16 == templateKey(version, domain, 0)>>16 {
+			n++
+		}
+	}
+	return n
+}
+
 // Pending is the number of data sets held waiting for a template.
 func (s *State) Pending() int { return len(s.pending) }
 

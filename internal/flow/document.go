@@ -212,19 +212,22 @@ func buildFields() []Field {
 				}
 				return putTime(b, r.Received)
 			}},
-		{Name: "event.kind", Type: "keyword", Description: `"event" for a flow, "metric" for interface counters (sFlow counter samples)`,
+		{Name: "event.kind", Type: "keyword", Description: `"event" for a flow, "metric" for interface counters (sFlow counter samples) and exporter statistics`,
 			put: func(b []byte, r *Record) ([]byte, bool) {
-				if r.Counters != nil {
+				if r.Counters != nil || r.Exporter != nil {
 					return append(b, `"metric"`...), true
 				}
 				return append(b, `"event"`...), true
 			}},
 		{Name: "event.category", Type: "keyword", Description: `always "network"`,
 			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"network"`...), true }},
-		{Name: "event.action", Type: "keyword", Description: `"network_flow" for a flow, "interface_counters" for interface counters`,
+		{Name: "event.action", Type: "keyword", Description: `"network_flow" for a flow, "interface_counters" for interface counters, "exporter_stats" for exporter statistics`,
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				if r.Counters != nil {
 					return append(b, `"interface_counters"`...), true
+				}
+				if r.Exporter != nil {
+					return append(b, `"exporter_stats"`...), true
 				}
 				return append(b, `"network_flow"`...), true
 			}},
@@ -308,9 +311,13 @@ func buildFields() []Field {
 				return append(b, `"ipv6"`...), true
 			}},
 		{Name: "network.bytes", Type: "long", Description: "bytes of the flow at layer 3 (IP total length), scaled by the sampling interval",
-			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Bytes, r.Counters == nil) }},
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, r.Bytes, r.Counters == nil && r.Exporter == nil)
+			}},
 		{Name: "network.packets", Type: "long", Description: "packets of the flow, scaled by the sampling interval",
-			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, r.Packets, r.Counters == nil) }},
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, r.Packets, r.Counters == nil && r.Exporter == nil)
+			}},
 		{Name: "network.vlan.id", Type: "keyword", Description: "outer 802.1Q VLAN id",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.VLAN), r.VLAN != 0) }},
 		{Name: "network.inner.vlan.id", Type: "keyword", Description: "inner (customer) VLAN id of a QinQ frame",
@@ -361,6 +368,7 @@ func buildFields() []Field {
 			}},
 	}
 	fs = append(fs, counterFields()...)
+	fs = append(fs, exporterFields()...)
 	fs = append(fs, endpointFields("destination", false)...)
 	fs = append(fs, endpointFields("source", true)...)
 	slices.SortStableFunc(fs, func(a, b Field) int { return compareNames(a.Name, b.Name) })
@@ -402,6 +410,29 @@ func counterFields() []Field {
 	}
 }
 
+func exporterField(name, desc string, get func(*ExporterStats) uint64) Field {
+	return Field{Name: "spanflow.exporter." + name, Type: "long", Description: desc + " (exporter statistics documents)",
+		put: func(b []byte, r *Record) ([]byte, bool) {
+			if r.Exporter == nil {
+				return b, false
+			}
+			return putUint(b, get(r.Exporter), true)
+		}}
+}
+
+// exporterFields are the collector's statistics of one exporter and
+// observation domain over one interval.
+func exporterFields() []Field {
+	return []Field{
+		exporterField("interval_ms", "length of the interval the statistics cover, in milliseconds", func(s *ExporterStats) uint64 { return uint64(s.Interval.Milliseconds()) }),
+		exporterField("datagrams", "datagrams received in the interval", func(s *ExporterStats) uint64 { return s.Datagrams }),
+		exporterField("records", "records decoded in the interval (flows and interface counters)", func(s *ExporterStats) uint64 { return s.Records }),
+		exporterField("sequence_losses", "missing by sequence number in the interval: datagrams (NetFlow v9, sFlow) or records (NetFlow v5, IPFIX)", func(s *ExporterStats) uint64 { return s.SequenceLosses }),
+		exporterField("templates", "NetFlow v9/IPFIX templates the collector knows for the domain at the end of the interval", func(s *ExporterStats) uint64 { return s.Templates }),
+		exporterField("decode_errors", "datagrams that did not decode cleanly (malformed, over a limit) in the interval", func(s *ExporterStats) uint64 { return s.DecodeErrors }),
+	}
+}
+
 // compareNames orders dotted names segment by segment, so that every object's
 // members are contiguous and the writer can nest them in one pass.
 func compareNames(a, b string) int {
@@ -429,6 +460,7 @@ type compiled struct {
 const (
 	groupNone uint8 = iota
 	groupCounters
+	groupExporter
 	groupSrcVSphere
 	groupDstVSphere
 )
@@ -437,6 +469,8 @@ func groupOf(name string) uint8 {
 	switch {
 	case strings.HasPrefix(name, "spanflow.interface."):
 		return groupCounters
+	case strings.HasPrefix(name, "spanflow.exporter."):
+		return groupExporter
 	case strings.HasPrefix(name, "source.vsphere."):
 		return groupSrcVSphere
 	case strings.HasPrefix(name, "destination.vsphere."):
@@ -500,9 +534,10 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 	e.path = e.path[:0]
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
-	var present [4]bool
+	var present [5]bool
 	present[groupNone] = true
 	present[groupCounters] = r.Counters != nil
+	present[groupExporter] = r.Exporter != nil
 	present[groupSrcVSphere] = r.Src.VSphere != nil
 	present[groupDstVSphere] = r.Dst.VSphere != nil
 	for i := range compiledFields {

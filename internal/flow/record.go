@@ -139,7 +139,23 @@ type Record struct {
 	// addresses, bytes or packets.
 	Counters *IfCounters
 
+	// Exporter is set on the exporter statistics documents the collector
+	// writes every interval, one per exporter and observation domain; such a
+	// record is not a flow either.
+	Exporter *ExporterStats
+
 	Extra []Extra
+}
+
+// ExporterStats is what the collector saw of one exporter and observation
+// domain during one interval.
+type ExporterStats struct {
+	Interval       time.Duration
+	Datagrams      uint64 // datagrams received
+	Records        uint64 // records decoded (flows and interface counters)
+	SequenceLosses uint64 // missing by sequence number: datagrams (NetFlow v9, sFlow) or records (NetFlow v5, IPFIX)
+	Templates      uint64 // NetFlow v9/IPFIX templates known for the domain at the end of the interval
+	DecodeErrors   uint64 // datagrams that did not decode cleanly (malformed, limits)
 }
 
 // IfCounters are the generic interface counters (RFC 3176 / sFlow v5
