@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector/output/elasticsearch"
 	"github.com/spanflow/spanflow/collector/output/forward"
 	"github.com/spanflow/spanflow/collector/output/ndjson"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
@@ -40,13 +41,16 @@ var collectorOutputs = map[string]func(c *cli.Context, r *reporter.Reporter, arg
 		cfg.Path, cfg.MaxBytes, cfg.MaxFiles = path, c.Int64("output-max-bytes"), c.Int("output-max-files")
 		return ndjson.New(r, cfg, nil)
 	},
+	"elasticsearch": func(c *cli.Context, r *reporter.Reporter, _ string) (collectorOutput, error) {
+		return elasticsearch.New(r, esOutputConfig(c))
+	},
 }
 
 // collectorOutputFlags are the flags of the outputs in collectorOutputs.
-var collectorOutputFlags = []cli.Flag{
+var collectorOutputFlags = append([]cli.Flag{
 	&cli.Int64Flag{Name: "output-max-bytes", Value: ndjson.DefaultConfiguration().MaxBytes, Usage: "rotate a file output when it would grow past this many bytes (0: never)"},
 	&cli.IntFlag{Name: "output-max-files", Value: ndjson.DefaultConfiguration().MaxFiles, Usage: "rotated files kept besides the current one (PATH.1 ... PATH.N)"},
-}
+}, esOutputFlags()...) // --es-*: see docs/elasticsearch.md
 
 // collectorEnrichers builds the enrichers applied to every record, in
 // order, between decoding and the outputs. Adding an enricher is one entry.
@@ -57,6 +61,9 @@ var collectorEnricherFlags = enrichFlags() // cmd/spanflow/vsphere.go
 
 func buildOutputs(c *cli.Context, r *reporter.Reporter) ([]collectorOutput, []pipeline.Output, error) {
 	specs := c.StringSlice("output")
+	if len(specs) == 0 && c.IsSet("es-url") {
+		specs = []string{"elasticsearch"}
+	}
 	if len(specs) == 0 {
 		specs = []string{"stdout"}
 	}
@@ -93,7 +100,7 @@ func collectorCommand() *cli.Command {
 		&cli.StringSliceFlag{Name: "sflow-listen", Value: cli.NewStringSlice(":6343"), Usage: "UDP address(es) for sFlow v5; \"\" disables"},
 		&cli.IntFlag{Name: "sockets", Value: defListen.Sockets, Usage: "SO_REUSEPORT sockets (each with a decoding goroutine) per UDP address"},
 		&cli.IntFlag{Name: "receive-buffer", Value: defListen.ReceiveBuffer, Usage: "socket receive buffer in bytes (as root beyond net.core.rmem_max)"},
-		&cli.StringSliceFlag{Name: "output", Usage: "where documents go: stdout (NDJSON, the default), file:PATH (NDJSON, rotated by size); repeatable"},
+		&cli.StringSliceFlag{Name: "output", Usage: "where documents go: stdout (NDJSON, the default), file:PATH (NDJSON, rotated by size), elasticsearch (--es-url; the default when --es-url is given); repeatable"},
 		&cli.StringSliceFlag{Name: "forward", Usage: "re-send every received datagram unchanged to HOST:PORT; repeatable"},
 		&cli.BoolFlag{Name: "forward-spoof", Usage: "forwarded datagrams keep the exporter's source address (IPv4, raw socket: root or CAP_NET_RAW)"},
 		&cli.StringSliceFlag{Name: "allow", Usage: "accept datagrams only from this exporter network (CIDR); repeatable; default: all"},
@@ -101,6 +108,7 @@ func collectorCommand() *cli.Command {
 		&cli.IntFlag{Name: "max-templates", Value: defDec.MaxTemplatesPerExporter, Usage: "NetFlow v9/IPFIX templates kept per exporter; more are refused and counted"},
 		&cli.IntFlag{Name: "max-held-sets", Value: defDec.MaxPendingPerExporter, Usage: "data sets held per exporter while their template has not arrived"},
 		&cli.DurationFlag{Name: "template-wait", Value: defDec.PendingTimeout, Usage: "how long a data set is held for its template before it is dropped and counted"},
+		&cli.DurationFlag{Name: "exporter-stats-interval", Value: pipeline.DefaultConfiguration().ExporterStatsInterval, Usage: "every this often, write one statistics document (event.kind metric, spanflow.exporter.*) per exporter and observation domain seen; 0 disables (with --pcap: off unless given, then written at the end)"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9109", Usage: "serve Prometheus metrics at http://ADDR/metrics; \"\" disables"},
 	}
 	flags = append(flags, collectorOutputFlags...)
@@ -143,9 +151,15 @@ func runCollector(c *cli.Context) error {
 	pcfg.Decoder.MaxTemplatesPerExporter = c.Int("max-templates")
 	pcfg.Decoder.MaxPendingPerExporter = c.Int("max-held-sets")
 	pcfg.Decoder.PendingTimeout = c.Duration("template-wait")
+	pcfg.ExporterStatsInterval = c.Duration("exporter-stats-interval")
 	if c.String("pcap") != "" {
 		// Held data expires by capture time, as datagrams are read.
 		pcfg.ExpireInterval = 0
+		if !c.IsSet("exporter-stats-interval") {
+			// A replay's statistics cover the whole capture, written at its
+			// end, only when asked for.
+			pcfg.ExporterStatsInterval = 0
+		}
 	}
 
 	var group lifecycle.Group

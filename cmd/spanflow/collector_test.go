@@ -17,21 +17,31 @@ func TestCollectorPcap(t *testing.T) {
 	var out, errOut strings.Builder
 	app.Writer, app.ErrWriter = &out, &errOut
 	app.ExitErrHandler = nil
-	if err := app.Run([]string{"spanflow", "collector", "run", "--pcap", path, "--metrics-listen", ""}); err != nil {
+	if err := app.Run([]string{"spanflow", "collector", "run", "--pcap", path, "--metrics-listen", "", "--exporter-stats-interval", "1h"}); err != nil {
 		t.Fatalf("collector run: %v\n%s", err, errOut.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("%d documents, want 5:\n%s", len(lines), out.String())
+	if len(lines) != 6 {
+		t.Fatalf("%d documents, want 5 flows and 1 exporter statistics:\n%s", len(lines), out.String())
 	}
 	for _, l := range lines {
 		var doc struct {
 			Flow     struct{ Protocol string }
 			Observer struct{ IP string }
 			Netflow  map[string]any
+			Spanflow struct {
+				Exporter *struct{ Records uint64 }
+			}
 		}
 		if err := json.Unmarshal([]byte(l), &doc); err != nil {
 			t.Fatalf("not JSON: %v: %s", err, l)
+		}
+		if doc.Spanflow.Exporter != nil {
+			// Written when the replay stops: the 5 records tshark counts.
+			if doc.Spanflow.Exporter.Records != 5 || doc.Observer.IP != "192.0.2.1" {
+				t.Errorf("exporter statistics: %s", l)
+			}
+			continue
 		}
 		if doc.Flow.Protocol != "ipfix" || doc.Observer.IP != "192.0.2.1" {
 			t.Errorf("document: %s", l)
