@@ -47,6 +47,22 @@ func DocumentID(r *flow.Record) string {
 	b = binary.BigEndian.AppendUint32(b, r.SamplingRate)
 	b = binary.BigEndian.AppendUint32(b, r.InIf)
 	b = binary.BigEndian.AppendUint32(b, r.OutIf)
+	// Interface counter and exporter statistics documents are not flows:
+	// what tells two of them apart (the interface, the counters) is here.
+	if c := r.Counters; c != nil {
+		b = append(b, 'C')
+		b = binary.BigEndian.AppendUint32(b, c.Index)
+		for _, v := range []uint64{c.InOctets, c.OutOctets, c.InUcastPkts, c.OutUcastPkts, c.InDiscards, c.OutDiscards,
+			c.InErrors, c.OutErrors, uint64(c.Status)} {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+	}
+	if e := r.Exporter; e != nil {
+		b = append(b, 'E')
+		for _, v := range []uint64{uint64(e.Interval), e.Datagrams, e.Records, e.SequenceLosses, e.Templates, e.DecodeErrors} {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+	}
 	h := fnv.New128a()
 	h.Write(b)
 	var sum [16]byte

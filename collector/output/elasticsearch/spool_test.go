@@ -176,6 +176,20 @@ func TestDocumentID(t *testing.T) {
 	if DocumentID(&again) != id {
 		t.Error("receive time or enrichment changed the id of the same flow")
 	}
+	// Interface counter documents of one sFlow datagram differ only by
+	// their interface and counters.
+	c1, c2 := base, base
+	c1.Counters = &flow.IfCounters{Index: 1, InOctets: 10}
+	c2.Counters = &flow.IfCounters{Index: 2, InOctets: 10}
+	if DocumentID(&c1) == DocumentID(&c2) || DocumentID(&c1) == id {
+		t.Error("interface counter documents of two interfaces share an id")
+	}
+	e1, e2 := base, base
+	e1.Exporter = &flow.ExporterStats{Datagrams: 1}
+	e2.Exporter = &flow.ExporterStats{Datagrams: 2}
+	if DocumentID(&e1) == DocumentID(&e2) {
+		t.Error("two different exporter statistics documents share an id")
+	}
 	for name, mod := range map[string]func(*flow.Record){
 		"bytes":    func(r *flow.Record) { r.Bytes++ },
 		"packets":  func(r *flow.Record) { r.Packets++ },
