@@ -550,7 +550,11 @@ func partition(b bucket, recs []*flow.Record) map[string][]*flow.Record {
 	for _, r := range recs {
 		switch b.op {
 		case "date_histogram":
-			k := strconv.FormatInt(r.End.Truncate(time.Hour).UnixMilli(), 10)
+			ts := r.End // @timestamp: the end of a flow, the time of a metric document
+			if ts.IsZero() {
+				ts = r.Received
+			}
+			k := strconv.FormatInt(ts.Truncate(time.Hour).UnixMilli(), 10)
 			out[k] = append(out[k], r)
 		case "filters":
 			for _, f := range b.filters {
@@ -581,7 +585,9 @@ func partition(b bucket, recs []*flow.Record) map[string][]*flow.Record {
 func TestPanelsAgainstElasticsearch(t *testing.T) {
 	url := testutil.Elasticsearch(t)
 	client := groundtruth.Client(t, url)
-	recs := groundtruth.Records(3000, 1)
+	// Flows and the collector's exporter statistics documents: flow panels
+	// must leave the latter out, the exporter panels read them.
+	recs := append(groundtruth.Records(3000, 1), groundtruth.ExporterStats(1)...)
 	index := groundtruth.Index(t, client, recs)
 
 	// A line to filter the Line load dashboard's Top IP panels on, as the
@@ -621,6 +627,7 @@ func TestPanelsAgainstElasticsearch(t *testing.T) {
 				if len(sel) == 0 {
 					t.Fatalf("no generated record matches %q: the dataset does not exercise this panel", q)
 				}
+				checkDocumentKinds(t, p, sel)
 				body := map[string]any{
 					"size": 0, "track_total_hits": true,
 					"query": map[string]any{"bool": map[string]any{"filter": esFilter(cs)}},
@@ -666,6 +673,45 @@ func TestPanelsAgainstElasticsearch(t *testing.T) {
 	}
 	if panels < 30 {
 		t.Errorf("only %d panel queries ran", panels)
+	}
+}
+
+// checkDocumentKinds fails a panel that counts documents over both flow
+// documents and the collector's metric documents (exporter statistics,
+// interface counters) in its buckets: its KQL must pick one kind.
+func checkDocumentKinds(t *testing.T, p plan, sel []*flow.Record) {
+	t.Helper()
+	counts := false
+	for _, m := range p.metrics {
+		counts = counts || m.op == "count"
+	}
+	for _, b := range p.buckets {
+		counts = counts || (b.rank != nil && b.rank.op == "count")
+	}
+	// Only the documents that land in the panel's buckets.
+	for _, b := range p.buckets {
+		var in []*flow.Record
+		seen := map[*flow.Record]bool{}
+		for _, g := range partition(b, sel) {
+			for _, r := range g {
+				if !seen[r] {
+					seen[r] = true
+					in = append(in, r)
+				}
+			}
+		}
+		sel = in
+	}
+	var flows, metrics int
+	for _, r := range sel {
+		if r.Exporter == nil && r.Counters == nil {
+			flows++
+		} else {
+			metrics++
+		}
+	}
+	if counts && flows > 0 && metrics > 0 {
+		t.Errorf("the panel counts %d flow and %d metric documents together: filter event.kind", flows, metrics)
 	}
 }
 

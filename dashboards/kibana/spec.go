@@ -89,6 +89,12 @@ const (
 	kqlEastWest   = `flow.direction : "east-west"`
 	kqlNorthSouth = `flow.direction : "north-south"`
 	kqlTCP        = `network.transport : "tcp"`
+	// kqlFlows keeps flow documents only: panels that count documents must
+	// not count the collector's metric documents (sFlow interface counters,
+	// exporter statistics).
+	kqlFlows = `event.kind : "event"`
+	// kqlExporterStats keeps the collector's exporter statistics documents.
+	kqlExporterStats = `event.action : "exporter_stats"`
 )
 
 func timeCol() Column {
@@ -160,7 +166,7 @@ func Dashboards() []Dashboard {
 				overTime("bits", "Traffic (bits/s)", "Bits per second of all flows: sum of network.bytes times 8, per second of each time bucket.", "", "area_stacked", nil, bitsPerSecond("bps")),
 				overTime("packets", "Packets/s", "Packets per second: sum of network.packets per second of each time bucket.", "", "line", nil,
 					Column{ID: "pps", Op: opSum, Field: "network.packets", TimeScale: "s", Label: "packets/s", Format: "number"}),
-				overTime("flows", "Flows/s", "Flow records per second: document count per second of each time bucket.", "", "line", nil,
+				overTime("flows", "Flows/s", "Flow records per second: count of flow documents (event.kind event) per second of each time bucket.", kqlFlows, "line", nil,
 					Column{ID: "fps", Op: opCount, TimeScale: "s", Label: "flows/s", Format: "number"}),
 				table("top-sources", "Top sources", "The 10 source addresses with the most bytes.", "",
 					top("ip", "source.ip", "Source", 10, "bytes"), bytesCol("bytes"), packetsCol("packets"), flowsCol("flows")),
@@ -262,21 +268,31 @@ func Dashboards() []Dashboard {
 		},
 		{
 			Slug: "exporters", Title: "spanflow: Exporters",
-			Description: "Who sends flows: records per second per exporter, protocols, observation domains, last record received.",
+			Description: "Who sends flows: records per second per exporter, protocols, observation domains, last record received; sequence losses and templates from the collector's exporter statistics.",
 			Panels: []Panel{
-				overTime("records", "Records/s per exporter", "Flow records per second from each exporter (observer.ip), top 10.", "", "line",
+				overTime("records", "Records/s per exporter", "Flow records per second from each exporter (observer.ip), top 10.", kqlFlows, "line",
 					split(top("exporter", "observer.ip", "Exporter", 10, "count()")),
 					Column{ID: "rps", Op: opCount, TimeScale: "s", Label: "records/s", Format: "number"}),
-				table("exporters", "Exporters", "Every exporter (up to 50): records, observation domains, last record received.", "",
+				table("exporters", "Exporters", "Every exporter (up to 50): records, observation domains, last record received.", kqlFlows,
 					top("exporter", "observer.ip", "Exporter", 50, "records"),
 					Column{ID: "records", Op: opCount, Label: "Records", Format: "number"},
 					Column{ID: "domains", Op: opUniqueCount, Field: "netflow.observation_domain_id", Label: "Observation domains"},
 					Column{ID: "last", Op: opMax, Field: "event.created", Label: "Last record received"}),
-				donut("protocols", "Records by protocol", "Share of records per protocol they arrived in (flow.protocol).", "",
+				donut("protocols", "Records by protocol", "Share of records per protocol they arrived in (flow.protocol).", kqlFlows,
 					top("proto", "flow.protocol", "Protocol", 5, "records"), Column{ID: "records", Op: opCount, Label: "Records"}),
-				table("domains", "Records per observation domain", "Records per exporter and observation domain (IPFIX domain, NetFlow v9 source id, sFlow sub-agent).", "",
+				table("domains", "Records per observation domain", "Records per exporter and observation domain (IPFIX domain, NetFlow v9 source id, sFlow sub-agent).", kqlFlows,
 					top("domain", "observer.ip", "Exporter / observation domain", 50, "records", "netflow.observation_domain_id"),
 					Column{ID: "records", Op: opCount, Label: "Records", Format: "number"}),
+				overTime("sequence-losses", "Sequence losses per exporter over time",
+					"Records (NetFlow v5, IPFIX) or datagrams (NetFlow v9, sFlow) missing by sequence number, per exporter (observer.ip), top 10: sum of spanflow.exporter.sequence_losses of the collector's exporter statistics.",
+					kqlExporterStats, "bar_stacked",
+					split(top("exporter", "observer.ip", "Exporter", 10, "sum(spanflow.exporter.sequence_losses)")),
+					Column{ID: "losses", Op: opSum, Field: "spanflow.exporter.sequence_losses", Label: "Sequence losses", Format: "number"}),
+				table("templates", "Templates per exporter",
+					"NetFlow v9/IPFIX templates the collector knows per exporter and observation domain (up to 50): the most over the time range (max of spanflow.exporter.templates).",
+					kqlExporterStats,
+					top("domain", "observer.ip", "Exporter / observation domain", 50, "templates", "netflow.observation_domain_id"),
+					Column{ID: "templates", Op: opMax, Field: "spanflow.exporter.templates", Label: "Templates", Format: "number"}),
 			},
 		},
 	}

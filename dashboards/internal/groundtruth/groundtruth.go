@@ -187,6 +187,48 @@ func Records(n int, seed uint64) []flow.Record {
 	return recs
 }
 
+// ExporterStats generates the collector's exporter statistics documents
+// (event.kind metric) for the exporters and observation domains Records
+// uses, one per domain every 5 minutes over [Start, Start+Span): records and
+// datagrams, sequence losses in a few intervals, template counts that
+// change over time.
+func ExporterStats(seed uint64) []flow.Record {
+	rng := rand.New(rand.NewPCG(seed, seed^0x51afd7ed558ccd))
+	type domain struct {
+		observer netip.Addr
+		kind     flow.Kind
+		id       uint32
+	}
+	var ds []domain
+	for e, kind := range []flow.Kind{flow.KindIPFIX, flow.KindNetFlowV9, flow.KindIPFIX} {
+		ids := []uint32{1, 2}
+		if e == 2 {
+			ids = []uint32{7}
+		}
+		for _, id := range ids {
+			ds = append(ds, domain{Lines[e*3].Observer, kind, id})
+		}
+	}
+	const every = 5 * time.Minute
+	var recs []flow.Record
+	for at := Start.Add(every); !at.After(Start.Add(Span)); at = at.Add(every) {
+		for i, d := range ds {
+			st := &flow.ExporterStats{Interval: every, Templates: uint64(1 + i%3 + rng.IntN(3))}
+			st.Datagrams = uint64(100 + rng.IntN(900))
+			st.Records = st.Datagrams * uint64(1+rng.IntN(30))
+			if rng.IntN(6) == 0 {
+				st.SequenceLosses = uint64(1 + rng.Int64N(1<<uint(rng.IntN(12))))
+			}
+			if rng.IntN(20) == 0 {
+				st.DecodeErrors = uint64(1 + rng.IntN(5))
+			}
+			recs = append(recs, flow.Record{Kind: d.kind, ObserverIP: d.observer, ObservationDomain: d.id,
+				Received: at.Add(time.Duration(rng.IntN(1000)) * time.Millisecond), Exporter: st})
+		}
+	}
+	return recs
+}
+
 func (v vm) vsphere() *flow.VSphere {
 	return &flow.VSphere{VMName: v.name, VMUUID: v.uuid, HostName: v.host, ClusterName: v.cluster,
 		DatacenterName: "dc1", NetworkName: v.network, Project: v.project}
@@ -229,18 +271,59 @@ func Value(r *flow.Record, field string) (string, bool) {
 		panic("groundtruth: no value for field " + field)
 	}
 	tcp := r.Proto == 6 && r.TCP != (flow.TCPPerf{})
+	isFlow := r.Exporter == nil && r.Counters == nil
+	if rest, ok := strings.CutPrefix(field, "spanflow.exporter."); ok {
+		if r.Exporter == nil {
+			return "", false
+		}
+		switch rest {
+		case "sequence_losses":
+			return num(r.Exporter.SequenceLosses, true)
+		case "templates":
+			return num(r.Exporter.Templates, true)
+		case "records":
+			return num(r.Exporter.Records, true)
+		case "datagrams":
+			return num(r.Exporter.Datagrams, true)
+		case "decode_errors":
+			return num(r.Exporter.DecodeErrors, true)
+		}
+		panic("groundtruth: no value for field " + field)
+	}
 	switch field {
 	case "@timestamp":
+		if r.End.IsZero() {
+			return strconv.FormatInt(r.Received.UnixMilli(), 10), true
+		}
 		return strconv.FormatInt(r.End.UnixMilli(), 10), true
+	case "event.kind":
+		if isFlow {
+			return "event", true
+		}
+		return "metric", true
+	case "event.action":
+		switch {
+		case r.Exporter != nil:
+			return "exporter_stats", true
+		case r.Counters != nil:
+			return "interface_counters", true
+		}
+		return "network_flow", true
 	case "event.created":
 		return strconv.FormatInt(r.Received.UnixMilli(), 10), true
 	case "network.bytes":
-		return num(r.Bytes, true)
+		return num(r.Bytes, isFlow)
 	case "network.packets":
-		return num(r.Packets, true)
+		return num(r.Packets, isFlow)
 	case "network.transport":
+		if !r.SrcAddr.IsValid() {
+			return "", false
+		}
 		return map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp"}[r.Proto], true
 	case "network.type":
+		if !r.SrcAddr.IsValid() {
+			return "", false
+		}
 		if r.SrcAddr.Is4() {
 			return "ipv4", true
 		}
