@@ -39,6 +39,27 @@ type Exporter struct {
 	// publishEvery frames.
 	pubMu sync.Mutex
 	pub   Summary
+	// A live run decodes frames into pend and meters them in batches
+	// (pendAdd), so that the table can prefetch a batch's entries.
+	pend    [meter.PrefetchMax]decode.Packet
+	pendTS  [meter.PrefetchMax]int64
+	pendNow [meter.PrefetchMax]int64 // x.now when the frame was read
+	npend   int
+}
+
+// pendAdd meters the pending packets of a live run, in the order read, each
+// with the flow time it had when it was read.
+func (x *Exporter) pendAdd() {
+	if x.npend == 0 {
+		return
+	}
+	now := x.now
+	x.table.Prefetch(x.pend[:x.npend])
+	for i := 0; i < x.npend; i++ {
+		x.now = x.pendNow[i]
+		x.table.Add(&x.pend[i], x.pendTS[i])
+	}
+	x.now, x.npend = now, 0
 }
 
 const publishEvery = 4096
@@ -198,17 +219,20 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	nextTick := time.Now().Add(tickEvery)
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
+			x.pendAdd()
 			x.publish()
 			if ctx.Err() != nil {
 				break
 			}
 		}
 		if live != nil && n%64 == 0 && time.Now().After(nextTick) {
+			x.pendAdd()
 			x.tick(live)
 			nextTick = time.Now().Add(tickEvery)
 		}
 		err := src.Next(&fr)
 		if err != nil {
+			x.pendAdd()
 			if live != nil && errors.Is(err, capture.ErrIdle) {
 				if ctx.Err() != nil {
 					break
@@ -229,17 +253,29 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		if fr.Timestamp > x.now {
 			x.now = fr.Timestamp
 		}
-		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, &p); r != decode.ReasonOK {
+		pp := &p
+		if live != nil {
+			pp = &x.pend[x.npend]
+		}
+		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp); r != decode.ReasonOK {
 			x.stats.Undecodable[r]++
 			continue
 		}
-		if p.ERSPANSession == 0 {
+		if pp.ERSPANSession == 0 {
 			// The interface is the observation point, unless the frame
 			// came in an ERSPAN session.
-			p.ERSPANSession = fr.ObservationPoint
+			pp.ERSPANSession = fr.ObservationPoint
 		}
-		x.table.Add(&p, fr.Timestamp)
+		if live == nil {
+			x.table.Add(pp, fr.Timestamp)
+			continue
+		}
+		x.pendTS[x.npend], x.pendNow[x.npend] = fr.Timestamp, x.now
+		if x.npend++; x.npend == len(x.pend) {
+			x.pendAdd()
+		}
 	}
+	x.pendAdd()
 	if live != nil {
 		if now := time.Now().UnixNano(); now > x.now {
 			x.now = now
