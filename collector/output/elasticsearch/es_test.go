@@ -178,7 +178,6 @@ func newTestOutput(t *testing.T, urls []string, dir string, tweak func(*Configur
 	c := DefaultConfiguration()
 	c.Connection.URLs = urls
 	c.SpoolDir = filepath.Join(dir, "spool")
-	c.Setup.RefreshInterval = "1s"
 	if tweak != nil {
 		tweak(&c)
 	}
