@@ -57,7 +57,7 @@ func (x *Exporter) pendAdd() {
 	x.table.Prefetch(x.pend[:x.npend])
 	for i := 0; i < x.npend; i++ {
 		x.now = x.pendNow[i]
-		x.table.Add(&x.pend[i], x.pendTS[i])
+		x.table.AddPrefetched(i, &x.pend[i], x.pendTS[i])
 	}
 	x.now, x.npend = now, 0
 }

@@ -133,6 +133,8 @@ type Table struct {
 	activeNs, idleNs int64
 	scanActive       bool
 	touched          uint64 // what Prefetch read, so that it reads
+	pfKey            [PrefetchMax]key
+	pfHash           [PrefetchMax]uint32
 }
 
 // New returns a table passing ended flows to sink in batches.
@@ -422,17 +424,15 @@ func (t *Table) Prefetch(ps []decode.Packet) {
 		ps = ps[:PrefetchMax]
 	}
 	var slots [PrefetchMax]uint64
-	var hs [PrefetchMax]uint32
 	var sum uint64
 	for i := range ps {
-		var k key
-		keyOf(&ps[i], &k)
-		hs[i] = uint32(k.hash())
-		slots[i] = t.index[uint64(hs[i])&t.mask]
+		keyOf(&ps[i], &t.pfKey[i])
+		t.pfHash[i] = uint32(t.pfKey[i].hash())
+		slots[i] = t.index[uint64(t.pfHash[i])&t.mask]
 	}
 	for i := range ps {
 		v := slots[i]
-		if v != 0 && uint32(v>>32) == hs[i] {
+		if v != 0 && uint32(v>>32) == t.pfHash[i] {
 			e := t.at(uint32(v) - 1)
 			sum += uint64(e.key.sport) + e.bytes + uint64(e.nextSeq)
 		}
@@ -442,19 +442,28 @@ func (t *Table) Prefetch(ps []decode.Packet) {
 
 // Add meters one packet captured at ts (ns since the epoch).
 func (t *Table) Add(p *decode.Packet, ts int64) {
+	var k key
+	keyOf(p, &k)
+	t.add(p, ts, &k, uint32(k.hash()))
+}
+
+// AddPrefetched is Add for ps[j] of the last Prefetch(ps): it uses the key
+// and hash Prefetch computed.
+func (t *Table) AddPrefetched(j int, p *decode.Packet, ts int64) {
+	t.add(p, ts, &t.pfKey[j], t.pfHash[j])
+}
+
+func (t *Table) add(p *decode.Packet, ts int64, k *key, h uint32) {
 	if ts > t.now {
 		t.now = ts
 		if t.now >= t.sweep {
 			t.Expire(t.now)
 		}
 	}
-	var k key
-	keyOf(p, &k)
-	h := uint32(k.hash())
-	i := t.lookup(&k, h)
+	i := t.lookup(k, h)
 	var e *entry
 	if i == none {
-		i = t.insert(&k, h)
+		i = t.insert(k, h)
 		e = t.at(i)
 	} else {
 		e = t.at(i)
@@ -470,7 +479,7 @@ func (t *Table) Add(p *decode.Packet, ts int64) {
 		case e.state&stClosed != 0 && p.Proto == 6 && p.TCPFlags&0x12 == 0x02:
 			// A new SYN on an ended connection: the ports were reused.
 			t.expire(i, EndOfFlow)
-			i = t.insert(&k, h)
+			i = t.insert(k, h)
 			e = t.at(i)
 		}
 		// Move the flow to the recent end of its list at most once per
