@@ -82,7 +82,7 @@ func (n *node) restart(t *testing.T) {
 	args := []string{"env", "ES_JAVA_HOME=" + javaHome, "ES_JAVA_OPTS=-Xms384m -Xmx384m",
 		filepath.Join(homes[0], "bin", "elasticsearch"), "-d", "-p", filepath.Join(n.rundir, "es.pid")}
 	if os.Geteuid() == 0 {
-		user := os.Getenv("SPANFLOW_ES_USER")
+		user := os.Getenv("SPANFLOW_ES_UNIX_USER")
 		if user == "" {
 			user = "spanflow-es"
 		}
