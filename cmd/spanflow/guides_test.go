@@ -12,16 +12,10 @@ import (
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
-// pendingFlags are flags the guides use that other parts document as theirs
-// (docs/vsphere.md, docs/elasticsearch.md) but that are not wired into the
-// command yet: they are logged, not failed, so the guides can say
-// the intended command; every other unknown flag fails.
-var pendingFlags = map[string]bool{
-	"collector run --vcenter-url": true, "collector run --vcenter-user": true, "collector run --vcenter-password-file": true,
-	"collector run --vcenter-ca": true, "collector run --project-rule": true, "collector run --networks": true,
-	"collector run --interface-names": true, "collector run --es-url": true, "collector run --es-ca-file": true,
-	"collector run --es-api-key-file": true, "collector run --es-spool-dir": true,
-}
+// pendingFlags are flags the guides may use before the command has them:
+// they are logged, not failed. Every flag is wired now, so it is empty and
+// every unknown flag fails.
+var pendingFlags = map[string]bool{}
 
 var spanflowCommand = regexp.MustCompile(`(?:^|\s|/bin/)(?:spanflow|go run \./cmd/spanflow)\s+(.*)$`)
 
