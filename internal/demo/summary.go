@@ -113,6 +113,9 @@ type endDoc struct {
 
 // document is the part of a flow document the summary reads.
 type document struct {
+	Event struct {
+		Kind string `json:"kind"`
+	} `json:"event"`
 	Source      endDoc `json:"source"`
 	Destination endDoc `json:"destination"`
 	Network     struct {
@@ -189,6 +192,9 @@ func summarize(r io.Reader, name string, domain uint64) (*Summary, error) {
 		var d document
 		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", name, n, err)
+		}
+		if d.Event.Kind != "event" {
+			continue // the collector's exporter statistics: not flows
 		}
 		if domain != 0 && d.Netflow.ObservationDomainID != domain {
 			s.Other++
