@@ -222,39 +222,17 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 			return cfg, err
 		}
 	}
-	if c.IsSet("pcap") {
-		cfg.Pcap = c.String("pcap")
-	}
-	if c.IsSet("interface") {
-		cfg.Interfaces = c.StringSlice("interface")
-	}
-	if c.IsSet("filter") {
-		cfg.Filter = c.String("filter")
-	}
-	if c.IsSet("ring-size") {
-		cfg.RingSize = c.Int("ring-size")
-	}
-	if c.IsSet("fanout") {
-		cfg.Fanout = c.Int("fanout")
-	}
-	if c.IsSet("ca-file") {
-		cfg.CAFile = c.String("ca-file")
-	}
-	if c.IsSet("queue-size") {
-		cfg.QueueSize = c.Int("queue-size")
-	}
-	if c.IsSet("metrics-listen") {
-		cfg.MetricsListen = c.String("metrics-listen")
-	}
-	if c.IsSet("collector") {
-		cfg.Collectors = c.StringSlice("collector")
-	}
-	if c.IsSet("active-timeout") {
-		cfg.ActiveTimeout = exporter.Duration(c.Duration("active-timeout"))
-	}
-	if c.IsSet("idle-timeout") {
-		cfg.IdleTimeout = exporter.Duration(c.Duration("idle-timeout"))
-	}
+	override(c, "pcap", &cfg.Pcap, c.String)
+	override(c, "interface", &cfg.Interfaces, func(n string) exporter.StringList { return c.StringSlice(n) })
+	override(c, "filter", &cfg.Filter, c.String)
+	override(c, "ring-size", &cfg.RingSize, c.Int)
+	override(c, "fanout", &cfg.Fanout, c.Int)
+	override(c, "ca-file", &cfg.CAFile, c.String)
+	override(c, "queue-size", &cfg.QueueSize, c.Int)
+	override(c, "metrics-listen", &cfg.MetricsListen, c.String)
+	override(c, "collector", &cfg.Collectors, c.StringSlice)
+	override(c, "active-timeout", &cfg.ActiveTimeout, duration(c))
+	override(c, "idle-timeout", &cfg.IdleTimeout, duration(c))
 	if c.IsSet("observation-domain") {
 		v := c.Uint("observation-domain")
 		if v > 1<<32-1 {
@@ -262,22 +240,27 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 		}
 		cfg.ObservationDomain = uint32(v)
 	}
-	if c.IsSet("max-flows") {
-		cfg.MaxFlows = c.Int("max-flows")
-	}
-	if c.IsSet("mtu") {
-		cfg.MTU = c.Int("mtu")
-	}
-	if c.IsSet("template-refresh") {
-		cfg.TemplateRefreshInterval = exporter.Duration(c.Duration("template-refresh"))
-	}
-	if c.IsSet("template-refresh-messages") {
-		cfg.TemplateRefreshMessages = c.Int("template-refresh-messages")
-	}
+	override(c, "max-flows", &cfg.MaxFlows, c.Int)
+	override(c, "mtu", &cfg.MTU, c.Int)
+	override(c, "template-refresh", &cfg.TemplateRefreshInterval, duration(c))
+	override(c, "template-refresh-messages", &cfg.TemplateRefreshMessages, c.Int)
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}
 	return cfg, cfg.Validate()
+}
+
+// override sets *dst from the flag name when the command line gave it, so
+// flags win over the --config file and the file over the defaults.
+func override[T any](c *cli.Context, name string, dst *T, get func(string) T) {
+	if c.IsSet(name) {
+		*dst = get(name)
+	}
+}
+
+// duration reads a duration flag as the configuration's Duration type.
+func duration(c *cli.Context) func(string) exporter.Duration {
+	return func(name string) exporter.Duration { return exporter.Duration(c.Duration(name)) }
 }
 
 // oneLineError joins a multi-error on one line.
