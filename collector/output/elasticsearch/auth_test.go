@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -54,10 +53,7 @@ func TestAuth(t *testing.T) {
 	const user, password, apiKey = "spanflow-writer", "pa55-w0rd-not-in-logs", "a2V5aWQ6c2VjcmV0LWFwaS1rZXk="
 	proxyURL, refused := authProxy(t, target, user, password, apiKey)
 	day := time.Date(2001, 3, 4, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, target)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, target, day)
 	for _, env := range []string{"SPANFLOW_ES_USER", "SPANFLOW_ES_PASSWORD", "SPANFLOW_ES_API_KEY"} {
 		t.Setenv(env, "")
 	}
@@ -145,10 +141,7 @@ func TestStopOnHungCluster(t *testing.T) {
 	defer close(release)
 
 	day := time.Date(2001, 3, 6, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, target)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, target, day)
 	recs, tr := genRecords(3000, day, 6)
 	dir := t.TempDir()
 	o, _ := newTestOutput(t, []string{srv.URL}, dir, func(c *Configuration) {

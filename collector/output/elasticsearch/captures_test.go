@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/internal/flow"
@@ -25,10 +24,7 @@ func TestCaptureDocumentsFitTheTemplate(t *testing.T) {
 	url := testutil.Elasticsearch(t)
 	dir := filepath.Join(testutil.SharedTestdata(t), "flows")
 	day := time.Date(2001, 3, 9, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, url)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, url, day)
 
 	o, _ := newTestOutput(t, []string{url}, t.TempDir(), nil)
 	if err := o.Start(); err != nil {

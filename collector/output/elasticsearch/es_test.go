@@ -106,6 +106,17 @@ func request(t *testing.T, c *es.Client, method, path, body string, out any) int
 	return res.StatusCode
 }
 
+// freshDayIndex returns a client and the daily index of day, deleted now
+// and again when the test ends, so every test starts from an empty index.
+func freshDayIndex(t *testing.T, url string, day time.Time) (*es.Client, string) {
+	t.Helper()
+	index := setup.Layout{}.Index(day)
+	c := testClient(t, url)
+	deleteIndex(t, c, index)
+	t.Cleanup(func() { deleteIndex(t, c, index) })
+	return c, index
+}
+
 func deleteIndex(t *testing.T, c *es.Client, index string) {
 	request(t, c, http.MethodDelete, "/"+index, "", nil)
 }
@@ -245,10 +256,7 @@ func metric(o *Output, result string) float64 {
 func TestRoundTrip(t *testing.T) {
 	url := testutil.Elasticsearch(t)
 	day := time.Date(2001, 3, 1, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, url)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, url, day)
 
 	recs, tr := genRecords(20000, day, 1)
 	dir := t.TempDir()
@@ -301,10 +309,7 @@ func TestRoundTrip(t *testing.T) {
 func TestRejectionDeadLetter(t *testing.T) {
 	url := testutil.Elasticsearch(t)
 	day := time.Date(2001, 3, 3, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, url)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, url, day)
 
 	recs, tr := genRecords(1000, day, 3)
 	// The index maps netflow.octet_delta_count_extra as long (as it would
@@ -385,10 +390,7 @@ func TestStartRefusesWithoutTemplate(t *testing.T) {
 func TestStopPersistsAndRestartReplays(t *testing.T) {
 	url := testutil.Elasticsearch(t)
 	day := time.Date(2001, 3, 5, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, url)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, url, day)
 
 	recs, tr := genRecords(30000, day, 5)
 	dir := t.TempDir()
@@ -422,10 +424,7 @@ func TestStopPersistsAndRestartReplays(t *testing.T) {
 func TestNoSetupClusterLater(t *testing.T) {
 	url := testutil.Elasticsearch(t)
 	day := time.Date(2001, 3, 8, 0, 0, 0, 0, time.UTC)
-	index := setup.Layout{}.Index(day)
-	c := testClient(t, url)
-	deleteIndex(t, c, index)
-	t.Cleanup(func() { deleteIndex(t, c, index) })
+	c, index := freshDayIndex(t, url, day)
 	recs, tr := genRecords(3000, day, 8)
 	dir := t.TempDir()
 	o, logs := newTestOutput(t, []string{"http://127.0.0.1:1"}, dir, func(c *Configuration) {
