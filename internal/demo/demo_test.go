@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -270,33 +269,7 @@ func expectedSummary(e *Estate, recs []gtRecord, hs map[connKey]*handshake) *Sum
 			}
 		}
 	}
-	for _, c := range convs {
-		s.Conversation = append(s.Conversation, *c)
-	}
-	sort.Slice(s.Conversation, func(i, j int) bool {
-		a, b := s.Conversation[i], s.Conversation[j]
-		if a.Bytes != b.Bytes {
-			return a.Bytes > b.Bytes
-		}
-		if a.A != b.A {
-			return partyLess(a.A, b.A)
-		}
-		return partyLess(a.B, b.B)
-	})
-	for _, l := range lines {
-		s.Lines = append(s.Lines, *l)
-	}
-	sort.Slice(s.Lines, func(i, j int) bool {
-		a, b := s.Lines[i], s.Lines[j]
-		if a.Bytes != b.Bytes {
-			return a.Bytes > b.Bytes
-		}
-		return a.ID < b.ID
-	})
-	for _, p := range projects {
-		s.Projects = append(s.Projects, *p)
-	}
-	sort.Slice(s.Projects, func(i, j int) bool { return s.Projects[i].Project < s.Projects[j].Project })
+	finish(s, convs, lines, projects)
 	return s
 }
 

@@ -258,6 +258,13 @@ func summarize(r io.Reader, name string, domain uint64) (*Summary, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
+	finish(s, convs, lines, projects)
+	return s, nil
+}
+
+// finish moves the tallies into s in the order the summary prints them:
+// conversations and lines by bytes, projects by name.
+func finish[K comparable](s *Summary, convs map[[2]Party]*Conversation, lines map[K]*Line, projects map[string]*ProjectTCP) {
 	for _, c := range convs {
 		s.Conversation = append(s.Conversation, *c)
 	}
@@ -285,7 +292,6 @@ func summarize(r io.Reader, name string, domain uint64) (*Summary, error) {
 		s.Projects = append(s.Projects, *p)
 	}
 	sort.Slice(s.Projects, func(i, j int) bool { return s.Projects[i].Project < s.Projects[j].Project })
-	return s, nil
 }
 
 // Share is the part of the bytes that went in a direction, in percent.
