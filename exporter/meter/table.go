@@ -5,16 +5,20 @@
 // on FIN from both sides or RST, measures TCP handshake RTT, retransmissions
 // and zero windows, and passes each ended flow on as a flow.Record.
 //
-// The table is built for memory and speed: entries live in fixed-size chunks
-// (no per-flow allocation, 144 bytes each), an open-addressing index of 8-byte
-// slots finds them, and intrusive lists keep them in last-seen order (to the
-// second) so that idle expiry and eviction take the oldest first without
-// scanning.
+// The table is built for memory and speed: entries of 128 bytes (two cache
+// lines) live in one arena reserved for the configured maximum outside the Go
+// heap and backed by huge pages where the kernel has them (no per-flow
+// allocation; memory is taken as entries are first used), an
+// open-addressing index of 8-byte slots finds them, and intrusive lists keep
+// them in last-seen order (to the second) so that idle expiry and eviction
+// take the oldest first without scanning.
 package meter
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -39,11 +43,7 @@ const closeGrace = time.Second
 // sweepEvery is how often, in flow time, timeouts are checked.
 const sweepEvery = time.Second
 
-const (
-	chunkBits = 12
-	chunkSize = 1 << chunkBits
-	none      = ^uint32(0)
-)
+const none = ^uint32(0)
 
 type key struct {
 	_            [0]uint64 // 8-byte aligned, for equal
@@ -67,25 +67,34 @@ const (
 	stFIN
 )
 
+// entry is one flow: two cache lines, and the arena is aligned to them.
+// The first line is what every packet's lookup reads and updates (key, last
+// seen, octets), the second the rest; Prefetch reads both.
 type entry struct {
-	key              key
-	first, last      int64 // ns
-	bytes            uint64
-	packets          uint32
-	hash             uint32
-	prev, next       uint32
-	inIf             uint32
-	tcpFlags         uint16
-	tos              uint8
-	state            uint8
-	srcMAC, dstMAC   [6]byte
-	hsTime           int64 // time of this direction's SYN or SYN-ACK
-	queued           int64 // flow time the entry was last moved to its list's end
-	nextSeq          uint32
-	rttClient        uint32 // µs
-	rttServer        uint32 // µs
-	retrans, zeroWin uint32
+	key        key
+	last       int64 // ns
+	bytes      uint64
+	first      int64 // ns
+	packets    uint32
+	prev, next uint32
+	inIf       uint32
+	nextSeq    uint32
+	rttClient  uint32 // µs
+	rttServer  uint32 // µs
+	retrans    uint32
+	zeroWin    uint32
+	hsTime     uint32 // µs (wrapping) of this direction's SYN or SYN-ACK
+	tcpFlags   uint16
+	tos        uint8
+	state      uint8
+	srcMAC     [6]byte
+	dstMAC     [6]byte
 }
+
+const entrySize = 128
+
+var _ [entrySize - unsafe.Sizeof(entry{})]struct{}
+var _ [unsafe.Sizeof(entry{}) - entrySize]struct{}
 
 // list is an intrusive doubly linked list of entries in last-seen order.
 type list struct{ head, tail uint32 }
@@ -116,7 +125,8 @@ type Table struct {
 	cfg    Configuration
 	sink   flow.Sink
 	log    *reporter.Limited
-	chunks [][]entry
+	mem    *tableMemory
+	arena  []entry  // MaxFlows entries, reserved (touched as hwm grows)
 	index  []uint64 // hash<<32 | entry index+1; 0 is empty
 	mask   uint64
 	n      int    // flows in the table
@@ -155,10 +165,51 @@ func New(r *reporter.Reporter, cfg Configuration, sink flow.Sink) (*Table, error
 		// reaches its active timeout before its idle one: scan for it.
 		scanActive: cfg.IdleTimeout >= cfg.ActiveTimeout,
 	}
-	t.index = make([]uint64, 1024)
+	t.mem = &tableMemory{}
+	// The mappings are returned when the table is garbage: tests make many.
+	runtime.AddCleanup(t, (*tableMemory).release, t.mem)
+	// The index grows by doubling up to the first power of two that keeps
+	// MaxFlows under 70 % load; it is rebuilt in one of two reservations
+	// of that size while the other holds the current one.
+	maxSlots := 1024
+	for maxSlots*7/10 < cfg.MaxFlows+1 {
+		maxSlots *= 2
+	}
+	var err error
+	if t.mem.arena, err = reserve(cfg.MaxFlows * int(unsafe.Sizeof(entry{}))); err == nil {
+		if t.mem.index[0], err = reserve(maxSlots * 8); err == nil {
+			t.mem.index[1], err = reserve(maxSlots * 8)
+		}
+	}
+	if err != nil {
+		t.mem.release()
+		return nil, fmt.Errorf("cannot reserve memory for %d flows (lower the maximum number of flows): %w", cfg.MaxFlows, err)
+	}
+	t.arena = unsafe.Slice((*entry)(unsafe.Pointer(unsafe.SliceData(t.mem.arena))), cfg.MaxFlows)
+	t.index = t.mem.slots(0, 1024)
 	t.mask = 1023
 	t.registerMetrics()
 	return t, nil
+}
+
+// tableMemory holds the table's mappings, outside the Go heap: the
+// entries, and two reservations for the index (current and next).
+type tableMemory struct {
+	arena []byte
+	index [2][]byte
+	cur   int // which index reservation is in use
+}
+
+func (m *tableMemory) release() {
+	release(m.arena)
+	release(m.index[0])
+	release(m.index[1])
+	*m = tableMemory{}
+}
+
+// slots returns the first n slots of index reservation i.
+func (m *tableMemory) slots(i, n int) []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(m.index[i]))), n)
 }
 
 // Stats returns the counters so far.
@@ -167,7 +218,7 @@ func (t *Table) Stats() Stats { return t.stats }
 // Len is the number of flows in the table.
 func (t *Table) Len() int { return t.n }
 
-func (t *Table) at(i uint32) *entry { return &t.chunks[i>>chunkBits][i&(chunkSize-1)] }
+func (t *Table) at(i uint32) *entry { return &t.arena[i] }
 
 func (k *key) hash() uint64 {
 	const m = 0x9e3779b97f4a7c15
@@ -257,15 +308,22 @@ func (t *Table) indexDelete(h uint32, i uint32) {
 	}
 }
 
+// grow doubles the index, rebuilding it in the other reservation (all
+// zeros: never used, or given back by the last grow).
 func (t *Table) grow() {
-	old := t.index
-	t.index = make([]uint64, len(old)*2)
+	old, oldMem := t.index, t.mem.index[t.mem.cur]
+	if len(old)*2*8 > len(t.mem.index[t.mem.cur^1]) {
+		return // cannot happen: New sized it for MaxFlows
+	}
+	t.mem.cur ^= 1
+	t.index = t.mem.slots(t.mem.cur, len(old)*2)
 	t.mask = uint64(len(t.index) - 1)
 	for _, v := range old {
 		if v != 0 {
 			t.indexInsert(uint32(v>>32), uint32(v)-1)
 		}
 	}
+	discard(oldMem[:len(old)*8])
 }
 
 func (t *Table) listOf(e *entry) *list {
@@ -314,9 +372,6 @@ func (t *Table) alloc() uint32 {
 		t.free = t.at(i).next
 		return i
 	}
-	if t.hwm>>chunkBits >= uint32(len(t.chunks)) {
-		t.chunks = append(t.chunks, make([]entry, chunkSize))
-	}
 	i := t.hwm
 	t.hwm++
 	return i
@@ -327,7 +382,7 @@ func (t *Table) expire(i uint32, reason uint8) {
 	e := t.at(i)
 	t.emit(e, reason)
 	t.unlink(t.listOf(e), i, e)
-	t.indexDelete(e.hash, i)
+	t.indexDelete(uint32(e.key.hash()), i)
 	*e = entry{next: t.free}
 	t.free = i
 	t.n--
@@ -418,23 +473,35 @@ const PrefetchMax = 32
 // of a batch of packets overlap instead of following one another when the
 // packets are then passed to Add in order. A live capture calls it: there the
 // ring and the replay keep evicting the table from the caches, and a lookup
-// costs two or three misses (index slot, entry lines).
+// costs two misses or more (the index slot, then the entry's two lines).
 func (t *Table) Prefetch(ps []decode.Packet) {
 	if len(ps) > PrefetchMax {
 		ps = ps[:PrefetchMax]
 	}
-	var slots [PrefetchMax]uint64
-	var sum uint64
+	// Three passes, so that the loads of each pass are independent of one
+	// another and all in flight at once: keys and hashes (no memory but
+	// the packets), then the index slots, then the entries' two lines.
 	for i := range ps {
 		keyOf(&ps[i], &t.pfKey[i])
 		t.pfHash[i] = uint32(t.pfKey[i].hash())
+	}
+	var slots [PrefetchMax]uint64
+	for i := range ps {
 		slots[i] = t.index[uint64(t.pfHash[i])&t.mask]
 	}
+	var sum uint64
 	for i := range ps {
-		v := slots[i]
-		if v != 0 && uint32(v>>32) == t.pfHash[i] {
-			e := t.at(uint32(v) - 1)
-			sum += uint64(e.key.sport) + e.bytes + uint64(e.nextSeq)
+		// The slot read may hold another flow (linear probing; the
+		// fuller the index, the more often): the probe goes on, mostly
+		// in the same cache line.
+		v, h := slots[i], t.pfHash[i]
+		for s := uint64(h) & t.mask; v != 0 && uint32(v>>32) != h; {
+			s = (s + 1) & t.mask
+			v = t.index[s]
+		}
+		if v != 0 {
+			e := &t.arena[uint32(v)-1]
+			sum += uint64(e.last) + uint64(e.first) // both cache lines of the entry
 		}
 	}
 	t.touched += sum
@@ -483,13 +550,12 @@ func (t *Table) add(p *decode.Packet, ts int64, k *key, h uint32) {
 			e = t.at(i)
 		}
 		// Move the flow to the recent end of its list at most once per
-		// sweep interval: relinking touches two other entries (two cache
-		// misses), and the idle sweep needs the order only to that
-		// precision.
-		if e.state&stClosed == 0 && t.now-e.queued >= int64(sweepEvery) {
+		// second of flow time (when its last packet was in an earlier
+		// second): relinking touches two other entries (two cache misses),
+		// and the idle sweep needs the order only to that precision.
+		if e.state&stClosed == 0 && t.now/int64(sweepEvery) != e.last/int64(sweepEvery) {
 			t.unlink(&t.open, i, e)
 			t.pushBack(&t.open, i, e)
-			e.queued = t.now
 		}
 	}
 	if e.packets == 0 {
@@ -527,7 +593,7 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 		t.grow()
 	}
 	e := t.at(i)
-	*e = entry{key: *k, hash: h, state: stUsed, queued: t.now}
+	*e = entry{key: *k, state: stUsed}
 	t.indexInsert(h, i)
 	t.pushBack(&t.open, i, e)
 	t.n++
@@ -571,26 +637,29 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN) == 0 {
 		e.zeroWin++
 	}
+	us := uint32(ts / 1000)
 	switch {
 	case f&(tcpSYN|tcpACK) == tcpSYN:
 		if e.state&stSYNACK == 0 {
 			e.state |= stSYN
-			e.hsTime = ts
+			e.hsTime = us
 		}
 	case f&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
 		e.state |= stSYNACK
-		e.hsTime = ts
-		if r := t.reverse(e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 && ts >= r.hsTime {
-			rtt := micros(ts - r.hsTime)
-			r.rttServer, e.rttServer = rtt, rtt
+		e.hsTime = us
+		if r := t.reverse(e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 {
+			if rtt, ok := since(us, r.hsTime); ok {
+				r.rttServer, e.rttServer = rtt, rtt
+			}
 		}
 	case f&tcpACK != 0 && e.state&(stSYN|stHSDone) == stSYN:
 		e.state |= stHSDone
-		if r := t.reverse(e); r != nil && r.state&stSYNACK != 0 && ts >= r.hsTime {
-			rtt := micros(ts - r.hsTime)
-			r.rttClient, e.rttClient = rtt, rtt
-			if e.rttServer == 0 {
-				e.rttServer = r.rttServer
+		if r := t.reverse(e); r != nil && r.state&stSYNACK != 0 {
+			if rtt, ok := since(us, r.hsTime); ok {
+				r.rttClient, e.rttClient = rtt, rtt
+				if e.rttServer == 0 {
+					e.rttServer = r.rttServer
+				}
 			}
 		}
 	}
@@ -604,16 +673,16 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 	}
 	t.close(i, e)
 	if r != nil {
-		t.close(t.lookup(&r.key, r.hash), r)
+		t.close(t.lookup(&r.key, uint32(r.key.hash())), r)
 	}
 }
 
-func micros(ns int64) uint32 {
-	us := ns / 1000
-	if us > int64(^uint32(0)) {
-		return ^uint32(0)
-	}
-	return uint32(us)
+// since is the time in µs from then to now, both µs timestamps that wrap
+// every 71 minutes; not ok when then is later than now (a reordered
+// capture).
+func since(now, then uint32) (uint32, bool) {
+	d := now - then
+	return d, int32(d) >= 0
 }
 
 // close marks a TCP flow ended; it leaves the table closeGrace later.
