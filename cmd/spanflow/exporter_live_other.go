@@ -1,4 +1,4 @@
-//go:build !linux || !cgo
+//go:build !linux
 
 package main
 
@@ -9,5 +9,5 @@ import (
 )
 
 func openLive(cfgs []capture.LiveConfiguration, workers int) ([]capture.Source, error) {
-	return nil, errors.New("live capture needs Linux and a cgo build")
+	return nil, errors.New("live capture needs Linux")
 }

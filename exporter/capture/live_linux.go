@@ -1,4 +1,4 @@
-//go:build linux && cgo
+//go:build linux
 
 package capture
 
@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/gopacket/afpacket"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,13 +20,11 @@ import (
 // ErrClosed once Close was called.
 type Live struct {
 	cfg     LiveConfiguration
-	tp      *afpacket.TPacket
+	ring    *ring
 	promisc int // socket holding the PACKET_MR_PROMISC membership
 	ifindex int
-	buf     []byte // frame with its VLAN tag put back
 	closed  atomic.Bool
-	mu      sync.Mutex // guards stats and tp.SocketStats
-	stats   LiveStats
+	mu      sync.Mutex // guards the ring's counters
 }
 
 // LiveStats are the kernel's counters of the socket.
@@ -50,44 +48,23 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	if blocks < 1 {
 		blocks = 1
 	}
-	tp, err := afpacket.NewTPacket(
-		afpacket.OptInterface(cfg.Interface),
-		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
-		afpacket.OptFrameSize(afpacket.DefaultFrameSize),
-		afpacket.OptBlockSize(block),
-		afpacket.OptNumBlocks(blocks),
-		afpacket.OptBlockTimeout(10*time.Millisecond),
-		afpacket.OptPollTimeout(pollInterval),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("open AF_PACKET ring on %s: %w", cfg.Interface, err)
-	}
-	l := &Live{cfg: cfg, tp: tp, promisc: -1, ifindex: iface.Index, buf: make([]byte, 0, 65536+4)}
+	var filter []bpf.RawInstruction
 	if cfg.Filter != "" {
-		prog, err := CompileFilter(cfg.Filter)
-		if err == nil {
-			err = tp.SetBPF(prog)
-		}
-		if err != nil {
-			l.Close()
+		if filter, err = CompileFilter(cfg.Filter); err != nil {
 			return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
 		}
 	}
-	if fanoutGroup != 0 {
-		if err := tp.SetFanout(afpacket.FanoutHash, fanoutGroup); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("interface %s: join fanout group %d: %w", cfg.Interface, fanoutGroup, err)
-		}
+	r, err := openRing(iface.Index, block, blocks, 10*time.Millisecond, pollInterval, filter, fanoutGroup)
+	if err != nil {
+		return nil, fmt.Errorf("open AF_PACKET ring on %s: %w", cfg.Interface, err)
 	}
+	l := &Live{cfg: cfg, ring: r, promisc: -1, ifindex: iface.Index}
 	if !cfg.NoPromiscuous {
 		if err := l.setPromiscuous(); err != nil {
 			l.Close()
 			return nil, fmt.Errorf("interface %s: promiscuous mode: %w", cfg.Interface, err)
 		}
 	}
-	// Counters restart from zero: what came before the ring was ready is
-	// not ours.
-	_ = tp.InitSocketStats()
 	return l, nil
 }
 
@@ -113,33 +90,18 @@ func (l *Live) Next(f *Frame) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	data, ci, err := l.tp.ZeroCopyReadPacketData()
+	data, length, ts, err := l.ring.next()
 	if err != nil {
-		if errors.Is(err, afpacket.ErrTimeout) {
-			if l.closed.Load() {
-				return ErrClosed
-			}
-			return ErrIdle
-		}
 		if l.closed.Load() {
 			return ErrClosed
 		}
+		if errors.Is(err, errIdleRing) {
+			return ErrIdle
+		}
 		return fmt.Errorf("read from %s: %w", l.cfg.Interface, err)
 	}
-	f.Length = ci.Length
-	for _, a := range ci.AncillaryData {
-		// The kernel takes the outer VLAN tag off into the frame's
-		// metadata; put it back so that the frame is as on the wire.
-		if v, ok := a.(afpacket.AncillaryVLAN); ok && len(data) >= 12 {
-			l.buf = append(l.buf[:0], data[:12]...)
-			l.buf = append(l.buf, 0x81, 0x00, byte(v.VLAN>>8), byte(v.VLAN))
-			l.buf = append(l.buf, data[12:]...)
-			data = l.buf
-			f.Length += 4
-		}
-	}
-	f.Data, f.LinkType, f.ObservationPoint = data, linkTypeEthernet, l.cfg.ObservationPoint
-	f.Timestamp = ci.Timestamp.UnixNano()
+	f.Data, f.Length, f.Timestamp = data, length, ts
+	f.LinkType, f.ObservationPoint = linkTypeEthernet, l.cfg.ObservationPoint
 	if f.Length < len(data) {
 		f.Length = len(data)
 	}
@@ -152,15 +114,7 @@ const linkTypeEthernet = 1
 func (l *Live) Stats() LiveStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed.Load() {
-		return l.stats
-	}
-	_, s3, err := l.tp.SocketStats()
-	if err == nil {
-		// tp_packets counts dropped frames too.
-		l.stats = LiveStats{Received: uint64(s3.Packets()), Dropped: uint64(s3.Drops())}
-	}
-	return l.stats
+	return l.ring.stats()
 }
 
 // Close stops the capture: a Next waiting in poll returns ErrClosed within
@@ -179,6 +133,6 @@ func (l *Live) Close() error {
 	// The ring is unmapped only once no Next can be reading it: Close is
 	// called from the pipeline goroutine after its last Next, or Cancel
 	// first stops it.
-	l.tp.Close()
+	l.ring.close()
 	return nil
 }
