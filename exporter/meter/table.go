@@ -323,7 +323,9 @@ func (t *Table) grow() {
 			t.indexInsert(uint32(v>>32), uint32(v)-1)
 		}
 	}
-	discard(oldMem[:len(old)*8])
+	// Whole huge pages: giving back part of one splits it, and the range
+	// would then be mapped with 4 KiB pages when it is used again.
+	discard(oldMem[:min(len(oldMem), (len(old)*8+hugePage-1)&^(hugePage-1))])
 }
 
 func (t *Table) listOf(e *entry) *list {
