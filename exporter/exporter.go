@@ -39,27 +39,20 @@ type Exporter struct {
 	// publishEvery frames.
 	pubMu sync.Mutex
 	pub   Summary
-	// A live run decodes frames into pend and meters them in batches
-	// (pendAdd), so that the table can prefetch a batch's entries.
-	pend    [meter.PrefetchMax]decode.Packet
-	pendTS  [meter.PrefetchMax]int64
-	pendNow [meter.PrefetchMax]int64 // x.now when the frame was read
-	npend   int
+	// Frames are decoded into the feeder, which meters them in batches so
+	// that the table's cache misses overlap (see meter.Feeder); each is
+	// metered with the flow time x.now had when it was read.
+	feeder *meter.Feeder
 }
 
-// pendAdd meters the pending packets of a live run, in the order read, each
-// with the flow time it had when it was read.
+// pendAdd meters the packets the feeder holds.
 func (x *Exporter) pendAdd() {
-	if x.npend == 0 {
+	if x.feeder.Pending() == 0 {
 		return
 	}
 	now := x.now
-	x.table.Prefetch(x.pend[:x.npend])
-	for i := 0; i < x.npend; i++ {
-		x.now = x.pendNow[i]
-		x.table.AddPrefetched(i, &x.pend[i], x.pendTS[i])
-	}
-	x.now, x.npend = now, 0
+	x.feeder.Flush()
+	x.now = now
 }
 
 const publishEvery = 4096
@@ -159,6 +152,8 @@ func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*E
 		x.close()
 		return nil, err
 	}
+	x.feeder = meter.NewFeeder(x.table)
+	x.feeder.Before = func(now int64) { x.now = now }
 	r.Factory("capture").CounterFunc("kernel_drops_total", "Frames the kernel dropped because the capture ring was full (live capture).", func() float64 { return float64(x.published().KernelDropped) })
 	f := r.Factory("decode")
 	f.CounterFunc("frames_total", "Frames read from the capture source.", func() float64 { return float64(x.published().Frames) })
@@ -212,7 +207,6 @@ func (x *Exporter) tick(live KernelCounter) {
 // wall-clock time every second.
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
 	var fr capture.Frame
-	var p decode.Packet
 	var runErr error
 	live, _ := src.(KernelCounter)
 	x.stats.Live = live != nil
@@ -253,10 +247,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		if fr.Timestamp > x.now {
 			x.now = fr.Timestamp
 		}
-		pp := &p
-		if live != nil {
-			pp = &x.pend[x.npend]
-		}
+		pp := x.feeder.Slot()
 		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp); r != decode.ReasonOK {
 			x.stats.Undecodable[r]++
 			continue
@@ -266,14 +257,9 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 			// came in an ERSPAN session.
 			pp.ERSPANSession = fr.ObservationPoint
 		}
-		if live == nil {
-			x.table.Add(pp, fr.Timestamp)
-			continue
-		}
-		x.pendTS[x.npend], x.pendNow[x.npend] = fr.Timestamp, x.now
-		if x.npend++; x.npend == len(x.pend) {
-			x.pendAdd()
-		}
+		now := x.now
+		x.feeder.Commit(fr.Timestamp, x.now)
+		x.now = now
 	}
 	x.pendAdd()
 	if live != nil {

@@ -43,8 +43,9 @@ func (s *sums) Write(rs []flow.Record) error {
 // grows from 1,024 slots through both of its reservations, idle flows
 // leave it with backward-shift deletion, a full table evicts) and checks
 // that, per flow key, the records add up to exactly what was sent: no
-// packet lost, none counted twice. Half of the runs go through the batched
-// Prefetch/AddPrefetched path a live capture uses.
+// packet lost, none counted twice. Half of the runs go through a Feeder,
+// which the exporter uses, and check that it meters every packet once, in
+// order.
 func TestTableAgainstModel(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -64,9 +65,15 @@ func TestTableAgainstModel(t *testing.T) {
 			}
 			rng := rand.New(rand.NewPCG(7, 9))
 			wantP, wantB := map[[4]uint32]uint64{}, map[[4]uint32]uint64{}
-			var batch [PrefetchMax]decode.Packet
-			var ts [PrefetchMax]int64
-			n := 0
+			feeder := NewFeeder(table)
+			next := int64(0) // the tag Before must see next: packets in order, each once
+			feeder.Before = func(tag int64) {
+				if tag != next {
+					t.Fatalf("packet %d metered when %d was due", tag, next)
+				}
+				next++
+			}
+			var one decode.Packet
 			now := int64(1e18)
 			const packets = 400000
 			for i := 0; i < packets; i++ {
@@ -74,7 +81,10 @@ func TestTableAgainstModel(t *testing.T) {
 				// advances 0.1 ms a packet (40 s in all), so flows go idle,
 				// come back and reach the active timeout.
 				src := uint32(rng.ExpFloat64()*8000) % 60000
-				p := &batch[n]
+				p := &one
+				if tc.batched {
+					p = feeder.Slot()
+				}
 				*p = decode.Packet{Proto: 17, SrcPort: uint16(src), DstPort: 53, IPLength: uint32(40 + rng.IntN(1400))}
 				binary.BigEndian.PutUint32(p.SrcAddr[:], 0x0a000000|src)
 				p.DstAddr[0] = 192
@@ -86,14 +96,14 @@ func TestTableAgainstModel(t *testing.T) {
 					table.Add(p, now)
 					continue
 				}
-				ts[n] = now
-				if n++; n == PrefetchMax || i == packets-1 {
-					table.Prefetch(batch[:n])
-					for j := 0; j < n; j++ {
-						table.AddPrefetched(j, &batch[j], ts[j])
-					}
-					n = 0
+				feeder.Commit(now, int64(i))
+				if i%100000 == 99999 {
+					feeder.Flush() // as a live capture does when idle
 				}
+			}
+			feeder.Flush()
+			if tc.batched && (next != packets || feeder.Pending() != 0) {
+				t.Errorf("%d packets metered through the feeder, %d still held; %d sent", next, feeder.Pending(), packets)
 			}
 			table.Flush()
 			if len(sink.packets) != len(wantP) {

@@ -69,7 +69,7 @@ const (
 
 // entry is one flow: two cache lines, and the arena is aligned to them.
 // The first line is what every packet's lookup reads and updates (key, last
-// seen, octets), the second the rest; Prefetch reads both.
+// seen, octets), the second the rest; lookupBatch reads both.
 type entry struct {
 	key        key
 	last       int64 // ns
@@ -141,10 +141,8 @@ type Table struct {
 	pub    published
 
 	activeNs, idleNs int64
+	touched          uint64 // what lookupBatch read, so that it reads
 	scanActive       bool
-	touched          uint64 // what Prefetch read, so that it reads
-	pfKey            [PrefetchMax]key
-	pfHash           [PrefetchMax]uint32
 }
 
 // New returns a table passing ended flows to sink in batches.
@@ -467,36 +465,34 @@ func keyOf(p *decode.Packet, k *key) {
 	}
 }
 
-// PrefetchMax is the most packets Prefetch looks at in one call.
-const PrefetchMax = 32
+// BatchMax is the most packets in a batch of a Feeder.
+const BatchMax = 32
 
-// Prefetch reads the index slot and the entry that each of ps (at most
-// PrefetchMax) will use, without changing anything, so that the cache misses
-// of a batch of packets overlap instead of following one another when the
-// packets are then passed to Add in order. A live capture calls it: there the
-// ring and the replay keep evicting the table from the caches, and a lookup
-// costs two misses or more (the index slot, then the entry's two lines).
-func (t *Table) Prefetch(ps []decode.Packet) {
-	if len(ps) > PrefetchMax {
-		ps = ps[:PrefetchMax]
-	}
-	// Three passes, so that the loads of each pass are independent of one
-	// another and all in flight at once: keys and hashes (no memory but
-	// the packets), then the index slots, then the entries' two lines.
+// batch is the keys and hashes of up to BatchMax packets.
+type batch struct {
+	keys   [BatchMax]key
+	hashes [BatchMax]uint32
+}
+
+// lookupBatch computes the keys and hashes of ps (at most BatchMax) into b
+// and reads the index slot and the entry each will use, without changing
+// anything: in three passes, so that the loads of each pass are
+// independent of one another and all in flight at once.
+func (t *Table) lookupBatch(b *batch, ps []decode.Packet) {
 	for i := range ps {
-		keyOf(&ps[i], &t.pfKey[i])
-		t.pfHash[i] = uint32(t.pfKey[i].hash())
+		keyOf(&ps[i], &b.keys[i])
+		b.hashes[i] = uint32(b.keys[i].hash())
 	}
-	var slots [PrefetchMax]uint64
+	var slots [BatchMax]uint64
 	for i := range ps {
-		slots[i] = t.index[uint64(t.pfHash[i])&t.mask]
+		slots[i] = t.index[uint64(b.hashes[i])&t.mask]
 	}
 	var sum uint64
 	for i := range ps {
-		// The slot read may hold another flow (linear probing; the
+		// The home slot may hold another flow (linear probing; the
 		// fuller the index, the more often): the probe goes on, mostly
 		// in the same cache line.
-		v, h := slots[i], t.pfHash[i]
+		v, h := slots[i], b.hashes[i]
 		for s := uint64(h) & t.mask; v != 0 && uint32(v>>32) != h; {
 			s = (s + 1) & t.mask
 			v = t.index[s]
@@ -514,12 +510,6 @@ func (t *Table) Add(p *decode.Packet, ts int64) {
 	var k key
 	keyOf(p, &k)
 	t.add(p, ts, &k, uint32(k.hash()))
-}
-
-// AddPrefetched is Add for ps[j] of the last Prefetch(ps): it uses the key
-// and hash Prefetch computed.
-func (t *Table) AddPrefetched(j int, p *decode.Packet, ts int64) {
-	t.add(p, ts, &t.pfKey[j], t.pfHash[j])
 }
 
 func (t *Table) add(p *decode.Packet, ts int64, k *key, h uint32) {

@@ -1,0 +1,61 @@
+package meter
+
+import "github.com/spanflow/spanflow/exporter/decode"
+
+// Feeder meters packets in batches of BatchMax. When the table is out of
+// the caches (a live capture: the kernel filling the ring, the sender and
+// other processes share them; or a table larger than the caches), a lookup
+// costs a cache miss for the index slot, then one for the entry's lines,
+// and one packet after another those misses follow one another. A full
+// batch is looked up in passes whose loads do not depend on one another
+// (all keys and hashes; all index slots; all entries), so that the misses
+// of the whole batch are in flight at once; then it is metered, in the
+// order committed, with the timestamps given, exactly as Add would.
+//
+// (Prefetch instructions issued one or two batches ahead, to overlap the
+// misses with decoding as well, measured slower both live and in
+// BenchmarkRandomFlows: see docs/performance.md.)
+type Feeder struct {
+	t    *Table
+	pkts [BatchMax]decode.Packet
+	ts   [BatchMax]int64
+	tags [BatchMax]int64
+	n    int
+	b    batch
+	// Before, when set, is called before each packet is metered, with the
+	// tag given to Commit.
+	Before func(tag int64)
+}
+
+// NewFeeder returns a Feeder of t.
+func NewFeeder(t *Table) *Feeder { return &Feeder{t: t} }
+
+// Slot is where to decode the next packet; Commit takes it in.
+func (f *Feeder) Slot() *decode.Packet { return &f.pkts[f.n] }
+
+// Commit takes in the packet decoded into Slot, captured at ts; tag is
+// passed to Before when it is metered. A full batch is metered.
+func (f *Feeder) Commit(ts, tag int64) {
+	f.ts[f.n], f.tags[f.n] = ts, tag
+	if f.n++; f.n == BatchMax {
+		f.Flush()
+	}
+}
+
+// Pending is the number of packets held.
+func (f *Feeder) Pending() int { return f.n }
+
+// Flush meters every packet held.
+func (f *Feeder) Flush() {
+	if f.n == 0 {
+		return
+	}
+	f.t.lookupBatch(&f.b, f.pkts[:f.n])
+	for j := 0; j < f.n; j++ {
+		if f.Before != nil {
+			f.Before(f.tags[j])
+		}
+		f.t.add(&f.pkts[j], f.ts[j], &f.b.keys[j], f.b.hashes[j])
+	}
+	f.n = 0
+}
