@@ -16,8 +16,7 @@ type pcapReader struct {
 	order binary.ByteOrder
 	nanos bool
 	link  uint32
-	hdr   [16]byte
-	buf   []byte
+	skip  int // bytes of the record last returned, still in the buffer
 }
 
 // maxFrame bounds a record's captured length: larger ones are corrupt.
@@ -43,38 +42,51 @@ func newPCAPReader(r *bufio.Reader) (*pcapReader, error) {
 	}
 	// The upper bits of the link type field carry FCS information.
 	p.link = p.order.Uint32(h[20:]) & 0x0fffffff
-	p.buf = make([]byte, 65536)
+	if r.Size() < 16+maxFrame {
+		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", r.Size())
+	}
 	return p, nil
 }
 
+// next reads the next record. The frame's data is a slice of the reader's
+// buffer (no copy), valid until the next call: records are at most
+// maxFrame, and the buffer is larger.
 func (p *pcapReader) next(fr *Frame) error {
-	if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
+	if p.skip > 0 {
+		if _, err := p.r.Discard(p.skip); err != nil {
 			return err
 		}
-		return err // io.EOF at a record boundary
+		p.skip = 0
 	}
-	sec := int64(p.order.Uint32(p.hdr[0:]))
-	frac := int64(p.order.Uint32(p.hdr[4:]))
-	caplen := int(p.order.Uint32(p.hdr[8:]))
-	wire := int(p.order.Uint32(p.hdr[12:]))
-	if caplen > maxFrame {
-		return fmt.Errorf("record of %d bytes: corrupt capture", caplen)
-	}
-	if cap(p.buf) < caplen {
-		p.buf = make([]byte, caplen)
-	}
-	data := p.buf[:caplen]
-	if _, err := io.ReadFull(p.r, data); err != nil {
+	hdr, err := p.r.Peek(16)
+	if err != nil {
+		if len(hdr) == 0 && errors.Is(err, io.EOF) {
+			return io.EOF // at a record boundary
+		}
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return err
 	}
+	sec := int64(p.order.Uint32(hdr[0:]))
+	frac := int64(p.order.Uint32(hdr[4:]))
+	caplen := int(p.order.Uint32(hdr[8:]))
+	wire := int(p.order.Uint32(hdr[12:]))
+	if caplen > maxFrame {
+		return fmt.Errorf("record of %d bytes: corrupt capture", caplen)
+	}
+	rec, err := p.r.Peek(16 + caplen)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	p.skip = 16 + caplen
 	if !p.nanos {
 		frac *= 1000
 	}
-	fr.Data, fr.Length, fr.LinkType = data, wire, p.link
+	fr.Data, fr.Length, fr.LinkType = rec[16:16+caplen:16+caplen], wire, p.link
 	fr.Timestamp = sec*1e9 + frac
 	return nil
 }
