@@ -29,15 +29,18 @@ port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DG
 measure() {
 	local out=$1; shift
 	local t0 t1 cpu=0 rss=0
+	# t1 is taken right after the command: the python3 of calc takes tens
+	# of milliseconds, which would count for both tools.
 	t0=$(date +%s.%N)
 	if [ -x /usr/bin/time ]; then
 		/usr/bin/time -f '%U %S %M' -o "$tmp/time" "$@" >"$out" 2>&1
+		t1=$(date +%s.%N)
 		read -r user sys rss < <(tail -1 "$tmp/time")
 		cpu=$(calc "$user + $sys")
 	else
 		"$@" >"$out" 2>&1
+		t1=$(date +%s.%N)
 	fi
-	t1=$(date +%s.%N)
 	echo "$(calc "$t1 - $t0") $cpu $rss"
 }
 calc() { python3 -c "print($1)"; }
