@@ -88,10 +88,7 @@ func (l *Listener) control(network, address string, c syscall.RawConn) error {
 			return
 		}
 		if strings.HasPrefix(network, "udp") && l.cfg.ReceiveBuffer > 0 {
-			// SO_RCVBUFFORCE passes net.core.rmem_max when root; fall back otherwise.
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, l.cfg.ReceiveBuffer) != nil {
-				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, l.cfg.ReceiveBuffer)
-			}
+			setReceiveBuffer(int(fd), l.cfg.ReceiveBuffer)
 			var st unix.Stat_t
 			if unix.Fstat(int(fd), &st) == nil {
 				l.inodes[st.Ino] = true
