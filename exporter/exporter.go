@@ -84,6 +84,7 @@ type Summary struct {
 	// Live capture only: the kernel's counters of the AF_PACKET socket.
 	Live          bool
 	KernelDropped uint64
+	LinkDowns     uint64 // times a capture interface went down
 	// Flow records dropped for TCP/TLS collectors that were away too long.
 	DroppedRecords uint64
 }
@@ -101,6 +102,7 @@ func (s Summary) Add(o Summary) Summary {
 	s.Evicted += o.Evicted
 	s.Live = s.Live || o.Live
 	s.KernelDropped += o.KernelDropped
+	s.LinkDowns = max(s.LinkDowns, o.LinkDowns) // every worker's socket sees the same events
 	s.DroppedRecords += o.DroppedRecords
 	return s
 }
@@ -122,6 +124,9 @@ func (s Summary) String() string {
 		s.Frames, s.Octets, s.Flows, s.Messages, s.NotDecodable(), s.Undecodable[decode.ReasonNotIP], s.Evicted, s.SendErrors)
 	if s.Live {
 		line += fmt.Sprintf(", %d packets dropped by the kernel", s.KernelDropped)
+	}
+	if s.LinkDowns > 0 {
+		line += fmt.Sprintf(", capture interface down %d times", s.LinkDowns)
 	}
 	if s.DroppedRecords > 0 {
 		line += fmt.Sprintf(", %d flow records dropped for collectors away", s.DroppedRecords)
@@ -155,6 +160,7 @@ func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*E
 	x.feeder = meter.NewFeeder(x.table)
 	x.feeder.Before = func(now int64) { x.now = now }
 	r.Factory("capture").CounterFunc("kernel_drops_total", "Frames the kernel dropped because the capture ring was full (live capture).", func() float64 { return float64(x.published().KernelDropped) })
+	r.Factory("capture").CounterFunc("link_downs_total", "Times a capture interface went down (live capture; frames resume when it is up).", func() float64 { return float64(x.published().LinkDowns) })
 	f := r.Factory("decode")
 	f.CounterFunc("frames_total", "Frames read from the capture source.", func() float64 { return float64(x.published().Frames) })
 	for _, reason := range decode.Reasons {
@@ -196,8 +202,19 @@ func (x *Exporter) tick(live KernelCounter) {
 	if err := x.encoder.Flush(); err != nil {
 		x.log.Warn("send", "cannot send IPFIX message", "err", err)
 	}
-	x.stats.KernelDropped = live.Stats().Dropped
+	x.kernelStats(live)
 	x.publish()
+}
+
+// kernelStats takes the live source's counters, and says when an interface
+// went down: no frames come from it until it is up again.
+func (x *Exporter) kernelStats(live KernelCounter) {
+	s := live.Stats()
+	x.stats.KernelDropped = s.Dropped
+	if s.LinkDowns > x.stats.LinkDowns {
+		x.log.Warn("link", "a capture interface went down: no frames from it until it is up again", "times", s.LinkDowns)
+	}
+	x.stats.LinkDowns = s.LinkDowns
 }
 
 // Run reads src until its end (or ctx is cancelled), then ends every flow,
@@ -266,7 +283,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		if now := time.Now().UnixNano(); now > x.now {
 			x.now = now
 		}
-		x.stats.KernelDropped = live.Stats().Dropped
+		x.kernelStats(live)
 	}
 	x.table.Flush()
 	closeErr := x.encoder.Close()

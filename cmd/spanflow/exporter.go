@@ -152,15 +152,21 @@ func runWorkers(ctx context.Context, xs []*exporter.Exporter, srcs []capture.Sou
 	wg.Wait()
 	var total exporter.Summary
 	var errs []error
+	seen := map[string]bool{}
 	for _, r := range results {
 		total = total.Add(r.sum)
-		errs = append(errs, r.err)
+		// Workers reading the same interface fail alike: say it once.
+		if r.err != nil && !seen[r.err.Error()] {
+			seen[r.err.Error()] = true
+			errs = append(errs, r.err)
+		}
 	}
 	return total, errors.Join(errs...)
 }
 
 // sumRegistries is a collector adding up the same series of several
-// registries (the fanout workers').
+// registries (the fanout workers'), except for events every worker sees
+// (seenByEveryWorker), which count once: the highest.
 type sumRegistries []*prometheus.Registry
 
 func (sumRegistries) Describe(chan<- *prometheus.Desc) {} // unchecked: the series are the workers'
@@ -201,7 +207,11 @@ func (s sumRegistries) Collect(ch chan<- prometheus.Metric) {
 					sums[key] = &series{desc: prometheus.NewDesc(f.GetName(), f.GetHelp(), names, nil), typ: typ, vals: vals}
 					order = append(order, key)
 				}
-				sums[key].value += v
+				if seenByEveryWorker[f.GetName()] {
+					sums[key].value = max(sums[key].value, v)
+				} else {
+					sums[key].value += v
+				}
 			}
 		}
 	}
@@ -210,6 +220,10 @@ func (s sumRegistries) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.desc, x.typ, x.value, x.vals...)
 	}
 }
+
+// seenByEveryWorker are the series of events that each fanout worker's
+// socket sees: an interface going down is one event, not one per worker.
+var seenByEveryWorker = map[string]bool{"spanflow_capture_link_downs_total": true}
 
 const defaultMetricsListen = exporter.DefaultMetricsListen
 

@@ -29,8 +29,9 @@ type Live struct {
 
 // LiveStats are the kernel's counters of the socket.
 type LiveStats struct {
-	Received uint64 // frames the kernel passed to the ring (after the filter)
-	Dropped  uint64 // frames the kernel dropped because the ring was full
+	Received  uint64 // frames the kernel passed to the ring (after the filter)
+	Dropped   uint64 // frames the kernel dropped because the ring was full
+	LinkDowns uint64 // times the interface went down (frames resume when it is up)
 }
 
 // OpenLive opens the interface. fanoutGroup, when non-zero, joins the socket
@@ -97,6 +98,9 @@ func (l *Live) Next(f *Frame) error {
 		}
 		if errors.Is(err, errIdleRing) {
 			return ErrIdle
+		}
+		if errors.Is(err, errGone) {
+			return fmt.Errorf("read from %s: %w; start again once it is back", l.cfg.Interface, err)
 		}
 		return fmt.Errorf("read from %s: %w", l.cfg.Interface, err)
 	}

@@ -6,6 +6,7 @@ package capture
 // so that everything else builds on other systems; the live source itself
 // exists only on Linux.
 type LiveStats struct {
-	Received uint64 // frames the kernel passed to the ring (after the filter)
-	Dropped  uint64 // frames the kernel dropped because the ring was full
+	Received  uint64 // frames the kernel passed to the ring (after the filter)
+	Dropped   uint64 // frames the kernel dropped because the ring was full
+	LinkDowns uint64 // times the interface went down (frames resume when it is up)
 }

@@ -146,6 +146,7 @@ func (m *Merged) Stats() LiveStats {
 		x := src.Stats()
 		s.Received += x.Received
 		s.Dropped += x.Dropped
+		s.LinkDowns += x.LinkDowns
 	}
 	return s
 }

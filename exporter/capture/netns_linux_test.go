@@ -413,6 +413,73 @@ func TestKernelDropsCounted(t *testing.T) {
 	t.Logf("%d frames read from the ring, %d dropped", read, first.Dropped)
 }
 
+// TestLiveLinkDownAndGone: the capture interface goes down, comes back,
+// goes down again and is deleted. Down, Next waits (no busy loop: the
+// kernel's ENETDOWN on the socket is read and cleared) and the event is
+// counted; up again, frames come again; deleted, Next fails with an error
+// that says so instead of waiting for ever.
+func TestLiveLinkDownAndGone(t *testing.T) {
+	n := newNetns(t)
+	pcap := filepath.Join(t.TempDir(), "mixed.pcap")
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	if err := synth.WritePcapFile(pcap, c.Packets); err != nil {
+		t.Fatal(err)
+	}
+	var l *capture.Live
+	var err error
+	n.do(t, func() { l, err = capture.OpenLive(capture.LiveConfiguration{Interface: "vB", RingSize: 1 << 20}, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var f capture.Frame
+	// readFor calls Next for d and counts frames, idles and the first other error.
+	readFor := func(d time.Duration) (frames, idles int, err error) {
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			switch e := l.Next(&f); {
+			case e == nil:
+				frames++
+			case e == capture.ErrIdle:
+				idles++
+			default:
+				return frames, idles, e
+			}
+		}
+		return frames, idles, nil
+	}
+	replayAndRead := func(what string) {
+		t.Helper()
+		n.replay(t, pcap)
+		frames, _, err := readFor(400 * time.Millisecond)
+		if err != nil || frames != len(c.Packets) {
+			t.Fatalf("%s: read %d frames (error %v), replayed %d", what, frames, err, len(c.Packets))
+		}
+	}
+	replayAndRead("before")
+	for round := 1; round <= 2; round++ {
+		run(t, "ip", "-n", n.name, "link", "set", "vB", "down")
+		frames, idles, err := readFor(500 * time.Millisecond)
+		if err != nil || frames != 0 || idles > 10 {
+			t.Fatalf("down %d: %d frames, %d idle returns in 500 ms (a busy loop?), error %v", round, frames, idles, err)
+		}
+		if s := l.Stats(); s.LinkDowns != uint64(round) {
+			t.Errorf("down %d: %d link downs counted", round, s.LinkDowns)
+		}
+		if round == 1 {
+			run(t, "ip", "-n", n.name, "link", "set", "vB", "up")
+			time.Sleep(100 * time.Millisecond)
+			replayAndRead("up again")
+		}
+	}
+	// Deleted while down: the kernel raises no error then.
+	run(t, "ip", "-n", n.name, "link", "del", "vA")
+	_, idles, err := readFor(time.Second)
+	if err == nil || !strings.Contains(err.Error(), "vB") || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("after the interface was deleted: error %v after %d idle returns; want one naming vB and saying it is gone", err, idles)
+	}
+	t.Logf("deleted: %v", err)
+}
+
 func TestCompileFilterErrors(t *testing.T) {
 	if _, err := capture.CompileFilter("not port 22"); err != nil {
 		t.Skipf("no libpcap: %v", err)

@@ -33,7 +33,9 @@ type ring struct {
 	left    uint32 // frames of the current block not read yet
 	off     uintptr
 	poll    time.Duration
+	ifindex int
 	kernel  LiveStats // cumulative: the kernel's counters reset on every read
+	downs   atomic.Uint64
 }
 
 // Offsets in struct tpacket_block_desc (linux/if_packet.h).
@@ -78,7 +80,7 @@ func openRing(ifindex, block, nblocks int, retire, poll time.Duration, filter []
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
-	r := &ring{fd: fd, block: block, nblocks: nblocks, poll: poll}
+	r := &ring{fd: fd, block: block, nblocks: nblocks, poll: poll, ifindex: ifindex}
 	fail := func(what string, err error) (*ring, error) {
 		r.close()
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -185,19 +187,58 @@ func (r *ring) next() (data []byte, length int, ts int64, err error) {
 
 var errIdleRing = errors.New("no block for the poll interval")
 
-// wait polls the socket for a block.
+// errGone is returned once the interface was deleted (or moved to another
+// network namespace): the socket is unbound for good.
+var errGone = errors.New("the interface is gone (deleted or moved to another network namespace)")
+
+// wait polls the socket for a block. When the interface goes down the
+// kernel flags an error on the socket (ENETDOWN): it is counted, cleared,
+// and the wait goes on, as frames come again once the interface is up.
+// errGone once the socket lost its interface.
 func (r *ring) wait() error {
 	fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
 	for {
-		_, err := unix.Poll(fds, int(r.poll/time.Millisecond))
+		n, err := unix.Poll(fds, int(r.poll/time.Millisecond))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("poll: %w", err)
 		}
+		if n > 0 && fds[0].Revents&unix.POLLERR != 0 {
+			// Reading SO_ERROR clears it.
+			soerr, err := unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err != nil {
+				return fmt.Errorf("socket error: %w", err)
+			}
+			if soerr != 0 && unix.Errno(soerr) != unix.ENETDOWN {
+				return fmt.Errorf("socket error: %w", unix.Errno(soerr))
+			}
+			if soerr != 0 {
+				r.downs.Add(1)
+			}
+		}
+		if n == 0 || fds[0].Revents&unix.POLLERR != 0 {
+			// Idle or down: still bound? An interface deleted while
+			// down raises no error, so look each time.
+			if !r.bound() {
+				return errGone
+			}
+		}
 		return nil
 	}
+}
+
+// bound tells whether the socket is still bound to its interface: the
+// kernel sets the socket's interface index to -1 when the interface is
+// unregistered.
+func (r *ring) bound() bool {
+	sa, err := unix.Getsockname(r.fd)
+	if err != nil {
+		return true // cannot tell: assume so
+	}
+	ll, ok := sa.(*unix.SockaddrLinklayer)
+	return !ok || ll.Ifindex == r.ifindex
 }
 
 // stats reads the kernel's counters and adds them to the totals (reading
@@ -211,6 +252,7 @@ func (r *ring) stats() LiveStats {
 		r.kernel.Received += uint64(s.Packets)
 		r.kernel.Dropped += uint64(s.Drops)
 	}
+	r.kernel.LinkDowns = r.downs.Load()
 	return r.kernel
 }
 
