@@ -153,6 +153,7 @@ func (o *Output) Start() error {
 			OnFlushEnd: func(context.Context) { <-o.inflight },
 			// Only the per-item status is needed from the response.
 			FilterPath: []string{"items.*.status", "items.*.error.type", "items.*.error.reason"},
+			Decoder:    bulkDecoder{},
 			OnError: func(_ context.Context, err error) {
 				o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
 			},

@@ -1,0 +1,90 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// BenchmarkClientCPU measures the CPU the output itself spends per
+// document (encoding, ids, bulk bodies, response handling, garbage
+// collection) against a server that takes every bulk request and answers
+// that every document was created. On a host that also runs Elasticsearch
+// this CPU is taken from the cluster. The server's own CPU (reading the
+// body, writing the answer) is in the figure too.
+func BenchmarkClientCPU(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/_bulk" {
+			w.Header().Set("X-Elastic-Product", "Elasticsearch")
+			fmt.Fprint(w, `{"version":{"number":"8.19.7"}}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		n := bytes.Count(body, []byte{'\n'}) / 2
+		var out bytes.Buffer
+		out.WriteString(`{"items":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			out.WriteString(`{"create":{"status":201}}`)
+		}
+		out.WriteString(`]}`)
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(out.Bytes())
+	}))
+	defer srv.Close()
+	c := DefaultConfiguration()
+	c.Connection.URLs = []string{srv.URL}
+	c.SpoolDir = filepath.Join(b.TempDir(), "spool")
+	c.RunSetup = false
+	o, err := New(reporter.NewForTest(nil), c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		b.Fatal(err)
+	}
+	const n = 100000
+	recs, _ := genRecords(n, time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC), 1)
+	b.ResetTimer()
+	cpu0 := benchCPU()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < n; j += 500 {
+			// As fast as the output takes them without spooling, like
+			// the cluster benchmarks.
+			for len(o.queue) > cap(o.queue)/2 {
+				time.Sleep(time.Millisecond)
+			}
+			if err := o.Write(recs[j : j+500]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := o.Stop(); err != nil {
+		b.Fatal(err)
+	}
+	cpu := benchCPU() - cpu0
+	if docs, _ := o.spool.Stats(); docs > 0 {
+		b.Fatalf("%d documents went to the spool", docs)
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n*b.N), "cpu-ns/doc")
+	b.ReportMetric(0, "ns/op")
+}
+
+func benchCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
