@@ -2,13 +2,13 @@ package decoders_test
 
 import (
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // BenchmarkIPFIXDecodeEncode measures the collector's per-flow work on one
@@ -31,7 +31,7 @@ func BenchmarkIPFIXDecodeEncode(b *testing.B) {
 	var enc flow.Encoder
 	out := make([]byte, 0, 64<<10)
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := testutil.CPUTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += perMsg {
 		var err error
@@ -48,12 +48,5 @@ func BenchmarkIPFIXDecodeEncode(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "flows/s")
 	// The machine running the benchmarks is often shared: CPU time says
 	// what one core does, whatever the wall clock says.
-	b.ReportMetric(float64(b.N)/(processCPU()-cpu0).Seconds(), "flows/cpu-s")
-}
-
-// processCPU is the user+system CPU time of the process (GC included).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(b.N)/(testutil.CPUTime()-cpu0).Seconds(), "flows/cpu-s")
 }

@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
@@ -10,16 +9,8 @@ import (
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
-
-// cpuTime is the CPU time (user and system) this process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 type discard struct{ n int }
 
@@ -88,12 +79,12 @@ func BenchmarkPipeline(b *testing.B) {
 			exported := table.Stats().Exported()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := testutil.CPUTime()
 			for i := 0; i < b.N; i++ {
 				run(mode.warm + i)
 			}
 			feeder.Flush()
-			cpu := cpuTime() - cpu0
+			cpu := testutil.CPUTime() - cpu0
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 			// The machine is shared: packets per second of CPU time used by

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // syntheticVMs builds an inventory listing of n VMs with two NICs each (one
@@ -99,16 +99,6 @@ func TestEnrichDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// cpuTime is the CPU time the process used: unlike wall time, it does not
-// count the time spent waiting for a core on a shared, loaded machine.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkEnrich is the hot path: both ends of a flow looked up in a
 // 10,000-VM snapshot (about 30,000 addresses). cpu-ns/op is the process's
 // CPU time per flow, the figure to read on a loaded machine.
@@ -119,13 +109,13 @@ func BenchmarkEnrich(b *testing.B) {
 	b.ReportAllocs()
 	runtime.GC()
 	b.ResetTimer()
-	start := cpuTime()
+	start := testutil.CPUTime()
 	for i := 0; i < b.N; i++ {
 		r := &recs[i&4095]
 		r.Src.VSphere, r.Dst.VSphere = nil, nil
 		c.Enrich(r)
 	}
-	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testutil.CPUTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkEnrichParallel runs the hot path on every core at once, as the

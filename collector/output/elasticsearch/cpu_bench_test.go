@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // BenchmarkClientCPU measures the CPU the output itself spends per
@@ -57,7 +57,7 @@ func BenchmarkClientCPU(b *testing.B) {
 	const n = 100000
 	recs, _ := genRecords(n, time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC), 1)
 	b.ResetTimer()
-	cpu0 := benchCPU()
+	cpu0 := testutil.CPUTime()
 	for i := 0; i < b.N; i++ {
 		for j := 0; j < n; j += 500 {
 			// As fast as the output takes them without spooling, like
@@ -73,18 +73,10 @@ func BenchmarkClientCPU(b *testing.B) {
 	if err := o.Stop(); err != nil {
 		b.Fatal(err)
 	}
-	cpu := benchCPU() - cpu0
+	cpu := testutil.CPUTime() - cpu0
 	if docs, _ := o.spool.Stats(); docs > 0 {
 		b.Fatalf("%d documents went to the spool", docs)
 	}
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n*b.N), "cpu-ns/doc")
 	b.ReportMetric(0, "ns/op")
-}
-
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
