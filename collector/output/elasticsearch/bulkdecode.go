@@ -17,15 +17,25 @@ import (
 // the same host then lacks. That shape is read here directly, every item
 // of one operation and status sharing one map (the indexer only reads
 // them); anything else, errors included, goes to encoding/json.
-type bulkDecoder struct{}
+type bulkDecoder struct {
+	// answered, when set, is called as soon as the answer is read, before
+	// it is decoded and before the indexer calls back for every item: the
+	// request no longer occupies the cluster, so its slot can go to the
+	// next request (see Output.Start).
+	answered func()
+}
 
 var bulkBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-func (bulkDecoder) UnmarshalFromReader(r io.Reader, blk *esutil.BulkIndexerResponse) error {
+func (d bulkDecoder) UnmarshalFromReader(r io.Reader, blk *esutil.BulkIndexerResponse) error {
 	buf := bulkBuffers.Get().(*bytes.Buffer)
 	defer bulkBuffers.Put(buf)
 	buf.Reset()
-	if _, err := buf.ReadFrom(r); err != nil {
+	_, err := buf.ReadFrom(r)
+	if d.answered != nil {
+		d.answered()
+	}
+	if err != nil {
 		return err
 	}
 	if items, ok := plainItems(buf.Bytes(), blk.Items[:0]); ok {

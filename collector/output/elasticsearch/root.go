@@ -51,6 +51,10 @@ type Output struct {
 	// on a busy worker while another sits idle: half the throughput.)
 	indexers []esutil.BulkIndexer
 	inflight chan struct{}
+	// turn is the token of the feeder filling its indexer's next request:
+	// one request is filled at a time, so the first leaves after one
+	// request's worth of documents, not after one per indexer.
+	turn chan struct{}
 	feeder   lifecycle.Tracker // the goroutines moving the queue into the indexers
 	next     atomic.Uint64     // round-robin of the replayer over the indexers
 	replay   lifecycle.Tracker // the goroutine replaying the spool
@@ -139,7 +143,20 @@ func (o *Output) Start() error {
 		}
 	}
 	o.inflight = make(chan struct{}, o.config.Workers)
+	o.turn = make(chan struct{}, 1)
+	o.turn <- struct{}{}
 	for range 2 * o.config.Workers {
+		// A slot of inflight is taken when a request starts and given back
+		// as soon as its answer is read (or, when there is none, at the end
+		// of the flush), not after the callbacks for every item. held is
+		// only touched from the indexer's one worker goroutine.
+		held := false
+		release := func() {
+			if held {
+				held = false
+				<-o.inflight
+			}
+		}
 		indexer, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 			Client:              o.client,
 			NumWorkers:          1,
@@ -148,12 +165,13 @@ func (o *Output) Start() error {
 			FlushInterval:       o.config.FlushInterval,
 			OnFlushStart: func(ctx context.Context) context.Context {
 				o.inflight <- struct{}{}
+				held = true
 				return ctx
 			},
-			OnFlushEnd: func(context.Context) { <-o.inflight },
+			OnFlushEnd: func(context.Context) { release() },
 			// Only the per-item status is needed from the response.
 			FilterPath: []string{"items.*.status", "items.*.error.type", "items.*.error.reason"},
-			Decoder:    bulkDecoder{},
+			Decoder:    bulkDecoder{answered: release},
 			OnError: func(_ context.Context, err error) {
 				o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
 			},
@@ -325,15 +343,30 @@ func (p *pendingSet) abandon() []item {
 // feed moves documents from the queue into the bulk indexer until the queue
 // is closed by Stop.
 func (o *Output) feed(indexer esutil.BulkIndexer) error {
-	for it := range o.queue {
-		// Background: the indexer must take every queued document; Stop
-		// closes the queue instead of cancelling.
-		if err := o.add(context.Background(), indexer, it, nil); err != nil {
-			_ = o.toSpool([]item{it})
+	for {
+		<-o.turn
+		// About one request's worth (with its action lines), then the
+		// next feeder's turn.
+		for filled := 0; filled < o.config.FlushBytes; {
+			it, ok := <-o.queue
+			if !ok {
+				o.turn <- struct{}{}
+				return nil
+			}
+			filled += len(it.doc) + actionLineSize
+			// Background: the indexer must take every queued document;
+			// Stop closes the queue instead of cancelling.
+			if err := o.add(context.Background(), indexer, it, nil); err != nil {
+				_ = o.toSpool([]item{it})
+			}
 		}
+		o.turn <- struct{}{}
 	}
-	return nil
 }
+
+// actionLineSize is about the size of a document's action line in a bulk
+// request (index name, 22-character id).
+const actionLineSize = 80
 
 func (o *Output) onSuccess(_ context.Context, bi esutil.BulkIndexerItem, _ esutil.BulkIndexerResponseItem) {
 	b := bi.Body.(*body)
