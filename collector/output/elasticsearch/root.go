@@ -54,10 +54,10 @@ type Output struct {
 	// turn is the token of the feeder filling its indexer's next request:
 	// one request is filled at a time, so the first leaves after one
 	// request's worth of documents, not after one per indexer.
-	turn chan struct{}
-	feeder   lifecycle.Tracker // the goroutines moving the queue into the indexers
-	next     atomic.Uint64     // round-robin of the replayer over the indexers
-	replay   lifecycle.Tracker // the goroutine replaying the spool
+	turn   chan struct{}
+	feeder lifecycle.Tracker // the goroutines moving the queue into the indexers
+	next   atomic.Uint64     // round-robin of the replayer over the indexers
+	replay lifecycle.Tracker // the goroutine replaying the spool
 
 	encoders sync.Pool
 	pending  pendingSet
