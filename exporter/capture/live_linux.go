@@ -22,7 +22,6 @@ type Live struct {
 	cfg     LiveConfiguration
 	ring    *ring
 	promisc int // socket holding the PACKET_MR_PROMISC membership
-	ifindex int
 	closed  atomic.Bool
 	mu      sync.Mutex // guards the ring's counters
 }
@@ -59,7 +58,7 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open AF_PACKET ring on %s: %w", cfg.Interface, err)
 	}
-	l := &Live{cfg: cfg, ring: r, promisc: -1, ifindex: iface.Index}
+	l := &Live{cfg: cfg, ring: r, promisc: -1}
 	if !cfg.NoPromiscuous {
 		if err := l.setPromiscuous(); err != nil {
 			l.Close()
@@ -77,7 +76,7 @@ func (l *Live) setPromiscuous() error {
 	if err != nil {
 		return err
 	}
-	mreq := unix.PacketMreq{Ifindex: int32(l.ifindex), Type: unix.PACKET_MR_PROMISC}
+	mreq := unix.PacketMreq{Ifindex: int32(l.ring.ifindex), Type: unix.PACKET_MR_PROMISC}
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
 		unix.Close(fd)
 		return err
