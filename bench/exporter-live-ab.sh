@@ -26,12 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 go run ./exporter/synth/gencap -kind bulk -packets "$PACKETS" -o "$tmp/bulk.pcap"
-ip netns add "$ns"
-ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-ip -n "$ns" link add vA type veth peer name vB
-for l in vA vB; do ip -n "$ns" link set "$l" mtu 9000 up; done
-ip -n "$ns" link set lo up
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. bench/netns.bash
+veth_netns "$ns"
 drops() { sed -n 's/.* \([0-9]*\) packets dropped by the kernel.*/\1/p' "$1"; }
 for r in $(seq "$R"); do
 	if [ $((r % 2)) = 1 ]; then first=$A second=$B; else first=$B second=$A; fi

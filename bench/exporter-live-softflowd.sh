@@ -42,11 +42,8 @@ trap cleanup EXIT
 go build -o "$tmp/spanflow" ./cmd/spanflow
 go run ./exporter/synth/gencap -kind bulk -packets "$PACKETS" -o "$tmp/bulk.pcap"
 
-ip netns add "$ns"
-ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-ip -n "$ns" link add vA type veth peer name vB
-for l in vA vB; do ip -n "$ns" link set "$l" mtu 9000 up; done
-ip -n "$ns" link set lo up
+. bench/netns.bash
+veth_netns "$ns"
 nsx() { ip netns exec "$ns" "$@"; }
 
 ratios=()
@@ -87,8 +84,6 @@ round() {
 	printf 'ratio: spanflow spends %.2f of the CPU per packet softflowd spends (target: at most 0.5); kernel drops: spanflow %s, softflowd %s (target 0)\n' \
 		"$ratio" "$sf_drops" "${soft_drops:-?}"
 }
-# CPU ticks (utime + stime: exact together) of a process.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 calc() { python3 -c "print($1)"; }
 for r in $(seq "$ROUNDS"); do
