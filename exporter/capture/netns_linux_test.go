@@ -67,20 +67,27 @@ func newNetns(t *testing.T) *netns {
 // belong to the namespace for good.
 func (n *netns) do(t *testing.T, fn func()) {
 	t.Helper()
+	if err := n.run(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run calls fn on a thread in the namespace.
+func (n *netns) run(fn func()) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer orig.Close()
 	target, err := os.Open(filepath.Join("/var/run/netns", n.name))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer func() {
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
@@ -88,6 +95,7 @@ func (n *netns) do(t *testing.T, fn func()) {
 		}
 	}()
 	fn()
+	return nil
 }
 
 // replay sends the capture into vA (and the other given interfaces) at
@@ -386,8 +394,14 @@ func TestKernelDropsCounted(t *testing.T) {
 	}
 	defer l.Close()
 	n.replay(t, pcap)
-	time.Sleep(100 * time.Millisecond) // the block timeout (10 ms) has passed
-	first := l.Stats()
+	// tcpreplay has returned, but the kernel may still be handing frames
+	// to the socket on a loaded machine: wait until it has counted all.
+	var first capture.LiveStats
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if first = l.Stats(); first.Received >= sent {
+			break
+		}
+	}
 	again := l.Stats()
 	if first != again {
 		t.Errorf("counters changed between two reads with no traffic: %+v then %+v", first, again)
@@ -447,12 +461,23 @@ func TestLiveLinkDownAndGone(t *testing.T) {
 		}
 		return frames, idles, nil
 	}
+	// replayAndRead reads until every replayed frame is in (a loaded
+	// machine may take seconds), then 100 ms more for any extra frame.
 	replayAndRead := func(what string) {
 		t.Helper()
 		n.replay(t, pcap)
-		frames, _, err := readFor(400 * time.Millisecond)
-		if err != nil || frames != len(c.Packets) {
-			t.Fatalf("%s: read %d frames (error %v), replayed %d", what, frames, err, len(c.Packets))
+		frames := 0
+		for end := time.Now().Add(10 * time.Second); frames < len(c.Packets) && time.Now().Before(end); {
+			switch e := l.Next(&f); {
+			case e == nil:
+				frames++
+			case e != capture.ErrIdle:
+				t.Fatalf("%s: after %d frames: %v", what, frames, e)
+			}
+		}
+		more, _, err := readFor(100 * time.Millisecond)
+		if err != nil || frames+more != len(c.Packets) {
+			t.Fatalf("%s: read %d frames (error %v), replayed %d", what, frames+more, err, len(c.Packets))
 		}
 	}
 	replayAndRead("before")
@@ -522,10 +547,17 @@ func sigtermFlushes(t *testing.T, fanout string) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	time.Sleep(500 * time.Millisecond) // the ring is open
+	// The metrics server starts once the rings are open.
+	if _, err := n.scrapeWithin(10*time.Second, "127.0.0.1:9108", ""); err != nil {
+		t.Fatalf("the exporter never served metrics: %v: %s", err, out.String())
+	}
 	n.replay(t, pcap)
-	time.Sleep(1500 * time.Millisecond) // a tick publishes the counters
-	metrics := n.scrape(t, "127.0.0.1:9108")
+	// A tick (1 s) publishes the counters; a loaded machine may take more.
+	framesLine := fmt.Sprintf("spanflow_decode_frames_total %d\n", len(c.Packets))
+	metrics, err := n.scrapeWithin(10*time.Second, "127.0.0.1:9108", framesLine)
+	if err != nil {
+		t.Fatal(err)
+	}
 	problems, err := promlint.New(strings.NewReader(metrics)).Lint()
 	if err != nil {
 		t.Fatal(err)
@@ -534,7 +566,7 @@ func sigtermFlushes(t *testing.T, fanout string) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("spanflow_decode_frames_total %d\n", len(c.Packets)),
+		framesLine,
 		"spanflow_capture_kernel_drops_total 0\n",
 		"spanflow_meter_flows ",
 		"spanflow_meter_flows_exported_total",
@@ -584,24 +616,44 @@ func sigtermFlushes(t *testing.T, fanout string) {
 	}
 }
 
-// scrape fetches http://addr/metrics from inside the namespace.
-func (n *netns) scrape(t *testing.T, addr string) string {
-	t.Helper()
+// scrapeWithin fetches http://addr/metrics from inside the namespace until
+// the page contains want, or d has passed; it returns the last page.
+func (n *netns) scrapeWithin(d time.Duration, addr, want string) (string, error) {
+	var page string
+	var err error
+	for end := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		page, err = n.scrape(addr)
+		if err == nil && strings.Contains(page, want) {
+			return page, nil
+		}
+		if time.Now().After(end) {
+			if err == nil {
+				err = fmt.Errorf("metrics at %s lack %q after %v", addr, strings.TrimSpace(want), d)
+			}
+			return page, err
+		}
+	}
+}
+
+// scrape fetches http://addr/metrics once from inside the namespace.
+func (n *netns) scrape(addr string) (string, error) {
 	var conn net.Conn
 	var err error
-	n.do(t, func() { conn, err = net.Dial("tcp", addr) })
+	if e := n.run(func() { conn, err = net.Dial("tcp", addr) }); e != nil {
+		return "", e
+	}
 	if err != nil {
-		t.Fatalf("metrics: %v", err)
+		return "", fmt.Errorf("metrics: %w", err)
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		t.Fatalf("metrics: %v", err)
+		return "", fmt.Errorf("metrics: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return string(body)
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }
 
 const capturePointBase = 1024 // below: ERSPAN session ids
