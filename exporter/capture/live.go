@@ -38,7 +38,7 @@ func (c LiveConfiguration) Validate() error {
 	if c.Interface == "" {
 		return errors.New("no interface")
 	}
-	if c.RingSize < 1<<20 || c.RingSize > 4<<30 {
+	if c.RingSize < 1<<20 || int64(c.RingSize) > 4<<30 {
 		return fmt.Errorf("ring size %d: must be from 1 MiB to 4 GiB", c.RingSize)
 	}
 	return nil

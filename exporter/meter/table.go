@@ -17,6 +17,7 @@ package meter
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"runtime"
 	"time"
@@ -169,12 +170,16 @@ func New(r *reporter.Reporter, cfg Configuration, sink flow.Sink) (*Table, error
 	// The index grows by doubling up to the first power of two that keeps
 	// MaxFlows under 70 % load; it is rebuilt in one of two reservations
 	// of that size while the other holds the current one.
-	maxSlots := 1024
-	for maxSlots*7/10 < cfg.MaxFlows+1 {
-		maxSlots *= 2
+	slots := uint64(1024) // 64-bit: a 32-bit int would overflow below
+	for slots*7/10 < uint64(cfg.MaxFlows)+1 {
+		slots *= 2
 	}
+	maxSlots := int(slots)
 	var err error
-	if t.mem.arena, err = reserve(cfg.MaxFlows * int(unsafe.Sizeof(entry{}))); err == nil {
+	if need := uint64(cfg.MaxFlows)*uint64(unsafe.Sizeof(entry{})) + slots*16; need > math.MaxInt/2 {
+		// A 32-bit process cannot address it.
+		err = fmt.Errorf("%d MiB is more than this process can address", need>>20)
+	} else if t.mem.arena, err = reserve(cfg.MaxFlows * int(unsafe.Sizeof(entry{}))); err == nil {
 		if t.mem.index[0], err = reserve(maxSlots * 8); err == nil {
 			t.mem.index[1], err = reserve(maxSlots * 8)
 		}
