@@ -28,11 +28,12 @@ test: ## run all tests (race detector, real Elasticsearch, peers from Debian)
 test-short: ## quick tests only: no services, no peers
 	$(GO) test -short ./...
 
-lint: ## gofmt, go vet, and a build for macOS (the CLI's reports and setup run there too)
+lint: ## gofmt, go vet, a build for macOS (the CLI's reports and setup run there too) and one for 32-bit Linux
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/spanflow
+	GOARCH=386 $(GO) build -o /dev/null ./cmd/spanflow
 
 bench: ## micro-benchmarks beside the code, then the whole-process comparisons under bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -287,6 +287,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	}
 	x.table.Flush()
 	closeErr := x.encoder.Close()
+	x.table.Close()
 	ms, es := x.table.Stats(), x.encoder.Counters()
 	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
 	x.publish()

@@ -135,11 +135,16 @@ func exporterSources(cfg exporter.Configuration) ([]capture.Source, error) {
 }
 
 // runWorkers runs each pipeline on its source and adds up their summaries.
+// When one fails, the others are stopped too (each exports its flows): a
+// half-working exporter would look healthy while missing traffic, and the
+// service manager restarts the whole one.
 func runWorkers(ctx context.Context, xs []*exporter.Exporter, srcs []capture.Source) (exporter.Summary, error) {
 	type result struct {
 		sum exporter.Summary
 		err error
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	results := make([]result, len(xs))
 	var wg sync.WaitGroup
 	for i := range xs {
@@ -147,6 +152,9 @@ func runWorkers(ctx context.Context, xs []*exporter.Exporter, srcs []capture.Sou
 		go func() {
 			defer wg.Done()
 			results[i].sum, results[i].err = xs[i].Run(ctx, srcs[i])
+			if results[i].err != nil {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()

@@ -50,15 +50,19 @@ func BenchmarkTableMemory(b *testing.B) {
 }
 
 // residentBytes is the process's resident set size, from /proc/self/statm.
-func residentBytes(b *testing.B) int64 {
+func residentBytes(tb testing.TB) int64 { return statm(tb, 1) }
+
+// statm reads field i of /proc/self/statm (0: address space, 1: resident
+// set) in bytes.
+func statm(tb testing.TB, i int) int64 {
 	data, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
-		b.Skipf("no resident set size here: %v", err)
+		tb.Skipf("no /proc/self/statm here: %v", err)
 	}
 	f := strings.Fields(string(data))
-	pages, err := strconv.ParseInt(f[1], 10, 64)
+	pages, err := strconv.ParseInt(f[i], 10, 64)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return pages * int64(os.Getpagesize())
 }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// liveFake is a live source (it has kernel counters): it yields its
+// packets, then either fails with err or stays idle.
+type liveFake struct {
+	pkts []synth.Packet
+	err  error
+}
+
+func (s *liveFake) Next(f *capture.Frame) error {
+	if len(s.pkts) == 0 {
+		if s.err != nil {
+			return s.err
+		}
+		time.Sleep(time.Millisecond)
+		return capture.ErrIdle
+	}
+	p := s.pkts[0]
+	s.pkts = s.pkts[1:]
+	*f = capture.Frame{Data: p.Data, Length: len(p.Data), Timestamp: p.Time, LinkType: 1}
+	return nil
+}
+
+func (s *liveFake) Close() error             { return nil }
+func (s *liveFake) Stats() capture.LiveStats { return capture.LiveStats{} }
+
+// discard is a transport that sends nowhere.
+type discard struct{}
+
+func (discard) Send([]byte) error { return nil }
+
+// TestRunWorkersOneFails: when one fanout worker's source fails, the others
+// stop too (instead of running on, half blind, until a signal), every
+// worker's flows are exported, and the error is returned.
+func TestRunWorkersOneFails(t *testing.T) {
+	c := synth.Mixed(time.Unix(1700000000, 0))
+	half := len(c.Packets) / 2
+	srcs := []capture.Source{
+		&liveFake{pkts: c.Packets[:half]},
+		&liveFake{pkts: c.Packets[half:], err: errors.New("read from vB: boom")},
+	}
+	var xs []*exporter.Exporter
+	for range srcs {
+		x, err := exporter.New(reporter.NewForTest(nil), exporter.DefaultConfiguration(), discard{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs = append(xs, x)
+	}
+	done := make(chan struct{})
+	var sum exporter.Summary
+	var err error
+	go func() {
+		sum, err = runWorkers(context.Background(), xs, srcs)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the healthy worker ran on after the other failed")
+	}
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("error %v, want the failed worker's", err)
+	}
+	if sum.Frames != uint64(len(c.Packets)) || sum.Flows == 0 {
+		t.Errorf("summary %+v: want all %d frames read and their flows exported", sum, len(c.Packets))
+	}
+}
