@@ -20,12 +20,12 @@ type Configuration struct {
 	// when it cannot, Start fails. Without it the layout is only detected.
 	RunSetup bool
 
-	// Bulk indexer tuning.
+	// Bulk request tuning.
 	Workers       int           // concurrent bulk requests
 	FlushBytes    int           // a worker sends its bulk request when it holds this many bytes
-	FlushInterval time.Duration // ... or when its oldest document waited this long
+	FlushInterval time.Duration // ... or when its first document waited this long
 
-	// QueueSize is how many documents wait in memory for the bulk indexer;
+	// QueueSize is how many documents wait in memory for a bulk request;
 	// when it is full (the cluster is slow) documents go to the spool.
 	QueueSize int
 

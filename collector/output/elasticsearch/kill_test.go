@@ -31,9 +31,10 @@ const (
 )
 
 func killBound() int {
-	// queue + per bulk indexer (its queue + the request being filled or in
-	// flight, at least 600 bytes per document) + the batch in Write.
-	return killQueue + 2*killWorkers*(indexerQueue+killFlushBytes/600) + killBatch
+	// queue + per feeder (2 per worker) the request being filled or in
+	// flight (at least 600 bytes per document, one past the flush size) +
+	// the batch in Write.
+	return killQueue + 2*killWorkers*(killFlushBytes/600+1) + killBatch
 }
 
 // TestKill9Helper is the process TestKill9Bound kills: it writes flows to

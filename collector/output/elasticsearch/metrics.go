@@ -35,7 +35,7 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 		_, b := o.spool.Stats()
 		return float64(b)
 	})
-	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for the bulk indexer.", func() float64 {
+	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for a bulk request.", func() float64 {
 		return float64(len(o.queue))
 	})
 	m.indexed = m.documents.WithLabelValues("indexed")

@@ -1,27 +1,24 @@
 // Package elasticsearch is the collector output that indexes every flow
-// document into Elasticsearch, and loses none: documents go through
-// go-elasticsearch's bulk indexer with deterministic ids (a retry or replay
-// never duplicates); those the cluster cannot take now (down, slow, 429,
+// document into Elasticsearch, and loses none: documents go in bulk
+// requests with deterministic ids (a retry or replay never duplicates);
+// those the cluster cannot take now (down, slow, 429,
 // 5xx) go to an on-disk spool replayed in order when it is back; those it
 // refuses for their content go to a dead-letter file with the reason.
 //
-// Data path: collector pipeline ─▶ Write (encode, id) ─▶ memory queue ─▶ bulk
-// indexer ─▶ cluster; queue full, cluster failing or spool not empty ─▶ spool
-// ─▶ replayer ─▶ bulk indexer.
+// Data path: collector pipeline ─▶ Write (encode, id) ─▶ memory queue ─▶
+// feeders (bulk requests) ─▶ cluster; queue full, cluster failing or spool
+// not empty ─▶ spool ─▶ replayer (bulk requests).
 package elasticsearch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	es "github.com/elastic/go-elasticsearch/v8"
-	"github.com/elastic/go-elasticsearch/v8/esutil"
 
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/internal/esconn"
@@ -42,22 +39,16 @@ type Output struct {
 
 	layout setup.Layout
 	queue  chan item
-	// Two single-worker bulk indexers per configured worker, each fed by its
-	// own goroutine from the shared queue, with at most Workers requests in
-	// flight (inflight): while a request is out, another indexer fills the
-	// next one, which leaves the moment a slot frees — double buffering, so
-	// the cluster never waits for the client to build a request. (One
-	// indexer with several workers hands documents round-robin and blocks
-	// on a busy worker while another sits idle: half the throughput.)
-	indexers []esutil.BulkIndexer
+	// 2×Workers feeders fill bulk requests from the shared queue, one at a
+	// time (turn), with at most Workers requests in flight (inflight):
+	// while a request is out, another feeder fills the next, which leaves
+	// the moment a slot frees — double buffering, so the cluster never
+	// waits for the client to build a request.
 	inflight chan struct{}
-	// turn is the token of the feeder filling its indexer's next request:
-	// one request is filled at a time, so the first leaves after one
-	// request's worth of documents, not after one per indexer.
-	turn   chan struct{}
-	feeder lifecycle.Tracker // the goroutines moving the queue into the indexers
-	next   atomic.Uint64     // round-robin of the replayer over the indexers
-	replay lifecycle.Tracker // the goroutine replaying the spool
+	turn     chan struct{}
+	feeder   lifecycle.Tracker // the feeders
+	replay   lifecycle.Tracker // the goroutine replaying the spool
+	stats    struct{ requests, ms, indexed, failed atomic.Uint64 }
 
 	encoders sync.Pool
 	pending  pendingSet
@@ -91,7 +82,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 		queue:   make(chan item, c.QueueSize),
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
-	o.pending.m = map[*body]struct{}{}
+	o.pending.m = map[*bulkRequest]struct{}{}
 	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.dropped("spool_full"))
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w", err)
@@ -117,8 +108,8 @@ func (o *Output) dropped(reason string) func(int) {
 	}
 }
 
-// Start installs the template (unless told not to), then starts the bulk
-// indexer, the queue feeder and the spool replayer. When setup is on and the
+// Start installs the template (unless told not to), then starts the
+// feeders and the spool replayer. When setup is on and the
 // template cannot be installed, Start fails: indexing without the mapping
 // would create indices with wrong field types.
 func (o *Output) Start() error {
@@ -145,56 +136,17 @@ func (o *Output) Start() error {
 	o.inflight = make(chan struct{}, o.config.Workers)
 	o.turn = make(chan struct{}, 1)
 	o.turn <- struct{}{}
-	for range 2 * o.config.Workers {
-		// A slot of inflight is taken when a request starts and given back
-		// as soon as its answer is read (or, when there is none, at the end
-		// of the flush), not after the callbacks for every item. held is
-		// only touched from the indexer's one worker goroutine.
-		held := false
-		release := func() {
-			if held {
-				held = false
-				<-o.inflight
-			}
-		}
-		indexer, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
-			Client:              o.client,
-			NumWorkers:          1,
-			QueueSizeMultiplier: indexerQueue,
-			FlushBytes:          o.config.FlushBytes,
-			FlushInterval:       o.config.FlushInterval,
-			OnFlushStart: func(ctx context.Context) context.Context {
-				o.inflight <- struct{}{}
-				held = true
-				return ctx
-			},
-			OnFlushEnd: func(context.Context) { release() },
-			// Only the per-item status is needed from the response.
-			FilterPath: []string{"items.*.status", "items.*.error.type", "items.*.error.reason"},
-			Decoder:    bulkDecoder{answered: release},
-			OnError: func(_ context.Context, err error) {
-				o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("create bulk indexer: %w", err)
-		}
-		o.indexers = append(o.indexers, indexer)
-	}
 	o.mu.Lock()
 	o.started = true
 	o.mu.Unlock()
-	for _, indexer := range o.indexers {
-		o.feeder.Go(func(context.Context) error { return o.feed(indexer) })
+	for range 2 * o.config.Workers {
+		o.feeder.Go(func(context.Context) error { return o.feed() })
 	}
 	o.replay.Go(o.replaySpool)
 	o.r.Log.Info("Elasticsearch output started", "urls", esconn.Redacted(o.config.Connection.URLs), "layout", o.layout.String(),
 		"spool", o.config.SpoolDir)
 	return nil
 }
-
-// indexerQueue is the capacity of each bulk indexer's own queue.
-const indexerQueue = 256
 
 // docSizeHint is a typical flow document's size.
 const docSizeHint = 768
@@ -256,172 +208,6 @@ func timestampOf(r *flow.Record) time.Time {
 	return time.Now()
 }
 
-// body is a document handed to the bulk indexer; the indexer's callbacks get
-// it back to know where the document came from.
-type body struct {
-	bytes.Reader
-	it    item
-	batch *replayBatch // nil for documents from the live queue
-}
-
-// replayBatch collects the outcome of one spool segment's replay.
-type replayBatch struct {
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	failed []item
-}
-
-func (o *Output) add(ctx context.Context, indexer esutil.BulkIndexer, it item, batch *replayBatch) error {
-	b := &body{it: it, batch: batch}
-	b.Reset(it.doc)
-	// Live documents are tracked until the cluster answers for them, so a
-	// stop that cannot wait for a hung cluster can spool them (replayed
-	// documents are still in their spool segment).
-	if batch == nil && !o.pending.add(b) {
-		return errAbandoned
-	}
-	err := indexer.Add(ctx, esutil.BulkIndexerItem{
-		Index:      it.index,
-		Action:     o.layout.Action(),
-		DocumentID: it.id,
-		Body:       b,
-		OnSuccess:  o.onSuccess,
-		OnFailure:  o.onFailure,
-	})
-	if err != nil && batch == nil {
-		o.pending.remove(b)
-	}
-	return err
-}
-
-var errAbandoned = errors.New("output stopped before the cluster answered")
-
-// pendingSet holds the live documents handed to the bulk indexers and not
-// yet answered for.
-type pendingSet struct {
-	mu        sync.Mutex
-	m         map[*body]struct{}
-	abandoned bool
-}
-
-func (p *pendingSet) add(b *body) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.abandoned {
-		return false
-	}
-	p.m[b] = struct{}{}
-	return true
-}
-
-// remove reports whether b was pending: false once Stop gave up waiting
-// and spooled it.
-func (p *pendingSet) remove(b *body) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.m[b]; !ok {
-		return false
-	}
-	delete(p.m, b)
-	return true
-}
-
-// abandon returns every pending document and makes later answers for them
-// no-ops.
-func (p *pendingSet) abandon() []item {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.abandoned = true
-	out := make([]item, 0, len(p.m))
-	for b := range p.m {
-		out = append(out, b.it)
-	}
-	p.m = map[*body]struct{}{}
-	return out
-}
-
-// feed moves documents from the queue into the bulk indexer until the queue
-// is closed by Stop.
-func (o *Output) feed(indexer esutil.BulkIndexer) error {
-	for {
-		<-o.turn
-		// About one request's worth (with its action lines), then the
-		// next feeder's turn.
-		for filled := 0; filled < o.config.FlushBytes; {
-			it, ok := <-o.queue
-			if !ok {
-				o.turn <- struct{}{}
-				return nil
-			}
-			filled += len(it.doc) + actionLineSize
-			// Background: the indexer must take every queued document;
-			// Stop closes the queue instead of cancelling.
-			if err := o.add(context.Background(), indexer, it, nil); err != nil {
-				_ = o.toSpool([]item{it})
-			}
-		}
-		o.turn <- struct{}{}
-	}
-}
-
-// actionLineSize is about the size of a document's action line in a bulk
-// request (index name, 22-character id).
-const actionLineSize = 80
-
-func (o *Output) onSuccess(_ context.Context, bi esutil.BulkIndexerItem, _ esutil.BulkIndexerResponseItem) {
-	b := bi.Body.(*body)
-	if b.batch != nil {
-		o.metrics.replayed.Inc()
-		b.batch.wg.Done()
-		return
-	}
-	if o.pending.remove(b) {
-		o.metrics.indexed.Inc()
-	}
-}
-
-// retryable tells a document worth sending again (the cluster is
-// overloaded, failing or unreachable) from one it refused for its content.
-func retryable(status int, err error) bool {
-	return err != nil || status == http.StatusTooManyRequests || status >= 500 || status == 0
-}
-
-func (o *Output) onFailure(_ context.Context, bi esutil.BulkIndexerItem, res esutil.BulkIndexerResponseItem, err error) {
-	b := bi.Body.(*body)
-	if b.batch != nil {
-		defer b.batch.wg.Done()
-	} else if !o.pending.remove(b) {
-		return // Stop already spooled it
-	}
-	switch {
-	case err == nil && res.Status == http.StatusConflict && bi.Action == "create":
-		// A data stream already holds this id: a replay of an indexed document.
-		o.metrics.documents.WithLabelValues("duplicate").Inc()
-	case retryable(res.Status, err):
-		if err == nil {
-			o.limited.Warn("item-retry", "Elasticsearch could not index a document now; spooling it",
-				"status", res.Status, "type", res.Error.Type, "reason", res.Error.Reason)
-		} else {
-			o.metrics.bulkFails.Inc()
-		}
-		if b.batch != nil {
-			b.batch.mu.Lock()
-			b.batch.failed = append(b.batch.failed, b.it)
-			b.batch.mu.Unlock()
-			return
-		}
-		_ = o.toSpool([]item{b.it})
-	default:
-		o.metrics.documents.WithLabelValues("dead_letter").Inc()
-		o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
-			"file", o.config.deadLetterFile(), "status", res.Status, "type", res.Error.Type, "reason", res.Error.Reason)
-		if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: b.it.index, ID: b.it.id,
-			Status: res.Status, Type: res.Error.Type, Reason: res.Error.Reason, Document: b.it.doc}); err != nil {
-			o.dropped("dead_letter_write")(1)
-		}
-	}
-}
-
 // replaySpool replays the spool's segments oldest first whenever the
 // cluster answers, backing off while it does not.
 func (o *Output) replaySpool(ctx context.Context) error {
@@ -456,8 +242,8 @@ func (o *Output) replaySpool(ctx context.Context) error {
 	}
 }
 
-// replaySegment sends one segment's documents through the bulk indexer and
-// waits for every outcome; documents still failing stay in the segment.
+// replaySegment sends one segment's documents and waits for every
+// outcome; documents still failing stay in the segment.
 func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := esconn.Ping(pctx, o.client)
@@ -476,28 +262,8 @@ func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
 	if bad > 0 {
 		o.dropped("spool_corrupt")(bad)
 	}
-	batch := &replayBatch{}
-	for i, it := range items {
-		if ctx.Err() != nil {
-			// Stopping: what was not handed over stays in the spool; what
-			// was is indexed once thanks to its id even if replayed again.
-			batch.wg.Wait()
-			batch.failed = append(batch.failed, items[i:]...)
-			break
-		}
-		batch.wg.Add(1)
-		indexer := o.indexers[o.next.Add(1)%uint64(len(o.indexers))]
-		if err := o.add(context.Background(), indexer, it, batch); err != nil {
-			batch.wg.Done()
-			batch.failed = append(batch.failed, items[i:]...)
-			break
-		}
-	}
-	for _, indexer := range o.indexers {
-		_ = indexer.Flush(context.Background())
-	}
-	batch.wg.Wait()
-	if len(batch.failed) == 0 {
+	failed := o.replayItems(ctx, items)
+	if len(failed) == 0 {
 		o.metrics.replays.WithLabelValues("complete").Inc()
 		if err := o.spool.Done(seg, nil); err != nil {
 			o.limited.Warn("spool-remove", "cannot remove replayed spool segment", "error", err)
@@ -505,7 +271,7 @@ func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
 		return true
 	}
 	o.metrics.replays.WithLabelValues("partial").Inc()
-	if err := o.spool.Done(seg, sortedLike(items, batch.failed)); err != nil {
+	if err := o.spool.Done(seg, sortedLike(items, failed)); err != nil {
 		o.limited.Warn("spool-rewrite", "cannot rewrite spool segment", "error", err)
 	}
 	return false
@@ -530,8 +296,8 @@ func sortedLike(items, failed []item) []item {
 	return out
 }
 
-// Stop drains what is in memory: the queue goes to the bulk indexer, which
-// flushes; what the cluster does not take goes to the spool, whose files
+// Stop drains what is in memory: the feeders send the queue's documents;
+// what the cluster does not take goes to the spool, whose files
 // the next start replays. Stop returns once everything is either indexed or
 // on disk.
 func (o *Output) Stop() error {
@@ -551,17 +317,7 @@ func (o *Output) Stop() error {
 	drained := make(chan error, 1)
 	go func() {
 		_ = o.replay.Stop()
-		_ = o.feeder.Wait()
-		// Close flushes every worker, all at once (one after the other would
-		// add a request's latency per indexer); failures call onFailure,
-		// which spools.
-		errs := make([]error, len(o.indexers))
-		var wg sync.WaitGroup
-		for i, indexer := range o.indexers {
-			wg.Go(func() { errs[i] = indexer.Close(context.Background()) })
-		}
-		wg.Wait()
-		drained <- errors.Join(errs...)
+		drained <- o.feeder.Wait()
 	}()
 	var err error
 	select {
@@ -579,14 +335,8 @@ func (o *Output) Stop() error {
 		o.r.Log.Warn("Elasticsearch did not take the last documents in time; spooled them for the next start",
 			"documents", len(left), "drain_timeout", o.config.DrainTimeout)
 	}
-	var added, flushed, failed, requests, ms uint64
-	for _, indexer := range o.indexers {
-		st := indexer.Stats()
-		added, flushed, failed = added+st.NumAdded, flushed+st.NumFlushed, failed+st.NumFailed
-		requests, ms = requests+st.NumRequests, ms+st.FlushedMs
-	}
 	docs, _ := o.spool.Stats()
-	o.r.Log.Info("Elasticsearch output stopped", "added", added, "indexed", flushed,
-		"failed", failed, "bulk_requests", requests, "bulk_ms", ms, "spooled_waiting", docs)
+	o.r.Log.Info("Elasticsearch output stopped", "indexed", o.stats.indexed.Load(), "failed", o.stats.failed.Load(),
+		"bulk_requests", o.stats.requests.Load(), "bulk_ms", o.stats.ms.Load(), "spooled_waiting", docs)
 	return errors.Join(err, o.spool.Close(), o.dead.Close())
 }

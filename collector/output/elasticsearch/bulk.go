@@ -1,0 +1,353 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// bulkRequest is one bulk request: its NDJSON body and its documents in the
+// same order (the cluster answers for them in that order). The documents
+// of a request are all live or all from one spool replay (batch).
+//
+// This replaces go-elasticsearch's esutil.BulkIndexer, which on this path
+// cost more CPU than encoding the documents: per document it allocated a
+// reader and an item, marshalled the action line through a buffer, copied
+// the document twice, and decoded a response item into a map. Here the
+// action line is appended directly, the document copied once, and an
+// answer with no error is recognised by its first bytes and not decoded
+// (docs/performance.md#elasticsearch-output).
+type bulkRequest struct {
+	body  []byte
+	items []item
+	batch *replayBatch // nil for live documents
+}
+
+// add appends a document and its action line.
+func (r *bulkRequest) add(action string, it item) {
+	b := append(r.body, `{"`...)
+	b = append(b, action...)
+	b = append(b, `":{"_index":`...)
+	b = appendJSONString(b, it.index)
+	b = append(b, `,"_id":`...)
+	b = appendJSONString(b, it.id)
+	b = append(b, "}}\n"...)
+	b = append(b, it.doc...)
+	r.body = append(b, '\n')
+	r.items = append(r.items, it)
+}
+
+func (r *bulkRequest) reset() {
+	r.body = r.body[:0]
+	clear(r.items) // the documents' memory can go
+	r.items = r.items[:0]
+	r.batch = nil
+}
+
+// appendJSONString appends s as a JSON string. Index names and ids are
+// plain ASCII; anything else goes through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// bulkFilter keeps only what the outcome needs from a bulk answer: whether
+// anything failed, and each item's status and error.
+var bulkFilter = []string{"errors", "items.*.status", "items.*.error.type", "items.*.error.reason"}
+
+// itemResult is the cluster's answer for one document.
+type itemResult struct {
+	Status int `json:"status"`
+	Error  struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+}
+
+// parseBulkAnswer reads a filtered bulk answer for n documents. all is true
+// when every document went in: the answer then starts `{"errors":false`
+// and its items are not decoded. Otherwise results holds one entry per
+// document, or err says why the answer cannot be used.
+func parseBulkAnswer(b []byte, n int) (all bool, results []itemResult, err error) {
+	if bytes.HasPrefix(b, []byte(`{"errors":false`)) && len(b) > len(`{"errors":false`) {
+		if c := b[len(`{"errors":false`)]; c == ',' || c == '}' {
+			return true, nil, nil
+		}
+	}
+	var answer struct {
+		Errors *bool                   `json:"errors"`
+		Items  []map[string]itemResult `json:"items"`
+	}
+	if err := json.Unmarshal(b, &answer); err != nil {
+		return false, nil, fmt.Errorf("unreadable bulk answer: %w", err)
+	}
+	if answer.Errors != nil && !*answer.Errors {
+		return true, nil, nil
+	}
+	if len(answer.Items) != n {
+		return false, nil, fmt.Errorf("bulk answer has %d items for %d documents", len(answer.Items), n)
+	}
+	results = make([]itemResult, n)
+	for i, m := range answer.Items {
+		if len(m) != 1 {
+			return false, nil, fmt.Errorf("bulk answer item %d has %d operations", i, len(m))
+		}
+		for _, r := range m {
+			results[i] = r
+		}
+	}
+	return false, results, nil
+}
+
+var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// send sends req and settles every document in it. It holds a slot of
+// inflight from before the request leaves until its answer is read.
+func (o *Output) send(req *bulkRequest) {
+	if len(req.items) == 0 {
+		return
+	}
+	// Live documents are tracked until the cluster answered for them, so a
+	// stop that cannot wait for a hung cluster can spool them (replayed
+	// documents are still in their spool segment).
+	if req.batch == nil && !o.pending.add(req) {
+		_ = o.toSpool(req.items)
+		return
+	}
+	o.inflight <- struct{}{}
+	start := time.Now()
+	buf := answerBuffers.Get().(*bytes.Buffer)
+	defer answerBuffers.Put(buf)
+	buf.Reset()
+	res, err := esapi.BulkRequest{Body: bytes.NewReader(req.body), FilterPath: bulkFilter}.Do(context.Background(), o.client)
+	if err == nil {
+		_, err = buf.ReadFrom(res.Body)
+		res.Body.Close()
+	}
+	<-o.inflight
+	o.stats.requests.Add(1)
+	o.stats.ms.Add(uint64(time.Since(start).Milliseconds()))
+	if err == nil && res.IsError() {
+		answer := buf.Bytes()
+		if len(answer) > 200 {
+			answer = answer[:200]
+		}
+		err = fmt.Errorf("bulk request: %s: %s", res.Status(), answer)
+	}
+	var all bool
+	var results []itemResult
+	if err == nil {
+		all, results, err = parseBulkAnswer(buf.Bytes(), len(req.items))
+	}
+	if err != nil {
+		o.metrics.bulkFails.Inc()
+		o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
+	}
+	o.settle(req, all, results, err)
+}
+
+// errAbandoned: Stop gave up waiting for the cluster and spooled the
+// documents.
+var errAbandoned = errors.New("output stopped before the cluster answered")
+
+// settle records the outcome of each document of an answered request:
+// indexed, a duplicate, to the spool (or back to its segment) for a retry,
+// or to the dead-letter file.
+func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole error) {
+	live := req.batch == nil
+	if live && !o.pending.remove(req) {
+		return // Stop already spooled them
+	}
+	ok := 0
+	var retry []item
+	for i, it := range req.items {
+		var r itemResult
+		switch {
+		case whole != nil:
+		case all:
+			ok++
+			continue
+		default:
+			r = results[i]
+		}
+		switch {
+		case whole == nil && r.Status >= 200 && r.Status < 300:
+			ok++
+		case whole == nil && r.Status == http.StatusConflict && o.layout.Action() == "create":
+			// A data stream already holds this id: a replay of an indexed document.
+			o.metrics.documents.WithLabelValues("duplicate").Inc()
+		case retryable(r.Status, whole):
+			if whole == nil {
+				o.limited.Warn("item-retry", "Elasticsearch could not index a document now; spooling it",
+					"status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
+			}
+			retry = append(retry, it)
+		default:
+			o.metrics.documents.WithLabelValues("dead_letter").Inc()
+			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
+				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
+			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
+				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
+				o.dropped("dead_letter_write")(1)
+			}
+		}
+	}
+	o.stats.indexed.Add(uint64(ok))
+	o.stats.failed.Add(uint64(len(req.items) - ok))
+	if live {
+		o.metrics.indexed.Add(float64(ok))
+		_ = o.toSpool(retry)
+		return
+	}
+	o.metrics.replayed.Add(float64(ok))
+	if len(retry) > 0 {
+		req.batch.mu.Lock()
+		req.batch.failed = append(req.batch.failed, retry...)
+		req.batch.mu.Unlock()
+	}
+}
+
+// retryable tells a document worth sending again (the cluster is
+// overloaded, failing or unreachable) from one it refused for its content.
+func retryable(status int, err error) bool {
+	return err != nil || status == http.StatusTooManyRequests || status >= 500 || status == 0
+}
+
+// pendingSet holds the live requests sent and not yet answered for.
+type pendingSet struct {
+	mu        sync.Mutex
+	m         map[*bulkRequest]struct{}
+	abandoned bool
+}
+
+func (p *pendingSet) add(r *bulkRequest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.abandoned {
+		return false
+	}
+	p.m[r] = struct{}{}
+	return true
+}
+
+// remove reports whether r was pending: false once Stop gave up waiting
+// and spooled its documents.
+func (p *pendingSet) remove(r *bulkRequest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.m[r]; !ok {
+		return false
+	}
+	delete(p.m, r)
+	return true
+}
+
+// abandon returns the documents of every pending request and makes later
+// answers for them no-ops.
+func (p *pendingSet) abandon() []item {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.abandoned = true
+	var out []item
+	for r := range p.m {
+		out = append(out, r.items...)
+	}
+	p.m = map[*bulkRequest]struct{}{}
+	return out
+}
+
+// feed moves documents from the queue into bulk requests until Stop closes
+// the queue. Feeders take turns filling (the turn token), so the first
+// request leaves after one request's worth of documents; while a request is
+// out, the next feeder fills another.
+func (o *Output) feed() error {
+	req := &bulkRequest{}
+	action := o.layout.Action()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		<-o.turn
+		open := true
+	fill:
+		for len(req.body) < o.config.FlushBytes {
+			var it item
+			select {
+			case it, open = <-o.queue:
+			default:
+				if len(req.items) == 0 {
+					it, open = <-o.queue
+					timer.Reset(o.config.FlushInterval) // from the request's first document
+					break
+				}
+				select {
+				case it, open = <-o.queue:
+				case <-timer.C:
+					break fill // the oldest document waited long enough
+				}
+			}
+			if !open {
+				break
+			}
+			req.add(action, it)
+		}
+		timer.Stop()
+		o.turn <- struct{}{}
+		o.send(req)
+		req.reset()
+		if !open {
+			return nil
+		}
+	}
+}
+
+// replayItems sends a spool segment's documents, up to Workers requests
+// at once, and returns those the cluster did not take for now.
+func (o *Output) replayItems(ctx context.Context, items []item) []item {
+	batch := &replayBatch{}
+	action := o.layout.Action()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, o.config.Workers)
+	for i := 0; i < len(items); {
+		if ctx.Err() != nil {
+			// Stopping: what was not sent stays in the spool; what was is
+			// indexed once thanks to its id even if replayed again.
+			batch.mu.Lock()
+			batch.failed = append(batch.failed, items[i:]...)
+			batch.mu.Unlock()
+			break
+		}
+		req := &bulkRequest{batch: batch}
+		for i < len(items) && len(req.body) < o.config.FlushBytes {
+			req.add(action, items[i])
+			i++
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			o.send(req)
+		})
+	}
+	wg.Wait()
+	return batch.failed
+}
+
+// replayBatch collects the documents of one segment's replay that the
+// cluster did not take.
+type replayBatch struct {
+	mu     sync.Mutex
+	failed []item
+}
