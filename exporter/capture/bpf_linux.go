@@ -31,16 +31,16 @@ static const char *sf_load(void) {
 	return dlerror();
 }
 
-// sf_compile compiles expr for Ethernet frames. It returns 0 and fills prog
+// sf_compile compiles expr for frames of the DLT dlt. It returns 0 and fills prog
 // and handle (to free with sf_free), or -1 when libpcap lacks a symbol, or 1
 // with the compiler's message copied into err.
-static int sf_compile(const char *expr, struct sf_bpf_program *prog, void **handle, char *err, size_t errlen) {
+static int sf_compile(const char *expr, int dlt, struct sf_bpf_program *prog, void **handle, char *err, size_t errlen) {
 	open_dead_fn open_dead = (open_dead_fn)dlsym(sf_lib, "pcap_open_dead");
 	compile_fn compile = (compile_fn)dlsym(sf_lib, "pcap_compile");
 	geterr_fn geterr = (geterr_fn)dlsym(sf_lib, "pcap_geterr");
 	close_fn pclose = (close_fn)dlsym(sf_lib, "pcap_close");
 	if (!open_dead || !compile || !geterr || !pclose) return -1;
-	void *p = open_dead(1, 262144); // DLT_EN10MB
+	void *p = open_dead(dlt, 262144);
 	if (!p) return -1;
 	if (compile(p, prog, expr, 1, 0xffffffff) != 0) {
 		strncpy(err, geterr(p), errlen - 1);
@@ -76,6 +76,16 @@ var compileMu sync.Mutex // pcap_compile is not reentrant in old libpcap
 // (Debian package libpcap0.8, which tcpdump needs too; no headers needed to
 // build).
 func CompileFilter(expr string) ([]bpf.RawInstruction, error) {
+	return compileFilter(expr, linkTypeEthernet)
+}
+
+// compileFilter compiles expr for frames of a pcap link type: Ethernet or
+// raw IP.
+func compileFilter(expr string, link uint32) ([]bpf.RawInstruction, error) {
+	dlt := C.int(1) // DLT_EN10MB
+	if link == linkTypeRaw {
+		dlt = 12 // DLT_RAW on Linux
+	}
 	compileMu.Lock()
 	defer compileMu.Unlock()
 	if msg := C.sf_load(); msg != nil {
@@ -86,7 +96,7 @@ func CompileFilter(expr string) ([]bpf.RawInstruction, error) {
 	var prog C.struct_sf_bpf_program
 	var handle unsafe.Pointer
 	var errbuf [512]C.char
-	switch C.sf_compile(cexpr, &prog, &handle, &errbuf[0], C.size_t(len(errbuf))) {
+	switch C.sf_compile(cexpr, dlt, &prog, &handle, &errbuf[0], C.size_t(len(errbuf))) {
 	case -1:
 		return nil, fmt.Errorf("filter %q: the libpcap found has no usable compiler", expr)
 	case 1:

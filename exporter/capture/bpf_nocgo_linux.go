@@ -13,3 +13,5 @@ import (
 func CompileFilter(expr string) ([]bpf.RawInstruction, error) {
 	return nil, fmt.Errorf("filter %q: this spanflow was built without cgo, which loading libpcap's filter compiler needs; rebuild with a C compiler installed (CGO_ENABLED=1) or run without --filter", expr)
 }
+
+func compileFilter(expr string, _ uint32) ([]bpf.RawInstruction, error) { return CompileFilter(expr) }

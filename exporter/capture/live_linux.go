@@ -20,6 +20,7 @@ import (
 // ErrClosed once Close was called.
 type Live struct {
 	cfg     LiveConfiguration
+	link    uint32 // pcap link type of the frames: Ethernet or raw IP
 	ring    *ring
 	promisc int // socket holding the PACKET_MR_PROMISC membership
 	closed  atomic.Bool
@@ -43,6 +44,10 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
 	}
+	link, err := linkTypeOf(iface)
+	if err != nil {
+		return nil, err
+	}
 	const block = 1 << 20
 	blocks := cfg.RingSize / block
 	if blocks < 1 {
@@ -50,7 +55,7 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	}
 	var filter []bpf.RawInstruction
 	if cfg.Filter != "" {
-		if filter, err = CompileFilter(cfg.Filter); err != nil {
+		if filter, err = compileFilter(cfg.Filter, link); err != nil {
 			return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
 		}
 	}
@@ -58,7 +63,7 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open AF_PACKET ring on %s: %w", cfg.Interface, err)
 	}
-	l := &Live{cfg: cfg, ring: r, promisc: -1}
+	l := &Live{cfg: cfg, link: link, ring: r, promisc: -1}
 	if !cfg.NoPromiscuous {
 		if err := l.setPromiscuous(); err != nil {
 			l.Close()
@@ -104,14 +109,45 @@ func (l *Live) Next(f *Frame) error {
 		return fmt.Errorf("read from %s: %w", l.cfg.Interface, err)
 	}
 	f.Data, f.Length, f.Timestamp = data, length, ts
-	f.LinkType, f.ObservationPoint = linkTypeEthernet, l.cfg.ObservationPoint
+	f.LinkType, f.ObservationPoint = l.link, l.cfg.ObservationPoint
 	if f.Length < len(data) {
 		f.Length = len(data)
 	}
 	return nil
 }
 
-const linkTypeEthernet = 1
+// pcap link types of live frames.
+const (
+	linkTypeEthernet = 1
+	linkTypeRaw      = 101 // the frame starts with the IPv4 or IPv6 header
+)
+
+// linkTypeOf tells how frames of the interface begin, from its hardware
+// type: with an Ethernet header (Ethernet, veth, bridges, bonds, VLAN
+// interfaces, loopback), or with the IP header (tun, WireGuard, IP-in-IP
+// and SIT tunnels). Others (InfiniBand, CAN, ...) are refused.
+func linkTypeOf(iface *net.Interface) (uint32, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s: %w", iface.Name, err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(iface.Name)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s: %w", iface.Name, err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
+		return 0, fmt.Errorf("interface %s: hardware type: %w", iface.Name, err)
+	}
+	switch hw := ifr.Uint16(); hw {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		return linkTypeEthernet, nil
+	case unix.ARPHRD_NONE, unix.ARPHRD_RAWIP, unix.ARPHRD_TUNNEL, unix.ARPHRD_TUNNEL6, unix.ARPHRD_SIT:
+		return linkTypeRaw, nil
+	default:
+		return 0, fmt.Errorf("interface %s has hardware type %d (see ARPHRD_* in linux/if_arp.h), whose frames spanflow cannot decode; capture an Ethernet interface (a mirror port, a veth) or an IP tunnel", iface.Name, hw)
+	}
+}
 
 // Stats reads the kernel's counters (cumulative since the open).
 func (l *Live) Stats() LiveStats {
