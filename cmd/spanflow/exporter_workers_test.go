@@ -14,15 +14,23 @@ import (
 )
 
 // liveFake is a live source (it has kernel counters): it yields its
-// packets, then either fails with err or stays idle.
+// packets, closes drained, then stays idle, or fails with err once
+// failAfter is closed.
 type liveFake struct {
-	pkts []synth.Packet
-	err  error
+	pkts      []synth.Packet
+	drained   chan struct{}
+	err       error
+	failAfter chan struct{}
 }
 
 func (s *liveFake) Next(f *capture.Frame) error {
 	if len(s.pkts) == 0 {
+		if s.drained != nil {
+			close(s.drained)
+			s.drained = nil
+		}
 		if s.err != nil {
+			<-s.failAfter
 			return s.err
 		}
 		time.Sleep(time.Millisecond)
@@ -48,9 +56,12 @@ func (discard) Send([]byte) error { return nil }
 func TestRunWorkersOneFails(t *testing.T) {
 	c := synth.Mixed(time.Unix(1700000000, 0))
 	half := len(c.Packets) / 2
+	// The failure comes once the healthy worker has read all its frames,
+	// so that every frame is read and its flow must be exported.
+	drained := make(chan struct{})
 	srcs := []capture.Source{
-		&liveFake{pkts: c.Packets[:half]},
-		&liveFake{pkts: c.Packets[half:], err: errors.New("read from vB: boom")},
+		&liveFake{pkts: c.Packets[:half], drained: drained},
+		&liveFake{pkts: c.Packets[half:], err: errors.New("read from vB: boom"), failAfter: drained},
 	}
 	var xs []*exporter.Exporter
 	for range srcs {
