@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -260,9 +262,38 @@ func TestSoftflowd(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { cmd.Process.Kill(); cmd.Wait() }()
-			time.Sleep(time.Second) // let it open the interface
+			// softflowctl answers once softflowd has opened the interface
+			// and its control socket; then every replayed packet must be
+			// processed before the flows are expired (a loaded machine
+			// may take a while).
+			processed := func() (uint64, error) {
+				out, err := exec.Command(softflowctl, "-c", ctl, "statistics").CombinedOutput()
+				if err != nil {
+					return 0, fmt.Errorf("%v: %s", err, out)
+				}
+				m := regexp.MustCompile(`[Pp]ackets processed: *([0-9]+)`).FindSubmatch(out)
+				if m == nil {
+					return 0, fmt.Errorf("no packet count in %q", out)
+				}
+				return strconv.ParseUint(string(m[1]), 10, 64)
+			}
+			for end := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				_, err := processed()
+				if err == nil {
+					break
+				}
+				if time.Now().After(end) {
+					t.Fatalf("softflowd never answered softflowctl: %v\n%s", err, stderr.String())
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // pcap is open before the control socket; a little margin
 			replay(t, ns, nsIf, pcap)
-			time.Sleep(500 * time.Millisecond)
+			for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				n, err := processed()
+				if err == nil && n >= want.packets || time.Now().After(end) {
+					break
+				}
+			}
 			if out, err := exec.Command(softflowctl, "-c", ctl, "expire-all").CombinedOutput(); err != nil {
 				t.Fatalf("softflowctl expire-all: %v\n%s\n%s", err, out, stderr.String())
 			}
@@ -313,7 +344,7 @@ func TestPmacctd(t *testing.T) {
 			}
 			defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
 			stderr := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-			time.Sleep(1500 * time.Millisecond)
+			time.Sleep(3 * time.Second) // pmacctd opens the interface; it says nothing when it has
 			replay(t, ns, nsIf, pcap)
 			pkts, byts, docs, kinds := c.waitFor(t, want, 20*time.Second)
 			t.Logf("pmacctd %s: %d documents %v, %d packets, %d bytes (capture: %d flows, %d packets, %d bytes)",
