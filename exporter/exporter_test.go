@@ -151,8 +151,7 @@ func TestMixedNfcapd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // let nfcapd read its socket
-	log := n.Stop()
+	log := n.Stop() // once nfcapd has read its socket
 	got, err := verify.NfdumpFlows(nfdump, dir)
 	if err != nil {
 		t.Fatalf("%v\nnfcapd: %s", err, log)

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,11 +51,42 @@ func StartNfcapd(bin, dir string) (*Nfcapd, error) {
 	return nil, fmt.Errorf("nfcapd did not listen on port %d: %s", port, n.log.String())
 }
 
-// Stop ends nfcapd (SIGTERM, which makes it close its file) and returns its log.
+// Stop waits (up to 10 s) until nfcapd has read every datagram waiting on
+// its socket, then ends it (SIGTERM, which makes it close its file) and
+// returns its log.
 func (n *Nfcapd) Stop() string {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if q, err := udpReceiveQueue(n.Port); err != nil || q == 0 {
+			break
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the last datagram read is being stored
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	n.cmd.Wait()
 	return n.log.String()
+}
+
+// udpReceiveQueue is the number of bytes waiting on the IPv4 UDP socket
+// bound to port, from /proc/net/udp.
+func udpReceiveQueue(port int) (int, error) {
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, err
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasSuffix(f[1], suffix) {
+			continue
+		}
+		_, rx, ok := strings.Cut(f[4], ":")
+		if !ok {
+			break
+		}
+		q, err := strconv.ParseInt(rx, 16, 64)
+		return int(q), err
+	}
+	return 0, fmt.Errorf("no UDP socket on port %d", port)
 }
 
 // NfdumpFlows reads every flow nfcapd stored in dir with nfdump -o json,
