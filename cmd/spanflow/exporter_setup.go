@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/export"
 )
 
@@ -164,9 +165,7 @@ func exporterCheck(path string) []string {
 	add(cfg.Validate())
 	lives, _ := cfg.Live() // Validate said what is wrong
 	for _, l := range lives {
-		if _, err := net.InterfaceByName(l.Interface); err != nil {
-			problems = append(problems, fmt.Sprintf("interface %s: not on this host: %v", l.Interface, err))
-		}
+		add(capture.CheckInterface(l.Interface))
 	}
 	for _, a := range cfg.Collectors {
 		_, addr, err := export.SplitCollector(a)

@@ -122,6 +122,18 @@ const (
 	linkTypeRaw      = 101 // the frame starts with the IPv4 or IPv6 header
 )
 
+// CheckInterface says what keeps the named interface from being captured:
+// it is not on this host, or its frames are of a kind spanflow cannot
+// decode. nil when it can be captured.
+func CheckInterface(name string) error {
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("interface %s: not on this host: %w", name, err)
+	}
+	_, err = linkTypeOf(iface)
+	return err
+}
+
 // linkTypeOf tells how frames of the interface begin, from its hardware
 // type: with an Ethernet header (Ethernet, veth, bridges, bonds, VLAN
 // interfaces, loopback), or with the IP header (tun, WireGuard, IP-in-IP

@@ -2,6 +2,20 @@
 
 package capture
 
+import (
+	"fmt"
+	"net"
+)
+
+// CheckInterface says whether the named interface exists (live capture
+// itself needs Linux).
+func CheckInterface(name string) error {
+	if _, err := net.InterfaceByName(name); err != nil {
+		return fmt.Errorf("interface %s: not on this host: %w", name, err)
+	}
+	return nil
+}
+
 // LiveStats are the kernel's counters of a live socket. Declared here too
 // so that everything else builds on other systems; the live source itself
 // exists only on Linux.
