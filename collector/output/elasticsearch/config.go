@@ -83,6 +83,10 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("es workers must be at least 1, not %d", c.Workers)
 	case c.FlushBytes < 1024:
 		return fmt.Errorf("es flush bytes must be at least 1024, not %d", c.FlushBytes)
+	case c.FlushBytes > 64<<20:
+		// A request Elasticsearch refuses for its size (http.max_content_length,
+		// 100 MB by default) would be spooled and replayed for ever.
+		return fmt.Errorf("es flush bytes must be at most 64 MiB (67108864), not %d: Elasticsearch refuses requests over 100 MB by default", c.FlushBytes)
 	case c.FlushInterval <= 0:
 		return fmt.Errorf("es flush interval must be positive")
 	case c.QueueSize < 1:
