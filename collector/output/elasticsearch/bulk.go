@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -115,8 +114,7 @@ func parseBulkAnswer(b []byte, n int) (all bool, results []itemResult, err error
 
 var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// send sends req and settles every document in it. It holds a slot of
-// inflight from before the request leaves until its answer is read.
+// send sends req and settles every document in it.
 func (o *Output) send(req *bulkRequest) {
 	if len(req.items) == 0 {
 		return
@@ -128,31 +126,7 @@ func (o *Output) send(req *bulkRequest) {
 		_ = o.toSpool(req.items)
 		return
 	}
-	o.inflight <- struct{}{}
-	start := time.Now()
-	buf := answerBuffers.Get().(*bytes.Buffer)
-	defer answerBuffers.Put(buf)
-	buf.Reset()
-	res, err := esapi.BulkRequest{Body: bytes.NewReader(req.body), FilterPath: bulkFilter}.Do(context.Background(), o.client)
-	if err == nil {
-		_, err = buf.ReadFrom(res.Body)
-		res.Body.Close()
-	}
-	<-o.inflight
-	o.stats.requests.Add(1)
-	o.stats.ms.Add(uint64(time.Since(start).Milliseconds()))
-	if err == nil && res.IsError() {
-		answer := buf.Bytes()
-		if len(answer) > 200 {
-			answer = answer[:200]
-		}
-		err = fmt.Errorf("bulk request: %s: %s", res.Status(), answer)
-	}
-	var all bool
-	var results []itemResult
-	if err == nil {
-		all, results, err = parseBulkAnswer(buf.Bytes(), len(req.items))
-	}
+	all, results, err := o.post(req.body, req.items)
 	if err != nil {
 		o.metrics.bulkFails.Inc()
 		o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
@@ -160,9 +134,76 @@ func (o *Output) send(req *bulkRequest) {
 	o.settle(req, all, results, err)
 }
 
-// errAbandoned: Stop gave up waiting for the cluster and spooled the
-// documents.
-var errAbandoned = errors.New("output stopped before the cluster answered")
+// post sends one bulk body holding items and reads the answer, holding a
+// slot of inflight from before the request leaves until its answer is
+// read. A body refused as too large (413: the cluster's
+// http.max_content_length, or a proxy's limit — nginx allows 1 MB by
+// default) is split in two and each half posted, down to single documents;
+// a document too large on its own is answered 413 and goes to the
+// dead-letter file. Without this, such requests would be spooled and
+// replayed for ever.
+func (o *Output) post(body []byte, items []item) (all bool, results []itemResult, err error) {
+	buf := answerBuffers.Get().(*bytes.Buffer)
+	defer answerBuffers.Put(buf)
+	buf.Reset()
+	o.inflight <- struct{}{}
+	start := time.Now()
+	res, err := esapi.BulkRequest{Body: bytes.NewReader(body), FilterPath: bulkFilter}.Do(context.Background(), o.client)
+	if err == nil {
+		_, err = buf.ReadFrom(res.Body)
+		res.Body.Close()
+	}
+	<-o.inflight
+	o.stats.requests.Add(1)
+	o.stats.ms.Add(uint64(time.Since(start).Milliseconds()))
+	switch {
+	case err != nil:
+		return false, nil, err
+	case res.StatusCode == http.StatusRequestEntityTooLarge:
+		return o.split(items, len(body))
+	case res.IsError():
+		answer := buf.Bytes()
+		if len(answer) > 200 {
+			answer = answer[:200]
+		}
+		return false, nil, fmt.Errorf("bulk request: %s: %s", res.Status(), answer)
+	}
+	return parseBulkAnswer(buf.Bytes(), len(items))
+}
+
+// split posts items in two halves after a request of size bytes was
+// refused as too large, and returns the outcome of each document.
+func (o *Output) split(items []item, size int) (bool, []itemResult, error) {
+	results := make([]itemResult, len(items))
+	if len(items) == 1 {
+		results[0].Status = http.StatusRequestEntityTooLarge
+		results[0].Error.Type = "request_entity_too_large"
+		results[0].Error.Reason = fmt.Sprintf("a bulk request with only this document (%d bytes) is too large for the cluster or a proxy before it", size)
+		return false, results, nil
+	}
+	o.limited.Warn("too-large", "Elasticsearch, or a proxy before it, refused a bulk request as too large; sending it in halves (lower --es-flush-bytes)",
+		"bytes", size, "documents", len(items))
+	action := o.layout.Action()
+	half := len(items) / 2
+	for _, part := range [][2]int{{0, half}, {half, len(items)}} {
+		var r bulkRequest
+		for _, it := range items[part[0]:part[1]] {
+			r.add(action, it)
+		}
+		all, rs, err := o.post(r.body, r.items)
+		if err != nil {
+			return false, nil, err
+		}
+		for i := part[0]; i < part[1]; i++ {
+			if all {
+				results[i].Status = http.StatusOK
+			} else {
+				results[i] = rs[i-part[0]]
+			}
+		}
+	}
+	return false, results, nil
+}
 
 // settle records the outcome of each document of an answered request:
 // indexed, a duplicate, to the spool (or back to its segment) for a retry,

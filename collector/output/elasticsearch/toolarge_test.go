@@ -1,0 +1,129 @@
+package elasticsearch
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// limitingProxy stands before the cluster like nginx with a
+// client_max_body_size: bulk request bodies over limit bytes get 413 and
+// never reach it.
+func limitingProxy(t *testing.T, target string, limit int64) (string, *atomic.Int64) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	var refused atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/_bulk") && r.ContentLength > limit {
+			io.Copy(io.Discard, r.Body)
+			refused.Add(1)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			io.WriteString(w, "<html><body>413 Request Entity Too Large</body></html>")
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &refused
+}
+
+// TestRequestTooLargeIsSplit: behind a proxy allowing 64 KiB requests (the
+// output's are 2 MiB), every document is still indexed, once, with none
+// spooled: refused requests are sent again in halves.
+func TestRequestTooLargeIsSplit(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	day := time.Date(2001, 3, 9, 0, 0, 0, 0, time.UTC)
+	c, index := freshDayIndex(t, target, day)
+	proxy, refused := limitingProxy(t, target, 64<<10)
+	recs, tr := genRecords(5000, day, 11)
+	o, _ := newTestOutput(t, []string{proxy}, t.TempDir(), nil)
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Layout().DataStream {
+		o.Stop()
+		t.Skip("cluster uses a data stream; this test checks daily indices")
+	}
+	writeAll(t, o, recs, 500)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkTruth(t, c, index, tr)
+	if refused.Load() == 0 {
+		t.Error("the proxy refused no request: the test did not test splitting")
+	}
+	if docs, _ := o.spool.Stats(); docs != 0 || metric(o, "spooled") != 0 || metric(o, "dead_letter") != 0 {
+		t.Errorf("%d documents in the spool, %v spooled, %v dead-lettered; want none", docs, metric(o, "spooled"), metric(o, "dead_letter"))
+	}
+	if got := metric(o, "indexed"); got != float64(len(recs)) {
+		t.Errorf("%v documents counted indexed, want %d", got, len(recs))
+	}
+	t.Logf("%d requests refused as too large", refused.Load())
+}
+
+// TestDocumentTooLargeDeadLetters: when even one document is too large for
+// the proxy, it goes to the dead-letter file with the reason, instead of
+// round the spool for ever.
+func TestDocumentTooLargeDeadLetters(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	day := time.Date(2001, 3, 10, 0, 0, 0, 0, time.UTC)
+	c, index := freshDayIndex(t, target, day)
+	proxy, _ := limitingProxy(t, target, 200) // less than any document
+	recs, _ := genRecords(50, day, 12)
+	dir := t.TempDir()
+	o, _ := newTestOutput(t, []string{proxy}, dir, nil)
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, o, recs, 50)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := metric(o, "dead_letter"); got != float64(len(recs)) {
+		t.Errorf("%v documents dead-lettered, want %d", got, len(recs))
+	}
+	if docs, _ := o.spool.Stats(); docs != 0 {
+		t.Errorf("%d documents in the spool, want none", docs)
+	}
+	f, err := os.Open(filepath.Join(dir, "spool", "dead-letter.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		var e deadLetterEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Status != http.StatusRequestEntityTooLarge || !strings.Contains(e.Reason, "too large") || len(e.Document) == 0 {
+			t.Errorf("dead-letter entry %+v", e)
+		}
+		n++
+	}
+	if n != len(recs) {
+		t.Errorf("%d dead-letter entries, want %d", n, len(recs))
+	}
+	if got := count(t, c, index, ""); got > 0 { // -1: no such index
+		t.Errorf("%d documents reached the cluster through a proxy that lets none through", got)
+	}
+}
