@@ -205,6 +205,34 @@ func veth(t *testing.T, name string) (hostIf, ns, nsIf string) {
 	return hostIf, ns, nsIf
 }
 
+// waitCapturing waits (up to 20 s) until a packet socket is bound to the
+// interface (/proc/net/packet; nothing else captures a fresh veth), then
+// half a second more for the probe to set its ring and filter up: a
+// probe that says nothing when it is ready is not replayed to too early.
+func waitCapturing(t *testing.T, ifname string, log func() string) {
+	t.Helper()
+	iface, err := net.InterfaceByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(iface.Index)
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		data, err := os.ReadFile("/proc/net/packet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 4 && f[4] == want {
+				time.Sleep(500 * time.Millisecond)
+				return
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no capture on %s after 20 s\n%s", ifname, log())
+		}
+	}
+}
+
 // replay sends the capture, then 4 MB of non-IP frames (local experimental
 // ethertype, ignored by the probes): libpcap's TPACKET_V3 ring hands packets
 // to the probe a block at a time, and the filler pushes the last block out.
@@ -344,7 +372,7 @@ func TestPmacctd(t *testing.T) {
 			}
 			defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
 			stderr := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-			time.Sleep(3 * time.Second) // pmacctd opens the interface; it says nothing when it has
+			waitCapturing(t, hostIf, stderr)
 			replay(t, ns, nsIf, pcap)
 			pkts, byts, docs, kinds := c.waitFor(t, want, 20*time.Second)
 			t.Logf("pmacctd %s: %d documents %v, %d packets, %d bytes (capture: %d flows, %d packets, %d bytes)",
