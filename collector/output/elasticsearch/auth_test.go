@@ -19,6 +19,24 @@ import (
 // security) and demands credentials the way a secured cluster does: basic
 // auth or an API key, 401 otherwise.
 func authProxy(t *testing.T, target, user, password, apiKey string) (string, *atomic.Int64) {
+	return refusingProxy(t, target, func(w http.ResponseWriter, r *http.Request) bool {
+		u, p, basic := r.BasicAuth()
+		// The scheme is case-insensitive (the Go client sends "APIKey").
+		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if (basic && u == user && p == password) || (strings.EqualFold(scheme, "ApiKey") && cred == apiKey) {
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="security", ApiKey`)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":{"type":"security_exception","reason":"missing authentication credentials for REST request"},"status":401}`))
+		return true
+	})
+}
+
+// refusingProxy passes requests on to the cluster at target, except those
+// refuse answers itself (returning true), which it counts.
+func refusingProxy(t *testing.T, target string, refuse func(http.ResponseWriter, *http.Request) bool) (string, *atomic.Int64) {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -27,16 +45,8 @@ func authProxy(t *testing.T, target, user, password, apiKey string) (string, *at
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	var refused atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, p, basic := r.BasicAuth()
-		// The scheme is case-insensitive (the Go client sends "APIKey").
-		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		ok := (basic && u == user && p == password) || (strings.EqualFold(scheme, "ApiKey") && cred == apiKey)
-		if !ok {
+		if refuse(w, r) {
 			refused.Add(1)
-			w.Header().Set("WWW-Authenticate", `Basic realm="security", ApiKey`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte(`{"error":{"type":"security_exception","reason":"missing authentication credentials for REST request"},"status":401}`))
 			return
 		}
 		proxy.ServeHTTP(w, r)

@@ -339,6 +339,26 @@ func TestRejectionDeadLetter(t *testing.T) {
 	if got := count(t, c, index, ""); got != tr.count-len(bad) {
 		t.Errorf("indexed %d documents, want %d (all but the refused)", got, tr.count-len(bad))
 	}
+	entries := readDeadLetters(t, dir)
+	for _, e := range entries {
+		if !bad[e.ID] || e.Status != 400 || e.Type == "" || !strings.Contains(e.Reason, "octet_delta_count_extra") ||
+			!bytes.Contains(e.Document, []byte(`"not-a-number"`)) || e.Index != index {
+			t.Errorf("dead-letter entry %+v", e)
+		}
+	}
+	n := len(entries)
+	if n != len(bad) {
+		t.Errorf("%d dead-letter entries, want %d", n, len(bad))
+	}
+	if docs, _ := o.spool.Stats(); docs != 0 {
+		t.Errorf("%d documents left in the spool", docs)
+	}
+}
+
+// readDeadLetters reads the dead-letter file of an output whose spool is
+// in dir/spool.
+func readDeadLetters(t *testing.T, dir string) []deadLetterEntry {
+	t.Helper()
 	f, err := os.Open(filepath.Join(dir, "spool", "dead-letter.ndjson"))
 	if err != nil {
 		t.Fatal(err)
@@ -346,24 +366,18 @@ func TestRejectionDeadLetter(t *testing.T) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
-	n := 0
+	var out []deadLetterEntry
 	for sc.Scan() {
 		var e deadLetterEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("dead-letter line %q: %v", sc.Text(), err)
 		}
-		n++
-		if !bad[e.ID] || e.Status != 400 || e.Type == "" || !strings.Contains(e.Reason, "octet_delta_count_extra") ||
-			!bytes.Contains(e.Document, []byte(`"not-a-number"`)) || e.Index != index {
-			t.Errorf("dead-letter entry %+v", e)
-		}
+		out = append(out, e)
 	}
-	if n != len(bad) {
-		t.Errorf("%d dead-letter entries, want %d", n, len(bad))
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
-	if docs, _ := o.spool.Stats(); docs != 0 {
-		t.Errorf("%d documents left in the spool", docs)
-	}
+	return out
 }
 
 // TestStartRefusesWithoutTemplate: with setup on, an unreachable cluster

@@ -1,15 +1,8 @@
 package elasticsearch
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,26 +15,16 @@ import (
 // client_max_body_size: bulk request bodies over limit bytes get 413 and
 // never reach it.
 func limitingProxy(t *testing.T, target string, limit int64) (string, *atomic.Int64) {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	var refused atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/_bulk") && r.ContentLength > limit {
-			io.Copy(io.Discard, r.Body)
-			refused.Add(1)
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			io.WriteString(w, "<html><body>413 Request Entity Too Large</body></html>")
-			return
+	return refusingProxy(t, target, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/_bulk") || r.ContentLength <= limit {
+			return false
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, &refused
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "<html><body>413 Request Entity Too Large</body></html>")
+		return true
+	})
 }
 
 // TestRequestTooLargeIsSplit: behind a proxy allowing 64 KiB requests (the
@@ -102,24 +85,13 @@ func TestDocumentTooLargeDeadLetters(t *testing.T) {
 	if docs, _ := o.spool.Stats(); docs != 0 {
 		t.Errorf("%d documents in the spool, want none", docs)
 	}
-	f, err := os.Open(filepath.Join(dir, "spool", "dead-letter.ndjson"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	n := 0
-	for sc.Scan() {
-		var e deadLetterEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatal(err)
-		}
+	entries := readDeadLetters(t, dir)
+	for _, e := range entries {
 		if e.Status != http.StatusRequestEntityTooLarge || !strings.Contains(e.Reason, "too large") || len(e.Document) == 0 {
 			t.Errorf("dead-letter entry %+v", e)
 		}
-		n++
 	}
+	n := len(entries)
 	if n != len(recs) {
 		t.Errorf("%d dead-letter entries, want %d", n, len(recs))
 	}
