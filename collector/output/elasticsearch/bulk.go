@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/spanflow/spanflow/internal/flow"
 )
 
 // bulkRequest is one bulk request: its NDJSON body and its documents in the
@@ -34,9 +36,9 @@ func (r *bulkRequest) add(action string, it item) {
 	b := append(r.body, `{"`...)
 	b = append(b, action...)
 	b = append(b, `":{"_index":`...)
-	b = appendJSONString(b, it.index)
+	b = flow.AppendJSONString(b, it.index)
 	b = append(b, `,"_id":`...)
-	b = appendJSONString(b, it.id)
+	b = flow.AppendJSONString(b, it.id)
 	b = append(b, "}}\n"...)
 	b = append(b, it.doc...)
 	r.body = append(b, '\n')
@@ -48,20 +50,6 @@ func (r *bulkRequest) reset() {
 	clear(r.items) // the documents' memory can go
 	r.items = r.items[:0]
 	r.batch = nil
-}
-
-// appendJSONString appends s as a JSON string. Index names and ids are
-// plain ASCII; anything else goes through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // bulkFilter keeps only what the outcome needs from a bulk answer: whether

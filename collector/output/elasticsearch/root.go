@@ -1,9 +1,9 @@
 // Package elasticsearch is the collector output that indexes every flow
 // document into Elasticsearch, and loses none: documents go in bulk
 // requests with deterministic ids (a retry or replay never duplicates);
-// those the cluster cannot take now (down, slow, 429,
-// 5xx) go to an on-disk spool replayed in order when it is back; those it
-// refuses for their content go to a dead-letter file with the reason.
+// those the cluster cannot take now (down, slow, 429, 5xx) go to an
+// on-disk spool replayed in order when it is back; those it refuses for
+// their content go to a dead-letter file with the reason.
 //
 // Data path: collector pipeline ─▶ Write (encode, id) ─▶ memory queue ─▶
 // feeders (bulk requests) ─▶ cluster; queue full, cluster failing or spool
