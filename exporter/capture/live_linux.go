@@ -40,11 +40,7 @@ func OpenLive(cfg LiveConfiguration, fanoutGroup uint16) (*Live, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	iface, err := net.InterfaceByName(cfg.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
-	}
-	link, err := linkTypeOf(iface)
+	iface, link, err := lookupInterface(cfg.Interface)
 	if err != nil {
 		return nil, err
 	}
@@ -126,12 +122,18 @@ const (
 // it is not on this host, or its frames are of a kind spanflow cannot
 // decode. nil when it can be captured.
 func CheckInterface(name string) error {
+	_, _, err := lookupInterface(name)
+	return err
+}
+
+// lookupInterface finds the named interface and the link type of its frames.
+func lookupInterface(name string) (*net.Interface, uint32, error) {
 	iface, err := net.InterfaceByName(name)
 	if err != nil {
-		return fmt.Errorf("interface %s: not on this host: %w", name, err)
+		return nil, 0, fmt.Errorf("interface %s: not on this host: %w", name, err)
 	}
-	_, err = linkTypeOf(iface)
-	return err
+	link, err := linkTypeOf(iface)
+	return iface, link, err
 }
 
 // linkTypeOf tells how frames of the interface begin, from its hardware
