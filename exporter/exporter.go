@@ -45,11 +45,10 @@ type Exporter struct {
 	feeder *meter.Feeder
 }
 
-// pendAdd meters the packets the feeder holds.
+// pendAdd meters the packets the feeder holds. The feeder sets x.now to
+// each packet's own flow time; x.now may have moved on since the last one
+// (a frame that did not decode), so it is put back.
 func (x *Exporter) pendAdd() {
-	if x.feeder.Pending() == 0 {
-		return
-	}
 	now := x.now
 	x.feeder.Flush()
 	x.now = now
@@ -274,9 +273,9 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 			// came in an ERSPAN session.
 			pp.ERSPANSession = fr.ObservationPoint
 		}
-		now := x.now
+		// A full batch is metered now, the last packet with this x.now,
+		// which is therefore as it was afterwards.
 		x.feeder.Commit(fr.Timestamp, x.now)
-		x.now = now
 	}
 	x.pendAdd()
 	if live != nil {
