@@ -12,7 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
-	"github.com/spanflow/spanflow/exporter/export"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 )
@@ -62,7 +62,7 @@ func DefaultConfiguration() Configuration {
 	return Configuration{
 		RingSize:                capture.DefaultRingSize >> 20,
 		Fanout:                  1,
-		QueueSize:               export.DefaultQueueSize,
+		QueueSize:               transport.DefaultQueueSize,
 		ActiveTimeout:           Duration(m.ActiveTimeout),
 		IdleTimeout:             Duration(m.IdleTimeout),
 		MaxFlows:                m.MaxFlows,
@@ -115,8 +115,8 @@ func (c Configuration) ipfix() ipfix.Configuration {
 		TemplateRefreshInterval: time.Duration(c.TemplateRefreshInterval), TemplateRefreshMessages: c.TemplateRefreshMessages}
 }
 
-func (c Configuration) export() export.Configuration {
-	return export.Configuration{Collectors: c.Collectors, CAFile: c.CAFile, QueueSize: c.QueueSize}
+func (c Configuration) transportConfiguration() transport.Configuration {
+	return transport.Configuration{Collectors: c.Collectors, CAFile: c.CAFile, QueueSize: c.QueueSize}
 }
 
 // FirstObservationPoint is the observation point id of the first
@@ -191,7 +191,7 @@ func (c Configuration) Validate() error {
 	if c.Filter != "" && len(c.Interfaces) == 0 {
 		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
 	}
-	errs = append(errs, c.export().Validate(), c.meter().Validate(), c.ipfix().Validate())
+	errs = append(errs, c.transportConfiguration().Validate(), c.meter().Validate(), c.ipfix().Validate())
 	return errors.Join(errs...)
 }
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/decode"
-	"github.com/spanflow/spanflow/exporter/export"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -31,7 +31,7 @@ type Exporter struct {
 	encoder   *ipfix.Encoder
 	transport ipfix.Transport
 	closer    io.Closer
-	outputs   *export.Transports // when New opened them
+	outputs   *transport.Transports // when New opened them
 	now       int64              // flow time: the latest frame's timestamp
 	log       *reporter.Limited
 	stats     Summary
@@ -133,20 +133,20 @@ func (s Summary) String() string {
 	return line
 }
 
-// New builds the pipeline. When transport is nil, the transports to the
+// New builds the pipeline. When out is nil, the transports to the
 // configured collectors (UDP, TCP, TLS) are opened.
-func New(r *reporter.Reporter, cfg Configuration, transport ipfix.Transport) (*Exporter, error) {
+func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporter, error) {
 	x := &Exporter{r: r, cfg: cfg, decoder: decode.New(), log: reporter.NewLimited(r.Log, 10*time.Second)}
-	if transport == nil {
-		tr, err := export.New(r.Sub("export"), cfg.export())
+	if out == nil {
+		tr, err := transport.New(r.Sub("export"), cfg.transportConfiguration())
 		if err != nil {
 			return nil, err
 		}
-		transport, x.closer, x.outputs = tr, tr, tr
+		out, x.closer, x.outputs = tr, tr, tr
 	}
-	x.transport = transport
+	x.transport = out
 	var err error
-	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(), transport, x.clock, x.statistics)
+	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(), out, x.clock, x.statistics)
 	if err != nil {
 		x.close()
 		return nil, err

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/output/elasticsearch"
-	"github.com/spanflow/spanflow/collector/output/forward"
+	"github.com/spanflow/spanflow/collector/forward"
 	"github.com/spanflow/spanflow/collector/output/ndjson"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/collector/pipeline"

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/spanflow/spanflow/internal/demo"
+	"github.com/spanflow/spanflow/demo"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
-	"github.com/spanflow/spanflow/exporter/export"
+	"github.com/spanflow/spanflow/exporter/transport"
 )
 
 func exporterInitCommand() *cli.Command {
@@ -168,7 +168,7 @@ func exporterCheck(path string) []string {
 		add(capture.CheckInterface(l.Interface))
 	}
 	for _, a := range cfg.Collectors {
-		_, addr, err := export.SplitCollector(a)
+		_, addr, err := transport.SplitCollector(a)
 		if err != nil {
 			continue // Validate said so
 		}

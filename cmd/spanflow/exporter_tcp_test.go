@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/synth"
-	"github.com/spanflow/spanflow/exporter/verify"
+	"github.com/spanflow/spanflow/exporter/internal/verify"
 )
 
 // TestExporterRunOverTCP: `exporter run` delivers to a tcp:// collector and

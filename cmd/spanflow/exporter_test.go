@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/synth"
-	"github.com/spanflow/spanflow/exporter/verify"
+	"github.com/spanflow/spanflow/exporter/internal/verify"
 )
 
 // TestExporterRunOverUDP: `spanflow exporter run --pcap` sends over UDP, to

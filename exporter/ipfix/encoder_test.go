@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/synth"
-	"github.com/spanflow/spanflow/exporter/verify"
+	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )

@@ -1,4 +1,4 @@
-package export
+package transport
 
 import (
 	"bytes"

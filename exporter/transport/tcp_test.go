@@ -1,4 +1,4 @@
-package export_test
+package transport_test
 
 import (
 	"crypto/ecdsa"
@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/export"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/exporter/ipfix"
-	"github.com/spanflow/spanflow/exporter/verify"
+	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
@@ -193,7 +193,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // on the same port; every record reaches it exactly once, none dropped.
 func TestTCPCollectorRestart(t *testing.T) {
 	col := newTCPCollector(t, nil)
-	tr, err := export.New(reporter.NewForTest(nil), export.Configuration{Collectors: []string{"tcp://" + col.addr}, QueueSize: 10000})
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tcp://" + col.addr}, QueueSize: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestTCPCollectorRestart(t *testing.T) {
 func TestTCPQueueFull(t *testing.T) {
 	col := newTCPCollector(t, nil)
 	col.kill()
-	tr, err := export.New(reporter.NewForTest(nil), export.Configuration{Collectors: []string{"tcp://" + col.addr}, QueueSize: 5})
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tcp://" + col.addr}, QueueSize: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestCollectorDownDoesNotStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer udp.Close()
-	tr, err := export.New(reporter.NewForTest(nil), export.Configuration{QueueSize: 10000,
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{QueueSize: 10000,
 		Collectors: []string{"tcp://" + dead.addr, "tcp://" + live.addr, udp.LocalAddr().String()}})
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +305,7 @@ func TestTLS(t *testing.T) {
 	caFile := filepath.Join(dir, "ca.pem")
 	os.WriteFile(caFile, caPEM, 0o600)
 	col := newTCPCollector(t, serverCfg)
-	tr, err := export.New(reporter.NewForTest(nil), export.Configuration{Collectors: []string{"tls://" + col.addr}, CAFile: caFile, QueueSize: 100})
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tls://" + col.addr}, CAFile: caFile, QueueSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestTLS(t *testing.T) {
 
 	other, _ := selfSigned(t)
 	col2 := newTCPCollector(t, other)
-	tr2, err := export.New(reporter.NewForTest(nil), export.Configuration{Collectors: []string{"tls://" + col2.addr}, CAFile: caFile, QueueSize: 100})
+	tr2, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tls://" + col2.addr}, CAFile: caFile, QueueSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package export
+package transport
 
 import "net"
 

@@ -1,7 +1,7 @@
 // Package export is the exporter's last stage: it carries finished IPFIX
 // messages to every configured collector (the spanflow collector and any
 // existing NMS) over UDP.
-package export
+package transport
 
 import (
 	"errors"
