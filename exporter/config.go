@@ -12,9 +12,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
-	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
+	"github.com/spanflow/spanflow/exporter/transport"
 )
 
 // Configuration of the exporter. The YAML keys are the command's flag names.

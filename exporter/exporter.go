@@ -16,9 +16,9 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/decode"
-	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -32,7 +32,7 @@ type Exporter struct {
 	transport ipfix.Transport
 	closer    io.Closer
 	outputs   *transport.Transports // when New opened them
-	now       int64              // flow time: the latest frame's timestamp
+	now       int64                 // flow time: the latest frame's timestamp
 	log       *reporter.Limited
 	stats     Summary
 	// pub is the copy of stats that metrics read; Run publishes every

@@ -14,8 +14,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
-	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )

@@ -8,9 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/spanflow/spanflow/collector/forward"
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/output/elasticsearch"
-	"github.com/spanflow/spanflow/collector/forward"
 	"github.com/spanflow/spanflow/collector/output/ndjson"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/collector/pipeline"

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 // TestExporterRunOverTCP: `exporter run` delivers to a tcp:// collector and

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 // TestExporterRunOverUDP: `spanflow exporter run --pcap` sends over UDP, to

@@ -24,8 +24,8 @@ import (
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
-	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )

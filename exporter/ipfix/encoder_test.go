@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )

@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/transport"
-	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
+	"github.com/spanflow/spanflow/exporter/ipfix"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
