@@ -3,13 +3,14 @@
 //	simulated vCenter (vcsim) ─────────────────────────────┐ inventory
 //	traffic (ERSPAN II from 12 hosts) ─▶ exporter ─IPFIX/UDP 127.0.0.1─▶ collector ─▶ NDJSON file
 //	                                                        enrich: vsphere,   └─▶ Elasticsearch (--es-url)
-//	                                                        interfaces, networks
+//	                                                        networks, interfaces
 //
 // then reads the NDJSON file back and prints what a network team would ask
 // first: the top VM conversations, the east-west / north-south split, the
 // busiest lines and TCP health per project. It is what `spanflow demo`
-// (and `make demo`) runs; the components are the real ones, started in
-// order and stopped in reverse through internal/lifecycle.
+// (and `make demo`) runs; the components are the real ones: the collector
+// is collector.Collector built from the Configuration a production file
+// would give (collectorConfiguration), the exporter is exporter.Exporter.
 package demo
 
 import (
@@ -21,7 +22,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,15 +32,12 @@ import (
 
 	elasticsearch8 "github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
 
-	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector"
 	"github.com/spanflow/spanflow/collector/output/elasticsearch"
-	"github.com/spanflow/spanflow/collector/output/ndjson"
 	"github.com/spanflow/spanflow/collector/pipeline"
-	"github.com/spanflow/spanflow/decoders"
-	"github.com/spanflow/spanflow/enrich/interfaces"
 	"github.com/spanflow/spanflow/enrich/networks"
-	"github.com/spanflow/spanflow/enrich/vsphere"
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/internal/esconn"
 	"github.com/spanflow/spanflow/internal/flow"
@@ -65,7 +62,8 @@ type Result struct {
 	ESIndexed         int64 // documents of this run found in Elasticsearch; -1 when not asked
 	CollectorAddr     string
 
-	spoolDir       string
+	vcenter        *VCenter
+	collectorDir   string // the collector's files and spool, removed at the end
 	esTransport    *http.Transport
 	trafficStarted bool
 }
@@ -116,8 +114,8 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 	if stopErr := group.Stop(); stopErr != nil && err == nil {
 		err = stopErr
 	}
-	if res.spoolDir != "" {
-		os.RemoveAll(res.spoolDir)
+	if res.collectorDir != "" {
+		os.RemoveAll(res.collectorDir)
 	}
 	if res.esTransport != nil {
 		res.esTransport.CloseIdleConnections()
@@ -148,145 +146,136 @@ func Run(ctx context.Context, r *reporter.Reporter, cfg Configuration, streams S
 // traffic through the exporter and waits for the collector to have handled
 // every datagram.
 func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, ipfixAddr, vcAddr string, streams Streams) error {
-	vs, err := startVCenter(ctx, r, group, res, vcAddr, streams)
-	if err != nil {
+	if err := startVCenter(r, group, res, vcAddr, streams); err != nil {
 		return err
 	}
-	col, err := startCollector(r, group, res, vs, ipfixAddr)
+	col, err := startCollector(ctx, r, group, res, ipfixAddr, streams)
 	if err != nil {
 		return err
 	}
 	return playTraffic(ctx, r, group, res, col, streams)
 }
 
-// startVCenter starts the simulated vCenter and the collector's vsphere
-// enricher following it, and waits for the inventory.
-func startVCenter(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, vcAddr string, streams Streams) (*vsphere.Component, error) {
+// startVCenter starts the simulated vCenter.
+func startVCenter(r *reporter.Reporter, group *lifecycle.Group, res *Result, vcAddr string, streams Streams) error {
 	estate := res.Estate
 	fmt.Fprintf(streams.Err, "spanflow demo: starting a simulated vCenter (%d clusters, %d hosts, %d VMs in %d projects) on %s\n",
 		len(estate.Clusters), len(estate.Hosts), len(estate.VMs), len(estate.Projects), vcAddr)
 	vc := newVCenter(r.Sub("vcsim"), estate, vcAddr)
 	if err := group.Start(vc); err != nil {
-		return nil, err
+		return err
 	}
 	res.VCenterURL = vc.URL()
+	res.vcenter = vc
+	return nil
+}
 
-	vcfg := vsphere.DefaultConfiguration()
-	vcfg.URL = res.VCenterURL
-	vcfg.User, vcfg.Password = vc.Credentials()
-	vcfg.ProjectRules = estate.ProjectRules
-	vcfg.MaxWait = 5 * time.Second
-	vcfg.RequestTimeout = 30 * time.Second
-	vs, err := vsphere.New(r.Sub("vsphere"), vcfg)
+// collectorConfiguration is the collector as the demo runs it: what
+// `spanflow collector run --config` would read from a file, with the
+// estate's networks, interface names and vCenter password in files of
+// dir. It listens on ipfixAddr only and writes the NDJSON file (and
+// Elasticsearch with --es-url).
+func collectorConfiguration(res *Result, ipfixAddr, dir string) (collector.Configuration, error) {
+	cfg := collector.DefaultConfiguration()
+	in := &cfg.Input
+	in.NetFlowListen, in.IPFIXListen, in.IPFIXTCPListen, in.SFlowListen, in.Sockets = []string{ipfixAddr}, nil, nil, nil, 1
+	cfg.MetricsListen = ""
+	cfg.Outputs.Output, cfg.Outputs.OutputMaxBytes = []string{"file:" + res.OutputPath}, 0
+	if url := res.Configuration.ESURL; url != "" {
+		cfg.Outputs.Output = append(cfg.Outputs.Output, "elasticsearch")
+		cfg.Elasticsearch.Connection.URLs = []string{url}
+		cfg.Elasticsearch.SpoolDir = filepath.Join(dir, "es-spool")
+		cfg.Elasticsearch.DrainTimeout = 10 * time.Second
+	}
+	user, password := res.vcenter.Credentials()
+	vc := &cfg.Enrichment.VCenter
+	vc.URL, vc.User, vc.ProjectRules = res.VCenterURL, user, res.Estate.ProjectRules
+	vc.PasswordFile = filepath.Join(dir, "vcenter-password")
+	wait := time.Minute
+	cfg.Enrichment.VCenterWait = &wait
+	cfg.Enrichment.Networks = filepath.Join(dir, "networks.yaml")
+	cfg.Enrichment.InterfaceNames = filepath.Join(dir, "interface-names.yaml")
+
+	nets := map[string]networks.Network{}
+	for _, n := range res.Estate.Networks {
+		nets[n.Prefix.String()] = n
+	}
+	names := map[uint32]string{}
+	for _, h := range res.Estate.Hosts {
+		names[h.IfIndex] = h.LineName()
+	}
+	for path, v := range map[string]any{cfg.Enrichment.Networks: nets, cfg.Enrichment.InterfaceNames: map[string]map[uint32]string{"127.0.0.1": names}} {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return cfg, err
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, os.WriteFile(vc.PasswordFile, []byte(password), 0o600)
+}
+
+// startCollector starts the collector (it waits for the vCenter inventory)
+// with a progress counter after its outputs.
+func startCollector(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, ipfixAddr string, streams Streams) (*runningCollector, error) {
+	dir, err := os.MkdirTemp("", "spanflow-demo-collector-")
 	if err != nil {
 		return nil, err
 	}
-	if err := group.Start(vs); err != nil {
+	res.collectorDir = dir
+	cfg, err := collectorConfiguration(res, ipfixAddr, dir)
+	if err != nil {
+		return nil, fmt.Errorf("write the collector's files: %w", err)
+	}
+	col := &runningCollector{}
+	deps := collector.Dependencies{Outputs: []pipeline.Output{{Name: "progress", Sink: counter{&col.records}}}}
+	if cfg.Elasticsearch.Connection.URLs != nil {
+		// Our own transport (as esconn would build it), so the output's
+		// keep-alive connections are closed when the demo ends.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = cfg.Elasticsearch.Connection.Timeout
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		deps.ESTransport, res.esTransport = t, t
+	}
+	if col.Collector, err = collector.New(r, cfg, deps); err != nil {
 		return nil, err
 	}
-	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	if err := group.Start(col.Collector); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, &PortInUseError{Network: "udp", Addr: ipfixAddr, Flag: "--port"}
+		}
+		return nil, err
+	}
+	vs := col.VSphere()
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = vs.WaitLoaded(wait)
 	cancel()
 	if err != nil {
 		if last := vs.LastError(); last != nil {
 			err = fmt.Errorf("%w (last error: %v)", err, last)
 		}
-		return nil, err
+		return nil, fmt.Errorf("load the simulated vCenter's inventory: %w", err)
 	}
 	vms := 0
 	if s := vs.Snapshot(); s != nil {
 		vms = len(s.VMs())
 	}
 	fmt.Fprintf(streams.Err, "spanflow demo: collector loaded %d VMs from %s\n", vms, res.VCenterURL)
-	return vs, nil
-}
-
-// collector is the running collector, as the traffic needs it.
-type collector struct {
-	listener           *listen.Listener
-	datagrams, records atomic.Uint64
-}
-
-// startCollector starts the collector's enrichers (vsphere is already
-// running), outputs, pipeline and listener.
-func startCollector(r *reporter.Reporter, group *lifecycle.Group, res *Result, vs *vsphere.Component, ipfixAddr string) (*collector, error) {
-	cfg, estate, col := res.Configuration, res.Estate, &collector{}
-	names := map[uint32]string{}
-	for _, h := range estate.Hosts {
-		names[h.IfIndex] = h.LineName()
-	}
-	icfg := interfaces.DefaultConfiguration()
-	icfg.Names = map[netip.Addr]map[uint32]string{netip.MustParseAddr("127.0.0.1"): names}
-	ifs, err := interfaces.New(r.Sub("interfaces"), icfg)
-	if err != nil {
-		return nil, err
-	}
-	nets, err := networks.New(r.Sub("networks"), networks.Configuration{Networks: estate.Networks})
-	if err != nil {
-		return nil, err
-	}
-
-	ocfg := ndjson.DefaultConfiguration()
-	ocfg.Path, ocfg.MaxBytes = res.OutputPath, 0
-	file, err := ndjson.New(r.Sub("output file"), ocfg, nil)
-	if err != nil {
-		return nil, err
-	}
-	outputs := []pipeline.Output{{Name: "file", Sink: file}, {Name: "progress", Sink: counter{&col.records}}}
-	comps := []lifecycle.Component{file}
-	if cfg.ESURL != "" {
-		spool, err := os.MkdirTemp("", "spanflow-demo-spool-")
-		if err != nil {
-			return nil, err
-		}
-		res.spoolDir = spool
-		ecfg := elasticsearch.DefaultConfiguration()
-		ecfg.Connection.URLs = []string{cfg.ESURL}
-		ecfg.SpoolDir = spool
-		ecfg.DrainTimeout = 10 * time.Second
-		// Our own transport (as esconn would build it), so the output's
-		// keep-alive connections are closed when the demo ends.
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = ecfg.Connection.Timeout
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		ecfg.Connection.Transport = t
-		res.esTransport = t
-		es, err := elasticsearch.New(r.Sub("output elasticsearch"), ecfg)
-		if err != nil {
-			return nil, err
-		}
-		comps = append(comps, es)
-		outputs = append(outputs, pipeline.Output{Name: "elasticsearch", Sink: es})
-	}
-	p, err := pipeline.New(r.Sub("pipeline"), pipeline.DefaultConfiguration(), pipeline.Dependencies{
-		Enrichers: []flow.Enricher{vs, ifs, nets}, // networks last: it reads the inventory's answer
-		Outputs:   outputs,
-	})
-	if err != nil {
-		return nil, err
-	}
-	lcfg := listen.DefaultConfiguration()
-	lcfg.UDP, lcfg.TCP, lcfg.Sockets = []string{ipfixAddr}, nil, 1
-	l, err := listen.New(r.Sub("listen"), lcfg, listen.Dependencies{NewHandler: func() listen.Handler {
-		return countingHandler{h: p.NewWorker(), n: &col.datagrams}
-	}})
-	if err != nil {
-		return nil, err
-	}
-	if err := group.Start(append(comps, p, l)...); err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, &PortInUseError{Network: "udp", Addr: ipfixAddr, Flag: "--port"}
-		}
-		return nil, err
-	}
-	col.listener = l
-	res.CollectorAddr = l.Addrs()[0].String()
+	res.CollectorAddr = col.Addrs()[0].String()
 	return col, nil
+}
+
+// runningCollector is the collector, with the records it wrote counted
+// for the progress line.
+type runningCollector struct {
+	*collector.Collector
+	records atomic.Uint64
 }
 
 // playTraffic runs the exporter over the paced traffic, with the progress
 // line, then waits for the collector to have handled every datagram.
-func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, col *collector, streams Streams) error {
+func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res *Result, col *runningCollector, streams Streams) error {
 	cfg := res.Configuration
 
 	// The exporter, in its own process in real life: its own metrics.
@@ -336,13 +325,13 @@ func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Gro
 	// Every datagram sent is handled before the collector stops (loopback
 	// UDP does not lose them unless the socket buffer overflows).
 	deadline := time.Now().Add(5 * time.Second)
-	for col.datagrams.Load() < res.Exporter.Messages && time.Now().Before(deadline) {
+	for col.Datagrams() < res.Exporter.Messages && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	res.Datagrams, res.Records = col.datagrams.Load(), col.records.Load()
+	res.Datagrams, res.Records = col.Datagrams(), col.records.Load()
 	if res.Datagrams < res.Exporter.Messages {
 		fmt.Fprintf(streams.Err, "spanflow demo: warning: the collector handled %d of the %d IPFIX messages sent (kernel drops: %d)\n",
-			res.Datagrams, res.Exporter.Messages, col.listener.KernelDrops())
+			res.Datagrams, res.Exporter.Messages, col.KernelDrops())
 	}
 	return nil
 }
@@ -353,17 +342,6 @@ type counter struct{ n *atomic.Uint64 }
 func (c counter) Write(records []flow.Record) error {
 	c.n.Add(uint64(len(records)))
 	return nil
-}
-
-// countingHandler counts the datagrams the pipeline has handled.
-type countingHandler struct {
-	h listen.Handler
-	n *atomic.Uint64
-}
-
-func (c countingHandler) Handle(dg decoders.Datagram) {
-	c.h.Handle(dg)
-	c.n.Add(1)
 }
 
 // esClient returns a client for url on its own transport, closed by the

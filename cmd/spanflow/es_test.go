@@ -59,9 +59,10 @@ func TestESErrors(t *testing.T) {
 // its field of the output's configuration.
 func TestESOutputFlags(t *testing.T) {
 	var got elasticsearch.Configuration
-	app := &cli.App{Flags: esOutputFlags(), Action: func(c *cli.Context) error {
-		got = esOutputConfig(c)
-		return nil
+	app := &cli.App{Flags: collectorRunFlags(), Action: func(c *cli.Context) error {
+		cfg, err := collectorConfiguration(c)
+		got = cfg.ElasticsearchOutput()
+		return err
 	}}
 	err := app.Run([]string{"x", "--es-url", "https://a:9200", "--es-url", "https://b:9200", "--es-ca-file", "ca.pem",
 		"--es-fingerprint", "AB:CD", "--es-api-key-file", "k", "--es-user-file", "u", "--es-password-file", "p",

@@ -226,55 +226,12 @@ func unitName(path string) string {
 }
 
 func exporterUnit(binary, config, user string) (string, error) {
-	for _, p := range []string{binary, config} {
-		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t\n\"'\\%$") {
-			return "", fmt.Errorf("%q: must be an absolute path without spaces, quotes or %% or $", p)
-		}
-	}
-	if user == "" || user == "root" || strings.ContainsAny(user, " \t\n/:") {
-		return "", fmt.Errorf("user %q: want a dedicated system user, not root", user)
-	}
-	return fmt.Sprintf(`# spanflow exporter: mirrored traffic to IPFIX (written by spanflow exporter install).
-# Create the user first: useradd --system --no-create-home --shell /usr/sbin/nologin %[3]s
-[Unit]
-Description=spanflow exporter (mirrored traffic to IPFIX)
-Documentation=https://github.com/spanflow/spanflow/blob/main/docs/exporter.md
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-ExecStartPre=%[1]s exporter check --config %[2]s
-ExecStart=%[1]s exporter run --config %[2]s
-# SIGTERM flushes the flow table to the collectors before exiting.
-KillSignal=SIGTERM
-TimeoutStopSec=30
-Restart=on-failure
-RestartSec=5
-User=%[3]s
-Group=%[3]s
-# Raw sockets (AF_PACKET) and promiscuous mode; nothing else.
-CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN
-AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN
-NoNewPrivileges=yes
-RestrictAddressFamilies=AF_PACKET AF_INET AF_INET6 AF_NETLINK AF_UNIX
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-SystemCallArchitectures=native
-
-[Install]
-WantedBy=multi-user.target
-`, binary, config, user), nil
+	return writeUnit(unitSpec{
+		what: "exporter", summary: "mirrored traffic to IPFIX",
+		binary: binary, config: config, user: user,
+		stop:         "# SIGTERM flushes the flow table to the collectors before exiting.\nTimeoutStopSec=30",
+		capabilities: []string{"CAP_NET_RAW", "CAP_NET_ADMIN"},
+		capsWhy:      "# Raw sockets (AF_PACKET) and promiscuous mode; nothing else.",
+		families:     "AF_PACKET AF_INET AF_INET6 AF_NETLINK AF_UNIX",
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,158 +13,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/spanflow/spanflow/enrich/interfaces"
-	"github.com/spanflow/spanflow/enrich/networks"
+	"github.com/spanflow/spanflow/collector"
 	"github.com/spanflow/spanflow/enrich/vsphere"
-	"github.com/spanflow/spanflow/internal/flow"
-	"github.com/spanflow/spanflow/internal/lifecycle"
-	"github.com/spanflow/spanflow/internal/reporter"
 )
 
-// vcenterFlags configure the vCenter connection and project rules; the
-// collector and `spanflow vsphere inventory` share them.
+// vcenterFlags are the vCenter settings of the collector, which `spanflow
+// vsphere inventory` shares.
 func vcenterFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "vcenter-url", EnvVars: []string{"SPANFLOW_VCENTER_URL"},
-			Usage: "vCenter to take the inventory from, https://vcenter.example.com (http:// for a simulator); empty: no vCenter enrichment"},
-		&cli.StringFlag{Name: "vcenter-user", EnvVars: []string{"SPANFLOW_VCENTER_USER"},
-			Usage: "vCenter user (a read-only role is enough, see docs/vsphere.md)"},
-		&cli.StringFlag{Name: "vcenter-password-file", TakesFile: true,
-			Usage: "file holding the vCenter password (else SPANFLOW_VCENTER_PASSWORD; there is no password flag, ps would show it)"},
-		&cli.StringFlag{Name: "vcenter-ca", TakesFile: true,
-			Usage: "PEM file of the CA that signed vCenter's certificate (default: the system's CAs)"},
-		&cli.BoolFlag{Name: "vcenter-insecure",
-			Usage: "do not verify vCenter's certificate (only for tests; prefer --vcenter-ca)"},
-		&cli.StringSliceFlag{Name: "project-rule",
-			Usage: "how a VM's project is named, first answer wins (repeatable): tag:CATEGORY, attribute:NAME, folder:LEVEL (1 = top folder, -1 = the VM's own), portgroup:REGEXP (first capture group)"},
-		&cli.StringSliceFlag{Name: "portgroup-vni",
-			Usage: "VNI of an overlay port group, PORTGROUP=VNI (repeatable), to tell apart VMs sharing an address on VXLAN/Geneve segments"},
-	}
-}
-
-// enrichFlags are the flags of every enricher, for the collector.
-func enrichFlags() []cli.Flag {
-	return append(vcenterFlags(),
-		&cli.DurationFlag{Name: "vcenter-wait", Value: 10 * time.Second,
-			Usage: "at startup, wait this long for the first vCenter inventory so the first flows are enriched (with --pcap, unless set: 2m)"},
-		&cli.StringFlag{Name: "networks", TakesFile: true, EnvVars: []string{"SPANFLOW_NETWORKS"},
-			Usage: "YAML file mapping CIDRs to name, site, role, project and external (default: private ranges are internal)"},
-		&cli.StringFlag{Name: "interface-names", TakesFile: true,
-			Usage: "YAML file naming exporters' interfaces: EXPORTER_IP: {IFINDEX: NAME}"},
-	)
-}
-
-// vsphereConfiguration reads the vCenter flags; ok is false when no vCenter
-// URL is given.
-func vsphereConfiguration(c *cli.Context) (cfg vsphere.Configuration, ok bool, err error) {
-	cfg = vsphere.DefaultConfiguration()
-	cfg.URL = c.String("vcenter-url")
-	if cfg.URL == "" {
-		return cfg, false, nil
-	}
-	cfg.User = c.String("vcenter-user")
-	cfg.CAFile = c.String("vcenter-ca")
-	cfg.Insecure = c.Bool("vcenter-insecure")
-	cfg.ProjectRules = nonEmptyStrings(c.StringSlice("project-rule"))
-	if file := c.String("vcenter-password-file"); file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return cfg, false, fmt.Errorf("read vcenter password: %w", err)
-		}
-		cfg.Password = strings.TrimRight(string(data), "\r\n")
-	} else {
-		cfg.Password = os.Getenv("SPANFLOW_VCENTER_PASSWORD")
-	}
-	if cfg.Password == "" {
-		return cfg, false, errors.New("no vcenter password: set SPANFLOW_VCENTER_PASSWORD or --vcenter-password-file")
-	}
-	for _, s := range nonEmptyStrings(c.StringSlice("portgroup-vni")) {
-		name, v, found := strings.Cut(s, "=")
-		vni, perr := strconv.ParseUint(v, 10, 24)
-		if !found || name == "" || perr != nil {
-			return cfg, false, fmt.Errorf("--portgroup-vni %q: want PORTGROUP=VNI with VNI below 2^24", s)
-		}
-		if cfg.VNIs == nil {
-			cfg.VNIs = map[string]uint32{}
-		}
-		cfg.VNIs[name] = uint32(vni)
-	}
-	return cfg, true, cfg.Validate()
-}
-
-func nonEmptyStrings(in []string) []string {
-	var out []string
-	for _, s := range in {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// enrichChain applies enrichers in order: vCenter first, so the networks
-// enricher knows which ends are VMs.
-type enrichChain []flow.Enricher
-
-func (ch enrichChain) Enrich(r *flow.Record) {
-	for _, e := range ch {
-		e.Enrich(r)
-	}
-}
-
-// Enrichers is what buildEnrichers returns: the chain for the pipeline, the
-// vCenter component to start (nil without a vCenter) and the interface
-// names the decoders may teach names from options data.
-type Enrichers struct {
-	Chain     enrichChain
-	VSphere   *vsphere.Component
-	Names     *interfaces.Names
-	Networks  *networks.Component
-	Component lifecycle.Component // VSphere as a component, or nil
-}
-
-// buildEnrichers builds every enricher from the flags of enrichFlags.
-func buildEnrichers(c *cli.Context, r *reporter.Reporter) (*Enrichers, error) {
-	out := &Enrichers{}
-	vcfg, ok, err := vsphereConfiguration(c)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		vcfg.StartWait = c.Duration("vcenter-wait")
-		if c.String("pcap") != "" && !c.IsSet("vcenter-wait") {
-			// A replay is over in moments: its flows should all be enriched.
-			vcfg.StartWait = 2 * time.Minute
-		}
-		if out.VSphere, err = vsphere.New(r.Sub("vsphere"), vcfg); err != nil {
-			return nil, err
-		}
-		out.Chain = append(out.Chain, out.VSphere)
-		out.Component = out.VSphere
-	}
-	ncfg := networks.DefaultConfiguration()
-	ncfg.File = c.String("networks")
-	if out.Networks, err = networks.New(r.Sub("networks"), ncfg); err != nil {
-		return nil, err
-	}
-	out.Chain = append(out.Chain, out.Networks)
-	icfg := interfaces.DefaultConfiguration()
-	icfg.File = c.String("interface-names")
-	if out.Names, err = interfaces.New(r.Sub("interfaces"), icfg); err != nil {
-		return nil, err
-	}
-	out.Chain = append(out.Chain, out.Names)
-	return out, nil
-}
-
-// collectorEnricher adapts buildEnrichers to the collector's list of
-// enricher builders.
-func collectorEnricher(c *cli.Context, r *reporter.Reporter) (flow.Enricher, lifecycle.Component, error) {
-	e, err := buildEnrichers(c, r)
-	if err != nil {
-		return nil, nil, err
-	}
-	return e.Chain, e.Component, nil
+	return settingsFlags(&collector.VCenterConfiguration{})
 }
 
 func vsphereCommand() *cli.Command {
@@ -191,7 +46,9 @@ func runVSphereInventory(c *cli.Context) error {
 	if format != "table" && format != "json" {
 		return fmt.Errorf("unknown format %q: use table or json", format)
 	}
-	cfg, ok, err := vsphereConfiguration(c)
+	var vc collector.VCenterConfiguration
+	applySettings(c, &vc)
+	cfg, ok, err := vc.VSphere()
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/spanflow/spanflow/collector"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
@@ -235,19 +236,23 @@ func TestEnrichersFromFlags(t *testing.T) {
 	u.User = nil
 
 	var got []flow.Record
-	app := &cli.App{Name: "t", Flags: enrichFlags(), Writer: io.Discard, ErrWriter: io.Discard,
+	app := &cli.App{Name: "t", Flags: collectorRunFlags(), Writer: io.Discard, ErrWriter: io.Discard,
 		Action: func(c *cli.Context) error {
-			e, err := buildEnrichers(c, reporter.NewForTest(nil))
+			cfg, err := collectorConfiguration(c)
 			if err != nil {
 				return err
 			}
-			if e.Component == nil {
-				return errors.New("no vCenter component")
-			}
-			if err := e.Component.Start(); err != nil {
+			e, err := collector.NewEnrichers(reporter.NewForTest(nil), cfg)
+			if err != nil {
 				return err
 			}
-			defer e.Component.Stop()
+			if e.VSphere == nil || len(e.Components) != 1 {
+				return errors.New("no vCenter component")
+			}
+			if err := e.VSphere.Start(); err != nil {
+				return err
+			}
+			defer e.VSphere.Stop()
 			wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := e.VSphere.WaitLoaded(wctx); err != nil {
@@ -257,7 +262,7 @@ func TestEnrichersFromFlags(t *testing.T) {
 				{SrcAddr: netip.MustParseAddr("172.31.0.5"), DstAddr: netip.MustParseAddr("10.1.2.3"), ObserverIP: netip.MustParseAddr("192.0.2.1"), InIf: 1},
 				{SrcAddr: netip.MustParseAddr("172.31.0.5"), DstAddr: netip.MustParseAddr("8.8.8.8")},
 			} {
-				e.Chain.Enrich(&r)
+				e.Enrich(&r)
 				got = append(got, r)
 			}
 			return nil

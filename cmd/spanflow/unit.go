@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// unitSpec is what differs between the systemd units that `exporter
+// install` and `collector install` write; the hardening is the same.
+type unitSpec struct {
+	what, summary        string // "exporter", "mirrored traffic to IPFIX"
+	binary, config, user string
+	stop                 string   // lines about stopping: comment and TimeoutStopSec
+	capabilities         []string // the only ones the service gets
+	capsWhy              string   // a comment line saying why, when there are some
+	families             string   // RestrictAddressFamilies
+	dirs                 string   // StateDirectory= and such, when writable places are needed
+}
+
+func writeUnit(s unitSpec) (string, error) {
+	for _, p := range []string{s.binary, s.config} {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " \t\n\"'\\%$") {
+			return "", fmt.Errorf("%q: must be an absolute path without spaces, quotes or %% or $", p)
+		}
+	}
+	if s.user == "" || s.user == "root" || strings.ContainsAny(s.user, " \t\n/:") {
+		return "", fmt.Errorf("user %q: want a dedicated system user, not root", s.user)
+	}
+	caps := "# No capability at all.\nCapabilityBoundingSet=\n"
+	if len(s.capabilities) > 0 {
+		list := strings.Join(s.capabilities, " ")
+		caps = s.capsWhy + "\nCapabilityBoundingSet=" + list + "\nAmbientCapabilities=" + list + "\n"
+	}
+	dirs := ""
+	if s.dirs != "" {
+		dirs = s.dirs + "\n"
+	}
+	return fmt.Sprintf(`# spanflow %[4]s: %[5]s (written by spanflow %[4]s install).
+# Create the user first: useradd --system --no-create-home --shell /usr/sbin/nologin %[3]s
+[Unit]
+Description=spanflow %[4]s (%[5]s)
+Documentation=https://github.com/spanflow/spanflow/blob/main/docs/%[4]s.md
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStartPre=%[1]s %[4]s check --config %[2]s
+ExecStart=%[1]s %[4]s run --config %[2]s
+KillSignal=SIGTERM
+%[6]s
+Restart=on-failure
+RestartSec=5
+User=%[3]s
+Group=%[3]s
+%[7]s%[8]sNoNewPrivileges=yes
+RestrictAddressFamilies=%[9]s
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=multi-user.target
+`, s.binary, s.config, s.user, s.what, s.summary, s.stop, caps, dirs, s.families), nil
+}

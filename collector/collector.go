@@ -1,0 +1,192 @@
+// Package collector assembles the collector's data path, the counterpart
+// of package exporter:
+//
+//	listen (UDP, IPFIX/TCP) or a capture ─▶ taps (forward) ─▶ pipeline: decode ─▶ enrich ─▶ outputs
+//
+// Each stage is its own package; New builds them from one Configuration in
+// one order, Start starts them in that order and Stop stops them in
+// reverse. Outputs and enrichers are registered in registry.go.
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/spanflow/spanflow/collector/forward"
+	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector/pcapreplay"
+	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/enrich/vsphere"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Dependencies are what the collector takes from whoever embeds it.
+type Dependencies struct {
+	// Stdout is where the stdout output writes (default os.Stdout).
+	Stdout io.Writer
+	// ESTransport, when set, carries the Elasticsearch output's requests
+	// (the demo closes its idle connections when it ends).
+	ESTransport http.RoundTripper
+	// Outputs are more sinks, written after the configured outputs.
+	Outputs []pipeline.Output
+}
+
+// Collector is the collector's data path.
+type Collector struct {
+	r          *reporter.Reporter
+	cfg        Configuration
+	components []lifecycle.Component // in start order
+	group      lifecycle.Group
+	pipeline   *pipeline.Pipeline
+	listener   *listen.Listener // nil when replaying a capture
+	vsphere    *vsphere.Component
+	mu         sync.Mutex
+	handlers   []*countingHandler // one per listening socket
+}
+
+// New builds the collector's components; nothing runs before Start.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Collector{r: r, cfg: cfg}
+	if cfg.MetricsListen != "" {
+		c.components = append(c.components, reporter.NewMetricsServer(r, cfg.MetricsListen))
+	}
+	var pdeps pipeline.Dependencies
+	for _, spec := range cfg.outputSpecs() {
+		kind, arg, _ := strings.Cut(spec, ":")
+		o, err := outputs[kind].build(r.Sub("output "+kind), cfg, deps, arg)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", spec, err)
+		}
+		c.components = append(c.components, o)
+		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: spec, Sink: o})
+	}
+	pdeps.Outputs = append(pdeps.Outputs, deps.Outputs...)
+	enr, err := NewEnrichers(r, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.components = append(c.components, enr.Components...)
+	pdeps.Enrichers, c.vsphere = enr.Chain, enr.VSphere
+	if fcfg := cfg.forward(); len(fcfg.Targets) > 0 {
+		fw, err := forward.New(r.Sub("forward"), fcfg)
+		if err != nil {
+			return nil, err
+		}
+		c.components = append(c.components, fw)
+		pdeps.Taps = append(pdeps.Taps, fw)
+	}
+	pcfg, err := cfg.pipeline()
+	if err != nil {
+		return nil, err
+	}
+	if c.pipeline, err = pipeline.New(r.Sub("pipeline"), pcfg, pdeps); err != nil {
+		return nil, err
+	}
+	c.components = append(c.components, c.pipeline)
+	if cfg.Input.Pcap == "" {
+		c.listener, err = listen.New(r.Sub("listen"), cfg.listen(), listen.Dependencies{NewHandler: func() listen.Handler {
+			h := &countingHandler{h: c.pipeline.NewWorker()}
+			c.mu.Lock()
+			c.handlers = append(c.handlers, h)
+			c.mu.Unlock()
+			return h
+		}})
+		if err != nil {
+			return nil, err
+		}
+		c.components = append(c.components, c.listener)
+	}
+	return c, nil
+}
+
+// Start starts the components in order: metrics, outputs, enrichers (the
+// vCenter inventory is waited for up to vcenter-wait), taps, the pipeline,
+// then the listeners. On failure what started is stopped.
+func (c *Collector) Start() error {
+	return c.group.Start(c.components...)
+}
+
+// Stop stops the components in reverse order: listeners first, outputs
+// last, so every record decoded is written.
+func (c *Collector) Stop() error {
+	return c.group.Stop()
+}
+
+// ReplayStats is what a capture replay read.
+type ReplayStats struct {
+	pcapreplay.Stats
+	// SetsWithoutTemplate are data sets still held for a template at the
+	// capture's end, dropped and counted.
+	SetsWithoutTemplate int
+}
+
+// Replay reads the flow datagrams of the configured capture (--pcap)
+// through the pipeline; the collector must be started. Data sets still
+// waiting for a template at the end are dropped and counted.
+func (c *Collector) Replay() (ReplayStats, error) {
+	if c.cfg.Input.Pcap == "" {
+		return ReplayStats{}, errors.New("no capture to replay: give --pcap FILE")
+	}
+	w := c.pipeline.NewWorker()
+	st, err := pcapreplay.Read(c.cfg.Input.Pcap, func(dg decoders.Datagram, _ netip.AddrPort) error {
+		w.Handle(dg)
+		return nil
+	})
+	return ReplayStats{Stats: st, SetsWithoutTemplate: c.pipeline.Flush()}, err
+}
+
+// Addrs are the addresses the listeners are bound to, once started.
+func (c *Collector) Addrs() []net.Addr {
+	if c.listener == nil {
+		return nil
+	}
+	return c.listener.Addrs()
+}
+
+// KernelDrops is the number of datagrams the kernel dropped on the UDP
+// sockets (receive buffer full).
+func (c *Collector) KernelDrops() uint64 {
+	if c.listener == nil {
+		return 0
+	}
+	return c.listener.KernelDrops()
+}
+
+// Datagrams is the number of datagrams received and handled by the
+// pipeline (decoded, enriched and written) so far.
+func (c *Collector) Datagrams() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n uint64
+	for _, h := range c.handlers {
+		n += h.n.Load()
+	}
+	return n
+}
+
+// VSphere is the vCenter enricher, nil without a vCenter.
+func (c *Collector) VSphere() *vsphere.Component { return c.vsphere }
+
+// countingHandler counts the datagrams a listener's socket handed to the
+// pipeline, once handled.
+type countingHandler struct {
+	h listen.Handler
+	n atomic.Uint64
+}
+
+func (c *countingHandler) Handle(dg decoders.Datagram) {
+	c.h.Handle(dg)
+	c.n.Add(1)
+}

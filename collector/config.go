@@ -1,0 +1,482 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/forward"
+	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector/output/elasticsearch"
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/collector/output/ndjson"
+	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/enrich/interfaces"
+	"github.com/spanflow/spanflow/enrich/networks"
+	"github.com/spanflow/spanflow/enrich/vsphere"
+	"github.com/spanflow/spanflow/internal/esconn"
+	"github.com/spanflow/spanflow/internal/secret"
+	"github.com/spanflow/spanflow/internal/yamlconf"
+)
+
+// Configuration of the collector: every setting of `spanflow collector run`.
+// The YAML keys of the --config file are the flag names, and the command's
+// flags are made from these fields (help, category and environment
+// variable in their tags), so a setting cannot exist in one and not the
+// other. Groups are inlined: the file is flat, like the command line.
+type Configuration struct {
+	Input         InputConfiguration      `yaml:",inline"`
+	Outputs       OutputConfiguration     `yaml:",inline"`
+	Elasticsearch ESConfiguration         `yaml:",inline"`
+	Enrichment    EnrichmentConfiguration `yaml:",inline"`
+	MetricsListen string                  `yaml:"metrics-listen" help:"serve Prometheus metrics at http://ADDR/metrics; \"\" disables"`
+}
+
+// InputConfiguration says where flow datagrams come from and how much
+// per-exporter state the decoders may keep.
+type InputConfiguration struct {
+	Pcap           string        `yaml:"pcap" help:"read the flow datagrams (UDP payloads) of this pcap/pcapng capture through the pipeline, then exit"`
+	NetFlowListen  []string      `yaml:"netflow-listen" help:"UDP address(es) for NetFlow v5/v9 (and IPFIX); \"\" disables"`
+	IPFIXListen    []string      `yaml:"ipfix-listen" help:"UDP address(es) for IPFIX; \"\" disables"`
+	IPFIXTCPListen []string      `yaml:"ipfix-tcp-listen" help:"TCP address(es) for IPFIX over TCP; \"\" disables"`
+	SFlowListen    []string      `yaml:"sflow-listen" help:"UDP address(es) for sFlow v5; \"\" disables"`
+	Sockets        int           `yaml:"sockets" help:"SO_REUSEPORT sockets (each with a decoding goroutine) per UDP address"`
+	ReceiveBuffer  int           `yaml:"receive-buffer" help:"socket receive buffer in bytes (as root beyond net.core.rmem_max)"`
+	Allow          []string      `yaml:"allow" help:"accept datagrams only from this exporter network (CIDR); repeatable; default: all"`
+	MaxExporters   int           `yaml:"max-exporters" help:"exporters to keep state for; datagrams from more are dropped and counted"`
+	MaxTemplates   int           `yaml:"max-templates" help:"NetFlow v9/IPFIX templates kept per exporter; more are refused and counted"`
+	MaxHeldSets    int           `yaml:"max-held-sets" help:"data sets held per exporter while their template has not arrived"`
+	TemplateWait   time.Duration `yaml:"template-wait" help:"how long a data set is held for its template before it is dropped and counted"`
+	// ExporterStatsInterval is nil when not given: every minute, or with
+	// --pcap none at all.
+	ExporterStatsInterval *time.Duration `yaml:"exporter-stats-interval" default:"1m (with --pcap: none)" help:"every this often, write one statistics document (event.kind metric, spanflow.exporter.*) per exporter and observation domain seen; 0 disables (with --pcap: off unless given, then written at the end)"`
+}
+
+// OutputConfiguration says where documents go, besides the Elasticsearch
+// settings of ESConfiguration.
+type OutputConfiguration struct {
+	Output         []string `yaml:"output" help:"where documents go: stdout (NDJSON, the default), file:PATH (NDJSON, rotated by size), elasticsearch (--es-url; the default when --es-url is given); repeatable"`
+	OutputMaxBytes int64    `yaml:"output-max-bytes" help:"rotate a file output when it would grow past this many bytes (0: never)"`
+	OutputMaxFiles int      `yaml:"output-max-files" help:"rotated files kept besides the current one (PATH.1 ... PATH.N)"`
+	Forward        []string `yaml:"forward" help:"re-send every received datagram unchanged to HOST:PORT; repeatable"`
+	ForwardSpoof   bool     `yaml:"forward-spoof" help:"forwarded datagrams keep the exporter's source address (IPv4, raw socket: root or CAP_NET_RAW)"`
+}
+
+// ESConfiguration is the Elasticsearch output: connection, index setup and
+// indexing (docs/elasticsearch.md).
+type ESConfiguration struct {
+	Connection     ESConnection  `yaml:",inline"`
+	Setup          ESSetup       `yaml:",inline"`
+	RunSetup       bool          `yaml:"es-setup" category:"Elasticsearch" help:"install the index template (and ILM policy, data stream) at start; refuse to start when that fails"`
+	Gzip           bool          `yaml:"es-gzip" category:"Elasticsearch" help:"gzip bulk requests"`
+	Workers        int           `yaml:"es-workers" category:"Elasticsearch" help:"concurrent bulk requests"`
+	FlushBytes     int           `yaml:"es-flush-bytes" category:"Elasticsearch" help:"send a bulk request when it holds this many bytes (uncompressed; at most 64 MiB)"`
+	FlushInterval  time.Duration `yaml:"es-flush-interval" category:"Elasticsearch" help:"send a bulk request once its first document has waited this long"`
+	QueueSize      int           `yaml:"es-queue-size" category:"Elasticsearch" help:"flow documents waiting in memory before they go to the spool"`
+	SpoolDir       string        `yaml:"es-spool-dir" category:"Elasticsearch" help:"directory keeping flows the cluster cannot take now; replayed in order when it is back"`
+	SpoolMaxBytes  int64         `yaml:"es-spool-max-bytes" category:"Elasticsearch" help:"bound of the spool; when full, the oldest flows are dropped and counted"`
+	DrainTimeout   time.Duration `yaml:"es-drain-timeout" category:"Elasticsearch" help:"at stop, how long to wait for the cluster to take what is in memory before writing it to the spool"`
+	DeadLetterFile string        `yaml:"es-dead-letter-file" category:"Elasticsearch" help:"file receiving flows the cluster refuses for their content, with the reason (default: dead-letter.ndjson in the spool directory)"`
+}
+
+// ESConnection says how to reach the cluster; `es setup`, `es prune` and
+// `report` take the same settings. Secrets come from the environment or
+// from files, never from a value (it would show in ps).
+type ESConnection struct {
+	URLs         []string      `yaml:"es-url" category:"Elasticsearch" default:"http://127.0.0.1:9200" help:"Elasticsearch node URL, http:// or https:// (repeat for several nodes)"`
+	CAFile       string        `yaml:"es-ca-file" category:"Elasticsearch" help:"PEM file of the CA that signed the cluster's HTTPS certificate"`
+	Fingerprint  string        `yaml:"es-fingerprint" category:"Elasticsearch" help:"SHA-256 fingerprint (hex) of the cluster's CA certificate, as Elasticsearch prints it at first start"`
+	APIKeyFile   string        `yaml:"es-api-key-file" category:"Elasticsearch" help:"file holding the API key (base64 id:key); default: $SPANFLOW_ES_API_KEY"`
+	UserFile     string        `yaml:"es-user-file" category:"Elasticsearch" help:"file holding the user name; default: $SPANFLOW_ES_USER"`
+	PasswordFile string        `yaml:"es-password-file" category:"Elasticsearch" help:"file holding the password; default: $SPANFLOW_ES_PASSWORD"`
+	Timeout      time.Duration `yaml:"es-timeout" category:"Elasticsearch" help:"how long to wait for the cluster's answer to one request"`
+}
+
+// ESSetup configures the index template and lifecycle.
+type ESSetup struct {
+	Shards          int    `yaml:"es-shards" category:"Elasticsearch" help:"primary shards per index"`
+	Replicas        int    `yaml:"es-replicas" category:"Elasticsearch" help:"replicas per shard (0 on a single node)"`
+	RefreshInterval string `yaml:"es-refresh-interval" category:"Elasticsearch" help:"how soon indexed flows become searchable (Elasticsearch time: 30s, 1m)"`
+	BestCompression bool   `yaml:"es-best-compression" category:"Elasticsearch" help:"store with the best_compression codec (smaller, a little slower to index)"`
+	Lifecycle       string `yaml:"es-lifecycle" category:"Elasticsearch" help:"auto (data stream + ILM when the cluster has them, else daily indices), data-stream or daily"`
+	RetentionDays   int    `yaml:"es-retention-days" category:"Elasticsearch" help:"ILM deletes data stream indices older than this many days"`
+	RolloverSize    string `yaml:"es-rollover-size" category:"Elasticsearch" help:"ILM rolls the data stream over when a primary shard reaches this size"`
+	RolloverAge     string `yaml:"es-rollover-age" category:"Elasticsearch" help:"ILM rolls the data stream over at this age"`
+}
+
+// EnrichmentConfiguration configures the enrichers: vCenter inventory,
+// the networks file and interface names.
+type EnrichmentConfiguration struct {
+	VCenter VCenterConfiguration `yaml:",inline"`
+	// VCenterWait is nil when not given: 10s, or 2m with --pcap.
+	VCenterWait    *time.Duration `yaml:"vcenter-wait" default:"10s (with --pcap: 2m)" help:"at startup, wait this long for the first vCenter inventory so the first flows are enriched"`
+	Networks       string         `yaml:"networks" env:"SPANFLOW_NETWORKS" file:"true" help:"YAML file mapping CIDRs to name, site, role, project and external (default: private ranges are internal)"`
+	InterfaceNames string         `yaml:"interface-names" file:"true" help:"YAML file naming exporters' interfaces: EXPORTER_IP: {IFINDEX: NAME}"`
+}
+
+// VCenterConfiguration is the vCenter connection and the project rules;
+// `spanflow vsphere inventory` takes the same settings.
+type VCenterConfiguration struct {
+	URL          string   `yaml:"vcenter-url" env:"SPANFLOW_VCENTER_URL" help:"vCenter to take the inventory from, https://vcenter.example.com (http:// for a simulator); empty: no vCenter enrichment"`
+	User         string   `yaml:"vcenter-user" env:"SPANFLOW_VCENTER_USER" help:"vCenter user (a read-only role is enough, see docs/vsphere.md)"`
+	PasswordFile string   `yaml:"vcenter-password-file" file:"true" help:"file holding the vCenter password (else SPANFLOW_VCENTER_PASSWORD; there is no password flag, ps would show it)"`
+	CAFile       string   `yaml:"vcenter-ca" file:"true" help:"PEM file of the CA that signed vCenter's certificate (default: the system's CAs)"`
+	Insecure     bool     `yaml:"vcenter-insecure" help:"do not verify vCenter's certificate (only for tests; prefer --vcenter-ca)"`
+	ProjectRules []string `yaml:"project-rule" help:"how a VM's project is named, first answer wins (repeatable): tag:CATEGORY, attribute:NAME, folder:LEVEL (1 = top folder, -1 = the VM's own), portgroup:REGEXP (first capture group)"`
+	PortgroupVNI []string `yaml:"portgroup-vni" help:"VNI of an overlay port group, PORTGROUP=VNI (repeatable), to tell apart VMs sharing an address on VXLAN/Geneve segments"`
+}
+
+// DefaultConfiguration listens on the standard ports and writes NDJSON to
+// standard output.
+func DefaultConfiguration() Configuration {
+	l, d := listen.DefaultConfiguration(), decoders.DefaultConfiguration()
+	n, es := ndjson.DefaultConfiguration(), elasticsearch.DefaultConfiguration()
+	s := es.Setup
+	return Configuration{
+		Input: InputConfiguration{
+			NetFlowListen:  []string{":2055"},
+			IPFIXListen:    []string{":4739"},
+			IPFIXTCPListen: []string{":4739"},
+			SFlowListen:    []string{":6343"},
+			Sockets:        l.Sockets,
+			ReceiveBuffer:  l.ReceiveBuffer,
+			MaxExporters:   d.MaxExporters,
+			MaxTemplates:   d.MaxTemplatesPerExporter,
+			MaxHeldSets:    d.MaxPendingPerExporter,
+			TemplateWait:   d.PendingTimeout,
+		},
+		Outputs: OutputConfiguration{OutputMaxBytes: n.MaxBytes, OutputMaxFiles: n.MaxFiles},
+		Elasticsearch: ESConfiguration{
+			Connection: ESConnection{Timeout: es.Connection.Timeout},
+			Setup: ESSetup{Shards: s.Shards, Replicas: s.Replicas, RefreshInterval: s.RefreshInterval,
+				BestCompression: s.BestCompression, Lifecycle: s.Lifecycle, RetentionDays: s.RetentionDays,
+				RolloverSize: s.RolloverMaxPrimaryShardSize, RolloverAge: s.RolloverMaxAge},
+			RunSetup: es.RunSetup, Gzip: es.Connection.Compress, Workers: es.Workers, FlushBytes: es.FlushBytes,
+			FlushInterval: es.FlushInterval, QueueSize: es.QueueSize, SpoolDir: es.SpoolDir,
+			SpoolMaxBytes: es.SpoolMaxBytes, DrainTimeout: es.DrainTimeout,
+		},
+		MetricsListen: "127.0.0.1:9109",
+	}
+}
+
+// Default waits when a setting is not given.
+const (
+	DefaultExporterStatsInterval = time.Minute
+	DefaultVCenterWait           = 10 * time.Second
+	// ReplayVCenterWait: a replay is over in moments, so its flows should
+	// all be enriched.
+	ReplayVCenterWait = 2 * time.Minute
+)
+
+// SettingError is a problem with one setting, named by its key (the flag
+// name), so that `collector check` can point at its line.
+type SettingError struct {
+	Key string
+	Err error
+}
+
+func (e *SettingError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
+
+func settingErr(key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &SettingError{Key: key, Err: err}
+}
+
+// Validate checks every setting and returns each problem (errors.Join of
+// SettingErrors). Files named by a setting (networks, interface names) are
+// read, so a bad one fails at start.
+func (c Configuration) Validate() error {
+	var errs []error
+	add := func(key string, err error) { errs = append(errs, settingErr(key, err)) }
+	in := c.Input
+	if _, err := pipeline.ParseAllow(nonEmpty(in.Allow)); err != nil {
+		add("allow", err)
+	}
+	l := c.listen()
+	if l.Sockets < 1 {
+		add("sockets", fmt.Errorf("must be at least 1, not %d", l.Sockets))
+	}
+	if l.ReceiveBuffer < 0 {
+		add("receive-buffer", errors.New("must not be negative"))
+	}
+	for key, addrs := range map[string][]string{"netflow-listen": in.NetFlowListen, "ipfix-listen": in.IPFIXListen,
+		"ipfix-tcp-listen": in.IPFIXTCPListen, "sflow-listen": in.SFlowListen} {
+		for _, a := range nonEmpty(addrs) {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				add(key, fmt.Errorf("%q: want [HOST]:PORT", a))
+			}
+		}
+	}
+	if in.Pcap == "" && len(l.UDP) == 0 && len(l.TCP) == 0 {
+		add("netflow-listen", errors.New("nothing to listen on: give a --*-listen address or --pcap FILE"))
+	}
+	d := c.decoders()
+	for key, v := range map[string]int{"max-exporters": d.MaxExporters, "max-templates": d.MaxTemplatesPerExporter, "max-held-sets": d.MaxPendingPerExporter} {
+		if v < 1 {
+			add(key, fmt.Errorf("must be at least 1, not %d", v))
+		}
+	}
+	if d.PendingTimeout <= 0 {
+		add("template-wait", fmt.Errorf("must be positive, not %s", d.PendingTimeout))
+	}
+	if in.ExporterStatsInterval != nil && *in.ExporterStatsInterval < 0 {
+		add("exporter-stats-interval", errors.New("must not be negative"))
+	}
+	errs = append(errs, c.validateOutputs()...)
+	if err := c.forward().Validate(); err != nil {
+		add("forward", err)
+	}
+	errs = append(errs, c.validateEnrichment()...)
+	if a := c.MetricsListen; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			add("metrics-listen", fmt.Errorf("%q: want HOST:PORT", a))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Configuration) validateOutputs() []error {
+	var errs []error
+	add := func(key string, err error) { errs = append(errs, settingErr(key, err)) }
+	es := false
+	for _, spec := range c.outputSpecs() {
+		kind, arg, _ := strings.Cut(spec, ":")
+		o, ok := outputs[kind]
+		if !ok {
+			add("output", fmt.Errorf("unknown output %q: use one of %s", spec, outputNames()))
+			continue
+		}
+		if o.arg != "" && arg == "" {
+			add("output", fmt.Errorf("%q needs %s", spec, o.arg))
+		}
+		es = es || kind == "elasticsearch"
+	}
+	n := ndjson.DefaultConfiguration()
+	n.MaxBytes, n.MaxFiles = c.Outputs.OutputMaxBytes, c.Outputs.OutputMaxFiles
+	if n.MaxBytes < 0 {
+		add("output-max-bytes", errors.New("must not be negative"))
+	}
+	if n.MaxFiles < 0 {
+		add("output-max-files", errors.New("must not be negative"))
+	}
+	if es {
+		if err := c.ElasticsearchOutput().Validate(); err != nil {
+			add("es-*", err)
+		}
+		for _, u := range c.Elasticsearch.Connection.URLs {
+			if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				add("es-url", fmt.Errorf("%q: want http://HOST:PORT or https://HOST:PORT", u))
+			}
+		}
+	}
+	return errs
+}
+
+func (c Configuration) validateEnrichment() []error {
+	var errs []error
+	add := func(key string, err error) { errs = append(errs, settingErr(key, err)) }
+	e := c.Enrichment
+	if e.VCenterWait != nil && *e.VCenterWait < 0 {
+		add("vcenter-wait", errors.New("must not be negative"))
+	}
+	if e.VCenter.URL != "" {
+		v, err := c.vsphere()
+		if err != nil {
+			errs = append(errs, err)
+		} else if err := v.Validate(); err != nil {
+			add("vcenter-url", err)
+		}
+	}
+	if err := (networks.Configuration{File: e.Networks}).Validate(); err != nil {
+		add("networks", err)
+	}
+	icfg := interfaces.DefaultConfiguration()
+	icfg.File = e.InterfaceNames
+	if err := icfg.Validate(); err != nil {
+		add("interface-names", err)
+	}
+	return errs
+}
+
+// outputSpecs are the outputs to build: as given, else elasticsearch when
+// an Elasticsearch URL is given, else stdout.
+func (c Configuration) outputSpecs() []string {
+	specs := nonEmpty(c.Outputs.Output)
+	switch {
+	case len(specs) > 0:
+		return specs
+	case len(c.Elasticsearch.Connection.URLs) > 0:
+		return []string{"elasticsearch"}
+	}
+	return []string{"stdout"}
+}
+
+func (c Configuration) listen() listen.Configuration {
+	l := listen.DefaultConfiguration()
+	in := c.Input
+	l.UDP = nonEmpty(append(append(append([]string{}, in.NetFlowListen...), in.IPFIXListen...), in.SFlowListen...))
+	l.TCP = nonEmpty(in.IPFIXTCPListen)
+	l.Sockets, l.ReceiveBuffer = in.Sockets, in.ReceiveBuffer
+	return l
+}
+
+func (c Configuration) decoders() decoders.Configuration {
+	d := decoders.DefaultConfiguration()
+	d.MaxExporters, d.MaxTemplatesPerExporter = c.Input.MaxExporters, c.Input.MaxTemplates
+	d.MaxPendingPerExporter, d.PendingTimeout = c.Input.MaxHeldSets, c.Input.TemplateWait
+	return d
+}
+
+func (c Configuration) pipeline() (pipeline.Configuration, error) {
+	p := pipeline.DefaultConfiguration()
+	var err error
+	if p.Allow, err = pipeline.ParseAllow(nonEmpty(c.Input.Allow)); err != nil {
+		return p, err
+	}
+	p.Decoder = c.decoders()
+	p.ExporterStatsInterval = DefaultExporterStatsInterval
+	if c.Input.Pcap != "" {
+		// Held data expires by capture time, as datagrams are read; a
+		// replay's statistics cover the whole capture, written at its end,
+		// only when asked for.
+		p.ExpireInterval, p.ExporterStatsInterval = 0, 0
+	}
+	if c.Input.ExporterStatsInterval != nil {
+		p.ExporterStatsInterval = *c.Input.ExporterStatsInterval
+	}
+	return p, nil
+}
+
+func (c Configuration) forward() forward.Configuration {
+	return forward.Configuration{Targets: nonEmpty(c.Outputs.Forward), Spoof: c.Outputs.ForwardSpoof}
+}
+
+// ndjsonFile is the configuration of a file output writing to path.
+func (c Configuration) ndjsonFile(path string) ndjson.Configuration {
+	n := ndjson.DefaultConfiguration()
+	n.Path, n.MaxBytes, n.MaxFiles = path, c.Outputs.OutputMaxBytes, c.Outputs.OutputMaxFiles
+	return n
+}
+
+// Apply returns base with the connection settings: base holds what has
+// no setting (retries, transport).
+func (e ESConnection) Apply(base esconn.Configuration) esconn.Configuration {
+	if len(e.URLs) > 0 {
+		base.URLs = e.URLs
+	}
+	base.CAFile = e.CAFile
+	base.Fingerprint = strings.ReplaceAll(e.Fingerprint, ":", "")
+	base.APIKeyFile, base.UserFile, base.PasswordFile = e.APIKeyFile, e.UserFile, e.PasswordFile
+	base.Timeout = e.Timeout
+	return base
+}
+
+// Configuration returns the index setup's configuration.
+func (s ESSetup) Configuration() setup.Configuration {
+	return setup.Configuration{Shards: s.Shards, Replicas: s.Replicas, RefreshInterval: s.RefreshInterval,
+		BestCompression: s.BestCompression, Lifecycle: s.Lifecycle, RetentionDays: s.RetentionDays,
+		RolloverMaxPrimaryShardSize: s.RolloverSize, RolloverMaxAge: s.RolloverAge}
+}
+
+// ElasticsearchOutput is the configuration of the Elasticsearch output.
+func (c Configuration) ElasticsearchOutput() elasticsearch.Configuration {
+	e := c.Elasticsearch
+	o := elasticsearch.DefaultConfiguration()
+	o.Connection = e.Connection.Apply(o.Connection)
+	o.Connection.Compress = e.Gzip
+	o.Setup = e.Setup.Configuration()
+	o.RunSetup, o.Workers, o.FlushBytes, o.FlushInterval = e.RunSetup, e.Workers, e.FlushBytes, e.FlushInterval
+	o.QueueSize, o.SpoolDir, o.SpoolMaxBytes = e.QueueSize, e.SpoolDir, e.SpoolMaxBytes
+	o.DeadLetterFile, o.DrainTimeout = e.DeadLetterFile, e.DrainTimeout
+	return o
+}
+
+// VSphere returns the vCenter enricher's configuration, with the password
+// read from its file or SPANFLOW_VCENTER_PASSWORD; ok is false when no
+// vCenter URL is given.
+func (v VCenterConfiguration) VSphere() (cfg vsphere.Configuration, ok bool, err error) {
+	cfg = vsphere.DefaultConfiguration()
+	if v.URL == "" {
+		return cfg, false, nil
+	}
+	cfg.URL, cfg.User, cfg.CAFile, cfg.Insecure = v.URL, v.User, v.CAFile, v.Insecure
+	cfg.ProjectRules = nonEmpty(v.ProjectRules)
+	if cfg.Password, err = secret.Read(v.PasswordFile, "SPANFLOW_VCENTER_PASSWORD"); err != nil {
+		return cfg, false, settingErr("vcenter-password-file", err)
+	}
+	if cfg.Password == "" {
+		return cfg, false, settingErr("vcenter-password-file", errors.New("no vcenter password: set SPANFLOW_VCENTER_PASSWORD or --vcenter-password-file"))
+	}
+	for _, s := range nonEmpty(v.PortgroupVNI) {
+		name, val, found := strings.Cut(s, "=")
+		vni, perr := strconv.ParseUint(val, 10, 24)
+		if !found || name == "" || perr != nil {
+			return cfg, false, settingErr("portgroup-vni", fmt.Errorf("%q: want PORTGROUP=VNI with VNI below 2^24", s))
+		}
+		if cfg.VNIs == nil {
+			cfg.VNIs = map[string]uint32{}
+		}
+		cfg.VNIs[name] = uint32(vni)
+	}
+	return cfg, true, settingErr("vcenter-url", cfg.Validate())
+}
+
+// vsphere is VSphere with the start wait of a run or a replay.
+func (c Configuration) vsphere() (vsphere.Configuration, error) {
+	cfg, _, err := c.Enrichment.VCenter.VSphere()
+	cfg.StartWait = DefaultVCenterWait
+	if c.Input.Pcap != "" {
+		cfg.StartWait = ReplayVCenterWait
+	}
+	if w := c.Enrichment.VCenterWait; w != nil {
+		cfg.StartWait = *w
+	}
+	return cfg, err
+}
+
+// nonEmpty drops blank values: a flag given as "" disables a default list.
+func nonEmpty(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// LoadFile reads a YAML configuration over c. Unknown keys, values of the
+// wrong type and bad YAML are errors, every one with its line.
+func (c *Configuration) LoadFile(path string) error {
+	return yamlconf.Load(path, c)
+}
+
+// Check returns every problem of a configuration file, one line each, with
+// the line of the key at fault where the file has it.
+func Check(path string) []string {
+	cfg := DefaultConfiguration()
+	if err := cfg.LoadFile(path); err != nil {
+		return yamlconf.Lines(err)
+	}
+	lines, _ := yamlconf.KeyLines(path)
+	var problems []string
+	for _, err := range yamlconf.Unjoin(cfg.Validate()) {
+		var se *SettingError
+		if errors.As(err, &se) {
+			if n, ok := lines[se.Key]; ok {
+				problems = append(problems, fmt.Sprintf("line %d: %s", n, se.Error()))
+				continue
+			}
+		}
+		problems = append(problems, err.Error())
+	}
+	return problems
+}
