@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -459,24 +461,40 @@ func (c *Configuration) LoadFile(path string) error {
 	return yamlconf.Load(path, c)
 }
 
-// Check returns every problem of a configuration file, one line each, with
-// the line of the key at fault where the file has it.
+// Check returns every problem of a configuration file, one line each, in
+// the order of the file, with the line of the key at fault: keys unknown
+// or of the wrong type, then what Validate says of the keys that decoded.
 func Check(path string) []string {
 	cfg := DefaultConfiguration()
-	if err := cfg.LoadFile(path); err != nil {
+	err := cfg.LoadFile(path)
+	if errors.Is(err, yamlconf.ErrSyntax) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 		return yamlconf.Lines(err)
 	}
 	lines, _ := yamlconf.KeyLines(path)
-	var problems []string
-	for _, err := range yamlconf.Unjoin(cfg.Validate()) {
+	type problem struct {
+		line int
+		text string
+	}
+	var problems []problem
+	for _, e := range yamlconf.Unjoin(err) {
+		var n int
+		fmt.Sscanf(e.Error(), "line %d:", &n)
+		problems = append(problems, problem{n, e.Error()})
+	}
+	for _, e := range yamlconf.Unjoin(cfg.Validate()) {
 		var se *SettingError
-		if errors.As(err, &se) {
+		if errors.As(e, &se) {
 			if n, ok := lines[se.Key]; ok {
-				problems = append(problems, fmt.Sprintf("line %d: %s", n, se.Error()))
+				problems = append(problems, problem{n, fmt.Sprintf("line %d: %s", n, se.Error())})
 				continue
 			}
 		}
-		problems = append(problems, err.Error())
+		problems = append(problems, problem{1 << 30, e.Error()})
 	}
-	return problems
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].line < problems[j].line })
+	out := make([]string, len(problems))
+	for i, p := range problems {
+		out[i] = p.text
+	}
+	return out
 }

@@ -163,7 +163,10 @@ func collectorInstallCommand() *cli.Command {
 				capabilities: caps,
 				capsWhy:      "# Only what the configuration needs (read when the unit was written): a port below\n# 1024, or forwarding from the exporters' addresses.",
 				families:     "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
-				dirs:         "StateDirectory=spanflow\nStateDirectoryMode=0750\nLogsDirectory=spanflow\nLogsDirectoryMode=0750",
+				extra: "# The spool (es-spool-dir) lives in /var/lib/spanflow, file outputs in /var/log/spanflow.\n" +
+					"StateDirectory=spanflow\nStateDirectoryMode=0750\nLogsDirectory=spanflow\nLogsDirectoryMode=0750\n" +
+					"# Secrets kept in the environment (SPANFLOW_ES_API_KEY, SPANFLOW_VCENTER_PASSWORD), when the file exists.\n" +
+					"EnvironmentFile=-/etc/spanflow/collector.env",
 			})
 			if err != nil {
 				return err

@@ -14,7 +14,7 @@ type unitSpec struct {
 	capabilities         []string // the only ones the service gets
 	capsWhy              string   // a comment line saying why, when there are some
 	families             string   // RestrictAddressFamilies
-	dirs                 string   // StateDirectory= and such, when writable places are needed
+	extra                string   // more [Service] lines: writable directories, environment file
 }
 
 func writeUnit(s unitSpec) (string, error) {
@@ -31,9 +31,9 @@ func writeUnit(s unitSpec) (string, error) {
 		list := strings.Join(s.capabilities, " ")
 		caps = s.capsWhy + "\nCapabilityBoundingSet=" + list + "\nAmbientCapabilities=" + list + "\n"
 	}
-	dirs := ""
-	if s.dirs != "" {
-		dirs = s.dirs + "\n"
+	extra := ""
+	if s.extra != "" {
+		extra = s.extra + "\n"
 	}
 	return fmt.Sprintf(`# spanflow %[4]s: %[5]s (written by spanflow %[4]s install).
 # Create the user first: useradd --system --no-create-home --shell /usr/sbin/nologin %[3]s
@@ -75,5 +75,5 @@ SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
-`, s.binary, s.config, s.user, s.what, s.summary, s.stop, caps, dirs, s.families), nil
+`, s.binary, s.config, s.user, s.what, s.summary, s.stop, caps, extra, s.families), nil
 }

@@ -31,7 +31,7 @@ func Load(path string, dst any) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		// A syntax error: yaml.v3 says "yaml: line N: ...".
-		return fmt.Errorf("configuration %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return fmt.Errorf("%w: %s", ErrSyntax, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	errs := make([]error, len(te.Errors))
 	for i, e := range te.Errors {
@@ -42,6 +42,10 @@ func Load(path string, dst any) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ErrSyntax is the error of a file that is not YAML: nothing was decoded.
+// Other errors of Load leave the keys that did decode in dst.
+var ErrSyntax = errors.New("not valid YAML")
 
 var unknownField = regexp.MustCompile(`^(line \d+: )field (\S+) not found in type`)
 
