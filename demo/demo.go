@@ -153,6 +153,9 @@ func run(ctx context.Context, r *reporter.Reporter, group *lifecycle.Group, res 
 	if err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err // Ctrl-C while starting: no traffic, no summary
+	}
 	return playTraffic(ctx, r, group, res, col, streams)
 }
 
