@@ -319,7 +319,6 @@ func (o *Output) feed() error {
 			default:
 				if len(req.items) == 0 {
 					it, open = <-o.queue
-					timer.Reset(o.config.FlushInterval) // from the request's first document
 					break
 				}
 				select {
@@ -330,6 +329,11 @@ func (o *Output) feed() error {
 			}
 			if !open {
 				break
+			}
+			if len(req.items) == 0 {
+				// From the request's first document, however it came: after
+				// a full request the next one starts with a queued document.
+				timer.Reset(o.config.FlushInterval)
 			}
 			req.add(action, it)
 		}
