@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -90,13 +89,16 @@ type ESConfiguration struct {
 // `report` take the same settings. Secrets come from the environment or
 // from files, never from a value (it would show in ps).
 type ESConnection struct {
-	URLs         []string      `yaml:"es-url" category:"Elasticsearch" default:"http://127.0.0.1:9200" help:"Elasticsearch node URL, http:// or https:// (repeat for several nodes)"`
-	CAFile       string        `yaml:"es-ca-file" category:"Elasticsearch" help:"PEM file of the CA that signed the cluster's HTTPS certificate"`
-	Fingerprint  string        `yaml:"es-fingerprint" category:"Elasticsearch" help:"SHA-256 fingerprint (hex) of the cluster's CA certificate, as Elasticsearch prints it at first start"`
-	APIKeyFile   string        `yaml:"es-api-key-file" category:"Elasticsearch" help:"file holding the API key (base64 id:key); default: $SPANFLOW_ES_API_KEY"`
-	UserFile     string        `yaml:"es-user-file" category:"Elasticsearch" help:"file holding the user name; default: $SPANFLOW_ES_USER"`
-	PasswordFile string        `yaml:"es-password-file" category:"Elasticsearch" help:"file holding the password; default: $SPANFLOW_ES_PASSWORD"`
-	Timeout      time.Duration `yaml:"es-timeout" category:"Elasticsearch" help:"how long to wait for the cluster's answer to one request"`
+	URLs                     []string      `yaml:"es-url" category:"Elasticsearch" default:"http://127.0.0.1:9200" help:"Elasticsearch node URL, http:// or https:// (repeat for several nodes)"`
+	CAFile                   string        `yaml:"es-ca-file" category:"Elasticsearch" help:"PEM file of the CA that signed the cluster's HTTPS certificate"`
+	Fingerprint              string        `yaml:"es-fingerprint" category:"Elasticsearch" help:"SHA-256 fingerprint (hex) of the cluster's CA certificate, as Elasticsearch prints it at first start"`
+	APIKeyFile               string        `yaml:"es-api-key-file" category:"Elasticsearch" help:"file holding the API key (base64 id:key); default: $SPANFLOW_ES_API_KEY"`
+	UserFile                 string        `yaml:"es-user-file" category:"Elasticsearch" help:"file holding the user name; default: $SPANFLOW_ES_USER"`
+	PasswordFile             string        `yaml:"es-password-file" category:"Elasticsearch" help:"file holding the password; default: $SPANFLOW_ES_PASSWORD"`
+	CertFile                 string        `yaml:"es-cert-file" category:"Elasticsearch" help:"PEM client certificate, for a cluster that authenticates clients by certificate (with --es-key-file)"`
+	KeyFile                  string        `yaml:"es-key-file" category:"Elasticsearch" help:"PEM key of the client certificate"`
+	AllowInsecureCredentials bool          `yaml:"es-allow-insecure-credentials" category:"Elasticsearch" help:"send credentials to an http:// URL in clear text (refused without it)"`
+	Timeout                  time.Duration `yaml:"es-timeout" category:"Elasticsearch" help:"how long to wait for the cluster's answer to one request"`
 }
 
 // ESSetup configures the index template and lifecycle.
@@ -270,13 +272,16 @@ func (c Configuration) validateOutputs() []error {
 		add("output-max-files", errors.New("must not be negative"))
 	}
 	if es {
-		if err := c.ElasticsearchOutput().Validate(); err != nil {
-			add("es-*", err)
-		}
-		for _, u := range c.Elasticsearch.Connection.URLs {
-			if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-				add("es-url", fmt.Errorf("%q: want http://HOST:PORT or https://HOST:PORT", u))
+		o := c.ElasticsearchOutput()
+		if err := o.Connection.Validate(); err != nil {
+			add("es-url", err)
+		} else if err := o.Validate(); err != nil {
+			// The output's errors start with the flag's name.
+			key, msg, ok := strings.Cut(err.Error(), ": ")
+			if !ok || !strings.HasPrefix(key, "es-") {
+				key, msg = "output", err.Error()
 			}
+			add(key, errors.New(msg))
 		}
 	}
 	return errs
@@ -377,6 +382,7 @@ func (e ESConnection) Apply(base esconn.Configuration) esconn.Configuration {
 	base.CAFile = e.CAFile
 	base.Fingerprint = strings.ReplaceAll(e.Fingerprint, ":", "")
 	base.APIKeyFile, base.UserFile, base.PasswordFile = e.APIKeyFile, e.UserFile, e.PasswordFile
+	base.CertFile, base.KeyFile, base.AllowInsecureCredentials = e.CertFile, e.KeyFile, e.AllowInsecureCredentials
 	base.Timeout = e.Timeout
 	return base
 }

@@ -39,7 +39,7 @@ func TestESErrors(t *testing.T) {
 	}{
 		{[]string{"es", "prune", "--older-than", "soon"}, "--older-than"},
 		{[]string{"es", "prune", "--es-url", "http://127.0.0.1:1", "--es-timeout", "1s"}, "connection refused"},
-		{[]string{"es", "setup", "--es-url", "http://127.0.0.1:1", "--es-lifecycle", "weekly"}, "es lifecycle"},
+		{[]string{"es", "setup", "--es-url", "http://127.0.0.1:1", "--es-lifecycle", "weekly"}, "es-lifecycle"},
 		{[]string{"es", "template", "--es-shards", "0"}, "shards"},
 		{[]string{"collector", "run", "--ipfix-listen", "127.0.0.1:0", "--es-url", "http://127.0.0.1:1",
 			"--es-spool-dir", t.TempDir(), "--es-flush-bytes", "100000000"}, "at most 64 MiB"},

@@ -11,10 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/spanflow/spanflow/internal/secret"
 )
 
 // Configuration says how to reach a cluster. Secrets come from the environment
@@ -36,6 +37,12 @@ type Configuration struct {
 	// Compress gzips request bodies at level 1 (bulk requests of flow
 	// documents shrink about tenfold).
 	Compress bool
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// clusters that authenticate clients by certificate (PKI realm).
+	CertFile, KeyFile string
+	// AllowInsecureCredentials sends credentials to http:// URLs, where
+	// anyone on the path reads them; without it that is refused.
+	AllowInsecureCredentials bool
 	// MaxRetries is how often the transport retries a request that failed to
 	// connect or got 429/502/503/504, waiting RetryBackoff(attempt) between
 	// tries; 0 keeps the client's default (3).
@@ -49,21 +56,68 @@ func DefaultConfiguration() Configuration {
 	return Configuration{URLs: []string{"http://127.0.0.1:9200"}, Timeout: 30 * time.Second}
 }
 
-func secret(file, env string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("read credential file: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
+// Validate checks the URLs and the client certificate's files, and that
+// credentials would not be sent in clear text. It reads the credential
+// files, so an unreadable one fails at start.
+func (c Configuration) Validate() error {
+	if len(c.URLs) == 0 {
+		return fmt.Errorf("no Elasticsearch URL: give --es-url")
 	}
-	return os.Getenv(env), nil
+	plain := ""
+	for _, s := range c.URLs {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("Elasticsearch URL %q: want http://HOST:PORT or https://HOST:PORT", Redacted([]string{s})[0])
+		}
+		if u.User != nil {
+			return fmt.Errorf("Elasticsearch URL %s holds credentials, which ps and logs would show: "+
+				"give them in SPANFLOW_ES_API_KEY or SPANFLOW_ES_USER/SPANFLOW_ES_PASSWORD, or in --es-api-key-file / --es-user-file / --es-password-file",
+				Redacted([]string{s})[0])
+		}
+		if u.Scheme == "http" && plain == "" {
+			plain = s
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return fmt.Errorf("a client certificate needs both --es-cert-file and --es-key-file")
+	}
+	creds, err := c.credentials()
+	if err != nil {
+		return err
+	}
+	if plain != "" && !c.AllowInsecureCredentials && (creds.apiKey != "" || creds.user != "" || creds.password != "") {
+		return fmt.Errorf("credentials would go in clear text to %s: use https://, or say --es-allow-insecure-credentials", plain)
+	}
+	return nil
+}
+
+type credentials struct{ apiKey, user, password string }
+
+// credentials reads the API key, user and password from their files, else
+// from the environment.
+func (c Configuration) credentials() (credentials, error) {
+	var cr credentials
+	var err error
+	if cr.apiKey, err = secret.Read(c.APIKeyFile, "SPANFLOW_ES_API_KEY"); err != nil {
+		return cr, err
+	}
+	if cr.user, err = secret.Read(c.UserFile, "SPANFLOW_ES_USER"); err != nil {
+		return cr, err
+	}
+	if cr.password, err = secret.Read(c.PasswordFile, "SPANFLOW_ES_PASSWORD"); err != nil {
+		return cr, err
+	}
+	return cr, nil
 }
 
 // New returns a client for the configuration. It does not contact the cluster.
 func New(c Configuration) (*elasticsearch.Client, error) {
-	if len(c.URLs) == 0 {
-		return nil, fmt.Errorf("no Elasticsearch URL: give --es-url")
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	creds, err := c.credentials()
+	if err != nil {
+		return nil, err
 	}
 	cfg := elasticsearch.Config{Addresses: c.URLs, Transport: c.Transport, CertificateFingerprint: c.Fingerprint,
 		// Level 1: most of gzip's saving on repetitive JSON for a fraction
@@ -87,15 +141,20 @@ func New(c Configuration) (*elasticsearch.Client, error) {
 		}
 		cfg.CACert = pem
 	}
-	var err error
-	if cfg.APIKey, err = secret(c.APIKeyFile, "SPANFLOW_ES_API_KEY"); err != nil {
-		return nil, err
-	}
-	if cfg.Username, err = secret(c.UserFile, "SPANFLOW_ES_USER"); err != nil {
-		return nil, err
-	}
-	if cfg.Password, err = secret(c.PasswordFile, "SPANFLOW_ES_PASSWORD"); err != nil {
-		return nil, err
+	cfg.APIKey, cfg.Username, cfg.Password = creds.apiKey, creds.user, creds.password
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read Elasticsearch client certificate: %w", err)
+		}
+		t, ok := cfg.Transport.(*http.Transport)
+		if !ok {
+			return nil, fmt.Errorf("a client certificate needs an *http.Transport")
+		}
+		if t.TLSClientConfig == nil {
+			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		t.TLSClientConfig.Certificates = []tls.Certificate{cert}
 	}
 	client, err := elasticsearch.NewClient(cfg)
 	if err != nil {

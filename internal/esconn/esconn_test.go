@@ -72,7 +72,7 @@ func TestCredentialsFromFilesAndEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SPANFLOW_ES_USER", "flows")
-	c, err := New(Configuration{URLs: []string{"http://127.0.0.1:1"}, PasswordFile: pw})
+	c, err := New(Configuration{URLs: []string{"http://127.0.0.1:1"}, PasswordFile: pw, AllowInsecureCredentials: true})
 	if err != nil {
 		t.Fatal(err)
 	}

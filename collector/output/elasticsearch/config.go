@@ -80,23 +80,23 @@ func (c Configuration) Validate() error {
 	case len(c.Connection.URLs) == 0:
 		return fmt.Errorf("no Elasticsearch URL: give --es-url")
 	case c.Workers < 1:
-		return fmt.Errorf("es workers must be at least 1, not %d", c.Workers)
+		return fmt.Errorf("es-workers: must be at least 1, not %d", c.Workers)
 	case c.FlushBytes < 1024:
-		return fmt.Errorf("es flush bytes must be at least 1024, not %d", c.FlushBytes)
+		return fmt.Errorf("es-flush-bytes: must be at least 1024, not %d", c.FlushBytes)
 	case c.FlushBytes > 64<<20:
 		// A request Elasticsearch refuses for its size (http.max_content_length,
 		// 100 MB by default) would be spooled and replayed for ever.
-		return fmt.Errorf("es flush bytes must be at most 64 MiB (67108864), not %d: Elasticsearch refuses requests over 100 MB by default", c.FlushBytes)
+		return fmt.Errorf("es-flush-bytes: must be at most 64 MiB (67108864), not %d: Elasticsearch refuses requests over 100 MB by default", c.FlushBytes)
 	case c.FlushInterval <= 0:
-		return fmt.Errorf("es flush interval must be positive")
+		return fmt.Errorf("es-flush-interval: must be positive")
 	case c.QueueSize < 1:
-		return fmt.Errorf("es queue size must be at least 1")
+		return fmt.Errorf("es-queue-size: must be at least 1")
 	case c.SpoolDir == "":
-		return fmt.Errorf("es spool directory must be set (--es-spool-dir)")
+		return fmt.Errorf("es-spool-dir: must be set")
 	case c.SpoolMaxBytes < 1<<20:
-		return fmt.Errorf("es spool size must be at least 1 MiB")
+		return fmt.Errorf("es-spool-max-bytes: must be at least 1 MiB")
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("es drain timeout must be positive")
+		return fmt.Errorf("es-drain-timeout: must be positive")
 	case c.ReplayBackoffMax < time.Second:
 		return fmt.Errorf("es replay backoff must be at least 1s")
 	}

@@ -60,19 +60,19 @@ var esSize = regexp.MustCompile(`^[0-9]+(b|kb|mb|gb|tb|pb)$`)
 func (c Configuration) Validate() error {
 	switch {
 	case c.Shards < 1:
-		return fmt.Errorf("es shards must be at least 1, not %d", c.Shards)
+		return fmt.Errorf("es-shards: must be at least 1, not %d", c.Shards)
 	case c.Replicas < 0:
-		return fmt.Errorf("es replicas must not be negative")
+		return fmt.Errorf("es-replicas: must not be negative")
 	case !esTimeUnit.MatchString(c.RefreshInterval):
-		return fmt.Errorf("es refresh interval %q is not an Elasticsearch time (30s, 1m, -1)", c.RefreshInterval)
+		return fmt.Errorf("es-refresh-interval: %q is not an Elasticsearch time (30s, 1m, -1)", c.RefreshInterval)
 	case c.Lifecycle != LifecycleAuto && c.Lifecycle != LifecycleDataStream && c.Lifecycle != LifecycleDaily:
-		return fmt.Errorf("es lifecycle %q: use auto, data-stream or daily", c.Lifecycle)
+		return fmt.Errorf("es-lifecycle: %q: use auto, data-stream or daily", c.Lifecycle)
 	case c.RetentionDays < 1:
-		return fmt.Errorf("es retention must be at least 1 day")
+		return fmt.Errorf("es-retention-days: must be at least 1 day")
 	case !esSize.MatchString(c.RolloverMaxPrimaryShardSize):
-		return fmt.Errorf("es rollover size %q is not an Elasticsearch size (50gb)", c.RolloverMaxPrimaryShardSize)
+		return fmt.Errorf("es-rollover-size: %q is not an Elasticsearch size (50gb)", c.RolloverMaxPrimaryShardSize)
 	case !esTimeUnit.MatchString(c.RolloverMaxAge):
-		return fmt.Errorf("es rollover age %q is not an Elasticsearch time (1d)", c.RolloverMaxAge)
+		return fmt.Errorf("es-rollover-age: %q is not an Elasticsearch time (1d)", c.RolloverMaxAge)
 	}
 	return nil
 }
