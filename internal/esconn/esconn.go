@@ -11,10 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/spanflow/spanflow/internal/secret"
 )
 
 // Configuration says how to reach a cluster. Secrets come from the environment
@@ -49,17 +50,6 @@ func DefaultConfiguration() Configuration {
 	return Configuration{URLs: []string{"http://127.0.0.1:9200"}, Timeout: 30 * time.Second}
 }
 
-func secret(file, env string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("read credential file: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return os.Getenv(env), nil
-}
-
 // New returns a client for the configuration. It does not contact the cluster.
 func New(c Configuration) (*elasticsearch.Client, error) {
 	if len(c.URLs) == 0 {
@@ -88,13 +78,13 @@ func New(c Configuration) (*elasticsearch.Client, error) {
 		cfg.CACert = pem
 	}
 	var err error
-	if cfg.APIKey, err = secret(c.APIKeyFile, "SPANFLOW_ES_API_KEY"); err != nil {
+	if cfg.APIKey, err = secret.Read(c.APIKeyFile, "SPANFLOW_ES_API_KEY"); err != nil {
 		return nil, err
 	}
-	if cfg.Username, err = secret(c.UserFile, "SPANFLOW_ES_USER"); err != nil {
+	if cfg.Username, err = secret.Read(c.UserFile, "SPANFLOW_ES_USER"); err != nil {
 		return nil, err
 	}
-	if cfg.Password, err = secret(c.PasswordFile, "SPANFLOW_ES_PASSWORD"); err != nil {
+	if cfg.Password, err = secret.Read(c.PasswordFile, "SPANFLOW_ES_PASSWORD"); err != nil {
 		return nil, err
 	}
 	client, err := elasticsearch.NewClient(cfg)
