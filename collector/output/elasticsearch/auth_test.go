@@ -55,6 +55,28 @@ func refusingProxy(t *testing.T, target string, refuse func(http.ResponseWriter,
 	return srv.URL, &refused
 }
 
+// hangingBulkProxy passes requests on to the cluster at target but holds bulk
+// requests unanswered, like an overloaded node, until the test ends or the
+// client gives up.
+func hangingBulkProxy(t *testing.T, target string) string {
+	t.Helper()
+	release := make(chan struct{})
+	proxyURL, _ := refusingProxy(t, target, func(_ http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/_bulk") {
+			return false
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return true
+	})
+	// Registered after the server's Close, so it runs first: Close waits for
+	// the held requests.
+	t.Cleanup(func() { close(release) })
+	return proxyURL
+}
+
 // TestAuth: without credentials the output refuses to start (the template
 // cannot be installed); with a user/password from the environment or an API
 // key from a file it indexes; the secrets never reach the log.
@@ -134,27 +156,13 @@ func TestAuth(t *testing.T) {
 // must leave every document in the spool; the next start replays them.
 func TestStopOnHungCluster(t *testing.T) {
 	target := testutil.Elasticsearch(t)
-	u, _ := url.Parse(target)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/_bulk") {
-			select { // hang like an overloaded node
-			case <-release:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	defer close(release)
+	proxyURL := hangingBulkProxy(t, target)
 
 	day := time.Date(2001, 3, 6, 0, 0, 0, 0, time.UTC)
 	c, index := freshDayIndex(t, target, day)
 	recs, tr := genRecords(3000, day, 6)
 	dir := t.TempDir()
-	o, _ := newTestOutput(t, []string{srv.URL}, dir, func(c *Configuration) {
+	o, _ := newTestOutput(t, []string{proxyURL}, dir, func(c *Configuration) {
 		c.Connection.Timeout = 5 * time.Minute
 		c.DrainTimeout = 2 * time.Second
 		c.FlushInterval = 100 * time.Millisecond
@@ -174,13 +182,5 @@ func TestStopOnHungCluster(t *testing.T) {
 	if docs, _ := o.spool.Stats(); docs != int64(len(recs)) {
 		t.Errorf("spool holds %d documents after stop, want all %d", docs, len(recs))
 	}
-	o, _ = newTestOutput(t, []string{target}, dir, nil)
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitSpoolEmpty(t, o, time.Minute)
-	if err := o.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkTruth(t, c, index, tr)
+	replayAndCheck(t, target, dir, nil, c, index, tr)
 }
