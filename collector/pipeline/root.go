@@ -7,12 +7,11 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"net/netip"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/decoders/reason"
@@ -200,34 +199,13 @@ func (p *Pipeline) Name() string { return "pipeline" }
 // statistics; decoding runs on the callers' goroutines.
 func (p *Pipeline) Start() error {
 	if p.stats != nil {
-		p.tracker.Go(func(ctx context.Context) error {
-			t := time.NewTicker(p.cfg.ExporterStatsInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case now := <-t.C:
-					p.emitStats(now)
-				}
-			}
+		p.tracker.Every(p.cfg.ExporterStatsInterval, p.emitStats)
+	}
+	if p.cfg.ExpireInterval > 0 {
+		p.tracker.Every(p.cfg.ExpireInterval, func(now time.Time) {
+			p.countExpired(p.decoder.Expire(now), "expire")
 		})
 	}
-	if p.cfg.ExpireInterval == 0 {
-		return nil
-	}
-	p.tracker.Go(func(ctx context.Context) error {
-		t := time.NewTicker(p.cfg.ExpireInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case now := <-t.C:
-				p.countExpired(p.decoder.Expire(now), "expire")
-			}
-		}
-	})
 	return nil
 }
 

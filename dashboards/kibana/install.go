@@ -14,6 +14,8 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+
+	"github.com/spanflow/spanflow/internal/secret"
 )
 
 // ImportURL is the import endpoint for the configured space and overwrite.
@@ -29,31 +31,20 @@ func (c Configuration) ImportURL() string {
 	return u
 }
 
-func secret(file, env string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("read credential file: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return os.Getenv(env), nil
-}
-
 // authorization returns the Authorization header value, or "".
 func (c Configuration) authorization() (string, error) {
-	key, err := secret(c.APIKeyFile, "SPANFLOW_KIBANA_API_KEY")
+	key, err := secret.Read(c.APIKeyFile, "SPANFLOW_KIBANA_API_KEY")
 	if err != nil {
 		return "", err
 	}
 	if key != "" {
 		return "ApiKey " + key, nil
 	}
-	user, err := secret(c.UserFile, "SPANFLOW_KIBANA_USER")
+	user, err := secret.Read(c.UserFile, "SPANFLOW_KIBANA_USER")
 	if err != nil {
 		return "", err
 	}
-	pass, err := secret(c.PasswordFile, "SPANFLOW_KIBANA_PASSWORD")
+	pass, err := secret.Read(c.PasswordFile, "SPANFLOW_KIBANA_PASSWORD")
 	if err != nil {
 		return "", err
 	}

@@ -335,9 +335,10 @@ func esRows(p plan, level int, prefix string, agg map[string]json.RawMessage, ou
 	}
 }
 
-func search(t *testing.T, client *elasticsearch.Client, index string, body map[string]any) map[string]json.RawMessage {
+// postSearch sends a search request body to index and returns the answer's
+// status and body, whatever the status.
+func postSearch(t *testing.T, client *elasticsearch.Client, index string, b []byte) (status string, code int, out []byte) {
 	t.Helper()
-	b, _ := json.Marshal(body)
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "/"+index+"/_search", bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	res, err := client.Perform(req)
@@ -345,9 +346,16 @@ func search(t *testing.T, client *elasticsearch.Client, index string, body map[s
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 {
-		t.Fatalf("search: %s %.800s\nrequest %s", res.Status, out, b)
+	out, _ = io.ReadAll(res.Body)
+	return res.Status, res.StatusCode, out
+}
+
+func search(t *testing.T, client *elasticsearch.Client, index string, body map[string]any) map[string]json.RawMessage {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	status, code, out := postSearch(t, client, index, b)
+	if code != 200 {
+		t.Fatalf("search: %s %.800s\nrequest %s", status, out, b)
 	}
 	var r struct {
 		Aggregations map[string]json.RawMessage `json:"aggregations"`
@@ -722,19 +730,12 @@ func checkDocumentKinds(t *testing.T, p plan, sel []*flow.Record) {
 func probeMultiTerms(t *testing.T, client *elasticsearch.Client, index string) bool {
 	t.Helper()
 	b := []byte(`{"size":0,"aggs":{"m":{"multi_terms":{"terms":[{"field":"observer.ip"},{"field":"network.type"}]}}}}`)
-	req, _ := http.NewRequest(http.MethodPost, "/"+index+"/_search", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	res, err := client.Perform(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	if res.StatusCode == 200 {
+	status, code, out := postSearch(t, client, index, b)
+	if code == 200 {
 		return true
 	}
 	if !bytes.Contains(out, []byte("multi_terms")) {
-		t.Fatalf("multi_terms probe: %s %.300s", res.Status, out)
+		t.Fatalf("multi_terms probe: %s %.300s", status, out)
 	}
 	return false
 }

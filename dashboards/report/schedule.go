@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/spanflow/spanflow/internal/secret"
 )
 
 // Build runs the report of the given kind (line-load or top-ip).
@@ -70,17 +72,6 @@ func (m Mail) Validate() error {
 	return nil
 }
 
-func secret(file, env string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("read credential file: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	return os.Getenv(env), nil
-}
-
 // Message builds a MIME mail with a short text body and the report attached.
 func (m Mail) Message(subject, body, filename string, attachment []byte, now time.Time) []byte {
 	var rnd [12]byte
@@ -107,11 +98,11 @@ func (m Mail) Message(subject, body, filename string, attachment []byte, now tim
 // STARTTLS, and refuses to send a password over a plain connection to
 // anything but localhost.
 func (m Mail) Send(msg []byte) error {
-	user, err := secret(m.UserFile, "SPANFLOW_SMTP_USER")
+	user, err := secret.Read(m.UserFile, "SPANFLOW_SMTP_USER")
 	if err != nil {
 		return err
 	}
-	pass, err := secret(m.PasswordFile, "SPANFLOW_SMTP_PASSWORD")
+	pass, err := secret.Read(m.PasswordFile, "SPANFLOW_SMTP_PASSWORD")
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,8 @@
-// Package interfaces names the interfaces of flow exporters: the names an
-// operator lists per exporter in a file, and the names exporters announce
-// themselves in options data (IPFIX/NetFlow v9 interface options templates),
-// which the collector's decoders hand over through Learn. The collector
-// applies it as a flow.Enricher filling observer.ingress/egress.interface.name.
+// Package interfaces names the interfaces of flow exporters from a file the
+// operator writes (exporter address -> ifIndex -> name). The collector applies
+// it as a flow.Enricher after decoding: it fills
+// observer.ingress/egress.interface.name, a configured name winning over the
+// one the decoders took from the exporter's options data.
 package interfaces
 
 import (
@@ -12,10 +12,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"sync"
-	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -28,19 +25,13 @@ type Configuration struct {
 	File string
 	// Names, when not nil, is used instead of File.
 	Names map[netip.Addr]map[uint32]string
-	// MaxLearned bounds the names learned from options data (they come from
-	// the network, so a flood must not grow memory without end).
-	MaxLearned int
 }
 
-// DefaultConfiguration configures no names and learns up to a million.
-func DefaultConfiguration() Configuration { return Configuration{MaxLearned: 1 << 20} }
+// DefaultConfiguration configures no names.
+func DefaultConfiguration() Configuration { return Configuration{} }
 
 // Validate reads the file, so a bad one fails at startup.
 func (c Configuration) Validate() error {
-	if c.MaxLearned < 0 {
-		return errors.New("interfaces: max learned names must not be negative")
-	}
 	_, err := c.load()
 	return err
 }
@@ -110,107 +101,41 @@ type key struct {
 	index    uint32
 }
 
-// Names holds configured and learned interface names. Lookups read an
-// immutable map without locks; learning copies it (names change rarely:
-// options data repeats the same names, which costs only a lookup).
+// Names holds the configured interface names; it is read-only once built, so
+// lookups need no lock.
 type Names struct {
 	configured map[key]string
-	learned    atomic.Pointer[map[key]string]
-	mu         sync.Mutex // serializes writers
-	max        int
-
-	learnedTotal, dropped prometheus.Counter
 }
 
 // New returns the names of Configuration.
 func New(r *reporter.Reporter, config Configuration) (*Names, error) {
-	if err := config.Validate(); err != nil {
-		return nil, err
-	}
 	configured, err := config.load()
 	if err != nil {
 		return nil, err
 	}
 	f := r.Factory("interfaces")
-	n := &Names{configured: configured, max: config.MaxLearned,
-		learnedTotal: f.Counter("learned_total", "Interface names learned (new or changed) from exporters' options data."),
-		dropped:      f.Counter("dropped_total", "Interface names not kept because the learned table is full."),
-	}
-	empty := map[key]string{}
-	n.learned.Store(&empty)
 	f.GaugeFunc("configured", "Interface names from the configuration.", func() float64 { return float64(len(configured)) })
-	f.GaugeFunc("learned", "Interface names learned from options data.", func() float64 { return float64(len(*n.learned.Load())) })
-	return n, nil
+	return &Names{configured: configured}, nil
 }
 
-// Name returns the name of an exporter's interface: the configured one, else
-// the learned one.
+// Name returns the configured name of an exporter's interface.
 func (n *Names) Name(exporter netip.Addr, index uint32) (string, bool) {
-	k := key{exporter.Unmap(), index}
-	if s, ok := n.configured[k]; ok {
-		return s, true
-	}
-	s, ok := (*n.learned.Load())[k]
+	s, ok := n.configured[key{exporter.Unmap(), index}]
 	return s, ok
 }
 
-// Learn records names an exporter announced (ifIndex -> name), as the
-// decoders read them from options data. Unchanged names cost a lookup each.
-func (n *Names) Learn(exporter netip.Addr, names map[uint32]string) {
-	exporter = exporter.Unmap()
-	cur := *n.learned.Load()
-	changed := false
-	for idx, name := range names {
-		if idx != 0 && name != "" && cur[key{exporter, idx}] != name {
-			changed = true
-			break
-		}
-	}
-	if !changed {
-		return
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	cur = *n.learned.Load()
-	next := make(map[key]string, len(cur)+len(names))
-	for k, v := range cur {
-		next[k] = v
-	}
-	for idx, name := range names {
-		k := key{exporter, idx}
-		if idx == 0 || name == "" || next[k] == name {
-			continue
-		}
-		if _, exists := next[k]; !exists && len(next) >= n.max {
-			n.dropped.Inc()
-			continue
-		}
-		next[k] = name
-		n.learnedTotal.Inc()
-	}
-	n.learned.Store(&next)
-}
-
-// Enrich names the record's interfaces: a configured name always (the
-// operator's word wins over what the exporter announced), else a learned one
-// when the record carries none (the decoders already fill names from the
-// options data of the record's own observation domain).
+// Enrich names the record's interfaces that have a configured name (the
+// operator's word wins over what the exporter announced in options data);
+// other names the record carries are kept.
 func (n *Names) Enrich(r *flow.Record) {
 	if r.InIf != 0 {
-		r.InIfName = n.pick(r.ObserverIP, r.InIf, r.InIfName)
+		if s, ok := n.Name(r.ObserverIP, r.InIf); ok {
+			r.InIfName = s
+		}
 	}
 	if r.OutIf != 0 {
-		r.OutIfName = n.pick(r.ObserverIP, r.OutIf, r.OutIfName)
+		if s, ok := n.Name(r.ObserverIP, r.OutIf); ok {
+			r.OutIfName = s
+		}
 	}
-}
-
-func (n *Names) pick(exporter netip.Addr, index uint32, current string) string {
-	k := key{exporter.Unmap(), index}
-	if s, ok := n.configured[k]; ok {
-		return s
-	}
-	if current != "" {
-		return current
-	}
-	return (*n.learned.Load())[k]
 }

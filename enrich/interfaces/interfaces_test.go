@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -20,7 +19,7 @@ const sample = `
   10: uplink
 `
 
-func TestConfiguredAndLearned(t *testing.T) {
+func TestConfigured(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ifnames.yaml")
 	if err := os.WriteFile(file, []byte(sample), 0o600); err != nil {
@@ -33,8 +32,6 @@ func TestConfiguredAndLearned(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp1, exp2, exp3 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.7")
-	n.Learn(exp3, map[uint32]string{5: "eth5", 6: "eth6"})
-	n.Learn(exp1, map[uint32]string{1: "learned-loses", 3: "ge-0/0/3"}) // configured names win
 
 	for _, tc := range []struct {
 		rec       flow.Record
@@ -42,9 +39,9 @@ func TestConfiguredAndLearned(t *testing.T) {
 		situation string
 	}{
 		{flow.Record{ObserverIP: exp1, InIf: 1, OutIf: 2}, "ge-0/0/1", "ge-0/0/2", "configured"},
-		{flow.Record{ObserverIP: netip.MustParseAddr("::ffff:192.0.2.1"), InIf: 2, OutIf: 3}, "ge-0/0/2", "ge-0/0/3", "mapped exporter, learned"},
+		{flow.Record{ObserverIP: netip.MustParseAddr("::ffff:192.0.2.1"), InIf: 2, OutIf: 3}, "ge-0/0/2", "", "mapped exporter"},
 		{flow.Record{ObserverIP: exp2, InIf: 10, OutIf: 11}, "uplink", "", "unknown index"},
-		{flow.Record{ObserverIP: exp3, InIf: 5, OutIf: 6}, "eth5", "eth6", "learned"},
+		{flow.Record{ObserverIP: exp3, InIf: 5, OutIf: 6}, "", "", "unknown exporter"},
 		{flow.Record{ObserverIP: exp3, InIf: 5, InIfName: "from-record"}, "from-record", "", "name in the record"},
 		{flow.Record{ObserverIP: exp1, InIf: 1, InIfName: "from-record"}, "ge-0/0/1", "", "configured name over the record's"},
 		{flow.Record{ObserverIP: exp1}, "", "", "no index"},
@@ -72,45 +69,6 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestLearnBounded(t *testing.T) {
-	cfg := DefaultConfiguration()
-	cfg.MaxLearned = 3
-	n, err := New(reporter.NewForTest(nil), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp := netip.MustParseAddr("192.0.2.9")
-	n.Learn(exp, map[uint32]string{1: "a", 2: "b", 3: "c", 4: "d", 5: "e"})
-	if got := len(*n.learned.Load()); got != 3 {
-		t.Errorf("learned %d names, want the bound 3", got)
-	}
-}
-
-func TestConcurrentLearnAndEnrich(t *testing.T) {
-	n, err := New(reporter.NewForTest(nil), DefaultConfiguration())
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp := netip.MustParseAddr("192.0.2.9")
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := uint32(1); i < 200; i++ {
-				n.Learn(exp, map[uint32]string{i: "if"})
-				rec := flow.Record{ObserverIP: exp, InIf: i}
-				n.Enrich(&rec)
-				if rec.InIfName != "if" {
-					t.Errorf("index %d not found right after learning it", i)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(sample))
 	f.Add([]byte("10.0.0.1: {1: a}\n"))
@@ -119,7 +77,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		n, err := New(reporter.NewForTest(nil), Configuration{Names: names, MaxLearned: 10})
+		n, err := New(reporter.NewForTest(nil), Configuration{Names: names})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,16 +92,15 @@ func FuzzParse(f *testing.F) {
 }
 
 func BenchmarkEnrich(b *testing.B) {
-	n, err := New(reporter.NewForTest(nil), DefaultConfiguration())
-	if err != nil {
-		b.Fatal(err)
-	}
 	exp := netip.MustParseAddr("192.0.2.9")
 	names := map[uint32]string{}
 	for i := uint32(1); i <= 1000; i++ {
 		names[i] = "ifname"
 	}
-	n.Learn(exp, names)
+	n, err := New(reporter.NewForTest(nil), Configuration{Names: map[netip.Addr]map[uint32]string{exp: names}})
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		rec := flow.Record{ObserverIP: exp, InIf: uint32(i%1000) + 1, OutIf: uint32(i%999) + 1}

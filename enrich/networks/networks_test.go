@@ -38,6 +38,20 @@ const sample = `
   project: payments
 `
 
+// sampleComponent is the enricher of the sample networks file.
+func sampleComponent(t *testing.T) *Component {
+	t.Helper()
+	nets, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(reporter.NewForTest(nil), Configuration{Networks: nets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestParse(t *testing.T) {
 	nets, err := Parse(strings.NewReader(sample))
 	if err != nil {
@@ -174,14 +188,7 @@ func TestTableAgainstNaive(t *testing.T) {
 }
 
 func TestDirection(t *testing.T) {
-	nets, err := Parse(strings.NewReader(sample))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(reporter.NewForTest(nil), Configuration{Networks: nets})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := sampleComponent(t)
 	vm := &flow.VSphere{VMName: "vm"}
 	ip := netip.MustParseAddr
 	for _, tc := range []struct {
@@ -268,14 +275,7 @@ func BenchmarkLookup(b *testing.B) {
 // TestNetworkInfo: each end carries the most specific listed network's name,
 // site, role and project, and the flow document writes them.
 func TestNetworkInfo(t *testing.T) {
-	nets, err := Parse(strings.NewReader(sample))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(reporter.NewForTest(nil), Configuration{Networks: nets})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := sampleComponent(t)
 	rec := flow.Record{SrcAddr: netip.MustParseAddr("10.1.2.3"), DstAddr: netip.MustParseAddr("198.51.100.1")}
 	c.Enrich(&rec)
 	if diff := cmp.Diff(rec.Src.Network, &flow.NetworkInfo{Name: "payments-db", Project: "payments"}); diff != "" {

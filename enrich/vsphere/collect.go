@@ -70,6 +70,14 @@ func (cl *client) close() {
 	cl.vc.CloseIdleConnections()
 }
 
+// destroy removes a server-side object (property collector, view) at the end
+// of a session, even when the session's context is already cancelled.
+func destroy(obj interface{ Destroy(context.Context) error }) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = obj.Destroy(ctx)
+}
+
 func propSpecs() []types.PropertySpec {
 	specs := make([]types.PropertySpec, 0, len(followed))
 	for typ, paths := range followed {
@@ -98,22 +106,14 @@ func (c *Component) session(ctx context.Context) (loaded bool, err error) {
 		c.metrics.connects.WithLabelValues("error").Inc()
 		return false, fmt.Errorf("create property collector: %w", err)
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer dcancel()
-		_ = pc.Destroy(dctx)
-	}()
+	defer destroy(pc)
 	cv, err := view.NewManager(vc).CreateContainerView(rctx, vc.ServiceContent.RootFolder, viewTypes, true)
 	if err != nil {
 		cancel()
 		c.metrics.connects.WithLabelValues("error").Inc()
 		return false, fmt.Errorf("create container view: %w", err)
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer dcancel()
-		_ = cv.Destroy(dctx)
-	}()
+	defer destroy(cv)
 	objects := []types.ObjectSpec{{
 		Obj:  cv.Reference(),
 		Skip: types.NewBool(true),

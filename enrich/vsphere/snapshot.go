@@ -1,7 +1,9 @@
 package vsphere
 
 import (
+	"bytes"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -158,10 +160,6 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 		}
 		return vms[i].UUID < vms[j].UUID
 	})
-	type keyed[K comparable] struct {
-		key K
-		c   candidate
-	}
 	var byAddr []keyed[[16]byte]
 	var byMAC []keyed[flow.MAC]
 	for i := range vms {
@@ -188,32 +186,35 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 		}
 	}
 	s := &Snapshot{
-		byAddr: make(map[[16]byte]span, len(byAddr)),
-		byMAC:  make(map[flow.MAC]span, len(byMAC)),
-		cands:  make([]candidate, 0, len(byAddr)+len(byMAC)),
-		vms:    vms,
-		Built:  built,
+		cands: make([]candidate, 0, len(byAddr)+len(byMAC)),
+		vms:   vms,
+		Built: built,
 	}
-	// Group candidates of one key together so a span covers them.
-	sort.SliceStable(byAddr, func(i, j int) bool { return string(byAddr[i].key[:]) < string(byAddr[j].key[:]) })
-	for i := 0; i < len(byAddr); {
-		j := i
-		for j < len(byAddr) && byAddr[j].key == byAddr[i].key {
-			s.cands = append(s.cands, byAddr[j].c)
-			j++
-		}
-		s.byAddr[byAddr[i].key] = span{one: byAddr[i].c.vs, first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
-		i = j
-	}
-	sort.SliceStable(byMAC, func(i, j int) bool { return string(byMAC[i].key[:]) < string(byMAC[j].key[:]) })
-	for i := 0; i < len(byMAC); {
-		j := i
-		for j < len(byMAC) && byMAC[j].key == byMAC[i].key {
-			s.cands = append(s.cands, byMAC[j].c)
-			j++
-		}
-		s.byMAC[byMAC[i].key] = span{one: byMAC[i].c.vs, first: uint32(len(s.cands) - (j - i)), n: uint32(j - i)}
-		i = j
-	}
+	s.byAddr = spans(byAddr, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }, &s.cands)
+	s.byMAC = spans(byMAC, func(a, b flow.MAC) int { return bytes.Compare(a[:], b[:]) }, &s.cands)
 	return s
+}
+
+// keyed is a candidate under one of its keys (an address or a MAC).
+type keyed[K comparable] struct {
+	key K
+	c   candidate
+}
+
+// spans groups the entries by key, appending each group's candidates to
+// cands so that the key's span covers them. The entries are sorted (stably,
+// by compare) to bring equal keys together.
+func spans[K comparable](entries []keyed[K], compare func(a, b K) int, cands *[]candidate) map[K]span {
+	slices.SortStableFunc(entries, func(a, b keyed[K]) int { return compare(a.key, b.key) })
+	out := make(map[K]span, len(entries))
+	for i := 0; i < len(entries); {
+		j := i
+		for j < len(entries) && entries[j].key == entries[i].key {
+			*cands = append(*cands, entries[j].c)
+			j++
+		}
+		out[entries[i].key] = span{one: entries[i].c.vs, first: uint32(len(*cands) - (j - i)), n: uint32(j - i)}
+		i = j
+	}
+	return out
 }

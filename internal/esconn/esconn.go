@@ -1,6 +1,11 @@
-// Package esconn builds the Elasticsearch client every part of spanflow uses
-// (collector output, es setup/prune, reports) from one configuration, so TLS
-// and credentials are handled, and kept out of logs and process lists, once.
+// Package esconn connects to Elasticsearch for every part of spanflow that
+// talks to it: the collector's Elasticsearch output, `spanflow es setup` and
+// `prune`, reports, the demo. New builds the client from one Configuration
+// (TLS trust by CA file or fingerprint, client certificates, credentials read
+// with internal/secret from files or the environment, never from a URL nor
+// sent in clear text unless asked, response timeout, gzip, retries), Ping
+// checks that the cluster answers, and Redacted hides credentials in URLs for
+// logs and errors.
 package esconn
 
 import (

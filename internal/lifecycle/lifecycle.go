@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Component is a part of a running service (a listener, a decoder pool, an
@@ -103,6 +104,24 @@ func (t *Tracker) Go(f func(ctx context.Context) error) {
 			t.cancel()
 		}
 	}()
+}
+
+// Every runs f in a tracked goroutine every interval, with the tick's time,
+// until Stop. A tick that comes while f still runs is dropped, as with
+// time.Ticker.
+func (t *Tracker) Every(interval time.Duration, f func(now time.Time)) {
+	t.Go(func(ctx context.Context) error {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-tick.C:
+				f(now)
+			}
+		}
+	})
 }
 
 // Stop cancels the context, waits for every goroutine and returns the first error.

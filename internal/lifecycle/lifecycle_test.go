@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -86,5 +87,28 @@ func TestTrackerWaitsAndKeepsFirstError(t *testing.T) {
 	}
 	if err := tr.Stop(); err == nil {
 		t.Error("Stop lost the error")
+	}
+}
+
+func TestTrackerEvery(t *testing.T) {
+	var tr Tracker
+	ticks := make(chan time.Time)
+	tr.Every(time.Millisecond, func(now time.Time) {
+		select {
+		case ticks <- now:
+		case <-tr.Context().Done():
+		}
+	})
+	first, second := <-ticks, <-ticks
+	if !second.After(first) {
+		t.Errorf("second tick %v is not after the first %v", second, first)
+	}
+	if err := tr.Stop(); err != nil {
+		t.Errorf("Stop = %v, want nil", err)
+	}
+	select {
+	case now := <-ticks:
+		t.Errorf("f ran at %v after Stop returned", now)
+	case <-time.After(10 * time.Millisecond):
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -55,6 +56,28 @@ func refusingProxy(t *testing.T, target string, refuse func(http.ResponseWriter,
 	return srv.URL, &refused
 }
 
+// hangingBulkProxy passes requests on to the cluster at target but holds bulk
+// requests unanswered, like an overloaded node, until the test ends or the
+// client gives up.
+func hangingBulkProxy(t *testing.T, target string) string {
+	t.Helper()
+	release := make(chan struct{})
+	proxyURL, _ := refusingProxy(t, target, func(_ http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/_bulk") {
+			return false
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return true
+	})
+	// Registered after the server's Close, so it runs first: Close waits for
+	// the held requests.
+	t.Cleanup(func() { close(release) })
+	return proxyURL
+}
+
 // TestAuth: without credentials the output refuses to start (the template
 // cannot be installed); with a user/password from the environment or an API
 // key from a file it indexes; the secrets never reach the log.
@@ -80,10 +103,26 @@ func TestAuth(t *testing.T) {
 			t.Error("the proxy saw no request")
 		}
 	})
+	// The proxy speaks plain http: credentials to it must be allowed
+	// explicitly, and are refused otherwise.
+	insecure := func(c *Configuration) { c.Connection.AllowInsecureCredentials = true }
+	t.Run("credentials in clear text refused", func(t *testing.T) {
+		t.Setenv("SPANFLOW_ES_USER", user)
+		t.Setenv("SPANFLOW_ES_PASSWORD", password)
+		c := DefaultConfiguration()
+		c.Connection.URLs, c.SpoolDir = []string{proxyURL}, t.TempDir()
+		before := refused.Load()
+		if _, err := New(reporter.NewForTest(nil), c); err == nil || !strings.Contains(err.Error(), "clear text") {
+			t.Errorf("credentials over http: %v", err)
+		}
+		if refused.Load() != before {
+			t.Error("a request went out")
+		}
+	})
 	t.Run("wrong password", func(t *testing.T) {
 		t.Setenv("SPANFLOW_ES_USER", user)
 		t.Setenv("SPANFLOW_ES_PASSWORD", "wrong")
-		o, _ := newTestOutput(t, []string{proxyURL}, t.TempDir(), nil)
+		o, _ := newTestOutput(t, []string{proxyURL}, t.TempDir(), insecure)
 		defer o.Stop()
 		if err := o.Start(); err == nil {
 			t.Fatal("started with a wrong password")
@@ -93,7 +132,7 @@ func TestAuth(t *testing.T) {
 	t.Run("user and password from the environment", func(t *testing.T) {
 		t.Setenv("SPANFLOW_ES_USER", user)
 		t.Setenv("SPANFLOW_ES_PASSWORD", password)
-		o, logs := newTestOutput(t, []string{proxyURL}, t.TempDir(), nil)
+		o, logs := newTestOutput(t, []string{proxyURL}, t.TempDir(), insecure)
 		if err := o.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -112,6 +151,7 @@ func TestAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		o, logs := newTestOutput(t, []string{proxyURL}, t.TempDir(), func(c *Configuration) {
+			insecure(c)
 			c.Connection.APIKeyFile = keyFile
 		})
 		if err := o.Start(); err != nil {
@@ -134,27 +174,13 @@ func TestAuth(t *testing.T) {
 // must leave every document in the spool; the next start replays them.
 func TestStopOnHungCluster(t *testing.T) {
 	target := testutil.Elasticsearch(t)
-	u, _ := url.Parse(target)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/_bulk") {
-			select { // hang like an overloaded node
-			case <-release:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	defer close(release)
+	proxyURL := hangingBulkProxy(t, target)
 
 	day := time.Date(2001, 3, 6, 0, 0, 0, 0, time.UTC)
 	c, index := freshDayIndex(t, target, day)
 	recs, tr := genRecords(3000, day, 6)
 	dir := t.TempDir()
-	o, _ := newTestOutput(t, []string{srv.URL}, dir, func(c *Configuration) {
+	o, _ := newTestOutput(t, []string{proxyURL}, dir, func(c *Configuration) {
 		c.Connection.Timeout = 5 * time.Minute
 		c.DrainTimeout = 2 * time.Second
 		c.FlushInterval = 100 * time.Millisecond
@@ -174,13 +200,5 @@ func TestStopOnHungCluster(t *testing.T) {
 	if docs, _ := o.spool.Stats(); docs != int64(len(recs)) {
 		t.Errorf("spool holds %d documents after stop, want all %d", docs, len(recs))
 	}
-	o, _ = newTestOutput(t, []string{target}, dir, nil)
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitSpoolEmpty(t, o, time.Minute)
-	if err := o.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkTruth(t, c, index, tr)
+	replayAndCheck(t, target, dir, nil, c, index, tr)
 }

@@ -225,6 +225,22 @@ func writeAll(t *testing.T, o *Output, recs []flow.Record, batch int) {
 	}
 }
 
+// replayAndCheck starts an output on the cluster at url over the spool left
+// in dir, waits until it has indexed everything the spool held, stops it and
+// checks the index against the truth.
+func replayAndCheck(t *testing.T, url, dir string, tweak func(*Configuration), c *es.Client, index string, tr truth) {
+	t.Helper()
+	o, _ := newTestOutput(t, []string{url}, dir, tweak)
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitSpoolEmpty(t, o, time.Minute)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkTruth(t, c, index, tr)
+}
+
 // waitSpoolEmpty waits until the replayer has emptied the spool and the
 // queue is drained.
 func waitSpoolEmpty(t *testing.T, o *Output, within time.Duration) {
@@ -421,15 +437,7 @@ func TestStopPersistsAndRestartReplays(t *testing.T) {
 	if left == 0 {
 		t.Log("the cluster took the whole burst before stop; the restart replays nothing")
 	}
-	o, _ = newTestOutput(t, []string{url}, dir, nil)
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitSpoolEmpty(t, o, time.Minute)
-	if err := o.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkTruth(t, c, index, tr)
+	replayAndCheck(t, url, dir, nil, c, index, tr)
 }
 
 // TestNoSetupClusterLater: with --es-setup=false the output starts even when
@@ -462,13 +470,5 @@ func TestNoSetupClusterLater(t *testing.T) {
 	if _, err := setup.Install(t.Context(), c, setup.DefaultConfiguration()); err != nil {
 		t.Fatal(err)
 	}
-	o, _ = newTestOutput(t, []string{url}, dir, func(c *Configuration) { c.RunSetup = false })
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitSpoolEmpty(t, o, time.Minute)
-	if err := o.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkTruth(t, c, index, tr)
+	replayAndCheck(t, url, dir, func(c *Configuration) { c.RunSetup = false }, c, index, tr)
 }

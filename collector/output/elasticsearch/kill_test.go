@@ -3,10 +3,6 @@ package elasticsearch
 import (
 	"bufio"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,25 +70,11 @@ func TestKill9Helper(t *testing.T) {
 // ones exactly once.
 func TestKill9Bound(t *testing.T) {
 	target := testutil.Elasticsearch(t)
-	u, _ := url.Parse(target)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/_bulk") {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	defer close(release)
+	proxyURL := hangingBulkProxy(t, target)
 
 	spool := filepath.Join(t.TempDir(), "spool")
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestKill9Helper$", "-test.v")
-	cmd.Env = append(os.Environ(), "SPANFLOW_KILL9_HELPER=1", "SPANFLOW_KILL9_URL="+srv.URL, "SPANFLOW_KILL9_SPOOL="+spool)
+	cmd.Env = append(os.Environ(), "SPANFLOW_KILL9_HELPER=1", "SPANFLOW_KILL9_URL="+proxyURL, "SPANFLOW_KILL9_SPOOL="+spool)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

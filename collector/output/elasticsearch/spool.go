@@ -121,15 +121,7 @@ func (s *spool) Append(items []item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	var buf []byte
-	for _, it := range items {
-		buf = append(buf, it.index...)
-		buf = append(buf, '\t')
-		buf = append(buf, it.id...)
-		buf = append(buf, '\t')
-		buf = append(buf, it.doc...)
-		buf = append(buf, '\n')
-	}
+	buf := encodeLines(items)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	need := int64(len(buf))
@@ -158,6 +150,21 @@ func (s *spool) Append(items []item) error {
 	s.docs += int64(len(items))
 	s.signal()
 	return nil
+}
+
+// encodeLines writes items as segment lines, "index<TAB>id<TAB>document\n"
+// each; Read parses them back.
+func encodeLines(items []item) []byte {
+	var buf []byte
+	for _, it := range items {
+		buf = append(buf, it.index...)
+		buf = append(buf, '\t')
+		buf = append(buf, it.id...)
+		buf = append(buf, '\t')
+		buf = append(buf, it.doc...)
+		buf = append(buf, '\n')
+	}
+	return buf
 }
 
 func (s *spool) last() *segment {
@@ -293,15 +300,7 @@ func (s *spool) Done(seg *segment, remaining []item) error {
 		}
 		return nil
 	}
-	var buf []byte
-	for _, it := range remaining {
-		buf = append(buf, it.index...)
-		buf = append(buf, '\t')
-		buf = append(buf, it.id...)
-		buf = append(buf, '\t')
-		buf = append(buf, it.doc...)
-		buf = append(buf, '\n')
-	}
+	buf := encodeLines(remaining)
 	tmp := seg.path + ".tmp"
 	if err := os.WriteFile(tmp, buf, 0o640); err != nil {
 		return fmt.Errorf("rewrite spool segment: %w", err)

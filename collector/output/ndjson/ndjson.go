@@ -5,7 +5,6 @@ package ndjson
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -112,21 +111,12 @@ func (o *Output) Start() error {
 		}
 	}
 	o.bw = bufio.NewWriterSize(o.w, 256<<10)
-	o.tracker.Go(func(ctx context.Context) error {
-		t := time.NewTicker(o.cfg.FlushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				o.mu.Lock()
-				err := o.bw.Flush()
-				o.mu.Unlock()
-				if err != nil {
-					o.r.Log.Warn("flush NDJSON output", "output", o.name, "err", err)
-				}
-			}
+	o.tracker.Every(o.cfg.FlushInterval, func(time.Time) {
+		o.mu.Lock()
+		err := o.bw.Flush()
+		o.mu.Unlock()
+		if err != nil {
+			o.r.Log.Warn("flush NDJSON output", "output", o.name, "err", err)
 		}
 	})
 	return nil
