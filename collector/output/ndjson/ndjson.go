@@ -122,8 +122,13 @@ func (o *Output) Start() error {
 	return nil
 }
 
+// fileMode is the most a file output may allow.
+const fileMode = 0o640
+
 func (o *Output) open() error {
-	f, err := os.OpenFile(o.cfg.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	// Flows name every internal address: 0640 like the spool, and a file
+	// that exists already loses what it gave to others.
+	f, err := os.OpenFile(o.cfg.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, fileMode)
 	if err != nil {
 		return fmt.Errorf("open NDJSON output: %w", err)
 	}
@@ -131,6 +136,12 @@ func (o *Output) open() error {
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("open NDJSON output: %w", err)
+	}
+	if perm := st.Mode().Perm(); st.Mode().IsRegular() && perm&^fileMode != 0 {
+		if err := f.Chmod(perm & fileMode); err != nil {
+			f.Close()
+			return fmt.Errorf("open NDJSON output: make %s readable by its group at most: %w", o.cfg.Path, err)
+		}
 	}
 	o.f, o.w, o.size = f, f, st.Size()
 	if o.bw != nil {

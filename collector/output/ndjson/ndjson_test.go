@@ -43,6 +43,9 @@ func TestFileRotation(t *testing.T) {
 	seen := map[float64]bool{}
 	for _, f := range files {
 		st, _ := os.Stat(f)
+		if st.Mode().Perm() != 0o640 {
+			t.Errorf("%s has mode %v, want 0640", f, st.Mode().Perm())
+		}
 		if st.Size() > cfg.MaxBytes {
 			t.Errorf("%s is %d bytes, limit %d", f, st.Size(), cfg.MaxBytes)
 		}
@@ -64,5 +67,31 @@ func TestFileRotation(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("%d documents in the files, want %d", len(seen), n)
+	}
+}
+
+// TestFileModeNarrowed: a file output that exists with a mode open to
+// others is narrowed to 0640 when it is opened; flows name every internal
+// address.
+func TestFileModeNarrowed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flows.ndjson")
+	if err := os.WriteFile(path, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o666) // whatever the umask
+	cfg := DefaultConfiguration()
+	cfg.Path = path
+	o, err := New(reporter.NewForTest(nil), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", st.Mode().Perm())
 	}
 }
