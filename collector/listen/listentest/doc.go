@@ -1,0 +1,3 @@
+// Package listentest makes what the tests of the listeners need: the IPFIX
+// messages the spanflow exporter's encoder sends.
+package listentest
