@@ -1,7 +1,7 @@
 // Package listen is where flow datagrams enter the collector: UDP sockets
 // (several per port with SO_REUSEPORT, each read by its own goroutine that
-// also decodes) and IPFIX over TCP. Every datagram goes to a Handler (the
-// pipeline's worker). TCP connections are checked against
+// also decodes), IPFIX over TCP and IPFIX over TLS. Every datagram goes to a
+// Handler (the pipeline's worker). Stream connections are checked against
 // the allowed networks and the connection limits when accepted, before they
 // take a slot, and closed when idle, so that strangers cannot keep the
 // exporters out. The kernel's UDP drop counters of these sockets are
@@ -11,6 +11,7 @@ package listen
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,19 +34,25 @@ import (
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
-// Reasons an IPFIX/TCP connection is refused: the values of the
+// Reasons an IPFIX/TCP or TLS connection is refused: the values of the
 // reason label of spanflow_listen_tcp_refused_total.
 const (
 	RefusedNotAllowed      = reason.NotAllowed  // source outside the allowed networks
 	RefusedSourceLimit     = "source_limit"     // MaxTCPConnectionsPerSource from that address already open
 	RefusedConnectionLimit = "connection_limit" // MaxTCPConnections already open
+	RefusedTLSHandshake    = "tls_handshake"    // no valid client certificate, not TLS, or too slow
 )
 
 var refusedText = map[string]string{
 	RefusedNotAllowed:      "connection from outside the allowed networks refused",
 	RefusedSourceLimit:     "connection refused: too many from this address",
 	RefusedConnectionLimit: "connection refused: too many connections",
+	RefusedTLSHandshake:    "connection refused: tls handshake failed",
 }
+
+// tlsHandshakeTimeout bounds a TLS handshake (or the idle timeout, when
+// shorter): an exporter completes it in a few round trips.
+const tlsHandshakeTimeout = 10 * time.Second
 
 // Handler takes datagrams from one goroutine.
 type Handler interface {
@@ -63,6 +70,7 @@ type Listener struct {
 	r       *reporter.Reporter
 	cfg     Configuration
 	deps    Dependencies
+	tls     *tls.Config // nil without TLS addresses
 	log     *reporter.Limited
 	tracker lifecycle.Tracker
 
@@ -81,23 +89,30 @@ type Listener struct {
 	tcpIdle    prometheus.Counter
 }
 
-// New returns the listeners; Start opens them.
+// New returns the listeners; Start opens them. With TLS addresses, the
+// certificate, key and client CA files are read here.
 func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Listener, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("listen configuration: %w", err)
 	}
 	l := &Listener{r: r, cfg: cfg, deps: deps, log: reporter.NewLimited(r.Log, 10*time.Second),
 		conns: map[net.Conn]struct{}{}, perSource: map[netip.Addr]int{}, inodes: map[uint64]bool{}}
+	if len(cfg.TLS) > 0 {
+		var err error
+		if l.tls, err = cfg.ServerTLS(); err != nil {
+			return nil, fmt.Errorf("listen configuration: %w", err)
+		}
+	}
 	f := r.Factory("listen")
 	f.CounterFunc("kernel_drops_total", "Datagrams the kernel dropped on the collector's UDP sockets (receive buffer full), from /proc/net/udp.",
 		func() float64 { return float64(l.KernelDrops()) })
-	l.tcpOpen = f.Gauge("tcp_connections", "Open IPFIX/TCP connections.")
+	l.tcpOpen = f.Gauge("tcp_connections", "Open IPFIX/TCP and IPFIX/TLS connections.")
 	l.tcpErr = f.Counter("tcp_errors_total", "IPFIX/TCP connections closed on a framing error.")
-	l.tcpRefused = f.CounterVec("tcp_refused_total", "IPFIX/TCP connections refused, by reason.", "reason")
+	l.tcpRefused = f.CounterVec("tcp_refused_total", "IPFIX/TCP and IPFIX/TLS connections refused, by reason.", "reason")
 	for why := range refusedText {
 		l.tcpRefused.WithLabelValues(why)
 	}
-	l.tcpIdle = f.Counter("tcp_idle_closed_total", "IPFIX/TCP connections closed after the idle timeout without a message.")
+	l.tcpIdle = f.Counter("tcp_idle_closed_total", "IPFIX/TCP and IPFIX/TLS connections closed after the idle timeout without a message.")
 	return l, nil
 }
 
@@ -105,7 +120,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Listener,
 func (l *Listener) Name() string { return "listeners" }
 
 // Addrs are the addresses actually listened on (useful with port 0): UDP,
-// then TCP, in the order configured.
+// then TCP, then TLS, in the order configured.
 func (l *Listener) Addrs() []net.Addr {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -158,23 +173,34 @@ func (l *Listener) Start() error {
 			l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
 		}
 	}
-	for _, a := range l.cfg.TCP {
-		ln, err := lc.Listen(context.Background(), "tcp", a)
-		if err != nil {
-			l.Stop()
-			return fmt.Errorf("listen on tcp %s: %w", a, err)
+	streams := []struct {
+		addrs []string
+		tls   *tls.Config
+		proto string
+	}{{l.cfg.TCP, nil, "tcp"}, {l.cfg.TLS, l.tls, "tls"}}
+	for _, s := range streams {
+		for _, a := range s.addrs {
+			ln, err := lc.Listen(context.Background(), "tcp", a)
+			if err != nil {
+				l.Stop()
+				return fmt.Errorf("listen on %s %s: %w", s.proto, a, err)
+			}
+			l.mu.Lock()
+			l.tcp = append(l.tcp, ln)
+			l.addrs = append(l.addrs, ln.Addr())
+			l.mu.Unlock()
+			l.tracker.Go(func(ctx context.Context) error { return l.acceptTCP(ln, s.tls, "ipfix/"+s.proto) })
 		}
-		l.mu.Lock()
-		l.tcp = append(l.tcp, ln)
-		l.addrs = append(l.addrs, ln.Addr())
-		l.mu.Unlock()
-		l.tracker.Go(func(ctx context.Context) error { return l.acceptTCP(ln, "ipfix/tcp") })
 	}
-	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "sockets_per_port", l.cfg.Sockets,
+	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "tls", l.cfg.TLS, "sockets_per_port", l.cfg.Sockets,
 		"max_tcp_connections", l.cfg.MaxTCPConnections, "max_tcp_connections_per_source", l.cfg.MaxTCPConnectionsPerSource,
 		"tcp_idle_timeout", l.cfg.TCPIdleTimeout)
-	if len(l.cfg.TCP) > 0 && len(l.cfg.Allow) == 0 {
-		l.r.Log.Info("ipfix/tcp connections accepted from any address: no allowed networks")
+	if len(l.cfg.TLS) > 0 && l.tls.ClientCAs == nil {
+		l.r.Log.Warn("ipfix/tls without a client CA: any client may connect and send flows; give the exporters' CA to require their certificates",
+			"tls", l.cfg.TLS)
+	}
+	if len(l.cfg.TCP)+len(l.cfg.TLS) > 0 && len(l.cfg.Allow) == 0 {
+		l.r.Log.Info("ipfix/tcp and tls connections accepted from any address: no allowed networks")
 	}
 	return nil
 }
@@ -206,9 +232,11 @@ func (l *Listener) allowed(a netip.Addr) bool {
 	return false
 }
 
-// acceptTCP accepts the connections of one TCP listener. A connection is
-// checked before it takes a slot.
-func (l *Listener) acceptTCP(ln net.Listener, proto string) error {
+// acceptTCP accepts the connections of one TCP or TLS listener (tlsCfg
+// set). A connection is checked before it takes a slot; the TLS handshake
+// runs on the connection's own goroutine, within its slot, so a slow one
+// cannot hold up the others.
+func (l *Listener) acceptTCP(ln net.Listener, tlsCfg *tls.Config, proto string) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -232,7 +260,7 @@ func (l *Listener) acceptTCP(ln net.Listener, proto string) error {
 		l.tcpOpen.Inc()
 		l.tracker.Go(func(ctx context.Context) error {
 			defer l.release(c, src.Addr())
-			l.readTCP(c, src, l.deps.NewHandler(), proto)
+			l.serveTCP(ctx, c, src, tlsCfg, proto)
 			return nil
 		})
 	}
@@ -284,6 +312,29 @@ func (l *Listener) refuse(c net.Conn, proto string, src netip.AddrPort, why stri
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
+}
+
+// serveTCP runs the TLS handshake when tlsCfg is set, then reads the
+// connection's messages.
+func (l *Listener) serveTCP(ctx context.Context, c net.Conn, src netip.AddrPort, tlsCfg *tls.Config, proto string) {
+	conn := c
+	if tlsCfg != nil {
+		tc := tls.Server(c, tlsCfg)
+		hctx, cancel := context.WithTimeout(ctx, min(tlsHandshakeTimeout, l.cfg.TCPIdleTimeout))
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				l.refuse(c, proto, src, RefusedTLSHandshake, "err", err)
+			}
+			return
+		}
+		conn = tc
+		if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
+			l.r.Log.Debug(proto+" connection", "remote", src, "client", peer[0].Subject.String())
+		}
+	}
+	l.readTCP(conn, src, l.deps.NewHandler(), proto)
 }
 
 // readTCP reads IPFIX messages from a stream: each starts with version 10

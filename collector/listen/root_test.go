@@ -2,10 +2,12 @@ package listen_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/listen/listentest"
 	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -296,17 +299,147 @@ func TestTCPIdleTimeout(t *testing.T) {
 	u.waitMetric(t, "tcp_idle_closed_total", "", 3)
 }
 
-// TestValidate: bad limits are refused.
+// tlsConfig is a listener of IPFIX over TLS with the server's certificate
+// and, when clientCA is given, mutual TLS.
+func tlsConfig(server listentest.Leaf, clientCA string) listen.Configuration {
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.TLS = nil, nil, []string{"127.0.0.1:0"}
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = server.CertFile, server.KeyFile, clientCA
+	return cfg
+}
+
+// TestTLSClientCertificates: with a client CA, an exporter with a
+// certificate of that CA gets its flows decoded; one without a
+// certificate, one with a certificate of another CA and one that does not
+// speak TLS are refused and counted, and nothing they send is decoded.
+func TestTLSClientCertificates(t *testing.T) {
+	collectorCA, exportersCA, otherCA := listentest.NewCA(t, "collectors"), listentest.NewCA(t, "exporters"), listentest.NewCA(t, "other")
+	u := start(t, tlsConfig(collectorCA.Server(t, "collector"), exportersCA.File))
+	addr := u.Addrs()[0].String()
+	msgs := listentest.IPFIX(t, 50, 10)
+	dial := func(certs ...tls.Certificate) *tls.Conn {
+		t.Helper()
+		c := tls.Client(dialFrom(t, "127.0.0.1", addr), &tls.Config{RootCAs: collectorCA.Pool(), ServerName: "127.0.0.1", Certificates: certs})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	good := dial(exportersCA.Client(t, "esxi-01").TLS)
+	send(t, good, msgs)
+	waitFor(t, "the flows of the exporter with a certificate", func() bool { return u.h.records("") == 50 })
+
+	for i, c := range []net.Conn{dial(), dial(otherCA.Client(t, "esxi-02").TLS), dialFrom(t, "127.0.0.1", addr)} {
+		// With TLS 1.3 the client's handshake ends before the collector
+		// checks its certificate: writes may succeed, the collector
+		// closes.
+		for _, m := range msgs {
+			c.Write(m)
+		}
+		u.waitMetric(t, "tcp_refused_total", listen.RefusedTLSHandshake, float64(i+1))
+		if !closedByCollector(c, 5*time.Second) {
+			t.Errorf("client %d without a valid certificate: connection still open", i)
+		}
+	}
+	u.waitMetric(t, "tcp_connections", "", 1)
+	if n := u.h.records(""); n != 50 {
+		t.Errorf("%d flows decoded, want the 50 of the exporter with a certificate", n)
+	}
+	if strings.Contains(u.logs.String(), "any client may connect") {
+		t.Error("warned that any client may connect, with a client CA")
+	}
+	logs := u.logs.String()
+	if !strings.Contains(logs, "reason=tls_handshake") || !strings.Contains(logs, "certificate") {
+		t.Errorf("the refusal should be logged with its cause:\n%s", logs)
+	}
+}
+
+// TestTLSFromExporter: without a client CA the collector warns that any
+// client may connect; the spanflow exporter's tls:// transport, trusting
+// the collector's CA, delivers its messages.
+func TestTLSFromExporter(t *testing.T) {
+	ca := listentest.NewCA(t, "collectors")
+	u := start(t, tlsConfig(ca.Server(t, "collector"), ""))
+	if !strings.Contains(u.logs.String(), "any client may connect") {
+		t.Errorf("no warning that any client may connect:\n%s", u.logs.String())
+	}
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{
+		Collectors: []string{"tls://" + u.Addrs()[0].String()}, CAFile: ca.File, QueueSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range listentest.IPFIX(t, 60, 20) {
+		tr.Send(m)
+	}
+	waitFor(t, "the exporter's 60 flows", func() bool { return u.h.records("127.0.0.1") == 60 })
+	tr.Close()
+}
+
+// TestTLSIdleTimeout: the idle timeout holds over TLS, and bounds a
+// handshake that never starts.
+func TestTLSIdleTimeout(t *testing.T) {
+	ca := listentest.NewCA(t, "collectors")
+	cfg := tlsConfig(ca.Server(t, "collector"), "")
+	cfg.TCPIdleTimeout = 300 * time.Millisecond
+	u := start(t, cfg)
+	addr := u.Addrs()[0].String()
+	silent := dialFrom(t, "127.0.0.1", addr)
+	c := tls.Client(dialFrom(t, "127.0.0.1", addr), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	send(t, c, listentest.IPFIX(t, 1, 1))
+	if !closedByCollector(silent, 10*time.Second) || !closedByCollector(c, 10*time.Second) {
+		t.Fatal("idle connections stayed open")
+	}
+	u.waitMetric(t, "tcp_refused_total", listen.RefusedTLSHandshake, 1)
+	u.waitMetric(t, "tcp_idle_closed_total", "", 1)
+	u.waitMetric(t, "tcp_connections", "", 0)
+	if u.h.records("") != 1 {
+		t.Error("the message before the idle time was not decoded")
+	}
+}
+
+// TestValidate: bad limits, TCP and TLS on one port, and TLS files that
+// cannot be used are refused, the file at fault named.
 func TestValidate(t *testing.T) {
+	ca := listentest.NewCA(t, "collectors")
+	server, other := ca.Server(t, "collector"), ca.Server(t, "other")
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600)
 	for _, tc := range []struct {
-		name string
-		edit func(*listen.Configuration)
-		want string
+		name  string
+		edit  func(*listen.Configuration)
+		want  string
+		field string // of the TLSFileError
 	}{
-		{"defaults", func(*listen.Configuration) {}, ""},
-		{"no connection", func(c *listen.Configuration) { c.MaxTCPConnections = 0 }, "tcp connections must be at least 1"},
-		{"no connection per source", func(c *listen.Configuration) { c.MaxTCPConnectionsPerSource = 0 }, "per source must be at least 1"},
-		{"no idle timeout", func(c *listen.Configuration) { c.TCPIdleTimeout = 0 }, "idle timeout must be positive"},
+		{"defaults", func(*listen.Configuration) {}, "", ""},
+		{"tls", func(c *listen.Configuration) {
+			*c = tlsConfig(server, ca.File)
+		}, "", ""},
+		{"no connection", func(c *listen.Configuration) { c.MaxTCPConnections = 0 }, "tcp connections must be at least 1", ""},
+		{"no connection per source", func(c *listen.Configuration) { c.MaxTCPConnectionsPerSource = 0 }, "per source must be at least 1", ""},
+		{"no idle timeout", func(c *listen.Configuration) { c.TCPIdleTimeout = 0 }, "idle timeout must be positive", ""},
+		{"one port", func(c *listen.Configuration) {
+			*c = tlsConfig(server, "")
+			c.TCP, c.TLS = []string{":4739"}, []string{"127.0.0.1:4739"}
+		}, "share a port", ""},
+		{"no certificate", func(c *listen.Configuration) {
+			*c = tlsConfig(server, "")
+			c.TLSCertFile = ""
+		}, "needs a certificate file", "TLSCertFile"},
+		{"missing key", func(c *listen.Configuration) {
+			*c = tlsConfig(server, "")
+			c.TLSKeyFile = filepath.Join(dir, "none.pem")
+		}, "read key file", "TLSKeyFile"},
+		{"key of another certificate", func(c *listen.Configuration) {
+			*c = tlsConfig(server, "")
+			c.TLSKeyFile = other.KeyFile
+		}, "does not match", "TLSKeyFile"},
+		{"certificate not PEM", func(c *listen.Configuration) {
+			*c = tlsConfig(server, "")
+			c.TLSCertFile = notPEM
+		}, "holds no PEM certificate", "TLSCertFile"},
+		{"client CA not PEM", func(c *listen.Configuration) {
+			*c = tlsConfig(server, notPEM)
+		}, "holds no PEM certificate", "TLSClientCAFile"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := listen.DefaultConfiguration()
@@ -320,6 +453,14 @@ func TestValidate(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			var fe *listen.TLSFileError
+			got := ""
+			if errors.As(err, &fe) {
+				got = fe.Field
+			}
+			if got != tc.field {
+				t.Errorf("file at fault %q, want %q", got, tc.field)
 			}
 		})
 	}
