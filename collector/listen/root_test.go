@@ -299,6 +299,35 @@ func TestTCPIdleTimeout(t *testing.T) {
 	u.waitMetric(t, "tcp_idle_closed_total", "", 3)
 }
 
+// TestExporterReconnectsAfterIdle: the spanflow exporter's tcp://
+// transport, closed by the collector after a quiet spell, connects again
+// with its templates on its next message; no flow is lost.
+func TestExporterReconnectsAfterIdle(t *testing.T) {
+	cfg := streamConfig()
+	cfg.TCPIdleTimeout = 300 * time.Millisecond
+	u := start(t, cfg)
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{
+		Collectors: []string{"tcp://" + u.Addrs()[0].String()}, QueueSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	msgs := listentest.IPFIX(t, 40, 10)
+	for _, m := range msgs[:2] {
+		tr.Send(m)
+	}
+	waitFor(t, "20 flows", func() bool { return u.h.records("") == 20 })
+	u.waitMetric(t, "tcp_idle_closed_total", "", 1)
+	waitFor(t, "the exporter to see the close", func() bool { return !tr.TCP()[0].Stats().Connected })
+	for _, m := range msgs[2:] {
+		tr.Send(m)
+	}
+	waitFor(t, "40 flows", func() bool { return u.h.records("") == 40 })
+	if st := tr.TCP()[0].Stats(); st.Connects != 2 {
+		t.Errorf("exporter connected %d times, want 2", st.Connects)
+	}
+}
+
 // tlsConfig is a listener of IPFIX over TLS with the server's certificate
 // and, when clientCA is given, mutual TLS.
 func tlsConfig(server listentest.Leaf, clientCA string) listen.Configuration {
