@@ -299,7 +299,9 @@ func (l *Listener) release(c net.Conn, src netip.Addr) {
 }
 
 // refuse counts and logs a refused connection (rate-limited: the sources
-// may be many), and resets it so that no socket lingers in TIME_WAIT.
+// may be many). One refused at accept is reset, so that no socket lingers
+// in TIME_WAIT; after a failed handshake the client should read the TLS
+// alert that says why, so that one is closed normally.
 func (l *Listener) refuse(c net.Conn, proto string, src netip.AddrPort, why string, args ...any) {
 	l.tcpRefused.WithLabelValues(why).Inc()
 	switch why {
@@ -309,7 +311,7 @@ func (l *Listener) refuse(c net.Conn, proto string, src netip.AddrPort, why stri
 		args = append(args, "max_tcp_connections", l.cfg.MaxTCPConnections)
 	}
 	l.log.Warn("refused/"+why, proto+" "+refusedText[why], append([]any{"remote", src, "reason", why}, args...)...)
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(*net.TCPConn); ok && why != RefusedTLSHandshake {
 		_ = tc.SetLinger(0)
 	}
 }

@@ -348,7 +348,13 @@ func TestTLSClientCertificates(t *testing.T) {
 	msgs := listentest.IPFIX(t, 50, 10)
 	dial := func(certs ...tls.Certificate) *tls.Conn {
 		t.Helper()
-		c := tls.Client(dialFrom(t, "127.0.0.1", addr), &tls.Config{RootCAs: collectorCA.Pool(), ServerName: "127.0.0.1", Certificates: certs})
+		cfg := &tls.Config{RootCAs: collectorCA.Pool(), ServerName: "127.0.0.1"}
+		if len(certs) > 0 {
+			// Sent even when the collector asks for another CA's (Go
+			// would send none): the collector must verify it.
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+		}
+		c := tls.Client(dialFrom(t, "127.0.0.1", addr), cfg)
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
@@ -357,16 +363,27 @@ func TestTLSClientCertificates(t *testing.T) {
 	send(t, good, msgs)
 	waitFor(t, "the flows of the exporter with a certificate", func() bool { return u.h.records("") == 50 })
 
-	for i, c := range []net.Conn{dial(), dial(otherCA.Client(t, "esxi-02").TLS), dialFrom(t, "127.0.0.1", addr)} {
+	for i, tc := range []struct {
+		c    net.Conn
+		told string // the TLS alert the client reads
+	}{
+		{dial(), "certificate required"},
+		{dial(otherCA.Client(t, "esxi-02").TLS), "unknown certificate authority"},
+		{dialFrom(t, "127.0.0.1", addr), ""},
+	} {
 		// With TLS 1.3 the client's handshake ends before the collector
 		// checks its certificate: writes may succeed, the collector
 		// closes.
 		for _, m := range msgs {
-			c.Write(m)
+			tc.c.Write(m)
 		}
 		u.waitMetric(t, "tcp_refused_total", listen.RefusedTLSHandshake, float64(i+1))
-		if !closedByCollector(c, 5*time.Second) {
+		tc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := tc.c.Read(make([]byte, 1))
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("client %d without a valid certificate: connection still open", i)
+		} else if !strings.Contains(err.Error(), tc.told) {
+			t.Errorf("client %d was told %q, want the alert %q", i, err, tc.told)
 		}
 	}
 	u.waitMetric(t, "tcp_connections", "", 1)
