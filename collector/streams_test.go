@@ -73,7 +73,13 @@ func TestIPFIXOverTLSSettings(t *testing.T) {
 	addr := c.Addrs()[0].String()
 	dial := func(src string, certs ...tls.Certificate) (*tls.Conn, error) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-		conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: collectorCA.Pool(), Certificates: certs})
+		cfg := &tls.Config{RootCAs: collectorCA.Pool()}
+		if len(certs) > 0 {
+			// Sent even when the collector asks for another CA's (Go
+			// would send none): the collector must verify it.
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+		}
+		conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 		if err == nil {
 			t.Cleanup(func() { conn.Close() })
 		}
@@ -103,6 +109,10 @@ func TestIPFIXOverTLSSettings(t *testing.T) {
 		conn, err := dial("127.0.0.2", otherCA.Client(t, "esxi-03").TLS)
 		if err == nil {
 			conn.Write(listentest.IPFIX(t, 1, 1)[0])
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Read(make([]byte, 1)); err == nil || !strings.Contains(err.Error(), "unknown certificate authority") {
+				t.Errorf("a client with another CA's certificate read %v", err)
+			}
 		}
 		return refused(t, r, listen.RefusedTLSHandshake) >= 1
 	})
