@@ -45,6 +45,7 @@ type InputConfiguration struct {
 	NetFlowListen  []string      `yaml:"netflow-listen" help:"UDP address(es) for NetFlow v5/v9 (and IPFIX); \"\" disables"`
 	IPFIXListen    []string      `yaml:"ipfix-listen" help:"UDP address(es) for IPFIX; \"\" disables"`
 	IPFIXTCPListen []string      `yaml:"ipfix-tcp-listen" help:"TCP address(es) for IPFIX over TCP; \"\" disables"`
+	Streams        StreamInput   `yaml:",inline"`
 	SFlowListen    []string      `yaml:"sflow-listen" help:"UDP address(es) for sFlow v5; \"\" disables"`
 	Sockets        int           `yaml:"sockets" help:"SO_REUSEPORT sockets (each with a decoding goroutine) per UDP address"`
 	ReceiveBuffer  int           `yaml:"receive-buffer" help:"socket receive buffer in bytes (as root beyond net.core.rmem_max)"`
@@ -56,6 +57,18 @@ type InputConfiguration struct {
 	// ExporterStatsInterval is nil when not given: every minute, or with
 	// --pcap none at all.
 	ExporterStatsInterval *time.Duration `yaml:"exporter-stats-interval" default:"1m (with --pcap: none)" help:"every this often, write one statistics document (event.kind metric, spanflow.exporter.*) per exporter and observation domain seen; 0 disables (with --pcap: off unless given, then written at the end)"`
+}
+
+// StreamInput is IPFIX over TLS and the limits of IPFIX over TCP and TLS,
+// which any host that reaches the ports could otherwise exhaust.
+type StreamInput struct {
+	TLSListen       []string      `yaml:"ipfix-tls-listen" help:"TCP address(es) for IPFIX over TLS (RFC 7011 §11; IANA port 4740), framed and limited as over TCP; needs --ipfix-tls-cert-file and --ipfix-tls-key-file; \"\" disables"`
+	TLSCertFile     string        `yaml:"ipfix-tls-cert-file" file:"true" help:"PEM certificate of the collector for IPFIX over TLS, followed by its intermediates"`
+	TLSKeyFile      string        `yaml:"ipfix-tls-key-file" file:"true" help:"PEM key of the IPFIX over TLS certificate"`
+	TLSClientCAFile string        `yaml:"ipfix-tls-client-ca-file" file:"true" help:"PEM CA certificate(s) of the exporters: an IPFIX over TLS client must present a certificate they signed (mutual TLS); without it any client may connect"`
+	MaxConnections  int           `yaml:"ipfix-tcp-max-connections" help:"IPFIX over TCP and TLS connections open at once; more are refused and counted"`
+	MaxPerSource    int           `yaml:"ipfix-tcp-max-per-source" help:"IPFIX over TCP and TLS connections open at once from one address; more are refused and counted"`
+	IdleTimeout     time.Duration `yaml:"ipfix-tcp-idle-timeout" help:"close an IPFIX over TCP or TLS connection on which no message came for this long"`
 }
 
 // OutputConfiguration says where documents go, besides the Elasticsearch
@@ -153,6 +166,8 @@ func DefaultConfiguration() Configuration {
 			MaxTemplates:   d.MaxTemplatesPerExporter,
 			MaxHeldSets:    d.MaxPendingPerExporter,
 			TemplateWait:   d.PendingTimeout,
+			Streams: StreamInput{MaxConnections: l.MaxTCPConnections, MaxPerSource: l.MaxTCPConnectionsPerSource,
+				IdleTimeout: l.TCPIdleTimeout},
 		},
 		Outputs: OutputConfiguration{OutputMaxBytes: n.MaxBytes, OutputMaxFiles: n.MaxFiles},
 		Elasticsearch: ESConfiguration{
@@ -212,14 +227,15 @@ func (c Configuration) Validate() error {
 		add("receive-buffer", errors.New("must not be negative"))
 	}
 	for key, addrs := range map[string][]string{"netflow-listen": in.NetFlowListen, "ipfix-listen": in.IPFIXListen,
-		"ipfix-tcp-listen": in.IPFIXTCPListen, "sflow-listen": in.SFlowListen} {
+		"ipfix-tcp-listen": in.IPFIXTCPListen, "ipfix-tls-listen": in.Streams.TLSListen, "sflow-listen": in.SFlowListen} {
 		for _, a := range nonEmpty(addrs) {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				add(key, fmt.Errorf("%q: want [HOST]:PORT", a))
 			}
 		}
 	}
-	if in.Pcap == "" && len(l.UDP) == 0 && len(l.TCP) == 0 {
+	errs = append(errs, c.validateStreams()...)
+	if in.Pcap == "" && len(l.UDP) == 0 && len(l.TCP) == 0 && len(l.TLS) == 0 {
 		add("netflow-listen", errors.New("nothing to listen on: give a --*-listen address or --pcap FILE"))
 	}
 	d := c.decoders()
@@ -245,6 +261,40 @@ func (c Configuration) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateStreams checks the limits of IPFIX over TCP and TLS, and reads
+// the TLS files.
+func (c Configuration) validateStreams() []error {
+	var errs []error
+	add := func(key string, err error) { errs = append(errs, settingErr(key, err)) }
+	s, l := c.Input.Streams, c.listen()
+	for key, v := range map[string]int{"ipfix-tcp-max-connections": s.MaxConnections, "ipfix-tcp-max-per-source": s.MaxPerSource} {
+		if v < 1 {
+			add(key, fmt.Errorf("must be at least 1, not %d", v))
+		}
+	}
+	if s.IdleTimeout <= 0 {
+		add("ipfix-tcp-idle-timeout", fmt.Errorf("must be positive, not %s", s.IdleTimeout))
+	}
+	if a, b, ok := listen.SharedPort(l.TCP, l.TLS); ok {
+		add("ipfix-tls-listen", fmt.Errorf("%q takes the port of ipfix-tcp-listen %q: give IPFIX over TLS its own port (4740)", b, a))
+	}
+	if len(l.TLS) == 0 {
+		return errs
+	}
+	keys := map[string]string{"TLSCertFile": "ipfix-tls-cert-file", "TLSKeyFile": "ipfix-tls-key-file", "TLSClientCAFile": "ipfix-tls-client-ca-file"}
+	if _, err := l.ServerTLS(); err != nil {
+		for _, e := range yamlconf.Unjoin(err) {
+			key := "ipfix-tls-cert-file"
+			var fe *listen.TLSFileError
+			if errors.As(e, &fe) {
+				key = keys[fe.Field]
+			}
+			add(key, e)
+		}
+	}
+	return errs
 }
 
 func (c Configuration) validateOutputs() []error {
@@ -332,6 +382,11 @@ func (c Configuration) listen() listen.Configuration {
 	l.UDP = nonEmpty(append(append(append([]string{}, in.NetFlowListen...), in.IPFIXListen...), in.SFlowListen...))
 	l.TCP = nonEmpty(in.IPFIXTCPListen)
 	l.Sockets, l.ReceiveBuffer = in.Sockets, in.ReceiveBuffer
+	// Validate reports a bad --allow.
+	l.Allow, _ = pipeline.ParseAllow(nonEmpty(in.Allow))
+	s := in.Streams
+	l.TLS, l.TLSCertFile, l.TLSKeyFile, l.TLSClientCAFile = nonEmpty(s.TLSListen), s.TLSCertFile, s.TLSKeyFile, s.TLSClientCAFile
+	l.MaxTCPConnections, l.MaxTCPConnectionsPerSource, l.TCPIdleTimeout = s.MaxConnections, s.MaxPerSource, s.IdleTimeout
 	return l
 }
 

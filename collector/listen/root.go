@@ -1,13 +1,17 @@
 // Package listen is where flow datagrams enter the collector: UDP sockets
 // (several per port with SO_REUSEPORT, each read by its own goroutine that
-// also decodes) and IPFIX over TCP. Every datagram goes to a Handler (the
-// pipeline's worker). The kernel's UDP drop counters of these sockets are
+// also decodes), IPFIX over TCP and IPFIX over TLS. Every datagram goes to a
+// Handler (the pipeline's worker). Stream connections are checked against
+// the allowed networks and the connection limits when accepted, before they
+// take a slot, and closed when idle, so that strangers cannot keep the
+// exporters out. The kernel's UDP drop counters of these sockets are
 // exported as a metric.
 package listen
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,9 +29,30 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/decoders/reason"
 	"github.com/spanflow/spanflow/internal/lifecycle"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
+
+// Reasons an IPFIX/TCP or TLS connection is refused: the values of the
+// reason label of spanflow_listen_tcp_refused_total.
+const (
+	RefusedNotAllowed      = reason.NotAllowed  // source outside the allowed networks
+	RefusedSourceLimit     = "source_limit"     // MaxTCPConnectionsPerSource from that address already open
+	RefusedConnectionLimit = "connection_limit" // MaxTCPConnections already open
+	RefusedTLSHandshake    = "tls_handshake"    // no valid client certificate, not TLS, or too slow
+)
+
+var refusedText = map[string]string{
+	RefusedNotAllowed:      "connection from outside the allowed networks refused",
+	RefusedSourceLimit:     "connection refused: too many from this address",
+	RefusedConnectionLimit: "connection refused: too many connections",
+	RefusedTLSHandshake:    "connection refused: tls handshake failed",
+}
+
+// tlsHandshakeTimeout bounds a TLS handshake (or the idle timeout, when
+// shorter): an exporter completes it in a few round trips.
+const tlsHandshakeTimeout = 10 * time.Second
 
 // Handler takes datagrams from one goroutine.
 type Handler interface {
@@ -45,36 +70,57 @@ type Listener struct {
 	r       *reporter.Reporter
 	cfg     Configuration
 	deps    Dependencies
+	tls     *tls.Config // nil without TLS addresses
+	log     *reporter.Limited
 	tracker lifecycle.Tracker
 
-	mu      sync.Mutex
-	udp     []*net.UDPConn
-	tcp     []net.Listener
-	conns   map[net.Conn]struct{}
-	inodes  map[uint64]bool
-	addrs   []net.Addr
-	tcpOpen prometheus.Gauge
-	tcpErr  prometheus.Counter
+	mu        sync.Mutex
+	closed    bool
+	udp       []*net.UDPConn
+	tcp       []net.Listener
+	conns     map[net.Conn]struct{}
+	perSource map[netip.Addr]int
+	inodes    map[uint64]bool
+	addrs     []net.Addr
+
+	tcpOpen    prometheus.Gauge
+	tcpErr     prometheus.Counter
+	tcpRefused *prometheus.CounterVec
+	tcpIdle    prometheus.Counter
 }
 
-// New returns the listeners; Start opens them.
+// New returns the listeners; Start opens them. With TLS addresses, the
+// certificate, key and client CA files are read here.
 func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Listener, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("listen configuration: %w", err)
 	}
-	l := &Listener{r: r, cfg: cfg, deps: deps, conns: map[net.Conn]struct{}{}, inodes: map[uint64]bool{}}
+	l := &Listener{r: r, cfg: cfg, deps: deps, log: reporter.NewLimited(r.Log, 10*time.Second),
+		conns: map[net.Conn]struct{}{}, perSource: map[netip.Addr]int{}, inodes: map[uint64]bool{}}
+	if len(cfg.TLS) > 0 {
+		var err error
+		if l.tls, err = cfg.ServerTLS(); err != nil {
+			return nil, fmt.Errorf("listen configuration: %w", err)
+		}
+	}
 	f := r.Factory("listen")
 	f.CounterFunc("kernel_drops_total", "Datagrams the kernel dropped on the collector's UDP sockets (receive buffer full), from /proc/net/udp.",
 		func() float64 { return float64(l.KernelDrops()) })
-	l.tcpOpen = f.Gauge("tcp_connections", "Open IPFIX/TCP connections.")
+	l.tcpOpen = f.Gauge("tcp_connections", "Open IPFIX/TCP and IPFIX/TLS connections.")
 	l.tcpErr = f.Counter("tcp_errors_total", "IPFIX/TCP connections closed on a framing error.")
+	l.tcpRefused = f.CounterVec("tcp_refused_total", "IPFIX/TCP and IPFIX/TLS connections refused, by reason.", "reason")
+	for why := range refusedText {
+		l.tcpRefused.WithLabelValues(why)
+	}
+	l.tcpIdle = f.Counter("tcp_idle_closed_total", "IPFIX/TCP and IPFIX/TLS connections closed after the idle timeout without a message.")
 	return l, nil
 }
 
 // Name is used in lifecycle errors.
 func (l *Listener) Name() string { return "listeners" }
 
-// Addrs are the addresses actually listened on (useful with port 0).
+// Addrs are the addresses actually listened on (useful with port 0): UDP,
+// then TCP, then TLS, in the order configured.
 func (l *Listener) Addrs() []net.Addr {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -127,19 +173,35 @@ func (l *Listener) Start() error {
 			l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
 		}
 	}
-	for _, a := range l.cfg.TCP {
-		ln, err := lc.Listen(context.Background(), "tcp", a)
-		if err != nil {
-			l.Stop()
-			return fmt.Errorf("listen on tcp %s: %w", a, err)
+	streams := []struct {
+		addrs []string
+		tls   *tls.Config
+		proto string
+	}{{l.cfg.TCP, nil, "tcp"}, {l.cfg.TLS, l.tls, "tls"}}
+	for _, s := range streams {
+		for _, a := range s.addrs {
+			ln, err := lc.Listen(context.Background(), "tcp", a)
+			if err != nil {
+				l.Stop()
+				return fmt.Errorf("listen on %s %s: %w", s.proto, a, err)
+			}
+			l.mu.Lock()
+			l.tcp = append(l.tcp, ln)
+			l.addrs = append(l.addrs, ln.Addr())
+			l.mu.Unlock()
+			l.tracker.Go(func(ctx context.Context) error { return l.acceptTCP(ln, s.tls, "ipfix/"+s.proto) })
 		}
-		l.mu.Lock()
-		l.tcp = append(l.tcp, ln)
-		l.addrs = append(l.addrs, ln.Addr())
-		l.mu.Unlock()
-		l.tracker.Go(func(ctx context.Context) error { return l.acceptTCP(ln) })
 	}
-	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "sockets_per_port", l.cfg.Sockets)
+	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "tls", l.cfg.TLS, "sockets_per_port", l.cfg.Sockets,
+		"max_tcp_connections", l.cfg.MaxTCPConnections, "max_tcp_connections_per_source", l.cfg.MaxTCPConnectionsPerSource,
+		"tcp_idle_timeout", l.cfg.TCPIdleTimeout)
+	if len(l.cfg.TLS) > 0 && l.tls.ClientCAs == nil {
+		l.r.Log.Warn("ipfix/tls without a client CA: any client may connect and send flows; give the exporters' CA to require their certificates",
+			"tls", l.cfg.TLS)
+	}
+	if len(l.cfg.TCP)+len(l.cfg.TLS) > 0 && len(l.cfg.Allow) == 0 {
+		l.r.Log.Info("ipfix/tcp and tls connections accepted from any address: no allowed networks")
+	}
 	return nil
 }
 
@@ -158,72 +220,169 @@ func (l *Listener) readUDP(conn *net.UDPConn, h Handler) error {
 	}
 }
 
-func (l *Listener) acceptTCP(ln net.Listener) error {
+func (l *Listener) allowed(a netip.Addr) bool {
+	if len(l.cfg.Allow) == 0 {
+		return true
+	}
+	for _, n := range l.cfg.Allow {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptTCP accepts the connections of one TCP or TLS listener (tlsCfg
+// set). A connection is checked before it takes a slot; the TLS handshake
+// runs on the connection's own goroutine, within its slot, so a slow one
+// cannot hold up the others.
+func (l *Listener) acceptTCP(ln net.Listener, tlsCfg *tls.Config, proto string) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			l.r.Log.Warn("accept ipfix/tcp", "err", err)
+			l.log.Warn("accept/"+proto, "accept "+proto, "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		l.mu.Lock()
-		if len(l.conns) >= l.cfg.MaxTCPConnections {
-			l.mu.Unlock()
-			l.r.Log.Warn("ipfix/tcp connection refused: too many", "remote", c.RemoteAddr(), "max", l.cfg.MaxTCPConnections)
+		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		src := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		why, ok := l.admit(c, src.Addr())
+		if !ok {
+			if why != "" {
+				l.refuse(c, proto, src, why)
+			}
 			c.Close()
 			continue
 		}
-		l.conns[c] = struct{}{}
-		l.mu.Unlock()
 		l.tcpOpen.Inc()
-		h := l.deps.NewHandler()
 		l.tracker.Go(func(ctx context.Context) error {
-			defer func() {
-				l.mu.Lock()
-				delete(l.conns, c)
-				l.mu.Unlock()
-				l.tcpOpen.Dec()
-				c.Close()
-			}()
-			l.readTCP(c, h)
+			defer l.release(c, src.Addr())
+			l.serveTCP(ctx, c, src, tlsCfg, proto)
 			return nil
 		})
 	}
 }
 
+// admit gives c a slot, or says why not (no reason when the listener is
+// stopping).
+func (l *Listener) admit(c net.Conn, src netip.Addr) (string, bool) {
+	if !l.allowed(src) {
+		return RefusedNotAllowed, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return "", false
+	case l.perSource[src] >= l.cfg.MaxTCPConnectionsPerSource:
+		return RefusedSourceLimit, false
+	case len(l.conns) >= l.cfg.MaxTCPConnections:
+		return RefusedConnectionLimit, false
+	}
+	l.conns[c] = struct{}{}
+	l.perSource[src]++
+	return "", true
+}
+
+func (l *Listener) release(c net.Conn, src netip.Addr) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	if l.perSource[src]--; l.perSource[src] <= 0 {
+		delete(l.perSource, src)
+	}
+	l.mu.Unlock()
+	l.tcpOpen.Dec()
+	c.Close()
+}
+
+// refuse counts and logs a refused connection (rate-limited: the sources
+// may be many). One refused at accept is reset, so that no socket lingers
+// in TIME_WAIT; after a failed handshake the client should read the TLS
+// alert that says why, so that one is closed normally.
+func (l *Listener) refuse(c net.Conn, proto string, src netip.AddrPort, why string, args ...any) {
+	l.tcpRefused.WithLabelValues(why).Inc()
+	switch why {
+	case RefusedSourceLimit:
+		args = append(args, "max_tcp_connections_per_source", l.cfg.MaxTCPConnectionsPerSource)
+	case RefusedConnectionLimit:
+		args = append(args, "max_tcp_connections", l.cfg.MaxTCPConnections)
+	}
+	l.log.Warn("refused/"+why, proto+" "+refusedText[why], append([]any{"remote", src, "reason", why}, args...)...)
+	if tc, ok := c.(*net.TCPConn); ok && why != RefusedTLSHandshake {
+		_ = tc.SetLinger(0)
+	}
+}
+
+// serveTCP runs the TLS handshake when tlsCfg is set, then reads the
+// connection's messages.
+func (l *Listener) serveTCP(ctx context.Context, c net.Conn, src netip.AddrPort, tlsCfg *tls.Config, proto string) {
+	conn := c
+	if tlsCfg != nil {
+		tc := tls.Server(c, tlsCfg)
+		hctx, cancel := context.WithTimeout(ctx, min(tlsHandshakeTimeout, l.cfg.TCPIdleTimeout))
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				l.refuse(c, proto, src, RefusedTLSHandshake, "err", err)
+			}
+			return
+		}
+		conn = tc
+		if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
+			l.r.Log.Debug(proto+" connection", "remote", src, "client", peer[0].Subject.String())
+		}
+	}
+	l.readTCP(conn, src, l.deps.NewHandler(), proto)
+}
+
 // readTCP reads IPFIX messages from a stream: each starts with version 10
-// and its length.
-func (l *Listener) readTCP(c net.Conn, h Handler) {
-	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+// and its length. A message must arrive whole within the idle timeout.
+func (l *Listener) readTCP(c net.Conn, src netip.AddrPort, h Handler, proto string) {
 	r := bufio.NewReaderSize(c, 65536)
 	buf := make([]byte, 65536)
 	for {
+		_ = c.SetReadDeadline(time.Now().Add(l.cfg.TCPIdleTimeout))
 		if _, err := io.ReadFull(r, buf[:4]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				l.r.Log.Warn("ipfix/tcp read", "remote", c.RemoteAddr(), "err", err)
-			}
+			l.readFailed(proto, src, err, false)
 			return
 		}
 		version, length := binary.BigEndian.Uint16(buf), int(binary.BigEndian.Uint16(buf[2:]))
 		if version != 10 || length < 16 {
 			l.tcpErr.Inc()
-			l.r.Log.Warn("ipfix/tcp: not an IPFIX message, closing", "remote", c.RemoteAddr(), "version", version, "length", length)
+			l.log.Warn("framing/"+src.Addr().String(), proto+": not an IPFIX message, closing", "remote", src, "version", version, "length", length)
 			return
 		}
 		if _, err := io.ReadFull(r, buf[4:length]); err != nil {
-			l.tcpErr.Inc()
+			l.readFailed(proto, src, err, true)
 			return
 		}
 		h.Handle(decoders.Datagram{Source: src, Payload: buf[:length], Received: time.Now()})
 	}
 }
 
+// readFailed counts why a read ended: the idle timeout, or within a
+// message (a framing error); an orderly close is not counted.
+func (l *Listener) readFailed(proto string, src netip.AddrPort, err error, inMessage bool) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		l.tcpIdle.Inc()
+		l.log.Warn("idle/"+src.Addr().String(), proto+" connection idle, closed", "remote", src, "idle_timeout", l.cfg.TCPIdleTimeout)
+	case inMessage:
+		l.tcpErr.Inc()
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+	default:
+		l.log.Warn("read/"+src.Addr().String(), proto+" read", "remote", src, "err", err)
+	}
+}
+
 // Stop closes every socket and waits for the goroutines.
 func (l *Listener) Stop() error {
 	l.mu.Lock()
+	l.closed = true
 	for _, c := range l.udp {
 		c.Close()
 	}

@@ -1,0 +1,48 @@
+package listentest
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/ipfix"
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// messages collects what the encoder sends.
+type messages [][]byte
+
+func (m *messages) Send(msg []byte) error {
+	*m = append(*m, append([]byte(nil), msg...))
+	return nil
+}
+
+// IPFIX returns the messages the spanflow exporter's encoder makes of n
+// TCP flows from 10.0.0.1 to 10.0.0.2:443 (source ports 1, 2, ...), at
+// most perMessage records in each; the first message carries the
+// templates.
+func IPFIX(t testing.TB, n, perMessage int) [][]byte {
+	t.Helper()
+	var out messages
+	enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), &out, time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range n {
+		r := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+			SrcPort: uint16(1 + i), DstPort: 443, Proto: 6, Packets: 2, Bytes: 120, Start: now, End: now, EndReason: 3}
+		if err := enc.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if (i+1)%perMessage == 0 {
+			if err := enc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := enc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
