@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/spanflow/spanflow/collector/forward"
@@ -49,8 +48,7 @@ type Collector struct {
 	pipeline   *pipeline.Pipeline
 	listener   *listen.Listener // nil when replaying a capture
 	vsphere    *vsphere.Component
-	mu         sync.Mutex
-	handlers   []*countingHandler // one per listening socket
+	datagrams  atomic.Uint64 // handled by the pipeline, from every socket and connection
 }
 
 // New builds the collector's components; nothing runs before Start.
@@ -97,11 +95,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 	c.components = append(c.components, c.pipeline)
 	if cfg.Input.Pcap == "" {
 		c.listener, err = listen.New(r.Sub("listen"), cfg.listen(), listen.Dependencies{NewHandler: func() listen.Handler {
-			h := &countingHandler{h: c.pipeline.NewWorker()}
-			c.mu.Lock()
-			c.handlers = append(c.handlers, h)
-			c.mu.Unlock()
-			return h
+			return &countingHandler{h: c.pipeline.NewWorker(), n: &c.datagrams}
 		}})
 		if err != nil {
 			return nil, err
@@ -167,23 +161,18 @@ func (c *Collector) KernelDrops() uint64 {
 // Datagrams is the number of datagrams received and handled by the
 // pipeline (decoded, enriched and written) so far.
 func (c *Collector) Datagrams() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var n uint64
-	for _, h := range c.handlers {
-		n += h.n.Load()
-	}
-	return n
+	return c.datagrams.Load()
 }
 
 // VSphere is the vCenter enricher, nil without a vCenter.
 func (c *Collector) VSphere() *vsphere.Component { return c.vsphere }
 
-// countingHandler counts the datagrams a listener's socket handed to the
-// pipeline, once handled.
+// countingHandler counts the datagrams a listener's socket or connection
+// handed to the pipeline, once handled. Handlers come and go with IPFIX/TCP
+// connections, so they share one counter rather than being kept.
 type countingHandler struct {
 	h listen.Handler
-	n atomic.Uint64
+	n *atomic.Uint64
 }
 
 func (c *countingHandler) Handle(dg decoders.Datagram) {
