@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -45,15 +44,15 @@ func (s *liveFake) Next(f *capture.Frame) error {
 func (s *liveFake) Close() error             { return nil }
 func (s *liveFake) Stats() capture.LiveStats { return capture.LiveStats{} }
 
-// discard is a transport that sends nowhere.
-type discard struct{}
+// nowhere is a transport that sends nowhere; the workers share it.
+type nowhere struct{}
 
-func (discard) Send([]byte) error { return nil }
+func (nowhere) Send([]byte) error { return nil }
 
-// TestRunWorkersOneFails: when one fanout worker's source fails, the others
+// TestFanoutOneWorkerFails: when one fanout worker's source fails, the others
 // stop too (instead of running on, half blind, until a signal), every
 // worker's flows are exported, and the error is returned.
-func TestRunWorkersOneFails(t *testing.T) {
+func TestFanoutOneWorkerFails(t *testing.T) {
 	c := synth.Mixed(time.Unix(1700000000, 0))
 	half := len(c.Packets) / 2
 	// The failure comes once the healthy worker has read all its frames,
@@ -63,19 +62,14 @@ func TestRunWorkersOneFails(t *testing.T) {
 		&liveFake{pkts: c.Packets[:half], drained: drained},
 		&liveFake{pkts: c.Packets[half:], err: errors.New("read from vB: boom"), failAfter: drained},
 	}
-	var xs []*exporter.Exporter
-	for range srcs {
-		x, err := exporter.New(reporter.NewForTest(nil), exporter.DefaultConfiguration(), discard{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		xs = append(xs, x)
+	f, err := NewFanout(reporter.NewForTest(nil), DefaultConfiguration(), srcs, nowhere{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	var sum exporter.Summary
-	var err error
+	var sum Summary
 	go func() {
-		sum, err = runWorkers(context.Background(), xs, srcs)
+		sum, err = f.Run(context.Background())
 		close(done)
 	}()
 	select {
