@@ -1,9 +1,12 @@
 // Package exporter assembles the exporter's data path:
 //
-//	capture ─▶ decode ─▶ meter ─▶ ipfix ─▶ export (UDP to N collectors)
+//	capture ─▶ decode ─▶ meter ─▶ ipfix ─▶ transport (UDP, TCP or TLS to N collectors)
 //
-// Each stage is its own package; this one builds them from one
-// Configuration and runs frames from a capture source through them.
+// Each stage is its own package (exporter/capture, exporter/decode,
+// exporter/meter, exporter/ipfix, exporter/transport); this one builds them
+// from one Configuration (config.go) into an Exporter that runs frames from
+// a capture source through them, and runs one Exporter per capture worker
+// (Fanout, fanout.go) on the sources OpenSources opens.
 package exporter
 
 import (

@@ -1,7 +1,8 @@
 // Package capture is the exporter's first stage: it yields captured frames,
-// one at a time, from a pcap or pcapng file (and later from a live AF_PACKET
-// ring). It is a stage of its own because more than the decoder taps it: the
-// packet-retrospection ring will record the same frames.
+// one at a time, to the decoder (exporter/decode), from a pcap or pcapng
+// file or live from an AF_PACKET TPACKET_V3 ring per interface (several
+// interfaces merged into one source; PACKET_FANOUT shares them between
+// workers). Frames are handed out in place, without a copy.
 package capture
 
 import (
@@ -30,28 +31,6 @@ type Frame struct {
 type Source interface {
 	Next(f *Frame) error
 	Close() error
-}
-
-// Tap sees every frame a source yields, before decoding (the retrospection
-// ring will be one).
-type Tap interface {
-	Frame(f *Frame)
-}
-
-// Tapped returns a source that shows each frame to tap before returning it.
-func Tapped(src Source, tap Tap) Source { return &tapped{Source: src, tap: tap} }
-
-type tapped struct {
-	Source
-	tap Tap
-}
-
-func (t *tapped) Next(f *Frame) error {
-	if err := t.Source.Next(f); err != nil {
-		return err
-	}
-	t.tap.Frame(f)
-	return nil
 }
 
 // File reads a pcap or pcapng file; the format is told by its magic number.
