@@ -10,6 +10,13 @@ import (
 // Record building: an ended flow's entry becomes a flow.Record in the
 // batch passed to the sink.
 
+// Sink takes the flows the table ends, in batches; now is the flow time at
+// which they are passed on (the IPFIX encoder's export time). A sink may
+// keep the slice only until Write returns.
+type Sink interface {
+	Write(now time.Time, records []flow.Record) error
+}
+
 // emit adds the record of e to the batch.
 func (t *Table) emit(e *entry, reason uint8) {
 	if e.packets == 0 {
@@ -24,12 +31,13 @@ func (t *Table) emit(e *entry, reason uint8) {
 	}
 }
 
-// Sync passes the batch of ended flows to the sink now.
+// Sync passes the batch of ended flows to the sink now, with the table's
+// flow time.
 func (t *Table) Sync() {
 	if len(t.batch) == 0 {
 		return
 	}
-	if err := t.sink.Write(t.batch); err != nil {
+	if err := t.sink.Write(time.Unix(0, t.clock), t.batch); err != nil {
 		t.stats.SinkErrors++
 		t.log.Warn("sink", "cannot pass flows on", "flows", len(t.batch), "err", err)
 	}

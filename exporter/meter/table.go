@@ -111,7 +111,7 @@ func (s Stats) Exported() uint64 {
 type Table struct {
 	r      *reporter.Reporter
 	cfg    Configuration
-	sink   flow.Sink
+	sink   Sink
 	log    *reporter.Limited
 	mem    *tableMemory
 	arena  []entry  // MaxFlows entries, reserved (touched as hwm grows)
@@ -122,7 +122,8 @@ type Table struct {
 	free   uint32 // free list through next
 	open   list
 	closed list
-	now    int64
+	now    int64 // flow time: the latest packet metered; timeouts run on it
+	clock  int64 // flow time handed to the sink: now, or the caller's if later (see add)
 	sweep  int64 // flow time of the next sweep
 	batch  []flow.Record
 	stats  Stats
@@ -134,7 +135,7 @@ type Table struct {
 }
 
 // New returns a table passing ended flows to sink in batches.
-func New(r *reporter.Reporter, cfg Configuration, sink flow.Sink) (*Table, error) {
+func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -281,14 +282,22 @@ func (t *Table) expire(i uint32, reason uint8) {
 	t.n--
 }
 
-// Add meters one packet captured at ts (ns since the epoch).
+// Add meters one packet captured at ts (ns since the epoch), which is also
+// the flow time handed to the sink with the flows it ends.
 func (t *Table) Add(p *decode.Packet, ts int64) {
 	var k key
 	keyOf(p, &k)
-	t.add(p, ts, &k, uint32(k.hash()))
+	t.add(p, ts, ts, &k, uint32(k.hash()))
 }
 
-func (t *Table) add(p *decode.Packet, ts int64, k *key, h uint32) {
+// add meters a packet captured at ts when the caller's flow time was now
+// (see Feeder.Commit). The caller's flow time also counts frames that were
+// not metered, so it may be later than the table's: the sink is handed the
+// caller's (clock), while timeouts run on the packets' (now).
+func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
+	if now > t.clock {
+		t.clock = now
+	}
 	if ts > t.now {
 		t.now = ts
 		if t.now >= t.sweep {
@@ -373,6 +382,9 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 // them on. Add calls it as flow time advances; a live capture also calls it
 // from a ticker so that flows end while no packet arrives.
 func (t *Table) Expire(now int64) {
+	if now > t.clock {
+		t.clock = now
+	}
 	if now > t.now {
 		t.now = now
 	}
@@ -410,9 +422,12 @@ func (t *Table) Expire(now int64) {
 }
 
 // Flush ends every flow (flowEndReason forcedEnd, or endOfFlow for TCP
-// connections already closed) and passes them on: at the end of a capture
-// file or on shutdown.
-func (t *Table) Flush() {
+// connections already closed) and passes them on at flow time now: at the
+// end of a capture file or on shutdown.
+func (t *Table) Flush(now int64) {
+	if now > t.clock {
+		t.clock = now
+	}
 	for t.closed.head != none {
 		t.expire(t.closed.head, EndOfFlow)
 	}
