@@ -10,6 +10,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 func exporterCommand() *cli.Command {
@@ -104,6 +105,11 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	cfg := exporter.DefaultConfiguration()
 	if path := c.String("config"); path != "" {
 		if err := cfg.LoadFile(path); err != nil {
+			// Unknown keys and wrong values say their line, not the file.
+			var keyErr *yamlconf.Error
+			if errors.As(err, &keyErr) {
+				err = fmt.Errorf("configuration %s: %w", path, err)
+			}
 			return cfg, err
 		}
 	}

@@ -101,7 +101,7 @@ func TestExporterRunBadInput(t *testing.T) {
 		{"no port", []string{"--pcap", pcap, "--collector", "127.0.0.1"}, "want HOST:PORT"},
 		{"bad port", []string{"--pcap", pcap, "--collector", "127.0.0.1:99999"}, "port must be"},
 		{"no collector", []string{"--pcap", pcap}, "no collector"},
-		{"unknown key", []string{"--pcap", pcap, "--config", badYAML}, "field idle_timeout not found"},
+		{"unknown key", []string{"--pcap", pcap, "--config", badYAML}, "line 2: unknown key idle_timeout"},
 		{"missing config", []string{"--pcap", pcap, "--config", filepath.Join(dir, "none.yaml")}, "read configuration"},
 		{"bad timeout", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--idle-timeout", "10ms"}, "idle timeout 10ms"},
 		{"small mtu", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--mtu", "100"}, "mtu 100"},
