@@ -47,9 +47,9 @@ type Exporter struct {
 	feeder *meter.Feeder
 }
 
-// meter meters the packets the feeder holds. A message the encoder begins
-// meanwhile reports in its statistics record the frames read so far.
-func (x *Exporter) meter() {
+// meterPending meters the packets the feeder holds. A message the encoder
+// begins meanwhile reports in its statistics record the frames read so far.
+func (x *Exporter) meterPending() {
 	if x.feeder.Pending() == 0 {
 		return
 	}
@@ -236,20 +236,20 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	nextTick := time.Now().Add(tickEvery)
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
-			x.meter()
+			x.meterPending()
 			x.publish()
 			if ctx.Err() != nil {
 				break
 			}
 		}
 		if live != nil && n%64 == 0 && time.Now().After(nextTick) {
-			x.meter()
+			x.meterPending()
 			now = x.tick(live, now)
 			nextTick = time.Now().Add(tickEvery)
 		}
 		err := src.Next(&fr)
 		if err != nil {
-			x.meter()
+			x.meterPending()
 			if live != nil && errors.Is(err, capture.ErrIdle) {
 				if ctx.Err() != nil {
 					break
@@ -280,10 +280,10 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		}
 		x.feeder.Commit(fr.Timestamp, now)
 		if x.feeder.Full() {
-			x.meter()
+			x.meterPending()
 		}
 	}
-	x.meter()
+	x.meterPending()
 	if live != nil {
 		now = max(now, time.Now().UnixNano())
 		x.kernelStats(live)
