@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -528,8 +527,10 @@ func (c *Configuration) LoadFile(path string) error {
 func Check(path string) []string {
 	cfg := DefaultConfiguration()
 	err := cfg.LoadFile(path)
-	if errors.Is(err, yamlconf.ErrSyntax) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-		return yamlconf.Lines(err)
+	var ye *yamlconf.Error
+	if err != nil && !errors.As(err, &ye) {
+		// Unreadable, or not YAML: nothing was decoded.
+		return []string{strings.TrimPrefix(err.Error(), "configuration "+path+": ")}
 	}
 	lines, _ := yamlconf.KeyLines(path)
 	type problem struct {
@@ -538,9 +539,11 @@ func Check(path string) []string {
 	}
 	var problems []problem
 	for _, e := range yamlconf.Unjoin(err) {
-		var n int
-		fmt.Sscanf(e.Error(), "line %d:", &n)
-		problems = append(problems, problem{n, e.Error()})
+		line := 0
+		if errors.As(e, &ye) {
+			line = ye.Line
+		}
+		problems = append(problems, problem{line, e.Error()})
 	}
 	for _, e := range yamlconf.Unjoin(cfg.Validate()) {
 		var se *SettingError

@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"testing"
-	"time"
 
 	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/exporter/ipfix"
@@ -47,8 +46,7 @@ func BenchmarkPipeline(b *testing.B) {
 		warm  int
 	}{{"replay", false, n}, {"churn", true, 16 * n}} {
 		b.Run(mode.name, func(b *testing.B) {
-			var now int64
-			enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), &discard{}, func() time.Time { return time.Unix(0, now) }, nil)
+			enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), &discard{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -59,10 +57,9 @@ func BenchmarkPipeline(b *testing.B) {
 			d := decode.New()
 			// As the exporter meters: in batches through a Feeder.
 			feeder := meter.NewFeeder(table)
-			feeder.Before = func(t int64) { now = t }
 			run := func(i int) {
 				k, pass := i%n, uint32(i/n+1)
-				now = pkts[k].Time + int64(pass)*span
+				now := pkts[k].Time + int64(pass)*span
 				p := feeder.Slot()
 				if d.Decode(decode.LinkEthernet, pkts[k].Data, len(pkts[k].Data)+600, p) == decode.ReasonOK {
 					if mode.churn {
@@ -70,6 +67,9 @@ func BenchmarkPipeline(b *testing.B) {
 						p.SrcAddr[2] ^= byte(pass >> 8)
 					}
 					feeder.Commit(now, now)
+					if feeder.Full() {
+						feeder.Flush()
+					}
 				}
 			}
 			for i := 0; i < mode.warm; i++ {

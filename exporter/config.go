@@ -1,10 +1,8 @@
 package exporter
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/transport"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 // Configuration of the exporter. The YAML keys are the command's flag names.
@@ -42,15 +41,15 @@ type Duration time.Duration
 
 // UnmarshalYAML reads a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	// Errors are yaml.TypeErrors so that the decoder goes on and reports
-	// every wrong key, not only the first.
+	// yamlconf.Errorf lets the decoder go on and report every wrong key,
+	// not only the first.
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 60s", n.Line)}}
+		return yamlconf.Errorf(n, "want a duration such as 60s")
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+		return yamlconf.Errorf(n, "%v", err)
 	}
 	*d = Duration(v)
 	return nil
@@ -72,38 +71,12 @@ func DefaultConfiguration() Configuration {
 	}
 }
 
-// LoadFile reads a YAML configuration over c; unknown keys are errors.
+// LoadFile reads a YAML configuration over c; unknown keys are errors. A
+// file that cannot be read or is not YAML gives one error; otherwise every
+// unknown key and wrong value gives a *yamlconf.Error ("line N: ..."),
+// joined with errors.Join, and c holds every other key of the file.
 func (c *Configuration) LoadFile(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read configuration: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
-		return fmt.Errorf("configuration %s: %w", path, oneLine(err))
-	}
-	return nil
-}
-
-// oneLine flattens yaml.v3's multi-line type errors.
-func oneLine(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return errors.New(joinSemicolon(te.Errors))
-	}
-	return err
-}
-
-func joinSemicolon(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += "; "
-		}
-		out += x
-	}
-	return out
+	return yamlconf.Load(path, c)
 }
 
 func (c Configuration) meter() meter.Configuration {
@@ -156,14 +129,14 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		var s string
 		if err := n.Decode(&s); err != nil {
-			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a name or a list of names", n.Line)}}
+			return yamlconf.Errorf(n, "want a name or a list of names")
 		}
 		*l = StringList{s}
 		return nil
 	}
 	var s []string
 	if err := n.Decode(&s); err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a name or a list of names", n.Line)}}
+		return yamlconf.Errorf(n, "want a name or a list of names")
 	}
 	*l = s
 	return nil

@@ -1,9 +1,12 @@
 // Package exporter assembles the exporter's data path:
 //
-//	capture ─▶ decode ─▶ meter ─▶ ipfix ─▶ export (UDP to N collectors)
+//	capture ─▶ decode ─▶ meter ─▶ ipfix ─▶ transport (UDP, TCP or TLS to N collectors)
 //
-// Each stage is its own package; this one builds them from one
-// Configuration and runs frames from a capture source through them.
+// Each stage is its own package (exporter/capture, exporter/decode,
+// exporter/meter, exporter/ipfix, exporter/transport); this one builds them
+// from one Configuration (config.go) into an Exporter that runs frames from
+// a capture source through them, and runs one Exporter per capture worker
+// (Fanout, fanout.go) on the sources OpenSources opens.
 package exporter
 
 import (
@@ -32,7 +35,6 @@ type Exporter struct {
 	transport ipfix.Transport
 	closer    io.Closer
 	outputs   *transport.Transports // when New opened them
-	now       int64                 // flow time: the latest frame's timestamp
 	log       *reporter.Limited
 	stats     Summary
 	// pub is the copy of stats that metrics read; Run publishes every
@@ -41,17 +43,18 @@ type Exporter struct {
 	pub   Summary
 	// Frames are decoded into the feeder, which meters them in batches so
 	// that the table's cache misses overlap (see meter.Feeder); each is
-	// metered with the flow time x.now had when it was read.
+	// metered with the flow time Run had when it was read.
 	feeder *meter.Feeder
 }
 
-// pendAdd meters the packets the feeder holds. The feeder sets x.now to
-// each packet's own flow time; x.now may have moved on since the last one
-// (a frame that did not decode), so it is put back.
-func (x *Exporter) pendAdd() {
-	now := x.now
+// meterPending meters the packets the feeder holds. A message the encoder
+// begins meanwhile reports in its statistics record the frames read so far.
+func (x *Exporter) meterPending() {
+	if x.feeder.Pending() == 0 {
+		return
+	}
+	x.encoder.SetStatistics(x.statistics())
 	x.feeder.Flush()
-	x.now = now
 }
 
 const publishEvery = 4096
@@ -146,7 +149,7 @@ func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporte
 	}
 	x.transport = out
 	var err error
-	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(), out, x.clock, x.statistics)
+	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(), out)
 	if err != nil {
 		x.close()
 		return nil, err
@@ -157,7 +160,6 @@ func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporte
 		return nil, err
 	}
 	x.feeder = meter.NewFeeder(x.table)
-	x.feeder.Before = func(now int64) { x.now = now }
 	r.Factory("capture").CounterFunc("kernel_drops_total", "Frames the kernel dropped because the capture ring was full (live capture).", func() float64 { return float64(x.published().KernelDropped) })
 	r.Factory("capture").CounterFunc("link_downs_total", "Times a capture interface went down (live capture; frames resume when it is up).", func() float64 { return float64(x.published().LinkDowns) })
 	f := r.Factory("decode")
@@ -169,10 +171,8 @@ func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporte
 	return x, nil
 }
 
-// clock is the export time: flow time, so that a capture file gives the same
-// messages on every run.
-func (x *Exporter) clock() time.Time { return time.Unix(0, x.now) }
-
+// statistics is what the encoder's statistics record reports: the frames
+// read so far.
 func (x *Exporter) statistics() ipfix.Statistics {
 	var ignored uint64
 	for _, c := range x.stats.Undecodable {
@@ -192,17 +192,18 @@ type KernelCounter interface {
 const tickEvery = time.Second
 
 // tick runs a live capture's timers: flows whose timeouts passed end even
-// when no packet arrives, and what was encoded leaves within a second.
-func (x *Exporter) tick(live KernelCounter) {
-	if now := time.Now().UnixNano(); now > x.now {
-		x.now = now
-	}
-	x.table.Expire(x.now)
-	if err := x.encoder.Flush(); err != nil {
+// when no packet arrives, and what was encoded leaves within a second. The
+// flow time moves on to the wall clock; tick returns it.
+func (x *Exporter) tick(live KernelCounter, now int64) int64 {
+	now = max(now, time.Now().UnixNano())
+	x.encoder.SetStatistics(x.statistics())
+	x.table.Expire(now)
+	if err := x.encoder.Flush(time.Unix(0, now)); err != nil {
 		x.log.Warn("send", "cannot send IPFIX message", "err", err)
 	}
 	x.kernelStats(live)
 	x.publish()
+	return now
 }
 
 // kernelStats takes the live source's counters, and says when an interface
@@ -221,34 +222,40 @@ func (x *Exporter) kernelStats(live KernelCounter) {
 // the flows metered so far are still exported. A live source (a
 // KernelCounter) is read until ctx is cancelled; its flows are expired on
 // wall-clock time every second.
+//
+// Flow time, now, is the latest timestamp of the frames read (and, live,
+// of the wall clock at each tick): the table, the encoder's export time
+// and template refresh all run on it, so that a capture file gives the
+// same messages on every run.
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
 	var fr capture.Frame
 	var runErr error
+	var now int64
 	live, _ := src.(KernelCounter)
 	x.stats.Live = live != nil
 	nextTick := time.Now().Add(tickEvery)
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
-			x.pendAdd()
+			x.meterPending()
 			x.publish()
 			if ctx.Err() != nil {
 				break
 			}
 		}
 		if live != nil && n%64 == 0 && time.Now().After(nextTick) {
-			x.pendAdd()
-			x.tick(live)
+			x.meterPending()
+			now = x.tick(live, now)
 			nextTick = time.Now().Add(tickEvery)
 		}
 		err := src.Next(&fr)
 		if err != nil {
-			x.pendAdd()
+			x.meterPending()
 			if live != nil && errors.Is(err, capture.ErrIdle) {
 				if ctx.Err() != nil {
 					break
 				}
 				if time.Now().After(nextTick) {
-					x.tick(live)
+					now = x.tick(live, now)
 					nextTick = time.Now().Add(tickEvery)
 				}
 				continue
@@ -260,9 +267,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		}
 		x.stats.Frames++
 		x.stats.Octets += uint64(fr.Length)
-		if fr.Timestamp > x.now {
-			x.now = fr.Timestamp
-		}
+		now = max(now, fr.Timestamp)
 		pp := x.feeder.Slot()
 		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp); r != decode.ReasonOK {
 			x.stats.Undecodable[r]++
@@ -273,19 +278,19 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 			// came in an ERSPAN session.
 			pp.ERSPANSession = fr.ObservationPoint
 		}
-		// A full batch is metered now, the last packet with this x.now,
-		// which is therefore as it was afterwards.
-		x.feeder.Commit(fr.Timestamp, x.now)
-	}
-	x.pendAdd()
-	if live != nil {
-		if now := time.Now().UnixNano(); now > x.now {
-			x.now = now
+		x.feeder.Commit(fr.Timestamp, now)
+		if x.feeder.Full() {
+			x.meterPending()
 		}
+	}
+	x.meterPending()
+	if live != nil {
+		now = max(now, time.Now().UnixNano())
 		x.kernelStats(live)
 	}
-	x.table.Flush()
-	closeErr := x.encoder.Close()
+	x.encoder.SetStatistics(x.statistics())
+	x.table.Flush(now)
+	closeErr := x.encoder.Close(time.Unix(0, now))
 	x.table.Close()
 	ms, es := x.table.Stats(), x.encoder.Counters()
 	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted

@@ -287,7 +287,7 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("loaded %+v", cfg)
 	}
 	for in, want := range map[string]string{
-		"idle-timout: 5s\n":        "field idle-timout not found",
+		"idle-timout: 5s\n":        "line 1: unknown key idle-timout",
 		"active-timeout: soon\n":   "line 1",
 		"observation-domain: -1\n": "cannot unmarshal",
 	} {

@@ -147,7 +147,7 @@ func TestCollectorCheck(t *testing.T) {
 				"line 7: cannot unmarshal !!str `many` into int",
 				"line 8: metrics-listen: \"localhost\": want HOST:PORT",
 			}},
-		{"bad yaml", "sockets: 2\noutput: [stdout]\n\tallow: x\n", []string{"not valid YAML: line 3"}},
+		{"bad yaml", "sockets: 2\noutput: [stdout]\n\tallow: x\n", []string{"yaml: line 3: found character that cannot start any token"}},
 		{"not a mapping", "- sockets\n", []string{"cannot unmarshal !!seq into collector.Configuration"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

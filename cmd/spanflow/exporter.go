@@ -1,20 +1,16 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/exporter"
-	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 func exporterCommand() *cli.Command {
@@ -71,7 +67,7 @@ func exporterRunCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			srcs, err := exporterSources(cfg)
+			srcs, err := exporter.OpenSources(cfg)
 			if err != nil {
 				return errors.New(oneLineError(err))
 			}
@@ -80,25 +76,9 @@ func exporterRunCommand() *cli.Command {
 					s.Close()
 				}
 			}()
-			// One pipeline per fanout worker, each with its own observation
-			// domain (its own IPFIX sequence numbers); their metrics add up.
-			var xs []*exporter.Exporter
-			var regs []*prometheus.Registry
-			for w := range srcs {
-				wrep, wcfg := rep, cfg
-				wcfg.ObservationDomain += uint32(w)
-				if len(srcs) > 1 {
-					wrep = &reporter.Reporter{Log: rep.Log.With("worker", w), Registry: prometheus.NewRegistry()}
-					regs = append(regs, wrep.Registry)
-				}
-				x, err := exporter.New(wrep, wcfg, nil)
-				if err != nil {
-					return errors.New(oneLineError(err))
-				}
-				xs = append(xs, x)
-			}
-			if len(regs) > 0 {
-				rep.Registry.MustRegister(sumRegistries(regs))
+			fanout, err := exporter.NewFanout(rep, cfg, srcs, nil)
+			if err != nil {
+				return errors.New(oneLineError(err))
 			}
 			metrics := reporter.NewMetricsServer(rep, cfg.MetricsAddr())
 			if err := metrics.Start(); err != nil {
@@ -107,7 +87,7 @@ func exporterRunCommand() *cli.Command {
 			defer metrics.Stop()
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
-			sum, err := runWorkers(ctx, xs, srcs)
+			sum, err := fanout.Run(ctx)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
 				return fmt.Errorf("%s: %s", cfg.Pcap+strings.Join(cfg.Interfaces, ","), oneLineError(err))
@@ -117,122 +97,6 @@ func exporterRunCommand() *cli.Command {
 	}
 }
 
-// exporterSources opens the frame sources the configuration names: a
-// capture file, or a live AF_PACKET capture per fanout worker.
-func exporterSources(cfg exporter.Configuration) ([]capture.Source, error) {
-	if len(cfg.Interfaces) > 0 {
-		lives, err := cfg.Live()
-		if err != nil {
-			return nil, err
-		}
-		return openLive(lives, cfg.Fanout)
-	}
-	f, err := capture.OpenFile(cfg.Pcap)
-	if err != nil {
-		return nil, err
-	}
-	return []capture.Source{f}, nil
-}
-
-// runWorkers runs each pipeline on its source and adds up their summaries.
-// When one fails, the others are stopped too (each exports its flows): a
-// half-working exporter would look healthy while missing traffic, and the
-// service manager restarts the whole one.
-func runWorkers(ctx context.Context, xs []*exporter.Exporter, srcs []capture.Source) (exporter.Summary, error) {
-	type result struct {
-		sum exporter.Summary
-		err error
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make([]result, len(xs))
-	var wg sync.WaitGroup
-	for i := range xs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i].sum, results[i].err = xs[i].Run(ctx, srcs[i])
-			if results[i].err != nil {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	var total exporter.Summary
-	var errs []error
-	seen := map[string]bool{}
-	for _, r := range results {
-		total = total.Add(r.sum)
-		// Workers reading the same interface fail alike: say it once.
-		if r.err != nil && !seen[r.err.Error()] {
-			seen[r.err.Error()] = true
-			errs = append(errs, r.err)
-		}
-	}
-	return total, errors.Join(errs...)
-}
-
-// sumRegistries is a collector adding up the same series of several
-// registries (the fanout workers'), except for events every worker sees
-// (seenByEveryWorker), which count once: the highest.
-type sumRegistries []*prometheus.Registry
-
-func (sumRegistries) Describe(chan<- *prometheus.Desc) {} // unchecked: the series are the workers'
-
-func (s sumRegistries) Collect(ch chan<- prometheus.Metric) {
-	type series struct {
-		desc  *prometheus.Desc
-		typ   prometheus.ValueType
-		value float64
-		vals  []string
-	}
-	sums := map[string]*series{}
-	var order []string
-	for _, r := range s {
-		families, err := r.Gather()
-		if err != nil {
-			continue
-		}
-		for _, f := range families {
-			for _, m := range f.GetMetric() {
-				var names, vals []string
-				for _, l := range m.GetLabel() {
-					names, vals = append(names, l.GetName()), append(vals, l.GetValue())
-				}
-				key := f.GetName() + "\x00" + strings.Join(vals, "\x00")
-				v, typ := 0.0, prometheus.UntypedValue
-				switch {
-				case m.Counter != nil:
-					v, typ = m.GetCounter().GetValue(), prometheus.CounterValue
-				case m.Gauge != nil:
-					v, typ = m.GetGauge().GetValue(), prometheus.GaugeValue
-				case m.Untyped != nil:
-					v = m.GetUntyped().GetValue()
-				default:
-					continue
-				}
-				if sums[key] == nil {
-					sums[key] = &series{desc: prometheus.NewDesc(f.GetName(), f.GetHelp(), names, nil), typ: typ, vals: vals}
-					order = append(order, key)
-				}
-				if seenByEveryWorker[f.GetName()] {
-					sums[key].value = max(sums[key].value, v)
-				} else {
-					sums[key].value += v
-				}
-			}
-		}
-	}
-	for _, k := range order {
-		x := sums[k]
-		ch <- prometheus.MustNewConstMetric(x.desc, x.typ, x.value, x.vals...)
-	}
-}
-
-// seenByEveryWorker are the series of events that each fanout worker's
-// socket sees: an interface going down is one event, not one per worker.
-var seenByEveryWorker = map[string]bool{"spanflow_capture_link_downs_total": true}
-
 const defaultMetricsListen = exporter.DefaultMetricsListen
 
 // exporterConfiguration is the defaults, then the --config file, then the
@@ -241,6 +105,11 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	cfg := exporter.DefaultConfiguration()
 	if path := c.String("config"); path != "" {
 		if err := cfg.LoadFile(path); err != nil {
+			// Unknown keys and wrong values say their line, not the file.
+			var keyErr *yamlconf.Error
+			if errors.As(err, &keyErr) {
+				err = fmt.Errorf("configuration %s: %w", path, err)
+			}
 			return cfg, err
 		}
 	}

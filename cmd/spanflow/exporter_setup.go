@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/transport"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 func exporterInitCommand() *cli.Command {
@@ -141,24 +141,12 @@ func exporterCheck(path string) []string {
 	}
 	cfg := exporter.DefaultConfiguration()
 	if err := cfg.LoadFile(path); err != nil {
-		var te *yaml.TypeError
-		if raw, rerr := os.ReadFile(path); rerr == nil {
-			// Decode again to list every type problem on its own line.
-			dec := exporter.DefaultConfiguration()
-			if yerr := strictDecode(raw, &dec); errors.As(yerr, &te) {
-				for _, e := range te.Errors {
-					if m := unknownField.FindStringSubmatch(e); m != nil {
-						e = m[1] + "unknown key " + m[2]
-					}
-					problems = append(problems, e)
-				}
-				cfg = dec
-			} else {
-				add(err)
-				return problems
-			}
-		} else {
-			add(err)
+		add(err)
+		// Unknown keys and wrong values leave the rest of the file
+		// decoded, to be checked on; a file that cannot be read or is not
+		// YAML has nothing more to say.
+		var keyErr *yamlconf.Error
+		if !errors.As(err, &keyErr) {
 			return problems
 		}
 	}
@@ -181,14 +169,6 @@ func exporterCheck(path string) []string {
 		}
 	}
 	return problems
-}
-
-var unknownField = regexp.MustCompile(`^(line \d+: )field (\S+) not found in type`)
-
-func strictDecode(raw []byte, cfg *exporter.Configuration) error {
-	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
-	dec.KnownFields(true)
-	return dec.Decode(cfg)
 }
 
 func exporterInstallCommand() *cli.Command {

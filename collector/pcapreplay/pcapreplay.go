@@ -8,14 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
+	"slices"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/ip4defrag"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 
 	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/internal/pcapfile"
 )
 
 // Stats says what the capture held besides flow datagrams.
@@ -25,60 +26,40 @@ type Stats struct {
 	Skipped   int // frames that are not UDP over IP (or that did not decode)
 }
 
-type source interface {
-	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-}
-
 // Read calls fn with every UDP datagram of the capture, in capture order,
 // with the capture's timestamps as receive times. IPv4 fragments are
 // reassembled. The payload passed to fn is only valid during the call. fn
 // returning an error stops the read.
 func Read(path string, fn func(dg decoders.Datagram, dst netip.AddrPort) error) (Stats, error) {
 	var st Stats
-	f, err := os.Open(path)
+	r, err := pcapfile.Open(path)
 	if err != nil {
 		return st, err
 	}
-	defer f.Close()
-	var magic [4]byte
-	if _, err := io.ReadFull(f, magic[:]); err != nil {
-		return st, fmt.Errorf("read %s: not a capture: %w", path, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return st, err
-	}
-	var src source
-	var link layers.LinkType
-	if magic == [4]byte{0x0a, 0x0d, 0x0d, 0x0a} {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return st, fmt.Errorf("read %s: %w", path, err)
-		}
-		src, link = r, r.LinkType()
-	} else {
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			return st, fmt.Errorf("read %s: %w", path, err)
-		}
-		src, link = r, r.LinkType()
-	}
-	first := firstLayer(link)
+	defer r.Close()
 	defrag := ip4defrag.NewIPv4Defragmenter()
+	var fr pcapfile.Frame
 	for {
-		data, ci, err := src.ReadPacketData()
+		err := r.Next(&fr)
 		if errors.Is(err, io.EOF) {
 			return st, nil
 		}
 		if err != nil {
-			return st, fmt.Errorf("read %s: frame %d: %w", path, st.Frames+1, err)
+			return st, fmt.Errorf("read %s: %w", path, err)
 		}
 		st.Frames++
-		pkt := gopacket.NewPacket(data, first, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
+		first := firstLayer(layers.LinkType(fr.LinkType))
+		ts := time.Unix(0, fr.Timestamp).UTC()
+		pkt := gopacket.NewPacket(fr.Data, first, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
 		var srcIP, dstIP netip.Addr
 		var udp *layers.UDP
 		if ip4, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
 			if ip4.Flags&layers.IPv4MoreFragments != 0 || ip4.FragOffset != 0 {
-				whole, err := defrag.DefragIPv4WithTimestamp(ip4, ci.Timestamp)
+				// The defragmenter keeps the fragments until the last one:
+				// they must outlive the reader's buffer.
+				pkt = gopacket.NewPacket(slices.Clone(fr.Data), first, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
+				ip4, _ = pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+				whole, err := defrag.DefragIPv4WithTimestamp(ip4, ts)
 				if err != nil || whole == nil {
 					if err != nil {
 						st.Skipped++
@@ -103,7 +84,7 @@ func Read(path string, fn func(dg decoders.Datagram, dst netip.AddrPort) error) 
 			continue
 		}
 		st.Datagrams++
-		dg := decoders.Datagram{Source: netip.AddrPortFrom(srcIP.Unmap(), uint16(udp.SrcPort)), Payload: udp.Payload, Received: ci.Timestamp}
+		dg := decoders.Datagram{Source: netip.AddrPortFrom(srcIP.Unmap(), uint16(udp.SrcPort)), Payload: udp.Payload, Received: ts}
 		if err := fn(dg, netip.AddrPortFrom(dstIP.Unmap(), uint16(udp.DstPort))); err != nil {
 			return st, err
 		}

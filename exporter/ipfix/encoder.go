@@ -29,14 +29,15 @@ type Counters struct {
 	SendErrors uint64
 }
 
-// Encoder builds IPFIX messages from flow records. It implements flow.Sink.
+// Encoder builds IPFIX messages from flow records. It is the flow table's
+// sink (meter.Sink).
 // Not safe for concurrent use.
 type Encoder struct {
 	cfg       Configuration
 	transport Transport
-	clock     func() time.Time
-	stats     func() Statistics
 	max       int
+	stats     Statistics // what the statistics record reports
+	hasStats  bool       // SetStatistics was called: send the record
 
 	msg         []byte
 	set         int    // offset of the open set header, or -1
@@ -56,14 +57,15 @@ type Encoder struct {
 	pub   Counters
 }
 
-// New returns an encoder. clock gives the export time (the capture's time
-// when reading a file, so the output is the same on every run); stats, when
-// not nil, feeds the statistics options record.
-func New(r *reporter.Reporter, cfg Configuration, transport Transport, clock func() time.Time, stats func() Statistics) (*Encoder, error) {
+// New returns an encoder. Every method that may send a message takes the
+// export time, now: the exporter gives its flow time (the capture's time
+// when reading a file), so that a capture gives the same messages on every
+// run.
+func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Encoder{cfg: cfg, transport: transport, clock: clock, stats: stats, max: cfg.MTU - headroom, set: -1}
+	e := &Encoder{cfg: cfg, transport: transport, max: cfg.MTU - headroom, set: -1}
 	e.msg = make([]byte, 0, e.max)
 	e.templates = buildTemplates()
 	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
@@ -83,6 +85,11 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport, clock fun
 	}
 	return e, nil
 }
+
+// SetStatistics sets what the statistics options record, sent with the
+// templates, reports from now on. Until it is called no statistics record is
+// sent.
+func (e *Encoder) SetStatistics(s Statistics) { e.stats, e.hasStats = s, true }
 
 // Counters returns what was sent so far.
 func (e *Encoder) Counters() Counters { return e.counters }
@@ -130,20 +137,20 @@ func buildTemplates() []byte {
 	return b
 }
 
-// Write encodes records (flow.Sink).
-func (e *Encoder) Write(records []flow.Record) error {
+// Write encodes records at export time now (meter.Sink).
+func (e *Encoder) Write(now time.Time, records []flow.Record) error {
 	var firstErr error
 	for i := range records {
-		if err := e.Encode(&records[i]); err != nil && firstErr == nil {
+		if err := e.Encode(now, &records[i]); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return firstErr
 }
 
-// Encode adds one record, sending the message first when the record does
-// not fit.
-func (e *Encoder) Encode(r *flow.Record) error {
+// Encode adds one record at export time now, sending the message first when
+// the record does not fit.
+func (e *Encoder) Encode(now time.Time, r *flow.Record) error {
 	v6 := r.SrcAddr.Is6() && !r.SrcAddr.Is4In6()
 	id, size := TemplateIPv4, recordSizeV4
 	if v6 {
@@ -151,15 +158,15 @@ func (e *Encoder) Encode(r *flow.Record) error {
 	}
 	var err error
 	if len(e.msg) == 0 {
-		e.begin()
+		e.begin(now)
 	}
 	need := size
 	if e.set < 0 || e.setID != id {
 		need += 4
 	}
 	if len(e.msg)+need > e.max {
-		err = e.Flush()
-		e.begin()
+		err = e.Flush(now)
+		e.begin(now)
 	}
 	if e.set < 0 || e.setID != id {
 		e.openSet(id)
@@ -175,13 +182,12 @@ var (
 	recordSizeV6 = recordLength(flowFields(true))
 )
 
-// begin starts a message: header, then the templates and a statistics
-// record when they are due.
-func (e *Encoder) begin() {
+// begin starts a message at export time now: header, then the templates
+// and a statistics record when they are due.
+func (e *Encoder) begin(now time.Time) {
 	e.msg = e.msg[:0]
 	e.msg = append(e.msg, make([]byte, 16)...)
 	e.set, e.msgRecords, e.msgFlows = -1, 0, 0
-	now := e.clock()
 	if !e.sentTmpl || e.sinceTmpl >= e.cfg.TemplateRefreshMessages || now.Sub(e.lastTmpl) >= e.cfg.TemplateRefreshInterval {
 		e.msg = append(e.msg, e.templates...)
 		e.sentTmpl, e.sinceTmpl, e.lastTmpl = true, 0, now
@@ -190,10 +196,10 @@ func (e *Encoder) begin() {
 }
 
 func (e *Encoder) appendOptions() {
-	if e.stats == nil {
+	if !e.hasStats {
 		return
 	}
-	s := e.stats()
+	s := e.stats
 	e.closeSet()
 	b := e.msg
 	b = binary.BigEndian.AppendUint16(b, TemplateOptions)
@@ -223,8 +229,9 @@ func (e *Encoder) closeSet() {
 	e.set = -1
 }
 
-// Flush sends the message being built, if it holds anything.
-func (e *Encoder) Flush() error {
+// Flush sends the message being built, if it holds anything, with export
+// time now.
+func (e *Encoder) Flush(now time.Time) error {
 	if len(e.msg) <= 16 {
 		return nil
 	}
@@ -232,7 +239,7 @@ func (e *Encoder) Flush() error {
 	h := e.msg[:16]
 	binary.BigEndian.PutUint16(h[0:], 10)
 	binary.BigEndian.PutUint16(h[2:], uint16(len(e.msg)))
-	binary.BigEndian.PutUint32(h[4:], uint32(e.clock().Unix()))
+	binary.BigEndian.PutUint32(h[4:], uint32(now.Unix()))
 	binary.BigEndian.PutUint32(h[8:], e.seq)
 	binary.BigEndian.PutUint32(h[12:], e.cfg.ObservationDomain)
 	e.seq += e.msgRecords
@@ -256,12 +263,13 @@ func (e *Encoder) Flush() error {
 }
 
 // Close sends what is pending, then a last message with the templates and
-// the final statistics, so a collector sees the totals.
-func (e *Encoder) Close() error {
-	err := e.Flush()
+// the final statistics, so a collector sees the totals; both with export
+// time now.
+func (e *Encoder) Close(now time.Time) error {
+	err := e.Flush(now)
 	e.sentTmpl = false
-	e.begin()
-	if err2 := e.Flush(); err == nil {
+	e.begin(now)
+	if err2 := e.Flush(now); err == nil {
 		err = err2
 	}
 	return err

@@ -27,8 +27,6 @@ func (c *capture) Send(m []byte) error {
 
 var exportTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func fixedClock() time.Time { return exportTime }
-
 func sampleRecords() []flow.Record {
 	start := time.Date(2026, 1, 2, 3, 0, 0, 123e6, time.UTC)
 	return []flow.Record{
@@ -55,16 +53,16 @@ func sampleRecords() []flow.Record {
 // the records encoded.
 func TestGolden(t *testing.T) {
 	c := &capture{}
-	stats := func() Statistics { return Statistics{Packets: 1000, Octets: 500000, Ignored: 2} }
-	e, err := New(reporter.NewForTest(nil), Configuration{ObservationDomain: 7, MTU: 1400, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 10}, c, fixedClock, stats)
+	e, err := New(reporter.NewForTest(nil), Configuration{ObservationDomain: 7, MTU: 1400, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 10}, c)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.SetStatistics(Statistics{Packets: 1000, Octets: 500000, Ignored: 2})
 	recs := sampleRecords()
-	if err := e.Write(recs); err != nil {
+	if err := e.Write(exportTime, recs); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Flush(); err != nil {
+	if err := e.Flush(exportTime); err != nil {
 		t.Fatal(err)
 	}
 	if len(c.msgs) != 1 {
@@ -127,7 +125,7 @@ func hexDump(b []byte) string {
 func TestMTUAndSequence(t *testing.T) {
 	c := &capture{}
 	cfg := Configuration{ObservationDomain: 1, MTU: 576, TemplateRefreshInterval: time.Hour, TemplateRefreshMessages: 5}
-	e, err := New(nil, cfg, c, fixedClock, nil)
+	e, err := New(nil, cfg, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,12 +134,12 @@ func TestMTUAndSequence(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		r := recs[i%2]
 		r.Packets = uint64(i + 1)
-		if err := e.Encode(&r); err != nil {
+		if err := e.Encode(exportTime, &r); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, synth.FromRecord(&r))
 	}
-	if err := e.Flush(); err != nil {
+	if err := e.Flush(exportTime); err != nil {
 		t.Fatal(err)
 	}
 	for i, m := range c.msgs {
@@ -181,17 +179,17 @@ func TestTemplateRefreshByTime(t *testing.T) {
 	c := &capture{}
 	now := exportTime
 	cfg := Configuration{ObservationDomain: 1, MTU: 1400, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 1000}
-	e, err := New(nil, cfg, c, func() time.Time { return now }, nil)
+	e, err := New(nil, cfg, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := sampleRecords()[0]
 	for _, step := range []time.Duration{0, 30 * time.Second, 31 * time.Second, time.Second} {
 		now = now.Add(step)
-		if err := e.Encode(&r); err != nil {
+		if err := e.Encode(now, &r); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Flush(); err != nil {
+		if err := e.Flush(now); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 type nullSink struct{}
 
-func (nullSink) Write([]flow.Record) error { return nil }
+func (nullSink) Write(time.Time, []flow.Record) error { return nil }
 
 // BenchmarkTableMemory reports the memory the table takes per active flow
 // with 500k flows in it: the growth of the process's resident set (the

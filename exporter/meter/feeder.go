@@ -11,6 +11,9 @@ import "github.com/spanflow/spanflow/exporter/decode"
 // (all keys and hashes; all index slots; all entries), so that the misses
 // of the whole batch are in flight at once; then it is metered, in the
 // order committed, with the timestamps given, exactly as Add would.
+// Committing does not meter: when the batch is Full, the caller Flushes it
+// (after anything it wants done before metering, such as giving the
+// encoder its statistics).
 //
 // (Prefetch instructions issued one or two batches ahead, to overlap the
 // misses with decoding as well, measured slower both live and in
@@ -19,28 +22,29 @@ type Feeder struct {
 	t    *Table
 	pkts [BatchMax]decode.Packet
 	ts   [BatchMax]int64
-	tags [BatchMax]int64
+	nows [BatchMax]int64
 	n    int
 	b    batch
-	// Before, when set, is called before each packet is metered, with the
-	// tag given to Commit.
-	Before func(tag int64)
 }
 
 // NewFeeder returns a Feeder of t.
 func NewFeeder(t *Table) *Feeder { return &Feeder{t: t} }
 
-// Slot is where to decode the next packet; Commit takes it in.
+// Slot is where to decode the next packet; Commit takes it in. The batch
+// must not be Full.
 func (f *Feeder) Slot() *decode.Packet { return &f.pkts[f.n] }
 
-// Commit takes in the packet decoded into Slot, captured at ts; tag is
-// passed to Before when it is metered. A full batch is metered.
-func (f *Feeder) Commit(ts, tag int64) {
-	f.ts[f.n], f.tags[f.n] = ts, tag
-	if f.n++; f.n == BatchMax {
-		f.Flush()
-	}
+// Commit takes in the packet decoded into Slot, captured at ts when the
+// caller's flow time was now (ts, or later when frames read since were
+// not metered): the table hands now to its sink with the flows this packet
+// ends.
+func (f *Feeder) Commit(ts, now int64) {
+	f.ts[f.n], f.nows[f.n] = ts, now
+	f.n++
 }
+
+// Full says that the batch is full: Flush it before the next Slot.
+func (f *Feeder) Full() bool { return f.n == BatchMax }
 
 // Pending is the number of packets held.
 func (f *Feeder) Pending() int { return f.n }
@@ -52,10 +56,7 @@ func (f *Feeder) Flush() {
 	}
 	f.t.lookupBatch(&f.b, f.pkts[:f.n])
 	for j := 0; j < f.n; j++ {
-		if f.Before != nil {
-			f.Before(f.tags[j])
-		}
-		f.t.add(&f.pkts[j], f.ts[j], &f.b.keys[j], f.b.hashes[j])
+		f.t.add(&f.pkts[j], f.ts[j], f.nows[j], &f.b.keys[j], f.b.hashes[j])
 	}
 	f.n = 0
 }

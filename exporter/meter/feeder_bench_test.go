@@ -43,7 +43,10 @@ func BenchmarkRandomFlows(b *testing.B) {
 						continue
 					}
 					*feeder.Slot() = *p
-					feeder.Commit(2, 0)
+					feeder.Commit(2, 2)
+					if feeder.Full() {
+						feeder.Flush()
+					}
 				}
 				feeder.Flush()
 			})

@@ -14,11 +14,20 @@ import (
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
-// sums adds up, per flow key, what the table exported.
+// sums adds up, per flow key, what the table exported; trail is every
+// record in the order passed on, with the flow time it was passed on at.
 type sums struct {
 	packets, bytes map[[4]uint32]uint64
 	spans          map[[4]uint32][]span
 	records        int
+	trail          []passed
+}
+
+type passed struct {
+	now int64
+	key [4]uint32
+	span
+	packets uint64
 }
 
 type span struct {
@@ -26,15 +35,17 @@ type span struct {
 	reason     uint8
 }
 
-func (s *sums) Write(rs []flow.Record) error {
+func (s *sums) Write(now time.Time, rs []flow.Record) error {
 	for i := range rs {
 		r := &rs[i]
 		a := r.SrcAddr.As4()
 		k := [4]uint32{binary.BigEndian.Uint32(a[:]), uint32(r.SrcPort), uint32(r.DstPort), uint32(r.Proto)}
 		s.packets[k] += r.Packets
 		s.bytes[k] += r.Bytes
-		s.spans[k] = append(s.spans[k], span{r.Start.UnixNano(), r.End.UnixNano(), r.EndReason})
+		sp := span{r.Start.UnixNano(), r.End.UnixNano(), r.EndReason}
+		s.spans[k] = append(s.spans[k], sp)
 		s.records++
+		s.trail = append(s.trail, passed{now.UnixNano(), k, sp, r.Packets})
 	}
 	return nil
 }
@@ -45,7 +56,8 @@ func (s *sums) Write(rs []flow.Record) error {
 // that, per flow key, the records add up to exactly what was sent: no
 // packet lost, none counted twice. Half of the runs go through a Feeder,
 // which the exporter uses, and check that it meters every packet once, in
-// order.
+// order: a twin table fed one packet at a time passes on the same records
+// at the same flow times.
 func TestTableAgainstModel(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -58,21 +70,25 @@ func TestTableAgainstModel(t *testing.T) {
 		{"full-batched", 5000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &sums{packets: map[[4]uint32]uint64{}, bytes: map[[4]uint32]uint64{}, spans: map[[4]uint32][]span{}}
-			table, err := New(reporter.NewForTest(nil), Configuration{ActiveTimeout: 20 * time.Second, IdleTimeout: 2 * time.Second, MaxFlows: tc.maxFlows}, sink)
+			newSums := func() *sums {
+				return &sums{packets: map[[4]uint32]uint64{}, bytes: map[[4]uint32]uint64{}, spans: map[[4]uint32][]span{}}
+			}
+			cfg := Configuration{ActiveTimeout: 20 * time.Second, IdleTimeout: 2 * time.Second, MaxFlows: tc.maxFlows}
+			sink := newSums()
+			table, err := New(reporter.NewForTest(nil), cfg, sink)
 			if err != nil {
 				t.Fatal(err)
+			}
+			var twin *Table
+			twinSink := newSums()
+			if tc.batched {
+				if twin, err = New(reporter.NewForTest(nil), cfg, twinSink); err != nil {
+					t.Fatal(err)
+				}
 			}
 			rng := rand.New(rand.NewPCG(7, 9))
 			wantP, wantB := map[[4]uint32]uint64{}, map[[4]uint32]uint64{}
 			feeder := NewFeeder(table)
-			next := int64(0) // the tag Before must see next: packets in order, each once
-			feeder.Before = func(tag int64) {
-				if tag != next {
-					t.Fatalf("packet %d metered when %d was due", tag, next)
-				}
-				next++
-			}
 			var one decode.Packet
 			now := int64(1e18)
 			const packets = 400000
@@ -96,16 +112,29 @@ func TestTableAgainstModel(t *testing.T) {
 					table.Add(p, now)
 					continue
 				}
-				feeder.Commit(now, int64(i))
-				if i%100000 == 99999 {
-					feeder.Flush() // as a live capture does when idle
+				twin.Add(p, now)
+				feeder.Commit(now, now)
+				// Full batches, and at times one that is not, as a live
+				// capture meters when idle.
+				if feeder.Full() || i%100000 == 99999 {
+					feeder.Flush()
 				}
 			}
 			feeder.Flush()
-			if tc.batched && (next != packets || feeder.Pending() != 0) {
-				t.Errorf("%d packets metered through the feeder, %d still held; %d sent", next, feeder.Pending(), packets)
+			if tc.batched {
+				twin.Flush(now)
+				if feeder.Pending() != 0 {
+					t.Errorf("%d packets still held by the feeder", feeder.Pending())
+				}
 			}
-			table.Flush()
+			table.Flush(now)
+			if tc.batched && !slices.Equal(sink.trail, twinSink.trail) {
+				i := 0
+				for i < min(len(sink.trail), len(twinSink.trail)) && sink.trail[i] == twinSink.trail[i] {
+					i++
+				}
+				t.Errorf("through the feeder, %d records passed on; one by one, %d; the first difference is record %d", len(sink.trail), len(twinSink.trail), i)
+			}
 			if len(sink.packets) != len(wantP) {
 				t.Errorf("%d flow keys exported, %d sent", len(sink.packets), len(wantP))
 			}
@@ -173,7 +202,7 @@ func TestCloseReleases(t *testing.T) {
 	}
 	p := decode.Packet{Proto: 17, SrcPort: 1, DstPort: 2, IPLength: 60}
 	table.Add(&p, 1)
-	table.Flush()
+	table.Flush(1)
 	open := statm(t, 0)
 	table.Close()
 	closed := statm(t, 0)

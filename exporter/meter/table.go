@@ -15,10 +15,8 @@
 package meter
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"net/netip"
 	"runtime"
 	"time"
 	"unsafe"
@@ -45,17 +43,6 @@ const closeGrace = time.Second
 const sweepEvery = time.Second
 
 const none = ^uint32(0)
-
-type key struct {
-	_            [0]uint64 // 8-byte aligned, for equal
-	src, dst     [16]byte
-	sport, dport uint16 // ICMP: dport is type<<8|code
-	segment      uint32
-	vlan, ivlan  uint16
-	session      uint16
-	proto        uint8
-	v6           bool
-}
 
 // Entry state bits.
 const (
@@ -124,7 +111,7 @@ func (s Stats) Exported() uint64 {
 type Table struct {
 	r      *reporter.Reporter
 	cfg    Configuration
-	sink   flow.Sink
+	sink   Sink
 	log    *reporter.Limited
 	mem    *tableMemory
 	arena  []entry  // MaxFlows entries, reserved (touched as hwm grows)
@@ -135,7 +122,8 @@ type Table struct {
 	free   uint32 // free list through next
 	open   list
 	closed list
-	now    int64
+	now    int64 // flow time: the latest packet metered; timeouts run on it
+	clock  int64 // flow time handed to the sink: now, or the caller's if later (see add)
 	sweep  int64 // flow time of the next sweep
 	batch  []flow.Record
 	stats  Stats
@@ -147,7 +135,7 @@ type Table struct {
 }
 
 // New returns a table passing ended flows to sink in batches.
-func New(r *reporter.Reporter, cfg Configuration, sink flow.Sink) (*Table, error) {
+func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -232,114 +220,6 @@ func (t *Table) Len() int { return t.n }
 
 func (t *Table) at(i uint32) *entry { return &t.arena[i] }
 
-func (k *key) hash() uint64 {
-	const m = 0x9e3779b97f4a7c15
-	h := uint64(0x243f6a8885a308d3)
-	mix := func(x uint64) {
-		h ^= x
-		h *= m
-		h ^= h >> 29
-	}
-	mix(binary.LittleEndian.Uint64(k.src[0:]))
-	mix(binary.LittleEndian.Uint64(k.src[8:]))
-	mix(binary.LittleEndian.Uint64(k.dst[0:]))
-	mix(binary.LittleEndian.Uint64(k.dst[8:]))
-	v6 := uint64(0)
-	if k.v6 {
-		v6 = 1
-	}
-	mix(uint64(k.sport)<<48 | uint64(k.dport)<<32 | uint64(k.segment))
-	mix(uint64(k.vlan)<<48 | uint64(k.ivlan)<<32 | uint64(k.session)<<16 | uint64(k.proto)<<8 | v6)
-	h ^= h >> 32
-	h *= m
-	h ^= h >> 31
-	return h
-}
-
-// equal is k == o without the call to memequal the compiler makes for a
-// 48-byte struct: six word compares, inlined into lookup.
-func (k *key) equal(o *key) bool {
-	a := (*[6]uint64)(unsafe.Pointer(k))
-	b := (*[6]uint64)(unsafe.Pointer(o))
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] && a[5] == b[5]
-}
-
-// The key has no padding: equal compares every byte of it.
-var _ [48 - unsafe.Sizeof(key{})]struct{}
-var _ [unsafe.Sizeof(key{}) - 48]struct{}
-
-// lookup returns the entry index for k, or none.
-func (t *Table) lookup(k *key, h uint32) uint32 {
-	for s := uint64(h) & t.mask; ; s = (s + 1) & t.mask {
-		v := t.index[s]
-		if v == 0 {
-			return none
-		}
-		if uint32(v>>32) == h {
-			i := uint32(v) - 1
-			if t.at(i).key.equal(k) {
-				return i
-			}
-		}
-	}
-}
-
-func (t *Table) indexInsert(h uint32, i uint32) {
-	s := uint64(h) & t.mask
-	for t.index[s] != 0 {
-		s = (s + 1) & t.mask
-	}
-	t.index[s] = uint64(h)<<32 | uint64(i+1)
-}
-
-// indexDelete removes entry i with backward-shift deletion (linear probing
-// needs no tombstones then).
-func (t *Table) indexDelete(h uint32, i uint32) {
-	s := uint64(h) & t.mask
-	want := uint64(h)<<32 | uint64(i+1)
-	for t.index[s] != want {
-		s = (s + 1) & t.mask
-	}
-	for {
-		t.index[s] = 0
-		j := s
-		for {
-			j = (j + 1) & t.mask
-			v := t.index[j]
-			if v == 0 {
-				return
-			}
-			home := (v >> 32) & t.mask
-			// Move v back to s when its home is not within (s, j].
-			if (j > s && (home <= s || home > j)) || (j < s && home <= s && home > j) {
-				t.index[s] = v
-				s = j
-				break
-			}
-		}
-	}
-}
-
-// grow doubles the index, rebuilding it in the other reservation (all
-// zeros: never used, or given back by the last grow).
-func (t *Table) grow() {
-	old, oldMem := t.index, t.mem.index[t.mem.cur]
-	if len(old)*2*8 > len(t.mem.index[t.mem.cur^1]) {
-		return // cannot happen: New sized it for MaxFlows
-	}
-	t.mem.cur ^= 1
-	t.index = t.mem.slots(t.mem.cur, len(old)*2)
-	t.mask = uint64(len(t.index) - 1)
-	for _, v := range old {
-		if v != 0 {
-			t.indexInsert(uint32(v>>32), uint32(v)-1)
-		}
-	}
-	// Whole huge pages: giving back part of one splits it, and the range
-	// would then be mapped with 4 KiB pages when it is used again.
-	discard(oldMem[:min(len(oldMem), (len(old)*8+hugePage-1)&^(hugePage-1))])
-}
-
 func (t *Table) listOf(e *entry) *list {
 	if e.state&stClosed != 0 {
 		return &t.closed
@@ -402,137 +282,22 @@ func (t *Table) expire(i uint32, reason uint8) {
 	t.n--
 }
 
-// emit adds the record of e to the batch.
-func (t *Table) emit(e *entry, reason uint8) {
-	if e.packets == 0 {
-		return
-	}
-	t.stats.FlowsExported[reason]++
-	t.batch = t.batch[:len(t.batch)+1]
-	r := &t.batch[len(t.batch)-1]
-	fill(r, e, reason)
-	if len(t.batch) == cap(t.batch) {
-		t.Sync()
-	}
-}
-
-// Sync passes the batch of ended flows to the sink now.
-func (t *Table) Sync() {
-	if len(t.batch) == 0 {
-		return
-	}
-	if err := t.sink.Write(t.batch); err != nil {
-		t.stats.SinkErrors++
-		t.log.Warn("sink", "cannot pass flows on", "flows", len(t.batch), "err", err)
-	}
-	t.batch = t.batch[:0]
-}
-
-func fill(r *flow.Record, e *entry, reason uint8) {
-	k := &e.key
-	*r = flow.Record{
-		Kind:             flow.KindIPFIX,
-		ObservationPoint: uint64(k.session),
-		Start:            time.Unix(0, e.first).UTC(),
-		End:              time.Unix(0, e.last).UTC(),
-		SrcPort:          k.sport,
-		DstPort:          k.dport,
-		Proto:            k.proto,
-		SrcMAC:           e.srcMAC,
-		DstMAC:           e.dstMAC,
-		VLAN:             k.vlan,
-		InnerVLAN:        k.ivlan,
-		SegmentID:        uint64(k.segment),
-		TOS:              e.tos,
-		TCPFlags:         e.tcpFlags,
-		Bytes:            e.bytes,
-		Packets:          uint64(e.packets),
-		InIf:             e.inIf,
-		EndReason:        reason,
-		TCP: flow.TCPPerf{
-			RTTClient:       time.Duration(e.rttClient) * time.Microsecond,
-			RTTServer:       time.Duration(e.rttServer) * time.Microsecond,
-			Retransmissions: e.retrans,
-			ZeroWindows:     e.zeroWin,
-		},
-	}
-	if k.v6 {
-		r.SrcAddr, r.DstAddr = netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst)
-	} else {
-		r.SrcAddr = netip.AddrFrom4([4]byte(k.src[:4]))
-		r.DstAddr = netip.AddrFrom4([4]byte(k.dst[:4]))
-	}
-	if isICMP(k) {
-		r.ICMPType, r.ICMPCode = uint8(k.dport>>8), uint8(k.dport)
-		r.SrcPort, r.DstPort = 0, 0
-	}
-}
-
-func isICMP(k *key) bool { return (k.proto == 1 && !k.v6) || (k.proto == 58 && k.v6) }
-
-// keyOf fills k field by field: a composite literal is built on the stack
-// with narrow stores and copied with 16-byte loads, which cannot be
-// forwarded from those stores and stall (a sixth of lookupBatch's samples).
-// Every byte of k is written: it has no padding.
-func keyOf(p *decode.Packet, k *key) {
-	k.src, k.dst = p.SrcAddr, p.DstAddr
-	k.sport, k.dport = p.SrcPort, p.DstPort
-	k.segment = p.SegmentID
-	k.vlan, k.ivlan, k.session = p.VLAN, p.InnerVLAN, p.ERSPANSession
-	k.proto, k.v6 = p.Proto, p.IPv6
-	if isICMP(k) {
-		k.sport, k.dport = 0, uint16(p.ICMPType)<<8|uint16(p.ICMPCode)
-	}
-}
-
-// BatchMax is the most packets in a batch of a Feeder.
-const BatchMax = 32
-
-// batch is the keys and hashes of up to BatchMax packets.
-type batch struct {
-	keys   [BatchMax]key
-	hashes [BatchMax]uint32
-}
-
-// lookupBatch computes the keys and hashes of ps (at most BatchMax) into b
-// and reads the index slot and the entry each will use, without changing
-// anything: in three passes, so that the loads of each pass are
-// independent of one another and all in flight at once.
-func (t *Table) lookupBatch(b *batch, ps []decode.Packet) {
-	for i := range ps {
-		keyOf(&ps[i], &b.keys[i])
-		b.hashes[i] = uint32(b.keys[i].hash())
-	}
-	var slots [BatchMax]uint64
-	for i := range ps {
-		slots[i] = t.index[uint64(b.hashes[i])&t.mask]
-	}
-	var sum uint64
-	for i := range ps {
-		// The home slot may hold another flow (linear probing; the
-		// fuller the index, the more often): the probe goes on, mostly
-		// in the same cache line.
-		v, h := slots[i], b.hashes[i]
-		for s := uint64(h) & t.mask; v != 0 && uint32(v>>32) != h; {
-			s = (s + 1) & t.mask
-			v = t.index[s]
-		}
-		if v != 0 {
-			e := &t.arena[uint32(v)-1]
-			sum += uint64(e.last) + uint64(e.first) // both cache lines of the entry
-		}
-	}
-	t.touched += sum
-}
-
-// Add meters one packet captured at ts (ns since the epoch).
+// Add meters one packet captured at ts (ns since the epoch), which is also
+// the flow time handed to the sink with the flows it ends.
 func (t *Table) Add(p *decode.Packet, ts int64) {
 	var k key
 	keyOf(p, &k)
-	t.add(p, ts, &k, uint32(k.hash()))
+	t.add(p, ts, ts, &k, uint32(k.hash()))
 }
 
-func (t *Table) add(p *decode.Packet, ts int64, k *key, h uint32) {
+// add meters a packet captured at ts when the caller's flow time was now
+// (see Feeder.Commit). The caller's flow time also counts frames that were
+// not metered, so it may be later than the table's: the sink is handed the
+// caller's (clock), while timeouts run on the packets' (now).
+func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
+	if now > t.clock {
+		t.clock = now
+	}
 	if ts > t.now {
 		t.now = ts
 		if t.now >= t.sweep {
@@ -613,116 +378,13 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 	return i
 }
 
-// TCP flag bits.
-const (
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpRST = 0x04
-	tcpACK = 0x10
-)
-
-func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
-
-func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
-	f := p.TCPFlags
-	e.tcpFlags |= f
-	// Retransmissions: a segment occupying sequence space that ends at or
-	// before the highest end seen already.
-	segLen := p.Payload
-	if f&tcpSYN != 0 {
-		segLen++
-	}
-	if f&tcpFIN != 0 {
-		segLen++
-	}
-	if segLen > 0 {
-		end := p.TCPSeq + segLen
-		if e.state&stSeqInit == 0 {
-			e.state |= stSeqInit
-			e.nextSeq = end
-		} else if !seqLT(e.nextSeq, end) {
-			e.retrans++
-		} else {
-			e.nextSeq = end
-		}
-	}
-	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN) == 0 {
-		e.zeroWin++
-	}
-	us := uint32(ts / 1000)
-	switch {
-	case f&(tcpSYN|tcpACK) == tcpSYN:
-		if e.state&stSYNACK == 0 {
-			e.state |= stSYN
-			e.hsTime = us
-		}
-	case f&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
-		e.state |= stSYNACK
-		e.hsTime = us
-		if r := t.reverse(e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 {
-			if rtt, ok := since(us, r.hsTime); ok {
-				r.rttServer, e.rttServer = rtt, rtt
-			}
-		}
-	case f&tcpACK != 0 && e.state&(stSYN|stHSDone) == stSYN:
-		e.state |= stHSDone
-		if r := t.reverse(e); r != nil && r.state&stSYNACK != 0 {
-			if rtt, ok := since(us, r.hsTime); ok {
-				r.rttClient, e.rttClient = rtt, rtt
-				if e.rttServer == 0 {
-					e.rttServer = r.rttServer
-				}
-			}
-		}
-	}
-	if f&(tcpFIN|tcpRST) == 0 {
-		return
-	}
-	e.state |= stFIN
-	r := t.reverse(e)
-	if f&tcpRST == 0 && (r == nil || r.state&stFIN == 0) {
-		return
-	}
-	t.close(i, e)
-	if r != nil {
-		t.close(t.lookup(&r.key, uint32(r.key.hash())), r)
-	}
-}
-
-// since is the time in µs from then to now, both µs timestamps that wrap
-// every 71 minutes; not ok when then is later than now (a reordered
-// capture).
-func since(now, then uint32) (uint32, bool) {
-	d := now - then
-	return d, int32(d) >= 0
-}
-
-// close marks a TCP flow ended; it leaves the table closeGrace later.
-func (t *Table) close(i uint32, e *entry) {
-	if e.state&stClosed != 0 {
-		return
-	}
-	t.unlink(&t.open, i, e)
-	e.state |= stClosed
-	t.pushBack(&t.closed, i, e)
-}
-
-// reverse returns the entry of the other direction, or nil.
-func (t *Table) reverse(e *entry) *entry {
-	k := e.key
-	k.src, k.dst = e.key.dst, e.key.src
-	k.sport, k.dport = e.key.dport, e.key.sport
-	i := t.lookup(&k, uint32(k.hash()))
-	if i == none {
-		return nil
-	}
-	return t.at(i)
-}
-
 // Expire ends the flows whose timeouts passed at flow time now and passes
 // them on. Add calls it as flow time advances; a live capture also calls it
 // from a ticker so that flows end while no packet arrives.
 func (t *Table) Expire(now int64) {
+	if now > t.clock {
+		t.clock = now
+	}
 	if now > t.now {
 		t.now = now
 	}
@@ -760,9 +422,12 @@ func (t *Table) Expire(now int64) {
 }
 
 // Flush ends every flow (flowEndReason forcedEnd, or endOfFlow for TCP
-// connections already closed) and passes them on: at the end of a capture
-// file or on shutdown.
-func (t *Table) Flush() {
+// connections already closed) and passes them on at flow time now: at the
+// end of a capture file or on shutdown.
+func (t *Table) Flush(now int64) {
+	if now > t.clock {
+		t.clock = now
+	}
 	for t.closed.head != none {
 		t.expire(t.closed.head, EndOfFlow)
 	}

@@ -16,7 +16,7 @@ import (
 
 type collect struct{ flows []synth.Flow }
 
-func (c *collect) Write(rs []flow.Record) error {
+func (c *collect) Write(_ time.Time, rs []flow.Record) error {
 	for i := range rs {
 		c.flows = append(c.flows, synth.FromRecord(&rs[i]))
 	}
@@ -53,7 +53,7 @@ func meterFile(t *testing.T, path string, cfg Configuration) ([]synth.Flow, map[
 			table.Add(&p, fr.Timestamp)
 		}
 	}
-	table.Flush()
+	table.Flush(table.now)
 	synth.Sort(sink.flows)
 	return sink.flows, reasons, table
 }
@@ -136,7 +136,7 @@ func TestActiveTimeoutOfQuietFlow(t *testing.T) {
 	if table.Len() != 1 {
 		t.Errorf("%d flows in the table at 13 s, want 1 (the quiet one left at its idle timeout)", table.Len())
 	}
-	table.Flush()
+	table.Flush(13 * s)
 	var quiet []synth.Flow
 	for _, f := range sink.flows {
 		if f.SrcPort == 1000 {
@@ -172,7 +172,7 @@ func TestPortReuse(t *testing.T) {
 	if len(sink.flows) != 1 || sink.flows[0].EndReason != EndOfFlow || sink.flows[0].Packets != 1 || sink.flows[0].SrcPort != 1000 {
 		t.Fatalf("exported %+v, want the first client flow, reason 3", sink.flows)
 	}
-	table.Flush()
+	table.Flush(500 * int64(time.Millisecond))
 	if len(sink.flows) != 3 {
 		t.Errorf("%d flows in all, want 3", len(sink.flows))
 	}

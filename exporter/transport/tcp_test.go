@@ -162,7 +162,7 @@ type sender struct {
 func newSender(t *testing.T, tr ipfix.Transport) *sender {
 	cfg := ipfix.DefaultConfiguration()
 	cfg.TemplateRefreshMessages, cfg.TemplateRefreshInterval = 1<<30, time.Hour
-	enc, err := ipfix.New(nil, cfg, tr, time.Now, nil)
+	enc, err := ipfix.New(nil, cfg, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +175,9 @@ func (s *sender) send(t *testing.T, n int) {
 		r := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
 			SrcPort: s.next, DstPort: 80, Proto: 6, Packets: 1, Bytes: 100, Start: now, End: now, EndReason: 1}
 		s.next++
-		s.enc.Encode(&r)
+		s.enc.Encode(now, &r)
 	}
-	s.enc.Flush()
+	s.enc.Flush(now)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -212,7 +212,7 @@ func TestTCPCollectorRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	col.start()
 	s.send(t, 1000)
-	s.enc.Close()
+	s.enc.Close(time.Now())
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestTCPQueueFull(t *testing.T) {
 	col.start()
 	waitFor(t, "the queue delivered", func() bool { return tcp.Stats().Queued == 0 })
 	s.send(t, 10)
-	s.enc.Close()
+	s.enc.Close(time.Now())
 	tr.Close()
 	col.settle()
 	st := tcp.Stats()
@@ -311,7 +311,7 @@ func TestTLS(t *testing.T) {
 	}
 	s := newSender(t, tr)
 	s.send(t, 500)
-	s.enc.Close()
+	s.enc.Close(time.Now())
 	tr.Close()
 	col.settle()
 	if seen := col.flows(t); len(seen) != 500 {

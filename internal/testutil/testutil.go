@@ -4,7 +4,6 @@
 package testutil
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/pcapgo"
+
+	"github.com/spanflow/spanflow/internal/pcapfile"
 )
 
 // InCI reports whether the test runs in CI (CI=true), where every gated test
@@ -107,9 +107,9 @@ type Packet struct {
 	Data   []byte
 	Time   time.Time
 	Length int // original length on the wire
-	// LinkType is the capture's link type. It is a uint32 because gopacket's
-	// layers.LinkType is a byte and truncates types above 255 (Linux cooked
-	// v2, 276, would read as 20).
+	// LinkType is the frame's link type (its interface's in pcapng). It is
+	// a uint32 because gopacket's layers.LinkType is a byte and truncates
+	// types above 255 (Linux cooked v2, 276, would read as 20).
 	LinkType uint32
 }
 
@@ -125,57 +125,22 @@ func ReadPcap(t testing.TB, path string) []Packet {
 
 // ReadCapture reads every frame of a pcap or pcapng file.
 func ReadCapture(path string) ([]Packet, error) {
-	f, err := os.Open(path)
+	r, err := pcapfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var hdr [24]byte
-	n, err := io.ReadFull(f, hdr[:])
-	if err != nil && n < 4 {
-		return nil, fmt.Errorf("read magic: %w", err)
-	}
-	var magic [4]byte
-	copy(magic[:], hdr[:4])
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	type source interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-	}
-	var src source
-	var link uint32
-	if magic == [4]byte{0x0a, 0x0d, 0x0d, 0x0a} {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, err
-		}
-		src, link = r, uint32(r.LinkType())
-	} else {
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		src, link = r, uint32(r.LinkType())
-		if n == len(hdr) {
-			// Read the full 32-bit link type (low 28 bits) in the file's byte order.
-			if magic[0] == 0xd4 || magic[0] == 0x4d {
-				link = binary.LittleEndian.Uint32(hdr[20:]) & 0x0fffffff
-			} else {
-				link = binary.BigEndian.Uint32(hdr[20:]) & 0x0fffffff
-			}
-		}
-	}
+	defer r.Close()
 	var out []Packet
+	var f pcapfile.Frame
 	for {
-		data, ci, err := src.ReadPacketData()
+		err := r.Next(&f)
 		if errors.Is(err, io.EOF) {
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("frame %d: %w", len(out)+1, err)
+			return out, err
 		}
-		out = append(out, Packet{Data: data, Time: ci.Timestamp, Length: ci.Length, LinkType: link})
+		out = append(out, Packet{Data: slices.Clone(f.Data), Time: time.Unix(0, f.Timestamp).UTC(), Length: f.Length, LinkType: f.LinkType})
 	}
 }
 

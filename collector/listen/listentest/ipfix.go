@@ -24,7 +24,7 @@ func (m *messages) Send(msg []byte) error {
 func IPFIX(t testing.TB, n, perMessage int) [][]byte {
 	t.Helper()
 	var out messages
-	enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), &out, time.Now, nil)
+	enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,16 +32,16 @@ func IPFIX(t testing.TB, n, perMessage int) [][]byte {
 	for i := range n {
 		r := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
 			SrcPort: uint16(1 + i), DstPort: 443, Proto: 6, Packets: 2, Bytes: 120, Start: now, End: now, EndReason: 3}
-		if err := enc.Encode(&r); err != nil {
+		if err := enc.Encode(now, &r); err != nil {
 			t.Fatal(err)
 		}
 		if (i+1)%perMessage == 0 {
-			if err := enc.Flush(); err != nil {
+			if err := enc.Flush(now); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if err := enc.Flush(); err != nil {
+	if err := enc.Flush(now); err != nil {
 		t.Fatal(err)
 	}
 	return out

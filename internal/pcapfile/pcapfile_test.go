@@ -1,4 +1,4 @@
-package capture
+package pcapfile
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func writeFile(t testing.TB, data []byte) string {
 // error naming the frame.
 func TestPCAP(t *testing.T) {
 	data := pcapBytes(276, []byte{1, 2, 3}, []byte{4, 5})
-	src, err := OpenFile(writeFile(t, data))
+	src, err := Open(writeFile(t, data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestPCAP(t *testing.T) {
 	}
 	src.Close()
 
-	src, err = OpenFile(writeFile(t, data[:len(data)-1]))
+	src, err = Open(writeFile(t, data[:len(data)-1]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestPCAP(t *testing.T) {
 	}
 	src.Close()
 
-	if _, err := OpenFile(writeFile(t, []byte("not a capture at all, really"))); err == nil {
+	if _, err := Open(writeFile(t, []byte("not a capture at all, really"))); err == nil {
 		t.Error("garbage accepted")
 	}
 }
@@ -85,7 +85,7 @@ func FuzzPCAP(f *testing.F) {
 	f.Add(pcapBytes(276))
 	f.Add([]byte{0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		src, err := OpenFile(writeFile(t, data))
+		src, err := Open(writeFile(t, data))
 		if err != nil {
 			return
 		}

@@ -1,0 +1,87 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/ipfix"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Fanout runs one pipeline per capture worker (--fanout N): each worker's
+// source (a PACKET_FANOUT share of the interfaces, or the one capture file)
+// goes through an Exporter of its own, on its own goroutine.
+type Fanout struct {
+	workers []*Exporter
+	sources []capture.Source
+}
+
+// NewFanout builds one Exporter per source. Worker n exports with
+// observation domain cfg.ObservationDomain+n (its own IPFIX sequence
+// numbers); with several workers each has a registry of its own, and r's
+// registry shows their sum. out is passed to New: when nil, every worker
+// opens the configured collectors. The sources stay the caller's to close.
+func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, out ipfix.Transport) (*Fanout, error) {
+	f := &Fanout{sources: srcs}
+	var regs sumRegistries
+	for w := range srcs {
+		wr, wcfg := r, cfg
+		wcfg.ObservationDomain += uint32(w)
+		if len(srcs) > 1 {
+			wr = &reporter.Reporter{Log: r.Log.With("worker", w), Registry: prometheus.NewRegistry()}
+			regs = append(regs, wr.Registry)
+		}
+		x, err := New(wr, wcfg, out)
+		if err != nil {
+			for _, x := range f.workers {
+				x.close()
+			}
+			return nil, err
+		}
+		f.workers = append(f.workers, x)
+	}
+	if len(regs) > 0 {
+		r.Registry.MustRegister(regs)
+	}
+	return f, nil
+}
+
+// Run runs each worker on its source and adds up their summaries. When one
+// fails, the others are stopped too (each exports its flows): a
+// half-working exporter would look healthy while missing traffic, and the
+// service manager restarts the whole one.
+func (f *Fanout) Run(ctx context.Context) (Summary, error) {
+	type result struct {
+		sum Summary
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]result, len(f.workers))
+	var wg sync.WaitGroup
+	for i, x := range f.workers {
+		wg.Go(func() {
+			results[i].sum, results[i].err = x.Run(ctx, f.sources[i])
+			if results[i].err != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	var total Summary
+	var errs []error
+	seen := map[string]bool{}
+	for _, r := range results {
+		total = total.Add(r.sum)
+		// Workers reading the same interface fail alike: say it once.
+		if r.err != nil && !seen[r.err.Error()] {
+			seen[r.err.Error()] = true
+			errs = append(errs, r.err)
+		}
+	}
+	return total, errors.Join(errs...)
+}

@@ -1,0 +1,85 @@
+package meter
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// Record building: an ended flow's entry becomes a flow.Record in the
+// batch passed to the sink.
+
+// Sink takes the flows the table ends, in batches; now is the flow time at
+// which they are passed on (the IPFIX encoder's export time). A sink may
+// keep the slice only until Write returns.
+type Sink interface {
+	Write(now time.Time, records []flow.Record) error
+}
+
+// emit adds the record of e to the batch.
+func (t *Table) emit(e *entry, reason uint8) {
+	if e.packets == 0 {
+		return
+	}
+	t.stats.FlowsExported[reason]++
+	t.batch = t.batch[:len(t.batch)+1]
+	r := &t.batch[len(t.batch)-1]
+	fill(r, e, reason)
+	if len(t.batch) == cap(t.batch) {
+		t.Sync()
+	}
+}
+
+// Sync passes the batch of ended flows to the sink now, with the table's
+// flow time.
+func (t *Table) Sync() {
+	if len(t.batch) == 0 {
+		return
+	}
+	if err := t.sink.Write(time.Unix(0, t.clock), t.batch); err != nil {
+		t.stats.SinkErrors++
+		t.log.Warn("sink", "cannot pass flows on", "flows", len(t.batch), "err", err)
+	}
+	t.batch = t.batch[:0]
+}
+
+func fill(r *flow.Record, e *entry, reason uint8) {
+	k := &e.key
+	*r = flow.Record{
+		Kind:             flow.KindIPFIX,
+		ObservationPoint: uint64(k.session),
+		Start:            time.Unix(0, e.first).UTC(),
+		End:              time.Unix(0, e.last).UTC(),
+		SrcPort:          k.sport,
+		DstPort:          k.dport,
+		Proto:            k.proto,
+		SrcMAC:           e.srcMAC,
+		DstMAC:           e.dstMAC,
+		VLAN:             k.vlan,
+		InnerVLAN:        k.ivlan,
+		SegmentID:        uint64(k.segment),
+		TOS:              e.tos,
+		TCPFlags:         e.tcpFlags,
+		Bytes:            e.bytes,
+		Packets:          uint64(e.packets),
+		InIf:             e.inIf,
+		EndReason:        reason,
+		TCP: flow.TCPPerf{
+			RTTClient:       time.Duration(e.rttClient) * time.Microsecond,
+			RTTServer:       time.Duration(e.rttServer) * time.Microsecond,
+			Retransmissions: e.retrans,
+			ZeroWindows:     e.zeroWin,
+		},
+	}
+	if k.v6 {
+		r.SrcAddr, r.DstAddr = netip.AddrFrom16(k.src), netip.AddrFrom16(k.dst)
+	} else {
+		r.SrcAddr = netip.AddrFrom4([4]byte(k.src[:4]))
+		r.DstAddr = netip.AddrFrom4([4]byte(k.dst[:4]))
+	}
+	if isICMP(k) {
+		r.ICMPType, r.ICMPCode = uint8(k.dport>>8), uint8(k.dport)
+		r.SrcPort, r.DstPort = 0, 0
+	}
+}

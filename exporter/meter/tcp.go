@@ -1,0 +1,112 @@
+package meter
+
+import "github.com/spanflow/spanflow/exporter/decode"
+
+// The TCP state machine of a flow and its reverse: end on FIN from both
+// sides or RST, handshake RTT, retransmissions, zero windows.
+
+// TCP flag bits.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
+func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
+
+func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
+	f := p.TCPFlags
+	e.tcpFlags |= f
+	// Retransmissions: a segment occupying sequence space that ends at or
+	// before the highest end seen already.
+	segLen := p.Payload
+	if f&tcpSYN != 0 {
+		segLen++
+	}
+	if f&tcpFIN != 0 {
+		segLen++
+	}
+	if segLen > 0 {
+		end := p.TCPSeq + segLen
+		if e.state&stSeqInit == 0 {
+			e.state |= stSeqInit
+			e.nextSeq = end
+		} else if !seqLT(e.nextSeq, end) {
+			e.retrans++
+		} else {
+			e.nextSeq = end
+		}
+	}
+	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN) == 0 {
+		e.zeroWin++
+	}
+	us := uint32(ts / 1000)
+	switch {
+	case f&(tcpSYN|tcpACK) == tcpSYN:
+		if e.state&stSYNACK == 0 {
+			e.state |= stSYN
+			e.hsTime = us
+		}
+	case f&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
+		e.state |= stSYNACK
+		e.hsTime = us
+		if r := t.reverse(e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 {
+			if rtt, ok := since(us, r.hsTime); ok {
+				r.rttServer, e.rttServer = rtt, rtt
+			}
+		}
+	case f&tcpACK != 0 && e.state&(stSYN|stHSDone) == stSYN:
+		e.state |= stHSDone
+		if r := t.reverse(e); r != nil && r.state&stSYNACK != 0 {
+			if rtt, ok := since(us, r.hsTime); ok {
+				r.rttClient, e.rttClient = rtt, rtt
+				if e.rttServer == 0 {
+					e.rttServer = r.rttServer
+				}
+			}
+		}
+	}
+	if f&(tcpFIN|tcpRST) == 0 {
+		return
+	}
+	e.state |= stFIN
+	r := t.reverse(e)
+	if f&tcpRST == 0 && (r == nil || r.state&stFIN == 0) {
+		return
+	}
+	t.close(i, e)
+	if r != nil {
+		t.close(t.lookup(&r.key, uint32(r.key.hash())), r)
+	}
+}
+
+// since is the time in µs from then to now, both µs timestamps that wrap
+// every 71 minutes; not ok when then is later than now (a reordered
+// capture).
+func since(now, then uint32) (uint32, bool) {
+	d := now - then
+	return d, int32(d) >= 0
+}
+
+// close marks a TCP flow ended; it leaves the table closeGrace later.
+func (t *Table) close(i uint32, e *entry) {
+	if e.state&stClosed != 0 {
+		return
+	}
+	t.unlink(&t.open, i, e)
+	e.state |= stClosed
+	t.pushBack(&t.closed, i, e)
+}
+
+// reverse returns the entry of the other direction, or nil.
+func (t *Table) reverse(e *entry) *entry {
+	k := e.key
+	k.src, k.dst = e.key.dst, e.key.src
+	k.sport, k.dport = e.key.dport, e.key.sport
+	i := t.lookup(&k, uint32(k.hash()))
+	if i == none {
+		return nil
+	}
+	return t.at(i)
+}
