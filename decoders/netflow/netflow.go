@@ -242,6 +242,13 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 		return out, info, reason.Errorf(reason.Version, "netflow version %d from %s", h.version, s.exporter)
 	}
 	info.Version, info.Domain = h.version, h.domain
+	hdrLen := 20
+	if h.version == 10 {
+		hdrLen = 16
+	}
+	if err := checkTemplates(payload[hdrLen:], h.version); err != nil {
+		return out, info, reason.Errorf(reason.Template, "%s from %s: %w", kindName(h.version), s.exporter, err)
+	}
 
 	s.added, s.err = s.added[:0], nil
 	s.buf.Reset()
@@ -317,6 +324,71 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	out = s.decodePending(out, &info, received)
 	info.Templates = len(s.templates)
 	return out, info, err
+}
+
+// checkTemplates walks the template and options template sets of a
+// message before goflow2 does: goflow2 allocates what a template's field
+// count says (12 bytes a field, 786 kB for 65,535) before reading the
+// fields, so a 28-byte datagram could make it allocate that much.
+func checkTemplates(sets []byte, version uint16) error {
+	for len(sets) >= 4 {
+		id, l := binary.BigEndian.Uint16(sets), int(binary.BigEndian.Uint16(sets[2:]))
+		if l < 4 || l > len(sets) {
+			return nil // goflow2 reports it, without allocating for it
+		}
+		body := sets[4:l]
+		sets = sets[l:]
+		switch {
+		case id == 0 && version == 9, id == 2 && version == 10:
+			for len(body) >= 4 {
+				tid, n := binary.BigEndian.Uint16(body), int(binary.BigEndian.Uint16(body[2:]))
+				var ok bool
+				if body, ok = skipFields(body[4:], n, version); !ok {
+					return fmt.Errorf("template %d of %d fields in %d bytes", tid, n, len(body))
+				}
+			}
+		case id == 1 && version == 9:
+			for len(body) >= 6 {
+				tid := binary.BigEndian.Uint16(body)
+				n := int(binary.BigEndian.Uint16(body[2:]))/4 + int(binary.BigEndian.Uint16(body[4:]))/4
+				var ok bool
+				if body, ok = skipFields(body[6:], n, version); !ok {
+					return fmt.Errorf("options template %d of %d fields in %d bytes", tid, n, len(body))
+				}
+			}
+		case id == 3 && version == 10:
+			for len(body) >= 6 {
+				tid := binary.BigEndian.Uint16(body)
+				n, scope := int(binary.BigEndian.Uint16(body[2:])), int(binary.BigEndian.Uint16(body[4:]))
+				var ok bool
+				if body, ok = skipFields(body[6:], max(n, scope), version); !ok {
+					return fmt.Errorf("options template %d of %d fields in %d bytes", tid, max(n, scope), len(body))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// skipFields skips n field specifiers, or reports that body is too short.
+func skipFields(body []byte, n int, version uint16) ([]byte, bool) {
+	if 4*n > len(body) {
+		return body, false
+	}
+	for range n {
+		if len(body) < 4 {
+			return body, false
+		}
+		l := 4
+		if version == 10 && body[0]&0x80 != 0 {
+			l = 8 // with an enterprise number
+		}
+		if len(body) < l {
+			return body, false
+		}
+		body = body[l:]
+	}
+	return body, true
 }
 
 // decodePending decodes the held sets whose template came, and drops the
