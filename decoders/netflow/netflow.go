@@ -251,9 +251,12 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	}
 
 	s.added, s.err = s.added[:0], nil
-	s.buf.Reset()
-	s.buf.Write(payload)
+	// goflow2 reads the payload in place: nothing of it is kept after
+	// Decode (held sets are copies), and no exporter keeps a buffer as big
+	// as the biggest datagram it ever sent.
+	s.buf = *bytes.NewBuffer(payload)
 	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
+	defer s.scrub()
 	derr := nf.DecodeMessageVersion(&s.buf, (*templateStore)(s), &s.v9, &s.ipfix)
 	var sets []any
 	if h.version == 9 {
@@ -324,6 +327,19 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	out = s.decodePending(out, &info, received)
 	info.Templates = len(s.templates)
 	return out, info, err
+}
+
+// scrub drops what Decode used for one datagram: the payload, goflow2's
+// parsed sets, and scratch space grown by an unusual datagram.
+func (s *State) scrub() {
+	s.buf = bytes.Buffer{}
+	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
+	if cap(s.values) > 1024 {
+		s.values = nil
+	}
+	if cap(s.added) > 1024 {
+		s.added = nil
+	}
 }
 
 // checkTemplates walks the template and options template sets of a
