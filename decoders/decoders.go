@@ -67,6 +67,10 @@ type Result struct {
 	Expired        int    // held data sets dropped because their template never came
 	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
 	BadHeaders     int    // sFlow sampled headers that did not decode
+	// Refused counts the templates and data sets a limit refused, one per
+	// item. When the error's reason is a limit, it is the first of these,
+	// not one more.
+	Refused reason.Tally
 }
 
 type exporter struct {
@@ -241,6 +245,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 		var info netflow.Info
 		out, info, err = e.nf.Decode(dg.Payload, dg.Received, out)
 		res.OptionsRecords, res.Held, res.Expired, res.Templates = info.OptionsRecords, info.Held, info.Expired, info.Templates
+		res.Refused = info.Refused
 		res.Domain = info.Domain
 		if info.Version == 9 {
 			res.Lost = e.track(9<<32|uint64(info.Domain), info.Sequence, 1)

@@ -133,6 +133,11 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 		em.expired.Add(float64(res.Expired))
 		p.m.decodeErrors.WithLabelValues(em.label(src), reason.NoTemplate).Add(float64(res.Expired))
 	}
+	if res.Refused.Total() > 0 {
+		for why, n := range res.Refused.All() {
+			p.m.decodeErrors.WithLabelValues(em.label(src), why).Add(float64(n))
+		}
+	}
 	if res.BadHeaders > 0 {
 		em.badHeaders.Add(float64(res.BadHeaders))
 	}
@@ -144,7 +149,9 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 	}
 	if err != nil {
 		why := reason.Of(err)
-		p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
+		if res.Refused.Count(why) == 0 { // else the error is a refusal counted above
+			p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
+		}
 		p.log.Warn(why+"/"+src.String(), "malformed datagram", "exporter", src, "reason", why, "err", err)
 	}
 	w.write(recs)

@@ -39,12 +39,13 @@ type Info struct {
 	Version        uint16 // 9 or 10
 	Domain         uint32 // source id / observation domain
 	Sequence       uint32
-	Records        int // flow records produced (including held data decoded now)
-	OptionsRecords int // options data records applied
-	MessageRecords int // data records of this datagram decoded now (for IPFIX sequence numbers)
-	Held           int // data sets of this datagram held waiting for a template
-	Expired        int // held data sets dropped because their template never came
-	Templates      int // templates the exporter has after this datagram
+	Records        int          // flow records produced (including held data decoded now)
+	OptionsRecords int          // options data records applied
+	MessageRecords int          // data records of this datagram decoded now (for IPFIX sequence numbers)
+	Held           int          // data sets of this datagram held waiting for a template
+	Expired        int          // held data sets dropped because their template never came
+	Templates      int          // templates the exporter has after this datagram
+	Refused        reason.Tally // templates and data sets refused by a limit
 }
 
 type domainKey uint64 // version<<32 | observation domain
@@ -84,7 +85,8 @@ type State struct {
 	domains   map[domainKey]*domain
 	pending   []pendingSet
 	added     []uint64
-	err       error // first limit error raised inside goflow2's callbacks
+	err       error        // first limit refusal of the datagram
+	refused   reason.Tally // limit refusals of the datagram
 	v9        nf.NFv9Packet
 	ipfix     nf.IPFIXPacket
 	buf       bytes.Buffer
@@ -114,6 +116,15 @@ func (s *State) DomainTemplates(version uint16, domain uint32) int {
 
 // Pending is the number of data sets held waiting for a template.
 func (s *State) Pending() int { return len(s.pending) }
+
+// refuse counts one item refused by a limit; the first refusal of a
+// datagram is its error.
+func (s *State) refuse(why, format string, args ...any) {
+	s.refused.Add(why)
+	if s.err == nil {
+		s.err = reason.Errorf(why, format, args...)
+	}
+}
 
 func templateKey(version uint16, domain uint32, id uint16) uint64 {
 	return uint64(version)<<48 | uint64(domain)<<16 | uint64(id)
@@ -160,6 +171,9 @@ func (t *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (a
 	return nil, nf.ErrorTemplateNotFound
 }
 
+// AddTemplate keeps a template unless a limit refuses it. Refusals are
+// counted and the datagram goes on: goflow2 would drop the rest of it on
+// an error.
 func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tpl any) error {
 	k := templateKey(version, domain, id)
 	var fields [][]nf.Field
@@ -194,12 +208,9 @@ func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tp
 		return nil
 	}
 	if _, exists := t.templates[k]; !exists && t.limits.MaxTemplates > 0 && len(t.templates) >= t.limits.MaxTemplates {
-		err := reason.Errorf(reason.TemplateLimit, "template %d of domain %d from %s: exporter already has %d templates",
+		(*State)(t).refuse(reason.TemplateLimit, "template %d of domain %d from %s: exporter already has %d templates",
 			id, domain, t.exporter, len(t.templates))
-		if t.err == nil {
-			t.err = err
-		}
-		return err
+		return nil
 	}
 	delete(t.invalid, k)
 	t.templates[k] = tpl
@@ -250,7 +261,7 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 		return out, info, reason.Errorf(reason.Template, "%s from %s: %w", kindName(h.version), s.exporter, err)
 	}
 
-	s.added, s.err = s.added[:0], nil
+	s.added, s.err, s.refused = s.added[:0], nil, reason.Tally{}
 	// goflow2 reads the payload in place: nothing of it is kept after
 	// Decode (held sets are copies), and no exporter keeps a buffer as big
 	// as the biggest datagram it ever sent.
@@ -264,12 +275,12 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	} else {
 		sets = s.ipfix.FlowSets
 	}
+	// A fault of the datagram is its error before any limit's refusal: the
+	// refusals are counted one by one (Info.Refused), the fault only here.
 	var err error
 	switch {
 	case derr == nil || (errors.Is(derr, nf.ErrorTemplateNotFound) && !errors.Is(derr, errInvalidTemplate)):
 		// Missing templates and data sets left to decodeData are not errors.
-	case s.err != nil:
-		err = s.err
 	case errors.Is(derr, errInvalidTemplate):
 		err = reason.Errorf(reason.Template, "%s from %s: data for a template of zero-length fields", kindName(h.version), s.exporter)
 	default:
@@ -312,11 +323,10 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 				info.MessageRecords += len(out) - n
 				continue
 			}
+			// Refused sets are counted under their limit only: they were
+			// never held, so they do not expire (no_template) either.
 			if len(s.pending) >= s.limits.MaxPending {
-				info.Expired++
-				if err == nil {
-					err = reason.Errorf(reason.PendingLimit, "%s from %s: %d data sets already wait for templates", kindName(h.version), s.exporter, len(s.pending))
-				}
+				s.refuse(reason.PendingLimit, "%s from %s: %d data sets already wait for templates", kindName(h.version), s.exporter, len(s.pending))
 				continue
 			}
 			s.pending = append(s.pending, pendingSet{key: k, version: h.version, domain: h.domain, hdr: h,
@@ -326,6 +336,10 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	}
 	out = s.decodePending(out, &info, received)
 	info.Templates = len(s.templates)
+	info.Refused = s.refused
+	if err == nil {
+		err = s.err
+	}
 	return out, info, err
 }
 
