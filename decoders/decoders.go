@@ -27,18 +27,39 @@ type Datagram struct {
 }
 
 // Configuration bounds the state exporters can make the decoder keep.
+// What a limit refuses is counted (Result.Refused) and the rest of the
+// datagram decoded.
 type Configuration struct {
 	MaxExporters            int           // distinct exporter addresses; others are dropped and counted
-	MaxTemplatesPerExporter int           // NetFlow v9/IPFIX templates per exporter
+	MaxTemplatesPerExporter int           // NetFlow v9/IPFIX templates per exporter (those that cannot describe data too)
 	MaxPendingPerExporter   int           // data sets held waiting for their template, per exporter
 	PendingTimeout          time.Duration // how long such a data set is held
+	// MaxDomainsPerExporter bounds the observation domains (source ids)
+	// in which an exporter has templates, and the sequence spaces
+	// (domains, engines, sub-agents) whose losses are tracked.
+	MaxDomainsPerExporter int
+	// MaxInterfaceNamesPerExporter bounds the interface names options
+	// records teach one exporter (all domains).
+	MaxInterfaceNamesPerExporter int
+	// MaxInterfaceNameBytes truncates longer interface names (between
+	// UTF-8 characters).
+	MaxInterfaceNameBytes int
+	// MaxBytesPerExporter bounds one exporter's state in bytes (estimated
+	// from what the decoder keeps): templates, domains, interface names,
+	// sampler rates, held data sets.
+	MaxBytesPerExporter int
+	// MaxBytes bounds the same state of all exporters together.
+	MaxBytes int
 }
 
 // DefaultConfiguration returns the default limits.
 func DefaultConfiguration() Configuration {
 	l := netflow.DefaultLimits()
 	return Configuration{MaxExporters: 10000, MaxTemplatesPerExporter: l.MaxTemplates,
-		MaxPendingPerExporter: l.MaxPending, PendingTimeout: l.PendingTimeout}
+		MaxPendingPerExporter: l.MaxPending, PendingTimeout: l.PendingTimeout,
+		MaxDomainsPerExporter: l.MaxDomains, MaxInterfaceNamesPerExporter: l.MaxInterfaceNames,
+		MaxInterfaceNameBytes: l.MaxInterfaceNameBytes, MaxBytesPerExporter: l.MaxBytes,
+		MaxBytes: 256 << 20}
 }
 
 // Validate checks the configuration.
@@ -52,8 +73,28 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("max pending data sets must not be negative")
 	case c.PendingTimeout < 0:
 		return fmt.Errorf("pending timeout must not be negative")
+	case c.MaxDomainsPerExporter < 1:
+		return fmt.Errorf("max observation domains per exporter must be at least 1, not %d", c.MaxDomainsPerExporter)
+	case c.MaxInterfaceNamesPerExporter < 0:
+		return fmt.Errorf("max interface names per exporter must not be negative")
+	case c.MaxInterfaceNameBytes < 1:
+		return fmt.Errorf("max interface name bytes must be at least 1, not %d", c.MaxInterfaceNameBytes)
+	case c.MaxBytesPerExporter < minBytes:
+		return fmt.Errorf("max bytes per exporter must be at least %d (one template of the largest datagram), not %d", minBytes, c.MaxBytesPerExporter)
+	case c.MaxBytes < c.MaxBytesPerExporter:
+		return fmt.Errorf("max bytes of all exporters (%d) must be at least the max bytes per exporter (%d)", c.MaxBytes, c.MaxBytesPerExporter)
 	}
 	return nil
+}
+
+// minBytes holds the largest template a datagram can carry.
+const minBytes = 256 << 10
+
+func (c Configuration) limits() netflow.Limits {
+	return netflow.Limits{MaxTemplates: c.MaxTemplatesPerExporter, MaxPending: c.MaxPendingPerExporter,
+		PendingTimeout: c.PendingTimeout, MaxDomains: c.MaxDomainsPerExporter,
+		MaxInterfaceNames: c.MaxInterfaceNamesPerExporter, MaxInterfaceNameBytes: c.MaxInterfaceNameBytes,
+		MaxBytes: c.MaxBytesPerExporter}
 }
 
 // Result says what one datagram held.
@@ -67,22 +108,24 @@ type Result struct {
 	Expired        int    // held data sets dropped because their template never came
 	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
 	BadHeaders     int    // sFlow sampled headers that did not decode
-	// Refused counts the templates and data sets a limit refused, one per
-	// item. When the error's reason is a limit, it is the first of these,
-	// not one more.
+	// Refused counts the templates, data sets and options values a limit
+	// refused, one per item. When the error's reason is a limit, it is the
+	// first of these, not one more.
 	Refused reason.Tally
 }
 
 type exporter struct {
-	mu  sync.Mutex
-	nf  *netflow.State
-	seq map[uint64]uint32 // sequence space → next expected number
+	mu     sync.Mutex
+	nf     *netflow.State
+	seq    map[uint64]uint32 // sequence space → next expected number
+	maxSeq int
 }
 
 // Decoder decodes datagrams from many exporters; it is safe for concurrent
 // use (the datagrams of one exporter are decoded one at a time).
 type Decoder struct {
 	cfg       Configuration
+	shared    *netflow.Budget
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporter
 }
@@ -92,7 +135,7 @@ func New(cfg Configuration) (*Decoder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Decoder{cfg: cfg, exporters: map[netip.Addr]*exporter{}}, nil
+	return &Decoder{cfg: cfg, shared: netflow.NewBudget(cfg.MaxBytes), exporters: map[netip.Addr]*exporter{}}, nil
 }
 
 func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
@@ -110,11 +153,28 @@ func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
 	if len(d.exporters) >= d.cfg.MaxExporters {
 		return nil, reason.Errorf(reason.ExporterLimit, "datagram from %s: already %d exporters", a, len(d.exporters))
 	}
-	e = &exporter{seq: map[uint64]uint32{}, nf: netflow.NewState(a, netflow.Limits{
-		MaxTemplates: d.cfg.MaxTemplatesPerExporter, MaxPending: d.cfg.MaxPendingPerExporter, PendingTimeout: d.cfg.PendingTimeout})}
+	e = &exporter{seq: map[uint64]uint32{}, maxSeq: d.cfg.MaxDomainsPerExporter,
+		nf: netflow.NewState(a, d.cfg.limits(), d.shared)}
 	d.exporters[a] = e
 	return e, nil
 }
+
+// Usage says what the decoder keeps for a (false when nothing).
+func (d *Decoder) Usage(a netip.Addr) (netflow.Usage, bool) {
+	d.mu.RLock()
+	e := d.exporters[a]
+	d.mu.RUnlock()
+	if e == nil {
+		return netflow.Usage{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nf.Usage(), true
+}
+
+// Bytes is the estimated state of all exporters, as counted against
+// MaxBytes.
+func (d *Decoder) Bytes() int { return d.shared.Used() }
 
 // Exporters is the number of exporters the decoder keeps state for.
 func (d *Decoder) Exporters() int {
@@ -271,7 +331,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 // reordering) reset the expectation without counting a loss.
 func (e *exporter) track(space uint64, seq, count uint32) uint64 {
 	next, seen := e.seq[space]
-	if len(e.seq) < 1024 || seen {
+	if len(e.seq) < e.maxSeq || seen {
 		e.seq[space] = seq + count
 	}
 	if !seen {

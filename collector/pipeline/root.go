@@ -67,7 +67,10 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	if cfg.ExporterStatsInterval > 0 {
 		p.stats = newExporterStats(time.Now())
 	}
-	r.Factory("collector").GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
+	f := r.Factory("collector")
+	f.GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
+	f.GaugeFunc("state_bytes", "Estimated bytes of the state all exporters make the decoder keep (templates, options values, held data).",
+		func() float64 { return float64(dec.Bytes()) })
 	return p, nil
 }
 

@@ -25,12 +25,16 @@ const (
 	NotAllowed    = "not_allowed"        // exporter outside the allowed networks
 
 	// Limits of one exporter's state: each refuses one item (a template, a
-	// held data set), counted once per item.
-	TemplateLimit = "template_limit" // the exporter has too many templates
-	PendingLimit  = "pending_limit"  // too many data sets held waiting for templates
+	// held data set, an options value), counted once per item.
+	TemplateLimit       = "template_limit"        // the exporter has too many templates
+	PendingLimit        = "pending_limit"         // too many data sets held waiting for templates
+	DomainLimit         = "domain_limit"          // templates in too many observation domains
+	OptionsLimit        = "options_limit"         // too many interface names or sampler rates from options records
+	ExporterMemoryLimit = "exporter_memory_limit" // the exporter's state would pass its bytes
+	MemoryLimit         = "memory_limit"          // all exporters' state would pass its bytes
 )
 
-var limits = [...]string{TemplateLimit, PendingLimit}
+var limits = [...]string{TemplateLimit, PendingLimit, DomainLimit, OptionsLimit, ExporterMemoryLimit, MemoryLimit}
 
 // Tally counts the items limits refused, by reason, without allocating.
 type Tally [len(limits)]int32
