@@ -324,3 +324,76 @@ func TestObservationDomainsBounded(t *testing.T) {
 		t.Errorf("domain 0: %d records, err %v", len(recs), err)
 	}
 }
+
+// TestSpoofedSourcesExpire: 10,000 spoofed sources of one datagram each
+// fill the exporter table; once they have been silent for the idle time,
+// a real exporter gets in and every one of its flows is decoded.
+func TestSpoofedSourcesExpire(t *testing.T) {
+	cfg := decoders.DefaultConfiguration()
+	cfg.MaxBytes = 32 * mib // of held data here: the test's heap stays small
+	dec, _ := decoders.New(cfg)
+	now := time.Unix(1_800_000_000, 0)
+	g := ipfixgen.New(1, 10)
+	tpl, big := g.Template(), ipfixgen.New(1, 700).AppendData(nil) // 50 kB
+	before := heapInuse()
+	var refused reason.Tally
+	held := 0
+	for i := range 10000 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
+		p := tpl
+		if i%2 == 1 {
+			p = big // held, waiting for its template
+		}
+		_, res, _ := dec.Decode(decoders.Datagram{Source: src, Payload: p, Received: now}, nil)
+		refused.Merge(res.Refused)
+		held += res.Held
+	}
+	grown := heapInuse() - before
+	t.Logf("10,000 spoofed sources: heap grew %.1f MiB (%.1f MiB counted, %.0f bytes per source beyond it); refused %v",
+		float64(grown)/mib, float64(dec.Bytes())/mib, float64(grown-int64(dec.Bytes()))/10000, refused)
+	// Held data takes half of the total at most: every template got in.
+	if dec.Bytes() > cfg.MaxBytes || refused.Count(reason.MemoryLimit) != 5000-held || refused.Total() != 5000-held {
+		t.Errorf("%d bytes counted (limit %d), %d sets held, refused %v: want the held data bounded by half the total, and nothing else refused",
+			dec.Bytes(), cfg.MaxBytes, held, refused)
+	}
+	if perSource := (grown - int64(dec.Bytes())) / 10000; perSource > 4096 {
+		t.Errorf("%d bytes per spoofed source beyond what is counted", perSource)
+	}
+	real := "198.51.100.7:4739"
+	if _, _, err := dec.Decode(dg(real, tpl, now.Add(time.Second)), nil); reason.Of(err) != reason.ExporterLimit {
+		t.Fatalf("during the flood: %v, want the exporter limit", err)
+	}
+	later := now.Add(16 * time.Minute)
+	dropped := 0
+	for _, n := range dec.Expire(later) {
+		dropped += n
+	}
+	if dropped != held {
+		t.Errorf("expiry dropped %d held sets, %d were held", dropped, held)
+	}
+	if n := dec.ExpiredExporters(); n != 10000 {
+		t.Errorf("%d exporters expired, want 10000", n)
+	}
+	if dec.Bytes() != 0 {
+		t.Errorf("%d bytes still counted for forgotten exporters", dec.Bytes())
+	}
+	if _, _, err := dec.Decode(dg(real, tpl, later), nil); err != nil {
+		t.Fatalf("after the spoofed sources went silent: %v", err)
+	}
+	var recs []flow.Record
+	for range 10 {
+		var err error
+		if recs, _, err = dec.Decode(dg(real, g.AppendData(nil), later), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(recs) != 100 {
+		t.Errorf("%d flows decoded, the exporter sent 100", len(recs))
+	}
+	if n := dec.Exporters(); n != 1 {
+		t.Errorf("%d exporters kept, want the real one", n)
+	}
+	if u, _ := dec.Usage(netip.MustParseAddr("198.51.100.7")); u.Bytes != dec.Bytes() || u.Templates != 1 {
+		t.Errorf("the real exporter counts %d bytes (%d templates), all exporters %d", u.Bytes, u.Templates, dec.Bytes())
+	}
+}

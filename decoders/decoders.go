@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spanflow/spanflow/decoders/netflow"
@@ -50,6 +51,10 @@ type Configuration struct {
 	MaxBytesPerExporter int
 	// MaxBytes bounds the same state of all exporters together.
 	MaxBytes int
+	// ExporterIdleTimeout forgets an exporter (templates, options, held
+	// data, sequence numbers) that sent nothing for that long, at the next
+	// Expire; 0 keeps exporters until restart.
+	ExporterIdleTimeout time.Duration
 }
 
 // DefaultConfiguration returns the default limits.
@@ -59,7 +64,7 @@ func DefaultConfiguration() Configuration {
 		MaxPendingPerExporter: l.MaxPending, PendingTimeout: l.PendingTimeout,
 		MaxDomainsPerExporter: l.MaxDomains, MaxInterfaceNamesPerExporter: l.MaxInterfaceNames,
 		MaxInterfaceNameBytes: l.MaxInterfaceNameBytes, MaxBytesPerExporter: l.MaxBytes,
-		MaxBytes: 256 << 20}
+		MaxBytes: 256 << 20, ExporterIdleTimeout: 15 * time.Minute}
 }
 
 // Validate checks the configuration.
@@ -83,6 +88,8 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("max bytes per exporter must be at least %d (one template of the largest datagram), not %d", minBytes, c.MaxBytesPerExporter)
 	case c.MaxBytes < c.MaxBytesPerExporter:
 		return fmt.Errorf("max bytes of all exporters (%d) must be at least the max bytes per exporter (%d)", c.MaxBytes, c.MaxBytesPerExporter)
+	case c.ExporterIdleTimeout < 0:
+		return fmt.Errorf("exporter idle timeout must not be negative")
 	}
 	return nil
 }
@@ -115,10 +122,12 @@ type Result struct {
 }
 
 type exporter struct {
-	mu     sync.Mutex
-	nf     *netflow.State
-	seq    map[uint64]uint32 // sequence space → next expected number
-	maxSeq int
+	mu       sync.Mutex
+	gone     bool // forgotten by Expire: look the exporter up again
+	lastSeen atomic.Int64
+	nf       *netflow.State
+	seq      map[uint64]uint32 // sequence space → next expected number
+	maxSeq   int
 }
 
 // Decoder decodes datagrams from many exporters; it is safe for concurrent
@@ -126,6 +135,7 @@ type exporter struct {
 type Decoder struct {
 	cfg       Configuration
 	shared    *netflow.Budget
+	expired   atomic.Uint64
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporter
 }
@@ -138,7 +148,25 @@ func New(cfg Configuration) (*Decoder, error) {
 	return &Decoder{cfg: cfg, shared: netflow.NewBudget(cfg.MaxBytes), exporters: map[netip.Addr]*exporter{}}, nil
 }
 
-func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
+// exporter returns the state of a, locked.
+func (d *Decoder) exporter(a netip.Addr, seen time.Time) (*exporter, error) {
+	for {
+		e, err := d.lookup(a, seen)
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		if !e.gone {
+			if t := seen.UnixNano(); t > e.lastSeen.Load() {
+				e.lastSeen.Store(t)
+			}
+			return e, nil
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (d *Decoder) lookup(a netip.Addr, seen time.Time) (*exporter, error) {
 	d.mu.RLock()
 	e := d.exporters[a]
 	d.mu.RUnlock()
@@ -155,8 +183,16 @@ func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
 	}
 	e = &exporter{seq: map[uint64]uint32{}, maxSeq: d.cfg.MaxDomainsPerExporter,
 		nf: netflow.NewState(a, d.cfg.limits(), d.shared)}
+	e.lastSeen.Store(seen.UnixNano())
 	d.exporters[a] = e
 	return e, nil
+}
+
+// Has reports whether the decoder keeps state for a.
+func (d *Decoder) Has(a netip.Addr) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.exporters[a] != nil
 }
 
 // Usage says what the decoder keeps for a (false when nothing).
@@ -169,12 +205,19 @@ func (d *Decoder) Usage(a netip.Addr) (netflow.Usage, bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.gone {
+		return netflow.Usage{}, false
+	}
 	return e.nf.Usage(), true
 }
 
 // Bytes is the estimated state of all exporters, as counted against
 // MaxBytes.
 func (d *Decoder) Bytes() int { return d.shared.Used() }
+
+// ExpiredExporters is the number of exporters forgotten because they went
+// silent.
+func (d *Decoder) ExpiredExporters() uint64 { return d.expired.Load() }
 
 // Exporters is the number of exporters the decoder keeps state for.
 func (d *Decoder) Exporters() int {
@@ -240,19 +283,51 @@ func (d *Decoder) Flush() map[netip.Addr]int {
 }
 
 // Expire drops the held data sets that waited longer than the pending
-// timeout at now, and returns how many per exporter.
+// timeout at now, and forgets the exporters that sent nothing for the
+// idle timeout (their held sets too); it returns the held sets dropped per
+// exporter.
 func (d *Decoder) Expire(now time.Time) map[netip.Addr]int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
 	m := map[netip.Addr]int{}
+	var idle []netip.Addr
+	d.mu.RLock()
 	for a, e := range d.exporters {
 		e.mu.Lock()
 		if n := e.nf.Expire(now); n > 0 {
 			m[a] = n
 		}
+		if d.idle(e, now) {
+			idle = append(idle, a)
+		}
+		e.mu.Unlock()
+	}
+	d.mu.RUnlock()
+	if len(idle) == 0 {
+		return m
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range idle {
+		e := d.exporters[a]
+		if e == nil {
+			continue
+		}
+		e.mu.Lock()
+		if d.idle(e, now) { // nothing came meanwhile
+			delete(d.exporters, a)
+			if n := e.nf.Flush(); n > 0 {
+				m[a] += n
+			}
+			e.nf.Release()
+			e.gone = true
+			d.expired.Add(1)
+		}
 		e.mu.Unlock()
 	}
 	return m
+}
+
+func (d *Decoder) idle(e *exporter, now time.Time) bool {
+	return d.cfg.ExporterIdleTimeout > 0 && now.UnixNano()-e.lastSeen.Load() > int64(d.cfg.ExporterIdleTimeout)
 }
 
 // Protocol guesses the protocol of a payload from its first bytes.
@@ -281,19 +356,24 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 	var res Result
 	src := dg.Source.Addr().Unmap()
 	res.Kind = Protocol(dg.Payload)
+	// Every source gets state, even for a datagram that does not decode:
+	// it is an exporter until it goes silent (and its metrics with it).
+	seen := dg.Received
+	if seen.IsZero() {
+		seen = time.Now()
+	}
+	e, err := d.exporter(src, seen)
+	if err != nil {
+		return out, res, err
+	}
+	defer e.mu.Unlock()
 	if res.Kind == flow.KindUnknown {
 		if len(dg.Payload) < 4 {
 			return out, res, reason.Errorf(reason.Short, "datagram of %d bytes from %s", len(dg.Payload), src)
 		}
 		return out, res, reason.Errorf(reason.Version, "datagram from %s is not NetFlow v5/v9, IPFIX or sFlow v5 (starts %x)", src, dg.Payload[:4])
 	}
-	e, err := d.exporter(src)
-	if err != nil {
-		return out, res, err
-	}
 	n := len(out)
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	switch res.Kind {
 	case flow.KindNetFlowV5:
 		var info netflowv5.Info

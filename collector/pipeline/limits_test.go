@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 
@@ -106,4 +107,62 @@ func TestRefusalsCountedOnce(t *testing.T) {
 			t.Errorf("after flush: %s = %v, want %v", series, got, want)
 		}
 	}
+}
+
+// TestSilentExportersForgotten: exporters that send nothing for the idle
+// timeout are forgotten by the expiry ticker, with their metric series
+// (one that only sent garbage too); one that comes back starts afresh.
+func TestSilentExportersForgotten(t *testing.T) {
+	r := reporter.NewForTest(nil)
+	cfg := pipeline.DefaultConfiguration()
+	cfg.ExpireInterval, cfg.ExporterStatsInterval = 10*time.Millisecond, 0
+	cfg.Decoder.ExporterIdleTimeout = 100 * time.Millisecond
+	p, err := pipeline.New(r, cfg, pipeline.Dependencies{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	w := p.NewWorker()
+	w.Handle(datagram("192.0.2.1:4739", ipfixgen.New(1, 1).Template()))
+	w.Handle(datagram("192.0.2.2:4739", []byte("not a flow datagram")))
+	text := metricsText(t, r)
+	for _, series := range []string{
+		`spanflow_collector_templates{exporter="192.0.2.1"}`,
+		`spanflow_collector_decode_errors_total{exporter="192.0.2.2",reason="unknown_version"}`,
+	} {
+		if sample(text, series) != 1 {
+			t.Fatalf("%s missing before expiry", series)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && strings.Contains(text, `exporter="192.0.2.`) {
+		time.Sleep(20 * time.Millisecond)
+		text = metricsText(t, r)
+	}
+	if strings.Contains(text, `exporter="192.0.2.`) {
+		t.Errorf("series of silent exporters kept:\n%s", grep(text, `exporter="192.0.2.`))
+	}
+	if n := sample(text, "spanflow_collector_exporters_expired_total"); n != 2 {
+		t.Errorf("exporters_expired_total = %v, want 2", n)
+	}
+	if n := sample(text, "spanflow_collector_exporters"); n != 0 {
+		t.Errorf("exporters = %v, want 0", n)
+	}
+	w.Handle(datagram("192.0.2.1:4739", ipfixgen.New(1, 1).Template()))
+	if text := metricsText(t, r); sample(text, `spanflow_collector_templates{exporter="192.0.2.1"}`) != 1 {
+		t.Errorf("an exporter that came back has no series")
+	}
+}
+
+func grep(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -69,6 +69,8 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	}
 	f := r.Factory("collector")
 	f.GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
+	f.CounterFunc("exporters_expired_total", "Exporters forgotten (state and metrics) after sending nothing for the exporter idle timeout.",
+		func() float64 { return float64(dec.ExpiredExporters()) })
 	f.GaugeFunc("state_bytes", "Estimated bytes of the state all exporters make the decoder keep (templates, options values, held data).",
 		func() float64 { return float64(dec.Bytes()) })
 	return p, nil
@@ -185,6 +187,8 @@ func (w *Worker) write(recs []flow.Record) {
 	}
 }
 
+// countExpired counts the held sets that expiry dropped, then deletes the
+// series of the exporters the decoder forgot.
 func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 	total := 0
 	for a, n := range m {
@@ -194,6 +198,7 @@ func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 		p.log.Warn(what+"/"+a.String(), "data sets whose template never came dropped", "exporter", a, "sets", n)
 		total += n
 	}
+	p.m.prune(p.decoder.Has)
 	return total
 }
 
