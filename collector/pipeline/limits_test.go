@@ -109,6 +109,31 @@ func TestRefusalsCountedOnce(t *testing.T) {
 	}
 }
 
+// TestNotAllowedLoggedPerReason: datagrams from many sources outside the
+// allowed networks make one log line (with the number suppressed), not one
+// per source; the counter counts them all.
+func TestNotAllowedLoggedPerReason(t *testing.T) {
+	var log lockedBuffer
+	r := reporter.NewForTest(&log)
+	cfg := pipeline.DefaultConfiguration()
+	cfg.Allow, _ = pipeline.ParseAllow([]string{"192.0.2.0/24"})
+	p, err := pipeline.New(r, cfg, pipeline.Dependencies{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.NewWorker()
+	msg := ipfixgen.New(1, 1).Template()
+	for i := range 1000 {
+		w.Handle(datagram(fmt.Sprintf("198.51.%d.%d:1", i/256, i%256), msg))
+	}
+	if n := value(p.Drops("not_allowed")); n != 1000 {
+		t.Errorf("not_allowed drops = %v, want 1000", n)
+	}
+	if lines := log.lines(); len(lines) != 1 {
+		t.Errorf("%d log lines for 1000 refused sources, want 1: %s", len(lines), strings.Join(lines[:min(3, len(lines))], "\n"))
+	}
+}
+
 // TestSilentExportersForgotten: exporters that send nothing for the idle
 // timeout are forgotten by the expiry ticker, with their metric series
 // (one that only sent garbage too); one that comes back starts afresh.

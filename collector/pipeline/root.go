@@ -105,7 +105,8 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 	src := dg.Source.Addr().Unmap()
 	if !p.allowed(src) {
 		p.m.drops.WithLabelValues(reason.NotAllowed).Inc()
-		p.log.Warn("not_allowed/"+src.String(), "datagram from an exporter outside the allowed networks dropped", "exporter", src)
+		// Logged per reason: sources can be spoofed, one line each would flood.
+		p.log.Warn(reason.NotAllowed, "datagram from an exporter outside the allowed networks dropped", "exporter", src)
 		return
 	}
 	for _, t := range p.deps.Taps {
@@ -153,11 +154,13 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 		p.stats.add(src, res, err != nil)
 	}
 	if err != nil {
-		why := reason.Of(err)
+		why, msg := reason.Of(err), "part of a datagram refused by a limit"
 		if res.Refused.Count(why) == 0 { // else the error is a refusal counted above
 			p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
+			msg = "malformed datagram"
 		}
-		p.log.Warn(why+"/"+src.String(), "malformed datagram", "exporter", src, "reason", why, "err", err)
+		// Logged per reason: sources can be spoofed, one line each would flood.
+		p.log.Warn(why, msg, "exporter", src, "reason", why, "err", err)
 	}
 	w.write(recs)
 }
@@ -195,7 +198,7 @@ func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 		em := p.m.exporter(a)
 		em.expired.Add(float64(n))
 		p.m.decodeErrors.WithLabelValues(em.label(a), reason.NoTemplate).Add(float64(n))
-		p.log.Warn(what+"/"+a.String(), "data sets whose template never came dropped", "exporter", a, "sets", n)
+		p.log.Warn(what, "data sets whose template never came dropped", "exporter", a, "sets", n)
 		total += n
 	}
 	p.m.prune(p.decoder.Has)
