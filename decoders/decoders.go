@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spanflow/spanflow/decoders/netflow"
@@ -27,18 +28,43 @@ type Datagram struct {
 }
 
 // Configuration bounds the state exporters can make the decoder keep.
+// What a limit refuses is counted (Result.Refused) and the rest of the
+// datagram decoded.
 type Configuration struct {
 	MaxExporters            int           // distinct exporter addresses; others are dropped and counted
-	MaxTemplatesPerExporter int           // NetFlow v9/IPFIX templates per exporter
+	MaxTemplatesPerExporter int           // NetFlow v9/IPFIX templates per exporter (those that cannot describe data too)
 	MaxPendingPerExporter   int           // data sets held waiting for their template, per exporter
 	PendingTimeout          time.Duration // how long such a data set is held
+	// MaxDomainsPerExporter bounds the observation domains (source ids)
+	// in which an exporter has templates, and the sequence spaces
+	// (domains, engines, sub-agents) whose losses are tracked.
+	MaxDomainsPerExporter int
+	// MaxInterfaceNamesPerExporter bounds the interface names options
+	// records teach one exporter (all domains).
+	MaxInterfaceNamesPerExporter int
+	// MaxInterfaceNameBytes truncates longer interface names (between
+	// UTF-8 characters).
+	MaxInterfaceNameBytes int
+	// MaxBytesPerExporter bounds one exporter's state in bytes (estimated
+	// from what the decoder keeps): templates, domains, interface names,
+	// sampler rates, held data sets.
+	MaxBytesPerExporter int
+	// MaxBytes bounds the same state of all exporters together.
+	MaxBytes int
+	// ExporterIdleTimeout forgets an exporter (templates, options, held
+	// data, sequence numbers) that sent nothing for that long, at the next
+	// Expire; 0 keeps exporters until restart.
+	ExporterIdleTimeout time.Duration
 }
 
 // DefaultConfiguration returns the default limits.
 func DefaultConfiguration() Configuration {
 	l := netflow.DefaultLimits()
 	return Configuration{MaxExporters: 10000, MaxTemplatesPerExporter: l.MaxTemplates,
-		MaxPendingPerExporter: l.MaxPending, PendingTimeout: l.PendingTimeout}
+		MaxPendingPerExporter: l.MaxPending, PendingTimeout: l.PendingTimeout,
+		MaxDomainsPerExporter: l.MaxDomains, MaxInterfaceNamesPerExporter: l.MaxInterfaceNames,
+		MaxInterfaceNameBytes: l.MaxInterfaceNameBytes, MaxBytesPerExporter: l.MaxBytes,
+		MaxBytes: 256 << 20, ExporterIdleTimeout: 15 * time.Minute}
 }
 
 // Validate checks the configuration.
@@ -52,8 +78,30 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("max pending data sets must not be negative")
 	case c.PendingTimeout < 0:
 		return fmt.Errorf("pending timeout must not be negative")
+	case c.MaxDomainsPerExporter < 1:
+		return fmt.Errorf("max observation domains per exporter must be at least 1, not %d", c.MaxDomainsPerExporter)
+	case c.MaxInterfaceNamesPerExporter < 0:
+		return fmt.Errorf("max interface names per exporter must not be negative")
+	case c.MaxInterfaceNameBytes < 1:
+		return fmt.Errorf("max interface name bytes must be at least 1, not %d", c.MaxInterfaceNameBytes)
+	case c.MaxBytesPerExporter < minBytes:
+		return fmt.Errorf("max bytes per exporter must be at least %d (one template of the largest datagram), not %d", minBytes, c.MaxBytesPerExporter)
+	case c.MaxBytes < c.MaxBytesPerExporter:
+		return fmt.Errorf("max bytes of all exporters (%d) must be at least the max bytes per exporter (%d)", c.MaxBytes, c.MaxBytesPerExporter)
+	case c.ExporterIdleTimeout < 0:
+		return fmt.Errorf("exporter idle timeout must not be negative")
 	}
 	return nil
+}
+
+// minBytes holds the largest template a datagram can carry.
+const minBytes = 256 << 10
+
+func (c Configuration) limits() netflow.Limits {
+	return netflow.Limits{MaxTemplates: c.MaxTemplatesPerExporter, MaxPending: c.MaxPendingPerExporter,
+		PendingTimeout: c.PendingTimeout, MaxDomains: c.MaxDomainsPerExporter,
+		MaxInterfaceNames: c.MaxInterfaceNamesPerExporter, MaxInterfaceNameBytes: c.MaxInterfaceNameBytes,
+		MaxBytes: c.MaxBytesPerExporter}
 }
 
 // Result says what one datagram held.
@@ -67,18 +115,27 @@ type Result struct {
 	Expired        int    // held data sets dropped because their template never came
 	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
 	BadHeaders     int    // sFlow sampled headers that did not decode
+	// Refused counts the templates, data sets and options values a limit
+	// refused, one per item. When the error's reason is a limit, it is the
+	// first of these, not one more.
+	Refused reason.Tally
 }
 
 type exporter struct {
-	mu  sync.Mutex
-	nf  *netflow.State
-	seq map[uint64]uint32 // sequence space → next expected number
+	mu       sync.Mutex
+	gone     bool // forgotten by Expire: look the exporter up again
+	lastSeen atomic.Int64
+	nf       *netflow.State
+	seq      map[uint64]uint32 // sequence space → next expected number
+	maxSeq   int
 }
 
 // Decoder decodes datagrams from many exporters; it is safe for concurrent
 // use (the datagrams of one exporter are decoded one at a time).
 type Decoder struct {
 	cfg       Configuration
+	shared    *netflow.Budget
+	expired   atomic.Uint64
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporter
 }
@@ -88,10 +145,28 @@ func New(cfg Configuration) (*Decoder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Decoder{cfg: cfg, exporters: map[netip.Addr]*exporter{}}, nil
+	return &Decoder{cfg: cfg, shared: netflow.NewBudget(cfg.MaxBytes), exporters: map[netip.Addr]*exporter{}}, nil
 }
 
-func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
+// exporter returns the state of a, locked.
+func (d *Decoder) exporter(a netip.Addr, seen time.Time) (*exporter, error) {
+	for {
+		e, err := d.lookup(a, seen)
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		if !e.gone {
+			if t := seen.UnixNano(); t > e.lastSeen.Load() {
+				e.lastSeen.Store(t)
+			}
+			return e, nil
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (d *Decoder) lookup(a netip.Addr, seen time.Time) (*exporter, error) {
 	d.mu.RLock()
 	e := d.exporters[a]
 	d.mu.RUnlock()
@@ -106,11 +181,43 @@ func (d *Decoder) exporter(a netip.Addr) (*exporter, error) {
 	if len(d.exporters) >= d.cfg.MaxExporters {
 		return nil, reason.Errorf(reason.ExporterLimit, "datagram from %s: already %d exporters", a, len(d.exporters))
 	}
-	e = &exporter{seq: map[uint64]uint32{}, nf: netflow.NewState(a, netflow.Limits{
-		MaxTemplates: d.cfg.MaxTemplatesPerExporter, MaxPending: d.cfg.MaxPendingPerExporter, PendingTimeout: d.cfg.PendingTimeout})}
+	e = &exporter{seq: map[uint64]uint32{}, maxSeq: d.cfg.MaxDomainsPerExporter,
+		nf: netflow.NewState(a, d.cfg.limits(), d.shared)}
+	e.lastSeen.Store(seen.UnixNano())
 	d.exporters[a] = e
 	return e, nil
 }
+
+// Has reports whether the decoder keeps state for a.
+func (d *Decoder) Has(a netip.Addr) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.exporters[a] != nil
+}
+
+// Usage says what the decoder keeps for a (false when nothing).
+func (d *Decoder) Usage(a netip.Addr) (netflow.Usage, bool) {
+	d.mu.RLock()
+	e := d.exporters[a]
+	d.mu.RUnlock()
+	if e == nil {
+		return netflow.Usage{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gone {
+		return netflow.Usage{}, false
+	}
+	return e.nf.Usage(), true
+}
+
+// Bytes is the estimated state of all exporters, as counted against
+// MaxBytes.
+func (d *Decoder) Bytes() int { return d.shared.Used() }
+
+// ExpiredExporters is the number of exporters forgotten because they went
+// silent.
+func (d *Decoder) ExpiredExporters() uint64 { return d.expired.Load() }
 
 // Exporters is the number of exporters the decoder keeps state for.
 func (d *Decoder) Exporters() int {
@@ -176,19 +283,51 @@ func (d *Decoder) Flush() map[netip.Addr]int {
 }
 
 // Expire drops the held data sets that waited longer than the pending
-// timeout at now, and returns how many per exporter.
+// timeout at now, and forgets the exporters that sent nothing for the
+// idle timeout (their held sets too); it returns the held sets dropped per
+// exporter.
 func (d *Decoder) Expire(now time.Time) map[netip.Addr]int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
 	m := map[netip.Addr]int{}
+	var idle []netip.Addr
+	d.mu.RLock()
 	for a, e := range d.exporters {
 		e.mu.Lock()
 		if n := e.nf.Expire(now); n > 0 {
 			m[a] = n
 		}
+		if d.idle(e, now) {
+			idle = append(idle, a)
+		}
+		e.mu.Unlock()
+	}
+	d.mu.RUnlock()
+	if len(idle) == 0 {
+		return m
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range idle {
+		e := d.exporters[a]
+		if e == nil {
+			continue
+		}
+		e.mu.Lock()
+		if d.idle(e, now) { // nothing came meanwhile
+			delete(d.exporters, a)
+			if n := e.nf.Flush(); n > 0 {
+				m[a] += n
+			}
+			e.nf.Release()
+			e.gone = true
+			d.expired.Add(1)
+		}
 		e.mu.Unlock()
 	}
 	return m
+}
+
+func (d *Decoder) idle(e *exporter, now time.Time) bool {
+	return d.cfg.ExporterIdleTimeout > 0 && now.UnixNano()-e.lastSeen.Load() > int64(d.cfg.ExporterIdleTimeout)
 }
 
 // Protocol guesses the protocol of a payload from its first bytes.
@@ -217,19 +356,24 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 	var res Result
 	src := dg.Source.Addr().Unmap()
 	res.Kind = Protocol(dg.Payload)
+	// Every source gets state, even for a datagram that does not decode:
+	// it is an exporter until it goes silent (and its metrics with it).
+	seen := dg.Received
+	if seen.IsZero() {
+		seen = time.Now()
+	}
+	e, err := d.exporter(src, seen)
+	if err != nil {
+		return out, res, err
+	}
+	defer e.mu.Unlock()
 	if res.Kind == flow.KindUnknown {
 		if len(dg.Payload) < 4 {
 			return out, res, reason.Errorf(reason.Short, "datagram of %d bytes from %s", len(dg.Payload), src)
 		}
 		return out, res, reason.Errorf(reason.Version, "datagram from %s is not NetFlow v5/v9, IPFIX or sFlow v5 (starts %x)", src, dg.Payload[:4])
 	}
-	e, err := d.exporter(src)
-	if err != nil {
-		return out, res, err
-	}
 	n := len(out)
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	switch res.Kind {
 	case flow.KindNetFlowV5:
 		var info netflowv5.Info
@@ -241,6 +385,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 		var info netflow.Info
 		out, info, err = e.nf.Decode(dg.Payload, dg.Received, out)
 		res.OptionsRecords, res.Held, res.Expired, res.Templates = info.OptionsRecords, info.Held, info.Expired, info.Templates
+		res.Refused = info.Refused
 		res.Domain = info.Domain
 		if info.Version == 9 {
 			res.Lost = e.track(9<<32|uint64(info.Domain), info.Sequence, 1)
@@ -266,7 +411,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 // reordering) reset the expectation without counting a loss.
 func (e *exporter) track(space uint64, seq, count uint32) uint64 {
 	next, seen := e.seq[space]
-	if len(e.seq) < 1024 || seen {
+	if len(e.seq) < e.maxSeq || seen {
 		e.seq[space] = seq + count
 	}
 	if !seen {

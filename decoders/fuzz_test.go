@@ -61,6 +61,10 @@ func fuzzDecode(t *testing.T, payload []byte) {
 		}
 	}
 	dec.Flush()
+	// One exporter: its state is all the state there is, within its limit.
+	if u, ok := dec.Usage(fuzzSource.Addr()); !ok || u.Bytes != dec.Bytes() || u.Bytes > decoders.DefaultConfiguration().MaxBytesPerExporter || u.Pending != 0 {
+		t.Fatalf("state %+v, %d bytes counted in all", u, dec.Bytes())
+	}
 }
 
 func FuzzNetFlowV5(f *testing.F) {

@@ -90,3 +90,22 @@ func (m *metrics) exporter(a netip.Addr) *exporterMetrics {
 	m.exporters[a] = e
 	return e
 }
+
+// prune deletes the series of the exporters the decoder no longer keeps
+// (they went silent), so the label values follow the exporters there are.
+func (m *metrics) prune(has func(netip.Addr) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for a, e := range m.exporters {
+		if e.other || has(a) {
+			continue
+		}
+		delete(m.exporters, a)
+		l := prometheus.Labels{"exporter": a.String()}
+		for _, v := range []interface {
+			DeletePartialMatch(prometheus.Labels) int
+		}{m.datagrams, m.records, m.options, m.decodeErrors, m.lost, m.held, m.templates, m.badHeaders} {
+			v.DeletePartialMatch(l)
+		}
+	}
+}

@@ -66,7 +66,12 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	if cfg.ExporterStatsInterval > 0 {
 		p.stats = newExporterStats(time.Now())
 	}
-	r.Factory("collector").GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
+	f := r.Factory("collector")
+	f.GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
+	f.CounterFunc("exporters_expired_total", "Exporters forgotten (state and metrics) after sending nothing for the exporter idle timeout.",
+		func() float64 { return float64(dec.ExpiredExporters()) })
+	f.GaugeFunc("state_bytes", "Estimated bytes of the state all exporters make the decoder keep (templates, options values, held data).",
+		func() float64 { return float64(dec.Bytes()) })
 	return p, nil
 }
 
@@ -99,7 +104,8 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 	src := dg.Source.Addr().Unmap()
 	if !p.allowed(src) {
 		p.m.drops.WithLabelValues(reason.NotAllowed).Inc()
-		p.log.Warn("not_allowed/"+src.String(), "datagram from an exporter outside the allowed networks dropped", "exporter", src)
+		// Logged per reason: sources can be spoofed, one line each would flood.
+		p.log.Warn(reason.NotAllowed, "datagram from an exporter outside the allowed networks dropped", "exporter", src)
 		return
 	}
 	for _, t := range p.deps.Taps {
@@ -132,6 +138,11 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 		em.expired.Add(float64(res.Expired))
 		p.m.decodeErrors.WithLabelValues(em.label(src), reason.NoTemplate).Add(float64(res.Expired))
 	}
+	if res.Refused.Total() > 0 {
+		for why, n := range res.Refused.All() {
+			p.m.decodeErrors.WithLabelValues(em.label(src), why).Add(float64(n))
+		}
+	}
 	if res.BadHeaders > 0 {
 		em.badHeaders.Add(float64(res.BadHeaders))
 	}
@@ -142,9 +153,13 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 		p.stats.add(src, res, err != nil)
 	}
 	if err != nil {
-		why := reason.Of(err)
-		p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
-		p.log.Warn(why+"/"+src.String(), "malformed datagram", "exporter", src, "reason", why, "err", err)
+		why, msg := reason.Of(err), "part of a datagram refused by a limit"
+		if res.Refused.Count(why) == 0 { // else the error is a refusal counted above
+			p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
+			msg = "malformed datagram"
+		}
+		// Logged per reason: sources can be spoofed, one line each would flood.
+		p.log.Warn(why, msg, "exporter", src, "reason", why, "err", err)
 	}
 	w.write(recs)
 }
@@ -174,15 +189,18 @@ func (w *Worker) write(recs []flow.Record) {
 	}
 }
 
+// countExpired counts the held sets that expiry dropped, then deletes the
+// series of the exporters the decoder forgot.
 func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 	total := 0
 	for a, n := range m {
 		em := p.m.exporter(a)
 		em.expired.Add(float64(n))
 		p.m.decodeErrors.WithLabelValues(em.label(a), reason.NoTemplate).Add(float64(n))
-		p.log.Warn(what+"/"+a.String(), "data sets whose template never came dropped", "exporter", a, "sets", n)
+		p.log.Warn(what, "data sets whose template never came dropped", "exporter", a, "sets", n)
 		total += n
 	}
+	p.m.prune(p.decoder.Has)
 	return total
 }
 

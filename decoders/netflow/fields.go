@@ -10,6 +10,7 @@ import (
 
 	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
 
+	"github.com/spanflow/spanflow/decoders/reason"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -351,9 +352,13 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
 
 // applyOptions keeps what an options data record says about the data
 // records of its domain: sampling rates (per sampler or for all), interface
-// names and the exporter's boot time.
+// names and the exporter's boot time. Names and sampler rates are bounded
+// in number and bytes; interface names in length.
 func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 	d := s.domain(h)
+	if d == &noDomain { // its options template was withdrawn in the same datagram
+		return
+	}
 	var (
 		rate, space, sampler uint64
 		hasSampler           bool
@@ -382,9 +387,9 @@ func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 			case 10, 252:
 				ifIndex, hasIf = be(v), true
 			case 82:
-				name = cleanString(v)
+				name = s.cleanName(v)
 			case 83:
-				descr = cleanString(v)
+				descr = s.cleanName(v)
 			case 160:
 				d.sysInitMs, d.hasSysInit = be(v), true
 			}
@@ -395,12 +400,7 @@ func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 	}
 	if rate > 0 {
 		if hasSampler {
-			if d.samplers == nil {
-				d.samplers = map[uint64]uint32{}
-			}
-			if len(d.samplers) < 4096 {
-				d.samplers[sampler] = uint32(min(rate, 1<<32-1))
-			}
+			s.setSampler(h, d, sampler, uint32(min(rate, 1<<32-1)))
 		} else {
 			d.sampling = uint32(min(rate, 1<<32-1))
 		}
@@ -410,14 +410,91 @@ func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 			name = descr
 		}
 		if name != "" {
-			if d.ifNames == nil {
-				d.ifNames = map[uint32]string{}
-			}
-			if len(d.ifNames) < 65536 {
-				d.ifNames[uint32(ifIndex)] = name
-			}
+			s.setName(h, d, uint32(ifIndex), name)
 		}
 	}
+}
+
+func (s *State) setSampler(h *header, d *domain, id uint64, rate uint32) {
+	if _, ok := d.samplers[id]; ok {
+		d.samplers[id] = rate
+		return
+	}
+	if s.samplers >= maxSamplers {
+		s.refuse(reason.OptionsLimit, "%s from %s: sampler %d of domain %d: exporter already has %d sampler rates",
+			kindName(h.version), s.exporter, id, h.domain, s.samplers)
+		return
+	}
+	if why := s.reserve(samplerBytes); why != "" {
+		s.refuse(why, "%s from %s: sampler %d of domain %d: %d bytes of state kept for the exporter",
+			kindName(h.version), s.exporter, id, h.domain, s.bytes)
+		return
+	}
+	if d.samplers == nil {
+		d.samplers = map[uint64]uint32{}
+	}
+	d.samplers[id] = rate
+	d.bytes += samplerBytes
+	s.samplers++
+}
+
+func (s *State) setName(h *header, d *domain, ifIndex uint32, name string) {
+	old, ok := d.ifNames[ifIndex]
+	if ok && old == name {
+		return
+	}
+	if !ok && s.limits.MaxInterfaceNames > 0 && s.names >= s.limits.MaxInterfaceNames {
+		s.refuse(reason.OptionsLimit, "%s from %s: name of interface %d of domain %d: exporter already has %d interface names",
+			kindName(h.version), s.exporter, ifIndex, h.domain, s.names)
+		return
+	}
+	cost := nameBytes + len(name)
+	if ok {
+		cost = len(name) - len(old)
+	}
+	if cost > 0 {
+		if why := s.reserve(cost); why != "" {
+			if ok { // a stale name would mislead
+				delete(d.ifNames, ifIndex)
+				s.release(nameBytes + len(old))
+				d.bytes -= nameBytes + len(old)
+				s.names--
+			}
+			s.refuse(why, "%s from %s: name of interface %d of domain %d: %d bytes of state kept for the exporter",
+				kindName(h.version), s.exporter, ifIndex, h.domain, s.bytes)
+			return
+		}
+	} else {
+		s.release(-cost)
+	}
+	if d.ifNames == nil {
+		d.ifNames = map[uint32]string{}
+	}
+	d.ifNames[ifIndex] = name
+	d.bytes += cost
+	if !ok {
+		s.names++
+	}
+}
+
+// cleanName is an interface name or description: NUL padding trimmed,
+// valid UTF-8, at most MaxInterfaceNameBytes (cut between characters).
+func (s *State) cleanName(v []byte) string {
+	limit := s.limits.MaxInterfaceNameBytes
+	if limit <= 0 {
+		return cleanString(v)
+	}
+	// Repairing invalid UTF-8 can triple a name: clean a bounded prefix,
+	// then cut what the repair made longer.
+	n := cleanString(v[:min(len(v), 4*limit)])
+	if len(n) <= limit {
+		return n
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(n[cut]) {
+		cut--
+	}
+	return strings.Clone(n[:cut]) // not the whole prefix
 }
 
 // cleanString trims the NUL padding exporters put after names.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
@@ -21,17 +22,93 @@ import (
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
-// Limits bound what one exporter can make the collector keep.
+// Limits bound what one exporter can make the collector keep. Zero means
+// no limit, except for MaxPending.
 type Limits struct {
-	MaxTemplates   int           // templates (all domains) per exporter
-	MaxPending     int           // data sets held waiting for their template
-	PendingTimeout time.Duration // how long a data set waits for its template
+	MaxTemplates          int           // templates (all domains, those that cannot describe data too) per exporter
+	MaxPending            int           // data sets held waiting for their template
+	PendingTimeout        time.Duration // how long a data set waits for its template
+	MaxDomains            int           // observation domains (per version) with templates
+	MaxInterfaceNames     int           // interface names from options records, all domains
+	MaxInterfaceNameBytes int           // longer interface names are truncated
+	MaxBytes              int           // estimated bytes of the state: templates, domains, options values, held data
 }
 
 // DefaultLimits suit a data center: a few templates per exporter, data held
-// for a template refresh interval.
+// for a template refresh interval, a few MiB per exporter.
 func DefaultLimits() Limits {
-	return Limits{MaxTemplates: 1024, MaxPending: 256, PendingTimeout: 30 * time.Second}
+	return Limits{MaxTemplates: 1024, MaxPending: 256, PendingTimeout: 30 * time.Second,
+		MaxDomains: 256, MaxInterfaceNames: 16384, MaxInterfaceNameBytes: 64, MaxBytes: 4 << 20}
+}
+
+// maxSamplers bounds the sampler rates options records can teach one
+// exporter (all domains).
+const maxSamplers = 4096
+
+// What the state's parts cost, estimated from what Go keeps for them (map
+// entries, boxed records, slice backing arrays), for the bytes limits.
+const (
+	templateBytes = 160 // one template, beyond its fields
+	fieldBytes    = 12  // one field of a template (nf.Field)
+	invalidBytes  = 64  // one template kept only to say that its data is bad
+	domainBytes   = 256 // one observation domain's options state, empty
+	nameBytes     = 64  // one interface name, beyond its bytes
+	samplerBytes  = 48  // one sampler rate
+	pendingBytes  = 128 // one held data set, beyond its bytes
+)
+
+// Budget is the memory that the states of all exporters share. It is safe
+// for concurrent use. Held data sets may take half of it at most: held
+// data from many (spoofed) sources must not keep every exporter from
+// getting its templates.
+type Budget struct {
+	max  int64
+	used atomic.Int64
+	held atomic.Int64 // of used
+}
+
+// NewBudget returns a budget of max bytes; 0 is no limit.
+func NewBudget(max int) *Budget { return &Budget{max: int64(max)} }
+
+// Used is the bytes taken now.
+func (b *Budget) Used() int { return int(b.used.Load()) }
+
+func (b *Budget) take(n int) bool {
+	if b.used.Add(int64(n)) > b.max && b.max > 0 {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+func (b *Budget) takeHeld(n int) bool {
+	if b.held.Add(int64(n)) > b.max/2 && b.max > 0 {
+		b.held.Add(-int64(n))
+		return false
+	}
+	if !b.take(n) {
+		b.held.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+func (b *Budget) give(n int, held bool) {
+	b.used.Add(-int64(n))
+	if held {
+		b.held.Add(-int64(n))
+	}
+}
+
+// Usage says what one exporter's state holds.
+type Usage struct {
+	Templates        int // templates that describe data
+	InvalidTemplates int // templates kept only to count their data as bad
+	Domains          int
+	InterfaceNames   int
+	Samplers         int
+	Pending          int // data sets held for a template
+	Bytes            int // estimated, as counted against the limits
 }
 
 // Info says what one datagram held, for metrics and sequence tracking.
@@ -39,23 +116,32 @@ type Info struct {
 	Version        uint16 // 9 or 10
 	Domain         uint32 // source id / observation domain
 	Sequence       uint32
-	Records        int // flow records produced (including held data decoded now)
-	OptionsRecords int // options data records applied
-	MessageRecords int // data records of this datagram decoded now (for IPFIX sequence numbers)
-	Held           int // data sets of this datagram held waiting for a template
-	Expired        int // held data sets dropped because their template never came
-	Templates      int // templates the exporter has after this datagram
+	Records        int          // flow records produced (including held data decoded now)
+	OptionsRecords int          // options data records applied
+	MessageRecords int          // data records of this datagram decoded now (for IPFIX sequence numbers)
+	Held           int          // data sets of this datagram held waiting for a template
+	Expired        int          // held data sets dropped because their template never came
+	Templates      int          // templates the exporter has after this datagram
+	Refused        reason.Tally // templates, data sets and options values refused by a limit
 }
 
 type domainKey uint64 // version<<32 | observation domain
 
+// domain is the state of one observation domain, kept while it has
+// templates.
 type domain struct {
+	templates  int               // that describe data
+	invalid    int               // that cannot
 	sampling   uint32            // from options records without a sampler id
 	samplers   map[uint64]uint32 // sampler / selector id → rate
 	ifNames    map[uint32]string // ifIndex → name
+	bytes      int               // of the options values above, counted in State.bytes
 	sysInitMs  uint64            // systemInitTimeMilliseconds from options
 	hasSysInit bool
 }
+
+// noDomain stands for a domain without state; never written.
+var noDomain domain
 
 type pendingSet struct {
 	key      uint64 // goflow2 template key
@@ -78,23 +164,30 @@ type header struct {
 // use: the collector serializes the datagrams of one exporter.
 type State struct {
 	limits    Limits
+	shared    *Budget // nil: no total limit
 	exporter  netip.Addr
 	templates map[uint64]any
-	invalid   map[uint64]string // templates that cannot describe data, and why
+	invalid   map[uint64]struct{} // templates that cannot describe data (zero-length fields)
 	domains   map[domainKey]*domain
 	pending   []pendingSet
+	names     int // interface names, all domains
+	samplers  int // sampler rates, all domains
+	bytes     int // estimated bytes of the above, against limits.MaxBytes and shared
+	held      int // of bytes, for pending
 	added     []uint64
-	err       error // first limit error raised inside goflow2's callbacks
+	err       error        // first limit refusal of the datagram
+	refused   reason.Tally // limit refusals of the datagram
 	v9        nf.NFv9Packet
 	ipfix     nf.IPFIXPacket
 	buf       bytes.Buffer
 	values    []value // scratch for one data record
 }
 
-// NewState returns the state of one exporter.
-func NewState(exporter netip.Addr, limits Limits) *State {
-	return &State{limits: limits, exporter: exporter, templates: map[uint64]any{},
-		invalid: map[uint64]string{}, domains: map[domainKey]*domain{}}
+// NewState returns the state of one exporter, whose bytes also count
+// against shared (when not nil).
+func NewState(exporter netip.Addr, limits Limits, shared *Budget) *State {
+	return &State{limits: limits, shared: shared, exporter: exporter, templates: map[uint64]any{},
+		invalid: map[uint64]struct{}{}, domains: map[domainKey]*domain{}}
 }
 
 // Templates is the number of templates the exporter has.
@@ -103,13 +196,84 @@ func (s *State) Templates() int { return len(s.templates) }
 // DomainTemplates is the number of templates the exporter has for one
 // observation domain (source id) of one version (9 or 10).
 func (s *State) DomainTemplates(version uint16, domain uint32) int {
-	n := 0
-	for k := range s.templates {
-		if k>>16 == templateKey(version, domain, 0)>>16 {
-			n++
+	if d := s.domains[domainKey(uint64(version)<<32|uint64(domain))]; d != nil {
+		return d.templates
+	}
+	return 0
+}
+
+// Usage says what the state holds.
+func (s *State) Usage() Usage {
+	return Usage{Templates: len(s.templates), InvalidTemplates: len(s.invalid), Domains: len(s.domains),
+		InterfaceNames: s.names, Samplers: s.samplers, Pending: len(s.pending), Bytes: s.bytes}
+}
+
+// Release gives the state's bytes back to the shared budget: the exporter
+// is forgotten. The state must not be used afterwards.
+func (s *State) Release() {
+	s.releaseHeld(s.held)
+	s.release(s.bytes)
+	*s = State{}
+}
+
+// reserve takes n bytes for the state, or returns the reason of the limit
+// that refuses them.
+func (s *State) reserve(n int) string { return s.take(n, false) }
+
+// reserveHeld takes n bytes for a held data set.
+func (s *State) reserveHeld(n int) string {
+	why := s.take(n, true)
+	if why == "" {
+		s.held += n
+	}
+	return why
+}
+
+func (s *State) take(n int, held bool) string {
+	if s.limits.MaxBytes > 0 && s.bytes+n > s.limits.MaxBytes {
+		return reason.ExporterMemoryLimit
+	}
+	if s.shared != nil {
+		ok := false
+		if held {
+			ok = s.shared.takeHeld(n)
+		} else {
+			ok = s.shared.take(n)
+		}
+		if !ok {
+			return reason.MemoryLimit
 		}
 	}
-	return n
+	s.bytes += n
+	return ""
+}
+
+func (s *State) release(n int) {
+	s.bytes -= n
+	if s.shared != nil {
+		s.shared.give(n, false)
+	}
+}
+
+func (s *State) releaseHeld(n int) {
+	s.bytes -= n
+	s.held -= n
+	if s.shared != nil {
+		s.shared.give(n, true)
+	}
+}
+
+// refuse counts one item refused by a limit; the first refusal of a
+// datagram is its error.
+func (s *State) refuse(why, format string, args ...any) {
+	s.refused.Add(why)
+	if s.err == nil {
+		s.err = reason.Errorf(why, format, args...)
+	}
+}
+
+func keyOf(version uint16, domain uint32) domainKey {
+	return domainKey(uint64(version)<<32 | uint64(domain))
 }
 
 // Pending is the number of data sets held waiting for a template.
@@ -132,8 +296,56 @@ func (t *templateStore) RemoveTemplate(version uint16, domain uint32, id uint16)
 	if !ok {
 		return nil, nf.ErrorTemplateNotFound
 	}
-	delete(t.templates, k)
+	(*State)(t).drop(version, domain, k)
 	return tpl, nil
+}
+
+// costOf is the estimated bytes of a template kept under k, 0 when none.
+func (s *State) costOf(k uint64) int {
+	if tpl, ok := s.templates[k]; ok {
+		return templateCost(tpl)
+	}
+	if _, ok := s.invalid[k]; ok {
+		return invalidBytes
+	}
+	return 0
+}
+
+func templateCost(tpl any) int {
+	switch v := tpl.(type) {
+	case nf.TemplateRecord:
+		return templateBytes + fieldBytes*len(v.Fields)
+	case nf.NFv9OptionsTemplateRecord:
+		return templateBytes + fieldBytes*(len(v.Scopes)+len(v.Options))
+	case nf.IPFIXOptionsTemplateRecord:
+		return templateBytes + fieldBytes*(len(v.Scopes)+len(v.Options))
+	}
+	return templateBytes
+}
+
+// drop forgets the template (valid or not) kept under k, and its domain
+// when that was the domain's last.
+func (s *State) drop(version uint16, domain uint32, k uint64) {
+	n := s.costOf(k)
+	if n == 0 {
+		return
+	}
+	dk := keyOf(version, domain)
+	d := s.domains[dk]
+	if _, ok := s.templates[k]; ok {
+		delete(s.templates, k)
+		d.templates--
+	} else {
+		delete(s.invalid, k)
+		d.invalid--
+	}
+	if d.templates+d.invalid == 0 {
+		n += domainBytes + d.bytes
+		s.names -= len(d.ifNames)
+		s.samplers -= len(d.samplers)
+		delete(s.domains, dk)
+	}
+	s.release(n)
 }
 
 // errDataTemplate makes goflow2 hand data sets of known data templates
@@ -160,8 +372,12 @@ func (t *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (a
 	return nil, nf.ErrorTemplateNotFound
 }
 
-func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tpl any) error {
-	k := templateKey(version, domain, id)
+// AddTemplate keeps a template unless a limit refuses it. Refusals are
+// counted and the datagram goes on: goflow2 would drop the rest of it on
+// an error.
+func (t *templateStore) AddTemplate(version uint16, obsDomain uint32, id uint16, tpl any) error {
+	s := (*State)(t)
+	k := templateKey(version, obsDomain, id)
 	var fields [][]nf.Field
 	switch v := tpl.(type) {
 	case nf.TemplateRecord:
@@ -183,27 +399,66 @@ func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tp
 		}
 	}
 	if n == 0 { // RFC 7011 §8.1: a template with no fields withdraws it
-		delete(t.templates, k)
-		delete(t.invalid, k)
+		s.drop(version, obsDomain, k)
 		return nil
 	}
-	if size == 0 && !varlen {
-		// goflow2 would loop forever on its data: never hand it such a template.
-		delete(t.templates, k)
-		t.invalid[k] = "template of zero-length fields"
-		return nil
+	// goflow2 would loop forever on the data of a template of zero-length
+	// fields: never hand it one, but keep its id to count its data as bad.
+	invalid := size == 0 && !varlen
+	cost := invalidBytes
+	if !invalid {
+		cost = templateCost(tpl)
 	}
-	if _, exists := t.templates[k]; !exists && t.limits.MaxTemplates > 0 && len(t.templates) >= t.limits.MaxTemplates {
-		err := reason.Errorf(reason.TemplateLimit, "template %d of domain %d from %s: exporter already has %d templates",
-			id, domain, t.exporter, len(t.templates))
-		if t.err == nil {
-			t.err = err
+	old := s.costOf(k)
+	dk := keyOf(version, obsDomain)
+	d := s.domains[dk]
+	if old == 0 {
+		if d == nil && s.limits.MaxDomains > 0 && len(s.domains) >= s.limits.MaxDomains {
+			s.refuse(reason.DomainLimit, "template %d of domain %d from %s: exporter already has templates in %d domains",
+				id, obsDomain, s.exporter, len(s.domains))
+			return nil
 		}
-		return err
+		if s.limits.MaxTemplates > 0 && len(s.templates)+len(s.invalid) >= s.limits.MaxTemplates {
+			s.refuse(reason.TemplateLimit, "template %d of domain %d from %s: exporter already has %d templates",
+				id, obsDomain, s.exporter, len(s.templates)+len(s.invalid))
+			return nil
+		}
 	}
-	delete(t.invalid, k)
-	t.templates[k] = tpl
-	t.added = append(t.added, k)
+	need := cost - old
+	if d == nil {
+		need += domainBytes
+	}
+	if need > 0 {
+		if why := s.reserve(need); why != "" {
+			// The exporter redefined the template: the old definition would
+			// misread its data.
+			s.drop(version, obsDomain, k)
+			s.refuse(why, "template %d of domain %d from %s: %d fields, %d bytes of state kept for the exporter",
+				id, obsDomain, s.exporter, n, s.bytes)
+			return nil
+		}
+	} else {
+		s.release(-need)
+	}
+	if d == nil {
+		d = &domain{}
+		s.domains[dk] = d
+	}
+	if _, ok := s.templates[k]; ok {
+		delete(s.templates, k)
+		d.templates--
+	} else if _, ok := s.invalid[k]; ok {
+		delete(s.invalid, k)
+		d.invalid--
+	}
+	if invalid {
+		s.invalid[k] = struct{}{}
+		d.invalid++
+		return nil
+	}
+	s.templates[k] = tpl
+	d.templates++
+	s.added = append(s.added, k)
 	return nil
 }
 
@@ -242,11 +497,21 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 		return out, info, reason.Errorf(reason.Version, "netflow version %d from %s", h.version, s.exporter)
 	}
 	info.Version, info.Domain = h.version, h.domain
+	hdrLen := 20
+	if h.version == 10 {
+		hdrLen = 16
+	}
+	if err := checkTemplates(payload[hdrLen:], h.version); err != nil {
+		return out, info, reason.Errorf(reason.Template, "%s from %s: %w", kindName(h.version), s.exporter, err)
+	}
 
-	s.added, s.err = s.added[:0], nil
-	s.buf.Reset()
-	s.buf.Write(payload)
+	s.added, s.err, s.refused = s.added[:0], nil, reason.Tally{}
+	// goflow2 reads the payload in place: nothing of it is kept after
+	// Decode (held sets are copies), and no exporter keeps a buffer as big
+	// as the biggest datagram it ever sent.
+	s.buf = *bytes.NewBuffer(payload)
 	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
+	defer s.scrub()
 	derr := nf.DecodeMessageVersion(&s.buf, (*templateStore)(s), &s.v9, &s.ipfix)
 	var sets []any
 	if h.version == 9 {
@@ -254,12 +519,12 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	} else {
 		sets = s.ipfix.FlowSets
 	}
+	// A fault of the datagram is its error before any limit's refusal: the
+	// refusals are counted one by one (Info.Refused), the fault only here.
 	var err error
 	switch {
 	case derr == nil || (errors.Is(derr, nf.ErrorTemplateNotFound) && !errors.Is(derr, errInvalidTemplate)):
 		// Missing templates and data sets left to decodeData are not errors.
-	case s.err != nil:
-		err = s.err
 	case errors.Is(derr, errInvalidTemplate):
 		err = reason.Errorf(reason.Template, "%s from %s: data for a template of zero-length fields", kindName(h.version), s.exporter)
 	default:
@@ -281,9 +546,9 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 			}
 		case nf.RawFlowSet:
 			k := templateKey(h.version, h.domain, fs.Id)
-			if why, bad := s.invalid[k]; bad {
+			if _, bad := s.invalid[k]; bad {
 				if err == nil {
-					err = reason.Errorf(reason.Template, "%s from %s: data set %d: %s", kindName(h.version), s.exporter, fs.Id, why)
+					err = reason.Errorf(reason.Template, "%s from %s: data set %d: template of zero-length fields", kindName(h.version), s.exporter, fs.Id)
 				}
 				continue
 			}
@@ -302,11 +567,15 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 				info.MessageRecords += len(out) - n
 				continue
 			}
+			// Refused sets are counted under their limit only: they were
+			// never held, so they do not expire (no_template) either.
 			if len(s.pending) >= s.limits.MaxPending {
-				info.Expired++
-				if err == nil {
-					err = reason.Errorf(reason.PendingLimit, "%s from %s: %d data sets already wait for templates", kindName(h.version), s.exporter, len(s.pending))
-				}
+				s.refuse(reason.PendingLimit, "%s from %s: %d data sets already wait for templates", kindName(h.version), s.exporter, len(s.pending))
+				continue
+			}
+			if why := s.reserveHeld(pendingBytes + len(fs.Records)); why != "" {
+				s.refuse(why, "%s from %s: data set of %d bytes for template %d, %d bytes of state kept for the exporter",
+					kindName(h.version), s.exporter, len(fs.Records), fs.Id, s.bytes)
 				continue
 			}
 			s.pending = append(s.pending, pendingSet{key: k, version: h.version, domain: h.domain, hdr: h,
@@ -316,7 +585,89 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	}
 	out = s.decodePending(out, &info, received)
 	info.Templates = len(s.templates)
+	info.Refused = s.refused
+	if err == nil {
+		err = s.err
+	}
 	return out, info, err
+}
+
+// scrub drops what Decode used for one datagram: the payload, goflow2's
+// parsed sets, and scratch space grown by an unusual datagram.
+func (s *State) scrub() {
+	s.buf = bytes.Buffer{}
+	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
+	if cap(s.values) > 1024 {
+		s.values = nil
+	}
+	if cap(s.added) > 1024 {
+		s.added = nil
+	}
+}
+
+// checkTemplates walks the template and options template sets of a
+// message before goflow2 does: goflow2 allocates what a template's field
+// count says (12 bytes a field, 786 kB for 65,535) before reading the
+// fields, so a 28-byte datagram could make it allocate that much.
+func checkTemplates(sets []byte, version uint16) error {
+	for len(sets) >= 4 {
+		id, l := binary.BigEndian.Uint16(sets), int(binary.BigEndian.Uint16(sets[2:]))
+		if l < 4 || l > len(sets) {
+			return nil // goflow2 reports it, without allocating for it
+		}
+		body := sets[4:l]
+		sets = sets[l:]
+		switch {
+		case id == 0 && version == 9, id == 2 && version == 10:
+			for len(body) >= 4 {
+				tid, n := binary.BigEndian.Uint16(body), int(binary.BigEndian.Uint16(body[2:]))
+				var ok bool
+				if body, ok = skipFields(body[4:], n, version); !ok {
+					return fmt.Errorf("template %d of %d fields in %d bytes", tid, n, len(body))
+				}
+			}
+		case id == 1 && version == 9:
+			for len(body) >= 6 {
+				tid := binary.BigEndian.Uint16(body)
+				n := int(binary.BigEndian.Uint16(body[2:]))/4 + int(binary.BigEndian.Uint16(body[4:]))/4
+				var ok bool
+				if body, ok = skipFields(body[6:], n, version); !ok {
+					return fmt.Errorf("options template %d of %d fields in %d bytes", tid, n, len(body))
+				}
+			}
+		case id == 3 && version == 10:
+			for len(body) >= 6 {
+				tid := binary.BigEndian.Uint16(body)
+				n, scope := int(binary.BigEndian.Uint16(body[2:])), int(binary.BigEndian.Uint16(body[4:]))
+				var ok bool
+				if body, ok = skipFields(body[6:], max(n, scope), version); !ok {
+					return fmt.Errorf("options template %d of %d fields in %d bytes", tid, max(n, scope), len(body))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// skipFields skips n field specifiers, or reports that body is too short.
+func skipFields(body []byte, n int, version uint16) ([]byte, bool) {
+	if 4*n > len(body) {
+		return body, false
+	}
+	for range n {
+		if len(body) < 4 {
+			return body, false
+		}
+		l := 4
+		if version == 10 && body[0]&0x80 != 0 {
+			l = 8 // with an enterprise number
+		}
+		if len(body) < l {
+			return body, false
+		}
+		body = body[l:]
+	}
+	return body, true
 }
 
 // decodePending decodes the held sets whose template came, and drops the
@@ -331,11 +682,13 @@ func (s *State) decodePending(out []flow.Record, info *Info, now time.Time) []fl
 		if !ok {
 			if s.limits.PendingTimeout > 0 && now.Sub(p.received) > s.limits.PendingTimeout {
 				info.Expired++
+				s.releaseHeld(pendingBytes + len(p.data))
 				continue
 			}
 			keep = append(keep, p)
 			continue
 		}
+		s.releaseHeld(pendingBytes + len(p.data))
 		buf := bytes.NewBuffer(p.data)
 		switch t := tpl.(type) {
 		case nf.TemplateRecord:
@@ -424,8 +777,6 @@ func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data
 	return out
 }
 
-// Flush drops every held data set (the end of a capture) and says how many
-// there were.
 // Expire drops the held data sets older than the pending timeout at now
 // and says how many there were (an exporter that went quiet never sends the
 // datagram that would expire them in Decode).
@@ -435,6 +786,7 @@ func (s *State) Expire(now time.Time) int {
 	for _, p := range s.pending {
 		if s.limits.PendingTimeout > 0 && now.Sub(p.received) > s.limits.PendingTimeout {
 			n++
+			s.releaseHeld(pendingBytes + len(p.data))
 			continue
 		}
 		keep = append(keep, p)
@@ -444,8 +796,13 @@ func (s *State) Expire(now time.Time) int {
 	return n
 }
 
+// Flush drops every held data set (the end of a capture) and says how many
+// there were.
 func (s *State) Flush() int {
 	n := len(s.pending)
+	for _, p := range s.pending {
+		s.releaseHeld(pendingBytes + len(p.data))
+	}
 	s.pending = nil
 	return n
 }
@@ -457,12 +814,11 @@ func kindName(version uint16) string {
 	return "ipfix"
 }
 
+// domain is the state of the datagram's domain: a domain has state while
+// it has templates, and data and options need one.
 func (s *State) domain(h *header) *domain {
-	k := domainKey(uint64(h.version)<<32 | uint64(h.domain))
-	d := s.domains[k]
-	if d == nil {
-		d = &domain{}
-		s.domains[k] = d
+	if d := s.domains[keyOf(h.version, h.domain)]; d != nil {
+		return d
 	}
-	return d
+	return &noDomain
 }
