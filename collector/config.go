@@ -53,6 +53,7 @@ type InputConfiguration struct {
 	MaxTemplates   int           `yaml:"max-templates" help:"NetFlow v9/IPFIX templates kept per exporter; more are refused and counted"`
 	MaxHeldSets    int           `yaml:"max-held-sets" help:"data sets held per exporter while their template has not arrived"`
 	TemplateWait   time.Duration `yaml:"template-wait" help:"how long a data set is held for its template before it is dropped and counted"`
+	State          StateLimits   `yaml:",inline"`
 	// ExporterStatsInterval is nil when not given: every minute, or with
 	// --pcap none at all.
 	ExporterStatsInterval *time.Duration `yaml:"exporter-stats-interval" default:"1m (with --pcap: none)" help:"every this often, write one statistics document (event.kind metric, spanflow.exporter.*) per exporter and observation domain seen; 0 disables (with --pcap: off unless given, then written at the end)"`
@@ -68,6 +69,19 @@ type StreamInput struct {
 	MaxConnections  int           `yaml:"ipfix-tcp-max-connections" help:"IPFIX over TCP and TLS connections open at once; more are refused and counted"`
 	MaxPerSource    int           `yaml:"ipfix-tcp-max-per-source" help:"IPFIX over TCP and TLS connections open at once from one address; more are refused and counted"`
 	IdleTimeout     time.Duration `yaml:"ipfix-tcp-idle-timeout" help:"close an IPFIX over TCP or TLS connection on which no message came for this long"`
+}
+
+// StateLimits bound, besides the counts above, what exporters can make the
+// collector keep: in bytes, in observation domains and interface names, and
+// in time (a silent exporter is forgotten, so spoofed sources do not lock
+// real exporters out for good).
+type StateLimits struct {
+	MaxDomains          int           `yaml:"max-domains" help:"observation domains (source ids) one exporter may have templates in; more are refused and counted"`
+	MaxInterfaceNames   int           `yaml:"max-interface-names" help:"interface names one exporter may announce in options records (0: no count limit, the byte bounds still apply)"`
+	MaxInterfaceNameLen int           `yaml:"max-interface-name-bytes" help:"longer interface names from options records are cut to this many bytes"`
+	MaxExporterBytes    int           `yaml:"max-exporter-bytes" help:"estimated bytes of one exporter's state (templates, names, held data sets); more is refused and counted"`
+	MaxStateBytes       int           `yaml:"max-state-bytes" help:"the same for all exporters together"`
+	ExporterIdleTimeout time.Duration `yaml:"exporter-idle-timeout" help:"forget an exporter silent this long, with its templates and metric series (0: never)"`
 }
 
 // OutputConfiguration says where documents go, besides the Elasticsearch
@@ -165,6 +179,9 @@ func DefaultConfiguration() Configuration {
 			MaxTemplates:   d.MaxTemplatesPerExporter,
 			MaxHeldSets:    d.MaxPendingPerExporter,
 			TemplateWait:   d.PendingTimeout,
+			State: StateLimits{MaxDomains: d.MaxDomainsPerExporter, MaxInterfaceNames: d.MaxInterfaceNamesPerExporter,
+				MaxInterfaceNameLen: d.MaxInterfaceNameBytes, MaxExporterBytes: d.MaxBytesPerExporter,
+				MaxStateBytes: d.MaxBytes, ExporterIdleTimeout: d.ExporterIdleTimeout},
 			Streams: StreamInput{MaxConnections: l.MaxTCPConnections, MaxPerSource: l.MaxTCPConnectionsPerSource,
 				IdleTimeout: l.TCPIdleTimeout},
 		},
@@ -245,6 +262,26 @@ func (c Configuration) Validate() error {
 	}
 	if d.PendingTimeout <= 0 {
 		add("template-wait", fmt.Errorf("must be positive, not %s", d.PendingTimeout))
+	}
+	st, before := in.State, len(errs)
+	for key, v := range map[string]int{"max-domains": st.MaxDomains, "max-interface-name-bytes": st.MaxInterfaceNameLen} {
+		if v < 1 {
+			add(key, fmt.Errorf("must be at least 1, not %d", v))
+		}
+	}
+	if st.MaxInterfaceNames < 0 {
+		add("max-interface-names", errors.New("must not be negative"))
+	}
+	if st.ExporterIdleTimeout < 0 {
+		add("exporter-idle-timeout", errors.New("must not be negative"))
+	}
+	if len(errs) == before && d.MaxExporters > 0 && d.MaxTemplatesPerExporter > 0 && d.PendingTimeout > 0 {
+		// What is left to the decoders' own check: the byte bounds.
+		if err := d.Validate(); err != nil && st.MaxExporterBytes < st.MaxStateBytes {
+			add("max-exporter-bytes", err) // below the size of the largest template
+		} else if err != nil {
+			add("max-state-bytes", err)
+		}
 	}
 	if in.ExporterStatsInterval != nil && *in.ExporterStatsInterval < 0 {
 		add("exporter-stats-interval", errors.New("must not be negative"))
@@ -393,6 +430,9 @@ func (c Configuration) decoders() decoders.Configuration {
 	d := decoders.DefaultConfiguration()
 	d.MaxExporters, d.MaxTemplatesPerExporter = c.Input.MaxExporters, c.Input.MaxTemplates
 	d.MaxPendingPerExporter, d.PendingTimeout = c.Input.MaxHeldSets, c.Input.TemplateWait
+	st := c.Input.State
+	d.MaxDomainsPerExporter, d.MaxInterfaceNamesPerExporter, d.MaxInterfaceNameBytes = st.MaxDomains, st.MaxInterfaceNames, st.MaxInterfaceNameLen
+	d.MaxBytesPerExporter, d.MaxBytes, d.ExporterIdleTimeout = st.MaxExporterBytes, st.MaxStateBytes, st.ExporterIdleTimeout
 	return d
 }
 
