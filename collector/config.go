@@ -82,6 +82,7 @@ type StateLimits struct {
 	MaxExporterBytes    int           `yaml:"max-exporter-bytes" help:"estimated bytes of one exporter's state (templates, names, held data sets); more is refused and counted"`
 	MaxStateBytes       int           `yaml:"max-state-bytes" help:"the same for all exporters together"`
 	ExporterIdleTimeout time.Duration `yaml:"exporter-idle-timeout" help:"forget an exporter silent this long, with its templates and metric series (0: never)"`
+	MaxExporterSeries   int           `yaml:"max-exporter-series" help:"exporters with metric series of their own (label exporter=ADDR), given to those whose datagrams decode; the others, and sources of garbage, count under exporter=\"other\""`
 }
 
 // OutputConfiguration says where documents go, besides the Elasticsearch
@@ -181,7 +182,8 @@ func DefaultConfiguration() Configuration {
 			TemplateWait:   d.PendingTimeout,
 			State: StateLimits{MaxDomains: d.MaxDomainsPerExporter, MaxInterfaceNames: d.MaxInterfaceNamesPerExporter,
 				MaxInterfaceNameLen: d.MaxInterfaceNameBytes, MaxExporterBytes: d.MaxBytesPerExporter,
-				MaxStateBytes: d.MaxBytes, ExporterIdleTimeout: d.ExporterIdleTimeout},
+				MaxStateBytes: d.MaxBytes, ExporterIdleTimeout: d.ExporterIdleTimeout,
+				MaxExporterSeries: pipeline.DefaultConfiguration().MaxExporterSeries},
 			Streams: StreamInput{MaxConnections: l.MaxTCPConnections, MaxPerSource: l.MaxTCPConnectionsPerSource,
 				IdleTimeout: l.TCPIdleTimeout},
 		},
@@ -264,7 +266,7 @@ func (c Configuration) Validate() error {
 		add("template-wait", fmt.Errorf("must be positive, not %s", d.PendingTimeout))
 	}
 	st, before := in.State, len(errs)
-	for key, v := range map[string]int{"max-domains": st.MaxDomains, "max-interface-name-bytes": st.MaxInterfaceNameLen} {
+	for key, v := range map[string]int{"max-domains": st.MaxDomains, "max-interface-name-bytes": st.MaxInterfaceNameLen, "max-exporter-series": st.MaxExporterSeries} {
 		if v < 1 {
 			add(key, fmt.Errorf("must be at least 1, not %d", v))
 		}
@@ -443,6 +445,7 @@ func (c Configuration) pipeline() (pipeline.Configuration, error) {
 		return p, err
 	}
 	p.Decoder = c.decoders()
+	p.MaxExporterSeries = c.Input.State.MaxExporterSeries
 	p.ExporterStatsInterval = DefaultExporterStatsInterval
 	if c.Input.Pcap != "" {
 		// Held data expires by capture time, as datagrams are read; a

@@ -23,17 +23,25 @@ type Configuration struct {
 	// exporter and observation domain seen (flow.Record.Exporter) is written
 	// to the outputs; 0 disables them.
 	ExporterStatsInterval time.Duration
+	// MaxExporterSeries bounds the exporters that get metric series of their
+	// own (label exporter="ADDR"); an exporter gets them once it has
+	// delivered a record, so spoofed sources sending garbage never do. The
+	// others share exporter="other".
+	MaxExporterSeries int
 }
 
 // DefaultConfiguration allows every exporter, with the decoder's default limits.
 func DefaultConfiguration() Configuration {
-	return Configuration{Decoder: decoders.DefaultConfiguration(), ExpireInterval: 5 * time.Second, ExporterStatsInterval: time.Minute}
+	return Configuration{Decoder: decoders.DefaultConfiguration(), ExpireInterval: 5 * time.Second, ExporterStatsInterval: time.Minute, MaxExporterSeries: 1000}
 }
 
 // Validate checks the configuration.
 func (c Configuration) Validate() error {
 	if c.ExpireInterval < 0 {
 		return fmt.Errorf("expire interval must not be negative")
+	}
+	if c.MaxExporterSeries < 1 {
+		return fmt.Errorf("max exporter series must be at least 1, not %d", c.MaxExporterSeries)
 	}
 	if c.ExporterStatsInterval < 0 {
 		return fmt.Errorf("exporter statistics interval must not be negative")

@@ -135,8 +135,9 @@ func TestNotAllowedLoggedPerReason(t *testing.T) {
 }
 
 // TestSilentExportersForgotten: exporters that send nothing for the idle
-// timeout are forgotten by the expiry ticker, with their metric series
-// (one that only sent garbage too); one that comes back starts afresh.
+// timeout are forgotten by the expiry ticker, with their metric series (one
+// that only sent garbage is forgotten too; its errors count under "other");
+// one that comes back starts afresh.
 func TestSilentExportersForgotten(t *testing.T) {
 	r := reporter.NewForTest(nil)
 	cfg := pipeline.DefaultConfiguration()
@@ -156,7 +157,7 @@ func TestSilentExportersForgotten(t *testing.T) {
 	text := metricsText(t, r)
 	for _, series := range []string{
 		`spanflow_collector_templates{exporter="192.0.2.1"}`,
-		`spanflow_collector_decode_errors_total{exporter="192.0.2.2",reason="unknown_version"}`,
+		`spanflow_collector_decode_errors_total{exporter="other",reason="unknown_version"}`,
 	} {
 		if sample(text, series) != 1 {
 			t.Fatalf("%s missing before expiry", series)
@@ -190,4 +191,46 @@ func grep(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestExporterSeriesBounded: sources that send only garbage get no series
+// of their own, whatever their number; exporters whose datagrams decode get
+// theirs up to MaxExporterSeries, the rest count under "other".
+func TestExporterSeriesBounded(t *testing.T) {
+	r := reporter.NewForTest(nil)
+	cfg := pipeline.DefaultConfiguration()
+	cfg.ExporterStatsInterval, cfg.MaxExporterSeries = 0, 3
+	p, err := pipeline.New(r, cfg, pipeline.Dependencies{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.NewWorker()
+	for i := range 2000 {
+		w.Handle(datagram(fmt.Sprintf("198.51.%d.%d:1", i/256, i%256), []byte("garbage from a spoofed source")))
+	}
+	for i := range 5 {
+		g := ipfixgen.New(1, 2)
+		src := fmt.Sprintf("192.0.2.%d:4739", i+1)
+		w.Handle(datagram(src, g.Template()))
+		w.Handle(datagram(src, g.AppendData(nil)))
+	}
+	text := metricsText(t, r)
+	if n := strings.Count(text, `exporter="198.51.`); n != 0 {
+		t.Errorf("%d series of garbage sources:\n%s", n, grep(text, `exporter="198.51.`))
+	}
+	if n := sample(text, `spanflow_collector_decode_errors_total{exporter="other",reason="unknown_version"}`); n != 2000 {
+		t.Errorf("garbage counted under other: %v, want 2000", n)
+	}
+	own := 0
+	for i := range 5 {
+		if strings.Contains(text, fmt.Sprintf(`spanflow_collector_records_total{exporter="192.0.2.%d",protocol="ipfix"}`, i+1)) {
+			own++
+		}
+	}
+	if own != 3 {
+		t.Errorf("%d exporters with series of their own, want 3 (MaxExporterSeries)", own)
+	}
+	if n := sample(text, `spanflow_collector_records_total{exporter="other",protocol="ipfix"}`); n != 4 {
+		t.Errorf("records of the exporters past the bound under other: %v, want 4", n)
+	}
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	mu           sync.RWMutex
 	exporters    map[netip.Addr]*exporterMetrics
 	maxExporters int
+	own          int // exporters with series of their own
 }
 
 // exporterMetrics caches one exporter's counters, so the hot path does not
@@ -56,7 +57,12 @@ func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
 
 var kindLabels = [8]string{"unknown", "netflow_v5", "netflow_v9", "ipfix", "sflow", "", "", ""}
 
-func (m *metrics) exporter(a netip.Addr) *exporterMetrics {
+// exporter returns the series of exporter a. An exporter gets series of
+// its own once it has sent a datagram that decodes (proven), up to
+// maxExporters of them; before that, and past the bound, it counts under
+// "other": spoofed sources sending garbage would otherwise make a series set
+// each, and a scrape of hundreds of thousands of lines.
+func (m *metrics) exporter(a netip.Addr, proven bool) *exporterMetrics {
 	m.mu.RLock()
 	e := m.exporters[a]
 	m.mu.RUnlock()
@@ -69,8 +75,7 @@ func (m *metrics) exporter(a netip.Addr) *exporterMetrics {
 		return e
 	}
 	l := a.String()
-	if len(m.exporters) >= m.maxExporters {
-		// Bound the label values: exporters past the limit share one.
+	if !proven || m.own >= m.maxExporters {
 		a, l = netip.Addr{}, "other"
 		if e = m.exporters[a]; e != nil {
 			return e
@@ -88,6 +93,9 @@ func (m *metrics) exporter(a netip.Addr) *exporterMetrics {
 		e.lost[k] = m.lost.WithLabelValues(l, kindLabels[k])
 	}
 	m.exporters[a] = e
+	if !e.other {
+		m.own++
+	}
 	return e
 }
 
@@ -101,6 +109,7 @@ func (m *metrics) prune(has func(netip.Addr) bool) {
 			continue
 		}
 		delete(m.exporters, a)
+		m.own--
 		l := prometheus.Labels{"exporter": a.String()}
 		for _, v := range []interface {
 			DeletePartialMatch(prometheus.Labels) int

@@ -61,7 +61,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{r: r, cfg: cfg, deps: deps, decoder: dec, m: newMetrics(r, cfg.Decoder.MaxExporters),
+	p := &Pipeline{r: r, cfg: cfg, deps: deps, decoder: dec, m: newMetrics(r, cfg.MaxExporterSeries),
 		log: reporter.NewLimited(r.Log, 10*time.Second)}
 	if cfg.ExporterStatsInterval > 0 {
 		p.stats = newExporterStats(time.Now())
@@ -118,7 +118,10 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 		p.log.Warn("exporter_limit", "datagram dropped: too many exporters", "exporter", src, "err", err)
 		return
 	}
-	em := p.m.exporter(src)
+	// A datagram that decoded (limits may have refused parts of it) makes
+	// its source an exporter with series of its own; garbage does not.
+	malformed := err != nil && res.Refused.Count(reason.Of(err)) == 0
+	em := p.m.exporter(src, res.Kind != flow.KindUnknown && !malformed)
 	if res.Kind != flow.KindUnknown {
 		em.datagrams[res.Kind].Inc()
 		if res.Records > 0 {
@@ -154,7 +157,7 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 	}
 	if err != nil {
 		why, msg := reason.Of(err), "part of a datagram refused by a limit"
-		if res.Refused.Count(why) == 0 { // else the error is a refusal counted above
+		if malformed { // else the error is a refusal counted above
 			p.m.decodeErrors.WithLabelValues(em.label(src), why).Inc()
 			msg = "malformed datagram"
 		}
@@ -194,7 +197,7 @@ func (w *Worker) write(recs []flow.Record) {
 func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 	total := 0
 	for a, n := range m {
-		em := p.m.exporter(a)
+		em := p.m.exporter(a, false)
 		em.expired.Add(float64(n))
 		p.m.decodeErrors.WithLabelValues(em.label(a), reason.NoTemplate).Add(float64(n))
 		p.log.Warn(what, "data sets whose template never came dropped", "exporter", a, "sets", n)
