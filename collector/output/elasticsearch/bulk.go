@@ -231,7 +231,7 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
 			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
 				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
-				o.dropped("dead_letter_write")(1)
+				o.drop(dropDeadLetterWrite, 1)
 			}
 		}
 	}

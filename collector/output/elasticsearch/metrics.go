@@ -22,7 +22,7 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 			"Flow documents by outcome: indexed, duplicate (already in the cluster), dead_letter (refused for their content), spooled (kept on disk for replay), replayed (indexed from the spool).",
 			"result"),
 		dropped: f.CounterVec("documents_dropped_total",
-			"Flow documents lost: spool_full (oldest spool segment dropped), spool_corrupt (torn spool line), dead_letter_write (the dead-letter file could not be written).",
+			"Flow documents lost, each under one reason: spool_full (the spool reached its byte bound: oldest documents dropped), disk_full (the spool's filesystem is full: oldest documents dropped), spool_write (another error writing the spool), spool_corrupt (torn spool line), dead_letter_write (the dead-letter file could not be written).",
 			"reason"),
 		bulkFails: f.Counter("bulk_failures_total", "Bulk requests that failed as a whole (connection, timeout, 429/5xx after retries)."),
 		replays:   f.CounterVec("spool_replays_total", "Spool segment replays by result: complete, partial (some documents still refused for now), unreachable.", "result"),
@@ -47,8 +47,8 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	for _, res := range []string{"complete", "partial", "unreachable"} {
 		m.replays.WithLabelValues(res)
 	}
-	for _, res := range []string{"spool_full", "spool_corrupt", "dead_letter_write"} {
-		m.dropped.WithLabelValues(res)
+	for _, reason := range dropReasons {
+		m.dropped.WithLabelValues(string(reason))
 	}
 	return m
 }

@@ -83,7 +83,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
 	o.pending.m = map[*bulkRequest]struct{}{}
-	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.dropped("spool_full"))
+	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.drop)
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w", err)
 	}
@@ -101,11 +101,22 @@ func (o *Output) Name() string { return "Elasticsearch output" }
 // Layout is where documents go (known after Start).
 func (o *Output) Layout() setup.Layout { return o.layout }
 
-func (o *Output) dropped(reason string) func(int) {
-	return func(n int) {
-		o.metrics.dropped.WithLabelValues(reason).Add(float64(n))
-		o.limited.Warn("drop-"+reason, "flow documents dropped", "reason", reason, "documents", n)
+// dropWhy explains each loss in the log.
+var dropWhy = map[dropReason]string{
+	dropSpoolFull:       "the spool reached --es-spool-max-bytes: its oldest documents were deleted",
+	dropDiskFull:        "the spool's filesystem is full: its oldest documents were deleted (or the newest refused when nothing older was left)",
+	dropSpoolWrite:      "the spool could not be written",
+	dropSpoolCorrupt:    "torn or malformed lines in a spool segment",
+	dropDeadLetterWrite: "the dead-letter file could not be written",
+}
+
+// drop counts n lost documents under reason, and logs it, rate-limited.
+func (o *Output) drop(reason dropReason, n int) {
+	if n == 0 {
+		return
 	}
+	o.metrics.dropped.WithLabelValues(string(reason)).Add(float64(n))
+	o.limited.Warn("drop-"+string(reason), "flow documents dropped", "reason", reason, "documents", n, "why", dropWhy[reason])
 }
 
 // Start installs the template (unless told not to), then starts the
@@ -259,9 +270,7 @@ func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
 		o.spool.Release(seg)
 		return false
 	}
-	if bad > 0 {
-		o.dropped("spool_corrupt")(bad)
-	}
+	o.drop(dropSpoolCorrupt, bad)
 	failed := o.replayItems(ctx, items)
 	if len(failed) == 0 {
 		o.metrics.replays.WithLabelValues("complete").Inc()
