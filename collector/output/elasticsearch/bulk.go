@@ -226,12 +226,14 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 			}
 			retry = append(retry, it)
 		default:
-			o.metrics.documents.WithLabelValues("dead_letter").Inc()
 			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
+			// Counted once: dead_letter when it is in the file, dropped when not.
 			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
 				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
 				o.drop(dropDeadLetterWrite, 1)
+			} else {
+				o.metrics.documents.WithLabelValues("dead_letter").Inc()
 			}
 		}
 	}

@@ -19,7 +19,7 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	f := r.Factory("elasticsearch")
 	m := &metrics{
 		documents: f.CounterVec("documents_total",
-			"Flow documents by outcome: indexed, duplicate (already in the cluster), dead_letter (refused for their content), spooled (kept on disk for replay), replayed (indexed from the spool).",
+			"Flow documents by outcome: indexed, duplicate (already in the cluster), dead_letter (refused for their content), spooled (handed to the spool for replay; those it could not keep are also counted as dropped), replayed (indexed from the spool).",
 			"result"),
 		dropped: f.CounterVec("documents_dropped_total",
 			"Flow documents lost, each under one reason: spool_full (the spool reached its byte bound: oldest documents dropped), disk_full (the spool's filesystem is full: oldest documents dropped), spool_write (another error writing the spool), spool_corrupt (torn spool line), dead_letter_write (the dead-letter file could not be written).",

@@ -200,6 +200,8 @@ func (o *Output) toSpool(items []item) error {
 	if len(items) == 0 {
 		return nil
 	}
+	// Counted as handed to the spool; those it could not keep are
+	// counted as dropped, with the reason.
 	o.metrics.spooled.Add(float64(len(items)))
 	if err := o.spool.Append(items); err != nil {
 		o.limited.Warn("spool-error", "cannot spool flow documents", "error", err)
