@@ -236,8 +236,7 @@ func (o *Output) replaySpool(ctx context.Context) error {
 			case <-timer.C:
 			}
 		}
-		seg := o.spool.Take()
-		if seg == nil {
+		if o.spool.Empty() {
 			backoff = 0
 			select {
 			case <-ctx.Done():
@@ -246,8 +245,22 @@ func (o *Output) replaySpool(ctx context.Context) error {
 				continue
 			}
 		}
-		ok := o.replaySegment(ctx, seg)
-		if ok {
+		// Health first, then take the segment: a segment is busy (and so
+		// kept from the bound's and the full disk's drops) only while its
+		// documents are on their way.
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := esconn.Ping(pctx, o.client)
+		cancel()
+		if err != nil {
+			o.metrics.replays.WithLabelValues("unreachable").Inc()
+			backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
+			continue
+		}
+		seg := o.spool.Take()
+		if seg == nil {
+			continue
+		}
+		if o.replaySegment(ctx, seg) {
 			backoff = 0
 			continue
 		}
@@ -258,14 +271,6 @@ func (o *Output) replaySpool(ctx context.Context) error {
 // replaySegment sends one segment's documents and waits for every
 // outcome; documents still failing stay in the segment.
 func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := esconn.Ping(pctx, o.client)
-	cancel()
-	if err != nil {
-		o.metrics.replays.WithLabelValues("unreachable").Inc()
-		o.spool.Release(seg)
-		return false
-	}
 	items, bad, err := o.spool.Read(seg)
 	if err != nil {
 		o.limited.Warn("spool-read", "cannot read spool segment", "error", err)
@@ -282,6 +287,11 @@ func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
 		return true
 	}
 	o.metrics.replays.WithLabelValues("partial").Inc()
+	if len(failed) == len(items) && bad == 0 {
+		// Nothing changed: no rewrite (which would need space on a full disk).
+		o.spool.Release(seg)
+		return false
+	}
 	if err := o.spool.Done(seg, sortedLike(items, failed)); err != nil {
 		o.limited.Warn("spool-rewrite", "cannot rewrite spool segment", "error", err)
 	}
