@@ -29,6 +29,7 @@ type bulkRequest struct {
 	body  []byte
 	items []item
 	batch *replayBatch // nil for live documents
+	sent  time.Time    // when send was given it: an outage starts at the first failed request's
 }
 
 // add appends a document and its action line.
@@ -50,6 +51,7 @@ func (r *bulkRequest) reset() {
 	clear(r.items) // the documents' memory can go
 	r.items = r.items[:0]
 	r.batch = nil
+	r.sent = time.Time{}
 }
 
 // bulkFilter keeps only what the outcome needs from a bulk answer: whether
@@ -107,6 +109,7 @@ func (o *Output) send(req *bulkRequest) {
 	if len(req.items) == 0 {
 		return
 	}
+	req.sent = time.Now()
 	// Live documents are tracked until the cluster answered for them, so a
 	// stop that cannot wait for a hung cluster can spool them (replayed
 	// documents are still in their spool segment).
@@ -239,16 +242,26 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 	}
 	o.stats.indexed.Add(uint64(ok))
 	o.stats.failed.Add(uint64(len(req.items) - ok))
+	// An outage starts before its first documents are spooled, so that
+	// the line ending it counts them.
+	failed := whole != nil || len(retry) > 0
+	if failed {
+		o.failing(req.sent)
+	}
 	if live {
 		o.metrics.indexed.Add(float64(ok))
 		_ = o.toSpool(retry)
-		return
+	} else {
+		o.metrics.replayed.Add(float64(ok))
+		o.stats.replayed.Add(uint64(ok))
+		if len(retry) > 0 {
+			req.batch.mu.Lock()
+			req.batch.failed = append(req.batch.failed, retry...)
+			req.batch.mu.Unlock()
+		}
 	}
-	o.metrics.replayed.Add(float64(ok))
-	if len(retry) > 0 {
-		req.batch.mu.Lock()
-		req.batch.failed = append(req.batch.failed, retry...)
-		req.batch.mu.Unlock()
+	if !failed {
+		o.answering(req.sent)
 	}
 }
 

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -156,5 +159,85 @@ func TestSpoolWriteErrorIsNotSpoolFull(t *testing.T) {
 	}
 	if fmt.Sprint(drops) != fmt.Sprint(map[dropReason]int{dropSpoolWrite: 5}) {
 		t.Errorf("drops %v, want spool_write:5", drops)
+	}
+}
+
+func droppedMetric(o *Output, reason dropReason) float64 {
+	var m dto.Metric
+	if err := o.metrics.dropped.WithLabelValues(string(reason)).Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestOutputDiskFull: while the cluster is down, the output spools to a 2
+// MiB disk three times too small for what it is given. The oldest flows
+// are dropped and counted as disk_full, the newest reach the cluster once
+// it is back, and every flow written is accounted for exactly once:
+// written = indexed + replayed + dropped; the outage line says the same.
+func TestOutputDiskFull(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	disk := smallFilesystem(t, 2<<20)
+	day := time.Date(2001, 4, 1, 0, 0, 0, 0, time.UTC)
+	c, index := freshDayIndex(t, target, day)
+	proxy, down := downProxy(t, target)
+	recs, _ := genRecords(8000, day, 41)
+	o, logs := newWatchedOutput(t, []string{proxy}, disk, func(c *Configuration) {
+		c.ReplayBackoffMax = time.Second
+	})
+	o.spool.segBytes = 128 << 10 // the default bound's segments (16 MiB) would not fit this disk
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs)
+		}
+	}()
+	down.Store(true)
+	// The first documents go through the queue; once they failed and sit in
+	// the spool, every later one goes straight to its tail, in order.
+	writeAll(t, o, recs[:100], 100)
+	waitFor(t, "the first documents in the spool", 30*time.Second, func() bool {
+		docs, _ := o.spool.Stats()
+		return docs == 100
+	})
+	writeAll(t, o, recs[100:], 100)
+	dropped := droppedMetric(o, dropDiskFull)
+	if dropped == 0 {
+		t.Fatalf("nothing dropped: the disk did not fill\n%s", logs)
+	}
+	for _, r := range dropReasons {
+		if n := droppedMetric(o, r); r != dropDiskFull && n != 0 {
+			t.Errorf("%v documents dropped as %s", n, r)
+		}
+	}
+	if docs, _ := o.spool.Stats(); docs+int64(dropped) != int64(len(recs)) {
+		t.Errorf("spool holds %d + dropped %v != %d written", docs, dropped, len(recs))
+	}
+	if !strings.Contains(logs.String(), "reason=disk_full") {
+		t.Errorf("no log line about the full disk:\n%s", logs)
+	}
+
+	down.Store(false)
+	line := waitLog(t, logs, "Elasticsearch outage over", time.Minute)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	kept := len(recs) - int(dropped)
+	if n := count(t, c, index, ""); n != kept {
+		t.Errorf("index holds %d documents, want the %d kept", n, kept)
+	}
+	newest := fmt.Sprintf(`{"query":{"range":{"@timestamp":{"gte":%d}}}}`, recs[len(recs)-kept].End.UnixMilli())
+	if n := count(t, c, index, newest); n != kept {
+		t.Errorf("%d of the %d documents indexed are the newest %d written", n, kept, kept)
+	}
+	indexed, replayed := metric(o, "indexed"), metric(o, "replayed")
+	if indexed+replayed+dropped != float64(len(recs)) {
+		t.Errorf("indexed %v + replayed %v + dropped %v != %d written", indexed, replayed, dropped, len(recs))
+	}
+	if line["replayed"] != fmt.Sprint(replayed) || line["lost"] != fmt.Sprint(dropped) || line["spooled"] != fmt.Sprint(metric(o, "spooled")) {
+		t.Errorf("outage line %v: want replayed=%v lost=%v spooled=%v", line, replayed, dropped, metric(o, "spooled"))
 	}
 }

@@ -48,7 +48,11 @@ type Output struct {
 	turn     chan struct{}
 	feeder   lifecycle.Tracker // the feeders
 	replay   lifecycle.Tracker // the goroutine replaying the spool
-	stats    struct{ requests, ms, indexed, failed atomic.Uint64 }
+	stats    struct {
+		requests, ms, indexed, failed atomic.Uint64
+		spooled, replayed, lost       atomic.Uint64 // the outage line reports their growth
+	}
+	outage outage
 
 	encoders sync.Pool
 	pending  pendingSet
@@ -116,6 +120,7 @@ func (o *Output) drop(reason dropReason, n int) {
 		return
 	}
 	o.metrics.dropped.WithLabelValues(string(reason)).Add(float64(n))
+	o.stats.lost.Add(uint64(n))
 	o.limited.Warn("drop-"+string(reason), "flow documents dropped", "reason", reason, "documents", n, "why", dropWhy[reason])
 }
 
@@ -203,6 +208,7 @@ func (o *Output) toSpool(items []item) error {
 	// Counted as handed to the spool; those it could not keep are
 	// counted as dropped, with the reason.
 	o.metrics.spooled.Add(float64(len(items)))
+	o.stats.spooled.Add(uint64(len(items)))
 	if err := o.spool.Append(items); err != nil {
 		o.limited.Warn("spool-error", "cannot spool flow documents", "error", err)
 		return err
@@ -238,6 +244,7 @@ func (o *Output) replaySpool(ctx context.Context) error {
 		}
 		if o.spool.Empty() {
 			backoff = 0
+			o.endOutage()
 			select {
 			case <-ctx.Done():
 				return nil
@@ -360,4 +367,73 @@ func (o *Output) Stop() error {
 	o.r.Log.Info("Elasticsearch output stopped", "indexed", o.stats.indexed.Load(), "failed", o.stats.failed.Load(),
 		"bulk_requests", o.stats.requests.Load(), "bulk_ms", o.stats.ms.Load(), "spooled_waiting", docs)
 	return errors.Join(err, o.spool.Close(), o.dead.Close())
+}
+
+// outage follows one episode of the cluster not taking documents: from
+// the first failure (a bulk request failed, or documents were refused for
+// now with 429/5xx) until bulk
+// requests are answered again and the spool is empty, when one line says
+// how long it lasted and what was spooled, replayed and lost meanwhile.
+type outage struct {
+	mu       sync.Mutex
+	active   bool
+	start    time.Time // the first failure
+	failed   time.Time // when the latest failed request was sent
+	answered time.Time // the first answer after the latest failure; zero while failing
+	base     tally     // the counters when it started
+}
+
+// tally is what the output counted so far.
+type tally struct{ spooled, replayed, lost uint64 }
+
+func (o *Output) tally() tally {
+	return tally{o.stats.spooled.Load(), o.stats.replayed.Load(), o.stats.lost.Load()}
+}
+
+// failing records a failure of a request sent at sent.
+func (o *Output) failing(sent time.Time) {
+	o.outage.mu.Lock()
+	defer o.outage.mu.Unlock()
+	if !o.outage.active {
+		o.outage.active, o.outage.start, o.outage.base = true, sent, o.tally()
+	}
+	if sent.After(o.outage.failed) {
+		o.outage.failed = sent
+	}
+	o.outage.answered = time.Time{}
+}
+
+// answering records the answer to a bulk request sent at sent (whatever its
+// documents' outcomes, but none refused for now). An answer to a request
+// sent before the latest failed one says nothing of recovery: it may have
+// been on its way when the cluster went.
+func (o *Output) answering(sent time.Time) {
+	o.outage.mu.Lock()
+	if !o.outage.active || sent.Before(o.outage.failed) {
+		o.outage.mu.Unlock()
+		return
+	}
+	if o.outage.answered.IsZero() {
+		o.outage.answered = time.Now()
+	}
+	o.outage.mu.Unlock()
+	o.endOutage()
+}
+
+// endOutage logs the end of an outage once bulk requests are answered
+// again and the spool is replayed.
+func (o *Output) endOutage() {
+	ou := &o.outage
+	ou.mu.Lock()
+	if !ou.active || ou.answered.IsZero() || !o.spool.Empty() {
+		ou.mu.Unlock()
+		return
+	}
+	ou.active = false
+	start, answered, base := ou.start, ou.answered, ou.base
+	ou.mu.Unlock()
+	now := o.tally()
+	o.r.Log.Info("Elasticsearch outage over: bulk requests are answered again and the spool is replayed",
+		"lasted", answered.Sub(start).Round(time.Millisecond), "replay_took", time.Since(answered).Round(time.Millisecond),
+		"spooled", now.spooled-base.spooled, "replayed", now.replayed-base.replayed, "lost", now.lost-base.lost)
 }
