@@ -1,6 +1,8 @@
 package elasticsearch
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -34,6 +36,13 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	f.GaugeFunc("spool_bytes", "Bytes of the spool's segment files.", func() float64 {
 		_, b := o.spool.Stats()
 		return float64(b)
+	})
+	f.GaugeFunc("bulk_unanswered_seconds", "Age of the oldest bulk request sent and not answered yet, 0 when none: it grows while the cluster accepts requests and does not answer.", func() float64 {
+		sent, _ := o.unansweredReqs.oldest()
+		if sent.IsZero() {
+			return 0
+		}
+		return time.Since(sent).Seconds()
 	})
 	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for a bulk request.", func() float64 {
 		return float64(len(o.queue))

@@ -101,6 +101,70 @@ func waitLog(t *testing.T, logs *syncBuffer, msg string, within time.Duration) m
 	return fields
 }
 
+// gauge reads a gauge of the output's registry.
+func gauge(t *testing.T, o *Output, name string) float64 {
+	t.Helper()
+	families, err := o.r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestHungClusterNoticed: the cluster accepts bulk requests and never
+// answers (its timeout, 5 minutes here, is far away). Within seconds one
+// warning says so, with every document waiting, and the gauge of the
+// oldest unanswered request shows it.
+func TestHungClusterNoticed(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	proxyURL := hangingBulkProxy(t, target)
+	day := time.Date(2001, 4, 2, 0, 0, 0, 0, time.UTC)
+	recs, _ := genRecords(3000, day, 42)
+	o, logs := newWatchedOutput(t, []string{proxyURL}, t.TempDir(), func(c *Configuration) {
+		c.Connection.Timeout = 5 * time.Minute
+		c.DrainTimeout = 2 * time.Second
+		c.FlushInterval = 100 * time.Millisecond
+	})
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	writeAll(t, o, recs, 100)
+	// A deadline, not a measurement: the warning is due 5 s after the
+	// first request left; before this change it came after the timeout.
+	const msg = "Elasticsearch does not answer bulk requests"
+	line := waitLog(t, logs, msg, 10*time.Second)
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs)
+		}
+	}()
+	if line["level"] != "WARN" || line["documents_waiting"] != "3000" {
+		t.Errorf("warning %v: want level WARN and all 3000 documents waiting", line)
+	}
+	if age := gauge(t, o, "spanflow_elasticsearch_bulk_unanswered_seconds"); age < o.config.warnAfter().Seconds() {
+		t.Errorf("oldest unanswered request %.1fs old, want at least %s", age, o.config.warnAfter())
+	}
+	// The other request in flight passes the threshold within
+	// FlushInterval of the first: still one warning for the outage.
+	time.Sleep(time.Second)
+	if n := strings.Count(logs.String(), msg); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, logs)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if docs, _ := o.spool.Stats(); docs != int64(len(recs)) {
+		t.Errorf("spool holds %d documents after stop, want all %d", docs, len(recs))
+	}
+}
+
 // TestOutageEndLogged: the cluster answers 503 for a while, documents go to
 // the spool; when it is back, one line says the outage is over, how long it
 // lasted, and what was spooled, replayed and lost, and those numbers are

@@ -52,7 +52,8 @@ type Output struct {
 		requests, ms, indexed, failed atomic.Uint64
 		spooled, replayed, lost       atomic.Uint64 // the outage line reports their growth
 	}
-	outage outage
+	unansweredReqs unansweredSet // bulk requests sent and not answered yet
+	outage         outage
 
 	encoders sync.Pool
 	pending  pendingSet
@@ -370,8 +371,8 @@ func (o *Output) Stop() error {
 }
 
 // outage follows one episode of the cluster not taking documents: from
-// the first failure (a bulk request failed, or documents were refused for
-// now with 429/5xx) until bulk
+// the first failure (a bulk request failed, or was not answered within
+// warnAfter, or documents were refused for now with 429/5xx) until bulk
 // requests are answered again and the spool is empty, when one line says
 // how long it lasted and what was spooled, replayed and lost meanwhile.
 type outage struct {
@@ -380,6 +381,7 @@ type outage struct {
 	start    time.Time // the first failure
 	failed   time.Time // when the latest failed request was sent
 	answered time.Time // the first answer after the latest failure; zero while failing
+	warned   bool      // the unanswered-request warning was logged
 	base     tally     // the counters when it started
 }
 
@@ -429,11 +431,36 @@ func (o *Output) endOutage() {
 		ou.mu.Unlock()
 		return
 	}
-	ou.active = false
+	ou.active, ou.warned = false, false
 	start, answered, base := ou.start, ou.answered, ou.base
 	ou.mu.Unlock()
 	now := o.tally()
 	o.r.Log.Info("Elasticsearch outage over: bulk requests are answered again and the spool is replayed",
 		"lasted", answered.Sub(start).Round(time.Millisecond), "replay_took", time.Since(answered).Round(time.Millisecond),
 		"spooled", now.spooled-base.spooled, "replayed", now.replayed-base.replayed, "lost", now.lost-base.lost)
+}
+
+// noticeUnanswered is called when a bulk request sent at sent has waited
+// warnAfter without an answer: the cluster accepts requests and does not
+// answer them. It warns once an outage (and at most every 10 s).
+func (o *Output) noticeUnanswered(sent time.Time) {
+	o.mu.RLock()
+	stopped := o.stopped
+	o.mu.RUnlock()
+	if stopped {
+		return // Stop says what it could not deliver
+	}
+	o.failing(sent)
+	o.outage.mu.Lock()
+	warned := o.outage.warned
+	o.outage.warned = true
+	o.outage.mu.Unlock()
+	if warned {
+		return
+	}
+	_, requests := o.unansweredReqs.oldest()
+	docs, _ := o.spool.Stats()
+	o.limited.Warn("unanswered", "Elasticsearch does not answer bulk requests; flow documents are waiting",
+		"unanswered_for", time.Since(sent).Round(time.Second), "unanswered_requests", requests,
+		"documents_waiting", int64(len(o.queue))+int64(o.pending.docs())+docs, "es_timeout", o.config.Connection.Timeout)
 }
