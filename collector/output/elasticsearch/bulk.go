@@ -29,6 +29,7 @@ type bulkRequest struct {
 	body  []byte
 	items []item
 	batch *replayBatch // nil for live documents
+	sent  time.Time    // when send was given it: an outage starts at the first failed request's
 }
 
 // add appends a document and its action line.
@@ -50,6 +51,7 @@ func (r *bulkRequest) reset() {
 	clear(r.items) // the documents' memory can go
 	r.items = r.items[:0]
 	r.batch = nil
+	r.sent = time.Time{}
 }
 
 // bulkFilter keeps only what the outcome needs from a bulk answer: whether
@@ -107,6 +109,7 @@ func (o *Output) send(req *bulkRequest) {
 	if len(req.items) == 0 {
 		return
 	}
+	req.sent = time.Now()
 	// Live documents are tracked until the cluster answered for them, so a
 	// stop that cannot wait for a hung cluster can spool them (replayed
 	// documents are still in their spool segment).
@@ -136,11 +139,13 @@ func (o *Output) post(body []byte, items []item) (all bool, results []itemResult
 	buf.Reset()
 	o.inflight <- struct{}{}
 	start := time.Now()
+	answered := o.watch(start)
 	res, err := esapi.BulkRequest{Body: bytes.NewReader(body), FilterPath: bulkFilter}.Do(context.Background(), o.client)
 	if err == nil {
 		_, err = buf.ReadFrom(res.Body)
 		res.Body.Close()
 	}
+	answered()
 	<-o.inflight
 	o.stats.requests.Add(1)
 	o.stats.ms.Add(uint64(time.Since(start).Milliseconds()))
@@ -157,6 +162,67 @@ func (o *Output) post(body []byte, items []item) (all bool, results []itemResult
 		return false, nil, fmt.Errorf("bulk request: %s: %s", res.Status(), answer)
 	}
 	return parseBulkAnswer(buf.Bytes(), len(items))
+}
+
+// warnAfter is how long a bulk request may go unanswered before the output
+// warns that the cluster does not answer: 5 s, or the response timeout
+// when that is shorter. A 2 MiB request takes well under a second on a
+// healthy node; without this the first sign of a hung cluster was the
+// request failing after its timeout and retries (92 s with the defaults).
+func (c Configuration) warnAfter() time.Duration {
+	if t := c.Connection.Timeout; t > 0 && t < 5*time.Second {
+		return t
+	}
+	return 5 * time.Second
+}
+
+// watch registers a bulk request sent at sent as unanswered and arms the
+// warning; the returned function records its answer (or its failure).
+func (o *Output) watch(sent time.Time) (answered func()) {
+	id := o.unansweredReqs.add(sent)
+	t := time.AfterFunc(o.config.warnAfter(), func() { o.noticeUnanswered(sent) })
+	return func() {
+		t.Stop()
+		o.unansweredReqs.remove(id)
+	}
+}
+
+// unansweredSet holds the send times of the bulk requests not answered yet.
+type unansweredSet struct {
+	mu   sync.Mutex
+	next uint64
+	sent map[uint64]time.Time
+}
+
+func (u *unansweredSet) add(t time.Time) uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sent == nil {
+		u.sent = map[uint64]time.Time{}
+	}
+	u.next++
+	u.sent[u.next] = t
+	return u.next
+}
+
+func (u *unansweredSet) remove(id uint64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.sent, id)
+}
+
+// oldest returns the send time of the oldest unanswered request (zero
+// when none) and how many there are: a handful, at most Workers.
+func (u *unansweredSet) oldest() (time.Time, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var first time.Time
+	for _, t := range u.sent {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first, len(u.sent)
 }
 
 // split posts items in two halves after a request of size bytes was
@@ -226,27 +292,39 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 			}
 			retry = append(retry, it)
 		default:
-			o.metrics.documents.WithLabelValues("dead_letter").Inc()
 			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
+			// Counted once: dead_letter when it is in the file, dropped when not.
 			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
 				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
-				o.dropped("dead_letter_write")(1)
+				o.drop(dropDeadLetterWrite, 1)
+			} else {
+				o.metrics.documents.WithLabelValues("dead_letter").Inc()
 			}
 		}
 	}
 	o.stats.indexed.Add(uint64(ok))
 	o.stats.failed.Add(uint64(len(req.items) - ok))
+	// An outage starts before its first documents are spooled, so that
+	// the line ending it counts them.
+	failed := whole != nil || len(retry) > 0
+	if failed {
+		o.failing(req.sent)
+	}
 	if live {
 		o.metrics.indexed.Add(float64(ok))
 		_ = o.toSpool(retry)
-		return
+	} else {
+		o.metrics.replayed.Add(float64(ok))
+		o.stats.replayed.Add(uint64(ok))
+		if len(retry) > 0 {
+			req.batch.mu.Lock()
+			req.batch.failed = append(req.batch.failed, retry...)
+			req.batch.mu.Unlock()
+		}
 	}
-	o.metrics.replayed.Add(float64(ok))
-	if len(retry) > 0 {
-		req.batch.mu.Lock()
-		req.batch.failed = append(req.batch.failed, retry...)
-		req.batch.mu.Unlock()
+	if !failed {
+		o.answering(req.sent)
 	}
 }
 
@@ -283,6 +361,17 @@ func (p *pendingSet) remove(r *bulkRequest) bool {
 	}
 	delete(p.m, r)
 	return true
+}
+
+// docs is how many documents the pending requests hold.
+func (p *pendingSet) docs() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for r := range p.m {
+		n += len(r.items)
+	}
+	return n
 }
 
 // abandon returns the documents of every pending request and makes later

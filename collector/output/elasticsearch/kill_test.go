@@ -102,7 +102,7 @@ func TestKill9Bound(t *testing.T) {
 	}
 
 	// What survived: the spool's documents (the cluster indexed nothing).
-	s, err := openSpool(spool, 1<<30, func(int) {})
+	s, err := openSpool(spool, 1<<30, func(dropReason, int) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package elasticsearch
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -19,10 +21,10 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	f := r.Factory("elasticsearch")
 	m := &metrics{
 		documents: f.CounterVec("documents_total",
-			"Flow documents by outcome: indexed, duplicate (already in the cluster), dead_letter (refused for their content), spooled (kept on disk for replay), replayed (indexed from the spool).",
+			"Flow documents by outcome: indexed, duplicate (already in the cluster), dead_letter (refused for their content), spooled (handed to the spool for replay; those it could not keep are also counted as dropped), replayed (indexed from the spool).",
 			"result"),
 		dropped: f.CounterVec("documents_dropped_total",
-			"Flow documents lost: spool_full (oldest spool segment dropped), spool_corrupt (torn spool line), dead_letter_write (the dead-letter file could not be written).",
+			"Flow documents lost, each under one reason: spool_full (the spool reached its byte bound: oldest documents dropped), disk_full (the spool's filesystem is full: oldest documents dropped), spool_write (another error writing the spool), spool_corrupt (torn spool line), dead_letter_write (the dead-letter file could not be written).",
 			"reason"),
 		bulkFails: f.Counter("bulk_failures_total", "Bulk requests that failed as a whole (connection, timeout, 429/5xx after retries)."),
 		replays:   f.CounterVec("spool_replays_total", "Spool segment replays by result: complete, partial (some documents still refused for now), unreachable.", "result"),
@@ -34,6 +36,13 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	f.GaugeFunc("spool_bytes", "Bytes of the spool's segment files.", func() float64 {
 		_, b := o.spool.Stats()
 		return float64(b)
+	})
+	f.GaugeFunc("bulk_unanswered_seconds", "Age of the oldest bulk request sent and not answered yet, 0 when none: it grows while the cluster accepts requests and does not answer.", func() float64 {
+		sent, _ := o.unansweredReqs.oldest()
+		if sent.IsZero() {
+			return 0
+		}
+		return time.Since(sent).Seconds()
 	})
 	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for a bulk request.", func() float64 {
 		return float64(len(o.queue))
@@ -47,8 +56,8 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 	for _, res := range []string{"complete", "partial", "unreachable"} {
 		m.replays.WithLabelValues(res)
 	}
-	for _, res := range []string{"spool_full", "spool_corrupt", "dead_letter_write"} {
-		m.dropped.WithLabelValues(res)
+	for _, reason := range dropReasons {
+		m.dropped.WithLabelValues(string(reason))
 	}
 	return m
 }

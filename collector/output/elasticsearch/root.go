@@ -48,7 +48,12 @@ type Output struct {
 	turn     chan struct{}
 	feeder   lifecycle.Tracker // the feeders
 	replay   lifecycle.Tracker // the goroutine replaying the spool
-	stats    struct{ requests, ms, indexed, failed atomic.Uint64 }
+	stats    struct {
+		requests, ms, indexed, failed atomic.Uint64
+		spooled, replayed, lost       atomic.Uint64 // the outage line reports their growth
+	}
+	unansweredReqs unansweredSet // bulk requests sent and not answered yet
+	outage         outage
 
 	encoders sync.Pool
 	pending  pendingSet
@@ -83,7 +88,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
 	o.pending.m = map[*bulkRequest]struct{}{}
-	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.dropped("spool_full"))
+	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.drop)
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w", err)
 	}
@@ -101,11 +106,23 @@ func (o *Output) Name() string { return "Elasticsearch output" }
 // Layout is where documents go (known after Start).
 func (o *Output) Layout() setup.Layout { return o.layout }
 
-func (o *Output) dropped(reason string) func(int) {
-	return func(n int) {
-		o.metrics.dropped.WithLabelValues(reason).Add(float64(n))
-		o.limited.Warn("drop-"+reason, "flow documents dropped", "reason", reason, "documents", n)
+// dropWhy explains each loss in the log.
+var dropWhy = map[dropReason]string{
+	dropSpoolFull:       "the spool reached --es-spool-max-bytes: its oldest documents were deleted",
+	dropDiskFull:        "the spool's filesystem is full: its oldest documents were deleted (or the newest refused when nothing older was left)",
+	dropSpoolWrite:      "the spool could not be written",
+	dropSpoolCorrupt:    "torn or malformed lines in a spool segment",
+	dropDeadLetterWrite: "the dead-letter file could not be written",
+}
+
+// drop counts n lost documents under reason, and logs it, rate-limited.
+func (o *Output) drop(reason dropReason, n int) {
+	if n == 0 {
+		return
 	}
+	o.metrics.dropped.WithLabelValues(string(reason)).Add(float64(n))
+	o.stats.lost.Add(uint64(n))
+	o.limited.Warn("drop-"+string(reason), "flow documents dropped", "reason", reason, "documents", n, "why", dropWhy[reason])
 }
 
 // Start installs the template (unless told not to), then starts the
@@ -189,7 +206,10 @@ func (o *Output) toSpool(items []item) error {
 	if len(items) == 0 {
 		return nil
 	}
+	// Counted as handed to the spool; those it could not keep are
+	// counted as dropped, with the reason.
 	o.metrics.spooled.Add(float64(len(items)))
+	o.stats.spooled.Add(uint64(len(items)))
 	if err := o.spool.Append(items); err != nil {
 		o.limited.Warn("spool-error", "cannot spool flow documents", "error", err)
 		return err
@@ -223,9 +243,9 @@ func (o *Output) replaySpool(ctx context.Context) error {
 			case <-timer.C:
 			}
 		}
-		seg := o.spool.Take()
-		if seg == nil {
+		if o.spool.Empty() {
 			backoff = 0
+			o.endOutage()
 			select {
 			case <-ctx.Done():
 				return nil
@@ -233,8 +253,22 @@ func (o *Output) replaySpool(ctx context.Context) error {
 				continue
 			}
 		}
-		ok := o.replaySegment(ctx, seg)
-		if ok {
+		// Health first, then take the segment: a segment is busy (and so
+		// kept from the bound's and the full disk's drops) only while its
+		// documents are on their way.
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := esconn.Ping(pctx, o.client)
+		cancel()
+		if err != nil {
+			o.metrics.replays.WithLabelValues("unreachable").Inc()
+			backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
+			continue
+		}
+		seg := o.spool.Take()
+		if seg == nil {
+			continue
+		}
+		if o.replaySegment(ctx, seg) {
 			backoff = 0
 			continue
 		}
@@ -245,23 +279,13 @@ func (o *Output) replaySpool(ctx context.Context) error {
 // replaySegment sends one segment's documents and waits for every
 // outcome; documents still failing stay in the segment.
 func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := esconn.Ping(pctx, o.client)
-	cancel()
-	if err != nil {
-		o.metrics.replays.WithLabelValues("unreachable").Inc()
-		o.spool.Release(seg)
-		return false
-	}
 	items, bad, err := o.spool.Read(seg)
 	if err != nil {
 		o.limited.Warn("spool-read", "cannot read spool segment", "error", err)
 		o.spool.Release(seg)
 		return false
 	}
-	if bad > 0 {
-		o.dropped("spool_corrupt")(bad)
-	}
+	o.drop(dropSpoolCorrupt, bad)
 	failed := o.replayItems(ctx, items)
 	if len(failed) == 0 {
 		o.metrics.replays.WithLabelValues("complete").Inc()
@@ -271,6 +295,11 @@ func (o *Output) replaySegment(ctx context.Context, seg *segment) bool {
 		return true
 	}
 	o.metrics.replays.WithLabelValues("partial").Inc()
+	if len(failed) == len(items) && bad == 0 {
+		// Nothing changed: no rewrite (which would need space on a full disk).
+		o.spool.Release(seg)
+		return false
+	}
 	if err := o.spool.Done(seg, sortedLike(items, failed)); err != nil {
 		o.limited.Warn("spool-rewrite", "cannot rewrite spool segment", "error", err)
 	}
@@ -339,4 +368,99 @@ func (o *Output) Stop() error {
 	o.r.Log.Info("Elasticsearch output stopped", "indexed", o.stats.indexed.Load(), "failed", o.stats.failed.Load(),
 		"bulk_requests", o.stats.requests.Load(), "bulk_ms", o.stats.ms.Load(), "spooled_waiting", docs)
 	return errors.Join(err, o.spool.Close(), o.dead.Close())
+}
+
+// outage follows one episode of the cluster not taking documents: from
+// the first failure (a bulk request failed, or was not answered within
+// warnAfter, or documents were refused for now with 429/5xx) until bulk
+// requests are answered again and the spool is empty, when one line says
+// how long it lasted and what was spooled, replayed and lost meanwhile.
+type outage struct {
+	mu       sync.Mutex
+	active   bool
+	start    time.Time // the first failure
+	failed   time.Time // when the latest failed request was sent
+	answered time.Time // the first answer after the latest failure; zero while failing
+	warned   bool      // the unanswered-request warning was logged
+	base     tally     // the counters when it started
+}
+
+// tally is what the output counted so far.
+type tally struct{ spooled, replayed, lost uint64 }
+
+func (o *Output) tally() tally {
+	return tally{o.stats.spooled.Load(), o.stats.replayed.Load(), o.stats.lost.Load()}
+}
+
+// failing records a failure of a request sent at sent.
+func (o *Output) failing(sent time.Time) {
+	o.outage.mu.Lock()
+	defer o.outage.mu.Unlock()
+	if !o.outage.active {
+		o.outage.active, o.outage.start, o.outage.base = true, sent, o.tally()
+	}
+	if sent.After(o.outage.failed) {
+		o.outage.failed = sent
+	}
+	o.outage.answered = time.Time{}
+}
+
+// answering records the answer to a bulk request sent at sent (whatever its
+// documents' outcomes, but none refused for now). An answer to a request
+// sent before the latest failed one says nothing of recovery: it may have
+// been on its way when the cluster went.
+func (o *Output) answering(sent time.Time) {
+	o.outage.mu.Lock()
+	if !o.outage.active || sent.Before(o.outage.failed) {
+		o.outage.mu.Unlock()
+		return
+	}
+	if o.outage.answered.IsZero() {
+		o.outage.answered = time.Now()
+	}
+	o.outage.mu.Unlock()
+	o.endOutage()
+}
+
+// endOutage logs the end of an outage once bulk requests are answered
+// again and the spool is replayed.
+func (o *Output) endOutage() {
+	ou := &o.outage
+	ou.mu.Lock()
+	if !ou.active || ou.answered.IsZero() || !o.spool.Empty() {
+		ou.mu.Unlock()
+		return
+	}
+	ou.active, ou.warned = false, false
+	start, answered, base := ou.start, ou.answered, ou.base
+	ou.mu.Unlock()
+	now := o.tally()
+	o.r.Log.Info("Elasticsearch outage over: bulk requests are answered again and the spool is replayed",
+		"lasted", answered.Sub(start).Round(time.Millisecond), "replay_took", time.Since(answered).Round(time.Millisecond),
+		"spooled", now.spooled-base.spooled, "replayed", now.replayed-base.replayed, "lost", now.lost-base.lost)
+}
+
+// noticeUnanswered is called when a bulk request sent at sent has waited
+// warnAfter without an answer: the cluster accepts requests and does not
+// answer them. It warns once an outage (and at most every 10 s).
+func (o *Output) noticeUnanswered(sent time.Time) {
+	o.mu.RLock()
+	stopped := o.stopped
+	o.mu.RUnlock()
+	if stopped {
+		return // Stop says what it could not deliver
+	}
+	o.failing(sent)
+	o.outage.mu.Lock()
+	warned := o.outage.warned
+	o.outage.warned = true
+	o.outage.mu.Unlock()
+	if warned {
+		return
+	}
+	_, requests := o.unansweredReqs.oldest()
+	docs, _ := o.spool.Stats()
+	o.limited.Warn("unanswered", "Elasticsearch does not answer bulk requests; flow documents are waiting",
+		"unanswered_for", time.Since(sent).Round(time.Second), "unanswered_requests", requests,
+		"documents_waiting", int64(len(o.queue))+int64(o.pending.docs())+docs, "es_timeout", o.config.Connection.Timeout)
 }

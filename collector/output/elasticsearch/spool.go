@@ -3,6 +3,7 @@ package elasticsearch
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +11,22 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
+
+// dropReason says why flow documents were lost: each lost document is
+// counted under exactly one reason, once.
+type dropReason string
+
+const (
+	dropSpoolFull       dropReason = "spool_full"        // the spool reached its byte bound
+	dropDiskFull        dropReason = "disk_full"         // the spool's filesystem is full (ENOSPC, EDQUOT)
+	dropSpoolWrite      dropReason = "spool_write"       // any other error writing the spool
+	dropSpoolCorrupt    dropReason = "spool_corrupt"     // a torn or malformed spool line
+	dropDeadLetterWrite dropReason = "dead_letter_write" // the dead-letter file could not be written
+)
+
+var dropReasons = []dropReason{dropSpoolFull, dropDiskFull, dropSpoolWrite, dropSpoolCorrupt, dropDeadLetterWrite}
 
 // item is one document on its way to the cluster.
 type item struct {
@@ -29,7 +45,7 @@ type spool struct {
 	dir      string
 	maxBytes int64
 	segBytes int64
-	onDrop   func(docs int) // documents dropped because the spool is full
+	onDrop   func(reason dropReason, docs int) // documents lost, counted once each
 
 	mu     sync.Mutex
 	segs   []*segment // oldest first; only the last may be open
@@ -50,7 +66,7 @@ type segment struct {
 
 const segmentSuffix = ".spool"
 
-func openSpool(dir string, maxBytes int64, onDrop func(int)) (*spool, error) {
+func openSpool(dir string, maxBytes int64, onDrop func(dropReason, int)) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create spool directory: %w", err)
 	}
@@ -61,6 +77,12 @@ func openSpool(dir string, maxBytes int64, onDrop func(int)) (*spool, error) {
 		return nil, fmt.Errorf("read spool directory: %w", err)
 	}
 	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), segmentSuffix+".tmp") {
+			// A rewrite a crash interrupted: its segment is intact, and on a
+			// full disk the space is needed.
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
 		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
 		if !ok || !e.Type().IsRegular() {
 			continue
@@ -115,8 +137,11 @@ func (s *spool) Stats() (docs, bytes int64) {
 	return s.docs, s.bytes
 }
 
-// Append writes items at the end of the spool, dropping the oldest segments
-// when it would grow past its bound.
+// Append writes items at the end of the spool. When the spool would grow
+// past its bound, or its filesystem is full, the oldest segments are
+// dropped (and counted) until the items fit; when nothing is left to drop,
+// or writing fails for another reason, the items themselves are dropped
+// and counted, and the error says why.
 func (s *spool) Append(items []item) error {
 	if len(items) == 0 {
 		return nil
@@ -126,30 +151,84 @@ func (s *spool) Append(items []item) error {
 	defer s.mu.Unlock()
 	need := int64(len(buf))
 	for s.bytes+need > s.maxBytes {
-		if !s.dropOldest() {
-			s.onDrop(len(items))
+		if !s.dropOldest(dropSpoolFull) {
+			s.onDrop(dropSpoolFull, len(items))
 			return fmt.Errorf("spool full: %d documents dropped", len(items))
 		}
 	}
+	for {
+		stored, err := s.write(buf, len(items))
+		if err == nil {
+			s.signal()
+			return nil
+		}
+		if stored > 0 {
+			// Rare: a partial write that could not be cut off stays.
+			s.signal()
+			if items = items[stored:]; len(items) == 0 {
+				return nil
+			}
+			buf = encodeLines(items)
+		}
+		if !diskFull(err) {
+			s.onDrop(dropSpoolWrite, len(items))
+			return fmt.Errorf("%w: %d documents dropped", err, len(items))
+		}
+		// The filesystem filled up before the bound: the same policy,
+		// the oldest documents go first.
+		if !s.dropOldest(dropDiskFull) {
+			s.onDrop(dropDiskFull, len(items))
+			return fmt.Errorf("%w: nothing older left to drop, %d documents dropped", err, len(items))
+		}
+	}
+}
+
+// diskFull tells a full filesystem (or quota) from other write errors.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// write appends buf, the lines of docs documents, to the open segment,
+// opening one when needed. On an error none of them is in the spool: a
+// partial write (what a full disk leaves) is cut off again, so no torn line
+// stays for the next write to follow. Only when that cut fails does the
+// partial write stay; stored then says how many documents it holds (a
+// torn last one included: reading counts it as spool_corrupt) and the
+// segment is sealed.
+func (s *spool) write(buf []byte, docs int) (stored int, err error) {
+	need := int64(len(buf))
 	last := s.last()
 	if last == nil || last.sealed || last.busy || last.size+need > s.segBytes {
 		if err := s.rotate(); err != nil {
-			s.onDrop(len(items))
-			return err
+			return 0, err
 		}
 		last = s.last()
 	}
-	if _, err := s.open.Write(buf); err != nil {
-		// A short write may leave a torn line; reading skips and counts it.
-		s.onDrop(len(items))
-		return fmt.Errorf("write spool segment: %w", err)
+	n, err := s.open.Write(buf)
+	if err == nil {
+		last.size += need
+		last.docs += docs
+		s.bytes += need
+		s.docs += int64(docs)
+		return docs, nil
 	}
-	last.size += need
-	last.docs += len(items)
-	s.bytes += need
-	s.docs += int64(len(items))
-	s.signal()
-	return nil
+	err = fmt.Errorf("write spool segment: %w", err)
+	if n == 0 {
+		return 0, err
+	}
+	if terr := s.open.Truncate(last.size); terr == nil {
+		return 0, err
+	}
+	stored = bytes.Count(buf[:n], []byte{'\n'})
+	if buf[n-1] != '\n' {
+		stored++
+	}
+	last.size += int64(n)
+	last.docs += stored
+	s.bytes += int64(n)
+	s.docs += int64(stored)
+	_ = s.seal()
+	return stored, err
 }
 
 // encodeLines writes items as segment lines, "index<TAB>id<TAB>document\n"
@@ -212,10 +291,14 @@ func (s *spool) seal() error {
 }
 
 // dropOldest removes the oldest segment not being replayed and counts its
-// documents as dropped.
-func (s *spool) dropOldest() bool {
-	for i, seg := range s.segs {
+// documents as dropped for reason. It reports whether that freed anything:
+// an empty segment (just opened on a disk full of other files) is removed
+// on the way but is no progress, or a full disk would loop for ever.
+func (s *spool) dropOldest(reason dropReason) bool {
+	for i := 0; i < len(s.segs); {
+		seg := s.segs[i]
 		if seg.busy {
+			i++
 			continue
 		}
 		if !seg.sealed {
@@ -223,9 +306,12 @@ func (s *spool) dropOldest() bool {
 		}
 		_ = os.Remove(seg.path)
 		s.segs = slices.Delete(s.segs, i, i+1)
+		if seg.size == 0 {
+			continue
+		}
 		s.bytes -= seg.size
 		s.docs -= int64(seg.docs)
-		s.onDrop(seg.docs)
+		s.onDrop(reason, seg.docs)
 		return true
 	}
 	return false
@@ -282,7 +368,9 @@ func (s *spool) Read(seg *segment) ([]item, int, error) {
 
 // Done ends the replay of a segment: remaining holds the documents that
 // still could not be indexed (they stay, in order, at the head of the
-// spool); when none remain the segment is removed.
+// spool); when none remain the segment is removed. When the filesystem is
+// too full to rewrite the segment, the remaining documents — the oldest
+// in the spool — are dropped and counted as disk_full, as the policy says.
 func (s *spool) Done(seg *segment, remaining []item) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,7 +379,7 @@ func (s *spool) Done(seg *segment, remaining []item) error {
 	if i < 0 {
 		return nil
 	}
-	if len(remaining) == 0 {
+	remove := func() error {
 		s.segs = slices.Delete(s.segs, i, i+1)
 		s.bytes -= seg.size
 		s.docs -= int64(seg.docs)
@@ -300,12 +388,21 @@ func (s *spool) Done(seg *segment, remaining []item) error {
 		}
 		return nil
 	}
+	if len(remaining) == 0 {
+		return remove()
+	}
 	buf := encodeLines(remaining)
 	tmp := seg.path + ".tmp"
-	if err := os.WriteFile(tmp, buf, 0o640); err != nil {
-		return fmt.Errorf("rewrite spool segment: %w", err)
+	err := os.WriteFile(tmp, buf, 0o640)
+	if err == nil {
+		err = os.Rename(tmp, seg.path)
 	}
-	if err := os.Rename(tmp, seg.path); err != nil {
+	if err != nil {
+		_ = os.Remove(tmp)
+		if diskFull(err) {
+			s.onDrop(dropDiskFull, len(remaining))
+			return errors.Join(fmt.Errorf("rewrite spool segment: %w: %d documents dropped", err, len(remaining)), remove())
+		}
 		return fmt.Errorf("rewrite spool segment: %w", err)
 	}
 	s.bytes += int64(len(buf)) - seg.size

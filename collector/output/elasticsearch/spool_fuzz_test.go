@@ -20,7 +20,7 @@ func FuzzSpoolRead(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "00000000000000000001"+segmentSuffix), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := openSpool(dir, 1<<30, func(int) {})
+		s, err := openSpool(dir, 1<<30, func(dropReason, int) {})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ func ids(items []item) []string {
 func TestSpoolOrderAndPersistence(t *testing.T) {
 	dir := t.TempDir()
 	dropped := 0
-	s, err := openSpool(dir, 1<<20, func(n int) { dropped += n })
+	s, err := openSpool(dir, 1<<20, func(_ dropReason, n int) { dropped += n })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestSpoolOrderAndPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Reopen: the failed two come first, then the rest, in order.
-	s, err = openSpool(dir, 1<<20, func(n int) { dropped += n })
+	s, err = openSpool(dir, 1<<20, func(_ dropReason, n int) { dropped += n })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestSpoolOrderAndPersistence(t *testing.T) {
 // oldest documents go, each counted, and the newest stay.
 func TestSpoolBoundDropsOldestAndCounts(t *testing.T) {
 	dropped := 0
-	s, err := openSpool(t.TempDir(), 1<<20, func(n int) { dropped += n })
+	s, err := openSpool(t.TempDir(), 1<<20, func(_ dropReason, n int) { dropped += n })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestSpoolBoundDropsOldestAndCounts(t *testing.T) {
 // torn line is skipped and counted, the rest replays.
 func TestSpoolTornLine(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openSpool(dir, 1<<20, func(int) {})
+	s, err := openSpool(dir, 1<<20, func(dropReason, int) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestSpoolTornLine(t *testing.T) {
 	f, _ := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString("spanflow-flows-2001.01.01\tidtorn\t{\"n\":")
 	f.Close()
-	s, err = openSpool(dir, 1<<20, func(int) {})
+	s, err = openSpool(dir, 1<<20, func(dropReason, int) {})
 	if err != nil {
 		t.Fatal(err)
 	}
