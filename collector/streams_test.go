@@ -14,6 +14,7 @@ import (
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/listen/listentest"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // refused is spanflow_listen_tcp_refused_total{reason=why}.
@@ -50,7 +51,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // become documents; a connection from outside the allowed networks, one
 // past the limit and one with a certificate of another CA are refused.
 func TestIPFIXOverTLSSettings(t *testing.T) {
-	collectorCA, exportersCA, otherCA := listentest.NewCA(t, "collectors"), listentest.NewCA(t, "exporters"), listentest.NewCA(t, "other")
+	collectorCA, exportersCA, otherCA := testutil.NewCA(t, "collectors"), testutil.NewCA(t, "exporters"), testutil.NewCA(t, "other")
 	server := collectorCA.Server(t, "collector")
 	cfg := collector.DefaultConfiguration()
 	in := &cfg.Input
@@ -124,7 +125,7 @@ func TestIPFIXOverTLSSettings(t *testing.T) {
 // TestCheckStreamSettings: `collector check` reports each bad setting of
 // IPFIX over TCP and TLS on its line, certificate files read.
 func TestCheckStreamSettings(t *testing.T) {
-	ca := listentest.NewCA(t, "collectors")
+	ca := testutil.NewCA(t, "collectors")
 	server := ca.Server(t, "collector")
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "ca.txt")

@@ -130,35 +130,27 @@ func collectorCheckCommand() *cli.Command {
 }
 
 func collectorInstallCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "install",
-		Usage: "write a hardened systemd unit running the collector as a dedicated user",
-		Description: "Writes the unit to --path; it does not enable or start it. The unit runs\n" +
-			"`spanflow collector run --config CONFIG` as --user (create it first:\n" +
-			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-collector), with\n" +
-			"/var/lib/spanflow as its state directory (the Elasticsearch spool) and /var/log/spanflow for\n" +
-			"file outputs; everything else is read-only. It gets no capability unless the configuration\n" +
-			"needs one: CAP_NET_BIND_SERVICE for a listen port below 1024, CAP_NET_RAW for forward-spoof.\n" +
+	return installCommand("collector",
+		"write a hardened systemd unit running the collector as a dedicated user",
+		"Writes the unit to --path; it does not enable or start it. The unit runs\n"+
+			"`spanflow collector run --config CONFIG` as --user (create it first:\n"+
+			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-collector), with\n"+
+			"/var/lib/spanflow as its state directory (the Elasticsearch spool) and /var/log/spanflow for\n"+
+			"file outputs; everything else is read-only. It gets no capability unless the configuration\n"+
+			"needs one: CAP_NET_BIND_SERVICE for a listen port below 1024, CAP_NET_RAW for forward-spoof.\n"+
 			"Example: spanflow collector install --path /etc/systemd/system/spanflow-collector.service",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "path", Required: true, Usage: "write the unit to `FILE`"},
-			&cli.StringFlag{Name: "config", Value: "/etc/spanflow/collector.yaml", Usage: "configuration `FILE` the service reads (read now, when it exists, for the capabilities it needs)"},
-			&cli.StringFlag{Name: "user", Value: "spanflow-collector", Usage: "system `USER` (and group) the service runs as"},
-			&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/spanflow", Usage: "absolute `PATH` of the spanflow binary"},
-		},
-		Action: func(c *cli.Context) error {
-			config := c.String("config")
+		"configuration `FILE` the service reads (read now, when it exists, for the capabilities it needs)",
+		func(config string) (unitSpec, error) {
 			var caps []string
 			if _, err := os.Stat(config); err == nil {
 				cfg := collector.DefaultConfiguration()
 				if err := cfg.LoadFile(config); err != nil {
-					return fmt.Errorf("%s: %s (fix it, or check it with `collector check`)", config, oneLineError(err))
+					return unitSpec{}, fmt.Errorf("%s: %s (fix it, or check it with `collector check`)", config, oneLineError(err))
 				}
 				caps = collectorCapabilities(cfg)
 			}
-			unit, err := writeUnit(unitSpec{
-				what: "collector", summary: "flow records to Elasticsearch",
-				binary: c.String("binary"), config: config, user: c.String("user"),
+			return unitSpec{
+				summary:      "flow records to Elasticsearch",
 				stop:         "# SIGTERM stops the listeners first, then writes what was decoded (the spool keeps\n# what Elasticsearch does not take within es-drain-timeout).\nTimeoutStopSec=60",
 				capabilities: caps,
 				capsWhy:      "# Only what the configuration needs (read when the unit was written): a port below\n# 1024, or forwarding from the exporters' addresses.",
@@ -167,17 +159,8 @@ func collectorInstallCommand() *cli.Command {
 					"StateDirectory=spanflow\nStateDirectoryMode=0750\nLogsDirectory=spanflow\nLogsDirectoryMode=0750\n" +
 					"# Secrets kept in the environment (SPANFLOW_ES_API_KEY, SPANFLOW_VCENTER_PASSWORD), when the file exists.\n" +
 					"EnvironmentFile=-/etc/spanflow/collector.env",
-			})
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(c.String("path"), []byte(unit), 0o644); err != nil {
-				return fmt.Errorf("write unit: %w", err)
-			}
-			fmt.Fprintf(c.App.Writer, "wrote %s; then: systemctl daemon-reload && systemctl enable --now %s\n", c.String("path"), unitName(c.String("path")))
-			return nil
-		},
-	}
+			}, nil
+		})
 }
 
 // collectorCapabilities are the capabilities the configuration needs: to

@@ -172,46 +172,21 @@ func exporterCheck(path string) []string {
 }
 
 func exporterInstallCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "install",
-		Usage: "write a systemd unit running the exporter as a dedicated user with only CAP_NET_RAW and CAP_NET_ADMIN",
-		Description: "Writes the unit to --path; it does not enable or start it. The unit runs\n" +
-			"`spanflow exporter run --config CONFIG` as --user (create it first:\n" +
-			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-exporter),\n" +
-			"stops it with SIGTERM (the table is flushed), and restarts it on failure.\n" +
+	return installCommand("exporter",
+		"write a systemd unit running the exporter as a dedicated user with only CAP_NET_RAW and CAP_NET_ADMIN",
+		"Writes the unit to --path; it does not enable or start it. The unit runs\n"+
+			"`spanflow exporter run --config CONFIG` as --user (create it first:\n"+
+			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-exporter),\n"+
+			"stops it with SIGTERM (the table is flushed), and restarts it on failure.\n"+
 			"Example: spanflow exporter install --path /etc/systemd/system/spanflow-exporter.service",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "path", Required: true, Usage: "write the unit to `FILE`"},
-			&cli.StringFlag{Name: "config", Value: "/etc/spanflow/exporter.yaml", Usage: "configuration `FILE` the service reads"},
-			&cli.StringFlag{Name: "user", Value: "spanflow-exporter", Usage: "system `USER` (and group) the service runs as"},
-			&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/spanflow", Usage: "absolute `PATH` of the spanflow binary"},
-		},
-		Action: func(c *cli.Context) error {
-			unit, err := exporterUnit(c.String("binary"), c.String("config"), c.String("user"))
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(c.String("path"), []byte(unit), 0o644); err != nil {
-				return fmt.Errorf("write unit: %w", err)
-			}
-			fmt.Fprintf(c.App.Writer, "wrote %s; then: systemctl daemon-reload && systemctl enable --now %s\n", c.String("path"), unitName(c.String("path")))
-			return nil
-		},
-	}
-}
-
-func unitName(path string) string {
-	i := strings.LastIndex(path, "/")
-	return path[i+1:]
-}
-
-func exporterUnit(binary, config, user string) (string, error) {
-	return writeUnit(unitSpec{
-		what: "exporter", summary: "mirrored traffic to IPFIX",
-		binary: binary, config: config, user: user,
-		stop:         "# SIGTERM flushes the flow table to the collectors before exiting.\nTimeoutStopSec=30",
-		capabilities: []string{"CAP_NET_RAW", "CAP_NET_ADMIN"},
-		capsWhy:      "# Raw sockets (AF_PACKET) and promiscuous mode; nothing else.",
-		families:     "AF_PACKET AF_INET AF_INET6 AF_NETLINK AF_UNIX",
-	})
+		"configuration `FILE` the service reads",
+		func(string) (unitSpec, error) {
+			return unitSpec{
+				summary:      "mirrored traffic to IPFIX",
+				stop:         "# SIGTERM flushes the flow table to the collectors before exiting.\nTimeoutStopSec=30",
+				capabilities: []string{"CAP_NET_RAW", "CAP_NET_ADMIN"},
+				capsWhy:      "# Raw sockets (AF_PACKET) and promiscuous mode; nothing else.",
+				families:     "AF_PACKET AF_INET AF_INET6 AF_NETLINK AF_UNIX",
+			}, nil
+		})
 }

@@ -2,8 +2,45 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/urfave/cli/v2"
 )
+
+// installCommand is `exporter install` or `collector install`: the same
+// flags and steps; spec says what differs, from the configuration file.
+func installCommand(what, usage, description, configUsage string, spec func(config string) (unitSpec, error)) *cli.Command {
+	return &cli.Command{
+		Name:        "install",
+		Usage:       usage,
+		Description: description,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "path", Required: true, Usage: "write the unit to `FILE`"},
+			&cli.StringFlag{Name: "config", Value: "/etc/spanflow/" + what + ".yaml", Usage: configUsage},
+			&cli.StringFlag{Name: "user", Value: "spanflow-" + what, Usage: "system `USER` (and group) the service runs as"},
+			&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/spanflow", Usage: "absolute `PATH` of the spanflow binary"},
+		},
+		Action: func(c *cli.Context) error {
+			s, err := spec(c.String("config"))
+			if err != nil {
+				return err
+			}
+			s.what, s.binary, s.config, s.user = what, c.String("binary"), c.String("config"), c.String("user")
+			unit, err := writeUnit(s)
+			if err != nil {
+				return err
+			}
+			path := c.String("path")
+			if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+				return fmt.Errorf("write unit: %w", err)
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s; then: systemctl daemon-reload && systemctl enable --now %s\n", path, filepath.Base(path))
+			return nil
+		},
+	}
+}
 
 // unitSpec is what differs between the systemd units that `exporter
 // install` and `collector install` write; the hardening is the same.

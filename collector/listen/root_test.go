@@ -332,7 +332,7 @@ func TestExporterReconnectsAfterIdle(t *testing.T) {
 
 // tlsConfig is a listener of IPFIX over TLS with the server's certificate
 // and, when clientCA is given, mutual TLS.
-func tlsConfig(server listentest.Leaf, clientCA string) listen.Configuration {
+func tlsConfig(server testutil.Leaf, clientCA string) listen.Configuration {
 	cfg := listen.DefaultConfiguration()
 	cfg.UDP, cfg.TCP, cfg.TLS = nil, nil, []string{"127.0.0.1:0"}
 	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = server.CertFile, server.KeyFile, clientCA
@@ -344,7 +344,7 @@ func tlsConfig(server listentest.Leaf, clientCA string) listen.Configuration {
 // certificate, one with a certificate of another CA and one that does not
 // speak TLS are refused and counted, and nothing they send is decoded.
 func TestTLSClientCertificates(t *testing.T) {
-	collectorCA, exportersCA, otherCA := listentest.NewCA(t, "collectors"), listentest.NewCA(t, "exporters"), listentest.NewCA(t, "other")
+	collectorCA, exportersCA, otherCA := testutil.NewCA(t, "collectors"), testutil.NewCA(t, "exporters"), testutil.NewCA(t, "other")
 	u := start(t, tlsConfig(collectorCA.Server(t, "collector"), exportersCA.File))
 	addr := u.Addrs()[0].String()
 	msgs := listentest.IPFIX(t, 50, 10)
@@ -405,7 +405,7 @@ func TestTLSClientCertificates(t *testing.T) {
 // client may connect; the spanflow exporter's tls:// transport, trusting
 // the collector's CA, delivers its messages.
 func TestTLSFromExporter(t *testing.T) {
-	ca := listentest.NewCA(t, "collectors")
+	ca := testutil.NewCA(t, "collectors")
 	u := start(t, tlsConfig(ca.Server(t, "collector"), ""))
 	if !strings.Contains(u.logs.String(), "any client may connect") {
 		t.Errorf("no warning that any client may connect:\n%s", u.logs.String())
@@ -425,7 +425,7 @@ func TestTLSFromExporter(t *testing.T) {
 // TestTLSIdleTimeout: the idle timeout holds over TLS, and bounds a
 // handshake that never starts.
 func TestTLSIdleTimeout(t *testing.T) {
-	ca := listentest.NewCA(t, "collectors")
+	ca := testutil.NewCA(t, "collectors")
 	cfg := tlsConfig(ca.Server(t, "collector"), "")
 	// It bounds the handshake too: a second, so that a loaded machine
 	// completes the real one in time.
@@ -449,7 +449,7 @@ func TestTLSIdleTimeout(t *testing.T) {
 // TestValidate: bad limits, TCP and TLS on one port, and TLS files that
 // cannot be used are refused, the file at fault named.
 func TestValidate(t *testing.T) {
-	ca := listentest.NewCA(t, "collectors")
+	ca := testutil.NewCA(t, "collectors")
 	server, other := ca.Server(t, "collector"), ca.Server(t, "other")
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")

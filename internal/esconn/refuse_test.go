@@ -2,14 +2,8 @@ package esconn
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -74,29 +68,24 @@ func TestRefusedCredentials(t *testing.T) {
 func TestClientCertificate(t *testing.T) {
 	target := testutil.Elasticsearch(t)
 	u, _ := url.Parse(target)
-	dir := t.TempDir()
-	ca, caKey := newCA(t, "spanflow test CA")
-	other, otherKey := newCA(t, "someone else")
+	ca, other := testutil.NewCA(t, "spanflow test CA"), testutil.NewCA(t, "someone else")
 	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
 	srv.StartTLS()
 	defer srv.Close()
-	serverCA := filepath.Join(dir, "server-ca.pem")
+	serverCA := filepath.Join(t.TempDir(), "server-ca.pem")
 	if err := os.WriteFile(serverCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	good, goodKey := clientCert(t, dir, "good", ca, caKey)
-	bad, badKey := clientCert(t, dir, "bad", other, otherKey)
+	good, bad := ca.Client(t, "collector"), other.Client(t, "collector")
 	for _, tc := range []struct {
 		name      string
 		cert, key string
 		ok        bool
 	}{
-		{"signed by the proxy's CA", good, goodKey, true},
+		{"signed by the proxy's CA", good.CertFile, good.KeyFile, true},
 		{"no certificate", "", "", false},
-		{"another CA", bad, badKey, false},
+		{"another CA", bad.CertFile, bad.KeyFile, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client, err := New(Configuration{URLs: []string{srv.URL}, CAFile: serverCA, CertFile: tc.cert, KeyFile: tc.key, Timeout: 10 * time.Second, MaxRetries: 1})
@@ -114,53 +103,4 @@ func TestClientCertificate(t *testing.T) {
 			}
 		})
 	}
-}
-
-func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// clientCert writes a client certificate signed by ca and its key, and
-// returns their paths.
-func clientCert(t *testing.T, dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "spanflow-collector"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath
 }

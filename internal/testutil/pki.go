@@ -1,4 +1,4 @@
-package listentest
+package testutil
 
 import (
 	"crypto/ecdsa"
