@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,30 +85,13 @@ func writeCapture(t *testing.T, path string) truth {
 
 // collectorUnderTest is the real listener, pipeline and NDJSON output.
 type collectorUnderTest struct {
-	out  syncBuffer
+	out  testutil.SyncBuffer
 	nd   *ndjson.Output
 	p    *pipeline.Pipeline
 	l    *listen.Listener
 	addr string
 	// srcPrefix keeps documents whose source address starts with it ("*": all).
 	srcPrefix string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startCollector(t *testing.T) *collectorUnderTest {

@@ -62,7 +62,7 @@ func TestIPFIXOverTLSSettings(t *testing.T) {
 	s.MaxPerSource = 1
 	cfg.MetricsListen = ""
 	r := reporter.NewForTest(nil)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	c, err := collector.New(r, cfg, collector.Dependencies{Stdout: &out})
 	if err != nil {
 		t.Fatal(err)

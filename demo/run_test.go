@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -92,7 +91,7 @@ func TestInterrupted(t *testing.T) {
 	cfg.Duration = time.Minute
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
-	var errOut syncBuffer
+	var errOut testutil.SyncBuffer
 	go func() {
 		// Cancel once traffic flows.
 		for !strings.Contains(errOut.String(), "mirroring") && ctx.Err() == nil {
@@ -132,7 +131,7 @@ func TestInterruptedWhileStarting(t *testing.T) {
 	cfg := testConfiguration(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
-	var errOut syncBuffer
+	var errOut testutil.SyncBuffer
 	go func() {
 		for !strings.Contains(errOut.String(), "starting a simulated vCenter") && ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
@@ -218,24 +217,6 @@ func TestElasticsearch(t *testing.T) {
 			t.Errorf("output does not say %q:\n%s", want, out.String())
 		}
 	}
-}
-
-// syncBuffer lets a test read what the demo writes from another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A document that is not JSON is an error naming the file and line, not a

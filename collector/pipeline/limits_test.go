@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanflow/spanflow/internal/testutil"
+
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
@@ -113,7 +115,7 @@ func TestRefusalsCountedOnce(t *testing.T) {
 // allowed networks make one log line (with the number suppressed), not one
 // per source; the counter counts them all.
 func TestNotAllowedLoggedPerReason(t *testing.T) {
-	var log lockedBuffer
+	var log testutil.SyncBuffer
 	r := reporter.NewForTest(&log)
 	cfg := pipeline.DefaultConfiguration()
 	cfg.Allow, _ = pipeline.ParseAllow([]string{"192.0.2.0/24"})
@@ -129,7 +131,7 @@ func TestNotAllowedLoggedPerReason(t *testing.T) {
 	if n := value(p.Drops("not_allowed")); n != 1000 {
 		t.Errorf("not_allowed drops = %v, want 1000", n)
 	}
-	if lines := log.lines(); len(lines) != 1 {
+	if lines := log.Lines(); len(lines) != 1 {
 		t.Errorf("%d log lines for 1000 refused sources, want 1: %s", len(lines), strings.Join(lines[:min(3, len(lines))], "\n"))
 	}
 }

@@ -6,9 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/spanflow/spanflow/internal/testutil"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -24,23 +25,6 @@ import (
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
-}
-
 type tagger struct{}
 
 func (tagger) Enrich(r *flow.Record) { r.Direction = "east-west" }
@@ -51,7 +35,7 @@ func (tagger) Enrich(r *flow.Record) { r.Direction = "east-west" }
 // the allowed networks is dropped and counted.
 func TestListenDecodeWrite(t *testing.T) {
 	r := reporter.NewForTest(nil)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	nd, err := ndjson.New(r, ndjson.DefaultConfiguration(), &out)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +88,7 @@ func TestListenDecodeWrite(t *testing.T) {
 	l.Stop()
 	p.Stop()
 	nd.Stop()
-	lines := out.lines()
+	lines := out.Lines()
 	if len(lines) != 122 {
 		t.Fatalf("got %d documents, want 120 flows (100 over UDP, 20 over TCP) and 2 exporter statistics", len(lines))
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanflow/spanflow/internal/testutil"
+
 	"github.com/spanflow/spanflow/bench/ipfixgen"
 	"github.com/spanflow/spanflow/collector/pipeline"
 	"github.com/spanflow/spanflow/internal/flow"
@@ -55,7 +57,7 @@ func withID(msg []byte, id uint16) []byte {
 // against what was sent.
 func TestExporterStatsDocuments(t *testing.T) {
 	r := reporter.NewForTest(nil)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	nd := &docSink{out: &out}
 	cfg := pipeline.DefaultConfiguration()
 	cfg.ExporterStatsInterval = time.Hour // emitted by EmitStats and Stop here
@@ -93,7 +95,7 @@ func TestExporterStatsDocuments(t *testing.T) {
 	w.Handle(datagram(b, g3.AppendData(nil)))
 
 	p.EmitStats()
-	first := statsDocs(t, out.lines())
+	first := statsDocs(t, out.Lines())
 	type want struct {
 		ip                                            string
 		domain                                        uint32
@@ -126,7 +128,7 @@ func TestExporterStatsDocuments(t *testing.T) {
 		{ip: "192.0.2.1", domain: 2, datagrams: 3, records: 10, losses: 0, templates: 1},
 		{ip: "192.0.2.2", domain: 1, datagrams: 2, records: 4, losses: 0, templates: 1},
 	})
-	if n := len(out.lines()); n != 30+10+4+3 {
+	if n := len(out.Lines()); n != 30+10+4+3 {
 		t.Errorf("%d documents, want 44 flows and 3 statistics", n)
 	}
 
@@ -139,7 +141,7 @@ func TestExporterStatsDocuments(t *testing.T) {
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	second := statsDocs(t, out.lines())[len(first):]
+	second := statsDocs(t, out.Lines())[len(first):]
 	check(second, []want{{ip: "192.0.2.1", domain: 1, datagrams: 2, records: 20, losses: 10 + 10, templates: 2}})
 }
 
@@ -165,7 +167,7 @@ func statsDocs(t *testing.T, lines []string) []statsDoc {
 type docSink struct {
 	mu  sync.Mutex
 	enc flow.Encoder
-	out *lockedBuffer
+	out *testutil.SyncBuffer
 }
 
 func (s *docSink) Write(recs []flow.Record) error {
@@ -180,7 +182,7 @@ func (s *docSink) Write(recs []flow.Record) error {
 // TestExporterStatsInterval: the statistics come every interval without a
 // Stop, and an interval with no datagram writes none.
 func TestExporterStatsInterval(t *testing.T) {
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	cfg := pipeline.DefaultConfiguration()
 	cfg.ExporterStatsInterval = 20 * time.Millisecond
 	p, err := pipeline.New(reporter.NewForTest(nil), cfg, pipeline.Dependencies{Outputs: []pipeline.Output{{Name: "test", Sink: &docSink{out: &out}}}})
@@ -193,11 +195,11 @@ func TestExporterStatsInterval(t *testing.T) {
 	defer p.Stop()
 	p.NewWorker().Handle(datagram("192.0.2.9:1", ipfixgen.New(3, 1).Template()))
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && out.lines()[0] == "" {
+	for time.Now().Before(deadline) && out.Lines()[0] == "" {
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond) // several empty intervals
-	docs := statsDocs(t, out.lines())
+	docs := statsDocs(t, out.Lines())
 	if len(docs) != 1 || docs[0].Spanflow.Exporter.Datagrams != 1 || docs[0].Spanflow.Exporter.Templates != 1 {
 		t.Fatalf("statistics %+v, want one document: 1 datagram, 1 template", docs)
 	}

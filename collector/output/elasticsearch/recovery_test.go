@@ -1,13 +1,11 @@
 package elasticsearch
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,27 +14,9 @@ import (
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
-// syncBuffer is a log the test reads while the output writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newWatchedOutput is newTestOutput with a log the test can read while the
 // output runs.
-func newWatchedOutput(t *testing.T, urls []string, dir string, tweak func(*Configuration)) (*Output, *syncBuffer) {
+func newWatchedOutput(t *testing.T, urls []string, dir string, tweak func(*Configuration)) (*Output, *testutil.SyncBuffer) {
 	t.Helper()
 	c := DefaultConfiguration()
 	c.Connection.URLs = urls
@@ -44,7 +24,7 @@ func newWatchedOutput(t *testing.T, urls []string, dir string, tweak func(*Confi
 	if tweak != nil {
 		tweak(&c)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	o, err := New(reporter.NewForTest(logs), c)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +62,7 @@ func waitFor(t *testing.T, what string, within time.Duration, ok func() bool) {
 var logField = regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S+)`)
 
 // waitLog waits until a log line holds msg and returns its fields.
-func waitLog(t *testing.T, logs *syncBuffer, msg string, within time.Duration) map[string]string {
+func waitLog(t *testing.T, logs *testutil.SyncBuffer, msg string, within time.Duration) map[string]string {
 	t.Helper()
 	var line string
 	waitFor(t, "log line "+msg, within, func() bool {
