@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 
 SHELL := /bin/bash
 
-.PHONY: help build test test-short lint bench fuzz demo clean es-start es-stop
+.PHONY: help build test test-short lint bench soak fuzz demo clean es-start es-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -35,9 +35,12 @@ lint: ## gofmt, go vet, a build for macOS (the CLI's reports and setup run there
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/spanflow
 	GOARCH=386 $(GO) build -o /dev/null ./cmd/spanflow
 
-bench: ## micro-benchmarks beside the code, then the whole-process comparisons under bench/
+bench: ## micro-benchmarks beside the code, then the whole-process comparisons under bench/ (not the soak)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	@for s in bench/*.sh; do [ -x "$$s" ] || continue; echo "== $$s"; "$$s" || exit 1; done
+	@for s in bench/*.sh; do [ -x "$$s" ] && [ "$$s" != bench/soak.sh ] || continue; echo "== $$s"; "$$s" || exit 1; done
+
+soak: ## the collector under valid and hostile datagrams for DURATION (default 1h), memory and counters every minute
+	bench/soak.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	scripts/fuzz $(FUZZTIME)
