@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -70,16 +71,51 @@ func (m *Transports) Send(msg []byte) error {
 // TCP returns the TCP and TLS collectors.
 func (m *Transports) TCP() []*TCP { return m.tcp }
 
-// Close sends what the TCP queues hold (at most 5 s), then closes everything.
+// Close sends what the TCP queues hold, all collectors at once, for at
+// most DrainTimeout, then closes everything.
 func (m *Transports) Close() error {
-	var errs []error
-	for _, t := range m.tcp {
-		errs = append(errs, t.Close())
+	errs := make([]error, len(m.tcp)+1)
+	var wg sync.WaitGroup
+	for i, t := range m.tcp {
+		wg.Go(func() { errs[i] = t.Close() })
 	}
+	wg.Wait()
 	if m.udp != nil {
-		errs = append(errs, m.udp.Close())
+		errs[len(m.tcp)] = m.udp.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// Delivery is what became of the flow records given to one collector.
+type Delivery struct {
+	Collector string // as configured
+	Transport string // udp, tcp or tls
+	// Records were sent (UDP) or acknowledged by the collector's kernel on
+	// a connection it accepted (TCP, TLS); DroppedRecords were not: the
+	// queue was full, they were still queued or unacknowledged at Close,
+	// or (UDP) the kernel refused to send them.
+	Records, DroppedRecords uint64
+	// Resets are connections the collector reset: records its kernel had
+	// acknowledged but it had not read were lost, in no counter.
+	Resets uint64
+}
+
+// Deliveries returns each collector's delivery counts, in the order
+// configured for each transport (TCP and TLS, then UDP).
+func (m *Transports) Deliveries() []Delivery {
+	var out []Delivery
+	for _, t := range m.tcp {
+		s := t.Stats()
+		out = append(out, Delivery{Collector: t.name, Transport: t.transport(), Records: s.Records, DroppedRecords: s.DroppedRecords, Resets: s.Resets})
+	}
+	if u := m.udp; u != nil {
+		u.mu.Lock()
+		for i, name := range m.udpIdx {
+			out = append(out, Delivery{Collector: name, Transport: "udp", Records: u.per[i].Records, DroppedRecords: u.per[i].DroppedRecords})
+		}
+		u.mu.Unlock()
+	}
+	return out
 }
 
 // collectorMetrics reports per collector (label "collector", as configured).
@@ -87,15 +123,17 @@ type collectorMetrics struct{ m *Transports }
 
 var (
 	descMessages = prometheus.NewDesc("spanflow_export_collector_messages_sent_total",
-		"IPFIX messages delivered to the collector (UDP: sent; TCP: acknowledged by its kernel).", []string{"collector", "transport"}, nil)
+		"IPFIX messages delivered to the collector (UDP: sent; TCP, TLS: acknowledged by its kernel on a connection it accepted).", []string{"collector", "transport"}, nil)
 	descRecords = prometheus.NewDesc("spanflow_export_collector_records_sent_total",
-		"IPFIX flow records delivered to the collector (UDP: sent; TCP: acknowledged by its kernel).", []string{"collector", "transport"}, nil)
+		"IPFIX flow records delivered to the collector (UDP: sent; TCP, TLS: acknowledged by its kernel on a connection it accepted).", []string{"collector", "transport"}, nil)
 	descErrors = prometheus.NewDesc("spanflow_export_collector_send_errors_total",
-		"Failed sends (UDP) or failed connects and broken connections (TCP).", []string{"collector", "transport"}, nil)
+		"Failed sends (UDP) or failed connects, refused handshakes and broken connections (TCP, TLS).", []string{"collector", "transport"}, nil)
 	descDroppedMsgs = prometheus.NewDesc("spanflow_export_collector_dropped_messages_total",
-		"IPFIX messages dropped because the collector was away and its queue full.", []string{"collector", "transport"}, nil)
+		"IPFIX messages not delivered: the queue was full, or still queued or unacknowledged at stop (TCP, TLS); the kernel refused to send (UDP).", []string{"collector", "transport"}, nil)
 	descDroppedRecs = prometheus.NewDesc("spanflow_export_collector_dropped_records_total",
-		"IPFIX flow records in the dropped messages.", []string{"collector", "transport"}, nil)
+		"IPFIX flow records in the messages not delivered.", []string{"collector", "transport"}, nil)
+	descResets = prometheus.NewDesc("spanflow_export_collector_resets_total",
+		"Connections the collector reset instead of closing: records its kernel acknowledged but it had not read were lost, in no counter.", []string{"collector", "transport"}, nil)
 	descResent = prometheus.NewDesc("spanflow_export_collector_resent_messages_total",
 		"IPFIX messages sent again after a connection broke before the collector acknowledged them.", []string{"collector", "transport"}, nil)
 	descQueue = prometheus.NewDesc("spanflow_export_collector_queue_messages",
@@ -105,7 +143,7 @@ var (
 )
 
 func (c *collectorMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMessages, descRecords, descErrors, descDroppedMsgs, descDroppedRecs, descResent, descQueue, descUp} {
+	for _, d := range []*prometheus.Desc{descMessages, descRecords, descErrors, descDroppedMsgs, descDroppedRecs, descResets, descResent, descQueue, descUp} {
 		ch <- d
 	}
 }
@@ -119,14 +157,12 @@ func (c *collectorMetrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, float64(per[i].Sent), name, "udp")
 			ch <- prometheus.MustNewConstMetric(descRecords, prometheus.CounterValue, float64(per[i].Records), name, "udp")
 			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(per[i].Errors), name, "udp")
+			ch <- prometheus.MustNewConstMetric(descDroppedMsgs, prometheus.CounterValue, float64(per[i].Errors), name, "udp")
+			ch <- prometheus.MustNewConstMetric(descDroppedRecs, prometheus.CounterValue, float64(per[i].DroppedRecords), name, "udp")
 		}
 	}
 	for _, t := range c.m.tcp {
-		s := t.Stats()
-		tr := "tcp"
-		if t.tls != nil {
-			tr = "tls"
-		}
+		s, tr := t.Stats(), t.transport()
 		up := 0.0
 		if s.Connected {
 			up = 1
@@ -136,6 +172,7 @@ func (c *collectorMetrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(s.Errors), t.name, tr)
 		ch <- prometheus.MustNewConstMetric(descDroppedMsgs, prometheus.CounterValue, float64(s.DroppedMessages), t.name, tr)
 		ch <- prometheus.MustNewConstMetric(descDroppedRecs, prometheus.CounterValue, float64(s.DroppedRecords), t.name, tr)
+		ch <- prometheus.MustNewConstMetric(descResets, prometheus.CounterValue, float64(s.Resets), t.name, tr)
 		ch <- prometheus.MustNewConstMetric(descResent, prometheus.CounterValue, float64(s.Resent), t.name, tr)
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Queued), t.name, tr)
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, t.name, tr)

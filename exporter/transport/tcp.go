@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -18,17 +20,24 @@ import (
 // §10.4). Send never blocks: messages wait in a bounded queue while the
 // collector is away, and those that do not fit are dropped and counted. A
 // writer goroutine connects with backoff, sends the templates first on each
-// new connection, then the queue. When a connection breaks, the messages the
-// collector's kernel had not acknowledged are sent again on the next one.
+// new connection, then the queue. A message counts as sent once the
+// collector's kernel acknowledged it on a connection the collector accepted
+// (for TLS: its handshake done on both sides). When a connection breaks, the
+// messages not acknowledged are sent again on the next one.
 type TCP struct {
 	name    string // as configured, for logs and metrics
 	addr    string // HOST:PORT
 	tls     *tls.Config
+	tickets *ticketSignal // TLS 1.3: says when the collector accepted us
 	log     *reporter.Limited
 	queue   chan queued
 	done    chan struct{}
 	stopped chan struct{}
+	close   sync.Once
 	drain   time.Duration
+	// drainUntil is when Close gives up on what is not delivered; set
+	// before done is closed.
+	drainUntil time.Time
 
 	counter recordCounter // owned by Send's goroutine
 	mu      sync.Mutex    // guards templates and stats
@@ -37,13 +46,20 @@ type TCP struct {
 }
 
 // TCPStats counts what happened to the messages given to a TCP collector.
+// Every flow record given to Send ends in Records or DroppedRecords (or is
+// still queued or in flight).
 type TCPStats struct {
 	Messages, Records               uint64 // sent and acknowledged by the collector's kernel
-	DroppedMessages, DroppedRecords uint64 // dropped: queue full, or still queued at Close
+	DroppedMessages, DroppedRecords uint64 // not delivered: queue full, or still queued or unacknowledged at Close
 	Resent                          uint64 // messages sent again after a connection broke
-	Connects, Errors                uint64 // connections made; connects or writes that failed
-	Queued                          int    // messages waiting now
-	Connected                       bool
+	Connects, Errors                uint64 // connections the collector accepted; connects, handshakes or connections that failed
+	// Resets are connections the collector reset rather than closed: a
+	// collector process that ends with data unread in its socket does so,
+	// and that data, acknowledged by its kernel, is lost without the
+	// exporter knowing how much.
+	Resets    uint64
+	Queued    int // messages waiting now
+	Connected bool
 }
 
 type queued struct {
@@ -51,25 +67,37 @@ type queued struct {
 	records uint64 // flow records in msg
 }
 
-// Backoff bounds of reconnection.
+// Backoff bounds of reconnection; drainRetry bounds it while Close waits.
 var (
 	backoffMin = 100 * time.Millisecond
 	backoffMax = 30 * time.Second
+	drainRetry = 250 * time.Millisecond
 )
+
+// DrainTimeout is how long Close keeps trying to deliver what is queued:
+// connecting again and again if the collector is away.
+const DrainTimeout = 5 * time.Second
+
+// tls13Accept is how long a TLS 1.3 connection must stay open before the
+// collector is taken to have accepted it when it sends no session ticket:
+// in TLS 1.3 the client's handshake ends before the server has checked the
+// client's certificate, and a refusal comes back within a round trip.
+const tls13Accept = time.Second
 
 // NewTCP starts the writer of one collector. scheme is "tcp" or "tls".
 func NewTCP(r *reporter.Reporter, name, scheme, addr string, cfg Configuration) (*TCP, error) {
 	t := &TCP{
 		name: name, addr: addr, log: reporter.NewLimited(r.Log, 10*time.Second),
-		queue: make(chan queued, cfg.QueueSize), done: make(chan struct{}), stopped: make(chan struct{}),
-		drain: 5 * time.Second, counter: newRecordCounter(),
+		queue: make(chan queued, max(cfg.QueueSize, 0)), done: make(chan struct{}), stopped: make(chan struct{}),
+		drain: DrainTimeout, counter: newRecordCounter(),
 	}
 	if cfg.QueueSize < 1 {
 		return nil, fmt.Errorf("collector %s: queue size %d must be at least 1", name, cfg.QueueSize)
 	}
 	if scheme == "tls" {
 		host, _, _ := net.SplitHostPort(addr)
-		t.tls = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		t.tickets = &ticketSignal{}
+		t.tls = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, ClientSessionCache: t.tickets}
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
@@ -81,9 +109,49 @@ func NewTCP(r *reporter.Reporter, name, scheme, addr string, cfg Configuration) 
 			}
 			t.tls.RootCAs = pool
 		}
+		if cfg.CertFile != "" || cfg.KeyFile != "" {
+			cert, err := cfg.clientCertificate()
+			if err != nil {
+				return nil, fmt.Errorf("collector %s: %w", name, err)
+			}
+			// Presented whatever CAs the collector names: it says why it
+			// refuses one, where Go would silently send none.
+			t.tls.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+		}
 	}
 	go t.run()
 	return t, nil
+}
+
+// ticketSignal is the TLS client's session cache, used only to learn that
+// the collector sent a session ticket: a TLS 1.3 server sends it once it
+// has checked the client's certificate. Sessions are not resumed.
+type ticketSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *ticketSignal) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+
+func (s *ticketSignal) Put(_ string, cs *tls.ClientSessionState) {
+	if cs == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.ch:
+	default:
+		close(s.ch)
+	}
+}
+
+// next is closed when the next connection gets a ticket.
+func (s *ticketSignal) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ch = make(chan struct{})
+	return s.ch
 }
 
 // Send queues a copy of msg; it never blocks.
@@ -190,13 +258,25 @@ func (t *TCP) Stats() TCPStats {
 	return s
 }
 
+// transport is "tls" or "tcp".
+func (t *TCP) transport() string {
+	if t.tls != nil {
+		return "tls"
+	}
+	return "tcp"
+}
+
 // Name is the collector as configured.
 func (t *TCP) Name() string { return t.name }
 
-// Close sends what is queued (for at most 5 s), then stops; messages still
-// queued then are counted as dropped.
+// Close sends what is queued, connecting again if the collector is away,
+// for at most DrainTimeout; what is still queued or unacknowledged then is
+// counted as dropped.
 func (t *TCP) Close() error {
-	close(t.done)
+	t.close.Do(func() {
+		t.drainUntil = time.Now().Add(t.drain)
+		close(t.done)
+	})
 	<-t.stopped
 	return nil
 }
@@ -205,12 +285,12 @@ func (t *TCP) Close() error {
 // that each message's place in the byte stream is known.
 type countingConn struct {
 	net.Conn
-	n uint64
+	n atomic.Uint64 // a TLS reader may write too (alerts, key updates)
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	c.n += uint64(n)
+	c.n.Add(uint64(n))
 	return n, err
 }
 
@@ -221,147 +301,302 @@ type inflight struct {
 	end uint64
 }
 
+// link is one connection to the collector.
+type link struct {
+	conn net.Conn // messages are written here: the TCP connection, or TLS over it
+	raw  *net.TCPConn
+	cc   *countingConn
+	// accepted: the collector took the connection (TCP: connected; TLS
+	// 1.2: handshake done, the server's Finished comes after it checked
+	// our certificate; TLS 1.3: see isAccepted). Nothing written before
+	// counts as sent.
+	accepted bool
+	counted  bool            // in the stats as a connection
+	ticket   <-chan struct{} // TLS 1.3: closed when a session ticket came
+	up       time.Time       // when the handshake ended
+	gone     chan struct{}   // closed when a read returned: the collector closed the connection
+	readErr  error           // why, once gone is closed
+}
+
+// isAccepted says whether the collector accepted the connection. In TLS
+// 1.3 the client's handshake ends before the server has checked the
+// client's certificate: the connection is accepted when the server's
+// session ticket comes (sent after that check), or when it stayed open
+// tls13Accept without one.
+func (l *link) isAccepted() bool {
+	if l.accepted {
+		return true
+	}
+	select {
+	case <-l.ticket:
+		l.accepted = true
+		return true
+	default:
+	}
+	select {
+	case <-l.gone:
+		return false
+	default:
+	}
+	l.accepted = time.Since(l.up) >= tls13Accept
+	return l.accepted
+}
+
+// errDrained ends a connection at the end of the drain.
+var errDrained = errors.New("drain time over")
+
 func (t *TCP) run() {
 	defer close(t.stopped)
 	var pending []queued // sent again first: not acknowledged on a broken connection
 	backoff := backoffMin
-	stopping := false
+	var until time.Time // once Close was called: the end of the drain
 	for {
-		conn, raw, cc, err := t.dial()
+		if !until.IsZero() && (len(pending)+len(t.queue) == 0 || !time.Now().Before(until)) {
+			t.dropRest(pending)
+			return
+		}
+		l, err := t.dial(until)
 		if err != nil {
 			t.mu.Lock()
 			t.stats.Errors++
 			t.mu.Unlock()
 			t.log.Warn("dial", "cannot connect to IPFIX collector", "collector", t.name, "err", err)
-			if stopping {
-				t.dropRest(pending)
-				return
-			}
-			select {
-			case <-t.done:
-				stopping = true // one more try, at once
-			case <-time.After(backoff):
-				backoff = min(backoff*2, backoffMax)
-			}
+			until, backoff = t.pause(until, backoff)
 			continue
 		}
-		backoff = backoffMin
-		t.mu.Lock()
-		t.stats.Connects++
-		t.stats.Connected = true
-		t.mu.Unlock()
-		if stopping {
-			conn.SetWriteDeadline(time.Now().Add(t.drain))
-		}
-		// A collector sends nothing: a read returning means it closed.
-		peerGone := make(chan struct{})
-		go func() {
-			var b [1]byte
-			conn.Read(b[:])
-			close(peerGone)
-		}()
-		var flight []inflight
-		sentTemplates := false
-		write := func(q queued) error {
-			if !sentTemplates {
-				if m := t.templateMessage(q.msg); m != nil {
-					if _, err := conn.Write(m); err != nil {
-						flight = append(flight, inflight{q, cc.n + 1}) // not written
-						return err
-					}
-				}
-				sentTemplates = true
-			}
-			_, err := conn.Write(q.msg)
-			flight = append(flight, inflight{q, cc.n})
-			return err
-		}
-		// Acknowledged messages are counted (and forgotten) as they go.
-		ackTick := time.NewTicker(100 * time.Millisecond)
-		var werr error
-		for len(pending) > 0 && werr == nil {
-			werr = write(pending[0])
-			pending = pending[1:]
-		}
-		for werr == nil {
-			if stopping {
-				select {
-				case q := <-t.queue:
-					werr = write(q)
-					continue
-				default:
-				}
-				// Everything is written: wait for the acknowledgements.
-				ackTick.Stop()
-				t.finish(raw, flight)
-				conn.Close()
-				t.dropRest(nil)
-				return
-			}
-			select {
-			case q := <-t.queue:
-				werr = write(q)
-			case <-peerGone:
-				werr = errors.New("collector closed the connection")
-			case <-t.done:
-				stopping = true
-				conn.SetWriteDeadline(time.Now().Add(t.drain))
-			case <-ackTick.C:
-				flight = t.acked(raw, flight)
-			}
-			if len(flight) > 256 {
-				flight = t.acked(raw, flight)
-			}
-		}
-		ackTick.Stop()
-		// The connection broke: what the collector's kernel did not
-		// acknowledge is sent again on the next one.
-		unacked := t.unacked(raw, flight)
-		pending = append(unacked, pending...)
-		conn.Close()
-		t.mu.Lock()
-		t.stats.Errors++
-		t.stats.Connected = false
-		t.stats.Resent += uint64(len(unacked))
-		t.mu.Unlock()
-		t.log.Warn("write", "IPFIX collector connection lost", "collector", t.name, "err", werr, "resending", len(unacked))
-		if stopping {
-			t.dropRest(pending)
+		var done bool
+		if pending, done = t.serve(l, pending, &until); done {
+			t.dropRest(nil)
 			return
 		}
-		select {
-		case <-t.done:
-			stopping = true
-		case <-time.After(backoff):
+		if l.accepted {
+			backoff = backoffMin // a refusing collector is tried less and less often
 		}
+		until, backoff = t.pause(until, backoff)
 	}
 }
 
-func (t *TCP) dial() (net.Conn, *net.TCPConn, *countingConn, error) {
-	c, err := net.DialTimeout("tcp", t.addr, 5*time.Second)
+// pause waits before connecting again: the backoff, or, once Close was
+// called, at most drainRetry (and not past the drain). It returns the end
+// of the drain (zero until Close) and the next backoff.
+func (t *TCP) pause(until time.Time, backoff time.Duration) (time.Time, time.Duration) {
+	if until.IsZero() {
+		select {
+		case <-t.done:
+			return t.drainUntil, backoffMin // try again at once
+		case <-time.After(backoff):
+			return until, min(backoff*2, backoffMax)
+		}
+	}
+	if d := min(backoff, drainRetry, time.Until(until)); d > 0 {
+		time.Sleep(d)
+	}
+	return until, min(backoff*2, drainRetry)
+}
+
+// serve writes the pending messages, then the queue, on l until the
+// connection breaks or, once Close was called, everything is written and
+// acknowledged (done). It returns the messages to send again.
+func (t *TCP) serve(l *link, pending []queued, until *time.Time) ([]queued, bool) {
+	if l.isAccepted() {
+		t.countConnection(l)
+	}
+	// A collector sends nothing: a read returning means it closed. Reading
+	// also takes in a TLS 1.3 server's session ticket.
+	go func() {
+		var b [1]byte
+		_, l.readErr = l.conn.Read(b[:])
+		close(l.gone)
+	}()
+	// Close bounds a write stuck on a collector that stopped reading.
+	closed := make(chan struct{})
+	defer close(closed)
+	go func() {
+		select {
+		case <-t.done:
+			l.conn.SetWriteDeadline(t.drainUntil)
+		case <-closed:
+		}
+	}()
+	var flight []inflight
+	sentTemplates := false
+	write := func(q queued) error {
+		if !sentTemplates {
+			if m := t.templateMessage(q.msg); m != nil {
+				if _, err := l.conn.Write(m); err != nil {
+					flight = append(flight, inflight{q, l.cc.n.Load() + 1}) // not written
+					return err
+				}
+			}
+			sentTemplates = true
+		}
+		_, err := l.conn.Write(q.msg)
+		end := l.cc.n.Load()
+		if err != nil {
+			end++ // not wholly written: never counted as acknowledged
+		}
+		flight = append(flight, inflight{q, end})
+		return err
+	}
+	// Acknowledged messages are counted (and forgotten) as they go.
+	ackTick := time.NewTicker(100 * time.Millisecond)
+	defer ackTick.Stop()
+	var werr error
+	for len(pending) > 0 && werr == nil {
+		werr = write(pending[0])
+		pending = pending[1:]
+	}
+	for werr == nil {
+		if !until.IsZero() {
+			select {
+			case q := <-t.queue:
+				werr = write(q)
+				continue
+			default:
+			}
+			// Everything is written: wait for the acknowledgements.
+			if flight = t.acked(l, flight); len(flight) == 0 {
+				l.conn.Close()
+				return nil, true
+			}
+			if !time.Now().Before(*until) {
+				werr = errDrained
+				break
+			}
+			select {
+			case <-l.gone:
+				werr = goneError(l.readErr)
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case q := <-t.queue:
+			werr = write(q)
+		case <-l.gone:
+			werr = goneError(l.readErr)
+		case <-t.done:
+			*until = t.drainUntil
+		case <-ackTick.C:
+			flight = t.acked(l, flight)
+		}
+		if len(flight) > 256 {
+			flight = t.acked(l, flight)
+		}
+	}
+	// The connection broke: what the collector's kernel did not
+	// acknowledge is sent again on the next one.
+	unacked := t.unacked(l, flight)
+	pending = append(unacked, pending...)
+	// A reset of a connection the collector had refused loses nothing:
+	// every message written on it is sent again.
+	reset := l.accepted && l.reset(werr)
+	l.conn.Close()
+	t.mu.Lock()
+	if werr != errDrained {
+		t.stats.Errors++
+	}
+	if reset {
+		t.stats.Resets++
+	}
+	t.stats.Connected = false
+	t.stats.Resent += uint64(len(unacked))
+	t.mu.Unlock()
+	switch {
+	case werr == errDrained:
+	case !l.accepted:
+		t.log.Warn("refused", "IPFIX collector refused the connection", "collector", t.name, "err", werr, "resending", len(unacked))
+	case reset:
+		t.log.Warn("reset", "IPFIX collector reset the connection: records its kernel acknowledged but it had not read are lost, uncounted",
+			"collector", t.name, "err", werr, "resending", len(unacked))
+	default:
+		t.log.Warn("write", "IPFIX collector connection lost", "collector", t.name, "err", werr, "resending", len(unacked))
+	}
+	// Bounded like the queue: a collector that takes connections and
+	// refuses them would otherwise make it grow without end.
+	if over := len(pending) - cap(t.queue); over > 0 {
+		t.drop(pending[len(pending)-over:])
+		pending = pending[:len(pending)-over]
+	}
+	return pending, false
+}
+
+// reset says whether the collector reset the connection (rather than
+// closed it after reading everything).
+func (l *link) reset(werr error) bool {
+	select {
+	case <-l.gone:
+		return errors.Is(l.readErr, syscall.ECONNRESET)
+	default:
+	}
+	if closed, ok := resetState(l.raw); ok {
+		return closed
+	}
+	return errors.Is(werr, syscall.ECONNRESET)
+}
+
+// goneError says why the collector's side of the connection ended.
+func goneError(err error) error {
+	if err == nil {
+		return errors.New("collector sent data: not an IPFIX collector")
+	}
+	return fmt.Errorf("collector closed the connection: %w", err)
+}
+
+func (t *TCP) countConnection(l *link) {
+	if l.counted {
+		return
+	}
+	l.counted = true
+	t.mu.Lock()
+	t.stats.Connects++
+	t.stats.Connected = true
+	t.mu.Unlock()
+}
+
+// dial connects (and, for TLS, runs the handshake), within the drain once
+// Close was called.
+func (t *TCP) dial(until time.Time) (*link, error) {
+	limit := func(d time.Duration) time.Duration {
+		if until.IsZero() {
+			return d
+		}
+		return max(min(d, time.Until(until)), time.Millisecond)
+	}
+	c, err := net.DialTimeout("tcp", t.addr, limit(5*time.Second))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	raw := c.(*net.TCPConn)
 	cc := &countingConn{Conn: raw}
+	l := &link{raw: raw, cc: cc, gone: make(chan struct{}), up: time.Now()}
 	if t.tls == nil {
-		return cc, raw, cc, nil
+		l.conn, l.accepted = cc, true
+		return l, nil
 	}
+	l.ticket = t.tickets.next()
 	tc := tls.Client(cc, t.tls)
-	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	tc.SetDeadline(time.Now().Add(limit(10 * time.Second)))
 	if err := tc.Handshake(); err != nil {
 		c.Close()
-		return nil, nil, nil, fmt.Errorf("tls handshake: %w", err)
+		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
 	tc.SetDeadline(time.Time{})
 	// Stream offsets (cc.n) include the handshake, as the kernel's
 	// acknowledged byte count does.
-	return tc, raw, cc, nil
+	l.conn, l.up = tc, time.Now()
+	l.accepted = tc.ConnectionState().Version < tls.VersionTLS13
+	return l, nil
 }
 
-// acked counts and forgets the messages the peer acknowledged.
-func (t *TCP) acked(raw *net.TCPConn, flight []inflight) []inflight {
-	a, ok := ackedBytes(raw)
+// acked counts and forgets the messages the peer acknowledged, once it
+// accepted the connection.
+func (t *TCP) acked(l *link, flight []inflight) []inflight {
+	if !l.isAccepted() {
+		return flight
+	}
+	t.countConnection(l)
+	a, ok := ackedBytes(l.raw)
 	if !ok {
 		return flight
 	}
@@ -379,11 +614,12 @@ func (t *TCP) acked(raw *net.TCPConn, flight []inflight) []inflight {
 }
 
 // unacked returns the messages written whose bytes were not all
-// acknowledged (to send again), counting the others as sent.
-func (t *TCP) unacked(raw *net.TCPConn, flight []inflight) []queued {
-	a, ok := ackedBytes(raw)
-	if !ok {
-		a = 0 // cannot tell: send everything again
+// acknowledged on an accepted connection (to send again), counting the
+// others as sent.
+func (t *TCP) unacked(l *link, flight []inflight) []queued {
+	a, ok := ackedBytes(l.raw)
+	if !ok || !l.isAccepted() {
+		a = 0 // cannot tell, or refused: send everything again
 	}
 	var out []queued
 	var msgs, recs uint64
@@ -402,38 +638,33 @@ func (t *TCP) unacked(raw *net.TCPConn, flight []inflight) []queued {
 	return out
 }
 
-// finish waits (within the drain time) for the collector to acknowledge
-// what was written; what it does not is counted as dropped.
-func (t *TCP) finish(raw *net.TCPConn, flight []inflight) {
-	deadline := time.Now().Add(t.drain)
-	for len(flight) > 0 && time.Now().Before(deadline) {
-		if a, ok := ackedBytes(raw); !ok || a >= flight[len(flight)-1].end {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+// drop counts msgs as dropped.
+func (t *TCP) drop(msgs []queued) {
+	var recs uint64
+	for _, q := range msgs {
+		recs += q.records
 	}
-	t.dropRest(t.unacked(raw, flight))
+	t.mu.Lock()
+	t.stats.DroppedMessages += uint64(len(msgs))
+	t.stats.DroppedRecords += recs
+	t.mu.Unlock()
 }
 
 // dropRest counts the given messages and everything still queued as dropped.
 func (t *TCP) dropRest(extra []queued) {
-	var msgs, recs uint64
-	for _, q := range extra {
-		msgs++
-		recs += q.records
-	}
 	for done := false; !done; {
 		select {
 		case q := <-t.queue:
-			msgs++
-			recs += q.records
+			extra = append(extra, q)
 		default:
 			done = true
 		}
 	}
+	t.drop(extra)
 	t.mu.Lock()
-	t.stats.DroppedMessages += msgs
-	t.stats.DroppedRecords += recs
 	t.stats.Connected = false
 	t.mu.Unlock()
+	if len(extra) > 0 {
+		t.log.Warn("drop", "IPFIX messages not delivered at stop: counted as dropped", "collector", t.name, "messages", len(extra))
+	}
 }

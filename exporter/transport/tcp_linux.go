@@ -24,3 +24,22 @@ func ackedBytes(raw *net.TCPConn) (uint64, bool) {
 	}
 	return info.Bytes_acked, true
 }
+
+// tcpClose is TCP_CLOSE of the kernel's tcp_states.h.
+const tcpClose = 7
+
+// resetState says whether the connection is closed without our close: the
+// peer reset it (a peer that closed in order leaves it in CLOSE_WAIT).
+func resetState(raw *net.TCPConn) (bool, bool) {
+	sc, err := raw.SyscallConn()
+	if err != nil {
+		return false, false
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	cerr := sc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+	if cerr != nil || gerr != nil || info == nil {
+		return false, false
+	}
+	return info.State == tcpClose, true
+}

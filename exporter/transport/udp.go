@@ -4,6 +4,8 @@
 package transport
 
 import (
+	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +27,10 @@ type Configuration struct {
 	// CAFile is the PEM file of the CAs a tls:// collector's certificate
 	// must chain to (the system's when empty).
 	CAFile string
+	// CertFile and KeyFile are the exporter's client certificate (PEM,
+	// with its intermediates) and key, presented to tls:// collectors
+	// that ask for one: both or neither.
+	CertFile, KeyFile string
 	// QueueSize is how many messages a TCP collector buffers while away.
 	QueueSize int
 }
@@ -48,7 +54,39 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("CA file: %w", err))
 		}
 	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		if _, err := c.clientCertificate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// clientCertificate reads the certificate and key files; an error says
+// which file is wrong.
+func (c Configuration) clientCertificate() (tls.Certificate, error) {
+	switch {
+	case c.CertFile == "":
+		return tls.Certificate{}, errors.New("key file given without a certificate file: give both or neither")
+	case c.KeyFile == "":
+		return tls.Certificate{}, errors.New("certificate file given without a key file: give both or neither")
+	}
+	certPEM, err := os.ReadFile(c.CertFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("read certificate file: %w", err)
+	}
+	keyPEM, err := os.ReadFile(c.KeyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("read key file: %w", err)
+	}
+	if b, _ := pem.Decode(certPEM); b == nil || b.Type != "CERTIFICATE" {
+		return tls.Certificate{}, fmt.Errorf("certificate file %s holds no PEM certificate first", c.CertFile)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("key file %s with certificate file %s: %w", c.KeyFile, c.CertFile, err)
+	}
+	return cert, nil
 }
 
 // SplitCollector returns the transport ("udp", "tcp" or "tls") and the
@@ -98,10 +136,11 @@ type UDP struct {
 }
 
 // Stats counts datagrams per outcome (and, per collector, the flow records
-// of the datagrams sent).
+// of the datagrams sent and of those the kernel refused to send).
 type Stats struct {
-	Sent, Errors uint64
-	Records      uint64
+	Sent, Errors   uint64
+	Records        uint64
+	DroppedRecords uint64
 }
 
 // NewUDP resolves the collectors and opens the socket.
@@ -138,8 +177,11 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 	return u, nil
 }
 
-// Send writes msg to every collector. A collector that refuses (nothing
-// listening) is counted and logged, not fatal.
+// Send writes msg to every collector. A send the kernel refuses is counted
+// and logged, not fatal. Nothing tells of a datagram lost on the way or
+// at a collector with nothing listening: the socket is not connected, so
+// the kernel does not report ICMP port unreachable (a connected one would
+// report it on a later send, blaming another message).
 func (u *UDP) Send(msg []byte) error { return u.send(msg, 0) }
 
 func (u *UDP) send(msg []byte, records uint64) error {
@@ -171,6 +213,7 @@ func (u *UDP) send(msg []byte, records uint64) error {
 			u.mu.Lock()
 			if err != nil {
 				u.per[i].Errors++
+				u.per[i].DroppedRecords += records
 			} else {
 				u.per[i].Sent++
 				u.per[i].Records += records

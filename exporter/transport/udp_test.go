@@ -61,3 +61,25 @@ func TestConfiguration(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestUDPSendErrorDrops: a datagram the kernel refuses counts its records
+// as dropped for that collector.
+func TestUDPSendErrorDrops(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	u, err := NewUDP(reporter.NewForTest(nil), Configuration{Collectors: []string{c.LocalAddr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.send(make([]byte, 100), 3)
+	if err := u.send(make([]byte, 70000), 7); err == nil { // more than a UDP datagram holds
+		t.Error("no error sending 70000 bytes")
+	}
+	if s := u.per[0]; s.Sent != 1 || s.Records != 3 || s.Errors != 1 || s.DroppedRecords != 7 {
+		t.Errorf("stats %+v, want 3 records sent and 7 dropped", s)
+	}
+}
