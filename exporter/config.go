@@ -25,6 +25,8 @@ type Configuration struct {
 	Fanout                  int        `yaml:"fanout"`
 	Collectors              []string   `yaml:"collector"`
 	CAFile                  string     `yaml:"ca-file"`
+	CertFile                string     `yaml:"cert-file"`
+	KeyFile                 string     `yaml:"key-file"`
 	QueueSize               int        `yaml:"queue-size"`
 	MetricsListen           string     `yaml:"metrics-listen"`
 	ActiveTimeout           Duration   `yaml:"active-timeout"`
@@ -89,7 +91,7 @@ func (c Configuration) ipfix() ipfix.Configuration {
 }
 
 func (c Configuration) transportConfiguration() transport.Configuration {
-	return transport.Configuration{Collectors: c.Collectors, CAFile: c.CAFile, QueueSize: c.QueueSize}
+	return transport.Configuration{Collectors: c.Collectors, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, QueueSize: c.QueueSize}
 }
 
 // FirstObservationPoint is the observation point id of the first

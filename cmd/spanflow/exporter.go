@@ -38,6 +38,8 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "fanout", Value: d.Fanout, Usage: "`N` capture workers (PACKET_FANOUT hash), each a pipeline of its own on its own core; worker n exports with observation domain observation-domain+n"},
 		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX to `HOST:PORT` over UDP, or to udp://, tcp:// or tls://HOST:PORT (repeat for several collectors)"},
 		&cli.StringFlag{Name: "ca-file", Usage: "PEM `FILE` of the CAs that tls:// collectors' certificates must chain to (system CAs when empty)"},
+		&cli.StringFlag{Name: "cert-file", Usage: "PEM `FILE` of the exporter's client certificate (with its intermediates) for tls:// collectors that require one; give key-file too"},
+		&cli.StringFlag{Name: "key-file", Usage: "PEM `FILE` of the key of cert-file"},
 		&cli.IntFlag{Name: "queue-size", Value: d.QueueSize, Usage: "IPFIX messages a tcp:// or tls:// collector buffers while it is away; more are dropped and counted"},
 		&cli.DurationFlag{Name: "active-timeout", Value: time.Duration(d.ActiveTimeout), Usage: "export a flow that has lasted this long, and go on in a new record"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: time.Duration(d.IdleTimeout), Usage: "export a flow that saw no packet for this long"},
@@ -119,6 +121,8 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "ring-size", &cfg.RingSize, c.Int)
 	override(c, "fanout", &cfg.Fanout, c.Int)
 	override(c, "ca-file", &cfg.CAFile, c.String)
+	override(c, "cert-file", &cfg.CertFile, c.String)
+	override(c, "key-file", &cfg.KeyFile, c.String)
 	override(c, "queue-size", &cfg.QueueSize, c.Int)
 	override(c, "metrics-listen", &cfg.MetricsListen, c.String)
 	override(c, "collector", &cfg.Collectors, c.StringSlice)
