@@ -1,6 +1,7 @@
 package transport_test
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -90,5 +91,43 @@ func TestCloseWaitsForCollector(t *testing.T) {
 	}
 	if took > transport.DrainTimeout+time.Second {
 		t.Errorf("Close took %v, more than the drain time %v", took, transport.DrainTimeout)
+	}
+}
+
+// TestCollectorHalfCloses: a collector that stops by closing its side of
+// the connection, then reading to the end, gets every record exactly
+// once: the exporter waits for the acknowledgement of what it wrote before
+// deciding what to send again on its next connection. (Over loopback the
+// acknowledgements come at once, so this checks the outcome more than the
+// wait.)
+func TestCollectorHalfCloses(t *testing.T) {
+	col := newTCPCollector(t, nil)
+	tr, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tcp://" + col.addr}, QueueSize: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSender(t, tr)
+	for i := 0; i < 100; i++ {
+		s.send(t, 50)
+		if i == 50 {
+			col.mu.Lock()
+			col.conn[0].(*net.TCPConn).CloseWrite()
+			col.mu.Unlock()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	s.enc.Close(time.Now())
+	tr.Close()
+	col.settle()
+	st := tr.TCP()[0].Stats()
+	t.Logf("stats %+v", st)
+	seen := col.flows(t)
+	for port := uint16(1); port < s.next; port++ {
+		if seen[port] != 1 {
+			t.Errorf("record %d received %d times", port, seen[port])
+		}
+	}
+	if st.Records != uint64(s.next-1) || st.DroppedRecords != 0 || st.Connects != 2 || st.Resets != 0 {
+		t.Errorf("stats %+v: want all %d records sent over 2 connections, no reset", st, s.next-1)
 	}
 }

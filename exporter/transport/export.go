@@ -96,7 +96,7 @@ type Delivery struct {
 	// or (UDP) the kernel refused to send them.
 	Records, DroppedRecords uint64
 	// Resets are connections the collector reset: records its kernel had
-	// acknowledged but it had not read were lost, in no counter.
+	// acknowledged but it had not read, if any, were lost, in no counter.
 	Resets uint64
 }
 
@@ -133,7 +133,7 @@ var (
 	descDroppedRecs = prometheus.NewDesc("spanflow_export_collector_dropped_records_total",
 		"IPFIX flow records in the messages not delivered.", []string{"collector", "transport"}, nil)
 	descResets = prometheus.NewDesc("spanflow_export_collector_resets_total",
-		"Connections the collector reset instead of closing: records its kernel acknowledged but it had not read were lost, in no counter.", []string{"collector", "transport"}, nil)
+		"Connections the collector reset instead of closing in order: records its kernel had acknowledged but it had not read, if any, were lost, in no counter.", []string{"collector", "transport"}, nil)
 	descResent = prometheus.NewDesc("spanflow_export_collector_resent_messages_total",
 		"IPFIX messages sent again after a connection broke before the collector acknowledged them.", []string{"collector", "transport"}, nil)
 	descQueue = prometheus.NewDesc("spanflow_export_collector_queue_messages",

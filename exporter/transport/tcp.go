@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -53,10 +54,10 @@ type TCPStats struct {
 	DroppedMessages, DroppedRecords uint64 // not delivered: queue full, or still queued or unacknowledged at Close
 	Resent                          uint64 // messages sent again after a connection broke
 	Connects, Errors                uint64 // connections the collector accepted; connects, handshakes or connections that failed
-	// Resets are connections the collector reset rather than closed: a
-	// collector process that ends with data unread in its socket does so,
-	// and that data, acknowledged by its kernel, is lost without the
-	// exporter knowing how much.
+	// Resets are connections the collector reset rather than closed in
+	// order: a collector process that ends with data unread in its socket
+	// does so, and that data, acknowledged by its kernel, is lost without
+	// the exporter knowing how much.
 	Resets    uint64
 	Queued    int // messages waiting now
 	Connected bool
@@ -484,6 +485,13 @@ func (t *TCP) serve(l *link, pending []queued, until *time.Time) ([]queued, bool
 			flight = t.acked(l, flight)
 		}
 	}
+	select {
+	case <-l.gone:
+		if errors.Is(l.readErr, io.EOF) || errors.Is(l.readErr, io.ErrUnexpectedEOF) {
+			flight = t.settle(l, flight)
+		}
+	default:
+	}
 	// The connection broke: what the collector's kernel did not
 	// acknowledge is sent again on the next one.
 	unacked := t.unacked(l, flight)
@@ -507,7 +515,7 @@ func (t *TCP) serve(l *link, pending []queued, until *time.Time) ([]queued, bool
 	case !l.accepted:
 		t.log.Warn("refused", "IPFIX collector refused the connection", "collector", t.name, "err", werr, "resending", len(unacked))
 	case reset:
-		t.log.Warn("reset", "IPFIX collector reset the connection: records its kernel acknowledged but it had not read are lost, uncounted",
+		t.log.Warn("reset", "IPFIX collector reset the connection: records its kernel acknowledged but it had not read, if any, are lost, uncounted",
 			"collector", t.name, "err", werr, "resending", len(unacked))
 	default:
 		t.log.Warn("write", "IPFIX collector connection lost", "collector", t.name, "err", werr, "resending", len(unacked))
@@ -519,6 +527,27 @@ func (t *TCP) serve(l *link, pending []queued, until *time.Time) ([]queued, bool
 		pending = pending[:len(pending)-over]
 	}
 	return pending, false
+}
+
+// settleTime bounds the wait for acknowledgements after the collector
+// closed its side of the connection.
+const settleTime = time.Second
+
+// settle waits, after the collector closed its side of the connection in
+// order, for it to acknowledge what was written: a collector that stops by
+// closing its side then reading to the end takes it all, and what it took
+// must not be sent again. One that closed both sides resets the
+// connection as soon as more data comes: that ends the wait.
+func (t *TCP) settle(l *link, flight []inflight) []inflight {
+	for deadline := time.Now().Add(settleTime); len(flight) > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if flight = t.acked(l, flight); len(flight) == 0 {
+			break
+		}
+		if closed, ok := resetState(l.raw); closed || !ok {
+			break
+		}
+	}
+	return flight
 }
 
 // reset says whether the collector reset the connection (rather than
