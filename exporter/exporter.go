@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -87,8 +88,15 @@ type Summary struct {
 	Live          bool
 	KernelDropped uint64
 	LinkDowns     uint64 // times a capture interface went down
-	// Flow records dropped for TCP/TLS collectors that were away too long.
+	// Flow records not delivered, summed over the collectors: a TCP/TLS
+	// collector's queue was full, or they were still queued or
+	// unacknowledged when the drain at stop ended; UDP: the kernel refused
+	// to send them.
 	DroppedRecords uint64
+	// Collectors says, per collector, what became of the flow records
+	// (when the exporter opened the transports): each record given to a
+	// collector is either sent or dropped.
+	Collectors []transport.Delivery
 }
 
 // Add returns the sum of two runs' summaries (fanout workers).
@@ -106,6 +114,18 @@ func (s Summary) Add(o Summary) Summary {
 	s.KernelDropped += o.KernelDropped
 	s.LinkDowns = max(s.LinkDowns, o.LinkDowns) // every worker's socket sees the same events
 	s.DroppedRecords += o.DroppedRecords
+	// Each fanout worker has connections of its own to every collector.
+	s.Collectors = append([]transport.Delivery(nil), s.Collectors...)
+	for _, d := range o.Collectors {
+		i := slices.IndexFunc(s.Collectors, func(e transport.Delivery) bool { return e.Collector == d.Collector })
+		if i < 0 {
+			s.Collectors = append(s.Collectors, d)
+			continue
+		}
+		s.Collectors[i].Records += d.Records
+		s.Collectors[i].DroppedRecords += d.DroppedRecords
+		s.Collectors[i].Resets += d.Resets
+	}
 	return s
 }
 
@@ -131,7 +151,14 @@ func (s Summary) String() string {
 		line += fmt.Sprintf(", capture interface down %d times", s.LinkDowns)
 	}
 	if s.DroppedRecords > 0 {
-		line += fmt.Sprintf(", %d flow records dropped for collectors away", s.DroppedRecords)
+		line += fmt.Sprintf(", %d flow records not delivered to collectors (dropped)", s.DroppedRecords)
+	}
+	var resets uint64
+	for _, d := range s.Collectors {
+		resets += d.Resets
+	}
+	if resets > 0 {
+		line += fmt.Sprintf(", %d connections reset by collectors (records they had not read, if any, are lost, uncounted)", resets)
 	}
 	return line
 }
@@ -300,8 +327,9 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	}
 	x.close()
 	if x.outputs != nil {
-		for _, t := range x.outputs.TCP() {
-			x.stats.DroppedRecords += t.Stats().DroppedRecords
+		x.stats.Collectors = x.outputs.Deliveries()
+		for _, d := range x.stats.Collectors {
+			x.stats.DroppedRecords += d.DroppedRecords
 		}
 	}
 	return x.stats, runErr
