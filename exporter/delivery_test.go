@@ -3,6 +3,8 @@ package exporter
 import (
 	"context"
 	"net/netip"
+	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -157,5 +160,25 @@ func waitStill(t *testing.T, col *verify.Collector) {
 	for n := col.Records(); n != last; n = col.Records() {
 		last = n
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestSummaryAddCollectors: fanout workers' deliveries add up per
+// collector.
+func TestSummaryAddCollectors(t *testing.T) {
+	a := Summary{DroppedRecords: 2, Collectors: []transport.Delivery{{Collector: "tcp://c:4739", Transport: "tcp", Records: 10, DroppedRecords: 2}}}
+	b := Summary{DroppedRecords: 1, Collectors: []transport.Delivery{
+		{Collector: "c:2055", Transport: "udp", Records: 5, DroppedRecords: 1},
+		{Collector: "tcp://c:4739", Transport: "tcp", Records: 7, Resets: 1}}}
+	got := a.Add(b)
+	want := []transport.Delivery{{Collector: "tcp://c:4739", Transport: "tcp", Records: 17, DroppedRecords: 2, Resets: 1}, {Collector: "c:2055", Transport: "udp", Records: 5, DroppedRecords: 1}}
+	if !reflect.DeepEqual(got.Collectors, want) || got.DroppedRecords != 3 {
+		t.Errorf("sum %+v, want collectors %+v and 3 dropped", got, want)
+	}
+	if a.Collectors[0].Records != 10 {
+		t.Error("Add changed its receiver's collectors")
+	}
+	if line := got.String(); !strings.Contains(line, "3 flow records not delivered") || !strings.Contains(line, "1 connections reset") {
+		t.Errorf("summary line %q", line)
 	}
 }
