@@ -458,6 +458,7 @@ func (t *TCP) serve(l *link, pending []queued, until *time.Time) ([]queued, bool
 			// Everything is written: wait for the acknowledgements.
 			if flight = t.acked(l, flight); len(flight) == 0 {
 				l.conn.Close()
+				<-l.gone
 				return nil, true
 			}
 			if !time.Now().Before(*until) {
@@ -499,7 +500,8 @@ func (t *TCP) serve(l *link, pending []queued, until *time.Time) ([]queued, bool
 	// A reset of a connection the collector had refused loses nothing:
 	// every message written on it is sent again.
 	reset := l.accepted && l.reset(werr)
-	l.conn.Close()
+	l.raw.Close() // not TLS's Close: its close_notify may wait 5 s on a stuck connection
+	<-l.gone      // its reader is done: a late ticket cannot speak for the next connection
 	t.mu.Lock()
 	if werr != errDrained {
 		t.stats.Errors++
