@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,7 +79,8 @@ type Listener struct {
 	closed    bool
 	udp       []*net.UDPConn
 	tcp       []net.Listener
-	conns     map[net.Conn]struct{}
+	conns     map[net.Conn]net.Conn // accepted → what is read (the TLS conn once its handshake is done)
+	draining  atomic.Int64          // when stopping: the deadline, unix ns, for reading what connections hold
 	perSource map[netip.Addr]int
 	inodes    map[uint64]bool
 	addrs     []net.Addr
@@ -96,7 +98,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Listener,
 		return nil, fmt.Errorf("listen configuration: %w", err)
 	}
 	l := &Listener{r: r, cfg: cfg, deps: deps, log: reporter.NewLimited(r.Log, 10*time.Second),
-		conns: map[net.Conn]struct{}{}, perSource: map[netip.Addr]int{}, inodes: map[uint64]bool{}}
+		conns: map[net.Conn]net.Conn{}, perSource: map[netip.Addr]int{}, inodes: map[uint64]bool{}}
 	if len(cfg.TLS) > 0 {
 		var err error
 		if l.tls, err = cfg.ServerTLS(); err != nil {
@@ -282,7 +284,7 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (string, bool) {
 	case len(l.conns) >= l.cfg.MaxTCPConnections:
 		return RefusedConnectionLimit, false
 	}
-	l.conns[c] = struct{}{}
+	l.conns[c] = c
 	l.perSource[src]++
 	return "", true
 }
@@ -332,6 +334,11 @@ func (l *Listener) serveTCP(ctx context.Context, c net.Conn, src netip.AddrPort,
 			return
 		}
 		conn = tc
+		l.mu.Lock()
+		if _, ok := l.conns[c]; ok {
+			l.conns[c] = tc // Stop half-closes it with close_notify
+		}
+		l.mu.Unlock()
 		if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
 			l.r.Log.Debug(proto+" connection", "remote", src, "client", peer[0].Subject.String())
 		}
@@ -346,6 +353,11 @@ func (l *Listener) readTCP(c net.Conn, src netip.AddrPort, h Handler, proto stri
 	buf := make([]byte, 65536)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(l.cfg.TCPIdleTimeout))
+		if d := l.draining.Load(); d != 0 {
+			// Stopping (checked after the idle deadline was set, so that
+			// Stop's deadline wins whichever came first).
+			_ = c.SetReadDeadline(time.Unix(0, d))
+		}
 		if _, err := io.ReadFull(r, buf[:4]); err != nil {
 			l.readFailed(proto, src, err, false)
 			return
@@ -379,7 +391,15 @@ func (l *Listener) readFailed(proto string, src netip.AddrPort, err error, inMes
 	}
 }
 
-// Stop closes every socket and waits for the goroutines.
+// stopDrain bounds how long Stop reads what IPFIX/TCP connections still
+// hold once it has closed its side of them.
+const stopDrain = 2 * time.Second
+
+// Stop closes the UDP sockets and the TCP listeners, then closes its side
+// of each IPFIX/TCP connection (TLS: close_notify) and reads what the
+// exporter had sent until the exporter closes its side too, or stopDrain
+// passes: what the kernel had acknowledged to the exporter is decoded, not
+// thrown away with a reset. Then it waits for the goroutines.
 func (l *Listener) Stop() error {
 	l.mu.Lock()
 	l.closed = true
@@ -389,8 +409,18 @@ func (l *Listener) Stop() error {
 	for _, ln := range l.tcp {
 		ln.Close()
 	}
-	for c := range l.conns {
-		c.Close()
+	deadline := time.Now().Add(stopDrain)
+	l.draining.Store(deadline.UnixNano())
+	for raw, c := range l.conns {
+		_ = raw.SetReadDeadline(deadline)
+		switch w := c.(type) {
+		case *tls.Conn:
+			_ = w.CloseWrite()
+		case *net.TCPConn:
+			_ = w.CloseWrite()
+		default:
+			c.Close()
+		}
 	}
 	l.udp, l.tcp = nil, nil
 	l.mu.Unlock()

@@ -1,7 +1,6 @@
 package listen_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -49,35 +48,18 @@ func (h *decoding) records(src string) int {
 	return h.bySource[netip.MustParseAddr(src)]
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type listenerUnderTest struct {
 	*listen.Listener
 	r    *reporter.Reporter
 	h    *decoding
-	logs *logBuffer
+	logs *testutil.SyncBuffer
 }
 
 // start runs the listeners of cfg (no UDP unless given) with a decoding
 // handler.
 func start(t *testing.T, cfg listen.Configuration) *listenerUnderTest {
 	t.Helper()
-	u := &listenerUnderTest{logs: &logBuffer{}}
+	u := &listenerUnderTest{logs: &testutil.SyncBuffer{}}
 	u.r = reporter.NewForTest(u.logs)
 	d, err := decoders.New(decoders.DefaultConfiguration())
 	if err != nil {
@@ -513,5 +495,24 @@ func TestValidate(t *testing.T) {
 				t.Errorf("file at fault %q, want %q", got, tc.field)
 			}
 		})
+	}
+}
+
+// TestStopReadsWhatWasSent: Stop closes its side of an IPFIX/TCP connection
+// and reads what the exporter had already sent; closing at once threw away,
+// with a reset, records the collector's kernel had acknowledged.
+func TestStopReadsWhatWasSent(t *testing.T) {
+	u := start(t, streamConfig())
+	c := dialFrom(t, "127.0.0.1", u.Addrs()[0].String())
+	send(t, c, listentest.IPFIX(t, 5000, 10))
+	c.(*net.TCPConn).CloseWrite()
+	if err := u.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.h.records(""); got != 5000 {
+		t.Errorf("%d of the 5000 records sent before Stop decoded", got)
+	}
+	if !closedByCollector(c, 5*time.Second) {
+		t.Error("the collector did not close its side")
 	}
 }
