@@ -326,8 +326,11 @@ func TestObservationDomainsBounded(t *testing.T) {
 }
 
 // TestSpoofedSourcesExpire: 10,000 spoofed sources of one datagram each
-// fill the exporter table; once they have been silent for the idle time,
-// a real exporter gets in and every one of its flows is decoded.
+// fill the exporter table. A real exporter gets in at once, in the place of
+// a source that delivered no record, and 10,000 more spoofed sources do
+// not take its place; once every source has been silent for the idle time
+// all are forgotten, their held sets counted, and the real exporter, back,
+// is decoded afresh.
 func TestSpoofedSourcesExpire(t *testing.T) {
 	cfg := decoders.DefaultConfiguration()
 	cfg.MaxBytes = 32 * mib // of held data here: the test's heap stays small
@@ -360,8 +363,40 @@ func TestSpoofedSourcesExpire(t *testing.T) {
 		t.Errorf("%d bytes per spoofed source beyond what is counted", perSource)
 	}
 	real := "198.51.100.7:4739"
-	if _, _, err := dec.Decode(dg(real, tpl, now.Add(time.Second)), nil); reason.Of(err) != reason.ExporterLimit {
-		t.Fatalf("during the flood: %v, want the exporter limit", err)
+	decodeAll := func(at time.Time, withTemplate bool) int {
+		t.Helper()
+		if withTemplate {
+			if _, _, err := dec.Decode(dg(real, tpl, at), nil); err != nil {
+				t.Fatalf("template of the real exporter: %v", err)
+			}
+		}
+		var recs []flow.Record
+		for range 10 {
+			var err error
+			if recs, _, err = dec.Decode(dg(real, g.AppendData(nil), at), recs); err != nil {
+				t.Fatalf("data of the real exporter: %v", err)
+			}
+		}
+		return len(recs)
+	}
+	if n := decodeAll(now.Add(time.Second), true); n != 100 {
+		t.Errorf("during the flood: %d flows decoded, the exporter sent 100", n)
+	}
+	if n := dec.EvictedExporters(); n != 1 {
+		t.Errorf("%d exporters evicted for the real one, want 1", n)
+	}
+	for i := range 10000 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
+		if _, _, err := dec.Decode(decoders.Datagram{Source: src, Payload: []byte("garbage"), Received: now.Add(2 * time.Second)}, nil); reason.Of(err) == reason.ExporterLimit {
+			t.Fatalf("spoofed source %d refused: the table holds unproven sources to evict", i)
+		}
+	}
+	// The real exporter kept its place and its template: data alone decodes.
+	if n := decodeAll(now.Add(3*time.Second), false); n != 100 {
+		t.Errorf("after 10,000 more spoofed sources: %d flows decoded without the template again, want 100", n)
+	}
+	if n := dec.EvictedExporters(); n != 10001 || dec.Exporters() != cfg.MaxExporters {
+		t.Errorf("%d evicted, %d kept: want 10,001 evicted, the table full", n, dec.Exporters())
 	}
 	later := now.Add(16 * time.Minute)
 	dropped := 0
@@ -369,7 +404,7 @@ func TestSpoofedSourcesExpire(t *testing.T) {
 		dropped += n
 	}
 	if dropped != held {
-		t.Errorf("expiry dropped %d held sets, %d were held", dropped, held)
+		t.Errorf("eviction and expiry dropped %d held sets, %d were held", dropped, held)
 	}
 	if n := dec.ExpiredExporters(); n != 10000 {
 		t.Errorf("%d exporters expired, want 10000", n)
@@ -377,18 +412,8 @@ func TestSpoofedSourcesExpire(t *testing.T) {
 	if dec.Bytes() != 0 {
 		t.Errorf("%d bytes still counted for forgotten exporters", dec.Bytes())
 	}
-	if _, _, err := dec.Decode(dg(real, tpl, later), nil); err != nil {
-		t.Fatalf("after the spoofed sources went silent: %v", err)
-	}
-	var recs []flow.Record
-	for range 10 {
-		var err error
-		if recs, _, err = dec.Decode(dg(real, g.AppendData(nil), later), recs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(recs) != 100 {
-		t.Errorf("%d flows decoded, the exporter sent 100", len(recs))
+	if n := decodeAll(later, true); n != 100 {
+		t.Errorf("back after the idle time: %d flows decoded, the exporter sent 100", n)
 	}
 	if n := dec.Exporters(); n != 1 {
 		t.Errorf("%d exporters kept, want the real one", n)

@@ -123,7 +123,9 @@ type Result struct {
 
 type exporter struct {
 	mu       sync.Mutex
-	gone     bool // forgotten by Expire: look the exporter up again
+	gone     bool // forgotten by Expire or evicted: look the exporter up again
+	addr     netip.Addr
+	proven   atomic.Bool // it delivered a record: never evicted for a newcomer
 	lastSeen atomic.Int64
 	nf       *netflow.State
 	seq      map[uint64]uint32 // sequence space → next expected number
@@ -136,8 +138,17 @@ type Decoder struct {
 	cfg       Configuration
 	shared    *netflow.Budget
 	expired   atomic.Uint64
+	evicted   atomic.Uint64
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporter
+	// unproven are the exporters that have not delivered a record yet, in
+	// the order they came (some may have since, or be gone): when the table
+	// is full, a newcomer takes the place of the oldest of them, so sources
+	// that only sent garbage (spoofed ones) cannot lock real exporters out.
+	unproven []*exporter
+	// evictedHeld are the held data sets of evicted exporters, reported by
+	// the next Expire.
+	evictedHeld map[netip.Addr]int
 }
 
 // New returns a decoder.
@@ -178,15 +189,67 @@ func (d *Decoder) lookup(a netip.Addr, seen time.Time) (*exporter, error) {
 	if e = d.exporters[a]; e != nil {
 		return e, nil
 	}
-	if len(d.exporters) >= d.cfg.MaxExporters {
-		return nil, reason.Errorf(reason.ExporterLimit, "datagram from %s: already %d exporters", a, len(d.exporters))
+	if len(d.exporters) >= d.cfg.MaxExporters && !d.evictUnproven() {
+		return nil, reason.Errorf(reason.ExporterLimit, "datagram from %s: already %d exporters, each of which delivered records", a, len(d.exporters))
 	}
-	e = &exporter{seq: map[uint64]uint32{}, maxSeq: d.cfg.MaxDomainsPerExporter,
+	e = &exporter{addr: a, seq: map[uint64]uint32{}, maxSeq: d.cfg.MaxDomainsPerExporter,
 		nf: netflow.NewState(a, d.cfg.limits(), d.shared)}
 	e.lastSeen.Store(seen.UnixNano())
 	d.exporters[a] = e
+	d.unproven = append(d.unproven, e)
 	return e, nil
 }
+
+// evictUnproven forgets the oldest exporter that has delivered no record,
+// to make room; d.mu is held. It reports false when every exporter has
+// delivered records (or the unproven ones are busy decoding).
+func (d *Decoder) evictUnproven() bool {
+	if len(d.unproven) > 2*d.cfg.MaxExporters {
+		// Drop the entries of exporters proven or gone meanwhile.
+		live := d.unproven[:0]
+		for _, e := range d.unproven {
+			if !e.proven.Load() && d.exporters[e.addr] == e {
+				live = append(live, e)
+			}
+		}
+		clear(d.unproven[len(live):])
+		d.unproven = live
+	}
+	var busy []*exporter
+	defer func() { d.unproven = append(d.unproven, busy...) }()
+	for i, e := range d.unproven {
+		if e.proven.Load() || d.exporters[e.addr] != e {
+			continue // proven or gone: its entry goes
+		}
+		if !e.mu.TryLock() {
+			busy = append(busy, e) // decoding right now: kept for later
+			continue
+		}
+		if e.proven.Load() {
+			e.mu.Unlock()
+			continue
+		}
+		delete(d.exporters, e.addr)
+		if n := e.nf.Flush(); n > 0 {
+			if d.evictedHeld == nil {
+				d.evictedHeld = map[netip.Addr]int{}
+			}
+			d.evictedHeld[e.addr] += n
+		}
+		e.nf.Release()
+		e.gone = true
+		e.mu.Unlock()
+		d.evicted.Add(1)
+		d.unproven = d.unproven[i+1:]
+		return true
+	}
+	d.unproven = d.unproven[:0]
+	return false
+}
+
+// EvictedExporters is the number of exporters that had delivered no record
+// and were forgotten to make room for a newcomer (the table was full).
+func (d *Decoder) EvictedExporters() uint64 { return d.evicted.Load() }
 
 // Has reports whether the decoder keeps state for a.
 func (d *Decoder) Has(a netip.Addr) bool {
@@ -301,11 +364,12 @@ func (d *Decoder) Expire(now time.Time) map[netip.Addr]int {
 		e.mu.Unlock()
 	}
 	d.mu.RUnlock()
-	if len(idle) == 0 {
-		return m
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for a, n := range d.evictedHeld {
+		m[a] += n
+	}
+	d.evictedHeld = nil
 	for _, a := range idle {
 		e := d.exporters[a]
 		if e == nil {
@@ -403,6 +467,9 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 		}
 	}
 	res.Records = len(out) - n
+	if res.Records > 0 || res.OptionsRecords > 0 {
+		e.proven.Store(true)
+	}
 	return out, res, err
 }
 

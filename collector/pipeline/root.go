@@ -70,6 +70,8 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	f.GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
 	f.CounterFunc("exporters_expired_total", "Exporters forgotten (state and metrics) after sending nothing for the exporter idle timeout.",
 		func() float64 { return float64(dec.ExpiredExporters()) })
+	f.CounterFunc("exporters_evicted_total", "Exporters that had delivered no record, forgotten to make room for a new one when the exporter table was full.",
+		func() float64 { return float64(dec.EvictedExporters()) })
 	f.GaugeFunc("state_bytes", "Estimated bytes of the state all exporters make the decoder keep (templates, options values, held data).",
 		func() float64 { return float64(dec.Bytes()) })
 	return p, nil
