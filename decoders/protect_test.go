@@ -75,6 +75,12 @@ func TestTemplateAndExporterLimits(t *testing.T) {
 		t.Errorf("%d templates refused, want 7", limited)
 	}
 	dec.Decode(dg("192.0.2.2:1", g.Template(), now), nil)
+	// Both deliver flows: neither gives its place to a newcomer.
+	for _, src := range []string{"192.0.2.1:1", "192.0.2.2:1"} {
+		if recs, _, err := dec.Decode(dg(src, g.AppendData(nil), now), nil); err != nil || len(recs) != 5 {
+			t.Fatalf("%s: %d flows, %v", src, len(recs), err)
+		}
+	}
 	if _, _, err := dec.Decode(dg("192.0.2.3:1", g.Template(), now), nil); reason.Of(err) != reason.ExporterLimit {
 		t.Errorf("third exporter: %v, want the exporter limit", err)
 	}
