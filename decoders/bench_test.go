@@ -11,11 +11,9 @@ import (
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
-// BenchmarkIPFIXDecodeEncode measures the collector's per-flow work on one
-// core: decode an IPFIX message (goflow2), normalize into flow.Record and
-// encode every record as an NDJSON line. ns/op and allocs/op are per flow.
-func BenchmarkIPFIXDecodeEncode(b *testing.B) {
-	const perMsg = 20
+// ipfixBench is a decoder that knows the generator's template and 64 data
+// messages of perMsg flows from its exporter.
+func ipfixBench(b *testing.B, perMsg int) (*decoders.Decoder, netip.AddrPort, time.Time, [][]byte) {
 	g := ipfixgen.New(1, perMsg)
 	dec, _ := decoders.New(decoders.DefaultConfiguration())
 	src := netip.MustParseAddrPort("192.0.2.1:40000")
@@ -27,6 +25,15 @@ func BenchmarkIPFIXDecodeEncode(b *testing.B) {
 	for i := range msgs {
 		msgs[i] = g.AppendData(nil)
 	}
+	return dec, src, now, msgs
+}
+
+// BenchmarkIPFIXDecodeEncode measures the collector's per-flow work on one
+// core: decode an IPFIX message (goflow2), normalize into flow.Record and
+// encode every record as an NDJSON line. ns/op and allocs/op are per flow.
+func BenchmarkIPFIXDecodeEncode(b *testing.B) {
+	const perMsg = 20
+	dec, src, now, msgs := ipfixBench(b, perMsg)
 	var recs []flow.Record
 	var enc flow.Encoder
 	out := make([]byte, 0, 64<<10)
@@ -56,17 +63,7 @@ func BenchmarkIPFIXDecodeEncode(b *testing.B) {
 // here, not hidden by the encoding.
 func BenchmarkIPFIXDecode(b *testing.B) {
 	const perMsg = 20
-	g := ipfixgen.New(1, perMsg)
-	dec, _ := decoders.New(decoders.DefaultConfiguration())
-	src := netip.MustParseAddrPort("192.0.2.1:40000")
-	now := time.Now()
-	if _, _, err := dec.Decode(decoders.Datagram{Source: src, Payload: g.Template(), Received: now}, nil); err != nil {
-		b.Fatal(err)
-	}
-	msgs := make([][]byte, 64)
-	for i := range msgs {
-		msgs[i] = g.AppendData(nil)
-	}
+	dec, src, now, msgs := ipfixBench(b, perMsg)
 	var recs []flow.Record
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

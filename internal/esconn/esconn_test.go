@@ -117,22 +117,28 @@ func TestTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.conf.URLs = []string{srv.URL}
-			tc.conf.Timeout = 10 * time.Second
-			tc.conf.MaxRetries = 1
-			client, err := New(tc.conf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			err = Ping(ctx, client)
-			if tc.ok && err != nil {
-				t.Errorf("ping over HTTPS: %v", err)
-			}
-			if !tc.ok && err == nil {
-				t.Error("reached the cluster over HTTPS without trusting its certificate")
-			}
+			checkPing(t, tc.conf, tc.ok, "trusting its certificate")
 		})
+	}
+}
+
+// checkPing pings the cluster with c (short timeout, one retry) and fails
+// when the outcome is not ok; what names what a failure lacked.
+func checkPing(t *testing.T, c Configuration, ok bool, what string) {
+	t.Helper()
+	c.Timeout, c.MaxRetries = 10*time.Second, 1
+	client, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = Ping(ctx, client)
+	if ok && err != nil {
+		t.Errorf("ping: %v", err)
+	}
+	if !ok && err == nil {
+		t.Errorf("reached the cluster without %s", what)
 	}
 }
 

@@ -1,7 +1,6 @@
 package esconn
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"net/http/httptest"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -88,19 +86,7 @@ func TestClientCertificate(t *testing.T) {
 		{"another CA", bad.CertFile, bad.KeyFile, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			client, err := New(Configuration{URLs: []string{srv.URL}, CAFile: serverCA, CertFile: tc.cert, KeyFile: tc.key, Timeout: 10 * time.Second, MaxRetries: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			err = Ping(ctx, client)
-			if tc.ok && err != nil {
-				t.Errorf("ping with a client certificate: %v", err)
-			}
-			if !tc.ok && err == nil {
-				t.Error("reached the cluster without a valid client certificate")
-			}
+			checkPing(t, Configuration{URLs: []string{srv.URL}, CAFile: serverCA, CertFile: tc.cert, KeyFile: tc.key}, tc.ok, "a valid client certificate")
 		})
 	}
 }
