@@ -36,16 +36,7 @@ func TestTLSClientCertificate(t *testing.T) {
 		t.Errorf("with a certificate: stats %+v, want 500 records sent in one connection", st)
 	}
 
-	tr2, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tls://" + col.Addrs[0]},
-		CAFile: collectorCA.File, QueueSize: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := newSender(t, tr2)
-	s2.send(t, 300)
-	waitFor(t, "a refusal", func() bool { return tr2.TCP()[0].Stats().Errors > 0 })
-	tr2.Close()
-	st := tr2.TCP()[0].Stats()
+	st := sendRefused(t, transport.Configuration{Collectors: []string{"tls://" + col.Addrs[0]}, CAFile: collectorCA.File, QueueSize: 100}, 300)
 	t.Logf("without a certificate: %+v", st)
 	if st.Records != 0 || st.Messages != 0 || st.DroppedRecords != 300 || st.Connects != 0 {
 		t.Errorf("without a certificate: stats %+v, want nothing sent, no connection and the 300 records dropped", st)

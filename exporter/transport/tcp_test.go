@@ -180,6 +180,21 @@ func (s *sender) send(t *testing.T, n int) {
 	s.enc.Flush(now)
 }
 
+// sendRefused sends n records to the one collector of cfg, which refuses
+// the connection (its TLS handshake fails), waits for the error, closes
+// the transport and returns the collector's statistics.
+func sendRefused(t *testing.T, cfg transport.Configuration, n int) transport.TCPStats {
+	t.Helper()
+	tr, err := transport.New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSender(t, tr).send(t, n)
+	waitFor(t, "a refused connection", func() bool { return tr.TCP()[0].Stats().Errors > 0 })
+	tr.Close()
+	return tr.TCP()[0].Stats()
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
@@ -320,15 +335,7 @@ func TestTLS(t *testing.T) {
 
 	other, _ := selfSigned(t)
 	col2 := newTCPCollector(t, other)
-	tr2, err := transport.New(reporter.NewForTest(nil), transport.Configuration{Collectors: []string{"tls://" + col2.addr}, CAFile: caFile, QueueSize: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := newSender(t, tr2)
-	s2.send(t, 10)
-	waitFor(t, "a failed handshake", func() bool { return tr2.TCP()[0].Stats().Errors > 0 })
-	tr2.Close()
-	st := tr2.TCP()[0].Stats()
+	st := sendRefused(t, transport.Configuration{Collectors: []string{"tls://" + col2.addr}, CAFile: caFile, QueueSize: 100}, 10)
 	if st.Records != 0 || st.DroppedRecords != 10 {
 		t.Errorf("untrusted collector: stats %+v, want nothing sent and 10 records dropped", st)
 	}
