@@ -100,7 +100,7 @@ type OutputConfiguration struct {
 type ESConfiguration struct {
 	Connection     ESConnection  `yaml:",inline"`
 	Setup          ESSetup       `yaml:",inline"`
-	RunSetup       bool          `yaml:"es-setup" category:"Elasticsearch" help:"install the index template (and ILM policy, data stream) at start; refuse to start when that fails"`
+	RunSetup       bool          `yaml:"es-setup" category:"Elasticsearch" help:"install the index template (and ILM policy, data stream) at start, or once the cluster answers when it does not at start (flows wait in the spool); refuse to start when the cluster refuses it"`
 	Gzip           bool          `yaml:"es-gzip" category:"Elasticsearch" help:"gzip bulk requests"`
 	Workers        int           `yaml:"es-workers" category:"Elasticsearch" help:"concurrent bulk requests"`
 	FlushBytes     int           `yaml:"es-flush-bytes" category:"Elasticsearch" help:"send a bulk request when it holds this many bytes (uncompressed; at most 64 MiB)"`

@@ -13,9 +13,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -169,17 +171,33 @@ func New(c Configuration) (*elasticsearch.Client, error) {
 }
 
 // Ping checks that the cluster answers and is Elasticsearch (the client's
-// product check runs on the first request).
+// product check runs on the first request). When it does not answer, or
+// answers 429/5xx, the error is an *UnreachableError (see Unreachable).
 func Ping(ctx context.Context, client *elasticsearch.Client) error {
 	res, err := client.Cluster.Health(client.Cluster.Health.WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("reach Elasticsearch: %w", err)
+		err = fmt.Errorf("reach Elasticsearch: %w", err)
+		if ctx.Err() == nil && isProductCheck(err) {
+			return err // it answered, and is not Elasticsearch
+		}
+		return &UnreachableError{err}
 	}
 	defer res.Body.Close()
 	if res.IsError() {
-		return fmt.Errorf("reach Elasticsearch: %s", res.Status())
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		err := fmt.Errorf("reach Elasticsearch: %w", StatusError(res.Status(), body))
+		if res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500 {
+			return &UnreachableError{err}
+		}
+		return err
 	}
 	return nil
+}
+
+// isProductCheck tells the client's "not Elasticsearch" refusal from a
+// failure to connect.
+func isProductCheck(err error) bool {
+	return strings.Contains(err.Error(), "not Elasticsearch") || strings.Contains(err.Error(), "unknown product")
 }
 
 // Redacted returns the URLs with any user:password@ part replaced, for

@@ -237,7 +237,7 @@ func (o *Output) split(items []item, size int) (bool, []itemResult, error) {
 	}
 	o.limited.Warn("too-large", "Elasticsearch, or a proxy before it, refused a bulk request as too large; sending it in halves (lower --es-flush-bytes)",
 		"bytes", size, "documents", len(items))
-	action := o.layout.Action()
+	action := o.Layout().Action()
 	half := len(items) / 2
 	for _, part := range [][2]int{{0, half}, {half, len(items)}} {
 		var r bulkRequest
@@ -282,9 +282,10 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 		switch {
 		case whole == nil && r.Status >= 200 && r.Status < 300:
 			ok++
-		case whole == nil && r.Status == http.StatusConflict && o.layout.Action() == "create":
+		case whole == nil && r.Status == http.StatusConflict && o.Layout().Action() == "create":
 			// A data stream already holds this id: a replay of an indexed document.
 			o.metrics.documents.WithLabelValues("duplicate").Inc()
+			o.stats.duplicate.Add(1)
 		case retryable(r.Status, whole):
 			if whole == nil {
 				o.limited.Warn("item-retry", "Elasticsearch could not index a document now; spooling it",
@@ -300,11 +301,10 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 				o.drop(dropDeadLetterWrite, 1)
 			} else {
 				o.metrics.documents.WithLabelValues("dead_letter").Inc()
+				o.stats.deadLetter.Add(1)
 			}
 		}
 	}
-	o.stats.indexed.Add(uint64(ok))
-	o.stats.failed.Add(uint64(len(req.items) - ok))
 	// An outage starts before its first documents are spooled, so that
 	// the line ending it counts them.
 	failed := whole != nil || len(retry) > 0
@@ -313,6 +313,7 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 	}
 	if live {
 		o.metrics.indexed.Add(float64(ok))
+		o.stats.indexed.Add(uint64(ok))
 		_ = o.toSpool(retry)
 	} else {
 		o.metrics.replayed.Add(float64(ok))
@@ -394,7 +395,6 @@ func (p *pendingSet) abandon() []item {
 // out, the next feeder fills another.
 func (o *Output) feed() error {
 	req := &bulkRequest{}
-	action := o.layout.Action()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -424,7 +424,9 @@ func (o *Output) feed() error {
 				// a full request the next one starts with a queued document.
 				timer.Reset(o.config.FlushInterval)
 			}
-			req.add(action, it)
+			// Read per document: the layout is final once the template is
+			// installed, and live documents only come after.
+			req.add(o.Layout().Action(), it)
 		}
 		timer.Stop()
 		o.turn <- struct{}{}
@@ -440,7 +442,8 @@ func (o *Output) feed() error {
 // at once, and returns those the cluster did not take for now.
 func (o *Output) replayItems(ctx context.Context, items []item) []item {
 	batch := &replayBatch{}
-	action := o.layout.Action()
+	layout := o.Layout()
+	action := layout.Action()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, o.config.Workers)
 	for i := 0; i < len(items); {
@@ -454,6 +457,7 @@ func (o *Output) replayItems(ctx context.Context, items []item) []item {
 		}
 		req := &bulkRequest{batch: batch}
 		for i < len(items) && len(req.body) < o.config.FlushBytes {
+			items[i].index = layout.Retarget(items[i].index)
 			req.add(action, items[i])
 			i++
 		}

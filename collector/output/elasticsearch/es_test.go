@@ -396,23 +396,6 @@ func readDeadLetters(t *testing.T, dir string) []deadLetterEntry {
 	return out
 }
 
-// TestStartRefusesWithoutTemplate: with setup on, an unreachable cluster
-// stops the start with a one-line reason.
-func TestStartRefusesWithoutTemplate(t *testing.T) {
-	o, _ := newTestOutput(t, []string{"http://127.0.0.1:1"}, t.TempDir(), func(c *Configuration) {
-		c.Connection.MaxRetries = 1
-	})
-	err := o.Start()
-	if err == nil {
-		o.Stop()
-		t.Fatal("started without a cluster")
-	}
-	if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "index template") {
-		t.Errorf("error %q: want one line saying the template could not be installed", err)
-	}
-	o.Stop()
-}
-
 // TestStopPersistsAndRestartReplays stops the output right after a burst
 // (what is not indexed yet stays in the spool) and starts a new one on the
 // same spool directory, which replays it: the cluster ends with exactly the

@@ -37,7 +37,10 @@ type Output struct {
 	spool   *spool
 	dead    *deadLetter
 
-	layout setup.Layout
+	// layout is where documents go; until the template is installed
+	// (ready), a provisional one for the documents spooled meanwhile.
+	layout atomic.Pointer[setup.Layout]
+	ready  atomic.Bool
 	queue  chan item
 	// 2×Workers feeders fill bulk requests from the shared queue, one at a
 	// time (turn), with at most Workers requests in flight (inflight):
@@ -48,9 +51,13 @@ type Output struct {
 	turn     chan struct{}
 	feeder   lifecycle.Tracker // the feeders
 	replay   lifecycle.Tracker // the goroutine replaying the spool
-	stats    struct {
-		requests, ms, indexed, failed atomic.Uint64
-		spooled, replayed, lost       atomic.Uint64 // the outage line reports their growth
+	// What happened to each document, for the stop summary (the
+	// documents_total and documents_dropped_total metrics count the same).
+	stats struct {
+		requests, ms                   atomic.Uint64
+		indexed, duplicate, deadLetter atomic.Uint64
+		spooled, replayed, lost        atomic.Uint64 // the outage line reports their growth
+		spooledAtStart                 int64
 	}
 	unansweredReqs unansweredSet // bulk requests sent and not answered yet
 	outage         outage
@@ -90,7 +97,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	o.pending.m = map[*bulkRequest]struct{}{}
 	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.drop)
 	if err != nil {
-		return nil, fmt.Errorf("Elasticsearch output: %w", err)
+		return nil, fmt.Errorf("Elasticsearch output: %w: give a writable directory with --es-spool-dir", err)
 	}
 	if o.dead, err = openDeadLetter(c.deadLetterFile()); err != nil {
 		_ = o.spool.Close()
@@ -103,8 +110,14 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 // Name names the component in lifecycle errors.
 func (o *Output) Name() string { return "Elasticsearch output" }
 
-// Layout is where documents go (known after Start).
-func (o *Output) Layout() setup.Layout { return o.layout }
+// Layout is where documents go (known after Start, and final once the
+// cluster answered).
+func (o *Output) Layout() setup.Layout {
+	if l := o.layout.Load(); l != nil {
+		return *l
+	}
+	return setup.Layout{}
+}
 
 // dropWhy explains each loss in the log.
 var dropWhy = map[dropReason]string{
@@ -126,18 +139,39 @@ func (o *Output) drop(reason dropReason, n int) {
 }
 
 // Start installs the template (unless told not to), then starts the
-// feeders and the spool replayer. When setup is on and the
-// template cannot be installed, Start fails: indexing without the mapping
-// would create indices with wrong field types.
+// feeders and the spool replayer. When the cluster does not answer (or
+// answers 429/5xx), Start still starts: documents go to the spool, and the
+// replayer installs the template once the cluster answers, before any
+// document is indexed (indexing without the mapping would create indices
+// with wrong field types). A cluster that answers and refuses the template
+// (credentials, privileges, lifecycle) stops the start: waiting would not
+// cure it.
 func (o *Output) Start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	o.stats.spooledAtStart, _ = o.spool.Stats()
+	urls := esconn.Redacted(o.config.Connection.URLs)
 	if o.config.RunSetup {
-		layout, err := setup.Install(ctx, o.client, o.config.Setup)
-		if err != nil {
-			return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", esconn.Redacted(o.config.Connection.URLs), err)
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		err := esconn.Ping(pctx, o.client)
+		pcancel()
+		if err != nil && esconn.Unreachable(err) {
+			// The documents spooled meanwhile go, as named now, where a
+			// cluster of unknown capabilities would take them;
+			// setup.Layout.Retarget moves them at replay.
+			o.layout.Store(&setup.Layout{DataStream: o.config.Setup.Lifecycle == setup.LifecycleDataStream})
+			o.failing(time.Now())
+			o.r.Log.Warn("Elasticsearch does not answer; started anyway: flow documents go to the spool until it does, "+
+				"and the index template is installed before any is indexed",
+				"urls", urls, "spool", o.config.SpoolDir, "error", err)
+		} else {
+			layout, err := setup.Install(ctx, o.client, o.config.Setup)
+			if err != nil {
+				return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", urls, err)
+			}
+			o.layout.Store(&layout)
+			o.ready.Store(true)
 		}
-		o.layout = layout
 	} else {
 		caps, err := setup.Detect(ctx, o.client)
 		if err != nil {
@@ -146,9 +180,12 @@ func (o *Output) Start() error {
 			caps = setup.Capabilities{ILM: o.config.Setup.Lifecycle == setup.LifecycleDataStream,
 				DataStreams: o.config.Setup.Lifecycle == setup.LifecycleDataStream}
 		}
-		if o.layout, err = setup.Choose(o.config.Setup, caps); err != nil {
+		layout, err := setup.Choose(o.config.Setup, caps)
+		if err != nil {
 			return err
 		}
+		o.layout.Store(&layout)
+		o.ready.Store(true)
 	}
 	o.inflight = make(chan struct{}, o.config.Workers)
 	o.turn = make(chan struct{}, 1)
@@ -160,9 +197,58 @@ func (o *Output) Start() error {
 		o.feeder.Go(func(context.Context) error { return o.feed() })
 	}
 	o.replay.Go(o.replaySpool)
-	o.r.Log.Info("Elasticsearch output started", "urls", esconn.Redacted(o.config.Connection.URLs), "layout", o.layout.String(),
-		"spool", o.config.SpoolDir)
+	layout := o.Layout().String()
+	if !o.ready.Load() {
+		layout = "known once the cluster answers"
+	}
+	o.r.Log.Info("Elasticsearch output started", "urls", urls, "layout", layout, "spool", o.config.SpoolDir)
+	if o.stats.spooledAtStart > 0 {
+		o.r.Log.Info("the spool holds flow documents from an earlier run; replaying them once the cluster takes them",
+			"documents", o.stats.spooledAtStart, "spool", o.config.SpoolDir)
+	}
 	return nil
+}
+
+// installTemplate installs the template (and lifecycle) on a cluster that
+// answers again; the output is then ready to index.
+func (o *Output) installTemplate(ctx context.Context, why string) bool {
+	ictx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	layout, err := setup.Install(ictx, o.client, o.config.Setup)
+	if err != nil {
+		o.limited.Warn("install-template", "cannot install the Elasticsearch index template yet; flow documents stay in the spool",
+			"error", err)
+		return false
+	}
+	o.layout.Store(&layout)
+	o.ready.Store(true)
+	docs, _ := o.spool.Stats()
+	o.r.Log.Info(why, "template", setup.TemplateName, "layout", layout.String(), "spooled_documents", docs)
+	return true
+}
+
+// templateReady makes sure the index template is on the cluster before
+// spooled documents go: a cluster rebuilt during an outage lost it, and the
+// first document would create its index with default mappings.
+func (o *Output) templateReady(ctx context.Context) bool {
+	if !o.ready.Load() {
+		return o.installTemplate(ctx, "Elasticsearch answers: installed the index template; replaying the spool")
+	}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ok, err := setup.TemplateInstalled(tctx, o.client)
+	cancel()
+	switch {
+	case err != nil:
+		o.limited.Warn("template-check", "cannot check the Elasticsearch index template; flow documents stay in the spool", "error", err)
+		return false
+	case ok:
+		return true
+	case !o.config.RunSetup:
+		o.limited.Warn("template-missing", "the Elasticsearch index template is missing and --es-setup=false: "+
+			"spooled flow documents wait until 'spanflow es setup' installs it", "template", setup.TemplateName)
+		return false
+	}
+	return o.installTemplate(ctx, "the Elasticsearch index template was missing (a rebuilt cluster?): installed it again before replaying the spool")
 }
 
 // docSizeHint is a typical flow document's size.
@@ -180,7 +266,9 @@ func (o *Output) Write(records []flow.Record) error {
 	enc := o.encoders.Get().(*flow.Encoder)
 	defer o.encoders.Put(enc)
 	var toSpool []item
-	spooling := !o.spool.Empty()
+	// Until the template is installed, everything waits in the spool.
+	spooling := !o.ready.Load() || !o.spool.Empty()
+	layout := o.Layout()
 	// One buffer for the batch's documents instead of one growing slice
 	// per document: this halves the output's allocations.
 	buf := make([]byte, 0, len(records)*docSizeHint)
@@ -188,7 +276,7 @@ func (o *Output) Write(records []flow.Record) error {
 		r := &records[i]
 		start := len(buf)
 		buf = enc.AppendDocument(buf, r)
-		it := item{index: o.layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]}
+		it := item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]}
 		if !spooling {
 			select {
 			case o.queue <- it:
@@ -243,7 +331,7 @@ func (o *Output) replaySpool(ctx context.Context) error {
 			case <-timer.C:
 			}
 		}
-		if o.spool.Empty() {
+		if o.spool.Empty() && o.ready.Load() {
 			backoff = 0
 			o.endOutage()
 			select {
@@ -261,6 +349,10 @@ func (o *Output) replaySpool(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			o.metrics.replays.WithLabelValues("unreachable").Inc()
+			backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
+			continue
+		}
+		if !o.templateReady(ctx) {
 			backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
 			continue
 		}
@@ -364,10 +456,38 @@ func (o *Output) Stop() error {
 		o.r.Log.Warn("Elasticsearch did not take the last documents in time; spooled them for the next start",
 			"documents", len(left), "drain_timeout", o.config.DrainTimeout)
 	}
-	docs, _ := o.spool.Stats()
-	o.r.Log.Info("Elasticsearch output stopped", "indexed", o.stats.indexed.Load(), "failed", o.stats.failed.Load(),
-		"bulk_requests", o.stats.requests.Load(), "bulk_ms", o.stats.ms.Load(), "spooled_waiting", docs)
+	o.r.Log.Info(o.summary(), "indexed", o.stats.indexed.Load(), "replayed", o.stats.replayed.Load(),
+		"duplicate", o.stats.duplicate.Load(), "dead_letter", o.stats.deadLetter.Load(), "lost", o.stats.lost.Load(),
+		"spool_waiting", o.spoolDocs(), "bulk_requests", o.stats.requests.Load(), "bulk_ms", o.stats.ms.Load())
 	return errors.Join(err, o.spool.Close(), o.dead.Close())
+}
+
+func (o *Output) spoolDocs() int64 {
+	docs, _ := o.spool.Stats()
+	return docs
+}
+
+// summary says what happened to every document the output was given or
+// found in the spool at start: indexed live, replayed from the spool,
+// already in the cluster, in the dead-letter file, lost, or still in the
+// spool for the next start. The counts are those of documents_total and
+// documents_dropped_total.
+func (o *Output) summary() string {
+	s := fmt.Sprintf("Elasticsearch output stopped: indexed %d, replayed %d from the spool, %d lost",
+		o.stats.indexed.Load(), o.stats.replayed.Load(), o.stats.lost.Load())
+	if n := o.stats.duplicate.Load(); n > 0 {
+		s += fmt.Sprintf(", %d already in the cluster", n)
+	}
+	if n := o.stats.deadLetter.Load(); n > 0 {
+		s += fmt.Sprintf(", %d refused by the cluster (in %s)", n, o.config.deadLetterFile())
+	}
+	if n := o.spoolDocs(); n > 0 {
+		s += fmt.Sprintf(", %d kept in the spool for the next start", n)
+		if !o.ready.Load() {
+			s += " (the cluster never answered)"
+		}
+	}
+	return s
 }
 
 // outage follows one episode of the cluster not taking documents: from

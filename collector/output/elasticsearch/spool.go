@@ -68,8 +68,16 @@ const segmentSuffix = ".spool"
 
 func openSpool(dir string, maxBytes int64, onDrop func(dropReason, int)) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create spool directory: %w", err)
+		return nil, fmt.Errorf("create spool directory %s: %w", dir, err)
 	}
+	// An unwritable spool would surface only at the first outage, as lost
+	// documents: find out now.
+	probe, err := os.CreateTemp(dir, ".writable-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool directory %s is not writable: %w", dir, err)
+	}
+	probe.Close()
+	_ = os.Remove(probe.Name())
 	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/8, 64<<10), 16<<20),
 		onDrop: onDrop, notify: make(chan struct{}, 1)}
 	entries, err := os.ReadDir(dir)

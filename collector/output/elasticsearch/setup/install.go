@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/spanflow/spanflow/internal/esconn"
 )
 
 // Capabilities are what the cluster offers for the lifecycle.
@@ -45,6 +48,17 @@ func (l Layout) Action() string {
 		return "create"
 	}
 	return "index"
+}
+
+// Retarget is where a document spooled for index goes under this layout: a
+// document spooled for a daily index while the cluster's layout was not
+// known yet (it did not answer at start) goes to the data stream when the
+// cluster has one.
+func (l Layout) Retarget(index string) string {
+	if l.DataStream && index != DataStream && strings.HasPrefix(index, DailyPrefix) {
+		return DataStream
+	}
+	return index
 }
 
 func (l Layout) String() string {
@@ -81,22 +95,10 @@ func do(ctx context.Context, client *elasticsearch.Client, method, path string, 
 	return res.StatusCode, b, err
 }
 
-// reason extracts Elasticsearch's error reason from a response body.
+// reason extracts Elasticsearch's error reason from a response body, its
+// root causes first.
 func reason(status int, body []byte) string {
-	var e struct {
-		Error struct {
-			Type   string `json:"type"`
-			Reason string `json:"reason"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Reason != "" {
-		return fmt.Sprintf("%d %s: %s", status, e.Error.Type, e.Error.Reason)
-	}
-	s := strings.TrimSpace(string(body))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return fmt.Sprintf("%d %s", status, s)
+	return esconn.StatusError(strconv.Itoa(status), body).Error()
 }
 
 // Detect asks the cluster whether it has ILM and data streams: a cluster
