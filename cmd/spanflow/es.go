@@ -56,7 +56,9 @@ func esCommand() *cli.Command {
 				Description: "Installs a composable index template whose mapping comes from the flow field table\n" +
 					"(docs/fields.md). Where the cluster has ILM and data streams, also an ILM policy (rollover by\n" +
 					"size and age, delete after --es-retention-days) and the data stream spanflow-flows-stream;\n" +
-					"elsewhere flows go to daily indices spanflow-flows-YYYY.MM.DD, removed by 'spanflow es prune'.",
+					"elsewhere flows go to daily indices spanflow-flows-YYYY.MM.DD, removed by 'spanflow es prune'.\n" +
+					"Then checks the indices already there: one line per index whose mapping disagrees with the\n" +
+					"template (created without it), saying to reindex or delete it.",
 				Flags: append(esConnFlags(), esSetupFlags()...),
 				Action: func(c *cli.Context) error {
 					cfg := esSetupConfig(c)
@@ -78,6 +80,16 @@ func esCommand() *cli.Command {
 					fmt.Fprintf(c.App.Writer, "installed index template %s for %s: flows go to %s\n", setup.TemplateName, setup.IndexPattern, layout)
 					if !layout.DataStream {
 						fmt.Fprintln(c.App.Writer, "this cluster has no ILM/data streams: run 'spanflow es prune --older-than 30d' daily (cron or systemd timer)")
+					}
+					// The template applies to indices created after it: one
+					// created before (flows indexed into a cluster without it)
+					// keeps default mappings, and reports fail on it.
+					wrong, err := setup.CheckMappings(ctx, client)
+					if err != nil {
+						return fmt.Errorf("es setup: %w", err)
+					}
+					for _, w := range wrong {
+						fmt.Fprintln(c.App.Writer, w.Advice())
 					}
 					return nil
 				},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,55 @@ func TestESOutputFlags(t *testing.T) {
 	}
 	if err := got.Validate(); err != nil {
 		t.Errorf("configuration from valid flags does not validate: %v", err)
+	}
+}
+
+// TestESSetupWrongMappings: an index of the flow pattern created without
+// the template's mappings (here source.ip a keyword) is named by es setup
+// with what is wrong and what to do, one line; a correct index is not.
+func TestESSetupWrongMappings(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client, err := esconn.New(esconn.Configuration{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, body string) int {
+		req, _ := http.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Perform(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if out, err := run(t, "es", "setup", "--es-url", url); err != nil {
+		t.Fatalf("es setup: %v\n%s", err, out)
+	}
+	// Explicit mappings at creation win over the template's.
+	bad, good := "spanflow-flows-1971.02.03", "spanflow-flows-1971.02.04"
+	for _, idx := range []string{bad, good} {
+		do(http.MethodDelete, "/"+idx, "")
+		t.Cleanup(func() { do(http.MethodDelete, "/"+idx, "") })
+	}
+	if st := do(http.MethodPut, "/"+bad, `{"mappings":{"properties":{"source":{"properties":{"ip":{"type":"keyword"}}},"network":{"properties":{"bytes":{"type":"keyword"}}}}}}`); st != 200 {
+		t.Fatalf("create %s: status %d", bad, st)
+	}
+	if st := do(http.MethodPut, "/"+good, ""); st != 200 {
+		t.Fatalf("create %s: status %d", good, st)
+	}
+	out, err := run(t, "es", "setup", "--es-url", url)
+	if err != nil {
+		t.Fatalf("es setup: %v\n%s", err, out)
+	}
+	var lines []string
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, "1971.02.0") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], bad) || !strings.Contains(lines[0], "source.ip is keyword, want ip") ||
+		!strings.Contains(lines[0], "network.bytes is keyword, want long") || !strings.Contains(lines[0], "reindex") || !strings.Contains(lines[0], "DELETE /"+bad) {
+		t.Errorf("es setup output: want one line naming %s, its wrong fields, reindex and delete:\n%s", bad, out)
 	}
 }
