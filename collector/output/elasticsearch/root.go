@@ -31,6 +31,7 @@ import (
 type Output struct {
 	r       *reporter.Reporter
 	limited *reporter.Limited
+	slow    *reporter.Limited // once a minute: an outage may last hours
 	config  Configuration
 	client  *es.Client
 	metrics *metrics
@@ -89,6 +90,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	o := &Output{
 		r:       r,
 		limited: reporter.NewLimited(r.Log, 10*time.Second),
+		slow:    reporter.NewLimited(r.Log, time.Minute),
 		config:  c,
 		client:  client,
 		queue:   make(chan item, c.QueueSize),
@@ -350,6 +352,9 @@ func (o *Output) replaySpool(ctx context.Context) error {
 		if err != nil {
 			o.metrics.replays.WithLabelValues("unreachable").Inc()
 			backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
+			docs, _ := o.spool.Stats()
+			o.slow.Warn("unreachable", "Elasticsearch still does not answer; flow documents wait in the spool",
+				"spooled_documents", docs, "template_installed", o.ready.Load(), "retry_in", backoff, "error", err)
 			continue
 		}
 		if !o.templateReady(ctx) {
