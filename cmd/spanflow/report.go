@@ -44,7 +44,7 @@ func reportFlags() []cli.Flag {
 		&cli.IntFlag{Name: "top", Category: sel, Value: 10, Usage: "line-load: how many of the busiest lines; top-ip: how many addresses per line and role (0: all)"},
 		&cli.IntFlag{Name: "lines", Category: sel, Value: 10, Usage: "top-ip: how many of the busiest lines to cover (0: all)"},
 		&cli.DurationFlag{Name: "interval", Category: sel, Value: 5 * time.Minute, Usage: "bucket of the utilisation series and of the peak rate"},
-		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension, else csv)"},
+		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension (.csv, .md, .html; another one is refused), else csv)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: out, Usage: "file to write (default: standard output)"},
 		&cli.DurationFlag{Name: "every", Category: out, Usage: "keep running: produce a report covering the last period every period (e.g. 24h)"},
 		&cli.StringFlag{Name: "dir", Category: out, Usage: "with --every: directory receiving <report>-<end>.<format> files"},
@@ -71,8 +71,12 @@ func reportAction(kind string) cli.ActionFunc {
 				format = "md"
 			case "htm":
 				format = "html"
-			default:
+			case "":
 				format = "csv"
+			default:
+				// A name such as top.xlsx must not receive CSV.
+				return fmt.Errorf("report output %s: .%s is not a report format: name it .csv, .md or .html, or give --format csv, md or html",
+					c.String("output"), ext)
 			}
 		}
 		if !slices.Contains(report.Formats, format) {
@@ -120,6 +124,9 @@ func reportAction(kind string) cli.ActionFunc {
 		r, err := report.Build(ctx, client, kind, q)
 		if err != nil {
 			return err
+		}
+		if why := r.EmptyReason(); why != "" {
+			fmt.Fprintf(c.App.ErrWriter, "report %s has no line: %s\n", kind, why)
 		}
 		body, err := report.Render(r, format)
 		if err != nil {

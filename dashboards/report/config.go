@@ -33,8 +33,9 @@ func (q Query) Validate() error {
 		return fmt.Errorf("--top and --lines must not be negative")
 	case q.Interval < time.Second || q.Interval%time.Second != 0:
 		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", q.Interval)
-	case q.To.Sub(q.From)/q.Interval > 100_000:
-		return fmt.Errorf("report interval %s is too small for the range: more than 100000 buckets per line", q.Interval)
+	case q.To.Sub(q.From)/q.Interval > maxBuckets:
+		return fmt.Errorf("report interval %s is too small for the range of %s: more than %d buckets per line; use --interval %s or more",
+			shortDuration(q.Interval), spanText(q.To.Sub(q.From)), maxBuckets, shortDuration(fittingInterval(q.To.Sub(q.From))))
 	}
 	return nil
 }

@@ -16,9 +16,12 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/spanflow/spanflow/internal/esconn"
 )
 
 // LineID names a line.
@@ -51,6 +54,8 @@ type Line struct {
 type LineLoad struct {
 	Query Query
 	Lines []Line // busiest first (in + out bytes)
+	// Empty says why there is no line (see EmptyReason).
+	Empty string
 }
 
 // IP is one address of a Top-IP list.
@@ -72,10 +77,29 @@ type LineIPs struct {
 type TopIP struct {
 	Query Query
 	Lines []LineIPs
+	// Empty says why there is no line (see EmptyReason).
+	Empty string
 }
 
 // search runs one search and returns its aggregations.
 func search(ctx context.Context, client *elasticsearch.Client, index string, body map[string]any) (map[string]json.RawMessage, error) {
+	out, err := searchAnswer(ctx, client, index, body)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Aggregations map[string]json.RawMessage `json:"aggregations"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("search %s: answer: %w", index, err)
+	}
+	return r.Aggregations, nil
+}
+
+// searchAnswer runs one search and returns the answer. An error answer
+// gives Elasticsearch's root cause: a failed search says only "all shards
+// failed" at its top.
+func searchAnswer(ctx context.Context, client *elasticsearch.Client, index string, body map[string]any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -95,23 +119,14 @@ func search(ctx context.Context, client *elasticsearch.Client, index string, bod
 		return nil, fmt.Errorf("search %s: %w", index, err)
 	}
 	if res.StatusCode != http.StatusOK {
-		var e struct {
-			Error struct {
-				Type, Reason string
-			}
+		err := esconn.StatusError(res.Status, out)
+		if strings.Contains(err.Error(), "Fielddata is disabled") {
+			// A text field where the template maps an ip or keyword.
+			return nil, fmt.Errorf("search %s: %w (an index created without spanflow's template: 'spanflow es setup' lists them)", index, err)
 		}
-		if json.Unmarshal(out, &e) == nil && e.Error.Reason != "" {
-			return nil, fmt.Errorf("search %s: %s: %s: %s", index, res.Status, e.Error.Type, e.Error.Reason)
-		}
-		return nil, fmt.Errorf("search %s: %s", index, res.Status)
+		return nil, fmt.Errorf("search %s: %w", index, err)
 	}
-	var r struct {
-		Aggregations map[string]json.RawMessage `json:"aggregations"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("search %s: answer: %w", index, err)
-	}
-	return r.Aggregations, nil
+	return out, nil
 }
 
 func rangeFilter(q Query) map[string]any {
@@ -315,7 +330,13 @@ func BuildLineLoad(ctx context.Context, client *elasticsearch.Client, q Query) (
 	if q.Top > 0 && len(ls) > q.Top {
 		ls = ls[:q.Top]
 	}
-	return LineLoad{Query: q, Lines: ls}, nil
+	r := LineLoad{Query: q, Lines: ls}
+	if len(ls) == 0 {
+		if r.Empty, err = whyEmpty(ctx, client, q); err != nil {
+			return LineLoad{}, fmt.Errorf("line load: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // BuildTopIP finds, for each of the q.Lines busiest lines, the q.Top source
@@ -333,6 +354,11 @@ func BuildTopIP(ctx context.Context, client *elasticsearch.Client, q Query) (Top
 		size = 10_000
 	}
 	report := TopIP{Query: q}
+	if len(ls) == 0 {
+		if report.Empty, err = whyEmpty(ctx, client, q); err != nil {
+			return TopIP{}, fmt.Errorf("top IP: %w", err)
+		}
+	}
 	for _, l := range ls {
 		topAgg := func(field string) map[string]any {
 			return map[string]any{"terms": map[string]any{

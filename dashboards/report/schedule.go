@@ -139,6 +139,9 @@ func (s Schedule) Once(ctx context.Context, client *elasticsearch.Client, end ti
 	if err != nil {
 		return "", err
 	}
+	if why := r.EmptyReason(); why != "" && s.Logger != nil {
+		s.Logger.Warn("report has no line", "report", s.Kind, "why", why)
+	}
 	out, err := Render(r, s.Format)
 	if err != nil {
 		return "", err
@@ -146,6 +149,9 @@ func (s Schedule) Once(ctx context.Context, client *elasticsearch.Client, end ti
 	name := FileName(s.Kind, end, s.Format)
 	if s.Mail != nil {
 		body := fmt.Sprintf("%s\n\n%d rows; the report is attached (%s).\n", r.Title(), len(r.Rows()), name)
+		if why := r.EmptyReason(); why != "" {
+			body = fmt.Sprintf("%s\n\nNo line in this report: %s.\n", r.Title(), why)
+		}
 		if err := s.Mail.Send(s.Mail.Message("spanflow: "+r.Title(), body, name, out, end)); err != nil {
 			return "", err
 		}
