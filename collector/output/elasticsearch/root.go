@@ -240,6 +240,12 @@ func (o *Output) templateReady(ctx context.Context) bool {
 	ok, err := setup.TemplateInstalled(tctx, o.client)
 	cancel()
 	switch {
+	case errors.Is(err, setup.ErrNoPrivilege):
+		// A least-privilege role without manage_index_templates (possible
+		// with --es-setup=false) cannot look: replay without the check.
+		o.slow.Warn("template-check-privilege", "cannot check that the Elasticsearch index template is installed; replaying without the check",
+			"error", err)
+		return true
 	case err != nil:
 		o.limited.Warn("template-check", "cannot check the Elasticsearch index template; flow documents stay in the spool", "error", err)
 		return false

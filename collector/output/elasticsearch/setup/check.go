@@ -3,6 +3,7 @@ package setup
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -27,9 +28,15 @@ func TemplateInstalled(ctx context.Context, client *elasticsearch.Client) (bool,
 		return true, nil
 	case status == http.StatusNotFound:
 		return false, nil
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return false, fmt.Errorf("look for index template %s: %w: %s", TemplateName, ErrNoPrivilege, reason(status, body))
 	}
 	return false, fmt.Errorf("look for index template %s: %s", TemplateName, reason(status, body))
 }
+
+// ErrNoPrivilege is a request the cluster refused for the credential's
+// privileges (401/403): reading templates needs manage_index_templates.
+var ErrNoPrivilege = errors.New("not allowed")
 
 // FieldMismatch is a field an index maps with another type than the
 // template's.

@@ -275,3 +275,22 @@ func TestInstallOnRealCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestRetarget: documents spooled for daily indices before the cluster's
+// layout was known go to the data stream when it has one, and stay where
+// they were named otherwise.
+func TestRetarget(t *testing.T) {
+	for _, tc := range []struct {
+		layout      Layout
+		index, want string
+	}{
+		{Layout{DataStream: true}, "spanflow-flows-2026.01.02", DataStream},
+		{Layout{DataStream: true}, DataStream, DataStream},
+		{Layout{}, "spanflow-flows-2026.01.02", "spanflow-flows-2026.01.02"},
+		{Layout{}, DataStream, DataStream},
+	} {
+		if got := tc.layout.Retarget(tc.index); got != tc.want {
+			t.Errorf("%v.Retarget(%s) = %s, want %s", tc.layout, tc.index, got, tc.want)
+		}
+	}
+}
