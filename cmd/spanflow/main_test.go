@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -53,4 +55,24 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "spanflow ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version printed %q, err %v", out, err)
 	}
+}
+
+// TestMain runs the test binary as the spanflow command itself when
+// SPANFLOW_TEST_MAIN is set (its arguments, one per line), so that tests can
+// start real spanflow processes: signals, exit codes, two processes on one port.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("SPANFLOW_TEST_MAIN"); args != "" {
+		os.Args = append([]string{"spanflow"}, strings.Split(args, "\n")...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// spanflowProcess is `spanflow args...` as a child process (see TestMain).
+func spanflowProcess(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SPANFLOW_TEST_MAIN="+strings.Join(args, "\n"))
+	return cmd
 }
