@@ -50,7 +50,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 # `go run`, which is silent until the demo starts. DEMO_ARGS go to the demo.
 DEMO_ARGS ?=
 demo: ## build bin/spanflow (the first build takes minutes, later ones seconds), then run the whole pipeline on this machine
-	@echo "spanflow demo: building $(BIN) (the first build compiles every dependency: about 8 minutes on a 2-core machine; later runs start in seconds)..."
+	@echo "spanflow demo: building $(BIN) (the first build compiles every dependency: 5 to 10 minutes on a 2-core machine; later runs start in seconds)..."
 	@set -o pipefail; $(GO) build -v -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/spanflow 2>&1 | \
 		scripts/build-progress "$$($(GO) list -deps ./cmd/spanflow 2>/dev/null | wc -l)"
 	$(BIN) demo $(DEMO_ARGS)
