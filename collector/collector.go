@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -109,7 +110,25 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 // vCenter inventory is waited for up to vcenter-wait), taps, the pipeline,
 // then the listeners. On failure what started is stopped.
 func (c *Collector) Start() error {
-	return c.group.Start(c.components...)
+	err := c.group.Start(c.components...)
+	var inUse *listen.PortInUseError
+	if errors.As(err, &inUse) {
+		// Say which setting holds the address, and how to share on purpose.
+		in := c.cfg.Input
+		key := "ipfix-tls-listen"
+		for k, addrs := range map[string][]string{"netflow-listen": in.NetFlowListen, "ipfix-listen": in.IPFIXListen,
+			"sflow-listen": in.SFlowListen, "ipfix-tcp-listen": in.IPFIXTCPListen} {
+			if slices.Contains(addrs, inUse.Addr) && (inUse.Network == "udp") == (k != "ipfix-tcp-listen") {
+				key = k
+			}
+		}
+		share := "to share it on purpose, set listen-reuseport: true (--listen-reuseport) in every collector on it, and the kernel splits the traffic between them"
+		if c.cfg.Input.ReusePort {
+			share = "it is not shared: the process holding it was started without SO_REUSEPORT, or by another user"
+		}
+		return fmt.Errorf("%w (another collector?): stop it or choose another port with --%s; %s", err, key, share)
+	}
+	return err
 }
 
 // Stop stops the components in reverse order: listeners first, outputs

@@ -3,8 +3,9 @@ package demo
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
+
+	"github.com/spanflow/spanflow/internal/esconn"
 )
 
 // Configuration of a demo run.
@@ -78,8 +79,8 @@ func (c Configuration) Validate() error {
 		errs = append(errs, errors.New("--port and --vcenter-port must differ"))
 	}
 	if c.ESURL != "" {
-		if u, err := url.Parse(c.ESURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("--es-url %q: want http(s)://HOST:PORT", c.ESURL))
+		if err := esconn.CheckURL(c.ESURL); err != nil {
+			errs = append(errs, fmt.Errorf("--es-url: %w", err))
 		}
 	}
 	if c.ActiveTimeout < time.Second || c.IdleTimeout < time.Second {

@@ -282,7 +282,7 @@ func playTraffic(ctx context.Context, r *reporter.Reporter, group *lifecycle.Gro
 	cfg := res.Configuration
 
 	// The exporter, in its own process in real life: its own metrics.
-	xr := &reporter.Reporter{Log: r.Log.With("component", "exporter"), Registry: prometheus.NewRegistry()}
+	xr := r.Sub("exporter").With(prometheus.NewRegistry())
 	xcfg := exporter.DefaultConfiguration()
 	xcfg.Collectors = []string{res.CollectorAddr}
 	xcfg.ActiveTimeout, xcfg.IdleTimeout = exporter.Duration(cfg.ActiveTimeout), exporter.Duration(cfg.IdleTimeout)

@@ -8,10 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/spanflow/spanflow/internal/numfmt"
 )
 
 // The summary is computed from the NDJSON file the collector wrote, the
@@ -389,23 +390,9 @@ func (l Line) Label() string {
 	return s
 }
 
-// Group writes n with thousands separators: 1,234,567.
-func Group(n uint64) string {
-	s := strconv.FormatUint(n, 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-// Percent writes a share with one decimal.
-func Percent(p float64) string { return strconv.FormatFloat(p, 'f', 1, 64) + "%" }
-
-// Millis writes a duration in milliseconds with two decimals.
-func Millis(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
-}
+// Group, Percent and Millis are numfmt's, shared with the other summaries.
+var (
+	Group   = numfmt.Group
+	Percent = numfmt.Percent
+	Millis  = numfmt.Millis
+)

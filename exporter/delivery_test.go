@@ -172,7 +172,7 @@ func TestSummaryAddCollectors(t *testing.T) {
 	if a.Collectors[0].Records != 10 {
 		t.Error("Add changed its receiver's collectors")
 	}
-	if line := got.String(); !strings.Contains(line, "3 flow records not delivered") || !strings.Contains(line, "1 connections reset") {
+	if line := got.String(); !strings.Contains(line, "3 flow records not delivered") || !strings.Contains(line, "1 connection reset") {
 		t.Errorf("summary line %q", line)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/transport"
+	"github.com/spanflow/spanflow/internal/numfmt"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -140,25 +141,28 @@ func (s Summary) NotDecodable() uint64 {
 	return n
 }
 
-// String is the one-line summary printed at exit.
+// String is the one-line summary printed at exit, numbers grouped as the
+// demo's.
 func (s Summary) String() string {
-	line := fmt.Sprintf("%d packets, %d bytes, %d flows exported in %d IPFIX messages, %d packets not decodable, %d not IP, %d flows evicted early, %d send errors",
-		s.Frames, s.Octets, s.Flows, s.Messages, s.NotDecodable(), s.Undecodable[decode.ReasonNotIP], s.Evicted, s.SendErrors)
+	c := numfmt.Count
+	line := fmt.Sprintf("%s, %s, %s exported in %s, %s not decodable, %s not IP, %s evicted early, %s",
+		c(s.Frames, "packet", ""), c(s.Octets, "byte", ""), c(s.Flows, "flow", ""), c(s.Messages, "IPFIX message", ""),
+		c(s.NotDecodable(), "packet", ""), numfmt.Group(s.Undecodable[decode.ReasonNotIP]), c(s.Evicted, "flow", ""), c(s.SendErrors, "send error", ""))
 	if s.Live {
-		line += fmt.Sprintf(", %d packets dropped by the kernel", s.KernelDropped)
+		line += fmt.Sprintf(", %s dropped by the kernel", c(s.KernelDropped, "packet", ""))
 	}
 	if s.LinkDowns > 0 {
-		line += fmt.Sprintf(", capture interface down %d times", s.LinkDowns)
+		line += fmt.Sprintf(", capture interface down %s", c(s.LinkDowns, "time", ""))
 	}
 	if s.DroppedRecords > 0 {
-		line += fmt.Sprintf(", %d flow records not delivered to collectors (dropped)", s.DroppedRecords)
+		line += fmt.Sprintf(", %s not delivered to collectors (dropped)", c(s.DroppedRecords, "flow record", ""))
 	}
 	var resets uint64
 	for _, d := range s.Collectors {
 		resets += d.Resets
 	}
 	if resets > 0 {
-		line += fmt.Sprintf(", %d connections reset by collectors (records they had not read, if any, are lost, uncounted)", resets)
+		line += fmt.Sprintf(", %s reset by collectors (records they had not read, if any, are lost, uncounted)", c(resets, "connection", ""))
 	}
 	return line
 }

@@ -32,7 +32,7 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 		wr, wcfg := r, cfg
 		wcfg.ObservationDomain += uint32(w)
 		if len(srcs) > 1 {
-			wr = &reporter.Reporter{Log: r.Log.With("worker", w), Registry: prometheus.NewRegistry()}
+			wr = r.With(prometheus.NewRegistry(), "worker", w)
 			regs = append(regs, wr.Registry)
 		}
 		x, err := New(wr, wcfg, out)

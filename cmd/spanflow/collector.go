@@ -76,18 +76,31 @@ func runCollector(c *cli.Context) error {
 	if err != nil {
 		return errors.New(oneLineError(err))
 	}
+	if path := cfg.Input.Pcap; path != "" {
+		// A capture that cannot be read is said before anything starts,
+		// not after an empty replay's summary.
+		f, err := os.Open(path)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("--pcap %s: %v", path, err)
+		}
+		f.Close()
+	}
 	if err := col.Start(); err != nil {
 		return err
 	}
 	if path := cfg.Input.Pcap; path != "" {
 		st, rerr := col.Replay()
+		if rerr != nil {
+			col.Stop()
+			return fmt.Errorf("--pcap %s: %v", path, rerr)
+		}
 		r.Log.Info("capture replayed", "file", path, "frames", st.Frames, "datagrams", st.Datagrams,
 			"not_udp", st.Skipped, "sets_without_template", st.SetsWithoutTemplate)
-		serr := col.Stop()
-		if rerr != nil {
-			return rerr
-		}
-		return serr
+		return col.Stop()
 	}
 	ctx, cancel := signalContext(c.Context)
 	defer cancel()

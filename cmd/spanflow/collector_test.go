@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -56,5 +62,88 @@ func TestCollectorBadOutput(t *testing.T) {
 	_, err := run(t, "collector", "run", "--pcap", "/nonexistent", "--output", "kafka:x", "--metrics-listen", "")
 	if err == nil || !strings.Contains(err.Error(), "unknown output") {
 		t.Errorf("err = %v, want unknown output", err)
+	}
+}
+
+// startCollector starts `spanflow collector run` in a child process with the
+// given listen flags and waits for its "listening" line.
+func startCollector(t *testing.T, listen ...string) *exec.Cmd {
+	t.Helper()
+	args := append([]string{"collector", "run", "--metrics-listen", "", "--netflow-listen", "", "--ipfix-listen", "",
+		"--ipfix-tcp-listen", "", "--sflow-listen", "", "--sockets", "2", "--output", "file:" + filepath.Join(t.TempDir(), "flows.ndjson")}, listen...)
+	cmd := spanflowProcess(t, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `msg=listening`) {
+			go io.Copy(io.Discard, stderr)
+			return cmd
+		}
+	}
+	t.Fatalf("collector %v did not start", listen)
+	return nil
+}
+
+// A second collector on a UDP port the first holds is refused with one
+// line naming the port and the setting that shares it (SO_REUSEPORT would
+// otherwise let it join, and the kernel would split the datagrams); with
+// the setting given, it starts. The same for IPFIX over TCP.
+func TestCollectorPortInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts collector processes: skipped under -short")
+	}
+	free := func(network string) string {
+		if network == "udp" {
+			c, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			return c.LocalAddr().String()
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	for _, c := range []struct{ network, flag string }{{"udp", "--netflow-listen"}, {"udp", "--sflow-listen"}, {"tcp", "--ipfix-tcp-listen"}} {
+		t.Run(c.flag, func(t *testing.T) {
+			addr := free(c.network)
+			startCollector(t, c.flag, addr)
+			second := spanflowProcess(t, "collector", "run", "--metrics-listen", "", "--netflow-listen", "", "--ipfix-listen", "",
+				"--ipfix-tcp-listen", "", "--sflow-listen", "", "--output", "file:"+filepath.Join(t.TempDir(), "flows.ndjson"), c.flag, addr)
+			var buf testutil.SyncBuffer
+			second.Stdout, second.Stderr = &buf, &buf
+			if err := second.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// One that joins the port runs until stopped.
+			timer := time.AfterFunc(10*time.Second, func() { second.Process.Signal(os.Interrupt) })
+			err := second.Wait()
+			timer.Stop()
+			out := buf.String()
+			if err == nil {
+				t.Fatalf("second collector on %s %s exited 0:\n%s", c.network, addr, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			last := lines[len(lines)-1]
+			if len(lines) != 1 || !strings.HasPrefix(last, "spanflow: ") || !strings.Contains(last, c.network+" port "+addr+" is already in use") ||
+				!strings.Contains(last, "listen-reuseport") || !strings.Contains(last, c.flag) {
+				t.Errorf("second collector said:\n%s\nwant one line naming %s port %s, %s and listen-reuseport", out, c.network, addr, c.flag)
+			}
+			// Sharing on purpose: both started with the setting.
+			shared := free(c.network)
+			startCollector(t, c.flag, shared, "--listen-reuseport")
+			startCollector(t, c.flag, shared, "--listen-reuseport")
+		})
 	}
 }

@@ -14,11 +14,12 @@ import (
 
 // newReporter builds the logger (stderr) and metrics registry from the global flags.
 func newReporter(c *cli.Context) (*reporter.Reporter, error) {
-	level, err := reporter.ParseLevel(c.String("log-level"))
+	levelName, _ := globalFlag(c, "log-level")
+	level, err := reporter.ParseLevel(levelName)
 	if err != nil {
 		return nil, err
 	}
-	format := c.String("log-format")
+	format, _ := globalFlag(c, "log-format")
 	if format != "text" && format != "json" {
 		return nil, fmt.Errorf("unknown log format %q: use text or json", format)
 	}

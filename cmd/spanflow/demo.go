@@ -55,14 +55,16 @@ func runDemo(c *cli.Context) error {
 	}
 	// The demo's own lines say what happens; component logs only when
 	// something goes wrong, unless a level is asked for.
-	level, err := reporter.ParseLevel(c.String("log-level"))
+	levelName, given := globalFlag(c, "log-level")
+	level, err := reporter.ParseLevel(levelName)
 	if err != nil {
 		return err
 	}
-	if !c.IsSet("log-level") {
+	if !given && os.Getenv("SPANFLOW_LOG_LEVEL") == "" {
 		level = slog.LevelWarn
 	}
-	r := reporter.New(reporter.NewLogger(c.App.ErrWriter, level, c.String("log-format") == "json"))
+	format, _ := globalFlag(c, "log-format")
+	r := reporter.New(reporter.NewLogger(c.App.ErrWriter, level, format == "json"))
 	ctx, cancel := signalContext(c.Context)
 	defer cancel()
 	_, err = demo.Run(ctx, r, cfg, demo.Streams{Out: c.App.Writer, Err: c.App.ErrWriter, ErrIsTerminal: isTerminal(c.App.ErrWriter)})

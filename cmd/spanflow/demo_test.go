@@ -12,7 +12,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The command as make demo runs it (shorter): it exits 0, prints the
@@ -40,8 +42,9 @@ func TestDemoCommand(t *testing.T) {
 	}
 	defer sink.Close()
 	xout, err := run(t, "exporter", "run", "--pcap", pcap, "--collector", sink.LocalAddr().String(), "--active-timeout", "10s", "--idle-timeout", "3s")
-	want := fmt.Sprintf("spanflow exporter: %s packets", strings.ReplaceAll(m[1], ",", ""))
-	wantFlows := fmt.Sprintf(" %s flows exported", strings.ReplaceAll(f[1], ",", ""))
+	// The exporter's summary groups its numbers as the demo does.
+	want := fmt.Sprintf("spanflow exporter: %s packets", m[1])
+	wantFlows := fmt.Sprintf(" %s flows exported", f[1])
 	if err != nil || !strings.Contains(xout, want) || !strings.Contains(xout, wantFlows) {
 		t.Errorf("exporter on the written traffic: %v\n%s\nwant %q and %q", err, xout, want, wantFlows)
 	}
@@ -146,5 +149,76 @@ func TestBuildsWithoutCgo(t *testing.T) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("CGO_ENABLED=0 go build ./cmd/spanflow: %v\n%s", err, out)
+	}
+}
+
+// `make demo` on a clean build cache (the first build compiles every
+// dependency, minutes on a 2-core machine) says what it is doing at once,
+// then counts the packages as they compile, instead of a silent go run.
+// The build is stopped once its progress shows.
+func TestMakeDemoSpeaksAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cold build: skipped under -short")
+	}
+	makePath, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("no make")
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	cmd := exec.Command(makePath, "-C", root, "--no-print-directory", "demo", "BIN="+filepath.Join(tmp, "spanflow"))
+	cmd.Env = append(os.Environ(), "GOCACHE="+filepath.Join(tmp, "gocache"), "GOFLAGS=-p=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // make, go build and the compilers
+		cmd.Wait()
+	}()
+	type line struct {
+		text string
+		at   time.Duration
+	}
+	lines := make(chan line, 100)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- line{sc.Text(), time.Since(start)}
+		}
+		close(lines)
+	}()
+	first, ok := <-lines
+	if !ok {
+		t.Fatal("make demo printed nothing")
+	}
+	if first.at > 5*time.Second || !strings.Contains(first.text, "building") || !strings.Contains(first.text, "first build") {
+		t.Fatalf("first line after %s: %q; want, within 5 s, one saying the first build is under way and how long it takes", first.at, first.text)
+	}
+	progress := regexp.MustCompile(`compiled [0-9]+/[0-9]+ packages`)
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("make demo ended before any build progress")
+			}
+			if progress.MatchString(l.text) {
+				t.Logf("first line after %s, progress after %s: %q", first.at.Round(time.Millisecond), l.at.Round(time.Millisecond), l.text)
+				return
+			}
+		case <-timeout:
+			t.Fatal("no build progress within 2 minutes")
+		}
 	}
 }

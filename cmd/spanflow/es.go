@@ -73,7 +73,9 @@ func esCommand() *cli.Command {
 					defer cancel()
 					ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
 					defer cancelT()
+					status := startStatus(c.App.ErrWriter, "installing the index template, settings and lifecycle", nil)
 					layout, err := setup.Install(ctx, client, cfg)
+					status.Stop()
 					if err != nil {
 						return fmt.Errorf("es setup: %w", err)
 					}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/internal/numfmt"
 )
 
 // TestExporterRunOverUDP: `spanflow exporter run --config FILE` with flags
@@ -54,7 +54,8 @@ func TestExporterRunOverUDP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exporter run: %v\n%s", err, out)
 	}
-	wantPackets, wantFlows := fmt.Sprintf("%d packets,", len(c.Packets)), fmt.Sprintf("%d flows exported", len(c.Flows))
+	// Grouped as the demo's numbers, in the singular for one.
+	wantPackets, wantFlows := numfmt.Count(uint64(len(c.Packets)), "packet", "")+",", numfmt.Count(uint64(len(c.Flows)), "flow", "")+" exported"
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(out, wantPackets) || !strings.Contains(out, wantFlows) {
 		t.Errorf("summary %q: want one line with %q and %q", out, wantPackets, wantFlows)
 	}

@@ -6,6 +6,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"regexp"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 )
@@ -29,10 +31,8 @@ func newApp() *cli.App {
 		Description: "The exporter meters mirrored traffic on each hypervisor and exports IPFIX; the collector decodes\n" +
 			"NetFlow v5/v9, IPFIX and sFlow, enriches flows with vCenter inventory and indexes them.\n" +
 			"Run 'spanflow COMMAND --help' for the options of each command.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"SPANFLOW_LOG_LEVEL"}},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"SPANFLOW_LOG_FORMAT"}},
-		},
+		Flags:                logFlags(""),
+		OnUsageError:         usageError("spanflow"),
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		ExitErrHandler: func(c *cli.Context, err error) {
@@ -51,7 +51,81 @@ func newApp() *cli.App {
 	for _, c := range commands {
 		app.Commands = append(app.Commands, c())
 	}
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := path + " " + c.Name
+			c.OnUsageError = usageError(name)
+			if c.Action != nil && len(c.Subcommands) == 0 {
+				// Global flags after the command too: spanflow collector run --log-level debug.
+				c.Flags = append(c.Flags, logFlags("Logs")...)
+			}
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("spanflow", app.Commands)
 	return app
+}
+
+// logFlags are the global flags, given before the command or after it.
+func logFlags(category string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "info", Category: category, Usage: "debug, info, warn or error", EnvVars: []string{"SPANFLOW_LOG_LEVEL"}},
+		&cli.StringFlag{Name: "log-format", Value: "text", Category: category, Usage: "text or json", EnvVars: []string{"SPANFLOW_LOG_FORMAT"}},
+	}
+}
+
+// globalFlag is the value of a global flag: from the command line after
+// the command, else before it, else its environment variable or default.
+func globalFlag(c *cli.Context, name string) (string, bool) {
+	for _, ctx := range c.Lineage() {
+		if slices.Contains(ctx.LocalFlagNames(), name) {
+			return ctx.String(name), true
+		}
+	}
+	return c.String(name), false
+}
+
+var (
+	invalidValue = regexp.MustCompile(`^invalid value "(.*)" for flag -([a-z0-9-]+): (.*)$`)
+	undefined    = regexp.MustCompile(`^flag provided but not defined: -+(.*)$`)
+	needsValue   = regexp.MustCompile(`^flag needs an argument: -+(.*)$`)
+	bareNumber   = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+)
+
+// usageError words a flag the command line got wrong in one line (instead
+// of the error followed by the whole help): a duration without its unit
+// above all, as `exporter check` does for the files.
+func usageError(command string) cli.OnUsageErrorFunc {
+	return func(c *cli.Context, err error, _ bool) error {
+		see := "see " + command + " --help"
+		msg := err.Error()
+		if m := invalidValue.FindStringSubmatch(msg); m != nil {
+			value, name := m[1], m[2]
+			var duration bool
+			if c.Command != nil {
+				for _, f := range c.Command.Flags {
+					if _, ok := f.(*cli.DurationFlag); ok && slices.Contains(f.Names(), name) {
+						duration = true
+					}
+				}
+			}
+			switch {
+			case duration && bareNumber.MatchString(value):
+				return fmt.Errorf("--%s %s: missing unit in duration: write %ss, %sm or %sh", name, value, value, value, value)
+			case duration:
+				return fmt.Errorf("--%s %q: not a duration: write it as 30s, 5m or 1h30m", name, value)
+			}
+			return fmt.Errorf("--%s %q: not a valid value (%s)", name, value, see)
+		}
+		if m := undefined.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("unknown flag --%s (%s)", m[1], see)
+		}
+		if m := needsValue.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("--%s needs a value (%s)", m[1], see)
+		}
+		return fmt.Errorf("%s (%s)", msg, see)
+	}
 }
 
 func main() {

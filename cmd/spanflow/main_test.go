@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -52,5 +55,86 @@ func TestVersion(t *testing.T) {
 	out, err := run(t, "version")
 	if err != nil || !strings.HasPrefix(out, "spanflow ") || !strings.Contains(out, "go1.") {
 		t.Errorf("version printed %q, err %v", out, err)
+	}
+}
+
+// TestMain runs the test binary as the spanflow command itself when
+// SPANFLOW_TEST_MAIN is set (its arguments, one per line), so that tests can
+// start real spanflow processes: signals, exit codes, two processes on one port.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("SPANFLOW_TEST_MAIN"); args != "" {
+		os.Args = append([]string{"spanflow"}, strings.Split(args, "\n")...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// spanflowProcess is `spanflow args...` as a child process (see TestMain).
+func spanflowProcess(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SPANFLOW_TEST_MAIN="+strings.Join(args, "\n"))
+	return cmd
+}
+
+// Each mistake on the command line gets one line on the real process's
+// output, saying what to write instead, and exit status 1.
+func TestFlagMistakesOneLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts spanflow processes: skipped under -short")
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"collector", "run", "--es-url", "127.0.0.1:9250"}, "use http://127.0.0.1:9250 or https://127.0.0.1:9250"},
+		{[]string{"es", "setup", "--es-url", "127.0.0.1:9250"}, "use http://127.0.0.1:9250 or https://127.0.0.1:9250"},
+		{[]string{"demo", "--es-url", "localhost:9200"}, "use http://localhost:9200 or https://localhost:9200"},
+		{[]string{"collector", "run", "--ipfix-tcp-idle-timeout", "30"}, "--ipfix-tcp-idle-timeout 30: missing unit in duration: write 30s"},
+		{[]string{"exporter", "run", "--idle-timeout", "15"}, "--idle-timeout 15: missing unit in duration"},
+		{[]string{"exporter", "run", "--active-timeout", "banana"}, `--active-timeout "banana": not a duration`},
+		{[]string{"collector", "run", "--no-such-flag"}, "unknown flag --no-such-flag (see spanflow collector run --help)"},
+		// A global flag after the command, then the missing capture, said
+		// before anything starts (no "capture replayed" summary).
+		{[]string{"collector", "run", "--log-level", "debug", "--metrics-listen", "", "--pcap", "/nonexistent.pcap"}, "--pcap /nonexistent.pcap: no such file or directory"},
+		{[]string{"collector", "run", "--log-level", "loud"}, `unknown log level "loud"`},
+	} {
+		out, err := spanflowProcess(t, c.args...).CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err == nil || len(lines) != 1 || !strings.HasPrefix(lines[0], "spanflow: ") || !strings.Contains(lines[0], c.want) {
+			t.Errorf("spanflow %s: exit %v, said:\n%s\nwant one line with %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+}
+
+// --log-level after the command is the one that counts: debug lines appear
+// with it, and not with warn given before the command and nothing after.
+func TestGlobalFlagsAfterCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts spanflow processes: skipped under -short")
+	}
+	pcap := filepath.Join(t.TempDir(), "empty.pcap")
+	// A pcap header with no packets: the replay is over at once.
+	os.WriteFile(pcap, []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0}, 0o644)
+	for _, c := range []struct {
+		args       []string
+		info, json bool
+	}{
+		{[]string{"collector", "run", "--pcap", pcap, "--metrics-listen", "", "--log-level", "warn"}, false, false},
+		{[]string{"--log-level", "warn", "collector", "run", "--pcap", pcap, "--metrics-listen", ""}, false, false},
+		{[]string{"--log-level", "warn", "collector", "run", "--pcap", pcap, "--metrics-listen", "", "--log-level", "info", "--log-format", "json"}, true, true},
+	} {
+		cmd := spanflowProcess(t, c.args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("spanflow %v: %v\n%s", c.args, err, stderr.String())
+		}
+		info := strings.Contains(stderr.String(), "capture replayed")
+		json := strings.Contains(stderr.String(), `"msg":"capture replayed"`)
+		if info != c.info || json != c.json {
+			t.Errorf("spanflow %v: info line %v (want %v), JSON %v (want %v):\n%s", c.args, info, c.info, json, c.json, stderr.String())
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spanflow/spanflow/collector"
 	"github.com/spanflow/spanflow/enrich/vsphere"
+	"github.com/spanflow/spanflow/internal/numfmt"
 )
 
 // vcenterFlags are the vCenter settings of the collector, which `spanflow
@@ -71,6 +73,20 @@ func runVSphereInventory(c *cli.Context) error {
 		return err
 	}
 	defer comp.Stop()
+	// Thousands of VMs take a while: say so on a terminal, with the objects
+	// vCenter has sent so far.
+	host := "vCenter"
+	if u, err := url.Parse(cfg.URL); err == nil {
+		host = u.Host // without any credentials
+	}
+	status := startStatus(c.App.ErrWriter, "loading the inventory of "+host, func() string {
+		n, ok := counterValue(r.Registry, "spanflow_vsphere_updates_total")
+		if !ok {
+			return ""
+		}
+		return numfmt.Count(uint64(n), "object", "") + " received"
+	})
+	defer status.Stop()
 	// The first failure ends the command: an operator checking the setup
 	// wants the error, not the retries the collector would make.
 	for {
@@ -87,6 +103,7 @@ func runVSphereInventory(c *cli.Context) error {
 			return fmt.Errorf("load the vcenter inventory: %w", ctx.Err())
 		}
 	}
+	status.Stop()
 	vms := comp.Snapshot().VMs()
 	if format == "json" {
 		return writeInventoryJSON(c.App.Writer, vms)

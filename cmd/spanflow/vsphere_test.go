@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -391,5 +392,54 @@ func TestCollectorEnrichesFromVCenter(t *testing.T) {
 	t.Logf("%d documents, %d between the two VMs", total, enriched)
 	if total != len(srcs) || enriched != flowsFromSrc || enriched == 0 {
 		t.Errorf("%d documents (tshark: %d records), %d between the two VMs (want %d)", total, len(srcs), enriched, flowsFromSrc)
+	}
+}
+
+// `vsphere inventory` says it is loading, with the objects received so far,
+// when stderr is a terminal (run under script(1), which gives it one), and
+// nothing of the kind when stderr is a pipe.
+func TestVSphereInventoryProgress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts spanflow processes: skipped under -short")
+	}
+	scriptPath, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to give the command a terminal")
+	}
+	m := simulator.VPX()
+	m.Machine = 40
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove()
+	s := m.Service.NewServer()
+	defer s.Close()
+	u := *s.URL
+	u.User = nil
+	args := []string{"vsphere", "inventory", "--vcenter-url", u.String(), "--format", "json"}
+	env := append(os.Environ(), "SPANFLOW_VCENTER_USER=user", "SPANFLOW_VCENTER_PASSWORD=pass")
+
+	// A pipe: the JSON and nothing else.
+	cmd := spanflowProcess(t, args...)
+	cmd.Env = append(cmd.Env, env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if out, err := cmd.Output(); err != nil || !json.Valid(out) {
+		t.Fatalf("inventory: %v\n%s\n%s", err, out, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "loading the inventory") {
+		t.Errorf("status line written to a pipe:\n%q", stderr.String())
+	}
+
+	// A terminal: the status line, with its count, then erased.
+	cmd = exec.Command(scriptPath, "-qec", os.Args[0], os.DevNull)
+	cmd.Env = append(env, "SPANFLOW_TEST_MAIN="+strings.Join(args, "\n"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("inventory on a terminal: %v\n%s", err, out)
+	}
+	want := regexp.MustCompile(`\r\x1b\[K. loading the inventory of ` + regexp.QuoteMeta(u.Host) + `… [0-9]+s(, [0-9,]+ objects? received)?`)
+	if !want.Match(out) || !strings.Contains(string(out), "\r\x1b[K[") {
+		t.Errorf("terminal output lacks the status line, then the JSON on a clean line:\n%q", out)
 	}
 }

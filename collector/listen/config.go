@@ -33,6 +33,11 @@ type Configuration struct {
 	// Sockets is the number of SO_REUSEPORT sockets (each with its own
 	// reading and decoding goroutine) per UDP address.
 	Sockets int
+	// ShareWithOtherProcesses lets other processes bind the same ports
+	// (SO_REUSEPORT across processes): the kernel then splits the
+	// datagrams and connections between them. Off, a port another process
+	// holds is refused with a PortInUseError.
+	ShareWithOtherProcesses bool
 	// ReceiveBuffer is the socket receive buffer asked of the kernel, bytes
 	// (as root, beyond net.core.rmem_max).
 	ReceiveBuffer int
@@ -104,8 +109,9 @@ func (c Configuration) Validate() error {
 }
 
 // SharedPort finds an address of tcp and one of tls that would take the same
-// port: with SO_REUSEPORT both would bind, and the kernel would hand
-// connections to either at random.
+// port: the second would fail to bind (or, when sharing with other
+// processes, bind, and the kernel would hand connections to either at
+// random), so it is refused with a clearer word first.
 func SharedPort(tcp, tls []string) (string, string, bool) {
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	for _, a := range tcp {

@@ -1,6 +1,7 @@
 // Package listen is where flow datagrams enter the collector: UDP sockets
 // (several per port with SO_REUSEPORT, each read by its own goroutine that
-// also decodes), IPFIX over TCP and IPFIX over TLS. Every datagram goes to a
+// also decodes; a port another process holds is refused unless sharing is
+// asked for), IPFIX over TCP and IPFIX over TLS. Every datagram goes to a
 // Handler (the pipeline's worker). Stream connections are checked against
 // the allowed networks and the connection limits when accepted, before they
 // take a slot, and closed when idle, so that strangers cannot keep the
@@ -129,11 +130,65 @@ func (l *Listener) Addrs() []net.Addr {
 	return append([]net.Addr(nil), l.addrs...)
 }
 
+// PortInUseError is a port another process holds (or, with
+// ShareWithOtherProcesses, holds without sharing it). It wraps the bind
+// error, so errors.Is(err, syscall.EADDRINUSE) holds.
+type PortInUseError struct {
+	Network string // udp or tcp
+	Addr    string // as configured
+	Err     error
+}
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("%s port %s is already in use by another process", e.Network, e.Addr)
+}
+func (e *PortInUseError) Unwrap() error { return e.Err }
+
+// inUse wraps a bind error that says the address is taken.
+func inUse(network, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return &PortInUseError{Network: network, Addr: addr, Err: err}
+	}
+	return fmt.Errorf("listen on %s %s: %w", network, addr, err)
+}
+
+// claimUDP makes sure no other process holds addr's port before the
+// SO_REUSEPORT sockets bind it: those would join another process's
+// sockets without a word, and the kernel would split the datagrams
+// between the two. A socket without SO_REUSEPORT cannot bind a port that
+// any other socket holds, so one is bound and closed first. (Two
+// collectors starting in the same instant could both pass; a later one
+// cannot.)
+func (l *Listener) claimUDP(addr string) error {
+	if l.cfg.ShareWithOtherProcesses {
+		return nil
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if port == "0" {
+		return nil // the kernel picks a free port
+	}
+	for _, a := range l.addrs {
+		if u, ok := a.(*net.UDPAddr); ok && strconv.Itoa(u.Port) == port {
+			return nil // ours already, given twice (say as netflow-listen and ipfix-listen)
+		}
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return inUse("udp", addr, err)
+	}
+	return pc.Close()
+}
+
 func (l *Listener) control(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
-		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-			return
+		// UDP addresses take several sockets of this process (claimUDP
+		// checked that no other holds the port); a TCP listener is one
+		// socket, shared only when asked for.
+		if strings.HasPrefix(network, "udp") || l.cfg.ShareWithOtherProcesses {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				return
+			}
 		}
 		if strings.HasPrefix(network, "udp") && l.cfg.ReceiveBuffer > 0 {
 			setReceiveBuffer(int(fd), l.cfg.ReceiveBuffer)
@@ -154,13 +209,17 @@ func (l *Listener) Start() error {
 	lc := net.ListenConfig{Control: l.control}
 	for _, a := range l.cfg.UDP {
 		addr := a
+		if err := l.claimUDP(addr); err != nil {
+			l.Stop()
+			return err
+		}
 		for i := 0; i < l.cfg.Sockets; i++ {
 			l.mu.Lock()
 			pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 			l.mu.Unlock()
 			if err != nil {
 				l.Stop()
-				return fmt.Errorf("listen on udp %s: %w", a, err)
+				return inUse("udp", a, err)
 			}
 			conn := pc.(*net.UDPConn)
 			if i == 0 {
@@ -185,7 +244,7 @@ func (l *Listener) Start() error {
 			ln, err := lc.Listen(context.Background(), "tcp", a)
 			if err != nil {
 				l.Stop()
-				return fmt.Errorf("listen on %s %s: %w", s.proto, a, err)
+				return inUse(s.proto, a, err)
 			}
 			l.mu.Lock()
 			l.tcp = append(l.tcp, ln)
@@ -195,6 +254,7 @@ func (l *Listener) Start() error {
 		}
 	}
 	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "tls", l.cfg.TLS, "sockets_per_port", l.cfg.Sockets,
+		"shared_with_other_processes", l.cfg.ShareWithOtherProcesses,
 		"max_tcp_connections", l.cfg.MaxTCPConnections, "max_tcp_connections_per_source", l.cfg.MaxTCPConnectionsPerSource,
 		"tcp_idle_timeout", l.cfg.TCPIdleTimeout)
 	if len(l.cfg.TLS) > 0 && l.tls.ClientCAs == nil {

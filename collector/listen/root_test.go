@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -515,4 +516,66 @@ func TestStopReadsWhatWasSent(t *testing.T) {
 	if !closedByCollector(c, 5*time.Second) {
 		t.Error("the collector did not close its side")
 	}
+}
+
+// A listener refuses a UDP or TCP port another socket holds, even one with
+// SO_REUSEPORT that it could join; with ShareWithOtherProcesses on both, the
+// second one joins.
+func TestPortHeldElsewhere(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			cfg := listen.DefaultConfiguration()
+			cfg.UDP, cfg.TCP, cfg.Sockets = nil, nil, 2
+			if network == "udp" {
+				cfg.UDP = []string{"127.0.0.1:0"}
+			} else {
+				cfg.TCP = []string{"127.0.0.1:0"}
+			}
+			first := start(t, cfg)
+			addr := first.Addrs()[0].String()
+			if network == "udp" {
+				cfg.UDP = []string{addr}
+			} else {
+				cfg.TCP = []string{addr}
+			}
+			second, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return first.h }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = second.Start()
+			var inUse *listen.PortInUseError
+			if !errors.As(err, &inUse) || inUse.Addr != addr || inUse.Network != network || !errors.Is(err, syscall.EADDRINUSE) {
+				second.Stop()
+				t.Fatalf("second listener on %s %s: err = %v, want a PortInUseError", network, addr, err)
+			}
+
+			cfg.ShareWithOtherProcesses = true
+			if network == "udp" {
+				cfg.UDP = []string{"127.0.0.1:0"}
+			} else {
+				cfg.TCP = []string{"127.0.0.1:0"}
+			}
+			shared := start(t, cfg)
+			if network == "udp" {
+				cfg.UDP = []string{shared.Addrs()[0].String()}
+			} else {
+				cfg.TCP = []string{shared.Addrs()[0].String()}
+			}
+			start(t, cfg) // fails the test when it cannot bind
+		})
+	}
+}
+
+// The same port given twice (as netflow-listen and ipfix-listen) is this
+// listener's own, not another process's.
+func TestSamePortGivenTwice(t *testing.T) {
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.LocalAddr().String()
+	l.Close()
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.Sockets = []string{addr, addr}, nil, 2
+	start(t, cfg)
 }

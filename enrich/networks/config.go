@@ -40,11 +40,13 @@ type Configuration struct {
 func DefaultConfiguration() Configuration { return Configuration{} }
 
 // DefaultNetworks are internal when no networks file is given: private and
-// unique-local ranges, shared address space, link-local and loopback.
+// unique-local ranges, shared address space and loopback. Link-local
+// ranges are not among them: their flows are link-local (see Enrich),
+// unless a file lists them.
 func DefaultNetworks() []Network {
 	var out []Network
 	for _, p := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-		"169.254.0.0/16", "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"} {
+		"127.0.0.0/8", "fc00::/7", "::1/128"} {
 		out = append(out, Network{Prefix: netip.MustParsePrefix(p), Name: "private"})
 	}
 	return out

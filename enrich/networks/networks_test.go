@@ -301,3 +301,57 @@ func TestNetworkInfo(t *testing.T) {
 		t.Error("Enrich allocates")
 	}
 }
+
+// Flows to multicast groups and on the link are neither east-west nor
+// north-south, with or without a networks file; a file that lists such a
+// range (or a part of it) wins, a broader network (::/0 external) does not.
+func TestLinkLocalAndMulticast(t *testing.T) {
+	file := []Network{
+		{Prefix: netip.MustParsePrefix("10.0.0.0/8")},
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), External: true},
+		{Prefix: netip.MustParsePrefix("::/0"), External: true},
+		{Prefix: netip.MustParsePrefix("169.254.169.0/24"), Name: "metadata"},
+		{Prefix: netip.MustParsePrefix("239.192.0.0/14"), Name: "organization-local"},
+	}
+	for _, tc := range []struct {
+		src, dst           string
+		defaults, withFile string // direction without a file, with one
+	}{
+		{"10.0.0.1", "224.0.0.251", Multicast, Multicast},     // 224.0.0.0/24, mDNS
+		{"10.0.0.1", "224.0.1.1", Multicast, Multicast},       // 224.0.0.0/4, NTP
+		{"10.0.0.1", "239.255.255.250", Multicast, Multicast}, // SSDP
+		{"10.0.0.1", "239.192.0.1", Multicast, EastWest},      // listed
+		{"10.0.0.1", "255.255.255.255", LinkLocal, LinkLocal},
+		{"169.254.7.1", "169.254.7.2", LinkLocal, LinkLocal},
+		{"10.0.0.1", "169.254.1.1", LinkLocal, LinkLocal},
+		{"10.0.0.1", "169.254.169.254", LinkLocal, EastWest}, // listed: the file wins
+		{"fe80::2", "fe80::1", LinkLocal, LinkLocal},
+		{"fe80::2", "ff02::fb", Multicast, Multicast}, // ff02::/16
+		{"2001:db8::1", "ff05::1:3", Multicast, Multicast},
+		{"::ffff:10.0.0.1", "::ffff:224.0.0.9", Multicast, Multicast}, // mapped
+		{"10.0.0.1", "10.0.0.2", EastWest, EastWest},
+		{"10.0.0.1", "198.51.100.7", NorthSouth, NorthSouth},
+	} {
+		for _, c := range []struct {
+			cfg  Configuration
+			want string
+		}{{DefaultConfiguration(), tc.defaults}, {Configuration{Networks: file}, tc.withFile}} {
+			comp, err := New(reporter.NewForTest(nil), c.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := flow.Record{SrcAddr: netip.MustParseAddr(tc.src), DstAddr: netip.MustParseAddr(tc.dst)}
+			comp.Enrich(&rec)
+			wantLocality := c.want
+			switch c.want {
+			case EastWest:
+				wantLocality = Internal
+			case NorthSouth:
+				wantLocality = External
+			}
+			if rec.Direction != c.want || rec.Locality != wantLocality {
+				t.Errorf("%s → %s (file %v): %s/%s, want %s/%s", tc.src, tc.dst, c.cfg.Networks != nil, rec.Locality, rec.Direction, wantLocality, c.want)
+			}
+		}
+	}
+}

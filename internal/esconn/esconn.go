@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,6 +64,21 @@ func DefaultConfiguration() Configuration {
 	return Configuration{URLs: []string{"http://127.0.0.1:9200"}, Timeout: 30 * time.Second}
 }
 
+// CheckURL says what is wrong with an Elasticsearch URL, in one line: above
+// all a HOST:PORT without its scheme, which is what people type first.
+func CheckURL(s string) error {
+	if !strings.Contains(s, "://") && !strings.Contains(s, "@") {
+		if _, port, err := net.SplitHostPort(s); err == nil && port != "" && strings.Trim(port, "0123456789") == "" {
+			return fmt.Errorf("Elasticsearch URL %s has no scheme: use http://%s or https://%s", s, s, s)
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("Elasticsearch URL %q: want http://HOST:PORT or https://HOST:PORT", Redacted([]string{s})[0])
+	}
+	return nil
+}
+
 // Validate checks the URLs and the client certificate's files, and that
 // credentials would not be sent in clear text. It reads the credential
 // files, so an unreadable one fails at start.
@@ -72,10 +88,10 @@ func (c Configuration) Validate() error {
 	}
 	plain := ""
 	for _, s := range c.URLs {
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("Elasticsearch URL %q: want http://HOST:PORT or https://HOST:PORT", Redacted([]string{s})[0])
+		if err := CheckURL(s); err != nil {
+			return err
 		}
+		u, _ := url.Parse(s)
 		if u.User != nil {
 			return fmt.Errorf("Elasticsearch URL %s holds credentials, which ps and logs would show: "+
 				"give them in SPANFLOW_ES_API_KEY or SPANFLOW_ES_USER/SPANFLOW_ES_PASSWORD, or in --es-api-key-file / --es-user-file / --es-password-file",

@@ -38,7 +38,8 @@ func TestRefusedCredentials(t *testing.T) {
 		{"API key over https", Configuration{URLs: []string{"https://es1:9200"}, APIKeyFile: key}, ""},
 		{"one http URL among https", Configuration{URLs: []string{"https://es1:9200", "http://es2:9200"}, APIKeyFile: key}, "clear text to http://es2:9200"},
 		{"no credentials over http", Configuration{URLs: []string{"http://es1:9200"}}, ""},
-		{"not a URL", Configuration{URLs: []string{"es1:9200"}}, "want http://HOST:PORT"},
+		{"not a URL", Configuration{URLs: []string{"es1:9200/x"}}, "want http://HOST:PORT"},
+		{"no scheme", Configuration{URLs: []string{"es1:9200"}}, "has no scheme: use http://es1:9200 or https://es1:9200"},
 		{"certificate without key", Configuration{URLs: []string{"https://es1:9200"}, CertFile: key}, "--es-key-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -248,9 +248,9 @@ func buildFields() []Field {
 				}
 				return putString(b, r.Kind.String())
 			}},
-		{Name: "flow.locality", Type: "keyword", Description: "internal or external: whether the flow stays inside the known networks",
+		{Name: "flow.locality", Type: "keyword", Description: "internal or external: whether the flow stays inside the known networks; multicast (to 224.0.0.0/4 or ff00::/8) or link-local (from or to 169.254.0.0/16 or fe80::/10, or to 255.255.255.255) when it is neither, unless the networks file lists that range",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.Locality) }},
-		{Name: "flow.direction", Type: "keyword", Description: "east-west (both ends internal), north-south (one end external) or unknown",
+		{Name: "flow.direction", Type: "keyword", Description: "east-west (both ends internal), north-south (one end external), unknown, or multicast / link-local as flow.locality (traffic that stays on a link or goes to a group is neither east-west nor north-south; ECS network.direction has no value for it)",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.Direction) }},
 		{Name: "netflow.observation_domain_id", Type: "long", Description: "IPFIX observation domain / NetFlow v9 source id / sFlow sub-agent id",
 			put: func(b []byte, r *Record) ([]byte, bool) {

@@ -19,6 +19,11 @@ import (
 type Reporter struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
+
+	// base is Log without the component key, which Sub sets once (slog's
+	// With would add a second one); nil when built as a literal.
+	base      *slog.Logger
+	component string
 }
 
 // New returns a reporter with a fresh registry that also exposes the Go and
@@ -38,9 +43,39 @@ func NewForTest(w io.Writer) *Reporter {
 	return &Reporter{Log: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: prometheus.NewRegistry()}
 }
 
-// Sub returns a reporter whose logs carry component=name; metrics share the registry.
+// Sub returns a reporter whose logs carry component=name; metrics share the
+// registry. Under a reporter that has a component already, the key holds
+// both, parent/name (or the parent's alone when it ends with name, as
+// "output elasticsearch" does with "elasticsearch"): a log line has one
+// component key.
 func (r *Reporter) Sub(name string) *Reporter {
-	return &Reporter{Log: r.Log.With("component", name), Registry: r.Registry}
+	comp := name
+	switch {
+	case r.component == "":
+	case strings.HasSuffix(r.component, name):
+		comp = r.component
+	default:
+		comp = r.component + "/" + name
+	}
+	base := r.base
+	if base == nil {
+		base = r.Log
+	}
+	return &Reporter{Log: base.With("component", comp), Registry: r.Registry, base: base, component: comp}
+}
+
+// With returns a reporter whose logs carry the key-value pairs args too
+// (not a component: use Sub), with its own registry when reg is not nil.
+func (r *Reporter) With(reg *prometheus.Registry, args ...any) *Reporter {
+	c := *r
+	c.Log = r.Log.With(args...)
+	if r.base != nil {
+		c.base = r.base.With(args...)
+	}
+	if reg != nil {
+		c.Registry = reg
+	}
+	return &c
 }
 
 // Factory registers metrics named spanflow_<subsystem>_<name>.

@@ -50,3 +50,20 @@ func TestLimitedSuppresses(t *testing.T) {
 		t.Errorf("logged %d times, want 2 (one per key):\n%s", n, buf.String())
 	}
 }
+
+// A log line carries one component key, however deep the reporters nest,
+// and With keeps it.
+func TestOneComponentKey(t *testing.T) {
+	var buf bytes.Buffer
+	r := NewForTest(&buf)
+	r.Sub("output elasticsearch").Sub("elasticsearch").Log.Info("a")
+	r.Sub("exporter").With(nil, "worker", 1).Sub("meter").Log.Info("b")
+	r.Sub("listen").Log.Info("c")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := []string{`component="output elasticsearch"`, `worker=1 component=exporter/meter`, `component=listen`}
+	for i, l := range lines {
+		if n := strings.Count(l, "component="); n != 1 || !strings.Contains(l, want[i]) {
+			t.Errorf("line %d: %s\nwant one component key, %s", i, l, want[i])
+		}
+	}
+}
