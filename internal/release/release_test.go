@@ -116,8 +116,13 @@ func TestPackages(t *testing.T) {
 		if man := run(t, "zcat", "/usr/share/man/man1/spanflow.1.gz"); !strings.Contains(man, "collector") {
 			t.Errorf("man page does not mention the collector")
 		}
-		if c := run(t, "/usr/bin/spanflow", "--generate-bash-completion"); !strings.Contains(c, "collector") {
-			t.Errorf("completion lists %q", c)
+		// bash completes `spanflow coll` and `spanflow collector check --con`.
+		for line, want := range map[string]string{"spanflow coll": "collector", "spanflow collector check --con": "--config"} {
+			script := "source /usr/share/bash-completion/completions/spanflow; COMP_WORDS=(" + line +
+				"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _spanflow; echo \"${COMPREPLY[*]}\""
+			if c := strings.TrimSpace(run(t, "bash", "-c", script)); c != want {
+				t.Errorf("bash completion of %q = %q, want %q", line, c, want)
+			}
 		}
 
 		// The packaged units are what `collector install` writes on this
