@@ -3,17 +3,22 @@ GO       ?= go
 BIN      ?= bin/spanflow
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 15s
-LDFLAGS  := -X main.version=$(VERSION)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE     ?= $(shell date -u -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s) +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
 SHELL := /bin/bash
 
-.PHONY: help build test test-short lint bench soak fuzz demo clean es-start es-stop
+.PHONY: help build release test test-short lint bench soak fuzz demo clean es-start es-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
 build: ## build bin/spanflow
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/spanflow
+
+release: ## static binaries for linux/amd64 and arm64, .deb and .rpm packages, SBOM and SHA256SUMS in dist/ (docs/install.md)
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release
 
 # Every test, with the race detector, against a real Elasticsearch: the one at
 # SPANFLOW_ES_URL when set, else one started (and stopped) by scripts/elasticsearch.
@@ -62,4 +67,4 @@ es-stop: ## stop the test Elasticsearch
 	scripts/elasticsearch stop
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -22,6 +22,7 @@ var commands = []func() *cli.Command{
 	dashboardsCommand,
 	reportCommand,
 	vsphereCommand,
+	packageFilesCommand,
 }
 
 func newApp() *cli.App {

@@ -45,7 +45,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	}
 	walk(nil, app.Commands)
 	for _, c := range app.Commands {
-		if !strings.Contains(out, c.Name) {
+		if !c.Hidden && !strings.Contains(out, c.Name) { // hidden: package-files, for the release build
 			t.Errorf("spanflow --help does not list %s", c.Name)
 		}
 	}

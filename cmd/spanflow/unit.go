@@ -21,9 +21,16 @@ func installCommand(what, usage, description, configUsage string, spec func(conf
 			&cli.StringFlag{Name: "config", Value: "/etc/spanflow/" + what + ".yaml", Usage: configUsage},
 			&cli.StringFlag{Name: "user", Value: "spanflow-" + what, Usage: "system `USER` (and group) the service runs as"},
 			&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/spanflow", Usage: "absolute `PATH` of the spanflow binary"},
+			// The release build writes the packages' units on a build machine whose
+			// /etc/spanflow is not the target's: it reads the example shipped instead.
+			&cli.StringFlag{Name: "read-config", Hidden: true, Usage: "read this `FILE` for what the unit needs, instead of --config"},
 		},
 		Action: func(c *cli.Context) error {
-			s, err := spec(c.String("config"))
+			read := c.String("config")
+			if r := c.String("read-config"); r != "" {
+				read = r
+			}
+			s, err := spec(read)
 			if err != nil {
 				return err
 			}
