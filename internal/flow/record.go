@@ -261,6 +261,30 @@ type IfCounters struct {
 	Promiscuous                                             uint32
 }
 
+// minTime is the earliest flow time taken as given: an earlier one comes
+// from an exporter that left a time at zero or whose clock is unset.
+var minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ResolveTimes gives a record's start and end as the decoders keep them:
+// a time absent, zero or before 2000 is unknown; an unknown end is the
+// receive time, an unknown start (or one after the end) the end. So no
+// document says 1970, and every flow has both times.
+func ResolveTimes(start, end, received time.Time) (time.Time, time.Time) {
+	if start.Before(minTime) {
+		start = time.Time{}
+	}
+	if end.Before(minTime) {
+		end = time.Time{}
+	}
+	if end.IsZero() {
+		end = received
+	}
+	if start.IsZero() || start.After(end) {
+		start = end
+	}
+	return start, end
+}
+
 // Duration is End-Start, or 0 when either is unknown.
 func (r *Record) Duration() time.Duration {
 	if r.Start.IsZero() || r.End.IsZero() || r.End.Before(r.Start) {
