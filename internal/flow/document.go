@@ -124,8 +124,9 @@ func hasPorts(r *Record) bool {
 	return r.SrcPort != 0 || r.DstPort != 0
 }
 
+// isICMP reports whether the record's ICMP type and code are known.
 func isICMP(r *Record) bool {
-	return (r.Proto == 1 && r.SrcAddr.Unmap().Is4()) || (r.Proto == 58 && r.SrcAddr.Is6() && !r.SrcAddr.Is4In6())
+	return !r.NoPorts && (r.Proto == 1 && r.SrcAddr.Unmap().Is4()) || (r.Proto == 58 && r.SrcAddr.Is6() && !r.SrcAddr.Is4In6())
 }
 
 func vsphereField(name, desc string, src bool, get func(*VSphere) string) Field {
