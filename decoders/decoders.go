@@ -115,6 +115,10 @@ type Result struct {
 	Expired        int    // held data sets dropped because their template never came
 	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
 	BadHeaders     int    // sFlow sampled headers that did not decode
+	Discards       int    // sFlow drop notifications decoded into records
+	// Observer is the address the records name as their observer: the
+	// sFlow agent address, else the datagram's source.
+	Observer netip.Addr
 	// Refused counts the templates, data sets and options values a limit
 	// refused, one per item. When the error's reason is a limit, it is the
 	// first of these, not one more.
@@ -420,6 +424,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 	var res Result
 	src := dg.Source.Addr().Unmap()
 	res.Kind = Protocol(dg.Payload)
+	res.Observer = src
 	// Every source gets state, even for a datagram that does not decode:
 	// it is an exporter until it goes silent (and its metrics with it).
 	seen := dg.Received
@@ -460,13 +465,19 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 	case flow.KindSFlow:
 		var info sflow.Info
 		out, info, err = sflow.Decode(dg.Payload, src, dg.Received, out)
-		res.BadHeaders = info.BadHeaders
+		res.BadHeaders, res.Discards = info.BadHeaders, info.Discards
 		res.Domain = info.SubAgent
+		if info.Agent.IsValid() {
+			res.Observer = info.Agent.Unmap()
+		}
 		if err == nil {
 			res.Lost = e.track(6<<32|uint64(info.SubAgent), info.Sequence, 1)
 		}
 	}
 	res.Records = len(out) - n
+	for i := n; i < len(out); i++ {
+		out[i].ExporterAddr = src
+	}
 	if res.Records > 0 || res.OptionsRecords > 0 {
 		e.proven.Store(true)
 	}

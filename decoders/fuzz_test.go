@@ -101,6 +101,14 @@ func FuzzIPFIX(f *testing.F) {
 
 func FuzzSFlow(f *testing.F) {
 	seedFromCaptures(f, flow.KindSFlow)
+	// The generated captures: raw IP headers, drops, counter structures.
+	files, _ := filepath.Glob(filepath.Join("sflow", "testdata", "*.pcap"))
+	for _, p := range files {
+		pcapreplay.Read(p, func(dg decoders.Datagram, _ netip.AddrPort) error {
+			f.Add(append([]byte(nil), dg.Payload...))
+			return nil
+		})
+	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if len(p) >= 4 {
 			binary.BigEndian.PutUint32(p, 5)

@@ -20,6 +20,7 @@ type metrics struct {
 	drops        *prometheus.CounterVec
 	outputErrors *prometheus.CounterVec
 	badHeaders   *prometheus.CounterVec
+	discards     *prometheus.CounterVec
 
 	mu           sync.RWMutex
 	exporters    map[netip.Addr]*exporterMetrics
@@ -33,6 +34,7 @@ type exporterMetrics struct {
 	datagrams, records, lost [8]prometheus.Counter // by flow.Kind
 	options, held, expired   prometheus.Counter
 	badHeaders               prometheus.Counter
+	discards                 prometheus.Counter
 	templates                prometheus.Gauge
 	other                    bool // stands for every exporter past the label limit
 }
@@ -50,6 +52,7 @@ func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
 		drops:        f.CounterVec("drops_total", "Datagrams dropped before decoding, by reason (not_allowed, exporter_limit).", "reason"),
 		outputErrors: f.CounterVec("output_errors_total", "Write errors, by output.", "output"),
 		badHeaders:   f.CounterVec("sflow_bad_sampled_headers_total", "sFlow sampled headers that did not decode (the record keeps what the sample says).", "exporter"),
+		discards:     f.CounterVec("sflow_drop_notifications_total", "sFlow drop notifications (discarded packets, sample type 5) decoded into records.", "exporter"),
 		exporters:    map[netip.Addr]*exporterMetrics{},
 		maxExporters: maxExporters,
 	}
@@ -85,7 +88,7 @@ func (m *metrics) exporter(a netip.Addr, proven bool) *exporterMetrics {
 		other:   l == "other",
 		options: m.options.WithLabelValues(l), held: m.held.WithLabelValues(l, "held"),
 		expired: m.held.WithLabelValues(l, "expired"), templates: m.templates.WithLabelValues(l),
-		badHeaders: m.badHeaders.WithLabelValues(l),
+		badHeaders: m.badHeaders.WithLabelValues(l), discards: m.discards.WithLabelValues(l),
 	}
 	for k := 1; k <= 4; k++ {
 		e.datagrams[k] = m.datagrams.WithLabelValues(l, kindLabels[k])
@@ -113,7 +116,7 @@ func (m *metrics) prune(has func(netip.Addr) bool) {
 		l := prometheus.Labels{"exporter": a.String()}
 		for _, v := range []interface {
 			DeletePartialMatch(prometheus.Labels) int
-		}{m.datagrams, m.records, m.options, m.decodeErrors, m.lost, m.held, m.templates, m.badHeaders} {
+		}{m.datagrams, m.records, m.options, m.decodeErrors, m.lost, m.held, m.templates, m.badHeaders, m.discards} {
 			v.DeletePartialMatch(l)
 		}
 	}

@@ -151,6 +151,9 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 	if res.BadHeaders > 0 {
 		em.badHeaders.Add(float64(res.BadHeaders))
 	}
+	if res.Discards > 0 {
+		em.discards.Add(float64(res.Discards))
+	}
 	if res.Kind == flow.KindNetFlowV9 || res.Kind == flow.KindIPFIX {
 		em.templates.Set(float64(res.Templates))
 	}

@@ -15,9 +15,10 @@ import (
 const maxStatsKeys = 65536
 
 type statsKey struct {
-	addr   netip.Addr
-	kind   flow.Kind
-	domain uint32
+	addr     netip.Addr // the datagrams' source: the decoder's exporter
+	observer netip.Addr // what the records name (the sFlow agent address)
+	kind     flow.Kind
+	domain   uint32
 }
 
 // exporterStats gathers, between two emissions, what each exporter and
@@ -35,7 +36,11 @@ func newExporterStats(now time.Time) *exporterStats {
 
 // add counts one decoded datagram.
 func (s *exporterStats) add(src netip.Addr, res decoders.Result, failed bool) {
-	k := statsKey{src, res.Kind, res.Domain}
+	obs := res.Observer
+	if !obs.IsValid() {
+		obs = src
+	}
+	k := statsKey{src, obs, res.Kind, res.Domain}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.m[k]
@@ -66,11 +71,15 @@ func (s *exporterStats) take(now time.Time, templates func(statsKey) int) ([]flo
 	for k, st := range m {
 		st.Interval = now.Sub(since)
 		st.Templates = uint64(templates(k))
-		recs = append(recs, flow.Record{Kind: k.kind, ObserverIP: k.addr, ObservationDomain: k.domain, Received: now, Exporter: st})
+		recs = append(recs, flow.Record{Kind: k.kind, ObserverIP: k.observer, ExporterAddr: k.addr,
+			ObservationDomain: k.domain, Received: now, Exporter: st})
 	}
 	sort.Slice(recs, func(i, j int) bool {
 		a, b := &recs[i], &recs[j]
 		if c := a.ObserverIP.Compare(b.ObserverIP); c != 0 {
+			return c < 0
+		}
+		if c := a.ExporterAddr.Compare(b.ExporterAddr); c != 0 {
 			return c < 0
 		}
 		if a.Kind != b.Kind {

@@ -3,6 +3,8 @@ package pipeline_test
 import (
 	"encoding/binary"
 	"encoding/json"
+	"net/netip"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +12,9 @@ import (
 	"github.com/spanflow/spanflow/internal/testutil"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
+	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
@@ -202,5 +206,63 @@ func TestExporterStatsInterval(t *testing.T) {
 	docs := statsDocs(t, out.Lines())
 	if len(docs) != 1 || docs[0].Spanflow.Exporter.Datagrams != 1 || docs[0].Spanflow.Exporter.Templates != 1 {
 		t.Fatalf("statistics %+v, want one document: 1 datagram, 1 template", docs)
+	}
+}
+
+// TestExporterStatsObserver replays generated sFlow captures whose agent
+// address (10.0.0.1) is not their UDP source (192.0.2.10): the exporter
+// statistics documents must name the observer the flow, drop and counter
+// documents name, the agent, and keep the UDP source beside it.
+func TestExporterStatsObserver(t *testing.T) {
+	r := reporter.NewForTest(nil)
+	var out testutil.SyncBuffer
+	nd := &docSink{out: &out}
+	cfg := pipeline.DefaultConfiguration()
+	cfg.ExporterStatsInterval = time.Hour
+	p, err := pipeline.New(r, cfg, pipeline.Dependencies{Outputs: []pipeline.Output{{Name: "stdout", Sink: nd}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	w := p.NewWorker()
+	for _, name := range []string{"raw-ip-headers.pcap", "drop-notifications.pcap", "counters.pcap"} {
+		path := filepath.Join(testutil.ModuleRoot(), "decoders", "sflow", "testdata", name)
+		if _, err := pcapreplay.Read(path, func(dg decoders.Datagram, _ netip.AddrPort) error {
+			w.Handle(dg)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.EmitStats()
+	var stats, others int
+	for _, l := range out.Lines() {
+		var d struct {
+			Event    struct{ Action string }
+			Observer struct{ IP string }
+			Spanflow struct {
+				Observer struct {
+					SourceIP string `json:"source_ip"`
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(l), &d); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, l)
+		}
+		if d.Event.Action == "exporter_stats" {
+			stats++
+		} else {
+			others++
+		}
+		if d.Observer.IP != "10.0.0.1" || d.Spanflow.Observer.SourceIP != "192.0.2.10" {
+			t.Errorf("%s document: observer.ip %q, spanflow.observer.source_ip %q; want the agent 10.0.0.1 and the source 192.0.2.10",
+				d.Event.Action, d.Observer.IP, d.Spanflow.Observer.SourceIP)
+		}
+	}
+	if stats != 1 || others == 0 {
+		t.Errorf("%d statistics documents and %d others, want 1 and some", stats, others)
 	}
 }

@@ -224,10 +224,10 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 		r.ObservationPoint = be(v)
 	case 351:
 		r.SegmentID = be(v)
-	case 21:
-		t.endUp, t.hasEndUp = uint32(be(v)), true
+	case 21: // a zero uptime is an exporter that does not know it: absent
+		t.endUp, t.hasEndUp = uint32(be(v)), be(v) != 0
 	case 22:
-		t.startUp, t.hasStartUp = uint32(be(v)), true
+		t.startUp, t.hasStartUp = uint32(be(v)), be(v) != 0
 	case 150:
 		t.start = time.Unix(int64(be(v)), 0)
 	case 151:
@@ -311,6 +311,8 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
 			r.End = r.Start.Add(time.Duration(t.durationMs) * time.Millisecond)
 		}
 	}
+
+	r.Start, r.End = flow.ResolveTimes(r.Start, r.End, r.Received)
 
 	if r.InIf == 0 {
 		r.InIf = t.physIn

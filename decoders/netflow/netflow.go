@@ -530,18 +530,24 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	default:
 		err = reason.Errorf(reason.Set, "%s from %s: %w", kindName(h.version), s.exporter, derr)
 	}
+	// Options records first: a data record names its sampler before or
+	// after the options record that announces its rate, in the same
+	// datagram; either way it gets that rate.
+	for _, set := range sets {
+		if fs, ok := set.(nf.OptionsDataFlowSet); ok {
+			for i := range fs.Records {
+				s.applyOptions(&h, &fs.Records[i])
+				info.OptionsRecords++
+				info.MessageRecords++
+			}
+		}
+	}
 	for _, set := range sets {
 		switch fs := set.(type) {
 		case nf.DataFlowSet:
 			for i := range fs.Records {
 				out = s.appendDataFields(out, &h, fs.Records[i].Values, received)
 				info.Records++
-				info.MessageRecords++
-			}
-		case nf.OptionsDataFlowSet:
-			for i := range fs.Records {
-				s.applyOptions(&h, &fs.Records[i])
-				info.OptionsRecords++
 				info.MessageRecords++
 			}
 		case nf.RawFlowSet:

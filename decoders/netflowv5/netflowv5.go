@@ -61,6 +61,10 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 			Bytes: uint64(v.DOctets), Packets: uint64(v.DPkts),
 			InIf: uint32(v.Input), OutIf: uint32(v.Output),
 		}
+		if p.UnixSecs == 0 || (v.First == 0 && v.Last == 0) {
+			r.Start, r.End = time.Time{}, time.Time{} // unknown: the receive time below
+		}
+		r.Start, r.End = flow.ResolveTimes(r.Start, r.End, received)
 		if r.Proto == 1 {
 			r.ICMPType, r.ICMPCode = uint8(v.DstPort>>8), uint8(v.DstPort)
 			r.SrcPort, r.DstPort = 0, 0

@@ -1,19 +1,18 @@
 // Package sflow decodes sFlow v5 datagrams with goflow2's decoder: flow
-// samples become flow records (the sampled packet header decoded with
-// gopacket into addresses, ports, VLAN and TCP flags; counts scaled by the
-// sampling rate) and generic interface counter samples become interface
-// counter records.
+// samples become flow records (the sampled packet header, Ethernet or raw
+// IPv4/IPv6, decoded into addresses, ports, VLAN and TCP flags; counts
+// scaled by the sampling rate), drop notifications become records of the
+// dropped packet with its reason, generic interface counters become
+// interface counter records and the other counter structures (Ethernet,
+// LAG, processor, host and VM) counter set records.
 package sflow
 
 import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
-	"sync"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	gsflow "github.com/netsampler/goflow2/v2/decoders/sflow"
 
 	"github.com/spanflow/spanflow/decoders/reason"
@@ -29,6 +28,7 @@ type Info struct {
 	CounterRecords int // interface counter records produced
 	Samples        int
 	BadHeaders     int // sampled headers that did not decode (the record keeps what the sample says)
+	Discards       int // drop notifications (sample type 5) turned into records
 }
 
 // maxRecords bounds the records of one sample: goflow2 allocates what the
@@ -91,34 +91,57 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 		agent = exporter
 	}
 	info.Agent, info.SubAgent, info.Sequence = agent, p.SubAgentId, p.SequenceNumber
-	d := decoderPool.Get().(*headerDecoder)
-	defer decoderPool.Put(d)
 	for _, s := range p.Samples {
 		base := flow.Record{Kind: flow.KindSFlow, ObserverIP: agent, ObservationDomain: p.SubAgentId,
-			Received: received, End: received}
+			Received: received, Start: received, End: received, ExporterAddr: exporter}
 		switch s := s.(type) {
 		case gsflow.FlowSample:
 			info.Samples++
-			out = appendFlow(out, base, d, &info, s.SamplingRate, s.Input, s.Output, s.Records)
+			// Compact interface format: the top 2 bits are the format.
+			out = appendFlow(out, base, &info, s.SamplingRate, s.Input>>30, s.Input&ifValueMask,
+				s.Output>>30, s.Output&ifValueMask, s.Records)
 		case gsflow.ExpandedFlowSample:
 			info.Samples++
-			out = appendFlow(out, base, d, &info, s.SamplingRate, s.InputIfValue, s.OutputIfValue, s.Records)
+			out = appendFlow(out, base, &info, s.SamplingRate, s.InputIfFormat, s.InputIfValue,
+				s.OutputIfFormat, s.OutputIfValue, s.Records)
+		case gsflow.DropSample:
+			info.Samples++
+			// sflow_drops.txt: plain ifIndex values, 0 when unknown.
+			base.Discard = &flow.Discard{Reason: s.Reason, Notification: true, Unreported: s.Drops}
+			out = appendFlow(out, base, &info, 1, 0, s.Input, 0, s.Output, s.Records)
+			info.FlowRecords--
+			info.Discards++
 		case gsflow.CounterSample:
 			info.Samples++
 			for _, rec := range s.Records {
-				c, ok := rec.Data.(gsflow.IfCounters)
-				if !ok {
+				var set *flow.CounterSet
+				switch c := rec.Data.(type) {
+				case gsflow.IfCounters:
+					r := base
+					r.Start = time.Time{}
+					r.Counters = &flow.IfCounters{
+						Index: c.IfIndex, Type: c.IfType, Speed: c.IfSpeed, Direction: c.IfDirection, Status: c.IfStatus,
+						InOctets: c.IfInOctets, InUcastPkts: uint64(c.IfInUcastPkts), InMulticastPkts: uint64(c.IfInMulticastPkts),
+						InBroadcastPkts: uint64(c.IfInBroadcastPkts), InDiscards: uint64(c.IfInDiscards), InErrors: uint64(c.IfInErrors),
+						InUnknownProtos: uint64(c.IfInUnknownProtos), OutOctets: c.IfOutOctets, OutUcastPkts: uint64(c.IfOutUcastPkts),
+						OutMulticastPkts: uint64(c.IfOutMulticastPkts), OutBroadcastPkts: uint64(c.IfOutBroadcastPkts),
+						OutDiscards: uint64(c.IfOutDiscards), OutErrors: uint64(c.IfOutErrors), Promiscuous: c.IfPromiscuousMode,
+					}
+					out = append(out, r)
+					info.CounterRecords++
 					continue
+				case gsflow.EthernetCounters:
+					set = ethernetCounters(c)
+				case gsflow.RawRecord:
+					set = readCounters(rec.Header.DataFormat, c.Data)
 				}
+				if set == nil {
+					continue // a structure spanflow does not read
+				}
+				set.SourceType, set.SourceIndex = s.Header.SourceIdType, s.Header.SourceIdValue
 				r := base
-				r.Counters = &flow.IfCounters{
-					Index: c.IfIndex, Type: c.IfType, Speed: c.IfSpeed, Direction: c.IfDirection, Status: c.IfStatus,
-					InOctets: c.IfInOctets, InUcastPkts: uint64(c.IfInUcastPkts), InMulticastPkts: uint64(c.IfInMulticastPkts),
-					InBroadcastPkts: uint64(c.IfInBroadcastPkts), InDiscards: uint64(c.IfInDiscards), InErrors: uint64(c.IfInErrors),
-					InUnknownProtos: uint64(c.IfInUnknownProtos), OutOctets: c.IfOutOctets, OutUcastPkts: uint64(c.IfOutUcastPkts),
-					OutMulticastPkts: uint64(c.IfOutMulticastPkts), OutBroadcastPkts: uint64(c.IfOutBroadcastPkts),
-					OutDiscards: uint64(c.IfOutDiscards), OutErrors: uint64(c.IfOutErrors), Promiscuous: c.IfPromiscuousMode,
-				}
+				r.Start = time.Time{}
+				r.SFlowCounters = set
 				out = append(out, r)
 				info.CounterRecords++
 			}
@@ -130,31 +153,55 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 	return out, info, nil
 }
 
-// sFlow interface values with a meaning other than an ifIndex.
-const ifFormatMask = 0x3fffffff
+// The compact interface value of a flow sample: 2 bits of format, 30 of
+// value; value 0x3FFFFFFF of format 0 is the agent's internal interface.
+const (
+	ifValueMask = 0x3fffffff
+	ifInternal  = 0x3fffffff
+)
 
-func appendFlow(out []flow.Record, r flow.Record, d *headerDecoder, info *Info, rate, in, outIf uint32, records []gsflow.FlowRecord) []flow.Record {
-	r.Packets = 1
-	// Compact format: the top 2 bits say "discarded" / "multiple interfaces";
-	// only format 0 carries an ifIndex.
-	if in>>30 == 0 {
-		r.InIf = in & ifFormatMask
+// iface reads an interface (format, value): an ifIndex (0 = unknown), the
+// internal interface, a packet discarded (value: the drop reason) or
+// several interfaces (value: how many, 0 = unknown). Input and output
+// are read alike.
+func iface(format, value uint32) (index uint32, special flow.IfSpecial, count uint32, discard *flow.Discard) {
+	switch format {
+	case 0:
+		if value == ifInternal {
+			return 0, flow.IfInternal, 0, nil
+		}
+		return value, flow.IfIndex, 0, nil
+	case 1:
+		return 0, flow.IfDiscarded, 0, &flow.Discard{Reason: value}
+	case 2:
+		return 0, flow.IfMultiple, value, nil
 	}
-	if outIf>>30 == 0 && outIf != ifFormatMask {
-		r.OutIf = outIf & ifFormatMask
+	return 0, flow.IfIndex, 0, nil
+}
+
+func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in, outFormat, outIf uint32, records []gsflow.FlowRecord) []flow.Record {
+	r.Packets = 1
+	var d1, d2 *flow.Discard
+	r.InIf, r.InIfSpecial, r.InIfCount, d1 = iface(inFormat, in)
+	r.OutIf, r.OutIfSpecial, r.OutIfCount, d2 = iface(outFormat, outIf)
+	if r.Discard == nil {
+		r.Discard = d2
+		if d1 != nil {
+			r.Discard = d1
+		}
 	}
 	var haveHeader bool
+	var frameLen uint64
 	for _, rec := range records {
 		switch v := rec.Data.(type) {
 		case gsflow.SampledHeader:
-			if v.Protocol == 1 { // Ethernet
-				if !d.decode(&r, v.HeaderData) {
-					info.BadHeaders++
-				}
-				haveHeader = true
+			if haveHeader {
+				continue
 			}
-			if r.Bytes == 0 {
-				r.Bytes = uint64(v.FrameLength)
+			haveHeader = true
+			frameLen = uint64(v.FrameLength)
+			if !decodeHeader(&r, v.Protocol, v.HeaderData) && supportedHeader(v.Protocol) {
+				info.BadHeaders++
 			}
 		case gsflow.SampledIPv4:
 			if !haveHeader {
@@ -166,8 +213,8 @@ func appendFlow(out []flow.Record, r flow.Record, d *headerDecoder, info *Info, 
 				sampledIP(&r, v.SampledIPBase)
 			}
 		case gsflow.SampledEthernet:
-			if r.SrcMAC.IsZero() && len(v.SrcMac) == 6 {
-				r.SrcMAC, r.DstMAC = flow.MAC(v.SrcMac), flow.MAC(v.DstMac)
+			if r.SrcMAC.IsZero() && len(v.SrcMac) == 6 && len(v.DstMac) == 6 {
+				r.SrcMAC, r.DstMAC = ethernetFrameMACs(v)
 			}
 		case gsflow.ExtendedSwitch:
 			if r.VLAN == 0 {
@@ -182,6 +229,9 @@ func appendFlow(out []flow.Record, r flow.Record, d *headerDecoder, info *Info, 
 				flow.Extra{Name: "bgp_destination_as_number", Num: uint64(v.AS)})
 		}
 	}
+	if r.Bytes == 0 {
+		r.Bytes = frameLen
+	}
 	if rate > 1 {
 		r.SamplingRate = rate
 		r.Bytes *= uint64(rate)
@@ -191,6 +241,19 @@ func appendFlow(out []flow.Record, r flow.Record, d *headerDecoder, info *Info, 
 	return append(out, r)
 }
 
+// ethernetFrameMACs returns the addresses of an "Ethernet frame data"
+// record (flow format 2). Each mac is XDR opaque[6], padded to 8 bytes:
+// length(4) src(6) pad(2) dst(6) pad(2) type(4). goflow2 v2.2.6 reads the
+// macs without padding, so its DstMac holds src's padding and dst's first
+// 4 bytes, and the top 2 bytes of its EthType dst's last 2. The source is
+// read right.
+func ethernetFrameMACs(v gsflow.SampledEthernet) (src, dst flow.MAC) {
+	src = flow.MAC(v.SrcMac)
+	copy(dst[:4], v.DstMac[2:6])
+	dst[4], dst[5] = byte(v.EthType>>24), byte(v.EthType>>16)
+	return src, dst
+}
+
 func sampledIP(r *flow.Record, v gsflow.SampledIPBase) {
 	r.SrcAddr, _ = netip.AddrFromSlice(v.SrcIP)
 	r.DstAddr, _ = netip.AddrFromSlice(v.DstIP)
@@ -198,82 +261,4 @@ func sampledIP(r *flow.Record, v gsflow.SampledIPBase) {
 	r.SrcPort, r.DstPort = uint16(v.SrcPort), uint16(v.DstPort)
 	r.TCPFlags = uint16(v.TcpFlags)
 	r.Bytes = uint64(v.Length)
-}
-
-// headerDecoder decodes sampled headers without allocating per packet.
-type headerDecoder struct {
-	parser  *gopacket.DecodingLayerParser
-	eth     layers.Ethernet
-	dot1q   layers.Dot1Q
-	ip4     layers.IPv4
-	ip6     layers.IPv6
-	tcp     layers.TCP
-	udp     layers.UDP
-	icmp4   layers.ICMPv4
-	icmp6   layers.ICMPv6
-	decoded []gopacket.LayerType
-}
-
-var decoderPool = sync.Pool{New: func() any {
-	d := &headerDecoder{}
-	d.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &d.eth, &d.dot1q, &d.ip4, &d.ip6, &d.tcp, &d.udp, &d.icmp4, &d.icmp6)
-	d.parser.IgnoreUnsupported = true
-	d.parser.IgnorePanic = true
-	return d
-}}
-
-// decode fills r from a sampled Ethernet frame; it reports false when the
-// frame did not decode as far as its network layer.
-func (d *headerDecoder) decode(r *flow.Record, frame []byte) bool {
-	d.decoded = d.decoded[:0]
-	_ = d.parser.DecodeLayers(frame, &d.decoded) // truncated headers are normal: keep what decoded
-	sawIP := false
-	vlans := 0
-	for _, t := range d.decoded {
-		switch t {
-		case layers.LayerTypeEthernet:
-			r.SrcMAC, r.DstMAC = flow.MAC(d.eth.SrcMAC), flow.MAC(d.eth.DstMAC)
-		case layers.LayerTypeDot1Q:
-			if vlans == 0 {
-				r.VLAN = d.dot1q.VLANIdentifier
-			} else if vlans == 1 {
-				r.InnerVLAN = d.dot1q.VLANIdentifier
-			}
-			vlans++
-		case layers.LayerTypeIPv4:
-			if sawIP {
-				continue
-			}
-			sawIP = true
-			r.SrcAddr, r.DstAddr = netip.AddrFrom4([4]byte(d.ip4.SrcIP.To4())), netip.AddrFrom4([4]byte(d.ip4.DstIP.To4()))
-			r.Proto, r.TOS, r.Bytes = uint8(d.ip4.Protocol), d.ip4.TOS, uint64(d.ip4.Length)
-		case layers.LayerTypeIPv6:
-			if sawIP {
-				continue
-			}
-			sawIP = true
-			r.SrcAddr, r.DstAddr = netip.AddrFrom16([16]byte(d.ip6.SrcIP.To16())), netip.AddrFrom16([16]byte(d.ip6.DstIP.To16()))
-			r.Proto, r.TOS, r.Bytes = uint8(d.ip6.NextHeader), d.ip6.TrafficClass, uint64(d.ip6.Length)+40
-		case layers.LayerTypeTCP:
-			r.SrcPort, r.DstPort = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
-			r.TCPFlags = tcpFlags(&d.tcp)
-		case layers.LayerTypeUDP:
-			r.SrcPort, r.DstPort = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
-		case layers.LayerTypeICMPv4:
-			r.ICMPType, r.ICMPCode = d.icmp4.TypeCode.Type(), d.icmp4.TypeCode.Code()
-		case layers.LayerTypeICMPv6:
-			r.ICMPType, r.ICMPCode = d.icmp6.TypeCode.Type(), d.icmp6.TypeCode.Code()
-		}
-	}
-	return sawIP || len(d.decoded) > 0
-}
-
-func tcpFlags(t *layers.TCP) uint16 {
-	var f uint16
-	for i, b := range []bool{t.FIN, t.SYN, t.RST, t.PSH, t.ACK, t.URG, t.ECE, t.CWR, t.NS} {
-		if b {
-			f |= 1 << i
-		}
-	}
-	return f
 }

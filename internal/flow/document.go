@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,10 @@ type Field struct {
 
 // ExtrasField names the place of Record.Extra in the document (netflow.<name>).
 const ExtrasField = "netflow.*"
+
+// CountersField names the place of Record.SFlowCounters in the document
+// (spanflow.counters.<structure>.<name>).
+const CountersField = "spanflow.counters.*"
 
 // Fields lists every field of the flow document, in document order.
 func Fields() []Field { return slices.Clone(fields) }
@@ -109,6 +114,9 @@ func putMAC(b []byte, m MAC) ([]byte, bool) {
 
 // hasPorts reports whether the transport has ports worth writing.
 func hasPorts(r *Record) bool {
+	if r.NoPorts {
+		return false
+	}
 	switch r.Proto {
 	case 6, 17, 132, 33, 136: // TCP, UDP, SCTP, DCCP, UDP-Lite
 		return true
@@ -116,8 +124,9 @@ func hasPorts(r *Record) bool {
 	return r.SrcPort != 0 || r.DstPort != 0
 }
 
+// isICMP reports whether the record's ICMP type and code are known.
 func isICMP(r *Record) bool {
-	return (r.Proto == 1 && r.SrcAddr.Unmap().Is4()) || (r.Proto == 58 && r.SrcAddr.Is6() && !r.SrcAddr.Is4In6())
+	return !r.NoPorts && (r.Proto == 1 && r.SrcAddr.Unmap().Is4()) || (r.Proto == 58 && r.SrcAddr.Is6() && !r.SrcAddr.Is4In6())
 }
 
 func vsphereField(name, desc string, src bool, get func(*VSphere) string) Field {
@@ -214,17 +223,23 @@ func buildFields() []Field {
 			}},
 		{Name: "event.kind", Type: "keyword", Description: `"event" for a flow, "metric" for interface counters (sFlow counter samples) and exporter statistics`,
 			put: func(b []byte, r *Record) ([]byte, bool) {
-				if r.Counters != nil || r.Exporter != nil {
+				if r.Counters != nil || r.Exporter != nil || r.SFlowCounters != nil {
 					return append(b, `"metric"`...), true
 				}
 				return append(b, `"event"`...), true
 			}},
 		{Name: "event.category", Type: "keyword", Description: `always "network"`,
 			put: func(b []byte, _ *Record) ([]byte, bool) { return append(b, `"network"`...), true }},
-		{Name: "event.action", Type: "keyword", Description: `"network_flow" for a flow, "interface_counters" for interface counters, "exporter_stats" for exporter statistics`,
+		{Name: "event.action", Type: "keyword", Description: `"network_flow" for a flow, "packet_discarded" for an sFlow drop notification, "interface_counters" for interface counters, "sflow_counters" for other sFlow counter records, "exporter_stats" for exporter statistics`,
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				if r.Counters != nil {
 					return append(b, `"interface_counters"`...), true
+				}
+				if r.SFlowCounters != nil {
+					return append(b, `"sflow_counters"`...), true
+				}
+				if r.Discard != nil && r.Discard.Notification {
+					return append(b, `"packet_discarded"`...), true
 				}
 				if r.Exporter != nil {
 					return append(b, `"exporter_stats"`...), true
@@ -263,7 +278,9 @@ func buildFields() []Field {
 		{Name: "netflow.ip_class_of_service", Type: "long", Description: "IPv4 TOS / IPv6 traffic class byte",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, uint64(r.TOS), r.TOS != 0) }},
 		{Name: "netflow.tcp_control_bits", Type: "long", Description: "OR of the TCP flags seen in the flow",
-			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, uint64(r.TCPFlags), r.Proto == 6) }},
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.TCPFlags), r.Proto == 6 && !r.NoTCPFlags)
+			}},
 		{Name: "netflow.icmp_type_ipv4", Type: "long", Description: "ICMP type (IPv4)",
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				return putUint(b, uint64(r.ICMPType), r.Proto == 1 && isICMP(r))
@@ -312,11 +329,11 @@ func buildFields() []Field {
 			}},
 		{Name: "network.bytes", Type: "long", Description: "bytes of the flow at layer 3 (IP total length), scaled by the sampling interval",
 			put: func(b []byte, r *Record) ([]byte, bool) {
-				return putUint(b, r.Bytes, r.Counters == nil && r.Exporter == nil)
+				return putUint(b, r.Bytes, r.Counters == nil && r.Exporter == nil && r.SFlowCounters == nil)
 			}},
 		{Name: "network.packets", Type: "long", Description: "packets of the flow, scaled by the sampling interval",
 			put: func(b []byte, r *Record) ([]byte, bool) {
-				return putUint(b, r.Packets, r.Counters == nil && r.Exporter == nil)
+				return putUint(b, r.Packets, r.Counters == nil && r.Exporter == nil && r.SFlowCounters == nil)
 			}},
 		{Name: "network.vlan.id", Type: "keyword", Description: "outer 802.1Q VLAN id",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.VLAN), r.VLAN != 0) }},
@@ -324,9 +341,9 @@ func buildFields() []Field {
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				return putUintString(b, uint64(r.InnerVLAN), r.InnerVLAN != 0)
 			}},
-		{Name: "network.community_id", Type: "keyword", Description: "Community ID flow hash (v1, seed 0) of the 5-tuple",
+		{Name: "network.community_id", Type: "keyword", Description: "Community ID flow hash (v1, seed 0) of the 5-tuple; absent when the ports (or ICMP type) were not read",
 			put: func(b []byte, r *Record) ([]byte, bool) {
-				if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
+				if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() || r.NoPorts {
 					return b, false
 				}
 				b = append(b, '"')
@@ -341,6 +358,63 @@ func buildFields() []Field {
 				b = append(b, '"')
 				b = r.ObserverIP.Unmap().AppendTo(b)
 				return append(b, '"'), true
+			}},
+		{Name: "spanflow.observer.source_ip", Type: "ip", Description: "UDP source address of the datagram the record came in (observer.ip is the sFlow agent address, which can differ)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if !r.ExporterAddr.IsValid() {
+					return b, false
+				}
+				b = append(b, '"')
+				b = r.ExporterAddr.Unmap().AppendTo(b)
+				return append(b, '"'), true
+			}},
+		{Name: "spanflow.ingress.interface.special", Type: "keyword", Description: `sFlow input interface that is not an ifIndex: "internal" (0x3FFFFFFF, the agent itself), "multiple"`,
+			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.InIfSpecial.String()) }},
+		{Name: "spanflow.ingress.interface.count", Type: "long", Description: `number of input interfaces when special is "multiple" (0 = unknown)`,
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.InIfCount), r.InIfSpecial == IfMultiple)
+			}},
+		{Name: "spanflow.egress.interface.special", Type: "keyword", Description: `sFlow output interface that is not an ifIndex: "internal" (0x3FFFFFFF, the agent itself), "multiple", "discarded" (the packet was dropped)`,
+			put: func(b []byte, r *Record) ([]byte, bool) { return putString(b, r.OutIfSpecial.String()) }},
+		{Name: "spanflow.egress.interface.count", Type: "long", Description: `number of output interfaces when special is "multiple" (0 = unknown)`,
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				return putUint(b, uint64(r.OutIfCount), r.OutIfSpecial == IfMultiple)
+			}},
+		{Name: "spanflow.discard.reason_code", Type: "long", Description: "sFlow drop reason code (sflow_drops.txt): 0-15 ICMP unreachable codes, 256 unknown, 257 ttl_exceeded, 258 acl, ...",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.Discard == nil {
+					return b, false
+				}
+				return putUint(b, uint64(r.Discard.Reason), true)
+			}},
+		{Name: "spanflow.discard.reason", Type: "keyword", Description: "name of the drop reason (sflow_drops.txt), or its number when it has none",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.Discard == nil {
+					return b, false
+				}
+				return putString(b, DropReasonName(r.Discard.Reason))
+			}},
+		{Name: "spanflow.discard.unreported", Type: "long", Description: "drops the exporter did not report before this drop notification (rate limiting)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.Discard == nil || !r.Discard.Notification {
+					return b, false
+				}
+				return putUint(b, uint64(r.Discard.Unreported), true)
+			}},
+		{Name: CountersField, Type: "dynamic", Description: "sFlow counter records other than the generic interface counters, as spanflow.counters.<structure>.<name> (docs/collector.md lists them)"},
+		{Name: "spanflow.counters.source_type", Type: "long", Description: "sFlow data source type of the counters: 0 ifIndex, 1 VLAN, 2 physical entity, 3 logical entity (a VM)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.SFlowCounters == nil {
+					return b, false
+				}
+				return putUint(b, uint64(r.SFlowCounters.SourceType), true)
+			}},
+		{Name: "spanflow.counters.source_index", Type: "long", Description: "sFlow data source index of the counters (an ifIndex, or an entity index)",
+			put: func(b []byte, r *Record) ([]byte, bool) {
+				if r.SFlowCounters == nil {
+					return b, false
+				}
+				return putUint(b, uint64(r.SFlowCounters.SourceIndex), true)
 			}},
 		{Name: "observer.ingress.interface.id", Type: "keyword", Description: "ingress interface index (SNMP ifIndex) at the exporter",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putUintString(b, uint64(r.InIf), r.InIf != 0) }},
@@ -453,6 +527,7 @@ type compiled struct {
 	opens   [][]byte // `"parent":{` for each of parents
 	key     []byte   // `"key":`
 	extras  bool     // the place of Record.Extra
+	sflow   bool     // the place of Record.SFlowCounters
 	group   uint8    // fields of a group are skipped together when the record lacks it
 }
 
@@ -485,8 +560,9 @@ var compiledFields = func() []compiled {
 		segs := strings.Split(f.Name, ".")
 		c := compiled{put: f.put, parents: segs[:len(segs)-1], key: jsonKey(segs[len(segs)-1]), group: groupOf(f.Name)}
 		if f.put == nil {
-			c.extras = true
-			c.parents = []string{"netflow"}
+			c.parents = strings.Split(strings.TrimSuffix(f.Name, ".*"), ".")
+			c.extras = f.Name == ExtrasField
+			c.sflow = f.Name == CountersField
 		}
 		for _, p := range c.parents {
 			c.opens = append(c.opens, append(jsonKey(p), '{'))
@@ -543,6 +619,36 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 	for i := range compiledFields {
 		c := &compiledFields[i]
 		if !present[c.group] {
+			continue
+		}
+		if c.sflow {
+			if cs := r.SFlowCounters; cs != nil && cs.Structure != "" && len(cs.Values) > 0 {
+				b = e.open(b, c.parents, c.opens)
+				b = e.sep(b)
+				b = AppendJSONString(b, cs.Structure)
+				b = append(b, ':', '{')
+				for j := range cs.Values {
+					v := &cs.Values[j]
+					if j > 0 {
+						b = append(b, ',')
+					}
+					b = AppendJSONString(b, v.Name)
+					b = append(b, ':')
+					switch v.Kind {
+					case CounterStr:
+						b = AppendJSONString(b, v.Str)
+					case CounterFloat:
+						if math.IsNaN(v.Float) || math.IsInf(v.Float, 0) {
+							b = append(b, "null"...)
+						} else {
+							b = strconv.AppendFloat(b, v.Float, 'g', -1, 64)
+						}
+					default:
+						b = strconv.AppendUint(b, v.Num, 10)
+					}
+				}
+				b = append(b, '}')
+			}
 			continue
 		}
 		if c.extras {

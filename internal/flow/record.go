@@ -126,6 +126,22 @@ type Record struct {
 
 	InIf, OutIf         uint32 // 0 = unknown
 	InIfName, OutIfName string
+	// InIfSpecial and OutIfSpecial say what an sFlow interface value other
+	// than an ifIndex meant (InIf/OutIf are then 0); InIfCount/OutIfCount
+	// are the interface count of IfMultiple (0 = unknown).
+	InIfSpecial, OutIfSpecial IfSpecial
+	InIfCount, OutIfCount     uint32
+
+	// NoPorts says the transport ports were not read (an sFlow sampled
+	// header cut before them): no ports and no Community ID are written.
+	NoPorts bool
+	// NoTCPFlags says the TCP flags were not read (the header was cut
+	// before them).
+	NoTCPFlags bool
+
+	// Discard is set when the exporter reports the packet dropped (an sFlow
+	// drop notification, or a flow sample whose output is "discarded").
+	Discard *Discard
 
 	EndReason uint8 // IPFIX flowEndReason; 0 = unknown
 	TCP       TCPPerf
@@ -144,8 +160,79 @@ type Record struct {
 	// record is not a flow either.
 	Exporter *ExporterStats
 
+	// SFlowCounters is set on the documents the collector makes from sFlow
+	// counter records other than the generic interface counters (Ethernet,
+	// LAG, processor, host and VM counters); not a flow either.
+	SFlowCounters *CounterSet
+
+	// ExporterAddr is the UDP source of the datagram the record came in;
+	// it differs from ObserverIP when an sFlow agent names another address.
+	ExporterAddr netip.Addr
+
 	Extra []Extra
 }
+
+// IfSpecial is the meaning of an sFlow interface value that is not an
+// ifIndex (sFlow v5 flow_sample interface formats).
+type IfSpecial uint8
+
+// sFlow interface values that are not an ifIndex.
+const (
+	IfIndex     IfSpecial = iota // an ifIndex (or 0: unknown)
+	IfInternal                   // 0x3FFFFFFF: the agent itself (a local, internal interface)
+	IfMultiple                   // format 2: several interfaces (flooding, multicast)
+	IfDiscarded                  // format 1 (output): the packet was dropped
+)
+
+func (s IfSpecial) String() string {
+	switch s {
+	case IfInternal:
+		return "internal"
+	case IfMultiple:
+		return "multiple"
+	case IfDiscarded:
+		return "discarded"
+	}
+	return ""
+}
+
+// Discard is why an exporter dropped a packet.
+type Discard struct {
+	Reason uint32 // sFlow drop reason (sflow_drops.txt): 0-255 ICMP unreachable codes, 256 and up others
+	// Notification is true for an sFlow drop notification (sample type
+	// 5); false for a flow sample whose output interface says "discarded".
+	Notification bool
+	Unreported   uint32 // drops not reported since the last notification (rate limiting)
+}
+
+// CounterSet is one sFlow counter record other than the generic interface
+// counters: Structure names it (ethernet, lag, processor, host_cpu, ...).
+type CounterSet struct {
+	Structure   string
+	SourceType  uint32 // sFlow data source type: 0 ifIndex, 1 VLAN, 2 physical entity, 3 logical entity (VM)
+	SourceIndex uint32
+	Values      []CounterValue
+}
+
+// CounterValue is one value of a counter record: a number, a float (load
+// averages) or a string (host names).
+type CounterValue struct {
+	Name  string
+	Num   uint64
+	Float float64
+	Str   string
+	Kind  CounterKind
+}
+
+// CounterKind says which of a CounterValue's values is used.
+type CounterKind uint8
+
+// Kinds of counter values.
+const (
+	CounterNum CounterKind = iota
+	CounterFloat
+	CounterStr
+)
 
 // ExporterStats is what the collector saw of one exporter and observation
 // domain during one interval.
@@ -172,6 +259,30 @@ type IfCounters struct {
 	OutOctets, OutUcastPkts, OutMulticastPkts               uint64
 	OutBroadcastPkts, OutDiscards, OutErrors                uint64
 	Promiscuous                                             uint32
+}
+
+// minTime is the earliest flow time taken as given: an earlier one comes
+// from an exporter that left a time at zero or whose clock is unset.
+var minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ResolveTimes gives a record's start and end as the decoders keep them:
+// a time absent, zero or before 2000 is unknown; an unknown end is the
+// receive time, an unknown start (or one after the end) the end. So no
+// document says 1970, and every flow has both times.
+func ResolveTimes(start, end, received time.Time) (time.Time, time.Time) {
+	if start.Before(minTime) {
+		start = time.Time{}
+	}
+	if end.Before(minTime) {
+		end = time.Time{}
+	}
+	if end.IsZero() {
+		end = received
+	}
+	if start.IsZero() || start.After(end) {
+		start = end
+	}
+	return start, end
 }
 
 // Duration is End-Start, or 0 when either is unknown.

@@ -62,7 +62,9 @@ func TestMappingCoversFieldTable(t *testing.T) {
 		t.Errorf("mapping has a text field: %s", b)
 	}
 	want := `[{"netflow_numbers":{"mapping":{"type":"long"},"match_mapping_type":"long","path_match":"netflow.*"}},` +
-		`{"netflow_strings":{"mapping":{"ignore_above":1024,"type":"keyword"},"match_mapping_type":"string","path_match":"netflow.*"}}]`
+		`{"netflow_strings":{"mapping":{"ignore_above":1024,"type":"keyword"},"match_mapping_type":"string","path_match":"netflow.*"}},` +
+		`{"spanflow_counters_numbers":{"mapping":{"type":"long"},"match_mapping_type":"long","path_match":"spanflow.counters.*"}},` +
+		`{"spanflow_counters_strings":{"mapping":{"ignore_above":1024,"type":"keyword"},"match_mapping_type":"string","path_match":"spanflow.counters.*"}}]`
 	got, _ := json.Marshal(m["dynamic_templates"])
 	if string(got) != want {
 		t.Errorf("dynamic templates:\n got %s\nwant %s", got, want)
