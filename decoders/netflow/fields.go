@@ -11,6 +11,7 @@ import (
 	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
 
 	"github.com/spanflow/spanflow/decoders/reason"
+	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -34,6 +35,7 @@ type recordTimes struct {
 	hasEndDelta          bool
 	physIn, physOut      uint32
 	vlan243              uint16
+	section              section // a sampled packet's bytes (section.go)
 }
 
 func be(v []byte) uint64 {
@@ -254,6 +256,25 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 	case 162:
 		t.durationMs, t.hasDuration = be(v)/1000, true
 	case 210: // paddingOctets
+	case 312, 313, 315, 408, 409:
+		// Packet sections and what describes them: read in finish, and
+		// written as they are too.
+		switch typ {
+		case 312:
+			t.section.frameSize = be(v)
+		case 313:
+			if t.section.data == nil {
+				t.section.data, t.section.link = v, decode.LinkRaw
+			}
+		case 315:
+			t.section.data, t.section.link = v, decode.LinkEthernet
+		case 408:
+			t.section.frameType = be(v)
+		case 409:
+			t.section.offset = be(v)
+		}
+		e := iana[typ]
+		r.Extra = append(r.Extra, extra(e.name, e.typ, v))
 	default:
 		if e, ok := iana[typ]; ok {
 			r.Extra = append(r.Extra, extra(e.name, e.typ, v))
@@ -267,6 +288,7 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
 	export := time.Unix(int64(h.exportSecs), 0)
 	d := s.domain(h)
+	applySection(r, t)
 	switch {
 	case h.version == 9 && (t.hasStartUp || t.hasEndUp):
 		// v9: sysUptime at export and the switched times are both ms since boot.
