@@ -1,7 +1,6 @@
 package netflow
 
 import (
-	"encoding/hex"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -119,22 +118,12 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 			case flow.IETCPZeroWindowEvents:
 				r.TCP.ZeroWindows = uint32(x)
 			default:
-				r.Extra = append(r.Extra, extra("spanflow_"+strconv.Itoa(int(f.typ)), tUnsigned, v))
-			}
-		case penVMware:
-			if e, ok := vmware[f.typ]; ok {
-				r.Extra = append(r.Extra, extra("vmware_"+e.name, e.typ, v))
-			} else {
-				r.Extra = append(r.Extra, extra("vmware_"+strconv.Itoa(int(f.typ)), 0, v))
-			}
-		case penReverse:
-			if e, ok := iana[f.typ]; ok {
-				r.Extra = append(r.Extra, extra("reverse_"+e.name, e.typ, v))
-			} else {
-				r.Extra = append(r.Extra, extra("reverse_"+strconv.Itoa(int(f.typ)), 0, v))
+				if len(v) <= 8 {
+					r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(f.typ)), Num: x})
+				}
 			}
 		default:
-			r.Extra = append(r.Extra, extra("pen"+strconv.FormatUint(uint64(f.pen), 10)+"_"+strconv.Itoa(int(f.typ)), 0, v))
+			appendExtra(r, f.pen, f.typ, v)
 		}
 	}
 	s.finish(r, &t, h)
@@ -273,14 +262,9 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 		case 409:
 			t.section.offset = be(v)
 		}
-		e := iana[typ]
-		r.Extra = append(r.Extra, extra(e.name, e.typ, v))
+		appendExtra(r, 0, typ, v)
 	default:
-		if e, ok := iana[typ]; ok {
-			r.Extra = append(r.Extra, extra(e.name, e.typ, v))
-		} else {
-			r.Extra = append(r.Extra, extra("ie_"+strconv.Itoa(int(typ)), 0, v))
-		}
+		appendExtra(r, 0, typ, v)
 	}
 }
 
@@ -526,29 +510,4 @@ func cleanString(v []byte) string {
 		s = strings.ToValidUTF8(s, "\ufffd")
 	}
 	return s
-}
-
-// extra makes a netflow.<name> value from raw bytes of a known (or, with typ
-// 0, unknown) type. A name always gets the same JSON type, whatever the
-// value's length, so that Elasticsearch's dynamic mapping never conflicts:
-// numbers for unsigned elements, strings for everything else (unknown and
-// malformed values as hex).
-func extra(name string, typ byte, v []byte) flow.Extra {
-	switch typ {
-	case tUnsigned:
-		if len(v) <= 8 {
-			return flow.Extra{Name: name, Num: be(v)}
-		}
-	case tIPv4, tIPv6:
-		if a, ok := toAddr(v); ok {
-			return flow.Extra{Name: name, Str: a.String(), IsStr: true}
-		}
-	case tMAC:
-		if len(v) == 6 {
-			return flow.Extra{Name: name, Str: flow.MAC(v).String(), IsStr: true}
-		}
-	case tString:
-		return flow.Extra{Name: name, Str: cleanString(v), IsStr: true}
-	}
-	return flow.Extra{Name: name, Str: hex.EncodeToString(v), IsStr: true}
 }
