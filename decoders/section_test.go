@@ -120,6 +120,24 @@ func TestPacketSectionsAgainstTshark(t *testing.T) {
 			among("port", ports, "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport")
 			among("mac", macs, "eth.src", "eth.dst")
 			among("vlan", vlans, "vlan.id")
+			if tc.name == "juniper-cpid" {
+				// Juniper's common properties (element 137 of PEN 2636), one
+				// value per property, in template order.
+				var got []string
+				for _, x := range recs[0].Extra {
+					if strings.HasPrefix(x.Name, "juniper_") {
+						got = append(got, fmt.Sprint(x.Num))
+					}
+				}
+				out, err := exec.Command(tshark, "-r", merged, "-Y", "cflow", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+					"-e", "cflow.pie.juniper.resiliency.cpdesc").Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w := strings.TrimSpace(string(out)); strings.Join(got, ",") != w {
+					t.Errorf("juniper common properties: got %v, tshark %s", got, w)
+				}
+			}
 		})
 	}
 }

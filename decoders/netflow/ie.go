@@ -14,6 +14,7 @@ import (
 // Enterprise numbers with special handling.
 const (
 	penJuniper = 2636
+	penCisco   = 9
 )
 
 // element names an element without an ECS home: its registry entry, or
@@ -136,6 +137,12 @@ func appendExtra(r *flow.Record, pen uint32, typ uint16, v []byte) {
 			r.Extra = append(r.Extra, x)
 			return
 		}
+	}
+	if pen == penCisco && typ == 12235 && len(v) >= 6 {
+		// Cisco AVC's application HTTP host starts with the 4-byte NBAR
+		// application id and a 2-byte sub-application id (tshark reads it so).
+		r.Extra = append(r.Extra, flow.Extra{Name: "cisco_app_http_host", Str: cleanString(v[6:]), IsStr: true})
+		return
 	}
 	name, t, known := element(pen, typ)
 	if x, ok := extra(name, t, known, v); ok {
