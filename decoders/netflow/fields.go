@@ -91,6 +91,7 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 	r := &out[len(out)-1]
 	r.Received = received
 	r.ObserverIP = s.exporter
+	s.hdr = h // for the templates of structured data
 	r.ObservationDomain = h.domain
 	if h.version == 9 {
 		r.Kind = flow.KindNetFlowV9
@@ -123,7 +124,7 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 				}
 			}
 		default:
-			appendExtra(r, f.pen, f.typ, v)
+			s.appendExtra(r, f.pen, f.typ, v)
 		}
 	}
 	s.finish(r, &t, h)
@@ -262,9 +263,9 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 		case 409:
 			t.section.offset = be(v)
 		}
-		appendExtra(r, 0, typ, v)
+		s.appendExtra(r, 0, typ, v)
 	default:
-		appendExtra(r, 0, typ, v)
+		s.appendExtra(r, 0, typ, v)
 	}
 }
 

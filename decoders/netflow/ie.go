@@ -131,7 +131,7 @@ func extra(name string, typ ie.Type, known bool, v []byte) (flow.Extra, bool) {
 }
 
 // appendExtra appends the named value of an element to r.Extra.
-func appendExtra(r *flow.Record, pen uint32, typ uint16, v []byte) {
+func (s *State) appendExtra(r *flow.Record, pen uint32, typ uint16, v []byte) {
 	if pen == penJuniper && typ == 137 {
 		if x, ok := juniperProperty(v); ok {
 			r.Extra = append(r.Extra, x)
@@ -145,6 +145,12 @@ func appendExtra(r *flow.Record, pen uint32, typ uint16, v []byte) {
 		return
 	}
 	name, t, known := element(pen, typ)
+	if known && (t == ie.BasicList || t == ie.SubTemplateList || t == ie.SubTemplateMultiList) {
+		if raw, ok := s.structured(t, v, 0); ok {
+			r.Extra = append(r.Extra, flow.Extra{Name: name, Raw: raw})
+		}
+		return
+	}
 	if x, ok := extra(name, t, known, v); ok {
 		r.Extra = append(r.Extra, x)
 	}
