@@ -90,6 +90,9 @@ func FuzzNetFlowV9(f *testing.F) {
 
 func FuzzIPFIX(f *testing.F) {
 	seedFromCaptures(f, flow.KindIPFIX)
+	f.Add(sectionMessage())    // packet sections, parsed by the exporter's frame decoder
+	f.Add(elementsMessage())   // typed IANA and vendor elements
+	f.Add(structuredMessage()) // RFC 6313 lists, nested
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if len(p) >= 4 {
 			binary.BigEndian.PutUint16(p, 10)

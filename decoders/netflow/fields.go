@@ -1,7 +1,6 @@
 package netflow
 
 import (
-	"encoding/hex"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
 
 	"github.com/spanflow/spanflow/decoders/reason"
+	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -34,6 +34,7 @@ type recordTimes struct {
 	hasEndDelta          bool
 	physIn, physOut      uint32
 	vlan243              uint16
+	section              section // a sampled packet's bytes (section.go)
 }
 
 func be(v []byte) uint64 {
@@ -90,6 +91,7 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 	r := &out[len(out)-1]
 	r.Received = received
 	r.ObserverIP = s.exporter
+	s.hdr = h // for the templates of structured data
 	r.ObservationDomain = h.domain
 	if h.version == 9 {
 		r.Kind = flow.KindNetFlowV9
@@ -117,22 +119,12 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 			case flow.IETCPZeroWindowEvents:
 				r.TCP.ZeroWindows = uint32(x)
 			default:
-				r.Extra = append(r.Extra, extra("spanflow_"+strconv.Itoa(int(f.typ)), tUnsigned, v))
-			}
-		case penVMware:
-			if e, ok := vmware[f.typ]; ok {
-				r.Extra = append(r.Extra, extra("vmware_"+e.name, e.typ, v))
-			} else {
-				r.Extra = append(r.Extra, extra("vmware_"+strconv.Itoa(int(f.typ)), 0, v))
-			}
-		case penReverse:
-			if e, ok := iana[f.typ]; ok {
-				r.Extra = append(r.Extra, extra("reverse_"+e.name, e.typ, v))
-			} else {
-				r.Extra = append(r.Extra, extra("reverse_"+strconv.Itoa(int(f.typ)), 0, v))
+				if len(v) <= 8 {
+					r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(f.typ)), Num: x})
+				}
 			}
 		default:
-			r.Extra = append(r.Extra, extra("pen"+strconv.FormatUint(uint64(f.pen), 10)+"_"+strconv.Itoa(int(f.typ)), 0, v))
+			s.appendExtra(r, f.pen, f.typ, v)
 		}
 	}
 	s.finish(r, &t, h)
@@ -254,12 +246,26 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 	case 162:
 		t.durationMs, t.hasDuration = be(v)/1000, true
 	case 210: // paddingOctets
-	default:
-		if e, ok := iana[typ]; ok {
-			r.Extra = append(r.Extra, extra(e.name, e.typ, v))
-		} else {
-			r.Extra = append(r.Extra, extra("ie_"+strconv.Itoa(int(typ)), 0, v))
+	case 312, 313, 315, 408, 409:
+		// Packet sections and what describes them: read in finish, and
+		// written as they are too.
+		switch typ {
+		case 312:
+			t.section.frameSize = be(v)
+		case 313:
+			if t.section.data == nil {
+				t.section.data, t.section.link = v, decode.LinkRaw
+			}
+		case 315:
+			t.section.data, t.section.link = v, decode.LinkEthernet
+		case 408:
+			t.section.frameType = be(v)
+		case 409:
+			t.section.offset = be(v)
 		}
+		s.appendExtra(r, 0, typ, v)
+	default:
+		s.appendExtra(r, 0, typ, v)
 	}
 }
 
@@ -267,6 +273,7 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
 	export := time.Unix(int64(h.exportSecs), 0)
 	d := s.domain(h)
+	applySection(r, t)
 	switch {
 	case h.version == 9 && (t.hasStartUp || t.hasEndUp):
 		// v9: sysUptime at export and the switched times are both ms since boot.
@@ -506,29 +513,4 @@ func cleanString(v []byte) string {
 		s = strings.ToValidUTF8(s, "\ufffd")
 	}
 	return s
-}
-
-// extra makes a netflow.<name> value from raw bytes of a known (or, with typ
-// 0, unknown) type. A name always gets the same JSON type, whatever the
-// value's length, so that Elasticsearch's dynamic mapping never conflicts:
-// numbers for unsigned elements, strings for everything else (unknown and
-// malformed values as hex).
-func extra(name string, typ byte, v []byte) flow.Extra {
-	switch typ {
-	case tUnsigned:
-		if len(v) <= 8 {
-			return flow.Extra{Name: name, Num: be(v)}
-		}
-	case tIPv4, tIPv6:
-		if a, ok := toAddr(v); ok {
-			return flow.Extra{Name: name, Str: a.String(), IsStr: true}
-		}
-	case tMAC:
-		if len(v) == 6 {
-			return flow.Extra{Name: name, Str: flow.MAC(v).String(), IsStr: true}
-		}
-	case tString:
-		return flow.Extra{Name: name, Str: cleanString(v), IsStr: true}
-	}
-	return flow.Extra{Name: name, Str: hex.EncodeToString(v), IsStr: true}
 }

@@ -181,6 +181,7 @@ type State struct {
 	ipfix     nf.IPFIXPacket
 	buf       bytes.Buffer
 	values    []value // scratch for one data record
+	hdr       *header // of the record being decoded
 }
 
 // NewState returns the state of one exporter, whose bytes also count
@@ -602,6 +603,7 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 // parsed sets, and scratch space grown by an unusual datagram.
 func (s *State) scrub() {
 	s.buf = bytes.Buffer{}
+	s.hdr = nil
 	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
 	if cap(s.values) > 1024 {
 		s.values = nil

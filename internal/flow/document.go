@@ -305,7 +305,7 @@ func buildFields() []Field {
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				return putUint(b, uint64(r.SamplingRate), r.SamplingRate > 1)
 			}},
-		{Name: ExtrasField, Type: "dynamic", Description: "information elements without an ECS home, by IANA name in snake_case (numbers as long, others as keyword)"},
+		{Name: ExtrasField, Type: "dynamic", Description: "information elements without an ECS home, by IANA name in snake_case, vendors' elements prefixed with the vendor (numbers, booleans, strings: dates in RFC 3339, addresses, MACs, unknown elements in hex); see docs/collector.md"},
 		{Name: "network.transport", Type: "keyword", Description: "transport protocol name (tcp, udp, icmp, ipv6-icmp, ...)",
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				if !r.SrcAddr.IsValid() && r.Proto == 0 {
@@ -662,9 +662,12 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 				b = e.sep(b)
 				b = AppendJSONString(b, x.Name)
 				b = append(b, ':')
-				if x.IsStr {
+				switch {
+				case x.Raw != nil:
+					b = append(b, x.Raw...)
+				case x.IsStr:
 					b = AppendJSONString(b, x.Str)
-				} else {
+				default:
 					b = strconv.AppendUint(b, x.Num, 10)
 				}
 			}

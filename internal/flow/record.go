@@ -92,10 +92,14 @@ type NetworkInfo struct {
 // netflow.<Name>, Name being the IANA name in snake_case.
 type Extra struct {
 	Name string
-	// Exactly one of the values is used: Str when IsStr, else Num.
+	// Exactly one of the values is used: Raw when set, else Str when
+	// IsStr, else Num.
 	Num   uint64
 	Str   string
 	IsStr bool
+	// Raw is a JSON value written as it is: signed and float numbers,
+	// booleans. The decoder that makes it writes valid JSON.
+	Raw []byte
 }
 
 // Record is one flow: the unit every stage passes on.
