@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -138,3 +140,79 @@ func TestParseSelector(t *testing.T) {
 		}
 	}
 }
+
+// TestFastActiveTimeoutRecordRate counts the records a steady mix yields
+// with a 60 s active timeout, then with active-timeout-fast 5s for a tenth
+// of the long flows and for all of them: the trade-off in records per
+// second that docs/exporter.md and docs/performance.md report. The mix,
+// over 300 s of flow time: 1000 long UDP flows of 4 packets per second
+// (the 100 in 10.40.0.0/24 are the tenth), and 100 new short flows per
+// second (3 packets each, ended by the 15 s idle timeout).
+func TestFastActiveTimeoutRecordRate(t *testing.T) {
+	const (
+		long     = 1000
+		seconds  = 300
+		perSec   = 4
+		shortSec = 100
+	)
+	run := func(fast time.Duration, sel string) (records int) {
+		cfg := Configuration{ActiveTimeout: 60 * time.Second, IdleTimeout: 15 * time.Second, MaxFlows: 1 << 16}
+		if fast > 0 {
+			s, err := ParseSelector(sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.FastActiveTimeout, cfg.Fast = fast, []Selector{s}
+		}
+		sink := &countSink{}
+		table, err := New(reporter.NewForTest(nil), cfg, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer table.Close()
+		t0 := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC).UnixNano()
+		step := int64(time.Second) / perSec
+		var p decode.Packet
+		for tick := int64(0); tick < seconds*perSec; tick++ {
+			at := t0 + tick*step
+			for i := 0; i < long; i++ {
+				// Flow i: 10.40.(i/100).(i%100) → 10.41.0.1; i < 100 is the tenth in 10.40.0.0/24.
+				p = udpFlowPacket(fmt.Sprintf("10.40.%d.%d", i/100, i%100), "10.41.0.1", 40000, 5000, 200)
+				table.Add(&p, at+int64(i)*1000)
+			}
+			if tick%perSec == 0 {
+				for j := 0; j < shortSec; j++ {
+					n := int(tick/perSec)*shortSec + j
+					p = udpFlowPacket(fmt.Sprintf("10.50.%d.%d", n/250%250, n%250), "10.51.0.1", uint16(1024+n%60000), 53, 80)
+					for k := int64(0); k < 3; k++ {
+						table.Add(&p, at+int64(j)*1000+k*int64(time.Millisecond))
+					}
+				}
+			}
+		}
+		table.Flush(t0 + seconds*int64(time.Second))
+		return sink.n
+	}
+	slow := run(0, "")
+	tenth := run(5*time.Second, "net 10.40.0.0/24")
+	all := run(5*time.Second, "net 0.0.0.0/0")
+	// Ground truth from the mix: short flows give one record each; a long
+	// flow gives one record per active timeout (300 s / 60 s = 5, or
+	// 300 s / 5 s = 60).
+	short := seconds * shortSec
+	if want := short + long*5; slow != want {
+		t.Errorf("60 s: %d records, want %d", slow, want)
+	}
+	if want := short + 900*5 + 100*60; tenth != want {
+		t.Errorf("5 s for a tenth: %d records, want %d", tenth, want)
+	}
+	if want := short + long*60; all != want {
+		t.Errorf("5 s for all: %d records, want %d", all, want)
+	}
+	t.Logf("records/s over %d s: 60 s active %.1f; 5 s for 100 of %d long flows %.1f (%.2f×); 5 s for all %.1f (%.2f×)",
+		seconds, float64(slow)/seconds, long, float64(tenth)/seconds, float64(tenth)/float64(slow), float64(all)/seconds, float64(all)/float64(slow))
+}
+
+type countSink struct{ n int }
+
+func (c *countSink) Write(_ time.Time, rs []flow.Record) error { c.n += len(rs); return nil }
