@@ -413,6 +413,23 @@ func (t *Table) Expire(now int64) {
 		t.now = now
 	}
 	now = t.now
+	// The active scan goes first, so that a flow that reached both its
+	// timeouts since the last sweep (a capture file with a gap in time)
+	// ends with the one that came first: active when first packet +
+	// active timeout is no later than last packet + idle timeout.
+	if t.scanActive {
+		for _, l := range []*list{&t.open, &t.closed} {
+			for i := l.head; i != none; {
+				e := t.at(i)
+				next := e.next
+				if a := t.activeOf(e); e.packets > 0 && now-e.first >= a && e.first+a <= e.last+t.idleNs {
+					t.emit(e, EndActive)
+					t.restart(e)
+				}
+				i = next
+			}
+		}
+	}
 	for t.closed.head != none {
 		e := t.at(t.closed.head)
 		if now-e.last < int64(closeGrace) {
@@ -426,19 +443,6 @@ func (t *Table) Expire(now int64) {
 			break
 		}
 		t.expire(t.open.head, EndIdle)
-	}
-	if t.scanActive {
-		for _, l := range []*list{&t.open, &t.closed} {
-			for i := l.head; i != none; {
-				e := t.at(i)
-				next := e.next
-				if e.packets > 0 && now-e.first >= t.activeOf(e) {
-					t.emit(e, EndActive)
-					t.restart(e)
-				}
-				i = next
-			}
-		}
 	}
 	t.sweep = now + int64(sweepEvery)
 	t.Sync()
