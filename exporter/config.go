@@ -31,6 +31,8 @@ type Configuration struct {
 	MetricsListen           string     `yaml:"metrics-listen"`
 	ActiveTimeout           Duration   `yaml:"active-timeout"`
 	IdleTimeout             Duration   `yaml:"idle-timeout"`
+	ActiveTimeoutFast       Duration   `yaml:"active-timeout-fast"`
+	ActiveTimeoutFastFor    StringList `yaml:"active-timeout-fast-for"`
 	ObservationDomain       uint32     `yaml:"observation-domain"`
 	MaxFlows                int        `yaml:"max-flows"`
 	MTU                     int        `yaml:"mtu"`
@@ -82,7 +84,26 @@ func (c *Configuration) LoadFile(path string) error {
 }
 
 func (c Configuration) meter() meter.Configuration {
-	return meter.Configuration{ActiveTimeout: time.Duration(c.ActiveTimeout), IdleTimeout: time.Duration(c.IdleTimeout), MaxFlows: c.MaxFlows}
+	m := meter.Configuration{ActiveTimeout: time.Duration(c.ActiveTimeout), IdleTimeout: time.Duration(c.IdleTimeout), MaxFlows: c.MaxFlows,
+		FastActiveTimeout: time.Duration(c.ActiveTimeoutFast)}
+	for _, s := range c.ActiveTimeoutFastFor {
+		if sel, err := meter.ParseSelector(s); err == nil {
+			m.Fast = append(m.Fast, sel)
+		}
+	}
+	return m
+}
+
+// fastSelectorErrors are the errors of the active-timeout-fast-for
+// selectors, which meter() leaves out.
+func (c Configuration) fastSelectorErrors() []error {
+	var errs []error
+	for _, s := range c.ActiveTimeoutFastFor {
+		if _, err := meter.ParseSelector(s); err != nil {
+			errs = append(errs, fmt.Errorf("active-timeout-fast-for: %w", err))
+		}
+	}
+	return errs
 }
 
 func (c Configuration) ipfix() ipfix.Configuration {
@@ -166,7 +187,11 @@ func (c Configuration) Validate() error {
 	if c.Filter != "" && len(c.Interfaces) == 0 {
 		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
 	}
-	errs = append(errs, c.transportConfiguration().Validate(), c.meter().Validate(), c.ipfix().Validate())
+	errs = append(errs, c.fastSelectorErrors()...)
+	if len(c.ActiveTimeoutFastFor) == 0 || len(c.meter().Fast) > 0 {
+		errs = append(errs, c.meter().Validate())
+	}
+	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix().Validate())
 	return errors.Join(errs...)
 }
 

@@ -43,6 +43,8 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "queue-size", Value: d.QueueSize, Usage: "IPFIX messages a tcp:// or tls:// collector buffers while it is away; more are dropped and counted"},
 		&cli.DurationFlag{Name: "active-timeout", Value: time.Duration(d.ActiveTimeout), Usage: "export a flow that has lasted this long, and go on in a new record"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: time.Duration(d.IdleTimeout), Usage: "export a flow that saw no packet for this long"},
+		&cli.DurationFlag{Name: "active-timeout-fast", Usage: "shorter active timeout (e.g. 5s) for the flows active-timeout-fast-for selects, so that their interim counters reach the collector in time for alerting (more records per second)"},
+		&cli.StringSliceFlag{Name: "active-timeout-fast-for", Usage: "flows that get active-timeout-fast: `SELECTOR` of terms that must all match, e.g. 'net 10.20.0.0/16 port 443,5432' (also proto, vlan, vni, or a bare prefix); repeat for several"},
 		&cli.UintFlag{Name: "observation-domain", Value: uint(d.ObservationDomain), Usage: "IPFIX observation domain id of the messages"},
 		&cli.IntFlag{Name: "max-flows", Value: d.MaxFlows, Usage: "flows kept at most; when full the least recently seen is exported early"},
 		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
@@ -128,6 +130,8 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "collector", &cfg.Collectors, c.StringSlice)
 	override(c, "active-timeout", &cfg.ActiveTimeout, duration(c))
 	override(c, "idle-timeout", &cfg.IdleTimeout, duration(c))
+	override(c, "active-timeout-fast", &cfg.ActiveTimeoutFast, duration(c))
+	override(c, "active-timeout-fast-for", &cfg.ActiveTimeoutFastFor, func(n string) exporter.StringList { return c.StringSlice(n) })
 	if c.IsSet("observation-domain") {
 		v := c.Uint("observation-domain")
 		if v > 1<<32-1 {

@@ -30,6 +30,9 @@ func TestExporterInit(t *testing.T) {
 	if len(cfg.Interfaces) == 0 {
 		cfg.Interfaces = nil
 	}
+	if len(cfg.ActiveTimeoutFastFor) == 0 {
+		cfg.ActiveTimeoutFastFor = nil
+	}
 	if !reflect.DeepEqual(cfg, exporter.DefaultConfiguration()) {
 		t.Errorf("init file loads as %+v, want the defaults", cfg)
 	}

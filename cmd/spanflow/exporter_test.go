@@ -80,6 +80,16 @@ func runConfiguration(t *testing.T, args ...string) exporter.Configuration {
 	return cfg
 }
 
+// TestExporterFastTimeoutFlags: the flags reach the configuration, the
+// selector list repeated.
+func TestExporterFastTimeoutFlags(t *testing.T) {
+	cfg := runConfiguration(t, "--pcap", "x.pcap", "--collector", "127.0.0.1:4739", "--active-timeout-fast", "5s",
+		"--active-timeout-fast-for", "net 10.20.0.0/16 port 5432", "--active-timeout-fast-for", "vni 5001")
+	if time.Duration(cfg.ActiveTimeoutFast) != 5*time.Second || len(cfg.ActiveTimeoutFastFor) != 2 || cfg.ActiveTimeoutFastFor[1] != "vni 5001" {
+		t.Errorf("configuration %+v", cfg)
+	}
+}
+
 // TestExporterRunBadInput: bad input ends with a non-zero exit code and one
 // line saying what is wrong.
 func TestExporterRunBadInput(t *testing.T) {
@@ -106,6 +116,9 @@ func TestExporterRunBadInput(t *testing.T) {
 		{"missing config", []string{"--pcap", pcap, "--config", filepath.Join(dir, "none.yaml")}, "read configuration"},
 		{"bad timeout", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--idle-timeout", "10ms"}, "idle timeout 10ms"},
 		{"small mtu", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--mtu", "100"}, "mtu 100"},
+		{"bad selector", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--active-timeout-fast", "5s", "--active-timeout-fast-for", "colour blue"}, `active-timeout-fast-for: selector "colour blue": unknown term "colour"`},
+		{"fast without selector", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--active-timeout-fast", "5s"}, "give the flows it applies to with active-timeout-fast-for"},
+		{"fast not faster", []string{"--pcap", pcap, "--collector", "127.0.0.1:4739", "--active-timeout-fast", "2m", "--active-timeout-fast-for", "port 443"}, "must be shorter than active-timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := run(t, append([]string{"exporter", "run"}, tc.args...)...)

@@ -79,12 +79,15 @@ func CompileFilter(expr string) ([]bpf.RawInstruction, error) {
 	return compileFilter(expr, linkTypeEthernet)
 }
 
-// compileFilter compiles expr for frames of a pcap link type: Ethernet or
-// raw IP.
+// compileFilter compiles expr for frames of a pcap link type: Ethernet,
+// raw IP or Cisco HDLC.
 func compileFilter(expr string, link uint32) ([]bpf.RawInstruction, error) {
 	dlt := C.int(1) // DLT_EN10MB
-	if link == linkTypeRaw {
+	switch link {
+	case linkTypeRaw:
 		dlt = 12 // DLT_RAW on Linux
+	case linkTypeCHDLC:
+		dlt = 104 // DLT_C_HDLC
 	}
 	compileMu.Lock()
 	defer compileMu.Unlock()

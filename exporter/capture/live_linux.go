@@ -116,6 +116,7 @@ func (l *Live) Next(f *Frame) error {
 const (
 	linkTypeEthernet = 1
 	linkTypeRaw      = 101 // the frame starts with the IPv4 or IPv6 header
+	linkTypeCHDLC    = 104 // Cisco HDLC: address, control, EtherType
 )
 
 // CheckInterface says what keeps the named interface from being captured:
@@ -138,8 +139,10 @@ func lookupInterface(name string) (*net.Interface, uint32, error) {
 
 // linkTypeOf tells how frames of the interface begin, from its hardware
 // type: with an Ethernet header (Ethernet, veth, bridges, bonds, VLAN
-// interfaces, loopback), or with the IP header (tun, WireGuard, IP-in-IP
-// and SIT tunnels). Others (InfiniBand, CAN, ...) are refused.
+// interfaces, loopback), with the IP header (tun, WireGuard, IP-in-IP and
+// SIT tunnels, and PPP, whose driver gives packet sockets no PPP header),
+// or with a Cisco HDLC header (the kernel's hdlc_cisco serial links).
+// Others (InfiniBand, CAN, ...) are refused.
 func linkTypeOf(iface *net.Interface) (uint32, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -156,8 +159,10 @@ func linkTypeOf(iface *net.Interface) (uint32, error) {
 	switch hw := ifr.Uint16(); hw {
 	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
 		return linkTypeEthernet, nil
-	case unix.ARPHRD_NONE, unix.ARPHRD_RAWIP, unix.ARPHRD_TUNNEL, unix.ARPHRD_TUNNEL6, unix.ARPHRD_SIT:
+	case unix.ARPHRD_NONE, unix.ARPHRD_RAWIP, unix.ARPHRD_TUNNEL, unix.ARPHRD_TUNNEL6, unix.ARPHRD_SIT, unix.ARPHRD_PPP:
 		return linkTypeRaw, nil
+	case unix.ARPHRD_CISCO:
+		return linkTypeCHDLC, nil
 	default:
 		return 0, fmt.Errorf("interface %s has hardware type %d (see ARPHRD_* in linux/if_arp.h), whose frames spanflow cannot decode; capture an Ethernet interface (a mirror port, a veth) or an IP tunnel", iface.Name, hw)
 	}

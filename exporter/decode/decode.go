@@ -1,6 +1,7 @@
 // Package decode is the exporter's second stage: it turns one captured frame
 // into the fields the meter keys and counts flows on. Tunnels are undone
-// (802.1Q/QinQ, MPLS, GRE, ERSPAN I/II/III, VXLAN, VXLAN-GPE, Geneve, IP in IP)
+// (802.1Q/QinQ, port extender tags, MPLS, PPPoE, GRE, WCCP, ERSPAN I/II/III,
+// VXLAN, VXLAN-GPE, Geneve, NSH, IP in IP)
 // so that a Packet describes the innermost IP packet, while the outer context
 // that tells mirrored traffic apart is kept: VXLAN/Geneve VNI or GRE key, the
 // ERSPAN session and port index, VLAN tags.
@@ -16,6 +17,8 @@ import "encoding/binary"
 const (
 	LinkNull     uint32 = 0   // BSD loopback: 4-byte host-order address family
 	LinkEthernet uint32 = 1   // Ethernet II
+	LinkPPP      uint32 = 9   // PPP (RFC 1661), with or without address and control
+	LinkCHDLC    uint32 = 104 // Cisco HDLC: address, control, then an EtherType
 	LinkRaw      uint32 = 101 // raw IPv4 or IPv6
 	LinkLoop     uint32 = 108 // OpenBSD loopback: 4-byte network-order family
 	LinkSLL      uint32 = 113 // Linux cooked capture v1
@@ -169,6 +172,13 @@ func (d *Decoder) Decode(link uint32, data []byte, wireLen int, p *Packet) Reaso
 		return st.rawIP(data[4:], 0)
 	case LinkNFLog:
 		return st.nflog(data)
+	case LinkCHDLC:
+		if len(data) < 4 {
+			return ReasonTruncated
+		}
+		return st.etherType(binary.BigEndian.Uint16(data[2:]), data[4:], 0)
+	case LinkPPP:
+		return st.pppFrame(data, 0)
 	}
 	return ReasonUnsupported
 }

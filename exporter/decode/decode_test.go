@@ -109,6 +109,13 @@ func FuzzDecode(f *testing.F) {
 	for _, p := range synth.Mixed(time.Unix(0, 0)).Packets {
 		f.Add(LinkEthernet, p.Data)
 	}
+	// And the frames of exporter/testdata/encap (NSH over Ethernet, E-Tag,
+	// VN-Tag, WCCP, PPPoE and PPP with compressed fields, Cisco HDLC...).
+	for _, c := range encapCaptures() {
+		for _, fr := range c.frames {
+			f.Add(c.link, fr)
+		}
+	}
 	f.Add(LinkEthernet, []byte{})
 	f.Add(LinkRaw, []byte{0x45})
 	f.Fuzz(func(t *testing.T, link uint32, data []byte) {

@@ -19,8 +19,13 @@ const (
 	etherCFP      = 0x8903 // Cisco FabricPath: a 2-byte tag, then the inner frame
 	etherCMD      = 0x8909 // Cisco MetaData (security group tag)
 	etherPPP      = 0x880b // PPTP's enhanced GRE carries PPP
+	etherNSH      = 0x894f // network service header (RFC 8300) over Ethernet
+	etherETag     = 0x893f // 802.1BR E-Tag: 6 bytes after the TPID
+	etherVNTag    = 0x8926 // Cisco VN-Tag: 4 bytes after the TPID
+	etherWCCP     = 0x883e // WCCP redirection in GRE
 	pppIPv4       = 0x0021
 	pppIPv6       = 0x0057
+	pppMPLS       = 0x0281
 	ethHeaderSize = 14
 )
 
@@ -41,7 +46,25 @@ func (s *state) ethernet(data []byte, depth int) Reason {
 	et := binary.BigEndian.Uint16(data[12:])
 	data = data[ethHeaderSize:]
 	tags := 0
-	for et == etherVLAN || et == etherQinQ || et == etherQinQOld {
+	for {
+		// Port extender tags (802.1BR E-Tag, Cisco VN-Tag) name the port of
+		// a fabric extender, not a VLAN: skipped, wherever they sit among
+		// the VLAN tags.
+		if et == etherETag || et == etherVNTag {
+			l := 6
+			if et == etherVNTag {
+				l = 4
+			}
+			if len(data) < l+2 {
+				return ReasonTruncated
+			}
+			et = binary.BigEndian.Uint16(data[l:])
+			data = data[l+2:]
+			continue
+		}
+		if et != etherVLAN && et != etherQinQ && et != etherQinQOld {
+			break
+		}
 		if len(data) < 4 {
 			return ReasonTruncated
 		}
@@ -86,20 +109,50 @@ func (s *state) etherType(et uint16, data []byte, depth int) Reason {
 	case etherMPLS, etherMPLSMc:
 		return s.mpls(data, depth+1)
 	case etherPPPoE:
-		if len(data) < 8 {
+		// Version/type, code, session id and length, then the PPP
+		// protocol field (RFC 2516): no address and control bytes.
+		if len(data) < 6 {
 			return ReasonTruncated
 		}
-		return s.ppp(binary.BigEndian.Uint16(data[6:]), data[8:], depth+1)
+		return s.pppProtocol(data[6:], depth+1)
+	case etherNSH:
+		return s.nextProtocol(nshNext, data, depth+1)
 	}
 	return ReasonNotIP
 }
 
-func (s *state) ppp(proto uint16, data []byte, depth int) Reason {
+// pppFrame decodes a PPP frame whose address and control bytes (0xff 0x03)
+// may have been omitted (RFC 1661 address-and-control-field compression).
+func (s *state) pppFrame(data []byte, depth int) Reason {
+	if len(data) >= 2 && data[0] == 0xff && data[1] == 0x03 {
+		data = data[2:]
+	}
+	return s.pppProtocol(data, depth)
+}
+
+// pppProtocol decodes a PPP protocol field and what it carries. The field
+// is one byte when its first byte is odd (RFC 1661 protocol-field
+// compression: 0x21 for IPv4), two otherwise.
+func (s *state) pppProtocol(data []byte, depth int) Reason {
+	if len(data) < 1 {
+		return ReasonTruncated
+	}
+	var proto uint16
+	if data[0]&1 == 1 {
+		proto, data = uint16(data[0]), data[1:]
+	} else {
+		if len(data) < 2 {
+			return ReasonTruncated
+		}
+		proto, data = binary.BigEndian.Uint16(data), data[2:]
+	}
 	switch proto {
 	case pppIPv4:
 		return s.ipv4(data, depth)
 	case pppIPv6:
 		return s.ipv6(data, depth)
+	case pppMPLS:
+		return s.mpls(data, depth)
 	}
 	return ReasonNotIP
 }

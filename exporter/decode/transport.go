@@ -90,7 +90,9 @@ func (s *state) udpTunnel(data []byte, depth int) Reason {
 	p := s.p
 	switch p.DstPort {
 	case portVXLAN, portVXLANLinux:
-		if len(data) < 8 || data[0]&0x08 == 0 || data[7] != 0 { // I flag (VNI valid), reserved byte
+		// Only the I flag (VNI valid) counts: RFC 7348 has the reserved
+		// bits ignored on receipt (VXLAN-GBP, for one, uses them).
+		if len(data) < 8 || data[0]&0x08 == 0 {
 			return ReasonOK
 		}
 		p.Tunnels |= TunnelVXLAN
@@ -132,6 +134,9 @@ func (s *state) udpTunnel(data []byte, depth int) Reason {
 	return ReasonOK
 }
 
+// nshNext is the next-protocol value of NSH itself.
+const nshNext = 4
+
 // nextProtocol follows the next-protocol field of VXLAN-GPE and NSH.
 func (s *state) nextProtocol(next uint8, data []byte, depth int) Reason {
 	if depth > maxDepth {
@@ -144,7 +149,7 @@ func (s *state) nextProtocol(next uint8, data []byte, depth int) Reason {
 		return s.ipv6(data, depth)
 	case 3:
 		return s.ethernet(data, depth)
-	case 4: // NSH (RFC 8300): its length is in 4-byte words
+	case nshNext: // NSH (RFC 8300): base, service path and context headers, their length in 4-byte words
 		if len(data) < 8 {
 			return ReasonTruncated
 		}
@@ -240,6 +245,20 @@ func (s *state) gre(data []byte, depth int) Reason {
 	case etherIPv4, etherIPv6, etherMPLS, etherTEB:
 	case etherERSPAN2, etherERSPAN3:
 	case etherPPP:
+	case etherWCCP:
+		// WCCP version 2 puts a 4-byte redirect header (service id, buckets)
+		// before the redirected IPv4 packet; version 1 does not. As tshark
+		// does, a payload that does not start like IPv4 has the header.
+		if len(payload) < 1 {
+			return ReasonTruncated
+		}
+		if payload[0]>>4 != 4 {
+			if len(payload) < 4 {
+				return ReasonTruncated
+			}
+			payload = payload[4:]
+		}
+		proto = etherIPv4
 	case etherCMD:
 		// Cisco MetaData in GRE: the payload's EtherType, version, length,
 		// option and SGT (8 bytes), then the payload.
@@ -267,16 +286,7 @@ func (s *state) gre(data []byte, depth int) Reason {
 	case etherTEB:
 		return s.ethernet(payload, depth+1)
 	case etherPPP:
-		if len(payload) >= 2 && payload[0] == 0xff && payload[1] == 0x03 {
-			payload = payload[2:]
-		}
-		if len(payload) < 2 {
-			return ReasonTruncated
-		}
-		if payload[0]&1 == 1 { // protocol field compressed to one byte
-			return s.ppp(uint16(payload[0]), payload[1:], depth+1)
-		}
-		return s.ppp(binary.BigEndian.Uint16(payload), payload[2:], depth+1)
+		return s.pppFrame(payload, depth+1)
 	case etherERSPAN2:
 		p.Tunnels |= TunnelERSPAN
 		if !hasSeq {

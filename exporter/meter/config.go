@@ -16,6 +16,11 @@ type Configuration struct {
 	// MaxFlows bounds the table; when full, the least recently seen flow is
 	// exported early (flowEndReason lackOfResources) to make room.
 	MaxFlows int
+	// FastActiveTimeout is the active timeout of the flows that one of
+	// Fast selects (0: none), so that their interim counters reach the
+	// collector often enough for alerting within seconds.
+	FastActiveTimeout time.Duration
+	Fast              []Selector
 }
 
 // DefaultConfiguration returns the defaults.
@@ -34,6 +39,16 @@ func (c Configuration) Validate() error {
 	}
 	if c.MaxFlows < 1 || c.MaxFlows > 1<<30 {
 		errs = append(errs, fmt.Errorf("max flows %d: must be between 1 and %d", c.MaxFlows, 1<<30))
+	}
+	switch {
+	case c.FastActiveTimeout == 0 && len(c.Fast) > 0:
+		errs = append(errs, errors.New("active-timeout-fast-for selects flows but active-timeout-fast is not set"))
+	case c.FastActiveTimeout != 0 && len(c.Fast) == 0:
+		errs = append(errs, fmt.Errorf("active-timeout-fast %s: give the flows it applies to with active-timeout-fast-for", c.FastActiveTimeout))
+	case c.FastActiveTimeout != 0 && c.FastActiveTimeout < time.Second:
+		errs = append(errs, fmt.Errorf("active-timeout-fast %s: must be at least 1s", c.FastActiveTimeout))
+	case c.FastActiveTimeout != 0 && c.FastActiveTimeout >= c.ActiveTimeout:
+		errs = append(errs, fmt.Errorf("active-timeout-fast %s: must be shorter than active-timeout %s", c.FastActiveTimeout, c.ActiveTimeout))
 	}
 	return errors.Join(errs...)
 }

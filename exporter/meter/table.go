@@ -53,6 +53,7 @@ const (
 	stSYNACK // this direction sent a SYN-ACK (server)
 	stHSDone // client's handshake ACK seen (or given up on)
 	stFIN
+	stFast // one of Configuration.Fast selects the flow: FastActiveTimeout applies
 )
 
 // entry is one flow: two cache lines, and the arena is aligned to them.
@@ -130,6 +131,7 @@ type Table struct {
 	pub    published
 
 	activeNs, idleNs int64
+	fastNs           int64  // active timeout of stFast flows
 	touched          uint64 // what lookupBatch read, so that it reads
 	scanActive       bool
 }
@@ -148,9 +150,16 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		batch:    make([]flow.Record, 0, 64),
 		activeNs: int64(cfg.ActiveTimeout),
 		idleNs:   int64(cfg.IdleTimeout),
+		fastNs:   int64(cfg.ActiveTimeout),
 		// When flows can stay idle longer than they may last, a quiet flow
 		// reaches its active timeout before its idle one: scan for it.
 		scanActive: cfg.IdleTimeout >= cfg.ActiveTimeout,
+	}
+	if cfg.FastActiveTimeout > 0 && len(cfg.Fast) > 0 {
+		t.fastNs = int64(cfg.FastActiveTimeout)
+		// A selected flow that pauses must still send its counters at
+		// its fast timeout, not at its idle one.
+		t.scanActive = t.scanActive || cfg.IdleTimeout >= cfg.FastActiveTimeout
 	}
 	t.mem = &tableMemory{}
 	// The mappings are returned when the table is garbage: tests make many.
@@ -317,7 +326,7 @@ func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
 			// once per second of flow time): the gap ends the record.
 			t.emit(e, EndIdle)
 			t.restart(e)
-		case e.packets > 0 && ts-e.first >= t.activeNs:
+		case e.packets > 0 && ts-e.first >= t.activeOf(e):
 			t.emit(e, EndActive)
 			t.restart(e)
 		case e.state&stClosed != 0 && p.Proto == 6 && p.TCPFlags&0x12 == 0x02:
@@ -357,6 +366,14 @@ func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
 	}
 }
 
+// activeOf is the active timeout of e's flow.
+func (t *Table) activeOf(e *entry) int64 {
+	if e.state&stFast != 0 {
+		return t.fastNs
+	}
+	return t.activeNs
+}
+
 // restart clears the counters of a flow that reached its active timeout; the
 // TCP state goes on.
 func (t *Table) restart(e *entry) {
@@ -371,6 +388,13 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 	}
 	e := t.at(i)
 	*e = entry{key: *k, state: stUsed}
+	// Selectors are matched once per flow, not per packet.
+	for j := range t.cfg.Fast {
+		if t.cfg.Fast[j].match(k) {
+			e.state |= stFast
+			break
+		}
+	}
 	t.indexInsert(h, i)
 	t.pushBack(&t.open, i, e)
 	t.n++
@@ -389,6 +413,23 @@ func (t *Table) Expire(now int64) {
 		t.now = now
 	}
 	now = t.now
+	// The active scan goes first, so that a flow that reached both its
+	// timeouts since the last sweep (a capture file with a gap in time)
+	// ends with the one that came first: active when first packet +
+	// active timeout is no later than last packet + idle timeout.
+	if t.scanActive {
+		for _, l := range []*list{&t.open, &t.closed} {
+			for i := l.head; i != none; {
+				e := t.at(i)
+				next := e.next
+				if a := t.activeOf(e); e.packets > 0 && now-e.first >= a && e.first+a <= e.last+t.idleNs {
+					t.emit(e, EndActive)
+					t.restart(e)
+				}
+				i = next
+			}
+		}
+	}
 	for t.closed.head != none {
 		e := t.at(t.closed.head)
 		if now-e.last < int64(closeGrace) {
@@ -402,19 +443,6 @@ func (t *Table) Expire(now int64) {
 			break
 		}
 		t.expire(t.open.head, EndIdle)
-	}
-	if t.scanActive {
-		for _, l := range []*list{&t.open, &t.closed} {
-			for i := l.head; i != none; {
-				e := t.at(i)
-				next := e.next
-				if e.packets > 0 && now-e.first >= t.activeNs {
-					t.emit(e, EndActive)
-					t.restart(e)
-				}
-				i = next
-			}
-		}
 	}
 	t.sweep = now + int64(sweepEvery)
 	t.Sync()
