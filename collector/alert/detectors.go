@@ -415,19 +415,27 @@ func (w *windowCounter) roll(now time.Time) []Alert {
 	if now.Sub(w.start) < w.window {
 		return nil
 	}
-	end := w.start.Add(w.window)
 	var out []Alert
-	for a, al := range w.firing {
-		// A firing address resolves after a window it stayed under the limit
-		// in, and which began after it fired.
-		if c := w.counts[a]; (c == nil || c.n <= w.limit) && !al.FiredAt.After(w.start) {
-			r := *al
-			r.EndsAt = end
-			out = append(out, r)
-			delete(w.firing, a)
+	// Window by window: the one that held counts, then at most one empty
+	// one (which resolves what fired in the first), then jump to now.
+	for i := 0; now.Sub(w.start) >= w.window; i++ {
+		if i == 2 {
+			w.start = now.Truncate(w.window)
+			break
 		}
+		end := w.start.Add(w.window)
+		for a, al := range w.firing {
+			// A firing address resolves after a window it stayed under the
+			// limit in, and which began after it fired.
+			if c := w.counts[a]; (c == nil || c.n <= w.limit) && !al.FiredAt.After(w.start) {
+				r := *al
+				r.EndsAt = end
+				out = append(out, r)
+				delete(w.firing, a)
+			}
+		}
+		clear(w.counts)
+		w.start = end
 	}
-	w.start = now.Truncate(w.window)
-	clear(w.counts)
 	return out
 }
