@@ -3,6 +3,7 @@ module github.com/spanflow/spanflow
 go 1.26.8
 
 require (
+	github.com/DataDog/sketches-go v1.4.8
 	github.com/elastic/go-elasticsearch/v8 v8.19.7
 	github.com/google/go-cmp v0.7.0
 	github.com/google/gopacket v1.1.19
