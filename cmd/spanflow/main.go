@@ -20,6 +20,7 @@ var commands = []func() *cli.Command{
 	dashboardsCommand,
 	reportCommand,
 	vsphereCommand,
+	rulesCommand,
 }
 
 func newApp() *cli.App {

@@ -193,16 +193,20 @@ func LoadRules(p string) (*File, error) {
 // ParseRules is LoadRules on a file's contents.
 func ParseRules(data []byte) (*File, error) {
 	f := &File{Detectors: DefaultDetectors()}
-	if err := yamlconf.Decode(data, f); err != nil {
-		return nil, err
+	// Keys that are unknown or of the wrong type are reported with the
+	// problems validation finds in the rest.
+	derr := yamlconf.Decode(data, f)
+	var ye *yamlconf.Error
+	if derr != nil && !errors.As(derr, &ye) {
+		return nil, derr
 	}
 	lines, err := ruleLines(data)
 	if err != nil {
 		return nil, err
 	}
 	f.lineOf = lines
-	if err := f.validate(); err != nil {
-		return nil, err
+	if err := errors.Join(derr, f.validate()); err != nil {
+		return nil, sortByLine(err)
 	}
 	return f, nil
 }
@@ -393,5 +397,19 @@ func (f *File) CheckProjects(known map[string]bool) error {
 			errs = append(errs, f.errorf(-1, "detectors: new_peer: unknown project %q", p))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// sortByLine orders joined problems by their line, as a reader goes.
+func sortByLine(err error) error {
+	errs := yamlconf.Unjoin(err)
+	line := func(e error) int {
+		var ye *yamlconf.Error
+		if errors.As(e, &ye) {
+			return ye.Line
+		}
+		return 0
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return line(a) - line(b) })
 	return errors.Join(errs...)
 }

@@ -42,7 +42,8 @@ func TestRuleErrors(t *testing.T) {
 		want       []string
 	}{
 		{"unknown key", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n    projekt: x\n",
-			[]string{"line 5: unknown key projekt"}},
+			// The misspelt selector leaves the rule without a scope: both are said.
+			[]string{`line 2: rule "a": scope "": say scope:`, "line 5: unknown key projekt"}},
 		{"bad duration", "rules:\n  - name: a\n    value: bytes_per_second\n    project: p\n    above: 1\n    for: soon\n",
 			[]string{"line 6: cannot unmarshal !!str `soon` into time.Duration"}},
 		{"unknown value", "rules:\n  - name: ok\n    value: bytes_per_second\n    project: p\n    above: 1\n  - name: bad\n    value: bytes_per_minute\n    project: p\n    above: 1\n",
@@ -54,7 +55,7 @@ func TestRuleErrors(t *testing.T) {
 		{"utilisation without lines", "rules:\n  - name: a\n    value: utilisation\n    above: 0.9\n",
 			[]string{`line 2: rule "a": utilisation needs line capacities under lines:`}},
 		{"bad capacity", "lines:\n  \"10.0.0.1 eth0\": {capacity: fast}\n",
-			[]string{`line 2: capacity "fast": want a positive bandwidth`}},
+			[]string{`line 1: line "10.0.0.1 eth0": no capacity`, `line 2: capacity "fast": want a positive bandwidth`}},
 		{"clear on the wrong side", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: 1\n    clear: 2\n",
 			[]string{`line 2: rule "a": clear 2 is above the threshold 1`}},
 		{"no scope", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n",
