@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/spanflow/spanflow/collector/alert"
 	"github.com/spanflow/spanflow/collector/forward"
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
@@ -48,7 +49,8 @@ type Collector struct {
 	pipeline   *pipeline.Pipeline
 	listener   *listen.Listener // nil when replaying a capture
 	vsphere    *vsphere.Component
-	datagrams  atomic.Uint64 // handled by the pipeline, from every socket and connection
+	alerts     *alert.Component // nil without --rules
+	datagrams  atomic.Uint64    // handled by the pipeline, from every socket and connection
 }
 
 // New builds the collector's components; nothing runs before Start.
@@ -77,6 +79,15 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 	}
 	c.components = append(c.components, enr.Components...)
 	pdeps.Enrichers, c.vsphere = enr.Chain, enr.VSphere
+	if cfg.Alerts.Rules != "" {
+		// After the enrichers: its Start refuses rules naming projects the
+		// networks file and the vCenter inventory do not know.
+		if c.alerts, err = newAlerts(r.Sub("alert"), cfg, enr); err != nil {
+			return nil, err
+		}
+		c.components = append(c.components, c.alerts)
+		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: "alerts", Sink: c.alerts})
+	}
 	if fcfg := cfg.forward(); len(fcfg.Targets) > 0 {
 		fw, err := forward.New(r.Sub("forward"), fcfg)
 		if err != nil {
@@ -163,6 +174,11 @@ func (c *Collector) KernelDrops() uint64 {
 func (c *Collector) Datagrams() uint64 {
 	return c.datagrams.Load()
 }
+
+// Alerts is the alerting stage, nil without a rules file. It reads flows
+// as a pipeline output; the rollup engine's snapshots reach it through
+// Rollups().Subscribe(Alerts()).
+func (c *Collector) Alerts() *alert.Component { return c.alerts }
 
 // VSphere is the vCenter enricher, nil without a vCenter.
 func (c *Collector) VSphere() *vsphere.Component { return c.vsphere }

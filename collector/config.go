@@ -34,6 +34,7 @@ type Configuration struct {
 	Outputs       OutputConfiguration     `yaml:",inline"`
 	Elasticsearch ESConfiguration         `yaml:",inline"`
 	Enrichment    EnrichmentConfiguration `yaml:",inline"`
+	Alerts        AlertConfiguration      `yaml:",inline"`
 	MetricsListen string                  `yaml:"metrics-listen" help:"serve Prometheus metrics at http://ADDR/metrics; \"\" disables"`
 }
 
@@ -197,6 +198,7 @@ func DefaultConfiguration() Configuration {
 			FlushInterval: es.FlushInterval, QueueSize: es.QueueSize, SpoolDir: es.SpoolDir,
 			SpoolMaxBytes: es.SpoolMaxBytes, DrainTimeout: es.DrainTimeout,
 		},
+		Alerts:        defaultAlertConfiguration(),
 		MetricsListen: "127.0.0.1:9109",
 	}
 }
@@ -253,6 +255,7 @@ func (c Configuration) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateStreams()...)
+	errs = append(errs, c.Alerts.validate()...)
 	if in.Pcap == "" && len(l.UDP) == 0 && len(l.TCP) == 0 && len(l.TLS) == 0 {
 		add("netflow-listen", errors.New("nothing to listen on: give a --*-listen address or --pcap FILE"))
 	}
