@@ -65,7 +65,7 @@ func DefaultConfiguration() Configuration {
 		Ahead:           10 * time.Second,
 		MaxSeries:       10000,
 		TopTalkers:      10,
-		TalkerCounters:  32,
+		TalkerCounters:  128,
 		TalkerWindow:    10 * time.Second,
 		SmoothingWindow: 5 * time.Second,
 		BaselineWindow:  5 * time.Minute,

@@ -121,9 +121,9 @@ func TestScopesAndTCP(t *testing.T) {
 	recs := []flow.Record{
 		{ObserverIP: exp1, Received: at(100.5), Proto: 6, SrcAddr: netip.MustParseAddr("10.1.0.1"), DstAddr: netip.MustParseAddr("10.2.0.1"),
 			SrcPort: 51000, DstPort: 5432, Bytes: 1000, Packets: 100, InIf: 1, OutIf: 2, TCPFlags: 0x1a,
-			TCP:  flow.TCPPerf{RTTClient: time.Millisecond, RTTServer: 2 * time.Millisecond, Retransmissions: 5, ZeroWindows: 2},
-			Src:  vm("pay-web-1", "payments"),
-			Dst:  flow.Endpoint{Network: &flow.NetworkInfo{Project: "databases"}}},
+			TCP: flow.TCPPerf{RTTClient: time.Millisecond, RTTServer: 2 * time.Millisecond, Retransmissions: 5, ZeroWindows: 2},
+			Src: vm("pay-web-1", "payments"),
+			Dst: flow.Endpoint{Network: &flow.NetworkInfo{Project: "databases"}}},
 		// An unanswered SYN from the same VM, to a server port below the client's.
 		{ObserverIP: exp1, Received: at(100.6), Proto: 6, SrcAddr: netip.MustParseAddr("10.1.0.1"), DstAddr: netip.MustParseAddr("10.2.0.9"),
 			SrcPort: 51001, DstPort: 5432, Bytes: 60, Packets: 1, InIf: 1, TCPFlags: 0x02, Src: vm("pay-web-1", "payments")},
