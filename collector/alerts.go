@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spanflow/spanflow/collector/alert"
@@ -77,7 +78,17 @@ func newAlerts(r *reporter.Reporter, cfg Configuration, enr *Enrichers) (*alert.
 		}
 		return known
 	}
-	a, err := alert.New(r, cfg.Alerts.alert(), alert.Dependencies{Projects: projects})
+	acfg := cfg.Alerts.alert()
+	if slices.Contains(cfg.outputSpecs(), "elasticsearch") {
+		// Alerts are indexed beside the flows, in spanflow-alerts-*.
+		es := cfg.ElasticsearchOutput()
+		x, err := alert.NewIndex(r.Sub("alerts index"), es.Connection, es.Setup, acfg.QueueSize)
+		if err != nil {
+			return nil, fmt.Errorf("alerts index: %w", err)
+		}
+		acfg.Elasticsearch = x
+	}
+	a, err := alert.New(r, acfg, alert.Dependencies{Projects: projects})
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}

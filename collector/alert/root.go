@@ -26,7 +26,7 @@ type Configuration struct {
 	KibanaDataView    string
 	QueueSize         int
 	// Elasticsearch, when set, indexes every alert change (spanflow-alerts-*).
-	Elasticsearch Sink
+	Elasticsearch *Index
 }
 
 // DefaultConfiguration re-sends firing alerts to Alertmanager every 30 s.
@@ -111,6 +111,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		c.sinks = append(c.sinks, s)
 	}
 	if cfg.Elasticsearch != nil {
+		cfg.Elasticsearch.bind(m)
 		c.sinks = append(c.sinks, cfg.Elasticsearch)
 	}
 	limits := map[string]int{}
