@@ -8,6 +8,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 type memSink struct{ got []Alert }
@@ -43,5 +44,21 @@ func TestStormControl(t *testing.T) {
 	}
 	if got := promtest.ToFloat64(m.suppressed.WithLabelValues("scan", "duplicate")); got != 1 {
 		t.Errorf("duplicates %v, want 1", got)
+	}
+}
+
+// TestMetricsLint: the alert metrics pass promlint, with their prefix.
+func TestMetricsLint(t *testing.T) {
+	r := reporter.NewForTest(nil)
+	m := newMetrics(r)
+	a := testAlert("r", "k", t0)
+	m.alerts.WithLabelValues("r", "firing").Inc()
+	m.suppressed.WithLabelValues("r", "rate").Inc()
+	m.dropped.WithLabelValues("webhook").Inc()
+	m.errors.WithLabelValues("webhook").Inc()
+	m.overflow.WithLabelValues("series").Inc()
+	m.deliveredAt("webhook", &a, t0.Add(time.Second))
+	if n := testutil.LintMetrics(t, r.Registry, "spanflow_alert_"); n != 7 {
+		t.Errorf("%d metric families, want 7", n)
 	}
 }
