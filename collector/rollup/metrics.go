@@ -51,7 +51,7 @@ func newMetrics(r *reporter.Reporter, e *Engine) *metrics {
 			for _, s := range e.all {
 				held[s.scope]++
 				if s.talkers != nil {
-					talkers += len(s.talkers.heap)
+					talkers += len(s.talkers.slots)
 				}
 			}
 			ov := e.stats.overflow

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/DataDog/sketches-go/ddsketch/mapping"
+
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
@@ -49,7 +51,8 @@ type Engine struct {
 	counts    [numScopes]int // series per scope, other left out
 	all       []*series
 
-	talkerScale float64 // decay so far; stored talker counts are divided by it
+	rttMapping  mapping.IndexMapping // of every RTT sketch
+	talkerScale float64              // decay so far; stored talker counts are divided by it
 	rttTick     int
 
 	frac    []float64 // scratch: share of a record in each open bucket
@@ -94,6 +97,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		talkerScale: 1,
 	}
 	e.frac = make([]float64, e.ringLen)
+	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
 	e.m = newMetrics(r, e)
 	return e, nil
 }
@@ -319,6 +323,11 @@ func (e *Engine) add(r *flow.Record) {
 		e.touch(e.exporter(r.ObserverIP))
 	}
 
+	// The sketches share one mapping: the bin is worked out once.
+	rttIndexed, rttIndex := false, 0
+	if ev.handshakes != 0 && rttMs > e.rttMapping.MinIndexableValue() && rttMs < e.rttMapping.MaxIndexableValue() {
+		rttIndexed, rttIndex = true, e.rttMapping.Index(rttMs)
+	}
 	talkerWeight := bytes * inside / e.talkerScale
 	pos := int(first % int64(e.ringLen))
 	evPos := int(eIdx % int64(e.ringLen))
@@ -345,7 +354,11 @@ func (e *Engine) add(r *flow.Record) {
 			if s.rtt == nil {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
-			_ = s.rtt.cur.Add(rttMs)
+			if rttIndexed {
+				s.rtt.cur.GetPositiveValueStore().Add(rttIndex)
+			} else {
+				_ = s.rtt.cur.Add(rttMs)
+			}
 		}
 		if s.talkers != nil && r.SrcAddr.IsValid() && talkerWeight > 0 {
 			s.talkers.add(r.SrcAddr.Unmap(), talkerWeight)
@@ -665,7 +678,7 @@ func (e *Engine) State() State {
 		st.Series[scopeNames[s.scope]]++
 		st.RingBuckets += len(s.ring)
 		if s.talkers != nil {
-			st.TalkerCounters += len(s.talkers.heap)
+			st.TalkerCounters += len(s.talkers.slots)
 		}
 		if s.rtt != nil {
 			st.RTTSketches++

@@ -72,10 +72,10 @@ func TestSpaceSavingBounds(t *testing.T) {
 		exact[a] += w
 		total += w
 	}
-	if len(s.heap) != k || len(s.index) != k {
+	if len(s.slots) != k || len(s.index) != k {
 		t.Fatalf("%d counters, %d indexed; want %d", len(s.heap), len(s.index), k)
 	}
-	for _, c := range s.heap {
+	for _, c := range s.slots {
 		truth := exact[c.addr]
 		if c.count < truth-1e-6 || c.count-c.err > truth+1e-6 {
 			t.Errorf("%v: count %v err %v, true %v", c.addr, c.count, c.err, truth)

@@ -17,14 +17,16 @@ import (
 // so the min-heap stays valid.
 type spaceSaving struct {
 	k     int
-	index map[netip.Addr]int32 // address -> position in heap
-	heap  []talkerCounter      // min-heap by count
+	index map[netip.Addr]int32 // address -> slot; changes only on takeover
+	slots []talkerCounter      // counters; a slot never moves
+	heap  []int32              // slots, a min-heap by count
 }
 
 type talkerCounter struct {
 	addr  netip.Addr
 	count float64
 	err   float64 // overestimate bound: the count inherited on takeover
+	hpos  int32   // position in heap
 }
 
 func newSpaceSaving(k int) *spaceSaving {
@@ -34,32 +36,35 @@ func newSpaceSaving(k int) *spaceSaving {
 // add adds weight w (already divided by the decay) to addr.
 func (s *spaceSaving) add(addr netip.Addr, w float64) {
 	if i, ok := s.index[addr]; ok {
-		s.heap[i].count += w
-		s.down(int(i))
+		c := &s.slots[i]
+		c.count += w
+		s.down(int(c.hpos))
 		return
 	}
-	if len(s.heap) < s.k {
-		s.heap = append(s.heap, talkerCounter{addr: addr, count: w})
-		i := len(s.heap) - 1
-		s.index[addr] = int32(i)
-		s.up(i)
+	if len(s.slots) < s.k {
+		i := int32(len(s.slots))
+		s.slots = append(s.slots, talkerCounter{addr: addr, count: w, hpos: int32(len(s.heap))})
+		s.heap = append(s.heap, i)
+		s.index[addr] = i
+		s.up(len(s.heap) - 1)
 		return
 	}
 	// Take over the smallest counter.
-	min := &s.heap[0]
+	i := s.heap[0]
+	min := &s.slots[i]
 	delete(s.index, min.addr)
 	min.addr, min.err = addr, min.count
 	min.count += w
-	s.index[addr] = 0
+	s.index[addr] = i
 	s.down(0)
 }
 
-func (s *spaceSaving) less(i, j int) bool { return s.heap[i].count < s.heap[j].count }
+func (s *spaceSaving) less(i, j int) bool { return s.slots[s.heap[i]].count < s.slots[s.heap[j]].count }
 
 func (s *spaceSaving) swap(i, j int) {
 	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
-	s.index[s.heap[i].addr] = int32(i)
-	s.index[s.heap[j].addr] = int32(j)
+	s.slots[s.heap[i]].hpos = int32(i)
+	s.slots[s.heap[j]].hpos = int32(j)
 }
 
 func (s *spaceSaving) up(i int) {
@@ -94,15 +99,15 @@ func (s *spaceSaving) down(i int) {
 
 // scale multiplies every count by f (renormalising the decay).
 func (s *spaceSaving) scale(f float64) {
-	for i := range s.heap {
-		s.heap[i].count *= f
-		s.heap[i].err *= f
+	for i := range s.slots {
+		s.slots[i].count *= f
+		s.slots[i].err *= f
 	}
 }
 
 // top returns the n heaviest counters, heaviest first, into dst.
 func (s *spaceSaving) top(dst []talkerCounter, n int) []talkerCounter {
-	dst = append(dst[:0], s.heap...)
+	dst = append(dst[:0], s.slots...)
 	sort.Slice(dst, func(i, j int) bool {
 		if dst[i].count != dst[j].count {
 			return dst[i].count > dst[j].count
@@ -118,5 +123,5 @@ func (s *spaceSaving) top(dst []talkerCounter, n int) []talkerCounter {
 // reset forgets every talker (the memory is kept).
 func (s *spaceSaving) reset() {
 	clear(s.index)
-	s.heap = s.heap[:0]
+	s.slots, s.heap = s.slots[:0], s.heap[:0]
 }
