@@ -275,6 +275,7 @@ func runRulesTest(c *cli.Context) error {
 	} else {
 		cfg := collector.DefaultConfiguration()
 		cfg.Input.Pcap, cfg.MetricsListen = a.String("pcap"), ""
+		cfg.Rollups.Enabled = false // this command runs its own engine, in event time
 		cfg.Enrichment.Networks, cfg.Enrichment.InterfaceNames = a.String("networks"), a.String("interface-names")
 		var deps collector.Dependencies
 		deps.Stdout = io.Discard

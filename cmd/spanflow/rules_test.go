@@ -127,3 +127,48 @@ func TestRulesCheck(t *testing.T) {
 		t.Errorf("unknown project: %v\n%s", err, out)
 	}
 }
+
+// TestRulesTestPcap: the capture of TestAlertsEndToEnd (five incidents as
+// IPFIX from the exporter's encoder; regenerate with that test's e2ePcap)
+// through `rules test --pcap`: each incident's alert fires within 10 s of
+// its start and resolves after its end, nothing else fires.
+func TestRulesTestPcap(t *testing.T) {
+	td := filepath.Join("..", "..", "collector", "alert", "testdata")
+	out, err := run(t, "--log-level", "error", "rules", "test", filepath.Join(td, "incidents-rules.yaml"),
+		"--pcap", filepath.Join(td, "incidents.pcap"), "--networks", filepath.Join(td, "incidents-networks.yaml"),
+		"--interface-names", filepath.Join(td, "incidents-interfaces.yaml"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	incidents := map[string][2]int{ // rule: start, end (s)
+		"line_saturated": {30, 70}, "retransmission_burst": {90, 110}, "new_external_peer": {130, 150},
+		"port_scan": {160, 170}, "traffic_drop": {190, 215}}
+	seen := map[string]int{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || (f[1] != "firing" && f[1] != "resolved") {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc, ok := incidents[f[2]]
+		if !ok {
+			t.Errorf("unexpected alert: %s", l)
+			continue
+		}
+		s := at.Sub(t0).Seconds()
+		if f[1] == "firing" && (s < float64(inc[0]) || s > float64(inc[0]+10)) {
+			t.Errorf("%s fired at %.1f s, incident began at %d s", f[2], s, inc[0])
+		}
+		if f[1] == "resolved" && s <= float64(inc[1]) {
+			t.Errorf("%s resolved at %.1f s, before the incident ended at %d s", f[2], s, inc[1])
+		}
+		seen[f[1]+" "+f[2]]++
+	}
+	if len(seen) != 10 {
+		t.Errorf("saw %v, want each of the five rules fire and resolve once\n%s", seen, out)
+	}
+}
