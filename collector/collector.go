@@ -19,10 +19,12 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/spanflow/spanflow/collector/alert"
 	"github.com/spanflow/spanflow/collector/forward"
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/enrich/vsphere"
 	"github.com/spanflow/spanflow/internal/lifecycle"
@@ -49,7 +51,9 @@ type Collector struct {
 	pipeline   *pipeline.Pipeline
 	listener   *listen.Listener // nil when replaying a capture
 	vsphere    *vsphere.Component
-	datagrams  atomic.Uint64 // handled by the pipeline, from every socket and connection
+	alerts     *alert.Component // nil without --rules
+	rollups    *rollup.Engine   // nil when disabled
+	datagrams  atomic.Uint64    // handled by the pipeline, from every socket and connection
 }
 
 // New builds the collector's components; nothing runs before Start.
@@ -62,6 +66,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 		c.components = append(c.components, reporter.NewMetricsServer(r, cfg.MetricsListen))
 	}
 	var pdeps pipeline.Dependencies
+	var err error
 	for _, spec := range cfg.outputSpecs() {
 		kind, arg, _ := strings.Cut(spec, ":")
 		o, err := outputs[kind].build(r.Sub("output "+kind), cfg, deps, arg)
@@ -71,6 +76,22 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 		c.components = append(c.components, o)
 		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: spec, Sink: o})
 	}
+	if cfg.Rollups.Enabled {
+		if c.rollups, err = rollup.New(r.Sub("rollups"), cfg.rollups()); err != nil {
+			return nil, err
+		}
+		if cfg.Rollups.IndexInterval > 0 && slices.Contains(cfg.outputSpecs(), "elasticsearch") {
+			ix, err := rollup.NewIndexer(r.Sub("rollups index"), cfg.rollupIndex(), c.rollups)
+			if err != nil {
+				return nil, fmt.Errorf("rollups index: %w", err)
+			}
+			c.components = append(c.components, ix)
+		}
+		// Started after the indexer (its template is in before the first
+		// tick), stopped before it (the last ticks of a replay are indexed).
+		c.components = append(c.components, c.rollups)
+		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: "rollups", Sink: c.rollups})
+	}
 	pdeps.Outputs = append(pdeps.Outputs, deps.Outputs...)
 	enr, err := NewEnrichers(r, cfg)
 	if err != nil {
@@ -78,6 +99,18 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 	}
 	c.components = append(c.components, enr.Components...)
 	pdeps.Enrichers, c.vsphere = enr.Chain, enr.VSphere
+	if cfg.Alerts.Rules != "" {
+		// After the enrichers: its Start refuses rules naming projects the
+		// networks file and the vCenter inventory do not know.
+		if c.alerts, err = newAlerts(r.Sub("alert"), cfg, enr); err != nil {
+			return nil, err
+		}
+		c.components = append(c.components, c.alerts)
+		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: "alerts", Sink: c.alerts})
+		if c.rollups != nil {
+			c.rollups.Subscribe(c.alerts) // the rules judge every snapshot
+		}
+	}
 	if fcfg := cfg.forward(); len(fcfg.Targets) > 0 {
 		fw, err := forward.New(r.Sub("forward"), fcfg)
 		if err != nil {
@@ -182,6 +215,14 @@ func (c *Collector) KernelDrops() uint64 {
 func (c *Collector) Datagrams() uint64 {
 	return c.datagrams.Load()
 }
+
+// Alerts is the alerting stage, nil without a rules file. It reads flows
+// as a pipeline output and every rollup snapshot as a subscriber.
+func (c *Collector) Alerts() *alert.Component { return c.alerts }
+
+// Rollups is the rollup engine, nil when --rollups=false. Subscribe to it
+// before Start.
+func (c *Collector) Rollups() *rollup.Engine { return c.rollups }
 
 // VSphere is the vCenter enricher, nil without a vCenter.
 func (c *Collector) VSphere() *vsphere.Component { return c.vsphere }

@@ -15,6 +15,7 @@ import (
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/collector/output/ndjson"
 	"github.com/spanflow/spanflow/collector/pipeline"
+	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/enrich/interfaces"
 	"github.com/spanflow/spanflow/enrich/networks"
@@ -34,6 +35,8 @@ type Configuration struct {
 	Outputs       OutputConfiguration     `yaml:",inline"`
 	Elasticsearch ESConfiguration         `yaml:",inline"`
 	Enrichment    EnrichmentConfiguration `yaml:",inline"`
+	Alerts        AlertConfiguration      `yaml:",inline"`
+	Rollups       RollupConfiguration     `yaml:",inline"`
 	MetricsListen string                  `yaml:"metrics-listen" help:"serve Prometheus metrics at http://ADDR/metrics; \"\" disables"`
 }
 
@@ -163,12 +166,27 @@ type VCenterConfiguration struct {
 	PortgroupVNI []string `yaml:"portgroup-vni" help:"VNI of an overlay port group, PORTGROUP=VNI (repeatable), to tell apart VMs sharing an address on VXLAN/Geneve segments"`
 }
 
+// RollupConfiguration is the real-time rollups (docs/rollups.md): rates
+// and TCP health per line, project, VM, service and exporter every tick,
+// for alert rules, the spanflow-rollups-* index and metrics.
+type RollupConfiguration struct {
+	Enabled        bool          `yaml:"rollups" category:"Rollups" help:"roll flows up every tick per line, project, VM, service and exporter (docs/rollups.md)"`
+	Tick           time.Duration `yaml:"rollup-tick" category:"Rollups" help:"width of a rollup bucket and how often rollups are published"`
+	Delay          time.Duration `yaml:"rollup-delay" category:"Rollups" help:"publish each second this late, so records of long flows (up to the exporters' active timeout) are in; bytes for seconds already published are counted late"`
+	IndexInterval  time.Duration `yaml:"rollup-index-interval" category:"Rollups" help:"with the elasticsearch output, index the rollups into spanflow-rollups-* every this often; 0 disables"`
+	MaxSeries      int           `yaml:"rollup-max-series" category:"Rollups" help:"series kept per scope; traffic of more keys counts under key \"other\" and in spanflow_rollup_series_overflow_records_total"`
+	TopTalkers     int           `yaml:"rollup-top-talkers" category:"Rollups" help:"top talkers listed per line and project (from a Space-Saving sketch of rollup-talker-counters counters)"`
+	TalkerCounters int           `yaml:"rollup-talker-counters" category:"Rollups" help:"counters of each line's and project's heavy-hitter sketch: its memory bound"`
+	MetricSeries   int           `yaml:"rollup-metric-series" category:"Rollups" help:"keys per scope with Prometheus series (the heaviest by smoothed bytes per second)"`
+}
+
 // DefaultConfiguration listens on the standard ports and writes NDJSON to
 // standard output.
 func DefaultConfiguration() Configuration {
 	l, d := listen.DefaultConfiguration(), decoders.DefaultConfiguration()
 	n, es := ndjson.DefaultConfiguration(), elasticsearch.DefaultConfiguration()
 	s := es.Setup
+	rc, ic := rollup.DefaultConfiguration(), rollup.DefaultIndexerConfiguration()
 	return Configuration{
 		Input: InputConfiguration{
 			NetFlowListen:  []string{":2055"},
@@ -198,8 +216,30 @@ func DefaultConfiguration() Configuration {
 			FlushInterval: es.FlushInterval, QueueSize: es.QueueSize, SpoolDir: es.SpoolDir,
 			SpoolMaxBytes: es.SpoolMaxBytes, DrainTimeout: es.DrainTimeout,
 		},
+		Alerts: defaultAlertConfiguration(),
+		Rollups: RollupConfiguration{Enabled: true, Tick: rc.Tick, Delay: rc.Delay, IndexInterval: ic.Interval,
+			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries},
 		MetricsListen: "127.0.0.1:9109",
 	}
+}
+
+// rollups is the rollup engine's configuration; a capture replay ticks by
+// the records' time.
+func (c Configuration) rollups() rollup.Configuration {
+	rc := rollup.DefaultConfiguration()
+	r := c.Rollups
+	rc.Tick, rc.Delay, rc.MaxSeries, rc.TopTalkers, rc.TalkerCounters, rc.MetricSeries = r.Tick, r.Delay, r.MaxSeries, r.TopTalkers, r.TalkerCounters, r.MetricSeries
+	rc.EventTime = c.Input.Pcap != ""
+	return rc
+}
+
+// rollupIndex is the rollups indexer's configuration: the Elasticsearch
+// output's connection and index settings.
+func (c Configuration) rollupIndex() rollup.IndexerConfiguration {
+	ic := rollup.DefaultIndexerConfiguration()
+	es := c.ElasticsearchOutput()
+	ic.Connection, ic.Setup, ic.Interval = es.Connection, es.Setup, c.Rollups.IndexInterval
+	return ic
 }
 
 // Default waits when a setting is not given.
@@ -254,6 +294,7 @@ func (c Configuration) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateStreams()...)
+	errs = append(errs, c.Alerts.validate()...)
 	if in.Pcap == "" && len(l.UDP) == 0 && len(l.TCP) == 0 && len(l.TLS) == 0 {
 		add("netflow-listen", errors.New("nothing to listen on: give a --*-listen address or --pcap FILE"))
 	}
@@ -294,6 +335,17 @@ func (c Configuration) Validate() error {
 		add("forward", err)
 	}
 	errs = append(errs, c.validateEnrichment()...)
+	if c.Rollups.Enabled {
+		for _, e := range yamlconf.Unjoin(c.rollups().Validate()) {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			add(key, errors.New(msg))
+		}
+		if c.Rollups.IndexInterval < 0 {
+			add("rollup-index-interval", errors.New("must not be negative"))
+		} else if c.Rollups.IndexInterval > 0 && c.Rollups.IndexInterval%c.Rollups.Tick != 0 {
+			add("rollup-index-interval", fmt.Errorf("must be a multiple of rollup-tick (%s)", c.Rollups.Tick))
+		}
+	}
 	if a := c.MetricsListen; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			add("metrics-listen", fmt.Errorf("%q: want HOST:PORT", a))

@@ -22,6 +22,7 @@ var commands = []func() *cli.Command{
 	dashboardsCommand,
 	reportCommand,
 	vsphereCommand,
+	rulesCommand,
 	packageFilesCommand,
 }
 

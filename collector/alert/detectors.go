@@ -1,0 +1,441 @@
+package alert
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/rollup"
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// Detectors configures the built-in detectors (the rules file's
+// detectors: key).
+type Detectors struct {
+	NewPeer  NewPeerDetector  `yaml:"new_peer"`
+	PortScan PortScanDetector `yaml:"port_scan"`
+	HalfOpen HalfOpenDetector `yaml:"half_open"`
+	Drop     DropDetector     `yaml:"drop"`
+}
+
+// NewPeerDetector: a project talks to an external address it did not talk
+// to during the learning period.
+type NewPeerDetector struct {
+	Enabled  bool          `yaml:"enabled"`
+	Learning time.Duration `yaml:"learning"` // from the first flow of each project
+	// Hold: the alert resolves this long after the last flow with the peer.
+	Hold     time.Duration `yaml:"hold"`
+	Projects []string      `yaml:"projects"`  // empty: every project
+	MaxPeers int           `yaml:"max_peers"` // remembered (project, peer) pairs, all projects together
+	Severity string        `yaml:"severity"`
+}
+
+// PortScanDetector: one source reaches more distinct destination ports than
+// Ports within Window.
+type PortScanDetector struct {
+	Enabled    bool          `yaml:"enabled"`
+	Ports      int           `yaml:"ports"`
+	Window     time.Duration `yaml:"window"`
+	MaxSources int           `yaml:"max_sources"` // sources tracked per window; more are counted
+	Severity   string        `yaml:"severity"`
+}
+
+// HalfOpenDetector: SYNs without answers. From the rollups (unanswered
+// SYNs per second of a scope, when SYNsPerSecond > 0) and from the flows
+// (flows with SYN and no ACK towards one destination address per window,
+// when Flows > 0).
+type HalfOpenDetector struct {
+	Enabled       bool          `yaml:"enabled"`
+	SYNsPerSecond float64       `yaml:"syns_per_second"`
+	Scope         string        `yaml:"scope"`
+	For           time.Duration `yaml:"for"`
+	Flows         int           `yaml:"flows"`
+	Window        time.Duration `yaml:"window"`
+	MaxTargets    int           `yaml:"max_targets"`
+	Severity      string        `yaml:"severity"`
+}
+
+// DropDetector: bytes per second below Ratio of the slow baseline for For.
+type DropDetector struct {
+	Enabled     bool          `yaml:"enabled"`
+	Ratio       float64       `yaml:"ratio"`
+	Clear       float64       `yaml:"clear"`
+	MinBaseline float64       `yaml:"min_baseline"` // bytes per second
+	Scope       string        `yaml:"scope"`
+	For         time.Duration `yaml:"for"`
+	Severity    string        `yaml:"severity"`
+}
+
+// DefaultDetectors are the settings of a detector the file enables without
+// saying more.
+func DefaultDetectors() Detectors {
+	return Detectors{
+		NewPeer:  NewPeerDetector{Learning: 10 * time.Minute, Hold: 2 * time.Minute, MaxPeers: 100000, Severity: "warning"},
+		PortScan: PortScanDetector{Ports: 100, Window: time.Minute, MaxSources: 10000, Severity: "warning"},
+		HalfOpen: HalfOpenDetector{SYNsPerSecond: 200, Scope: rollup.ScopeProject, For: 5 * time.Second,
+			Flows: 0, Window: 10 * time.Second, MaxTargets: 10000, Severity: "warning"},
+		Drop: DropDetector{Ratio: 0.2, Clear: 0.5, MinBaseline: 125000, Scope: rollup.ScopeLine, For: 10 * time.Second, Severity: "warning"},
+	}
+}
+
+// Names of the detectors' alerts (their rule label).
+const (
+	RuleNewPeer      = "new_external_peer"
+	RulePortScan     = "port_scan"
+	RuleHalfOpen     = "half_open_storm"
+	RuleHalfOpenFlow = "half_open_storm_flows"
+	RuleDrop         = "traffic_drop"
+)
+
+func (d *Detectors) validate() error {
+	var errs []error
+	if d.NewPeer.Enabled && (d.NewPeer.Learning < 0 || d.NewPeer.Hold <= 0 || d.NewPeer.MaxPeers <= 0) {
+		errs = append(errs, errors.New("new_peer: learning must be ≥ 0, hold and max_peers positive"))
+	}
+	if d.PortScan.Enabled && (d.PortScan.Ports <= 0 || d.PortScan.Window <= 0 || d.PortScan.MaxSources <= 0) {
+		errs = append(errs, errors.New("port_scan: ports, window and max_sources must be positive"))
+	}
+	if d.HalfOpen.Enabled {
+		if _, ok := scopeSelectors[d.HalfOpen.Scope]; !ok {
+			errs = append(errs, fmt.Errorf("half_open: unknown scope %q", d.HalfOpen.Scope))
+		}
+		if d.HalfOpen.SYNsPerSecond <= 0 && d.HalfOpen.Flows <= 0 {
+			errs = append(errs, errors.New("half_open: give syns_per_second or flows"))
+		}
+		if d.HalfOpen.Flows > 0 && (d.HalfOpen.Window <= 0 || d.HalfOpen.MaxTargets <= 0) {
+			errs = append(errs, errors.New("half_open: window and max_targets must be positive"))
+		}
+	}
+	if d.Drop.Enabled {
+		if _, ok := scopeSelectors[d.Drop.Scope]; !ok {
+			errs = append(errs, fmt.Errorf("drop: unknown scope %q", d.Drop.Scope))
+		}
+		if d.Drop.Ratio <= 0 || d.Drop.Ratio >= 1 || d.Drop.Clear < d.Drop.Ratio {
+			errs = append(errs, errors.New("drop: ratio must be in (0, 1) and clear at least ratio"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// snapshotRules are the detectors that read snapshots, as rules.
+func (d *Detectors) snapshotRules() []*Rule {
+	var out []*Rule
+	if h := d.HalfOpen; h.Enabled && h.SYNsPerSecond > 0 {
+		thr := h.SYNsPerSecond
+		out = append(out, &Rule{Name: RuleHalfOpen, Value: rollup.UnansweredSYNsPerSecond, Scope: h.Scope,
+			Above: &thr, For: h.For, Severity: h.Severity})
+	}
+	if dr := d.Drop; dr.Enabled {
+		thr, clear := dr.Ratio, dr.Clear
+		out = append(out, &Rule{Name: RuleDrop, Value: BaselineRatio, Scope: dr.Scope, Below: &thr, Clear: &clear,
+			For: dr.For, Severity: dr.Severity, MinBaseline: dr.MinBaseline})
+	}
+	return out
+}
+
+// FlowDetectors are the detectors that read flows: a flow.Sink beside the
+// rollups. Time is the flows' event time (Received, else End); alerts are
+// resolved as it advances (Write, or Rollup/Advance on each tick).
+type FlowDetectors struct {
+	mu     sync.Mutex
+	cfg    Detectors
+	emit   func(Alert)
+	kibana string
+	view   string
+	now    time.Time
+
+	// new peers
+	learnFrom map[string]time.Time                // project → first flow
+	peers     map[string]map[netip.Addr]time.Time // project → peer → last flow
+	npeers    int
+	newPeers  map[string]*peerAlert // fingerprint → alert
+
+	scan     windowCounter
+	halfOpen windowCounter
+
+	// Overflow counts state refused for bounds (peers, sources, targets).
+	Overflow func(detector string)
+}
+
+type peerAlert struct {
+	a    Alert
+	last time.Time
+}
+
+// NewFlowDetectors returns the flow detectors of d; nil when none is enabled.
+func NewFlowDetectors(d Detectors, kibanaURL, dataView string, emit func(Alert)) *FlowDetectors {
+	if !d.NewPeer.Enabled && !d.PortScan.Enabled && !(d.HalfOpen.Enabled && d.HalfOpen.Flows > 0) {
+		return nil
+	}
+	fd := &FlowDetectors{cfg: d, emit: emit, kibana: kibanaURL, view: dataView,
+		learnFrom: map[string]time.Time{}, peers: map[string]map[netip.Addr]time.Time{},
+		newPeers: map[string]*peerAlert{}, Overflow: func(string) {}}
+	fd.scan = windowCounter{window: d.PortScan.Window, limit: d.PortScan.Ports, max: d.PortScan.MaxSources, distinct: true}
+	fd.halfOpen = windowCounter{window: d.HalfOpen.Window, limit: d.HalfOpen.Flows, max: d.HalfOpen.MaxTargets}
+	return fd
+}
+
+func eventTime(r *flow.Record) time.Time {
+	if !r.Received.IsZero() {
+		return r.Received
+	}
+	return r.End
+}
+
+func projectOf(e *flow.Endpoint) string {
+	if e.VSphere != nil && e.VSphere.Project != "" {
+		return e.VSphere.Project
+	}
+	if e.Network != nil {
+		return e.Network.Project
+	}
+	return ""
+}
+
+const (
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
+
+// Write reads flows (flow.Sink).
+func (fd *FlowDetectors) Write(recs []flow.Record) error {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	for i := range recs {
+		r := &recs[i]
+		if r.Counters != nil || r.Exporter != nil {
+			continue
+		}
+		t := eventTime(r)
+		if t.After(fd.now) {
+			fd.advance(t)
+		}
+		if fd.cfg.NewPeer.Enabled && r.Locality == "external" {
+			fd.peer(r, t)
+		}
+		synOnly := r.Proto == 6 && r.TCPFlags&tcpSYN != 0 && r.TCPFlags&tcpACK == 0
+		if fd.cfg.PortScan.Enabled && (r.Proto == 6 || r.Proto == 17) && (synOnly || r.DstPort < r.SrcPort) {
+			if fd.scan.add(r.SrcAddr, r.DstPort) == crossed {
+				fd.fireWindowed(RulePortScan, fd.cfg.PortScan.Severity, "source", r.SrcAddr, projectOf(&r.Src), t, fd.cfg.PortScan.Ports+1)
+			} else if fd.scan.overflowed {
+				fd.scan.overflowed = false
+				fd.Overflow("port_scan")
+			}
+		}
+		if fd.cfg.HalfOpen.Enabled && fd.cfg.HalfOpen.Flows > 0 && synOnly {
+			if fd.halfOpen.add(r.DstAddr, 0) == crossed {
+				fd.fireWindowed(RuleHalfOpenFlow, fd.cfg.HalfOpen.Severity, "destination", r.DstAddr, projectOf(&r.Dst), t, fd.cfg.HalfOpen.Flows+1)
+			} else if fd.halfOpen.overflowed {
+				fd.halfOpen.overflowed = false
+				fd.Overflow("half_open")
+			}
+		}
+	}
+	return nil
+}
+
+func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
+	sp, dp := projectOf(&r.Src), projectOf(&r.Dst)
+	var project string
+	var peer netip.Addr
+	switch {
+	case sp != "" && dp == "":
+		project, peer = sp, r.DstAddr
+	case dp != "" && sp == "":
+		project, peer = dp, r.SrcAddr
+	default:
+		return
+	}
+	if ps := fd.cfg.NewPeer.Projects; len(ps) > 0 && !contains(ps, project) {
+		return
+	}
+	from, ok := fd.learnFrom[project]
+	if !ok {
+		from = t
+		fd.learnFrom[project] = t
+		fd.peers[project] = map[netip.Addr]time.Time{}
+	}
+	known := fd.peers[project]
+	if _, ok := known[peer]; ok {
+		known[peer] = t
+		if pa := fd.newPeers[project+" "+peer.String()]; pa != nil {
+			pa.last = t
+		}
+		return
+	}
+	if fd.npeers >= fd.cfg.NewPeer.MaxPeers {
+		fd.Overflow("new_peer")
+		return
+	}
+	known[peer] = t
+	fd.npeers++
+	if t.Sub(from) < fd.cfg.NewPeer.Learning {
+		return
+	}
+	a := Alert{Rule: RuleNewPeer, Severity: fd.cfg.NewPeer.Severity, Scope: "peer", Key: project + " " + peer.String(),
+		Labels:      map[string]string{"project": project, "peer": peer.String()},
+		Annotations: map[string]string{"summary": fmt.Sprintf("project %s talks to a new external peer %s", project, peer)},
+		StartsAt:    t, FiredAt: t, Value: 1}
+	a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
+	fd.newPeers[a.Key] = &peerAlert{a: a, last: t}
+	fd.emit(a)
+}
+
+func (fd *FlowDetectors) fireWindowed(rule, severity, scope string, addr netip.Addr, project string, t time.Time, v int) {
+	a := Alert{Rule: rule, Severity: severity, Scope: scope, Key: addr.String(),
+		Labels: map[string]string{scope: addr.String()}, StartsAt: t, FiredAt: t, Value: float64(v)}
+	if project != "" {
+		a.Labels["project"] = project
+	}
+	switch rule {
+	case RulePortScan:
+		a.Annotations = map[string]string{"summary": fmt.Sprintf("%s reached more than %d destination ports within %s", addr, v-1, fd.cfg.PortScan.Window)}
+		fd.scan.firing[addr] = &a
+	default:
+		a.Annotations = map[string]string{"summary": fmt.Sprintf("more than %d SYNs without answer towards %s within %s", v-1, addr, fd.cfg.HalfOpen.Window)}
+		fd.halfOpen.firing[addr] = &a
+	}
+	a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
+	fd.emit(a)
+}
+
+// Rollup advances the detectors' clock to each snapshot's time
+// (rollup.Subscriber), so alerts resolve while no flow comes.
+func (fd *FlowDetectors) Rollup(s *rollup.Snapshot) { fd.Advance(s.Time) }
+
+// Advance moves the detectors' clock to now (event time) and resolves what
+// has ended.
+func (fd *FlowDetectors) Advance(now time.Time) {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	if now.After(fd.now) {
+		fd.advance(now)
+	}
+}
+
+func (fd *FlowDetectors) advance(now time.Time) {
+	fd.now = now
+	for k, pa := range fd.newPeers {
+		if now.Sub(pa.last) >= fd.cfg.NewPeer.Hold {
+			a := pa.a
+			a.EndsAt = pa.last.Add(fd.cfg.NewPeer.Hold)
+			a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
+			delete(fd.newPeers, k)
+			fd.emit(a)
+		}
+	}
+	for _, wc := range []*windowCounter{&fd.scan, &fd.halfOpen} {
+		for _, a := range wc.roll(now) {
+			a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
+			fd.emit(a)
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// windowCounter counts per address in tumbling event-time windows: flows,
+// or distinct ports (keeping at most limit+1 ports per address, so memory
+// is bounded by max × limit).
+type windowCounter struct {
+	window     time.Duration
+	limit, max int
+	distinct   bool
+	start      time.Time
+	counts     map[netip.Addr]*addrCount
+	firing     map[netip.Addr]*Alert
+	overflowed bool
+}
+
+type addrCount struct {
+	n     int
+	ports map[uint16]struct{}
+}
+
+type addResult int
+
+const (
+	counted addResult = iota
+	crossed
+)
+
+func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
+	if w.counts == nil {
+		w.counts, w.firing = map[netip.Addr]*addrCount{}, map[netip.Addr]*Alert{}
+	}
+	c := w.counts[a]
+	if c == nil {
+		if len(w.counts) >= w.max {
+			w.overflowed = true
+			return counted
+		}
+		c = &addrCount{}
+		if w.distinct {
+			c.ports = map[uint16]struct{}{}
+		}
+		w.counts[a] = c
+	}
+	if c.n > w.limit {
+		return counted
+	}
+	if w.distinct {
+		if _, ok := c.ports[port]; ok {
+			return counted
+		}
+		c.ports[port] = struct{}{}
+	}
+	c.n++
+	if c.n == w.limit+1 {
+		if _, ok := w.firing[a]; !ok {
+			return crossed
+		}
+	}
+	return counted
+}
+
+// roll starts a new window when now is past the current one; addresses
+// that fired and stayed under the limit for a whole window are resolved.
+func (w *windowCounter) roll(now time.Time) []Alert {
+	if w.window <= 0 {
+		return nil
+	}
+	if w.start.IsZero() {
+		w.start = now.Truncate(w.window)
+		return nil
+	}
+	if now.Sub(w.start) < w.window {
+		return nil
+	}
+	var out []Alert
+	// Window by window: the one that held counts, then at most one empty
+	// one (which resolves what fired in the first), then jump to now.
+	for i := 0; now.Sub(w.start) >= w.window; i++ {
+		if i == 2 {
+			w.start = now.Truncate(w.window)
+			break
+		}
+		end := w.start.Add(w.window)
+		for a, al := range w.firing {
+			// A firing address resolves after a window it stayed under the
+			// limit in, and which began after it fired.
+			if c := w.counts[a]; (c == nil || c.n <= w.limit) && !al.FiredAt.After(w.start) {
+				r := *al
+				r.EndsAt = end
+				out = append(out, r)
+				delete(w.firing, a)
+			}
+		}
+		clear(w.counts)
+		w.start = end
+	}
+	return out
+}

@@ -1,0 +1,190 @@
+package alert
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/rollup"
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+var t0 = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+
+func lineRow(key string, bps float64) rollup.Row {
+	exp, ifn, _ := strings.Cut(key, " ")
+	return rollup.Row{Scope: rollup.ScopeLine, Key: key, Labels: map[string]string{"exporter": exp, "interface": ifn},
+		Values: map[string]float64{rollup.BitsPerSecond: bps, rollup.BytesPerSecond: bps / 8}}
+}
+
+type recorder struct{ got []Alert }
+
+func (r *recorder) emit(a Alert) { r.got = append(r.got, a) }
+
+func (r *recorder) summary() []string {
+	var out []string
+	for _, a := range r.got {
+		t := a.FiredAt
+		if !a.Firing() {
+			t = a.EndsAt
+		}
+		out = append(out, fmt.Sprintf("%s %s %s @%s", a.Status(), a.Rule, a.Key, t.Sub(t0)))
+	}
+	return out
+}
+
+// TestEvaluatorHysteresis: a line at 95 % for 40 s fires after for: and
+// resolves only below clear; a neighbour line and a line outside the
+// selector never fire.
+func TestEvaluatorHysteresis(t *testing.T) {
+	f, err := LoadRules("testdata/classic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	e := NewEvaluator(f, "http://kibana:5601", "spanflow-flows", rec.emit)
+	for s := 0; s < 80; s++ {
+		bps := 2e9
+		switch {
+		case s >= 10 && s < 50:
+			bps = 9.5e9 // 95 %
+		case s >= 50 && s < 53:
+			bps = 8.5e9 // between clear and threshold: still firing
+		}
+		snap := &rollup.Snapshot{Time: t0.Add(time.Duration(s) * time.Second), Rows: []rollup.Row{
+			lineRow("10.1.0.3 vmnic0", bps), lineRow("10.1.0.4 vmnic0", 3e9), lineRow("10.1.0.9 vmnic0", 9.9e9)}}
+		e.Rollup(snap)
+	}
+	want := []string{"firing line_saturated 10.1.0.3 vmnic0 @15s", "resolved line_saturated 10.1.0.3 vmnic0 @53s"}
+	if got := rec.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	a := rec.got[0]
+	if a.Labels["line"] != "esx-a03 vmnic0" || a.Labels["team"] != "network" || a.Severity != "critical" ||
+		a.Annotations["summary"] != "esx-a03 vmnic0 at 95.0 % of its capacity" || !a.StartsAt.Equal(t0.Add(10*time.Second)) {
+		t.Errorf("alert %+v", a)
+	}
+	if !strings.Contains(a.DiscoverURL, "observer.ip") || !strings.HasPrefix(a.DiscoverURL, "http://kibana:5601/app/discover#/?_g=") {
+		t.Errorf("discover %s", a.DiscoverURL)
+	}
+}
+
+// TestEvaluatorVanishedRate: a below rule fires when the row disappears
+// (its rate is zero), the drop detector on its baseline.
+func TestEvaluatorDrop(t *testing.T) {
+	f, err := LoadRules("testdata/classic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	e := NewEvaluator(f, "", "", rec.emit)
+	for s := 0; s < 60; s++ {
+		bytes := 1e6
+		if s >= 20 && s < 40 {
+			bytes = 1e4
+		}
+		row := rollup.Row{Scope: rollup.ScopeLine, Key: "10.1.0.5 vmnic1", Labels: map[string]string{},
+			Values: map[string]float64{rollup.BytesPerSecond: bytes, rollup.BytesPerSecondBaseline: 1e6}}
+		e.Rollup(&rollup.Snapshot{Time: t0.Add(time.Duration(s) * time.Second), Rows: []rollup.Row{row}})
+	}
+	want := []string{"firing traffic_drop 10.1.0.5 vmnic1 @30s", "resolved traffic_drop 10.1.0.5 vmnic1 @40s"}
+	if got := rec.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func rec(t time.Time, src, dst string, sport, dport uint16, flags uint16) flow.Record {
+	return flow.Record{Received: t, End: t, SrcAddr: netip.MustParseAddr(src), DstAddr: netip.MustParseAddr(dst),
+		SrcPort: sport, DstPort: dport, Proto: 6, TCPFlags: flags, Bytes: 100, Packets: 1}
+}
+
+// TestPortScan: 150 ports in 15 s fire once, when the 101st is reached;
+// the alert resolves after a quiet window; a server answering many
+// clients does not fire.
+func TestPortScan(t *testing.T) {
+	d := DefaultDetectors()
+	d.PortScan.Enabled = true
+	r := &recorder{}
+	fd := NewFlowDetectors(d, "", "", r.emit)
+	var recs []flow.Record
+	for i := 0; i < 150; i++ {
+		ts := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		recs = append(recs, rec(ts, "192.0.2.66", "10.2.0.10", 40000, uint16(1+i), tcpSYN))
+		// The web server's answers: 150 distinct client ports, SYN-ACK.
+		recs = append(recs, rec(ts, "10.2.0.20", "10.2.0.30", 443, uint16(30000+i), tcpSYN|tcpACK))
+	}
+	fd.Write(recs)
+	fd.Advance(t0.Add(3 * time.Minute))
+	want := []string{"firing port_scan 192.0.2.66 @10s", "resolved port_scan 192.0.2.66 @2m0s"}
+	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestPortScanBounded: more sources than max_sources are counted, not kept.
+func TestPortScanBounded(t *testing.T) {
+	d := DefaultDetectors()
+	d.PortScan.Enabled, d.PortScan.MaxSources = true, 100
+	fd := NewFlowDetectors(d, "", "", func(Alert) {})
+	over := 0
+	fd.Overflow = func(string) { over++ }
+	var recs []flow.Record
+	for i := 0; i < 1000; i++ {
+		recs = append(recs, rec(t0, netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}).String(), "10.2.0.10", 50000, 80, tcpSYN))
+	}
+	fd.Write(recs)
+	if len(fd.scan.counts) != 100 || over != 900 {
+		t.Errorf("%d sources kept, %d counted over", len(fd.scan.counts), over)
+	}
+}
+
+// TestNewPeer: peers seen while learning are known; a new one afterwards
+// fires once and resolves hold after its last flow.
+func TestNewPeer(t *testing.T) {
+	d := DefaultDetectors()
+	d.NewPeer.Enabled, d.NewPeer.Learning, d.NewPeer.Hold = true, time.Minute, 30*time.Second
+	r := &recorder{}
+	fd := NewFlowDetectors(d, "", "", r.emit)
+	pay := flow.Endpoint{VSphere: &flow.VSphere{VMName: "pay-web-1", Project: "payments"}}
+	mk := func(ts time.Time, peer string) flow.Record {
+		x := rec(ts, "10.2.0.10", peer, 40000, 443, tcpSYN|tcpACK)
+		x.Src, x.Locality = pay, "external"
+		return x
+	}
+	var recs []flow.Record
+	for s := 0; s < 180; s += 5 {
+		ts := t0.Add(time.Duration(s) * time.Second)
+		recs = append(recs, mk(ts, "198.51.100.1"))
+		if s >= 30 {
+			recs = append(recs, mk(ts, "198.51.100.2")) // learnt (before 60 s)
+		}
+		if s >= 90 && s < 120 {
+			recs = append(recs, mk(ts, "203.0.113.9")) // new
+		}
+	}
+	fd.Write(recs)
+	want := []string{"firing new_external_peer payments 203.0.113.9 @1m30s", "resolved new_external_peer payments 203.0.113.9 @2m25s"}
+	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestHalfOpenFlows: SYN-only flows towards one address beyond the limit.
+func TestHalfOpenFlows(t *testing.T) {
+	d := DefaultDetectors()
+	d.HalfOpen.Enabled, d.HalfOpen.SYNsPerSecond, d.HalfOpen.Flows = true, 0, 50
+	r := &recorder{}
+	fd := NewFlowDetectors(d, "", "", r.emit)
+	var recs []flow.Record
+	for i := 0; i < 100; i++ {
+		recs = append(recs, rec(t0.Add(time.Duration(i)*50*time.Millisecond), fmt.Sprintf("198.51.100.%d", i), "10.2.0.10", uint16(40000+i), 443, tcpSYN))
+	}
+	fd.Write(recs)
+	fd.Advance(t0.Add(time.Minute))
+	want := []string{"firing half_open_storm_flows 10.2.0.10 @2.5s", "resolved half_open_storm_flows 10.2.0.10 @20s"}
+	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

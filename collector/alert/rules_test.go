@@ -1,0 +1,112 @@
+package alert
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/yamlconf"
+)
+
+func TestClassicRules(t *testing.T) {
+	f, err := LoadRules("testdata/classic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Rules) != 3 {
+		t.Fatalf("%d rules", len(f.Rules))
+	}
+	r := f.Rules[0]
+	if r.Scope != "line" || *r.Above != 0.9 || *r.Clear != 0.8 || r.For != 5*time.Second || r.RateLimit != 20 {
+		t.Errorf("line_saturated read as %+v", r)
+	}
+	if f.Rules[1].Scope != "project" || f.Rules[2].Scope != "vm" || f.Rules[2].Severity != "warning" {
+		t.Errorf("scopes %q %q", f.Rules[1].Scope, f.Rules[2].Scope)
+	}
+	if c := f.Lines["10.1.0.3 vmnic0"].Capacity; c != 10e9 {
+		t.Errorf("capacity %v", c)
+	}
+	if got := f.Projects(); strings.Join(got, ",") != "payments" {
+		t.Errorf("projects %v", got)
+	}
+	if err := f.CheckProjects(map[string]bool{"payments": true}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRuleErrors: every problem of a file comes back with its line.
+func TestRuleErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"unknown key", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n    projekt: x\n",
+			// The misspelt selector leaves the rule without a scope: both are said.
+			[]string{`line 2: rule "a": scope "": say scope:`, "line 5: unknown key projekt"}},
+		{"bad duration", "rules:\n  - name: a\n    value: bytes_per_second\n    project: p\n    above: 1\n    for: soon\n",
+			[]string{"line 6: cannot unmarshal !!str `soon` into time.Duration"}},
+		{"unknown value", "rules:\n  - name: ok\n    value: bytes_per_second\n    project: p\n    above: 1\n  - name: bad\n    value: bytes_per_minute\n    project: p\n    above: 1\n",
+			[]string{`line 6: rule "bad": unknown value "bytes_per_minute"`}},
+		{"unknown template field", "rules:\n  - name: a\n    value: bytes_per_second\n    project: p\n    above: 1\n    annotations: {summary: \"{{ .Bogus }}\"}\n",
+			[]string{`line 2: rule "a": annotation summary: template: summary:1:3: executing "summary" at <.Bogus>: can't evaluate field Bogus`}},
+		{"two thresholds, selector of another scope", "rules:\n  - name: a\n    value: rtt_p95_ms\n    scope: service\n    project: p\n    above: 1\n    below: 2\n",
+			[]string{`line 2: rule "a": give exactly one of above and below`, `line 2: rule "a": a project selector does not apply to service rows`}},
+		{"utilisation without lines", "rules:\n  - name: a\n    value: utilisation\n    above: 0.9\n",
+			[]string{`line 2: rule "a": utilisation needs line capacities under lines:`}},
+		{"bad capacity", "lines:\n  \"10.0.0.1 eth0\": {capacity: fast}\n",
+			[]string{`line 1: line "10.0.0.1 eth0": no capacity`, `line 2: capacity "fast": want a positive bandwidth`}},
+		{"clear on the wrong side", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: 1\n    clear: 2\n",
+			[]string{`line 2: rule "a": clear 2 is above the threshold 1`}},
+		{"no scope", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n",
+			[]string{`line 2: rule "a": scope "": say scope:`}},
+		{"detectors", "detectors:\n  drop: {enabled: true, ratio: 2}\n",
+			[]string{"line 1: detectors: drop: ratio must be in (0, 1)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseRules([]byte(tc.file))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			errs := yamlconf.Unjoin(err)
+			if len(errs) != len(tc.want) {
+				t.Fatalf("errors:\n%v\nwant %d", err, len(tc.want))
+			}
+			for i, e := range errs {
+				var ye *yamlconf.Error
+				if !errors.As(e, &ye) || ye.Line == 0 {
+					t.Errorf("error %q has no line", e)
+				}
+				if !strings.HasPrefix(e.Error(), tc.want[i]) {
+					t.Errorf("error %q, want prefix %q", e, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestUnknownProject: a rule naming a project the collector does not know
+// is refused at its line.
+func TestUnknownProject(t *testing.T) {
+	f, err := ParseRules([]byte("rules:\n  - name: a\n    value: bytes_per_second\n    project: payments\n    above: 1\n  - name: b\n    value: bytes_per_second\n    project: paymnets\n    above: 1\n  - name: c\n    value: bytes_per_second\n    project: \"pay*\"\n    above: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.CheckProjects(map[string]bool{"payments": true})
+	if err == nil || err.Error() != `line 6: rule "b": unknown project "paymnets" (not in the networks file or the vCenter inventory)` {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestParseBandwidth(t *testing.T) {
+	for in, want := range map[string]float64{"10Gbit": 10e9, "25G": 25e9, "100Mbit/s": 100e6, "1e9": 1e9, "40Gbps": 40e9, "512kbit": 512e3} {
+		if got, err := ParseBandwidth(in); err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "fast", "-1G", "0"} {
+		if _, err := ParseBandwidth(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package collector
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/alert"
+	"github.com/spanflow/spanflow/enrich/networks"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// AlertConfiguration is the alerting stage: the rules file and where alerts
+// go (docs/alerting.md).
+type AlertConfiguration struct {
+	Rules             string        `yaml:"rules" file:"true" category:"Alerting" help:"YAML rules FILE: thresholds on the one-second rollups and built-in detectors (check it with spanflow rules check)"`
+	AlertmanagerURLs  []string      `yaml:"alertmanager-url" category:"Alerting" help:"Prometheus Alertmanager to post alerts to (v2 API), http://HOST:9093; repeatable"`
+	ResendInterval    time.Duration `yaml:"alertmanager-resend-interval" category:"Alerting" help:"post firing alerts to Alertmanager again this often (their endsAt is four intervals ahead)"`
+	WebhookURL        string        `yaml:"alert-webhook-url" category:"Alerting" help:"URL receiving each alert change as JSON (retried with backoff until it answers 2xx)"`
+	WebhookSecretFile string        `yaml:"alert-webhook-secret-file" file:"true" category:"Alerting" help:"file holding the secret that signs webhook bodies (HMAC-SHA256 in X-Spanflow-Signature)"`
+	Syslog            []string      `yaml:"alert-syslog" category:"Alerting" help:"syslog receiver for RFC 5424 alert messages, udp://HOST:PORT or tcp://HOST:PORT (octet counting); repeatable"`
+	KibanaURL         string        `yaml:"kibana-url" category:"Alerting" help:"Kibana base URL, for the Discover link on each alert"`
+	QueueSize         int           `yaml:"alert-queue-size" category:"Alerting" help:"alert notifications waiting per webhook or syslog destination; more are dropped and counted"`
+}
+
+func defaultAlertConfiguration() AlertConfiguration {
+	d := alert.DefaultConfiguration()
+	return AlertConfiguration{ResendInterval: d.ResendInterval, QueueSize: d.QueueSize}
+}
+
+func (c AlertConfiguration) alert() alert.Configuration {
+	d := alert.DefaultConfiguration()
+	d.Rules, d.AlertmanagerURLs, d.ResendInterval = c.Rules, nonEmpty(c.AlertmanagerURLs), c.ResendInterval
+	d.WebhookURL, d.WebhookSecretFile, d.Syslog = c.WebhookURL, c.WebhookSecretFile, nonEmpty(c.Syslog)
+	d.KibanaURL, d.QueueSize = c.KibanaURL, c.QueueSize
+	return d
+}
+
+func (c AlertConfiguration) validate() []error {
+	if c.Rules == "" && len(nonEmpty(c.AlertmanagerURLs)) == 0 && c.WebhookURL == "" && len(nonEmpty(c.Syslog)) == 0 {
+		return nil
+	}
+	if err := c.alert().Validate(); err != nil {
+		return []error{settingErr("rules", err)}
+	}
+	return nil
+}
+
+// newAlerts builds the alerting stage; its projects are those of the
+// networks file and the vCenter inventory, read when it starts (after the
+// enrichers, so the inventory is loaded).
+func newAlerts(r *reporter.Reporter, cfg Configuration, enr *Enrichers) (*alert.Component, error) {
+	projects := func() map[string]bool {
+		known := map[string]bool{}
+		for _, e := range enr.Chain {
+			if n, ok := e.(*networks.Component); ok {
+				for _, nw := range n.Table().Networks() {
+					if nw.Project != "" {
+						known[nw.Project] = true
+					}
+				}
+			}
+		}
+		if enr.VSphere != nil {
+			if s := enr.VSphere.Snapshot(); s != nil {
+				for _, vm := range s.VMs() {
+					if vm.Project != "" {
+						known[vm.Project] = true
+					}
+					for _, nic := range vm.NICs {
+						if nic.Project != "" {
+							known[nic.Project] = true
+						}
+					}
+				}
+			}
+		}
+		return known
+	}
+	acfg := cfg.Alerts.alert()
+	if slices.Contains(cfg.outputSpecs(), "elasticsearch") {
+		// Alerts are indexed beside the flows, in spanflow-alerts-*.
+		es := cfg.ElasticsearchOutput()
+		x, err := alert.NewIndex(r.Sub("alerts index"), es.Connection, es.Setup, acfg.QueueSize)
+		if err != nil {
+			return nil, fmt.Errorf("alerts index: %w", err)
+		}
+		acfg.Elasticsearch = x
+	}
+	a, err := alert.New(r, acfg, alert.Dependencies{Projects: projects})
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	return a, nil
+}
+
+var _ flow.Sink = (*alert.Component)(nil)

@@ -1,0 +1,688 @@
+package rollup
+
+import (
+	"cmp"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/DataDog/sketches-go/ddsketch/mapping"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Engine rolls flow records up into per-tick rows. It is a flow.Sink (the
+// collector writes it after enrichment) and a lifecycle component: Start
+// ticks on the wall clock. A replay drives it by event time instead:
+// Write the records in time order and call Tick(t) as t advances, without
+// Start.
+type Engine struct {
+	r   *reporter.Reporter
+	cfg Configuration
+
+	tickNs      int64
+	tickSeconds float64
+	ringLen     int
+	decayFast   float64 // per tick: exp(-tick/SmoothingWindow)
+	decayBase   float64 // exp(-tick/BaselineWindow)
+	decayTalker float64 // exp(-tick/TalkerWindow)
+	rttTicks    int
+	idleTicks   int
+
+	subs []Subscriber
+
+	tickMu sync.Mutex // serialises ticks and the subscribers' calls
+	mu     sync.Mutex // guards everything below
+
+	started bool  // a bucket origin is set
+	closed  int64 // index of the last closed bucket (time / tick)
+	maxEnd  int64 // latest record end seen (ns), for event time
+
+	lines     map[lineKey]*series
+	projects  map[string]*series
+	vms       map[string]*series
+	services  map[serviceKey]*series
+	exporters map[netip.Addr]*series
+	other     [numScopes]*series
+	counts    [numScopes]int // series per scope, other left out
+	all       []*series
+
+	rttMapping  mapping.IndexMapping // of every RTT sketch
+	talkerScale float64              // decay so far; stored talker counts are divided by it
+	rttTick     int
+
+	frac    []float64 // scratch: share of a record in each open bucket
+	touched []*series // scratch: the series of one record
+	topBuf  []talkerCounter
+	snap    Snapshot
+
+	stats counters
+	m     *metrics
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// counters are the engine's own counts, guarded by mu.
+type counters struct {
+	records, lateRecords, futureRecords, untimed uint64
+	lateBytes, futureBytes                       float64
+	overflow                                     [numScopes]uint64
+	evicted                                      uint64
+}
+
+// New builds an engine; it holds no state until records arrive.
+func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ts := cfg.Tick.Seconds()
+	e := &Engine{
+		r: r, cfg: cfg,
+		tickNs: int64(cfg.Tick), tickSeconds: ts, ringLen: cfg.ringLen(),
+		decayFast:   math.Exp(-ts / cfg.SmoothingWindow.Seconds()),
+		decayBase:   math.Exp(-ts / cfg.BaselineWindow.Seconds()),
+		decayTalker: math.Exp(-ts / cfg.TalkerWindow.Seconds()),
+		rttTicks:    int(cfg.RTTWindow / cfg.Tick),
+		idleTicks:   int(cfg.IdleTimeout / cfg.Tick),
+		lines:       map[lineKey]*series{},
+		projects:    map[string]*series{},
+		vms:         map[string]*series{},
+		services:    map[serviceKey]*series{},
+		exporters:   map[netip.Addr]*series{},
+		talkerScale: 1,
+	}
+	e.frac = make([]float64, e.ringLen)
+	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
+	e.m = newMetrics(r, e)
+	return e, nil
+}
+
+// Name names the engine in lifecycle errors.
+func (e *Engine) Name() string { return "rollups" }
+
+// Configuration is the engine's configuration.
+func (e *Engine) Configuration() Configuration { return e.cfg }
+
+// Subscribe adds a subscriber; call it before Start (or before the first
+// Tick of a replay).
+func (e *Engine) Subscribe(s Subscriber) {
+	e.tickMu.Lock()
+	e.subs = append(e.subs, s)
+	e.tickMu.Unlock()
+}
+
+// Start ticks on the wall clock every Tick, aligned on whole ticks; with
+// EventTime it runs nothing (Write ticks).
+func (e *Engine) Start() error {
+	if e.cfg.EventTime {
+		return nil
+	}
+	e.mu.Lock()
+	if !e.started {
+		e.origin(time.Now())
+	}
+	e.mu.Unlock()
+	e.done = make(chan struct{})
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for {
+			now := time.Now()
+			next := now.Truncate(e.cfg.Tick).Add(e.cfg.Tick)
+			t := time.NewTimer(next.Sub(now))
+			select {
+			case <-e.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			e.Tick(time.Now())
+		}
+	}()
+	return nil
+}
+
+// Stop ends the clock. With EventTime it publishes the ticks still open
+// up to the last record's end.
+func (e *Engine) Stop() error {
+	if e.done != nil {
+		close(e.done)
+		e.wg.Wait()
+		e.done = nil
+	}
+	if e.cfg.EventTime {
+		e.mu.Lock()
+		end, ok := e.maxEnd, e.started
+		e.mu.Unlock()
+		if ok {
+			e.tick(time.Unix(0, end).Add(e.cfg.Delay+e.cfg.Tick), false)
+		}
+	}
+	return nil
+}
+
+// origin sets the first open bucket: the one holding now-Delay.
+func (e *Engine) origin(now time.Time) {
+	e.started = true
+	e.closed = floorDiv(now.Add(-e.cfg.Delay).UnixNano(), e.tickNs) - 1
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Write adds records: each record's bytes and packets are spread evenly
+// over its span, [Received-duration, Received] when the collector set
+// Received (exporters' clocks may be wrong; in a capture replay Received
+// is the capture's time), else [Start, End]; its other counts go to the
+// tick its span ends in. Records that are not flows (interface counters,
+// exporter statistics) are skipped. Safe for concurrent use.
+func (e *Engine) Write(recs []flow.Record) error {
+	e.mu.Lock()
+	for i := range recs {
+		e.add(&recs[i])
+	}
+	advance := e.cfg.EventTime && e.started && e.targetOf(e.maxEnd) > e.closed
+	end := e.maxEnd
+	e.mu.Unlock()
+	if advance {
+		e.tick(time.Unix(0, end), false)
+	}
+	return nil
+}
+
+// targetOf is the last bucket that may close at time now (ns).
+func (e *Engine) targetOf(now int64) int64 {
+	return floorDiv(now-int64(e.cfg.Delay), e.tickNs) - 1
+}
+
+func (e *Engine) add(r *flow.Record) {
+	if r.Counters != nil || r.Exporter != nil {
+		return
+	}
+	var start, end int64
+	switch {
+	case !r.Received.IsZero():
+		end = r.Received.UnixNano()
+		start = end - int64(r.Duration())
+	case !r.End.IsZero():
+		end = r.End.UnixNano()
+		start = end
+		if !r.Start.IsZero() && !r.Start.After(r.End) {
+			start = r.Start.UnixNano()
+		}
+	default:
+		e.stats.untimed++
+		return
+	}
+	e.stats.records++
+	if !e.started {
+		e.origin(time.Unix(0, end))
+	}
+	if end > e.maxEnd {
+		e.maxEnd = end
+	}
+	bytes, packets := float64(r.Bytes), float64(r.Packets)
+	lo, hi := e.closed+1, e.closed+int64(e.ringLen)
+	sIdx, eIdx := floorDiv(start, e.tickNs), floorDiv(end, e.tickNs)
+	if eIdx < lo {
+		e.stats.lateRecords++
+		e.stats.lateBytes += bytes
+		return
+	}
+	if sIdx > hi {
+		e.stats.futureRecords++
+		e.stats.futureBytes += bytes
+		return
+	}
+	first, last := max(sIdx, lo), min(eIdx, hi)
+	frac := e.frac[:last-first+1]
+	inside := 1.0
+	if end == start {
+		frac[0] = 1
+	} else {
+		dur := float64(end - start)
+		inside = 0
+		for b := first; b <= last; b++ {
+			bs, be := max(b*e.tickNs, start), min((b+1)*e.tickNs, end)
+			f := float64(be-bs) / dur
+			frac[b-first] = f
+			inside += f
+		}
+		if sIdx < lo {
+			e.stats.lateBytes += bytes * float64(lo*e.tickNs-start) / dur
+		}
+		if eIdx > hi {
+			e.stats.futureBytes += bytes * float64(end-(hi+1)*e.tickNs) / dur
+		}
+	}
+	events := eIdx <= hi // the record's own tick is open
+	if !events {
+		e.stats.futureRecords++
+	}
+
+	// What the record says of TCP.
+	var ev bucket
+	var rttMs float64
+	ev.flows = 1
+	if r.Proto == 6 {
+		ev.tcpPackets = uint32(min(r.Packets, math.MaxUint32))
+		ev.retrans, ev.zeroWins = r.TCP.Retransmissions, r.TCP.ZeroWindows
+		const syn, ack = 0x02, 0x10
+		if r.TCPFlags&syn != 0 && r.TCPFlags&ack == 0 {
+			ev.syns = 1
+		}
+		if rtt := r.TCP.RTTClient + r.TCP.RTTServer; rtt > 0 {
+			ev.handshakes = 1
+			rttMs = float64(rtt) / float64(time.Millisecond)
+		}
+	}
+
+	e.touched = e.touched[:0]
+	if r.InIf != 0 || r.InIfName != "" {
+		e.touch(e.line(r.ObserverIP, r.InIfName, r.InIf))
+	}
+	if (r.OutIf != 0 || r.OutIfName != "") && (r.OutIf != r.InIf || r.OutIfName != r.InIfName) {
+		e.touch(e.line(r.ObserverIP, r.OutIfName, r.OutIf))
+	}
+	sp, dp := project(&r.Src), project(&r.Dst)
+	if sp != "" {
+		e.touch(e.project(sp))
+	}
+	if dp != "" && dp != sp {
+		e.touch(e.project(dp))
+	}
+	var sv, dv string
+	if r.Src.VSphere != nil {
+		sv = r.Src.VSphere.VMName
+	}
+	if r.Dst.VSphere != nil {
+		dv = r.Dst.VSphere.VMName
+	}
+	if sv != "" {
+		e.touch(e.vm(sv))
+	}
+	if dv != "" && dv != sv {
+		e.touch(e.vm(dv))
+	}
+	port := uint16(0)
+	if hasPorts(r.Proto) {
+		port = serverPort(r.SrcPort, r.DstPort)
+	}
+	e.touch(e.service(serviceKey{r.Proto, port}))
+	if r.ObserverIP.IsValid() {
+		e.touch(e.exporter(r.ObserverIP))
+	}
+
+	// The sketches share one mapping: the bin is worked out once.
+	rttIndexed, rttIndex := false, 0
+	if ev.handshakes != 0 && rttMs > e.rttMapping.MinIndexableValue() && rttMs < e.rttMapping.MaxIndexableValue() {
+		rttIndexed, rttIndex = true, e.rttMapping.Index(rttMs)
+	}
+	talkerWeight := bytes * inside / e.talkerScale
+	pos := int(first % int64(e.ringLen))
+	evPos := int(eIdx % int64(e.ringLen))
+	for _, s := range e.touched {
+		p := pos
+		for _, f := range frac {
+			b := &s.ring[p]
+			b.bytes += bytes * f
+			b.packets += packets * f
+			if p++; p == e.ringLen {
+				p = 0
+			}
+		}
+		if events {
+			b := &s.ring[evPos]
+			b.flows++
+			b.tcpPackets += ev.tcpPackets
+			b.retrans += ev.retrans
+			b.zeroWins += ev.zeroWins
+			b.syns += ev.syns
+			b.handshakes += ev.handshakes
+		}
+		if ev.handshakes != 0 {
+			if s.rtt == nil {
+				s.rtt = newRTTState(e.cfg.RTTAccuracy)
+			}
+			if rttIndexed {
+				s.rtt.cur.GetPositiveValueStore().Add(rttIndex)
+			} else {
+				_ = s.rtt.cur.Add(rttMs)
+			}
+		}
+		if s.talkers != nil && r.SrcAddr.IsValid() && talkerWeight > 0 {
+			s.talkers.add(r.SrcAddr.Unmap(), talkerWeight)
+		}
+	}
+}
+
+func (e *Engine) touch(s *series) { e.touched = append(e.touched, s) }
+
+// project is an end's project: vCenter's, else the networks file's.
+func project(ep *flow.Endpoint) string {
+	if ep.VSphere != nil && ep.VSphere.Project != "" {
+		return ep.VSphere.Project
+	}
+	if ep.Network != nil {
+		return ep.Network.Project
+	}
+	return ""
+}
+
+// lookup finds or makes a series of a scope; a full scope answers with its
+// "other" series and counts the record.
+func lookup[K comparable](e *Engine, m map[K]*series, k K, scope int, name func() (string, map[string]string)) *series {
+	if s, ok := m[k]; ok {
+		return s
+	}
+	if e.counts[scope] >= e.cfg.MaxSeries {
+		e.stats.overflow[scope]++
+		if e.other[scope] == nil {
+			e.other[scope] = e.newSeries(scope, OtherKey, map[string]string{"overflow": "true"})
+		}
+		return e.other[scope]
+	}
+	key, labels := name()
+	s := e.newSeries(scope, key, labels)
+	m[k] = s
+	e.counts[scope]++
+	return s
+}
+
+func (e *Engine) line(exp netip.Addr, name string, index uint32) *series {
+	if name != "" {
+		index = 0
+	}
+	return lookup(e, e.lines, lineKey{exp, name, index}, scopeLine, func() (string, map[string]string) {
+		ifc := name
+		if ifc == "" {
+			ifc = strconv.FormatUint(uint64(index), 10)
+		}
+		return exp.String() + " " + ifc, map[string]string{"exporter": exp.String(), "interface": ifc}
+	})
+}
+
+func (e *Engine) project(p string) *series {
+	return lookup(e, e.projects, p, scopeProject, func() (string, map[string]string) {
+		return p, map[string]string{"project": p}
+	})
+}
+
+func (e *Engine) vm(v string) *series {
+	return lookup(e, e.vms, v, scopeVM, func() (string, map[string]string) {
+		return v, map[string]string{"vm": v}
+	})
+}
+
+func (e *Engine) service(k serviceKey) *series {
+	return lookup(e, e.services, k, scopeService, func() (string, map[string]string) {
+		p, port := protoName(k.proto), strconv.Itoa(int(k.port))
+		return p + "/" + port, map[string]string{"protocol": p, "port": port}
+	})
+}
+
+func (e *Engine) exporter(a netip.Addr) *series {
+	return lookup(e, e.exporters, a, scopeExporter, func() (string, map[string]string) {
+		return a.String(), map[string]string{"exporter": a.String()}
+	})
+}
+
+func (e *Engine) newSeries(scope int, key string, labels map[string]string) *series {
+	s := &series{scope: scope, key: key, ring: make([]bucket, e.ringLen), born: e.closed + 1, pos: len(e.all)}
+	s.row = Row{Scope: scopeNames[scope], Key: key, Labels: labels, Values: make(map[string]float64, 20)}
+	if (scope == scopeLine || scope == scopeProject) && e.cfg.TopTalkers > 0 {
+		s.talkers = newSpaceSaving(e.cfg.TalkerCounters)
+	}
+	e.all = append(e.all, s)
+	return s
+}
+
+// Tick closes every bucket that ends at or before now-Delay, hands the
+// snapshot of the last one to every subscriber and returns it. The
+// snapshot (its rows, their maps and talkers) is the engine's: it is valid
+// until the next Tick. Snapshot.Time is the end of the last closed bucket.
+// Seconds skipped between two ticks still age the smoothed values; only
+// the last is published.
+func (e *Engine) Tick(now time.Time) *Snapshot {
+	return e.tick(now, true)
+}
+
+func (e *Engine) tick(now time.Time, always bool) *Snapshot {
+	e.tickMu.Lock()
+	defer e.tickMu.Unlock()
+	e.mu.Lock()
+	if !e.started {
+		e.origin(now)
+	}
+	closed := e.advance(e.targetOf(now.UnixNano()))
+	if closed == 0 && !always {
+		e.mu.Unlock()
+		return nil
+	}
+	e.buildSnapshot()
+	e.mu.Unlock()
+	for _, s := range e.subs {
+		s.Rollup(&e.snap)
+	}
+	e.m.ticks.Inc()
+	return &e.snap
+}
+
+// advance closes buckets up to target and returns how many it closed.
+func (e *Engine) advance(target int64) int64 {
+	steps := target - e.closed
+	if steps <= 0 {
+		return 0
+	}
+	n := min(steps, int64(e.ringLen))
+	for range n {
+		e.closeBucket(e.closed + 1)
+		e.closed++
+	}
+	if rest := steps - n; rest > 0 {
+		e.skip(rest)
+		e.closed += rest
+	}
+	e.evict()
+	return steps
+}
+
+// closeBucket ends bucket b in every series.
+func (e *Engine) closeBucket(b int64) {
+	p := int(b % int64(e.ringLen))
+	ts := e.tickSeconds
+	for _, s := range e.all {
+		bk := s.ring[p]
+		s.ring[p] = bucket{}
+		s.last = bk
+		raw := [3]float64{bk.bytes / ts, bk.packets / ts, float64(bk.flows) / ts}
+		if !s.primed {
+			s.smooth, s.baseline, s.primed = raw, raw[0], true
+		} else {
+			// FastNetMon's form: new + exp(-tick/tau) * (old - new).
+			for i := range raw {
+				s.smooth[i] = raw[i] + e.decayFast*(s.smooth[i]-raw[i])
+			}
+			s.baseline = raw[0] + e.decayBase*(s.baseline-raw[0])
+		}
+		if bk.empty() {
+			s.idle++
+		} else {
+			s.idle = 0
+		}
+	}
+	e.decayTalkers(e.decayTalker)
+	if e.rttTick++; e.rttTick >= e.rttTicks {
+		e.rttTick = 0
+		for _, s := range e.all {
+			if s.rtt != nil {
+				s.rtt.rotate()
+			}
+		}
+	}
+}
+
+// skip closes n empty buckets at once (a jump in time past the ring).
+func (e *Engine) skip(n int64) {
+	df, db := math.Pow(e.decayFast, float64(n)), math.Pow(e.decayBase, float64(n))
+	for _, s := range e.all {
+		s.last = bucket{}
+		for i := range s.smooth {
+			s.smooth[i] *= df
+		}
+		s.baseline *= db
+		s.idle += int(min(n, math.MaxInt32))
+		if s.rtt != nil && n >= int64(e.rttTicks) {
+			s.rtt.cur.Clear()
+			s.rtt.prev.Clear()
+		}
+	}
+	e.decayTalkers(math.Pow(e.decayTalker, float64(n)))
+}
+
+func (e *Engine) decayTalkers(f float64) {
+	e.talkerScale *= f
+	if e.talkerScale > 1e-100 {
+		return
+	}
+	// Renormalise before the stored counts overflow.
+	for _, s := range e.all {
+		if s.talkers != nil {
+			s.talkers.scale(e.talkerScale)
+		}
+	}
+	e.talkerScale = 1
+}
+
+// evict forgets series idle for IdleTimeout.
+func (e *Engine) evict() {
+	for i := 0; i < len(e.all); {
+		s := e.all[i]
+		if s.idle < e.idleTicks {
+			i++
+			continue
+		}
+		e.removeSeries(s)
+		e.stats.evicted++
+	}
+}
+
+func (e *Engine) removeSeries(s *series) {
+	last := len(e.all) - 1
+	e.all[s.pos] = e.all[last]
+	e.all[s.pos].pos = s.pos
+	e.all[last] = nil
+	e.all = e.all[:last]
+	if s.key == OtherKey && e.other[s.scope] == s {
+		e.other[s.scope] = nil
+		return
+	}
+	e.counts[s.scope]--
+	switch s.scope {
+	case scopeLine:
+		for k, v := range e.lines {
+			if v == s {
+				delete(e.lines, k)
+			}
+		}
+	case scopeProject:
+		delete(e.projects, s.key)
+	case scopeVM:
+		delete(e.vms, s.key)
+	case scopeService:
+		for k, v := range e.services {
+			if v == s {
+				delete(e.services, k)
+			}
+		}
+	case scopeExporter:
+		delete(e.exporters, netip.MustParseAddr(s.key))
+	}
+}
+
+// buildSnapshot fills e.snap with one row per series, sorted by scope and
+// key.
+func (e *Engine) buildSnapshot() {
+	ts := e.tickSeconds
+	e.snap.Time = time.Unix(0, (e.closed+1)*e.tickNs).UTC()
+	e.snap.Rows = e.snap.Rows[:0]
+	talkerRate := e.talkerScale * (1 - e.decayTalker) / ts
+	slices.SortFunc(e.all, func(a, b *series) int {
+		if c := cmp.Compare(a.scope, b.scope); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.key, b.key)
+	})
+	for i, s := range e.all {
+		s.pos = i
+		bk := &s.last
+		v := s.row.Values
+		clear(v)
+		v[BytesPerSecond] = bk.bytes / ts
+		v[BitsPerSecond] = 8 * bk.bytes / ts
+		v[PacketsPerSecond] = bk.packets / ts
+		v[FlowsPerSecond] = float64(bk.flows) / ts
+		v[BytesPerSecondSmoothed] = s.smooth[0]
+		v[BitsPerSecondSmoothed] = 8 * s.smooth[0]
+		v[PacketsPerSecondSmooth] = s.smooth[1]
+		v[FlowsPerSecondSmoothed] = s.smooth[2]
+		v[BytesPerSecondBaseline] = s.baseline
+		v[RetransmittedPerSecond] = float64(bk.retrans) / ts
+		v[ZeroWindowsPerSecond] = float64(bk.zeroWins) / ts
+		v[HandshakesPerSecond] = float64(bk.handshakes) / ts
+		v[UnansweredSYNsPerSecond] = float64(bk.syns) / ts
+		v[SeriesAgeSeconds] = float64(e.closed+1-s.born) * ts
+		if bk.tcpPackets > 0 {
+			v[RetransmissionRatio] = float64(bk.retrans) / float64(bk.tcpPackets)
+		}
+		if s.rtt != nil {
+			if q, ok := s.rtt.quantiles(); ok {
+				v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
+			}
+		}
+		s.row.Top = s.row.Top[:0]
+		if s.talkers != nil {
+			e.topBuf = s.talkers.top(e.topBuf, e.cfg.TopTalkers)
+			for _, t := range e.topBuf {
+				s.row.Top = append(s.row.Top, Talker{Addr: t.addr, BytesPerSecond: t.count * talkerRate})
+			}
+		}
+		e.snap.Rows = append(e.snap.Rows, s.row)
+	}
+}
+
+// State is what the engine holds, counted: the memory bound in numbers.
+type State struct {
+	Series         map[string]int // by scope, the overflow series included
+	TalkerCounters int            // Space-Saving counters held, all rows together
+	RTTSketches    int            // series holding RTT sketches (three each)
+	RingBuckets    int            // buckets held, all series together
+}
+
+// State counts what the engine holds now.
+func (e *Engine) State() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := State{Series: map[string]int{}}
+	for _, s := range e.all {
+		st.Series[scopeNames[s.scope]]++
+		st.RingBuckets += len(s.ring)
+		if s.talkers != nil {
+			st.TalkerCounters += len(s.talkers.slots)
+		}
+		if s.rtt != nil {
+			st.RTTSketches++
+		}
+	}
+	return st
+}

@@ -1,0 +1,220 @@
+package rollup
+
+import (
+	"math"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+func at(sec float64) time.Time {
+	return time.Unix(0, int64(sec*1e9)).UTC()
+}
+
+func newTestEngine(t testing.TB, mod func(*Configuration)) *Engine {
+	t.Helper()
+	cfg := DefaultConfiguration()
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func row(s *Snapshot, scope, key string) *Row {
+	for i := range s.Rows {
+		if s.Rows[i].Scope == scope && s.Rows[i].Key == key {
+			return &s.Rows[i]
+		}
+	}
+	return nil
+}
+
+var exp1 = netip.MustParseAddr("10.0.0.1")
+
+func lineRecord(received time.Time, dur time.Duration, bytes uint64) flow.Record {
+	return flow.Record{ObserverIP: exp1, Received: received, Start: received.Add(-dur), End: received,
+		SrcAddr: netip.MustParseAddr("192.0.2.1"), DstAddr: netip.MustParseAddr("198.51.100.1"),
+		Proto: 17, SrcPort: 5000, DstPort: 53, Bytes: bytes, Packets: bytes / 100, InIf: 3, InIfName: "eth0"}
+}
+
+// TestSpreading checks the bytes per second of every tick against values
+// worked out by hand from the records' spans.
+func TestSpreading(t *testing.T) {
+	e := newTestEngine(t, nil) // tick 1 s, delay 5 s, ahead 10 s
+	e.Tick(at(1000))           // open ticks start at [995, 996)
+	recs := []flow.Record{
+		// [999.5, 1003.5]: 100 bytes in 999, 200 in 1000, 1001, 1002, 100 in 1003.
+		lineRecord(at(1003.5), 4*time.Second, 800),
+		// No receive time: its own [1001.25, 1001.75], all in 1001.
+		{ObserverIP: exp1, Start: at(1001.25), End: at(1001.75), Proto: 6, SrcPort: 40000, DstPort: 443,
+			Bytes: 100, Packets: 1, InIf: 3, InIfName: "eth0"},
+		// [986, 996]: only [995, 996) is open, a tenth: 50 bytes in 995;
+		// 450 bytes late.
+		lineRecord(at(996), 10*time.Second, 500),
+		// Entirely before the open ticks: late.
+		lineRecord(at(990), time.Second, 1000),
+	}
+	if err := e.Write(recs); err != nil {
+		t.Fatal(err)
+	}
+	want := map[float64]float64{996: 50, 997: 0, 998: 0, 999: 0, 1000: 100, 1001: 200, 1002: 300, 1003: 200, 1004: 100, 1005: 0}
+	for sec := 1001.0; sec <= 1010; sec++ {
+		s := e.Tick(at(sec))
+		end := float64(s.Time.UnixNano()) / 1e9
+		if end != sec-5 {
+			t.Fatalf("Tick(%v): snapshot time %v, want %v", sec, end, sec-5)
+		}
+		r := row(s, ScopeLine, "10.0.0.1 eth0")
+		if r == nil {
+			t.Fatalf("tick %v: no line row in %+v", sec, s.Rows)
+		}
+		if got := r.Values[BytesPerSecond]; math.Abs(got-want[end]) > 1e-9 {
+			t.Errorf("tick ending %v: %v bytes/s, want %v", end, got, want[end])
+		}
+		if got := r.Values[BitsPerSecond]; math.Abs(got-8*want[end]) > 1e-9 {
+			t.Errorf("tick ending %v: %v bits/s, want %v", end, got, 8*want[end])
+		}
+	}
+	if e.stats.lateRecords != 1 || math.Abs(e.stats.lateBytes-1450) > 1e-9 {
+		t.Errorf("late: %d records, %v bytes; want 1 record, 1450 bytes", e.stats.lateRecords, e.stats.lateBytes)
+	}
+}
+
+// TestSmoothing checks the moving averages against their closed form for
+// a step: after n ticks at rate r from s0, s_n = r + d^n (s0 - r).
+func TestSmoothing(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	// One tick at 1000 B/s primes the averages; then 20 ticks at 3000 B/s.
+	e.Write([]flow.Record{lineRecord(at(100.5), 0, 1000)})
+	e.Tick(at(101))
+	for i := range 20 {
+		e.Write([]flow.Record{lineRecord(at(101.5+float64(i)), 0, 3000)})
+		s := e.Tick(at(102 + float64(i)))
+		r := row(s, ScopeLine, "10.0.0.1 eth0")
+		n := float64(i + 1)
+		fast := 3000 + math.Exp(-n/5)*(1000-3000)
+		base := 3000 + math.Exp(-n/300)*(1000-3000)
+		if got := r.Values[BytesPerSecondSmoothed]; math.Abs(got-fast) > 1e-6 {
+			t.Errorf("tick %v: smoothed %v, want %v", n, got, fast)
+		}
+		if got := r.Values[BytesPerSecondBaseline]; math.Abs(got-base) > 1e-6 {
+			t.Errorf("tick %v: baseline %v, want %v", n, got, base)
+		}
+	}
+}
+
+// TestScopesAndTCP checks which rows a record lands in and the TCP values.
+func TestScopesAndTCP(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	vm := func(name, project string) flow.Endpoint {
+		return flow.Endpoint{VSphere: &flow.VSphere{VMName: name, Project: project}}
+	}
+	recs := []flow.Record{
+		{ObserverIP: exp1, Received: at(100.5), Proto: 6, SrcAddr: netip.MustParseAddr("10.1.0.1"), DstAddr: netip.MustParseAddr("10.2.0.1"),
+			SrcPort: 51000, DstPort: 5432, Bytes: 1000, Packets: 100, InIf: 1, OutIf: 2, TCPFlags: 0x1a,
+			TCP: flow.TCPPerf{RTTClient: time.Millisecond, RTTServer: 2 * time.Millisecond, Retransmissions: 5, ZeroWindows: 2},
+			Src: vm("pay-web-1", "payments"),
+			Dst: flow.Endpoint{Network: &flow.NetworkInfo{Project: "databases"}}},
+		// An unanswered SYN from the same VM, to a server port below the client's.
+		{ObserverIP: exp1, Received: at(100.6), Proto: 6, SrcAddr: netip.MustParseAddr("10.1.0.1"), DstAddr: netip.MustParseAddr("10.2.0.9"),
+			SrcPort: 51001, DstPort: 5432, Bytes: 60, Packets: 1, InIf: 1, TCPFlags: 0x02, Src: vm("pay-web-1", "payments")},
+		// Not flows: skipped.
+		{ObserverIP: exp1, Received: at(100.6), Counters: &flow.IfCounters{}},
+	}
+	e.Write(recs)
+	s := e.Tick(at(101))
+	check := func(scope, key, value string, want float64) {
+		t.Helper()
+		r := row(s, scope, key)
+		if r == nil {
+			t.Errorf("no row %s %q", scope, key)
+			return
+		}
+		got, ok := r.Values[value]
+		if !ok || math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s %q %s = %v (present %t), want %v", scope, key, value, got, ok, want)
+		}
+	}
+	check(ScopeLine, "10.0.0.1 1", BytesPerSecond, 1060)
+	check(ScopeLine, "10.0.0.1 2", BytesPerSecond, 1000)
+	check(ScopeProject, "payments", FlowsPerSecond, 2)
+	check(ScopeProject, "databases", BytesPerSecond, 1000)
+	check(ScopeVM, "pay-web-1", PacketsPerSecond, 101)
+	check(ScopeService, "tcp/5432", UnansweredSYNsPerSecond, 1)
+	check(ScopeService, "tcp/5432", HandshakesPerSecond, 1)
+	check(ScopeService, "tcp/5432", RetransmissionRatio, 5.0/101)
+	check(ScopeService, "tcp/5432", ZeroWindowsPerSecond, 2)
+	check(ScopeExporter, "10.0.0.1", FlowsPerSecond, 2)
+	r := row(s, ScopeService, "tcp/5432")
+	if p50 := r.Values[RTTp50]; math.Abs(p50-3)/3 > 0.01 {
+		t.Errorf("RTT p50 %v ms, want 3 ms within 1%%", p50)
+	}
+	if n := len(s.Rows); n != 7 {
+		t.Errorf("%d rows, want 7 (2 lines, 2 projects, 1 VM, 1 service, 1 exporter): %+v", n, s.Rows)
+	}
+}
+
+func TestServerPort(t *testing.T) {
+	for _, c := range []struct{ src, dst, want uint16 }{
+		{51000, 443, 443}, {443, 51000, 443}, {22, 80, 22}, {40000, 50000, 50000}, {8080, 33000, 8080},
+	} {
+		if got := serverPort(c.src, c.dst); got != c.want {
+			t.Errorf("serverPort(%d, %d) = %d, want %d", c.src, c.dst, got, c.want)
+		}
+	}
+}
+
+type countingSubscriber struct {
+	mu    sync.Mutex
+	ticks int
+	bytes float64
+}
+
+func (c *countingSubscriber) Rollup(s *Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ticks++
+	if r := row(s, ScopeExporter, "10.0.0.1"); r != nil {
+		c.bytes += r.Values[BytesPerSecond]
+	}
+}
+
+// TestLiveConcurrent writes from several goroutines while the engine ticks
+// on the wall clock (run with -race): every byte written is published once
+// the delay has passed.
+func TestLiveConcurrent(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 200 * time.Millisecond; c.Tick = 100 * time.Millisecond })
+	sub := &countingSubscriber{}
+	e.Subscribe(sub)
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				e.Write([]flow.Record{lineRecord(time.Now(), 0, 1000)})
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond)
+	e.Stop()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	// Each tick's bytes per second times the tick: the bytes.
+	if got := sub.bytes * 0.1; math.Abs(got-200*1000) > 1e-6 || sub.ticks < 5 {
+		t.Errorf("%v bytes published in %d ticks, want 200000", got, sub.ticks)
+	}
+}

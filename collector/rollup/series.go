@@ -1,0 +1,150 @@
+package rollup
+
+import (
+	"net/netip"
+	"strconv"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+)
+
+// Scope indexes, in the order rows are listed.
+const (
+	scopeLine = iota
+	scopeProject
+	scopeVM
+	scopeService
+	scopeExporter
+	numScopes
+)
+
+var scopeNames = [numScopes]string{ScopeLine, ScopeProject, ScopeVM, ScopeService, ScopeExporter}
+
+// OtherKey is the key of a scope's overflow series: the traffic of every
+// key that found the scope full (MaxSeries).
+const OtherKey = "other"
+
+// SeriesAgeSeconds is how long a row's series has existed (since its
+// first record, or since it was forgotten for being idle): detectors that
+// compare with a baseline wait for it to be learnt.
+const SeriesAgeSeconds = "series_age_seconds"
+
+// bucket is one tick of one series. Bytes and packets are spread over the
+// records' spans; the other counts belong to the tick a record ends in.
+type bucket struct {
+	bytes, packets                float64
+	flows, handshakes, syns       uint32
+	retrans, tcpPackets, zeroWins uint32
+}
+
+func (b *bucket) empty() bool { return b.bytes == 0 && b.packets == 0 && b.flows == 0 }
+
+// series is the state of one row.
+type series struct {
+	scope int
+	key   string
+	pos   int // in Engine.all
+
+	ring     []bucket // ring[i % len] holds bucket i while it is open
+	last     bucket   // the bucket closed last
+	smooth   [3]float64
+	baseline float64
+	primed   bool // smooth and baseline hold a value
+	idle     int  // ticks closed without traffic
+	born     int64
+
+	rtt     *rttState    // nil until a handshake is seen
+	talkers *spaceSaving // line and project series only
+
+	row Row // reused every tick
+}
+
+// rttState keeps two DDSketches of handshake RTTs (milliseconds): the
+// current RTT window and the one before; quantiles are read from both
+// merged, so they cover between one and two windows.
+type rttState struct {
+	cur, prev, merged *ddsketch.DDSketch
+}
+
+func newRTTState(accuracy float64) *rttState {
+	mk := func() *ddsketch.DDSketch {
+		// 2048 bins at 1 % cover 1e-6 ms to far beyond any RTT; collapsing
+		// the lowest bins keeps memory bounded should values spread wider.
+		s, err := ddsketch.LogCollapsingLowestDenseDDSketch(accuracy, 2048)
+		if err != nil {
+			panic(err) // accuracy is validated
+		}
+		return s
+	}
+	return &rttState{cur: mk(), prev: mk(), merged: mk()}
+}
+
+func (r *rttState) rotate() {
+	r.prev, r.cur = r.cur, r.prev
+	r.cur.Clear()
+}
+
+var quantiles = []float64{0.5, 0.95, 0.99}
+
+// quantiles returns p50, p95, p99 and whether there was any handshake.
+func (r *rttState) quantiles() ([]float64, bool) {
+	r.merged.Clear()
+	if err := r.merged.MergeWith(r.prev); err != nil {
+		return nil, false
+	}
+	if err := r.merged.MergeWith(r.cur); err != nil {
+		return nil, false
+	}
+	if r.merged.IsEmpty() {
+		return nil, false
+	}
+	q, err := r.merged.GetValuesAtQuantiles(quantiles)
+	return q, err == nil
+}
+
+// lineKey names a line: an exporter's interface, by name when the
+// exporter or the interface-names file gave one, else by ifIndex.
+type lineKey struct {
+	exporter netip.Addr
+	name     string
+	index    uint32
+}
+
+type serviceKey struct {
+	proto uint8
+	port  uint16
+}
+
+// protoNames are the protocol names service keys use; others are numbers.
+var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp", 132: "sctp"}
+
+func protoName(p uint8) string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+// serverPort is the port of the serving end: the one port below 32768 (the
+// well-known and registered ranges, below every system's ephemeral range)
+// when only one is, else the lower of two below 32768, else the
+// destination port.
+func serverPort(src, dst uint16) uint16 {
+	const ephemeral = 32768
+	switch {
+	case src < ephemeral && dst >= ephemeral:
+		return src
+	case dst < ephemeral && src >= ephemeral:
+		return dst
+	case src < ephemeral && dst < ephemeral:
+		return min(src, dst)
+	}
+	return dst
+}
+
+func hasPorts(proto uint8) bool {
+	switch proto {
+	case 6, 17, 132, 33, 136:
+		return true
+	}
+	return false
+}

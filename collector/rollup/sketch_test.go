@@ -1,0 +1,227 @@
+package rollup
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+func addrN(n uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+// TestRTTQuantiles compares the rows' RTT quantiles with the exact
+// quantiles of the generated RTTs: DDSketch promises a relative error of
+// at most its accuracy (1 %).
+func TestRTTQuantiles(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 50000
+	rtts := make([]float64, n)
+	recs := make([]flow.Record, n)
+	for i := range recs {
+		// Log-normal around 2 ms with a long tail, in whole nanoseconds.
+		d := time.Duration(math.Exp(rng.NormFloat64()*0.8) * 2e6)
+		rtts[i] = float64(d) / 1e6
+		recs[i] = flow.Record{ObserverIP: exp1, Received: at(100.5), Proto: 6, SrcPort: 50000, DstPort: 443,
+			Bytes: 100, Packets: 1, TCP: flow.TCPPerf{RTTServer: d}}
+	}
+	e.Write(recs)
+	s := e.Tick(at(101))
+	r := row(s, ScopeService, "tcp/443")
+	slices.Sort(rtts)
+	for _, c := range []struct {
+		q    float64
+		name string
+	}{{0.5, RTTp50}, {0.95, RTTp95}, {0.99, RTTp99}} {
+		got := r.Values[c.name]
+		// Either neighbour of the quantile's rank is a right answer.
+		lo, hi := rtts[int(math.Floor(c.q*(n-1)))], rtts[int(math.Ceil(c.q*(n-1)))]
+		if got < lo*(1-0.01) || got > hi*(1+0.01) {
+			t.Errorf("%s = %v ms, exact %v..%v: off by more than 1%%", c.name, got, lo, hi)
+		}
+	}
+}
+
+// TestSpaceSavingBounds checks the sketch's guarantees on a Zipf stream:
+// every count bounds the true weight from above, by at most its err, and
+// every talker heavier than total/k is held.
+func TestSpaceSavingBounds(t *testing.T) {
+	const k = 32
+	s := newSpaceSaving(k)
+	exact := map[netip.Addr]float64{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	z := rand.NewZipf(rng, 1.2, 1, 99999)
+	total := 0.0
+	for range 200000 {
+		a := addrN(uint32(z.Uint64()))
+		w := float64(100 + rng.IntN(1400))
+		s.add(a, w)
+		exact[a] += w
+		total += w
+	}
+	if len(s.slots) != k || len(s.index) != k {
+		t.Fatalf("%d counters, %d indexed; want %d", len(s.heap), len(s.index), k)
+	}
+	for _, c := range s.slots {
+		truth := exact[c.addr]
+		if c.count < truth-1e-6 || c.count-c.err > truth+1e-6 {
+			t.Errorf("%v: count %v err %v, true %v", c.addr, c.count, c.err, truth)
+		}
+	}
+	for a, w := range exact {
+		if _, held := s.index[a]; w > total/k && !held {
+			t.Errorf("%v weighs %v > total/k = %v but is not held", a, w, total/k)
+		}
+	}
+}
+
+// TestTopTalkersZipf compares a line's top talkers with the exact top 10
+// of a Zipf mix of 100,000 addresses.
+func TestTopTalkersZipf(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	rng := rand.New(rand.NewPCG(5, 6))
+	z := rand.NewZipf(rng, 1.2, 1, 99999)
+	exact := map[netip.Addr]float64{}
+	recs := make([]flow.Record, 0, 1000)
+	for range 200 {
+		recs = recs[:0]
+		for range 1000 {
+			r := lineRecord(at(100.5), 0, uint64(100+rng.IntN(1400)))
+			r.SrcAddr = addrN(uint32(z.Uint64()))
+			exact[r.SrcAddr] += float64(r.Bytes)
+			recs = append(recs, r)
+		}
+		e.Write(recs)
+	}
+	s := e.Tick(at(101))
+	r := row(s, ScopeLine, "10.0.0.1 eth0")
+	type kv struct {
+		a netip.Addr
+		w float64
+	}
+	var all []kv
+	for a, w := range exact {
+		all = append(all, kv{a, w})
+	}
+	slices.SortFunc(all, func(x, y kv) int { return cmp.Compare(y.w, x.w) })
+	if len(r.Top) != 10 {
+		t.Fatalf("%d talkers, want 10", len(r.Top))
+	}
+	// All bytes fell in one tick: the estimate is bytes x (1-d) x d for the
+	// decay d of one tick (see buildSnapshot). Space-Saving overestimates
+	// by at most total/k.
+	d := math.Exp(-1.0 / 10)
+	total := 0.0
+	for _, x := range all {
+		total += x.w
+	}
+	bound := total / float64(e.cfg.TalkerCounters)
+	want := map[netip.Addr]bool{}
+	for _, x := range all[:10] {
+		want[x.a] = true
+	}
+	for i, tk := range r.Top {
+		if !want[tk.Addr] {
+			t.Errorf("talker %d: %v is not in the exact top 10 %v", i, tk.Addr, all[:10])
+		}
+		est := tk.BytesPerSecond / ((1 - d) * d)
+		if w := exact[tk.Addr]; est < w-1e-6 || est > w+bound {
+			t.Errorf("talker %d %v: estimated %v bytes, exact %v (bound +%v)", i, tk.Addr, est, w, bound)
+		}
+	}
+}
+
+// TestMemoryBound sends a million distinct source addresses through one
+// line and project, and more VM names than MaxSeries: what the engine
+// holds stays within its bounds, and the overflow is counted.
+func TestMemoryBound(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0; c.MaxSeries = 1000 })
+	e.Tick(at(100))
+	recs := make([]flow.Record, 1000)
+	for batch := range 1000 {
+		for i := range recs {
+			n := uint32(batch*1000 + i)
+			r := lineRecord(at(100.5), 0, 1000)
+			r.SrcAddr = addrN(n)
+			r.Src.VSphere = &flow.VSphere{VMName: fmt.Sprintf("vm-%d", n%20000), Project: "payments"}
+			recs[i] = r
+		}
+		e.Write(recs)
+	}
+	e.Tick(at(101))
+	st := e.State()
+	want := map[string]int{ScopeLine: 1, ScopeProject: 1, ScopeVM: 1001, ScopeService: 1, ScopeExporter: 1}
+	if fmt.Sprint(st.Series) != fmt.Sprint(want) {
+		t.Errorf("series %v, want %v", st.Series, want)
+	}
+	if k := e.cfg.TalkerCounters; st.TalkerCounters != 2*k {
+		t.Errorf("%d talker counters held, want %d (k = %d for one line and one project)", st.TalkerCounters, 2*k, k)
+	}
+	// vm-0 .. vm-999 have series: 50 records each of the 20,000 names.
+	if got := e.stats.overflow[scopeVM]; got != 1_000_000-50*1000 {
+		t.Errorf("%d records counted in the VM overflow, want %d", got, 1_000_000-50*1000)
+	}
+	s := e.Tick(at(102))
+	if r := row(s, ScopeVM, OtherKey); r == nil || r.Labels["overflow"] != "true" {
+		t.Errorf("no overflow row: %+v", r)
+	}
+}
+
+// TestMetricsBound checks that only the MetricSeries heaviest keys of a
+// scope get Prometheus series, and that the metrics pass promlint.
+func TestMetricsBound(t *testing.T) {
+	rep := reporter.NewForTest(nil)
+	cfg := DefaultConfiguration()
+	cfg.Delay, cfg.MetricSeries = 0, 5
+	e, err := New(rep, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Tick(at(100))
+	var recs []flow.Record
+	for p := range 50 {
+		r := lineRecord(at(100.5), 0, uint64(1000*(p+1)))
+		r.Src.Network = &flow.NetworkInfo{Project: fmt.Sprintf("p%02d", p)}
+		recs = append(recs, r)
+	}
+	e.Write(recs)
+	e.Tick(at(101))
+	mfs, err := rep.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, mf := range mfs {
+		if mf.GetName() != "spanflow_rollup_bytes_per_second" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["scope"] == ScopeProject {
+				keys = append(keys, labels["key"])
+			}
+		}
+	}
+	slices.Sort(keys)
+	if want := []string{"p45", "p46", "p47", "p48", "p49"}; fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Errorf("project series %v, want the 5 heaviest %v", keys, want)
+	}
+	testutil.LintMetrics(t, prometheus.Gatherer(rep.Registry), "spanflow_rollup")
+}
