@@ -148,14 +148,22 @@ func (x *Indexer) Stop() error {
 	return nil
 }
 
-// Rollup encodes the snapshot when it ends on a multiple of the interval.
+// Rollup encodes the snapshot when it is the first to end at or past a
+// multiple of the interval.
 func (x *Indexer) Rollup(s *Snapshot) {
-	if s.Time.UnixNano()%int64(x.cfg.Interval) != 0 || len(s.Rows) == 0 {
+	if len(s.Rows) == 0 {
 		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !s.Time.After(x.last) || x.queue == nil {
+	// The first snapshot at or past each multiple of the interval: a late
+	// clock tick may have closed the one ending on it with the next.
+	iv, t := int64(x.cfg.Interval), s.Time.UnixNano()
+	if x.last.IsZero() && t%iv != 0 {
+		x.last = s.Time // the first interval starts here
+		return
+	}
+	if x.queue == nil || (!x.last.IsZero() && t/iv <= x.last.UnixNano()/iv) {
 		return
 	}
 	x.last = s.Time
