@@ -121,7 +121,12 @@ func reportAction(kind string) cli.ActionFunc {
 		if q.To, err = parseWhen(c.String("to"), now); err != nil {
 			return err
 		}
+		// A report over a long range runs aggregations for a while: say so on
+		// a terminal.
+		status := startStatus(c.App.ErrWriter, fmt.Sprintf("building the %s report from %s to %s", kind,
+			q.From.Format(time.RFC3339), q.To.Format(time.RFC3339)), nil)
 		r, err := report.Build(ctx, client, kind, q)
+		status.Stop()
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +191,42 @@ func TestReportArgumentErrors(t *testing.T) {
 	_, err = run(t, "report", "line-load", "--es-url", "http://127.0.0.1:1", "--from", "2020-01-01", "--to", "2026-01-01", "--interval", "1s")
 	if err == nil || !strings.Contains(err.Error(), "use --interval 1h or more") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("range too large for the interval: %v; want one line suggesting --interval 1h", err)
+	}
+}
+
+// A report says it is working on a terminal, and nothing of it reaches a
+// pipe.
+func TestReportProgress(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	scriptPath, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to give the command a terminal")
+	}
+	client, err := esconn.New(esconn.Configuration{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := reportIndex(t, client, reportRecords(20, time.Date(2026, 2, 3, 10, 0, 0, 0, time.UTC), false), true)
+	args := []string{"report", "top-ip", "--es-url", url, "--index", index, "--from", "2026-02-03", "--to", "2026-02-04"}
+
+	cmd := spanflowProcess(t, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if out, err := cmd.Output(); err != nil || len(out) == 0 {
+		t.Fatalf("report: %v\n%s\n%s", err, out, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "building the") {
+		t.Errorf("status line written to a pipe:\n%q", stderr.String())
+	}
+
+	cmd = exec.Command(scriptPath, "-qec", os.Args[0], os.DevNull)
+	cmd.Env = append(os.Environ(), "SPANFLOW_TEST_MAIN="+strings.Join(args, "\n"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("report on a terminal: %v\n%s", err, out)
+	}
+	want := regexp.MustCompile(`\r\x1b\[K. building the top-ip report from 2026-02-03T00:00:00Z to 2026-02-04T00:00:00Z… [0-9]+s`)
+	if !want.Match(out) || !strings.Contains(string(out), "\r\x1b[K") {
+		t.Errorf("terminal output lacks the status line:\n%q", out)
 	}
 }
