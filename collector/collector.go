@@ -87,9 +87,6 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 			}
 			c.components = append(c.components, ix)
 		}
-		// Started after the indexer (its template is in before the first
-		// tick), stopped before it (the last ticks of a replay are indexed).
-		c.components = append(c.components, c.rollups)
 		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: "rollups", Sink: c.rollups})
 	}
 	pdeps.Outputs = append(pdeps.Outputs, deps.Outputs...)
@@ -110,6 +107,12 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 		if c.rollups != nil {
 			c.rollups.Subscribe(c.alerts) // the rules judge every snapshot
 		}
+	}
+	if c.rollups != nil {
+		// Started after the indexer (its template is in before the first
+		// tick) and the alert stage, stopped before both: the last ticks of
+		// a replay are indexed and judged.
+		c.components = append(c.components, c.rollups)
 	}
 	if fcfg := cfg.forward(); len(fcfg.Targets) > 0 {
 		fw, err := forward.New(r.Sub("forward"), fcfg)
