@@ -50,7 +50,7 @@ func (c AlertConfiguration) validate() []error {
 // newAlerts builds the alerting stage; its projects are those of the
 // networks file and the vCenter inventory, read when it starts (after the
 // enrichers, so the inventory is loaded).
-func newAlerts(r *reporter.Reporter, cfg Configuration, enr *Enrichers) (*alert.Component, error) {
+func newAlerts(r *reporter.Reporter, cfg Configuration, deps Dependencies, enr *Enrichers) (*alert.Component, error) {
 	projects := func() map[string]bool {
 		known := map[string]bool{}
 		for _, e := range enr.Chain {
@@ -82,6 +82,9 @@ func newAlerts(r *reporter.Reporter, cfg Configuration, enr *Enrichers) (*alert.
 	if slices.Contains(cfg.outputSpecs(), "elasticsearch") {
 		// Alerts are indexed beside the flows, in spanflow-alerts-*.
 		es := cfg.ElasticsearchOutput()
+		if deps.ESTransport != nil {
+			es.Connection.Transport = deps.ESTransport
+		}
 		x, err := alert.NewIndex(r.Sub("alerts index"), es.Connection, es.Setup, acfg.QueueSize)
 		if err != nil {
 			return nil, fmt.Errorf("alerts index: %w", err)

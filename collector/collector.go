@@ -35,7 +35,8 @@ import (
 type Dependencies struct {
 	// Stdout is where the stdout output writes (default os.Stdout).
 	Stdout io.Writer
-	// ESTransport, when set, carries the Elasticsearch output's requests
+	// ESTransport, when set, carries the requests of the Elasticsearch
+	// output, the rollups index and the alerts index
 	// (the demo closes its idle connections when it ends).
 	ESTransport http.RoundTripper
 	// Outputs are more sinks, written after the configured outputs.
@@ -81,7 +82,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 			return nil, err
 		}
 		if cfg.Rollups.IndexInterval > 0 && slices.Contains(cfg.outputSpecs(), "elasticsearch") {
-			ix, err := rollup.NewIndexer(r.Sub("rollups index"), cfg.rollupIndex(), c.rollups)
+			ix, err := rollup.NewIndexer(r.Sub("rollups index"), cfg.rollupIndex(deps), c.rollups)
 			if err != nil {
 				return nil, fmt.Errorf("rollups index: %w", err)
 			}
@@ -99,7 +100,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 	if cfg.Alerts.Rules != "" {
 		// After the enrichers: its Start refuses rules naming projects the
 		// networks file and the vCenter inventory do not know.
-		if c.alerts, err = newAlerts(r.Sub("alert"), cfg, enr); err != nil {
+		if c.alerts, err = newAlerts(r.Sub("alert"), cfg, deps, enr); err != nil {
 			return nil, err
 		}
 		c.components = append(c.components, c.alerts)

@@ -235,10 +235,13 @@ func (c Configuration) rollups() rollup.Configuration {
 
 // rollupIndex is the rollups indexer's configuration: the Elasticsearch
 // output's connection and index settings.
-func (c Configuration) rollupIndex() rollup.IndexerConfiguration {
+func (c Configuration) rollupIndex(deps Dependencies) rollup.IndexerConfiguration {
 	ic := rollup.DefaultIndexerConfiguration()
 	es := c.ElasticsearchOutput()
 	ic.Connection, ic.Setup, ic.Interval = es.Connection, es.Setup, c.Rollups.IndexInterval
+	if deps.ESTransport != nil {
+		ic.Connection.Transport = deps.ESTransport
+	}
 	return ic
 }
 

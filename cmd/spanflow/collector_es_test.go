@@ -230,7 +230,8 @@ func TestCollectorStartsWithoutElasticsearch(t *testing.T) {
 	waitFor("warning that Elasticsearch does not answer", 30*time.Second, func() bool {
 		return strings.Contains(logs.String(), "Elasticsearch does not answer; started anyway")
 	})
-	// The metrics answer once the collector's listeners are up.
+	// The listeners start last: the metrics may answer before them.
+	waitFor("listeners", 30*time.Second, func() bool { return strings.Contains(logs.String(), `msg=listening`) })
 	spooled := func() float64 {
 		res, err := http.Get("http://" + metrics + "/metrics")
 		if err != nil {
