@@ -1,9 +1,8 @@
 //go:build ignore
 
 // gen writes elements_gen.go from iana-ipfix.xml (IANA's registry) and
-// enterprise.csv. It shares TypeOf/FieldName with the package by reading
-// them through a copy of the rules below (a generator cannot import the
-// package it generates).
+// enterprise.csv. Field names come from internal/naming, which the package
+// uses too (a generator cannot import the package it generates).
 package main
 
 import (
@@ -16,7 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
+
+	"github.com/spanflow/spanflow/decoders/netflow/ie/internal/naming"
 )
 
 type element struct {
@@ -118,7 +118,7 @@ func main() {
 		if !ok {
 			log.Fatalf("element %d/%d (%s): unknown type %q", e.pen, e.id, e.name, e.typ)
 		}
-		field := fieldName(e.prefix, e.name)
+		field := naming.FieldName(e.prefix, e.name)
 		if prev, dup := fields[field]; dup && prev != e.typ {
 			log.Printf("note: %s is both %s and %s (%d/%d)", field, prev, e.typ, e.pen, e.id)
 		}
@@ -133,48 +133,4 @@ func main() {
 	if err := os.WriteFile("elements_gen.go", src, 0o644); err != nil {
 		log.Fatal(err)
 	}
-}
-
-// fieldName and snakeCase are ie.FieldName and ie.SnakeCase (TestGenerated
-// checks that they agree on every element).
-func fieldName(prefix, name string) string {
-	s := snakeCase(name)
-	if prefix == "" || strings.HasPrefix(s, prefix+"_") {
-		return s
-	}
-	return prefix + "_" + s
-}
-
-func snakeCase(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
-			return r
-		}
-		return '_'
-	}, s)
-	if strings.ToUpper(s) == s {
-		return strings.Trim(strings.ToLower(s), "_")
-	}
-	s = strings.ReplaceAll(s, "IPv", "Ipv")
-	s = strings.ReplaceAll(s, "VRFname", "vrfName")
-	var b strings.Builder
-	rs := []rune(s)
-	for i, r := range rs {
-		if unicode.IsUpper(r) {
-			prevLower := i > 0 && (unicode.IsLower(rs[i-1]) || unicode.IsDigit(rs[i-1]))
-			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
-			prevUpper := i > 0 && unicode.IsUpper(rs[i-1])
-			if i > 0 && rs[i-1] != '_' && (prevLower || (prevUpper && nextLower)) {
-				b.WriteByte('_')
-			}
-			b.WriteRune(unicode.ToLower(r))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	out := b.String()
-	for strings.Contains(out, "__") {
-		out = strings.ReplaceAll(out, "__", "_")
-	}
-	return strings.Trim(out, "_")
 }

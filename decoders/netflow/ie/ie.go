@@ -5,12 +5,9 @@
 // elements_gen.go is generated from these two files by `go generate`.
 package ie
 
-//go:generate go run gen.go
+import "github.com/spanflow/spanflow/decoders/netflow/ie/internal/naming"
 
-import (
-	"strings"
-	"unicode"
-)
+//go:generate go run gen.go
 
 // Type is an element's abstract data type (RFC 7012 §3.1), as far as the
 // collector needs it to write a value.
@@ -74,49 +71,11 @@ func All() []Element { return append([]Element(nil), elements...) }
 // SnakeCase turns a published element name into the snake_case one used
 // under netflow.* (sourceIPv4Address → source_ipv4_address, as Elastic's
 // NetFlow integration does; SRC_FRAGMENTS → src_fragments).
-func SnakeCase(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
-			return r
-		}
-		return '_'
-	}, s)
-	if strings.ToUpper(s) == s {
-		return strings.Trim(strings.ToLower(s), "_")
-	}
-	s = strings.ReplaceAll(s, "IPv", "Ipv")
-	s = strings.ReplaceAll(s, "VRFname", "vrfName")
-	var b strings.Builder
-	rs := []rune(s)
-	for i, r := range rs {
-		if unicode.IsUpper(r) {
-			prevLower := i > 0 && (unicode.IsLower(rs[i-1]) || unicode.IsDigit(rs[i-1]))
-			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
-			prevUpper := i > 0 && unicode.IsUpper(rs[i-1])
-			if i > 0 && rs[i-1] != '_' && (prevLower || (prevUpper && nextLower)) {
-				b.WriteByte('_')
-			}
-			b.WriteRune(unicode.ToLower(r))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	out := b.String()
-	for strings.Contains(out, "__") {
-		out = strings.ReplaceAll(out, "__", "_")
-	}
-	return strings.Trim(out, "_")
-}
+func SnakeCase(s string) string { return naming.SnakeCase(s) }
 
 // FieldName is the netflow.* name of a vendor's element: prefix_snake,
 // unless the published name already starts with the vendor's name.
-func FieldName(prefix, name string) string {
-	s := SnakeCase(name)
-	if prefix == "" || strings.HasPrefix(s, prefix+"_") {
-		return s
-	}
-	return prefix + "_" + s
-}
+func FieldName(prefix, name string) string { return naming.FieldName(prefix, name) }
 
 // TypeOf maps an IANA abstract data type name to a Type; ok is false for
 // names it does not know (unsigned256: written as hex).
