@@ -180,22 +180,7 @@ func TestCollectorStartsWithoutElasticsearch(t *testing.T) {
 	client, indices := flowIndices(t, url, pcap)
 	do := esDo(t, client)
 
-	free := func(network string) string {
-		if network == "udp" {
-			c, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			return c.LocalAddr().String()
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
+	free := func(network string) string { return testutil.FreeAddr(t, network) }
 	esAddr, netflow, metrics := free("tcp"), free("udp"), free("tcp")
 	app := newApp()
 	logs := &testutil.SyncBuffer{}

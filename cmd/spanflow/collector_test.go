@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,22 +98,7 @@ func TestCollectorPortInUse(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts collector processes: skipped under -short")
 	}
-	free := func(network string) string {
-		if network == "udp" {
-			c, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			return c.LocalAddr().String()
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
+	free := func(network string) string { return testutil.FreeAddr(t, network) }
 	for _, c := range []struct{ network, flag string }{{"udp", "--netflow-listen"}, {"udp", "--sflow-listen"}, {"tcp", "--ipfix-tcp-listen"}} {
 		t.Run(c.flag, func(t *testing.T) {
 			addr := free(c.network)

@@ -56,14 +56,7 @@ type amInstance struct {
 	cmd  *exec.Cmd
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testutil.FreeAddr(t, "tcp") }
 
 // startAlertmanager starts one that groups by alertname and sends to hook.
 func startAlertmanager(t *testing.T, hook string) *amInstance {
