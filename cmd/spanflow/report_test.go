@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -47,20 +46,7 @@ func reportIndex(t *testing.T, client *elasticsearch.Client, recs []flow.Record,
 	t.Helper()
 	name := fmt.Sprintf("spanflow-reporttest-%d", time.Now().UnixNano())
 	do := func(method, path, ctype string, body []byte) []byte {
-		req, _ := http.NewRequest(method, path, bytes.NewReader(body))
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		res, err := client.Perform(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		if res.StatusCode >= 300 {
-			t.Fatalf("%s %s: %s: %.300s", method, path, res.Status, b)
-		}
-		return b
+		return testutil.ESRequest(t, client, method, path, ctype, body)
 	}
 	settings := map[string]any{"settings": map[string]any{"number_of_shards": 1, "number_of_replicas": 0}}
 	if mapped {

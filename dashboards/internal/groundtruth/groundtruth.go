@@ -5,11 +5,8 @@
 package groundtruth
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -24,6 +21,7 @@ import (
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/internal/esconn"
 	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // Start is the beginning of the generated data: six hours from here.
@@ -429,25 +427,5 @@ func Index(t testing.TB, client *elasticsearch.Client, recs []flow.Record) strin
 
 func do(t testing.TB, client *elasticsearch.Client, method, path, ctype string, body []byte) []byte {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(context.Background(), method, path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	res, err := client.Perform(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		t.Fatalf("%s %s: %s %.500s", method, path, res.Status, out)
-	}
-	return out
+	return testutil.ESRequest(t, client, method, path, ctype, body)
 }
