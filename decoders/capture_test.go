@@ -127,10 +127,23 @@ func tsharkFields(t *testing.T, tshark string, args []string, field string) []st
 	return tsharkFieldSet(t, tshark, args, field)[field]
 }
 
-// tsharkFieldSet is tsharkFields for several fields in one tshark run.
+// tsharkFieldSet is tsharkFields for several fields in one tshark run,
+// each field's values sorted.
 func tsharkFieldSet(t *testing.T, tshark string, args []string, fields ...string) map[string][]string {
 	t.Helper()
-	cmd := append(args, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|")
+	vals := tsharkColumns(t, tshark, args, fields)
+	for _, f := range fields {
+		sort.Strings(vals[f])
+	}
+	return vals
+}
+
+// tsharkColumns runs tshark with args and returns, for each field, its
+// values over all frames in frame order (every occurrence of a field that
+// repeats within a frame).
+func tsharkColumns(t *testing.T, tshark string, args, fields []string) map[string][]string {
+	t.Helper()
+	cmd := append(append([]string(nil), args...), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|")
 	for _, f := range fields {
 		cmd = append(cmd, "-e", f)
 	}
@@ -150,9 +163,6 @@ func tsharkFieldSet(t *testing.T, tshark string, args []string, fields ...string
 				}
 			}
 		}
-	}
-	for _, f := range fields {
-		sort.Strings(vals[f])
 	}
 	return vals
 }

@@ -3,7 +3,6 @@ package decoders_test
 import (
 	"encoding/binary"
 	"flag"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -11,7 +10,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // The captures testdata/sampling-*.pcap are written by
@@ -113,15 +112,8 @@ func TestWriteSamplingCaptures(t *testing.T) {
 		dgs  [][]byte
 		port layers.UDPPort
 	}{"sampling-v9.pcap": {v9Sampling(), 2055}, "sampling-ipfix.pcap": {ipfixSampling(), 4739}} {
-		f, err := os.Create(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := pcapgo.NewWriter(f)
-		if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-			t.Fatal(err)
-		}
-		for i, dg := range c.dgs {
+		var frames [][]byte
+		for _, dg := range c.dgs {
 			ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: []byte{192, 0, 2, 20}, DstIP: []byte{192, 0, 2, 200}}
 			udp := &layers.UDP{SrcPort: 50001, DstPort: c.port}
 			udp.SetNetworkLayerForChecksum(ip)
@@ -131,12 +123,9 @@ func TestWriteSamplingCaptures(t *testing.T) {
 				ip, udp, gopacket.Payload(dg)); err != nil {
 				t.Fatal(err)
 			}
-			ci := gopacket.CaptureInfo{Timestamp: time.Unix(samplingExport+int64(i), 0), CaptureLength: len(buf.Bytes()), Length: len(buf.Bytes())}
-			if err := w.WritePacket(ci, buf.Bytes()); err != nil {
-				t.Fatal(err)
-			}
+			frames = append(frames, buf.Bytes())
 		}
-		f.Close()
+		testutil.WritePcap(t, filepath.Join("testdata", name), 1, time.Unix(samplingExport, 0), frames)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -30,29 +29,7 @@ var (
 // its values over all frames in order (not sorted: samples keep their order).
 func tsharkFrameFields(t *testing.T, path string, fields ...string) map[string][]string {
 	t.Helper()
-	tshark := testutil.Command(t, "tshark")
-	args := []string{"-r", path, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	out, err := exec.Command(tshark, args...).Output()
-	if err != nil {
-		t.Fatalf("tshark %v: %v", fields, err)
-	}
-	vals := map[string][]string{}
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		for i, col := range strings.Split(line, "\t") {
-			if i >= len(fields) {
-				break
-			}
-			for _, v := range strings.Split(col, "|") {
-				if v != "" {
-					vals[fields[i]] = append(vals[fields[i]], v)
-				}
-			}
-		}
-	}
-	return vals
+	return tsharkColumns(t, testutil.Command(t, "tshark"), []string{"-r", path}, fields)
 }
 
 func sflowFlows(t *testing.T, name string) []flow.Record {

@@ -11,14 +11,13 @@ import (
 	"flag"
 	"math"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 var write = flag.Bool("write", false, "rewrite the generated captures in testdata/")
@@ -261,23 +260,10 @@ func TestWriteCaptures(t *testing.T) {
 		t.Skip("run with -write to rewrite testdata/")
 	}
 	for name, dgs := range captures(t) {
-		f, err := os.Create(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := pcapgo.NewWriter(f)
-		if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-			t.Fatal(err)
-		}
+		frames := make([][]byte, len(dgs))
 		for i, dg := range dgs {
-			frame := wrap(t, dg)
-			ci := gopacket.CaptureInfo{Timestamp: time.Date(2026, 12, 4, 12, 0, i, 0, time.UTC), CaptureLength: len(frame), Length: len(frame)}
-			if err := w.WritePacket(ci, frame); err != nil {
-				t.Fatal(err)
-			}
+			frames[i] = wrap(t, dg)
 		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WritePcap(t, filepath.Join("testdata", name), 1, time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC), frames)
 	}
 }

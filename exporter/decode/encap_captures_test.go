@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spanflow/spanflow/exporter/capture"
 
@@ -174,26 +175,8 @@ func encapCaptures() []encapCapture {
 	}
 }
 
-// writePcapLink writes frames as a microsecond pcap file of link type link.
-func writePcapLink(path string, link uint32, frames [][]byte) error {
-	var b bytes.Buffer
-	h := make([]byte, 24)
-	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4)
-	binary.LittleEndian.PutUint16(h[4:], 2)
-	binary.LittleEndian.PutUint16(h[6:], 4)
-	binary.LittleEndian.PutUint32(h[16:], 65535)
-	binary.LittleEndian.PutUint32(h[20:], link)
-	b.Write(h)
-	for i, f := range frames {
-		r := make([]byte, 16)
-		binary.LittleEndian.PutUint32(r[0:], 1767322800+uint32(i)) // 2026-01-02
-		binary.LittleEndian.PutUint32(r[8:], uint32(len(f)))
-		binary.LittleEndian.PutUint32(r[12:], uint32(len(f)))
-		b.Write(r)
-		b.Write(f)
-	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
+// encapEpoch stamps the generated captures' first frame (2026-01-02).
+var encapEpoch = time.Unix(1767322800, 0)
 
 // TestEncapCapturesUpToDate: the committed captures are what the generator
 // writes (with -update, it writes them).
@@ -205,15 +188,11 @@ func TestEncapCapturesUpToDate(t *testing.T) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := writePcapLink(path, c.link, c.frames); err != nil {
-				t.Fatal(err)
-			}
+			testutil.WritePcap(t, path, c.link, encapEpoch, c.frames)
 			continue
 		}
 		tmp := filepath.Join(t.TempDir(), c.name)
-		if err := writePcapLink(tmp, c.link, c.frames); err != nil {
-			t.Fatal(err)
-		}
+		testutil.WritePcap(t, tmp, c.link, encapEpoch, c.frames)
 		got, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatalf("%v (go test -run TestEncapCapturesUpToDate -update writes it)", err)
