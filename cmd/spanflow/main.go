@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -61,12 +62,45 @@ func newApp() *cli.App {
 			if c.Action != nil && len(c.Subcommands) == 0 {
 				// Global flags after the command too: spanflow collector run --log-level debug.
 				c.Flags = append(c.Flags, logFlags("Logs")...)
+				requireOneLine(name, c)
 			}
 			walk(name, c.Subcommands)
 		}
 	}
 	walk("spanflow", app.Commands)
 	return app
+}
+
+// requireOneLine checks a command's required flags itself, so a missing
+// one is a single line naming the flag, what it takes and where the help
+// is, not cli's whole help page followed by the error.
+func requireOneLine(name string, c *cli.Command) {
+	var req []*cli.StringFlag
+	for _, f := range c.Flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
+			sf.Required = false
+			sf.Usage += " (required)"
+			req = append(req, sf)
+		}
+	}
+	if len(req) == 0 {
+		return
+	}
+	action := c.Action
+	c.Action = func(ctx *cli.Context) error {
+		for _, f := range req {
+			if ctx.IsSet(f.Name) {
+				continue
+			}
+			flag := "--" + f.Name
+			if len(f.EnvVars) > 0 {
+				flag += " (or " + f.EnvVars[0] + ")"
+			}
+			what := strings.TrimSuffix(strings.ReplaceAll(f.Usage, "`", ""), " (required)")
+			return fmt.Errorf("%s is required: %s; see '%s --help'", flag, what, name)
+		}
+		return action(ctx)
+	}
 }
 
 // logFlags are the global flags, given before the command or after it.

@@ -99,6 +99,9 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		// before anything starts (no "capture replayed" summary).
 		{[]string{"collector", "run", "--log-level", "debug", "--metrics-listen", "", "--pcap", "/nonexistent.pcap"}, "--pcap /nonexistent.pcap: no such file or directory"},
 		{[]string{"collector", "run", "--log-level", "loud"}, `unknown log level "loud"`},
+		// A required flag left out: one line naming it, not the help page.
+		{[]string{"dashboards", "install"}, "--kibana-url (or SPANFLOW_KIBANA_URL) is required: Kibana's base URL"},
+		{[]string{"collector", "check"}, "--config is required: YAML FILE to check; see 'spanflow collector check --help'"},
 	} {
 		out, err := spanflowProcess(t, c.args...).CombinedOutput()
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
