@@ -26,11 +26,14 @@ func smallFilesystem(t *testing.T, size int) string {
 		reason = "mounting a small tmpfs needs root"
 	} else if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
 		reason = fmt.Sprintf("mount a %d-byte tmpfs on %s: %v", size, dir, err)
+	} else {
+		// Registered before NeedService, which skips under -short: the
+		// mount must not outlive a skipped test. Runs before TempDir's
+		// removal (cleanups run last first); detached, so a test that
+		// failed with files still open does not keep it.
+		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
 	}
 	testutil.NeedService(t, "a small tmpfs", reason)
-	// Runs before TempDir's removal (cleanups run last first); detached,
-	// so a test that failed with files still open does not keep it.
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
 	return dir
 }
 
