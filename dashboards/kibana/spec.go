@@ -178,8 +178,8 @@ func Dashboards() []Dashboard {
 					top("proto", "network.transport", "Transport", 10, "bytes"), bytesCol("bytes")),
 				donut("ip-version", "IPv4 / IPv6", "Share of bytes per IP version (network.type).", "",
 					top("type", "network.type", "IP version", 2, "bytes"), bytesCol("bytes")),
-				donut("direction", "East-west / north-south", "Share of bytes per flow.direction (east-west, north-south, unknown).", "",
-					top("dir", "flow.direction", "Direction", 3, "bytes"), bytesCol("bytes")),
+				donut("direction", "East-west / north-south", "Share of bytes per flow.direction (east-west, north-south, multicast, link-local, unknown).", "",
+					top("dir", "flow.direction", "Direction", 5, "bytes"), bytesCol("bytes")),
 			},
 		},
 		{
