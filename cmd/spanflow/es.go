@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/collector"
+	"github.com/spanflow/spanflow/collector/alert"
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/internal/esconn"
 )
 
@@ -98,12 +101,14 @@ func esCommand() *cli.Command {
 			},
 			{
 				Name:  "prune",
-				Usage: "delete daily spanflow-flows-YYYY.MM.DD indices older than --older-than",
+				Usage: "delete daily flow, rollup and alert indices (spanflow-flows|rollups|alerts-YYYY.MM.DD) older than --older-than",
 				Description: "An index is deleted once its whole day is older than the age. Data stream indices are\n" +
-					"left alone (ILM deletes them). Run it daily where the cluster has no ILM.",
+					"left alone (ILM deletes them). Run it daily where the cluster has no ILM; give the\n" +
+					"rollups a shorter age with a second run: es prune --indices rollups --older-than 7d.",
 				Flags: append(esConnFlags(),
 					&cli.StringFlag{Name: "older-than", Value: fmt.Sprintf("%dd", setup.DefaultConfiguration().RetentionDays), Usage: "age of the indices to delete: 30d, 12h"},
 					&cli.BoolFlag{Name: "dry-run", Usage: "list the indices that would be deleted, delete nothing"},
+					&cli.StringSliceFlag{Name: "indices", Value: cli.NewStringSlice("flows", "rollups", "alerts"), Usage: "which daily indices: flows, rollups, alerts (comma-separated or repeated)"},
 				),
 				Action: func(c *cli.Context) error {
 					age, err := setup.ParseAge(c.String("older-than"))
@@ -116,7 +121,11 @@ func esCommand() *cli.Command {
 					}
 					ctx, cancel := signalContext(c.Context)
 					defer cancel()
-					names, err := setup.Prune(ctx, client, age, time.Now(), c.Bool("dry-run"))
+					prefixes, err := prunePrefixes(c.StringSlice("indices"))
+					if err != nil {
+						return err
+					}
+					names, err := setup.Prune(ctx, client, age, time.Now(), c.Bool("dry-run"), prefixes...)
 					verb := "deleted"
 					if c.Bool("dry-run") {
 						verb = "would delete"
@@ -128,7 +137,7 @@ func esCommand() *cli.Command {
 						return fmt.Errorf("es prune: %w", err)
 					}
 					if len(names) == 0 {
-						fmt.Fprintf(c.App.Writer, "no daily index older than %s\n", c.String("older-than"))
+						fmt.Fprintf(c.App.Writer, "no daily index of %s older than %s\n", strings.Join(c.StringSlice("indices"), ", "), c.String("older-than"))
 					}
 					return nil
 				},
@@ -160,4 +169,24 @@ func esCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// prunePrefixes maps es prune's --indices names to index name prefixes.
+func prunePrefixes(names []string) ([]string, error) {
+	var out []string
+	for _, n := range names {
+		for _, n := range strings.Split(n, ",") {
+			switch strings.TrimSpace(n) {
+			case "flows":
+				out = append(out, setup.DailyPrefix)
+			case "rollups":
+				out = append(out, rollup.IndexPrefix)
+			case "alerts":
+				out = append(out, alert.AlertsIndexPrefix)
+			default:
+				return nil, fmt.Errorf("--indices %q: not flows, rollups or alerts", n)
+			}
+		}
+	}
+	return out, nil
 }

@@ -28,7 +28,7 @@ func TestESSetupAndPrune(t *testing.T) {
 		t.Errorf("es setup does not say where flows go:\n%s", out)
 	}
 	out, err = run(t, "es", "prune", "--es-url", url, "--older-than", "36500d", "--dry-run")
-	if err != nil || !strings.Contains(out, "no daily index older than 36500d") {
+	if err != nil || !strings.Contains(out, "no daily index of flows, rollups, alerts older than 36500d") {
 		t.Errorf("es prune dry run: %v\n%s", err, out)
 	}
 }
@@ -39,6 +39,7 @@ func TestESErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"es", "prune", "--older-than", "soon"}, "--older-than"},
+		{[]string{"es", "prune", "--indices", "flows,rollup"}, `--indices "rollup": not flows, rollups or alerts`},
 		{[]string{"es", "prune", "--es-url", "http://127.0.0.1:1", "--es-timeout", "1s"}, "connection refused"},
 		{[]string{"es", "setup", "--es-url", "http://127.0.0.1:1", "--es-lifecycle", "weekly"}, "es-lifecycle"},
 		{[]string{"es", "template", "--es-shards", "0"}, "shards"},

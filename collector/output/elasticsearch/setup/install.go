@@ -186,38 +186,44 @@ func Install(ctx context.Context, client *elasticsearch.Client, c Configuration)
 	return layout, nil
 }
 
-// DailyIndices lists the daily indices on the cluster with their day (UTC);
-// other indices matching the pattern (a data stream's backing indices, names
-// that do not parse) are left out.
-func DailyIndices(ctx context.Context, client *elasticsearch.Client) (map[string]time.Time, error) {
-	status, body, err := do(ctx, client, http.MethodGet,
-		"/_cat/indices/"+IndexPattern+"?format=json&h=index&expand_wildcards=open,closed", nil)
-	if err != nil {
-		return nil, fmt.Errorf("list %s indices: %w", IndexPattern, err)
-	}
-	if status == http.StatusNotFound {
-		return map[string]time.Time{}, nil
-	}
-	if status >= 300 {
-		return nil, fmt.Errorf("list %s indices: %s", IndexPattern, reason(status, body))
-	}
-	var rows []struct {
-		Index string `json:"index"`
-	}
-	if err := json.Unmarshal(body, &rows); err != nil {
-		return nil, fmt.Errorf("list %s indices: %w", IndexPattern, err)
+// DailyIndices lists the daily indices on the cluster with their day (UTC):
+// those named prefix+YYYY.MM.DD for each prefix given, or the flow indices
+// (DailyPrefix) when none is.
+func DailyIndices(ctx context.Context, client *elasticsearch.Client, prefixes ...string) (map[string]time.Time, error) {
+	if len(prefixes) == 0 {
+		prefixes = []string{DailyPrefix}
 	}
 	out := map[string]time.Time{}
-	for _, r := range rows {
-		day, ok := strings.CutPrefix(r.Index, DailyPrefix)
-		if !ok {
-			continue
-		}
-		t, err := time.Parse(DailyLayout, day)
+	for _, prefix := range prefixes {
+		pattern := prefix + "*"
+		status, body, err := do(ctx, client, http.MethodGet,
+			"/_cat/indices/"+pattern+"?format=json&h=index&expand_wildcards=open,closed", nil)
 		if err != nil {
+			return nil, fmt.Errorf("list %s indices: %w", pattern, err)
+		}
+		if status == http.StatusNotFound {
 			continue
 		}
-		out[r.Index] = t
+		if status >= 300 {
+			return nil, fmt.Errorf("list %s indices: %s", pattern, reason(status, body))
+		}
+		var rows []struct {
+			Index string `json:"index"`
+		}
+		if err := json.Unmarshal(body, &rows); err != nil {
+			return nil, fmt.Errorf("list %s indices: %w", pattern, err)
+		}
+		for _, r := range rows {
+			day, ok := strings.CutPrefix(r.Index, prefix)
+			if !ok {
+				continue
+			}
+			t, err := time.Parse(DailyLayout, day)
+			if err != nil {
+				continue
+			}
+			out[r.Index] = t
+		}
 	}
 	return out, nil
 }
@@ -237,9 +243,11 @@ func Expired(indices map[string]time.Time, olderThan time.Duration, now time.Tim
 }
 
 // Prune deletes the daily indices older than olderThan and returns their
-// names. With dryRun it only returns them.
-func Prune(ctx context.Context, client *elasticsearch.Client, olderThan time.Duration, now time.Time, dryRun bool) ([]string, error) {
-	indices, err := DailyIndices(ctx, client)
+// names: those of each prefix given (spanflow-flows-, spanflow-rollups-,
+// spanflow-alerts-), or the flow indices when none is. With dryRun it only
+// returns them.
+func Prune(ctx context.Context, client *elasticsearch.Client, olderThan time.Duration, now time.Time, dryRun bool, prefixes ...string) ([]string, error) {
+	indices, err := DailyIndices(ctx, client, prefixes...)
 	if err != nil {
 		return nil, err
 	}

@@ -276,6 +276,42 @@ func TestInstallOnRealCluster(t *testing.T) {
 			t.Errorf("%s still there after prune", name)
 		}
 	}
+
+	// The rollups' and alerts' daily indices, pruned with the same age
+	// when their prefixes are given; an index that only starts like them is
+	// left alone.
+	others := []string{"spanflow-rollups-2001.01.01", "spanflow-alerts-2001.01.02", "spanflow-rollups-2001.02.01", "spanflow-rollups-2001.01.01-mine"}
+	for _, name := range others {
+		status, body, err := do(ctx, client, http.MethodPut, "/"+name, json.RawMessage(`{"settings":{"number_of_shards":1,"number_of_replicas":0}}`))
+		if err != nil || status >= 300 {
+			t.Fatalf("create %s: %d %s %v", name, status, body, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, name := range others {
+			do(context.Background(), client, http.MethodDelete, "/"+name, nil)
+		}
+	})
+	deleted, err = Prune(ctx, client, 30*24*time.Hour, now, false, DailyPrefix, "spanflow-rollups-", "spanflow-alerts-")
+	if err != nil || fmt.Sprint(deleted) != "[spanflow-alerts-2001.01.02 spanflow-rollups-2001.01.01]" {
+		t.Fatalf("prune of rollups and alerts = %v, %v", deleted, err)
+	}
+	left, err = DailyIndices(ctx, client, "spanflow-rollups-", "spanflow-alerts-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := left["spanflow-rollups-2001.02.01"]; !ok {
+		t.Errorf("prune deleted spanflow-rollups-2001.02.01, which is newer than 30 days (left: %v)", left)
+	}
+	for _, name := range deleted {
+		if _, ok := left[name]; ok {
+			t.Errorf("%s still there after prune", name)
+		}
+	}
+	status, _, err = do(ctx, client, http.MethodHead, "/spanflow-rollups-2001.01.01-mine", nil)
+	if err != nil || status != http.StatusOK {
+		t.Errorf("prune deleted spanflow-rollups-2001.01.01-mine, not a daily index: %d %v", status, err)
+	}
 }
 
 // TestRetarget: documents spooled for daily indices before the cluster's
