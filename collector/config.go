@@ -178,6 +178,7 @@ type RollupConfiguration struct {
 	TopTalkers     int           `yaml:"rollup-top-talkers" category:"Rollups" help:"top talkers listed per line and project (from a Space-Saving sketch of rollup-talker-counters counters)"`
 	TalkerCounters int           `yaml:"rollup-talker-counters" category:"Rollups" help:"counters of each line's and project's heavy-hitter sketch: its memory bound"`
 	MetricSeries   int           `yaml:"rollup-metric-series" category:"Rollups" help:"keys per scope with Prometheus series (the heaviest by smoothed bytes per second)"`
+	BaselineWindow time.Duration `yaml:"rollup-baseline-window" category:"Rollups" help:"time constant of the slow baseline that the drop detector compares with: how long it takes to learn a series' normal level, and to forget it"`
 }
 
 // DefaultConfiguration listens on the standard ports and writes NDJSON to
@@ -218,7 +219,8 @@ func DefaultConfiguration() Configuration {
 		},
 		Alerts: defaultAlertConfiguration(),
 		Rollups: RollupConfiguration{Enabled: true, Tick: rc.Tick, Delay: rc.Delay, IndexInterval: ic.Interval,
-			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries},
+			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries,
+			BaselineWindow: rc.BaselineWindow},
 		MetricsListen: "127.0.0.1:9109",
 	}
 }
@@ -229,6 +231,7 @@ func (c Configuration) rollups() rollup.Configuration {
 	rc := rollup.DefaultConfiguration()
 	r := c.Rollups
 	rc.Tick, rc.Delay, rc.MaxSeries, rc.TopTalkers, rc.TalkerCounters, rc.MetricSeries = r.Tick, r.Delay, r.MaxSeries, r.TopTalkers, r.TalkerCounters, r.MetricSeries
+	rc.BaselineWindow = r.BaselineWindow
 	rc.EventTime = c.Input.Pcap != ""
 	return rc
 }

@@ -181,10 +181,11 @@ func floorDiv(a, b int64) int64 {
 }
 
 // Write adds records: each record's bytes and packets are spread evenly
-// over its span, [Received-duration, Received] when the collector set
-// Received (exporters' clocks may be wrong; in a capture replay Received
-// is the capture's time), else [Start, End]; its other counts go to the
-// tick its span ends in. Records that are not flows (interface counters,
+// over its span: [Start, End] when the collector did not set Received, or
+// when End is no later than Received and at most Delay before it (the
+// exporter's clock agrees with ours); else [Received-duration, Received]
+// (the exporter's clock is wrong; in a capture replay Received is the
+// capture's time). Its other counts go to the tick its span ends in. Records that are not flows (interface counters,
 // exporter statistics) are skipped. Safe for concurrent use.
 func (e *Engine) Write(recs []flow.Record) error {
 	e.mu.Lock()
@@ -211,6 +212,13 @@ func (e *Engine) add(r *flow.Record) {
 	}
 	var start, end int64
 	switch {
+	case !r.Received.IsZero() && !r.End.IsZero() && !r.End.After(r.Received) && r.Received.Sub(r.End) <= e.cfg.Delay:
+		// The exporter's clock agrees with ours (the record ended before it
+		// arrived, within the delay): its own seconds. Anchoring it on its
+		// receipt would move a fresh counter's bytes up to an active
+		// timeout later.
+		end = r.End.UnixNano()
+		start = end - int64(r.Duration())
 	case !r.Received.IsZero():
 		end = r.Received.UnixNano()
 		start = end - int64(r.Duration())

@@ -218,3 +218,61 @@ func TestLiveConcurrent(t *testing.T) {
 		t.Errorf("%v bytes published in %d ticks, want 200000", got, sub.ticks)
 	}
 }
+
+// TestSpanAnchor: a record whose end is no later than its receipt and
+// within the delay of it (an exporter whose clock agrees with the
+// collector's) lands on its own span's seconds, not on the seconds before
+// its receipt; one whose end is after its receipt, or older than the
+// delay, is anchored on its receipt (the exporter's clock is off).
+func TestSpanAnchor(t *testing.T) {
+	e := newTestEngine(t, nil) // tick 1 s, delay 5 s: open ticks from 995
+	e.Tick(at(1000))
+	rec := func(inIf uint32, start, end, received float64, bytes uint64) flow.Record {
+		r := lineRecord(at(received), 0, bytes)
+		r.Start, r.End, r.InIf, r.InIfName = at(start), at(end), inIf, ""
+		return r
+	}
+	e.Write([]flow.Record{
+		// Received 2.5 s after its end: its span [996.2, 997.8], 800
+		// bytes in 996 and in 997, its flow in 997.
+		rec(1, 996.2, 997.8, 1000.3, 1600),
+		// Ends when it is received: [998.5, 1000.5] either way.
+		rec(2, 998.5, 1000.5, 1000.5, 2000),
+		// Ends 2.5 s after its receipt (the exporter's clock is ahead):
+		// anchored on the receipt, [999.5, 1000.5].
+		rec(3, 1002, 1003, 1000.5, 1000),
+		// Ends 10.6 s before its receipt, more than the delay (the
+		// exporter's clock is behind): anchored on the receipt, [999.6, 1000.6].
+		rec(4, 989, 990, 1000.6, 1000),
+	})
+	want := map[string]map[float64]float64{ // line → second → bytes (flows)
+		"1": {996: 800, 997: 800},
+		"2": {998: 500, 999: 1000, 1000: 500},
+		"3": {999: 500, 1000: 500},
+		"4": {999: 400, 1000: 600},
+	}
+	wantFlow := map[string]float64{"1": 997, "2": 1000, "3": 1000, "4": 1000}
+	for sec := 1001.0; sec <= 1007; sec++ {
+		s := e.Tick(at(sec))
+		b := float64(s.Time.UnixNano())/1e9 - 1 // the second just closed
+		for line, secs := range want {
+			r := row(s, ScopeLine, "10.0.0.1 "+line)
+			if r == nil {
+				t.Fatalf("second %v: no row for line %s", b, line)
+			}
+			if got := r.Values[BytesPerSecond]; math.Abs(got-secs[b]) > 1e-6 {
+				t.Errorf("line %s, second %v: %v bytes/s, want %v", line, b, got, secs[b])
+			}
+			flows := 0.0
+			if wantFlow[line] == b {
+				flows = 1
+			}
+			if got := r.Values[FlowsPerSecond]; got != flows {
+				t.Errorf("line %s, second %v: %v flows/s, want %v", line, b, got, flows)
+			}
+		}
+	}
+	if e.stats.lateRecords != 0 || e.stats.futureRecords != 0 {
+		t.Errorf("%d late and %d future records, want none", e.stats.lateRecords, e.stats.futureRecords)
+	}
+}
