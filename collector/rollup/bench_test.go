@@ -81,6 +81,11 @@ func BenchmarkRollup(b *testing.B) {
 		}
 		reportCPU(b, cpu0)
 	})
+	// The realistic mix (mixRecords), the rollups alone and with 100
+	// rules and the detectors.
+	mix := mixRecords(1 << 15)
+	b.Run("mix", func(b *testing.B) { benchMix(b, mix, false) })
+	b.Run("mix+100rules+detectors", func(b *testing.B) { benchMix(b, mix, true) })
 }
 
 // reportCPU reports CPU time per flow: the machine running benchmarks is

@@ -17,9 +17,14 @@ import (
 // so the min-heap stays valid.
 type spaceSaving struct {
 	k     int
-	index map[netip.Addr]int32 // address -> slot; changes only on takeover
-	slots []talkerCounter      // counters; a slot never moves
-	heap  []int32              // slots, a min-heap by count
+	index addrIndex       // address -> slot; changes only on takeover
+	slots []talkerCounter // counters; a slot never moves
+	heap  []int32         // slots, a min-heap by count
+
+	// The batch being added (addBatch): its number, and the smallest
+	// count when it began (0 while the sketch is not full).
+	batch uint64
+	floor float64
 }
 
 type talkerCounter struct {
@@ -30,32 +35,75 @@ type talkerCounter struct {
 }
 
 func newSpaceSaving(k int) *spaceSaving {
-	return &spaceSaving{k: k, index: make(map[netip.Addr]int32, k)}
+	return &spaceSaving{k: k, index: newAddrIndex(k)}
 }
 
 // add adds weight w (already divided by the decay) to addr.
 func (s *spaceSaving) add(addr netip.Addr, w float64) {
-	if i, ok := s.index[addr]; ok {
+	h := addrHash(addr)
+	if i, ok := s.index.get(addr, h); ok {
 		c := &s.slots[i]
 		c.count += w
 		s.down(int(c.hpos))
 		return
 	}
 	if len(s.slots) < s.k {
-		i := int32(len(s.slots))
-		s.slots = append(s.slots, talkerCounter{addr: addr, count: w, hpos: int32(len(s.heap))})
-		s.heap = append(s.heap, i)
-		s.index[addr] = i
-		s.up(len(s.heap) - 1)
+		s.insert(addr, h, w)
 		return
 	}
 	// Take over the smallest counter.
 	i := s.heap[0]
 	min := &s.slots[i]
-	delete(s.index, min.addr)
+	s.index.remove(min.addr, addrHash(min.addr))
 	min.addr, min.err = addr, min.count
 	min.count += w
-	s.index[addr] = i
+	s.index.put(addr, h, i)
+	s.down(0)
+}
+
+func (s *spaceSaving) insert(addr netip.Addr, h uint64, w float64) {
+	i := int32(len(s.slots))
+	s.slots = append(s.slots, talkerCounter{addr: addr, count: w, hpos: int32(len(s.heap))})
+	s.heap = append(s.heap, i)
+	s.index.put(addr, h, i)
+	s.up(len(s.heap) - 1)
+}
+
+// addBatch adds weight w to addr as part of batch, in which each address
+// comes at most once: the sums of the records between two folds (see
+// preagg.go). An address not held competes with what it could weigh at
+// most, the smallest count when the batch began (floor, which no address
+// outside the sketch exceeds) plus w; it takes over the smallest counter
+// only if that is more than the smallest count now, with floor as its
+// error. The sketch's promises stay: every count bounds its address's
+// weight from above, by at most its err, and an address outside the
+// sketch weighs at most the smallest count. A tail of light addresses
+// costs one lookup each instead of a takeover each.
+func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint64) {
+	if s.batch != batch {
+		s.batch, s.floor = batch, 0
+		if len(s.slots) == s.k {
+			s.floor = s.slots[s.heap[0]].count
+		}
+	}
+	if i, ok := s.index.get(addr, h); ok {
+		c := &s.slots[i]
+		c.count += w
+		s.down(int(c.hpos))
+		return
+	}
+	if len(s.slots) < s.k {
+		s.insert(addr, h, w)
+		return
+	}
+	i := s.heap[0]
+	min := &s.slots[i]
+	if s.floor+w <= min.count {
+		return
+	}
+	s.index.remove(min.addr, addrHash(min.addr))
+	min.addr, min.count, min.err = addr, s.floor+w, s.floor
+	s.index.put(addr, h, i)
 	s.down(0)
 }
 
@@ -122,6 +170,81 @@ func (s *spaceSaving) top(dst []talkerCounter, n int) []talkerCounter {
 
 // reset forgets every talker (the memory is kept).
 func (s *spaceSaving) reset() {
-	clear(s.index)
+	s.index.reset()
 	s.slots, s.heap = s.slots[:0], s.heap[:0]
+}
+
+func addrHash(a netip.Addr) uint64 {
+	h0, h1 := addrWords(a)
+	h := mix(h0, h1)
+	return h ^ h>>32
+}
+
+// addrIndex maps the addresses of a sketch's counters to their slots: open
+// addressing with linear probing in twice as many places as counters.
+type addrIndex struct {
+	addrs []netip.Addr
+	slots []int32 // slot+1; 0: empty
+	n     int
+}
+
+func newAddrIndex(k int) addrIndex {
+	n := pow2(2 * k)
+	return addrIndex{addrs: make([]netip.Addr, n), slots: make([]int32, n)}
+}
+
+func (x *addrIndex) len() int { return x.n }
+
+func (x *addrIndex) get(a netip.Addr, h uint64) (int32, bool) {
+	mask := len(x.slots) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		if x.slots[i] == 0 {
+			return 0, false
+		}
+		if x.addrs[i] == a {
+			return x.slots[i] - 1, true
+		}
+	}
+}
+
+func (x *addrIndex) has(a netip.Addr) bool {
+	_, ok := x.get(a, addrHash(a))
+	return ok
+}
+
+// put adds a, which is not in the index.
+func (x *addrIndex) put(a netip.Addr, h uint64, slot int32) {
+	mask := len(x.slots) - 1
+	i := int(h) & mask
+	for x.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	x.addrs[i], x.slots[i] = a, slot+1
+	x.n++
+}
+
+// remove deletes a, which is in the index, shifting back the entries
+// after it so that no probe sequence breaks.
+func (x *addrIndex) remove(a netip.Addr, h uint64) {
+	mask := len(x.slots) - 1
+	i := int(h) & mask
+	for x.addrs[i] != a || x.slots[i] == 0 {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; x.slots[j] != 0; j = (j + 1) & mask {
+		home := int(addrHash(x.addrs[j])) & mask
+		// Move j back to i when i lies on j's probe path (home..j).
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			x.addrs[i], x.slots[i] = x.addrs[j], x.slots[j]
+			i = j
+		}
+	}
+	x.addrs[i], x.slots[i] = netip.Addr{}, 0
+	x.n--
+}
+
+func (x *addrIndex) reset() {
+	clear(x.addrs)
+	clear(x.slots)
+	x.n = 0
 }
