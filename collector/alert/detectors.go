@@ -1,8 +1,10 @@
 package alert
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -147,16 +149,28 @@ type FlowDetectors struct {
 	now    time.Time
 
 	// new peers
-	learnFrom map[string]time.Time                // project → first flow
-	peers     map[string]map[netip.Addr]time.Time // project → peer → last flow
-	npeers    int
-	newPeers  map[string]*peerAlert // fingerprint → alert
+	projects map[string]*projectPeers
+	last     *projectPeers // the project of the last external flow: a one-entry cache
+	npeers   int
+	newPeers map[peerKey]*peerAlert
 
 	scan     windowCounter
 	halfOpen windowCounter
 
 	// Overflow counts state refused for bounds (peers, sources, targets).
 	Overflow func(detector string)
+}
+
+// projectPeers are the external peers a project talked to.
+type projectPeers struct {
+	name  string
+	from  time.Time // first flow
+	known map[netip.Addr]struct{}
+}
+
+type peerKey struct {
+	project string
+	peer    netip.Addr
 }
 
 type peerAlert struct {
@@ -170,8 +184,7 @@ func NewFlowDetectors(d Detectors, kibanaURL, dataView string, emit func(Alert))
 		return nil
 	}
 	fd := &FlowDetectors{cfg: d, emit: emit, kibana: kibanaURL, view: dataView,
-		learnFrom: map[string]time.Time{}, peers: map[string]map[netip.Addr]time.Time{},
-		newPeers: map[string]*peerAlert{}, Overflow: func(string) {}}
+		projects: map[string]*projectPeers{}, newPeers: map[peerKey]*peerAlert{}, Overflow: func(string) {}}
 	fd.scan = windowCounter{window: d.PortScan.Window, limit: d.PortScan.Ports, max: d.PortScan.MaxSources, distinct: true}
 	fd.halfOpen = windowCounter{window: d.HalfOpen.Window, limit: d.HalfOpen.Flows, max: d.HalfOpen.MaxTargets}
 	return fd
@@ -251,17 +264,19 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 	if ps := fd.cfg.NewPeer.Projects; len(ps) > 0 && !contains(ps, project) {
 		return
 	}
-	from, ok := fd.learnFrom[project]
-	if !ok {
-		from = t
-		fd.learnFrom[project] = t
-		fd.peers[project] = map[netip.Addr]time.Time{}
+	pp := fd.last
+	if pp == nil || pp.name != project {
+		if pp = fd.projects[project]; pp == nil {
+			pp = &projectPeers{name: project, from: t, known: map[netip.Addr]struct{}{}}
+			fd.projects[project] = pp
+		}
+		fd.last = pp
 	}
-	known := fd.peers[project]
-	if _, ok := known[peer]; ok {
-		known[peer] = t
-		if pa := fd.newPeers[project+" "+peer.String()]; pa != nil {
-			pa.last = t
+	if _, ok := pp.known[peer]; ok {
+		if len(fd.newPeers) > 0 {
+			if pa := fd.newPeers[peerKey{project, peer}]; pa != nil {
+				pa.last = t
+			}
 		}
 		return
 	}
@@ -269,8 +284,9 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		fd.Overflow("new_peer")
 		return
 	}
-	known[peer] = t
+	pp.known[peer] = struct{}{}
 	fd.npeers++
+	from := pp.from
 	if t.Sub(from) < fd.cfg.NewPeer.Learning {
 		return
 	}
@@ -279,7 +295,7 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		Annotations: map[string]string{"summary": fmt.Sprintf("project %s talks to a new external peer %s", project, peer)},
 		StartsAt:    t, FiredAt: t, Value: 1}
 	a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
-	fd.newPeers[a.Key] = &peerAlert{a: a, last: t}
+	fd.newPeers[peerKey{project, peer}] = &peerAlert{a: a, last: t}
 	fd.emit(a)
 }
 
@@ -345,20 +361,18 @@ func contains(s []string, v string) bool {
 
 // windowCounter counts per address in tumbling event-time windows: flows,
 // or distinct ports (keeping at most limit+1 ports per address, so memory
-// is bounded by max × limit).
+// is bounded by max × limit). Addresses and (address, port) pairs live in
+// open-addressing tables, cleared at each window: one probe each per flow.
 type windowCounter struct {
 	window     time.Duration
 	limit, max int
 	distinct   bool
 	start      time.Time
-	counts     map[netip.Addr]*addrCount
+	addrs      addrTable // address → index in n
+	n          []int32   // per address: flows, or distinct ports
+	ports      keySet    // (index, port) pairs seen
 	firing     map[netip.Addr]*Alert
 	overflowed bool
-}
-
-type addrCount struct {
-	n     int
-	ports map[uint16]struct{}
 }
 
 type addResult int
@@ -369,37 +383,49 @@ const (
 )
 
 func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
-	if w.counts == nil {
-		w.counts, w.firing = map[netip.Addr]*addrCount{}, map[netip.Addr]*Alert{}
+	if w.firing == nil {
+		w.firing = map[netip.Addr]*Alert{}
 	}
-	c := w.counts[a]
-	if c == nil {
-		if len(w.counts) >= w.max {
+	i, ok := w.addrs.get(a)
+	if !ok {
+		if len(w.n) >= w.max {
 			w.overflowed = true
 			return counted
 		}
-		c = &addrCount{}
-		if w.distinct {
-			c.ports = map[uint16]struct{}{}
-		}
-		w.counts[a] = c
+		i = int32(len(w.n))
+		w.addrs.put(a, i)
+		w.n = append(w.n, 0)
 	}
-	if c.n > w.limit {
+	if int(w.n[i]) > w.limit {
 		return counted
 	}
-	if w.distinct {
-		if _, ok := c.ports[port]; ok {
-			return counted
-		}
-		c.ports[port] = struct{}{}
+	if w.distinct && !w.ports.insert(uint64(i)<<16|uint64(port)) {
+		return counted
 	}
-	c.n++
-	if c.n == w.limit+1 {
+	w.n[i]++
+	if int(w.n[i]) == w.limit+1 {
 		if _, ok := w.firing[a]; !ok {
 			return crossed
 		}
 	}
 	return counted
+}
+
+// count is a's count in the current window.
+func (w *windowCounter) count(a netip.Addr) int {
+	if i, ok := w.addrs.get(a); ok {
+		return int(w.n[i])
+	}
+	return 0
+}
+
+// tracked is how many addresses the current window counts.
+func (w *windowCounter) tracked() int { return len(w.n) }
+
+func (w *windowCounter) reset() {
+	w.addrs.reset()
+	w.ports.reset()
+	w.n = w.n[:0]
 }
 
 // roll starts a new window when now is past the current one; addresses
@@ -427,15 +453,111 @@ func (w *windowCounter) roll(now time.Time) []Alert {
 		for a, al := range w.firing {
 			// A firing address resolves after a window it stayed under the
 			// limit in, and which began after it fired.
-			if c := w.counts[a]; (c == nil || c.n <= w.limit) && !al.FiredAt.After(w.start) {
+			if w.count(a) <= w.limit && !al.FiredAt.After(w.start) {
 				r := *al
 				r.EndsAt = end
 				out = append(out, r)
 				delete(w.firing, a)
 			}
 		}
-		clear(w.counts)
+		w.reset()
 		w.start = end
 	}
 	return out
+}
+
+// addrTable maps addresses to indexes: open addressing with linear
+// probing, doubling at half full.
+type addrTable struct {
+	addrs []netip.Addr
+	idx   []int32 // index+1; 0: empty
+	used  int
+}
+
+func hashAddr(a netip.Addr) uint64 {
+	b := a.As16()
+	h := (binary.LittleEndian.Uint64(b[:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[8:]), 31)) * 0x9E3779B97F4A7C15
+	return h ^ h>>29
+}
+
+func (t *addrTable) get(a netip.Addr) (int32, bool) {
+	if t.used == 0 {
+		return 0, false
+	}
+	mask := len(t.idx) - 1
+	for i := int(hashAddr(a)) & mask; ; i = (i + 1) & mask {
+		switch {
+		case t.idx[i] == 0:
+			return 0, false
+		case t.addrs[i] == a:
+			return t.idx[i] - 1, true
+		}
+	}
+}
+
+// put adds a, which is not in the table.
+func (t *addrTable) put(a netip.Addr, v int32) {
+	if 2*(t.used+1) > len(t.idx) {
+		old, oldIdx := t.addrs, t.idx
+		n := max(64, 2*len(t.idx))
+		t.addrs, t.idx, t.used = make([]netip.Addr, n), make([]int32, n), 0
+		for i, x := range oldIdx {
+			if x != 0 {
+				t.put(old[i], x-1)
+			}
+		}
+	}
+	mask := len(t.idx) - 1
+	i := int(hashAddr(a)) & mask
+	for t.idx[i] != 0 {
+		i = (i + 1) & mask
+	}
+	t.addrs[i], t.idx[i] = a, v+1
+	t.used++
+}
+
+func (t *addrTable) reset() {
+	if t.used > 0 {
+		clear(t.addrs)
+		clear(t.idx)
+		t.used = 0
+	}
+}
+
+// keySet is a set of uint64 keys: open addressing, doubling at half full.
+type keySet struct {
+	keys []uint64 // key+1; 0: empty
+	used int
+}
+
+// insert adds k and says whether it was new.
+func (s *keySet) insert(k uint64) bool {
+	if 2*(s.used+1) > len(s.keys) {
+		old := s.keys
+		s.keys, s.used = make([]uint64, max(256, 2*len(old))), 0
+		for _, x := range old {
+			if x != 0 {
+				s.insert(x - 1)
+			}
+		}
+	}
+	mask := len(s.keys) - 1
+	h := (k + 1) * 0x9E3779B97F4A7C15
+	for i := int(h^h>>31) & mask; ; i = (i + 1) & mask {
+		switch s.keys[i] {
+		case 0:
+			s.keys[i] = k + 1
+			s.used++
+			return true
+		case k + 1:
+			return false
+		}
+	}
+}
+
+func (s *keySet) reset() {
+	if s.used > 0 {
+		clear(s.keys)
+		s.used = 0
+	}
 }

@@ -286,6 +286,7 @@ func (e *Engine) foldRTT() {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
 			s.rtt.cur.GetPositiveValueStore().AddWithCount(bin, float64(n))
+			s.rtt.dirty = true
 		}
 	})
 	for _, o := range p.rttOther {
@@ -295,6 +296,7 @@ func (e *Engine) foldRTT() {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
 			_ = s.rtt.cur.Add(o.ms)
+			s.rtt.dirty = true
 		}
 	}
 	p.rttOther = p.rttOther[:0]

@@ -515,6 +515,7 @@ func (e *Engine) skip(n int64) {
 		if s.rtt != nil && n >= int64(e.rttTicks) {
 			s.rtt.cur.Clear()
 			s.rtt.prev.Clear()
+			s.rtt.dirty = true
 		}
 	}
 	e.decayTalkers(math.Pow(e.decayTalker, float64(n)))
