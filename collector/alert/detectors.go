@@ -165,7 +165,7 @@ type FlowDetectors struct {
 type projectPeers struct {
 	name  string
 	from  time.Time // first flow
-	known map[netip.Addr]struct{}
+	known addrTable
 }
 
 type peerKey struct {
@@ -267,12 +267,12 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 	pp := fd.last
 	if pp == nil || pp.name != project {
 		if pp = fd.projects[project]; pp == nil {
-			pp = &projectPeers{name: project, from: t, known: map[netip.Addr]struct{}{}}
+			pp = &projectPeers{name: project, from: t}
 			fd.projects[project] = pp
 		}
 		fd.last = pp
 	}
-	if _, ok := pp.known[peer]; ok {
+	if _, ok := pp.known.get(peer); ok {
 		if len(fd.newPeers) > 0 {
 			if pa := fd.newPeers[peerKey{project, peer}]; pa != nil {
 				pa.last = t
@@ -284,7 +284,7 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		fd.Overflow("new_peer")
 		return
 	}
-	pp.known[peer] = struct{}{}
+	pp.known.put(peer, 0)
 	fd.npeers++
 	from := pp.from
 	if t.Sub(from) < fd.cfg.NewPeer.Learning {

@@ -74,6 +74,19 @@ func (k *aggKey) hash() uint64 {
 	return h ^ h>>32
 }
 
+// equal is k == o, the cheap fields first, and interned strings (the
+// interface names) compared by address before their bytes.
+func (k *aggKey) equal(o *aggKey) bool {
+	return k.last == o.last && k.inIf == o.inIf && k.outIf == o.outIf && k.port == o.port &&
+		k.proto == o.proto && k.events == o.events && k.srcVS == o.srcVS && k.dstVS == o.dstVS &&
+		k.srcNet == o.srcNet && k.dstNet == o.dstNet && k.exporter == o.exporter &&
+		sameString(k.inName, o.inName) && sameString(k.outName, o.outName)
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
+}
+
 // preAgg is the sum of the records of one key since the last fold.
 type preAgg struct {
 	key     aggKey
@@ -106,6 +119,8 @@ type preAggs struct {
 	rttOther []rttOther // RTTs outside the mapping's range, rare
 	talkers  talkerTable
 	batch    uint64 // talker folds so far
+	// the sketches the current talker fold fed
+	batchSketches []*spaceSaving
 }
 
 // Bounds of the tables. They start small and double, up to their bound,
@@ -117,7 +132,7 @@ const (
 	minAggs        = 16
 	spreadBudget   = 1 << 18
 	rttSlots       = 1 << 16 // 768 KiB
-	talkerSlots    = 1 << 17 // 5 MiB
+	talkerSlots    = 1 << 17
 	firstSlots     = 1 << 10
 	tableLoadShift = 1 // a table is full at half its slots
 )
@@ -126,8 +141,8 @@ func newPreAggs(ringLen int) preAggs {
 	n := max(minAggs, min(maxAggs, spreadBudget/(2*ringLen)))
 	p := preAggs{max: n, stride: 2 * ringLen}
 	p.slots = make([]int32, min(firstSlots, 2*pow2(n)))
-	p.rtt = newCountTable(firstSlots)
-	p.talkers = newTalkerTable(firstSlots)
+	p.rtt = newCountTable(firstSlots, rttSlots)
+	p.talkers = newTalkerTable(firstSlots, talkerSlots)
 	return p
 }
 
@@ -143,7 +158,7 @@ func (p *preAggs) find(k *aggKey) (int, int) {
 		if j == 0 {
 			return -1, i
 		}
-		if p.aggs[j-1].key == *k {
+		if p.aggs[j-1].key.equal(k) {
 			return int(j - 1), i
 		}
 		i = (i + 1) & mask
@@ -311,19 +326,27 @@ func (e *Engine) foldTalkers() {
 	}
 	p.batch++
 	p.talkers.each(func(s *series, addr netip.Addr, w float64) {
-		s.talkers.addBatch(addr, addrHash(addr), w, p.batch)
+		if s.talkers.addBatch(addr, addrHash(addr), w, p.batch) {
+			p.batchSketches = append(p.batchSketches, s.talkers)
+		}
 	})
+	for _, ss := range p.batchSketches {
+		ss.endBatch()
+	}
+	clear(p.batchSketches)
+	p.batchSketches = p.batchSketches[:0]
 }
 
 // countTable counts per uint64 key, in fixed memory (open addressing).
 type countTable struct {
+	limit  int // slots at most
 	keys   []uint64
 	counts []uint32 // 0: empty slot
 	used   int
 }
 
-func newCountTable(slots int) countTable {
-	return countTable{keys: make([]uint64, slots), counts: make([]uint32, slots)}
+func newCountTable(slots, limit int) countTable {
+	return countTable{keys: make([]uint64, slots), counts: make([]uint32, slots), limit: limit}
 }
 
 // full says the table must be folded before it counts another key; below
@@ -332,11 +355,11 @@ func (t *countTable) full() bool {
 	if t.used < len(t.keys)>>tableLoadShift {
 		return false
 	}
-	if len(t.keys) >= rttSlots {
+	if len(t.keys) >= t.limit {
 		return true
 	}
 	old := *t
-	*t = newCountTable(2 * len(old.keys))
+	*t = newCountTable(2*len(old.keys), old.limit)
 	for i, n := range old.counts {
 		if n != 0 {
 			t.put(old.keys[i], n)
@@ -390,6 +413,7 @@ func (t *countTable) each(fn func(k uint64, n uint32)) {
 // talkerTable sums weights per (series, source address): open
 // addressing, growing up to talkerSlots.
 type talkerTable struct {
+	limit   int // slots at most
 	entries []talkerEntry
 	used    int
 }
@@ -400,8 +424,8 @@ type talkerEntry struct {
 	s    *series // nil: empty slot
 }
 
-func newTalkerTable(slots int) talkerTable {
-	return talkerTable{entries: make([]talkerEntry, slots)}
+func newTalkerTable(slots, limit int) talkerTable {
+	return talkerTable{entries: make([]talkerEntry, slots), limit: limit}
 }
 
 func talkerSlot(h uint64, s *series) uint64 {
@@ -415,11 +439,11 @@ func (t *talkerTable) full(n int) bool {
 	if t.used+n <= len(t.entries)>>tableLoadShift {
 		return false
 	}
-	if len(t.entries) >= talkerSlots {
+	if len(t.entries) >= t.limit {
 		return true
 	}
 	old := t.entries
-	*t = newTalkerTable(2 * len(old))
+	*t = newTalkerTable(2*len(old), t.limit)
 	mask := len(t.entries) - 1
 	for _, en := range old {
 		if en.s == nil {

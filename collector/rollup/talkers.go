@@ -1,7 +1,9 @@
 package rollup
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -25,6 +27,7 @@ type spaceSaving struct {
 	// count when it began (0 while the sketch is not full).
 	batch uint64
 	floor float64
+	cands []talkerCand // addresses not held, until endBatch
 }
 
 type talkerCounter struct {
@@ -71,17 +74,16 @@ func (s *spaceSaving) insert(addr netip.Addr, h uint64, w float64) {
 
 // addBatch adds weight w to addr as part of batch, in which each address
 // comes at most once: the sums of the records between two folds (see
-// preagg.go). An address not held competes with what it could weigh at
-// most, the smallest count when the batch began (floor, which no address
-// outside the sketch exceeds) plus w; it takes over the smallest counter
-// only if that is more than the smallest count now, with floor as its
-// error. The sketch's promises stay: every count bounds its address's
-// weight from above, by at most its err, and an address outside the
-// sketch weighs at most the smallest count. A tail of light addresses
-// costs one lookup each instead of a takeover each.
-func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint64) {
-	if s.batch != batch {
+// preagg.go); endBatch ends it. It reports whether it was the first of
+// the batch. A held address adds w at once; one not held waits for
+// endBatch, as a candidate weighing at most floor+w (floor, the smallest
+// count when the batch began, bounds what any address outside the sketch
+// weighed then).
+func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint64) bool {
+	first := s.batch != batch
+	if first {
 		s.batch, s.floor = batch, 0
+		s.cands = s.cands[:0]
 		if len(s.slots) == s.k {
 			s.floor = s.slots[s.heap[0]].count
 		}
@@ -90,21 +92,52 @@ func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint6
 		c := &s.slots[i]
 		c.count += w
 		s.down(int(c.hpos))
-		return
+		return first
 	}
 	if len(s.slots) < s.k {
 		s.insert(addr, h, w)
+		return first
+	}
+	s.cands = append(s.cands, talkerCand{addr: addr, h: h, w: w})
+	return first
+}
+
+type talkerCand struct {
+	addr netip.Addr
+	h    uint64
+	w    float64
+}
+
+// endBatch admits the batch's candidates, heaviest first: each takes over
+// the smallest counter, with floor+w as its count and floor as its error,
+// while floor+w exceeds that counter. The sketch's promises stay: every
+// count bounds its address's weight from above, by at most its err, and an
+// address outside the sketch weighs at most the smallest count. A tail of
+// light addresses costs a lookup and a comparison each, not a takeover.
+func (s *spaceSaving) endBatch() {
+	if len(s.cands) == 0 {
 		return
 	}
-	i := s.heap[0]
-	min := &s.slots[i]
-	if s.floor+w <= min.count {
-		return
+	lo := s.slots[s.heap[0]].count
+	c := s.cands[:0]
+	for _, x := range s.cands {
+		if s.floor+x.w > lo {
+			c = append(c, x)
+		}
 	}
-	s.index.remove(min.addr, addrHash(min.addr))
-	min.addr, min.count, min.err = addr, s.floor+w, s.floor
-	s.index.put(addr, h, i)
-	s.down(0)
+	slices.SortFunc(c, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
+	for _, x := range c {
+		i := s.heap[0]
+		min := &s.slots[i]
+		if s.floor+x.w <= min.count {
+			break
+		}
+		s.index.remove(min.addr, addrHash(min.addr))
+		min.addr, min.count, min.err = x.addr, s.floor+x.w, s.floor
+		s.index.put(x.addr, x.h, i)
+		s.down(0)
+	}
+	s.cands = s.cands[:0]
 }
 
 func (s *spaceSaving) less(i, j int) bool { return s.slots[s.heap[i]].count < s.slots[s.heap[j]].count }
@@ -171,6 +204,7 @@ func (s *spaceSaving) top(dst []talkerCounter, n int) []talkerCounter {
 // reset forgets every talker (the memory is kept).
 func (s *spaceSaving) reset() {
 	s.index.reset()
+	s.cands, s.batch = s.cands[:0], 0
 	s.slots, s.heap = s.slots[:0], s.heap[:0]
 }
 
