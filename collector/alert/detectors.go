@@ -467,59 +467,74 @@ func (w *windowCounter) roll(now time.Time) []Alert {
 }
 
 // addrTable maps addresses to indexes: open addressing with linear
-// probing, doubling at half full.
+// probing, doubling at half full; an entry is its address's 16 bytes and
+// its index, so that a probe reads one cache line.
 type addrTable struct {
-	addrs []netip.Addr
-	idx   []int32 // index+1; 0: empty
-	used  int
+	entries []addrEntry
+	used    int
 }
 
-func hashAddr(a netip.Addr) uint64 {
+type addrEntry struct {
+	a0, a1 uint64
+	idx    int32 // index+1; 0: empty
+	v6     bool  // not an IPv4 address (As16 maps IPv4 into IPv6)
+}
+
+func addrWords(a netip.Addr) (uint64, uint64, bool) {
 	b := a.As16()
-	h := (binary.LittleEndian.Uint64(b[:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[8:]), 31)) * 0x9E3779B97F4A7C15
-	return h ^ h>>29
+	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), !a.Is4()
+}
+
+func hashWords(a0, a1 uint64) int {
+	h := (a0 ^ bits.RotateLeft64(a1, 31)) * 0x9E3779B97F4A7C15
+	return int(h ^ h>>29)
 }
 
 func (t *addrTable) get(a netip.Addr) (int32, bool) {
 	if t.used == 0 {
 		return 0, false
 	}
-	mask := len(t.idx) - 1
-	for i := int(hashAddr(a)) & mask; ; i = (i + 1) & mask {
+	a0, a1, v6 := addrWords(a)
+	mask := len(t.entries) - 1
+	for i := hashWords(a0, a1) & mask; ; i = (i + 1) & mask {
+		en := &t.entries[i]
 		switch {
-		case t.idx[i] == 0:
+		case en.idx == 0:
 			return 0, false
-		case t.addrs[i] == a:
-			return t.idx[i] - 1, true
+		case en.a0 == a0 && en.a1 == a1 && en.v6 == v6:
+			return en.idx - 1, true
 		}
 	}
 }
 
 // put adds a, which is not in the table.
 func (t *addrTable) put(a netip.Addr, v int32) {
-	if 2*(t.used+1) > len(t.idx) {
-		old, oldIdx := t.addrs, t.idx
-		n := max(64, 2*len(t.idx))
-		t.addrs, t.idx, t.used = make([]netip.Addr, n), make([]int32, n), 0
-		for i, x := range oldIdx {
-			if x != 0 {
-				t.put(old[i], x-1)
+	a0, a1, v6 := addrWords(a)
+	t.putWords(addrEntry{a0: a0, a1: a1, idx: v + 1, v6: v6})
+}
+
+func (t *addrTable) putWords(e addrEntry) {
+	if 2*(t.used+1) > len(t.entries) {
+		old := t.entries
+		t.entries, t.used = make([]addrEntry, max(64, 2*len(old))), 0
+		for _, x := range old {
+			if x.idx != 0 {
+				t.putWords(x)
 			}
 		}
 	}
-	mask := len(t.idx) - 1
-	i := int(hashAddr(a)) & mask
-	for t.idx[i] != 0 {
+	mask := len(t.entries) - 1
+	i := hashWords(e.a0, e.a1) & mask
+	for t.entries[i].idx != 0 {
 		i = (i + 1) & mask
 	}
-	t.addrs[i], t.idx[i] = a, v+1
+	t.entries[i] = e
 	t.used++
 }
 
 func (t *addrTable) reset() {
 	if t.used > 0 {
-		clear(t.addrs)
-		clear(t.idx)
+		clear(t.entries)
 		t.used = 0
 	}
 }
