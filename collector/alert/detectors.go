@@ -485,9 +485,15 @@ func addrWords(a netip.Addr) (uint64, uint64, bool) {
 	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), !a.Is4()
 }
 
+// hashWords is MurmurHash3's finaliser on the address's words: IPv4
+// addresses differ only in the high bytes of a1.
 func hashWords(a0, a1 uint64) int {
-	h := (a0 ^ bits.RotateLeft64(a1, 31)) * 0x9E3779B97F4A7C15
-	return int(h ^ h>>29)
+	h := a0 ^ bits.RotateLeft64(a1, 32)
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return int(h ^ h>>33)
 }
 
 func (t *addrTable) get(a netip.Addr) (int32, bool) {

@@ -43,9 +43,22 @@ type aggKey struct {
 	events          bool // last is the bucket the record ends in
 }
 
-const hashMul = 0x9E3779B97F4A7C15
+// mix folds v into the hash h. The multiplication spreads each bit of
+// h^v into the bits above it, the shift brings the mixed high bits down to
+// the low ones that index a table (addresses vary in their high bytes).
+func mix(h, v uint64) uint64 {
+	h = (h ^ v) * 0xff51afd7ed558ccd
+	return h ^ h>>32
+}
 
-func mix(h, v uint64) uint64 { return bits.RotateLeft64((h^v)*hashMul, 29) }
+// fmix is MurmurHash3's finaliser: every input bit reaches every output bit.
+func fmix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return h ^ h>>33
+}
 
 func addrWords(a netip.Addr) (uint64, uint64) {
 	b := a.As16()
@@ -70,8 +83,7 @@ func (k *aggKey) hash() uint64 {
 	if k.events {
 		ev = 1
 	}
-	h = mix(h, uint64(k.port)|uint64(k.proto)<<16|ev<<24)
-	return h ^ h>>32
+	return fmix(h ^ (uint64(k.port) | uint64(k.proto)<<16 | ev<<24))
 }
 
 // equal is k == o, the cheap fields first, and interned strings (the
@@ -370,7 +382,7 @@ func (t *countTable) full() bool {
 
 func (t *countTable) put(k uint64, n uint32) {
 	mask := len(t.keys) - 1
-	i := int(mix(k, hashMul)^k>>29) & mask
+	i := int(fmix(k)) & mask
 	for t.counts[i] != 0 {
 		i = (i + 1) & mask
 	}
@@ -381,7 +393,7 @@ func (t *countTable) put(k uint64, n uint32) {
 // add counts k once; the caller folds the table when it is full first.
 func (t *countTable) add(k uint64) {
 	mask := len(t.keys) - 1
-	i := int(mix(k, hashMul)^k>>29) & mask
+	i := int(fmix(k)) & mask
 	for {
 		switch {
 		case t.counts[i] == 0:
@@ -429,8 +441,7 @@ func newTalkerTable(slots, limit int) talkerTable {
 }
 
 func talkerSlot(h uint64, s *series) uint64 {
-	g := mix(h, ptrWord(s))
-	return g ^ g>>32
+	return fmix(h ^ ptrWord(s))
 }
 
 // full says the table must be folded before it takes n more entries;

@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"cmp"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sort"
@@ -210,8 +211,7 @@ func (s *spaceSaving) reset() {
 
 func addrHash(a netip.Addr) uint64 {
 	h0, h1 := addrWords(a)
-	h := mix(h0, h1)
-	return h ^ h>>32
+	return fmix(h0 ^ bits.RotateLeft64(h1, 32))
 }
 
 // addrIndex maps the addresses of a sketch's counters to their slots: open
