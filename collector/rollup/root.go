@@ -597,8 +597,7 @@ func (e *Engine) buildSnapshot() {
 	for i, s := range e.all {
 		s.pos = i
 		bk := &s.last
-		v := s.row.Values
-		clear(v)
+		v := s.row.Values // the same keys every tick: overwritten, not cleared
 		v[BytesPerSecond] = bk.bytes / ts
 		v[BitsPerSecond] = 8 * bk.bytes / ts
 		v[PacketsPerSecond] = bk.packets / ts
@@ -615,11 +614,15 @@ func (e *Engine) buildSnapshot() {
 		v[SeriesAgeSeconds] = float64(e.closed+1-s.born) * ts
 		if bk.tcpPackets > 0 {
 			v[RetransmissionRatio] = float64(bk.retrans) / float64(bk.tcpPackets)
+		} else {
+			delete(v, RetransmissionRatio)
 		}
-		if s.rtt != nil {
-			if q, ok := s.rtt.quantiles(); ok {
-				v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
-			}
+		if q, ok := s.rtt.quantilesOf(); ok {
+			v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
+		} else {
+			delete(v, RTTp50)
+			delete(v, RTTp95)
+			delete(v, RTTp99)
 		}
 		s.row.Top = s.row.Top[:0]
 		if s.talkers != nil {

@@ -92,6 +92,14 @@ func (r *rttState) rotate() {
 var quantiles = []float64{0.5, 0.95, 0.99}
 
 // quantiles returns p50, p95, p99 and whether there was any handshake.
+// quantilesOf is quantiles, for a series that may have no RTT state.
+func (r *rttState) quantilesOf() ([]float64, bool) {
+	if r == nil {
+		return nil, false
+	}
+	return r.quantiles()
+}
+
 func (r *rttState) quantiles() ([]float64, bool) {
 	if !r.dirty {
 		return r.q, r.qOK
