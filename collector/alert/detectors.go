@@ -368,9 +368,8 @@ type windowCounter struct {
 	limit, max int
 	distinct   bool
 	start      time.Time
-	addrs      addrTable // address → index in n
-	n          []int32   // per address: flows, or distinct ports
-	ports      keySet    // (index, port) pairs seen
+	addrs      addrTable // per address: its count and its first ports
+	ports      keySet    // (address index, port) pairs past an entry's first ports
 	firing     map[netip.Addr]*Alert
 	overflowed bool
 }
@@ -386,24 +385,34 @@ func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
 	if w.firing == nil {
 		w.firing = map[netip.Addr]*Alert{}
 	}
-	i, ok := w.addrs.get(a)
-	if !ok {
-		if len(w.n) >= w.max {
+	en := w.addrs.entry(a)
+	if en == nil {
+		if w.addrs.used >= w.max {
 			w.overflowed = true
 			return counted
 		}
-		i = int32(len(w.n))
-		w.addrs.put(a, i)
-		w.n = append(w.n, 0)
+		en = w.addrs.put(a, int32(w.addrs.used))
 	}
-	if int(w.n[i]) > w.limit {
+	if int(en.n) > w.limit {
 		return counted
 	}
-	if w.distinct && !w.ports.insert(uint64(i)<<16|uint64(port)) {
-		return counted
+	if w.distinct {
+		// Most sources reach a few ports: they are in the entry, in the
+		// cache line already read.
+		for _, p := range en.ports[:en.np] {
+			if p == port {
+				return counted
+			}
+		}
+		if int(en.np) < len(en.ports) {
+			en.ports[en.np] = port
+			en.np++
+		} else if !w.ports.insert(uint64(en.idx)<<16 | uint64(port)) {
+			return counted
+		}
 	}
-	w.n[i]++
-	if int(w.n[i]) == w.limit+1 {
+	en.n++
+	if int(en.n) == w.limit+1 {
 		if _, ok := w.firing[a]; !ok {
 			return crossed
 		}
@@ -413,19 +422,18 @@ func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
 
 // count is a's count in the current window.
 func (w *windowCounter) count(a netip.Addr) int {
-	if i, ok := w.addrs.get(a); ok {
-		return int(w.n[i])
+	if en := w.addrs.entry(a); en != nil {
+		return int(en.n)
 	}
 	return 0
 }
 
 // tracked is how many addresses the current window counts.
-func (w *windowCounter) tracked() int { return len(w.n) }
+func (w *windowCounter) tracked() int { return w.addrs.used }
 
 func (w *windowCounter) reset() {
 	w.addrs.reset()
 	w.ports.reset()
-	w.n = w.n[:0]
 }
 
 // roll starts a new window when now is past the current one; addresses
@@ -477,6 +485,9 @@ type addrTable struct {
 type addrEntry struct {
 	a0, a1 uint64
 	idx    int32 // index+1; 0: empty
+	n      int32 // windowCounter: the address's count
+	ports  [4]uint16
+	np     uint8 // windowCounter: ports held in ports
 	v6     bool  // not an IPv4 address (As16 maps IPv4 into IPv6)
 }
 
@@ -497,8 +508,17 @@ func hashWords(a0, a1 uint64) int {
 }
 
 func (t *addrTable) get(a netip.Addr) (int32, bool) {
+	if en := t.entry(a); en != nil {
+		return en.idx - 1, true
+	}
+	return 0, false
+}
+
+// entry is a's entry, nil if a is not in the table; it is valid until the
+// next put.
+func (t *addrTable) entry(a netip.Addr) *addrEntry {
 	if t.used == 0 {
-		return 0, false
+		return nil
 	}
 	a0, a1, v6 := addrWords(a)
 	mask := len(t.entries) - 1
@@ -506,20 +526,20 @@ func (t *addrTable) get(a netip.Addr) (int32, bool) {
 		en := &t.entries[i]
 		switch {
 		case en.idx == 0:
-			return 0, false
+			return nil
 		case en.a0 == a0 && en.a1 == a1 && en.v6 == v6:
-			return en.idx - 1, true
+			return en
 		}
 	}
 }
 
-// put adds a, which is not in the table.
-func (t *addrTable) put(a netip.Addr, v int32) {
+// put adds a, which is not in the table, and returns its entry.
+func (t *addrTable) put(a netip.Addr, v int32) *addrEntry {
 	a0, a1, v6 := addrWords(a)
-	t.putWords(addrEntry{a0: a0, a1: a1, idx: v + 1, v6: v6})
+	return t.putWords(addrEntry{a0: a0, a1: a1, idx: v + 1, v6: v6})
 }
 
-func (t *addrTable) putWords(e addrEntry) {
+func (t *addrTable) putWords(e addrEntry) *addrEntry {
 	if 2*(t.used+1) > len(t.entries) {
 		old := t.entries
 		t.entries, t.used = make([]addrEntry, max(64, 2*len(old))), 0
@@ -536,6 +556,7 @@ func (t *addrTable) putWords(e addrEntry) {
 	}
 	t.entries[i] = e
 	t.used++
+	return &t.entries[i]
 }
 
 func (t *addrTable) reset() {
