@@ -137,12 +137,12 @@ type preAggs struct {
 
 // Bounds of the tables. They start small and double, up to their bound,
 // when they fill between two ticks; a full table at its bound is folded.
-// The spread arena holds at most spreadBudget values (2 MiB), so at most
+// The spread arena holds at most spreadBudget values (4 MiB), so at most
 // maxAggs pre-aggregates (fewer with a long Delay+Ahead).
 const (
 	maxAggs        = 16384
 	minAggs        = 16
-	spreadBudget   = 1 << 18
+	spreadBudget   = 1 << 19
 	rttSlots       = 1 << 16 // 768 KiB
 	talkerSlots    = 1 << 17
 	firstSlots     = 1 << 10

@@ -126,6 +126,12 @@ func (s *spaceSaving) endBatch() {
 			c = append(c, x)
 		}
 	}
+	// At most k candidates can enter: after k takeovers the smallest
+	// counter is floor plus the k-th heaviest weight.
+	if len(c) > s.k {
+		selectHeaviest(c, s.k)
+		c = c[:s.k]
+	}
 	slices.SortFunc(c, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
 	for _, x := range c {
 		i := s.heap[0]
@@ -281,4 +287,35 @@ func (x *addrIndex) reset() {
 	clear(x.addrs)
 	clear(x.slots)
 	x.n = 0
+}
+
+// selectHeaviest moves the n heaviest candidates to c[:n], in no order
+// (Hoare's quickselect).
+func selectHeaviest(c []talkerCand, n int) {
+	lo, hi := 0, len(c)-1
+	for lo < hi {
+		pivot := c[lo+(hi-lo)/2].w
+		i, j := lo, hi
+		for i <= j {
+			for c[i].w > pivot {
+				i++
+			}
+			for c[j].w < pivot {
+				j--
+			}
+			if i <= j {
+				c[i], c[j] = c[j], c[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case n-1 <= j:
+			hi = j
+		case n-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
 }
