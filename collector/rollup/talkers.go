@@ -145,6 +145,9 @@ func (s *spaceSaving) endBatch() {
 		s.down(0)
 	}
 	s.cands = s.cands[:0]
+	if cap(s.cands) > 64*s.k {
+		s.cands = nil // a burst of sources: do not keep its memory
+	}
 }
 
 func (s *spaceSaving) less(i, j int) bool { return s.slots[s.heap[i]].count < s.slots[s.heap[j]].count }
