@@ -1,12 +1,10 @@
 package rollup
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -291,28 +289,6 @@ func TestSpaceSavingBatches(t *testing.T) {
 	for a, w := range exact {
 		if w > total/k && !s.index.has(a) {
 			t.Errorf("%v weighs %v > total/k = %v but is not held", a, w, total/k)
-		}
-	}
-}
-
-// TestSelectHeaviest checks the quickselect against a sort, with ties.
-func TestSelectHeaviest(t *testing.T) {
-	rng := rand.New(rand.NewPCG(11, 12))
-	for range 200 {
-		c := make([]talkerCand, 1+rng.IntN(300))
-		for i := range c {
-			c[i].w = float64(rng.IntN(40))
-		}
-		n := 1 + rng.IntN(len(c))
-		sorted := slices.Clone(c)
-		slices.SortFunc(sorted, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
-		selectHeaviest(c, n)
-		top := slices.Clone(c[:n])
-		slices.SortFunc(top, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
-		for i := range top {
-			if top[i].w != sorted[i].w {
-				t.Fatalf("n=%d of %d: selected %v, want %v", n, len(c), top, sorted[:n])
-			}
 		}
 	}
 }

@@ -28,7 +28,7 @@ type spaceSaving struct {
 	// count when it began (0 while the sketch is not full).
 	batch uint64
 	floor float64
-	cands []talkerCand // addresses not held, until endBatch
+	cands []talkerCand // the k heaviest addresses not held, until endBatch
 }
 
 type talkerCounter struct {
@@ -99,7 +99,44 @@ func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint6
 		s.insert(addr, h, w)
 		return first
 	}
-	s.cands = append(s.cands, talkerCand{addr: addr, h: h, w: w})
+	// Keep the k heaviest candidates (a min-heap by weight): no more can
+	// enter, since after k takeovers the smallest counter is floor plus
+	// the k-th heaviest weight. A candidate that cannot beat the smallest
+	// counter now never will (counts only grow within a batch).
+	if s.floor+w <= s.slots[s.heap[0]].count {
+		return first
+	}
+	if len(s.cands) < s.k {
+		s.cands = append(s.cands, talkerCand{addr: addr, h: h, w: w})
+		for i := len(s.cands) - 1; i > 0; {
+			p := (i - 1) / 2
+			if s.cands[p].w <= s.cands[i].w {
+				break
+			}
+			s.cands[p], s.cands[i] = s.cands[i], s.cands[p]
+			i = p
+		}
+		return first
+	}
+	if w <= s.cands[0].w {
+		return first
+	}
+	s.cands[0] = talkerCand{addr: addr, h: h, w: w}
+	for i, n := 0, len(s.cands); ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && s.cands[r].w < s.cands[l].w {
+			m = r
+		}
+		if s.cands[i].w <= s.cands[m].w {
+			break
+		}
+		s.cands[i], s.cands[m] = s.cands[m], s.cands[i]
+		i = m
+	}
 	return first
 }
 
@@ -126,12 +163,6 @@ func (s *spaceSaving) endBatch() {
 			c = append(c, x)
 		}
 	}
-	// At most k candidates can enter: after k takeovers the smallest
-	// counter is floor plus the k-th heaviest weight.
-	if len(c) > s.k {
-		selectHeaviest(c, s.k)
-		c = c[:s.k]
-	}
 	slices.SortFunc(c, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
 	for _, x := range c {
 		i := s.heap[0]
@@ -145,9 +176,6 @@ func (s *spaceSaving) endBatch() {
 		s.down(0)
 	}
 	s.cands = s.cands[:0]
-	if cap(s.cands) > 64*s.k {
-		s.cands = nil // a burst of sources: do not keep its memory
-	}
 }
 
 func (s *spaceSaving) less(i, j int) bool { return s.slots[s.heap[i]].count < s.slots[s.heap[j]].count }
@@ -290,35 +318,4 @@ func (x *addrIndex) reset() {
 	clear(x.addrs)
 	clear(x.slots)
 	x.n = 0
-}
-
-// selectHeaviest moves the n heaviest candidates to c[:n], in no order
-// (Hoare's quickselect).
-func selectHeaviest(c []talkerCand, n int) {
-	lo, hi := 0, len(c)-1
-	for lo < hi {
-		pivot := c[lo+(hi-lo)/2].w
-		i, j := lo, hi
-		for i <= j {
-			for c[i].w > pivot {
-				i++
-			}
-			for c[j].w < pivot {
-				j--
-			}
-			if i <= j {
-				c[i], c[j] = c[j], c[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case n-1 <= j:
-			hi = j
-		case n-1 >= i:
-			lo = i
-		default:
-			return
-		}
-	}
 }
