@@ -1,8 +1,10 @@
 package alert
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -147,16 +149,28 @@ type FlowDetectors struct {
 	now    time.Time
 
 	// new peers
-	learnFrom map[string]time.Time                // project → first flow
-	peers     map[string]map[netip.Addr]time.Time // project → peer → last flow
-	npeers    int
-	newPeers  map[string]*peerAlert // fingerprint → alert
+	projects map[string]*projectPeers
+	last     *projectPeers // the project of the last external flow: a one-entry cache
+	npeers   int
+	newPeers map[peerKey]*peerAlert
 
 	scan     windowCounter
 	halfOpen windowCounter
 
 	// Overflow counts state refused for bounds (peers, sources, targets).
 	Overflow func(detector string)
+}
+
+// projectPeers are the external peers a project talked to.
+type projectPeers struct {
+	name  string
+	from  time.Time // first flow
+	known addrTable
+}
+
+type peerKey struct {
+	project string
+	peer    netip.Addr
 }
 
 type peerAlert struct {
@@ -170,8 +184,7 @@ func NewFlowDetectors(d Detectors, kibanaURL, dataView string, emit func(Alert))
 		return nil
 	}
 	fd := &FlowDetectors{cfg: d, emit: emit, kibana: kibanaURL, view: dataView,
-		learnFrom: map[string]time.Time{}, peers: map[string]map[netip.Addr]time.Time{},
-		newPeers: map[string]*peerAlert{}, Overflow: func(string) {}}
+		projects: map[string]*projectPeers{}, newPeers: map[peerKey]*peerAlert{}, Overflow: func(string) {}}
 	fd.scan = windowCounter{window: d.PortScan.Window, limit: d.PortScan.Ports, max: d.PortScan.MaxSources, distinct: true}
 	fd.halfOpen = windowCounter{window: d.HalfOpen.Window, limit: d.HalfOpen.Flows, max: d.HalfOpen.MaxTargets}
 	return fd
@@ -251,17 +264,19 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 	if ps := fd.cfg.NewPeer.Projects; len(ps) > 0 && !contains(ps, project) {
 		return
 	}
-	from, ok := fd.learnFrom[project]
-	if !ok {
-		from = t
-		fd.learnFrom[project] = t
-		fd.peers[project] = map[netip.Addr]time.Time{}
+	pp := fd.last
+	if pp == nil || pp.name != project {
+		if pp = fd.projects[project]; pp == nil {
+			pp = &projectPeers{name: project, from: t}
+			fd.projects[project] = pp
+		}
+		fd.last = pp
 	}
-	known := fd.peers[project]
-	if _, ok := known[peer]; ok {
-		known[peer] = t
-		if pa := fd.newPeers[project+" "+peer.String()]; pa != nil {
-			pa.last = t
+	if _, ok := pp.known.get(peer); ok {
+		if len(fd.newPeers) > 0 {
+			if pa := fd.newPeers[peerKey{project, peer}]; pa != nil {
+				pa.last = t
+			}
 		}
 		return
 	}
@@ -269,8 +284,9 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		fd.Overflow("new_peer")
 		return
 	}
-	known[peer] = t
+	pp.known.put(peer, 0)
 	fd.npeers++
+	from := pp.from
 	if t.Sub(from) < fd.cfg.NewPeer.Learning {
 		return
 	}
@@ -279,7 +295,7 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		Annotations: map[string]string{"summary": fmt.Sprintf("project %s talks to a new external peer %s", project, peer)},
 		StartsAt:    t, FiredAt: t, Value: 1}
 	a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
-	fd.newPeers[a.Key] = &peerAlert{a: a, last: t}
+	fd.newPeers[peerKey{project, peer}] = &peerAlert{a: a, last: t}
 	fd.emit(a)
 }
 
@@ -345,20 +361,17 @@ func contains(s []string, v string) bool {
 
 // windowCounter counts per address in tumbling event-time windows: flows,
 // or distinct ports (keeping at most limit+1 ports per address, so memory
-// is bounded by max × limit).
+// is bounded by max × limit). Addresses and (address, port) pairs live in
+// open-addressing tables, cleared at each window: one probe each per flow.
 type windowCounter struct {
 	window     time.Duration
 	limit, max int
 	distinct   bool
 	start      time.Time
-	counts     map[netip.Addr]*addrCount
+	addrs      addrTable // per address: its count and its first ports
+	ports      keySet    // (address index, port) pairs past an entry's first ports
 	firing     map[netip.Addr]*Alert
 	overflowed bool
-}
-
-type addrCount struct {
-	n     int
-	ports map[uint16]struct{}
 }
 
 type addResult int
@@ -369,37 +382,58 @@ const (
 )
 
 func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
-	if w.counts == nil {
-		w.counts, w.firing = map[netip.Addr]*addrCount{}, map[netip.Addr]*Alert{}
+	if w.firing == nil {
+		w.firing = map[netip.Addr]*Alert{}
 	}
-	c := w.counts[a]
-	if c == nil {
-		if len(w.counts) >= w.max {
+	en := w.addrs.entry(a)
+	if en == nil {
+		if w.addrs.used >= w.max {
 			w.overflowed = true
 			return counted
 		}
-		c = &addrCount{}
-		if w.distinct {
-			c.ports = map[uint16]struct{}{}
-		}
-		w.counts[a] = c
+		en = w.addrs.put(a, int32(w.addrs.used))
 	}
-	if c.n > w.limit {
+	if int(en.n) > w.limit {
 		return counted
 	}
 	if w.distinct {
-		if _, ok := c.ports[port]; ok {
+		// Most sources reach a few ports: they are in the entry, in the
+		// cache line already read.
+		for _, p := range en.ports[:en.np] {
+			if p == port {
+				return counted
+			}
+		}
+		if int(en.np) < len(en.ports) {
+			en.ports[en.np] = port
+			en.np++
+		} else if !w.ports.insert(uint64(en.idx)<<16 | uint64(port)) {
 			return counted
 		}
-		c.ports[port] = struct{}{}
 	}
-	c.n++
-	if c.n == w.limit+1 {
+	en.n++
+	if int(en.n) == w.limit+1 {
 		if _, ok := w.firing[a]; !ok {
 			return crossed
 		}
 	}
 	return counted
+}
+
+// count is a's count in the current window.
+func (w *windowCounter) count(a netip.Addr) int {
+	if en := w.addrs.entry(a); en != nil {
+		return int(en.n)
+	}
+	return 0
+}
+
+// tracked is how many addresses the current window counts.
+func (w *windowCounter) tracked() int { return w.addrs.used }
+
+func (w *windowCounter) reset() {
+	w.addrs.reset()
+	w.ports.reset()
 }
 
 // roll starts a new window when now is past the current one; addresses
@@ -427,15 +461,145 @@ func (w *windowCounter) roll(now time.Time) []Alert {
 		for a, al := range w.firing {
 			// A firing address resolves after a window it stayed under the
 			// limit in, and which began after it fired.
-			if c := w.counts[a]; (c == nil || c.n <= w.limit) && !al.FiredAt.After(w.start) {
+			if w.count(a) <= w.limit && !al.FiredAt.After(w.start) {
 				r := *al
 				r.EndsAt = end
 				out = append(out, r)
 				delete(w.firing, a)
 			}
 		}
-		clear(w.counts)
+		w.reset()
 		w.start = end
 	}
 	return out
+}
+
+// addrTable maps addresses to indexes: open addressing with linear
+// probing, doubling at half full; an entry is its address's 16 bytes and
+// its index, so that a probe reads one cache line.
+type addrTable struct {
+	entries []addrEntry
+	used    int
+}
+
+type addrEntry struct {
+	a0, a1 uint64
+	idx    int32 // index+1; 0: empty
+	n      int32 // windowCounter: the address's count
+	ports  [4]uint16
+	np     uint8 // windowCounter: ports held in ports
+	v6     bool  // not an IPv4 address (As16 maps IPv4 into IPv6)
+}
+
+func addrWords(a netip.Addr) (uint64, uint64, bool) {
+	b := a.As16()
+	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), !a.Is4()
+}
+
+// hashWords is MurmurHash3's finaliser on the address's words: IPv4
+// addresses differ only in the high bytes of a1.
+func hashWords(a0, a1 uint64) int {
+	h := a0 ^ bits.RotateLeft64(a1, 32)
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return int(h ^ h>>33)
+}
+
+func (t *addrTable) get(a netip.Addr) (int32, bool) {
+	if en := t.entry(a); en != nil {
+		return en.idx - 1, true
+	}
+	return 0, false
+}
+
+// entry is a's entry, nil if a is not in the table; it is valid until the
+// next put.
+func (t *addrTable) entry(a netip.Addr) *addrEntry {
+	if t.used == 0 {
+		return nil
+	}
+	a0, a1, v6 := addrWords(a)
+	mask := len(t.entries) - 1
+	for i := hashWords(a0, a1) & mask; ; i = (i + 1) & mask {
+		en := &t.entries[i]
+		switch {
+		case en.idx == 0:
+			return nil
+		case en.a0 == a0 && en.a1 == a1 && en.v6 == v6:
+			return en
+		}
+	}
+}
+
+// put adds a, which is not in the table, and returns its entry.
+func (t *addrTable) put(a netip.Addr, v int32) *addrEntry {
+	a0, a1, v6 := addrWords(a)
+	return t.putWords(addrEntry{a0: a0, a1: a1, idx: v + 1, v6: v6})
+}
+
+func (t *addrTable) putWords(e addrEntry) *addrEntry {
+	if 2*(t.used+1) > len(t.entries) {
+		old := t.entries
+		t.entries, t.used = make([]addrEntry, max(64, 2*len(old))), 0
+		for _, x := range old {
+			if x.idx != 0 {
+				t.putWords(x)
+			}
+		}
+	}
+	mask := len(t.entries) - 1
+	i := hashWords(e.a0, e.a1) & mask
+	for t.entries[i].idx != 0 {
+		i = (i + 1) & mask
+	}
+	t.entries[i] = e
+	t.used++
+	return &t.entries[i]
+}
+
+func (t *addrTable) reset() {
+	if t.used > 0 {
+		clear(t.entries)
+		t.used = 0
+	}
+}
+
+// keySet is a set of uint64 keys: open addressing, doubling at half full.
+type keySet struct {
+	keys []uint64 // key+1; 0: empty
+	used int
+}
+
+// insert adds k and says whether it was new.
+func (s *keySet) insert(k uint64) bool {
+	if 2*(s.used+1) > len(s.keys) {
+		old := s.keys
+		s.keys, s.used = make([]uint64, max(256, 2*len(old))), 0
+		for _, x := range old {
+			if x != 0 {
+				s.insert(x - 1)
+			}
+		}
+	}
+	mask := len(s.keys) - 1
+	h := (k + 1) * 0x9E3779B97F4A7C15
+	for i := int(h^h>>31) & mask; ; i = (i + 1) & mask {
+		switch s.keys[i] {
+		case 0:
+			s.keys[i] = k + 1
+			s.used++
+			return true
+		case k + 1:
+			return false
+		}
+	}
+}
+
+func (s *keySet) reset() {
+	if s.used > 0 {
+		clear(s.keys)
+		s.used = 0
+	}
 }

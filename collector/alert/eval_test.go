@@ -135,8 +135,8 @@ func TestPortScanBounded(t *testing.T) {
 		recs = append(recs, rec(t0, netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}).String(), "10.2.0.10", 50000, 80, tcpSYN))
 	}
 	fd.Write(recs)
-	if len(fd.scan.counts) != 100 || over != 900 {
-		t.Errorf("%d sources kept, %d counted over", len(fd.scan.counts), over)
+	if fd.scan.tracked() != 100 || over != 900 {
+		t.Errorf("%d sources kept, %d counted over", fd.scan.tracked(), over)
 	}
 }
 

@@ -55,10 +55,9 @@ type Engine struct {
 	talkerScale float64              // decay so far; stored talker counts are divided by it
 	rttTick     int
 
-	frac    []float64 // scratch: share of a record in each open bucket
-	touched []*series // scratch: the series of one record
-	topBuf  []talkerCounter
-	snap    Snapshot
+	pre    preAggs // records summed between folds (preagg.go)
+	topBuf []talkerCounter
+	snap   Snapshot
 
 	stats counters
 	m     *metrics
@@ -96,7 +95,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		exporters:   map[netip.Addr]*series{},
 		talkerScale: 1,
 	}
-	e.frac = make([]float64, e.ringLen)
+	e.pre = newPreAggs(e.ringLen)
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
 	e.m = newMetrics(r, e)
 	return e, nil
@@ -253,17 +252,43 @@ func (e *Engine) add(r *flow.Record) {
 		return
 	}
 	first, last := max(sIdx, lo), min(eIdx, hi)
-	frac := e.frac[:last-first+1]
+	events := eIdx <= hi // the record's own tick is open
+	if !events {
+		e.stats.futureRecords++
+	}
+
+	// The record's pre-aggregate: one lookup (see preagg.go).
+	k := aggKey{exporter: r.ObserverIP, inName: r.InIfName, outName: r.OutIfName,
+		srcVS: r.Src.VSphere, dstVS: r.Dst.VSphere, srcNet: r.Src.Network, dstNet: r.Dst.Network,
+		last: last, inIf: r.InIf, outIf: r.OutIf, proto: r.Proto, events: events}
+	if hasPorts(r.Proto) {
+		k.port = serverPort(r.SrcPort, r.DstPort)
+	}
+	p := &e.pre
+	idx, slot := p.find(&k)
+	if idx < 0 {
+		idx = e.newAgg(&k, slot, r)
+	}
+	a := &p.aggs[idx]
+	a.records++
+
+	// Spread bytes and packets over the open buckets of the span, stored
+	// by offset back from last.
+	sp := p.spread[idx*p.stride : idx*p.stride+2*int(last-first+1)]
 	inside := 1.0
 	if end == start {
-		frac[0] = 1
+		sp[0] += bytes
+		sp[1] += packets
 	} else {
 		dur := float64(end - start)
 		inside = 0
+		off := 2 * int(last-first)
 		for b := first; b <= last; b++ {
 			bs, be := max(b*e.tickNs, start), min((b+1)*e.tickNs, end)
 			f := float64(be-bs) / dur
-			frac[b-first] = f
+			sp[off] += bytes * f
+			sp[off+1] += packets * f
+			off -= 2
 			inside += f
 		}
 		if sIdx < lo {
@@ -273,108 +298,49 @@ func (e *Engine) add(r *flow.Record) {
 			e.stats.futureBytes += bytes * float64(end-(hi+1)*e.tickNs) / dur
 		}
 	}
-	events := eIdx <= hi // the record's own tick is open
-	if !events {
-		e.stats.futureRecords++
-	}
+	a.maxOff = max(a.maxOff, int(last-first))
 
 	// What the record says of TCP.
-	var ev bucket
-	var rttMs float64
-	ev.flows = 1
+	if events {
+		a.ev.flows++
+	}
 	if r.Proto == 6 {
-		ev.tcpPackets = uint32(min(r.Packets, math.MaxUint32))
-		ev.retrans, ev.zeroWins = r.TCP.Retransmissions, r.TCP.ZeroWindows
 		const syn, ack = 0x02, 0x10
-		if r.TCPFlags&syn != 0 && r.TCPFlags&ack == 0 {
-			ev.syns = 1
+		if events {
+			a.ev.tcpPackets += uint32(min(r.Packets, math.MaxUint32))
+			a.ev.retrans += r.TCP.Retransmissions
+			a.ev.zeroWins += r.TCP.ZeroWindows
+			if r.TCPFlags&syn != 0 && r.TCPFlags&ack == 0 {
+				a.ev.syns++
+			}
 		}
 		if rtt := r.TCP.RTTClient + r.TCP.RTTServer; rtt > 0 {
-			ev.handshakes = 1
-			rttMs = float64(rtt) / float64(time.Millisecond)
-		}
-	}
-
-	e.touched = e.touched[:0]
-	if r.InIf != 0 || r.InIfName != "" {
-		e.touch(e.line(r.ObserverIP, r.InIfName, r.InIf))
-	}
-	if (r.OutIf != 0 || r.OutIfName != "") && (r.OutIf != r.InIf || r.OutIfName != r.InIfName) {
-		e.touch(e.line(r.ObserverIP, r.OutIfName, r.OutIf))
-	}
-	sp, dp := project(&r.Src), project(&r.Dst)
-	if sp != "" {
-		e.touch(e.project(sp))
-	}
-	if dp != "" && dp != sp {
-		e.touch(e.project(dp))
-	}
-	var sv, dv string
-	if r.Src.VSphere != nil {
-		sv = r.Src.VSphere.VMName
-	}
-	if r.Dst.VSphere != nil {
-		dv = r.Dst.VSphere.VMName
-	}
-	if sv != "" {
-		e.touch(e.vm(sv))
-	}
-	if dv != "" && dv != sv {
-		e.touch(e.vm(dv))
-	}
-	port := uint16(0)
-	if hasPorts(r.Proto) {
-		port = serverPort(r.SrcPort, r.DstPort)
-	}
-	e.touch(e.service(serviceKey{r.Proto, port}))
-	if r.ObserverIP.IsValid() {
-		e.touch(e.exporter(r.ObserverIP))
-	}
-
-	// The sketches share one mapping: the bin is worked out once.
-	rttIndexed, rttIndex := false, 0
-	if ev.handshakes != 0 && rttMs > e.rttMapping.MinIndexableValue() && rttMs < e.rttMapping.MaxIndexableValue() {
-		rttIndexed, rttIndex = true, e.rttMapping.Index(rttMs)
-	}
-	talkerWeight := bytes * inside / e.talkerScale
-	pos := int(first % int64(e.ringLen))
-	evPos := int(eIdx % int64(e.ringLen))
-	for _, s := range e.touched {
-		p := pos
-		for _, f := range frac {
-			b := &s.ring[p]
-			b.bytes += bytes * f
-			b.packets += packets * f
-			if p++; p == e.ringLen {
-				p = 0
+			if events {
+				a.ev.handshakes++
 			}
-		}
-		if events {
-			b := &s.ring[evPos]
-			b.flows++
-			b.tcpPackets += ev.tcpPackets
-			b.retrans += ev.retrans
-			b.zeroWins += ev.zeroWins
-			b.syns += ev.syns
-			b.handshakes += ev.handshakes
-		}
-		if ev.handshakes != 0 {
-			if s.rtt == nil {
-				s.rtt = newRTTState(e.cfg.RTTAccuracy)
-			}
-			if rttIndexed {
-				s.rtt.cur.GetPositiveValueStore().Add(rttIndex)
+			a.rttSeen = true
+			// The sketches share one mapping: the bin is worked out once.
+			rttMs := float64(rtt) / float64(time.Millisecond)
+			if rttMs > e.rttMapping.MinIndexableValue() && rttMs < e.rttMapping.MaxIndexableValue() {
+				if p.rtt.full() {
+					e.foldRTT()
+				}
+				p.rtt.add(uint64(idx)<<32 | uint64(uint32(int32(e.rttMapping.Index(rttMs)))))
 			} else {
-				_ = s.rtt.cur.Add(rttMs)
+				p.rttOther = append(p.rttOther, rttOther{agg: int32(idx), ms: rttMs})
 			}
 		}
-		if s.talkers != nil && r.SrcAddr.IsValid() && talkerWeight > 0 {
-			s.talkers.add(r.SrcAddr.Unmap(), talkerWeight)
+	}
+
+	if a.nTalk > 0 && r.SrcAddr.IsValid() {
+		if w := bytes * inside / e.talkerScale; w > 0 {
+			if p.talkers.full(a.nTalk) {
+				e.foldTalkers()
+			}
+			p.talkers.add(a.talk[:a.nTalk], r.SrcAddr.Unmap(), w)
 		}
 	}
 }
-
-func (e *Engine) touch(s *series) { e.touched = append(e.touched, s) }
 
 // project is an end's project: vCenter's, else the networks file's.
 func project(ep *flow.Endpoint) string {
@@ -472,7 +438,11 @@ func (e *Engine) tick(now time.Time, always bool) *Snapshot {
 	if !e.started {
 		e.origin(now)
 	}
-	closed := e.advance(e.targetOf(now.UnixNano()))
+	target := e.targetOf(now.UnixNano())
+	if target > e.closed {
+		e.fold() // the buckets about to close hold every record written
+	}
+	closed := e.advance(target)
 	if closed == 0 && !always {
 		e.mu.Unlock()
 		return nil
@@ -553,6 +523,7 @@ func (e *Engine) skip(n int64) {
 		if s.rtt != nil && n >= int64(e.rttTicks) {
 			s.rtt.cur.Clear()
 			s.rtt.prev.Clear()
+			s.rtt.dirty = true
 		}
 	}
 	e.decayTalkers(math.Pow(e.decayTalker, float64(n)))
@@ -634,8 +605,7 @@ func (e *Engine) buildSnapshot() {
 	for i, s := range e.all {
 		s.pos = i
 		bk := &s.last
-		v := s.row.Values
-		clear(v)
+		v := s.row.Values // the same keys every tick: overwritten, not cleared
 		v[BytesPerSecond] = bk.bytes / ts
 		v[BitsPerSecond] = 8 * bk.bytes / ts
 		v[PacketsPerSecond] = bk.packets / ts
@@ -652,11 +622,15 @@ func (e *Engine) buildSnapshot() {
 		v[SeriesAgeSeconds] = float64(e.closed+1-s.born) * ts
 		if bk.tcpPackets > 0 {
 			v[RetransmissionRatio] = float64(bk.retrans) / float64(bk.tcpPackets)
+		} else {
+			delete(v, RetransmissionRatio)
 		}
-		if s.rtt != nil {
-			if q, ok := s.rtt.quantiles(); ok {
-				v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
-			}
+		if q, ok := s.rtt.quantilesOf(); ok {
+			v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
+		} else {
+			delete(v, RTTp50)
+			delete(v, RTTp95)
+			delete(v, RTTp99)
 		}
 		s.row.Top = s.row.Top[:0]
 		if s.talkers != nil {
@@ -681,6 +655,7 @@ type State struct {
 func (e *Engine) State() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.fold()
 	st := State{Series: map[string]int{}}
 	for _, s := range e.all {
 		st.Series[scopeNames[s.scope]]++

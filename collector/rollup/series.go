@@ -63,6 +63,11 @@ type series struct {
 // merged, so they cover between one and two windows.
 type rttState struct {
 	cur, prev, merged *ddsketch.DDSketch
+	// q holds the quantiles last read, valid while dirty is false: most
+	// series see no handshake in most ticks.
+	q, qBuf []float64
+	qOK     bool
+	dirty   bool
 }
 
 func newRTTState(accuracy float64) *rttState {
@@ -75,18 +80,40 @@ func newRTTState(accuracy float64) *rttState {
 		}
 		return s
 	}
-	return &rttState{cur: mk(), prev: mk(), merged: mk()}
+	return &rttState{cur: mk(), prev: mk(), merged: mk(), dirty: true}
 }
 
 func (r *rttState) rotate() {
 	r.prev, r.cur = r.cur, r.prev
 	r.cur.Clear()
+	r.dirty = true
 }
 
 var quantiles = []float64{0.5, 0.95, 0.99}
 
 // quantiles returns p50, p95, p99 and whether there was any handshake.
+// quantilesOf is quantiles, for a series that may have no RTT state.
+func (r *rttState) quantilesOf() ([]float64, bool) {
+	if r == nil {
+		return nil, false
+	}
+	return r.quantiles()
+}
+
 func (r *rttState) quantiles() ([]float64, bool) {
+	if !r.dirty {
+		return r.q, r.qOK
+	}
+	r.q, r.qOK = r.read()
+	if r.q != nil {
+		r.qBuf = append(r.qBuf[:0], r.q...)
+		r.q = r.qBuf
+	}
+	r.dirty = false
+	return r.q, r.qOK
+}
+
+func (r *rttState) read() ([]float64, bool) {
 	r.merged.Clear()
 	if err := r.merged.MergeWith(r.prev); err != nil {
 		return nil, false

@@ -72,8 +72,8 @@ func TestSpaceSavingBounds(t *testing.T) {
 		exact[a] += w
 		total += w
 	}
-	if len(s.slots) != k || len(s.index) != k {
-		t.Fatalf("%d counters, %d indexed; want %d", len(s.heap), len(s.index), k)
+	if len(s.slots) != k || s.index.len() != k {
+		t.Fatalf("%d counters, %d indexed; want %d", len(s.heap), s.index.len(), k)
 	}
 	for _, c := range s.slots {
 		truth := exact[c.addr]
@@ -82,7 +82,7 @@ func TestSpaceSavingBounds(t *testing.T) {
 		}
 	}
 	for a, w := range exact {
-		if _, held := s.index[a]; w > total/k && !held {
+		if held := s.index.has(a); w > total/k && !held {
 			t.Errorf("%v weighs %v > total/k = %v but is not held", a, w, total/k)
 		}
 	}

@@ -1,7 +1,10 @@
 package rollup
 
 import (
+	"cmp"
+	"math/bits"
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -17,9 +20,15 @@ import (
 // so the min-heap stays valid.
 type spaceSaving struct {
 	k     int
-	index map[netip.Addr]int32 // address -> slot; changes only on takeover
-	slots []talkerCounter      // counters; a slot never moves
-	heap  []int32              // slots, a min-heap by count
+	index addrIndex       // address -> slot; changes only on takeover
+	slots []talkerCounter // counters; a slot never moves
+	heap  []int32         // slots, a min-heap by count
+
+	// The batch being added (addBatch): its number, and the smallest
+	// count when it began (0 while the sketch is not full).
+	batch uint64
+	floor float64
+	cands []talkerCand // the k heaviest addresses not held, until endBatch
 }
 
 type talkerCounter struct {
@@ -30,33 +39,143 @@ type talkerCounter struct {
 }
 
 func newSpaceSaving(k int) *spaceSaving {
-	return &spaceSaving{k: k, index: make(map[netip.Addr]int32, k)}
+	return &spaceSaving{k: k, index: newAddrIndex(k)}
 }
 
 // add adds weight w (already divided by the decay) to addr.
 func (s *spaceSaving) add(addr netip.Addr, w float64) {
-	if i, ok := s.index[addr]; ok {
+	h := addrHash(addr)
+	if i, ok := s.index.get(addr, h); ok {
 		c := &s.slots[i]
 		c.count += w
 		s.down(int(c.hpos))
 		return
 	}
 	if len(s.slots) < s.k {
-		i := int32(len(s.slots))
-		s.slots = append(s.slots, talkerCounter{addr: addr, count: w, hpos: int32(len(s.heap))})
-		s.heap = append(s.heap, i)
-		s.index[addr] = i
-		s.up(len(s.heap) - 1)
+		s.insert(addr, h, w)
 		return
 	}
 	// Take over the smallest counter.
 	i := s.heap[0]
 	min := &s.slots[i]
-	delete(s.index, min.addr)
+	s.index.remove(min.addr, addrHash(min.addr))
 	min.addr, min.err = addr, min.count
 	min.count += w
-	s.index[addr] = i
+	s.index.put(addr, h, i)
 	s.down(0)
+}
+
+func (s *spaceSaving) insert(addr netip.Addr, h uint64, w float64) {
+	i := int32(len(s.slots))
+	s.slots = append(s.slots, talkerCounter{addr: addr, count: w, hpos: int32(len(s.heap))})
+	s.heap = append(s.heap, i)
+	s.index.put(addr, h, i)
+	s.up(len(s.heap) - 1)
+}
+
+// addBatch adds weight w to addr as part of batch, in which each address
+// comes at most once: the sums of the records between two folds (see
+// preagg.go); endBatch ends it. It reports whether it was the first of
+// the batch. A held address adds w at once; one not held waits for
+// endBatch, as a candidate weighing at most floor+w (floor, the smallest
+// count when the batch began, bounds what any address outside the sketch
+// weighed then).
+func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint64) bool {
+	first := s.batch != batch
+	if first {
+		s.batch, s.floor = batch, 0
+		s.cands = s.cands[:0]
+		if len(s.slots) == s.k {
+			s.floor = s.slots[s.heap[0]].count
+		}
+	}
+	if i, ok := s.index.get(addr, h); ok {
+		c := &s.slots[i]
+		c.count += w
+		s.down(int(c.hpos))
+		return first
+	}
+	if len(s.slots) < s.k {
+		s.insert(addr, h, w)
+		return first
+	}
+	// Keep the k heaviest candidates (a min-heap by weight): no more can
+	// enter, since after k takeovers the smallest counter is floor plus
+	// the k-th heaviest weight. A candidate that cannot beat the smallest
+	// counter now never will (counts only grow within a batch).
+	if s.floor+w <= s.slots[s.heap[0]].count {
+		return first
+	}
+	if len(s.cands) < s.k {
+		s.cands = append(s.cands, talkerCand{addr: addr, h: h, w: w})
+		for i := len(s.cands) - 1; i > 0; {
+			p := (i - 1) / 2
+			if s.cands[p].w <= s.cands[i].w {
+				break
+			}
+			s.cands[p], s.cands[i] = s.cands[i], s.cands[p]
+			i = p
+		}
+		return first
+	}
+	if w <= s.cands[0].w {
+		return first
+	}
+	s.cands[0] = talkerCand{addr: addr, h: h, w: w}
+	for i, n := 0, len(s.cands); ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && s.cands[r].w < s.cands[l].w {
+			m = r
+		}
+		if s.cands[i].w <= s.cands[m].w {
+			break
+		}
+		s.cands[i], s.cands[m] = s.cands[m], s.cands[i]
+		i = m
+	}
+	return first
+}
+
+type talkerCand struct {
+	addr netip.Addr
+	h    uint64
+	w    float64
+}
+
+// endBatch admits the batch's candidates, heaviest first: each takes over
+// the smallest counter, with floor+w as its count and floor as its error,
+// while floor+w exceeds that counter. The sketch's promises stay: every
+// count bounds its address's weight from above, by at most its err, and an
+// address outside the sketch weighs at most the smallest count. A tail of
+// light addresses costs a lookup and a comparison each, not a takeover.
+func (s *spaceSaving) endBatch() {
+	if len(s.cands) == 0 {
+		return
+	}
+	lo := s.slots[s.heap[0]].count
+	c := s.cands[:0]
+	for _, x := range s.cands {
+		if s.floor+x.w > lo {
+			c = append(c, x)
+		}
+	}
+	slices.SortFunc(c, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
+	for _, x := range c {
+		i := s.heap[0]
+		min := &s.slots[i]
+		if s.floor+x.w <= min.count {
+			break
+		}
+		s.index.remove(min.addr, addrHash(min.addr))
+		min.addr, min.count, min.err = x.addr, s.floor+x.w, s.floor
+		s.index.put(x.addr, x.h, i)
+		s.down(0)
+	}
+	s.cands = s.cands[:0]
 }
 
 func (s *spaceSaving) less(i, j int) bool { return s.slots[s.heap[i]].count < s.slots[s.heap[j]].count }
@@ -122,6 +241,81 @@ func (s *spaceSaving) top(dst []talkerCounter, n int) []talkerCounter {
 
 // reset forgets every talker (the memory is kept).
 func (s *spaceSaving) reset() {
-	clear(s.index)
+	s.index.reset()
+	s.cands, s.batch = s.cands[:0], 0
 	s.slots, s.heap = s.slots[:0], s.heap[:0]
+}
+
+func addrHash(a netip.Addr) uint64 {
+	h0, h1 := addrWords(a)
+	return fmix(h0 ^ bits.RotateLeft64(h1, 32))
+}
+
+// addrIndex maps the addresses of a sketch's counters to their slots: open
+// addressing with linear probing in twice as many places as counters.
+type addrIndex struct {
+	addrs []netip.Addr
+	slots []int32 // slot+1; 0: empty
+	n     int
+}
+
+func newAddrIndex(k int) addrIndex {
+	n := pow2(2 * k)
+	return addrIndex{addrs: make([]netip.Addr, n), slots: make([]int32, n)}
+}
+
+func (x *addrIndex) len() int { return x.n }
+
+func (x *addrIndex) get(a netip.Addr, h uint64) (int32, bool) {
+	mask := len(x.slots) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		if x.slots[i] == 0 {
+			return 0, false
+		}
+		if x.addrs[i] == a {
+			return x.slots[i] - 1, true
+		}
+	}
+}
+
+func (x *addrIndex) has(a netip.Addr) bool {
+	_, ok := x.get(a, addrHash(a))
+	return ok
+}
+
+// put adds a, which is not in the index.
+func (x *addrIndex) put(a netip.Addr, h uint64, slot int32) {
+	mask := len(x.slots) - 1
+	i := int(h) & mask
+	for x.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	x.addrs[i], x.slots[i] = a, slot+1
+	x.n++
+}
+
+// remove deletes a, which is in the index, shifting back the entries
+// after it so that no probe sequence breaks.
+func (x *addrIndex) remove(a netip.Addr, h uint64) {
+	mask := len(x.slots) - 1
+	i := int(h) & mask
+	for x.addrs[i] != a || x.slots[i] == 0 {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; x.slots[j] != 0; j = (j + 1) & mask {
+		home := int(addrHash(x.addrs[j])) & mask
+		// Move j back to i when i lies on j's probe path (home..j).
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			x.addrs[i], x.slots[i] = x.addrs[j], x.slots[j]
+			i = j
+		}
+	}
+	x.addrs[i], x.slots[i] = netip.Addr{}, 0
+	x.n--
+}
+
+func (x *addrIndex) reset() {
+	clear(x.addrs)
+	clear(x.slots)
+	x.n = 0
 }

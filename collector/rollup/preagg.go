@@ -1,0 +1,506 @@
+package rollup
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"unsafe"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// The pre-aggregation keeps the per-flow path short. A record touches up
+// to eight series (two lines, two projects, two VMs, a service, an
+// exporter); updating each of them per record (their rings, RTT sketches
+// and talker sketches) cost about 1 µs a flow. Instead, a record is added
+// once to a pre-aggregate: the records that would touch the same series
+// and end in the same bucket, found with one hash lookup on what decides
+// the series (the exporter, the interfaces, the enrichment values by
+// identity, the service). The pre-aggregates are folded into the series
+// before a bucket closes (every tick), when State is read, and whenever a
+// table is full, so what the series hold at a tick is the same sums as
+// before, added in another order. Handshake RTTs are counted per
+// (pre-aggregate, sketch bin) and talkers' bytes per (talker sketches,
+// source address), so a sketch is updated once per distinct bin or source
+// between folds instead of once per record.
+
+// aggKey is what decides the series a record touches and the bucket its
+// events go to. The enrichment values are compared by identity, which the
+// enrichers share between records (they must not be modified): the table
+// holds them, so an address cannot be reused for another value before the
+// next fold. Equal values at different addresses only make two
+// pre-aggregates of the same series.
+type aggKey struct {
+	exporter        netip.Addr
+	inName, outName string
+	srcVS, dstVS    *flow.VSphere
+	srcNet, dstNet  *flow.NetworkInfo
+	last            int64 // the last open bucket the record reaches
+	inIf, outIf     uint32
+	port            uint16 // the server port; 0 for protocols without ports
+	proto           uint8
+	events          bool // last is the bucket the record ends in
+}
+
+// mix folds v into the hash h. The multiplication spreads each bit of
+// h^v into the bits above it, the shift brings the mixed high bits down to
+// the low ones that index a table (addresses vary in their high bytes).
+func mix(h, v uint64) uint64 {
+	h = (h ^ v) * 0xff51afd7ed558ccd
+	return h ^ h>>32
+}
+
+// fmix is MurmurHash3's finaliser: every input bit reaches every output bit.
+func fmix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return h ^ h>>33
+}
+
+func addrWords(a netip.Addr) (uint64, uint64) {
+	b := a.As16()
+	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+}
+
+func ptrWord[T any](p *T) uint64 { return uint64(uintptr(unsafe.Pointer(p))) }
+
+func strWord(s string) uint64 {
+	return uint64(uintptr(unsafe.Pointer(unsafe.StringData(s)))) ^ uint64(len(s))<<48
+}
+
+func (k *aggKey) hash() uint64 {
+	a, b := addrWords(k.exporter)
+	h := mix(a, b)
+	h = mix(h, strWord(k.inName)^strWord(k.outName)<<1)
+	h = mix(h, ptrWord(k.srcVS)^ptrWord(k.dstVS)<<1)
+	h = mix(h, ptrWord(k.srcNet)^ptrWord(k.dstNet)<<1)
+	h = mix(h, uint64(k.last))
+	h = mix(h, uint64(k.inIf)|uint64(k.outIf)<<32)
+	var ev uint64
+	if k.events {
+		ev = 1
+	}
+	return fmix(h ^ (uint64(k.port) | uint64(k.proto)<<16 | ev<<24))
+}
+
+// equal is k == o, the cheap fields first, and interned strings (the
+// interface names) compared by address before their bytes.
+func (k *aggKey) equal(o *aggKey) bool {
+	return k.last == o.last && k.inIf == o.inIf && k.outIf == o.outIf && k.port == o.port &&
+		k.proto == o.proto && k.events == o.events && k.srcVS == o.srcVS && k.dstVS == o.dstVS &&
+		k.srcNet == o.srcNet && k.dstNet == o.dstNet && k.exporter == o.exporter &&
+		sameString(k.inName, o.inName) && sameString(k.outName, o.outName)
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
+}
+
+// preAgg is the sum of the records of one key since the last fold.
+type preAgg struct {
+	key     aggKey
+	touched [8]*series // the series, as Engine.add used to touch them
+	n       int
+	over    [numScopes]uint32 // lookups of this key that found their scope full
+	talk    [4]*series        // the touched series that keep talkers
+	nTalk   int
+	records uint32
+	ev      bucket // event counts (flows, TCP), when key.events
+	maxOff  int    // spread holds offsets 0..maxOff back from key.last
+	rttSeen bool
+}
+
+// rttCount is a sketch bin's count for one pre-aggregate.
+type rttOther struct {
+	agg int32
+	ms  float64
+}
+
+// preAggs are the pre-aggregation tables; every size is fixed at New.
+type preAggs struct {
+	slots  []int32 // open addressing on aggKey.hash: index+1 in aggs, 0 empty
+	aggs   []preAgg
+	max    int
+	stride int       // 2 × ringLen: bytes and packets per bucket offset
+	spread []float64 // per pre-aggregate: stride values
+
+	rtt      countTable // (pre-aggregate, bin) → handshakes
+	rttOther []rttOther // RTTs outside the mapping's range, rare
+	talkers  talkerTable
+	batch    uint64 // talker folds so far
+	// the sketches the current talker fold fed
+	batchSketches []*spaceSaving
+}
+
+// Bounds of the tables. They start small and double, up to their bound,
+// when they fill between two ticks; a full table at its bound is folded.
+// The spread arena holds at most spreadBudget values (4 MiB), so at most
+// maxAggs pre-aggregates (fewer with a long Delay+Ahead).
+const (
+	maxAggs        = 16384
+	minAggs        = 16
+	spreadBudget   = 1 << 19
+	rttSlots       = 1 << 16 // 768 KiB
+	talkerSlots    = 1 << 17
+	firstSlots     = 1 << 10
+	tableLoadShift = 1 // a table is full at half its slots
+)
+
+func newPreAggs(ringLen int) preAggs {
+	n := max(minAggs, min(maxAggs, spreadBudget/(2*ringLen)))
+	p := preAggs{max: n, stride: 2 * ringLen}
+	p.slots = make([]int32, min(firstSlots, 2*pow2(n)))
+	p.rtt = newCountTable(firstSlots, rttSlots)
+	p.talkers = newTalkerTable(firstSlots, talkerSlots)
+	return p
+}
+
+func pow2(n int) int { return 1 << bits.Len(uint(n-1)) }
+
+// find returns the index of k's pre-aggregate, or -1 and the slot where
+// it would go.
+func (p *preAggs) find(k *aggKey) (int, int) {
+	mask := len(p.slots) - 1
+	i := int(k.hash()) & mask
+	for {
+		j := p.slots[i]
+		if j == 0 {
+			return -1, i
+		}
+		if p.aggs[j-1].key.equal(k) {
+			return int(j - 1), i
+		}
+		i = (i + 1) & mask
+	}
+}
+
+// growSlots doubles the slots of the pre-aggregates.
+func (p *preAggs) growSlots() {
+	p.slots = make([]int32, 2*len(p.slots))
+	mask := len(p.slots) - 1
+	for j := range p.aggs {
+		i := int(p.aggs[j].key.hash()) & mask
+		for p.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		p.slots[i] = int32(j + 1)
+	}
+}
+
+// newAgg makes the pre-aggregate of k (in slot) for record r: the series
+// lookups Engine.add used to make for every record.
+func (e *Engine) newAgg(k *aggKey, slot int, r *flow.Record) int {
+	p := &e.pre
+	if len(p.aggs) >= len(p.slots)>>tableLoadShift {
+		if len(p.slots) < 2*pow2(p.max) {
+			p.growSlots()
+		} else {
+			e.fold()
+		}
+		_, slot = p.find(k)
+	}
+	over := e.stats.overflow
+	p.aggs = append(p.aggs, preAgg{key: *k})
+	idx := len(p.aggs) - 1
+	if len(p.spread) < len(p.aggs)*p.stride {
+		// Never used before: zero.
+		p.spread = slices.Grow(p.spread, p.stride)[:len(p.aggs)*p.stride]
+	}
+	a := &p.aggs[idx]
+	touch := func(s *series) { a.touched[a.n] = s; a.n++ }
+	if r.InIf != 0 || r.InIfName != "" {
+		touch(e.line(r.ObserverIP, r.InIfName, r.InIf))
+	}
+	if (r.OutIf != 0 || r.OutIfName != "") && (r.OutIf != r.InIf || r.OutIfName != r.InIfName) {
+		touch(e.line(r.ObserverIP, r.OutIfName, r.OutIf))
+	}
+	sp, dp := project(&r.Src), project(&r.Dst)
+	if sp != "" {
+		touch(e.project(sp))
+	}
+	if dp != "" && dp != sp {
+		touch(e.project(dp))
+	}
+	var sv, dv string
+	if r.Src.VSphere != nil {
+		sv = r.Src.VSphere.VMName
+	}
+	if r.Dst.VSphere != nil {
+		dv = r.Dst.VSphere.VMName
+	}
+	if sv != "" {
+		touch(e.vm(sv))
+	}
+	if dv != "" && dv != sv {
+		touch(e.vm(dv))
+	}
+	touch(e.service(serviceKey{k.proto, k.port}))
+	if r.ObserverIP.IsValid() {
+		touch(e.exporter(r.ObserverIP))
+	}
+	// Overflow is counted per record: at the fold, for every record of
+	// the key.
+	for s := range numScopes {
+		a.over[s] = uint32(e.stats.overflow[s] - over[s])
+	}
+	e.stats.overflow = over
+	for _, s := range a.touched[:a.n] {
+		if s.talkers != nil {
+			a.talk[a.nTalk] = s
+			a.nTalk++
+		}
+	}
+	p.slots[slot] = int32(idx + 1)
+	return idx
+}
+
+// fold adds the pre-aggregates into their series and empties the tables.
+func (e *Engine) fold() {
+	p := &e.pre
+	if len(p.aggs) == 0 {
+		return
+	}
+	rl := e.ringLen
+	for i := range p.aggs {
+		a := &p.aggs[i]
+		sp := p.spread[i*p.stride : i*p.stride+2*(a.maxOff+1)]
+		lastPos := int(a.key.last % int64(rl))
+		for _, s := range a.touched[:a.n] {
+			pos := lastPos
+			for off := 0; off < len(sp); off += 2 {
+				b := &s.ring[pos]
+				b.bytes += sp[off]
+				b.packets += sp[off+1]
+				if pos--; pos < 0 {
+					pos = rl - 1
+				}
+			}
+			if a.key.events {
+				b := &s.ring[lastPos]
+				b.flows += a.ev.flows
+				b.tcpPackets += a.ev.tcpPackets
+				b.retrans += a.ev.retrans
+				b.zeroWins += a.ev.zeroWins
+				b.syns += a.ev.syns
+				b.handshakes += a.ev.handshakes
+			}
+			if a.rttSeen && s.rtt == nil {
+				s.rtt = newRTTState(e.cfg.RTTAccuracy)
+			}
+		}
+		for s, n := range a.over {
+			e.stats.overflow[s] += uint64(n) * uint64(a.records)
+		}
+		clear(sp)
+	}
+	e.foldRTT()
+	e.foldTalkers()
+	clear(p.slots)
+	p.aggs = p.aggs[:0]
+}
+
+// foldRTT adds the handshakes counted per bin into the series' sketches.
+func (e *Engine) foldRTT() {
+	p := &e.pre
+	p.rtt.each(func(k uint64, n uint32) {
+		a := &p.aggs[k>>32]
+		bin := int(int32(uint32(k)))
+		for _, s := range a.touched[:a.n] {
+			if s.rtt == nil {
+				s.rtt = newRTTState(e.cfg.RTTAccuracy)
+			}
+			s.rtt.cur.GetPositiveValueStore().AddWithCount(bin, float64(n))
+			s.rtt.dirty = true
+		}
+	})
+	for _, o := range p.rttOther {
+		a := &p.aggs[o.agg]
+		for _, s := range a.touched[:a.n] {
+			if s.rtt == nil {
+				s.rtt = newRTTState(e.cfg.RTTAccuracy)
+			}
+			_ = s.rtt.cur.Add(o.ms)
+			s.rtt.dirty = true
+		}
+	}
+	p.rttOther = p.rttOther[:0]
+}
+
+// foldTalkers adds each source's bytes into the talker sketch of each
+// series, as one batch per sketch (spaceSaving.addBatch).
+func (e *Engine) foldTalkers() {
+	p := &e.pre
+	if p.talkers.used == 0 {
+		return
+	}
+	p.batch++
+	p.talkers.each(func(s *series, addr netip.Addr, w float64) {
+		if s.talkers.addBatch(addr, addrHash(addr), w, p.batch) {
+			p.batchSketches = append(p.batchSketches, s.talkers)
+		}
+	})
+	for _, ss := range p.batchSketches {
+		ss.endBatch()
+	}
+	clear(p.batchSketches)
+	p.batchSketches = p.batchSketches[:0]
+}
+
+// countTable counts per uint64 key, in fixed memory (open addressing).
+type countTable struct {
+	limit  int // slots at most
+	keys   []uint64
+	counts []uint32 // 0: empty slot
+	used   int
+}
+
+func newCountTable(slots, limit int) countTable {
+	return countTable{keys: make([]uint64, slots), counts: make([]uint32, slots), limit: limit}
+}
+
+// full says the table must be folded before it counts another key; below
+// its bound it grows instead.
+func (t *countTable) full() bool {
+	if t.used < len(t.keys)>>tableLoadShift {
+		return false
+	}
+	if len(t.keys) >= t.limit {
+		return true
+	}
+	old := *t
+	*t = newCountTable(2*len(old.keys), old.limit)
+	for i, n := range old.counts {
+		if n != 0 {
+			t.put(old.keys[i], n)
+		}
+	}
+	return false
+}
+
+func (t *countTable) put(k uint64, n uint32) {
+	mask := len(t.keys) - 1
+	i := int(fmix(k)) & mask
+	for t.counts[i] != 0 {
+		i = (i + 1) & mask
+	}
+	t.keys[i], t.counts[i] = k, n
+	t.used++
+}
+
+// add counts k once; the caller folds the table when it is full first.
+func (t *countTable) add(k uint64) {
+	mask := len(t.keys) - 1
+	i := int(fmix(k)) & mask
+	for {
+		switch {
+		case t.counts[i] == 0:
+			t.keys[i], t.counts[i] = k, 1
+			t.used++
+			return
+		case t.keys[i] == k:
+			t.counts[i]++
+			return
+		}
+		i = (i + 1) & mask
+	}
+}
+
+// each calls fn on every key and empties the table.
+func (t *countTable) each(fn func(k uint64, n uint32)) {
+	if t.used == 0 {
+		return
+	}
+	for i, n := range t.counts {
+		if n != 0 {
+			fn(t.keys[i], n)
+			t.counts[i] = 0
+		}
+	}
+	t.used = 0
+}
+
+// talkerTable sums weights per (series, source address): open
+// addressing, growing up to talkerSlots.
+type talkerTable struct {
+	limit   int // slots at most
+	entries []talkerEntry
+	used    int
+}
+
+type talkerEntry struct {
+	addr netip.Addr
+	w    float64
+	s    *series // nil: empty slot
+}
+
+func newTalkerTable(slots, limit int) talkerTable {
+	return talkerTable{entries: make([]talkerEntry, slots), limit: limit}
+}
+
+func talkerSlot(h uint64, s *series) uint64 {
+	return fmix(h ^ ptrWord(s))
+}
+
+// full says the table must be folded before it takes n more entries;
+// below its bound it grows instead.
+func (t *talkerTable) full(n int) bool {
+	if t.used+n <= len(t.entries)>>tableLoadShift {
+		return false
+	}
+	if len(t.entries) >= t.limit {
+		return true
+	}
+	old := t.entries
+	*t = newTalkerTable(2*len(old), t.limit)
+	mask := len(t.entries) - 1
+	for _, en := range old {
+		if en.s == nil {
+			continue
+		}
+		i := int(talkerSlot(addrHash(en.addr), en.s)) & mask
+		for t.entries[i].s != nil {
+			i = (i + 1) & mask
+		}
+		t.entries[i] = en
+		t.used++
+	}
+	return false
+}
+
+// add adds w to the address's weight in each series of ss (which may
+// repeat one).
+func (t *talkerTable) add(ss []*series, addr netip.Addr, w float64) {
+	h := addrHash(addr)
+	mask := len(t.entries) - 1
+	for _, s := range ss {
+		i := int(talkerSlot(h, s)) & mask
+		for {
+			en := &t.entries[i]
+			if en.s == nil {
+				en.addr, en.w, en.s = addr, w, s
+				t.used++
+				break
+			}
+			if en.s == s && en.addr == addr {
+				en.w += w
+				break
+			}
+			i = (i + 1) & mask
+		}
+	}
+}
+
+// each calls fn on every entry, in slot order, and empties the table.
+func (t *talkerTable) each(fn func(s *series, addr netip.Addr, w float64)) {
+	for i := range t.entries {
+		en := &t.entries[i]
+		if en.s != nil {
+			fn(en.s, en.addr, en.w)
+			*en = talkerEntry{}
+		}
+	}
+	t.used = 0
+}

@@ -1,0 +1,294 @@
+package rollup
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// oracleKeys lists the rows a record counts in, worked out from its fields
+// alone (scope|key), as the rollups document them.
+func oracleKeys(r *flow.Record) []string {
+	var out []string
+	ifc := func(name string, index uint32) string {
+		if name == "" {
+			name = strconv.Itoa(int(index))
+		}
+		return ScopeLine + "|" + r.ObserverIP.String() + " " + name
+	}
+	if r.InIf != 0 || r.InIfName != "" {
+		out = append(out, ifc(r.InIfName, r.InIf))
+	}
+	if (r.OutIf != 0 || r.OutIfName != "") && (r.OutIf != r.InIf || r.OutIfName != r.InIfName) {
+		out = append(out, ifc(r.OutIfName, r.OutIf))
+	}
+	proj := func(ep *flow.Endpoint) string {
+		if ep.VSphere != nil && ep.VSphere.Project != "" {
+			return ep.VSphere.Project
+		}
+		if ep.Network != nil {
+			return ep.Network.Project
+		}
+		return ""
+	}
+	sp, dp := proj(&r.Src), proj(&r.Dst)
+	if sp != "" {
+		out = append(out, ScopeProject+"|"+sp)
+	}
+	if dp != "" && dp != sp {
+		out = append(out, ScopeProject+"|"+dp)
+	}
+	var sv, dv string
+	if r.Src.VSphere != nil {
+		sv = r.Src.VSphere.VMName
+	}
+	if r.Dst.VSphere != nil {
+		dv = r.Dst.VSphere.VMName
+	}
+	if sv != "" {
+		out = append(out, ScopeVM+"|"+sv)
+	}
+	if dv != "" && dv != sv {
+		out = append(out, ScopeVM+"|"+dv)
+	}
+	port := 0
+	if r.Proto == 6 || r.Proto == 17 {
+		port = int(min(r.SrcPort, r.DstPort)) // both below 32768 here
+	}
+	out = append(out, ScopeService+"|"+protoName(r.Proto)+"/"+strconv.Itoa(port))
+	return append(out, ScopeExporter+"|"+r.ObserverIP.String())
+}
+
+type oracleBucket struct {
+	bytes, packets                                     float64
+	flows, retrans, handshakes, syns, tcpPackets, zero float64
+}
+
+// TestFoldMatchesRecords writes random records (spans of 0–8 s, shared and
+// unshared enrichment values, TCP and not) through an engine whose
+// pre-aggregation tables are tiny, so they fold many times within each
+// tick, and compares every row of every tick with sums worked out record
+// by record, and the RTT quantiles with a sketch fed record by record.
+func TestFoldMatchesRecords(t *testing.T) {
+	for _, tiny := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tiny=%v", tiny), func(t *testing.T) { testFold(t, tiny) })
+	}
+}
+
+func testFold(t *testing.T, tiny bool) {
+	const delay = 3
+	e := newTestEngine(t, func(c *Configuration) {
+		c.Delay, c.RTTWindow, c.SmoothingWindow = delay*time.Second, time.Hour, time.Second
+	})
+	if tiny {
+		e.pre.max = 4
+		e.pre.slots = make([]int32, 8)
+		e.pre.rtt = newCountTable(16, 16)
+		e.pre.talkers = newTalkerTable(16, 16)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	exps := []netip.Addr{exp1, netip.MustParseAddr("10.0.0.2")}
+	names := []string{"", "eth0", "eth1"}
+	vms := []*flow.VSphere{{VMName: "a", Project: "p0"}, {VMName: "b", Project: "p1"}, {VMName: "c", Project: "p1"}, {VMName: "d"}}
+	nets := []*flow.NetworkInfo{{Project: "net-a"}, {Project: ""}}
+	expect := map[int64]map[string]*oracleBucket{}
+	rtts := map[string]*ddsketch.DDSketch{}
+	var lateRecords uint64
+
+	e.Tick(at(100))
+	now := 100.0
+	for sec := int64(100); sec < 130; sec++ {
+		for i := range 300 {
+			now = float64(sec) + (float64(i)+rng.Float64())/300
+			if rng.IntN(50) == 0 {
+				now -= 5 // late: before the open buckets
+			}
+			r := flow.Record{ObserverIP: exps[rng.IntN(2)], Received: at(now),
+				SrcAddr: addrN(uint32(rng.IntN(50))), DstAddr: addrN(1000),
+				InIf: uint32(rng.IntN(3)), OutIf: uint32(rng.IntN(3)),
+				InIfName: names[rng.IntN(3)], OutIfName: names[rng.IntN(3)],
+				Bytes: uint64(rng.IntN(10000)), Packets: uint64(rng.IntN(20))}
+			switch rng.IntN(3) {
+			case 0:
+				r.Proto, r.SrcPort, r.DstPort = 6, uint16(1000+rng.IntN(3)), 443
+			case 1:
+				r.Proto, r.SrcPort, r.DstPort = 17, 53, uint16(2000+rng.IntN(3))
+			default:
+				r.Proto = 1
+			}
+			if x := rng.IntN(6); x < len(vms) {
+				r.Src.VSphere = vms[x]
+			} else if x == 4 {
+				v := *vms[rng.IntN(len(vms))] // same values, another address
+				r.Src.VSphere = &v
+			}
+			if x := rng.IntN(4); x < len(nets) {
+				r.Dst.Network = nets[x]
+			} else if x == 2 {
+				r.Dst.VSphere = vms[rng.IntN(len(vms))]
+			}
+			if r.Proto == 6 {
+				r.TCPFlags = []uint16{0x02, 0x12, 0x1b}[rng.IntN(3)]
+				r.TCP.Retransmissions = uint32(rng.IntN(3))
+				r.TCP.ZeroWindows = uint32(rng.IntN(2))
+				if rng.IntN(2) == 0 {
+					r.TCP.RTTServer = time.Duration(rng.IntN(50_000_000) + 1000)
+				}
+			}
+			dur := time.Duration(0)
+			if rng.IntN(4) != 0 {
+				dur = time.Duration(rng.Int64N(int64(8 * time.Second)))
+			}
+			r.End, r.Start = r.Received, r.Received.Add(-dur)
+
+			// The oracle: the open buckets are lo..hi (Tick(sec) closed
+			// every bucket before sec-delay).
+			lo, hi := sec-delay, sec-delay+int64(e.ringLen)-1
+			end := r.Received.UnixNano()
+			start := end - int64(dur)
+			sIdx, eIdx := floorDiv(start, 1e9), floorDiv(end, 1e9)
+			if err := e.Write([]flow.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+			if eIdx < lo {
+				lateRecords++
+				continue
+			}
+			keys := oracleKeys(&r)
+			for b := max(sIdx, lo); b <= min(eIdx, hi); b++ {
+				share := 1.0
+				if dur > 0 {
+					share = float64(min((b+1)*1e9, end)-max(b*1e9, start)) / float64(dur)
+				}
+				for _, k := range keys {
+					ob := bucketOf(expect, b, k)
+					ob.bytes += float64(r.Bytes) * share
+					ob.packets += float64(r.Packets) * share
+				}
+			}
+			for _, k := range keys {
+				ob := bucketOf(expect, eIdx, k)
+				ob.flows++
+				if r.Proto == 6 {
+					ob.retrans += float64(r.TCP.Retransmissions)
+					ob.zero += float64(r.TCP.ZeroWindows)
+					ob.tcpPackets += float64(r.Packets)
+					if r.TCPFlags == 0x02 {
+						ob.syns++
+					}
+					if r.TCP.RTTServer > 0 {
+						ob.handshakes++
+						if rtts[k] == nil {
+							rtts[k] = newRTTState(e.cfg.RTTAccuracy).cur
+						}
+						_ = rtts[k].Add(float64(r.TCP.RTTServer) / 1e6)
+					}
+				}
+			}
+		}
+		s := e.Tick(at(float64(sec + 1)))
+		closed := sec + 1 - delay - 1
+		want := expect[closed]
+		seen := map[string]bool{}
+		for i := range s.Rows {
+			row := &s.Rows[i]
+			k := row.Scope + "|" + row.Key
+			seen[k] = true
+			ob := want[k]
+			if ob == nil {
+				ob = &oracleBucket{}
+			}
+			for name, w := range map[string]float64{BytesPerSecond: ob.bytes, PacketsPerSecond: ob.packets,
+				FlowsPerSecond: ob.flows, RetransmittedPerSecond: ob.retrans, HandshakesPerSecond: ob.handshakes,
+				UnansweredSYNsPerSecond: ob.syns, ZeroWindowsPerSecond: ob.zero} {
+				if got := row.Values[name]; math.Abs(got-w) > 1e-9*max(1, w) {
+					t.Errorf("tick %d %s %s = %v, want %v", closed, k, name, got, w)
+				}
+			}
+			if ob.tcpPackets > 0 {
+				if got, w := row.Values[RetransmissionRatio], ob.retrans/ob.tcpPackets; math.Abs(got-w) > 1e-12 {
+					t.Errorf("tick %d %s retransmission ratio = %v, want %v", closed, k, got, w)
+				}
+			}
+			if sk := rtts[k]; sk != nil {
+				q, err := sk.GetValuesAtQuantiles(quantiles)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := []float64{row.Values[RTTp50], row.Values[RTTp95], row.Values[RTTp99]}; fmt.Sprint(got) != fmt.Sprint(q) {
+					t.Errorf("tick %d %s RTT quantiles %v, want %v", closed, k, got, q)
+				}
+			}
+		}
+		for k, ob := range want {
+			if !seen[k] && ob.flows+ob.bytes > 0 {
+				t.Errorf("tick %d: no row %s", closed, k)
+			}
+		}
+	}
+	if e.stats.lateRecords != lateRecords {
+		t.Errorf("%d late records, want %d", e.stats.lateRecords, lateRecords)
+	}
+}
+
+func bucketOf(m map[int64]map[string]*oracleBucket, b int64, k string) *oracleBucket {
+	if m[b] == nil {
+		m[b] = map[string]*oracleBucket{}
+	}
+	if m[b][k] == nil {
+		m[b][k] = &oracleBucket{}
+	}
+	return m[b][k]
+}
+
+// TestSpaceSavingBatches checks the batched admission's promises on a Zipf
+// stream cut into batches of distinct addresses (as the talker table hands
+// them over): every count bounds the true weight from above, by at most its
+// err, and every address heavier than total/k is held.
+func TestSpaceSavingBatches(t *testing.T) {
+	const k = 32
+	s := newSpaceSaving(k)
+	exact := map[netip.Addr]float64{}
+	rng := rand.New(rand.NewPCG(9, 10))
+	z := rand.NewZipf(rng, 1.1, 1, 99999)
+	total := 0.0
+	for batch := uint64(1); batch <= 400; batch++ {
+		sums := map[netip.Addr]float64{}
+		for range rng.IntN(2000) {
+			a := addrN(uint32(z.Uint64()))
+			w := float64(100 + rng.IntN(1400))
+			sums[a] += w
+			exact[a] += w
+			total += w
+		}
+		for a, w := range sums {
+			s.addBatch(a, addrHash(a), w, batch)
+		}
+		s.endBatch()
+	}
+	if len(s.slots) != k || s.index.len() != k {
+		t.Fatalf("%d counters, %d indexed; want %d", len(s.slots), s.index.len(), k)
+	}
+	for _, c := range s.slots {
+		truth := exact[c.addr]
+		if i, ok := s.index.get(c.addr, addrHash(c.addr)); !ok || s.slots[i].addr != c.addr {
+			t.Errorf("%v: not indexed", c.addr)
+		}
+		if c.count < truth-1e-6 || c.count-c.err > truth+1e-6 {
+			t.Errorf("%v: count %v err %v, true %v", c.addr, c.count, c.err, truth)
+		}
+	}
+	for a, w := range exact {
+		if w > total/k && !s.index.has(a) {
+			t.Errorf("%v weighs %v > total/k = %v but is not held", a, w, total/k)
+		}
+	}
+}
