@@ -406,7 +406,9 @@ func (v *view) chart(lines []rollup.Row, ticks int) ([]Line, int) {
 		}
 		out = append(out, l)
 	}
-	sort.Slice(out, func(i, j int) bool { return cmp.Or(cmp.Compare(out[j].Bps, out[i].Bps), cmp.Compare(out[i].Key, out[j].Key)) < 0 })
+	sort.Slice(out, func(i, j int) bool {
+		return cmp.Or(cmp.Compare(out[j].Bps, out[i].Bps), cmp.Compare(out[i].Key, out[j].Key)) < 0
+	})
 	return out, left
 }
 
