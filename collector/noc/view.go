@@ -204,7 +204,9 @@ func (v *view) Observe(a alert.Alert) {
 // stays valid: a new one is made every tick.
 func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 	v.seq++
-	f := &Frame{Seq: v.seq, Time: s.Time, Built: now}
+	// Empty lists are [], not null, for whoever reads /api/frame.
+	f := &Frame{Seq: v.seq, Time: s.Time, Built: now, Projects: []Project{}, VMs: []Rate{}, Services: []Rate{},
+		Exporters: []Exporter{}, Links: []Link{}, Alerts: []Alert{}}
 	ticks := 1
 	if !v.lastTime.IsZero() && s.Time.After(v.lastTime) {
 		ticks = max(1, int(s.Time.Sub(v.lastTime)/v.tick))
