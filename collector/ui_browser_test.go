@@ -65,7 +65,10 @@ func TestLiveViewInChromium(t *testing.T) {
 		t.Fatalf("the page never showed the traffic's end; console: %v", b.Console())
 	}
 
-	var lines []struct{ Key, Text string; Volume float64 }
+	var lines []struct {
+		Key, Text string
+		Volume    float64
+	}
 	b.Eval(`[...document.querySelectorAll("#lines tbody tr")].map(r => ({key: r.dataset.key, volume: +r.dataset.volume, text: r.cells[4].textContent}))`, &lines)
 	want := map[string]float64{"127.0.0.1 vmnic0": rounds * 4e6, "127.0.0.1 vmnic1": rounds * 2e6}
 	wantText := map[string]string{"127.0.0.1 vmnic0": "24.0 MB", "127.0.0.1 vmnic1": "12.0 MB"}

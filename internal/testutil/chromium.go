@@ -132,7 +132,9 @@ func (b *Browser) read(r io.Reader) {
 			case "Runtime.exceptionThrown":
 				b.console = append(b.console, "exception: "+string(m.Params))
 			case "Log.entryAdded":
-				var p struct{ Entry struct{ Level, Text, URL string } }
+				var p struct {
+					Entry struct{ Level, Text, URL string }
+				}
 				json.Unmarshal(m.Params, &p)
 				if p.Entry.Level == "error" || p.Entry.Level == "warning" {
 					b.console = append(b.console, "log."+p.Entry.Level+": "+p.Entry.Text+" "+p.Entry.URL)
