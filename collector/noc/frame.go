@@ -42,11 +42,11 @@ type Line struct {
 	Query    string   `json:"q"` // KQL of its flows, for Kibana Discover
 }
 
-// Talker is a source address and its share of a row's traffic.
+// Talker is a source address and its share of a row's traffic; its
+// Discover query is its row's and source.ip:ADDR.
 type Talker struct {
-	Addr  string  `json:"addr"`
-	Bps   float64 `json:"bps"`
-	Query string  `json:"q"`
+	Addr string  `json:"addr"`
+	Bps  float64 `json:"bps"`
 }
 
 // Project is a project's traffic and TCP health.

@@ -59,6 +59,8 @@ type view struct {
 	links map[pair]*linkState
 	dirs  [3]linkState
 
+	queries map[string]string // by scope and key, used by Rollup only
+
 	alertMu sync.Mutex
 	alerts  map[string]alert.Alert
 }
@@ -106,7 +108,7 @@ func newView(cfg Configuration, tick, smoothing time.Duration, lines map[string]
 		histLen: max(1, int(cfg.History/tick)),
 		decay:   math.Exp(-tick.Seconds() / smoothing.Seconds()),
 		charted: map[string]*ring{}, pending: map[pair]float64{}, stats: map[string]*Exporter{},
-		links: map[pair]*linkState{}, alerts: map[string]alert.Alert{},
+		links: map[pair]*linkState{}, alerts: map[string]alert.Alert{}, queries: map[string]string{},
 	}
 }
 
@@ -213,36 +215,36 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 	}
 	v.lastTime = s.Time
 
-	var lines, projects, vms, services, exporters []rollup.Row
+	var lines, projects, vms, services, exporters []*rollup.Row
 	for i := range s.Rows {
-		switch s.Rows[i].Scope {
+		r := &s.Rows[i]
+		switch r.Scope {
 		case rollup.ScopeLine:
-			lines = append(lines, s.Rows[i])
+			lines = append(lines, r)
 		case rollup.ScopeProject:
-			projects = append(projects, s.Rows[i])
+			projects = append(projects, r)
 		case rollup.ScopeVM:
-			vms = append(vms, s.Rows[i])
+			vms = append(vms, r)
 		case rollup.ScopeService:
-			services = append(services, s.Rows[i])
+			services = append(services, r)
 		case rollup.ScopeExporter:
-			exporters = append(exporters, s.Rows[i])
+			exporters = append(exporters, r)
 		}
 	}
 	bps := func(r *rollup.Row) float64 { return r.Values[rollup.BitsPerSecond] }
-	heaviest := func(rows []rollup.Row) []rollup.Row {
-		slices.SortStableFunc(rows, func(a, b rollup.Row) int {
+	heaviest := func(rows []*rollup.Row) []*rollup.Row {
+		slices.SortFunc(rows, func(a, b *rollup.Row) int {
 			return cmp.Or(cmp.Compare(b.Values[rollup.BitsPerSecondSmoothed], a.Values[rollup.BitsPerSecondSmoothed]), cmp.Compare(a.Key, b.Key))
 		})
 		return rows
 	}
 
 	v.mu.Lock()
-	f.Lines, f.Health.LinesNotCharted = v.chart(heaviest(lines), ticks)
+	f.Lines, f.Health.LinesNotCharted = v.chart(lines, ticks)
 	v.mu.Unlock()
 
 	for _, r := range take(heaviest(projects), v.cfg.MaxRows) {
-		p := Project{Name: r.Key, Bps: bps(&r), Top: talkers(r.Top, alert.Query(rollup.ScopeProject, r.Key, r.Labels)),
-			Query: alert.Query(rollup.ScopeProject, r.Key, r.Labels)}
+		p := Project{Name: r.Key, Bps: bps(r), Top: talkers(r.Top), Query: v.query(r.Scope, r.Key, r.Labels)}
 		if x, ok := r.Values[rollup.RTTp95]; ok {
 			p.RTTp95 = &x
 		}
@@ -252,10 +254,10 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 		f.Projects = append(f.Projects, p)
 	}
 	for _, r := range take(heaviest(vms), v.cfg.MaxRows) {
-		f.VMs = append(f.VMs, Rate{Name: r.Key, Bps: bps(&r), Query: alert.Query(rollup.ScopeVM, r.Key, r.Labels)})
+		f.VMs = append(f.VMs, Rate{Name: r.Key, Bps: bps(r), Query: v.query(r.Scope, r.Key, r.Labels)})
 	}
 	for _, r := range take(heaviest(services), v.cfg.MaxRows) {
-		f.Services = append(f.Services, Rate{Name: r.Key, Bps: bps(&r), Query: alert.Query(rollup.ScopeService, r.Key, r.Labels)})
+		f.Services = append(f.Services, Rate{Name: r.Key, Bps: bps(r), Query: v.query(r.Scope, r.Key, r.Labels)})
 	}
 
 	v.flowMu.Lock()
@@ -274,13 +276,13 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 			e = Exporter{Addr: r.Key}
 		}
 		delete(stats, r.Key)
-		e.Bps = bps(&r)
-		e.Query = alert.Query(rollup.ScopeExporter, r.Key, nil)
+		e.Bps = bps(r)
+		e.Query = v.query(rollup.ScopeExporter, r.Key, nil)
 		f.Exporters = append(f.Exporters, e)
 	}
 	for _, k := range sortedKeys(stats) { // exporters that sent statistics only
 		e := stats[k]
-		e.Query = alert.Query(rollup.ScopeExporter, k, nil)
+		e.Query = v.query(rollup.ScopeExporter, k, nil)
 		f.Exporters = append(f.Exporters, e)
 	}
 	f.Exporters = take(f.Exporters, v.cfg.MaxRows)
@@ -307,26 +309,31 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 		v.links[p] = &linkState{bps: 8 * b / secs, bytes: b}
 	}
 	for p, l := range v.links {
-		f.Links = append(f.Links, Link{From: p.from, To: p.to, Bps: l.bps, Bytes: l.bytes, Query: linkQuery(p)})
+		f.Links = append(f.Links, Link{From: p.from, To: p.to, Bps: l.bps, Bytes: l.bytes})
 	}
 	sort.Slice(f.Links, func(i, j int) bool {
 		a, b := f.Links[i], f.Links[j]
 		return cmp.Or(cmp.Compare(b.Bps, a.Bps), cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To)) < 0
 	})
 	f.Links = take(f.Links, v.cfg.MaxRows)
+	for i := range f.Links {
+		f.Links[i].Query = linkQuery(pair{f.Links[i].From, f.Links[i].To})
+	}
 
 	v.alertMu.Lock()
+	firing := make([]alert.Alert, 0, len(v.alerts))
 	for _, a := range v.alerts {
+		firing = append(firing, a)
+	}
+	v.alertMu.Unlock()
+	slices.SortFunc(firing, func(a, b alert.Alert) int {
+		return cmp.Or(cmp.Compare(severityRank(a.Severity), severityRank(b.Severity)), b.FiredAt.Compare(a.FiredAt),
+			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Key, b.Key))
+	})
+	for _, a := range take(firing, v.cfg.MaxRows) {
 		f.Alerts = append(f.Alerts, Alert{Rule: a.Rule, Severity: a.Severity, Scope: a.Scope, Key: a.Key, Value: a.Value,
 			Summary: a.Annotations["summary"], FiredAt: a.FiredAt, Discover: a.DiscoverURL, Query: alert.Query(a.Scope, a.Key, a.Labels)})
 	}
-	v.alertMu.Unlock()
-	sort.Slice(f.Alerts, func(i, j int) bool {
-		a, b := f.Alerts[i], f.Alerts[j]
-		return cmp.Or(cmp.Compare(severityRank(a.Severity), severityRank(b.Severity)), b.FiredAt.Compare(a.FiredAt),
-			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Key, b.Key)) < 0
-	})
-	f.Alerts = take(f.Alerts, v.cfg.MaxRows)
 	if v.health != nil {
 		f.Health.Datagrams, f.Health.KernelDrops = v.health()
 	}
@@ -337,10 +344,10 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 // the rollups skipped some), charts new lines while there is room (a
 // heavier line takes the place of the lightest), forgets lines absent for
 // a whole history, and returns the charted lines, heaviest first.
-func (v *view) chart(lines []rollup.Row, ticks int) ([]Line, int) {
-	now := map[string]*rollup.Row{}
-	for i := range lines {
-		now[lines[i].Key] = &lines[i]
+func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
+	now := make(map[string]*rollup.Row, len(lines))
+	for _, r := range lines {
+		now[r.Key] = r
 	}
 	for k, r := range v.charted {
 		row := now[k]
@@ -356,8 +363,7 @@ func (v *view) chart(lines []rollup.Row, ticks int) ([]Line, int) {
 		}
 		r.push(val)
 	}
-	for i := range lines {
-		r := &lines[i]
+	for _, r := range lines {
 		if _, ok := v.charted[r.Key]; ok {
 			continue
 		}
@@ -398,13 +404,13 @@ func (v *view) chart(lines []rollup.Row, ticks int) ([]Line, int) {
 		if row != nil {
 			l.Bps, labels = row.Values[rollup.BitsPerSecond], row.Labels
 		}
-		l.Query = alert.Query(rollup.ScopeLine, k, labels)
+		l.Query = v.query(rollup.ScopeLine, k, labels)
 		if l.Capacity > 0 {
 			u := l.Bps / l.Capacity
 			l.Util = &u
 		}
 		if row != nil {
-			l.Top = talkers(row.Top, l.Query)
+			l.Top = talkers(row.Top)
 		}
 		out = append(out, l)
 	}
@@ -412,6 +418,24 @@ func (v *view) chart(lines []rollup.Row, ticks int) ([]Line, int) {
 		return cmp.Or(cmp.Compare(out[j].Bps, out[i].Bps), cmp.Compare(out[i].Key, out[j].Key)) < 0
 	})
 	return out, left
+}
+
+// maxQueries bounds the cache of Discover queries.
+const maxQueries = 10000
+
+// query is the KQL of a row's flows (alert.Query), cached: it is the same
+// every tick.
+func (v *view) query(scope, key string, labels map[string]string) string {
+	k := scope + "\x00" + key
+	if q, ok := v.queries[k]; ok {
+		return q
+	}
+	if len(v.queries) >= maxQueries {
+		clear(v.queries)
+	}
+	q := alert.Query(scope, key, labels)
+	v.queries[k] = q
+	return q
 }
 
 // history is every charted line's history, oldest first.
@@ -425,14 +449,16 @@ func (v *view) history() map[string][]float64 {
 	return h
 }
 
-func talkers(top []rollup.Talker, rowQuery string) []Talker {
+// screenTalkers is how many talkers a row carries: a wall shows a few.
+const screenTalkers = 5
+
+// talkers are a row's heaviest talkers; their Discover query is the row's
+// and source.ip (made by the page: it would be most of the frame).
+func talkers(top []rollup.Talker) []Talker {
+	top = take(top, screenTalkers)
 	out := make([]Talker, 0, len(top))
 	for _, t := range top {
-		q := alert.Query("source", t.Addr.String(), nil)
-		if rowQuery != "" {
-			q = "(" + rowQuery + ") and " + q
-		}
-		out = append(out, Talker{Addr: t.Addr.String(), Bps: 8 * t.BytesPerSecond, Query: q})
+		out = append(out, Talker{Addr: t.Addr.String(), Bps: 8 * t.BytesPerSecond})
 	}
 	return out
 }

@@ -60,11 +60,12 @@
     return s;
   }
 
-  function talkers(top) {
+  function talkers(top, rowQuery) {
     const d = el("span", { class: "talkers" });
     (top || []).slice(0, 3).forEach((t, i) => {
       if (i) d.append(" · ");
-      d.append(link(t.q, t.addr + " " + bps(t.bps)));
+      const q = (rowQuery ? "(" + rowQuery + ") and " : "") + 'source.ip:"' + t.addr + '"';
+      d.append(link(q, t.addr + " " + bps(t.bps)));
     });
     return d;
   }
@@ -83,7 +84,7 @@
       return el("tr", { "data-key": l.key, "data-bps": l.bps, "data-volume": volume },
         el("td", {}, link(l.q, l.name)), el("td", {}, bar), el("td", { class: "n" }, bps(l.bps)),
         el("td", { class: "n" }, u == null ? "—" : pct(u)), el("td", { class: "n" }, bytes(volume)),
-        el("td", {}, spark(h)), el("td", {}, talkers(l.top)));
+        el("td", {}, spark(h)), el("td", {}, talkers(l.top, l.q)));
     }));
   }
 
@@ -157,7 +158,7 @@
       el("td", {}, link(p.q, p.name)), el("td", { class: "n" }, bps(p.bps)),
       el("td", { class: "n" }, p.rtt_p95_ms == null ? "—" : p.rtt_p95_ms.toFixed(1) + " ms"),
       el("td", { class: "n" + (p.retrans_ratio > 0.02 ? " bad" : "") }, p.retrans_ratio == null ? "—" : pct(p.retrans_ratio)),
-      el("td", {}, talkers(p.top)))));
+      el("td", {}, talkers(p.top, p.q)))));
     fill($("#services tbody"), (f.services || []).slice(0, 12).map((s) => el("tr", { "data-key": s.name },
       el("td", {}, link(s.q, s.name)), el("td", { class: "n" }, bps(s.bps)))));
   }
