@@ -46,7 +46,7 @@ func readSSE(body io.Reader, ch chan<- sseEvent) {
 // liveViewSetup writes the networks, interface names and rules files of the
 // live view tests: payments and web are projects, 127.0.0.1 (the exporter)
 // has vmnic0 (100 Mbit/s) and vmnic1.
-func liveViewSetup(t *testing.T) Configuration {
+func liveViewSetup(t testing.TB) Configuration {
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
@@ -91,7 +91,7 @@ type sender struct {
 	n    int
 }
 
-func newSender(t *testing.T, addr string) *sender {
+func newSender(t testing.TB, addr string) *sender {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func newSender(t *testing.T, addr string) *sender {
 	return s
 }
 
-func (s *sender) send(t *testing.T, now time.Time, recs []flow.Record) {
+func (s *sender) send(t testing.TB, now time.Time, recs []flow.Record) {
 	if err := s.enc.Write(now, recs); err != nil {
 		t.Fatal(err)
 	}
