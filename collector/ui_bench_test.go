@@ -38,7 +38,9 @@ func estateTraffic(now time.Time, round int) []flow.Record {
 // (separate processes, so this process's CPU time is the collector's). It
 // checks every client got the frames. Run it with -benchtime 1x.
 func BenchmarkLiveViewClients(b *testing.B) {
-	b.Run("small", func(b *testing.B) { benchClients(b, func(now time.Time, _ int) []flow.Record { return liveTraffic(now) }) })
+	b.Run("small", func(b *testing.B) {
+		benchClients(b, func(now time.Time, _ int) []flow.Record { return liveTraffic(now) })
+	})
 	b.Run("estate", func(b *testing.B) { benchClients(b, estateTraffic) })
 }
 
