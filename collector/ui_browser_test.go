@@ -60,7 +60,7 @@ func TestLiveViewInChromium(t *testing.T) {
 	// Quiet: every byte is in, and the lines carry nothing any more.
 	quiet := fmt.Sprintf(`(() => { const f = document.body.dataset.seq && [...document.querySelectorAll("#lines tbody tr")];
 		const d = [...document.querySelectorAll("#exporters tbody tr")].find(r => r.dataset.key === "127.0.0.1");
-		return f && f.length === 2 && f.every(r => +r.dataset.bps === 0) && d && +d.dataset.datagrams === %d; })()`, s.n)
+		return f && f.length === 2 && f.every(r => +r.dataset.bps === 0) && d && +d.dataset.datagrams === %d; })()`, s.n())
 	if !b.WaitFor(quiet, 20*time.Second) {
 		t.Fatalf("the page never showed the traffic's end; console: %v", b.Console())
 	}

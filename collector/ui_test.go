@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,8 +89,11 @@ rules:
 type sender struct {
 	conn *net.UDPConn
 	enc  *ipfix.Encoder
-	n    int
+	sent atomic.Int64
 }
+
+// n is the number of datagrams sent so far.
+func (s *sender) n() int { return int(s.sent.Load()) }
 
 func newSender(t testing.TB, addr string) *sender {
 	ua, err := net.ResolveUDPAddr("udp", addr)
@@ -103,7 +107,7 @@ func newSender(t testing.TB, addr string) *sender {
 	t.Cleanup(func() { conn.Close() })
 	s := &sender{conn: conn}
 	if s.enc, err = ipfix.New(reporter.NewForTest(nil), ipfix.DefaultConfiguration(), transportFunc(func(msg []byte) error {
-		s.n++
+		s.sent.Add(1)
 		_, err := conn.Write(msg)
 		return err
 	})); err != nil {
@@ -112,9 +116,10 @@ func newSender(t testing.TB, addr string) *sender {
 	return s
 }
 
+// send may run on another goroutine than the test's: it reports with Error.
 func (s *sender) send(t testing.TB, now time.Time, recs []flow.Record) {
 	if err := s.enc.Write(now, recs); err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
 	s.enc.Flush(now)
 }
@@ -249,7 +254,7 @@ func TestLiveView(t *testing.T) {
 				}
 			}
 			last = f
-			if total == 0 && s.n > 0 && c.Datagrams() >= uint64(s.n) && len(lineBits) > 0 {
+			if total == 0 && s.n() > 0 && c.Datagrams() >= uint64(s.n()) && len(lineBits) > 0 {
 				quiet++
 			} else {
 				quiet = 0
@@ -266,7 +271,7 @@ func TestLiveView(t *testing.T) {
 				exp = e
 			}
 		}
-		if exp.Datagrams >= uint64(s.n) {
+		if exp.Datagrams >= uint64(s.n()) {
 			break
 		}
 		ev := <-events
@@ -274,7 +279,7 @@ func TestLiveView(t *testing.T) {
 	}
 
 	t.Logf("%d frames, seq %d..%d; %d datagrams sent; lines (bits) %v; RTT p95 %v; retransmission ratios %v",
-		len(seqs), seqs[0], seqs[len(seqs)-1], s.n, lineBits, rtt, retrans)
+		len(seqs), seqs[0], seqs[len(seqs)-1], s.n(), lineBits, rtt, retrans)
 	for i := 1; i < len(seqs); i++ {
 		if seqs[i] != seqs[i-1]+1 {
 			t.Errorf("frames %d then %d: the client lost frames", seqs[i-1], seqs[i])
@@ -306,11 +311,11 @@ func TestLiveView(t *testing.T) {
 	if len(retrans) != 1 || retrans[0.03] == 0 {
 		t.Errorf("payments retransmission ratio %v, want 0.03 (30 of 1000 TCP packets)", retrans)
 	}
-	if exp.Datagrams != uint64(s.n) || exp.SequenceLosses != 0 || exp.Templates == 0 {
-		t.Errorf("exporter 127.0.0.1: %+v; %d datagrams sent", exp, s.n)
+	if exp.Datagrams != uint64(s.n()) || exp.SequenceLosses != 0 || exp.Templates == 0 {
+		t.Errorf("exporter 127.0.0.1: %+v; %d datagrams sent", exp, s.n())
 	}
-	if last.Health.Datagrams != uint64(s.n) {
-		t.Errorf("health: %d datagrams, %d sent", last.Health.Datagrams, s.n)
+	if last.Health.Datagrams != uint64(s.n()) {
+		t.Errorf("health: %d datagrams, %d sent", last.Health.Datagrams, s.n())
 	}
 	if !alertSeen {
 		t.Error("the line_busy alert on vmnic0 never showed")

@@ -112,7 +112,7 @@ func (c Configuration) Validate() error {
 		}
 	}
 	if c.MaxClients < 1 || c.ClientQueue < 1 || c.MaxRows < 1 || c.MaxPairs < 1 {
-		add("ui-max-clients: ui-max-clients, the client queue, rows and pairs must be at least 1")
+		add("ui-max-clients: ui-max-clients, ui-max-rows, the client queue and the pairs must each be at least 1")
 	}
 	if c.WriteTimeout <= 0 {
 		add("ui-write-timeout: must be positive")
