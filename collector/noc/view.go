@@ -240,7 +240,7 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 	}
 
 	v.mu.Lock()
-	f.Lines, f.Health.LinesNotCharted = v.chart(lines, ticks)
+	f.Lines, f.Health.LinesNotCharted = v.chart(heaviest(lines), ticks)
 	v.mu.Unlock()
 
 	for _, r := range take(heaviest(projects), v.cfg.MaxRows) {
@@ -368,14 +368,15 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 			continue
 		}
 		if len(v.charted) >= v.cfg.MaxRows {
-			// Take the place of the lightest line, if this one is heavier.
-			light, lightSum := "", math.Inf(1)
+			// Take the place of the lightest line (by its mean over
+			// the history held), if this one is heavier now.
+			light, lightMean := "", math.Inf(1)
 			for k, c := range v.charted {
-				if c.sum < lightSum || (c.sum == lightSum && k > light) {
-					light, lightSum = k, c.sum
+				if m := c.sum / float64(max(c.n, 1)); m < lightMean || (m == lightMean && k > light) {
+					light, lightMean = k, m
 				}
 			}
-			if r.Values[rollup.BitsPerSecond] <= lightSum/float64(v.histLen) {
+			if r.Values[rollup.BitsPerSecond] <= lightMean {
 				continue
 			}
 			delete(v.charted, light)
