@@ -2,12 +2,16 @@ package collector
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +23,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // sseEvent is one server-sent event.
@@ -319,5 +324,154 @@ func TestLiveView(t *testing.T) {
 	}
 	if !alertSeen {
 		t.Error("the line_busy alert on vmnic0 never showed")
+	}
+}
+
+// renamingProxy forwards to the test cluster, renaming every spanflow-
+// index, template and policy to prefix+"spanflow-" (so the shared
+// cluster's spanflow-flows-* are not written), until closed.
+func renamingProxy(t *testing.T, es, prefix string) *http.Server {
+	target, err := url.Parse(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	direct := rp.Director
+	rp.Director = func(r *http.Request) {
+		direct(r)
+		r.URL.Path = strings.ReplaceAll(r.URL.Path, "spanflow-", prefix+"spanflow-")
+		r.URL.RawPath = ""
+		if r.Body != nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			b = bytes.ReplaceAll(b, []byte(`"spanflow-`), []byte(`"`+prefix+"spanflow-"))
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+			r.Header.Del("Content-Length")
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp, Addr: l.Addr().String()}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// TestLiveViewElasticsearchStops: flows are indexed through a proxy to the
+// test cluster while the page's stream runs; then the proxy closes (the
+// cluster is gone, as far as the collector can tell) and more traffic
+// comes: the stream keeps a frame every tick, and its line bytes add up to
+// all the traffic sent, before and during the outage, while the cluster
+// got none of the outage's flows.
+func TestLiveViewElasticsearchStops(t *testing.T) {
+	es := testutil.Elasticsearch(t)
+	prefix := fmt.Sprintf("noctest%d-", time.Now().UnixNano())
+	proxy := renamingProxy(t, es, prefix)
+	esDo := func(method, path string) []byte {
+		req, _ := http.NewRequest(method, es+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}
+	t.Cleanup(func() {
+		for _, ix := range strings.Fields(string(esDo("GET", "/_cat/indices/"+prefix+"*?h=index"))) {
+			esDo("DELETE", "/"+ix)
+		}
+		var tpl struct{ IndexTemplates []struct{ Name string } `json:"index_templates"` }
+		json.Unmarshal(esDo("GET", "/_index_template/"+prefix+"*"), &tpl)
+		for _, x := range tpl.IndexTemplates {
+			esDo("DELETE", "/_index_template/"+x.Name)
+		}
+	})
+	count := func() int {
+		esDo("POST", "/"+prefix+"spanflow-flows-*/_refresh")
+		var c struct{ Count int }
+		json.Unmarshal(esDo("GET", "/"+prefix+"spanflow-flows-*/_count?q=_exists_:network.bytes"), &c)
+		return c.Count
+	}
+
+	cfg := liveViewSetup(t)
+	cfg.Elasticsearch.Connection.URLs = []string{"http://" + proxy.Addr}
+	cfg.Elasticsearch.Setup.Lifecycle, cfg.Elasticsearch.Setup.Replicas = "daily", 0
+	cfg.Elasticsearch.FlushInterval = 200 * time.Millisecond
+	c, err := New(reporter.NewForTest(nil), cfg, Dependencies{Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	resp, err := http.Get(c.UI().URL() + "api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 1000)
+	go readSSE(resp.Body, events)
+	<-events // hello
+
+	var seqs []uint64
+	bits := 0.0
+	drain := func(until func() bool, what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for !until() {
+			select {
+			case ev := <-events:
+				if ev.name != "frame" {
+					continue
+				}
+				var f noc.Frame
+				if err := json.Unmarshal([]byte(ev.data), &f); err != nil {
+					t.Fatal(err)
+				}
+				seqs = append(seqs, f.Seq)
+				for _, l := range f.Lines {
+					bits += l.Bps
+				}
+			case <-deadline:
+				t.Fatalf("waiting for %s: %d frames", what, len(seqs))
+			}
+		}
+	}
+	s := newSender(t, c.Addrs()[0].String())
+	for range 3 {
+		s.send(t, time.Now(), liveTraffic(time.Now()))
+		drain(func() bool { return true }, "")
+		time.Sleep(time.Second)
+	}
+	next := 0
+	drain(func() bool {
+		if next++; next%10 == 0 {
+			return count() == 9
+		}
+		return false
+	}, "the first 9 flows in Elasticsearch")
+	if err := proxy.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(seqs)
+	for range 3 {
+		s.send(t, time.Now(), liveTraffic(time.Now()))
+		time.Sleep(time.Second)
+	}
+	const sent = 6 * 6e6 // bytes: six rounds on the two lines
+	drain(func() bool { return math.Abs(bits/8-sent) < 1 && len(seqs) >= before+5 }, "the outage's traffic on the stream")
+	t.Logf("%d frames before the cluster went away, %d since; %.0f bytes on the lines' streams, %.0f sent; %d flows in the cluster",
+		before, len(seqs)-before, bits/8, float64(sent), count())
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Errorf("frames %d then %d: a tick without a frame", seqs[i-1], seqs[i])
+		}
+	}
+	if n := count(); n != 9 {
+		t.Errorf("%d flows in the cluster, want the 9 sent before it went away", n)
 	}
 }
