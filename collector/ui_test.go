@@ -383,7 +383,9 @@ func TestLiveViewElasticsearchStops(t *testing.T) {
 		for _, ix := range strings.Fields(string(esDo("GET", "/_cat/indices/"+prefix+"*?h=index"))) {
 			esDo("DELETE", "/"+ix)
 		}
-		var tpl struct{ IndexTemplates []struct{ Name string } `json:"index_templates"` }
+		var tpl struct {
+			IndexTemplates []struct{ Name string } `json:"index_templates"`
+		}
 		json.Unmarshal(esDo("GET", "/_index_template/"+prefix+"*"), &tpl)
 		for _, x := range tpl.IndexTemplates {
 			esDo("DELETE", "/_index_template/"+x.Name)
