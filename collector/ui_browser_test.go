@@ -24,6 +24,7 @@ import (
 func TestLiveViewInChromium(t *testing.T) {
 	testutil.Command(t, "chromium")
 	cfg := liveViewSetup(t)
+	cfg.UI.Rotate = time.Second
 	c, err := New(reporter.NewForTest(nil), cfg, Dependencies{Stdout: io.Discard})
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +89,24 @@ func TestLiveViewInChromium(t *testing.T) {
 		t.Errorf("split on screen %v", split)
 	}
 
+	// Every element links to Kibana Discover with its filter.
+	var hrefs []string
+	b.Eval(`[...document.querySelectorAll("#lines tbody tr td:first-child a")].map(a => decodeURIComponent(a.href))`, &hrefs)
+	if len(hrefs) != 2 {
+		t.Errorf("line links %v", hrefs)
+	}
+	for _, h := range hrefs {
+		if !strings.HasPrefix(h, "http://kibana.example:5601/app/discover#/?_g=(time:(from:now-15m,to:now))") ||
+			!strings.Contains(h, `observer.ip:"127.0.0.1"`) || !strings.Contains(h, "dataViewId:'spanflow-flows'") {
+			t.Errorf("line link %s", h)
+		}
+	}
+	var unlinked []string
+	b.Eval(`[...document.querySelectorAll("#lines tbody td:first-child, #projects tbody td:first-child, #services tbody td:first-child, #exporters tbody td:first-child, #alerts tbody td:nth-child(2), .talkers > *, #split > *")].filter(e => !(e.tagName === "A" || e.querySelector("a"))).map(e => e.textContent)`, &unlinked)
+	if len(unlinked) > 0 {
+		t.Errorf("elements without a Discover link: %v", unlinked)
+	}
+
 	dir := testutil.ArtifactDir(t)
 	for _, size := range [][2]int{{1920, 1080}, {3840, 2160}} {
 		b.Call("Emulation.setDeviceMetricsOverride", map[string]any{"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": false}, nil)
@@ -100,6 +119,13 @@ func TestLiveViewInChromium(t *testing.T) {
 			}
 			b.Screenshot(filepath.Join(dir, fmt.Sprintf("%s-%dx%d.png", view, size[0], size[1])))
 		}
+	}
+	// Kiosk mode rotates the views (ui-rotate 1s here).
+	b.Navigate(c.UI().URL() + "?kiosk=1")
+	if !b.WaitFor(`document.body.classList.contains("kiosk") && document.querySelector(".view.current").id === "view-lines"`, 10*time.Second) ||
+		!b.WaitFor(`document.querySelector(".view.current").id === "view-traffic"`, 10*time.Second) ||
+		!b.WaitFor(`document.querySelector(".view.current").id === "view-projects"`, 10*time.Second) {
+		t.Error("kiosk mode does not rotate the views")
 	}
 	if msgs := b.Console(); len(msgs) > 0 {
 		t.Errorf("the page logged:\n%s", strings.Join(msgs, "\n"))

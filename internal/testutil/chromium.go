@@ -188,6 +188,12 @@ func (b *Browser) Call(method string, params any, result any) {
 	b.call(b.session, method, params, result)
 }
 
+// Navigate opens url in the page.
+func (b *Browser) Navigate(url string) {
+	b.t.Helper()
+	b.Call("Page.navigate", map[string]any{"url": url}, nil)
+}
+
 // Eval evaluates a JavaScript expression in the page and decodes its
 // value (JSON-serialisable) into out.
 func (b *Browser) Eval(expr string, out any) {

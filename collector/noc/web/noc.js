@@ -236,25 +236,31 @@
   // Views: all at once on a desk, one at a time in kiosk mode.
   function show(i) {
     state.view = (i + views.length) % views.length;
+    state.shownAt = Date.now();
     document.querySelectorAll(".view").forEach((v) => v.classList.toggle("current", v.id === "view-" + views[state.view]));
     document.querySelectorAll("#tabs button[data-view]").forEach((b) => b.classList.toggle("on", b.dataset.view === views[state.view]));
   }
-  function kiosk() {
+  // kiosk shows one view at a time, rotating every hello.rotate seconds
+  // unless ?view= fixes it. Full screen needs a user gesture: the Kiosk
+  // button asks for it; a wall browser runs in its own kiosk mode.
+  function kiosk(gesture) {
     document.body.classList.add("kiosk");
-    if (document.documentElement.requestFullscreen && !document.fullscreenElement) {
+    if (gesture && document.documentElement.requestFullscreen && !document.fullscreenElement) {
       document.documentElement.requestFullscreen().catch(() => {});
     }
-    show(views.indexOf(params.get("view")) >= 0 ? views.indexOf(params.get("view")) : 0);
+    show(views.indexOf(params.get("view")) >= 0 ? views.indexOf(params.get("view")) : state.view);
     if (!state.rotating && !params.has("view")) {
       state.rotating = true;
-      const every = () => (state.hello ? state.hello.rotate : 20) * 1000;
-      const step = () => { show(state.view + 1); setTimeout(step, every()); };
-      setTimeout(step, every());
+      setInterval(() => {
+        const every = (state.hello ? state.hello.rotate : 20) * 1000;
+        if (Date.now() - state.shownAt >= every) show(state.view + 1);
+      }, 250);
     }
   }
   document.querySelectorAll("#tabs button[data-view]").forEach((b) =>
     b.addEventListener("click", () => { show(views.indexOf(b.dataset.view)); if (!document.body.classList.contains("kiosk")) document.getElementById("view-" + b.dataset.view).scrollIntoView(); }));
-  $("#kiosk").addEventListener("click", kiosk);
-  if (params.get("kiosk") === "1" || params.has("view")) kiosk(); else show(0);
+  $("#kiosk").addEventListener("click", () => kiosk(true));
+  show(0);
+  if (params.get("kiosk") === "1" || params.has("view")) kiosk(false);
   connect();
 })();
