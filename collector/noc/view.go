@@ -231,7 +231,7 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 			exporters = append(exporters, r)
 		}
 	}
-	bps := func(r *rollup.Row) float64 { return r.Values[rollup.BitsPerSecond] }
+	bps := func(r *rollup.Row) float64 { return finite(r.Values[rollup.BitsPerSecond]) }
 	heaviest := func(rows []*rollup.Row) []*rollup.Row {
 		slices.SortFunc(rows, func(a, b *rollup.Row) int {
 			return cmp.Or(cmp.Compare(b.Values[rollup.BitsPerSecondSmoothed], a.Values[rollup.BitsPerSecondSmoothed]), cmp.Compare(a.Key, b.Key))
@@ -245,10 +245,10 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 
 	for _, r := range take(heaviest(projects), v.cfg.MaxRows) {
 		p := Project{Name: r.Key, Bps: bps(r), Top: talkers(r.Top), Query: v.query(r.Scope, r.Key, r.Labels)}
-		if x, ok := r.Values[rollup.RTTp95]; ok {
+		if x, ok := r.Values[rollup.RTTp95]; ok && x == finite(x) {
 			p.RTTp95 = &x
 		}
-		if x, ok := r.Values[rollup.RetransmissionRatio]; ok {
+		if x, ok := r.Values[rollup.RetransmissionRatio]; ok && x == finite(x) {
 			p.Retrans = &x
 		}
 		f.Projects = append(f.Projects, p)
@@ -331,7 +331,7 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Key, b.Key))
 	})
 	for _, a := range take(firing, v.cfg.MaxRows) {
-		f.Alerts = append(f.Alerts, Alert{Rule: a.Rule, Severity: a.Severity, Scope: a.Scope, Key: a.Key, Value: a.Value,
+		f.Alerts = append(f.Alerts, Alert{Rule: a.Rule, Severity: a.Severity, Scope: a.Scope, Key: a.Key, Value: finite(a.Value),
 			Summary: a.Annotations["summary"], FiredAt: a.FiredAt, Discover: a.DiscoverURL, Query: alert.Query(a.Scope, a.Key, a.Labels)})
 	}
 	if v.health != nil {
@@ -353,7 +353,7 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 		row := now[k]
 		val := 0.0
 		if row != nil {
-			val, r.seen = row.Values[rollup.BitsPerSecond], 0
+			val, r.seen = finite(row.Values[rollup.BitsPerSecond]), 0
 		} else if r.seen++; r.seen >= v.histLen {
 			delete(v.charted, k)
 			continue
@@ -382,7 +382,7 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 			delete(v.charted, light)
 		}
 		c := &ring{vals: make([]float32, v.histLen)}
-		c.push(r.Values[rollup.BitsPerSecond])
+		c.push(finite(r.Values[rollup.BitsPerSecond]))
 		v.charted[r.Key] = c
 	}
 	left := 0
@@ -403,7 +403,7 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 		}
 		var labels map[string]string
 		if row != nil {
-			l.Bps, labels = row.Values[rollup.BitsPerSecond], row.Labels
+			l.Bps, labels = finite(row.Values[rollup.BitsPerSecond]), row.Labels
 		}
 		l.Query = v.query(rollup.ScopeLine, k, labels)
 		if l.Capacity > 0 {
@@ -459,9 +459,18 @@ func talkers(top []rollup.Talker) []Talker {
 	top = take(top, screenTalkers)
 	out := make([]Talker, 0, len(top))
 	for _, t := range top {
-		out = append(out, Talker{Addr: t.Addr.String(), Bps: 8 * t.BytesPerSecond})
+		out = append(out, Talker{Addr: t.Addr.String(), Bps: finite(8 * t.BytesPerSecond)})
 	}
 	return out
+}
+
+// finite is v, or 0 for NaN and infinities, which JSON cannot carry: one
+// would make the whole frame fail to encode, and the screen freeze.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }
 
 func take[T any](s []T, n int) []T {

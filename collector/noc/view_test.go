@@ -1,7 +1,9 @@
 package noc
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -92,5 +94,20 @@ func TestSankeyNodes(t *testing.T) {
 	}
 	if len(f.Exporters) != 1 || f.Exporters[0].Datagrams != 7 || f.Exporters[0].SequenceLosses != 1 || f.Exporters[0].Templates != 3 {
 		t.Errorf("exporters %+v", f.Exporters)
+	}
+}
+
+// TestNotFinite: a NaN or infinite value in a snapshot does not stop the
+// frame from encoding (JSON has neither).
+func TestNotFinite(t *testing.T) {
+	s, e, _ := newTestServer(t, nil)
+	_ = e
+	snap := lineRows(map[string]float64{"a": math.NaN(), "b": math.Inf(1)})
+	snap.Rows = append(snap.Rows, rollup.Row{Scope: rollup.ScopeProject, Key: "p",
+		Values: map[string]float64{rollup.RTTp95: math.NaN(), rollup.RetransmissionRatio: math.Inf(1)}})
+	s.Rollup(snap)
+	var f Frame
+	if err := json.Unmarshal(s.lastJSON, &f); err != nil || len(f.Lines) != 2 || f.Projects[0].RTTp95 != nil {
+		t.Errorf("frame %s: %v", s.lastJSON, err)
 	}
 }

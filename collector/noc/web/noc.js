@@ -46,13 +46,15 @@
   }
   function fill(tbody, rows) { tbody.replaceChildren(...rows); }
 
-  function spark(vals) {
+  // spark draws a history; with a capacity its top is the capacity, so
+  // the height is the % of capacity.
+  function spark(vals, capacity) {
     const s = document.createElementNS(SVG, "svg");
     s.setAttribute("class", "spark");
     s.setAttribute("viewBox", "0 0 100 20");
     s.setAttribute("preserveAspectRatio", "none");
     const n = Math.max(2, state.hello ? state.hello.points : vals.length, vals.length);
-    const top = Math.max(1, ...vals);
+    const top = Math.max(capacity || 1, ...vals);
     const pts = vals.map((v, i) => ((100 * (n - vals.length + i)) / (n - 1)).toFixed(2) + "," + (20 - (19 * v) / top).toFixed(2));
     const p = document.createElementNS(SVG, "polyline");
     p.setAttribute("points", pts.join(" "));
@@ -84,7 +86,7 @@
       return el("tr", { "data-key": l.key, "data-bps": l.bps, "data-volume": volume },
         el("td", {}, link(l.q, l.name)), el("td", {}, bar), el("td", { class: "n" }, bps(l.bps)),
         el("td", { class: "n" }, u == null ? "—" : pct(u)), el("td", { class: "n" }, bytes(volume)),
-        el("td", {}, spark(h)), el("td", {}, talkers(l.top, l.q)));
+        el("td", {}, spark(h, l.capacity)), el("td", {}, talkers(l.top, l.q)));
     }));
   }
 
