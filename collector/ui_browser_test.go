@@ -107,6 +107,22 @@ func TestLiveViewInChromium(t *testing.T) {
 		t.Errorf("elements without a Discover link: %v", unlinked)
 	}
 
+	// Screenshots with traffic flowing and the alert firing.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			s.send(t, time.Now(), liveTraffic(time.Now()))
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	if !b.WaitFor(`document.querySelector('#alerts tbody tr[data-rule="line_busy"]') && +document.querySelector("#lines tbody tr").dataset.bps > 0`, 20*time.Second) {
+		t.Error("no traffic nor alert on screen for the screenshots")
+	}
 	dir := testutil.ArtifactDir(t)
 	for _, size := range [][2]int{{1920, 1080}, {3840, 2160}} {
 		b.Call("Emulation.setDeviceMetricsOverride", map[string]any{"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": false}, nil)
