@@ -254,7 +254,7 @@ func TestLiveView(t *testing.T) {
 				}
 			}
 			for _, a := range f.Alerts {
-				if a.Rule == "line_busy" && a.Key == "127.0.0.1 vmnic0" && strings.Contains(a.Discover, "kibana.example") {
+				if a.Rule == "line_busy" && a.Key == "127.0.0.1 vmnic0" && a.On == "esx-a01 vmnic0" && strings.Contains(a.Discover, "kibana.example") {
 					alertSeen = true
 				}
 			}

@@ -102,6 +102,7 @@ type Alert struct {
 	Severity string    `json:"severity"`
 	Scope    string    `json:"scope"`
 	Key      string    `json:"key"`
+	On       string    `json:"on"` // what it is on, for people: the line's name, else the key
 	Value    float64   `json:"value"`
 	Summary  string    `json:"summary,omitempty"`
 	FiredAt  time.Time `json:"fired_at"`

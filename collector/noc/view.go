@@ -331,7 +331,11 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 			cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Key, b.Key))
 	})
 	for _, a := range take(firing, v.cfg.MaxRows) {
-		f.Alerts = append(f.Alerts, Alert{Rule: a.Rule, Severity: a.Severity, Scope: a.Scope, Key: a.Key, Value: finite(a.Value),
+		on := a.Key
+		if n := a.Labels["line"]; a.Scope == rollup.ScopeLine && n != "" {
+			on = n
+		}
+		f.Alerts = append(f.Alerts, Alert{Rule: a.Rule, Severity: a.Severity, Scope: a.Scope, Key: a.Key, On: on, Value: finite(a.Value),
 			Summary: a.Annotations["summary"], FiredAt: a.FiredAt, Discover: a.DiscoverURL, Query: alert.Query(a.Scope, a.Key, a.Labels)})
 	}
 	if v.health != nil {

@@ -171,7 +171,7 @@
     fill($("#alerts tbody"), alerts.map((a) => el("tr", { "data-rule": a.rule, "data-key": a.key },
       el("td", { class: "sev-" + (a.severity || "none") }, a.severity || "—"),
       el("td", {}, a.discover ? el("a", { href: a.discover, target: "_blank", rel: "noopener" }, a.rule) : link(a.q, a.rule)),
-      el("td", {}, a.scope + " " + a.key), el("td", { class: "n" }, Number(a.value).toPrecision(4)),
+      el("td", { title: a.scope + " " + a.key }, a.scope + " " + (a.on || a.key)), el("td", { class: "n" }, Number(a.value).toPrecision(4)),
       el("td", {}, new Date(a.fired_at).toLocaleTimeString()))));
     const now = Date.now();
     fill($("#exporters tbody"), (f.exporters || []).map((e) => {
