@@ -22,6 +22,7 @@ import (
 	"github.com/spanflow/spanflow/collector/alert"
 	"github.com/spanflow/spanflow/collector/forward"
 	"github.com/spanflow/spanflow/collector/listen"
+	"github.com/spanflow/spanflow/collector/noc"
 	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/collector/pipeline"
 	"github.com/spanflow/spanflow/collector/rollup"
@@ -54,6 +55,7 @@ type Collector struct {
 	vsphere    *vsphere.Component
 	alerts     *alert.Component // nil without --rules
 	rollups    *rollup.Engine   // nil when disabled
+	ui         *noc.Server      // nil without --ui
 	datagrams  atomic.Uint64    // handled by the pipeline, from every socket and connection
 }
 
@@ -108,6 +110,15 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 		if c.rollups != nil {
 			c.rollups.Subscribe(c.alerts) // the rules judge every snapshot
 		}
+	}
+	if cfg.UI.Listen != "" {
+		// Before the rollups: subscribed before they tick, serving before
+		// the first snapshot, stopped after the last.
+		if c.ui, err = c.newUI(r.Sub("ui")); err != nil {
+			return nil, err
+		}
+		c.components = append(c.components, c.ui)
+		pdeps.Outputs = append(pdeps.Outputs, pipeline.Output{Name: "ui", Sink: c.ui})
 	}
 	if c.rollups != nil {
 		// Started after the indexer (its template is in before the first

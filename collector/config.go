@@ -37,6 +37,7 @@ type Configuration struct {
 	Enrichment    EnrichmentConfiguration `yaml:",inline"`
 	Alerts        AlertConfiguration      `yaml:",inline"`
 	Rollups       RollupConfiguration     `yaml:",inline"`
+	UI            UIConfiguration         `yaml:",inline"`
 	MetricsListen string                  `yaml:"metrics-listen" help:"serve Prometheus metrics at http://ADDR/metrics; \"\" disables"`
 }
 
@@ -221,6 +222,7 @@ func DefaultConfiguration() Configuration {
 		Rollups: RollupConfiguration{Enabled: true, Tick: rc.Tick, Delay: rc.Delay, IndexInterval: ic.Interval,
 			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries,
 			BaselineWindow: rc.BaselineWindow},
+		UI:            defaultUIConfiguration(),
 		MetricsListen: "127.0.0.1:9109",
 	}
 }
@@ -352,6 +354,7 @@ func (c Configuration) Validate() error {
 			add("rollup-index-interval", fmt.Errorf("must be a multiple of rollup-tick (%s)", c.Rollups.Tick))
 		}
 	}
+	errs = append(errs, c.validateUI()...)
 	if a := c.MetricsListen; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			add("metrics-listen", fmt.Errorf("%q: want HOST:PORT", a))

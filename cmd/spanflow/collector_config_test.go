@@ -147,6 +147,15 @@ func TestCollectorCheck(t *testing.T) {
 				"line 7: cannot unmarshal !!str `many` into int",
 				"line 8: metrics-listen: \"localhost\": want HOST:PORT",
 			}},
+		{"live view", "sockets: 2\n" +
+			"ui: 0.0.0.0:8443\n" + // 2
+			"ui-user-header: X-Forwarded-User\n" + // 3
+			"ui-history: 10s\n", // 4
+			[]string{
+				"line 2: ui: 0.0.0.0:8443 is beyond loopback: give ui-tls-cert-file and ui-tls-key-file",
+				"line 3: ui-user-header: needs ui-trusted-proxy",
+				"line 4: ui-history: must be between 1m and 24h, not 10s",
+			}},
 		{"bad yaml", "sockets: 2\noutput: [stdout]\n\tallow: x\n", []string{"yaml: line 3: found character that cannot start any token"}},
 		{"not a mapping", "- sockets\n", []string{"cannot unmarshal !!seq into collector.Configuration"}},
 	} {

@@ -1,0 +1,174 @@
+package collector
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/noc"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// estateTraffic is a tenth of a second of a busier estate: 1,000 flows on
+// 200 lines from 2,000 addresses of the two projects, so that frames carry
+// 50 charted lines with their talkers (about 40 kB).
+func estateTraffic(now time.Time, round int) []flow.Record {
+	var recs []flow.Record
+	for i := range 1000 {
+		n := round*1000 + i
+		recs = append(recs, flow.Record{Start: now, End: now, SrcAddr: netip.AddrFrom4([4]byte{10, 2, byte(1 + n%2), byte(n % 250)}),
+			DstAddr: netip.AddrFrom4([4]byte{10, 2, 2, byte(n % 97)}), SrcPort: uint16(40000 + n%1000), DstPort: uint16(n % 300),
+			Proto: 6, InIf: uint32(n%200 + 1), Bytes: uint64(1000 + n%9000), Packets: 10, TCPFlags: 0x18})
+	}
+	return recs
+}
+
+// BenchmarkLiveViewClients reports the collector's extra CPU with 50
+// screens connected: the same traffic (every 100 ms) for the same time
+// with no client, then with 50 curl processes reading the stream
+// (separate processes, so this process's CPU time is the collector's). It
+// checks every client got the frames. Run it with -benchtime 1x.
+func BenchmarkLiveViewClients(b *testing.B) {
+	b.Run("small", func(b *testing.B) {
+		benchClients(b, func(now time.Time, _ int) []flow.Record { return liveTraffic(now) })
+	})
+	b.Run("estate", func(b *testing.B) { benchClients(b, estateTraffic) })
+}
+
+func benchClients(b *testing.B, traffic func(time.Time, int) []flow.Record) {
+	curl := testutil.Command(b, "curl")
+	cfg := liveViewSetup(b)
+	cfg.UI.MaxClients = 64
+	dir := b.TempDir()
+	c, err := New(reporter.NewForTest(nil), cfg, Dependencies{Stdout: io.Discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	s := newSender(b, c.Addrs()[0].String())
+	const window = 10 * time.Second
+	measure := func() time.Duration {
+		cpu0 := testutil.CPUTime()
+		for i, end := 0, time.Now().Add(window); time.Now().Before(end); i++ {
+			s.send(b, time.Now(), traffic(time.Now(), i))
+			time.Sleep(100 * time.Millisecond)
+		}
+		return testutil.CPUTime() - cpu0
+	}
+	for range b.N {
+		idle := measure()
+		var cmds []*exec.Cmd
+		for i := range 50 {
+			cmd := exec.Command(curl, "-sN", "-o", filepath.Join(dir, "client-"+string(rune('A'+i%26))+string(rune('a'+i/26))), c.UI().URL()+"api/events")
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			cmds = append(cmds, cmd)
+		}
+		for range 100 {
+			var f noc.Frame
+			resp, err := http.Get(c.UI().URL() + "api/frame")
+			if err == nil {
+				json.NewDecoder(resp.Body).Decode(&f)
+				resp.Body.Close()
+			}
+			if f.Health.Clients == 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		busy := measure()
+		for _, cmd := range cmds {
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+		}
+		entries, _ := os.ReadDir(dir)
+		least := -1
+		for _, e := range entries {
+			data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+			if n := strings.Count(string(data), "event: frame"); least < 0 || n < least {
+				least = n
+			}
+		}
+		var f noc.Frame
+		if resp, err := http.Get(c.UI().URL() + "api/frame"); err == nil {
+			json.NewDecoder(resp.Body).Decode(&f)
+			resp.Body.Close()
+		}
+		if len(entries) != 50 || least < int(window/time.Second)-1 {
+			b.Fatalf("%d clients, the poorest got %d frames in %s", len(entries), least, window)
+		}
+		extra := (busy - idle).Seconds() / window.Seconds()
+		b.ReportMetric(idle.Seconds()/window.Seconds()*100, "%cpu-0-clients")
+		b.ReportMetric(busy.Seconds()/window.Seconds()*100, "%cpu-50-clients")
+		b.ReportMetric(extra*100, "%cpu-extra")
+		b.ReportMetric(float64(least), "frames-least-client")
+		b.ReportMetric(float64(f.Health.FramesDropped), "frames-dropped")
+		if raw, err := json.Marshal(f); err == nil {
+			b.ReportMetric(float64(len(raw)), "frame-bytes")
+		}
+	}
+}
+
+// BenchmarkArrivalToScreen measures, with rollup-delay 1s, the time from a
+// datagram's sending to the first frame of the stream that carries its
+// bytes, for datagrams sent at every phase of the second (ns/op is that
+// time, on average; max-ms the longest).
+func BenchmarkArrivalToScreen(b *testing.B) {
+	cfg := liveViewSetup(b)
+	c, err := New(reporter.NewForTest(nil), cfg, Dependencies{Stdout: io.Discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	resp, err := http.Get(c.UI().URL() + "api/events")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 100)
+	go readSSE(resp.Body, events)
+	s := newSender(b, c.Addrs()[0].String())
+	var total, worst time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		// Wait for a quiet frame, then a phase of the second.
+		for quiet := false; !quiet; {
+			var f noc.Frame
+			json.Unmarshal([]byte((<-events).data), &f)
+			quiet = len(f.Lines) == 0 || f.Lines[0].Bps == 0
+		}
+		time.Sleep(time.Duration(i%10) * 100 * time.Millisecond)
+		sent := time.Now()
+		s.send(b, sent, liveTraffic(sent))
+		for {
+			ev := <-events
+			var f noc.Frame
+			json.Unmarshal([]byte(ev.data), &f)
+			if len(f.Lines) > 0 && f.Lines[0].Bps > 0 {
+				d := time.Since(sent)
+				total += d
+				worst = max(worst, d)
+				break
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/op")
+	b.ReportMetric(float64(worst.Milliseconds()), "max-ms")
+}
