@@ -17,6 +17,7 @@ var commands = []func() *cli.Command{
 	versionCommand,
 	demoCommand,
 	collectorCommand,
+	indexerCommand,
 	exporterCommand,
 	esCommand,
 	dashboardsCommand,

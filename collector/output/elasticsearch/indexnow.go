@@ -1,0 +1,131 @@
+package elasticsearch
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// IndexNow indexes records and returns only once every document is in the
+// cluster (indexed, or there already: a replay) or in the dead-letter file
+// (refused for its content), or with ctx's error. It is the indexer's path
+// (`spanflow indexer run`): Kafka offsets are committed only after it
+// returns nil, so a crash replays instead of losing, and the deterministic
+// ids make the replay a no-op. It bypasses the queue and the spool — Kafka
+// is the buffer — and retries what the cluster cannot take now, backing off
+// up to maxBackoff, for as long as ctx lasts.
+func (o *Output) IndexNow(ctx context.Context, records []flow.Record) error {
+	o.mu.RLock()
+	running := o.started && !o.stopped
+	o.mu.RUnlock()
+	if !running {
+		return errors.New("Elasticsearch output is not running")
+	}
+	backoff := time.Duration(0)
+	wait := func() error {
+		backoff = min(max(2*backoff, 100*time.Millisecond), maxBackoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+			return nil
+		}
+	}
+	for !o.ready.Load() && !o.templateReady(ctx) {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	enc := o.encoders.Get().(*flow.Encoder)
+	defer o.encoders.Put(enc)
+	layout := o.Layout()
+	buf := make([]byte, 0, len(records)*docSizeHint)
+	items := make([]item, 0, len(records))
+	for i := range records {
+		r := &records[i]
+		start := len(buf)
+		buf = enc.AppendDocument(buf, r)
+		items = append(items, item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]})
+	}
+	action := layout.Action()
+	var req bulkRequest
+	for len(items) > 0 {
+		req.reset()
+		for len(items) > 0 && (len(req.body) == 0 || len(req.body)+len(items[0].doc) < o.config.FlushBytes) {
+			req.add(action, items[0])
+			items = items[1:]
+		}
+		for {
+			sent := time.Now()
+			all, results, err := o.post(req.body, req.items)
+			retry := o.settleNow(req.items, all, results, err)
+			if len(retry) == 0 {
+				o.answering(sent)
+				backoff = 0
+				break
+			}
+			o.failing(sent)
+			if err != nil {
+				o.metrics.bulkFails.Inc()
+				o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; retrying (the Kafka offsets wait)", "error", err)
+			}
+			if err := wait(); err != nil {
+				return err
+			}
+			retry = append([]item(nil), retry...)
+			req.reset()
+			for _, it := range retry {
+				req.add(action, it)
+			}
+		}
+	}
+	return nil
+}
+
+// maxBackoff bounds the wait between two tries of IndexNow.
+const maxBackoff = 5 * time.Second
+
+// settleNow counts the outcome of each document of an answered request and
+// returns those to send again.
+func (o *Output) settleNow(items []item, all bool, results []itemResult, whole error) []item {
+	if whole != nil {
+		return items
+	}
+	if all {
+		o.metrics.indexed.Add(float64(len(items)))
+		o.stats.indexed.Add(uint64(len(items)))
+		return nil
+	}
+	var retry []item
+	ok := 0
+	for i, it := range items {
+		r := results[i]
+		switch {
+		case r.Status >= 200 && r.Status < 300:
+			ok++
+		case r.Status == http.StatusConflict && o.Layout().Action() == "create":
+			o.metrics.documents.WithLabelValues("duplicate").Inc()
+			o.stats.duplicate.Add(1)
+		case retryable(r.Status, nil):
+			o.limited.Warn("item-retry", "Elasticsearch could not index a document now; retrying",
+				"status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
+			retry = append(retry, it)
+		default:
+			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
+				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
+			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
+				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
+				o.drop(dropDeadLetterWrite, 1)
+			} else {
+				o.metrics.documents.WithLabelValues("dead_letter").Inc()
+				o.stats.deadLetter.Add(1)
+			}
+		}
+	}
+	o.metrics.indexed.Add(float64(ok))
+	o.stats.indexed.Add(uint64(ok))
+	return retry
+}
