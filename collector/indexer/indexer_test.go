@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,4 +278,83 @@ func missingIDs(t *testing.T, url string, ids []string) []string {
 		}
 	}
 	return missing
+}
+
+// TestElasticsearchOutageLagThenDrain: while Elasticsearch refuses every
+// bulk request (503), the indexer commits nothing and its consumer lag
+// stays up; once the cluster is back, the lag drains to zero and every
+// flow is in the index exactly once.
+func TestElasticsearchOutageLagThenDrain(t *testing.T) {
+	brokers, esURL := testutil.Kafka(t), testutil.Elasticsearch(t)
+	const n, exporters = 5000, 20
+	domain := rand.Uint32N(1<<31) + 1
+	run := strconv.FormatUint(uint64(domain), 36)
+	conn := kafkaconn.DefaultConfiguration()
+	conn.Brokers, conn.Topic = []string{brokers}, "spanflow-test-"+run
+	publish(t, conn, genFlows(n, exporters, domain), exporters)
+
+	var down atomic.Bool
+	down.Store(true)
+	target, _ := url.Parse(esURL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() && strings.Contains(r.URL.Path, "_bulk") {
+			http.Error(w, `{"error":"down for the test"}`, http.StatusServiceUnavailable)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	out := esOutput(t, proxy.URL)
+	defer out.Stop()
+	r := reporter.NewForTest(testWriter{t})
+	ix, err := indexer.New(r, indexerConfig(brokers, conn.Topic, "g-"+run), indexer.Dependencies{
+		Sinks: []indexer.NamedSink{{Name: "elasticsearch", Sink: indexer.SinkFunc(out.IndexNow)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Stop()
+	metric := func(name string) float64 {
+		fams, err := r.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() == name {
+				v := 0.0
+				for _, m := range f.GetMetric() {
+					v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				}
+				return v
+			}
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	for deadline := time.Now().Add(time.Minute); metric("spanflow_indexer_consumer_lag_messages") == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no consumer lag while Elasticsearch is down")
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if got := countDomain(t, esURL, domain); got != 0 {
+		t.Fatalf("%d documents indexed while the cluster refused bulk requests", got)
+	}
+	if c := metric("spanflow_indexer_commits_total"); c != 0 {
+		t.Fatalf("%v commits while nothing was indexed", c)
+	}
+	down.Store(false)
+	for deadline := time.Now().Add(2 * time.Minute); metric("spanflow_indexer_consumer_lag_messages") > 0 || countDomain(t, esURL, domain) < n; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("lag %v, %d of %d documents two minutes after the cluster came back",
+				metric("spanflow_indexer_consumer_lag_messages"), countDomain(t, esURL, domain), n)
+		}
+	}
+	if got := countDomain(t, esURL, domain); got != n {
+		t.Fatalf("%d documents for %d flows", got, n)
+	}
+	testutil.LintMetrics(t, r.Registry, "spanflow_")
 }
