@@ -48,7 +48,7 @@ func genFlows(n, exporters int, domain uint32) []flow.Record {
 // publish writes recs through the collector's Kafka output in batches of
 // one exporter's records, as the pipeline does per datagram, and waits
 // for the brokers' acknowledgement.
-func publish(t *testing.T, cfg kafkaconn.Configuration, recs []flow.Record, exporters int) {
+func publish(t testing.TB, cfg kafkaconn.Configuration, recs []flow.Record, exporters int) {
 	t.Helper()
 	oc := kafka.DefaultConfiguration()
 	oc.Connection, oc.CreatePartitions = cfg, 4
@@ -224,7 +224,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // countDomain counts the documents of observation domain d, after a refresh.
-func countDomain(t *testing.T, url string, d uint32) int {
+func countDomain(t testing.TB, url string, d uint32) int {
 	t.Helper()
 	if r, err := http.Post(url+"/spanflow-flows*/_refresh", "application/json", nil); err == nil {
 		r.Body.Close()

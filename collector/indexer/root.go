@@ -232,6 +232,14 @@ func (ix *Indexer) Start() error {
 	return nil
 }
 
+// Partitions is how many partitions of the topic this indexer has polled
+// records from and still holds.
+func (ix *Indexer) Partitions() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.lag)
+}
+
 func (ix *Indexer) forget(parts []int32) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()

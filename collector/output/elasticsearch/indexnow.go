@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -50,39 +51,76 @@ func (o *Output) IndexNow(ctx context.Context, records []flow.Record) error {
 		buf = enc.AppendDocument(buf, r)
 		items = append(items, item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]})
 	}
-	action := layout.Action()
-	var req bulkRequest
-	for len(items) > 0 {
-		req.reset()
-		for len(items) > 0 && (len(req.body) == 0 || len(req.body)+len(items[0].doc) < o.config.FlushBytes) {
-			req.add(action, items[0])
-			items = items[1:]
+	// Requests of up to FlushBytes, Workers of them in flight at once (as
+	// the queue's feeders do), each retried until it is in.
+	var chunks [][]item
+	for size := 0; len(items) > 0; {
+		if len(chunks) == 0 || (size > 0 && size+len(items[0].doc) >= o.config.FlushBytes) {
+			chunks, size = append(chunks, nil), 0
 		}
-		for {
-			sent := time.Now()
-			all, results, err := o.post(req.body, req.items)
-			retry := o.settleNow(req.items, all, results, err)
-			if len(retry) == 0 {
-				o.answering(sent)
-				backoff = 0
-				break
+		chunks[len(chunks)-1] = append(chunks[len(chunks)-1], items[0])
+		size += len(items[0].doc) + 100
+		items = items[1:]
+	}
+	work := make(chan []item)
+	errs := make(chan error, len(chunks))
+	var wg sync.WaitGroup
+	for range min(o.config.Workers, len(chunks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for chunk := range work {
+				errs <- o.indexChunk(ctx, layout.Action(), chunk)
 			}
-			o.failing(sent)
-			if err != nil {
-				o.metrics.bulkFails.Inc()
-				o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; retrying (the Kafka offsets wait)", "error", err)
-			}
-			if err := wait(); err != nil {
-				return err
-			}
-			retry = append([]item(nil), retry...)
-			req.reset()
-			for _, it := range retry {
-				req.add(action, it)
-			}
+		}()
+	}
+	for _, c := range chunks {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// indexChunk sends one bulk request of items, and again what the cluster
+// could not take, until all is in or ctx ends.
+func (o *Output) indexChunk(ctx context.Context, action string, items []item) error {
+	backoff := time.Duration(0)
+	var req bulkRequest
+	for _, it := range items {
+		req.add(action, it)
+	}
+	for {
+		sent := time.Now()
+		all, results, err := o.post(req.body, req.items)
+		retry := o.settleNow(req.items, all, results, err)
+		if len(retry) == 0 {
+			o.answering(sent)
+			return nil
+		}
+		o.failing(sent)
+		if err != nil {
+			o.metrics.bulkFails.Inc()
+			o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; retrying (the Kafka offsets wait)", "error", err)
+		}
+		backoff = min(max(2*backoff, 100*time.Millisecond), maxBackoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		retry = append([]item(nil), retry...)
+		req.reset()
+		for _, it := range retry {
+			req.add(action, it)
+		}
+	}
 }
 
 // maxBackoff bounds the wait between two tries of IndexNow.
