@@ -115,8 +115,10 @@ func (o *Output) indexChunk(ctx context.Context, action string, items []item) er
 			return ctx.Err()
 		case <-time.After(backoff):
 		}
+		// A fresh body: the transport may still be reading the old one
+		// after an early answer (a 503 before the body was all sent).
 		retry = append([]item(nil), retry...)
-		req.reset()
+		req = bulkRequest{}
 		for _, it := range retry {
 			req.add(action, it)
 		}
