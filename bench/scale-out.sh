@@ -9,7 +9,9 @@
 # of the broker, so flows per CPU second can be read per role.
 #
 # Needs a broker: SPANFLOW_KAFKA_BROKERS, else one started by scripts/kafka
-# (then its pid is read for the broker's CPU).
+# (then its pid is read for the broker's CPU). With SPANFLOW_ES_URL, a last
+# phase puts indexers behind the collectors and reports the end-to-end lag
+# (E2E_RATE messages/s, default 250; E2E_SECONDS, 20; INDEXERS, 1).
 # Environment: EXPORTERS (500), MESSAGES (50000), PER_MESSAGE (20),
 # RATE (5000 messages/s = 100,000 flows/s), SOCKETS (1 per collector).
 set -euo pipefail
@@ -99,3 +101,54 @@ phase kafka 'spanflow_kafka_output_records_total\{result="sent"' --output kafka 
 phase ndjson-peer 'spanflow_ndjson_documents_total' --output "file:/dev/shm/spanflow-scaleout-$$.ndjson" --output-max-bytes 0
 awk -v k="$(cat "$work/kafka.rate")" -v n="$(cat "$work/ndjson-peer.rate")" 'BEGIN {
 	printf "collector flows per CPU s, --output kafka / --output file (NDJSON, same run): %.2f\n", (n ? k/n : 0) }'
+
+# End-to-end lag, when a cluster is given (SPANFLOW_ES_URL): the same path
+# with indexers behind, at E2E_RATE messages/s (default 250: 5,000 flows/s,
+# what one indexer keeps up with on one loaded node) for E2E_SECONDS;
+# quantiles of spanflow_indexer_end_to_end_seconds (the collector's receipt
+# of a datagram to Elasticsearch's acknowledgement), as bucket upper bounds.
+if [[ -n ${SPANFLOW_ES_URL:-} ]]; then
+	E2E_RATE=${E2E_RATE:-250}
+	E2E_SECONDS=${E2E_SECONDS:-20}
+	INDEXERS=${INDEXERS:-1}
+	e2e_topic=$topic-e2e
+	for i in 1 2; do
+		"$work/spanflow" collector run --ipfix-listen "127.0.0.1:$port" --listen-reuseport --sockets "$SOCKETS" \
+			--netflow-listen "" --sflow-listen "" --ipfix-tcp-listen "" --metrics-listen "" --rollups=false \
+			--exporter-stats-interval 0 --output kafka --kafka-brokers "$SPANFLOW_KAFKA_BROKERS" \
+			--kafka-topic "$e2e_topic" --kafka-partitions 8 2>"$work/e2e-collector$i.log" &
+		pids+=($!)
+	done
+	imetrics=()
+	for i in $(seq 1 "$INDEXERS"); do
+		m=127.0.0.1:$((port + 10 + i))
+		"$work/spanflow" indexer run --kafka-brokers "$SPANFLOW_KAFKA_BROKERS" --kafka-topic "$e2e_topic" \
+			--kafka-group "bench-$$" --es-url "$SPANFLOW_ES_URL" --es-spool-dir "$work/spool$i" \
+			--metrics-listen "$m" 2>"$work/indexer$i.log" &
+		pids+=($!)
+		imetrics+=("$m")
+	done
+	sleep 8 # collectors listening, indexers in the group
+	"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 78 \
+		-messages $((E2E_RATE * E2E_SECONDS)) -per-message "$PER_MESSAGE" -rate "$E2E_RATE"
+	want=$((E2E_RATE * E2E_SECONDS * PER_MESSAGE))
+	for _ in $(seq 1 120); do
+		got=0
+		for m in "${imetrics[@]}"; do got=$((got + $(metric "$m" 'spanflow_indexer_records_total\\{result="indexed"'))); done
+		[[ $got -ge $want ]] && break
+		sleep 1
+	done
+	for m in "${imetrics[@]}"; do curl -fsS "http://$m/metrics"; done |
+		awk -v want="$want" '/^spanflow_indexer_end_to_end_seconds_bucket/ {
+			match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n[le] += $2; order[le] = le
+		} END {
+			total = n["+Inf"]
+			printf "end to end (%d indexer(s), %d flows offered, %d indexed):", ENVIRON["INDEXERS"] ? ENVIRON["INDEXERS"] : 1, want, total
+			split("0.05 0.1 0.25 0.5 1 2 5 10 30 60 300 +Inf", les, " ")
+			for (q = 1; q <= 3; q++) {
+				target = (q == 1 ? 0.5 : (q == 2 ? 0.9 : 0.99)) * total
+				for (i = 1; i <= 12; i++) if (n[les[i]] >= target) { printf " p%s <= %s s", (q == 1 ? "50" : (q == 2 ? "90" : "99")), les[i]; break }
+			}
+			printf "\n"
+		}'
+fi
