@@ -13,7 +13,8 @@
 # phase puts indexers behind the collectors and reports the end-to-end lag
 # (E2E_RATE messages/s, default 250; E2E_SECONDS, 20; INDEXERS, 1).
 # Environment: EXPORTERS (500), MESSAGES (50000), PER_MESSAGE (20),
-# RATE (5000 messages/s = 100,000 flows/s), SOCKETS (1 per collector).
+# RATE (5000 messages/s = 100,000 flows/s), SOCKETS (1 per collector),
+# MIX (ipfix; ipfix,v9 alternates IPFIX and NetFlow v9 exporters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXPORTERS=${EXPORTERS:-500}
@@ -21,6 +22,7 @@ MESSAGES=${MESSAGES:-50000}
 PER_MESSAGE=${PER_MESSAGE:-20}
 RATE=${RATE:-5000}
 SOCKETS=${SOCKETS:-1}
+MIX=${MIX:-ipfix}
 if [[ -z ${SPANFLOW_KAFKA_BROKERS:-} ]]; then
 	exec scripts/kafka run "$0" "$@"
 fi
@@ -62,7 +64,7 @@ t0=()
 for p in "${pids[@]}"; do t0+=("$(cpu_ticks "$p")"); done
 b0=0; [[ -n $broker_pid ]] && b0=$(cpu_ticks "$broker_pid")
 start=$(date +%s.%N)
-"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 77 -messages "$MESSAGES" \
+"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 77 -mix "$MIX" -messages "$MESSAGES" \
 	-per-message "$PER_MESSAGE" -rate "$RATE" | tee "$work/load"
 # Wait until the collectors' acknowledged count stops growing.
 metric() { curl -fsS "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m {s+=$2} END {printf "%.0f", s}'; }
@@ -129,7 +131,7 @@ if [[ -n ${SPANFLOW_ES_URL:-} ]]; then
 		imetrics+=("$m")
 	done
 	sleep 8 # collectors listening, indexers in the group
-	"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 78 \
+	"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 78 -mix "$MIX" \
 		-messages $((E2E_RATE * E2E_SECONDS)) -per-message "$PER_MESSAGE" -rate "$E2E_RATE"
 	want=$((E2E_RATE * E2E_SECONDS * PER_MESSAGE))
 	for _ in $(seq 1 120); do

@@ -3,7 +3,8 @@
 // for spanflow and for the peer it is compared with. With -exporters N it
 // plays N exporters at once, each from its own loopback address (127.P.x.y,
 // P from -source-prefix) with its own template, sequence numbers and
-// observation domain, in turn, at the total rate given: the load of an
+// observation domain, in turn, at the total rate given (-mix ipfix,v9:
+// IPFIX and NetFlow v9 exporters, alternately): the load of an
 // estate of hypervisors for the scale-out path (docs/scale-out.md).
 package main
 
@@ -13,10 +14,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
 )
+
+// generator makes one exporter's messages.
+type generator interface {
+	Template() []byte
+	AppendData(b []byte) []byte
+	Flows() uint64
+}
 
 func main() {
 	target := flag.String("target", "127.0.0.1:4739", "collector address HOST:PORT")
@@ -26,6 +35,7 @@ func main() {
 	templateEvery := flag.Int("template-every", 1000, "each exporter resends its template every N of its messages")
 	exporters := flag.Int("exporters", 1, "exporters to play, each from its own source address")
 	prefix := flag.Int("source-prefix", 0, "with -exporters above 1: send from 127.P.x.y (1-254); 0 sends from the default address")
+	mix := flag.String("mix", "ipfix", "protocols of the exporters, in turn: ipfix, v9 or ipfix,v9 (exporter i plays the (i mod n)th)")
 	flag.Parse()
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "flowload:", err)
@@ -39,7 +49,13 @@ func main() {
 		fail(fmt.Errorf("-exporters from 1 to 64000, -source-prefix from 0 to 254"))
 	}
 	conns := make([]*net.UDPConn, *exporters)
-	gens := make([]*ipfixgen.Generator, *exporters)
+	gens := make([]generator, *exporters)
+	protocols := strings.Split(*mix, ",")
+	for _, p := range protocols {
+		if p != "ipfix" && p != "v9" {
+			fail(fmt.Errorf("-mix %q: use ipfix, v9 or both, comma-separated", *mix))
+		}
+	}
 	for i := range conns {
 		var src *net.UDPAddr
 		if *prefix > 0 {
@@ -49,7 +65,11 @@ func main() {
 		if conns[i], err = net.DialUDP("udp", src, dst); err != nil {
 			fail(err)
 		}
-		gens[i] = ipfixgen.New(uint32(1+i), *perMessage)
+		if protocols[i%len(protocols)] == "v9" {
+			gens[i] = ipfixgen.NewV9(uint32(1+i), *perMessage)
+		} else {
+			gens[i] = ipfixgen.New(uint32(1+i), *perMessage)
+		}
 	}
 	buf := make([]byte, 0, 65536)
 	start := time.Now()

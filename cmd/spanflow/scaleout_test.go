@@ -22,7 +22,8 @@ import (
 // part a process: 500 exporters (distinct loopback addresses, each with
 // its own IPFIX template, sequence numbers and observation domain) ─▶ two
 // collectors sharing the UDP port (SO_REUSEPORT) with --output kafka ─▶ the
-// real broker ─▶ two indexers in one group ─▶ the real Elasticsearch. One
+// real broker ─▶ two indexers in one group ─▶ the real Elasticsearch. Half
+// the exporters speak IPFIX, half NetFlow v9, all with template id 256. One
 // indexer is killed with SIGKILL mid-run. Every flow sent is then in
 // Elasticsearch exactly once: per exporter, as many documents as it sent
 // flows, and the bytes add up to what was sent.
@@ -93,9 +94,13 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 	indexer(2)
 
 	// 500 exporters, each its own socket on 127.N.x.y: templates, sequence
-	// numbers and domains of their own, the same template id.
+	// numbers and domains of their own, the same template id, two protocols.
 	var wantBytes uint64
-	gens := make([]*ipfixgen.Generator, exporters)
+	gens := make([]interface {
+		Template() []byte
+		AppendData([]byte) []byte
+		Flows() uint64
+	}, exporters)
 	conns := make([]*net.UDPConn, exporters)
 	target := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ipfixAddr))
 	for i := range exporters {
@@ -105,7 +110,12 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		// Every other exporter speaks NetFlow v9, with the same template
+		// id as its IPFIX neighbours and another layout.
 		conns[i], gens[i] = c, ipfixgen.New(uint32(1000+i), perMessage)
+		if i%2 == 1 {
+			gens[i] = ipfixgen.NewV9(uint32(1000+i), perMessage)
+		}
 	}
 	sent := 0
 	send := func(c *net.UDPConn, b []byte) {
