@@ -20,14 +20,16 @@ build: ## build bin/spanflow
 release: ## static binaries for linux/amd64 and arm64, .deb and .rpm packages, SBOM and SHA256SUMS in dist/ (docs/install.md)
 	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release
 
-# Every test, with the race detector, against a real Elasticsearch: the one at
-# SPANFLOW_ES_URL when set, else one started (and stopped) by scripts/elasticsearch.
+# Every test, with the race detector, against a real Elasticsearch and a real
+# Kafka broker: those at SPANFLOW_ES_URL and SPANFLOW_KAFKA_BROKERS when set,
+# else ones started (and stopped) by scripts/elasticsearch and scripts/kafka.
 GOTEST := $(GO) test -race -count=1 -timeout 30m -json ./... 2>&1 | scripts/test-summary
-test: ## run all tests (race detector, real Elasticsearch, peers from Debian)
+KAFKA_RUN = $(if $(SPANFLOW_KAFKA_BROKERS),,scripts/kafka run)
+test: ## run all tests (race detector, real Elasticsearch and Kafka, peers from Debian)
 	@set -o pipefail; if [ -n "$$SPANFLOW_ES_URL" ]; then \
-		$(GOTEST) ; \
+		$(KAFKA_RUN) sh -c '$(GOTEST)' ; \
 	else \
-		scripts/elasticsearch run sh -c '$(GOTEST)' ; \
+		scripts/elasticsearch run $(KAFKA_RUN) sh -c '$(GOTEST)' ; \
 	fi
 
 test-short: ## quick tests only: no services, no peers

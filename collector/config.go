@@ -34,6 +34,7 @@ type Configuration struct {
 	Input         InputConfiguration      `yaml:",inline"`
 	Outputs       OutputConfiguration     `yaml:",inline"`
 	Elasticsearch ESConfiguration         `yaml:",inline"`
+	Kafka         KafkaOutput             `yaml:",inline"`
 	Enrichment    EnrichmentConfiguration `yaml:",inline"`
 	Alerts        AlertConfiguration      `yaml:",inline"`
 	Rollups       RollupConfiguration     `yaml:",inline"`
@@ -93,7 +94,7 @@ type StateLimits struct {
 // OutputConfiguration says where documents go, besides the Elasticsearch
 // settings of ESConfiguration.
 type OutputConfiguration struct {
-	Output         []string `yaml:"output" help:"where documents go: stdout (NDJSON, the default), file:PATH (NDJSON, rotated by size), elasticsearch (--es-url; the default when --es-url is given); repeatable"`
+	Output         []string `yaml:"output" help:"where documents go: stdout (NDJSON, the default), file:PATH (NDJSON, rotated by size), elasticsearch (--es-url; the default when --es-url is given), kafka (every flow record to --kafka-brokers for spanflow indexer run, docs/scale-out.md); repeatable"`
 	OutputMaxBytes int64    `yaml:"output-max-bytes" help:"rotate a file output when it would grow past this many bytes (0: never)"`
 	OutputMaxFiles int      `yaml:"output-max-files" help:"rotated files kept besides the current one (PATH.1 ... PATH.N)"`
 	Forward        []string `yaml:"forward" help:"re-send every received datagram unchanged to HOST:PORT; repeatable"`
@@ -218,6 +219,7 @@ func DefaultConfiguration() Configuration {
 			FlushInterval: es.FlushInterval, QueueSize: es.QueueSize, SpoolDir: es.SpoolDir,
 			SpoolMaxBytes: es.SpoolMaxBytes, DrainTimeout: es.DrainTimeout,
 		},
+		Kafka:  defaultKafkaOutput(),
 		Alerts: defaultAlertConfiguration(),
 		Rollups: RollupConfiguration{Enabled: true, Tick: rc.Tick, Delay: rc.Delay, IndexInterval: ic.Interval,
 			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries,
@@ -412,6 +414,9 @@ func (c Configuration) validateOutputs() []error {
 			add("output", fmt.Errorf("%q needs %s", spec, o.arg))
 		}
 		es = es || kind == "elasticsearch"
+		if kind == "kafka" {
+			errs = append(errs, keyedErrors(c.KafkaOutput().Validate(), "output")...)
+		}
 	}
 	n := ndjson.DefaultConfiguration()
 	n.MaxBytes, n.MaxFiles = c.Outputs.OutputMaxBytes, c.Outputs.OutputMaxFiles
@@ -631,7 +636,13 @@ func (c *Configuration) LoadFile(path string) error {
 // or of the wrong type, then what Validate says of the keys that decoded.
 func Check(path string) []string {
 	cfg := DefaultConfiguration()
-	err := cfg.LoadFile(path)
+	return checkFile(path, cfg.LoadFile, func() error { return cfg.Validate() })
+}
+
+// checkFile loads path with load, then reports the problems of the keys
+// that decoded as validate finds them, each with its key's line.
+func checkFile(path string, load func(string) error, validate func() error) []string {
+	err := load(path)
 	var ye *yamlconf.Error
 	if err != nil && !errors.As(err, &ye) {
 		// Unreadable, or not YAML: nothing was decoded.
@@ -650,7 +661,7 @@ func Check(path string) []string {
 		}
 		problems = append(problems, problem{line, e.Error()})
 	}
-	for _, e := range yamlconf.Unjoin(cfg.Validate()) {
+	for _, e := range yamlconf.Unjoin(validate()) {
 		var se *SettingError
 		if errors.As(e, &se) {
 			if n, ok := lines[se.Key]; ok {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spanflow/spanflow/collector/output/elasticsearch"
+	"github.com/spanflow/spanflow/collector/output/kafka"
 	"github.com/spanflow/spanflow/collector/output/ndjson"
 	"github.com/spanflow/spanflow/enrich/interfaces"
 	"github.com/spanflow/spanflow/enrich/networks"
@@ -39,6 +40,9 @@ var outputs = map[string]outputKind{
 	}},
 	"file": {arg: "a path (file:PATH)", build: func(r *reporter.Reporter, cfg Configuration, _ Dependencies, path string) (output, error) {
 		return ndjson.New(r, cfg.ndjsonFile(path), nil)
+	}},
+	"kafka": {build: func(r *reporter.Reporter, cfg Configuration, _ Dependencies, _ string) (output, error) {
+		return kafka.New(r, cfg.KafkaOutput())
 	}},
 	"elasticsearch": {build: func(r *reporter.Reporter, cfg Configuration, deps Dependencies, _ string) (output, error) {
 		ecfg := cfg.ElasticsearchOutput()

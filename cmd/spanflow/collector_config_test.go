@@ -132,7 +132,7 @@ func TestCollectorCheck(t *testing.T) {
 			"allow: [10.0.0.0/33]\n" + // 2
 			"socket: 4\n" + // 3
 			"template-wait: soon\n" + // 4
-			"output: [kafka, file]\n" + // 5
+			"output: [hdfs, file]\n" + // 5
 			"networks: /nonexistent/networks.yaml\n" + // 6
 			"max-exporters: many\n" + // 7
 			"metrics-listen: localhost\n", // 8
@@ -141,7 +141,7 @@ func TestCollectorCheck(t *testing.T) {
 				"line 2: allow: allowed exporter network \"10.0.0.0/33\"",
 				"line 3: unknown key socket",
 				"line 4: cannot unmarshal !!str `soon` into time.Duration",
-				"line 5: output: unknown output \"kafka\"",
+				"line 5: output: unknown output \"hdfs\"",
 				"line 5: output: \"file\" needs a path",
 				"line 6: networks: read networks file",
 				"line 7: cannot unmarshal !!str `many` into int",

@@ -58,7 +58,7 @@ func TestCollectorPcap(t *testing.T) {
 }
 
 func TestCollectorBadOutput(t *testing.T) {
-	_, err := run(t, "collector", "run", "--pcap", "/nonexistent", "--output", "kafka:x", "--metrics-listen", "")
+	_, err := run(t, "collector", "run", "--pcap", "/nonexistent", "--output", "hdfs:x", "--metrics-listen", "")
 	if err == nil || !strings.Contains(err.Error(), "unknown output") {
 		t.Errorf("err = %v, want unknown output", err)
 	}

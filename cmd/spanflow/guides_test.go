@@ -74,7 +74,7 @@ func TestGuidesCommandsExist(t *testing.T) {
 	global := flagNames(app.Flags)
 	docs := filepath.Join(testutil.ModuleRoot(), "docs")
 	files, _ := filepath.Glob(filepath.Join(docs, "guide-*.md"))
-	files = append(files, filepath.Join(docs, "quickstart.md"), filepath.Join(testutil.ModuleRoot(), "README.md"))
+	files = append(files, filepath.Join(docs, "quickstart.md"), filepath.Join(docs, "scale-out.md"), filepath.Join(testutil.ModuleRoot(), "README.md"))
 	checked := 0
 	for _, file := range files {
 		for _, line := range commandLines(t, file) {

@@ -18,6 +18,7 @@ var commands = []func() *cli.Command{
 	versionCommand,
 	demoCommand,
 	collectorCommand,
+	indexerCommand,
 	exporterCommand,
 	esCommand,
 	dashboardsCommand,

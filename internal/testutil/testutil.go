@@ -148,3 +148,17 @@ func ReadCapture(path string) ([]Packet, error) {
 func Diff(got, want any, opts ...cmp.Option) string {
 	return cmp.Diff(got, want, opts...)
 }
+
+// Kafka returns the bootstrap address of the test broker
+// (SPANFLOW_KAFKA_BROKERS, which `make test` sets after starting one with
+// scripts/kafka), or skips/fails as NeedService does.
+func Kafka(t testing.TB) string {
+	t.Helper()
+	addr := os.Getenv("SPANFLOW_KAFKA_BROKERS")
+	reason := ""
+	if addr == "" {
+		reason = "SPANFLOW_KAFKA_BROKERS is not set (make test starts a broker with scripts/kafka)"
+	}
+	NeedService(t, "Kafka", reason)
+	return addr
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/spanflow/spanflow/collector"
+)
+
+func indexerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "indexer",
+		Usage: "consume the flow records collectors publish to Kafka, enrich and index them (scale-out)",
+		Description: "For estates that outgrow one collector: collectors run with --output kafka and publish every\n" +
+			"flow record; indexers in one consumer group share the topic's partitions, enrich the records\n" +
+			"and index them, committing offsets only once Elasticsearch acknowledged. A killed indexer's\n" +
+			"partitions go to the others, which replay its last batch; the documents' deterministic ids\n" +
+			"make the replay a no-op, so every flow is indexed once. See docs/scale-out.md.",
+		Subcommands: []*cli.Command{indexerRunCommand(), indexerCheckCommand(), indexerInstallCommand()},
+	}
+}
+
+func indexerRunCommand() *cli.Command {
+	def := collector.DefaultIndexerConfiguration()
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run an indexer until SIGINT/SIGTERM",
+		Description: "Joins the consumer group --kafka-group on the topic --kafka-topic-v1 at --kafka-brokers,\n" +
+			"enriches each batch (vCenter inventory, networks file, interface names, as the collector does)\n" +
+			"and writes it to the outputs (Elasticsearch by default), then commits its offsets.\n" +
+			"Settings come from the defaults, then the --config file, then the flags given.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "config", TakesFile: true, Usage: "YAML `FILE` with any of these settings (keys are the flag names; flags given override it); check it with `indexer check`"},
+		}, settingsFlags(&def)...),
+		Action: runIndexer,
+	}
+}
+
+func runIndexer(c *cli.Context) error {
+	cfg := collector.DefaultIndexerConfiguration()
+	if path := c.String("config"); path != "" {
+		if err := cfg.LoadFile(path); err != nil {
+			return fmt.Errorf("%s: %s", path, oneLineError(err))
+		}
+	}
+	applySettings(c, &cfg)
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
+	}
+	r, err := newReporter(c)
+	if err != nil {
+		return err
+	}
+	ix, err := collector.NewIndexer(r, cfg, collector.Dependencies{Stdout: c.App.Writer})
+	if err != nil {
+		return errors.New(oneLineError(err))
+	}
+	if err := ix.Start(); err != nil {
+		return err
+	}
+	ctx, cancel := signalContext(c.Context)
+	defer cancel()
+	<-ctx.Done()
+	r.Log.Info("stopping indexer")
+	stopped := make(chan error, 1)
+	go func() { stopped <- ix.Stop() }()
+	select {
+	case err := <-stopped:
+		return err
+	case <-time.After(cfg.Consumer.DrainTimeout + 30*time.Second):
+		return fmt.Errorf("indexer did not stop within %s", cfg.Consumer.DrainTimeout+30*time.Second)
+	}
+}
+
+func indexerCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "validate an indexer configuration file and say what is wrong, one line each",
+		Description: "Reports bad YAML, unknown keys, values of the wrong type, settings out of range and unknown\n" +
+			"outputs, each with the line of its key. Exits 1 when anything is wrong.\n" +
+			"Example: spanflow indexer check --config /etc/spanflow/indexer.yaml",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Required: true, TakesFile: true, Usage: "YAML `FILE` to check"},
+		},
+		Action: func(c *cli.Context) error {
+			path := c.String("config")
+			problems := collector.CheckIndexer(path)
+			for _, p := range problems {
+				fmt.Fprintf(c.App.Writer, "%s: %s\n", path, p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d problem(s) in %s", len(problems), path)
+			}
+			fmt.Fprintf(c.App.Writer, "%s: OK\n", path)
+			return nil
+		},
+	}
+}
+
+func indexerInstallCommand() *cli.Command {
+	return installCommand("indexer",
+		"write a hardened systemd unit running an indexer as a dedicated user",
+		"Writes the unit to --path; it does not enable or start it. The unit runs\n"+
+			"`spanflow indexer run --config CONFIG` as --user (create it first:\n"+
+			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-indexer), with\n"+
+			"/var/lib/spanflow as its state directory; everything else is read-only. It needs no capability.\n"+
+			"Example: spanflow indexer install --path /etc/systemd/system/spanflow-indexer.service",
+		"configuration `FILE` the service reads (checked now, when it exists)",
+		func(config string) (unitSpec, error) {
+			if _, err := os.Stat(config); err == nil {
+				cfg := collector.DefaultIndexerConfiguration()
+				if err := cfg.LoadFile(config); err != nil {
+					return unitSpec{}, fmt.Errorf("%s: %s (fix it, or check it with `indexer check`)", config, oneLineError(err))
+				}
+			}
+			return unitSpec{
+				summary:  "Kafka flow records to Elasticsearch",
+				stop:     "# SIGTERM indexes and commits the batch in hand (kafka-drain-timeout); what is left is\n# replayed by the other indexers.\nTimeoutStopSec=60",
+				families: "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+				extra: "StateDirectory=spanflow\nStateDirectoryMode=0750\nLogsDirectory=spanflow\nLogsDirectoryMode=0750\n" +
+					"# Secrets kept in the environment (SPANFLOW_ES_API_KEY, SPANFLOW_KAFKA_PASSWORD), when the file exists.\n" +
+					"EnvironmentFile=-/etc/spanflow/indexer.env",
+			}, nil
+		})
+}

@@ -1,0 +1,352 @@
+// Package indexer is the consuming half of the scale-out path: indexers in
+// one Kafka consumer group share the partitions of the flow topic that the
+// collectors' Kafka output fills, and each
+//
+//	polls a batch ─▶ decodes (wire encoding) ─▶ enriches ─▶ hands it to its
+//	sinks, which return once the batch is durable (Elasticsearch acknowledged)
+//	─▶ commits the batch's offsets ─▶ lets a rebalance happen
+//
+// Offsets are committed only after the sinks acknowledged, so an indexer
+// that dies replays its last batch on whichever indexer takes its
+// partitions; the Elasticsearch documents' deterministic ids make the
+// replay overwrite, not duplicate. Every flow is in the index once. A
+// rebalance waits for the batch in hand (franz-go's BlockRebalanceOnPoll),
+// so two indexers never hold the same partition's batch at once.
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/kafkaconn"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Sink takes a batch of records and returns once they are durable: the
+// offsets are committed after every sink returned nil. It returns an error
+// only when ctx ends (the indexer is stopping) or it can never succeed.
+type Sink interface {
+	Index(ctx context.Context, records []flow.Record) error
+}
+
+// SinkFunc is a function as a Sink.
+type SinkFunc func(ctx context.Context, records []flow.Record) error
+
+// Index calls f.
+func (f SinkFunc) Index(ctx context.Context, records []flow.Record) error { return f(ctx, records) }
+
+// WriterSink is a flow.Sink whose Write returns once written (the NDJSON
+// outputs) as a Sink.
+func WriterSink(s flow.Sink) Sink {
+	return SinkFunc(func(_ context.Context, records []flow.Record) error { return s.Write(records) })
+}
+
+// NamedSink is a sink and its name for logs.
+type NamedSink struct {
+	Name string
+	Sink Sink
+}
+
+// Configuration of an indexer.
+type Configuration struct {
+	Connection kafkaconn.Configuration
+	// Group is the consumer group the indexers share.
+	Group string
+	// MaxPollMessages bounds one batch, in Kafka messages (tens of flows
+	// each); FetchMaxBytes bounds one fetch from the brokers.
+	MaxPollMessages int
+	FetchMaxBytes   int
+	// SessionTimeout is how long the group waits for a silent indexer
+	// before its partitions go to the others (a killed process).
+	SessionTimeout time.Duration
+	// DrainTimeout bounds, at stop, the wait for the batch in hand to be
+	// indexed and committed; past it the batch is left to be replayed.
+	DrainTimeout time.Duration
+}
+
+// DefaultConfiguration is the group spanflow-indexers.
+func DefaultConfiguration() Configuration {
+	return Configuration{
+		Connection:      kafkaconn.DefaultConfiguration(),
+		Group:           "spanflow-indexers",
+		MaxPollMessages: 1000,
+		FetchMaxBytes:   32 << 20,
+		SessionTimeout:  10 * time.Second,
+		DrainTimeout:    20 * time.Second,
+	}
+}
+
+// Validate checks the configuration; the messages start with the flag's name.
+func (c Configuration) Validate() error {
+	errs := []error{c.Connection.Validate()}
+	if c.Group == "" {
+		errs = append(errs, errors.New("kafka-group: must not be empty"))
+	}
+	if c.MaxPollMessages < 1 {
+		errs = append(errs, fmt.Errorf("kafka-max-poll-messages: must be at least 1, not %d", c.MaxPollMessages))
+	}
+	if c.FetchMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("kafka-fetch-max-bytes: must be at least 1 MiB, not %d", c.FetchMaxBytes))
+	}
+	if c.SessionTimeout < 6*time.Second {
+		errs = append(errs, fmt.Errorf("kafka-session-timeout: at least 6s (the brokers' group.min.session.timeout.ms), not %s", c.SessionTimeout))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("kafka-drain-timeout: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Dependencies are the enrichers applied before the sinks, and the sinks.
+type Dependencies struct {
+	Enrichers []flow.Enricher
+	Sinks     []NamedSink
+}
+
+// Indexer consumes the flow topic in a consumer group: a lifecycle.Component.
+type Indexer struct {
+	r       *reporter.Reporter
+	limited *reporter.Limited
+	cfg     Configuration
+	deps    Dependencies
+	topic   string
+	client  *kgo.Client
+
+	// poll ends the polling at Stop; index, DrainTimeout later, the
+	// indexing of the batch in hand.
+	pollCtx, indexCtx       context.Context
+	cancelPoll, cancelIndex context.CancelFunc
+	done                    chan struct{}
+
+	mu  sync.Mutex
+	lag map[int32]int64 // per partition held: high watermark - next offset, at the last poll
+
+	m metrics
+}
+
+type metrics struct {
+	records    *prometheus.CounterVec // by result
+	indexed    prometheus.Counter
+	messages   prometheus.Counter
+	commits    *prometheus.CounterVec
+	endToEnd   prometheus.Observer
+	rebalances prometheus.Counter
+}
+
+var _ lifecycle.Component = (*Indexer)(nil)
+
+// New returns the indexer; Start joins the group.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Indexer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(deps.Sinks) == 0 {
+		return nil, errors.New("indexer: no output")
+	}
+	r = r.Sub("indexer")
+	ix := &Indexer{r: r, limited: reporter.NewLimited(r.Log, 10*time.Second), cfg: cfg, deps: deps,
+		topic: cfg.Connection.TopicName(), lag: map[int32]int64{}, done: make(chan struct{})}
+	ix.pollCtx, ix.cancelPoll = context.WithCancel(context.Background())
+	ix.indexCtx, ix.cancelIndex = context.WithCancel(context.Background())
+	f := r.Factory("indexer")
+	ix.m.records = f.CounterVec("records_total",
+		"Flow records consumed, by result: indexed (acknowledged by every output, offsets then committed), bad_message (records of a message that did not decode, counted as one each message: skipped).",
+		"result")
+	ix.m.indexed = ix.m.records.WithLabelValues("indexed")
+	ix.m.records.WithLabelValues("bad_message")
+	ix.m.messages = f.Counter("messages_total", "Kafka messages consumed.")
+	ix.m.commits = f.CounterVec("commits_total", "Offset commits by result: ok, failed (the batch is replayed by whoever holds the partition next; its documents' ids make that a no-op).", "result")
+	ix.m.commits.WithLabelValues("ok")
+	ix.m.commits.WithLabelValues("failed")
+	ix.m.rebalances = f.Counter("rebalances_total", "Partition assignments and revocations seen by this indexer.")
+	ix.m.endToEnd = f.HistogramVec("end_to_end_seconds",
+		"From the collector's receipt of a flow's datagram to its acknowledgement by the outputs here.",
+		[]float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}).WithLabelValues()
+	f.GaugeFunc("consumer_lag_messages", "Kafka messages behind the high watermark on the partitions this indexer holds, at its last poll.", func() float64 {
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
+		var n int64
+		for _, l := range ix.lag {
+			n += l
+		}
+		return float64(n)
+	})
+	f.GaugeFunc("partitions", "Partitions of the flow topic this indexer holds.", func() float64 {
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
+		return float64(len(ix.lag))
+	})
+	return ix, nil
+}
+
+// Name names the component in lifecycle errors.
+func (ix *Indexer) Name() string { return "indexer" }
+
+// Topic is the topic consumed.
+func (ix *Indexer) Topic() string { return ix.topic }
+
+// Start joins the consumer group and starts consuming. Unreachable brokers
+// are not an error: the client keeps trying.
+func (ix *Indexer) Start() error {
+	opts, err := ix.cfg.Connection.Options()
+	if err != nil {
+		return err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(ix.cfg.Group),
+		kgo.ConsumeTopics(ix.topic),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(ix.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(ix.cfg.SessionTimeout/5),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxBytes(int32(ix.cfg.FetchMaxBytes)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			ix.m.rebalances.Inc()
+			ix.r.Log.Info("partitions assigned", "partitions", m[ix.topic])
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			ix.m.rebalances.Inc()
+			ix.forget(m[ix.topic])
+			ix.r.Log.Info("partitions revoked", "partitions", m[ix.topic])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			ix.m.rebalances.Inc()
+			ix.forget(m[ix.topic])
+			ix.r.Log.Warn("partitions lost (session expired): their uncommitted batch is replayed by their next holder", "partitions", m[ix.topic])
+		}),
+	)
+	if ix.client, err = kgo.NewClient(opts...); err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	ix.r.Log.Info("indexer consuming", "brokers", ix.cfg.Connection.Brokers, "topic", ix.topic, "group", ix.cfg.Group)
+	go ix.run()
+	return nil
+}
+
+// Partitions is how many partitions of the topic this indexer has polled
+// records from and still holds.
+func (ix *Indexer) Partitions() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.lag)
+}
+
+func (ix *Indexer) forget(parts []int32) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, p := range parts {
+		delete(ix.lag, p)
+	}
+}
+
+func (ix *Indexer) run() {
+	defer close(ix.done)
+	var recs []flow.Record
+	for {
+		fetches := ix.client.PollRecords(ix.pollCtx, ix.cfg.MaxPollMessages)
+		if fetches.IsClientClosed() || ix.pollCtx.Err() != nil {
+			ix.client.AllowRebalance()
+			return
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			ix.limited.Warn("fetch", "Kafka fetch failed; retrying", "topic", topic, "partition", p, "err", err)
+		})
+		recs = recs[:0]
+		var msgs []*kgo.Record
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			last := p.Records[len(p.Records)-1]
+			ix.mu.Lock()
+			ix.lag[p.Partition] = max(0, p.HighWatermark-last.Offset-1)
+			ix.mu.Unlock()
+			for _, m := range p.Records {
+				var err error
+				n := len(recs)
+				if recs, err = flow.DecodeWire(m.Value, recs); err != nil {
+					ix.m.records.WithLabelValues("bad_message").Inc()
+					ix.limited.Warn("bad-message", "Kafka message is not a spanflow flow message: skipped",
+						"partition", p.Partition, "offset", m.Offset, "err", err)
+					recs = recs[:n]
+				}
+				msgs = append(msgs, m)
+			}
+		})
+		if len(msgs) == 0 {
+			ix.client.AllowRebalance()
+			continue
+		}
+		ix.m.messages.Add(float64(len(msgs)))
+		if !ix.index(recs) {
+			// Stopping before the outputs acknowledged: not committed,
+			// replayed by the partitions' next holder.
+			ix.client.AllowRebalance()
+			return
+		}
+		if err := ix.client.CommitRecords(ix.indexCtx, msgs...); err != nil {
+			ix.m.commits.WithLabelValues("failed").Inc()
+			ix.limited.Warn("commit", "cannot commit Kafka offsets; the batch will be replayed (a no-op in Elasticsearch)", "err", err)
+		} else {
+			ix.m.commits.WithLabelValues("ok").Inc()
+		}
+		ix.client.AllowRebalance()
+	}
+}
+
+// index enriches recs and hands them to every sink; false when stopping
+// before they all acknowledged.
+func (ix *Indexer) index(recs []flow.Record) bool {
+	for _, en := range ix.deps.Enrichers {
+		for i := range recs {
+			en.Enrich(&recs[i])
+		}
+	}
+	if len(recs) == 0 {
+		return true
+	}
+	for _, s := range ix.deps.Sinks {
+		if err := s.Sink.Index(ix.indexCtx, recs); err != nil {
+			if ix.indexCtx.Err() == nil {
+				ix.r.Log.Error("output failed for good; stopping without committing", "output", s.Name, "err", err)
+			}
+			return false
+		}
+	}
+	ix.m.indexed.Add(float64(len(recs)))
+	now := time.Now()
+	for i := range recs {
+		if t := recs[i].Received; !t.IsZero() {
+			ix.m.endToEnd.Observe(now.Sub(t).Seconds())
+		}
+	}
+	return true
+}
+
+// Stop ends polling, waits up to the drain timeout for the batch in hand
+// to be indexed and committed, then leaves the group.
+func (ix *Indexer) Stop() error {
+	if ix.client == nil {
+		return nil
+	}
+	ix.cancelPoll()
+	select {
+	case <-ix.done:
+	case <-time.After(ix.cfg.DrainTimeout):
+		ix.r.Log.Warn("the batch in hand was not indexed within the drain timeout: left to be replayed")
+		ix.cancelIndex()
+		<-ix.done
+	}
+	ix.cancelIndex()
+	ix.client.Close()
+	return nil
+}

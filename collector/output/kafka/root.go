@@ -1,0 +1,263 @@
+// Package kafka is the collector output that publishes every flow record to
+// Kafka for the indexers (`spanflow indexer run`), the scale-out path:
+//
+//	collector pipeline ─▶ Write (wire encoding, one message per exporter's
+//	run of records, keyed by the exporter) ─▶ franz-go's bounded buffer ─▶ brokers
+//
+// Keying by the exporter's address keeps one exporter's records in order on
+// one partition. The buffer is bounded (--kafka-max-buffered-*): while the
+// brokers are away records wait in it, and what does not fit is dropped and
+// counted, never held without limit. The producer is idempotent (franz-go's
+// default with acks=all), so its retries do not duplicate messages; the
+// indexers' deterministic document ids make any replay a no-op.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/kafkaconn"
+	"github.com/spanflow/spanflow/internal/lifecycle"
+	"github.com/spanflow/spanflow/internal/reporter"
+)
+
+// Configuration of the Kafka output.
+type Configuration struct {
+	Connection kafkaconn.Configuration
+	// MaxBufferedRecords and MaxBufferedBytes bound what waits for the
+	// brokers: Kafka messages (one per exporter per decoded datagram, tens
+	// of flows each) and their bytes.
+	MaxBufferedRecords int
+	MaxBufferedBytes   int
+	// Linger is how long a partition's batch waits for more messages.
+	Linger time.Duration
+	// Compression is none, lz4, zstd, snappy or gzip.
+	Compression string
+	// DeliveryTimeout drops (and counts) a message not accepted by the
+	// brokers within it; 0 keeps retrying while it fits in the buffer.
+	DeliveryTimeout time.Duration
+	// CreatePartitions, when positive, creates the topic with that many
+	// partitions at start if it does not exist (replication
+	// CreateReplicas).
+	CreatePartitions int
+	CreateReplicas   int
+	// DrainTimeout bounds, at stop, the wait for the buffered messages.
+	DrainTimeout time.Duration
+}
+
+// DefaultConfiguration bounds the buffer to 64 MiB.
+func DefaultConfiguration() Configuration {
+	return Configuration{
+		Connection:         kafkaconn.DefaultConfiguration(),
+		MaxBufferedRecords: 100_000,
+		MaxBufferedBytes:   64 << 20,
+		Linger:             5 * time.Millisecond,
+		Compression:        "lz4",
+		CreatePartitions:   8,
+		CreateReplicas:     1,
+		DrainTimeout:       10 * time.Second,
+	}
+}
+
+// Validate checks the configuration; the messages start with the flag's name.
+func (c Configuration) Validate() error {
+	errs := []error{c.Connection.Validate()}
+	if c.MaxBufferedRecords < 1 {
+		errs = append(errs, fmt.Errorf("kafka-max-buffered-messages: must be at least 1, not %d", c.MaxBufferedRecords))
+	}
+	if c.MaxBufferedBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("kafka-max-buffered-bytes: must be at least 1 MiB, not %d", c.MaxBufferedBytes))
+	}
+	if _, err := codec(c.Compression); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Linger < 0 || c.DeliveryTimeout < 0 || c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("kafka-linger, kafka-delivery-timeout, kafka-drain-timeout: must not be negative"))
+	}
+	if c.CreatePartitions < 0 || c.CreateReplicas < 1 || c.CreateReplicas > 32767 {
+		errs = append(errs, errors.New("kafka-partitions: must not be negative; kafka-replicas: from 1 to 32767"))
+	}
+	return errors.Join(errs...)
+}
+
+func codec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "none":
+		return kgo.NoCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	}
+	return kgo.NoCompression(), fmt.Errorf("kafka-compression: %q: use none, lz4, zstd, snappy or gzip", name)
+}
+
+// Output publishes records to Kafka: a flow.Sink and a lifecycle.Component.
+type Output struct {
+	r       *reporter.Reporter
+	limited *reporter.Limited
+	cfg     Configuration
+	topic   string
+	client  *kgo.Client
+	ctx     context.Context // cancelled at the end of Stop: aborts what is still buffered
+	cancel  context.CancelFunc
+	mu      sync.RWMutex // Write shares it; Stop takes it to refuse later writes
+	stopped bool
+
+	records  *prometheus.CounterVec // by result: sent (acknowledged), dropped reasons
+	sent     prometheus.Counter
+	messages prometheus.Counter
+	inFlight atomic.Int64 // records handed to the client and not settled
+}
+
+var (
+	_ flow.Sink           = (*Output)(nil)
+	_ lifecycle.Component = (*Output)(nil)
+)
+
+// New returns the output; Start connects.
+func New(r *reporter.Reporter, cfg Configuration) (*Output, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r = r.Sub("kafka")
+	o := &Output{r: r, limited: reporter.NewLimited(r.Log, 10*time.Second), cfg: cfg, topic: cfg.Connection.TopicName()}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	f := r.Factory("kafka_output")
+	o.records = f.CounterVec("records_total",
+		"Flow records by outcome: sent (acknowledged by the brokers), buffer_full (dropped: the bounded buffer was full, the brokers too slow or away), delivery_failed (dropped: refused by the brokers, or not accepted within kafka-delivery-timeout), stopped (dropped: still buffered when the drain timeout ended the stop).",
+		"result")
+	for _, res := range []string{"sent", "buffer_full", "delivery_failed", "stopped"} {
+		o.records.WithLabelValues(res)
+	}
+	o.sent = o.records.WithLabelValues("sent")
+	o.messages = f.Counter("messages_total", "Kafka messages produced (one per exporter per batch of records), acknowledged or not.")
+	f.GaugeFunc("buffered_messages", "Kafka messages waiting for the brokers' acknowledgement.", func() float64 {
+		if o.client == nil {
+			return 0
+		}
+		return float64(o.client.BufferedProduceRecords())
+	})
+	f.GaugeFunc("buffered_records", "Flow records waiting for the brokers' acknowledgement.", func() float64 {
+		return float64(o.inFlight.Load())
+	})
+	return o, nil
+}
+
+// Name names the component in lifecycle errors.
+func (o *Output) Name() string { return "Kafka output" }
+
+// Topic is the topic records go to.
+func (o *Output) Topic() string { return o.topic }
+
+// Start builds the client and creates the topic when asked and absent. An
+// unreachable broker is not an error: records wait in the bounded buffer.
+func (o *Output) Start() error {
+	opts, err := o.cfg.Connection.Options()
+	if err != nil {
+		return err
+	}
+	comp, _ := codec(o.cfg.Compression)
+	opts = append(opts,
+		kgo.DefaultProduceTopic(o.topic),
+		kgo.MaxBufferedRecords(o.cfg.MaxBufferedRecords),
+		kgo.MaxBufferedBytes(o.cfg.MaxBufferedBytes),
+		kgo.ProducerLinger(o.cfg.Linger),
+		kgo.ProducerBatchCompression(comp),
+		// murmur2 of the key, as the Java client: one exporter, one partition.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+	)
+	if o.cfg.DeliveryTimeout > 0 {
+		opts = append(opts, kgo.RecordDeliveryTimeout(o.cfg.DeliveryTimeout))
+	}
+	if o.client, err = kgo.NewClient(opts...); err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	if o.cfg.CreatePartitions > 0 {
+		ctx, cancel := context.WithTimeout(o.ctx, 15*time.Second)
+		defer cancel()
+		if err := kafkaconn.EnsureTopic(ctx, o.client, o.topic, int32(o.cfg.CreatePartitions), int16(o.cfg.CreateReplicas)); err != nil {
+			o.r.Log.Warn("cannot make sure the topic exists; records wait in the buffer until the brokers answer", "topic", o.topic, "err", err)
+		}
+	}
+	o.r.Log.Info("publishing flow records", "brokers", o.cfg.Connection.Brokers, "topic", o.topic)
+	return nil
+}
+
+// Write publishes the records, one message per run of records of one
+// exporter, and never waits: a full buffer drops the message and counts its
+// records.
+func (o *Output) Write(records []flow.Record) error {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.stopped || o.client == nil {
+		return errors.New("Kafka output is not running")
+	}
+	for len(records) > 0 {
+		n := 1
+		for n < len(records) && records[n].ExporterAddr == records[0].ExporterAddr {
+			n++
+		}
+		o.publish(records[:n])
+		records = records[n:]
+	}
+	return nil
+}
+
+func (o *Output) publish(recs []flow.Record) {
+	key := recs[0].ExporterAddr.As16()
+	if !recs[0].ExporterAddr.IsValid() {
+		key = recs[0].ObserverIP.As16()
+	}
+	msg := &kgo.Record{Key: key[:], Value: flow.AppendWire(make([]byte, 0, 64+len(recs)*112), recs)}
+	n := int64(len(recs))
+	o.inFlight.Add(n)
+	o.messages.Inc()
+	o.client.TryProduce(o.ctx, msg, func(_ *kgo.Record, err error) {
+		o.inFlight.Add(-n)
+		switch {
+		case err == nil:
+			o.sent.Add(float64(n))
+		case errors.Is(err, kgo.ErrMaxBuffered):
+			o.records.WithLabelValues("buffer_full").Add(float64(n))
+			o.limited.Warn("buffer-full", "Kafka output buffer full: records dropped (brokers away or too slow; see kafka-max-buffered-*)", "records", n)
+		case errors.Is(err, context.Canceled), errors.Is(err, kgo.ErrClientClosed):
+			o.records.WithLabelValues("stopped").Add(float64(n))
+		default:
+			o.records.WithLabelValues("delivery_failed").Add(float64(n))
+			o.limited.Warn("delivery-failed", "Kafka did not take flow records: dropped", "records", n, "err", err)
+		}
+	})
+}
+
+// Stop refuses later writes, waits up to the drain timeout for what is
+// buffered, then closes the client (what is left is counted as stopped).
+func (o *Output) Stop() error {
+	o.mu.Lock()
+	o.stopped = true
+	o.mu.Unlock()
+	if o.client == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.DrainTimeout)
+	defer cancel()
+	err := o.client.Flush(ctx)
+	o.cancel()
+	o.client.Close()
+	if err != nil {
+		o.r.Log.Warn("Kafka brokers did not take every buffered record before the drain timeout", "err", err)
+	}
+	return nil
+}
