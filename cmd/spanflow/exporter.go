@@ -50,6 +50,12 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
 		&cli.DurationFlag{Name: "template-refresh", Value: time.Duration(d.TemplateRefreshInterval), Usage: "re-send the IPFIX templates after this much time"},
 		&cli.IntFlag{Name: "template-refresh-messages", Value: d.TemplateRefreshMessages, Usage: "re-send the IPFIX templates every this many messages"},
+		&cli.StringFlag{Name: "packet-ring", Usage: "keep every captured frame (as mirrored, tunnel headers included) in a packet ring under `DIR`, for `spanflow pcap query` (docs/retrospection.md)"},
+		&cli.StringFlag{Name: "packet-ring-size", Value: d.PacketRingSize, Usage: "the packet ring's `SIZE` on disk (MiB, GiB, TiB); the oldest segments go to stay within it"},
+		&cli.StringFlag{Name: "packet-ring-min-free", Value: d.PacketRingMinFree, Usage: "free space (`SIZE`) the packet ring leaves on its file system: below it the oldest segments go"},
+		&cli.IntFlag{Name: "packet-ring-snaplen", Usage: "bytes the packet ring keeps of each frame (0: whole frames, up to the capture's own snap length)"},
+		&cli.StringFlag{Name: "packet-ring-compress", Value: d.PacketRingCompress, Usage: "compression of the packet ring's blocks: zstd or none"},
+		&cli.StringFlag{Name: "packet-ring-filter", Usage: "tcpdump filter `EXPR` choosing the frames the packet ring keeps (all when empty); metering sees every frame"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
 	}
 }
@@ -143,6 +149,12 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "mtu", &cfg.MTU, c.Int)
 	override(c, "template-refresh", &cfg.TemplateRefreshInterval, duration(c))
 	override(c, "template-refresh-messages", &cfg.TemplateRefreshMessages, c.Int)
+	override(c, "packet-ring", &cfg.PacketRing, c.String)
+	override(c, "packet-ring-size", &cfg.PacketRingSize, c.String)
+	override(c, "packet-ring-min-free", &cfg.PacketRingMinFree, c.String)
+	override(c, "packet-ring-snaplen", &cfg.PacketRingSnapLen, c.Int)
+	override(c, "packet-ring-compress", &cfg.PacketRingCompress, c.String)
+	override(c, "packet-ring-filter", &cfg.PacketRingFilter, c.String)
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}

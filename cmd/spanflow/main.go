@@ -23,6 +23,7 @@ var commands = []func() *cli.Command{
 	reportCommand,
 	vsphereCommand,
 	rulesCommand,
+	pcapCommand,
 	packageFilesCommand,
 }
 
