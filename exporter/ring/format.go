@@ -35,15 +35,15 @@ const (
 	segmentSuffix     = ".seg"
 )
 
-// A block: header, keys (4 bytes each, ascending), body (the records,
-// compressed or not).
+// A block: header, flow index (index.go), body (the records, compressed
+// or not).
 //
-//	0  "SFBK"        4  codec, 3 reserved   8 packets  12 keys
+//	0  "SFBK"        4  codec, 3 reserved   8 packets  12 flows in the index
 //	16 stored body  20 raw body            24 first ts 32 last ts
-//	40 CRC-32C of keys and body             44 CRC-32C of bytes 0..43
+//	40 index bytes  44 CRC-32C of index and body     48 CRC-32C of bytes 0..47
 const (
 	blockMagic      = "SFBK"
-	blockHeaderSize = 48
+	blockHeaderSize = 52
 	// recordHeaderSize is each record's header in the raw body:
 	// ts int64, key uint64, wire length uint32, captured length uint32,
 	// link type uint16, observation point uint16; then the frame.
@@ -91,6 +91,7 @@ type blockHeader struct {
 	packets, keys uint32
 	stored, raw   uint32
 	first, last   int64
+	index         uint32
 	crc           uint32
 }
 
@@ -107,8 +108,9 @@ func (h *blockHeader) put(b []byte) {
 	le.PutUint32(b[20:], h.raw)
 	le.PutUint64(b[24:], uint64(h.first))
 	le.PutUint64(b[32:], uint64(h.last))
-	le.PutUint32(b[40:], h.crc)
-	le.PutUint32(b[44:], crc32.Checksum(b[:44], castagnoli))
+	le.PutUint32(b[40:], h.index)
+	le.PutUint32(b[44:], h.crc)
+	le.PutUint32(b[48:], crc32.Checksum(b[:48], castagnoli))
 }
 
 // parseBlockHeader checks and decodes a block header: magic, header CRC and
@@ -120,15 +122,15 @@ func parseBlockHeader(b []byte) (blockHeader, error) {
 		return h, errBadHeader
 	}
 	le := binary.LittleEndian
-	if crc32.Checksum(b[:44], castagnoli) != le.Uint32(b[44:]) {
+	if crc32.Checksum(b[:48], castagnoli) != le.Uint32(b[48:]) {
 		return h, errBadHeader
 	}
 	h = blockHeader{codec: Codec(b[4]), packets: le.Uint32(b[8:]), keys: le.Uint32(b[12:]),
-		stored: le.Uint32(b[16:]), raw: le.Uint32(b[20:]), first: int64(le.Uint64(b[24:])), last: int64(le.Uint64(b[32:])), crc: le.Uint32(b[40:])}
+		stored: le.Uint32(b[16:]), raw: le.Uint32(b[20:]), first: int64(le.Uint64(b[24:])), last: int64(le.Uint64(b[32:])), index: le.Uint32(b[40:]), crc: le.Uint32(b[44:])}
 	switch {
 	case h.codec != CodecNone && h.codec != CodecZstd:
 		return h, fmt.Errorf("unknown codec %d", h.codec)
-	case h.raw > maxBlockBody || h.stored > maxBlockBody:
+	case h.raw > maxBlockBody || h.stored > maxBlockBody || h.index > maxBlockBody:
 		return h, fmt.Errorf("body of %d bytes (%d stored) is over the limit", h.raw, h.stored)
 	case uint64(h.packets)*recordHeaderSize > uint64(h.raw), h.keys > h.packets:
 		return h, fmt.Errorf("%d packets and %d keys do not fit %d bytes", h.packets, h.keys, h.raw)
@@ -142,7 +144,7 @@ func parseBlockHeader(b []byte) (blockHeader, error) {
 
 // size is the block's length in the segment.
 func (h *blockHeader) size() int64 {
-	return blockHeaderSize + 4*int64(h.keys) + int64(h.stored)
+	return blockHeaderSize + int64(h.index) + int64(h.stored)
 }
 
 // record is one frame in a block's raw body.

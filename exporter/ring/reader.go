@@ -125,7 +125,7 @@ func scanDir(dir string, warn func(string)) ([]Segment, error) {
 			s.Blocks++
 			s.Packets += uint64(b.h.packets)
 			s.RawBytes += int64(b.h.raw)
-			s.IndexBytes += blockHeaderSize + 4*int64(b.h.keys)
+			s.IndexBytes += blockHeaderSize + int64(b.h.index)
 			return nil
 		})
 		f.Close()
@@ -253,12 +253,12 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 				return nil
 			}
 			if q.Key != 0 {
-				n := int(b.h.keys) * 4
+				n := int(b.h.index)
 				kb = slices.Grow(kb[:0], n)[:n]
 				if _, err := f.ReadAt(kb, b.off+blockHeaderSize); err != nil {
 					return err
 				}
-				if !hasKey(kb, indexKey(q.Key)) {
+				if !indexHas(kb, b.h.keys, indexKey(q.Key)) {
 					return nil
 				}
 			}
@@ -274,7 +274,7 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 				warn(fmt.Sprintf("segment %s: block at offset %d does not match its checksum: skipped", name, b.off))
 				return nil
 			}
-			stored := body[4*int(b.h.keys):]
+			stored := body[b.h.index:]
 			recs := stored
 			if b.h.codec == CodecZstd {
 				if dec == nil {
@@ -327,22 +327,4 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 		warn(gone + ": the answer may miss some")
 	}
 	return out, st, nil
-}
-
-// hasKey says whether the ascending little-endian keys hold k.
-func hasKey(keys []byte, k uint32) bool {
-	lo, hi := 0, len(keys)/4
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		v := uint32(keys[4*m]) | uint32(keys[4*m+1])<<8 | uint32(keys[4*m+2])<<16 | uint32(keys[4*m+3])<<24
-		switch {
-		case v == k:
-			return true
-		case v < k:
-			lo = m + 1
-		default:
-			hi = m
-		}
-	}
-	return false
 }

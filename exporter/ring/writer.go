@@ -308,10 +308,9 @@ func (g *Ring) writeBlock(b *block) error {
 	h := blockHeader{codec: g.cfg.Codec, packets: b.packets, keys: uint32(len(keys)), raw: uint32(len(b.raw)), first: b.first, last: b.last}
 	out := g.buf[:0]
 	out = append(out, make([]byte, blockHeaderSize)...)
-	for _, k := range keys {
-		out = append(out, byte(k), byte(k>>8), byte(k>>16), byte(k>>24))
-	}
+	out = appendIndex(out, keys)
 	bodyAt := len(out)
+	h.index = uint32(bodyAt - blockHeaderSize)
 	if g.enc != nil {
 		out = g.enc.EncodeAll(b.raw, out)
 	} else {
@@ -342,7 +341,7 @@ func (g *Ring) writeBlock(b *block) error {
 	g.stats.Blocks++
 	g.stats.RawBytes += uint64(len(b.raw))
 	g.stats.StoredBytes += uint64(h.stored)
-	g.stats.IndexBytes += uint64(blockHeaderSize + 4*len(keys))
+	g.stats.IndexBytes += uint64(blockHeaderSize) + uint64(h.index)
 	g.mu.Unlock()
 	g.updateDisk()
 	return nil
