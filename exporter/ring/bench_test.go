@@ -103,7 +103,8 @@ func BenchmarkWrite(b *testing.B) {
 	})
 }
 
-// bulkRing fills a ring of SPANFLOW_RING_BENCH_MIB (default 1024) MiB
+// bulkRing fills a ring of SPANFLOW_RING_BENCH_MIB (default 1024) MiB, in
+// blocks of SPANFLOW_RING_BENCH_BLOCK_KIB (default DefaultBlockSize),
 // with generated traffic (8000 concurrent connections, tunnels, payloads
 // made incompressible), an hour long, without overwriting, and writes the same frames as a
 // pcap for the peer. It returns the ring, the pcap and a flow in it.
@@ -115,6 +116,10 @@ func bulkRing(b *testing.B) (dir, pcap, flow, display string) {
 	root := b.TempDir()
 	dir, pcap = filepath.Join(root, "ring"), filepath.Join(root, "bulk.pcap")
 	cfg := ring.Configuration{Dir: dir, Size: int64(mib) << 20, Codec: ring.CodecZstd}
+	if s := os.Getenv("SPANFLOW_RING_BENCH_BLOCK_KIB"); s != "" {
+		kib, _ := strconv.Atoi(s)
+		cfg.BlockSize = kib << 10
+	}
 	g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
 	if err != nil {
 		b.Fatal(err)
