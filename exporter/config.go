@@ -14,6 +14,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/exporter/transport"
+	"github.com/spanflow/spanflow/internal/secret"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
@@ -46,6 +47,30 @@ type Configuration struct {
 	PacketRingSnapLen  int    `yaml:"packet-ring-snaplen"`
 	PacketRingCompress string `yaml:"packet-ring-compress"`
 	PacketRingFilter   string `yaml:"packet-ring-filter"`
+	// Queries of the ring over HTTP(S), off unless listen is set.
+	PacketRingListen       string `yaml:"packet-ring-listen"`
+	PacketRingTokenFile    string `yaml:"packet-ring-token-file"`
+	PacketRingCertFile     string `yaml:"packet-ring-cert-file"`
+	PacketRingKeyFile      string `yaml:"packet-ring-key-file"`
+	PacketRingClientCAFile string `yaml:"packet-ring-client-ca-file"`
+}
+
+// RingServer is the configuration of the ring's query server (Listen ""
+// when off); the token is read from its file, else from
+// SPANFLOW_PACKET_RING_TOKEN.
+func (c Configuration) RingServer() (ring.ServerConfiguration, error) {
+	if c.PacketRingListen == "" {
+		return ring.ServerConfiguration{}, nil
+	}
+	if c.PacketRing == "" {
+		return ring.ServerConfiguration{}, errors.New("--packet-ring-listen serves the packet ring: give --packet-ring DIR")
+	}
+	token, err := secret.Read(c.PacketRingTokenFile, "SPANFLOW_PACKET_RING_TOKEN")
+	if err != nil {
+		return ring.ServerConfiguration{}, fmt.Errorf("packet-ring-token-file: %w", err)
+	}
+	s := ring.ServerConfiguration{Listen: c.PacketRingListen, Token: token, CertFile: c.PacketRingCertFile, KeyFile: c.PacketRingKeyFile, ClientCAFile: c.PacketRingClientCAFile}
+	return s, s.Validate()
 }
 
 // Duration is a time.Duration written as "60s" or "1m30s" in YAML.
@@ -246,6 +271,9 @@ func (c Configuration) Validate() error {
 		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
 	}
 	if _, _, err := c.Ring(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.RingServer(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.PacketRing == "" && c.PacketRingFilter != "" {

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
@@ -56,6 +57,11 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "packet-ring-snaplen", Usage: "bytes the packet ring keeps of each frame (0: whole frames, up to the capture's own snap length)"},
 		&cli.StringFlag{Name: "packet-ring-compress", Value: d.PacketRingCompress, Usage: "compression of the packet ring's blocks: zstd or none"},
 		&cli.StringFlag{Name: "packet-ring-filter", Usage: "tcpdump filter `EXPR` choosing the frames the packet ring keeps (all when empty); metering sees every frame"},
+		&cli.StringFlag{Name: "packet-ring-listen", Usage: "serve packet ring queries (spanflow pcap query --exporter) at `ADDR` (off by default; an address that is not loopback needs packet-ring-cert-file)"},
+		&cli.StringFlag{Name: "packet-ring-token-file", Usage: "`FILE` holding the token queries must bear (Authorization: Bearer; else SPANFLOW_PACKET_RING_TOKEN)"},
+		&cli.StringFlag{Name: "packet-ring-cert-file", Usage: "PEM `FILE` of the query server's certificate: serve HTTPS"},
+		&cli.StringFlag{Name: "packet-ring-key-file", Usage: "PEM `FILE` of the key of packet-ring-cert-file"},
+		&cli.StringFlag{Name: "packet-ring-client-ca-file", Usage: "PEM `FILE` of the CAs whose client certificates may query (mutual TLS; the token is then not needed)"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
 	}
 }
@@ -89,6 +95,16 @@ func exporterRunCommand() *cli.Command {
 			fanout, err := exporter.NewFanout(rep, cfg, srcs, nil)
 			if err != nil {
 				return errors.New(oneLineError(err))
+			}
+			if scfg, _ := cfg.RingServer(); scfg.Listen != "" {
+				srv, err := ring.NewServer(cfg.PacketRing, scfg)
+				if err != nil {
+					return errors.New(oneLineError(err))
+				}
+				if err := srv.Start(); err != nil {
+					return err
+				}
+				defer srv.Stop()
 			}
 			metrics := reporter.NewMetricsServer(rep, cfg.MetricsAddr())
 			if err := metrics.Start(); err != nil {
@@ -155,6 +171,11 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "packet-ring-snaplen", &cfg.PacketRingSnapLen, c.Int)
 	override(c, "packet-ring-compress", &cfg.PacketRingCompress, c.String)
 	override(c, "packet-ring-filter", &cfg.PacketRingFilter, c.String)
+	override(c, "packet-ring-listen", &cfg.PacketRingListen, c.String)
+	override(c, "packet-ring-token-file", &cfg.PacketRingTokenFile, c.String)
+	override(c, "packet-ring-cert-file", &cfg.PacketRingCertFile, c.String)
+	override(c, "packet-ring-key-file", &cfg.PacketRingKeyFile, c.String)
+	override(c, "packet-ring-client-ca-file", &cfg.PacketRingClientCAFile, c.String)
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}

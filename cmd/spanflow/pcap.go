@@ -1,10 +1,15 @@
 package main
 
 import (
+	"cmp"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +19,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/numfmt"
+	"github.com/spanflow/spanflow/internal/secret"
 )
 
 func pcapCommand() *cli.Command {
@@ -37,7 +43,12 @@ func pcapQueryCommand() *cli.Command {
 			"Unix seconds, or a duration before now (-15m).\n" +
 			"Example: spanflow pcap query --ring /var/lib/spanflow/ring --from -1h --flow '1:LQU9qZlK+B5F3KDmev6m5PMibrg=' -o pay.pcap",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "ring", Required: true, Usage: "the packet ring's `DIR` (the exporter's --packet-ring)"},
+			&cli.StringFlag{Name: "ring", Usage: "the packet ring's `DIR` (the exporter's --packet-ring) on this host"},
+			&cli.StringSliceFlag{Name: "exporter", Usage: "query the ring an exporter serves (its --packet-ring-listen) at `URL`, https://probe:9109; repeat for several: their packets are merged by time"},
+			&cli.StringFlag{Name: "token-file", Usage: "`FILE` holding the exporters' query token (else SPANFLOW_PACKET_RING_TOKEN)"},
+			&cli.StringFlag{Name: "ca-file", Usage: "PEM `FILE` of the CAs the exporters' certificates chain to (system CAs when empty)"},
+			&cli.StringFlag{Name: "cert-file", Usage: "PEM `FILE` of a client certificate for exporters that take one (give key-file too)"},
+			&cli.StringFlag{Name: "key-file", Usage: "PEM `FILE` of the key of cert-file"},
 			&cli.StringFlag{Name: "from", Usage: "first `TIME` of the window (default: the oldest frame)"},
 			&cli.StringFlag{Name: "to", Usage: "end `TIME` of the window, not included (default: now)"},
 			&cli.StringFlag{Name: "flow", Usage: "the flow's community id (`ID`, 1:...) or 5-tuple 'tcp 10.1.2.3:51000 10.4.5.6:443' (both directions; inner flow of tunnels)"},
@@ -79,9 +90,23 @@ func pcapQueryCommand() *cli.Command {
 			}
 			warn := func(s string) { fmt.Fprintf(c.App.ErrWriter, "spanflow pcap: warning: %s\n", s) }
 			start := time.Now()
-			pkts, st, err := ring.Search(c.String("ring"), q, warn)
-			if err != nil {
-				return err
+			var pkts []ring.Packet
+			var st ring.QueryStats
+			switch {
+			case c.String("ring") == "" && len(c.StringSlice("exporter")) == 0:
+				return errors.New("no packet ring: give --ring DIR or --exporter URL")
+			case c.String("ring") != "":
+				if pkts, st, err = ring.Search(c.String("ring"), q, warn); err != nil {
+					return err
+				}
+			}
+			if urls := c.StringSlice("exporter"); len(urls) > 0 {
+				remote, err := fetchRemote(c, urls, q, warn)
+				if err != nil {
+					return err
+				}
+				pkts = append(pkts, remote...)
+				slices.SortStableFunc(pkts, func(a, b ring.Packet) int { return cmp.Compare(a.Time, b.Time) })
 			}
 			if filter != nil && filter.Err != nil {
 				warn(fmt.Sprintf("the filter does not apply to some frames, which are left out: %v", filter.Err))
@@ -155,6 +180,44 @@ func pcapListCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// fetchRemote runs the query on every exporter given; the packets come
+// back in one list, to be sorted by time.
+func fetchRemote(c *cli.Context, urls []string, q ring.Query, warn func(string)) ([]ring.Packet, error) {
+	token, err := secret.Read(c.String("token-file"), "SPANFLOW_PACKET_RING_TOKEN")
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f := c.String("ca-file"); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca-file %s: no PEM certificate", f)
+		}
+	}
+	if cf, kf := c.String("cert-file"), c.String("key-file"); cf != "" || kf != "" {
+		cert, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 5 * time.Minute}
+	var out []ring.Packet
+	for _, u := range urls {
+		rm := ring.Remote{URL: u, Token: token, Client: client}
+		pkts, err := rm.Fetch(c.Context, q.From, q.To, c.String("flow"), c.String("filter"), warn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pkts...)
+	}
+	return out, nil
 }
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }

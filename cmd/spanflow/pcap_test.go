@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -97,6 +98,30 @@ func TestPcapQueryAfterExporterRun(t *testing.T) {
 	}
 	if got, want := tsharkCount(t, tshark, file, ""), tsharkCount(t, tshark, in, cases[0].display); got != want {
 		t.Errorf("community id %s: %d frames, want %d", id, got, want)
+	}
+	// The same query through the exporter's server, from two "probes"
+	// (the same one twice): their packets merged by time.
+	srv, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	url := "http://" + srv.Addr()
+	file = filepath.Join(t.TempDir(), "remote.pcap")
+	if out, err := run(t, "pcap", "query", "--exporter", url, "--exporter", url, "--token-file", tokenFile, "--flow", id, "-o", file); err != nil {
+		t.Fatalf("remote: %v\n%s", err, out)
+	}
+	if got, want := tsharkCount(t, tshark, file, ""), 2*tsharkCount(t, tshark, in, cases[0].display); got != want {
+		t.Errorf("remote, two exporters: %d frames, want %d", got, want)
+	}
+	os.WriteFile(tokenFile, []byte("guess\n"), 0o600)
+	if out, err := run(t, "pcap", "query", "--exporter", url, "--token-file", tokenFile, "--flow", id, "-o", file); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("remote with a wrong token: %v\n%s", err, out)
 	}
 	// Wrong input: one line, no output.
 	for _, args := range [][]string{{"--flow", "1:nope"}, {"--filter", "port banana"}, {"--from", "yesterday"}, {"--from", "2026-12-05T02:00:00Z", "--to", "2026-12-05T01:00:00Z"}} {
