@@ -502,3 +502,33 @@ func TestDamagedSegments(t *testing.T) {
 	// The ring opens and writes on after the damage.
 	fill(t, cfg, in[:10])
 }
+
+// TestDropsAreCounted: without waiting (a live capture), Append never
+// blocks, and every frame is either kept or counted as dropped.
+func TestDropsAreCounted(t *testing.T) {
+	in, _ := generated(100, 20000, time.Date(2026, 12, 5, 2, 13, 0, 0, time.UTC))
+	cfg := config(t.TempDir())
+	cfg.BlockSize = 4 << 10 // many small blocks: the writer falls behind
+	g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.NewAppender()
+	const rounds = 5
+	for range rounds {
+		for _, f := range in {
+			a.Append(f.Time, f.Length, f.Link, 0, 0, f.Data)
+		}
+	}
+	a.Flush()
+	g.Close()
+	st := g.Stats()
+	if st.Frames+st.Dropped != rounds*uint64(len(in)) {
+		t.Errorf("%d kept + %d dropped, want %d appended", st.Frames, st.Dropped, rounds*len(in))
+	}
+	got, _ := search(t, cfg.Dir, ring.Query{})
+	if uint64(len(got)) != st.Frames {
+		t.Errorf("%d frames in the ring, %d counted as kept", len(got), st.Frames)
+	}
+	t.Logf("%d kept, %d dropped", st.Frames, st.Dropped)
+}
