@@ -14,10 +14,13 @@ import (
 // query answer or warn, never panic, and never allocate past the bounds.
 func FuzzSegment(f *testing.F) {
 	dir := f.TempDir()
-	in, _ := generated(20, 300, time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC))
+	in, _ := generated(5, 24, time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC))
+	for i := range in {
+		in[i].Data = in[i].Data[:min(len(in[i].Data), 120)] // small inputs fuzz faster
+	}
 	for _, codec := range []ring.Codec{ring.CodecZstd, ring.CodecNone} {
 		cfg := config(filepath.Join(dir, codec.String()))
-		cfg.Codec, cfg.BlockSize = codec, 4096
+		cfg.Codec, cfg.BlockSize = codec, 1024
 		fill(f, cfg, in)
 		segs, _, err := ring.List(cfg.Dir, func(string) {})
 		if err != nil || len(segs) != 1 {

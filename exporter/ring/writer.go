@@ -35,7 +35,7 @@ type Configuration struct {
 
 // Defaults.
 const (
-	DefaultBlockSize  = 4 << 20
+	DefaultBlockSize  = 1 << 20
 	DefaultFlushAfter = 5 * time.Second
 	// maxFrame is the most kept of a frame (a pcap file's snap length).
 	maxFrame = 262144
