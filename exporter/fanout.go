@@ -75,6 +75,15 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 	return f, nil
 }
 
+// Frames is the number of frames the workers have read so far.
+func (f *Fanout) Frames() uint64 {
+	var n uint64
+	for _, x := range f.workers {
+		n += x.Frames()
+	}
+	return n
+}
+
 // Run runs each worker on its source and adds up their summaries. When one
 // fails, the others are stopped too (each exports its flows): a
 // half-working exporter would look healthy while missing traffic, and the
