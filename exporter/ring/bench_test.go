@@ -65,6 +65,7 @@ func BenchmarkWrite(b *testing.B) {
 			a.Wait = true // measure the writer's pace, not how many it drops
 			b.SetBytes(captured)
 			b.ResetTimer()
+			cpu0, wall0 := testutil.CPUTime(), time.Now()
 			for i := 0; i < b.N; i++ {
 				base := int64(i) * int64(time.Hour)
 				for j, f := range in {
@@ -74,6 +75,11 @@ func BenchmarkWrite(b *testing.B) {
 			a.Flush()
 			g.Close()
 			b.StopTimer()
+			// Cores busy (process CPU time over wall-clock time), and Gbit/s
+			// of captured bytes per core busy.
+			cpu, wall := testutil.CPUTime()-cpu0, time.Since(wall0)
+			b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cores")
+			b.ReportMetric(float64(captured)*float64(b.N)*8/1e9/cpu.Seconds(), "Gbit/s/core")
 			st := g.Stats()
 			b.ReportMetric(float64(st.RawBytes)/float64(st.StoredBytes), "compression")
 			b.ReportMetric(100*float64(st.IndexBytes)/float64(st.StoredBytes+st.IndexBytes), "index%")
@@ -89,6 +95,7 @@ func BenchmarkWrite(b *testing.B) {
 		w.Write(make([]byte, 24))
 		b.SetBytes(captured)
 		b.ResetTimer()
+		cpu0 := testutil.CPUTime()
 		var hdr [16]byte
 		for i := 0; i < b.N; i++ {
 			for _, fr := range in {
@@ -100,6 +107,7 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 		w.Flush()
+		b.ReportMetric(float64(captured)*float64(b.N)*8/1e9/(testutil.CPUTime()-cpu0).Seconds(), "Gbit/s/core")
 	})
 }
 
