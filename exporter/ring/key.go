@@ -1,6 +1,8 @@
 package ring
 
 import (
+	"bytes"
+	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -17,8 +19,49 @@ import (
 // that has no flow (not IP, or not decodable). Each record keeps its key,
 // and a block's index the key's first 4 bytes.
 
-// PacketKey is the flow key of a decoded packet.
+// PacketKey is the flow key of a decoded packet. TCP, UDP and SCTP
+// packets, and those without ports, are hashed here directly (no flow
+// record to fill: this runs for every frame kept); ICMP and IPv4-mapped
+// IPv6 addresses take the flow record's way.
 func PacketKey(p *decode.Packet) uint64 {
+	n := 4
+	if p.IPv6 {
+		n = 16
+		if [12]byte(p.SrcAddr[:12]) == v4InV6Prefix || [12]byte(p.DstAddr[:12]) == v4InV6Prefix {
+			return recordKey(p)
+		}
+	}
+	src, dst := p.SrcAddr[:n], p.DstAddr[:n]
+	sp, dp := p.SrcPort, p.DstPort
+	ports := false
+	switch p.Proto {
+	case 1, 58:
+		return recordKey(p)
+	case 6, 17, 132:
+		ports = true
+	}
+	if c := bytes.Compare(src, dst); c > 0 || (c == 0 && sp > dp) {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+	var buf [2 + 16 + 16 + 2 + 4]byte
+	i := 2 // seed 0
+	i += copy(buf[i:], src)
+	i += copy(buf[i:], dst)
+	buf[i] = p.Proto
+	i += 2
+	if ports {
+		binary.BigEndian.PutUint16(buf[i:], sp)
+		binary.BigEndian.PutUint16(buf[i+2:], dp)
+		i += 4
+	}
+	sum := sha1.Sum(buf[:i])
+	return nonZero(binary.BigEndian.Uint64(sum[:8]))
+}
+
+var v4InV6Prefix = [12]byte{10: 0xff, 11: 0xff}
+
+// recordKey is the flow key of a decoded packet through a flow record.
+func recordKey(p *decode.Packet) uint64 {
 	var r flow.Record
 	if p.IPv6 {
 		r.SrcAddr, r.DstAddr = netip.AddrFrom16(p.SrcAddr), netip.AddrFrom16(p.DstAddr)

@@ -1,9 +1,12 @@
 package ring_test
 
 import (
+	"net/netip"
 	"testing"
 
+	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/exporter/ring"
+	"github.com/spanflow/spanflow/internal/flow"
 )
 
 // TestParseFlow: a 5-tuple gives the Community ID of the specification's
@@ -28,4 +31,32 @@ func TestParseFlow(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
+}
+
+// FuzzPacketKey: the direct hash of a packet is the Community ID hash of
+// its flow record, whatever the packet.
+func FuzzPacketKey(f *testing.F) {
+	f.Add(false, []byte{10, 0, 0, 1}, []byte{10, 0, 0, 2}, uint8(6), uint16(1234), uint16(80), uint8(0), uint8(0))
+	f.Add(true, []byte{0x20, 1, 0xd, 0xb8, 15: 1}, []byte{0x20, 1, 0xd, 0xb8, 15: 1}, uint8(17), uint16(53), uint16(53), uint8(0), uint8(0))
+	f.Add(true, []byte{10: 0xff, 11: 0xff, 12: 1, 15: 2}, []byte{1}, uint8(47), uint16(0), uint16(0), uint8(0), uint8(0))
+	f.Add(false, []byte{1, 2, 3, 4}, []byte{1, 2, 3, 4}, uint8(1), uint16(0), uint16(0), uint8(8), uint8(0))
+	f.Fuzz(func(t *testing.T, v6 bool, src, dst []byte, proto uint8, sp, dp uint16, typ, code uint8) {
+		p := decode.Packet{IPv6: v6, Proto: proto, SrcPort: sp, DstPort: dp, ICMPType: typ, ICMPCode: code}
+		copy(p.SrcAddr[:], src)
+		copy(p.DstAddr[:], dst)
+		if !v6 {
+			clear(p.SrcAddr[4:])
+			clear(p.DstAddr[4:])
+		}
+		var r flow.Record
+		if v6 {
+			r.SrcAddr, r.DstAddr = netip.AddrFrom16(p.SrcAddr), netip.AddrFrom16(p.DstAddr)
+		} else {
+			r.SrcAddr, r.DstAddr = netip.AddrFrom4([4]byte(p.SrcAddr[:4])), netip.AddrFrom4([4]byte(p.DstAddr[:4]))
+		}
+		r.Proto, r.SrcPort, r.DstPort, r.ICMPType, r.ICMPCode = proto, sp, dp, typ, code
+		if got, want := ring.PacketKey(&p), ring.RecordKey(&r); got != want {
+			t.Errorf("%+v: key %x, flow record's %x", p, got, want)
+		}
+	})
 }
