@@ -116,7 +116,11 @@ func TestEveryCaptureComesBack(t *testing.T) {
 	for _, path := range sharedCaptures(t) {
 		name := strings.TrimPrefix(path, filepath.Dir(filepath.Dir(path))+"/")
 		in := readFrames(t, path)
-		for _, codec := range []ring.Codec{ring.CodecZstd, ring.CodecNone} {
+		codecs := []ring.Codec{ring.CodecZstd}
+		if strings.Contains(name, "bigtcp-ipv4-vxlan") || strings.Contains(name, "ipfixprobe") || strings.HasSuffix(name, ".pcapng") {
+			codecs = append(codecs, ring.CodecNone) // the uncompressed path on a few
+		}
+		for _, codec := range codecs {
 			t.Run(name+"/"+codec.String(), func(t *testing.T) {
 				cfg := config(t.TempDir())
 				cfg.Codec = codec
@@ -383,14 +387,17 @@ func TestRingStaysWithinSize(t *testing.T) {
 	}
 	a := g.NewAppender()
 	rng := rand.New(rand.NewPCG(1, 1))
+	pool := make([]byte, 1<<20) // incompressible frames, cut from a random pool
+	for i := range pool {
+		pool[i] = byte(rng.Uint32())
+	}
 	data := make([]byte, 1000)
 	var written, largest int64
 	ts := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC).UnixNano()
 	var times []int64
 	for written < 3*cfg.Size {
-		for i := range data {
-			data[i] = byte(rng.Uint32())
-		}
+		off := rng.IntN(len(pool) - len(data))
+		copy(data, pool[off:])
 		ts += 1000
 		a.Append(ts, len(data), 1, 0, 0, data)
 		times = append(times, ts)
