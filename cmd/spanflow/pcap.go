@@ -29,7 +29,7 @@ func pcapCommand() *cli.Command {
 		Description: "The exporter run with --packet-ring DIR keeps the frames it captures in segment files under DIR,\n" +
 			"with an index of the flows in each block. 'pcap query' writes one flow's or one time window's\n" +
 			"frames as a pcap that Wireshark and tshark read; 'pcap list' shows the segments. See docs/retrospection.md.",
-		Subcommands: []*cli.Command{pcapQueryCommand(), pcapListCommand()},
+		Subcommands: []*cli.Command{pcapQueryCommand(), pcapListCommand(), pcapPinCommand(), pcapUnpinCommand()},
 	}
 }
 
@@ -143,7 +143,7 @@ func pcapQueryCommand() *cli.Command {
 func pcapListCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list",
-		Usage: "show the segments of a packet ring: time ranges, sizes, packets, damage",
+		Usage: "show the segments of a packet ring: time ranges, sizes, packets, pins, damage",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ring", Required: true, Usage: "the packet ring's `DIR` (the exporter's --packet-ring)"},
 		},
@@ -156,7 +156,7 @@ func pcapListCommand() *cli.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "SEGMENT\tFIRST\tLAST\tBYTES\tPACKETS\tBLOCKS\tCOMPRESSION\tINDEX\tDAMAGE")
+			fmt.Fprintln(w, "SEGMENT\tFIRST\tLAST\tBYTES\tPACKETS\tBLOCKS\tCOMPRESSION\tINDEX\tPINNED\tDAMAGE")
 			var total int64
 			for _, s := range segs {
 				total += s.Size
@@ -169,7 +169,11 @@ func pcapListCommand() *cli.Command {
 				if damage == "" {
 					damage = "-"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", strings.TrimSuffix(baseName(s.Path), ".seg"), formatTime(s.First), formatTime(s.Last), s.Size, s.Packets, s.Blocks, ratio, index, damage)
+				pin := "-"
+				if s.Pinned {
+					pin = "yes"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", strings.TrimSuffix(baseName(s.Path), ".seg"), formatTime(s.First), formatTime(s.Last), s.Size, s.Packets, s.Blocks, ratio, index, pin, damage)
 			}
 			w.Flush()
 			fmt.Fprintf(c.App.Writer, "%s, %s", numfmt.Count(uint64(len(segs)), "segment", ""), numfmt.Count(uint64(total), "byte", ""))
@@ -177,8 +181,52 @@ func pcapListCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "; packets up to %s were removed to keep the ring within its size", formatTime(truncated))
 			}
 			fmt.Fprintln(c.App.Writer)
-			return nil
+			pins, err := ring.Pins(c.String("ring"))
+			for _, p := range pins {
+				fmt.Fprintf(c.App.Writer, "pin %s: %s to %s\n", p.Name, formatTime(p.From), formatTime(p.To))
+			}
+			return err
 		},
+	}
+}
+
+func pcapPinCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "pin",
+		Usage: "keep the segments holding a time window past retention, until unpinned",
+		Description: "The exporter's retention passes pinned segments by (they still count in the ring's size: when\n" +
+			"every segment is pinned, new frames are dropped and counted). Example, an incident at 02:13:\n" +
+			"spanflow pcap pin --ring /var/lib/spanflow/ring --from '2026-12-05 02:10:00' --to '2026-12-05 02:20:00' --name payment-0213",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ring", Required: true, Usage: "the packet ring's `DIR`"},
+			&cli.StringFlag{Name: "from", Required: true, Usage: "first `TIME` to keep (as pcap query reads times)"},
+			&cli.StringFlag{Name: "to", Required: true, Usage: "end `TIME` of the window"},
+			&cli.StringFlag{Name: "name", Required: true, Usage: "one-word `NAME` of the pin (a ticket, an alert); the same name replaces the pin"},
+		},
+		Action: func(c *cli.Context) error {
+			now := time.Now()
+			from, err := parseTime(c.String("from"), now)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			to, err := parseTime(c.String("to"), now)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			return ring.AddPin(c.String("ring"), ring.Pin{From: from, To: to, Name: c.String("name")})
+		},
+	}
+}
+
+func pcapUnpinCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "unpin",
+		Usage: "remove a pin: its segments go with retention like the others",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ring", Required: true, Usage: "the packet ring's `DIR`"},
+			&cli.StringFlag{Name: "name", Required: true, Usage: "the pin's `NAME`"},
+		},
+		Action: func(c *cli.Context) error { return ring.RemovePin(c.String("ring"), c.String("name")) },
 	}
 }
 

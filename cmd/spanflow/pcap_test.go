@@ -123,6 +123,19 @@ func TestPcapQueryAfterExporterRun(t *testing.T) {
 	if out, err := run(t, "pcap", "query", "--exporter", url, "--token-file", tokenFile, "--flow", id, "-o", file); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("remote with a wrong token: %v\n%s", err, out)
 	}
+	// A pin shows in the list, and goes.
+	if out, err := run(t, "pcap", "pin", "--ring", dir, "--from", first, "--to", strconv.FormatInt(end+1, 10), "--name", "incident-42"); err != nil {
+		t.Fatalf("pin: %v\n%s", err, out)
+	}
+	if out, _ := run(t, "pcap", "list", "--ring", dir); !strings.Contains(out, "pin incident-42:") || !strings.Contains(out, " yes ") {
+		t.Errorf("pcap list after pin:\n%s", out)
+	}
+	if out, err := run(t, "pcap", "unpin", "--ring", dir, "--name", "incident-42"); err != nil {
+		t.Fatalf("unpin: %v\n%s", err, out)
+	}
+	if out, _ := run(t, "pcap", "list", "--ring", dir); strings.Contains(out, "incident-42") {
+		t.Errorf("pcap list after unpin:\n%s", out)
+	}
 	// Wrong input: one line, no output.
 	for _, args := range [][]string{{"--flow", "1:nope"}, {"--filter", "port banana"}, {"--from", "yesterday"}, {"--from", "2026-12-05T02:00:00Z", "--to", "2026-12-05T01:00:00Z"}} {
 		if out, err := run(t, append([]string{"pcap", "query", "--ring", dir, "-o", filepath.Join(t.TempDir(), "x")}, args...)...); err == nil || strings.Count(err.Error(), "\n") > 0 {

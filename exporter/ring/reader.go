@@ -26,6 +26,8 @@ type Segment struct {
 	Packets     uint64
 	RawBytes    int64 // records before compression
 	IndexBytes  int64 // headers and keys
+	// Pinned says that a pin holds the segment: retention passes it by.
+	Pinned bool
 	// Damage says where the segment stops answering: a block cut short by
 	// a crash, or bytes that are no block. Blocks before it answer.
 	Damage string
@@ -145,6 +147,13 @@ func scanDir(dir string, warn func(string)) ([]Segment, error) {
 // newest frame the ring has dropped to stay within its size (0: none).
 func List(dir string, warn func(string)) ([]Segment, int64, error) {
 	segs, err := scanDir(dir, warn)
+	if err != nil {
+		return nil, 0, err
+	}
+	pins, err := Pins(dir)
+	for i := range segs {
+		segs[i].Pinned = segs[i].Blocks > 0 && pinned(pins, segs[i].First, segs[i].Last)
+	}
 	return segs, readTruncated(dir), err
 }
 

@@ -539,3 +539,86 @@ func TestDropsAreCounted(t *testing.T) {
 	}
 	t.Logf("%d kept, %d dropped", st.Frames, st.Dropped)
 }
+
+// TestPins: a pinned time range stays while retention removes the
+// segments around it; unpinned, it goes like the others; a ring whose
+// every segment is pinned drops and counts new frames rather than grow.
+func TestPins(t *testing.T) {
+	cfg := ring.Configuration{Dir: t.TempDir(), Size: ring.MinSize, Codec: ring.CodecNone, BlockSize: 256 << 10}
+	rng := rand.New(rand.NewPCG(2, 2))
+	pool := make([]byte, 1<<20)
+	for i := range pool {
+		pool[i] = byte(rng.Uint32())
+	}
+	ts := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC).UnixNano()
+	write := func(bytes int64) (first, last int64) {
+		g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := g.NewAppender()
+		a.Wait = true
+		first = ts + 1000
+		for w := int64(0); w < bytes; w += 1000 {
+			ts += 1000
+			off := rng.IntN(len(pool) - 1000)
+			a.Append(ts, 1000, 1, 0, 0, pool[off:off+1000])
+		}
+		a.Flush()
+		g.Close()
+		return first, ts
+	}
+	from, to := write(4 << 20)
+	if err := ring.AddPin(cfg.Dir, ring.Pin{From: from, To: to + 1, Name: "payment-0213"}); err != nil {
+		t.Fatal(err)
+	}
+	write(3 * cfg.Size)
+	if n := dirSize(t, cfg.Dir); n > cfg.Size {
+		t.Errorf("ring took %d bytes, over its size", n)
+	}
+	got, _ := search(t, cfg.Dir, ring.Query{From: from, To: to + 1})
+	if len(got) != 4<<20/1000+1 {
+		t.Errorf("pinned range: %d frames, want %d", len(got), 4<<20/1000+1)
+	}
+	segs, _, _ := ring.List(cfg.Dir, func(string) {})
+	if !segs[0].Pinned {
+		t.Errorf("oldest segment not listed as pinned: %+v", segs[0])
+	}
+	if err := ring.RemovePin(cfg.Dir, "payment-0213"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ring.RemovePin(cfg.Dir, "payment-0213"); err == nil {
+		t.Error("removing a pin twice: no error")
+	}
+	write(cfg.Size)
+	if _, _, err := ring.Search(cfg.Dir, ring.Query{From: from, To: to + 1}, func(string) {}); !errors.Is(err, ring.ErrGone) {
+		t.Errorf("unpinned range after a ring's worth of writes: %v, want ErrGone", err)
+	}
+	// Pin everything: new frames are dropped and counted, the size holds.
+	if err := ring.AddPin(cfg.Dir, ring.Pin{From: 1, To: 1 << 62, Name: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.NewAppender()
+	a.Wait = true
+	for range 20000 {
+		ts += 1000
+		a.Append(ts, 1000, 1, 0, 0, pool[:1000])
+	}
+	a.Flush()
+	g.Close()
+	if st := g.Stats(); st.Dropped == 0 || st.Frames+st.Dropped != 20000 {
+		t.Errorf("all pinned: %d kept, %d dropped of 20000", st.Frames, st.Dropped)
+	}
+	if n := dirSize(t, cfg.Dir); n > cfg.Size {
+		t.Errorf("all pinned: ring took %d bytes, over its size", n)
+	}
+	for _, bad := range []ring.Pin{{From: 5, To: 5, Name: "x"}, {From: 1, To: 2, Name: "two words"}, {From: 1, To: 2}} {
+		if err := ring.AddPin(cfg.Dir, bad); err == nil {
+			t.Errorf("%+v: accepted", bad)
+		}
+	}
+}

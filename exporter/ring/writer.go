@@ -79,11 +79,11 @@ func (c Configuration) segmentSize() int64 {
 
 // Stats are the ring's counters.
 type Stats struct {
-	Frames, Dropped            uint64 // frames kept; frames dropped because the writer was behind
+	Frames, Dropped            uint64 // frames kept; frames dropped (the writer was behind, or a block could not be written)
 	Blocks                     uint64
 	RawBytes, StoredBytes      uint64 // records before and after compression, written
 	IndexBytes                 uint64 // block headers and keys written
-	SegmentsRemoved            uint64 // oldest segments removed to stay within size or above the free-space floor
+	SegmentsRemoved            uint64 // oldest segments removed to stay within size or above the free-space floor (pinned ones stay)
 	BytesRemoved               uint64
 	WriteErrors                uint64
 	DiskBytes                  int64 // what the ring's segments take now
@@ -170,7 +170,7 @@ func (g *Ring) metrics(r *reporter.Reporter) {
 		return func() float64 { return get(g.Stats()) }
 	}
 	f.CounterFunc("frames_total", "Frames written to the packet ring.", stat(func(s Stats) float64 { return float64(s.Frames) }))
-	f.CounterFunc("dropped_frames_total", "Frames not kept because the ring's writer was behind (disk slower than the traffic).", stat(func(s Stats) float64 { return float64(s.Dropped) }))
+	f.CounterFunc("dropped_frames_total", "Frames not kept: the ring's writer was behind (disk slower than the traffic), or a block could not be written.", stat(func(s Stats) float64 { return float64(s.Dropped) }))
 	f.CounterFunc("raw_bytes_total", "Bytes of frame records written, before compression.", stat(func(s Stats) float64 { return float64(s.RawBytes) }))
 	f.CounterFunc("stored_bytes_total", "Bytes of frame records written, after compression.", stat(func(s Stats) float64 { return float64(s.StoredBytes) }))
 	f.CounterFunc("index_bytes_total", "Bytes of block headers and flow keys written.", stat(func(s Stats) float64 { return float64(s.IndexBytes) }))
@@ -290,6 +290,7 @@ func (g *Ring) write() {
 			g.mu.Lock()
 			g.stats.WriteErrors++
 			g.mu.Unlock()
+			g.drops.Add(uint64(b.packets))
 			g.log.Warn("ring-write", "packet ring: cannot write a block, its frames are lost", "frames", b.packets, "err", err)
 		}
 		b.reset()
@@ -359,16 +360,28 @@ func (g *Ring) makeRoom(n int64) error {
 	if g.cur == nil {
 		extra += segmentHeaderSize
 	}
-	for len(g.segments) > 0 && (g.disk()+extra > g.cfg.Size || g.lowOnSpace(extra)) {
-		old := g.segments[0]
+	pins, err := Pins(g.cfg.Dir)
+	if err != nil {
+		g.log.Warn("ring-pins", "packet ring: cannot read the pins; every segment may go", "err", err)
+	}
+	for g.disk()+extra > g.cfg.Size || g.lowOnSpace(extra) {
+		// The oldest segment that no pin holds goes first.
+		i := slices.IndexFunc(g.segments, func(s *segmentInfo) bool {
+			return s.size == segmentHeaderSize || !pinned(pins, s.first, s.last)
+		})
+		if i < 0 {
+			return errors.New("every segment is pinned and the ring is full: unpin some (spanflow pcap unpin)")
+		}
+		old := g.segments[i]
 		if old == g.curSeg && g.cur != nil {
 			g.cur.Close()
 			g.cur = nil
+			extra = n + segmentHeaderSize
 		}
 		if err := os.Remove(old.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove oldest segment: %w", err)
 		}
-		g.segments = g.segments[1:]
+		g.segments = slices.Delete(g.segments, i, i+1)
 		g.mu.Lock()
 		g.stats.SegmentsRemoved++
 		g.stats.BytesRemoved += uint64(old.size)
