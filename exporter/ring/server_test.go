@@ -59,7 +59,7 @@ func TestServer(t *testing.T) {
 		case c.ok && err != nil:
 			t.Errorf("%s: %v", c.name, err)
 		case c.ok:
-			if diff := testutil.Diff(frames(pkts), want); diff != "" {
+			if diff := diffFrames(frames(pkts), want); diff != "" {
 				t.Errorf("%s: frames (-got, +want):\n%s", c.name, diff)
 			}
 		case err == nil:
