@@ -4,8 +4,12 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -142,4 +146,83 @@ func TestLivePacketRing(t *testing.T) {
 		t.Fatal("no flow checked")
 	}
 	t.Logf("%d frames, %d flows queried", len(all), checked)
+}
+
+// TestLivePacketRingRate measures (when SPANFLOW_RING_LIVE_MEASURE is set)
+// the mixed capture replayed in a loop at tcpreplay's top speed into a
+// veth, metered with the packet ring off and on: what tcpreplay reached,
+// the kernel's drops, the ring's kept and dropped frames and the
+// exporter's CPU time. Nothing about speed is asserted; every frame
+// captured must be kept or counted as dropped.
+func TestLivePacketRingRate(t *testing.T) {
+	if os.Getenv("SPANFLOW_RING_LIVE_MEASURE") == "" {
+		t.Skip("a measurement: set SPANFLOW_RING_LIVE_MEASURE=1")
+	}
+	var pkts []synth.Packet
+	dir := testutil.SharedTestdata(t)
+	for _, pat := range []string{"mirror/*/*.pcap", "mirror/*/*.pcapng"} {
+		m, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, p := range m {
+			for _, f := range testutil.ReadPcap(t, p) {
+				if f.LinkType == 1 && len(f.Data) == f.Length && len(f.Data) >= 60 && len(f.Data) <= 1514 {
+					pkts = append(pkts, synth.Packet{Time: int64(len(pkts)) * 1000, Data: f.Data})
+				}
+			}
+		}
+	}
+	pcap := filepath.Join(t.TempDir(), "mixed.pcap")
+	if err := synth.WritePcapFile(pcap, pkts); err != nil {
+		t.Fatal(err)
+	}
+	tcpreplay := testutil.Command(t, "tcpreplay")
+	for _, on := range []bool{false, true} {
+		n := newNetns(t)
+		col := newCollector(t)
+		cfg := exporter.DefaultConfiguration()
+		cfg.Interfaces, cfg.Collectors, cfg.RingSize = []string{"vB"}, []string{col.addr()}, 256
+		if on {
+			cfg.PacketRing, cfg.PacketRingSize, cfg.PacketRingMinFree = filepath.Join(t.TempDir(), "ring"), "4GiB", "0"
+		}
+		lives, _ := cfg.Live()
+		var src *capture.Live
+		var err error
+		n.do(t, func() { src, err = capture.OpenLive(lives[0], 0) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := exporter.NewFanout(reporter.NewForTest(io.Discard), cfg, []capture.Source{src}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan exporter.Summary)
+		cpu0 := testutil.CPUTime()
+		go func() {
+			sum, _ := f.Run(ctx)
+			src.Close()
+			done <- sum
+		}()
+		out, err := exec.Command("ip", "netns", "exec", n.name, tcpreplay, "--topspeed", "--loop", "200", "-i", "vA", pcap).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tcpreplay: %v\n%s", err, out)
+		}
+		time.Sleep(time.Second)
+		cancel()
+		sum := <-done
+		cpu := testutil.CPUTime() - cpu0
+		rated := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "Rated:") {
+				rated = strings.TrimSpace(l)
+			}
+		}
+		line := fmt.Sprintf("ring %v: %s; captured %d frames (%d bytes), kernel dropped %d; exporter CPU %.2f s", on, rated, sum.Frames, sum.Octets, sum.KernelDropped, cpu.Seconds())
+		if g := sum.Ring; g != nil {
+			line += fmt.Sprintf("; ring kept %d, dropped %d, compression %.2fx", g.Frames, g.Dropped, float64(g.RawBytes)/float64(max(g.StoredBytes, 1)))
+			if g.Frames+g.Dropped != sum.Frames {
+				t.Errorf("ring: %d kept + %d dropped of %d captured", g.Frames, g.Dropped, sum.Frames)
+			}
+		}
+		t.Log(line)
+	}
 }
