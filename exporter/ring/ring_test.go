@@ -631,3 +631,35 @@ func TestPins(t *testing.T) {
 		}
 	}
 }
+
+// TestMetrics: the ring's metrics pass promlint, and count what the ring did.
+func TestMetrics(t *testing.T) {
+	r := reporter.NewForTest(io.Discard)
+	cfg := config(t.TempDir())
+	g, err := ring.Open(r, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.NewAppender()
+	a.Wait = true
+	in, _ := generated(10, 500, time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC))
+	for _, f := range in {
+		a.Append(f.Time, f.Length, f.Link, 0, 1, f.Data)
+	}
+	a.Flush()
+	g.Close()
+	if n := testutil.LintMetrics(t, r.Registry, "spanflow_packet_ring_"); n != 8 {
+		t.Errorf("%d metric families, want 8", n)
+	}
+	families, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "spanflow_packet_ring_frames_total" {
+			if got := f.GetMetric()[0].GetCounter().GetValue(); got != 500 {
+				t.Errorf("frames_total %v, want 500", got)
+			}
+		}
+	}
+}
