@@ -51,6 +51,8 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 		x, err := New(wr, wcfg, out)
 		if err == nil && f.ring != nil {
 			x.ring = f.ring.NewAppender()
+			// A capture file can wait for the disk; a live capture cannot.
+			x.ring.Wait = len(cfg.Interfaces) == 0
 			if filter != "" {
 				x.ringFilter, err = ring.NewFilter(filter)
 			}
