@@ -47,6 +47,9 @@ type Configuration struct {
 	PacketRingSnapLen  int    `yaml:"packet-ring-snaplen"`
 	PacketRingCompress string `yaml:"packet-ring-compress"`
 	PacketRingFilter   string `yaml:"packet-ring-filter"`
+	// PacketRingHeadersOnly keeps each frame up to the end of its
+	// innermost transport header (payment networks: no payload on disk).
+	PacketRingHeadersOnly bool `yaml:"packet-ring-headers-only"`
 	// Queries of the ring over HTTP(S), off unless listen is set.
 	PacketRingListen       string `yaml:"packet-ring-listen"`
 	PacketRingTokenFile    string `yaml:"packet-ring-token-file"`

@@ -52,6 +52,9 @@ type Exporter struct {
 	// ringFilter, when set, chooses which.
 	ring       *ring.Appender
 	ringFilter *ring.Filter
+	// ringHeadersOnly keeps frames up to the innermost transport header,
+	// and no bytes of frames without an IP packet.
+	ringHeadersOnly bool
 }
 
 // keep appends a frame to the packet ring, with the flow key of the packet
@@ -61,10 +64,16 @@ func (x *Exporter) keep(fr *capture.Frame, r decode.Reason, p *decode.Packet) {
 		return
 	}
 	var key uint64
+	data := fr.Data
 	if r == decode.ReasonOK {
 		key = ring.PacketKey(p)
+		if x.ringHeadersOnly {
+			data = data[:min(len(data), int(p.HeaderLen))]
+		}
+	} else if x.ringHeadersOnly {
+		data = data[:0] // no IP packet: where its payload starts is not known
 	}
-	x.ring.Append(fr.Timestamp, fr.Length, fr.LinkType, fr.ObservationPoint, key, fr.Data)
+	x.ring.Append(fr.Timestamp, fr.Length, fr.LinkType, fr.ObservationPoint, key, data)
 }
 
 // meterPending meters the packets the feeder holds. A message the encoder

@@ -53,6 +53,7 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 			x.ring = f.ring.NewAppender()
 			// A capture file can wait for the disk; a live capture cannot.
 			x.ring.Wait = len(cfg.Interfaces) == 0
+			x.ringHeadersOnly = cfg.PacketRingHeadersOnly
 			if filter != "" {
 				x.ringFilter, err = ring.NewFilter(filter)
 			}

@@ -57,6 +57,7 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "packet-ring-snaplen", Usage: "bytes the packet ring keeps of each frame (0: whole frames, up to the capture's own snap length)"},
 		&cli.StringFlag{Name: "packet-ring-compress", Value: d.PacketRingCompress, Usage: "compression of the packet ring's blocks: zstd or none"},
 		&cli.StringFlag{Name: "packet-ring-filter", Usage: "tcpdump filter `EXPR` choosing the frames the packet ring keeps (all when empty); metering sees every frame"},
+		&cli.BoolFlag{Name: "packet-ring-headers-only", Usage: "keep each frame only up to the end of its innermost transport header (TCP with options, UDP, ICMP's 8 bytes), and no bytes of frames without an IP packet: no payload on disk"},
 		&cli.StringFlag{Name: "packet-ring-listen", Usage: "serve packet ring queries (spanflow pcap query --exporter) at `ADDR` (off by default; an address that is not loopback needs packet-ring-cert-file)"},
 		&cli.StringFlag{Name: "packet-ring-token-file", Usage: "`FILE` holding the token queries must bear (Authorization: Bearer; else SPANFLOW_PACKET_RING_TOKEN)"},
 		&cli.StringFlag{Name: "packet-ring-cert-file", Usage: "PEM `FILE` of the query server's certificate: serve HTTPS"},
@@ -171,6 +172,7 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "packet-ring-snaplen", &cfg.PacketRingSnapLen, c.Int)
 	override(c, "packet-ring-compress", &cfg.PacketRingCompress, c.String)
 	override(c, "packet-ring-filter", &cfg.PacketRingFilter, c.String)
+	override(c, "packet-ring-headers-only", &cfg.PacketRingHeadersOnly, c.Bool)
 	override(c, "packet-ring-listen", &cfg.PacketRingListen, c.String)
 	override(c, "packet-ring-token-file", &cfg.PacketRingTokenFile, c.String)
 	override(c, "packet-ring-cert-file", &cfg.PacketRingCertFile, c.String)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -145,3 +147,46 @@ func TestPcapQueryAfterExporterRun(t *testing.T) {
 }
 
 func parseFlowForTest(s string) (uint64, string, error) { return ring.ParseFlow(s) }
+
+// TestPcapHeadersOnly: with --packet-ring-headers-only, every frame of the
+// capture is in the ring with its length on the wire, cut where its
+// innermost transport payload starts (exporter/decode checks that place
+// against tshark); frames without an IP packet keep no bytes.
+func TestPcapHeadersOnly(t *testing.T) {
+	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "mixed.pcap")
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dir := filepath.Join(t.TempDir(), "ring")
+	if out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB", "--packet-ring-headers-only"); err != nil {
+		t.Fatalf("exporter run: %v\n%s", err, out)
+	}
+	got, _, err := ring.Search(dir, ring.Query{}, func(s string) { t.Error(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := testutil.ReadPcap(t, in)
+	if len(got) != len(sent) {
+		t.Fatalf("%d frames in the ring, %d in the capture", len(got), len(sent))
+	}
+	d := decode.New()
+	var p decode.Packet
+	cut := 0
+	for i, s := range sent {
+		want := 0
+		if d.Decode(s.LinkType, s.Data, s.Length, &p) == decode.ReasonOK {
+			want = min(len(s.Data), int(p.HeaderLen))
+		}
+		if g := got[i]; g.Length != s.Length || !bytes.Equal(g.Data, s.Data[:want]) {
+			t.Errorf("frame %d: %d of %d bytes kept, want the first %d", i+1, len(g.Data), g.Length, want)
+		}
+		if want < len(s.Data) {
+			cut++
+		}
+	}
+	if cut < len(sent)/2 {
+		t.Errorf("only %d of %d frames cut", cut, len(sent))
+	}
+}
