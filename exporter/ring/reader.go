@@ -237,7 +237,6 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 	}()
 	var out []Packet
 	var raw, body []byte
-	st.Oldest = 0
 	for _, e := range ents {
 		name := e.Name()
 		if !strings.HasSuffix(name, segmentSuffix) || e.IsDir() {
