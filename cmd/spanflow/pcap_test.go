@@ -190,3 +190,24 @@ func TestPcapHeadersOnly(t *testing.T) {
 		t.Errorf("only %d of %d frames cut", cut, len(sent))
 	}
 }
+
+// TestPacketRingFilter: --packet-ring-filter keeps the frames tshark's
+// equivalent display filter selects, while metering still counts them all.
+func TestPacketRingFilter(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "mixed.pcap")
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dir := filepath.Join(t.TempDir(), "ring")
+	out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB", "--packet-ring-filter", "ip6 or arp")
+	if err != nil {
+		t.Fatalf("exporter run: %v\n%s", err, out)
+	}
+	all, want := tsharkCount(t, tshark, in, ""), tsharkCount(t, tshark, in, "ipv6 or arp")
+	if !strings.Contains(out, strconv.Itoa(all)+" packets,") || !strings.Contains(out, "packet ring: "+strconv.Itoa(want)+" frames kept") || want == 0 || want == all {
+		t.Errorf("summary %q: want %d packets metered and %d frames kept", out, all, want)
+	}
+}
