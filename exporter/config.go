@@ -12,7 +12,9 @@ import (
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
+	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/exporter/transport"
+	"github.com/spanflow/spanflow/internal/secret"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
@@ -38,6 +40,40 @@ type Configuration struct {
 	MTU                     int        `yaml:"mtu"`
 	TemplateRefreshInterval Duration   `yaml:"template-refresh"`
 	TemplateRefreshMessages int        `yaml:"template-refresh-messages"`
+	// The packet ring (exporter/ring): frames kept on disk beside metering.
+	PacketRing         string `yaml:"packet-ring"`
+	PacketRingSize     string `yaml:"packet-ring-size"`
+	PacketRingMinFree  string `yaml:"packet-ring-min-free"`
+	PacketRingSnapLen  int    `yaml:"packet-ring-snaplen"`
+	PacketRingCompress string `yaml:"packet-ring-compress"`
+	PacketRingFilter   string `yaml:"packet-ring-filter"`
+	// PacketRingHeadersOnly keeps each frame up to the end of its
+	// innermost transport header (payment networks: no payload on disk).
+	PacketRingHeadersOnly bool `yaml:"packet-ring-headers-only"`
+	// Queries of the ring over HTTP(S), off unless listen is set.
+	PacketRingListen       string `yaml:"packet-ring-listen"`
+	PacketRingTokenFile    string `yaml:"packet-ring-token-file"`
+	PacketRingCertFile     string `yaml:"packet-ring-cert-file"`
+	PacketRingKeyFile      string `yaml:"packet-ring-key-file"`
+	PacketRingClientCAFile string `yaml:"packet-ring-client-ca-file"`
+}
+
+// RingServer is the configuration of the ring's query server (Listen ""
+// when off); the token is read from its file, else from
+// SPANFLOW_PACKET_RING_TOKEN.
+func (c Configuration) RingServer() (ring.ServerConfiguration, error) {
+	if c.PacketRingListen == "" {
+		return ring.ServerConfiguration{}, nil
+	}
+	if c.PacketRing == "" {
+		return ring.ServerConfiguration{}, errors.New("--packet-ring-listen serves the packet ring: give --packet-ring DIR")
+	}
+	token, err := secret.Read(c.PacketRingTokenFile, "SPANFLOW_PACKET_RING_TOKEN")
+	if err != nil {
+		return ring.ServerConfiguration{}, fmt.Errorf("packet-ring-token-file: %w", err)
+	}
+	s := ring.ServerConfiguration{Listen: c.PacketRingListen, Token: token, CertFile: c.PacketRingCertFile, KeyFile: c.PacketRingKeyFile, ClientCAFile: c.PacketRingClientCAFile}
+	return s, s.Validate()
 }
 
 // Duration is a time.Duration written as "60s" or "1m30s" in YAML.
@@ -72,7 +108,57 @@ func DefaultConfiguration() Configuration {
 		MTU:                     e.MTU,
 		TemplateRefreshInterval: Duration(e.TemplateRefreshInterval),
 		TemplateRefreshMessages: e.TemplateRefreshMessages,
+		PacketRingSize:          "10GiB",
+		PacketRingMinFree:       "1GiB",
+		PacketRingCompress:      "zstd",
 	}
+}
+
+// Ring is the packet ring's configuration; ok is false when there is none.
+func (c Configuration) Ring() (cfg ring.Configuration, ok bool, err error) {
+	if c.PacketRing == "" {
+		return cfg, false, nil
+	}
+	var errs []error
+	size, err := ParseSize(c.PacketRingSize)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("packet-ring-size: %w", err))
+	}
+	free, err := ParseSize(c.PacketRingMinFree)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("packet-ring-min-free: %w", err))
+	}
+	codec, err := ring.ParseCodec(c.PacketRingCompress)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("packet-ring-compress: %w", err))
+	}
+	cfg = ring.Configuration{Dir: c.PacketRing, Size: size, MinFree: free, SnapLen: c.PacketRingSnapLen, Codec: codec}
+	if len(errs) == 0 {
+		errs = append(errs, cfg.Validate())
+	}
+	return cfg, true, errors.Join(errs...)
+}
+
+// ParseSize reads a size in bytes written with a unit: 500MiB, 10GiB,
+// 2TiB (or MB, GB, TB: powers of 1000; a bare number is MiB).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}, {"", 1 << 20}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(t, u.suffix)
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+		if err != nil || v < 0 || v*float64(u.mult) > 1<<62 {
+			break
+		}
+		return int64(v * float64(u.mult)), nil
+	}
+	return 0, fmt.Errorf("size %q: want a number with a unit, such as 500MiB or 10GiB", s)
 }
 
 // LoadFile reads a YAML configuration over c; unknown keys are errors. A
@@ -186,6 +272,15 @@ func (c Configuration) Validate() error {
 	}
 	if c.Filter != "" && len(c.Interfaces) == 0 {
 		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
+	}
+	if _, _, err := c.Ring(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.RingServer(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PacketRing == "" && c.PacketRingFilter != "" {
+		errs = append(errs, errors.New("--packet-ring-filter applies to the packet ring: give --packet-ring DIR"))
 	}
 	errs = append(errs, c.fastSelectorErrors()...)
 	if len(c.ActiveTimeoutFastFor) == 0 || len(c.meter().Fast) > 0 {

@@ -22,6 +22,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
+	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/exporter/transport"
 	"github.com/spanflow/spanflow/internal/numfmt"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -47,6 +48,32 @@ type Exporter struct {
 	// that the table's cache misses overlap (see meter.Feeder); each is
 	// metered with the flow time Run had when it was read.
 	feeder *meter.Feeder
+	// ring keeps the frames on disk (the packet ring), when configured;
+	// ringFilter, when set, chooses which.
+	ring       *ring.Appender
+	ringFilter *ring.Filter
+	// ringHeadersOnly keeps frames up to the innermost transport header,
+	// and no bytes of frames without an IP packet.
+	ringHeadersOnly bool
+}
+
+// keep appends a frame to the packet ring, with the flow key of the packet
+// the decoder found in it (none when it found none).
+func (x *Exporter) keep(fr *capture.Frame, r decode.Reason, p *decode.Packet) {
+	if x.ringFilter != nil && !x.ringFilter.Match(fr.LinkType, fr.Data) {
+		return
+	}
+	var key uint64
+	data := fr.Data
+	if r == decode.ReasonOK {
+		key = ring.PacketKey(p)
+		if x.ringHeadersOnly {
+			data = data[:min(len(data), int(p.HeaderLen))]
+		}
+	} else if x.ringHeadersOnly {
+		data = data[:0] // no IP packet: where its payload starts is not known
+	}
+	x.ring.Append(fr.Timestamp, fr.Length, fr.LinkType, fr.ObservationPoint, key, data)
 }
 
 // meterPending meters the packets the feeder holds. A message the encoder
@@ -98,6 +125,8 @@ type Summary struct {
 	// (when the exporter opened the transports): each record given to a
 	// collector is either sent or dropped.
 	Collectors []transport.Delivery
+	// Ring is what the packet ring kept, when there is one.
+	Ring *ring.Stats
 }
 
 // Add returns the sum of two runs' summaries (fanout workers).
@@ -156,6 +185,10 @@ func (s Summary) String() string {
 	}
 	if s.DroppedRecords > 0 {
 		line += fmt.Sprintf(", %s not delivered to collectors (dropped)", c(s.DroppedRecords, "flow record", ""))
+	}
+	if g := s.Ring; g != nil {
+		line += fmt.Sprintf(", packet ring: %s kept (%s stored, %s on disk), %s dropped", c(g.Frames, "frame", ""),
+			c(g.StoredBytes+g.IndexBytes, "byte", ""), c(uint64(g.DiskBytes), "byte", ""), c(g.Dropped, "frame", ""))
 	}
 	var resets uint64
 	for _, d := range s.Collectors {
@@ -234,6 +267,9 @@ func (x *Exporter) tick(live KernelCounter, now int64) int64 {
 	}
 	x.kernelStats(live)
 	x.publish()
+	if x.ring != nil {
+		x.ring.Tick(time.Now())
+	}
 	return now
 }
 
@@ -300,7 +336,11 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		x.stats.Octets += uint64(fr.Length)
 		now = max(now, fr.Timestamp)
 		pp := x.feeder.Slot()
-		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp); r != decode.ReasonOK {
+		r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp)
+		if x.ring != nil {
+			x.keep(&fr, r, pp)
+		}
+		if r != decode.ReasonOK {
 			x.stats.Undecodable[r]++
 			continue
 		}
@@ -315,6 +355,9 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		}
 	}
 	x.meterPending()
+	if x.ring != nil {
+		x.ring.Flush()
+	}
 	if live != nil {
 		now = max(now, time.Now().UnixNano())
 		x.kernelStats(live)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/ipfix"
+	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -18,6 +19,7 @@ import (
 type Fanout struct {
 	workers []*Exporter
 	sources []capture.Source
+	ring    *ring.Ring // shared by the workers, each through an appender
 }
 
 // NewFanout builds one Exporter per source. Worker n exports with
@@ -27,6 +29,17 @@ type Fanout struct {
 // opens the configured collectors. The sources stay the caller's to close.
 func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, out ipfix.Transport) (*Fanout, error) {
 	f := &Fanout{sources: srcs}
+	rcfg, on, err := cfg.Ring()
+	if err != nil {
+		return nil, err
+	}
+	var filter string
+	if on {
+		if f.ring, err = ring.Open(r, rcfg); err != nil {
+			return nil, err
+		}
+		filter = cfg.PacketRingFilter
+	}
 	var regs sumRegistries
 	for w := range srcs {
 		wr, wcfg := r, cfg
@@ -36,9 +49,24 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 			regs = append(regs, wr.Registry)
 		}
 		x, err := New(wr, wcfg, out)
+		if err == nil && f.ring != nil {
+			x.ring = f.ring.NewAppender()
+			// A capture file can wait for the disk; a live capture cannot.
+			x.ring.Wait = len(cfg.Interfaces) == 0
+			x.ringHeadersOnly = cfg.PacketRingHeadersOnly
+			if filter != "" {
+				x.ringFilter, err = ring.NewFilter(filter)
+			}
+		}
 		if err != nil {
 			for _, x := range f.workers {
 				x.close()
+			}
+			if x != nil {
+				x.close()
+			}
+			if f.ring != nil {
+				f.ring.Close()
 			}
 			return nil, err
 		}
@@ -48,6 +76,15 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 		r.Registry.MustRegister(regs)
 	}
 	return f, nil
+}
+
+// Frames is the number of frames the workers have read so far.
+func (f *Fanout) Frames() uint64 {
+	var n uint64
+	for _, x := range f.workers {
+		n += x.Frames()
+	}
+	return n
 }
 
 // Run runs each worker on its source and adds up their summaries. When one
@@ -82,6 +119,11 @@ func (f *Fanout) Run(ctx context.Context) (Summary, error) {
 			seen[r.err.Error()] = true
 			errs = append(errs, r.err)
 		}
+	}
+	if f.ring != nil {
+		f.ring.Close() // after every worker flushed its appender
+		st := f.ring.Stats()
+		total.Ring = &st
 	}
 	return total, errors.Join(errs...)
 }

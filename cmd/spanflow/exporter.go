@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
@@ -50,6 +51,18 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
 		&cli.DurationFlag{Name: "template-refresh", Value: time.Duration(d.TemplateRefreshInterval), Usage: "re-send the IPFIX templates after this much time"},
 		&cli.IntFlag{Name: "template-refresh-messages", Value: d.TemplateRefreshMessages, Usage: "re-send the IPFIX templates every this many messages"},
+		&cli.StringFlag{Name: "packet-ring", Usage: "keep every captured frame (as mirrored, tunnel headers included) in a packet ring under `DIR`, for `spanflow pcap query` (docs/retrospection.md)"},
+		&cli.StringFlag{Name: "packet-ring-size", Value: d.PacketRingSize, Usage: "the packet ring's `SIZE` on disk (MiB, GiB, TiB); the oldest segments go to stay within it"},
+		&cli.StringFlag{Name: "packet-ring-min-free", Value: d.PacketRingMinFree, Usage: "free space (`SIZE`) the packet ring leaves on its file system: below it the oldest segments go"},
+		&cli.IntFlag{Name: "packet-ring-snaplen", Usage: "bytes the packet ring keeps of each frame (0: whole frames, up to the capture's own snap length)"},
+		&cli.StringFlag{Name: "packet-ring-compress", Value: d.PacketRingCompress, Usage: "compression of the packet ring's blocks: zstd or none"},
+		&cli.StringFlag{Name: "packet-ring-filter", Usage: "tcpdump filter `EXPR` choosing the frames the packet ring keeps (all when empty); metering sees every frame"},
+		&cli.BoolFlag{Name: "packet-ring-headers-only", Usage: "keep each frame only up to the end of its innermost transport header (TCP with options, UDP, ICMP's 8 bytes), and no bytes of frames without an IP packet: no payload on disk"},
+		&cli.StringFlag{Name: "packet-ring-listen", Usage: "serve packet ring queries (spanflow pcap query --exporter) at `ADDR` (off by default; an address that is not loopback needs packet-ring-cert-file)"},
+		&cli.StringFlag{Name: "packet-ring-token-file", Usage: "`FILE` holding the token queries must bear (Authorization: Bearer; else SPANFLOW_PACKET_RING_TOKEN)"},
+		&cli.StringFlag{Name: "packet-ring-cert-file", Usage: "PEM `FILE` of the query server's certificate: serve HTTPS"},
+		&cli.StringFlag{Name: "packet-ring-key-file", Usage: "PEM `FILE` of the key of packet-ring-cert-file"},
+		&cli.StringFlag{Name: "packet-ring-client-ca-file", Usage: "PEM `FILE` of the CAs whose client certificates may query (mutual TLS; the token is then not needed)"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
 	}
 }
@@ -83,6 +96,16 @@ func exporterRunCommand() *cli.Command {
 			fanout, err := exporter.NewFanout(rep, cfg, srcs, nil)
 			if err != nil {
 				return errors.New(oneLineError(err))
+			}
+			if scfg, _ := cfg.RingServer(); scfg.Listen != "" {
+				srv, err := ring.NewServer(cfg.PacketRing, scfg)
+				if err != nil {
+					return errors.New(oneLineError(err))
+				}
+				if err := srv.Start(); err != nil {
+					return err
+				}
+				defer srv.Stop()
 			}
 			metrics := reporter.NewMetricsServer(rep, cfg.MetricsAddr())
 			if err := metrics.Start(); err != nil {
@@ -143,6 +166,18 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "mtu", &cfg.MTU, c.Int)
 	override(c, "template-refresh", &cfg.TemplateRefreshInterval, duration(c))
 	override(c, "template-refresh-messages", &cfg.TemplateRefreshMessages, c.Int)
+	override(c, "packet-ring", &cfg.PacketRing, c.String)
+	override(c, "packet-ring-size", &cfg.PacketRingSize, c.String)
+	override(c, "packet-ring-min-free", &cfg.PacketRingMinFree, c.String)
+	override(c, "packet-ring-snaplen", &cfg.PacketRingSnapLen, c.Int)
+	override(c, "packet-ring-compress", &cfg.PacketRingCompress, c.String)
+	override(c, "packet-ring-filter", &cfg.PacketRingFilter, c.String)
+	override(c, "packet-ring-headers-only", &cfg.PacketRingHeadersOnly, c.Bool)
+	override(c, "packet-ring-listen", &cfg.PacketRingListen, c.String)
+	override(c, "packet-ring-token-file", &cfg.PacketRingTokenFile, c.String)
+	override(c, "packet-ring-cert-file", &cfg.PacketRingCertFile, c.String)
+	override(c, "packet-ring-key-file", &cfg.PacketRingKeyFile, c.String)
+	override(c, "packet-ring-client-ca-file", &cfg.PacketRingClientCAFile, c.String)
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}

@@ -25,6 +25,7 @@ var commands = []func() *cli.Command{
 	reportCommand,
 	vsphereCommand,
 	rulesCommand,
+	pcapCommand,
 	packageFilesCommand,
 }
 

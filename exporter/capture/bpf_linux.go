@@ -89,6 +89,22 @@ func compileFilter(expr string, link uint32) ([]bpf.RawInstruction, error) {
 	case linkTypeCHDLC:
 		dlt = 104 // DLT_C_HDLC
 	}
+	return compileDLT(expr, dlt)
+}
+
+// CompileFilterFor compiles expr for frames of any pcap link type, as a
+// capture file or the packet ring stores them (LINKTYPE_ETHERNET,
+// LINKTYPE_LINUX_SLL2...): libpcap's DLT is the link type but for raw IP.
+func CompileFilterFor(expr string, link uint32) ([]bpf.RawInstruction, error) {
+	dlt := C.int(link)
+	switch link {
+	case linkTypeRaw, 12, 14:
+		dlt = 12 // DLT_RAW on Linux
+	}
+	return compileDLT(expr, dlt)
+}
+
+func compileDLT(expr string, dlt C.int) ([]bpf.RawInstruction, error) {
 	compileMu.Lock()
 	defer compileMu.Unlock()
 	if msg := C.sf_load(); msg != nil {

@@ -15,3 +15,8 @@ func CompileFilter(expr string) ([]bpf.RawInstruction, error) {
 }
 
 func compileFilter(expr string, _ uint32) ([]bpf.RawInstruction, error) { return CompileFilter(expr) }
+
+// CompileFilterFor needs libpcap too.
+func CompileFilterFor(expr string, _ uint32) ([]bpf.RawInstruction, error) {
+	return CompileFilter(expr)
+}

@@ -5,6 +5,8 @@ package capture
 import (
 	"fmt"
 	"net"
+
+	"golang.org/x/net/bpf"
 )
 
 // CheckInterface says whether the named interface exists (live capture
@@ -23,4 +25,9 @@ type LiveStats struct {
 	Received  uint64 // frames the kernel passed to the ring (after the filter)
 	Dropped   uint64 // frames the kernel dropped because the ring was full
 	LinkDowns uint64 // times the interface went down (frames resume when it is up)
+}
+
+// CompileFilterFor needs libpcap's compiler, loaded on Linux only.
+func CompileFilterFor(expr string, _ uint32) ([]bpf.RawInstruction, error) {
+	return nil, fmt.Errorf("filter %q: filters need Linux (libpcap's compiler loaded at run time)", expr)
 }

@@ -65,6 +65,12 @@ type Packet struct {
 	// when it saw it.
 	Fragment, NonFirstFragment bool
 
+	// HeaderLen is how many bytes of the frame run up to the end of the
+	// innermost transport header (TCP with options, UDP, SCTP's common
+	// header, ICMP's 8 bytes), or of the innermost IP header for fragments
+	// and other protocols: what a headers-only packet ring keeps.
+	HeaderLen uint32
+
 	SrcMAC, DstMAC [6]byte // innermost Ethernet header; zero on raw IP links
 	VLAN           uint16  // outer (or only) 802.1Q VLAN id of the innermost Ethernet frame
 	InnerVLAN      uint16  // customer VLAN id (QinQ C-tag)
@@ -139,7 +145,7 @@ func New() *Decoder { return &Decoder{} }
 // p is reset first.
 func (d *Decoder) Decode(link uint32, data []byte, wireLen int, p *Packet) Reason {
 	*p = Packet{}
-	st := state{d: d, p: p, extra: wireLen - len(data)}
+	st := state{d: d, p: p, extra: wireLen - len(data), frameCap: cap(data)}
 	if st.extra < 0 {
 		st.extra = 0
 	}
@@ -190,7 +196,13 @@ type state struct {
 	// extra is how many bytes of the frame were not captured; an IP header
 	// without a length (TSO, jumbogram) spans what was captured plus extra.
 	extra int
+	// frameCap is the capacity of the frame's slice: every slice the
+	// parsers take of it shares its end, so cap tells a slice's offset.
+	frameCap int
 }
+
+// offset is where b starts in the frame.
+func (s *state) offset(b []byte) uint32 { return uint32(s.frameCap - cap(b)) }
 
 func (s *state) rawIP(data []byte, depth int) Reason {
 	if len(data) < 1 {

@@ -67,6 +67,7 @@ func (s *state) ipv4(data []byte, depth int) Reason {
 	if len(payload) > payloadLen {
 		payload = payload[:payloadLen] // Ethernet padding
 	}
+	p.HeaderLen = s.offset(payload)
 	if offset != 0 || more {
 		p.Fragment = true
 		id := uint32(binary.BigEndian.Uint16(data[4:]))
@@ -162,6 +163,7 @@ func (s *state) ipv6(data []byte, depth int) Reason {
 		return ReasonMalformed
 	}
 	p.Proto = next
+	p.HeaderLen = s.offset(payload)
 	if p.Fragment {
 		if !first {
 			p.NonFirstFragment = true

@@ -23,6 +23,7 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 		p.TCPFlags = uint16(data[12]&1)<<8 | uint16(data[13])
 		p.TCPWindow = binary.BigEndian.Uint16(data[14:])
 		p.Payload = uint32(payloadLen - off)
+		p.HeaderLen = s.offset(data) + uint32(off)
 		return ReasonOK
 	case protoUDP, protoUDPLite:
 		if len(data) < 8 {
@@ -34,6 +35,7 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 			return ReasonMalformed
 		}
 		p.Payload = uint32(payloadLen - 8)
+		p.HeaderLen = s.offset(data) + 8
 		if tunnels && p.Proto == protoUDP {
 			return s.udpTunnel(data[8:], depth)
 		}
@@ -44,6 +46,9 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 		}
 		p.SrcPort = binary.BigEndian.Uint16(data)
 		p.DstPort = binary.BigEndian.Uint16(data[2:])
+		if p.Proto == protoSCTP {
+			p.HeaderLen = s.offset(data) + 12
+		}
 		return ReasonOK
 	case protoICMP:
 		if p.IPv6 {
@@ -53,12 +58,14 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 			return ReasonTruncated
 		}
 		p.ICMPType, p.ICMPCode = data[0], data[1]
+		p.HeaderLen = s.offset(data) + 8
 		return ReasonOK
 	case protoICMPv6:
 		if len(data) < 2 {
 			return ReasonTruncated
 		}
 		p.ICMPType, p.ICMPCode = data[0], data[1]
+		p.HeaderLen = s.offset(data) + 8
 		return ReasonOK
 	case protoGRE:
 		if tunnels {

@@ -10,6 +10,15 @@ import (
 // specified by github.com/corelight/community-id-spec, so flows can be joined
 // with Zeek, Suricata and Elastic data.
 func AppendCommunityID(b []byte, r *Record) []byte {
+	sum := CommunityIDHash(r)
+	b = append(b, "1:"...)
+	return base64.StdEncoding.AppendEncode(b, sum[:])
+}
+
+// CommunityIDHash is the SHA-1 digest that a Community ID v1 (seed 0)
+// encodes in base64: the packet ring indexes flows by it without formatting
+// the string for every packet.
+func CommunityIDHash(r *Record) [sha1.Size]byte {
 	src, dst := r.SrcAddr.Unmap(), r.DstAddr.Unmap()
 	sp, dp := r.SrcPort, r.DstPort
 	ports := true
@@ -41,9 +50,7 @@ hash:
 		binary.BigEndian.PutUint16(buf[n+2:], dp)
 		n += 4
 	}
-	sum := sha1.Sum(buf[:n])
-	b = append(b, "1:"...)
-	return base64.StdEncoding.AppendEncode(b, sum[:])
+	return sha1.Sum(buf[:n])
 }
 
 // icmpPorts maps ICMP type/code to the spec's port pair and says whether the

@@ -1,0 +1,122 @@
+package ring
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// A pin keeps the segments that hold a time range: retention passes them
+// by until the pin is removed. Pins live in DIR/pins, one "FROM TO NAME"
+// line each (nanoseconds), written whole by rename so that the exporter
+// never reads half a file.
+const pinsFile = "pins"
+
+// Pin is a kept time range.
+type Pin struct {
+	From, To int64
+	Name     string
+}
+
+func (p Pin) overlaps(first, last int64) bool { return last >= p.From && first < p.To }
+
+// Pins reads the ring's pins.
+func Pins(dir string) ([]Pin, error) {
+	b, err := os.ReadFile(filepath.Join(dir, pinsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pins: %w", err)
+	}
+	var out []Pin
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		var p Pin
+		var e1, e2 error
+		if len(f) == 3 {
+			p.From, e1 = strconv.ParseInt(f[0], 10, 64)
+			p.To, e2 = strconv.ParseInt(f[1], 10, 64)
+			p.Name = f[2]
+		}
+		if len(f) != 3 || e1 != nil || e2 != nil {
+			return nil, fmt.Errorf("pins line %d: want FROM TO NAME", n)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func writePins(dir string, pins []Pin) error {
+	var b strings.Builder
+	for _, p := range pins {
+		fmt.Fprintf(&b, "%d %d %s\n", p.From, p.To, p.Name)
+	}
+	tmp := filepath.Join(dir, pinsFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, pinsFile))
+}
+
+// AddPin pins a time range under a name (one word); a pin of the same
+// name is replaced.
+func AddPin(dir string, p Pin) error {
+	if p.Name == "" || strings.ContainsAny(p.Name, " \t\n") {
+		return fmt.Errorf("pin name %q: want one word", p.Name)
+	}
+	if p.To <= p.From {
+		return errors.New("pin: the range must end after it starts")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("packet ring %s: %w", dir, err)
+	}
+	pins, err := Pins(dir)
+	if err != nil {
+		return err
+	}
+	out := []Pin{p}
+	for _, q := range pins {
+		if q.Name != p.Name {
+			out = append(out, q)
+		}
+	}
+	return writePins(dir, out)
+}
+
+// RemovePin removes the pin of that name; it says when there is none.
+func RemovePin(dir, name string) error {
+	pins, err := Pins(dir)
+	if err != nil {
+		return err
+	}
+	var out []Pin
+	for _, q := range pins {
+		if q.Name != name {
+			out = append(out, q)
+		}
+	}
+	if len(out) == len(pins) {
+		return fmt.Errorf("no pin named %q", name)
+	}
+	return writePins(dir, out)
+}
+
+// pinned says whether a segment's time range is pinned.
+func pinned(pins []Pin, first, last int64) bool {
+	for _, p := range pins {
+		if p.overlaps(first, last) {
+			return true
+		}
+	}
+	return false
+}
