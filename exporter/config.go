@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/transport"
@@ -38,6 +39,9 @@ type Configuration struct {
 	MTU                     int        `yaml:"mtu"`
 	TemplateRefreshInterval Duration   `yaml:"template-refresh"`
 	TemplateRefreshMessages int        `yaml:"template-refresh-messages"`
+	// Distribute is the distribution rules (the file's list; --distribute
+	// gives one).
+	Distribute []distribute.Rule `yaml:"distribute"`
 }
 
 // Duration is a time.Duration written as "60s" or "1m30s" in YAML.
@@ -191,7 +195,7 @@ func (c Configuration) Validate() error {
 	if len(c.ActiveTimeoutFastFor) == 0 || len(c.meter().Fast) > 0 {
 		errs = append(errs, c.meter().Validate())
 	}
-	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix().Validate())
+	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix().Validate(), distribute.ValidateRules(c.Distribute))
 	return errors.Join(errs...)
 }
 

@@ -72,6 +72,12 @@ type Packet struct {
 	ERSPANSession  uint16  // ERSPAN session id (observationPointId)
 	InIf           uint32  // ERSPAN II source port index, or SLL2 interface index; 0 = unknown
 	Tunnels        uint16  // Tunnel* flags
+
+	// EthOffset and IPOffset are where the innermost Ethernet header and
+	// the innermost IP header begin in the frame (EthOffset is 0 on links
+	// without Ethernet): distribution strips a mirror's tunnel headers and
+	// deduplicates on the inner packet with them.
+	EthOffset, IPOffset int32
 }
 
 // Reason says why a frame yielded no packet; ReasonOK when it did.
@@ -139,7 +145,7 @@ func New() *Decoder { return &Decoder{} }
 // p is reset first.
 func (d *Decoder) Decode(link uint32, data []byte, wireLen int, p *Packet) Reason {
 	*p = Packet{}
-	st := state{d: d, p: p, extra: wireLen - len(data)}
+	st := state{d: d, p: p, extra: wireLen - len(data), frameCap: cap(data)}
 	if st.extra < 0 {
 		st.extra = 0
 	}
@@ -190,7 +196,13 @@ type state struct {
 	// extra is how many bytes of the frame were not captured; an IP header
 	// without a length (TSO, jumbogram) spans what was captured plus extra.
 	extra int
+	// frameCap is the capacity of the frame's slice: every header is a
+	// subslice of it, so cap tells its offset.
+	frameCap int
 }
+
+// offset is where data begins in the frame.
+func (s *state) offset(data []byte) int32 { return int32(s.frameCap - cap(data)) }
 
 func (s *state) rawIP(data []byte, depth int) Reason {
 	if len(data) < 1 {
