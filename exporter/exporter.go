@@ -325,11 +325,13 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		x.stats.Octets += uint64(fr.Length)
 		now = max(now, fr.Timestamp)
 		pp := x.feeder.Slot()
-		if r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp); r != decode.ReasonOK {
+		r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp)
+		// Packet tools may want frames the meter does not (ARP, truncated).
+		x.dist.Offer(&fr, pp, r)
+		if r != decode.ReasonOK {
 			x.stats.Undecodable[r]++
 			continue
 		}
-		x.dist.Offer(&fr, pp)
 		if pp.ERSPANSession == 0 {
 			// The interface is the observation point, unless the frame
 			// came in an ERSPAN session.

@@ -42,7 +42,14 @@ func newDedup(window time.Duration, seed maphash.Seed) *dedup {
 }
 
 // key hashes the innermost IP packet of frame.
-func (d *dedup) key(frame []byte, p *decode.Packet) uint64 {
+func (d *dedup) key(frame []byte, p *decode.Packet, isIP bool) uint64 {
+	if !isIP {
+		// Not an IP packet (ARP...): the whole inner frame is the key.
+		if int(p.EthOffset) < len(frame) {
+			frame = frame[p.EthOffset:]
+		}
+		return (maphash.Bytes(d.seed, frame[:min(len(frame), dedupBytes)]) ^ uint64(len(frame))*0x9e3779b97f4a7c15) | 1
+	}
 	ip := frame
 	if int(p.IPOffset) < len(frame) {
 		ip = frame[p.IPOffset:]
@@ -60,8 +67,8 @@ func (d *dedup) key(frame []byte, p *decode.Packet) uint64 {
 }
 
 // seen says whether the packet came within the window, and remembers it.
-func (d *dedup) seen(frame []byte, p *decode.Packet, ts int64) bool {
-	k := d.key(frame, p)
+func (d *dedup) seen(frame []byte, p *decode.Packet, isIP bool, ts int64) bool {
+	k := d.key(frame, p, isIP)
 	set := d.slots[(k&d.mask)*dedupWays:][:dedupWays]
 	victim := 0
 	for i := range set {

@@ -257,25 +257,28 @@ func (rs *ruleset) close(drain time.Duration) {
 }
 
 // Offer gives one frame to every rule. p is the frame decoded (innermost
-// packet and where its headers begin). It never blocks.
-func (d *Distributor) Offer(fr *capture.Frame, p *decode.Packet) {
+// packet and where its headers begin) as far as r says: every Ethernet
+// frame is offered, but only IP packets (r is decode.ReasonOK) match nets.
+// It never blocks.
+func (d *Distributor) Offer(fr *capture.Frame, p *decode.Packet, r decode.Reason) {
 	if n := d.next.Load(); n != nil && d.next.CompareAndSwap(n, nil) {
 		d.swap(n)
 	}
 	if len(d.current.rules) == 0 || fr.LinkType != decode.LinkEthernet {
 		return
 	}
+	ip := r == decode.ReasonOK
 	for _, r := range d.current.rules {
-		r.offer(fr, p)
+		r.offer(fr, p, ip)
 	}
 }
 
-func (r *rule) offer(fr *capture.Frame, p *decode.Packet) {
+func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	data := fr.Data
 	if r.cfg.StripTunnel && p.EthOffset > 0 && int(p.EthOffset) < len(data) {
 		data = data[p.EthOffset:]
 	}
-	if len(r.nets) > 0 && !r.inNets(p) {
+	if len(r.nets) > 0 && (!ip || !r.inNets(p)) {
 		return
 	}
 	if r.vm != nil {
@@ -284,7 +287,7 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet) {
 		}
 	}
 	r.c.matched.Add(1)
-	if r.dedup != nil && r.dedup.seen(fr.Data, p, fr.Timestamp) {
+	if r.dedup != nil && r.dedup.seen(fr.Data, p, ip, fr.Timestamp) {
 		r.c.dedup.Add(1)
 		return
 	}
