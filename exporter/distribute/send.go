@@ -98,13 +98,13 @@ func (s *greSender) send(buf []byte, ts int64) error {
 		s.greSeq(h, greERSPAN3)
 		e := h[8:]
 		// Ver 2, VLAN 0 | COS 0, BSO 0, T 0, session | timestamp in 100 µs
-		// units (granularity 00) | SGT 0 | P 0, FT 0 (Ethernet), HW ID 0,
-		// D 0, Gra 00, O 0.
+		// units (granularity 00) | SGT 0 | P 1 (an Ethernet frame, as
+		// Linux's erspan device writes), FT 0, HW ID 0, D 0, Gra 00, O 0.
 		binary.BigEndian.PutUint16(e[0:], 2<<12)
 		binary.BigEndian.PutUint16(e[2:], s.d.Session&0x3ff)
 		binary.BigEndian.PutUint32(e[4:], uint32(ts/100_000))
 		binary.BigEndian.PutUint16(e[8:], 0)
-		binary.BigEndian.PutUint16(e[10:], 0)
+		binary.BigEndian.PutUint16(e[10:], 0x8000)
 	}
 	_, err := s.conn.Write(buf[headroom-len(h):])
 	return err
