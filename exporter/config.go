@@ -76,6 +76,7 @@ func DefaultConfiguration() Configuration {
 		MTU:                     e.MTU,
 		TemplateRefreshInterval: Duration(e.TemplateRefreshInterval),
 		TemplateRefreshMessages: e.TemplateRefreshMessages,
+		Distribute:              []distribute.Rule{}, // as an init file reads back
 	}
 }
 

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
@@ -50,6 +55,7 @@ func exporterRunFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mtu", Value: d.MTU, Usage: "path MTU to the collectors: IPFIX messages are at most MTU-48 bytes"},
 		&cli.DurationFlag{Name: "template-refresh", Value: time.Duration(d.TemplateRefreshInterval), Usage: "re-send the IPFIX templates after this much time"},
 		&cli.IntFlag{Name: "template-refresh-messages", Value: d.TemplateRefreshMessages, Usage: "re-send the IPFIX templates every this many messages"},
+		&cli.StringFlag{Name: "distribute", Usage: "hand chosen packets to a packet tool: `RULE` is 'DEST[?OPTIONS] [FILTER]' with DEST iface:NAME, vxlan://HOST[:PORT]?vni=N, gre://HOST[?key=N], erspan2://HOST?session=N[&index=N] or erspan3://HOST?session=N; OPTIONS snap-length=N, dedup=10ms, sample=N, strip-tunnel=true, queue-size=N, rate=N (frames/s); FILTER a tcpdump expression. In the --config file, distribute: is a list of such rules (name, to, filter, nets, snap-length, dedup, sample, strip-tunnel, queue-size, rate), reloaded on SIGHUP; see docs/distribution.md"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
 	}
 }
@@ -91,6 +97,7 @@ func exporterRunCommand() *cli.Command {
 			defer metrics.Stop()
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
+			go reloadOnSIGHUP(ctx, c, rep, fanout)
 			sum, err := fanout.Run(ctx)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
@@ -143,6 +150,13 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "mtu", &cfg.MTU, c.Int)
 	override(c, "template-refresh", &cfg.TemplateRefreshInterval, duration(c))
 	override(c, "template-refresh-messages", &cfg.TemplateRefreshMessages, c.Int)
+	if c.IsSet("distribute") {
+		r, err := distribute.ParseFlag(c.String("distribute"))
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Distribute = []distribute.Rule{r}
+	}
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}
@@ -164,3 +178,40 @@ func duration(c *cli.Context) func(string) exporter.Duration {
 
 // oneLineError joins a multi-error on one line.
 func oneLineError(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// reloadOnSIGHUP reloads the distribution rules of the --config file on
+// SIGHUP, without stopping capture or metering. A file that does not load
+// or rules that do not build leave the rules in force, and the log says why.
+// Other settings need a restart.
+func reloadOnSIGHUP(ctx context.Context, c *cli.Context, rep *reporter.Reporter, fanout *exporter.Fanout) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	log := rep.Log.With("component", "distribute")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		path := c.String("config")
+		switch {
+		case path == "":
+			log.Warn("SIGHUP: no --config file to reload the distribution rules from")
+			continue
+		case c.IsSet("distribute"):
+			log.Warn("SIGHUP: the distribution rule comes from --distribute, which wins over the file: nothing reloaded")
+			continue
+		}
+		cfg := exporter.DefaultConfiguration()
+		err := cfg.LoadFile(path)
+		if err == nil {
+			err = fanout.Reload(cfg.Distribute)
+		}
+		if err != nil {
+			log.Error("SIGHUP: keeping the distribution rules in force", "config", path, "err", oneLineError(err))
+			continue
+		}
+		log.Info("SIGHUP: distribution rules reloaded", "config", path, "rules", len(cfg.Distribute))
+	}
+}

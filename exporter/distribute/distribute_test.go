@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"log/slog"
+	"reflect"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -379,5 +382,103 @@ func TestSlowAndDeadDestinations(t *testing.T) {
 	}
 	if sum.Flows != base.Flows || sum.Frames != base.Frames {
 		t.Errorf("metering changed: %d/%d flows, %d/%d frames", sum.Flows, base.Flows, sum.Frames, base.Frames)
+	}
+}
+
+func TestParseFlag(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want distribute.Rule
+		err  string
+	}{
+		{in: "iface:veth1", want: distribute.Rule{Name: "distribute", To: "iface:veth1"}},
+		{in: "vxlan://10.0.0.9?vni=7&dedup=10ms&snap-length=128&strip-tunnel=true tcp port 80",
+			want: distribute.Rule{Name: "distribute", To: "vxlan://10.0.0.9?vni=7", Filter: "tcp port 80", Dedup: distribute.Duration(10 * time.Millisecond), SnapLength: 128, StripTunnel: true}},
+		{in: "erspan3://10.0.0.9?session=3&sample=10&rate=1000&queue-size=64 not port 22",
+			want: distribute.Rule{Name: "distribute", To: "erspan3://10.0.0.9?session=3", Filter: "not port 22", Sample: 10, Rate: 1000, QueueSize: 64}},
+		{in: "vxlan://10.0.0.9?snap-length=x", err: "snap-length"},
+		{in: "vxlan://10.0.0.9?dedup=soon", err: "dedup"},
+	} {
+		got, err := distribute.ParseFlag(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one about %s", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+		}
+	}
+}
+
+func TestValidateSaysWhatIsWrong(t *testing.T) {
+	for _, tc := range []struct {
+		rule distribute.Rule
+		err  string
+	}{
+		{distribute.Rule{}, "no destination"},
+		{distribute.Rule{To: "http://x"}, "unknown kind"},
+		{distribute.Rule{To: "iface:"}, "iface:NAME"},
+		{distribute.Rule{To: "gre://10.0.0.1:99"}, "only vxlan has a port"},
+		{distribute.Rule{To: "vxlan://10.0.0.1?vni=99999999"}, "vni"},
+		{distribute.Rule{To: "erspan2://10.0.0.1?session=1024"}, "session"},
+		{distribute.Rule{To: "erspan3://10.0.0.1?sesion=1"}, "unknown parameter"},
+		{distribute.Rule{To: "iface:x", Nets: []string{"10.0.0.0/33"}}, "nets"},
+		{distribute.Rule{To: "iface:x", SnapLength: 5}, "snap-length"},
+		{distribute.Rule{To: "iface:x", Dedup: -1}, "dedup"},
+		{distribute.Rule{To: "iface:x", Sample: -2}, "sample"},
+		{distribute.Rule{To: "iface:x", Rate: -1}, "rate"},
+	} {
+		err := tc.rule.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "\n") && !strings.Contains(tc.err, "\n") && len(strings.Split(err.Error(), "\n")) > 2 {
+			t.Errorf("%+v: %v, want an error about %q", tc.rule, err, tc.err)
+		}
+	}
+	if err := distribute.ValidateRules([]distribute.Rule{{Name: "a", To: "iface:x"}, {Name: "a", To: "iface:y"}}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("same name twice: %v", err)
+	}
+}
+
+// TestReload: new rules take over from the next frame, keep the counters
+// of rules of the same name; rules that do not build leave the old ones in
+// force and say why.
+func TestReload(t *testing.T) {
+	pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+	all := testutil.ReadPcap(t, pcap)
+	a, b := newSink(t, 1), newSink(t, 2)
+	d, err := distribute.New(slog.New(slog.DiscardHandler), []distribute.Rule{{Name: "tool", To: a.to(), Rate: 20000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := decode.New()
+	var p decode.Packet
+	offer := func(pkts []testutil.Packet) {
+		for _, pk := range pkts {
+			fr := capture.Frame{Data: pk.Data, Length: pk.Length, LinkType: pk.LinkType, Timestamp: pk.Time.UnixNano()}
+			d.Offer(&fr, &p, dec.Decode(fr.LinkType, fr.Data, fr.Length, &p))
+		}
+	}
+	half := len(all) / 2
+	offer(all[:half])
+	if err := d.Reload([]distribute.Rule{{Name: "tool", To: b.to(), Filter: "tcp and (", Rate: 20000}}); err == nil || !strings.Contains(err.Error(), "tool") {
+		t.Fatalf("a filter that does not compile: %v", err)
+	}
+	if err := d.Reload([]distribute.Rule{{Name: "tool", To: b.to(), Rate: 20000}}); err != nil {
+		t.Fatal(err)
+	}
+	offer(all[half:])
+	d.Close(5 * time.Second)
+	if got, want := len(a.wait(half)), half; got != want {
+		t.Errorf("old destination: %d frames, want %d", got, want)
+	}
+	if got, want := len(b.wait(len(all)-half)), len(all)-half; got != want {
+		t.Errorf("new destination: %d frames, want %d", got, want)
+	}
+	if st := d.Stats(); len(st) != 1 || st[0].Sent != uint64(len(all)) {
+		t.Errorf("counters %+v, want %d sent over both", st, len(all))
 	}
 }
