@@ -93,7 +93,7 @@ const headroom = 24 // the longest tunnel header: GRE with sequence + ERSPAN III
 type queue struct {
 	free, work chan *item
 	done       chan struct{}
-	dest       sender
+	dest       *sender
 	rate       int
 	c          *counters
 	log        *slog.Logger
@@ -128,23 +128,6 @@ func New(log *slog.Logger, rules []Rule) (*Distributor, error) {
 	}
 	d.current, d.pub = rs, rs
 	return d, nil
-}
-
-// compile turns a tcpdump filter into a BPF program run in user space.
-var compile = func(expr string) (*bpf.VM, error) {
-	raw, err := capture.CompileFilter(expr)
-	if err != nil {
-		return nil, err
-	}
-	insns := make([]bpf.Instruction, len(raw))
-	for i, r := range raw {
-		insns[i] = r.Disassemble()
-	}
-	vm, err := bpf.NewVM(insns)
-	if err != nil {
-		return nil, fmt.Errorf("filter %q: cannot run it in user space: %w", expr, err)
-	}
-	return vm, nil
 }
 
 func (d *Distributor) build(rules []Rule, old *ruleset) (*ruleset, error) {
@@ -190,7 +173,7 @@ func (d *Distributor) build(rules []Rule, old *ruleset) (*ruleset, error) {
 	return rs, nil
 }
 
-func newQueue(cfg Rule, s sender, c *counters, log *slog.Logger) *queue {
+func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger) *queue {
 	n := cfg.QueueSize
 	if n == 0 {
 		n = DefaultQueueSize
@@ -203,33 +186,61 @@ func newQueue(cfg Rule, s sender, c *counters, log *slog.Logger) *queue {
 	return q
 }
 
-// run sends the queued frames, at most rate per second.
+// batchSize is the most frames one system call sends.
+const batchSize = 64
+
+// run sends the queued frames in batches, at most rate per second.
 func (q *queue) run() {
 	defer close(q.done)
 	var lastErr time.Time
 	tokens, last := 1.0, time.Now()
+	batch := make([]*item, 0, batchSize)
+	pkts := make([][]byte, 0, batchSize)
 	for it := range q.work {
+		batch = append(batch[:0], it)
+	fill:
+		for len(batch) < batchSize {
+			select {
+			case it, ok := <-q.work:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+			default:
+				break fill
+			}
+		}
 		if q.rate > 0 {
 			now := time.Now()
-			tokens = min(tokens+now.Sub(last).Seconds()*float64(q.rate), max(float64(q.rate)/100, 1))
+			tokens = min(tokens+now.Sub(last).Seconds()*float64(q.rate), max(float64(q.rate)/100, batchSize))
 			last = now
-			if tokens < 1 {
-				time.Sleep(time.Duration((1 - tokens) / float64(q.rate) * float64(time.Second)))
-				tokens, last = 1, time.Now()
+			if need := float64(len(batch)); tokens < need {
+				time.Sleep(time.Duration((need - tokens) / float64(q.rate) * float64(time.Second)))
+				tokens, last = need, time.Now()
 			}
-			tokens--
+			tokens -= float64(len(batch))
 		}
-		if err := q.dest.send(it.buf, it.ts); err != nil {
-			q.c.sendErrors.Add(1)
+		pkts = pkts[:0]
+		var bytes uint64
+		for _, it := range batch {
+			pkts = append(pkts, q.dest.encap(it.buf, it.ts))
+			bytes += uint64(len(it.buf) - headroom)
+		}
+		failed, err := q.dest.write(pkts)
+		if failed > 0 {
+			q.c.sendErrors.Add(uint64(failed))
 			if time.Since(lastErr) > 10*time.Second {
 				lastErr = time.Now()
-				q.log.Warn("cannot send a distributed frame (dropped, counted)", "rule", q.name, "err", err)
+				q.log.Warn("cannot send distributed frames (dropped, counted)", "rule", q.name, "frames", failed, "err", err)
 			}
-		} else {
-			q.c.sent.Add(1)
-			q.c.bytes.Add(uint64(len(it.buf) - headroom))
 		}
-		q.free <- it
+		q.c.sent.Add(uint64(len(batch) - failed))
+		if failed == 0 {
+			q.c.bytes.Add(bytes)
+		}
+		for _, it := range batch {
+			q.free <- it
+		}
 	}
 }
 
@@ -241,11 +252,11 @@ func (q *queue) close(drain time.Duration) {
 	case <-q.done:
 	case <-time.After(drain):
 		// The sender is stuck: closing it ends the send in progress.
-		q.dest.Close()
+		q.dest.close()
 		<-q.done
 		return
 	}
-	q.dest.Close()
+	q.dest.close()
 }
 
 func (rs *ruleset) close(drain time.Duration) {
@@ -294,6 +305,9 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	r.seen++
 	if r.sampleN > 1 && r.seen%r.sampleN != 1 {
 		r.c.sampled.Add(1)
+		return
+	}
+	if len(data) == 0 {
 		return
 	}
 	if r.cfg.SnapLength > 0 && len(data) > r.cfg.SnapLength {

@@ -6,12 +6,19 @@ import (
 	"net"
 )
 
-// sender writes one frame to a destination. buf holds headroom bytes for
-// the tunnel headers, then the frame; ts is its capture time.
-type sender interface {
-	send(buf []byte, ts int64) error
-	Close() error
+// sender writes frames to one destination: encap puts the tunnel headers
+// in the headroom before each frame, then write sends a batch of packets
+// (with one sendmmsg call on Linux).
+type sender struct {
+	d     Destination
+	seq   uint32 // ERSPAN's GRE sequence number
+	write batchWriter
+	close func() error
 }
+
+// batchWriter sends the packets and returns how many it could not send,
+// and the last error.
+type batchWriter func(pkts [][]byte) (failed int, err error)
 
 // GRE protocol types of the payloads we write.
 const (
@@ -22,16 +29,23 @@ const (
 	greKey     = 0x2000 // K bit: a key follows
 )
 
-func openSender(d Destination) (sender, error) {
+func openSender(d Destination) (*sender, error) {
+	s := &sender{d: d}
 	switch d.Kind {
 	case KindInterface:
-		return openInterface(d.Iface)
+		w, closeFn, err := openInterface(d.Iface)
+		if err != nil {
+			return nil, err
+		}
+		s.write, s.close = w, closeFn
+		return s, nil
 	case KindVXLAN:
 		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(d.Addr))
 		if err != nil {
 			return nil, fmt.Errorf("open vxlan to %s: %w", d.Addr, err)
 		}
-		return &vxlanSender{conn: c, vni: d.VNI}, nil
+		s.write, s.close = connWriter(c), c.Close
+		return s, nil
 	}
 	network := "ip4:47"
 	if d.Addr.Addr().Is6() {
@@ -41,43 +55,26 @@ func openSender(d Destination) (sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open GRE to %s (raw socket: needs CAP_NET_RAW): %w", d.Addr.Addr(), err)
 	}
-	return &greSender{conn: c, d: d}, nil
+	s.write, s.close = connWriter(c), c.Close
+	return s, nil
 }
 
-type vxlanSender struct {
-	conn *net.UDPConn
-	vni  uint32
-}
-
-// send writes the VXLAN header (RFC 7348: I flag, VNI) before the frame.
-func (s *vxlanSender) send(buf []byte, _ int64) error {
-	h := buf[headroom-8 : headroom]
-	binary.BigEndian.PutUint32(h[0:], 0x08000000)
-	binary.BigEndian.PutUint32(h[4:], s.vni<<8)
-	_, err := s.conn.Write(buf[headroom-8:])
-	return err
-}
-
-func (s *vxlanSender) Close() error { return s.conn.Close() }
-
-// greSender writes GRE (transparent Ethernet bridging, optional key) or
-// ERSPAN II/III over GRE with a sequence number; the kernel adds the IP
-// header.
-type greSender struct {
-	conn *net.IPConn
-	d    Destination
-	seq  uint32
-}
-
-func (s *greSender) send(buf []byte, ts int64) error {
-	var h []byte
+// encap writes the tunnel headers before the frame in buf (which begins
+// with headroom bytes) and returns the packet to send.
+func (s *sender) encap(buf []byte, ts int64) []byte {
 	switch s.d.Kind {
+	case KindVXLAN:
+		// RFC 7348: I flag, VNI.
+		h := buf[headroom-8:]
+		binary.BigEndian.PutUint32(h[0:], 0x08000000)
+		binary.BigEndian.PutUint32(h[4:], s.d.VNI<<8)
+		return h
 	case KindGRE:
 		n := 4
 		if s.d.HasKey {
 			n = 8
 		}
-		h = buf[headroom-n : headroom]
+		h := buf[headroom-n:]
 		binary.BigEndian.PutUint16(h[2:], greTEB)
 		if s.d.HasKey {
 			binary.BigEndian.PutUint16(h[0:], greKey)
@@ -85,16 +82,18 @@ func (s *greSender) send(buf []byte, ts int64) error {
 		} else {
 			binary.BigEndian.PutUint16(h[0:], 0)
 		}
+		return h
 	case KindERSPAN2:
-		h = buf[headroom-16 : headroom]
+		h := buf[headroom-16:]
 		s.greSeq(h, greERSPAN2)
 		e := h[8:]
 		// Ver 1, VLAN 0 | COS 0, En 0 (no tag kept), T 0, session | index.
 		binary.BigEndian.PutUint16(e[0:], 1<<12)
 		binary.BigEndian.PutUint16(e[2:], s.d.Session&0x3ff)
 		binary.BigEndian.PutUint32(e[4:], s.d.Index&0xfffff)
+		return h
 	case KindERSPAN3:
-		h = buf[headroom-20 : headroom]
+		h := buf[headroom-20:]
 		s.greSeq(h, greERSPAN3)
 		e := h[8:]
 		// Ver 2, VLAN 0 | COS 0, BSO 0, T 0, session | timestamp in 100 µs
@@ -105,17 +104,15 @@ func (s *greSender) send(buf []byte, ts int64) error {
 		binary.BigEndian.PutUint32(e[4:], uint32(ts/100_000))
 		binary.BigEndian.PutUint16(e[8:], 0)
 		binary.BigEndian.PutUint16(e[10:], 0x8000)
+		return h
 	}
-	_, err := s.conn.Write(buf[headroom-len(h):])
-	return err
+	return buf[headroom:]
 }
 
 // greSeq writes a GRE header with a sequence number.
-func (s *greSender) greSeq(h []byte, proto uint16) {
+func (s *sender) greSeq(h []byte, proto uint16) {
 	binary.BigEndian.PutUint16(h[0:], greSeq)
 	binary.BigEndian.PutUint16(h[2:], proto)
 	binary.BigEndian.PutUint32(h[4:], s.seq)
 	s.seq++
 }
-
-func (s *greSender) Close() error { return s.conn.Close() }

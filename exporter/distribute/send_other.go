@@ -2,8 +2,24 @@
 
 package distribute
 
-import "errors"
+import (
+	"errors"
+	"io"
+)
 
-func openInterface(name string) (sender, error) {
-	return nil, errors.New("iface: destinations need Linux (AF_PACKET)")
+func openInterface(name string) (batchWriter, func() error, error) {
+	return nil, nil, errors.New("iface: destinations need Linux (AF_PACKET)")
+}
+
+// connWriter sends one packet at a time (sendmmsg is Linux's).
+func connWriter(c io.Writer) batchWriter {
+	return func(pkts [][]byte) (failed int, last error) {
+		for _, p := range pkts {
+			if _, err := c.Write(p); err != nil {
+				failed++
+				last = err
+			}
+		}
+		return failed, last
+	}
 }
