@@ -94,6 +94,9 @@ type Destination struct {
 	Index   uint32 // ERSPAN II port index (20 bits)
 }
 
+// lookupIP resolves a destination's host name (a test's stub in fuzzing).
+var lookupIP = net.LookupIP
+
 // ParseDestination reads iface:NAME or a tunnel URL.
 func ParseDestination(s string) (Destination, error) {
 	if name, ok := strings.CutPrefix(s, "iface:"); ok {
@@ -133,7 +136,7 @@ func ParseDestination(s string) (Destination, error) {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		addrs, lerr := net.LookupIP(host)
+		addrs, lerr := lookupIP(host)
 		if lerr != nil || len(addrs) == 0 {
 			return Destination{}, fmt.Errorf("destination %q: cannot resolve %q", s, host)
 		}

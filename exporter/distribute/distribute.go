@@ -23,8 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/bpf"
-
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/decode"
 )
@@ -72,7 +70,7 @@ func (c *counters) stats(name string) Stats {
 type rule struct {
 	name    string
 	cfg     Rule
-	vm      *bpf.VM
+	filter  program
 	nets    []netip.Prefix
 	dedup   *dedup
 	sampleN uint64
@@ -152,11 +150,11 @@ func (d *Distributor) build(rules []Rule, old *ruleset) (*ruleset, error) {
 			}
 		}
 		if cfg.Filter != "" {
-			vm, err := compile(cfg.Filter)
+			f, err := compile(cfg.Filter)
 			if err != nil {
 				return fail(fmt.Errorf("distribute rule %s: %w", cfg.Name, err))
 			}
-			r.vm = vm
+			r.filter = f
 		}
 		r.nets, _ = cfg.prefixes()
 		if cfg.Dedup > 0 {
@@ -292,10 +290,8 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	if len(r.nets) > 0 && (!ip || !r.inNets(p)) {
 		return
 	}
-	if r.vm != nil {
-		if n, err := r.vm.Run(data); err != nil || n == 0 {
-			return
-		}
+	if r.filter != nil && r.filter.run(data, uint32(fr.Length-(len(fr.Data)-len(data)))) == 0 {
+		return
 	}
 	r.c.matched.Add(1)
 	if r.dedup != nil && r.dedup.seen(fr.Data, p, ip, fr.Timestamp) {
