@@ -10,8 +10,8 @@ import (
 // program is a classic BPF program (as libpcap compiles tcpdump filters)
 // run in user space on each frame offered. golang.org/x/net/bpf's VM
 // checks the program (NewVM) but runs each instruction through an
-// interface: this interpreter on the raw instructions is several times
-// faster, and a test holds it to the VM's results.
+// interface: this interpreter on the raw instructions takes about half
+// its time (BenchmarkFilter), and a test holds it to the VM's results.
 type program []bpf.RawInstruction
 
 // newProgram checks raw as x/net/bpf does (jumps in range, ends in a

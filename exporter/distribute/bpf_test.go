@@ -124,3 +124,22 @@ func FuzzParseFlag(f *testing.F) {
 		_, _ = ParseDestination(s)
 	})
 }
+
+// BenchmarkFilter: the interpreter against x/net/bpf's VM, "not port 22"
+// (IPv4 and IPv6 port checks with fragment tests) over a real capture's
+// frames; one op is one frame.
+func BenchmarkFilter(b *testing.B) {
+	pkts := testutil.ReadPcap(b, filepath.Join(testutil.SharedTestdata(b), "mirror", "ipfixprobe/mixed.pcap"))
+	p, vm := compiled(b, "not port 22")
+	b.Run("interpreter", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			f := pkts[i%len(pkts)].Data
+			p.run(f, uint32(len(f)))
+		}
+	})
+	b.Run("x-net-bpf-vm", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			vm.Run(pkts[i%len(pkts)].Data)
+		}
+	})
+}
