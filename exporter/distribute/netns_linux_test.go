@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -211,4 +212,51 @@ func TestTunnelsDecodedByTshark(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDestinationDisappears: the interface a rule sends to is deleted
+// while frames are queued: they are counted as dropped (send errors), the
+// other rule gets every frame, and metering is the same as without rules.
+func TestDestinationDisappears(t *testing.T) {
+	p := newPair(t)
+	pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+	all := frames(testutil.ReadPcap(t, pcap))
+	stop := p.tcpdump(t, "vB", "udp port 4789")
+	var sum, base exporter.Summary
+	done := make(chan struct{})
+	go func() {
+		// The slow rule sends 200 frames a second: delete its interface
+		// while most of its frames wait.
+		time.Sleep(500 * time.Millisecond)
+		run(t, "ip", "-n", p.probe, "link", "del", "vC")
+		close(done)
+	}()
+	p.in(t, func() {
+		base = distributeFile(t, pcap)
+		sum = distributeFile(t, pcap,
+			distribute.Rule{Name: "gone", To: "iface:vC", Rate: 200, QueueSize: len(all)},
+			distribute.Rule{Name: "vxlan", To: "vxlan://10.9.0.2?vni=4242", Rate: 5000},
+		)
+	})
+	<-done
+	sameFrames(t, headersOff(frames(testutil.ReadPcap(t, stop())), 50), all)
+	byName := map[string]distribute.Stats{}
+	for _, d := range sum.Distribution {
+		byName[d.Rule] = d
+	}
+	g := byName["gone"]
+	if g.SendErrors == 0 || g.Sent == 0 || g.Sent+g.Dropped() != uint64(len(all)) {
+		t.Errorf("rule whose interface went: %+v; want some sent, the rest counted as send errors, %d in all", g, len(all))
+	}
+	if sum.Flows != base.Flows || sum.Frames != base.Frames {
+		t.Errorf("metering changed: %d/%d flows, %d/%d frames", sum.Flows, base.Flows, sum.Frames, base.Frames)
+	}
+}
+
+func headersOff(fs [][]byte, n int) [][]byte {
+	var out [][]byte
+	for _, f := range fs {
+		out = append(out, f[n:])
+	}
+	return out
 }
