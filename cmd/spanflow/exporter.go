@@ -97,7 +97,10 @@ func exporterRunCommand() *cli.Command {
 			defer metrics.Stop()
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
-			go reloadOnSIGHUP(ctx, c, rep, fanout)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP) // before Run: a SIGHUP from now on reloads
+			defer signal.Stop(hup)
+			go reloadOnSIGHUP(ctx, hup, c, rep, fanout)
 			sum, err := fanout.Run(ctx)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
@@ -183,10 +186,7 @@ func oneLineError(err error) string { return strings.ReplaceAll(err.Error(), "\n
 // SIGHUP, without stopping capture or metering. A file that does not load
 // or rules that do not build leave the rules in force, and the log says why.
 // Other settings need a restart.
-func reloadOnSIGHUP(ctx context.Context, c *cli.Context, rep *reporter.Reporter, fanout *exporter.Fanout) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, rep *reporter.Reporter, fanout *exporter.Fanout) {
 	log := rep.Log.With("component", "distribute")
 	for {
 		select {
