@@ -4,6 +4,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,5 +62,26 @@ func TestExporterRunDistribute(t *testing.T) {
 	}
 	if w := "distribute distribute: " + numfmt.Count(uint64(n), "packet", "") + " sent, 0 deduplicated, 0 sampled out, 0 dropped"; !strings.Contains(out, w) {
 		t.Errorf("summary %q: want %q", out, w)
+	}
+}
+
+// TestExporterCheckDistribution: `exporter check` names each wrong rule
+// and what is wrong with it, one line each.
+func TestExporterCheckDistribution(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "exporter.yaml")
+	body := "pcap: x.pcap\ncollector: [\"127.0.0.1:4739\"]\ndistribute:\n" +
+		"  - name: ids\n    to: vxlan://10.0.0.9?vni=7\n    filter: \"tcp and (\"\n" +
+		"  - to: erspan2://10.0.0.9?session=2000\n    nets: [10.0.0.0/33]\n"
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "exporter", "check", "--config", file)
+	if err == nil {
+		t.Fatalf("check passed:\n%s", out)
+	}
+	for _, want := range []string{"distribute rule ids: filter \"tcp and (\"", "distribute rule rule2: destination", "session must be from 0 to 1023", "distribute rule rule2: nets: \"10.0.0.0/33\""} {
+		if !strings.Contains(out+err.Error(), want) {
+			t.Errorf("no %q in\n%s%v", want, out, err)
+		}
 	}
 }

@@ -106,7 +106,8 @@ func exporterCheckCommand() *cli.Command {
 		Usage: "validate an exporter configuration file and say what is wrong, one line each",
 		Description: "Reports unknown keys, values of the wrong type (durations such as 30s), settings out of\n" +
 			"range, a missing or absent interface, collectors that are not [udp|tcp|tls://]HOST:PORT or\n" +
-			"whose host does not resolve, and an unreadable CA file. Exits 1 when anything is wrong.\n" +
+			"whose host does not resolve, an unreadable CA file, and distribution rules whose destination,\n" +
+			"filter (compiled by libpcap) or nets are wrong. Exits 1 when anything is wrong.\n" +
 			"Example: spanflow exporter check --config /etc/spanflow/exporter.yaml",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Required: true, Usage: "YAML `FILE` to check"},

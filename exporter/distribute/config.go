@@ -236,8 +236,7 @@ func ParseFlag(s string) (Rule, error) {
 	return r, nil
 }
 
-// Validate checks a rule without opening anything (the filter is compiled
-// by New).
+// Validate checks a rule, its filter compiled, without opening anything.
 func (r Rule) Validate() error {
 	var errs []error
 	if r.To == "" {
@@ -247,6 +246,11 @@ func (r Rule) Validate() error {
 	}
 	if _, err := r.prefixes(); err != nil {
 		errs = append(errs, err)
+	}
+	if r.Filter != "" {
+		if _, err := compile(r.Filter); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if r.SnapLength < 0 || (r.SnapLength > 0 && r.SnapLength < 14) {
 		errs = append(errs, fmt.Errorf("snap-length %d: 0 (whole frames) or at least 14", r.SnapLength))
@@ -263,10 +267,11 @@ func (r Rule) Validate() error {
 	if r.Rate < 0 {
 		errs = append(errs, fmt.Errorf("rate %d: frames per second, 0 for no cap", r.Rate))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("distribute rule %s: %w", r.label(), err)
+	// One line per problem, each naming the rule.
+	for i, err := range errs {
+		errs[i] = fmt.Errorf("distribute rule %s: %w", r.label(), err)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (r Rule) label() string {

@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/decode"
@@ -480,5 +483,35 @@ func TestReload(t *testing.T) {
 	}
 	if st := d.Stats(); len(st) != 1 || st[0].Sent != uint64(len(all)) {
 		t.Errorf("counters %+v, want %d sent over both", st, len(all))
+	}
+}
+
+// TestMetricsLint: the rules' metrics pass promlint and carry the counters.
+func TestMetricsLint(t *testing.T) {
+	s := newSink(t, 1)
+	d, err := distribute.New(slog.New(slog.DiscardHandler), []distribute.Rule{{Name: "ids", To: s.to(), Filter: "tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(time.Second)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.Collector())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(families).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %+v", err, problems)
+	}
+	if len(families) != 6 {
+		t.Errorf("%d metric families, want 6", len(families))
+	}
+}
+
+func TestFilterErrorSaysWhy(t *testing.T) {
+	err := distribute.Rule{Name: "ids", To: "iface:x", Filter: "tcp and ("}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "ids") || !strings.Contains(err.Error(), "syntax error") {
+		t.Errorf("error %v, want the rule's name and libpcap's reason", err)
 	}
 }
