@@ -227,9 +227,11 @@ func TestDestinationDisappears(t *testing.T) {
 	go func() {
 		// The slow rule sends 200 frames a second: delete its interface
 		// while most of its frames wait.
+		defer close(done)
 		time.Sleep(500 * time.Millisecond)
-		run(t, "ip", "-n", p.probe, "link", "del", "vC")
-		close(done)
+		if out, err := exec.Command("ip", "-n", p.probe, "link", "del", "vC").CombinedOutput(); err != nil {
+			t.Errorf("delete vC: %v: %s", err, out)
+		}
 	}()
 	p.in(t, func() {
 		base = distributeFile(t, pcap)
