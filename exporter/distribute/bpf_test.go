@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 
@@ -142,4 +143,15 @@ func BenchmarkFilter(b *testing.B) {
 			vm.Run(pkts[i%len(pkts)].Data)
 		}
 	})
+}
+
+// TestMmsghdrSize: the layout sendmmsg reads, per architecture.
+func TestMmsghdrSize(t *testing.T) {
+	want := uintptr(64)
+	if unsafe.Sizeof(uintptr(0)) == 4 {
+		want = 32
+	}
+	if got := unsafe.Sizeof(mmsghdr{}); got != want {
+		t.Errorf("mmsghdr is %d bytes, want %d", got, want)
+	}
 }

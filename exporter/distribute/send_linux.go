@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmsghdr is struct mmsghdr of sendmmsg(2).
+// mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does (to 64
+// bytes on 64-bit systems, 32 on 32-bit ones).
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // mmsg builds sendmmsg's arguments for a batch; one per sender goroutine.
