@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/ring"
@@ -56,6 +57,9 @@ type Configuration struct {
 	PacketRingCertFile     string `yaml:"packet-ring-cert-file"`
 	PacketRingKeyFile      string `yaml:"packet-ring-key-file"`
 	PacketRingClientCAFile string `yaml:"packet-ring-client-ca-file"`
+	// Distribute is the distribution rules (the file's list; --distribute
+	// gives one).
+	Distribute []distribute.Rule `yaml:"distribute"`
 }
 
 // RingServer is the configuration of the ring's query server (Listen ""
@@ -111,6 +115,7 @@ func DefaultConfiguration() Configuration {
 		PacketRingSize:          "10GiB",
 		PacketRingMinFree:       "1GiB",
 		PacketRingCompress:      "zstd",
+		Distribute:              []distribute.Rule{}, // as an init file reads back
 	}
 }
 
@@ -286,7 +291,7 @@ func (c Configuration) Validate() error {
 	if len(c.ActiveTimeoutFastFor) == 0 || len(c.meter().Fast) > 0 {
 		errs = append(errs, c.meter().Validate())
 	}
-	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix().Validate())
+	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix().Validate(), distribute.ValidateRules(c.Distribute))
 	return errors.Join(errs...)
 }
 

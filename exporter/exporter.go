@@ -20,6 +20,7 @@ import (
 
 	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/decode"
+	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/meter"
 	"github.com/spanflow/spanflow/exporter/ring"
@@ -55,6 +56,8 @@ type Exporter struct {
 	// ringHeadersOnly keeps frames up to the innermost transport header,
 	// and no bytes of frames without an IP packet.
 	ringHeadersOnly bool
+	// dist hands chosen frames to packet tools; nil without rules.
+	dist *distribute.Distributor
 }
 
 // keep appends a frame to the packet ring, with the flow key of the packet
@@ -127,6 +130,8 @@ type Summary struct {
 	Collectors []transport.Delivery
 	// Ring is what the packet ring kept, when there is one.
 	Ring *ring.Stats
+	// Distribution is each distribution rule's counters.
+	Distribution []distribute.Stats
 }
 
 // Add returns the sum of two runs' summaries (fanout workers).
@@ -155,6 +160,15 @@ func (s Summary) Add(o Summary) Summary {
 		s.Collectors[i].Records += d.Records
 		s.Collectors[i].DroppedRecords += d.DroppedRecords
 		s.Collectors[i].Resets += d.Resets
+	}
+	s.Distribution = append([]distribute.Stats(nil), s.Distribution...)
+	for _, d := range o.Distribution {
+		i := slices.IndexFunc(s.Distribution, func(e distribute.Stats) bool { return e.Rule == d.Rule })
+		if i < 0 {
+			s.Distribution = append(s.Distribution, d)
+			continue
+		}
+		s.Distribution[i] = s.Distribution[i].Add(d)
 	}
 	return s
 }
@@ -197,6 +211,10 @@ func (s Summary) String() string {
 	if resets > 0 {
 		line += fmt.Sprintf(", %s reset by collectors (records they had not read, if any, are lost, uncounted)", c(resets, "connection", ""))
 	}
+	for _, d := range s.Distribution {
+		line += fmt.Sprintf("; distribute %s: %s sent, %s deduplicated, %s sampled out, %s dropped", d.Rule,
+			c(d.Sent, "packet", ""), numfmt.Group(d.Deduplicated), numfmt.Group(d.SampledOut), numfmt.Group(d.Dropped()))
+	}
 	return line
 }
 
@@ -224,6 +242,13 @@ func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporte
 		return nil, err
 	}
 	x.feeder = meter.NewFeeder(x.table)
+	// Always there, even without rules, so that a reload can add some.
+	x.dist, err = distribute.New(r.Sub("distribute").Log, cfg.Distribute)
+	if err != nil {
+		x.close()
+		return nil, err
+	}
+	r.Registry.MustRegister(x.dist.Collector())
 	r.Factory("capture").CounterFunc("kernel_drops_total", "Frames the kernel dropped because the capture ring was full (live capture).", func() float64 { return float64(x.published().KernelDropped) })
 	r.Factory("capture").CounterFunc("link_downs_total", "Times a capture interface went down (live capture; frames resume when it is up).", func() float64 { return float64(x.published().LinkDowns) })
 	f := r.Factory("decode")
@@ -340,6 +365,8 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 		if x.ring != nil {
 			x.keep(&fr, r, pp)
 		}
+		// Packet tools may want frames the meter does not (ARP, truncated).
+		x.dist.Offer(&fr, pp, r)
 		if r != decode.ReasonOK {
 			x.stats.Undecodable[r]++
 			continue
@@ -358,6 +385,9 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	if x.ring != nil {
 		x.ring.Flush()
 	}
+	// Queued frames leave before the summary counts them.
+	x.dist.Close(distributeDrain)
+	x.stats.Distribution = x.dist.Stats()
 	if live != nil {
 		now = max(now, time.Now().UnixNano())
 		x.kernelStats(live)
@@ -382,7 +412,17 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	return x.stats, runErr
 }
 
+// distributeDrain is how long the end of a run waits for the frames queued
+// to distribution destinations to leave.
+const distributeDrain = 5 * time.Second
+
+// Reload replaces the distribution rules; on error the rules in force stay.
+func (x *Exporter) Reload(rules []distribute.Rule) error { return x.dist.Reload(rules) }
+
 func (x *Exporter) close() {
+	if x.dist != nil {
+		x.dist.Close(0)
+	}
 	if x.closer != nil {
 		x.closer.Close()
 		x.closer = nil

@@ -3,11 +3,13 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/exporter/ipfix"
 	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -126,4 +128,20 @@ func (f *Fanout) Run(ctx context.Context) (Summary, error) {
 		total.Ring = &st
 	}
 	return total, errors.Join(errs...)
+}
+
+// Reload replaces every worker's distribution rules. Each worker builds
+// them (and opens their destinations) before it uses them: a worker that
+// cannot keeps its rules in force, and the error says why.
+func (f *Fanout) Reload(rules []distribute.Rule) error {
+	if err := distribute.ValidateRules(rules); err != nil {
+		return err
+	}
+	var errs []error
+	for w, x := range f.workers {
+		if err := x.Reload(rules); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d: %w", w, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/ring"
+	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
@@ -63,6 +68,7 @@ func exporterRunFlags() []cli.Flag {
 		&cli.StringFlag{Name: "packet-ring-cert-file", Usage: "PEM `FILE` of the query server's certificate: serve HTTPS"},
 		&cli.StringFlag{Name: "packet-ring-key-file", Usage: "PEM `FILE` of the key of packet-ring-cert-file"},
 		&cli.StringFlag{Name: "packet-ring-client-ca-file", Usage: "PEM `FILE` of the CAs whose client certificates may query (mutual TLS; the token is then not needed)"},
+		&cli.StringFlag{Name: "distribute", Usage: "hand chosen packets to a packet tool: `RULE` is 'DEST[?OPTIONS] [FILTER]' with DEST iface:NAME, vxlan://HOST[:PORT]?vni=N, gre://HOST[?key=N], erspan2://HOST?session=N[&index=N] or erspan3://HOST?session=N; OPTIONS snap-length=N, dedup=10ms, sample=N, strip-tunnel=true, queue-size=N, rate=N (frames/s); FILTER a tcpdump expression. In the --config file, distribute: is a list of such rules (name, to, filter, nets, snap-length, dedup, sample, strip-tunnel, queue-size, rate), reloaded on SIGHUP; see docs/distribution.md"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
 	}
 }
@@ -114,6 +120,10 @@ func exporterRunCommand() *cli.Command {
 			defer metrics.Stop()
 			ctx, cancel := signalContext(c.Context)
 			defer cancel()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP) // before Run: a SIGHUP from now on reloads
+			defer signal.Stop(hup)
+			go reloadOnSIGHUP(ctx, hup, c, rep, fanout)
 			sum, err := fanout.Run(ctx)
 			fmt.Fprintf(c.App.Writer, "spanflow exporter: %s\n", sum)
 			if err != nil {
@@ -178,6 +188,13 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "packet-ring-cert-file", &cfg.PacketRingCertFile, c.String)
 	override(c, "packet-ring-key-file", &cfg.PacketRingKeyFile, c.String)
 	override(c, "packet-ring-client-ca-file", &cfg.PacketRingClientCAFile, c.String)
+	if c.IsSet("distribute") {
+		r, err := distribute.ParseFlag(c.String("distribute"))
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Distribute = []distribute.Rule{r}
+	}
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}
@@ -199,3 +216,37 @@ func duration(c *cli.Context) func(string) exporter.Duration {
 
 // oneLineError joins a multi-error on one line.
 func oneLineError(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// reloadOnSIGHUP reloads the distribution rules of the --config file on
+// SIGHUP, without stopping capture or metering. A file that does not load
+// or rules that do not build leave the rules in force, and the log says why.
+// Other settings need a restart.
+func reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, rep *reporter.Reporter, fanout *exporter.Fanout) {
+	log := rep.Log.With("component", "distribute")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		path := c.String("config")
+		switch {
+		case path == "":
+			log.Warn("SIGHUP: no --config file to reload the distribution rules from")
+			continue
+		case c.IsSet("distribute"):
+			log.Warn("SIGHUP: the distribution rule comes from --distribute, which wins over the file: nothing reloaded")
+			continue
+		}
+		cfg := exporter.DefaultConfiguration()
+		err := cfg.LoadFile(path)
+		if err == nil {
+			err = fanout.Reload(cfg.Distribute)
+		}
+		if err != nil {
+			log.Error("SIGHUP: keeping the distribution rules in force", "config", path, "err", oneLineError(err))
+			continue
+		}
+		log.Info("SIGHUP: distribution rules reloaded", "config", path, "rules", len(cfg.Distribute))
+	}
+}

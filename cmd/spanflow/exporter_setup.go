@@ -74,9 +74,21 @@ func exporterInitYAML() (string, error) {
 		"Durations are Go durations: 500ms, 30s, 1m30s. Check the file with: spanflow exporter check --config FILE"
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k := doc.Content[i]
-		if k.Value == "pcap" {
+		switch k.Value {
+		case "pcap":
 			k.HeadComment = "Read a capture file instead of a live interface (testing); leave empty in production."
-		} else {
+		case "distribute":
+			k.HeadComment = "Packets to hand to packet tools (IDS, APM, flow tools): a list of rules, reloaded on SIGHUP\n" +
+				"(docs/distribution.md). Each rule: to (iface:NAME, vxlan://HOST?vni=N, gre://HOST,\n" +
+				"erspan2://HOST?session=N, erspan3://HOST?session=N), and optionally name, filter (tcpdump),\n" +
+				"nets, snap-length, dedup, sample, strip-tunnel, queue-size, rate. For example:\n" +
+				"distribute:\n" +
+				"  - name: ids\n" +
+				"    to: vxlan://10.0.9.20?vni=100\n" +
+				"    filter: not port 22\n" +
+				"    dedup: 10ms\n" +
+				"    strip-tunnel: true"
+		default:
 			k.HeadComment = usage[k.Value]
 		}
 		if k.Value == "interface" || k.Value == "collector" {
@@ -106,7 +118,8 @@ func exporterCheckCommand() *cli.Command {
 		Usage: "validate an exporter configuration file and say what is wrong, one line each",
 		Description: "Reports unknown keys, values of the wrong type (durations such as 30s), settings out of\n" +
 			"range, a missing or absent interface, collectors that are not [udp|tcp|tls://]HOST:PORT or\n" +
-			"whose host does not resolve, and an unreadable CA file. Exits 1 when anything is wrong.\n" +
+			"whose host does not resolve, an unreadable CA file, and distribution rules whose destination,\n" +
+			"filter (compiled by libpcap) or nets are wrong. Exits 1 when anything is wrong.\n" +
 			"Example: spanflow exporter check --config /etc/spanflow/exporter.yaml",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Required: true, Usage: "YAML `FILE` to check"},

@@ -78,6 +78,12 @@ type Packet struct {
 	ERSPANSession  uint16  // ERSPAN session id (observationPointId)
 	InIf           uint32  // ERSPAN II source port index, or SLL2 interface index; 0 = unknown
 	Tunnels        uint16  // Tunnel* flags
+
+	// EthOffset and IPOffset are where the innermost Ethernet header and
+	// the innermost IP header begin in the frame (EthOffset is 0 on links
+	// without Ethernet): distribution strips a mirror's tunnel headers and
+	// deduplicates on the inner packet with them.
+	EthOffset, IPOffset int32
 }
 
 // Reason says why a frame yielded no packet; ReasonOK when it did.

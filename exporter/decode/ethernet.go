@@ -40,6 +40,7 @@ func (s *state) ethernet(data []byte, depth int) Reason {
 		return ReasonTruncated
 	}
 	p := s.p
+	p.EthOffset = int32(s.offset(data))
 	copy(p.DstMAC[:], data[0:6])
 	copy(p.SrcMAC[:], data[6:12])
 	p.VLAN, p.InnerVLAN = 0, 0

@@ -51,6 +51,7 @@ func (s *state) ipv4(data []byte, depth int) Reason {
 		return ReasonMalformed
 	}
 	p := s.p
+	p.IPOffset = int32(s.offset(data))
 	p.IPv6 = false
 	p.SrcAddr, p.DstAddr = [16]byte{}, [16]byte{}
 	copy(p.SrcAddr[:4], data[12:16])
@@ -105,6 +106,7 @@ func (s *state) ipv6(data []byte, depth int) Reason {
 		payloadLen = len(data) - 40 + s.extra
 	}
 	p.IPv6 = true
+	p.IPOffset = int32(s.offset(data))
 	copy(p.SrcAddr[:], data[8:24])
 	copy(p.DstAddr[:], data[24:40])
 	p.TOS = uint8(binary.BigEndian.Uint16(data) >> 4)

@@ -1,0 +1,210 @@
+//go:build linux && cgo
+
+package distribute_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/capture"
+	"github.com/spanflow/spanflow/exporter/decode"
+	"github.com/spanflow/spanflow/exporter/distribute"
+	"github.com/spanflow/spanflow/exporter/ipfix"
+	"github.com/spanflow/spanflow/exporter/meter"
+	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkOffer measures distribution on its own, one op one frame of the
+// bulk mix (plain, 802.1Q, VXLAN, ERSPAN, GRE; TCP/UDP/ICMP; IPv4/IPv6),
+// decoded beforehand as the pipeline does for metering. The destination
+// is VXLAN to a local UDP socket nobody reads (the kernel drops what its
+// buffer cannot hold, after the send's work is done). The loop lets the
+// sender catch up every 8192 frames (sleeping, which costs no CPU), so
+// that nothing is dropped: CPU time covers the capture goroutine and the
+// sender's, and sent/cpu-s is what one core forwards.
+func BenchmarkOffer(b *testing.B) {
+	const n = 100000
+	pkts := synth.NewBulk(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Packets(n)
+	dec := decode.New()
+	decoded := make([]decode.Packet, n)
+	reasons := make([]decode.Reason, n)
+	for i := range pkts {
+		reasons[i] = dec.Decode(decode.LinkEthernet, pkts[i].Data, len(pkts[i].Data), &decoded[i])
+	}
+	sinkConn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sinkConn.Close()
+	to := "vxlan://" + sinkConn.LocalAddr().String() + "?vni=1"
+	for _, mode := range []struct {
+		name string
+		rule distribute.Rule
+	}{
+		{"filter+dedup", distribute.Rule{To: to, Filter: "tcp or udp", Dedup: distribute.Duration(10 * time.Millisecond), QueueSize: 16384}},
+		{"filter+dedup+snap128", distribute.Rule{To: to, Filter: "tcp or udp", Dedup: distribute.Duration(10 * time.Millisecond), SnapLength: 128, QueueSize: 16384}},
+		{"filter-rejects-all", distribute.Rule{To: to, Filter: "port 1", Dedup: distribute.Duration(10 * time.Millisecond), QueueSize: 16384}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			d, err := distribute.New(slog.New(slog.DiscardHandler), []distribute.Rule{mode.rule})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := testutil.CPUTime()
+			var fr capture.Frame
+			for i := 0; i < b.N; i++ {
+				k := i % n
+				// Each pass is new traffic for dedup: a later time.
+				fr = capture.Frame{Data: pkts[k].Data, Length: len(pkts[k].Data), LinkType: decode.LinkEthernet, Timestamp: pkts[k].Time + int64(i/n)*int64(time.Second)}
+				d.Offer(&fr, &decoded[k], reasons[k])
+				if i%8192 == 8191 {
+					for {
+						st := d.Stats()[0]
+						if st.Matched-st.Deduplicated-st.Sent-st.Dropped() < 1024 {
+							break
+						}
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}
+			d.Close(10 * time.Second)
+			cpu := testutil.CPUTime() - cpu0
+			b.StopTimer()
+			st := d.Stats()[0]
+			b.ReportMetric(float64(st.Sent)/cpu.Seconds(), "sent/cpu-s")
+			b.ReportMetric(float64(b.N)/cpu.Seconds(), "offered/cpu-s")
+			b.ReportMetric(float64(st.Dropped())/float64(b.N), "dropped/op")
+			b.ReportMetric(float64(st.Deduplicated)/float64(b.N), "dedup/op")
+		})
+	}
+}
+
+// BenchmarkForwardVsMeter compares, on the same frames, the exporter's
+// work without distribution (decode and meter, as BenchmarkPipeline in
+// exporter/ measures it) and with a rule (filter "tcp or udp", 10 ms
+// dedup) forwarding every chosen frame to an interface: a veth in a
+// network namespace of its own, whose peer (up, no address) drops frames
+// not addressed to it early (the kernel's dummy driver is not in every
+// kernel). This needs root; without it, VXLAN to an unread local UDP
+// socket (the kernel's loopback UDP path is then in the figure).
+// cpu-ratio is the CPU time with distribution over the time without.
+func BenchmarkForwardVsMeter(b *testing.B) {
+	const n = 100000
+	pkts := synth.NewBulk(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Packets(n)
+	to, enter := benchDestination(b)
+	var d *distribute.Distributor
+	var err error
+	enter(func() {
+		d, err = distribute.New(slog.New(slog.DiscardHandler), []distribute.Rule{{To: to, Filter: "tcp or udp", Dedup: distribute.Duration(10 * time.Millisecond), QueueSize: 16384}})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	span := pkts[n-1].Time - pkts[0].Time + 5000
+	pass := func(distributing bool) time.Duration {
+		enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), discard{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		table, err := meter.New(reporter.NewForTest(nil), meter.DefaultConfiguration(), enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dec, feeder := decode.New(), meter.NewFeeder(table)
+		var fr capture.Frame
+		cpu0 := testutil.CPUTime()
+		for i := 0; i < b.N; i++ {
+			k := i % n
+			now := pkts[k].Time + int64(i/n)*span
+			p := feeder.Slot()
+			fr = capture.Frame{Data: pkts[k].Data, Length: len(pkts[k].Data), LinkType: decode.LinkEthernet, Timestamp: now}
+			r := dec.Decode(decode.LinkEthernet, fr.Data, fr.Length, p)
+			if distributing {
+				d.Offer(&fr, p, r)
+				if i%8192 == 8191 {
+					// Let the sender catch up (sleeping costs no CPU): nothing is dropped.
+					for {
+						st := d.Stats()[0]
+						if st.Matched-st.Deduplicated-st.Sent-st.Dropped() < 1024 {
+							break
+						}
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}
+			if r == decode.ReasonOK {
+				feeder.Commit(now, now)
+				if feeder.Full() {
+					feeder.Flush()
+				}
+			}
+		}
+		feeder.Flush()
+		if distributing {
+			d.Close(10 * time.Second)
+		}
+		return testutil.CPUTime() - cpu0
+	}
+	b.ResetTimer()
+	without := pass(false)
+	with := pass(true)
+	b.StopTimer()
+	st := d.Stats()[0]
+	b.ReportMetric(float64(b.N)/without.Seconds(), "meter-pkts/cpu-s")
+	b.ReportMetric(float64(b.N)/with.Seconds(), "meter+dist-pkts/cpu-s")
+	b.ReportMetric(float64(st.Sent)/(with-without).Seconds(), "sent/extra-cpu-s")
+	b.ReportMetric(float64(st.Sent)/float64(b.N), "sent/op")
+	b.ReportMetric(float64(st.Dropped()), "dropped")
+	b.ReportMetric(with.Seconds()/without.Seconds(), "cpu-ratio")
+}
+
+// benchDestination is iface:d0, a veth in a namespace of its own, with enter running a function in it; without root, a local UDP
+// socket nobody reads.
+func benchDestination(b *testing.B) (string, func(func())) {
+	if os.Geteuid() == 0 {
+		ns := fmt.Sprintf("sfbench-%d", os.Getpid())
+		if exec.Command("ip", "netns", "add", ns).Run() == nil {
+			b.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+			if exec.Command("ip", "-n", ns, "link", "add", "d0", "mtu", "9000", "type", "veth", "peer", "name", "d1", "mtu", "9000").Run() == nil &&
+				exec.Command("ip", "-n", ns, "link", "set", "d0", "up").Run() == nil &&
+				exec.Command("ip", "-n", ns, "link", "set", "d1", "up").Run() == nil {
+				return "iface:d0", func(fn func()) {
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
+					orig, _ := os.Open("/proc/thread-self/ns/net")
+					target, _ := os.Open(filepath.Join("/var/run/netns", ns))
+					defer orig.Close()
+					defer target.Close()
+					if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+						b.Fatal(err)
+					}
+					defer func() {
+						if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+							panic(err)
+						}
+					}()
+					fn()
+				}
+			}
+		}
+	}
+	b.Log("not root: forwarding to a local UDP socket")
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return "vxlan://" + c.LocalAddr().String(), func(fn func()) { fn() }
+}

@@ -1,0 +1,275 @@
+//go:build linux && cgo
+
+package distribute_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/distribute"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// pair is two network namespaces: the probe (where the exporter runs) and
+// the tool. vA (10.9.0.1, probe) and vB (10.9.0.2, tool) carry tunnels; vC
+// (probe) and vD (tool), without addresses, carry frames as they are.
+type pair struct{ probe, tool string }
+
+func newPair(t *testing.T) pair {
+	t.Helper()
+	testutil.Root(t)
+	testutil.Command(t, "ip")
+	id := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	p := pair{probe: "sfdp-" + id, tool: "sfdt-" + id}
+	for _, ns := range []string{p.probe, p.tool} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		// No IPv6: the kernel sends nothing of its own on the pairs.
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "-n", p.probe, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns", p.tool)
+	run(t, "ip", "-n", p.probe, "link", "add", "vC", "type", "veth", "peer", "name", "vD", "netns", p.tool)
+	for _, l := range [][2]string{{p.probe, "vA"}, {p.tool, "vB"}, {p.probe, "vC"}, {p.tool, "vD"}} {
+		run(t, "ip", "-n", l[0], "link", "set", l[1], "mtu", "9000", "up")
+	}
+	run(t, "ip", "-n", p.probe, "addr", "add", "10.9.0.1/24", "dev", "vA")
+	run(t, "ip", "-n", p.tool, "addr", "add", "10.9.0.2/24", "dev", "vB")
+	// The tool's address is known beforehand: frames sent while ARP is
+	// resolving would be lost beyond the kernel's small queue.
+	mac, err := exec.Command("ip", "-n", p.tool, "-br", "link", "show", "vB").Output()
+	if err != nil || len(strings.Fields(string(mac))) < 3 {
+		t.Fatalf("vB: %v %s", err, mac)
+	}
+	// A VXLAN device listens on the tool's side, as a tool's VTEP would:
+	// otherwise its ICMP port unreachable makes the probe's next send fail
+	// (counted as a send error).
+	run(t, "ip", "-n", p.tool, "link", "add", "vx0", "type", "vxlan", "id", "4242", "dstport", "4789", "local", "10.9.0.2")
+	run(t, "ip", "-n", p.tool, "link", "set", "vx0", "up")
+	run(t, "ip", "-n", p.probe, "neigh", "replace", "10.9.0.2", "lladdr", strings.Fields(string(mac))[2], "dev", "vA", "nud", "permanent")
+	return p
+}
+
+// in runs fn on a thread in the probe namespace: the sockets it opens
+// belong there.
+func (p pair) in(t *testing.T, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open(filepath.Join("/var/run/netns", p.probe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic(err) // the thread must not go back to the pool in the namespace
+		}
+	}()
+	fn()
+}
+
+// tcpdump captures on the tool's interface until stop is called, which
+// returns the capture file.
+func (p pair) tcpdump(t *testing.T, iface, filter string) (stop func() string) {
+	t.Helper()
+	tcpdump := testutil.Command(t, "tcpdump")
+	out := filepath.Join(t.TempDir(), iface+".pcap")
+	args := []string{"netns", "exec", p.tool, tcpdump, "-Z", "root", "--immediate-mode", "-B", "16384", "-i", iface, "-U", "-s", "0", "-w", out} // -Z root: write into the test's private directory
+	if filter != "" {
+		args = append(args, filter)
+	}
+	cmd := exec.Command("ip", args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stderr)
+	line, _ := r.ReadString('\n')
+	if !strings.Contains(line, "listening on") {
+		cmd.Process.Kill()
+		t.Fatalf("tcpdump: %s", line)
+	}
+	return func() string {
+		time.Sleep(300 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		rest, _ := io.ReadAll(r)
+		cmd.Wait()
+		t.Logf("tcpdump on %s: %s", iface, bytes.ReplaceAll(bytes.TrimSpace(rest), []byte("\n"), []byte("; ")))
+		return out
+	}
+}
+
+// TestInterfaceDestination: the chosen frames leave on a local interface
+// exactly as captured (tcpdump on the other end of the veth).
+func TestInterfaceDestination(t *testing.T) {
+	p := newPair(t)
+	pcap := mirror(t, "ipfixprobe/mixed.pcap")
+	const filter = "udp or arp"
+	want := tcpdumpFilter(t, pcap, filter)
+	stop := p.tcpdump(t, "vD", "")
+	var sum distribute.Stats
+	p.in(t, func() {
+		s := distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", Filter: filter, Rate: 5000})
+		sum = s.Distribution[0]
+	})
+	t.Logf("counters %+v", sum)
+	sameFrames(t, frames(testutil.ReadPcap(t, stop())), want)
+	if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
+		t.Errorf("counters %+v, want %d sent", sum, len(want))
+	}
+}
+
+// TestTunnelsDecodedByTshark: VXLAN, GRE and ERSPAN II/III as tshark
+// decodes them: the headers say what the rule asked for, and the frame
+// inside is the chosen frame, byte for byte. VXLAN is also decapsulated by
+// the kernel's VXLAN device on the tool's side (this kernel has no gretap
+// or erspan driver to do the same for the others).
+func TestTunnelsDecodedByTshark(t *testing.T) {
+	p := newPair(t)
+	tshark := testutil.Command(t, "tshark")
+	pcap := mirror(t, "ipfixprobe/mixed.pcap")
+	const filter = "icmp or udp"
+	want := tcpdumpFilter(t, pcap, filter)
+	for _, tc := range []struct {
+		to, capture string
+		header      int    // outer Ethernet, IP and tunnel headers
+		protocols   string // in tshark's frame.protocols
+		fields      string // tshark fields, each frame
+		want        func(i int) string
+	}{
+		{to: "vxlan://10.9.0.2?vni=4242", capture: "udp port 4789", header: 14 + 20 + 8 + 8, protocols: "udp:vxlan:eth:", fields: "vxlan.vni",
+			want: func(int) string { return "4242" }},
+		{to: "gre://10.9.0.2?key=77", capture: "ip proto 47", header: 14 + 20 + 8, protocols: "gre:eth:", fields: "gre.proto,gre.key",
+			want: func(int) string { return "0x6558\t0x0000004d" }},
+		{to: "erspan2://10.9.0.2?session=513&index=9", capture: "ip proto 47", header: 14 + 20 + 8 + 8, protocols: "gre:erspan:eth:", fields: "gre.proto,gre.sequence_number,erspan.version,erspan.spanid,erspan.index",
+			want: func(i int) string { return fmt.Sprintf("0x88be\t%d\t1\t513\t9", i) }},
+		{to: "erspan3://10.9.0.2?session=1001", capture: "ip proto 47", header: 14 + 20 + 8 + 12, protocols: "gre:erspan:eth:", fields: "gre.proto,gre.sequence_number,erspan.version,erspan.spanid,erspan.ft",
+			want: func(i int) string { return fmt.Sprintf("0x22eb\t%d\t2\t1001\t0", i) }},
+	} {
+		t.Run(strings.Split(tc.to, ":")[0], func(t *testing.T) {
+			stop := p.tcpdump(t, "vB", tc.capture)
+			// The kernel's own VXLAN device is a real consumer: what it
+			// decapsulates is what a tool reading it gets.
+			var stopKernel func() string
+			if strings.HasPrefix(tc.to, "vxlan:") {
+				stopKernel = p.tcpdump(t, "vx0", "")
+			}
+			var sum distribute.Stats
+			p.in(t, func() {
+				s := distributeFile(t, pcap, distribute.Rule{To: tc.to, Filter: filter, Rate: 5000})
+				sum = s.Distribution[0]
+			})
+			got := stop()
+			var inner [][]byte
+			for _, f := range frames(testutil.ReadPcap(t, got)) {
+				inner = append(inner, f[tc.header:])
+			}
+			sameFrames(t, inner, want)
+			if stopKernel != nil {
+				sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
+			}
+			if sum.Sent != uint64(len(want)) {
+				t.Errorf("counters %+v, want %d sent", sum, len(want))
+			}
+			args := []string{"-r", got, "-T", "fields", "-E", "separator=/t", "-e", "frame.protocols", "-e", "_ws.malformed", "-e", "_ws.expert.severity"}
+			for _, f := range strings.Split(tc.fields, ",") {
+				args = append(args, "-e", f)
+			}
+			out, err := exec.Command(tshark, args...).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			for i, l := range lines {
+				cols := strings.SplitN(l, "\t", 4)
+				if len(cols) < 4 || !strings.Contains(cols[0], tc.protocols) || cols[1] != "" {
+					t.Fatalf("frame %d: tshark: %q, want protocols with %s, not malformed", i+1, l, tc.protocols)
+				}
+				if cols[3] != tc.want(i) {
+					t.Fatalf("frame %d: tshark reads %q, want %q", i+1, cols[3], tc.want(i))
+				}
+			}
+			if len(lines) != len(want) {
+				t.Errorf("tshark read %d frames, want %d", len(lines), len(want))
+			}
+		})
+	}
+}
+
+// TestDestinationDisappears: the interface a rule sends to is deleted
+// while frames are queued: they are counted as dropped (send errors), the
+// other rule gets every frame, and metering is the same as without rules.
+func TestDestinationDisappears(t *testing.T) {
+	p := newPair(t)
+	pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+	all := frames(testutil.ReadPcap(t, pcap))
+	stop := p.tcpdump(t, "vB", "udp port 4789")
+	var sum, base exporter.Summary
+	done := make(chan struct{})
+	go func() {
+		// The slow rule sends 200 frames a second: delete its interface
+		// while most of its frames wait.
+		defer close(done)
+		time.Sleep(500 * time.Millisecond)
+		if out, err := exec.Command("ip", "-n", p.probe, "link", "del", "vC").CombinedOutput(); err != nil {
+			t.Errorf("delete vC: %v: %s", err, out)
+		}
+	}()
+	p.in(t, func() {
+		base = distributeFile(t, pcap)
+		sum = distributeFile(t, pcap,
+			distribute.Rule{Name: "gone", To: "iface:vC", Rate: 200, QueueSize: len(all)},
+			distribute.Rule{Name: "vxlan", To: "vxlan://10.9.0.2?vni=4242", Rate: 5000},
+		)
+	})
+	<-done
+	sameFrames(t, headersOff(frames(testutil.ReadPcap(t, stop())), 50), all)
+	byName := map[string]distribute.Stats{}
+	for _, d := range sum.Distribution {
+		byName[d.Rule] = d
+	}
+	g := byName["gone"]
+	if g.SendErrors == 0 || g.Sent == 0 || g.Sent+g.Dropped() != uint64(len(all)) {
+		t.Errorf("rule whose interface went: %+v; want some sent, the rest counted as send errors, %d in all", g, len(all))
+	}
+	if sum.Flows != base.Flows || sum.Frames != base.Frames {
+		t.Errorf("metering changed: %d/%d flows, %d/%d frames", sum.Flows, base.Flows, sum.Frames, base.Frames)
+	}
+}
+
+func headersOff(fs [][]byte, n int) [][]byte {
+	var out [][]byte
+	for _, f := range fs {
+		out = append(out, f[n:])
+	}
+	return out
+}

@@ -1,0 +1,25 @@
+//go:build !linux
+
+package distribute
+
+import (
+	"errors"
+	"io"
+)
+
+func openInterface(name string) (batchWriter, func() error, error) {
+	return nil, nil, errors.New("iface: destinations need Linux (AF_PACKET)")
+}
+
+// connWriter sends one packet at a time (sendmmsg is Linux's).
+func connWriter(c io.Writer) batchWriter {
+	return func(pkts [][]byte) (failed int, last error) {
+		for _, p := range pkts {
+			if _, err := c.Write(p); err != nil {
+				failed++
+				last = err
+			}
+		}
+		return failed, last
+	}
+}
