@@ -13,8 +13,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/exporter"
-	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/exporter/distribute"
+	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/yamlconf"
 )
