@@ -61,6 +61,14 @@ type Handler interface {
 	Handle(dg decoders.Datagram)
 }
 
+// BatchHandler also takes the datagrams one system call returned at once
+// (Linux: recvmmsg), in the order they came; their payloads are valid until
+// it returns. The listener uses it when the handler has it.
+type BatchHandler interface {
+	Handler
+	HandleBatch(dgs []decoders.Datagram)
+}
+
 // Dependencies of the listeners.
 type Dependencies struct {
 	// NewHandler returns a handler for one reading goroutine.
@@ -231,7 +239,11 @@ func (l *Listener) Start() error {
 			l.udp = append(l.udp, conn)
 			l.mu.Unlock()
 			h := l.deps.NewHandler()
-			l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+			if bh, ok := h.(BatchHandler); ok {
+				l.tracker.Go(func(ctx context.Context) error { return l.readUDPBatches(conn, bh) })
+			} else {
+				l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+			}
 		}
 	}
 	streams := []struct {
