@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Field is one field of the flow document. The table below is the single source
@@ -44,14 +45,37 @@ func putTime(b []byte, t time.Time) ([]byte, bool) {
 	return append(b, '"'), true
 }
 
-// appendTime formats t as timeLayout does, without its generic machinery.
+// appendTime formats t as timeLayout does, without its generic machinery:
+// the civil date comes from the days since 1970 (Hinnant's days_from_civil
+// inverse), with no time zone lookup.
 func appendTime(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	y, mo, d := t.Date()
-	h, mi, s := t.Clock()
-	if y < 0 || y > 9999 {
-		return t.AppendFormat(b, timeLayout)
+	sec := t.Unix()
+	days, rem := sec/86400, sec%86400
+	if rem < 0 {
+		days, rem = days-1, rem+86400
 	}
+	z := days + 719468
+	era := z / 146097
+	if z < 0 {
+		era = (z - 146096) / 146097
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := int(doy - (153*mp+2)/5 + 1)
+	mo := int(mp + 3)
+	if mo > 12 {
+		mo -= 12
+	}
+	y := int(yoe + era*400)
+	if mo <= 2 {
+		y++
+	}
+	if y < 0 || y > 9999 {
+		return t.UTC().AppendFormat(b, timeLayout)
+	}
+	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
 	ms := t.Nanosecond() / 1e6
 	return append(b,
 		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
@@ -554,13 +578,39 @@ func groupOf(name string) uint8 {
 	return groupNone
 }
 
+// interned holds one copy of each object name: the encoder compares the
+// open objects with the parents of each field, and equal strings that share
+// their bytes compare without reading them.
+var interned = map[string]string{}
+
+// internedParents holds one slice per list of parents, so that the
+// encoder tells in one comparison that a field sits in the object already
+// open.
+var internedParents = map[string][]string{}
+
+func intern(segs []string) []string {
+	for i, s := range segs {
+		if c, ok := interned[s]; ok {
+			segs[i] = c
+		} else {
+			interned[s] = s
+		}
+	}
+	k := strings.Join(segs, ".")
+	if c, ok := internedParents[k]; ok {
+		return c
+	}
+	internedParents[k] = segs
+	return segs
+}
+
 var compiledFields = func() []compiled {
 	cs := make([]compiled, len(fields))
 	for i, f := range fields {
 		segs := strings.Split(f.Name, ".")
-		c := compiled{put: f.put, parents: segs[:len(segs)-1], key: jsonKey(segs[len(segs)-1]), group: groupOf(f.Name)}
+		c := compiled{put: f.put, parents: intern(segs[: len(segs)-1 : len(segs)-1]), key: jsonKey(segs[len(segs)-1]), group: groupOf(f.Name)}
 		if f.put == nil {
-			c.parents = strings.Split(strings.TrimSuffix(f.Name, ".*"), ".")
+			c.parents = intern(strings.Split(strings.TrimSuffix(f.Name, ".*"), "."))
 			c.extras = f.Name == ExtrasField
 			c.sflow = f.Name == CountersField
 		}
@@ -572,7 +622,7 @@ var compiledFields = func() []compiled {
 	return cs
 }()
 
-var netflowOpen = []string{"netflow"}
+var netflowOpen = intern([]string{"netflow"})
 
 // reservedExtra are the names of the fixed netflow.* fields: an extra
 // element of the same name is left out (the fixed field carries it).
@@ -603,11 +653,12 @@ type Encoder struct {
 	path  []string // objects currently open
 	first []bool   // whether the object at each depth has no member yet
 	val   []byte
+	open0 *string // the interned parents that opened path, when they did
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
 func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
-	e.path = e.path[:0]
+	e.path, e.open0 = e.path[:0], nil
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
 	var present [5]bool
@@ -691,6 +742,9 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 
 // open closes the objects not in parents and opens those missing.
 func (e *Encoder) open(b []byte, parents []string, opens [][]byte) []byte {
+	if len(parents) == len(e.path) && (len(parents) == 0 || unsafe.SliceData(parents) == e.open0) {
+		return b // the same object as the field before
+	}
 	common := 0
 	for common < len(e.path) && common < len(parents) && e.path[common] == parents[common] {
 		common++
@@ -706,6 +760,7 @@ func (e *Encoder) open(b []byte, parents []string, opens [][]byte) []byte {
 		e.path = append(e.path, parents[i])
 		e.first = append(e.first, true)
 	}
+	e.open0 = unsafe.SliceData(parents)
 	return b
 }
 
