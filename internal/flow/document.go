@@ -724,6 +724,22 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 			}
 			continue
 		}
+		if len(c.parents) == len(e.path) && (len(c.parents) == 0 || unsafe.SliceData(c.parents) == e.open0) {
+			// In the object already open: the value goes straight after
+			// its key, taken back when the record has none.
+			mark, d := len(b), len(e.first)-1
+			if !e.first[d] {
+				b = append(b, ',')
+			}
+			b = append(b, c.key...)
+			var ok bool
+			if b, ok = c.put(b, r); !ok {
+				b = b[:mark]
+				continue
+			}
+			e.first[d] = false
+			continue
+		}
 		var ok bool
 		e.val, ok = c.put(e.val[:0], r)
 		if !ok {
