@@ -562,6 +562,11 @@ const (
 	groupExporter
 	groupSrcVSphere
 	groupDstVSphere
+	groupSrcNetwork
+	groupDstNetwork
+	groupDiscard
+	groupSFlowCounters
+	groups
 )
 
 func groupOf(name string) uint8 {
@@ -574,6 +579,14 @@ func groupOf(name string) uint8 {
 		return groupSrcVSphere
 	case strings.HasPrefix(name, "destination.vsphere."):
 		return groupDstVSphere
+	case strings.HasPrefix(name, "source.network."):
+		return groupSrcNetwork
+	case strings.HasPrefix(name, "destination.network."):
+		return groupDstNetwork
+	case strings.HasPrefix(name, "spanflow.discard."):
+		return groupDiscard
+	case strings.HasPrefix(name, "spanflow.counters."):
+		return groupSFlowCounters
 	}
 	return groupNone
 }
@@ -661,12 +674,16 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 	e.path, e.open0 = e.path[:0], nil
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
-	var present [5]bool
+	var present [groups]bool
 	present[groupNone] = true
 	present[groupCounters] = r.Counters != nil
 	present[groupExporter] = r.Exporter != nil
 	present[groupSrcVSphere] = r.Src.VSphere != nil
 	present[groupDstVSphere] = r.Dst.VSphere != nil
+	present[groupSrcNetwork] = r.Src.Network != nil
+	present[groupDstNetwork] = r.Dst.Network != nil
+	present[groupDiscard] = r.Discard != nil
+	present[groupSFlowCounters] = r.SFlowCounters != nil
 	for i := range compiledFields {
 		c := &compiledFields[i]
 		if !present[c.group] {
