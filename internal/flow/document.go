@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -47,13 +48,42 @@ func putTime(b []byte, t time.Time) ([]byte, bool) {
 
 // appendTime formats t as timeLayout does, without its generic machinery:
 // the civil date comes from the days since 1970 (Hinnant's days_from_civil
-// inverse), with no time zone lookup.
+// inverse), with no time zone lookup, and the date of the last day formatted
+// is kept (flows of a stream mostly share it).
 func appendTime(b []byte, t time.Time) []byte {
 	sec := t.Unix()
 	days, rem := sec/86400, sec%86400
 	if rem < 0 {
 		days, rem = days-1, rem+86400
 	}
+	var y, mo, d int
+	if c := lastDay.Load(); c != 0 && int64(c>>23) == days+(1<<20) {
+		y, mo, d = int(c>>9&0x3fff), int(c>>5&0xf), int(c&0x1f)
+	} else {
+		y, mo, d = civil(days)
+		if y < 0 || y > 9999 {
+			return t.UTC().AppendFormat(b, timeLayout)
+		}
+		if days+(1<<20) >= 0 && days+(1<<20) < 1<<41 {
+			lastDay.Store(uint64(days+(1<<20))<<23 | uint64(y)<<9 | uint64(mo)<<5 | uint64(d))
+		}
+	}
+	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
+	ms := t.Nanosecond() / 1e6
+	return append(b,
+		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+// lastDay caches the date of the last day appendTime formatted: the day
+// number plus 2^20 (so that days before 1970 are positive), the year, the
+// month and the day, packed; 0 when empty. Shared by all encoders, atomically.
+var lastDay atomic.Uint64
+
+// civil is the year, month and day of a day number (days since 1970-01-01).
+func civil(days int64) (y, mo, d int) {
 	z := days + 719468
 	era := z / 146097
 	if z < 0 {
@@ -63,25 +93,16 @@ func appendTime(b []byte, t time.Time) []byte {
 	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
 	doy := doe - (365*yoe + yoe/4 - yoe/100)
 	mp := (5*doy + 2) / 153
-	d := int(doy - (153*mp+2)/5 + 1)
-	mo := int(mp + 3)
+	d = int(doy - (153*mp+2)/5 + 1)
+	mo = int(mp + 3)
 	if mo > 12 {
 		mo -= 12
 	}
-	y := int(yoe + era*400)
+	y = int(yoe + era*400)
 	if mo <= 2 {
 		y++
 	}
-	if y < 0 || y > 9999 {
-		return t.UTC().AppendFormat(b, timeLayout)
-	}
-	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
-	ms := t.Nanosecond() / 1e6
-	return append(b,
-		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
-		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
-		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+	return y, mo, d
 }
 
 func putUint(b []byte, v uint64, ok bool) ([]byte, bool) {

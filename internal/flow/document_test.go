@@ -151,8 +151,12 @@ func TestAppendTime(t *testing.T) {
 		times = append(times, time.Unix(rng.Int64N(400*365*86400)-100*365*86400, rng.Int64N(1e9)))
 	}
 	for _, tm := range times {
-		if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
-			t.Fatalf("%v: %s, want %s", tm, got, want)
+		// Then the same day again, and the next: the cached date is used
+		// and left.
+		for _, tm := range []time.Time{tm, tm.Add(time.Millisecond), tm.Add(90 * time.Minute), tm.Add(25 * time.Hour)} {
+			if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
+				t.Fatalf("%v: %s, want %s", tm, got, want)
+			}
 		}
 	}
 }
