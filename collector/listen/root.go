@@ -1,6 +1,7 @@
 // Package listen is where flow datagrams enter the collector: UDP sockets
 // (several per port with SO_REUSEPORT, each read by its own goroutine that
-// also decodes; a port another process holds is refused unless sharing is
+// also decodes, on Linux up to 32 datagrams per recvmmsg call, handed on as
+// one batch; a port another process holds is refused unless sharing is
 // asked for), IPFIX over TCP and IPFIX over TLS. Every datagram goes to a
 // Handler (the pipeline's worker). Stream connections are checked against
 // the allowed networks and the connection limits when accepted, before they
