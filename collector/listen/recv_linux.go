@@ -18,11 +18,11 @@ import (
 // datagram fills become resident.
 const recvBatch = 32
 
-// mmsghdr is struct mmsghdr of recvmmsg(2).
+// mmsghdr is struct mmsghdr of recvmmsg(2) (Go pads it to the alignment of
+// Msghdr as C does: 64 bytes on 64-bit systems, 32 on 32-bit ones).
 type mmsghdr struct {
 	hdr unix.Msghdr
 	n   uint32
-	_   [4]byte
 }
 
 // batchReader reads up to recvBatch datagrams per system call with
