@@ -246,11 +246,16 @@ func (c *Collector) VSphere() *vsphere.Component { return c.vsphere }
 // handed to the pipeline, once handled. Handlers come and go with IPFIX/TCP
 // connections, so they share one counter rather than being kept.
 type countingHandler struct {
-	h listen.Handler
+	h *pipeline.Worker
 	n *atomic.Uint64
 }
 
 func (c *countingHandler) Handle(dg decoders.Datagram) {
 	c.h.Handle(dg)
 	c.n.Add(1)
+}
+
+func (c *countingHandler) HandleBatch(dgs []decoders.Datagram) {
+	c.h.HandleBatch(dgs)
+	c.n.Add(uint64(len(dgs)))
 }

@@ -1,6 +1,7 @@
 // Package listen is where flow datagrams enter the collector: UDP sockets
 // (several per port with SO_REUSEPORT, each read by its own goroutine that
-// also decodes; a port another process holds is refused unless sharing is
+// also decodes, on Linux up to 32 datagrams per recvmmsg call, handed on as
+// one batch; a port another process holds is refused unless sharing is
 // asked for), IPFIX over TCP and IPFIX over TLS. Every datagram goes to a
 // Handler (the pipeline's worker). Stream connections are checked against
 // the allowed networks and the connection limits when accepted, before they
@@ -59,6 +60,14 @@ const tlsHandshakeTimeout = 10 * time.Second
 // Handler takes datagrams from one goroutine.
 type Handler interface {
 	Handle(dg decoders.Datagram)
+}
+
+// BatchHandler also takes the datagrams one system call returned at once
+// (Linux: recvmmsg), in the order they came; their payloads are valid until
+// it returns. The listener uses it when the handler has it.
+type BatchHandler interface {
+	Handler
+	HandleBatch(dgs []decoders.Datagram)
 }
 
 // Dependencies of the listeners.
@@ -231,7 +240,11 @@ func (l *Listener) Start() error {
 			l.udp = append(l.udp, conn)
 			l.mu.Unlock()
 			h := l.deps.NewHandler()
-			l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+			if bh, ok := h.(BatchHandler); ok {
+				l.tracker.Go(func(ctx context.Context) error { return l.readUDPBatches(conn, bh) })
+			} else {
+				l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+			}
 		}
 	}
 	streams := []struct {

@@ -102,23 +102,45 @@ func (p *Pipeline) allowed(a netip.Addr) bool {
 
 // Handle runs one datagram through the pipeline. The payload is not kept.
 func (w *Worker) Handle(dg decoders.Datagram) {
+	w.records = w.decode(dg, w.records[:0])
+	w.write(w.records)
+}
+
+// HandleBatch runs datagrams received together through the pipeline: each
+// is decoded as by Handle, and the records of all of them go to the
+// enrichers and outputs at once, so that the outputs' per-call work (a lock,
+// a buffer) is paid per batch, not per datagram. The payloads are not kept.
+func (w *Worker) HandleBatch(dgs []decoders.Datagram) {
+	recs := w.records[:0]
+	for _, dg := range dgs {
+		recs = w.decode(dg, recs)
+	}
+	w.records = recs
+	w.write(recs)
+	if cap(w.records) > 1<<16 {
+		w.records = nil // a burst of large datagrams: do not keep its buffer
+	}
+}
+
+// decode checks, taps, decodes and counts one datagram, appending its
+// records to recs.
+func (w *Worker) decode(dg decoders.Datagram, recs []flow.Record) []flow.Record {
 	p := w.p
 	src := dg.Source.Addr().Unmap()
 	if !p.allowed(src) {
 		p.m.drops.WithLabelValues(reason.NotAllowed).Inc()
 		// Logged per reason: sources can be spoofed, one line each would flood.
 		p.log.Warn(reason.NotAllowed, "datagram from an exporter outside the allowed networks dropped", "exporter", src)
-		return
+		return recs
 	}
 	for _, t := range p.deps.Taps {
 		t.Tap(dg)
 	}
-	recs, res, err := p.decoder.Decode(dg, w.records[:0])
-	w.records = recs
+	recs, res, err := p.decoder.Decode(dg, recs)
 	if err != nil && reason.Of(err) == reason.ExporterLimit {
 		p.m.drops.WithLabelValues(reason.ExporterLimit).Inc()
 		p.log.Warn("exporter_limit", "datagram dropped: too many exporters", "exporter", src, "err", err)
-		return
+		return recs
 	}
 	// A datagram that decoded (limits may have refused parts of it) makes
 	// its source an exporter with series of its own; garbage does not.
@@ -169,7 +191,7 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 		// Logged per reason: sources can be spoofed, one line each would flood.
 		p.log.Warn(why, msg, "exporter", src, "reason", why, "err", err)
 	}
-	w.write(recs)
+	return recs
 }
 
 func (e *exporterMetrics) label(a netip.Addr) string {

@@ -71,13 +71,13 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 		return
 	}
 	e.state |= stFIN
-	r := t.reverse(e)
+	ri, r := t.reverseAt(e)
 	if f&tcpRST == 0 && (r == nil || r.state&stFIN == 0) {
 		return
 	}
 	t.close(i, e)
 	if r != nil {
-		t.close(t.lookup(&r.key, uint32(r.key.hash())), r)
+		t.close(ri, r)
 	}
 }
 
@@ -101,12 +101,19 @@ func (t *Table) close(i uint32, e *entry) {
 
 // reverse returns the entry of the other direction, or nil.
 func (t *Table) reverse(e *entry) *entry {
+	_, r := t.reverseAt(e)
+	return r
+}
+
+// reverseAt returns the entry of the other direction and its index (one
+// lookup: closing both directions needs both), or nil.
+func (t *Table) reverseAt(e *entry) (uint32, *entry) {
 	k := e.key
 	k.src, k.dst = e.key.dst, e.key.src
 	k.sport, k.dport = e.key.dport, e.key.sport
 	i := t.lookup(&k, uint32(k.hash()))
 	if i == none {
-		return nil
+		return none, nil
 	}
-	return t.at(i)
+	return i, t.at(i)
 }

@@ -5,8 +5,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Field is one field of the flow document. The table below is the single source
@@ -44,20 +46,63 @@ func putTime(b []byte, t time.Time) ([]byte, bool) {
 	return append(b, '"'), true
 }
 
-// appendTime formats t as timeLayout does, without its generic machinery.
+// appendTime formats t as timeLayout does, without its generic machinery:
+// the civil date comes from the days since 1970 (Hinnant's days_from_civil
+// inverse), with no time zone lookup, and the date of the last day formatted
+// is kept (flows of a stream mostly share it).
 func appendTime(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	y, mo, d := t.Date()
-	h, mi, s := t.Clock()
-	if y < 0 || y > 9999 {
-		return t.AppendFormat(b, timeLayout)
+	sec := t.Unix()
+	days, rem := sec/86400, sec%86400
+	if rem < 0 {
+		days, rem = days-1, rem+86400
 	}
+	var y, mo, d int
+	if c := lastDay.Load(); c != 0 && int64(c>>23) == days+(1<<20) {
+		y, mo, d = int(c>>9&0x3fff), int(c>>5&0xf), int(c&0x1f)
+	} else {
+		y, mo, d = civil(days)
+		if y < 0 || y > 9999 {
+			return t.UTC().AppendFormat(b, timeLayout)
+		}
+		if days+(1<<20) >= 0 && days+(1<<20) < 1<<41 {
+			lastDay.Store(uint64(days+(1<<20))<<23 | uint64(y)<<9 | uint64(mo)<<5 | uint64(d))
+		}
+	}
+	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
 	ms := t.Nanosecond() / 1e6
 	return append(b,
 		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
+		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
 		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
 		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+// lastDay caches the date of the last day appendTime formatted: the day
+// number plus 2^20 (so that days before 1970 are positive), the year, the
+// month and the day, packed; 0 when empty. Shared by all encoders, atomically.
+var lastDay atomic.Uint64
+
+// civil is the year, month and day of a day number (days since 1970-01-01).
+func civil(days int64) (y, mo, d int) {
+	z := days + 719468
+	era := z / 146097
+	if z < 0 {
+		era = (z - 146096) / 146097
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = int(doy - (153*mp+2)/5 + 1)
+	mo = int(mp + 3)
+	if mo > 12 {
+		mo -= 12
+	}
+	y = int(yoe + era*400)
+	if mo <= 2 {
+		y++
+	}
+	return y, mo, d
 }
 
 func putUint(b []byte, v uint64, ok bool) ([]byte, bool) {
@@ -538,6 +583,11 @@ const (
 	groupExporter
 	groupSrcVSphere
 	groupDstVSphere
+	groupSrcNetwork
+	groupDstNetwork
+	groupDiscard
+	groupSFlowCounters
+	groups
 )
 
 func groupOf(name string) uint8 {
@@ -550,17 +600,51 @@ func groupOf(name string) uint8 {
 		return groupSrcVSphere
 	case strings.HasPrefix(name, "destination.vsphere."):
 		return groupDstVSphere
+	case strings.HasPrefix(name, "source.network."):
+		return groupSrcNetwork
+	case strings.HasPrefix(name, "destination.network."):
+		return groupDstNetwork
+	case strings.HasPrefix(name, "spanflow.discard."):
+		return groupDiscard
+	case strings.HasPrefix(name, "spanflow.counters."):
+		return groupSFlowCounters
 	}
 	return groupNone
+}
+
+// interned holds one copy of each object name: the encoder compares the
+// open objects with the parents of each field, and equal strings that share
+// their bytes compare without reading them.
+var interned = map[string]string{}
+
+// internedParents holds one slice per list of parents, so that the
+// encoder tells in one comparison that a field sits in the object already
+// open.
+var internedParents = map[string][]string{}
+
+func intern(segs []string) []string {
+	for i, s := range segs {
+		if c, ok := interned[s]; ok {
+			segs[i] = c
+		} else {
+			interned[s] = s
+		}
+	}
+	k := strings.Join(segs, ".")
+	if c, ok := internedParents[k]; ok {
+		return c
+	}
+	internedParents[k] = segs
+	return segs
 }
 
 var compiledFields = func() []compiled {
 	cs := make([]compiled, len(fields))
 	for i, f := range fields {
 		segs := strings.Split(f.Name, ".")
-		c := compiled{put: f.put, parents: segs[:len(segs)-1], key: jsonKey(segs[len(segs)-1]), group: groupOf(f.Name)}
+		c := compiled{put: f.put, parents: intern(segs[: len(segs)-1 : len(segs)-1]), key: jsonKey(segs[len(segs)-1]), group: groupOf(f.Name)}
 		if f.put == nil {
-			c.parents = strings.Split(strings.TrimSuffix(f.Name, ".*"), ".")
+			c.parents = intern(strings.Split(strings.TrimSuffix(f.Name, ".*"), "."))
 			c.extras = f.Name == ExtrasField
 			c.sflow = f.Name == CountersField
 		}
@@ -572,7 +656,7 @@ var compiledFields = func() []compiled {
 	return cs
 }()
 
-var netflowOpen = []string{"netflow"}
+var netflowOpen = intern([]string{"netflow"})
 
 // reservedExtra are the names of the fixed netflow.* fields: an extra
 // element of the same name is left out (the fixed field carries it).
@@ -603,19 +687,24 @@ type Encoder struct {
 	path  []string // objects currently open
 	first []bool   // whether the object at each depth has no member yet
 	val   []byte
+	open0 *string // the interned parents that opened path, when they did
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
 func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
-	e.path = e.path[:0]
+	e.path, e.open0 = e.path[:0], nil
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
-	var present [5]bool
+	var present [groups]bool
 	present[groupNone] = true
 	present[groupCounters] = r.Counters != nil
 	present[groupExporter] = r.Exporter != nil
 	present[groupSrcVSphere] = r.Src.VSphere != nil
 	present[groupDstVSphere] = r.Dst.VSphere != nil
+	present[groupSrcNetwork] = r.Src.Network != nil
+	present[groupDstNetwork] = r.Dst.Network != nil
+	present[groupDiscard] = r.Discard != nil
+	present[groupSFlowCounters] = r.SFlowCounters != nil
 	for i := range compiledFields {
 		c := &compiledFields[i]
 		if !present[c.group] {
@@ -673,6 +762,22 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 			}
 			continue
 		}
+		if len(c.parents) == len(e.path) && (len(c.parents) == 0 || unsafe.SliceData(c.parents) == e.open0) {
+			// In the object already open: the value goes straight after
+			// its key, taken back when the record has none.
+			mark, d := len(b), len(e.first)-1
+			if !e.first[d] {
+				b = append(b, ',')
+			}
+			b = append(b, c.key...)
+			var ok bool
+			if b, ok = c.put(b, r); !ok {
+				b = b[:mark]
+				continue
+			}
+			e.first[d] = false
+			continue
+		}
 		var ok bool
 		e.val, ok = c.put(e.val[:0], r)
 		if !ok {
@@ -691,6 +796,9 @@ func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
 
 // open closes the objects not in parents and opens those missing.
 func (e *Encoder) open(b []byte, parents []string, opens [][]byte) []byte {
+	if len(parents) == len(e.path) && (len(parents) == 0 || unsafe.SliceData(parents) == e.open0) {
+		return b // the same object as the field before
+	}
 	common := 0
 	for common < len(e.path) && common < len(parents) && e.path[common] == parents[common] {
 		common++
@@ -706,6 +814,7 @@ func (e *Encoder) open(b []byte, parents []string, opens [][]byte) []byte {
 		e.path = append(e.path, parents[i])
 		e.first = append(e.first, true)
 	}
+	e.open0 = unsafe.SliceData(parents)
 	return b
 }
 

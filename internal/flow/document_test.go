@@ -2,6 +2,7 @@ package flow
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -135,5 +136,27 @@ func TestExtrasNeverDuplicateKeys(t *testing.T) {
 	if strings.Count(doc, `"observation_domain_id"`) != 1 || strings.Count(doc, `"ip_ttl"`) != 1 ||
 		!strings.Contains(doc, `"observation_domain_id":3`) || !strings.Contains(doc, `"ip_ttl":64`) {
 		t.Errorf("duplicate or wrong keys: %s", doc)
+	}
+}
+
+// TestAppendTime checks the date arithmetic against the time package's
+// formatting, across leap years, centuries and the ends of the range.
+func TestAppendTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	times := []time.Time{time.Unix(0, 0), time.Unix(-1, 0), time.Date(2000, 2, 29, 23, 59, 59, 999e6, time.UTC),
+		time.Date(2100, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(1900, 2, 28, 12, 0, 0, 0, time.FixedZone("x", 3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(0, 3, 1, 0, 0, 0, 0, time.UTC)}
+	for range 100000 {
+		times = append(times, time.Unix(rng.Int64N(400*365*86400)-100*365*86400, rng.Int64N(1e9)))
+	}
+	for _, tm := range times {
+		// Then the same day again, and the next: the cached date is used
+		// and left.
+		for _, tm := range []time.Time{tm, tm.Add(time.Millisecond), tm.Add(90 * time.Minute), tm.Add(25 * time.Hour)} {
+			if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
+				t.Fatalf("%v: %s, want %s", tm, got, want)
+			}
+		}
 	}
 }

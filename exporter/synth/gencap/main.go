@@ -1,6 +1,6 @@
 // Command gencap writes the exporter's synthetic captures: the mixed capture
 // of the tests (-kind mixed) or a large capture for whole-process benchmarks
-// (-kind bulk -packets N).
+// (-kind bulk -packets N: tunnels; -kind plain: untunnelled, short flows).
 package main
 
 import (
@@ -13,8 +13,8 @@ import (
 )
 
 func main() {
-	kind := flag.String("kind", "mixed", "mixed (the tests' sessions) or bulk (many flows, for benchmarks)")
-	packets := flag.Int("packets", 1200000, "bulk: number of packets")
+	kind := flag.String("kind", "mixed", "mixed (the tests' sessions), bulk (many flows, tunnels, for benchmarks) or plain (untunnelled, short flows, for benchmarks)")
+	packets := flag.Int("packets", 1200000, "bulk and plain: number of packets")
 	out := flag.String("o", "", "output pcap file")
 	flag.Parse()
 	if *out == "" {
@@ -28,6 +28,8 @@ func main() {
 		err = synth.WritePcapFile(*out, synth.Mixed(base).Packets)
 	case "bulk":
 		err = synth.WriteBulkFile(*out, base, *packets)
+	case "plain":
+		err = synth.WritePlainFile(*out, base, *packets)
 	default:
 		fmt.Fprintf(os.Stderr, "gencap: unknown kind %q\n", *kind)
 		os.Exit(2)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Whole-process cost per flow of the spanflow collector against goflow2
+# v2.2.6 on the streams of issue #22: small datagrams (1 and 6 records, as
+# pmacct, softflowd and routers with short export timers send them) and
+# large ones (25), from 1 and from 500 exporters (bench/flowload
+# -exporters: 127.0.1.x source addresses on loopback). Each collector gets
+# the same stream in turn, writes JSON lines to a tmpfs file and uses 2
+# SO_REUSEPORT sockets; CPU is the process's utime+stime from the first
+# datagram until its output stops growing. spanflow runs with its defaults
+# (rollups on) and with --rollups=false (decode to NDJSON only).
+#
+# Environment: FLOWS per run (default 600000), FLOW_RATE flows/s offered
+# (200000), STREAMS ("1:1 6:1 25:1 6:500 25:500", records:exporters),
+# BASE a git revision whose spanflow is measured too (before/after), PEERS
+# (default "goflow2"; "" to skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FLOWS=${FLOWS:-600000}
+FLOW_RATE=${FLOW_RATE:-200000}
+STREAMS=${STREAMS:-"1:1 6:1 25:1 6:500 25:500"}
+PEERS=${PEERS-goflow2}
+work=$(mktemp -d)
+out=/dev/shm/spanflow-streams-$$
+mkdir -p "$out"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	rm -rf "$work" "$out"
+	[ -n "${BASE:-}" ] && git worktree remove --force "$work-base" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "building spanflow and flowload"
+go build -o "$work/spanflow" ./cmd/spanflow
+go build -o "$work/flowload" ./bench/flowload
+if [ -n "${BASE:-}" ]; then
+	git worktree add --detach "$work-base" "$BASE" >/dev/null 2>&1
+	(cd "$work-base" && go build -o "$work/spanflow-base" ./cmd/spanflow)
+fi
+if [[ " $PEERS " == *" goflow2 "* ]]; then
+	GOBIN="$work" go install github.com/netsampler/goflow2/v2/cmd/goflow2@v2.2.6
+fi
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+port=47400
+
+# run NAME FILE CMD...: start the collector on $port, send the stream,
+# wait until its output stops growing, print one table row.
+run() {
+	local name=$1 file=$2
+	shift 2
+	"$@" 2>"$work/$name.log" &
+	local pid=$!
+	pids+=("$pid")
+	sleep 1.5
+	local t0
+	t0=$(cpu_ticks "$pid")
+	"$work/flowload" -target "127.0.0.1:$port" -messages "$messages" -per-message "$per" -exporters "$exporters" -source-prefix 1 \
+		-rate "$rate" >"$work/$name.load"
+	local prev=-1 cur=0
+	while :; do
+		sleep 1
+		cur=$(stat -c %s "$file" 2>/dev/null || echo 0)
+		[ "$cur" = "$prev" ] && break
+		prev=$cur
+	done
+	local t1
+	t1=$(cpu_ticks "$pid")
+	kill "$pid"
+	wait "$pid" 2>/dev/null || true
+	local delivered sent cpu
+	delivered=$(grep -vc '"kind":"metric"' "$file" || true)
+	sent=$((messages * per))
+	cpu=$(echo "scale=3; ($t1 - $t0) / $hz" | bc)
+	printf '| %d | %d | %s | %d | %d | %.2f | %.0f |\n' "$per" "$exporters" "$name" "$delivered" $((sent - delivered)) "$cpu" \
+		"$(echo "$delivered / $cpu" | bc -l)"
+	rm -f "$file"
+	port=$((port + 1))
+}
+
+spanflow() {
+	local bin=$1
+	shift
+	exec "$bin" collector run --netflow-listen "" --sflow-listen "" --ipfix-tcp-listen "" --ipfix-listen "127.0.0.1:$port" \
+		--sockets 2 --metrics-listen "" --output "file:$out/flows.ndjson" --output-max-bytes 0 "$@"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "stream: $FLOWS flows per run offered at $FLOW_RATE flows/s over loopback"
+echo
+echo "| records per datagram | exporters | collector | flows delivered | dropped | CPU s | flows per CPU second |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for s in $STREAMS; do
+	per=${s%:*} exporters=${s#*:}
+	messages=$((FLOWS / per))
+	rate=$((FLOW_RATE / per))
+	run spanflow "$out/flows.ndjson" spanflow "$work/spanflow"
+	run "spanflow --rollups=false" "$out/flows.ndjson" spanflow "$work/spanflow" --rollups=false
+	if [ -n "${BASE:-}" ]; then
+		run "spanflow $BASE" "$out/flows.ndjson" spanflow "$work/spanflow-base"
+		run "spanflow $BASE --rollups=false" "$out/flows.ndjson" spanflow "$work/spanflow-base" --rollups=false
+	fi
+	if [[ " $PEERS " == *" goflow2 "* ]]; then
+		run "goflow2 v2.2.6" "$out/goflow2.json" "$work/goflow2" -listen "netflow://127.0.0.1:$port?count=2&workers=2" \
+			-addr 127.0.0.1:0 -format json -transport file -transport.file "$out/goflow2.json"
+	fi
+done
