@@ -14,7 +14,7 @@
 # (E2E_RATE messages/s, default 250; E2E_SECONDS, 20; INDEXERS, 1).
 # Environment: EXPORTERS (500), MESSAGES (50000), PER_MESSAGE (20),
 # RATE (5000 messages/s = 100,000 flows/s), SOCKETS (1 per collector),
-# MIX (ipfix; ipfix,v9 alternates IPFIX and NetFlow v9 exporters).
+# MIX (ipfix; ipfix,v9,sflow: IPFIX, NetFlow v9 and sFlow v5 exporters in turn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXPORTERS=${EXPORTERS:-500}
@@ -38,6 +38,7 @@ go build -o "$work/flowload" ./bench/flowload
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 port=$((20000 + RANDOM % 20000))
+sport=$((port + 100)) # sFlow
 topic=spanflow-bench-$$-$RANDOM
 broker_pid=$(cat "/tmp/spanflow-kafka-${SPANFLOW_KAFKA_PORT:-9392}/kafka.pid" 2>/dev/null || echo)
 
@@ -51,7 +52,7 @@ local metrics=() t0=() cur=0 prev=-1 ccpu bcpu b0 start end kernel decoded full 
 for i in 1 2; do
 	m=127.0.0.1:$((port + i))
 	"$work/spanflow" collector run --ipfix-listen "127.0.0.1:$port" --listen-reuseport --sockets "$SOCKETS" \
-		--netflow-listen "" --sflow-listen "" --ipfix-tcp-listen "" --metrics-listen "$m" --rollups=false \
+		--netflow-listen "" --sflow-listen "127.0.0.1:$sport" --ipfix-tcp-listen "" --metrics-listen "$m" --rollups=false \
 		--exporter-stats-interval 0 --receive-buffer $((32 << 20)) "${out[@]}" 2>"$work/collector$i.log" &
 	pids+=($!)
 	metrics+=("$m")
@@ -64,7 +65,7 @@ t0=()
 for p in "${pids[@]}"; do t0+=("$(cpu_ticks "$p")"); done
 b0=0; [[ -n $broker_pid ]] && b0=$(cpu_ticks "$broker_pid")
 start=$(date +%s.%N)
-"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 77 -mix "$MIX" -messages "$MESSAGES" \
+"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -sflow-target "127.0.0.1:$sport" -source-prefix 77 -mix "$MIX" -messages "$MESSAGES" \
 	-per-message "$PER_MESSAGE" -rate "$RATE" | tee "$work/load"
 # Wait until the collectors' acknowledged count stops growing.
 metric() { curl -fsS "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m {s+=$2} END {printf "%.0f", s}'; }
@@ -116,7 +117,7 @@ if [[ -n ${SPANFLOW_ES_URL:-} ]]; then
 	e2e_topic=$topic-e2e
 	for i in 1 2; do
 		"$work/spanflow" collector run --ipfix-listen "127.0.0.1:$port" --listen-reuseport --sockets "$SOCKETS" \
-			--netflow-listen "" --sflow-listen "" --ipfix-tcp-listen "" --metrics-listen "" --rollups=false \
+			--netflow-listen "" --sflow-listen "127.0.0.1:$sport" --ipfix-tcp-listen "" --metrics-listen "" --rollups=false \
 			--exporter-stats-interval 0 --output kafka --kafka-brokers "$SPANFLOW_KAFKA_BROKERS" \
 			--kafka-topic "$e2e_topic" --kafka-partitions 8 2>"$work/e2e-collector$i.log" &
 		pids+=($!)
@@ -131,7 +132,7 @@ if [[ -n ${SPANFLOW_ES_URL:-} ]]; then
 		imetrics+=("$m")
 	done
 	sleep 8 # collectors listening, indexers in the group
-	"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -source-prefix 78 -mix "$MIX" \
+	"$work/flowload" -target "127.0.0.1:$port" -exporters "$EXPORTERS" -sflow-target "127.0.0.1:$sport" -source-prefix 78 -mix "$MIX" \
 		-messages $((E2E_RATE * E2E_SECONDS)) -per-message "$PER_MESSAGE" -rate "$E2E_RATE"
 	want=$((E2E_RATE * E2E_SECONDS * PER_MESSAGE))
 	for _ in $(seq 1 120); do

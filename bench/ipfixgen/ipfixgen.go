@@ -44,6 +44,7 @@ type Generator struct {
 	Domain  uint32
 	seq     uint32
 	next    uint64
+	bytes   uint64
 	PerMsg  int
 	started time.Time
 }
@@ -87,6 +88,9 @@ func (g *Generator) Template() []byte {
 // Flows is how many flows the generator has put in messages.
 func (g *Generator) Flows() uint64 { return g.next }
 
+// Bytes is the sum of the flows' bytes.
+func (g *Generator) Bytes() uint64 { return g.bytes }
+
 // AppendData appends a message of PerMsg records to b (b[:0] to reuse).
 func (g *Generator) AppendData(b []byte) []byte {
 	start := len(b)
@@ -97,6 +101,7 @@ func (g *Generator) AppendData(b []byte) []byte {
 	for range g.PerMsg {
 		i := g.next
 		g.next++
+		g.bytes += 1000 + i%1000
 		b = append(b, 10, byte(i>>16), byte(i>>8), byte(i))
 		b = append(b, 10, 255, 0, 1)
 		b = binary.BigEndian.AppendUint16(b, uint16(1024+i%60000))

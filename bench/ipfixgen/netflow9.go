@@ -15,6 +15,7 @@ type V9Generator struct {
 	PerMsg   int
 	seq      uint32
 	next     uint64
+	bytes    uint64
 	boot     time.Time // the exporter's boot: sysUptime and the switched times count from it
 }
 
@@ -74,6 +75,9 @@ func (g *V9Generator) Template() []byte {
 // Flows is how many flows the generator has put in packets.
 func (g *V9Generator) Flows() uint64 { return g.next }
 
+// Bytes is the sum of the flows' bytes.
+func (g *V9Generator) Bytes() uint64 { return g.bytes }
+
 // AppendData appends a packet of PerMsg records to b (b[:0] to reuse).
 func (g *V9Generator) AppendData(b []byte) []byte {
 	start := len(b)
@@ -86,6 +90,7 @@ func (g *V9Generator) AppendData(b []byte) []byte {
 	for range g.PerMsg {
 		i := g.next
 		g.next++
+		g.bytes += 1000 + i%1000
 		b = append(b, 10, byte(i>>16), byte(i>>8), byte(i))
 		b = append(b, 10, 255, 0, 1)
 		b = binary.BigEndian.AppendUint16(b, uint16(1024+i%60000))

@@ -22,11 +22,14 @@ import (
 // part a process: 500 exporters (distinct loopback addresses, each with
 // its own IPFIX template, sequence numbers and observation domain) ─▶ two
 // collectors sharing the UDP port (SO_REUSEPORT) with --output kafka ─▶ the
-// real broker ─▶ two indexers in one group ─▶ the real Elasticsearch. Half
-// the exporters speak IPFIX, half NetFlow v9, all with template id 256. One
-// indexer is killed with SIGKILL mid-run. Every flow sent is then in
-// Elasticsearch exactly once: per exporter, as many documents as it sent
-// flows, and the bytes add up to what was sent.
+// real broker ─▶ two indexers in one group ─▶ the real Elasticsearch. A
+// third of the exporters speak IPFIX, a third NetFlow v9 (both with template
+// id 256), a third are sFlow v5 agents (their own agent address, sub-agent
+// and sequence numbers; one flow per flow sample, sampled 1 in 100) sending
+// to the collectors' shared sFlow port. One indexer is killed with SIGKILL
+// mid-run. Every flow sent is then in Elasticsearch exactly once: per
+// exporter, as many documents as it sent flows, and the bytes add up to
+// what was sent (sFlow: the sampled lengths times the rate).
 func TestScaleOutExactlyOnce(t *testing.T) {
 	brokers, esURL := testutil.Kafka(t), testutil.Elasticsearch(t)
 	const exporters, messages, perMessage = 500, 4, 20
@@ -52,7 +55,7 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 		defer c.Close()
 		return c.LocalAddr().String()
 	}
-	ipfixAddr := free()
+	ipfixAddr, sflowAddr := free(), free()
 	var logs testutil.SyncBuffer
 	defer func() {
 		if t.Failed() {
@@ -81,7 +84,7 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 	}
 	for i := range 2 {
 		start(fmt.Sprintf("collector%d", i+1), "msg=listening", append([]string{"collector", "run", "--metrics-listen", "",
-			"--netflow-listen", "", "--sflow-listen", "", "--ipfix-tcp-listen", "", "--ipfix-listen", ipfixAddr, "--listen-reuseport",
+			"--netflow-listen", "", "--sflow-listen", sflowAddr, "--ipfix-tcp-listen", "", "--ipfix-listen", ipfixAddr, "--listen-reuseport",
 			"--exporter-stats-interval", "0", "--output", "kafka", "--kafka-partitions", "8"}, kafkaFlags...)...)
 	}
 	indexer := func(i int) *processHandle {
@@ -94,28 +97,37 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 	indexer(2)
 
 	// 500 exporters, each its own socket on 127.N.x.y: templates, sequence
-	// numbers and domains of their own, the same template id, two protocols.
+	// numbers and domains of their own, the same template id, three protocols.
 	var wantBytes uint64
 	gens := make([]interface {
 		Template() []byte
 		AppendData([]byte) []byte
 		Flows() uint64
+		Bytes() uint64
 	}, exporters)
 	conns := make([]*net.UDPConn, exporters)
 	target := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ipfixAddr))
+	sflowTarget := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(sflowAddr))
 	for i := range exporters {
 		src := netip.AddrFrom4([4]byte{127, netByte, byte(i / 250), byte(i%250 + 1)})
-		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), target)
+		// IPFIX, NetFlow v9 (the same template id as its IPFIX
+		// neighbours, another layout) and sFlow (its agent address is its
+		// source address), in turn.
+		to := target
+		switch i % 3 {
+		case 0:
+			gens[i] = ipfixgen.New(uint32(1000+i), perMessage)
+		case 1:
+			gens[i] = ipfixgen.NewV9(uint32(1000+i), perMessage)
+		case 2:
+			gens[i], to = ipfixgen.NewSFlow(src, uint32(1000+i), perMessage, 100), sflowTarget
+		}
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), to)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		// Every other exporter speaks NetFlow v9, with the same template
-		// id as its IPFIX neighbours and another layout.
-		conns[i], gens[i] = c, ipfixgen.New(uint32(1000+i), perMessage)
-		if i%2 == 1 {
-			gens[i] = ipfixgen.NewV9(uint32(1000+i), perMessage)
-		}
+		conns[i] = c
 	}
 	sent := 0
 	send := func(c *net.UDPConn, b []byte) {
@@ -127,7 +139,9 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 		}
 	}
 	for i, c := range conns {
-		send(c, gens[i].Template())
+		if t := gens[i].Template(); t != nil {
+			send(c, t)
+		}
 	}
 	var buf []byte
 	for range messages {
@@ -137,9 +151,7 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 		}
 	}
 	for _, g := range gens {
-		for j := range g.Flows() {
-			wantBytes += 1000 + j%1000
-		}
+		wantBytes += g.Bytes()
 	}
 
 	// Kill one indexer once a third of the flows are in.
