@@ -82,13 +82,13 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("sockets per port must be at least 1, not %d", c.Sockets)
 	}
 	if c.ReusePortGroup < 0 {
-		return fmt.Errorf("reuseport group must not be negative, not %d", c.ReusePortGroup)
+		return fmt.Errorf("reuseport group (listen-reuseport-group) must not be negative, not %d", c.ReusePortGroup)
 	}
 	if c.ReusePortGroup > 0 && !c.ShareWithOtherProcesses {
-		return fmt.Errorf("a reuseport group of %d processes needs the ports shared with other processes", c.ReusePortGroup)
+		return fmt.Errorf("a reuseport group of %d processes (listen-reuseport-group) needs the ports shared with them (listen-reuseport)", c.ReusePortGroup)
 	}
 	if c.ReusePortGroup > 0 && runtime.GOOS != "linux" {
-		return fmt.Errorf("a reuseport group hashed on the exporter's address needs Linux")
+		return fmt.Errorf("a reuseport group hashed on the exporter's address (listen-reuseport-group) needs Linux")
 	}
 	if c.ReceiveBuffer < 0 {
 		return fmt.Errorf("receive buffer must not be negative")
