@@ -50,7 +50,14 @@ func (h socketRecorder) Handle(dg decoders.Datagram) {
 func reuseGroup(t *testing.T, host string, processes, sockets, group int) (*net.UDPAddr, *landing, []*listen.Listener) {
 	t.Helper()
 	l := &landing{bySource: map[netip.Addr]map[int]int{}}
-	addr := net.JoinHostPort(host, "0")
+	// A port no socket holds: one bound to port 0 with SO_REUSEPORT may be
+	// given a port another reuseport socket of this user holds, and join it.
+	free, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.LocalAddr().String()
+	free.Close()
 	next := 0
 	var lns []*listen.Listener
 	for p := 0; p < processes; p++ {
