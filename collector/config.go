@@ -53,6 +53,7 @@ type InputConfiguration struct {
 	SFlowListen    []string      `yaml:"sflow-listen" help:"UDP address(es) for sFlow v5; \"\" disables"`
 	Sockets        int           `yaml:"sockets" help:"SO_REUSEPORT sockets (each with a decoding goroutine) per UDP address"`
 	ReusePort      bool          `yaml:"listen-reuseport" help:"share the listen ports with other processes (other collectors started with it): the kernel splits the datagrams and connections between them; without it a port another process holds is refused"`
+	ReusePortGroup int           `yaml:"listen-reuseport-group" help:"with listen-reuseport: the number of collector processes sharing the UDP ports, each with the same --sockets; a BPF program then picks the process by the exporter's address alone, not its source port, so that its templates and data stay together (Linux); 0 leaves the kernel's hash of address and port"`
 	ReceiveBuffer  int           `yaml:"receive-buffer" help:"socket receive buffer in bytes (as root beyond net.core.rmem_max)"`
 	Allow          []string      `yaml:"allow" help:"accept datagrams only from this exporter network (CIDR); repeatable; default: all"`
 	MaxExporters   int           `yaml:"max-exporters" help:"exporters to keep state for; datagrams from more are dropped and counted"`
@@ -487,6 +488,7 @@ func (c Configuration) listen() listen.Configuration {
 	l.UDP = nonEmpty(append(append(append([]string{}, in.NetFlowListen...), in.IPFIXListen...), in.SFlowListen...))
 	l.TCP = nonEmpty(in.IPFIXTCPListen)
 	l.Sockets, l.ReceiveBuffer, l.ShareWithOtherProcesses = in.Sockets, in.ReceiveBuffer, in.ReusePort
+	l.ReusePortGroup = in.ReusePortGroup
 	// Validate reports a bad --allow.
 	l.Allow, _ = pipeline.ParseAllow(nonEmpty(in.Allow))
 	s := in.Streams

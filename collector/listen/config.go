@@ -38,6 +38,12 @@ type Configuration struct {
 	// datagrams and connections between them. Off, a port another process
 	// holds is refused with a PortInUseError.
 	ShareWithOtherProcesses bool
+	// ReusePortGroup, when not 0, is the number of processes sharing the
+	// UDP ports (ShareWithOtherProcesses), each with the same Sockets: a
+	// BPF program then sends every datagram of one exporter address to
+	// one socket of the ReusePortGroup×Sockets of the port, whatever its
+	// source port, so that its templates stay with its data (Linux).
+	ReusePortGroup int
 	// ReceiveBuffer is the socket receive buffer asked of the kernel, bytes
 	// (as root, beyond net.core.rmem_max).
 	ReceiveBuffer int
@@ -74,6 +80,15 @@ func DefaultConfiguration() Configuration {
 func (c Configuration) Validate() error {
 	if c.Sockets < 1 {
 		return fmt.Errorf("sockets per port must be at least 1, not %d", c.Sockets)
+	}
+	if c.ReusePortGroup < 0 {
+		return fmt.Errorf("reuseport group (listen-reuseport-group) must not be negative, not %d", c.ReusePortGroup)
+	}
+	if c.ReusePortGroup > 0 && !c.ShareWithOtherProcesses {
+		return fmt.Errorf("a reuseport group of %d processes (listen-reuseport-group) needs the ports shared with them (listen-reuseport)", c.ReusePortGroup)
+	}
+	if c.ReusePortGroup > 0 && runtime.GOOS != "linux" {
+		return fmt.Errorf("a reuseport group hashed on the exporter's address (listen-reuseport-group) needs Linux")
 	}
 	if c.ReceiveBuffer < 0 {
 		return fmt.Errorf("receive buffer must not be negative")

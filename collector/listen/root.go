@@ -213,6 +213,25 @@ func (l *Listener) control(network, address string, c syscall.RawConn) error {
 	return serr
 }
 
+// hashOnExporter attaches the program that picks the socket of the port's
+// group by the exporter's address to the group conn joined.
+func (l *Listener) hashOnExporter(conn *net.UDPConn) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var aerr error
+	if err := rc.Control(func(fd uintptr) {
+		aerr = attachReusePortProgram(int(fd), l.cfg.ReusePortGroup*l.cfg.Sockets)
+	}); err != nil {
+		return err
+	}
+	if aerr != nil {
+		return fmt.Errorf("attach the reuseport program (SO_ATTACH_REUSEPORT_CBPF): %w", aerr)
+	}
+	return nil
+}
+
 // Start opens every socket and starts reading.
 func (l *Listener) Start() error {
 	lc := net.ListenConfig{Control: l.control}
@@ -231,6 +250,13 @@ func (l *Listener) Start() error {
 				return inUse("udp", a, err)
 			}
 			conn := pc.(*net.UDPConn)
+			if l.cfg.ReusePortGroup > 0 {
+				if err := l.hashOnExporter(conn); err != nil {
+					pc.Close()
+					l.Stop()
+					return fmt.Errorf("udp %s: %w", a, err)
+				}
+			}
 			if i == 0 {
 				// Later sockets join the same port, even when it was 0.
 				addr = conn.LocalAddr().String()
@@ -267,7 +293,7 @@ func (l *Listener) Start() error {
 		}
 	}
 	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "tls", l.cfg.TLS, "sockets_per_port", l.cfg.Sockets,
-		"shared_with_other_processes", l.cfg.ShareWithOtherProcesses,
+		"shared_with_other_processes", l.cfg.ShareWithOtherProcesses, "reuseport_group", l.cfg.ReusePortGroup,
 		"max_tcp_connections", l.cfg.MaxTCPConnections, "max_tcp_connections_per_source", l.cfg.MaxTCPConnectionsPerSource,
 		"tcp_idle_timeout", l.cfg.TCPIdleTimeout)
 	if len(l.cfg.TLS) > 0 && l.tls.ClientCAs == nil {

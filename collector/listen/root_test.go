@@ -450,6 +450,10 @@ func TestValidate(t *testing.T) {
 		{"no connection", func(c *listen.Configuration) { c.MaxTCPConnections = 0 }, "tcp connections must be at least 1", ""},
 		{"no connection per source", func(c *listen.Configuration) { c.MaxTCPConnectionsPerSource = 0 }, "per source must be at least 1", ""},
 		{"no idle timeout", func(c *listen.Configuration) { c.TCPIdleTimeout = 0 }, "idle timeout must be positive", ""},
+		{"reuseport group without sharing", func(c *listen.Configuration) { c.ReusePortGroup = 2 }, "needs the ports shared with them (listen-reuseport)", ""},
+		{"negative reuseport group", func(c *listen.Configuration) {
+			c.ShareWithOtherProcesses, c.ReusePortGroup = true, -1
+		}, "must not be negative", ""},
 		{"one port", func(c *listen.Configuration) {
 			*c = tlsConfig(server, "")
 			c.TCP, c.TLS = []string{":4739"}, []string{"127.0.0.1:4739"}
