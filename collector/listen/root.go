@@ -84,6 +84,10 @@ type Listener struct {
 	tls     *tls.Config // nil without TLS addresses
 	log     *reporter.Limited
 	tracker lifecycle.Tracker
+	// accepting counts the TCP accept loops; stopping tells them that an
+	// accept deadline means Stop, not a fault.
+	accepting sync.WaitGroup
+	stopping  atomic.Bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -289,7 +293,11 @@ func (l *Listener) Start() error {
 			l.tcp = append(l.tcp, ln)
 			l.addrs = append(l.addrs, ln.Addr())
 			l.mu.Unlock()
-			l.tracker.Go(func(ctx context.Context) error { return l.acceptTCP(ln, s.tls, "ipfix/"+s.proto) })
+			l.accepting.Add(1)
+			l.tracker.Go(func(ctx context.Context) error {
+				defer l.accepting.Done()
+				return l.acceptTCP(ln, s.tls, "ipfix/"+s.proto)
+			})
 		}
 	}
 	l.r.Log.Info("listening", "udp", l.cfg.UDP, "tcp", l.cfg.TCP, "tls", l.cfg.TLS, "sockets_per_port", l.cfg.Sockets,
@@ -341,7 +349,7 @@ func (l *Listener) acceptTCP(ln net.Listener, tlsCfg *tls.Config, proto string) 
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || (l.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded)) {
 				return nil
 			}
 			l.log.Warn("accept/"+proto, "accept "+proto, "err", err)
@@ -494,12 +502,29 @@ func (l *Listener) readFailed(proto string, src netip.AddrPort, err error, inMes
 // hold once it has closed its side of them.
 const stopDrain = 2 * time.Second
 
+// acceptDrain is how long Stop lets the accept loops take the connections
+// already queued in the kernel.
+const acceptDrain = 100 * time.Millisecond
+
 // Stop closes the UDP sockets and the TCP listeners, then closes its side
 // of each IPFIX/TCP connection (TLS: close_notify) and reads what the
 // exporter had sent until the exporter closes its side too, or stopDrain
 // passes: what the kernel had acknowledged to the exporter is decoded, not
 // thrown away with a reset. Then it waits for the goroutines.
 func (l *Listener) Stop() error {
+	// Connections the kernel has completed but no one has accepted yet
+	// hold what their exporters sent before Stop; closing the listener
+	// would reset them. A short accept deadline lets each accept loop take
+	// what is queued (Accept returns those at once), then end.
+	l.stopping.Store(true)
+	l.mu.Lock()
+	for _, ln := range l.tcp {
+		if tl, ok := ln.(*net.TCPListener); ok {
+			_ = tl.SetDeadline(time.Now().Add(acceptDrain))
+		}
+	}
+	l.mu.Unlock()
+	l.accepting.Wait()
 	l.mu.Lock()
 	l.closed = true
 	for _, c := range l.udp {

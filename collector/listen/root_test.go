@@ -522,6 +522,30 @@ func TestStopReadsWhatWasSent(t *testing.T) {
 	}
 }
 
+// TestStopAcceptsQueuedConnections: exporters that connected and sent just
+// before Stop, while the accept loop had not yet taken their connections
+// from the kernel's queue, lose nothing: Stop accepts what is queued and
+// reads it.
+func TestStopAcceptsQueuedConnections(t *testing.T) {
+	cfg := streamConfig()
+	cfg.MaxTCPConnectionsPerSource = 64
+	u := start(t, cfg)
+	addr := u.Addrs()[0].String()
+	const conns, per = 24, 200
+	msgs := listentest.IPFIX(t, per, 10)
+	for range conns {
+		c := dialFrom(t, "127.0.0.1", addr)
+		send(t, c, msgs)
+		c.(*net.TCPConn).CloseWrite()
+	}
+	if err := u.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.h.records(""); got != conns*per {
+		t.Errorf("%d of the %d records sent before Stop decoded", got, conns*per)
+	}
+}
+
 // A listener refuses a UDP or TCP port another socket holds, even one with
 // SO_REUSEPORT that it could join; with ShareWithOtherProcesses on both, the
 // second one joins.
