@@ -117,29 +117,12 @@ func runCollector(c *cli.Context) error {
 }
 
 func collectorCheckCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "check",
-		Usage: "validate a collector configuration file and say what is wrong, one line each",
-		Description: "Reports bad YAML, unknown keys, values of the wrong type (durations such as 30s), settings\n" +
-			"out of range, unknown outputs, unreadable networks, interface-names and password files, each\n" +
-			"with the line of its key. Exits 1 when anything is wrong.\n" +
+	return checkCommand("validate a collector configuration file and say what is wrong, one line each",
+		"Reports bad YAML, unknown keys, values of the wrong type (durations such as 30s), settings\n"+
+			"out of range, unknown outputs, unreadable networks, interface-names and password files, each\n"+
+			"with the line of its key. Exits 1 when anything is wrong.\n"+
 			"Example: spanflow collector check --config /etc/spanflow/collector.yaml",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Required: true, TakesFile: true, Usage: "YAML `FILE` to check"},
-		},
-		Action: func(c *cli.Context) error {
-			path := c.String("config")
-			problems := collector.Check(path)
-			for _, p := range problems {
-				fmt.Fprintf(c.App.Writer, "%s: %s\n", path, p)
-			}
-			if len(problems) > 0 {
-				return fmt.Errorf("%d problem(s) in %s", len(problems), path)
-			}
-			fmt.Fprintf(c.App.Writer, "%s: OK\n", path)
-			return nil
-		},
-	}
+		collector.Check)
 }
 
 func collectorInstallCommand() *cli.Command {
@@ -195,4 +178,29 @@ func collectorCapabilities(cfg collector.Configuration) []string {
 		caps = append(caps, "CAP_NET_RAW")
 	}
 	return caps
+}
+
+// checkCommand is the check subcommand of a role: it validates --config
+// with check and prints each problem on a line of its own.
+func checkCommand(usage, description string, check func(path string) []string) *cli.Command {
+	return &cli.Command{
+		Name:        "check",
+		Usage:       usage,
+		Description: description,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Required: true, TakesFile: true, Usage: "YAML `FILE` to check"},
+		},
+		Action: func(c *cli.Context) error {
+			path := c.String("config")
+			problems := check(path)
+			for _, p := range problems {
+				fmt.Fprintf(c.App.Writer, "%s: %s\n", path, p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d problem(s) in %s", len(problems), path)
+			}
+			fmt.Fprintf(c.App.Writer, "%s: OK\n", path)
+			return nil
+		},
+	}
 }

@@ -113,30 +113,13 @@ func exporterInitYAML() (string, error) {
 }
 
 func exporterCheckCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "check",
-		Usage: "validate an exporter configuration file and say what is wrong, one line each",
-		Description: "Reports unknown keys, values of the wrong type (durations such as 30s), settings out of\n" +
-			"range, a missing or absent interface, collectors that are not [udp|tcp|tls://]HOST:PORT or\n" +
-			"whose host does not resolve, an unreadable CA file, and distribution rules whose destination,\n" +
-			"filter (compiled by libpcap) or nets are wrong. Exits 1 when anything is wrong.\n" +
+	return checkCommand("validate an exporter configuration file and say what is wrong, one line each",
+		"Reports unknown keys, values of the wrong type (durations such as 30s), settings out of\n"+
+			"range, a missing or absent interface, collectors that are not [udp|tcp|tls://]HOST:PORT or\n"+
+			"whose host does not resolve, an unreadable CA file, and distribution rules whose destination,\n"+
+			"filter (compiled by libpcap) or nets are wrong. Exits 1 when anything is wrong.\n"+
 			"Example: spanflow exporter check --config /etc/spanflow/exporter.yaml",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Required: true, Usage: "YAML `FILE` to check"},
-		},
-		Action: func(c *cli.Context) error {
-			path := c.String("config")
-			problems := exporterCheck(path)
-			for _, p := range problems {
-				fmt.Fprintf(c.App.Writer, "%s: %s\n", path, p)
-			}
-			if len(problems) > 0 {
-				return fmt.Errorf("%d problem(s) in %s", len(problems), path)
-			}
-			fmt.Fprintf(c.App.Writer, "%s: OK\n", path)
-			return nil
-		},
-	}
+		exporterCheck)
 }
 
 // exporterCheck returns every problem of a configuration file, one line each.

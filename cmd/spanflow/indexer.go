@@ -77,28 +77,11 @@ func runIndexer(c *cli.Context) error {
 }
 
 func indexerCheckCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "check",
-		Usage: "validate an indexer configuration file and say what is wrong, one line each",
-		Description: "Reports bad YAML, unknown keys, values of the wrong type, settings out of range and unknown\n" +
-			"outputs, each with the line of its key. Exits 1 when anything is wrong.\n" +
+	return checkCommand("validate an indexer configuration file and say what is wrong, one line each",
+		"Reports bad YAML, unknown keys, values of the wrong type, settings out of range and unknown\n"+
+			"outputs, each with the line of its key. Exits 1 when anything is wrong.\n"+
 			"Example: spanflow indexer check --config /etc/spanflow/indexer.yaml",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Required: true, TakesFile: true, Usage: "YAML `FILE` to check"},
-		},
-		Action: func(c *cli.Context) error {
-			path := c.String("config")
-			problems := collector.CheckIndexer(path)
-			for _, p := range problems {
-				fmt.Fprintf(c.App.Writer, "%s: %s\n", path, p)
-			}
-			if len(problems) > 0 {
-				return fmt.Errorf("%d problem(s) in %s", len(problems), path)
-			}
-			fmt.Fprintf(c.App.Writer, "%s: OK\n", path)
-			return nil
-		},
-	}
+		collector.CheckIndexer)
 }
 
 func indexerInstallCommand() *cli.Command {
