@@ -23,12 +23,13 @@ type UIConfiguration struct {
 	MaxClients     int           `yaml:"ui-max-clients" category:"Live view" help:"live streams open at once; more are refused (503) and counted"`
 	MaxRows        int           `yaml:"ui-max-rows" category:"Live view" help:"rows per list (lines charted, projects, services, exporters, Sankey links), the heaviest"`
 	History        time.Duration `yaml:"ui-history" category:"Live view" help:"how far back the line load charts go (kept in memory: ui-max-rows lines, one value a tick)"`
+	Delay          time.Duration `yaml:"ui-delay" category:"Live view" help:"show each second this long after it ends, when shorter than rollup-delay (alerts keep rollup-delay); bytes arriving later show in the next second"`
 	Rotate         time.Duration `yaml:"ui-rotate" category:"Live view" help:"kiosk mode (?kiosk=1): how long each view is shown before the next"`
 }
 
 func defaultUIConfiguration() UIConfiguration {
 	d := noc.DefaultConfiguration()
-	return UIConfiguration{MaxClients: d.MaxClients, MaxRows: d.MaxRows, History: d.History, Rotate: d.Rotate}
+	return UIConfiguration{MaxClients: d.MaxClients, MaxRows: d.MaxRows, History: d.History, Delay: d.Delay, Rotate: d.Rotate}
 }
 
 func (c Configuration) ui() noc.Configuration {
@@ -36,7 +37,7 @@ func (c Configuration) ui() noc.Configuration {
 	u := c.UI
 	d.Listen, d.TLSCertFile, d.TLSKeyFile, d.TokenFile = u.Listen, u.TLSCertFile, u.TLSKeyFile, u.TokenFile
 	d.UserHeader, d.TrustedProxies, d.MaxClients, d.MaxRows = u.UserHeader, nonEmpty(u.TrustedProxies), u.MaxClients, u.MaxRows
-	d.History, d.Rotate, d.KibanaURL = u.History, u.Rotate, c.Alerts.KibanaURL
+	d.History, d.Delay, d.Rotate, d.KibanaURL = u.History, u.Delay, u.Rotate, c.Alerts.KibanaURL
 	if d.KibanaDataView == "" {
 		d.KibanaDataView = alert.DefaultConfiguration().KibanaDataView
 	}

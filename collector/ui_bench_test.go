@@ -122,12 +122,26 @@ func benchClients(b *testing.B, traffic func(time.Time, int) []flow.Record) {
 	}
 }
 
-// BenchmarkArrivalToScreen measures, with rollup-delay 1s, the time from a
-// datagram's sending to the first frame of the stream that carries its
-// bytes, for datagrams sent at every phase of the second (ns/op is that
-// time, on average; max-ms the longest).
+// BenchmarkArrivalToScreen measures the time from a datagram's sending to
+// the first frame of the stream that carries its bytes, for datagrams sent
+// at every phase of the second (ns/op is that time, on average; max-ms the
+// longest): with the default rollup-delay and ui-delay, and, as the peer,
+// with the view following the rollups' own ticks at rollup-delay 1s (what
+// a screen within 2 s needed before ui-delay).
 func BenchmarkArrivalToScreen(b *testing.B) {
-	cfg := liveViewSetup(b)
+	b.Run("default", func(b *testing.B) {
+		cfg := liveViewSetup(b)
+		cfg.Rollups.Delay, cfg.UI.Delay = DefaultConfiguration().Rollups.Delay, DefaultConfiguration().UI.Delay
+		arrivalToScreen(b, cfg)
+	})
+	b.Run("peer-rollup-ticks-delay-1s", func(b *testing.B) {
+		cfg := liveViewSetup(b)
+		cfg.Rollups.Delay, cfg.UI.Delay = time.Second, time.Second
+		arrivalToScreen(b, cfg)
+	})
+}
+
+func arrivalToScreen(b *testing.B, cfg Configuration) {
 	c, err := New(reporter.NewForTest(nil), cfg, Dependencies{Stdout: io.Discard})
 	if err != nil {
 		b.Fatal(err)

@@ -477,3 +477,75 @@ func TestLiveViewElasticsearchStops(t *testing.T) {
 		t.Errorf("%d flows in the cluster, want the 9 sent before it went away", n)
 	}
 }
+
+// TestLiveViewAheadOfRollupDelay: with the default rollup-delay (5 s) the
+// view still shows a second ui-delay after it ends: the first frame
+// carrying a datagram's bytes is of the second it was sent in, and is
+// built before the rollups close that second; its volume is the traffic's.
+// With ui-delay at rollup-delay the view follows the rollups' own ticks
+// instead (the control: then the frame comes rollup-delay late).
+func TestLiveViewAheadOfRollupDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ahead bool
+	}{{"provisional", true}, {"rollups-ticks", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := liveViewSetup(t)
+			cfg.Rollups.Delay = DefaultConfiguration().Rollups.Delay
+			cfg.UI.Delay = DefaultConfiguration().UI.Delay
+			if !tc.ahead {
+				cfg.UI.Delay = cfg.Rollups.Delay
+			}
+			c, err := New(reporter.NewForTest(nil), cfg, Dependencies{Stdout: io.Discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+			resp, err := http.Get(c.UI().URL() + "api/events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			events := make(chan sseEvent, 100)
+			go readSSE(resp.Body, events)
+			s := newSender(t, c.Addrs()[0].String())
+			sent := time.Now()
+			s.send(t, sent, liveTraffic(sent))
+			deadline := time.After(20 * time.Second)
+			for {
+				var ev sseEvent
+				select {
+				case ev = <-events:
+				case <-deadline:
+					t.Fatal("no frame carried the traffic in 20 s")
+				}
+				var f noc.Frame
+				json.Unmarshal([]byte(ev.data), &f)
+				if len(f.Lines) == 0 || f.Lines[0].Bps == 0 {
+					continue
+				}
+				second := sent.Truncate(time.Second).Add(time.Second)
+				closes := second.Add(cfg.Rollups.Delay)
+				t.Logf("sent %s, frame of the second ending %s built %s (%s after sending)", sent.Format("15:04:05.000"),
+					f.Time.Format("15:04:05"), f.Built.Format("15:04:05.000"), f.Built.Sub(sent).Round(time.Millisecond))
+				if !f.Time.Equal(second) {
+					t.Errorf("the first frame with the bytes is of the second ending %s, want %s", f.Time, second)
+				}
+				if early := f.Built.Before(closes); early != tc.ahead {
+					t.Errorf("frame built at %s, the rollups close the second at %s: ahead %v, want %v", f.Built, closes, early, tc.ahead)
+				}
+				var bytes float64
+				for _, l := range f.Lines {
+					bytes += l.Bps / 8
+				}
+				if bytes != 6e6 {
+					t.Errorf("the frame shows %.0f bytes in the second, sent 6e6", bytes)
+				}
+				return
+			}
+		})
+	}
+}

@@ -41,7 +41,8 @@ func benchSnapshot(b *testing.B) (*rollup.Engine, *rollup.Snapshot, []flow.Recor
 
 // BenchmarkPush measures the server time of one push (building the frame
 // from the snapshot and the flows gathered in the tick, encoding it, and
-// queueing it to 50 clients) against two peers in the same run: encoding
+// queueing it to 50 clients) and of the provisional read that precedes it
+// with the default delays, against two peers in the same run: encoding
 // the whole snapshot as JSON (what a view that sends the rollups as they
 // are would do), and the rollup engine's own tick on the same series.
 func BenchmarkPush(b *testing.B) {
@@ -70,6 +71,31 @@ func BenchmarkPush(b *testing.B) {
 			size = len(s.lastJSON)
 		}
 		b.ReportMetric(float64(size), "frame-bytes")
+	})
+	b.Run("provisional-read", func(b *testing.B) {
+		e, err := rollup.New(reporter.NewForTest(nil), rollup.DefaultConfiguration()) // delay 5 s
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := recs[0].End.Add(-10 * time.Second)
+		e.Tick(t)
+		rows := 0
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			t = t.Add(time.Second)
+			e.Tick(t)
+			fresh := append([]flow.Record(nil), recs...)
+			for i := range fresh {
+				fresh[i].Received, fresh[i].Start, fresh[i].End = t, t, t
+			}
+			e.Write(fresh)
+			t = t.Add(time.Second)
+			b.StartTimer()
+			e.Provisional(t.Add(600*time.Millisecond), 500*time.Millisecond, func(s *rollup.Snapshot) { rows = len(s.Rows) })
+		}
+		b.ReportMetric(float64(rows), "rows")
 	})
 	b.Run("peer-json-snapshot", func(b *testing.B) {
 		size := 0

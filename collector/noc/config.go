@@ -33,6 +33,12 @@ type Configuration struct {
 	WriteTimeout time.Duration
 	// History is how far back the line load charts go.
 	History time.Duration
+	// Delay is how long after a second ends the view shows it, when that is
+	// shorter than the rollups' delay (which alerts and the rollups index
+	// keep): the view then reads the rollups' open seconds
+	// (rollup.Engine.Provisional). Bytes arriving later for a second
+	// already shown count in the next second shown.
+	Delay time.Duration
 	// MaxRows bounds each list of a frame (lines, projects, services,
 	// exporters, Sankey links), heaviest first.
 	MaxRows int
@@ -49,7 +55,7 @@ type Configuration struct {
 func DefaultConfiguration() Configuration {
 	return Configuration{
 		MaxClients: 64, ClientQueue: 16, WriteTimeout: 10 * time.Second,
-		History: 15 * time.Minute, MaxRows: 50, MaxPairs: 1000, Rotate: 20 * time.Second,
+		History: 15 * time.Minute, Delay: 500 * time.Millisecond, MaxRows: 50, MaxPairs: 1000, Rotate: 20 * time.Second,
 		UserHeader: "", KibanaDataView: "spanflow-flows",
 	}
 }
@@ -119,6 +125,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.History < time.Minute || c.History > 24*time.Hour {
 		add("ui-history: must be between 1m and 24h, not %s", c.History)
+	}
+	if c.Delay < 0 || c.Delay > time.Minute {
+		add("ui-delay: must be between 0 and 1m, not %s", c.Delay)
 	}
 	if c.Rotate < time.Second {
 		add("ui-rotate: must be at least 1s, not %s", c.Rotate)

@@ -56,12 +56,17 @@ type Dependencies struct {
 // Server is the live view: a lifecycle component, a rollup.Subscriber, a
 // flow.Sink (a pipeline output) and an alert observer.
 type Server struct {
-	r     *reporter.Reporter
-	cfg   Configuration
-	view  *view
-	token []byte
-	nets  []netip.Prefix
-	m     *metrics
+	r    *reporter.Reporter
+	cfg  Configuration
+	view *view
+	// rollups is read provisionally every tick, Delay after the second,
+	// when provisional; else the server is its subscriber.
+	rollups     *rollup.Engine
+	provisional bool
+	clock       sync.WaitGroup
+	token       []byte
+	nets        []netip.Prefix
+	m           *metrics
 
 	mu       sync.Mutex
 	clients  map[*client]struct{}
@@ -126,7 +131,11 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Server, e
 		push: f.HistogramVec("push_seconds", "Server time to build a frame and queue it to every client.",
 			[]float64{0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1}, "stage"),
 	}
-	deps.Rollups.Subscribe(s)
+	s.rollups = deps.Rollups
+	s.provisional = !rc.EventTime && cfg.Delay < rc.Delay
+	if !s.provisional {
+		deps.Rollups.Subscribe(s)
+	}
 	return s, nil
 }
 
@@ -174,8 +183,31 @@ func (s *Server) Start() error {
 			s.r.Log.Error("ui server stopped", "err", err)
 		}
 	}()
+	if s.provisional {
+		s.clock.Add(1)
+		go s.tick()
+	}
 	s.r.Log.Info("serving the live view", "url", s.URL())
 	return nil
+}
+
+// tick reads the rollups' newest second Delay after each tick ends and
+// pushes its frame, until Stop.
+func (s *Server) tick() {
+	defer s.clock.Done()
+	tick := s.rollups.Configuration().Tick
+	for {
+		now := time.Now()
+		next := now.Add(-s.cfg.Delay).Truncate(tick).Add(tick + s.cfg.Delay)
+		t := time.NewTimer(next.Sub(now))
+		select {
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		s.rollups.Provisional(time.Now(), s.cfg.Delay, s.Rollup)
+	}
 }
 
 // Stop closes every stream and the server.
@@ -184,6 +216,7 @@ func (s *Server) Stop() error {
 		return nil
 	}
 	close(s.done)
+	s.clock.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)

@@ -73,6 +73,8 @@ func TestValidate(t *testing.T) {
 		}, "want a CIDR"},
 		{"cert without key", func(c *Configuration) { c.Listen, c.TLSCertFile = ":8080", "c" }, "give both"},
 		{"history", func(c *Configuration) { c.Listen, c.History = ":8080", time.Second }, "ui-history"},
+		{"negative delay", func(c *Configuration) { c.Listen, c.Delay = ":8080", -time.Second }, "ui-delay"},
+		{"no delay", func(c *Configuration) { c.Listen, c.Delay = ":8080", 0 }, ""},
 		{"clients", func(c *Configuration) { c.Listen, c.MaxClients = ":8080", 0 }, "at least 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

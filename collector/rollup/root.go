@@ -59,6 +59,10 @@ type Engine struct {
 	topBuf []talkerCounter
 	snap   Snapshot
 
+	viewOn   bool  // Provisional has been called: closing buckets carry what it did not read
+	viewRead int64 // the last bucket Provisional read
+	prov     Snapshot
+
 	stats counters
 	m     *metrics
 
@@ -483,6 +487,10 @@ func (e *Engine) closeBucket(b int64) {
 		bk := s.ring[p]
 		s.ring[p] = bucket{}
 		s.last = bk
+		if e.viewOn {
+			s.carry[0] += bk.bytes - bk.shownBytes
+			s.carry[1] += bk.packets - bk.shownPackets
+		}
 		raw := [3]float64{bk.bytes / ts, bk.packets / ts, float64(bk.flows) / ts}
 		if !s.primed {
 			s.smooth, s.baseline, s.primed = raw, raw[0], true
@@ -592,10 +600,17 @@ func (e *Engine) removeSeries(s *series) {
 // buildSnapshot fills e.snap with one row per series, sorted by scope and
 // key.
 func (e *Engine) buildSnapshot() {
-	ts := e.tickSeconds
 	e.snap.Time = time.Unix(0, (e.closed+1)*e.tickNs).UTC()
 	e.snap.Rows = e.snap.Rows[:0]
-	talkerRate := e.talkerScale * (1 - e.decayTalker) / ts
+	e.sortSeries()
+	for _, s := range e.all {
+		e.fillRow(s, &s.row, &s.last, e.tickSeconds)
+		e.snap.Rows = append(e.snap.Rows, s.row)
+	}
+}
+
+// sortSeries orders e.all by scope and key.
+func (e *Engine) sortSeries() {
 	slices.SortFunc(e.all, func(a, b *series) int {
 		if c := cmp.Compare(a.scope, b.scope); c != 0 {
 			return c
@@ -604,43 +619,111 @@ func (e *Engine) buildSnapshot() {
 	})
 	for i, s := range e.all {
 		s.pos = i
-		bk := &s.last
-		v := s.row.Values // the same keys every tick: overwritten, not cleared
-		v[BytesPerSecond] = bk.bytes / ts
-		v[BitsPerSecond] = 8 * bk.bytes / ts
-		v[PacketsPerSecond] = bk.packets / ts
-		v[FlowsPerSecond] = float64(bk.flows) / ts
-		v[BytesPerSecondSmoothed] = s.smooth[0]
-		v[BitsPerSecondSmoothed] = 8 * s.smooth[0]
-		v[PacketsPerSecondSmooth] = s.smooth[1]
-		v[FlowsPerSecondSmoothed] = s.smooth[2]
-		v[BytesPerSecondBaseline] = s.baseline
-		v[RetransmittedPerSecond] = float64(bk.retrans) / ts
-		v[ZeroWindowsPerSecond] = float64(bk.zeroWins) / ts
-		v[HandshakesPerSecond] = float64(bk.handshakes) / ts
-		v[UnansweredSYNsPerSecond] = float64(bk.syns) / ts
-		v[SeriesAgeSeconds] = float64(e.closed+1-s.born) * ts
-		if bk.tcpPackets > 0 {
-			v[RetransmissionRatio] = float64(bk.retrans) / float64(bk.tcpPackets)
-		} else {
-			delete(v, RetransmissionRatio)
+	}
+}
+
+// fillRow sets a row's values from bucket bk, which covers secs seconds,
+// and the series' smoothed values, RTT sketches and talkers.
+func (e *Engine) fillRow(s *series, row *Row, bk *bucket, secs float64) {
+	v := row.Values // the same keys every tick: overwritten, not cleared
+	v[BytesPerSecond] = bk.bytes / secs
+	v[BitsPerSecond] = 8 * bk.bytes / secs
+	v[PacketsPerSecond] = bk.packets / secs
+	v[FlowsPerSecond] = float64(bk.flows) / secs
+	v[BytesPerSecondSmoothed] = s.smooth[0]
+	v[BitsPerSecondSmoothed] = 8 * s.smooth[0]
+	v[PacketsPerSecondSmooth] = s.smooth[1]
+	v[FlowsPerSecondSmoothed] = s.smooth[2]
+	v[BytesPerSecondBaseline] = s.baseline
+	v[RetransmittedPerSecond] = float64(bk.retrans) / secs
+	v[ZeroWindowsPerSecond] = float64(bk.zeroWins) / secs
+	v[HandshakesPerSecond] = float64(bk.handshakes) / secs
+	v[UnansweredSYNsPerSecond] = float64(bk.syns) / secs
+	v[SeriesAgeSeconds] = float64(e.closed+1-s.born) * e.tickSeconds
+	if bk.tcpPackets > 0 {
+		v[RetransmissionRatio] = float64(bk.retrans) / float64(bk.tcpPackets)
+	} else {
+		delete(v, RetransmissionRatio)
+	}
+	if q, ok := s.rtt.quantilesOf(); ok {
+		v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
+	} else {
+		delete(v, RTTp50)
+		delete(v, RTTp95)
+		delete(v, RTTp99)
+	}
+	row.Top = row.Top[:0]
+	if s.talkers != nil {
+		talkerRate := e.talkerScale * (1 - e.decayTalker) / e.tickSeconds
+		e.topBuf = s.talkers.top(e.topBuf, e.cfg.TopTalkers)
+		for _, t := range e.topBuf {
+			row.Top = append(row.Top, Talker{Addr: t.addr, BytesPerSecond: t.count * talkerRate})
 		}
-		if q, ok := s.rtt.quantilesOf(); ok {
-			v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
-		} else {
-			delete(v, RTTp50)
-			delete(v, RTTp95)
-			delete(v, RTTp99)
-		}
-		s.row.Top = s.row.Top[:0]
-		if s.talkers != nil {
-			e.topBuf = s.talkers.top(e.topBuf, e.cfg.TopTalkers)
-			for _, t := range e.topBuf {
-				s.row.Top = append(s.row.Top, Talker{Addr: t.addr, BytesPerSecond: t.count * talkerRate})
+	}
+}
+
+// Provisional is for a live view that cannot wait for Delay: it reads the
+// seconds that ended by now-lag and that the engine has not closed yet
+// (it closes each Delay after its end), and hands fn their snapshot. Its
+// rates count what arrived since the previous call: the bytes and packets
+// of the seconds read now, plus those that came later for seconds read
+// before (so the bytes of successive reads add up to every byte the engine
+// counted, none twice); flows and TCP counts are those of the seconds read
+// now, as they stand; smoothed values, baselines, RTT quantiles and
+// talkers are those of the engine (the first two as of its last closed
+// second). Snapshot.Time is the end of the last second read. fn is not
+// called when no second ended since the previous call (or lag >= Delay:
+// the engine's own ticks are then as fresh). fn must not keep the
+// snapshot; ticks wait while it runs. Call it from one goroutine.
+func (e *Engine) Provisional(now time.Time, lag time.Duration, fn func(*Snapshot)) {
+	e.tickMu.Lock()
+	defer e.tickMu.Unlock()
+	e.mu.Lock()
+	if !e.started {
+		e.origin(now)
+	}
+	vb := min(floorDiv(now.UnixNano()-int64(lag), e.tickNs)-1, e.closed+int64(e.ringLen))
+	if !e.viewOn { // the first read is of one second (with what came before it)
+		e.viewOn, e.viewRead = true, vb-1
+	}
+	if lag >= e.cfg.Delay || vb <= e.viewRead {
+		e.mu.Unlock()
+		return
+	}
+	e.fold()
+	rl := int64(e.ringLen)
+	n := vb - e.viewRead // seconds since the last read
+	from := max(e.viewRead, e.closed)
+	e.sortSeries()
+	e.prov.Time = time.Unix(0, (vb+1)*e.tickNs).UTC()
+	e.prov.Rows = e.prov.Rows[:0]
+	for _, s := range e.all {
+		var pb bucket
+		pb.bytes, pb.packets = s.carry[0], s.carry[1]
+		s.carry = [2]float64{}
+		for b := e.closed + 1; b <= vb; b++ {
+			bk := &s.ring[b%rl]
+			pb.bytes += bk.bytes - bk.shownBytes
+			pb.packets += bk.packets - bk.shownPackets
+			bk.shownBytes, bk.shownPackets = bk.bytes, bk.packets
+			if b > from {
+				pb.flows += bk.flows
+				pb.handshakes += bk.handshakes
+				pb.syns += bk.syns
+				pb.retrans += bk.retrans
+				pb.tcpPackets += bk.tcpPackets
+				pb.zeroWins += bk.zeroWins
 			}
 		}
-		e.snap.Rows = append(e.snap.Rows, s.row)
+		if s.prow.Values == nil {
+			s.prow = Row{Scope: s.row.Scope, Key: s.row.Key, Labels: s.row.Labels, Values: make(map[string]float64, 20)}
+		}
+		e.fillRow(s, &s.prow, &pb, float64(n)*e.tickSeconds)
+		e.prov.Rows = append(e.prov.Rows, s.prow)
 	}
+	e.viewRead = vb
+	e.mu.Unlock()
+	fn(&e.prov)
 }
 
 // State is what the engine holds, counted: the memory bound in numbers.

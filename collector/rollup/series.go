@@ -34,6 +34,9 @@ type bucket struct {
 	bytes, packets                float64
 	flows, handshakes, syns       uint32
 	retrans, tcpPackets, zeroWins uint32
+	// shownBytes and shownPackets are what Provisional has read of the
+	// bucket so far.
+	shownBytes, shownPackets float64
 }
 
 func (b *bucket) empty() bool { return b.bytes == 0 && b.packets == 0 && b.flows == 0 }
@@ -56,6 +59,11 @@ type series struct {
 	talkers *spaceSaving // line and project series only
 
 	row Row // reused every tick
+
+	// For Provisional: bytes and packets of closed buckets it had not
+	// read, and its own row (nil Values until the first read).
+	carry [2]float64
+	prow  Row
 }
 
 // rttState keeps two DDSketches of handshake RTTs (milliseconds): the
