@@ -42,8 +42,9 @@ type cdpMessage struct {
 }
 
 // Chromium starts headless Chromium with one page of width×height CSS
-// pixels at url, or skips/fails as Command does when there is none.
-func Chromium(t testing.TB, url string, width, height int) *Browser {
+// pixels at url, or skips/fails as Command does when there is none. args
+// are more command-line switches.
+func Chromium(t testing.TB, url string, width, height int, args ...string) *Browser {
 	t.Helper()
 	path := Command(t, "chromium")
 	cmdR, cmdW, err := os.Pipe()
@@ -57,7 +58,8 @@ func Chromium(t testing.TB, url string, width, height int) *Browser {
 	b := &Browser{t: t, w: cmdW, waiting: map[int]chan cdpMessage{}}
 	b.cmd = exec.Command(path, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-		"--disable-extensions", "--hide-scrollbars", "--user-data-dir="+t.TempDir(), "about:blank")
+		"--disable-extensions", "--hide-scrollbars", "--user-data-dir="+t.TempDir())
+	b.cmd.Args = append(append(b.cmd.Args, args...), "about:blank")
 	b.cmd.ExtraFiles = []*os.File{cmdR, resW}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("chromium: %v", err)
@@ -179,6 +181,16 @@ func (b *Browser) call(session, method string, params any, result any) {
 		}
 	case <-ctx.Done():
 		b.t.Fatalf("chromium %s: no answer within a minute", method)
+	}
+}
+
+// OpenPages opens n more pages of width×height at url in the same browser
+// (each its own tab and renderer, as n screens would be); they live until
+// the browser stops.
+func (b *Browser) OpenPages(url string, n, width, height int) {
+	b.t.Helper()
+	for range n {
+		b.call("", "Target.createTarget", map[string]any{"url": url, "newWindow": true, "width": width, "height": height}, nil)
 	}
 }
 
