@@ -3,6 +3,9 @@ package exporter
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +60,12 @@ type Configuration struct {
 	PacketRingCertFile     string `yaml:"packet-ring-cert-file"`
 	PacketRingKeyFile      string `yaml:"packet-ring-key-file"`
 	PacketRingClientCAFile string `yaml:"packet-ring-client-ca-file"`
+	// ProbeName and PacketRingURL are sent in IPFIX (identity options
+	// record) so that flow documents name the probe whose ring holds their
+	// packets; with packet-ring-listen they default to the host name and
+	// the listen address.
+	ProbeName     string `yaml:"probe-name"`
+	PacketRingURL string `yaml:"packet-ring-url"`
 	// Distribute is the distribution rules (the file's list; --distribute
 	// gives one).
 	Distribute []distribute.Rule `yaml:"distribute"`
@@ -198,8 +207,40 @@ func (c Configuration) fastSelectorErrors() []error {
 }
 
 func (c Configuration) ipfix() ipfix.Configuration {
+	name, url := c.Identity()
 	return ipfix.Configuration{ObservationDomain: c.ObservationDomain, MTU: c.MTU,
-		TemplateRefreshInterval: time.Duration(c.TemplateRefreshInterval), TemplateRefreshMessages: c.TemplateRefreshMessages}
+		TemplateRefreshInterval: time.Duration(c.TemplateRefreshInterval), TemplateRefreshMessages: c.TemplateRefreshMessages,
+		ProbeName: name, PacketsURL: url}
+}
+
+// Identity is the probe name and packet ring URL the exporter sends: the
+// settings, else, when the ring is served, the host name and
+// scheme://host:port of packet-ring-listen (the host name standing for an
+// unspecified address).
+func (c Configuration) Identity() (name, url string) {
+	name, url = c.ProbeName, c.PacketRingURL
+	if c.PacketRingListen == "" {
+		return name, url
+	}
+	host, _ := os.Hostname()
+	if name == "" {
+		name = host
+	}
+	if url == "" {
+		h, port, err := net.SplitHostPort(c.PacketRingListen)
+		if err != nil {
+			return name, url
+		}
+		if a, err := netip.ParseAddr(h); h == "" || (err == nil && a.IsUnspecified()) {
+			h = host
+		}
+		scheme := "http"
+		if c.PacketRingCertFile != "" {
+			scheme = "https"
+		}
+		url = scheme + "://" + net.JoinHostPort(h, port)
+	}
+	return name, url
 }
 
 func (c Configuration) transportConfiguration() transport.Configuration {
@@ -282,6 +323,12 @@ func (c Configuration) Validate() error {
 		errs = append(errs, err)
 	}
 	if _, err := c.RingServer(); err != nil {
+		errs = append(errs, err)
+	}
+	if u := c.PacketRingURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		errs = append(errs, fmt.Errorf("packet-ring-url %q: want http://HOST:PORT or https://HOST:PORT, as analysts reach the probe", u))
+	}
+	if err := c.ipfix().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.PacketRing == "" && c.PacketRingFilter != "" {

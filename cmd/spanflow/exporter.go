@@ -67,6 +67,8 @@ func exporterRunFlags() []cli.Flag {
 		&cli.StringFlag{Name: "packet-ring-token-file", Usage: "`FILE` holding the token queries must bear (Authorization: Bearer; else SPANFLOW_PACKET_RING_TOKEN)"},
 		&cli.StringFlag{Name: "packet-ring-cert-file", Usage: "PEM `FILE` of the query server's certificate: serve HTTPS"},
 		&cli.StringFlag{Name: "packet-ring-key-file", Usage: "PEM `FILE` of the key of packet-ring-cert-file"},
+		&cli.StringFlag{Name: "probe-name", Usage: "`NAME` of this probe, sent in IPFIX (observationDomainName) so that flow documents name the probe whose packet ring holds their packets (default with packet-ring-listen: the host name)"},
+		&cli.StringFlag{Name: "packet-ring-url", Usage: "`URL` at which analysts reach this probe's packet ring queries, sent in IPFIX; flow documents link to it (default with packet-ring-listen: http(s)://HOST:PORT of the listen address)"},
 		&cli.StringFlag{Name: "packet-ring-client-ca-file", Usage: "PEM `FILE` of the CAs whose client certificates may query (mutual TLS; the token is then not needed)"},
 		&cli.StringFlag{Name: "distribute", Usage: "hand chosen packets to a packet tool: `RULE` is 'DEST[?OPTIONS] [FILTER]' with DEST iface:NAME, vxlan://HOST[:PORT]?vni=N, gre://HOST[?key=N], erspan2://HOST?session=N[&index=N] or erspan3://HOST?session=N; OPTIONS snap-length=N, dedup=10ms, sample=N, strip-tunnel=true, queue-size=N, rate=N (frames/s); FILTER a tcpdump expression. In the --config file, distribute: is a list of such rules (name, to, filter, nets, snap-length, dedup, sample, strip-tunnel, queue-size, rate), reloaded on SIGHUP; see docs/distribution.md"},
 		&cli.StringFlag{Name: "metrics-listen", Value: "", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while running (default " + defaultMetricsListen + " with --interface, off with --pcap; \"off\" disables)"},
@@ -188,6 +190,8 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	override(c, "packet-ring-cert-file", &cfg.PacketRingCertFile, c.String)
 	override(c, "packet-ring-key-file", &cfg.PacketRingKeyFile, c.String)
 	override(c, "packet-ring-client-ca-file", &cfg.PacketRingClientCAFile, c.String)
+	override(c, "probe-name", &cfg.ProbeName, c.String)
+	override(c, "packet-ring-url", &cfg.PacketRingURL, c.String)
 	if c.IsSet("distribute") {
 		r, err := distribute.ParseFlag(c.String("distribute"))
 		if err != nil {

@@ -132,13 +132,16 @@ func dataView() Object {
 	return Object{
 		Type: "index-pattern", ID: DataViewID,
 		Attributes: map[string]any{
-			"title":           DataViewTitle,
-			"name":            "spanflow flows",
-			"timeFieldName":   "@timestamp",
-			"allowNoIndex":    true,
-			"fields":          "[]",
-			"fieldAttrs":      "{}",
-			"fieldFormatMap":  `{"network.bytes":{"id":"bytes"}}`,
+			"title":         DataViewTitle,
+			"name":          "spanflow flows",
+			"timeFieldName": "@timestamp",
+			"allowNoIndex":  true,
+			"fields":        "[]",
+			"fieldAttrs":    "{}",
+			// The packets URL a probe's identity gives (docs/retrospection.md)
+			// shows as a link.
+			"fieldFormatMap": `{"network.bytes":{"id":"bytes"},` +
+				`"netflow.spanflow_packets_url":{"id":"url","params":{"type":"a","labelTemplate":"packets (pcap)"}}}`,
 			"runtimeFieldMap": "{}",
 			"sourceFilters":   "[]",
 			"typeMeta":        "{}",

@@ -21,6 +21,7 @@ func (s *State) recount() (bytes, held int) {
 			bytes += nameBytes + len(n)
 		}
 		bytes += samplerBytes * len(d.samplers)
+		bytes += len(d.probe) + len(d.packetsURL)
 		names += len(d.ifNames)
 		samplers += len(d.samplers)
 	}
@@ -69,6 +70,9 @@ func FuzzAccounting(f *testing.F) {
 	f.Add(message(10, 1, flowSet(300, 1, 2, 3, 4), flowSet(2, 1, 44, 0, 1, 0, 8, 0, 4), flowSet(2, 1, 45, 0, 1, 0, 8, 0, 0)))
 	f.Add(message(10, 7, flowSet(2, 1, 0, 0, 2, 0, 8, 0, 4, 0, 12, 0, 4, 1, 1, 0, 1, 0, 210, 0, 1), flowSet(2, 1, 0, 0, 0)))
 	f.Add(message(9, 1, flowSet(0, 1, 0, 0, 1, 0, 8, 0, 4), flowSet(1, 1, 1, 0, 4, 0, 4, 0, 10, 0, 4, 0, 34, 0, 4), flowSet(256, 10, 0, 0, 1)))
+	// A spanflow probe's identity (options template 259: name, packets URL).
+	f.Add(message(10, 1, flowSet(3, 1, 3, 0, 3, 0, 1, 0, 149, 0, 4, 1, 44, 0xff, 0xff, 0x80, 5, 0xff, 0xff, 0, 0, 0x7e, 0xd9),
+		flowSet(259, 0, 0, 0, 1, 3, 'e', 's', 'x', 8, 'h', 't', 't', 'p', ':', '/', '/', 'x')))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		shared := NewBudget(64 << 10)
 		s := NewState(netip.MustParseAddr("192.0.2.1"), Limits{MaxTemplates: 8, MaxPending: 4, PendingTimeout: time.Second,

@@ -2,6 +2,7 @@ package netflow
 
 import (
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -357,6 +358,33 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
 		r.InIfName = d.ifNames[r.InIf]
 		r.OutIfName = d.ifNames[r.OutIf]
 	}
+	if d.probe != "" {
+		r.Extra = append(r.Extra, flow.Extra{Name: "observation_domain_name", Str: d.probe, IsStr: true})
+	}
+	if d.packetsURL != "" {
+		r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_packets_url", Str: packetsQuery(d.packetsURL, r), IsStr: true})
+	}
+}
+
+// packetsQuery is the packet ring query of r's packets at the probe's
+// base URL: its Community ID, from a second before its start to a second
+// after its end (the exporter's clock against the probe's).
+func packetsQuery(base string, r *flow.Record) string {
+	b := make([]byte, 0, len(base)+120)
+	b = append(b, strings.TrimRight(base, "/")...)
+	b = append(b, "/packets?flow="...)
+	b = append(b, url.QueryEscape(string(flow.AppendCommunityID(nil, r)))...)
+	start, end := r.Start, r.End
+	if start.IsZero() {
+		start = end
+	}
+	if !start.IsZero() {
+		b = append(b, "&from="...)
+		b = strconv.AppendInt(b, start.Add(-time.Second).UnixNano(), 10)
+		b = append(b, "&to="...)
+		b = strconv.AppendInt(b, end.Add(time.Second).UnixNano(), 10)
+	}
+	return string(b)
 }
 
 // applyOptions keeps what an options data record says about the data
@@ -375,9 +403,19 @@ func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 		hasIf                bool
 		name, descr          string
 	)
+	var probe, packetsURL string
+	var identity bool
 	for _, values := range [][]nf.DataField{rec.ScopesValues, rec.OptionsValues} {
 		for i := range values {
 			f := &values[i]
+			if f.PenProvided && f.Pen == flow.EnterpriseNumber && f.Type&0x7fff == flow.IEPacketsURL {
+				v, _ := f.Value.([]byte)
+				packetsURL, identity = cleanIdentity(v), true
+				if !strings.HasPrefix(packetsURL, "http://") && !strings.HasPrefix(packetsURL, "https://") {
+					packetsURL = "" // not a link to follow
+				}
+				continue
+			}
 			if f.PenProvided && f.Pen != 0 {
 				continue
 			}
@@ -401,8 +439,13 @@ func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 				descr = s.cleanName(v)
 			case 160:
 				d.sysInitMs, d.hasSysInit = be(v), true
+			case 300:
+				probe, identity = cleanIdentity(v), true
 			}
 		}
+	}
+	if identity {
+		s.setIdentity(h, d, probe, packetsURL)
 	}
 	if rate > 0 && space > 0 {
 		rate = (rate + space) / rate
@@ -484,6 +527,43 @@ func (s *State) setName(h *header, d *domain, ifIndex uint32, name string) {
 	if !ok {
 		s.names++
 	}
+}
+
+// maxIdentity bounds the probe name and packets URL kept per domain.
+const maxIdentity = 255
+
+// cleanIdentity is a probe name or URL: as cleanString, at most
+// maxIdentity bytes (cut between characters).
+func cleanIdentity(v []byte) string {
+	n := cleanString(v[:min(len(v), 4*maxIdentity)])
+	if len(n) <= maxIdentity {
+		return n
+	}
+	cut := maxIdentity
+	for cut > 0 && !utf8.RuneStart(n[cut]) {
+		cut--
+	}
+	return strings.Clone(n[:cut])
+}
+
+// setIdentity keeps a domain's probe name and packets URL (an identity
+// options record), counted in the exporter's state.
+func (s *State) setIdentity(h *header, d *domain, probe, packetsURL string) {
+	cost := len(probe) + len(packetsURL) - len(d.probe) - len(d.packetsURL)
+	if cost > 0 {
+		if why := s.reserve(cost); why != "" {
+			s.release(len(d.probe) + len(d.packetsURL)) // a stale identity would mislead
+			d.bytes -= len(d.probe) + len(d.packetsURL)
+			d.probe, d.packetsURL = "", ""
+			s.refuse(why, "%s from %s: identity of domain %d: %d bytes of state kept for the exporter",
+				kindName(h.version), s.exporter, h.domain, s.bytes)
+			return
+		}
+	} else {
+		s.release(-cost)
+	}
+	d.probe, d.packetsURL = probe, packetsURL
+	d.bytes += cost
 }
 
 // cleanName is an interface name or description: NUL padding trimmed,

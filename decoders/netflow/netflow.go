@@ -138,6 +138,10 @@ type domain struct {
 	bytes      int               // of the options values above, counted in State.bytes
 	sysInitMs  uint64            // systemInitTimeMilliseconds from options
 	hasSysInit bool
+	// probe and packetsURL are the identity options record's
+	// observationDomainName and spanflow packetsURL (a spanflow exporter's
+	// packet ring), counted in bytes.
+	probe, packetsURL string
 }
 
 // noDomain stands for a domain without state; never written.

@@ -19,6 +19,11 @@ type Configuration struct {
 	// UDP, templates must be repeated).
 	TemplateRefreshInterval time.Duration
 	TemplateRefreshMessages int
+	// ProbeName and PacketsURL, when either is set, are sent with the
+	// templates in an identity options record scoped to the observation
+	// domain (observationDomainName and spanflow's packetsURL), so that the
+	// collector can say which probe's packet ring holds a flow's packets.
+	ProbeName, PacketsURL string
 }
 
 // DefaultConfiguration returns the defaults.
@@ -37,6 +42,11 @@ func (c Configuration) Validate() error {
 	}
 	if c.TemplateRefreshInterval < time.Second {
 		errs = append(errs, fmt.Errorf("template refresh interval %s: must be at least 1s", c.TemplateRefreshInterval))
+	}
+	for name, v := range map[string]string{"probe-name": c.ProbeName, "packet-ring-url": c.PacketsURL} {
+		if len(v) > maxIdentity {
+			errs = append(errs, fmt.Errorf("%s: at most %d bytes, not %d", name, maxIdentity, len(v)))
+		}
 	}
 	if c.TemplateRefreshMessages < 1 {
 		errs = append(errs, fmt.Errorf("template refresh messages %d: must be at least 1", c.TemplateRefreshMessages))

@@ -46,6 +46,7 @@ const (
 	ieIgnoredPacketTotalCount      = 164
 	ieDot1qCustomerVlanID          = 245
 	ieLayer2SegmentID              = 351
+	ieObservationDomainName        = 300
 )
 
 // Template ids.
@@ -53,7 +54,17 @@ const (
 	TemplateIPv4    uint16 = 256
 	TemplateIPv6    uint16 = 257
 	TemplateOptions uint16 = 258
+	// TemplateIdentity is the identity options template, sent only when
+	// the probe has a name or serves its packet ring.
+	TemplateIdentity uint16 = 259
 )
+
+// varLength is the field length of variable-length elements (RFC 7011 §7).
+const varLength = 0xFFFF
+
+// maxIdentity bounds the probe name and packets URL: each is sent in one
+// record, with the templates.
+const maxIdentity = 255
 
 func flowFields(v6 bool) []Field {
 	src := Field{ieSourceIPv4Address, 4, 0, "sourceIPv4Address"}
@@ -106,6 +117,19 @@ var (
 		{ieExportedMessageTotalCount, 8, 0, "exportedMessageTotalCount"},
 	}
 )
+
+// identityScope and identityFields make the identity options template.
+var (
+	identityScope  = []Field{{ieObservationDomainID, 4, 0, "observationDomainId"}}
+	identityFields = []Field{
+		{ieObservationDomainName, varLength, 0, "observationDomainName"},
+		{flow.IEPacketsURL, varLength, flow.EnterpriseNumber, "packetsURL"},
+	}
+)
+
+// IdentityFields returns the scope and fields of the identity options
+// template.
+func IdentityFields() (scope, fields []Field) { return identityScope, identityFields }
 
 // FlowFields returns the fields of the IPv4 or IPv6 data template (for
 // documentation and tests).

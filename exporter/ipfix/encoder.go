@@ -67,8 +67,14 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 	}
 	e := &Encoder{cfg: cfg, transport: transport, max: cfg.MTU - headroom, set: -1}
 	e.msg = make([]byte, 0, e.max)
-	e.templates = buildTemplates()
+	e.templates = buildTemplates(cfg.ProbeName != "" || cfg.PacketsURL != "")
 	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
+	// The templates, statistics and identity go at the start of a message
+	// with room for one flow record after them.
+	head := 16 + len(e.templates) + 4 + e.optionsSize + 4 + 4 + 6 + len(cfg.ProbeName) + len(cfg.PacketsURL) + 3
+	if head+4+recordSizeV6 > e.max {
+		return nil, fmt.Errorf("probe name and packets url: %d bytes with the templates, more than an mtu of %d takes: shorten them or raise the mtu", head, cfg.MTU)
+	}
 	if r != nil {
 		f := r.Factory("ipfix")
 		get := func(f func(Counters) uint64) func() float64 {
@@ -105,8 +111,8 @@ func appendField(b []byte, f Field) []byte {
 }
 
 // buildTemplates returns a template set (IPv4 and IPv6) and an options
-// template set.
-func buildTemplates() []byte {
+// template set (statistics, and identity when asked).
+func buildTemplates(identity bool) []byte {
 	var b []byte
 	start := len(b)
 	b = append(b, 0, 2, 0, 0) // template set
@@ -124,14 +130,20 @@ func buildTemplates() []byte {
 	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
 	start = len(b)
 	b = append(b, 0, 3, 0, 0) // options template set
-	b = binary.BigEndian.AppendUint16(b, TemplateOptions)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(optionsScope)+len(optionsFields)))
-	b = binary.BigEndian.AppendUint16(b, uint16(len(optionsScope)))
-	for _, f := range optionsScope {
-		b = appendField(b, f)
+	appendOptionsTemplate := func(id uint16, scope, fields []Field) {
+		b = binary.BigEndian.AppendUint16(b, id)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(scope)+len(fields)))
+		b = binary.BigEndian.AppendUint16(b, uint16(len(scope)))
+		for _, f := range scope {
+			b = appendField(b, f)
+		}
+		for _, f := range fields {
+			b = appendField(b, f)
+		}
 	}
-	for _, f := range optionsFields {
-		b = appendField(b, f)
+	appendOptionsTemplate(TemplateOptions, optionsScope, optionsFields)
+	if identity {
+		appendOptionsTemplate(TemplateIdentity, identityScope, identityFields)
 	}
 	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
 	return b
@@ -192,7 +204,39 @@ func (e *Encoder) begin(now time.Time) {
 		e.msg = append(e.msg, e.templates...)
 		e.sentTmpl, e.sinceTmpl, e.lastTmpl = true, 0, now
 		e.appendOptions()
+		e.appendIdentity()
 	}
+}
+
+// appendIdentity adds the identity options record, when there is one.
+func (e *Encoder) appendIdentity() {
+	if e.cfg.ProbeName == "" && e.cfg.PacketsURL == "" {
+		return
+	}
+	e.closeSet()
+	start := len(e.msg)
+	b := binary.BigEndian.AppendUint16(e.msg, TemplateIdentity)
+	b = append(b, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, e.cfg.ObservationDomain)
+	b = appendVarString(b, e.cfg.ProbeName)
+	b = appendVarString(b, e.cfg.PacketsURL)
+	for (len(b)-start)%4 != 0 { // padding (RFC 7011 §3.3.1), so the set ends aligned
+		b = append(b, 0)
+	}
+	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
+	e.msg = b
+	e.msgRecords++
+}
+
+// appendVarString appends s as a variable-length field (RFC 7011 §7).
+func appendVarString(b []byte, s string) []byte {
+	if len(s) < 255 {
+		b = append(b, byte(len(s)))
+	} else {
+		b = append(b, 255)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	}
+	return append(b, s...)
 }
 
 func (e *Encoder) appendOptions() {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -203,5 +205,69 @@ func TestTemplateRefreshByTime(t *testing.T) {
 	}
 	if want := []int{2, 0, 2, 0}; len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
 		t.Errorf("templates per message %v, want %v (at 0 s and after 61 s)", got, want)
+	}
+}
+
+// TestIdentity: with a probe name and packets URL the templates carry the
+// identity options template and each template refresh an identity record,
+// which tshark decodes (observationDomainName, spanflow's element as an
+// enterprise field) without a malformed frame; without them the messages
+// have neither. Names too long for the MTU are refused.
+func TestIdentity(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	for _, tc := range []struct{ name, url string }{
+		{"esx-a03", "https://esx-a03.example.net:9109"},
+		{"esx-" + strings.Repeat("b", 250), "https://" + strings.Repeat("p", 240) + ":9109"}, // 255 bytes: three-byte lengths
+		{"", ""},
+	} {
+		cfg := DefaultConfiguration()
+		cfg.ObservationDomain, cfg.ProbeName, cfg.PacketsURL = 7, tc.name, tc.url
+		var c capture
+		e, err := New(nil, cfg, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Write(exportTime, sampleRecords())
+		e.Flush(exportTime)
+		path := filepath.Join(t.TempDir(), "identity.pcap")
+		if err := verify.Datagrams(path, c.msgs, 4739, exportTime); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(tshark, "-r", path, "-d", "udp.port==4739,cflow", "-T", "fields", "-E", "separator=|",
+			"-e", "cflow.observation_domain_name", "-e", "cflow.od_id", "-e", "_ws.malformed", "-e", "_ws.expert").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.TrimSpace(string(out))
+		want := "|7||"
+		if tc.name != "" {
+			want = tc.name + "|7,7||" // the message header's domain, then the record's scope
+		}
+		if got != want {
+			t.Errorf("%q: tshark shows %q, want %q", tc.name, got, want)
+		}
+		if tc.url != "" && !strings.Contains(string(c.msgs[0]), tc.url) {
+			t.Errorf("%q: the URL is not in the message", tc.name)
+		}
+		// Template 259 with 3 fields, 1 of them scope.
+		if has := strings.Contains(string(c.msgs[0]), "\x01\x03\x00\x03\x00\x01"); has != (tc.name != "") {
+			t.Errorf("%q: identity template in the message: %v", tc.name, has)
+		}
+		res, err := verify.Tshark(tshark, path, 4739)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Flows) != 2 || len(res.Problems) > 0 {
+			t.Errorf("%q: tshark read %d flows, problems %v", tc.name, len(res.Flows), res.Problems)
+		}
+	}
+	cfg := DefaultConfiguration()
+	cfg.MTU, cfg.ProbeName, cfg.PacketsURL = 576, strings.Repeat("n", 255), strings.Repeat("u", 255)
+	if _, err := New(nil, cfg, &capture{}); err == nil || !strings.Contains(err.Error(), "raise the mtu") {
+		t.Errorf("a 576 mtu with 510 bytes of identity: %v", err)
+	}
+	cfg.ProbeName = strings.Repeat("n", 256)
+	if err := cfg.Validate(); err == nil {
+		t.Error("a 256-byte probe name was accepted")
 	}
 }
