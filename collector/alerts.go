@@ -22,11 +22,20 @@ type AlertConfiguration struct {
 	Syslog            []string      `yaml:"alert-syslog" category:"Alerting" help:"syslog receiver for RFC 5424 alert messages, udp://HOST:PORT or tcp://HOST:PORT (octet counting); repeatable"`
 	KibanaURL         string        `yaml:"kibana-url" category:"Alerting" help:"Kibana base URL, for the Discover link on each alert"`
 	QueueSize         int           `yaml:"alert-queue-size" category:"Alerting" help:"alert notifications waiting per webhook or syslog destination; more are dropped and counted"`
+	Pin               bool          `yaml:"alert-pin" category:"Alerting" help:"pin each alert's packets in the packet rings of the probes that saw its traffic (the probes' packet-ring-url, from their IPFIX); line and exporter alerts pin on their exporter's probe, others on every probe seen in the last hour"`
+	PinBefore         time.Duration `yaml:"alert-pin-before" category:"Alerting" help:"the pin starts this long before the alert's condition began"`
+	PinAfter          time.Duration `yaml:"alert-pin-after" category:"Alerting" help:"the pin ends this long after the alert resolves"`
+	PinHold           time.Duration `yaml:"alert-pin-hold" category:"Alerting" help:"while the alert fires, the pin reaches this far past its start"`
+	PinTokenFile      string        `yaml:"alert-pin-token-file" file:"true" category:"Alerting" help:"file holding the token of the probes' packet ring servers (their packet-ring-token-file)"`
+	PinCAFile         string        `yaml:"alert-pin-ca-file" file:"true" category:"Alerting" help:"PEM CAs of the probes' packet ring server certificates"`
+	PinCertFile       string        `yaml:"alert-pin-cert-file" file:"true" category:"Alerting" help:"PEM client certificate for probes that want mutual TLS"`
+	PinKeyFile        string        `yaml:"alert-pin-key-file" file:"true" category:"Alerting" help:"PEM key of alert-pin-cert-file"`
 }
 
 func defaultAlertConfiguration() AlertConfiguration {
 	d := alert.DefaultConfiguration()
-	return AlertConfiguration{ResendInterval: d.ResendInterval, QueueSize: d.QueueSize}
+	p := alert.DefaultPinConfiguration()
+	return AlertConfiguration{ResendInterval: d.ResendInterval, QueueSize: d.QueueSize, PinBefore: p.Before, PinAfter: p.After, PinHold: p.Hold}
 }
 
 func (c AlertConfiguration) alert() alert.Configuration {
@@ -34,11 +43,15 @@ func (c AlertConfiguration) alert() alert.Configuration {
 	d.Rules, d.AlertmanagerURLs, d.ResendInterval = c.Rules, nonEmpty(c.AlertmanagerURLs), c.ResendInterval
 	d.WebhookURL, d.WebhookSecretFile, d.Syslog = c.WebhookURL, c.WebhookSecretFile, nonEmpty(c.Syslog)
 	d.KibanaURL, d.QueueSize = c.KibanaURL, c.QueueSize
+	if c.Pin {
+		d.Pin = &alert.PinConfiguration{Before: c.PinBefore, After: c.PinAfter, Hold: c.PinHold,
+			TokenFile: c.PinTokenFile, CAFile: c.PinCAFile, CertFile: c.PinCertFile, KeyFile: c.PinKeyFile}
+	}
 	return d
 }
 
 func (c AlertConfiguration) validate() []error {
-	if c.Rules == "" && len(nonEmpty(c.AlertmanagerURLs)) == 0 && c.WebhookURL == "" && len(nonEmpty(c.Syslog)) == 0 {
+	if c.Rules == "" && len(nonEmpty(c.AlertmanagerURLs)) == 0 && c.WebhookURL == "" && len(nonEmpty(c.Syslog)) == 0 && !c.Pin {
 		return nil
 	}
 	if err := c.alert().Validate(); err != nil {

@@ -27,6 +27,9 @@ type Configuration struct {
 	QueueSize         int
 	// Elasticsearch, when set, indexes every alert change (spanflow-alerts-*).
 	Elasticsearch *Index
+	// Pin, when set, pins the packets around each alert in the rings of
+	// the probes that saw its traffic.
+	Pin *PinConfiguration
 }
 
 // DefaultConfiguration re-sends firing alerts to Alertmanager every 30 s.
@@ -37,7 +40,7 @@ func DefaultConfiguration() Configuration {
 // Validate checks what can be checked without reading files.
 func (c Configuration) Validate() error {
 	var errs []error
-	if c.Rules == "" && (len(c.AlertmanagerURLs) > 0 || c.WebhookURL != "" || len(c.Syslog) > 0) {
+	if c.Rules == "" && (len(c.AlertmanagerURLs) > 0 || c.WebhookURL != "" || len(c.Syslog) > 0 || c.Pin != nil) {
 		errs = append(errs, errors.New("alert destinations given without a rules file (--rules)"))
 	}
 	for _, s := range c.Syslog {
@@ -49,6 +52,12 @@ func (c Configuration) Validate() error {
 		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("URL %q: want http:// or https://", u))
 		}
+	}
+	if p := c.Pin; p != nil && (p.Before < 0 || p.After < 0 || p.Hold <= 0) {
+		errs = append(errs, errors.New("alert-pin-before and alert-pin-after must not be negative, alert-pin-hold must be positive"))
+	}
+	if p := c.Pin; p != nil && (p.CertFile == "") != (p.KeyFile == "") {
+		errs = append(errs, errors.New("alert-pin-cert-file: give both alert-pin-cert-file and alert-pin-key-file"))
 	}
 	if c.ResendInterval <= 0 || c.QueueSize <= 0 {
 		errs = append(errs, errors.New("alert resend interval and queue size must be positive"))
@@ -74,8 +83,11 @@ type Component struct {
 	Evaluator  *Evaluator
 	Detectors  *FlowDetectors // nil when no flow detector is enabled
 	Dispatcher *Dispatcher
-	sinks      []Sink
-	group      lifecycle.Group
+	// Probes learns which probe serves each exporter's packet ring (with
+	// Pin; else nil).
+	Probes *Probes
+	sinks  []Sink
+	group  lifecycle.Group
 }
 
 // New reads the rules file and builds the sinks.
@@ -109,6 +121,14 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 			return nil, err
 		}
 		c.sinks = append(c.sinks, s)
+	}
+	if cfg.Pin != nil {
+		c.Probes = NewProbes()
+		p, err := NewPinner(r.Sub("pin"), m, *cfg.Pin, c.Probes, cfg.QueueSize)
+		if err != nil {
+			return nil, err
+		}
+		c.sinks = append(c.sinks, p)
 	}
 	if cfg.Elasticsearch != nil {
 		cfg.Elasticsearch.bind(m)
@@ -162,8 +182,12 @@ func (c *Component) Rollup(s *rollup.Snapshot) {
 	}
 }
 
-// Write hands flows to the flow detectors (flow.Sink).
+// Write hands flows to the flow detectors and the probe directory
+// (flow.Sink).
 func (c *Component) Write(recs []flow.Record) error {
+	if c.Probes != nil {
+		c.Probes.Write(recs)
+	}
 	if c.Detectors == nil {
 		return nil
 	}

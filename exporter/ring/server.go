@@ -73,6 +73,9 @@ func NewServer(dir string, cfg ServerConfiguration) (*Server, error) {
 	s := &Server{dir: dir, cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /packets", s.packets)
+	mux.HandleFunc("GET /pins", s.pins)
+	mux.HandleFunc("PUT /pins/{name}", s.pins)
+	mux.HandleFunc("DELETE /pins/{name}", s.pins)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
@@ -182,6 +185,53 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 	WritePcap(w, pkts)
+}
+
+// pins lists the pins (GET /pins: "FROM TO NAME" lines, as the pins
+// file), sets one (PUT /pins/NAME?from=NS&to=NS, replacing a pin of that
+// name) or removes one (DELETE /pins/NAME; 404 when there is none).
+func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		http.Error(w, "a valid token or client certificate is required", http.StatusUnauthorized)
+		return
+	}
+	name := r.PathValue("name")
+	switch r.Method {
+	case http.MethodPut:
+		p := Pin{Name: name}
+		var err error
+		v := r.URL.Query()
+		for _, f := range []struct {
+			name string
+			dst  *int64
+		}{{"from", &p.From}, {"to", &p.To}} {
+			if *f.dst, err = strconv.ParseInt(v.Get(f.name), 10, 64); err != nil {
+				http.Error(w, f.name+": want nanoseconds since the epoch", http.StatusBadRequest)
+				return
+			}
+		}
+		if err := AddPin(s.dir, p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodDelete:
+		if err := RemovePin(s.dir, name); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		pins, err := Pins(s.dir)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		for _, p := range pins {
+			fmt.Fprintf(w, "%d %d %s\n", p.From, p.To, p.Name)
+		}
+	}
 }
 
 // Remote is a query sent to an exporter's server.

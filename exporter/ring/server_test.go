@@ -3,6 +3,8 @@ package ring_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -82,5 +84,59 @@ func TestServer(t *testing.T) {
 		if _, err := ring.NewServer(cfg.Dir, bad); err == nil {
 			t.Errorf("%+v: accepted", bad)
 		}
+	}
+}
+
+// TestServerPins: PUT /pins/NAME sets a pin (replacing one of that name),
+// GET /pins lists them, DELETE /pins/NAME removes it (404 when none), all
+// behind the same token; a bad range is a 400 that changes nothing.
+func TestServerPins(t *testing.T) {
+	dir := t.TempDir()
+	s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	do := func(method, path, token string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+s.Addr()+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct {
+		method, path, token string
+		code                int
+		pins                []ring.Pin
+	}{
+		{"PUT", "/pins/incident-1?from=100&to=200", "", 401, nil},
+		{"PUT", "/pins/incident-1?from=100&to=200", "guess", 401, nil},
+		{"PUT", "/pins/incident-1?from=100&to=200", "s3cret", 204, []ring.Pin{{100, 200, "incident-1"}}},
+		{"PUT", "/pins/incident-1?from=100&to=300", "s3cret", 204, []ring.Pin{{100, 300, "incident-1"}}},
+		{"PUT", "/pins/incident-2?from=300&to=200", "s3cret", 400, []ring.Pin{{100, 300, "incident-1"}}},
+		{"PUT", "/pins/incident-2?from=yesterday&to=200", "s3cret", 400, []ring.Pin{{100, 300, "incident-1"}}},
+		{"GET", "/pins", "", 401, []ring.Pin{{100, 300, "incident-1"}}},
+		{"DELETE", "/pins/incident-1", "", 401, []ring.Pin{{100, 300, "incident-1"}}},
+		{"DELETE", "/pins/incident-1", "s3cret", 204, nil},
+		{"DELETE", "/pins/incident-1", "s3cret", 404, nil},
+	} {
+		code, body := do(c.method, c.path, c.token)
+		pins, _ := ring.Pins(dir)
+		if code != c.code || fmt.Sprint(pins) != fmt.Sprint(c.pins) {
+			t.Errorf("%s %s (token %q): %d %q, pins %v; want %d, %v", c.method, c.path, c.token, code, body, pins, c.code, c.pins)
+		}
+	}
+	do("PUT", "/pins/a?from=1&to=2", "s3cret")
+	if code, body := do("GET", "/pins", "s3cret"); code != 200 || body != "1 2 a\n" {
+		t.Errorf("GET /pins: %d %q", code, body)
 	}
 }
