@@ -211,6 +211,22 @@ func (o *Output) Write(records []flow.Record) error {
 	return nil
 }
 
+// Flush writes what is buffered to the file (or stdout): when it returns
+// nil, every document Write took is in the file (the kernel's page cache,
+// not necessarily the disk). The indexer calls it before committing a
+// batch's offsets.
+func (o *Output) Flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.bw == nil {
+		return errors.New("NDJSON output not started")
+	}
+	if err := o.bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", o.name, err)
+	}
+	return nil
+}
+
 // Stop flushes and closes.
 func (o *Output) Stop() error {
 	o.tracker.Stop()
