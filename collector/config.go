@@ -96,7 +96,7 @@ type StateLimits struct {
 // settings of ESConfiguration.
 type OutputConfiguration struct {
 	Output         []string `yaml:"output" help:"where documents go: stdout (NDJSON, the default), file:PATH (NDJSON, rotated by size), elasticsearch (--es-url; the default when --es-url is given), kafka (every flow record to --kafka-brokers for spanflow indexer run, docs/scale-out.md); repeatable"`
-	OutputMaxBytes int64    `yaml:"output-max-bytes" help:"rotate a file output when it would grow past this many bytes (0: never)"`
+	OutputMaxBytes int64    `yaml:"output-max-bytes" help:"rotate a file output when it would grow past this many bytes (0: never); only a regular file is rotated, never a device or a FIFO such as /dev/null"`
 	OutputMaxFiles int      `yaml:"output-max-files" help:"rotated files kept besides the current one (PATH.1 ... PATH.N)"`
 	Forward        []string `yaml:"forward" help:"re-send every received datagram unchanged to HOST:PORT; repeatable"`
 	ForwardSpoof   bool     `yaml:"forward-spoof" help:"forwarded datagrams keep the exporter's source address (IPv4, raw socket: root or CAP_NET_RAW)"`

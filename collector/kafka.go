@@ -94,12 +94,14 @@ func keyedErrors(err error, fallback string) []error {
 // Kafka consumer group, the enrichers and the outputs, as a flat file like
 // the collector's.
 type IndexerConfiguration struct {
-	Kafka         KafkaConnection         `yaml:",inline"`
-	Consumer      KafkaConsumer           `yaml:",inline"`
-	Output        []string                `yaml:"output" help:"where documents go: elasticsearch (--es-url; the default), stdout (NDJSON), file:PATH (NDJSON); repeatable. Kafka offsets are committed once every output has the batch"`
-	Elasticsearch ESConfiguration         `yaml:",inline"`
-	Enrichment    EnrichmentConfiguration `yaml:",inline"`
-	MetricsListen string                  `yaml:"metrics-listen" help:"serve Prometheus metrics (consumer lag included) at http://ADDR/metrics; \"\" disables"`
+	Kafka          KafkaConnection         `yaml:",inline"`
+	Consumer       KafkaConsumer           `yaml:",inline"`
+	Output         []string                `yaml:"output" help:"where documents go: elasticsearch (--es-url; the default), stdout (NDJSON), file:PATH (NDJSON, rotated by size); repeatable. Kafka offsets are committed once every output has the batch"`
+	OutputMaxBytes int64                   `yaml:"output-max-bytes" help:"rotate a file output when it would grow past this many bytes (0: never); only a regular file is rotated, never a device or a FIFO such as /dev/null"`
+	OutputMaxFiles int                     `yaml:"output-max-files" help:"rotated files kept besides the current one (PATH.1 ... PATH.N)"`
+	Elasticsearch  ESConfiguration         `yaml:",inline"`
+	Enrichment     EnrichmentConfiguration `yaml:",inline"`
+	MetricsListen  string                  `yaml:"metrics-listen" help:"serve Prometheus metrics (consumer lag included) at http://ADDR/metrics; \"\" disables"`
 }
 
 // KafkaConsumer are the consumer group's settings.
@@ -120,9 +122,11 @@ func DefaultIndexerConfiguration() IndexerConfiguration {
 		Kafka: defaultKafkaConnection(),
 		Consumer: KafkaConsumer{Group: ic.Group, MaxPollMessages: ic.MaxPollMessages, FetchMaxBytes: ic.FetchMaxBytes,
 			SessionTimeout: ic.SessionTimeout, DrainTimeout: ic.DrainTimeout},
-		Elasticsearch: c.Elasticsearch,
-		Enrichment:    c.Enrichment,
-		MetricsListen: "127.0.0.1:9110",
+		OutputMaxBytes: c.Outputs.OutputMaxBytes,
+		OutputMaxFiles: c.Outputs.OutputMaxFiles,
+		Elasticsearch:  c.Elasticsearch,
+		Enrichment:     c.Enrichment,
+		MetricsListen:  "127.0.0.1:9110",
 	}
 }
 
@@ -142,6 +146,7 @@ func (c IndexerConfiguration) outputSpecs() []string {
 func (c IndexerConfiguration) collector() Configuration {
 	cfg := DefaultConfiguration()
 	cfg.Outputs.Output = c.outputSpecs()
+	cfg.Outputs.OutputMaxBytes, cfg.Outputs.OutputMaxFiles = c.OutputMaxBytes, c.OutputMaxFiles
 	cfg.Elasticsearch, cfg.Enrichment = c.Elasticsearch, c.Enrichment
 	return cfg
 }

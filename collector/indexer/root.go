@@ -43,10 +43,26 @@ type SinkFunc func(ctx context.Context, records []flow.Record) error
 // Index calls f.
 func (f SinkFunc) Index(ctx context.Context, records []flow.Record) error { return f(ctx, records) }
 
-// WriterSink is a flow.Sink whose Write returns once written (the NDJSON
-// outputs) as a Sink.
+// Flusher is a flow.Sink that buffers: Flush returns once what Write took
+// is written (the NDJSON outputs: in the file, or on stdout).
+type Flusher interface {
+	Flush() error
+}
+
+// WriterSink is a flow.Sink as a Sink: Write, then Flush when s is a
+// Flusher, so the batch is written (not in a buffer) before its offsets are
+// committed and before the end-to-end lag is observed.
 func WriterSink(s flow.Sink) Sink {
-	return SinkFunc(func(_ context.Context, records []flow.Record) error { return s.Write(records) })
+	f, _ := s.(Flusher)
+	return SinkFunc(func(_ context.Context, records []flow.Record) error {
+		if err := s.Write(records); err != nil {
+			return err
+		}
+		if f != nil {
+			return f.Flush()
+		}
+		return nil
+	})
 }
 
 // NamedSink is a sink and its name for logs.

@@ -25,7 +25,10 @@ type Configuration struct {
 	// (stdout).
 	Path string
 	// MaxBytes rotates the file when the next write would make it larger
-	// (Path → Path.1 → Path.2 ...); 0 never rotates.
+	// (Path → Path.1 → Path.2 ...); 0 never rotates. Only a regular file is
+	// rotated: when Path is something else at open (/dev/null, a FIFO, a
+	// terminal, or a symbolic link to one), it is written but never
+	// renamed, whatever MaxBytes.
 	MaxBytes int64
 	// MaxFiles is how many rotated files are kept besides Path.
 	MaxFiles int
@@ -63,6 +66,9 @@ type Output struct {
 	f    *os.File
 	bw   *bufio.Writer
 	size int64
+	// regular: the file open is a regular file, the only kind rotated
+	// (renaming a device or a FIFO would move it away for every user).
+	regular bool
 
 	pool    sync.Pool
 	tracker lifecycle.Tracker
@@ -143,7 +149,7 @@ func (o *Output) open() error {
 			return fmt.Errorf("open NDJSON output: make %s readable by its group at most: %w", o.cfg.Path, err)
 		}
 	}
-	o.f, o.w, o.size = f, f, st.Size()
+	o.f, o.w, o.size, o.regular = f, f, st.Size(), st.Mode().IsRegular()
 	if o.bw != nil {
 		o.bw.Reset(f)
 	}
@@ -190,7 +196,7 @@ func (o *Output) Write(records []flow.Record) error {
 	if o.bw == nil {
 		return errors.New("NDJSON output not started")
 	}
-	if o.f != nil && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
+	if o.f != nil && o.regular && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
 		if err := o.rotate(); err != nil {
 			return fmt.Errorf("rotate %s: %w", o.cfg.Path, err)
 		}
@@ -200,6 +206,22 @@ func (o *Output) Write(records []flow.Record) error {
 	o.bytes.Add(float64(n))
 	o.docs.Add(float64(len(records)))
 	if err != nil {
+		return fmt.Errorf("write %s: %w", o.name, err)
+	}
+	return nil
+}
+
+// Flush writes what is buffered to the file (or stdout): when it returns
+// nil, every document Write took is in the file (the kernel's page cache,
+// not necessarily the disk). The indexer calls it before committing a
+// batch's offsets.
+func (o *Output) Flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.bw == nil {
+		return errors.New("NDJSON output not started")
+	}
+	if err := o.bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", o.name, err)
 	}
 	return nil
