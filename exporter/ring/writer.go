@@ -43,7 +43,7 @@ const (
 	MinSize = 16 << 20
 	// buffersPerAppender is how many blocks each capture worker fills
 	// while the writer is behind; past them, frames are dropped.
-	buffersPerAppender = 4
+	buffersPerAppender = 16
 )
 
 // Validate checks the configuration.
