@@ -65,12 +65,13 @@ func TestPackages(t *testing.T) {
 		configs := run(t, rpm, "-qpc", rpms[0])
 		for _, f := range []string{"/usr/bin/spanflow", "/usr/share/man/man1/spanflow.1.gz",
 			"/usr/lib/systemd/system/spanflow-collector.service", "/usr/lib/systemd/system/spanflow-exporter.service",
-			"/usr/share/bash-completion/completions/spanflow", "/etc/spanflow/collector.yaml"} {
+			"/usr/lib/systemd/system/spanflow-indexer.service",
+			"/usr/share/bash-completion/completions/spanflow", "/etc/spanflow/collector.yaml", "/etc/spanflow/indexer.yaml"} {
 			if !strings.Contains(list, f+"\n") {
 				t.Errorf("rpm -qpl lacks %s:\n%s", f, list)
 			}
 		}
-		for _, f := range []string{"collector.yaml", "exporter.yaml", "networks.yaml", "interfaces.yaml"} {
+		for _, f := range []string{"collector.yaml", "exporter.yaml", "indexer.yaml", "networks.yaml", "interfaces.yaml"} {
 			if !strings.Contains(configs, "/etc/spanflow/"+f+"\n") {
 				t.Errorf("rpm -qpc lacks /etc/spanflow/%s:\n%s", f, configs)
 			}
@@ -94,14 +95,15 @@ func TestPackages(t *testing.T) {
 		for _, f := range []string{"/usr/bin/spanflow", "/usr/share/man/man1/spanflow.1.gz",
 			"/usr/share/bash-completion/completions/spanflow", "/usr/share/zsh/vendor-completions/_spanflow",
 			"/usr/lib/systemd/system/spanflow-collector.service", "/usr/lib/systemd/system/spanflow-exporter.service",
+			"/usr/lib/systemd/system/spanflow-indexer.service", "/etc/spanflow/indexer.yaml",
 			"/etc/spanflow/collector.yaml", "/etc/spanflow/exporter.yaml", "/etc/spanflow/networks.yaml",
 			"/etc/spanflow/interfaces.yaml"} {
 			if _, err := os.Stat(f); err != nil {
 				t.Errorf("not installed: %v", err)
 			}
 		}
-		if conf := run(t, "dpkg-query", "--showformat=${Conffiles}", "-W", "spanflow"); strings.Count(conf, "/etc/spanflow/") != 4 {
-			t.Errorf("conffiles: want the four files of /etc/spanflow:\n%s", conf)
+		if conf := run(t, "dpkg-query", "--showformat=${Conffiles}", "-W", "spanflow"); strings.Count(conf, "/etc/spanflow/") != 5 {
+			t.Errorf("conffiles: want the five files of /etc/spanflow:\n%s", conf)
 		}
 		if pw := run(t, "getent", "passwd", "spanflow"); !strings.Contains(pw, "nologin") {
 			t.Errorf("spanflow user: %s", pw)
@@ -127,7 +129,7 @@ func TestPackages(t *testing.T) {
 
 		// The packaged units are what `collector install` writes on this
 		// machine for the installed configuration.
-		for _, what := range []string{"collector", "exporter"} {
+		for _, what := range []string{"collector", "exporter", "indexer"} {
 			unit := "/usr/lib/systemd/system/spanflow-" + what + ".service"
 			fresh := filepath.Join(t.TempDir(), "spanflow-"+what+".service")
 			run(t, "/usr/bin/spanflow", what, "install", "--path", fresh, "--binary", "/usr/bin/spanflow", "--user", "spanflow")
@@ -146,6 +148,11 @@ func TestPackages(t *testing.T) {
 		if out, err := exec.Command("runuser", "-u", "spanflow", "--", "/usr/bin/spanflow", "collector", "check",
 			"--config", "/etc/spanflow/collector.yaml").CombinedOutput(); err != nil {
 			t.Errorf("collector check of the installed configuration: %v: %s", err, out)
+		}
+		// So does the indexer's (its brokers and cluster are only named, not reached).
+		if out, err := exec.Command("runuser", "-u", "spanflow", "--", "/usr/bin/spanflow", "indexer", "check",
+			"--config", "/etc/spanflow/indexer.yaml").CombinedOutput(); err != nil {
+			t.Errorf("indexer check of the installed configuration: %v: %s", err, out)
 		}
 		// The exporter's needs the site's mirror NIC and collectors: check says
 		// exactly that, and accepts the file once they are filled in.

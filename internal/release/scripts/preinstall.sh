@@ -9,6 +9,6 @@ if ! getent passwd spanflow >/dev/null; then
   nologin=/usr/sbin/nologin
   [ -x "$nologin" ] || nologin=/sbin/nologin
   useradd --system --gid spanflow --no-create-home --home-dir /var/lib/spanflow \
-    --shell "$nologin" --comment "spanflow exporter and collector" spanflow
+    --shell "$nologin" --comment "spanflow exporter, collector and indexer" spanflow
 fi
 exit 0

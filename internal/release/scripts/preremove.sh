@@ -5,7 +5,7 @@ set -e
 case "$1" in
   remove|0)
     if [ -d /run/systemd/system ]; then
-      systemctl disable --now spanflow-collector.service spanflow-exporter.service >/dev/null 2>&1 || true
+      systemctl disable --now spanflow-collector.service spanflow-exporter.service spanflow-indexer.service >/dev/null 2>&1 || true
     fi
     ;;
 esac
