@@ -29,9 +29,10 @@ func indexerRunCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run an indexer until SIGINT/SIGTERM",
-		Description: "Joins the consumer group --kafka-group on the topic --kafka-topic-v1 at --kafka-brokers,\n" +
-			"enriches each batch (vCenter inventory, networks file, interface names, as the collector does)\n" +
-			"and writes it to the outputs (Elasticsearch by default), then commits its offsets.\n" +
+		Description: "Joins the consumer group --kafka-group on the topic --kafka-topic (its encoding's version\n" +
+			"appended: spanflow-flows-v1) at --kafka-brokers, enriches each batch (vCenter inventory,\n" +
+			"networks file, interface names, as the collector does) and writes it to the outputs\n" +
+			"(Elasticsearch by default), then commits its offsets.\n" +
 			"Settings come from the defaults, then the --config file, then the flags given.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", TakesFile: true, Usage: "YAML `FILE` with any of these settings (keys are the flag names; flags given override it); check it with `indexer check`"},
