@@ -51,11 +51,7 @@ func putTime(b []byte, t time.Time) ([]byte, bool) {
 // inverse), with no time zone lookup, and the date of the last day formatted
 // is kept (flows of a stream mostly share it).
 func appendTime(b []byte, t time.Time) []byte {
-	sec := t.Unix()
-	days, rem := sec/86400, sec%86400
-	if rem < 0 {
-		days, rem = days-1, rem+86400
-	}
+	days, rem := splitDays(t)
 	var y, mo, d int
 	if c := lastDay.Load(); c != 0 && int64(c>>23) == days+(1<<20) {
 		y, mo, d = int(c>>9&0x3fff), int(c>>5&0xf), int(c&0x1f)
@@ -68,13 +64,57 @@ func appendTime(b []byte, t time.Time) []byte {
 			lastDay.Store(uint64(days+(1<<20))<<23 | uint64(y)<<9 | uint64(mo)<<5 | uint64(d))
 		}
 	}
+	return appendClock(b, y, mo, d, rem, t.Nanosecond()/1e6)
+}
+
+// splitDays is t's day number (days since 1970-01-01) and second of the day.
+func splitDays(t time.Time) (days, rem int64) {
+	sec := t.Unix()
+	days, rem = sec/86400, sec%86400
+	if rem < 0 {
+		days, rem = days-1, rem+86400
+	}
+	return days, rem
+}
+
+// appendClock writes the date, the second of the day and the milliseconds
+// as timeLayout does, for years 0 to 9999.
+func appendClock(b []byte, y, mo, d int, rem int64, ms int) []byte {
 	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
-	ms := t.Nanosecond() / 1e6
 	return append(b,
 		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
 		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
 		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+// dayDate is a day number and its date, cached by an Encoder.
+type dayDate struct {
+	day      int64
+	y, mo, d int32
+	ok       bool
+}
+
+// appendTime is the package's appendTime with the Encoder's own cache of
+// the two days last formatted: a flow's start and end times and the receive
+// time are often on two different days (an exporter's clock, a stream
+// replayed), and one goroutine's encoder needs no atomic operation.
+func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
+	days, rem := splitDays(t)
+	c := &e.days
+	switch {
+	case c[0].ok && c[0].day == days:
+	case c[1].ok && c[1].day == days:
+		c[0], c[1] = c[1], c[0]
+	default:
+		y, mo, d := civil(days)
+		if y < 0 || y > 9999 {
+			return t.UTC().AppendFormat(b, timeLayout)
+		}
+		c[1] = c[0]
+		c[0] = dayDate{day: days, y: int32(y), mo: int32(mo), d: int32(d), ok: true}
+	}
+	return appendClock(b, int(c[0].y), int(c[0].mo), int(c[0].d), rem, t.Nanosecond()/1e6)
 }
 
 // lastDay caches the date of the last day appendTime formatted: the day
@@ -687,11 +727,20 @@ type Encoder struct {
 	path  []string // objects currently open
 	first []bool   // whether the object at each depth has no member yet
 	val   []byte
-	open0 *string // the interned parents that opened path, when they did
+	open0 *string    // the interned parents that opened path, when they did
+	days  [2]dayDate // the last days formatted, the latest first
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
 func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
+	if isFlowShape(r) {
+		return e.appendFlow(b, r)
+	}
+	return e.appendGeneric(b, r)
+}
+
+// appendGeneric writes any record's document by walking the field table.
+func (e *Encoder) appendGeneric(b []byte, r *Record) []byte {
 	e.path, e.open0 = e.path[:0], nil
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
