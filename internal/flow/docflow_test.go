@@ -239,9 +239,9 @@ func FuzzFlowDocument(f *testing.F) {
 	})
 }
 
-// TestEncoderTimeCache checks the encoder's two-day cache against the
-// package's formatting, days alternating as a stream's start and receive
-// times do.
+// TestEncoderTimeCache checks the encoder's caches of days and seconds
+// against the time package's formatting, days alternating as a stream's
+// start and receive times do.
 func TestEncoderTimeCache(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var e Encoder
@@ -252,8 +252,11 @@ func TestEncoderTimeCache(t *testing.T) {
 			d = rng.Int64N(400*365) - 100*365
 		}
 		tm := time.Unix(d*86400+rng.Int64N(86400), rng.Int64N(1e9))
-		if got, want := string(e.appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
-			t.Fatalf("%v: %s, want %s", tm, got, want)
+		// Then the same second again (cached), and the next (not).
+		for _, tm := range []time.Time{tm, tm.Add(time.Millisecond), tm.Add(time.Second)} {
+			if got, want := string(e.appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
+				t.Fatalf("%v: %s, want %s", tm, got, want)
+			}
 		}
 	}
 }

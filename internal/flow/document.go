@@ -80,12 +80,21 @@ func splitDays(t time.Time) (days, rem int64) {
 // appendClock writes the date, the second of the day and the milliseconds
 // as timeLayout does, for years 0 to 9999.
 func appendClock(b []byte, y, mo, d int, rem int64, ms int) []byte {
+	b = appendSecond(b, y, mo, d, rem)
+	return appendMillis(b, ms)
+}
+
+// appendSecond writes the first 20 bytes of timeLayout, up to the dot.
+func appendSecond(b []byte, y, mo, d int, rem int64) []byte {
 	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
 	return append(b,
 		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
-		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
-		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.')
+}
+
+func appendMillis(b []byte, ms int) []byte {
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // dayDate is a day number and its date, cached by an Encoder.
@@ -95,26 +104,50 @@ type dayDate struct {
 	ok       bool
 }
 
-// appendTime is the package's appendTime with the Encoder's own cache of
-// the two days last formatted: a flow's start and end times and the receive
-// time are often on two different days (an exporter's clock, a stream
-// replayed), and one goroutine's encoder needs no atomic operation.
+// secondText is a Unix second and its text up to the milliseconds,
+// cached by an Encoder.
+type secondText struct {
+	sec  int64
+	text [20]byte
+	ok   bool
+}
+
+// appendTime is the package's appendTime with the Encoder's own caches,
+// which one goroutine's encoder reads with no atomic operation: the text of
+// the two seconds last formatted (the receive time of a datagram's records,
+// the end times of flows exported together) and the date of the two days
+// last formatted (a flow's start and end times and the receive time are
+// often on two different days: an exporter's clock, a stream replayed).
 func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
-	days, rem := splitDays(t)
-	c := &e.days
+	sec, ms := t.Unix(), t.Nanosecond()/1e6
+	sc := &e.secs
+	i := 0
 	switch {
-	case c[0].ok && c[0].day == days:
-	case c[1].ok && c[1].day == days:
-		c[0], c[1] = c[1], c[0]
+	case sc[0].ok && sc[0].sec == sec:
+	case sc[1].ok && sc[1].sec == sec:
+		i = 1
 	default:
-		y, mo, d := civil(days)
-		if y < 0 || y > 9999 {
-			return t.UTC().AppendFormat(b, timeLayout)
+		days, rem := splitDays(t)
+		c := &e.days
+		switch {
+		case c[0].ok && c[0].day == days:
+		case c[1].ok && c[1].day == days:
+			c[0], c[1] = c[1], c[0]
+		default:
+			y, mo, d := civil(days)
+			if y < 0 || y > 9999 {
+				return t.UTC().AppendFormat(b, timeLayout)
+			}
+			c[1] = c[0]
+			c[0] = dayDate{day: days, y: int32(y), mo: int32(mo), d: int32(d), ok: true}
 		}
-		c[1] = c[0]
-		c[0] = dayDate{day: days, y: int32(y), mo: int32(mo), d: int32(d), ok: true}
+		i = int(e.secsOld)
+		sc[i].sec, sc[i].ok = sec, true
+		appendSecond(sc[i].text[:0], int(c[0].y), int(c[0].mo), int(c[0].d), rem)
 	}
-	return appendClock(b, int(c[0].y), int(c[0].mo), int(c[0].d), rem, t.Nanosecond()/1e6)
+	e.secsOld = uint8(1 - i)
+	b = append(b, sc[i].text[:]...)
+	return appendMillis(b, ms)
 }
 
 // lastDay caches the date of the last day appendTime formatted: the day
@@ -724,11 +757,13 @@ func jsonKey(k string) []byte { return append(AppendJSONString(nil, k), ':') }
 // Encoder writes records as nested JSON documents. It keeps scratch space
 // between calls, so reuse one per goroutine; it is not safe for concurrent use.
 type Encoder struct {
-	path  []string // objects currently open
-	first []bool   // whether the object at each depth has no member yet
-	val   []byte
-	open0 *string    // the interned parents that opened path, when they did
-	days  [2]dayDate // the last days formatted, the latest first
+	path    []string // objects currently open
+	first   []bool   // whether the object at each depth has no member yet
+	val     []byte
+	open0   *string       // the interned parents that opened path, when they did
+	days    [2]dayDate    // the last days formatted, the latest first
+	secs    [2]secondText // the last seconds formatted
+	secsOld uint8         // which of secs was used the longer ago
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
