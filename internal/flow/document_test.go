@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
@@ -35,6 +36,20 @@ func TestCommunityID(t *testing.T) {
 				t.Errorf("community id = %s, want %s", got, c.want)
 			}
 		})
+	}
+}
+
+// TestBase64Digest compares the community id's base64 with encoding/base64's.
+func TestBase64Digest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 10000 {
+		var sum [20]byte
+		for i := range sum {
+			sum[i] = byte(rng.Uint32())
+		}
+		if got, want := string(appendBase64Digest(nil, &sum)), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+			t.Fatalf("%x: %s, want %s", sum, got, want)
+		}
 	}
 }
 
