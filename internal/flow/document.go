@@ -114,19 +114,20 @@ type secondText struct {
 
 // appendTime is the package's appendTime with the Encoder's own caches,
 // which one goroutine's encoder reads with no atomic operation: the text of
-// the two seconds last formatted (the receive time of a datagram's records,
-// the end times of flows exported together) and the date of the two days
+// four seconds formatted lately, replaced in turn (a document's receive,
+// start and end times are often three different seconds; the receive time
+// is shared by a datagram's records, the end and start times by flows
+// exported together) and the date of the two days
 // last formatted (a flow's start and end times and the receive time are
 // often on two different days: an exporter's clock, a stream replayed).
 func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
 	sec, ms := t.Unix(), t.Nanosecond()/1e6
 	sc := &e.secs
 	i := 0
-	switch {
-	case sc[0].ok && sc[0].sec == sec:
-	case sc[1].ok && sc[1].sec == sec:
-		i = 1
-	default:
+	for i < len(sc) && !(sc[i].ok && sc[i].sec == sec) {
+		i++
+	}
+	if i == len(sc) {
 		days, rem := splitDays(t)
 		c := &e.days
 		switch {
@@ -141,11 +142,11 @@ func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
 			c[1] = c[0]
 			c[0] = dayDate{day: days, y: int32(y), mo: int32(mo), d: int32(d), ok: true}
 		}
-		i = int(e.secsOld)
+		i = int(e.secsNext)
+		e.secsNext = (e.secsNext + 1) % uint8(len(sc))
 		sc[i].sec, sc[i].ok = sec, true
 		appendSecond(sc[i].text[:0], int(c[0].y), int(c[0].mo), int(c[0].d), rem)
 	}
-	e.secsOld = uint8(1 - i)
 	b = append(b, sc[i].text[:]...)
 	return appendMillis(b, ms)
 }
@@ -757,13 +758,13 @@ func jsonKey(k string) []byte { return append(AppendJSONString(nil, k), ':') }
 // Encoder writes records as nested JSON documents. It keeps scratch space
 // between calls, so reuse one per goroutine; it is not safe for concurrent use.
 type Encoder struct {
-	path    []string // objects currently open
-	first   []bool   // whether the object at each depth has no member yet
-	val     []byte
-	open0   *string       // the interned parents that opened path, when they did
-	days    [2]dayDate    // the last days formatted, the latest first
-	secs    [2]secondText // the last seconds formatted
-	secsOld uint8         // which of secs was used the longer ago
+	path     []string // objects currently open
+	first    []bool   // whether the object at each depth has no member yet
+	val      []byte
+	open0    *string       // the interned parents that opened path, when they did
+	days     [2]dayDate    // the last days formatted, the latest first
+	secs     [4]secondText // seconds formatted lately
+	secsNext uint8         // the entry of secs to replace next
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
