@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"strconv"
 	"time"
 )
 
@@ -45,7 +44,7 @@ func closeObject(b []byte, mark, start int) []byte {
 
 func appendQuotedUint(b []byte, v uint64) []byte {
 	b = append(b, '"')
-	b = strconv.AppendUint(b, v, 10)
+	b = appendUint(b, v)
 	return append(b, '"')
 }
 
@@ -83,7 +82,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	}
 	if !r.Start.IsZero() && !r.End.IsZero() {
 		b = append(b, `,"duration":`...)
-		b = strconv.AppendUint(b, uint64(r.Duration()), 10)
+		b = appendUint(b, uint64(r.Duration()))
 	}
 	if tsEnd {
 		b = append(b, `,"end":"`...)
@@ -121,7 +120,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 
 	// network: bytes and packets are always there.
 	b = member(b, top, `"network":{"bytes":`)
-	b = strconv.AppendUint(b, r.Bytes, 10)
+	b = appendUint(b, r.Bytes)
 	if r.SrcAddr.IsValid() && r.DstAddr.IsValid() && !r.NoPorts {
 		b = append(b, `,"community_id":"`...)
 		b = AppendCommunityID(b, r)
@@ -137,7 +136,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 		b = append(b, "}}"...)
 	}
 	b = append(b, `,"packets":`...)
-	b = strconv.AppendUint(b, r.Packets, 10)
+	b = appendUint(b, r.Packets)
 	if r.SrcAddr.IsValid() || r.Proto != 0 {
 		b = append(b, `,"transport":`...)
 		b = AppendJSONString(b, TransportName(r.Proto))
@@ -178,17 +177,17 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	}
 	if t := &r.TCP; !t.IsZero() {
 		b = member(b, start, `"tcp":{"retransmissions":`)
-		b = strconv.AppendUint(b, uint64(t.Retransmissions), 10)
+		b = appendUint(b, uint64(t.Retransmissions))
 		if t.RTTClient > 0 {
 			b = append(b, `,"rtt_client_us":`...)
-			b = strconv.AppendUint(b, uint64(t.RTTClient/time.Microsecond), 10)
+			b = appendUint(b, uint64(t.RTTClient/time.Microsecond))
 		}
 		if t.RTTServer > 0 {
 			b = append(b, `,"rtt_server_us":`...)
-			b = strconv.AppendUint(b, uint64(t.RTTServer/time.Microsecond), 10)
+			b = appendUint(b, uint64(t.RTTServer/time.Microsecond))
 		}
 		b = append(b, `,"zero_windows":`...)
-		b = strconv.AppendUint(b, uint64(t.ZeroWindows), 10)
+		b = appendUint(b, uint64(t.ZeroWindows))
 		b = append(b, '}')
 	}
 	b = closeObject(b, mark, start)
@@ -221,7 +220,7 @@ func (e *Encoder) appendEndpoint(b []byte, top int, r *Record, src bool) []byte 
 	}
 	if hasPorts(r) {
 		b = member(b, start, `"port":`)
-		b = strconv.AppendUint(b, uint64(port), 10)
+		b = appendUint(b, uint64(port))
 	}
 	if v := ep.VSphere; v != nil {
 		var m, s int
@@ -290,7 +289,7 @@ func appendSpecial(b []byte, start int, key string, s IfSpecial, count uint32) [
 	b = member(b, start, key)
 	if s == IfMultiple {
 		b = append(b, `"count":`...)
-		b = strconv.AppendUint(b, uint64(count), 10)
+		b = appendUint(b, uint64(count))
 		b = append(b, ',')
 	}
 	b = append(b, `"special":`...)
@@ -318,7 +317,7 @@ func (e *Encoder) appendNetflow(b []byte, top int, r *Record) []byte {
 		case x.IsStr:
 			b = AppendJSONString(b, x.Str)
 		default:
-			b = strconv.AppendUint(b, x.Num, 10)
+			b = appendUint(b, x.Num)
 		}
 	}
 	if r.EndReason != 0 {
@@ -357,5 +356,5 @@ func (e *Encoder) appendNetflow(b []byte, top int, r *Record) []byte {
 
 func appendUintMember(b []byte, start int, key string, v uint64) []byte {
 	b = member(b, start, key)
-	return strconv.AppendUint(b, v, 10)
+	return appendUint(b, v)
 }
