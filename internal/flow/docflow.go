@@ -123,7 +123,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	b = appendUint(b, r.Bytes)
 	if r.SrcAddr.IsValid() && r.DstAddr.IsValid() && !r.NoPorts {
 		b = append(b, `,"community_id":"`...)
-		b = AppendCommunityID(b, r)
+		b = e.appendCommunityID(b, r)
 		b = append(b, '"')
 	}
 	if r.SrcAddr.IsValid() {

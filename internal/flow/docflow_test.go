@@ -260,3 +260,24 @@ func TestEncoderTimeCache(t *testing.T) {
 		}
 	}
 }
+
+// TestEncoderCommunityID compares the encoder's community ids, read from
+// the digest's state and through the fallback, with AppendCommunityID.
+func TestEncoderCommunityID(t *testing.T) {
+	f := recordFiller{rng: rand.New(rand.NewPCG(8, 8))}
+	var state, fallback Encoder
+	fallback.noSHA1State = true
+	for range 20000 {
+		r := f.record()
+		want := string(AppendCommunityID(nil, &r))
+		if got := string(state.appendCommunityID(nil, &r)); got != want {
+			t.Fatalf("community id of %+v: %s, want %s", r, got, want)
+		}
+		if got := string(fallback.appendCommunityID(nil, &r)); got != want {
+			t.Fatalf("community id of %+v without the state: %s, want %s", r, got, want)
+		}
+	}
+	if state.sha1 == nil || fallback.sha1 != nil {
+		t.Errorf("the digest's state was not read, or read when it should not be")
+	}
+}

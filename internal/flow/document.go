@@ -765,6 +765,12 @@ type Encoder struct {
 	days     [2]dayDate    // the last days formatted, the latest first
 	secs     [4]secondText // seconds formatted lately
 	secsNext uint8         // the entry of secs to replace next
+	// sha1 computes the community ids; nil until the first, and when the
+	// digest's state cannot be read (noSHA1State).
+	sha1        sha1State
+	sha1Buf     []byte
+	sha1Block   [64]byte
+	noSHA1State bool
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
