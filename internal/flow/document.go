@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"crypto/sha1"
 	"math"
 	"slices"
 	"strconv"
@@ -117,9 +118,9 @@ type secondText struct {
 // four seconds formatted lately, replaced in turn (a document's receive,
 // start and end times are often three different seconds; the receive time
 // is shared by a datagram's records, the end and start times by flows
-// exported together) and the date of the two days
-// last formatted (a flow's start and end times and the receive time are
-// often on two different days: an exporter's clock, a stream replayed).
+// exported together), and the date of the two days last formatted (a
+// flow's times and the receive time are often on two different days: an
+// exporter's clock, a stream replayed).
 func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
 	sec, ms := t.Unix(), t.Nanosecond()/1e6
 	sc := &e.secs
@@ -769,7 +770,7 @@ type Encoder struct {
 	// digest's state cannot be read (noSHA1State).
 	sha1        sha1State
 	sha1Buf     []byte
-	sha1Block   [64]byte
+	sha1Block   [sha1.BlockSize]byte
 	noSHA1State bool
 }
 
