@@ -2,8 +2,9 @@ package flow
 
 import (
 	"crypto/sha1"
-	"encoding/base64"
+	"encoding"
 	"encoding/binary"
+	"hash"
 )
 
 // AppendCommunityID appends the Community ID v1 (seed 0) of r's 5-tuple, as
@@ -12,13 +13,42 @@ import (
 func AppendCommunityID(b []byte, r *Record) []byte {
 	sum := CommunityIDHash(r)
 	b = append(b, "1:"...)
-	return base64.StdEncoding.AppendEncode(b, sum[:])
+	return appendBase64Digest(b, &sum)
+}
+
+// appendBase64Digest writes a SHA-1 digest in standard base64 (28
+// characters, one '=' of padding) as encoding/base64 does; written out for
+// the fixed length: 26-34 ns against 39-50 for base64's AppendEncode.
+func appendBase64Digest(b []byte, sum *[sha1.Size]byte) []byte {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	var out [28]byte
+	for i := range 6 {
+		v := uint(sum[3*i])<<16 | uint(sum[3*i+1])<<8 | uint(sum[3*i+2])
+		out[4*i] = alphabet[v>>18&0x3f]
+		out[4*i+1] = alphabet[v>>12&0x3f]
+		out[4*i+2] = alphabet[v>>6&0x3f]
+		out[4*i+3] = alphabet[v&0x3f]
+	}
+	v := uint(sum[18])<<16 | uint(sum[19])<<8
+	out[24] = alphabet[v>>18&0x3f]
+	out[25] = alphabet[v>>12&0x3f]
+	out[26] = alphabet[v>>6&0x3f]
+	out[27] = '='
+	return append(b, out[:]...)
 }
 
 // CommunityIDHash is the SHA-1 digest that a Community ID v1 (seed 0)
 // encodes in base64: the packet ring indexes flows by it without formatting
 // the string for every packet.
 func CommunityIDHash(r *Record) [sha1.Size]byte {
+	var buf [sha1.BlockSize]byte
+	n := communityIDInput(&buf, r)
+	return sha1.Sum(buf[:n])
+}
+
+// communityIDInput writes what Community ID v1 hashes (seed, addresses,
+// protocol, ports) at the start of buf and returns its length, at most 40.
+func communityIDInput(buf *[sha1.BlockSize]byte, r *Record) int {
 	src, dst := r.SrcAddr.Unmap(), r.DstAddr.Unmap()
 	sp, dp := r.SrcPort, r.DstPort
 	ports := true
@@ -38,7 +68,6 @@ func CommunityIDHash(r *Record) [sha1.Size]byte {
 		src, dst, sp, dp = dst, src, dp, sp
 	}
 hash:
-	var buf [2 + 16 + 16 + 2 + 4]byte
 	n := 2 // seed 0
 	s16, d16 := src.AsSlice(), dst.AsSlice()
 	n += copy(buf[n:], s16)
@@ -50,7 +79,52 @@ hash:
 		binary.BigEndian.PutUint16(buf[n+2:], dp)
 		n += 4
 	}
-	return sha1.Sum(buf[:n])
+	return n
+}
+
+// sha1State is a SHA-1 digest whose state can be read: the encoder's
+// community ids use it to skip sha1.Sum's padding and copying.
+type sha1State interface {
+	hash.Hash
+	encoding.BinaryAppender
+}
+
+// appendCommunityID is AppendCommunityID through the encoder's own SHA-1
+// digest. The input fits one block, so the encoder pads it itself, has the
+// digest process that one block, and reads the result from the digest's
+// marshaled state ("sha\x01", then the five state words, big endian):
+// 57-60 ns against 81-82 for sha1.Sum (micro-benchmark, same run). A state
+// not in that format falls back to sha1.Sum; the comparison tests check
+// the result against CommunityIDHash.
+func (e *Encoder) appendCommunityID(b []byte, r *Record) []byte {
+	// The block is the encoder's: a local one would escape to the heap
+	// through the digest's Write.
+	blk := &e.sha1Block
+	*blk = [sha1.BlockSize]byte{}
+	n := communityIDInput(blk, r)
+	var sum [sha1.Size]byte
+	if e.sha1 == nil && !e.noSHA1State {
+		d, ok := sha1.New().(sha1State)
+		e.sha1, e.noSHA1State = d, !ok
+	}
+	ok := false
+	if e.sha1 != nil {
+		// Padding: 0x80, zeros, the length in bits in the last 8 bytes.
+		blk[n] = 0x80
+		binary.BigEndian.PutUint64(blk[sha1.BlockSize-8:], uint64(n)*8)
+		e.sha1.Reset()
+		e.sha1.Write(blk[:])
+		st, err := e.sha1.AppendBinary(e.sha1Buf[:0])
+		e.sha1Buf = st
+		if ok = err == nil && len(st) >= 4+sha1.Size && string(st[:4]) == "sha\x01"; ok {
+			copy(sum[:], st[4:])
+		}
+	}
+	if !ok {
+		sum = sha1.Sum(blk[:n])
+	}
+	b = append(b, "1:"...)
+	return appendBase64Digest(b, &sum)
 }
 
 // icmpPorts maps ICMP type/code to the spec's port pair and says whether the

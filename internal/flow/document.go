@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"crypto/sha1"
 	"math"
 	"slices"
 	"strconv"
@@ -51,11 +52,7 @@ func putTime(b []byte, t time.Time) ([]byte, bool) {
 // inverse), with no time zone lookup, and the date of the last day formatted
 // is kept (flows of a stream mostly share it).
 func appendTime(b []byte, t time.Time) []byte {
-	sec := t.Unix()
-	days, rem := sec/86400, sec%86400
-	if rem < 0 {
-		days, rem = days-1, rem+86400
-	}
+	days, rem := splitDays(t)
 	var y, mo, d int
 	if c := lastDay.Load(); c != 0 && int64(c>>23) == days+(1<<20) {
 		y, mo, d = int(c>>9&0x3fff), int(c>>5&0xf), int(c&0x1f)
@@ -68,13 +65,91 @@ func appendTime(b []byte, t time.Time) []byte {
 			lastDay.Store(uint64(days+(1<<20))<<23 | uint64(y)<<9 | uint64(mo)<<5 | uint64(d))
 		}
 	}
+	return appendClock(b, y, mo, d, rem, t.Nanosecond()/1e6)
+}
+
+// splitDays is t's day number (days since 1970-01-01) and second of the day.
+func splitDays(t time.Time) (days, rem int64) {
+	sec := t.Unix()
+	days, rem = sec/86400, sec%86400
+	if rem < 0 {
+		days, rem = days-1, rem+86400
+	}
+	return days, rem
+}
+
+// appendClock writes the date, the second of the day and the milliseconds
+// as timeLayout does, for years 0 to 9999.
+func appendClock(b []byte, y, mo, d int, rem int64, ms int) []byte {
+	b = appendSecond(b, y, mo, d, rem)
+	return appendMillis(b, ms)
+}
+
+// appendSecond writes the first 20 bytes of timeLayout, up to the dot.
+func appendSecond(b []byte, y, mo, d int, rem int64) []byte {
 	h, mi, s := int(rem/3600), int(rem/60%60), int(rem%60)
-	ms := t.Nanosecond() / 1e6
 	return append(b,
 		byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T',
-		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.',
-		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':', byte('0'+s/10), byte('0'+s%10), '.')
+}
+
+func appendMillis(b []byte, ms int) []byte {
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+// dayDate is a day number and its date, cached by an Encoder.
+type dayDate struct {
+	day      int64
+	y, mo, d int32
+	ok       bool
+}
+
+// secondText is a Unix second and its text up to the milliseconds,
+// cached by an Encoder.
+type secondText struct {
+	sec  int64
+	text [20]byte
+	ok   bool
+}
+
+// appendTime is the package's appendTime with the Encoder's own caches,
+// which one goroutine's encoder reads with no atomic operation: the text of
+// four seconds formatted lately, replaced in turn (a document's receive,
+// start and end times are often three different seconds; the receive time
+// is shared by a datagram's records, the end and start times by flows
+// exported together), and the date of the two days last formatted (a
+// flow's times and the receive time are often on two different days: an
+// exporter's clock, a stream replayed).
+func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
+	sec, ms := t.Unix(), t.Nanosecond()/1e6
+	sc := &e.secs
+	i := 0
+	for i < len(sc) && !(sc[i].ok && sc[i].sec == sec) {
+		i++
+	}
+	if i == len(sc) {
+		days, rem := splitDays(t)
+		c := &e.days
+		switch {
+		case c[0].ok && c[0].day == days:
+		case c[1].ok && c[1].day == days:
+			c[0], c[1] = c[1], c[0]
+		default:
+			y, mo, d := civil(days)
+			if y < 0 || y > 9999 {
+				return t.UTC().AppendFormat(b, timeLayout)
+			}
+			c[1] = c[0]
+			c[0] = dayDate{day: days, y: int32(y), mo: int32(mo), d: int32(d), ok: true}
+		}
+		i = int(e.secsNext)
+		e.secsNext = (e.secsNext + 1) % uint8(len(sc))
+		sc[i].sec, sc[i].ok = sec, true
+		appendSecond(sc[i].text[:0], int(c[0].y), int(c[0].mo), int(c[0].d), rem)
+	}
+	b = append(b, sc[i].text[:]...)
+	return appendMillis(b, ms)
 }
 
 // lastDay caches the date of the last day appendTime formatted: the day
@@ -684,14 +759,31 @@ func jsonKey(k string) []byte { return append(AppendJSONString(nil, k), ':') }
 // Encoder writes records as nested JSON documents. It keeps scratch space
 // between calls, so reuse one per goroutine; it is not safe for concurrent use.
 type Encoder struct {
-	path  []string // objects currently open
-	first []bool   // whether the object at each depth has no member yet
-	val   []byte
-	open0 *string // the interned parents that opened path, when they did
+	path     []string // objects currently open
+	first    []bool   // whether the object at each depth has no member yet
+	val      []byte
+	open0    *string       // the interned parents that opened path, when they did
+	days     [2]dayDate    // the last days formatted, the latest first
+	secs     [4]secondText // seconds formatted lately
+	secsNext uint8         // the entry of secs to replace next
+	// sha1 computes the community ids; nil until the first, and when the
+	// digest's state cannot be read (noSHA1State).
+	sha1        sha1State
+	sha1Buf     []byte
+	sha1Block   [sha1.BlockSize]byte
+	noSHA1State bool
 }
 
 // AppendDocument appends r as one JSON document (no trailing newline) to b.
 func (e *Encoder) AppendDocument(b []byte, r *Record) []byte {
+	if isFlowShape(r) {
+		return e.appendFlow(b, r)
+	}
+	return e.appendGeneric(b, r)
+}
+
+// appendGeneric writes any record's document by walking the field table.
+func (e *Encoder) appendGeneric(b []byte, r *Record) []byte {
 	e.path, e.open0 = e.path[:0], nil
 	e.first = append(e.first[:0], true)
 	b = append(b, '{')
@@ -832,7 +924,14 @@ func (e *Encoder) sep(b []byte) []byte {
 func AppendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
-	for i := 0; i < len(s); {
+	// Most strings (names, localities, directions) need no escape: copied
+	// whole, up to the first byte that does.
+	i := 0
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
+	}
+	b = append(b, s[:i]...)
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
@@ -862,6 +961,15 @@ func AppendJSONString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// jsonPlain says which bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // TransportName is the ECS network.transport value for an IANA protocol number.
 func TransportName(p uint8) string {

@@ -1,12 +1,14 @@
 package flow
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spanflow/spanflow/internal/testutil"
@@ -35,6 +37,20 @@ func TestCommunityID(t *testing.T) {
 				t.Errorf("community id = %s, want %s", got, c.want)
 			}
 		})
+	}
+}
+
+// TestBase64Digest compares the community id's base64 with encoding/base64's.
+func TestBase64Digest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 10000 {
+		var sum [20]byte
+		for i := range sum {
+			sum[i] = byte(rng.Uint32())
+		}
+		if got, want := string(appendBase64Digest(nil, &sum)), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+			t.Fatalf("%x: %s, want %s", sum, got, want)
+		}
 	}
 }
 
@@ -157,6 +173,66 @@ func TestAppendTime(t *testing.T) {
 			if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
 				t.Fatalf("%v: %s, want %s", tm, got, want)
 			}
+		}
+	}
+}
+
+// appendJSONStringByByte is AppendJSONString as it was, byte by byte: the
+// reference for its copy of plain runs.
+func appendJSONStringByByte(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func TestJSONStringMatchesByByte(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	pieces := []string{"a", "east-west", " ", "\"", "\\", "\n", "\x00", "\x1f", "\x7f", "\x80", "\xff", "é", "€", "😀", "\xe2\x82", "~"}
+	for range 100000 {
+		var s string
+		for range rng.IntN(8) {
+			if rng.IntN(3) == 0 {
+				s += string(rune(rng.IntN(0x300)))
+			} else {
+				s += pieces[rng.IntN(len(pieces))]
+			}
+		}
+		if got, want := string(AppendJSONString([]byte("x"), s)), string(appendJSONStringByByte([]byte("x"), s)); got != want {
+			t.Fatalf("%q: %s, want %s", s, got, want)
+		}
+	}
+	for c := range 256 {
+		s := string([]byte{'a', byte(c), 'b'})
+		if got, want := string(AppendJSONString(nil, s)), string(appendJSONStringByByte(nil, s)); got != want {
+			t.Fatalf("%q: %s, want %s", s, got, want)
 		}
 	}
 }
