@@ -16,6 +16,7 @@ import (
 // (pipes, or where mapping fails); records are handed out as slices of it.
 type pcapReader struct {
 	order binary.ByteOrder
+	big   bool // order is big-endian
 	nanos bool
 	link  uint32
 	buf   []byte // the window; records start at off, bytes end at end
@@ -71,6 +72,7 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 	}
 	// The upper bits of the link type field carry FCS information.
 	p.link = p.order.Uint32(h[20:]) & 0x0fffffff
+	p.big = p.order == binary.ByteOrder(binary.BigEndian)
 	if src != nil && len(buf) < 16+maxFrame {
 		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", len(buf))
 	}
@@ -125,11 +127,18 @@ func (p *pcapReader) next(fr *Frame) error {
 	if !p.need(16) {
 		return p.ended()
 	}
+	// The byte order is known once per file: calling it through the
+	// binary.ByteOrder interface, four times a record, is not inlined.
 	hdr := p.buf[p.off : p.off+16 : p.off+16]
-	sec := int64(p.order.Uint32(hdr[0:]))
-	frac := int64(p.order.Uint32(hdr[4:]))
-	caplen := int(p.order.Uint32(hdr[8:]))
-	wire := int(p.order.Uint32(hdr[12:]))
+	var sec, frac int64
+	var caplen, wire int
+	if p.big {
+		sec, frac = int64(binary.BigEndian.Uint32(hdr[0:])), int64(binary.BigEndian.Uint32(hdr[4:]))
+		caplen, wire = int(binary.BigEndian.Uint32(hdr[8:])), int(binary.BigEndian.Uint32(hdr[12:]))
+	} else {
+		sec, frac = int64(binary.LittleEndian.Uint32(hdr[0:])), int64(binary.LittleEndian.Uint32(hdr[4:]))
+		caplen, wire = int(binary.LittleEndian.Uint32(hdr[8:])), int(binary.LittleEndian.Uint32(hdr[12:]))
+	}
 	if caplen > maxFrame {
 		return fmt.Errorf("record of %d bytes: corrupt capture", caplen)
 	}
