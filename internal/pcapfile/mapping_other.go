@@ -7,3 +7,7 @@ import "os"
 func mapFile(*os.File, int64) []byte { return nil }
 
 func unmap([]byte) error { return nil }
+
+const dropPage = 4096
+
+func dropPages([]byte) {}

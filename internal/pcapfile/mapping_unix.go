@@ -26,3 +26,10 @@ func mapFile(f *os.File, size int64) []byte {
 }
 
 func unmap(b []byte) error { return unix.Munmap(b) }
+
+// dropPage is the alignment of what dropPages is given: the smallest page.
+const dropPage = 4096
+
+// dropPages unmaps the pages of b (a part of a mapping, aligned to
+// dropPage); reading them again would map them again from the file.
+func dropPages(b []byte) { _ = unix.Madvise(b, unix.MADV_DONTNEED) }

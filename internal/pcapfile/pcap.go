@@ -25,10 +25,11 @@ type pcapReader struct {
 	src   io.Reader // refills buf; nil when buf is the whole mapped file
 	err   error     // src's error once it returned one (io.EOF at the end)
 	// check, for a mapped file, is called as reading passes each
-	// checkEvery bytes: it says whether the file is still as long as the
-	// mapping (a file truncated underneath must stop the reading before
-	// it touches pages that are gone).
-	check     func() error
+	// checkEvery bytes, with the offset of the next record: it says
+	// whether the file is still as long as the mapping (a file truncated
+	// underneath must stop the reading before it touches pages that are
+	// gone), and unmaps the pages read.
+	check     func(off int) error
 	nextCheck int
 	// more, for a mapped file, is called once at the end of the mapping:
 	// it may switch the reader to reading the rest of a file that grew.
@@ -119,7 +120,7 @@ func (p *pcapReader) need(n int) bool {
 // a read buffer is larger.
 func (p *pcapReader) next(fr *Frame) error {
 	if p.check != nil && p.off >= p.nextCheck {
-		if err := p.check(); err != nil {
+		if err := p.check(p.off); err != nil {
 			return err
 		}
 		p.nextCheck = p.off + checkEvery

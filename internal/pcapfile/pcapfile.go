@@ -29,13 +29,14 @@ type Frame struct {
 // Reader reads a pcap or pcapng file; the format is told by its magic
 // number.
 type Reader struct {
-	f      *os.File
-	pcap   *pcapReader
-	ng     *pcapgo.NgReader
-	link   uint32
-	ngLink []uint32 // pcapng link type per interface id
-	frames int
-	mapped []byte // the file, when OpenMapped mapped it
+	f       *os.File
+	pcap    *pcapReader
+	ng      *pcapgo.NgReader
+	link    uint32
+	ngLink  []uint32 // pcapng link type per interface id
+	frames  int
+	mapped  []byte // the file, when OpenMapped mapped it
+	dropped int    // bytes at the start of mapped whose pages were unmapped
 }
 
 // Open opens a capture file, read with read(2) into a buffer.
@@ -82,7 +83,7 @@ func (src *Reader) start(path string, mapped bool) error {
 			if err != nil {
 				return fmt.Errorf("read pcap header of %s: %w", path, err)
 			}
-			p.check, p.more = src.checkSize, src.readOn
+			p.check, p.more = src.checkpoint, src.readOn
 			src.pcap, src.link = p, p.link
 			return nil
 		}
@@ -110,8 +111,15 @@ func (src *Reader) start(path string, mapped bool) error {
 	return nil
 }
 
-// checkSize fails once the mapped file is shorter than the mapping.
-func (src *Reader) checkSize() error {
+// checkpoint fails once the mapped file is shorter than the mapping, and
+// drops the pages before off from the mapping: they were read, and mapped
+// pages of the file count in the process's resident set (though they are
+// the page cache's, shared and clean) as read(2)'s buffer did not.
+func (src *Reader) checkpoint(off int) error {
+	if end := off &^ (dropPage - 1); end > src.dropped {
+		dropPages(src.mapped[src.dropped:end])
+		src.dropped = end
+	}
 	st, err := src.f.Stat()
 	if err != nil {
 		return fmt.Errorf("check the size of the capture: %w", err)
@@ -153,7 +161,7 @@ func (src *Reader) Mapped(addr uintptr) bool {
 func (src *Reader) unmap() {
 	if src.mapped != nil {
 		unmap(src.mapped)
-		src.mapped = nil
+		src.mapped, src.dropped = nil, 0
 	}
 }
 
