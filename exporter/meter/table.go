@@ -314,14 +314,15 @@ func (t *Table) expire(i uint32, reason uint8) {
 func (t *Table) Add(p *decode.Packet, ts int64) {
 	var k key
 	keyOf(p, &k)
-	t.add(p, ts, ts, &k, uint32(k.hash()))
+	t.add(p, ts, ts, &k, uint32(k.hash()), none)
 }
 
 // add meters a packet captured at ts when the caller's flow time was now
 // (see Feeder.Commit). The caller's flow time also counts frames that were
 // not metered, so it may be later than the table's: the sink is handed the
-// caller's (clock), while timeouts run on the packets' (now).
-func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
+// caller's (clock), while timeouts run on the packets' (now). found is the
+// entry lookupBatch found for k's hash, or none (see lookupFound).
+func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32, found uint32) {
 	if now > t.clock {
 		t.clock = now
 	}
@@ -331,7 +332,7 @@ func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
 			t.Expire(t.now)
 		}
 	}
-	i := t.lookup(k, h)
+	i := t.lookupFound(k, h, found)
 	var e *entry
 	if i == none {
 		i = t.insert(k, h)
