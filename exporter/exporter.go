@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -320,11 +321,60 @@ func (x *Exporter) kernelStats(live KernelCounter) {
 // and template refresh all run on it, so that a capture file gives the
 // same messages on every run.
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
-	var fr capture.Frame
-	var runErr error
-	var now int64
 	live, _ := src.(KernelCounter)
 	x.stats.Live = live != nil
+	now, runErr := x.frames(ctx, src, live)
+	x.meterPending()
+	if x.ring != nil {
+		x.ring.Flush()
+	}
+	// Queued frames leave before the summary counts them.
+	x.dist.Close(distributeDrain)
+	x.stats.Distribution = x.dist.Stats()
+	if live != nil {
+		now = max(now, time.Now().UnixNano())
+		x.kernelStats(live)
+	}
+	x.encoder.SetStatistics(x.statistics())
+	x.table.Flush(now)
+	closeErr := x.encoder.Close(time.Unix(0, now))
+	x.table.Close()
+	ms, es := x.table.Stats(), x.encoder.Counters()
+	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
+	x.publish()
+	if runErr == nil && closeErr != nil && es.Messages == es.SendErrors {
+		runErr = closeErr // nothing could be sent at all
+	}
+	x.close()
+	if x.outputs != nil {
+		x.stats.Collectors = x.outputs.Deliveries()
+		for _, d := range x.stats.Collectors {
+			x.stats.DroppedRecords += d.DroppedRecords
+		}
+	}
+	return x.stats, runErr
+}
+
+// frames runs the frames of src through the pipeline until its end (or
+// ctx is cancelled) and returns the flow time. A capture file mapped in
+// memory (capture.File) faults where a page was cut off the file while it
+// was read: the fault is a read error, not a crash.
+func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCounter) (now int64, runErr error) {
+	if m, ok := src.(interface{ Mapped(addr uintptr) bool }); ok {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if f, ok := v.(interface{ Addr() uintptr }); ok && m.Mapped(f.Addr()) {
+				runErr = fmt.Errorf("read capture: the file was cut while being read (fault at %#x): %w", f.Addr(), io.ErrUnexpectedEOF)
+				return
+			}
+			panic(v)
+		}()
+	}
+	var fr capture.Frame
 	nextTick := time.Now().Add(tickEvery)
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
@@ -381,35 +431,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 			x.meterPending()
 		}
 	}
-	x.meterPending()
-	if x.ring != nil {
-		x.ring.Flush()
-	}
-	// Queued frames leave before the summary counts them.
-	x.dist.Close(distributeDrain)
-	x.stats.Distribution = x.dist.Stats()
-	if live != nil {
-		now = max(now, time.Now().UnixNano())
-		x.kernelStats(live)
-	}
-	x.encoder.SetStatistics(x.statistics())
-	x.table.Flush(now)
-	closeErr := x.encoder.Close(time.Unix(0, now))
-	x.table.Close()
-	ms, es := x.table.Stats(), x.encoder.Counters()
-	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
-	x.publish()
-	if runErr == nil && closeErr != nil && es.Messages == es.SendErrors {
-		runErr = closeErr // nothing could be sent at all
-	}
-	x.close()
-	if x.outputs != nil {
-		x.stats.Collectors = x.outputs.Deliveries()
-		for _, d := range x.stats.Collectors {
-			x.stats.DroppedRecords += d.DroppedRecords
-		}
-	}
-	return x.stats, runErr
+	return now, runErr
 }
 
 // distributeDrain is how long the end of a run waits for the frames queued

@@ -31,9 +31,12 @@ type File struct {
 	frame pcapfile.Frame
 }
 
-// OpenFile opens a pcap or pcapng file.
+// OpenFile opens a pcap or pcapng file. A regular pcap file is mapped in
+// memory and its frames handed out of the mapping (no copy from the page
+// cache): the caller reads them with debug.SetPanicOnFault and takes a
+// fault in Mapped as a read error (the file was cut while being read).
 func OpenFile(path string) (*File, error) {
-	r, err := pcapfile.Open(path)
+	r, err := pcapfile.OpenMapped(path)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +51,9 @@ func (s *File) Next(fr *Frame) error {
 	fr.Data, fr.Timestamp, fr.Length, fr.LinkType = s.frame.Data, s.frame.Timestamp, s.frame.Length, s.frame.LinkType
 	return nil
 }
+
+// Mapped says whether addr is in the file's mapping.
+func (s *File) Mapped(addr uintptr) bool { return s.r.Mapped(addr) }
 
 // Close closes the file.
 func (s *File) Close() error { return s.r.Close() }

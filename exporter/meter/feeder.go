@@ -56,7 +56,7 @@ func (f *Feeder) Flush() {
 	}
 	f.t.lookupBatch(&f.b, f.pkts[:f.n])
 	for j := 0; j < f.n; j++ {
-		f.t.add(&f.pkts[j], f.ts[j], f.nows[j], &f.b.keys[j], f.b.hashes[j])
+		f.t.add(&f.pkts[j], f.ts[j], f.nows[j], &f.b.keys[j], f.b.hashes[j], f.b.found[j])
 	}
 	f.n = 0
 }

@@ -74,6 +74,21 @@ func (t *Table) lookup(k *key, h uint32) uint32 {
 	}
 }
 
+// lookupFound is lookup when lookupBatch found entry found for k's hash
+// (none if it found no entry): when that entry is in use and holds k, it is
+// k's, without probing the index again. Packets metered since the batch was
+// looked up may have ended, moved or added flows: an entry that no longer
+// holds k (freed entries are zeroed, and the ones from hwm up are free)
+// or a slot of another key with the same hash falls back to lookup.
+func (t *Table) lookupFound(k *key, h uint32, found uint32) uint32 {
+	if found < t.hwm {
+		if e := t.at(found); e.state&stUsed != 0 && e.key.equal(k) {
+			return found
+		}
+	}
+	return t.lookup(k, h)
+}
+
 func (t *Table) indexInsert(h uint32, i uint32) {
 	s := uint64(h) & t.mask
 	for t.index[s] != 0 {
@@ -111,7 +126,7 @@ func (t *Table) indexDelete(h uint32, i uint32) {
 }
 
 // grow doubles the index, rebuilding it in the other reservation (all
-// zeros: never used, or given back by the last grow).
+// zeros: never used, or given back or zeroed by the last grow).
 func (t *Table) grow() {
 	old, oldMem := t.index, t.mem.index[t.mem.cur]
 	if len(old)*2*8 > len(t.mem.index[t.mem.cur^1]) {
@@ -124,6 +139,14 @@ func (t *Table) grow() {
 		if v != 0 {
 			t.indexInsert(uint32(v>>32), uint32(v)-1)
 		}
+	}
+	if len(old)*8 < hugePage {
+		// An index smaller than a huge page is zeroed here rather than
+		// given back: the next grow into this reservation would fault
+		// and have the kernel zero a whole 2 MiB page again (the first
+		// few grows zeroed 2 MiB each, 4 % of a short capture's time).
+		clear(old)
+		return
 	}
 	// Whole huge pages: giving back part of one splits it, and the range
 	// would then be mapped with 4 KiB pages when it is used again.
@@ -154,6 +177,7 @@ const BatchMax = 32
 type batch struct {
 	keys   [BatchMax]key
 	hashes [BatchMax]uint32
+	found  [BatchMax]uint32 // the entry of the first slot with the hash, or none
 }
 
 // lookupBatch computes the keys and hashes of ps (at most BatchMax) into b
@@ -179,9 +203,11 @@ func (t *Table) lookupBatch(b *batch, ps []decode.Packet) {
 			s = (s + 1) & t.mask
 			v = t.index[s]
 		}
+		b.found[i] = none
 		if v != 0 {
 			e := &t.arena[uint32(v)-1]
 			sum += uint64(e.last) + uint64(e.first) // both cache lines of the entry
+			b.found[i] = uint32(v) - 1
 		}
 	}
 	t.touched += sum

@@ -110,25 +110,34 @@ func (s Stats) Exported() uint64 {
 // Table is the flow table. It is not safe for concurrent use: the pipeline
 // feeds it from one goroutine (a live capture would run one table per shard).
 type Table struct {
-	r      *reporter.Reporter
-	cfg    Configuration
-	sink   Sink
-	log    *reporter.Limited
-	mem    *tableMemory
-	arena  []entry  // MaxFlows entries, reserved (touched as hwm grows)
-	index  []uint64 // hash<<32 | entry index+1; 0 is empty
-	mask   uint64
-	n      int    // flows in the table
-	hwm    uint32 // entries ever used
-	free   uint32 // free list through next
-	open   list
-	closed list
-	now    int64 // flow time: the latest packet metered; timeouts run on it
-	clock  int64 // flow time handed to the sink: now, or the caller's if later (see add)
-	sweep  int64 // flow time of the next sweep
-	batch  []flow.Record
-	stats  Stats
-	pub    published
+	r     *reporter.Reporter
+	cfg   Configuration
+	sink  Sink
+	log   *reporter.Limited
+	mem   *tableMemory
+	arena []entry // MaxFlows entries, reserved (touched as hwm grows)
+	// rev is, per entry, the entry of the other direction of its flow, or
+	// none when not known (yet): TCP looks it up at the handshake and at
+	// FIN, and keeping it saves a hash and an index probe, a cache miss,
+	// each time after the first. rev[a] == b implies rev[b] == a; expire
+	// unties both.
+	rev []uint32
+	// lookupReverse ignores rev: tests compare with the table that looks
+	// every reverse entry up.
+	lookupReverse bool
+	index         []uint64 // hash<<32 | entry index+1; 0 is empty
+	mask          uint64
+	n             int    // flows in the table
+	hwm           uint32 // entries ever used (since the last Flush)
+	free          uint32 // free list through next
+	open          list
+	closed        list
+	now           int64 // flow time: the latest packet metered; timeouts run on it
+	clock         int64 // flow time handed to the sink: now, or the caller's if later (see add)
+	sweep         int64 // flow time of the next sweep
+	batch         []flow.Record
+	stats         Stats
+	pub           published
 
 	activeNs, idleNs int64
 	fastNs           int64  // active timeout of stFast flows
@@ -178,7 +187,9 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		err = fmt.Errorf("%d MiB is more than this process can address", need>>20)
 	} else if t.mem.arena, err = reserve(cfg.MaxFlows * int(unsafe.Sizeof(entry{}))); err == nil {
 		if t.mem.index[0], err = reserve(maxSlots * 8); err == nil {
-			t.mem.index[1], err = reserve(maxSlots * 8)
+			if t.mem.index[1], err = reserve(maxSlots * 8); err == nil {
+				t.mem.rev, err = reserve(cfg.MaxFlows * 4)
+			}
 		}
 	}
 	if err != nil {
@@ -186,6 +197,7 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		return nil, fmt.Errorf("cannot reserve memory for %d flows (lower the maximum number of flows): %w", cfg.MaxFlows, err)
 	}
 	t.arena = unsafe.Slice((*entry)(unsafe.Pointer(unsafe.SliceData(t.mem.arena))), cfg.MaxFlows)
+	t.rev = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(t.mem.rev))), cfg.MaxFlows)
 	t.index = t.mem.slots(0, 1024)
 	t.mask = 1023
 	t.registerMetrics()
@@ -193,15 +205,18 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 }
 
 // tableMemory holds the table's mappings, outside the Go heap: the
-// entries, and two reservations for the index (current and next).
+// entries, the reverse entries, and two reservations for the index
+// (current and next).
 type tableMemory struct {
 	arena []byte
+	rev   []byte
 	index [2][]byte
 	cur   int // which index reservation is in use
 }
 
 func (m *tableMemory) release() {
 	release(m.arena)
+	release(m.rev)
 	release(m.index[0])
 	release(m.index[1])
 	*m = tableMemory{}
@@ -218,7 +233,7 @@ func (m *tableMemory) slots(i, n int) []uint64 {
 // Len and Publish work afterwards.
 func (t *Table) Close() {
 	t.mem.release()
-	t.arena, t.index = nil, nil
+	t.arena, t.index, t.rev = nil, nil, nil
 }
 
 // Stats returns the counters so far.
@@ -286,6 +301,9 @@ func (t *Table) expire(i uint32, reason uint8) {
 	t.emit(e, reason)
 	t.unlink(t.listOf(e), i, e)
 	t.indexDelete(uint32(e.key.hash()), i)
+	if r := t.rev[i]; r != none {
+		t.rev[r] = none
+	}
 	*e = entry{next: t.free}
 	t.free = i
 	t.n--
@@ -296,14 +314,15 @@ func (t *Table) expire(i uint32, reason uint8) {
 func (t *Table) Add(p *decode.Packet, ts int64) {
 	var k key
 	keyOf(p, &k)
-	t.add(p, ts, ts, &k, uint32(k.hash()))
+	t.add(p, ts, ts, &k, uint32(k.hash()), none)
 }
 
 // add meters a packet captured at ts when the caller's flow time was now
 // (see Feeder.Commit). The caller's flow time also counts frames that were
 // not metered, so it may be later than the table's: the sink is handed the
-// caller's (clock), while timeouts run on the packets' (now).
-func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
+// caller's (clock), while timeouts run on the packets' (now). found is the
+// entry lookupBatch found for k's hash, or none (see lookupFound).
+func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32, found uint32) {
 	if now > t.clock {
 		t.clock = now
 	}
@@ -313,7 +332,7 @@ func (t *Table) add(p *decode.Packet, ts, now int64, k *key, h uint32) {
 			t.Expire(t.now)
 		}
 	}
-	i := t.lookup(k, h)
+	i := t.lookupFound(k, h, found)
 	var e *entry
 	if i == none {
 		i = t.insert(k, h)
@@ -388,6 +407,7 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 	}
 	e := t.at(i)
 	*e = entry{key: *k, state: stUsed}
+	t.rev[i] = none
 	// Selectors are matched once per flow, not per packet.
 	for j := range t.cfg.Fast {
 		if t.cfg.Fast[j].match(k) {
@@ -456,11 +476,27 @@ func (t *Table) Flush(now int64) {
 	if now > t.clock {
 		t.clock = now
 	}
-	for t.closed.head != none {
-		t.expire(t.closed.head, EndOfFlow)
-	}
-	for t.open.head != none {
-		t.expire(t.open.head, EndForced)
+	// When the index is not much larger than the flows it holds, it is
+	// emptied at once after every flow is passed on: deleting the flows
+	// one by one costs a cache miss and a backward shift each (4 % of the
+	// exporter's whole run on a capture of short connections).
+	if uint64(t.n)*8 < uint64(len(t.index)) {
+		for t.closed.head != none {
+			t.expire(t.closed.head, EndOfFlow)
+		}
+		for t.open.head != none {
+			t.expire(t.open.head, EndForced)
+		}
+	} else {
+		for i := t.closed.head; i != none; i = t.at(i).next {
+			t.emit(t.at(i), EndOfFlow)
+		}
+		for i := t.open.head; i != none; i = t.at(i).next {
+			t.emit(t.at(i), EndForced)
+		}
+		clear(t.index)
+		t.n, t.hwm, t.free = 0, 0, none
+		t.open, t.closed = list{none, none}, list{none, none}
 	}
 	t.Sync()
 	t.Publish()

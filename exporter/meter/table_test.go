@@ -177,3 +177,60 @@ func TestPortReuse(t *testing.T) {
 		t.Errorf("%d flows in all, want 3", len(sink.flows))
 	}
 }
+
+// TestFlushReuse: Flush ends every flow whether it deletes them from the
+// index one by one (few flows in a large index) or empties the index at
+// once; either way the table is empty and meters the same packets again
+// into the same flows.
+func TestFlushReuse(t *testing.T) {
+	for _, flows := range []int{3, 2000} {
+		sink := &collect{}
+		cfg := DefaultConfiguration()
+		table, err := New(reporter.NewForTest(nil), cfg, sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flows == 3 {
+			// A large index with few flows in it.
+			for i := 0; i < 5000; i++ {
+				table.Add(flowPacket(i), 1e9)
+			}
+			table.Flush(2e9)
+			sink.flows = nil
+		}
+		var want []synth.Flow
+		for round := range 3 {
+			for i := 0; i < flows; i++ {
+				table.Add(flowPacket(i), int64(10+round)*1e9)
+				table.Add(flowPacket(i), int64(10+round)*1e9+1)
+			}
+			if table.Len() != flows {
+				t.Fatalf("%d flows: %d in the table", flows, table.Len())
+			}
+			table.Flush(int64(11+round) * 1e9)
+			if table.Len() != 0 {
+				t.Fatalf("%d flows: %d left after Flush", flows, table.Len())
+			}
+			synth.Sort(sink.flows)
+			for i := range sink.flows {
+				sink.flows[i].StartMs, sink.flows[i].EndMs = 0, 0
+			}
+			if round == 0 {
+				want = sink.flows
+			} else if diff := synth.Diff(sink.flows, want); diff != "" {
+				t.Fatalf("%d flows, round %d (-got, +want):\n%s", flows, round, diff)
+			}
+			if len(sink.flows) != flows || sink.flows[0].Packets != 2 {
+				t.Fatalf("%d flows: %d exported, first %+v", flows, len(sink.flows), sink.flows[0])
+			}
+			sink.flows = nil
+		}
+	}
+}
+
+// flowPacket is a UDP packet of flow i.
+func flowPacket(i int) *decode.Packet {
+	p := udpPacket(byte(i), uint16(i>>8))
+	p.SrcAddr[2] = byte(i >> 8)
+	return p
+}

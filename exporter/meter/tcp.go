@@ -51,14 +51,14 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 	case f&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
 		e.state |= stSYNACK
 		e.hsTime = us
-		if r := t.reverse(e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 {
+		if _, r := t.reverseAt(i, e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 {
 			if rtt, ok := since(us, r.hsTime); ok {
 				r.rttServer, e.rttServer = rtt, rtt
 			}
 		}
 	case f&tcpACK != 0 && e.state&(stSYN|stHSDone) == stSYN:
 		e.state |= stHSDone
-		if r := t.reverse(e); r != nil && r.state&stSYNACK != 0 {
+		if _, r := t.reverseAt(i, e); r != nil && r.state&stSYNACK != 0 {
 			if rtt, ok := since(us, r.hsTime); ok {
 				r.rttClient, e.rttClient = rtt, rtt
 				if e.rttServer == 0 {
@@ -71,7 +71,7 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 		return
 	}
 	e.state |= stFIN
-	ri, r := t.reverseAt(e)
+	ri, r := t.reverseAt(i, e)
 	if f&tcpRST == 0 && (r == nil || r.state&stFIN == 0) {
 		return
 	}
@@ -99,21 +99,20 @@ func (t *Table) close(i uint32, e *entry) {
 	t.pushBack(&t.closed, i, e)
 }
 
-// reverse returns the entry of the other direction, or nil.
-func (t *Table) reverse(e *entry) *entry {
-	_, r := t.reverseAt(e)
-	return r
-}
-
-// reverseAt returns the entry of the other direction and its index (one
-// lookup: closing both directions needs both), or nil.
-func (t *Table) reverseAt(e *entry) (uint32, *entry) {
+// reverseAt returns the entry of the other direction of entry i (e) and
+// its index, or nil: from rev when known, else by a lookup whose result is
+// kept in rev for both.
+func (t *Table) reverseAt(i uint32, e *entry) (uint32, *entry) {
+	if r := t.rev[i]; r != none && !t.lookupReverse {
+		return r, t.at(r)
+	}
 	k := e.key
 	k.src, k.dst = e.key.dst, e.key.src
 	k.sport, k.dport = e.key.dport, e.key.sport
-	i := t.lookup(&k, uint32(k.hash()))
-	if i == none {
+	r := t.lookup(&k, uint32(k.hash()))
+	if r == none {
 		return none, nil
 	}
-	return i, t.at(i)
+	t.rev[i], t.rev[r] = r, i
+	return r, t.at(r)
 }

@@ -1,7 +1,6 @@
 package pcapfile
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,23 +10,55 @@ import (
 // pcapReader reads the classic pcap format. It is spanflow's own because
 // gopacket's pcapgo keeps link types in a uint8 (LINKTYPE_LINUX_SLL2 is 276)
 // and converts every timestamp through time.Time.
+//
+// It parses records in place from a window of bytes: the whole file when it
+// is mapped (no copy at all, see mapping.go), or a buffer that read fills
+// (pipes, or where mapping fails); records are handed out as slices of it.
 type pcapReader struct {
-	r     *bufio.Reader
 	order binary.ByteOrder
+	big   bool // order is big-endian
 	nanos bool
 	link  uint32
-	skip  int // bytes of the record last returned, still in the buffer
+	buf   []byte // the window; records start at off, bytes end at end
+	off   int
+	end   int
+	src   io.Reader // refills buf; nil when buf is the whole mapped file
+	err   error     // src's error once it returned one (io.EOF at the end)
+	// check, for a mapped file, is called as reading passes each
+	// checkEvery bytes, with the offset of the next record: it says
+	// whether the file is still as long as the mapping (a file truncated
+	// underneath must stop the reading before it touches pages that are
+	// gone), and unmaps the pages read.
+	check     func(off int) error
+	nextCheck int
+	// more, for a mapped file, is called once at the end of the mapping:
+	// it may switch the reader to reading the rest of a file that grew.
+	more func(*pcapReader)
 }
 
 // maxFrame bounds a record's captured length: larger ones are corrupt.
 const maxFrame = 256 << 10
 
-func newPCAPReader(r *bufio.Reader) (*pcapReader, error) {
-	var h [24]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, fmt.Errorf("short file header: %w", err)
+// readBuffer is the size of the buffer of a capture that is read rather than
+// mapped: large enough for several records of maxFrame, so that moving the
+// partial record at its end back to its start is rare.
+const readBuffer = 1 << 20
+
+// checkEvery is how often, in bytes read, a mapped file's size is checked.
+const checkEvery = 4 << 20
+
+// newPCAPReader reads the file header from buf[:n] (the first bytes of the
+// file, at most len(buf)) and, when src is not nil, reads the rest from
+// src into buf as records are asked for.
+func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
+	p := &pcapReader{buf: buf, end: n, src: src}
+	for src != nil && p.end < 24 && p.err == nil {
+		p.fill()
 	}
-	p := &pcapReader{r: r}
+	if p.end < 24 {
+		return nil, fmt.Errorf("short file header: %d bytes", p.end)
+	}
+	h := buf[:24]
 	switch {
 	case h[0] == 0xd4 && h[1] == 0xc3 && h[2] == 0xb2 && h[3] == 0xa1:
 		p.order = binary.LittleEndian
@@ -42,51 +73,100 @@ func newPCAPReader(r *bufio.Reader) (*pcapReader, error) {
 	}
 	// The upper bits of the link type field carry FCS information.
 	p.link = p.order.Uint32(h[20:]) & 0x0fffffff
-	if r.Size() < 16+maxFrame {
-		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", r.Size())
+	p.big = p.order == binary.ByteOrder(binary.BigEndian)
+	if src != nil && len(buf) < 16+maxFrame {
+		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", len(buf))
 	}
+	p.off = 24
+	p.nextCheck = checkEvery
 	return p, nil
 }
 
-// next reads the next record. The frame's data is a slice of the reader's
-// buffer (no copy), valid until the next call: records are at most
-// maxFrame, and the buffer is larger.
+// fill moves the bytes not yet parsed to the start of the buffer and reads
+// once from src after them.
+func (p *pcapReader) fill() {
+	if p.off > 0 {
+		p.end = copy(p.buf, p.buf[p.off:p.end])
+		p.nextCheck -= p.off
+		p.off = 0
+	}
+	n, err := p.src.Read(p.buf[p.end:])
+	p.end += n
+	if err != nil {
+		p.err = err
+	}
+}
+
+// need makes sure that n bytes from off are in the window; it returns false
+// when the capture ends (or src fails) before them.
+func (p *pcapReader) need(n int) bool {
+	for p.end-p.off < n {
+		if p.src == nil && p.more != nil {
+			more := p.more
+			p.more = nil
+			more(p)
+			continue
+		}
+		if p.src == nil || p.err != nil {
+			return false
+		}
+		p.fill()
+	}
+	return true
+}
+
+// next parses the next record. The frame's data is a slice of the window
+// (no copy), valid until the next call: records are at most maxFrame, and
+// a read buffer is larger.
 func (p *pcapReader) next(fr *Frame) error {
-	if p.skip > 0 {
-		if _, err := p.r.Discard(p.skip); err != nil {
+	if p.check != nil && p.off >= p.nextCheck {
+		if err := p.check(p.off); err != nil {
 			return err
 		}
-		p.skip = 0
+		p.nextCheck = p.off + checkEvery
 	}
-	hdr, err := p.r.Peek(16)
-	if err != nil {
-		if len(hdr) == 0 && errors.Is(err, io.EOF) {
-			return io.EOF // at a record boundary
-		}
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return err
+	if !p.need(16) {
+		return p.ended()
 	}
-	sec := int64(p.order.Uint32(hdr[0:]))
-	frac := int64(p.order.Uint32(hdr[4:]))
-	caplen := int(p.order.Uint32(hdr[8:]))
-	wire := int(p.order.Uint32(hdr[12:]))
+	// The byte order is known once per file: calling it through the
+	// binary.ByteOrder interface, four times a record, is not inlined.
+	hdr := p.buf[p.off : p.off+16 : p.off+16]
+	var sec, frac int64
+	var caplen, wire int
+	if p.big {
+		sec, frac = int64(binary.BigEndian.Uint32(hdr[0:])), int64(binary.BigEndian.Uint32(hdr[4:]))
+		caplen, wire = int(binary.BigEndian.Uint32(hdr[8:])), int(binary.BigEndian.Uint32(hdr[12:]))
+	} else {
+		sec, frac = int64(binary.LittleEndian.Uint32(hdr[0:])), int64(binary.LittleEndian.Uint32(hdr[4:]))
+		caplen, wire = int(binary.LittleEndian.Uint32(hdr[8:])), int(binary.LittleEndian.Uint32(hdr[12:]))
+	}
 	if caplen > maxFrame {
 		return fmt.Errorf("record of %d bytes: corrupt capture", caplen)
 	}
-	rec, err := p.r.Peek(16 + caplen)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	if !p.need(16 + caplen) {
+		if err := p.ended(); !errors.Is(err, io.EOF) {
+			return err
 		}
-		return err
+		return io.ErrUnexpectedEOF
 	}
-	p.skip = 16 + caplen
+	start := p.off + 16
+	p.off = start + caplen
 	if !p.nanos {
 		frac *= 1000
 	}
-	fr.Data, fr.Length, fr.LinkType = rec[16:16+caplen:16+caplen], wire, p.link
+	fr.Data, fr.Length, fr.LinkType = p.buf[start:p.off:p.off], wire, p.link
 	fr.Timestamp = sec*1e9 + frac
 	return nil
+}
+
+// ended is the error when the window has no complete record left: io.EOF
+// at a record boundary, io.ErrUnexpectedEOF within one, or src's error.
+func (p *pcapReader) ended() error {
+	if p.err != nil && !errors.Is(p.err, io.EOF) {
+		return p.err
+	}
+	if p.off == p.end {
+		return io.EOF
+	}
+	return io.ErrUnexpectedEOF
 }

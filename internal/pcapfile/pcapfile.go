@@ -7,10 +7,12 @@ package pcapfile
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"github.com/google/gopacket/pcapgo"
 )
@@ -27,44 +29,140 @@ type Frame struct {
 // Reader reads a pcap or pcapng file; the format is told by its magic
 // number.
 type Reader struct {
-	f      *os.File
-	pcap   *pcapReader
-	ng     *pcapgo.NgReader
-	link   uint32
-	ngLink []uint32 // pcapng link type per interface id
-	frames int
+	f       *os.File
+	pcap    *pcapReader
+	ng      *pcapgo.NgReader
+	link    uint32
+	ngLink  []uint32 // pcapng link type per interface id
+	frames  int
+	mapped  []byte // the file, when OpenMapped mapped it
+	dropped int    // bytes at the start of mapped whose pages were unmapped
 }
 
-// Open opens a capture file.
-func Open(path string) (*Reader, error) {
+// Open opens a capture file, read with read(2) into a buffer.
+func Open(path string) (*Reader, error) { return open(path, false) }
+
+// OpenMapped opens a capture file like Open but, when it is a regular pcap
+// file, maps it in memory and hands frames out of the mapping: no copy from
+// the page cache. (pcapng files, pipes and other files that cannot be
+// mapped are read as Open reads them.)
+//
+// A mapped file cut shorter while it is read would make reading the pages
+// that are gone raise SIGBUS. Next checks the file's size every 4 MiB and
+// returns an error once it shrank; a cut in between can still fault, in the
+// reader or wherever the frame's bytes are read before the next call to
+// Next. So the goroutine that reads the frames must run with
+// debug.SetPanicOnFault(true) and take a runtime.Error whose Addr is
+// Mapped as a read error (see exporter.Run).
+func OpenMapped(path string) (*Reader, error) { return open(path, true) }
+
+func open(path string, mapped bool) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open capture: %w", err)
 	}
-	br := bufio.NewReaderSize(f, 1<<20)
-	magic, err := br.Peek(4)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read capture %s: not a pcap or pcapng file (%d bytes)", path, len(magic))
-	}
 	src := &Reader{f: f}
-	if magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a {
-		opts := pcapgo.DefaultNgReaderOptions
-		src.ng, err = pcapgo.NewNgReader(br, opts)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("read pcapng header of %s: %w", path, err)
-		}
-		src.link = uint32(src.ng.LinkType())
-	} else {
-		src.pcap, err = newPCAPReader(br)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("read pcap header of %s: %w", path, err)
-		}
-		src.link = src.pcap.link
+	if err := src.start(path, mapped); err != nil {
+		src.Close()
+		return nil, err
 	}
 	return src, nil
+}
+
+func isPCAPNG(magic []byte) bool {
+	return magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a
+}
+
+func (src *Reader) start(path string, mapped bool) error {
+	if mapped {
+		if st, err := src.f.Stat(); err == nil && st.Mode().IsRegular() {
+			src.mapped = mapFile(src.f, st.Size())
+		}
+		if m := src.mapped; len(m) >= 4 && !isPCAPNG(m) {
+			p, err := newPCAPReader(m, len(m), nil)
+			if err != nil {
+				return fmt.Errorf("read pcap header of %s: %w", path, err)
+			}
+			p.check, p.more = src.checkpoint, src.readOn
+			src.pcap, src.link = p, p.link
+			return nil
+		}
+		src.unmap()
+	}
+	buf := make([]byte, readBuffer)
+	n, err := io.ReadAtLeast(src.f, buf, 4)
+	if err != nil {
+		return fmt.Errorf("read capture %s: not a pcap or pcapng file (%d bytes)", path, n)
+	}
+	if isPCAPNG(buf) {
+		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), src.f), readBuffer)
+		src.ng, err = pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			return fmt.Errorf("read pcapng header of %s: %w", path, err)
+		}
+		src.link = uint32(src.ng.LinkType())
+		return nil
+	}
+	src.pcap, err = newPCAPReader(buf, n, src.f)
+	if err != nil {
+		return fmt.Errorf("read pcap header of %s: %w", path, err)
+	}
+	src.link = src.pcap.link
+	return nil
+}
+
+// checkpoint fails once the mapped file is shorter than the mapping, and
+// drops the pages before off from the mapping: they were read, and mapped
+// pages of the file count in the process's resident set (though they are
+// the page cache's, shared and clean) as read(2)'s buffer did not.
+func (src *Reader) checkpoint(off int) error {
+	if end := off &^ (dropPage - 1); end > src.dropped {
+		dropPages(src.mapped[src.dropped:end])
+		src.dropped = end
+	}
+	st, err := src.f.Stat()
+	if err != nil {
+		return fmt.Errorf("check the size of the capture: %w", err)
+	}
+	if st.Size() < int64(len(src.mapped)) {
+		return fmt.Errorf("capture cut to %d bytes while being read (it had %d): %w", st.Size(), len(src.mapped), io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// readOn is called when the reader reached the end of the mapping: a file
+// that grew since it was mapped is read on from there, as Open would.
+func (src *Reader) readOn(p *pcapReader) {
+	st, err := src.f.Stat()
+	if err != nil || st.Size() <= int64(len(src.mapped)) {
+		return
+	}
+	if _, err := src.f.Seek(int64(len(src.mapped)), io.SeekStart); err != nil {
+		return
+	}
+	buf := make([]byte, readBuffer)
+	p.end = copy(buf, p.buf[p.off:p.end])
+	p.nextCheck -= p.off
+	p.buf, p.off, p.src, p.check = buf, 0, src.f, nil
+	src.unmap() // the frame handed out last is no longer valid
+}
+
+// Mapped says whether addr is in the mapping of the file (a fault there
+// means that the file was cut while being read).
+func (src *Reader) Mapped(addr uintptr) bool {
+	m := src.mapped
+	if len(m) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(m)))
+	return addr >= base && addr-base < uintptr(len(m))
+}
+
+func (src *Reader) unmap() {
+	if src.mapped != nil {
+		unmap(src.mapped)
+		src.mapped, src.dropped = nil, 0
+	}
 }
 
 // Next reads the next frame; it returns io.EOF after the last one.
@@ -106,5 +204,9 @@ func (s *Reader) ngLinkType(i int) uint32 {
 	return s.ngLink[i]
 }
 
-// Close closes the file.
-func (s *Reader) Close() error { return s.f.Close() }
+// Close closes the file (and unmaps it): frames handed out are no longer
+// valid.
+func (s *Reader) Close() error {
+	s.unmap()
+	return s.f.Close()
+}
