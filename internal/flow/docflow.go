@@ -309,16 +309,7 @@ func (e *Encoder) appendNetflow(b []byte, top int, r *Record) []byte {
 		if len(b) != start {
 			b = append(b, ',')
 		}
-		b = AppendJSONString(b, x.Name)
-		b = append(b, ':')
-		switch {
-		case x.Raw != nil:
-			b = append(b, x.Raw...)
-		case x.IsStr:
-			b = AppendJSONString(b, x.Str)
-		default:
-			b = appendUint(b, x.Num)
-		}
+		b = appendExtra(b, x)
 	}
 	if r.EndReason != 0 {
 		b = appendUintMember(b, start, `"flow_end_reason":`, uint64(r.EndReason))

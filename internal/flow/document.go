@@ -841,16 +841,7 @@ func (e *Encoder) appendGeneric(b []byte, r *Record) []byte {
 				}
 				b = e.open(b, netflowOpen, c.opens)
 				b = e.sep(b)
-				b = AppendJSONString(b, x.Name)
-				b = append(b, ':')
-				switch {
-				case x.Raw != nil:
-					b = append(b, x.Raw...)
-				case x.IsStr:
-					b = AppendJSONString(b, x.Str)
-				default:
-					b = strconv.AppendUint(b, x.Num, 10)
-				}
+				b = appendExtra(b, x)
 			}
 			continue
 		}
@@ -1010,3 +1001,17 @@ var transportNumbers = func() (t [256]string) {
 	}
 	return
 }()
+
+// appendExtra writes an extra field as a member: its name, then its raw
+// JSON, string or number.
+func appendExtra(b []byte, x *Extra) []byte {
+	b = AppendJSONString(b, x.Name)
+	b = append(b, ':')
+	switch {
+	case x.Raw != nil:
+		return append(b, x.Raw...)
+	case x.IsStr:
+		return AppendJSONString(b, x.Str)
+	}
+	return appendUint(b, x.Num)
+}
