@@ -113,3 +113,161 @@ func TestUDPBatches(t *testing.T) {
 		})
 	}
 }
+
+// gate holds the first batch it is handed until released, so that what
+// comes after queues in the socket.
+type gate struct {
+	recording
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gate) HandleBatch(dgs []decoders.Datagram) {
+	g.once.Do(func() {
+		close(g.held)
+		<-g.release
+	})
+	g.recording.HandleBatch(dgs)
+}
+
+// TestUDPStopReadsWhatWasQueued: datagrams the kernel had queued on a UDP
+// socket when Stop came are read and handed on, not thrown away with the
+// socket.
+func TestUDPStopReadsWhatWasQueued(t *testing.T) {
+	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.Sockets = []string{"127.0.0.1:0"}, nil, 1
+	l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return g }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	<-g.held // the reader is busy with the first datagram
+	const n = 2000
+	for i := range n {
+		if _, err := conn.Write([]byte(fmt.Sprintf("queued %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := make(chan error)
+	go func() { stopped <- l.Stop() }()
+	time.Sleep(50 * time.Millisecond) // Stop has shut the socket by now
+	close(g.release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	got := g.wait(t, n+1)
+	if len(got) != n+1 {
+		t.Fatalf("handed on %d datagrams, want the %d sent before Stop", len(got), n+1)
+	}
+	for i, dg := range got[1:] {
+		if want := fmt.Sprintf("queued %d", i); string(dg.Payload) != want {
+			t.Fatalf("datagram %d is %q, want %q", i+1, dg.Payload, want)
+		}
+	}
+}
+
+// TestUDPReceiveWaitGathersBatches: with a receive wait, a steady trickle
+// of datagrams is read a batch per wait, not one read per datagram; with
+// none, each is read as it comes (the datagrams are the same either way).
+func TestUDPReceiveWaitGathersBatches(t *testing.T) {
+	const wait = 5 * time.Millisecond
+	for _, w := range []time.Duration{wait, 0} {
+		t.Run(w.String(), func(t *testing.T) {
+			h := &recording{}
+			cfg := listen.DefaultConfiguration()
+			cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveWait = []string{"127.0.0.1:0"}, nil, 1, w
+			l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer l.Stop()
+			conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start, n := time.Now(), 0
+			for time.Since(start) < 200*time.Millisecond {
+				if _, err := conn.Write([]byte(fmt.Sprintf("trickle %d", n))); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				time.Sleep(20 * time.Microsecond)
+			}
+			elapsed := time.Since(start)
+			got := h.wait(t, n)
+			if len(got) != n {
+				t.Fatalf("received %d datagrams, want %d", len(got), n)
+			}
+			for i, dg := range got {
+				if want := fmt.Sprintf("trickle %d", i); string(dg.Payload) != want {
+					t.Fatalf("datagram %d is %q, want %q", i, dg.Payload, want)
+				}
+			}
+			h.mu.Lock()
+			batches := h.batches
+			h.mu.Unlock()
+			t.Logf("%d datagrams in %v read in %d batches", n, elapsed, batches)
+			if w == 0 {
+				return
+			}
+			// A short batch is followed by a wait; full ones (32) by
+			// none: at most one short batch per wait, plus the full ones.
+			if most := int(elapsed/w)*3/2 + n/32 + 10; batches > most {
+				t.Errorf("%d datagrams in %v read in %d batches; with a %v wait, want at most %d", n, elapsed, batches, w, most)
+			}
+		})
+	}
+}
+
+// TestUDPStopWhileIdle: a reader waiting in the kernel on a silent socket
+// ends at Stop without handing on anything (a socket shut for reading
+// answers "no data", which recvmmsg counts as a datagram).
+func TestUDPStopWhileIdle(t *testing.T) {
+	for _, w := range []time.Duration{time.Millisecond, 0} {
+		h := &recording{}
+		cfg := listen.DefaultConfiguration()
+		cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveWait = []string{"127.0.0.1:0"}, nil, 2, w
+		l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Start(); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte("only")); err != nil {
+			t.Fatal(err)
+		}
+		h.wait(t, 1)
+		time.Sleep(100 * time.Millisecond) // past the empty reads: the readers wait in the kernel
+		if err := l.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		h.mu.Lock()
+		got := append([]decoders.Datagram(nil), h.dgs...)
+		h.mu.Unlock()
+		if len(got) != 1 || string(got[0].Payload) != "only" {
+			t.Errorf("wait %v: handed on %d datagrams %v, want the one sent", w, len(got), got)
+		}
+	}
+}

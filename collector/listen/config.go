@@ -47,6 +47,14 @@ type Configuration struct {
 	// ReceiveBuffer is the socket receive buffer asked of the kernel, bytes
 	// (as root, beyond net.core.rmem_max).
 	ReceiveBuffer int
+	// ReceiveWait is how long a UDP socket's reader pauses after a read
+	// that found fewer datagrams than a batch, so that the next read takes
+	// many at once instead of waking for each: at a steady trickle of
+	// small datagrams the wake-ups, not the records, cost most. A full
+	// batch is read on at once, so a busy socket is never paused. The
+	// socket's buffer holds what arrives meanwhile (ReceiveBuffer). 0
+	// reads as soon as a datagram is queued.
+	ReceiveWait time.Duration
 	// Allow lists the networks TCP and TLS connections are accepted from;
 	// empty accepts all. It is checked at accept, before a connection
 	// takes a slot (the pipeline checks every datagram again).
@@ -69,6 +77,7 @@ func DefaultConfiguration() Configuration {
 		TCP:                        []string{":4739"},
 		Sockets:                    runtime.NumCPU(),
 		ReceiveBuffer:              8 << 20,
+		ReceiveWait:                time.Millisecond,
 		MaxTCPConnections:          256,
 		MaxTCPConnectionsPerSource: 4,
 		TCPIdleTimeout:             5 * time.Minute,
@@ -92,6 +101,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.ReceiveBuffer < 0 {
 		return fmt.Errorf("receive buffer must not be negative")
+	}
+	if c.ReceiveWait < 0 || c.ReceiveWait > time.Second {
+		return fmt.Errorf("receive wait must be between 0 and 1s, not %s", c.ReceiveWait)
 	}
 	if c.MaxTCPConnections < 1 {
 		return fmt.Errorf("tcp connections must be at least 1, not %d", c.MaxTCPConnections)

@@ -1,10 +1,12 @@
 package listen
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
-	"syscall"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -26,33 +28,69 @@ type mmsghdr struct {
 }
 
 // batchReader reads up to recvBatch datagrams per system call with
-// recvmmsg, through the runtime's poller: it waits only when nothing is
-// queued, and takes what is there without waiting for a full batch.
+// recvmmsg from a blocking socket of its own, outside the runtime's poller:
+// it waits in the kernel only when nothing is queued, and takes what is
+// there without waiting for a full batch (MSG_WAITFORONE). A socket in the
+// poller's epoll set wakes whichever thread waits in it on every datagram
+// that arrives, read or not, and that was most of a small-datagram
+// stream's cost (a context switch per datagram); out of it, a reader that
+// pauses between short batches (ReceiveWait) wakes once per pause.
 type batchReader struct {
-	rc    syscall.RawConn
-	hdrs  [recvBatch]mmsghdr
-	iovs  [recvBatch]unix.Iovec
-	names [recvBatch]unix.RawSockaddrInet6
-	bufs  [][]byte
-	dgs   []decoders.Datagram
-	n     int
-	errno syscall.Errno
+	fd       int
+	stopping atomic.Bool
+	hdrs     [recvBatch]mmsghdr
+	iovs     [recvBatch]unix.Iovec
+	names    [recvBatch]unix.RawSockaddrInet6
+	bufs     [][]byte
+	dgs      []decoders.Datagram
+	drained  int // batches read since stopping
 }
 
-func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
+// detach takes conn's socket out of the runtime's poller: its descriptor
+// is duplicated, made blocking and conn closed (which removes it from the
+// poller's epoll set; the socket lives on in the duplicate). The reader
+// owns the duplicate and closes it when it ends.
+func detach(conn *net.UDPConn) (*batchReader, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	b := &batchReader{rc: rc, bufs: make([][]byte, recvBatch), dgs: make([]decoders.Datagram, 0, recvBatch)}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("duplicate the udp socket: %w", derr)
+	}
+	conn.Close()
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("make the udp socket blocking: %w", err)
+	}
+	b := &batchReader{fd: fd, bufs: make([][]byte, recvBatch), dgs: make([]decoders.Datagram, 0, recvBatch)}
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, 65536)
 	}
 	return b, nil
 }
 
-// read returns the next datagrams, valid until the next call.
-func (b *batchReader) read() ([]decoders.Datagram, error) {
+// Close ends the reader: a read under way returns (shutdown wakes it),
+// what the socket holds is still read, then the reader closes the socket.
+func (b *batchReader) Close() error {
+	b.stopping.Store(true)
+	// An unbound or unconnected UDP socket answers ENOTCONN, having
+	// marked itself shut for reading and woken its readers all the same.
+	if err := unix.Shutdown(b.fd, unix.SHUT_RD); err != nil && err != unix.ENOTCONN {
+		return err
+	}
+	return nil
+}
+
+// read returns the next datagrams, valid until the next call; none (and
+// no error) once the reader is stopping and the socket is empty.
+func (b *batchReader) read(flags int) ([]decoders.Datagram, error) {
 	for i := range b.hdrs {
 		b.iovs[i].Base = &b.bufs[i][0]
 		b.iovs[i].SetLen(len(b.bufs[i]))
@@ -60,31 +98,26 @@ func (b *batchReader) read() ([]decoders.Datagram, error) {
 		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: uint32(unsafe.Sizeof(b.names[i])), Iov: &b.iovs[i]}
 		h.SetIovlen(1)
 	}
-	err := b.rc.Read(b.recv)
-	if err != nil {
-		return nil, err
-	}
-	if b.errno != 0 {
-		return nil, b.errno
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b.fd), uintptr(unsafe.Pointer(&b.hdrs[0])), recvBatch, uintptr(flags), 0, 0)
+	b.dgs = b.dgs[:0]
+	switch {
+	case errno == unix.EINTR:
+		return b.dgs, nil
+	case errno == unix.EAGAIN:
+		return b.dgs, nil // shut down and empty, or nothing queued (MSG_DONTWAIT)
+	case errno != 0:
+		return nil, errno
 	}
 	now := time.Now()
-	b.dgs = b.dgs[:0]
-	for i := range b.n {
+	for i := range int(n) {
+		if b.hdrs[i].hdr.Namelen == 0 {
+			// Not a datagram: a socket shut for reading returns "no
+			// data" (0 bytes, no source), which recvmmsg counts as one.
+			break
+		}
 		b.dgs = append(b.dgs, decoders.Datagram{Source: sockaddr(&b.names[i]), Payload: b.bufs[i][:b.hdrs[i].n], Received: now})
 	}
 	return b.dgs, nil
-}
-
-func (b *batchReader) recv(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), recvBatch, unix.MSG_DONTWAIT, 0, 0)
-	for errno == unix.EINTR {
-		n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), recvBatch, unix.MSG_DONTWAIT, 0, 0)
-	}
-	if errno == unix.EAGAIN || errno == unix.EWOULDBLOCK {
-		return false // wait for the poller
-	}
-	b.n, b.errno = int(n), errno
-	return true
 }
 
 // sockaddr is the source address recvmmsg wrote, as ReadFromUDPAddrPort
@@ -111,22 +144,72 @@ func ntohs(p uint16) uint16 {
 	return uint16(b[0])<<8 | uint16(b[1])
 }
 
-// readUDPBatches hands the datagrams of conn to h in batches when h takes
-// them, else one by one.
-func (l *Listener) readUDPBatches(conn *net.UDPConn, h BatchHandler) error {
-	b, err := newBatchReader(conn)
-	if err != nil {
-		return err
+// stopDrainBatches bounds what a stopping reader still reads: the socket's
+// queue when it stopped, not a stream that goes on.
+const stopDrainBatches = 4096
+
+// startUDP reads conn on a goroutine of the tracker, in batches when h
+// takes them, else one by one; it returns what Stop closes.
+func (l *Listener) startUDP(conn *net.UDPConn, h Handler) (io.Closer, error) {
+	bh, ok := h.(BatchHandler)
+	if !ok {
+		l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+		return conn, nil
 	}
+	local := conn.LocalAddr()
+	b, err := detach(conn)
+	if err != nil {
+		return nil, err
+	}
+	l.tracker.Go(func(ctx context.Context) error { return l.readUDPBatches(b, local, bh) })
+	return b, nil
+}
+
+// idleReads is how many reads in a row may find nothing before a pausing
+// reader waits in the kernel for the next datagram instead: a silent socket
+// costs no wake-ups, and a busy one never blocks (a read that waits in the
+// kernel makes the runtime's monitor hand its processor to another thread,
+// and keep polling every 20 µs while that goes on).
+const idleReads = 8
+
+// readUDPBatches hands the datagrams of b to h until b is closed and what
+// its socket held then is read.
+func (l *Listener) readUDPBatches(b *batchReader, local net.Addr, h BatchHandler) error {
+	defer unix.Close(b.fd)
+	wait, empty := l.cfg.ReceiveWait, 0
 	for {
-		dgs, err := b.read()
+		stopping := b.stopping.Load()
+		flags := unix.MSG_DONTWAIT
+		if !stopping && (wait == 0 || empty >= idleReads) {
+			flags = unix.MSG_WAITFORONE
+		}
+		dgs, err := b.read(flags)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if stopping {
 				return nil
 			}
-			l.log.Warn("read udp", "read udp", "addr", conn.LocalAddr(), "err", err)
+			l.log.Warn("read udp", "read udp", "addr", local, "err", err)
+			time.Sleep(10 * time.Millisecond) // not a busy loop on a lasting error
 			continue
 		}
-		h.HandleBatch(dgs)
+		if len(dgs) > 0 {
+			h.HandleBatch(dgs)
+			empty = 0
+		} else {
+			empty++
+		}
+		if stopping {
+			// Read on what was queued when Stop came, a bounded amount.
+			b.drained++
+			if len(dgs) == 0 || b.drained > stopDrainBatches {
+				return nil
+			}
+			continue
+		}
+		if len(dgs) < recvBatch/2 && wait > 0 && empty < idleReads {
+			// A short batch: the socket is nearly empty. Let datagrams
+			// gather rather than wake for each one.
+			time.Sleep(wait)
+		}
 	}
 }

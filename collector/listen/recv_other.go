@@ -2,10 +2,15 @@
 
 package listen
 
-import "net"
+import (
+	"context"
+	"io"
+	"net"
+)
 
-// readUDPBatches reads one datagram per system call where recvmmsg is
-// missing.
-func (l *Listener) readUDPBatches(conn *net.UDPConn, h BatchHandler) error {
-	return l.readUDP(conn, h)
+// startUDP reads conn one datagram per system call where recvmmsg is
+// missing; it returns what Stop closes.
+func (l *Listener) startUDP(conn *net.UDPConn, h Handler) (io.Closer, error) {
+	l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+	return conn, nil
 }

@@ -91,7 +91,7 @@ type Listener struct {
 
 	mu        sync.Mutex
 	closed    bool
-	udp       []*net.UDPConn
+	udp       []io.Closer // the UDP sockets' readers
 	tcp       []net.Listener
 	conns     map[net.Conn]net.Conn // accepted → what is read (the TLS conn once its handshake is done)
 	draining  atomic.Int64          // when stopping: the deadline, unix ns, for reading what connections hold
@@ -266,15 +266,15 @@ func (l *Listener) Start() error {
 				addr = conn.LocalAddr().String()
 				l.addrs = append(l.addrs, conn.LocalAddr())
 			}
-			l.mu.Lock()
-			l.udp = append(l.udp, conn)
-			l.mu.Unlock()
-			h := l.deps.NewHandler()
-			if bh, ok := h.(BatchHandler); ok {
-				l.tracker.Go(func(ctx context.Context) error { return l.readUDPBatches(conn, bh) })
-			} else {
-				l.tracker.Go(func(ctx context.Context) error { return l.readUDP(conn, h) })
+			r, err := l.startUDP(conn, l.deps.NewHandler())
+			if err != nil {
+				conn.Close()
+				l.Stop()
+				return fmt.Errorf("udp %s: %w", a, err)
 			}
+			l.mu.Lock()
+			l.udp = append(l.udp, r)
+			l.mu.Unlock()
 		}
 	}
 	streams := []struct {
