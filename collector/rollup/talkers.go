@@ -33,6 +33,7 @@ type spaceSaving struct {
 
 type talkerCounter struct {
 	addr  netip.Addr
+	h     uint64 // addrHash(addr), kept for the takeover
 	count float64
 	err   float64 // overestimate bound: the count inherited on takeover
 	hpos  int32   // position in heap
@@ -58,8 +59,8 @@ func (s *spaceSaving) add(addr netip.Addr, w float64) {
 	// Take over the smallest counter.
 	i := s.heap[0]
 	min := &s.slots[i]
-	s.index.remove(min.addr, addrHash(min.addr))
-	min.addr, min.err = addr, min.count
+	s.index.remove(min.addr, min.h)
+	min.addr, min.h, min.err = addr, h, min.count
 	min.count += w
 	s.index.put(addr, h, i)
 	s.down(0)
@@ -67,7 +68,7 @@ func (s *spaceSaving) add(addr netip.Addr, w float64) {
 
 func (s *spaceSaving) insert(addr netip.Addr, h uint64, w float64) {
 	i := int32(len(s.slots))
-	s.slots = append(s.slots, talkerCounter{addr: addr, count: w, hpos: int32(len(s.heap))})
+	s.slots = append(s.slots, talkerCounter{addr: addr, h: h, count: w, hpos: int32(len(s.heap))})
 	s.heap = append(s.heap, i)
 	s.index.put(addr, h, i)
 	s.up(len(s.heap) - 1)
@@ -170,8 +171,8 @@ func (s *spaceSaving) endBatch() {
 		if s.floor+x.w <= min.count {
 			break
 		}
-		s.index.remove(min.addr, addrHash(min.addr))
-		min.addr, min.count, min.err = x.addr, s.floor+x.w, s.floor
+		s.index.remove(min.addr, min.h)
+		min.addr, min.h, min.count, min.err = x.addr, x.h, s.floor+x.w, s.floor
 		s.index.put(x.addr, x.h, i)
 		s.down(0)
 	}
@@ -252,16 +253,20 @@ func addrHash(a netip.Addr) uint64 {
 }
 
 // addrIndex maps the addresses of a sketch's counters to their slots: open
-// addressing with linear probing in twice as many places as counters.
+// addressing with linear probing in twice as many places as counters. Each
+// place keeps its address's hash: a probe compares it before the address,
+// and a removal finds where the entries after it belong without hashing
+// them again.
 type addrIndex struct {
 	addrs []netip.Addr
+	hs    []uint64
 	slots []int32 // slot+1; 0: empty
 	n     int
 }
 
 func newAddrIndex(k int) addrIndex {
 	n := pow2(2 * k)
-	return addrIndex{addrs: make([]netip.Addr, n), slots: make([]int32, n)}
+	return addrIndex{addrs: make([]netip.Addr, n), hs: make([]uint64, n), slots: make([]int32, n)}
 }
 
 func (x *addrIndex) len() int { return x.n }
@@ -272,7 +277,7 @@ func (x *addrIndex) get(a netip.Addr, h uint64) (int32, bool) {
 		if x.slots[i] == 0 {
 			return 0, false
 		}
-		if x.addrs[i] == a {
+		if x.hs[i] == h && x.addrs[i] == a {
 			return x.slots[i] - 1, true
 		}
 	}
@@ -290,7 +295,7 @@ func (x *addrIndex) put(a netip.Addr, h uint64, slot int32) {
 	for x.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	x.addrs[i], x.slots[i] = a, slot+1
+	x.addrs[i], x.hs[i], x.slots[i] = a, h, slot+1
 	x.n++
 }
 
@@ -299,23 +304,24 @@ func (x *addrIndex) put(a netip.Addr, h uint64, slot int32) {
 func (x *addrIndex) remove(a netip.Addr, h uint64) {
 	mask := len(x.slots) - 1
 	i := int(h) & mask
-	for x.addrs[i] != a || x.slots[i] == 0 {
+	for x.slots[i] == 0 || x.hs[i] != h || x.addrs[i] != a {
 		i = (i + 1) & mask
 	}
 	for j := (i + 1) & mask; x.slots[j] != 0; j = (j + 1) & mask {
-		home := int(addrHash(x.addrs[j])) & mask
+		home := int(x.hs[j]) & mask
 		// Move j back to i when i lies on j's probe path (home..j).
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-			x.addrs[i], x.slots[i] = x.addrs[j], x.slots[j]
+			x.addrs[i], x.hs[i], x.slots[i] = x.addrs[j], x.hs[j], x.slots[j]
 			i = j
 		}
 	}
-	x.addrs[i], x.slots[i] = netip.Addr{}, 0
+	x.addrs[i], x.hs[i], x.slots[i] = netip.Addr{}, 0, 0
 	x.n--
 }
 
 func (x *addrIndex) reset() {
 	clear(x.addrs)
+	clear(x.hs)
 	clear(x.slots)
 	x.n = 0
 }
