@@ -1,10 +1,8 @@
 package rollup
 
 import (
-	"cmp"
 	"math/bits"
 	"net/netip"
-	"slices"
 	"sort"
 )
 
@@ -123,22 +121,27 @@ func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint6
 		return first
 	}
 	s.cands[0] = talkerCand{addr: addr, h: h, w: w}
-	for i, n := 0, len(s.cands); ; {
+	siftCands(s.cands)
+	return first
+}
+
+// siftCands restores the min-heap c after its root changed.
+func siftCands(c []talkerCand) {
+	for i, n := 0, len(c); ; {
 		l := 2*i + 1
 		if l >= n {
-			break
+			return
 		}
 		m := l
-		if r := l + 1; r < n && s.cands[r].w < s.cands[l].w {
+		if r := l + 1; r < n && c[r].w < c[l].w {
 			m = r
 		}
-		if s.cands[i].w <= s.cands[m].w {
-			break
+		if c[i].w <= c[m].w {
+			return
 		}
-		s.cands[i], s.cands[m] = s.cands[m], s.cands[i]
+		c[i], c[m] = c[m], c[i]
 		i = m
 	}
-	return first
 }
 
 type talkerCand struct {
@@ -157,14 +160,13 @@ func (s *spaceSaving) endBatch() {
 	if len(s.cands) == 0 {
 		return
 	}
-	lo := s.slots[s.heap[0]].count
-	c := s.cands[:0]
-	for _, x := range s.cands {
-		if s.floor+x.w > lo {
-			c = append(c, x)
-		}
+	// The candidates are a min-heap by weight: heapsort them, heaviest
+	// first (no comparison function called per step).
+	c := s.cands
+	for n := len(c) - 1; n > 0; n-- {
+		c[0], c[n] = c[n], c[0]
+		siftCands(c[:n])
 	}
-	slices.SortFunc(c, func(a, b talkerCand) int { return cmp.Compare(b.w, a.w) })
 	for _, x := range c {
 		i := s.heap[0]
 		min := &s.slots[i]
