@@ -292,3 +292,71 @@ func TestSpaceSavingBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestTalkersBySeries: eachBySeries hands each series the same entries in
+// the same order as each (slot order), only grouped, and both empty the
+// table; sketches fed either way end the same.
+func TestTalkersBySeries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ss := make([]*series, 300)
+	for i := range ss {
+		ss[i] = &series{pos: len(ss) - 1 - i, talkers: newSpaceSaving(16)}
+	}
+	var a, b talkerTable
+	for round := range 5 {
+		a, b = newTalkerTable(1<<10, 1<<17), newTalkerTable(1<<10, 1<<17)
+		for range 3000 + round*2000 {
+			pick := []*series{ss[rng.IntN(len(ss))], ss[rng.IntN(len(ss))]}
+			addr := addrN(uint32(rng.IntN(5000)))
+			w := float64(1 + rng.IntN(1500))
+			for _, tt := range []*talkerTable{&a, &b} {
+				if tt.full(len(pick)) {
+					t.Fatal("table full")
+				}
+				tt.add(pick, addr, w)
+			}
+		}
+		type entry struct {
+			addr netip.Addr
+			w    float64
+		}
+		bySlot, grouped := map[*series][]entry{}, map[*series][]entry{}
+		var order []int
+		a.each(func(s *series, addr netip.Addr, w float64) { bySlot[s] = append(bySlot[s], entry{addr, w}) })
+		b.eachBySeries(func(s *series, addr netip.Addr, w float64) {
+			if len(order) == 0 || order[len(order)-1] != s.pos {
+				order = append(order, s.pos)
+			}
+			grouped[s] = append(grouped[s], entry{addr, w})
+		})
+		if len(bySlot) != len(grouped) {
+			t.Fatalf("round %d: %d series by slot, %d grouped", round, len(bySlot), len(grouped))
+		}
+		for s, want := range bySlot {
+			got := grouped[s]
+			if len(got) != len(want) {
+				t.Fatalf("round %d: series %d: %d entries grouped, %d by slot", round, s.pos, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("round %d: series %d entry %d: %v grouped, %v by slot", round, s.pos, i, got[i], want[i])
+				}
+			}
+		}
+		for i := 1; i < len(order); i++ {
+			if order[i] <= order[i-1] {
+				t.Fatalf("round %d: series %d after %d: not grouped by pos", round, order[i], order[i-1])
+			}
+		}
+		for _, tt := range []*talkerTable{&a, &b} {
+			if tt.used != 0 {
+				t.Fatalf("round %d: %d entries left", round, tt.used)
+			}
+			for _, en := range tt.entries {
+				if en.s != nil {
+					t.Fatalf("round %d: an entry left", round)
+				}
+			}
+		}
+	}
+}
