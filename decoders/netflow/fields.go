@@ -1,6 +1,7 @@
 package netflow
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -39,6 +40,16 @@ type recordTimes struct {
 }
 
 func be(v []byte) uint64 {
+	switch len(v) { // the sizes of nearly every field, without a loop
+	case 4:
+		return uint64(binary.BigEndian.Uint32(v))
+	case 2:
+		return uint64(binary.BigEndian.Uint16(v))
+	case 1:
+		return uint64(v[0])
+	case 8:
+		return binary.BigEndian.Uint64(v)
+	}
 	var x uint64
 	for _, b := range v {
 		x = x<<8 | uint64(b)
@@ -88,6 +99,19 @@ func (s *State) appendDataFields(out []flow.Record, h *header, fields []nf.DataF
 }
 
 func (s *State) appendRecord(out []flow.Record, h *header, values []value, received time.Time) []flow.Record {
+	out, r := s.beginRecord(out, h, received)
+	var t recordTimes
+	for i := range values {
+		f := &values[i]
+		s.applyField(r, &t, f.typ, f.pen, f.v, h.version)
+	}
+	s.finish(r, &t, h)
+	return out
+}
+
+// beginRecord appends a record with what the message says of every record
+// (exporter, domain, kind, receive time) and returns it.
+func (s *State) beginRecord(out []flow.Record, h *header, received time.Time) ([]flow.Record, *flow.Record) {
 	out = append(out, flow.Record{})
 	r := &out[len(out)-1]
 	r.Received = received
@@ -99,37 +123,36 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 	} else {
 		r.Kind = flow.KindIPFIX
 	}
-	var t recordTimes
-	for i := range values {
-		f := &values[i]
-		v := f.v
-		if f.pen == 0 {
-			s.applyIANA(r, &t, f.typ, v, h.version)
-			continue
-		}
-		switch f.pen {
-		case flow.EnterpriseNumber:
-			x := be(v)
-			switch f.typ {
-			case flow.IETCPRTTClientMicroseconds:
-				r.TCP.RTTClient = time.Duration(x) * time.Microsecond
-			case flow.IETCPRTTServerMicroseconds:
-				r.TCP.RTTServer = time.Duration(x) * time.Microsecond
-			case flow.IETCPRetransmittedPackets:
-				r.TCP.Retransmissions = uint32(x)
-			case flow.IETCPZeroWindowEvents:
-				r.TCP.ZeroWindows = uint32(x)
-			default:
-				if len(v) <= 8 {
-					r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(f.typ)), Num: x})
-				}
-			}
-		default:
-			s.appendExtra(r, f.pen, f.typ, v)
-		}
+	return out, r
+}
+
+// applyField sets what one field (pen 0: IANA or NetFlow v9) says about
+// the flow.
+func (s *State) applyField(r *flow.Record, t *recordTimes, typ uint16, pen uint32, v []byte, version uint16) {
+	if pen == 0 {
+		s.applyIANA(r, t, typ, v, version)
+		return
 	}
-	s.finish(r, &t, h)
-	return out
+	switch pen {
+	case flow.EnterpriseNumber:
+		x := be(v)
+		switch typ {
+		case flow.IETCPRTTClientMicroseconds:
+			r.TCP.RTTClient = time.Duration(x) * time.Microsecond
+		case flow.IETCPRTTServerMicroseconds:
+			r.TCP.RTTServer = time.Duration(x) * time.Microsecond
+		case flow.IETCPRetransmittedPackets:
+			r.TCP.Retransmissions = uint32(x)
+		case flow.IETCPZeroWindowEvents:
+			r.TCP.ZeroWindows = uint32(x)
+		default:
+			if len(v) <= 8 {
+				r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(typ)), Num: x})
+			}
+		}
+	default:
+		s.appendExtra(r, pen, typ, v)
+	}
 }
 
 // applyIANA sets what an IANA (or NetFlow v9) element says about the flow.

@@ -822,20 +822,22 @@ func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data
 			size += int(f.Length)
 		}
 	}
+	// One pass per record: each field is applied as it is read (a record
+	// cut inside a variable-length field's length is dropped whole).
 	for len(data) > 0 && len(data) >= size {
-		vals := s.values[:0]
+		var r *flow.Record
+		out, r = s.beginRecord(out, h, received)
+		var t recordTimes
 		for _, f := range fields {
 			l := int(f.Length)
 			if f.Length == 0xffff {
 				if len(data) < 1 {
-					s.values = vals
-					return out
+					return out[:len(out)-1]
 				}
 				l, data = int(data[0]), data[1:]
 				if l == 0xff {
 					if len(data) < 2 {
-						s.values = vals
-						return out
+						return out[:len(out)-1]
 					}
 					l, data = int(binary.BigEndian.Uint16(data)), data[2:]
 				}
@@ -845,11 +847,10 @@ func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data
 			if !f.PenProvided {
 				pen = 0
 			}
-			vals = append(vals, value{typ: f.Type, pen: pen, v: data[:l:l]})
+			s.applyField(r, &t, f.Type, pen, data[:l:l], h.version)
 			data = data[l:]
 		}
-		s.values = vals
-		out = s.appendRecord(out, h, vals, received)
+		s.finish(r, &t, h)
 	}
 	return out
 }
