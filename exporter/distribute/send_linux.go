@@ -97,6 +97,12 @@ func openInterface(name string) (batchWriter, func() error, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open interface %s: %w", name, err)
 	}
+	if useTXRing {
+		if r, err := openTXRing(ifi); err == nil {
+			return r.write, r.close, nil
+		}
+		// No ring (an old kernel, not Ethernet, no memory): sendmmsg.
+	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: send only
 	if err != nil {
 		return nil, nil, fmt.Errorf("open interface %s (AF_PACKET: needs CAP_NET_RAW): %w", name, err)
