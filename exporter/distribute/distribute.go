@@ -88,14 +88,25 @@ type item struct {
 
 const headroom = 24 // the longest tunnel header: GRE with sequence + ERSPAN III
 
+// queue is a rule's frames waiting for its sender: a ring of slots with
+// one writer (Offer's goroutine) and one reader (the sender), so that
+// handing over a frame costs two atomic operations, not a channel's lock
+// and wake-up each. Each slot keeps its buffer from frame to frame.
 type queue struct {
-	free, work chan *item
-	done       chan struct{}
-	dest       *sender
-	rate       int
-	c          *counters
-	log        *slog.Logger
-	name       string
+	slots    []item
+	mask     uint64
+	size     uint64        // frames waiting at most (queue-size)
+	head     atomic.Uint64 // the next slot to send (the sender's)
+	tail     atomic.Uint64 // the next slot to fill (Offer's)
+	sleeping atomic.Bool   // the sender waits on wake
+	wake     chan struct{}
+	stop     chan struct{} // closed: no more frames come
+	done     chan struct{}
+	dest     *sender
+	rate     int
+	c        *counters
+	log      *slog.Logger
+	name     string
 }
 
 // ruleset is the rules in force.
@@ -176,12 +187,38 @@ func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger) *queue {
 	if n == 0 {
 		n = DefaultQueueSize
 	}
-	q := &queue{free: make(chan *item, n), work: make(chan *item, n), done: make(chan struct{}), dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name}
-	for range n {
-		q.free <- &item{}
+	// The ring holds at most n frames; its slots are a power of two.
+	slots := 1
+	for slots < n {
+		slots <<= 1
 	}
+	q := &queue{slots: make([]item, slots), mask: uint64(slots - 1), size: uint64(n), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name}
 	go q.run()
 	return q
+}
+
+// slot is the item of position i.
+func (q *queue) slot(i uint64) *item { return &q.slots[i&q.mask] }
+
+// put takes a free slot for a frame, or nil when the queue is full.
+func (q *queue) put() *item {
+	t := q.tail.Load()
+	if t-q.head.Load() >= q.size {
+		return nil
+	}
+	return q.slot(t)
+}
+
+// publish hands the slot put returned to the sender.
+func (q *queue) publish() {
+	q.tail.Add(1)
+	if q.sleeping.Load() && q.sleeping.CompareAndSwap(true, false) {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // batchSize is the most frames one system call sends.
@@ -192,35 +229,44 @@ func (q *queue) run() {
 	defer close(q.done)
 	var lastErr time.Time
 	tokens, last := 1.0, time.Now()
-	batch := make([]*item, 0, batchSize)
 	pkts := make([][]byte, 0, batchSize)
-	for it := range q.work {
-		batch = append(batch[:0], it)
-	fill:
-		for len(batch) < batchSize {
+	for {
+		h, t := q.head.Load(), q.tail.Load()
+		if h == t {
+			// Empty: sleep until Offer publishes or the queue closes,
+			// checking again after saying so (Offer may have published
+			// in between).
+			q.sleeping.Store(true)
+			if q.tail.Load() != h {
+				q.sleeping.Store(false)
+				continue
+			}
 			select {
-			case it, ok := <-q.work:
-				if !ok {
-					break fill
+			case <-q.wake:
+				continue
+			case <-q.stop:
+				q.sleeping.Store(false)
+				if q.tail.Load() != h {
+					continue
 				}
-				batch = append(batch, it)
-			default:
-				break fill
+				return
 			}
 		}
+		n := min(t-h, batchSize)
 		if q.rate > 0 {
 			now := time.Now()
 			tokens = min(tokens+now.Sub(last).Seconds()*float64(q.rate), max(float64(q.rate)/100, batchSize))
 			last = now
-			if need := float64(len(batch)); tokens < need {
+			if need := float64(n); tokens < need {
 				time.Sleep(time.Duration((need - tokens) / float64(q.rate) * float64(time.Second)))
 				tokens, last = need, time.Now()
 			}
-			tokens -= float64(len(batch))
+			tokens -= float64(n)
 		}
 		pkts = pkts[:0]
 		var bytes uint64
-		for _, it := range batch {
+		for i := h; i < h+n; i++ {
+			it := q.slot(i)
 			pkts = append(pkts, q.dest.encap(it.buf, it.ts))
 			bytes += uint64(len(it.buf) - headroom)
 		}
@@ -232,20 +278,18 @@ func (q *queue) run() {
 				q.log.Warn("cannot send distributed frames (dropped, counted)", "rule", q.name, "frames", failed, "err", err)
 			}
 		}
-		q.c.sent.Add(uint64(len(batch) - failed))
+		q.c.sent.Add(n - uint64(failed))
 		if failed == 0 {
 			q.c.bytes.Add(bytes)
 		}
-		for _, it := range batch {
-			q.free <- it
-		}
+		q.head.Store(h + n)
 	}
 }
 
 // close stops taking frames and waits up to drain for the queued ones to
 // leave; what is still queued then is counted as dropped.
 func (q *queue) close(drain time.Duration) {
-	close(q.work)
+	close(q.stop)
 	select {
 	case <-q.done:
 	case <-time.After(drain):
@@ -309,10 +353,8 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	if r.cfg.SnapLength > 0 && len(data) > r.cfg.SnapLength {
 		data = data[:r.cfg.SnapLength]
 	}
-	var it *item
-	select {
-	case it = <-r.q.free:
-	default:
+	it := r.q.put()
+	if it == nil {
 		r.c.queueFull.Add(1)
 		return
 	}
@@ -321,7 +363,7 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	}
 	it.buf = append(it.buf[:headroom], data...)
 	it.ts = fr.Timestamp
-	r.q.work <- it // never blocks: there are as many items as places
+	r.q.publish()
 }
 
 func (r *rule) inNets(p *decode.Packet) bool {
