@@ -54,6 +54,11 @@ func newPair(t *testing.T) pair {
 		run(t, "ip", "-n", l[0], "link", "set", l[1], "mtu", "9000", "up")
 	}
 	run(t, "ip", "-n", p.probe, "addr", "add", "10.9.0.1/24", "dev", "vA")
+	// A veth hands a UDP GSO packet (a run of VXLAN datagrams) to its
+	// peer whole, and a capture there sees one large datagram; a NIC
+	// sends the datagrams. One segment at most: the kernel splits runs
+	// before the veth, and the tool's side sees what a wire would carry.
+	run(t, "ip", "-n", p.probe, "link", "set", "vA", "gso_max_segs", "1")
 	run(t, "ip", "-n", p.tool, "addr", "add", "10.9.0.2/24", "dev", "vB")
 	// The tool's address is known beforehand: frames sent while ARP is
 	// resolving would be lost beyond the kernel's small queue.
@@ -328,6 +333,33 @@ func TestTunnelsDecodedByTshark(t *testing.T) {
 // TestDestinationDisappears: the interface a rule sends to is deleted
 // while frames are queued: they are counted as dropped (send errors), the
 // other rule gets every frame, and metering is the same as without rules.
+// TestVXLANRunsReachTheKernelsDevice: with GSO through the veth, runs of
+// datagrams reach the tool's side as one packet each (fewer packets than
+// frames on vB), and the kernel's VXLAN device there, a real receiver,
+// hands out every chosen frame, in order, byte for byte.
+func TestVXLANRunsReachTheKernelsDevice(t *testing.T) {
+	p := newPair(t)
+	run(t, "ip", "-n", p.probe, "link", "set", "vA", "gso_max_segs", "65535")
+	pcap := mirror(t, "ipfixprobe/mixed.pcap")
+	want := frames(testutil.ReadPcap(t, pcap))
+	stopWire := p.tcpdump(t, "vB", "udp port 4789")
+	stopKernel := p.tcpdump(t, "vx0", "")
+	var sum distribute.Stats
+	p.in(t, func() {
+		// Unpaced: the sender finds many frames waiting, and runs in them.
+		sum = distributeFile(t, pcap, distribute.Rule{To: "vxlan://10.9.0.2?vni=4242", QueueSize: len(want)}).Distribution[0]
+	})
+	wire := testutil.ReadPcap(t, stopWire())
+	sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
+	if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
+		t.Errorf("counters %+v, want %d sent", sum, len(want))
+	}
+	t.Logf("%d frames in %d packets on the wire", len(want), len(wire))
+	if len(wire) >= len(want) {
+		t.Errorf("%d packets on the veth for %d frames: no run went as one", len(wire), len(want))
+	}
+}
+
 func TestDestinationDisappears(t *testing.T) {
 	writers(t, func(t *testing.T) {
 		p := newPair(t)

@@ -89,6 +89,9 @@ func connWriter(c syscall.Conn) batchWriter {
 	}
 }
 
+// udpWriter sends runs of equal datagrams with UDP GSO (gsoWriter).
+func udpWriter(c *net.UDPConn) batchWriter { return newGSOWriter(c) }
+
 // openInterface opens an AF_PACKET socket that writes frames as they are
 // on a local interface (a veth to a tool's VM or container, a NIC to a
 // packet tool).
