@@ -209,6 +209,30 @@ func TestInterfaceMTU(t *testing.T) {
 	})
 }
 
+// TestInterfacePeerDown: on a veth whose peer is down, every frame is
+// counted as a send error, none as sent, and the sender does not linger
+// on each.
+func TestInterfacePeerDown(t *testing.T) {
+	writers(t, func(t *testing.T) {
+		p := newPair(t)
+		run(t, "ip", "-n", p.tool, "link", "set", "vD", "down")
+		pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+		all := frames(testutil.ReadPcap(t, pcap))
+		var sum distribute.Stats
+		start := time.Now()
+		p.in(t, func() {
+			sum = distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", QueueSize: len(all)}).Distribution[0]
+		})
+		t.Logf("counters %+v in %v", sum, time.Since(start))
+		if sum.SendErrors != uint64(len(all)) || sum.Sent != 0 || sum.QueueFull != 0 {
+			t.Errorf("counters %+v, want all %d frames counted as send errors", sum, len(all))
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%v to count %d refused frames", d, len(all))
+		}
+	})
+}
+
 // TestInterfaceDownAndUp: while the interface is down, the frames for it
 // are counted as send errors; once it is up again, the next ones leave.
 // Each frame is sent once or counted once: what the peer sees is exactly

@@ -44,10 +44,13 @@ type txRing struct {
 	pending int     // slots from oldest on: handed to the kernel, not seen taken
 	lens    []int32 // each pending slot's frame length
 	dropped []bool  // pending slots already counted as dropped
-	taken   []int   // the slots one flush saw the kernel take
 	refused bool    // the last flush's frames were refused: do not wait for slots
-	mu      sync.Mutex
-	closed  atomic.Bool
+	// congested: the device refused a frame for txRingRetry and no frame
+	// left since; the next ones it refuses are dropped without waiting
+	// (a veth whose peer is down refuses every frame).
+	congested bool
+	mu        sync.Mutex
+	closed    atomic.Bool
 }
 
 const (
@@ -260,7 +263,7 @@ func (r *txRing) flush() (failed int, last error) {
 			break
 		}
 		if taken > 0 {
-			busySince, refusedSince = time.Time{}, time.Time{}
+			busySince, refusedSince, r.congested = time.Time{}, time.Time{}, false
 			if errno == 0 {
 				continue
 			}
@@ -280,11 +283,11 @@ func (r *txRing) flush() (failed int, last error) {
 			if refusedSince.IsZero() {
 				refusedSince = now
 			}
-			if now.Sub(refusedSince) < txRingRetry {
+			if !r.congested && now.Sub(refusedSince) < txRingRetry {
 				time.Sleep(50 * time.Microsecond)
 				continue
 			}
-			refusedSince = time.Time{}
+			refusedSince, r.congested = time.Time{}, true
 			if r.drop(r.oldest) {
 				failed++
 			}
