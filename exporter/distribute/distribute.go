@@ -82,8 +82,10 @@ type rule struct {
 // item is one frame on its way to a destination. buf has headroom before
 // the frame for the tunnel headers.
 type item struct {
-	buf []byte
-	ts  int64
+	buf  []byte
+	ts   int64
+	key  uint64 // the dedup key (dedup on)
+	skip bool   // the sender's: a duplicate or sampled out
 }
 
 const headroom = 24 // the longest tunnel header: GRE with sequence + ERSPAN III
@@ -103,10 +105,17 @@ type queue struct {
 	stop     chan struct{} // closed: no more frames come
 	done     chan struct{}
 	dest     *sender
-	rate     int
-	c        *counters
-	log      *slog.Logger
-	name     string
+	// With dedup on, the sender looks each frame up (the set of every
+	// frame of a batch loaded first, together: the table is too large
+	// for the caches, and one miss at a time on the capture goroutine
+	// cost more than the rest of Offer), then samples 1 in sampleN.
+	dedup   *dedup
+	sampleN uint64
+	seen    uint64
+	rate    int
+	c       *counters
+	log     *slog.Logger
+	name    string
 }
 
 // ruleset is the rules in force.
@@ -176,13 +185,13 @@ func (d *Distributor) build(rules []Rule, old *ruleset) (*ruleset, error) {
 		if err != nil {
 			return fail(fmt.Errorf("distribute rule %s: %w", cfg.Name, err))
 		}
-		r.q = newQueue(cfg, s, r.c, d.log)
+		r.q = newQueue(cfg, s, r.c, d.log, r.dedup, r.sampleN)
 		rs.rules = append(rs.rules, r)
 	}
 	return rs, nil
 }
 
-func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger) *queue {
+func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger, dd *dedup, sampleN uint64) *queue {
 	n := cfg.QueueSize
 	if n == 0 {
 		n = DefaultQueueSize
@@ -193,7 +202,7 @@ func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger) *queue {
 		slots <<= 1
 	}
 	q := &queue{slots: make([]item, slots), mask: uint64(slots - 1), size: uint64(n), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name}
+		dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name, dedup: dd, sampleN: sampleN}
 	go q.run()
 	return q
 }
@@ -253,22 +262,33 @@ func (q *queue) run() {
 			}
 		}
 		n := min(t-h, batchSize)
-		if q.rate > 0 {
+		keep := n
+		if q.dedup != nil {
+			keep = q.dedupAndSample(h, n)
+		}
+		if q.rate > 0 && keep > 0 {
 			now := time.Now()
 			tokens = min(tokens+now.Sub(last).Seconds()*float64(q.rate), max(float64(q.rate)/100, batchSize))
 			last = now
-			if need := float64(n); tokens < need {
+			if need := float64(keep); tokens < need {
 				time.Sleep(time.Duration((need - tokens) / float64(q.rate) * float64(time.Second)))
 				tokens, last = need, time.Now()
 			}
-			tokens -= float64(n)
+			tokens -= float64(keep)
 		}
 		pkts = pkts[:0]
 		var bytes uint64
 		for i := h; i < h+n; i++ {
 			it := q.slot(i)
+			if it.skip {
+				continue
+			}
 			pkts = append(pkts, q.dest.encap(it.buf, it.ts))
 			bytes += uint64(len(it.buf) - headroom)
+		}
+		if len(pkts) == 0 {
+			q.head.Store(h + n)
+			continue
 		}
 		failed, err := q.dest.write(pkts)
 		if failed > 0 {
@@ -278,12 +298,44 @@ func (q *queue) run() {
 				q.log.Warn("cannot send distributed frames (dropped, counted)", "rule", q.name, "frames", failed, "err", err)
 			}
 		}
-		q.c.sent.Add(n - uint64(failed))
+		q.c.sent.Add(uint64(len(pkts) - failed))
 		if failed == 0 {
 			q.c.bytes.Add(bytes)
 		}
 		q.head.Store(h + n)
 	}
+}
+
+// dedupAndSample marks the duplicates among the n frames from slot h, then
+// samples the others, in order; it returns how many are left to send.
+func (q *queue) dedupAndSample(h, n uint64) uint64 {
+	var sink uint64
+	for i := h; i < h+n; i++ {
+		sink += q.dedup.probe(q.slot(i).key)
+	}
+	q.dedup.sink = sink
+	keep, dups, sampled := n, uint64(0), uint64(0)
+	for i := h; i < h+n; i++ {
+		it := q.slot(i)
+		it.skip = false
+		if q.dedup.seen(it.key, it.ts) {
+			it.skip = true
+			dups++
+			continue
+		}
+		q.seen++
+		if q.sampleN > 1 && q.seen%q.sampleN != 1 {
+			it.skip = true
+			sampled++
+		}
+	}
+	if dups > 0 {
+		q.c.dedup.Add(dups)
+	}
+	if sampled > 0 {
+		q.c.sampled.Add(sampled)
+	}
+	return keep - dups - sampled
 }
 
 // close stops taking frames and waits up to drain for the queued ones to
@@ -338,14 +390,17 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 		return
 	}
 	r.c.matched.Add(1)
-	if r.dedup != nil && r.dedup.seen(fr.Data, p, ip, fr.Timestamp) {
-		r.c.dedup.Add(1)
-		return
-	}
-	r.seen++
-	if r.sampleN > 1 && r.seen%r.sampleN != 1 {
-		r.c.sampled.Add(1)
-		return
+	var key uint64
+	if r.dedup != nil {
+		// The key now, while the frame is at hand and whole; the lookup,
+		// and the sampling that follows it, in the sender (queue.run).
+		key = r.dedup.key(fr.Data, p, ip)
+	} else {
+		r.seen++
+		if r.sampleN > 1 && r.seen%r.sampleN != 1 {
+			r.c.sampled.Add(1)
+			return
+		}
 	}
 	if len(data) == 0 {
 		return
@@ -363,6 +418,7 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	}
 	it.buf = append(it.buf[:headroom], data...)
 	it.ts = fr.Timestamp
+	it.key = key
 	r.q.publish()
 }
 
