@@ -96,7 +96,7 @@ const headroom = 24 // the longest tunnel header: GRE with sequence + ERSPAN III
 // and wake-up each. Each slot keeps its buffer from frame to frame.
 type queue struct {
 	slots    []item
-	mask     uint64
+	mask     uint64        // size-1 when size is a power of two, else 0
 	size     uint64        // frames waiting at most (queue-size)
 	head     atomic.Uint64 // the next slot to send (the sender's)
 	tail     atomic.Uint64 // the next slot to fill (Offer's)
@@ -196,19 +196,26 @@ func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger, dd *dedup, sam
 	if n == 0 {
 		n = DefaultQueueSize
 	}
-	// The ring holds at most n frames; its slots are a power of two.
-	slots := 1
-	for slots < n {
-		slots <<= 1
+	// n slots: each keeps its buffer, so no more than queue-size frames'
+	// worth of memory; a mask finds a slot when n is a power of two (the
+	// default), a division otherwise.
+	var mask uint64
+	if n&(n-1) == 0 {
+		mask = uint64(n - 1)
 	}
-	q := &queue{slots: make([]item, slots), mask: uint64(slots - 1), size: uint64(n), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	q := &queue{slots: make([]item, n), mask: mask, size: uint64(n), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name, dedup: dd, sampleN: sampleN}
 	go q.run()
 	return q
 }
 
 // slot is the item of position i.
-func (q *queue) slot(i uint64) *item { return &q.slots[i&q.mask] }
+func (q *queue) slot(i uint64) *item {
+	if q.mask != 0 {
+		return &q.slots[i&q.mask]
+	}
+	return &q.slots[i%q.size]
+}
 
 // put takes a free slot for a frame, or nil when the queue is full.
 func (q *queue) put() *item {
