@@ -421,7 +421,7 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 		return
 	}
 	if cap(it.buf) < headroom {
-		it.buf = make([]byte, headroom, headroom+2048)
+		it.buf = make([]byte, headroom, headroom+len(data))
 	}
 	it.buf = append(it.buf[:headroom], data...)
 	it.ts = fr.Timestamp
