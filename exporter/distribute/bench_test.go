@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -102,19 +103,30 @@ func BenchmarkOffer(b *testing.B) {
 // cpu-ratio is the CPU time with distribution over the time without.
 func BenchmarkForwardVsMeter(b *testing.B) {
 	const n = 100000
-	pkts := synth.NewBulk(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Packets(n)
-	b.Run("iface", func(b *testing.B) {
-		to, enter := benchInterface(b)
-		forwardVsMeter(b, pkts, to, enter)
-	})
-	b.Run("vxlan", func(b *testing.B) {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		forwardVsMeter(b, pkts, "vxlan://"+c.LocalAddr().String(), func(fn func()) { fn() })
-	})
+	short := synth.NewBulk(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Packets(n)
+	// The mix keeps 160 bytes of each frame; padded, the frames weigh
+	// what full-size ones do (1,560 bytes for most) in every copy.
+	padded := slices.Clone(short)
+	for i := range padded {
+		padded[i].Data = append(slices.Clip(padded[i].Data), make([]byte, 1400)...)
+	}
+	for _, mix := range []struct {
+		suffix string
+		pkts   []synth.Packet
+	}{{"", short}, {"-padded1400", padded}} {
+		b.Run("iface"+mix.suffix, func(b *testing.B) {
+			to, enter := benchInterface(b)
+			forwardVsMeter(b, mix.pkts, to, enter)
+		})
+		b.Run("vxlan"+mix.suffix, func(b *testing.B) {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			forwardVsMeter(b, mix.pkts, "vxlan://"+c.LocalAddr().String(), func(fn func()) { fn() })
+		})
+	}
 }
 
 func forwardVsMeter(b *testing.B, pkts []synth.Packet, to string, enter func(func())) {
