@@ -16,17 +16,18 @@ import (
 
 // txRing sends frames on a local interface through a PACKET_TX_RING
 // (TPACKET_V2): the sender copies each frame into a slot of a ring shared
-// with the kernel and one send() hands the kernel every filled slot, which
-// it maps into socket buffers without copying them again. With sendmmsg,
-// each frame cost a message header to read, an iovec to import and a copy.
+// with the kernel and one send() hands the kernel every filled slot. With
+// sendmmsg, each frame also cost a message header to read and an iovec to
+// import.
 // PACKET_QDISC_BYPASS sends straight to the driver, as a packet generator
 // does: no queueing discipline on the way, and captures on this interface
 // itself do not see the frames (the peer and the wire do).
 //
 // Every frame put in the ring is accounted for once: sent when the kernel
 // takes it; dropped (a send error) when the kernel refuses it. A refused
-// frame stays in its slot with length 0, which the kernel skips
-// (PACKET_LOSS) on its next pass instead of sending it.
+// frame stays in its slot with length 0, shorter than the virtio-net
+// header, which the kernel skips (PACKET_LOSS) on its next pass instead of
+// sending it.
 type txRing struct {
 	fd        int
 	mem       []byte
@@ -85,8 +86,8 @@ func openTXRing(ifi *net.Interface) (*txRing, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	// Only Ethernet: a refused frame is made one the kernel skips by
-	// giving it a length shorter than an Ethernet header.
+	// Only Ethernet: the MTU check counts an Ethernet header (and an
+	// 802.1Q tag).
 	ifr, err := unix.NewIfreq(ifi.Name)
 	if err != nil {
 		return fail("interface name", err)
@@ -171,8 +172,8 @@ func (r *txRing) write(pkts [][]byte) (failed int, last error) {
 	r.readMTU()
 	for _, p := range pkts {
 		// The kernel checks no MTU on frames with a virtio-net header
-		// (the device may segment them): a veth would drop longer ones
-		// unseen, a NIC send them anyway.
+		// (the device may segment them): a veth refuses longer ones
+		// after a millisecond of retries, a NIC may send them anyway.
 		if len(p) < ethHeaderLen || len(p) > r.maxLen ||
 			len(p) > r.mtu+ethHeaderLen && (len(p) > r.mtu+ethHeaderLen+4 || !vlanTagged(p)) {
 			failed++
