@@ -384,6 +384,37 @@ func TestVXLANRunsReachTheKernelsDevice(t *testing.T) {
 	}
 }
 
+// TestVXLANRunsLongerThanTheMTU: runs of datagrams longer than the path
+// MTU are refused by the kernel's segmentation; they go one datagram at a
+// time, fragmented, and the tool's VXLAN device still hands out every
+// frame, in order.
+func TestVXLANRunsLongerThanTheMTU(t *testing.T) {
+	p := newPair(t)
+	run(t, "ip", "-n", p.probe, "link", "set", "vA", "mtu", "1000", "gso_max_segs", "65535")
+	run(t, "ip", "-n", p.tool, "link", "set", "vB", "mtu", "1000")
+	pcap := mirror(t, "zeek/erspan.pcap") // 47 of 287 frames longer than 1,000 bytes
+	want := frames(testutil.ReadPcap(t, pcap))
+	stopWire := p.tcpdump(t, "vB", "udp or (ip[6:2] & 0x1fff != 0)")
+	stopKernel := p.tcpdump(t, "vx0", "")
+	var sum distribute.Stats
+	p.in(t, func() {
+		sum = distributeFile(t, pcap, distribute.Rule{To: "vxlan://10.9.0.2?vni=4242", QueueSize: len(want)}).Distribution[0]
+	})
+	sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
+	if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
+		t.Errorf("counters %+v, want %d sent", sum, len(want))
+	}
+	fragments := 0
+	for _, f := range frames(testutil.ReadPcap(t, stopWire())) {
+		if len(f) >= 34 && f[12] == 0x08 && f[13] == 0x00 && (f[20]&0x3f != 0 || f[21] != 0) {
+			fragments++
+		}
+	}
+	if fragments == 0 {
+		t.Error("no fragment on the wire: the long frames did not go as single datagrams")
+	}
+}
+
 func TestDestinationDisappears(t *testing.T) {
 	writers(t, func(t *testing.T) {
 		p := newPair(t)

@@ -126,6 +126,13 @@ func (w *gsoWriter) write(pkts [][]byte) (failed int, last error) {
 			if e != nil {
 				last = e
 			}
+			// The rest of the batch again, in runs the kernel may take.
+			f, e = w.write(pkts[first[0]+count[0]:])
+			failed += f
+			if e != nil {
+				last = e
+			}
+			return failed, last
 		} else {
 			failed += count[0]
 			last = err
