@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,16 +95,42 @@ func BenchmarkOffer(b *testing.B) {
 // BenchmarkForwardVsMeter compares, on the same frames, the exporter's
 // work without distribution (decode and meter, as BenchmarkPipeline in
 // exporter/ measures it) and with a rule (filter "tcp or udp", 10 ms
-// dedup) forwarding every chosen frame to an interface: a veth in a
-// network namespace of its own, whose peer (up, no address) drops frames
-// not addressed to it early (the kernel's dummy driver is not in every
-// kernel). This needs root; without it, VXLAN to an unread local UDP
-// socket (the kernel's loopback UDP path is then in the figure).
+// dedup) forwarding every chosen frame. iface: a veth in a network
+// namespace of its own, whose peer (up, no address) drops frames not
+// addressed to it early (the kernel's dummy driver is not in every
+// kernel); this needs root. vxlan: to an unread local UDP socket (the
+// kernel's loopback UDP path, the receiving socket's included).
 // cpu-ratio is the CPU time with distribution over the time without.
 func BenchmarkForwardVsMeter(b *testing.B) {
 	const n = 100000
-	pkts := synth.NewBulk(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Packets(n)
-	to, enter := benchDestination(b)
+	short := synth.NewBulk(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Packets(n)
+	// The mix keeps 160 bytes of each frame; padded, the frames weigh
+	// what full-size ones do (1,560 bytes for most) in every copy.
+	padded := slices.Clone(short)
+	for i := range padded {
+		padded[i].Data = append(slices.Clip(padded[i].Data), make([]byte, 1400)...)
+	}
+	for _, mix := range []struct {
+		suffix string
+		pkts   []synth.Packet
+	}{{"", short}, {"-padded1400", padded}} {
+		b.Run("iface"+mix.suffix, func(b *testing.B) {
+			to, enter := benchInterface(b)
+			forwardVsMeter(b, mix.pkts, to, enter)
+		})
+		b.Run("vxlan"+mix.suffix, func(b *testing.B) {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			forwardVsMeter(b, mix.pkts, "vxlan://"+c.LocalAddr().String(), func(fn func()) { fn() })
+		})
+	}
+}
+
+func forwardVsMeter(b *testing.B, pkts []synth.Packet, to string, enter func(func())) {
+	n := len(pkts)
 	var d *distribute.Distributor
 	var err error
 	enter(func() {
@@ -170,41 +197,37 @@ func BenchmarkForwardVsMeter(b *testing.B) {
 	b.ReportMetric(with.Seconds()/without.Seconds(), "cpu-ratio")
 }
 
-// benchDestination is iface:d0, a veth in a namespace of its own, with enter running a function in it; without root, a local UDP
-// socket nobody reads.
-func benchDestination(b *testing.B) (string, func(func())) {
-	if os.Geteuid() == 0 {
-		ns := fmt.Sprintf("sfbench-%d", os.Getpid())
-		if exec.Command("ip", "netns", "add", ns).Run() == nil {
-			b.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-			if exec.Command("ip", "-n", ns, "link", "add", "d0", "mtu", "9000", "type", "veth", "peer", "name", "d1", "mtu", "9000").Run() == nil &&
-				exec.Command("ip", "-n", ns, "link", "set", "d0", "up").Run() == nil &&
-				exec.Command("ip", "-n", ns, "link", "set", "d1", "up").Run() == nil {
-				return "iface:d0", func(fn func()) {
-					runtime.LockOSThread()
-					defer runtime.UnlockOSThread()
-					orig, _ := os.Open("/proc/thread-self/ns/net")
-					target, _ := os.Open(filepath.Join("/var/run/netns", ns))
-					defer orig.Close()
-					defer target.Close()
-					if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-						b.Fatal(err)
-					}
-					defer func() {
-						if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-							panic(err)
-						}
-					}()
-					fn()
-				}
-			}
+// benchInterface is iface:d0, a veth in a namespace of its own, with
+// enter running a function in it; it skips the benchmark without root.
+func benchInterface(b *testing.B) (string, func(func())) {
+	if os.Geteuid() != 0 {
+		b.Skip("iface: needs root (a veth in a namespace)")
+	}
+	ns := fmt.Sprintf("sfbench-%d", os.Getpid())
+	if err := exec.Command("ip", "netns", "add", ns).Run(); err != nil {
+		b.Skip("no network namespace:", err)
+	}
+	b.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	if exec.Command("ip", "-n", ns, "link", "add", "d0", "mtu", "9000", "type", "veth", "peer", "name", "d1", "mtu", "9000").Run() != nil ||
+		exec.Command("ip", "-n", ns, "link", "set", "d0", "up").Run() != nil ||
+		exec.Command("ip", "-n", ns, "link", "set", "d1", "up").Run() != nil {
+		b.Skip("cannot make a veth pair")
+	}
+	return "iface:d0", func(fn func()) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		orig, _ := os.Open("/proc/thread-self/ns/net")
+		target, _ := os.Open(filepath.Join("/var/run/netns", ns))
+		defer orig.Close()
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			b.Fatal(err)
 		}
+		defer func() {
+			if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+				panic(err)
+			}
+		}()
+		fn()
 	}
-	b.Log("not root: forwarding to a local UDP socket")
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return "vxlan://" + c.LocalAddr().String(), func(fn func()) { fn() }
 }

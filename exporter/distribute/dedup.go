@@ -24,6 +24,7 @@ type dedup struct {
 	slots   []dedupEntry
 	mask    uint64
 	scratch [dedupBytes]byte
+	sink    uint64 // keeps probe's loads
 }
 
 type dedupEntry struct {
@@ -66,9 +67,13 @@ func (d *dedup) key(frame []byte, p *decode.Packet, isIP bool) uint64 {
 	return (maphash.Bytes(d.seed, b) ^ uint64(p.IPLength)*0x9e3779b97f4a7c15) | 1 // 0 marks an empty entry
 }
 
-// seen says whether the packet came within the window, and remembers it.
-func (d *dedup) seen(frame []byte, p *decode.Packet, isIP bool, ts int64) bool {
-	k := d.key(frame, p, isIP)
+// probe reads the first entry of k's set: done for a batch of keys before
+// seen looks them up, the cache misses are taken together, not one by one.
+func (d *dedup) probe(k uint64) uint64 { return d.slots[(k&d.mask)*dedupWays].hash }
+
+// seen says whether the packet of key k came within the window, and
+// remembers it.
+func (d *dedup) seen(k uint64, ts int64) bool {
 	set := d.slots[(k&d.mask)*dedupWays:][:dedupWays]
 	victim := 0
 	for i := range set {

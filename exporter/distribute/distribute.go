@@ -82,20 +82,40 @@ type rule struct {
 // item is one frame on its way to a destination. buf has headroom before
 // the frame for the tunnel headers.
 type item struct {
-	buf []byte
-	ts  int64
+	buf  []byte
+	ts   int64
+	key  uint64 // the dedup key (dedup on)
+	skip bool   // the sender's: a duplicate or sampled out
 }
 
 const headroom = 24 // the longest tunnel header: GRE with sequence + ERSPAN III
 
+// queue is a rule's frames waiting for its sender: a ring of slots with
+// one writer (Offer's goroutine) and one reader (the sender), so that
+// handing over a frame costs two atomic operations, not a channel's lock
+// and wake-up each. Each slot keeps its buffer from frame to frame.
 type queue struct {
-	free, work chan *item
-	done       chan struct{}
-	dest       *sender
-	rate       int
-	c          *counters
-	log        *slog.Logger
-	name       string
+	slots    []item
+	mask     uint64        // size-1 when size is a power of two, else 0
+	size     uint64        // frames waiting at most (queue-size)
+	head     atomic.Uint64 // the next slot to send (the sender's)
+	tail     atomic.Uint64 // the next slot to fill (Offer's)
+	sleeping atomic.Bool   // the sender waits on wake
+	wake     chan struct{}
+	stop     chan struct{} // closed: no more frames come
+	done     chan struct{}
+	dest     *sender
+	// With dedup on, the sender looks each frame up (the set of every
+	// frame of a batch loaded first, together: the table is too large
+	// for the caches, and one miss at a time on the capture goroutine
+	// cost more than the rest of Offer), then samples 1 in sampleN.
+	dedup   *dedup
+	sampleN uint64
+	seen    uint64
+	rate    int
+	c       *counters
+	log     *slog.Logger
+	name    string
 }
 
 // ruleset is the rules in force.
@@ -165,23 +185,56 @@ func (d *Distributor) build(rules []Rule, old *ruleset) (*ruleset, error) {
 		if err != nil {
 			return fail(fmt.Errorf("distribute rule %s: %w", cfg.Name, err))
 		}
-		r.q = newQueue(cfg, s, r.c, d.log)
+		r.q = newQueue(cfg, s, r.c, d.log, r.dedup, r.sampleN)
 		rs.rules = append(rs.rules, r)
 	}
 	return rs, nil
 }
 
-func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger) *queue {
+func newQueue(cfg Rule, s *sender, c *counters, log *slog.Logger, dd *dedup, sampleN uint64) *queue {
 	n := cfg.QueueSize
 	if n == 0 {
 		n = DefaultQueueSize
 	}
-	q := &queue{free: make(chan *item, n), work: make(chan *item, n), done: make(chan struct{}), dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name}
-	for range n {
-		q.free <- &item{}
+	// n slots: each keeps its buffer, so no more than queue-size frames'
+	// worth of memory; a mask finds a slot when n is a power of two (the
+	// default), a division otherwise.
+	var mask uint64
+	if n&(n-1) == 0 {
+		mask = uint64(n - 1)
 	}
+	q := &queue{slots: make([]item, n), mask: mask, size: uint64(n), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		dest: s, rate: cfg.Rate, c: c, log: log, name: cfg.Name, dedup: dd, sampleN: sampleN}
 	go q.run()
 	return q
+}
+
+// slot is the item of position i.
+func (q *queue) slot(i uint64) *item {
+	if q.mask != 0 {
+		return &q.slots[i&q.mask]
+	}
+	return &q.slots[i%q.size]
+}
+
+// put takes a free slot for a frame, or nil when the queue is full.
+func (q *queue) put() *item {
+	t := q.tail.Load()
+	if t-q.head.Load() >= q.size {
+		return nil
+	}
+	return q.slot(t)
+}
+
+// publish hands the slot put returned to the sender.
+func (q *queue) publish() {
+	q.tail.Add(1)
+	if q.sleeping.Load() && q.sleeping.CompareAndSwap(true, false) {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // batchSize is the most frames one system call sends.
@@ -192,37 +245,57 @@ func (q *queue) run() {
 	defer close(q.done)
 	var lastErr time.Time
 	tokens, last := 1.0, time.Now()
-	batch := make([]*item, 0, batchSize)
 	pkts := make([][]byte, 0, batchSize)
-	for it := range q.work {
-		batch = append(batch[:0], it)
-	fill:
-		for len(batch) < batchSize {
+	for {
+		h, t := q.head.Load(), q.tail.Load()
+		if h == t {
+			// Empty: sleep until Offer publishes or the queue closes,
+			// checking again after saying so (Offer may have published
+			// in between).
+			q.sleeping.Store(true)
+			if q.tail.Load() != h {
+				q.sleeping.Store(false)
+				continue
+			}
 			select {
-			case it, ok := <-q.work:
-				if !ok {
-					break fill
+			case <-q.wake:
+				continue
+			case <-q.stop:
+				q.sleeping.Store(false)
+				if q.tail.Load() != h {
+					continue
 				}
-				batch = append(batch, it)
-			default:
-				break fill
+				return
 			}
 		}
-		if q.rate > 0 {
+		n := min(t-h, batchSize)
+		keep := n
+		if q.dedup != nil {
+			keep = q.dedupAndSample(h, n)
+		}
+		if q.rate > 0 && keep > 0 {
 			now := time.Now()
 			tokens = min(tokens+now.Sub(last).Seconds()*float64(q.rate), max(float64(q.rate)/100, batchSize))
 			last = now
-			if need := float64(len(batch)); tokens < need {
+			if need := float64(keep); tokens < need {
 				time.Sleep(time.Duration((need - tokens) / float64(q.rate) * float64(time.Second)))
 				tokens, last = need, time.Now()
 			}
-			tokens -= float64(len(batch))
+			tokens -= float64(keep)
 		}
 		pkts = pkts[:0]
 		var bytes uint64
-		for _, it := range batch {
+		for i := h; i < h+n; i++ {
+			it := q.slot(i)
+			if it.skip {
+				continue
+			}
 			pkts = append(pkts, q.dest.encap(it.buf, it.ts))
 			bytes += uint64(len(it.buf) - headroom)
+		}
+		if len(pkts) == 0 {
+			q.head.Store(h + n)
+			continue
 		}
 		failed, err := q.dest.write(pkts)
 		if failed > 0 {
@@ -232,20 +305,50 @@ func (q *queue) run() {
 				q.log.Warn("cannot send distributed frames (dropped, counted)", "rule", q.name, "frames", failed, "err", err)
 			}
 		}
-		q.c.sent.Add(uint64(len(batch) - failed))
+		q.c.sent.Add(uint64(len(pkts) - failed))
 		if failed == 0 {
 			q.c.bytes.Add(bytes)
 		}
-		for _, it := range batch {
-			q.free <- it
+		q.head.Store(h + n)
+	}
+}
+
+// dedupAndSample marks the duplicates among the n frames from slot h, then
+// samples the others, in order; it returns how many are left to send.
+func (q *queue) dedupAndSample(h, n uint64) uint64 {
+	var sink uint64
+	for i := h; i < h+n; i++ {
+		sink += q.dedup.probe(q.slot(i).key)
+	}
+	q.dedup.sink = sink
+	keep, dups, sampled := n, uint64(0), uint64(0)
+	for i := h; i < h+n; i++ {
+		it := q.slot(i)
+		it.skip = false
+		if q.dedup.seen(it.key, it.ts) {
+			it.skip = true
+			dups++
+			continue
+		}
+		q.seen++
+		if q.sampleN > 1 && q.seen%q.sampleN != 1 {
+			it.skip = true
+			sampled++
 		}
 	}
+	if dups > 0 {
+		q.c.dedup.Add(dups)
+	}
+	if sampled > 0 {
+		q.c.sampled.Add(sampled)
+	}
+	return keep - dups - sampled
 }
 
 // close stops taking frames and waits up to drain for the queued ones to
 // leave; what is still queued then is counted as dropped.
 func (q *queue) close(drain time.Duration) {
-	close(q.work)
+	close(q.stop)
 	select {
 	case <-q.done:
 	case <-time.After(drain):
@@ -294,14 +397,17 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 		return
 	}
 	r.c.matched.Add(1)
-	if r.dedup != nil && r.dedup.seen(fr.Data, p, ip, fr.Timestamp) {
-		r.c.dedup.Add(1)
-		return
-	}
-	r.seen++
-	if r.sampleN > 1 && r.seen%r.sampleN != 1 {
-		r.c.sampled.Add(1)
-		return
+	var key uint64
+	if r.dedup != nil {
+		// The key now, while the frame is at hand and whole; the lookup,
+		// and the sampling that follows it, in the sender (queue.run).
+		key = r.dedup.key(fr.Data, p, ip)
+	} else {
+		r.seen++
+		if r.sampleN > 1 && r.seen%r.sampleN != 1 {
+			r.c.sampled.Add(1)
+			return
+		}
 	}
 	if len(data) == 0 {
 		return
@@ -309,19 +415,18 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	if r.cfg.SnapLength > 0 && len(data) > r.cfg.SnapLength {
 		data = data[:r.cfg.SnapLength]
 	}
-	var it *item
-	select {
-	case it = <-r.q.free:
-	default:
+	it := r.q.put()
+	if it == nil {
 		r.c.queueFull.Add(1)
 		return
 	}
 	if cap(it.buf) < headroom {
-		it.buf = make([]byte, headroom, headroom+2048)
+		it.buf = make([]byte, headroom, headroom+len(data))
 	}
 	it.buf = append(it.buf[:headroom], data...)
 	it.ts = fr.Timestamp
-	r.q.work <- it // never blocks: there are as many items as places
+	it.key = key
+	r.q.publish()
 }
 
 func (r *rule) inNets(p *decode.Packet) bool {

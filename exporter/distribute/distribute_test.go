@@ -331,6 +331,31 @@ func TestStripTunnelEqualsTshark(t *testing.T) {
 }
 
 // TestSampleOneInN sends the 1st, N+1th... matching frame.
+// TestDedupThenSample: with both on, sampling counts the packets left
+// after deduplication (1 in 3 of those editcap keeps), as when both ran
+// on the capture goroutine.
+func TestDedupThenSample(t *testing.T) {
+	editcap := testutil.Command(t, "editcap")
+	pcap := mirror(t, "zeek/tcp-ssh-dups.pcap")
+	out := filepath.Join(t.TempDir(), "unique.pcap")
+	if b, err := exec.Command(editcap, "-w", "0.01", pcap, out).CombinedOutput(); err != nil {
+		t.Fatalf("editcap: %v: %s", err, b)
+	}
+	unique := frames(testutil.ReadPcap(t, out))
+	var want [][]byte
+	for i := 0; i < len(unique); i += 3 {
+		want = append(want, unique[i])
+	}
+	all := testutil.ReadPcap(t, pcap)
+	s := newSink(t, 1)
+	sum := distributeFile(t, pcap, distribute.Rule{To: s.to(), Dedup: distribute.Duration(10 * time.Millisecond), Sample: 3, Rate: 20000})
+	sameFrames(t, s.wait(len(want)), want)
+	d := sum.Distribution[0]
+	if d.Deduplicated != uint64(len(all)-len(unique)) || d.SampledOut != uint64(len(unique)-len(want)) || d.Sent != uint64(len(want)) {
+		t.Errorf("counters %+v, want %d deduplicated, %d sampled out, %d sent", d, len(all)-len(unique), len(unique)-len(want), len(want))
+	}
+}
+
 func TestSampleOneInN(t *testing.T) {
 	pcap := mirror(t, "zeek/tcp-timestamp.pcap")
 	all := frames(testutil.ReadPcap(t, pcap))

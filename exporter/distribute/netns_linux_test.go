@@ -54,6 +54,11 @@ func newPair(t *testing.T) pair {
 		run(t, "ip", "-n", l[0], "link", "set", l[1], "mtu", "9000", "up")
 	}
 	run(t, "ip", "-n", p.probe, "addr", "add", "10.9.0.1/24", "dev", "vA")
+	// A veth hands a UDP GSO packet (a run of VXLAN datagrams) to its
+	// peer whole, and a capture there sees one large datagram; a NIC
+	// sends the datagrams. One segment at most: the kernel splits runs
+	// before the veth, and the tool's side sees what a wire would carry.
+	run(t, "ip", "-n", p.probe, "link", "set", "vA", "gso_max_segs", "1")
 	run(t, "ip", "-n", p.tool, "addr", "add", "10.9.0.2/24", "dev", "vB")
 	// The tool's address is known beforehand: frames sent while ARP is
 	// resolving would be lost beyond the kernel's small queue.
@@ -130,29 +135,153 @@ func (p pair) tcpdump(t *testing.T, iface, filter string) (stop func() string) {
 
 // TestInterfaceDestination: the chosen frames leave on a local interface
 // exactly as captured (tcpdump on the other end of the veth).
-func TestInterfaceDestination(t *testing.T) {
-	p := newPair(t)
-	pcap := mirror(t, "ipfixprobe/mixed.pcap")
-	const filter = "udp or arp"
-	want := tcpdumpFilter(t, pcap, filter)
-	stop := p.tcpdump(t, "vD", "")
-	var sum distribute.Stats
-	p.in(t, func() {
-		s := distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", Filter: filter, Rate: 5000})
-		sum = s.Distribution[0]
-	})
-	t.Logf("counters %+v", sum)
-	sameFrames(t, frames(testutil.ReadPcap(t, stop())), want)
-	if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
-		t.Errorf("counters %+v, want %d sent", sum, len(want))
+// writers runs fn once for each way of sending on an interface: the TX
+// ring, and sendmmsg (the fallback where there is no ring).
+func writers(t *testing.T, fn func(t *testing.T)) {
+	for _, w := range []struct {
+		name string
+		ring bool
+	}{{"tx-ring", true}, {"sendmmsg", false}} {
+		t.Run(w.name, func(t *testing.T) {
+			defer distribute.SetTXRing(w.ring)()
+			fn(t)
+		})
 	}
 }
 
-// TestTunnelsDecodedByTshark: VXLAN, GRE and ERSPAN II/III as tshark
-// decodes them: the headers say what the rule asked for, and the frame
-// inside is the chosen frame, byte for byte. VXLAN is also decapsulated by
-// the kernel's VXLAN device on the tool's side (this kernel has no gretap
-// or erspan driver to do the same for the others).
+func TestInterfaceDestination(t *testing.T) {
+	writers(t, func(t *testing.T) {
+		p := newPair(t)
+		pcap := mirror(t, "ipfixprobe/mixed.pcap")
+		const filter = "udp or arp"
+		want := tcpdumpFilter(t, pcap, filter)
+		stop := p.tcpdump(t, "vD", "")
+		var sum distribute.Stats
+		p.in(t, func() {
+			if strings.HasSuffix(t.Name(), "tx-ring") {
+				// Not a silent fallback to sendmmsg.
+				if err := distribute.OpenTXRing("vC"); err != nil {
+					t.Errorf("no TX ring on a veth: %v", err)
+				}
+			}
+			s := distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", Filter: filter, Rate: 5000})
+			sum = s.Distribution[0]
+		})
+		t.Logf("counters %+v", sum)
+		sameFrames(t, frames(testutil.ReadPcap(t, stop())), want)
+		if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
+			t.Errorf("counters %+v, want %d sent", sum, len(want))
+		}
+	})
+}
+
+// TestInterfaceMTU: frames longer than the interface's MTU (changed after
+// the pair was made) are counted as send errors, the others arrive as
+// they were. With a TX ring the kernel does not check the MTU itself
+// (the frames carry a virtio-net header) and the veth would drop them
+// unseen: the sender checks it.
+func TestInterfaceMTU(t *testing.T) {
+	writers(t, func(t *testing.T) {
+		p := newPair(t)
+		run(t, "ip", "-n", p.probe, "link", "set", "vC", "mtu", "1000")
+		run(t, "ip", "-n", p.tool, "link", "set", "vD", "mtu", "1000")
+		pcap := mirror(t, "zeek/erspan.pcap") // 47 of 287 frames longer than 1,014 bytes
+		all := frames(testutil.ReadPcap(t, pcap))
+		var want [][]byte
+		for _, f := range all {
+			if len(f) <= 1014 {
+				want = append(want, f)
+			}
+		}
+		stop := p.tcpdump(t, "vD", "")
+		var sum distribute.Stats
+		p.in(t, func() {
+			sum = distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", Rate: 5000, QueueSize: len(all)}).Distribution[0]
+		})
+		t.Logf("counters %+v", sum)
+		if len(want) == len(all) {
+			t.Fatal("no frame longer than the MTU in the capture")
+		}
+		sameFrames(t, frames(testutil.ReadPcap(t, stop())), want)
+		if sum.Sent != uint64(len(want)) || sum.SendErrors != uint64(len(all)-len(want)) || sum.QueueFull != 0 {
+			t.Errorf("counters %+v, want %d sent and %d send errors", sum, len(want), len(all)-len(want))
+		}
+	})
+}
+
+// TestInterfacePeerDown: on a veth whose peer is down, every frame is
+// counted as a send error, none as sent, and the sender does not linger
+// on each.
+func TestInterfacePeerDown(t *testing.T) {
+	writers(t, func(t *testing.T) {
+		p := newPair(t)
+		run(t, "ip", "-n", p.tool, "link", "set", "vD", "down")
+		pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+		all := frames(testutil.ReadPcap(t, pcap))
+		var sum distribute.Stats
+		start := time.Now()
+		p.in(t, func() {
+			sum = distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", QueueSize: len(all)}).Distribution[0]
+		})
+		t.Logf("counters %+v in %v", sum, time.Since(start))
+		if sum.SendErrors != uint64(len(all)) || sum.Sent != 0 || sum.QueueFull != 0 {
+			t.Errorf("counters %+v, want all %d frames counted as send errors", sum, len(all))
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%v to count %d refused frames", d, len(all))
+		}
+	})
+}
+
+// TestInterfaceDownAndUp: while the interface is down, the frames for it
+// are counted as send errors; once it is up again, the next ones leave.
+// Each frame is sent once or counted once: what the peer sees is exactly
+// the frames counted as sent, in order, none twice.
+func TestInterfaceDownAndUp(t *testing.T) {
+	writers(t, func(t *testing.T) {
+		p := newPair(t)
+		pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+		all := frames(testutil.ReadPcap(t, pcap))
+		stop := p.tcpdump(t, "vD", "")
+		done := make(chan struct{})
+		go func() {
+			// 500 frames a second: about 1.8 s for the capture.
+			defer close(done)
+			time.Sleep(400 * time.Millisecond)
+			exec.Command("ip", "-n", p.probe, "link", "set", "vC", "down").Run()
+			time.Sleep(500 * time.Millisecond)
+			exec.Command("ip", "-n", p.probe, "link", "set", "vC", "up").Run()
+		}()
+		var sum distribute.Stats
+		p.in(t, func() {
+			sum = distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", Rate: 500, QueueSize: len(all)}).Distribution[0]
+		})
+		<-done
+		got := frames(testutil.ReadPcap(t, stop()))
+		t.Logf("counters %+v, %d frames seen", sum, len(got))
+		if sum.Sent+sum.Dropped() != uint64(len(all)) || sum.SendErrors == 0 || sum.QueueFull != 0 {
+			t.Errorf("counters %+v: want every one of %d frames sent or counted as a send error, some of each", sum, len(all))
+		}
+		if uint64(len(got)) != sum.Sent {
+			t.Errorf("the peer saw %d frames, %d counted as sent", len(got), sum.Sent)
+		}
+		// In order, each once: got is a subsequence of all.
+		i := 0
+		for _, f := range got {
+			for i < len(all) && !bytes.Equal(all[i], f) {
+				i++
+			}
+			if i == len(all) {
+				t.Fatalf("a frame seen on the peer out of order, twice or never offered: %x", f[:min(len(f), 64)])
+			}
+			i++
+		}
+		if len(got) > 0 && !bytes.Equal(got[len(got)-1], all[len(all)-1]) {
+			t.Errorf("the last frame did not leave once the interface was up again")
+		}
+	})
+}
+
 func TestTunnelsDecodedByTshark(t *testing.T) {
 	p := newPair(t)
 	tshark := testutil.Command(t, "tshark")
@@ -228,42 +357,102 @@ func TestTunnelsDecodedByTshark(t *testing.T) {
 // TestDestinationDisappears: the interface a rule sends to is deleted
 // while frames are queued: they are counted as dropped (send errors), the
 // other rule gets every frame, and metering is the same as without rules.
-func TestDestinationDisappears(t *testing.T) {
+// TestVXLANRunsReachTheKernelsDevice: with GSO through the veth, runs of
+// datagrams reach the tool's side as one packet each (fewer packets than
+// frames on vB), and the kernel's VXLAN device there, a real receiver,
+// hands out every chosen frame, in order, byte for byte.
+func TestVXLANRunsReachTheKernelsDevice(t *testing.T) {
 	p := newPair(t)
-	pcap := mirror(t, "zeek/tcp-timestamp.pcap")
-	all := frames(testutil.ReadPcap(t, pcap))
-	stop := p.tcpdump(t, "vB", "udp port 4789")
-	var sum, base exporter.Summary
-	done := make(chan struct{})
-	go func() {
-		// The slow rule sends 200 frames a second: delete its interface
-		// while most of its frames wait.
-		defer close(done)
-		time.Sleep(500 * time.Millisecond)
-		if out, err := exec.Command("ip", "-n", p.probe, "link", "del", "vC").CombinedOutput(); err != nil {
-			t.Errorf("delete vC: %v: %s", err, out)
-		}
-	}()
+	run(t, "ip", "-n", p.probe, "link", "set", "vA", "gso_max_segs", "65535")
+	pcap := mirror(t, "ipfixprobe/mixed.pcap")
+	want := frames(testutil.ReadPcap(t, pcap))
+	stopWire := p.tcpdump(t, "vB", "udp port 4789")
+	stopKernel := p.tcpdump(t, "vx0", "")
+	var sum distribute.Stats
 	p.in(t, func() {
-		base = distributeFile(t, pcap)
-		sum = distributeFile(t, pcap,
-			distribute.Rule{Name: "gone", To: "iface:vC", Rate: 200, QueueSize: len(all)},
-			distribute.Rule{Name: "vxlan", To: "vxlan://10.9.0.2?vni=4242", Rate: 5000},
-		)
+		// Unpaced: the sender finds many frames waiting, and runs in them.
+		sum = distributeFile(t, pcap, distribute.Rule{To: "vxlan://10.9.0.2?vni=4242", QueueSize: len(want)}).Distribution[0]
 	})
-	<-done
-	sameFrames(t, headersOff(frames(testutil.ReadPcap(t, stop())), 50), all)
-	byName := map[string]distribute.Stats{}
-	for _, d := range sum.Distribution {
-		byName[d.Rule] = d
+	wire := testutil.ReadPcap(t, stopWire())
+	sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
+	if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
+		t.Errorf("counters %+v, want %d sent", sum, len(want))
 	}
-	g := byName["gone"]
-	if g.SendErrors == 0 || g.Sent == 0 || g.Sent+g.Dropped() != uint64(len(all)) {
-		t.Errorf("rule whose interface went: %+v; want some sent, the rest counted as send errors, %d in all", g, len(all))
+	t.Logf("%d frames in %d packets on the wire", len(want), len(wire))
+	if len(wire) >= len(want) {
+		t.Errorf("%d packets on the veth for %d frames: no run went as one", len(wire), len(want))
 	}
-	if sum.Flows != base.Flows || sum.Frames != base.Frames {
-		t.Errorf("metering changed: %d/%d flows, %d/%d frames", sum.Flows, base.Flows, sum.Frames, base.Frames)
+}
+
+// TestVXLANRunsLongerThanTheMTU: runs of datagrams longer than the path
+// MTU are refused by the kernel's segmentation; they go one datagram at a
+// time, fragmented, and the tool's VXLAN device still hands out every
+// frame, in order.
+func TestVXLANRunsLongerThanTheMTU(t *testing.T) {
+	p := newPair(t)
+	run(t, "ip", "-n", p.probe, "link", "set", "vA", "mtu", "1000", "gso_max_segs", "65535")
+	run(t, "ip", "-n", p.tool, "link", "set", "vB", "mtu", "1000")
+	pcap := mirror(t, "zeek/erspan.pcap") // 47 of 287 frames longer than 1,000 bytes
+	want := frames(testutil.ReadPcap(t, pcap))
+	stopWire := p.tcpdump(t, "vB", "udp or (ip[6:2] & 0x1fff != 0)")
+	stopKernel := p.tcpdump(t, "vx0", "")
+	var sum distribute.Stats
+	p.in(t, func() {
+		sum = distributeFile(t, pcap, distribute.Rule{To: "vxlan://10.9.0.2?vni=4242", QueueSize: len(want)}).Distribution[0]
+	})
+	sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
+	if sum.Sent != uint64(len(want)) || sum.Dropped() != 0 {
+		t.Errorf("counters %+v, want %d sent", sum, len(want))
 	}
+	fragments := 0
+	for _, f := range frames(testutil.ReadPcap(t, stopWire())) {
+		if len(f) >= 34 && f[12] == 0x08 && f[13] == 0x00 && (f[20]&0x3f != 0 || f[21] != 0) {
+			fragments++
+		}
+	}
+	if fragments == 0 {
+		t.Error("no fragment on the wire: the long frames did not go as single datagrams")
+	}
+}
+
+func TestDestinationDisappears(t *testing.T) {
+	writers(t, func(t *testing.T) {
+		p := newPair(t)
+		pcap := mirror(t, "zeek/tcp-timestamp.pcap")
+		all := frames(testutil.ReadPcap(t, pcap))
+		stop := p.tcpdump(t, "vB", "udp port 4789")
+		var sum, base exporter.Summary
+		done := make(chan struct{})
+		go func() {
+			// The slow rule sends 200 frames a second: delete its interface
+			// while most of its frames wait.
+			defer close(done)
+			time.Sleep(500 * time.Millisecond)
+			if out, err := exec.Command("ip", "-n", p.probe, "link", "del", "vC").CombinedOutput(); err != nil {
+				t.Errorf("delete vC: %v: %s", err, out)
+			}
+		}()
+		p.in(t, func() {
+			base = distributeFile(t, pcap)
+			sum = distributeFile(t, pcap,
+				distribute.Rule{Name: "gone", To: "iface:vC", Rate: 200, QueueSize: len(all)},
+				distribute.Rule{Name: "vxlan", To: "vxlan://10.9.0.2?vni=4242", Rate: 5000},
+			)
+		})
+		<-done
+		sameFrames(t, headersOff(frames(testutil.ReadPcap(t, stop())), 50), all)
+		byName := map[string]distribute.Stats{}
+		for _, d := range sum.Distribution {
+			byName[d.Rule] = d
+		}
+		g := byName["gone"]
+		if g.SendErrors == 0 || g.Sent == 0 || g.Sent+g.Dropped() != uint64(len(all)) {
+			t.Errorf("rule whose interface went: %+v; want some sent, the rest counted as send errors, %d in all", g, len(all))
+		}
+		if sum.Flows != base.Flows || sum.Frames != base.Frames {
+			t.Errorf("metering changed: %d/%d flows, %d/%d frames", sum.Flows, base.Flows, sum.Frames, base.Frames)
+		}
+	})
 }
 
 func headersOff(fs [][]byte, n int) [][]byte {

@@ -44,7 +44,7 @@ func openSender(d Destination) (*sender, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open vxlan to %s: %w", d.Addr, err)
 		}
-		s.write, s.close = connWriter(c), c.Close
+		s.write, s.close = udpWriter(c), c.Close
 		return s, nil
 	}
 	network := "ip4:47"

@@ -89,6 +89,9 @@ func connWriter(c syscall.Conn) batchWriter {
 	}
 }
 
+// udpWriter sends runs of equal datagrams with UDP GSO (gsoWriter).
+func udpWriter(c *net.UDPConn) batchWriter { return newGSOWriter(c) }
+
 // openInterface opens an AF_PACKET socket that writes frames as they are
 // on a local interface (a veth to a tool's VM or container, a NIC to a
 // packet tool).
@@ -96,6 +99,12 @@ func openInterface(name string) (batchWriter, func() error, error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open interface %s: %w", name, err)
+	}
+	if useTXRing {
+		if r, err := openTXRing(ifi); err == nil {
+			return r.write, r.close, nil
+		}
+		// No ring (an old kernel, not Ethernet, no memory): sendmmsg.
 	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: send only
 	if err != nil {

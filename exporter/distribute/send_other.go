@@ -11,6 +11,8 @@ func openInterface(name string) (batchWriter, func() error, error) {
 	return nil, nil, errors.New("iface: destinations need Linux (AF_PACKET)")
 }
 
+func udpWriter(c io.Writer) batchWriter { return connWriter(c) }
+
 // connWriter sends one packet at a time (sendmmsg is Linux's).
 func connWriter(c io.Writer) batchWriter {
 	return func(pkts [][]byte) (failed int, last error) {
