@@ -105,7 +105,7 @@ func (s *State) appendRecord(out []flow.Record, h *header, values []value, recei
 		f := &values[i]
 		s.applyField(r, &t, f.typ, f.pen, f.v, h.version)
 	}
-	s.finish(r, &t, h)
+	s.finish(r, &t, h, s.domain(h))
 	return out
 }
 
@@ -293,10 +293,11 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 	}
 }
 
-// finish resolves times, sampling and interface names once every field is known.
-func (s *State) finish(r *flow.Record, t *recordTimes, h *header) {
+// finish resolves times, sampling and interface names once every field is
+// known, from what the fields said (t) and the state of the record's domain
+// (d, which is s.domain(h): the caller looks it up once per data set).
+func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 	export := time.Unix(int64(h.exportSecs), 0)
-	d := s.domain(h)
 	applySection(r, t)
 	switch {
 	case h.version == 9 && (t.hasStartUp || t.hasEndUp):

@@ -823,7 +823,9 @@ func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data
 		}
 	}
 	// One pass per record: each field is applied as it is read (a record
-	// cut inside a variable-length field's length is dropped whole).
+	// cut inside a variable-length field's length is dropped whole). The
+	// records of a set share its domain, which no data record changes.
+	d := s.domain(h)
 	for len(data) > 0 && len(data) >= size {
 		var r *flow.Record
 		out, r = s.beginRecord(out, h, received)
@@ -850,7 +852,7 @@ func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data
 			s.applyField(r, &t, f.Type, pen, data[:l:l], h.version)
 			data = data[l:]
 		}
-		s.finish(r, &t, h)
+		s.finish(r, &t, h, d)
 	}
 	return out
 }
