@@ -387,6 +387,9 @@ func (d *Distributor) Offer(fr *capture.Frame, p *decode.Packet, r decode.Reason
 
 func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	data := fr.Data
+	if len(data) == 0 {
+		return // nothing captured: nothing to forward, not chosen
+	}
 	if r.cfg.StripTunnel && p.EthOffset > 0 && int(p.EthOffset) < len(data) {
 		data = data[p.EthOffset:]
 	}
@@ -408,9 +411,6 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 			r.c.sampled.Add(1)
 			return
 		}
-	}
-	if len(data) == 0 {
-		return
 	}
 	if r.cfg.SnapLength > 0 && len(data) > r.cfg.SnapLength {
 		data = data[:r.cfg.SnapLength]

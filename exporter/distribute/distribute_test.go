@@ -540,3 +540,34 @@ func TestFilterErrorSaysWhy(t *testing.T) {
 		t.Errorf("error %v, want the rule's name and libpcap's reason", err)
 	}
 }
+
+// TestEveryChosenFrameAccounted: every frame a rule matches is
+// deduplicated, sampled out, sent or dropped, counted once; a frame with
+// no captured bytes (a pcap record of length 0) is not chosen at all.
+func TestEveryChosenFrameAccounted(t *testing.T) {
+	all := frames(testutil.ReadPcap(t, mirror(t, "zeek/tcp-timestamp.pcap")))
+	var withEmpty [][]byte
+	for i, f := range all {
+		withEmpty = append(withEmpty, f)
+		if i%7 == 0 {
+			withEmpty = append(withEmpty, []byte{})
+		}
+	}
+	pcap := filepath.Join(t.TempDir(), "empty.pcap")
+	testutil.WritePcap(t, pcap, 1, time.Unix(1_700_000_000, 0), withEmpty)
+	for _, rule := range []distribute.Rule{{Sample: 3}, {Dedup: distribute.Duration(10 * time.Millisecond)}, {}} {
+		s := newSink(t, 5)
+		rule.To, rule.Rate = s.to(), 20000
+		sum := distributeFile(t, pcap, rule)
+		d := sum.Distribution[0]
+		if d.Matched != uint64(len(all)) {
+			t.Errorf("%+v: matched %d, want the %d frames with bytes", rule, d.Matched, len(all))
+		}
+		if got := d.Deduplicated + d.SampledOut + d.Sent + d.QueueFull + d.SendErrors; got != d.Matched {
+			t.Errorf("%+v: counters %+v account for %d of %d matched frames", rule, d, got, d.Matched)
+		}
+		if n := len(s.wait(int(d.Sent))); n != int(d.Sent) {
+			t.Errorf("%+v: %d frames arrived, %d counted as sent", rule, n, d.Sent)
+		}
+	}
+}
