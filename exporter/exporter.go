@@ -323,6 +323,9 @@ func (x *Exporter) kernelStats(live KernelCounter) {
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
 	live, _ := src.(KernelCounter)
 	x.stats.Live = live != nil
+	// Messages are sent on a goroutine of their own, on another core
+	// than metering; encoder.Close below waits until all are sent.
+	x.encoder.SendInBackground()
 	now, runErr := x.frames(ctx, src, live)
 	x.meterPending()
 	if x.ring != nil {
