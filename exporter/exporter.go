@@ -382,6 +382,7 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
 			x.meterPending()
+			x.encoder.Push()
 			x.publish()
 			if ctx.Err() != nil {
 				break
@@ -395,6 +396,7 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 		err := src.Next(&fr)
 		if err != nil {
 			x.meterPending()
+			x.encoder.Push()
 			if live != nil && errors.Is(err, capture.ErrIdle) {
 				if ctx.Err() != nil {
 					break

@@ -298,6 +298,17 @@ func (e *Encoder) Flush(now time.Time) error {
 	return err
 }
 
+// Push hands the messages finished so far to the background sender
+// without waiting for a batch to fill (the message being built stays); it
+// does nothing when sending in the pipeline's goroutine. The pipeline
+// pushes every few thousand frames and whenever the capture is idle, so
+// that a finished message does not wait for the next tick.
+func (e *Encoder) Push() {
+	if e.sender != nil {
+		e.sender.handOver()
+	}
+}
+
 // finish completes the message being built, if it holds anything, with
 // export time now, and sends it (or queues it for the background sender).
 func (e *Encoder) finish(now time.Time) error {

@@ -154,3 +154,28 @@ func TestSendInBackgroundErrors(t *testing.T) {
 		t.Error("Close returned no error when no message could be sent")
 	}
 }
+
+// TestSendInBackgroundPush: Push hands over the messages finished so far
+// and leaves the one being built.
+func TestSendInBackgroundPush(t *testing.T) {
+	c := &lockedCapture{}
+	e, err := New(nil, Configuration{ObservationDomain: 1, MTU: 576, TemplateRefreshInterval: time.Hour, TemplateRefreshMessages: 10}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SendInBackground()
+	r := sampleRecords()[0]
+	for e.Counters().Messages < 2 {
+		e.Encode(exportTime, &r)
+	}
+	e.Push()
+	for deadline := time.Now().Add(5 * time.Second); len(c.messages()) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages sent after Push, want 2", len(c.messages()))
+		}
+	}
+	e.Close(exportTime)
+	if n := len(c.messages()); n != 4 { // and the one being built, and Close's
+		t.Errorf("%d messages, want 4", n)
+	}
+}
