@@ -91,7 +91,7 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 				return float64(f(e.withSendErrors(c)))
 			}
 		}
-		f.CounterFunc("messages_total", "IPFIX messages sent.", get(func(c Counters) uint64 { return c.Messages }))
+		f.CounterFunc("messages_total", "IPFIX messages sent (handed to the transports).", get(func(c Counters) uint64 { return c.Messages }))
 		f.CounterFunc("records_total", "IPFIX flow records sent.", get(func(c Counters) uint64 { return c.Records }))
 		f.CounterFunc("octets_total", "IPFIX message octets sent.", get(func(c Counters) uint64 { return c.Octets }))
 		f.CounterFunc("send_errors_total", "IPFIX messages the transport failed to send.", get(func(c Counters) uint64 { return c.SendErrors }))
