@@ -2,13 +2,9 @@ package demo
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"os"
-	"time"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // pcapWriter keeps a copy of the mirrored frames in a pcap file (nanosecond
@@ -17,7 +13,7 @@ import (
 type pcapWriter struct {
 	f   *os.File
 	bw  *bufio.Writer
-	w   *pcapgo.Writer
+	rec [16]byte
 	err error
 }
 
@@ -27,8 +23,14 @@ func newPcapWriter(path string) (*pcapWriter, error) {
 		return nil, fmt.Errorf("write the traffic: %w", err)
 	}
 	p := &pcapWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20)}
-	p.w = pcapgo.NewWriterNanos(p.bw)
-	if err := p.w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+	// The file header: nanosecond pcap 2.4, snap length 65535, Ethernet.
+	var h [24]byte
+	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d)
+	binary.LittleEndian.PutUint16(h[4:], 2)
+	binary.LittleEndian.PutUint16(h[6:], 4)
+	binary.LittleEndian.PutUint32(h[16:], 65535)
+	binary.LittleEndian.PutUint32(h[20:], 1)
+	if _, err := p.bw.Write(h[:]); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write the traffic to %s: %w", path, err)
 	}
@@ -40,7 +42,14 @@ func (p *pcapWriter) write(ts int64, frame []byte) {
 	if p.err != nil {
 		return
 	}
-	p.err = p.w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(0, ts), CaptureLength: len(frame), Length: len(frame)}, frame)
+	r := p.rec[:]
+	binary.LittleEndian.PutUint32(r[0:], uint32(ts/1e9))
+	binary.LittleEndian.PutUint32(r[4:], uint32(ts%1e9))
+	binary.LittleEndian.PutUint32(r[8:], uint32(len(frame)))
+	binary.LittleEndian.PutUint32(r[12:], uint32(len(frame)))
+	if _, p.err = p.bw.Write(r); p.err == nil {
+		_, p.err = p.bw.Write(frame)
+	}
 }
 
 func (p *pcapWriter) close() error {

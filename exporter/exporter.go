@@ -323,6 +323,9 @@ func (x *Exporter) kernelStats(live KernelCounter) {
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
 	live, _ := src.(KernelCounter)
 	x.stats.Live = live != nil
+	// Messages are sent on a goroutine of their own, on another core
+	// than metering; encoder.Close below waits until all are sent.
+	x.encoder.SendInBackground()
 	now, runErr := x.frames(ctx, src, live)
 	x.meterPending()
 	if x.ring != nil {
@@ -379,6 +382,7 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
 			x.meterPending()
+			x.encoder.Push()
 			x.publish()
 			if ctx.Err() != nil {
 				break
@@ -392,6 +396,7 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 		err := src.Next(&fr)
 		if err != nil {
 			x.meterPending()
+			x.encoder.Push()
 			if live != nil && errors.Is(err, capture.ErrIdle) {
 				if ctx.Err() != nil {
 					break

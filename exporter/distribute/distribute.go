@@ -128,6 +128,7 @@ type ruleset struct {
 type Distributor struct {
 	log     *slog.Logger
 	current *ruleset                // Offer's goroutine only
+	none    bool                    // current has no rules (Offer's goroutine only)
 	next    atomic.Pointer[ruleset] // set by Reload, taken by Offer
 	mu      sync.Mutex
 	pub     *ruleset // what Stats reads
@@ -145,6 +146,7 @@ func New(log *slog.Logger, rules []Rule) (*Distributor, error) {
 		return nil, err
 	}
 	d.current, d.pub = rs, rs
+	d.none = len(rs.rules) == 0
 	return d, nil
 }
 
@@ -371,8 +373,16 @@ func (rs *ruleset) close(drain time.Duration) {
 // Offer gives one frame to every rule. p is the frame decoded (innermost
 // packet and where its headers begin) as far as r says: every Ethernet
 // frame is offered, but only IP packets (r is decode.ReasonOK) match nets.
-// It never blocks.
+// It never blocks. Without rules and no reload waiting it returns at
+// once, inlined into the pipeline's loop (it is called for every frame).
 func (d *Distributor) Offer(fr *capture.Frame, p *decode.Packet, r decode.Reason) {
+	if d.none && d.next.Load() == nil {
+		return
+	}
+	d.offer(fr, p, r)
+}
+
+func (d *Distributor) offer(fr *capture.Frame, p *decode.Packet, r decode.Reason) {
 	if n := d.next.Load(); n != nil && d.next.CompareAndSwap(n, nil) {
 		d.swap(n)
 	}
@@ -469,7 +479,7 @@ func (d *Distributor) Reload(rules []Rule) error {
 // drain their queues in the background.
 func (d *Distributor) swap(rs *ruleset) {
 	old := d.current
-	d.current = rs
+	d.current, d.none = rs, len(rs.rules) == 0
 	d.mu.Lock()
 	d.retired = append(d.retired, old)
 	d.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -55,6 +56,11 @@ type Encoder struct {
 	// encoder belongs to the pipeline goroutine.
 	pubMu sync.Mutex
 	pub   Counters
+	// sender sends the messages, when SendInBackground started it;
+	// sendFailed counts the messages it could not send (metrics read it
+	// while it runs).
+	sender     *sender
+	sendFailed atomic.Uint64
 }
 
 // New returns an encoder. Every method that may send a message takes the
@@ -80,11 +86,12 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 		get := func(f func(Counters) uint64) func() float64 {
 			return func() float64 {
 				e.pubMu.Lock()
-				defer e.pubMu.Unlock()
-				return float64(f(e.pub))
+				c := e.pub
+				e.pubMu.Unlock()
+				return float64(f(e.withSendErrors(c)))
 			}
 		}
-		f.CounterFunc("messages_total", "IPFIX messages sent.", get(func(c Counters) uint64 { return c.Messages }))
+		f.CounterFunc("messages_total", "IPFIX messages sent (handed to the transports).", get(func(c Counters) uint64 { return c.Messages }))
 		f.CounterFunc("records_total", "IPFIX flow records sent.", get(func(c Counters) uint64 { return c.Records }))
 		f.CounterFunc("octets_total", "IPFIX message octets sent.", get(func(c Counters) uint64 { return c.Octets }))
 		f.CounterFunc("send_errors_total", "IPFIX messages the transport failed to send.", get(func(c Counters) uint64 { return c.SendErrors }))
@@ -97,8 +104,15 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 // sent.
 func (e *Encoder) SetStatistics(s Statistics) { e.stats, e.hasStats = s, true }
 
-// Counters returns what was sent so far.
-func (e *Encoder) Counters() Counters { return e.counters }
+// Counters returns what was sent so far (sending in the background: what
+// was handed to the sender, with the failures it met so far).
+func (e *Encoder) Counters() Counters { return e.withSendErrors(e.counters) }
+
+// withSendErrors adds to c the failures the background sender met.
+func (e *Encoder) withSendErrors(c Counters) Counters {
+	c.SendErrors += e.sendFailed.Load()
+	return c
+}
 
 func appendField(b []byte, f Field) []byte {
 	if f.Enterprise != 0 {
@@ -177,7 +191,7 @@ func (e *Encoder) Encode(now time.Time, r *flow.Record) error {
 		need += 4
 	}
 	if len(e.msg)+need > e.max {
-		err = e.Flush(now)
+		err = e.finish(now)
 		e.begin(now)
 	}
 	if e.set < 0 || e.setID != id {
@@ -274,8 +288,30 @@ func (e *Encoder) closeSet() {
 }
 
 // Flush sends the message being built, if it holds anything, with export
-// time now.
+// time now. Sending in the background, it hands it over with those
+// finished before, without waiting for them to be sent.
 func (e *Encoder) Flush(now time.Time) error {
+	err := e.finish(now)
+	if e.sender != nil {
+		e.sender.handOver()
+	}
+	return err
+}
+
+// Push hands the messages finished so far to the background sender
+// without waiting for a batch to fill (the message being built stays); it
+// does nothing when sending in the pipeline's goroutine. The pipeline
+// pushes every few thousand frames and whenever the capture is idle, so
+// that a finished message does not wait for the next tick.
+func (e *Encoder) Push() {
+	if e.sender != nil {
+		e.sender.handOver()
+	}
+}
+
+// finish completes the message being built, if it holds anything, with
+// export time now, and sends it (or queues it for the background sender).
+func (e *Encoder) finish(now time.Time) error {
 	if len(e.msg) <= 16 {
 		return nil
 	}
@@ -291,7 +327,12 @@ func (e *Encoder) Flush(now time.Time) error {
 	e.counters.Records += e.msgFlows
 	e.counters.Octets += uint64(len(e.msg))
 	e.sinceTmpl++
-	err := e.transport.Send(e.msg)
+	var err error
+	if e.sender != nil {
+		e.sender.queue(e.msg)
+	} else {
+		err = e.transport.Send(e.msg)
+	}
 	e.msg = e.msg[:0]
 	e.set, e.msgRecords, e.msgFlows = -1, 0, 0
 	if err != nil {
@@ -301,20 +342,27 @@ func (e *Encoder) Flush(now time.Time) error {
 	e.pub = e.counters
 	e.pubMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("send ipfix message: %w", err)
+		return sendError(err)
 	}
 	return nil
 }
 
+func sendError(err error) error { return fmt.Errorf("send ipfix message: %w", err) }
+
 // Close sends what is pending, then a last message with the templates and
 // the final statistics, so a collector sees the totals; both with export
-// time now.
+// time now. Sending in the background, it waits until every message was
+// sent and stops the sender.
 func (e *Encoder) Close(now time.Time) error {
-	err := e.Flush(now)
+	err := e.finish(now)
 	e.sentTmpl = false
 	e.begin(now)
-	if err2 := e.Flush(now); err == nil {
+	if err2 := e.finish(now); err == nil {
 		err = err2
+	}
+	if s := e.sender; s != nil {
+		err = s.stop()
+		e.sender = nil
 	}
 	return err
 }

@@ -41,6 +41,13 @@ func reserve(n int) ([]byte, error) {
 	return b, nil
 }
 
+// smallPagesFirst has the first huge page of b (from reserve) mapped with
+// 4 KiB pages: the kernel then zeroes only the pages touched, not 2 MiB at
+// the first touch.
+func smallPagesFirst(b []byte) {
+	_ = unix.Madvise(b[:min(len(b), hugePage)], unix.MADV_NOHUGEPAGE)
+}
+
 // release unmaps memory from reserve.
 func release(b []byte) {
 	if len(b) > 0 {

@@ -13,3 +13,5 @@ func release([]byte) {}
 
 // discard zeros b.
 func discard(b []byte) { clear(b) }
+
+func smallPagesFirst([]byte) {}

@@ -17,6 +17,7 @@ type Transports struct {
 	udp     *UDP
 	tcp     []*TCP
 	udpIdx  []string // UDP collectors as configured
+	records []uint64 // SendBatch's flow records per message
 }
 
 // New opens the transports of the configured collectors.
@@ -66,6 +67,26 @@ func (m *Transports) Send(msg []byte) error {
 		err = m.udp.send(msg, records)
 	}
 	return err
+}
+
+// SendBatch gives msgs, in order, to every collector (ipfix.BatchTransport):
+// the UDP ones with one sendmmsg per collector. It returns how many sends
+// failed (only UDP sends can) and the first error.
+func (m *Transports) SendBatch(msgs [][]byte) (failed int, err error) {
+	for _, t := range m.tcp {
+		for _, msg := range msgs {
+			t.Send(msg)
+		}
+	}
+	if m.udp == nil {
+		return 0, nil
+	}
+	m.records = m.records[:0]
+	for _, msg := range msgs {
+		n, _ := m.counter.inspect(msg)
+		m.records = append(m.records, n)
+	}
+	return m.udp.sendBatch(msgs, m.records)
 }
 
 // TCP returns the TCP and TLS collectors.

@@ -132,7 +132,8 @@ type UDP struct {
 	log   *reporter.Limited
 	mu    sync.Mutex // guards stats: Send and metrics may run in different goroutines
 	stats Stats
-	per   []Stats // per collector
+	per   []Stats  // per collector
+	batch udpBatch // the system's way of sending several datagrams at once
 }
 
 // Stats counts datagrams per outcome (and, per collector, the flow records
@@ -171,6 +172,10 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 	}
 	_ = conn.SetWriteBuffer(4 << 20)
 	u.conn = conn
+	if err := u.initBatch(!v4only); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("open udp socket to collectors: %w", err)
+	}
 	f := r.Factory("export")
 	f.CounterFunc("datagrams_sent_total", "IPFIX datagrams sent (one per message and collector).", func() float64 { return float64(u.Stats().Sent) })
 	f.CounterFunc("datagram_errors_total", "IPFIX datagrams the kernel refused to send.", func() float64 { return float64(u.Stats().Errors) })
@@ -185,44 +190,69 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 func (u *UDP) Send(msg []byte) error { return u.send(msg, 0) }
 
 func (u *UDP) send(msg []byte, records uint64) error {
-	var first error
-	var sent, failed uint64
+	_, err := u.sendBatch([][]byte{msg}, []uint64{records})
+	return err
+}
+
+// sendBatch writes msgs, in order, to every collector (on Linux, with one
+// sendmmsg per collector for as many as the kernel takes at once); records
+// are the flow records of each message. It returns how many messages
+// failed to reach at least one collector, and the first error.
+func (u *UDP) sendBatch(msgs [][]byte, records []uint64) (failed int, first error) {
+	var sent, errs uint64
+	var lost []bool // per message, made at the first failure
 	defer func() {
 		u.mu.Lock()
 		u.stats.Sent += sent
-		u.stats.Errors += failed
+		u.stats.Errors += errs
 		u.mu.Unlock()
 	}()
-	for i, d := range u.dests {
-		for try := 0; ; try++ {
-			_, err := u.conn.WriteToUDP(msg, d)
+	for i := range u.dests {
+		var ok, bad, okRecords, badRecords uint64
+		for j, try := 0, 0; j < len(msgs); {
+			n, err := u.write(i, msgs[j:])
+			for _, r := range records[j : j+n] {
+				ok++
+				okRecords += r
+			}
+			if n > 0 {
+				j, try = j+n, 0
+			}
+			if err == nil {
+				continue
+			}
 			if (errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN)) && try < 1000 {
 				// The kernel's buffers are full: wait for room rather than drop.
 				time.Sleep(100 * time.Microsecond)
+				try++
 				continue
 			}
-			if err != nil {
+			// msgs[j] failed: count it and go on with the next.
+			if lost == nil {
+				lost = make([]bool, len(msgs))
+			}
+			if !lost[j] {
+				lost[j] = true
 				failed++
-				u.log.Warn("send:"+u.names[i], "cannot send IPFIX to collector", "collector", u.names[i], "err", err)
-				if first == nil {
-					first = fmt.Errorf("send to collector %s: %w", u.names[i], err)
-				}
-			} else {
-				sent++
 			}
-			u.mu.Lock()
-			if err != nil {
-				u.per[i].Errors++
-				u.per[i].DroppedRecords += records
-			} else {
-				u.per[i].Sent++
-				u.per[i].Records += records
+			bad++
+			badRecords += records[j]
+			u.log.Warn("send:"+u.names[i], "cannot send IPFIX to collector", "collector", u.names[i], "err", err)
+			if first == nil {
+				first = fmt.Errorf("send to collector %s: %w", u.names[i], err)
 			}
-			u.mu.Unlock()
-			break
+			j, try = j+1, 0
 		}
+		sent += ok
+		errs += bad
+		u.mu.Lock()
+		u.per[i].Sent += ok
+		u.per[i].Records += okRecords
+		u.per[i].Errors += bad
+		u.per[i].DroppedRecords += badRecords
+		u.mu.Unlock()
 	}
-	return first
+	return failed, first
 }
 
 // Stats returns the counters.

@@ -83,3 +83,50 @@ func TestUDPSendErrorDrops(t *testing.T) {
 		t.Errorf("stats %+v, want 3 records sent and 7 dropped", s)
 	}
 }
+
+// TestUDPSendBatch: a batch reaches every collector in order, IPv4 ones
+// through an IPv6 socket too; a message the kernel refuses in the middle
+// of a batch is counted for each collector and the rest still leave.
+func TestUDPSendBatch(t *testing.T) {
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			var conns []*net.UDPConn
+			var collectors []string
+			for _, ip := range []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback} {
+				if network == "udp4" && ip.To4() == nil {
+					continue
+				}
+				c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+				if err != nil {
+					t.Skip(err)
+				}
+				defer c.Close()
+				conns = append(conns, c)
+				collectors = append(collectors, c.LocalAddr().String())
+			}
+			u, err := NewUDP(reporter.NewForTest(nil), Configuration{Collectors: collectors})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			msgs := [][]byte{[]byte("one"), []byte("two"), make([]byte, 70000), []byte("four")}
+			failed, err := u.sendBatch(msgs, []uint64{1, 2, 3, 4})
+			if failed != 1 || err == nil {
+				t.Errorf("%d failed, %v; want the third message failed", failed, err)
+			}
+			for i, c := range conns {
+				buf := make([]byte, 100)
+				for _, want := range []string{"one", "two", "four"} {
+					c.SetReadDeadline(time.Now().Add(2 * time.Second))
+					n, _, err := c.ReadFromUDP(buf)
+					if err != nil || !bytes.Equal(buf[:n], []byte(want)) {
+						t.Errorf("collector %d: got %q, %v; want %q", i, buf[:n], err, want)
+					}
+				}
+				if s := u.per[i]; s.Sent != 3 || s.Records != 7 || s.Errors != 1 || s.DroppedRecords != 3 {
+					t.Errorf("collector %d: stats %+v, want 3 sent with 7 records, 1 failed with 3", i, s)
+				}
+			}
+		})
+	}
+}

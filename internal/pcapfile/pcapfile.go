@@ -13,8 +13,6 @@ import (
 	"io"
 	"os"
 	"unsafe"
-
-	"github.com/google/gopacket/pcapgo"
 )
 
 // Frame is one frame of a capture. Data is valid only until the next call
@@ -31,9 +29,7 @@ type Frame struct {
 type Reader struct {
 	f       *os.File
 	pcap    *pcapReader
-	ng      *pcapgo.NgReader
-	link    uint32
-	ngLink  []uint32 // pcapng link type per interface id
+	ng      *ngReader
 	frames  int
 	mapped  []byte // the file, when OpenMapped mapped it
 	dropped int    // bytes at the start of mapped whose pages were unmapped
@@ -84,7 +80,7 @@ func (src *Reader) start(path string, mapped bool) error {
 				return fmt.Errorf("read pcap header of %s: %w", path, err)
 			}
 			p.check, p.more = src.checkpoint, src.readOn
-			src.pcap, src.link = p, p.link
+			src.pcap = p
 			return nil
 		}
 		src.unmap()
@@ -96,18 +92,16 @@ func (src *Reader) start(path string, mapped bool) error {
 	}
 	if isPCAPNG(buf) {
 		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), src.f), readBuffer)
-		src.ng, err = pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		src.ng, err = newNGReader(br)
 		if err != nil {
 			return fmt.Errorf("read pcapng header of %s: %w", path, err)
 		}
-		src.link = uint32(src.ng.LinkType())
 		return nil
 	}
 	src.pcap, err = newPCAPReader(buf, n, src.f)
 	if err != nil {
 		return fmt.Errorf("read pcap header of %s: %w", path, err)
 	}
-	src.link = src.pcap.link
 	return nil
 }
 
@@ -171,12 +165,7 @@ func (s *Reader) Next(fr *Frame) error {
 	if s.pcap != nil {
 		err = s.pcap.next(fr)
 	} else {
-		data, ci, e := s.ng.ZeroCopyReadPacketData()
-		err = e
-		if err == nil {
-			fr.Data, fr.Length, fr.LinkType = data, ci.Length, s.ngLinkType(ci.InterfaceIndex)
-			fr.Timestamp = ci.Timestamp.UnixNano()
-		}
+		err = s.ng.next(fr)
 	}
 	switch {
 	case err == nil:
@@ -191,17 +180,6 @@ func (s *Reader) Next(fr *Frame) error {
 		return fmt.Errorf("capture truncated after frame %d: %w", s.frames, err)
 	}
 	return fmt.Errorf("read frame %d: %w", s.frames+1, err)
-}
-
-func (s *Reader) ngLinkType(i int) uint32 {
-	for len(s.ngLink) <= i {
-		iface, err := s.ng.Interface(len(s.ngLink))
-		if err != nil {
-			return s.link
-		}
-		s.ngLink = append(s.ngLink, uint32(iface.LinkType))
-	}
-	return s.ngLink[i]
 }
 
 // Close closes the file (and unmaps it): frames handed out are no longer

@@ -1,0 +1,110 @@
+package transport
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// udpBatch holds sendmmsg's arguments (one batch at a time: pipelines that
+// share a transport send from several goroutines).
+type udpBatch struct {
+	mu    sync.Mutex // held while the arguments are built and sent
+	rc    syscall.RawConn
+	names []unix.RawSockaddrInet6 // each collector's address, as the socket's family takes it
+	v6    bool
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+}
+
+// initBatch prepares sendmmsg: the socket is AF_INET6 when v6 (IPv4
+// collectors then as IPv4-mapped addresses), AF_INET otherwise.
+func (u *UDP) initBatch(v6 bool) error {
+	rc, err := u.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	u.batch = udpBatch{rc: rc, v6: v6}
+	for _, d := range u.dests {
+		a := d.AddrPort()
+		var n unix.RawSockaddrInet6
+		if v6 {
+			n.Family = unix.AF_INET6
+			n.Addr = netip.AddrFrom16(a.Addr().As16()).As16()
+			if z := d.Zone; z != "" {
+				if ifi, err := net.InterfaceByName(z); err == nil {
+					n.Scope_id = uint32(ifi.Index)
+				} else if k, err := strconv.Atoi(z); err == nil {
+					n.Scope_id = uint32(k)
+				}
+			}
+		} else {
+			s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&n))
+			s4.Family = unix.AF_INET
+			s4.Addr = a.Addr().Unmap().As4()
+		}
+		// The port, in network byte order in both families.
+		p := (*[2]byte)(unsafe.Pointer(&n.Port))
+		p[0], p[1] = byte(a.Port()>>8), byte(a.Port())
+		u.batch.names = append(u.batch.names, n)
+	}
+	return nil
+}
+
+// write sends msgs to collector i with one sendmmsg: it returns how many
+// the kernel took, and the error of the first it did not take (when it
+// took none).
+func (u *UDP) write(i int, msgs [][]byte) (int, error) {
+	b := &u.batch
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	nameLen := uint32(unix.SizeofSockaddrInet4)
+	if b.v6 {
+		nameLen = unix.SizeofSockaddrInet6
+	}
+	b.hdrs, b.iovs = b.hdrs[:0], b.iovs[:0]
+	for _, m := range msgs {
+		var v unix.Iovec
+		if len(m) > 0 {
+			v.Base = &m[0]
+		}
+		v.SetLen(len(m))
+		b.iovs = append(b.iovs, v)
+	}
+	for j := range msgs {
+		var h mmsghdr
+		h.hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.hdr.Namelen = nameLen
+		h.hdr.Iov = &b.iovs[j]
+		h.hdr.SetIovlen(1)
+		b.hdrs = append(b.hdrs, h)
+	}
+	var n int
+	var errno syscall.Errno
+	if err := b.rc.Write(func(fd uintptr) bool {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
+		n, errno = int(r), e
+		return errno != unix.EAGAIN
+	}); err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	if n <= 0 {
+		return 0, errors.New("sendmmsg sent nothing")
+	}
+	return n, nil
+}
