@@ -248,6 +248,8 @@ func (q *queue) run() {
 	var lastErr time.Time
 	tokens, last := 1.0, time.Now()
 	pkts := make([][]byte, 0, batchSize)
+	lens := make([]int, 0, batchSize)     // each packet's frame bytes, without our headers
+	refused := make([]bool, 0, batchSize) // the packets the writer could not send
 	for {
 		h, t := q.head.Load(), q.tail.Load()
 		if h == t {
@@ -285,21 +287,22 @@ func (q *queue) run() {
 			}
 			tokens -= float64(keep)
 		}
-		pkts = pkts[:0]
-		var bytes uint64
+		pkts, lens = pkts[:0], lens[:0]
 		for i := h; i < h+n; i++ {
 			it := q.slot(i)
 			if it.skip {
 				continue
 			}
 			pkts = append(pkts, q.dest.encap(it.buf, it.ts))
-			bytes += uint64(len(it.buf) - headroom)
+			lens = append(lens, len(it.buf)-headroom)
 		}
 		if len(pkts) == 0 {
 			q.head.Store(h + n)
 			continue
 		}
-		failed, err := q.dest.write(pkts)
+		refused = refused[:len(pkts)]
+		clear(refused)
+		failed, err := q.dest.write(pkts, refused)
 		if failed > 0 {
 			q.c.sendErrors.Add(uint64(failed))
 			if time.Since(lastErr) > 10*time.Second {
@@ -308,9 +311,13 @@ func (q *queue) run() {
 			}
 		}
 		q.c.sent.Add(uint64(len(pkts) - failed))
-		if failed == 0 {
-			q.c.bytes.Add(bytes)
+		var bytes uint64
+		for j, l := range lens {
+			if !refused[j] {
+				bytes += uint64(l)
+			}
 		}
+		q.c.bytes.Add(bytes)
 		q.head.Store(h + n)
 	}
 }

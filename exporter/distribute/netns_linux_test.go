@@ -206,6 +206,11 @@ func TestInterfaceMTU(t *testing.T) {
 		if sum.Sent != uint64(len(want)) || sum.SendErrors != uint64(len(all)-len(want)) || sum.QueueFull != 0 {
 			t.Errorf("counters %+v, want %d sent and %d send errors", sum, len(want), len(all)-len(want))
 		}
+		// The bytes of the frames sent, whatever the batch the refused
+		// ones were in.
+		if sum.Bytes != totalBytes(want) {
+			t.Errorf("%d bytes counted as sent, want the %d of the frames sent", sum.Bytes, totalBytes(want))
+		}
 	})
 }
 
@@ -224,8 +229,8 @@ func TestInterfacePeerDown(t *testing.T) {
 			sum = distributeFile(t, pcap, distribute.Rule{Name: "tool", To: "iface:vC", QueueSize: len(all)}).Distribution[0]
 		})
 		t.Logf("counters %+v in %v", sum, time.Since(start))
-		if sum.SendErrors != uint64(len(all)) || sum.Sent != 0 || sum.QueueFull != 0 {
-			t.Errorf("counters %+v, want all %d frames counted as send errors", sum, len(all))
+		if sum.SendErrors != uint64(len(all)) || sum.Sent != 0 || sum.QueueFull != 0 || sum.Bytes != 0 {
+			t.Errorf("counters %+v, want all %d frames counted as send errors, no bytes sent", sum, len(all))
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("%v to count %d refused frames", d, len(all))

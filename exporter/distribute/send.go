@@ -17,8 +17,18 @@ type sender struct {
 }
 
 // batchWriter sends the packets and returns how many it could not send,
-// and the last error.
-type batchWriter func(pkts [][]byte) (failed int, err error)
+// and the last error; it sets refused[i] for each packet i it could not
+// send (refused has one entry per packet, all false on the call), so that
+// the bytes sent are those of the others.
+type batchWriter func(pkts [][]byte, refused []bool) (failed int, err error)
+
+// refuseAll marks every packet refused and says how many there are.
+func refuseAll(refused []bool) int {
+	for i := range refused {
+		refused[i] = true
+	}
+	return len(refused)
+}
 
 // GRE protocol types of the payloads we write.
 const (

@@ -39,12 +39,13 @@ func (m *mmsg) set(pkts [][]byte) {
 
 // sendAll sends the batch with sendmmsg through call (which runs the system
 // call on the socket); a packet the kernel refuses is skipped and counted.
-func sendAll(m *mmsg, pkts [][]byte, call func(hdrs []mmsghdr) (int, error)) (failed int, last error) {
+func sendAll(m *mmsg, pkts [][]byte, refused []bool, call func(hdrs []mmsghdr) (int, error)) (failed int, last error) {
 	m.set(pkts)
 	hdrs := m.hdrs
 	for len(hdrs) > 0 {
 		n, err := call(hdrs)
 		if err != nil {
+			refused[len(pkts)-len(hdrs)] = true
 			failed++
 			last = err
 			hdrs = hdrs[1:]
@@ -65,11 +66,11 @@ func sendmmsg(fd uintptr, hdrs []mmsghdr) (int, syscall.Errno) {
 func connWriter(c syscall.Conn) batchWriter {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return func(pkts [][]byte) (int, error) { return len(pkts), err }
+		return func(pkts [][]byte, refused []bool) (int, error) { return refuseAll(refused), err }
 	}
 	var m mmsg
-	return func(pkts [][]byte) (int, error) {
-		return sendAll(&m, pkts, func(hdrs []mmsghdr) (int, error) {
+	return func(pkts [][]byte, refused []bool) (int, error) {
+		return sendAll(&m, pkts, refused, func(hdrs []mmsghdr) (int, error) {
 			var n int
 			var errno syscall.Errno
 			if err := rc.Write(func(fd uintptr) bool {
@@ -115,8 +116,8 @@ func openInterface(name string) (batchWriter, func() error, error) {
 		return nil, nil, fmt.Errorf("bind to interface %s: %w", name, err)
 	}
 	var m mmsg
-	w := func(pkts [][]byte) (int, error) {
-		return sendAll(&m, pkts, func(hdrs []mmsghdr) (int, error) {
+	w := func(pkts [][]byte, refused []bool) (int, error) {
+		return sendAll(&m, pkts, refused, func(hdrs []mmsghdr) (int, error) {
 			n, errno := sendmmsg(uintptr(fd), hdrs)
 			if errno != 0 {
 				return 0, errno

@@ -15,9 +15,10 @@ func udpWriter(c io.Writer) batchWriter { return connWriter(c) }
 
 // connWriter sends one packet at a time (sendmmsg is Linux's).
 func connWriter(c io.Writer) batchWriter {
-	return func(pkts [][]byte) (failed int, last error) {
-		for _, p := range pkts {
+	return func(pkts [][]byte, refused []bool) (failed int, last error) {
+		for i, p := range pkts {
 			if _, err := c.Write(p); err != nil {
+				refused[i] = true
 				failed++
 				last = err
 			}

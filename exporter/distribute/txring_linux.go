@@ -39,13 +39,15 @@ type txRing struct {
 	ifindex   int
 	ifname    string
 
-	mtu     int     // the interface's, read again before each batch
-	next    int     // the slot to fill next
-	oldest  int     // the oldest slot handed to the kernel and not seen taken
-	pending int     // slots from oldest on: handed to the kernel, not seen taken
-	lens    []int32 // each pending slot's frame length
-	dropped []bool  // pending slots already counted as dropped
-	refused bool    // the last flush's frames were refused: do not wait for slots
+	mtu      int     // the interface's, read again before each batch
+	next     int     // the slot to fill next
+	oldest   int     // the oldest slot handed to the kernel and not seen taken
+	pending  int     // slots from oldest on: handed to the kernel, not seen taken
+	lens     []int32 // each pending slot's frame length
+	idx      []int32 // each pending slot's packet in the write under way
+	refused  []bool  // that write's packets not sent
+	dropped  []bool  // pending slots already counted as dropped
+	refusing bool    // the last flush's frames were refused: do not wait for slots
 	// congested: the device refused a frame for txRingRetry and no frame
 	// left since; the next ones it refuses are dropped without waiting
 	// (a veth whose peer is down refuses every frame).
@@ -142,6 +144,7 @@ func openTXRing(ifi *net.Interface) (*txRing, error) {
 		return fail("bind", err)
 	}
 	r.lens = make([]int32, r.n)
+	r.idx = make([]int32, r.n)
 	r.dropped = make([]bool, r.n)
 	return r, nil
 }
@@ -162,20 +165,22 @@ func (r *txRing) setStatus(i int, s uint32) {
 
 // write puts the packets in the ring and hands them to the kernel; it
 // returns once each of them is sent or counted in failed.
-func (r *txRing) write(pkts [][]byte) (failed int, last error) {
+func (r *txRing) write(pkts [][]byte, refused []bool) (failed int, last error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed.Load() {
-		return len(pkts), net.ErrClosed
+		return refuseAll(refused), net.ErrClosed
 	}
-	r.refused = false
+	r.refusing, r.refused = false, refused
+	defer func() { r.refused = nil }()
 	r.readMTU()
-	for _, p := range pkts {
+	for i, p := range pkts {
 		// The kernel checks no MTU on frames with a virtio-net header
 		// (the device may segment them): a veth refuses longer ones
 		// after a millisecond of retries, a NIC may send them anyway.
 		if len(p) < ethHeaderLen || len(p) > r.maxLen ||
 			len(p) > r.mtu+ethHeaderLen && (len(p) > r.mtu+ethHeaderLen+4 || !vlanTagged(p)) {
+			refused[i] = true
 			failed++
 			last = fmt.Errorf("frame of %d bytes on %s (MTU %d): %w", len(p), r.ifname, r.mtu, unix.EMSGSIZE)
 			continue
@@ -183,16 +188,17 @@ func (r *txRing) write(pkts [][]byte) (failed int, last error) {
 		if r.pending == r.n || r.status(r.next) != unix.TP_STATUS_AVAILABLE {
 			// The ring is full: hand the kernel what it holds, then wait
 			// for the slot (a frame still leaving on a slow device).
-			if !r.refused {
+			if !r.refusing {
 				f, err := r.flush()
 				failed += f
 				if err != nil {
 					last = err
 				}
 			}
-			if r.refused || !r.waitSlot() {
+			if r.refusing || !r.waitSlot() {
+				refused[i] = true
 				failed++
-				if !r.refused {
+				if !r.refusing {
 					last = errors.New("send ring busy")
 				}
 				continue
@@ -205,6 +211,7 @@ func (r *txRing) write(pkts [][]byte) (failed int, last error) {
 		copy(v[vnetHdrLen:], p)
 		*(*uint32)(unsafe.Pointer(&h[4])) = uint32(vnetHdrLen + len(p)) // tp_len
 		r.lens[r.next] = int32(len(p))
+		r.idx[r.next] = int32(i)
 		r.setStatus(r.next, unix.TP_STATUS_SEND_REQUEST)
 		r.next = (r.next + 1) % r.n
 		r.pending++
@@ -305,7 +312,7 @@ func (r *txRing) flush() (failed int, last error) {
 				failed++
 			}
 		}
-		r.refused = true
+		r.refusing = true
 		return failed, last
 	}
 	return failed, last
@@ -321,6 +328,11 @@ func (r *txRing) drop(s int) bool {
 	h := r.frame(s)
 	*(*uint32)(unsafe.Pointer(&h[4])) = 0 // shorter than its virtio-net header: skipped
 	r.dropped[s] = true
+	// A slot not dropped yet holds a packet of the write under way: those
+	// of an earlier write were all taken or dropped before it returned.
+	if i := int(r.idx[s]); i < len(r.refused) {
+		r.refused[i] = true
+	}
 	return true
 }
 

@@ -42,7 +42,7 @@ var cmsgSpace = unix.CmsgSpace(2)
 func newGSOWriter(c syscall.Conn) batchWriter {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return func(pkts [][]byte) (int, error) { return len(pkts), err }
+		return func(pkts [][]byte, refused []bool) (int, error) { return refuseAll(refused), err }
 	}
 	w := &gsoWriter{rc: rc, maxLen: gsoMaxBytes / 2}
 	return w.write
@@ -98,7 +98,7 @@ func (w *gsoWriter) build(pkts [][]byte) {
 	}
 }
 
-func (w *gsoWriter) write(pkts [][]byte) (failed int, last error) {
+func (w *gsoWriter) write(pkts [][]byte, refused []bool) (failed int, last error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
@@ -121,20 +121,20 @@ func (w *gsoWriter) write(pkts [][]byte) (failed int, last error) {
 			} else {
 				w.maxLen = 0
 			}
-			f, e := sendAll(&w.single, run, w.send)
+			f, e := sendAll(&w.single, run, refused[first[0]:first[0]+count[0]], w.send)
 			failed += f
 			if e != nil {
 				last = e
 			}
 			// The rest of the batch again, in runs the kernel may take.
-			f, e = w.write(pkts[first[0]+count[0]:])
+			f, e = w.write(pkts[first[0]+count[0]:], refused[first[0]+count[0]:])
 			failed += f
 			if e != nil {
 				last = e
 			}
 			return failed, last
 		} else {
-			failed += count[0]
+			failed += refuseAll(refused[first[0] : first[0]+count[0]])
 			last = err
 		}
 		hdrs, first, count = hdrs[1:], first[1:], count[1:]

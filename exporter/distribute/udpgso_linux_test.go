@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,9 +61,10 @@ func TestGSORuns(t *testing.T) {
 			if fmt.Sprint(w.count) != "[11 5 2 64 5 2]" {
 				t.Errorf("datagrams per message %v, want [11 5 2 64 5 2]", w.count)
 			}
-			failed, err := w.write(pkts)
-			if failed != 0 {
-				t.Fatalf("%d failed: %v", failed, err)
+			refused := make([]bool, len(pkts))
+			failed, err := w.write(pkts, refused)
+			if failed != 0 || slices.Contains(refused, true) {
+				t.Fatalf("%d failed (%v): %v", failed, refused, err)
 			}
 			buf := make([]byte, 65536)
 			for i, want := range pkts {
