@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spanflow/spanflow/internal/batchio"
 )
 
 // mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does (to 64
@@ -71,21 +73,7 @@ func connWriter(c syscall.Conn) batchWriter {
 	var m mmsg
 	return func(pkts [][]byte, refused []bool) (int, error) {
 		return sendAll(&m, pkts, refused, func(hdrs []mmsghdr) (int, error) {
-			var n int
-			var errno syscall.Errno
-			if err := rc.Write(func(fd uintptr) bool {
-				n, errno = sendmmsg(fd, hdrs)
-				return errno != unix.EAGAIN
-			}); err != nil {
-				return 0, err
-			}
-			if errno != 0 {
-				return 0, errno
-			}
-			if n <= 0 {
-				return 0, errors.New("sendmmsg sent nothing")
-			}
-			return n, nil
+			return batchio.Sendmmsg(rc, unsafe.Pointer(&hdrs[0]), len(hdrs))
 		})
 	}
 }

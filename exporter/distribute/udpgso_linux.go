@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spanflow/spanflow/internal/batchio"
 )
 
 // gsoWriter sends batches on a connected UDP socket (VXLAN) with UDP
@@ -153,19 +155,5 @@ func gsoRefused(e syscall.Errno) bool {
 
 // send runs sendmmsg, waiting for room in the socket's buffer.
 func (w *gsoWriter) send(hdrs []mmsghdr) (int, error) {
-	var n int
-	var errno syscall.Errno
-	if err := w.rc.Write(func(fd uintptr) bool {
-		n, errno = sendmmsg(fd, hdrs)
-		return errno != unix.EAGAIN
-	}); err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, errno
-	}
-	if n <= 0 {
-		return 0, errors.New("sendmmsg sent nothing")
-	}
-	return n, nil
+	return batchio.Sendmmsg(w.rc, unsafe.Pointer(&hdrs[0]), len(hdrs))
 }

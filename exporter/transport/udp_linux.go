@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -10,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spanflow/spanflow/internal/batchio"
 )
 
 // mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does.
@@ -91,20 +92,5 @@ func (u *UDP) write(i int, msgs [][]byte) (int, error) {
 		h.hdr.SetIovlen(1)
 		b.hdrs = append(b.hdrs, h)
 	}
-	var n int
-	var errno syscall.Errno
-	if err := b.rc.Write(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
-		n, errno = int(r), e
-		return errno != unix.EAGAIN
-	}); err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, errno
-	}
-	if n <= 0 {
-		return 0, errors.New("sendmmsg sent nothing")
-	}
-	return n, nil
+	return batchio.Sendmmsg(b.rc, unsafe.Pointer(&b.hdrs[0]), len(b.hdrs))
 }
