@@ -114,6 +114,28 @@ func TestUDPBatches(t *testing.T) {
 	}
 }
 
+// startUDP starts a listener of sockets UDP sockets on loopback with the
+// receive wait, every socket handing its datagrams to h, and a client
+// connected to it.
+func startUDP(t *testing.T, h listen.Handler, sockets int, wait time.Duration) (*listen.Listener, *net.UDPConn) {
+	t.Helper()
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveWait = []string{"127.0.0.1:0"}, nil, sockets, wait
+	l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
+	if err != nil {
+		l.Stop()
+		t.Fatal(err)
+	}
+	return l, conn
+}
+
 // gate holds the first batch it is handed until released, so that what
 // comes after queues in the socket.
 type gate struct {
@@ -136,19 +158,7 @@ func (g *gate) HandleBatch(dgs []decoders.Datagram) {
 // socket.
 func TestUDPStopReadsWhatWasQueued(t *testing.T) {
 	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
-	cfg := listen.DefaultConfiguration()
-	cfg.UDP, cfg.TCP, cfg.Sockets = []string{"127.0.0.1:0"}, nil, 1
-	l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return g }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, conn := startUDP(t, g, 1, time.Millisecond)
 	defer conn.Close()
 	if _, err := conn.Write([]byte("first")); err != nil {
 		t.Fatal(err)
@@ -186,20 +196,8 @@ func TestUDPReceiveWaitGathersBatches(t *testing.T) {
 	for _, w := range []time.Duration{wait, 0} {
 		t.Run(w.String(), func(t *testing.T) {
 			h := &recording{}
-			cfg := listen.DefaultConfiguration()
-			cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveWait = []string{"127.0.0.1:0"}, nil, 1, w
-			l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Start(); err != nil {
-				t.Fatal(err)
-			}
+			l, conn := startUDP(t, h, 1, w)
 			defer l.Stop()
-			conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
-			if err != nil {
-				t.Fatal(err)
-			}
 			defer conn.Close()
 			start, n := time.Now(), 0
 			for time.Since(start) < 200*time.Millisecond {
@@ -241,19 +239,7 @@ func TestUDPReceiveWaitGathersBatches(t *testing.T) {
 func TestUDPStopWhileIdle(t *testing.T) {
 	for _, w := range []time.Duration{time.Millisecond, 0} {
 		h := &recording{}
-		cfg := listen.DefaultConfiguration()
-		cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveWait = []string{"127.0.0.1:0"}, nil, 2, w
-		l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Start(); err != nil {
-			t.Fatal(err)
-		}
-		conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
-		if err != nil {
-			t.Fatal(err)
-		}
+		l, conn := startUDP(t, h, 2, w)
 		if _, err := conn.Write([]byte("only")); err != nil {
 			t.Fatal(err)
 		}
