@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+
+	"github.com/spanflow/spanflow/exporter/synth"
 )
 
 // pcapWriter keeps a copy of the mirrored frames in a pcap file (nanosecond
@@ -23,13 +25,7 @@ func newPcapWriter(path string) (*pcapWriter, error) {
 		return nil, fmt.Errorf("write the traffic: %w", err)
 	}
 	p := &pcapWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20)}
-	// The file header: nanosecond pcap 2.4, snap length 65535, Ethernet.
-	var h [24]byte
-	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d)
-	binary.LittleEndian.PutUint16(h[4:], 2)
-	binary.LittleEndian.PutUint16(h[6:], 4)
-	binary.LittleEndian.PutUint32(h[16:], 65535)
-	binary.LittleEndian.PutUint32(h[20:], 1)
+	h := synth.PcapHeader()
 	if _, err := p.bw.Write(h[:]); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("write the traffic to %s: %w", path, err)

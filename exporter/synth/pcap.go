@@ -7,15 +7,22 @@ import (
 	"os"
 )
 
-// WritePcap writes packets as a nanosecond-resolution Ethernet pcap file.
-func WritePcap(w io.Writer, pkts []Packet) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
+// PcapHeader is the file header of a nanosecond-resolution pcap 2.4 file
+// of Ethernet frames, snap length 65535.
+func PcapHeader() [24]byte {
 	var h [24]byte
 	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d)
 	binary.LittleEndian.PutUint16(h[4:], 2)
 	binary.LittleEndian.PutUint16(h[6:], 4)
 	binary.LittleEndian.PutUint32(h[16:], 65535)
 	binary.LittleEndian.PutUint32(h[20:], 1)
+	return h
+}
+
+// WritePcap writes packets as a nanosecond-resolution Ethernet pcap file.
+func WritePcap(w io.Writer, pkts []Packet) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	h := PcapHeader()
 	if _, err := bw.Write(h[:]); err != nil {
 		return err
 	}
