@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spanflow/spanflow/internal/batchio"
+
 	"github.com/spanflow/spanflow/decoders"
 )
 
@@ -20,12 +22,7 @@ import (
 // datagram fills become resident.
 const recvBatch = 32
 
-// mmsghdr is struct mmsghdr of recvmmsg(2) (Go pads it to the alignment of
-// Msghdr as C does: 64 bytes on 64-bit systems, 32 on 32-bit ones).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-}
+type mmsghdr = batchio.Mmsghdr
 
 // batchReader reads up to recvBatch datagrams per system call with
 // recvmmsg from a blocking socket of its own, outside the runtime's poller:
@@ -94,7 +91,7 @@ func (b *batchReader) read(flags int) ([]decoders.Datagram, error) {
 	for i := range b.hdrs {
 		b.iovs[i].Base = &b.bufs[i][0]
 		b.iovs[i].SetLen(len(b.bufs[i]))
-		h := &b.hdrs[i].hdr
+		h := &b.hdrs[i].Hdr
 		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: uint32(unsafe.Sizeof(b.names[i])), Iov: &b.iovs[i]}
 		h.SetIovlen(1)
 	}
@@ -110,12 +107,12 @@ func (b *batchReader) read(flags int) ([]decoders.Datagram, error) {
 	}
 	now := time.Now()
 	for i := range int(n) {
-		if b.hdrs[i].hdr.Namelen == 0 {
+		if b.hdrs[i].Hdr.Namelen == 0 {
 			// Not a datagram: a socket shut for reading returns "no
 			// data" (0 bytes, no source), which recvmmsg counts as one.
 			break
 		}
-		b.dgs = append(b.dgs, decoders.Datagram{Source: sockaddr(&b.names[i]), Payload: b.bufs[i][:b.hdrs[i].n], Received: now})
+		b.dgs = append(b.dgs, decoders.Datagram{Source: sockaddr(&b.names[i]), Payload: b.bufs[i][:b.hdrs[i].Len], Received: now})
 	}
 	return b.dgs, nil
 }

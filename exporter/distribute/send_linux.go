@@ -12,12 +12,7 @@ import (
 	"github.com/spanflow/spanflow/internal/batchio"
 )
 
-// mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does (to 64
-// bytes on 64-bit systems, 32 on 32-bit ones).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
+type mmsghdr = batchio.Mmsghdr
 
 // mmsg builds sendmmsg's arguments for a batch; one per sender goroutine.
 type mmsg struct {
@@ -33,8 +28,8 @@ func (m *mmsg) set(pkts [][]byte) {
 	}
 	for i := range pkts {
 		var h mmsghdr
-		h.hdr.Iov = &m.iovs[i]
-		h.hdr.SetIovlen(1)
+		h.Hdr.Iov = &m.iovs[i]
+		h.Hdr.SetIovlen(1)
 		m.hdrs = append(m.hdrs, h)
 	}
 }
@@ -73,7 +68,7 @@ func connWriter(c syscall.Conn) batchWriter {
 	var m mmsg
 	return func(pkts [][]byte, refused []bool) (int, error) {
 		return sendAll(&m, pkts, refused, func(hdrs []mmsghdr) (int, error) {
-			return batchio.Sendmmsg(rc, unsafe.Pointer(&hdrs[0]), len(hdrs))
+			return batchio.Sendmmsg(rc, hdrs)
 		})
 	}
 }

@@ -80,8 +80,8 @@ func (w *gsoWriter) build(pkts [][]byte) {
 			}
 		}
 		var h mmsghdr
-		h.hdr.Iov = &w.iovs[i]
-		h.hdr.SetIovlen(j - i)
+		h.Hdr.Iov = &w.iovs[i]
+		h.Hdr.SetIovlen(j - i)
 		if j-i > 1 {
 			c := w.ctrl[len(w.hdrs)*cmsgSpace:][:cmsgSpace]
 			clear(c)
@@ -90,8 +90,8 @@ func (w *gsoWriter) build(pkts [][]byte) {
 			cm.Type = unix.UDP_SEGMENT
 			cm.SetLen(unix.CmsgLen(2))
 			*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(l)
-			h.hdr.Control = &c[0]
-			h.hdr.SetControllen(cmsgSpace)
+			h.Hdr.Control = &c[0]
+			h.Hdr.SetControllen(cmsgSpace)
 		}
 		w.hdrs = append(w.hdrs, h)
 		w.first = append(w.first, i)
@@ -155,5 +155,5 @@ func gsoRefused(e syscall.Errno) bool {
 
 // send runs sendmmsg, waiting for room in the socket's buffer.
 func (w *gsoWriter) send(hdrs []mmsghdr) (int, error) {
-	return batchio.Sendmmsg(w.rc, unsafe.Pointer(&hdrs[0]), len(hdrs))
+	return batchio.Sendmmsg(w.rc, hdrs)
 }

@@ -13,11 +13,7 @@ import (
 	"github.com/spanflow/spanflow/internal/batchio"
 )
 
-// mmsghdr is struct mmsghdr of sendmmsg(2); Go pads it as C does.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
+type mmsghdr = batchio.Mmsghdr
 
 // udpBatch holds sendmmsg's arguments (one batch at a time: pipelines that
 // share a transport send from several goroutines).
@@ -86,11 +82,11 @@ func (u *UDP) write(i int, msgs [][]byte) (int, error) {
 	}
 	for j := range msgs {
 		var h mmsghdr
-		h.hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
-		h.hdr.Namelen = nameLen
-		h.hdr.Iov = &b.iovs[j]
-		h.hdr.SetIovlen(1)
+		h.Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Hdr.Namelen = nameLen
+		h.Hdr.Iov = &b.iovs[j]
+		h.Hdr.SetIovlen(1)
 		b.hdrs = append(b.hdrs, h)
 	}
-	return batchio.Sendmmsg(b.rc, unsafe.Pointer(&b.hdrs[0]), len(b.hdrs))
+	return batchio.Sendmmsg(b.rc, b.hdrs)
 }
