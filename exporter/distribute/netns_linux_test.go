@@ -124,7 +124,22 @@ func (p pair) tcpdump(t *testing.T, iface, filter string) (stop func() string) {
 		t.Fatalf("tcpdump: %s", line)
 	}
 	return func() string {
-		time.Sleep(300 * time.Millisecond)
+		// Until nothing more came for 300 ms (at most 5 s): on a loaded
+		// machine the last frames may still be on their way through the
+		// tool's kernel or tcpdump when the sender is done.
+		last, quiet := int64(-1), time.Now()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			var size int64
+			if fi, err := os.Stat(out); err == nil {
+				size = fi.Size()
+			}
+			if size != last {
+				last, quiet = size, time.Now()
+			} else if time.Since(quiet) >= 300*time.Millisecond {
+				break
+			}
+		}
 		cmd.Process.Signal(syscall.SIGINT)
 		rest, _ := io.ReadAll(r)
 		cmd.Wait()
