@@ -75,16 +75,10 @@ func toAddr(v []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// value is one field of a data record.
-type value struct {
-	typ uint16
-	pen uint32 // 0: IANA
-	v   []byte
-}
-
 // appendDataFields converts goflow2's decoded fields.
 func (s *State) appendDataFields(out []flow.Record, h *header, fields []nf.DataField, received time.Time) []flow.Record {
-	vals := s.values[:0]
+	out, r := s.beginRecord(out, h, received)
+	var t recordTimes
 	for i := range fields {
 		f := &fields[i]
 		v, _ := f.Value.([]byte)
@@ -92,18 +86,7 @@ func (s *State) appendDataFields(out []flow.Record, h *header, fields []nf.DataF
 		if !f.PenProvided {
 			pen = 0
 		}
-		vals = append(vals, value{typ: f.Type, pen: pen, v: v})
-	}
-	s.values = vals
-	return s.appendRecord(out, h, vals, received)
-}
-
-func (s *State) appendRecord(out []flow.Record, h *header, values []value, received time.Time) []flow.Record {
-	out, r := s.beginRecord(out, h, received)
-	var t recordTimes
-	for i := range values {
-		f := &values[i]
-		s.applyField(r, &t, f.typ, f.pen, f.v, h.version)
+		s.applyField(r, &t, f.Type, pen, v, h.version)
 	}
 	s.finish(r, &t, h, s.domain(h))
 	return out

@@ -184,7 +184,6 @@ type State struct {
 	v9        nf.NFv9Packet
 	ipfix     nf.IPFIXPacket
 	buf       bytes.Buffer
-	values    []value // scratch for one data record
 	hdr       *header // of the record being decoded
 	msg       header  // of the datagram being decoded
 }
@@ -662,9 +661,6 @@ func (s *State) decodeKnown(sets []byte, count int, h *header, received time.Tim
 	}
 	out = s.decodePending(out, info, received)
 	info.Templates = len(s.templates)
-	if cap(s.values) > 1024 {
-		s.values = nil
-	}
 	return out, true
 }
 
@@ -674,9 +670,6 @@ func (s *State) scrub() {
 	s.buf = bytes.Buffer{}
 	s.hdr = nil
 	s.v9, s.ipfix = nf.NFv9Packet{}, nf.IPFIXPacket{}
-	if cap(s.values) > 1024 {
-		s.values = nil
-	}
 	if cap(s.added) > 1024 {
 		s.added = nil
 	}
