@@ -65,10 +65,13 @@ func (e *Encoder) SendInBackground() {
 		failed:    &e.sendFailed,
 	}
 	s.batch, _ = e.transport.(BatchTransport)
-	for range batchesInFlight {
-		s.free <- &msgBatch{buf: make([]byte, 0, batchMessages*e.max), ends: make([]int, 0, batchMessages)}
+	newBatch := func() *msgBatch {
+		return &msgBatch{buf: make([]byte, 0, batchMessages*e.max), ends: make([]int, 0, batchMessages)}
 	}
-	s.cur = &msgBatch{buf: make([]byte, 0, batchMessages*e.max), ends: make([]int, 0, batchMessages)}
+	for range batchesInFlight {
+		s.free <- newBatch()
+	}
+	s.cur = newBatch()
 	e.sender = s
 	go s.run()
 }
