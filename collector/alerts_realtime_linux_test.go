@@ -601,12 +601,7 @@ receivers:
 	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := a.Addr().String()
-	a.Close()
+	addr := testutil.FreeAddr(t, "tcp")
 	logf, err := os.Create(filepath.Join(dir, "am.log"))
 	if err != nil {
 		t.Fatal(err)

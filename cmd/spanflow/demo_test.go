@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // The command as make demo runs it (shorter): it exits 0, prints the
@@ -97,37 +99,25 @@ func TestDemoSIGINT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo in a child process: skipped under -short")
 	}
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := udp.LocalAddr().(*net.UDPAddr).Port
-	udp.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDemoSIGINT$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SPANFLOW_TEST_DEMO_ARGS=demo --duration 1m --port %d --vcenter-port 0 --output %s",
-		port, filepath.Join(t.TempDir(), "flows.ndjson")))
+	// The port is chosen free and released for the child to bind; a test
+	// in another package can take it in between, so a child that says its
+	// port is in use before it starts is run again on another.
+	var port int
 	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	var errLines []string
-	signalled := false
-	for sc.Scan() {
-		errLines = append(errLines, sc.Text())
-		if !signalled && strings.Contains(sc.Text(), "packets") && strings.Contains(sc.Text(), "2s/1m") {
-			cmd.Process.Signal(os.Interrupt)
-			signalled = true
+	for attempt := 0; ; attempt++ {
+		var err error
+		if port, err = testutil.FreePort("udp"); err != nil {
+			t.Fatal(err)
 		}
-	}
-	err = cmd.Wait()
-	if !signalled || err != nil {
-		t.Fatalf("signalled %v, exit: %v\nstderr:\n%s", signalled, err, strings.Join(errLines, "\n"))
+		stdout.Reset()
+		signalled, errLines, err := runDemoUntilSIGINT(t, port, &stdout)
+		if !signalled && attempt < 4 && strings.Contains(strings.Join(errLines, "\n"), "already in use") {
+			continue
+		}
+		if !signalled || err != nil {
+			t.Fatalf("signalled %v, exit: %v\nstderr:\n%s", signalled, err, strings.Join(errLines, "\n"))
+		}
+		break
 	}
 	if !strings.Contains(stdout.String(), "traffic until interrupted") || !strings.Contains(stdout.String(), "TCP by project") {
 		t.Errorf("no summary after SIGINT:\n%s", stdout.String())
@@ -221,4 +211,30 @@ func TestMakeDemoSpeaksAtOnce(t *testing.T) {
 			t.Fatal("no build progress within 2 minutes")
 		}
 	}
+}
+
+// runDemoUntilSIGINT runs this test binary as `spanflow demo` on the IPFIX
+// port, interrupts it once it reports its first two seconds of traffic, and
+// waits for it to exit.
+func runDemoUntilSIGINT(t *testing.T, port int, stdout *bytes.Buffer) (signalled bool, errLines []string, err error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDemoSIGINT$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("SPANFLOW_TEST_DEMO_ARGS=demo --duration 1m --port %d --vcenter-port 0 --output %s",
+		port, filepath.Join(t.TempDir(), "flows.ndjson")))
+	cmd.Stdout = stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		errLines = append(errLines, sc.Text())
+		if !signalled && strings.Contains(sc.Text(), "packets") && strings.Contains(sc.Text(), "2s/1m") {
+			cmd.Process.Signal(os.Interrupt)
+			signalled = true
+		}
+	}
+	return signalled, errLines, cmd.Wait()
 }

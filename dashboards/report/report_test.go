@@ -385,8 +385,7 @@ func TestMailThroughSMTPServer(t *testing.T) {
 
 	// Python up to 3.11 (Debian 12) has smtpd; later ones need aiosmtpd
 	// (Debian package python3-aiosmtpd). Both print what they receive.
-	port := 20000 + os.Getpid()%20000
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := testutil.FreeAddr(t, "tcp")
 	var srv *exec.Cmd
 	switch {
 	case exec.Command(python, "-c", "import smtpd").Run() == nil:

@@ -3,8 +3,8 @@ package verify
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,41 +14,92 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // Nfcapd is a running nfcapd writing what it receives under Dir.
 type Nfcapd struct {
 	cmd  *exec.Cmd
+	done chan struct{} // closed once nfcapd has exited
 	Dir  string
 	Port int
 	log  bytes.Buffer
 }
 
-// StartNfcapd starts nfcapd on a free loopback UDP port.
+// errPortTaken: another process bound the port between our choosing it and
+// nfcapd binding it (tests run in parallel packages).
+var errPortTaken = errors.New("port taken before nfcapd bound it")
+
+// StartNfcapd starts nfcapd on a free loopback UDP port. A free port can be
+// taken by another process before nfcapd binds it; then it tries another.
 func StartNfcapd(bin, dir string) (*Nfcapd, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		var n *Nfcapd
+		if n, err = startNfcapd(bin, dir); !errors.Is(err, errPortTaken) {
+			return n, err
+		}
+	}
+	return nil, err
+}
+
+func startNfcapd(bin, dir string) (*Nfcapd, error) {
+	port, err := testutil.FreePort("udp")
 	if err != nil {
 		return nil, err
 	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
-	n := &Nfcapd{Dir: dir, Port: port}
+	n := &Nfcapd{Dir: dir, Port: port, done: make(chan struct{})}
 	n.cmd = exec.Command(bin, "-b", "127.0.0.1", "-p", fmt.Sprint(port), "-w", dir)
 	n.cmd.Stdout, n.cmd.Stderr = &n.log, &n.log
 	if err := n.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start nfcapd: %w", err)
 	}
-	// Wait until it listens: binding the port ourselves must fail.
-	for i := 0; i < 50; i++ {
-		probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		if err != nil {
+	go func() { n.cmd.Wait(); close(n.done) }()
+	// Wait until nfcapd itself holds the port: a socket bound to it must be
+	// one of nfcapd's descriptors (another process may have taken it).
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-n.done:
+			if strings.Contains(n.log.String(), "Address already in use") {
+				return nil, fmt.Errorf("%w: port %d", errPortTaken, port)
+			}
+			return nil, fmt.Errorf("nfcapd exited before listening on port %d: %s", port, n.log.String())
+		default:
+		}
+		if ownsUDPPort(n.cmd.Process.Pid, port) {
 			return n, nil
 		}
-		probe.Close()
-		time.Sleep(100 * time.Millisecond)
 	}
-	n.Stop()
-	return nil, fmt.Errorf("nfcapd did not listen on port %d: %s", port, n.log.String())
+	n.cmd.Process.Kill()
+	<-n.done
+	return nil, fmt.Errorf("nfcapd did not listen on port %d within 10 s: %s", port, n.log.String())
+}
+
+// ownsUDPPort reports whether process pid has a descriptor on the IPv4 UDP
+// socket bound to port (matched by inode, /proc/net/udp against
+// /proc/PID/fd).
+func ownsUDPPort(pid, port int) bool {
+	data, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return false
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		if f := strings.Fields(line); len(f) >= 10 && strings.HasSuffix(f[1], suffix) {
+			inodes["socket:["+f[9]+"]"] = true
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[link] {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop waits (up to 10 s) until nfcapd has read every datagram waiting on
@@ -62,7 +113,7 @@ func (n *Nfcapd) Stop() string {
 	}
 	time.Sleep(50 * time.Millisecond) // the last datagram read is being stored
 	n.cmd.Process.Signal(syscall.SIGTERM)
-	n.cmd.Wait()
+	<-n.done
 	return n.log.String()
 }
 
