@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/decoders"
+	"github.com/spanflow/spanflow/internal/testutil"
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -230,6 +232,53 @@ func TestUDPReceiveWaitGathersBatches(t *testing.T) {
 				t.Errorf("%d datagrams in %v read in %d batches; with a %v wait, want at most %d", n, elapsed, batches, w, most)
 			}
 		})
+	}
+}
+
+// TestUDPReceiveWaitBoundedByBuffer: a receive wait longer than the
+// socket's buffer holds of a 1 Gbit/s burst is shortened to that, and said
+// once: with a 64 KiB buffer a 1 s wait would let a burst overflow it, so
+// a trickle is read in many batches, not one per second.
+func TestUDPReceiveWaitBoundedByBuffer(t *testing.T) {
+	var logs testutil.SyncBuffer
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveWait, cfg.ReceiveBuffer = []string{"127.0.0.1:0"}, nil, 2, time.Second, 64<<10
+	h := &recording{}
+	l, err := listen.New(reporter.NewForTest(&logs), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start, n := time.Now(), 0
+	for time.Since(start) < 200*time.Millisecond {
+		if _, err := conn.Write([]byte(fmt.Sprintf("trickle %d", n))); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		time.Sleep(100 * time.Microsecond)
+	}
+	if got := h.wait(t, n); len(got) != n {
+		t.Fatalf("received %d datagrams, want %d", len(got), n)
+	}
+	h.mu.Lock()
+	batches := h.batches
+	h.mu.Unlock()
+	t.Logf("%d datagrams in %v read in %d batches", n, time.Since(start), batches)
+	// A 1 s wait would read 200 ms of trickle in at most a few batches;
+	// 64 KiB (the kernel's 128 KiB) holds about 0.5 ms at 1 Gbit/s.
+	if batches < 20 {
+		t.Errorf("%d datagrams read in %d batches: the 1 s wait was not shortened to what a 64 KiB buffer holds", n, batches)
+	}
+	if c := strings.Count(logs.String(), "receive wait shortened"); c != 1 {
+		t.Errorf("the shortened wait was logged %d times, want once:\n%s", c, logs.String())
 	}
 }
 

@@ -52,8 +52,9 @@ type Configuration struct {
 	// many at once instead of waking for each: at a steady trickle of
 	// small datagrams the wake-ups, not the records, cost most. A full
 	// batch is read on at once, so a busy socket is never paused. The
-	// socket's buffer holds what arrives meanwhile (ReceiveBuffer). 0
-	// reads as soon as a datagram is queued.
+	// socket's buffer holds what arrives meanwhile (ReceiveBuffer): a wait
+	// longer than the buffer holds of a 1 Gbit/s burst is shortened to
+	// that, and said. 0 reads as soon as a datagram is queued.
 	ReceiveWait time.Duration
 	// Allow lists the networks TCP and TLS connections are accepted from;
 	// empty accepts all. It is checked at accept, before a connection
@@ -77,7 +78,7 @@ func DefaultConfiguration() Configuration {
 		TCP:                        []string{":4739"},
 		Sockets:                    runtime.NumCPU(),
 		ReceiveBuffer:              8 << 20,
-		ReceiveWait:                time.Millisecond,
+		ReceiveWait:                5 * time.Millisecond,
 		MaxTCPConnections:          256,
 		MaxTCPConnectionsPerSource: 4,
 		TCPIdleTimeout:             5 * time.Minute,

@@ -73,6 +73,24 @@ func detach(conn *net.UDPConn) (*batchReader, error) {
 	return b, nil
 }
 
+// burstRate is the arrival rate, bytes a second, that a reader's pause must
+// leave room for in the socket's buffer: 1 Gbit/s of flow export is about
+// two million records a second, far beyond any one socket's exporters.
+const burstRate = 125_000_000
+
+// pauseBound is the longest pause between reads whose arrivals at
+// burstRate the socket's receive buffer holds: a pause must never be what
+// makes the kernel drop. The kernel reports twice the buffer asked for (it
+// counts its own bookkeeping per datagram against it); half is the
+// payload it holds of full-size datagrams.
+func (b *batchReader) pauseBound() time.Duration {
+	n, err := unix.GetsockoptInt(b.fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(int64(n/2) * int64(time.Second) / burstRate)
+}
+
 // Close ends the reader: a read under way returns (shutdown wakes it),
 // what the socket holds is still read, then the reader closes the socket.
 func (b *batchReader) Close() error {
@@ -174,6 +192,11 @@ const idleReads = 8
 func (l *Listener) readUDPBatches(b *batchReader, local net.Addr, h BatchHandler) error {
 	defer unix.Close(b.fd)
 	wait, empty := l.cfg.ReceiveWait, 0
+	if most := b.pauseBound(); wait > most {
+		l.log.Warn("receive-wait", "receive wait shortened to what the socket's buffer holds of a 1 Gbit/s burst; for the whole wait raise --receive-buffer (and net.core.rmem_max when not root)",
+			"addr", local, "receive_wait", wait, "shortened_to", most)
+		wait = most
+	}
 	for {
 		stopping := b.stopping.Load()
 		flags := unix.MSG_DONTWAIT
