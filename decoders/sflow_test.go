@@ -122,6 +122,57 @@ func TestSFlowRawIPHeaders(t *testing.T) {
 	}
 }
 
+// TestSFlowEncapsulations decodes sampled frames whose IP header comes
+// after MPLS labels (two, and one under a VLAN tag), PPPoE, an 802.1BR
+// E-Tag and a VLAN tag, a VN-Tag, an MPLS pseudowire's control word and
+// inner Ethernet frame, and sampled headers whose header protocol is MPLS
+// (13) or PPP (7), and compares each flow's addresses, ports, protocol and
+// VLAN with tshark's decode of the same capture. tshark 4.0 does not
+// decode header protocol 14 (POS) at all: that sample, a Cisco HDLC
+// header, is checked against the values the generator wrote.
+func TestSFlowEncapsulations(t *testing.T) {
+	path := sflowCapture("encapsulations.pcap")
+	recs := sflowFlows(t, "encapsulations.pcap")
+	w := tsharkFrameFields(t, path, "sflow_245.header_protocol", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+		"tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "ip.proto", "ipv6.nxt", "vlan.id")
+	if !slices.Equal(w["sflow_245.header_protocol"], []string{"1", "1", "1", "1", "1", "1", "13", "7", "14"}) {
+		t.Fatalf("tshark header protocols %v: the capture is not the one this test expects", w["sflow_245.header_protocol"])
+	}
+	if len(recs) != 9 {
+		t.Fatalf("%d flows, want 9 (one per sample)", len(recs))
+	}
+	// The first ip.* and udp.* values are the datagram's own headers; the
+	// POS sample's flow is added as the generator wrote it.
+	wantSrc := append(append(w["ip.src"][1:], w["ipv6.src"]...), "198.51.100.88")
+	wantDst := append(append(w["ip.dst"][1:], w["ipv6.dst"]...), "203.0.113.88")
+	wantSport := append(append(w["tcp.srcport"], w["udp.srcport"][1:]...), "41008")
+	wantDport := append(append(w["tcp.dstport"], w["udp.dstport"][1:]...), "443")
+	wantProto := append(append(w["ip.proto"][1:], w["ipv6.nxt"]...), "6")
+	var src, dst, sport, dport, proto, vlans []string
+	for _, r := range recs {
+		src = append(src, r.SrcAddr.String())
+		dst = append(dst, r.DstAddr.String())
+		sport = append(sport, fmt.Sprint(r.SrcPort))
+		dport = append(dport, fmt.Sprint(r.DstPort))
+		proto = append(proto, fmt.Sprint(r.Proto))
+		if r.VLAN != 0 {
+			vlans = append(vlans, fmt.Sprint(r.VLAN))
+		}
+	}
+	for _, c := range []struct {
+		name      string
+		got, want []string
+	}{{"source", src, wantSrc}, {"destination", dst, wantDst}, {"source port", sport, wantSport},
+		{"destination port", dport, wantDport}, {"protocol", proto, wantProto}, {"VLAN", vlans, w["vlan.id"]}} {
+		if len(c.want) != 9 && c.name != "VLAN" {
+			t.Fatalf("%s: tshark gave %d values %v, want 9", c.name, len(c.want), c.want)
+		}
+		if !slices.Equal(sortedStrings(c.got), sortedStrings(c.want)) {
+			t.Errorf("%s: %s", c.name, testutil.Diff(sortedStrings(c.got), sortedStrings(c.want)))
+		}
+	}
+}
+
 // TestSFlowEthernetFrameData reads the MAC addresses of an "Ethernet frame
 // data" record (flow format 2), XDR-padded to 8 bytes each, as tshark does.
 // goflow2 v2.2.6 reads them unpadded: its destination would be

@@ -14,8 +14,13 @@ func FuzzSampledHeader(f *testing.F) {
 	f.Add(uint8(1), []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0, 0, 10, 0x08, 0, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x1f, 0x90})
 	f.Add(uint8(11), []byte{0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53, 0, 53, 0, 8})
 	f.Add(uint8(12), append([]byte{0x60, 0, 0, 0, 0, 8, 44, 64}, make([]byte, 48)...))
+	// MPLS label (bottom of stack), then an IPv4 header; PPP in HDLC framing.
+	f.Add(uint8(3), []byte{0, 0x64, 0x1, 64, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x1f, 0x90, 0, 80})
+	f.Add(uint8(4), []byte{0xff, 0x03, 0, 0x21, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53, 0, 53})
+	// Ethernet, PPPoE session, PPP IPv4.
+	f.Add(uint8(0), []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0x64, 0x11, 0, 0, 1, 0, 30, 0, 0x21, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53, 0, 53})
 	f.Fuzz(func(t *testing.T, proto uint8, b []byte) {
-		p := []uint32{headerEthernet, headerIPv4, headerIPv6}[int(proto)%3]
+		p := []uint32{headerEthernet, headerIPv4, headerIPv6, headerMPLS, headerPPP, headerPOS}[int(proto)%6]
 		var r flow.Record
 		decodeHeader(&r, p, b)
 		if r.NoPorts && (r.SrcPort != 0 || r.DstPort != 0) {

@@ -9,6 +9,7 @@ package sflow_test
 import (
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"math"
 	"net/netip"
 	"path/filepath"
@@ -237,7 +238,59 @@ func captures(t testing.TB) map[string][][]byte {
 		counterSample(2, 3<<24|5, virtNode, virtCPU, virtMem, virtDisk, virtNet),
 	)}
 
+	// 8. Encapsulations between the sampled frame's MAC header and its IP
+	// header, and the header protocols MPLS (13), PPP (7) and POS (14):
+	// one flow each, addresses 198.51.100.8N -> 203.0.113.8N.
+	inner4 := func(n int, proto layers.IPProtocol) []byte {
+		src, dst := fmt.Sprintf("198.51.100.%d", 80+n), fmt.Sprintf("203.0.113.%d", 80+n)
+		if proto == layers.IPProtocolTCP {
+			return packet(t, ip4(src, dst, proto), &layers.TCP{SrcPort: layers.TCPPort(41000 + n), DstPort: 443, ACK: true, PSH: true, Window: 900}, payload(20))
+		}
+		return packet(t, ip4(src, dst, proto), &layers.UDP{SrcPort: layers.UDPPort(42000 + n), DstPort: 33333}, payload(20))
+	}
+	inner6 := packet(t, ip6("2001:db8::81", "2001:db8::82", layers.IPProtocolUDP), &layers.UDP{SrcPort: 42100, DstPort: 33334}, payload(20))
+	macs := append(append([]byte{}, macB...), macA...)
+	frame := func(parts ...[]byte) []byte {
+		b := append([]byte{}, macs...)
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	label := func(l uint32, bottom bool) []byte {
+		v := l<<12 | 64 // TTL 64
+		if bottom {
+			v |= 1 << 8
+		}
+		return binary.BigEndian.AppendUint32(nil, v)
+	}
+	u16 := func(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+	pppoe := func(body []byte) []byte {
+		return append([]byte{0x11, 0x00, 0x00, 0x2a, byte((len(body) + 2) >> 8), byte(len(body) + 2), 0x00, 0x21}, body...)
+	}
+	mplsTwo := frame(u16(0x8847), label(100, false), label(200, true), inner4(1, layers.IPProtocolTCP))
+	vlanMPLS6 := frame(u16(0x8100), u16(30), u16(0x8847), label(300, true), inner6)
+	pppoeV4 := frame(u16(0x8864), pppoe(inner4(2, layers.IPProtocolUDP)))
+	eTag := frame(u16(0x893f), []byte{0, 0x12, 0, 0x34, 0, 0}, u16(0x8100), u16(40), u16(0x0800), inner4(3, layers.IPProtocolTCP))
+	vnTag := frame(u16(0x8926), []byte{0x80, 0x05, 0x00, 0x09}, u16(0x0800), inner4(4, layers.IPProtocolUDP))
+	pwEth := frame(u16(0x8847), label(400, true), []byte{0, 0, 0, 0}, frame(u16(0x0800), inner4(5, layers.IPProtocolTCP)))
+	mplsRaw := append(label(500, true), inner4(6, layers.IPProtocolTCP)...)
+	pppHDLC := append([]byte{0xff, 0x03, 0x00, 0x21}, inner4(7, layers.IPProtocolUDP)...)
+	ciscoHDLC := append([]byte{0x0f, 0x00, 0x08, 0x00}, inner4(8, layers.IPProtocolTCP)...)
+	encaps := [][]byte{datagram(8,
+		flowSample(1, 3, 256, 3, 4, sampledHeader(1, uint32(len(mplsTwo))+4, mplsTwo)),
+		flowSample(2, 3, 256, 3, 4, sampledHeader(1, uint32(len(vlanMPLS6))+4, vlanMPLS6)),
+		flowSample(3, 3, 256, 3, 4, sampledHeader(1, uint32(len(pppoeV4))+4, pppoeV4)),
+		flowSample(4, 3, 256, 3, 4, sampledHeader(1, uint32(len(eTag))+4, eTag)),
+		flowSample(5, 3, 256, 3, 4, sampledHeader(1, uint32(len(vnTag))+4, vnTag)),
+		flowSample(6, 3, 256, 3, 4, sampledHeader(1, uint32(len(pwEth))+4, pwEth)),
+		flowSample(7, 3, 256, 3, 4, sampledHeader(13, uint32(len(mplsRaw)), mplsRaw)),
+		flowSample(8, 3, 256, 3, 4, sampledHeader(7, uint32(len(pppHDLC)), pppHDLC)),
+		flowSample(9, 3, 256, 3, 4, sampledHeader(14, uint32(len(ciscoHDLC)), ciscoHDLC)),
+	)}
+
 	return map[string][][]byte{
+		"encapsulations.pcap":      encaps,
 		"raw-ip-headers.pcap":      raw,
 		"ethernet-frame-data.pcap": ethFrame,
 		"truncated-transport.pcap": truncated,

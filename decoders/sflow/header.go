@@ -10,12 +10,19 @@ import (
 // sFlow header_protocol values (SFLOW-STRUCTS5.txt) that spanflow decodes.
 const (
 	headerEthernet = 1
+	headerPPP      = 7
 	headerIPv4     = 11
 	headerIPv6     = 12
+	headerMPLS     = 13
+	headerPOS      = 14
 )
 
 func supportedHeader(proto uint32) bool {
-	return proto == headerEthernet || proto == headerIPv4 || proto == headerIPv6
+	switch proto {
+	case headerEthernet, headerPPP, headerIPv4, headerIPv6, headerMPLS, headerPOS:
+		return true
+	}
+	return false
 }
 
 // decodeHeader fills r from a sampled packet header of the given
@@ -26,42 +33,175 @@ func supportedHeader(proto uint32) bool {
 func decodeHeader(r *flow.Record, proto uint32, b []byte) bool {
 	switch proto {
 	case headerEthernet:
-		return decodeEthernet(r, b)
+		return decodeEthernet(r, b, 0)
 	case headerIPv4:
 		return decodeIPv4(r, b)
 	case headerIPv6:
 		return decodeIPv6(r, b)
+	case headerMPLS:
+		return decodeMPLS(r, b, 0)
+	case headerPPP, headerPOS:
+		return decodeHDLC(r, b)
 	}
 	return false
 }
 
-func decodeEthernet(r *flow.Record, b []byte) bool {
+// Ethernet types of the encapsulations a sampled frame may carry between
+// its MAC header and its IP header.
+const (
+	etherIPv4   = 0x0800
+	etherIPv6   = 0x86dd
+	etherVLAN   = 0x8100
+	etherQinQ   = 0x88a8
+	etherQinQ2  = 0x9100 // pre-standard QinQ
+	etherMPLS   = 0x8847
+	etherMPLSMc = 0x8848
+	etherPPPoE  = 0x8864 // PPPoE session stage
+	etherETag   = 0x893f // 802.1BR E-Tag: 6 bytes after the type
+	etherVNTag  = 0x8926 // Cisco VN-Tag (FEX): 4 bytes after the type
+
+	pppIPv4 = 0x0021
+	pppIPv6 = 0x0057
+	pppMPLS = 0x0281
+)
+
+// maxNesting bounds the encapsulations read in one header (a crafted
+// sample could nest MPLS in Ethernet in MPLS... within its 128 bytes).
+const maxNesting = 8
+
+func decodeEthernet(r *flow.Record, b []byte, depth int) bool {
 	if len(b) < 14 {
 		return false
 	}
-	r.DstMAC, r.SrcMAC = flow.MAC(b[0:6]), flow.MAC(b[6:12])
-	typ := binary.BigEndian.Uint16(b[12:])
-	b = b[14:]
-	for vlans := 0; typ == 0x8100 || typ == 0x88a8 || typ == 0x9100; vlans++ {
-		if len(b) < 4 {
-			return true
+	if depth == 0 {
+		r.DstMAC, r.SrcMAC = flow.MAC(b[0:6]), flow.MAC(b[6:12])
+	}
+	decodeEtherType(r, binary.BigEndian.Uint16(b[12:]), b[14:], depth)
+	return true
+}
+
+// decodeEtherType reads what follows an Ethernet type: VLAN tags (the
+// first two kept as the VLAN and the inner VLAN), port extender tags,
+// PPPoE, MPLS, then IPv4 or IPv6. What the sample cut short is left out.
+func decodeEtherType(r *flow.Record, typ uint16, b []byte, depth int) {
+	vlans := 0
+	for ; depth < maxNesting; depth++ {
+		switch typ {
+		case etherVLAN, etherQinQ, etherQinQ2:
+			if len(b) < 4 {
+				return
+			}
+			id := binary.BigEndian.Uint16(b) & 0xfff
+			switch vlans {
+			case 0:
+				r.VLAN = id
+			case 1:
+				r.InnerVLAN = id
+			}
+			vlans++
+			typ, b = binary.BigEndian.Uint16(b[2:]), b[4:]
+		case etherETag, etherVNTag:
+			n := 6
+			if typ == etherVNTag {
+				n = 4
+			}
+			if len(b) < n+2 {
+				return
+			}
+			typ, b = binary.BigEndian.Uint16(b[n:]), b[n+2:]
+		case etherPPPoE:
+			// version/type, code, session id, length, then PPP's protocol.
+			if len(b) < 8 || b[0] != 0x11 || b[1] != 0 {
+				return
+			}
+			decodePPP(r, binary.BigEndian.Uint16(b[6:]), b[8:], depth+1)
+			return
+		case etherMPLS, etherMPLSMc:
+			decodeMPLS(r, b, depth+1)
+			return
+		case etherIPv4:
+			decodeIPv4(r, b)
+			return
+		case etherIPv6:
+			decodeIPv6(r, b)
+			return
+		default:
+			return
 		}
-		id := binary.BigEndian.Uint16(b) & 0xfff
-		switch vlans {
-		case 0:
-			r.VLAN = id
-		case 1:
-			r.InnerVLAN = id
-		}
-		typ = binary.BigEndian.Uint16(b[2:])
+	}
+}
+
+// decodeMPLS pops labels down to the bottom of the stack and reads the
+// payload as IPv4 or IPv6 by its version nibble (MPLS does not say what
+// it carries); a pseudowire's Ethernet payload (after a control word whose
+// first nibble is 0) is read as a frame. It reports false when not even
+// the first label could be read.
+func decodeMPLS(r *flow.Record, b []byte, depth int) bool {
+	if len(b) < 4 {
+		return false
+	}
+	for len(b) >= 4 {
+		bottom := b[2]&1 == 1
 		b = b[4:]
+		if bottom {
+			break
+		}
+		if len(b) < 4 {
+			return true // the stack goes on past what was sampled
+		}
 	}
-	switch typ {
-	case 0x0800:
+	if len(b) == 0 || depth >= maxNesting {
+		return true
+	}
+	switch b[0] >> 4 {
+	case 4:
 		decodeIPv4(r, b)
-	case 0x86dd:
+	case 6:
 		decodeIPv6(r, b)
+	case 0:
+		// A pseudowire control word (RFC 4385), then an Ethernet frame.
+		if len(b) >= 4+14 {
+			decodeEthernet(r, b[4:], depth+1)
+		}
 	}
+	return true
+}
+
+// decodePPP reads the payload of a PPP frame of the given protocol.
+func decodePPP(r *flow.Record, proto uint16, b []byte, depth int) {
+	switch proto {
+	case pppIPv4:
+		decodeIPv4(r, b)
+	case pppIPv6:
+		decodeIPv6(r, b)
+	case pppMPLS:
+		decodeMPLS(r, b, depth)
+	}
+}
+
+// decodeHDLC reads a PPP header (header protocols PPP and POS), with or
+// without the HDLC-like address and control bytes (RFC 1662) and with a
+// compressed one-byte protocol field, or a Cisco HDLC header (POS links of
+// Cisco routers: address 0x0f or 0x8f, control 0, then an Ethernet type).
+func decodeHDLC(r *flow.Record, b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	if (b[0] == 0x0f || b[0] == 0x8f) && b[1] == 0 {
+		decodeEtherType(r, binary.BigEndian.Uint16(b[2:]), b[4:], 0)
+		return true
+	}
+	if b[0] == 0xff && b[1] == 0x03 {
+		b = b[2:]
+	}
+	if b[0]&1 == 1 { // protocol field compressed to one byte
+		decodePPP(r, uint16(b[0]), b[1:], 0)
+		return true
+	}
+	if len(b) < 2 {
+		return false
+	}
+	decodePPP(r, binary.BigEndian.Uint16(b), b[2:], 0)
 	return true
 }
 
