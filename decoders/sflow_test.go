@@ -76,6 +76,19 @@ func sortedStrings(s []string) []string {
 	return s
 }
 
+// flowColumns is the records' addresses, ports and protocols as text, in
+// the records' order.
+func flowColumns(recs []flow.Record) (src, dst, sport, dport, proto []string) {
+	for _, r := range recs {
+		src = append(src, r.SrcAddr.String())
+		dst = append(dst, r.DstAddr.String())
+		sport = append(sport, fmt.Sprint(r.SrcPort))
+		dport = append(dport, fmt.Sprint(r.DstPort))
+		proto = append(proto, fmt.Sprint(r.Proto))
+	}
+	return src, dst, sport, dport, proto
+}
+
 // TestSFlowRawIPHeaders decodes sampled headers whose header protocol is
 // raw IPv4 (11) and IPv6 (12), beside an Ethernet one, and compares their
 // addresses, ports, protocols and lengths with tshark's decode of the same
@@ -99,13 +112,9 @@ func TestSFlowRawIPHeaders(t *testing.T) {
 		n, _ := strconv.Atoi(pl)
 		wantLen = append(wantLen, strconv.Itoa(n+40))
 	}
-	var src, dst, sport, dport, proto, length []string
+	src, dst, sport, dport, proto := flowColumns(recs)
+	var length []string
 	for _, r := range recs {
-		src = append(src, r.SrcAddr.String())
-		dst = append(dst, r.DstAddr.String())
-		sport = append(sport, fmt.Sprint(r.SrcPort))
-		dport = append(dport, fmt.Sprint(r.DstPort))
-		proto = append(proto, fmt.Sprint(r.Proto))
 		length = append(length, fmt.Sprint(r.Bytes/uint64(r.SamplingRate)))
 		if r.SamplingRate != 512 || r.Packets != 512 {
 			t.Errorf("%v: sampling rate %d, packets %d; want 512, 512", r.SrcAddr, r.SamplingRate, r.Packets)
@@ -148,13 +157,9 @@ func TestSFlowEncapsulations(t *testing.T) {
 	wantSport := append(append(w["tcp.srcport"], w["udp.srcport"][1:]...), "41008")
 	wantDport := append(append(w["tcp.dstport"], w["udp.dstport"][1:]...), "443")
 	wantProto := append(append(w["ip.proto"][1:], w["ipv6.nxt"]...), "6")
-	var src, dst, sport, dport, proto, vlans []string
+	src, dst, sport, dport, proto := flowColumns(recs)
+	var vlans []string
 	for _, r := range recs {
-		src = append(src, r.SrcAddr.String())
-		dst = append(dst, r.DstAddr.String())
-		sport = append(sport, fmt.Sprint(r.SrcPort))
-		dport = append(dport, fmt.Sprint(r.DstPort))
-		proto = append(proto, fmt.Sprint(r.Proto))
 		if r.VLAN != 0 {
 			vlans = append(vlans, fmt.Sprint(r.VLAN))
 		}

@@ -190,6 +190,21 @@ func TestUDPStopReadsWhatWasQueued(t *testing.T) {
 	}
 }
 
+// trickle sends datagrams "trickle 0", "trickle 1"... with a pause after
+// each, for d; it returns how many it sent.
+func trickle(t *testing.T, conn *net.UDPConn, d, pause time.Duration) int {
+	t.Helper()
+	start, n := time.Now(), 0
+	for time.Since(start) < d {
+		if _, err := conn.Write([]byte(fmt.Sprintf("trickle %d", n))); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		time.Sleep(pause)
+	}
+	return n
+}
+
 // TestUDPReceiveWaitGathersBatches: with a receive wait, a steady trickle
 // of datagrams is read a batch per wait, not one read per datagram; with
 // none, each is read as it comes (the datagrams are the same either way).
@@ -201,14 +216,8 @@ func TestUDPReceiveWaitGathersBatches(t *testing.T) {
 			l, conn := startUDP(t, h, 1, w)
 			defer l.Stop()
 			defer conn.Close()
-			start, n := time.Now(), 0
-			for time.Since(start) < 200*time.Millisecond {
-				if _, err := conn.Write([]byte(fmt.Sprintf("trickle %d", n))); err != nil {
-					t.Fatal(err)
-				}
-				n++
-				time.Sleep(20 * time.Microsecond)
-			}
+			start := time.Now()
+			n := trickle(t, conn, 200*time.Millisecond, 20*time.Microsecond)
 			elapsed := time.Since(start)
 			got := h.wait(t, n)
 			if len(got) != n {
@@ -257,14 +266,8 @@ func TestUDPReceiveWaitBoundedByBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start, n := time.Now(), 0
-	for time.Since(start) < 200*time.Millisecond {
-		if _, err := conn.Write([]byte(fmt.Sprintf("trickle %d", n))); err != nil {
-			t.Fatal(err)
-		}
-		n++
-		time.Sleep(100 * time.Microsecond)
-	}
+	start := time.Now()
+	n := trickle(t, conn, 200*time.Millisecond, 100*time.Microsecond)
 	if got := h.wait(t, n); len(got) != n {
 		t.Fatalf("received %d datagrams, want %d", len(got), n)
 	}
