@@ -12,8 +12,8 @@ import (
 
 	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/decoders"
-	"github.com/spanflow/spanflow/internal/testutil"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // recording keeps what it is handed, through either method.
