@@ -131,6 +131,16 @@ func BenchmarkForwardVsMeter(b *testing.B) {
 			defer c.Close()
 			forwardVsMeter(b, mix.pkts, "vxlan://"+c.LocalAddr().String(), func(fn func()) { fn() })
 		})
+		// GRE to a neighbour on a veth: through the send ring (the
+		// neighbour's MAC address is known) and through the raw socket.
+		for _, ring := range []bool{true, false} {
+			name := map[bool]string{true: "gre-veth-ring", false: "gre-veth-raw"}[ring]
+			b.Run(name+mix.suffix, func(b *testing.B) {
+				enter := benchNeighbour(b)
+				defer distribute.SetTXRing(ring)()
+				forwardVsMeter(b, mix.pkts, "gre://10.8.0.2", enter)
+			})
+		}
 		for _, to := range []string{"gre://127.0.0.1", "erspan3://127.0.0.1?session=7"} {
 			b.Run(to[:strings.Index(to, ":")]+mix.suffix, func(b *testing.B) {
 				if os.Geteuid() != 0 {
@@ -208,6 +218,28 @@ func forwardVsMeter(b *testing.B, pkts []synth.Packet, to string, enter func(fun
 	b.ReportMetric(float64(st.Sent)/float64(b.N), "sent/op")
 	b.ReportMetric(float64(st.Dropped()), "dropped")
 	b.ReportMetric(with.Seconds()/without.Seconds(), "cpu-ratio")
+}
+
+// benchNeighbour is a veth d0 (10.8.0.1/24) in a namespace of its own
+// whose peer d1 (up, no address: it drops what it receives early) is the
+// neighbour 10.8.0.2, its MAC address in d0's neighbour table; enter runs
+// a function in the namespace. It skips the benchmark without root.
+func benchNeighbour(b *testing.B) func(func()) {
+	_, enter := benchInterface(b)
+	ns := fmt.Sprintf("sfbench-%d", os.Getpid())
+	mac, err := exec.Command("ip", "-n", ns, "-br", "link", "show", "d1").Output()
+	if err != nil || len(strings.Fields(string(mac))) < 3 {
+		b.Fatalf("d1: %v %s", err, mac)
+	}
+	for _, args := range [][]string{
+		{"addr", "add", "10.8.0.1/24", "dev", "d0"},
+		{"neigh", "replace", "10.8.0.2", "lladdr", strings.Fields(string(mac))[2], "dev", "d0", "nud", "permanent"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			b.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	return enter
 }
 
 // benchInterface is iface:d0, a veth in a namespace of its own, with

@@ -24,3 +24,6 @@ func OpenTXRing(name string) error {
 	}
 	return r.close()
 }
+
+// GRERingPackets is how many GRE packets went through a ring so far.
+func GRERingPackets() uint64 { return greRingPackets.Load() }

@@ -324,53 +324,121 @@ func TestTunnelsDecodedByTshark(t *testing.T) {
 		{to: "erspan3://10.9.0.2?session=1001", capture: "ip proto 47", header: 14 + 20 + 8 + 12, protocols: "gre:erspan:eth:", fields: "gre.proto,gre.sequence_number,erspan.version,erspan.spanid,erspan.ft",
 			want: func(i int) string { return fmt.Sprintf("0x22eb\t%d\t2\t1001\t0", i) }},
 	} {
-		t.Run(strings.Split(tc.to, ":")[0], func(t *testing.T) {
-			stop := p.tcpdump(t, "vB", tc.capture)
-			// The kernel's own VXLAN device is a real consumer: what it
-			// decapsulates is what a tool reading it gets.
-			var stopKernel func() string
-			if strings.HasPrefix(tc.to, "vxlan:") {
-				stopKernel = p.tcpdump(t, "vx0", "")
+		gre := strings.HasPrefix(tc.to, "gre:") || strings.HasPrefix(tc.to, "erspan")
+		ways := []bool{true}
+		if gre {
+			// Through the ring on vA (the neighbour is known), and
+			// through the raw socket (no ring).
+			ways = append(ways, false)
+		}
+		for _, ring := range ways {
+			name := strings.Split(tc.to, ":")[0]
+			if gre && ring {
+				name += "-ring"
+			} else if gre {
+				name += "-raw"
 			}
-			var sum distribute.Stats
-			p.in(t, func() {
-				s := distributeFile(t, pcap, distribute.Rule{To: tc.to, Filter: filter, Rate: 5000})
-				sum = s.Distribution[0]
+			t.Run(name, func(t *testing.T) {
+				defer distribute.SetTXRing(ring)()
+				ringBefore := distribute.GRERingPackets()
+				stop := p.tcpdump(t, "vB", tc.capture)
+				// The kernel's own VXLAN device is a real consumer: what it
+				// decapsulates is what a tool reading it gets.
+				var stopKernel func() string
+				if strings.HasPrefix(tc.to, "vxlan:") {
+					stopKernel = p.tcpdump(t, "vx0", "")
+				}
+				var sum distribute.Stats
+				p.in(t, func() {
+					s := distributeFile(t, pcap, distribute.Rule{To: tc.to, Filter: filter, Rate: 5000})
+					sum = s.Distribution[0]
+				})
+				got := stop()
+				var inner [][]byte
+				for _, f := range frames(testutil.ReadPcap(t, got)) {
+					inner = append(inner, f[tc.header:])
+				}
+				sameFrames(t, inner, want)
+				if stopKernel != nil {
+					sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
+				}
+				if sum.Sent != uint64(len(want)) {
+					t.Errorf("counters %+v, want %d sent", sum, len(want))
+				}
+				args := []string{"-r", got, "-T", "fields", "-E", "separator=/t", "-e", "frame.protocols", "-e", "_ws.malformed", "-e", "_ws.expert.severity"}
+				for _, f := range strings.Split(tc.fields, ",") {
+					args = append(args, "-e", f)
+				}
+				out, err := exec.Command(tshark, args...).Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				for i, l := range lines {
+					cols := strings.SplitN(l, "\t", 4)
+					if len(cols) < 4 || !strings.Contains(cols[0], tc.protocols) || cols[1] != "" {
+						t.Fatalf("frame %d: tshark: %q, want protocols with %s, not malformed", i+1, l, tc.protocols)
+					}
+					if cols[3] != tc.want(i) {
+						t.Fatalf("frame %d: tshark reads %q, want %q", i+1, cols[3], tc.want(i))
+					}
+				}
+				if len(lines) != len(want) {
+					t.Errorf("tshark read %d frames, want %d", len(lines), len(want))
+				}
+				if !gre {
+					return
+				}
+				// The outer IPv4 headers the ring path writes itself: tshark
+				// finds every checksum good.
+				out, err = exec.Command(tshark, "-r", got, "-o", "ip.check_checksum:TRUE", "-T", "fields", "-e", "ip.checksum.status").Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+					if st := strings.Split(l, ",")[0]; st != "1" {
+						t.Fatalf("frame %d: outer IPv4 checksum status %q, want 1 (good)", i+1, l)
+					}
+				}
+				viaRing := distribute.GRERingPackets() - ringBefore
+				if ring && viaRing != uint64(len(want)) || !ring && viaRing != 0 {
+					t.Errorf("%d of %d packets went through the ring, want all with the ring, none without", viaRing, len(want))
+				}
 			})
-			got := stop()
-			var inner [][]byte
-			for _, f := range frames(testutil.ReadPcap(t, got)) {
-				inner = append(inner, f[tc.header:])
-			}
-			sameFrames(t, inner, want)
-			if stopKernel != nil {
-				sameFrames(t, frames(testutil.ReadPcap(t, stopKernel())), want)
-			}
-			if sum.Sent != uint64(len(want)) {
-				t.Errorf("counters %+v, want %d sent", sum, len(want))
-			}
-			args := []string{"-r", got, "-T", "fields", "-E", "separator=/t", "-e", "frame.protocols", "-e", "_ws.malformed", "-e", "_ws.expert.severity"}
-			for _, f := range strings.Split(tc.fields, ",") {
-				args = append(args, "-e", f)
-			}
-			out, err := exec.Command(tshark, args...).Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			for i, l := range lines {
-				cols := strings.SplitN(l, "\t", 4)
-				if len(cols) < 4 || !strings.Contains(cols[0], tc.protocols) || cols[1] != "" {
-					t.Fatalf("frame %d: tshark: %q, want protocols with %s, not malformed", i+1, l, tc.protocols)
-				}
-				if cols[3] != tc.want(i) {
-					t.Fatalf("frame %d: tshark reads %q, want %q", i+1, cols[3], tc.want(i))
-				}
-			}
-			if len(lines) != len(want) {
-				t.Errorf("tshark read %d frames, want %d", len(lines), len(want))
-			}
-		})
+		}
+	}
+}
+
+// TestGREWaitsForTheNeighbour: with the tool's MAC address not yet known,
+// GRE goes through the raw socket (whose packets have the kernel resolve
+// it), then through the send ring from the next lookup on (within a
+// second); the tool gets every chosen frame once, in order, either way.
+func TestGREWaitsForTheNeighbour(t *testing.T) {
+	p := newPair(t)
+	run(t, "ip", "-n", p.probe, "neigh", "del", "10.9.0.2", "dev", "vA")
+	pcap := mirror(t, "ipfixprobe/mixed.pcap")
+	const filter = "icmp or udp"
+	want := tcpdumpFilter(t, pcap, filter)
+	stop := p.tcpdump(t, "vB", "ip proto 47")
+	before := distribute.GRERingPackets()
+	var sum distribute.Stats
+	p.in(t, func() {
+		// 50 frames a second: the 125 frames take 2.5 s.
+		s := distributeFile(t, pcap, distribute.Rule{To: "gre://10.9.0.2", Filter: filter, Rate: 50})
+		sum = s.Distribution[0]
+	})
+	var inner [][]byte
+	for _, f := range frames(testutil.ReadPcap(t, stop())) {
+		inner = append(inner, f[14+20+4:])
+	}
+	sameFrames(t, inner, want)
+	viaRing := distribute.GRERingPackets() - before
+	t.Logf("%d of %d frames through the ring, %+v", viaRing, len(want), sum)
+	if viaRing == 0 || viaRing == uint64(len(want)) {
+		t.Errorf("%d of %d frames through the ring: want the first through the raw socket, the rest through the ring", viaRing, len(want))
+	}
+	if sum.Sent != uint64(len(want)) {
+		t.Errorf("counters %+v, want %d sent", sum, len(want))
 	}
 }
 

@@ -65,7 +65,7 @@ func openSender(d Destination) (*sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open GRE to %s (raw socket: needs CAP_NET_RAW): %w", d.Addr.Addr(), err)
 	}
-	s.write, s.close = connWriter(c), c.Close
+	s.write, s.close = greWriter(d.Addr.Addr(), connWriter(c), c.Close)
 	return s, nil
 }
 

@@ -5,6 +5,7 @@ package distribute
 import (
 	"errors"
 	"io"
+	"net/netip"
 )
 
 func openInterface(name string) (batchWriter, func() error, error) {
@@ -25,4 +26,9 @@ func connWriter(c io.Writer) batchWriter {
 		}
 		return failed, last
 	}
+}
+
+// greWriter sends through the raw socket (the ring is Linux's).
+func greWriter(dst netip.Addr, raw batchWriter, closeRaw func() error) (batchWriter, func() error) {
+	return raw, closeRaw
 }

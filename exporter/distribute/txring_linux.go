@@ -39,6 +39,14 @@ type txRing struct {
 	ifindex   int
 	ifname    string
 
+	mac net.HardwareAddr // the interface's
+
+	// prefix, when set, writes prefixLen bytes of headers before each
+	// packet in its slot (GRE's Ethernet and IPv4 headers): the packets
+	// written are then what follows them.
+	prefix    func(b []byte, n int) int
+	prefixLen int
+
 	mtu      int     // the interface's, read again before each batch
 	next     int     // the slot to fill next
 	oldest   int     // the oldest slot handed to the kernel and not seen taken
@@ -100,6 +108,9 @@ func openTXRing(ifi *net.Interface) (*txRing, error) {
 	if t := ifr.Uint16(); t != unix.ARPHRD_ETHER {
 		return fail("link type", fmt.Errorf("%d is not Ethernet", t))
 	}
+	// struct ifreq: the name, then the sockaddr's family and its data.
+	hw := (*[unix.IFNAMSIZ + 2 + 6]byte)(unsafe.Pointer(ifr))
+	r.mac = append(net.HardwareAddr(nil), hw[unix.IFNAMSIZ+2:]...)
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
 		return fail("TPACKET_V2", err)
 	}
@@ -178,11 +189,12 @@ func (r *txRing) write(pkts [][]byte, refused []bool) (failed int, last error) {
 		// The kernel checks no MTU on frames with a virtio-net header
 		// (the device may segment them): a veth refuses longer ones
 		// after a millisecond of retries, a NIC may send them anyway.
-		if len(p) < ethHeaderLen || len(p) > r.maxLen ||
-			len(p) > r.mtu+ethHeaderLen && (len(p) > r.mtu+ethHeaderLen+4 || !vlanTagged(p)) {
+		n := r.prefixLen + len(p)
+		if n < ethHeaderLen || n > r.maxLen ||
+			n > r.mtu+ethHeaderLen && (n > r.mtu+ethHeaderLen+4 || r.prefix != nil || !vlanTagged(p)) {
 			refused[i] = true
 			failed++
-			last = fmt.Errorf("frame of %d bytes on %s (MTU %d): %w", len(p), r.ifname, r.mtu, unix.EMSGSIZE)
+			last = fmt.Errorf("frame of %d bytes on %s (MTU %d): %w", n, r.ifname, r.mtu, unix.EMSGSIZE)
 			continue
 		}
 		if r.pending == r.n || r.status(r.next) != unix.TP_STATUS_AVAILABLE {
@@ -207,10 +219,14 @@ func (r *txRing) write(pkts [][]byte, refused []bool) (failed int, last error) {
 		h := r.frame(r.next)
 		v := h[tpacket2HdrLen:]
 		clear(v[:vnetHdrLen])
-		binary.NativeEndian.PutUint16(v[2:], uint16(len(p))) // hdr_len: copy it all
-		copy(v[vnetHdrLen:], p)
-		*(*uint32)(unsafe.Pointer(&h[4])) = uint32(vnetHdrLen + len(p)) // tp_len
-		r.lens[r.next] = int32(len(p))
+		binary.NativeEndian.PutUint16(v[2:], uint16(n)) // hdr_len: copy it all
+		off := vnetHdrLen
+		if r.prefix != nil {
+			off += r.prefix(v[vnetHdrLen:], len(p))
+		}
+		copy(v[off:], p)
+		*(*uint32)(unsafe.Pointer(&h[4])) = uint32(vnetHdrLen + n) // tp_len
+		r.lens[r.next] = int32(n)
 		r.idx[r.next] = int32(i)
 		r.setStatus(r.next, unix.TP_STATUS_SEND_REQUEST)
 		r.next = (r.next + 1) % r.n
