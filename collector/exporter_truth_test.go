@@ -14,6 +14,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // recordSink keeps every record the pipeline writes.
@@ -103,7 +104,7 @@ func TestExporterGroundTruth(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // anything beyond the ground truth would show now
 	got = sink.flows()
 	synth.Sort(got)
-	if diff := synth.Diff(got, c.Flows); diff != "" {
+	if diff := testutil.FlowsDiff(got, c.Flows); diff != "" {
 		t.Errorf("collector records (-got, +want):\n%s", diff)
 	}
 	var tcpPerf int

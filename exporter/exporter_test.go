@@ -81,7 +81,7 @@ func TestMixedGoflow2(t *testing.T) {
 		t.Fatal(err)
 	}
 	synth.Sort(flows)
-	if diff := synth.Diff(flows, c.Flows); diff != "" {
+	if diff := testutil.FlowsDiff(flows, c.Flows); diff != "" {
 		t.Errorf("goflow2 flows (-got, +want):\n%s", diff)
 	}
 	if err := verify.CheckSequence(infos); err != nil {
@@ -120,7 +120,7 @@ func TestMixedTshark(t *testing.T) {
 		t.Error(p)
 	}
 	synth.Sort(res.Flows)
-	if diff := synth.Diff(res.Flows, c.Flows); diff != "" {
+	if diff := testutil.FlowsDiff(res.Flows, c.Flows); diff != "" {
 		t.Errorf("tshark flows (-got, +want):\n%s", diff)
 	}
 }
@@ -162,7 +162,7 @@ func TestMixedNfcapd(t *testing.T) {
 	}
 	synth.Sort(got)
 	synth.Sort(want)
-	if diff := synth.Diff(got, want); diff != "" {
+	if diff := testutil.FlowsDiff(got, want); diff != "" {
 		t.Errorf("nfdump flows (-got, +want):\n%s\nnfcapd: %s", diff, log)
 	}
 	if sum.SendErrors != 0 {
@@ -242,7 +242,7 @@ func TestSharedMirrorCaptures(t *testing.T) {
 			// The two independent decoders read the same flows, field by field.
 			synth.Sort(flows)
 			synth.Sort(res.Flows)
-			if diff := synth.Diff(res.Flows, flows); diff != "" {
+			if diff := testutil.FlowsDiff(res.Flows, flows); diff != "" {
 				t.Errorf("tshark and goflow2 disagree (-tshark, +goflow2):\n%s", diff)
 			}
 		})

@@ -57,7 +57,7 @@ func TestFastActiveTimeoutTshark(t *testing.T) {
 		}
 	}
 	synth.Sort(got)
-	if diff := synth.Diff(got, want); diff != "" {
+	if diff := testutil.FlowsDiff(got, want); diff != "" {
 		t.Errorf("other flows (-got, +want):\n%s", diff)
 	}
 }

@@ -298,7 +298,7 @@ func TestLiveCaptureEqualsGroundTruth(t *testing.T) {
 	if sum.Frames != uint64(len(c.Packets)) {
 		t.Errorf("captured %d frames, replayed %d", sum.Frames, len(c.Packets))
 	}
-	if d := synth.Diff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
+	if d := testutil.FlowsDiff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -324,7 +324,7 @@ func TestLiveCaptureTwoInterfaces(t *testing.T) {
 			}
 		}
 	}
-	if d := synth.Diff(got, want); d != "" {
+	if d := testutil.FlowsDiff(got, want); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -348,7 +348,7 @@ func TestLiveCaptureERSPAN(t *testing.T) {
 	// The mirrored frames' own ERSPAN sessions stay (the innermost wins).
 	want := atPoint(c.Flows, 33)
 	flows, _ := captureLive(t, pkts, "")
-	if d := synth.Diff(live(flows), live(want)); d != "" {
+	if d := testutil.FlowsDiff(live(flows), live(want)); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -367,7 +367,7 @@ func TestLiveCaptureFilter(t *testing.T) {
 	if len(want) == len(c.Flows) {
 		t.Fatal("the filter would drop nothing")
 	}
-	if d := synth.Diff(live(flows), live(atPoint(want, 1024))); d != "" {
+	if d := testutil.FlowsDiff(live(flows), live(atPoint(want, 1024))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -610,7 +610,7 @@ func sigtermFlushes(t *testing.T, fanout string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := synth.Diff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
+	if d := testutil.FlowsDiff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 	// Each worker exports in its own observation domain.

@@ -93,7 +93,7 @@ func TestGolden(t *testing.T) {
 	for i := range recs {
 		wantFlows = append(wantFlows, synth.FromRecord(&recs[i]))
 	}
-	if diff := synth.Diff(flows, wantFlows); diff != "" {
+	if diff := testutil.FlowsDiff(flows, wantFlows); diff != "" {
 		t.Errorf("goflow2 decoded (-got, +want):\n%s", diff)
 	}
 	if m := infos[0]; m.Templates != 2 || m.OptionsTemplates != 1 || m.Domain != 7 || m.Sequence != 0 || m.ExportTime != uint32(exportTime.Unix()) || int(m.Length) != len(c.msgs[0]) {
@@ -153,7 +153,7 @@ func TestMTUAndSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := synth.Diff(flows, want); diff != "" {
+	if diff := testutil.FlowsDiff(flows, want); diff != "" {
 		t.Errorf("goflow2 decoded (-got, +want):\n%s", diff)
 	}
 	if err := verify.CheckSequence(infos); err != nil {

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/decode"
-	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // TestReverseKept: a table that keeps each entry's reverse entry ends the
@@ -65,7 +65,7 @@ func TestReverseKept(t *testing.T) {
 		if rtt < 100 || reasons[EndOfFlow] < 100 || reasons[EndLackOfResources] < 100 || reasons[EndIdle] == 0 {
 			t.Fatalf("seed %d: %d flows with an RTT, end reasons %v: the traffic does not test much", seed, rtt, reasons)
 		}
-		if diff := synth.Diff(kept.flows, looked.flows); diff != "" {
+		if diff := testutil.FlowsDiff(kept.flows, looked.flows); diff != "" {
 			t.Fatalf("seed %d (-kept, +looked up):\n%s", seed, diff)
 		}
 	}

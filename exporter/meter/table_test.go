@@ -12,6 +12,7 @@ import (
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 type collect struct{ flows []synth.Flow }
@@ -70,7 +71,7 @@ func TestMixedGroundTruth(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, reasons, table := meterFile(t, path, Configuration{ActiveTimeout: synth.MixedActive, IdleTimeout: synth.MixedIdle, MaxFlows: 1000})
-	if diff := synth.Diff(got, c.Flows); diff != "" {
+	if diff := testutil.FlowsDiff(got, c.Flows); diff != "" {
 		t.Errorf("flows (-got, +want):\n%s", diff)
 	}
 	if reasons[decode.ReasonNotIP] != c.NotIP || len(reasons) != 2 {
@@ -217,7 +218,7 @@ func TestFlushReuse(t *testing.T) {
 			}
 			if round == 0 {
 				want = sink.flows
-			} else if diff := synth.Diff(sink.flows, want); diff != "" {
+			} else if diff := testutil.FlowsDiff(sink.flows, want); diff != "" {
 				t.Fatalf("%d flows, round %d (-got, +want):\n%s", flows, round, diff)
 			}
 			if len(sink.flows) != flows || sink.flows[0].Packets != 2 {

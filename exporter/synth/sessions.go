@@ -6,9 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -428,9 +425,4 @@ func Mixed(base time.Time) *Capture {
 	sort.SliceStable(b.c.Packets, func(i, j int) bool { return b.c.Packets[i].Time < b.c.Packets[j].Time })
 	Sort(b.c.Flows)
 	return &b.c
-}
-
-// Diff returns go-cmp's diff of two flow lists, to print as (-got, +want).
-func Diff(got, want []Flow) string {
-	return cmp.Diff(got, want, cmpopts.EquateComparable(netip.Addr{}))
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/spanflow/spanflow/internal/pcapfile"
 )
@@ -147,6 +149,12 @@ func ReadCapture(path string) ([]Packet, error) {
 // Diff returns go-cmp's diff of got and want, to be printed as (-got, +want).
 func Diff(got, want any, opts ...cmp.Option) string {
 	return cmp.Diff(got, want, opts...)
+}
+
+// FlowsDiff is Diff for values holding addresses (exporter/synth's flow
+// lists), which go-cmp compares by value.
+func FlowsDiff(got, want any) string {
+	return cmp.Diff(got, want, cmpopts.EquateComparable(netip.Addr{}))
 }
 
 // Kafka returns the bootstrap address of the test broker
