@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -92,8 +93,10 @@ func newGRERing(dst netip.Addr, raw batchWriter) (*greRing, error) {
 			}
 		}
 	}
-	g.at = time.Now()
-	g.resolve()
+	if g.ring != nil {
+		g.at = time.Now()
+		g.resolve()
+	}
 	return g, nil
 }
 
@@ -123,7 +126,8 @@ func (g *greRing) write(pkts [][]byte, refused []bool) (failed int, last error) 
 		if len(pkts) == 0 {
 			return ref
 		}
-		ref = append(ref[:0], make([]bool, len(pkts))...)
+		ref = slices.Grow(ref[:0], len(pkts))[:len(pkts)]
+		clear(ref)
 		f, err := w(pkts, ref)
 		failed += f
 		if err != nil {
@@ -163,7 +167,7 @@ func (g *greRing) prefix(b []byte, n int) int {
 
 // resolve looks up the route to the destination and the next hop's MAC
 // address: the ring is usable when the route still leaves by the ring's
-// interface and the kernel knows the next hop's address.
+// interface and the kernel knows the next hop's address. Only with a ring.
 func (g *greRing) resolve() {
 	g.usable = false
 	oif, src, via, err := g.route()

@@ -459,6 +459,30 @@ func TestGREWaitsForTheNeighbour(t *testing.T) {
 	}
 }
 
+// TestGREThroughATunDevice: GRE to an address routed through a device
+// that is not Ethernet (a tun) cannot have a ring: it goes through the raw
+// socket, every chosen frame accounted for, nothing through a ring.
+func TestGREThroughATunDevice(t *testing.T) {
+	p := newPair(t)
+	run(t, "ip", "-n", p.probe, "tuntap", "add", "dev", "t0", "mode", "tun")
+	run(t, "ip", "-n", p.probe, "link", "set", "t0", "up")
+	run(t, "ip", "-n", p.probe, "addr", "add", "10.7.0.1/24", "dev", "t0")
+	pcap := mirror(t, "ipfixprobe/mixed.pcap")
+	const filter = "icmp or udp"
+	want := tcpdumpFilter(t, pcap, filter)
+	before := distribute.GRERingPackets()
+	var sum distribute.Stats
+	p.in(t, func() {
+		sum = distributeFile(t, pcap, distribute.Rule{To: "gre://10.7.0.2", Filter: filter}).Distribution[0]
+	})
+	if via := distribute.GRERingPackets() - before; via != 0 {
+		t.Errorf("%d packets through a ring on a tun device", via)
+	}
+	if sum.Matched != uint64(len(want)) || sum.Sent+sum.Dropped() != sum.Matched {
+		t.Errorf("counters %+v: want %d matched, each sent or counted as dropped", sum, len(want))
+	}
+}
+
 // TestDestinationDisappears: the interface a rule sends to is deleted
 // while frames are queued: they are counted as dropped (send errors), the
 // other rule gets every frame, and metering is the same as without rules.
