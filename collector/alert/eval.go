@@ -137,9 +137,9 @@ func (e *Evaluator) value(r *Rule, row *rollup.Row) (float64, bool) {
 		if !ok {
 			return 0, false
 		}
-		bps, ok := row.Values[rollup.BitsPerSecond]
+		bps, ok := row.Values.Get(rollup.BitsPerSecond)
 		if !ok {
-			b, okb := row.Values[rollup.BytesPerSecond]
+			b, okb := row.Values.Get(rollup.BytesPerSecond)
 			bps, ok = b*8, okb
 		}
 		if !ok {
@@ -147,13 +147,13 @@ func (e *Evaluator) value(r *Rule, row *rollup.Row) (float64, bool) {
 		}
 		return bps / float64(l.Capacity), true
 	case BaselineRatio:
-		base := row.Values[rollup.BytesPerSecondBaseline]
+		base := row.Values.Of(rollup.BytesPerSecondBaseline)
 		if base <= 0 || base < r.MinBaseline {
 			return 0, false
 		}
-		return row.Values[rollup.BytesPerSecond] / base, true
+		return row.Values.Of(rollup.BytesPerSecond) / base, true
 	}
-	v, ok := row.Values[r.Value]
+	v, ok := row.Values.Get(r.Value)
 	if !ok && rates[r.Value] {
 		return 0, true
 	}
@@ -212,7 +212,7 @@ func (e *Evaluator) judge(r *Rule, key string, se *series, v float64, row *rollu
 	}
 	a.Annotations = map[string]string{}
 	data := TemplateData{Rule: r.Name, Severity: r.Severity, Scope: r.Scope, Key: key, Labels: a.Labels,
-		Value: v, Threshold: thr, Values: row.Values}
+		Value: v, Threshold: thr, Values: row.Values.Map()}
 	for k, t := range r.templates {
 		var b bytes.Buffer
 		if err := t.Execute(&b, data); err != nil {

@@ -16,7 +16,7 @@ var t0 = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 func lineRow(key string, bps float64) rollup.Row {
 	exp, ifn, _ := strings.Cut(key, " ")
 	return rollup.Row{Scope: rollup.ScopeLine, Key: key, Labels: map[string]string{"exporter": exp, "interface": ifn},
-		Values: map[string]float64{rollup.BitsPerSecond: bps, rollup.BytesPerSecond: bps / 8}}
+		Values: rollup.ValuesOf(map[string]float64{rollup.BitsPerSecond: bps, rollup.BytesPerSecond: bps / 8})}
 }
 
 type recorder struct{ got []Alert }
@@ -86,7 +86,7 @@ func TestEvaluatorDrop(t *testing.T) {
 			bytes = 1e4
 		}
 		row := rollup.Row{Scope: rollup.ScopeLine, Key: "10.1.0.5 vmnic1", Labels: map[string]string{},
-			Values: map[string]float64{rollup.BytesPerSecond: bytes, rollup.BytesPerSecondBaseline: 1e6}}
+			Values: rollup.ValuesOf(map[string]float64{rollup.BytesPerSecond: bytes, rollup.BytesPerSecondBaseline: 1e6})}
 		e.Rollup(&rollup.Snapshot{Time: t0.Add(time.Duration(s) * time.Second), Rows: []rollup.Row{row}})
 	}
 	want := []string{"firing traffic_drop 10.1.0.5 vmnic1 @30s", "resolved traffic_drop 10.1.0.5 vmnic1 @40s"}

@@ -231,10 +231,10 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 			exporters = append(exporters, r)
 		}
 	}
-	bps := func(r *rollup.Row) float64 { return finite(r.Values[rollup.BitsPerSecond]) }
+	bps := func(r *rollup.Row) float64 { return finite(r.Values.Of(rollup.BitsPerSecond)) }
 	heaviest := func(rows []*rollup.Row) []*rollup.Row {
 		slices.SortFunc(rows, func(a, b *rollup.Row) int {
-			return cmp.Or(cmp.Compare(b.Values[rollup.BitsPerSecondSmoothed], a.Values[rollup.BitsPerSecondSmoothed]), cmp.Compare(a.Key, b.Key))
+			return cmp.Or(cmp.Compare(b.Values.Of(rollup.BitsPerSecondSmoothed), a.Values.Of(rollup.BitsPerSecondSmoothed)), cmp.Compare(a.Key, b.Key))
 		})
 		return rows
 	}
@@ -245,10 +245,10 @@ func (v *view) rollup(s *rollup.Snapshot, now time.Time) *Frame {
 
 	for _, r := range take(heaviest(projects), v.cfg.MaxRows) {
 		p := Project{Name: r.Key, Bps: bps(r), Top: talkers(r.Top), Query: v.query(r.Scope, r.Key, r.Labels)}
-		if x, ok := r.Values[rollup.RTTp95]; ok && x == finite(x) {
+		if x, ok := r.Values.Get(rollup.RTTp95); ok && x == finite(x) {
 			p.RTTp95 = &x
 		}
-		if x, ok := r.Values[rollup.RetransmissionRatio]; ok && x == finite(x) {
+		if x, ok := r.Values.Get(rollup.RetransmissionRatio); ok && x == finite(x) {
 			p.Retrans = &x
 		}
 		f.Projects = append(f.Projects, p)
@@ -357,7 +357,7 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 		row := now[k]
 		val := 0.0
 		if row != nil {
-			val, r.seen = finite(row.Values[rollup.BitsPerSecond]), 0
+			val, r.seen = finite(row.Values.Of(rollup.BitsPerSecond)), 0
 		} else if r.seen++; r.seen >= v.histLen {
 			delete(v.charted, k)
 			continue
@@ -380,13 +380,13 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 					light, lightMean = k, m
 				}
 			}
-			if r.Values[rollup.BitsPerSecond] <= lightMean {
+			if r.Values.Of(rollup.BitsPerSecond) <= lightMean {
 				continue
 			}
 			delete(v.charted, light)
 		}
 		c := &ring{vals: make([]float32, v.histLen)}
-		c.push(finite(r.Values[rollup.BitsPerSecond]))
+		c.push(finite(r.Values.Of(rollup.BitsPerSecond)))
 		v.charted[r.Key] = c
 	}
 	left := 0
@@ -407,7 +407,7 @@ func (v *view) chart(lines []*rollup.Row, ticks int) ([]Line, int) {
 		}
 		var labels map[string]string
 		if row != nil {
-			l.Bps, labels = finite(row.Values[rollup.BitsPerSecond]), row.Labels
+			l.Bps, labels = finite(row.Values.Of(rollup.BitsPerSecond)), row.Labels
 		}
 		l.Query = v.query(rollup.ScopeLine, k, labels)
 		if l.Capacity > 0 {

@@ -16,7 +16,7 @@ func lineRows(bps map[string]float64) *rollup.Snapshot {
 	s := &rollup.Snapshot{Time: time.Unix(1_800_000_000, 0)}
 	for k, v := range bps {
 		s.Rows = append(s.Rows, rollup.Row{Scope: rollup.ScopeLine, Key: k,
-			Values: map[string]float64{rollup.BitsPerSecond: v, rollup.BitsPerSecondSmoothed: v}})
+			Values: rollup.ValuesOf(map[string]float64{rollup.BitsPerSecond: v, rollup.BitsPerSecondSmoothed: v})})
 	}
 	return s
 }
@@ -104,7 +104,7 @@ func TestNotFinite(t *testing.T) {
 	_ = e
 	snap := lineRows(map[string]float64{"a": math.NaN(), "b": math.Inf(1)})
 	snap.Rows = append(snap.Rows, rollup.Row{Scope: rollup.ScopeProject, Key: "p",
-		Values: map[string]float64{rollup.RTTp95: math.NaN(), rollup.RetransmissionRatio: math.Inf(1)}})
+		Values: rollup.ValuesOf(map[string]float64{rollup.RTTp95: math.NaN(), rollup.RetransmissionRatio: math.Inf(1)})})
 	s.Rollup(snap)
 	var f Frame
 	if err := json.Unmarshal(s.lastJSON, &f); err != nil || len(f.Lines) != 2 || f.Projects[0].RTTp95 != nil {

@@ -216,7 +216,7 @@ func AppendDocument(b []byte, r *Row, timestamp string) []byte {
 	}
 	b = append(b, `},"values":{`...)
 	first = true
-	for k, v := range r.Values {
+	r.Values.Each(func(k string, v float64) {
 		if !first {
 			b = append(b, ',')
 		}
@@ -224,7 +224,7 @@ func AppendDocument(b []byte, r *Row, timestamp string) []byte {
 		b = flow.AppendJSONString(b, k)
 		b = append(b, ':')
 		b = strconv.AppendFloat(b, v, 'g', -1, 64)
-	}
+	})
 	b = append(b, '}')
 	if len(r.Top) > 0 {
 		b = append(b, `,"top":[`...)
@@ -332,13 +332,6 @@ func (x *Indexer) install(ctx context.Context) error {
 	x.mu.Unlock()
 	return nil
 }
-
-// valueNames are the values rows carry, mapped as doubles; values added
-// later get the same type from the dynamic template.
-var valueNames = []string{BytesPerSecond, PacketsPerSecond, FlowsPerSecond, BytesPerSecondSmoothed,
-	PacketsPerSecondSmooth, FlowsPerSecondSmoothed, RTTp50, RTTp95, RTTp99, RetransmissionRatio,
-	ZeroWindowsPerSecond, BitsPerSecond, BitsPerSecondSmoothed, BytesPerSecondBaseline,
-	RetransmittedPerSecond, HandshakesPerSecond, UnansweredSYNsPerSecond, SeriesAgeSeconds}
 
 // IndexTemplate is the body of PUT _index_template/spanflow-rollups, for
 // indices named prefix + day.

@@ -164,7 +164,7 @@ func TestIndexRollups(t *testing.T) {
 // TestAppendDocumentIsJSON checks a document with awkward labels decodes.
 func TestAppendDocumentIsJSON(t *testing.T) {
 	r := Row{Scope: ScopeVM, Key: "vm \"quoted\"\n", Labels: map[string]string{"vm": "vm \"quoted\"\n"},
-		Values: map[string]float64{BytesPerSecond: 1.5e10}, Top: []Talker{{Addr: netip.MustParseAddr("2001:db8::1"), BytesPerSecond: 3}}}
+		Values: ValuesOf(map[string]float64{BytesPerSecond: 1.5e10}), Top: []Talker{{Addr: netip.MustParseAddr("2001:db8::1"), BytesPerSecond: 3}}}
 	b := AppendDocument(nil, &r, "2024-01-01T00:00:00.000Z")
 	var doc map[string]any
 	if err := json.Unmarshal(b, &doc); err != nil {

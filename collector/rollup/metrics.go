@@ -1,7 +1,6 @@
 package rollup
 
 import (
-	"cmp"
 	"slices"
 	"sync"
 
@@ -89,14 +88,18 @@ func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 // rowMetric is a value exposed per row; RTTs in seconds, as Prometheus
 // wants base units.
 type rowMetric struct {
-	value string
+	value ValueID
 	desc  *prometheus.Desc
 	scale float64
 }
 
 var rowMetricList = func() []rowMetric {
 	mk := func(value, name, help string, scale float64) rowMetric {
-		return rowMetric{value, prometheus.NewDesc("spanflow_rollup_"+name, help+" (the rollup-metric-series heaviest keys of each scope)",
+		id, ok := ValueOf(value)
+		if !ok {
+			panic("rollup: no value " + value)
+		}
+		return rowMetric{id, prometheus.NewDesc("spanflow_rollup_"+name, help+" (the rollup-metric-series heaviest keys of each scope)",
 			[]string{"scope", "key"}, nil), scale}
 	}
 	return []rowMetric{
@@ -119,6 +122,7 @@ var rowMetricList = func() []rowMetric {
 // sets are bounded by scopes x max whatever the traffic.
 type rowMetrics struct {
 	max  int
+	top  []*Row // reused by Rollup
 	mu   sync.Mutex
 	rows []metricRow
 }
@@ -129,27 +133,64 @@ type metricRow struct {
 	present    []bool
 }
 
+// heavier orders rows for the metrics: by smoothed bytes per second, then
+// by key.
+func heavier(a, b *Row) bool {
+	x, y := a.Values.v[vBytesSmoothed], b.Values.v[vBytesSmoothed]
+	return x > y || x == y && a.Key < b.Key
+}
+
 func (m *rowMetrics) Rollup(s *Snapshot) {
-	byScope := map[string][]*Row{}
-	for i := range s.Rows {
-		r := &s.Rows[i]
-		byScope[r.Scope] = append(byScope[r.Scope], r)
-	}
 	var out []metricRow
-	for _, rows := range byScope {
-		slices.SortFunc(rows, func(a, b *Row) int {
-			if c := cmp.Compare(b.Values[BytesPerSecondSmoothed], a.Values[BytesPerSecondSmoothed]); c != 0 {
-				return c
+	for _, scope := range scopeNames {
+		// The max heaviest rows of the scope: a heap of them, the lightest
+		// at its root, rather than a sort of every row every tick.
+		h := m.top[:0]
+		for i := range s.Rows {
+			r := &s.Rows[i]
+			if r.Scope != scope {
+				continue
 			}
-			return cmp.Compare(a.Key, b.Key)
+			if len(h) < m.max {
+				h = append(h, r)
+				for j := len(h) - 1; j > 0 && heavier(h[(j-1)/2], h[j]); j = (j - 1) / 2 {
+					h[j], h[(j-1)/2] = h[(j-1)/2], h[j]
+				}
+				continue
+			}
+			if !heavier(r, h[0]) {
+				continue
+			}
+			h[0] = r
+			for j := 0; ; {
+				c := 2*j + 1
+				if c >= len(h) {
+					break
+				}
+				if c+1 < len(h) && heavier(h[c], h[c+1]) {
+					c++
+				}
+				if !heavier(h[j], h[c]) {
+					break
+				}
+				h[j], h[c] = h[c], h[j]
+				j = c
+			}
+		}
+		slices.SortFunc(h, func(a, b *Row) int {
+			if heavier(a, b) {
+				return -1
+			}
+			return 1
 		})
-		for _, r := range rows[:min(len(rows), m.max)] {
+		for _, r := range h {
 			mr := metricRow{scope: r.Scope, key: r.Key, values: make([]float64, len(rowMetricList)), present: make([]bool, len(rowMetricList))}
 			for i, rm := range rowMetricList {
-				mr.values[i], mr.present[i] = r.Values[rm.value]
+				mr.values[i], mr.present[i] = r.Values.At(rm.value)
 			}
 			out = append(out, mr)
 		}
+		m.top = h[:0]
 	}
 	m.mu.Lock()
 	m.rows = out

@@ -209,12 +209,12 @@ func testFold(t *testing.T, tiny bool) {
 			for name, w := range map[string]float64{BytesPerSecond: ob.bytes, PacketsPerSecond: ob.packets,
 				FlowsPerSecond: ob.flows, RetransmittedPerSecond: ob.retrans, HandshakesPerSecond: ob.handshakes,
 				UnansweredSYNsPerSecond: ob.syns, ZeroWindowsPerSecond: ob.zero} {
-				if got := row.Values[name]; math.Abs(got-w) > 1e-9*max(1, w) {
+				if got := row.Values.Of(name); math.Abs(got-w) > 1e-9*max(1, w) {
 					t.Errorf("tick %d %s %s = %v, want %v", closed, k, name, got, w)
 				}
 			}
 			if ob.tcpPackets > 0 {
-				if got, w := row.Values[RetransmissionRatio], ob.retrans/ob.tcpPackets; math.Abs(got-w) > 1e-12 {
+				if got, w := row.Values.Of(RetransmissionRatio), ob.retrans/ob.tcpPackets; math.Abs(got-w) > 1e-12 {
 					t.Errorf("tick %d %s retransmission ratio = %v, want %v", closed, k, got, w)
 				}
 			}
@@ -223,7 +223,7 @@ func testFold(t *testing.T, tiny bool) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := []float64{row.Values[RTTp50], row.Values[RTTp95], row.Values[RTTp99]}; fmt.Sprint(got) != fmt.Sprint(q) {
+				if got := []float64{row.Values.Of(RTTp50), row.Values.Of(RTTp95), row.Values.Of(RTTp99)}; fmt.Sprint(got) != fmt.Sprint(q) {
 					t.Errorf("tick %d %s RTT quantiles %v, want %v", closed, k, got, q)
 				}
 			}

@@ -25,10 +25,10 @@ func TestProvisionalFresh(t *testing.T) {
 			got = &c
 		}
 	})
-	if got == nil || got.Values[BytesPerSecond] != 1000 || !when.Equal(at(1041)) {
+	if got == nil || got.Values.Of(BytesPerSecond) != 1000 || !when.Equal(at(1041)) {
 		t.Fatalf("provisional read at 1041.5: %v at %v, want 1000 bytes/s at 1041", got, when)
 	}
-	if s := e.Tick(at(1041.5)); !s.Time.Equal(at(1036)) || row(s, ScopeLine, "10.0.0.1 eth0").Values[BytesPerSecond] != 0 {
+	if s := e.Tick(at(1041.5)); !s.Time.Equal(at(1036)) || row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond) != 0 {
 		t.Errorf("the engine's tick at 1041.5 ends at %v (want 1036) and shows the record already", s.Time)
 	}
 	called := false
@@ -62,7 +62,7 @@ func TestProvisionalAddsUp(t *testing.T) {
 			}
 			prevProv = s.Time
 			if r := row(s, ScopeLine, key); r != nil {
-				provBytes += r.Values[BytesPerSecond] * secs
+				provBytes += r.Values.Of(BytesPerSecond) * secs
 			}
 		})
 	}
@@ -90,14 +90,14 @@ func TestProvisionalAddsUp(t *testing.T) {
 				t.Fatalf("tick at %v: %v with %d rows, reference %v with %d", now, a.Time, len(a.Rows), b.Time, len(b.Rows))
 			}
 			for i := range a.Rows {
-				for k, v := range b.Rows[i].Values {
-					if math.Abs(a.Rows[i].Values[k]-v) > 1e-9*math.Abs(v) { // folded at other times: summed in another order
-						t.Fatalf("tick at %v, %s %s %s: %v, reference %v", now, a.Rows[i].Scope, a.Rows[i].Key, k, a.Rows[i].Values[k], v)
+				for k, v := range b.Rows[i].Values.Map() {
+					if math.Abs(a.Rows[i].Values.Of(k)-v) > 1e-9*math.Abs(v) { // folded at other times: summed in another order
+						t.Fatalf("tick at %v, %s %s %s: %v, reference %v", now, a.Rows[i].Scope, a.Rows[i].Key, k, a.Rows[i].Values.Of(k), v)
 					}
 				}
 			}
 			if r := row(b, ScopeLine, key); r != nil {
-				refBytes += r.Values[BytesPerSecond]
+				refBytes += r.Values.Of(BytesPerSecond)
 			}
 		}
 	}
@@ -105,7 +105,7 @@ func TestProvisionalAddsUp(t *testing.T) {
 	for sec := 1100.0; sec <= 1110; sec++ {
 		e.Tick(at(sec))
 		if r := row(ref.Tick(at(sec)), ScopeLine, key); r != nil {
-			refBytes += r.Values[BytesPerSecond]
+			refBytes += r.Values.Of(BytesPerSecond)
 		}
 	}
 	read(at(1111.5))

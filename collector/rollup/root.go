@@ -417,7 +417,7 @@ func (e *Engine) exporter(a netip.Addr) *series {
 
 func (e *Engine) newSeries(scope int, key string, labels map[string]string) *series {
 	s := &series{scope: scope, key: key, ring: make([]bucket, e.ringLen), born: e.closed + 1, pos: len(e.all)}
-	s.row = Row{Scope: scopeNames[scope], Key: key, Labels: labels, Values: make(map[string]float64, 20)}
+	s.row = Row{Scope: scopeNames[scope], Key: key, Labels: labels}
 	if (scope == scopeLine || scope == scopeProject) && e.cfg.TopTalkers > 0 {
 		s.talkers = newSpaceSaving(e.cfg.TalkerCounters)
 	}
@@ -625,32 +625,34 @@ func (e *Engine) sortSeries() {
 // fillRow sets a row's values from bucket bk, which covers secs seconds,
 // and the series' smoothed values, RTT sketches and talkers.
 func (e *Engine) fillRow(s *series, row *Row, bk *bucket, secs float64) {
-	v := row.Values // the same keys every tick: overwritten, not cleared
-	v[BytesPerSecond] = bk.bytes / secs
-	v[BitsPerSecond] = 8 * bk.bytes / secs
-	v[PacketsPerSecond] = bk.packets / secs
-	v[FlowsPerSecond] = float64(bk.flows) / secs
-	v[BytesPerSecondSmoothed] = s.smooth[0]
-	v[BitsPerSecondSmoothed] = 8 * s.smooth[0]
-	v[PacketsPerSecondSmooth] = s.smooth[1]
-	v[FlowsPerSecondSmoothed] = s.smooth[2]
-	v[BytesPerSecondBaseline] = s.baseline
-	v[RetransmittedPerSecond] = float64(bk.retrans) / secs
-	v[ZeroWindowsPerSecond] = float64(bk.zeroWins) / secs
-	v[HandshakesPerSecond] = float64(bk.handshakes) / secs
-	v[UnansweredSYNsPerSecond] = float64(bk.syns) / secs
-	v[SeriesAgeSeconds] = float64(e.closed+1-s.born) * e.tickSeconds
+	v := &row.Values // the same values every tick: overwritten, not cleared
+	v.set(vBytes, bk.bytes/secs)
+	v.set(vBits, 8*bk.bytes/secs)
+	v.set(vPackets, bk.packets/secs)
+	v.set(vFlows, float64(bk.flows)/secs)
+	v.set(vBytesSmoothed, s.smooth[0])
+	v.set(vBitsSmoothed, 8*s.smooth[0])
+	v.set(vPacketsSmoothed, s.smooth[1])
+	v.set(vFlowsSmoothed, s.smooth[2])
+	v.set(vBaseline, s.baseline)
+	v.set(vRetrans, float64(bk.retrans)/secs)
+	v.set(vZeroWindows, float64(bk.zeroWins)/secs)
+	v.set(vHandshakes, float64(bk.handshakes)/secs)
+	v.set(vSYNs, float64(bk.syns)/secs)
+	v.set(vAge, float64(e.closed+1-s.born)*e.tickSeconds)
 	if bk.tcpPackets > 0 {
-		v[RetransmissionRatio] = float64(bk.retrans) / float64(bk.tcpPackets)
+		v.set(vRetransRatio, float64(bk.retrans)/float64(bk.tcpPackets))
 	} else {
-		delete(v, RetransmissionRatio)
+		v.del(vRetransRatio)
 	}
 	if q, ok := s.rtt.quantilesOf(); ok {
-		v[RTTp50], v[RTTp95], v[RTTp99] = q[0], q[1], q[2]
+		v.set(vRTTp50, q[0])
+		v.set(vRTTp95, q[1])
+		v.set(vRTTp99, q[2])
 	} else {
-		delete(v, RTTp50)
-		delete(v, RTTp95)
-		delete(v, RTTp99)
+		v.del(vRTTp50)
+		v.del(vRTTp95)
+		v.del(vRTTp99)
 	}
 	row.Top = row.Top[:0]
 	if s.talkers != nil {
@@ -715,8 +717,8 @@ func (e *Engine) Provisional(now time.Time, lag time.Duration, fn func(*Snapshot
 				pb.zeroWins += bk.zeroWins
 			}
 		}
-		if s.prow.Values == nil {
-			s.prow = Row{Scope: s.row.Scope, Key: s.row.Key, Labels: s.row.Labels, Values: make(map[string]float64, 20)}
+		if s.prow.Scope == "" {
+			s.prow = Row{Scope: s.row.Scope, Key: s.row.Key, Labels: s.row.Labels}
 		}
 		e.fillRow(s, &s.prow, &pb, float64(n)*e.tickSeconds)
 		e.prov.Rows = append(e.prov.Rows, s.prow)

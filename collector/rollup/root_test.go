@@ -76,10 +76,10 @@ func TestSpreading(t *testing.T) {
 		if r == nil {
 			t.Fatalf("tick %v: no line row in %+v", sec, s.Rows)
 		}
-		if got := r.Values[BytesPerSecond]; math.Abs(got-want[end]) > 1e-9 {
+		if got := r.Values.Of(BytesPerSecond); math.Abs(got-want[end]) > 1e-9 {
 			t.Errorf("tick ending %v: %v bytes/s, want %v", end, got, want[end])
 		}
-		if got := r.Values[BitsPerSecond]; math.Abs(got-8*want[end]) > 1e-9 {
+		if got := r.Values.Of(BitsPerSecond); math.Abs(got-8*want[end]) > 1e-9 {
 			t.Errorf("tick ending %v: %v bits/s, want %v", end, got, 8*want[end])
 		}
 	}
@@ -103,10 +103,10 @@ func TestSmoothing(t *testing.T) {
 		n := float64(i + 1)
 		fast := 3000 + math.Exp(-n/5)*(1000-3000)
 		base := 3000 + math.Exp(-n/300)*(1000-3000)
-		if got := r.Values[BytesPerSecondSmoothed]; math.Abs(got-fast) > 1e-6 {
+		if got := r.Values.Of(BytesPerSecondSmoothed); math.Abs(got-fast) > 1e-6 {
 			t.Errorf("tick %v: smoothed %v, want %v", n, got, fast)
 		}
-		if got := r.Values[BytesPerSecondBaseline]; math.Abs(got-base) > 1e-6 {
+		if got := r.Values.Of(BytesPerSecondBaseline); math.Abs(got-base) > 1e-6 {
 			t.Errorf("tick %v: baseline %v, want %v", n, got, base)
 		}
 	}
@@ -140,7 +140,7 @@ func TestScopesAndTCP(t *testing.T) {
 			t.Errorf("no row %s %q", scope, key)
 			return
 		}
-		got, ok := r.Values[value]
+		got, ok := r.Values.Get(value)
 		if !ok || math.Abs(got-want) > 1e-9 {
 			t.Errorf("%s %q %s = %v (present %t), want %v", scope, key, value, got, ok, want)
 		}
@@ -156,7 +156,7 @@ func TestScopesAndTCP(t *testing.T) {
 	check(ScopeService, "tcp/5432", ZeroWindowsPerSecond, 2)
 	check(ScopeExporter, "10.0.0.1", FlowsPerSecond, 2)
 	r := row(s, ScopeService, "tcp/5432")
-	if p50 := r.Values[RTTp50]; math.Abs(p50-3)/3 > 0.01 {
+	if p50 := r.Values.Of(RTTp50); math.Abs(p50-3)/3 > 0.01 {
 		t.Errorf("RTT p50 %v ms, want 3 ms within 1%%", p50)
 	}
 	if n := len(s.Rows); n != 7 {
@@ -185,7 +185,7 @@ func (c *countingSubscriber) Rollup(s *Snapshot) {
 	defer c.mu.Unlock()
 	c.ticks++
 	if r := row(s, ScopeExporter, "10.0.0.1"); r != nil {
-		c.bytes += r.Values[BytesPerSecond]
+		c.bytes += r.Values.Of(BytesPerSecond)
 	}
 }
 
@@ -260,14 +260,14 @@ func TestSpanAnchor(t *testing.T) {
 			if r == nil {
 				t.Fatalf("second %v: no row for line %s", b, line)
 			}
-			if got := r.Values[BytesPerSecond]; math.Abs(got-secs[b]) > 1e-6 {
+			if got := r.Values.Of(BytesPerSecond); math.Abs(got-secs[b]) > 1e-6 {
 				t.Errorf("line %s, second %v: %v bytes/s, want %v", line, b, got, secs[b])
 			}
 			flows := 0.0
 			if wantFlow[line] == b {
 				flows = 1
 			}
-			if got := r.Values[FlowsPerSecond]; got != flows {
+			if got := r.Values.Of(FlowsPerSecond); got != flows {
 				t.Errorf("line %s, second %v: %v flows/s, want %v", line, b, got, flows)
 			}
 		}

@@ -46,7 +46,7 @@ func TestRTTQuantiles(t *testing.T) {
 		q    float64
 		name string
 	}{{0.5, RTTp50}, {0.95, RTTp95}, {0.99, RTTp99}} {
-		got := r.Values[c.name]
+		got := r.Values.Of(c.name)
 		// Either neighbour of the quantile's rank is a right answer.
 		lo, hi := rtts[int(math.Floor(c.q*(n-1)))], rtts[int(math.Ceil(c.q*(n-1)))]
 		if got < lo*(1-0.01) || got > hi*(1+0.01) {
