@@ -28,6 +28,8 @@ type Evaluator struct {
 	view   string
 	// Overflow counts rows not judged because a rule had MaxSeriesPerRule.
 	Overflow func()
+
+	byScope map[string][]int32 // the snapshot's rows by scope, reused
 }
 
 type series struct {
@@ -56,11 +58,22 @@ func NewEvaluator(f *File, kibanaURL, dataView string, emit func(Alert)) *Evalua
 func (e *Evaluator) Rollup(s *rollup.Snapshot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Each rule reads the rows of its scope only: a hundred rules over
+	// thousands of rows compared every scope otherwise.
+	if e.byScope == nil {
+		e.byScope = map[string][]int32{}
+	}
+	for k, v := range e.byScope {
+		e.byScope[k] = v[:0]
+	}
+	for j := range s.Rows {
+		e.byScope[s.Rows[j].Scope] = append(e.byScope[s.Rows[j].Scope], int32(j))
+	}
 	for i, r := range e.rules {
 		st := e.states[i]
-		for j := range s.Rows {
+		for _, j := range e.byScope[r.Scope] {
 			row := &s.Rows[j]
-			if row.Scope != r.Scope || !e.matches(r, row) {
+			if !e.matches(r, row) {
 				continue
 			}
 			v, ok := e.value(r, row)
