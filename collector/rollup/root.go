@@ -55,9 +55,10 @@ type Engine struct {
 	talkerScale float64              // decay so far; stored talker counts are divided by it
 	rttTick     int
 
-	pre    preAggs // records summed between folds (preagg.go)
-	topBuf []talkerCounter
-	snap   Snapshot
+	pre        preAggs // records summed between folds (preagg.go)
+	topBuf     []talkerCounter
+	rttScratch [rttReadSpan]float64 // the bins of an RTT quantile read
+	snap       Snapshot
 
 	viewOn   bool  // Provisional has been called: closing buckets carry what it did not read
 	viewRead int64 // the last bucket Provisional read
@@ -645,7 +646,7 @@ func (e *Engine) fillRow(s *series, row *Row, bk *bucket, secs float64) {
 	} else {
 		v.del(vRetransRatio)
 	}
-	if q, ok := s.rtt.quantilesOf(); ok {
+	if q, ok := s.rtt.quantilesOf(e.rttScratch[:]); ok {
 		v.set(vRTTp50, q[0])
 		v.set(vRTTp95, q[1])
 		v.set(vRTTp99, q[2])

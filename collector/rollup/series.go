@@ -1,10 +1,12 @@
 package rollup
 
 import (
+	"math"
 	"net/netip"
 	"strconv"
 
 	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/DataDog/sketches-go/ddsketch/store"
 )
 
 // Scope indexes, in the order rows are listed.
@@ -76,6 +78,7 @@ type rttState struct {
 	q, qBuf []float64
 	qOK     bool
 	dirty   bool
+	qRead   []float64 // readStores's
 }
 
 func newRTTState(accuracy float64) *rttState {
@@ -101,18 +104,19 @@ var quantiles = []float64{0.5, 0.95, 0.99}
 
 // quantiles returns p50, p95, p99 and whether there was any handshake.
 // quantilesOf is quantiles, for a series that may have no RTT state.
-func (r *rttState) quantilesOf() ([]float64, bool) {
+// scratch is the caller's, for the bins (rttReadSpan values).
+func (r *rttState) quantilesOf(scratch []float64) ([]float64, bool) {
 	if r == nil {
 		return nil, false
 	}
-	return r.quantiles()
+	return r.quantiles(scratch)
 }
 
-func (r *rttState) quantiles() ([]float64, bool) {
+func (r *rttState) quantiles(scratch []float64) ([]float64, bool) {
 	if !r.dirty {
 		return r.q, r.qOK
 	}
-	r.q, r.qOK = r.read()
+	r.q, r.qOK = r.read(scratch)
 	if r.q != nil {
 		r.qBuf = append(r.qBuf[:0], r.q...)
 		r.q = r.qBuf
@@ -121,7 +125,10 @@ func (r *rttState) quantiles() ([]float64, bool) {
 	return r.q, r.qOK
 }
 
-func (r *rttState) read() ([]float64, bool) {
+func (r *rttState) read(scratch []float64) ([]float64, bool) {
+	if q, ok, done := r.readStores(scratch); done {
+		return q, ok
+	}
 	r.merged.Clear()
 	if err := r.merged.MergeWith(r.prev); err != nil {
 		return nil, false
@@ -134,6 +141,64 @@ func (r *rttState) read() ([]float64, bool) {
 	}
 	q, err := r.merged.GetValuesAtQuantiles(quantiles)
 	return q, err == nil
+}
+
+// rttReadSpan bounds the bins readStores adds up (2048, as the sketches).
+const rttReadSpan = 2048
+
+// readStores reads the quantiles of prev and cur together without merging
+// them into a third sketch (which re-extended its range every read): both
+// positive stores' bins are summed into a scratch array, which is walked
+// as DDSketch.GetValueAtQuantile walks a merged store, with the same sums
+// in the same order (so the same values). done is false when it cannot
+// (zero or negative values, a span wider than a sketch keeps): read then
+// merges.
+func (r *rttState) readStores(scratch []float64) (q []float64, ok, done bool) {
+	if r.prev.GetZeroCount() != 0 || r.cur.GetZeroCount() != 0 ||
+		!r.prev.GetNegativeValueStore().IsEmpty() || !r.cur.GetNegativeValueStore().IsEmpty() {
+		return nil, false, false
+	}
+	ps, cs := r.prev.GetPositiveValueStore(), r.cur.GetPositiveValueStore()
+	lo, hi := math.MaxInt, math.MinInt
+	for _, st := range [2]store.Store{ps, cs} {
+		if st.IsEmpty() {
+			continue
+		}
+		mn, err1 := st.MinIndex()
+		mx, err2 := st.MaxIndex()
+		if err1 != nil || err2 != nil {
+			return nil, false, false
+		}
+		lo, hi = min(lo, mn), max(hi, mx)
+	}
+	if lo > hi {
+		return nil, false, true // both empty
+	}
+	if hi-lo >= rttReadSpan {
+		return nil, false, false
+	}
+	bins := scratch[:hi-lo+1]
+	clear(bins)
+	for _, st := range [2]store.Store{ps, cs} {
+		st.ForEach(func(i int, c float64) bool {
+			bins[i-lo] += c
+			return false
+		})
+	}
+	count := r.prev.GetCount() + r.cur.GetCount()
+	m := r.prev.IndexMapping
+	q = r.qRead[:0]
+	i, n := 0, bins[0]
+	for _, qt := range quantiles {
+		rank := float64(qt * (count - 1))
+		for n <= rank && i < len(bins)-1 {
+			i++
+			n += bins[i]
+		}
+		q = append(q, m.Value(lo+i))
+	}
+	r.qRead = q
+	return q, true, true
 }
 
 // lineKey names a line: an exporter's interface, by name when the

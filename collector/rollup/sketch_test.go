@@ -225,3 +225,55 @@ func TestMetricsBound(t *testing.T) {
 	}
 	testutil.LintMetrics(t, prometheus.Gatherer(rep.Registry), "spanflow_rollup")
 }
+
+// TestRTTReadStores checks that reading prev and cur together gives the
+// very values of the library's own read of the two merged (rttState.read
+// before readStores), over windows of every shape: empty, one side, both,
+// disjoint and overlapping ranges, a single handshake, values at zero.
+func TestRTTReadStores(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	scratch := make([]float64, rttReadSpan)
+	r := newRTTState(0.01)
+	for round := range 400 {
+		if round%3 == 0 {
+			r.rotate()
+		}
+		n := rng.IntN(40)
+		if round%17 == 0 {
+			n = 1
+		}
+		scale := math.Exp(rng.Float64() * 12) // 1 to 160,000 ms
+		for range n {
+			v := scale * (0.01 + rng.ExpFloat64())
+			if round%41 == 5 {
+				v = 0 // the zero count: readStores refuses, read merges
+			}
+			if err := r.cur.Add(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.dirty = true
+		got, gotOK := r.read(scratch)
+		r.merged.Clear()
+		if err := r.merged.MergeWith(r.prev); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.merged.MergeWith(r.cur); err != nil {
+			t.Fatal(err)
+		}
+		if r.merged.IsEmpty() {
+			if gotOK {
+				t.Fatalf("round %d: quantiles %v of no handshake", round, got)
+			}
+			continue
+		}
+		want, err := r.merged.GetValuesAtQuantiles(quantiles)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !gotOK || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("round %d (%v and %v handshakes): %v, %v; merged sketch: %v", round,
+				r.prev.GetCount(), r.cur.GetCount(), got, gotOK, want)
+		}
+	}
+}
