@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/lifecycle"
@@ -143,10 +145,23 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	}
 	c.Dispatcher = newDispatcher(r, m, c.sinks, limits)
 	c.Evaluator = NewEvaluator(f, cfg.KibanaURL, cfg.KibanaDataView, c.Dispatcher.Emit)
-	c.Evaluator.Overflow = func() { m.overflow.WithLabelValues("series").Inc() }
+	c.Evaluator.Overflow = m.overflow.WithLabelValues("series").Inc
 	c.Detectors = NewFlowDetectors(f.Detectors, cfg.KibanaURL, cfg.KibanaDataView, c.Dispatcher.Emit)
 	if c.Detectors != nil {
-		c.Detectors.Overflow = func(d string) { m.overflow.WithLabelValues(d).Inc() }
+		// A full table refuses a record per new source, address or peer
+		// (a million clients fill port_scan's 10,000 sources in seconds):
+		// the counters are resolved once, not their labels hashed each time.
+		over := map[string]prometheus.Counter{}
+		for _, d := range []string{"new_peer", "port_scan", "half_open"} {
+			over[d] = m.overflow.WithLabelValues(d)
+		}
+		c.Detectors.Overflow = func(d string) {
+			if o, ok := over[d]; ok {
+				o.Inc()
+				return
+			}
+			m.overflow.WithLabelValues(d).Inc()
+		}
 	}
 	return c, nil
 }
