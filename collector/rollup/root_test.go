@@ -276,3 +276,49 @@ func TestSpanAnchor(t *testing.T) {
 		t.Errorf("%d late and %d future records, want none", e.stats.lateRecords, e.stats.futureRecords)
 	}
 }
+
+// TestIdleSeriesReturn: a series idle for IdleTimeout is forgotten, and
+// when its key comes back it is counted again from scratch in a new
+// series (not in the forgotten one, which a lookup cache kept in front of
+// the maps would still hand out), while a busy series of the same scope
+// is untouched.
+func TestIdleSeriesReturn(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay, c.IdleTimeout = 0, 5*time.Second })
+	e.Tick(at(100))
+	quiet := lineRecord(at(100.5), 0, 1000)
+	quiet.InIfName, quiet.InIf = "eth1", 4
+	busy := lineRecord(at(100.5), 0, 500)
+	if err := e.Write([]flow.Record{quiet, busy}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.Tick(at(101))
+	if r := row(s, ScopeLine, "10.0.0.1 eth1"); r == nil || r.Values.Of(BytesPerSecond) != 1000 {
+		t.Fatalf("tick 101: eth1 %+v, want 1000 bytes/s", r)
+	}
+	for sec := 101.0; sec < 112; sec++ {
+		busy.Received, busy.Start, busy.End = at(sec+0.5), at(sec+0.5), at(sec+0.5)
+		if err := e.Write([]flow.Record{busy}); err != nil {
+			t.Fatal(err)
+		}
+		s = e.Tick(at(sec + 1))
+	}
+	if r := row(s, ScopeLine, "10.0.0.1 eth1"); r != nil {
+		t.Fatalf("tick 112: eth1 still listed after 11 idle seconds: %+v", r.Values.Map())
+	}
+	if r := row(s, ScopeLine, "10.0.0.1 eth0"); r == nil || r.Values.Of(BytesPerSecond) != 500 {
+		t.Fatalf("tick 112: eth0 %+v, want 500 bytes/s", r)
+	}
+	quiet.Received, quiet.Start, quiet.End = at(112.5), at(112.5), at(112.5)
+	quiet.Bytes = 3000
+	if err := e.Write([]flow.Record{quiet}); err != nil {
+		t.Fatal(err)
+	}
+	s = e.Tick(at(113))
+	r := row(s, ScopeLine, "10.0.0.1 eth1")
+	if r == nil || r.Values.Of(BytesPerSecond) != 3000 {
+		t.Fatalf("tick 113: eth1 back %+v, want 3000 bytes/s", r)
+	}
+	if age := r.Values.Of(SeriesAgeSeconds); age != 1 {
+		t.Errorf("tick 113: eth1's series is %v s old, want 1 (a new series)", age)
+	}
+}
