@@ -138,3 +138,34 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// BenchmarkNewPeersHeld: the new-peer detector after its learning period,
+// while a stream of new external clients each fires and holds an alert
+// (Hold: 2 minutes) — thousands held at once; batches of 20 flows (a
+// datagram's worth), each a little later. ns/op is per flow.
+func BenchmarkNewPeersHeld(b *testing.B) {
+	d := DefaultDetectors()
+	d.NewPeer.Enabled, d.NewPeer.Learning, d.NewPeer.MaxPeers = true, 0, 1<<30
+	fired := 0
+	fd := NewFlowDetectors(d, "", "", func(Alert) { fired++ })
+	vs := &flow.VSphere{VMName: "front-1", Project: "payments"}
+	recs := make([]flow.Record, 20)
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += len(recs) {
+		now = now.Add(200 * time.Microsecond) // 100,000 flows a second
+		for i := range recs {
+			c := uint32(done + i)
+			recs[i] = flow.Record{Received: now, End: now, Proto: 6, TCPFlags: 0x1b, SrcPort: 40000, DstPort: 443,
+				SrcAddr: netip.AddrFrom4([4]byte{100, byte(c >> 16), byte(c >> 8), byte(c)}), DstAddr: netip.AddrFrom4([4]byte{10, 0, 0, 1}),
+				Dst: flow.Endpoint{VSphere: vs}, Locality: "external"}
+		}
+		fd.Write(recs)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(fd.newPeers)), "held")
+	if fired == 0 {
+		b.Fatal("no new peer fired")
+	}
+}
