@@ -274,8 +274,10 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		}
 		fd.last = pp
 	}
-	if _, ok := pp.known.get(peer); ok {
-		if len(fd.newPeers) > 0 {
+	if en := pp.known.entry(peer); en != nil {
+		// Its entry says whether it holds an alert: the flows of the
+		// others, nearly all, skip the alerts' map.
+		if en.n != 0 {
 			if pa := fd.newPeers[peerKey{project, peer}]; pa != nil {
 				pa.last = t
 			}
@@ -286,12 +288,13 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		fd.Overflow("new_peer")
 		return
 	}
-	pp.known.put(peer, 0)
+	en := pp.known.put(peer, 0)
 	fd.npeers++
 	from := pp.from
 	if t.Sub(from) < fd.cfg.NewPeer.Learning {
 		return
 	}
+	en.n = 1 // holds an alert (resolvePeers clears it)
 	a := Alert{Rule: RuleNewPeer, Severity: fd.cfg.NewPeer.Severity, Scope: "peer", Key: project + " " + peer.String(),
 		Labels:      map[string]string{"project": project, "peer": peer.String()},
 		Annotations: map[string]string{"summary": fmt.Sprintf("project %s talks to a new external peer %s", project, peer)},
@@ -361,6 +364,11 @@ func (fd *FlowDetectors) resolvePeers(now time.Time) {
 			a.EndsAt = pa.last.Add(fd.cfg.NewPeer.Hold)
 			a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
 			delete(fd.newPeers, k)
+			if pp := fd.projects[k.project]; pp != nil {
+				if en := pp.known.entry(k.peer); en != nil {
+					en.n = 0
+				}
+			}
 			fd.emit(a)
 		}
 	}
@@ -501,7 +509,7 @@ type addrTable struct {
 type addrEntry struct {
 	a0, a1 uint64
 	idx    int32 // index+1; 0: empty
-	n      int32 // windowCounter: the address's count
+	n      int32 // windowCounter: the address's count; new peers: 1 while the peer holds an alert
 	ports  [4]uint16
 	np     uint8 // windowCounter: ports held in ports
 	v6     bool  // not an IPv4 address (As16 maps IPv4 into IPv6)
