@@ -9,6 +9,7 @@ import (
 
 	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 var t0 = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
@@ -186,5 +187,60 @@ func TestHalfOpenFlows(t *testing.T) {
 	want := []string{"firing half_open_storm_flows 10.2.0.10 @2.5s", "resolved half_open_storm_flows 10.2.0.10 @20s"}
 	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestVMRulesByProject: a VM-scope rule narrowed to a project (`vm:` and
+// `project:` selectors, the issue's `project: payments`, `vm: pay-db-*`)
+// judges the VMs of that project, and only them, from the rollup engine's
+// own rows: a VM's row carries its project.
+func TestVMRulesByProject(t *testing.T) {
+	f, err := ParseRules([]byte(`rules:
+  - name: slow_payment_db
+    vm: "*-db-*"
+    project: payments
+    value: rtt_p95_ms
+    above: 50
+    for: 2s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Rules[0].Scope != rollup.ScopeVM {
+		t.Fatalf("scope %q, want vm", f.Rules[0].Scope)
+	}
+	cfg := rollup.DefaultConfiguration()
+	cfg.EventTime, cfg.Delay = true, 0
+	e, err := rollup.New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	e.Subscribe(NewEvaluator(f, "", "", r.emit))
+	vms := map[string]*flow.VSphere{
+		"pay-db-1":    {VMName: "pay-db-1", Project: "payments"},
+		"shop-db-1":   {VMName: "shop-db-1", Project: "shop"},
+		"pay-front-1": {VMName: "pay-front-1", Project: "payments"},
+	}
+	for s := 0; s < 20; s++ {
+		ts := t0.Add(time.Duration(s)*time.Second + 500*time.Millisecond)
+		var recs []flow.Record
+		for _, name := range []string{"pay-db-1", "shop-db-1", "pay-front-1"} {
+			x := rec(ts, "10.9.0.1", "10.2.0.10", 40000, 5432, tcpSYN|tcpACK)
+			x.Dst.VSphere = vms[name]
+			x.TCP.RTTServer = 80 * time.Millisecond // every VM slow
+			recs = append(recs, x)
+		}
+		if err := e.Write(recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Tick(t0.Add(21 * time.Second))
+	var keys []string
+	for _, a := range r.got {
+		keys = append(keys, a.Key)
+	}
+	if len(r.got) != 1 || r.got[0].Key != "pay-db-1" || r.got[0].Labels["project"] != "payments" {
+		t.Fatalf("alerts for %v (%+v), want one for pay-db-1 of project payments", keys, r.got)
 	}
 }

@@ -232,10 +232,10 @@ func (e *Engine) newAgg(k *aggKey, slot int, r *flow.Record) int {
 		dv = r.Dst.VSphere.VMName
 	}
 	if sv != "" {
-		touch(e.vm(sv))
+		touch(e.vm(sv, sp))
 	}
 	if dv != "" && dv != sv {
-		touch(e.vm(dv))
+		touch(e.vm(dv, dp))
 	}
 	touch(e.service(serviceKey{k.proto, k.port}))
 	if r.ObserverIP.IsValid() {

@@ -397,10 +397,28 @@ func (e *Engine) project(p string) *series {
 	})
 }
 
-func (e *Engine) vm(v string) *series {
-	return lookup(e, e.vms, v, scopeVM, func() (string, map[string]string) {
-		return v, map[string]string{"vm": v}
+// vm is the series of VM v, whose project is p ("" when unknown): its row
+// carries the project, so that rules narrowed to a project (`project:`
+// with `vm:`) judge its VMs. A VM moved to another project is relabelled
+// (a new labels map: snapshots already handed out keep theirs).
+func (e *Engine) vm(v, p string) *series {
+	s := lookup(e, e.vms, v, scopeVM, func() (string, map[string]string) {
+		return v, vmLabels(v, p)
 	})
+	if p != s.project && p != "" && s.key != OtherKey {
+		if s.row.Labels["project"] != p {
+			s.row.Labels = vmLabels(v, p)
+		}
+		s.project = p
+	}
+	return s
+}
+
+func vmLabels(v, p string) map[string]string {
+	if p == "" {
+		return map[string]string{"vm": v}
+	}
+	return map[string]string{"vm": v, "project": p}
 }
 
 func (e *Engine) service(k serviceKey) *series {
@@ -719,8 +737,9 @@ func (e *Engine) Provisional(now time.Time, lag time.Duration, fn func(*Snapshot
 			}
 		}
 		if s.prow.Scope == "" {
-			s.prow = Row{Scope: s.row.Scope, Key: s.row.Key, Labels: s.row.Labels}
+			s.prow = Row{Scope: s.row.Scope, Key: s.row.Key}
 		}
+		s.prow.Labels = s.row.Labels
 		e.fillRow(s, &s.prow, &pb, float64(n)*e.tickSeconds)
 		e.prov.Rows = append(e.prov.Rows, s.prow)
 	}

@@ -322,3 +322,39 @@ func TestIdleSeriesReturn(t *testing.T) {
 		t.Errorf("tick 113: eth1's series is %v s old, want 1 (a new series)", age)
 	}
 }
+
+// TestVMRowProject: a VM's row carries its project (vCenter's, else the
+// networks file's); when the VM shows up in another project its row is
+// relabelled, and the snapshot handed out before keeps its labels.
+func TestVMRowProject(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	r := lineRecord(at(100.5), 0, 1000)
+	r.Dst.VSphere = &flow.VSphere{VMName: "pay-db-1", Project: "payments"}
+	other := lineRecord(at(100.5), 0, 1000)
+	other.Src.VSphere = &flow.VSphere{VMName: "lone-1"}
+	other.Src.Network = &flow.NetworkInfo{Project: "net-project"}
+	if err := e.Write([]flow.Record{r, other}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := e.Tick(at(101))
+	if got := row(s1, ScopeVM, "pay-db-1").Labels; got["project"] != "payments" || got["vm"] != "pay-db-1" {
+		t.Fatalf("pay-db-1 labels %v", got)
+	}
+	if got := row(s1, ScopeVM, "lone-1").Labels; got["project"] != "net-project" {
+		t.Fatalf("lone-1 labels %v, want the networks file's project", got)
+	}
+	before := row(s1, ScopeVM, "pay-db-1").Labels
+	r.Dst.VSphere = &flow.VSphere{VMName: "pay-db-1", Project: "payments-2"}
+	r.Received, r.Start, r.End = at(101.5), at(101.5), at(101.5)
+	if err := e.Write([]flow.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	s2 := e.Tick(at(102))
+	if got := row(s2, ScopeVM, "pay-db-1").Labels["project"]; got != "payments-2" {
+		t.Fatalf("after the move: project %q, want payments-2", got)
+	}
+	if before["project"] != "payments" {
+		t.Fatalf("the earlier snapshot's labels changed: %v", before)
+	}
+}

@@ -45,9 +45,10 @@ func (b *bucket) empty() bool { return b.bytes == 0 && b.packets == 0 && b.flows
 
 // series is the state of one row.
 type series struct {
-	scope int
-	key   string
-	pos   int // in Engine.all
+	scope   int
+	key     string
+	pos     int    // in Engine.all
+	project string // a VM's project, as its row's labels say
 
 	ring     []bucket // ring[i % len] holds bucket i while it is open
 	last     bucket   // the bucket closed last
