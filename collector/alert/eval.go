@@ -5,6 +5,7 @@ import (
 	"path"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/spanflow/spanflow/collector/rollup"
 )
@@ -30,6 +31,34 @@ type Evaluator struct {
 	Overflow func()
 
 	byScope map[string][]int32 // the snapshot's rows by scope, reused
+	// memo holds, per rule, whether a row (by key, with its labels map)
+	// matched its selectors: shell-glob matching was 60 % of judging a
+	// snapshot, and rows keep their key and labels from tick to tick.
+	memo []map[string]matched
+}
+
+type matched struct {
+	labels unsafe.Pointer // the row's labels map: a relabelled row is matched again
+	ok     bool
+}
+
+// maxMemo bounds each rule's memo; a full one starts over.
+const maxMemo = 4 * MaxSeriesPerRule
+
+// matchesMemo is matches(e.rules[i], row), remembered.
+func (e *Evaluator) matchesMemo(i int, row *rollup.Row) bool {
+	// A map value is a pointer to the runtime's map: its identity.
+	lp := *(*unsafe.Pointer)(unsafe.Pointer(&row.Labels))
+	m := e.memo[i]
+	if x, ok := m[row.Key]; ok && x.labels == lp {
+		return x.ok
+	}
+	ok := e.matches(e.rules[i], row)
+	if len(m) >= maxMemo {
+		clear(m)
+	}
+	m[row.Key] = matched{labels: lp, ok: ok}
+	return ok
 }
 
 type series struct {
@@ -48,8 +77,10 @@ func NewEvaluator(f *File, kibanaURL, dataView string, emit func(Alert)) *Evalua
 	}
 	e.rules = append(e.rules, f.Detectors.snapshotRules()...)
 	e.states = make([]map[string]*series, len(e.rules))
+	e.memo = make([]map[string]matched, len(e.rules))
 	for i := range e.states {
 		e.states[i] = map[string]*series{}
+		e.memo[i] = map[string]matched{}
 	}
 	return e
 }
@@ -73,7 +104,7 @@ func (e *Evaluator) Rollup(s *rollup.Snapshot) {
 		st := e.states[i]
 		for _, j := range e.byScope[r.Scope] {
 			row := &s.Rows[j]
-			if !e.matches(r, row) {
+			if !e.matchesMemo(i, row) {
 				continue
 			}
 			v, ok := e.value(r, row)

@@ -244,3 +244,28 @@ func TestVMRulesByProject(t *testing.T) {
 		t.Fatalf("alerts for %v (%+v), want one for pay-db-1 of project payments", keys, r.got)
 	}
 }
+
+// TestRuleSeesRelabelledRow: the evaluator remembers which rows a rule's
+// selectors matched; a VM moved into the rule's project is matched again
+// (its row has new labels) and fires, one moved out stops being judged.
+func TestRuleSeesRelabelledRow(t *testing.T) {
+	f, err := ParseRules([]byte("rules:\n  - {name: slow, vm: \"*\", project: payments, value: rtt_p95_ms, above: 50, for: 2s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	ev := NewEvaluator(f, "", "", r.emit)
+	labels := map[string]string{"vm": "db-1", "project": "shop"}
+	for s := 0; s < 20; s++ {
+		if s == 10 {
+			labels = map[string]string{"vm": "db-1", "project": "payments"} // moved
+		}
+		row := rollup.Row{Scope: rollup.ScopeVM, Key: "db-1", Labels: labels,
+			Values: rollup.ValuesOf(map[string]float64{rollup.RTTp95: 80})}
+		ev.Rollup(&rollup.Snapshot{Time: t0.Add(time.Duration(s) * time.Second), Rows: []rollup.Row{row}})
+	}
+	want := []string{"firing slow db-1 @12s"}
+	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
