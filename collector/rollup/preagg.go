@@ -121,7 +121,7 @@ type rttOther struct {
 
 // preAggs are the pre-aggregation tables; every size is fixed at New.
 type preAggs struct {
-	slots  []int32 // open addressing on aggKey.hash: index+1 in aggs, 0 empty
+	slots  []uint64 // open addressing on aggKey.hash: slotOf, 0 empty
 	aggs   []preAgg
 	max    int
 	stride int       // 2 × ringLen: bytes and packets per bucket offset
@@ -152,7 +152,7 @@ const (
 func newPreAggs(ringLen int) preAggs {
 	n := max(minAggs, min(maxAggs, spreadBudget/(2*ringLen)))
 	p := preAggs{max: n, stride: 2 * ringLen}
-	p.slots = make([]int32, min(firstSlots, 2*pow2(n)))
+	p.slots = make([]uint64, min(firstSlots, 2*pow2(n)))
 	p.rtt = newCountTable(firstSlots, rttSlots)
 	p.talkers = newTalkerTable(firstSlots, talkerSlots)
 	return p
@@ -160,18 +160,26 @@ func newPreAggs(ringLen int) preAggs {
 
 func pow2(n int) int { return 1 << bits.Len(uint(n-1)) }
 
+// A slot holds the high half of its key's hash above index+1 (0: empty):
+// a probe compares the hashes before it reads the pre-aggregate's key,
+// which is in an array of megabytes.
+func slotOf(h uint64, idx int) uint64 { return h&^0xffffffff | uint64(idx+1) }
+
 // find returns the index of k's pre-aggregate, or -1 and the slot where
 // it would go.
 func (p *preAggs) find(k *aggKey) (int, int) {
+	h := k.hash()
 	mask := len(p.slots) - 1
-	i := int(k.hash()) & mask
+	i := int(h) & mask
 	for {
-		j := p.slots[i]
-		if j == 0 {
+		v := p.slots[i]
+		if v == 0 {
 			return -1, i
 		}
-		if p.aggs[j-1].key.equal(k) {
-			return int(j - 1), i
+		if (v^h)>>32 == 0 {
+			if j := int(uint32(v)) - 1; p.aggs[j].key.equal(k) {
+				return j, i
+			}
 		}
 		i = (i + 1) & mask
 	}
@@ -179,14 +187,15 @@ func (p *preAggs) find(k *aggKey) (int, int) {
 
 // growSlots doubles the slots of the pre-aggregates.
 func (p *preAggs) growSlots() {
-	p.slots = make([]int32, 2*len(p.slots))
+	p.slots = make([]uint64, 2*len(p.slots))
 	mask := len(p.slots) - 1
 	for j := range p.aggs {
-		i := int(p.aggs[j].key.hash()) & mask
+		h := p.aggs[j].key.hash()
+		i := int(h) & mask
 		for p.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		p.slots[i] = int32(j + 1)
+		p.slots[i] = slotOf(h, j)
 	}
 }
 
@@ -253,7 +262,7 @@ func (e *Engine) newAgg(k *aggKey, slot int, r *flow.Record) int {
 			a.nTalk++
 		}
 	}
-	p.slots[slot] = int32(idx + 1)
+	p.slots[slot] = slotOf(k.hash(), idx)
 	return idx
 }
 

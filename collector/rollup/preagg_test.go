@@ -90,7 +90,7 @@ func testFold(t *testing.T, tiny bool) {
 	})
 	if tiny {
 		e.pre.max = 4
-		e.pre.slots = make([]int32, 8)
+		e.pre.slots = make([]uint64, 8)
 		e.pre.rtt = newCountTable(16, 16)
 		e.pre.talkers = newTalkerTable(16, 16)
 	}
