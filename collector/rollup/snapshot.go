@@ -7,7 +7,6 @@
 package rollup
 
 import (
-	"encoding/json"
 	"math/bits"
 	"net/netip"
 	"time"
@@ -105,9 +104,6 @@ func ValueOf(name string) (ValueID, bool) {
 	return id, ok
 }
 
-// Name is the value's name.
-func (id ValueID) Name() string { return valueNames[id] }
-
 // Values are a row's measurements: a fixed array, so that filling
 // thousands of rows every tick costs no hashing.
 type Values struct {
@@ -166,9 +162,6 @@ func (v *Values) Map() map[string]float64 {
 	v.Each(func(n string, x float64) { m[n] = x })
 	return m
 }
-
-// MarshalJSON writes the measured values as an object by name.
-func (v Values) MarshalJSON() ([]byte, error) { return json.Marshal(v.Map()) }
 
 // Talker is one source address and its share of a row's bytes per second.
 type Talker struct {
