@@ -236,7 +236,7 @@ func (l *Listener) readUDPBatches(b *batchReader, local net.Addr, h BatchHandler
 			// after 20 µs and then polls every 20 µs for a millisecond or
 			// more. With two sockets busy at 200 k flows/s that was 79 %
 			// of the process's context switches (17,000 against 5,000 for
-			// 600,000 flows) and 25-40 % more CPU a flow; with one busy
+			// 600,000 flows) and 21-35 % more CPU a flow (medians); with one busy
 			// socket the two cost the same (docs/performance.md).
 			time.Sleep(wait)
 		}
