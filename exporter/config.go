@@ -206,11 +206,30 @@ func (c Configuration) fastSelectorErrors() []error {
 	return errs
 }
 
-func (c Configuration) ipfix() ipfix.Configuration {
+func (c Configuration) ipfix(ifs []ipfix.Interface) ipfix.Configuration {
 	name, url := c.Identity()
 	return ipfix.Configuration{ObservationDomain: c.ObservationDomain, MTU: c.MTU,
 		TemplateRefreshInterval: time.Duration(c.TemplateRefreshInterval), TemplateRefreshMessages: c.TemplateRefreshMessages,
-		ProbeName: name, PacketsURL: url}
+		ProbeName: name, PacketsURL: url, Interfaces: ifs}
+}
+
+// captureInterfaces are the live capture's interfaces that exist now, with
+// their index; one that does not is left out (opening it says why).
+func captureInterfaces(c Configuration) []ipfix.Interface {
+	lives, err := c.Live()
+	if err != nil {
+		return nil
+	}
+	var out []ipfix.Interface
+	for _, l := range lives {
+		if len(out) == ipfix.MaxInterfaces {
+			break
+		}
+		if i, err := net.InterfaceByName(l.Interface); err == nil && i.Index > 0 && len(i.Name) <= 64 {
+			out = append(out, ipfix.Interface{Index: uint32(i.Index), Name: i.Name})
+		}
+	}
+	return out
 }
 
 // Identity is the probe name and packet ring URL the exporter sends: the
@@ -328,7 +347,7 @@ func (c Configuration) Validate() error {
 	if u := c.PacketRingURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		errs = append(errs, fmt.Errorf("packet-ring-url %q: want http://HOST:PORT or https://HOST:PORT, as analysts reach the probe", u))
 	}
-	if err := c.ipfix().Validate(); err != nil {
+	if err := c.ipfix(nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.PacketRing == "" && c.PacketRingFilter != "" {
@@ -338,7 +357,7 @@ func (c Configuration) Validate() error {
 	if len(c.ActiveTimeoutFastFor) == 0 || len(c.meter().Fast) > 0 {
 		errs = append(errs, c.meter().Validate())
 	}
-	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix().Validate(), distribute.ValidateRules(c.Distribute))
+	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix(nil).Validate(), distribute.ValidateRules(c.Distribute))
 	return errors.Join(errs...)
 }
 

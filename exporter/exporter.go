@@ -232,7 +232,7 @@ func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporte
 	}
 	x.transport = out
 	var err error
-	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(), out)
+	x.encoder, err = ipfix.New(r.Sub("ipfix"), cfg.ipfix(captureInterfaces(cfg)), out)
 	if err != nil {
 		x.close()
 		return nil, err
@@ -430,6 +430,11 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 			// The interface is the observation point, unless the frame
 			// came in an ERSPAN session.
 			pp.ERSPANSession = fr.ObservationPoint
+		}
+		if pp.InIf == 0 {
+			// A live capture's records name the capturing interface,
+			// unless the frame brought its own (ERSPAN II's port).
+			pp.InIf = fr.IfIndex
 		}
 		x.feeder.Commit(fr.Timestamp, now)
 		if x.feeder.Full() {

@@ -17,6 +17,9 @@ type Frame struct {
 	// ObservationPoint identifies the interface of a live capture; 0 for
 	// files.
 	ObservationPoint uint16
+	// IfIndex is the capturing interface's index in a live capture; 0 for
+	// files.
+	IfIndex uint32
 }
 
 // Source yields frames. Next returns io.EOF after the last frame of a file.

@@ -105,7 +105,7 @@ func (l *Live) Next(f *Frame) error {
 		return fmt.Errorf("read from %s: %w", l.cfg.Interface, err)
 	}
 	f.Data, f.Length, f.Timestamp = data, length, ts
-	f.LinkType, f.ObservationPoint = l.link, l.cfg.ObservationPoint
+	f.LinkType, f.ObservationPoint, f.IfIndex = l.link, l.cfg.ObservationPoint, uint32(l.ring.ifindex)
 	if f.Length < len(data) {
 		f.Length = len(data)
 	}

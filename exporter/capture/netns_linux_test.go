@@ -63,6 +63,18 @@ func newNetns(t *testing.T) *netns {
 	return n
 }
 
+// ifIndex is the index of interface name in the namespace.
+func (n *netns) ifIndex(t *testing.T, name string) uint32 {
+	t.Helper()
+	var i *net.Interface
+	var err error
+	n.do(t, func() { i, err = net.InterfaceByName(name) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(i.Index)
+}
+
 // do runs fn with the calling thread in the namespace: sockets it opens
 // belong to the namespace for good.
 func (n *netns) do(t *testing.T, fn func()) {
@@ -196,7 +208,7 @@ func live(fs []synth.Flow) []synth.Flow {
 // captureLive replays pkts into the namespace's veth while the exporter
 // captures on the other end, and returns the flows goflow2 decodes from what
 // the collector received.
-func captureLive(t *testing.T, pkts []synth.Packet, filter string, ifaces ...string) ([]synth.Flow, exporter.Summary) {
+func captureLive(t *testing.T, pkts []synth.Packet, filter string, ifaces ...string) ([]synth.Flow, exporter.Summary, map[string]uint32) {
 	if len(ifaces) == 0 {
 		ifaces = []string{"vB"}
 	}
@@ -277,16 +289,24 @@ func captureLive(t *testing.T, pkts []synth.Packet, filter string, ifaces ...str
 	if err != nil {
 		t.Fatal(err)
 	}
-	return flows, sum
+	index := map[string]uint32{}
+	for _, i := range []string{"vB", "vD"} {
+		index[i] = n.ifIndex(t, i)
+	}
+	return flows, sum, index
 }
 
 // atPoint is the flows as seen on an interface with observation point id
-// point: flows outside ERSPAN take it.
-func atPoint(fs []synth.Flow, point uint64) []synth.Flow {
+// point and index ifIndex: flows outside ERSPAN take the point, and
+// those whose frames name no interface (all but ERSPAN II's) the index.
+func atPoint(fs []synth.Flow, point uint64, ifIndex uint32) []synth.Flow {
 	out := append([]synth.Flow(nil), fs...)
 	for i := range out {
 		if out[i].Session == 0 {
 			out[i].Session = point
+		}
+		if out[i].InIf == 0 {
+			out[i].InIf = ifIndex
 		}
 	}
 	return out
@@ -294,11 +314,11 @@ func atPoint(fs []synth.Flow, point uint64) []synth.Flow {
 
 func TestLiveCaptureEqualsGroundTruth(t *testing.T) {
 	c := synth.Mixed(time.Unix(1700000000, 0))
-	flows, sum := captureLive(t, c.Packets, "")
+	flows, sum, index := captureLive(t, c.Packets, "")
 	if sum.Frames != uint64(len(c.Packets)) {
 		t.Errorf("captured %d frames, replayed %d", sum.Frames, len(c.Packets))
 	}
-	if d := testutil.FlowsDiff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
+	if d := testutil.FlowsDiff(live(flows), live(atPoint(c.Flows, 1024, index["vB"]))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -308,14 +328,24 @@ func TestLiveCaptureEqualsGroundTruth(t *testing.T) {
 // (the ERSPAN ones, whose session id wins, add up).
 func TestLiveCaptureTwoInterfaces(t *testing.T) {
 	c := synth.Mixed(time.Unix(1700000000, 0))
-	flows, sum := captureLive(t, c.Packets, "", "vB", "vD=7001")
+	flows, sum, index := captureLive(t, c.Packets, "", "vB", "vD=7001")
 	if sum.Frames != uint64(2*len(c.Packets)) || sum.KernelDropped != 0 {
 		t.Errorf("captured %d frames (%d dropped), replayed %d twice", sum.Frames, sum.KernelDropped, len(c.Packets))
 	}
-	want := live(append(atPoint(c.Flows, 1024), atPoint(c.Flows, 7001)...))
-	got := live(flows)
-	// An ERSPAN session's flows are one flow whatever port they come in by:
-	// the second copy of their TCP segments are retransmissions to the
+	// An ERSPAN session's flows are one flow whatever port they come in by,
+	// so the capture interface they name is the one of their last frame,
+	// either (ERSPAN II's own port index stays): left out here.
+	anyPort := func(fs []synth.Flow) []synth.Flow {
+		for i := range fs {
+			if fs[i].Session < capturePointBase && (fs[i].InIf == index["vB"] || fs[i].InIf == index["vD"]) {
+				fs[i].InIf = 0
+			}
+		}
+		return fs
+	}
+	want := live(anyPort(append(atPoint(c.Flows, 1024, index["vB"]), atPoint(c.Flows, 7001, index["vD"])...)))
+	got := live(anyPort(flows))
+	// The second copy of their TCP segments are retransmissions to the
 	// meter, which the ground truth of one copy does not say.
 	for _, fs := range [][]synth.Flow{want, got} {
 		for i := range fs {
@@ -346,8 +376,8 @@ func TestLiveCaptureERSPAN(t *testing.T) {
 		pkts[i] = synth.Packet{Time: p.Time, Data: synth.Ethernet(synth.MAC(0xe1), synth.MAC(0xe2), nil, 0x0800, outer)}
 	}
 	// The mirrored frames' own ERSPAN sessions stay (the innermost wins).
-	want := atPoint(c.Flows, 33)
-	flows, _ := captureLive(t, pkts, "")
+	flows, _, index := captureLive(t, pkts, "")
+	want := atPoint(c.Flows, 33, index["vB"])
 	if d := testutil.FlowsDiff(live(flows), live(want)); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
@@ -357,7 +387,7 @@ func TestLiveCaptureFilter(t *testing.T) {
 	// The kernel filter drops plain ICMP and ICMPv6: the ICMP flow inside
 	// GRE (key 77) stays, as the filter sees the outer headers.
 	c := synth.Mixed(time.Unix(1700000000, 0))
-	flows, _ := captureLive(t, c.Packets, "not icmp and not icmp6")
+	flows, _, index := captureLive(t, c.Packets, "not icmp and not icmp6")
 	var want []synth.Flow
 	for _, f := range c.Flows {
 		if (f.Proto != 1 && f.Proto != 58) || f.Segment == 77 {
@@ -367,7 +397,7 @@ func TestLiveCaptureFilter(t *testing.T) {
 	if len(want) == len(c.Flows) {
 		t.Fatal("the filter would drop nothing")
 	}
-	if d := testutil.FlowsDiff(live(flows), live(atPoint(want, 1024))); d != "" {
+	if d := testutil.FlowsDiff(live(flows), live(atPoint(want, 1024, index["vB"]))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
 	}
 }
@@ -606,12 +636,27 @@ func sigtermFlushes(t *testing.T, fanout string) {
 		t.Errorf("summary: %s", out.String())
 	}
 	msgs := col.wait(1 << 30)
-	flows, infos, _, err := verify.Goflow2(msgs)
+	flows, infos, options, err := verify.Goflow2(msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := testutil.FlowsDiff(live(flows), live(atPoint(c.Flows, 1024))); d != "" {
+	vB := n.ifIndex(t, "vB")
+	if d := testutil.FlowsDiff(live(flows), live(atPoint(c.Flows, 1024, vB))); d != "" {
 		t.Errorf("flows at the collector (-got +want):\n%s", d)
+	}
+	// Each worker names the capture interface in an interface options
+	// record: ingressInterface (10) its index, interfaceName (82) "vB".
+	named := 0
+	for _, o := range options {
+		if _, ok := o[10]; ok {
+			if o[10] != uint64(vB) || o[82] != uint64('v')<<8|'B' {
+				t.Errorf("interface options record %v, want index %d and name vB", o, vB)
+			}
+			named++
+		}
+	}
+	if named < 1 {
+		t.Errorf("no interface options record names vB (options records: %v)", options)
 	}
 	// Each worker exports in its own observation domain.
 	domains := map[uint32]bool{}

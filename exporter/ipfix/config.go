@@ -24,7 +24,25 @@ type Configuration struct {
 	// domain (observationDomainName and spanflow's packetsURL), so that the
 	// collector can say which probe's packet ring holds a flow's packets.
 	ProbeName, PacketsURL string
+	// Interfaces are the live capture's interfaces. Their frames' records
+	// carry the index as ingressInterface (unless the frame brought its
+	// own, as ERSPAN II does), and each is named, with the templates, in
+	// an interface options record (ingressInterface, interfaceName) that
+	// collectors take for the interface's name: spanflow's collector then
+	// has a line (exporter and interface) for the probe's flows.
+	Interfaces []Interface
 }
+
+// Interface is a capture interface: its index and name on the probe.
+type Interface struct {
+	Index uint32
+	Name  string
+}
+
+// MaxInterfaces bounds the interfaces named in the options records, so
+// that they fit in a message with the templates (an exporter capturing on
+// more names the first ones; the others' records still carry their index).
+const MaxInterfaces = 16
 
 // DefaultConfiguration returns the defaults.
 func DefaultConfiguration() Configuration {
@@ -42,6 +60,14 @@ func (c Configuration) Validate() error {
 	}
 	if c.TemplateRefreshInterval < time.Second {
 		errs = append(errs, fmt.Errorf("template refresh interval %s: must be at least 1s", c.TemplateRefreshInterval))
+	}
+	if len(c.Interfaces) > MaxInterfaces {
+		errs = append(errs, fmt.Errorf("%d capture interfaces: at most %d are named in the options records", len(c.Interfaces), MaxInterfaces))
+	}
+	for _, i := range c.Interfaces {
+		if i.Index == 0 || i.Name == "" || len(i.Name) > 64 {
+			errs = append(errs, fmt.Errorf("interface %q (index %d): want an index and a name of 1 to 64 bytes", i.Name, i.Index))
+		}
 	}
 	for name, v := range map[string]string{"probe-name": c.ProbeName, "packet-ring-url": c.PacketsURL} {
 		if len(v) > maxIdentity {

@@ -24,6 +24,7 @@ const (
 	ieSourceTransportPort          = 7
 	ieSourceIPv4Address            = 8
 	ieIngressInterface             = 10
+	ieInterfaceName                = 82
 	ieDestinationTransportPort     = 11
 	ieDestinationIPv4Address       = 12
 	ieEgressInterface              = 14
@@ -57,6 +58,9 @@ const (
 	// TemplateIdentity is the identity options template, sent only when
 	// the probe has a name or serves its packet ring.
 	TemplateIdentity uint16 = 259
+	// TemplateInterface is the interface options template, sent only by
+	// a live capture (Configuration.Interfaces).
+	TemplateInterface uint16 = 260
 )
 
 // varLength is the field length of variable-length elements (RFC 7011 §7).
@@ -126,6 +130,17 @@ var (
 		{flow.IEPacketsURL, varLength, flow.EnterpriseNumber, "packetsURL"},
 	}
 )
+
+// interfaceScope and interfaceFields make the interface options template:
+// a capture interface's index and name, as routers send them.
+var (
+	interfaceScope  = []Field{{ieIngressInterface, 4, 0, "ingressInterface"}}
+	interfaceFields = []Field{{ieInterfaceName, varLength, 0, "interfaceName"}}
+)
+
+// InterfaceFields returns the scope and fields of the interface options
+// template.
+func InterfaceFields() (scope, fields []Field) { return interfaceScope, interfaceFields }
 
 // IdentityFields returns the scope and fields of the identity options
 // template.

@@ -73,13 +73,19 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 	}
 	e := &Encoder{cfg: cfg, transport: transport, max: cfg.MTU - headroom, set: -1}
 	e.msg = make([]byte, 0, e.max)
-	e.templates = buildTemplates(cfg.ProbeName != "" || cfg.PacketsURL != "")
+	e.templates = buildTemplates(cfg.ProbeName != "" || cfg.PacketsURL != "", len(cfg.Interfaces) > 0)
 	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
-	// The templates, statistics and identity go at the start of a message
-	// with room for one flow record after them.
+	// The templates, statistics, identity and interfaces go at the start
+	// of a message with room for one flow record after them.
 	head := 16 + len(e.templates) + 4 + e.optionsSize + 4 + 4 + 6 + len(cfg.ProbeName) + len(cfg.PacketsURL) + 3
+	if len(cfg.Interfaces) > 0 {
+		head += 4 + 3
+		for _, i := range cfg.Interfaces {
+			head += 4 + 1 + len(i.Name)
+		}
+	}
 	if head+4+recordSizeV6 > e.max {
-		return nil, fmt.Errorf("probe name and packets url: %d bytes with the templates, more than an mtu of %d takes: shorten them or raise the mtu", head, cfg.MTU)
+		return nil, fmt.Errorf("probe name, packets url and interface names: %d bytes with the templates, more than an mtu of %d takes: shorten them or raise the mtu", head, cfg.MTU)
 	}
 	if r != nil {
 		f := r.Factory("ipfix")
@@ -125,8 +131,8 @@ func appendField(b []byte, f Field) []byte {
 }
 
 // buildTemplates returns a template set (IPv4 and IPv6) and an options
-// template set (statistics, and identity when asked).
-func buildTemplates(identity bool) []byte {
+// template set (statistics, and identity and interfaces when asked).
+func buildTemplates(identity, interfaces bool) []byte {
 	var b []byte
 	start := len(b)
 	b = append(b, 0, 2, 0, 0) // template set
@@ -158,6 +164,9 @@ func buildTemplates(identity bool) []byte {
 	appendOptionsTemplate(TemplateOptions, optionsScope, optionsFields)
 	if identity {
 		appendOptionsTemplate(TemplateIdentity, identityScope, identityFields)
+	}
+	if interfaces {
+		appendOptionsTemplate(TemplateInterface, interfaceScope, interfaceFields)
 	}
 	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
 	return b
@@ -219,7 +228,30 @@ func (e *Encoder) begin(now time.Time) {
 		e.sentTmpl, e.sinceTmpl, e.lastTmpl = true, 0, now
 		e.appendOptions()
 		e.appendIdentity()
+		e.appendInterfaces()
 	}
+}
+
+// appendInterfaces adds an interface options record per capture
+// interface, in one set.
+func (e *Encoder) appendInterfaces() {
+	if len(e.cfg.Interfaces) == 0 {
+		return
+	}
+	e.closeSet()
+	start := len(e.msg)
+	b := binary.BigEndian.AppendUint16(e.msg, TemplateInterface)
+	b = append(b, 0, 0)
+	for _, i := range e.cfg.Interfaces {
+		b = binary.BigEndian.AppendUint32(b, i.Index)
+		b = appendVarString(b, i.Name)
+		e.msgRecords++
+	}
+	for (len(b)-start)%4 != 0 { // padding (RFC 7011 §3.3.1)
+		b = append(b, 0)
+	}
+	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
+	e.msg = b
 }
 
 // appendIdentity adds the identity options record, when there is one.

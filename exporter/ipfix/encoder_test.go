@@ -3,6 +3,7 @@ package ipfix
 import (
 	"encoding/hex"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/flow"
@@ -269,5 +271,133 @@ func TestIdentity(t *testing.T) {
 	cfg.ProbeName = strings.Repeat("n", 256)
 	if err := cfg.Validate(); err == nil {
 		t.Error("a 256-byte probe name was accepted")
+	}
+}
+
+// TestInterfaces: a live capture's interfaces are named, with each
+// template refresh, in interface options records (ingressInterface,
+// interfaceName), which tshark decodes without a malformed frame; without
+// interfaces the messages have neither template nor record. More than
+// MaxInterfaces, or an interface without index or name, are refused.
+func TestInterfaces(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	for _, ifs := range [][]Interface{
+		{{Index: 3, Name: "ens224"}},
+		{{Index: 3, Name: "ens224"}, {Index: 17, Name: "mirror-vmnic0"}, {Index: 1024, Name: "e"}},
+		nil,
+	} {
+		cfg := DefaultConfiguration()
+		cfg.ObservationDomain, cfg.Interfaces = 7, ifs
+		var c capture
+		e, err := New(nil, cfg, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := sampleRecords()
+		if len(ifs) > 0 {
+			recs[0].InIf, recs[1].InIf = ifs[0].Index, ifs[len(ifs)-1].Index
+		}
+		for range 40 { // several messages: the sequence numbers count the options records
+			e.Write(exportTime, recs)
+		}
+		e.Flush(exportTime)
+		path := filepath.Join(t.TempDir(), "interfaces.pcap")
+		if err := verify.Datagrams(path, c.msgs, 4739, exportTime); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(tshark, "-r", path, "-d", "udp.port==4739,cflow", "-T", "fields", "-E", "separator=|",
+			"-e", "cflow.if_name", "-e", "_ws.malformed", "-e", "_ws.expert").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, i := range ifs {
+			names = append(names, i.Name)
+		}
+		// The first message names them, the others have neither names
+		// nor problems.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		for i, got := range lines {
+			want := "||"
+			if i == 0 {
+				want = strings.Join(names, ",") + "||"
+			}
+			if got != want {
+				t.Errorf("%v: message %d: tshark shows %q, want %q", ifs, i, got, want)
+			}
+		}
+		// Template 260 with 2 fields, 1 of them scope: ingressInterface
+		// (10) and interfaceName (82), variable length.
+		has := strings.Contains(string(c.msgs[0]), "\x01\x04\x00\x02\x00\x01\x00\x0a\x00\x04\x00\x52\xff\xff")
+		if has != (len(ifs) > 0) {
+			t.Errorf("%v: interface template in the message: %v", ifs, has)
+		}
+		res, err := verify.Tshark(tshark, path, 4739)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Flows) != 80 || len(res.Problems) > 0 {
+			t.Errorf("%v: tshark read %d flows, problems %v", ifs, len(res.Flows), res.Problems)
+		}
+		_, infos, options, err := verify.Goflow2(c.msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(infos) < 2 {
+			t.Fatalf("%d messages, want several", len(infos))
+		}
+		if err := verify.CheckSequence(infos); err != nil {
+			t.Errorf("%v: %v", ifs, err)
+		}
+		var indexes []uint64
+		for _, o := range options {
+			if i, ok := o[10]; ok {
+				indexes = append(indexes, i)
+			}
+		}
+		var want []uint64
+		for _, i := range ifs {
+			want = append(want, uint64(i.Index))
+		}
+		if fmt.Sprint(indexes) != fmt.Sprint(want) {
+			t.Errorf("goflow2 read interface options records for %v, want %v", indexes, want)
+		}
+		// spanflow's collector names each record's ingress interface.
+		dec, err := decoders.New(decoders.DefaultConfiguration())
+		if err != nil {
+			t.Fatal(err)
+		}
+		named := map[uint32]string{}
+		for _, i := range ifs {
+			named[i.Index] = i.Name
+		}
+		var got []flow.Record
+		for _, m := range c.msgs {
+			if got, _, err = dec.Decode(decoders.Datagram{Source: netip.MustParseAddrPort("192.0.2.1:4739"), Payload: m, Received: exportTime}, got); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(got) != 80 {
+			t.Errorf("%v: the collector decoded %d records, want 80", ifs, len(got))
+		}
+		for _, r := range got {
+			if r.InIfName != named[r.InIf] {
+				t.Errorf("%v: a record of interface %d named %q, want %q", ifs, r.InIf, r.InIfName, named[r.InIf])
+				break
+			}
+		}
+	}
+	cfg := DefaultConfiguration()
+	for i := range MaxInterfaces + 1 {
+		cfg.Interfaces = append(cfg.Interfaces, Interface{Index: uint32(i + 1), Name: fmt.Sprint("eth", i)})
+	}
+	if err := cfg.Validate(); err == nil {
+		t.Errorf("%d interfaces were accepted", len(cfg.Interfaces))
+	}
+	for _, bad := range []Interface{{0, "eth0"}, {2, ""}, {2, strings.Repeat("x", 65)}} {
+		cfg.Interfaces = []Interface{bad}
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("interface %+v was accepted", bad)
+		}
 	}
 }
