@@ -277,3 +277,88 @@ func TestRTTReadStores(t *testing.T) {
 		}
 	}
 }
+
+// TestTopAsSorted: top picks the same counters, in the same order, as
+// sorting every counter by count (heaviest first) then address, for every
+// n, on sketches with many equal counts and with none.
+func TestTopAsSorted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 300 {
+		k := 1 + rng.IntN(200)
+		s := newSpaceSaving(k)
+		distinct := 1 + rng.IntN(3*k)
+		for range rng.IntN(5 * k) {
+			w := float64(1 + rng.IntN(4)) // few weights: many ties
+			if trial%2 == 0 {
+				w = rng.Float64() * 1000
+			}
+			s.add(addrN(uint32(rng.IntN(distinct))), w)
+		}
+		want := slices.Clone(s.slots)
+		slices.SortFunc(want, func(a, b talkerCounter) int {
+			if c := cmp.Compare(b.count, a.count); c != 0 {
+				return c
+			}
+			return a.addr.Compare(b.addr)
+		})
+		var got []talkerCounter
+		for _, n := range []int{0, 1, 2, 10, k - 1, k, k + 5} {
+			got = s.top(got, n)
+			w := want[:max(0, min(n, len(want)))]
+			if !slices.Equal(got, w) {
+				t.Fatalf("trial %d, k %d, n %d: top %v, want %v", trial, k, n, got, w)
+			}
+		}
+	}
+}
+
+// TestSpaceSavingHeap: after adds, batches and rescaling, the heap is a
+// min-heap whose counts (hc) are those of its slots, each slot knowing its
+// place, and the index finds every held address.
+func TestSpaceSavingHeap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for trial := range 200 {
+		k := 1 + rng.IntN(150)
+		s := newSpaceSaving(k)
+		distinct := 1 + rng.IntN(4*k)
+		batch := uint64(0)
+		for op := range 20 {
+			switch op % 3 {
+			case 0:
+				for range rng.IntN(3 * k) {
+					s.add(addrN(uint32(rng.IntN(distinct))), 1+rng.Float64()*100)
+				}
+			case 1:
+				batch++
+				seen := map[uint32]bool{}
+				for range rng.IntN(3 * k) {
+					n := uint32(rng.IntN(distinct))
+					if seen[n] { // a batch adds an address once
+						continue
+					}
+					seen[n] = true
+					a := addrN(n)
+					s.addBatch(a, addrHash(a), 1+rng.Float64()*100, batch)
+				}
+				s.endBatch()
+			case 2:
+				s.scale(0.5 + rng.Float64())
+			}
+			if len(s.hc) != len(s.heap) || len(s.heap) != len(s.slots) {
+				t.Fatalf("trial %d: %d counts, %d heap places, %d slots", trial, len(s.hc), len(s.heap), len(s.slots))
+			}
+			for i, slot := range s.heap {
+				c := &s.slots[slot]
+				if s.hc[i] != c.count || int(c.hpos) != i {
+					t.Fatalf("trial %d op %d: heap place %d: count %v, slot's %v, slot's place %d", trial, op, i, s.hc[i], c.count, c.hpos)
+				}
+				if i > 0 && s.hc[(i-1)/2] > s.hc[i] {
+					t.Fatalf("trial %d op %d: heap order broken at %d", trial, op, i)
+				}
+				if got, ok := s.index.get(c.addr, c.h); !ok || got != slot {
+					t.Fatalf("trial %d op %d: index finds %s at %d (%v), want %d", trial, op, c.addr, got, ok, slot)
+				}
+			}
+		}
+	}
+}

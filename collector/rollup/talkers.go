@@ -3,7 +3,6 @@ package rollup
 import (
 	"math/bits"
 	"net/netip"
-	"sort"
 )
 
 // spaceSaving is the Space-Saving heavy-hitter sketch (Metwally, Agrawal and
@@ -21,6 +20,7 @@ type spaceSaving struct {
 	index addrIndex       // address -> slot; changes only on takeover
 	slots []talkerCounter // counters; a slot never moves
 	heap  []int32         // slots, a min-heap by count
+	hc    []float64       // hc[i] is the count of slot heap[i]: the heap's comparisons read one array
 
 	// The batch being added (addBatch): its number, and the smallest
 	// count when it began (0 while the sketch is not full).
@@ -47,6 +47,7 @@ func (s *spaceSaving) add(addr netip.Addr, w float64) {
 	if i, ok := s.index.get(addr, h); ok {
 		c := &s.slots[i]
 		c.count += w
+		s.hc[c.hpos] = c.count
 		s.down(int(c.hpos))
 		return
 	}
@@ -60,6 +61,7 @@ func (s *spaceSaving) add(addr netip.Addr, w float64) {
 	s.index.remove(min.addr, min.h)
 	min.addr, min.h, min.err = addr, h, min.count
 	min.count += w
+	s.hc[0] = min.count
 	s.index.put(addr, h, i)
 	s.down(0)
 }
@@ -68,6 +70,7 @@ func (s *spaceSaving) insert(addr netip.Addr, h uint64, w float64) {
 	i := int32(len(s.slots))
 	s.slots = append(s.slots, talkerCounter{addr: addr, h: h, count: w, hpos: int32(len(s.heap))})
 	s.heap = append(s.heap, i)
+	s.hc = append(s.hc, w)
 	s.index.put(addr, h, i)
 	s.up(len(s.heap) - 1)
 }
@@ -85,12 +88,13 @@ func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint6
 		s.batch, s.floor = batch, 0
 		s.cands = s.cands[:0]
 		if len(s.slots) == s.k {
-			s.floor = s.slots[s.heap[0]].count
+			s.floor = s.hc[0]
 		}
 	}
 	if i, ok := s.index.get(addr, h); ok {
 		c := &s.slots[i]
 		c.count += w
+		s.hc[c.hpos] = c.count
 		s.down(int(c.hpos))
 		return first
 	}
@@ -102,7 +106,7 @@ func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint6
 	// enter, since after k takeovers the smallest counter is floor plus
 	// the k-th heaviest weight. A candidate that cannot beat the smallest
 	// counter now never will (counts only grow within a batch).
-	if s.floor+w <= s.slots[s.heap[0]].count {
+	if s.floor+w <= s.hc[0] {
 		return first
 	}
 	if len(s.cands) < s.k {
@@ -170,21 +174,23 @@ func (s *spaceSaving) endBatch() {
 	for _, x := range c {
 		i := s.heap[0]
 		min := &s.slots[i]
-		if s.floor+x.w <= min.count {
+		if s.floor+x.w <= s.hc[0] {
 			break
 		}
 		s.index.remove(min.addr, min.h)
 		min.addr, min.h, min.count, min.err = x.addr, x.h, s.floor+x.w, s.floor
+		s.hc[0] = min.count
 		s.index.put(x.addr, x.h, i)
 		s.down(0)
 	}
 	s.cands = s.cands[:0]
 }
 
-func (s *spaceSaving) less(i, j int) bool { return s.slots[s.heap[i]].count < s.slots[s.heap[j]].count }
+func (s *spaceSaving) less(i, j int) bool { return s.hc[i] < s.hc[j] }
 
 func (s *spaceSaving) swap(i, j int) {
 	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
+	s.hc[i], s.hc[j] = s.hc[j], s.hc[i]
 	s.slots[s.heap[i]].hpos = int32(i)
 	s.slots[s.heap[j]].hpos = int32(j)
 }
@@ -225,28 +231,50 @@ func (s *spaceSaving) scale(f float64) {
 		s.slots[i].count *= f
 		s.slots[i].err *= f
 	}
+	for i := range s.hc {
+		s.hc[i] *= f
+	}
 }
 
-// top returns the n heaviest counters, heaviest first, into dst.
+// top returns the n heaviest counters, heaviest first (equal counts by
+// address), into dst. A row lists a few of a sketch's counters: they are
+// picked in one pass with an insertion into the few kept, not by sorting
+// all k (a tick of a thousand lines sorted 128 counters each).
 func (s *spaceSaving) top(dst []talkerCounter, n int) []talkerCounter {
-	dst = append(dst[:0], s.slots...)
-	sort.Slice(dst, func(i, j int) bool {
-		if dst[i].count != dst[j].count {
-			return dst[i].count > dst[j].count
+	dst = dst[:0]
+	if n <= 0 {
+		return dst
+	}
+	for i := range s.slots {
+		c := &s.slots[i]
+		if len(dst) == n && !heavierTalker(c, &dst[n-1]) {
+			continue
 		}
-		return dst[i].addr.Less(dst[j].addr)
-	})
-	if len(dst) > n {
-		dst = dst[:n]
+		if len(dst) < n {
+			dst = append(dst, *c)
+		}
+		j := len(dst) - 1
+		for ; j > 0 && heavierTalker(c, &dst[j-1]); j-- {
+			dst[j] = dst[j-1]
+		}
+		dst[j] = *c
 	}
 	return dst
+}
+
+// heavierTalker orders talkers: the larger count first, then the lower address.
+func heavierTalker(a, b *talkerCounter) bool {
+	if a.count != b.count {
+		return a.count > b.count
+	}
+	return a.addr.Less(b.addr)
 }
 
 // reset forgets every talker (the memory is kept).
 func (s *spaceSaving) reset() {
 	s.index.reset()
 	s.cands, s.batch = s.cands[:0], 0
-	s.slots, s.heap = s.slots[:0], s.heap[:0]
+	s.slots, s.heap, s.hc = s.slots[:0], s.heap[:0], s.hc[:0]
 }
 
 func addrHash(a netip.Addr) uint64 {
