@@ -2,6 +2,7 @@ package listen_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -229,4 +230,62 @@ func TestReusePortGroupLosesAProcess(t *testing.T) {
 		}
 	}
 	t.Logf("with 2 of 3 processes left, %d of %d source addresses were split by the kernel's fallback hash", split, len(l.bySource))
+}
+
+// TestPortJoinedAtTheSameInstant: another process's SO_REUSEPORT socket
+// that binds the port after the listener checked it (two collectors
+// started at once) and before its own sockets bind would share the
+// datagrams; Start sees the socket that is not its own on the address and
+// refuses the port, as it refuses one held before. A listener alone on
+// its port starts, and ShareWithOtherProcesses lets the other stay.
+func TestPortJoinedAtTheSameInstant(t *testing.T) {
+	free, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.LocalAddr().String()
+	free.Close()
+	var other net.PacketConn
+	defer func() {
+		if other != nil {
+			other.Close()
+		}
+	}()
+	join := func(string) {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+			return serr
+		}}
+		if other, err = lc.ListenPacket(context.Background(), "udp", addr); err != nil {
+			t.Errorf("the other socket: %v", err)
+		}
+	}
+	for _, share := range []bool{false, true} {
+		restore := listen.SetAfterClaim(join)
+		cfg := listen.DefaultConfiguration()
+		cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ShareWithOtherProcesses = []string{addr}, nil, 2, share
+		l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return &decoding{} }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Start()
+		restore()
+		l.Stop()
+		other.Close()
+		var inUse *listen.PortInUseError
+		if share {
+			if err != nil {
+				t.Errorf("shared with other processes: %v", err)
+			}
+			continue
+		}
+		if !errors.As(err, &inUse) || inUse.Addr != addr || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("a socket joined the port between the check and the binds: err = %v, want a PortInUseError", err)
+		}
+	}
+	// Alone on the port (its own sockets only): it starts.
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.Sockets = []string{addr}, nil, 2
+	start(t, cfg)
 }

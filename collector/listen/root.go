@@ -157,6 +157,10 @@ func (e *PortInUseError) Error() string {
 }
 func (e *PortInUseError) Unwrap() error { return e.Err }
 
+// afterClaim, when set (tests), runs between claimUDP and the binds: where
+// another process starting at the same instant would bind.
+var afterClaim func(addr string)
+
 // inUse wraps a bind error that says the address is taken.
 func inUse(network, addr string, err error) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
@@ -169,9 +173,10 @@ func inUse(network, addr string, err error) error {
 // SO_REUSEPORT sockets bind it: those would join another process's
 // sockets without a word, and the kernel would split the datagrams
 // between the two. A socket without SO_REUSEPORT cannot bind a port that
-// any other socket holds, so one is bound and closed first. (Two
-// collectors starting in the same instant could both pass; a later one
-// cannot.)
+// any other socket holds, so one is bound and closed first. Two
+// collectors starting in the same instant could both pass it: once its
+// sockets are bound, Start looks for sockets not its own on the same
+// address (sharedWithOthers) and refuses the port then.
 func (l *Listener) claimUDP(addr string) error {
 	if l.cfg.ShareWithOtherProcesses {
 		return nil
@@ -203,8 +208,10 @@ func (l *Listener) control(network, address string, c syscall.RawConn) error {
 				return
 			}
 		}
-		if strings.HasPrefix(network, "udp") && l.cfg.ReceiveBuffer > 0 {
-			setReceiveBuffer(int(fd), l.cfg.ReceiveBuffer)
+		if strings.HasPrefix(network, "udp") {
+			if l.cfg.ReceiveBuffer > 0 {
+				setReceiveBuffer(int(fd), l.cfg.ReceiveBuffer)
+			}
 			var st unix.Stat_t
 			if unix.Fstat(int(fd), &st) == nil {
 				l.inodes[st.Ino] = true
@@ -245,6 +252,9 @@ func (l *Listener) Start() error {
 			l.Stop()
 			return err
 		}
+		if afterClaim != nil {
+			afterClaim(addr)
+		}
 		for i := 0; i < l.cfg.Sockets; i++ {
 			l.mu.Lock()
 			pc, err := lc.ListenPacket(context.Background(), "udp", addr)
@@ -275,6 +285,15 @@ func (l *Listener) Start() error {
 			l.mu.Lock()
 			l.udp = append(l.udp, r)
 			l.mu.Unlock()
+		}
+		if !l.cfg.ShareWithOtherProcesses {
+			l.mu.Lock()
+			other := sharedWithOthers(l.inodes)
+			l.mu.Unlock()
+			if other {
+				l.Stop()
+				return &PortInUseError{Network: "udp", Addr: a, Err: syscall.EADDRINUSE}
+			}
 		}
 	}
 	streams := []struct {
