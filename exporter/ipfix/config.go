@@ -24,12 +24,13 @@ type Configuration struct {
 	// domain (observationDomainName and spanflow's packetsURL), so that the
 	// collector can say which probe's packet ring holds a flow's packets.
 	ProbeName, PacketsURL string
-	// Interfaces are the live capture's interfaces. Their frames' records
-	// carry the index as ingressInterface (unless the frame brought its
-	// own, as ERSPAN II does), and each is named, with the templates, in
-	// an interface options record (ingressInterface, interfaceName) that
-	// collectors take for the interface's name: spanflow's collector then
-	// has a line (exporter and interface) for the probe's flows.
+	// Interfaces are the live capture's interfaces, whose index the
+	// exporter gives their frames' records as ingressInterface (unless a
+	// frame brought its own, as ERSPAN II does). The encoder names each,
+	// with the templates, in an interface options record
+	// (ingressInterface, interfaceName) that collectors take for the
+	// interface's name: spanflow's collector then has a line (exporter
+	// and interface) for the probe's flows.
 	Interfaces []Interface
 }
 
