@@ -9,7 +9,3 @@ import "golang.org/x/sys/unix"
 func setReceiveBuffer(fd, n int) {
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n)
 }
-
-// sharedWithOthers needs Linux's /proc/net/udp: elsewhere only claimUDP's
-// check applies.
-func sharedWithOthers(map[uint64]bool) bool { return false }

@@ -580,7 +580,49 @@ func (l *Listener) KernelDrops() uint64 {
 	}
 	l.mu.Unlock()
 	var total uint64
-	for _, path := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+	for _, table := range udpSockets() {
+		for _, s := range table {
+			if inodes[s.ino] {
+				total += s.drops
+			}
+		}
+	}
+	return total
+}
+
+// sharedWithOthers reports whether a UDP socket that is not one of mine
+// (inodes) is bound to the local address of one of mine: another process
+// that joined a port's SO_REUSEPORT group.
+func sharedWithOthers(mine map[uint64]bool) bool {
+	for _, table := range udpSockets() {
+		ours := map[string]bool{}
+		for _, s := range table {
+			if mine[s.ino] {
+				ours[s.local] = true
+			}
+		}
+		for _, s := range table {
+			if ours[s.local] && !mine[s.ino] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// udpSocket is a line of /proc/net/udp or udp6.
+type udpSocket struct {
+	local string // local address and port, as the kernel prints them
+	ino   uint64
+	drops uint64
+}
+
+// udpSockets reads the UDP sockets of the process's network namespace,
+// /proc/net/udp then udp6 (a table each); a table it cannot read (not
+// Linux) is empty.
+func udpSockets() [2][]udpSocket {
+	var out [2][]udpSocket
+	for i, path := range []string{"/proc/net/udp", "/proc/net/udp6"} {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			continue
@@ -591,12 +633,12 @@ func (l *Listener) KernelDrops() uint64 {
 				continue
 			}
 			ino, err := strconv.ParseUint(f[9], 10, 64)
-			if err != nil || !inodes[ino] {
+			if err != nil {
 				continue
 			}
 			d, _ := strconv.ParseUint(f[len(f)-1], 10, 64)
-			total += d
+			out[i] = append(out[i], udpSocket{local: f[1], ino: ino, drops: d})
 		}
 	}
-	return total
+	return out
 }
