@@ -289,3 +289,45 @@ func TestPortJoinedAtTheSameInstant(t *testing.T) {
 	cfg.UDP, cfg.TCP, cfg.Sockets = []string{addr}, nil, 2
 	start(t, cfg)
 }
+
+// blocked takes no datagram until release is closed.
+type blocked struct{ release chan struct{} }
+
+func (b *blocked) Handle(decoders.Datagram) { <-b.release }
+
+// TestKernelDropsCounted: while the handler is stuck, the socket's buffer
+// fills and the kernel drops what comes after; KernelDrops reports those
+// drops, with the kernel's default buffer as with one asked for.
+func TestKernelDropsCounted(t *testing.T) {
+	for _, buffer := range []int{0, 64 << 10} {
+		t.Run(fmt.Sprint("receive-buffer=", buffer), func(t *testing.T) {
+			h := &blocked{release: make(chan struct{})}
+			cfg := listen.DefaultConfiguration()
+			cfg.UDP, cfg.TCP, cfg.Sockets, cfg.ReceiveBuffer = []string{"127.0.0.1:0"}, nil, 1, buffer
+			l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer l.Stop()
+			defer close(h.release)
+			if d := l.KernelDrops(); d != 0 {
+				t.Fatalf("%d drops before anything was sent", d)
+			}
+			c, err := net.Dial("udp", l.Addrs()[0].String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			payload := make([]byte, 1000)
+			for range 8000 { // 8 MB: more than any default buffer holds
+				c.Write(payload)
+			}
+			if d := l.KernelDrops(); d == 0 {
+				t.Errorf("8,000 datagrams to a stuck reader: KernelDrops says none were dropped")
+			}
+		})
+	}
+}
