@@ -272,6 +272,9 @@ func TestPortJoinedAtTheSameInstant(t *testing.T) {
 		err = l.Start()
 		restore()
 		l.Stop()
+		if other == nil {
+			t.Fatal("the other socket did not bind")
+		}
 		other.Close()
 		var inUse *listen.PortInUseError
 		if share {
