@@ -17,10 +17,27 @@ import (
 	"github.com/spanflow/spanflow/decoders"
 )
 
-// recvBatch is how many datagrams one recvmmsg call may return. Each has a
+// recvBatch is how many messages one recvmmsg call may return. Each has a
 // buffer of the largest UDP payload, so that none is cut; only the pages a
-// datagram fills become resident.
+// datagram fills become resident. A message may hold several datagrams
+// that the kernel coalesced (UDP GRO); the handler gets them at most
+// recvBatch at a time.
 const recvBatch = 32
+
+// groSegments bounds the datagrams one coalesced message holds: the
+// kernel's own bound (UDP_GRO_CNT_MAX) is 64.
+const groSegments = 64
+
+// udpGRO is the UDP_GRO socket option and control message type
+// (linux/udp.h), and solUDP its level.
+const (
+	udpGRO = 104
+	solUDP = 17
+)
+
+// cmsgSpace is room for one control message of an int: the UDP_GRO
+// segment size (a cmsghdr of 16 bytes and the int, aligned).
+const cmsgSpace = 32
 
 type mmsghdr = batchio.Mmsghdr
 
@@ -32,15 +49,28 @@ type mmsghdr = batchio.Mmsghdr
 // that arrives, read or not, and that was most of a small-datagram
 // stream's cost (a context switch per datagram); out of it, a reader that
 // pauses between short batches (ReceiveWait) wakes once per pause.
+//
+// The socket asks the kernel for UDP GRO: datagrams of one exporter (same
+// addresses and ports) and the same length that arrive in one receive
+// poll of the interface come up as one message, with the length of each in
+// a control message, and the reader cuts them apart again. One pass
+// through the kernel's socket queue and one copy then carry up to 64 of
+// them: most of a small-datagram stream's receive cost was per datagram.
 type batchReader struct {
 	fd       int
 	stopping atomic.Bool
 	hdrs     [recvBatch]mmsghdr
 	iovs     [recvBatch]unix.Iovec
 	names    [recvBatch]unix.RawSockaddrInet6
+	ctrls    [recvBatch][cmsgSpace]byte
 	bufs     [][]byte
 	dgs      []decoders.Datagram
 	drained  int // batches read since stopping
+
+	// Of the last read: messages the kernel returned, datagrams that came
+	// coalesced with others, and messages cut at the end of their buffer
+	// (their last, partial datagram is dropped and not in dgs).
+	msgs, coalesced, truncated int
 }
 
 // detach takes conn's socket out of the runtime's poller: its descriptor
@@ -66,6 +96,8 @@ func detach(conn *net.UDPConn) (*batchReader, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("make the udp socket blocking: %w", err)
 	}
+	// Without UDP GRO (a kernel before 5.0) every datagram comes alone.
+	_ = unix.SetsockoptInt(fd, solUDP, udpGRO, 1)
 	b := &batchReader{fd: fd, bufs: make([][]byte, recvBatch), dgs: make([]decoders.Datagram, 0, recvBatch)}
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, 65536)
@@ -110,11 +142,14 @@ func (b *batchReader) read(flags int) ([]decoders.Datagram, error) {
 		b.iovs[i].Base = &b.bufs[i][0]
 		b.iovs[i].SetLen(len(b.bufs[i]))
 		h := &b.hdrs[i].Hdr
-		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: uint32(unsafe.Sizeof(b.names[i])), Iov: &b.iovs[i]}
+		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&b.names[i])), Namelen: uint32(unsafe.Sizeof(b.names[i])), Iov: &b.iovs[i],
+			Control: &b.ctrls[i][0]}
 		h.SetIovlen(1)
+		h.SetControllen(cmsgSpace)
 	}
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b.fd), uintptr(unsafe.Pointer(&b.hdrs[0])), recvBatch, uintptr(flags), 0, 0)
 	b.dgs = b.dgs[:0]
+	b.msgs, b.coalesced, b.truncated = 0, 0, 0
 	switch {
 	case errno == unix.EINTR:
 		return b.dgs, nil
@@ -130,9 +165,50 @@ func (b *batchReader) read(flags int) ([]decoders.Datagram, error) {
 			// data" (0 bytes, no source), which recvmmsg counts as one.
 			break
 		}
-		b.dgs = append(b.dgs, decoders.Datagram{Source: sockaddr(&b.names[i]), Payload: b.bufs[i][:b.hdrs[i].Len], Received: now})
+		b.msgs++
+		h := &b.hdrs[i].Hdr
+		src, payload := sockaddr(&b.names[i]), b.bufs[i][:b.hdrs[i].Len]
+		seg := groSize(b.ctrls[i][:min(int(h.Controllen), cmsgSpace)])
+		if seg <= 0 || seg >= len(payload) && h.Flags&unix.MSG_TRUNC == 0 {
+			if h.Flags&unix.MSG_TRUNC != 0 {
+				b.truncated++ // cannot happen with 64 KiB buffers; not decoded
+				continue
+			}
+			b.dgs = append(b.dgs, decoders.Datagram{Source: src, Payload: payload, Received: now})
+			continue
+		}
+		// Datagrams coalesced by the kernel: each seg bytes long, the
+		// last one possibly shorter. A message cut at its buffer's end
+		// (a coalescing limit raised past 64 KiB) ends in a partial
+		// datagram, which is dropped and counted.
+		if h.Flags&unix.MSG_TRUNC != 0 {
+			b.truncated++
+			payload = payload[:len(payload)/seg*seg]
+		}
+		for len(payload) > 0 {
+			d := payload[:min(seg, len(payload)):min(seg, len(payload))]
+			payload = payload[len(d):]
+			b.dgs = append(b.dgs, decoders.Datagram{Source: src, Payload: d, Received: now})
+			b.coalesced++
+		}
 	}
 	return b.dgs, nil
+}
+
+// groSize is the segment size of a UDP_GRO control message in ctrl, or 0.
+func groSize(ctrl []byte) int {
+	for len(ctrl) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(ctrl) {
+			return 0
+		}
+		if h.Level == solUDP && h.Type == udpGRO && l >= unix.CmsgLen(4) {
+			return int(*(*int32)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)])))
+		}
+		ctrl = ctrl[min(len(ctrl), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+	}
+	return 0
 }
 
 // sockaddr is the source address recvmmsg wrote, as ReadFromUDPAddrPort
@@ -212,7 +288,21 @@ func (l *Listener) readUDPBatches(b *batchReader, local net.Addr, h BatchHandler
 			time.Sleep(10 * time.Millisecond) // not a busy loop on a lasting error
 			continue
 		}
+		if b.coalesced > 0 {
+			l.coalesced.Add(float64(b.coalesced))
+		}
+		if b.truncated > 0 {
+			l.truncated.Add(float64(b.truncated))
+			l.log.Warn("udp truncated", "a received message was longer than the read buffer; its last datagram was dropped: lower the interface's gro_ipv4_max_size / gro_max_size to 65536",
+				"addr", local, "messages", b.truncated)
+		}
 		if len(dgs) > 0 {
+			// At most a read's worth of datagrams at a time, however many
+			// came coalesced: the handler's buffers are sized for that.
+			for len(dgs) > recvBatch {
+				h.HandleBatch(dgs[:recvBatch])
+				dgs = dgs[recvBatch:]
+			}
 			h.HandleBatch(dgs)
 			empty = 0
 		} else {
@@ -226,7 +316,7 @@ func (l *Listener) readUDPBatches(b *batchReader, local net.Addr, h BatchHandler
 			}
 			continue
 		}
-		if len(dgs) < recvBatch/2 && wait > 0 && empty < idleReads {
+		if b.msgs < recvBatch/2 && wait > 0 && empty < idleReads {
 			// A short batch: the socket is nearly empty. Let datagrams
 			// gather rather than wake for each one. The goroutine sleeps
 			// in the runtime, which frees its processor for the others.

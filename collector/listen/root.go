@@ -103,6 +103,8 @@ type Listener struct {
 	tcpErr     prometheus.Counter
 	tcpRefused *prometheus.CounterVec
 	tcpIdle    prometheus.Counter
+	coalesced  prometheus.Counter
+	truncated  prometheus.Counter
 }
 
 // New returns the listeners; Start opens them. With TLS addresses, the
@@ -122,6 +124,8 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Listener,
 	f := r.Factory("listen")
 	f.CounterFunc("kernel_drops_total", "Datagrams the kernel dropped on the collector's UDP sockets (receive buffer full), from /proc/net/udp.",
 		func() float64 { return float64(l.KernelDrops()) })
+	l.coalesced = f.Counter("udp_coalesced_datagrams_total", "UDP datagrams that the kernel handed up coalesced with others of their exporter (UDP GRO), and that were cut apart again.")
+	l.truncated = f.Counter("udp_truncated_total", "UDP messages longer than the read buffer (a coalescing limit raised past 64 KiB); their last, partial datagram was dropped.")
 	l.tcpOpen = f.Gauge("tcp_connections", "Open IPFIX/TCP and IPFIX/TLS connections.")
 	l.tcpErr = f.Counter("tcp_errors_total", "IPFIX/TCP connections closed on a framing error.")
 	l.tcpRefused = f.CounterVec("tcp_refused_total", "IPFIX/TCP and IPFIX/TLS connections refused, by reason.", "reason")
