@@ -14,6 +14,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
@@ -21,6 +22,9 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
 )
@@ -43,6 +47,7 @@ func main() {
 	templateEvery := flag.Int("template-every", 1000, "each exporter resends its template every N of its messages")
 	exporters := flag.Int("exporters", 1, "exporters to play, each from its own source address")
 	prefix := flag.Int("source-prefix", 0, "with -exporters above 1: send from 127.P.x.y (1-254); 0 sends from the default address")
+	coalesce := flag.Int("coalesce", 1, "send each exporter's data messages N at a time as one UDP_SEGMENT (GSO) message, as a receiving interface's GRO hands them to a collector that asks for UDP GRO (1: one by one)")
 	mix := flag.String("mix", "ipfix", "protocols of the exporters, in turn, comma-separated: ipfix, v9, sflow (exporter i plays the (i mod n)th)")
 	flag.Parse()
 	fail := func(err error) {
@@ -55,6 +60,9 @@ func main() {
 	}
 	if *sflowRate < 1 || *perMessage < 1 || *perMessage > 500 {
 		fail(fmt.Errorf("-sflow-rate at least 1, -per-message from 1 to 500"))
+	}
+	if *coalesce < 1 || *coalesce > 64 {
+		fail(fmt.Errorf("-coalesce from 1 to 64 (the kernel's limit)"))
 	}
 	if *exporters < 1 || *exporters > 64000 || *prefix < 0 || *prefix > 254 {
 		fail(fmt.Errorf("-exporters from 1 to 64000, -source-prefix from 0 to 254"))
@@ -107,15 +115,21 @@ func main() {
 	}
 	next := start
 	sendErrs := 0
+	pending := make([]coalesced, *exporters)
 	for i := 0; i < *messages; i++ {
 		e := i % *exporters
 		c, g := conns[e], gens[e]
 		if t := g.Template(); t != nil && (i / *exporters)%*templateEvery == 0 {
+			sendErrs += pending[e].flush(c)
 			c.Write(t)
 		}
 		buf = g.AppendData(buf[:0])
-		if _, err := c.Write(buf); err != nil {
-			sendErrs++
+		if *coalesce == 1 {
+			if _, err := c.Write(buf); err != nil {
+				sendErrs++
+			}
+		} else {
+			sendErrs += pending[e].add(c, buf, *coalesce)
 		}
 		if interval > 0 {
 			next = next.Add(interval)
@@ -124,6 +138,9 @@ func main() {
 			}
 		}
 	}
+	for e := range pending {
+		sendErrs += pending[e].flush(conns[e])
+	}
 	el := time.Since(start)
 	var flows, bytes uint64
 	for _, g := range gens {
@@ -131,4 +148,49 @@ func main() {
 	}
 	fmt.Printf("sent %d messages, %d flows (%d bytes) from %d exporters in %.2fs (%.0f flows/s), %d send errors\n",
 		*messages, flows, bytes, *exporters, el.Seconds(), float64(flows)/el.Seconds(), sendErrs)
+}
+
+// coalesced is an exporter's data messages not sent yet: equal lengths,
+// sent as one message of segments (UDP_SEGMENT).
+type coalesced struct {
+	buf []byte
+	seg int
+	n   int
+}
+
+// add queues msg, sending what is queued first when msg's length differs
+// and everything once n are queued; it returns the send errors.
+func (p *coalesced) add(c *net.UDPConn, msg []byte, n int) int {
+	errs := 0
+	if p.n > 0 && len(msg) != p.seg {
+		errs += p.flush(c)
+	}
+	p.buf, p.seg = append(p.buf, msg...), len(msg)
+	p.n++
+	if p.n == n {
+		errs += p.flush(c)
+	}
+	return errs
+}
+
+func (p *coalesced) flush(c *net.UDPConn) int {
+	defer func() { p.buf, p.n = p.buf[:0], 0 }()
+	switch p.n {
+	case 0:
+		return 0
+	case 1:
+		if _, err := c.Write(p.buf); err != nil {
+			return 1
+		}
+		return 0
+	}
+	oob := make([]byte, unix.CmsgSpace(2))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(p.seg))
+	if _, _, err := c.WriteMsgUDP(p.buf, oob, nil); err != nil {
+		return p.n
+	}
+	return 0
 }
