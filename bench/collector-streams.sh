@@ -9,7 +9,8 @@
 # datagram until its output stops growing. spanflow runs with its defaults
 # (rollups on) and with --rollups=false (decode to NDJSON only).
 #
-# Environment: FLOWS per run (default 600000), FLOW_RATE flows/s offered
+# Environment: OUTPUTS ("file es" by default; "file" skips the
+# Elasticsearch runs), FLOWS per run (default 600000), FLOW_RATE flows/s offered
 # (200000), STREAMS ("1:1 6:1 25:1 6:500 25:500", records:exporters),
 # BASE a git revision whose spanflow is measured too (before/after), PEERS
 # (default "goflow2"; "" to skip).
@@ -28,6 +29,7 @@ FLOWS=${FLOWS:-600000}
 FLOW_RATE=${FLOW_RATE:-200000}
 STREAMS=${STREAMS:-"1:1 6:1 25:1 6:500 25:500 1:1:8 6:1:8"}
 PEERS=${PEERS-goflow2}
+OUTPUTS=${OUTPUTS:-file es}
 work=$(mktemp -d)
 out=/dev/shm/spanflow-streams-$$
 mkdir -p "$out"
@@ -42,6 +44,7 @@ trap cleanup EXIT
 echo "building spanflow and flowload"
 go build -o "$work/spanflow" ./cmd/spanflow
 go build -o "$work/flowload" ./bench/flowload
+go build -o "$work/essink" ./bench/essink
 if [ -n "${BASE:-}" ]; then
 	git worktree add --detach "$work-base" "$BASE" >/dev/null 2>&1
 	(cd "$work-base" && go build -o "$work/spanflow-base" ./cmd/spanflow)
@@ -70,7 +73,7 @@ run() {
 	local prev=-1 cur=0
 	while :; do
 		sleep 1
-		cur=$(stat -c %s "$file" 2>/dev/null || echo 0)
+		cur=$(progress "$file")
 		[ "$cur" = "$prev" ] && break
 		prev=$cur
 	done
@@ -78,8 +81,17 @@ run() {
 	t1=$(cpu_ticks "$pid")
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
+	if [ -f "$out/essink.pid" ]; then
+		sleep 0.3 # its last count
+		kill "$(cat "$out/essink.pid")" 2>/dev/null || true
+		rm -f "$out/essink.pid"
+	fi
 	local delivered sent cpu
-	delivered=$(grep -vc '"kind":"metric"' "$file" || true)
+	if [[ $file == *.count ]]; then
+		delivered=$(cat "$file")
+	else
+		delivered=$(grep -vc '"kind":"metric"' "$file" || true)
+	fi
 	sent=$((messages * per))
 	cpu=$(echo "scale=3; ($t1 - $t0) / $hz" | bc)
 	printf '| %d | %d | %d | %s | %d | %d | %.2f | %.0f |\n' "$per" "$exporters" "$coalesce" "$name" "$delivered" $((sent - delivered)) "$cpu" \
@@ -88,11 +100,31 @@ run() {
 	port=$((port + 1))
 }
 
+# progress prints how far an output got: a file's size, or the documents
+# essink counted.
+progress() {
+	if [[ $1 == *.count ]]; then cat "$1" 2>/dev/null || echo 0; else stat -c %s "$1" 2>/dev/null || echo 0; fi
+}
+
 spanflow() {
 	local bin=$1
 	shift
 	exec "$bin" collector run --netflow-listen "" --sflow-listen "" --ipfix-tcp-listen "" --ipfix-listen "127.0.0.1:$port" \
 		--sockets 2 --metrics-listen "" --output "file:$out/flows.ndjson" --output-max-bytes 0 "$@"
+}
+
+# spanflow_es BIN ARGS... runs the collector with its Elasticsearch output
+# to a fresh essink.
+spanflow_es() {
+	local bin=$1
+	shift
+	rm -rf "$out/spool" "$out/es.count"
+	"$work/essink" -count-file "$out/es.count" >"$out/essink.addr" &
+	echo $! >"$out/essink.pid"
+	for _ in $(seq 50); do [ -s "$out/essink.addr" ] && break; sleep 0.1; done
+	exec "$bin" collector run --netflow-listen "" --sflow-listen "" --ipfix-tcp-listen "" --ipfix-listen "127.0.0.1:$port" \
+		--sockets 2 --metrics-listen "" --output elasticsearch --es-url "http://$(cat "$out/essink.addr")" --es-setup=false \
+		--es-spool-dir "$out/spool" "$@"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -105,12 +137,24 @@ for s in $STREAMS; do
 	coalesce=${coalesce:-1}
 	messages=$((FLOWS / per))
 	rate=$((FLOW_RATE / per))
-	run spanflow "$out/flows.ndjson" spanflow "$work/spanflow"
-	run "spanflow --rollups=false" "$out/flows.ndjson" spanflow "$work/spanflow" --rollups=false
-	if [ -n "${BASE:-}" ]; then
-		run "spanflow $BASE" "$out/flows.ndjson" spanflow "$work/spanflow-base"
-		run "spanflow $BASE --rollups=false" "$out/flows.ndjson" spanflow "$work/spanflow-base" --rollups=false
-	fi
+	builds=("spanflow:$work/spanflow")
+	[ -n "${BASE:-}" ] && builds+=("spanflow $BASE:$work/spanflow-base")
+	for o in $OUTPUTS; do
+		for b in "${builds[@]}"; do
+			name=${b%%:*} bin=${b#*:}
+			case $o in
+			file)
+				run "$name" "$out/flows.ndjson" spanflow "$bin"
+				run "$name --rollups=false" "$out/flows.ndjson" spanflow "$bin" --rollups=false
+				;;
+			es)
+				run "$name, elasticsearch" "$out/es.count" spanflow_es "$bin"
+				run "$name, elasticsearch, --rollups=false" "$out/es.count" spanflow_es "$bin" --rollups=false
+				;;
+			*) echo "OUTPUTS: file or es, not $o" >&2; exit 1 ;;
+			esac
+		done
+	done
 	if [[ " $PEERS " == *" goflow2 "* ]]; then
 		run "goflow2 v2.2.6" "$out/goflow2.json" "$work/goflow2" -listen "netflow://127.0.0.1:$port?count=2&workers=2" \
 			-addr 127.0.0.1:0 -format json -transport file -transport.file "$out/goflow2.json"
