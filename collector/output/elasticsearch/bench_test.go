@@ -219,7 +219,7 @@ func BenchmarkStoredBytesPerFlow(b *testing.B) {
 			docBytes += len(enc.AppendDocument(nil, &recs[j]))
 		}
 		for j := 0; j < len(recs); j += 500 {
-			for len(o.queue) > cap(o.queue)/2 {
+			for o.queued.Load() > int64(o.config.QueueSize/2) {
 				time.Sleep(time.Millisecond)
 			}
 			o.Write(recs[j:min(j+500, len(recs))])
@@ -282,7 +282,7 @@ func runOutput(b *testing.B, url string, cfg Configuration, gzip bool, recs []fl
 	// A collector at the highest sustainable rate: wait while the queue is
 	// half full rather than spill into the spool.
 	for i := 0; i < len(recs); i += 500 {
-		for len(o.queue) > cap(o.queue)/2 {
+		for o.queued.Load() > int64(o.config.QueueSize/2) {
 			time.Sleep(200 * time.Microsecond)
 		}
 		if err := o.Write(recs[i:min(i+500, len(recs))]); err != nil {

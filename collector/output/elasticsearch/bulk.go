@@ -402,16 +402,18 @@ func (o *Output) feed() error {
 		open := true
 	fill:
 		for len(req.body) < o.config.FlushBytes {
-			var it item
+			// A Write call's documents at a time: a request may pass
+			// FlushBytes by the last batch it took.
+			var batch []item
 			select {
-			case it, open = <-o.queue:
+			case batch, open = <-o.queue:
 			default:
 				if len(req.items) == 0 {
-					it, open = <-o.queue
+					batch, open = <-o.queue
 					break
 				}
 				select {
-				case it, open = <-o.queue:
+				case batch, open = <-o.queue:
 				case <-timer.C:
 					break fill // the oldest document waited long enough
 				}
@@ -419,14 +421,18 @@ func (o *Output) feed() error {
 			if !open {
 				break
 			}
+			o.queued.Add(-int64(len(batch)))
 			if len(req.items) == 0 {
 				// From the request's first document, however it came: after
 				// a full request the next one starts with a queued document.
 				timer.Reset(o.config.FlushInterval)
 			}
-			// Read per document: the layout is final once the template is
+			// Read per batch: the layout is final once the template is
 			// installed, and live documents only come after.
-			req.add(o.Layout().Action(), it)
+			action := o.Layout().Action()
+			for _, it := range batch {
+				req.add(action, it)
+			}
 		}
 		timer.Stop()
 		o.turn <- struct{}{}

@@ -62,7 +62,7 @@ func BenchmarkClientCPU(b *testing.B) {
 		for j := 0; j < n; j += 500 {
 			// As fast as the output takes them without spooling, like
 			// the cluster benchmarks.
-			for len(o.queue) > cap(o.queue)/2 {
+			for o.queued.Load() > int64(o.config.QueueSize/2) {
 				time.Sleep(time.Millisecond)
 			}
 			if err := o.Write(recs[j : j+500]); err != nil {

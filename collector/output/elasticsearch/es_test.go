@@ -248,7 +248,7 @@ func waitSpoolEmpty(t *testing.T, o *Output, within time.Duration) {
 	deadline := time.Now().Add(within)
 	for {
 		docs, _ := o.spool.Stats()
-		if docs == 0 && len(o.queue) == 0 {
+		if docs == 0 && o.queued.Load() == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

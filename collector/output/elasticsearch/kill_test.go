@@ -28,9 +28,9 @@ const (
 
 func killBound() int {
 	// queue + per feeder (2 per worker) the request being filled or in
-	// flight (at least 600 bytes per document, one past the flush size) +
-	// the batch in Write.
-	return killQueue + 2*killWorkers*(killFlushBytes/600+1) + killBatch
+	// flight (at least 600 bytes per document; the last batch taken may
+	// pass the flush size) + the batch in Write.
+	return killQueue + 2*killWorkers*(killFlushBytes/600+killBatch) + killBatch
 }
 
 // TestKill9Helper is the process TestKill9Bound kills: it writes flows to

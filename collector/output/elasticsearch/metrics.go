@@ -45,7 +45,7 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 		return time.Since(sent).Seconds()
 	})
 	f.GaugeFunc("queue_documents", "Flow documents waiting in memory for a bulk request.", func() float64 {
-		return float64(len(o.queue))
+		return float64(o.queued.Load())
 	})
 	m.indexed = m.documents.WithLabelValues("indexed")
 	m.replayed = m.documents.WithLabelValues("replayed")

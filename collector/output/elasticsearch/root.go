@@ -42,7 +42,11 @@ type Output struct {
 	// (ready), a provisional one for the documents spooled meanwhile.
 	layout atomic.Pointer[setup.Layout]
 	ready  atomic.Bool
-	queue  chan item
+	// queue holds the documents of Write calls, a call's worth per
+	// entry (one channel operation and one feeder wake-up per batch, not
+	// per document); queued counts its documents against QueueSize.
+	queue  chan []item
+	queued atomic.Int64
 	// 2×Workers feeders fill bulk requests from the shared queue, one at a
 	// time (turn), with at most Workers requests in flight (inflight):
 	// while a request is out, another feeder fills the next, which leaves
@@ -93,7 +97,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 		slow:    reporter.NewLimited(r.Log, time.Minute),
 		config:  c,
 		client:  client,
-		queue:   make(chan item, c.QueueSize),
+		queue:   make(chan []item, c.QueueSize), // every entry holds a document at least
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
 	o.pending.m = map[*bulkRequest]struct{}{}
@@ -273,29 +277,36 @@ func (o *Output) Write(records []flow.Record) error {
 	}
 	enc := o.encoders.Get().(*flow.Encoder)
 	defer o.encoders.Put(enc)
-	var toSpool []item
 	// Until the template is installed, everything waits in the spool.
 	spooling := !o.ready.Load() || !o.spool.Empty()
 	layout := o.Layout()
 	// One buffer for the batch's documents instead of one growing slice
 	// per document: this halves the output's allocations.
 	buf := make([]byte, 0, len(records)*docSizeHint)
+	items := make([]item, len(records))
 	for i := range records {
 		r := &records[i]
 		start := len(buf)
 		buf = enc.AppendDocument(buf, r)
-		it := item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]}
-		if !spooling {
-			select {
-			case o.queue <- it:
-				continue
-			default:
-				spooling = true // the cluster is slower than the flows: spool, keep order
-			}
-		}
-		toSpool = append(toSpool, it)
+		items[i] = item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]}
 	}
-	return o.toSpool(toSpool)
+	if spooling {
+		return o.toSpool(items)
+	}
+	// Queued a queue's worth at a time: what does not fit, and everything
+	// after it (to keep the order), goes to the spool.
+	for len(items) > 0 {
+		n := min(len(items), o.config.QueueSize)
+		if o.queued.Add(int64(n)) > int64(o.config.QueueSize) {
+			o.queued.Add(-int64(n)) // the cluster is slower than the flows: spool, keep order
+			return o.toSpool(items)
+		}
+		// Never blocks: the channel has room for QueueSize entries of a
+		// document at least, and queued holds at most QueueSize.
+		o.queue <- items[:n:n]
+		items = items[n:]
+	}
+	return nil
 }
 
 func (o *Output) toSpool(items []item) error {
@@ -459,8 +470,8 @@ func (o *Output) Stop() error {
 		// Documents it indexed meanwhile are replayed onto themselves
 		// (same ids), so nothing is lost and nothing doubles.
 		var left []item
-		for it := range o.queue {
-			left = append(left, it)
+		for batch := range o.queue {
+			left = append(left, batch...)
 		}
 		left = append(left, o.pending.abandon()...)
 		err = o.toSpool(left)
@@ -593,5 +604,5 @@ func (o *Output) noticeUnanswered(sent time.Time) {
 	docs, _ := o.spool.Stats()
 	o.limited.Warn("unanswered", "Elasticsearch does not answer bulk requests; flow documents are waiting",
 		"unanswered_for", time.Since(sent).Round(time.Second), "unanswered_requests", requests,
-		"documents_waiting", int64(len(o.queue))+int64(o.pending.docs())+docs, "es_timeout", o.config.Connection.Timeout)
+		"documents_waiting", o.queued.Load()+int64(o.pending.docs())+docs, "es_timeout", o.config.Connection.Timeout)
 }
