@@ -60,28 +60,36 @@ func sendSegmented(t *testing.T, conn *net.UDPConn, payload []byte, seg int) {
 
 // TestUDPCoalesced: datagrams the kernel hands up coalesced (UDP GRO: here
 // from a sender's UDP_SEGMENT on loopback, the same buffer an interface's
-// GRO builds) reach the handler one by one, byte for byte and in order,
+// GRO builds; IPv4, IPv6, and IPv4 to a dual-stack socket) reach the
+// handler one by one, from the sender's address, byte for byte and in order,
 // the last shorter one included, mixed with datagrams that came alone; at
 // most 32 at a time however many came in one read; and the coalesced ones
 // are counted.
 func TestUDPCoalesced(t *testing.T) {
-	for _, addr := range []string{"127.0.0.1", "::1"} {
-		t.Run(addr, func(t *testing.T) {
+	cases := []struct{ listen, from, want string }{
+		{"127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
+		{"[::1]:0", "::1", "::1"},
+		{"[::]:0", "127.0.0.1", "::ffff:127.0.0.1"},
+	}
+	for _, c := range cases {
+		t.Run(c.listen+"<-"+c.from, func(t *testing.T) {
 			h := &maxBatch{}
 			r := reporter.NewForTest(nil)
 			cfg := listen.DefaultConfiguration()
-			cfg.UDP, cfg.TCP, cfg.Sockets = []string{net.JoinHostPort(addr, "0")}, nil, 1
+			cfg.UDP, cfg.TCP, cfg.Sockets = []string{c.listen}, nil, 1
 			l, err := listen.New(r, cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := l.Start(); err != nil {
-				t.Skipf("cannot listen on %s: %v", addr, err)
+				t.Skipf("cannot listen on %s: %v", c.listen, err)
 			}
 			defer l.Stop()
-			conn, err := net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr))
+			port := l.Addrs()[0].(*net.UDPAddr).Port
+			to := netip.AddrPortFrom(netip.MustParseAddr(c.from), uint16(port))
+			conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 			if err != nil {
-				t.Skipf("cannot send from %s: %v", addr, err)
+				t.Skipf("cannot send from %s: %v", c.from, err)
 			}
 			defer conn.Close()
 
@@ -124,7 +132,7 @@ func TestUDPCoalesced(t *testing.T) {
 			if len(got) != len(sent) {
 				t.Fatalf("received %d datagrams, want %d", len(got), len(sent))
 			}
-			from := netip.MustParseAddrPort(conn.LocalAddr().String())
+			from := netip.AddrPortFrom(netip.MustParseAddr(c.want), netip.MustParseAddrPort(conn.LocalAddr().String()).Port())
 			for i, dg := range got {
 				if dg.Source != from {
 					t.Fatalf("datagram %d from %v, want %v", i, dg.Source, from)
