@@ -24,10 +24,6 @@ import (
 // recvBatch at a time.
 const recvBatch = 32
 
-// groSegments bounds the datagrams one coalesced message holds: the
-// kernel's own bound (UDP_GRO_CNT_MAX) is 64.
-const groSegments = 64
-
 // udpGRO is the UDP_GRO socket option and control message type
 // (linux/udp.h), and solUDP its level.
 const (
@@ -41,7 +37,7 @@ const cmsgSpace = 32
 
 type mmsghdr = batchio.Mmsghdr
 
-// batchReader reads up to recvBatch datagrams per system call with
+// batchReader reads up to recvBatch messages per system call with
 // recvmmsg from a blocking socket of its own, outside the runtime's poller:
 // it waits in the kernel only when nothing is queued, and takes what is
 // there without waiting for a full batch (MSG_WAITFORONE). A socket in the
