@@ -8,48 +8,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/numfmt"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
-
-// inNetns runs fn on a thread in the namespace ns: sockets it opens belong
-// there.
-func inNetns(t *testing.T, ns string, fn func()) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer orig.Close()
-	target, err := os.Open(filepath.Join("/var/run/netns", ns))
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Error(err)
-		return
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err)
-		}
-	}()
-	fn()
-}
 
 // TestExporterReloadOnSIGHUP: a live `exporter run --config FILE` forwards
 // what its distribution rule chooses; after SIGHUP it forwards with the
@@ -89,7 +57,7 @@ func TestExporterReloadOnSIGHUP(t *testing.T) {
 	// Two VXLAN receivers in the namespace, counting datagrams.
 	var sinks [2]*net.UDPConn
 	var counts [2]atomic.Int64
-	inNetns(t, ns, func() {
+	testutil.InNetns(t, ns, func() {
 		for i := range sinks {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {

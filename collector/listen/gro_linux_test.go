@@ -9,8 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -160,33 +158,6 @@ spanflow_listen_udp_truncated_total 0
 	}
 }
 
-// inNetns runs fn on a thread in namespace ns: the sockets it opens stay
-// in ns.
-func inNetns(t *testing.T, ns string, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open(filepath.Join("/var/run/netns", ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // the thread must not go back to the pool in ns
-		}
-	}()
-	fn()
-}
-
 func sh(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
@@ -227,18 +198,21 @@ func TestUDPCoalescedByInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inNetns(t, rcv, func() {
-		if err := l.Start(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	var startErr error
+	if !testutil.InNetns(t, rcv, func() { startErr = l.Start() }) {
+		t.FailNow()
+	}
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
 	defer l.Stop()
 	var conn *net.UDPConn
-	inNetns(t, snd, func() {
-		if conn, err = net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr)); err != nil {
-			t.Fatal(err)
-		}
-	})
+	if !testutil.InNetns(t, snd, func() { conn, err = net.DialUDP("udp", nil, l.Addrs()[0].(*net.UDPAddr)) }) {
+		t.FailNow()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close()
 
 	// Bursts of 48 equal datagrams (the veth's queue holds 256), each
