@@ -49,37 +49,51 @@ func (h *recording) wait(t *testing.T, n int) []decoders.Datagram {
 	}
 }
 
+// addrCases are the listening addresses and senders of the batch tests:
+// IPv4, IPv6, and IPv4 to a dual-stack socket (its sources v4-mapped).
+var addrCases = []addrCase{
+	{"127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
+	{"[::1]:0", "::1", "::1"},
+	{"[::]:0", "127.0.0.1", "::ffff:127.0.0.1"},
+}
+
+type addrCase struct{ listen, from, want string }
+
+// start runs a listener of one UDP socket on c.listen handing to h, with
+// r's metrics, until the test ends, and returns a client sending from
+// c.from; it skips where the machine has no such address.
+func (c addrCase) start(t *testing.T, h listen.Handler, r *reporter.Reporter) *net.UDPConn {
+	t.Helper()
+	cfg := listen.DefaultConfiguration()
+	cfg.UDP, cfg.TCP, cfg.Sockets = []string{c.listen}, nil, 1
+	l, err := listen.New(r, cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Skipf("cannot listen on %s: %v", c.listen, err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	port := l.Addrs()[0].(*net.UDPAddr).Port
+	to := netip.AddrPortFrom(netip.MustParseAddr(c.from), uint16(port))
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		t.Skipf("cannot send from %s: %v", c.from, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // TestUDPBatches sends datagrams to UDP sockets read in batches (recvmmsg
 // on Linux) and checks that each arrives once, whole (up to the largest
 // UDP payload), in order, with the source address and port the sender
 // used, given as ReadFromUDPAddrPort gives it (an IPv6 socket's IPv4
 // sources v4-mapped).
 func TestUDPBatches(t *testing.T) {
-	cases := []struct{ listen, from, want string }{
-		{"127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
-		{"[::1]:0", "::1", "::1"},
-		{"[::]:0", "127.0.0.1", "::ffff:127.0.0.1"},
-	}
-	for _, c := range cases {
+	for _, c := range addrCases {
 		t.Run(c.listen+"<-"+c.from, func(t *testing.T) {
 			h := &recording{}
-			cfg := listen.DefaultConfiguration()
-			cfg.UDP, cfg.TCP, cfg.Sockets = []string{c.listen}, nil, 1
-			l, err := listen.New(reporter.NewForTest(nil), cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Start(); err != nil {
-				t.Skipf("cannot listen on %s: %v", c.listen, err)
-			}
-			defer l.Stop()
-			port := l.Addrs()[0].(*net.UDPAddr).Port
-			to := netip.AddrPortFrom(netip.MustParseAddr(c.from), uint16(port))
-			conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
-			if err != nil {
-				t.Skipf("cannot send from %s: %v", c.from, err)
-			}
-			defer conn.Close()
+			conn := c.start(t, h, reporter.NewForTest(nil))
 			const n = 200
 			var sent [][]byte
 			for i := range n {

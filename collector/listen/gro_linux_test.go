@@ -64,32 +64,11 @@ func sendSegmented(t *testing.T, conn *net.UDPConn, payload []byte, seg int) {
 // most 32 at a time however many came in one read; and the coalesced ones
 // are counted.
 func TestUDPCoalesced(t *testing.T) {
-	cases := []struct{ listen, from, want string }{
-		{"127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
-		{"[::1]:0", "::1", "::1"},
-		{"[::]:0", "127.0.0.1", "::ffff:127.0.0.1"},
-	}
-	for _, c := range cases {
+	for _, c := range addrCases {
 		t.Run(c.listen+"<-"+c.from, func(t *testing.T) {
 			h := &maxBatch{}
 			r := reporter.NewForTest(nil)
-			cfg := listen.DefaultConfiguration()
-			cfg.UDP, cfg.TCP, cfg.Sockets = []string{c.listen}, nil, 1
-			l, err := listen.New(r, cfg, listen.Dependencies{NewHandler: func() listen.Handler { return h }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Start(); err != nil {
-				t.Skipf("cannot listen on %s: %v", c.listen, err)
-			}
-			defer l.Stop()
-			port := l.Addrs()[0].(*net.UDPAddr).Port
-			to := netip.AddrPortFrom(netip.MustParseAddr(c.from), uint16(port))
-			conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
-			if err != nil {
-				t.Skipf("cannot send from %s: %v", c.from, err)
-			}
-			defer conn.Close()
+			conn := c.start(t, h, r)
 
 			rng := rand.New(rand.NewPCG(1, 2))
 			var sent [][]byte
