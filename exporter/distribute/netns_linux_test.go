@@ -11,14 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/distribute"
@@ -81,27 +78,9 @@ func newPair(t *testing.T) pair {
 // belong there.
 func (p pair) in(t *testing.T, fn func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
+	if !testutil.InNetns(t, p.probe, fn) {
+		t.FailNow()
 	}
-	defer orig.Close()
-	target, err := os.Open(filepath.Join("/var/run/netns", p.probe))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // the thread must not go back to the pool in the namespace
-		}
-	}()
-	fn()
 }
 
 // tcpdump captures on the tool's interface until stop is called, which
