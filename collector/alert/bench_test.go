@@ -100,11 +100,12 @@ func BenchmarkRulesSnapshot(b *testing.B) {
 	f := hundredRules(b)
 	ev := NewEvaluator(f, "", "", func(Alert) {})
 	var rows []rollup.Row
+	// 200 rows of each scope: the lines are 50 hosts' 4 uplinks each.
 	for i := 0; i < 200; i++ {
 		v := map[string]float64{rollup.BitsPerSecond: 1e9, rollup.BytesPerSecond: 1.25e8, rollup.PacketsPerSecond: 1e5,
 			rollup.RetransmissionRatio: 0.01, rollup.RTTp95: 3, rollup.BytesPerSecondBaseline: 1.2e8}
 		rows = append(rows,
-			rollup.Row{Scope: rollup.ScopeLine, Key: fmt.Sprintf("10.1.0.%d vmnic0", i%50), Labels: map[string]string{"exporter": fmt.Sprintf("10.1.0.%d", i%50)}, Values: rollup.ValuesOf(v)},
+			rollup.Row{Scope: rollup.ScopeLine, Key: fmt.Sprintf("10.1.0.%d vmnic%d", i%50, i/50), Labels: map[string]string{"exporter": fmt.Sprintf("10.1.0.%d", i%50)}, Values: rollup.ValuesOf(v)},
 			rollup.Row{Scope: rollup.ScopeProject, Key: fmt.Sprintf("p%d", i), Labels: map[string]string{"project": fmt.Sprintf("p%d", i)}, Values: rollup.ValuesOf(v)},
 			rollup.Row{Scope: rollup.ScopeVM, Key: fmt.Sprintf("vm-%d", i), Labels: map[string]string{"vm": fmt.Sprintf("vm-%d", i)}, Values: rollup.ValuesOf(v)},
 			rollup.Row{Scope: rollup.ScopeService, Key: fmt.Sprintf("tcp/%d", 1000+i), Labels: map[string]string{}, Values: rollup.ValuesOf(v)},
