@@ -202,7 +202,7 @@ func TestUDPSendRunsPastTheMTU(t *testing.T) {
 			}
 		}
 	}
-	if m := u.batch.maxLen[0]; m >= 1400 || m < 600 {
+	if m := u.batch.runs[0].MaxLen(); m >= 1400 || m < 600 {
 		t.Errorf("runs offered up to %d bytes after the refusal; want below 1400 and at least 600", m)
 	}
 }
