@@ -26,6 +26,13 @@ type Tap interface {
 	Tap(dg decoders.Datagram)
 }
 
+// BatchTap is a Tap that also takes the allowed datagrams of a batch at
+// once (the forwarder sends them with one system call).
+type BatchTap interface {
+	Tap
+	TapBatch(dgs []decoders.Datagram)
+}
+
 // Output is a named sink, for the output error metric.
 type Output struct {
 	Name string
@@ -50,6 +57,8 @@ type Pipeline struct {
 	log     *reporter.Limited
 	tracker lifecycle.Tracker
 	stats   *exporterStats // nil when disabled
+	// batchTaps: there are taps and every one takes batches.
+	batchTaps bool
 }
 
 // New returns a pipeline.
@@ -66,6 +75,12 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 	if cfg.ExporterStatsInterval > 0 {
 		p.stats = newExporterStats(time.Now())
 	}
+	p.batchTaps = len(deps.Taps) > 0
+	for _, t := range deps.Taps {
+		if _, ok := t.(BatchTap); !ok {
+			p.batchTaps = false
+		}
+	}
 	f := r.Factory("collector")
 	f.GaugeFunc("exporters", "Exporters the decoder keeps state for.", func() float64 { return float64(dec.Exporters()) })
 	f.CounterFunc("exporters_expired_total", "Exporters forgotten (state and metrics) after sending nothing for the exporter idle timeout.",
@@ -81,6 +96,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Pipeline,
 type Worker struct {
 	p       *Pipeline
 	records []flow.Record
+	allowed []decoders.Datagram // a batch's allowed datagrams, for the taps
 }
 
 // NewWorker returns a worker; use one per goroutine.
@@ -112,8 +128,27 @@ func (w *Worker) Handle(dg decoders.Datagram) {
 // a buffer) is paid per batch, not per datagram. The payloads are not kept.
 func (w *Worker) HandleBatch(dgs []decoders.Datagram) {
 	recs := w.records[:0]
-	for _, dg := range dgs {
-		recs = w.decode(dg, recs)
+	if w.p.batchTaps {
+		// The taps see the batch's allowed datagrams at once, before they
+		// are decoded.
+		allowed := w.allowed[:0]
+		for _, dg := range dgs {
+			if w.allow(dg) {
+				allowed = append(allowed, dg)
+			}
+		}
+		for _, t := range w.p.deps.Taps {
+			t.(BatchTap).TapBatch(allowed)
+		}
+		for _, dg := range allowed {
+			recs = w.decodeAllowed(dg, recs)
+		}
+		clear(allowed)
+		w.allowed = allowed[:0]
+	} else {
+		for _, dg := range dgs {
+			recs = w.decode(dg, recs)
+		}
 	}
 	w.records = recs
 	w.write(recs)
@@ -125,17 +160,34 @@ func (w *Worker) HandleBatch(dgs []decoders.Datagram) {
 // decode checks, taps, decodes and counts one datagram, appending its
 // records to recs.
 func (w *Worker) decode(dg decoders.Datagram, recs []flow.Record) []flow.Record {
+	if !w.allow(dg) {
+		return recs
+	}
+	for _, t := range w.p.deps.Taps {
+		t.Tap(dg)
+	}
+	return w.decodeAllowed(dg, recs)
+}
+
+// allow reports whether dg comes from the allowed networks; a datagram that
+// does not is counted and logged.
+func (w *Worker) allow(dg decoders.Datagram) bool {
 	p := w.p
 	src := dg.Source.Addr().Unmap()
 	if !p.allowed(src) {
 		p.m.drops.WithLabelValues(reason.NotAllowed).Inc()
 		// Logged per reason: sources can be spoofed, one line each would flood.
 		p.log.Warn(reason.NotAllowed, "datagram from an exporter outside the allowed networks dropped", "exporter", src)
-		return recs
+		return false
 	}
-	for _, t := range p.deps.Taps {
-		t.Tap(dg)
-	}
+	return true
+}
+
+// decodeAllowed decodes and counts an allowed datagram, appending its
+// records to recs.
+func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.Record {
+	p := w.p
+	src := dg.Source.Addr().Unmap()
 	recs, res, err := p.decoder.Decode(dg, recs)
 	if err != nil && reason.Of(err) == reason.ExporterLimit {
 		p.m.drops.WithLabelValues(reason.ExporterLimit).Inc()
