@@ -1,22 +1,21 @@
-package distribute
+package batchio
 
 import (
 	"bytes"
 	"fmt"
 	"net"
-	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// TestGSORuns: runs of equal datagrams go as one message each and arrive
+// TestRuns: runs of equal datagrams go as one message each and arrive
 // as the datagrams they were, in order; when the kernel refuses the
 // segmentation (here SO_NO_CHECK, with which it never segments UDP), the
 // same datagrams arrive one by one, none lost, and runs of that length are
 // not offered again.
-func TestGSORuns(t *testing.T) {
+func TestRuns(t *testing.T) {
 	var pkts [][]byte
 	add := func(n, size int) {
 		for range n {
@@ -56,15 +55,17 @@ func TestGSORuns(t *testing.T) {
 				})
 			}
 			rc, _ := c.SyscallConn()
-			w := &gsoWriter{rc: rc, maxLen: gsoMaxBytes / 2}
-			w.build(pkts)
+			w := NewRuns()
+			w.build(nil, 0, pkts)
 			if fmt.Sprint(w.count) != "[11 5 2 64 5 2]" {
 				t.Errorf("datagrams per message %v, want [11 5 2 64 5 2]", w.count)
 			}
-			refused := make([]bool, len(pkts))
-			failed, err := w.write(pkts, refused)
-			if failed != 0 || slices.Contains(refused, true) {
-				t.Fatalf("%d failed (%v): %v", failed, refused, err)
+			for j := 0; j < len(pkts); {
+				n, err := w.Send(rc, nil, 0, pkts[j:])
+				if err != nil {
+					t.Fatalf("datagram %d refused: %v", j+n, err)
+				}
+				j += n
 			}
 			buf := make([]byte, 65536)
 			for i, want := range pkts {
