@@ -24,13 +24,6 @@ import (
 // recvBatch at a time.
 const recvBatch = 32
 
-// udpGRO is the UDP_GRO socket option and control message type
-// (linux/udp.h), and solUDP its level.
-const (
-	udpGRO = 104
-	solUDP = 17
-)
-
 // cmsgSpace is room for one control message of an int: the UDP_GRO
 // segment size (a cmsghdr of 16 bytes and the int, aligned).
 const cmsgSpace = 32
@@ -93,7 +86,7 @@ func detach(conn *net.UDPConn) (*batchReader, error) {
 		return nil, fmt.Errorf("make the udp socket blocking: %w", err)
 	}
 	// Without UDP GRO (a kernel before 5.0) every datagram comes alone.
-	_ = unix.SetsockoptInt(fd, solUDP, udpGRO, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1)
 	b := &batchReader{fd: fd, bufs: make([][]byte, recvBatch), dgs: make([]decoders.Datagram, 0, recvBatch)}
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, 65536)
@@ -165,20 +158,21 @@ func (b *batchReader) read(flags int) ([]decoders.Datagram, error) {
 		h := &b.hdrs[i].Hdr
 		src, payload := sockaddr(&b.names[i]), b.bufs[i][:b.hdrs[i].Len]
 		seg := groSize(b.ctrls[i][:min(int(h.Controllen), cmsgSpace)])
-		if seg <= 0 || seg >= len(payload) && h.Flags&unix.MSG_TRUNC == 0 {
-			if h.Flags&unix.MSG_TRUNC != 0 {
-				b.truncated++ // cannot happen with 64 KiB buffers; not decoded
-				continue
+		cut := h.Flags&unix.MSG_TRUNC != 0
+		if cut {
+			b.truncated++
+		}
+		if seg <= 0 || seg >= len(payload) && !cut {
+			if !cut { // a datagram cut cannot happen with 64 KiB buffers; not decoded
+				b.dgs = append(b.dgs, decoders.Datagram{Source: src, Payload: payload, Received: now})
 			}
-			b.dgs = append(b.dgs, decoders.Datagram{Source: src, Payload: payload, Received: now})
 			continue
 		}
 		// Datagrams coalesced by the kernel: each seg bytes long, the
 		// last one possibly shorter. A message cut at its buffer's end
 		// (a coalescing limit raised past 64 KiB) ends in a partial
-		// datagram, which is dropped and counted.
-		if h.Flags&unix.MSG_TRUNC != 0 {
-			b.truncated++
+		// datagram, which is dropped.
+		if cut {
 			payload = payload[:len(payload)/seg*seg]
 		}
 		for len(payload) > 0 {
@@ -199,7 +193,7 @@ func groSize(ctrl []byte) int {
 		if l < unix.SizeofCmsghdr || l > len(ctrl) {
 			return 0
 		}
-		if h.Level == solUDP && h.Type == udpGRO && l >= unix.CmsgLen(4) {
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
 			return int(*(*int32)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)])))
 		}
 		ctrl = ctrl[min(len(ctrl), unix.CmsgSpace(l-unix.CmsgLen(0))):]
