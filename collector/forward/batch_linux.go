@@ -6,10 +6,10 @@ import (
 	"github.com/spanflow/spanflow/internal/batchio"
 )
 
-// batchSender sends datagrams on a target's connected socket: it returns
-// how many the kernel took, and the error of the first it did not take
-// (when it took none).
-type batchSender func(msgs [][]byte) (int, error)
+// batchSender sends datagrams on a target's connected socket, in order,
+// skipping each one the kernel refuses (refused is called with the
+// error); it returns how many were sent.
+type batchSender func(msgs [][]byte, refused func(err error)) (sent int)
 
 // newBatchSender sends with sendmmsg, runs of equal lengths as one UDP GSO
 // send (batchio.Runs).
@@ -19,5 +19,7 @@ func newBatchSender(conn *net.UDPConn) (batchSender, error) {
 		return nil, err
 	}
 	runs := batchio.NewRuns()
-	return func(msgs [][]byte) (int, error) { return runs.Send(rc, nil, 0, msgs) }, nil
+	return func(msgs [][]byte, refused func(err error)) int {
+		return runs.SendAll(rc, nil, 0, msgs, func(_ int, err error) { refused(err) })
+	}, nil
 }

@@ -106,11 +106,10 @@ func (f *Forwarder) Start() error {
 // send), as Tap would one by one.
 func (f *Forwarder) TapBatch(dgs []decoders.Datagram) {
 	for _, t := range f.targets {
-		spoof := f.rawFD >= 0 && t.addr.Addr().Unmap().Is4()
 		t.mu.Lock()
 		t.msgs = t.msgs[:0]
 		for _, dg := range dgs {
-			if spoof && dg.Source.Addr().Unmap().Is4() {
+			if f.spoofs(t, dg) {
 				t.flush(f)
 				f.sendTo(t, dg)
 				continue
@@ -124,17 +123,22 @@ func (f *Forwarder) TapBatch(dgs []decoders.Datagram) {
 
 // flush sends the datagrams t.msgs holds, counting each.
 func (t *target) flush(f *Forwarder) {
-	for j := 0; j < len(t.msgs); {
-		n, err := t.batch(t.msgs[j:])
-		t.sent.Add(float64(n))
-		j += n
-		if err != nil {
-			t.error.Inc()
-			f.log.Warn("forward/"+t.name, "forward datagram", "target", t.name, "err", err)
-			j++ // msgs[j] failed; on with the next
-		}
+	if len(t.msgs) > 0 {
+		t.sent.Add(float64(t.batch(t.msgs, func(err error) { f.failed(t, err) })))
 	}
 	t.msgs = t.msgs[:0]
+}
+
+// spoofs reports whether dg goes to t from the exporter's address (the raw
+// socket): IPv4 exporters to IPv4 targets, with Spoof.
+func (f *Forwarder) spoofs(t *target, dg decoders.Datagram) bool {
+	return f.rawFD >= 0 && dg.Source.Addr().Unmap().Is4() && t.addr.Addr().Unmap().Is4()
+}
+
+// failed counts and logs a datagram t could not be sent.
+func (f *Forwarder) failed(t *target, err error) {
+	t.error.Inc()
+	f.log.Warn("forward/"+t.name, "forward datagram", "target", t.name, "err", err)
 }
 
 // Tap forwards one datagram to every target.
@@ -147,14 +151,13 @@ func (f *Forwarder) Tap(dg decoders.Datagram) {
 // sendTo forwards one datagram to t, counting it.
 func (f *Forwarder) sendTo(t *target, dg decoders.Datagram) {
 	var err error
-	if f.rawFD >= 0 && dg.Source.Addr().Unmap().Is4() && t.addr.Addr().Unmap().Is4() {
+	if f.spoofs(t, dg) {
 		err = f.sendSpoofed(dg.Source, t.addr, dg.Payload)
 	} else {
 		_, err = t.conn.Write(dg.Payload)
 	}
 	if err != nil {
-		t.error.Inc()
-		f.log.Warn("forward/"+t.name, "forward datagram", "target", t.name, "err", err)
+		f.failed(t, err)
 		return
 	}
 	t.sent.Inc()

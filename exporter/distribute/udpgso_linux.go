@@ -26,16 +26,11 @@ func newGSOWriter(c syscall.Conn) batchWriter {
 	}
 	runs := batchio.NewRuns()
 	return func(pkts [][]byte, refused []bool) (failed int, last error) {
-		for j := 0; j < len(pkts); {
-			n, err := runs.Send(rc, nil, 0, pkts[j:])
-			j += n
-			if err != nil {
-				refused[j] = true
-				failed++
-				last = err
-				j++
-			}
-		}
+		runs.SendAll(rc, nil, 0, pkts, func(i int, err error) {
+			refused[i] = true
+			failed++
+			last = err
+		})
 		return failed, last
 	}
 }

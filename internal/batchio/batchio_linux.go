@@ -105,6 +105,21 @@ func (r *Runs) Send(rc syscall.RawConn, name unsafe.Pointer, nameLen uint32, msg
 	}
 }
 
+// SendAll sends every message of msgs as Send does, skipping each one the
+// kernel refuses: refused is called with its index and the error. It
+// returns how many were sent.
+func (r *Runs) SendAll(rc syscall.RawConn, name unsafe.Pointer, nameLen uint32, msgs [][]byte, refused func(i int, err error)) (sent int) {
+	for j := 0; j < len(msgs); {
+		n, err := r.Send(rc, name, nameLen, msgs[j:])
+		sent, j = sent+n, j+n
+		if err != nil {
+			refused(j, err)
+			j++
+		}
+	}
+	return sent
+}
+
 // build makes sendmmsg's headers for msgs: one per run of equal lengths
 // or single message.
 func (r *Runs) build(name unsafe.Pointer, nameLen uint32, msgs [][]byte) {

@@ -87,3 +87,45 @@ func TestRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestSendAllSkipsRefused: a message the kernel refuses (here longer than
+// a UDP datagram holds) in the middle of runs is reported with its index,
+// and every other message arrives, in order.
+func TestSendAllSkipsRefused(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	c, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var msgs [][]byte
+	for i := range 9 {
+		size := 300
+		if i == 4 {
+			size = 70000
+		}
+		m := bytes.Repeat([]byte{byte(i)}, size)
+		msgs = append(msgs, m)
+	}
+	rc, _ := c.SyscallConn()
+	var refused []int
+	sent := NewRuns().SendAll(rc, nil, 0, msgs, func(i int, err error) { refused = append(refused, i) })
+	if sent != 8 || fmt.Sprint(refused) != "[4]" {
+		t.Fatalf("sent %d, refused %v; want 8 sent and message 4 refused", sent, refused)
+	}
+	buf := make([]byte, 65536)
+	for i, want := range msgs {
+		if i == 4 {
+			continue
+		}
+		rx.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := rx.Read(buf)
+		if err != nil || !bytes.Equal(buf[:n], want) {
+			t.Fatalf("message %d: %d bytes, %v; want %d bytes of %d", i, n, err, len(want), i)
+		}
+	}
+}
