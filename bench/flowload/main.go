@@ -14,7 +14,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
@@ -22,11 +21,9 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/spanflow/spanflow/bench/ipfixgen"
+	"github.com/spanflow/spanflow/internal/batchio"
 )
 
 // generator makes one exporter's messages.
@@ -47,7 +44,7 @@ func main() {
 	templateEvery := flag.Int("template-every", 1000, "each exporter resends its template every N of its messages")
 	exporters := flag.Int("exporters", 1, "exporters to play, each from its own source address")
 	prefix := flag.Int("source-prefix", 0, "with -exporters above 1: send from 127.P.x.y (1-254); 0 sends from the default address")
-	coalesce := flag.Int("coalesce", 1, "send each exporter's data messages N at a time as one UDP_SEGMENT (GSO) message, as a receiving interface's GRO hands them to a collector that asks for UDP GRO (1: one by one)")
+	coalesce := flag.Int("coalesce", 1, "send each exporter's data messages N at a time as one UDP_SEGMENT (GSO) message (at most 65,000 bytes a message), as a receiving interface's GRO hands them to a collector that asks for UDP GRO (1: one by one)")
 	mix := flag.String("mix", "ipfix", "protocols of the exporters, in turn, comma-separated: ipfix, v9, sflow (exporter i plays the (i mod n)th)")
 	flag.Parse()
 	fail := func(err error) {
@@ -150,12 +147,15 @@ func main() {
 		*messages, flows, bytes, *exporters, el.Seconds(), float64(flows)/el.Seconds(), sendErrs)
 }
 
-// coalesced is an exporter's data messages not sent yet: equal lengths,
-// sent as one message of segments (UDP_SEGMENT).
+// coalesced is an exporter's data messages not sent yet, of one length:
+// sent as one message of segments (UDP_SEGMENT, batchio.Runs: at most 64
+// segments and 65,000 bytes a message).
 type coalesced struct {
-	buf []byte
-	seg int
-	n   int
+	buf  []byte
+	seg  int
+	n    int
+	msgs [][]byte
+	runs *batchio.Runs
 }
 
 // add queues msg, sending what is queued first when msg's length differs
@@ -175,22 +175,21 @@ func (p *coalesced) add(c *net.UDPConn, msg []byte, n int) int {
 
 func (p *coalesced) flush(c *net.UDPConn) int {
 	defer func() { p.buf, p.n = p.buf[:0], 0 }()
-	switch p.n {
-	case 0:
-		return 0
-	case 1:
-		if _, err := c.Write(p.buf); err != nil {
-			return 1
-		}
+	if p.n == 0 {
 		return 0
 	}
-	oob := make([]byte, unix.CmsgSpace(2))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(p.seg))
-	if _, _, err := c.WriteMsgUDP(p.buf, oob, nil); err != nil {
+	rc, err := c.SyscallConn()
+	if err != nil {
 		return p.n
 	}
-	return 0
+	if p.runs == nil {
+		p.runs = batchio.NewRuns()
+	}
+	p.msgs = p.msgs[:0]
+	for b := p.buf; len(b) > 0; b = b[p.seg:] {
+		p.msgs = append(p.msgs, b[:p.seg])
+	}
+	errs := 0
+	p.runs.SendAll(rc, nil, 0, p.msgs, func(int, error) { errs++ })
+	return errs
 }
