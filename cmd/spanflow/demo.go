@@ -24,6 +24,8 @@ func demoCommand() *cli.Command {
 			"Progress goes to stderr; at the end the top VM conversations, the east-west/north-south split,\n" +
 			"the top lines and TCP health per project go to stdout. Ctrl-C ends the traffic early and still\n" +
 			"prints the summary. With --es-url the flows are also indexed into Elasticsearch.\n" +
+			"The components log warnings and errors only (not --log-level's usual info), unless\n" +
+			"--log-level or SPANFLOW_LOG_LEVEL is given.\n" +
 			"Example: spanflow demo --duration 10s --rate 5000 --output /tmp/flows.ndjson",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "duration", Value: d.Duration, Usage: "how long the traffic runs (3s to 1h)"},
