@@ -28,7 +28,7 @@ trap cleanup EXIT
 go run ./exporter/synth/gencap -kind bulk -packets "$PACKETS" -o "$tmp/bulk.pcap"
 . bench/netns.bash
 veth_netns "$ns"
-drops() { sed -n 's/.* \([0-9]*\) packets dropped by the kernel.*/\1/p' "$1"; }
+drops() { sed -n 's/.* \([0-9,]*\) packets dropped by the kernel.*/\1/p' "$1" | tr -d ,; }
 for r in $(seq "$R"); do
 	if [ $((r % 2)) = 1 ]; then first=$A second=$B; else first=$B second=$A; fi
 	ip netns exec "$ns" "$first" exporter run --interface vB --collector 127.0.0.1:4739 --metrics-listen off >"$tmp/1.out" 2>&1 &

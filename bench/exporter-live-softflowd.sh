@@ -67,8 +67,10 @@ round() {
 	sent=$((PACKETS * LOOPS))
 	sf_line=$(sed -n 's/^spanflow exporter: //p' "$tmp/sf.out")
 	[ -n "$sf_line" ] || { echo "$0: spanflow failed:"; cat "$tmp/sf.out"; exit 1; } >&2
-	sf_pkts=$(echo "$sf_line" | sed -n 's/^\([0-9]*\) packets.*/\1/p')
-	sf_drops=$(echo "$sf_line" | sed -n 's/.* \([0-9]*\) packets dropped by the kernel.*/\1/p')
+	# The summary groups digits by thousands (2,400,000 packets).
+	sf_pkts=$(echo "$sf_line" | sed -n 's/^\([0-9,]*\) packets.*/\1/p' | tr -d ,)
+	sf_drops=$(echo "$sf_line" | sed -n 's/.* \([0-9,]*\) packets dropped by the kernel.*/\1/p' | tr -d ,)
+	[ -n "$sf_pkts" ] || { echo "$0: cannot read the packet count in: $sf_line" >&2; exit 1; }
 	soft_pkts=$(echo "$soft_stats" | sed -n 's/.*[Pp]ackets processed: *\([0-9]*\).*/\1/p' | head -1)
 	soft_drops=$(echo "$soft_stats" | sed -n 's/.*[Pp]ackets dropped by libpcap: *\([0-9]*\).*/\1/p' | head -1)
 	sf_cpu=$(calc "($sf1 - $sf0) / $hz")
