@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Whole-process cost per flow of the spanflow collector against goflow2
-# v2.2.6 on the streams of issue #22: small datagrams (1 and 6 records, as
+# v2.2.6 and nfdump's nfcapd on the streams of issue #22: small datagrams (1 and 6 records, as
 # pmacct, softflowd and routers with short export timers send them) and
 # large ones (25), from 1 and from 500 exporters (bench/flowload
 # -exporters: 127.0.1.x source addresses on loopback). Each collector gets
-# the same stream in turn, writes JSON lines to a tmpfs file and uses 2
-# SO_REUSEPORT sockets; CPU is the process's utime+stime from the first
-# datagram until its output stops growing. spanflow runs with its defaults
-# (rollups on) and with --rollups=false (decode to NDJSON only).
+# the same stream in turn and writes to tmpfs: spanflow and goflow2 JSON
+# lines, with 2 SO_REUSEPORT sockets; nfcapd (Debian's nfdump) its own
+# binary records (about 100 bytes a flow, no JSON, no enrichment: the
+# cheapest way to store a flow, not a like-for-like document), one socket
+# with the same 8 MiB buffer as spanflow's; its flows are counted with
+# nfdump -I. CPU is the process's utime+stime from the first datagram until
+# its output stops growing. spanflow runs with its defaults (rollups on)
+# and with --rollups=false (decode to NDJSON only).
 #
 # Environment: OUTPUTS ("file es" by default; "file" skips the
 # Elasticsearch runs), FLOWS per run (default 600000), FLOW_RATE flows/s offered
 # (200000), STREAMS ("1:1 6:1 25:1 6:500 25:500", records:exporters),
 # BASE a git revision whose spanflow is measured too (before/after), PEERS
-# (default "goflow2"; "" to skip).
+# (default "goflow2 nfcapd"; "" to skip).
 #
 # A stream records:exporters:N (default streams 1:1:8 and 6:1:8) sends each
 # exporter's datagrams N at a time as one UDP_SEGMENT message (flowload
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.."
 FLOWS=${FLOWS:-600000}
 FLOW_RATE=${FLOW_RATE:-200000}
 STREAMS=${STREAMS:-"1:1 6:1 25:1 6:500 25:500 1:1:8 6:1:8"}
-PEERS=${PEERS-goflow2}
+PEERS=${PEERS-goflow2 nfcapd}
 OUTPUTS=${OUTPUTS:-file es}
 work=$(mktemp -d)
 out=/dev/shm/spanflow-streams-$$
@@ -51,6 +55,12 @@ if [ -n "${BASE:-}" ]; then
 fi
 if [[ " $PEERS " == *" goflow2 "* ]]; then
 	GOBIN="$work" go install github.com/netsampler/goflow2/v2/cmd/goflow2@v2.2.6
+fi
+if [[ " $PEERS " == *" nfcapd "* ]]; then
+	for tool in nfcapd nfdump; do
+		command -v "$tool" >/dev/null || { echo "$0: $tool not found (Debian package nfdump; or PEERS=goflow2)" >&2; exit 1; }
+	done
+	nfcapd_version=$(nfcapd -V 2>&1 | awk '{print $NF; exit}')
 fi
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -89,6 +99,9 @@ run() {
 	local delivered sent cpu
 	if [[ $file == *.count ]]; then
 		delivered=$(cat "$file")
+	elif [ -d "$file" ]; then
+		delivered=$(nfdump -R "$file" -I 2>/dev/null | awk '/^Flows:/{print $2; exit}')
+		delivered=${delivered:-0}
 	else
 		delivered=$(grep -vc '"kind":"metric"' "$file" || true)
 	fi
@@ -96,14 +109,20 @@ run() {
 	cpu=$(echo "scale=3; ($t1 - $t0) / $hz" | bc)
 	printf '| %d | %d | %d | %s | %d | %d | %.2f | %.0f |\n' "$per" "$exporters" "$coalesce" "$name" "$delivered" $((sent - delivered)) "$cpu" \
 		"$(echo "$delivered / $cpu" | bc -l)"
-	rm -f "$file"
+	rm -rf "$file"
 	port=$((port + 1))
 }
 
-# progress prints how far an output got: a file's size, or the documents
-# essink counted.
+# progress prints how far an output got: a file's size, the bytes of the
+# files of a directory (nfcapd's), or the documents essink counted.
 progress() {
-	if [[ $1 == *.count ]]; then cat "$1" 2>/dev/null || echo 0; else stat -c %s "$1" 2>/dev/null || echo 0; fi
+	if [[ $1 == *.count ]]; then
+		cat "$1" 2>/dev/null || echo 0
+	elif [ -d "$1" ]; then
+		du -sb "$1" | cut -f1
+	else
+		stat -c %s "$1" 2>/dev/null || echo 0
+	fi
 }
 
 spanflow() {
@@ -158,5 +177,9 @@ for s in $STREAMS; do
 	if [[ " $PEERS " == *" goflow2 "* ]]; then
 		run "goflow2 v2.2.6" "$out/goflow2.json" "$work/goflow2" -listen "netflow://127.0.0.1:$port?count=2&workers=2" \
 			-addr 127.0.0.1:0 -format json -transport file -transport.file "$out/goflow2.json"
+	fi
+	if [[ " $PEERS " == *" nfcapd "* ]]; then
+		mkdir -p "$out/nfcapd"
+		run "nfcapd $nfcapd_version" "$out/nfcapd" nfcapd -w "$out/nfcapd" -b 127.0.0.1 -p "$port" -B 8388608 -t 3600
 	fi
 done
