@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Whole-process cost per flow of the spanflow collector against goflow2
-# v2.2.6 and nfdump's nfcapd on the streams of issue #22: small datagrams (1 and 6 records, as
-# pmacct, softflowd and routers with short export timers send them) and
-# large ones (25), from 1 and from 500 exporters (bench/flowload
-# -exporters: 127.0.1.x source addresses on loopback). Each collector gets
-# the same stream in turn and writes to tmpfs: spanflow and goflow2 JSON
-# lines, with 2 SO_REUSEPORT sockets; nfcapd (Debian's nfdump) its own
-# binary records (about 100 bytes a flow, no JSON, no enrichment: the
-# cheapest way to store a flow, not a like-for-like document), one socket
-# with the same 8 MiB buffer as spanflow's; its flows are counted with
-# nfdump -I. CPU is the process's utime+stime from the first datagram until
-# its output stops growing. spanflow runs with its defaults (rollups on)
-# and with --rollups=false (decode to NDJSON only).
+# v2.2.6 and nfdump's nfcapd on the streams of issue #22: small datagrams
+# (1 and 6 records, as pmacct, softflowd and routers with short export
+# timers send them) and large ones (25), from 1 and from 500 exporters
+# (bench/flowload -exporters: 127.0.1.x source addresses on loopback).
+# Each collector gets the same stream in turn and writes to tmpfs:
+# spanflow and goflow2 JSON lines, with 2 SO_REUSEPORT sockets; nfcapd
+# (Debian's nfdump) its own binary records (about 100 bytes a flow, no
+# JSON, no enrichment: the cheapest way to store a flow, not a like-for-
+# like document), one socket with the same 8 MiB buffer as spanflow's; its
+# flows are counted with nfdump -I. CPU is the process's utime+stime from
+# the first datagram until its output stops growing. spanflow runs with its
+# defaults (rollups on) and with --rollups=false (decode to NDJSON only).
 #
 # Environment: OUTPUTS ("file es" by default; "file" skips the
 # Elasticsearch runs), FLOWS per run (default 600000), FLOW_RATE flows/s offered
