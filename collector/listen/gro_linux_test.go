@@ -198,7 +198,7 @@ func TestUDPCoalescedByInterface(t *testing.T) {
 	// burst its own length, until some came coalesced.
 	var sent [][]byte
 	coalesced := func() float64 {
-		return gathered(t, r, "spanflow_listen_udp_coalesced_datagrams_total")
+		return listenMetric(t, r, "udp_coalesced_datagrams_total", "")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for burst := 0; burst < 100 || coalesced() == 0 && time.Now().Before(deadline); burst++ {
@@ -227,20 +227,4 @@ func TestUDPCoalescedByInterface(t *testing.T) {
 		t.Fatalf("none of %d datagrams came coalesced: the interface's GRO did not reach the socket", len(sent))
 	}
 	t.Logf("%d datagrams, %.0f came coalesced", len(sent), n)
-}
-
-// gathered is the value of the counter name in r's registry.
-func gathered(t *testing.T, r *reporter.Reporter, name string) float64 {
-	t.Helper()
-	mfs, err := r.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no counter %s", name)
-	return 0
 }

@@ -81,7 +81,14 @@ func start(t *testing.T, cfg listen.Configuration) *listenerUnderTest {
 // when given.
 func (u *listenerUnderTest) metric(t *testing.T, name, reason string) float64 {
 	t.Helper()
-	families, err := u.r.Registry.Gather()
+	return listenMetric(t, u.r, name, reason)
+}
+
+// listenMetric is the value of spanflow_listen_<name> in r's registry,
+// with the reason label when given.
+func listenMetric(t *testing.T, r *reporter.Reporter, name, reason string) float64 {
+	t.Helper()
+	families, err := r.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
