@@ -9,8 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +22,6 @@ import (
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkOffer measures distribution on its own, one op one frame of the
@@ -338,20 +335,8 @@ func benchNamespace(b *testing.B, name, kind string) func(func()) {
 		b.Skipf("cannot bring the %s interface up", kind)
 	}
 	return func(fn func()) {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		orig, _ := os.Open("/proc/thread-self/ns/net")
-		target, _ := os.Open(filepath.Join("/var/run/netns", ns))
-		defer orig.Close()
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			b.Fatal(err)
+		if !testutil.InNetns(b, ns, fn) {
+			b.FailNow()
 		}
-		defer func() {
-			if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-				panic(err)
-			}
-		}()
-		fn()
 	}
 }
