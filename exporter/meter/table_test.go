@@ -235,3 +235,75 @@ func flowPacket(i int) *decode.Packet {
 	p.SrcAddr[2] = byte(i >> 8)
 	return p
 }
+
+// TestFlushAtOnce: a Flush that empties the index at once (the table holds
+// much of what its index was sized for) passes on every flow that counted
+// packets since it was last passed on, exactly once: end of flow for the
+// connections that ended, forced for the others, whatever the order of the
+// entries in memory (entries freed by the idle timeout and taken again by
+// later flows, others past them).
+func TestFlushAtOnce(t *testing.T) {
+	sink := &collect{}
+	table, err := New(reporter.NewForTest(nil), DefaultConfiguration(), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := int64(time.Second)
+	for i := range 1000 { // idle from 0 s: gone at 20 s, their entries free
+		table.Add(flowPacket(i), 0)
+	}
+	for i := 1000; i < 1500; i++ { // seen at 10 s and 20 s
+		table.Add(flowPacket(i), 10*s)
+	}
+	table.Expire(20 * s)
+	if len(sink.flows) != 1000 {
+		t.Fatalf("%d flows passed on at the idle timeout, want 1000", len(sink.flows))
+	}
+	for i := 1000; i < 1500; i++ {
+		table.Add(flowPacket(i), 20*s)
+	}
+	for i := range 300 { // connections reset at 20 s: ended, still in the table
+		p := &decode.Packet{Proto: 6, SrcPort: uint16(2000 + i), DstPort: 80, IPLength: 40, TCPFlags: 0x02, TCPWindow: 100}
+		p.SrcAddr[0], p.DstAddr[0] = 10, 12
+		table.Add(p, 20*s)
+		r := *p
+		r.SrcAddr, r.DstAddr, r.SrcPort, r.DstPort, r.TCPFlags = p.DstAddr, p.SrcAddr, p.DstPort, p.SrcPort, 0x14
+		table.Add(&r, 20*s+1)
+	}
+	for i := 2000; i < 2200; i++ { // in freed entries: 200 of them stay free
+		table.Add(flowPacket(i), 20*s)
+	}
+	if uint64(table.n)*8 < uint64(len(table.index)) {
+		t.Fatalf("%d flows in an index of %d slots: Flush would delete them one by one", table.n, len(table.index))
+	}
+	sink.flows = nil
+	table.Flush(21 * s)
+	byReason := map[uint8]int{}
+	seen := map[synth.Flow]bool{}
+	for _, f := range sink.flows {
+		byReason[f.EndReason]++
+		key := synth.Flow{Src: f.Src, Dst: f.Dst, SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto}
+		if seen[key] {
+			t.Errorf("flow %v passed on twice", key)
+		}
+		seen[key] = true
+		if f.Proto == 17 {
+			a := f.Src.As4()
+			want := uint64(1)
+			if i := int(a[2])<<8 | int(a[3]); i >= 1000 && i < 1500 {
+				want = 2
+			}
+			if f.Packets != want {
+				t.Errorf("flow %v counted %d packets, want %d", key, f.Packets, want)
+			}
+		}
+	}
+	// 500 flows seen at 10 s and 20 s and 200 new ones, forced out; 300
+	// reset connections (one flow per direction: 600), ended.
+	if byReason[EndForced] != 700 || byReason[EndOfFlow] != 600 || len(sink.flows) != 1300 {
+		t.Errorf("Flush passed on %d flows by reason %v, want 700 forced and 600 ended", len(sink.flows), byReason)
+	}
+	if table.Len() != 0 {
+		t.Errorf("%d flows left after Flush", table.Len())
+	}
+}
