@@ -18,13 +18,16 @@ func (m *messages) Send(msg []byte) error {
 }
 
 // IPFIX returns the messages the spanflow exporter's encoder makes of n
-// TCP flows from 10.0.0.1 to 10.0.0.2:443 (source ports 1, 2, ...), at
-// most perMessage records in each; the first message carries the
-// templates.
+// TCP flows from 10.0.0.1 to 10.0.0.2:443 (source ports 1, 2, ...),
+// perMessage records in each (the last may have fewer); the first message
+// carries the templates too. The messages are for streams (TCP, TLS): the
+// MTU is set high enough for perMessage records after the templates.
 func IPFIX(t testing.TB, n, perMessage int) [][]byte {
 	t.Helper()
 	var out messages
-	enc, err := ipfix.New(nil, ipfix.DefaultConfiguration(), &out)
+	cfg := ipfix.DefaultConfiguration()
+	cfg.MTU = max(cfg.MTU, 1024+perMessage*128)
+	enc, err := ipfix.New(nil, cfg, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
