@@ -50,10 +50,13 @@ const (
 	ieObservationDomainName        = 300
 )
 
-// Template ids.
+// Template ids. A flow record goes in the smallest of three data templates
+// per IP version that holds what it has: the full one when it came in a
+// tunnel, a VLAN or an ERSPAN session, else one without those four fields,
+// and without the four TCP ones too when it is not TCP (see Shape).
 const (
-	TemplateIPv4    uint16 = 256
-	TemplateIPv6    uint16 = 257
+	TemplateIPv4    uint16 = 256 // full
+	TemplateIPv6    uint16 = 257 // full
 	TemplateOptions uint16 = 258
 	// TemplateIdentity is the identity options template, sent only when
 	// the probe has a name or serves its packet ring.
@@ -61,7 +64,55 @@ const (
 	// TemplateInterface is the interface options template, sent only by
 	// a live capture (Configuration.Interfaces).
 	TemplateInterface uint16 = 260
+	// TemplateIPv4TCP and TemplateIPv6TCP leave out the tunnel fields.
+	TemplateIPv4TCP uint16 = 261
+	TemplateIPv6TCP uint16 = 262
+	// TemplateIPv4Plain and TemplateIPv6Plain leave out the tunnel and
+	// the TCP fields.
+	TemplateIPv4Plain uint16 = 263
+	TemplateIPv6Plain uint16 = 264
 )
+
+// Shape is which fields a data template has beyond the ones all have.
+type Shape uint8
+
+const (
+	// ShapeFull has the tunnel fields (vlanId, dot1qCustomerVlanId,
+	// layer2SegmentId, observationPointId) and the TCP ones.
+	ShapeFull Shape = iota
+	// ShapeTCP has the TCP fields, not the tunnel ones.
+	ShapeTCP
+	// ShapePlain has neither.
+	ShapePlain
+	shapes
+)
+
+// ShapeOf is the shape of the template r goes in: full when it has any
+// tunnel field, else TCP for a TCP flow, else plain.
+func ShapeOf(r *flow.Record) Shape {
+	switch {
+	case r.VLAN != 0 || r.InnerVLAN != 0 || r.SegmentID != 0 || uint32(r.ObservationPoint) != 0:
+		return ShapeFull
+	case r.Proto == 6:
+		return ShapeTCP
+	}
+	return ShapePlain
+}
+
+// dataTemplates are the data template ids by shape and IP version.
+var dataTemplates = [shapes][2]uint16{
+	ShapeFull:  {TemplateIPv4, TemplateIPv6},
+	ShapeTCP:   {TemplateIPv4TCP, TemplateIPv6TCP},
+	ShapePlain: {TemplateIPv4Plain, TemplateIPv6Plain},
+}
+
+// TemplateID is the id of the data template of shape s and IP version v6.
+func TemplateID(s Shape, v6 bool) uint16 {
+	if v6 {
+		return dataTemplates[s][1]
+	}
+	return dataTemplates[s][0]
+}
 
 // varLength is the field length of variable-length elements (RFC 7011 §7).
 const varLength = 0xFFFF
@@ -70,7 +121,44 @@ const varLength = 0xFFFF
 // record, with the templates.
 const maxIdentity = 255
 
-func flowFields(v6 bool) []Field {
+// flowFields are the fields of the full data template.
+func flowFields(v6 bool) []Field { return shapeFields(ShapeFull, v6) }
+
+// shapeFields are the fields of the data template of shape s, in the order
+// appendRecord writes them.
+func shapeFields(s Shape, v6 bool) []Field {
+	var fs []Field
+	for _, f := range allFlowFields(v6) {
+		switch {
+		case s != ShapeFull && isTunnelField(f):
+		case s == ShapePlain && isTCPField(f):
+		default:
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+func isTunnelField(f Field) bool {
+	switch f.ID {
+	case ieVlanID, ieDot1qCustomerVlanID, ieLayer2SegmentID, ieObservationPointID:
+		return f.Enterprise == 0
+	}
+	return false
+}
+
+func isTCPField(f Field) bool {
+	if f.Enterprise != flow.EnterpriseNumber {
+		return false
+	}
+	switch f.ID {
+	case flow.IETCPRTTClientMicroseconds, flow.IETCPRTTServerMicroseconds, flow.IETCPRetransmittedPackets, flow.IETCPZeroWindowEvents:
+		return true
+	}
+	return false
+}
+
+func allFlowFields(v6 bool) []Field {
 	src := Field{ieSourceIPv4Address, 4, 0, "sourceIPv4Address"}
 	dst := Field{ieDestinationIPv4Address, 4, 0, "destinationIPv4Address"}
 	icmp := Field{ieICMPTypeCodeIPv4, 2, 0, "icmpTypeCodeIPv4"}
@@ -146,9 +234,12 @@ func InterfaceFields() (scope, fields []Field) { return interfaceScope, interfac
 // template.
 func IdentityFields() (scope, fields []Field) { return identityScope, identityFields }
 
-// FlowFields returns the fields of the IPv4 or IPv6 data template (for
-// documentation and tests).
+// FlowFields returns the fields of the full IPv4 or IPv6 data template
+// (for documentation and tests).
 func FlowFields(v6 bool) []Field { return flowFields(v6) }
+
+// ShapeFields returns the fields of the data template of shape s.
+func ShapeFields(s Shape, v6 bool) []Field { return shapeFields(s, v6) }
 
 // OptionsFields returns the scope and fields of the statistics options template.
 func OptionsFields() (scope, fields []Field) { return optionsScope, optionsFields }

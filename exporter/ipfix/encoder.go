@@ -52,6 +52,10 @@ type Encoder struct {
 	templates   []byte // template sets, built once
 	optionsSize int
 	counters    Counters
+	// shapes holds the shape of each record of the batch Write encodes.
+	shapes []Shape
+	// compact: the templates have every shape; else only the full ones.
+	compact bool
 	// pub is what metrics read: counters change once per message, and the
 	// encoder belongs to the pipeline goroutine.
 	pubMu sync.Mutex
@@ -73,18 +77,31 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 	}
 	e := &Encoder{cfg: cfg, transport: transport, max: cfg.MTU - headroom, set: -1}
 	e.msg = make([]byte, 0, e.max)
-	e.templates = buildTemplates(cfg.ProbeName != "" || cfg.PacketsURL != "", len(cfg.Interfaces) > 0)
 	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
+	identity, interfaces := cfg.ProbeName != "" || cfg.PacketsURL != "", len(cfg.Interfaces) > 0
 	// The templates, statistics, identity and interfaces go at the start
 	// of a message with room for one flow record after them.
-	head := 16 + len(e.templates) + 4 + e.optionsSize + 4 + 4 + 6 + len(cfg.ProbeName) + len(cfg.PacketsURL) + 3
-	if len(cfg.Interfaces) > 0 {
-		head += 4 + 3
-		for _, i := range cfg.Interfaces {
-			head += 4 + 1 + len(i.Name)
+	headWith := func(templates []byte) int {
+		head := 16 + len(templates) + 4 + e.optionsSize + 4 + 4 + 6 + len(cfg.ProbeName) + len(cfg.PacketsURL) + 3
+		if interfaces {
+			head += 4 + 3
+			for _, i := range cfg.Interfaces {
+				head += 4 + 1 + len(i.Name)
+			}
 		}
+		return head
 	}
-	if head+4+recordSizeV6 > e.max {
+	fits := func(head int) bool { return head+4+recordSizes[ShapeFull][1] <= e.max }
+	// The smaller templates take 352 more bytes of templates: where the
+	// MTU leaves no room for them (576, or a long identity), every record
+	// goes in the full templates, as before they existed.
+	e.compact = true
+	e.templates = buildTemplates(true, identity, interfaces)
+	if !fits(headWith(e.templates)) {
+		e.compact = false
+		e.templates = buildTemplates(false, identity, interfaces)
+	}
+	if head := headWith(e.templates); !fits(head) {
 		return nil, fmt.Errorf("probe name, packets url and interface names: %d bytes with the templates, more than an mtu of %d takes: shorten them or raise the mtu", head, cfg.MTU)
 	}
 	if r != nil {
@@ -130,21 +147,25 @@ func appendField(b []byte, f Field) []byte {
 	return binary.BigEndian.AppendUint16(b, f.Length)
 }
 
-// buildTemplates returns a template set (IPv4 and IPv6) and an options
-// template set (statistics, and identity and interfaces when asked).
-func buildTemplates(identity, interfaces bool) []byte {
+// buildTemplates returns a template set (the full shape, and the others
+// when compact, IPv4 and IPv6) and an options template set (statistics,
+// and identity and interfaces when asked).
+func buildTemplates(compact, identity, interfaces bool) []byte {
 	var b []byte
 	start := len(b)
 	b = append(b, 0, 2, 0, 0) // template set
-	for _, t := range []struct {
-		id uint16
-		v6 bool
-	}{{TemplateIPv4, false}, {TemplateIPv6, true}} {
-		fs := flowFields(t.v6)
-		b = binary.BigEndian.AppendUint16(b, t.id)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
-		for _, f := range fs {
-			b = appendField(b, f)
+	n := Shape(1)
+	if compact {
+		n = shapes
+	}
+	for s := range n {
+		for _, v6 := range []bool{false, true} {
+			fs := shapeFields(s, v6)
+			b = binary.BigEndian.AppendUint16(b, TemplateID(s, v6))
+			b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
+			for _, f := range fs {
+				b = appendField(b, f)
+			}
 		}
 	}
 	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
@@ -172,25 +193,62 @@ func buildTemplates(identity, interfaces bool) []byte {
 	return b
 }
 
-// Write encodes records at export time now (meter.Sink).
+// Write encodes records at export time now (meter.Sink). Records of one
+// template go together, in the order given, so that a message has few
+// sets (a set header is 4 bytes).
 func (e *Encoder) Write(now time.Time, records []flow.Record) error {
 	var firstErr error
+	sh := e.shapes[:0]
+	var used [shapes][2]bool
 	for i := range records {
-		if err := e.Encode(now, &records[i]); err != nil && firstErr == nil {
-			firstErr = err
+		s := e.shapeOf(&records[i])
+		sh = append(sh, s)
+		used[s][b2i(isV6(&records[i]))] = true
+	}
+	e.shapes = sh
+	for s := range shapes {
+		for v, v6 := range []bool{false, true} {
+			if !used[s][v] {
+				continue
+			}
+			for i := range records {
+				if r := &records[i]; sh[i] == s && isV6(r) == v6 {
+					if err := e.encode(now, r, s, v6); err != nil && firstErr == nil {
+						firstErr = err
+					}
+				}
+			}
 		}
 	}
 	return firstErr
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func isV6(r *flow.Record) bool { return r.SrcAddr.Is6() && !r.SrcAddr.Is4In6() }
+
 // Encode adds one record at export time now, sending the message first when
 // the record does not fit.
 func (e *Encoder) Encode(now time.Time, r *flow.Record) error {
-	v6 := r.SrcAddr.Is6() && !r.SrcAddr.Is4In6()
-	id, size := TemplateIPv4, recordSizeV4
-	if v6 {
-		id, size = TemplateIPv6, recordSizeV6
+	return e.encode(now, r, e.shapeOf(r), isV6(r))
+}
+
+// shapeOf is the shape of r's template: ShapeOf's, or full when the
+// templates are not compact.
+func (e *Encoder) shapeOf(r *flow.Record) Shape {
+	if !e.compact {
+		return ShapeFull
 	}
+	return ShapeOf(r)
+}
+
+func (e *Encoder) encode(now time.Time, r *flow.Record, s Shape, v6 bool) error {
+	id, size := TemplateID(s, v6), recordSizes[s][b2i(v6)]
 	var err error
 	if len(e.msg) == 0 {
 		e.begin(now)
@@ -206,16 +264,20 @@ func (e *Encoder) Encode(now time.Time, r *flow.Record) error {
 	if e.set < 0 || e.setID != id {
 		e.openSet(id)
 	}
-	e.msg = appendRecord(e.msg, r, v6)
+	e.msg = appendRecord(e.msg, r, s, v6)
 	e.msgRecords++
 	e.msgFlows++
 	return err
 }
 
-var (
-	recordSizeV4 = recordLength(flowFields(false))
-	recordSizeV6 = recordLength(flowFields(true))
-)
+// recordSizes are the record lengths of the data templates by shape and
+// IP version.
+var recordSizes = func() (r [shapes][2]int) {
+	for s := range shapes {
+		r[s] = [2]int{recordLength(shapeFields(s, false)), recordLength(shapeFields(s, true))}
+	}
+	return r
+}()
 
 // begin starts a message at export time now: header, then the templates
 // and a statistics record when they are due.
@@ -399,7 +461,9 @@ func (e *Encoder) Close(now time.Time) error {
 	return err
 }
 
-func appendRecord(b []byte, r *flow.Record, v6 bool) []byte {
+// appendRecord writes r in the data template of shape s (the fields of
+// shapeFields, in order).
+func appendRecord(b []byte, r *flow.Record, s Shape, v6 bool) []byte {
 	if v6 {
 		s, d := r.SrcAddr.As16(), r.DstAddr.As16()
 		b = append(b, s[:]...)
@@ -419,14 +483,21 @@ func appendRecord(b []byte, r *flow.Record, v6 bool) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Start.UnixMilli()))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.End.UnixMilli()))
 	b = append(b, r.EndReason)
-	b = binary.BigEndian.AppendUint16(b, r.VLAN)
-	b = binary.BigEndian.AppendUint16(b, r.InnerVLAN)
+	if s == ShapeFull {
+		b = binary.BigEndian.AppendUint16(b, r.VLAN)
+		b = binary.BigEndian.AppendUint16(b, r.InnerVLAN)
+	}
 	b = append(b, r.SrcMAC[:]...)
 	b = append(b, r.DstMAC[:]...)
 	b = binary.BigEndian.AppendUint32(b, r.InIf)
 	b = binary.BigEndian.AppendUint32(b, r.OutIf)
-	b = binary.BigEndian.AppendUint64(b, r.SegmentID)
-	b = binary.BigEndian.AppendUint32(b, uint32(r.ObservationPoint))
+	if s == ShapeFull {
+		b = binary.BigEndian.AppendUint64(b, r.SegmentID)
+		b = binary.BigEndian.AppendUint32(b, uint32(r.ObservationPoint))
+	}
+	if s == ShapePlain {
+		return b
+	}
 	b = binary.BigEndian.AppendUint32(b, uint32(r.TCP.RTTClient.Microseconds()))
 	b = binary.BigEndian.AppendUint32(b, uint32(r.TCP.RTTServer.Microseconds()))
 	b = binary.BigEndian.AppendUint32(b, r.TCP.Retransmissions)

@@ -1,6 +1,7 @@
 package ipfix
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -51,9 +52,9 @@ func sampleRecords() []flow.Record {
 	}
 }
 
-// TestGolden: the bytes of a message with both templates, the options
-// template, a statistics record, one IPv4 and one IPv6 flow stay what they
-// were (a change shows as a diff), and goflow2's decoder reads them back as
+// TestGolden: the bytes of a message with the six data templates, the
+// options template, a statistics record, one IPv4 flow (full template: it
+// has VLANs) and one IPv6 flow (plain: ICMPv6) stay what they were (a change shows as a diff), and goflow2's decoder reads them back as
 // the records encoded.
 func TestGolden(t *testing.T) {
 	c := &capture{}
@@ -98,7 +99,7 @@ func TestGolden(t *testing.T) {
 	if diff := testutil.FlowsDiff(flows, wantFlows); diff != "" {
 		t.Errorf("goflow2 decoded (-got, +want):\n%s", diff)
 	}
-	if m := infos[0]; m.Templates != 2 || m.OptionsTemplates != 1 || m.Domain != 7 || m.Sequence != 0 || m.ExportTime != uint32(exportTime.Unix()) || int(m.Length) != len(c.msgs[0]) {
+	if m := infos[0]; m.Templates != 6 || m.OptionsTemplates != 1 || m.Domain != 7 || m.Sequence != 0 || m.ExportTime != uint32(exportTime.Unix()) || int(m.Length) != len(c.msgs[0]) {
 		t.Errorf("message header/sets: %+v", m)
 	}
 	wantOpts := map[uint16]uint64{149: 7, 86: 1000, 85: 500000, 164: 2, 42: 0, 41: 0}
@@ -205,7 +206,7 @@ func TestTemplateRefreshByTime(t *testing.T) {
 	for _, m := range infos {
 		got = append(got, m.Templates)
 	}
-	if want := []int{2, 0, 2, 0}; len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
+	if want := []int{6, 0, 6, 0}; len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
 		t.Errorf("templates per message %v, want %v (at 0 s and after 61 s)", got, want)
 	}
 }
@@ -400,4 +401,132 @@ func TestInterfaces(t *testing.T) {
 			t.Errorf("interface %+v was accepted", bad)
 		}
 	}
+}
+
+// TestShapes: each record goes in the smallest template that holds what it
+// has (full with a tunnel field, TCP for the other TCP flows, plain for the
+// rest), records of one template go together whatever their order in the
+// batch, and goflow2 and tshark read every one back as encoded. With an MTU
+// too small for the six templates, every record goes in the full ones.
+func TestShapes(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	base := func(i int, v6 bool, proto uint8) flow.Record {
+		r := flow.Record{SrcAddr: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), DstAddr: netip.MustParseAddr("10.9.9.9"),
+			SrcPort: uint16(1000 + i), DstPort: 53, Proto: proto, Bytes: uint64(100 + i), Packets: 2,
+			Start: start, End: start.Add(time.Second), EndReason: 1, SrcMAC: flow.MAC{2, 0, 0, 0, 0, byte(i)}, InIf: 3}
+		if v6 {
+			r.SrcAddr, r.DstAddr = netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, 15: byte(i)}), netip.MustParseAddr("2001:db8::99")
+		}
+		if proto == 6 {
+			r.TCPFlags, r.TCP = 0x1b, flow.TCPPerf{RTTClient: time.Duration(i+1) * time.Millisecond, Retransmissions: uint32(i)}
+		}
+		return r
+	}
+	// Every shape and family, interleaved.
+	var recs []flow.Record
+	var wantIDs []uint16
+	for i := range 48 {
+		v6, proto := i%2 == 1, []uint8{6, 17, 1}[i/2%3]
+		r := base(i, v6, proto)
+		shape := ShapePlain
+		if proto == 6 {
+			shape = ShapeTCP
+		}
+		switch i / 6 % 4 {
+		case 1:
+			r.VLAN, shape = 100, ShapeFull
+		case 2:
+			r.SegmentID, shape = 5001, ShapeFull
+		case 3:
+			r.ObservationPoint, shape = 7, ShapeFull
+		}
+		if proto == 1 {
+			r.SrcPort, r.DstPort, r.ICMPType = 0, 0, 8
+			if v6 {
+				r.Proto, r.ICMPType = 58, 128
+			}
+		}
+		recs = append(recs, r)
+		wantIDs = append(wantIDs, TemplateID(shape, v6))
+	}
+	for _, mtu := range []int{1400, 576} {
+		c := &capture{}
+		e, err := New(nil, Configuration{ObservationDomain: 1, MTU: mtu, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 100}, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Write(exportTime, recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Flush(exportTime); err != nil {
+			t.Fatal(err)
+		}
+		// The data sets of each message: template id and record count.
+		perID := map[uint16]int{}
+		for _, m := range c.msgs {
+			seen := map[uint16]bool{}
+			for b := m[16:]; len(b) >= 4; {
+				id, n := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
+				if id >= 256 && id != TemplateOptions {
+					if seen[id] {
+						t.Errorf("mtu %d: two sets of template %d in one message", mtu, id)
+					}
+					seen[id] = true
+					perID[id] += (n - 4) / recordSizeOf(id)
+				}
+				b = b[n:]
+			}
+		}
+		want := map[uint16]int{}
+		for _, id := range wantIDs {
+			if mtu == 576 {
+				id = TemplateID(ShapeFull, id%2 == 1) // 257 and the IPv6 ids are odd
+			}
+			want[id]++
+		}
+		if fmt.Sprint(perID) != fmt.Sprint(want) {
+			t.Errorf("mtu %d: records per template %v, want %v", mtu, perID, want)
+		}
+		var wantFlows []synth.Flow
+		for i := range recs {
+			wantFlows = append(wantFlows, synth.FromRecord(&recs[i]))
+		}
+		synth.Sort(wantFlows) // grouped by template, the records left their order
+		flows, _, _, err := verify.Goflow2(c.msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		synth.Sort(flows)
+		if diff := testutil.FlowsDiff(flows, wantFlows); diff != "" {
+			t.Errorf("mtu %d: goflow2 decoded (-got, +want):\n%s", mtu, diff)
+		}
+		path := filepath.Join(t.TempDir(), "shapes.pcap")
+		if err := verify.Datagrams(path, c.msgs, 4739, exportTime); err != nil {
+			t.Fatal(err)
+		}
+		res, err := verify.Tshark(tshark, path, 4739)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Problems) > 0 {
+			t.Errorf("mtu %d: tshark: %v", mtu, res.Problems)
+		}
+		synth.Sort(res.Flows)
+		if diff := testutil.FlowsDiff(res.Flows, wantFlows); diff != "" {
+			t.Errorf("mtu %d: tshark decoded (-got, +want):\n%s", mtu, diff)
+		}
+	}
+}
+
+// recordSizeOf is the record length of data template id.
+func recordSizeOf(id uint16) int {
+	for s := range shapes {
+		for v, v6 := range []bool{false, true} {
+			if TemplateID(s, v6) == id {
+				return recordSizes[s][v]
+			}
+		}
+	}
+	panic(fmt.Sprint("no data template ", id))
 }

@@ -149,10 +149,22 @@ func tsharkFlow(m map[string]any) (synth.Flow, error) {
 	f.TCPFlags = uint16(num("cflow.tcpflags"))
 	f.Bytes, f.Packets = num("cflow.octets"), num("cflow.packets")
 	f.EndReason = uint8(num("cflow.flow_end_reason"))
-	f.VLAN, f.InnerVLAN = uint16(num("cflow.vlanid")), uint16(num("cflow.dot1q_customer_vlan_id"))
+	// The tunnel fields are all in the record (the full template) or none
+	// (a record without any: the TCP and plain templates).
+	tunnel := []string{"cflow.vlanid", "cflow.dot1q_customer_vlan_id", "cflow.layer2_segment_id", "cflow.observation_point_id"}
+	present := 0
+	for _, k := range tunnel {
+		if str(k) != "" {
+			present++
+		}
+	}
+	full := present > 0
+	if full {
+		f.VLAN, f.InnerVLAN = uint16(num("cflow.vlanid")), uint16(num("cflow.dot1q_customer_vlan_id"))
+		f.Segment, f.Session = num("cflow.layer2_segment_id"), num("cflow.observation_point_id")
+	}
 	f.SrcMAC, f.DstMAC = mac("cflow.srcmac"), mac("cflow.dstmac")
 	f.InIf = uint32(num("cflow.inputint"))
-	f.Segment, f.Session = num("cflow.layer2_segment_id"), num("cflow.observation_point_id")
 	// Times sit in the subtree of cflow.timedelta.
 	if td, ok := m["cflow.timedelta_tree"].(map[string]any); ok {
 		for k, dst := range map[string]*int64{"cflow.abstimestart": &f.StartMs, "cflow.abstimeend": &f.EndMs} {
@@ -166,11 +178,17 @@ func tsharkFlow(m map[string]any) (synth.Flow, error) {
 	} else {
 		errs = append(errs, "missing cflow.timedelta_tree")
 	}
-	// The four enterprise elements, in template order.
+	// The four enterprise elements, in template order: in the full and
+	// the TCP templates, not in the plain one (a flow neither tunnelled nor
+	// TCP).
 	ents, _ := m["cflow.enterprise_private_entry"].([]any)
-	if len(ents) != 4 {
-		errs = append(errs, fmt.Sprintf("%d enterprise elements, want 4", len(ents)))
-	} else {
+	wantEnts := 4
+	if !full && f.Proto != 6 {
+		wantEnts = 0
+	}
+	if len(ents) != wantEnts {
+		errs = append(errs, fmt.Sprintf("%d enterprise elements, want %d", len(ents), wantEnts))
+	} else if wantEnts == 4 {
 		var v [4]uint64
 		for i, e := range ents {
 			s, _ := e.(string)
