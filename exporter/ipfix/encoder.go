@@ -52,8 +52,9 @@ type Encoder struct {
 	templates   []byte // template sets, built once
 	optionsSize int
 	counters    Counters
-	// shapes holds the shape of each record of the batch Write encodes.
-	shapes []Shape
+	// kinds holds the template of each record of the batch Write encodes,
+	// as its shape × 2 + 1 for IPv6.
+	kinds []uint8
 	// compact: the templates have every shape; else only the full ones.
 	compact bool
 	// pub is what metrics read: counters change once per message, and the
@@ -198,24 +199,22 @@ func buildTemplates(compact, identity, interfaces bool) []byte {
 // sets (a set header is 4 bytes).
 func (e *Encoder) Write(now time.Time, records []flow.Record) error {
 	var firstErr error
-	sh := e.shapes[:0]
-	var used [shapes][2]bool
+	kinds := e.kinds[:0]
+	var used [2 * shapes]bool
 	for i := range records {
-		s := e.shapeOf(&records[i])
-		sh = append(sh, s)
-		used[s][b2i(isV6(&records[i]))] = true
+		k := uint8(e.shapeOf(&records[i]))*2 + uint8(b2i(isV6(&records[i])))
+		kinds = append(kinds, k)
+		used[k] = true
 	}
-	e.shapes = sh
-	for s := range shapes {
-		for v, v6 := range []bool{false, true} {
-			if !used[s][v] {
-				continue
-			}
-			for i := range records {
-				if r := &records[i]; sh[i] == s && isV6(r) == v6 {
-					if err := e.encode(now, r, s, v6); err != nil && firstErr == nil {
-						firstErr = err
-					}
+	e.kinds = kinds
+	for k := range uint8(2 * shapes) {
+		if !used[k] {
+			continue
+		}
+		for i, ki := range kinds {
+			if ki == k {
+				if err := e.encode(now, &records[i], Shape(k/2), k%2 == 1); err != nil && firstErr == nil {
+					firstErr = err
 				}
 			}
 		}
@@ -465,13 +464,13 @@ func (e *Encoder) Close(now time.Time) error {
 // shapeFields, in order).
 func appendRecord(b []byte, r *flow.Record, s Shape, v6 bool) []byte {
 	if v6 {
-		s, d := r.SrcAddr.As16(), r.DstAddr.As16()
-		b = append(b, s[:]...)
-		b = append(b, d[:]...)
+		src, dst := r.SrcAddr.As16(), r.DstAddr.As16()
+		b = append(b, src[:]...)
+		b = append(b, dst[:]...)
 	} else {
-		s, d := r.SrcAddr.Unmap().As4(), r.DstAddr.Unmap().As4()
-		b = append(b, s[:]...)
-		b = append(b, d[:]...)
+		src, dst := r.SrcAddr.Unmap().As4(), r.DstAddr.Unmap().As4()
+		b = append(b, src[:]...)
+		b = append(b, dst[:]...)
 	}
 	b = binary.BigEndian.AppendUint16(b, r.SrcPort)
 	b = binary.BigEndian.AppendUint16(b, r.DstPort)
