@@ -238,9 +238,6 @@ func IdentityFields() (scope, fields []Field) { return identityScope, identityFi
 // (for documentation and tests).
 func FlowFields(v6 bool) []Field { return flowFields(v6) }
 
-// ShapeFields returns the fields of the data template of shape s.
-func ShapeFields(s Shape, v6 bool) []Field { return shapeFields(s, v6) }
-
 // OptionsFields returns the scope and fields of the statistics options template.
 func OptionsFields() (scope, fields []Field) { return optionsScope, optionsFields }
 

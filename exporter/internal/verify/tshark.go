@@ -151,14 +151,10 @@ func tsharkFlow(m map[string]any) (synth.Flow, error) {
 	f.EndReason = uint8(num("cflow.flow_end_reason"))
 	// The tunnel fields are all in the record (the full template) or none
 	// (a record without any: the TCP and plain templates).
-	tunnel := []string{"cflow.vlanid", "cflow.dot1q_customer_vlan_id", "cflow.layer2_segment_id", "cflow.observation_point_id"}
-	present := 0
-	for _, k := range tunnel {
-		if str(k) != "" {
-			present++
-		}
+	full := false
+	for _, k := range []string{"cflow.vlanid", "cflow.dot1q_customer_vlan_id", "cflow.layer2_segment_id", "cflow.observation_point_id"} {
+		full = full || str(k) != ""
 	}
-	full := present > 0
 	if full {
 		f.VLAN, f.InnerVLAN = uint16(num("cflow.vlanid")), uint16(num("cflow.dot1q_customer_vlan_id"))
 		f.Segment, f.Session = num("cflow.layer2_segment_id"), num("cflow.observation_point_id")
