@@ -30,6 +30,9 @@ type bulkRequest struct {
 	items []item
 	batch *replayBatch // nil for live documents
 	sent  time.Time    // when send was given it: an outage starts at the first failed request's
+	// chunks holds the live documents' chunks, one reference per queue
+	// entry taken; released once the request is settled.
+	chunks []*docChunk
 }
 
 // add appends a document and its action line.
@@ -48,6 +51,8 @@ func (r *bulkRequest) add(action string, it item) {
 
 func (r *bulkRequest) reset() {
 	r.body = r.body[:0]
+	clear(r.chunks)
+	r.chunks = r.chunks[:0]
 	clear(r.items) // the documents' memory can go
 	r.items = r.items[:0]
 	r.batch = nil
@@ -104,10 +109,12 @@ func parseBulkAnswer(b []byte, n int) (all bool, results []itemResult, err error
 
 var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// send sends req and settles every document in it.
-func (o *Output) send(req *bulkRequest) {
+// send sends req and settles every document in it. It reports whether
+// nothing reads req's documents any more: false when Stop gave up on the
+// request and spools them itself.
+func (o *Output) send(req *bulkRequest) (settled bool) {
 	if len(req.items) == 0 {
-		return
+		return true
 	}
 	req.sent = time.Now()
 	// Live documents are tracked until the cluster answered for them, so a
@@ -115,14 +122,14 @@ func (o *Output) send(req *bulkRequest) {
 	// documents are still in their spool segment).
 	if req.batch == nil && !o.pending.add(req) {
 		_ = o.toSpool(req.items)
-		return
+		return true
 	}
 	all, results, err := o.post(req.body, req.items)
 	if err != nil {
 		o.metrics.bulkFails.Inc()
 		o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
 	}
-	o.settle(req, all, results, err)
+	return o.settle(req, all, results, err)
 }
 
 // post sends one bulk body holding items and reads the answer, holding a
@@ -261,11 +268,12 @@ func (o *Output) split(items []item, size int) (bool, []itemResult, error) {
 
 // settle records the outcome of each document of an answered request:
 // indexed, a duplicate, to the spool (or back to its segment) for a retry,
-// or to the dead-letter file.
-func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole error) {
+// or to the dead-letter file. It returns false when Stop had already taken
+// the request's documents to spool them.
+func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole error) bool {
 	live := req.batch == nil
 	if live && !o.pending.remove(req) {
-		return // Stop already spooled them
+		return false // Stop already spooled them
 	}
 	ok := 0
 	var retry []item
@@ -327,6 +335,7 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 	if !failed {
 		o.answering(req.sent)
 	}
+	return true
 }
 
 // retryable tells a document worth sending again (the cluster is
@@ -404,16 +413,16 @@ func (o *Output) feed() error {
 		for len(req.body) < o.config.FlushBytes {
 			// A Write call's documents at a time: a request may pass
 			// FlushBytes by the last batch it took.
-			var batch []item
+			var e queueEntry
 			select {
-			case batch, open = <-o.queue:
+			case e, open = <-o.queue:
 			default:
 				if len(req.items) == 0 {
-					batch, open = <-o.queue
+					e, open = <-o.queue
 					break
 				}
 				select {
-				case batch, open = <-o.queue:
+				case e, open = <-o.queue:
 				case <-timer.C:
 					break fill // the oldest document waited long enough
 				}
@@ -421,6 +430,8 @@ func (o *Output) feed() error {
 			if !open {
 				break
 			}
+			batch := e.items
+			req.chunks = append(req.chunks, e.chunk)
 			o.queued.Add(-int64(len(batch)))
 			if len(req.items) == 0 {
 				// From the request's first document, however it came: after
@@ -436,7 +447,11 @@ func (o *Output) feed() error {
 		}
 		timer.Stop()
 		o.turn <- struct{}{}
-		o.send(req)
+		if o.send(req) {
+			for _, c := range req.chunks {
+				o.release(c)
+			}
+		}
 		req.reset()
 		if !open {
 			return nil

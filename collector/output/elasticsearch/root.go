@@ -45,8 +45,9 @@ type Output struct {
 	// queue holds the documents of Write calls, a call's worth per
 	// entry (one channel operation and one feeder wake-up per batch, not
 	// per document); queued counts its documents against QueueSize.
-	queue  chan []item
+	queue  chan queueEntry
 	queued atomic.Int64
+	chunks sync.Pool // of *docChunk
 	// 2×Workers feeders fill bulk requests from the shared queue, one at a
 	// time (turn), with at most Workers requests in flight (inflight):
 	// while a request is out, another feeder fills the next, which leaves
@@ -97,7 +98,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 		slow:    reporter.NewLimited(r.Log, time.Minute),
 		config:  c,
 		client:  client,
-		queue:   make(chan []item, c.QueueSize), // every entry holds a document at least
+		queue:   make(chan queueEntry, c.QueueSize), // every entry holds a document at least
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
 	o.pending.m = map[*bulkRequest]struct{}{}
@@ -280,16 +281,19 @@ func (o *Output) Write(records []flow.Record) error {
 	// Until the template is installed, everything waits in the spool.
 	spooling := !o.ready.Load() || !o.spool.Empty()
 	layout := o.Layout()
-	// One buffer for the batch's documents instead of one growing slice
-	// per document: this halves the output's allocations.
-	buf := make([]byte, 0, len(records)*docSizeHint)
-	items := make([]item, len(records))
+	// The batch's documents go in one pooled buffer, not a slice per
+	// document nor a buffer per call: allocating a call's buffer, and
+	// collecting it, cost a sixth of the process (docs/performance.md).
+	c := o.getChunk(len(records))
+	defer o.release(c) // Write's own reference
+	buf, items := c.buf[:0], c.items[:len(records)]
 	for i := range records {
 		r := &records[i]
 		start := len(buf)
 		buf = enc.AppendDocument(buf, r)
 		items[i] = item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]}
 	}
+	c.buf, c.items = buf, items
 	if spooling {
 		return o.toSpool(items)
 	}
@@ -303,10 +307,63 @@ func (o *Output) Write(records []flow.Record) error {
 		}
 		// Never blocks: the channel has room for QueueSize entries of a
 		// document at least, and queued holds at most QueueSize.
-		o.queue <- items[:n:n]
+		c.refs.Add(1)
+		o.queue <- queueEntry{items: items[:n:n], chunk: c}
 		items = items[n:]
 	}
 	return nil
+}
+
+// docChunk holds the documents of one Write call: their bytes in one
+// buffer, and their items, whose doc slices point into it. Chunks are
+// pooled. refs counts Write's own reference and each queue entry made of
+// the chunk; the last to let go puts it back, once nothing can read its
+// documents any more: their requests are settled (indexed, spooled or
+// dead-lettered, each of which copies what it keeps).
+type docChunk struct {
+	buf   []byte
+	items []item
+	refs  atomic.Int32
+}
+
+// queueEntry is a Write call's documents (or a queue's worth of them)
+// and the chunk they are in.
+type queueEntry struct {
+	items []item
+	chunk *docChunk
+}
+
+// maxPooledChunk bounds the buffer a pooled chunk keeps: a call's worth of
+// documents is usually well under it; a larger buffer is left to the
+// garbage collector.
+const maxPooledChunk = 8 << 20
+
+// getChunk returns a chunk with room for n documents and one reference.
+func (o *Output) getChunk(n int) *docChunk {
+	c, _ := o.chunks.Get().(*docChunk)
+	if c == nil {
+		c = new(docChunk)
+	}
+	if cap(c.buf) < n*docSizeHint {
+		c.buf = make([]byte, 0, n*docSizeHint)
+	}
+	if cap(c.items) < n {
+		c.items = make([]item, n)
+	}
+	c.refs.Store(1)
+	return c
+}
+
+// release drops one reference to c, and pools it when it was the last.
+func (o *Output) release(c *docChunk) {
+	if c.refs.Add(-1) != 0 {
+		return
+	}
+	clear(c.items) // the index and id strings can go
+	if cap(c.buf) > maxPooledChunk {
+		return
+	}
+	o.chunks.Put(c)
 }
 
 func (o *Output) toSpool(items []item) error {
@@ -470,8 +527,8 @@ func (o *Output) Stop() error {
 		// Documents it indexed meanwhile are replayed onto themselves
 		// (same ids), so nothing is lost and nothing doubles.
 		var left []item
-		for batch := range o.queue {
-			left = append(left, batch...)
+		for e := range o.queue {
+			left = append(left, e.items...) // their chunks are not pooled again
 		}
 		left = append(left, o.pending.abandon()...)
 		err = o.toSpool(left)
