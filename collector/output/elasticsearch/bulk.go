@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,27 +33,56 @@ type bulkRequest struct {
 	items []item
 	batch *replayBatch // nil for live documents
 	sent  time.Time    // when send was given it: an outage starts at the first failed request's
-	// chunks holds the live documents' chunks, one reference per queue
-	// entry taken; released once the request is settled.
+	// lines holds the bulk lines of the queue entries taken (live
+	// documents), size their length; chunks their chunks, one reference
+	// per entry, released once the request is settled.
+	lines  [][]byte
+	size   int
 	chunks []*docChunk
 }
 
 // add appends a document and its action line.
 func (r *bulkRequest) add(action string, it item) {
-	b := append(r.body, `{"`...)
-	b = append(b, action...)
-	b = append(b, `":{"_index":`...)
-	b = flow.AppendJSONString(b, it.index)
-	b = append(b, `,"_id":`...)
-	b = flow.AppendJSONString(b, it.id)
-	b = append(b, "}}\n"...)
+	b := appendAction(r.body, action, it.index, it.id)
 	b = append(b, it.doc...)
 	r.body = append(b, '\n')
 	r.items = append(r.items, it)
 }
 
+// addLines appends a queue entry: documents whose bulk lines Write has
+// written, sent from its chunk without a copy.
+func (r *bulkRequest) addLines(e queueEntry) {
+	r.lines = append(r.lines, e.lines)
+	r.size += len(e.lines)
+	r.items = append(r.items, e.items...)
+	r.chunks = append(r.chunks, e.chunk)
+}
+
+// payload is the request's body: the lines of its queue entries, or the
+// body add built.
+func (r *bulkRequest) payload() [][]byte {
+	if len(r.lines) > 0 {
+		return r.lines
+	}
+	return [][]byte{r.body}
+}
+
+// appendAction appends a document's bulk action line.
+func appendAction(b []byte, action, index, id string) []byte {
+	b = append(b, `{"`...)
+	b = append(b, action...)
+	b = append(b, `":{"_index":`...)
+	b = flow.AppendJSONString(b, index)
+	b = append(b, `,"_id":`...)
+	b = flow.AppendJSONString(b, id)
+	return append(b, "}}\n"...)
+}
+
 func (r *bulkRequest) reset() {
 	r.body = r.body[:0]
+	clear(r.lines)
+	r.lines = r.lines[:0]
+	r.size = 0
 	clear(r.chunks)
 	r.chunks = r.chunks[:0]
 	clear(r.items) // the documents' memory can go
@@ -124,7 +156,7 @@ func (o *Output) send(req *bulkRequest) (settled bool) {
 		_ = o.toSpool(req.items)
 		return true
 	}
-	all, results, err := o.post(req.body, req.items)
+	all, results, err := o.post(req.payload(), req.items)
 	if err != nil {
 		o.metrics.bulkFails.Inc()
 		o.limited.Warn("bulk-error", "Elasticsearch bulk request failed; its documents go to the spool", "error", err)
@@ -140,14 +172,18 @@ func (o *Output) send(req *bulkRequest) (settled bool) {
 // a document too large on its own is answered 413 and goes to the
 // dead-letter file. Without this, such requests would be spooled and
 // replayed for ever.
-func (o *Output) post(body []byte, items []item) (all bool, results []itemResult, err error) {
+func (o *Output) post(body [][]byte, items []item) (all bool, results []itemResult, err error) {
 	buf := answerBuffers.Get().(*bytes.Buffer)
 	defer answerBuffers.Put(buf)
 	buf.Reset()
+	size := 0
+	for _, p := range body {
+		size += len(p)
+	}
 	o.inflight <- struct{}{}
 	start := time.Now()
 	answered := o.watch(start)
-	res, err := esapi.BulkRequest{Body: bytes.NewReader(body), FilterPath: bulkFilter}.Do(context.Background(), o.client)
+	res, err := o.bulk(body, size)
 	if err == nil {
 		_, err = buf.ReadFrom(res.Body)
 		res.Body.Close()
@@ -160,7 +196,7 @@ func (o *Output) post(body []byte, items []item) (all bool, results []itemResult
 	case err != nil:
 		return false, nil, err
 	case res.StatusCode == http.StatusRequestEntityTooLarge:
-		return o.split(items, len(body))
+		return o.split(items, size)
 	case res.IsError():
 		answer := buf.Bytes()
 		if len(answer) > 200 {
@@ -170,6 +206,53 @@ func (o *Output) post(body []byte, items []item) (all bool, results []itemResult
 	}
 	return parseBulkAnswer(buf.Bytes(), len(items))
 }
+
+// bulkQuery is the bulk request's query string.
+var bulkQuery = url.Values{"filter_path": {strings.Join(bulkFilter, ",")}}.Encode()
+
+// bulk posts a bulk request whose body is the concatenation of body's
+// slices (size bytes), written to the connection from where they are:
+// esapi.BulkRequest takes one reader, and the transport copies a reader
+// it cannot rewind (GetBody) to retry it.
+func (o *Output) bulk(body [][]byte, size int) (*esapi.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, "http:///_bulk?"+bulkQuery, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = int64(size)
+	req.GetBody = func() (io.ReadCloser, error) { return &slicesReader{parts: body}, nil }
+	req.Body, _ = req.GetBody()
+	res, err := o.client.Perform(req)
+	if err != nil {
+		return nil, err
+	}
+	return &esapi.Response{StatusCode: res.StatusCode, Body: res.Body, Header: res.Header}, nil
+}
+
+// slicesReader reads byte slices in turn, without copying them first;
+// the slices are not changed, so that another reader can read them again.
+type slicesReader struct {
+	parts [][]byte
+	off   int // in parts[0]
+}
+
+func (r *slicesReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && len(r.parts) > 0 {
+		c := copy(p[n:], r.parts[0][r.off:])
+		n += c
+		if r.off += c; r.off == len(r.parts[0]) {
+			r.parts, r.off = r.parts[1:], 0
+		}
+	}
+	if n == 0 && len(r.parts) == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *slicesReader) Close() error { return nil }
 
 // warnAfter is how long a bulk request may go unanswered before the output
 // warns that the cluster does not answer: 5 s, or the response timeout
@@ -251,7 +334,7 @@ func (o *Output) split(items []item, size int) (bool, []itemResult, error) {
 		for _, it := range items[part[0]:part[1]] {
 			r.add(action, it)
 		}
-		all, rs, err := o.post(r.body, r.items)
+		all, rs, err := o.post(r.payload(), r.items)
 		if err != nil {
 			return false, nil, err
 		}
@@ -410,7 +493,7 @@ func (o *Output) feed() error {
 		<-o.turn
 		open := true
 	fill:
-		for len(req.body) < o.config.FlushBytes {
+		for req.size < o.config.FlushBytes {
 			// A Write call's documents at a time: a request may pass
 			// FlushBytes by the last batch it took.
 			var e queueEntry
@@ -430,20 +513,13 @@ func (o *Output) feed() error {
 			if !open {
 				break
 			}
-			batch := e.items
-			req.chunks = append(req.chunks, e.chunk)
-			o.queued.Add(-int64(len(batch)))
+			o.queued.Add(-int64(len(e.items)))
 			if len(req.items) == 0 {
 				// From the request's first document, however it came: after
 				// a full request the next one starts with a queued document.
 				timer.Reset(o.config.FlushInterval)
 			}
-			// Read per batch: the layout is final once the template is
-			// installed, and live documents only come after.
-			action := o.Layout().Action()
-			for _, it := range batch {
-				req.add(action, it)
-			}
+			req.addLines(e)
 		}
 		timer.Stop()
 		o.turn <- struct{}{}

@@ -98,7 +98,7 @@ func (o *Output) indexChunk(ctx context.Context, action string, items []item) er
 	}
 	for {
 		sent := time.Now()
-		all, results, err := o.post(req.body, req.items)
+		all, results, err := o.post(req.payload(), req.items)
 		retry := o.settleNow(req.items, all, results, err)
 		if len(retry) == 0 {
 			o.answering(sent)

@@ -286,14 +286,28 @@ func (o *Output) Write(records []flow.Record) error {
 	// collecting it, cost a sixth of the process (docs/performance.md).
 	c := o.getChunk(len(records))
 	defer o.release(c) // Write's own reference
-	buf, items := c.buf[:0], c.items[:len(records)]
+	// Each document is written with its bulk action line before it and a
+	// newline after, so that a feeder sends these bytes as they are
+	// (live documents only come once the layout is final).
+	action := layout.Action()
+	buf, offs := c.buf[:0], c.offs[:0]
 	for i := range records {
 		r := &records[i]
-		start := len(buf)
+		index, id := layout.Index(timestampOf(r)), DocumentID(r)
+		offs = append(offs, int32(len(buf)))
+		buf = appendAction(buf, action, index, id)
+		offs = append(offs, int32(len(buf)))
 		buf = enc.AppendDocument(buf, r)
-		items[i] = item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]}
+		buf = append(buf, '\n')
+		c.items[i] = item{index: index, id: id}
 	}
-	c.buf, c.items = buf, items
+	offs = append(offs, int32(len(buf)))
+	items := c.items[:len(records)]
+	for i := range items {
+		end := int(offs[2*i+2]) - 1 // the newline
+		items[i].doc = buf[offs[2*i+1]:end:end]
+	}
+	c.buf, c.offs, c.items = buf, offs, items
 	if spooling {
 		return o.toSpool(items)
 	}
@@ -308,28 +322,33 @@ func (o *Output) Write(records []flow.Record) error {
 		// Never blocks: the channel has room for QueueSize entries of a
 		// document at least, and queued holds at most QueueSize.
 		c.refs.Add(1)
-		o.queue <- queueEntry{items: items[:n:n], chunk: c}
+		first := len(c.items) - len(items)
+		lines := buf[offs[2*first]:offs[2*(first+n)]]
+		o.queue <- queueEntry{items: items[:n:n], lines: lines, chunk: c}
 		items = items[n:]
 	}
 	return nil
 }
 
-// docChunk holds the documents of one Write call: their bytes in one
-// buffer, and their items, whose doc slices point into it. Chunks are
-// pooled. refs counts Write's own reference and each queue entry made of
+// docChunk holds the documents of one Write call: their bulk lines (action
+// and document) in one buffer, and their items, whose doc slices point
+// into it; offs holds where each item's action and document start, and
+// the end. Chunks are pooled. refs counts Write's own reference and each queue entry made of
 // the chunk; the last to let go puts it back, once nothing can read its
 // documents any more: their requests are settled (indexed, spooled or
 // dead-lettered, each of which copies what it keeps).
 type docChunk struct {
 	buf   []byte
+	offs  []int32
 	items []item
 	refs  atomic.Int32
 }
 
-// queueEntry is a Write call's documents (or a queue's worth of them)
-// and the chunk they are in.
+// queueEntry is a Write call's documents (or a queue's worth of them),
+// their bulk lines, and the chunk they are in.
 type queueEntry struct {
 	items []item
+	lines []byte
 	chunk *docChunk
 }
 
@@ -349,7 +368,9 @@ func (o *Output) getChunk(n int) *docChunk {
 	}
 	if cap(c.items) < n {
 		c.items = make([]item, n)
+		c.offs = make([]int32, 0, 2*n+1)
 	}
+	c.items = c.items[:n]
 	c.refs.Store(1)
 	return c
 }

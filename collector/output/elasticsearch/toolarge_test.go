@@ -99,3 +99,47 @@ func TestDocumentTooLargeDeadLetters(t *testing.T) {
 		t.Errorf("%d documents reached the cluster through a proxy that lets none through", got)
 	}
 }
+
+// TestBulkRetriedByTransport: a proxy answers the first attempt of every
+// bulk request 503, as a node that just lost its master does; the
+// client's transport sends the request again (MaxRetries), rereading a
+// body the output sends from its documents' buffers without copying it
+// first. Every document is indexed once, with its content, and none goes
+// to the spool: a retry that sent a short or empty body would have had
+// them refused or spooled.
+func TestBulkRetriedByTransport(t *testing.T) {
+	target := testutil.Elasticsearch(t)
+	day := time.Date(2001, 3, 10, 0, 0, 0, 0, time.UTC)
+	c, index := freshDayIndex(t, target, day)
+	var bulks atomic.Int64
+	proxy, refused := refusingProxy(t, target, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/_bulk") || bulks.Add(1)%2 == 0 {
+			return false
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"type":"master_not_discovered_exception","reason":null},"status":503}`)
+		return true
+	})
+	recs, tr := genRecords(6000, day, 12)
+	o, _ := newTestOutput(t, []string{proxy}, t.TempDir(), func(c *Configuration) { c.FlushBytes = 256 << 10 })
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Layout().DataStream {
+		o.Stop()
+		t.Skip("cluster uses a data stream; this test checks daily indices")
+	}
+	writeAll(t, o, recs, 200)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkTruth(t, c, index, tr)
+	if refused.Load() < 2 {
+		t.Errorf("the proxy refused %d requests: the test did not test retries", refused.Load())
+	}
+	if docs, _ := o.spool.Stats(); docs != 0 || metric(o, "spooled") != 0 || metric(o, "dead_letter") != 0 {
+		t.Errorf("%d documents in the spool, %v spooled, %v dead-lettered; want none", docs, metric(o, "spooled"), metric(o, "dead_letter"))
+	}
+}
