@@ -333,10 +333,10 @@ func (o *Output) Write(records []flow.Record) error {
 // docChunk holds the documents of one Write call: their bulk lines (action
 // and document) in one buffer, and their items, whose doc slices point
 // into it; offs holds where each item's action and document start, and
-// the end. Chunks are pooled. refs counts Write's own reference and each queue entry made of
-// the chunk; the last to let go puts it back, once nothing can read its
-// documents any more: their requests are settled (indexed, spooled or
-// dead-lettered, each of which copies what it keeps).
+// the end. Chunks are pooled. refs counts Write's own reference and each
+// queue entry made of the chunk; the last to let go puts it back, once
+// nothing can read its documents any more: their requests are settled
+// (indexed, spooled or dead-lettered, each of which copies what it keeps).
 type docChunk struct {
 	buf   []byte
 	offs  []int32
