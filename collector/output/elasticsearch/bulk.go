@@ -14,6 +14,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -69,13 +70,43 @@ func (r *bulkRequest) payload() [][]byte {
 
 // appendAction appends a document's bulk action line.
 func appendAction(b []byte, action, index, id string) []byte {
+	b = appendActionStart(b, action, index)
+	b = flow.AppendJSONString(b, id)
+	return append(b, "}}\n"...)
+}
+
+// appendActionStart appends an action line up to its id.
+func appendActionStart(b []byte, action, index string) []byte {
 	b = append(b, `{"`...)
 	b = append(b, action...)
 	b = append(b, `":{"_index":`...)
 	b = flow.AppendJSONString(b, index)
-	b = append(b, `,"_id":`...)
-	b = flow.AppendJSONString(b, id)
-	return append(b, "}}\n"...)
+	return append(b, `,"_id":`...)
+}
+
+// actionStarts keeps the action line's start for the day of the last
+// document: the documents of a Write call mostly share it, and a daily
+// index's name costs a time format and an allocation to work out.
+type actionStarts struct {
+	day   int64
+	ok    bool
+	index string
+	start []byte
+}
+
+// of returns the index of a document with timestamp t, and the start of
+// its action line.
+func (a *actionStarts) of(l setup.Layout, action string, t time.Time) (string, []byte) {
+	day := t.Unix() / 86400
+	if t.Unix() < 0 && t.Unix()%86400 != 0 {
+		day-- // the day a time before 1970 is in, as its date
+	}
+	if !a.ok || day != a.day {
+		a.day, a.ok = day, true
+		a.index = l.Index(t)
+		a.start = appendActionStart(a.start[:0], action, a.index)
+	}
+	return a.index, a.start
 }
 
 func (r *bulkRequest) reset() {

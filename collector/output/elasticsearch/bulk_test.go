@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/flow"
 )
 
 // TestRequestBody: the body of a bulk request, read back by encoding/json
@@ -140,4 +145,54 @@ func FuzzBulkAnswer(f *testing.F) {
 		}
 		agree(t, body, n)
 	})
+}
+
+// TestActionStarts: the action line Write starts each document with,
+// kept per day, is the one add writes, with the index Layout.Index gives,
+// for times on either side of midnight and before 1970, in both layouts.
+func TestActionStarts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	var times []time.Time
+	for _, day := range []time.Time{base, time.Unix(0, 0).UTC(), time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC)} {
+		for _, d := range []time.Duration{0, -time.Nanosecond, time.Nanosecond, -time.Second, 24*time.Hour - time.Nanosecond, 24 * time.Hour} {
+			times = append(times, day.Add(d))
+		}
+	}
+	for range 2000 {
+		times = append(times, base.Add(time.Duration(rng.Int64N(int64(400*24*time.Hour)))-200*24*time.Hour))
+	}
+	for _, l := range []setup.Layout{{DataStream: true}, {}} {
+		var a actionStarts
+		for _, tm := range times {
+			index, start := a.of(l, l.Action(), tm)
+			if index != l.Index(tm) {
+				t.Fatalf("%v (data stream %v): index %q, want %q", tm, l.DataStream, index, l.Index(tm))
+			}
+			if want := appendActionStart(nil, l.Action(), l.Index(tm)); !bytes.Equal(start, want) {
+				t.Fatalf("%v: action start %q, want %q", tm, start, want)
+			}
+			id := "AAECAwQFBgcICQoLDA0ODw"
+			line := append(append(append(start, '"'), id...), "\"}}\n"...)
+			if want := appendAction(nil, l.Action(), index, id); !bytes.Equal(line, want) {
+				t.Fatalf("action line %q, want %q", line, want)
+			}
+		}
+	}
+}
+
+// TestDocumentIDAppend: the id Write appends is DocumentID's, of idLen
+// characters that JSON holds as they are.
+func TestDocumentIDAppend(t *testing.T) {
+	recs, _ := genRecords(500, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), 3)
+	for i := range recs {
+		b := appendDocumentID([]byte("x"), &recs[i])
+		id := string(b[1:])
+		if id != DocumentID(&recs[i]) || len(id) != idLen {
+			t.Fatalf("appended id %q, DocumentID %q", id, DocumentID(&recs[i]))
+		}
+		if q := string(flow.AppendJSONString(nil, id)); q != `"`+id+`"` {
+			t.Fatalf("id %q needs escaping: %s", id, q)
+		}
+	}
 }

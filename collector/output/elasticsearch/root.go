@@ -291,11 +291,17 @@ func (o *Output) Write(records []flow.Record) error {
 	// (live documents only come once the layout is final).
 	action := layout.Action()
 	buf, offs := c.buf[:0], c.offs[:0]
+	var starts actionStarts
 	for i := range records {
 		r := &records[i]
-		index, id := layout.Index(timestampOf(r)), DocumentID(r)
+		index, start := starts.of(layout, action, timestampOf(r))
 		offs = append(offs, int32(len(buf)))
-		buf = appendAction(buf, action, index, id)
+		buf = append(buf, start...)
+		buf = append(buf, '"')
+		at := len(buf)
+		buf = appendDocumentID(buf, r) // base64url: no escape needed
+		id := string(buf[at:])
+		buf = append(buf, "\"}}\n"...)
 		offs = append(offs, int32(len(buf)))
 		buf = enc.AppendDocument(buf, r)
 		buf = append(buf, '\n')
