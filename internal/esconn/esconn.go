@@ -155,6 +155,14 @@ func New(c Configuration) (*elasticsearch.Client, error) {
 		t.ResponseHeaderTimeout = c.Timeout
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		t.MaxIdleConnsPerHost = 16
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second} // as http.DefaultTransport's
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return wrapRaw(c), nil
+		}
 		cfg.Transport = t
 	}
 	if c.CAFile != "" {

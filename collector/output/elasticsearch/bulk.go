@@ -15,6 +15,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
+	"github.com/spanflow/spanflow/internal/esconn"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -284,6 +285,29 @@ func (r *slicesReader) Read(p []byte) (int, error) {
 }
 
 func (r *slicesReader) Close() error { return nil }
+
+// Len and Take make the body an esconn.Slices: the connection writes the
+// slices with writev instead of reading them through a buffer.
+func (r *slicesReader) Len() int64 {
+	n := -r.off
+	for _, p := range r.parts {
+		n += len(p)
+	}
+	return int64(n)
+}
+
+func (r *slicesReader) Take() [][]byte {
+	var out [][]byte
+	if len(r.parts) > 0 {
+		out = make([][]byte, 0, len(r.parts))
+		out = append(out, r.parts[0][r.off:])
+		out = append(out, r.parts[1:]...)
+	}
+	r.parts, r.off = nil, 0
+	return out
+}
+
+var _ esconn.Slices = (*slicesReader)(nil)
 
 // warnAfter is how long a bulk request may go unanswered before the output
 // warns that the cluster does not answer: 5 s, or the response timeout
