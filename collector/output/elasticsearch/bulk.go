@@ -21,15 +21,18 @@ import (
 
 // bulkRequest is one bulk request: its NDJSON body and its documents in the
 // same order (the cluster answers for them in that order). The documents
-// of a request are all live or all from one spool replay (batch).
+// of a request are all live or all from one spool replay (batch). A live
+// request's body is the bulk lines Write encoded, where Write put them
+// (lines); a replay's, or a half of a request split, is built by add
+// (body).
 //
 // This replaces go-elasticsearch's esutil.BulkIndexer, which on this path
 // cost more CPU than encoding the documents: per document it allocated a
 // reader and an item, marshalled the action line through a buffer, copied
 // the document twice, and decoded a response item into a map. Here the
-// action line is appended directly, the document copied once, and an
-// answer with no error is recognised by its first bytes and not decoded
-// (docs/performance.md#elasticsearch-output).
+// action line is written with the document, neither is copied before the
+// socket, and an answer with no error is recognised by its first bytes and
+// not decoded (docs/performance.md#elasticsearch-output).
 type bulkRequest struct {
 	body  []byte
 	items []item
