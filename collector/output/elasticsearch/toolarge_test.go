@@ -1,9 +1,12 @@
 package elasticsearch
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,12 +114,22 @@ func TestBulkRetriedByTransport(t *testing.T) {
 	target := testutil.Elasticsearch(t)
 	day := time.Date(2001, 3, 10, 0, 0, 0, 0, time.UTC)
 	c, index := freshDayIndex(t, target, day)
-	var bulks atomic.Int64
+	var mu sync.Mutex
+	seen := map[[32]byte]bool{} // bodies refused once
 	proxy, refused := refusingProxy(t, target, func(w http.ResponseWriter, r *http.Request) bool {
-		if !strings.HasSuffix(r.URL.Path, "/_bulk") || bulks.Add(1)%2 == 0 {
+		if !strings.HasSuffix(r.URL.Path, "/_bulk") {
 			return false
 		}
-		io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body)) // for the cluster, when passed on
+		sum := sha256.Sum256(body)
+		mu.Lock()
+		again := seen[sum]
+		seen[sum] = true
+		mu.Unlock()
+		if again {
+			return false
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, `{"error":{"type":"master_not_discovered_exception","reason":null},"status":503}`)
