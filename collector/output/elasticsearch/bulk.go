@@ -562,8 +562,15 @@ func (o *Output) feed() error {
 					e, open = <-o.queue
 					break
 				}
+				// Nothing queued: sleep until there is a quarter of a
+				// request (Write rings), the first document waited long
+				// enough, or Stop (the queue is closed then: the next
+				// receive drains it).
 				select {
-				case e, open = <-o.queue:
+				case <-o.bell:
+					continue
+				case <-o.stopping:
+					e, open = <-o.queue
 				case <-timer.C:
 					break fill // the oldest document waited long enough
 				}
@@ -572,6 +579,7 @@ func (o *Output) feed() error {
 				break
 			}
 			o.queued.Add(-int64(len(e.items)))
+			o.queuedBytes.Add(-int64(len(e.lines)))
 			if len(req.items) == 0 {
 				// From the request's first document, however it came: after
 				// a full request the next one starts with a queued document.

@@ -48,6 +48,14 @@ type Output struct {
 	queue  chan queueEntry
 	queued atomic.Int64
 	chunks sync.Pool // of *docChunk
+	// A feeder filling a request sleeps until the queue holds a quarter of
+	// a request or half its bound (Write rings bell), the request's first
+	// document has waited FlushInterval, or Stop closes stopping; not until
+	// each Write call's documents, which woke it (a thread wake-up) once
+	// per call.
+	queuedBytes atomic.Int64
+	bell        chan struct{}
+	stopping    chan struct{}
 	// 2×Workers feeders fill bulk requests from the shared queue, one at a
 	// time (turn), with at most Workers requests in flight (inflight):
 	// while a request is out, another feeder fills the next, which leaves
@@ -93,12 +101,14 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	}
 	r = r.Sub("elasticsearch")
 	o := &Output{
-		r:       r,
-		limited: reporter.NewLimited(r.Log, 10*time.Second),
-		slow:    reporter.NewLimited(r.Log, time.Minute),
-		config:  c,
-		client:  client,
-		queue:   make(chan queueEntry, c.QueueSize), // every entry holds a document at least
+		r:        r,
+		limited:  reporter.NewLimited(r.Log, 10*time.Second),
+		slow:     reporter.NewLimited(r.Log, time.Minute),
+		config:   c,
+		client:   client,
+		queue:    make(chan queueEntry, c.QueueSize), // every entry holds a document at least
+		bell:     make(chan struct{}, 1),
+		stopping: make(chan struct{}),
 	}
 	o.encoders.New = func() any { return new(flow.Encoder) }
 	o.pending.m = map[*bulkRequest]struct{}{}
@@ -331,6 +341,12 @@ func (o *Output) Write(records []flow.Record) error {
 		first := len(c.items) - len(items)
 		lines := buf[offs[2*first]:offs[2*(first+n)]]
 		o.queue <- queueEntry{items: items[:n:n], lines: lines, chunk: c}
+		if o.queuedBytes.Add(int64(len(lines))) >= int64(o.config.FlushBytes/4) || o.queued.Load() >= int64(o.config.QueueSize/2) {
+			select {
+			case o.bell <- struct{}{}:
+			default: // rung already
+			}
+		}
 		items = items[n:]
 	}
 	return nil
@@ -536,6 +552,7 @@ func (o *Output) Stop() error {
 	}
 	o.stopped = true
 	close(o.queue)
+	close(o.stopping)
 	o.mu.Unlock()
 	deadline := time.NewTimer(o.config.DrainTimeout)
 	defer deadline.Stop()
@@ -555,6 +572,7 @@ func (o *Output) Stop() error {
 		// (same ids), so nothing is lost and nothing doubles.
 		var left []item
 		for e := range o.queue {
+			o.queuedBytes.Add(-int64(len(e.lines)))
 			left = append(left, e.items...) // their chunks are not pooled again
 		}
 		left = append(left, o.pending.abandon()...)
