@@ -11,42 +11,16 @@ import (
 	"time"
 )
 
-// slices is an io.Reader and a Slices over parts, as the Elasticsearch
-// output's bulk bodies are.
-type slices struct {
-	parts [][]byte
-	off   int
-	took  bool
+// takeSpy is a SlicesReader that records whether its slices were taken
+// (written with writev) rather than read.
+type takeSpy struct {
+	*SlicesReader
+	took bool
 }
 
-func (s *slices) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) && len(s.parts) > 0 {
-		c := copy(p[n:], s.parts[0][s.off:])
-		n += c
-		if s.off += c; s.off == len(s.parts[0]) {
-			s.parts, s.off = s.parts[1:], 0
-		}
-	}
-	if n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-func (s *slices) Len() int64 {
-	n := -s.off
-	for _, p := range s.parts {
-		n += len(p)
-	}
-	return int64(n)
-}
-
-func (s *slices) Take() [][]byte {
+func (s *takeSpy) Take() [][]byte {
 	s.took = true
-	out := append([][]byte{s.parts[0][s.off:]}, s.parts[1:]...)
-	s.parts, s.off = nil, 0
-	return out
+	return s.SlicesReader.Take()
 }
 
 // rawPair returns a rawConn dialled to a listener, and the accepted end.
@@ -99,7 +73,7 @@ func TestRawConnCarriesEveryByte(t *testing.T) {
 	if n, err := c.Write(all); err != nil || n != len(all) {
 		t.Fatalf("Write: %d, %v; want %d", n, err, len(all))
 	}
-	body := &slices{parts: parts}
+	body := &takeSpy{SlicesReader: NewSlicesReader(parts)}
 	lr := &io.LimitedReader{R: body, N: int64(len(all))}
 	if n, err := c.ReadFrom(lr); err != nil || n != int64(len(all)) || lr.N != 0 || !body.took {
 		t.Fatalf("ReadFrom(slices): %d, %v, %d left, took %v; want %d, all, by writev", n, err, lr.N, body.took, len(all))

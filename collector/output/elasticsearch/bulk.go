@@ -256,7 +256,7 @@ func (o *Output) bulk(body [][]byte, size int) (*esapi.Response, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.ContentLength = int64(size)
-	req.GetBody = func() (io.ReadCloser, error) { return &slicesReader{parts: body}, nil }
+	req.GetBody = func() (io.ReadCloser, error) { return esconn.NewSlicesReader(body), nil }
 	req.Body, _ = req.GetBody()
 	res, err := o.client.Perform(req)
 	if err != nil {
@@ -264,53 +264,6 @@ func (o *Output) bulk(body [][]byte, size int) (*esapi.Response, error) {
 	}
 	return &esapi.Response{StatusCode: res.StatusCode, Body: res.Body, Header: res.Header}, nil
 }
-
-// slicesReader reads byte slices in turn, without copying them first;
-// the slices are not changed, so that another reader can read them again.
-type slicesReader struct {
-	parts [][]byte
-	off   int // in parts[0]
-}
-
-func (r *slicesReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) && len(r.parts) > 0 {
-		c := copy(p[n:], r.parts[0][r.off:])
-		n += c
-		if r.off += c; r.off == len(r.parts[0]) {
-			r.parts, r.off = r.parts[1:], 0
-		}
-	}
-	if n == 0 && len(r.parts) == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-func (r *slicesReader) Close() error { return nil }
-
-// Len and Take make the body an esconn.Slices: the connection writes the
-// slices with writev instead of reading them through a buffer.
-func (r *slicesReader) Len() int64 {
-	n := -r.off
-	for _, p := range r.parts {
-		n += len(p)
-	}
-	return int64(n)
-}
-
-func (r *slicesReader) Take() [][]byte {
-	var out [][]byte
-	if len(r.parts) > 0 {
-		out = make([][]byte, 0, len(r.parts))
-		out = append(out, r.parts[0][r.off:])
-		out = append(out, r.parts[1:]...)
-	}
-	r.parts, r.off = nil, 0
-	return out
-}
-
-var _ esconn.Slices = (*slicesReader)(nil)
 
 // warnAfter is how long a bulk request may go unanswered before the output
 // warns that the cluster does not answer: 5 s, or the response timeout
