@@ -30,6 +30,7 @@ import (
 type rawConn struct {
 	net.Conn // the *net.TCPConn; only net.Conn's methods are promoted
 	rc       syscall.RawConn
+	iovs     []unix.Iovec // writev's, used under the descriptor's write lock (in rc.Write's function)
 }
 
 // wrapRaw returns c as a rawConn, or c when it is not a TCP connection.
@@ -101,8 +102,12 @@ const maxIovecs = 512
 func (c *rawConn) writev(bufs [][]byte) (int64, error) {
 	var total int64
 	var errno syscall.Errno
-	var iovs [maxIovecs]unix.Iovec
 	err := c.rc.Write(func(fd uintptr) bool {
+		if c.iovs == nil {
+			c.iovs = make([]unix.Iovec, maxIovecs) // once per connection, not per call
+		}
+		iovs, used := c.iovs, 0
+		defer func() { clear(iovs[:used]) }() // keep no buffer alive after the call
 		for {
 			n := 0
 			for _, b := range bufs {
@@ -115,6 +120,7 @@ func (c *rawConn) writev(bufs [][]byte) (int64, error) {
 					n++
 				}
 			}
+			used = max(used, n)
 			if n == 0 {
 				return true
 			}
