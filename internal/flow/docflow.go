@@ -160,7 +160,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	b = appendInterface(b, start, `"ingress":{"interface":{`, r.InIf, r.InIfName)
 	if r.ObserverIP.IsValid() {
 		b = member(b, start, `"ip":"`)
-		b = r.ObserverIP.Unmap().AppendTo(b)
+		b = appendAddr(b, r.ObserverIP.Unmap())
 		b = append(b, '"')
 	}
 	b = closeObject(b, mark, start)
@@ -172,7 +172,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	b = appendSpecial(b, start, `"ingress":{"interface":{`, r.InIfSpecial, r.InIfCount)
 	if r.ExporterAddr.IsValid() {
 		b = member(b, start, `"observer":{"source_ip":"`)
-		b = r.ExporterAddr.Unmap().AppendTo(b)
+		b = appendAddr(b, r.ExporterAddr.Unmap())
 		b = append(b, `"}`...)
 	}
 	if t := &r.TCP; !t.IsZero() {

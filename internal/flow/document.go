@@ -213,7 +213,7 @@ func putAddr(b []byte, r *Record, src bool) ([]byte, bool) {
 		return b, false
 	}
 	b = append(b, '"')
-	b = a.Unmap().AppendTo(b)
+	b = appendAddr(b, a.Unmap())
 	return append(b, '"'), true
 }
 
@@ -476,7 +476,7 @@ func buildFields() []Field {
 					return b, false
 				}
 				b = append(b, '"')
-				b = r.ObserverIP.Unmap().AppendTo(b)
+				b = appendAddr(b, r.ObserverIP.Unmap())
 				return append(b, '"'), true
 			}},
 		{Name: "spanflow.observer.source_ip", Type: "ip", Description: "UDP source address of the datagram the record came in (observer.ip is the sFlow agent address, which can differ)",
@@ -485,7 +485,7 @@ func buildFields() []Field {
 					return b, false
 				}
 				b = append(b, '"')
-				b = r.ExporterAddr.Unmap().AppendTo(b)
+				b = appendAddr(b, r.ExporterAddr.Unmap())
 				return append(b, '"'), true
 			}},
 		{Name: "spanflow.ingress.interface.special", Type: "keyword", Description: `sFlow input interface that is not an ifIndex: "internal" (0x3FFFFFFF, the agent itself), "multiple"`,
