@@ -181,12 +181,14 @@ func TestActionStarts(t *testing.T) {
 	}
 }
 
-// TestDocumentIDAppend: the id Write appends is DocumentID's, of idLen
-// characters that JSON holds as they are.
+// TestDocumentIDAppend: the id Write appends (one hasher for many
+// records, as a Write call has) is DocumentID's, of idLen characters that
+// JSON holds as they are.
 func TestDocumentIDAppend(t *testing.T) {
 	recs, _ := genRecords(500, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), 3)
+	var h idHasher
 	for i := range recs {
-		b := appendDocumentID([]byte("x"), &recs[i])
+		b := h.appendID([]byte("x"), &recs[i])
 		id := string(b[1:])
 		if id != DocumentID(&recs[i]) || len(id) != idLen {
 			t.Fatalf("appended id %q, DocumentID %q", id, DocumentID(&recs[i]))

@@ -2,8 +2,9 @@ package elasticsearch
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
+	"encoding"
 	"encoding/binary"
+	"hash"
 	"net/netip"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -26,19 +27,93 @@ import (
 // without MACs takes one block, one with MACs or IPv6 addresses two, where
 // fixed-width fields took three.
 func DocumentID(r *flow.Record) string {
+	var h idHasher
 	var b [idLen]byte
-	return string(appendDocumentID(b[:0], r))
+	return string(h.appendID(b[:0], r))
 }
 
 // idLen is the length of a document id: 128 bits in unpadded base64url,
 // whose characters JSON holds as they are.
 const idLen = 22
 
-// appendDocumentID appends r's DocumentID to b.
-func appendDocumentID(b []byte, r *flow.Record) []byte {
-	var buf [256]byte
-	sum := sha256.Sum256(identityOf(buf[:0], r))
-	return base64.RawURLEncoding.AppendEncode(b, sum[:16])
+// sha256State is a SHA-256 digest whose state can be read.
+type sha256State interface {
+	hash.Hash
+	encoding.BinaryAppender
+}
+
+// idHasher computes document ids with a SHA-256 digest of its own: it pads
+// the identity itself, has the digest take the whole blocks straight from
+// its buffer, and reads the sum from the digest's marshaled state ("sha\x03",
+// then the eight state words, big endian). sha256.Sum256 copies the input
+// into the digest, pads it through a second write and copies the digest to
+// sum it: 70-71 ns against 48-49 this way for one block (micro-benchmark,
+// same run). A state not in that format falls back to sha256.Sum256;
+// TestIDHasherIsSHA256 compares the two. Not safe for concurrent use: the
+// output keeps one per encoder.
+type idHasher struct {
+	d       sha256State
+	noState bool   // the digest's state cannot be read: sha256.Sum256
+	in      []byte // the identity, padded
+	st      []byte // the digest's marshaled state
+}
+
+// appendID appends r's DocumentID to b.
+func (h *idHasher) appendID(b []byte, r *flow.Record) []byte {
+	in := identityOf(h.in[:0], r)
+	var sum [sha256.Size]byte
+	if h.d == nil && !h.noState {
+		d, ok := sha256.New().(sha256State)
+		h.d, h.noState = d, !ok
+	}
+	ok := false
+	if h.d != nil {
+		// Padding: 0x80, zeros up to 8 bytes short of a block, the
+		// length in bits.
+		n := len(in)
+		in = append(in, 0x80)
+		for len(in)%sha256.BlockSize != sha256.BlockSize-8 {
+			in = append(in, 0)
+		}
+		in = binary.BigEndian.AppendUint64(in, uint64(n)*8)
+		h.d.Reset()
+		h.d.Write(in)
+		st, err := h.d.AppendBinary(h.st[:0])
+		h.st = st
+		if ok = err == nil && len(st) >= 4+sha256.Size && string(st[:4]) == "sha\x03"; ok {
+			copy(sum[:], st[4:])
+		}
+		in = in[:n]
+	}
+	if !ok {
+		sum = sha256.Sum256(in)
+	}
+	h.in = in
+	return appendBase64URL16(b, (*[16]byte)(sum[:16]))
+}
+
+// docWriter is what one Write call encodes with: the output pools them.
+type docWriter struct {
+	enc flow.Encoder
+	ids idHasher
+}
+
+// appendBase64URL16 writes 16 bytes in unpadded base64url (22 characters)
+// as base64.RawURLEncoding does, written out for the fixed length.
+func appendBase64URL16(b []byte, v *[16]byte) []byte {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	var out [idLen]byte
+	for i := range 5 {
+		x := uint(v[3*i])<<16 | uint(v[3*i+1])<<8 | uint(v[3*i+2])
+		out[4*i] = alphabet[x>>18&0x3f]
+		out[4*i+1] = alphabet[x>>12&0x3f]
+		out[4*i+2] = alphabet[x>>6&0x3f]
+		out[4*i+3] = alphabet[x&0x3f]
+	}
+	x := uint(v[15])
+	out[20] = alphabet[x>>2]
+	out[21] = alphabet[x<<4&0x3f]
+	return append(b, out[:]...)
 }
 
 // Bits of identityOf's mask: the fields a flow report often leaves zero,

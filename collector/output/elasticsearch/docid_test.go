@@ -1,6 +1,8 @@
 package elasticsearch
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -10,7 +12,7 @@ import (
 )
 
 // BenchmarkDocumentID is the id of one flow report, IPv4 and IPv6 (the
-// SHA-256 input of an IPv4 flow fits in two blocks, an IPv6 one in three).
+// SHA-256 input of the IPv4 one fits in one block, the IPv6 one in two).
 func BenchmarkDocumentID(b *testing.B) {
 	end := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for _, fam := range []struct{ name, obs, src, dst string }{
@@ -21,11 +23,14 @@ func BenchmarkDocumentID(b *testing.B) {
 			Start: end.Add(-time.Second), End: end, Received: end.Add(time.Second),
 			SrcAddr: netip.MustParseAddr(fam.src), DstAddr: netip.MustParseAddr(fam.dst),
 			SrcPort: 1234, DstPort: 443, Proto: 6, Bytes: 1500, Packets: 3, InIf: 3, OutIf: 4, TCPFlags: 0x1b}
+		// As Write computes them: one hasher, into a buffer.
 		b.Run(fam.name, func(b *testing.B) {
+			var h idHasher
+			buf := make([]byte, 0, idLen)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				r.Bytes = uint64(i)
-				_ = DocumentID(&r)
+				buf = h.appendID(buf[:0], &r)
 			}
 		})
 	}
@@ -155,4 +160,62 @@ func identityFields(r *flow.Record) idFields {
 		f.exporter, f.hasExporter = *r.Exporter, true
 	}
 	return f
+}
+
+// TestIDHasherIsSHA256: the ids the hasher pads and sums itself are the
+// first 128 bits of crypto/sha256's sum of the identity, in base64url, for
+// identities of every length from one block to three (every remainder
+// modulo the block size, the padding's edge cases 55 and 56 among them),
+// through one hasher as a Write call uses it and through a fresh one.
+func TestIDHasherIsSHA256(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 7))
+	big := func() uint64 { return rng.Uint64() >> rng.IntN(64) }
+	t0 := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	var h idHasher
+	lens := map[int]bool{}
+	for range 200_000 {
+		r := flow.Record{Kind: flow.Kind(rng.IntN(3)), Start: t0.Add(-time.Duration(rng.IntN(1e9))), End: t0,
+			SrcPort: uint16(rng.Uint32()), DstPort: uint16(rng.Uint32()), Proto: uint8(rng.Uint32()),
+			Bytes: big(), Packets: big(), InIf: uint32(big()), OutIf: uint32(big())}
+		addr := func() netip.Addr {
+			var v [16]byte
+			for i := range v {
+				v[i] = byte(rng.Uint32())
+			}
+			if rng.IntN(2) == 0 {
+				return netip.AddrFrom4([4]byte(v[:4]))
+			}
+			return netip.AddrFrom16(v)
+		}
+		r.ObserverIP, r.SrcAddr, r.DstAddr = addr(), addr(), addr()
+		if rng.IntN(2) == 0 {
+			r.ObservationDomain, r.ObservationPoint, r.SegmentID = uint32(big()), big(), big()
+		}
+		if rng.IntN(2) == 0 {
+			r.SrcMAC, r.DstMAC = flow.MAC{1, 2, 3, 4, 5, byte(rng.Uint32())}, flow.MAC{6, 5, 4, 3, 2, 1}
+		}
+		if rng.IntN(4) == 0 {
+			r.Counters = &flow.IfCounters{Index: uint32(big()), InOctets: big(), OutOctets: big(), InErrors: big()}
+		}
+		if rng.IntN(4) == 0 {
+			r.Exporter = &flow.ExporterStats{Datagrams: big(), Records: big(), Templates: big()}
+		}
+		in := identityOf(nil, &r)
+		lens[len(in)] = true
+		sum := sha256.Sum256(in)
+		want := base64.RawURLEncoding.EncodeToString(sum[:16])
+		if got := string(h.appendID([]byte("x"), &r)[1:]); got != want {
+			t.Fatalf("identity of %d bytes: id %q, want %q", len(in), got, want)
+		}
+		if got := DocumentID(&r); got != want {
+			t.Fatalf("identity of %d bytes: DocumentID %q, want %q", len(in), got, want)
+		}
+	}
+	// Every length from 43 to 180 bytes: one block to three, every
+	// remainder modulo the block size twice.
+	for n := 43; n <= 180; n++ {
+		if !lens[n] {
+			t.Errorf("no identity of %d bytes drawn", n)
+		}
+	}
 }

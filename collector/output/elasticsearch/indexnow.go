@@ -40,16 +40,16 @@ func (o *Output) IndexNow(ctx context.Context, records []flow.Record) error {
 			return err
 		}
 	}
-	enc := o.encoders.Get().(*flow.Encoder)
-	defer o.encoders.Put(enc)
+	w := o.writers.Get().(*docWriter)
+	defer o.writers.Put(w)
 	layout := o.Layout()
 	buf := make([]byte, 0, len(records)*docSizeHint)
 	items := make([]item, 0, len(records))
 	for i := range records {
 		r := &records[i]
 		start := len(buf)
-		buf = enc.AppendDocument(buf, r)
-		items = append(items, item{index: layout.Index(timestampOf(r)), id: DocumentID(r), doc: buf[start:len(buf):len(buf)]})
+		buf = w.enc.AppendDocument(buf, r)
+		items = append(items, item{index: layout.Index(timestampOf(r)), id: string(w.ids.appendID(nil, r)), doc: buf[start:len(buf):len(buf)]})
 	}
 	// Requests of up to FlushBytes, Workers of them in flight at once (as
 	// the queue's feeders do), each retried until it is in.

@@ -76,8 +76,8 @@ type Output struct {
 	unansweredReqs unansweredSet // bulk requests sent and not answered yet
 	outage         outage
 
-	encoders sync.Pool
-	pending  pendingSet
+	writers sync.Pool // of *docWriter
+	pending pendingSet
 
 	mu      sync.RWMutex // Write holds it shared; Stop exclusively to close the queue
 	started bool
@@ -110,7 +110,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 		bell:     make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 	}
-	o.encoders.New = func() any { return new(flow.Encoder) }
+	o.writers.New = func() any { return new(docWriter) }
 	o.pending.m = map[*bulkRequest]struct{}{}
 	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.drop)
 	if err != nil {
@@ -286,8 +286,8 @@ func (o *Output) Write(records []flow.Record) error {
 	if o.stopped || !o.started {
 		return errors.New("Elasticsearch output is not running")
 	}
-	enc := o.encoders.Get().(*flow.Encoder)
-	defer o.encoders.Put(enc)
+	w := o.writers.Get().(*docWriter)
+	defer o.writers.Put(w)
 	// Until the template is installed, everything waits in the spool.
 	spooling := !o.ready.Load() || !o.spool.Empty()
 	layout := o.Layout()
@@ -309,11 +309,11 @@ func (o *Output) Write(records []flow.Record) error {
 		buf = append(buf, start...)
 		buf = append(buf, '"')
 		at := len(buf)
-		buf = appendDocumentID(buf, r) // base64url: no escape needed
+		buf = w.ids.appendID(buf, r) // base64url: no escape needed
 		id := string(buf[at:])
 		buf = append(buf, "\"}}\n"...)
 		offs = append(offs, int32(len(buf)))
-		buf = enc.AppendDocument(buf, r)
+		buf = w.enc.AppendDocument(buf, r)
 		buf = append(buf, '\n')
 		c.items[i] = item{index: index, id: id}
 	}
