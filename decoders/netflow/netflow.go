@@ -48,8 +48,8 @@ const maxSamplers = 4096
 // What the state's parts cost, estimated from what Go keeps for them (map
 // entries, boxed records, slice backing arrays), for the bytes limits.
 const (
-	templateBytes = 160 // one template, beyond its fields
-	fieldBytes    = 12  // one field of a template (nf.Field)
+	templateBytes = 224 // one template, beyond its fields, and its program's map entry
+	fieldBytes    = 24  // one field of a template (nf.Field) and of its program (op)
 	invalidBytes  = 64  // one template kept only to say that its data is bad
 	domainBytes   = 256 // one observation domain's options state, empty
 	nameBytes     = 64  // one interface name, beyond its bytes
@@ -171,6 +171,7 @@ type State struct {
 	shared    *Budget // nil: no total limit
 	exporter  netip.Addr
 	templates map[uint64]any
+	programs  map[uint64]*program // of data templates, compiled when first used (nil: field by field)
 	invalid   map[uint64]struct{} // templates that cannot describe data (zero-length fields)
 	domains   map[domainKey]*domain
 	pending   []pendingSet
@@ -192,7 +193,7 @@ type State struct {
 // against shared (when not nil).
 func NewState(exporter netip.Addr, limits Limits, shared *Budget) *State {
 	return &State{limits: limits, shared: shared, exporter: exporter, templates: map[uint64]any{},
-		invalid: map[uint64]struct{}{}, domains: map[domainKey]*domain{}}
+		programs: map[uint64]*program{}, invalid: map[uint64]struct{}{}, domains: map[domainKey]*domain{}}
 }
 
 // Templates is the number of templates the exporter has.
@@ -337,6 +338,7 @@ func (s *State) drop(version uint16, domain uint32, k uint64) {
 	}
 	dk := keyOf(version, domain)
 	d := s.domains[dk]
+	delete(s.programs, k)
 	if _, ok := s.templates[k]; ok {
 		delete(s.templates, k)
 		d.templates--
@@ -449,6 +451,7 @@ func (t *templateStore) AddTemplate(version uint16, obsDomain uint32, id uint16,
 		d = &domain{}
 		s.domains[dk] = d
 	}
+	delete(s.programs, k) // compiled again from the new definition
 	if _, ok := s.templates[k]; ok {
 		delete(s.templates, k)
 		d.templates--
@@ -585,7 +588,7 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 					info.Held++
 				}
 				n := len(out)
-				out = s.decodeData(out, h, tpl.Fields, fs.Records, received)
+				out = s.decodeSet(out, h, k, tpl.Fields, fs.Records, received)
 				info.Records += len(out) - n
 				info.MessageRecords += len(out) - n
 				continue
@@ -650,10 +653,11 @@ func (s *State) decodeKnown(sets []byte, count int, h *header, received time.Tim
 	rest, n = sets, 0
 	for len(rest) > 0 && n != count {
 		id, l := binary.BigEndian.Uint16(rest), int(binary.BigEndian.Uint16(rest[2:]))
-		tpl := s.templates[templateKey(h.version, h.domain, id)].(nf.TemplateRecord)
+		k := templateKey(h.version, h.domain, id)
+		tpl := s.templates[k].(nf.TemplateRecord)
 		end := min(l, len(rest))
 		m := len(out)
-		out = s.decodeData(out, h, tpl.Fields, rest[4:end], received)
+		out = s.decodeSet(out, h, k, tpl.Fields, rest[4:end], received)
 		info.Records += len(out) - m
 		info.MessageRecords += len(out) - m
 		rest = rest[end:]
@@ -763,7 +767,7 @@ func (s *State) decodePending(out []flow.Record, info *Info, now time.Time) []fl
 		switch t := tpl.(type) {
 		case nf.TemplateRecord:
 			n := len(out)
-			out = s.decodeData(out, &p.hdr, t.Fields, p.data, p.received)
+			out = s.decodeSet(out, &p.hdr, p.key, t.Fields, p.data, p.received)
 			info.Records += len(out) - n
 		case nf.NFv9OptionsTemplateRecord:
 			recs, _ := nf.DecodeOptionsDataSet(p.version, buf, t.Scopes, t.Options)
@@ -808,6 +812,20 @@ func seenTemplate(sets []any, k uint64, set any) bool {
 // decodeData reads the records of a data set as goflow2's DecodeDataSet
 // does (same handling of variable-length fields, padding and truncation),
 // straight into flow records.
+// decodeSet decodes the records of a data set of the template kept under
+// k: with the template's program when its fields have fixed lengths.
+func (s *State) decodeSet(out []flow.Record, h *header, k uint64, fields []nf.Field, data []byte, received time.Time) []flow.Record {
+	p, ok := s.programs[k]
+	if !ok {
+		p = compile(fields)
+		s.programs[k] = p
+	}
+	if p != nil {
+		return s.run(out, p, h, data, received)
+	}
+	return s.decodeData(out, h, fields, data, received)
+}
+
 func (s *State) decodeData(out []flow.Record, h *header, fields []nf.Field, data []byte, received time.Time) []flow.Record {
 	size := 0
 	for _, f := range fields {

@@ -1,0 +1,171 @@
+package netflow
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"github.com/spanflow/spanflow/internal/flow"
+)
+
+// randomTemplate draws a template of fixed-length fields: the elements the
+// programs decode in their loop at every length (theirs and others), the
+// ones they leave to applyField, spanflow's and other enterprises'.
+func randomTemplate(rng *rand.Rand) []nf.Field {
+	iana := []uint16{1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 14, 136, 152, 153, // decoded in the loop
+		21, 22, 27, 28, 32, 34, 56, 58, 80, 85, 86, 89, 95, 148, 150, 151, 154, 160, 176, 210, 243, 252, 253, 999}
+	lengths := []uint16{1, 2, 4, 8, 4, 8, 2, 3, 6, 16, 0}
+	fields := make([]nf.Field, 1+rng.IntN(24))
+	for i := range fields {
+		f := nf.Field{Type: iana[rng.IntN(len(iana))], Length: lengths[rng.IntN(len(lengths))]}
+		switch rng.IntN(8) {
+		case 0:
+			f.PenProvided, f.Pen = true, flow.EnterpriseNumber
+			f.Type = []uint16{flow.IETCPRTTClientMicroseconds, flow.IETCPRTTServerMicroseconds,
+				flow.IETCPRetransmittedPackets, flow.IETCPZeroWindowEvents, 77}[rng.IntN(5)]
+		case 1:
+			f.PenProvided, f.Pen = true, []uint32{9, 29305, 3054}[rng.IntN(3)]
+		case 2:
+			f.Pen = flow.EnterpriseNumber // without the enterprise bit: an IANA element
+		}
+		fields[i] = f
+	}
+	return fields
+}
+
+// TestProgramDecodesAsFieldByField: random templates and data, decoded by
+// the compiled program and by decodeData, the field-by-field reader the
+// capture tests check against tshark, give the same records.
+func TestProgramDecodesAsFieldByField(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	exporter := netip.MustParseAddr("192.0.2.9")
+	received := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	compiled, looped := 0, 0
+	for range 20_000 {
+		fields := randomTemplate(rng)
+		p := compile(fields)
+		if p == nil {
+			if allEmpty(fields) {
+				continue // records of no bytes: refused as a template
+			}
+			t.Fatalf("no program for fixed-length fields %+v", fields)
+		}
+		for _, o := range p.ops {
+			if o.code != opField {
+				looped++
+			}
+		}
+		compiled++
+		data := make([]byte, p.size*rng.IntN(5)+rng.IntN(p.size)) // whole records, then padding
+		for i := range data {
+			// Small values as often as any: zero addresses and ports, short times.
+			if rng.IntN(3) == 0 {
+				data[i] = byte(rng.Uint32())
+			}
+		}
+		h := header{version: []uint16{9, 10}[rng.IntN(2)], domain: rng.Uint32N(3), exportSecs: 1_765_000_000 + rng.Uint32N(1000),
+			sysUptime: rng.Uint32()}
+		a := NewState(exporter, DefaultLimits(), nil)
+		b := NewState(exporter, DefaultLimits(), nil)
+		got := a.run(nil, p, &h, data, received)
+		want := b.decodeData(nil, &h, fields, data, received)
+		if len(got) != len(data)/p.size || !reflect.DeepEqual(got, want) {
+			t.Fatalf("template %+v, data %x:\nprogram %+v\nfield by field %+v", fields, data, got, want)
+		}
+	}
+	if looped < compiled {
+		t.Errorf("%d fields decoded in the loop over %d templates: the draw misses the loop's elements", looped, compiled)
+	}
+}
+
+func allEmpty(fields []nf.Field) bool {
+	for _, f := range fields {
+		if f.Length != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestProgramRefusesVariableLength: a template with a variable-length field
+// has no program (decodeData reads it field by field), nor does one whose
+// records would have no bytes.
+func TestProgramRefusesVariableLength(t *testing.T) {
+	if compile([]nf.Field{{Type: 8, Length: 4}, {Type: 82, Length: 0xffff}}) != nil {
+		t.Error("program for a variable-length field")
+	}
+	if compile([]nf.Field{{Type: 210, Length: 0}}) != nil {
+		t.Error("program for records of no bytes")
+	}
+}
+
+// TestProgramFollowsTheTemplate: an exporter that redefines a template
+// has its data read with the new definition, not the program of the old.
+func TestProgramFollowsTheTemplate(t *testing.T) {
+	s := NewState(netip.MustParseAddr("192.0.2.9"), DefaultLimits(), nil)
+	h := header{version: 10, domain: 1, exportSecs: 1_765_000_000}
+	k := templateKey(10, 1, 300)
+	data := []byte{10, 0, 0, 1, 0, 80}
+	for _, tc := range []struct {
+		fields []nf.Field
+		check  func(r *flow.Record) bool
+	}{
+		{[]nf.Field{{Type: 8, Length: 4}, {Type: 7, Length: 2}}, func(r *flow.Record) bool {
+			return r.SrcAddr == netip.MustParseAddr("10.0.0.1") && r.SrcPort == 80
+		}},
+		{[]nf.Field{{Type: 12, Length: 4}, {Type: 11, Length: 2}}, func(r *flow.Record) bool {
+			return r.DstAddr == netip.MustParseAddr("10.0.0.1") && r.DstPort == 80 && !r.SrcAddr.IsValid()
+		}},
+	} {
+		tpl := nf.TemplateRecord{TemplateId: 300, FieldCount: uint16(len(tc.fields)), Fields: tc.fields}
+		if err := (*templateStore)(s).AddTemplate(10, 1, 300, tpl); err != nil {
+			t.Fatal(err)
+		}
+		recs := s.decodeSet(nil, &h, k, tc.fields, data, time.Now())
+		if len(recs) != 1 || !tc.check(&recs[0]) {
+			t.Fatalf("template %+v: %+v", tc.fields, recs)
+		}
+		if s.programs[k] == nil {
+			t.Fatalf("template %+v decoded without its program", tc.fields)
+		}
+	}
+}
+
+// FuzzProgram: a template drawn from the first bytes (three a field: the
+// element, its length, its enterprise) and the rest as data, decoded by the
+// program and field by field: the same records, and no panic.
+func FuzzProgram(f *testing.F) {
+	f.Add(uint8(10), []byte{0, 2, 0, 1, 1, 0, 9, 1, 0}, []byte{10, 0, 0, 1, 0, 0, 0, 9, 0, 80, 1, 2})
+	f.Add(uint8(9), []byte{12, 3, 0, 13, 3, 0, 3, 0, 1}, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
+	f.Fuzz(func(t *testing.T, version uint8, tpl, data []byte) {
+		iana := []uint16{1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 14, 136, 152, 153, 21, 22, 27, 28, 32, 56, 85, 150, 154, 243, 252}
+		lengths := []uint16{1, 2, 4, 8, 3, 6, 16, 0}
+		var fields []nf.Field
+		for ; len(tpl) >= 3 && len(fields) < 64; tpl = tpl[3:] {
+			fd := nf.Field{Type: iana[int(tpl[0])%len(iana)], Length: lengths[int(tpl[1])%len(lengths)]}
+			switch tpl[2] % 4 {
+			case 1:
+				fd.PenProvided, fd.Pen = true, flow.EnterpriseNumber
+				fd.Type = flow.IETCPRTTClientMicroseconds + uint16(tpl[0]%5)
+			case 2:
+				fd.PenProvided, fd.Pen = true, 9
+			}
+			fields = append(fields, fd)
+		}
+		p := compile(fields)
+		if p == nil {
+			return
+		}
+		h := header{version: 9 + uint16(version%2), domain: 1, exportSecs: 1_765_000_000, sysUptime: 100_000}
+		exporter := netip.MustParseAddr("192.0.2.9")
+		got := NewState(exporter, DefaultLimits(), nil).run(nil, p, &h, data, time.Unix(1_765_000_001, 0))
+		want := NewState(exporter, DefaultLimits(), nil).decodeData(nil, &h, fields, data, time.Unix(1_765_000_001, 0))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("template %+v, data %x:\nprogram %+v\nfield by field %+v", fields, data, got, want)
+		}
+	})
+}
