@@ -132,8 +132,19 @@ type exporter struct {
 	proven   atomic.Bool // it delivered a record: never evicted for a newcomer
 	lastSeen atomic.Int64
 	nf       *netflow.State
-	seq      map[uint64]uint32 // sequence space → next expected number
-	maxSeq   int
+	// first is the first sequence space the exporter used, and most
+	// often its only one; seq has the others. A space → next expected
+	// number.
+	first  seqSpace
+	seq    map[uint64]uint32
+	maxSeq int
+}
+
+// seqSpace is a sequence space and the number expected next in it.
+type seqSpace struct {
+	ok    bool
+	space uint64
+	next  uint32
 }
 
 // Decoder decodes datagrams from many exporters; it is safe for concurrent
@@ -488,9 +499,19 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 // returns how many were skipped. Numbers going backwards (a restart, or
 // reordering) reset the expectation without counting a loss.
 func (e *exporter) track(space uint64, seq, count uint32) uint64 {
-	next, seen := e.seq[space]
-	if len(e.seq) < e.maxSeq || seen {
-		e.seq[space] = seq + count
+	var next uint32
+	var seen bool
+	switch {
+	case e.first.ok && e.first.space == space:
+		next, seen = e.first.next, true
+		e.first.next = seq + count
+	case !e.first.ok && e.maxSeq > 0:
+		e.first = seqSpace{ok: true, space: space, next: seq + count}
+	default:
+		next, seen = e.seq[space]
+		if e.spaces() < e.maxSeq || seen {
+			e.seq[space] = seq + count
+		}
 	}
 	if !seen {
 		return 0
@@ -500,4 +521,12 @@ func (e *exporter) track(space uint64, seq, count uint32) uint64 {
 		return 0
 	}
 	return uint64(gap)
+}
+
+// spaces is the number of sequence spaces the exporter has.
+func (e *exporter) spaces() int {
+	if e.first.ok {
+		return len(e.seq) + 1
+	}
+	return len(e.seq)
 }

@@ -137,8 +137,7 @@ func codeOf(typ uint16, pen uint32, length uint16) opCode {
 
 // run decodes the records of a data set with the program: as many whole
 // records as data holds.
-func (s *State) run(out []flow.Record, p *program, h *header, data []byte, received time.Time) []flow.Record {
-	d := s.domain(h)
+func (s *State) run(out []flow.Record, p *program, d *domain, h *header, data []byte, received time.Time) []flow.Record {
 	for len(data) >= p.size {
 		rec := data[:p.size:p.size]
 		data = data[p.size:]

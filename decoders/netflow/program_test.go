@@ -71,7 +71,7 @@ func TestProgramDecodesAsFieldByField(t *testing.T) {
 			sysUptime: rng.Uint32()}
 		a := NewState(exporter, DefaultLimits(), nil)
 		b := NewState(exporter, DefaultLimits(), nil)
-		got := a.run(nil, p, &h, data, received)
+		got := a.run(nil, p, a.domain(&h), &h, data, received)
 		want := b.decodeData(nil, &h, fields, data, received)
 		if len(got) != len(data)/p.size || !reflect.DeepEqual(got, want) {
 			t.Fatalf("template %+v, data %x:\nprogram %+v\nfield by field %+v", fields, data, got, want)
@@ -104,12 +104,13 @@ func TestProgramRefusesVariableLength(t *testing.T) {
 }
 
 // TestProgramFollowsTheTemplate: an exporter that redefines a template
-// has its data read with the new definition, not the program of the old.
+// has its data read with the new definition, not the program (nor the
+// state's last template) of the old; one that withdraws it has its data
+// held for a template again.
 func TestProgramFollowsTheTemplate(t *testing.T) {
 	s := NewState(netip.MustParseAddr("192.0.2.9"), DefaultLimits(), nil)
-	h := header{version: 10, domain: 1, exportSecs: 1_765_000_000}
-	k := templateKey(10, 1, 300)
-	data := []byte{10, 0, 0, 1, 0, 80}
+	now := time.Unix(1_765_000_000, 0)
+	data := message(10, 1, flowSet(300, 10, 0, 0, 1, 0, 80))
 	for _, tc := range []struct {
 		fields []nf.Field
 		check  func(r *flow.Record) bool
@@ -125,13 +126,22 @@ func TestProgramFollowsTheTemplate(t *testing.T) {
 		if err := (*templateStore)(s).AddTemplate(10, 1, 300, tpl); err != nil {
 			t.Fatal(err)
 		}
-		recs := s.decodeSet(nil, &h, k, tc.fields, data, time.Now())
-		if len(recs) != 1 || !tc.check(&recs[0]) {
-			t.Fatalf("template %+v: %+v", tc.fields, recs)
+		for range 2 { // the second time from the state's last template
+			recs, _, err := s.Decode(data, now, nil)
+			if err != nil || len(recs) != 1 || !tc.check(&recs[0]) {
+				t.Fatalf("template %+v: %+v, %v", tc.fields, recs, err)
+			}
 		}
-		if s.programs[k] == nil {
+		if s.programs[templateKey(10, 1, 300)] == nil {
 			t.Fatalf("template %+v decoded without its program", tc.fields)
 		}
+	}
+	if _, err := (*templateStore)(s).RemoveTemplate(10, 1, 300); err != nil {
+		t.Fatal(err)
+	}
+	recs, info, _ := s.Decode(data, now, nil)
+	if len(recs) != 0 || info.Held != 1 {
+		t.Fatalf("after the template's withdrawal: %+v, %d sets held", recs, info.Held)
 	}
 }
 
@@ -162,7 +172,8 @@ func FuzzProgram(f *testing.F) {
 		}
 		h := header{version: 9 + uint16(version%2), domain: 1, exportSecs: 1_765_000_000, sysUptime: 100_000}
 		exporter := netip.MustParseAddr("192.0.2.9")
-		got := NewState(exporter, DefaultLimits(), nil).run(nil, p, &h, data, time.Unix(1_765_000_001, 0))
+		st := NewState(exporter, DefaultLimits(), nil)
+		got := st.run(nil, p, st.domain(&h), &h, data, time.Unix(1_765_000_001, 0))
 		want := NewState(exporter, DefaultLimits(), nil).decodeData(nil, &h, fields, data, time.Unix(1_765_000_001, 0))
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("template %+v, data %x:\nprogram %+v\nfield by field %+v", fields, data, got, want)
