@@ -73,9 +73,9 @@ func (r *bulkRequest) payload() [][]byte {
 }
 
 // appendAction appends a document's bulk action line.
-func appendAction(b []byte, action, index, id string) []byte {
+func appendAction(b []byte, action, index string, id []byte) []byte {
 	b = appendActionStart(b, action, index)
-	b = flow.AppendJSONString(b, id)
+	b = flow.AppendJSONString(b, string(id))
 	return append(b, "}}\n"...)
 }
 
@@ -398,7 +398,7 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
 			// Counted once: dead_letter when it is in the file, dropped when not.
-			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
+			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: string(it.id),
 				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
 				o.drop(dropDeadLetterWrite, 1)
 			} else {

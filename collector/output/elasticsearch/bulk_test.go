@@ -4,7 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +18,7 @@ import (
 
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 // TestRequestBody: the body of a bulk request, read back by encoding/json
@@ -19,9 +26,9 @@ import (
 // the document, in order, with ids and index names that need escaping too.
 func TestRequestBody(t *testing.T) {
 	items := []item{
-		{index: "spanflow-flows-2026.11.26", id: "AAECAwQFBgcICQoLDA0ODw", doc: []byte(`{"a":1}`)},
-		{index: "weird\"index\\", id: "id\twith\x01controls é", doc: []byte(`{"b":"two"}`)},
-		{index: "spanflow-flows", id: "x", doc: []byte(`{}`)},
+		{index: "spanflow-flows-2026.11.26", id: []byte("AAECAwQFBgcICQoLDA0ODw"), doc: []byte(`{"a":1}`)},
+		{index: "weird\"index\\", id: []byte("id\twith\x01controls é"), doc: []byte(`{"b":"two"}`)},
+		{index: "spanflow-flows", id: []byte("x"), doc: []byte(`{}`)},
 	}
 	for _, action := range []string{"create", "index"} {
 		var r bulkRequest
@@ -37,7 +44,7 @@ func TestRequestBody(t *testing.T) {
 			if err := json.Unmarshal(sc.Bytes(), &meta); err != nil || len(meta) != 1 {
 				t.Fatalf("%s: action line %d %q: %v", action, i, sc.Bytes(), err)
 			}
-			if m := meta[action]; m.Index != items[i].index || m.ID != items[i].id {
+			if m := meta[action]; m.Index != items[i].index || m.ID != string(items[i].id) {
 				t.Errorf("%s: action line %d %q, want index %q id %q", action, i, sc.Bytes(), items[i].index, items[i].id)
 			}
 			if !sc.Scan() || !bytes.Equal(sc.Bytes(), items[i].doc) {
@@ -174,7 +181,7 @@ func TestActionStarts(t *testing.T) {
 			}
 			id := "AAECAwQFBgcICQoLDA0ODw"
 			line := append(append(append(start, '"'), id...), "\"}}\n"...)
-			if want := appendAction(nil, l.Action(), index, id); !bytes.Equal(line, want) {
+			if want := appendAction(nil, l.Action(), index, []byte(id)); !bytes.Equal(line, want) {
 				t.Fatalf("action line %q, want %q", line, want)
 			}
 		}
@@ -196,5 +203,85 @@ func TestDocumentIDAppend(t *testing.T) {
 		if q := string(flow.AppendJSONString(nil, id)); q != `"`+id+`"` {
 			t.Fatalf("id %q needs escaping: %s", id, q)
 		}
+	}
+}
+
+// TestRefusedDocumentsKeepTheirIDs: documents the cluster refuses go to the
+// dead-letter file under the ids and with the documents Write gave them
+// (the items' ids and documents are slices of Write's pooled buffer, which
+// grows while a call writes): every record's DocumentID once, with its own
+// document.
+func TestRefusedDocumentsKeepTheirIDs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		if r.URL.Path != "/_bulk" {
+			fmt.Fprint(w, `{"version":{"number":"8.19.7"}}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		n := bytes.Count(body, []byte{'\n'}) / 2
+		var out bytes.Buffer
+		out.WriteString(`{"errors":true,"items":[`)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			out.WriteString(`{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"refused by the test"}}}`)
+		}
+		out.WriteString(`]}`)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(out.Bytes())
+	}))
+	defer srv.Close()
+	c := DefaultConfiguration()
+	c.Connection.URLs = []string{srv.URL}
+	c.SpoolDir = filepath.Join(t.TempDir(), "spool")
+	c.RunSetup = false
+	o, err := New(reporter.NewForTest(nil), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := genRecords(1000, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), 5)
+	want := map[string]string{}
+	var enc flow.Encoder
+	for i := range recs {
+		want[DocumentID(&recs[i])] = string(enc.AppendDocument(nil, &recs[i]))
+	}
+	for i := 0; i < len(recs); i += 250 { // a fresh chunk grows in each call
+		if err := o.Write(recs[i : i+250]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(c.deadLetterFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	seen := map[string]bool{}
+	for sc.Scan() {
+		var e deadLetterEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		doc, ok := want[e.ID]
+		if !ok || seen[e.ID] {
+			t.Fatalf("dead letter under id %q: known %t, seen before %t", e.ID, ok, seen[e.ID])
+		}
+		seen[e.ID] = true
+		var got, exp any
+		if json.Unmarshal(e.Document, &got) != nil || json.Unmarshal([]byte(doc), &exp) != nil || !reflect.DeepEqual(got, exp) {
+			t.Fatalf("id %q: document %s, want %s", e.ID, e.Document, doc)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("%d documents dead-lettered, want %d", len(seen), len(want))
 	}
 }

@@ -49,7 +49,7 @@ func (o *Output) IndexNow(ctx context.Context, records []flow.Record) error {
 		r := &records[i]
 		start := len(buf)
 		buf = w.enc.AppendDocument(buf, r)
-		items = append(items, item{index: layout.Index(timestampOf(r)), id: string(w.ids.appendID(nil, r)), doc: buf[start:len(buf):len(buf)]})
+		items = append(items, item{index: layout.Index(timestampOf(r)), id: w.ids.appendID(nil, r), doc: buf[start:len(buf):len(buf)]})
 	}
 	// Requests of up to FlushBytes, Workers of them in flight at once (as
 	// the queue's feeders do), each retried until it is in.
@@ -156,7 +156,7 @@ func (o *Output) settleNow(items []item, all bool, results []itemResult, whole e
 		default:
 			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
-			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: it.id,
+			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: string(it.id),
 				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
 				o.drop(dropDeadLetterWrite, 1)
 			} else {

@@ -116,7 +116,7 @@ func TestKill9Bound(t *testing.T) {
 			t.Errorf("%d torn lines in a segment; a kill leaves at most one", bad)
 		}
 		for _, it := range items {
-			ids[it.id] = true
+			ids[string(it.id)] = true
 		}
 		if err := s.Done(seg, nil); err != nil {
 			t.Fatal(err)

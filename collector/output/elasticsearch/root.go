@@ -308,20 +308,20 @@ func (o *Output) Write(records []flow.Record) error {
 		offs = append(offs, int32(len(buf)))
 		buf = append(buf, start...)
 		buf = append(buf, '"')
-		at := len(buf)
 		buf = w.ids.appendID(buf, r) // base64url: no escape needed
-		id := string(buf[at:])
 		buf = append(buf, "\"}}\n"...)
 		offs = append(offs, int32(len(buf)))
 		buf = w.enc.AppendDocument(buf, r)
 		buf = append(buf, '\n')
-		c.items[i] = item{index: index, id: id}
+		c.items[i] = item{index: index}
 	}
 	offs = append(offs, int32(len(buf)))
 	items := c.items[:len(records)]
 	for i := range items {
-		end := int(offs[2*i+2]) - 1 // the newline
-		items[i].doc = buf[offs[2*i+1]:end:end]
+		// The id ends the action line, before its `"}}` and newline.
+		doc, end := int(offs[2*i+1]), int(offs[2*i+2])-1 // the newline
+		items[i].id = buf[doc-4-idLen : doc-4 : doc-4]
+		items[i].doc = buf[doc:end:end]
 	}
 	c.buf, c.offs, c.items = buf, offs, items
 	if spooling {
@@ -528,11 +528,11 @@ func sortedLike(items, failed []item) []item {
 	}
 	ids := make(map[string]struct{}, len(failed))
 	for _, it := range failed {
-		ids[it.id] = struct{}{}
+		ids[string(it.id)] = struct{}{}
 	}
 	out := make([]item, 0, len(failed))
 	for _, it := range items {
-		if _, ok := ids[it.id]; ok {
+		if _, ok := ids[string(it.id)]; ok {
 			out = append(out, it)
 		}
 	}

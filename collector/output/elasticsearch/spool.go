@@ -31,7 +31,7 @@ var dropReasons = []dropReason{dropSpoolFull, dropDiskFull, dropSpoolWrite, drop
 // item is one document on its way to the cluster.
 type item struct {
 	index string
-	id    string
+	id    []byte // in Write's chunk or the spool's read buffer, as doc
 	doc   []byte
 }
 
@@ -360,7 +360,7 @@ func (s *spool) Read(seg *segment) ([]item, int, error) {
 		if len(line) > 0 && line[len(line)-1] == '\n' {
 			parts := bytes.SplitN(line[:len(line)-1], []byte{'\t'}, 3)
 			if len(parts) == 3 && len(parts[0]) > 0 && len(parts[1]) > 0 && len(parts[2]) > 1 && parts[2][0] == '{' {
-				items = append(items, item{index: string(parts[0]), id: string(parts[1]), doc: parts[2]})
+				items = append(items, item{index: string(parts[0]), id: parts[1], doc: parts[2]})
 			} else {
 				bad++
 			}

@@ -40,8 +40,8 @@ func FuzzSpoolRead(f *testing.F) {
 			t.Errorf("%d documents + %d bad != %d lines", len(items), bad, lines)
 		}
 		for _, it := range items {
-			if it.index == "" || it.id == "" || len(it.doc) < 2 || it.doc[0] != '{' ||
-				bytes.ContainsAny([]byte(it.index+it.id), "\t\n") || bytes.IndexByte(it.doc, '\n') >= 0 {
+			if it.index == "" || len(it.id) == 0 || len(it.doc) < 2 || it.doc[0] != '{' ||
+				bytes.ContainsAny([]byte(it.index+string(it.id)), "\t\n") || bytes.IndexByte(it.doc, '\n') >= 0 {
 				t.Errorf("malformed document %+v", it)
 			}
 		}

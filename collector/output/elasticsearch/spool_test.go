@@ -14,7 +14,7 @@ import (
 func testItems(from, n int) []item {
 	out := make([]item, n)
 	for i := range out {
-		out[i] = item{index: "spanflow-flows-2001.01.01", id: fmt.Sprintf("id%06d", from+i),
+		out[i] = item{index: "spanflow-flows-2001.01.01", id: fmt.Appendf(nil, "id%06d", from+i),
 			doc: []byte(fmt.Sprintf(`{"n":%d,"pad":"%0100d"}`, from+i, 0))}
 	}
 	return out
@@ -23,7 +23,7 @@ func testItems(from, n int) []item {
 func ids(items []item) []string {
 	var out []string
 	for _, it := range items {
-		out = append(out, it.id)
+		out = append(out, string(it.id))
 	}
 	return out
 }
@@ -123,7 +123,7 @@ func TestSpoolBoundDropsOldestAndCounts(t *testing.T) {
 	var last string
 	for seg := s.Take(); seg != nil; seg = s.Take() {
 		items, _, _ := s.Read(seg)
-		last = items[len(items)-1].id
+		last = string(items[len(items)-1].id)
 		_ = s.Done(seg, nil)
 	}
 	if want := fmt.Sprintf("id%06d", appended-1); last != want {
