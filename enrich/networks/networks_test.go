@@ -355,3 +355,60 @@ func TestLinkLocalAndMulticast(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstBytesFilter: in, which skips addresses whose first byte no range
+// has, answers as the ranges' Contains alone would, for addresses of every
+// first byte in each family, mapped, zoned and invalid ones, with the file
+// of TestLinkLocalAndMulticast listing parts of the ranges.
+func TestFirstBytesFilter(t *testing.T) {
+	comp, err := New(reporter.NewForTest(nil), Configuration{Networks: []Network{
+		{Prefix: netip.MustParsePrefix("169.254.169.0/24"), Name: "metadata"},
+		{Prefix: netip.MustParsePrefix("239.192.0.0/14"), Name: "organization-local"},
+		{Prefix: netip.MustParsePrefix("ff05::/16"), Name: "site-local groups"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unfiltered := func(addr netip.Addr, ranges []netip.Prefix) bool {
+		all := &firstBytes{}
+		for i := range all.v4 {
+			all.v4[i], all.v6[i] = true, true
+		}
+		return comp.in(addr, ranges, all)
+	}
+	rng := rand.New(rand.NewPCG(8, 1))
+	var addrs []netip.Addr
+	for first := range 256 {
+		for range 64 {
+			var v [16]byte
+			for i := range v {
+				v[i] = byte(rng.Uint32())
+			}
+			v[0] = byte(first)
+			if rng.IntN(2) == 0 {
+				v[1] = []byte{254, 169, 0x80, 0xbf, 0xc0, 2}[rng.IntN(6)] // near the ranges' second bytes
+			}
+			a4 := netip.AddrFrom4([4]byte(v[:4]))
+			addrs = append(addrs, a4, netip.AddrFrom16(a4.As16()), netip.AddrFrom16(v), netip.AddrFrom16(v).WithZone("eth0"))
+		}
+	}
+	addrs = append(addrs, netip.Addr{}, netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("169.254.169.254"))
+	hits := 0
+	for _, a := range addrs {
+		for _, rs := range []struct {
+			ranges []netip.Prefix
+			first  *firstBytes
+		}{{multicastRanges, multicastFirst}, {linkLocalRanges, linkLocalFirst}} {
+			got, want := comp.in(a, rs.ranges, rs.first), unfiltered(a, rs.ranges)
+			if got != want {
+				t.Fatalf("%v in %v: %t, without the filter %t", a, rs.ranges, got, want)
+			}
+			if got {
+				hits++
+			}
+		}
+	}
+	if hits < 1000 {
+		t.Errorf("only %d addresses in the ranges: the draw tests the filter one way only", hits)
+	}
+}

@@ -40,7 +40,30 @@ var (
 	multicastRanges = []netip.Prefix{netip.MustParsePrefix("224.0.0.0/4"), netip.MustParsePrefix("ff00::/8")}
 	linkLocalRanges = []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fe80::/10"),
 		netip.MustParsePrefix("255.255.255.255/32")}
+	multicastFirst = firstBytesOf(multicastRanges)
+	linkLocalFirst = firstBytesOf(linkLocalRanges)
 )
+
+// firstBytes marks, per family, the first bytes of the addresses a list of
+// ranges holds: in looks no further at an address whose first byte none
+// of them has, most flows' addresses, and spares them a Contains per range.
+type firstBytes struct{ v4, v6 [256]bool }
+
+func firstBytesOf(ranges []netip.Prefix) *firstBytes {
+	f := new(firstBytes)
+	for _, r := range ranges {
+		t := &f.v6
+		if r.Addr().Is4() {
+			t = &f.v4
+		}
+		span := 1 << (8 - min(r.Bits(), 8))
+		base := int(r.Addr().AsSlice()[0]) &^ (span - 1)
+		for i := base; i < base+span; i++ {
+			t[i] = true
+		}
+	}
+	return f
+}
 
 // Component holds the networks table; it has nothing to start or stop.
 type Component struct {
@@ -66,8 +89,18 @@ func New(r *reporter.Reporter, config Configuration) (*Component, error) {
 // in says whether addr lies in one of ranges and no network of the table
 // listed within that range holds it (a broader one, such as ::/0 external,
 // does not count).
-func (c *Component) in(addr netip.Addr, ranges []netip.Prefix) bool {
+func (c *Component) in(addr netip.Addr, ranges []netip.Prefix, first *firstBytes) bool {
 	addr = addr.Unmap()
+	switch {
+	case addr.Is4():
+		if !first.v4[addr.As4()[0]] {
+			return false
+		}
+	case addr.Is6():
+		if !first.v6[addr.As16()[0]] {
+			return false
+		}
+	}
 	for _, r := range ranges {
 		if !r.Contains(addr) {
 			continue
@@ -83,9 +116,9 @@ func (c *Component) in(addr netip.Addr, ranges []netip.Prefix) bool {
 // from or to a link-local address or to the limited broadcast, else "".
 func (c *Component) scope(r *flow.Record) string {
 	switch {
-	case c.in(r.DstAddr, multicastRanges):
+	case c.in(r.DstAddr, multicastRanges, multicastFirst):
 		return Multicast
-	case c.in(r.DstAddr, linkLocalRanges) || c.in(r.SrcAddr, linkLocalRanges):
+	case c.in(r.DstAddr, linkLocalRanges, linkLocalFirst) || c.in(r.SrcAddr, linkLocalRanges, linkLocalFirst):
 		return LinkLocal
 	}
 	return ""
