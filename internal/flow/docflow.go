@@ -42,6 +42,15 @@ func closeObject(b []byte, mark, start int) []byte {
 	return append(b, '}')
 }
 
+// appendPlainString writes s, which needs no escape (one of the package's
+// names: a record kind, a transport), as a JSON string without scanning it.
+// TestPlainNames checks every name it is given.
+func appendPlainString(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 func appendQuotedUint(b []byte, v uint64) []byte {
 	b = append(b, '"')
 	b = appendUint(b, v)
@@ -112,7 +121,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	}
 	if r.Kind != KindUnknown {
 		b = member(b, start, `"protocol":`)
-		b = AppendJSONString(b, r.Kind.String())
+		b = appendPlainString(b, r.Kind.String())
 	}
 	b = closeObject(b, mark, start)
 
@@ -139,7 +148,7 @@ func (e *Encoder) appendFlow(b []byte, r *Record) []byte {
 	b = appendUint(b, r.Packets)
 	if r.SrcAddr.IsValid() || r.Proto != 0 {
 		b = append(b, `,"transport":`...)
-		b = AppendJSONString(b, TransportName(r.Proto))
+		b = appendPlainString(b, TransportName(r.Proto))
 	}
 	if r.SrcAddr.IsValid() {
 		if r.SrcAddr.Unmap().Is4() {

@@ -281,3 +281,17 @@ func TestEncoderCommunityID(t *testing.T) {
 		t.Errorf("the digest's state was not read, or read when it should not be")
 	}
 }
+
+// TestPlainNames: the names appendPlainString writes unscanned (every
+// record kind, every transport) need no JSON escape.
+func TestPlainNames(t *testing.T) {
+	var names []string
+	for k := range 256 {
+		names = append(names, Kind(k).String(), TransportName(uint8(k)))
+	}
+	for _, n := range names {
+		if got, want := string(appendPlainString(nil, n)), string(AppendJSONString(nil, n)); got != want {
+			t.Errorf("%q written %s, needs %s", n, got, want)
+		}
+	}
+}
