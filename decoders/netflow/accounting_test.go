@@ -13,6 +13,14 @@ func (s *State) recount() (bytes, held int) {
 	for _, tpl := range s.templates {
 		bytes += templateCost(tpl)
 	}
+	for k, p := range s.programs {
+		if _, ok := s.templates[k]; !ok {
+			return -2, -2 // a program without its template
+		}
+		if p != nil {
+			bytes += programCost(p)
+		}
+	}
 	bytes += invalidBytes * len(s.invalid)
 	names, samplers := 0, 0
 	for _, d := range s.domains {

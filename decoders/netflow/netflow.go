@@ -48,13 +48,15 @@ const maxSamplers = 4096
 // What the state's parts cost, estimated from what Go keeps for them (map
 // entries, boxed records, slice backing arrays), for the bytes limits.
 const (
-	templateBytes = 224 // one template, beyond its fields, and its program's map entry
-	fieldBytes    = 24  // one field of a template (nf.Field) and of its program (op)
-	invalidBytes  = 64  // one template kept only to say that its data is bad
-	domainBytes   = 256 // one observation domain's options state, empty
-	nameBytes     = 64  // one interface name, beyond its bytes
-	samplerBytes  = 48  // one sampler rate
-	pendingBytes  = 128 // one held data set, beyond its bytes
+	templateBytes  = 160 // one template, beyond its fields
+	fieldBytes     = 12  // one field of a template (nf.Field)
+	programBytes   = 96  // a template's compiled program and its map entry, beyond its ops
+	programOpBytes = 12  // one field of a program (op)
+	invalidBytes   = 64  // one template kept only to say that its data is bad
+	domainBytes    = 256 // one observation domain's options state, empty
+	nameBytes      = 64  // one interface name, beyond its bytes
+	samplerBytes   = 48  // one sampler rate
+	pendingBytes   = 128 // one held data set, beyond its bytes
 )
 
 // Budget is the memory that the states of all exporters share. It is safe
@@ -339,8 +341,7 @@ func (s *State) drop(version uint16, domain uint32, k uint64) {
 	}
 	dk := keyOf(version, domain)
 	d := s.domains[dk]
-	delete(s.programs, k)
-	s.hot = hotTemplate{}
+	s.dropProgram(k)
 	if _, ok := s.templates[k]; ok {
 		delete(s.templates, k)
 		d.templates--
@@ -453,8 +454,7 @@ func (t *templateStore) AddTemplate(version uint16, obsDomain uint32, id uint16,
 		d = &domain{}
 		s.domains[dk] = d
 	}
-	delete(s.programs, k) // compiled again from the new definition
-	s.hot = hotTemplate{}
+	s.dropProgram(k) // compiled again from the new definition
 	if _, ok := s.templates[k]; ok {
 		delete(s.templates, k)
 		d.templates--
@@ -825,6 +825,19 @@ func (s *State) decodeSet(out []flow.Record, h *header, k uint64, data []byte, r
 	return s.decodeData(out, h, t.fields, data, received)
 }
 
+// programCost is the estimated bytes of a program, for the bytes limits.
+func programCost(p *program) int { return programBytes + programOpBytes*len(p.ops) }
+
+// dropProgram forgets the program of the template kept under k, if it
+// has one, and the last template used.
+func (s *State) dropProgram(k uint64) {
+	if p := s.programs[k]; p != nil {
+		s.release(programCost(p))
+	}
+	delete(s.programs, k)
+	s.hot = hotTemplate{}
+}
+
 // hotTemplate is a data template with what decoding its sets needs: its
 // fields, its program and its domain's state. The state keeps the last one
 // used, so that the sets of an exporter's usual template take no map
@@ -847,7 +860,11 @@ func (s *State) dataTemplate(k uint64, h *header) *hotTemplate {
 	fields := s.templates[k].(nf.TemplateRecord).Fields
 	p, ok := s.programs[k]
 	if !ok {
-		p = compile(fields)
+		// A program the exporter's bytes have no room for is not kept:
+		// its data is read field by field, as fast as before programs.
+		if p = compile(fields); p != nil && s.reserve(programCost(p)) != "" {
+			p = nil
+		}
 		s.programs[k] = p
 	}
 	s.hot = hotTemplate{ok: true, k: k, fields: fields, p: p, d: s.domain(h)}

@@ -180,3 +180,49 @@ func FuzzProgram(f *testing.F) {
 		}
 	})
 }
+
+// TestProgramWithinTheBytes: a program counts against the exporter's
+// bytes while it is kept and gives them back with its template; one the
+// bytes have no room for is not kept, and its data is read field by field.
+func TestProgramWithinTheBytes(t *testing.T) {
+	fields := []nf.Field{{Type: 8, Length: 4}, {Type: 12, Length: 4}, {Type: 7, Length: 2}, {Type: 11, Length: 2}}
+	tpl := nf.TemplateRecord{TemplateId: 300, FieldCount: uint16(len(fields)), Fields: fields}
+	data := message(10, 1, flowSet(300, 10, 0, 0, 1, 10, 0, 0, 2, 0, 80, 1, 187))
+	want := func(recs []flow.Record) bool {
+		return len(recs) == 1 && recs[0].SrcAddr == netip.MustParseAddr("10.0.0.1") && recs[0].DstPort == 443
+	}
+	prog := programCost(compile(fields))
+	for _, tc := range []struct {
+		name     string
+		room     int // bytes beyond the template and its domain
+		compiled bool
+	}{{"room", prog, true}, {"no room", prog - 1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			limits := DefaultLimits()
+			limits.MaxBytes = templateCost(tpl) + domainBytes + tc.room
+			shared := NewBudget(1 << 20)
+			s := NewState(netip.MustParseAddr("192.0.2.9"), limits, shared)
+			if err := (*templateStore)(s).AddTemplate(10, 1, 300, tpl); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				recs, _, err := s.Decode(data, time.Unix(1_765_000_000, 0), nil)
+				if err != nil || !want(recs) {
+					t.Fatalf("%+v, %v", recs, err)
+				}
+			}
+			if got := s.programs[templateKey(10, 1, 300)] != nil; got != tc.compiled {
+				t.Fatalf("program kept: %t, want %t (%d bytes of %d)", got, tc.compiled, s.bytes, limits.MaxBytes)
+			}
+			if bytes, _ := s.recount(); bytes != s.bytes || s.bytes != shared.Used() {
+				t.Fatalf("counted %d bytes, holds %d, shared %d", s.bytes, bytes, shared.Used())
+			}
+			if _, err := (*templateStore)(s).RemoveTemplate(10, 1, 300); err != nil {
+				t.Fatal(err)
+			}
+			if s.bytes != 0 || shared.Used() != 0 {
+				t.Fatalf("after the withdrawal: %d bytes counted, %d shared", s.bytes, shared.Used())
+			}
+		})
+	}
+}
