@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/spanflow/spanflow/internal/mdsum"
 )
 
 // Field is one field of the flow document. The table below is the single source
@@ -768,7 +770,7 @@ type Encoder struct {
 	secsNext uint8         // the entry of secs to replace next
 	// sha1 computes the community ids; nil until the first, and when the
 	// digest's state cannot be read (noSHA1State).
-	sha1        sha1State
+	sha1        mdsum.Digest
 	sha1Buf     []byte
 	sha1Block   [sha1.BlockSize]byte
 	noSHA1State bool
