@@ -17,7 +17,10 @@
 # Elasticsearch runs), FLOWS per run (default 600000), FLOW_RATE flows/s offered
 # (200000), STREAMS ("1:1 6:1 25:1 6:500 25:500", records:exporters),
 # BASE a git revision whose spanflow is measured too (before/after), PEERS
-# (default "goflow2 nfcapd"; "" to skip).
+# (default "goflow2 nfcapd"; "" to skip), RUNS (1): every collector of a
+# stream runs RUNS times, in turn (a row each, the run in the last column),
+# because one stream's figure can move by a fifth from one run to the next
+# on a shared machine.
 #
 # A stream records:exporters:N (default streams 1:1:8 and 6:1:8) sends each
 # exporter's datagrams N at a time as one UDP_SEGMENT message (flowload
@@ -31,6 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOWS=${FLOWS:-600000}
 FLOW_RATE=${FLOW_RATE:-200000}
+RUNS=${RUNS:-1}
 STREAMS=${STREAMS:-"1:1 6:1 25:1 6:500 25:500 1:1:8 6:1:8"}
 PEERS=${PEERS-goflow2 nfcapd}
 OUTPUTS=${OUTPUTS:-file es}
@@ -107,8 +111,8 @@ run() {
 	fi
 	sent=$((messages * per))
 	cpu=$(echo "scale=3; ($t1 - $t0) / $hz" | bc)
-	printf '| %d | %d | %d | %s | %d | %d | %.2f | %.0f |\n' "$per" "$exporters" "$coalesce" "$name" "$delivered" $((sent - delivered)) "$cpu" \
-		"$(echo "$delivered / $cpu" | bc -l)"
+	printf '| %d | %d | %d | %s | %d | %d | %.2f | %.0f | %d |\n' "$per" "$exporters" "$coalesce" "$name" "$delivered" $((sent - delivered)) "$cpu" \
+		"$(echo "$delivered / $cpu" | bc -l)" "$run_no"
 	rm -rf "$file"
 	port=$((port + 1))
 }
@@ -149,8 +153,8 @@ spanflow_es() {
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "stream: $FLOWS flows per run offered at $FLOW_RATE flows/s over loopback"
 echo
-echo "| records per datagram | exporters | coalesced by N | collector | flows delivered | dropped | CPU s | flows per CPU second |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| records per datagram | exporters | coalesced by N | collector | flows delivered | dropped | CPU s | flows per CPU second | run |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in $STREAMS; do
 	IFS=: read -r per exporters coalesce <<<"$s"
 	coalesce=${coalesce:-1}
@@ -158,28 +162,30 @@ for s in $STREAMS; do
 	rate=$((FLOW_RATE / per))
 	builds=("spanflow:$work/spanflow")
 	[ -n "${BASE:-}" ] && builds+=("spanflow $BASE:$work/spanflow-base")
-	for o in $OUTPUTS; do
-		for b in "${builds[@]}"; do
-			name=${b%%:*} bin=${b#*:}
-			case $o in
-			file)
-				run "$name" "$out/flows.ndjson" spanflow "$bin"
-				run "$name --rollups=false" "$out/flows.ndjson" spanflow "$bin" --rollups=false
-				;;
-			es)
-				run "$name, elasticsearch" "$out/es.count" spanflow_es "$bin"
-				run "$name, elasticsearch, --rollups=false" "$out/es.count" spanflow_es "$bin" --rollups=false
-				;;
-			*) echo "OUTPUTS: file or es, not $o" >&2; exit 1 ;;
-			esac
+	for run_no in $(seq "$RUNS"); do
+		for o in $OUTPUTS; do
+			for b in "${builds[@]}"; do
+				name=${b%%:*} bin=${b#*:}
+				case $o in
+				file)
+					run "$name" "$out/flows.ndjson" spanflow "$bin"
+					run "$name --rollups=false" "$out/flows.ndjson" spanflow "$bin" --rollups=false
+					;;
+				es)
+					run "$name, elasticsearch" "$out/es.count" spanflow_es "$bin"
+					run "$name, elasticsearch, --rollups=false" "$out/es.count" spanflow_es "$bin" --rollups=false
+					;;
+				*) echo "OUTPUTS: file or es, not $o" >&2; exit 1 ;;
+				esac
+			done
 		done
+		if [[ " $PEERS " == *" goflow2 "* ]]; then
+			run "goflow2 v2.2.6" "$out/goflow2.json" "$work/goflow2" -listen "netflow://127.0.0.1:$port?count=2&workers=2" \
+				-addr 127.0.0.1:0 -format json -transport file -transport.file "$out/goflow2.json"
+		fi
+		if [[ " $PEERS " == *" nfcapd "* ]]; then
+			mkdir -p "$out/nfcapd"
+			run "nfcapd $nfcapd_version" "$out/nfcapd" nfcapd -w "$out/nfcapd" -b 127.0.0.1 -p "$port" -B 8388608 -t 3600
+		fi
 	done
-	if [[ " $PEERS " == *" goflow2 "* ]]; then
-		run "goflow2 v2.2.6" "$out/goflow2.json" "$work/goflow2" -listen "netflow://127.0.0.1:$port?count=2&workers=2" \
-			-addr 127.0.0.1:0 -format json -transport file -transport.file "$out/goflow2.json"
-	fi
-	if [[ " $PEERS " == *" nfcapd "* ]]; then
-		mkdir -p "$out/nfcapd"
-		run "nfcapd $nfcapd_version" "$out/nfcapd" nfcapd -w "$out/nfcapd" -b 127.0.0.1 -p "$port" -B 8388608 -t 3600
-	fi
 done
