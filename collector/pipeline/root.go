@@ -229,7 +229,7 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 		em.discards.Add(float64(res.Discards))
 	}
 	if res.Kind == flow.KindNetFlowV9 || res.Kind == flow.KindIPFIX {
-		em.templates.Set(float64(res.Templates))
+		em.setTemplates(res.Templates)
 	}
 	if p.stats != nil && res.Kind != flow.KindUnknown {
 		p.stats.add(src, res, err != nil)
