@@ -11,8 +11,6 @@ import (
 )
 
 type metrics struct {
-	datagrams    *prometheus.CounterVec
-	records      *prometheus.CounterVec
 	options      *prometheus.CounterVec
 	decodeErrors *prometheus.CounterVec
 	lost         *prometheus.CounterVec
@@ -30,14 +28,20 @@ type metrics struct {
 }
 
 // exporterMetrics caches one exporter's counters, so the hot path does not
-// hash label values per datagram.
+// hash label values per datagram. Its datagrams and records, counted for
+// every datagram, are plain counters in the struct, which the datagram
+// touches anyway, made samples at scrape time (exporterCounts): as
+// prometheus counters they were two more cache lines per exporter and
+// datagram, 2 % of the profile of 500 exporters.
 type exporterMetrics struct {
-	datagrams, records, lost [8]prometheus.Counter // by flow.Kind
-	options, held, expired   prometheus.Counter
-	badHeaders               prometheus.Counter
-	discards                 prometheus.Counter
-	templates                prometheus.Gauge
-	other                    bool // stands for every exporter past the label limit
+	name                   string        // the exporter label's value
+	counts                 [8]kindCounts // by flow.Kind
+	lost                   [8]prometheus.Counter
+	options, held, expired prometheus.Counter
+	badHeaders             prometheus.Counter
+	discards               prometheus.Counter
+	templates              prometheus.Gauge
+	other                  bool // stands for every exporter past the label limit
 
 	// templatesMu orders setTemplates' updates; lastTemplates is the
 	// templates gauge's value, -1 before the first.
@@ -67,11 +71,34 @@ func (e *exporterMetrics) setTemplates(n int) {
 // setTemplates.
 var templatesHook func(n int)
 
+// kindCounts are an exporter's datagrams and records of one protocol.
+type kindCounts struct{ datagrams, records atomic.Uint64 }
+
+// exporterCounts makes the samples of every exporter's datagrams and
+// records: what the counter vectors of the same names gave, every
+// protocol of every exporter with series, zeros included.
+type exporterCounts struct {
+	m                  *metrics
+	datagrams, records *prometheus.Desc
+}
+
+func (c exporterCounts) Describe(ch chan<- *prometheus.Desc) { ch <- c.datagrams; ch <- c.records }
+
+func (c exporterCounts) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.RLock()
+	defer c.m.mu.RUnlock()
+	for _, e := range c.m.exporters {
+		for k := 1; k <= 4; k++ {
+			n := &e.counts[k]
+			ch <- prometheus.MustNewConstMetric(c.datagrams, prometheus.CounterValue, float64(n.datagrams.Load()), e.name, kindLabels[k])
+			ch <- prometheus.MustNewConstMetric(c.records, prometheus.CounterValue, float64(n.records.Load()), e.name, kindLabels[k])
+		}
+	}
+}
+
 func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
 	f := r.Factory("collector")
-	return &metrics{
-		datagrams:    f.CounterVec("datagrams_total", "Flow datagrams received, by exporter and protocol.", "exporter", "protocol"),
-		records:      f.CounterVec("records_total", "Records decoded (flows and interface counters), by exporter and protocol.", "exporter", "protocol"),
+	m := &metrics{
 		options:      f.CounterVec("options_records_total", "NetFlow v9/IPFIX options records applied (sampling, interface names).", "exporter"),
 		decodeErrors: f.CounterVec("decode_errors_total", "Datagrams (or held data sets) that did not decode, by exporter and reason.", "exporter", "reason"),
 		lost:         f.CounterVec("sequence_lost_total", "Datagrams (NetFlow v9, sFlow) or records (NetFlow v5, IPFIX) missing according to sequence numbers.", "exporter", "protocol"),
@@ -84,6 +111,10 @@ func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
 		exporters:    map[netip.Addr]*exporterMetrics{},
 		maxExporters: maxExporters,
 	}
+	f.Register(exporterCounts{m: m,
+		datagrams: f.Desc("datagrams_total", "Flow datagrams received, by exporter and protocol.", "exporter", "protocol"),
+		records:   f.Desc("records_total", "Records decoded (flows and interface counters), by exporter and protocol.", "exporter", "protocol")})
+	return m
 }
 
 var kindLabels = [8]string{"unknown", "netflow_v5", "netflow_v9", "ipfix", "sflow", "", "", ""}
@@ -113,15 +144,13 @@ func (m *metrics) exporter(a netip.Addr, proven bool) *exporterMetrics {
 		}
 	}
 	e = &exporterMetrics{
-		other:   l == "other",
+		name: l, other: l == "other",
 		options: m.options.WithLabelValues(l), held: m.held.WithLabelValues(l, "held"),
 		expired: m.held.WithLabelValues(l, "expired"), templates: m.templates.WithLabelValues(l),
 		badHeaders: m.badHeaders.WithLabelValues(l), discards: m.discards.WithLabelValues(l),
 	}
 	e.lastTemplates.Store(-1)
 	for k := 1; k <= 4; k++ {
-		e.datagrams[k] = m.datagrams.WithLabelValues(l, kindLabels[k])
-		e.records[k] = m.records.WithLabelValues(l, kindLabels[k])
 		e.lost[k] = m.lost.WithLabelValues(l, kindLabels[k])
 	}
 	m.exporters[a] = e
@@ -145,7 +174,7 @@ func (m *metrics) prune(has func(netip.Addr) bool) {
 		l := prometheus.Labels{"exporter": a.String()}
 		for _, v := range []interface {
 			DeletePartialMatch(prometheus.Labels) int
-		}{m.datagrams, m.records, m.options, m.decodeErrors, m.lost, m.held, m.templates, m.badHeaders, m.discards} {
+		}{m.options, m.decodeErrors, m.lost, m.held, m.templates, m.badHeaders, m.discards} {
 			v.DeletePartialMatch(l)
 		}
 	}

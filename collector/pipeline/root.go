@@ -199,9 +199,10 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 	malformed := err != nil && res.Refused.Count(reason.Of(err)) == 0
 	em := p.m.exporter(src, res.Kind != flow.KindUnknown && !malformed)
 	if res.Kind != flow.KindUnknown {
-		em.datagrams[res.Kind].Inc()
+		n := &em.counts[res.Kind]
+		n.datagrams.Add(1)
 		if res.Records > 0 {
-			em.records[res.Kind].Add(float64(res.Records))
+			n.records.Add(uint64(res.Records))
 		}
 		if res.Lost > 0 {
 			em.lost[res.Kind].Add(float64(res.Lost))
@@ -246,12 +247,7 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 	return recs
 }
 
-func (e *exporterMetrics) label(a netip.Addr) string {
-	if e.other {
-		return "other"
-	}
-	return a.String()
-}
+func (e *exporterMetrics) label(netip.Addr) string { return e.name }
 
 func (w *Worker) write(recs []flow.Record) {
 	if len(recs) == 0 {

@@ -132,6 +132,15 @@ func (f Factory) CounterFunc(name, help string, fn func() float64) {
 	f.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts(f.opts(name, help)), fn))
 }
 
+// Desc describes a metric named as the factory's, for a collector of its
+// own (Register) that makes the samples at scrape time.
+func (f Factory) Desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName("spanflow", f.subsystem, name), help, labels, nil)
+}
+
+// Register registers a collector whose metrics are described by Desc.
+func (f Factory) Register(c prometheus.Collector) { f.reg.MustRegister(c) }
+
 // HistogramVec registers a labelled histogram.
 func (f Factory) HistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "spanflow", Subsystem: f.subsystem,
