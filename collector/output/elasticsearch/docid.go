@@ -2,6 +2,7 @@ package elasticsearch
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"net/netip"
 
@@ -64,31 +65,13 @@ func (h *idHasher) appendID(b []byte, r *flow.Record) []byte {
 		full := sha256.Sum256(padded[:len(in)])
 		sum = [16]byte(full[:16])
 	}
-	return appendBase64URL16(b, &sum)
+	return base64.RawURLEncoding.AppendEncode(b, sum[:])
 }
 
 // docWriter is what one Write call encodes with: the output pools them.
 type docWriter struct {
 	enc flow.Encoder
 	ids idHasher
-}
-
-// appendBase64URL16 writes 16 bytes in unpadded base64url (22 characters)
-// as base64.RawURLEncoding does, written out for the fixed length.
-func appendBase64URL16(b []byte, v *[16]byte) []byte {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	var out [idLen]byte
-	for i := range 5 {
-		x := uint(v[3*i])<<16 | uint(v[3*i+1])<<8 | uint(v[3*i+2])
-		out[4*i] = alphabet[x>>18&0x3f]
-		out[4*i+1] = alphabet[x>>12&0x3f]
-		out[4*i+2] = alphabet[x>>6&0x3f]
-		out[4*i+3] = alphabet[x&0x3f]
-	}
-	x := uint(v[15])
-	out[20] = alphabet[x>>2]
-	out[21] = alphabet[x<<4&0x3f]
-	return append(b, out[:]...)
 }
 
 // Bits of identityOf's mask: the fields a flow report often leaves zero,
