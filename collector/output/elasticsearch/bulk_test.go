@@ -4,13 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,7 +13,6 @@ import (
 
 	"github.com/spanflow/spanflow/collector/output/elasticsearch/setup"
 	"github.com/spanflow/spanflow/internal/flow"
-	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 // TestRequestBody: the body of a bulk request, read back by encoding/json
@@ -212,38 +206,8 @@ func TestDocumentIDAppend(t *testing.T) {
 // grows while a call writes): every record's DocumentID once, with its own
 // document.
 func TestRefusedDocumentsKeepTheirIDs(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Elastic-Product", "Elasticsearch")
-		if r.URL.Path != "/_bulk" {
-			fmt.Fprint(w, `{"version":{"number":"8.19.7"}}`)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		n := bytes.Count(body, []byte{'\n'}) / 2
-		var out bytes.Buffer
-		out.WriteString(`{"errors":true,"items":[`)
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				out.WriteByte(',')
-			}
-			out.WriteString(`{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"refused by the test"}}}`)
-		}
-		out.WriteString(`]}`)
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(out.Bytes())
-	}))
-	defer srv.Close()
-	c := DefaultConfiguration()
-	c.Connection.URLs = []string{srv.URL}
-	c.SpoolDir = filepath.Join(t.TempDir(), "spool")
-	c.RunSetup = false
-	o, err := New(reporter.NewForTest(nil), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o, c := startWithStub(t, true,
+		`{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"refused by the test"}}}`)
 	recs, _ := genRecords(1000, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), 5)
 	want := map[string]string{}
 	var enc flow.Encoder

@@ -1,16 +1,9 @@
 package elasticsearch
 
 import (
-	"bytes"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -21,39 +14,7 @@ import (
 // this CPU is taken from the cluster. The server's own CPU (reading the
 // body, writing the answer) is in the figure too.
 func BenchmarkClientCPU(b *testing.B) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/_bulk" {
-			w.Header().Set("X-Elastic-Product", "Elasticsearch")
-			fmt.Fprint(w, `{"version":{"number":"8.19.7"}}`)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		n := bytes.Count(body, []byte{'\n'}) / 2
-		var out bytes.Buffer
-		out.WriteString(`{"errors":false,"items":[`) // as the cluster answers with the output's filter_path
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				out.WriteByte(',')
-			}
-			out.WriteString(`{"create":{"status":201}}`)
-		}
-		out.WriteString(`]}`)
-		w.Header().Set("X-Elastic-Product", "Elasticsearch")
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(out.Bytes())
-	}))
-	defer srv.Close()
-	c := DefaultConfiguration()
-	c.Connection.URLs = []string{srv.URL}
-	c.SpoolDir = filepath.Join(b.TempDir(), "spool")
-	c.RunSetup = false
-	o, err := New(reporter.NewForTest(nil), c)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		b.Fatal(err)
-	}
+	o, _ := startWithStub(b, false, `{"create":{"status":201}}`)
 	const n = 100000
 	recs, _ := genRecords(n, time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC), 1)
 	b.ResetTimer()
