@@ -181,6 +181,7 @@ type RollupConfiguration struct {
 	MaxSeries      int           `yaml:"rollup-max-series" category:"Rollups" help:"series kept per scope; traffic of more keys counts under key \"other\" and in spanflow_rollup_series_overflow_records_total"`
 	TopTalkers     int           `yaml:"rollup-top-talkers" category:"Rollups" help:"top talkers listed per line and project (from a Space-Saving sketch of rollup-talker-counters counters)"`
 	TalkerCounters int           `yaml:"rollup-talker-counters" category:"Rollups" help:"counters of each line's and project's heavy-hitter sketch: its memory bound"`
+	TalkerBudget   int           `yaml:"rollup-talker-budget" category:"Rollups" help:"flow records a second fed one by one to the talker sketches; above it, lighter records are sampled (unbiased: a kept record counts for the ones skipped) so that a flood of new sources costs a bounded time; 0 feeds every record"`
 	MetricSeries   int           `yaml:"rollup-metric-series" category:"Rollups" help:"keys per scope with Prometheus series (the heaviest by smoothed bytes per second)"`
 	BaselineWindow time.Duration `yaml:"rollup-baseline-window" category:"Rollups" help:"time constant of the slow baseline that the drop detector compares with: how long it takes to learn a series' normal level, and to forget it"`
 }
@@ -226,7 +227,7 @@ func DefaultConfiguration() Configuration {
 		Alerts: defaultAlertConfiguration(),
 		Rollups: RollupConfiguration{Enabled: true, Tick: rc.Tick, Delay: rc.Delay, IndexInterval: ic.Interval,
 			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries,
-			BaselineWindow: rc.BaselineWindow},
+			BaselineWindow: rc.BaselineWindow, TalkerBudget: rc.TalkerBudget},
 		UI:            defaultUIConfiguration(),
 		MetricsListen: "127.0.0.1:9109",
 	}
@@ -238,7 +239,7 @@ func (c Configuration) rollups() rollup.Configuration {
 	rc := rollup.DefaultConfiguration()
 	r := c.Rollups
 	rc.Tick, rc.Delay, rc.MaxSeries, rc.TopTalkers, rc.TalkerCounters, rc.MetricSeries = r.Tick, r.Delay, r.MaxSeries, r.TopTalkers, r.TalkerCounters, r.MetricSeries
-	rc.BaselineWindow = r.BaselineWindow
+	rc.BaselineWindow, rc.TalkerBudget = r.BaselineWindow, r.TalkerBudget
 	rc.EventTime = c.Input.Pcap != ""
 	return rc
 }

@@ -29,6 +29,11 @@ type Configuration struct {
 	// (at least TopTalkers; more counters, better accuracy).
 	TopTalkers     int
 	TalkerCounters int
+	// TalkerBudget is how many records a second feed the talker sketches
+	// one by one; above it, records lighter than a threshold are sampled
+	// (sampling.go), so that a flood of new sources costs the sketches a
+	// bounded time. 0 feeds every record.
+	TalkerBudget int
 	// TalkerWindow is the time constant of the talkers' decay: a talker
 	// that stops fades to 1/e of its count after this long.
 	TalkerWindow time.Duration
@@ -66,6 +71,7 @@ func DefaultConfiguration() Configuration {
 		MaxSeries:       10000,
 		TopTalkers:      10,
 		TalkerCounters:  128,
+		TalkerBudget:    50000,
 		TalkerWindow:    10 * time.Second,
 		SmoothingWindow: 5 * time.Second,
 		BaselineWindow:  5 * time.Minute,
@@ -97,6 +103,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.TalkerCounters < c.TopTalkers || c.TalkerCounters > 4096 {
 		add("rollup-talker-counters: must be between rollup-top-talkers (%d) and 4096, not %d", c.TopTalkers, c.TalkerCounters)
+	}
+	if c.TalkerBudget < 0 {
+		add("rollup-talker-budget: must not be negative (0 feeds every record to the talker sketches)")
 	}
 	for name, d := range map[string]time.Duration{"rollup-talker-window": c.TalkerWindow,
 		"rollup-smoothing-window": c.SmoothingWindow, "rollup-baseline-window": c.BaselineWindow,

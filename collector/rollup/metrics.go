@@ -37,6 +37,10 @@ func newMetrics(r *reporter.Reporter, e *Engine) *metrics {
 		read(func(c *counters) float64 { return float64(c.untimed) }))
 	f.CounterFunc("evicted_series_total", "series forgotten after rollup-idle-timeout without traffic",
 		read(func(c *counters) float64 { return float64(c.evicted) }))
+	f.CounterFunc("talker_sampled_out_records_total", "flow records not fed to the talker sketches because the records a second exceeded rollup-talker-budget (each record fed stands for the ones skipped)",
+		read(func(*counters) float64 { return float64(e.sampling.skipped) }))
+	f.GaugeFunc("talker_sample_threshold_bytes", "records lighter than this are fed to the talker sketches with probability bytes/threshold, counted as the threshold; 0 while under rollup-talker-budget",
+		read(func(*counters) float64 { return e.sampling.z }))
 	overflow := prometheus.NewDesc("spanflow_rollup_series_overflow_records_total",
 		"flow records whose series found its scope full (rollup-max-series): they count under key \"other\"", []string{"scope"}, nil)
 	seriesDesc := prometheus.NewDesc("spanflow_rollup_series", "series held, by scope (the overflow series included)", []string{"scope"}, nil)

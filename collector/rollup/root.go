@@ -53,6 +53,7 @@ type Engine struct {
 
 	rttMapping  mapping.IndexMapping // of every RTT sketch
 	talkerScale float64              // decay so far; stored talker counts are divided by it
+	sampling    talkerSampling       // which records feed the talker sketches (sampling.go)
 	rttTick     int
 
 	pre        preAggs // records summed between folds (preagg.go)
@@ -99,6 +100,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		services:    map[serviceKey]*series{},
 		exporters:   map[netip.Addr]*series{},
 		talkerScale: 1,
+		sampling:    newTalkerSampling(cfg.TalkerBudget, ts),
 	}
 	e.pre = newPreAggs(e.ringLen)
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
@@ -337,8 +339,8 @@ func (e *Engine) add(r *flow.Record) {
 		}
 	}
 
-	if a.nTalk > 0 && r.SrcAddr.IsValid() {
-		if w := bytes * inside / e.talkerScale; w > 0 {
+	if a.nTalk > 0 && r.SrcAddr.IsValid() && bytes*inside > 0 {
+		if w := e.sampling.weight(bytes*inside) / e.talkerScale; w > 0 {
 			if p.talkers.full(a.nTalk) {
 				e.foldTalkers()
 			}
@@ -466,6 +468,7 @@ func (e *Engine) tick(now time.Time, always bool) *Snapshot {
 		e.fold() // the buckets about to close hold every record written
 	}
 	closed := e.advance(target)
+	e.sampling.tick(closed)
 	if closed == 0 && !always {
 		e.mu.Unlock()
 		return nil

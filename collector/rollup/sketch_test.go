@@ -91,7 +91,9 @@ func TestSpaceSavingBounds(t *testing.T) {
 // TestTopTalkersZipf compares a line's top talkers with the exact top 10
 // of a Zipf mix of 100,000 addresses.
 func TestTopTalkersZipf(t *testing.T) {
-	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	// 200,000 records in a tick: the sketch alone, without sampling
+	// (TestTalkerSampling).
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0; c.TalkerBudget = 0 })
 	e.Tick(at(100))
 	rng := rand.New(rand.NewPCG(5, 6))
 	z := rand.NewZipf(rng, 1.2, 1, 99999)
