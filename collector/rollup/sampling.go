@@ -17,9 +17,9 @@ package rollup
 // budget is fed a tick, in expectation), and raised within a tick each
 // time it has fed another budget's worth (a flood starting between two
 // ticks): at least doubled, and to the bytes offered so far over the
-// budget. The heavy
-// talkers, which send most of a row's bytes, are fed nearly in full; the
-// tail, which is what a flood is made of, is what gets sampled.
+// budget. The heavy talkers, which send most of a row's bytes, are fed
+// nearly in full; the tail, which is what a flood is made of, is what gets
+// sampled.
 type talkerSampling struct {
 	budget  float64 // records a tick fed one by one; 0: no sampling
 	z       float64 // threshold (bytes); 0: feed every record
