@@ -339,8 +339,8 @@ func (e *Engine) add(r *flow.Record) {
 		}
 	}
 
-	if a.nTalk > 0 && r.SrcAddr.IsValid() && bytes*inside > 0 {
-		if w := e.sampling.weight(bytes*inside) / e.talkerScale; w > 0 {
+	if b := bytes * inside; a.nTalk > 0 && r.SrcAddr.IsValid() && b > 0 {
+		if w := e.sampling.weight(b) / e.talkerScale; w > 0 {
 			if p.talkers.full(a.nTalk) {
 				e.foldTalkers()
 			}

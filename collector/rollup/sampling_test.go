@@ -11,9 +11,10 @@ import (
 
 // TestTalkerSampling floods a line with 50,000 records a tick, nearly all
 // from sources seen once, over a budget of 5,000: each tick after the
-// first feeds the sketches about the budget, the first a few budgets, and the three heavy talkers (4, 2 and 1 % of the records) come
-// out in order with rates within 10 % of the exact decayed rates worked
-// out from the records.
+// first feeds the sketches about the budget, the first a few budgets, and
+// the three heavy talkers (4, 2 and 1 % of the records) come out in order
+// with rates within 10 % of the exact decayed rates worked out from the
+// records.
 func TestTalkerSampling(t *testing.T) {
 	const budget, perTick, ticks = 5000, 50000, 20
 	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0; c.TalkerBudget = budget })
