@@ -95,8 +95,15 @@ func BenchmarkFlows(b *testing.B) {
 	b.Run("rollups+100rules+detectors", func(b *testing.B) { benchFlows(b, true) })
 }
 
-// BenchmarkRulesSnapshot: judging 100 rules on one snapshot of 1,000 rows.
+// BenchmarkRulesSnapshot: judging 100 rules on one snapshot of 1,000 rows,
+// as the engine hands it out (the same rows tick after tick: "same-layout")
+// and with Layout 0, every tick's rows matched anew ("layout-unknown").
 func BenchmarkRulesSnapshot(b *testing.B) {
+	b.Run("same-layout", func(b *testing.B) { benchRulesSnapshot(b, 1) })
+	b.Run("layout-unknown", func(b *testing.B) { benchRulesSnapshot(b, 0) })
+}
+
+func benchRulesSnapshot(b *testing.B, layout uint64) {
 	f := hundredRules(b)
 	ev := NewEvaluator(f, "", "", func(Alert) {})
 	var rows []rollup.Row
@@ -111,7 +118,7 @@ func BenchmarkRulesSnapshot(b *testing.B) {
 			rollup.Row{Scope: rollup.ScopeService, Key: fmt.Sprintf("tcp/%d", 1000+i), Labels: map[string]string{}, Values: rollup.ValuesOf(v)},
 			rollup.Row{Scope: rollup.ScopeExporter, Key: fmt.Sprintf("10.1.0.%d", i), Labels: map[string]string{"exporter": fmt.Sprintf("10.1.0.%d", i)}, Values: rollup.ValuesOf(v)})
 	}
-	s := &rollup.Snapshot{Time: t0, Rows: rows}
+	s := &rollup.Snapshot{Time: t0, Rows: rows, Layout: layout}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		s.Time = s.Time.Add(time.Second)

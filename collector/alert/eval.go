@@ -31,6 +31,15 @@ type Evaluator struct {
 	Overflow func()
 
 	byScope map[string][]int32 // the snapshot's rows by scope, reused
+	// matching holds, per rule, the rows of its scope that its selectors
+	// match, worked out for the snapshot (and Layout) in layoutOf: a
+	// snapshot with the same rows in the same places reuses them, and a
+	// tick judges only the rows of each rule's own series.
+	matching [][]int32
+	layoutOf struct {
+		s      *rollup.Snapshot
+		layout uint64
+	}
 	// memo holds, per rule, whether a row (by key, with its labels map)
 	// matched its selectors: shell-glob matching was 60 % of judging a
 	// snapshot, and rows keep their key and labels from tick to tick.
@@ -91,22 +100,11 @@ func (e *Evaluator) Rollup(s *rollup.Snapshot) {
 	defer e.mu.Unlock()
 	// Each rule reads the rows of its scope only: a hundred rules over
 	// thousands of rows compared every scope otherwise.
-	if e.byScope == nil {
-		e.byScope = map[string][]int32{}
-	}
-	for k, v := range e.byScope {
-		e.byScope[k] = v[:0]
-	}
-	for j := range s.Rows {
-		e.byScope[s.Rows[j].Scope] = append(e.byScope[s.Rows[j].Scope], int32(j))
-	}
+	e.match(s)
 	for i, r := range e.rules {
 		st := e.states[i]
-		for _, j := range e.byScope[r.Scope] {
+		for _, j := range e.matching[i] {
 			row := &s.Rows[j]
-			if !e.matchesMemo(i, row) {
-				continue
-			}
 			v, ok := e.value(r, row)
 			if !ok {
 				continue
@@ -134,6 +132,33 @@ func (e *Evaluator) Rollup(s *rollup.Snapshot) {
 			}
 			if se.firing == nil && s.Time.Sub(se.lastSeen) > forgetAfter {
 				delete(st, key)
+			}
+		}
+	}
+}
+
+// match sets e.matching for s, unless s is the snapshot it was set for
+// and keeps its Layout.
+func (e *Evaluator) match(s *rollup.Snapshot) {
+	if s.Layout != 0 && e.layoutOf.s == s && e.layoutOf.layout == s.Layout && e.matching != nil {
+		return
+	}
+	e.layoutOf.s, e.layoutOf.layout = s, s.Layout
+	if e.byScope == nil {
+		e.byScope = map[string][]int32{}
+		e.matching = make([][]int32, len(e.rules))
+	}
+	for k, v := range e.byScope {
+		e.byScope[k] = v[:0]
+	}
+	for j := range s.Rows {
+		e.byScope[s.Rows[j].Scope] = append(e.byScope[s.Rows[j].Scope], int32(j))
+	}
+	for i, r := range e.rules {
+		e.matching[i] = e.matching[i][:0]
+		for _, j := range e.byScope[r.Scope] {
+			if e.matchesMemo(i, &s.Rows[j]) {
+				e.matching[i] = append(e.matching[i], j)
 			}
 		}
 	}

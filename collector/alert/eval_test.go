@@ -269,3 +269,63 @@ func TestRuleSeesRelabelledRow(t *testing.T) {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestMatchingFollowsLayout: the evaluator keeps, per rule, the rows its
+// selectors match while the engine's snapshot keeps its layout. Through a
+// real engine, a VM relabelled into the rule's project, one that leaves
+// (idle, moving every VM row after it) and one that joins must each change
+// what the rule judges: the moved VM and the new one fire within a few
+// seconds of qualifying, and nothing else fires.
+func TestMatchingFollowsLayout(t *testing.T) {
+	f, err := ParseRules([]byte("rules:\n  - {name: slow, vm: \"*\", project: payments, value: rtt_p95_ms, above: 50, for: 2s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rollup.DefaultConfiguration()
+	cfg.EventTime, cfg.Delay, cfg.IdleTimeout = true, 0, 3*time.Second
+	e, err := rollup.New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	e.Subscribe(NewEvaluator(f, "", "", r.emit))
+	shopA := &flow.VSphere{VMName: "a", Project: "shop"}
+	payA := &flow.VSphere{VMName: "a", Project: "payments"}
+	payB := &flow.VSphere{VMName: "b", Project: "payments"}
+	gone := &flow.VSphere{VMName: "0-gone", Project: "payments"} // sorts first among the VMs
+	for s := 0; s < 25; s++ {
+		ts := t0.Add(time.Duration(s)*time.Second + 500*time.Millisecond)
+		var recs []flow.Record
+		add := func(vs *flow.VSphere, rtt time.Duration) {
+			x := rec(ts, "10.9.0.1", "10.2.0.10", 40000, 5432, tcpSYN|tcpACK)
+			x.Dst.VSphere = vs
+			x.TCP.RTTServer = rtt
+			recs = append(recs, x)
+		}
+		if s < 4 {
+			add(gone, time.Millisecond) // fast: matched, never fires
+		}
+		if s < 2 {
+			add(shopA, 80*time.Millisecond)
+		} else {
+			add(payA, 80*time.Millisecond) // moved into payments at 2 s
+		}
+		if s >= 15 {
+			add(payB, 80*time.Millisecond)
+		}
+		if err := e.Write(recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Tick(t0.Add(26 * time.Second))
+	fired := map[string]time.Duration{}
+	for _, a := range r.got {
+		if a.Firing() {
+			fired[a.Key] = a.FiredAt.Sub(t0)
+		}
+	}
+	if len(fired) != 2 || fired["a"] < 2*time.Second || fired["a"] > 6*time.Second ||
+		fired["b"] < 15*time.Second || fired["b"] > 19*time.Second {
+		t.Fatalf("fired %v, want a within 4 s of its move at 2 s and b within 4 s of its start at 15 s (%v)", fired, r.summary())
+	}
+}

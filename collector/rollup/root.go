@@ -50,6 +50,9 @@ type Engine struct {
 	other     [numScopes]*series
 	counts    [numScopes]int // series per scope, other left out
 	all       []*series
+	// layout changes whenever a series joins or leaves all or is
+	// relabelled (Snapshot.Layout); never 0.
+	layout uint64
 
 	rttMapping  mapping.IndexMapping // of every RTT sketch
 	talkerScale float64              // decay so far; stored talker counts are divided by it
@@ -100,6 +103,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		services:    map[serviceKey]*series{},
 		exporters:   map[netip.Addr]*series{},
 		talkerScale: 1,
+		layout:      1,
 		sampling:    newTalkerSampling(cfg.TalkerBudget, ts),
 	}
 	e.pre = newPreAggs(e.ringLen)
@@ -410,6 +414,7 @@ func (e *Engine) vm(v, p string) *series {
 	if p != s.project && p != "" && s.key != OtherKey {
 		if s.row.Labels["project"] != p {
 			s.row.Labels = vmLabels(v, p)
+			e.layout++
 		}
 		s.project = p
 	}
@@ -443,6 +448,7 @@ func (e *Engine) newSeries(scope int, key string, labels map[string]string) *ser
 		s.talkers = newSpaceSaving(e.cfg.TalkerCounters)
 	}
 	e.all = append(e.all, s)
+	e.layout++
 	return s
 }
 
@@ -587,6 +593,7 @@ func (e *Engine) evict() {
 }
 
 func (e *Engine) removeSeries(s *series) {
+	e.layout++
 	last := len(e.all) - 1
 	e.all[s.pos] = e.all[last]
 	e.all[s.pos].pos = s.pos
@@ -624,6 +631,7 @@ func (e *Engine) removeSeries(s *series) {
 func (e *Engine) buildSnapshot() {
 	e.snap.Time = time.Unix(0, (e.closed+1)*e.tickNs).UTC()
 	e.snap.Rows = e.snap.Rows[:0]
+	e.snap.Layout = e.layout
 	e.sortSeries()
 	for _, s := range e.all {
 		e.fillRow(s, &s.row, &s.last, e.tickSeconds)
@@ -721,6 +729,7 @@ func (e *Engine) Provisional(now time.Time, lag time.Duration, fn func(*Snapshot
 	e.sortSeries()
 	e.prov.Time = time.Unix(0, (vb+1)*e.tickNs).UTC()
 	e.prov.Rows = e.prov.Rows[:0]
+	e.prov.Layout = e.layout
 	for _, s := range e.all {
 		var pb bucket
 		pb.bytes, pb.packets = s.carry[0], s.carry[1]

@@ -174,6 +174,12 @@ type Talker struct {
 type Snapshot struct {
 	Time time.Time
 	Rows []Row
+	// Layout names the rows' scopes, keys, labels and order: while a
+	// snapshot (the same *Snapshot) keeps its Layout from one tick to the
+	// next, its rows are the same series in the same places, and a reader
+	// may keep what it worked out per row (alert.Evaluator: which rules
+	// match which rows). 0 promises nothing.
+	Layout uint64
 }
 
 // Subscriber receives each snapshot; it must not keep or change it after
