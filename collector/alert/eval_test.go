@@ -142,33 +142,54 @@ func TestPortScanBounded(t *testing.T) {
 }
 
 // TestNewPeer: peers seen while learning are known; a new one afterwards
-// fires once and resolves hold after its last flow.
+// fires once and resolves hold after its last flow. IPv4 and IPv6 peers
+// are kept apart (IPv4 in slots of their own); 1,000 learnt peers make
+// the tables grow, and none of them fires after learning.
 func TestNewPeer(t *testing.T) {
-	d := DefaultDetectors()
-	d.NewPeer.Enabled, d.NewPeer.Learning, d.NewPeer.Hold = true, time.Minute, 30*time.Second
-	r := &recorder{}
-	fd := NewFlowDetectors(d, "", "", r.emit)
-	pay := flow.Endpoint{VSphere: &flow.VSphere{VMName: "pay-web-1", Project: "payments"}}
-	mk := func(ts time.Time, peer string) flow.Record {
-		x := rec(ts, "10.2.0.10", peer, 40000, 443, tcpSYN|tcpACK)
-		x.Src, x.Locality = pay, "external"
-		return x
-	}
-	var recs []flow.Record
-	for s := 0; s < 180; s += 5 {
-		ts := t0.Add(time.Duration(s) * time.Second)
-		recs = append(recs, mk(ts, "198.51.100.1"))
-		if s >= 30 {
-			recs = append(recs, mk(ts, "198.51.100.2")) // learnt (before 60 s)
-		}
-		if s >= 90 && s < 120 {
-			recs = append(recs, mk(ts, "203.0.113.9")) // new
-		}
-	}
-	fd.Write(recs)
-	want := []string{"firing new_external_peer payments 203.0.113.9 @1m30s", "resolved new_external_peer payments 203.0.113.9 @2m25s"}
-	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	for _, c := range []struct {
+		name          string
+		peer          func(i int) string
+		learnt        int
+		newPeer, want string
+	}{
+		{"ipv4", func(i int) string { return fmt.Sprintf("198.51.%d.%d", 100+i/250, 1+i%250) }, 2, "203.0.113.9", "203.0.113.9"},
+		{"ipv6", func(i int) string { return fmt.Sprintf("2001:db8::%x", i+1) }, 2, "2001:db8:9::9", "2001:db8:9::9"},
+		{"ipv4-grown", func(i int) string { return fmt.Sprintf("198.51.%d.%d", 100+i/250, 1+i%250) }, 1000, "203.0.113.9", "203.0.113.9"},
+		{"ipv6-grown", func(i int) string { return fmt.Sprintf("2001:db8::%x", i+1) }, 1000, "198.51.100.1", "198.51.100.1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := DefaultDetectors()
+			d.NewPeer.Enabled, d.NewPeer.Learning, d.NewPeer.Hold = true, time.Minute, 30*time.Second
+			r := &recorder{}
+			fd := NewFlowDetectors(d, "", "", r.emit)
+			pay := flow.Endpoint{VSphere: &flow.VSphere{VMName: "pay-web-1", Project: "payments"}}
+			mk := func(ts time.Time, peer string) flow.Record {
+				x := rec(ts, "10.2.0.10", peer, 40000, 443, tcpSYN|tcpACK)
+				x.Src, x.Locality = pay, "external"
+				return x
+			}
+			var recs []flow.Record
+			for s := 0; s < 180; s += 5 {
+				ts := t0.Add(time.Duration(s) * time.Second)
+				recs = append(recs, mk(ts, c.peer(0)))
+				if s >= 30 { // learnt (before 60 s)
+					for i := 1; i < c.learnt; i++ {
+						recs = append(recs, mk(ts, c.peer(i)))
+					}
+				}
+				if s >= 90 && s < 120 {
+					recs = append(recs, mk(ts, c.newPeer)) // new
+				}
+			}
+			fd.Write(recs)
+			want := []string{"firing new_external_peer payments " + c.want + " @1m30s", "resolved new_external_peer payments " + c.want + " @2m25s"}
+			if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if fd.npeers != c.learnt+1 {
+				t.Fatalf("%d peers known, want %d", fd.npeers, c.learnt+1)
+			}
+		})
 	}
 }
 

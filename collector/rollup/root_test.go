@@ -358,3 +358,24 @@ func TestVMRowProject(t *testing.T) {
 		t.Fatalf("the earlier snapshot's labels changed: %v", before)
 	}
 }
+
+// TestVMRowProjectMovesBack: a VM that moves to another project and back
+// is relabelled each time, though the records of its first place come
+// back in the same shape (the same enrichment value) as before the move.
+func TestVMRowProjectMovesBack(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	first := &flow.VSphere{VMName: "pay-db-1", Project: "payments"}
+	moved := &flow.VSphere{VMName: "pay-db-1", Project: "payments-2"}
+	for i, vs := range []*flow.VSphere{first, moved, first, moved} {
+		r := lineRecord(at(100.5+float64(i)), 0, 1000)
+		r.Dst.VSphere = vs
+		if err := e.Write([]flow.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		s := e.Tick(at(101 + float64(i)))
+		if got := row(s, ScopeVM, "pay-db-1").Labels["project"]; got != vs.Project {
+			t.Fatalf("tick %d: pay-db-1 in project %q, want %q", i, got, vs.Project)
+		}
+	}
+}
