@@ -55,6 +55,7 @@ type Engine struct {
 	layout uint64
 
 	rttMapping  mapping.IndexMapping // of every RTT sketch
+	rttBins     *binIndex            // its Index, faster (rttbins.go)
 	talkerScale float64              // decay so far; stored talker counts are divided by it
 	sampling    talkerSampling       // which records feed the talker sketches (sampling.go)
 	rttTick     int
@@ -108,6 +109,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 	}
 	e.pre = newPreAggs(e.ringLen)
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
+	e.rttBins = newBinIndex(e.rttMapping)
 	e.m = newMetrics(r, e)
 	return e, nil
 }
@@ -336,7 +338,7 @@ func (e *Engine) add(r *flow.Record) {
 				if p.rtt.full() {
 					e.foldRTT()
 				}
-				p.rtt.add(uint64(idx)<<32 | uint64(uint32(int32(e.rttMapping.Index(rttMs)))))
+				p.rtt.add(uint64(idx)<<32 | uint64(uint32(int32(e.rttBins.index(rttMs)))))
 			} else {
 				p.rttOther = append(p.rttOther, rttOther{agg: int32(idx), ms: rttMs})
 			}
