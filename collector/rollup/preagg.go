@@ -43,14 +43,6 @@ type aggKey struct {
 	events          bool // last is the bucket the record ends in
 }
 
-// mix folds v into the hash h. The multiplication spreads each bit of
-// h^v into the bits above it, the shift brings the mixed high bits down to
-// the low ones that index a table (addresses vary in their high bytes).
-func mix(h, v uint64) uint64 {
-	h = (h ^ v) * 0xff51afd7ed558ccd
-	return h ^ h>>32
-}
-
 // fmix is MurmurHash3's finaliser: every input bit reaches every output bit.
 func fmix(h uint64) uint64 {
 	h ^= h >> 33
@@ -72,18 +64,22 @@ func strWord(s string) uint64 {
 }
 
 func (k *aggKey) hash() uint64 {
+	// Each field times an odd constant of its own, summed: the products are
+	// independent (a chain of mixes waited on each multiplication in
+	// turn), and fmix brings their high bits, where the fields' own high
+	// bits went, down to the low ones that index the table.
 	a, b := addrWords(k.exporter)
-	h := mix(a, b)
-	h = mix(h, strWord(k.inName)^strWord(k.outName)<<1)
-	h = mix(h, ptrWord(k.srcVS)^ptrWord(k.dstVS)<<1)
-	h = mix(h, ptrWord(k.srcNet)^ptrWord(k.dstNet)<<1)
-	h = mix(h, uint64(k.last))
-	h = mix(h, uint64(k.inIf)|uint64(k.outIf)<<32)
 	var ev uint64
 	if k.events {
 		ev = 1
 	}
-	return fmix(h ^ (uint64(k.port) | uint64(k.proto)<<16 | ev<<24))
+	h := a*0x9e3779b97f4a7c15 + b*0xc2b2ae3d27d4eb4f +
+		(strWord(k.inName)^strWord(k.outName)<<1)*0x165667b19e3779f9 +
+		ptrWord(k.srcVS)*0xd6e8feb86659fd93 + ptrWord(k.dstVS)*0xff51afd7ed558ccd +
+		(ptrWord(k.srcNet)^ptrWord(k.dstNet)<<1)*0xc4ceb9fe1a85ec53 +
+		uint64(k.last)*0x27d4eb2f165667c5 + (uint64(k.inIf)|uint64(k.outIf)<<32)*0x94d049bb133111eb +
+		(uint64(k.port)|uint64(k.proto)<<16|ev<<24)*0xbf58476d1ce4e5b9
+	return fmix(h)
 }
 
 // equal is k == o, the cheap fields first, and interned strings (the
