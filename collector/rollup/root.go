@@ -222,23 +222,34 @@ func (e *Engine) add(r *flow.Record) {
 	if r.Counters != nil || r.Exporter != nil {
 		return
 	}
+	// Each time read once, as nanoseconds: time.Time's methods decode its
+	// representation at every call, and comparing and subtracting them
+	// was a fifth of this function. A time outside the years 1678-2262
+	// (which nanoseconds cannot hold) counts as absent.
+	recv, hasRecv := unixNano(r.Received)
+	endNs, hasEnd := unixNano(r.End)
+	startNs, hasStart := unixNano(r.Start)
+	var dur int64 // r.Duration()
+	if hasStart && hasEnd && endNs >= startNs {
+		dur = endNs - startNs
+	}
 	var start, end int64
 	switch {
-	case !r.Received.IsZero() && !r.End.IsZero() && !r.End.After(r.Received) && r.Received.Sub(r.End) <= e.cfg.Delay:
+	case hasRecv && hasEnd && endNs <= recv && recv-endNs <= int64(e.cfg.Delay):
 		// The exporter's clock agrees with ours (the record ended before it
 		// arrived, within the delay): its own seconds. Anchoring it on its
 		// receipt would move a fresh counter's bytes up to an active
 		// timeout later.
-		end = r.End.UnixNano()
-		start = end - int64(r.Duration())
-	case !r.Received.IsZero():
-		end = r.Received.UnixNano()
-		start = end - int64(r.Duration())
-	case !r.End.IsZero():
-		end = r.End.UnixNano()
+		end = endNs
+		start = end - dur
+	case hasRecv:
+		end = recv
+		start = end - dur
+	case hasEnd:
+		end = endNs
 		start = end
-		if !r.Start.IsZero() && !r.Start.After(r.End) {
-			start = r.Start.UnixNano()
+		if hasStart && startNs <= endNs {
+			start = startNs
 		}
 	default:
 		e.stats.untimed++
@@ -353,6 +364,19 @@ func (e *Engine) add(r *flow.Record) {
 			p.talkers.add(a.talk[:a.nTalk], r.SrcAddr.Unmap(), w)
 		}
 	}
+}
+
+// Bounds of the Unix seconds whose nanoseconds an int64 holds, with room.
+const minUnixSec, maxUnixSec = -9_200_000_000, 9_200_000_000
+
+// unixNano is t's Unix time in nanoseconds; false for the zero time and
+// times nanoseconds cannot hold.
+func unixNano(t time.Time) (int64, bool) {
+	s := t.Unix()
+	if s < minUnixSec || s > maxUnixSec {
+		return 0, false
+	}
+	return s*1e9 + int64(t.Nanosecond()), true
 }
 
 // project is an end's project: vCenter's, else the networks file's.

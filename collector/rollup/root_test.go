@@ -379,3 +379,28 @@ func TestVMRowProjectMovesBack(t *testing.T) {
 		}
 	}
 }
+
+// TestTimesOutOfRange: times that nanoseconds since 1970 cannot hold
+// (a hostile or broken exporter's) count as absent: a record with no
+// other time is counted untimed, one with a start in the year 1 is
+// counted whole at its end, and nothing panics.
+func TestTimesOutOfRange(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	year1 := time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)
+	untimed := lineRecord(time.Time{}, 0, 1000)
+	untimed.End, untimed.Start = far, far
+	broken := lineRecord(time.Time{}, 0, 500)
+	broken.End, broken.Start = at(100.5), year1
+	if err := e.Write([]flow.Record{untimed, broken}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.Tick(at(101))
+	if e.stats.untimed != 1 || e.stats.records != 1 {
+		t.Fatalf("untimed %d, records %d; want 1 and 1", e.stats.untimed, e.stats.records)
+	}
+	if got := row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond); got != 500 {
+		t.Fatalf("line bytes/s %v, want 500 (the broken record whole at its end)", got)
+	}
+}
