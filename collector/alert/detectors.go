@@ -514,12 +514,15 @@ type addrEntry struct {
 }
 
 func addrWords(a netip.Addr) (uint64, uint64, bool) {
+	if a.Is4() { // As16's 16-byte copy, for 4 bytes, was a third of a probe
+		b := a.As4()
+		return uint64(binary.BigEndian.Uint32(b[:])), 0, false
+	}
 	b := a.As16()
-	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), !a.Is4()
+	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), true
 }
 
-// hashWords is MurmurHash3's finaliser on the address's words: IPv4
-// addresses differ only in the high bytes of a1.
+// hashWords is MurmurHash3's finaliser on the address's words.
 func hashWords(a0, a1 uint64) int {
 	h := a0 ^ bits.RotateLeft64(a1, 32)
 	h ^= h >> 33

@@ -52,7 +52,13 @@ func fmix(h uint64) uint64 {
 	return h ^ h>>33
 }
 
+// addrWords are words of a for hashing (an IPv4 address and its
+// IPv4-mapped IPv6 form differ).
 func addrWords(a netip.Addr) (uint64, uint64) {
+	if a.Is4() {
+		b := a.As4()
+		return uint64(binary.BigEndian.Uint32(b[:])), 0
+	}
 	b := a.As16()
 	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
 }
