@@ -32,6 +32,10 @@ func (a u128) sub1() u128 {
 }
 
 func toU128(a netip.Addr) u128 {
+	if a.Is4() { // ::ffff:a.b.c.d, without As16's 16-byte copy
+		b := a.As4()
+		return u128{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))}
+	}
 	b := a.As16()
 	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +103,14 @@ func (c *Component) WaitLoaded(ctx context.Context) error {
 // Enrich fills r.Src.VSphere and r.Dst.VSphere when the address (or MAC) of
 // that end belongs to a powered-on VM. The values are shared between records
 // and must not be modified.
+// lastByte is a's last byte (As16's, without its 16-byte copy for IPv4).
+func lastByte(a netip.Addr) byte {
+	if a.Is4() {
+		return a.As4()[3]
+	}
+	return a.As16()[15]
+}
+
 func (c *Component) Enrich(r *flow.Record) {
 	s := c.snap.Load()
 	if s == nil {
@@ -111,7 +120,7 @@ func (c *Component) Enrich(r *flow.Record) {
 	if r.SegmentID <= math.MaxUint32 {
 		vni = uint32(r.SegmentID)
 	}
-	shard := r.SrcAddr.As16()[15] ^ r.DstAddr.As16()[15]
+	shard := lastByte(r.SrcAddr) ^ lastByte(r.DstAddr)
 	vs, srcRes := s.Lookup(r.SrcAddr, r.SrcMAC, r.VLAN, vni)
 	if vs != nil {
 		r.Src.VSphere = vs
