@@ -105,7 +105,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		exporters:   map[netip.Addr]*series{},
 		talkerScale: 1,
 		layout:      1,
-		sampling:    newTalkerSampling(cfg.TalkerBudget, ts),
+		sampling:    newTalkerSampling(cfg.TalkerBudget, cfg.Tick),
 	}
 	e.pre = newPreAggs(e.ringLen)
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
@@ -138,6 +138,7 @@ func (e *Engine) Start() error {
 	if !e.started {
 		e.origin(time.Now())
 	}
+	e.sampling.clock, e.sampling.since = time.Now, time.Now()
 	e.mu.Unlock()
 	e.done = make(chan struct{})
 	e.wg.Add(1)
@@ -500,7 +501,7 @@ func (e *Engine) tick(now time.Time, always bool) *Snapshot {
 		e.fold() // the buckets about to close hold every record written
 	}
 	closed := e.advance(target)
-	e.sampling.tick(closed)
+	e.sampling.tick(closed, now)
 	if closed == 0 && !always {
 		e.mu.Unlock()
 		return nil

@@ -1,5 +1,7 @@
 package rollup
 
+import "time"
+
 // talkerSampling bounds how many records a second feed the talker
 // sketches, whatever the traffic: each record fed costs a probe into the
 // (row, source) table per row and its share of the sketches' folds, about
@@ -17,7 +19,10 @@ package rollup
 // budget is fed a tick, in expectation), and raised within a tick each
 // time it has fed another budget's worth (a flood starting between two
 // ticks): at least doubled, and to the bytes offered so far over the
-// budget. The heavy talkers, which send most of a row's bytes, are fed
+// budget. On the wall clock it is raised further, to what the bytes
+// offered so far come to over the whole tick at the rate they came at
+// (over the budget): a flood of ten budgets a tick then feeds about two
+// budgets in its first tick instead of five. The heavy talkers, which send most of a row's bytes, are fed
 // nearly in full; the tail, which is what a flood is made of, is what gets
 // sampled.
 type talkerSampling struct {
@@ -29,14 +34,20 @@ type talkerSampling struct {
 	kept    float64 // records fed since the last tick
 	guard   float64 // kept at which z rises within the tick
 	skipped uint64  // records not fed, in all
+
+	// On the wall clock (nil clock: event time): when the tick began,
+	// and how long a tick is.
+	clock   func() time.Time
+	since   time.Time
+	tickDur time.Duration
 }
 
-func newTalkerSampling(perSecond int, tickSeconds float64) talkerSampling {
-	b := float64(perSecond) * tickSeconds
+func newTalkerSampling(perSecond int, tick time.Duration) talkerSampling {
+	b := float64(perSecond) * tick.Seconds()
 	if perSecond > 0 {
 		b = max(b, 1)
 	}
-	return talkerSampling{budget: b, guard: b, rng: 0x9e3779b97f4a7c15}
+	return talkerSampling{budget: b, guard: b, rng: 0x9e3779b97f4a7c15, tickDur: tick}
 }
 
 // weight decides for a record whose part in the open ticks has b bytes
@@ -56,18 +67,28 @@ func (t *talkerSampling) weight(b float64) float64 {
 		b = z
 	}
 	if t.kept++; t.kept >= t.guard {
-		t.z = max(2*t.z, t.bytes/t.budget)
+		z := max(2*t.z, t.bytes/t.budget)
+		if t.clock != nil && !t.since.IsZero() {
+			// f of the tick has gone by; the bytes so far over f are the
+			// tick's at this rate. A tick time that is not the wall
+			// clock's (a test's, a replay's) gives f out of (0, 1).
+			if f := float64(t.clock().Sub(t.since)) / float64(t.tickDur); f > 0 && f < 1 {
+				z = max(z, t.bytes/(max(f, 0.01)*t.budget))
+			}
+		}
+		t.z = z
 		t.guard += t.budget
 	}
 	return b
 }
 
 // tick sets the threshold for the next tick from the records offered over
-// the last n ticks, and starts counting afresh.
-func (t *talkerSampling) tick(n int64) {
+// the last n ticks, and starts counting afresh; now is the tick's time.
+func (t *talkerSampling) tick(n int64, now time.Time) {
 	if t.budget == 0 || n <= 0 {
 		return
 	}
+	t.since = now
 	b := t.budget * float64(n)
 	t.z = 0
 	if t.offered > b {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/spanflow/spanflow/internal/flow"
 )
@@ -128,4 +129,44 @@ func TestTalkerSamplingUnderBudget(t *testing.T) {
 			t.Errorf("talker %d: %+v, without sampling %+v", i, got[i], want[i])
 		}
 	}
+}
+
+// TestTalkerSamplingFloodStart: on the wall clock, a flood of ten budgets
+// that arrives in the first tenth of a tick (the first tick, with no
+// threshold yet) feeds the sketches about two budgets, not the five the
+// doubling alone allows; in event time (no clock) it still feeds more.
+func TestTalkerSamplingFloodStart(t *testing.T) {
+	const budget, flood = 5000, 50000
+	run := func(wall bool) float64 {
+		e := newTestEngine(t, func(c *Configuration) { c.Delay = 0; c.TalkerBudget = budget })
+		e.Tick(at(100))
+		base := time.Unix(1_800_000_000, 0)
+		var now time.Time
+		if wall {
+			e.sampling.clock, e.sampling.since = func() time.Time { return now }, base
+		}
+		rng := rand.New(rand.NewPCG(11, 12))
+		next := uint32(1 << 20)
+		for i := range flood / 1000 {
+			now = base.Add(time.Duration(i+1) * 100 * time.Millisecond / (flood / 1000)) // within 0.1 s
+			recs := make([]flow.Record, 1000)
+			for j := range recs {
+				recs[j] = lineRecord(at(100.5), 0, uint64(64+rng.IntN(1437)))
+				recs[j].SrcAddr = addrN(next)
+				next++
+			}
+			_ = e.Write(recs)
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.sampling.kept
+	}
+	wall, event := run(true), run(false)
+	if wall > 2.5*budget {
+		t.Errorf("wall clock: the flood's first tick fed %.0f records, want at most %d (2.5 budgets)", wall, 5*budget/2)
+	}
+	if event < 1.5*wall {
+		t.Errorf("event time fed %.0f records, the wall clock %.0f: want the clock to save a third or more", event, wall)
+	}
+	t.Logf("first tick fed %.0f records on the wall clock, %.0f in event time (budget %d, flood %d)", wall, event, budget, flood)
 }
