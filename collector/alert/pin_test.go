@@ -96,6 +96,11 @@ func TestPinner(t *testing.T) {
 	if ps, _ := ring.Pins(dirB); len(ps) != 1 {
 		t.Errorf("probe B holds %v: the line alert of A's exporter pinned there too", ps)
 	}
+	// The probe writes the pin before it answers; the pinner counts it
+	// once the answer is in.
+	for i := 0; i < 200 && promtest.ToFloat64(m.delivered.WithLabelValues("pin")) < 4; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got := promtest.ToFloat64(m.delivered.WithLabelValues("pin")); got != 4 {
 		t.Errorf("%v pins delivered, want 4", got)
 	}
