@@ -33,7 +33,7 @@ func newMetrics(r *reporter.Reporter, e *Engine) *metrics {
 		read(func(c *counters) float64 { return float64(c.futureRecords) }))
 	f.CounterFunc("future_bytes_total", "bytes of flow records that fell after the open ticks: not added",
 		read(func(c *counters) float64 { return c.futureBytes }))
-	f.CounterFunc("untimed_records_total", "flow records with neither a receive time nor an end time (or only times outside the years 1678-2262): not added",
+	f.CounterFunc("untimed_records_total", "flow records with neither a receive time nor an end time (or only times outside the years 1825-2115): not added",
 		read(func(c *counters) float64 { return float64(c.untimed) }))
 	f.CounterFunc("evicted_series_total", "series forgotten after rollup-idle-timeout without traffic",
 		read(func(c *counters) float64 { return float64(c.evicted) }))

@@ -225,14 +225,16 @@ func (e *Engine) add(r *flow.Record) {
 	}
 	// Each time read once, as nanoseconds: time.Time's methods decode its
 	// representation at every call, and comparing and subtracting them
-	// was a fifth of this function. A time outside the years 1678-2262
-	// (which nanoseconds cannot hold) counts as absent.
+	// was a fifth of this function. A time outside the years 1825-2115
+	// counts as absent: nanoseconds since 1970 hold any difference of two
+	// times within them, and a span is cut at 146 years, so that no sum
+	// below overflows.
 	recv, hasRecv := unixNano(r.Received)
 	endNs, hasEnd := unixNano(r.End)
 	startNs, hasStart := unixNano(r.Start)
 	var dur int64 // r.Duration()
 	if hasStart && hasEnd && endNs >= startNs {
-		dur = endNs - startNs
+		dur = min(endNs-startNs, 1<<62)
 	}
 	var start, end int64
 	switch {
@@ -367,8 +369,9 @@ func (e *Engine) add(r *flow.Record) {
 	}
 }
 
-// Bounds of the Unix seconds whose nanoseconds an int64 holds, with room.
-const minUnixSec, maxUnixSec = -9_200_000_000, 9_200_000_000
+// Bounds of the Unix seconds of a record's times (1825-2115): the
+// difference of two of them in nanoseconds fits an int64.
+const minUnixSec, maxUnixSec = -4_600_000_000, 4_600_000_000
 
 // unixNano is t's Unix time in nanoseconds; false for the zero time and
 // times nanoseconds cannot hold.

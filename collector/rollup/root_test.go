@@ -380,10 +380,11 @@ func TestVMRowProjectMovesBack(t *testing.T) {
 	}
 }
 
-// TestTimesOutOfRange: times that nanoseconds since 1970 cannot hold
-// (a hostile or broken exporter's) count as absent: a record with no
-// other time is counted untimed, one with a start in the year 1 is
-// counted whole at its end, and nothing panics.
+// TestTimesOutOfRange: times outside the years 1825-2115 (a hostile or
+// broken exporter's) count as absent: a record with no other time is
+// counted untimed, one with a start in the year 1 is counted whole at its
+// end; spans of nearly three centuries, within the range, neither overflow
+// nor put bytes in the open ticks beyond their share; nothing panics.
 func TestTimesOutOfRange(t *testing.T) {
 	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
 	e.Tick(at(100))
@@ -393,14 +394,19 @@ func TestTimesOutOfRange(t *testing.T) {
 	untimed.End, untimed.Start = far, far
 	broken := lineRecord(time.Time{}, 0, 500)
 	broken.End, broken.Start = at(100.5), year1
-	if err := e.Write([]flow.Record{untimed, broken}); err != nil {
+	long := lineRecord(time.Time{}, 0, 1e9) // from 1826 to the open tick
+	long.Start, long.End = time.Date(1826, 1, 1, 0, 0, 0, 0, time.UTC), at(100.5)
+	longer := lineRecord(at(100.5), 0, 1e9) // 1826 to 2114, received now
+	longer.Start, longer.End = time.Date(1826, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2114, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := e.Write([]flow.Record{untimed, broken, long, longer}); err != nil {
 		t.Fatal(err)
 	}
 	s := e.Tick(at(101))
-	if e.stats.untimed != 1 || e.stats.records != 1 {
-		t.Fatalf("untimed %d, records %d; want 1 and 1", e.stats.untimed, e.stats.records)
+	if e.stats.untimed != 1 || e.stats.records != 3 {
+		t.Fatalf("untimed %d, records %d; want 1 and 3", e.stats.untimed, e.stats.records)
 	}
-	if got := row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond); got != 500 {
-		t.Fatalf("line bytes/s %v, want 500 (the broken record whole at its end)", got)
+	// The long records put about 1e9 bytes / 4.5e9 s in the tick.
+	if got := row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond); math.Abs(got-500) > 1 {
+		t.Fatalf("line bytes/s %v, want 500 (the broken record whole at its end, the long ones a share of a second in 146+ years)", got)
 	}
 }
