@@ -113,6 +113,35 @@ type preAgg struct {
 	ev      bucket // event counts (flows, TCP), when key.events
 	maxOff  int    // spread holds offsets 0..maxOff back from key.last
 	rttSeen bool
+	// The first rttInline distinct RTT bins of the key and their
+	// handshakes, kept in the pre-aggregate (in the cache already) and
+	// added to its series in the fold's pass over them (in the cache
+	// then too); more bins go to the preAggs.rtt table.
+	nRTT      int
+	rttBin    [rttInline]int32
+	rttCounts [rttInline]uint32
+}
+
+// rttInline is how many RTT bins a pre-aggregate holds itself: in
+// BenchmarkRollup/mix a pre-aggregate sees 3 handshakes, most in distinct
+// bins.
+const rttInline = 4
+
+// addRTT counts a handshake in bin; false when the pre-aggregate holds
+// rttInline other bins.
+func (a *preAgg) addRTT(bin int32) bool {
+	for i := range a.nRTT {
+		if a.rttBin[i] == bin {
+			a.rttCounts[i]++
+			return true
+		}
+	}
+	if a.nRTT == rttInline {
+		return false
+	}
+	a.rttBin[a.nRTT], a.rttCounts[a.nRTT] = bin, 1
+	a.nRTT++
+	return true
 }
 
 // rttCount is a sketch bin's count for one pre-aggregate.
@@ -300,6 +329,13 @@ func (e *Engine) fold() {
 			}
 			if a.rttSeen && s.rtt == nil {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
+			}
+			if a.nRTT > 0 {
+				st := s.rtt.cur.GetPositiveValueStore()
+				for j := range a.nRTT {
+					st.AddWithCount(int(a.rttBin[j]), float64(a.rttCounts[j]))
+				}
+				s.rtt.dirty = true
 			}
 		}
 		for s, n := range a.over {

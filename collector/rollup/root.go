@@ -349,10 +349,12 @@ func (e *Engine) add(r *flow.Record) {
 			// The sketches share one mapping: the bin is worked out once.
 			rttMs := float64(rtt) / float64(time.Millisecond)
 			if rttMs > e.rttMapping.MinIndexableValue() && rttMs < e.rttMapping.MaxIndexableValue() {
-				if p.rtt.full() {
-					e.foldRTT()
+				if bin := int32(e.rttBins.index(rttMs)); !a.addRTT(bin) {
+					if p.rtt.full() {
+						e.foldRTT()
+					}
+					p.rtt.add(uint64(idx)<<32 | uint64(uint32(bin)))
 				}
-				p.rtt.add(uint64(idx)<<32 | uint64(uint32(int32(e.rttBins.index(rttMs)))))
 			} else {
 				p.rttOther = append(p.rttOther, rttOther{agg: int32(idx), ms: rttMs})
 			}
