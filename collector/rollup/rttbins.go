@@ -34,6 +34,8 @@ type binCell struct {
 }
 
 const (
+	// noBoundary is above the bits of every positive value: all of a
+	// cell's values are in bin lo.
 	noBoundary = math.MaxInt64
 	// nearBoundary: values this many units in the last place or fewer from
 	// a boundary ask the mapping (the logarithm's error is below one).
@@ -63,9 +65,6 @@ func (b *binIndex) index(v float64) int {
 	if c.slow {
 		return b.m.Index(v)
 	}
-	if c.next == noBoundary {
-		return int(c.lo)
-	}
 	switch d := int64(x) - c.next; {
 	case d < -nearBoundary:
 		return int(c.lo)
@@ -79,12 +78,12 @@ func (b *binIndex) index(v float64) int {
 func (b *binIndex) build(e uint64) *[]binCell {
 	cells := make([]binCell, b.mask+1)
 	idx := func(x uint64) int { return b.m.Index(math.Float64frombits(x)) }
-	min, max := b.m.MinIndexableValue(), b.m.MaxIndexableValue()
+	least, most := b.m.MinIndexableValue(), b.m.MaxIndexableValue()
 	for j := range cells {
 		c := &cells[j]
 		first := e<<52 | uint64(j)<<b.shift
 		last := first + 1<<b.shift - 1
-		if math.Float64frombits(first) <= min || math.Float64frombits(last) >= max {
+		if math.Float64frombits(first) <= least || math.Float64frombits(last) >= most {
 			c.slow = true // the caller's bounds cut this cell; ask the mapping
 			continue
 		}
