@@ -608,12 +608,13 @@ const (
 	v4Alert = 1 << 33
 )
 
+// v4Key is an IPv4 address's key (addrWords' first word); false for others.
 func v4Key(a netip.Addr) (uint64, bool) {
 	if !a.Is4() {
 		return 0, false
 	}
-	b := a.As4()
-	return uint64(binary.BigEndian.Uint32(b[:])), true
+	a0, _, _ := addrWords(a)
+	return a0, true
 }
 
 // slot is the slot of IPv4 address k: its own, or the empty one it would
