@@ -22,9 +22,9 @@ import "time"
 // budget. On the wall clock it is raised further, to what the bytes
 // offered so far come to over the whole tick at the rate they came at
 // (over the budget): a flood of ten budgets a tick then feeds about two
-// budgets in its first tick instead of five. The heavy talkers, which send most of a row's bytes, are fed
-// nearly in full; the tail, which is what a flood is made of, is what gets
-// sampled.
+// budgets in its first tick instead of five. The heavy talkers, which
+// send most of a row's bytes, are fed nearly in full; the tail, which is
+// what a flood is made of, is what gets sampled.
 type talkerSampling struct {
 	budget  float64 // records a tick fed one by one; 0: no sampling
 	z       float64 // threshold (bytes); 0: feed every record
@@ -35,8 +35,8 @@ type talkerSampling struct {
 	guard   float64 // kept at which z rises within the tick
 	skipped uint64  // records not fed, in all
 
-	// On the wall clock (nil clock: event time): when the tick began,
-	// and how long a tick is.
+	// On the wall clock (nil clock: event time): when the tick began (set
+	// with the clock, by Engine.Start), and how long a tick is.
 	clock   func() time.Time
 	since   time.Time
 	tickDur time.Duration
@@ -68,7 +68,7 @@ func (t *talkerSampling) weight(b float64) float64 {
 	}
 	if t.kept++; t.kept >= t.guard {
 		z := max(2*t.z, t.bytes/t.budget)
-		if t.clock != nil && !t.since.IsZero() {
+		if t.clock != nil {
 			// f of the tick has gone by; the bytes so far over f are the
 			// tick's at this rate. A tick time that is not the wall
 			// clock's (a test's, a replay's) gives f out of (0, 1).
