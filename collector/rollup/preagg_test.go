@@ -279,7 +279,7 @@ func TestSpaceSavingBatches(t *testing.T) {
 	}
 	for _, c := range s.slots {
 		truth := exact[c.addr]
-		if i, ok := s.index.get(c.addr, addrHash(c.addr)); !ok || s.slots[i].addr != c.addr {
+		if i, ok := s.held(c.addr, addrHash(c.addr)); !ok || s.slots[i].addr != c.addr {
 			t.Errorf("%v: not indexed", c.addr)
 		}
 		if c.count < truth-1e-6 || c.count-c.err > truth+1e-6 {
@@ -287,7 +287,7 @@ func TestSpaceSavingBatches(t *testing.T) {
 		}
 	}
 	for a, w := range exact {
-		if w > total/k && !s.index.has(a) {
+		if w > total/k && !s.holds(a) {
 			t.Errorf("%v weighs %v > total/k = %v but is not held", a, w, total/k)
 		}
 	}

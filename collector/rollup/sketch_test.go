@@ -82,7 +82,7 @@ func TestSpaceSavingBounds(t *testing.T) {
 		}
 	}
 	for a, w := range exact {
-		if held := s.index.has(a); w > total/k && !held {
+		if held := s.holds(a); w > total/k && !held {
 			t.Errorf("%v weighs %v > total/k = %v but is not held", a, w, total/k)
 		}
 	}
@@ -357,10 +357,50 @@ func TestSpaceSavingHeap(t *testing.T) {
 				if i > 0 && s.hc[(i-1)/2] > s.hc[i] {
 					t.Fatalf("trial %d op %d: heap order broken at %d", trial, op, i)
 				}
-				if got, ok := s.index.get(c.addr, c.h); !ok || got != slot {
+				if got, ok := s.held(c.addr, c.h); !ok || got != slot {
 					t.Fatalf("trial %d op %d: index finds %s at %d (%v), want %d", trial, op, c.addr, got, ok, slot)
 				}
 			}
 		}
+	}
+}
+
+// TestAddrIndexHashCollision: the index keeps only the high half of an
+// address's hash; two addresses whose halves are equal must still be two
+// counters, each found with its own weight, and removing one must leave
+// the other.
+func TestAddrIndexHashCollision(t *testing.T) {
+	seen := map[uint64]netip.Addr{}
+	var a, b netip.Addr
+	for n := uint32(0); !b.IsValid(); n++ {
+		x := addrN(n)
+		hi := addrHash(x) >> 32
+		if y, ok := seen[hi]; ok {
+			a, b = y, x
+		}
+		seen[hi] = x
+	}
+	s := newSpaceSaving(4)
+	s.add(a, 10)
+	s.add(b, 1)
+	for _, c := range []struct {
+		addr netip.Addr
+		w    float64
+	}{{a, 10}, {b, 1}} {
+		i, ok := s.held(c.addr, addrHash(c.addr))
+		if !ok || s.slots[i].addr != c.addr || s.slots[i].count != c.w {
+			t.Fatalf("%v (hash half shared with another address): held %v, slot %+v; want count %v", c.addr, ok, s.slots[i], c.w)
+		}
+	}
+	// Fill the sketch so that b, the lightest, is taken over.
+	for n := range 3 {
+		s.add(addrN(1<<31+uint32(n)), 5)
+	}
+	s.add(addrN(1<<30), 5)
+	if s.holds(b) {
+		t.Fatalf("%v still held after its counter was taken over", b)
+	}
+	if i, ok := s.held(a, addrHash(a)); !ok || s.slots[i].count != 10 {
+		t.Fatalf("%v lost when %v, whose hash half it shares, left", a, b)
 	}
 }

@@ -44,7 +44,7 @@ func newSpaceSaving(k int) *spaceSaving {
 // add adds weight w (already divided by the decay) to addr.
 func (s *spaceSaving) add(addr netip.Addr, w float64) {
 	h := addrHash(addr)
-	if i, ok := s.index.get(addr, h); ok {
+	if i, ok := s.held(addr, h); ok {
 		c := &s.slots[i]
 		c.count += w
 		s.hc[c.hpos] = c.count
@@ -58,11 +58,11 @@ func (s *spaceSaving) add(addr netip.Addr, w float64) {
 	// Take over the smallest counter.
 	i := s.heap[0]
 	min := &s.slots[i]
-	s.index.remove(min.addr, min.h)
+	s.index.remove(min.h, i)
 	min.addr, min.h, min.err = addr, h, min.count
 	min.count += w
 	s.hc[0] = min.count
-	s.index.put(addr, h, i)
+	s.index.put(h, i)
 	s.down(0)
 }
 
@@ -71,7 +71,7 @@ func (s *spaceSaving) insert(addr netip.Addr, h uint64, w float64) {
 	s.slots = append(s.slots, talkerCounter{addr: addr, h: h, count: w, hpos: int32(len(s.heap))})
 	s.heap = append(s.heap, i)
 	s.hc = append(s.hc, w)
-	s.index.put(addr, h, i)
+	s.index.put(h, i)
 	s.up(len(s.heap) - 1)
 }
 
@@ -91,7 +91,7 @@ func (s *spaceSaving) addBatch(addr netip.Addr, h uint64, w float64, batch uint6
 			s.floor = s.hc[0]
 		}
 	}
-	if i, ok := s.index.get(addr, h); ok {
+	if i, ok := s.held(addr, h); ok {
 		c := &s.slots[i]
 		c.count += w
 		s.hc[c.hpos] = c.count
@@ -177,10 +177,10 @@ func (s *spaceSaving) endBatch() {
 		if s.floor+x.w <= s.hc[0] {
 			break
 		}
-		s.index.remove(min.addr, min.h)
+		s.index.remove(min.h, i)
 		min.addr, min.h, min.count, min.err = x.addr, x.h, s.floor+x.w, s.floor
 		s.hc[0] = min.count
-		s.index.put(x.addr, x.h, i)
+		s.index.put(x.h, i)
 		s.down(0)
 	}
 	s.cands = s.cands[:0]
@@ -283,75 +283,88 @@ func addrHash(a netip.Addr) uint64 {
 }
 
 // addrIndex maps the addresses of a sketch's counters to their slots: open
-// addressing with linear probing in twice as many places as counters. Each
-// place keeps its address's hash: a probe compares it before the address,
-// and a removal finds where the entries after it belong without hashing
-// them again.
+// addressing with linear probing in twice as many places as counters, one
+// word a place: the high half of the address's hash, which also picks its
+// home place, above slot+1 (0: empty). A probe compares the hash halves,
+// then the counter's own address; a removal knows its slot and reads no
+// address; moving entries back finds their home in the word. Under a flood
+// every batch takes over counters of a thousand sketches out of the
+// caches: three arrays (addresses, hashes, slots) were three misses a
+// place, 12 % of BenchmarkRollup/flood-1000lines in the removal alone.
 type addrIndex struct {
-	addrs []netip.Addr
-	hs    []uint64
-	slots []int32 // slot+1; 0: empty
-	n     int
+	places []uint64
+	n      int
 }
 
 func newAddrIndex(k int) addrIndex {
-	n := pow2(2 * k)
-	return addrIndex{addrs: make([]netip.Addr, n), hs: make([]uint64, n), slots: make([]int32, n)}
+	return addrIndex{places: make([]uint64, pow2(2*k))}
 }
+
+func placeOf(h uint64, slot int32) uint64 { return h&^0xffffffff | uint64(uint32(slot+1)) }
 
 func (x *addrIndex) len() int { return x.n }
 
-func (x *addrIndex) get(a netip.Addr, h uint64) (int32, bool) {
-	mask := len(x.slots) - 1
-	for i := int(h) & mask; ; i = (i + 1) & mask {
-		if x.slots[i] == 0 {
+// get finds a (hash h) among the counters cs the index maps.
+func (x *addrIndex) get(a netip.Addr, h uint64, cs []talkerCounter) (int32, bool) {
+	mask := len(x.places) - 1
+	hi := h >> 32
+	for i := int(hi) & mask; ; i = (i + 1) & mask {
+		v := x.places[i]
+		if v == 0 {
 			return 0, false
 		}
-		if x.hs[i] == h && x.addrs[i] == a {
-			return x.slots[i] - 1, true
+		if v>>32 == hi {
+			if s := int32(uint32(v)) - 1; cs[s].addr == a {
+				return s, true
+			}
 		}
 	}
 }
 
-func (x *addrIndex) has(a netip.Addr) bool {
-	_, ok := x.get(a, addrHash(a))
-	return ok
-}
-
-// put adds a, which is not in the index.
-func (x *addrIndex) put(a netip.Addr, h uint64, slot int32) {
-	mask := len(x.slots) - 1
-	i := int(h) & mask
-	for x.slots[i] != 0 {
+// put adds slot, whose address (hash h) is not in the index.
+func (x *addrIndex) put(h uint64, slot int32) {
+	mask := len(x.places) - 1
+	i := int(h>>32) & mask
+	for x.places[i] != 0 {
 		i = (i + 1) & mask
 	}
-	x.addrs[i], x.hs[i], x.slots[i] = a, h, slot+1
+	x.places[i] = placeOf(h, slot)
 	x.n++
 }
 
-// remove deletes a, which is in the index, shifting back the entries
-// after it so that no probe sequence breaks.
-func (x *addrIndex) remove(a netip.Addr, h uint64) {
-	mask := len(x.slots) - 1
-	i := int(h) & mask
-	for x.slots[i] == 0 || x.hs[i] != h || x.addrs[i] != a {
+// remove deletes slot, whose address has hash h, shifting back the
+// entries after it so that no probe sequence breaks.
+func (x *addrIndex) remove(h uint64, slot int32) {
+	mask := len(x.places) - 1
+	want := placeOf(h, slot)
+	i := int(h>>32) & mask
+	for x.places[i] != want {
 		i = (i + 1) & mask
 	}
-	for j := (i + 1) & mask; x.slots[j] != 0; j = (j + 1) & mask {
-		home := int(x.hs[j]) & mask
+	for j := (i + 1) & mask; x.places[j] != 0; j = (j + 1) & mask {
+		home := int(x.places[j]>>32) & mask
 		// Move j back to i when i lies on j's probe path (home..j).
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-			x.addrs[i], x.hs[i], x.slots[i] = x.addrs[j], x.hs[j], x.slots[j]
+			x.places[i] = x.places[j]
 			i = j
 		}
 	}
-	x.addrs[i], x.hs[i], x.slots[i] = netip.Addr{}, 0, 0
+	x.places[i] = 0
 	x.n--
 }
 
 func (x *addrIndex) reset() {
-	clear(x.addrs)
-	clear(x.hs)
-	clear(x.slots)
+	clear(x.places)
 	x.n = 0
+}
+
+// held finds the counter of addr (hash h).
+func (s *spaceSaving) held(addr netip.Addr, h uint64) (int32, bool) {
+	return s.index.get(addr, h, s.slots)
+}
+
+// holds says whether addr has a counter.
+func (s *spaceSaving) holds(addr netip.Addr) bool {
+	_, ok := s.held(addr, addrHash(addr))
+	return ok
 }
