@@ -162,6 +162,9 @@ type preAggs struct {
 	rttOther []rttOther // RTTs outside the mapping's range, rare
 	talkers  talkerTable
 	batch    uint64 // talker folds so far
+	// Records' talker weights not yet in the table (flushTalkers).
+	pending []pendingTalker
+	touched uint64 // what flushTalkers's first pass read, so that it reads
 	// the sketches the current talker fold fed
 	batchSketches []*spaceSaving
 }
@@ -303,6 +306,7 @@ func (e *Engine) fold() {
 	if len(p.aggs) == 0 {
 		return
 	}
+	e.flushTalkers()
 	rl := e.ringLen
 	for i := range p.aggs {
 		a := &p.aggs[i]
@@ -399,6 +403,56 @@ func (e *Engine) foldTalkers() {
 	}
 	clear(p.batchSketches)
 	p.batchSketches = p.batchSketches[:0]
+}
+
+// pendingTalker is a record's weight for the talker sketches of its
+// pre-aggregate's series, on its way to the talker table.
+type pendingTalker struct {
+	agg  int32
+	h    uint64
+	addr netip.Addr
+	w    float64
+}
+
+// pendingTalkers is how many records' talker weights are put into the
+// table together.
+const pendingTalkers = 32
+
+// flushTalkers puts the pending talker weights into the talker table. The
+// table is megabytes, and a probe of it nearly always misses the caches:
+// made one record at a time, each miss waited for the last, since the rest
+// of a record's path lies between them. The first pass reads the slot of
+// every pending (series, address), the loads independent of one another
+// and all in flight at once; the second adds them, in record order, from
+// the caches. Pending weights wait across writes; fold flushes them first,
+// while their pre-aggregates are there, and nothing reads the talker
+// table but a fold.
+func (e *Engine) flushTalkers() {
+	p := &e.pre
+	if len(p.pending) == 0 {
+		return
+	}
+	t := &p.talkers
+	mask := len(t.entries) - 1
+	var sum uint64
+	for i := range p.pending {
+		pt := &p.pending[i]
+		pt.h = addrHash(pt.addr)
+		a := &p.aggs[pt.agg]
+		for _, s := range a.talk[:a.nTalk] {
+			sum += uint64(t.entries[int(talkerSlot(pt.h, s))&mask].w)
+		}
+	}
+	p.touched += sum
+	for i := range p.pending {
+		pt := &p.pending[i]
+		a := &p.aggs[pt.agg]
+		if t.full(a.nTalk) {
+			e.foldTalkers()
+		}
+		t.add(a.talk[:a.nTalk], pt.addr, pt.h, pt.w)
+	}
+	p.pending = p.pending[:0]
 }
 
 // countTable counts per uint64 key, in fixed memory (open addressing).
@@ -526,10 +580,9 @@ func (t *talkerTable) full(n int) bool {
 	return false
 }
 
-// add adds w to the address's weight in each series of ss (which may
-// repeat one).
-func (t *talkerTable) add(ss []*series, addr netip.Addr, w float64) {
-	h := addrHash(addr)
+// add adds w to the address's weight (h its addrHash) in each series of
+// ss (which may repeat one).
+func (t *talkerTable) add(ss []*series, addr netip.Addr, h uint64, w float64) {
 	mask := len(t.entries) - 1
 	for _, s := range ss {
 		i := int(talkerSlot(h, s)) & mask

@@ -313,7 +313,7 @@ func TestTalkersBySeries(t *testing.T) {
 				if tt.full(len(pick)) {
 					t.Fatal("table full")
 				}
-				tt.add(pick, addr, w)
+				tt.add(pick, addr, addrHash(addr), w)
 			}
 		}
 		type entry struct {

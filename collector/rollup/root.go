@@ -363,10 +363,10 @@ func (e *Engine) add(r *flow.Record) {
 
 	if b := bytes * inside; a.nTalk > 0 && r.SrcAddr.IsValid() && b > 0 {
 		if w := e.sampling.weight(b) / e.talkerScale; w > 0 {
-			if p.talkers.full(a.nTalk) {
-				e.foldTalkers()
+			p.pending = append(p.pending, pendingTalker{agg: int32(idx), addr: r.SrcAddr.Unmap(), w: w})
+			if len(p.pending) == pendingTalkers {
+				e.flushTalkers()
 			}
-			p.talkers.add(a.talk[:a.nTalk], r.SrcAddr.Unmap(), w)
 		}
 	}
 }
