@@ -363,9 +363,18 @@ func (e *Engine) add(r *flow.Record) {
 
 	if b := bytes * inside; a.nTalk > 0 && r.SrcAddr.IsValid() && b > 0 {
 		if w := e.sampling.weight(b) / e.talkerScale; w > 0 {
-			p.pending = append(p.pending, pendingTalker{agg: int32(idx), addr: r.SrcAddr.Unmap(), w: w})
-			if len(p.pending) == pendingTalkers {
-				e.flushTalkers()
+			addr := r.SrcAddr.Unmap()
+			if len(p.talkers.entries) < pendingTalkersFrom {
+				// A table this small stays in the caches: straight in.
+				if p.talkers.full(a.nTalk) {
+					e.foldTalkers()
+				}
+				p.talkers.add(a.talk[:a.nTalk], addr, addrHash(addr), w)
+			} else {
+				p.pending = append(p.pending, pendingTalker{agg: int32(idx), addr: addr, w: w})
+				if len(p.pending) == pendingTalkers {
+					e.flushTalkers()
+				}
 			}
 		}
 	}
