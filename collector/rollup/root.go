@@ -107,6 +107,11 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		layout:      1,
 		sampling:    newTalkerSampling(cfg.TalkerBudget, cfg.Tick),
 	}
+	if cfg.EventTime {
+		// The records' own time says how far into its tick a flood is, as
+		// the wall clock does live (Start).
+		e.sampling.clock = func() time.Time { return time.Unix(0, e.maxEnd) }
+	}
 	e.pre = newPreAggs(e.ringLen)
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
 	e.rttBins = newBinIndex(e.rttMapping)
@@ -183,6 +188,9 @@ func (e *Engine) Stop() error {
 func (e *Engine) origin(now time.Time) {
 	e.started = true
 	e.closed = floorDiv(now.Add(-e.cfg.Delay).UnixNano(), e.tickNs) - 1
+	if e.cfg.EventTime {
+		e.sampling.since = now // the first tick's start on the event clock
+	}
 }
 
 func floorDiv(a, b int64) int64 {

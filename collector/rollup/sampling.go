@@ -19,7 +19,8 @@ import "time"
 // budget is fed a tick, in expectation), and raised within a tick each
 // time it has fed another budget's worth (a flood starting between two
 // ticks): at least doubled, and to the bytes offered so far over the
-// budget. On the wall clock it is raised further, to what the bytes
+// budget. On a clock (the wall clock live, the records' own time in a
+// replay) it is raised further, to what the bytes
 // offered so far come to over the whole tick at the rate they came at
 // (over the budget): a flood of ten budgets a tick then feeds about two
 // budgets in its first tick instead of five. The heavy talkers, which
@@ -35,8 +36,10 @@ type talkerSampling struct {
 	guard   float64 // kept at which z rises within the tick
 	skipped uint64  // records not fed, in all
 
-	// On the wall clock (nil clock: event time): when the tick began (set
-	// with the clock, by Engine.Start), and how long a tick is.
+	// The clock (nil: none) and when the tick began on it (set with the
+	// clock by Engine.Start, then by every tick), and how long a tick is.
+	// Live it is the wall clock; in event time (a replay) the latest
+	// record's end, under the engine's lock.
 	clock   func() time.Time
 	since   time.Time
 	tickDur time.Duration

@@ -137,21 +137,33 @@ func TestTalkerSamplingUnderBudget(t *testing.T) {
 // doubling alone allows; in event time (no clock) it still feeds more.
 func TestTalkerSamplingFloodStart(t *testing.T) {
 	const budget, flood = 5000, 50000
-	run := func(wall bool) float64 {
-		e := newTestEngine(t, func(c *Configuration) { c.Delay = 0; c.TalkerBudget = budget })
+	const (
+		wallClock = iota // Start's clock, here the test's
+		eventTime        // a replay's: the records' own time
+		noClock          // ticks driven by hand
+	)
+	run := func(mode int) float64 {
+		e := newTestEngine(t, func(c *Configuration) {
+			c.Delay, c.TalkerBudget, c.EventTime = 0, budget, mode == eventTime
+		})
 		e.Tick(at(100))
 		base := time.Unix(1_800_000_000, 0)
 		var now time.Time
-		if wall {
+		if mode == wallClock {
 			e.sampling.clock, e.sampling.since = func() time.Time { return now }, base
 		}
 		rng := rand.New(rand.NewPCG(11, 12))
 		next := uint32(1 << 20)
 		for i := range flood / 1000 {
-			now = base.Add(time.Duration(i+1) * 100 * time.Millisecond / (flood / 1000)) // within 0.1 s
+			step := time.Duration(i+1) * 100 * time.Millisecond / (flood / 1000) // within 0.1 s
+			now = base.Add(step)
 			recs := make([]flow.Record, 1000)
 			for j := range recs {
-				recs[j] = lineRecord(at(100.5), 0, uint64(64+rng.IntN(1437)))
+				end := at(100.5)
+				if mode == eventTime {
+					end = at(100).Add(step)
+				}
+				recs[j] = lineRecord(end, 0, uint64(64+rng.IntN(1437)))
 				recs[j].SrcAddr = addrN(next)
 				next++
 			}
@@ -161,12 +173,17 @@ func TestTalkerSamplingFloodStart(t *testing.T) {
 		defer e.mu.Unlock()
 		return e.sampling.kept
 	}
-	wall, event := run(true), run(false)
-	if wall > 2.5*budget {
-		t.Errorf("wall clock: the flood's first tick fed %.0f records, want at most %d (2.5 budgets)", wall, 5*budget/2)
+	wall, event, none := run(wallClock), run(eventTime), run(noClock)
+	for _, c := range []struct {
+		name string
+		fed  float64
+	}{{"wall clock", wall}, {"event time", event}} {
+		if c.fed > 2.5*budget {
+			t.Errorf("%s: the flood's first tick fed %.0f records, want at most %d (2.5 budgets)", c.name, c.fed, 5*budget/2)
+		}
 	}
-	if event < 1.5*wall {
-		t.Errorf("event time fed %.0f records, the wall clock %.0f: want the clock to save a third or more", event, wall)
+	if none < 1.5*wall {
+		t.Errorf("without a clock %.0f records were fed, on the wall clock %.0f: want the clock to save a third or more", none, wall)
 	}
-	t.Logf("first tick fed %.0f records on the wall clock, %.0f in event time (budget %d, flood %d)", wall, event, budget, flood)
+	t.Logf("first tick fed %.0f records on the wall clock, %.0f in event time, %.0f without a clock (budget %d, flood %d)", wall, event, none, budget, flood)
 }
