@@ -360,3 +360,53 @@ func TestTalkersBySeries(t *testing.T) {
 		}
 	}
 }
+
+// TestTalkersAfterSeriesMove: a snapshot that reorders the series while
+// the talker table holds entries (a tick that closes no bucket) must not
+// lose any of them when the fold groups them by series position (more
+// than groupTalkersAbove talker rows).
+func TestTalkersAfterSeriesMove(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	const lines = 2 * groupTalkersAbove
+	write := func(line int, src uint32, bytes uint64) {
+		r := lineRecord(at(100.5), 0, bytes)
+		r.InIfName, r.SrcAddr = fmt.Sprintf("eth%03d", line), addrN(src)
+		if err := e.Write([]flow.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Made last-first: the snapshot's order by key moves every one.
+	for l := lines - 1; l >= 0; l-- {
+		write(l, uint32(l), 1000)
+	}
+	e.Tick(at(100.6)) // no bucket closes: no fold, but a snapshot
+	e.mu.Lock()
+	held, first := e.pre.talkers.used, e.all[0].key
+	e.mu.Unlock()
+	// eth000, made last, first: the snapshot moved the series.
+	if want := exp1.String() + " eth000"; held != lines || first != want {
+		t.Fatalf("after the snapshot the table holds %d entries and the first series is %q; want %d and %q", held, first, lines, want)
+	}
+	for l := range lines {
+		write(l, uint32(10000+l), 500)
+	}
+	s := e.Tick(at(102))
+	seen := 0
+	for _, row := range s.Rows {
+		if row.Scope != ScopeLine {
+			continue
+		}
+		var l int
+		if _, err := fmt.Sscanf(row.Labels["interface"], "eth%d", &l); err != nil {
+			t.Fatal(err)
+		}
+		if len(row.Top) != 2 || row.Top[0].Addr != addrN(uint32(l)) || row.Top[1].Addr != addrN(uint32(10000+l)) {
+			t.Errorf("line %s: talkers %v, want %v then %v", row.Key, row.Top, addrN(uint32(l)), addrN(uint32(10000+l)))
+		}
+		seen++
+	}
+	if seen != lines {
+		t.Errorf("%d line rows, want %d", seen, lines)
+	}
+}
