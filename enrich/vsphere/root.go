@@ -100,9 +100,6 @@ func (c *Component) WaitLoaded(ctx context.Context) error {
 	}
 }
 
-// Enrich fills r.Src.VSphere and r.Dst.VSphere when the address (or MAC) of
-// that end belongs to a powered-on VM. The values are shared between records
-// and must not be modified.
 // lastByte is a's last byte (As16's, without its 16-byte copy for IPv4).
 func lastByte(a netip.Addr) byte {
 	if a.Is4() {
@@ -111,6 +108,9 @@ func lastByte(a netip.Addr) byte {
 	return a.As16()[15]
 }
 
+// Enrich fills r.Src.VSphere and r.Dst.VSphere when the address (or MAC) of
+// that end belongs to a powered-on VM. The values are shared between records
+// and must not be modified.
 func (c *Component) Enrich(r *flow.Record) {
 	s := c.snap.Load()
 	if s == nil {
