@@ -20,12 +20,12 @@ import "time"
 // time it has fed another budget's worth (a flood starting between two
 // ticks): at least doubled, and to the bytes offered so far over the
 // budget. On a clock (the wall clock live, the records' own time in a
-// replay) it is raised further, to what the bytes
-// offered so far come to over the whole tick at the rate they came at
-// (over the budget): a flood of ten budgets a tick then feeds about two
-// budgets in its first tick instead of five. The heavy talkers, which
-// send most of a row's bytes, are fed nearly in full; the tail, which is
-// what a flood is made of, is what gets sampled.
+// replay) it is raised further, to what the bytes offered so far come to
+// over the whole tick at the rate they came at (over the budget): a flood
+// of ten budgets a tick then feeds one to two budgets in its first tick
+// instead of about four (TestTalkerSamplingFloodStart). The heavy talkers,
+// which send most of a row's bytes, are fed nearly in full; the tail,
+// which is what a flood is made of, is what gets sampled.
 type talkerSampling struct {
 	budget  float64 // records a tick fed one by one; 0: no sampling
 	z       float64 // threshold (bytes); 0: feed every record
@@ -73,8 +73,8 @@ func (t *talkerSampling) weight(b float64) float64 {
 		z := max(2*t.z, t.bytes/t.budget)
 		if t.clock != nil {
 			// f of the tick has gone by; the bytes so far over f are the
-			// tick's at this rate. A tick time that is not the wall
-			// clock's (a test's, a replay's) gives f out of (0, 1).
+			// tick's at this rate. A tick time that is not the clock's
+			// (a test's ticks by hand) gives f out of (0, 1): ignored.
 			if f := float64(t.clock().Sub(t.since)) / float64(t.tickDur); f > 0 && f < 1 {
 				z = max(z, t.bytes/(max(f, 0.01)*t.budget))
 			}
