@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -46,10 +47,16 @@ type Exporter struct {
 	// publishEvery frames.
 	pubMu sync.Mutex
 	pub   Summary
-	// Frames are decoded into the feeder, which meters them in batches so
-	// that the table's cache misses overlap (see meter.Feeder); each is
-	// metered with the flow time Run had when it was read.
-	feeder *meter.Feeder
+	// Frames are decoded into chunks that the metering goroutine
+	// (metering.go) meters with the feeder, in batches so that the
+	// table's cache misses overlap (see meter.Feeder); each is metered
+	// with the flow time Run had when it was read.
+	feeder   *meter.Feeder
+	metering *metering
+	// inlineFile meters a capture file on the reading goroutine too
+	// (tests compare the two ways); pipelined says how the last Run
+	// metered.
+	inlineFile, pipelined bool
 	// ring keeps the frames on disk (the packet ring), when configured;
 	// ringFilter, when set, chooses which.
 	ring       *ring.Appender
@@ -80,23 +87,15 @@ func (x *Exporter) keep(fr *capture.Frame, r decode.Reason, p *decode.Packet) {
 	x.ring.Append(fr.Timestamp, fr.Length, fr.LinkType, fr.ObservationPoint, key, data)
 }
 
-// meterPending meters the packets the feeder holds. A message the encoder
-// begins meanwhile reports in its statistics record the frames read so far.
-func (x *Exporter) meterPending() {
-	if x.feeder.Pending() == 0 {
-		return
-	}
-	x.encoder.SetStatistics(x.statistics())
-	x.feeder.Flush()
-}
-
 const publishEvery = 4096
 
+// publish publishes the reader's counters, and has the meter side publish
+// the table's with the next hand-over.
 func (x *Exporter) publish() {
 	x.pubMu.Lock()
 	x.pub = x.stats
 	x.pubMu.Unlock()
-	x.table.Publish()
+	x.metering.cur.publish = true
 }
 
 func (x *Exporter) published() Summary {
@@ -282,17 +281,15 @@ type KernelCounter interface {
 const tickEvery = time.Second
 
 // tick runs a live capture's timers: flows whose timeouts passed end even
-// when no packet arrives, and what was encoded leaves within a second. The
-// flow time moves on to the wall clock; tick returns it.
+// when no packet arrives, and what was encoded leaves within a second (the
+// meter side does both, after the packets read before). The flow time
+// moves on to the wall clock; tick returns it.
 func (x *Exporter) tick(live KernelCounter, now int64) int64 {
 	now = max(now, time.Now().UnixNano())
-	x.encoder.SetStatistics(x.statistics())
-	x.table.Expire(now)
-	if err := x.encoder.Flush(time.Unix(0, now)); err != nil {
-		x.log.Warn("send", "cannot send IPFIX message", "err", err)
-	}
+	x.metering.cur.tick = now
 	x.kernelStats(live)
 	x.publish()
+	x.handOver()
 	if x.ring != nil {
 		x.ring.Tick(time.Now())
 	}
@@ -326,8 +323,12 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	// Messages are sent on a goroutine of their own, on another core
 	// than metering; encoder.Close below waits until all are sent.
 	x.encoder.SendInBackground()
+	// A capture file is read on two cores when there are two; see
+	// metering.go.
+	x.pipelined = live == nil && !x.inlineFile && runtime.GOMAXPROCS(0) > 1
+	x.startMetering(x.pipelined)
 	now, runErr := x.frames(ctx, src, live)
-	x.meterPending()
+	x.stopMetering()
 	if x.ring != nil {
 		x.ring.Flush()
 	}
@@ -344,7 +345,10 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	x.table.Close()
 	ms, es := x.table.Stats(), x.encoder.Counters()
 	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
-	x.publish()
+	x.pubMu.Lock()
+	x.pub = x.stats
+	x.pubMu.Unlock()
+	x.table.Publish()
 	if runErr == nil && closeErr != nil && es.Messages == es.SendErrors {
 		runErr = closeErr // nothing could be sent at all
 	}
@@ -381,22 +385,22 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 	nextTick := time.Now().Add(tickEvery)
 	for n := 0; ; n++ {
 		if n%publishEvery == 0 {
-			x.meterPending()
-			x.encoder.Push()
+			// Both ride with the chunk being filled: it is handed over
+			// when full, at the next idle return or tick, or at the end.
+			x.metering.cur.push = true
 			x.publish()
 			if ctx.Err() != nil {
 				break
 			}
 		}
 		if live != nil && n%64 == 0 && time.Now().After(nextTick) {
-			x.meterPending()
 			now = x.tick(live, now)
 			nextTick = time.Now().Add(tickEvery)
 		}
 		err := src.Next(&fr)
 		if err != nil {
-			x.meterPending()
-			x.encoder.Push()
+			x.metering.cur.push = true
+			x.handOver()
 			if live != nil && errors.Is(err, capture.ErrIdle) {
 				if ctx.Err() != nil {
 					break
@@ -415,7 +419,7 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 		x.stats.Frames++
 		x.stats.Octets += uint64(fr.Length)
 		now = max(now, fr.Timestamp)
-		pp := x.feeder.Slot()
+		pp := x.slot()
 		r := x.decoder.Decode(fr.LinkType, fr.Data, fr.Length, pp)
 		if x.ring != nil {
 			x.keep(&fr, r, pp)
@@ -436,10 +440,7 @@ func (x *Exporter) frames(ctx context.Context, src capture.Source, live KernelCo
 			// unless the frame brought its own (ERSPAN II's port).
 			pp.InIf = fr.IfIndex
 		}
-		x.feeder.Commit(fr.Timestamp, now)
-		if x.feeder.Full() {
-			x.meterPending()
-		}
+		x.commit(fr.Timestamp, now)
 	}
 	return now, runErr
 }

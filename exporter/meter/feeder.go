@@ -51,12 +51,22 @@ func (f *Feeder) Pending() int { return f.n }
 
 // Flush meters every packet held.
 func (f *Feeder) Flush() {
-	if f.n == 0 {
-		return
-	}
-	f.t.lookupBatch(&f.b, f.pkts[:f.n])
-	for j := 0; j < f.n; j++ {
-		f.t.add(&f.pkts[j], f.ts[j], f.nows[j], &f.b.keys[j], f.b.hashes[j], f.b.found[j])
-	}
+	f.Meter(f.pkts[:f.n], f.ts[:f.n], f.nows[:f.n])
 	f.n = 0
+}
+
+// Meter meters pkts, in that order, in batches of BatchMax: packet i was
+// captured at ts[i] when the caller's flow time was nows[i] (as Commit
+// takes them). It is for a caller that decodes into arrays of its own
+// (the exporter hands them from its reading goroutine to its metering
+// one); the packets held are not touched.
+func (f *Feeder) Meter(pkts []decode.Packet, ts, nows []int64) {
+	for len(pkts) > 0 {
+		n := min(len(pkts), BatchMax)
+		f.t.lookupBatch(&f.b, pkts[:n])
+		for j := range n {
+			f.t.add(&pkts[j], ts[j], nows[j], &f.b.keys[j], f.b.hashes[j], f.b.found[j])
+		}
+		pkts, ts, nows = pkts[n:], ts[n:], nows[n:]
+	}
 }
