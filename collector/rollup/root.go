@@ -428,6 +428,7 @@ func lookup[K comparable](e *Engine, m map[K]*series, k K, scope int, name func(
 	}
 	key, labels := name()
 	s := e.newSeries(scope, key, labels)
+	s.mapKey = k
 	m[k] = s
 	e.counts[scope]++
 	return s
@@ -655,23 +656,15 @@ func (e *Engine) removeSeries(s *series) {
 	e.counts[s.scope]--
 	switch s.scope {
 	case scopeLine:
-		for k, v := range e.lines {
-			if v == s {
-				delete(e.lines, k)
-			}
-		}
+		delete(e.lines, s.mapKey.(lineKey))
 	case scopeProject:
-		delete(e.projects, s.key)
+		delete(e.projects, s.mapKey.(string))
 	case scopeVM:
-		delete(e.vms, s.key)
+		delete(e.vms, s.mapKey.(string))
 	case scopeService:
-		for k, v := range e.services {
-			if v == s {
-				delete(e.services, k)
-			}
-		}
+		delete(e.services, s.mapKey.(serviceKey))
 	case scopeExporter:
-		delete(e.exporters, netip.MustParseAddr(s.key))
+		delete(e.exporters, s.mapKey.(netip.Addr))
 	}
 }
 

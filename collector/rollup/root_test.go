@@ -3,6 +3,7 @@ package rollup
 import (
 	"math"
 	"net/netip"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -408,5 +409,66 @@ func TestTimesOutOfRange(t *testing.T) {
 	// The long records put about 1e9 bytes / 4.5e9 s in the tick.
 	if got := row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond); math.Abs(got-500) > 1 {
 		t.Fatalf("line bytes/s %v, want 500 (the broken record whole at its end, the long ones a share of a second in 146+ years)", got)
+	}
+}
+
+// TestEvictEveryScope: many idle series of every scope (what a scan
+// leaves: a service per port, a line per interface, a VM and a project
+// per name, an exporter per address) are forgotten together, each from
+// its scope's map, while a busy series of every scope stays; their keys
+// come back as new series.
+func TestEvictEveryScope(t *testing.T) {
+	const n = 300
+	e := newTestEngine(t, func(c *Configuration) { c.Delay, c.IdleTimeout = 0, 5*time.Second })
+	e.Tick(at(100))
+	rec := func(i int, sec float64) flow.Record {
+		r := lineRecord(at(sec), 0, 100)
+		r.ObserverIP = netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})
+		r.Proto, r.SrcPort, r.DstPort = 6, 40000, uint16(1+i)
+		r.InIfName, r.InIf = "", uint32(1+i)
+		name := "vm-" + strconv.Itoa(i)
+		r.Src = flow.Endpoint{VSphere: &flow.VSphere{VMName: name, Project: "p-" + name}}
+		return r
+	}
+	recs := make([]flow.Record, n)
+	for i := range recs {
+		recs[i] = rec(i, 100.5)
+	}
+	if err := e.Write(recs); err != nil {
+		t.Fatal(err)
+	}
+	s := e.Tick(at(101))
+	if len(s.Rows) != 5*n {
+		t.Fatalf("%d rows after the scan, want %d", len(s.Rows), 5*n)
+	}
+	// Series n-1 stays busy.
+	for sec := 101.0; sec < 108; sec++ {
+		if err := e.Write([]flow.Record{rec(n-1, sec+0.5)}); err != nil {
+			t.Fatal(err)
+		}
+		s = e.Tick(at(sec + 1))
+	}
+	if len(s.Rows) != 5 {
+		t.Fatalf("%d rows once the scan went idle, want the busy one's 5", len(s.Rows))
+	}
+	if len(e.lines) != 1 || len(e.services) != 1 || len(e.vms) != 1 || len(e.projects) != 1 || len(e.exporters) != 1 {
+		t.Fatalf("maps still hold forgotten series: %d lines, %d services, %d VMs, %d projects, %d exporters",
+			len(e.lines), len(e.services), len(e.vms), len(e.projects), len(e.exporters))
+	}
+	for _, scope := range []int{scopeLine, scopeService, scopeVM, scopeProject, scopeExporter} {
+		if e.counts[scope] != 1 {
+			t.Errorf("scope %s counts %d series, want 1", scopeNames[scope], e.counts[scope])
+		}
+	}
+	// A forgotten key comes back as a series of its own.
+	if err := e.Write([]flow.Record{rec(7, 108.5)}); err != nil {
+		t.Fatal(err)
+	}
+	s = e.Tick(at(109))
+	if len(s.Rows) != 10 {
+		t.Fatalf("%d rows after one scanned key came back, want 10", len(s.Rows))
+	}
+	if r := row(s, ScopeService, "tcp/8"); r == nil || r.Values.Of(SeriesAgeSeconds) != 1 {
+		t.Errorf("service tcp/8 back: %+v, want a new series", r)
 	}
 }

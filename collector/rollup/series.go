@@ -45,8 +45,13 @@ func (b *bucket) empty() bool { return b.bytes == 0 && b.packets == 0 && b.flows
 
 // series is the state of one row.
 type series struct {
-	scope   int
-	key     string
+	scope int
+	key   string
+	// mapKey is its key in its scope's map (a lineKey, serviceKey, string
+	// or netip.Addr), for removal in one step: an idle sweep after a scan
+	// of ten thousand ports searched the services' map for each series
+	// and held the engine for a second (BenchmarkEvictAfterScan).
+	mapKey  any
 	pos     int    // in Engine.all
 	project string // a VM's project, as its row's labels say
 
