@@ -209,3 +209,17 @@ func BenchmarkNewPeersHeld(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDiscoverURL: the Kibana Discover link every alert carries (a
+// new-peer alert's: its query names a project and a peer).
+func BenchmarkDiscoverURL(b *testing.B) {
+	a := &Alert{Rule: "new_peer", Scope: "project", Key: "payments",
+		Labels:   map[string]string{"project": "payments", "peer": "100.1.2.3"},
+		StartsAt: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if DiscoverURL("http://kibana:5601", "spanflow-flows", a) == "" {
+			b.Fatal("no link")
+		}
+	}
+}
