@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -565,7 +564,8 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 			}
 		}
 	}
-	for _, set := range sets {
+	var defs *messageDefs // built at the first data set it is asked of
+	for idx, set := range sets {
 		switch fs := set.(type) {
 		case nf.DataFlowSet:
 			for i := range fs.Records {
@@ -585,7 +585,10 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 				continue
 			}
 			if _, ok := s.templates[k].(nf.TemplateRecord); ok {
-				if slices.Contains(s.added, k) && !seenTemplate(sets, k, set) {
+				if defs == nil && len(s.added) > 0 {
+					defs = newMessageDefs(s.added, sets)
+				}
+				if defs != nil && defs.heldBefore(k, idx, len(fs.Records) == 0) {
 					// The set came before its template in this datagram:
 					// goflow2 could not decode it; it was held until now.
 					info.Held++
@@ -791,25 +794,47 @@ func (s *State) decodePending(out []flow.Record, info *Info, now time.Time) []fl
 	return out
 }
 
-// seenTemplate reports whether the template with key k was defined in sets
-// before set (the data set being decoded).
-func seenTemplate(sets []any, k uint64, set any) bool {
-	for _, x := range sets {
-		if raw, ok := x.(nf.RawFlowSet); ok {
-			if rs, ok := set.(nf.RawFlowSet); ok && len(raw.Records) > 0 && len(rs.Records) > 0 && &raw.Records[0] == &rs.Records[0] {
-				return false
-			}
-			continue
-		}
+// messageDefs says, for the data sets of one datagram, which of their
+// templates the datagram itself defined, and in which set first: one pass
+// over the datagram's sets, then a lookup per data set. (A search of the
+// sets per data set took 42 ms on a datagram of 6,000 data sets and 4,000
+// template records: BenchmarkTemplatesAndData.)
+type messageDefs struct {
+	added map[uint64]struct{} // the templates the datagram added
+	first map[uint16]int      // template id → index of the first template set defining it
+}
+
+func newMessageDefs(added []uint64, sets []any) *messageDefs {
+	d := &messageDefs{added: make(map[uint64]struct{}, len(added)), first: map[uint16]int{}}
+	for _, k := range added {
+		d.added[k] = struct{}{}
+	}
+	for i, x := range sets {
 		if tf, ok := x.(nf.TemplateFlowSet); ok {
 			for _, r := range tf.Records {
-				if uint64(r.TemplateId) == k&0xffff {
-					return true
+				if _, ok := d.first[r.TemplateId]; !ok {
+					d.first[r.TemplateId] = i
 				}
 			}
 		}
 	}
-	return false
+	return d
+}
+
+// heldBefore reports whether the data set at index idx, of template k,
+// waited for its template: the datagram added the template, in no set
+// before this one. (A data set without records cannot be told apart from
+// another: it counts as held only when no set of the datagram defines its
+// template.)
+func (d *messageDefs) heldBefore(k uint64, idx int, empty bool) bool {
+	if _, ok := d.added[k]; !ok {
+		return false
+	}
+	at, ok := d.first[uint16(k)]
+	if empty {
+		return !ok
+	}
+	return !ok || at > idx
 }
 
 // decodeData reads the records of a data set as goflow2's DecodeDataSet
