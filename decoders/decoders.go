@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -215,20 +216,28 @@ func (d *Decoder) lookup(a netip.Addr, seen time.Time) (*exporter, error) {
 	return e, nil
 }
 
+// compactUnproven drops the entries of exporters proven or gone since they
+// were listed; d.mu is held.
+func (d *Decoder) compactUnproven() {
+	live := d.unproven[:0]
+	for _, e := range d.unproven {
+		if !e.proven.Load() && d.exporters[e.addr] == e {
+			live = append(live, e)
+		}
+	}
+	clear(d.unproven[len(live):])
+	d.unproven = live
+	if cap(d.unproven) > 1024 && cap(d.unproven) > 4*len(live) {
+		d.unproven = slices.Clone(live) // a flood's array, given back
+	}
+}
+
 // evictUnproven forgets the oldest exporter that has delivered no record,
 // to make room; d.mu is held. It reports false when every exporter has
 // delivered records (or the unproven ones are busy decoding).
 func (d *Decoder) evictUnproven() bool {
 	if len(d.unproven) > 2*d.cfg.MaxExporters {
-		// Drop the entries of exporters proven or gone meanwhile.
-		live := d.unproven[:0]
-		for _, e := range d.unproven {
-			if !e.proven.Load() && d.exporters[e.addr] == e {
-				live = append(live, e)
-			}
-		}
-		clear(d.unproven[len(live):])
-		d.unproven = live
+		d.compactUnproven()
 	}
 	var busy []*exporter
 	defer func() { d.unproven = append(d.unproven, busy...) }()
@@ -401,6 +410,13 @@ func (d *Decoder) Expire(now time.Time) map[netip.Addr]int {
 			d.expired.Add(1)
 		}
 		e.mu.Unlock()
+	}
+	// The list of unproven exporters keeps every source that came, until
+	// the exporter table is full: without this, rounds of new sources
+	// forgotten when idle (spoofed ones, probes) grew it, and kept their
+	// states reachable, without bound.
+	if len(d.unproven) > 2*len(d.exporters) {
+		d.compactUnproven()
 	}
 	return m
 }

@@ -2,7 +2,11 @@ package decoders
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/bench/ipfixgen"
 )
 
 // TestTrackAsOneMap: the exporter's sequence tracking (its first space
@@ -42,6 +46,39 @@ func TestTrackAsOneMap(t *testing.T) {
 			if e.spaces() != len(ref) {
 				t.Fatalf("round %d: %d spaces tracked, want %d", round, e.spaces(), len(ref))
 			}
+		}
+	}
+}
+
+// TestUnprovenForgotten: sources that sent a template and nothing else,
+// forgotten once idle round after round (below the exporter limit), leave
+// no entry in the list of unproven exporters, which kept each one's state
+// reachable; one that stays is still listed.
+func TestUnprovenForgotten(t *testing.T) {
+	cfg := DefaultConfiguration()
+	dec, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := ipfixgen.New(1, 10).Template()
+	now := time.Unix(1_800_000_000, 0)
+	stay := netip.MustParseAddrPort("192.0.2.9:4739")
+	for r := range 5 {
+		for i := range 3000 {
+			n := r*3000 + i
+			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}), 1)
+			if _, _, err := dec.Decode(Datagram{Source: src, Payload: tpl, Received: now}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The one that stays sends a template just before the expiry.
+		now = now.Add(cfg.ExporterIdleTimeout + time.Second)
+		if _, _, err := dec.Decode(Datagram{Source: stay, Payload: tpl, Received: now}, nil); err != nil {
+			t.Fatal(err)
+		}
+		dec.Expire(now)
+		if len(dec.exporters) != 1 || len(dec.unproven) != 1 || dec.unproven[0].addr != stay.Addr() {
+			t.Fatalf("round %d: %d exporters kept, %d listed unproven; want the one that stays, listed", r, len(dec.exporters), len(dec.unproven))
 		}
 	}
 }
