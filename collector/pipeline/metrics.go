@@ -47,6 +47,26 @@ type exporterMetrics struct {
 	// templates gauge's value, -1 before the first.
 	templatesMu   sync.Mutex
 	lastTemplates atomic.Int64
+
+	// errs are the decode error counters by reason the exporter has
+	// counted in (a label set each, which prune deletes).
+	errsMu sync.Mutex
+	errs   map[string]prometheus.Counter
+}
+
+// decodeErrorsOf is e's decode error counter for reason why.
+func (m *metrics) decodeErrorsOf(e *exporterMetrics, why string) prometheus.Counter {
+	e.errsMu.Lock()
+	defer e.errsMu.Unlock()
+	c := e.errs[why]
+	if c == nil {
+		c = m.decodeErrors.WithLabelValues(e.name, why)
+		if e.errs == nil {
+			e.errs = map[string]prometheus.Counter{}
+		}
+		e.errs[why] = c
+	}
+	return c
 }
 
 // setTemplates sets the templates gauge to n when it is not n already:
@@ -162,6 +182,10 @@ func (m *metrics) exporter(a netip.Addr, proven bool) *exporterMetrics {
 
 // prune deletes the series of the exporters the decoder no longer keeps
 // (they went silent), so the label values follow the exporters there are.
+// Each series is deleted by its full label set, which the exporter's
+// counters name: deleting by the exporter label alone searched every
+// series of the metric, for each exporter, under the lock every datagram
+// takes (0.45 s for 1,000 exporters going silent together).
 func (m *metrics) prune(has func(netip.Addr) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -171,11 +195,22 @@ func (m *metrics) prune(has func(netip.Addr) bool) {
 		}
 		delete(m.exporters, a)
 		m.own--
-		l := prometheus.Labels{"exporter": a.String()}
-		for _, v := range []interface {
-			DeletePartialMatch(prometheus.Labels) int
-		}{m.options, m.decodeErrors, m.lost, m.held, m.templates, m.badHeaders, m.discards} {
-			v.DeletePartialMatch(l)
+		l := e.name
+		m.options.DeleteLabelValues(l)
+		m.templates.DeleteLabelValues(l)
+		m.badHeaders.DeleteLabelValues(l)
+		m.discards.DeleteLabelValues(l)
+		m.held.DeleteLabelValues(l, "held")
+		m.held.DeleteLabelValues(l, "expired")
+		for k := range e.lost {
+			if e.lost[k] != nil {
+				m.lost.DeleteLabelValues(l, kindLabels[k])
+			}
 		}
+		e.errsMu.Lock()
+		for why := range e.errs {
+			m.decodeErrors.DeleteLabelValues(l, why)
+		}
+		e.errsMu.Unlock()
 	}
 }

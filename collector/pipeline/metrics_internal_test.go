@@ -130,3 +130,80 @@ func TestExporterCountsSamples(t *testing.T) {
 		}
 	}
 }
+
+// touchAll counts once in every series an exporter can have.
+func touchAll(m *metrics, e *exporterMetrics) {
+	e.options.Inc()
+	e.held.Inc()
+	e.expired.Inc()
+	e.badHeaders.Inc()
+	e.discards.Inc()
+	e.setTemplates(3)
+	for k := range e.lost {
+		if e.lost[k] != nil {
+			e.lost[k].Inc()
+		}
+	}
+	for _, why := range []string{"no_template", "bad_set", "template_limit", "some_new_reason"} {
+		m.decodeErrorsOf(e, why).Inc()
+	}
+}
+
+// seriesOf counts the series, of every metric, whose exporter label is exp.
+func seriesOf(t testing.TB, r *reporter.Reporter, exp string) int {
+	t.Helper()
+	mfs, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			for _, p := range s.GetLabel() {
+				if p.GetName() == "exporter" && p.GetValue() == exp {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestPruneDeletesEverySeries: pruning an exporter deletes every series
+// that names it, in every metric, whatever decode error reasons it
+// counted; an exporter the decoder keeps keeps all of its own.
+func TestPruneDeletesEverySeries(t *testing.T) {
+	r := reporter.NewForTest(nil)
+	m := newMetrics(r, 10)
+	gone, kept := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	touchAll(m, m.exporter(gone, true))
+	touchAll(m, m.exporter(kept, true))
+	before := seriesOf(t, r, kept.String())
+	if got := seriesOf(t, r, gone.String()); got != before || got < 20 {
+		t.Fatalf("%d and %d series before pruning, want the same number, at least 20", got, before)
+	}
+	m.prune(func(a netip.Addr) bool { return a == kept })
+	if got := seriesOf(t, r, gone.String()); got != 0 {
+		t.Errorf("%d series of the pruned exporter left", got)
+	}
+	if got := seriesOf(t, r, kept.String()); got != before {
+		t.Errorf("the kept exporter has %d series, had %d", got, before)
+	}
+}
+
+// BenchmarkPruneExporters: 1,000 exporters, each with its series and a few
+// decode error reasons, going silent together: one prune, under the lock
+// every datagram takes.
+func BenchmarkPruneExporters(b *testing.B) {
+	const n = 1000
+	for range b.N {
+		b.StopTimer()
+		r := reporter.NewForTest(nil)
+		m := newMetrics(r, n)
+		for i := range n {
+			touchAll(m, m.exporter(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), true))
+		}
+		b.StartTimer()
+		m.prune(func(netip.Addr) bool { return false })
+	}
+}

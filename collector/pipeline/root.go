@@ -216,11 +216,11 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 	}
 	if res.Expired > 0 {
 		em.expired.Add(float64(res.Expired))
-		p.m.decodeErrors.WithLabelValues(em.name, reason.NoTemplate).Add(float64(res.Expired))
+		p.m.decodeErrorsOf(em, reason.NoTemplate).Add(float64(res.Expired))
 	}
 	if res.Refused.Total() > 0 {
 		for why, n := range res.Refused.All() {
-			p.m.decodeErrors.WithLabelValues(em.name, why).Add(float64(n))
+			p.m.decodeErrorsOf(em, why).Add(float64(n))
 		}
 	}
 	if res.BadHeaders > 0 {
@@ -238,7 +238,7 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 	if err != nil {
 		why, msg := reason.Of(err), "part of a datagram refused by a limit"
 		if malformed { // else the error is a refusal counted above
-			p.m.decodeErrors.WithLabelValues(em.name, why).Inc()
+			p.m.decodeErrorsOf(em, why).Inc()
 			msg = "malformed datagram"
 		}
 		// Logged per reason: sources can be spoofed, one line each would flood.
@@ -272,7 +272,7 @@ func (p *Pipeline) countExpired(m map[netip.Addr]int, what string) int {
 	for a, n := range m {
 		em := p.m.exporter(a, false)
 		em.expired.Add(float64(n))
-		p.m.decodeErrors.WithLabelValues(em.name, reason.NoTemplate).Add(float64(n))
+		p.m.decodeErrorsOf(em, reason.NoTemplate).Add(float64(n))
 		p.log.Warn(what, "data sets whose template never came dropped", "exporter", a, "sets", n)
 		total += n
 	}
