@@ -459,3 +459,52 @@ func TestSyslog(t *testing.T) {
 		checkSyslog(t, got)
 	})
 }
+
+// TestWebhookRejected: a notification the receiver rejects (a 4xx answer)
+// is counted as dropped and not sent again, so the ones queued behind it
+// go out; one answered 429 (too many requests) or 5xx is retried.
+func TestWebhookRejected(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var msg WebhookMessage
+		b, _ := io.ReadAll(r.Body)
+		json.Unmarshal(b, &msg)
+		mu.Lock()
+		seen[msg.Alert.Key]++
+		n := seen[msg.Alert.Key]
+		mu.Unlock()
+		switch {
+		case msg.Alert.Key == "bad":
+			w.WriteHeader(http.StatusBadRequest)
+		case msg.Alert.Key == "busy" && n == 1:
+			w.WriteHeader(http.StatusTooManyRequests)
+		case msg.Alert.Key == "flaky" && n == 1:
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	r := reporter.NewForTest(nil)
+	m := newMetrics(r)
+	w := NewWebhook(r, m, "http://"+l.Addr().String()+"/", nil, 100)
+	w.MaxBackoff = 200 * time.Millisecond
+	w.Start()
+	defer w.Stop()
+	for _, k := range []string{"bad", "busy", "flaky", "good"} {
+		w.Send(testAlert("r", k, time.Now()))
+	}
+	count := func(k string) int { mu.Lock(); defer mu.Unlock(); return seen[k] }
+	waitFor(t, "the notifications behind the rejected one", 10*time.Second, func() bool { return count("good") == 1 })
+	time.Sleep(300 * time.Millisecond) // a retry of the rejected one would come by now
+	if got := [4]int{count("bad"), count("busy"), count("flaky"), count("good")}; got != [4]int{1, 2, 2, 1} {
+		t.Errorf("posts of bad, busy, flaky, good: %v, want [1 2 2 1]", got)
+	}
+	if got := promtest.ToFloat64(m.dropped.WithLabelValues("webhook")); got != 1 {
+		t.Errorf("dropped %v, want 1 (the rejected one)", got)
+	}
+}

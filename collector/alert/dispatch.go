@@ -35,7 +35,7 @@ func newMetrics(r *reporter.Reporter) *metrics {
 	return &metrics{
 		alerts:     f.CounterVec("alerts_total", "Alerts that fired or resolved, by rule.", "rule", "status"),
 		suppressed: f.CounterVec("suppressed_total", "Alerts not sent by storm control: rate (the rule's rate limit) or duplicate.", "rule", "reason"),
-		dropped:    f.CounterVec("queue_dropped_total", "Alert notifications dropped because a sink's queue was full.", "sink"),
+		dropped:    f.CounterVec("queue_dropped_total", "Alert notifications dropped: a sink's queue was full, they were still queued when it stopped, or the receiver rejected them (a webhook's 4xx answer).", "sink"),
 		delivered:  f.CounterVec("delivered_total", "Alert notifications a sink's receiver accepted.", "sink"),
 		errors:     f.CounterVec("delivery_errors_total", "Failed delivery attempts (retried).", "sink"),
 		latency: f.HistogramVec("delivery_latency_seconds", "From the event time an alert's condition began to hold (StartsAt) to its first delivery.",

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -100,6 +101,18 @@ func (w *Webhook) deliver(ctx context.Context, a Alert) {
 			return
 		}
 		w.m.errors.WithLabelValues(w.Name()).Inc()
+		var rej *rejectedError
+		if errors.As(err, &rej) {
+			// The receiver refused this notification (a bad secret, a
+			// route it does not have, a body it will not take): sent
+			// again it would be refused again, and every notification
+			// queued behind it would wait, then overflow the queue. As
+			// Alertmanager's own webhook does, it is not retried.
+			w.m.dropped.WithLabelValues(w.Name()).Inc()
+			w.warn.Warn("rejected", "webhook receiver rejected the notification; not retried (check the URL and the secret)",
+				"url", w.url, "status", rej.status, "rule", a.Rule, "key", a.Key)
+			return
+		}
 		w.warn.Warn("post", "webhook delivery failed; retrying", "url", w.url, "err", err, "queued", len(w.q.ch))
 		select {
 		case <-ctx.Done():
@@ -128,8 +141,17 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s", resp.Status)
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return &rejectedError{status: resp.Status}
 	}
-	return nil
+	return fmt.Errorf("%s", resp.Status)
 }
+
+// rejectedError is a 4xx answer other than 408 and 429: the receiver will
+// not take the notification however often it is sent.
+type rejectedError struct{ status string }
+
+func (e *rejectedError) Error() string { return "rejected: " + e.status }
