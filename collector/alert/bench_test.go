@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +223,35 @@ func BenchmarkDiscoverURL(b *testing.B) {
 			b.Fatal("no link")
 		}
 	}
+}
+
+// BenchmarkAlertmanagerTake: what the Alertmanager poster does under the
+// lock that Send (on the detectors' path) takes, with 100,000 alerts
+// firing: for a wake after one change ("change"), and for the resend of
+// every alert ("resend").
+func BenchmarkAlertmanagerTake(b *testing.B) {
+	r := reporter.NewForTest(nil)
+	s := NewAlertmanager(r, newMetrics(r), nil, time.Minute)
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for i := range 100_000 {
+		s.Send(Alert{Rule: "new_peer", Scope: "project", Key: "payments " + strconv.Itoa(i),
+			Labels: map[string]string{"project": "payments", "peer": strconv.Itoa(i)}, StartsAt: now})
+	}
+	s.take(false)
+	b.Run("change", func(b *testing.B) {
+		a := Alert{Rule: "new_peer", Scope: "project", Key: "payments 7", Labels: map[string]string{"project": "payments", "peer": "7"}, StartsAt: now}
+		for b.Loop() {
+			s.Send(a)
+			if len(s.take(false)) != 1 {
+				b.Fatal("not one change")
+			}
+		}
+	})
+	b.Run("resend", func(b *testing.B) {
+		for b.Loop() {
+			if len(s.take(true)) != 100_000 {
+				b.Fatal("not every alert")
+			}
+		}
+	})
 }

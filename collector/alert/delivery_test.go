@@ -2,6 +2,7 @@ package alert
 
 import (
 	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -506,5 +507,106 @@ func TestWebhookRejected(t *testing.T) {
 	}
 	if got := promtest.ToFloat64(m.dropped.WithLabelValues("webhook")); got != 1 {
 		t.Errorf("dropped %v, want 1 (the rejected one)", got)
+	}
+}
+
+// TestAlertmanagerPostsChanges: with thousands of alerts firing (a storm of
+// new peers), a change posts that alert alone, not all of them; the
+// resend posts all, in requests of at most amChunk; alerts whose post
+// failed go again with the next change.
+func TestAlertmanagerPostsChanges(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	keys := map[string]int{}
+	fail := false
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var posted []amPayload
+		if err := json.NewDecoder(r.Body).Decode(&posted); err != nil || r.URL.Path != "/api/v2/alerts" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		sizes = append(sizes, len(posted))
+		for _, p := range posted {
+			keys[p.Annotations["key"]]++
+		}
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	// posted returns the request sizes and the posts per key since the last call.
+	posted := func() ([]int, map[string]int) {
+		mu.Lock()
+		defer mu.Unlock()
+		s, k := sizes, keys
+		sizes, keys = nil, map[string]int{}
+		return s, k
+	}
+	total := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range sizes {
+			n += c
+		}
+		return n
+	}
+	r := reporter.NewForTest(nil)
+	s := NewAlertmanager(r, newMetrics(r), []string{"http://" + l.Addr().String()}, time.Hour)
+	s.Start()
+	defer s.Stop()
+	const n = 2500
+	now := time.Now()
+	for i := range n {
+		s.Send(testAlert("new_peer", strconv.Itoa(i), now))
+	}
+	waitFor(t, "every alert posted", 10*time.Second, func() bool { return total() >= n })
+	time.Sleep(100 * time.Millisecond)
+	sz, k := posted()
+	if len(k) != n {
+		t.Fatalf("%d alerts posted, want %d", len(k), n)
+	}
+	for _, c := range sz {
+		if c > amChunk {
+			t.Errorf("a request of %d alerts, more than %d", c, amChunk)
+		}
+	}
+	// One resolves: that one is posted.
+	a := testAlert("new_peer", "7", now)
+	a.EndsAt = time.Now()
+	s.Send(a)
+	waitFor(t, "the change posted", 10*time.Second, func() bool { return total() >= 1 })
+	time.Sleep(100 * time.Millisecond)
+	if sz, k = posted(); len(k) != 1 || k["7"] != 1 {
+		t.Errorf("after one change: requests %v posting %d alerts, want only alert 7", sz, len(k))
+	}
+	// A failed post is posted again with the next change.
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	s.Send(testAlert("new_peer", "8", time.Now()))
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	s.Send(testAlert("new_peer", "9", time.Now()))
+	waitFor(t, "the failed change and the next", 10*time.Second, func() bool { return total() >= 2 })
+	time.Sleep(100 * time.Millisecond)
+	if _, k = posted(); len(k) != 2 || k["8"] != 1 || k["9"] != 1 {
+		t.Errorf("after a failed post and a change: %d alerts posted (8: %d, 9: %d), want alerts 8 and 9 once each", len(k), k["8"], k["9"])
+	}
+	// The resend posts them all.
+	s.postAll(context.Background(), true)
+	sz, k = posted()
+	if len(k) != n || len(sz) != (n+amChunk-1)/amChunk {
+		t.Errorf("resend: %d alerts in %d requests, want %d in %d", len(k), len(sz), n, (n+amChunk-1)/amChunk)
 	}
 }
