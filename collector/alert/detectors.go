@@ -141,12 +141,19 @@ func (d *Detectors) snapshotRules() []*Rule {
 // rollups. Time is the flows' event time (Received, else End); alerts are
 // resolved as it advances (Write, or Rollup/Advance on each tick).
 type FlowDetectors struct {
-	mu     sync.Mutex
-	cfg    Detectors
-	emit   func(Alert)
-	kibana string
-	view   string
-	now    time.Time
+	mu   sync.Mutex
+	cfg  Detectors
+	emit func(Alert)
+	// Alerts found under mu wait in pending; they are emitted (their
+	// Discover links made, handed to the sinks) after mu is released,
+	// under emitMu, taken before mu is released so that they leave in
+	// the order they were found. A storm of 100,000 new peers resolving
+	// together kept mu, and so every worker's flows, 1.5 s.
+	pending []Alert
+	emitMu  sync.Mutex
+	kibana  string
+	view    string
+	now     time.Time
 
 	// new peers
 	projects map[string]*projectPeers
@@ -217,7 +224,7 @@ const (
 // Write reads flows (flow.Sink).
 func (fd *FlowDetectors) Write(recs []flow.Record) error {
 	fd.mu.Lock()
-	defer fd.mu.Unlock()
+	defer fd.unlockAndEmit()
 	for i := range recs {
 		r := &recs[i]
 		if r.Counters != nil || r.Exporter != nil {
@@ -299,9 +306,8 @@ func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
 		Labels:      map[string]string{"project": project, "peer": peer.String()},
 		Annotations: map[string]string{"summary": fmt.Sprintf("project %s talks to a new external peer %s", project, peer)},
 		StartsAt:    t, FiredAt: t, Value: 1}
-	a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
 	fd.newPeers[peerKey{project, peer}] = &peerAlert{a: a, last: t}
-	fd.emit(a)
+	fd.pending = append(fd.pending, a)
 }
 
 func (fd *FlowDetectors) fireWindowed(rule, severity, scope string, addr netip.Addr, project string, t time.Time, v int) {
@@ -318,8 +324,25 @@ func (fd *FlowDetectors) fireWindowed(rule, severity, scope string, addr netip.A
 		a.Annotations = map[string]string{"summary": fmt.Sprintf("more than %d SYNs without answer towards %s within %s", v-1, addr, fd.cfg.HalfOpen.Window)}
 		fd.halfOpen.firing[addr] = &a
 	}
-	a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
-	fd.emit(a)
+	fd.pending = append(fd.pending, a)
+}
+
+// unlockAndEmit releases mu and emits the alerts found meanwhile, in order,
+// each with its Discover link.
+func (fd *FlowDetectors) unlockAndEmit() {
+	out := fd.pending
+	if len(out) == 0 {
+		fd.mu.Unlock()
+		return
+	}
+	fd.pending = nil
+	fd.emitMu.Lock()
+	fd.mu.Unlock()
+	defer fd.emitMu.Unlock()
+	for i := range out {
+		out[i].DiscoverURL = DiscoverURL(fd.kibana, fd.view, &out[i])
+		fd.emit(out[i])
+	}
 }
 
 // Rollup advances the detectors' clock to each snapshot's time
@@ -330,7 +353,7 @@ func (fd *FlowDetectors) Rollup(s *rollup.Snapshot) { fd.Advance(s.Time) }
 // has ended.
 func (fd *FlowDetectors) Advance(now time.Time) {
 	fd.mu.Lock()
-	defer fd.mu.Unlock()
+	defer fd.unlockAndEmit()
 	if now.After(fd.now) {
 		fd.advance(now)
 	}
@@ -348,10 +371,7 @@ func (fd *FlowDetectors) advance(now time.Time) {
 		fd.resolvePeers(now)
 	}
 	for _, wc := range []*windowCounter{&fd.scan, &fd.halfOpen} {
-		for _, a := range wc.roll(now) {
-			a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
-			fd.emit(a)
-		}
+		fd.pending = append(fd.pending, wc.roll(now)...)
 	}
 }
 
@@ -362,12 +382,11 @@ func (fd *FlowDetectors) resolvePeers(now time.Time) {
 		if now.Sub(pa.last) >= fd.cfg.NewPeer.Hold {
 			a := pa.a
 			a.EndsAt = pa.last.Add(fd.cfg.NewPeer.Hold)
-			a.DiscoverURL = DiscoverURL(fd.kibana, fd.view, &a)
 			delete(fd.newPeers, k)
 			if pp := fd.projects[k.project]; pp != nil {
 				pp.known.clearAlert(k.peer)
 			}
-			fd.emit(a)
+			fd.pending = append(fd.pending, a)
 		}
 	}
 }

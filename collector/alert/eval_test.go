@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -348,5 +349,63 @@ func TestMatchingFollowsLayout(t *testing.T) {
 	if len(fired) != 2 || fired["a"] < 2*time.Second || fired["a"] > 6*time.Second ||
 		fired["b"] < 15*time.Second || fired["b"] > 19*time.Second {
 		t.Fatalf("fired %v, want a within 4 s of its move at 2 s and b within 4 s of its start at 15 s (%v)", fired, r.summary())
+	}
+}
+
+// TestDetectorsEmitOutsideTheirLock: while the sinks take an alert (here:
+// an emit that waits), the detectors keep reading other workers' flows,
+// and the alerts of those flows leave after it, in order.
+func TestDetectorsEmitOutsideTheirLock(t *testing.T) {
+	d := DefaultDetectors()
+	d.NewPeer.Enabled, d.NewPeer.Learning, d.NewPeer.Hold = true, 0, 30*time.Second
+	release, entered := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	fd := NewFlowDetectors(d, "http://kibana:5601", "flows", func(a Alert) {
+		if a.Key == "payments 203.0.113.1" {
+			close(entered)
+			<-release // the first alert's sinks are slow
+		}
+		if a.DiscoverURL == "" {
+			t.Errorf("alert %s without its Discover link", a.Key)
+		}
+		mu.Lock()
+		got = append(got, a.Key)
+		mu.Unlock()
+	})
+	pay := flow.Endpoint{VSphere: &flow.VSphere{VMName: "pay-web-1", Project: "payments"}}
+	mk := func(peer string) flow.Record {
+		x := rec(t0, "10.2.0.10", peer, 40000, 443, tcpSYN|tcpACK)
+		x.Src, x.Locality = pay, "external"
+		return x
+	}
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		fd.Write([]flow.Record{mk("203.0.113.1")})
+	}()
+	<-entered // the first Write is emitting
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fd.Write([]flow.Record{mk("203.0.113.1")}) // known now: no alert
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("a Write without alerts waited for another Write's sinks")
+	}
+	second := make(chan struct{})
+	go func() {
+		defer close(second)
+		fd.Write([]flow.Record{mk("203.0.113.2")}) // fires: waits for the first to leave
+	}()
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	<-first
+	<-second
+	if strings.Join(got, ",") != "payments 203.0.113.1,payments 203.0.113.2" {
+		t.Errorf("alerts emitted %v, want 203.0.113.1 then 203.0.113.2", got)
 	}
 }
