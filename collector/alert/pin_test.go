@@ -3,6 +3,7 @@ package alert
 import (
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -131,5 +132,27 @@ func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestProbesBounded: past maxProbes exporters, the directory forgets the
+// least recently seen and keeps the recent ones.
+func TestProbesBounded(t *testing.T) {
+	p := NewProbes()
+	const n = maxProbes + 2500
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	for i := range n {
+		base := "https://probe-" + strconv.Itoa(i) + ":9443"
+		p.Write([]flow.Record{{ObserverIP: addr(i), Extra: []flow.Extra{
+			{Name: "spanflow_packets_url", Str: base + "/packets?flow=1%3Ax&from=1&to=2", IsStr: true}}}})
+	}
+	if len(p.urls) > maxProbes {
+		t.Fatalf("%d probes kept, more than %d", len(p.urls), maxProbes)
+	}
+	for i := n - maxProbes*9/10; i < n; i++ {
+		a := Alert{Labels: map[string]string{"exporter": addr(i).String()}}
+		if got := p.For(&a); len(got) != 1 || got[0] != "https://probe-"+strconv.Itoa(i)+":9443" {
+			t.Fatalf("probe %d, among the last seen, was forgotten: %v", i, got)
+		}
 	}
 }
