@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // A pin keeps the segments that hold a time range: retention passes them
@@ -68,8 +69,18 @@ func writePins(dir string, pins []Pin) error {
 	return os.Rename(tmp, filepath.Join(dir, pinsFile))
 }
 
+// maxPins bounds the pins of a ring: each pin is a line of the pins file,
+// rewritten whole at every change and read whenever a segment must go, and
+// a storm of alerts pins once per alert (docs/retrospection.md).
+var maxPins = 10000
+
+// pinsMu orders this process's changes to a pins file (the query server
+// takes concurrent PUTs): each reads the file, then renames a new one in.
+var pinsMu sync.Mutex
+
 // AddPin pins a time range under a name (one word); a pin of the same
-// name is replaced.
+// name is replaced. A ring holds at most 10,000 pins: past that a new
+// name is refused until some are removed.
 func AddPin(dir string, p Pin) error {
 	if p.Name == "" || strings.ContainsAny(p.Name, " \t\n") {
 		return fmt.Errorf("pin name %q: want one word", p.Name)
@@ -80,6 +91,8 @@ func AddPin(dir string, p Pin) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("packet ring %s: %w", dir, err)
 	}
+	pinsMu.Lock()
+	defer pinsMu.Unlock()
 	pins, err := Pins(dir)
 	if err != nil {
 		return err
@@ -90,11 +103,19 @@ func AddPin(dir string, p Pin) error {
 			out = append(out, q)
 		}
 	}
+	if len(out) > maxPins {
+		return fmt.Errorf("%w: the ring holds %d pins already; unpin some (spanflow pcap unpin)", ErrTooManyPins, len(pins))
+	}
 	return writePins(dir, out)
 }
 
+// ErrTooManyPins is AddPin's error when the ring holds maxPins pins.
+var ErrTooManyPins = errors.New("too many pins")
+
 // RemovePin removes the pin of that name; it says when there is none.
 func RemovePin(dir, name string) error {
+	pinsMu.Lock()
+	defer pinsMu.Unlock()
 	pins, err := Pins(dir)
 	if err != nil {
 		return err

@@ -211,7 +211,11 @@ func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if err := AddPin(s.dir, p); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			code := http.StatusBadRequest
+			if errors.Is(err, ErrTooManyPins) {
+				code = http.StatusConflict
+			}
+			http.Error(w, err.Error(), code)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
