@@ -118,6 +118,7 @@ type ESConfiguration struct {
 	SpoolMaxBytes  int64         `yaml:"es-spool-max-bytes" category:"Elasticsearch" help:"bound of the spool; when full, the oldest flows are dropped and counted"`
 	DrainTimeout   time.Duration `yaml:"es-drain-timeout" category:"Elasticsearch" help:"at stop, how long to wait for the cluster to take what is in memory before writing it to the spool"`
 	DeadLetterFile string        `yaml:"es-dead-letter-file" category:"Elasticsearch" help:"file receiving flows the cluster refuses for their content, with the reason (default: dead-letter.ndjson in the spool directory)"`
+	DeadLetterMax  int64         `yaml:"es-dead-letter-max-bytes" category:"Elasticsearch" help:"bound of the dead-letter file; past it refused flows are dropped and counted until the file is moved away (0: no bound)"`
 }
 
 // ESConnection says how to reach the cluster; `es setup`, `es prune` and
@@ -221,7 +222,7 @@ func DefaultConfiguration() Configuration {
 				RolloverSize: s.RolloverMaxPrimaryShardSize, RolloverAge: s.RolloverMaxAge},
 			RunSetup: es.RunSetup, Gzip: es.Connection.Compress, Workers: es.Workers, FlushBytes: es.FlushBytes,
 			FlushInterval: es.FlushInterval, QueueSize: es.QueueSize, SpoolDir: es.SpoolDir,
-			SpoolMaxBytes: es.SpoolMaxBytes, DrainTimeout: es.DrainTimeout,
+			SpoolMaxBytes: es.SpoolMaxBytes, DrainTimeout: es.DrainTimeout, DeadLetterMax: es.DeadLetterMaxBytes,
 		},
 		Kafka:  defaultKafkaOutput(),
 		Alerts: defaultAlertConfiguration(),
@@ -575,7 +576,7 @@ func (c Configuration) ElasticsearchOutput() elasticsearch.Configuration {
 	o.Setup = e.Setup.Configuration()
 	o.RunSetup, o.Workers, o.FlushBytes, o.FlushInterval = e.RunSetup, e.Workers, e.FlushBytes, e.FlushInterval
 	o.QueueSize, o.SpoolDir, o.SpoolMaxBytes = e.QueueSize, e.SpoolDir, e.SpoolMaxBytes
-	o.DeadLetterFile, o.DrainTimeout = e.DeadLetterFile, e.DrainTimeout
+	o.DeadLetterFile, o.DrainTimeout, o.DeadLetterMaxBytes = e.DeadLetterFile, e.DrainTimeout, e.DeadLetterMax
 	return o
 }
 

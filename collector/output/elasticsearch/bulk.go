@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -399,7 +400,9 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
 			// Counted once: dead_letter when it is in the file, dropped when not.
 			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: string(it.id),
-				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
+				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); errors.Is(err, errDeadLetterFull) {
+				o.drop(dropDeadLetterFull, 1)
+			} else if err != nil {
 				o.drop(dropDeadLetterWrite, 1)
 			} else {
 				o.metrics.documents.WithLabelValues("dead_letter").Inc()

@@ -36,8 +36,11 @@ type Configuration struct {
 	SpoolMaxBytes int64
 	// DeadLetterFile receives documents the cluster refused for their content
 	// (mapping errors), one JSON line each with the reason; empty means
-	// dead-letter.ndjson in SpoolDir.
-	DeadLetterFile string
+	// dead-letter.ndjson in SpoolDir. DeadLetterMaxBytes bounds it (0: no
+	// bound): past it refused documents are dropped and counted until the
+	// file is moved away.
+	DeadLetterFile     string
+	DeadLetterMaxBytes int64
 
 	// DrainTimeout bounds Stop: what the cluster has not taken by then is
 	// written to the spool (a SIGTERM never waits on a hung cluster).
@@ -60,17 +63,18 @@ func DefaultConfiguration() Configuration {
 	conn.MaxRetries = 2
 	conn.RetryBackoff = func(attempt int) time.Duration { return time.Duration(attempt) * 200 * time.Millisecond }
 	return Configuration{
-		Connection:       conn,
-		Setup:            setup.DefaultConfiguration(),
-		RunSetup:         true,
-		Workers:          2,
-		FlushBytes:       2 << 20,
-		FlushInterval:    time.Second,
-		QueueSize:        8192,
-		SpoolDir:         "/var/lib/spanflow/es-spool",
-		SpoolMaxBytes:    1 << 30,
-		ReplayBackoffMax: 30 * time.Second,
-		DrainTimeout:     15 * time.Second,
+		Connection:         conn,
+		Setup:              setup.DefaultConfiguration(),
+		RunSetup:           true,
+		Workers:            2,
+		FlushBytes:         2 << 20,
+		FlushInterval:      time.Second,
+		QueueSize:          8192,
+		SpoolDir:           "/var/lib/spanflow/es-spool",
+		SpoolMaxBytes:      1 << 30,
+		DeadLetterMaxBytes: 1 << 30,
+		ReplayBackoffMax:   30 * time.Second,
+		DrainTimeout:       15 * time.Second,
 	}
 }
 
@@ -95,6 +99,8 @@ func (c Configuration) Validate() error {
 		return fmt.Errorf("es-spool-dir: must be set")
 	case c.SpoolMaxBytes < 1<<20:
 		return fmt.Errorf("es-spool-max-bytes: must be at least 1 MiB")
+	case c.DeadLetterMaxBytes < 0:
+		return fmt.Errorf("es-dead-letter-max-bytes: must be 0 (no bound) or more")
 	case c.DrainTimeout <= 0:
 		return fmt.Errorf("es-drain-timeout: must be positive")
 	case c.ReplayBackoffMax < time.Second:

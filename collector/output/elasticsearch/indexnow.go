@@ -157,7 +157,9 @@ func (o *Output) settleNow(items []item, all bool, results []itemResult, whole e
 			o.limited.Warn("dead-letter", "Elasticsearch refused a flow document; written to the dead-letter file",
 				"file", o.config.deadLetterFile(), "status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
 			if err := o.dead.Write(deadLetterEntry{Time: time.Now().UTC(), Index: it.index, ID: string(it.id),
-				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); err != nil {
+				Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason, Document: it.doc}); errors.Is(err, errDeadLetterFull) {
+				o.drop(dropDeadLetterFull, 1)
+			} else if err != nil {
 				o.drop(dropDeadLetterWrite, 1)
 			} else {
 				o.metrics.documents.WithLabelValues("dead_letter").Inc()

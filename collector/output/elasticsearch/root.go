@@ -116,7 +116,7 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w: give a writable directory with --es-spool-dir", err)
 	}
-	if o.dead, err = openDeadLetter(c.deadLetterFile()); err != nil {
+	if o.dead, err = openDeadLetter(c.deadLetterFile(), c.DeadLetterMaxBytes); err != nil {
 		_ = o.spool.Close()
 		return nil, fmt.Errorf("Elasticsearch output: %w", err)
 	}
@@ -143,6 +143,7 @@ var dropWhy = map[dropReason]string{
 	dropSpoolWrite:      "the spool could not be written",
 	dropSpoolCorrupt:    "torn or malformed lines in a spool segment",
 	dropDeadLetterWrite: "the dead-letter file could not be written",
+	dropDeadLetterFull:  "the dead-letter file reached --es-dead-letter-max-bytes: move it away (a new one is started) or raise the bound",
 }
 
 // drop counts n lost documents under reason, and logs it, rate-limited.

@@ -24,6 +24,7 @@ const (
 	dropSpoolWrite      dropReason = "spool_write"       // any other error writing the spool
 	dropSpoolCorrupt    dropReason = "spool_corrupt"     // a torn or malformed spool line
 	dropDeadLetterWrite dropReason = "dead_letter_write" // the dead-letter file could not be written
+	dropDeadLetterFull  dropReason = "dead_letter_full"  // the dead-letter file reached its byte bound
 )
 
 var dropReasons = []dropReason{dropSpoolFull, dropDiskFull, dropSpoolWrite, dropSpoolCorrupt, dropDeadLetterWrite}
