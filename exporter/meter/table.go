@@ -17,6 +17,7 @@ package meter
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"time"
 	"unsafe"
@@ -115,6 +116,7 @@ type Table struct {
 	sink  Sink
 	log   *reporter.Limited
 	mem   *tableMemory
+	seed  uint64  // of the index's hashes (key.hash): random, odd
 	arena []entry // MaxFlows entries, reserved (touched as hwm grows)
 	// rev is, per entry, the entry of the other direction of its flow, or
 	// none when not known (yet): TCP looks it up at the handshake and at
@@ -151,7 +153,7 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		return nil, err
 	}
 	t := &Table{
-		r: r, cfg: cfg, sink: sink,
+		r: r, cfg: cfg, sink: sink, seed: rand.Uint64() | 1,
 		log:      reporter.NewLimited(r.Log, 10*time.Second),
 		free:     none,
 		open:     list{none, none},
@@ -312,7 +314,7 @@ func (t *Table) expire(i uint32, reason uint8) {
 	e := t.at(i)
 	t.emit(e, reason)
 	t.unlink(t.listOf(e), i, e)
-	t.indexDelete(uint32(e.key.hash()), i)
+	t.indexDelete(uint32(e.key.hash(t.seed)), i)
 	if r := t.rev[i]; r != none {
 		t.rev[r] = none
 	}
@@ -326,7 +328,7 @@ func (t *Table) expire(i uint32, reason uint8) {
 func (t *Table) Add(p *decode.Packet, ts int64) {
 	var k key
 	keyOf(p, &k)
-	t.add(p, ts, ts, &k, uint32(k.hash()), none)
+	t.add(p, ts, ts, &k, uint32(k.hash(t.seed)), none)
 }
 
 // add meters a packet captured at ts when the caller's flow time was now

@@ -109,7 +109,7 @@ func (t *Table) reverseAt(i uint32, e *entry) (uint32, *entry) {
 	k := e.key
 	k.src, k.dst = e.key.dst, e.key.src
 	k.sport, k.dport = e.key.dport, e.key.sport
-	r := t.lookup(&k, uint32(k.hash()))
+	r := t.lookup(&k, uint32(k.hash(t.seed)))
 	if r == none {
 		return none, nil
 	}
