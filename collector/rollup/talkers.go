@@ -1,7 +1,7 @@
 package rollup
 
 import (
-	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 )
 
@@ -277,10 +277,20 @@ func (s *spaceSaving) reset() {
 	s.slots, s.heap, s.hc = s.slots[:0], s.heap[:0], s.hc[:0]
 }
 
+// addrHash hashes a source address for the talker tables and sketches,
+// keyed by hashSeed: the addresses are the traffic's (spoofed ones in a
+// flood), and with a public hash a sender could pick thousands whose
+// hashes share their low bits, which the open-addressing tables probe
+// (TestAddrHashNeedsTheSeed). Each word is keyed and multiplied on its own
+// (the products are computed side by side), so that no two IPv6 addresses
+// share a hash by their words' XOR.
 func addrHash(a netip.Addr) uint64 {
 	h0, h1 := addrWords(a)
-	return fmix(h0 ^ bits.RotateLeft64(h1, 32))
+	return fmix((h0^hashSeed[0])*0x9e3779b97f4a7c15 + (h1^hashSeed[1])*0xc2b2ae3d27d4eb4f)
 }
+
+// hashSeed keys the hashes of addresses; drawn at start.
+var hashSeed = [2]uint64{rand.Uint64(), rand.Uint64()}
 
 // addrIndex maps the addresses of a sketch's counters to their slots: open
 // addressing with linear probing in twice as many places as counters, one
