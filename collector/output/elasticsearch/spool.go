@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -48,8 +49,13 @@ type spool struct {
 	segBytes int64
 	onDrop   func(reason dropReason, docs int) // documents lost, counted once each
 
-	mu     sync.Mutex
-	segs   []*segment // oldest first; only the last may be open
+	mu   sync.Mutex
+	segs []*segment // oldest first; only the last may be open
+	// nsegs is len(segs), for Empty without the lock: every flow
+	// document the output writes asks, and the lock can be held across
+	// disk writes (a partly replayed segment rewritten: 70-206 ms for
+	// 109,000 documents, measured in an audit).
+	nsegs  atomic.Int64
 	open   *os.File
 	next   uint64
 	bytes  int64
@@ -106,6 +112,7 @@ func openSpool(dir string, maxBytes int64, onDrop func(dropReason, int)) (*spool
 			return nil, fmt.Errorf("read spool segment: %w", err)
 		}
 		s.segs = append(s.segs, &segment{path: path, size: size, docs: docs, sealed: true})
+		s.nsegs.Store(int64(len(s.segs)))
 		s.bytes += size
 		s.docs += int64(docs)
 		s.next = max(s.next, n+1)
@@ -133,11 +140,7 @@ func (s *spool) signal() {
 }
 
 // Empty reports whether nothing waits in the spool.
-func (s *spool) Empty() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.segs) == 0
-}
+func (s *spool) Empty() bool { return s.nsegs.Load() == 0 }
 
 // Stats returns the documents and bytes in the spool.
 func (s *spool) Stats() (docs, bytes int64) {
@@ -275,6 +278,7 @@ func (s *spool) rotate() error {
 	}
 	s.open = f
 	s.segs = append(s.segs, &segment{path: path})
+	s.nsegs.Store(int64(len(s.segs)))
 	return nil
 }
 
@@ -315,6 +319,7 @@ func (s *spool) dropOldest(reason dropReason) bool {
 		}
 		_ = os.Remove(seg.path)
 		s.segs = slices.Delete(s.segs, i, i+1)
+		s.nsegs.Store(int64(len(s.segs)))
 		if seg.size == 0 {
 			continue
 		}
@@ -390,6 +395,7 @@ func (s *spool) Done(seg *segment, remaining []item) error {
 	}
 	remove := func() error {
 		s.segs = slices.Delete(s.segs, i, i+1)
+		s.nsegs.Store(int64(len(s.segs)))
 		s.bytes -= seg.size
 		s.docs -= int64(seg.docs)
 		if err := os.Remove(seg.path); err != nil {

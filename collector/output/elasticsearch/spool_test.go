@@ -207,3 +207,43 @@ func TestDocumentID(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoolEmptyWithoutTheLock: whether the spool is empty is known
+// while the spool's lock is held (a partly replayed segment being
+// rewritten, a segment fsynced), so that the documents the pipeline
+// writes meanwhile do not wait for the disk; and it follows the segments.
+func TestSpoolEmptyWithoutTheLock(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<20, func(dropReason, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Empty() {
+		t.Fatal("a new spool is not empty")
+	}
+	if err := s.Append(testItems(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock() // as a long disk write holds it
+	answered := make(chan bool, 1)
+	go func() { answered <- s.Empty() }()
+	select {
+	case empty := <-answered:
+		if empty {
+			t.Error("the spool holding 10 documents says it is empty")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Empty waited for the spool's lock")
+	}
+	s.mu.Unlock()
+	seg := s.Take()
+	if seg == nil {
+		t.Fatal("nothing to replay")
+	}
+	if err := s.Done(seg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Empty() {
+		t.Error("the spool is not empty once its one segment was replayed")
+	}
+}
