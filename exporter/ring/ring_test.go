@@ -663,3 +663,31 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchBounded: a query whose answer would pass Query.MaxBytes stops
+// there with the oldest packets found, in order, and warns; without the
+// bound it holds every packet.
+func TestSearchBounded(t *testing.T) {
+	dir := t.TempDir()
+	var in []frame
+	for i := range 4000 {
+		data := make([]byte, 1000)
+		data[0], data[999] = byte(i), byte(i>>8)
+		in = append(in, frame{Time: int64(1e18) + int64(i)*1000, Length: 1000, Link: 1, Data: data})
+	}
+	fill(t, config(dir), in)
+	all, warnings := search(t, dir, ring.Query{})
+	if diff := diffFrames(all, in); diff != "" || len(warnings) != 0 {
+		t.Fatalf("unbounded: %d frames, warnings %v, diff %s", len(all), warnings, diff)
+	}
+	got, warnings := search(t, dir, ring.Query{MaxBytes: 1 << 20})
+	if len(got) == 0 || len(got) >= len(in) || len(got)*1000 > 1<<20 {
+		t.Fatalf("bounded to 1 MiB: %d frames of 1,000 bytes", len(got))
+	}
+	if diff := diffFrames(got, in[:len(got)]); diff != "" {
+		t.Errorf("bounded answer is not the oldest frames in order: %s", diff)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "stops at 1 MiB") {
+		t.Errorf("warnings %q, want one saying where the answer stops", warnings)
+	}
+}

@@ -171,6 +171,7 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 		q.Match = filter.Match
 	}
 	var warnings []string
+	q.MaxBytes = maxAnswerBytes
 	pkts, _, err := Search(s.dir, q, func(s string) { warnings = append(warnings, s) })
 	switch {
 	case errors.Is(err, ErrGone):
@@ -186,6 +187,10 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 	WritePcap(w, pkts)
 }
+
+// maxAnswerBytes bounds what one GET /packets holds in the capturing
+// process's memory (Query.MaxBytes).
+const maxAnswerBytes = 256 << 20
 
 // pins lists the pins (GET /pins: "FROM TO NAME" lines, as the pins
 // file), sets one (PUT /pins/NAME?from=NS&to=NS, replacing a pin of that
