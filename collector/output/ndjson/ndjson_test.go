@@ -2,10 +2,13 @@ package ndjson
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -93,5 +96,61 @@ func TestFileModeNarrowed(t *testing.T) {
 	}
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v, want 0640", st.Mode().Perm())
+	}
+}
+
+// TestRotationKeepsOrder: rotated files run from the newest (PATH.1) to
+// the oldest (PATH.N), while fewer than N exist and once N do; no more
+// than N are kept; and more than 1,000 kept files are refused.
+func TestRotationKeepsOrder(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfiguration()
+	cfg.Path, cfg.MaxBytes, cfg.MaxFiles = filepath.Join(dir, "flows.ndjson"), 100, 3
+	o, err := New(reporter.NewForTest(nil), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	port := func(path string) int {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return -1
+		}
+		var doc struct{ Source struct{ Port int } }
+		if err := json.Unmarshal(bytes.SplitN(b, []byte("\n"), 2)[0], &doc); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return doc.Source.Port
+	}
+	for i := range 8 { // every document a file of its own (each is past 100 bytes)
+		r := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+			Proto: 6, SrcPort: uint16(100 + i), DstPort: 80}
+		if err := o.Write([]flow.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for k := 0; k <= min(i, cfg.MaxFiles); k++ {
+			name := cfg.Path
+			if k > 0 {
+				name = fmt.Sprintf("%s.%d", cfg.Path, k)
+			}
+			if got := port(name); got != 100+i-k {
+				t.Fatalf("after document %d: %s holds document %d, want %d", i, name, got-100, i-k)
+			}
+		}
+		if _, err := os.Stat(fmt.Sprintf("%s.%d", cfg.Path, cfg.MaxFiles+1)); err == nil {
+			t.Fatalf("after document %d: more than %d rotated files", i, cfg.MaxFiles)
+		}
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxFiles = 1001
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "output-max-files") {
+		t.Errorf("1,001 kept files: %v, want an error naming output-max-files", err)
 	}
 }
