@@ -142,9 +142,18 @@ type Table struct {
 	pub           published
 
 	activeNs, idleNs int64
-	fastNs           int64  // active timeout of stFast flows
-	touched          uint64 // what lookupBatch read, so that it reads
-	scanActive       bool
+	fastNs           int64 // active timeout of stFast flows
+	// fastOnly: only stFast flows can reach their active timeout before
+	// their idle one, and the active scan looks at fastIdx alone: the
+	// entries made stFast (some may since have ended, or been reused, and
+	// listed twice; fastSeen, one bit an entry, drops those at each scan).
+	// Walking every flow each second of flow time took 20 ms with
+	// 1,048,576 flows of which none was selected.
+	fastOnly   bool
+	fastIdx    []uint32
+	fastSeen   []uint64
+	touched    uint64 // what lookupBatch read, so that it reads
+	scanActive bool
 }
 
 // New returns a table passing ended flows to sink in batches.
@@ -170,6 +179,7 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		t.fastNs = int64(cfg.FastActiveTimeout)
 		// A selected flow that pauses must still send its counters at
 		// its fast timeout, not at its idle one.
+		t.fastOnly = !t.scanActive && cfg.IdleTimeout >= cfg.FastActiveTimeout
 		t.scanActive = t.scanActive || cfg.IdleTimeout >= cfg.FastActiveTimeout
 	}
 	t.mem = &tableMemory{}
@@ -426,6 +436,9 @@ func (t *Table) insert(k *key, h uint32) uint32 {
 	for j := range t.cfg.Fast {
 		if t.cfg.Fast[j].match(k) {
 			e.state |= stFast
+			if t.fastOnly {
+				t.fastIdx = append(t.fastIdx, i)
+			}
 			break
 		}
 	}
@@ -451,7 +464,9 @@ func (t *Table) Expire(now int64) {
 	// timeouts since the last sweep (a capture file with a gap in time)
 	// ends with the one that came first: active when first packet +
 	// active timeout is no later than last packet + idle timeout.
-	if t.scanActive {
+	if t.fastOnly {
+		t.scanFast(now)
+	} else if t.scanActive {
 		for _, l := range []*list{&t.open, &t.closed} {
 			for i := l.head; i != none; {
 				e := t.at(i)
@@ -483,6 +498,34 @@ func (t *Table) Expire(now int64) {
 	t.Publish()
 }
 
+// scanFast ends the active period of the selected flows due at now (the
+// active scan when only they can be due), and drops from fastIdx the
+// entries that are no longer selected flows, or listed twice.
+func (t *Table) scanFast(now int64) {
+	if need := int(t.hwm+63) / 64; len(t.fastSeen) < need {
+		t.fastSeen = append(t.fastSeen, make([]uint64, need-len(t.fastSeen))...)
+	}
+	kept := t.fastIdx[:0]
+	for _, i := range t.fastIdx {
+		e := t.at(i) // entries from hwm up are free, whatever they hold
+		w, bit := i/64, uint64(1)<<(i%64)
+		if i >= t.hwm || e.state&stUsed == 0 || e.state&stFast == 0 || t.fastSeen[w]&bit != 0 {
+			continue
+		}
+		t.fastSeen[w] |= bit
+		kept = append(kept, i)
+		if e.packets > 0 && now-e.first >= t.fastNs && e.first+t.fastNs <= e.last+t.idleNs {
+			t.emit(e, EndActive)
+			t.restart(e)
+		}
+	}
+	for _, i := range kept {
+		t.fastSeen[i/64] &^= 1 << (i % 64)
+	}
+	clear(t.fastIdx[len(kept):])
+	t.fastIdx = kept
+}
+
 // Flush ends every flow (flowEndReason forcedEnd, or endOfFlow for TCP
 // connections already closed) and passes them on at flow time now: at the
 // end of a capture file or on shutdown.
@@ -512,6 +555,8 @@ func (t *Table) Flush(now int64) {
 		t.n, t.hwm, t.free = 0, 0, none
 		t.open, t.closed = list{none, none}, list{none, none}
 	}
+	clear(t.fastIdx)
+	t.fastIdx = t.fastIdx[:0]
 	t.Sync()
 	t.Publish()
 }
