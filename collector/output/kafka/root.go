@@ -210,18 +210,37 @@ func (o *Output) Write(records []flow.Record) error {
 		for n < len(records) && records[n].ExporterAddr == records[0].ExporterAddr {
 			n++
 		}
-		o.publish(records[:n])
+		for m := 0; m < n; m += maxMessageRecords {
+			o.publish(records[m:min(n, m+maxMessageRecords)])
+		}
 		records = records[n:]
 	}
 	return nil
 }
+
+// A message holds at most maxMessageRecords records and, unless it holds
+// one, maxMessageBytes: the brokers refuse a message past their
+// message.max.bytes (1 MiB by default), and one datagram of tiny IPFIX
+// records decodes to 65,000 records. All of them in one message were all
+// refused (TestLargeWriteSplit).
+const (
+	maxMessageRecords = 1024
+	maxMessageBytes   = 768 << 10
+)
 
 func (o *Output) publish(recs []flow.Record) {
 	key := recs[0].ExporterAddr.As16()
 	if !recs[0].ExporterAddr.IsValid() {
 		key = recs[0].ObserverIP.As16()
 	}
-	msg := &kgo.Record{Key: key[:], Value: flow.AppendWire(make([]byte, 0, 64+len(recs)*112), recs)}
+	value := flow.AppendWire(make([]byte, 0, 64+len(recs)*112), recs)
+	if len(value) > maxMessageBytes && len(recs) > 1 {
+		half := len(recs) / 2
+		o.publish(recs[:half])
+		o.publish(recs[half:])
+		return
+	}
+	msg := &kgo.Record{Key: key[:], Value: value}
 	n := int64(len(recs))
 	o.inFlight.Add(n)
 	o.messages.Inc()
