@@ -358,3 +358,58 @@ func TestElasticsearchOutageLagThenDrain(t *testing.T) {
 	}
 	testutil.LintMetrics(t, r.Registry, "spanflow_")
 }
+
+// TestIndexerLargePolls: a poll of many large messages (1,024 records
+// each, as a datagram of tiny IPFIX records makes them) reaches the outputs
+// a part at a time, not decoded whole, and every record reaches them.
+func TestIndexerLargePolls(t *testing.T) {
+	brokers := testutil.Kafka(t)
+	topic := fmt.Sprintf("spanflow-large-polls-%d", rand.Uint32())
+	kc := indexerConfig(brokers, topic, topic)
+	const n = 60 * 1024
+	recs := genFlows(n, 1, 7)
+	oc := kafka.DefaultConfiguration()
+	oc.Connection, oc.CreatePartitions = kc.Connection, 1
+	out, err := kafka.New(reporter.NewForTest(nil), oc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Write(recs); err != nil { // one exporter: messages of 1,024
+		t.Fatal(err)
+	}
+	if err := out.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	kc.MaxPollMessages = 1000
+	var total, most atomic.Int64
+	ix, err := indexer.New(reporter.NewForTest(nil), kc, indexer.Dependencies{
+		Sinks: []indexer.NamedSink{{Name: "count", Sink: indexer.SinkFunc(func(_ context.Context, rs []flow.Record) error {
+			total.Add(int64(len(rs)))
+			for m := most.Load(); int64(len(rs)) > m && !most.CompareAndSwap(m, int64(len(rs))); m = most.Load() {
+			}
+			return nil
+		})}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for total.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := ix.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if total.Load() != n {
+		t.Fatalf("%d records reached the output, want %d", total.Load(), n)
+	}
+	if m := most.Load(); m > 16384+1024 {
+		t.Errorf("one Index call of %d records: the poll was decoded whole", m)
+	}
+}
