@@ -7,15 +7,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestSockaddrZone: a link-local source is given its interface's name as
-// its zone, from the cache after the first datagram as before it.
-func TestSockaddrZone(t *testing.T) {
+// loLinkLocal is the source [fe80::1%lo]:4691 as recvmmsg writes it.
+func loLinkLocal(tb testing.TB) unix.RawSockaddrInet6 {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
-		t.Skip("no lo interface")
+		tb.Skip("no lo interface")
 	}
 	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: 0x5312, Scope_id: uint32(lo.Index)}
 	sa.Addr[0], sa.Addr[1], sa.Addr[15] = 0xfe, 0x80, 1
+	return sa
+}
+
+// TestSockaddrZone: a link-local source is given its interface's name as
+// its zone, from the cache after the first datagram as before it.
+func TestSockaddrZone(t *testing.T) {
+	sa := loLinkLocal(t)
 	for i := range 3 {
 		ap := sockaddr(&sa)
 		if ap.Addr().String() != "fe80::1%lo" || ap.Port() != 4691 {
@@ -31,12 +37,7 @@ func TestSockaddrZone(t *testing.T) {
 // BenchmarkSockaddrLinkLocal: the source address of a datagram from a
 // link-local exporter.
 func BenchmarkSockaddrLinkLocal(b *testing.B) {
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		b.Skip("no lo interface")
-	}
-	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: 0x5312, Scope_id: uint32(lo.Index)}
-	sa.Addr[0], sa.Addr[1], sa.Addr[15] = 0xfe, 0x80, 1
+	sa := loLinkLocal(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if sockaddr(&sa).Addr().Zone() != "lo" {
