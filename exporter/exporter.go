@@ -89,13 +89,18 @@ func (x *Exporter) keep(fr *capture.Frame, r decode.Reason, p *decode.Packet) {
 
 const publishEvery = 4096
 
-// publish publishes the reader's counters, and has the meter side publish
-// the table's with the next hand-over.
+// publish publishes the reader's counters, and the table's: at once when
+// the table is the caller's, else by the meter side with the next
+// hand-over.
 func (x *Exporter) publish() {
 	x.pubMu.Lock()
 	x.pub = x.stats
 	x.pubMu.Unlock()
-	x.metering.cur.publish = true
+	if x.metering != nil {
+		x.metering.cur.publish = true
+	} else {
+		x.table.Publish()
+	}
 }
 
 func (x *Exporter) published() Summary {
@@ -345,10 +350,7 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	x.table.Close()
 	ms, es := x.table.Stats(), x.encoder.Counters()
 	x.stats.Flows, x.stats.Messages, x.stats.SendErrors, x.stats.Evicted = ms.Exported(), es.Messages, es.SendErrors, ms.FlowsEvicted
-	x.pubMu.Lock()
-	x.pub = x.stats
-	x.pubMu.Unlock()
-	x.table.Publish()
+	x.publish()
 	if runErr == nil && closeErr != nil && es.Messages == es.SendErrors {
 		runErr = closeErr // nothing could be sent at all
 	}
