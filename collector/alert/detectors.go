@@ -4,12 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/spanflow/spanflow/collector/rollup"
+	"github.com/spanflow/spanflow/internal/addrhash"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -541,27 +541,11 @@ func addrWords(a netip.Addr) (uint64, uint64, bool) {
 	return binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]), true
 }
 
-// hashWords hashes an address's words for the detectors' tables, keyed by
-// hashSeed: the addresses are the traffic's (spoofed sources in a flood or
-// a scan), and with a public hash a sender could pick thousands whose
-// hashes share the low bits these open-addressing tables probe by
-// (TestDetectorHashesNeedTheSeed). Each word is keyed and multiplied on
-// its own, so that no two IPv6 addresses share a hash by their words' XOR.
-func hashWords(a0, a1 uint64) int {
-	return int(fmix((a0^hashSeed)*0x9e3779b97f4a7c15 + (a1^hashSeed2)*0xc2b2ae3d27d4eb4f))
-}
-
-// hashSeed and hashSeed2 key the detectors' hashes; drawn at start.
-var hashSeed, hashSeed2 = rand.Uint64(), rand.Uint64()
-
-// fmix is MurmurHash3's finaliser: every input bit reaches every output bit.
-func fmix(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	return h ^ h>>33
-}
+// hashWords hashes an address's words for the detectors' tables, keyed
+// (addrhash.Words): with a public hash a sender of spoofed traffic could
+// pick thousands of addresses whose hashes share the low bits these
+// open-addressing tables probe by (TestDetectorHashesNeedTheSeed).
+func hashWords(a0, a1 uint64) int { return int(addrhash.Words(a0, a1)) }
 
 func (t *addrTable) get(a netip.Addr) (int32, bool) {
 	if en := t.entry(a); en != nil {
@@ -652,7 +636,7 @@ func v4Key(a netip.Addr) (uint64, bool) {
 // take.
 func (p *peerSet) slot(k uint64) *uint64 {
 	mask := len(p.v4) - 1
-	h := fmix((k | v4Used) ^ hashSeed)
+	h := addrhash.Word(k | v4Used)
 	for i := int(h) & mask; ; i = (i + 1) & mask {
 		if v := p.v4[i]; v == 0 || uint32(v) == uint32(k) {
 			return &p.v4[i]
@@ -737,7 +721,7 @@ func (s *keySet) insert(k uint64) bool {
 		}
 	}
 	mask := len(s.keys) - 1
-	for i := int(fmix((k+1)^hashSeed)) & mask; ; i = (i + 1) & mask {
+	for i := int(addrhash.Word(k+1)) & mask; ; i = (i + 1) & mask {
 		switch s.keys[i] {
 		case 0:
 			s.keys[i] = k + 1

@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"testing"
+
+	"github.com/spanflow/spanflow/internal/addrhash"
 )
 
 // maxBucket is the most of addrs whose hashes share their low 10 bits.
@@ -25,7 +27,7 @@ func maxBucket(addrs []netip.Addr, hash func(netip.Addr) uint64) int {
 func TestAddrHashNeedsTheSeed(t *testing.T) {
 	public := func(a netip.Addr) uint64 {
 		h0, h1 := addrWords(a)
-		return fmix(h0 ^ bits.RotateLeft64(h1, 32))
+		return addrhash.Fmix(h0 ^ bits.RotateLeft64(h1, 32))
 	}
 	var v4 []netip.Addr
 	for x := uint32(0x0a000000); len(v4) < 500; x++ {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/spanflow/spanflow/internal/addrhash"
 	"github.com/spanflow/spanflow/internal/flow"
 )
 
@@ -43,15 +44,6 @@ type aggKey struct {
 	events          bool // last is the bucket the record ends in
 }
 
-// fmix is MurmurHash3's finaliser: every input bit reaches every output bit.
-func fmix(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	return h ^ h>>33
-}
-
 // addrWords are words of a for hashing (an IPv4 address and its
 // IPv4-mapped IPv6 form differ).
 func addrWords(a netip.Addr) (uint64, uint64) {
@@ -85,7 +77,7 @@ func (k *aggKey) hash() uint64 {
 		(ptrWord(k.srcNet)^ptrWord(k.dstNet)<<1)*0xc4ceb9fe1a85ec53 +
 		uint64(k.last)*0x27d4eb2f165667c5 + (uint64(k.inIf)|uint64(k.outIf)<<32)*0x94d049bb133111eb +
 		(uint64(k.port)|uint64(k.proto)<<16|ev<<24)*0xbf58476d1ce4e5b9
-	return fmix(h)
+	return addrhash.Fmix(h)
 }
 
 // equal is k == o, the cheap fields first, and interned strings (the
@@ -494,7 +486,7 @@ func (t *countTable) full() bool {
 
 func (t *countTable) put(k uint64, n uint32) {
 	mask := len(t.keys) - 1
-	i := int(fmix(k)) & mask
+	i := int(addrhash.Fmix(k)) & mask
 	for t.counts[i] != 0 {
 		i = (i + 1) & mask
 	}
@@ -505,7 +497,7 @@ func (t *countTable) put(k uint64, n uint32) {
 // add counts k once; the caller folds the table when it is full first.
 func (t *countTable) add(k uint64) {
 	mask := len(t.keys) - 1
-	i := int(fmix(k)) & mask
+	i := int(addrhash.Fmix(k)) & mask
 	for {
 		switch {
 		case t.counts[i] == 0:
@@ -557,7 +549,7 @@ func newTalkerTable(slots, limit int) talkerTable {
 }
 
 func talkerSlot(h uint64, s *series) uint64 {
-	return fmix(h ^ ptrWord(s))
+	return addrhash.Fmix(h ^ ptrWord(s))
 }
 
 // full says the table must be folded before it takes n more entries;

@@ -1,8 +1,9 @@
 package rollup
 
 import (
-	"math/rand/v2"
 	"net/netip"
+
+	"github.com/spanflow/spanflow/internal/addrhash"
 )
 
 // spaceSaving is the Space-Saving heavy-hitter sketch (Metwally, Agrawal and
@@ -278,19 +279,12 @@ func (s *spaceSaving) reset() {
 }
 
 // addrHash hashes a source address for the talker tables and sketches,
-// keyed by hashSeed: the addresses are the traffic's (spoofed ones in a
-// flood), and with a public hash a sender could pick thousands whose
-// hashes share their low bits, which the open-addressing tables probe
-// (TestAddrHashNeedsTheSeed). Each word is keyed and multiplied on its own
-// (the products are computed side by side), so that no two IPv6 addresses
-// share a hash by their words' XOR.
+// keyed (addrhash.Words): with a public hash a sender of spoofed traffic
+// could pick thousands of sources whose hashes share their low bits, which
+// the open-addressing tables probe (TestAddrHashNeedsTheSeed).
 func addrHash(a netip.Addr) uint64 {
-	h0, h1 := addrWords(a)
-	return fmix((h0^hashSeed[0])*0x9e3779b97f4a7c15 + (h1^hashSeed[1])*0xc2b2ae3d27d4eb4f)
+	return addrhash.Words(addrWords(a))
 }
-
-// hashSeed keys the hashes of addresses; drawn at start.
-var hashSeed = [2]uint64{rand.Uint64(), rand.Uint64()}
 
 // addrIndex maps the addresses of a sketch's counters to their slots: open
 // addressing with linear probing in twice as many places as counters, one
