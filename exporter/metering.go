@@ -37,14 +37,16 @@ const chunkMax = 2048
 // rest queued between them.
 const chunks = 4
 
-// chunk is decoded packets and what to do with them and after them, in
+// chunk is decoded packets (limit of them: 32 live, where a chunk of
+// chunkMax would be 250 KB per capture worker for 32 used) and what to do
+// with them and after them, in
 // order: meter the packets (with stats as the encoder's statistics), run a
 // live tick, push the encoder's finished messages, publish the table's
 // counters.
 type chunk struct {
-	pkts  [chunkMax]decode.Packet
-	ts    [chunkMax]int64
-	nows  [chunkMax]int64
+	pkts  []decode.Packet // limit of them (the metering's)
+	ts    []int64
+	nows  []int64
 	n     int
 	stats ipfix.Statistics
 	// tick, when not 0, is a live tick's flow time: flows whose
@@ -67,15 +69,18 @@ type metering struct {
 // pipelined; stopMetering hands over what is left and waits for it to
 // end, after which the table and the encoder are the caller's again.
 func (x *Exporter) startMetering(pipelined bool) {
-	m := &metering{cur: new(chunk), limit: meter.BatchMax}
+	m := &metering{limit: meter.BatchMax}
+	if pipelined {
+		m.limit = chunkMax
+	}
+	m.cur = newChunk(m.limit)
 	x.metering = m
 	if !pipelined {
 		return
 	}
-	m.limit = chunkMax
 	m.work, m.free, m.done = make(chan *chunk, chunks), make(chan *chunk, chunks), make(chan struct{})
 	for range chunks - 1 {
-		m.free <- new(chunk)
+		m.free <- newChunk(m.limit)
 	}
 	go func() {
 		defer close(m.done)
@@ -121,6 +126,10 @@ func (x *Exporter) meterChunk(c *chunk) {
 		x.table.Publish()
 	}
 	c.n, c.tick, c.push, c.publish = 0, 0, false, false
+}
+
+func newChunk(n int) *chunk {
+	return &chunk{pkts: make([]decode.Packet, n), ts: make([]int64, n), nows: make([]int64, n)}
 }
 
 // slot is where the reader decodes the next frame; commit takes it in.
