@@ -37,12 +37,11 @@ const chunkMax = 2048
 // rest queued between them.
 const chunks = 4
 
-// chunk is decoded packets (limit of them: 32 live, where a chunk of
+// chunk is decoded packets (the metering's limit of them: 32 live, where
 // chunkMax would be 250 KB per capture worker for 32 used) and what to do
-// with them and after them, in
-// order: meter the packets (with stats as the encoder's statistics), run a
-// live tick, push the encoder's finished messages, publish the table's
-// counters.
+// with them and after them, in order: meter the packets (with stats as the
+// encoder's statistics), run a live tick, push the encoder's finished
+// messages, publish the table's counters.
 type chunk struct {
 	pkts  []decode.Packet // limit of them (the metering's)
 	ts    []int64
