@@ -39,8 +39,9 @@ func testConfiguration(pcap string) Configuration {
 	return cfg
 }
 
-// runFile runs a capture through the whole pipeline into memory.
-func runFile(t *testing.T, cfg Configuration) (Summary, [][]byte) {
+// runFile runs a capture through the whole pipeline into memory; each
+// setup sees the exporter before the run and after it.
+func runFile(t *testing.T, cfg Configuration, setup ...func(*Exporter)) (Summary, [][]byte) {
 	t.Helper()
 	src, err := capture.OpenFile(cfg.Pcap)
 	if err != nil {
@@ -51,6 +52,9 @@ func runFile(t *testing.T, cfg Configuration) (Summary, [][]byte) {
 	x, err := New(reporter.NewForTest(nil), cfg, mem)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(x)
 	}
 	sum, err := x.Run(context.Background(), src)
 	if err != nil {

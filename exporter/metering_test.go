@@ -1,16 +1,13 @@
 package exporter
 
 import (
-	"context"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"testing"
 
-	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/exporter/synth"
-	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 // TestPipelinedMetering: a capture file metered on a goroutine of its own
@@ -38,25 +35,12 @@ func TestPipelinedMetering(t *testing.T) {
 			cfg := testConfiguration(path)
 			cfg.MTU = 1400
 			run := func(inline bool) (Summary, [][]byte) {
-				src, err := capture.OpenFile(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer src.Close()
-				mem := &memory{}
-				x, err := New(reporter.NewForTest(nil), cfg, mem)
-				if err != nil {
-					t.Fatal(err)
-				}
-				x.inlineFile = inline
-				sum, err := x.Run(context.Background(), src)
-				if err != nil {
-					t.Fatal(err)
-				}
+				var x *Exporter
+				sum, msgs := runFile(t, cfg, func(e *Exporter) { x, e.inlineFile = e, inline })
 				if x.pipelined == inline {
 					t.Fatalf("inline %v: the run was pipelined: %v", inline, x.pipelined)
 				}
-				return sum, mem.msgs
+				return sum, msgs
 			}
 			sumA, msgsA := run(true)
 			sumB, msgsB := run(false)
