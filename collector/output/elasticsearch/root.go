@@ -116,6 +116,10 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w: give a writable directory with --es-spool-dir", err)
 	}
+	o.spool.onSyncError = func(err error) {
+		o.limited.Warn("spool-sync", "a spool segment could not be synced to disk: its documents are still replayed, but a power loss before then would lose them; check the disk of --es-spool-dir",
+			"error", err)
+	}
 	if o.dead, err = openDeadLetter(c.deadLetterFile(), c.DeadLetterMaxBytes); err != nil {
 		_ = o.spool.Close()
 		return nil, fmt.Errorf("Elasticsearch output: %w", err)

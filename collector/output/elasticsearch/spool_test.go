@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,5 +246,90 @@ func TestSpoolEmptyWithoutTheLock(t *testing.T) {
 	}
 	if !s.Empty() {
 		t.Error("the spool is not empty once its one segment was replayed")
+	}
+}
+
+// TestSpoolSealsWithoutWaiting holds segments' syncs: Append still
+// rotates through maxSyncs segments without waiting, the next rotation
+// waits for its sync (the bound), replay reads segments whose sync is not
+// done, and Close waits for every sync.
+func TestSpoolSealsWithoutWaiting(t *testing.T) {
+	s, err := openSpool(t.TempDir(), 1<<20, func(dropReason, int) { t.Error("dropped") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.segBytes = 4096
+	// The first maxSyncs syncs wait for held, the next one for third.
+	held, third := make(chan struct{}), make(chan struct{})
+	var calls, synced atomic.Int32
+	s.syncFile = func(f *os.File) error {
+		switch n := calls.Add(1); {
+		case n <= maxSyncs:
+			<-held
+		case n == maxSyncs+1:
+			<-third
+		}
+		synced.Add(1)
+		return f.Sync()
+	}
+	var syncErrs atomic.Int32
+	s.onSyncError = func(error) { syncErrs.Add(1) }
+	appendN := func(from int) <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- s.Append(testItems(from, 30)) }() // over 4 KiB: a segment each
+		return done
+	}
+	defer close(held)
+	// The first Append opens a segment; the next maxSyncs each seal one.
+	for i := range maxSyncs + 1 {
+		select {
+		case err := <-appendN(30 * i):
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			close(third)
+			t.Fatalf("Append %d waited for a segment's sync", i)
+		}
+	}
+	// Replay reads a sealed segment whose sync has not happened.
+	seg := s.Take()
+	items, bad, err := s.Read(seg)
+	if err != nil || bad != 0 || len(items) != 30 || string(items[0].id) != "id000000" {
+		t.Fatalf("read a segment being synced: %d items, %d bad, %v", len(items), bad, err)
+	}
+	s.Release(seg)
+	// With maxSyncs syncs held, the next rotation syncs in place.
+	blocked := appendN(30 * (maxSyncs + 1))
+	select {
+	case err := <-blocked:
+		t.Fatalf("Append returned (%v) with %d syncs held: the syncs are not bounded", err, maxSyncs)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(third)
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	// Close seals the last segment and waits for the held syncs.
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) with %d syncs held", err, maxSyncs)
+	case <-time.After(100 * time.Millisecond):
+	}
+	held <- struct{}{}
+	held <- struct{}{}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := synced.Load(); n != maxSyncs+2 {
+		t.Fatalf("%d segments synced by Close's return, want %d", n, maxSyncs+2)
+	}
+	if n := syncErrs.Load(); n != 0 {
+		t.Fatalf("%d sync errors", n)
+	}
+	if docs, _ := s.Stats(); docs != 30*(maxSyncs+2) {
+		t.Fatalf("spool holds %d documents, want %d", docs, 30*(maxSyncs+2))
 	}
 }
