@@ -117,6 +117,7 @@ type Result struct {
 	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
 	BadHeaders     int    // sFlow sampled headers that did not decode
 	Discards       int    // sFlow drop notifications decoded into records
+	UnknownSamples int    // sFlow samples of a format spanflow does not read, skipped by their length
 	// Observer is the address the records name as their observer: the
 	// sFlow agent address, else the datagram's source.
 	Observer netip.Addr
@@ -492,7 +493,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 	case flow.KindSFlow:
 		var info sflow.Info
 		out, info, err = sflow.Decode(dg.Payload, src, dg.Received, out)
-		res.BadHeaders, res.Discards = info.BadHeaders, info.Discards
+		res.BadHeaders, res.Discards, res.UnknownSamples = info.BadHeaders, info.Discards, info.UnknownSamples
 		res.Domain = info.SubAgent
 		if info.Agent.IsValid() {
 			res.Observer = info.Agent.Unmap()

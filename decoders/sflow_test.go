@@ -1,6 +1,7 @@
 package decoders_test
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -10,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -532,5 +535,20 @@ func TestSFlowObserver(t *testing.T) {
 				t.Errorf("%s record %d: observer %v, source %v", name, i, get(doc, "observer.ip"), get(doc, "spanflow.observer.source_ip"))
 			}
 		}
+	}
+}
+
+// TestSFlowUnknownSampleCounted: a sample of a format spanflow does not
+// read is skipped, not an error, and the result counts it (the collector's
+// spanflow_collector_sflow_unknown_samples_total).
+func TestSFlowUnknownSampleCounted(t *testing.T) {
+	var p []byte
+	for _, v := range []uint32{5, 1, 0x0a000001, 0, 1, 1000, 1, 4413<<12 | 1, 4, 0} {
+		p = binary.BigEndian.AppendUint32(p, v)
+	}
+	dec, _ := decoders.New(decoders.DefaultConfiguration())
+	_, res, err := dec.Decode(decoders.Datagram{Source: netip.AddrPortFrom(sflowSource, 50000), Payload: p, Received: time.Now()}, nil)
+	if err != nil || res.UnknownSamples != 1 || res.Kind != flow.KindSFlow {
+		t.Errorf("result %+v, error %v; want 1 unknown sample, no error", res, err)
 	}
 }

@@ -20,6 +20,7 @@ type metrics struct {
 	outputErrors *prometheus.CounterVec
 	badHeaders   *prometheus.CounterVec
 	discards     *prometheus.CounterVec
+	unknown      *prometheus.CounterVec
 
 	mu           sync.RWMutex
 	exporters    map[netip.Addr]*exporterMetrics
@@ -40,6 +41,7 @@ type exporterMetrics struct {
 	options, held, expired prometheus.Counter
 	badHeaders             prometheus.Counter
 	discards               prometheus.Counter
+	unknownSamples         prometheus.Counter
 	templates              prometheus.Gauge
 	other                  bool // stands for every exporter past the label limit
 
@@ -128,6 +130,7 @@ func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
 		outputErrors: f.CounterVec("output_errors_total", "Write errors, by output.", "output"),
 		badHeaders:   f.CounterVec("sflow_bad_sampled_headers_total", "sFlow sampled headers that did not decode (the record keeps what the sample says).", "exporter"),
 		discards:     f.CounterVec("sflow_drop_notifications_total", "sFlow drop notifications (discarded packets, sample type 5) decoded into records.", "exporter"),
+		unknown:      f.CounterVec("sflow_unknown_samples_total", "sFlow samples of a format spanflow does not read (not enterprise 0 formats 1-5), skipped by their length.", "exporter"),
 		exporters:    map[netip.Addr]*exporterMetrics{},
 		maxExporters: maxExporters,
 	}
@@ -168,6 +171,7 @@ func (m *metrics) exporter(a netip.Addr, proven bool) *exporterMetrics {
 		options: m.options.WithLabelValues(l), held: m.held.WithLabelValues(l, "held"),
 		expired: m.held.WithLabelValues(l, "expired"), templates: m.templates.WithLabelValues(l),
 		badHeaders: m.badHeaders.WithLabelValues(l), discards: m.discards.WithLabelValues(l),
+		unknownSamples: m.unknown.WithLabelValues(l),
 	}
 	e.lastTemplates.Store(-1)
 	for k := 1; k <= 4; k++ {
@@ -200,6 +204,7 @@ func (m *metrics) prune(has func(netip.Addr) bool) {
 		m.templates.DeleteLabelValues(l)
 		m.badHeaders.DeleteLabelValues(l)
 		m.discards.DeleteLabelValues(l)
+		m.unknown.DeleteLabelValues(l)
 		m.held.DeleteLabelValues(l, "held")
 		m.held.DeleteLabelValues(l, "expired")
 		for k := range e.lost {

@@ -138,6 +138,7 @@ func touchAll(m *metrics, e *exporterMetrics) {
 	e.expired.Inc()
 	e.badHeaders.Inc()
 	e.discards.Inc()
+	e.unknownSamples.Inc()
 	e.setTemplates(3)
 	for k := range e.lost {
 		if e.lost[k] != nil {

@@ -262,6 +262,9 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 	if res.Discards > 0 {
 		em.discards.Add(float64(res.Discards))
 	}
+	if res.UnknownSamples > 0 {
+		em.unknownSamples.Add(float64(res.UnknownSamples))
+	}
 	if res.Kind == flow.KindNetFlowV9 || res.Kind == flow.KindIPFIX {
 		em.setTemplates(res.Templates)
 	}

@@ -29,17 +29,20 @@ type Info struct {
 	Samples        int
 	BadHeaders     int // sampled headers that did not decode (the record keeps what the sample says)
 	Discards       int // drop notifications (sample type 5) turned into records
+	UnknownSamples int // samples of a format spanflow does not read, skipped by their length
 }
 
 // maxRecords bounds the records of one sample: goflow2 allocates what the
 // count says for expanded flow samples before reading them.
 const maxRecords = 1000
 
-// check walks the datagram's sample headers before goflow2 does, so a
-// count that would make it allocate gigabytes is a counted error instead.
-func check(p []byte, exporter netip.Addr) error {
+// check walks the datagram's sample headers before decoding them, so a
+// sample running past the datagram, or a count that would make goflow2
+// allocate gigabytes, is a counted error. It returns where the samples
+// start and how many the header says there are.
+func check(p []byte, exporter netip.Addr) (first int, n uint32, err error) {
 	if len(p) < 28 {
-		return reason.Errorf(reason.Short, "sflow header from %s: %d bytes", exporter, len(p))
+		return 0, 0, reason.Errorf(reason.Short, "sflow header from %s: %d bytes", exporter, len(p))
 	}
 	off := 8
 	switch binary.BigEndian.Uint32(p[4:]) {
@@ -48,51 +51,77 @@ func check(p []byte, exporter netip.Addr) error {
 	case 2:
 		off += 16
 	default:
-		return reason.Errorf(reason.Header, "sflow from %s: agent address type %d", exporter, binary.BigEndian.Uint32(p[4:]))
+		return 0, 0, reason.Errorf(reason.Header, "sflow from %s: agent address type %d", exporter, binary.BigEndian.Uint32(p[4:]))
 	}
 	if len(p) < off+16 {
-		return reason.Errorf(reason.Short, "sflow header from %s: %d bytes", exporter, len(p))
+		return 0, 0, reason.Errorf(reason.Short, "sflow header from %s: %d bytes", exporter, len(p))
 	}
-	n := binary.BigEndian.Uint32(p[off+12:])
+	n = binary.BigEndian.Uint32(p[off+12:])
 	off += 16
+	first = off
 	if n > maxRecords {
-		return reason.Errorf(reason.Header, "sflow from %s: %d samples", exporter, n)
+		return 0, 0, reason.Errorf(reason.Header, "sflow from %s: %d samples", exporter, n)
 	}
 	for i := uint32(0); i < n && off+8 <= len(p); i++ {
 		format, length := binary.BigEndian.Uint32(p[off:]), int(binary.BigEndian.Uint32(p[off+4:]))
 		body := p[off+8:]
 		if length > len(body) {
-			return reason.Errorf(reason.Short, "sflow from %s: sample %d of %d bytes, %d left", exporter, i, length, len(body))
+			return 0, 0, reason.Errorf(reason.Short, "sflow from %s: sample %d of %d bytes, %d left", exporter, i, length, len(body))
 		}
 		body = body[:length]
 		if format == gsflow.SAMPLE_FORMAT_EXPANDED_FLOW && len(body) >= 44 {
 			if c := binary.BigEndian.Uint32(body[40:]); c > maxRecords {
-				return reason.Errorf(reason.Set, "sflow from %s: expanded flow sample with %d records", exporter, c)
+				return 0, 0, reason.Errorf(reason.Set, "sflow from %s: expanded flow sample with %d records", exporter, c)
 			}
 		}
 		off += 8 + length
 	}
-	return nil
+	return first, n, nil
+}
+
+// knownSample says whether spanflow reads a sample format: enterprise 0's
+// flow (1), counter (2), expanded flow (3), expanded counter (4) and drop
+// notification (5). sFlow v5 has collectors skip other structures by
+// their length.
+func knownSample(format uint32) bool {
+	return format >= gsflow.SAMPLE_FORMAT_FLOW && format <= gsflow.SAMPLE_FORMAT_DROP
 }
 
 // Decode appends the records of one sFlow v5 datagram to out.
+//
+// It walks the samples itself and hands goflow2 one known sample at a
+// time: goflow2's DecodeMessage stops at the first sample of a format it
+// does not know, losing the samples after it.
 func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.Record) ([]flow.Record, Info, error) {
 	var info Info
-	if err := check(payload, exporter); err != nil {
+	off, n, err := check(payload, exporter)
+	if err != nil {
 		return out, info, err
 	}
-	var p gsflow.Packet
-	derr := gsflow.DecodeMessageVersion(bytes.NewBuffer(payload), &p)
-	if derr != nil && len(p.Samples) == 0 {
-		return out, info, reason.Errorf(reason.Set, "sflow from %s: %w", exporter, derr)
-	}
-	agent, ok := netip.AddrFromSlice(p.AgentIP)
+	agent, ok := netip.AddrFromSlice(payload[8 : off-16])
 	if !ok {
 		agent = exporter
 	}
-	info.Agent, info.SubAgent, info.Sequence = agent, p.SubAgentId, p.SequenceNumber
-	for _, s := range p.Samples {
-		base := flow.Record{Kind: flow.KindSFlow, ObserverIP: agent, ObservationDomain: p.SubAgentId,
+	info.Agent, info.SubAgent, info.Sequence = agent, binary.BigEndian.Uint32(payload[off-16:]), binary.BigEndian.Uint32(payload[off-12:])
+	// One reader and header for the datagram (they escape into goflow2),
+	// pointed at each sample in turn.
+	rd := new(bytes.Buffer)
+	hdr := new(gsflow.SampleHeader)
+	for i := uint32(0); i < n && off+8 <= len(payload); i++ {
+		format, length := binary.BigEndian.Uint32(payload[off:]), binary.BigEndian.Uint32(payload[off+4:])
+		body := payload[off+8 : off+8+int(length)] // check saw it in bounds
+		off += 8 + int(length)
+		if !knownSample(format) {
+			info.UnknownSamples++
+			continue
+		}
+		*hdr = gsflow.SampleHeader{Format: format, Length: length}
+		*rd = *bytes.NewBuffer(body)
+		s, err := gsflow.DecodeSample(hdr, rd)
+		if err != nil {
+			return out, info, reason.Errorf(reason.Set, "sflow from %s: sample %d (format %d): %w", exporter, i, format, err)
+		}
+		base := flow.Record{Kind: flow.KindSFlow, ObserverIP: agent, ObservationDomain: info.SubAgent,
 			Received: received, Start: received, End: received, ExporterAddr: exporter}
 		switch s := s.(type) {
 		case gsflow.FlowSample:
@@ -146,9 +175,6 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 				info.CounterRecords++
 			}
 		}
-	}
-	if derr != nil {
-		return out, info, reason.Errorf(reason.Set, "sflow from %s (after %d samples): %w", exporter, len(p.Samples), derr)
 	}
 	return out, info, nil
 }
