@@ -552,3 +552,74 @@ func TestSFlowUnknownSampleCounted(t *testing.T) {
 		t.Errorf("result %+v, error %v; want 1 unknown sample, no error", res, err)
 	}
 }
+
+// extra returns a record's extra value by name, and whether it has it.
+func extra(r *flow.Record, name string) (uint64, bool) {
+	for _, e := range r.Extra {
+		if e.Name == name {
+			return e.Num, true
+		}
+	}
+	return 0, false
+}
+
+// TestSFlowExtendedGateway checks the AS numbers of extended gateway
+// records (flow format 1003) against tshark's decode: the destination AS
+// is the last of dst_as_path (sFlow v5's as is the router's own, the
+// destination's only when the path is empty), the next adjacent AS its
+// first, the previous adjacent AS src_peer_as. tshark lists the
+// communities after the path under the same field name: they are cut off
+// by their count. The third datagram's path has two segments, which
+// goflow2 v2.2.6 does not read past the first of.
+func TestSFlowExtendedGateway(t *testing.T) {
+	path := sflowCapture("extended-gateway.pcap")
+	recs := sflowFlows(t, "extended-gateway.pcap")
+	if len(recs) != 3 {
+		t.Fatalf("%d flows, want 3", len(recs))
+	}
+	for i := range recs {
+		w := tsharkColumns(t, testutil.Command(t, "tshark"), []string{"-r", path, "-Y", fmt.Sprintf("frame.number==%d", i+1)},
+			[]string{"sflow_245.as", "sflow_245.srcAS", "sflow_245.peerAS", "sflow_245.dstAS", "sflow_245.communityEntries"})
+		num := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
+		communities := int(num(w["sflow_245.communityEntries"][0]))
+		asPath := w["sflow_245.dstAS"][:len(w["sflow_245.dstAS"])-communities]
+		want := map[string]uint64{"bgp_source_as_number": num(w["sflow_245.srcAS"][0]), "bgp_destination_as_number": num(w["sflow_245.as"][0])}
+		if len(asPath) > 0 {
+			want["bgp_destination_as_number"] = num(asPath[len(asPath)-1])
+			want["bgp_next_adjacent_as_number"] = num(asPath[0])
+		}
+		if p := num(w["sflow_245.peerAS"][0]); p != 0 {
+			want["bgp_prev_adjacent_as_number"] = p
+		}
+		for _, name := range []string{"bgp_source_as_number", "bgp_destination_as_number", "bgp_next_adjacent_as_number", "bgp_prev_adjacent_as_number"} {
+			got, has := extra(&recs[i], name)
+			w, wantHas := want[name]
+			if got != w || has != wantHas {
+				t.Errorf("datagram %d: %s = %d (present %v), tshark path %v: want %d (present %v)", i+1, name, got, has, asPath, w, wantHas)
+			}
+		}
+	}
+}
+
+// TestSFlowGatewayDestinationAS: in akvorado's capture data-1140.pcap the
+// flow 45.90.161.148 → 191.87.91.27 has the path 203698 6762 26615 (tshark
+// -V) behind router AS 39421: its destination AS is 26615.
+func TestSFlowGatewayDestinationAS(t *testing.T) {
+	got := decodeCapture(t, filepath.Join(testutil.SharedTestdata(t), "flows", "akvorado", "sflow", "data-1140.pcap"))
+	found := false
+	for i := range got.records {
+		r := &got.records[i]
+		if r.SrcAddr.String() != "45.90.161.148" || r.DstAddr.String() != "191.87.91.27" {
+			continue
+		}
+		found = true
+		dst, _ := extra(r, "bgp_destination_as_number")
+		next, _ := extra(r, "bgp_next_adjacent_as_number")
+		if dst != 26615 || next != 203698 {
+			t.Errorf("destination AS %d, next adjacent AS %d; want 26615, 203698", dst, next)
+		}
+	}
+	if !found {
+		t.Fatal("no flow 45.90.161.148 → 191.87.91.27")
+	}
+}

@@ -289,7 +289,21 @@ func captures(t testing.TB) map[string][][]byte {
 		flowSample(9, 3, 256, 3, 4, sampledHeader(14, uint32(len(ciscoHDLC)), ciscoHDLC)),
 	)}
 
+	// 9. Extended gateway records (flow format 1003), one datagram each:
+	// a one-segment path with communities, an empty path, a path of an
+	// AS_SEQUENCE and an AS_SET behind an IPv6 next hop.
+	gwHeader := sampledHeader(1, uint32(len(ethV4))+4, ethV4)
+	gateways := [][]byte{
+		datagram(9, flowSample(1, 3, 100, 3, 4, gwHeader,
+			record(1003, xdr{}.u32(1).opaque([]byte{192, 0, 2, 254}).u32(65000, 64512, 64513, 1, 2, 3, 64600, 64700, 64800, 2, 65000<<16|1, 65000<<16|2, 100)))),
+		datagram(10, flowSample(2, 3, 100, 3, 4, gwHeader,
+			record(1003, xdr{}.u32(1).opaque([]byte{192, 0, 2, 254}).u32(65000, 64512, 0, 0, 0, 100)))),
+		datagram(11, flowSample(3, 3, 100, 3, 4, gwHeader,
+			record(1003, xdr{}.u32(2).opaque(netip.MustParseAddr("2001:db8::fe").AsSlice()).u32(65000, 0, 64513, 2, 2, 2, 64600, 64700, 1, 2, 64801, 64802, 0, 100)))),
+	}
+
 	return map[string][][]byte{
+		"extended-gateway.pcap":    gateways,
 		"encapsulations.pcap":      encaps,
 		"raw-ip-headers.pcap":      raw,
 		"ethernet-frame-data.pcap": ethFrame,

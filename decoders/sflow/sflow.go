@@ -128,16 +128,16 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 			info.Samples++
 			// Compact interface format: the top 2 bits are the format.
 			out = appendFlow(out, base, &info, s.SamplingRate, s.Input>>30, s.Input&ifValueMask,
-				s.Output>>30, s.Output&ifValueMask, s.Records)
+				s.Output>>30, s.Output&ifValueMask, s.Records, records(body, 32))
 		case gsflow.ExpandedFlowSample:
 			info.Samples++
 			out = appendFlow(out, base, &info, s.SamplingRate, s.InputIfFormat, s.InputIfValue,
-				s.OutputIfFormat, s.OutputIfValue, s.Records)
+				s.OutputIfFormat, s.OutputIfValue, s.Records, records(body, 44))
 		case gsflow.DropSample:
 			info.Samples++
 			// sflow_drops.txt: plain ifIndex values, 0 when unknown.
 			base.Discard = &flow.Discard{Reason: s.Reason, Notification: true, Unreported: s.Drops}
-			out = appendFlow(out, base, &info, 1, 0, s.Input, 0, s.Output, s.Records)
+			out = appendFlow(out, base, &info, 1, 0, s.Input, 0, s.Output, s.Records, records(body, 32))
 			info.FlowRecords--
 			info.Discards++
 		case gsflow.CounterSample:
@@ -205,7 +205,18 @@ func iface(format, value uint32) (index uint32, special flow.IfSpecial, count ui
 	return 0, flow.IfIndex, 0, nil
 }
 
-func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in, outFormat, outIf uint32, records []gsflow.FlowRecord) []flow.Record {
+// records returns the flow records of a sample's body, which start after
+// its fixed fields (32 bytes in flow and drop samples, 44 in expanded ones).
+func records(body []byte, fixed int) []byte {
+	if len(body) < fixed {
+		return nil
+	}
+	return body[fixed:]
+}
+
+// appendFlow appends the flow record of a flow or drop sample: records as
+// goflow2 decoded them, raw as they are in the sample.
+func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in, outFormat, outIf uint32, records []gsflow.FlowRecord, raw []byte) []flow.Record {
 	r.Packets = 1
 	var d1, d2 *flow.Discard
 	r.InIf, r.InIfSpecial, r.InIfCount, d1 = iface(inFormat, in)
@@ -216,7 +227,7 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 			r.Discard = d1
 		}
 	}
-	var haveHeader bool
+	var haveHeader, haveGateway bool
 	var frameLen uint64
 	for _, rec := range records {
 		switch v := rec.Data.(type) {
@@ -251,8 +262,32 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 				r.Extra = append(r.Extra, flow.Extra{Name: "ip_next_hop_address", Str: a.String(), IsStr: true})
 			}
 		case gsflow.ExtendedGateway:
-			r.Extra = append(r.Extra, flow.Extra{Name: "bgp_source_as_number", Num: uint64(v.SrcAS)},
-				flow.Extra{Name: "bgp_destination_as_number", Num: uint64(v.AS)})
+			if haveGateway {
+				continue
+			}
+			haveGateway = true
+			// sFlow v5: as is the router's own AS; the destination's is the
+			// last of dst_as_path, the router's when the path is empty (the
+			// destination is local). src_peer_as is the AS the packet came
+			// from, the path's first AS the one it goes to.
+			dst := v.AS
+			next, last, ok := gatewayPath(raw)
+			if ok {
+				dst = last
+			}
+			// Appended at once: one allocation per record, not one per value.
+			as := [4]flow.Extra{{Name: "bgp_source_as_number", Num: uint64(v.SrcAS)},
+				{Name: "bgp_destination_as_number", Num: uint64(dst)}}
+			n := 2
+			if v.SrcPeerAS != 0 {
+				as[n] = flow.Extra{Name: "bgp_prev_adjacent_as_number", Num: uint64(v.SrcPeerAS)}
+				n++
+			}
+			if ok {
+				as[n] = flow.Extra{Name: "bgp_next_adjacent_as_number", Num: uint64(next)}
+				n++
+			}
+			r.Extra = append(r.Extra, as[:n]...)
 		}
 	}
 	if r.Bytes == 0 {
@@ -265,6 +300,73 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 	}
 	info.FlowRecords++
 	return append(out, r)
+}
+
+// formatGateway is the extended gateway flow record (SFLOW-STRUCTS5.txt).
+const formatGateway = 1003
+
+// gatewayPath reads dst_as_path in the first extended gateway record of a
+// sample's flow records: its first AS (the next adjacent AS) and its last,
+// the last of the last segment holding one (the destination AS); ok is
+// false when the path is empty or the record short. goflow2 v2.2.6 reads
+// only the first segment (and the second as if it were the communities):
+// the record is read here. Records are walked by their length, as goflow2
+// does, so this is the record goflow2 decoded.
+func gatewayPath(recs []byte) (first, last uint32, ok bool) {
+	for len(recs) >= 8 {
+		format, n := binary.BigEndian.Uint32(recs), binary.BigEndian.Uint32(recs[4:])
+		if uint64(n) > uint64(len(recs)-8) {
+			return 0, 0, false
+		}
+		b := recs[8 : 8+n]
+		recs = recs[8+n:]
+		if format != formatGateway {
+			continue
+		}
+		if len(b) < 4 {
+			return 0, 0, false
+		}
+		switch binary.BigEndian.Uint32(b) { // next hop address type
+		case 1:
+			b = b[4:]
+			if len(b) < 4 {
+				return 0, 0, false
+			}
+			b = b[4:]
+		case 2:
+			b = b[4:]
+			if len(b) < 16 {
+				return 0, 0, false
+			}
+			b = b[16:]
+		default:
+			return 0, 0, false
+		}
+		if len(b) < 16 { // as, src_as, src_peer_as, segments
+			return 0, 0, false
+		}
+		segments := binary.BigEndian.Uint32(b[12:])
+		b = b[16:]
+		for i := uint32(0); i < segments; i++ {
+			if len(b) < 8 {
+				return 0, 0, false
+			}
+			count := binary.BigEndian.Uint32(b[4:])
+			b = b[8:]
+			if uint64(count) > uint64(len(b)/4) {
+				return 0, 0, false
+			}
+			if count > 0 {
+				if !ok {
+					first, ok = binary.BigEndian.Uint32(b), true
+				}
+				last = binary.BigEndian.Uint32(b[4*(count-1):])
+			}
+			b = b[4*count:]
+		}
+		return first, last, ok
+	}
+	return 0, 0, false
 }
 
 // ethernetFrameMACs returns the addresses of an "Ethernet frame data"
