@@ -284,13 +284,15 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 	applySection(r, t)
 	switch {
 	case h.version == 9 && (t.hasStartUp || t.hasEndUp):
-		// v9: sysUptime at export and the switched times are both ms since boot.
+		// v9: sysUptime at export and the switched times are both ms since
+		// boot. uptimeBefore keeps a time a little after sysUptime (a flow
+		// ended while the datagram was built) and one before a wrap right.
 		exportMs := int64(h.exportSecs) * 1000
 		if t.hasStartUp {
-			r.Start = time.UnixMilli(exportMs - int64(h.sysUptime-t.startUp))
+			r.Start = time.UnixMilli(exportMs - uptimeBefore(h.sysUptime, t.startUp))
 		}
 		if t.hasEndUp {
-			r.End = time.UnixMilli(exportMs - int64(h.sysUptime-t.endUp))
+			r.End = time.UnixMilli(exportMs - uptimeBefore(h.sysUptime, t.endUp))
 		}
 	case t.hasStartUp || t.hasEndUp:
 		init, ok := t.sysInit, t.hasSysInit
@@ -372,6 +374,12 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 		r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_packets_url", Str: packetsQuery(d.packetsURL, r), IsStr: true})
 	}
 }
+
+// uptimeBefore is how many milliseconds before the uptime now an uptime
+// up was: the 32-bit difference read as signed, so that a wrap of the
+// uptime (every 49.7 days) between them, and an up a little after now,
+// are both a few milliseconds away rather than 49.7 days.
+func uptimeBefore(now, up uint32) int64 { return int64(int32(now - up)) }
 
 // packetsQuery is the packet ring query of r's packets at the probe's
 // base URL: its Community ID, from a second before its start to a second

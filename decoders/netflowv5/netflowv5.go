@@ -54,8 +54,8 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 		v := &p.Records[i]
 		r := flow.Record{
 			Kind: flow.KindNetFlowV5, ObserverIP: exporter, Received: received,
-			Start:   time.UnixMilli(exportMs - int64(p.SysUptime-v.First)),
-			End:     time.UnixMilli(exportMs - int64(p.SysUptime-v.Last)),
+			Start:   time.UnixMilli(exportMs - uptimeBefore(p.SysUptime, v.First)),
+			End:     time.UnixMilli(exportMs - uptimeBefore(p.SysUptime, v.Last)),
 			SrcAddr: addr(uint32(v.SrcAddr)), DstAddr: addr(uint32(v.DstAddr)),
 			SrcPort: v.SrcPort, DstPort: v.DstPort, Proto: v.Proto, TOS: v.Tos, TCPFlags: uint16(v.TCPFlags),
 			Bytes: uint64(v.DOctets), Packets: uint64(v.DPkts),
@@ -87,6 +87,13 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 	}
 	return out, info, nil
 }
+
+// uptimeBefore is how many milliseconds before the uptime now an uptime
+// up was: the 32-bit difference read as signed, so that a wrap of the
+// uptime (every 49.7 days) between them, and an up a little after now (a
+// flow that ended while the datagram was built), are both a few
+// milliseconds away rather than 49.7 days.
+func uptimeBefore(now, up uint32) int64 { return int64(int32(now - up)) }
 
 func addr(v uint32) netip.Addr {
 	var b [4]byte
