@@ -26,6 +26,7 @@ type recordTimes struct {
 	durationMs           uint64
 	hasDuration          bool
 	hasBytes, hasPackets bool // a delta count was seen (totals only fill in)
+	hasTCPFlags          bool // tcpControlBits was seen, or a decoded packet section's header
 	samplerID            uint64
 	hasSampler           bool
 	rate                 uint64
@@ -158,7 +159,7 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 	case 5:
 		r.TOS = uint8(be(v))
 	case 6:
-		r.TCPFlags = uint16(be(v))
+		r.TCPFlags, t.hasTCPFlags = uint16(be(v)), true
 	case 7:
 		r.SrcPort = uint16(be(v))
 	case 11:
@@ -347,6 +348,9 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 	if r.Proto == 1 || r.Proto == 58 {
 		r.SrcPort, r.DstPort = 0, 0
 	}
+	// A TCP flow whose template has no tcpControlBits has no flags to
+	// write: 0 would say that none was seen.
+	r.NoTCPFlags = r.Proto == 6 && !t.hasTCPFlags
 
 	rate := t.rate
 	if rate > 0 && t.packetSpace > 0 {

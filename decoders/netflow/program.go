@@ -157,7 +157,7 @@ func (s *State) run(out []flow.Record, p *program, d *domain, h *header, data []
 			case opTOS:
 				r.TOS = uint8(be(v))
 			case opTCPFlags:
-				r.TCPFlags = uint16(be(v))
+				r.TCPFlags, t.hasTCPFlags = uint16(be(v)), true
 			case opSrcPort:
 				r.SrcPort = uint16(be(v))
 			case opDstPort:

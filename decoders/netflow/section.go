@@ -72,6 +72,7 @@ func applySection(r *flow.Record, t *recordTimes) {
 		if r.TCPFlags == 0 {
 			r.TCPFlags = p.TCPFlags
 		}
+		t.hasTCPFlags = t.hasTCPFlags || p.Proto == 6 // the TCP header was read
 		if !t.icmpSet && (p.Proto == 1 || p.Proto == 58) {
 			r.ICMPType, r.ICMPCode, t.icmpSet = p.ICMPType, p.ICMPCode, true
 		}

@@ -399,7 +399,7 @@ func buildFields() []Field {
 			}},
 		{Name: "netflow.ip_class_of_service", Type: "long", Description: "IPv4 TOS / IPv6 traffic class byte",
 			put: func(b []byte, r *Record) ([]byte, bool) { return putUint(b, uint64(r.TOS), r.TOS != 0) }},
-		{Name: "netflow.tcp_control_bits", Type: "long", Description: "OR of the TCP flags seen in the flow",
+		{Name: "netflow.tcp_control_bits", Type: "long", Description: "OR of the TCP flags seen in the flow (TCP flows whose exporter sent them)",
 			put: func(b []byte, r *Record) ([]byte, bool) {
 				return putUint(b, uint64(r.TCPFlags), r.Proto == 6 && !r.NoTCPFlags)
 			}},

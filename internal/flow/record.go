@@ -139,8 +139,9 @@ type Record struct {
 	// NoPorts says the transport ports were not read (an sFlow sampled
 	// header cut before them): no ports and no Community ID are written.
 	NoPorts bool
-	// NoTCPFlags says the TCP flags were not read (the header was cut
-	// before them).
+	// NoTCPFlags says a TCP flow has no TCP flags: an sFlow sampled header
+	// was cut before them, or a NetFlow v9/IPFIX template has no
+	// tcpControlBits. Documents then have no netflow.tcp_control_bits.
 	NoTCPFlags bool
 
 	// Discard is set when the exporter reports the packet dropped (an sFlow
