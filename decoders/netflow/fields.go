@@ -406,6 +406,13 @@ func packetsQuery(base string, r *flow.Record) string {
 	return string(b)
 }
 
+// NetFlow v9 options scope types (RFC 3954 §6.1).
+const (
+	v9ScopeSystem    = 1
+	v9ScopeInterface = 2
+	v9ScopeTemplate  = 5 // after line card (3) and cache (4)
+)
+
 // applyOptions keeps what an options data record says about the data
 // records of its domain: sampling rates (per sampler or for all), interface
 // names and the exporter's boot time. Names and sampler rates are bounded
@@ -424,9 +431,19 @@ func (s *State) applyOptions(h *header, rec *nf.OptionsDataRecord) {
 	)
 	var probe, packetsURL string
 	var identity bool
-	for _, values := range [][]nf.DataField{rec.ScopesValues, rec.OptionsValues} {
+	for part, values := range [][]nf.DataField{rec.ScopesValues, rec.OptionsValues} {
 		for i := range values {
 			f := &values[i]
+			if part == 0 && h.version == 9 && f.Type >= v9ScopeSystem && f.Type <= v9ScopeTemplate {
+				// NetFlow v9 scopes are scope types (RFC 3954 §6.1), not
+				// field types: an interface scope is the ifIndex the
+				// record is about; the others name no flow's part.
+				if f.Type == v9ScopeInterface {
+					v, _ := f.Value.([]byte)
+					ifIndex, hasIf = be(v), true
+				}
+				continue
+			}
 			if f.PenProvided && f.Pen == flow.EnterpriseNumber && f.Type&0x7fff == flow.IEPacketsURL {
 				v, _ := f.Value.([]byte)
 				packetsURL, identity = cleanIdentity(v), true
