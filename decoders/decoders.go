@@ -115,6 +115,7 @@ type Result struct {
 	Held           int    // data sets held for a template
 	Expired        int    // held data sets dropped because their template never came
 	Templates      int    // templates the exporter has now (NetFlow v9/IPFIX)
+	IgnoredSets    int    // NetFlow v9/IPFIX sets of a reserved set id, skipped
 	BadHeaders     int    // sFlow sampled headers that did not decode
 	Discards       int    // sFlow drop notifications decoded into records
 	UnknownSamples int    // sFlow samples of a format spanflow does not read, skipped by their length
@@ -482,7 +483,7 @@ func (d *Decoder) Decode(dg Datagram, out []flow.Record) ([]flow.Record, Result,
 		var info netflow.Info
 		out, info, err = e.nf.Decode(dg.Payload, dg.Received, out)
 		res.OptionsRecords, res.Held, res.Expired, res.Templates = info.OptionsRecords, info.Held, info.Expired, info.Templates
-		res.Refused = info.Refused
+		res.Refused, res.IgnoredSets = info.Refused, info.IgnoredSets
 		res.Domain = info.Domain
 		if info.Version == 9 {
 			res.Lost = e.track(9<<32|uint64(info.Domain), info.Sequence, 1)

@@ -21,6 +21,7 @@ type metrics struct {
 	badHeaders   *prometheus.CounterVec
 	discards     *prometheus.CounterVec
 	unknown      *prometheus.CounterVec
+	ignoredSets  *prometheus.CounterVec
 
 	mu           sync.RWMutex
 	exporters    map[netip.Addr]*exporterMetrics
@@ -42,6 +43,7 @@ type exporterMetrics struct {
 	badHeaders             prometheus.Counter
 	discards               prometheus.Counter
 	unknownSamples         prometheus.Counter
+	ignoredSets            prometheus.Counter
 	templates              prometheus.Gauge
 	other                  bool // stands for every exporter past the label limit
 
@@ -131,6 +133,7 @@ func newMetrics(r *reporter.Reporter, maxExporters int) *metrics {
 		badHeaders:   f.CounterVec("sflow_bad_sampled_headers_total", "sFlow sampled headers that did not decode (the record keeps what the sample says).", "exporter"),
 		discards:     f.CounterVec("sflow_drop_notifications_total", "sFlow drop notifications (discarded packets, sample type 5) decoded into records.", "exporter"),
 		unknown:      f.CounterVec("sflow_unknown_samples_total", "sFlow samples of a format spanflow does not read (not enterprise 0 formats 1-5), skipped by their length.", "exporter"),
+		ignoredSets:  f.CounterVec("ignored_sets_total", "NetFlow v9/IPFIX sets of a reserved set id, skipped by their length (RFC 7011 §3.3.2).", "exporter"),
 		exporters:    map[netip.Addr]*exporterMetrics{},
 		maxExporters: maxExporters,
 	}
@@ -172,6 +175,7 @@ func (m *metrics) exporter(a netip.Addr, proven bool) *exporterMetrics {
 		expired: m.held.WithLabelValues(l, "expired"), templates: m.templates.WithLabelValues(l),
 		badHeaders: m.badHeaders.WithLabelValues(l), discards: m.discards.WithLabelValues(l),
 		unknownSamples: m.unknown.WithLabelValues(l),
+		ignoredSets:    m.ignoredSets.WithLabelValues(l),
 	}
 	e.lastTemplates.Store(-1)
 	for k := 1; k <= 4; k++ {
@@ -205,6 +209,7 @@ func (m *metrics) prune(has func(netip.Addr) bool) {
 		m.badHeaders.DeleteLabelValues(l)
 		m.discards.DeleteLabelValues(l)
 		m.unknown.DeleteLabelValues(l)
+		m.ignoredSets.DeleteLabelValues(l)
 		m.held.DeleteLabelValues(l, "held")
 		m.held.DeleteLabelValues(l, "expired")
 		for k := range e.lost {

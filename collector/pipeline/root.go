@@ -265,6 +265,9 @@ func (w *Worker) decodeAllowed(dg decoders.Datagram, recs []flow.Record) []flow.
 	if res.UnknownSamples > 0 {
 		em.unknownSamples.Add(float64(res.UnknownSamples))
 	}
+	if res.IgnoredSets > 0 {
+		em.ignoredSets.Add(float64(res.IgnoredSets))
+	}
 	if res.Kind == flow.KindNetFlowV9 || res.Kind == flow.KindIPFIX {
 		em.setTemplates(res.Templates)
 	}

@@ -123,6 +123,7 @@ type Info struct {
 	Held           int          // data sets of this datagram held waiting for a template
 	Expired        int          // held data sets dropped because their template never came
 	Templates      int          // templates the exporter has after this datagram
+	IgnoredSets    int          // sets of a reserved set id, skipped (RFC 7011 §3.3.2)
 	Refused        reason.Tally // templates, data sets and options values refused by a limit
 }
 
@@ -408,6 +409,19 @@ func (t *templateStore) AddTemplate(version uint16, obsDomain uint32, id uint16,
 		}
 	}
 	if n == 0 { // RFC 7011 §8.1: a template with no fields withdraws it
+		if version == 10 && id == 2 { // every data template of the domain
+			for k, tpl := range s.templates {
+				if _, ok := tpl.(nf.TemplateRecord); ok && k>>16 == templateKey(version, obsDomain, 0)>>16 {
+					s.drop(version, obsDomain, k)
+				}
+			}
+			for k := range s.invalid {
+				if k>>16 == templateKey(version, obsDomain, 0)>>16 {
+					s.drop(version, obsDomain, k)
+				}
+			}
+			return nil
+		}
 		s.drop(version, obsDomain, k)
 		return nil
 	}
@@ -523,6 +537,9 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 		if out, ok := s.decodeKnown(payload[hdrLen:], count, h, received, out, &info); ok {
 			return out, info, nil
 		}
+	}
+	if p, ignored, ok := s.stripSets(payload, hdrLen, count, h); ok {
+		payload, info.IgnoredSets = p, ignored
 	}
 	if err := checkTemplates(payload[hdrLen:], h.version); err != nil {
 		return out, info, reason.Errorf(reason.Template, "%s from %s: %w", kindName(h.version), s.exporter, err)
@@ -727,6 +744,138 @@ func checkTemplates(sets []byte, version uint16) error {
 		}
 	}
 	return nil
+}
+
+// reservedSet reports whether a set id is reserved: neither a template,
+// an options template nor a data set. Collectors ignore such sets (RFC 7011
+// §3.3.2); goflow2 would stop at them and lose the rest of the message.
+func reservedSet(id, version uint16) bool {
+	if version == 9 {
+		return id >= 2 && id < 256
+	}
+	return id < 2 || id > 3 && id < 256
+}
+
+// withdrawsOptions reports whether an IPFIX options template set holds a
+// withdrawal: a record of template id and a field count of 0, 4 bytes
+// (RFC 7011 §8.1), which goflow2 reads as the 6-byte header of an options
+// template, misreading the rest of the message.
+func withdrawsOptions(body []byte) bool {
+	for len(body) >= 4 {
+		tid, n := binary.BigEndian.Uint16(body), int(binary.BigEndian.Uint16(body[2:]))
+		if n == 0 {
+			return tid == 3 || tid >= 256 // else padding
+		}
+		if len(body) < 6 {
+			return false
+		}
+		var ok bool
+		if body, ok = skipFields(body[6:], n, 10); !ok {
+			return false
+		}
+	}
+	return false
+}
+
+// stripSets takes out of a message what goflow2 cannot read but a
+// collector must accept: sets of a reserved id (skipped by their length,
+// and counted) and IPFIX options template withdrawals (applied here). It
+// returns the message without them, and false, having changed nothing,
+// when the message has neither (the usual case: no allocation). count is
+// the NetFlow v9 header's set count (goflow2 reads that many sets), -1 for
+// IPFIX.
+func (s *State) stripSets(msg []byte, hdrLen, count int, h *header) ([]byte, int, bool) {
+	strip := false
+	for rest, i := msg[hdrLen:], 0; len(rest) >= 4 && i != count; i++ {
+		id, l := binary.BigEndian.Uint16(rest), int(binary.BigEndian.Uint16(rest[2:]))
+		if l < 4 || l > len(rest) {
+			break // goflow2 reports it
+		}
+		if reservedSet(id, h.version) || h.version == 10 && id == 3 && withdrawsOptions(rest[4:l]) {
+			strip = true
+			break
+		}
+		rest = rest[l:]
+	}
+	if !strip {
+		return msg, 0, false
+	}
+	out := append(make([]byte, 0, len(msg)), msg[:hdrLen]...)
+	rest, i, ignored, removed := msg[hdrLen:], 0, 0, 0
+	for ; len(rest) >= 4 && i != count; i++ {
+		id, l := binary.BigEndian.Uint16(rest), int(binary.BigEndian.Uint16(rest[2:]))
+		if l < 4 || l > len(rest) {
+			break
+		}
+		set := rest[:l]
+		rest = rest[l:]
+		switch {
+		case reservedSet(id, h.version):
+			ignored++
+			removed++
+		case h.version == 10 && id == 3 && withdrawsOptions(set[4:]):
+			start := len(out)
+			out = append(out, set[:4]...)
+			s.withdrawOptions(h, set[4:], &out)
+			if len(out) == start+4 { // only withdrawals
+				out = out[:start]
+				removed++
+			} else {
+				binary.BigEndian.PutUint16(out[start+2:], uint16(len(out)-start))
+			}
+		default:
+			out = append(out, set...)
+		}
+	}
+	out = append(out, rest...) // past the count, or what goflow2 reports
+	if h.version == 9 {
+		binary.BigEndian.PutUint16(out[2:], uint16(count-removed))
+	} else {
+		binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
+	}
+	return out, ignored, true
+}
+
+// withdrawOptions applies the withdrawals of an IPFIX options template
+// set's body (template id 3: every options template of the domain) and
+// appends its other records to out.
+func (s *State) withdrawOptions(h *header, body []byte, out *[]byte) {
+	for len(body) >= 4 {
+		tid, n := binary.BigEndian.Uint16(body), int(binary.BigEndian.Uint16(body[2:]))
+		if n == 0 {
+			switch {
+			case tid == 3:
+				for k, tpl := range s.templates {
+					if _, ok := tpl.(nf.IPFIXOptionsTemplateRecord); ok && k>>16 == templateKey(h.version, h.domain, 0)>>16 {
+						s.drop(h.version, h.domain, k)
+					}
+				}
+			case tid >= 256:
+				k := templateKey(h.version, h.domain, tid)
+				if _, ok := s.templates[k].(nf.IPFIXOptionsTemplateRecord); ok {
+					s.drop(h.version, h.domain, k)
+				} else if _, ok := s.invalid[k]; ok {
+					s.drop(h.version, h.domain, k)
+				}
+			default:
+				*out = append(*out, body...) // padding
+				return
+			}
+			body = body[4:]
+			continue
+		}
+		if len(body) < 6 {
+			break
+		}
+		rest, ok := skipFields(body[6:], n, 10)
+		if !ok {
+			*out = append(*out, body...) // checkTemplates reports it
+			return
+		}
+		*out = append(*out, body[:len(body)-len(rest)]...)
+		body = rest
+	}
+	*out = append(*out, body...)
 }
 
 // skipFields skips n field specifiers, or reports that body is too short.
