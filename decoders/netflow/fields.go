@@ -27,17 +27,24 @@ type recordTimes struct {
 	hasDuration          bool
 	hasBytes, hasPackets bool // a delta count was seen (totals only fill in)
 	hasTCPFlags          bool // tcpControlBits was seen, or a decoded packet section's header
-	samplerID            uint64
-	hasSampler           bool
-	rate                 uint64
-	packetSpace          uint64
-	icmpSet              bool
-	startDelta, endDelta time.Duration // flowStart/EndDeltaMicroseconds, before the export time
-	hasStartDelta        bool
-	hasEndDelta          bool
-	physIn, physOut      uint32
-	vlan243              uint16
-	section              section // a sampled packet's bytes (section.go)
+	hasByteTotal         bool // octetTotalCount was seen
+	hasPacketTotal       bool // packetTotalCount was seen
+	// initiator/responderOctets and Packets (231, 232, 298, 299: Cisco
+	// ASA NSEL's only counts): the flow's, when it has no other count.
+	biOctets, biPackets       uint64
+	hasBiOctets, hasBiPackets bool
+	observed                  time.Time // observationTime* (322-325): an NSEL event's time
+	samplerID                 uint64
+	hasSampler                bool
+	rate                      uint64
+	packetSpace               uint64
+	icmpSet                   bool
+	startDelta, endDelta      time.Duration // flowStart/EndDeltaMicroseconds, before the export time
+	hasStartDelta             bool
+	hasEndDelta               bool
+	physIn, physOut           uint32
+	vlan243                   uint16
+	section                   section // a sampled packet's bytes (section.go)
 }
 
 func be(v []byte) uint64 {
@@ -150,10 +157,28 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 		if !t.hasBytes {
 			r.Bytes = be(v)
 		}
+		t.hasByteTotal = true
 	case 86: // packetTotalCount
 		if !t.hasPackets {
 			r.Packets = be(v)
 		}
+		t.hasPacketTotal = true
+	case 231, 232: // initiatorOctets, responderOctets: also written as they are
+		t.biOctets, t.hasBiOctets = t.biOctets+be(v), true
+		s.appendExtra(r, 0, typ, v)
+	case 298, 299: // initiatorPackets, responderPackets
+		t.biPackets, t.hasBiPackets = t.biPackets+be(v), true
+		s.appendExtra(r, 0, typ, v)
+	case 322, 323, 324, 325: // observationTime*: also written as they are
+		switch typ {
+		case 322:
+			t.observed = time.Unix(int64(be(v)), 0)
+		case 323:
+			t.observed = time.UnixMilli(int64(be(v)))
+		default:
+			t.observed = ntpTime(be(v))
+		}
+		s.appendExtra(r, 0, typ, v)
 	case 4:
 		r.Proto = uint8(be(v))
 	case 5:
@@ -282,6 +307,13 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 // (d, which is s.domain(h): the caller looks it up once per data set).
 func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 	export := time.Unix(int64(h.exportSecs), 0)
+	// A flow counted only by direction (Cisco ASA NSEL) is both directions.
+	if t.hasBiOctets && !t.hasBytes && !t.hasByteTotal {
+		r.Bytes = t.biOctets
+	}
+	if t.hasBiPackets && !t.hasPackets && !t.hasPacketTotal {
+		r.Packets = t.biPackets
+	}
 	applySection(r, t)
 	switch {
 	case h.version == 9 && (t.hasStartUp || t.hasEndUp):
@@ -330,6 +362,11 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 		}
 	}
 
+	if r.End.IsZero() && !t.observed.IsZero() {
+		// No end time but the time of the event that exported the flow
+		// (Cisco ASA NSEL: a teardown's time).
+		r.End = t.observed
+	}
 	r.Start, r.End = flow.ResolveTimes(r.Start, r.End, r.Received)
 
 	if r.InIf == 0 {
