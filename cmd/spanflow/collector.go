@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/spanflow/spanflow/collector"
+	"github.com/spanflow/spanflow/internal/pcapfile"
 )
 
 func collectorCommand() *cli.Command {
@@ -88,6 +89,11 @@ func runCollector(c *cli.Context) error {
 			return fmt.Errorf("--pcap %s: %v", path, err)
 		}
 		f.Close()
+		r, err := pcapfile.Open(path)
+		if err != nil {
+			return fmt.Errorf("--pcap %s: %v", path, err)
+		}
+		r.Close()
 	}
 	if err := col.Start(); err != nil {
 		return err

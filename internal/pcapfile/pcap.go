@@ -55,11 +55,12 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 	for src != nil && p.end < 24 && p.err == nil {
 		p.fill()
 	}
-	if p.end < 24 {
-		return nil, fmt.Errorf("short file header: %d bytes", p.end)
-	}
-	h := buf[:24]
+	// The magic number first: a short file that does not start with one is
+	// not a capture, one that does is a cut one.
+	h := buf[:max(p.end, 4)]
 	switch {
+	case p.end < 4:
+		return nil, errors.New("not a pcap or pcapng file")
 	case h[0] == 0xd4 && h[1] == 0xc3 && h[2] == 0xb2 && h[3] == 0xa1:
 		p.order = binary.LittleEndian
 	case h[0] == 0xa1 && h[1] == 0xb2 && h[2] == 0xc3 && h[3] == 0xd4:
@@ -71,6 +72,10 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 	default:
 		return nil, fmt.Errorf("unknown magic number % x: not a pcap or pcapng file", h[:4])
 	}
+	if p.end < 24 {
+		return nil, fmt.Errorf("short file header: %d bytes (a cut pcap file)", p.end)
+	}
+	h = buf[:24]
 	// The upper bits of the link type field carry FCS information.
 	p.link = p.order.Uint32(h[20:]) & 0x0fffffff
 	p.big = p.order == binary.ByteOrder(binary.BigEndian)

@@ -57,6 +57,10 @@ func open(path string, mapped bool) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open capture: %w", err)
 	}
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s is a directory, not a capture file", path)
+	}
 	src := &Reader{f: f}
 	if err := src.start(path, mapped); err != nil {
 		src.Close()
@@ -87,8 +91,11 @@ func (src *Reader) start(path string, mapped bool) error {
 	}
 	buf := make([]byte, readBuffer)
 	n, err := io.ReadAtLeast(src.f, buf, 4)
-	if err != nil {
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("read capture %s: not a pcap or pcapng file (%d bytes)", path, n)
+	case err != nil:
+		return fmt.Errorf("read capture %s: %w", path, err)
 	}
 	if isPCAPNG(buf) {
 		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), src.f), readBuffer)

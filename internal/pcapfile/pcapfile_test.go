@@ -86,3 +86,30 @@ func FuzzPCAP(f *testing.F) {
 	f.Add([]byte{0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0})
 	f.Fuzz(readsToAnEnd)
 }
+
+// TestNotACapture: a directory, a short text file and an empty file say
+// what they are, whichever way the file is opened; a cut pcap header says
+// it is cut.
+func TestNotACapture(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"directory", dir, dir + " is a directory, not a capture file"},
+		{"text", writeFile(t, []byte("hello\n")), "not a pcap or pcapng file"},
+		{"empty", writeFile(t, nil), "not a pcap or pcapng file (0 bytes)"},
+		{"cut header", writeFile(t, pcapBytes(1)[:10]), "short file header: 10 bytes"},
+	} {
+		for _, open := range []func(string) (*Reader, error){Open, OpenMapped} {
+			r, err := open(tc.path)
+			if err == nil {
+				r.Close()
+				t.Errorf("%s: no error", tc.name)
+				continue
+			}
+			if !bytes.Contains([]byte(err.Error()), []byte(tc.want)) || bytes.Contains([]byte(err.Error()), []byte("short")) != (tc.name == "cut header") {
+				t.Errorf("%s: error %q, want %q", tc.name, err, tc.want)
+			}
+		}
+	}
+}
