@@ -152,6 +152,14 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 			return cfg, err
 		}
 	}
+	// A source given by flag replaces the file's: --pcap a capture of the
+	// live interface (and its filter), --interface the file's capture.
+	switch {
+	case c.IsSet("pcap") && !c.IsSet("interface"):
+		cfg.Interfaces, cfg.Filter = nil, ""
+	case c.IsSet("interface") && !c.IsSet("pcap"):
+		cfg.Pcap = ""
+	}
 	override(c, "pcap", &cfg.Pcap, c.String)
 	override(c, "interface", &cfg.Interfaces, func(n string) exporter.StringList { return c.StringSlice(n) })
 	override(c, "filter", &cfg.Filter, c.String)

@@ -90,6 +90,28 @@ func TestExporterFastTimeoutFlags(t *testing.T) {
 	}
 }
 
+// TestExporterSourceFlagReplacesFile: a source given by flag replaces the
+// --config file's (--pcap its interface and filter, --interface its pcap);
+// two sources given by flags stay an error.
+func TestExporterSourceFlagReplacesFile(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live.yaml")
+	os.WriteFile(live, []byte("interface: eth0\nfilter: not port 22\ncollector: [\"127.0.0.1:4739\"]\n"), 0o644)
+	cfg := runConfiguration(t, "--config", live, "--pcap", "x.pcap")
+	if cfg.Pcap != "x.pcap" || len(cfg.Interfaces) != 0 || cfg.Filter != "" {
+		t.Errorf("--pcap over a file with interface: %+v", cfg)
+	}
+	replay := filepath.Join(dir, "replay.yaml")
+	os.WriteFile(replay, []byte("pcap: x.pcap\ncollector: [\"127.0.0.1:4739\"]\n"), 0o644)
+	cfg = runConfiguration(t, "--config", replay, "--interface", "lo")
+	if cfg.Pcap != "" || len(cfg.Interfaces) != 1 {
+		t.Errorf("--interface over a file with pcap: %+v", cfg)
+	}
+	if _, err := run(t, "exporter", "run", "--pcap", "x.pcap", "--interface", "lo", "--collector", "127.0.0.1:4739"); err == nil || !strings.Contains(err.Error(), "give one source only") {
+		t.Errorf("--pcap and --interface: %v", err)
+	}
+}
+
 // TestExporterRunBadInput: bad input ends with a non-zero exit code and one
 // line saying what is wrong.
 func TestExporterRunBadInput(t *testing.T) {
