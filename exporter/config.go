@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -316,48 +318,109 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Validate checks every setting; the error names each wrong one.
+// SettingError is a problem with one setting, named by its key (the flag
+// name), so that `exporter check` can point at its line. Its text is the
+// problem's own, which names the setting.
+type SettingError struct {
+	Key string
+	Err error
+}
+
+func (e *SettingError) Error() string { return e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// keys are the YAML keys of the configuration, longest first.
+var keys = func() []string {
+	var out []string
+	t := reflect.TypeOf(Configuration{})
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}()
+
+// settingErrors keys each problem err holds by the setting its text starts
+// with ("mtu 100: ...", "template refresh interval 1ms: ..."), else by
+// fallback.
+func settingErrors(fallback string, err error) []error {
+	var out []error
+	for _, e := range yamlconf.Unjoin(err) {
+		var se *SettingError
+		if errors.As(e, &se) {
+			out = append(out, e)
+			continue
+		}
+		key := fallback
+		head, _, _ := strings.Cut(strings.TrimPrefix(e.Error(), "--"), ":")
+		head = strings.ToLower(strings.ReplaceAll(head, " ", "-"))
+		for _, k := range keys {
+			if rest, ok := strings.CutPrefix(head, k); ok && (rest == "" || rest[0] == '-' || rest[0] == '"') {
+				key = k
+				break
+			}
+		}
+		out = append(out, &SettingError{Key: key, Err: e})
+	}
+	return out
+}
+
+// Validate checks every setting; the error names each wrong one, each a
+// *SettingError.
 func (c Configuration) Validate() error {
 	var errs []error
+	add := func(key string, err error) { errs = append(errs, settingErrors(key, err)...) }
 	switch {
 	case c.Pcap == "" && len(c.Interfaces) == 0:
-		errs = append(errs, errors.New("no capture: give --interface IFACE or --pcap FILE"))
+		add("interface", errors.New("no capture: set interface (--interface IFACE) or pcap (--pcap FILE)"))
 	case c.Pcap != "" && len(c.Interfaces) > 0:
-		errs = append(errs, errors.New("--interface and --pcap: give one source only"))
+		add("pcap", errors.New("interface and pcap are both set: give one source only (a source given by flag replaces the file's)"))
 	case len(c.Interfaces) > 0:
 		if _, err := c.Live(); err != nil {
-			errs = append(errs, err)
+			add("interface", err)
 		}
 		if c.Fanout < 1 || c.Fanout > 64 {
-			errs = append(errs, fmt.Errorf("fanout %d: must be from 1 to 64 workers", c.Fanout))
+			add("fanout", fmt.Errorf("fanout %d: must be from 1 to 64 workers", c.Fanout))
 		}
 		if c.RingSize < 1 || c.RingSize > 4096 {
-			errs = append(errs, fmt.Errorf("ring size %d MiB: must be from 1 to 4096", c.RingSize))
+			add("ring-size", fmt.Errorf("ring-size %d MiB: must be from 1 to 4096", c.RingSize))
 		}
 	}
-	if c.Filter != "" && len(c.Interfaces) == 0 {
-		errs = append(errs, errors.New("--filter applies to a live capture: give --interface"))
+	switch {
+	case c.Filter != "" && len(c.Interfaces) == 0:
+		add("filter", errors.New("filter applies to a live capture: set interface (--interface IFACE)"))
+	case c.Filter != "":
+		// As the live capture compiles it at start.
+		if _, err := capture.CompileFilterFor(c.Filter, 1); err != nil {
+			add("filter", err)
+		}
 	}
 	if _, _, err := c.Ring(); err != nil {
-		errs = append(errs, err)
+		add("packet-ring", err)
+	}
+	switch {
+	case c.PacketRing == "" && c.PacketRingFilter != "":
+		add("packet-ring-filter", errors.New("packet-ring-filter applies to the packet ring: set packet-ring (--packet-ring DIR)"))
+	case c.PacketRingFilter != "":
+		if _, err := ring.NewFilter(c.PacketRingFilter); err != nil {
+			add("packet-ring-filter", fmt.Errorf("packet-ring-filter: %w", err))
+		}
 	}
 	if _, err := c.RingServer(); err != nil {
-		errs = append(errs, err)
+		add("packet-ring-listen", err)
 	}
 	if u := c.PacketRingURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		errs = append(errs, fmt.Errorf("packet-ring-url %q: want http://HOST:PORT or https://HOST:PORT, as analysts reach the probe", u))
+		add("packet-ring-url", fmt.Errorf("packet-ring-url %q: want http://HOST:PORT or https://HOST:PORT, as analysts reach the probe", u))
 	}
-	if err := c.ipfix(nil).Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.PacketRing == "" && c.PacketRingFilter != "" {
-		errs = append(errs, errors.New("--packet-ring-filter applies to the packet ring: give --packet-ring DIR"))
-	}
-	errs = append(errs, c.fastSelectorErrors()...)
+	add("mtu", c.ipfix(nil).Validate())
+	add("active-timeout-fast-for", errors.Join(c.fastSelectorErrors()...))
 	if len(c.ActiveTimeoutFastFor) == 0 || len(c.meter().Fast) > 0 {
-		errs = append(errs, c.meter().Validate())
+		add("active-timeout", c.meter().Validate())
 	}
-	errs = append(errs, c.transportConfiguration().Validate(), c.ipfix(nil).Validate(), distribute.ValidateRules(c.Distribute))
+	add("collector", c.transportConfiguration().Validate())
+	add("distribute", distribute.ValidateRules(c.Distribute))
 	return errors.Join(errs...)
 }
 

@@ -57,7 +57,9 @@ func NewFanout(r *reporter.Reporter, cfg Configuration, srcs []capture.Source, o
 			x.ring.Wait = len(cfg.Interfaces) == 0
 			x.ringHeadersOnly = cfg.PacketRingHeadersOnly
 			if filter != "" {
-				x.ringFilter, err = ring.NewFilter(filter)
+				if x.ringFilter, err = ring.NewFilter(filter); err != nil {
+					err = fmt.Errorf("packet-ring-filter: %w", err)
+				}
 			}
 		}
 		if err != nil {

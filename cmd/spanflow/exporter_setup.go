@@ -116,8 +116,9 @@ func exporterCheckCommand() *cli.Command {
 	return checkCommand("validate an exporter configuration file and say what is wrong, one line each",
 		"Reports unknown keys, values of the wrong type (durations such as 30s), settings out of\n"+
 			"range, a missing or absent interface, collectors that are not [udp|tcp|tls://]HOST:PORT or\n"+
-			"whose host does not resolve, an unreadable CA file, and distribution rules whose destination,\n"+
-			"filter (compiled by libpcap) or nets are wrong. Exits 1 when anything is wrong.\n"+
+			"whose host does not resolve, an unreadable CA file, filter and packet-ring-filter expressions\n"+
+			"and distribution rules whose destination, filter (compiled by libpcap) or nets are wrong,\n"+
+			"each with the line of its key. Exits 1 when anything is wrong.\n"+
 			"Example: spanflow exporter check --config /etc/spanflow/exporter.yaml",
 		exporterCheck)
 }
@@ -146,10 +147,26 @@ func exporterCheck(path string) []string {
 			return problems
 		}
 	}
-	add(cfg.Validate())
+	// What Validate finds is said at its key's line, as the file's own
+	// problems are.
+	lines, _ := yamlconf.KeyLines(path)
+	at := func(key string, err error) {
+		if n, ok := lines[key]; ok && err != nil {
+			err = fmt.Errorf("line %d: %w", n, err)
+		}
+		add(err)
+	}
+	for _, e := range yamlconf.Unjoin(cfg.Validate()) {
+		var se *exporter.SettingError
+		if errors.As(e, &se) {
+			at(se.Key, e)
+			continue
+		}
+		add(e)
+	}
 	lives, _ := cfg.Live() // Validate said what is wrong
 	for _, l := range lives {
-		add(capture.CheckInterface(l.Interface))
+		at("interface", capture.CheckInterface(l.Interface))
 	}
 	for _, a := range cfg.Collectors {
 		_, addr, err := transport.SplitCollector(a)
@@ -161,7 +178,7 @@ func exporterCheck(path string) []string {
 		_, err = net.DefaultResolver.LookupHost(ctx, host)
 		cancel()
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("collector %s: host %s does not resolve: %v", a, host, err))
+			at("collector", fmt.Errorf("collector %s: host %s does not resolve: %v", a, host, err))
 		}
 	}
 	return problems

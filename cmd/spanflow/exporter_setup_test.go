@@ -8,8 +8,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spanflow/spanflow/exporter"
+	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -80,11 +82,11 @@ ring-size: 0
 		`line 3: .*unknown unit "x"`,
 		`line 4: .*invalid duration "banana"`,
 		`line 5: unknown key bogus`,
-		`ring size 0 MiB`,
-		`collector "tcp://127.0.0.1:99999": port must be`,
-		`collector "http://127.0.0.1:80": transport must be`,
-		`interface no-such-if0: not on this host`,
-		`collector collector.invalid:4739: host collector.invalid does not resolve`,
+		`line 6: ring-size 0 MiB`,
+		`line 2: collector "tcp://127.0.0.1:99999": port must be`,
+		`line 2: collector "http://127.0.0.1:80": transport must be`,
+		`line 1: interface no-such-if0: not on this host`,
+		`line 2: collector collector.invalid:4739: host collector.invalid does not resolve`,
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != len(want) {
@@ -98,7 +100,7 @@ ring-size: 0
 
 	missing := filepath.Join(dir, "missing.yaml")
 	os.WriteFile(missing, []byte("collector: [\"127.0.0.1:4739\"]\n"), 0o644)
-	if out, err := run(t, "exporter", "check", "--config", missing); err == nil || !strings.Contains(out, "no capture: give --interface") {
+	if out, err := run(t, "exporter", "check", "--config", missing); err == nil || !strings.Contains(out, "no capture: set interface (--interface IFACE) or pcap (--pcap FILE)") {
 		t.Errorf("missing interface: %v %s", err, out)
 	}
 
@@ -106,6 +108,48 @@ ring-size: 0
 	os.WriteFile(good, []byte("interface: lo\ncollector: [\"127.0.0.1:4739\", \"tcp://localhost:4739\"]\nidle-timeout: 30s\n"), 0o644)
 	if out, err := run(t, "exporter", "check", "--config", good); err != nil || !strings.Contains(out, "OK") {
 		t.Errorf("good file: %v: %s", err, out)
+	}
+}
+
+// TestExporterCheckAsRun: what `exporter run` refuses, `exporter check`
+// refuses too (the units run check before run): filters that do not
+// compile, each problem once, at its key's line.
+func TestExporterCheckAsRun(t *testing.T) {
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "mixed.pcap")
+	if err := synth.WritePcapFile(pcap, synth.Mixed(time.Unix(0, 0)).Packets); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file string
+		want       []string // the problems, in order
+	}{
+		{"filter", "interface: lo\ncollector: [\"127.0.0.1:4739\"]\nfilter: 'port port'\n",
+			[]string{`line 3: filter "port port": `}},
+		{"ring filter", "pcap: " + pcap + "\ncollector: [\"127.0.0.1:4739\"]\npacket-ring: " + dir + "/ring\npacket-ring-filter: 'port port'\n",
+			[]string{`line 4: packet-ring-filter: filter "port port": `}},
+		{"mtu once", "interface: lo\ncollector: [\"127.0.0.1:4739\"]\nmtu: 100\n",
+			[]string{"line 3: mtu 100: must be between 576 and 65535"}},
+		{"filter without interface", "pcap: " + pcap + "\ncollector: [\"127.0.0.1:4739\"]\nfilter: 'port 22'\n",
+			[]string{"line 3: filter applies to a live capture: set interface (--interface IFACE)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			os.WriteFile(path, []byte(tc.file), 0o644)
+			out, err := run(t, "exporter", "check", "--config", path)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if err == nil || len(lines) != len(tc.want) {
+				t.Fatalf("check: %v, %d lines, want %d:\n%s", err, len(lines), len(tc.want), out)
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(lines[i], path+": "+w) {
+					t.Errorf("line %q, want %q", lines[i], w)
+				}
+			}
+			if _, err := run(t, "exporter", "run", "--config", path, "--metrics-listen", "off"); err == nil {
+				t.Error("run accepted the file")
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/net/bpf"
@@ -22,7 +23,7 @@ type Filter struct {
 func NewFilter(expr string) (*Filter, error) {
 	f := &Filter{expr: expr, vms: map[uint32]*bpf.VM{}}
 	if f.vm(1) == nil {
-		return nil, f.Err
+		return nil, errors.Unwrap(f.Err) // without "link type 1"
 	}
 	return f, nil
 }
