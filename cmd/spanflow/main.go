@@ -66,11 +66,30 @@ func newApp() *cli.App {
 				c.Flags = append(c.Flags, logFlags("Logs")...)
 				requireOneLine(name, c)
 			}
+			if len(c.Subcommands) > 0 && c.Action == nil {
+				c.Action = unknownCommand(name)
+			}
 			walk(name, c.Subcommands)
 		}
 	}
 	walk("spanflow", app.Commands)
+	app.Action = unknownCommand("spanflow")
 	return app
+}
+
+// unknownCommand is the action of a command that only groups others: its
+// help without an argument, else one line naming the unknown command (cli
+// would say "No help topic" and exit 3).
+func unknownCommand(name string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() == 0 {
+			if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
+				return cli.ShowAppHelp(c)
+			}
+			return cli.ShowSubcommandHelp(c)
+		}
+		return fmt.Errorf("unknown command %q for %q: see %s --help", c.Args().First(), name, name)
+	}
 }
 
 // requireOneLine checks a command's required flags itself, so a missing

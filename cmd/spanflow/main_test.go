@@ -102,9 +102,15 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		// A required flag left out: one line naming it, not the help page.
 		{[]string{"dashboards", "install"}, "--kibana-url (or SPANFLOW_KIBANA_URL) is required: Kibana's base URL"},
 		{[]string{"collector", "check"}, "--config is required: YAML FILE to check; see 'spanflow collector check --help'"},
+		// A mistyped command: one line, exit 1 like the other usage errors.
+		{[]string{"nosuchcommand"}, `unknown command "nosuchcommand" for "spanflow": see spanflow --help`},
+		{[]string{"exporter", "runn"}, `unknown command "runn" for "spanflow exporter": see spanflow exporter --help`},
 	} {
 		out, err := spanflowProcess(t, c.args...).CombinedOutput()
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() != 1 {
+			t.Errorf("spanflow %s: exit code %d, want 1", strings.Join(c.args, " "), ee.ExitCode())
+		}
 		if err == nil || len(lines) != 1 || !strings.HasPrefix(lines[0], "spanflow: ") || !strings.Contains(lines[0], c.want) {
 			t.Errorf("spanflow %s: exit %v, said:\n%s\nwant one line with %q", strings.Join(c.args, " "), err, out, c.want)
 		}
