@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -150,6 +151,9 @@ func esCommand() *cli.Command {
 					&cli.BoolFlag{Name: "ilm-policy", Usage: "print the ILM policy instead"},
 				),
 				Action: func(c *cli.Context) error {
+					if c.Bool("data-stream") && c.Bool("ilm-policy") {
+						return errors.New("--data-stream and --ilm-policy: give one (--ilm-policy prints the policy, which has no data stream variant)")
+					}
 					cfg := esSetupConfig(c)
 					if err := cfg.Validate(); err != nil {
 						return err

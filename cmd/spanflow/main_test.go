@@ -105,6 +105,9 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		// A mistyped command: one line, exit 1 like the other usage errors.
 		{[]string{"nosuchcommand"}, `unknown command "nosuchcommand" for "spanflow": see spanflow --help`},
 		{[]string{"exporter", "runn"}, `unknown command "runn" for "spanflow exporter": see spanflow exporter --help`},
+		// Flags that would be ignored are refused.
+		{[]string{"es", "template", "--data-stream", "--ilm-policy"}, "--data-stream and --ilm-policy: give one"},
+		{[]string{"report", "line-load", "--lines", "5"}, "--lines is top-ip's"},
 	} {
 		out, err := spanflowProcess(t, c.args...).CombinedOutput()
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")

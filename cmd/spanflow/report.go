@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,7 +43,7 @@ func reportFlags() []cli.Flag {
 		&cli.StringFlag{Name: "from", Category: sel, Value: "now-24h", Usage: "start of the range: RFC 3339, a date (UTC), now or now-<duration>"},
 		&cli.StringFlag{Name: "to", Category: sel, Value: "now", Usage: "end of the range (excluded), same forms as --from"},
 		&cli.IntFlag{Name: "top", Category: sel, Value: 10, Usage: "line-load: how many of the busiest lines; top-ip: how many addresses per line and role (0: all)"},
-		&cli.IntFlag{Name: "lines", Category: sel, Value: 10, Usage: "top-ip: how many of the busiest lines to cover (0: all)"},
+		&cli.IntFlag{Name: "lines", Category: sel, Value: 10, Usage: "top-ip only: how many of the busiest lines to cover (0: all); line-load refuses it (it lists --top lines)"},
 		&cli.DurationFlag{Name: "interval", Category: sel, Value: 5 * time.Minute, Usage: "bucket of the utilisation series and of the peak rate"},
 		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension (.csv, .md, .html; another one is refused), else csv)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: out, Usage: "file to write (default: standard output)"},
@@ -61,6 +62,9 @@ func reportAction(kind string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.NArg() > 0 {
 			return fmt.Errorf("report %s takes no arguments, got %q", kind, c.Args().First())
+		}
+		if kind == "line-load" && c.IsSet("lines") {
+			return errors.New("--lines is top-ip's: line-load lists the busiest lines, as many as --top")
 		}
 		format := c.String("format")
 		if format == "" {
