@@ -39,7 +39,7 @@ type Configuration struct {
 	Alerts        AlertConfiguration      `yaml:",inline"`
 	Rollups       RollupConfiguration     `yaml:",inline"`
 	UI            UIConfiguration         `yaml:",inline"`
-	MetricsListen string                  `yaml:"metrics-listen" help:"serve Prometheus metrics at http://ADDR/metrics; \"\" disables"`
+	MetricsListen string                  `yaml:"metrics-listen" default:"127.0.0.1:9109 (with --pcap: off unless given)" help:"serve Prometheus metrics at http://ADDR/metrics; \"\" disables"`
 }
 
 // InputConfiguration says where flow datagrams come from and how much
@@ -230,9 +230,14 @@ func DefaultConfiguration() Configuration {
 			MaxSeries: rc.MaxSeries, TopTalkers: rc.TopTalkers, TalkerCounters: rc.TalkerCounters, MetricSeries: rc.MetricSeries,
 			BaselineWindow: rc.BaselineWindow, TalkerBudget: rc.TalkerBudget},
 		UI:            defaultUIConfiguration(),
-		MetricsListen: "127.0.0.1:9109",
+		MetricsListen: DefaultMetricsListen,
 	}
 }
+
+// DefaultMetricsListen is where the collector serves its metrics unless
+// told otherwise; a replay (--pcap) serves none unless told, so that it can
+// run beside the collector service.
+const DefaultMetricsListen = "127.0.0.1:9109"
 
 // rollups is the rollup engine's configuration; a capture replay ticks by
 // the records' time.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spanflow/spanflow/collector"
 	"github.com/spanflow/spanflow/internal/pcapfile"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 func collectorCommand() *cli.Command {
@@ -58,6 +59,17 @@ func collectorConfiguration(c *cli.Context) (collector.Configuration, error) {
 		}
 	}
 	applySettings(c, &cfg)
+	if cfg.Input.Pcap != "" && !c.IsSet("metrics-listen") {
+		// A replay binds no port unless told to: the collector service
+		// holds the default one.
+		var lines map[string]int
+		if path := c.String("config"); path != "" {
+			lines, _ = yamlconf.KeyLines(path)
+		}
+		if _, inFile := lines["metrics-listen"]; !inFile {
+			cfg.MetricsListen = ""
+		}
+	}
 	if c.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q: options are flags (see --help)", c.Args().First())
 	}

@@ -112,6 +112,32 @@ func TestCollectorFlagsOverFile(t *testing.T) {
 	}
 }
 
+// TestCollectorReplayMetrics: a replay (--pcap) serves no metrics unless
+// metrics-listen is given, by flag or in the file: the collector service
+// holds the default port.
+func TestCollectorReplayMetrics(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("sockets: 2\n"), 0o600)
+	withMetrics := filepath.Join(dir, "metrics.yaml")
+	os.WriteFile(withMetrics, []byte("metrics-listen: 127.0.0.1:9199\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pcap", "x.pcap"}, ""},
+		{[]string{"--pcap", "x.pcap", "--config", plain}, ""},
+		{[]string{"--pcap", "x.pcap", "--config", withMetrics}, "127.0.0.1:9199"},
+		{[]string{"--pcap", "x.pcap", "--metrics-listen", "127.0.0.1:9109"}, "127.0.0.1:9109"},
+		{nil, collector.DefaultMetricsListen},
+		{[]string{"--config", plain}, collector.DefaultMetricsListen},
+	} {
+		if got := collectorConfigFrom(t, tc.args...).MetricsListen; got != tc.want {
+			t.Errorf("%q: metrics-listen %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
 // TestCollectorCheck: `collector check` reports bad YAML, unknown keys,
 // values of the wrong type and wrong values, each with its line.
 func TestCollectorCheck(t *testing.T) {
