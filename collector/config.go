@@ -1,9 +1,11 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -311,9 +313,7 @@ func (c Configuration) Validate() error {
 	for key, addrs := range map[string][]string{"netflow-listen": in.NetFlowListen, "ipfix-listen": in.IPFIXListen,
 		"ipfix-tcp-listen": in.IPFIXTCPListen, "ipfix-tls-listen": in.Streams.TLSListen, "sflow-listen": in.SFlowListen} {
 		for _, a := range nonEmpty(addrs) {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				add(key, fmt.Errorf("%q: want [HOST]:PORT", a))
-			}
+			add(key, checkListen(a))
 		}
 	}
 	errs = append(errs, c.validateStreams()...)
@@ -371,11 +371,31 @@ func (c Configuration) Validate() error {
 	}
 	errs = append(errs, c.validateUI()...)
 	if a := c.MetricsListen; a != "" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			add("metrics-listen", fmt.Errorf("%q: want HOST:PORT", a))
-		}
+		add("metrics-listen", checkListen(a))
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen says what is wrong with a listen address, as binding it
+// would: [HOST]:PORT with a port from 0 to 65535 and a host that is an
+// address or a name that resolves.
+func checkListen(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q: want [HOST]:PORT", a)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p > 65535 {
+		return fmt.Errorf("%q: port %s: want a number from 0 to 65535", a, port)
+	}
+	if _, err := netip.ParseAddr(host); host == "" || err == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+		return fmt.Errorf("%q: host %s is not an address and does not resolve", a, host)
+	}
+	return nil
 }
 
 // validateStreams checks the limits of IPFIX over TCP and TLS, and reads
@@ -442,7 +462,7 @@ func (c Configuration) validateOutputs() []error {
 	if es {
 		o := c.ElasticsearchOutput()
 		if err := o.Connection.Validate(); err != nil {
-			add("es-url", err)
+			errs = append(errs, keyedErrors(err, "es-url")...)
 		} else if err := o.Validate(); err != nil {
 			// The output's errors start with the flag's name.
 			key, msg, ok := strings.Cut(err.Error(), ": ")
@@ -467,7 +487,7 @@ func (c Configuration) validateEnrichment() []error {
 		if err != nil {
 			errs = append(errs, err)
 		} else if err := v.Validate(); err != nil {
-			add("vcenter-url", err)
+			errs = append(errs, vcenterErr(err))
 		}
 	}
 	if err := (networks.Configuration{File: e.Networks}).Validate(); err != nil {
@@ -612,7 +632,22 @@ func (v VCenterConfiguration) VSphere() (cfg vsphere.Configuration, ok bool, err
 		}
 		cfg.VNIs[name] = uint32(vni)
 	}
-	return cfg, true, settingErr("vcenter-url", cfg.Validate())
+	return cfg, true, vcenterErr(cfg.Validate())
+}
+
+// vcenterErr keys a problem of the vCenter configuration by its setting.
+func vcenterErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for prefix, key := range map[string]string{"vcenter CA file": "vcenter-ca", "vcenter user": "vcenter-user",
+		"vcenter: give either a CA file or insecure": "vcenter-insecure", "project rule": "project-rule"} {
+		if strings.HasPrefix(msg, prefix) {
+			return settingErr(key, err)
+		}
+	}
+	return settingErr("vcenter-url", err)
 }
 
 // vsphere is VSphere with the start wait of a run or a replay.

@@ -82,7 +82,7 @@ func keyedErrors(err error, fallback string) []error {
 	var errs []error
 	for _, e := range yamlconf.Unjoin(err) {
 		key, msg, ok := strings.Cut(e.Error(), ": ")
-		if !ok || !strings.HasPrefix(key, "kafka-") || strings.ContainsAny(key, " ,") {
+		if !ok || !(strings.HasPrefix(key, "kafka-") || strings.HasPrefix(key, "es-")) || strings.ContainsAny(key, " ,") {
 			key, msg = fallback, e.Error()
 		}
 		errs = append(errs, settingErr(key, errors.New(msg)))

@@ -137,8 +137,9 @@ func runCollector(c *cli.Context) error {
 func collectorCheckCommand() *cli.Command {
 	return checkCommand("validate a collector configuration file and say what is wrong, one line each",
 		"Reports bad YAML, unknown keys, values of the wrong type (durations such as 30s), settings\n"+
-			"out of range, unknown outputs, unreadable networks, interface-names and password files, each\n"+
-			"with the line of its key. Exits 1 when anything is wrong.\n"+
+			"out of range, listen addresses that cannot be bound, unknown outputs, unreadable networks,\n"+
+			"interface-names, password, CA, certificate and key files, each with the line of its key.\n"+
+			"Exits 1 when anything is wrong.\n"+
 			"Example: spanflow collector check --config /etc/spanflow/collector.yaml",
 		collector.Check)
 }

@@ -171,7 +171,7 @@ func TestCollectorCheck(t *testing.T) {
 				"line 5: output: \"file\" needs a path",
 				"line 6: networks: read networks file",
 				"line 7: cannot unmarshal !!str `many` into int",
-				"line 8: metrics-listen: \"localhost\": want HOST:PORT",
+				"line 8: metrics-listen: \"localhost\": want [HOST]:PORT",
 			}},
 		{"live view", "sockets: 2\n" +
 			"ui: 0.0.0.0:8443\n" + // 2
@@ -280,5 +280,49 @@ func TestCollectorInstall(t *testing.T) {
 	verify()
 	if _, err := run(t, "collector", "install", "--path", unit, "--user", "root", "--config", config); err == nil {
 		t.Error("a unit running as root was written")
+	}
+}
+
+// TestCollectorCheckAsRun: what `collector run` refuses, `collector check`
+// refuses too (the units run check before run), each problem at the line
+// of the key at fault and only there.
+func TestCollectorCheckAsRun(t *testing.T) {
+	t.Setenv("SPANFLOW_VCENTER_PASSWORD", "x")
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	os.WriteFile(notPEM, []byte("hello\n"), 0o600)
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"listen", "netflow-listen: [\":70000\"]\nipfix-listen: [\"1.2.3.4.5:2055\"]\nmetrics-listen: \"127.0.0.1:99999\"\n", []string{
+			`line 1: netflow-listen: ":70000": port 70000: want a number from 0 to 65535`,
+			`line 2: ipfix-listen: "1.2.3.4.5:2055": host 1.2.3.4.5 is not an address and does not resolve`,
+			`line 3: metrics-listen: "127.0.0.1:99999": port 99999: want a number from 0 to 65535`}},
+		{"es files", "output: [elasticsearch]\nes-url: [https://127.0.0.1:9200]\nes-ca-file: /nonexistent.pem\n", []string{
+			"line 3: es-ca-file: open /nonexistent.pem: no such file or directory"}},
+		{"es not pem", "output: [elasticsearch]\nes-url: [https://127.0.0.1:9200]\nes-ca-file: " + notPEM + "\n", []string{
+			"line 3: es-ca-file: " + notPEM + " holds no PEM certificate"}},
+		{"es credential", "output: [elasticsearch]\nes-url: [https://127.0.0.1:9200]\nes-api-key-file: /nonexistent\n", []string{
+			"line 3: es-api-key-file: read credential file"}},
+		{"vcenter ca", "vcenter-url: https://vc.example\nvcenter-user: u\nvcenter-ca: /x.pem\n", []string{
+			"line 3: vcenter-ca: vcenter CA file: open /x.pem"}},
+		{"kafka", "output: [kafka]\nkafka-replicas: 0\nkafka-tls: true\nkafka-ca-file: /x.pem\n", []string{
+			"line 2: kafka-replicas: must be from 1 to 32767, not 0",
+			"line 4: kafka-ca-file: open /x.pem"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			os.WriteFile(path, []byte(tc.file), 0o600)
+			got := collector.Check(path)
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d problems, want %d:\n%s", len(got), len(tc.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("problem %q, want %q", got[i], w)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package vsphere
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -87,8 +88,12 @@ func (c Configuration) Validate() error {
 		return errors.New("vcenter: give either a CA file or insecure, not both")
 	}
 	if c.CAFile != "" {
-		if _, err := os.Stat(c.CAFile); err != nil {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
 			return fmt.Errorf("vcenter CA file: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("vcenter CA file: %s holds no PEM certificate", c.CAFile)
 		}
 	}
 	if _, err := c.parseRules(); err != nil {

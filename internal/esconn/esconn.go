@@ -12,6 +12,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -102,7 +103,7 @@ func (c Configuration) Validate() error {
 		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
-		return fmt.Errorf("a client certificate needs both --es-cert-file and --es-key-file")
+		return fmt.Errorf("es-cert-file: a client certificate needs both --es-cert-file and --es-key-file")
 	}
 	creds, err := c.credentials()
 	if err != nil {
@@ -110,6 +111,22 @@ func (c Configuration) Validate() error {
 	}
 	if plain != "" && !c.AllowInsecureCredentials && (creds.apiKey != "" || creds.user != "" || creds.password != "") {
 		return fmt.Errorf("credentials would go in clear text to %s: use https://, or say --es-allow-insecure-credentials", plain)
+	}
+	// The files New reads, read now so that a check says what a start
+	// would.
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return fmt.Errorf("es-ca-file: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("es-ca-file: %s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err != nil {
+			return fmt.Errorf("es-cert-file: %w", err)
+		}
 	}
 	return nil
 }
@@ -122,13 +139,13 @@ func (c Configuration) credentials() (credentials, error) {
 	var cr credentials
 	var err error
 	if cr.apiKey, err = secret.Read(c.APIKeyFile, "SPANFLOW_ES_API_KEY"); err != nil {
-		return cr, err
+		return cr, fmt.Errorf("es-api-key-file: %w", err)
 	}
 	if cr.user, err = secret.Read(c.UserFile, "SPANFLOW_ES_USER"); err != nil {
-		return cr, err
+		return cr, fmt.Errorf("es-user-file: %w", err)
 	}
 	if cr.password, err = secret.Read(c.PasswordFile, "SPANFLOW_ES_PASSWORD"); err != nil {
-		return cr, err
+		return cr, fmt.Errorf("es-password-file: %w", err)
 	}
 	return cr, nil
 }

@@ -92,6 +92,13 @@ func (c Configuration) Validate() error {
 	if c.DialTimeout < 0 {
 		errs = append(errs, errors.New("kafka-dial-timeout: must not be negative"))
 	}
+	if c.TLS && (c.CertFile == "") == (c.KeyFile == "") {
+		// The files Options reads, read now so that a check says what a
+		// start would.
+		if _, err := c.tlsConfig(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -82,8 +82,11 @@ func (c Configuration) Validate() error {
 	if c.Linger < 0 || c.DeliveryTimeout < 0 || c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("kafka-linger, kafka-delivery-timeout, kafka-drain-timeout: must not be negative"))
 	}
-	if c.CreatePartitions < 0 || c.CreateReplicas < 1 || c.CreateReplicas > 32767 {
-		errs = append(errs, errors.New("kafka-partitions: must not be negative; kafka-replicas: from 1 to 32767"))
+	if c.CreatePartitions < 0 {
+		errs = append(errs, fmt.Errorf("kafka-partitions: must not be negative, not %d", c.CreatePartitions))
+	}
+	if c.CreateReplicas < 1 || c.CreateReplicas > 32767 {
+		errs = append(errs, fmt.Errorf("kafka-replicas: must be from 1 to 32767, not %d", c.CreateReplicas))
 	}
 	return errors.Join(errs...)
 }
