@@ -69,6 +69,10 @@ type File struct {
 
 	lineNames map[string]string // line name → key
 	lineOf    map[int]int       // rule index → its line in the file (-1 detectors, -2 lines)
+	// undecodedRules and undecodedLines hold a value that failed to
+	// decode: their cross-checks are skipped.
+	undecodedRules map[int]bool
+	undecodedLines map[string]bool
 }
 
 // Line is a line's capacity and display name.
@@ -205,10 +209,60 @@ func ParseRules(data []byte) (*File, error) {
 		return nil, err
 	}
 	f.lineOf = lines
+	f.undecodedRules, f.undecodedLines = undecoded(data, derr)
 	if err := errors.Join(derr, f.validate()); err != nil {
 		return nil, sortByLine(err)
 	}
 	return f, nil
+}
+
+// undecoded says which rules (by index) and lines (by key) hold a value
+// that failed to decode: their cross-checks would compare the zero left in
+// its place and add a false second problem.
+func undecoded(data []byte, derr error) (rules map[int]bool, lines map[string]bool) {
+	rules, lines = map[int]bool{}, map[string]bool{}
+	bad := map[int]bool{}
+	for _, e := range yamlconf.Unjoin(derr) {
+		var ye *yamlconf.Error
+		if errors.As(e, &ye) {
+			bad[ye.Line] = true
+		}
+	}
+	var doc yaml.Node
+	if len(bad) == 0 || yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return rules, lines
+	}
+	holds := func(n *yaml.Node) bool {
+		for l := n.Line; l <= lastLine(n); l++ {
+			if bad[l] {
+				return true
+			}
+		}
+		return false
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		switch v := m.Content[i+1]; m.Content[i].Value {
+		case "rules":
+			for j, r := range v.Content {
+				rules[j] = holds(r)
+			}
+		case "lines":
+			for k := 0; k+1 < len(v.Content); k += 2 {
+				lines[v.Content[k].Value] = holds(v.Content[k+1])
+			}
+		}
+	}
+	return rules, lines
+}
+
+// lastLine is the last line a node's value takes.
+func lastLine(n *yaml.Node) int {
+	last := n.Line
+	for _, c := range n.Content {
+		last = max(last, lastLine(c))
+	}
+	return last
 }
 
 // ruleLines finds the line of each rule and of the detectors key.
@@ -248,7 +302,7 @@ func (f *File) validate() error {
 		if len(strings.Fields(key)) != 2 {
 			errs = append(errs, f.errorf(-2, "line %q: want \"EXPORTER INTERFACE\", e.g. \"10.1.0.3 vmnic0\"", key))
 		}
-		if l.Capacity <= 0 {
+		if l.Capacity <= 0 && !f.undecodedLines[key] {
 			errs = append(errs, f.errorf(-2, "line %q: no capacity", key))
 		}
 		if l.Name != "" {
@@ -271,10 +325,12 @@ func (f *File) validate() error {
 		if !slices.Contains(Values, r.Value) {
 			bad("unknown value %q (one of %s)", r.Value, strings.Join(Values, ", "))
 		}
-		if (r.Above == nil) == (r.Below == nil) {
+		// A value that failed to decode was said; the checks that
+		// compare values would compare the zero left in its place.
+		if (r.Above == nil) == (r.Below == nil) && !f.undecodedRules[i] {
 			bad("give exactly one of above and below")
 		}
-		if r.Clear != nil {
+		if r.Clear != nil && !f.undecodedRules[i] {
 			if r.Above != nil && *r.Clear > *r.Above {
 				bad("clear %v is above the threshold %v: it would never fire and stay", *r.Clear, *r.Above)
 			}

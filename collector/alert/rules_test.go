@@ -55,7 +55,13 @@ func TestRuleErrors(t *testing.T) {
 		{"utilisation without lines", "rules:\n  - name: a\n    value: utilisation\n    above: 0.9\n",
 			[]string{`line 2: rule "a": utilisation needs line capacities under lines:`}},
 		{"bad capacity", "lines:\n  \"10.0.0.1 eth0\": {capacity: fast}\n",
-			[]string{`line 1: line "10.0.0.1 eth0": no capacity`, `line 2: capacity "fast": want a positive bandwidth`}},
+			// Said once: not also as "no capacity".
+			[]string{`line 2: capacity "fast": want a positive bandwidth`}},
+		{"no capacity", "lines:\n  \"10.0.0.1 eth0\": {name: a}\n",
+			[]string{`line 1: line "10.0.0.1 eth0": no capacity`}},
+		{"threshold not a number", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: high\n    clear: 0.8\n",
+			// Said once: not also as a clear above a threshold of 0.
+			[]string{"line 5: cannot unmarshal !!str `high` into float64"}},
 		{"clear on the wrong side", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: 1\n    clear: 2\n",
 			[]string{`line 2: rule "a": clear 2 is above the threshold 1`}},
 		{"no scope", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n",
