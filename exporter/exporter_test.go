@@ -293,7 +293,7 @@ func TestConfigFile(t *testing.T) {
 	for in, want := range map[string]string{
 		"idle-timout: 5s\n":        "line 1: unknown key idle-timout",
 		"active-timeout: soon\n":   "line 1",
-		"observation-domain: -1\n": "cannot unmarshal",
+		"observation-domain: -1\n": "line 1: observation-domain: -1 is out of range (0 to 4294967295)",
 	} {
 		cfg := DefaultConfiguration()
 		err := cfg.LoadFile(write(in))

@@ -166,11 +166,11 @@ func TestCollectorCheck(t *testing.T) {
 				"line 1: sockets: must be at least 1, not 0",
 				"line 2: allow: allowed exporter network \"10.0.0.0/33\"",
 				"line 3: unknown key socket",
-				"line 4: cannot unmarshal !!str `soon` into time.Duration",
+				`line 4: template-wait: "soon" is not a duration (write 30s, 5m or 1h)`,
 				"line 5: output: unknown output \"hdfs\"",
 				"line 5: output: \"file\" needs a path",
 				"line 6: networks: read networks file",
-				"line 7: cannot unmarshal !!str `many` into int",
+				`line 7: max-exporters: "many" is not a whole number`,
 				"line 8: metrics-listen: \"localhost\": want [HOST]:PORT",
 			}},
 		{"live view", "sockets: 2\n" +
@@ -182,8 +182,8 @@ func TestCollectorCheck(t *testing.T) {
 				"line 3: ui-user-header: needs ui-trusted-proxy",
 				"line 4: ui-history: must be between 1m and 24h, not 10s",
 			}},
-		{"bad yaml", "sockets: 2\noutput: [stdout]\n\tallow: x\n", []string{"yaml: line 3: found character that cannot start any token"}},
-		{"not a mapping", "- sockets\n", []string{"cannot unmarshal !!seq into collector.Configuration"}},
+		{"bad yaml", "sockets: 2\noutput: [stdout]\n\tallow: x\n", []string{": line 3: found character that cannot start any token (indent with spaces: YAML does not allow tabs)"}},
+		{"not a mapping", "- sockets\n", []string{": line 1: the file must hold a mapping of keys, not a list"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := write(tc.name+".yaml", tc.text)

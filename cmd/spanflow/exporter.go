@@ -16,7 +16,6 @@ import (
 	"github.com/spanflow/spanflow/exporter/distribute"
 	"github.com/spanflow/spanflow/exporter/ring"
 	"github.com/spanflow/spanflow/internal/reporter"
-	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 func exporterCommand() *cli.Command {
@@ -144,12 +143,8 @@ func exporterConfiguration(c *cli.Context) (exporter.Configuration, error) {
 	cfg := exporter.DefaultConfiguration()
 	if path := c.String("config"); path != "" {
 		if err := cfg.LoadFile(path); err != nil {
-			// Unknown keys and wrong values say their line, not the file.
-			var keyErr *yamlconf.Error
-			if errors.As(err, &keyErr) {
-				err = fmt.Errorf("configuration %s: %w", path, err)
-			}
-			return cfg, err
+			// The errors say their line, not the file.
+			return cfg, fmt.Errorf("configuration %s: %w", path, err)
 		}
 	}
 	// A source given by flag replaces the file's: --pcap a capture of the

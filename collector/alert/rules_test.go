@@ -45,7 +45,7 @@ func TestRuleErrors(t *testing.T) {
 			// The misspelt selector leaves the rule without a scope: both are said.
 			[]string{`line 2: rule "a": scope "": say scope:`, "line 5: unknown key projekt"}},
 		{"bad duration", "rules:\n  - name: a\n    value: bytes_per_second\n    project: p\n    above: 1\n    for: soon\n",
-			[]string{"line 6: cannot unmarshal !!str `soon` into time.Duration"}},
+			[]string{`line 6: for: "soon" is not a duration (write 30s, 5m or 1h)`}},
 		{"unknown value", "rules:\n  - name: ok\n    value: bytes_per_second\n    project: p\n    above: 1\n  - name: bad\n    value: bytes_per_minute\n    project: p\n    above: 1\n",
 			[]string{`line 6: rule "bad": unknown value "bytes_per_minute"`}},
 		{"unknown template field", "rules:\n  - name: a\n    value: bytes_per_second\n    project: p\n    above: 1\n    annotations: {summary: \"{{ .Bogus }}\"}\n",

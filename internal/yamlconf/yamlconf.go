@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -37,57 +40,248 @@ func (e *Error) Error() string {
 // left alone. Otherwise every key that is unknown or has a wrong value gives
 // an *Error, in the order of the file, joined with errors.Join (one per
 // line of the error's text); every other key is decoded into dst.
+//
+// The errors do not name the file: the caller says which file it read.
 func Load(path string, dst any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the caller names the file
+		}
 		return fmt.Errorf("read configuration: %w", err)
 	}
-	if err := Decode(data, dst); err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			return err
-		}
-		return fmt.Errorf("configuration %s: %w", path, err)
-	}
-	return nil
+	return Decode(data, dst)
 }
 
 // Decode is Load on the contents of a file.
 func Decode(data []byte, dst any) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return syntaxError(err, data)
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file sets nothing
+	}
+	root := doc.Content[0]
+	if k := reflect.Indirect(reflect.ValueOf(dst)).Kind(); (k == reflect.Struct || k == reflect.Map) && root.Kind != yaml.MappingNode {
+		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+			return nil // only comments, or "~"
+		}
+		what := "a single value"
+		if root.Kind == yaml.SequenceNode {
+			what = "a list"
+		}
+		return &Error{Line: root.Line, Msg: "the file must hold a mapping of keys, not " + what}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err := dec.Decode(dst)
 	var te *yaml.TypeError
 	switch {
-	case err == nil, errors.Is(err, io.EOF): // an empty file sets nothing
+	case err == nil, errors.Is(err, io.EOF):
 		return nil
 	case !errors.As(err, &te):
-		return err
+		return syntaxError(err, data)
 	}
+	keys, under := keyAtLine(root)
 	errs := make([]error, 0, len(te.Errors))
 	for _, s := range te.Errors {
-		errs = append(errs, parse(s))
+		e := parse(s)
+		key := keys[e.Line]
+		if k, ok := under[e.Line]; ok && collectionAt.MatchString(e.Msg) {
+			key = k // the list or mapping a key was given, on the line of its first item
+		}
+		e.Msg = explain(e.Msg, key, reflect.TypeOf(dst))
+		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
 }
 
+// syntaxError is yaml.v3's error for a file that is not YAML, without its
+// "yaml: " prefix, the commonest mistake said how to mend: yaml.v3 names a
+// tab only when it breaks a block, not when it ends up in a flow list.
+func syntaxError(err error, data []byte) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	tab := strings.Contains(msg, "tab character")
+	if e := parse(msg); e.Line > 0 {
+		if lines := bytes.Split(data, []byte("\n")); e.Line <= len(lines) && bytes.ContainsRune(lines[e.Line-1], '\t') {
+			tab = true
+		}
+	}
+	if tab {
+		msg += " (indent with spaces: YAML does not allow tabs)"
+	}
+	return errors.New(msg)
+}
+
 var (
-	atLine  = regexp.MustCompile(`^line (\d+): (.*)$`)
-	unknown = regexp.MustCompile(`^field (\S+) not found in type `)
+	atLine       = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknown      = regexp.MustCompile(`^field (\S+) not found in type (\S+)`)
+	wrongType    = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (\\S+)$")
+	twice        = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
+	plainInt     = regexp.MustCompile(`^[+-]?[0-9]+$`)
+	intType      = regexp.MustCompile(`^u?int(8|16|32|64)?$`)
+	intBits      = map[string]int{"8": 8, "16": 16, "32": 32, "64": 64, "": 64}
+	collectionAt = regexp.MustCompile(`^cannot unmarshal !!(seq|map) into`)
+	collection   = map[string]string{"!!seq": "a list", "!!map": "a mapping"}
 )
 
-// parse turns one of yaml.v3's messages into an Error; an unknown field is
-// called an unknown key, as the file's reader knows it.
+// parse turns one of yaml.v3's messages into an Error.
 func parse(s string) *Error {
 	e := &Error{Msg: s}
 	if m := atLine.FindStringSubmatch(s); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		e.Msg = m[2]
 	}
-	if m := unknown.FindStringSubmatch(e.Msg); m != nil {
-		e.Msg = "unknown key " + m[1]
-	}
 	return e
+}
+
+// explain rewrites one of yaml.v3's messages in the words of the file's
+// reader: the key at fault, the value given, and what to write instead.
+// key is the key on the message's line ("" when none); dst is the type
+// decoded into, to list the keys of a small mapping.
+func explain(msg, key string, dst reflect.Type) string {
+	if m := unknown.FindStringSubmatch(msg); m != nil {
+		out := "unknown key " + m[1]
+		if known := knownKeys(dst, m[2]); len(known) > 0 && len(known) <= 8 {
+			out += " (known: " + strings.Join(known, ", ") + ")"
+		}
+		return out
+	}
+	if m := twice.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("key %s is given twice (first at line %s): keep one", m[1], m[2])
+	}
+	prefix := ""
+	if key != "" && !strings.HasPrefix(msg, key+" ") && !strings.HasPrefix(msg, key+":") {
+		prefix = key + ": "
+	}
+	m := wrongType.FindStringSubmatch(msg)
+	if m == nil {
+		return prefix + msg // an UnmarshalYAML's own words
+	}
+	tag, val, typ := m[1], m[2], m[3]
+	shown := val
+	if tag == "!!str" {
+		shown = strconv.Quote(val)
+	}
+	if key != "" && key == val {
+		// A key of a mapping that is of the wrong type (an ifIndex).
+		prefix, shown = "", "key "+shown
+	}
+	if c, ok := collection[tag]; ok {
+		shown = c
+	}
+	switch {
+	case typ == "time.Duration":
+		n := "30"
+		if plainInt.MatchString(val) {
+			n = val
+		}
+		return fmt.Sprintf("%s%s is not a duration (write %ss, 5m or 1h)", prefix, shown, n)
+	case intType.MatchString(typ):
+		if tag == "!!int" {
+			bits := intBits[intType.FindStringSubmatch(typ)[1]]
+			if strings.HasPrefix(typ, "u") {
+				return fmt.Sprintf("%s%s is out of range (0 to %d)", prefix, shown, uint64(1)<<bits-1)
+			}
+			return fmt.Sprintf("%s%s is out of range (%d to %d)", prefix, shown, -(int64(1) << (bits - 1)), int64(1)<<(bits-1)-1)
+		}
+		return prefix + shown + " is not a whole number"
+	case typ == "float64", typ == "float32":
+		return prefix + shown + " is not a number"
+	case typ == "bool":
+		return prefix + shown + " is not true or false"
+	case typ == "string":
+		return prefix + "want a single value, not " + shown
+	case strings.HasPrefix(typ, "[]"):
+		return prefix + "want a list such as [a, b], not " + shown
+	case strings.HasPrefix(typ, "map["):
+		return prefix + "want a mapping of keys to values, not " + shown
+	case tag == "!!seq" || tag == "!!str" || tag == "!!int":
+		return prefix + "want a mapping of keys, not " + shown
+	}
+	return prefix + shown + " is not a " + typ
+}
+
+// keyAtLine maps each line of the file to the innermost key on it, or,
+// for a line with no key (an item of a list), the key the line is under;
+// and the line where each list or mapping starts to the key it is the
+// value of.
+func keyAtLine(root *yaml.Node) (keys, collections map[int]string) {
+	keys, collections = map[int]string{}, map[int]string{}
+	var walk func(n *yaml.Node, under string)
+	walk = func(n *yaml.Node, under string) {
+		if _, ok := collections[n.Line]; !ok && under != "" && (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) {
+			collections[n.Line] = under
+		}
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				keys[k.Line] = k.Value
+				walk(v, k.Value)
+			}
+			return
+		}
+		if _, ok := keys[n.Line]; !ok && under != "" {
+			keys[n.Line] = under
+		}
+		for _, c := range n.Content {
+			walk(c, under)
+		}
+	}
+	walk(root, "")
+	return keys, collections
+}
+
+// knownKeys returns the keys of the struct type named name ("networks.Network")
+// found in t, inline fields' keys among them.
+func knownKeys(t reflect.Type, name string) []string {
+	seen := map[reflect.Type]bool{}
+	var find func(t reflect.Type) reflect.Type
+	find = func(t reflect.Type) reflect.Type {
+		if t == nil || seen[t] {
+			return nil
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+			return find(t.Elem())
+		case reflect.Struct:
+			if t.String() == name {
+				return t
+			}
+			for i := 0; i < t.NumField(); i++ {
+				if f := find(t.Field(i).Type); f != nil {
+					return f
+				}
+			}
+		}
+		return nil
+	}
+	var keys func(t reflect.Type) []string
+	keys = func(t reflect.Type) []string {
+		var out []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("yaml")
+			k, opts, _ := strings.Cut(tag, ",")
+			switch {
+			case tag == "-" || !f.IsExported():
+			case strings.Contains(","+opts+",", ",inline,") && f.Type.Kind() == reflect.Struct:
+				out = append(out, keys(f.Type)...)
+			case k != "":
+				out = append(out, k)
+			default:
+				out = append(out, strings.ToLower(f.Name))
+			}
+		}
+		return out
+	}
+	if s := find(t); s != nil {
+		return keys(s)
+	}
+	return nil
 }
 
 // Errorf is the error an UnmarshalYAML method returns for a bad value at
