@@ -490,12 +490,13 @@ func (c Configuration) validateEnrichment() []error {
 			errs = append(errs, vcenterErr(err))
 		}
 	}
-	if err := (networks.Configuration{File: e.Networks}).Validate(); err != nil {
+	// The files' problems, one each: "networks: FILE:LINE: ...".
+	for _, err := range yamlconf.Unjoin((networks.Configuration{File: e.Networks}).Validate()) {
 		add("networks", err)
 	}
 	icfg := interfaces.DefaultConfiguration()
 	icfg.File = e.InterfaceNames
-	if err := icfg.Validate(); err != nil {
+	for _, err := range yamlconf.Unjoin(icfg.Validate()) {
 		add("interface-names", err)
 	}
 	return errs

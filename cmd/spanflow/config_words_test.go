@@ -80,3 +80,29 @@ func TestConfigNamedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworksFileWords: a problem inside the networks or interface-names
+// file is one line with that file's name and line, under the key of the
+// collector's file that names it.
+func TestNetworksFileWords(t *testing.T) {
+	dir := t.TempDir()
+	nets := filepath.Join(dir, "n2.yaml")
+	os.WriteFile(nets, []byte("10.1.0.0/16:\n  nam: x\n10.0.0.0/33:\n  name: y\n"), 0o600)
+	names := filepath.Join(dir, "if.yaml")
+	os.WriteFile(names, []byte("- 192.0.2.1\n"), 0o600)
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("sockets: 1\nnetworks: "+nets+"\ninterface-names: "+names+"\n"), 0o600)
+	out, err := run(t, "collector", "check", "--config", cfg)
+	want := cfg + ": line 2: networks: " + nets + ":2: unknown key nam (known: name, site, role, project, external)\n" +
+		cfg + ": line 2: networks: " + nets + ":3: 10.0.0.0/33 is not a network prefix (write ADDRESS/LENGTH, such as 10.0.0.0/8 or 2001:db8::/32)\n" +
+		cfg + ": line 3: interface-names: " + names + ":1: the file must hold a mapping of keys, not a list\n"
+	if err == nil || out != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	}
+	rules := filepath.Join(dir, "r.yaml")
+	os.WriteFile(rules, []byte("rules: []\n"), 0o600)
+	_, err = run(t, "rules", "check", rules, "--networks", nets)
+	if err == nil || !strings.Contains(err.Error(), nets+":3: 10.0.0.0/33 is not a network prefix") {
+		t.Errorf("rules check --networks: %v", err)
+	}
+}

@@ -86,14 +86,9 @@ func knownProjects(path string) (map[string]bool, []networks.Network, error) {
 	if path == "" {
 		return nil, nil, nil
 	}
-	f, err := os.Open(path)
+	nets, err := networks.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
-	}
-	defer f.Close()
-	nets, err := networks.Parse(f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	known := map[string]bool{}
 	for _, n := range nets {

@@ -6,17 +6,19 @@
 package interfaces
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 // Configuration says where configured names come from.
@@ -39,13 +41,9 @@ func (c Configuration) Validate() error {
 func (c Configuration) load() (map[key]string, error) {
 	names := c.Names
 	if names == nil && c.File != "" {
-		f, err := os.Open(c.File)
-		if err != nil {
-			return nil, fmt.Errorf("read interface names: %w", err)
-		}
-		defer f.Close()
-		if names, err = Parse(f); err != nil {
-			return nil, fmt.Errorf("interface names file %s: %w", c.File, err)
+		var err error
+		if names, err = ReadFile(c.File); err != nil {
+			return nil, err
 		}
 	}
 	out := map[key]string{}
@@ -69,31 +67,95 @@ func Parse(r io.Reader) (map[netip.Addr]map[uint32]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var raw map[string]map[uint32]string
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+	return parse(data)
+}
+
+// ReadFile reads the interface names file at path. Every problem comes
+// back, one line each (errors.Join) as "PATH:LINE: problem".
+func ReadFile(path string) (map[netip.Addr]map[uint32]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read interface names: %w", err)
 	}
+	names, err := parse(data)
+	return names, yamlconf.InFile(path, err)
+}
+
+func parse(data []byte) (map[netip.Addr]map[uint32]string, error) {
+	var raw map[string]map[uint32]string
+	err := yamlconf.Decode(data, &raw)
+	var ye *yamlconf.Error
+	if err != nil && !errors.As(err, &ye) {
+		return nil, err // not YAML
+	}
+	errs := yamlconf.Unjoin(err)
+	lines := exporterLines(data)
 	out := make(map[netip.Addr]map[uint32]string, len(raw))
-	for s, m := range raw {
+	first := map[netip.Addr]string{}
+	exporters := make([]string, 0, len(raw))
+	for s := range raw {
+		exporters = append(exporters, s)
+	}
+	slices.SortFunc(exporters, func(a, b string) int { return lines[a][""] - lines[b][""] })
+	for _, s := range exporters {
+		m := raw[s]
+		bad := func(line int, format string, args ...any) {
+			errs = append(errs, &yamlconf.Error{Line: line, Msg: fmt.Sprintf(format, args...)})
+		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("exporter %q: %w", s, err)
+			bad(lines[s][""], "%s is not an IP address (write the exporter's address, such as 192.0.2.1 or \"2001:db8::1\")", s)
+			continue
 		}
 		a = a.Unmap()
-		if _, dup := out[a]; dup {
-			return nil, fmt.Errorf("exporter %s is listed twice", a)
+		if f, dup := first[a]; dup {
+			bad(lines[s][""], "exporter %s is listed twice (also as %s at line %d): keep one", s, f, lines[f][""])
+			continue
 		}
+		first[a] = s
 		for idx, name := range m {
+			at := lines[s][strconv.FormatUint(uint64(idx), 10)]
 			if idx == 0 {
-				return nil, fmt.Errorf("exporter %s: ifIndex 0 means unknown and cannot be named", a)
+				bad(at, "exporter %s: ifIndex 0 means unknown and cannot be named", s)
 			}
 			if name == "" {
-				return nil, fmt.Errorf("exporter %s: ifIndex %d has an empty name", a, idx)
+				bad(at, "exporter %s: ifIndex %d has an empty name", s, idx)
 			}
 		}
 		out[a] = m
 	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
+		return nil, errors.Join(errs...)
+	}
 	return out, nil
+}
+
+// exporterLines is the line of each exporter of the file (under "") and of
+// each of its ifIndexes.
+func exporterLines(data []byte) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return out
+	}
+	m := doc.Content[0].Content
+	for i := 0; i+1 < len(m); i += 2 {
+		lines := map[string]int{"": m[i].Line}
+		for j := 0; j+1 < len(m[i+1].Content); j += 2 {
+			lines[m[i+1].Content[j].Value] = m[i+1].Content[j].Line
+		}
+		out[m[i].Value] = lines
+	}
+	return out
+}
+
+func lineOf(err error) int {
+	var ye *yamlconf.Error
+	if errors.As(err, &ye) {
+		return ye.Line
+	}
+	return 0
 }
 
 type key struct {

@@ -69,6 +69,28 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestReadFileErrors: every problem of an interface names file comes back
+// on a line of its own with that file's name and line.
+func TestReadFileErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "if.yaml")
+	os.WriteFile(path, []byte("192.0.2.1:\n  1: a\n  0: b\n  one: c\nbanana:\n  1: x\n\"::ffff:192.0.2.1\":\n  2: y\n192.0.2.2: [a]\n"), 0o600)
+	want := []string{
+		path + `:3: exporter 192.0.2.1: ifIndex 0 means unknown and cannot be named`,
+		path + `:4: key "one" is not a whole number`,
+		path + `:5: banana is not an IP address (write the exporter's address, such as 192.0.2.1 or "2001:db8::1")`,
+		path + `:7: exporter ::ffff:192.0.2.1 is listed twice (also as 192.0.2.1 at line 1): keep one`,
+		path + `:9: 192.0.2.2: want a mapping of keys to values, not a list`,
+	}
+	_, err := ReadFile(path)
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+	os.WriteFile(path, []byte("- 192.0.2.1\n"), 0o600)
+	if _, err := ReadFile(path); err == nil || err.Error() != path+":1: the file must hold a mapping of keys, not a list" {
+		t.Errorf("a list: %v", err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(sample))
 	f.Add([]byte("10.0.0.1: {1: a}\n"))

@@ -1,16 +1,16 @@
 package networks
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"github.com/spanflow/spanflow/internal/flow"
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 
-	"gopkg.in/yaml.v3"
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 // Network is what the networks file says about one prefix.
@@ -65,16 +65,18 @@ func (c Configuration) load() ([]Network, error) {
 	case c.File == "":
 		return DefaultNetworks(), nil
 	}
-	f, err := os.Open(c.File)
+	return ReadFile(c.File)
+}
+
+// ReadFile reads the networks file at path. Every problem comes back, one
+// line each (errors.Join) as "PATH:LINE: problem".
+func ReadFile(path string) ([]Network, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read networks file: %w", err)
 	}
-	defer f.Close()
-	nets, err := Parse(f)
-	if err != nil {
-		return nil, fmt.Errorf("networks file %s: %w", c.File, err)
-	}
-	return nets, nil
+	nets, err := parse(data)
+	return nets, yamlconf.InFile(path, err)
 }
 
 // Parse reads a networks file:
@@ -87,31 +89,69 @@ func (c Configuration) load() ([]Network, error) {
 //	203.0.113.0/24:
 //	  name: partner-x
 //	  external: true
+//
+// Every problem comes back, each a *yamlconf.Error with its line.
 func Parse(r io.Reader) ([]Network, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
+	return parse(data)
+}
+
+func parse(data []byte) ([]Network, error) {
 	var raw map[string]Network
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+	err := yamlconf.Decode(data, &raw)
+	var ye *yamlconf.Error
+	if err != nil && !errors.As(err, &ye) {
+		return nil, err // not YAML
 	}
+	errs := yamlconf.Unjoin(err)
+	lines, _ := yamlconf.KeyLinesOf(data) // the file is YAML
 	out := make([]Network, 0, len(raw))
+	key := map[netip.Prefix]string{} // as the file writes it
 	for cidr, n := range raw {
-		p, err := netip.ParsePrefix(cidr)
-		if err != nil {
-			return nil, fmt.Errorf("network %q: %w", cidr, err)
+		bad := func(format string, args ...any) {
+			errs = append(errs, &yamlconf.Error{Line: lines[cidr], Msg: fmt.Sprintf(format, args...)})
 		}
-		if p.Masked() != p {
-			return nil, fmt.Errorf("network %q has host bits set (did you mean %s?)", cidr, p.Masked())
+		p, err := netip.ParsePrefix(cidr)
+		switch {
+		case err != nil:
+			bad("%s is not a network prefix (write ADDRESS/LENGTH, such as 10.0.0.0/8 or 2001:db8::/32)", cidr)
+			continue
+		case p.Masked() != p:
+			bad("%s has host bits set (write %s)", cidr, p.Masked())
+			continue
 		}
 		n.Prefix = p
+		key[p] = cidr
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.String() < out[j].Prefix.String() })
-	return out, checkDuplicates(out)
+	// The same prefix written two ways (10.0.0.0/8, ::ffff:10.0.0.0/104).
+	first := map[netip.Prefix]netip.Prefix{}
+	for _, n := range out {
+		p := canonical(n.Prefix)
+		if f, ok := first[p]; ok {
+			errs = append(errs, &yamlconf.Error{Line: lines[key[n.Prefix]],
+				Msg: fmt.Sprintf("%s is listed twice (also as %s at line %d): keep one", key[n.Prefix], key[f], lines[key[f]])})
+			continue
+		}
+		first[p] = n.Prefix
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func lineOf(err error) int {
+	var ye *yamlconf.Error
+	if errors.As(err, &ye) {
+		return ye.Line
+	}
+	return 0
 }
 
 func checkDuplicates(nets []Network) error {

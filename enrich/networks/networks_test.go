@@ -94,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{"10.0.0.0/33:\n  name: x\n", "10.0.0.0/33"},
 		{"banana:\n  name: x\n", "banana"},
 		{"10.0.0.0/8:\n  nmae: x\n", "nmae"},
-		{"10.0.0.0/8:\n  name: x\n10.0.0.0/8:\n  name: y\n", "already defined"},
+		{"10.0.0.0/8:\n  name: x\n10.0.0.0/8:\n  name: y\n", "given twice"},
 	} {
 		_, err := Parse(strings.NewReader(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -114,6 +114,46 @@ func TestParseErrors(t *testing.T) {
 	}
 	if err := (Configuration{File: filepath.Join(dir, "missing.yaml")}).Validate(); err == nil {
 		t.Errorf("missing file accepted")
+	}
+}
+
+// TestReadFileErrors: every problem of a networks file comes back on a
+// line of its own with that file's name and line, in the words of its
+// reader, never yaml.v3's.
+func TestReadFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, in string
+		want     []string // after "PATH:"
+	}{
+		{"every problem", "10.1.0.0/16:\n  nam: x\n10.0.0.0/33:\n  name: y\n10.2.0.1/16: {name: z}\nbanana: {}\n10.3.0.0/16: {external: maybe}\n",
+			[]string{
+				`2: unknown key nam (known: name, site, role, project, external)`,
+				`3: 10.0.0.0/33 is not a network prefix (write ADDRESS/LENGTH, such as 10.0.0.0/8 or 2001:db8::/32)`,
+				`5: 10.2.0.1/16 has host bits set (write 10.2.0.0/16)`,
+				`6: banana is not a network prefix (write ADDRESS/LENGTH, such as 10.0.0.0/8 or 2001:db8::/32)`,
+				`7: external: "maybe" is not true or false`,
+			}},
+		{"a list", "- 10.0.0.0/8\n", []string{"1: the file must hold a mapping of keys, not a list"}},
+		{"a network given a value", "10.0.0.0/8: dc1\n", []string{`1: 10.0.0.0/8: want a mapping of keys, not "dc1"`}},
+		{"twice", "10.0.0.0/8: {name: a}\n\"::ffff:10.0.0.0/104\": {name: b}\n", []string{"2: ::ffff:10.0.0.0/104 is listed twice (also as 10.0.0.0/8 at line 1): keep one"}},
+		{"tab", "10.0.0.0/8:\n\tname: a\n", []string{"2: found character that cannot start any token (indent with spaces: YAML does not allow tabs)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "n.yaml")
+			os.WriteFile(path, []byte(tc.in), 0o600)
+			_, err := ReadFile(path)
+			var want []string
+			for _, w := range tc.want {
+				want = append(want, path+":"+w)
+			}
+			if err == nil || err.Error() != strings.Join(want, "\n") {
+				t.Errorf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+			}
+			if err := (Configuration{File: path}).Validate(); err == nil || err.Error() != strings.Join(want, "\n") {
+				t.Errorf("Validate: %v", err)
+			}
+		})
 	}
 }
 

@@ -314,6 +314,11 @@ func KeyLines(path string) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	return KeyLinesOf(data)
+}
+
+// KeyLinesOf is KeyLines on the contents of a file.
+func KeyLinesOf(data []byte) (map[string]int, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
@@ -327,4 +332,30 @@ func KeyLines(path string) (map[string]int, error) {
 		lines[m.Content[i].Value] = m.Content[i].Line
 	}
 	return lines, nil
+}
+
+// InFile names the file of each problem err holds, as compilers do:
+// "FILE:LINE: problem", one line each (errors.Join). It is for a file
+// another file names (the collector's networks file), whose problems are
+// reported within the naming file's.
+func InFile(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range Unjoin(err) {
+		var ye *Error
+		switch {
+		case errors.As(e, &ye) && ye.Line > 0:
+			e = fmt.Errorf("%s:%d: %s", path, ye.Line, ye.Msg)
+		default:
+			if m := atLine.FindStringSubmatch(e.Error()); m != nil {
+				e = fmt.Errorf("%s:%s: %s", path, m[1], m[2])
+			} else {
+				e = fmt.Errorf("%s: %w", path, e)
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
 }
