@@ -190,16 +190,35 @@ func exporterInstallCommand() *cli.Command {
 		"Writes the unit to --path; it does not enable or start it. The unit runs\n"+
 			"`spanflow exporter run --config CONFIG` as --user (create it first:\n"+
 			"useradd --system --no-create-home --shell /usr/sbin/nologin spanflow-exporter),\n"+
-			"stops it with SIGTERM (the table is flushed), and restarts it on failure.\n"+
+			"stops it with SIGTERM (the table is flushed), and restarts it on failure. Everything is\n"+
+			"read-only but /var/lib/spanflow, its state directory (a packet ring such as\n"+
+			"/var/lib/spanflow/ring), and the packet-ring directory CONFIG names elsewhere.\n"+
 			"Example: spanflow exporter install --path /etc/systemd/system/spanflow-exporter.service",
-		"configuration `FILE` the service reads",
-		func(string) (unitSpec, error) {
+		"configuration `FILE` the service reads (read now, when it exists, for the directory of its packet ring)",
+		func(config string) (unitSpec, error) {
+			extra := "# The packet ring (packet-ring) may live in /var/lib/spanflow; one elsewhere needs\n" +
+				"# ReadWritePaths=DIR (exporter install --config writes it for the ring the file names).\n" +
+				"StateDirectory=spanflow\nStateDirectoryMode=0750"
+			if _, err := os.Stat(config); err == nil {
+				cfg := exporter.DefaultConfiguration()
+				if err := cfg.LoadFile(config); err != nil {
+					return unitSpec{}, fmt.Errorf("%s: %s (fix it, or check it with `exporter check`)", config, oneLineError(err))
+				}
+				rw, err := ringWritePath(cfg.PacketRing)
+				if err != nil {
+					return unitSpec{}, fmt.Errorf("%s: %w", config, err)
+				}
+				if rw != "" {
+					extra += "\n# The packet ring of " + config + " (create it first, owned by the service's user).\nReadWritePaths=" + rw
+				}
+			}
 			return unitSpec{
 				summary:      "mirrored traffic to IPFIX",
 				stop:         "# SIGTERM flushes the flow table to the collectors before exiting.\nTimeoutStopSec=30",
 				capabilities: []string{"CAP_NET_RAW", "CAP_NET_ADMIN"},
 				capsWhy:      "# Raw sockets (AF_PACKET) and promiscuous mode; nothing else.",
 				families:     "AF_PACKET AF_INET AF_INET6 AF_NETLINK AF_UNIX",
+				extra:        extra,
 			}, nil
 		})
 }

@@ -121,3 +121,23 @@ SystemCallErrorNumber=EPERM
 WantedBy=multi-user.target
 `, s.binary, s.config, s.user, s.what, s.summary, s.stop, caps, extra, s.families), nil
 }
+
+// stateDir is the directory the units get from systemd (StateDirectory=).
+const stateDir = "/var/lib/spanflow"
+
+// ringWritePath is the directory the exporter's unit must be able to write
+// for its packet ring beside its state directory: "" when there is no ring
+// or it lives in the state directory.
+func ringWritePath(ring string) (string, error) {
+	if ring == "" {
+		return "", nil
+	}
+	if !filepath.IsAbs(ring) || strings.ContainsAny(ring, " \t\n\"'\\%$") {
+		return "", fmt.Errorf("packet-ring %q: the service needs an absolute path without spaces, quotes, %% or $, such as %s/ring", ring, stateDir)
+	}
+	ring = filepath.Clean(ring)
+	if ring == stateDir || strings.HasPrefix(ring, stateDir+"/") {
+		return "", nil
+	}
+	return ring, nil
+}
