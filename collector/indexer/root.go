@@ -18,6 +18,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -155,6 +157,7 @@ type metrics struct {
 	commits    *prometheus.CounterVec
 	endToEnd   prometheus.Observer
 	rebalances prometheus.Counter
+	kafkaErrs  *prometheus.CounterVec // by stage: connect, group
 }
 
 var _ lifecycle.Component = (*Indexer)(nil)
@@ -183,6 +186,9 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Indexer, 
 	ix.m.commits.WithLabelValues("ok")
 	ix.m.commits.WithLabelValues("failed")
 	ix.m.rebalances = f.Counter("rebalances_total", "Partition assignments and revocations seen by this indexer.")
+	ix.m.kafkaErrs = f.CounterVec("kafka_errors_total", "Failures to reach the Kafka brokers, by stage: connect (a broker did not take the connection), group (joining or keeping the consumer group failed). Nothing is consumed while they last; the client keeps trying.", "stage")
+	ix.m.kafkaErrs.WithLabelValues("connect")
+	ix.m.kafkaErrs.WithLabelValues("group")
 	ix.m.endToEnd = f.HistogramVec("end_to_end_seconds",
 		"From the collector's receipt of a flow's datagram to its acknowledgement by the outputs here.",
 		[]float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300}).WithLabelValues()
@@ -234,6 +240,9 @@ func (ix *Indexer) Start() error {
 			ix.forget(m[ix.topic])
 			ix.r.Log.Info("partitions revoked", "partitions", m[ix.topic])
 		}),
+		// The client retries the brokers and the group for ever, silently:
+		// say so, or an indexer pointed at the wrong brokers looks idle.
+		kgo.WithHooks(brokerHooks{ix}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			ix.m.rebalances.Inc()
 			ix.forget(m[ix.topic])
@@ -246,6 +255,38 @@ func (ix *Indexer) Start() error {
 	ix.r.Log.Info("indexer consuming", "brokers", ix.cfg.Connection.Brokers, "topic", ix.topic, "group", ix.cfg.Group)
 	go ix.run()
 	return nil
+}
+
+// brokerHooks reports what keeps the indexer from consuming: brokers it
+// cannot connect to, a consumer group it cannot join.
+type brokerHooks struct{ ix *Indexer }
+
+var (
+	_ kgo.HookBrokerConnect    = brokerHooks{}
+	_ kgo.HookGroupManageError = brokerHooks{}
+)
+
+// OnBrokerConnect warns, once every 10 s, of a connection that failed.
+func (h brokerHooks) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err == nil {
+		return
+	}
+	ix := h.ix
+	ix.m.kafkaErrs.WithLabelValues("connect").Inc()
+	ix.limited.Warn("connect", "cannot connect to the Kafka brokers: nothing is consumed until they answer; check kafka-brokers and that this host reaches them",
+		"brokers", ix.cfg.Connection.Brokers, "broker", net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), "err", err)
+}
+
+// OnGroupManageError warns, once every 10 s, that the group could not be
+// joined or kept; the client joins again.
+func (h brokerHooks) OnGroupManageError(err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+		return // stopping
+	}
+	ix := h.ix
+	ix.m.kafkaErrs.WithLabelValues("group").Inc()
+	ix.limited.Warn("group", "cannot join the Kafka consumer group: nothing is consumed until it is joined; check kafka-brokers, kafka-group and the brokers' logs",
+		"brokers", ix.cfg.Connection.Brokers, "group", ix.cfg.Group, "err", err)
 }
 
 // Partitions is how many partitions of the topic this indexer has polled
