@@ -61,7 +61,7 @@ func TestRuleErrors(t *testing.T) {
 			[]string{`line 1: line "10.0.0.1 eth0": no capacity`}},
 		{"threshold not a number", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: high\n    clear: 0.8\n",
 			// Said once: not also as a clear above a threshold of 0.
-			[]string{"line 5: cannot unmarshal !!str `high` into float64"}},
+			[]string{`line 5: above: "high" is not a number`}},
 		{"clear on the wrong side", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: 1\n    clear: 2\n",
 			[]string{`line 2: rule "a": clear 2 is above the threshold 1`}},
 		{"no scope", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n",
