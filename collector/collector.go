@@ -154,6 +154,26 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Collector
 	return c, nil
 }
 
+// reopener is a component with files to open again on request (SIGHUP).
+type reopener interface{ Reopen() error }
+
+// reopen opens the file outputs among components again, and says how many.
+func reopen(components []lifecycle.Component) (int, error) {
+	n := 0
+	var errs []error
+	for _, c := range components {
+		if r, ok := c.(reopener); ok {
+			n++
+			errs = append(errs, r.Reopen())
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Reopen opens the NDJSON output files again (after logrotate moved them
+// away), and says how many outputs it reopened.
+func (c *Collector) Reopen() (int, error) { return reopen(c.components) }
+
 // Start starts the components in order: metrics, outputs, enrichers (the
 // vCenter inventory is waited for up to vcenter-wait), taps, the pipeline,
 // then the listeners. On failure what started is stopped.

@@ -195,6 +195,10 @@ type Indexer struct {
 	consumer   *indexer.Indexer
 }
 
+// Reopen opens the NDJSON output files again (after logrotate moved them
+// away), and says how many outputs it reopened.
+func (ix *Indexer) Reopen() (int, error) { return reopen(ix.components) }
+
 // NewIndexer builds the indexer's components; nothing runs before Start.
 func NewIndexer(r *reporter.Reporter, cfg IndexerConfiguration, deps Dependencies) (*Indexer, error) {
 	if err := cfg.Validate(); err != nil {

@@ -107,6 +107,7 @@ func runCollector(c *cli.Context) error {
 		}
 		r.Close()
 	}
+	hup := notifyHUP()
 	if err := col.Start(); err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func runCollector(c *cli.Context) error {
 	}
 	ctx, cancel := signalContext(c.Context)
 	defer cancel()
-	<-ctx.Done()
+	waitReopening(ctx, r.Log, hup, col.Reopen)
 	r.Log.Info("stopping collector")
 	stopped := make(chan error, 1)
 	go func() { stopped <- col.Stop() }()

@@ -60,12 +60,13 @@ func runIndexer(c *cli.Context) error {
 	if err != nil {
 		return errors.New(oneLineError(err))
 	}
+	hup := notifyHUP()
 	if err := ix.Start(); err != nil {
 		return err
 	}
 	ctx, cancel := signalContext(c.Context)
 	defer cancel()
-	<-ctx.Done()
+	waitReopening(ctx, r.Log, hup, ix.Reopen)
 	r.Log.Info("stopping indexer")
 	stopped := make(chan error, 1)
 	go func() { stopped <- ix.Stop() }()

@@ -230,6 +230,26 @@ func (o *Output) Write(records []flow.Record) error {
 	return nil
 }
 
+// Reopen writes what is buffered to the file and opens Path again: after
+// logrotate (or an operator) moved the file away, documents go to a new
+// file at Path. The file in use stays when Path cannot be opened. Nothing
+// to do for stdout.
+func (o *Output) Reopen() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.bw == nil || o.f == nil {
+		return nil
+	}
+	if err := o.bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", o.name, err)
+	}
+	old := o.f
+	if err := o.open(); err != nil {
+		return fmt.Errorf("reopen %s: %w", o.cfg.Path, err)
+	}
+	return old.Close()
+}
+
 // Flush writes what is buffered to the file (or stdout): when it returns
 // nil, every document Write took is in the file (the kernel's page cache,
 // not necessarily the disk). The indexer calls it before committing a

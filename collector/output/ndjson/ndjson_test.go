@@ -154,3 +154,72 @@ func TestRotationKeepsOrder(t *testing.T) {
 		t.Errorf("1,001 kept files: %v, want an error naming output-max-files", err)
 	}
 }
+
+// TestReopen moves the file away, as logrotate does, and reopens: the
+// documents before are in the moved file, those after in a new file at
+// the path. A path that cannot be opened keeps the file in use.
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfiguration()
+	cfg.Path = filepath.Join(dir, "flows.ndjson")
+	o, err := New(reporter.NewForTest(nil), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			r := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+				Proto: 6, SrcPort: uint16(i), DstPort: 80}
+			if err := o.Write([]flow.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ports := func(path string) []int {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var doc struct{ Source struct{ Port int } }
+			if err := json.Unmarshal([]byte(line), &doc); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			out = append(out, doc.Source.Port)
+		}
+		return out
+	}
+	write(0, 10)
+	if err := os.Rename(cfg.Path, cfg.Path+".rotated"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	write(10, 5)
+	// The path cannot be opened now (a directory stands there): the
+	// output keeps its file.
+	if err := os.Rename(cfg.Path, cfg.Path+".second"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cfg.Path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reopen(); err == nil {
+		t.Fatal("Reopen with a directory at the path: no error")
+	}
+	write(15, 5)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ports(cfg.Path + ".rotated"); fmt.Sprint(got) != "[0 1 2 3 4 5 6 7 8 9]" {
+		t.Errorf("moved file holds %v, want 0-9", got)
+	}
+	if got := ports(cfg.Path + ".second"); fmt.Sprint(got) != "[10 11 12 13 14 15 16 17 18 19]" {
+		t.Errorf("reopened file holds %v, want 10-19", got)
+	}
+}
