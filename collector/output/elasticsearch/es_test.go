@@ -439,7 +439,7 @@ func TestNoSetupClusterLater(t *testing.T) {
 	if err := o.Start(); err != nil {
 		t.Fatalf("start without setup and without a cluster: %v", err)
 	}
-	if !strings.Contains(logs.String(), "assuming the configured lifecycle") {
+	if !strings.Contains(logs.String(), "Elasticsearch does not answer; started anyway") {
 		t.Errorf("no warning that the cluster did not answer:\n%s", logs)
 	}
 	writeAll(t, o, recs, 100)

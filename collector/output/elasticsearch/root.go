@@ -160,54 +160,53 @@ func (o *Output) drop(reason dropReason, n int) {
 	o.limited.Warn("drop-"+string(reason), "flow documents dropped", "reason", reason, "documents", n, "why", dropWhy[reason])
 }
 
-// Start installs the template (unless told not to), then starts the
-// feeders and the spool replayer. When the cluster does not answer (or
-// answers 429/5xx), Start still starts: documents go to the spool, and the
-// replayer installs the template once the cluster answers, before any
-// document is indexed (indexing without the mapping would create indices
-// with wrong field types). A cluster that answers and refuses the template
-// (credentials, privileges, lifecycle) stops the start: waiting would not
-// cure it.
+// startWait bounds how long Start waits for the cluster's first answer.
+// The collector opens its listeners once its outputs started, so every
+// second Start waits for a cluster that accepts connections and answers
+// nothing (a stopped process, a long garbage collection) loses that
+// second's flows; a healthy cluster answers its health in milliseconds.
+const startWait = 2 * time.Second
+
+// Start installs the template (unless told not to: then it asks the
+// cluster for its layout), then starts the feeders and the spool replayer.
+// When the cluster does not answer within startWait (refused, no answer,
+// 429/5xx), Start still starts: documents go to the spool, and the
+// replayer installs the template (or asks the layout) once the cluster
+// answers, before any document is indexed (indexing without the mapping
+// would create indices with wrong field types). A cluster that answers and
+// refuses the template (credentials, privileges, lifecycle), or a server
+// that answers and is not Elasticsearch, stops the start: waiting would
+// not cure it.
 func (o *Output) Start() error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	o.stats.spooledAtStart, _ = o.spool.Stats()
 	urls := esconn.Redacted(o.config.Connection.URLs)
-	if o.config.RunSetup {
-		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-		err := esconn.Ping(pctx, o.client)
-		pcancel()
-		if err != nil && esconn.Unreachable(err) {
-			// The documents spooled meanwhile go, as named now, where a
-			// cluster of unknown capabilities would take them;
-			// setup.Layout.Retarget moves them at replay.
-			o.layout.Store(&setup.Layout{DataStream: o.config.Setup.Lifecycle == setup.LifecycleDataStream})
-			o.failing(time.Now())
-			o.r.Log.Warn("Elasticsearch does not answer; started anyway: flow documents go to the spool until it does, "+
-				"and the index template is installed before any is indexed",
-				"urls", urls, "spool", o.config.SpoolDir, "error", err)
-		} else {
-			layout, err := setup.Install(ctx, o.client, o.config.Setup)
-			if err != nil {
-				return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", urls, err)
-			}
-			o.layout.Store(&layout)
-			o.ready.Store(true)
-		}
-	} else {
-		caps, err := setup.Detect(ctx, o.client)
-		if err != nil {
-			// The cluster may come later; the spool holds documents until then.
-			o.r.Log.Warn("cannot ask Elasticsearch for its lifecycle features; assuming the configured lifecycle", "error", err)
-			caps = setup.Capabilities{ILM: o.config.Setup.Lifecycle == setup.LifecycleDataStream,
-				DataStreams: o.config.Setup.Lifecycle == setup.LifecycleDataStream}
-		}
-		layout, err := setup.Choose(o.config.Setup, caps)
-		if err != nil {
+	begin := time.Now()
+	pctx, pcancel := context.WithTimeout(context.Background(), startWait)
+	err := esconn.Ping(pctx, o.client)
+	pcancel()
+	if err == nil || !esconn.Unreachable(err) {
+		// It answered: what follows is answered quickly too, unless the
+		// cluster stops answering right now (then: as if it had not).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = o.prepare(ctx)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err != nil && !timedOut {
 			return err
 		}
-		o.layout.Store(&layout)
-		o.ready.Store(true)
+	}
+	if err != nil {
+		// The documents spooled meanwhile go, as named now, where a
+		// cluster of unknown capabilities would take them;
+		// setup.Layout.Retarget moves them at replay.
+		o.layout.Store(&setup.Layout{DataStream: o.config.Setup.Lifecycle == setup.LifecycleDataStream})
+		o.failing(time.Now())
+		then := "the index template is installed before any is indexed"
+		if !o.config.RunSetup {
+			then = "its lifecycle features are asked before any is indexed"
+		}
+		o.r.Log.Warn("Elasticsearch does not answer; started anyway: flow documents go to the spool until it does, and "+then,
+			"urls", urls, "spool", o.config.SpoolDir, "waited", time.Since(begin).Round(time.Millisecond), "error", err)
 	}
 	o.inflight = make(chan struct{}, o.config.Workers)
 	o.turn = make(chan struct{}, 1)
@@ -231,6 +230,39 @@ func (o *Output) Start() error {
 	return nil
 }
 
+// prepare readies the output on a cluster that answers: it installs the
+// template, or with --es-setup=false asks which layout the cluster has.
+func (o *Output) prepare(ctx context.Context) error {
+	urls := esconn.Redacted(o.config.Connection.URLs)
+	if o.config.RunSetup {
+		layout, err := setup.Install(ctx, o.client, o.config.Setup)
+		if err != nil {
+			return fmt.Errorf("install the Elasticsearch index template at %v (--es-setup=false skips it): %w", urls, err)
+		}
+		o.layout.Store(&layout)
+		o.ready.Store(true)
+		return nil
+	}
+	caps, err := setup.Detect(ctx, o.client)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		// Answered, and refused (a role without the privilege): the
+		// configured lifecycle it is.
+		o.r.Log.Warn("cannot ask Elasticsearch for its lifecycle features; assuming the configured lifecycle", "error", err)
+		caps = setup.Capabilities{ILM: o.config.Setup.Lifecycle == setup.LifecycleDataStream,
+			DataStreams: o.config.Setup.Lifecycle == setup.LifecycleDataStream}
+	}
+	layout, err := setup.Choose(o.config.Setup, caps)
+	if err != nil {
+		return err
+	}
+	o.layout.Store(&layout)
+	o.ready.Store(true)
+	return nil
+}
+
 // installTemplate installs the template (and lifecycle) on a cluster that
 // answers again; the output is then ready to index.
 func (o *Output) installTemplate(ctx context.Context, why string) bool {
@@ -249,12 +281,31 @@ func (o *Output) installTemplate(ctx context.Context, why string) bool {
 	return true
 }
 
+// askLayout asks a cluster that answers again which layout it has
+// (--es-setup=false, when it did not answer at start).
+func (o *Output) askLayout(ctx context.Context) bool {
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := o.prepare(actx); err != nil {
+		o.limited.Warn("ask-layout", "cannot ask Elasticsearch for its layout yet; flow documents stay in the spool", "error", err)
+		return false
+	}
+	docs, _ := o.spool.Stats()
+	o.r.Log.Info("Elasticsearch answers: asked its layout; replaying the spool", "layout", o.Layout().String(), "spooled_documents", docs)
+	return true
+}
+
 // templateReady makes sure the index template is on the cluster before
 // spooled documents go: a cluster rebuilt during an outage lost it, and the
 // first document would create its index with default mappings.
 func (o *Output) templateReady(ctx context.Context) bool {
 	if !o.ready.Load() {
-		return o.installTemplate(ctx, "Elasticsearch answers: installed the index template; replaying the spool")
+		if o.config.RunSetup {
+			return o.installTemplate(ctx, "Elasticsearch answers: installed the index template; replaying the spool")
+		}
+		if !o.askLayout(ctx) {
+			return false
+		}
 	}
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ok, err := setup.TemplateInstalled(tctx, o.client)
