@@ -389,7 +389,7 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 			// A data stream already holds this id: a replay of an indexed document.
 			o.metrics.documents.WithLabelValues("duplicate").Inc()
 			o.stats.duplicate.Add(1)
-		case retryable(r.Status, whole):
+		case retryable(r.Status, r.Error.Type, whole):
 			if whole == nil {
 				o.limited.Warn("item-retry", "Elasticsearch could not index a document now; spooling it",
 					"status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
@@ -436,9 +436,23 @@ func (o *Output) settle(req *bulkRequest, all bool, results []itemResult, whole 
 }
 
 // retryable tells a document worth sending again (the cluster is
-// overloaded, failing or unreachable) from one it refused for its content.
-func retryable(status int, err error) bool {
-	return err != nil || status == http.StatusTooManyRequests || status >= 500 || status == 0
+// overloaded, failing or unreachable, or its index cannot take documents
+// for now) from one it refused for its content.
+func retryable(status int, errType string, err error) bool {
+	return err != nil || status == http.StatusTooManyRequests || status >= 500 || status == 0 || temporaryRefusals[errType]
+}
+
+// temporaryRefusals are the per-document errors that say nothing of the
+// document: a state of its index or of the credentials that an operator,
+// ILM or a restore ends (a write block during a shrink or a snapshot
+// restore, a closed index, a role being fixed, an index to create by hand
+// when auto-creation is off). Dead-lettering them would leave flows to
+// re-send by hand for a state that passes; they are spooled like 429.
+var temporaryRefusals = map[string]bool{
+	"cluster_block_exception":   true, // 403 (429 for the disk flood stage's block)
+	"index_closed_exception":    true, // 400
+	"security_exception":        true, // 401, 403
+	"index_not_found_exception": true, // 404, action.auto_create_index false
 }
 
 // pendingSet holds the live requests sent and not yet answered for.

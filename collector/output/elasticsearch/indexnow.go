@@ -149,7 +149,7 @@ func (o *Output) settleNow(items []item, all bool, results []itemResult, whole e
 		case r.Status == http.StatusConflict && o.Layout().Action() == "create":
 			o.metrics.documents.WithLabelValues("duplicate").Inc()
 			o.stats.duplicate.Add(1)
-		case retryable(r.Status, nil):
+		case retryable(r.Status, r.Error.Type, nil):
 			o.limited.Warn("item-retry", "Elasticsearch could not index a document now; retrying",
 				"status", r.Status, "type", r.Error.Type, "reason", r.Error.Reason)
 			retry = append(retry, it)
