@@ -22,6 +22,22 @@ func Unreachable(err error) bool {
 	return errors.As(err, &u)
 }
 
+// NotElasticsearchError is a server that answered and is not
+// Elasticsearch (no X-Elastic-Product header: a proxy that strips it,
+// another product): waiting does not cure it, the URL or the proxy must
+// change.
+type NotElasticsearchError struct{ Err error }
+
+func (e *NotElasticsearchError) Error() string { return e.Err.Error() }
+func (e *NotElasticsearchError) Unwrap() error { return e.Err }
+
+// NotElasticsearch reports whether err says the server answered and is
+// not Elasticsearch.
+func NotElasticsearch(err error) bool {
+	var n *NotElasticsearchError
+	return errors.As(err, &n)
+}
+
 // errorBody is Elasticsearch's error answer. A search that failed on every
 // shard says only "all shards failed" in error.reason; what failed is in
 // error.root_cause, error.caused_by and failed_shards[].reason.

@@ -213,13 +213,14 @@ func New(c Configuration) (*elasticsearch.Client, error) {
 
 // Ping checks that the cluster answers and is Elasticsearch (the client's
 // product check runs on the first request). When it does not answer, or
-// answers 429/5xx, the error is an *UnreachableError (see Unreachable).
+// answers 429/5xx, the error is an *UnreachableError (see Unreachable);
+// when it answers and is not Elasticsearch, a *NotElasticsearchError.
 func Ping(ctx context.Context, client *elasticsearch.Client) error {
 	res, err := client.Cluster.Health(client.Cluster.Health.WithContext(ctx))
 	if err != nil {
 		err = fmt.Errorf("reach Elasticsearch: %w", err)
 		if ctx.Err() == nil && isProductCheck(err) {
-			return err // it answered, and is not Elasticsearch
+			return &NotElasticsearchError{err} // it answered, and is not Elasticsearch
 		}
 		return &UnreachableError{err}
 	}

@@ -160,3 +160,54 @@ func TestStartRefusesNotElasticsearch(t *testing.T) {
 		t.Errorf("start against a server that is not Elasticsearch: %v; want the start refused, saying so", err)
 	}
 }
+
+// TestNotElasticsearchLaterSaid: the cluster does not answer at start, and
+// then a server that is not Elasticsearch answers at its URL (a proxy that
+// strips X-Elastic-Product, another product). The log says that, in its
+// message, not "Elasticsearch still does not answer" with the reason only
+// in error=.
+func TestNotElasticsearchLaterSaid(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := DefaultConfiguration()
+	c.Connection.URLs = []string{"http://" + addr}
+	c.SpoolDir = t.TempDir()
+	c.ReplayBackoffMax = time.Second
+	logs := &testutil.SyncBuffer{}
+	o, err := New(reporter.NewForTest(logs), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	recs, _ := genRecords(100, time.Date(2001, 5, 25, 0, 0, 0, 0, time.UTC), 65)
+	writeAll(t, o, recs, 100)
+	if l, err = net.Listen("tcp", addr); err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"green"}`)
+	})}}
+	srv.Start()
+	defer srv.Close()
+	waitFor(t, "log message saying the server is not Elasticsearch", 15*time.Second, func() bool {
+		for l := range strings.Lines(logs.String()) {
+			for _, m := range logField.FindAllStringSubmatch(l, -1) {
+				if m[1] == "msg" && strings.Contains(m[2], "is not Elasticsearch") {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if docs, _ := o.spool.Stats(); docs != int64(len(recs)) {
+		t.Errorf("spool holds %d documents, want %d", docs, len(recs))
+	}
+}

@@ -526,7 +526,16 @@ func (o *Output) replaySpool(ctx context.Context) error {
 			o.metrics.replays.WithLabelValues("unreachable").Inc()
 			backoff = min(max(2*backoff, time.Second), o.config.ReplayBackoffMax)
 			docs, _ := o.spool.Stats()
-			o.slow.Warn("unreachable", "Elasticsearch still does not answer; flow documents wait in the spool",
+			// Each reason has its own key: a change of reason is said at once.
+			key, msg := "unreachable", "Elasticsearch still does not answer; flow documents wait in the spool"
+			switch {
+			case esconn.NotElasticsearch(err):
+				key, msg = "not-elasticsearch", "the server at the Elasticsearch URL answers and is not Elasticsearch "+
+					"(no X-Elastic-Product header: a proxy that strips it, or another product); flow documents wait in the spool"
+			case !esconn.Unreachable(err):
+				key, msg = "health-refused", "Elasticsearch answers and refuses the health check; flow documents wait in the spool"
+			}
+			o.slow.Warn(key, msg,
 				"spooled_documents", docs, "template_installed", o.ready.Load(), "retry_in", backoff, "error", err)
 			continue
 		}
