@@ -162,6 +162,14 @@ type Limited struct {
 type limitedState struct {
 	at         time.Time
 	suppressed int
+	// WarnCount's: what is counted, the total of the suppressed calls,
+	// the last suppressed call's message and arguments, and whether a
+	// line is due at the interval's end.
+	what    string
+	count   int64
+	msg     string
+	args    []any
+	pending bool
 }
 
 // NewLimited returns a rate-limited logger.
@@ -181,15 +189,64 @@ func (l *Limited) Warn(key, msg string, args ...any) {
 		return
 	}
 	suppressed := st.suppressed
-	if len(l.last) > 10000 { // keys come from the network: bound the map
-		clear(l.last)
-	}
-	l.last[key] = limitedState{at: now}
+	l.reset(key, now)
 	l.mu.Unlock()
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
 	l.log.Warn(msg, args...)
+}
+
+// WarnCount is Warn for a loss of n things (records, documents): the line
+// gives as `what` the n of every call since the key's last line, its own
+// included, so the log adds up to the loss and not to the lines. What the
+// interval suppressed is logged at its end even if no call follows.
+func (l *Limited) WarnCount(key, msg, what string, n int64, args ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	st, seen := l.last[key]
+	if seen && now.Sub(st.at) < l.interval {
+		st.suppressed++
+		st.what, st.count, st.msg, st.args = what, st.count+n, msg, args
+		if !st.pending {
+			st.pending = true
+			time.AfterFunc(st.at.Add(l.interval).Sub(now), func() { l.flush(key) })
+		}
+		l.last[key] = st
+		l.mu.Unlock()
+		return
+	}
+	n += st.count
+	suppressed := st.suppressed
+	l.reset(key, now)
+	l.mu.Unlock()
+	args = append([]any{what, n}, args...)
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	l.log.Warn(msg, args...)
+}
+
+// flush logs what WarnCount suppressed under key, if no call did since.
+func (l *Limited) flush(key string) {
+	l.mu.Lock()
+	st, seen := l.last[key]
+	if !seen || !st.pending || st.suppressed == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.reset(key, time.Now())
+	l.mu.Unlock()
+	args := append([]any{st.what, st.count}, st.args...)
+	l.log.Warn(st.msg, append(args, "suppressed", st.suppressed)...)
+}
+
+// reset starts key's interval at now; l.mu is held.
+func (l *Limited) reset(key string, now time.Time) {
+	if len(l.last) > 10000 { // keys come from the network: bound the map
+		clear(l.last)
+	}
+	l.last[key] = limitedState{at: now}
 }
 
 // ParseLevel turns debug/info/warn/error into a slog level.

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 func TestMetricsServerServesLintCleanMetrics(t *testing.T) {
@@ -48,6 +51,32 @@ func TestLimitedSuppresses(t *testing.T) {
 	l.Warn("192.0.2.2/short", "short datagram")
 	if n := strings.Count(buf.String(), "short datagram"); n != 2 {
 		t.Errorf("logged %d times, want 2 (one per key):\n%s", n, buf.String())
+	}
+}
+
+// The lines of WarnCount add up to the loss, not to the lines: each gives
+// the total of the calls since the key's last line, and the calls
+// suppressed at the end are logged when the interval ends.
+func TestLimitedCountAddsUp(t *testing.T) {
+	var buf testutil.SyncBuffer
+	l := NewLimited(NewForTest(&buf).Log, 50*time.Millisecond)
+	for range 100 {
+		l.WarnCount("buffer-full", "records dropped", "records", 3, "err", "full")
+	}
+	total := func() (n int) {
+		for _, line := range strings.Split(buf.String(), "\n") {
+			if _, v, ok := strings.Cut(line, " records="); ok {
+				k, _ := strconv.Atoi(strings.Fields(v)[0])
+				n += k
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); total() < 300 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := total(); got != 300 {
+		t.Errorf("the lines add up to %d records, want 300:\n%s", got, buf.String())
 	}
 }
 

@@ -254,12 +254,12 @@ func (o *Output) publish(recs []flow.Record) {
 			o.sent.Add(float64(n))
 		case errors.Is(err, kgo.ErrMaxBuffered):
 			o.records.WithLabelValues("buffer_full").Add(float64(n))
-			o.limited.Warn("buffer-full", "Kafka output buffer full: records dropped (brokers away or too slow; see kafka-max-buffered-*)", "records", n)
+			o.limited.WarnCount("buffer-full", "Kafka output buffer full: flow records dropped since the last such line (brokers away or too slow; see kafka-max-buffered-*)", "records", n)
 		case errors.Is(err, context.Canceled), errors.Is(err, kgo.ErrClientClosed):
 			o.records.WithLabelValues("stopped").Add(float64(n))
 		default:
 			o.records.WithLabelValues("delivery_failed").Add(float64(n))
-			o.limited.Warn("delivery-failed", "Kafka did not take flow records: dropped", "records", n, "err", err)
+			o.limited.WarnCount("delivery-failed", "Kafka did not take flow records: dropped since the last such line", "records", n, "err", err)
 		}
 	})
 }

@@ -3,6 +3,8 @@ package kafka
 import (
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +38,8 @@ func TestBufferBoundWithBrokersAway(t *testing.T) {
 	away := l.Addr().String()
 	l.Close()
 
-	r := reporter.NewForTest(nil)
+	var log tu.SyncBuffer
+	r := reporter.NewForTest(&log)
 	c := DefaultConfiguration()
 	c.Connection.Brokers, c.Connection.DialTimeout = []string{away}, time.Second
 	c.MaxBufferedRecords, c.DrainTimeout, c.CreatePartitions = 50, time.Second, 0
@@ -64,6 +67,14 @@ func TestBufferBoundWithBrokersAway(t *testing.T) {
 	if got := testutil.ToFloat64(o.records.WithLabelValues("buffer_full")); got != (messages-50)*perMessage {
 		t.Errorf("buffer_full = %v, want %d", got, (messages-50)*perMessage)
 	}
+	// The warnings add up to the loss, not to the lines logged (they said
+	// records=10, the first message's, and suppressed=N lines).
+	for deadline := time.Now().Add(30 * time.Second); loggedRecords(log.String(), "buffer full") < (messages-50)*perMessage && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := loggedRecords(log.String(), "buffer full"); got != (messages-50)*perMessage {
+		t.Errorf("the buffer-full warnings add up to %d records, want %d:\n%s", got, (messages-50)*perMessage, log.String())
+	}
 	if err := o.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +88,21 @@ func TestBufferBoundWithBrokersAway(t *testing.T) {
 		t.Error("Write after Stop succeeded")
 	}
 	tu.LintMetrics(t, r.Registry, "spanflow_kafka_output_")
+}
+
+// loggedRecords adds up the records= of the log lines holding msg.
+func loggedRecords(log, msg string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		if _, v, ok := strings.Cut(line, " records="); ok {
+			k, _ := strconv.Atoi(strings.Fields(v)[0])
+			n += k
+		}
+	}
+	return n
 }
 
 func TestConfigurationErrorsNameTheFlag(t *testing.T) {
