@@ -186,3 +186,16 @@ func EnsureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 	}
 	return nil
 }
+
+// CheckTopic returns nil when the topic exists; a topic the brokers do not
+// know gives an error wrapping kerr.UnknownTopicOrPartition.
+func CheckTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("look up topic %s: %w", topic, err)
+	}
+	if err := td[topic].Err; err != nil {
+		return fmt.Errorf("look up topic %s: %w", topic, err)
+	}
+	return nil
+}

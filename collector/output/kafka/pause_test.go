@@ -27,7 +27,12 @@ import (
 func privateBroker(t *testing.T) (string, int) {
 	t.Helper()
 	testutil.Kafka(t) // gated like every Kafka test; the jars are there when the shared broker is
-	port := 20000 + rand.IntN(20000)
+	return privateBrokerAt(t, 20000+rand.IntN(20000))
+}
+
+// privateBrokerAt is privateBroker on port (and port+1, its controller's).
+func privateBrokerAt(t *testing.T, port int) (string, int) {
+	t.Helper()
 	rundir := fmt.Sprintf("/tmp/spanflow-kafka-test-%d", port)
 	script := filepath.Join(testutil.ModuleRoot(), "scripts", "kafka")
 	env := append(os.Environ(), "SPANFLOW_KAFKA_PORT="+strconv.Itoa(port), "SPANFLOW_KAFKA_RUNDIR="+rundir)
@@ -57,12 +62,18 @@ func privateBroker(t *testing.T) (string, int) {
 // records of its messages: what the broker really holds.
 func topicFlows(t *testing.T, broker, topic string) int {
 	t.Helper()
+	return len(topicRecords(t, broker, topic))
+}
+
+// topicRecords reads the topic from the start to its end and decodes the
+// flow records of its messages.
+func topicRecords(t *testing.T, broker, topic string) []flow.Record {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	n := 0
 	var recs []flow.Record
 	for idle := 0; idle < 3; {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -74,13 +85,12 @@ func topicFlows(t *testing.T, broker, topic string) int {
 		}
 		idle = 0
 		fs.EachRecord(func(m *kgo.Record) {
-			if recs, err = flow.DecodeWire(m.Value, recs[:0]); err != nil {
+			if recs, err = flow.DecodeWire(m.Value, recs); err != nil {
 				t.Fatalf("offset %d: %v", m.Offset, err)
 			}
-			n += len(recs)
 		})
 	}
-	return n
+	return recs
 }
 
 // TestBrokerFrozenThenBack: the broker stops answering (SIGSTOP) for 60 s

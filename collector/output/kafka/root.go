@@ -6,8 +6,8 @@
 //
 // Keying by the exporter's address keeps one exporter's records in order on
 // one partition. The buffer is bounded (--kafka-max-buffered-*): while the
-// brokers are away records wait in it, and what does not fit is dropped and
-// counted, never held without limit. The producer is idempotent (franz-go's
+// brokers are away, or the topic is not there yet, records wait in it, and
+// what does not fit is dropped and counted, never held without limit. The producer is idempotent (franz-go's
 // default with acks=all), so its retries do not duplicate messages; the
 // indexers' deterministic document ids make any replay a no-op.
 package kafka
@@ -118,6 +118,9 @@ type Output struct {
 	cancel  context.CancelFunc
 	mu      sync.RWMutex // Write shares it; Stop takes it to refuse later writes
 	stopped bool
+	wg      sync.WaitGroup // ensureTopic
+
+	topicReady atomic.Bool // ensureTopic found or created the topic
 
 	records  *prometheus.CounterVec // by result: sent (acknowledged), dropped reasons
 	sent     prometheus.Counter
@@ -153,6 +156,12 @@ func New(r *reporter.Reporter, cfg Configuration) (*Output, error) {
 		}
 		return float64(o.client.BufferedProduceRecords())
 	})
+	f.GaugeFunc("topic_ready", "1 once the topic is found or created; until then records wait in the buffer and the output keeps trying.", func() float64 {
+		if o.topicReady.Load() {
+			return 1
+		}
+		return 0
+	})
 	f.GaugeFunc("buffered_records", "Flow records waiting for the brokers' acknowledgement.", func() float64 {
 		return float64(o.inFlight.Load())
 	})
@@ -165,8 +174,9 @@ func (o *Output) Name() string { return "Kafka output" }
 // Topic is the topic records go to.
 func (o *Output) Topic() string { return o.topic }
 
-// Start builds the client and creates the topic when asked and absent. An
-// unreachable broker is not an error: records wait in the bounded buffer.
+// Start builds the client and makes sure of the topic in the background.
+// Unreachable brokers and a topic not there yet are not errors: records
+// wait in the bounded buffer.
 func (o *Output) Start() error {
 	opts, err := o.cfg.Connection.Options()
 	if err != nil {
@@ -181,6 +191,12 @@ func (o *Output) Start() error {
 		kgo.ProducerBatchCompression(comp),
 		// murmur2 of the key, as the Java client: one exporter, one partition.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		// By default franz-go fails a topic's records after 4 metadata
+		// refreshes that do not know it: with the brokers back before
+		// the topic was created, every record was lost. They wait in the
+		// buffer instead, for ensureTopic or the operator to create it,
+		// or for a topic just created to reach every broker's metadata.
+		kgo.UnknownTopicRetries(-1),
 	)
 	if o.cfg.DeliveryTimeout > 0 {
 		opts = append(opts, kgo.RecordDeliveryTimeout(o.cfg.DeliveryTimeout))
@@ -188,15 +204,52 @@ func (o *Output) Start() error {
 	if o.client, err = kgo.NewClient(opts...); err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	if o.cfg.CreatePartitions > 0 {
-		ctx, cancel := context.WithTimeout(o.ctx, 15*time.Second)
-		defer cancel()
-		if err := kafkaconn.EnsureTopic(ctx, o.client, o.topic, int32(o.cfg.CreatePartitions), int16(o.cfg.CreateReplicas)); err != nil {
-			o.r.Log.Warn("cannot make sure the topic exists; records wait in the buffer until the brokers answer", "topic", o.topic, "err", err)
-		}
-	}
+	o.wg.Add(1)
+	go o.ensureTopic()
 	o.r.Log.Info("publishing flow records", "brokers", o.cfg.Connection.Brokers, "topic", o.topic)
 	return nil
+}
+
+// ensureTopic makes sure the topic exists, creating it when
+// CreatePartitions is positive, and tries again (1 s, doubling to 30 s)
+// until it does: franz-go does not create topics, and the brokers may be
+// away at start.
+func (o *Output) ensureTopic() {
+	defer o.wg.Done()
+	why := "creating it failed"
+	if o.cfg.CreatePartitions == 0 {
+		why = "it does not exist, and kafka-partitions is 0: create it"
+	}
+	failed := false
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		ctx, cancel := context.WithTimeout(o.ctx, 15*time.Second)
+		var err error
+		if o.cfg.CreatePartitions > 0 {
+			err = kafkaconn.EnsureTopic(ctx, o.client, o.topic, int32(o.cfg.CreatePartitions), int16(o.cfg.CreateReplicas))
+		} else {
+			err = kafkaconn.CheckTopic(ctx, o.client, o.topic)
+		}
+		cancel()
+		if err == nil {
+			o.topicReady.Store(true)
+			if failed {
+				o.r.Log.Info("Kafka topic ready: the records held for it are being delivered", "topic", o.topic)
+				o.client.ForceMetadataRefresh()
+			}
+			return
+		}
+		if o.ctx.Err() != nil {
+			return
+		}
+		failed = true
+		o.limited.Warn("topic", "Kafka topic not ready ("+why+"): records wait in the bounded buffer, the rest are dropped as buffer_full; trying again",
+			"topic", o.topic, "brokers", o.cfg.Connection.Brokers, "retry_in", backoff, "err", err)
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // Write publishes the records, one message per run of records of one
@@ -277,6 +330,7 @@ func (o *Output) Stop() error {
 	defer cancel()
 	err := o.client.Flush(ctx)
 	o.cancel()
+	o.wg.Wait()
 	o.client.Close()
 	// Close fails what is still buffered, but franz-go calls the records'
 	// promises from a goroutine of its own, after Close may have returned:
