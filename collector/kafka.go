@@ -43,8 +43,8 @@ type KafkaOutput struct {
 	Linger              time.Duration   `yaml:"kafka-linger" category:"Kafka" help:"how long a partition's batch waits for more messages"`
 	Compression         string          `yaml:"kafka-compression" category:"Kafka" help:"batch compression: none, lz4, zstd, snappy or gzip"`
 	DeliveryTimeout     time.Duration   `yaml:"kafka-delivery-timeout" category:"Kafka" help:"drop (and count) a message the brokers have not taken within this; 0: keep it while it fits in the buffer"`
-	Partitions          int             `yaml:"kafka-partitions" category:"Kafka" help:"create the topic with this many partitions at start when it does not exist (0: never create it)"`
-	Replicas            int             `yaml:"kafka-replicas" category:"Kafka" help:"replication factor of a topic created at start"`
+	Partitions          int             `yaml:"kafka-partitions" category:"Kafka" help:"create the topic with this many partitions when it does not exist, trying from start until it does (0: never create it, wait for it)"`
+	Replicas            int             `yaml:"kafka-replicas" category:"Kafka" help:"replication factor of a topic the collector creates"`
 	DrainTimeout        time.Duration   `yaml:"kafka-drain-timeout" category:"Kafka" help:"at stop, how long to wait for the brokers to take what is buffered"`
 }
 
