@@ -157,7 +157,7 @@ func (o *Output) drop(reason dropReason, n int) {
 	}
 	o.metrics.dropped.WithLabelValues(string(reason)).Add(float64(n))
 	o.stats.lost.Add(uint64(n))
-	o.limited.Warn("drop-"+string(reason), "flow documents dropped", "reason", reason, "documents", n, "why", dropWhy[reason])
+	o.limited.WarnCount("drop-"+string(reason), "flow documents dropped", "documents", int64(n), "reason", reason, "why", dropWhy[reason])
 }
 
 // startWait bounds how long Start waits for the cluster's first answer.
