@@ -98,6 +98,18 @@ func nsh(mdType, next byte, spi uint32, si byte, ctx []byte, payload []byte) []b
 	return cat(h, ctx, payload)
 }
 
+// sll is a Linux cooked capture v1 header (received from another host,
+// Ethernet, eA as the source) with the protocol, then the payload.
+func sll(proto uint16, payload []byte) []byte {
+	return cat(be16(0), be16(1), be16(6), eA[:], []byte{0, 0}, be16(proto), payload)
+}
+
+// sll2 is a Linux cooked capture v2 header with the protocol and the
+// capturing interface's index, then the payload.
+func sll2(proto uint16, ifIndex uint32, payload []byte) []byte {
+	return cat(be16(proto), be16(0), binary.BigEndian.AppendUint32(nil, ifIndex), be16(1), []byte{0, 6}, eA[:], []byte{0, 0}, payload)
+}
+
 // mplsLabel is one bottom-of-stack MPLS label entry.
 func mplsLabel(label uint32) []byte {
 	return binary.BigEndian.AppendUint32(nil, label<<12|1<<8|64)
@@ -161,6 +173,19 @@ func encapCaptures() []encapCapture {
 			// SLARP keepalive: not IP.
 			cat([]byte{0x8f, 0x00}, be16(0x8035), []byte{0, 0, 0, 2, 0, 0, 0, 7, 0, 0, 0, 6, 0xff, 0xff, 0, 0, 0, 0}),
 			cat([]byte{0x0f, 0x00}, be16(0x8847), mplsLabel(2000), udp4("10.35.0.3", "10.35.0.4", 40152, 2055)),
+		}},
+		// libpcap's cooked captures (tcpdump -i any) put a frame's VLAN tag
+		// back after the protocol field, as Ethernet has it.
+		{name: "sll-vlan.pcap", link: LinkSLL, decoded: 3, frames: [][]byte{
+			sll(0x8100, cat(be16(100), be16(0x0800), tcp4("10.37.0.1", "10.37.0.2", 40170, 80))),
+			sll(0x8100, cat(be16(200), be16(0x8100), be16(201), be16(0x86dd), udp6("2001:db8:37::1", "2001:db8:37::2", 40171, 53))),
+			sll(0x0800, udp4("10.37.0.3", "10.37.0.4", 40172, 123)),
+			// A tagged ARP request: not IP.
+			sll(0x8100, cat(be16(100), be16(0x0806), make([]byte, 28))),
+		}},
+		{name: "sll2-vlan.pcap", link: LinkSLL2, decoded: 2, frames: [][]byte{
+			sll2(0x8100, 3, cat(be16(300), be16(0x0800), tcp4("10.38.0.1", "10.38.0.2", 40180, 443))),
+			sll2(0x9100, 4, cat(be16(310), be16(0x8100), be16(311), be16(0x0800), udp4("10.38.0.3", "10.38.0.4", 40181, 514))),
 		}},
 		{name: "ppp.pcap", link: LinkPPP, decoded: 4, frames: [][]byte{
 			cat([]byte{0xff, 0x03}, be16(0x0021), tcp4("10.36.0.1", "10.36.0.2", 40160, 80)),

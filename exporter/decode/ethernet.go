@@ -46,39 +46,11 @@ func (s *state) ethernet(data []byte, depth int) Reason {
 	p.VLAN, p.InnerVLAN = 0, 0
 	et := binary.BigEndian.Uint16(data[12:])
 	data = data[ethHeaderSize:]
-	tags := 0
-	for {
-		// Port extender tags (802.1BR E-Tag, Cisco VN-Tag) name the port of
-		// a fabric extender, not a VLAN: skipped, wherever they sit among
-		// the VLAN tags.
-		if et == etherETag || et == etherVNTag {
-			l := 6
-			if et == etherVNTag {
-				l = 4
-			}
-			if len(data) < l+2 {
-				return ReasonTruncated
-			}
-			et = binary.BigEndian.Uint16(data[l:])
-			data = data[l+2:]
-			continue
+	if isTag(et) {
+		var r Reason
+		if et, data, r = s.tags(et, data); r != ReasonOK {
+			return r
 		}
-		if et != etherVLAN && et != etherQinQ && et != etherQinQOld {
-			break
-		}
-		if len(data) < 4 {
-			return ReasonTruncated
-		}
-		vid := binary.BigEndian.Uint16(data) & 0x0fff
-		switch tags {
-		case 0:
-			p.VLAN = vid
-		case 1:
-			p.InnerVLAN = vid
-		}
-		tags++
-		et = binary.BigEndian.Uint16(data[2:])
-		data = data[4:]
 	}
 	if et < 0x0600 { // 802.3 length field: LLC frames (STP, CDP...) carry no IP here
 		return ReasonNotIP
@@ -100,9 +72,63 @@ func (s *state) ethernet(data []byte, depth int) Reason {
 	return s.etherType(et, data, depth)
 }
 
-// etherType dispatches on an EtherType (also used as GRE protocol type).
+// isTag reports whether an EtherType is the TPID of a tag: 802.1Q,
+// 802.1ad (and its older 0x9100), 802.1BR E-Tag, Cisco VN-Tag.
+func isTag(et uint16) bool {
+	return et == etherVLAN || et == etherQinQ || et == etherQinQOld || et == etherETag || et == etherVNTag
+}
+
+// tags reads the tags that start with TPID et: the first two VLAN ids
+// become the packet's VLAN and InnerVLAN; port extender tags (802.1BR
+// E-Tag, Cisco VN-Tag) name the port of a fabric extender, not a VLAN, and
+// are skipped wherever they sit among them. It returns the EtherType after
+// the tags and what follows it.
+func (s *state) tags(et uint16, data []byte) (uint16, []byte, Reason) {
+	p := s.p
+	tags := 0
+	for {
+		if et == etherETag || et == etherVNTag {
+			l := 6
+			if et == etherVNTag {
+				l = 4
+			}
+			if len(data) < l+2 {
+				return 0, nil, ReasonTruncated
+			}
+			et = binary.BigEndian.Uint16(data[l:])
+			data = data[l+2:]
+			continue
+		}
+		if et != etherVLAN && et != etherQinQ && et != etherQinQOld {
+			return et, data, ReasonOK
+		}
+		if len(data) < 4 {
+			return 0, nil, ReasonTruncated
+		}
+		vid := binary.BigEndian.Uint16(data) & 0x0fff
+		switch tags {
+		case 0:
+			p.VLAN = vid
+		case 1:
+			p.InnerVLAN = vid
+		}
+		tags++
+		et = binary.BigEndian.Uint16(data[2:])
+		data = data[4:]
+	}
+}
+
+// etherType dispatches on an EtherType (also used as GRE protocol type, and
+// the protocol of Linux cooked and Cisco HDLC captures, where the tags of a
+// VLAN-tagged frame come after it as they do in Ethernet).
 func (s *state) etherType(et uint16, data []byte, depth int) Reason {
 	switch et {
+	case etherVLAN, etherQinQ, etherQinQOld, etherETag, etherVNTag:
+		et, data, r := s.tags(et, data)
+		if r != ReasonOK {
+			return r
+		}
+		return s.etherType(et, data, depth)
 	case etherIPv4:
 		return s.ipv4(data, depth+1)
 	case etherIPv6:
