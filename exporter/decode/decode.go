@@ -53,6 +53,10 @@ type Packet struct {
 	TCPFlags         uint16 // the 9 flag bits NS..FIN (RFC 7125 tcpControlBits)
 	TCPSeq           uint32
 	TCPWindow        uint16
+	// TCPPartial: the capture's snap length cut the TCP header before its
+	// sequence number or window; the ports (and the flags, when captured)
+	// are known, the TCP analysis skips the packet.
+	TCPPartial bool
 	// Payload is the length of the transport payload, from the IP length (so
 	// it is right in snap-length captures); TCP sequence tracking uses it.
 	Payload uint32

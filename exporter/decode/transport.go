@@ -11,7 +11,7 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 	switch p.Proto {
 	case protoTCP:
 		if len(data) < 20 {
-			return ReasonTruncated
+			return s.snappedTransport(data, payloadLen, 20)
 		}
 		off := int(data[12]>>4) * 4
 		if off < 20 || off > payloadLen {
@@ -27,7 +27,7 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 		return ReasonOK
 	case protoUDP, protoUDPLite:
 		if len(data) < 8 {
-			return ReasonTruncated
+			return s.snappedTransport(data, payloadLen, 8)
 		}
 		p.SrcPort = binary.BigEndian.Uint16(data)
 		p.DstPort = binary.BigEndian.Uint16(data[2:])
@@ -87,6 +87,33 @@ func (s *state) transport(data []byte, payloadLen int, depth int, tunnels bool) 
 			return s.ethernet(data, depth+1)
 		}
 	}
+	return ReasonOK
+}
+
+// snappedTransport meters a TCP or UDP packet whose header the capture's
+// snap length cut (IPv6 TCP at 68 bytes, a tunnel mirror cut at 96): the
+// ports are there, the IP header gave the length. Sequence numbers and
+// windows are not read: the TCP analysis skips the packet (TCPPartial), its
+// flags count when captured. Without a snap length a short header is
+// truncated, as before. hdr is the header's least length.
+func (s *state) snappedTransport(data []byte, payloadLen, hdr int) Reason {
+	if s.extra == 0 || len(data) < 4 {
+		return ReasonTruncated
+	}
+	if payloadLen < hdr {
+		return ReasonMalformed
+	}
+	p := s.p
+	p.SrcPort = binary.BigEndian.Uint16(data)
+	p.DstPort = binary.BigEndian.Uint16(data[2:])
+	if p.Proto == protoTCP {
+		p.TCPPartial = true
+		if len(data) >= 14 {
+			p.TCPFlags = uint16(data[12]&1)<<8 | uint16(data[13])
+		}
+	}
+	p.Payload = uint32(payloadLen - hdr)
+	p.HeaderLen = s.offset(data) + uint32(len(data))
 	return ReasonOK
 }
 

@@ -307,3 +307,30 @@ func TestFlushAtOnce(t *testing.T) {
 		t.Errorf("%d flows left after Flush", table.Len())
 	}
 }
+
+// TestSnappedTCPNotAnalysed: packets whose TCP header the snap length cut
+// (decode.Packet.TCPPartial: no sequence number or window) count in their
+// flow, flags included, but not as retransmissions or zero windows.
+func TestSnappedTCPNotAnalysed(t *testing.T) {
+	sink := &collect{}
+	table, err := New(reporter.NewForTest(nil), Configuration{ActiveTimeout: time.Minute, IdleTimeout: time.Minute, MaxFlows: 10}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		p := &decode.Packet{Proto: 6, SrcPort: 40000, DstPort: 443, IPLength: 1460, Payload: 1420, TCPPartial: true}
+		if i == 0 {
+			p.TCPFlags = 0x18
+		}
+		p.SrcAddr[0], p.DstAddr[0] = 10, 11
+		table.Add(p, int64(i)*int64(time.Millisecond))
+	}
+	table.Flush(int64(time.Second))
+	if len(sink.flows) != 1 {
+		t.Fatalf("%d flows, want 1", len(sink.flows))
+	}
+	f := sink.flows[0]
+	if f.Packets != 5 || f.Bytes != 5*1460 || f.Retrans != 0 || f.ZeroWindows != 0 || f.TCPFlags != 0x18 {
+		t.Errorf("flow %+v: want 5 packets, %d bytes, flags 0x18, no retransmissions or zero windows", f, 5*1460)
+	}
+}

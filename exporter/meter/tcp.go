@@ -18,6 +18,9 @@ func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
 func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 	f := p.TCPFlags
 	e.tcpFlags |= f
+	if p.TCPPartial {
+		return // no sequence number or window captured
+	}
 	// Retransmissions: a segment occupying sequence space that ends at or
 	// before the highest end seen already.
 	segLen := p.Payload
