@@ -178,11 +178,12 @@ func (s Summary) Add(o Summary) Summary {
 	return s
 }
 
-// NotDecodable is the number of frames not metered for any reason but "not IP".
+// NotDecodable is the number of frames not metered for any reason but "not
+// IP" and the later fragments of a tunnel packet metered from its first.
 func (s Summary) NotDecodable() uint64 {
 	var n uint64
 	for r, c := range s.Undecodable {
-		if decode.Reason(r) != decode.ReasonNotIP {
+		if r := decode.Reason(r); r != decode.ReasonNotIP && r != decode.ReasonTunnelFragment {
 			n += c
 		}
 	}
@@ -196,6 +197,9 @@ func (s Summary) String() string {
 	line := fmt.Sprintf("%s, %s, %s exported in %s, %s not decodable, %s not IP, %s evicted early, %s",
 		c(s.Frames, "packet", ""), c(s.Octets, "byte", ""), c(s.Flows, "flow", ""), c(s.Messages, "IPFIX message", ""),
 		c(s.NotDecodable(), "packet", ""), numfmt.Group(s.Undecodable[decode.ReasonNotIP]), c(s.Evicted, "flow", ""), c(s.SendErrors, "send error", ""))
+	if n := s.Undecodable[decode.ReasonTunnelFragment]; n > 0 {
+		line += fmt.Sprintf(", %s of tunnel packets counted with their first", c(n, "later fragment", ""))
+	}
 	if s.Live {
 		line += fmt.Sprintf(", %s dropped by the kernel", c(s.KernelDropped, "packet", ""))
 	}

@@ -101,11 +101,14 @@ const (
 	ReasonNotIP              // a valid frame that carries no IP packet (ARP, LLDP...)
 	ReasonUnsupported        // a link type or encapsulation the decoder does not know
 	ReasonTooDeep            // more nested encapsulations than maxDepth
+	// ReasonTunnelFragment: a later fragment of a tunnel packet whose
+	// inner packet was metered, whole, from its first fragment.
+	ReasonTunnelFragment
 	reasonCount
 )
 
 // Reasons lists every non-OK reason, for metrics.
-var Reasons = []Reason{ReasonTruncated, ReasonMalformed, ReasonNotIP, ReasonUnsupported, ReasonTooDeep}
+var Reasons = []Reason{ReasonTruncated, ReasonMalformed, ReasonNotIP, ReasonUnsupported, ReasonTooDeep, ReasonTunnelFragment}
 
 func (r Reason) String() string {
 	switch r {
@@ -121,6 +124,8 @@ func (r Reason) String() string {
 		return "unsupported"
 	case ReasonTooDeep:
 		return "too_deep"
+	case ReasonTunnelFragment:
+		return "tunnel_fragment"
 	}
 	return "unknown"
 }

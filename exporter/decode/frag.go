@@ -21,6 +21,7 @@ type fragEntry struct {
 	dport    uint16
 	icmpType uint8
 	icmpCode uint8
+	tunnel   bool // the first fragment's tunnel was followed: its inner packet is metered
 }
 
 func fragSlot(p *Packet, id uint32) int {
@@ -36,15 +37,22 @@ func fragSlot(p *Packet, id uint32) int {
 	return int(h % fragSlots)
 }
 
-func (c *fragCache) store(p *Packet, id uint32) {
+// store remembers a first fragment (p holds its outer IP header's fields;
+// tunnel says its inner packet was metered instead).
+func (c *fragCache) store(p *Packet, id uint32, tunnel bool) {
 	e := &c.slots[fragSlot(p, id)]
 	*e = fragEntry{src: p.SrcAddr, dst: p.DstAddr, id: id, proto: p.Proto, used: true,
-		sport: p.SrcPort, dport: p.DstPort, icmpType: p.ICMPType, icmpCode: p.ICMPCode}
+		sport: p.SrcPort, dport: p.DstPort, icmpType: p.ICMPType, icmpCode: p.ICMPCode, tunnel: tunnel}
 }
 
-func (c *fragCache) lookup(p *Packet, id uint32) {
+// lookup gives a later fragment its first fragment's ports, and reports
+// whether that first fragment's inner packet was metered (the fragment is
+// then not metered).
+func (c *fragCache) lookup(p *Packet, id uint32) (tunnel bool) {
 	e := &c.slots[fragSlot(p, id)]
 	if e.used && e.id == id && e.proto == p.Proto && e.src == p.SrcAddr && e.dst == p.DstAddr {
 		p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode = e.sport, e.dport, e.icmpType, e.icmpCode
+		return e.tunnel
 	}
+	return false
 }

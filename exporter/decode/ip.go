@@ -80,16 +80,12 @@ func (s *state) ipv4(data []byte, depth int) Reason {
 		if offset != 0 {
 			p.NonFirstFragment = true
 			p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode = 0, 0, 0, 0
-			s.d.frags.lookup(p, id)
+			if s.d.frags.lookup(p, id) {
+				return ReasonTunnelFragment
+			}
 			return ReasonOK
 		}
-		// A first fragment holds the transport header but not a whole tunnel
-		// packet: meter it as it is.
-		r := s.transport(payload, payloadLen, depth, false)
-		if r == ReasonOK {
-			s.d.frags.store(p, id)
-		}
-		return r
+		return s.firstFragment(payload, payloadLen, depth, id)
 	}
 	return s.transport(payload, payloadLen, depth, true)
 }
@@ -177,18 +173,47 @@ func (s *state) ipv6(data []byte, depth int) Reason {
 		if !first {
 			p.NonFirstFragment = true
 			p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode = 0, 0, 0, 0
-			s.d.frags.lookup(p, fragID)
+			if s.d.frags.lookup(p, fragID) {
+				return ReasonTunnelFragment
+			}
 			return ReasonOK
 		}
-		r := s.transport(payload, remaining, depth, false)
-		if r == ReasonOK {
-			s.d.frags.store(p, fragID)
-		}
-		return r
+		return s.firstFragment(payload, remaining, depth, fragID)
 	}
 	if next == protoNoNext {
 		p.SrcPort, p.DstPort = 0, 0
 		return ReasonOK
 	}
 	return s.transport(payload, remaining, depth, true)
+}
+
+// firstFragment meters the first fragment of an IP packet. When it carries
+// a tunnel whose inner headers it holds (an ERSPAN or VXLAN mirror whose
+// outer packets the transport network fragmented: a 1,500-byte mirrored
+// frame on a 1,500-byte path), the inner packet is metered, its IP length
+// counting all of it, and the fragments after it are not metered again
+// (ReasonTunnelFragment). Otherwise the fragment is metered as it is, in the
+// outer flow, and the following fragments join that flow.
+func (s *state) firstFragment(payload []byte, payloadLen, depth int, id uint32) Reason {
+	p := s.p
+	switch p.Proto {
+	case protoGRE, protoUDP, protoIPv4, protoIPv6, protoEthernet:
+		outer := *p
+		// The inner packet runs on into the next fragments: its IP
+		// length is not bounded by this frame.
+		extra := s.extra
+		s.extra += 1 << 16
+		r := s.transport(payload, payloadLen, depth, true)
+		s.extra = extra
+		if r == ReasonOK && p.IPOffset != outer.IPOffset {
+			s.d.frags.store(&outer, id, true)
+			return r
+		}
+		*p = outer // no tunnel, or not all of its headers here
+	}
+	r := s.transport(payload, payloadLen, depth, false)
+	if r == ReasonOK {
+		s.d.frags.store(p, id, false)
+	}
+	return r
 }

@@ -171,6 +171,11 @@ func TestDecodeAgainstTshark(t *testing.T) {
 			}
 			w := want[i]
 			r := d.Decode(fr.LinkType, fr.Data, fr.Length, &p)
+			if r == ReasonTunnelFragment {
+				// A later fragment of a tunnel packet metered from its
+				// first: tshark shows the reassembled packet here.
+				continue
+			}
 			if r != ReasonOK {
 				// Report only frames where tshark found an IP packet with a
 				// transport header at the end of the stack: a mirrored ARP
@@ -179,6 +184,12 @@ func TestDecodeAgainstTshark(t *testing.T) {
 				if w.ok && r != ReasonTruncated && endsInTransport(w.layers) {
 					problems = append(problems, fmt.Sprintf("frame %d: %s, tshark decodes %s", i+1, r, w.layers))
 				}
+				continue
+			}
+			if w.fragment && !endsInTransport(w.layers) {
+				// The first fragment of a tunnel packet: spanflow meters
+				// the inner packet from it, tshark only once it has
+				// reassembled the fragments.
 				continue
 			}
 			if p.Fragment || w.unreadable {
