@@ -73,3 +73,30 @@ func TestSampleRunsPastDatagram(t *testing.T) {
 		}
 	}
 }
+
+// TestBadSampleKeepsTheOthers: a known sample whose body does not decode
+// makes the datagram an error (counted bad), but the samples after it,
+// whose place its checked length gives, are still decoded.
+func TestBadSampleKeepsTheOthers(t *testing.T) {
+	hdr := func(n int) xdr {
+		src, dst := netip.AddrFrom4([4]byte{198, 51, 100, byte(n)}), netip.AddrFrom4([4]byte{203, 0, 113, byte(n)})
+		p := packet(t, ip4(src.String(), dst.String(), layers.IPProtocolUDP), &layers.UDP{SrcPort: layers.UDPPort(1000 + n), DstPort: 53}, payload(20))
+		return sampledHeader(11, uint32(len(p)), p)
+	}
+	p := datagram(1,
+		flowSample(1, 3, 1, 3, 4, hdr(1)),
+		record(1, xdr{}.u32(5)), // a flow sample of 4 bytes: too short to decode
+		flowSample(2, 3, 1, 3, 4, hdr(2)),
+	)
+	recs, info, err := sflow.Decode(p, sourceAddr, time.Unix(1700000000, 0), nil)
+	if reason.Of(err) != reason.Set {
+		t.Errorf("error %v (reason %q), want %q", err, reason.Of(err), reason.Set)
+	}
+	var srcs []string
+	for _, r := range recs {
+		srcs = append(srcs, r.SrcAddr.String())
+	}
+	if len(srcs) != 2 || srcs[0] != "198.51.100.1" || srcs[1] != "198.51.100.2" || info.Samples != 2 {
+		t.Errorf("flows from %v, %d samples; want 198.51.100.1 and 198.51.100.2, 2 samples", srcs, info.Samples)
+	}
+}

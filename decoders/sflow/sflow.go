@@ -107,6 +107,10 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 	// pointed at each sample in turn.
 	rd := new(bytes.Buffer)
 	hdr := new(gsflow.SampleHeader)
+	// A known sample that does not decode is said (the datagram counts as
+	// bad) but does not take the samples after it along: its length,
+	// checked in bounds, says where the next one starts.
+	var bad error
 	for i := uint32(0); i < n && off+8 <= len(payload); i++ {
 		format, length := binary.BigEndian.Uint32(payload[off:]), binary.BigEndian.Uint32(payload[off+4:])
 		body := payload[off+8 : off+8+int(length)] // check saw it in bounds
@@ -119,7 +123,10 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 		*rd = *bytes.NewBuffer(body)
 		s, err := gsflow.DecodeSample(hdr, rd)
 		if err != nil {
-			return out, info, reason.Errorf(reason.Set, "sflow from %s: sample %d (format %d): %w", exporter, i, format, err)
+			if bad == nil {
+				bad = reason.Errorf(reason.Set, "sflow from %s: sample %d (format %d): %w", exporter, i, format, err)
+			}
+			continue
 		}
 		base := flow.Record{Kind: flow.KindSFlow, ObserverIP: agent, ObservationDomain: info.SubAgent,
 			Received: received, Start: received, End: received, ExporterAddr: exporter}
@@ -176,7 +183,7 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 			}
 		}
 	}
-	return out, info, nil
+	return out, info, bad
 }
 
 // The compact interface value of a flow sample: 2 bits of format, 30 of
