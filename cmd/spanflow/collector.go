@@ -103,7 +103,7 @@ func runCollector(c *cli.Context) error {
 		f.Close()
 		r, err := pcapfile.Open(path)
 		if err != nil {
-			return fmt.Errorf("--pcap %s: %v", path, err)
+			return pcapError(path, err)
 		}
 		r.Close()
 	}
@@ -115,7 +115,7 @@ func runCollector(c *cli.Context) error {
 		st, rerr := col.Replay()
 		if rerr != nil {
 			col.Stop()
-			return fmt.Errorf("--pcap %s: %v", path, rerr)
+			return pcapError(path, rerr)
 		}
 		r.Log.Info("capture replayed", "file", path, "frames", st.Frames, "datagrams", st.Datagrams,
 			"not_udp", st.Skipped, "sets_without_template", st.SetsWithoutTemplate)
@@ -223,4 +223,13 @@ func checkCommand(usage, description string, check func(path string) []string) *
 			return nil
 		},
 	}
+}
+
+// pcapError says that the capture given with --pcap could not be read,
+// naming the file once (the capture reader's errors mostly name it).
+func pcapError(path string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return fmt.Errorf("--pcap: %v", err)
+	}
+	return fmt.Errorf("--pcap %s: %v", path, err)
 }

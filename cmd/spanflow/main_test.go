@@ -98,6 +98,8 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		// A global flag after the command, then the missing capture, said
 		// before anything starts (no "capture replayed" summary).
 		{[]string{"collector", "run", "--log-level", "debug", "--metrics-listen", "", "--pcap", "/nonexistent.pcap"}, "--pcap /nonexistent.pcap: no such file or directory"},
+		// A file that is not a capture: named once.
+		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", "main.go"}, "--pcap: read pcap header of main.go: unknown magic number"},
 		{[]string{"collector", "run", "--log-level", "loud"}, `unknown log level "loud"`},
 		// A required flag left out: one line naming it, not the help page.
 		{[]string{"dashboards", "install"}, "--kibana-url (or SPANFLOW_KIBANA_URL) is required: Kibana's base URL"},
