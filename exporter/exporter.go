@@ -76,7 +76,8 @@ func (x *Exporter) keep(fr *capture.Frame, r decode.Reason, p *decode.Packet) {
 	}
 	var key uint64
 	data := fr.Data
-	if r == decode.ReasonOK {
+	if r == decode.ReasonOK || r == decode.ReasonTunnelFragment {
+		// A later fragment of a tunnel packet goes with its inner flow.
 		key = ring.PacketKey(p)
 		if x.ringHeadersOnly {
 			data = data[:min(len(data), int(p.HeaderLen))]

@@ -102,7 +102,9 @@ const (
 	ReasonUnsupported        // a link type or encapsulation the decoder does not know
 	ReasonTooDeep            // more nested encapsulations than maxDepth
 	// ReasonTunnelFragment: a later fragment of a tunnel packet whose
-	// inner packet was metered, whole, from its first fragment.
+	// inner packet was metered, whole, from its first fragment. The
+	// Packet holds the inner packet's addresses, protocol and ports (the
+	// packet ring keeps the fragment under that flow).
 	ReasonTunnelFragment
 	reasonCount
 )

@@ -22,6 +22,18 @@ type fragEntry struct {
 	icmpType uint8
 	icmpCode uint8
 	tunnel   bool // the first fragment's tunnel was followed: its inner packet is metered
+	// The inner packet's identity, when tunnel: the later fragments carry
+	// it (not metered, but kept in the packet ring under its flow).
+	inner innerID
+}
+
+// innerID is what names a tunnelled packet's flow.
+type innerID struct {
+	src, dst           [16]byte
+	ipv6               bool
+	proto              uint8
+	sport, dport       uint16
+	icmpType, icmpCode uint8
 }
 
 func fragSlot(p *Packet, id uint32) int {
@@ -37,22 +49,37 @@ func fragSlot(p *Packet, id uint32) int {
 	return int(h % fragSlots)
 }
 
-// store remembers a first fragment (p holds its outer IP header's fields;
-// tunnel says its inner packet was metered instead).
-func (c *fragCache) store(p *Packet, id uint32, tunnel bool) {
+// store remembers a first fragment (p holds its outer IP header's fields).
+func (c *fragCache) store(p *Packet, id uint32) {
 	e := &c.slots[fragSlot(p, id)]
 	*e = fragEntry{src: p.SrcAddr, dst: p.DstAddr, id: id, proto: p.Proto, used: true,
-		sport: p.SrcPort, dport: p.DstPort, icmpType: p.ICMPType, icmpCode: p.ICMPCode, tunnel: tunnel}
+		sport: p.SrcPort, dport: p.DstPort, icmpType: p.ICMPType, icmpCode: p.ICMPCode}
+}
+
+// storeTunnel remembers a first fragment (outer) whose tunnel was followed
+// and its inner packet (inner) metered.
+func (c *fragCache) storeTunnel(outer, inner *Packet, id uint32) {
+	e := &c.slots[fragSlot(outer, id)]
+	*e = fragEntry{src: outer.SrcAddr, dst: outer.DstAddr, id: id, proto: outer.Proto, used: true, tunnel: true,
+		inner: innerID{src: inner.SrcAddr, dst: inner.DstAddr, ipv6: inner.IPv6, proto: inner.Proto,
+			sport: inner.SrcPort, dport: inner.DstPort, icmpType: inner.ICMPType, icmpCode: inner.ICMPCode}}
 }
 
 // lookup gives a later fragment its first fragment's ports, and reports
-// whether that first fragment's inner packet was metered (the fragment is
-// then not metered).
+// whether that first fragment's inner packet was metered: the fragment is
+// then not metered, and p is given the inner packet's identity (addresses,
+// protocol, ports), under which the packet ring keeps it.
 func (c *fragCache) lookup(p *Packet, id uint32) (tunnel bool) {
 	e := &c.slots[fragSlot(p, id)]
-	if e.used && e.id == id && e.proto == p.Proto && e.src == p.SrcAddr && e.dst == p.DstAddr {
-		p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode = e.sport, e.dport, e.icmpType, e.icmpCode
-		return e.tunnel
+	if !e.used || e.id != id || e.proto != p.Proto || e.src != p.SrcAddr || e.dst != p.DstAddr {
+		return false
 	}
+	if e.tunnel {
+		in := &e.inner
+		p.SrcAddr, p.DstAddr, p.IPv6, p.Proto = in.src, in.dst, in.ipv6, in.proto
+		p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode = in.sport, in.dport, in.icmpType, in.icmpCode
+		return true
+	}
+	p.SrcPort, p.DstPort, p.ICMPType, p.ICMPCode = e.sport, e.dport, e.icmpType, e.icmpCode
 	return false
 }

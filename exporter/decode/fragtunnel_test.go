@@ -10,8 +10,9 @@ import (
 // TestFragmentedTunnels: a VXLAN packet whose outer IPv4 or IPv6 packet was
 // fragmented is metered as its inner packet, with the inner IP length, from
 // the first fragment; the later fragment is counted apart, not metered
-// again. A first fragment too short for the inner headers stays the outer
-// flow, and so do the fragments after it.
+// again, but named by the inner packet's flow. A first fragment too short
+// for the inner headers stays the outer flow, and so do the fragments
+// after it.
 func TestFragmentedTunnels(t *testing.T) {
 	inner := eth(nil, synth.IPv4(a("10.9.2.1"), a("10.9.2.2"), 6, 0, 4, 0, false, synth.TCP(40020, 443, 1, 0, 0x10, 512, 1960)))
 	udp := synth.UDP(49300, 4789, synth.VXLAN(88, inner)) // 8 + 8 + 14 + 2000 bytes
@@ -54,6 +55,11 @@ func TestFragmentedTunnels(t *testing.T) {
 				}
 				if r := d.Decode(LinkEthernet, rest, len(rest), &p); r != ReasonTunnelFragment {
 					t.Errorf("later fragment: %s, want %s", r, ReasonTunnelFragment)
+				}
+				// It carries the inner packet's identity, under which the
+				// packet ring keeps it.
+				if s, dst := p.addrs(); s != a("10.9.2.1") || dst != a("10.9.2.2") || p.Proto != 6 || p.SrcPort != 40020 || p.DstPort != 443 {
+					t.Errorf("later fragment named %s:%d > %s:%d (%d), want the inner 10.9.2.1:40020 > 10.9.2.2:443 (6)", s, p.SrcPort, dst, p.DstPort, p.Proto)
 				}
 				return
 			}

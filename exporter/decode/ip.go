@@ -206,14 +206,14 @@ func (s *state) firstFragment(payload []byte, payloadLen, depth int, id uint32) 
 		r := s.transport(payload, payloadLen, depth, true)
 		s.extra = extra
 		if r == ReasonOK && p.IPOffset != outer.IPOffset {
-			s.d.frags.store(&outer, id, true)
+			s.d.frags.storeTunnel(&outer, p, id)
 			return r
 		}
 		*p = outer // no tunnel, or not all of its headers here
 	}
 	r := s.transport(payload, payloadLen, depth, false)
 	if r == ReasonOK {
-		s.d.frags.store(p, id, false)
+		s.d.frags.store(p, id)
 	}
 	return r
 }
