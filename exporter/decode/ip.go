@@ -50,11 +50,6 @@ func (s *state) ipv4(data []byte, depth int) Reason {
 	if total < ihl {
 		return ReasonMalformed
 	}
-	if avail := len(data) + s.extra; total > avail {
-		// A length beyond the frame (corrupt, or crafted to swell a
-		// flow's octets): only the bytes that were on the wire count.
-		total = avail
-	}
 	p := s.p
 	p.IPOffset = int32(s.offset(data))
 	p.IPv6 = false
@@ -105,8 +100,6 @@ func (s *state) ipv6(data []byte, depth int) Reason {
 	if payloadLen == 0 {
 		// Jumbogram or TSO capture: the packet is what the frame holds.
 		payloadLen = len(data) - 40 + s.extra
-	} else if avail := len(data) - 40 + s.extra; payloadLen > avail {
-		payloadLen = avail // as for IPv4: only the bytes on the wire count
 	}
 	p.IPv6 = true
 	p.IPOffset = int32(s.offset(data))
@@ -199,14 +192,15 @@ func (s *state) firstFragment(payload []byte, payloadLen, depth int, id uint32) 
 	switch p.Proto {
 	case protoGRE, protoUDP, protoIPv4, protoIPv6, protoEthernet:
 		outer := *p
-		// The inner packet runs on into the next fragments: its IP
-		// length is not bounded by this frame.
+		// The inner packet runs on into the next fragments: its headers
+		// may end in them, as in a snapped frame.
 		extra := s.extra
 		s.extra += 1 << 16
 		r := s.transport(payload, payloadLen, depth, true)
 		s.extra = extra
 		if r == ReasonOK && p.IPOffset != outer.IPOffset {
 			s.d.frags.storeTunnel(&outer, p, id)
+			p.TunnelInFragment = true
 			return r
 		}
 		*p = outer // no tunnel, or not all of its headers here
