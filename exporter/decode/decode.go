@@ -68,6 +68,10 @@ type Packet struct {
 	// transport header, whose ports the decoder takes from the first fragment
 	// when it saw it.
 	Fragment, NonFirstFragment bool
+	// TunnelInFragment: the packet is a tunnel's inner packet, decoded from
+	// the first fragment of the outer packet (it runs on into the next
+	// fragments; distribution does not strip the tunnel of such a frame).
+	TunnelInFragment bool
 
 	// HeaderLen is how many bytes of the frame run up to the end of the
 	// innermost transport header (TCP with options, UDP, SCTP's common

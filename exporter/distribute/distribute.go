@@ -407,7 +407,9 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	if len(data) == 0 {
 		return // nothing captured: nothing to forward, not chosen
 	}
-	if r.cfg.StripTunnel && p.EthOffset > 0 && int(p.EthOffset) < len(data) {
+	// The first fragment of a tunnel packet keeps its tunnel: stripped, it
+	// would be the start of a frame whose rest is in the next fragments.
+	if r.cfg.StripTunnel && p.EthOffset > 0 && int(p.EthOffset) < len(data) && !p.TunnelInFragment {
 		data = data[p.EthOffset:]
 	}
 	if len(r.nets) > 0 && (!ip || !r.inNets(p)) {
