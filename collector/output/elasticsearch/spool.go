@@ -300,13 +300,9 @@ func (s *spool) rotate() error {
 // documents are in the page cache from their write: replay reads them
 // whether or not the sync is done.
 func (s *spool) seal() {
-	if s.open == nil {
+	f := s.detach()
+	if f == nil {
 		return
-	}
-	f := s.open
-	s.open = nil
-	if last := s.last(); last != nil {
-		last.sealed = true
 	}
 	select {
 	case s.syncs <- struct{}{}:
@@ -319,6 +315,20 @@ func (s *spool) seal() {
 	default:
 		s.report(s.finish(f))
 	}
+}
+
+// detach ends writes to the open segment, marks it sealed and returns its
+// file, for the caller to sync and close; nil when none is open.
+func (s *spool) detach() *os.File {
+	f := s.open
+	if f == nil {
+		return nil
+	}
+	s.open = nil
+	if last := s.last(); last != nil {
+		last.sealed = true
+	}
+	return f
 }
 
 // report hands a sealed segment's sync or close error to onSyncError.
@@ -486,11 +496,7 @@ func (s *spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
-	if f := s.open; f != nil {
-		s.open = nil
-		if last := s.last(); last != nil {
-			last.sealed = true
-		}
+	if f := s.detach(); f != nil {
 		err = s.finish(f)
 	}
 	s.syncing.Wait()
