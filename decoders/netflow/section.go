@@ -39,9 +39,12 @@ func applySection(r *flow.Record, t *recordTimes) {
 	if sec.data == nil || sec.offset != 0 || r.SrcAddr.IsValid() || (sec.frameType > 1 && sec.link == decode.LinkEthernet) {
 		return
 	}
-	wire := len(sec.data)
-	if sec.link == decode.LinkEthernet && sec.frameSize > uint64(wire) {
-		wire = int(min(sec.frameSize, 1<<20))
+	// The frame's length on the wire, when the exporter sent it: without
+	// it (an IP header section, or no dataLinkFrameSize) the section's IP
+	// length counts as it stands.
+	wire := decode.WireUnknown
+	if sec.link == decode.LinkEthernet && sec.frameSize > 0 {
+		wire = int(min(max(sec.frameSize, uint64(len(sec.data))), 1<<20))
 	}
 	d := decoders.Get().(*decode.Decoder)
 	var p decode.Packet

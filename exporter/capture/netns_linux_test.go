@@ -208,13 +208,25 @@ func live(fs []synth.Flow) []synth.Flow {
 // captureLive replays pkts into the namespace's veth while the exporter
 // captures on the other end, and returns the flows goflow2 decodes from what
 // the collector received.
+// wholeFrames drops the synthetic capture's snap lengths: a live capture
+// takes whole frames, and a frame cut short before tcpreplay sends it is a
+// short frame on the wire, whose IP length beyond it does not count.
+func wholeFrames(pkts []synth.Packet) []synth.Packet {
+	out := make([]synth.Packet, len(pkts))
+	for i, p := range pkts {
+		p.SnapLen = 0
+		out[i] = p
+	}
+	return out
+}
+
 func captureLive(t *testing.T, pkts []synth.Packet, filter string, ifaces ...string) ([]synth.Flow, exporter.Summary, map[string]uint32) {
 	if len(ifaces) == 0 {
 		ifaces = []string{"vB"}
 	}
 	n := newNetns(t)
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
-	if err := synth.WritePcapFile(pcap, pkts); err != nil {
+	if err := synth.WritePcapFile(pcap, wholeFrames(pkts)); err != nil {
 		t.Fatal(err)
 	}
 	col := newCollector(t)
@@ -369,9 +381,6 @@ func TestLiveCaptureERSPAN(t *testing.T) {
 	for i, p := range c.Packets {
 		seq := uint32(i)
 		frame := p.Data
-		if p.SnapLen != 0 && p.SnapLen < len(frame) {
-			frame = frame[:p.SnapLen]
-		}
 		outer := synth.IPv4(a, b, 47, 0, uint16(i), 0, false, synth.GRE(0x22eb, nil, &seq, synth.ERSPAN3(33, 0, uint32(i), frame)))
 		pkts[i] = synth.Packet{Time: p.Time, Data: synth.Ethernet(synth.MAC(0xe1), synth.MAC(0xe2), nil, 0x0800, outer)}
 	}
@@ -466,7 +475,7 @@ func TestLiveLinkDownAndGone(t *testing.T) {
 	n := newNetns(t)
 	pcap := filepath.Join(t.TempDir(), "mixed.pcap")
 	c := synth.Mixed(time.Unix(1700000000, 0))
-	if err := synth.WritePcapFile(pcap, c.Packets); err != nil {
+	if err := synth.WritePcapFile(pcap, wholeFrames(c.Packets)); err != nil {
 		t.Fatal(err)
 	}
 	var l *capture.Live
@@ -576,7 +585,7 @@ func sigtermFlushes(t *testing.T, fanout string) {
 	}
 	c := synth.Mixed(time.Unix(1700000000, 0))
 	pcap := filepath.Join(t.TempDir(), "replay.pcap")
-	if err := synth.WritePcapFile(pcap, c.Packets); err != nil {
+	if err := synth.WritePcapFile(pcap, wholeFrames(c.Packets)); err != nil {
 		t.Fatal(err)
 	}
 	// The collector listens in the namespace, where the exporter runs.

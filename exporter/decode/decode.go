@@ -160,13 +160,20 @@ type Decoder struct {
 // New returns a decoder.
 func New() *Decoder { return &Decoder{} }
 
+// WireUnknown, as Decode's wireLen, says that the frame's length on the wire
+// is not known: a packet section exported without its frame size. The IP
+// header's length then counts as it stands.
+const WireUnknown = -1
+
 // Decode fills p from one frame of the given link type. wireLen is the frame's
-// length on the wire (which may exceed len(data) in snap-length captures); it
-// is used only when an IP header gives no length (TSO/GSO and jumbograms).
-// p is reset first.
+// length on the wire (which may exceed len(data) in snap-length captures), or
+// WireUnknown. It gives the length of an IP header without one (TSO/GSO and
+// jumbograms), lets a snapped TCP or UDP header be metered, and bounds an IP
+// length larger than the frame (corrupt, or crafted to swell a flow) to the
+// bytes that were on the wire. p is reset first.
 func (d *Decoder) Decode(link uint32, data []byte, wireLen int, p *Packet) Reason {
 	*p = Packet{}
-	st := state{d: d, p: p, extra: wireLen - len(data), frameCap: cap(data)}
+	st := state{d: d, p: p, extra: wireLen - len(data), frameCap: cap(data), bounded: wireLen >= 0}
 	if st.extra < 0 {
 		st.extra = 0
 	}
@@ -217,6 +224,9 @@ type state struct {
 	// extra is how many bytes of the frame were not captured; an IP header
 	// without a length (TSO, jumbogram) spans what was captured plus extra.
 	extra int
+	// bounded: the frame's length on the wire is known, and no IP length
+	// may run beyond it.
+	bounded bool
 	// frameCap is the capacity of the frame's slice: every slice the
 	// parsers take of it shares its end, so cap tells a slice's offset.
 	frameCap int

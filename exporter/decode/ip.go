@@ -50,6 +50,11 @@ func (s *state) ipv4(data []byte, depth int) Reason {
 	if total < ihl {
 		return ReasonMalformed
 	}
+	if avail := len(data) + s.extra; s.bounded && total > avail {
+		// A length beyond the frame on the wire (corrupt, or crafted to
+		// swell a flow's octets): only the bytes that were there count.
+		total = avail
+	}
 	p := s.p
 	p.IPOffset = int32(s.offset(data))
 	p.IPv6 = false
@@ -100,6 +105,8 @@ func (s *state) ipv6(data []byte, depth int) Reason {
 	if payloadLen == 0 {
 		// Jumbogram or TSO capture: the packet is what the frame holds.
 		payloadLen = len(data) - 40 + s.extra
+	} else if avail := len(data) - 40 + s.extra; s.bounded && payloadLen > avail {
+		payloadLen = avail // as for IPv4: only the bytes on the wire count
 	}
 	p.IPv6 = true
 	p.IPOffset = int32(s.offset(data))

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/spanflow/spanflow/exporter/synth"
@@ -49,6 +50,50 @@ func TestSnappedTransportHeader(t *testing.T) {
 			// Cut without a snap length: truncated.
 			if r := d.Decode(LinkEthernet, c.frame[:c.snap], c.snap, &p); r != ReasonTruncated {
 				t.Errorf("cut frame, no snap length: %s, want truncated", r)
+			}
+		})
+	}
+}
+
+// TestIPLengthBeyondTheFrame: an IP length larger than the frame on the wire
+// (corrupt, or crafted: one 54-byte frame claiming 60,000 octets) counts only
+// the bytes that were there, from the IP header on, also for a tunnel's inner
+// packet. Snapped, the same length is the packet's and counts; and a packet
+// section exported without its frame size (WireUnknown) keeps it too.
+func TestIPLengthBeyondTheFrame(t *testing.T) {
+	claim := func(frame []byte, ipAt int, v6 bool) []byte {
+		f := append([]byte(nil), frame...)
+		if v6 {
+			binary.BigEndian.PutUint16(f[ipAt+4:], 60000-40)
+		} else {
+			binary.BigEndian.PutUint16(f[ipAt+2:], 60000)
+		}
+		return f
+	}
+	v4 := claim(eth(nil, synth.IPv4(a("10.9.0.1"), a("10.9.0.2"), 6, 0, 1, 0, false, synth.TCP(40000, 80, 7, 0, 0x10, 512, 0))), 14, false)
+	v6 := claim(eth(nil, synth.IPv6(a("2001:db8::1"), a("2001:db8::2"), 17, 0, synth.UDP(40001, 53, make([]byte, 12)))), 14, true)
+	inner := claim(eth(nil, synth.IPv4(a("10.9.0.3"), a("10.9.0.4"), 17, 0, 2, 0, false, synth.UDP(40002, 53, make([]byte, 30)))), 14, false)
+	vx := overUDP4(49000, 4789, synth.VXLAN(77, inner))
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		wire  int
+		want  uint32
+	}{
+		{"IPv4, whole frame", v4, len(v4), 40},
+		{"IPv6, whole frame", v6, len(v6), 40 + 8 + 12},
+		{"inner IPv4 of VXLAN, whole frame", vx, len(vx), 20 + 8 + 30},
+		{"IPv4, snapped", v4, 14 + 60000, 60000},
+		{"IPv6, snapped", v6, 14 + 60000, 60000},
+		{"IPv4, wire length unknown", v4, WireUnknown, 60000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var p Packet
+			if r := New().Decode(LinkEthernet, c.frame, c.wire, &p); r != ReasonOK {
+				t.Fatalf("%s", r)
+			}
+			if p.IPLength != c.want {
+				t.Errorf("IP length %d, want %d", p.IPLength, c.want)
 			}
 		})
 	}
