@@ -190,12 +190,20 @@ func EnsureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 // CheckTopic returns nil when the topic exists; a topic the brokers do not
 // know gives an error wrapping kerr.UnknownTopicOrPartition.
 func CheckTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	_, err := TopicID(ctx, cl, topic)
+	return err
+}
+
+// TopicID returns the topic's id (zero from brokers older than Kafka 2.8),
+// which changes when the topic is deleted and created again; a topic the
+// brokers do not know gives an error wrapping kerr.UnknownTopicOrPartition.
+func TopicID(ctx context.Context, cl *kgo.Client, topic string) ([16]byte, error) {
 	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("look up topic %s: %w", topic, err)
+		return [16]byte{}, fmt.Errorf("look up topic %s: %w", topic, err)
 	}
 	if err := td[topic].Err; err != nil {
-		return fmt.Errorf("look up topic %s: %w", topic, err)
+		return [16]byte{}, fmt.Errorf("look up topic %s: %w", topic, err)
 	}
-	return nil
+	return td[topic].ID, nil
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -122,6 +123,16 @@ type Output struct {
 
 	topicReady atomic.Bool // ensureTopic found or created the topic
 
+	// A topic deleted and created again: franz-go keeps the first
+	// instance's id and fails its records with UNKNOWN_TOPIC_ID until the
+	// topic is purged from the client; purging fails what it held. Those
+	// records are parked here (bounded) and produced again after the purge.
+	parkMu  sync.Mutex
+	parked  []parkedMsg
+	parkedN int64         // records in parked
+	purge   chan struct{} // a record met the new instance: purge, then produce the parked
+	knownID [16]byte      // the instance of the topic produced to (ensureTopic's goroutine only)
+
 	records  *prometheus.CounterVec // by result: sent (acknowledged), dropped reasons
 	sent     prometheus.Counter
 	messages prometheus.Counter
@@ -141,6 +152,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Output, error) {
 	r = r.Sub("kafka")
 	o := &Output{r: r, limited: reporter.NewLimited(r.Log, 10*time.Second), cfg: cfg, topic: cfg.Connection.TopicName()}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
+	o.purge = make(chan struct{}, 1)
 	f := r.Factory("kafka_output")
 	o.records = f.CounterVec("records_total",
 		"Flow records by outcome: sent (acknowledged by the brokers), buffer_full (dropped: the bounded buffer was full, the brokers too slow or away), delivery_failed (dropped: refused by the brokers, or not accepted within kafka-delivery-timeout), stopped (dropped: still buffered when the drain timeout ended the stop).",
@@ -220,7 +232,7 @@ func (o *Output) ensureTopic() {
 	if o.cfg.CreatePartitions == 0 {
 		why = "it does not exist, and kafka-partitions is 0: create it"
 	}
-	failed := false
+	failed, gone := false, false
 	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		ctx, cancel := context.WithTimeout(o.ctx, 15*time.Second)
 		var err error
@@ -232,11 +244,22 @@ func (o *Output) ensureTopic() {
 		cancel()
 		if err == nil {
 			o.topicReady.Store(true)
+			id := o.lookUpID()
 			if failed {
 				o.r.Log.Info("Kafka topic ready: the records held for it are being delivered", "topic", o.topic)
+				if gone && o.changedID(id) {
+					o.purgeAndReplay()
+				}
 				o.client.ForceMetadataRefresh()
 			}
-			return
+			if id != ([16]byte{}) {
+				o.knownID = id
+			}
+			if !o.watchTopic() {
+				return
+			}
+			failed, gone, backoff = true, true, time.Second/2 // doubled to 1 s by the loop
+			continue
 		}
 		if o.ctx.Err() != nil {
 			return
@@ -250,6 +273,147 @@ func (o *Output) ensureTopic() {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// topicCheckEvery is how often a ready topic is looked up again.
+var topicCheckEvery = 30 * time.Second
+
+// watchTopic looks the topic up every topicCheckEvery until the output
+// stops (false) or the brokers say that it is gone (true): deleted by an
+// operator or a retention tool. franz-go then holds its records without
+// end, so they would wait, and then be dropped as buffer_full, until a
+// restart; ensureTopic creates it again instead (or, with
+// kafka-partitions 0, says that it must be). A lookup that fails otherwise
+// (brokers away) changes nothing.
+//
+// A topic deleted and created again by someone else between two lookups
+// has a new id: franz-go, which keeps producing to the first instance,
+// holds or refuses every record until the topic is purged from the client,
+// and purgeAndReplay does that. A record refused by the new instance
+// wakes the lookup through o.purge.
+func (o *Output) watchTopic() bool {
+	missing := 0
+	for {
+		wait := topicCheckEvery
+		if missing > 0 {
+			wait = 2 * time.Second
+		}
+		select {
+		case <-o.ctx.Done():
+			return false
+		case <-time.After(wait):
+		case <-o.purge:
+		}
+		ctx, cancel := context.WithTimeout(o.ctx, 15*time.Second)
+		id, err := kafkaconn.TopicID(ctx, o.client, o.topic)
+		cancel()
+		switch {
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			// A topic just created may not be in every broker's metadata
+			// yet: it is gone when three lookups two seconds apart say so.
+			if missing++; missing < 3 {
+				continue
+			}
+			o.topicReady.Store(false)
+			o.r.Log.Warn("Kafka topic is gone (deleted?): records wait in the bounded buffer until it is there again", "topic", o.topic, "creating", o.cfg.CreatePartitions > 0)
+			return true
+		case err == nil:
+			missing = 0
+			if changed := o.changedID(id); changed || o.parkedCount() > 0 {
+				if changed {
+					o.r.Log.Warn("Kafka topic was deleted and created again: producing to the new one", "topic", o.topic)
+				}
+				o.purgeAndReplay()
+			}
+			if id != ([16]byte{}) {
+				o.knownID = id
+			}
+		}
+	}
+}
+
+// lookUpID returns the topic's id, zero when it cannot be had.
+func (o *Output) lookUpID() [16]byte {
+	ctx, cancel := context.WithTimeout(o.ctx, 15*time.Second)
+	defer cancel()
+	id, _ := kafkaconn.TopicID(ctx, o.client, o.topic)
+	return id
+}
+
+// changedID says that id is another instance's than the one produced to.
+func (o *Output) changedID(id [16]byte) bool {
+	return id != ([16]byte{}) && o.knownID != ([16]byte{}) && id != o.knownID
+}
+
+// parkedCount is how many messages wait for purgeAndReplay.
+func (o *Output) parkedCount() int {
+	o.parkMu.Lock()
+	defer o.parkMu.Unlock()
+	return len(o.parked)
+}
+
+// signalPurge wakes watchTopic, at most once until it looks.
+func (o *Output) signalPurge() {
+	select {
+	case o.purge <- struct{}{}:
+	default:
+	}
+}
+
+// purgeAndReplay makes the client forget the topic's first instance, so
+// that it produces to the one there now, and produces again the records
+// that the old instance refused or the purge failed.
+func (o *Output) purgeAndReplay() {
+	o.client.PurgeTopicsFromClient(o.topic)
+	// The purge fails what the client held through the promises, which
+	// park it: give them a moment to run before taking the parked.
+	time.Sleep(100 * time.Millisecond)
+	o.parkMu.Lock()
+	recs := o.parked
+	o.parked, o.parkedN = nil, 0
+	o.parkMu.Unlock()
+	for _, p := range recs {
+		o.client.TryProduce(o.ctx, p.msg, o.promise(p.n))
+	}
+}
+
+// parkedMsg is a message waiting for purgeAndReplay, and its record count.
+type parkedMsg struct {
+	msg *kgo.Record
+	n   int64
+}
+
+// maxParked bounds the records parked while a topic's new instance is
+// adopted (the buffer's own bound, in messages).
+func (o *Output) maxParked() int { return o.cfg.MaxBufferedRecords }
+
+// park keeps a message the old instance of the topic refused, for
+// purgeAndReplay; false when the bound is reached or the output stops.
+func (o *Output) park(msg *kgo.Record, n int64) bool {
+	if o.ctx.Err() != nil {
+		return false
+	}
+	o.parkMu.Lock()
+	ok := len(o.parked) < o.maxParked()
+	if ok {
+		o.parked = append(o.parked, parkedMsg{msg, n})
+		o.parkedN += n
+	}
+	o.parkMu.Unlock()
+	if ok {
+		o.signalPurge()
+	}
+	return ok
+}
+
+// errPurgedText is the text of franz-go's (unexported) error for what a
+// purge failed.
+const errPurgedText = "topic purged while buffered"
+
+// refusedByNewInstance says a record failed because the topic was deleted
+// and created again: the client knew its first instance.
+func refusedByNewInstance(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicID) || err.Error() == errPurgedText
 }
 
 // Write publishes the records, one message per run of records of one
@@ -300,7 +464,15 @@ func (o *Output) publish(recs []flow.Record) {
 	n := int64(len(recs))
 	o.inFlight.Add(n)
 	o.messages.Inc()
-	o.client.TryProduce(o.ctx, msg, func(_ *kgo.Record, err error) {
+	o.client.TryProduce(o.ctx, msg, o.promise(n))
+}
+
+// promise settles a message of n records.
+func (o *Output) promise(n int64) func(*kgo.Record, error) {
+	return func(msg *kgo.Record, err error) {
+		if err != nil && refusedByNewInstance(err) && o.park(msg, n) {
+			return // still in flight: produced again after the purge
+		}
 		o.inFlight.Add(-n)
 		switch {
 		case err == nil:
@@ -314,7 +486,7 @@ func (o *Output) publish(recs []flow.Record) {
 			o.records.WithLabelValues("delivery_failed").Add(float64(n))
 			o.limited.WarnCount("delivery-failed", "Kafka did not take flow records: dropped since the last such line", "records", n, "err", err)
 		}
-	})
+	}
 }
 
 // Stop refuses later writes, waits up to the drain timeout for what is
@@ -332,6 +504,13 @@ func (o *Output) Stop() error {
 	o.cancel()
 	o.wg.Wait()
 	o.client.Close()
+	o.parkMu.Lock()
+	if o.parkedN > 0 {
+		o.records.WithLabelValues("stopped").Add(float64(o.parkedN))
+		o.inFlight.Add(-o.parkedN)
+	}
+	o.parked, o.parkedN = nil, 0
+	o.parkMu.Unlock()
 	// Close fails what is still buffered, but franz-go calls the records'
 	// promises from a goroutine of its own, after Close may have returned:
 	// wait for them, so that every record is counted when Stop returns

@@ -23,6 +23,7 @@ type lateWriter struct {
 	t       *testing.T
 	o       *Output
 	written []flow.Record
+	from    int // the topic holds written[from:] (it was deleted before)
 }
 
 func (w *lateWriter) write(messages int, phase uint64) {
@@ -59,7 +60,7 @@ func (w *lateWriter) delivered(broker string, within time.Duration) {
 		got[string(flow.AppendWire(nil, []flow.Record{r}))]++
 	}
 	missing := 0
-	for _, r := range w.written {
+	for _, r := range w.written[w.from:] {
 		k := string(flow.AppendWire(nil, []flow.Record{r}))
 		if got[k] == 0 {
 			missing++
@@ -72,7 +73,7 @@ func (w *lateWriter) delivered(broker string, within time.Duration) {
 		extra += n
 	}
 	if missing > 0 || extra > 0 {
-		w.t.Errorf("the topic lacks %d of the %d records written and holds %d others", missing, len(w.written), extra)
+		w.t.Errorf("the topic lacks %d of the %d records written and holds %d others", missing, len(w.written)-w.from, extra)
 	}
 }
 
@@ -147,4 +148,112 @@ func TestRecordsWaitForATopicCreatedLater(t *testing.T) {
 	}
 	w.write(50, 2)
 	w.delivered(brokers, 2*time.Minute)
+}
+
+// The topic is deleted while the output runs (an operator, a retention
+// tool): the output notices, creates it again, and the records written
+// meanwhile reach it. Before, franz-go held them without end, then dropped
+// them as buffer_full, until the collector restarted.
+func TestTopicDeletedIsCreatedAgain(t *testing.T) {
+	brokers := testutil.Kafka(t)
+	defer func(d time.Duration) { topicCheckEvery = d }(topicCheckEvery)
+	topicCheckEvery = 300 * time.Millisecond
+	var log testutil.SyncBuffer
+	c := DefaultConfiguration()
+	c.Connection.Brokers, c.Connection.Topic = []string{brokers}, fmt.Sprintf("spanflow-deleted-%d", rand.Uint32())
+	c.CreatePartitions = 2
+	o, err := New(reporter.NewForTest(&log), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(log.String())
+		}
+	})
+	w := &lateWriter{t: t, o: o}
+	w.write(20, 1)
+	w.delivered(brokers, time.Minute)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).DeleteTopic(ctx, o.Topic()); err != nil {
+		t.Fatal(err)
+	}
+	// What the topic held went with it: compare what is written from now.
+	w.from = len(w.written)
+	w.write(20, 2)
+	w.delivered(brokers, 2*time.Minute)
+	if !strings.Contains(log.String(), "Kafka topic is gone") {
+		t.Errorf("no warning that the topic went:\n%s", log.String())
+	}
+}
+
+// The topic is deleted and at once created again by someone else (an
+// operator, kafka-partitions 0), between two of the output's lookups: the
+// client, which knew the first instance, had every record refused with
+// UNKNOWN_TOPIC_ID. The output adopts the new instance and produces the
+// refused records again.
+func TestTopicRecreatedByOthers(t *testing.T) {
+	brokers := testutil.Kafka(t)
+	defer func(d time.Duration) { topicCheckEvery = d }(topicCheckEvery)
+	topicCheckEvery = 500 * time.Millisecond
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log testutil.SyncBuffer
+	c := DefaultConfiguration()
+	c.Connection.Brokers, c.Connection.Topic = []string{brokers}, fmt.Sprintf("spanflow-recreated-%d", rand.Uint32())
+	c.CreatePartitions = 0
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, c.Connection.TopicName()); err != nil {
+		t.Fatal(err)
+	}
+	o, err := New(reporter.NewForTest(&log), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(log.String())
+		}
+	})
+	w := &lateWriter{t: t, o: o}
+	w.write(20, 1)
+	w.delivered(brokers, time.Minute)
+	if _, err := adm.DeleteTopic(ctx, o.Topic()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := adm.CreateTopic(ctx, 3, 1, nil, o.Topic())
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("creating the topic again: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // the deletion is still under way
+	}
+	w.from = len(w.written)
+	w.write(20, 2)
+	w.delivered(brokers, time.Minute)
+	if !strings.Contains(log.String(), "deleted and created again") {
+		t.Errorf("no warning that the topic was created again:\n%s", log.String())
+	}
 }
