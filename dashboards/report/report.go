@@ -134,13 +134,13 @@ func rangeFilter(q Query) map[string]any {
 		"gte": q.From.UnixMilli(), "lt": q.To.UnixMilli(), "format": "epoch_millis"}}}
 }
 
-// composite pages through a composite aggregation and calls fn with every
-// bucket.
-func composite(ctx context.Context, client *elasticsearch.Client, q Query, filters []any, sources []any, sub map[string]any,
+// composite pages through a composite aggregation, size buckets a page, and
+// calls fn with every bucket.
+func composite(ctx context.Context, client *elasticsearch.Client, q Query, size int, filters []any, sources []any, sub map[string]any,
 	fn func(key map[string]json.RawMessage, bucket map[string]json.RawMessage) error) error {
 	var after json.RawMessage
 	for {
-		comp := map[string]any{"size": 1000, "sources": sources}
+		comp := map[string]any{"size": size, "sources": sources}
 		if after != nil {
 			comp["after"] = after
 		}
@@ -237,7 +237,7 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
 			"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
 		}
-		err := composite(ctx, client, q, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
+		err := composite(ctx, client, q, 1000, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
 			l := get(LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])})
 			var ms int64
 			var flows uint64
@@ -269,7 +269,7 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
 			map[string]any{"name": map[string]any{"terms": map[string]any{"field": d.nameField}}},
 		}
-		err = composite(ctx, client, q, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
+		err = composite(ctx, client, q, 1000, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
 			id := LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])}
 			var n uint64
 			json.Unmarshal(b["doc_count"], &n)
@@ -349,10 +349,6 @@ func BuildTopIP(ctx context.Context, client *elasticsearch.Client, q Query) (Top
 	if q.Lines > 0 && len(ls) > q.Lines {
 		ls = ls[:q.Lines]
 	}
-	size := q.Top
-	if size == 0 {
-		size = 10_000
-	}
 	report := TopIP{Query: q}
 	if len(ls) == 0 {
 		if report.Empty, err = whyEmpty(ctx, client, q); err != nil {
@@ -360,52 +356,78 @@ func BuildTopIP(ctx context.Context, client *elasticsearch.Client, q Query) (Top
 		}
 	}
 	for _, l := range ls {
-		topAgg := func(field string) map[string]any {
-			return map[string]any{"terms": map[string]any{
-				"field": field, "size": size,
-				// Counting every address on the shard keeps the ranking
-				// exact (terms is approximate when shards cut their lists).
-				"shard_size": max(size*20, 1000),
-				"order":      []any{map[string]any{"bytes": "desc"}, map[string]any{"_key": "asc"}},
-			}, "aggs": map[string]any{
-				"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
-				"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
-			}}
-		}
-		aggs, err := search(ctx, client, q.index(), map[string]any{
-			"size": 0, "track_total_hits": false,
-			"query": map[string]any{"bool": map[string]any{
-				"filter": []any{rangeFilter(q), map[string]any{"term": map[string]any{"observer.ip": l.Exporter}}},
-				"should": []any{
-					map[string]any{"term": map[string]any{"observer.ingress.interface.id": l.Interface}},
-					map[string]any{"term": map[string]any{"observer.egress.interface.id": l.Interface}},
-				},
-				"minimum_should_match": 1,
-			}},
-			"aggs": map[string]any{"src": topAgg("source.ip"), "dst": topAgg("destination.ip")},
-		})
-		if err != nil {
-			return TopIP{}, fmt.Errorf("top IPs of %s %s: %w", l.Exporter, l.Interface, err)
-		}
 		li := LineIPs{Line: l}
+		filters := []any{rangeFilter(q), map[string]any{"term": map[string]any{"observer.ip": l.Exporter}},
+			map[string]any{"bool": map[string]any{"should": []any{
+				map[string]any{"term": map[string]any{"observer.ingress.interface.id": l.Interface}},
+				map[string]any{"term": map[string]any{"observer.egress.interface.id": l.Interface}},
+			}, "minimum_should_match": 1}}}
 		for _, side := range []struct {
-			agg  string
-			list *[]IP
-		}{{"src", &li.Sources}, {"dst", &li.Destinations}} {
-			var res struct {
-				Buckets []map[string]json.RawMessage `json:"buckets"`
+			field string
+			list  *[]IP
+		}{{"source.ip", &li.Sources}, {"destination.ip", &li.Destinations}} {
+			list, err := topAddresses(ctx, client, q, filters, side.field)
+			if err != nil {
+				return TopIP{}, fmt.Errorf("top IPs of %s %s: %w", l.Exporter, l.Interface, err)
 			}
-			if err := json.Unmarshal(aggs[side.agg], &res); err != nil {
-				return TopIP{}, fmt.Errorf("read top IPs: %w", err)
-			}
-			for i, b := range res.Buckets {
-				var flows uint64
-				json.Unmarshal(b["doc_count"], &flows)
-				*side.list = append(*side.list, IP{Rank: i + 1, IP: keyString(b["key"]),
-					Bytes: uint64(value(b["bytes"])), Packets: uint64(value(b["packets"])), Flows: flows})
-			}
+			*side.list = list
 		}
 		report.Lines = append(report.Lines, li)
 	}
 	return report, nil
+}
+
+// topAddresses ranks every address of field among the flows that filters
+// select by bytes (then address), and keeps the q.Top first. Every address
+// is summed over all the indices: a terms aggregation would rank on each
+// shard (each daily index) apart and miss, or undercount, an address that
+// is not among a shard's first, which a multi-day report over daily
+// indices meets.
+func topAddresses(ctx context.Context, client *elasticsearch.Client, q Query, filters []any, field string) ([]IP, error) {
+	type ranked struct {
+		IP
+		seq int // composite order: the address order of the ip field
+	}
+	var list []ranked
+	order := func() {
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].Bytes != list[j].Bytes {
+				return list[i].Bytes > list[j].Bytes
+			}
+			return list[i].seq < list[j].seq
+		})
+	}
+	seq := 0
+	// Pages of 10,000: each page reads the line's flows again.
+	err := composite(ctx, client, q, 10_000, filters,
+		[]any{map[string]any{"ip": map[string]any{"terms": map[string]any{"field": field}}}},
+		map[string]any{
+			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
+			"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
+		},
+		func(key, b map[string]json.RawMessage) error {
+			var flows uint64
+			json.Unmarshal(b["doc_count"], &flows)
+			list = append(list, ranked{IP: IP{IP: keyString(key["ip"]), Bytes: uint64(value(b["bytes"])),
+				Packets: uint64(value(b["packets"])), Flows: flows}, seq: seq})
+			seq++
+			if q.Top > 0 && len(list) >= 4*q.Top+4096 { // bound the memory a line with many addresses takes
+				order()
+				list = list[:q.Top]
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	order()
+	if q.Top > 0 && len(list) > q.Top {
+		list = list[:q.Top]
+	}
+	out := make([]IP, len(list))
+	for i := range list {
+		out[i] = list[i].IP
+		out[i].Rank = i + 1
+	}
+	return out, nil
 }

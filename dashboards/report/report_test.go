@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -455,3 +456,48 @@ func TestMailThroughSMTPServer(t *testing.T) {
 }
 
 func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// TestTopIPAcrossDailyIndices ranks addresses over two daily indices (two
+// shards) where the busiest sources are not among either day's first 1000:
+// a terms aggregation, ranked per shard, missed one and undercounted the
+// other. The ground truth is summed from the records.
+func TestTopIPAcrossDailyIndices(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	obs := netip.MustParseAddr("10.255.0.1")
+	steady, spike := netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("10.9.9.10")
+	var all []flow.Record
+	day := func(d int) []flow.Record {
+		t0 := groundtruth.Start.Add(time.Duration(d) * 24 * time.Hour)
+		rec := func(src netip.Addr, bytes uint64) flow.Record {
+			return flow.Record{Kind: flow.KindIPFIX, ObserverIP: obs, InIf: 1, OutIf: 2, Proto: 17,
+				Start: t0, End: t0.Add(time.Minute), Received: t0.Add(time.Minute),
+				SrcAddr: src, DstAddr: netip.AddrFrom4([4]byte{10, 8, 8, byte(d)}), Bytes: bytes, Packets: 1}
+		}
+		var recs []flow.Record
+		for i := range 1500 { // the day's own addresses, 100 bytes each
+			recs = append(recs, rec(netip.AddrFrom4([4]byte{10, byte(d + 1), byte(i / 256), byte(i % 256)}), 100))
+		}
+		recs = append(recs, rec(steady, 60)) // 120 in all, never among a day's first 1000
+		recs = append(recs, rec(spike, []uint64{150, 50}[d]))
+		all = append(all, recs...)
+		return recs
+	}
+	a, b := groundtruth.Index(t, client, day(0)), groundtruth.Index(t, client, day(1))
+	q := Query{Index: a + "," + b, From: groundtruth.Start, To: groundtruth.Start.Add(48 * time.Hour), Interval: time.Hour, Top: 2}
+	r, err := BuildTopIP(context.Background(), client, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(r, "csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([][]string{r.Header()}, expectedTopIP(all, q, expectedLines(all, q))...)
+	if diff := testutil.Diff(readCSV(t, out), want); diff != "" {
+		t.Errorf("top-ip CSV (-got, +want):\n%s", diff)
+	}
+	if !strings.Contains(string(out), ","+steady.String()+",120,") {
+		t.Errorf("the steady source is not ranked with its 120 bytes:\n%s", out)
+	}
+}
