@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	es "github.com/elastic/go-elasticsearch/v8"
+
 	"github.com/spanflow/spanflow/collector/pcapreplay"
 	"github.com/spanflow/spanflow/decoders"
 	"github.com/spanflow/spanflow/internal/flow"
@@ -78,4 +80,69 @@ func TestCaptureDocumentsFitTheTemplate(t *testing.T) {
 		t.Errorf("%s holds %d documents, want the %d distinct flows of %d captures", index, got, len(ids), files)
 	}
 	t.Logf("%d distinct flows from %d captures indexed", len(ids), files)
+}
+
+// TestBothDirectionsIndexed indexes a capture of routers that report each
+// flow at ingress and at egress (netflow.flow_direction 0 and 1, the rest
+// of the report the same but for MPLS and VLAN elements): every report
+// that differs in its document must be a document of its own. The ids
+// used to leave the direction out, and 354 of the 7466 reports overwrote
+// their other direction.
+func TestBothDirectionsIndexed(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	path := filepath.Join(testutil.SharedTestdata(t), "flows", "traffic-reproducer", "ipfix-multi-sources-raw.pcap")
+	dec, err := decoders.New(decoders.DefaultConfiguration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []flow.Record
+	var recs []flow.Record
+	if _, err := pcapreplay.Read(path, func(dg decoders.Datagram, _ netip.AddrPort) error {
+		recs, _, _ = dec.Decode(dg, recs[:0])
+		all = append(all, recs...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The ground truth: reports whose documents differ, the receive time
+	// aside (a datagram sent twice is one report).
+	var enc flow.Encoder
+	distinct := map[string]bool{}
+	days := map[time.Time]bool{}
+	directions := 0
+	for i := range all {
+		r := all[i]
+		if !r.End.IsZero() {
+			r.Received = time.Time{}
+		}
+		distinct[string(enc.AppendDocument(nil, &r))] = true
+		days[timestampOf(&all[i]).UTC().Truncate(24*time.Hour)] = true
+		for _, e := range r.Extra {
+			if e.Name == "flow_direction" && e.Num == 1 {
+				directions++
+			}
+		}
+	}
+	if len(days) != 1 || directions == 0 {
+		t.Fatalf("the capture changed: %d days, %d egress reports", len(days), directions)
+	}
+	var index string
+	var c *es.Client
+	for day := range days {
+		c, index = freshDayIndex(t, url, day)
+	}
+	o, _ := newTestOutput(t, []string{url}, t.TempDir(), nil)
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Write(all); err != nil {
+		t.Fatal(err)
+	}
+	waitSpoolEmpty(t, o, time.Minute)
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, c, index, ""); got != len(distinct) {
+		t.Errorf("%s holds %d documents, want the %d distinct reports of %d records", index, got, len(distinct), len(all))
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"net/netip"
+	"strings"
 
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/mdsum"
@@ -12,7 +13,8 @@ import (
 
 // DocumentID is the deterministic _id of a record's document: the first 128
 // bits of the SHA-256 of the fields that identify a flow report (exporter,
-// observation domain and point, times, endpoints, counters, interfaces).
+// observation domain and point, times, endpoints, counters, interfaces,
+// the direction the exporter saw it in).
 // The same record delivered twice — a bulk retry, a spool replay, an
 // exporter resending a datagram — gets the same id, so the cluster holds it
 // once. The receive time is not part of it (a resent datagram arrives
@@ -91,7 +93,33 @@ const (
 	hasSampling
 	hasInIf
 	hasOutIf
+	hasDirection
 )
+
+// directionElements are the information elements (netflow.* names) that
+// say in which direction an exporter saw a flow: a router exporting at
+// ingress and at egress, or a vSphere distributed switch, reports the same
+// flow once per direction, with the same addresses, times and counters.
+// Their value is part of the identity, or one report overwrites the other.
+var directionElements = [...]string{"flow_direction", "biflow_direction", "vmware_flow_direction"}
+
+// direction finds the direction elements of r: which are there (a bit per
+// directionElements entry) and their values.
+func direction(r *flow.Record) (present uint8, values [len(directionElements)]uint64) {
+	for i := range r.Extra {
+		e := &r.Extra[i]
+		if e.IsStr || e.Raw != nil || !strings.HasSuffix(e.Name, "direction") {
+			continue
+		}
+		for j, name := range directionElements {
+			if e.Name == name {
+				present |= 1 << j
+				values[j] = e.Num
+			}
+		}
+	}
+	return present, values
+}
 
 // identityOf appends to b the fields DocumentID hashes, in an encoding
 // that tells any two different sets of them apart (each field is either of
@@ -99,6 +127,7 @@ const (
 // says which of the optional ones follow).
 func identityOf(b []byte, r *flow.Record) []byte {
 	var mask uint16
+	dirs, dirValues := direction(r)
 	set := func(bit uint16, on bool) {
 		if on {
 			mask |= bit
@@ -118,6 +147,7 @@ func identityOf(b []byte, r *flow.Record) []byte {
 	set(hasSampling, r.SamplingRate != 0)
 	set(hasInIf, r.InIf != 0)
 	set(hasOutIf, r.OutIf != 0)
+	set(hasDirection, dirs != 0)
 
 	b = append(b, byte(r.Kind))
 	b = binary.BigEndian.AppendUint16(b, mask)
@@ -194,6 +224,14 @@ func identityOf(b []byte, r *flow.Record) []byte {
 	}
 	if mask&hasOutIf != 0 {
 		b = binary.AppendUvarint(b, uint64(r.OutIf))
+	}
+	if mask&hasDirection != 0 {
+		b = append(b, dirs)
+		for j := range directionElements {
+			if dirs&(1<<j) != 0 {
+				b = binary.AppendUvarint(b, dirValues[j])
+			}
+		}
 	}
 	// Interface counter and exporter statistics documents are not flows:
 	// what tells two of them apart (the interface, the counters) is here.

@@ -87,6 +87,13 @@ func TestIdentityInjective(t *testing.T) {
 			}
 		},
 		func(r *flow.Record) {
+			// The direction an exporter saw the flow in is part of the
+			// identity; other elements are not.
+			r.Extra = [][]flow.Extra{nil, {{Name: "flow_direction", Num: 0}}, {{Name: "flow_direction", Num: 1}},
+				{{Name: "ip_next_hop_ipv4_address", Str: "10.0.0.1", IsStr: true}, {Name: "flow_direction", Num: 1}},
+				{{Name: "vmware_flow_direction", Num: 1}}, {{Name: "ingress_vrfid", Num: 1}}}[pick(6)]
+		},
+		func(r *flow.Record) {
 			if pick(2) == 0 {
 				r.Exporter = nil
 			} else {
@@ -135,6 +142,7 @@ type idFields struct {
 	hasCounters                       bool
 	exporter                          flow.ExporterStats
 	hasExporter                       bool
+	direction                         [3]int64 // flow_direction, biflow_direction, vmware_flow_direction; -1 = absent
 }
 
 func identityFields(r *flow.Record) idFields {
@@ -158,6 +166,14 @@ func identityFields(r *flow.Record) idFields {
 	}
 	if r.Exporter != nil {
 		f.exporter, f.hasExporter = *r.Exporter, true
+	}
+	f.direction = [3]int64{-1, -1, -1}
+	for _, e := range r.Extra {
+		for j, name := range []string{"flow_direction", "biflow_direction", "vmware_flow_direction"} {
+			if e.Name == name {
+				f.direction[j] = int64(e.Num)
+			}
+		}
 	}
 	return f
 }
