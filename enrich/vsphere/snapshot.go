@@ -40,6 +40,7 @@ type candidate struct {
 	vs   *flow.VSphere
 	vlan uint16
 	vni  uint32
+	mac  flow.MAC
 }
 
 // span locates an address's candidates in Snapshot.cands. Most addresses
@@ -89,18 +90,18 @@ func (s *Snapshot) Lookup(addr netip.Addr, mac flow.MAC, vlan uint16, vni uint32
 	}
 	if addr.IsValid() {
 		if sp, ok := s.byAddr[addr.As16()]; ok {
-			return s.pick(sp, vlan, vni)
+			return s.pick(sp, vlan, vni, mac)
 		}
 	}
 	if !mac.IsZero() {
 		if sp, ok := s.byMAC[mac]; ok {
-			return s.pick(sp, vlan, vni)
+			return s.pick(sp, vlan, vni, mac)
 		}
 	}
 	return nil, Unknown
 }
 
-func (s *Snapshot) pick(sp span, vlan uint16, vni uint32) (*flow.VSphere, Result) {
+func (s *Snapshot) pick(sp span, vlan uint16, vni uint32, mac flow.MAC) (*flow.VSphere, Result) {
 	if sp.n == 1 {
 		return sp.one, Found
 	}
@@ -114,6 +115,14 @@ func (s *Snapshot) pick(sp span, vlan uint16, vni uint32) (*flow.VSphere, Result
 	}
 	if vlan != 0 {
 		if vs := only(cands, func(c *candidate) bool { return c.vlan == vlan }); vs != nil {
+			return vs, Found
+		}
+	}
+	// The end's MAC names the NIC when the flow carries the VM's own (a
+	// mirrored vSwitch port, not a routed hop): without a VLAN, or with the
+	// same VLAN id in two sites, it still tells two projects' VMs apart.
+	if !mac.IsZero() {
+		if vs := only(cands, func(c *candidate) bool { return c.mac == mac }); vs != nil {
 			return vs, Found
 		}
 	}
@@ -173,7 +182,7 @@ func NewSnapshot(vms []VM, built time.Time) *Snapshot {
 			if project == "" {
 				project = vm.Project
 			}
-			c := candidate{vlan: nic.VLAN, vni: nic.VNI, vs: &flow.VSphere{
+			c := candidate{vlan: nic.VLAN, vni: nic.VNI, mac: nic.MAC, vs: &flow.VSphere{
 				VMName: vm.Name, VMUUID: vm.UUID, HostName: vm.Host, ClusterName: vm.Cluster,
 				DatacenterName: vm.Datacenter, NetworkName: nic.Network, Project: project,
 			}}

@@ -85,6 +85,11 @@ func TestFlowsGetInventoryFacts(t *testing.T) {
 		{name: "same address, VLAN 201", rec: flow.Record{SrcAddr: ip("10.9.9.9"), DstAddr: ip("10.1.0.3"), VLAN: 201}, wantSrc: tenantA, wantDst: appDB},
 		{name: "same address, VLAN 202", rec: flow.Record{SrcAddr: ip("10.9.9.9"), DstAddr: ip("10.1.0.3"), VLAN: 202}, wantSrc: tenantB, wantDst: appDB},
 		{name: "same address, no VLAN", rec: flow.Record{SrcAddr: ip("10.9.9.9"), DstAddr: ip("198.51.100.9")}},
+		// A mirrored vSwitch port gives the VM's own MAC: it names the NIC
+		// when no VLAN does; a router's MAC names none of them.
+		{name: "same address, no VLAN, tenant A's MAC", rec: flow.Record{SrcAddr: ip("10.9.9.9"), SrcMAC: mac("00:50:56:00:00:0a"), DstAddr: ip("10.1.0.3")}, wantSrc: tenantA, wantDst: appDB},
+		{name: "same address, no VLAN, tenant B's MAC as destination", rec: flow.Record{SrcAddr: ip("10.1.0.3"), DstAddr: ip("10.9.9.9"), DstMAC: mac("00:50:56:00:00:0b")}, wantSrc: appDB, wantDst: tenantB},
+		{name: "same address, no VLAN, a router's MAC", rec: flow.Record{SrcAddr: ip("10.9.9.9"), SrcMAC: mac("00:00:5e:00:01:01"), DstAddr: ip("198.51.100.10")}},
 		{name: "by MAC when the address is not reported", rec: flow.Record{SrcAddr: ip("10.3.0.200"), SrcMAC: mac("00:50:56:00:00:04"), DstAddr: ip("10.2.0.12")}, wantSrc: lb, wantDst: web},
 		{name: "powered-off VM", rec: flow.Record{SrcAddr: ip("10.1.0.99"), DstAddr: ip("10.1.0.3")}, wantDst: appDB},
 	}
@@ -100,16 +105,17 @@ func TestFlowsGetInventoryFacts(t *testing.T) {
 			}
 		})
 	}
-	// Unknown ends: 203.0.113.7, 2001:db8:ffff::1, 198.51.100.9, 10.1.0.99;
-	// ambiguous: 10.9.9.9 without VLAN.
-	if got := lookups(t, r, "unknown"); got != 4 {
-		t.Errorf("unknown lookups = %v, want 4", got)
+	// Unknown ends: 203.0.113.7, 2001:db8:ffff::1, 198.51.100.9,
+	// 198.51.100.10, 10.1.0.99; ambiguous: 10.9.9.9 without VLAN, with and
+	// without a router's MAC.
+	if got := lookups(t, r, "unknown"); got != 5 {
+		t.Errorf("unknown lookups = %v, want 5", got)
 	}
-	if got := lookups(t, r, "ambiguous"); got != 1 {
-		t.Errorf("ambiguous lookups = %v, want 1", got)
+	if got := lookups(t, r, "ambiguous"); got != 2 {
+		t.Errorf("ambiguous lookups = %v, want 2", got)
 	}
-	if got := lookups(t, r, "found"); got != 15 {
-		t.Errorf("found lookups = %v, want 15", got)
+	if got := lookups(t, r, "found"); got != 19 {
+		t.Errorf("found lookups = %v, want 19", got)
 	}
 	uuids := map[string]bool{}
 	for _, vm := range c.Snapshot().VMs() {
