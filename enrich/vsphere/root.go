@@ -172,8 +172,14 @@ func (c *Component) run(ctx context.Context) error {
 			err = errors.New("session ended")
 		}
 		c.lastErr.Store(&err)
-		c.r.Log.Warn("vcenter unreachable; serving the last inventory", "url", redact(c.config.URL),
-			"error", err, "retry_in", backoff, "inventory_age", time.Duration(age(c.syncedAt())*float64(time.Second)).Round(time.Second))
+		if c.snap.Load() == nil {
+			// Nothing loaded yet: there is no last inventory to serve.
+			c.r.Log.Warn("vcenter unreachable; flows pass without vsphere fields until the inventory is loaded", "url", redact(c.config.URL),
+				"error", err, "retry_in", backoff)
+		} else {
+			c.r.Log.Warn("vcenter unreachable; serving the last inventory", "url", redact(c.config.URL),
+				"error", err, "retry_in", backoff, "inventory_age", time.Duration(age(c.syncedAt())*float64(time.Second)).Round(time.Second))
+		}
 		select {
 		case <-ctx.Done():
 			return nil

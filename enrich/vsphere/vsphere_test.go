@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -323,15 +324,22 @@ func TestStartWaitsForFirstLoad(t *testing.T) {
 	// vCenter down: Start gives up waiting and does not fail.
 	s.stop()
 	cfg.StartWait = 2 * time.Second
-	c2, err := New(reporter.NewForTest(nil), cfg)
+	var logs bytes.Buffer
+	c2, err := New(reporter.NewForTest(&logs), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c2.Start(); err != nil {
 		t.Fatalf("Start failed with vCenter down: %v", err)
 	}
-	defer c2.Stop()
 	if c2.Snapshot() != nil || c2.LastError() == nil {
 		t.Errorf("with vCenter down: snapshot %v, last error %v", c2.Snapshot(), c2.LastError())
+	}
+	if err := c2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing was ever loaded: the log must not claim a last inventory.
+	if log := logs.String(); strings.Contains(log, "serving the last inventory") || !strings.Contains(log, "until the inventory is loaded") {
+		t.Errorf("vCenter down before any load, the log says:\n%s", log)
 	}
 }
