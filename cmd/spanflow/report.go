@@ -48,6 +48,7 @@ func reportFlags() []cli.Flag {
 		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension (.csv, .md, .html; another one is refused), else csv)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: out, Usage: "file to write (default: standard output)"},
 		&cli.DurationFlag{Name: "every", Category: out, Usage: "keep running: produce a report covering the last period every period (e.g. 24h)"},
+		&cli.DurationFlag{Name: "delay", Category: out, Value: 2 * time.Minute, Usage: "with --every: make each report this long after the end of its range, so that the flows of its last minutes are indexed (exporter timeouts, bulk requests, index refresh)"},
 		&cli.StringFlag{Name: "dir", Category: out, Usage: "with --every: directory receiving <report>-<end>.<format> files"},
 		&cli.StringFlag{Name: "smtp", Category: mail, Usage: "with --every: mail the reports through this SMTP server (host:port) instead of writing files"},
 		&cli.StringFlag{Name: "mail-from", Category: mail, Usage: "sender address of mailed reports"},
@@ -98,7 +99,10 @@ func reportAction(kind string) cli.ActionFunc {
 			if c.IsSet("from") || c.IsSet("to") || c.IsSet("output") {
 				return fmt.Errorf("--every covers the last period at each run: do not give --from, --to or --output")
 			}
-			s := report.Schedule{Kind: kind, Format: format, Query: q, Every: every, Dir: c.String("dir")}
+			if c.Duration("delay") < 0 {
+				return fmt.Errorf("--delay %s must not be negative", c.Duration("delay"))
+			}
+			s := report.Schedule{Kind: kind, Format: format, Query: q, Every: every, Delay: c.Duration("delay"), Dir: c.String("dir")}
 			if server := c.String("smtp"); server != "" {
 				s.Mail = &report.Mail{Server: server, From: c.String("mail-from"), To: c.StringSlice("mail-to"),
 					UserFile: c.String("smtp-user-file"), PasswordFile: c.String("smtp-password-file")}
@@ -115,8 +119,8 @@ func reportAction(kind string) cli.ActionFunc {
 			s.Logger = rep.Log
 			return s.Run(ctx, client)
 		}
-		if c.IsSet("dir") || c.IsSet("smtp") {
-			return fmt.Errorf("--dir and --smtp go with --every; for one report use --output")
+		if c.IsSet("dir") || c.IsSet("smtp") || c.IsSet("delay") {
+			return fmt.Errorf("--dir, --smtp and --delay go with --every; for one report use --output")
 		}
 		now := time.Now().UTC()
 		if q.From, err = parseWhen(c.String("from"), now); err != nil {

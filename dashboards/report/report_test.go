@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -499,5 +500,70 @@ func TestTopIPAcrossDailyIndices(t *testing.T) {
 	}
 	if !strings.Contains(string(out), ","+steady.String()+",120,") {
 		t.Errorf("the steady source is not ranked with its 120 bytes:\n%s", out)
+	}
+}
+
+// TestScheduleWaitsForLateFlows indexes each flow a while after its
+// @timestamp, as the exporter's idle timeout, the collector's bulk requests
+// and the index refresh make it happen, while the schedule runs: with a
+// delay longer than that lateness every report equals its range's ground
+// truth. Made at the very end of their range, reports lost the flows of
+// their last moments for good (the next range starts there).
+func TestScheduleWaitsForLateFlows(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	const lateness = 400 * time.Millisecond
+	recs := groundtruth.Records(40, 13)
+	start := time.Now().UTC().Add(time.Second)
+	for i := range recs {
+		d := recs[i].End.Sub(groundtruth.Start) / 3600 // 6 h squeezed into 6 s
+		recs[i].End = start.Add(d)
+		recs[i].Start = recs[i].End.Add(-time.Second)
+		recs[i].Received = recs[i].End
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].End.Before(recs[j].End) })
+	index := groundtruth.Index(t, client, nil)
+	var wg sync.WaitGroup
+	var late atomic.Int64 // the most a flow was indexed after its end, checked below
+	wg.Add(1)
+	go func() { // the collector: each flow reaches the index lateness after it ended
+		defer wg.Done()
+		var enc flow.Encoder
+		for i := range recs {
+			time.Sleep(time.Until(recs[i].End.Add(lateness)))
+			doc := enc.AppendDocument(nil, &recs[i])
+			testutil.ESRequest(t, client, "POST", "/"+index+"/_doc?refresh=true", "application/json", doc)
+			late.Store(max(late.Load(), int64(time.Since(recs[i].End))))
+		}
+	}()
+	dir := t.TempDir()
+	s := Schedule{Kind: "line-load", Format: "csv", Every: 2 * time.Second, Delay: time.Second, Dir: dir, Now: time.Now,
+		Query: Query{Index: index, Interval: time.Second}}
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
+	defer cancel()
+	if err := s.Run(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if l := time.Duration(late.Load()); l >= s.Delay {
+		t.Skipf("a flow reached the index %s after its end, longer than the delay: the machine is too loaded", l)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "line-load-*.csv"))
+	rows := 0
+	for _, f := range files {
+		end, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "line-load-"), ".csv"))
+		if err != nil {
+			t.Fatalf("file name %s: %v", f, err)
+		}
+		b, _ := os.ReadFile(f)
+		q := Query{From: end.Add(-2 * time.Second), To: end, Interval: time.Second}
+		want := append([][]string{LineLoad{}.Header()}, expectedLines(recs, q)...)
+		if diff := testutil.Diff(readCSV(t, b), want); diff != "" {
+			t.Errorf("%s (-got, +want):\n%s", f, diff)
+		}
+		rows += len(want) - 1
+	}
+	if len(files) < 3 || rows == 0 {
+		t.Errorf("%d report files, %d rows: the test does not exercise the schedule", len(files), rows)
 	}
 }

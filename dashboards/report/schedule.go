@@ -124,6 +124,12 @@ type Schedule struct {
 	Format string
 	Query  Query // Top, Lines, Interval, Index; the range is set per run
 	Every  time.Duration
+	// Delay is how long after the end of its range a report is made:
+	// flows reach the index some time after their @timestamp (the
+	// exporter's idle timeout, the collector's bulk requests, the index's
+	// refresh interval), and a report made at the end of its range would
+	// miss the last of them for good (the next range starts there).
+	Delay  time.Duration
 	Dir    string // written here when Mail is nil
 	Mail   *Mail
 	Logger *slog.Logger
@@ -192,7 +198,7 @@ func (s Schedule) Run(ctx context.Context, client *elasticsearch.Client) error {
 	}
 	for {
 		// Ranges end on a whole interval, so consecutive reports tile time.
-		end := now().UTC().Truncate(s.Query.Interval)
+		end := now().Add(-s.Delay).UTC().Truncate(s.Query.Interval)
 		where, err := s.Once(ctx, client, end)
 		if err != nil {
 			logger.Error("report failed; next run as scheduled", "report", s.Kind, "error", err)
@@ -202,7 +208,7 @@ func (s Schedule) Run(ctx context.Context, client *elasticsearch.Client) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Until(end.Add(s.Every))):
+		case <-time.After(time.Until(end.Add(s.Every + s.Delay))):
 		}
 	}
 }
