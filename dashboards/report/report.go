@@ -134,13 +134,13 @@ func rangeFilter(q Query) map[string]any {
 		"gte": q.From.UnixMilli(), "lt": q.To.UnixMilli(), "format": "epoch_millis"}}}
 }
 
-// composite pages through a composite aggregation, size buckets a page, and
-// calls fn with every bucket.
-func composite(ctx context.Context, client *elasticsearch.Client, q Query, size int, filters []any, sources []any, sub map[string]any,
+// composite pages through a composite aggregation and calls fn with every
+// bucket.
+func composite(ctx context.Context, client *elasticsearch.Client, q Query, filters []any, sources []any, sub map[string]any,
 	fn func(key map[string]json.RawMessage, bucket map[string]json.RawMessage) error) error {
 	var after json.RawMessage
 	for {
-		comp := map[string]any{"size": size, "sources": sources}
+		comp := map[string]any{"size": 1000, "sources": sources}
 		if after != nil {
 			comp["after"] = after
 		}
@@ -237,7 +237,7 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
 			"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
 		}
-		err := composite(ctx, client, q, 1000, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
+		err := composite(ctx, client, q, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
 			l := get(LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])})
 			var ms int64
 			var flows uint64
@@ -269,7 +269,7 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
 			map[string]any{"name": map[string]any{"terms": map[string]any{"field": d.nameField}}},
 		}
-		err = composite(ctx, client, q, 1000, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
+		err = composite(ctx, client, q, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
 			id := LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])}
 			var n uint64
 			json.Unmarshal(b["doc_count"], &n)
@@ -362,34 +362,28 @@ func BuildTopIP(ctx context.Context, client *elasticsearch.Client, q Query) (Top
 				map[string]any{"term": map[string]any{"observer.ingress.interface.id": l.Interface}},
 				map[string]any{"term": map[string]any{"observer.egress.interface.id": l.Interface}},
 			}, "minimum_should_match": 1}}}
-		for _, side := range []struct {
-			field string
-			list  *[]IP
-		}{{"source.ip", &li.Sources}, {"destination.ip", &li.Destinations}} {
-			list, err := topAddresses(ctx, client, q, filters, side.field)
-			if err != nil {
-				return TopIP{}, fmt.Errorf("top IPs of %s %s: %w", l.Exporter, l.Interface, err)
-			}
-			*side.list = list
+		if li.Sources, li.Destinations, err = topAddresses(ctx, client, q, filters); err != nil {
+			return TopIP{}, fmt.Errorf("top IPs of %s %s: %w", l.Exporter, l.Interface, err)
 		}
 		report.Lines = append(report.Lines, li)
 	}
 	return report, nil
 }
 
-// topAddresses ranks every address of field among the flows that filters
-// select by bytes (then address), and keeps the q.Top first. Every address
-// is summed over all the indices: a terms aggregation would rank on each
-// shard (each daily index) apart and miss, or undercount, an address that
-// is not among a shard's first, which a multi-day report over daily
-// indices meets.
-func topAddresses(ctx context.Context, client *elasticsearch.Client, q Query, filters []any, field string) ([]IP, error) {
+// topAddresses ranks every source and every destination address among the
+// flows that filters select by bytes (then address), and keeps the q.Top
+// first of each. Every address is summed over all the indices: a terms
+// aggregation would rank on each shard (each daily index) apart and miss,
+// or undercount, an address that is not among a shard's first, which a
+// multi-day report over daily indices meets.
+func topAddresses(ctx context.Context, client *elasticsearch.Client, q Query, filters []any) (src, dst []IP, err error) {
 	type ranked struct {
 		IP
 		seq int // composite order: the address order of the ip field
 	}
-	var list []ranked
-	order := func() {
+	fields := []string{"source.ip", "destination.ip"}
+	lists := make([][]ranked, len(fields))
+	order := func(list []ranked) {
 		sort.Slice(list, func(i, j int) bool {
 			if list[i].Bytes != list[j].Bytes {
 				return list[i].Bytes > list[j].Bytes
@@ -397,37 +391,83 @@ func topAddresses(ctx context.Context, client *elasticsearch.Client, q Query, fi
 			return list[i].seq < list[j].seq
 		})
 	}
-	seq := 0
-	// Pages of 10,000: each page reads the line's flows again.
-	err := composite(ctx, client, q, 10_000, filters,
-		[]any{map[string]any{"ip": map[string]any{"terms": map[string]any{"field": field}}}},
-		map[string]any{
-			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
-			"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
-		},
-		func(key, b map[string]json.RawMessage) error {
-			var flows uint64
-			json.Unmarshal(b["doc_count"], &flows)
-			list = append(list, ranked{IP: IP{IP: keyString(key["ip"]), Bytes: uint64(value(b["bytes"])),
-				Packets: uint64(value(b["packets"])), Flows: flows}, seq: seq})
-			seq++
-			if q.Top > 0 && len(list) >= 4*q.Top+4096 { // bound the memory a line with many addresses takes
-				order()
-				list = list[:q.Top]
+	sub := map[string]any{
+		"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
+		"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
+	}
+	// Both sides page in the same searches (10,000 addresses a page): each
+	// search reads the line's flows again.
+	after := make([]json.RawMessage, len(fields))
+	done := make([]bool, len(fields))
+	seen := make([]int, len(fields)) // addresses read, for the order of ties
+	for {
+		aggs := map[string]any{}
+		for i, f := range fields {
+			if done[i] {
+				continue
 			}
-			return nil
+			comp := map[string]any{"size": 10_000,
+				"sources": []any{map[string]any{"ip": map[string]any{"terms": map[string]any{"field": f}}}}}
+			if after[i] != nil {
+				comp["after"] = after[i]
+			}
+			aggs[strconv.Itoa(i)] = map[string]any{"composite": comp, "aggs": sub}
+		}
+		if len(aggs) == 0 {
+			break
+		}
+		res, err := search(ctx, client, q.index(), map[string]any{
+			"size": 0, "track_total_hits": false,
+			"query": map[string]any{"bool": map[string]any{"filter": filters}},
+			"aggs":  aggs,
 		})
-	if err != nil {
-		return nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := range fields {
+			if done[i] {
+				continue
+			}
+			var page struct {
+				AfterKey json.RawMessage              `json:"after_key"`
+				Buckets  []map[string]json.RawMessage `json:"buckets"`
+			}
+			if raw := res[strconv.Itoa(i)]; raw == nil {
+				done[i] = true // no index matches
+				continue
+			} else if err := json.Unmarshal(raw, &page); err != nil {
+				return nil, nil, fmt.Errorf("read composite aggregation: %w", err)
+			}
+			for _, b := range page.Buckets {
+				var key map[string]json.RawMessage
+				if err := json.Unmarshal(b["key"], &key); err != nil {
+					return nil, nil, fmt.Errorf("read composite key: %w", err)
+				}
+				var flows uint64
+				json.Unmarshal(b["doc_count"], &flows)
+				lists[i] = append(lists[i], ranked{IP: IP{IP: keyString(key["ip"]), Bytes: uint64(value(b["bytes"])),
+					Packets: uint64(value(b["packets"])), Flows: flows}, seq: seen[i]})
+				seen[i]++
+			}
+			if q.Top > 0 && len(lists[i]) >= 4*q.Top+4096 { // bound the memory a line with many addresses takes
+				order(lists[i])
+				lists[i] = lists[i][:q.Top]
+			}
+			after[i] = page.AfterKey
+			done[i] = len(page.Buckets) == 0 || len(page.AfterKey) == 0
+		}
 	}
-	order()
-	if q.Top > 0 && len(list) > q.Top {
-		list = list[:q.Top]
+	out := make([][]IP, len(fields))
+	for i, list := range lists {
+		order(list)
+		if q.Top > 0 && len(list) > q.Top {
+			list = list[:q.Top]
+		}
+		out[i] = make([]IP, len(list))
+		for j := range list {
+			out[i][j] = list[j].IP
+			out[i][j].Rank = j + 1
+		}
 	}
-	out := make([]IP, len(list))
-	for i := range list {
-		out[i] = list[i].IP
-		out[i].Rank = i + 1
-	}
-	return out, nil
+	return out[0], out[1], nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -565,5 +566,64 @@ func TestScheduleWaitsForLateFlows(t *testing.T) {
 	}
 	if len(files) < 3 || rows == 0 {
 		t.Errorf("%d report files, %d rows: the test does not exercise the schedule", len(files), rows)
+	}
+}
+
+// TestTopIPManyAddresses ranks a line with 25,000 sources and destinations
+// over two indices (three pages of addresses, bytes that tie): the rows are
+// those ranked from the records, ties in address order.
+func TestTopIPManyAddresses(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	client := groundtruth.Client(t, url)
+	rng := rand.New(rand.NewPCG(7, 8))
+	obs := netip.MustParseAddr("192.0.2.9")
+	var days [2][]flow.Record
+	for i := range 25_000 {
+		end := groundtruth.Start.Add(time.Duration(i%2)*24*time.Hour + time.Hour)
+		days[i%2] = append(days[i%2], flow.Record{Kind: flow.KindIPFIX, ObserverIP: obs, InIf: 7, Proto: 6,
+			Start: end.Add(-time.Second), End: end, Received: end,
+			SrcAddr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), DstAddr: netip.AddrFrom4([4]byte{172, 16, byte(i * 7 >> 8), byte(i * 7)}),
+			Bytes: 1 + rng.Uint64N(100_000), Packets: 1})
+	}
+	index := groundtruth.Index(t, client, days[0]) + "," + groundtruth.Index(t, client, days[1])
+	q := Query{Index: index, From: groundtruth.Start, To: groundtruth.Start.Add(48 * time.Hour), Interval: time.Hour, Top: 8}
+	r, err := BuildTopIP(context.Background(), client, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(r, "csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{r.Header()}
+	all := append(days[0], days[1]...)
+	for _, role := range []string{"source", "destination"} {
+		sums := map[netip.Addr][3]uint64{}
+		for _, rec := range all {
+			a := rec.SrcAddr
+			if role == "destination" {
+				a = rec.DstAddr
+			}
+			s := sums[a]
+			sums[a] = [3]uint64{s[0] + rec.Bytes, s[1] + rec.Packets, s[2] + 1}
+		}
+		addrs := make([]netip.Addr, 0, len(sums))
+		for a := range sums {
+			addrs = append(addrs, a)
+		}
+		sort.Slice(addrs, func(i, j int) bool {
+			if x, y := sums[addrs[i]][0], sums[addrs[j]][0]; x != y {
+				return x > y
+			}
+			return addrs[i].Less(addrs[j])
+		})
+		for i, a := range addrs[:q.Top] {
+			s := sums[a]
+			want = append(want, []string{obs.String(), "7", "", role, strconv.Itoa(i + 1), a.String(),
+				fmt.Sprint(s[0]), fmt.Sprint(s[1]), fmt.Sprint(s[2])})
+		}
+	}
+	if diff := testutil.Diff(readCSV(t, out), want); diff != "" {
+		t.Errorf("top-ip CSV (-got, +want):\n%s", diff)
 	}
 }
