@@ -178,6 +178,13 @@ func TestReportArgumentErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "use --interval 1h or more") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("range too large for the interval: %v; want one line suggesting --interval 1h", err)
 	}
+	// A bucket longer than the range: its bytes over the interval made a
+	// peak rate below the average (1823 bit/s against 7294 over 6 h in 24 h
+	// buckets).
+	_, err = run(t, "report", "line-load", "--es-url", "http://127.0.0.1:1", "--from", "2026-01-01T12:00:00Z", "--to", "2026-01-01T18:00:00Z", "--interval", "24h")
+	if err == nil || !strings.Contains(err.Error(), "longer than the range") || !strings.Contains(err.Error(), "--interval 6h or less") {
+		t.Errorf("interval longer than the range: %v; want it refused, suggesting --interval 6h", err)
+	}
 }
 
 // A report says it is working on a terminal, and nothing of it reaches a

@@ -33,6 +33,11 @@ func (q Query) Validate() error {
 		return fmt.Errorf("--top and --lines must not be negative")
 	case q.Interval < time.Second || q.Interval%time.Second != 0:
 		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", q.Interval)
+	case q.Interval > q.To.Sub(q.From):
+		// The peak is a bucket's bytes over the interval: a bucket longer
+		// than the range spreads them over time outside it, below the average.
+		return fmt.Errorf("report interval %s is longer than the range of %s: the peak rate would be below the average; use --interval %s or less",
+			shortDuration(q.Interval), spanText(q.To.Sub(q.From)), shortDuration(q.To.Sub(q.From).Truncate(time.Second)))
 	case q.To.Sub(q.From)/q.Interval > maxBuckets:
 		return fmt.Errorf("report interval %s is too small for the range of %s: more than %d buckets per line; use --interval %s or more",
 			shortDuration(q.Interval), spanText(q.To.Sub(q.From)), maxBuckets, shortDuration(fittingInterval(q.To.Sub(q.From))))
