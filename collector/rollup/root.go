@@ -503,11 +503,12 @@ func (e *Engine) newSeries(scope int, key string, labels map[string]string) *ser
 }
 
 // Tick closes every bucket that ends at or before now-Delay, hands the
-// snapshot of the last one to every subscriber and returns it. The
-// snapshot (its rows, their maps and talkers) is the engine's: it is valid
-// until the next Tick. Snapshot.Time is the end of the last closed bucket.
-// Seconds skipped between two ticks still age the smoothed values; only
-// the last is published.
+// snapshot of each to every subscriber, in order, and returns the last.
+// The snapshot (its rows, their maps and talkers) is the engine's: it is
+// valid until the next one. Snapshot.Time is the end of the last closed
+// bucket. A jump past the ring (seconds that can hold no traffic) closes
+// its empty seconds at once: they age the smoothed values, and one
+// snapshot stands for them.
 func (e *Engine) Tick(now time.Time) *Snapshot {
 	return e.tick(now, true)
 }
@@ -520,22 +521,40 @@ func (e *Engine) tick(now time.Time, always bool) *Snapshot {
 		e.origin(now)
 	}
 	target := e.targetOf(now.UnixNano())
-	if target > e.closed {
-		e.fold() // the buckets about to close hold every record written
-	}
-	closed := e.advance(target)
-	e.sampling.tick(closed, now)
-	if closed == 0 && !always {
+	steps := max(target-e.closed, 0)
+	if steps == 0 && !always {
 		e.mu.Unlock()
 		return nil
 	}
+	// Every second that may hold traffic is published on its own, as the
+	// wall clock publishes one a second: a replay whose records end
+	// seconds apart (a 5 s active timeout), or a late tick, judged the
+	// rules on the last second only and missed what the others held.
+	for n := 0; e.closed+1 < target && n < e.ringLen; n++ {
+		e.fold() // the bucket about to close holds every record written
+		e.advance(e.closed + 1)
+		e.publish()
+	}
+	if target > e.closed {
+		e.fold()
+	}
+	e.advance(target)
+	e.sampling.tick(steps, now)
+	e.publish()
+	e.mu.Unlock()
+	return &e.snap
+}
+
+// publish hands the snapshot of the last closed bucket to every
+// subscriber; e.mu is held, and held again on return.
+func (e *Engine) publish() {
 	e.buildSnapshot()
 	e.mu.Unlock()
 	for _, s := range e.subs {
 		s.Rollup(&e.snap)
 	}
 	e.m.ticks.Inc()
-	return &e.snap
+	e.mu.Lock()
 }
 
 // advance closes buckets up to target and returns how many it closed.

@@ -472,3 +472,62 @@ func TestEvictEveryScope(t *testing.T) {
 		t.Errorf("service tcp/8 back: %+v, want a new series", r)
 	}
 }
+
+// secondsSubscriber notes each snapshot's time and its line's bytes per
+// second.
+type secondsSubscriber struct {
+	times []float64
+	bytes map[float64]float64
+}
+
+func (c *secondsSubscriber) Rollup(s *Snapshot) {
+	end := float64(s.Time.UnixNano()) / 1e9
+	c.times = append(c.times, end)
+	if r := row(s, ScopeLine, "10.0.0.1 eth0"); r != nil {
+		c.bytes[end] = r.Values.Of(BytesPerSecond)
+	}
+}
+
+// TestEventTimeEverySecond: a replay whose records end five seconds apart
+// (an exporter's 5 s active timeout) publishes every second, each with
+// the bytes the traffic put in it, as the wall clock does live. The
+// engine published only the last second each record closed: the rules
+// judged one second in five and missed a 3 s burst.
+func TestEventTimeEverySecond(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.EventTime = true }) // delay 5 s
+	sub := &secondsSubscriber{bytes: map[float64]float64{}}
+	e.Subscribe(sub)
+	// A steady 1,000 bytes/s in records of [s-5, s], and 9,000 bytes/s
+	// more over [1021, 1024] in one record ending at 1024.
+	want := map[float64]float64{}
+	for s := 1005; s <= 1060; s += 5 {
+		recs := []flow.Record{lineRecord(at(float64(s)), 5*time.Second, 5000)}
+		if s == 1025 {
+			burst := lineRecord(at(1024), 3*time.Second, 27000)
+			burst.SrcPort = 5001
+			recs = append([]flow.Record{burst}, recs...)
+		}
+		if err := e.Write(recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for end := 1001.0; end <= 1060; end++ { // the second ending at end
+		want[end] = 1000
+		if end > 1021 && end <= 1024 {
+			want[end] = 10000
+		}
+	}
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(sub.times); i++ {
+		if sub.times[i] != sub.times[i-1]+1 {
+			t.Errorf("snapshot ending %v follows %v: a second was not published", sub.times[i], sub.times[i-1])
+		}
+	}
+	for end, w := range want {
+		if got, ok := sub.bytes[end]; !ok || math.Abs(got-w) > 1e-6 {
+			t.Errorf("second ending %v: %v bytes/s (published %v), want %v", end, got, ok, w)
+		}
+	}
+}
