@@ -747,7 +747,9 @@ func (e *Engine) fillRow(s *series, row *Row, bk *bucket, secs float64) {
 	}
 	row.Top = row.Top[:0]
 	if s.talkers != nil {
-		talkerRate := e.talkerScale * (1 - e.decayTalker) / e.tickSeconds
+		// A steady sender of r bytes a tick holds r d / (1 - d) once the
+		// tick's decay d is applied: its rate is the count (1 - d) / d.
+		talkerRate := e.talkerScale * (1 - e.decayTalker) / (e.decayTalker * e.tickSeconds)
 		e.topBuf = s.talkers.top(e.topBuf, e.cfg.TopTalkers)
 		for _, t := range e.topBuf {
 			row.Top = append(row.Top, Talker{Addr: t.addr, BytesPerSecond: t.count * talkerRate})

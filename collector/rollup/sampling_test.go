@@ -83,11 +83,11 @@ func TestTalkerSampling(t *testing.T) {
 			t.Errorf("talker %d is %v, want %v (top %v)", i, r.Top[i].Addr, a, r.Top[:3])
 			continue
 		}
-		// Bytes of tick tk weigh d^(ticks-tk) (1-d) at the last snapshot
+		// Bytes of tick tk weigh d^(ticks-1-tk) (1-d) at the last snapshot
 		// (see TestTopTalkersZipf).
 		want := 0.0
 		for tk, b := range exact[i] {
-			want += b * (1 - d) * math.Pow(d, float64(ticks-tk))
+			want += b * (1 - d) * math.Pow(d, float64(ticks-1-tk))
 		}
 		got := r.Top[i].BytesPerSecond
 		if math.Abs(got-want) > 0.1*want {

@@ -123,8 +123,8 @@ func TestTopTalkersZipf(t *testing.T) {
 	if len(r.Top) != 10 {
 		t.Fatalf("%d talkers, want 10", len(r.Top))
 	}
-	// All bytes fell in one tick: the estimate is bytes x (1-d) x d for the
-	// decay d of one tick (see buildSnapshot). Space-Saving overestimates
+	// All bytes fell in one tick: the estimate is bytes x (1-d) for the
+	// decay d of one tick (see fillRow). Space-Saving overestimates
 	// by at most total/k.
 	d := math.Exp(-1.0 / 10)
 	total := 0.0
@@ -140,7 +140,7 @@ func TestTopTalkersZipf(t *testing.T) {
 		if !want[tk.Addr] {
 			t.Errorf("talker %d: %v is not in the exact top 10 %v", i, tk.Addr, all[:10])
 		}
-		est := tk.BytesPerSecond / ((1 - d) * d)
+		est := tk.BytesPerSecond / (1 - d)
 		if w := exact[tk.Addr]; est < w-1e-6 || est > w+bound {
 			t.Errorf("talker %d %v: estimated %v bytes, exact %v (bound +%v)", i, tk.Addr, est, w, bound)
 		}
@@ -402,5 +402,38 @@ func TestAddrIndexHashCollision(t *testing.T) {
 	}
 	if i, ok := s.held(a, addrHash(a)); !ok || s.slots[i].count != 10 {
 		t.Fatalf("%v lost when %v, whose hash half it shares, left", a, b)
+	}
+}
+
+// TestTopTalkersSteady: a sender steady at 3,000 bytes a second reads
+// 3,000 bytes per second among the talkers, as its line does, and one at
+// 1,000 reads 1,000 (docs/rollups.md: "a steady sender reads its rate").
+// They read e^(-1/10) of it, 10 % low: the tick's decay was applied to
+// the bytes of the tick just fed before they were read.
+func TestTopTalkersSteady(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	heavy, light := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	var s *Snapshot
+	for sec := 100; sec < 300; sec++ {
+		a, b := lineRecord(at(float64(sec)+0.5), 0, 3000), lineRecord(at(float64(sec)+0.5), 0, 1000)
+		a.SrcAddr, b.SrcAddr = heavy, light
+		if err := e.Write([]flow.Record{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		s = e.Tick(at(float64(sec + 1)))
+	}
+	r := row(s, ScopeLine, "10.0.0.1 eth0")
+	if got := r.Values.Of(BytesPerSecond); got != 4000 {
+		t.Fatalf("line: %v bytes/s, want 4000", got)
+	}
+	want := map[netip.Addr]float64{heavy: 3000, light: 1000}
+	if len(r.Top) != 2 {
+		t.Fatalf("talkers %v, want 2", r.Top)
+	}
+	for _, tk := range r.Top {
+		if w := want[tk.Addr]; math.Abs(tk.BytesPerSecond-w) > 1e-3*w {
+			t.Errorf("talker %v: %.1f bytes/s, sends %v", tk.Addr, tk.BytesPerSecond, w)
+		}
 	}
 }
