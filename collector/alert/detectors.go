@@ -238,7 +238,7 @@ func (fd *FlowDetectors) Write(recs []flow.Record) error {
 			fd.peer(r, t)
 		}
 		synOnly := r.Proto == 6 && r.TCPFlags&tcpSYN != 0 && r.TCPFlags&tcpACK == 0
-		if fd.cfg.PortScan.Enabled && (r.Proto == 6 || r.Proto == 17) && (synOnly || r.DstPort < r.SrcPort) {
+		if fd.cfg.PortScan.Enabled && (r.Proto == 6 || r.Proto == 17) && probes(r) {
 			if fd.scan.add(r.SrcAddr, r.DstPort) == crossed {
 				fd.fireWindowed(RulePortScan, fd.cfg.PortScan.Severity, "source", r.SrcAddr, projectOf(&r.Src), t, fd.cfg.PortScan.Ports+1)
 			} else if fd.scan.overflowed {
@@ -256,6 +256,20 @@ func (fd *FlowDetectors) Write(recs []flow.Record) error {
 		}
 	}
 	return nil
+}
+
+// probes says whether a flow may be a scan's probe rather than an answer.
+// A TCP flow with flags is one when it has no ACK (SYN, FIN, Xmas scans);
+// with an ACK it belongs to a connection, either side, and its ports say
+// nothing: a database on port 50000 answering 200 clients, whose ports
+// were below 50000 more often than not, was a port scan by them. A UDP
+// flow, or a TCP flow without flags, is one when its destination port is
+// below its source port (an answer goes back to the client's higher port).
+func probes(r *flow.Record) bool {
+	if r.Proto == 6 && r.TCPFlags != 0 {
+		return r.TCPFlags&tcpACK == 0
+	}
+	return r.DstPort < r.SrcPort
 }
 
 func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {

@@ -125,6 +125,35 @@ func TestPortScan(t *testing.T) {
 	}
 }
 
+// TestPortScanServerOnHighPort: a database on port 50000 (DB2's) answering
+// 200 clients in a minute, whose ephemeral ports (32768-60999) are mostly
+// below 50000, is no scan; a SYN scan (SYN then RST from the scanner) of
+// 150 ports meanwhile is one, and only it fires.
+func TestPortScanServerOnHighPort(t *testing.T) {
+	d := DefaultDetectors()
+	d.PortScan.Enabled = true
+	r := &recorder{}
+	fd := NewFlowDetectors(d, "", "", r.emit)
+	const synFinPshAck = tcpSYN | tcpACK | 0x01 | 0x08
+	var recs []flow.Record
+	for i := 0; i < 200; i++ {
+		ts := t0.Add(time.Duration(i) * 250 * time.Millisecond)
+		client := netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)}).String()
+		port := uint16(32768 + (i*7919)%28232)
+		recs = append(recs, rec(ts, client, "10.0.0.5", port, 50000, synFinPshAck),
+			rec(ts, "10.0.0.5", client, 50000, port, synFinPshAck))
+		if i < 150 {
+			recs = append(recs, rec(ts, "192.0.2.66", "10.2.0.10", 55555, uint16(1+i), tcpSYN|0x04))
+		}
+	}
+	fd.Write(recs)
+	fd.Advance(t0.Add(3 * time.Minute))
+	want := []string{"firing port_scan 192.0.2.66 @25s", "resolved port_scan 192.0.2.66 @2m0s"}
+	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestPortScanBounded: more sources than max_sources are counted, not kept.
 func TestPortScanBounded(t *testing.T) {
 	d := DefaultDetectors()
