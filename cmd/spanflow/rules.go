@@ -133,7 +133,8 @@ func rulesCheckCommand() *cli.Command {
 		Usage:     "validate a rules file and say what is wrong, one line each with its line number",
 		ArgsUsage: "FILE",
 		Description: "Reports bad YAML, unknown keys, unknown rollup values, selectors that do not apply to the\n" +
-			"rule's scope, templates referring to unknown fields and, with --networks, projects the\n" +
+			"rule's scope, templates referring to unknown fields, label and annotation names Alertmanager\n" +
+			"refuses (letters, digits and _ only) and, with --networks, projects the\n" +
 			"networks file does not know (the collector also checks its vCenter inventory at start).\n" +
 			"Exits 1 when anything is wrong.\n" +
 			"Example: spanflow rules check /etc/spanflow/rules.yaml",

@@ -54,6 +54,7 @@ type amInstance struct {
 	bin  string
 	addr string
 	dir  string
+	args []string // more flags
 	cmd  *exec.Cmd
 }
 
@@ -85,8 +86,8 @@ receivers:
 func (am *amInstance) start() {
 	t := am.t
 	data := filepath.Join(am.dir, fmt.Sprintf("data-%d", time.Now().UnixNano()))
-	am.cmd = exec.Command(am.bin, "--config.file="+filepath.Join(am.dir, "am.yml"), "--storage.path="+data,
-		"--web.listen-address="+am.addr, "--cluster.listen-address=")
+	am.cmd = exec.Command(am.bin, append([]string{"--config.file=" + filepath.Join(am.dir, "am.yml"), "--storage.path=" + data,
+		"--web.listen-address=" + am.addr, "--cluster.listen-address="}, am.args...)...)
 	logf, _ := os.Create(filepath.Join(am.dir, "am.log"))
 	am.cmd.Stdout, am.cmd.Stderr = logf, logf
 	if err := am.cmd.Start(); err != nil {

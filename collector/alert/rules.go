@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,6 +114,11 @@ type Rule struct {
 
 	templates map[string]*template.Template
 }
+
+// labelName is a label or annotation name every Alertmanager takes: the
+// classic Prometheus form (Alertmanager before 0.27, or in classic mode,
+// refuses others; every version refuses an empty one).
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // Bandwidth is bits per second, written 10Gbit, 25G, 100Mbit, 1e9.
 type Bandwidth float64
@@ -377,6 +383,16 @@ func (f *File) validate() error {
 			if _, named := f.lineNames[r.Line]; !named {
 				if _, keyed := f.Lines[r.Line]; !keyed && len(strings.Fields(r.Line)) != 2 {
 					bad("line %q is neither a line name under lines: nor \"EXPORTER INTERFACE\"", r.Line)
+				}
+			}
+		}
+		for _, what := range []struct {
+			kind string
+			m    map[string]string
+		}{{"label", r.Labels}, {"annotation", r.Annotations}} {
+			for _, k := range sortedKeys(what.m) {
+				if !labelName.MatchString(k) {
+					bad("%s name %q: use letters, digits and _, not starting with a digit (Alertmanager refuses such an alert)", what.kind, k)
 				}
 			}
 		}

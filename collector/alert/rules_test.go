@@ -1,7 +1,13 @@
 package alert
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +119,37 @@ func TestParseBandwidth(t *testing.T) {
 	for _, in := range []string{"", "fast", "-1G", "0"} {
 		if _, err := ParseBandwidth(in); err == nil {
 			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// TestLabelNames: the rules file takes the label and annotation names that
+// a real Alertmanager in classic mode (the only mode before 0.27) takes,
+// and refuses the others at their rule's line. One such name made every
+// post of the rule's alerts a 400, retried at each change and resend.
+func TestLabelNames(t *testing.T) {
+	am := &amInstance{t: t, bin: alertmanagerBin(t), addr: freeAddr(t), dir: t.TempDir(), args: []string{"--enable-feature=classic-mode"}}
+	os.WriteFile(filepath.Join(am.dir, "am.yml"), []byte("route: {receiver: none}\nreceivers: [{name: none}]\n"), 0o644)
+	am.start()
+	t.Cleanup(am.stop)
+	for _, name := range []string{"team", "_team_2", "Team", "owner-team", "team.name", "", "2team", "équipe", "a b"} {
+		body, _ := json.Marshal([]map[string]any{{"labels": map[string]string{"alertname": "a", name: "v"},
+			"annotations": map[string]string{name: "v"}, "startsAt": time.Now().UTC().Format(time.RFC3339)}})
+		resp, err := http.Post(am.url()+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		taken := resp.StatusCode == http.StatusOK
+		for _, kind := range []string{"labels", "annotations"} {
+			file := fmt.Sprintf("rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: 1\n    %s: {%q: v}\n", kind, name)
+			_, err := ParseRules([]byte(file))
+			if taken != (err == nil) {
+				t.Errorf("%s name %q: Alertmanager answers %d, the rules file says %v", kind, name, resp.StatusCode, err)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), `line 2: rule "a": `) {
+				t.Errorf("%s name %q: %v, want it at the rule's line", kind, name, err)
+			}
 		}
 	}
 }
