@@ -146,7 +146,14 @@ func DiscoverURL(kibana, dataView string, a *Alert) string {
 	if dataView != "" {
 		q = fmt.Sprintf("(dataSource:(dataViewId:%s,type:dataView),query:(language:kuery,query:%s))", rison(dataView), rison(Query(a.Scope, a.Key, a.Labels)))
 	}
-	return strings.TrimRight(kibana, "/") + "/app/discover#/?_g=" + url.PathEscape(g) + "&_a=" + url.PathEscape(q)
+	return strings.TrimRight(kibana, "/") + "/app/discover#/?_g=" + queryEscape(g) + "&_a=" + queryEscape(q)
+}
+
+// queryEscape escapes a value of the link's query (in its fragment, which
+// Kibana reads as a query string): url.PathEscape left & + = as they were,
+// so a VM named "R&D" cut the query short and "a+b" became "a b".
+func queryEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

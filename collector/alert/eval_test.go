@@ -3,6 +3,7 @@ package alert
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -436,5 +437,41 @@ func TestDetectorsEmitOutsideTheirLock(t *testing.T) {
 	<-second
 	if strings.Join(got, ",") != "payments 203.0.113.1,payments 203.0.113.2" {
 		t.Errorf("alerts emitted %v, want 203.0.113.1 then 203.0.113.2", got)
+	}
+}
+
+// TestDiscoverURLQuery: the Discover link's state, read back as a browser
+// hands Kibana its fragment (a query string: & splits, + is a space, %XX
+// decoded), holds the alert's KQL query and time range whatever the
+// names hold. PathEscape left & + = alone: a VM named "R&D+1 = x" cut the
+// query at "R" and made "D 1 " of the rest.
+func TestDiscoverURLQuery(t *testing.T) {
+	for _, name := range []string{"R&D+1 = x", "50% #1 ?", `it's "quoted" \ !`, "plain"} {
+		a := Alert{Scope: "vm", Key: name, StartsAt: t0, EndsAt: t0.Add(90 * time.Second)}
+		link := DiscoverURL("https://kibana.example:5601/", "spanflow-flows", &a)
+		u, err := url.Parse(link)
+		if err != nil {
+			t.Fatalf("%q: %v", link, err)
+		}
+		frag := u.EscapedFragment()
+		_, rawQuery, ok := strings.Cut(frag, "?")
+		if u.Path != "/app/discover" || !ok {
+			t.Fatalf("%q: path %q, fragment %q", link, u.Path, frag)
+		}
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil || len(q) != 2 {
+			t.Fatalf("%q: query %v, %v", link, q, err)
+		}
+		// Rison strings: ' quoted, ! escapes ! and '.
+		rison := func(s string) string {
+			return "'" + strings.NewReplacer("!", "!!", "'", "!'").Replace(s) + "'"
+		}
+		kql := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `"`
+		wantA := "(dataSource:(dataViewId:'spanflow-flows',type:dataView),query:(language:kuery,query:" +
+			rison("source.vsphere.vm.name:"+kql+" or destination.vsphere.vm.name:"+kql) + "))"
+		wantG := "(time:(from:'2026-12-04T09:59:00Z',to:'2026-12-04T10:02:30Z'))"
+		if q.Get("_a") != wantA || q.Get("_g") != wantG {
+			t.Errorf("%q: Kibana reads\n_a=%s\n_g=%s\nwant\n_a=%s\n_g=%s", name, q.Get("_a"), q.Get("_g"), wantA, wantG)
+		}
 	}
 }
