@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spanflow/spanflow/internal/lifecycle"
@@ -41,6 +42,7 @@ type Alertmanager struct {
 	t       lifecycle.Tracker
 	warn    *reporter.Limited
 	maxKeep int
+	posting atomic.Bool // postAll is running
 }
 
 type amAlert struct {
@@ -127,9 +129,18 @@ func (s *Alertmanager) Start() error {
 	return nil
 }
 
-// Stop stops the poster; firing alerts resolve by their endsAt unless
-// spanflow comes back and posts them again.
-func (s *Alertmanager) Stop() error { return s.t.Stop() }
+// Stop stops the poster once the changes are posted, or after stopGrace
+// (the end of a --pcap replay changed them all within milliseconds);
+// firing alerts resolve by their endsAt unless spanflow comes back and
+// posts them again.
+func (s *Alertmanager) Stop() error {
+	pollUntil(stopGrace, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.changed) == 0 && !s.posting.Load()
+	})
+	return s.t.Stop()
+}
 
 // amPayload is one alert of POST /api/v2/alerts (postableAlert).
 type amPayload struct {
@@ -215,6 +226,8 @@ func (s *Alertmanager) payload(p *amPost, now time.Time) amPayload {
 // Alertmanager, amChunk at a time. An alert whose post failed to one of
 // them is posted again at the next wake or resend.
 func (s *Alertmanager) postAll(ctx context.Context, all bool) {
+	s.posting.Store(true)
+	defer s.posting.Store(false)
 	now := time.Now()
 	posts := s.take(all)
 	var chunk []amPayload

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,6 +121,29 @@ type queue struct {
 	ch   chan Alert
 	m    *metrics
 	warn *reporter.Limited
+	// pending counts the notifications queued or being delivered: the
+	// sink's sender calls done for each it took.
+	pending atomic.Int64
+}
+
+// stopGrace is how long a sink's Stop waits for what it holds to be
+// delivered (SIGTERM, or the end of a --pcap replay, which queued its
+// alerts within milliseconds) before it gives up on the rest.
+const stopGrace = 5 * time.Second
+
+// done says a notification taken from ch was delivered or given up.
+func (q *queue) done() { q.pending.Add(-1) }
+
+// drain waits until nothing is queued or being delivered, at most d.
+func (q *queue) drain(d time.Duration) {
+	pollUntil(d, func() bool { return q.pending.Load() <= 0 })
+}
+
+// pollUntil polls ok until it holds, at most d.
+func pollUntil(d time.Duration, ok func() bool) {
+	for deadline := time.Now().Add(d); !ok() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func newQueue(r *reporter.Reporter, m *metrics, name string, size int) *queue {
@@ -127,9 +151,11 @@ func newQueue(r *reporter.Reporter, m *metrics, name string, size int) *queue {
 }
 
 func (q *queue) put(a Alert) {
+	q.pending.Add(1)
 	select {
 	case q.ch <- a:
 	default:
+		q.pending.Add(-1)
 		q.m.dropped.WithLabelValues(q.name).Inc()
 		q.warn.Warn("full", "alert queue full: notification dropped (counted in spanflow_alert_queue_dropped_total)",
 			"sink", q.name, "rule", a.Rule, "status", a.Status())

@@ -72,6 +72,7 @@ func (x *Index) Start() error {
 					err := x.index(ctx, &a)
 					if err == nil {
 						x.m.deliveredAt(x.Name(), &a, time.Now())
+						x.q.done()
 						break
 					}
 					x.m.errors.WithLabelValues(x.Name()).Inc()
@@ -90,8 +91,12 @@ func (x *Index) Start() error {
 	return nil
 }
 
-// Stop stops the writer.
-func (x *Index) Stop() error { return x.t.Stop() }
+// Stop stops the writer once what is queued is indexed, or after
+// stopGrace.
+func (x *Index) Stop() error {
+	x.q.drain(stopGrace)
+	return x.t.Stop()
+}
 
 // AlertDocument is an alert change as indexed.
 func AlertDocument(a *Alert, now time.Time) map[string]any {

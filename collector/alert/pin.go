@@ -202,14 +202,17 @@ func (p *Pinner) Start() error {
 				for _, base := range p.probes.For(&a) {
 					p.pin(ctx, base, &a)
 				}
+				p.q.done()
 			}
 		}
 	})
 	return nil
 }
 
-// Stop stops the sender; what is still queued is counted as dropped.
+// Stop stops the sender once what is queued is pinned, or after
+// stopGrace; what is still queued then is counted as dropped.
 func (p *Pinner) Stop() error {
+	p.q.drain(stopGrace)
 	err := p.t.Stop()
 	if n := len(p.q.ch); n > 0 {
 		p.m.dropped.WithLabelValues(p.Name()).Add(float64(n))

@@ -164,6 +164,7 @@ func (s *Syslog) Start() error {
 				}()
 				if err == nil {
 					s.m.deliveredAt(s.Name(), &a, time.Now())
+					s.q.done()
 					break
 				}
 				s.m.errors.WithLabelValues(s.Name()).Inc()
@@ -185,5 +186,9 @@ func (s *Syslog) Start() error {
 	return nil
 }
 
-// Stop stops the sender.
-func (s *Syslog) Stop() error { return s.t.Stop() }
+// Stop stops the sender once what is queued is written, or after
+// stopGrace.
+func (s *Syslog) Stop() error {
+	s.q.drain(stopGrace)
+	return s.t.Stop()
+}

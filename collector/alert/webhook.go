@@ -68,14 +68,17 @@ func (w *Webhook) Start() error {
 				return nil
 			case a := <-w.q.ch:
 				w.deliver(ctx, a)
+				w.q.done()
 			}
 		}
 	})
 	return nil
 }
 
-// Stop stops the sender; what is still queued is counted as dropped.
+// Stop stops the sender once what is queued is delivered, or after
+// stopGrace; what is still queued then is counted as dropped.
 func (w *Webhook) Stop() error {
+	w.q.drain(stopGrace)
 	err := w.t.Stop()
 	if n := len(w.q.ch); n > 0 {
 		w.m.dropped.WithLabelValues(w.Name()).Add(float64(n))
