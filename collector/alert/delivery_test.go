@@ -611,3 +611,43 @@ func TestAlertmanagerPostsChanges(t *testing.T) {
 		t.Errorf("resend: %d alerts in %d requests, want %d in %d", len(k), len(sz), n, (n+amChunk-1)/amChunk)
 	}
 }
+
+// TestSyslogParamNames: every structured data parameter of the syslog
+// message of a rule's alert is an RFC 5424 PARAM-NAME (1 to 32 printable
+// ASCII characters but = SP ] "), whatever label names the rules file
+// takes; a label name that would make a longer one (27 characters:
+// label.NAME is 33) is refused at its rule's line. A strict receiver
+// refused the whole message.
+func TestSyslogParamNames(t *testing.T) {
+	paramName := regexp.MustCompile(`^[!#-<>-\\^-~]{1,32}$`)
+	for _, name := range []string{"team", strings.Repeat("a", 26), strings.Repeat("a", 27)} {
+		f, err := ParseRules([]byte("rules:\n  - name: r\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: 1\n    labels: {" + name + ": v}\n"))
+		if len(name) > 26 {
+			if err == nil || !strings.HasPrefix(err.Error(), `line 2: rule "r": label name`) {
+				t.Errorf("label %s: %v, want refused at line 2", name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("label %s: %v", name, err)
+		}
+		a := testAlert("r", "10.0.0.1", time.Now())
+		for k, v := range f.Rules[0].Labels {
+			a.Labels[k] = v
+		}
+		r := reporter.NewForTest(nil)
+		s, err := NewSyslog(r, newMetrics(r), "udp://127.0.0.1:514", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := parse5424(t, s.Format(&a, time.Now()))
+		if m.params["label."+name] != "v" {
+			t.Errorf("label %s: params %v", name, m.params)
+		}
+		for p := range m.params {
+			if !paramName.MatchString(p) {
+				t.Errorf("PARAM-NAME %q is not RFC 5424's", p)
+			}
+		}
+	}
+}

@@ -393,6 +393,9 @@ func (f *File) validate() error {
 			for _, k := range sortedKeys(what.m) {
 				if !labelName.MatchString(k) {
 					bad("%s name %q: use letters, digits and _, not starting with a digit (Alertmanager refuses such an alert)", what.kind, k)
+				} else if what.kind == "label" && len(syslogLabelPrefix)+len(k) > syslogMaxName {
+					bad("label name %q: at most %d characters (syslog names it %s%s, and RFC 5424 names hold %d)",
+						k, syslogMaxName-len(syslogLabelPrefix), syslogLabelPrefix, k, syslogMaxName)
 				}
 			}
 		}

@@ -32,6 +32,14 @@ type Syslog struct {
 // 32473 is the one RFC 5612 reserves for documentation and examples.
 const syslogSDID = "spanflow@32473"
 
+// A structured data parameter's name holds at most syslogMaxName
+// characters (RFC 5424, PARAM-NAME); a label's is syslogLabelPrefix and
+// the label's name, so the rules file bounds label names.
+const (
+	syslogMaxName     = 32
+	syslogLabelPrefix = "label."
+)
+
 // facility local0.
 const syslogFacility = 16
 
@@ -114,7 +122,7 @@ func (s *Syslog) Format(a *Alert, now time.Time) string {
 		params = append(params, [2]string{"discover", a.DiscoverURL})
 	}
 	for _, k := range sortedKeys(a.Labels) {
-		params = append(params, [2]string{"label." + k, a.Labels[k]})
+		params = append(params, [2]string{syslogLabelPrefix + k, a.Labels[k]})
 	}
 	for _, p := range params {
 		fmt.Fprintf(&b, " %s=\"%s\"", p[0], sdEscape(p[1]))
