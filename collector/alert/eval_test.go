@@ -475,3 +475,53 @@ func TestDiscoverURLQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestLineKeysAsWritten: the rules file names an IPv6 exporter as a user
+// may write it (upper case, a zero group, two spaces); its flows, from
+// the rollup engine, are that line's, and its utilisation rule and its
+// exporter selector fire. Written so, the line was never found and no
+// rule on it fired, while rules check said OK.
+func TestLineKeysAsWritten(t *testing.T) {
+	f, err := ParseRules([]byte(`lines:
+  "2001:DB8:0::3  vmnic0": {capacity: 10Mbit, name: esx-v6 vmnic0}
+rules:
+  - name: by_name
+    value: utilisation
+    line: esx-v6 vmnic0
+    above: 0.9
+  - name: by_key
+    value: utilisation
+    line: 2001:DB8::3 vmnic0
+    above: 0.9
+  - name: by_exporter
+    value: bits_per_second
+    exporter: 2001:0db8::3
+    above: 9e6
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := rollup.New(reporter.NewForTest(nil), rollup.DefaultConfiguration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	eng.Subscribe(NewEvaluator(f, "", "", rec.emit))
+	eng.Tick(t0)
+	for s := 1; s <= 10; s++ { // 9.6 Mbit/s on a 10 Mbit/s line
+		at := t0.Add(time.Duration(s) * time.Second)
+		eng.Write([]flow.Record{{ObserverIP: netip.MustParseAddr("2001:db8::3"), InIfName: "vmnic0", InIf: 1,
+			Received: at, Start: at.Add(-time.Second), End: at, SrcAddr: netip.MustParseAddr("2001:db8::10"),
+			DstAddr: netip.MustParseAddr("2001:db8::20"), Proto: 17, SrcPort: 5000, DstPort: 5001, Bytes: 1.2e6, Packets: 1000}})
+		eng.Tick(at)
+	}
+	fired := map[string]bool{}
+	for _, a := range rec.got {
+		fired[a.Rule] = a.Firing() && (a.Key == "2001:db8::3 vmnic0" || a.Rule == "by_exporter" && a.Key == "2001:db8::3")
+	}
+	for _, rule := range []string{"by_name", "by_key", "by_exporter"} {
+		if !fired[rule] {
+			t.Errorf("%s did not fire on the line (alerts %v)", rule, rec.summary())
+		}
+	}
+}

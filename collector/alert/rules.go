@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path"
 	"regexp"
@@ -304,16 +305,31 @@ func (f *File) errorf(rule int, format string, args ...any) error {
 func (f *File) validate() error {
 	var errs []error
 	f.lineNames = map[string]string{}
-	for key, l := range f.Lines {
-		if len(strings.Fields(key)) != 2 {
-			errs = append(errs, f.errorf(-2, "line %q: want \"EXPORTER INTERFACE\", e.g. \"10.1.0.3 vmnic0\"", key))
+	// Keys as the rollups write them: "2001:DB8::3 vmnic0" was never
+	// found, and its rules never fired.
+	lines := make(map[string]Line, len(f.Lines))
+	for _, key := range sortedKeys(f.Lines) {
+		l := f.Lines[key]
+		canon, err := lineKey(key)
+		switch {
+		case err != nil:
+			errs = append(errs, f.errorf(-2, "line %q: %v", key, err))
+			canon = key
+		case canon != key:
+			if _, dup := f.Lines[canon]; dup {
+				errs = append(errs, f.errorf(-2, "line %q: the same line as %q", key, canon))
+			}
 		}
 		if l.Capacity <= 0 && !f.undecodedLines[key] {
 			errs = append(errs, f.errorf(-2, "line %q: no capacity", key))
 		}
 		if l.Name != "" {
-			f.lineNames[l.Name] = key
+			f.lineNames[l.Name] = canon
 		}
+		lines[canon] = l
+	}
+	if f.Lines != nil {
+		f.Lines = lines
 	}
 	names := map[string]bool{}
 	for i := range f.Rules {
@@ -352,6 +368,15 @@ func (f *File) validate() error {
 		}
 		if r.Severity == "" {
 			r.Severity = "warning"
+		}
+		// Selectors that name one exporter, as the rows write it.
+		if !strings.ContainsAny(r.Line, "*?[") {
+			if canon, err := lineKey(r.Line); err == nil {
+				r.Line = canon
+			}
+		}
+		if a, err := netip.ParseAddr(r.Exporter); err == nil {
+			r.Exporter = a.String()
 		}
 		if r.Scope == "" {
 			r.Scope = r.inferScope()
@@ -420,6 +445,20 @@ func (f *File) validate() error {
 		errs = append(errs, f.errorf(-1, "detectors: %v", err))
 	}
 	return errors.Join(errs...)
+}
+
+// lineKey is a line's "EXPORTER INTERFACE" as the rollups write it: the
+// address in its canonical form (netip's: IPv6 in lower case, compressed).
+func lineKey(key string) (string, error) {
+	f := strings.Fields(key)
+	if len(f) != 2 {
+		return "", errors.New(`want "EXPORTER INTERFACE", e.g. "10.1.0.3 vmnic0"`)
+	}
+	a, err := netip.ParseAddr(f[0])
+	if err != nil {
+		return "", fmt.Errorf("%q is not an exporter's IP address", f[0])
+	}
+	return a.String() + " " + f[1], nil
 }
 
 func (r *Rule) selectors() map[string]string {
