@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -93,6 +94,15 @@ const (
 
 func (d *Detectors) validate() error {
 	var errs []error
+	for _, x := range []struct {
+		name string
+		v    float64
+	}{{"half_open: syns_per_second", d.HalfOpen.SYNsPerSecond}, {"drop: ratio", d.Drop.Ratio},
+		{"drop: clear", d.Drop.Clear}, {"drop: min_baseline", d.Drop.MinBaseline}} {
+		if math.IsNaN(x.v) || math.IsInf(x.v, 0) {
+			errs = append(errs, fmt.Errorf("%s %v: want a finite number", x.name, x.v))
+		}
+	}
 	if d.NewPeer.Enabled && (d.NewPeer.Learning < 0 || d.NewPeer.Hold <= 0 || d.NewPeer.MaxPeers <= 0) {
 		errs = append(errs, errors.New("new_peer: learning must be ≥ 0, hold and max_peers positive"))
 	}

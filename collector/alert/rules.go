@@ -360,6 +360,16 @@ func (f *File) validate() error {
 				bad("clear %v is below the threshold %v", *r.Clear, *r.Below)
 			}
 		}
+		// YAML's .nan and .inf are numbers: a NaN threshold never fires,
+		// a NaN clear never resolves.
+		for _, x := range []struct {
+			name string
+			v    *float64
+		}{{"above", r.Above}, {"below", r.Below}, {"clear", r.Clear}, {"min_baseline", &r.MinBaseline}} {
+			if x.v != nil && (math.IsNaN(*x.v) || math.IsInf(*x.v, 0)) {
+				bad("%s %v: want a finite number", x.name, *x.v)
+			}
+		}
 		if r.For < 0 {
 			bad("negative for")
 		}

@@ -72,6 +72,12 @@ func TestRuleErrors(t *testing.T) {
 			[]string{`line 2: rule "a": clear 2 is above the threshold 1`}},
 		{"no scope", "rules:\n  - name: a\n    value: bytes_per_second\n    above: 1\n",
 			[]string{`line 2: rule "a": scope "": say scope:`}},
+		// YAML's .nan and .inf: the rule never fired, or its alert never
+		// resolved (v >= NaN is false), and the file was OK.
+		{"not finite", "rules:\n  - name: a\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    below: 5\n    clear: .nan\n  - name: b\n    value: bytes_per_second\n    exporter: 10.0.0.1\n    above: .inf\n",
+			[]string{`line 2: rule "a": clear NaN: want a finite number`, `line 7: rule "b": above +Inf: want a finite number`}},
+		{"detector not finite", "detectors:\n  drop: {enabled: true, clear: .nan}\n",
+			[]string{"line 1: detectors: drop: clear NaN: want a finite number"}},
 		{"detectors", "detectors:\n  drop: {enabled: true, ratio: 2}\n",
 			[]string{"line 1: detectors: drop: ratio must be in (0, 1)"}},
 	} {
