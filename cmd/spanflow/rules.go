@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -219,7 +220,8 @@ func runRulesTest(c *cli.Context) error {
 	rcfg.EventTime, rcfg.Delay = true, a.Duration("delay")
 	eng, err := rollup.New(r.Sub("rollups"), rcfg)
 	if err != nil {
-		return err
+		// The engine names the collector's setting; here it is --delay.
+		return errors.New(strings.ReplaceAll(err.Error(), "rollup-delay:", "--delay:"))
 	}
 	eng.Subscribe(ev)
 	sinks := []flow.Sink{eng}

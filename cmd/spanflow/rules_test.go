@@ -276,3 +276,16 @@ func TestReplayDeliversEveryAlert(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesTestDelayError: a --delay out of range is refused in the
+// words of this command's flag, not the collector's rollup-delay.
+func TestRulesTestDelayError(t *testing.T) {
+	dir := t.TempDir()
+	rules, flows := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "flows.ndjson")
+	os.WriteFile(rules, []byte(incidentRules), 0o644)
+	os.WriteFile(flows, nil, 0o644)
+	_, err := run(t, "rules", "test", rules, "--ndjson", flows, "--delay", "-1s")
+	if err == nil || !strings.HasPrefix(err.Error(), "--delay: must be between 0 and 10m") {
+		t.Errorf("error %v, want it to name --delay", err)
+	}
+}
