@@ -164,7 +164,8 @@ func rulesTestCommand() *cli.Command {
 			"decoders and enrichers) or flow documents as the NDJSON output writes them (--ndjson), rolls\n" +
 			"them up second by second in event time and judges the rules and detectors as the collector\n" +
 			"would. Each line printed is: event time, firing or resolved, rule, key, value. Times are the\n" +
-			"flows' own; alerts still firing at the end are listed last.\n" +
+			"flows' own; alerts still firing at the end are listed last. Give the flows in time order\n" +
+			"(oldest first): the flows that end before the seconds still open are counted, not rolled up.\n" +
 			"Example: spanflow rules test rules.yaml --pcap incident.pcap --networks networks.yaml",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "pcap", TakesFile: true, Usage: "capture `FILE` of flow datagrams (UDP payloads)"},
@@ -305,6 +306,11 @@ func runRulesTest(c *cli.Context) error {
 		fmt.Fprintf(out, "still firing at the end: %s %s=%s since %s\n", a.Rule, a.Scope, a.Key, a.StartsAt.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(out, "%d flows, %d alerts fired, %d resolved\n", n, counts["firing"], counts["resolved"])
+	if late := eng.Late(); late > 0 {
+		// Else a file in reverse order (as Kibana and Elasticsearch
+		// export, newest first) fired nothing and said nothing.
+		fmt.Fprintf(out, "%d flows ended before the seconds still open and were not rolled up: give the flows in time order, and a --delay as long as the exporters' active timeout\n", late)
+	}
 	return nil
 }
 

@@ -823,6 +823,15 @@ func (e *Engine) Provisional(now time.Time, lag time.Duration, fn func(*Snapshot
 	fn(&e.prov)
 }
 
+// Late is how many records ended before the open ticks and were not
+// rolled up (spanflow_rollup_late_records_total): a replay not in time
+// order, or a delay shorter than the exporters' active timeout.
+func (e *Engine) Late() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats.lateRecords
+}
+
 // State is what the engine holds, counted: the memory bound in numbers.
 type State struct {
 	Series         map[string]int // by scope, the overflow series included
