@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,8 +98,13 @@ func Query(scope, key string, labels map[string]string) string {
 	switch scope {
 	case "line":
 		exp, ifname, _ := strings.Cut(key, " ")
-		return fmt.Sprintf("observer.ip:%s and (observer.ingress.interface.name:%s or observer.egress.interface.name:%s)",
-			kuery(exp), kuery(ifname), kuery(ifname))
+		q := fmt.Sprintf("observer.ingress.interface.name:%s or observer.egress.interface.name:%s", kuery(ifname), kuery(ifname))
+		// A line whose interface has no name is keyed by its ifIndex
+		// (rollups): its flows carry the index and no name.
+		if _, err := strconv.ParseUint(ifname, 10, 32); err == nil {
+			q += fmt.Sprintf(" or observer.ingress.interface.id:%s or observer.egress.interface.id:%s", ifname, ifname)
+		}
+		return fmt.Sprintf("observer.ip:%s and (%s)", kuery(exp), q)
 	case "project":
 		return fmt.Sprintf("source.vsphere.project:%s or destination.vsphere.project:%s or source.network.project:%s or destination.network.project:%s",
 			kuery(key), kuery(key), kuery(key), kuery(key))

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -522,6 +523,64 @@ rules:
 	for _, rule := range []string{"by_name", "by_key", "by_exporter"} {
 		if !fired[rule] {
 			t.Errorf("%s did not fire on the line (alerts %v)", rule, rec.summary())
+		}
+	}
+}
+
+// TestLineQueryFindsFlows: the Discover query of a line alert matches the
+// line's flow documents as the NDJSON output writes them, whether the
+// interface has a name or only an ifIndex (the rollups key such a line
+// "EXPORTER INDEX"). The query asked for interface.name:"3", which no
+// document of an unnamed interface holds: its link found no flows.
+func TestLineQueryFindsFlows(t *testing.T) {
+	// matches evaluates the query's form, "F:V and (F:V or F:V ...)",
+	// on a document's flattened fields.
+	matches := func(q string, doc map[string]any) bool {
+		flat := map[string]string{}
+		var walk func(string, map[string]any)
+		walk = func(p string, m map[string]any) {
+			for k, v := range m {
+				if sub, ok := v.(map[string]any); ok {
+					walk(p+k+".", sub)
+				} else {
+					flat[p+k] = fmt.Sprint(v)
+				}
+			}
+		}
+		walk("", doc)
+		term := func(s string) bool {
+			f, v, _ := strings.Cut(strings.TrimSpace(s), ":")
+			got, ok := flat[f]
+			return ok && got == strings.Trim(v, `"`)
+		}
+		first, rest, ok := strings.Cut(q, " and (")
+		if !ok || !term(first) {
+			return false
+		}
+		for _, s := range strings.Split(strings.TrimSuffix(rest, ")"), " or ") {
+			if term(s) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, named := range []bool{true, false} {
+		r := flow.Record{ObserverIP: netip.MustParseAddr("10.1.0.3"), InIf: 3, OutIf: 9, End: t0, Start: t0,
+			SrcAddr: netip.MustParseAddr("10.2.0.1"), DstAddr: netip.MustParseAddr("10.3.0.1"), Proto: 17, Bytes: 100, Packets: 1}
+		key := "10.1.0.3 3"
+		if named {
+			r.InIfName, key = "vmnic0", "10.1.0.3 vmnic0"
+		}
+		var enc flow.Encoder
+		var doc map[string]any
+		if err := json.Unmarshal(enc.AppendDocument(nil, &r), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if q := Query("line", key, nil); !matches(q, doc) {
+			t.Errorf("line %q: query %s does not match its flow %v", key, q, doc["observer"])
+		}
+		if q := Query("line", "10.1.0.3 4", nil); matches(q, doc) {
+			t.Errorf("line 10.1.0.3 4: query %s matches the flow of interface 3", q)
 		}
 	}
 }
