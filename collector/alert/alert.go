@@ -111,8 +111,13 @@ func Query(scope, key string, labels map[string]string) string {
 	case "vm":
 		return fmt.Sprintf("source.vsphere.vm.name:%s or destination.vsphere.vm.name:%s", kuery(key), kuery(key))
 	case "service":
+		// The rollups count both directions under the server's port:
+		// answers come from it. A protocol without ports is port 0.
 		proto, port, _ := strings.Cut(key, "/")
-		return fmt.Sprintf("network.transport:%s and destination.port:%s", kuery(proto), port)
+		if port == "0" {
+			return "network.transport:" + kuery(proto)
+		}
+		return fmt.Sprintf("network.transport:%s and (source.port:%s or destination.port:%s)", kuery(proto), port, port)
 	case "exporter":
 		return "observer.ip:" + kuery(key)
 	case "source":

@@ -533,37 +533,7 @@ rules:
 // "EXPORTER INDEX"). The query asked for interface.name:"3", which no
 // document of an unnamed interface holds: its link found no flows.
 func TestLineQueryFindsFlows(t *testing.T) {
-	// matches evaluates the query's form, "F:V and (F:V or F:V ...)",
-	// on a document's flattened fields.
-	matches := func(q string, doc map[string]any) bool {
-		flat := map[string]string{}
-		var walk func(string, map[string]any)
-		walk = func(p string, m map[string]any) {
-			for k, v := range m {
-				if sub, ok := v.(map[string]any); ok {
-					walk(p+k+".", sub)
-				} else {
-					flat[p+k] = fmt.Sprint(v)
-				}
-			}
-		}
-		walk("", doc)
-		term := func(s string) bool {
-			f, v, _ := strings.Cut(strings.TrimSpace(s), ":")
-			got, ok := flat[f]
-			return ok && got == strings.Trim(v, `"`)
-		}
-		first, rest, ok := strings.Cut(q, " and (")
-		if !ok || !term(first) {
-			return false
-		}
-		for _, s := range strings.Split(strings.TrimSuffix(rest, ")"), " or ") {
-			if term(s) {
-				return true
-			}
-		}
-		return false
-	}
+	matches := kqlMatches
 	for _, named := range []bool{true, false} {
 		r := flow.Record{ObserverIP: netip.MustParseAddr("10.1.0.3"), InIf: 3, OutIf: 9, End: t0, Start: t0,
 			SrcAddr: netip.MustParseAddr("10.2.0.1"), DstAddr: netip.MustParseAddr("10.3.0.1"), Proto: 17, Bytes: 100, Packets: 1}
@@ -581,6 +551,84 @@ func TestLineQueryFindsFlows(t *testing.T) {
 		}
 		if q := Query("line", "10.1.0.3 4", nil); matches(q, doc) {
 			t.Errorf("line 10.1.0.3 4: query %s matches the flow of interface 3", q)
+		}
+	}
+}
+
+// kqlMatches evaluates a query of Query's forms, "F:V", "F:V and (F:V or
+// F:V ...)", on a flow document's flattened fields.
+func kqlMatches(q string, doc map[string]any) bool {
+	flat := map[string]string{}
+	var walk func(string, map[string]any)
+	walk = func(p string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(p+k+".", sub)
+			} else {
+				flat[p+k] = fmt.Sprint(v)
+			}
+		}
+	}
+	walk("", doc)
+	term := func(s string) bool {
+		f, v, _ := strings.Cut(strings.TrimSpace(s), ":")
+		got, ok := flat[f]
+		return ok && got == strings.Trim(v, `"`)
+	}
+	first, rest, ok := strings.Cut(q, " and (")
+	if !term(first) {
+		return false
+	}
+	if !ok {
+		return true
+	}
+	for _, s := range strings.Split(strings.TrimSuffix(rest, ")"), " or ") {
+		if term(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServiceQueryFindsFlows: the Discover query of each service row the
+// rollups make matches every flow document counted in it: the answers
+// from the server's port (source.port 443) as well as the requests, and
+// OSPF, whose row was "89/0" while its documents say "ospf".
+func TestServiceQueryFindsFlows(t *testing.T) {
+	a := netip.MustParseAddr
+	recs := []flow.Record{
+		{SrcAddr: a("10.2.0.1"), DstAddr: a("10.3.0.1"), SrcPort: 40000, DstPort: 443, Proto: 6},
+		{SrcAddr: a("10.3.0.1"), DstAddr: a("10.2.0.1"), SrcPort: 443, DstPort: 40000, Proto: 6},
+		{SrcAddr: a("10.2.0.1"), DstAddr: a("224.0.0.5"), Proto: 89},
+		{SrcAddr: a("10.2.0.1"), DstAddr: a("10.3.0.1"), Proto: 1},
+	}
+	for i, r := range recs {
+		eng, err := rollup.New(reporter.NewForTest(nil), rollup.DefaultConfiguration())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ObserverIP, r.InIfName, r.Received, r.Start, r.End = a("10.1.0.3"), "vmnic0", t0, t0.Add(-time.Second), t0
+		r.Bytes, r.Packets = 100, 1
+		eng.Tick(t0)
+		eng.Write([]flow.Record{r})
+		s := eng.Tick(t0.Add(10 * time.Second))
+		var enc flow.Encoder
+		var doc map[string]any
+		if err := json.Unmarshal(enc.AppendDocument(nil, &r), &doc); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, row := range s.Rows {
+			if row.Scope != rollup.ScopeService {
+				continue
+			}
+			n++
+			if q := Query("service", row.Key, row.Labels); !kqlMatches(q, doc) {
+				t.Errorf("flow %d, service %s: query %s does not match it (%v %v)", i, row.Key, q, doc["network"], doc["source"])
+			}
+		}
+		if n != 1 {
+			t.Errorf("flow %d: %d service rows", i, n)
 		}
 	}
 }

@@ -3,10 +3,11 @@ package rollup
 import (
 	"math"
 	"net/netip"
-	"strconv"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/store"
+
+	"github.com/spanflow/spanflow/internal/flow"
 )
 
 // Scope indexes, in the order rows are listed.
@@ -220,15 +221,10 @@ type serviceKey struct {
 	port  uint16
 }
 
-// protoNames are the protocol names service keys use; others are numbers.
-var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp", 132: "sctp"}
-
-func protoName(p uint8) string {
-	if n, ok := protoNames[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
-}
+// protoName is the protocol of a service key: the flow documents'
+// network.transport, so that the alert's Discover query finds its flows
+// (its own list named OSPF, PIM, VRRP, IGMP "89", "103", ...).
+func protoName(p uint8) string { return flow.TransportName(p) }
 
 // serverPort is the port of the serving end: the one port below 32768 (the
 // well-known and registered ranges, below every system's ephemeral range)
