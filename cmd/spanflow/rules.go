@@ -173,6 +173,8 @@ func rulesTestCommand() *cli.Command {
 			rulesNetworksFlag,
 			&cli.StringFlag{Name: "interface-names", TakesFile: true, Usage: "YAML `FILE` naming exporters' interfaces (as the collector's)"},
 			&cli.DurationFlag{Name: "delay", Value: rollup.DefaultConfiguration().Delay, Usage: "how far behind the newest flow a second is judged (the exporters' active timeout)"},
+			&cli.DurationFlag{Name: "rollup-baseline-window", Value: rollup.DefaultConfiguration().BaselineWindow,
+				Usage: "time constant of the baseline the drop detector compares with: give the collector's --rollup-baseline-window"},
 		},
 		Action: runRulesTest,
 	}
@@ -219,6 +221,7 @@ func runRulesTest(c *cli.Context) error {
 	fd := alert.NewFlowDetectors(f.Detectors, "", "", emit)
 	rcfg := rollup.DefaultConfiguration()
 	rcfg.EventTime, rcfg.Delay = true, a.Duration("delay")
+	rcfg.BaselineWindow = a.Duration("rollup-baseline-window")
 	eng, err := rollup.New(r.Sub("rollups"), rcfg)
 	if err != nil {
 		// The engine names the collector's setting; here it is --delay.

@@ -314,3 +314,42 @@ func TestRulesTestNewestFirst(t *testing.T) {
 		t.Errorf("output:\n%s", out)
 	}
 }
+
+// TestRulesTestBaselineWindow: a line at 1.25 MB/s for 60 s that falls to
+// 5 % for 30 s. With the collector's --rollup-baseline-window 20s its
+// baseline is 1.25 MB/s × (1 − e^−3) = 1.19 MB/s when it falls, the ratio
+// 0.05 / 0.95 < 0.2: the drop fires, and rules test must judge it so when
+// given the same window. With the default 5 m the baseline has learnt
+// 1.25 MB/s × (1 − e^−0.2) = 227 kB/s, the ratio is 0.28: no drop.
+func TestRulesTestBaselineWindow(t *testing.T) {
+	dir := t.TempDir()
+	rules, flows := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "flows.ndjson")
+	os.WriteFile(rules, []byte("detectors:\n  drop: {enabled: true, ratio: 0.2, clear: 0.5, min_baseline: 125000, for: 5s}\n"), 0o644)
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	var b []byte
+	var enc flow.Encoder
+	for s := 1; s <= 100; s++ {
+		bytes := uint64(1250000)
+		if s > 60 && s <= 90 {
+			bytes /= 20
+		}
+		end := t0.Add(time.Duration(s) * time.Second)
+		r := flow.Record{ObserverIP: netip.MustParseAddr("10.1.0.3"), Received: end, Start: end.Add(-time.Second), End: end,
+			SrcAddr: netip.MustParseAddr("10.2.0.10"), DstAddr: netip.MustParseAddr("10.3.0.10"), SrcPort: 40000, DstPort: 5201,
+			Proto: 17, Bytes: bytes, Packets: 1000, InIfName: "vmnic0"}
+		b = append(enc.AppendDocument(b, &r), '\n')
+	}
+	os.WriteFile(flows, b, 0o644)
+	for _, tc := range []struct {
+		window string
+		fires  bool
+	}{{"20s", true}, {"5m", false}} {
+		out, err := run(t, "--log-level", "error", "rules", "test", rules, "--ndjson", flows, "--delay", "2s", "--rollup-baseline-window", tc.window)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if fired := strings.Contains(out, "firing   traffic_drop line=10.1.0.3 vmnic0"); fired != tc.fires {
+			t.Errorf("baseline window %s: drop fired %v, want %v\n%s", tc.window, fired, tc.fires, out)
+		}
+	}
+}
