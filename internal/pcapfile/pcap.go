@@ -19,11 +19,14 @@ type pcapReader struct {
 	big   bool // order is big-endian
 	nanos bool
 	link  uint32
-	buf   []byte // the window; records start at off, bytes end at end
-	off   int
-	end   int
-	src   io.Reader // refills buf; nil when buf is the whole mapped file
-	err   error     // src's error once it returned one (io.EOF at the end)
+	// hdr is a record header's length: 16, or 24 in Alexey Kuznetzov's
+	// modified format (ifindex, protocol and packet type after it).
+	hdr int
+	buf []byte // the window; records start at off, bytes end at end
+	off int
+	end int
+	src io.Reader // refills buf; nil when buf is the whole mapped file
+	err error     // src's error once it returned one (io.EOF at the end)
 	// check, for a mapped file, is called as reading passes each
 	// checkEvery bytes, with the offset of the next record: it says
 	// whether the file is still as long as the mapping (a file truncated
@@ -58,6 +61,7 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 	// The magic number first: a short file that does not start with one is
 	// not a capture, one that does is a cut one.
 	h := buf[:max(p.end, 4)]
+	p.hdr = 16
 	switch {
 	case p.end < 4:
 		return nil, errors.New("not a pcap or pcapng file")
@@ -69,6 +73,10 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 		p.order, p.nanos = binary.LittleEndian, true
 	case h[0] == 0xa1 && h[1] == 0xb2 && h[2] == 0x3c && h[3] == 0x4d:
 		p.order, p.nanos = binary.BigEndian, true
+	case h[0] == 0x34 && h[1] == 0xcd && h[2] == 0xb2 && h[3] == 0xa1: // modified (Kuznetzov) pcap
+		p.order, p.hdr = binary.LittleEndian, 24
+	case h[0] == 0xa1 && h[1] == 0xb2 && h[2] == 0xcd && h[3] == 0x34:
+		p.order, p.hdr = binary.BigEndian, 24
 	default:
 		return nil, fmt.Errorf("unknown magic number % x: not a pcap or pcapng file", h[:4])
 	}
@@ -79,7 +87,7 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 	// The upper bits of the link type field carry FCS information.
 	p.link = p.order.Uint32(h[20:]) & 0x0fffffff
 	p.big = p.order == binary.ByteOrder(binary.BigEndian)
-	if src != nil && len(buf) < 16+maxFrame {
+	if src != nil && len(buf) < p.hdr+maxFrame {
 		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", len(buf))
 	}
 	p.off = 24
@@ -130,7 +138,7 @@ func (p *pcapReader) next(fr *Frame) error {
 		}
 		p.nextCheck = p.off + checkEvery
 	}
-	if !p.need(16) {
+	if !p.need(p.hdr) {
 		return p.ended()
 	}
 	// The byte order is known once per file: calling it through the
@@ -148,13 +156,13 @@ func (p *pcapReader) next(fr *Frame) error {
 	if caplen > maxFrame {
 		return fmt.Errorf("record of %d bytes: corrupt capture", caplen)
 	}
-	if !p.need(16 + caplen) {
+	if !p.need(p.hdr + caplen) {
 		if err := p.ended(); !errors.Is(err, io.EOF) {
 			return err
 		}
 		return io.ErrUnexpectedEOF
 	}
-	start := p.off + 16
+	start := p.off + p.hdr
 	p.off = start + caplen
 	if !p.nanos {
 		frac *= 1000

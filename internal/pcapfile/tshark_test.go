@@ -1,0 +1,122 @@
+package pcapfile_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/big"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spanflow/spanflow/internal/pcapfile"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// tsharkFrame is what tshark reads of a frame.
+type tsharkFrame struct {
+	ns         int64 // time, nanoseconds since the epoch
+	wire, capt int
+}
+
+func tsharkFrames(t *testing.T, path string) []tsharkFrame {
+	t.Helper()
+	out, err := exec.Command(testutil.Command(t, "tshark"), "-r", path, "-T", "fields",
+		"-e", "frame.time_epoch", "-e", "frame.len", "-e", "frame.cap_len").Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v", path, err)
+	}
+	var frames []tsharkFrame
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			t.Fatalf("tshark line %q", line)
+		}
+		r, ok := new(big.Rat).SetString(f[0])
+		if !ok {
+			t.Fatalf("tshark time %q", f[0])
+		}
+		ns := new(big.Int).Quo(new(big.Int).Mul(r.Num(), big.NewInt(1e9)), r.Denom())
+		wire, _ := strconv.Atoi(f[1])
+		capt, _ := strconv.Atoi(f[2])
+		frames = append(frames, tsharkFrame{ns.Int64(), wire, capt})
+	}
+	return frames
+}
+
+// readFrames reads every frame of path, copied.
+func readFrames(t *testing.T, path string, mapped bool) []pcapfile.Frame {
+	t.Helper()
+	open := pcapfile.Open
+	if mapped {
+		open = pcapfile.OpenMapped
+	}
+	r, err := open(path)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer r.Close()
+	var out []pcapfile.Frame
+	var f pcapfile.Frame
+	for {
+		err := r.Next(&f)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("read %s: %v", path, err)
+			}
+			return out
+		}
+		f.Data = bytes.Clone(f.Data)
+		out = append(out, f)
+	}
+}
+
+// TestPCAPVariantsAgainstTshark: the pcap variants that tshark reads
+// (editcap writes them from captures of the shared test data) give the
+// frames of the original capture, with tshark's times and lengths.
+func TestPCAPVariantsAgainstTshark(t *testing.T) {
+	root := testutil.SharedTestdata(t)
+	editcap := testutil.Command(t, "editcap")
+	captures := []string{
+		"mirror/tcpdump/dns_tcp.pcap",
+		"mirror/tcpdump/tcp-handshake-nano.pcap",
+		"mirror/tcpdump/erspan-type-ii-3.pcap",
+	}
+	variants := map[string]func(t *testing.T, orig, out string){
+		// Alexey Kuznetzov's modified pcap: its own magic number, and
+		// 8 more bytes in each record header.
+		"modpcap": func(t *testing.T, orig, out string) {
+			if b, err := exec.Command(editcap, "-F", "modpcap", orig, out).CombinedOutput(); err != nil {
+				t.Fatalf("editcap: %v: %s", err, b)
+			}
+		},
+	}
+	for _, c := range captures {
+		orig := filepath.Join(root, c)
+		want := readFrames(t, orig, false)
+		for name, write := range variants {
+			t.Run(filepath.Base(c)+"/"+name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), name+".pcap")
+				write(t, orig, path)
+				ts := tsharkFrames(t, path)
+				if len(ts) != len(want) {
+					t.Fatalf("tshark reads %d frames, the original has %d", len(ts), len(want))
+				}
+				for _, mapped := range []bool{false, true} {
+					got := readFrames(t, path, mapped)
+					if len(got) != len(ts) {
+						t.Fatalf("mapped %v: %d frames, tshark reads %d", mapped, len(got), len(ts))
+					}
+					for i, f := range got {
+						tf := ts[i]
+						if f.Timestamp != tf.ns || f.Length != tf.wire || len(f.Data) != tf.capt || !bytes.Equal(f.Data, want[i].Data) || f.LinkType != want[i].LinkType {
+							t.Errorf("mapped %v, frame %d: time %d, length %d, %d bytes captured, link type %d; tshark %+v, link type %d", mapped, i+1, f.Timestamp, f.Length, len(f.Data), f.LinkType, tf, want[i].LinkType)
+						}
+					}
+				}
+			})
+		}
+	}
+}
