@@ -84,8 +84,11 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 		return nil, fmt.Errorf("short file header: %d bytes (a cut pcap file)", p.end)
 	}
 	h = buf[:24]
-	// The upper bits of the link type field carry FCS information.
-	p.link = p.order.Uint32(h[20:]) & 0x0fffffff
+	// The link type is the low 16 bits; the upper ones may carry FCS
+	// information (libpcap's LT_FCS_LENGTH_PRESENT, 0x04000000, and the FCS
+	// length in the top 4 bits): the frames then end with their FCS, which
+	// the decoder leaves out as it counts IP lengths.
+	p.link = p.order.Uint32(h[20:]) & 0xffff
 	p.big = p.order == binary.ByteOrder(binary.BigEndian)
 	if src != nil && len(buf) < p.hdr+maxFrame {
 		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", len(buf))

@@ -2,9 +2,11 @@ package pcapfile_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/big"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -90,6 +92,22 @@ func TestPCAPVariantsAgainstTshark(t *testing.T) {
 		"modpcap": func(t *testing.T, orig, out string) {
 			if b, err := exec.Command(editcap, "-F", "modpcap", orig, out).CombinedOutput(); err != nil {
 				t.Fatalf("editcap: %v: %s", err, b)
+			}
+		},
+		// The link type field with the FCS bits of libpcap: an FCS of
+		// 4 bytes ends every frame (LT_FCS_DATALINK_EXT(4)).
+		"fcs-bits": func(t *testing.T, orig, out string) {
+			b, err := os.ReadFile(orig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			order := binary.ByteOrder(binary.LittleEndian)
+			if b[0] == 0xa1 {
+				order = binary.BigEndian
+			}
+			order.PutUint32(b[20:], order.Uint32(b[20:])|0x44000000)
+			if err := os.WriteFile(out, b, 0o644); err != nil {
+				t.Fatal(err)
 			}
 		},
 	}
