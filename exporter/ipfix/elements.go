@@ -52,7 +52,8 @@ const (
 
 // Template ids. A flow record goes in the smallest of three data templates
 // per IP version that holds what it has: the full one when it came in a
-// tunnel, a VLAN or an ERSPAN session, else one without those four fields,
+// tunnel, a VLAN, an ERSPAN session or through a live capture's interface
+// (its observation point), else one without those four fields,
 // and without the four TCP ones too when it is not TCP (see Shape).
 const (
 	TemplateIPv4    uint16 = 256 // full
