@@ -36,7 +36,7 @@ func exporterRunFlags() []cli.Flag {
 	d := exporter.DefaultConfiguration()
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML file with any of these settings (keys are the flag names; flags given override it)"},
-		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE`, export every flow, and exit"},
+		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE` (or one compressed with gzip or zstd), export every flow, and exit"},
 		&cli.StringSliceFlag{Name: "interface", Usage: "capture live on `IFACE` (AF_PACKET ring, promiscuous) until SIGINT/SIGTERM, then export every flow; repeat for several; IFACE=ID sets its observation point id (default 1024, 1025... in order; ERSPAN session ids win)"},
 		&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` applied in the kernel to the live capture, e.g. 'not port 22' (compiled by libpcap, loaded at run time)"},
 		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB` (per interface and worker)"},

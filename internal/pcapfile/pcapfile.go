@@ -8,11 +8,14 @@ package pcapfile
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"unsafe"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Frame is one frame of a capture. Data is valid only until the next call
@@ -32,6 +35,7 @@ type Reader struct {
 	ng      *ngReader
 	frames  int
 	mapped  []byte // the file, when OpenMapped mapped it
+	release func() // frees the decompressor of a compressed file
 	dropped int    // bytes at the start of mapped whose pages were unmapped
 }
 
@@ -69,6 +73,19 @@ func open(path string, mapped bool) (*Reader, error) {
 	return src, nil
 }
 
+// compression names the compression whose magic number starts b, or "".
+func compression(b []byte) string {
+	switch {
+	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
+		return "gzip"
+	case len(b) >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd:
+		return "zstd"
+	case len(b) >= 4 && b[0] == 0x04 && b[1] == 0x22 && b[2] == 0x4d && b[3] == 0x18:
+		return "lz4"
+	}
+	return ""
+}
+
 func isPCAPNG(magic []byte) bool {
 	return magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a
 }
@@ -78,7 +95,7 @@ func (src *Reader) start(path string, mapped bool) error {
 		if st, err := src.f.Stat(); err == nil && st.Mode().IsRegular() {
 			src.mapped = mapFile(src.f, st.Size())
 		}
-		if m := src.mapped; len(m) >= 4 && !isPCAPNG(m) {
+		if m := src.mapped; len(m) >= 4 && !isPCAPNG(m) && compression(m) == "" {
 			p, err := newPCAPReader(m, len(m), nil)
 			if err != nil {
 				return fmt.Errorf("read pcap header of %s: %w", path, err)
@@ -90,22 +107,46 @@ func (src *Reader) start(path string, mapped bool) error {
 		src.unmap()
 	}
 	buf := make([]byte, readBuffer)
-	n, err := io.ReadAtLeast(src.f, buf, 4)
+	var in io.Reader = src.f
+	n, err := io.ReadAtLeast(in, buf, 4)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("read capture %s: not a pcap or pcapng file (%d bytes)", path, n)
 	case err != nil:
 		return fmt.Errorf("read capture %s: %w", path, err)
 	}
+	if c := compression(buf[:n]); c != "" {
+		// Compressed captures (tcpdump -z gzip, rotated files) are read
+		// through their decompressor, as tshark reads them.
+		head := io.MultiReader(bytes.NewReader(bytes.Clone(buf[:n])), src.f)
+		switch c {
+		case "gzip":
+			in, err = gzip.NewReader(head)
+		case "zstd":
+			var d *zstd.Decoder
+			d, err = zstd.NewReader(head, zstd.WithDecoderConcurrency(1))
+			if err == nil {
+				in, src.release = d, d.Close
+			}
+		default:
+			err = fmt.Errorf("%s compression is not read: decompress it first", c)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s capture %s: %w", c, path, err)
+		}
+		if n, err = io.ReadAtLeast(in, buf, 4); err != nil {
+			return fmt.Errorf("read %s capture %s (%d bytes decompressed): %w", c, path, n, err)
+		}
+	}
 	if isPCAPNG(buf) {
-		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), src.f), readBuffer)
+		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), in), readBuffer)
 		src.ng, err = newNGReader(br)
 		if err != nil {
 			return fmt.Errorf("read pcapng header of %s: %w", path, err)
 		}
 		return nil
 	}
-	src.pcap, err = newPCAPReader(buf, n, src.f)
+	src.pcap, err = newPCAPReader(buf, n, in)
 	if err != nil {
 		return fmt.Errorf("read pcap header of %s: %w", path, err)
 	}
@@ -193,5 +234,8 @@ func (s *Reader) Next(fr *Frame) error {
 // valid.
 func (s *Reader) Close() error {
 	s.unmap()
+	if s.release != nil {
+		s.release()
+	}
 	return s.f.Close()
 }
