@@ -20,7 +20,8 @@ type pcapReader struct {
 	nanos bool
 	link  uint32
 	// hdr is a record header's length: 16, or 24 in Alexey Kuznetzov's
-	// modified format (ifindex, protocol and packet type after it).
+	// modified format (ifindex, protocol and packet type after it), or
+	// another of the old variants (see recordHeader).
 	hdr int
 	buf []byte // the window; records start at off, bytes end at end
 	off int
@@ -90,12 +91,67 @@ func newPCAPReader(buf []byte, n int, src io.Reader) (*pcapReader, error) {
 	// the decoder leaves out as it counts IP lengths.
 	p.link = p.order.Uint32(h[20:]) & 0xffff
 	p.big = p.order == binary.ByteOrder(binary.BigEndian)
-	if src != nil && len(buf) < p.hdr+maxFrame {
+	if src != nil && len(buf) < 28+maxFrame {
 		return nil, fmt.Errorf("internal error: pcap reader buffer of %d bytes is smaller than a record may be", len(buf))
 	}
 	p.off = 24
+	if !p.nanos {
+		// The window is the whole file when it is mapped, or (most
+		// likely) when the first read did not fill the buffer.
+		p.hdr = recordHeader(p.buf[:p.end], src == nil || p.end < len(p.buf), p.order, p.hdr)
+	}
 	p.nextCheck = checkEvery
 	return p, nil
+}
+
+// recordHeader is the length of the record headers of a microsecond pcap
+// file whose first bytes are b (whole: all of it), hdr by its magic
+// number. Some tcpdumps wrote longer record headers than their magic
+// number says: Red Hat 6.1's (24 bytes) and Nokia IPSO's (20) under the
+// standard one, SuSE 6.3's (28) under the modified one. As tshark does, they are told apart by their
+// first records: hdr unless its records do not fit and another layout's
+// do (two records at least, so a capture of one frame in those formats is
+// not told apart).
+func recordHeader(b []byte, whole bool, order binary.ByteOrder, hdr int) int {
+	if fits, _ := layoutFits(b, hdr, order, whole); fits {
+		return hdr
+	}
+	layouts := []int{24, 20}
+	if hdr == 24 {
+		layouts = []int{28}
+	}
+	for _, h := range layouts {
+		// Two records at least: one record of another layout may end
+		// where a capture cut short ends by chance.
+		if fits, n := layoutFits(b, h, order, whole); fits && n >= 2 {
+			return h
+		}
+	}
+	return hdr
+}
+
+// layoutFits says whether the first records of b (up to 8) have sane
+// captured lengths and microseconds with headers of h bytes and, when b is
+// the whole file, end where it ends; n is how many records it walked.
+func layoutFits(b []byte, h int, order binary.ByteOrder, whole bool) (fits bool, n int) {
+	off := 24
+	for ; n < 8; n++ {
+		if off == len(b) {
+			return true, n
+		}
+		if off+h > len(b) {
+			return !whole, n
+		}
+		usec, caplen := order.Uint32(b[off+4:]), order.Uint32(b[off+8:])
+		if usec >= 1e6 || caplen > maxFrame {
+			return false, n
+		}
+		off += h + int(caplen)
+		if off > len(b) {
+			return !whole, n
+		}
+	}
+	return true, n
 }
 
 // fill moves the bytes not yet parsed to the start of the buffer and reads

@@ -85,16 +85,18 @@ func TestPCAPVariantsAgainstTshark(t *testing.T) {
 		"mirror/tcpdump/dns_tcp.pcap",
 		"mirror/tcpdump/tcp-handshake-nano.pcap",
 		"mirror/tcpdump/erspan-type-ii-3.pcap",
-		"mirror/ndpi/gre.pcapng",
+		"mirror/zeek/tcp-retransmit-timeout.pcapng",
 	}
 	variants := map[string]func(t *testing.T, orig, out string){
 		// Alexey Kuznetzov's modified pcap: its own magic number, and
 		// 8 more bytes in each record header.
-		"modpcap": func(t *testing.T, orig, out string) {
-			if b, err := exec.Command(editcap, "-F", "modpcap", orig, out).CombinedOutput(); err != nil {
-				t.Fatalf("editcap: %v: %s", err, b)
-			}
-		},
+		"modpcap": editcapTo(editcap, "modpcap"),
+		// Old tcpdumps' longer record headers: Red Hat 6.1's and Nokia
+		// IPSO's under the standard magic number, SuSE 6.3's under the
+		// modified one (tshark tells them by their first records).
+		"rh6_1pcap":   editcapTo(editcap, "rh6_1pcap"),
+		"nokiapcap":   editcapTo(editcap, "nokiapcap"),
+		"suse6_3pcap": editcapTo(editcap, "suse6_3pcap"),
 		// The link type field with the FCS bits of libpcap: an FCS of
 		// 4 bytes ends every frame (LT_FCS_DATALINK_EXT(4)).
 		"fcs-bits": func(t *testing.T, orig, out string) {
@@ -142,6 +144,15 @@ func TestPCAPVariantsAgainstTshark(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// editcapTo writes out as editcap -F format writes orig.
+func editcapTo(editcap, format string) func(t *testing.T, orig, out string) {
+	return func(t *testing.T, orig, out string) {
+		if b, err := exec.Command(editcap, "-F", format, orig, out).CombinedOutput(); err != nil {
+			t.Fatalf("editcap: %v: %s", err, b)
 		}
 	}
 }
