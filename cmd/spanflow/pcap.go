@@ -201,7 +201,7 @@ func pcapPinCommand() *cli.Command {
 			&cli.StringFlag{Name: "ring", Required: true, Usage: "the packet ring's `DIR`"},
 			&cli.StringFlag{Name: "from", Required: true, Usage: "first `TIME` to keep (as pcap query reads times)"},
 			&cli.StringFlag{Name: "to", Required: true, Usage: "end `TIME` of the window"},
-			&cli.StringFlag{Name: "name", Required: true, Usage: "one-word `NAME` of the pin (a ticket, an alert); the same name replaces the pin"},
+			&cli.StringFlag{Name: "name", Required: true, Usage: "one-word `NAME` of the pin (a ticket, an alert): printable characters, no white space, at most 255 bytes; the same name replaces the pin"},
 		},
 		Action: func(c *cli.Context) error {
 			now := time.Now()

@@ -220,6 +220,10 @@ func (p *Pinner) Stop() error {
 	return err
 }
 
+// maxPinName is the longest pin name a probe's ring takes
+// (exporter/ring.MaxPinName).
+const maxPinName = 255
+
 // PinName is the name of an alert's pin: one word.
 func PinName(a *Alert) string {
 	rule := strings.Map(func(r rune) rune {
@@ -228,7 +232,13 @@ func PinName(a *Alert) string {
 		}
 		return '_'
 	}, a.Rule)
-	return "alert-" + rule + "-" + a.Fingerprint()
+	// The fingerprint holds the whole rule name: a long one is cut to keep
+	// the name within what a probe's ring takes (exporter/ring.MaxPinName).
+	fp := a.Fingerprint()
+	if n := maxPinName - len("alert-") - 1 - len(fp); len(rule) > n {
+		rule = rule[:n]
+	}
+	return "alert-" + rule + "-" + fp
 }
 
 // PinRange is the range an alert change pins.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +155,21 @@ func TestProbesBounded(t *testing.T) {
 		if got := p.For(&a); len(got) != 1 || got[0] != "https://probe-"+strconv.Itoa(i)+":9443" {
 			t.Fatalf("probe %d, among the last seen, was forgotten: %v", i, got)
 		}
+	}
+}
+
+// TestPinNameLongRule: a rule of 300 characters still names a pin a
+// probe's ring takes, and two such rules that differ only at their end
+// name two pins.
+func TestPinNameLongRule(t *testing.T) {
+	a := Alert{Rule: strings.Repeat("r", 300) + "-a", Scope: "line", Key: "uplink"}
+	b := Alert{Rule: strings.Repeat("r", 300) + "-b", Scope: "line", Key: "uplink"}
+	for _, x := range []*Alert{&a, &b} {
+		if err := ring.CheckPinName(PinName(x)); err != nil {
+			t.Errorf("rule of %d bytes: %v", len(x.Rule), err)
+		}
+	}
+	if PinName(&a) == PinName(&b) {
+		t.Errorf("two rules, one pin name %q", PinName(&a))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // A pin keeps the segments that hold a time range: retention passes them
@@ -37,6 +39,7 @@ func Pins(dir string) ([]Pin, error) {
 	}
 	var out []Pin
 	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, len(b)+1)
 	for n := 1; sc.Scan(); n++ {
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 {
@@ -53,6 +56,11 @@ func Pins(dir string) ([]Pin, error) {
 			return nil, fmt.Errorf("pins line %d: want FROM TO NAME", n)
 		}
 		out = append(out, p)
+	}
+	if err := sc.Err(); err != nil {
+		// A line past the scanner's bound: the pins after it would be
+		// lost silently, and dropped at the next change.
+		return nil, fmt.Errorf("read pins: %w", err)
 	}
 	return out, nil
 }
@@ -78,12 +86,34 @@ var maxPins = 10000
 // takes concurrent PUTs): each reads the file, then renames a new one in.
 var pinsMu sync.Mutex
 
-// AddPin pins a time range under a name (one word); a pin of the same
-// name is replaced. A ring holds at most 10,000 pins: past that a new
-// name is refused until some are removed.
+// MaxPinName is the longest pin name, in bytes.
+const MaxPinName = 255
+
+// CheckPinName says whether a pin name is one word of printable
+// characters of at most MaxPinName bytes: the pins file splits its lines
+// on any white space (a no-break space as well), so a name holding one
+// would make the file unreadable, and with it every pin.
+func CheckPinName(name string) error {
+	if name == "" {
+		return errors.New("pin: no name")
+	}
+	bad := strings.IndexFunc(name, func(r rune) bool { return r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) })
+	if len(name) > MaxPinName || bad >= 0 {
+		shown := name
+		if len(shown) > 64 {
+			shown = shown[:64] + "..."
+		}
+		return fmt.Errorf("pin name %q: want one word of printable characters, at most %d bytes", shown, MaxPinName)
+	}
+	return nil
+}
+
+// AddPin pins a time range under a name (one word, CheckPinName); a pin
+// of the same name is replaced. A ring holds at most 10,000 pins: past
+// that a new name is refused until some are removed.
 func AddPin(dir string, p Pin) error {
-	if p.Name == "" || strings.ContainsAny(p.Name, " \t\n") {
-		return fmt.Errorf("pin name %q: want one word", p.Name)
+	if err := CheckPinName(p.Name); err != nil {
+		return err
 	}
 	if p.To <= p.From {
 		return errors.New("pin: the range must end after it starts")

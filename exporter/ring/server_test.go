@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +141,58 @@ func TestServerPins(t *testing.T) {
 	do("PUT", "/pins/a?from=1&to=2", "s3cret")
 	if code, body := do("GET", "/pins", "s3cret"); code != 200 || body != "1 2 a\n" {
 		t.Errorf("GET /pins: %d %q", code, body)
+	}
+}
+
+// TestPinNames: a name that is not one word of printable characters (a
+// no-break space pasted from a ticket, a control character, 70,000
+// bytes) is refused, by PUT /pins/NAME (400) and by AddPin, and the pins
+// already set still read and hold. A pins file with a line too long for
+// the reader (left by an older version) is an error, not a shorter list
+// that the next change would write back without the pins past it.
+func TestPinNames(t *testing.T) {
+	dir := t.TempDir()
+	s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	put := func(name string) int {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+s.Addr()+"/pins/"+url.PathEscape(name)+"?from=100&to=200", nil)
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	want := []ring.Pin{{From: 100, To: 200, Name: "INC-0213"}}
+	if code := put("INC-0213"); code != http.StatusNoContent {
+		t.Fatalf("PUT a good name: %d", code)
+	}
+	for _, name := range []string{"INC\u00a00213", "INC\v0213", "INC\x000213", "INC\r", "INC\u20280213", "\xff\xfe", strings.Repeat("x", 70000), strings.Repeat("x", ring.MaxPinName+1)} {
+		if code := put(name); code != http.StatusBadRequest {
+			t.Errorf("PUT %.20q: %d, want 400", name, code)
+		}
+		if err := ring.AddPin(dir, ring.Pin{From: 1, To: 2, Name: name}); err == nil {
+			t.Errorf("AddPin %.20q: accepted", name)
+		}
+		if pins, err := ring.Pins(dir); err != nil || fmt.Sprint(pins) != fmt.Sprint(want) {
+			t.Fatalf("after %.20q: pins %v, %v; want %v", name, pins, err, want)
+		}
+	}
+	if code := put(strings.Repeat("x", ring.MaxPinName)); code != http.StatusNoContent {
+		t.Errorf("PUT a name of %d bytes: %d", ring.MaxPinName, code)
+	}
+	long := fmt.Sprintf("1 2 %s\n3 4 after\n", strings.Repeat("x", 70000))
+	if err := os.WriteFile(filepath.Join(dir, "pins"), []byte(long), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if pins, err := ring.Pins(dir); err == nil && len(pins) != 2 {
+		t.Errorf("pins file with a line of 70,000 bytes: %d pins, no error", len(pins))
 	}
 }
