@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -181,8 +183,28 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	pcapng := false
+	switch f := v.Get("format"); f {
+	case "", "pcap":
+		// A pcap holds one link type: say so before answering, rather
+		// than send a header and no frames.
+		if link, other, ok := linkTypes(pkts); !ok {
+			http.Error(w, fmt.Sprintf("the frames have link types %d and %d, which one pcap file cannot hold: ask for pcapng (format=pcapng)", link, other), http.StatusConflict)
+			return
+		}
+	case "pcapng":
+		pcapng = true
+	default:
+		http.Error(w, fmt.Sprintf("format %q: want pcap or pcapng", f), http.StatusBadRequest)
+		return
+	}
 	for _, s := range warnings {
 		w.Header().Add("Spanflow-Warning", strings.ReplaceAll(s, "\n", " "))
+	}
+	if pcapng {
+		w.Header().Set("Content-Type", "application/x-pcapng")
+		WritePcapng(w, pkts)
+		return
 	}
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 	WritePcap(w, pkts)
@@ -251,7 +273,9 @@ type Remote struct {
 }
 
 // Fetch runs a query on an exporter; flow and filter are sent as given.
-// warn is told the server's warnings.
+// warn is told the server's warnings. The answer is asked for as pcapng,
+// which keeps each frame's link type (a ring fed by interfaces of
+// several); a server that answers pcap is read as well.
 func (rm Remote) Fetch(ctx context.Context, from, to int64, flow, filter string, warn func(string)) ([]Packet, error) {
 	v := url.Values{}
 	if from != 0 {
@@ -266,6 +290,7 @@ func (rm Remote) Fetch(ctx context.Context, from, to int64, flow, filter string,
 	if filter != "" {
 		v.Set("filter", filter)
 	}
+	v.Set("format", "pcapng")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(rm.URL, "/")+"/packets?"+v.Encode(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("exporter %s: %w", rm.URL, err)
@@ -293,22 +318,41 @@ func (rm Remote) Fetch(ctx context.Context, from, to int64, flow, filter string,
 	for _, s := range resp.Header.Values("Spanflow-Warning") {
 		warn(rm.URL + ": " + s)
 	}
-	pkts, err := readPcap(resp.Body)
+	pkts, err := readCapture(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("exporter %s: %w", rm.URL, err)
 	}
 	return pkts, nil
 }
 
-// readPcap reads the nanosecond pcap WritePcap writes.
-func readPcap(r io.Reader) ([]Packet, error) {
+// linkTypes says whether the frames have one link type, and if not which
+// two differ.
+func linkTypes(pkts []Packet) (link, other uint32, ok bool) {
+	for _, p := range pkts {
+		if p.LinkType != pkts[0].LinkType {
+			return pkts[0].LinkType, p.LinkType, false
+		}
+	}
+	return 0, 0, true
+}
+
+// readCapture reads the nanosecond pcap WritePcap writes or the pcapng
+// WritePcapng writes.
+func readCapture(r io.Reader) ([]Packet, error) {
 	var h [24]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
+	if _, err := io.ReadFull(r, h[:4]); err != nil {
 		return nil, fmt.Errorf("read pcap header: %w", err)
 	}
 	le := binary.LittleEndian
-	if le.Uint32(h[0:]) != 0xa1b23c4d {
-		return nil, errors.New("not a nanosecond pcap")
+	switch le.Uint32(h[0:]) {
+	case 0xa1b23c4d:
+	case 0x0a0d0d0a:
+		return readPcapng(io.MultiReader(bytes.NewReader(h[:4]), r))
+	default:
+		return nil, errors.New("not a nanosecond pcap nor a pcapng")
+	}
+	if _, err := io.ReadFull(r, h[4:]); err != nil {
+		return nil, fmt.Errorf("read pcap header: %w", err)
 	}
 	link := le.Uint32(h[20:])
 	var out []Packet
@@ -329,4 +373,96 @@ func readPcap(r io.Reader) ([]Packet, error) {
 		}
 		out = append(out, Packet{Time: int64(le.Uint32(rec[0:]))*1e9 + int64(le.Uint32(rec[4:])), Length: int(le.Uint32(rec[12:])), LinkType: link, Data: data})
 	}
+}
+
+// readPcapng reads the little-endian pcapng WritePcapng writes: section
+// header, interface descriptions (link type, if_tsresol) and enhanced
+// packet blocks; other blocks are skipped.
+func readPcapng(r io.Reader) ([]Packet, error) {
+	le := binary.LittleEndian
+	type iface struct {
+		link uint32
+		unit int64 // ns per timestamp unit; 0 when finer than 1 ns
+		div  int64 // timestamp units per ns, when finer
+	}
+	var ifaces []iface
+	var out []Packet
+	first := true
+	for {
+		var bh [8]byte
+		if _, err := io.ReadFull(r, bh[:]); err == io.EOF && !first {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("read pcapng block: %w", err)
+		}
+		typ, n := le.Uint32(bh[0:]), le.Uint32(bh[4:])
+		if n < 12 || n%4 != 0 || n > maxFrame+1024 {
+			return nil, fmt.Errorf("pcapng block of %d bytes", n)
+		}
+		body := make([]byte, n-8)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, fmt.Errorf("read pcapng block: %w", err)
+		}
+		body = body[:len(body)-4] // the trailing length
+		if first && (typ != 0x0a0d0d0a || len(body) < 16 || le.Uint32(body) != 0x1a2b3c4d) {
+			return nil, errors.New("not a little-endian pcapng")
+		}
+		first = false
+		switch typ {
+		case 0x0a0d0d0a:
+			ifaces = ifaces[:0] // a new section numbers its interfaces anew
+		case 0x00000001:
+			if len(body) < 8 {
+				return nil, errors.New("pcapng interface block cut short")
+			}
+			ifc := iface{link: uint32(le.Uint16(body[0:])), unit: 1000} // microseconds unless said
+			for opt := body[8:]; len(opt) >= 4; {
+				code, l := le.Uint16(opt[0:]), int(le.Uint16(opt[2:]))
+				if code == 0 || 4+l > len(opt) {
+					break
+				}
+				if code == 9 && l == 1 {
+					ifc.unit, ifc.div = tsUnit(opt[4])
+				}
+				opt = opt[4+(l+3)&^3:]
+			}
+			ifaces = append(ifaces, ifc)
+		case 0x00000006:
+			if len(body) < 20 {
+				return nil, errors.New("pcapng packet block cut short")
+			}
+			id, caplen := le.Uint32(body[0:]), le.Uint32(body[12:])
+			if int(id) >= len(ifaces) || int(caplen) > len(body)-20 {
+				return nil, fmt.Errorf("pcapng packet %d: interface %d or length %d out of range", len(out)+1, id, caplen)
+			}
+			ifc := ifaces[id]
+			ts := int64(uint64(le.Uint32(body[4:]))<<32 | uint64(le.Uint32(body[8:])))
+			if ifc.div > 0 {
+				ts /= ifc.div
+			} else {
+				ts *= ifc.unit
+			}
+			out = append(out, Packet{Time: ts, Length: int(le.Uint32(body[16:])), LinkType: ifc.link, Data: slices.Clone(body[20 : 20+caplen])})
+		}
+	}
+}
+
+// tsUnit reads if_tsresol: nanoseconds per unit, or units per nanosecond
+// when the unit is finer.
+func tsUnit(res byte) (unit, div int64) {
+	if res&0x80 != 0 {
+		return 1, 0 // powers of two: not written by spanflow; taken as ns
+	}
+	unit = 1
+	for e := int(res); e < 9; e++ {
+		unit *= 10
+	}
+	if res > 9 {
+		div = 1
+		for e := 9; e < int(res) && e < 18; e++ {
+			div *= 10
+		}
+		return 0, div
+	}
+	return unit, 0
 }

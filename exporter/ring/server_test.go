@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +196,84 @@ func TestPinNames(t *testing.T) {
 	}
 	if pins, err := ring.Pins(dir); err == nil && len(pins) != 2 {
 		t.Errorf("pins file with a line of 70,000 bytes: %d pins, no error", len(pins))
+	}
+}
+
+// TestServerLinkTypes: a ring fed by interfaces of two link types
+// (Ethernet and raw IP, merged by mergecap) cannot answer as one pcap:
+// the server says so (409, naming pcapng) instead of a header and no
+// frames; asked for pcapng it answers what tshark reads as the merged
+// capture itself (times to the nanosecond, lengths, link types, the
+// layers), and a remote query reads that answer back whole.
+func TestServerLinkTypes(t *testing.T) {
+	tshark, mergecap := testutil.Command(t, "tshark"), testutil.Command(t, "mergecap")
+	data := testutil.SharedTestdata(t)
+	merged := filepath.Join(t.TempDir(), "merged.pcapng")
+	if out, err := exec.Command(mergecap, "-F", "pcapng", "-w", merged, filepath.Join(data, "mirror/ipfixprobe/http.pcap"), filepath.Join(data, "mirror/tcpdump/LINKTYPE_RAW_ipv6.pcap")).CombinedOutput(); err != nil {
+		t.Fatalf("mergecap: %v\n%s", err, out)
+	}
+	in := readFrames(t, merged)
+	cfg := config(t.TempDir())
+	fill(t, cfg, in)
+	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	get := func(query string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.Addr()+"/packets?"+query, nil)
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, body := get(""); code != http.StatusConflict || !strings.Contains(string(body), "pcapng") {
+		t.Errorf("pcap of two link types: %d %q, want 409 naming pcapng", code, body)
+	}
+	if code, body := get("format=xml"); code != http.StatusBadRequest {
+		t.Errorf("format=xml: %d %q, want 400", code, body)
+	}
+	code, body := get("format=pcapng")
+	if code != http.StatusOK {
+		t.Fatalf("pcapng: %d %q", code, body)
+	}
+	answer := filepath.Join(t.TempDir(), "answer.pcapng")
+	if err := os.WriteFile(answer, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fields := func(path string) []string {
+		out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len", "-e", "frame.cap_len", "-e", "frame.encap_type", "-e", "frame.protocols").Output()
+		if err != nil {
+			t.Fatalf("tshark -r %s: %v", path, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		slices.Sort(lines) // the answer is in time order, the merged file as captured
+		return lines
+	}
+	want := fields(merged)
+	if diff := testutil.Diff(fields(answer), want); diff != "" {
+		t.Errorf("tshark on the answer (-got, +want: tshark on the merged capture):\n%s", diff)
+	}
+	encaps := map[string]bool{}
+	for _, l := range want {
+		encaps[strings.Split(l, "\t")[3]] = true
+	}
+	if len(encaps) != 2 {
+		t.Fatalf("the merged capture has link types %v, want two", encaps)
+	}
+	rm := ring.Remote{URL: "http://" + s.Addr(), Token: "s3cret"}
+	pkts, err := rm.Fetch(context.Background(), 0, 0, "", "", func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := diffFrames(frames(pkts), timeOrder(in)); diff != "" {
+		t.Errorf("remote query (-got, +want):\n%s", diff)
 	}
 }
