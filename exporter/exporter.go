@@ -71,7 +71,7 @@ type Exporter struct {
 // keep appends a frame to the packet ring, with the flow key of the packet
 // the decoder found in it (none when it found none).
 func (x *Exporter) keep(fr *capture.Frame, r decode.Reason, p *decode.Packet) {
-	if x.ringFilter != nil && !x.ringFilter.Match(fr.LinkType, fr.Data) {
+	if x.ringFilter != nil && !x.ringFilter.Match(fr.LinkType, fr.Data, fr.Length) {
 		return
 	}
 	var key uint64

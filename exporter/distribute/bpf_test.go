@@ -26,12 +26,12 @@ var filters = []string{
 	"tcp port 22", "host 10.5.5.1", "udp port 53", "ip6 and udp port 547",
 }
 
-func compiled(t testing.TB, expr string) (program, *bpf.VM) {
+func compiled(t testing.TB, expr string) (capture.Program, *bpf.VM) {
 	raw, err := capture.CompileFilter(expr)
 	if err != nil {
 		t.Fatalf("%s: %v", expr, err)
 	}
-	p, err := newProgram(raw)
+	p, err := capture.NewProgram(raw)
 	if err != nil {
 		t.Fatalf("%s: %v", expr, err)
 	}
@@ -67,7 +67,7 @@ func TestProgramEqualsVM(t *testing.T) {
 			if err != nil {
 				want = 0
 			}
-			if got := p.run(f, uint32(len(f))); int(got) != want {
+			if got := p.Run(f, uint32(len(f))); int(got) != want {
 				t.Fatalf("%q, frame %d: kept %d, x/net/bpf keeps %d", expr, i, got, want)
 			}
 			if want > 0 {
@@ -90,7 +90,7 @@ func FuzzProgram(f *testing.F) {
 		}
 	}
 	f.Add([]byte{})
-	var progs []program
+	var progs []capture.Program
 	var vms []*bpf.VM
 	for _, expr := range filters {
 		p, vm := compiled(f, expr)
@@ -102,7 +102,7 @@ func FuzzProgram(f *testing.F) {
 			if err != nil {
 				want = 0
 			}
-			if got := progs[i].run(frame, uint32(len(frame))); int(got) != want {
+			if got := progs[i].Run(frame, uint32(len(frame))); int(got) != want {
 				t.Fatalf("%q: kept %d, x/net/bpf keeps %d", filters[i], got, want)
 			}
 		}
@@ -135,7 +135,7 @@ func BenchmarkFilter(b *testing.B) {
 	b.Run("interpreter", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			f := pkts[i%len(pkts)].Data
-			p.run(f, uint32(len(f)))
+			p.Run(f, uint32(len(f)))
 		}
 	})
 	b.Run("x-net-bpf-vm", func(b *testing.B) {

@@ -70,7 +70,7 @@ func (c *counters) stats(name string) Stats {
 type rule struct {
 	name    string
 	cfg     Rule
-	filter  program
+	filter  capture.Program
 	nets    []netip.Prefix
 	dedup   *dedup
 	sampleN uint64
@@ -415,7 +415,7 @@ func (r *rule) offer(fr *capture.Frame, p *decode.Packet, ip bool) {
 	if len(r.nets) > 0 && (!ip || !r.inNets(p)) {
 		return
 	}
-	if r.filter != nil && r.filter.run(data, uint32(fr.Length-(len(fr.Data)-len(data)))) == 0 {
+	if r.filter != nil && r.filter.Run(data, uint32(fr.Length-(len(fr.Data)-len(data)))) == 0 {
 		return
 	}
 	r.c.matched.Add(1)

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"golang.org/x/net/bpf"
-
 	"github.com/spanflow/spanflow/exporter/capture"
 )
 
@@ -13,7 +11,7 @@ import (
 // (by libpcap) once per link type met.
 type Filter struct {
 	expr string
-	vms  map[uint32]*bpf.VM
+	vms  map[uint32]capture.Program
 	// Err is the first link type the expression does not compile for;
 	// frames of that type do not match.
 	Err error
@@ -21,25 +19,22 @@ type Filter struct {
 
 // NewFilter compiles expr, checked for Ethernet frames.
 func NewFilter(expr string) (*Filter, error) {
-	f := &Filter{expr: expr, vms: map[uint32]*bpf.VM{}}
+	f := &Filter{expr: expr, vms: map[uint32]capture.Program{}}
 	if f.vm(1) == nil {
 		return nil, errors.Unwrap(f.Err) // without "link type 1"
 	}
 	return f, nil
 }
 
-func (f *Filter) vm(link uint32) *bpf.VM {
+func (f *Filter) vm(link uint32) capture.Program {
 	if vm, ok := f.vms[link]; ok {
 		return vm
 	}
-	var vm *bpf.VM
-	prog, err := capture.CompileFilterFor(f.expr, link)
+	var vm capture.Program
+	raw, err := capture.CompileFilterFor(f.expr, link)
 	if err == nil {
-		insns, ok := bpf.Disassemble(prog)
-		if !ok {
-			err = fmt.Errorf("filter %q: libpcap's program has instructions the BPF machine cannot run", f.expr)
-		} else if vm, err = bpf.NewVM(insns); err != nil {
-			err = fmt.Errorf("filter %q: %w", f.expr, err)
+		if vm, err = capture.NewProgram(raw); err != nil {
+			err = fmt.Errorf("filter %q: libpcap's program cannot run in user space: %w", f.expr, err)
 		}
 	}
 	if err != nil && f.Err == nil {
@@ -49,12 +44,13 @@ func (f *Filter) vm(link uint32) *bpf.VM {
 	return vm
 }
 
-// Match says whether a frame passes the filter.
-func (f *Filter) Match(link uint32, data []byte) bool {
+// Match says whether a frame passes the filter. wire is its length on the
+// wire, which `len` (greater, less) reads as libpcap does: a frame kept
+// short (snap length, headers only) is still as long as it was.
+func (f *Filter) Match(link uint32, data []byte, wire int) bool {
 	vm := f.vm(link)
 	if vm == nil {
 		return false
 	}
-	n, err := vm.Run(data)
-	return err == nil && n > 0
+	return vm.Run(data, uint32(max(wire, len(data)))) > 0
 }

@@ -179,11 +179,12 @@ func writeTruncated(dir string, ts int64) error {
 
 // Query selects frames. From and To bound their time (ns, To exclusive;
 // 0 is unbounded). Key, when not 0, keeps one flow's frames. Match, when
-// set, is called for the frames left (a BPF filter).
+// set, is called for the frames left (a BPF filter) with their length
+// on the wire.
 type Query struct {
 	From, To int64
 	Key      uint64
-	Match    func(link uint32, data []byte) bool
+	Match    func(link uint32, data []byte, wire int) bool
 	// MaxBytes bounds the packets' bytes an answer holds (0: no bound):
 	// past it the search stops, with the oldest packets found, and warns.
 	// An answer is held whole before it is written: the query server, in
@@ -324,7 +325,7 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 				if !q.inWindow(r.ts) || (q.Key != 0 && r.key != q.Key) {
 					continue
 				}
-				if q.Match != nil && !q.Match(uint32(r.link), r.data) {
+				if q.Match != nil && !q.Match(uint32(r.link), r.data, int(r.wire)) {
 					continue
 				}
 				if held += int64(len(r.data)) + 64; q.MaxBytes > 0 && held > q.MaxBytes {

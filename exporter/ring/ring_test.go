@@ -276,6 +276,43 @@ func TestFilterQueryMatchesTshark(t *testing.T) {
 	}
 }
 
+// TestFilterQueryReadsWireLength: in a ring that keeps 96 bytes of each
+// frame, `greater` and `less` judge the frame's length on the wire, as
+// tcpdump does on the capture: the answer is tshark's frame.len selection,
+// each frame cut to 96 bytes.
+func TestFilterQueryReadsWireLength(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	path := filepath.Join(testutil.SharedTestdata(t), "mirror/ipfixprobe/http.pcap")
+	cfg := config(t.TempDir())
+	cfg.SnapLen = 96
+	fill(t, cfg, readFrames(t, path))
+	for _, c := range []struct{ bpf, display string }{
+		{"greater 1000", "frame.len >= 1000"},
+		{"less 200", "frame.len <= 200"},
+		{"tcp port 80 and greater 600", "tcp.port==80 and frame.len >= 600"},
+	} {
+		f, err := ring.NewFilter(c.bpf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := search(t, cfg.Dir, ring.Query{Match: f.Match})
+		wantFile := filepath.Join(t.TempDir(), "want.pcap")
+		if out, err := exec.Command(tshark, "-r", path, "-Y", c.display, "-w", wantFile).CombinedOutput(); err != nil {
+			t.Fatalf("tshark -Y %q: %v\n%s", c.display, err, out)
+		}
+		want := timeOrder(readFrames(t, wantFile))
+		for i := range want {
+			want[i].Data = want[i].Data[:min(len(want[i].Data), cfg.SnapLen)]
+		}
+		if len(want) == 0 || len(want) == len(readFrames(t, path)) {
+			t.Errorf("%q: tshark selects %d frames: a useless case", c.display, len(want))
+		}
+		if diff := diffFrames(got, want); diff != "" {
+			t.Errorf("%q: frames (-got, +want from tshark -Y %q):\n%s", c.bpf, c.display, diff)
+		}
+	}
+}
+
 // generated is traffic whose flows the test knows: n flows (TCP and UDP,
 // IPv4 and IPv6, a third inside VXLAN) interleaved at random; each frame
 // is labelled with its flow's 5-tuple.

@@ -1,4 +1,4 @@
-package distribute
+package capture
 
 import (
 	"encoding/binary"
@@ -7,16 +7,17 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// program is a classic BPF program (as libpcap compiles tcpdump filters)
-// run in user space on each frame offered. golang.org/x/net/bpf's VM
+// Program is a classic BPF program (as libpcap compiles tcpdump filters)
+// run in user space on each frame offered (distribution rules, packet
+// ring queries). golang.org/x/net/bpf's VM
 // checks the program (NewVM) but runs each instruction through an
 // interface: this interpreter on the raw instructions takes about half
 // its time (BenchmarkFilter), and a test holds it to the VM's results.
-type program []bpf.RawInstruction
+type Program []bpf.RawInstruction
 
-// newProgram checks raw as x/net/bpf does (jumps in range, ends in a
+// NewProgram checks raw as x/net/bpf does (jumps in range, ends in a
 // return, scratch memory indexes) and returns it ready to run.
-func newProgram(raw []bpf.RawInstruction) (program, error) {
+func NewProgram(raw []bpf.RawInstruction) (Program, error) {
 	insns := make([]bpf.Instruction, len(raw))
 	for i, r := range raw {
 		insns[i] = r.Disassemble()
@@ -32,13 +33,13 @@ func newProgram(raw []bpf.RawInstruction) (program, error) {
 			}
 		}
 	}
-	return program(raw), nil
+	return Program(raw), nil
 }
 
-// run returns the number of bytes the program keeps: 0 rejects the frame.
+// Run returns the number of bytes the program keeps: 0 rejects the frame.
 // wire is the frame's length on the wire, which `len` (greater, less)
 // reads, as in libpcap.
-func (p program) run(pkt []byte, wire uint32) uint32 {
+func (p Program) Run(pkt []byte, wire uint32) uint32 {
 	var a, x uint32
 	var mem [16]uint32
 	n := uint32(len(pkt))
