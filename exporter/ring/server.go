@@ -158,6 +158,12 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if q.From != 0 && q.To != 0 && q.To <= q.From {
+		// An empty window is a mistake (swapped bounds, seconds for
+		// nanoseconds), not a question whose answer is no packets.
+		http.Error(w, "to must come after from", http.StatusBadRequest)
+		return
+	}
 	if f := v.Get("flow"); f != "" {
 		if q.Key, _, err = ParseFlow(f); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

@@ -80,6 +80,16 @@ func TestServer(t *testing.T) {
 	if _, err := rm.Fetch(context.Background(), 0, 0, "1:nope", "", func(string) {}); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Errorf("bad flow: %v", err)
 	}
+	// Bounds swapped, or equal: 400, not an empty pcap.
+	first := want[0].Time
+	for _, w := range [][2]int64{{first + 1, first}, {first, first}} {
+		if pkts, err := rm.Fetch(context.Background(), w[0], w[1], labels[3], "", func(string) {}); err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("from %d to %d: %d frames, %v; want 400", w[0], w[1], len(pkts), err)
+		}
+	}
+	if pkts, err := rm.Fetch(context.Background(), first, first+1, labels[3], "", func(string) {}); err != nil || len(pkts) == 0 || pkts[0].Time != first {
+		t.Errorf("from %d to %d: %d frames, %v; want the first", first, first+1, len(pkts), err)
+	}
 	for _, bad := range []ring.ServerConfiguration{
 		{Listen: "127.0.0.1:0"},                        // no token, no CA
 		{Listen: "0.0.0.0:9109", Token: "x"},           // not loopback, no TLS
