@@ -65,6 +65,9 @@ type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	done chan error
+	// answers admits maxAnswers GET /packets at once: each holds its
+	// answer whole in the capturing process's memory until written.
+	answers chan struct{}
 }
 
 // NewServer checks the configuration and builds the server of a ring.
@@ -72,7 +75,7 @@ func NewServer(dir string, cfg ServerConfiguration) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, cfg: cfg}
+	s := &Server{dir: dir, cfg: cfg, answers: make(chan struct{}, maxAnswers)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /packets", s.packets)
 	mux.HandleFunc("GET /pins", s.pins)
@@ -178,6 +181,20 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 		}
 		q.Match = filter.Match
 	}
+	format := v.Get("format")
+	if format != "" && format != "pcap" && format != "pcapng" {
+		http.Error(w, fmt.Sprintf("format %q: want pcap or pcapng", format), http.StatusBadRequest)
+		return
+	}
+	// Wait for a turn: queries beyond maxAnswers would each hold up to
+	// maxAnswerBytes more, and a client that reads slowly holds its
+	// answer until the write deadline.
+	select {
+	case s.answers <- struct{}{}:
+		defer func() { <-s.answers }()
+	case <-r.Context().Done():
+		return
+	}
 	var warnings []string
 	q.MaxBytes = maxAnswerBytes
 	pkts, _, err := Search(s.dir, q, func(s string) { warnings = append(warnings, s) })
@@ -189,21 +206,18 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	pcapng := false
-	switch f := v.Get("format"); f {
-	case "", "pcap":
-		// A pcap holds one link type: say so before answering, rather
-		// than send a header and no frames.
-		if link, other, ok := linkTypes(pkts); !ok {
-			http.Error(w, fmt.Sprintf("the frames have link types %d and %d, which one pcap file cannot hold: ask for pcapng (format=pcapng)", link, other), http.StatusConflict)
-			return
-		}
-	case "pcapng":
-		pcapng = true
-	default:
-		http.Error(w, fmt.Sprintf("format %q: want pcap or pcapng", f), http.StatusBadRequest)
+	pcapng := format == "pcapng"
+	// A pcap holds one link type: say so before answering, rather than
+	// send a header and no frames.
+	if link, other, ok := linkTypes(pkts); !ok && !pcapng {
+		http.Error(w, fmt.Sprintf("the frames have link types %d and %d, which one pcap file cannot hold: ask for pcapng (format=pcapng)", link, other), http.StatusConflict)
 		return
 	}
+	var size int64
+	for _, p := range pkts {
+		size += int64(len(p.Data))
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerWriteTime(size)))
 	for _, s := range warnings {
 		w.Header().Add("Spanflow-Warning", strings.ReplaceAll(s, "\n", " "))
 	}
@@ -219,6 +233,16 @@ func (s *Server) packets(w http.ResponseWriter, r *http.Request) {
 // maxAnswerBytes bounds what one GET /packets holds in the capturing
 // process's memory (Query.MaxBytes).
 const maxAnswerBytes = 256 << 20
+
+// maxAnswers is how many GET /packets are answered at once; more wait.
+const maxAnswers = 2
+
+// answerWriteTime is how long writing an answer of so many bytes may take:
+// a minute, and 2 seconds per MiB (256 MiB in 9.5 minutes, over 512
+// KiB/s). Past it the connection is closed and the answer's memory freed.
+var answerWriteTime = func(bytes int64) time.Duration {
+	return time.Minute + time.Duration(bytes>>20)*2*time.Second
+}
 
 // pins lists the pins (GET /pins: "FROM TO NAME" lines, as the pins
 // file), sets one (PUT /pins/NAME?from=NS&to=NS, replacing a pin of that

@@ -5,11 +5,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -285,5 +288,65 @@ func TestServerLinkTypes(t *testing.T) {
 	}
 	if diff := diffFrames(frames(pkts), timeOrder(in)); diff != "" {
 		t.Errorf("remote query (-got, +want):\n%s", diff)
+	}
+}
+
+// TestServerStuckClients: clients that ask for a whole ring and never
+// read hold no more than two answers in the server's memory however many
+// they are, and are cut off at the write deadline; a query then answers
+// the whole ring.
+func TestServerStuckClients(t *testing.T) {
+	defer ring.SetAnswerWriteTime(2 * time.Second)()
+	cfg := ring.Configuration{Dir: t.TempDir(), Size: 128 << 20, Codec: ring.CodecNone}
+	rng := rand.New(rand.NewPCG(3, 3))
+	in := make([]frame, 32<<10)
+	ts := time.Date(2026, 12, 5, 2, 13, 0, 0, time.UTC).UnixNano()
+	for i := range in {
+		data := make([]byte, 1000)
+		for j := range data {
+			data[j] = byte(rng.Uint32())
+		}
+		ts += 1000
+		in[i] = frame{Time: ts, Length: len(data), Link: 1, Data: data}
+	}
+	fill(t, cfg, in)
+	answer := int64(len(in) * 1000)
+	in = nil
+	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	heap := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	base := heap()
+	for range 6 {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /packets HTTP/1.1\r\nHost: probe\r\nAuthorization: Bearer s3cret\r\n\r\n")
+	}
+	var most int64
+	for range 15 {
+		time.Sleep(100 * time.Millisecond)
+		most = max(most, heap()-base)
+	}
+	if most > 3*answer {
+		t.Errorf("6 stuck clients of %d MiB answers: the server held %d MiB", answer>>20, most>>20)
+	}
+	t.Logf("6 stuck clients of %d MiB answers: the server held %d MiB at most", answer>>20, most>>20)
+	rm := ring.Remote{URL: "http://" + s.Addr(), Token: "s3cret", Client: &http.Client{Timeout: 30 * time.Second}}
+	pkts, err := rm.Fetch(context.Background(), 0, 0, "", "", func(string) {})
+	if err != nil || len(pkts) != 32<<10 {
+		t.Errorf("after the stuck clients: %d frames, %v; want %d", len(pkts), err, 32<<10)
 	}
 }
