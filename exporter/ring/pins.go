@@ -84,7 +84,30 @@ var maxPins = 10000
 
 // pinsMu orders this process's changes to a pins file (the query server
 // takes concurrent PUTs): each reads the file, then renames a new one in.
+// lockPins orders them between processes too.
 var pinsMu sync.Mutex
+
+// lockPins takes the ring's pins lock (DIR/pins.lock): changes made at
+// once by the query server and by spanflow pcap pin would otherwise each
+// write back the file as read before the other's change, losing a pin,
+// or rename in the other's temporary file half written.
+func lockPins(dir string) (unlock func(), err error) {
+	pinsMu.Lock()
+	f, err := os.OpenFile(filepath.Join(dir, pinsFile+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err == nil {
+		if err = lockFile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		pinsMu.Unlock()
+		return nil, fmt.Errorf("lock pins: %w", err)
+	}
+	return func() {
+		f.Close() // releases the lock
+		pinsMu.Unlock()
+	}, nil
+}
 
 // MaxPinName is the longest pin name, in bytes.
 const MaxPinName = 255
@@ -121,8 +144,11 @@ func AddPin(dir string, p Pin) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("packet ring %s: %w", dir, err)
 	}
-	pinsMu.Lock()
-	defer pinsMu.Unlock()
+	unlock, err := lockPins(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	pins, err := Pins(dir)
 	if err != nil {
 		return err
@@ -144,8 +170,11 @@ var ErrTooManyPins = errors.New("too many pins")
 
 // RemovePin removes the pin of that name; it says when there is none.
 func RemovePin(dir, name string) error {
-	pinsMu.Lock()
-	defer pinsMu.Unlock()
+	unlock, err := lockPins(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	pins, err := Pins(dir)
 	if err != nil {
 		return err

@@ -350,3 +350,53 @@ func TestServerStuckClients(t *testing.T) {
 		t.Errorf("after the stuck clients: %d frames, %v; want %d", len(pkts), err, 32<<10)
 	}
 }
+
+// TestPinsFromTwoProcesses: the query server and spanflow pcap pin (here
+// this test and a copy of it in another process) each set 100 pins on one
+// ring at once: all 200 are there, and the file reads.
+func TestPinsFromTwoProcesses(t *testing.T) {
+	if dir := os.Getenv("SPANFLOW_TEST_PIN_DIR"); dir != "" {
+		for i := range 100 {
+			if err := ring.AddPin(dir, ring.Pin{From: 1, To: 2, Name: fmt.Sprintf("cli-%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPinsFromTwoProcesses$")
+	cmd.Env = append(os.Environ(), "SPANFLOW_TEST_PIN_DIR="+dir)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	for i := range 100 {
+		if err := ring.AddPin(dir, ring.Pin{From: 3, To: 4, Name: fmt.Sprintf("server-%d", i)}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the other process: %v\n%s", err, out.String())
+	}
+	if len(errs) > 0 {
+		t.Errorf("%d pins refused, first: %v", len(errs), errs[0])
+	}
+	pins, err := ring.Pins(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	for i := range 100 {
+		want = append(want, fmt.Sprintf("cli-%d", i), fmt.Sprintf("server-%d", i))
+	}
+	for _, p := range pins {
+		got = append(got, p.Name)
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if diff := testutil.Diff(got, want); diff != "" {
+		t.Errorf("pins (-got, +want):\n%s", diff)
+	}
+}
