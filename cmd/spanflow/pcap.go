@@ -111,6 +111,15 @@ func pcapQueryCommand() *cli.Command {
 			if filter != nil && filter.Err != nil {
 				warn(fmt.Sprintf("the filter does not apply to some frames, which are left out: %v", filter.Err))
 			}
+			if !c.Bool("pcapng") {
+				// Before the output file is made: an error must not leave
+				// an empty capture behind, as if nothing matched.
+				for _, p := range pkts {
+					if p.LinkType != pkts[0].LinkType {
+						return fmt.Errorf("the frames have link types %d and %d, which one pcap file cannot hold: give --pcapng", pkts[0].LinkType, p.LinkType)
+					}
+				}
+			}
 			var out io.Writer = c.App.Writer
 			name := c.String("output")
 			var f *os.File

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -209,5 +210,42 @@ func TestPacketRingFilter(t *testing.T) {
 	all, want := tsharkCount(t, tshark, in, ""), tsharkCount(t, tshark, in, "ipv6 or arp")
 	if !strings.Contains(out, strconv.Itoa(all)+" packets,") || !strings.Contains(out, "packet ring: "+strconv.Itoa(want)+" frames kept") || want == 0 || want == all {
 		t.Errorf("summary %q: want %d packets metered and %d frames kept", out, all, want)
+	}
+}
+
+// TestPcapQueryTwoLinkTypes: a ring fed with Ethernet and raw IP frames
+// (a pcapng merged by mergecap) answers --pcapng with every frame, as
+// tshark counts them in the input, and refuses a plain pcap without
+// leaving an empty file behind.
+func TestPcapQueryTwoLinkTypes(t *testing.T) {
+	tshark, mergecap := testutil.Command(t, "tshark"), testutil.Command(t, "mergecap")
+	data := testutil.SharedTestdata(t)
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "merged.pcapng")
+	if out, err := exec.Command(mergecap, "-F", "pcapng", "-w", in, filepath.Join(data, "mirror/ipfixprobe/http.pcap"), filepath.Join(data, "mirror/tcpdump/LINKTYPE_RAW_ipv6.pcap")).CombinedOutput(); err != nil {
+		t.Fatalf("mergecap: %v\n%s", err, out)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dir := filepath.Join(tmp, "ring")
+	if out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB"); err != nil {
+		t.Fatalf("exporter run: %v\n%s", err, out)
+	}
+	plain := filepath.Join(tmp, "all.pcap")
+	if out, err := run(t, "pcap", "query", "--ring", dir, "-o", plain); err == nil || !strings.Contains(err.Error(), "--pcapng") {
+		t.Errorf("pcap of two link types: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(plain); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused query left %s: %v", plain, err)
+	}
+	ng := filepath.Join(tmp, "all.pcapng")
+	if out, err := run(t, "pcap", "query", "--ring", dir, "--pcapng", "-o", ng); err != nil {
+		t.Fatalf("pcap query --pcapng: %v\n%s", err, out)
+	}
+	if got, want := tsharkCount(t, tshark, ng, ""), tsharkCount(t, tshark, in, ""); got != want {
+		t.Errorf("--pcapng: tshark reads %d frames, %d in the input", got, want)
 	}
 }
