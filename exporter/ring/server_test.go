@@ -1,6 +1,7 @@
 package ring_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -398,5 +399,65 @@ func TestPinsFromTwoProcesses(t *testing.T) {
 	slices.Sort(got)
 	if diff := testutil.Diff(got, want); diff != "" {
 		t.Errorf("pins (-got, +want):\n%s", diff)
+	}
+}
+
+// TestServerLongFilter: a filter past 8 KiB (500 hosts or-ed, which
+// libpcap takes seconds to compile, 2,000 over ten minutes, in the
+// capturing process) is refused at once; one of 100 hosts is answered as
+// tcpdump selects with it from the same frames.
+func TestServerLongFilter(t *testing.T) {
+	in, _ := generated(40, 3000, time.Date(2026, 12, 5, 2, 13, 0, 0, time.UTC))
+	cfg := config(t.TempDir())
+	fill(t, cfg, in)
+	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	hosts := func(n int) string {
+		var h []string
+		for i := range n {
+			h = append(h, fmt.Sprintf("host 10.1.%d.%d", i/250, i%250))
+		}
+		return strings.Join(h, " or ")
+	}
+	rm := ring.Remote{URL: "http://" + s.Addr(), Token: "s3cret"}
+	start := time.Now()
+	if _, err := rm.Fetch(context.Background(), 0, 0, "", hosts(500), func(string) {}); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("filter of 500 hosts: %v, want 400", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("filter of 500 hosts refused after %s", d)
+	}
+	pkts, err := rm.Fetch(context.Background(), 0, 0, "", hosts(100), func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpdump := testutil.Command(t, "tcpdump")
+	all, sel := filepath.Join(t.TempDir(), "all.pcap"), filepath.Join(t.TempDir(), "sel.pcap")
+	var b bytes.Buffer
+	var src []ring.Packet
+	for _, f := range timeOrder(in) {
+		src = append(src, ring.Packet{Time: f.Time, Length: f.Length, LinkType: f.Link, Data: f.Data})
+	}
+	if err := ring.WritePcap(&b, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(all, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tcpdump, "--time-stamp-precision=nano", "-r", all, "-w", sel, hosts(100)).CombinedOutput(); err != nil {
+		t.Fatalf("tcpdump: %v\n%s", err, out)
+	}
+	want := readFrames(t, sel)
+	if len(want) == 0 {
+		t.Fatal("the filter of 100 hosts selects nothing: a useless case")
+	}
+	if diff := diffFrames(frames(pkts), want); diff != "" {
+		t.Errorf("filter of 100 hosts (-got, +want):\n%s", diff)
 	}
 }
