@@ -87,7 +87,9 @@ func nonZero(k uint64) uint64 {
 
 // CommunityIDKey is the flow key of a Community ID v1 string ("1:base64").
 func CommunityIDKey(id string) (uint64, error) {
-	b64, ok := strings.CutPrefix(id, "1:")
+	// A '+' of the base64 typed into a URL's query unescaped arrives as a
+	// space; base64 has no spaces, so it can only have been a '+'.
+	b64, ok := strings.CutPrefix(strings.ReplaceAll(id, " ", "+"), "1:")
 	if !ok {
 		return 0, fmt.Errorf("community id %q: want a version 1 id, 1:BASE64", id)
 	}
@@ -106,7 +108,7 @@ func ParseFlow(s string) (key uint64, communityID string, err error) {
 	s = strings.TrimSpace(s)
 	if strings.HasPrefix(s, "1:") {
 		k, err := CommunityIDKey(s)
-		return k, s, err
+		return k, strings.ReplaceAll(s, " ", "+"), err
 	}
 	f := strings.Fields(s)
 	if len(f) != 3 {

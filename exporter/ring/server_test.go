@@ -461,3 +461,48 @@ func TestServerLongFilter(t *testing.T) {
 		t.Errorf("filter of 100 hosts (-got, +want):\n%s", diff)
 	}
 }
+
+// TestServerCommunityIDUnescaped: a Community ID pasted into a URL as it
+// is, its '+' not escaped (which a query string reads as a space), still
+// selects its flow: the frames tshark's communityid selects.
+func TestServerCommunityIDUnescaped(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	path := filepath.Join(testutil.SharedTestdata(t), "mirror/ipfixprobe/http.pcap")
+	cfg := config(t.TempDir())
+	fill(t, cfg, readFrames(t, path))
+	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	const id = "1:YclH2P2NjIrHuq3+XyFFsI+Dpzw=" // two '+'
+	wantFile := filepath.Join(t.TempDir(), "want.pcap")
+	if out, err := exec.Command(tshark, "-r", path, "--enable-protocol", "communityid", "-Y", `communityid == "`+id+`"`, "-w", wantFile).CombinedOutput(); err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	want := timeOrder(readFrames(t, wantFile))
+	if len(want) == 0 {
+		t.Fatal("tshark finds no frame of the flow: a useless case")
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.Addr()+"/packets?flow="+id, nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("flow=%s unescaped: %s %q", id, resp.Status, body)
+	}
+	got := filepath.Join(t.TempDir(), "got.pcap")
+	if err := os.WriteFile(got, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if diff := diffFrames(readFrames(t, got), want); diff != "" {
+		t.Errorf("flow=%s unescaped (-got, +want from tshark):\n%s", id, diff)
+	}
+}
