@@ -30,6 +30,7 @@ type AlertConfiguration struct {
 	PinCAFile         string        `yaml:"alert-pin-ca-file" file:"true" category:"Alerting" help:"PEM CAs of the probes' packet ring server certificates"`
 	PinCertFile       string        `yaml:"alert-pin-cert-file" file:"true" category:"Alerting" help:"PEM client certificate for probes that want mutual TLS"`
 	PinKeyFile        string        `yaml:"alert-pin-key-file" file:"true" category:"Alerting" help:"PEM key of alert-pin-cert-file"`
+	PinNetworks       []string      `yaml:"alert-pin-networks" category:"Alerting" help:"network (CIDR) of probe servers that are not on their exporter's own address; the token goes only to an exporter's own address or these (the probe URLs come from unauthenticated IPFIX); repeatable"`
 }
 
 func defaultAlertConfiguration() AlertConfiguration {
@@ -45,7 +46,8 @@ func (c AlertConfiguration) alert() alert.Configuration {
 	d.KibanaURL, d.QueueSize = c.KibanaURL, c.QueueSize
 	if c.Pin {
 		d.Pin = &alert.PinConfiguration{Before: c.PinBefore, After: c.PinAfter, Hold: c.PinHold,
-			TokenFile: c.PinTokenFile, CAFile: c.PinCAFile, CertFile: c.PinCertFile, KeyFile: c.PinKeyFile}
+			TokenFile: c.PinTokenFile, CAFile: c.PinCAFile, CertFile: c.PinCertFile, KeyFile: c.PinKeyFile,
+			Networks: nonEmpty(c.PinNetworks)}
 	}
 	return d
 }
@@ -54,10 +56,14 @@ func (c AlertConfiguration) validate() []error {
 	if c.Rules == "" && len(nonEmpty(c.AlertmanagerURLs)) == 0 && c.WebhookURL == "" && len(nonEmpty(c.Syslog)) == 0 && !c.Pin {
 		return nil
 	}
-	if err := c.alert().Validate(); err != nil {
-		return []error{settingErr("rules", err)}
+	var errs []error
+	if _, err := (alert.PinConfiguration{Networks: nonEmpty(c.PinNetworks)}).ParseNetworks(); err != nil && c.Pin {
+		errs = append(errs, settingErr("alert-pin-networks", err))
 	}
-	return nil
+	if err := c.alert().Validate(); err != nil {
+		errs = append(errs, settingErr("rules", err))
+	}
+	return errs
 }
 
 // newAlerts builds the alerting stage; its projects are those of the

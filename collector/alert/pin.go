@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -32,6 +34,28 @@ type PinConfiguration struct {
 	// TokenFile holds the probes' query token; CAFile the CAs of their
 	// certificates; CertFile and KeyFile a client certificate (mutual TLS).
 	TokenFile, CAFile, CertFile, KeyFile string
+	// Networks (CIDR) may serve probes besides each exporter's own
+	// address: the probe URLs come from unauthenticated IPFIX, and the
+	// token and client certificate go only to an address that is the
+	// announcing exporter's or in one of these.
+	Networks []string
+}
+
+// ParseNetworks parses Networks.
+func (c PinConfiguration) ParseNetworks() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, n := range c.Networks {
+		pfx, err := netip.ParsePrefix(n)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(n); aerr == nil {
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				return nil, fmt.Errorf("%q is not a network (CIDR, 10.1.0.0/16) or an address", n)
+			}
+		}
+		out = append(out, pfx.Masked())
+	}
+	return out, nil
 }
 
 // DefaultPinConfiguration pins 5 minutes before an alert to 1 minute after
@@ -107,31 +131,53 @@ func (p *Probes) bound() {
 	}
 }
 
-// For is the probe URLs an alert concerns: its exporter's (line and
-// exporter alerts), else every probe seen in the last hour.
-func (p *Probes) For(a *Alert) []string {
+// Target is a probe to pin on: the base of its URL, and the exporter that
+// announced it.
+type Target struct {
+	Base     string
+	Exporter netip.Addr
+}
+
+// For is the probes an alert concerns: its exporter's (line and exporter
+// alerts), else every probe seen in the last hour (each once, with one of
+// the exporters that announced it).
+func (p *Probes) For(a *Alert) []Target {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s := a.Labels["exporter"]; s != "" {
 		if addr, err := netip.ParseAddr(s); err == nil {
 			if pr, ok := p.urls[addr]; ok {
-				return []string{pr.base}
+				return []Target{{pr.base, addr}}
 			}
 			return nil
 		}
 	}
-	set := map[string]bool{}
-	for _, pr := range p.urls {
+	set := map[string]netip.Addr{}
+	for addr, pr := range p.urls {
 		if time.Since(pr.seen) < time.Hour {
-			set[pr.base] = true
+			// An address that can be trusted with the base wins: the
+			// exporter on the URL's own host, when one announced it.
+			if old, ok := set[pr.base]; !ok || (!sameHost(pr.base, old) && sameHost(pr.base, addr)) {
+				set[pr.base] = addr
+			}
 		}
 	}
-	out := make([]string, 0, len(set))
-	for u := range set {
-		out = append(out, u)
+	out := make([]Target, 0, len(set))
+	for u, addr := range set {
+		out = append(out, Target{u, addr})
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Base < out[j].Base })
 	return out
+}
+
+// sameHost says that base's host is the address a (an IP literal).
+func sameHost(base string, a netip.Addr) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	h, err := netip.ParseAddr(u.Hostname())
+	return err == nil && h.Unmap() == a.Unmap()
 }
 
 // Pinner is the sink that pins: for each alert change it sets the pin
@@ -149,13 +195,57 @@ type Pinner struct {
 	t      lifecycle.Tracker
 	warn   *reporter.Limited
 	// Backoff is the first wait between attempts (doubled each time).
-	Backoff time.Duration
+	Backoff  time.Duration
+	networks []netip.Prefix
+	lookup   func(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// trusted says whether the probe at t.Base may be sent the pin: its
+// host's addresses are all the announcing exporter's own or in
+// alert-pin-networks, and it is reached over https unless on loopback (a
+// probe's server needs TLS off loopback). The URLs come from
+// unauthenticated IPFIX: without this, anyone who could send a datagram
+// would be sent the token that downloads packets from every probe.
+func (p *Pinner) trusted(ctx context.Context, t Target) error {
+	u, err := url.Parse(t.Base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("%q is not an http(s) URL", t.Base)
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs, err = p.lookup(lctx, "ip", u.Hostname())
+		cancel()
+		if err != nil {
+			return fmt.Errorf("resolving %s: %w", u.Hostname(), err)
+		}
+	}
+	for _, a := range addrs {
+		a = a.Unmap()
+		if u.Scheme == "http" && !a.IsLoopback() {
+			return fmt.Errorf("%s is http:// and not on loopback: a probe's server off loopback serves https", t.Base)
+		}
+		ok := a == t.Exporter.Unmap()
+		for _, n := range p.networks {
+			ok = ok || n.Contains(a)
+		}
+		if !ok {
+			return fmt.Errorf("%s (%s) is neither the announcing exporter %s nor in alert-pin-networks", t.Base, a, t.Exporter)
+		}
+	}
+	return nil
 }
 
 // NewPinner reads the token and certificates.
 func NewPinner(r *reporter.Reporter, m *metrics, cfg PinConfiguration, probes *Probes, queueSize int) (*Pinner, error) {
 	p := &Pinner{r: r, m: m, cfg: cfg, probes: probes, q: newQueue(r, m, "pin", queueSize),
-		warn: reporter.NewLimited(r.Log, time.Minute), Backoff: time.Second}
+		warn: reporter.NewLimited(r.Log, time.Minute), Backoff: time.Second, lookup: net.DefaultResolver.LookupNetIP}
+	var err error
+	if p.networks, err = cfg.ParseNetworks(); err != nil {
+		return nil, fmt.Errorf("alert-pin-networks: %w", err)
+	}
 	if cfg.TokenFile != "" {
 		b, err := os.ReadFile(cfg.TokenFile)
 		if err != nil {
@@ -199,8 +289,14 @@ func (p *Pinner) Start() error {
 			case <-ctx.Done():
 				return nil
 			case a := <-p.q.ch:
-				for _, base := range p.probes.For(&a) {
-					p.pin(ctx, base, &a)
+				for _, t := range p.probes.For(&a) {
+					if err := p.trusted(ctx, t); err != nil {
+						p.m.errors.WithLabelValues(p.Name()).Inc()
+						p.warn.Warn("untrusted "+t.Base, "not pinning at a probe URL an exporter announced: add its network to alert-pin-networks if the probe is yours",
+							"probe", t.Base, "exporter", t.Exporter, "err", err)
+						continue
+					}
+					p.pin(ctx, t.Base, &a)
 				}
 				p.q.done()
 			}

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"strconv"
@@ -66,6 +68,7 @@ func TestPinner(t *testing.T) {
 	m := newMetrics(reporter.NewForTest(nil))
 	cfg := DefaultPinConfiguration()
 	cfg.TokenFile = token
+	cfg.Networks = []string{"127.0.0.0/8"} // the probes' servers, apart from their exporters
 	p, err := NewPinner(reporter.NewForTest(nil), m, cfg, probes, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +155,7 @@ func TestProbesBounded(t *testing.T) {
 	}
 	for i := n - maxProbes*9/10; i < n; i++ {
 		a := Alert{Labels: map[string]string{"exporter": addr(i).String()}}
-		if got := p.For(&a); len(got) != 1 || got[0] != "https://probe-"+strconv.Itoa(i)+":9443" {
+		if got := p.For(&a); len(got) != 1 || got[0].Base != "https://probe-"+strconv.Itoa(i)+":9443" {
 			t.Fatalf("probe %d, among the last seen, was forgotten: %v", i, got)
 		}
 	}
@@ -171,5 +174,80 @@ func TestPinNameLongRule(t *testing.T) {
 	}
 	if PinName(&a) == PinName(&b) {
 		t.Errorf("two rules, one pin name %q", PinName(&a))
+	}
+}
+
+// TestPinTrust: the probe URLs come from unauthenticated IPFIX. A record
+// claiming to be from 192.0.2.66 announced a server of its own, and the
+// pinner sent it the probes' token with a project alert's pin. A probe
+// is now pinned only at the announcing exporter's own address or in
+// alert-pin-networks, and over https off loopback.
+func TestPinTrust(t *testing.T) {
+	dirA, urlA := probeServer(t)
+	dirB, urlB := probeServer(t) // the "attacker": it would keep a pin made with the token
+	probes := NewProbes()
+	rec := func(exp, base string) flow.Record {
+		return flow.Record{ObserverIP: netip.MustParseAddr(exp),
+			Extra: []flow.Extra{{Name: "spanflow_packets_url", Str: base + "/packets?flow=1%3Ax&from=1&to=2", IsStr: true}}}
+	}
+	probes.Write([]flow.Record{rec("127.0.0.1", urlA), rec("192.0.2.66", urlB)})
+	token := t.TempDir() + "/token"
+	writeFile(t, token, "s3cret\n")
+	m := newMetrics(reporter.NewForTest(nil))
+	cfg := DefaultPinConfiguration()
+	cfg.TokenFile = token
+	p, err := NewPinner(reporter.NewForTest(nil), m, cfg, probes, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Backoff = time.Millisecond
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	start := time.Date(2026, 12, 5, 2, 13, 0, 0, time.UTC)
+	project := Alert{Rule: "retrans", Scope: "project", Key: "payments", Labels: map[string]string{"project": "payments"}, StartsAt: start}
+	p.Send(project)
+	waitPins(t, dirA, func(ps []ring.Pin) bool { return len(ps) == 1 })
+	for i := 0; i < 200 && promtest.ToFloat64(m.errors.WithLabelValues("pin")) < 1; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ps, _ := ring.Pins(dirB); len(ps) != 0 {
+		t.Errorf("the server announced by 192.0.2.66 was sent the token: it holds %v", ps)
+	}
+	if got := promtest.ToFloat64(m.errors.WithLabelValues("pin")); got != 1 {
+		t.Errorf("%v refused probes counted, want 1", got)
+	}
+
+	resolve := map[string][]netip.Addr{"probe.example": {netip.MustParseAddr("192.0.2.9")}, "elsewhere.example": {netip.MustParseAddr("198.51.100.7")}}
+	p.lookup = func(_ context.Context, _, host string) ([]netip.Addr, error) {
+		if a, ok := resolve[host]; ok {
+			return a, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	exp := netip.MustParseAddr("192.0.2.9")
+	for _, c := range []struct {
+		base     string
+		networks []string
+		ok       bool
+	}{
+		{"https://192.0.2.9:9443", nil, true},
+		{"https://[::ffff:192.0.2.9]:9443", nil, true},
+		{"http://192.0.2.9:9443", nil, false}, // the token in clear text
+		{"https://probe.example:9443", nil, true},
+		{"https://elsewhere.example:9443", nil, false},
+		{"https://elsewhere.example:9443", []string{"198.51.100.0/24"}, true},
+		{"https://198.51.100.8:9443", []string{"198.51.100.7"}, false},
+		{"https://nowhere.example:9443", []string{"0.0.0.0/0"}, false},
+		{"ftp://192.0.2.9", nil, false},
+	} {
+		p.networks, _ = PinConfiguration{Networks: c.networks}.ParseNetworks()
+		if err := p.trusted(context.Background(), Target{c.base, exp}); (err == nil) != c.ok {
+			t.Errorf("%s with networks %v: %v, want trusted %v", c.base, c.networks, err, c.ok)
+		}
+	}
+	if _, err := (PinConfiguration{Networks: []string{"10.0.0.0/33"}}).ParseNetworks(); err == nil {
+		t.Error("a bad network accepted")
 	}
 }
