@@ -22,8 +22,15 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 		return // no sequence number or window captured
 	}
 	// Retransmissions: a segment occupying sequence space that ends at or
-	// before the highest end seen already.
+	// before the highest end seen already, except a keep-alive: one byte
+	// (Windows, BSD) just before the next sequence number, as Wireshark
+	// tells it. A zero-window probe of one byte of new data, sent again and
+	// again while the window stays shut, is one too from its second copy on
+	// (the first moved the end past it).
 	segLen := p.Payload
+	if segLen == 1 && f&(tcpSYN|tcpFIN|tcpRST) == 0 && e.state&stSeqInit != 0 && p.TCPSeq+1 == e.nextSeq {
+		segLen = 0
+	}
 	if f&tcpSYN != 0 {
 		segLen++
 	}

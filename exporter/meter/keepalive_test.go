@@ -1,0 +1,117 @@
+package meter
+
+import (
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/exporter/synth"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// TestKeepAliveAndProbesAgainstTshark: a connection whose sender keeps it
+// alive and probes a zero window the way Windows and BSD stacks do, with one
+// byte at the sequence number before the next one (keep-alive) or one byte
+// of new data repeated while the window stays shut (zero-window probes),
+// besides a real retransmission and Linux's empty keep-alives. The
+// retransmissions and zero windows the meter counts per direction are the
+// segments tshark's TCP analysis flags as retransmission or out-of-order,
+// and as zero window; its keep-alives and window probes are neither. The
+// client's sequence numbers wrap through 2^32 on the way.
+func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	a, b := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	const (
+		syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+	)
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC).UnixNano()
+	var pkts []synth.Packet
+	at := base
+	send := func(fromA bool, seq, ackn uint32, flags uint8, win uint16, n int) {
+		src, dst, sp, dp := a, b, uint16(49800), uint16(445)
+		if !fromA {
+			src, dst, sp, dp = b, a, 445, 49800
+		}
+		at += int64(time.Millisecond)
+		ip := synth.IPv4(src, dst, 6, 0, 1, 0, false, synth.TCP(sp, dp, seq, ackn, flags, win, n))
+		pkts = append(pkts, synth.Packet{Time: at, Data: synth.Ethernet(synth.MAC(1), synth.MAC(2), nil, 0x0800, ip)})
+	}
+	c, s := uint32(0xffffff00), uint32(7000)
+	send(true, c, 0, syn, 64240, 0)
+	send(false, s, c+1, syn|ack, 65535, 0)
+	c, s = c+1, s+1
+	send(true, c, s, ack, 64240, 0)
+	send(true, c, s, ack|psh, 64240, 200) // crosses 2^32
+	c += 200
+	send(false, s, c, ack, 65535, 0)
+	for range 3 { // Windows keep-alives: the last byte again
+		send(true, c-1, s, ack, 64240, 1)
+		send(false, s, c, ack, 65535, 0)
+	}
+	send(true, c-1, s, ack, 64240, 0) // Linux keep-alive: no data
+	send(false, s, c, ack, 65535, 0)
+	send(true, c, s, ack|psh, 64240, 1000)
+	c += 1000
+	send(false, s, c, ack, 0, 0) // the receiver's buffer is full
+	for range 3 {                // zero-window probes: one byte of new data
+		send(true, c, s, ack, 64240, 1)
+		send(false, s, c, ack, 0, 0)
+	}
+	send(false, s, c, ack, 65535, 0) // window update
+	send(true, c, s, ack|psh, 64240, 500)
+	send(true, c, s, ack|psh, 64240, 500) // a real retransmission
+	c += 500
+	send(false, s, c, ack, 65535, 0)
+	send(true, c, s, fin|ack, 64240, 0)
+	send(false, s, c+1, fin|ack, 65535, 0)
+	send(true, c+1, s+1, ack, 64240, 0)
+
+	path := filepath.Join(t.TempDir(), "keepalive.pcap")
+	if err := synth.WritePcapFile(path, pkts); err != nil {
+		t.Fatal(err)
+	}
+	flows, _, _ := meterFile(t, path, Configuration{ActiveTimeout: time.Hour, IdleTimeout: time.Hour, MaxFlows: 100})
+	out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-E", "separator=|", "-e", "tcp.srcport",
+		"-e", "tcp.analysis.retransmission", "-e", "tcp.analysis.out_of_order", "-e", "tcp.analysis.zero_window",
+		"-e", "tcp.analysis.keep_alive", "-e", "tcp.analysis.zero_window_probe").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	retrans, zero := map[uint16]uint32{}, map[uint16]uint32{}
+	var keepAlives, probes int
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		port := uint16(445)
+		if f[0] == "49800" {
+			port = 49800
+		}
+		if f[1] != "" || f[2] != "" {
+			retrans[port]++
+		}
+		if f[3] != "" {
+			zero[port]++
+		}
+		if f[4] != "" {
+			keepAlives++
+		}
+		if f[5] != "" {
+			probes++
+		}
+	}
+	// The capture is what it is meant to be, to tshark.
+	if keepAlives != 4 || probes != 3 || retrans[49800] != 1 {
+		t.Fatalf("tshark: %d keep-alives, %d zero-window probes, %d retransmissions; want 4, 3, 1", keepAlives, probes, retrans[49800])
+	}
+	if len(flows) != 2 {
+		t.Fatalf("%d flows, want 2", len(flows))
+	}
+	for _, f := range flows {
+		if f.Retrans != retrans[f.SrcPort] || f.ZeroWindows != zero[f.SrcPort] {
+			t.Errorf("port %d: %d retransmissions, %d zero windows; tshark flags %d and %d",
+				f.SrcPort, f.Retrans, f.ZeroWindows, retrans[f.SrcPort], zero[f.SrcPort])
+		}
+	}
+}
