@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,9 @@ import (
 // retransmissions and zero windows the meter counts per direction are the
 // segments tshark's TCP analysis flags as retransmission or out-of-order,
 // and as zero window; its keep-alives and window probes are neither. The
-// client's sequence numbers wrap through 2^32 on the way.
+// client's sequence numbers wrap through 2^32 on the way. Two more
+// connections resend data the mirror did not see go, as their ACKs without
+// data tell: tshark flags these as retransmissions, and so must the meter.
 func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	a, b := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
@@ -30,10 +33,11 @@ func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC).UnixNano()
 	var pkts []synth.Packet
 	at := base
+	cport, sport := uint16(49800), uint16(445)
 	send := func(fromA bool, seq, ackn uint32, flags uint8, win uint16, n int) {
-		src, dst, sp, dp := a, b, uint16(49800), uint16(445)
+		src, dst, sp, dp := a, b, cport, sport
 		if !fromA {
-			src, dst, sp, dp = b, a, 445, 49800
+			src, dst, sp, dp = b, a, sport, cport
 		}
 		at += int64(time.Millisecond)
 		ip := synth.IPv4(src, dst, 6, 0, 1, 0, false, synth.TCP(sp, dp, seq, ackn, flags, win, n))
@@ -69,49 +73,68 @@ func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 	send(false, s, c+1, fin|ack, 65535, 0)
 	send(true, c+1, s+1, ack, 64240, 0)
 
+	// The last segment of a request is lost before the mirror; the
+	// client's ACKs of the response show it was sent, so its resending is a
+	// retransmission.
+	cport, sport, c, s = 49801, 80, 1000, 5000
+	send(true, c, 0, syn, 64240, 0)
+	send(false, s, c+1, syn|ack, 65535, 0)
+	c, s = c+1, s+1
+	send(true, c, s, ack, 64240, 0)
+	send(true, c, s, ack|psh, 64240, 300)
+	// (300 more bytes from c+300, not captured)
+	send(false, s, c+300, ack|psh, 65535, 100)
+	send(true, c+600, s+100, ack, 64240, 0)
+	send(true, c+300, s+100, ack|psh, 64240, 300) // the retransmission
+	send(false, s+100, c+600, ack, 65535, 0)
+	// Seen from the middle: a pure ACK first, then a segment before it.
+	cport, sport, c, s = 49802, 8080, 90000, 7000
+	send(true, c, s, ack, 64240, 0)
+	send(true, c-100, s, ack|psh, 64240, 100)
+	send(false, s, c, ack, 65535, 0)
+
 	path := filepath.Join(t.TempDir(), "keepalive.pcap")
 	if err := synth.WritePcapFile(path, pkts); err != nil {
 		t.Fatal(err)
 	}
 	flows, _, _ := meterFile(t, path, Configuration{ActiveTimeout: time.Hour, IdleTimeout: time.Hour, MaxFlows: 100})
-	out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-E", "separator=|", "-e", "tcp.srcport",
+	out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-E", "separator=|", "-e", "tcp.srcport", "-e", "tcp.dstport",
 		"-e", "tcp.analysis.retransmission", "-e", "tcp.analysis.out_of_order", "-e", "tcp.analysis.zero_window",
 		"-e", "tcp.analysis.keep_alive", "-e", "tcp.analysis.zero_window_probe").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	retrans, zero := map[uint16]uint32{}, map[uint16]uint32{}
+	retrans, zero := map[string]uint32{}, map[string]uint32{}
 	var keepAlives, probes int
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, "|")
-		port := uint16(445)
-		if f[0] == "49800" {
-			port = 49800
-		}
-		if f[1] != "" || f[2] != "" {
+		port := f[0] + ">" + f[1]
+		if f[2] != "" || f[3] != "" {
 			retrans[port]++
 		}
-		if f[3] != "" {
+		if f[4] != "" {
 			zero[port]++
 		}
-		if f[4] != "" {
+		if f[5] != "" {
 			keepAlives++
 		}
-		if f[5] != "" {
+		if f[6] != "" {
 			probes++
 		}
 	}
 	// The capture is what it is meant to be, to tshark.
-	if keepAlives != 4 || probes != 3 || retrans[49800] != 1 {
-		t.Fatalf("tshark: %d keep-alives, %d zero-window probes, %d retransmissions; want 4, 3, 1", keepAlives, probes, retrans[49800])
+	if keepAlives != 4 || probes != 3 || retrans["49800>445"] != 1 || retrans["49801>80"] != 1 {
+		t.Fatalf("tshark: %d keep-alives, %d zero-window probes, %d and %d retransmissions; want 4, 3, 1 and 1",
+			keepAlives, probes, retrans["49800>445"], retrans["49801>80"])
 	}
-	if len(flows) != 2 {
-		t.Fatalf("%d flows, want 2", len(flows))
+	if len(flows) != 6 {
+		t.Fatalf("%d flows, want 6", len(flows))
 	}
 	for _, f := range flows {
-		if f.Retrans != retrans[f.SrcPort] || f.ZeroWindows != zero[f.SrcPort] {
-			t.Errorf("port %d: %d retransmissions, %d zero windows; tshark flags %d and %d",
-				f.SrcPort, f.Retrans, f.ZeroWindows, retrans[f.SrcPort], zero[f.SrcPort])
+		port := fmt.Sprintf("%d>%d", f.SrcPort, f.DstPort)
+		if f.Retrans != retrans[port] || f.ZeroWindows != zero[port] {
+			t.Errorf("%s: %d retransmissions, %d zero windows; tshark flags %d and %d",
+				port, f.Retrans, f.ZeroWindows, retrans[port], zero[port])
 		}
 	}
 }

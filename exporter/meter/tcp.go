@@ -37,16 +37,17 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 	if f&tcpFIN != 0 {
 		segLen++
 	}
-	if segLen > 0 {
-		end := p.TCPSeq + segLen
-		if e.state&stSeqInit == 0 {
-			e.state |= stSeqInit
-			e.nextSeq = end
-		} else if !seqLT(e.nextSeq, end) {
-			e.retrans++
-		} else {
-			e.nextSeq = end
-		}
+	switch end := p.TCPSeq + segLen; {
+	case e.state&stSeqInit == 0 && (segLen > 0 || f&tcpRST == 0):
+		e.state |= stSeqInit
+		e.nextSeq = end
+	case segLen > 0 && !seqLT(e.nextSeq, end):
+		e.retrans++
+	case seqLT(e.nextSeq, end) && (segLen > 0 || f&tcpRST == 0):
+		// A segment ahead, or an ACK without data whose sequence number
+		// shows that segments the mirror did not see were sent: their
+		// resending is a retransmission (as Wireshark has it).
+		e.nextSeq = end
 	}
 	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN) == 0 {
 		e.zeroWin++
