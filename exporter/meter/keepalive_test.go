@@ -20,7 +20,9 @@ import (
 // besides a real retransmission and Linux's empty keep-alives. The
 // retransmissions and zero windows the meter counts per direction are the
 // segments tshark's TCP analysis flags as retransmission or out-of-order,
-// and as zero window; its keep-alives and window probes are neither. The
+// and as zero window (not a FIN with a shut window, as Linux sends it when
+// a receiver that stopped reading shuts its side down); its keep-alives
+// and window probes are neither. The
 // client's sequence numbers wrap through 2^32 on the way. Two more
 // connections resend data the mirror did not see go, as their ACKs without
 // data tell: tshark flags these as retransmissions, and so must the meter.
@@ -68,10 +70,10 @@ func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 	send(true, c, s, ack|psh, 64240, 500)
 	send(true, c, s, ack|psh, 64240, 500) // a real retransmission
 	c += 500
-	send(false, s, c, ack, 65535, 0)
-	send(true, c, s, fin|ack, 64240, 0)
-	send(false, s, c+1, fin|ack, 65535, 0)
-	send(true, c+1, s+1, ack, 64240, 0)
+	send(false, s, c, ack, 0, 0)
+	send(false, s, c, fin|ack, 0, 0) // a FIN with a shut window: not a zero window to tshark
+	send(true, c, s+1, fin|ack, 64240, 0)
+	send(false, s+1, c+1, ack, 65535, 0)
 
 	// The last segment of a request is lost before the mirror; the
 	// client's ACKs of the response show it was sent, so its resending is a
@@ -123,9 +125,9 @@ func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 		}
 	}
 	// The capture is what it is meant to be, to tshark.
-	if keepAlives != 4 || probes != 3 || retrans["49800>445"] != 1 || retrans["49801>80"] != 1 {
-		t.Fatalf("tshark: %d keep-alives, %d zero-window probes, %d and %d retransmissions; want 4, 3, 1 and 1",
-			keepAlives, probes, retrans["49800>445"], retrans["49801>80"])
+	if keepAlives != 4 || probes != 3 || retrans["49800>445"] != 1 || retrans["49801>80"] != 1 || zero["445>49800"] != 5 {
+		t.Fatalf("tshark: %d keep-alives, %d zero-window probes, %d and %d retransmissions, %d zero windows; want 4, 3, 1, 1 and 5",
+			keepAlives, probes, retrans["49800>445"], retrans["49801>80"], zero["445>49800"])
 	}
 	if len(flows) != 6 {
 		t.Fatalf("%d flows, want 6", len(flows))

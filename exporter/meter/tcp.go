@@ -49,7 +49,7 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 		// resending is a retransmission (as Wireshark has it).
 		e.nextSeq = end
 	}
-	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN) == 0 {
+	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN|tcpFIN) == 0 { // as Wireshark has it
 		e.zeroWin++
 	}
 	us := uint32(ts / 1000)
