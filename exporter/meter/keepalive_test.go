@@ -25,12 +25,14 @@ import (
 // and window probes are neither. The
 // client's sequence numbers wrap through 2^32 on the way. Two more
 // connections resend data the mirror did not see go, as their ACKs without
-// data tell: tshark flags these as retransmissions, and so must the meter.
+// data tell, and one sends a segment after a RST that was sent after it:
+// tshark flags these as retransmissions (or out-of-order), and so must the
+// meter.
 func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	a, b := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	const (
-		syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+		syn, ack, psh, fin, rst = 0x02, 0x10, 0x08, 0x01, 0x04
 	)
 	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC).UnixNano()
 	var pkts []synth.Packet
@@ -94,6 +96,11 @@ func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 	send(true, c, s, ack, 64240, 0)
 	send(true, c-100, s, ack|psh, 64240, 100)
 	send(false, s, c, ack, 65535, 0)
+	// A RST ahead of a segment held back on the way.
+	cport, sport, c, s = 49803, 8443, 20000, 3000
+	send(true, c, s, ack|psh, 64240, 100)
+	send(true, c+200, s, ack|rst, 64240, 0)
+	send(true, c+100, s, ack|psh, 64240, 100)
 
 	path := filepath.Join(t.TempDir(), "keepalive.pcap")
 	if err := synth.WritePcapFile(path, pkts); err != nil {
@@ -129,8 +136,8 @@ func TestKeepAliveAndProbesAgainstTshark(t *testing.T) {
 		t.Fatalf("tshark: %d keep-alives, %d zero-window probes, %d and %d retransmissions, %d zero windows; want 4, 3, 1, 1 and 5",
 			keepAlives, probes, retrans["49800>445"], retrans["49801>80"], zero["445>49800"])
 	}
-	if len(flows) != 6 {
-		t.Fatalf("%d flows, want 6", len(flows))
+	if len(flows) != 7 {
+		t.Fatalf("%d flows, want 7", len(flows))
 	}
 	for _, f := range flows {
 		port := fmt.Sprintf("%d>%d", f.SrcPort, f.DstPort)

@@ -38,15 +38,16 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 		segLen++
 	}
 	switch end := p.TCPSeq + segLen; {
-	case e.state&stSeqInit == 0 && (segLen > 0 || f&tcpRST == 0):
+	case e.state&stSeqInit == 0:
 		e.state |= stSeqInit
 		e.nextSeq = end
 	case segLen > 0 && !seqLT(e.nextSeq, end):
 		e.retrans++
-	case seqLT(e.nextSeq, end) && (segLen > 0 || f&tcpRST == 0):
-		// A segment ahead, or an ACK without data whose sequence number
-		// shows that segments the mirror did not see were sent: their
-		// resending is a retransmission (as Wireshark has it).
+	case seqLT(e.nextSeq, end):
+		// A segment ahead, or one without data (an ACK, a RST) whose
+		// sequence number shows that segments the mirror did not see were
+		// sent: their resending, or late arrival, is a retransmission (as
+		// Wireshark has it).
 		e.nextSeq = end
 	}
 	if p.TCPWindow == 0 && f&(tcpRST|tcpSYN|tcpFIN) == 0 { // as Wireshark has it
