@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/internal/flow"
@@ -146,6 +147,8 @@ type Indexer struct {
 
 	mu  sync.Mutex
 	lag map[int32]int64 // per partition held: high watermark - next offset, at the last poll
+
+	lastPurge time.Time // the last time the topic was purged from the client (run's goroutine only)
 
 	m metrics
 }
@@ -314,7 +317,12 @@ func (ix *Indexer) run() {
 			ix.client.AllowRebalance()
 			return
 		}
+		unknownID := false
 		fetches.EachError(func(topic string, p int32, err error) {
+			if topic == ix.topic && errors.Is(err, kerr.UnknownTopicID) {
+				unknownID = true
+				return
+			}
 			ix.limited.Warn("fetch", "Kafka fetch failed; retrying", "topic", topic, "partition", p, "err", err)
 		})
 		recs = recs[:0]
@@ -358,6 +366,9 @@ func (ix *Indexer) run() {
 		}
 		if len(msgs) == 0 {
 			ix.client.AllowRebalance()
+			if unknownID {
+				ix.topicReplaced()
+			}
 			continue
 		}
 		ix.m.messages.Add(float64(len(msgs)))
@@ -378,6 +389,42 @@ func (ix *Indexer) run() {
 			recs = nil
 		}
 	}
+}
+
+// purgeEvery bounds how often the topic is purged from the client.
+const purgeEvery = 5 * time.Second
+
+// topicReplaced handles fetches refused with UNKNOWN_TOPIC_ID: the topic
+// was deleted (and perhaps created again) while the indexer consumed it.
+// franz-go consumes only the first instance of a topic it saw and fails
+// every fetch of a new one until the topic is purged from the client and
+// added again (its README, "Topic recreation"); without that the indexer
+// polled errors, indexing nothing, until restarted. The topic is purged
+// and added back: its new instance is consumed from the group's offsets,
+// from its start when there are none (the brokers drop a deleted topic's
+// offsets), or waited for as a topic not created yet. Called between
+// batches, with none in hand; at most once every purgeEvery, the polls
+// in between waiting a little instead of spinning on the error.
+func (ix *Indexer) topicReplaced() {
+	if since := time.Since(ix.lastPurge); since < purgeEvery {
+		select {
+		case <-ix.pollCtx.Done():
+		case <-time.After(min(purgeEvery-since, 200*time.Millisecond)):
+		}
+		return
+	}
+	ix.lastPurge = time.Now()
+	ctx, cancel := context.WithTimeout(ix.pollCtx, 10*time.Second)
+	_, err := kafkaconn.TopicID(ctx, ix.client, ix.topic)
+	cancel()
+	state := "created again"
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		state = "not there yet: waiting for it"
+	}
+	ix.r.Log.Warn("Kafka topic was deleted: consuming its new instance from its start (what the old one held and was not indexed is lost with it)",
+		"topic", ix.topic, "new instance", state)
+	ix.client.PurgeTopicsFromClient(ix.topic)
+	ix.client.AddConsumeTopics(ix.topic)
 }
 
 // indexEvery: a poll's records go to the outputs each time this many are
