@@ -251,4 +251,8 @@ func (ix *Indexer) Stop() error { return ix.group.Stop() }
 // Topic is the topic consumed.
 func (ix *Indexer) Topic() string { return ix.consumer.Topic() }
 
+// Failed receives the error of an output that failed for good; the
+// indexer consumes nothing more and must be stopped.
+func (ix *Indexer) Failed() <-chan error { return ix.consumer.Failed() }
+
 var _ flow.Sink = (*kafka.Output)(nil)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -66,12 +67,36 @@ func runIndexer(c *cli.Context) error {
 	}
 	ctx, cancel := signalContext(c.Context)
 	defer cancel()
+	// An output that failed for good ends the process (status 1): alive,
+	// it would keep its partitions, consuming nothing, for ever. Stopped,
+	// it leaves the group, the other indexers take its partitions, and
+	// systemd restarts it (Restart=on-failure).
+	ctx, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
+	failed := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-ix.Failed():
+			failed <- err
+			stopWaiting()
+		case <-ctx.Done():
+		}
+	}()
 	waitReopening(ctx, r.Log, hup, ix.Reopen)
+	stopWaiting()
+	var failure error
+	select {
+	case failure = <-failed:
+	default: // a signal
+	}
 	r.Log.Info("stopping indexer")
 	stopped := make(chan error, 1)
 	go func() { stopped <- ix.Stop() }()
 	select {
 	case err := <-stopped:
+		if failure != nil {
+			return errors.Join(fmt.Errorf("indexer stopped: %w", failure), err)
+		}
 		return err
 	case <-time.After(cfg.Consumer.DrainTimeout + 30*time.Second):
 		return fmt.Errorf("indexer did not stop within %s", cfg.Consumer.DrainTimeout+30*time.Second)

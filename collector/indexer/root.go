@@ -144,6 +144,7 @@ type Indexer struct {
 	pollCtx, indexCtx       context.Context
 	cancelPoll, cancelIndex context.CancelFunc
 	done                    chan struct{}
+	failed                  chan error // an output failed for good: the consumer stopped
 
 	mu  sync.Mutex
 	lag map[int32]int64 // per partition held: high watermark - next offset, at the last poll
@@ -175,7 +176,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Indexer, 
 	}
 	r = r.Sub("indexer")
 	ix := &Indexer{r: r, limited: reporter.NewLimited(r.Log, 10*time.Second), cfg: cfg, deps: deps,
-		topic: cfg.Connection.TopicName(), lag: map[int32]int64{}, done: make(chan struct{})}
+		topic: cfg.Connection.TopicName(), lag: map[int32]int64{}, done: make(chan struct{}), failed: make(chan error, 1)}
 	ix.pollCtx, ix.cancelPoll = context.WithCancel(context.Background())
 	ix.indexCtx, ix.cancelIndex = context.WithCancel(context.Background())
 	f := r.Factory("indexer")
@@ -217,6 +218,13 @@ func (ix *Indexer) Name() string { return "indexer" }
 
 // Topic is the topic consumed.
 func (ix *Indexer) Topic() string { return ix.topic }
+
+// Failed receives the error of an output that failed for good (a file
+// output that cannot write): the indexer then consumes nothing more, and
+// the process should stop, leaving the group, so that the partitions it
+// held go to the other indexers and a supervisor can restart it; the
+// batch it held, not committed, is replayed by the next holder.
+func (ix *Indexer) Failed() <-chan error { return ix.failed }
 
 // Start joins the consumer group and starts consuming. Unreachable brokers
 // are not an error: the client keeps trying.
@@ -448,6 +456,10 @@ func (ix *Indexer) index(recs []flow.Record) bool {
 		if err := s.Sink.Index(ix.indexCtx, recs); err != nil {
 			if ix.indexCtx.Err() == nil {
 				ix.r.Log.Error("output failed for good; stopping without committing", "output", s.Name, "err", err)
+				select {
+				case ix.failed <- fmt.Errorf("output %s: %w", s.Name, err):
+				default:
+				}
 			}
 			return false
 		}
