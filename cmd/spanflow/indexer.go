@@ -105,8 +105,10 @@ func runIndexer(c *cli.Context) error {
 
 func indexerCheckCommand() *cli.Command {
 	return checkCommand("validate an indexer configuration file and say what is wrong, one line each",
-		"Reports bad YAML, unknown keys, values of the wrong type, settings out of range and unknown\n"+
-			"outputs, each with the line of its key. Exits 1 when anything is wrong.\n"+
+		"Reports bad YAML, unknown keys, values of the wrong type, settings out of range, unknown\n"+
+			"outputs, and credentials, certificates and CA files a start could not read (Kafka SASL user\n"+
+			"and password, from their files or SPANFLOW_KAFKA_USER/PASSWORD as set for the check), each\n"+
+			"with the line of its key. Exits 1 when anything is wrong.\n"+
 			"Example: spanflow indexer check --config /etc/spanflow/indexer.yaml",
 		collector.CheckIndexer)
 }

@@ -87,3 +87,31 @@ func TestScaleOutDocExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexerCheckSaysWhatRunRefuses: a file `indexer run` refuses to start
+// with (SASL without its credentials: their files missing, or no
+// SPANFLOW_KAFKA_USER/PASSWORD) is not OK for `indexer check` either, which
+// names the key's line. Before, check said OK and the service then failed
+// at start.
+func TestIndexerCheckSaysWhatRunRefuses(t *testing.T) {
+	t.Setenv("SPANFLOW_KAFKA_USER", "")
+	t.Setenv("SPANFLOW_KAFKA_PASSWORD", "")
+	dir := t.TempDir()
+	for name, c := range map[string]struct{ yaml, want string }{
+		"missing files": {"kafka-brokers: [127.0.0.1:1]\nkafka-sasl: scram-sha-512\n" +
+			"kafka-user-file: " + filepath.Join(dir, "user") + "\nkafka-password-file: " + filepath.Join(dir, "pass") + "\n",
+			"line 3: kafka-user-file: read credential file"},
+		"no environment": {"kafka-brokers: [127.0.0.1:1]\nkafka-sasl: plain\n", "line 2: kafka-sasl: plain needs a user and a password"},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		os.WriteFile(path, []byte(c.yaml), 0o600)
+		_, runErr := run(t, "indexer", "run", "--config", path, "--metrics-listen", "", "--output", "stdout")
+		if runErr == nil || !strings.Contains(runErr.Error(), "kafka-") {
+			t.Fatalf("%s: indexer run started, or failed for another reason: %v", name, runErr)
+		}
+		out, err := run(t, "indexer", "check", "--config", path)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s: indexer run refused to start (%v), indexer check said (err %v):\n%s", name, runErr, err, out)
+		}
+	}
+}

@@ -79,7 +79,13 @@ func (c Configuration) Validate() error {
 		errs = append(errs, fmt.Errorf("kafka-topic: %q is not a usable topic name", c.Topic))
 	}
 	switch c.SASL {
-	case "", "plain", "scram-sha-256", "scram-sha-512":
+	case "":
+	case "plain", "scram-sha-256", "scram-sha-512":
+		// The credentials Options reads, read now, as the TLS files
+		// below: a check says what a start would.
+		if _, err := c.mechanism(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
 		errs = append(errs, fmt.Errorf("kafka-sasl: %q: use plain, scram-sha-256 or scram-sha-512", c.SASL))
 	}
