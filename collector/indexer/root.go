@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,6 +152,11 @@ type Indexer struct {
 
 	lastPurge time.Time // the last time the topic was purged from the client (run's goroutine only)
 
+	// outOfRange holds, per partition, the offset the client asked for
+	// when the brokers answered OFFSET_OUT_OF_RANGE (retention deleted it):
+	// the next records polled from the partition say how many were skipped.
+	outOfRange map[int32]int64
+
 	m metrics
 }
 
@@ -162,6 +168,7 @@ type metrics struct {
 	endToEnd   prometheus.Observer
 	rebalances prometheus.Counter
 	kafkaErrs  *prometheus.CounterVec // by stage: connect, group
+	skipped    prometheus.Counter
 }
 
 var _ lifecycle.Component = (*Indexer)(nil)
@@ -176,7 +183,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Indexer, 
 	}
 	r = r.Sub("indexer")
 	ix := &Indexer{r: r, limited: reporter.NewLimited(r.Log, 10*time.Second), cfg: cfg, deps: deps,
-		topic: cfg.Connection.TopicName(), lag: map[int32]int64{}, done: make(chan struct{}), failed: make(chan error, 1)}
+		topic: cfg.Connection.TopicName(), lag: map[int32]int64{}, outOfRange: map[int32]int64{}, done: make(chan struct{}), failed: make(chan error, 1)}
 	ix.pollCtx, ix.cancelPoll = context.WithCancel(context.Background())
 	ix.indexCtx, ix.cancelIndex = context.WithCancel(context.Background())
 	f := r.Factory("indexer")
@@ -191,6 +198,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Indexer, 
 	ix.m.commits.WithLabelValues("failed")
 	ix.m.rebalances = f.Counter("rebalances_total", "Partition assignments and revocations seen by this indexer.")
 	ix.m.kafkaErrs = f.CounterVec("kafka_errors_total", "Failures to reach the Kafka brokers, by stage: connect (a broker did not take the connection), group (joining or keeping the consumer group failed). Nothing is consumed while they last; the client keeps trying.", "stage")
+	ix.m.skipped = f.Counter("skipped_messages_total", "Kafka messages deleted by the topic's retention before this indexer read them: the group's offset was before the partition's log start, and consuming resumed there.")
 	ix.m.kafkaErrs.WithLabelValues("connect")
 	ix.m.kafkaErrs.WithLabelValues("group")
 	ix.m.endToEnd = f.HistogramVec("end_to_end_seconds",
@@ -254,6 +262,7 @@ func (ix *Indexer) Start() error {
 		// The client retries the brokers and the group for ever, silently:
 		// say so, or an indexer pointed at the wrong brokers looks idle.
 		kgo.WithHooks(brokerHooks{ix}),
+		kgo.WithLogger(outOfRangeLogger{ix}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			ix.m.rebalances.Inc()
 			ix.forget(m[ix.topic])
@@ -300,6 +309,56 @@ func (h brokerHooks) OnGroupManageError(err error) {
 		"brokers", ix.cfg.Connection.Brokers, "group", ix.cfg.Group, "err", err)
 }
 
+// outOfRangeLogger takes from franz-go's log the one event it does not
+// report otherwise: a fetch answered OFFSET_OUT_OF_RANGE, after which the
+// client resumes at the partition's log start (ConsumeResetOffset), past
+// messages retention deleted before they were indexed. Without it an
+// indexer group that fell behind retention (stopped for longer than it,
+// or slower than the collectors) skipped them in silence.
+type outOfRangeLogger struct{ ix *Indexer }
+
+func (outOfRangeLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (l outOfRangeLogger) Log(_ kgo.LogLevel, msg string, kv ...any) {
+	if !strings.HasPrefix(msg, "received OFFSET_OUT_OF_RANGE") {
+		return
+	}
+	var topic string
+	part, prior := int32(-1), int64(-1)
+	for i := 0; i+1 < len(kv); i += 2 {
+		switch k, _ := kv[i].(string); k {
+		case "topic":
+			topic, _ = kv[i+1].(string)
+		case "partition":
+			part, _ = kv[i+1].(int32)
+		case "prior_offset":
+			prior, _ = kv[i+1].(int64)
+		}
+	}
+	if topic != l.ix.topic || part < 0 || prior < 0 {
+		return
+	}
+	l.ix.mu.Lock()
+	l.ix.outOfRange[part] = prior
+	l.ix.mu.Unlock()
+}
+
+// skippedTo counts, once the first records of a partition after an
+// OFFSET_OUT_OF_RANGE arrive, the messages between the offset asked for and
+// the first one read.
+func (ix *Indexer) skippedTo(part int32, first int64) {
+	ix.mu.Lock()
+	prior, ok := ix.outOfRange[part]
+	delete(ix.outOfRange, part)
+	ix.mu.Unlock()
+	if !ok || first <= prior {
+		return
+	}
+	ix.m.skipped.Add(float64(first - prior))
+	ix.r.Log.Warn("Kafka messages were deleted by the topic's retention before this indexer group read them: skipped, never indexed; keep the retention above the longest time the indexers may be stopped or behind",
+		"topic", ix.topic, "partition", part, "from offset", prior, "resumed at", first, "messages", first-prior)
+}
+
 // Partitions is how many partitions of the topic this indexer has polled
 // records from and still holds.
 func (ix *Indexer) Partitions() int {
@@ -313,6 +372,7 @@ func (ix *Indexer) forget(parts []int32) {
 	defer ix.mu.Unlock()
 	for _, p := range parts {
 		delete(ix.lag, p)
+		delete(ix.outOfRange, p)
 	}
 }
 
@@ -340,6 +400,7 @@ func (ix *Indexer) run() {
 			if len(p.Records) == 0 {
 				return
 			}
+			ix.skippedTo(p.Partition, p.Records[0].Offset)
 			last := p.Records[len(p.Records)-1]
 			ix.mu.Lock()
 			ix.lag[p.Partition] = max(0, p.HighWatermark-last.Offset-1)
