@@ -252,6 +252,7 @@ func (ix *Indexer) Start() error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			ix.m.rebalances.Inc()
+			ix.hold(m[ix.topic])
 			ix.r.Log.Info("partitions assigned", "partitions", m[ix.topic])
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -359,12 +360,23 @@ func (ix *Indexer) skippedTo(part int32, first int64) {
 		"topic", ix.topic, "partition", part, "from offset", prior, "resumed at", first, "messages", first-prior)
 }
 
-// Partitions is how many partitions of the topic this indexer has polled
-// records from and still holds.
+// Partitions is how many partitions of the topic this indexer holds.
 func (ix *Indexer) Partitions() int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	return len(ix.lag)
+}
+
+// hold counts assigned partitions as held, their lag unknown (0) until
+// their first poll: a partition without traffic is held all the same.
+func (ix *Indexer) hold(parts []int32) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, p := range parts {
+		if _, ok := ix.lag[p]; !ok {
+			ix.lag[p] = 0
+		}
+	}
 }
 
 func (ix *Indexer) forget(parts []int32) {
