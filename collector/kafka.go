@@ -108,7 +108,7 @@ type IndexerConfiguration struct {
 type KafkaConsumer struct {
 	Group           string        `yaml:"kafka-group" category:"Kafka" help:"consumer group the indexers share: each partition is consumed by one of them"`
 	MaxPollMessages int           `yaml:"kafka-max-poll-messages" category:"Kafka" help:"messages per batch (tens of flows each): the unit that is indexed, then committed"`
-	FetchMaxBytes   int           `yaml:"kafka-fetch-max-bytes" category:"Kafka" help:"bound of one fetch from the brokers, in bytes: the consumer's buffer"`
+	FetchMaxBytes   int           `yaml:"kafka-fetch-max-bytes" category:"Kafka" help:"bound of one fetch from the brokers, in bytes: the consumer's buffer (1 MiB to 100 MiB)"`
 	SessionTimeout  time.Duration `yaml:"kafka-session-timeout" category:"Kafka" help:"how long the group waits for a silent indexer (a killed process) before its partitions go to the others (6s at least)"`
 	DrainTimeout    time.Duration `yaml:"kafka-drain-timeout" category:"Kafka" help:"at stop, how long to wait for the batch in hand to be indexed and committed; past it the batch is replayed by the partitions' next holder"`
 }

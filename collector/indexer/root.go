@@ -92,6 +92,11 @@ type Configuration struct {
 	DrainTimeout time.Duration
 }
 
+// maxFetchMaxBytes bounds FetchMaxBytes: franz-go refuses more than its
+// bound of one broker response (BrokerMaxReadBytes, 100 MiB), and the
+// fetch request's field is an int32.
+const maxFetchMaxBytes = 100 << 20
+
 // DefaultConfiguration is the group spanflow-indexers.
 func DefaultConfiguration() Configuration {
 	return Configuration{
@@ -113,8 +118,10 @@ func (c Configuration) Validate() error {
 	if c.MaxPollMessages < 1 {
 		errs = append(errs, fmt.Errorf("kafka-max-poll-messages: must be at least 1, not %d", c.MaxPollMessages))
 	}
-	if c.FetchMaxBytes < 1<<20 {
-		errs = append(errs, fmt.Errorf("kafka-fetch-max-bytes: must be at least 1 MiB, not %d", c.FetchMaxBytes))
+	if c.FetchMaxBytes < 1<<20 || c.FetchMaxBytes > maxFetchMaxBytes {
+		// Past 100 MiB the client refused to start; past 2 GiB the
+		// brokers got a negative bound and failed every fetch.
+		errs = append(errs, fmt.Errorf("kafka-fetch-max-bytes: must be between 1 MiB and 100 MiB, not %d", c.FetchMaxBytes))
 	}
 	if c.SessionTimeout < 6*time.Second {
 		errs = append(errs, fmt.Errorf("kafka-session-timeout: at least 6s (the brokers' group.min.session.timeout.ms), not %s", c.SessionTimeout))
