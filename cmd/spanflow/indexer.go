@@ -37,9 +37,44 @@ func indexerRunCommand() *cli.Command {
 			"Settings come from the defaults, then the --config file, then the flags given.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", TakesFile: true, Usage: "YAML `FILE` with any of these settings (keys are the flag names; flags given override it); check it with `indexer check`"},
-		}, settingsFlags(&def)...),
+		}, indexerESFlags(settingsFlags(&def))...),
 		Action: runIndexer,
 	}
+}
+
+// indexerUnusedES are the Elasticsearch settings of the collector's
+// queue and spool, which the indexer bypasses: it sends each batch itself
+// and holds it (Kafka is its buffer) until the cluster took it.
+var indexerUnusedES = map[string]string{
+	"es-queue-size":      "",
+	"es-spool-max-bytes": "",
+	"es-drain-timeout":   "",
+	"es-flush-interval":  " (a batch is sent at once)",
+	"es-spool-dir":       " but for the dead-letter file, there by default (the directory must be writable)",
+}
+
+// indexerESFlags says, in the usage of the settings the indexer takes but
+// does not use, that it does not use them: their collector text (documents
+// waiting in memory, spooled to disk) was not true of the indexer.
+func indexerESFlags(flags []cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		why, ok := indexerUnusedES[f.Names()[0]]
+		if !ok {
+			continue
+		}
+		note := "unused by the indexer, which holds nothing in memory or on disk: Kafka keeps each batch until the cluster took it" + why + "; in the collector: "
+		switch f := f.(type) {
+		case *cli.IntFlag:
+			f.Usage = note + f.Usage
+		case *cli.Int64Flag:
+			f.Usage = note + f.Usage
+		case *cli.DurationFlag:
+			f.Usage = note + f.Usage
+		case *cli.StringFlag:
+			f.Usage = note + f.Usage
+		}
+	}
+	return flags
 }
 
 func runIndexer(c *cli.Context) error {

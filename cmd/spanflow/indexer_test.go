@@ -115,3 +115,29 @@ func TestIndexerCheckSaysWhatRunRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexerHelpSaysWhatESSettingsItIgnores: the indexer sends each batch
+// to Elasticsearch itself (IndexNow) and keeps it in Kafka until the cluster
+// took it; the collector's queue and spool settings do nothing there, and
+// its --help said they bounded documents in memory and on disk.
+func TestIndexerHelpSaysWhatESSettingsItIgnores(t *testing.T) {
+	out, err := run(t, "indexer", "run", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"es-queue-size", "es-spool-max-bytes", "es-drain-timeout", "es-flush-interval", "es-spool-dir"} {
+		i := strings.Index(out, "--"+name+" ")
+		if i < 0 {
+			t.Errorf("no --%s in indexer run --help", name)
+			continue
+		}
+		line, _, _ := strings.Cut(out[i:], "\n")
+		if !strings.Contains(line, "unused by the indexer") {
+			t.Errorf("indexer run --help: %s", line)
+		}
+	}
+	out, err = run(t, "collector", "run", "--help")
+	if err != nil || strings.Contains(out, "unused by the indexer") {
+		t.Errorf("collector run --help changed too (%v)", err)
+	}
+}
