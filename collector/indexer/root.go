@@ -16,6 +16,7 @@ package indexer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -301,8 +302,23 @@ func (h brokerHooks) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _
 	}
 	ix := h.ix
 	ix.m.kafkaErrs.WithLabelValues("connect").Inc()
-	ix.limited.Warn("connect", "cannot connect to the Kafka brokers: nothing is consumed until they answer; check kafka-brokers and that this host reaches them",
+	ix.limited.Warn("connect", "cannot connect to the Kafka brokers: nothing is consumed until they answer; "+connectHint(err),
 		"brokers", ix.cfg.Connection.Brokers, "broker", net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), "err", err)
+}
+
+// connectHint says what to check for a failed connection: the SASL or TLS
+// settings when the brokers answered and refused them, else the address.
+func connectHint(err error) string {
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState),
+		errors.Is(err, kerr.UnsupportedSaslMechanism):
+		return "the brokers refused the SASL authentication: check kafka-sasl (the mechanism of the brokers' listener, or none), the user and the password"
+	case errors.As(err, &certErr), errors.As(err, &recErr), strings.Contains(err.Error(), "TLS"):
+		return "the TLS connection failed: check kafka-tls (the brokers' listener may be plaintext, or TLS), kafka-ca-file and the certificates"
+	}
+	return "check kafka-brokers and that this host reaches them"
 }
 
 // OnGroupManageError warns, once every 10 s, that the group could not be
