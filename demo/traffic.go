@@ -281,9 +281,9 @@ func (g *Traffic) tcp(t0 int64, host *Host, vlan uint16, a, b endpoint, dport ui
 	// other side's latency later; retrans of the first segments are sent
 	// again after the last one.
 	data := func(fromA bool, n, size, retrans int, lat int64) {
-		next := &nextA
+		next, other := &nextA, &nextB
 		if !fromA {
-			next = &nextB
+			next, other = &nextB, &nextA
 		}
 		first := *next
 		for i := 0; i < n; i++ {
@@ -291,7 +291,9 @@ func (g *Traffic) tcp(t0 int64, host *Host, vlan uint16, a, b endpoint, dport ui
 			add(t, fromA, 0x18, *next, 0, size)
 			*next += uint32(size)
 			if i%2 == 1 || i == n-1 {
-				add(t+lat, !fromA, 0x10, 0, *next, 0)
+				// The ACK carries its sender's next sequence number, as
+				// TCP's do: a meter reads sequence space from ACKs too.
+				add(t+lat, !fromA, 0x10, *other, *next, 0)
 			}
 		}
 		for i := 0; i < retrans && i < n; i++ {
