@@ -1,7 +1,6 @@
 package indexer_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/collector/indexer"
-	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -28,10 +26,7 @@ func TestFetchMaxBytesBound(t *testing.T) {
 	topic := fmt.Sprintf("spanflow-fetch-bytes-%d", rand.Uint32())
 	cfg := indexerConfig(brokers, topic, topic)
 	var indexed atomic.Int64
-	deps := indexer.Dependencies{Sinks: []indexer.NamedSink{{Name: "count", Sink: indexer.SinkFunc(func(_ context.Context, recs []flow.Record) error {
-		indexed.Add(int64(len(recs)))
-		return nil
-	})}}}
+	deps := counting(&indexed)
 	for _, n := range []int{3_000_000_000, 1 << 30} {
 		cfg.FetchMaxBytes = n
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "kafka-fetch-max-bytes") {

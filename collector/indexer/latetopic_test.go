@@ -23,12 +23,7 @@ func TestTopicCreatedAfterTheIndexer(t *testing.T) {
 	topic := fmt.Sprintf("spanflow-late-indexer-%d", rand.Uint32())
 	cfg := indexerConfig(brokers, topic, topic)
 	var indexed atomic.Int64
-	ix, err := indexer.New(reporter.NewForTest(nil), cfg, indexer.Dependencies{
-		Sinks: []indexer.NamedSink{{Name: "count", Sink: indexer.SinkFunc(func(_ context.Context, recs []flow.Record) error {
-			indexed.Add(int64(len(recs)))
-			return nil
-		})}},
-	})
+	ix, err := indexer.New(reporter.NewForTest(nil), cfg, counting(&indexed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,4 +44,13 @@ func TestTopicCreatedAfterTheIndexer(t *testing.T) {
 	if got := indexed.Load(); got != n {
 		t.Errorf("%d flows indexed, want %d", got, n)
 	}
+}
+
+// counting is the dependencies of an indexer whose only sink counts the
+// records it is given into n.
+func counting(n *atomic.Int64) indexer.Dependencies {
+	return indexer.Dependencies{Sinks: []indexer.NamedSink{{Name: "count", Sink: indexer.SinkFunc(func(_ context.Context, recs []flow.Record) error {
+		n.Add(int64(len(recs)))
+		return nil
+	})}}}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/collector/indexer"
-	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -29,12 +28,7 @@ func TestPartitionsGaugeCountsIdlePartitions(t *testing.T) {
 	publish(t, cfg.Connection, genFlows(100, 1, 8), 1) // 4 partitions, one exporter
 	var indexed atomic.Int64
 	r := reporter.NewForTest(nil)
-	ix, err := indexer.New(r, cfg, indexer.Dependencies{
-		Sinks: []indexer.NamedSink{{Name: "count", Sink: indexer.SinkFunc(func(_ context.Context, recs []flow.Record) error {
-			indexed.Add(int64(len(recs)))
-			return nil
-		})}},
-	})
+	ix, err := indexer.New(r, cfg, counting(&indexed))
 	if err != nil {
 		t.Fatal(err)
 	}

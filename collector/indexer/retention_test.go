@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/collector/indexer"
-	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -40,12 +39,7 @@ func TestRetentionOvertookTheGroup(t *testing.T) {
 	})
 	start := func() (*indexer.Indexer, *reporter.Reporter) {
 		r := reporter.NewForTest(&log)
-		ix, err := indexer.New(r, cfg, indexer.Dependencies{
-			Sinks: []indexer.NamedSink{{Name: "count", Sink: indexer.SinkFunc(func(_ context.Context, recs []flow.Record) error {
-				indexed.Add(int64(len(recs)))
-				return nil
-			})}},
-		})
+		ix, err := indexer.New(r, cfg, counting(&indexed))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -361,19 +361,7 @@ func TestScheduleIntoDirectory(t *testing.T) {
 			t.Error("every scheduled report is empty: the test does not exercise the schedule")
 		}
 	}()
-	for _, f := range files {
-		end, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "line-load-"), ".csv"))
-		if err != nil {
-			t.Fatalf("file name %s: %v", f, err)
-		}
-		b, _ := os.ReadFile(f)
-		q := Query{From: end.Add(-2 * time.Second), To: end, Interval: time.Second}
-		want := append([][]string{LineLoad{}.Header()}, expectedLines(recs, q)...)
-		if diff := testutil.Diff(readCSV(t, b), want); diff != "" {
-			t.Errorf("%s (-got, +want):\n%s", f, diff)
-		}
-		rows += len(want) - 1
-	}
+	rows += checkScheduled(t, files, recs)
 }
 
 // TestMailThroughSMTPServer mails a report through Python's smtpd debugging
@@ -551,19 +539,7 @@ func TestScheduleWaitsForLateFlows(t *testing.T) {
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "line-load-*.csv"))
 	rows := 0
-	for _, f := range files {
-		end, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "line-load-"), ".csv"))
-		if err != nil {
-			t.Fatalf("file name %s: %v", f, err)
-		}
-		b, _ := os.ReadFile(f)
-		q := Query{From: end.Add(-2 * time.Second), To: end, Interval: time.Second}
-		want := append([][]string{LineLoad{}.Header()}, expectedLines(recs, q)...)
-		if diff := testutil.Diff(readCSV(t, b), want); diff != "" {
-			t.Errorf("%s (-got, +want):\n%s", f, diff)
-		}
-		rows += len(want) - 1
-	}
+	rows += checkScheduled(t, files, recs)
 	if len(files) < 3 || rows == 0 {
 		t.Errorf("%d report files, %d rows: the test does not exercise the schedule", len(files), rows)
 	}
@@ -626,4 +602,25 @@ func TestTopIPManyAddresses(t *testing.T) {
 	if diff := testutil.Diff(readCSV(t, out), want); diff != "" {
 		t.Errorf("top-ip CSV (-got, +want):\n%s", diff)
 	}
+}
+
+// checkScheduled compares each scheduled line-load file (named by the end
+// of its 2 s range) with the lines worked out from recs, and returns how
+// many rows they hold.
+func checkScheduled(t *testing.T, files []string, recs []flow.Record) (rows int) {
+	t.Helper()
+	for _, f := range files {
+		end, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "line-load-"), ".csv"))
+		if err != nil {
+			t.Fatalf("file name %s: %v", f, err)
+		}
+		b, _ := os.ReadFile(f)
+		q := Query{From: end.Add(-2 * time.Second), To: end, Interval: time.Second}
+		want := append([][]string{LineLoad{}.Header()}, expectedLines(recs, q)...)
+		if diff := testutil.Diff(readCSV(t, b), want); diff != "" {
+			t.Errorf("%s (-got, +want):\n%s", f, diff)
+		}
+		rows += len(want) - 1
+	}
+	return rows
 }

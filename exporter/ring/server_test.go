@@ -111,14 +111,7 @@ func TestServer(t *testing.T) {
 // behind the same token; a bad range is a 400 that changes nothing.
 func TestServerPins(t *testing.T) {
 	dir := t.TempDir()
-	s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := tokenServer(t, dir)
 	do := func(method, path, token string) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+s.Addr()+path, nil)
 		if token != "" {
@@ -168,14 +161,7 @@ func TestServerPins(t *testing.T) {
 // that the next change would write back without the pins past it.
 func TestPinNames(t *testing.T) {
 	dir := t.TempDir()
-	s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := tokenServer(t, dir)
 	put := func(name string) int {
 		req, _ := http.NewRequest(http.MethodPut, "http://"+s.Addr()+"/pins/"+url.PathEscape(name)+"?from=100&to=200", nil)
 		req.Header.Set("Authorization", "Bearer s3cret")
@@ -229,14 +215,7 @@ func TestServerLinkTypes(t *testing.T) {
 	in := readFrames(t, merged)
 	cfg := config(t.TempDir())
 	fill(t, cfg, in)
-	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := tokenServer(t, cfg.Dir)
 	get := func(query string) (int, []byte) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+s.Addr()+"/packets?"+query, nil)
 		req.Header.Set("Authorization", "Bearer s3cret")
@@ -313,14 +292,7 @@ func TestServerStuckClients(t *testing.T) {
 	fill(t, cfg, in)
 	answer := int64(len(in) * 1000)
 	in = nil
-	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := tokenServer(t, cfg.Dir)
 	heap := func() int64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -410,14 +382,7 @@ func TestServerLongFilter(t *testing.T) {
 	in, _ := generated(40, 3000, time.Date(2026, 12, 5, 2, 13, 0, 0, time.UTC))
 	cfg := config(t.TempDir())
 	fill(t, cfg, in)
-	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := tokenServer(t, cfg.Dir)
 	hosts := func(n int) string {
 		var h []string
 		for i := range n {
@@ -470,14 +435,7 @@ func TestServerCommunityIDUnescaped(t *testing.T) {
 	path := filepath.Join(testutil.SharedTestdata(t), "mirror/ipfixprobe/http.pcap")
 	cfg := config(t.TempDir())
 	fill(t, cfg, readFrames(t, path))
-	s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s := tokenServer(t, cfg.Dir)
 	const id = "1:YclH2P2NjIrHuq3+XyFFsI+Dpzw=" // two '+'
 	wantFile := filepath.Join(t.TempDir(), "want.pcap")
 	if out, err := exec.Command(tshark, "-r", path, "--enable-protocol", "communityid", "-Y", `communityid == "`+id+`"`, "-w", wantFile).CombinedOutput(); err != nil {
@@ -505,4 +463,19 @@ func TestServerCommunityIDUnescaped(t *testing.T) {
 	if diff := diffFrames(readFrames(t, got), want); diff != "" {
 		t.Errorf("flow=%s unescaped (-got, +want from tshark):\n%s", id, diff)
 	}
+}
+
+// tokenServer serves the ring in dir on loopback behind the token
+// "s3cret", until the test ends.
+func tokenServer(t *testing.T, dir string) *ring.Server {
+	t.Helper()
+	s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
 }

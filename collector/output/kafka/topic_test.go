@@ -156,25 +156,14 @@ func TestRecordsWaitForATopicCreatedLater(t *testing.T) {
 // them as buffer_full, until the collector restarted.
 func TestTopicDeletedIsCreatedAgain(t *testing.T) {
 	brokers := testutil.Kafka(t)
-	defer func(d time.Duration) { topicCheckEvery = d }(topicCheckEvery)
+	every := topicCheckEvery
+	t.Cleanup(func() { topicCheckEvery = every }) // after the output's stop, registered later
 	topicCheckEvery = 300 * time.Millisecond
 	var log testutil.SyncBuffer
 	c := DefaultConfiguration()
 	c.Connection.Brokers, c.Connection.Topic = []string{brokers}, fmt.Sprintf("spanflow-deleted-%d", rand.Uint32())
 	c.CreatePartitions = 2
-	o, err := New(reporter.NewForTest(&log), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer o.Stop()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(log.String())
-		}
-	})
+	o := started(t, c, &log)
 	w := &lateWriter{t: t, o: o}
 	w.write(20, 1)
 	w.delivered(brokers, time.Minute)
@@ -204,7 +193,8 @@ func TestTopicDeletedIsCreatedAgain(t *testing.T) {
 // refused records again.
 func TestTopicRecreatedByOthers(t *testing.T) {
 	brokers := testutil.Kafka(t)
-	defer func(d time.Duration) { topicCheckEvery = d }(topicCheckEvery)
+	every := topicCheckEvery
+	t.Cleanup(func() { topicCheckEvery = every }) // after the output's stop, registered later
 	topicCheckEvery = 500 * time.Millisecond
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
 	if err != nil {
@@ -221,19 +211,7 @@ func TestTopicRecreatedByOthers(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, c.Connection.TopicName()); err != nil {
 		t.Fatal(err)
 	}
-	o, err := New(reporter.NewForTest(&log), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer o.Stop()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(log.String())
-		}
-	})
+	o := started(t, c, &log)
 	w := &lateWriter{t: t, o: o}
 	w.write(20, 1)
 	w.delivered(brokers, time.Minute)
@@ -256,4 +234,24 @@ func TestTopicRecreatedByOthers(t *testing.T) {
 	if !strings.Contains(log.String(), "deleted and created again") {
 		t.Errorf("no warning that the topic was created again:\n%s", log.String())
 	}
+}
+
+// started starts an output logging to log, stopped (and its log shown if
+// the test failed) at the test's end.
+func started(t *testing.T, c Configuration, log *testutil.SyncBuffer) *Output {
+	t.Helper()
+	o, err := New(reporter.NewForTest(log), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		o.Stop()
+		if t.Failed() {
+			t.Log(log.String())
+		}
+	})
+	return o
 }
