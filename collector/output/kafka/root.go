@@ -244,16 +244,13 @@ func (o *Output) ensureTopic() {
 		cancel()
 		if err == nil {
 			o.topicReady.Store(true)
-			id := o.lookUpID()
+			changed := o.adoptID(o.lookUpID())
 			if failed {
 				o.r.Log.Info("Kafka topic ready: the records held for it are being delivered", "topic", o.topic)
-				if gone && o.changedID(id) {
+				if gone && changed {
 					o.purgeAndReplay()
 				}
 				o.client.ForceMetadataRefresh()
-			}
-			if id != ([16]byte{}) {
-				o.knownID = id
 			}
 			if !o.watchTopic() {
 				return
@@ -319,14 +316,11 @@ func (o *Output) watchTopic() bool {
 			return true
 		case err == nil:
 			missing = 0
-			if changed := o.changedID(id); changed || o.parkedCount() > 0 {
+			if changed := o.adoptID(id); changed || o.parkedCount() > 0 {
 				if changed {
 					o.r.Log.Warn("Kafka topic was deleted and created again: producing to the new one", "topic", o.topic)
 				}
 				o.purgeAndReplay()
-			}
-			if id != ([16]byte{}) {
-				o.knownID = id
 			}
 		}
 	}
@@ -340,9 +334,15 @@ func (o *Output) lookUpID() [16]byte {
 	return id
 }
 
-// changedID says that id is another instance's than the one produced to.
-func (o *Output) changedID(id [16]byte) bool {
-	return id != ([16]byte{}) && o.knownID != ([16]byte{}) && id != o.knownID
+// adoptID records the topic's id (zero: not known, kept as it was) and
+// says whether it is another instance's than the one produced to.
+func (o *Output) adoptID(id [16]byte) (changed bool) {
+	if id == ([16]byte{}) {
+		return false
+	}
+	changed = o.knownID != ([16]byte{}) && id != o.knownID
+	o.knownID = id
+	return changed
 }
 
 // parkedCount is how many messages wait for purgeAndReplay.
