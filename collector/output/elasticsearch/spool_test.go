@@ -292,6 +292,17 @@ func TestSpoolSealsWithoutWaiting(t *testing.T) {
 			t.Fatalf("Append %d waited for a segment's sync", i)
 		}
 	}
+	// Each seal's goroutine takes its place in syncFile before the next
+	// rotation: a goroutine late to start would otherwise take the
+	// maxSyncs+1th call, the in-place sync one of the held ones, and the
+	// test would wait for ever (it once hung CI for 27 minutes).
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() < maxSyncs; {
+		if time.Now().After(deadline) {
+			close(third)
+			t.Fatalf("%d of %d sealed segments' syncs started", calls.Load(), maxSyncs)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	// Replay reads a sealed segment whose sync has not happened.
 	seg := s.Take()
 	items, bad, err := s.Read(seg)
@@ -307,8 +318,13 @@ func TestSpoolSealsWithoutWaiting(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(third)
-	if err := <-blocked; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-blocked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append still waits once the in-place sync is released")
 	}
 	// Close seals the last segment and waits for the held syncs.
 	closed := make(chan error, 1)
