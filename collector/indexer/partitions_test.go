@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/spanflow/spanflow/collector/indexer"
 	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
@@ -41,12 +38,7 @@ func TestPartitionsGaugeCountsIdlePartitions(t *testing.T) {
 			t.Fatalf("%d of 100 records indexed", indexed.Load())
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	td, err := kadm.NewClient(cl).ListTopics(context.Background(), ix.Topic())
+	td, err := testutil.KafkaAdmin(t, brokers).ListTopics(context.Background(), ix.Topic())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,11 @@
 package indexer_test
 
 import (
-	"context"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/collector/indexer"
 	"github.com/spanflow/spanflow/collector/output/elasticsearch"
@@ -71,31 +67,8 @@ func testTopicDeletedAndCreatedAgain(t *testing.T, gap time.Duration) {
 	publish(t, conn, genFlows(n, exporters, domain1), exporters)
 	waitCount(domain1, n, 2*time.Minute)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := adm.DeleteTopic(ctx, ix.Topic()); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(gap) // the indexer polls a topic that is gone
-	for {
-		res, err := adm.CreateTopic(ctx, 3, 1, nil, ix.Topic())
-		if err == nil {
-			err = res.Err
-		}
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("creating the topic again: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond) // the deletion is still under way
-	}
+	// The indexer polls a topic that is gone for gap.
+	testutil.RecreateTopic(t, testutil.KafkaAdmin(t, brokers), ix.Topic(), 3, gap)
 	recs := genFlows(n, exporters, domain2)
 	publish(t, conn, recs, exporters)
 	waitCount(domain2, n, 3*time.Minute)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/collector/indexer"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -64,12 +63,7 @@ func TestRetentionOvertookTheGroup(t *testing.T) {
 	}
 	publish(t, cfg.Connection, genFlows(2000, 20, 6), 20)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := testutil.KafkaAdmin(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	committed, err := adm.FetchOffsets(ctx, cfg.Group)

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -136,14 +134,9 @@ func TestRecordsWaitForATopicCreatedLater(t *testing.T) {
 	w := &lateWriter{t: t, o: o}
 	w.write(50, 1)
 	time.Sleep(30 * time.Second) // the operator takes a while
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 1, nil, o.Topic()); err != nil {
+	if _, err := testutil.KafkaAdmin(t, brokers).CreateTopic(ctx, 3, 1, nil, o.Topic()); err != nil {
 		t.Fatal(err)
 	}
 	w.write(50, 2)
@@ -167,14 +160,9 @@ func TestTopicDeletedIsCreatedAgain(t *testing.T) {
 	w := &lateWriter{t: t, o: o}
 	w.write(20, 1)
 	w.delivered(brokers, time.Minute)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := kadm.NewClient(cl).DeleteTopic(ctx, o.Topic()); err != nil {
+	if _, err := testutil.KafkaAdmin(t, brokers).DeleteTopic(ctx, o.Topic()); err != nil {
 		t.Fatal(err)
 	}
 	// What the topic held went with it: compare what is written from now.
@@ -196,12 +184,7 @@ func TestTopicRecreatedByOthers(t *testing.T) {
 	every := topicCheckEvery
 	t.Cleanup(func() { topicCheckEvery = every }) // after the output's stop, registered later
 	topicCheckEvery = 500 * time.Millisecond
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := testutil.KafkaAdmin(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var log testutil.SyncBuffer
@@ -215,19 +198,7 @@ func TestTopicRecreatedByOthers(t *testing.T) {
 	w := &lateWriter{t: t, o: o}
 	w.write(20, 1)
 	w.delivered(brokers, time.Minute)
-	if _, err := adm.DeleteTopic(ctx, o.Topic()); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_, err := adm.CreateTopic(ctx, 3, 1, nil, o.Topic())
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("creating the topic again: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond) // the deletion is still under way
-	}
+	testutil.RecreateTopic(t, adm, o.Topic(), 3, 0)
 	w.from = len(w.written)
 	w.write(20, 2)
 	w.delivered(brokers, time.Minute)
