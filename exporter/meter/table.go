@@ -127,19 +127,27 @@ type Table struct {
 	// lookupReverse ignores rev: tests compare with the table that looks
 	// every reverse entry up.
 	lookupReverse bool
-	index         []uint64 // hash<<32 | entry index+1; 0 is empty
-	mask          uint64
-	n             int    // flows in the table
-	hwm           uint32 // entries ever used (since the last Flush)
-	free          uint32 // free list through next
-	open          list
-	closed        list
-	now           int64 // flow time: the latest packet metered; timeouts run on it
-	clock         int64 // flow time handed to the sink: now, or the caller's if later (see add)
-	sweep         int64 // flow time of the next sweep
-	batch         []flow.Record
-	stats         Stats
-	pub           published
+	// unpaired holds, by their key without segment id and VLANs
+	// (looseKey), the servers' entries whose SYN-ACK found no reverse
+	// entry: traffic routed between overlay segments carries each
+	// direction in its destination's VNI, and some GRE mirrors tag each
+	// direction with its own key. The client's ACK finds its server there
+	// (reverseAt). Only handshakes without a reverse of the same segment
+	// get here: the map stays empty on traffic that pairs as it should.
+	unpaired map[key]uint32
+	index    []uint64 // hash<<32 | entry index+1; 0 is empty
+	mask     uint64
+	n        int    // flows in the table
+	hwm      uint32 // entries ever used (since the last Flush)
+	free     uint32 // free list through next
+	open     list
+	closed   list
+	now      int64 // flow time: the latest packet metered; timeouts run on it
+	clock    int64 // flow time handed to the sink: now, or the caller's if later (see add)
+	sweep    int64 // flow time of the next sweep
+	batch    []flow.Record
+	stats    Stats
+	pub      published
 
 	activeNs, idleNs int64
 	fastNs           int64 // active timeout of stFast flows
@@ -327,6 +335,9 @@ func (t *Table) expire(i uint32, reason uint8) {
 	t.indexDelete(uint32(e.key.hash(t.seed)), i)
 	if r := t.rev[i]; r != none {
 		t.rev[r] = none
+	}
+	if len(t.unpaired) > 0 && e.state&stSYNACK != 0 {
+		t.forgetUnpaired(i, e)
 	}
 	*e = entry{next: t.free}
 	t.free = i
@@ -552,6 +563,7 @@ func (t *Table) Flush(now int64) {
 			t.emit(t.at(i), EndForced)
 		}
 		clear(t.index)
+		clear(t.unpaired)
 		t.n, t.hwm, t.free = 0, 0, none
 		t.open, t.closed = list{none, none}, list{none, none}
 	}

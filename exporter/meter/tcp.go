@@ -63,7 +63,10 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 	case f&(tcpSYN|tcpACK) == tcpSYN|tcpACK:
 		e.state |= stSYNACK
 		e.hsTime = us
-		if _, r := t.reverseAt(i, e); r != nil && r.state&stSYN != 0 && r.rttServer == 0 {
+		switch _, r := t.reverseAt(i, e); {
+		case r == nil:
+			t.holdUnpaired(i, e)
+		case r.state&stSYN != 0 && r.rttServer == 0:
 			if rtt, ok := since(us, r.hsTime); ok {
 				r.rttServer, e.rttServer = rtt, rtt
 			}
@@ -73,6 +76,14 @@ func (t *Table) tcp(p *decode.Packet, i uint32, e *entry, ts int64) {
 		if _, r := t.reverseAt(i, e); r != nil && r.state&stSYNACK != 0 {
 			if rtt, ok := since(us, r.hsTime); ok {
 				r.rttClient, e.rttClient = rtt, rtt
+				if r.rttServer == 0 {
+					// The server's entry was found only now (its
+					// SYN-ACK came in another segment, or before the
+					// SYN): SYN to SYN-ACK.
+					if rtt, ok := since(r.hsTime, e.hsTime); ok {
+						r.rttServer = rtt
+					}
+				}
 				if e.rttServer == 0 {
 					e.rttServer = r.rttServer
 				}
@@ -113,7 +124,9 @@ func (t *Table) close(i uint32, e *entry) {
 
 // reverseAt returns the entry of the other direction of entry i (e) and
 // its index, or nil: from rev when known, else by a lookup whose result is
-// kept in rev for both.
+// kept in rev for both. When no entry has the reverse key, a server whose
+// SYN-ACK found none either (held in unpaired) and whose key is the
+// reverse but for segment id and VLANs is the other direction.
 func (t *Table) reverseAt(i uint32, e *entry) (uint32, *entry) {
 	if r := t.rev[i]; r != none && !t.lookupReverse {
 		return r, t.at(r)
@@ -123,8 +136,55 @@ func (t *Table) reverseAt(i uint32, e *entry) (uint32, *entry) {
 	k.sport, k.dport = e.key.dport, e.key.sport
 	r := t.lookup(&k, uint32(k.hash(t.seed)))
 	if r == none {
-		return none, nil
+		if r := t.rev[i]; r != none { // paired across segments (lookupReverse)
+			return r, t.at(r)
+		}
+		if len(t.unpaired) == 0 {
+			return none, nil
+		}
+		lk := looseKey(&k)
+		var ok bool
+		if r, ok = t.unpaired[lk]; !ok || r == i {
+			return none, nil
+		}
+		delete(t.unpaired, lk)
+		if t.rev[r] != none { // paired since it was held
+			return none, nil
+		}
 	}
 	t.rev[i], t.rev[r] = r, i
 	return r, t.at(r)
+}
+
+// maxUnpaired bounds unpaired: about 6 MiB of SYN-ACKs waiting for their
+// client's ACK in another segment. A flood of unanswered SYN-ACKs (or a
+// mirror of one direction only) fills it; the handshakes that find it
+// full have no RTT when their directions come in different segments.
+const maxUnpaired = 1 << 16
+
+// looseKey is k without its segment id and VLANs.
+func looseKey(k *key) key {
+	lk := *k
+	lk.segment, lk.vlan, lk.ivlan = 0, 0, 0
+	return lk
+}
+
+// holdUnpaired keeps server entry i, whose SYN-ACK found no reverse
+// entry, for its client's ACK to find.
+func (t *Table) holdUnpaired(i uint32, e *entry) {
+	if t.unpaired == nil {
+		t.unpaired = make(map[key]uint32)
+	}
+	lk := looseKey(&e.key)
+	if _, ok := t.unpaired[lk]; ok || len(t.unpaired) < maxUnpaired {
+		t.unpaired[lk] = i
+	}
+}
+
+// forgetUnpaired removes entry i from unpaired, where it may be held.
+func (t *Table) forgetUnpaired(i uint32, e *entry) {
+	lk := looseKey(&e.key)
+	if r, ok := t.unpaired[lk]; ok && r == i {
+		delete(t.unpaired, lk)
+	}
 }
