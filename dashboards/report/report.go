@@ -129,6 +129,19 @@ func searchAnswer(ctx context.Context, client *elasticsearch.Client, index strin
 	return out, nil
 }
 
+// bucketsOf is the date histogram of q's series: whole intervals from
+// q.From. Aligned to the epoch instead (Elasticsearch's default), a range
+// starting off the interval (09:30 with 1h) began and ended with partial
+// buckets, whose bytes over a whole interval read a rate too low.
+func bucketsOf(q Query) map[string]any {
+	secs := int64(q.Interval / time.Second)
+	h := map[string]any{"field": "@timestamp", "fixed_interval": fmt.Sprintf("%ds", secs)}
+	if off := ((q.From.Unix() % secs) + secs) % secs; off != 0 {
+		h["offset"] = fmt.Sprintf("+%ds", off)
+	}
+	return h
+}
+
 func rangeFilter(q Query) map[string]any {
 	return map[string]any{"range": map[string]any{"@timestamp": map[string]any{
 		"gte": q.From.UnixMilli(), "lt": q.To.UnixMilli(), "format": "epoch_millis"}}}
@@ -230,8 +243,7 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 		sources := []any{
 			map[string]any{"exporter": map[string]any{"terms": map[string]any{"field": "observer.ip"}}},
 			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
-			map[string]any{"t": map[string]any{"date_histogram": map[string]any{"field": "@timestamp",
-				"fixed_interval": fmt.Sprintf("%ds", int64(secs))}}},
+			map[string]any{"t": map[string]any{"date_histogram": bucketsOf(q)}},
 		}
 		sub := map[string]any{
 			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
