@@ -71,14 +71,33 @@ func TestReportCommand(t *testing.T) {
 		{"report", "top-ip", "--every", "24h", "--dir", "x", "--from", "now-1h"},
 		{"report", "line-load", "--dir", "x"},
 		{"report", "line-load", "--from", "2026-01-11", "--to", "2026-01-10", "--es-url", "http://127.0.0.1:1"},
+		{"report", "line-load", "--time-zone", "Europe/Nowhere", "--es-url", "http://127.0.0.1:1"},
+		{"report", "line-load", "--time-zone", "", "--es-url", "http://127.0.0.1:1"},
 	} {
 		if out, err := run(t, args...); err == nil {
 			t.Errorf("%v accepted:\n%s", args, out)
 		}
 	}
-	when, err := parseWhen("now-24h", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+	when, err := parseWhen("now-24h", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), time.UTC)
 	if err != nil || !when.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("now-24h: %v %v", when, err)
+	}
+	// Dates without offset are in --time-zone; an offset wins.
+	zurich, err := time.LoadLocation("Europe/Zurich")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"2026-01-10", time.Date(2026, 1, 9, 23, 0, 0, 0, time.UTC)},
+		{"2026-07-10T08:00", time.Date(2026, 7, 10, 6, 0, 0, 0, time.UTC)},
+		{"2026-07-10T08:00:00Z", time.Date(2026, 7, 10, 8, 0, 0, 0, time.UTC)},
+	} {
+		if when, err := parseWhen(tc.in, time.Now(), zurich); err != nil || !when.Equal(tc.want) {
+			t.Errorf("%s in Europe/Zurich: %v %v, want %v", tc.in, when, err, tc.want)
+		}
 	}
 
 	// On the real cluster: a range without flows gives the header only.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	_ "time/tzdata" // --time-zone on hosts without /usr/share/zoneinfo
 
 	"github.com/urfave/cli/v2"
 )

@@ -15,9 +15,10 @@ import (
 	"github.com/spanflow/spanflow/internal/esconn"
 )
 
-// parseWhen reads --from/--to: RFC 3339, a date (UTC midnight), "now", or
-// now minus a duration ("now-24h").
-func parseWhen(s string, now time.Time) (time.Time, error) {
+// parseWhen reads --from/--to: RFC 3339, a date (midnight in loc), a date
+// and time without offset (in loc), "now", or now minus a duration
+// ("now-24h").
+func parseWhen(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	switch {
 	case s == "now":
 		return now, nil
@@ -29,7 +30,7 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
 			return t.UTC(), nil
 		}
 	}
@@ -40,11 +41,12 @@ func reportFlags() []cli.Flag {
 	const sel, out, mail = "Report", "Output", "Mail"
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "index", Category: sel, Value: report.DefaultIndex, Usage: "index pattern holding the flows"},
-		&cli.StringFlag{Name: "from", Category: sel, Value: "now-24h", Usage: "start of the range: RFC 3339, a date (UTC), now or now-<duration>"},
+		&cli.StringFlag{Name: "from", Category: sel, Value: "now-24h", Usage: "start of the range: RFC 3339, a date or date and time (2026-01-10T08:00) in --time-zone, now or now-<duration>"},
 		&cli.StringFlag{Name: "to", Category: sel, Value: "now", Usage: "end of the range (excluded), same forms as --from"},
 		&cli.IntFlag{Name: "top", Category: sel, Value: 10, Usage: "line-load: how many of the busiest lines; top-ip: how many addresses per line and role (0: all)"},
 		&cli.IntFlag{Name: "lines", Category: sel, Value: 10, Usage: "top-ip only: how many of the busiest lines to cover (0: all); line-load refuses it (it lists --top lines)"},
 		&cli.DurationFlag{Name: "interval", Category: sel, Value: 5 * time.Minute, Usage: "bucket of the utilisation series and of the peak rate"},
+		&cli.StringFlag{Name: "time-zone", Category: sel, Value: "UTC", Usage: "IANA time zone (Europe/Zurich, or Local for this host's) of dates without offset in --from/--to, and whose midnights --every 24h reports end on"},
 		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension (.csv, .md, .html; another one is refused), else csv)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: out, Usage: "file to write (default: standard output)"},
 		&cli.DurationFlag{Name: "every", Category: out, Usage: "keep running: produce a report covering the last period every period (e.g. 24h)"},
@@ -87,6 +89,10 @@ func reportAction(kind string) cli.ActionFunc {
 		if !slices.Contains(report.Formats, format) {
 			return fmt.Errorf("report format %q: use csv, md or html", format)
 		}
+		loc, err := time.LoadLocation(c.String("time-zone"))
+		if err != nil || c.String("time-zone") == "" {
+			return fmt.Errorf("--time-zone %q: not a time zone; give an IANA name such as Europe/Zurich, UTC or Local", c.String("time-zone"))
+		}
 		q := report.Query{Index: c.String("index"), Top: c.Int("top"), Lines: c.Int("lines"), Interval: c.Duration("interval")}
 		client, err := esconn.New(esConnConfig(c, esconn.DefaultConfiguration()))
 		if err != nil {
@@ -102,7 +108,7 @@ func reportAction(kind string) cli.ActionFunc {
 			if c.Duration("delay") < 0 {
 				return fmt.Errorf("--delay %s must not be negative", c.Duration("delay"))
 			}
-			s := report.Schedule{Kind: kind, Format: format, Query: q, Every: every, Delay: c.Duration("delay"), Dir: c.String("dir")}
+			s := report.Schedule{Kind: kind, Format: format, Query: q, Every: every, Delay: c.Duration("delay"), Dir: c.String("dir"), Location: loc}
 			if server := c.String("smtp"); server != "" {
 				s.Mail = &report.Mail{Server: server, From: c.String("mail-from"), To: c.StringSlice("mail-to"),
 					UserFile: c.String("smtp-user-file"), PasswordFile: c.String("smtp-password-file")}
@@ -123,10 +129,10 @@ func reportAction(kind string) cli.ActionFunc {
 			return fmt.Errorf("--dir, --smtp and --delay go with --every; for one report use --output")
 		}
 		now := time.Now().UTC()
-		if q.From, err = parseWhen(c.String("from"), now); err != nil {
+		if q.From, err = parseWhen(c.String("from"), now, loc); err != nil {
 			return err
 		}
-		if q.To, err = parseWhen(c.String("to"), now); err != nil {
+		if q.To, err = parseWhen(c.String("to"), now, loc); err != nil {
 			return err
 		}
 		// A report over a long range runs aggregations for a while: say so on

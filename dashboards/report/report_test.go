@@ -333,6 +333,38 @@ func TestHTMLInChromium(t *testing.T) {
 	}
 }
 
+// TestRangeEnd: a schedule's ranges end on the wall clock's whole
+// intervals in its time zone: a daily report covers the local day, in
+// winter and in summer time.
+func TestRangeEnd(t *testing.T) {
+	zurich, err := time.LoadLocation("Europe/Zurich")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kolkata, err := time.LoadLocation("Asia/Kolkata") // +05:30
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		now      time.Time
+		interval time.Duration
+		loc      *time.Location
+		want     time.Time
+	}{
+		{time.Date(2026, 12, 7, 23, 30, 0, 0, time.UTC), 24 * time.Hour, nil, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)},
+		// 00:30 in Zurich (winter, +01:00): the day that ended at its midnight.
+		{time.Date(2026, 12, 7, 23, 30, 0, 0, time.UTC), 24 * time.Hour, zurich, time.Date(2026, 12, 7, 23, 0, 0, 0, time.UTC)},
+		// 22:30 in Zurich (summer, +02:00): still the day before.
+		{time.Date(2026, 7, 7, 20, 30, 0, 0, time.UTC), 24 * time.Hour, zurich, time.Date(2026, 7, 6, 22, 0, 0, 0, time.UTC)},
+		{time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC), 24 * time.Hour, kolkata, time.Date(2026, 12, 7, 18, 30, 0, 0, time.UTC)},
+		{time.Date(2026, 12, 7, 20, 10, 0, 0, time.UTC), time.Hour, kolkata, time.Date(2026, 12, 7, 19, 30, 0, 0, time.UTC)},
+	} {
+		if got := RangeEnd(tc.now, tc.interval, tc.loc); !got.Equal(tc.want) {
+			t.Errorf("RangeEnd(%v, %v, %v) = %v, want %v", tc.now, tc.interval, tc.loc, got.UTC(), tc.want)
+		}
+	}
+}
+
 // TestScheduleIntoDirectory runs the schedule for two periods and finds a
 // report file per period whose rows cover exactly that period.
 func TestScheduleIntoDirectory(t *testing.T) {

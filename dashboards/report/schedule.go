@@ -129,11 +129,27 @@ type Schedule struct {
 	// exporter's idle timeout, the collector's bulk requests, the index's
 	// refresh interval), and a report made at the end of its range would
 	// miss the last of them for good (the next range starts there).
-	Delay  time.Duration
-	Dir    string // written here when Mail is nil
-	Mail   *Mail
-	Logger *slog.Logger
-	Now    func() time.Time // tests only
+	Delay time.Duration
+	// Location is the time zone whose midnights the ranges end on when
+	// Every is whole days (and on whose whole Interval otherwise); UTC
+	// when nil.
+	Location *time.Location
+	Dir      string // written here when Mail is nil
+	Mail     *Mail
+	Logger   *slog.Logger
+	Now      func() time.Time // tests only
+}
+
+// RangeEnd is the latest time at or before t on a whole interval of the
+// wall clock of loc (UTC when nil): with 24h, loc's last midnight, so
+// that a daily report covers the local day.
+func RangeEnd(t time.Time, interval time.Duration, loc *time.Location) time.Time {
+	if loc == nil {
+		loc = time.UTC
+	}
+	_, off := t.In(loc).Zone()
+	shift := time.Duration(off) * time.Second
+	return t.Add(shift).UTC().Truncate(interval).Add(-shift)
 }
 
 // Once produces the report for the range ending at end and returns where
@@ -198,7 +214,7 @@ func (s Schedule) Run(ctx context.Context, client *elasticsearch.Client) error {
 	}
 	for {
 		// Ranges end on a whole interval, so consecutive reports tile time.
-		end := now().Add(-s.Delay).UTC().Truncate(s.Query.Interval)
+		end := RangeEnd(now().Add(-s.Delay), s.Query.Interval, s.Location)
 		where, err := s.Once(ctx, client, end)
 		if err != nil {
 			logger.Error("report failed; next run as scheduled", "report", s.Kind, "error", err)
