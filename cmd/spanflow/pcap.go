@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -40,7 +43,8 @@ func pcapQueryCommand() *cli.Command {
 		Description: "Frames come out in time order. --flow takes the network.community_id of a flow document or a\n" +
 			"5-tuple, and reads only the blocks whose index holds that flow; --filter is a tcpdump filter run on\n" +
 			"every frame of the window. Times: RFC 3339 (2026-12-05T02:13:00Z), 'YYYY-MM-DD HH:MM:SS' (UTC),\n" +
-			"Unix seconds, or a duration before now (-15m).\n" +
+			"Unix seconds, or a duration before now (-15m). With several --exporter, a probe that fails is named\n" +
+			"on a line of its own, the others' packets are written and the exit status is 3 (partial).\n" +
 			"Example: spanflow pcap query --ring /var/lib/spanflow/ring --from -1h --flow '1:LQU9qZlK+B5F3KDmev6m5PMibrg=' -o pay.pcap",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ring", Usage: "the packet ring's `DIR` (the exporter's --packet-ring) on this host"},
@@ -55,6 +59,7 @@ func pcapQueryCommand() *cli.Command {
 			&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` the frames must pass, e.g. 'host 10.1.2.3 and port 443' (on the frames as mirrored, tunnel headers included)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "write to `FILE` ('-': standard output)"},
 			&cli.BoolFlag{Name: "pcapng", Usage: "write pcapng (one interface per link type and observation point) instead of pcap"},
+			&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long each exporter may take to connect and start its answer: past it, that exporter has failed"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -100,10 +105,27 @@ func pcapQueryCommand() *cli.Command {
 					return err
 				}
 			}
+			var failed int
 			if urls := c.StringSlice("exporter"); len(urls) > 0 {
-				remote, err := fetchRemote(c, urls, q, warn)
+				remote, errs, err := fetchRemote(c, urls, q, warn)
 				if err != nil {
 					return err
+				}
+				for _, err := range errs {
+					if err != nil {
+						failed++
+						if len(urls) > 1 || c.String("ring") != "" {
+							fmt.Fprintf(c.App.ErrWriter, "spanflow pcap: failed: %s\n", oneLineError(err))
+						}
+					}
+				}
+				if failed == len(urls) && c.String("ring") == "" {
+					// Nothing answered: no capture is written, as if
+					// nothing matched.
+					if failed == 1 {
+						return errs[0]
+					}
+					return fmt.Errorf("none of the %d exporters answered", failed)
 				}
 				pkts = append(pkts, remote...)
 				slices.SortStableFunc(pkts, func(a, b ring.Packet) int { return cmp.Compare(a.Time, b.Time) })
@@ -144,6 +166,9 @@ func pcapQueryCommand() *cli.Command {
 			}
 			fmt.Fprintf(c.App.ErrWriter, "spanflow pcap: %s written; %d of %d blocks read (%s) in %s\n",
 				numfmt.Count(uint64(len(pkts)), "packet", ""), st.BlocksRead, st.Blocks, numfmt.Count(uint64(st.BytesRead), "byte", ""), time.Since(start).Round(time.Millisecond))
+			if failed > 0 {
+				return cli.Exit(fmt.Sprintf("partial answer: %d of %d exporters failed (named above); the output holds the packets of the others", failed, len(c.StringSlice("exporter"))), exitPartial)
+			}
 			return nil
 		},
 	}
@@ -239,42 +264,95 @@ func pcapUnpinCommand() *cli.Command {
 	}
 }
 
-// fetchRemote runs the query on every exporter given; the packets come
-// back in one list, to be sorted by time.
-func fetchRemote(c *cli.Context, urls []string, q ring.Query, warn func(string)) ([]ring.Packet, error) {
+// exitPartial is the exit status of a query whose output misses the
+// packets of some exporters that failed (docs/retrospection.md).
+const exitPartial = 3
+
+// maxFetches is how many exporters are queried at once.
+const maxFetches = 8
+
+// fetchRemote runs the query on every exporter given, maxFetches at a
+// time, so that the slowest probe, not their sum, sets how long it takes.
+// The packets of those that answered come back in one list, in the order
+// of urls, to be sorted by time; errs[i] says why urls[i] failed (naming
+// it). err is
+// for what stops every fetch (the token, the TLS files).
+func fetchRemote(c *cli.Context, urls []string, q ring.Query, warn func(string)) (pkts []ring.Packet, errs []error, err error) {
 	token, err := secret.Read(c.String("token-file"), "SPANFLOW_PACKET_RING_TOKEN")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f := c.String("ca-file"); f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca-file %s: no PEM certificate", f)
+			return nil, nil, fmt.Errorf("ca-file %s: no PEM certificate", f)
 		}
 	}
 	if cf, kf := c.String("cert-file"), c.String("key-file"); cf != "" || kf != "" {
 		cert, err := tls.LoadX509KeyPair(cf, kf)
 		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
+			return nil, nil, fmt.Errorf("client certificate: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 5 * time.Minute}
-	var out []ring.Packet
-	for _, u := range urls {
-		rm := ring.Remote{URL: u, Token: token, Client: client}
-		pkts, err := rm.Fetch(c.Context, q.From, q.To, c.String("flow"), c.String("filter"), warn)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pkts...)
+	wait := c.Duration("timeout")
+	if wait <= 0 {
+		return nil, nil, errors.New("--timeout must be positive")
 	}
-	return out, nil
+	// The exporter builds its whole answer before it sends the header:
+	// --timeout bounds connecting and that search. The transfer that
+	// follows has the server's own bound (a minute and 2 s per MiB, 9.5
+	// minutes for the largest answer), plus a minute of slack.
+	tr := &http.Transport{
+		TLSClientConfig:       tc,
+		DialContext:           (&net.Dialer{Timeout: wait}).DialContext,
+		TLSHandshakeTimeout:   wait,
+		ResponseHeaderTimeout: wait,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: wait + 11*time.Minute}
+	type answer struct {
+		pkts     []ring.Packet
+		warnings []string
+		err      error
+	}
+	answers := make([]answer, len(urls))
+	turns := make(chan struct{}, maxFetches)
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			turns <- struct{}{}
+			defer func() { <-turns }()
+			a := &answers[i]
+			rm := ring.Remote{URL: u, Token: token, Client: client}
+			a.pkts, a.err = rm.Fetch(c.Context, q.From, q.To, c.String("flow"), c.String("filter"), func(s string) { a.warnings = append(a.warnings, s) })
+			// Every error names the exporter once; a url.Error repeats
+			// the whole query's URL.
+			var ue *url.Error
+			if errors.As(a.err, &ue) && ue.Timeout() {
+				a.err = fmt.Errorf("exporter %s: no answer within %s (--timeout)", u, wait)
+			} else if errors.As(a.err, &ue) {
+				a.err = fmt.Errorf("exporter %s: %w", u, ue.Err)
+			}
+		}()
+	}
+	wg.Wait()
+	errs = make([]error, len(urls))
+	for i, a := range answers {
+		for _, s := range a.warnings {
+			warn(s)
+		}
+		errs[i] = a.err
+		pkts = append(pkts, a.pkts...)
+	}
+	return pkts, errs, nil
 }
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spanflow/spanflow/exporter/ring"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// TestPcapQueryPartial: of four probes, one answers, one is stopped
+// (connection refused), one answers 500 (its ring is gone) and one accepts
+// but never answers. `pcap query --exporter` writes the packets of the one
+// that answered, names each of the three others on a line of its own with
+// why, and exits with the partial status, 3; when no probe answers it
+// fails (status 1) and writes no file.
+func TestPcapQueryPartial(t *testing.T) {
+	tshark := testutil.Command(t, "tshark")
+	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "http.pcap")
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dir := filepath.Join(t.TempDir(), "ring")
+	if out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB"); err != nil {
+		t.Fatalf("exporter run: %v\n%s", err, out)
+	}
+	serve := func(dir string) *ring.Server {
+		t.Helper()
+		s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	up := serve(dir)
+	defer up.Stop()
+	stopped := serve(dir)
+	stopped.Stop()
+	broken := serve(filepath.Join(t.TempDir(), "no-ring"))
+	defer broken.Stop()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		var held []net.Conn // accepted, never answered
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	failing := map[string]string{
+		"http://" + stopped.Addr():         "connection refused",
+		"http://" + broken.Addr():          "500 Internal Server Error",
+		"http://" + silent.Addr().String(): "no answer within 2s",
+	}
+	args := []string{"pcap", "query", "--token-file", tokenFile, "--timeout", "2s", "--exporter", "http://" + up.Addr()}
+	for u := range failing {
+		args = append(args, "--exporter", u)
+	}
+	file := filepath.Join(t.TempDir(), "partial.pcap")
+	// A spanflow process: its exit status is what a script sees.
+	b, err := spanflowProcess(t, append(args, "-o", file)...).CombinedOutput()
+	out := string(b)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitPartial {
+		t.Fatalf("three of four probes failing: %v, want exit status %d\n%s", err, exitPartial, out)
+	}
+	if got, want := tsharkCount(t, tshark, file, ""), tsharkCount(t, tshark, in, ""); got != want || want == 0 {
+		t.Errorf("partial answer: %d frames, want the answering probe's %d", got, want)
+	}
+	for u, why := range failing {
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, u) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], "failed") || !strings.Contains(lines[0], why) {
+			t.Errorf("probe %s: lines %q, want one saying it failed: %s\n%s", u, lines, why, out)
+		}
+	}
+	// No probe answers: an error, and no file that looks like an empty answer.
+	file = filepath.Join(t.TempDir(), "none.pcap")
+	args = []string{"pcap", "query", "--token-file", tokenFile, "--timeout", "2s", "-o", file}
+	for u := range failing {
+		args = append(args, "--exporter", u)
+	}
+	b, err = spanflowProcess(t, args...).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(b), "none of the "+strconv.Itoa(len(failing))+" exporters answered") {
+		t.Errorf("no probe answering: %v, want exit status 1 and why\n%s", err, b)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("no probe answering: %s written (%v)", file, err)
+	}
+}
