@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -133,7 +135,11 @@ func CheckPinName(name string) error {
 
 // AddPin pins a time range under a name (one word, CheckPinName); a pin
 // of the same name is replaced. A ring holds at most 10,000 pins: past
-// that a new name is refused until some are removed.
+// that a new name is refused until some are removed. A range whose
+// frames were all removed already is refused with ErrGone; one that
+// starts in removed time is kept from the first time not removed: a pin
+// says that its range is kept whole, and an empty answer within it that
+// there were no packets.
 func AddPin(dir string, p Pin) error {
 	if err := CheckPinName(p.Name); err != nil {
 		return err
@@ -143,6 +149,33 @@ func AddPin(dir string, p Pin) error {
 	}
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("packet ring %s: %w", dir, err)
+	}
+	if truncated := readTruncated(dir); p.From <= truncated {
+		segs, err := scanDir(dir, func(string) {})
+		if err != nil {
+			return err
+		}
+		if !kept(dir, p.From, p.To, truncated, segs) {
+			if p.To <= truncated+1 {
+				return fmt.Errorf("pin %s: %w (packets up to %s)", p.Name, ErrGone, time.Unix(0, truncated).UTC().Format(time.RFC3339Nano))
+			}
+			// From the first time after which the range is kept.
+			starts := []int64{truncated + 1}
+			held, _ := Pins(dir)
+			for _, q := range held {
+				starts = append(starts, q.From)
+			}
+			for _, s := range segs {
+				starts = append(starts, s.First)
+			}
+			slices.Sort(starts)
+			for _, t := range starts {
+				if t > p.From && (t == truncated+1 || kept(dir, t, p.To, truncated, segs)) {
+					p.From = t
+					break
+				}
+			}
+		}
 	}
 	unlock, err := lockPins(dir)
 	if err != nil {

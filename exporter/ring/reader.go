@@ -157,6 +157,49 @@ func List(dir string, warn func(string)) ([]Segment, int64, error) {
 	return segs, readTruncated(dir), err
 }
 
+// kept says whether the ring still holds all it ever held of the time
+// from..to (to excluded, 0 for now), though it has removed frames up to
+// truncated: then no packets there means that there were none, not that
+// they went. Time after truncated was never removed. Before it, a window
+// is kept when it lies within a pin (retention passes pinned segments by;
+// AddPin refuses or trims a pin over time already removed), or between
+// the first frame and the last of a run of segments whose sequence
+// numbers follow each other (no segment between them was removed).
+// segs are the ring's segments, oldest first.
+func kept(dir string, from, to, truncated int64, segs []Segment) bool {
+	if from == 0 {
+		return false // from the first frame ever: some went
+	}
+	if to == 0 || to > truncated+1 {
+		to = truncated + 1
+	}
+	if to <= from {
+		return true
+	}
+	pins, _ := Pins(dir)
+	for _, p := range pins {
+		if p.From <= from && to <= p.To {
+			return true
+		}
+	}
+	var first int64 // of the current run; 0: none
+	for i, s := range segs {
+		if i > 0 && s.Seq != segs[i-1].Seq+1 {
+			first = 0
+		}
+		if s.Blocks == 0 {
+			continue // an empty segment breaks no run
+		}
+		if first == 0 {
+			first = s.First
+		}
+		if first <= from && to-1 <= s.Last {
+			return true
+		}
+	}
+	return false
+}
+
 const truncatedFile = "truncated"
 
 // readTruncated reads the time of the newest frame removed from the ring.
@@ -246,6 +289,7 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 		}
 	}()
 	var out []Packet
+	var segs []Segment // the time ranges kept, for knowing what was removed
 	var raw, body []byte
 	var held int64 // the answer's bytes
 	full := false
@@ -266,9 +310,17 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 			continue
 		}
 		st.Segments++
+		seq, _ := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
+		segs = append(segs, Segment{Seq: seq})
+		seg := &segs[len(segs)-1]
 		kb := make([]byte, 0, 4096)
 		damage, err := scanSegment(f, size, func(b segmentBlock) error {
 			st.Blocks++
+			if seg.Blocks == 0 {
+				seg.First, seg.Last = b.h.first, b.h.last
+			}
+			seg.First, seg.Last = min(seg.First, b.h.first), max(seg.Last, b.h.last)
+			seg.Blocks++
 			if b.h.packets > 0 && (st.Oldest == 0 || b.h.first < st.Oldest) {
 				st.Oldest = b.h.first
 			}
@@ -350,7 +402,7 @@ func Search(dir string, q Query, warn func(string)) ([]Packet, QueryStats, error
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Packet) int { return cmp.Compare(a.Time, b.Time) })
-	if st.Truncated != 0 && (q.From == 0 || q.From <= st.Truncated) {
+	if st.Truncated != 0 && (q.From == 0 || q.From <= st.Truncated) && (full || !kept(dir, q.From, q.To, st.Truncated, segs)) {
 		gone := fmt.Sprintf("packets up to %s were removed from the ring to keep it within its size", time.Unix(0, st.Truncated).UTC().Format(time.RFC3339Nano))
 		if q.To != 0 && q.To <= st.Truncated+1 && len(out) == 0 {
 			return nil, st, fmt.Errorf("%w (%s)", ErrGone, gone)

@@ -278,6 +278,8 @@ func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
 			code := http.StatusBadRequest
 			if errors.Is(err, ErrTooManyPins) {
 				code = http.StatusConflict
+			} else if errors.Is(err, ErrGone) {
+				code = http.StatusGone
 			}
 			http.Error(w, err.Error(), code)
 			return
