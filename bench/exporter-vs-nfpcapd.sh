@@ -88,8 +88,10 @@ for mix in $MIXES; do
 	walls_sf=(); cpus_sf=(); walls_nf=(); cpus_nf=(); walls_b=(); cpus_b=()
 	sent0=$(sunk)
 	for i in $(seq "$RUNS"); do
+		# --pcap-rate 0: the whole process's speed, not the replay's pacing
+		# (BASE may predate the flag, and then sends unpaced anyway).
 		read -r w c rss_sf < <(measure "$tmp/sf.out" "$tmp/spanflow" exporter run --pcap "$tmp/$mix.pcap" \
-			--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s)
+			--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s --pcap-rate 0)
 		walls_sf+=("$w"); cpus_sf+=("$c")
 		if [ -n "${BASE:-}" ]; then
 			read -r w c rss_b < <(measure "$tmp/base.out" "$tmp/spanflow-base" exporter run --pcap "$tmp/$mix.pcap" \

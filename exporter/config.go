@@ -27,6 +27,7 @@ import (
 // Configuration of the exporter. The YAML keys are the command's flag names.
 type Configuration struct {
 	Pcap                    string     `yaml:"pcap"`
+	PcapRate                int        `yaml:"pcap-rate"` // IPFIX messages a second when reading Pcap; 0: no bound
 	Interfaces              StringList `yaml:"interface"`
 	Filter                  string     `yaml:"filter"`
 	RingSize                int        `yaml:"ring-size"` // MiB
@@ -114,6 +115,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func DefaultConfiguration() Configuration {
 	m, e := meter.DefaultConfiguration(), ipfix.DefaultConfiguration()
 	return Configuration{
+		PcapRate:                DefaultPcapRate,
 		RingSize:                capture.DefaultRingSize >> 20,
 		Fanout:                  1,
 		QueueSize:               transport.DefaultQueueSize,
@@ -387,6 +389,9 @@ func (c Configuration) Validate() error {
 		if c.RingSize < 1 || c.RingSize > 4096 {
 			add("ring-size", fmt.Errorf("ring-size %d MiB: must be from 1 to 4096", c.RingSize))
 		}
+	}
+	if c.PcapRate < 0 {
+		add("pcap-rate", fmt.Errorf("pcap-rate %d: messages a second, 0 for no bound", c.PcapRate))
 	}
 	switch {
 	case c.Filter != "" && len(c.Interfaces) == 0:

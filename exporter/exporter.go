@@ -238,6 +238,9 @@ func New(r *reporter.Reporter, cfg Configuration, out ipfix.Transport) (*Exporte
 			return nil, err
 		}
 		out, x.closer, x.outputs = tr, tr, tr
+		if cfg.Pcap != "" && cfg.PcapRate > 0 {
+			out = newPacedTransport(tr, cfg.PcapRate)
+		}
 	}
 	x.transport = out
 	var err error
