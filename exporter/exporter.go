@@ -116,11 +116,14 @@ func (x *Exporter) Frames() uint64 { return x.published().Frames }
 // Summary is what a run did.
 type Summary struct {
 	Frames, Octets uint64 // frames read and their length on the wire
-	Undecodable    [8]uint64
-	Flows          uint64 // flow records exported
-	Messages       uint64 // IPFIX messages sent (to each collector)
-	SendErrors     uint64
-	Evicted        uint64
+	// Untimed is how many frames of the capture file had no time (pcapng
+	// simple packet blocks) and were given one (pcapfile.Reader.Untimed).
+	Untimed     uint64
+	Undecodable [8]uint64
+	Flows       uint64 // flow records exported
+	Messages    uint64 // IPFIX messages sent (to each collector)
+	SendErrors  uint64
+	Evicted     uint64
 	// Live capture only: the kernel's counters of the AF_PACKET socket.
 	Live          bool
 	KernelDropped uint64
@@ -144,6 +147,7 @@ type Summary struct {
 func (s Summary) Add(o Summary) Summary {
 	s.Frames += o.Frames
 	s.Octets += o.Octets
+	s.Untimed += o.Untimed
 	for i := range s.Undecodable {
 		s.Undecodable[i] += o.Undecodable[i]
 	}
@@ -200,6 +204,9 @@ func (s Summary) String() string {
 		c(s.NotDecodable(), "packet", ""), numfmt.Group(s.Undecodable[decode.ReasonNotIP]), c(s.Evicted, "flow", ""), c(s.SendErrors, "send error", ""))
 	if n := s.Undecodable[decode.ReasonTunnelFragment]; n > 0 {
 		line += fmt.Sprintf(", %s of tunnel packets counted with their first", c(n, "later fragment", ""))
+	}
+	if s.Untimed > 0 {
+		line += fmt.Sprintf(", %s without a time in the file (pcapng simple packet blocks) dated by the packets around them, else by the file's modification time", c(s.Untimed, "packet", ""))
 	}
 	if s.Live {
 		line += fmt.Sprintf(", %s dropped by the kernel", c(s.KernelDropped, "packet", ""))
@@ -342,6 +349,9 @@ func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error)
 	x.startMetering(x.pipelined)
 	now, runErr := x.frames(ctx, src, live)
 	x.stopMetering()
+	if f, ok := src.(interface{ Untimed() int }); ok {
+		x.stats.Untimed = uint64(f.Untimed())
+	}
 	if x.ring != nil {
 		x.ring.Flush()
 	}

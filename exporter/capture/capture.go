@@ -55,6 +55,10 @@ func (s *File) Next(fr *Frame) error {
 	return nil
 }
 
+// Untimed is how many frames read had no time in the file and were given
+// one (pcapng simple packet blocks: pcapfile.Reader.Untimed).
+func (s *File) Untimed() int { return s.r.Untimed() }
+
 // Mapped says whether addr is in the file's mapping.
 func (s *File) Mapped(addr uintptr) bool { return s.r.Mapped(addr) }
 

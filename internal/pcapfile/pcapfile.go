@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
@@ -144,6 +145,13 @@ func (src *Reader) start(path string, mapped bool) error {
 		if err != nil {
 			return fmt.Errorf("read pcapng header of %s: %w", path, err)
 		}
+		// The time of frames whose blocks have none, before any frame
+		// with one (ngReader): when the file was last written, the end
+		// of the capture; for a pipe, now.
+		src.ng.fallback = time.Now().UnixNano()
+		if st, err := src.f.Stat(); err == nil && st.Mode().IsRegular() {
+			src.ng.fallback = st.ModTime().UnixNano()
+		}
 		return nil
 	}
 	src.pcap, err = newPCAPReader(buf, n, in)
@@ -228,6 +236,17 @@ func (s *Reader) Next(fr *Frame) error {
 		return fmt.Errorf("capture truncated after frame %d: %w", s.frames, err)
 	}
 	return fmt.Errorf("read frame %d: %w", s.frames+1, err)
+}
+
+// Untimed is how many frames read so far had no time in the file (pcapng
+// simple packet blocks) and were given one: the time of the frame before
+// them, else of the first frame after them with one, else the file's
+// modification time.
+func (s *Reader) Untimed() int {
+	if s.ng == nil {
+		return 0
+	}
+	return s.ng.untimed
 }
 
 // Close closes the file (and unmaps it): frames handed out are no longer

@@ -21,7 +21,23 @@ type ngReader struct {
 	order  binary.ByteOrder
 	ifaces []ngInterface
 	buf    []byte // the block being read; frames are slices of it
+
+	// Simple packet blocks carry no time (tshark shows none; libpcap
+	// gives the epoch, 1970). A frame of one takes the time of the last
+	// frame before it that had one; frames before any are held (copied,
+	// up to maxUntimedHeld bytes) until a frame with a time comes, and
+	// take its time; when the file ends first, or too many are held,
+	// they take fallback (the file's modification time).
+	last     int64   // time of the last frame with one; 0: none yet
+	fallback int64   // time of frames before any time is known
+	held     []Frame // untimed frames waiting for a time, oldest first
+	heldSize int
+	err      error // what ended the file, told after the frames held
+	untimed  int   // frames given a time by these rules
 }
+
+// maxUntimedHeld bounds the bytes of untimed frames held waiting for a time.
+const maxUntimedHeld = 16 << 20
 
 type ngInterface struct {
 	link uint32
@@ -169,6 +185,65 @@ func (n *ngReader) timestamp(i *ngInterface, hi, lo uint32) int64 {
 
 // next reads the next packet; io.EOF after the last one.
 func (n *ngReader) next(fr *Frame) error {
+	if len(n.held) > 0 && n.last != 0 {
+		return n.unhold(fr, n.last)
+	}
+	if n.err != nil {
+		return n.err
+	}
+	for {
+		if err := n.read(fr); err != nil {
+			if len(n.held) > 0 {
+				// No time came: the file's own. The error comes after
+				// the frames held.
+				n.err, n.last = err, n.fallback
+				return n.unhold(fr, n.fallback)
+			}
+			return err
+		}
+		if fr.Timestamp != 0 {
+			n.last = fr.Timestamp
+			if len(n.held) == 0 {
+				return nil
+			}
+			n.hold(fr) // after the frames held, with its own time
+			return n.unhold(fr, n.last)
+		}
+		n.untimed++
+		if n.last != 0 {
+			fr.Timestamp = n.last
+			return nil
+		}
+		n.hold(fr)
+		if n.heldSize > maxUntimedHeld {
+			n.last = n.fallback
+			return n.unhold(fr, n.fallback)
+		}
+	}
+}
+
+// hold keeps a copy of an untimed frame (or of the timed one that ends a
+// run of them).
+func (n *ngReader) hold(fr *Frame) {
+	c := *fr
+	c.Data = append([]byte(nil), fr.Data...)
+	n.held = append(n.held, c)
+	n.heldSize += len(c.Data)
+}
+
+// unhold gives the oldest frame held, timed ts when it has no time.
+func (n *ngReader) unhold(fr *Frame, ts int64) error {
+	*fr = n.held[0]
+	n.held = n.held[1:]
+	n.heldSize -= len(fr.Data)
+	if fr.Timestamp == 0 {
+		fr.Timestamp = ts
+	}
+	return nil
+}
+
+// read reads the next packet, its Timestamp 0 when its block has none.
+func (n *ngReader) read(fr *Frame) error {
 	for {
 		typ, err := n.block()
 		if err != nil {

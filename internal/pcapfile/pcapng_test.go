@@ -67,7 +67,7 @@ func TestPCAPNG(t *testing.T) {
 		{Data: []byte{1, 2, 3}, Length: 60, LinkType: 1, Timestamp: 1_500_000_250_000_000},
 		{Data: []byte{4, 5, 6, 7}, Length: 4, LinkType: 276, Timestamp: 1_500_000_000_123_456_789},
 		{Data: []byte{8, 9}, Length: 2, LinkType: 101, Timestamp: 1003_500_000_000},
-		{Data: []byte{1, 2}, Length: 5, LinkType: 113, Timestamp: 0},
+		{Data: []byte{1, 2}, Length: 5, LinkType: 113, Timestamp: 1003_500_000_000}, // no time: the frame before's
 		{Data: []byte{42}, Length: 1, LinkType: 113, Timestamp: 7_000_000_000},
 	}
 	src, err := Open(writeFile(t, data))
