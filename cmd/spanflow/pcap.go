@@ -125,6 +125,9 @@ func pcapQueryCommand() *cli.Command {
 					if failed == 1 {
 						return errs[0]
 					}
+					if !slices.ContainsFunc(errs, func(err error) bool { return !errors.Is(err, ring.ErrGone) }) {
+						return fmt.Errorf("no exporter holds that time: %w on each of the %d", ring.ErrGone, failed)
+					}
 					return fmt.Errorf("none of the %d exporters answered", failed)
 				}
 				pkts = append(pkts, remote...)

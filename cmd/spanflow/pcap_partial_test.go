@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -9,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spanflow/spanflow/exporter/ring"
+	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -112,5 +115,51 @@ func TestPcapQueryPartial(t *testing.T) {
 	}
 	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("no probe answering: %s written (%v)", file, err)
+	}
+}
+
+// TestPcapQueryAllGone: when every probe answers 410 (the window left
+// their rings), the query fails saying so, exit status 1, and writes no
+// file.
+func TestPcapQueryAllGone(t *testing.T) {
+	cfg := ring.Configuration{Dir: t.TempDir(), Size: ring.MinSize, Codec: ring.CodecNone, BlockSize: 256 << 10}
+	g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.NewAppender()
+	a.Wait = true
+	frame := make([]byte, 1000)
+	ts := time.Date(2026, 12, 5, 2, 13, 0, 0, time.UTC).UnixNano()
+	start := ts
+	for range 4 * cfg.Size / 1000 { // a ring's size four times: the first goes
+		ts += 1e6 // a frame a millisecond: the first 50 s go
+		frame[0]++
+		a.Append(ts, len(frame), 1, 0, 0, frame)
+	}
+	a.Flush()
+	g.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	args := []string{"pcap", "query", "--token-file", tokenFile, "--from", strconv.FormatInt(start/1e9, 10), "--to", strconv.FormatInt(start/1e9+1, 10)}
+	for range 2 {
+		s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop()
+		args = append(args, "--exporter", "http://"+s.Addr())
+	}
+	file := filepath.Join(t.TempDir(), "gone.pcap")
+	b, err := spanflowProcess(t, append(args, "-o", file)...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(b), "no exporter holds that time: the packets of that time were removed") {
+		t.Errorf("window gone from every probe: %v, want exit status 1 saying so\n%s", err, b)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("window gone from every probe: %s written (%v)", file, err)
 	}
 }
