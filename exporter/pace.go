@@ -62,19 +62,19 @@ func (p *pacedTransport) SendBatch(msgs [][]byte) (failed int, err error) {
 			for _, m := range msgs[:n] {
 				if se := p.out.Send(m); se != nil {
 					f++
-					e = cmpErr(e, se)
+					e = firstErr(e, se)
 				}
 			}
 		}
 		failed += f
-		err = cmpErr(err, e)
+		err = firstErr(err, e)
 		msgs = msgs[n:]
 	}
 	return failed, err
 }
 
-// cmpErr keeps the first error.
-func cmpErr(first, next error) error {
+// firstErr is first, else next.
+func firstErr(first, next error) error {
 	if first != nil {
 		return first
 	}
