@@ -113,11 +113,19 @@ type KafkaConsumer struct {
 	DrainTimeout    time.Duration `yaml:"kafka-drain-timeout" category:"Kafka" help:"at stop, how long to wait for the batch in hand to be indexed and committed; past it the batch is replayed by the partitions' next holder"`
 }
 
+// DefaultIndexerSpoolDir is the indexer's --es-spool-dir: it holds its
+// dead-letter file, and differs from the collector's so that both run on
+// one host with their defaults.
+const DefaultIndexerSpoolDir = "/var/lib/spanflow/indexer-es-spool"
+
 // DefaultIndexerConfiguration consumes from a broker on this machine and
 // indexes into Elasticsearch, with the enrichment defaults of the
 // collector.
 func DefaultIndexerConfiguration() IndexerConfiguration {
 	c, ic := DefaultConfiguration(), indexer.DefaultConfiguration()
+	// A directory of its own: a spool directory is one process's at a
+	// time, and an indexer often runs beside a collector.
+	c.Elasticsearch.SpoolDir = DefaultIndexerSpoolDir
 	return IndexerConfiguration{
 		Kafka: defaultKafkaConnection(),
 		Consumer: KafkaConsumer{Group: ic.Group, MaxPollMessages: ic.MaxPollMessages, FetchMaxBytes: ic.FetchMaxBytes,

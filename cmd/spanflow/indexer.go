@@ -50,7 +50,7 @@ var indexerUnusedES = map[string]string{
 	"es-spool-max-bytes": "",
 	"es-drain-timeout":   "",
 	"es-flush-interval":  " (a batch is sent at once)",
-	"es-spool-dir":       " but for the dead-letter file, there by default (the directory must be writable)",
+	"es-spool-dir":       " but for the dead-letter file, there by default (the directory must be writable, and is this process's alone: another collector or indexer using it is refused at start)",
 }
 
 // indexerESFlags says, in the usage of the settings the indexer takes but

@@ -113,6 +113,9 @@ func New(r *reporter.Reporter, c Configuration) (*Output, error) {
 	o.writers.New = func() any { return new(docWriter) }
 	o.pending.m = map[*bulkRequest]struct{}{}
 	o.spool, err = openSpool(c.SpoolDir, c.SpoolMaxBytes, o.drop)
+	if errors.Is(err, ErrSpoolInUse) {
+		return nil, fmt.Errorf("Elasticsearch output: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("Elasticsearch output: %w: give a writable directory with --es-spool-dir", err)
 	}

@@ -45,6 +45,7 @@ type item struct {
 // spooled; a torn last line is skipped and counted when read.
 type spool struct {
 	dir      string
+	lock     *os.File // held open: the directory is this process's (spoollock.go)
 	maxBytes int64
 	segBytes int64
 	onDrop   func(reason dropReason, docs int) // documents lost, counted once each
@@ -98,11 +99,16 @@ func openSpool(dir string, maxBytes int64, onDrop func(dropReason, int)) (*spool
 	}
 	probe.Close()
 	_ = os.Remove(probe.Name())
-	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: min(max(maxBytes/8, 64<<10), 16<<20),
+	lock, err := lockSpoolDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &spool{dir: dir, lock: lock, maxBytes: maxBytes, segBytes: min(max(maxBytes/8, 64<<10), 16<<20),
 		onDrop: onDrop, notify: make(chan struct{}, 1), syncs: make(chan struct{}, maxSyncs),
 		syncFile: (*os.File).Sync}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("read spool directory: %w", err)
 	}
 	for _, e := range entries {
@@ -123,6 +129,7 @@ func openSpool(dir string, maxBytes int64, onDrop func(dropReason, int)) (*spool
 		path := filepath.Join(dir, e.Name())
 		size, docs, err := countLines(path)
 		if err != nil {
+			lock.Close()
 			return nil, fmt.Errorf("read spool segment: %w", err)
 		}
 		s.segs = append(s.segs, &segment{path: path, size: size, docs: docs, sealed: true})
@@ -491,7 +498,8 @@ func (s *spool) Release(seg *segment) {
 
 // Close seals the segment being written and waits until every sealed
 // segment is synced; the spool's files stay for the next start to replay.
-// It returns the first sync or close error of its own segment.
+// Then it lets the directory go to another process. It returns the first
+// sync or close error of its own segment.
 func (s *spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -500,5 +508,9 @@ func (s *spool) Close() error {
 		err = s.finish(f)
 	}
 	s.syncing.Wait()
+	if s.lock != nil {
+		_ = s.lock.Close()
+		s.lock = nil
+	}
 	return err
 }

@@ -1,10 +1,12 @@
 package elasticsearch
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -348,4 +350,28 @@ func TestSpoolSealsWithoutWaiting(t *testing.T) {
 	if docs, _ := s.Stats(); docs != 30*(maxSyncs+2) {
 		t.Fatalf("spool holds %d documents, want %d", docs, 30*(maxSyncs+2))
 	}
+}
+
+// TestSpoolDirLocked: a spool directory is one spool's at a time; the
+// second opening is refused with ErrSpoolInUse naming the directory and
+// this process, and succeeds once the first is closed.
+func TestSpoolDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	first, err := openSpool(dir, 1<<20, func(dropReason, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = openSpool(dir, 1<<20, func(dropReason, int) {})
+	if !errors.Is(err, ErrSpoolInUse) || !strings.Contains(err.Error(), dir) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Fatalf("second spool on %s: %v; want ErrSpoolInUse naming the directory and pid %d", dir, err, os.Getpid())
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := openSpool(dir, 1<<20, func(dropReason, int) {})
+	if err != nil {
+		t.Fatalf("spool on %s after the first closed: %v", dir, err)
+	}
+	second.Close()
 }

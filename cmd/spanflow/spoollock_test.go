@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// netflowV5 is a NetFlow v5 datagram of the flows numbered from..from+n-1
+// (n ≤ 30), each with its own source address and port: distinct documents.
+func netflowV5(from, n int) []byte {
+	b := binary.BigEndian.AppendUint16(nil, 5)
+	b = binary.BigEndian.AppendUint16(b, uint16(n))
+	b = binary.BigEndian.AppendUint32(b, 100000) // uptime, ms
+	b = binary.BigEndian.AppendUint32(b, uint32(time.Now().Unix()))
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(from)) // flow sequence
+	b = append(b, 0, 0, 0, 0)                          // engine type and id, sampling
+	for i := from; i < from+n; i++ {
+		b = binary.BigEndian.AppendUint32(b, 0x0a000000|uint32(i)) // source
+		b = binary.BigEndian.AppendUint32(b, 0x0a640001)           // destination
+		b = binary.BigEndian.AppendUint32(b, 0)                    // next hop
+		b = binary.BigEndian.AppendUint16(b, 1)
+		b = binary.BigEndian.AppendUint16(b, 2)
+		b = binary.BigEndian.AppendUint32(b, 3)                // packets
+		b = binary.BigEndian.AppendUint32(b, uint32(100+i))    // bytes
+		b = binary.BigEndian.AppendUint32(b, 90000)            // first
+		b = binary.BigEndian.AppendUint32(b, 99000)            // last
+		b = binary.BigEndian.AppendUint16(b, uint16(1024+i))   // source port
+		b = binary.BigEndian.AppendUint16(b, 443)              // destination port
+		b = append(b, 0, 0x12, 6, 0, 0, 0, 0, 0, 24, 24, 0, 0) // pad, flags, TCP, tos, AS, masks, pad
+	}
+	return b
+}
+
+// spooledLines counts the documents in the spool directory's segments.
+func spooledLines(t *testing.T, dir string) int {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.spool"))
+	n := 0
+	for _, s := range segs {
+		b, err := os.ReadFile(s)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		n += bytes.Count(b, []byte{'\n'})
+	}
+	return n
+}
+
+// TestSpoolDirOneProcessAtATime: a collector spools (its cluster does not
+// answer) and an indexer is started on the same host with the same
+// --es-spool-dir (before, both defaulted to /var/lib/spanflow/es-spool).
+// The indexer must refuse to start, in one line naming the directory, the
+// collector's pid and the setting to change, and every flow the collector
+// took must still be in the spool when it stops. Before, the indexer
+// replayed the collector's segments into its own cluster and removed them,
+// the one the collector was still appending to included: 2,000 of 5,000
+// flows went to a deleted file while the collector's stop summary said
+// "0 lost, 5001 kept in the spool".
+func TestSpoolDirOneProcessAtATime(t *testing.T) {
+	url := testutil.Elasticsearch(t)
+	spool := t.TempDir()
+	netflow := testutil.FreeAddr(t, "udp")
+	var logs testutil.SyncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	}()
+	col := spanflowProcess(t, "collector", "run", "--netflow-listen", netflow, "--ipfix-listen", "", "--ipfix-tcp-listen", "",
+		"--sflow-listen", "", "--metrics-listen", "", "--exporter-stats-interval", "0", "--output", "elasticsearch",
+		"--es-url", "http://"+testutil.FreeAddr(t, "tcp"), "--es-spool-dir", spool)
+	stderr, err := col.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	colExited := make(chan error, 1)
+	p := &processHandle{cmd: col, ready: make(chan struct{})}
+	go func() {
+		p.watch(io.TeeReader(stderr, prefixWriter{&logs, "collector: "}), "msg=listening")
+		colExited <- col.Wait()
+	}()
+	t.Cleanup(func() { col.Process.Kill() })
+	select {
+	case <-p.ready:
+	case <-time.After(60 * time.Second):
+		t.Fatal("collector not listening within 60s")
+	}
+	conn, err := net.Dial("udp", netflow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sent := 0
+	send := func(n int) {
+		t.Helper()
+		for ; n > 0; n -= 30 {
+			if _, err := conn.Write(netflowV5(sent, min(n, 30))); err != nil {
+				t.Fatal(err)
+			}
+			sent += min(n, 30)
+			time.Sleep(time.Millisecond) // not past the socket's buffer
+		}
+	}
+	waitSpooled := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); spooledLines(t, spool) < want; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the spool holds %d documents, want %d", spooledLines(t, spool), want)
+			}
+		}
+	}
+	send(1500)
+	waitSpooled(1500)
+
+	ix := spanflowProcess(t, "indexer", "run", "--metrics-listen", "", "--kafka-brokers", testutil.FreeAddr(t, "tcp"),
+		"--es-url", url, "--es-spool-dir", spool)
+	var ixOut testutil.SyncBuffer
+	ix.Stdout, ix.Stderr = &ixOut, &ixOut
+	if err := ix.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ixExited := make(chan error, 1)
+	go func() { ixExited <- ix.Wait() }()
+	select {
+	case err := <-ixExited:
+		out := strings.TrimSpace(ixOut.String())
+		for _, want := range []string{spool, fmt.Sprintf("process %d", col.Process.Pid), "--es-spool-dir"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("indexer's error %q does not say %q", out, want)
+			}
+		}
+		if err == nil || strings.Contains(out, "\n") {
+			t.Errorf("indexer on a spool in use: exit %v, output %q; want status 1 and one line", err, out)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("the indexer runs on the spool directory the collector (pid %d) holds", col.Process.Pid)
+		ix.Process.Signal(os.Interrupt)
+		<-ixExited
+		logs.Write([]byte("indexer: " + ixOut.String()))
+	}
+
+	send(1000)
+	waitSpooled(2500)
+	col.Process.Signal(os.Interrupt)
+	select {
+	case err := <-colExited:
+		if err != nil {
+			t.Fatalf("collector: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("collector did not stop within 60s")
+	}
+	if got := spooledLines(t, spool); got != sent {
+		t.Errorf("the spool holds %d documents after the collector stopped; it took %d", got, sent)
+	}
+}
