@@ -4,7 +4,7 @@
 package ndjson
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -68,10 +68,19 @@ type Output struct {
 	cfg  Configuration
 	name string
 
-	mu   sync.Mutex
-	w    io.Writer // stdout, or the file
-	f    *os.File
-	bw   *bufio.Writer
+	mu sync.Mutex
+	w  io.Writer // stdout, or the file
+	f  *os.File
+	// buf holds whole documents (lines) not written yet, bufDocs of them;
+	// nil until Start. A write that fails drops them, counted, and the
+	// next writes try again: a full disk that gets space back, or a file
+	// reopened after SIGHUP, takes documents again (a bufio.Writer kept
+	// its first error for ever, and failed every write and reopen after).
+	buf     []byte
+	bufDocs int
+	// torn: the last write stopped inside a line; the next write ends it
+	// first, so that the documents after it are whole lines.
+	torn bool
 	size int64
 	// regular: the file open is a regular file, the only kind rotated
 	// (renaming a device or a FIFO would move it away for every user).
@@ -79,9 +88,14 @@ type Output struct {
 
 	pool    sync.Pool
 	tracker lifecycle.Tracker
+	limited *reporter.Limited
 
-	docs, bytes, rotations prometheus.Counter
+	docs, dropped, bytes, rotations prometheus.Counter
 }
+
+// bufSize is the write buffer's size: a write when it is full, and every
+// FlushInterval.
+const bufSize = 256 << 10
 
 // New returns an output writing to cfg.Path, or to stdout when it is empty.
 func New(r *reporter.Reporter, cfg Configuration, stdout io.Writer) (*Output, error) {
@@ -99,8 +113,9 @@ func New(r *reporter.Reporter, cfg Configuration, stdout io.Writer) (*Output, er
 		r.Registry.MustRegister(c)
 		return c
 	}
-	o := &Output{r: r, cfg: cfg, w: stdout, name: name,
+	o := &Output{r: r, cfg: cfg, w: stdout, name: name, limited: reporter.NewLimited(r.Log, 10*time.Second),
 		docs:      counter("documents_total", "Documents written by the NDJSON output."),
+		dropped:   counter("documents_dropped_total", "Documents the NDJSON output could not write (a full disk, a closed pipe), dropped."),
 		bytes:     counter("bytes_total", "Bytes written by the NDJSON output."),
 		rotations: counter("rotations_total", "Files rotated by the NDJSON output."),
 	}
@@ -123,15 +138,50 @@ func (o *Output) Start() error {
 			return err
 		}
 	}
-	o.bw = bufio.NewWriterSize(o.w, 256<<10)
+	o.mu.Lock()
+	o.buf = make([]byte, 0, bufSize)
+	o.mu.Unlock()
 	o.tracker.Every(o.cfg.FlushInterval, func(time.Time) {
 		o.mu.Lock()
-		err := o.bw.Flush()
+		_ = o.flush() // logged and counted there
 		o.mu.Unlock()
-		if err != nil {
-			o.r.Log.Warn("flush NDJSON output", "output", o.name, "err", err)
-		}
 	})
+	return nil
+}
+
+// flush writes the buffer. When the write fails, the documents not
+// written are dropped, counted in documents_dropped_total and logged at
+// most every 10 s (a failing file failed every FlushInterval, 5 lines a
+// second without end): the buffer is bounded, and the next flush tries
+// the file again. Called with mu held.
+func (o *Output) flush() error {
+	if len(o.buf) == 0 {
+		return nil
+	}
+	start := 0
+	if o.torn {
+		// The torn line's end: it stays malformed, the rest parse.
+		o.buf = append(o.buf, 0)
+		copy(o.buf[1:], o.buf)
+		o.buf[0], start = '\n', 1
+	}
+	n, err := o.w.Write(o.buf)
+	o.bytes.Add(float64(n))
+	lost := 0
+	if n > 0 {
+		o.torn = o.buf[n-1] != '\n'
+	}
+	if err != nil {
+		lost = bytes.Count(o.buf[max(n, start):], []byte{'\n'})
+	}
+	o.docs.Add(float64(o.bufDocs - lost))
+	o.buf, o.bufDocs = o.buf[:0], 0
+	if err != nil {
+		o.dropped.Add(float64(lost))
+		o.limited.WarnCount("write", "NDJSON output cannot write: flow documents dropped", "documents", int64(lost),
+			"output", o.name, "err", err)
+		return fmt.Errorf("write %s: %w (%d documents dropped)", o.name, err, lost)
+	}
 	return nil
 }
 
@@ -157,16 +207,14 @@ func (o *Output) open() error {
 		}
 	}
 	o.f, o.w, o.size, o.regular = f, f, st.Size(), st.Mode().IsRegular()
-	if o.bw != nil {
-		o.bw.Reset(f)
-	}
+	o.torn = false
 	return nil
 }
 
 // rotate moves Path to Path.1 (and older ones one further) and reopens Path.
 // Called with mu held.
 func (o *Output) rotate() error {
-	if err := o.bw.Flush(); err != nil {
+	if err := o.flush(); err != nil {
 		return err
 	}
 	if err := o.f.Close(); err != nil {
@@ -212,7 +260,7 @@ func (o *Output) Write(records []flow.Record) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.bw == nil {
+	if o.buf == nil {
 		return errors.New("NDJSON output not started")
 	}
 	if o.f != nil && o.regular && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
@@ -220,12 +268,11 @@ func (o *Output) Write(records []flow.Record) error {
 			return fmt.Errorf("rotate %s: %w", o.cfg.Path, err)
 		}
 	}
-	n, err := o.bw.Write(s.buf)
-	o.size += int64(n)
-	o.bytes.Add(float64(n))
-	o.docs.Add(float64(len(records)))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", o.name, err)
+	o.buf = append(o.buf, s.buf...)
+	o.bufDocs += len(records)
+	o.size += int64(len(s.buf))
+	if len(o.buf) >= bufSize {
+		return o.flush()
 	}
 	return nil
 }
@@ -237,12 +284,13 @@ func (o *Output) Write(records []flow.Record) error {
 func (o *Output) Reopen() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.bw == nil || o.f == nil {
+	if o.buf == nil || o.f == nil {
 		return nil
 	}
-	if err := o.bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", o.name, err)
-	}
+	// What the old file does not take is dropped and counted: the new
+	// file is opened all the same (the old one may be in a removed
+	// directory, or on a full disk).
+	_ = o.flush()
 	old := o.f
 	if err := o.open(); err != nil {
 		return fmt.Errorf("reopen %s: %w", o.cfg.Path, err)
@@ -257,13 +305,10 @@ func (o *Output) Reopen() error {
 func (o *Output) Flush() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.bw == nil {
+	if o.buf == nil {
 		return errors.New("NDJSON output not started")
 	}
-	if err := o.bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", o.name, err)
-	}
-	return nil
+	return o.flush()
 }
 
 // Stop flushes and closes.
@@ -271,10 +316,10 @@ func (o *Output) Stop() error {
 	o.tracker.Stop()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.bw == nil {
+	if o.buf == nil {
 		return nil
 	}
-	err := o.bw.Flush()
+	err := o.flush()
 	if o.f != nil {
 		err = errors.Join(err, o.f.Close())
 		o.f = nil

@@ -52,12 +52,12 @@ func TestNoRotationOfNonRegularFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	wrote := int64(testutil.ToFloat64(o.bytes))
 	if wrote <= cfg.MaxBytes {
 		t.Fatalf("wrote %d bytes, want more than MaxBytes %d", wrote, cfg.MaxBytes)
-	}
-	if err := o.Stop(); err != nil {
-		t.Fatal(err)
 	}
 	if n := <-read; n != wrote {
 		t.Errorf("the FIFO's reader got %d bytes, want all %d written", n, wrote)

@@ -1,0 +1,126 @@
+package ndjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/spanflow/spanflow/internal/flow"
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
+)
+
+// metric is the value of the output's series of a spanflow_ndjson metric
+// (0 when there is none).
+func metric(t *testing.T, r *reporter.Reporter, name string) float64 {
+	t.Helper()
+	mfs, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestFileOutputDiskFull: a file output on a full filesystem (a real
+// 128 KiB tmpfs) drops what it cannot write, counts it in
+// spanflow_ndjson_documents_dropped_total (documents_total counts only
+// what the file took), warns a few times, not once per flush, and takes
+// documents again once the filesystem has space. Before, the bufio.Writer
+// kept its first error: every flush warned (5 lines a second), every
+// document was counted as written, and none was written again after the
+// space came back.
+func TestFileOutputDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "mounting a small tmpfs needs root"
+	} else if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=131072"); err != nil {
+		reason = fmt.Sprintf("mount a tmpfs on %s: %v", dir, err)
+	} else {
+		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	}
+	testutil.NeedService(t, "a small tmpfs", reason)
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.SyncBuffer
+	r := reporter.NewForTest(&logs)
+	cfg := DefaultConfiguration()
+	cfg.Path, cfg.MaxBytes = filepath.Join(dir, "flows.ndjson"), 0
+	o, err := New(r, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	taken, failures := 0, 0
+	write := func(n int) error {
+		recs := make([]flow.Record, n)
+		for i := range recs {
+			recs[i] = flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+				Proto: 6, SrcPort: uint16(taken + i), DstPort: 80, Bytes: uint64(taken + i)}
+		}
+		taken += n
+		if err := o.Write(recs); err != nil {
+			return err
+		}
+		return o.Flush()
+	}
+	for range 40 {
+		if err := write(50); err != nil {
+			failures++
+		}
+	}
+	docs := metric(t, r, "spanflow_ndjson_documents_total")
+	dropped := metric(t, r, "spanflow_ndjson_documents_dropped_total")
+	if failures < 10 || dropped == 0 || docs+dropped != float64(taken) {
+		t.Errorf("full disk: %d of 40 writes failed, %.0f documents written and %.0f dropped of %d; want most failing, "+
+			"and every document counted as written or dropped", failures, docs, dropped, taken)
+	}
+	if lines := strings.Count(logs.String(), "NDJSON output cannot write"); lines == 0 || lines > failures/4 {
+		t.Errorf("%d failed writes logged %d warnings; want a few (rate-limited), not one each", failures, lines)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(20); err != nil {
+		t.Fatalf("after the filesystem got space back: %v", err)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	after := metric(t, r, "spanflow_ndjson_documents_total")
+	if after != docs+20 {
+		t.Errorf("after the filesystem got space back %.0f documents written, want %.0f", after, docs+20)
+	}
+	b, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, torn := 0, 0
+	for _, l := range bytes.Split(bytes.TrimSuffix(b, []byte{'\n'}), []byte{'\n'}) {
+		if json.Valid(l) {
+			whole++
+		} else {
+			torn++
+		}
+	}
+	if float64(whole) != after || torn > 1 {
+		t.Errorf("the file holds %d documents and %d torn lines; documents_total says %.0f, and at most one line may be torn",
+			whole, torn, after)
+	}
+}
