@@ -4,6 +4,7 @@
 package flow
 
 import (
+	"math"
 	"net/netip"
 	"time"
 )
@@ -291,6 +292,30 @@ func ResolveTimes(start, end, received time.Time) (time.Time, time.Time) {
 }
 
 // Duration is End-Start, or 0 when either is unknown.
+// BeyondLong reports whether a number the record's document holds is past
+// math.MaxInt64, Elasticsearch's long: a counter near 2^64 from a buggy or
+// hostile exporter (the mapping keeps such a value in _source only).
+func (r *Record) BeyondLong() bool {
+	const most = math.MaxInt64
+	if r.Bytes > most || r.Packets > most {
+		return true
+	}
+	if c := r.Counters; c != nil && max(c.Speed, c.InOctets, c.InUcastPkts, c.InMulticastPkts, c.InBroadcastPkts,
+		c.InDiscards, c.InErrors, c.InUnknownProtos, c.OutOctets, c.OutUcastPkts, c.OutMulticastPkts,
+		c.OutBroadcastPkts, c.OutDiscards, c.OutErrors) > most {
+		return true
+	}
+	if e := r.Exporter; e != nil && max(e.Datagrams, e.Records, e.SequenceLosses, e.Templates, e.DecodeErrors) > most {
+		return true
+	}
+	for i := range r.Extra {
+		if x := &r.Extra[i]; x.Raw == nil && !x.IsStr && x.Num > most {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Record) Duration() time.Duration {
 	if r.Start.IsZero() || r.End.IsZero() || r.End.Before(r.Start) {
 		return 0

@@ -43,6 +43,7 @@ func (o *Output) IndexNow(ctx context.Context, records []flow.Record) error {
 	w := o.writers.Get().(*docWriter)
 	defer o.writers.Put(w)
 	layout := o.Layout()
+	o.countBeyondLong(records)
 	buf := make([]byte, 0, len(records)*docSizeHint)
 	items := make([]item, 0, len(records))
 	for i := range records {

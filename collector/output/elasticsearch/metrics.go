@@ -15,6 +15,7 @@ type metrics struct {
 	replays   *prometheus.CounterVec // by result
 	// Resolved once: these are counted per document.
 	indexed, replayed, spooled prometheus.Counter
+	beyondLong                 prometheus.Counter
 }
 
 func newMetrics(r *reporter.Reporter, o *Output) *metrics {
@@ -28,6 +29,8 @@ func newMetrics(r *reporter.Reporter, o *Output) *metrics {
 			"reason"),
 		bulkFails: f.Counter("bulk_failures_total", "Bulk requests that failed as a whole (connection, timeout, 429/5xx after retries)."),
 		replays:   f.CounterVec("spool_replays_total", "Spool segment replays by result: complete, partial (some documents still refused for now), unreachable.", "result"),
+		beyondLong: f.Counter("documents_beyond_long_total",
+			"Flow documents holding a number past 2^63-1, Elasticsearch's long (a counter from a buggy exporter): indexed, the value kept in _source and the field listed in _ignored, neither searched nor summed."),
 	}
 	f.GaugeFunc("spool_documents", "Flow documents waiting in the spool.", func() float64 {
 		d, _ := o.spool.Stats()

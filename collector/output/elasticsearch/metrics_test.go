@@ -19,7 +19,7 @@ func TestMetricsLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Stop()
-	if n := testutil.LintMetrics(t, r.Registry, "spanflow_elasticsearch_"); n != 8 {
-		t.Errorf("%d metric families registered, want the output's 8", n)
+	if n := testutil.LintMetrics(t, r.Registry, "spanflow_elasticsearch_"); n != 9 {
+		t.Errorf("%d metric families registered, want the output's 9", n)
 	}
 }

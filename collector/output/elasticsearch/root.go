@@ -361,6 +361,7 @@ func (o *Output) Write(records []flow.Record) error {
 	action := layout.Action()
 	buf, offs := c.buf[:0], c.offs[:0]
 	var starts actionStarts
+	o.countBeyondLong(records)
 	for i := range records {
 		r := &records[i]
 		index, start := starts.of(layout, action, timestampOf(r))
@@ -409,6 +410,24 @@ func (o *Output) Write(records []flow.Record) error {
 		items = items[n:]
 	}
 	return nil
+}
+
+// countBeyondLong counts, and says in the log, the documents holding a
+// number the mapping's long cannot (ignore_malformed keeps it in _source):
+// before, Elasticsearch refused them, whole, to the dead-letter file.
+func (o *Output) countBeyondLong(records []flow.Record) {
+	n, last := 0, -1
+	for i := range records {
+		if records[i].BeyondLong() {
+			n, last = n+1, i
+		}
+	}
+	if n == 0 {
+		return
+	}
+	o.metrics.beyondLong.Add(float64(n))
+	o.limited.WarnCount("beyond-long", "flow documents hold a counter past 2^63-1 (the exporter's bug): indexed, the value kept in _source "+
+		"and the field listed in _ignored, neither searched nor summed", "documents", int64(n), "exporter", records[last].ObserverIP)
 }
 
 // docChunk holds the documents of one Write call: their bulk lines (action

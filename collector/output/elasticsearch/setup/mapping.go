@@ -41,6 +41,8 @@ const keywordIgnoreAbove = 1024
 // Mapping returns the index mapping for the flow document: an explicit
 // property for every field of flow.Fields(), and dynamic templates for the
 // netflow.* elements without an ECS home (numbers long, strings keyword).
+// Numbers past a long's range are kept in _source, not indexed
+// (ignore_malformed), rather than refusing the document.
 // Anything else unknown is kept in _source but not indexed (dynamic: false),
 // so no field is ever mapped as text and a document with a field this version
 // does not know is still indexed.
@@ -75,7 +77,7 @@ func Mapping() (map[string]any, error) {
 		templates = append(templates,
 			map[string]any{name + "_numbers": map[string]any{
 				"path_match": obj + ".*", "match_mapping_type": "long",
-				"mapping": map[string]any{"type": "long"}}},
+				"mapping": map[string]any{"type": "long", "ignore_malformed": true}}},
 			map[string]any{name + "_strings": map[string]any{
 				"path_match": obj + ".*", "match_mapping_type": "string",
 				"mapping": map[string]any{"type": "keyword", "ignore_above": keywordIgnoreAbove}}},
@@ -95,7 +97,16 @@ func property(typ string) (map[string]any, error) {
 	switch typ {
 	case "keyword":
 		return map[string]any{"type": "keyword", "ignore_above": keywordIgnoreAbove}, nil
-	case "ip", "long", "boolean", "double", "integer", "short", "byte", "float", "unsigned_long":
+	case "long":
+		// A counter past 2^63-1 (an exporter's bug: no flow carries 9.2 EB)
+		// would make Elasticsearch refuse the whole document, to the
+		// dead-letter file. Ignored, the value stays in _source and the
+		// field is listed in _ignored; the flow is indexed and sums are not
+		// thrown off. (unsigned_long would keep it searchable, but a field
+		// that is long in the older indices and unsigned_long in the newer
+		// cannot be sorted on across both.)
+		return map[string]any{"type": typ, "ignore_malformed": true}, nil
+	case "ip", "boolean", "double", "integer", "short", "byte", "float", "unsigned_long":
 		return map[string]any{"type": typ}, nil
 	case "date":
 		// The encoder writes RFC 3339 with milliseconds, in UTC.

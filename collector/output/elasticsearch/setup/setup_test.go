@@ -61,9 +61,9 @@ func TestMappingCoversFieldTable(t *testing.T) {
 	if strings.Contains(string(b), `"text"`) {
 		t.Errorf("mapping has a text field: %s", b)
 	}
-	want := `[{"netflow_numbers":{"mapping":{"type":"long"},"match_mapping_type":"long","path_match":"netflow.*"}},` +
+	want := `[{"netflow_numbers":{"mapping":{"ignore_malformed":true,"type":"long"},"match_mapping_type":"long","path_match":"netflow.*"}},` +
 		`{"netflow_strings":{"mapping":{"ignore_above":1024,"type":"keyword"},"match_mapping_type":"string","path_match":"netflow.*"}},` +
-		`{"spanflow_counters_numbers":{"mapping":{"type":"long"},"match_mapping_type":"long","path_match":"spanflow.counters.*"}},` +
+		`{"spanflow_counters_numbers":{"mapping":{"ignore_malformed":true,"type":"long"},"match_mapping_type":"long","path_match":"spanflow.counters.*"}},` +
 		`{"spanflow_counters_strings":{"mapping":{"ignore_above":1024,"type":"keyword"},"match_mapping_type":"string","path_match":"spanflow.counters.*"}}]`
 	got, _ := json.Marshal(m["dynamic_templates"])
 	if string(got) != want {
