@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -149,6 +150,15 @@ func (o *Output) Start() error {
 	return nil
 }
 
+// dropWrite counts and logs (rate-limited) the n documents of a Write
+// that cannot go to the file, and returns err.
+func (o *Output) dropWrite(n int, err error) error {
+	o.dropped.Add(float64(n))
+	o.limited.WarnCount("write", "NDJSON output cannot write: flow documents dropped", "documents", int64(n),
+		"output", o.name, "err", err)
+	return fmt.Errorf("%w (%d documents dropped)", err, n)
+}
+
 // flush writes the buffer. When the write fails, the documents not
 // written are dropped, counted in documents_dropped_total and logged at
 // most every 10 s (a failing file failed every FlushInterval, 5 lines a
@@ -157,6 +167,11 @@ func (o *Output) Start() error {
 func (o *Output) flush() error {
 	if len(o.buf) == 0 {
 		return nil
+	}
+	if o.w == nil { // a failed rotation closed the file; Write opens it again
+		n := o.bufDocs
+		o.buf, o.bufDocs = o.buf[:0], 0
+		return o.dropWrite(n, fmt.Errorf("write %s: the file is not open", o.name))
 	}
 	start := 0
 	if o.torn {
@@ -177,10 +192,7 @@ func (o *Output) flush() error {
 	o.docs.Add(float64(o.bufDocs - lost))
 	o.buf, o.bufDocs = o.buf[:0], 0
 	if err != nil {
-		o.dropped.Add(float64(lost))
-		o.limited.WarnCount("write", "NDJSON output cannot write: flow documents dropped", "documents", int64(lost),
-			"output", o.name, "err", err)
-		return fmt.Errorf("write %s: %w (%d documents dropped)", o.name, err, lost)
+		return o.dropWrite(lost, fmt.Errorf("write %s: %w", o.name, err))
 	}
 	return nil
 }
@@ -217,11 +229,16 @@ func (o *Output) rotate() error {
 	if err := o.flush(); err != nil {
 		return err
 	}
-	if err := o.f.Close(); err != nil {
+	// Closed, the file is no longer written to: the next Write opens
+	// Path again if this rotation fails, so that a removed directory
+	// made again (or a SIGHUP) brings the output back.
+	err := o.f.Close()
+	o.f, o.w = nil, nil
+	if err != nil {
 		return err
 	}
 	if o.cfg.MaxFiles == 0 {
-		if err := os.Remove(o.cfg.Path); err != nil {
+		if err := os.Remove(o.cfg.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	} else {
@@ -241,8 +258,8 @@ func (o *Output) rotate() error {
 		for i := n - 1; i >= 1; i-- {
 			os.Rename(fmt.Sprintf("%s.%d", o.cfg.Path, i), fmt.Sprintf("%s.%d", o.cfg.Path, i+1))
 		}
-		if err := os.Rename(o.cfg.Path, o.cfg.Path+".1"); err != nil {
-			return err
+		if err := os.Rename(o.cfg.Path, o.cfg.Path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err // Path gone (removed, or its directory): nothing to move
 		}
 	}
 	o.rotations.Inc()
@@ -263,9 +280,15 @@ func (o *Output) Write(records []flow.Record) error {
 	if o.buf == nil {
 		return errors.New("NDJSON output not started")
 	}
-	if o.f != nil && o.regular && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
+	if o.cfg.Path != "" && o.f == nil {
+		// A rotation failed (its directory removed?): try again.
+		if err := o.open(); err != nil {
+			return o.dropWrite(len(records), err)
+		}
+	}
+	if o.regular && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
 		if err := o.rotate(); err != nil {
-			return fmt.Errorf("rotate %s: %w", o.cfg.Path, err)
+			return o.dropWrite(len(records), fmt.Errorf("rotate %s: %w", o.cfg.Path, err))
 		}
 	}
 	o.buf = append(o.buf, s.buf...)
@@ -284,16 +307,21 @@ func (o *Output) Write(records []flow.Record) error {
 func (o *Output) Reopen() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.buf == nil || o.f == nil {
+	if o.buf == nil || o.cfg.Path == "" {
 		return nil
 	}
 	// What the old file does not take is dropped and counted: the new
 	// file is opened all the same (the old one may be in a removed
 	// directory, or on a full disk).
-	_ = o.flush()
 	old := o.f
+	if old != nil {
+		_ = o.flush()
+	}
 	if err := o.open(); err != nil {
 		return fmt.Errorf("reopen %s: %w", o.cfg.Path, err)
+	}
+	if old == nil {
+		return nil
 	}
 	return old.Close()
 }

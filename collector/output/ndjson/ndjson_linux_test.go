@@ -124,3 +124,81 @@ func TestFileOutputDiskFull(t *testing.T) {
 			whole, torn, after)
 	}
 }
+
+// TestFileOutputDirectoryRemoved: the directory of a rotated file output
+// is removed while it runs. The documents that cannot go anywhere are
+// counted as dropped, and once the directory is made again the output
+// writes to PATH again. Before, the failed rotation left the file closed:
+// every later write failed ("file already closed") for as long as the
+// process ran, and the documents were counted only as failed write calls.
+func TestFileOutputDirectoryRemoved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	r := reporter.NewForTest(nil)
+	cfg := DefaultConfiguration()
+	cfg.Path, cfg.MaxBytes = filepath.Join(dir, "flows.ndjson"), 8192
+	o, err := New(r, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	write := func(n int) error {
+		recs := make([]flow.Record, n)
+		for i := range recs {
+			recs[i] = flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+				Proto: 6, SrcPort: uint16(taken + i), DstPort: 80, Bytes: uint64(taken + i)}
+		}
+		taken += n
+		if err := o.Write(recs); err != nil {
+			return err
+		}
+		return o.Flush()
+	}
+	for range 5 {
+		if err := write(10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for range 20 {
+		if write(10) != nil {
+			failed++
+		}
+	}
+	dropped := metric(t, r, "spanflow_ndjson_documents_dropped_total")
+	if failed == 0 || dropped == 0 {
+		t.Errorf("with the directory removed %d of 20 writes failed and %.0f documents were counted as dropped; want failures, counted", failed, dropped)
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	before := metric(t, r, "spanflow_ndjson_documents_total")
+	if err := write(10); err != nil {
+		t.Fatalf("after the directory was made again: %v", err)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	written := metric(t, r, "spanflow_ndjson_documents_total")
+	if written != before+10 || written+metric(t, r, "spanflow_ndjson_documents_dropped_total") != float64(taken) {
+		t.Errorf("%.0f documents written (%.0f before the directory was back), %.0f dropped, of %d taken; want the last 10 written and every one counted",
+			written, before, metric(t, r, "spanflow_ndjson_documents_dropped_total"), taken)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "flows.ndjson*"))
+	lines := 0
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		lines += bytes.Count(b, []byte{'\n'})
+	}
+	if lines != 10 {
+		t.Errorf("the directory made again holds %d documents in %v, want the 10 written since", lines, files)
+	}
+}
