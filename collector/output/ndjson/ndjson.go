@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,6 +160,36 @@ func (o *Output) dropWrite(n int, err error) error {
 	return fmt.Errorf("%w (%d documents dropped)", err, n)
 }
 
+// unlinked reports whether f's file has no name left: removed (rm, or
+// its directory removed), it takes every write and keeps none.
+func unlinked(f *os.File) bool {
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && sys.Nlink == 0
+}
+
+// reopenUnlinked opens Path again in place of a file that was removed, so
+// that documents go to a file someone can read: before, they went on into
+// the removed file until the next rotation, counted as written. When Path
+// cannot be opened (its directory is gone too) the file is closed, and
+// the documents are dropped and counted until Write can open it. Called
+// with mu held.
+func (o *Output) reopenUnlinked() {
+	old := o.f
+	err := o.open()
+	_ = old.Close()
+	if err != nil {
+		o.f, o.w = nil, nil
+		o.limited.Warn("unlinked", "NDJSON output file was removed and cannot be created again: flow documents are dropped until it can",
+			"output", o.name, "err", err)
+		return
+	}
+	o.limited.Warn("unlinked", "NDJSON output file was removed: created it again", "output", o.name)
+}
+
 // flush writes the buffer. When the write fails, the documents not
 // written are dropped, counted in documents_dropped_total and logged at
 // most every 10 s (a failing file failed every FlushInterval, 5 lines a
@@ -167,6 +198,9 @@ func (o *Output) dropWrite(n int, err error) error {
 func (o *Output) flush() error {
 	if len(o.buf) == 0 {
 		return nil
+	}
+	if o.f != nil && o.regular && unlinked(o.f) {
+		o.reopenUnlinked()
 	}
 	if o.w == nil { // a failed rotation closed the file; Write opens it again
 		n := o.bufDocs

@@ -202,3 +202,52 @@ func TestFileOutputDirectoryRemoved(t *testing.T) {
 		t.Errorf("the directory made again holds %d documents in %v, want the 10 written since", lines, files)
 	}
 }
+
+// TestFileOutputFileRemoved: the output's file is removed (rm, without a
+// SIGHUP). The next flush notices that the file has no name left and
+// creates PATH again, so the documents after it are in a file someone can
+// read. Before, they went on into the removed file, counted as written,
+// until the next rotation.
+func TestFileOutputFileRemoved(t *testing.T) {
+	var logs testutil.SyncBuffer
+	r := reporter.NewForTest(&logs)
+	cfg := DefaultConfiguration()
+	cfg.Path = filepath.Join(t.TempDir(), "flows.ndjson")
+	o, err := New(r, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	write := func(from, n int) {
+		t.Helper()
+		recs := make([]flow.Record, n)
+		for i := range recs {
+			recs[i] = flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+				Proto: 6, SrcPort: uint16(from + i), DstPort: 80, Bytes: uint64(from + i)}
+		}
+		if err := o.Write(recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 10)
+	if err := os.Remove(cfg.Path); err != nil {
+		t.Fatal(err)
+	}
+	write(10, 7)
+	b, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatalf("after the file was removed and 7 documents written: %v; want %s created again", err, cfg.Path)
+	}
+	if n := bytes.Count(b, []byte{'\n'}); n != 7 {
+		t.Errorf("%s holds %d documents, want the 7 written since it was removed", cfg.Path, n)
+	}
+	if !strings.Contains(logs.String(), "NDJSON output file was removed: created it again") {
+		t.Errorf("no warning that the file was removed; logs:\n%s", logs.String())
+	}
+}
