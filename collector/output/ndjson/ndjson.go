@@ -225,6 +225,9 @@ func (o *Output) flush() error {
 	}
 	o.docs.Add(float64(o.bufDocs - lost))
 	o.buf, o.bufDocs = o.buf[:0], 0
+	if cap(o.buf) > 4*bufSize { // one large Write: do not keep its buffer
+		o.buf = make([]byte, 0, bufSize)
+	}
 	if err != nil {
 		return o.dropWrite(lost, fmt.Errorf("write %s: %w", o.name, err))
 	}
@@ -347,10 +350,10 @@ func (o *Output) Reopen() error {
 	// What the old file does not take is dropped and counted: the new
 	// file is opened all the same (the old one may be in a removed
 	// directory, or on a full disk).
-	old := o.f
-	if old != nil {
+	if o.f != nil {
 		_ = o.flush()
 	}
+	old := o.f // after the flush, which opens Path again if the file was removed
 	if err := o.open(); err != nil {
 		return fmt.Errorf("reopen %s: %w", o.cfg.Path, err)
 	}

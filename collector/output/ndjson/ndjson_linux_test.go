@@ -251,3 +251,35 @@ func TestFileOutputFileRemoved(t *testing.T) {
 		t.Errorf("no warning that the file was removed; logs:\n%s", logs.String())
 	}
 }
+
+// TestReopenAfterFileRemoved: SIGHUP (Reopen) with documents buffered for
+// a file that was removed: the flush creates PATH again, and Reopen then
+// opens it once more and closes what it replaces. Before, Reopen closed
+// the file the flush had already closed ("file already closed") and left
+// the one the flush opened open.
+func TestReopenAfterFileRemoved(t *testing.T) {
+	cfg := DefaultConfiguration()
+	cfg.Path = filepath.Join(t.TempDir(), "flows.ndjson")
+	o, err := New(reporter.NewForTest(nil), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop()
+	r := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Proto: 6, DstPort: 80}
+	if err := o.Write([]flow.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(cfg.Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reopen(); err != nil {
+		t.Errorf("reopen after the file was removed: %v", err)
+	}
+	b, err := os.ReadFile(cfg.Path)
+	if err != nil || bytes.Count(b, []byte{'\n'}) != 1 {
+		t.Errorf("%s after the reopen: %d documents (%v), want the one buffered", cfg.Path, bytes.Count(b, []byte{'\n'}), err)
+	}
+}
