@@ -42,7 +42,7 @@ func exporterRunFlags() []cli.Flag {
 		&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` applied in the kernel to the live capture, e.g. 'not port 22' (compiled by libpcap, loaded at run time)"},
 		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB` (per interface and worker)"},
 		&cli.IntFlag{Name: "fanout", Value: d.Fanout, Usage: "`N` capture workers (PACKET_FANOUT hash), each a pipeline of its own on its own core; worker n exports with observation domain observation-domain+n"},
-		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX to `HOST:PORT` over UDP, or to udp://, tcp:// or tls://HOST:PORT (repeat for several collectors)"},
+		&cli.StringSliceFlag{Name: "collector", Usage: "send IPFIX to `HOST:PORT` over UDP, or to udp://, tcp:// or tls://HOST:PORT (repeat for several collectors); HOST:PORT?compat=pmacct sends that collector tcpControlBits in 1 octet, which pmacct's nfacctd needs"},
 		&cli.StringFlag{Name: "ca-file", Usage: "PEM `FILE` of the CAs that tls:// collectors' certificates must chain to (system CAs when empty)"},
 		&cli.StringFlag{Name: "cert-file", Usage: "PEM `FILE` of the exporter's client certificate (with its intermediates) for tls:// collectors that require one; give key-file too"},
 		&cli.StringFlag{Name: "key-file", Usage: "PEM `FILE` of the key of cert-file"},

@@ -18,6 +18,10 @@ type Transports struct {
 	tcp     []*TCP
 	udpIdx  []string // UDP collectors as configured
 	records []uint64 // SendBatch's flow records per message
+	// narrow rewrites the messages for the collectors of compat=pmacct
+	// (nil when there are none); narrowTCP says which TCP ones are.
+	narrow    *narrower
+	narrowTCP []bool
 }
 
 // New opens the transports of the configured collectors.
@@ -31,17 +35,21 @@ func New(r *reporter.Reporter, cfg Configuration) (*Transports, error) {
 	m := &Transports{counter: newRecordCounter()}
 	var udp []string
 	for _, a := range cfg.Collectors {
-		scheme, addr, _ := SplitCollector(a)
-		if scheme == "udp" {
+		c, _ := ParseCollector(a)
+		if c.Compat == CompatPmacct && m.narrow == nil {
+			m.narrow = newNarrower()
+		}
+		if c.Scheme == "udp" {
 			udp = append(udp, a)
 			continue
 		}
-		t, err := NewTCP(r, a, scheme, addr, cfg)
+		t, err := NewTCP(r, a, c.Scheme, c.Addr, cfg)
 		if err != nil {
 			m.Close()
 			return nil, err
 		}
 		m.tcp = append(m.tcp, t)
+		m.narrowTCP = append(m.narrowTCP, c.Compat == CompatPmacct)
 	}
 	if len(udp) > 0 {
 		u, err := NewUDP(r, Configuration{Collectors: udp})
@@ -59,12 +67,20 @@ func New(r *reporter.Reporter, cfg Configuration) (*Transports, error) {
 // queues count their drops).
 func (m *Transports) Send(msg []byte) error {
 	var err error
-	for _, t := range m.tcp {
-		t.Send(msg)
+	var narrowed []byte
+	if m.narrow != nil {
+		narrowed = m.narrow.rewrite(msg)
+	}
+	for i, t := range m.tcp {
+		if m.narrowTCP[i] {
+			t.Send(narrowed)
+		} else {
+			t.Send(msg)
+		}
 	}
 	if m.udp != nil {
 		records, _ := m.counter.inspect(msg)
-		err = m.udp.send(msg, records)
+		err = m.udp.send(msg, narrowed, records)
 	}
 	return err
 }
@@ -73,8 +89,19 @@ func (m *Transports) Send(msg []byte) error {
 // the UDP ones with one sendmmsg per collector. It returns how many sends
 // failed (only UDP sends can) and the first error.
 func (m *Transports) SendBatch(msgs [][]byte) (failed int, err error) {
-	for _, t := range m.tcp {
-		for _, msg := range msgs {
+	var narrowed [][]byte
+	if m.narrow != nil {
+		narrowed = make([][]byte, len(msgs))
+		for i, msg := range msgs {
+			narrowed[i] = m.narrow.rewrite(msg)
+		}
+	}
+	for i, t := range m.tcp {
+		send := msgs
+		if m.narrowTCP[i] {
+			send = narrowed
+		}
+		for _, msg := range send {
 			t.Send(msg)
 		}
 	}
@@ -86,7 +113,7 @@ func (m *Transports) SendBatch(msgs [][]byte) (failed int, err error) {
 		n, _ := m.counter.inspect(msg)
 		m.records = append(m.records, n)
 	}
-	return m.udp.sendBatch(msgs, m.records)
+	return m.udp.sendBatch(msgs, narrowed, m.records)
 }
 
 // TCP returns the TCP and TLS collectors.

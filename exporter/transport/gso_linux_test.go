@@ -109,7 +109,7 @@ func TestUDPSendRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer u.Close()
-			if failed, err := u.sendBatch(msgs, records); failed != 0 || err != nil {
+			if failed, err := u.sendBatch(msgs, nil, records); failed != 0 || err != nil {
 				t.Fatalf("%d failed: %v", failed, err)
 			}
 			for i, c := range conns {
@@ -192,7 +192,7 @@ func TestUDPSendRunsPastTheMTU(t *testing.T) {
 			copy(m, fmt.Sprintf("batch %d message %d", batch, k))
 			msgs, records = append(msgs, m), append(records, 1)
 		}
-		if failed, err := u.sendBatch(msgs, records); failed != 0 || err != nil {
+		if failed, err := u.sendBatch(msgs, nil, records); failed != 0 || err != nil {
 			t.Fatalf("batch %d: %d failed: %v", batch, failed, err)
 		}
 		got, _ := receive(t, c, len(msgs))

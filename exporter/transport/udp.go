@@ -90,21 +90,51 @@ func (c Configuration) clientCertificate() (tls.Certificate, error) {
 }
 
 // SplitCollector returns the transport ("udp", "tcp" or "tls") and the
-// HOST:PORT of a collector written HOST:PORT (UDP) or SCHEME://HOST:PORT.
+// HOST:PORT of a collector written [SCHEME://]HOST:PORT[?compat=PROFILE].
 func SplitCollector(a string) (scheme, addr string, err error) {
-	scheme, addr = "udp", a
+	c, err := ParseCollector(a)
+	return c.Scheme, c.Addr, err
+}
+
+// Collector is one collector as configured.
+type Collector struct {
+	Scheme string // udp, tcp or tls
+	Addr   string // HOST:PORT
+	// Compat is the collector's compatibility profile ("" for none):
+	// CompatPmacct sends it tcpControlBits in 1 octet.
+	Compat string
+}
+
+// CompatPmacct is the profile of collectors that read tcpControlBits
+// (IE 6) only in 1 octet, as pmacct's nfacctd does: their messages carry
+// it in 1 octet (reduced-size encoding, RFC 7011 §6.2), without the NS
+// flag (0x100), which needs the second octet.
+const CompatPmacct = "pmacct"
+
+// ParseCollector reads a collector written [SCHEME://]HOST:PORT, with an
+// optional ?compat=PROFILE.
+func ParseCollector(a string) (Collector, error) {
+	c := Collector{Scheme: "udp", Addr: a}
 	if i := strings.Index(a, "://"); i >= 0 {
-		scheme, addr = a[:i], a[i+3:]
-		switch scheme {
+		c.Scheme, c.Addr = a[:i], a[i+3:]
+		switch c.Scheme {
 		case "udp", "tcp", "tls":
 		default:
-			return "", "", fmt.Errorf("collector %q: transport must be udp://, tcp:// or tls://", a)
+			return Collector{}, fmt.Errorf("collector %q: transport must be udp://, tcp:// or tls://", a)
 		}
 	}
-	if err := checkAddress(a, addr); err != nil {
-		return "", "", err
+	if addr, query, ok := strings.Cut(c.Addr, "?"); ok {
+		c.Addr = addr
+		v, ok := strings.CutPrefix(query, "compat=")
+		if !ok || v != CompatPmacct {
+			return Collector{}, fmt.Errorf("collector %q: the only option is ?compat=%s (tcpControlBits in 1 octet)", a, CompatPmacct)
+		}
+		c.Compat = v
 	}
-	return scheme, addr, nil
+	if err := checkAddress(a, c.Addr); err != nil {
+		return Collector{}, err
+	}
+	return c, nil
 }
 
 // checkAddress checks the HOST:PORT part (addr) of collector a.
@@ -129,11 +159,14 @@ type UDP struct {
 	conn  *net.UDPConn
 	dests []*net.UDPAddr
 	names []string
-	log   *reporter.Limited
-	mu    sync.Mutex // guards stats: Send and metrics may run in different goroutines
-	stats Stats
-	per   []Stats  // per collector
-	batch udpBatch // the system's way of sending several datagrams at once
+	// narrow says, per collector, that it gets the messages with
+	// tcpControlBits in 1 octet (compat=pmacct).
+	narrow []bool
+	log    *reporter.Limited
+	mu     sync.Mutex // guards stats: Send and metrics may run in different goroutines
+	stats  Stats
+	per    []Stats  // per collector
+	batch  udpBatch // the system's way of sending several datagrams at once
 }
 
 // Stats counts datagrams per outcome (and, per collector, the flow records
@@ -152,8 +185,9 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 	u := &UDP{log: reporter.NewLimited(r.Log, 10*time.Second), names: cfg.Collectors, per: make([]Stats, len(cfg.Collectors))}
 	v4only := true
 	for _, a := range cfg.Collectors {
-		_, hp, _ := SplitCollector(a)
-		addr, err := net.ResolveUDPAddr("udp", hp)
+		c, _ := ParseCollector(a)
+		u.narrow = append(u.narrow, c.Compat == CompatPmacct)
+		addr, err := net.ResolveUDPAddr("udp", c.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("collector %q: %w", a, err)
 		}
@@ -187,18 +221,26 @@ func NewUDP(r *reporter.Reporter, cfg Configuration) (*UDP, error) {
 // at a collector with nothing listening: the socket is not connected, so
 // the kernel does not report ICMP port unreachable (a connected one would
 // report it on a later send, blaming another message).
-func (u *UDP) Send(msg []byte) error { return u.send(msg, 0) }
+func (u *UDP) Send(msg []byte) error { return u.send(msg, nil, 0) }
 
-func (u *UDP) send(msg []byte, records uint64) error {
-	_, err := u.sendBatch([][]byte{msg}, []uint64{records})
+// send writes msg to every collector (narrowed, when not nil, to those
+// that asked for tcpControlBits in 1 octet).
+func (u *UDP) send(msg, narrowed []byte, records uint64) error {
+	var n [][]byte
+	if narrowed != nil {
+		n = [][]byte{narrowed}
+	}
+	_, err := u.sendBatch([][]byte{msg}, n, []uint64{records})
 	return err
 }
 
-// sendBatch writes msgs, in order, to every collector (on Linux, with one
+// sendBatch writes plain, in order, to every collector (on Linux, with one
 // sendmmsg per collector for as many as the kernel takes at once); records
-// are the flow records of each message. It returns how many messages
-// failed to reach at least one collector, and the first error.
-func (u *UDP) sendBatch(msgs [][]byte, records []uint64) (failed int, first error) {
+// are the flow records of each message. The collectors that asked for
+// tcpControlBits in 1 octet get narrowed instead (the same messages
+// rewritten, see narrower) when it is not nil. It returns how many
+// messages failed to reach at least one collector, and the first error.
+func (u *UDP) sendBatch(plain, narrowed [][]byte, records []uint64) (failed int, first error) {
 	var sent, errs uint64
 	var lost []bool // per message, made at the first failure
 	defer func() {
@@ -208,6 +250,10 @@ func (u *UDP) sendBatch(msgs [][]byte, records []uint64) (failed int, first erro
 		u.mu.Unlock()
 	}()
 	for i := range u.dests {
+		msgs := plain
+		if u.narrow[i] && narrowed != nil {
+			msgs = narrowed
+		}
 		var ok, bad, okRecords, badRecords uint64
 		for j, try := 0, 0; j < len(msgs); {
 			n, err := u.write(i, msgs[j:])

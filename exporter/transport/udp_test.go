@@ -52,12 +52,12 @@ func TestUDP(t *testing.T) {
 }
 
 func TestConfiguration(t *testing.T) {
-	for _, bad := range []string{"", "host", "host:", ":4739", "host:0", "host:65536", "host:port", "http://host:4739", "tcp://host", "tls://:4739"} {
+	for _, bad := range []string{"", "host", "host:", ":4739", "host:0", "host:65536", "host:port", "http://host:4739", "tcp://host", "tls://:4739", "host:4739?compat=nfdump", "host:4739?tcp-flags=1", "tcp://host:4739?"} {
 		if err := (Configuration{Collectors: []string{bad}}).Validate(); err == nil {
 			t.Errorf("collector %q accepted", bad)
 		}
 	}
-	if err := (Configuration{Collectors: []string{"[2001:db8::1]:4739", "collector.example:2055", "tcp://10.0.0.1:4739", "tls://collector.example:4740", "udp://[2001:db8::1]:4739"}}).Validate(); err != nil {
+	if err := (Configuration{Collectors: []string{"[2001:db8::1]:4739", "collector.example:2055", "tcp://10.0.0.1:4739", "tls://collector.example:4740", "udp://[2001:db8::1]:4739", "10.0.0.1:2100?compat=pmacct", "tcp://[2001:db8::1]:4739?compat=pmacct"}}).Validate(); err != nil {
 		t.Error(err)
 	}
 }
@@ -75,8 +75,8 @@ func TestUDPSendErrorDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	u.send(make([]byte, 100), 3)
-	if err := u.send(make([]byte, 70000), 7); err == nil { // more than a UDP datagram holds
+	u.send(make([]byte, 100), nil, 3)
+	if err := u.send(make([]byte, 70000), nil, 7); err == nil { // more than a UDP datagram holds
 		t.Error("no error sending 70000 bytes")
 	}
 	if s := u.per[0]; s.Sent != 1 || s.Records != 3 || s.Errors != 1 || s.DroppedRecords != 7 {
@@ -110,7 +110,7 @@ func TestUDPSendBatch(t *testing.T) {
 			}
 			defer u.Close()
 			msgs := [][]byte{[]byte("one"), []byte("two"), make([]byte, 70000), []byte("four")}
-			failed, err := u.sendBatch(msgs, []uint64{1, 2, 3, 4})
+			failed, err := u.sendBatch(msgs, nil, []uint64{1, 2, 3, 4})
 			if failed != 1 || err == nil {
 				t.Errorf("%d failed, %v; want the third message failed", failed, err)
 			}
