@@ -214,7 +214,10 @@ func (c Configuration) ipfix(ifs []ipfix.Interface) ipfix.Configuration {
 	name, url := c.Identity()
 	return ipfix.Configuration{ObservationDomain: c.ObservationDomain, MTU: c.MTU,
 		TemplateRefreshInterval: time.Duration(c.TemplateRefreshInterval), TemplateRefreshMessages: c.TemplateRefreshMessages,
-		ProbeName: name, PacketsURL: url, Interfaces: ifs}
+		ProbeName: name, PacketsURL: url, Interfaces: ifs,
+		// Every record of a live capture has its interface's observation
+		// point: the TCP and plain templates keep it.
+		ObservationPoints: len(c.Interfaces) > 0}
 }
 
 // captureInterfaces are the live capture's interfaces that exist now, with

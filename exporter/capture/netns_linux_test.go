@@ -5,6 +5,7 @@ package capture_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -301,11 +302,63 @@ func captureLive(t *testing.T, pkts []synth.Packet, filter string, ifaces ...str
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkTemplates(t, msgs, flows)
 	index := map[string]uint32{}
 	for _, i := range []string{"vB", "vD"} {
 		index[i] = n.ifIndex(t, i)
 	}
 	return flows, sum, index
+}
+
+// checkTemplates checks that the live capture's records, which all carry
+// an observation point, go in the smallest template that holds them: the
+// full one (256/257) only with a VLAN or a segment id, and that tshark
+// reads the same flows as goflow2 from every template.
+func checkTemplates(t *testing.T, msgs [][]byte, flows []synth.Flow) {
+	t.Helper()
+	tshark := testutil.Command(t, "tshark")
+	full := 0
+	for _, m := range msgs {
+		for b := m[min(16, len(m)):]; len(b) >= 4; {
+			id, n := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
+			if n < 4 || n > len(b) {
+				break
+			}
+			if id == 256 || id == 257 {
+				full += (n - 4) / map[uint16]int{256: 103, 257: 127}[id]
+			}
+			b = b[n:]
+		}
+	}
+	wantFull := 0
+	for _, f := range flows {
+		if f.Session == 0 {
+			t.Errorf("flow without an observation point: %+v", f)
+		}
+		if f.VLAN != 0 || f.InnerVLAN != 0 || f.Segment != 0 {
+			wantFull++
+		}
+	}
+	if full != wantFull {
+		t.Errorf("%d records in the full templates, want %d (those with a VLAN or a segment id) of %d", full, wantFull, len(flows))
+	}
+	path := filepath.Join(t.TempDir(), "ipfix.pcap")
+	if err := verify.Datagrams(path, msgs, 4739, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := verify.Tshark(tshark, path, 4739)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Problems {
+		t.Error(p)
+	}
+	want := append([]synth.Flow(nil), flows...)
+	synth.Sort(want)
+	synth.Sort(res.Flows)
+	if d := testutil.FlowsDiff(res.Flows, want); d != "" {
+		t.Errorf("tshark and goflow2 (-tshark +goflow2):\n%s", d)
+	}
 }
 
 // atPoint is the flows as seen on an interface with observation point id

@@ -32,6 +32,11 @@ type Configuration struct {
 	// interface's name: spanflow's collector then has a line (exporter
 	// and interface) for the probe's flows.
 	Interfaces []Interface
+	// ObservationPoints says that records carry an observation point
+	// (a live capture: each interface is one): the TCP and plain templates
+	// then keep observationPointId, so that records with nothing else of
+	// the full template's (no VLAN, no tunnel) go in them.
+	ObservationPoints bool
 }
 
 // Interface is a capture interface: its index and name on the probe.

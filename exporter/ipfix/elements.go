@@ -52,9 +52,10 @@ const (
 
 // Template ids. A flow record goes in the smallest of three data templates
 // per IP version that holds what it has: the full one when it came in a
-// tunnel, a VLAN, an ERSPAN session or through a live capture's interface
-// (its observation point), else one without those four fields,
-// and without the four TCP ones too when it is not TCP (see Shape).
+// tunnel, a VLAN or an ERSPAN session, else one without those four fields,
+// and without the four TCP ones too when it is not TCP (see Shape). A live
+// capture's TCP and plain templates keep observationPointId (every record
+// has its interface's, see Configuration.ObservationPoints).
 const (
 	TemplateIPv4    uint16 = 256 // full
 	TemplateIPv6    uint16 = 257 // full
@@ -89,10 +90,12 @@ const (
 )
 
 // ShapeOf is the shape of the template r goes in: full when it has any
-// tunnel field, else TCP for a TCP flow, else plain.
-func ShapeOf(r *flow.Record) Shape {
+// tunnel field (an observation point counts only without points: when the
+// TCP and plain templates leave it out), else TCP for a TCP flow, else
+// plain.
+func ShapeOf(r *flow.Record, points bool) Shape {
 	switch {
-	case r.VLAN != 0 || r.InnerVLAN != 0 || r.SegmentID != 0 || uint32(r.ObservationPoint) != 0:
+	case r.VLAN != 0 || r.InnerVLAN != 0 || r.SegmentID != 0 || (uint32(r.ObservationPoint) != 0 && !points):
 		return ShapeFull
 	case r.Proto == 6:
 		return ShapeTCP
@@ -123,14 +126,17 @@ const varLength = 0xFFFF
 const maxIdentity = 255
 
 // flowFields are the fields of the full data template.
-func flowFields(v6 bool) []Field { return shapeFields(ShapeFull, v6) }
+func flowFields(v6 bool) []Field { return shapeFields(ShapeFull, v6, false) }
 
 // shapeFields are the fields of the data template of shape s, in the order
-// appendRecord writes them.
-func shapeFields(s Shape, v6 bool) []Field {
+// appendRecord writes them; with points, every shape has
+// observationPointId.
+func shapeFields(s Shape, v6, points bool) []Field {
 	var fs []Field
 	for _, f := range allFlowFields(v6) {
 		switch {
+		case points && f.ID == ieObservationPointID && f.Enterprise == 0:
+			fs = append(fs, f)
 		case s != ShapeFull && isTunnelField(f):
 		case s == ShapePlain && isTCPField(f):
 		default:

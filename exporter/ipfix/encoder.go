@@ -57,6 +57,9 @@ type Encoder struct {
 	kinds []uint8
 	// compact: the templates have every shape; else only the full ones.
 	compact bool
+	// sizes are the record lengths of the data templates by shape and IP
+	// version.
+	sizes [shapes][2]int
 	// pub is what metrics read: counters change once per message, and the
 	// encoder belongs to the pipeline goroutine.
 	pubMu sync.Mutex
@@ -79,6 +82,7 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 	e := &Encoder{cfg: cfg, transport: transport, max: cfg.MTU - headroom, set: -1}
 	e.msg = make([]byte, 0, e.max)
 	e.optionsSize = 4 + recordLength(optionsScope) + recordLength(optionsFields)
+	e.sizes = recordSizes(cfg.ObservationPoints)
 	identity, interfaces := cfg.ProbeName != "" || cfg.PacketsURL != "", len(cfg.Interfaces) > 0
 	// The templates, statistics, identity and interfaces go at the start
 	// of a message with room for one flow record after them.
@@ -92,15 +96,15 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 		}
 		return head
 	}
-	fits := func(head int) bool { return head+4+recordSizes[ShapeFull][1] <= e.max }
+	fits := func(head int) bool { return head+4+e.sizes[ShapeFull][1] <= e.max }
 	// The smaller templates take 352 more bytes of templates: where the
 	// MTU leaves no room for them (576, or a long identity), every record
 	// goes in the full templates, as before they existed.
 	e.compact = true
-	e.templates = buildTemplates(true, identity, interfaces)
+	e.templates = buildTemplates(true, cfg.ObservationPoints, identity, interfaces)
 	if !fits(headWith(e.templates)) {
 		e.compact = false
-		e.templates = buildTemplates(false, identity, interfaces)
+		e.templates = buildTemplates(false, false, identity, interfaces)
 	}
 	if head := headWith(e.templates); !fits(head) {
 		return nil, fmt.Errorf("probe name, packets url and interface names: %d bytes with the templates, more than an mtu of %d takes: shorten them or raise the mtu", head, cfg.MTU)
@@ -149,9 +153,10 @@ func appendField(b []byte, f Field) []byte {
 }
 
 // buildTemplates returns a template set (the full shape, and the others
-// when compact, IPv4 and IPv6) and an options template set (statistics,
-// and identity and interfaces when asked).
-func buildTemplates(compact, identity, interfaces bool) []byte {
+// when compact, with observationPointId when points, IPv4 and IPv6) and an
+// options template set (statistics, and identity and interfaces when
+// asked).
+func buildTemplates(compact, points, identity, interfaces bool) []byte {
 	var b []byte
 	start := len(b)
 	b = append(b, 0, 2, 0, 0) // template set
@@ -161,7 +166,7 @@ func buildTemplates(compact, identity, interfaces bool) []byte {
 	}
 	for s := range n {
 		for _, v6 := range []bool{false, true} {
-			fs := shapeFields(s, v6)
+			fs := shapeFields(s, v6, points)
 			b = binary.BigEndian.AppendUint16(b, TemplateID(s, v6))
 			b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
 			for _, f := range fs {
@@ -243,11 +248,11 @@ func (e *Encoder) shapeOf(r *flow.Record) Shape {
 	if !e.compact {
 		return ShapeFull
 	}
-	return ShapeOf(r)
+	return ShapeOf(r, e.cfg.ObservationPoints)
 }
 
 func (e *Encoder) encode(now time.Time, r *flow.Record, s Shape, v6 bool) error {
-	id, size := TemplateID(s, v6), recordSizes[s][b2i(v6)]
+	id, size := TemplateID(s, v6), e.sizes[s][b2i(v6)]
 	var err error
 	if len(e.msg) == 0 {
 		e.begin(now)
@@ -263,20 +268,20 @@ func (e *Encoder) encode(now time.Time, r *flow.Record, s Shape, v6 bool) error 
 	if e.set < 0 || e.setID != id {
 		e.openSet(id)
 	}
-	e.msg = appendRecord(e.msg, r, s, v6)
+	e.msg = appendRecord(e.msg, r, s, v6, e.compact && e.cfg.ObservationPoints)
 	e.msgRecords++
 	e.msgFlows++
 	return err
 }
 
 // recordSizes are the record lengths of the data templates by shape and
-// IP version.
-var recordSizes = func() (r [shapes][2]int) {
+// IP version (with observationPointId in each when points).
+func recordSizes(points bool) (r [shapes][2]int) {
 	for s := range shapes {
-		r[s] = [2]int{recordLength(shapeFields(s, false)), recordLength(shapeFields(s, true))}
+		r[s] = [2]int{recordLength(shapeFields(s, false, points)), recordLength(shapeFields(s, true, points))}
 	}
 	return r
-}()
+}
 
 // begin starts a message at export time now: header, then the templates
 // and a statistics record when they are due.
@@ -461,8 +466,8 @@ func (e *Encoder) Close(now time.Time) error {
 }
 
 // appendRecord writes r in the data template of shape s (the fields of
-// shapeFields, in order).
-func appendRecord(b []byte, r *flow.Record, s Shape, v6 bool) []byte {
+// shapeFields, in order; observationPointId in every shape when points).
+func appendRecord(b []byte, r *flow.Record, s Shape, v6, points bool) []byte {
 	if v6 {
 		src, dst := r.SrcAddr.As16(), r.DstAddr.As16()
 		b = append(b, src[:]...)
@@ -492,6 +497,8 @@ func appendRecord(b []byte, r *flow.Record, s Shape, v6 bool) []byte {
 	b = binary.BigEndian.AppendUint32(b, r.OutIf)
 	if s == ShapeFull {
 		b = binary.BigEndian.AppendUint64(b, r.SegmentID)
+	}
+	if s == ShapeFull || points {
 		b = binary.BigEndian.AppendUint32(b, uint32(r.ObservationPoint))
 	}
 	if s == ShapePlain {

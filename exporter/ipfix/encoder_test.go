@@ -408,7 +408,16 @@ func TestInterfaces(t *testing.T) {
 // rest), records of one template go together whatever their order in the
 // batch, and goflow2 and tshark read every one back as encoded. With an MTU
 // too small for the six templates, every record goes in the full ones.
+// With ObservationPoints (a live capture: every record has its
+// interface's), the TCP and plain templates keep observationPointId and
+// take the records whose only tunnel field it is.
 func TestShapes(t *testing.T) {
+	for _, points := range []bool{false, true} {
+		t.Run(fmt.Sprintf("points=%v", points), func(t *testing.T) { testShapes(t, points) })
+	}
+}
+
+func testShapes(t *testing.T, points bool) {
 	tshark := testutil.Command(t, "tshark")
 	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	base := func(i int, v6 bool, proto uint8) flow.Record {
@@ -420,6 +429,9 @@ func TestShapes(t *testing.T) {
 		}
 		if proto == 6 {
 			r.TCPFlags, r.TCP = 0x1b, flow.TCPPerf{RTTClient: time.Duration(i+1) * time.Millisecond, Retransmissions: uint32(i)}
+		}
+		if points {
+			r.ObservationPoint = 1024 // the capture interface's
 		}
 		return r
 	}
@@ -443,7 +455,10 @@ func TestShapes(t *testing.T) {
 		case 2:
 			r.SegmentID, shape = 5001, ShapeFull
 		case 3:
-			r.ObservationPoint, shape = 7, ShapeFull
+			r.ObservationPoint = 7 // an ERSPAN session
+			if !points {
+				shape = ShapeFull
+			}
 		}
 		if proto == 1 {
 			r.SrcPort, r.DstPort, r.ICMPType = 0, 0, 8
@@ -464,7 +479,7 @@ func TestShapes(t *testing.T) {
 	}
 	for _, mtu := range []int{1400, 576} {
 		c := &capture{}
-		e, err := New(nil, Configuration{ObservationDomain: 1, MTU: mtu, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 100}, c)
+		e, err := New(nil, Configuration{ObservationDomain: 1, MTU: mtu, TemplateRefreshInterval: time.Minute, TemplateRefreshMessages: 100, ObservationPoints: points}, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,7 +500,7 @@ func TestShapes(t *testing.T) {
 						t.Errorf("mtu %d: two sets of template %d in one message", mtu, id)
 					}
 					seen[id] = true
-					perID[id] += (n - 4) / recordSizeOf(id)
+					perID[id] += (n - 4) / recordSizeOf(id, points && mtu != 576)
 				}
 				b = b[n:]
 			}
@@ -531,12 +546,13 @@ func TestShapes(t *testing.T) {
 	}
 }
 
-// recordSizeOf is the record length of data template id.
-func recordSizeOf(id uint16) int {
+// recordSizeOf is the record length of data template id (with
+// observationPointId in every template when points).
+func recordSizeOf(id uint16, points bool) int {
 	for s := range shapes {
 		for v, v6 := range []bool{false, true} {
 			if TemplateID(s, v6) == id {
-				return recordSizes[s][v]
+				return recordSizes(points)[s][v]
 			}
 		}
 	}

@@ -150,14 +150,19 @@ func tsharkFlow(m map[string]any) (synth.Flow, error) {
 	f.Bytes, f.Packets = num("cflow.octets"), num("cflow.packets")
 	f.EndReason = uint8(num("cflow.flow_end_reason"))
 	// The tunnel fields are all in the record (the full template) or none
-	// (a record without any: the TCP and plain templates).
+	// (a record without any: the TCP and plain templates), but for
+	// observationPointId, which a live capture's TCP and plain templates
+	// keep.
 	full := false
-	for _, k := range []string{"cflow.vlanid", "cflow.dot1q_customer_vlan_id", "cflow.layer2_segment_id", "cflow.observation_point_id"} {
+	for _, k := range []string{"cflow.vlanid", "cflow.dot1q_customer_vlan_id", "cflow.layer2_segment_id"} {
 		full = full || str(k) != ""
 	}
 	if full {
 		f.VLAN, f.InnerVLAN = uint16(num("cflow.vlanid")), uint16(num("cflow.dot1q_customer_vlan_id"))
-		f.Segment, f.Session = num("cflow.layer2_segment_id"), num("cflow.observation_point_id")
+		f.Segment = num("cflow.layer2_segment_id")
+	}
+	if full || str("cflow.observation_point_id") != "" {
+		f.Session = num("cflow.observation_point_id")
 	}
 	f.SrcMAC, f.DstMAC = mac("cflow.srcmac"), mac("cflow.dstmac")
 	f.InIf = uint32(num("cflow.inputint"))
