@@ -2,6 +2,7 @@ package collector_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -361,6 +362,59 @@ func TestPmacctd(t *testing.T) {
 				plugin, docs, kinds, pkts, byts, want.flows, want.packets, want.bytes)
 			if pkts != want.packets || byts != want.bytes {
 				t.Errorf("documents add up to %d packets and %d bytes, capture has %d and %d\npmacctd: %s", pkts, byts, want.packets, want.bytes, stderr())
+			}
+		})
+	}
+}
+
+// TestSoftflowdMACs: softflowd tracking Ethernet addresses (-T ether)
+// sends the source MAC as sourceMacAddress (56) and the destination MAC as
+// postDestinationMacAddress (57, NetFlow v9's OUT_DST_MAC), with no
+// destinationMacAddress (80), as Cisco's NetFlow v9 does: every document
+// has both MACs of the capture, in NetFlow v9 and IPFIX. softflowd reads
+// the capture file itself (-r).
+func TestSoftflowdMACs(t *testing.T) {
+	softflowd := testutil.Command(t, "softflowd")
+	for _, version := range []string{"9", "10"} {
+		t.Run("v"+version, func(t *testing.T) {
+			dir := t.TempDir()
+			pcap := filepath.Join(dir, "flows.pcap")
+			want := writeCapture(t, pcap)
+			c := startCollector(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, softflowd, "-d", "-r", pcap, "-n", c.addr, "-v", version, "-T", "ether").CombinedOutput()
+			if err != nil {
+				t.Fatalf("softflowd -r: %v\n%s", err, out)
+			}
+			if pkts, _, _, _ := c.waitFor(t, want, 10*time.Second); pkts != want.packets {
+				t.Fatalf("documents add up to %d packets, capture has %d\nsoftflowd: %s", pkts, want.packets, out)
+			}
+			docs := 0
+			for _, line := range strings.Split(strings.TrimSpace(c.out.String()), "\n") {
+				var d struct {
+					Event       struct{ Action string }
+					Source      struct{ IP, MAC string }
+					Destination struct{ MAC string }
+				}
+				if err := json.Unmarshal([]byte(line), &d); err != nil {
+					t.Fatalf("bad document %v: %s", err, line)
+				}
+				if d.Event.Action != "network_flow" {
+					continue
+				}
+				docs++
+				// writeCapture: 10.1.FL.1, MAC 02:00:00:00:00:FL, to 02:00:00:00:01:01.
+				ip := net.ParseIP(d.Source.IP).To4()
+				if ip == nil {
+					t.Fatalf("source %q", d.Source.IP)
+				}
+				if wantSrc := fmt.Sprintf("02-00-00-00-00-%02X", ip[2]); d.Source.MAC != wantSrc || d.Destination.MAC != "02-00-00-00-01-01" {
+					t.Errorf("flow from %s: source.mac %q, destination.mac %q; want %s and 02-00-00-00-01-01", d.Source.IP, d.Source.MAC, d.Destination.MAC, wantSrc)
+				}
+			}
+			if docs < want.flows {
+				t.Errorf("%d documents, capture has %d flows", docs, want.flows)
 			}
 		})
 	}

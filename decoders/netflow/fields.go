@@ -44,7 +44,12 @@ type recordTimes struct {
 	hasEndDelta               bool
 	physIn, physOut           uint32
 	vlan243                   uint16
-	section                   section // a sampled packet's bytes (section.go)
+	// postSourceMacAddress and postDestinationMacAddress (81, 57: NetFlow
+	// v9's OUT_SRC_MAC and OUT_DST_MAC): the MACs of a record without
+	// sourceMacAddress and destinationMacAddress (56, 80).
+	postSrcMAC, postDstMAC       flow.MAC
+	hasPostSrcMAC, hasPostDstMAC bool
+	section                      section // a sampled packet's bytes (section.go)
 }
 
 func be(v []byte) uint64 {
@@ -222,6 +227,15 @@ func (s *State) applyIANA(r *flow.Record, t *recordTimes, typ uint16, v []byte, 
 		if len(v) == 6 {
 			r.DstMAC = flow.MAC(v)
 		}
+	case 57, 81: // also written as they are
+		if len(v) == 6 {
+			if typ == 57 {
+				t.postDstMAC, t.hasPostDstMAC = flow.MAC(v), true
+			} else {
+				t.postSrcMAC, t.hasPostSrcMAC = flow.MAC(v), true
+			}
+		}
+		s.appendExtra(r, 0, typ, v)
 	case 58:
 		r.VLAN = uint16(be(v)) & 0xfff
 	case 243:
@@ -377,6 +391,16 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 	}
 	if r.VLAN == 0 {
 		r.VLAN = t.vlan243
+	}
+	// softflowd and Cisco's NetFlow v9 send the source MAC as 56 and the
+	// destination MAC as 57 (OUT_DST_MAC), with no 80: without this,
+	// destination.mac would be empty for their flows (pmacct and tshark
+	// read 57 as the destination MAC too).
+	if r.SrcMAC.IsZero() && t.hasPostSrcMAC {
+		r.SrcMAC = t.postSrcMAC
+	}
+	if r.DstMAC.IsZero() && t.hasPostDstMAC {
+		r.DstMAC = t.postDstMAC
 	}
 	// Many NetFlow v9 exporters put ICMP type and code in the destination port.
 	if !t.icmpSet && (r.Proto == 1 || r.Proto == 58) && r.DstPort != 0 {
