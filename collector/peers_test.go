@@ -419,3 +419,96 @@ func TestSoftflowdMACs(t *testing.T) {
 		})
 	}
 }
+
+// TestFprobeICMP: fprobe (NetFlow v5) puts an ICMP flow's type in the
+// source port and its code in the destination port, where routers put
+// type × 256 + code in the destination port: each type and code of the
+// capture reaches the document, whichever way.
+func TestFprobeICMP(t *testing.T) {
+	fprobe := testutil.Command(t, "fprobe")
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "icmp.pcap")
+	f, err := os.Create(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	// Source 10.1.N.1 sends type and code kinds[N], twice.
+	kinds := [][2]uint8{{8, 0}, {0, 0}, {3, 3}, {11, 1}, {5, 2}, {3, 13}}
+	var want truth
+	ts := time.Now()
+	for n, k := range kinds {
+		want.flows++
+		for range 2 {
+			eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(n)}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 1, 1}, EthernetType: layers.EthernetTypeIPv4}
+			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.IPv4(10, 1, byte(n), 1), DstIP: net.IPv4(10, 1, 200, 1)}
+			icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(k[0], k[1])}
+			buf := gopacket.NewSerializeBuffer()
+			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload(make([]byte, 32))); err != nil {
+				t.Fatal(err)
+			}
+			data := buf.Bytes()
+			want.packets++
+			want.bytes += uint64(len(data) - 14)
+			ts = ts.Add(time.Millisecond)
+			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.Close()
+	hostIf, ns, nsIf := veth(t, "fp")
+	c := startCollector(t)
+	// -l 2: log to stdout, in the foreground; SIGTERM exports every flow.
+	cmd := exec.Command(fprobe, "-l", "2:"+hostIf, "-i", hostIf, "-f", "icmp", c.addr)
+	var log testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitCapturing(t, hostIf, log.String)
+	replay(t, ns, nsIf, pcap)
+	time.Sleep(500 * time.Millisecond) // the filler has pushed the last frames to fprobe
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if pkts, _, _, _ := c.waitFor(t, want, 10*time.Second); pkts != want.packets {
+		t.Fatalf("documents add up to %d packets, capture has %d\nfprobe: %s", pkts, want.packets, log.String())
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(c.out.String()), "\n") {
+		var d struct {
+			Event   struct{ Action string }
+			Source  struct{ IP string }
+			Netflow struct {
+				Type *uint8 `json:"icmp_type_ipv4"`
+				Code *uint8 `json:"icmp_code_ipv4"`
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			t.Fatalf("bad document %v: %s", err, line)
+		}
+		ip := net.ParseIP(d.Source.IP).To4()
+		if d.Event.Action != "network_flow" || ip == nil || ip[0] != 10 || ip[1] != 1 || int(ip[2]) >= len(kinds) {
+			continue
+		}
+		seen++
+		k := kinds[ip[2]]
+		if d.Netflow.Type == nil || d.Netflow.Code == nil || *d.Netflow.Type != k[0] || *d.Netflow.Code != k[1] {
+			t.Errorf("flow from %s: icmp type/code %v/%v, want %d/%d\n%s", d.Source.IP, deref(d.Netflow.Type), deref(d.Netflow.Code), k[0], k[1], line)
+		}
+	}
+	if seen != len(kinds) {
+		t.Errorf("%d ICMP documents, capture has %d flows", seen, len(kinds))
+	}
+}
+
+func deref(p *uint8) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}

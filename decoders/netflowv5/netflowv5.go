@@ -66,7 +66,7 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 		}
 		r.Start, r.End = flow.ResolveTimes(r.Start, r.End, received)
 		if r.Proto == 1 {
-			r.ICMPType, r.ICMPCode = uint8(v.DstPort>>8), uint8(v.DstPort)
+			r.ICMPType, r.ICMPCode = icmpOf(v.SrcPort, v.DstPort)
 			r.SrcPort, r.DstPort = 0, 0
 		}
 		if rate > 1 {
@@ -86,6 +86,19 @@ func Decode(payload []byte, exporter netip.Addr, received time.Time, out []flow.
 		out = append(out, r)
 	}
 	return out, info, nil
+}
+
+// icmpOf is the ICMP type and code of a record's ports. Routers (and
+// softflowd, pmacct) put type × 256 + code in the destination port and 0
+// in the source port; fprobe puts the type in the source port and the
+// code in the destination port. A source port from 1 to 255 with a
+// destination port below 256 can only be fprobe's (its type 0 reads the
+// same either way).
+func icmpOf(srcPort, dstPort uint16) (typ, code uint8) {
+	if srcPort != 0 && srcPort < 256 && dstPort < 256 {
+		return uint8(srcPort), uint8(dstPort)
+	}
+	return uint8(dstPort >> 8), uint8(dstPort)
 }
 
 // uptimeBefore is how many milliseconds before the uptime now an uptime
