@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -424,20 +425,39 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// windowCounter counts per address in tumbling event-time windows: flows,
-// or distinct ports (keeping at most limit+1 ports per address, so memory
-// is bounded by max × limit). Addresses and (address, port) pairs live in
-// open-addressing tables, cleared at each window: one probe each per flow.
+// windowCounter counts per address over a sliding event-time window:
+// flows, or distinct ports (keeping at most limit+1 ports per address, so
+// memory is bounded by max × limit; while an address is over the limit,
+// a port it had not reached marks it over for a window instead). The window is cut into subWindows
+// sub-windows; the counts cover the current one and the subWindows before
+// it, so whatever happens within any stretch of a window's length is
+// counted whole: tumbling windows missed a scan of 150 ports in 30 s
+// across their boundary (75 + 75, TestPortScanAcrossWindows). Each
+// counted port keeps the sub-window it was last seen in, each address
+// its flows per sub-window; at each sub-window's end the expired ones are
+// dropped (the tables rebuilt, an address with nothing left forgotten).
+// Addresses and (address, port) pairs live in open-addressing tables: one
+// probe each per flow.
 type windowCounter struct {
 	window     time.Duration
 	limit, max int
 	distinct   bool
-	start      time.Time
-	addrs      addrTable // per address: its count and its first ports
-	ports      keySet    // (address index, port) pairs past an entry's first ports
+	sub        time.Duration // a sub-window: window / subWindows
+	start      time.Time     // the current sub-window's start
+	tick       uint64        // the current sub-window's number
+	addrs      addrTable     // per address: its count and its first ports
+	ports      stampSet      // (address index, port) pairs past an entry's first ports
+	flows      []int32       // !distinct: per address index, its flows in each of subWindows+1 sub-windows
+	spare      addrTable     // the tables expire rebuilds into
+	sparePorts stampSet
+	counts     []int32 // expire's scratch: counts by old index, then new indexes
 	firing     map[netip.Addr]*Alert
 	overflowed bool
 }
+
+// subWindows is how many sub-windows a window is cut into: the counts
+// reach back at most a window and a sub-window (a quarter more).
+const subWindows = 4
 
 type addResult int
 
@@ -445,6 +465,10 @@ const (
 	counted addResult = iota
 	crossed
 )
+
+// live says whether a port or limit mark stamped in sub-window st is in
+// the window.
+func (w *windowCounter) live(st uint8) bool { return uint8(w.tick)-st <= subWindows }
 
 func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
 	if w.firing == nil {
@@ -457,24 +481,43 @@ func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
 			return counted
 		}
 		en = w.addrs.put(a, int32(w.addrs.used))
+		if !w.distinct {
+			w.flows = append(w.flows, make([]int32, subWindows+1)...)
+		}
 	}
-	if int(en.n) > w.limit {
-		return counted
-	}
+	st := uint8(w.tick)
 	if w.distinct {
 		// Most sources reach a few ports: they are in the entry, in the
 		// cache line already read.
-		for _, p := range en.ports[:en.np] {
+		for i, p := range en.ports[:en.np] {
 			if p == port {
+				en.stamps[i] = st
 				return counted
 			}
 		}
-		if int(en.np) < len(en.ports) {
-			en.ports[en.np] = port
-			en.np++
-		} else if !w.ports.insert(uint64(en.idx)<<16 | uint64(port)) {
+		k := uint64(en.idx-1)<<16 | uint64(port)
+		if w.ports.touch(k, st) {
 			return counted
 		}
+		if int(en.n) > w.limit {
+			// Over the limit: the port is not kept; the mark keeps the
+			// address over it while the port would be counted.
+			en.over, en.hasOver = st, true
+			return counted
+		}
+		if int(en.np) < len(en.ports) {
+			en.ports[en.np], en.stamps[en.np] = port, st
+			en.np++
+		} else {
+			w.ports.insert(k, st)
+		}
+	} else {
+		// Flows are counted past the limit (their count is all they
+		// hold), up to where an int32 sum of the sub-windows stays exact.
+		if en.n >= math.MaxInt32/(subWindows+1) {
+			return counted
+		}
+		w.flows[int(en.idx-1)*(subWindows+1)+int(w.tick%(subWindows+1))]++
 	}
 	en.n++
 	if int(en.n) == w.limit+1 {
@@ -485,56 +528,144 @@ func (w *windowCounter) add(a netip.Addr, port uint16) addResult {
 	return counted
 }
 
-// count is a's count in the current window.
+// count is a's count in the window (limit+1 while it was over the limit
+// in it).
 func (w *windowCounter) count(a netip.Addr) int {
 	if en := w.addrs.entry(a); en != nil {
+		if en.hasOver && int(en.n) <= w.limit {
+			return w.limit + 1
+		}
 		return int(en.n)
 	}
 	return 0
 }
 
-// tracked is how many addresses the current window counts.
+// tracked is how many addresses the window counts.
 func (w *windowCounter) tracked() int { return w.addrs.used }
 
 func (w *windowCounter) reset() {
 	w.addrs.reset()
 	w.ports.reset()
+	w.flows = w.flows[:0]
 }
 
-// roll starts a new window when now is past the current one; addresses
-// that fired and stayed under the limit for a whole window are resolved.
+// expire drops what the sub-window that has just begun pushes out of the
+// window: the tables are rebuilt with what is left, and the addresses
+// with nothing left are forgotten.
+func (w *windowCounter) expire() {
+	old := &w.addrs
+	if old.used == 0 {
+		return
+	}
+	counts := slices.Grow(w.counts[:0], old.used)[:old.used]
+	slot := int(w.tick % (subWindows + 1)) // the sub-window's slot, last used subWindows+1 ago
+	for i := range old.entries {
+		en := &old.entries[i]
+		if en.idx == 0 {
+			continue
+		}
+		oi := int(en.idx - 1)
+		if en.hasOver && !w.live(en.over) {
+			en.hasOver = false
+		}
+		n := 0
+		if w.distinct {
+			for j := range en.np {
+				if w.live(en.stamps[j]) {
+					en.ports[n], en.stamps[n] = en.ports[j], en.stamps[j]
+					n++
+				}
+			}
+			en.np = uint8(n)
+		} else {
+			row := w.flows[oi*(subWindows+1) : (oi+1)*(subWindows+1)]
+			row[slot] = 0
+			for _, c := range row {
+				n += int(c)
+			}
+		}
+		counts[oi] = int32(n)
+	}
+	for _, v := range w.ports.slots {
+		if v != 0 && w.live(uint8(v>>48)) {
+			counts[(v&keyMask)>>16]++
+		}
+	}
+	// The addresses left, in new indexes (counts now holds them, -1 for
+	// the forgotten).
+	nw := &w.spare
+	nw.reset()
+	var flows []int32
+	for i := range old.entries {
+		en := old.entries[i]
+		if en.idx == 0 {
+			continue
+		}
+		oi := int(en.idx - 1)
+		if counts[oi] == 0 && !en.hasOver {
+			counts[oi] = -1
+			continue
+		}
+		en.n = counts[oi]
+		ni := int32(nw.used)
+		en.idx = ni + 1
+		nw.putWords(en)
+		if !w.distinct {
+			flows = append(flows, w.flows[oi*(subWindows+1):(oi+1)*(subWindows+1)]...)
+		}
+		counts[oi] = ni
+	}
+	np := &w.sparePorts
+	np.reset()
+	for _, v := range w.ports.slots {
+		if v == 0 || !w.live(uint8(v>>48)) {
+			continue
+		}
+		if ni := counts[(v&keyMask)>>16]; ni >= 0 {
+			np.insert(uint64(ni)<<16|v&0xffff, uint8(v>>48))
+		}
+	}
+	w.addrs, w.spare = w.spare, w.addrs
+	w.ports, w.sparePorts = w.sparePorts, w.ports
+	if !w.distinct {
+		w.flows = append(w.flows[:0], flows...)
+	}
+	w.counts = counts
+}
+
+// roll moves the window on to now, sub-window by sub-window; addresses
+// that fired and stayed under the limit for a whole window, which began
+// at or after they fired, are resolved at its end.
 func (w *windowCounter) roll(now time.Time) []Alert {
 	if w.window <= 0 {
 		return nil
 	}
-	if w.start.IsZero() {
-		w.start = now.Truncate(w.window)
-		return nil
+	if w.sub <= 0 {
+		w.sub = max(w.window/subWindows, 1)
 	}
-	if now.Sub(w.start) < w.window {
+	if w.start.IsZero() {
+		w.start = now.Truncate(w.sub)
 		return nil
 	}
 	var out []Alert
-	// Window by window: the one that held counts, then at most one empty
-	// one (which resolves what fired in the first), then jump to now.
-	for i := 0; now.Sub(w.start) >= w.window; i++ {
-		if i == 2 {
-			w.start = now.Truncate(w.window)
+	for i := 0; now.Sub(w.start) >= w.sub; i++ {
+		if i > subWindows {
+			// Everything has expired and every alert resolved: jump to now.
+			w.start = now.Truncate(w.sub)
 			break
 		}
-		end := w.start.Add(w.window)
+		w.start = w.start.Add(w.sub)
+		w.tick++
+		w.expire()
+		from := w.start.Add(-subWindows * w.sub)
 		for a, al := range w.firing {
-			// A firing address resolves after a window it stayed under the
-			// limit in, and which began after it fired.
-			if w.count(a) <= w.limit && !al.FiredAt.After(w.start) {
+			if w.count(a) <= w.limit && !al.FiredAt.After(from) {
 				r := *al
-				r.EndsAt = end
+				r.EndsAt = w.start
 				out = append(out, r)
 				delete(w.firing, a)
 			}
 		}
-		w.reset()
-		w.start = end
 	}
 	return out
 }
@@ -552,8 +683,13 @@ type addrEntry struct {
 	idx    int32 // index+1; 0: empty
 	n      int32 // windowCounter: the address's count; new peers: 1 while the peer holds an alert
 	ports  [4]uint16
-	np     uint8 // windowCounter: ports held in ports
-	v6     bool  // not an IPv4 address (As16 maps IPv4 into IPv6)
+	stamps [4]uint8 // windowCounter: the sub-window each of ports was last seen in
+	np     uint8    // windowCounter: ports held in ports
+	v6     bool     // not an IPv4 address (As16 maps IPv4 into IPv6)
+	// windowCounter: the last sub-window in which the address went on over
+	// the limit (hasOver), its ports or flows then not counted.
+	over    uint8
+	hasOver bool
 }
 
 func addrWords(a netip.Addr) (uint64, uint64, bool) {
@@ -727,39 +863,64 @@ func (p *peerSet) clearAlert(a netip.Addr) {
 	}
 }
 
-// keySet is a set of uint64 keys: open addressing, doubling at half full.
-type keySet struct {
-	keys []uint64 // key+1; 0: empty
-	used int
+// stampSet maps keys of 48 bits to a stamp (the sub-window they were last
+// seen in): open addressing, doubling at half full. A slot is 0 when
+// empty, else stampUsed | stamp<<48 | key.
+type stampSet struct {
+	slots []uint64
+	used  int
 }
 
-// insert adds k and says whether it was new.
-func (s *keySet) insert(k uint64) bool {
-	if 2*(s.used+1) > len(s.keys) {
-		old := s.keys
-		s.keys, s.used = make([]uint64, max(256, 2*len(old))), 0
-		for _, x := range old {
-			if x != 0 {
-				s.insert(x - 1)
+const (
+	stampUsed = 1 << 63
+	keyMask   = 1<<48 - 1
+)
+
+// slot is k's slot, or the empty one it would take; nil in an empty set.
+func (s *stampSet) slot(k uint64) *uint64 {
+	if len(s.slots) == 0 {
+		return nil
+	}
+	mask := len(s.slots) - 1
+	for i := int(addrhash.Word(k+1)) & mask; ; i = (i + 1) & mask {
+		if v := s.slots[i]; v == 0 || v&keyMask == k {
+			return &s.slots[i]
+		}
+	}
+}
+
+// touch stamps k when it is in the set, and says whether it was.
+func (s *stampSet) touch(k uint64, st uint8) bool {
+	if s.used == 0 {
+		return false
+	}
+	p := s.slot(k)
+	if *p == 0 {
+		return false
+	}
+	*p = stampUsed | uint64(st)<<48 | k
+	return true
+}
+
+// insert adds k, which is not in the set, with stamp st.
+func (s *stampSet) insert(k uint64, st uint8) {
+	if 2*(s.used+1) > len(s.slots) {
+		old := s.slots
+		s.slots, s.used = make([]uint64, max(256, 2*len(old))), 0
+		for _, v := range old {
+			if v != 0 {
+				*s.slot(v & keyMask) = v
+				s.used++
 			}
 		}
 	}
-	mask := len(s.keys) - 1
-	for i := int(addrhash.Word(k+1)) & mask; ; i = (i + 1) & mask {
-		switch s.keys[i] {
-		case 0:
-			s.keys[i] = k + 1
-			s.used++
-			return true
-		case k + 1:
-			return false
-		}
-	}
+	*s.slot(k) = stampUsed | uint64(st)<<48 | k
+	s.used++
 }
 
-func (s *keySet) reset() {
+func (s *stampSet) reset() {
 	if s.used > 0 {
-		clear(s.keys)
+		clear(s.slots)
 		s.used = 0
 	}
 }

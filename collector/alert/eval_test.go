@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,7 +106,8 @@ func rec(t time.Time, src, dst string, sport, dport uint16, flags uint16) flow.R
 }
 
 // TestPortScan: 150 ports in 15 s fire once, when the 101st is reached;
-// the alert resolves after a quiet window; a server answering many
+// the alert resolves after a quiet window (the sliding one from 15 s to
+// 75 s, the first to begin after it fired); a server answering many
 // clients does not fire.
 func TestPortScan(t *testing.T) {
 	d := DefaultDetectors()
@@ -121,7 +123,7 @@ func TestPortScan(t *testing.T) {
 	}
 	fd.Write(recs)
 	fd.Advance(t0.Add(3 * time.Minute))
-	want := []string{"firing port_scan 192.0.2.66 @10s", "resolved port_scan 192.0.2.66 @2m0s"}
+	want := []string{"firing port_scan 192.0.2.66 @10s", "resolved port_scan 192.0.2.66 @1m15s"}
 	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -130,7 +132,9 @@ func TestPortScan(t *testing.T) {
 // TestPortScanServerOnHighPort: a database on port 50000 (DB2's) answering
 // 200 clients in a minute, whose ephemeral ports (32768-60999) are mostly
 // below 50000, is no scan; a SYN scan (SYN then RST from the scanner) of
-// 150 ports meanwhile is one, and only it fires.
+// 150 ports meanwhile is one, and only it fires. It resolves a window
+// after its last new port reached over the limit (37.5 s, in the
+// sub-window 30-45 s): at 1m45s.
 func TestPortScanServerOnHighPort(t *testing.T) {
 	d := DefaultDetectors()
 	d.PortScan.Enabled = true
@@ -150,7 +154,7 @@ func TestPortScanServerOnHighPort(t *testing.T) {
 	}
 	fd.Write(recs)
 	fd.Advance(t0.Add(3 * time.Minute))
-	want := []string{"firing port_scan 192.0.2.66 @25s", "resolved port_scan 192.0.2.66 @2m0s"}
+	want := []string{"firing port_scan 192.0.2.66 @25s", "resolved port_scan 192.0.2.66 @1m45s"}
 	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -225,7 +229,9 @@ func TestNewPeer(t *testing.T) {
 	}
 }
 
-// TestHalfOpenFlows: SYN-only flows towards one address beyond the limit.
+// TestHalfOpenFlows: SYN-only flows towards one address beyond the limit;
+// it resolves at 12.5 s, after the sliding window 2.5-12.5 s that holds
+// 50 of them (the limit).
 func TestHalfOpenFlows(t *testing.T) {
 	d := DefaultDetectors()
 	d.HalfOpen.Enabled, d.HalfOpen.SYNsPerSecond, d.HalfOpen.Flows = true, 0, 50
@@ -237,7 +243,7 @@ func TestHalfOpenFlows(t *testing.T) {
 	}
 	fd.Write(recs)
 	fd.Advance(t0.Add(time.Minute))
-	want := []string{"firing half_open_storm_flows 10.2.0.10 @2.5s", "resolved half_open_storm_flows 10.2.0.10 @20s"}
+	want := []string{"firing half_open_storm_flows 10.2.0.10 @2.5s", "resolved half_open_storm_flows 10.2.0.10 @12.5s"}
 	if got := r.summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -630,5 +636,59 @@ func TestServiceQueryFindsFlows(t *testing.T) {
 		if n != 1 {
 			t.Errorf("flow %d: %d service rows", i, n)
 		}
+	}
+}
+
+// TestPortScanAcrossWindows: a scan of 150 ports in 30 s, 75 on each side
+// of a minute's boundary, fires once (tumbling minutes counted 75 + 75
+// and missed it); the same scan split into two halves of 75 ports 100 s
+// apart (never more than 75 within a minute and a quarter), servers on
+// high ports answering clients, and clients reaching 20 ports each, fire
+// nothing. IPv4 and IPv6 scanners.
+func TestPortScanAcrossWindows(t *testing.T) {
+	for _, c := range []struct {
+		name, scanner string
+		gap           time.Duration // between the halves
+		want          []string
+	}{
+		{"straddling", "192.0.2.66", 0, []string{"firing port_scan 192.0.2.66 @1m5s", "resolved port_scan 192.0.2.66 @2m15s"}},
+		{"straddling-ipv6", "2001:db8::66", 0, []string{"firing port_scan 2001:db8::66 @1m5s", "resolved port_scan 2001:db8::66 @2m15s"}},
+		{"halves-apart", "192.0.2.66", 100 * time.Second, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := DefaultDetectors()
+			d.PortScan.Enabled = true
+			r := &recorder{}
+			fd := NewFlowDetectors(d, "", "", r.emit)
+			dst := "10.2.0.10"
+			if strings.Contains(c.scanner, ":") {
+				dst = "2001:db8::10"
+			}
+			var recs []flow.Record
+			for i := range 600 { // 0.2 s apart: 0-120 s
+				ts := t0.Add(time.Duration(i) * 200 * time.Millisecond)
+				client := fmt.Sprintf("10.0.%d.%d", 1+i/200, 1+i%200)
+				port := uint16(32768 + (i*7919)%28232)
+				// A database on a high port and its clients, both ways.
+				recs = append(recs, rec(ts, client, "10.0.0.5", port, 50000, tcpSYN|tcpACK|0x18),
+					rec(ts, "10.0.0.5", client, 50000, port, tcpSYN|tcpACK|0x18))
+				// A client reaching 20 services of a host, again and again.
+				recs = append(recs, rec(ts, "10.0.0.7", "10.0.0.8", 40000+uint16(i), uint16(8000+i%20), tcpSYN))
+			}
+			// The scan: 75 ports from 45 s to 60 s, 75 from 60 s (+ gap) on.
+			for i := range 150 {
+				off := 45*time.Second + time.Duration(i)*200*time.Millisecond
+				if i >= 75 {
+					off += c.gap
+				}
+				recs = append(recs, rec(t0.Add(off), c.scanner, dst, 55555, uint16(1+i), tcpSYN))
+			}
+			slices.SortStableFunc(recs, func(a, b flow.Record) int { return a.End.Compare(b.End) })
+			fd.Write(recs)
+			fd.Advance(t0.Add(5 * time.Minute))
+			if got := r.summary(); strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+		})
 	}
 }

@@ -74,11 +74,11 @@ func TestDetectorHashesNeedTheSeed(t *testing.T) {
 		t.Errorf("known peers: a run of %d slots for %d addresses picked to collide", r, n)
 	}
 
-	var ports keySet
+	var ports stampSet
 	for _, k := range pick(func(k uint64) uint64 { h := (k + 1) * 0x9E3779B97F4A7C15; return h ^ h>>31 }) {
-		ports.insert(k)
+		ports.insert(k, 0)
 	}
-	if r := longestRun(len(ports.keys), func(i int) bool { return ports.keys[i] != 0 }); r > 64 {
+	if r := longestRun(len(ports.slots), func(i int) bool { return ports.slots[i] != 0 }); r > 64 {
 		t.Errorf("ports: a run of %d slots for %d keys picked to collide", r, n)
 	}
 }
