@@ -326,12 +326,8 @@ func (e *Engine) fold() {
 			if a.rttSeen && s.rtt == nil {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
-			if a.nRTT > 0 {
-				st := s.rtt.cur.GetPositiveValueStore()
-				for j := range a.nRTT {
-					st.AddWithCount(int(a.rttBin[j]), float64(a.rttCounts[j]))
-				}
-				s.rtt.dirty = true
+			for j := range a.nRTT {
+				s.holdRTT(a.key.last, a.rttBin[j], a.rttCounts[j], 0)
 			}
 		}
 		for s, n := range a.over {
@@ -345,7 +341,8 @@ func (e *Engine) fold() {
 	p.aggs = p.aggs[:0]
 }
 
-// foldRTT adds the handshakes counted per bin into the series' sketches.
+// foldRTT adds the handshakes counted per bin to the series, held until
+// their bucket closes (series.holdRTT).
 func (e *Engine) foldRTT() {
 	p := &e.pre
 	p.rtt.each(func(k uint64, n uint32) {
@@ -355,8 +352,7 @@ func (e *Engine) foldRTT() {
 			if s.rtt == nil {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
-			s.rtt.cur.GetPositiveValueStore().AddWithCount(bin, float64(n))
-			s.rtt.dirty = true
+			s.holdRTT(a.key.last, int32(bin), n, 0)
 		}
 	})
 	for _, o := range p.rttOther {
@@ -365,8 +361,7 @@ func (e *Engine) foldRTT() {
 			if s.rtt == nil {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
-			_ = s.rtt.cur.Add(o.ms)
-			s.rtt.dirty = true
+			s.holdRTT(a.key.last, rttOutside, 1, o.ms)
 		}
 	}
 	p.rttOther = p.rttOther[:0]

@@ -70,6 +70,7 @@ func oracleKeys(r *flow.Record) []string {
 type oracleBucket struct {
 	bytes, packets                                     float64
 	flows, retrans, handshakes, syns, tcpPackets, zero float64
+	rtts                                               []float64 // handshake RTTs (ms) of the records ending in the bucket
 }
 
 // TestFoldMatchesRecords writes random records (spans of 0–8 s, shared and
@@ -186,10 +187,8 @@ func testFold(t *testing.T, tiny bool) {
 					}
 					if r.TCP.RTTServer > 0 {
 						ob.handshakes++
-						if rtts[k] == nil {
-							rtts[k] = newRTTState(e.cfg.RTTAccuracy).cur
-						}
-						_ = rtts[k].Add(float64(r.TCP.RTTServer) / 1e6)
+						// In the sketch once its bucket closes, with its bytes.
+						ob.rtts = append(ob.rtts, float64(r.TCP.RTTServer)/1e6)
 					}
 				}
 			}
@@ -197,6 +196,14 @@ func testFold(t *testing.T, tiny bool) {
 		s := e.Tick(at(float64(sec + 1)))
 		closed := sec + 1 - delay - 1
 		want := expect[closed]
+		for k, ob := range want {
+			for _, ms := range ob.rtts {
+				if rtts[k] == nil {
+					rtts[k] = newRTTState(e.cfg.RTTAccuracy).cur
+				}
+				_ = rtts[k].Add(ms)
+			}
+		}
 		seen := map[string]bool{}
 		for i := range s.Rows {
 			row := &s.Rows[i]

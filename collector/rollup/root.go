@@ -603,6 +603,9 @@ func (e *Engine) closeBucket(b int64) {
 		} else {
 			s.idle = 0
 		}
+		if len(s.rttHeld) > 0 {
+			s.releaseRTT(b)
+		}
 	}
 	e.decayTalkers(e.decayTalker)
 	if e.rttTick++; e.rttTick >= e.rttTicks {

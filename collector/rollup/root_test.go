@@ -531,3 +531,44 @@ func TestEventTimeEverySecond(t *testing.T) {
 		}
 	}
 }
+
+// TestRTTWithItsBytes: a handshake's RTT shows in the snapshot of the
+// second its record's bytes and handshake count show in, rollup-delay
+// after it is written, not in the snapshot of the second closing as it is
+// written (rollup-delay earlier, before the bytes of the same flow).
+func TestRTTWithItsBytes(t *testing.T) {
+	e := newTestEngine(t, nil) // Delay 5 s
+	e.Tick(at(100))
+	first := map[string]float64{}
+	for sec := 100; sec <= 112; sec++ {
+		if sec == 101 {
+			// A connection of the second 100 with a 40 ms handshake, received at its end.
+			e.Write([]flow.Record{{ObserverIP: exp1, Received: at(100.8), Start: at(100.1), End: at(100.8), Proto: 6,
+				SrcAddr: netip.MustParseAddr("10.0.0.9"), DstAddr: netip.MustParseAddr("10.0.0.10"),
+				SrcPort: 50000, DstPort: 443, TCPFlags: 0x1b, Bytes: 7000, Packets: 10,
+				TCP: flow.TCPPerf{RTTServer: 30 * time.Millisecond, RTTClient: 10 * time.Millisecond}}})
+		}
+		s := e.Tick(at(float64(sec)))
+		r := row(s, ScopeService, "tcp/443")
+		if r == nil {
+			continue
+		}
+		ts := float64(s.Time.UnixNano()) / 1e9
+		if _, ok := first["bytes"]; !ok && r.Values.Of(BytesPerSecond) > 0 {
+			first["bytes"] = ts
+		}
+		if _, ok := first["handshakes"]; !ok && r.Values.Of(HandshakesPerSecond) > 0 {
+			first["handshakes"] = ts
+		}
+		if p50, ok := r.Values.Get(RTTp50); ok && first["rtt"] == 0 {
+			first["rtt"] = ts
+			if math.Abs(p50-40) > 0.4 {
+				t.Errorf("RTT p50 %v ms, want 40", p50)
+			}
+		}
+	}
+	if first["bytes"] != 101 || first["handshakes"] != 101 || first["rtt"] != 101 {
+		t.Errorf("first seen in the snapshot of (its end): bytes %v, handshakes %v, RTT %v; want 101 for each",
+			first["bytes"], first["handshakes"], first["rtt"])
+	}
+}
