@@ -84,7 +84,8 @@ func writeCapture(t *testing.T, path string) truth {
 	return tr
 }
 
-// collectorUnderTest is the real listener, pipeline and NDJSON output.
+// collectorUnderTest is the real listener, pipeline and NDJSON output
+// (and the outputs a test adds).
 type collectorUnderTest struct {
 	out  testutil.SyncBuffer
 	nd   *ndjson.Output
@@ -95,7 +96,7 @@ type collectorUnderTest struct {
 	srcPrefix string
 }
 
-func startCollector(t *testing.T) *collectorUnderTest {
+func startCollector(t *testing.T, more ...pipeline.Output) *collectorUnderTest {
 	t.Helper()
 	r := reporter.NewForTest(nil)
 	c := &collectorUnderTest{}
@@ -103,7 +104,7 @@ func startCollector(t *testing.T) *collectorUnderTest {
 	if c.nd, err = ndjson.New(r, ndjson.DefaultConfiguration(), &c.out); err != nil {
 		t.Fatal(err)
 	}
-	if c.p, err = pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: []pipeline.Output{{Name: "stdout", Sink: c.nd}}}); err != nil {
+	if c.p, err = pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: append([]pipeline.Output{{Name: "stdout", Sink: c.nd}}, more...)}); err != nil {
 		t.Fatal(err)
 	}
 	lc := listen.DefaultConfiguration()

@@ -63,6 +63,9 @@ func oracleKeys(r *flow.Record) []string {
 	if r.Proto == 6 || r.Proto == 17 {
 		port = int(min(r.SrcPort, r.DstPort)) // both below 32768 here
 	}
+	if r.Proto == 6 && r.TCPFlags&0x12 == 0x12 && r.Packets == 1 {
+		port = int(r.SrcPort) // the server's SYN-ACK
+	}
 	out = append(out, ScopeService+"|"+protoName(r.Proto)+"/"+strconv.Itoa(port))
 	return append(out, ScopeExporter+"|"+r.ObserverIP.String())
 }

@@ -297,7 +297,7 @@ func (e *Engine) add(r *flow.Record) {
 		srcVS: r.Src.VSphere, dstVS: r.Dst.VSphere, srcNet: r.Src.Network, dstNet: r.Dst.Network,
 		last: last, inIf: r.InIf, outIf: r.OutIf, proto: r.Proto, events: events}
 	if hasPorts(r.Proto) {
-		k.port = serverPort(r.SrcPort, r.DstPort)
+		k.port = serverPortOf(r)
 	}
 	p := &e.pre
 	idx, slot := p.find(&k)

@@ -572,3 +572,53 @@ func TestRTTWithItsBytes(t *testing.T) {
 			first["bytes"], first["handshakes"], first["rtt"])
 	}
 }
+
+// TestServerPortInitiator: a database on port 50000 (DB2's) and its
+// clients. Records that show who opened the connection put both
+// directions in tcp/50000: a SYN without ACK, a one-packet SYN-ACK (an
+// sFlow sample, or a sampled NetFlow record of one packet), the
+// exporter's biflowDirection; the ports' rule took tcp/1500 for a client
+// on port 1500, and tcp/40000 for the answers to a client on 40000.
+// Records that show nothing keep the ports' rule.
+func TestServerPortInitiator(t *testing.T) {
+	const syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+	srv, cli := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.9")
+	biflow := func(v uint64) []flow.Extra { return []flow.Extra{{Name: "biflow_direction", Num: v}} }
+	for _, c := range []struct {
+		name string
+		r    flow.Record
+		want string
+	}{
+		{"syn from a low client port", flow.Record{SrcAddr: cli, DstAddr: srv, SrcPort: 1500, DstPort: 50000, TCPFlags: syn, Packets: 1}, "tcp/50000"},
+		{"sflow syn-ack to a low client port", flow.Record{Kind: flow.KindSFlow, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 1500, TCPFlags: syn | ack, Packets: 512, SamplingRate: 512}, "tcp/50000"},
+		{"sampled netflow syn-ack", flow.Record{Kind: flow.KindNetFlowV9, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 1500, TCPFlags: syn | ack, Packets: 100, SamplingRate: 100}, "tcp/50000"},
+		{"biflow reverse initiator, answers", flow.Record{Kind: flow.KindIPFIX, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 40000, TCPFlags: syn | ack | psh | fin, Packets: 20, Extra: biflow(2)}, "tcp/50000"},
+		{"biflow initiator, low client port", flow.Record{Kind: flow.KindIPFIX, SrcAddr: cli, DstAddr: srv, SrcPort: 1500, DstPort: 50000, TCPFlags: syn | ack | psh | fin, Packets: 20, Extra: biflow(1)}, "tcp/50000"},
+		{"biflow on udp", flow.Record{Kind: flow.KindIPFIX, Proto: 17, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 40000, Packets: 20, Extra: biflow(2)}, "udp/50000"},
+		// Flags ORed over a connection's packets show SYN and ACK both ways.
+		{"connection, flags ORed", flow.Record{Kind: flow.KindIPFIX, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 40000, TCPFlags: syn | ack | psh | fin, Packets: 20}, "tcp/40000"},
+		{"syn-ack without flags", flow.Record{Kind: flow.KindSFlow, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 1500, TCPFlags: syn | ack, NoTCPFlags: true, Packets: 1}, "tcp/1500"},
+		{"perimeter says nothing", flow.Record{Kind: flow.KindIPFIX, SrcAddr: cli, DstAddr: srv, SrcPort: 1500, DstPort: 50000, TCPFlags: syn | ack | psh, Packets: 20, Extra: biflow(3)}, "tcp/1500"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+			e.Tick(at(100))
+			r := c.r
+			if r.Proto == 0 {
+				r.Proto = 6
+			}
+			r.ObserverIP, r.Received, r.Start, r.End, r.Bytes = exp1, at(100.5), at(100.5), at(100.5), 1000
+			e.Write([]flow.Record{r})
+			s := e.Tick(at(101))
+			var got []string
+			for _, row := range s.Rows {
+				if row.Scope == ScopeService {
+					got = append(got, row.Key)
+				}
+			}
+			if len(got) != 1 || got[0] != c.want {
+				t.Errorf("services %v, want %s", got, c.want)
+			}
+		})
+	}
+}

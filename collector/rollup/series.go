@@ -278,6 +278,58 @@ func protoName(p uint8) string { return flow.TransportName(p) }
 // well-known and registered ranges, below every system's ephemeral range)
 // when only one is, else the lower of two below 32768, else the
 // destination port.
+// serverPortOf is a record's server port: the destination's when the
+// record shows that its source opened the connection, the source's when
+// it shows the destination did, else serverPort's guess from the ports,
+// which takes a server on a port above 32768 (DB2's 50000) answering a
+// client on a lower one for a service on the client's port. What shows
+// it: the exporter's biflowDirection (RFC 5103: 1, the source initiated;
+// 2, the destination did), a SYN without ACK (only a client sends one), or
+// a SYN-ACK alone in a record of one packet (the server's; over more
+// packets flags are ORed, and both directions of a connection show SYN
+// and ACK).
+func serverPortOf(r *flow.Record) uint16 {
+	switch initiator(r) {
+	case biflowInitiator:
+		return r.DstPort
+	case biflowReverseInitiator:
+		return r.SrcPort
+	}
+	return serverPort(r.SrcPort, r.DstPort)
+}
+
+// Values of IPFIX biflowDirection (RFC 5103), netflow.biflow_direction.
+const (
+	biflowInitiator        = 1 // the source opened the connection
+	biflowReverseInitiator = 2 // the destination did
+)
+
+// initiator is which end of r opened its connection, as
+// biflowDirection numbers it (0: it does not show).
+func initiator(r *flow.Record) uint64 {
+	for i := range r.Extra {
+		if x := &r.Extra[i]; x.Name == "biflow_direction" && !x.IsStr && x.Raw == nil &&
+			(x.Num == biflowInitiator || x.Num == biflowReverseInitiator) {
+			return x.Num
+		}
+	}
+	if r.Proto != 6 || r.NoTCPFlags {
+		return 0
+	}
+	const syn, ack = 0x02, 0x10
+	switch r.TCPFlags & (syn | ack) {
+	case syn:
+		return biflowInitiator
+	case syn | ack:
+		// One packet: sFlow samples one each; a NetFlow or IPFIX
+		// record one, or one sampled (its count scaled by the rate).
+		if r.Kind == flow.KindSFlow || r.Packets == 1 || r.SamplingRate > 1 && r.Packets == uint64(r.SamplingRate) {
+			return biflowReverseInitiator
+		}
+	}
+	return 0
+}
+
 func serverPort(src, dst uint16) uint16 {
 	const ephemeral = 32768
 	switch {
