@@ -81,6 +81,10 @@ func flatten(prefix string, m map[string]any, out map[string]any) {
 	}
 }
 
+// kinds are the records' protocols by their flow.protocol names.
+var kinds = map[string]flow.Kind{"netflow_v5": flow.KindNetFlowV5, "netflow_v9": flow.KindNetFlowV9,
+	"ipfix": flow.KindIPFIX, "sflow": flow.KindSFlow}
+
 func docRecord(d map[string]any) (flow.Record, error) {
 	var r flow.Record
 	var err error
@@ -122,6 +126,17 @@ func docRecord(d map[string]any) (flow.Record, error) {
 	r.Proto = uint8(num("network.iana_number"))
 	r.Bytes, r.Packets = num("network.bytes"), num("network.packets")
 	r.TCPFlags = uint16(num("netflow.tcp_control_bits"))
+	// What the rollups read to tell the server port (rollup.serverPortOf):
+	// the protocol (an sFlow sample is one packet), the sampling, whether
+	// the flags were sent, and the exporter's biflowDirection.
+	r.Kind = kinds[str("flow.protocol")]
+	r.SamplingRate = uint32(num("netflow.sampling_interval"))
+	if _, ok := d["netflow.tcp_control_bits"]; !ok && r.Proto == 6 {
+		r.NoTCPFlags = true
+	}
+	if _, ok := d["netflow.biflow_direction"]; ok {
+		r.Extra = []flow.Extra{{Name: "biflow_direction", Num: num("netflow.biflow_direction")}}
+	}
 	r.InIf, r.OutIf = uint32(num("observer.ingress.interface.id")), uint32(num("observer.egress.interface.id"))
 	r.InIfName, r.OutIfName = str("observer.ingress.interface.name"), str("observer.egress.interface.name")
 	r.TCP.RTTClient = time.Duration(num("spanflow.tcp.rtt_client_us")) * time.Microsecond
