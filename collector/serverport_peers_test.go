@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -172,5 +173,75 @@ func TestServerPortPeers(t *testing.T) {
 				t.Errorf("tcp/50000 %v packets, tcp/1500 %v; want the handshake's %d and the rest's %d", got.m["tcp/50000"], got.m["tcp/1500"], handshake, rest)
 			}
 		})
+	}
+}
+
+// TestSoftflowdBiflows: softflowd's RFC 5103 biflows (IPFIX, -b) of the
+// capture above: a record counts both directions, the reverse in
+// reverseOctetDeltaCount and reversePacketDeltaCount (PEN 29305); the
+// documents and the rollups add up to the capture's packets and bytes.
+// Counted one way, they held 5 of its 15 packets: the connection's
+// answers and the unanswered SYNs (softflowd's biflow source is the
+// server, so the SYNs were its reverse direction) were lost.
+func TestSoftflowdBiflows(t *testing.T) {
+	softflowd := testutil.Command(t, "softflowd")
+	ctl := testutil.Command(t, "softflowctl")
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "flows.pcap")
+	_, _, _, want := writeHighPortServer(t, pcap)
+	hostIf, ns, nsIf := veth(t, "bi")
+	cfg := rollup.DefaultConfiguration()
+	cfg.EventTime, cfg.Delay = true, 30*time.Second
+	e, err := rollup.New(reporter.NewForTest(nil), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &servicePackets{m: map[string]float64{}}
+	e.Subscribe(got)
+	c := startCollector(t, pipeline.Output{Name: "rollups", Sink: e})
+	sock := filepath.Join(dir, "ctl")
+	cmd := exec.Command(softflowd, "-d", "-i", hostIf, "-n", c.addr, "-v", "10", "-b", "-c", sock,
+		"-p", filepath.Join(dir, "pid"), "-t", "maxlife=300", "-T", "full")
+	logf, err := os.Create(filepath.Join(dir, "peer.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stderr, cmd.Stdout = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	log := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	waitCapturing(t, hostIf, log)
+	for end := time.Now().Add(10 * time.Second); exec.Command(ctl, "-c", sock, "statistics").Run() != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("softflowd never answered softflowctl\n%s", log())
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	replay(t, ns, nsIf, pcap)
+	time.Sleep(time.Second)
+	if out, err := exec.Command(ctl, "-c", sock, "expire-all").CombinedOutput(); err != nil {
+		t.Fatalf("softflowctl expire-all: %v\n%s\n%s", err, out, log())
+	}
+	pkts, byts, docs, _ := c.waitFor(t, want, 10*time.Second)
+	c.l.Stop()
+	e.Stop()
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	t.Logf("%d documents, %d packets, %d bytes (capture: %d packets, %d bytes); rollups: service packets %v",
+		docs, pkts, byts, want.packets, want.bytes, got.m)
+	if pkts != want.packets || byts != want.bytes {
+		t.Errorf("documents add up to %d packets and %d bytes, capture has %d and %d", pkts, byts, want.packets, want.bytes)
+	}
+	var rolled float64
+	for k, n := range got.m {
+		if strings.HasPrefix(k, "tcp/") {
+			rolled += n
+		}
+	}
+	if rolled < float64(want.packets)-0.5 || rolled > float64(want.packets)+0.5 {
+		t.Errorf("rollups: %v TCP packets, capture has %d", rolled, want.packets)
 	}
 }

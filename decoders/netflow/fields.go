@@ -11,6 +11,7 @@ import (
 
 	nf "github.com/netsampler/goflow2/v2/decoders/netflow"
 
+	"github.com/spanflow/spanflow/decoders/netflow/ie"
 	"github.com/spanflow/spanflow/decoders/reason"
 	"github.com/spanflow/spanflow/exporter/decode"
 	"github.com/spanflow/spanflow/internal/flow"
@@ -33,17 +34,22 @@ type recordTimes struct {
 	// ASA NSEL's only counts): the flow's, when it has no other count.
 	biOctets, biPackets       uint64
 	hasBiOctets, hasBiPackets bool
-	observed                  time.Time // observationTime* (322-325): an NSEL event's time
-	samplerID                 uint64
-	hasSampler                bool
-	rate                      uint64
-	packetSpace               uint64
-	icmpSet                   bool
-	startDelta, endDelta      time.Duration // flowStart/EndDeltaMicroseconds, before the export time
-	hasStartDelta             bool
-	hasEndDelta               bool
-	physIn, physOut           uint32
-	vlan243                   uint16
+	// reverseOctetDeltaCount and reversePacketDeltaCount (RFC 5103, PEN
+	// 29305; their totals when no delta): a biflow's other direction.
+	revOctets, revPackets         uint64
+	hasRevOctets, hasRevPackets   bool // a delta was seen
+	revOctetTotal, revPacketTotal uint64
+	observed                      time.Time // observationTime* (322-325): an NSEL event's time
+	samplerID                     uint64
+	hasSampler                    bool
+	rate                          uint64
+	packetSpace                   uint64
+	icmpSet                       bool
+	startDelta, endDelta          time.Duration // flowStart/EndDeltaMicroseconds, before the export time
+	hasStartDelta                 bool
+	hasEndDelta                   bool
+	physIn, physOut               uint32
+	vlan243                       uint16
 	// postSourceMacAddress and postDestinationMacAddress (81, 57: NetFlow
 	// v9's OUT_SRC_MAC and OUT_DST_MAC): the MACs of a record without
 	// sourceMacAddress and destinationMacAddress (56, 80).
@@ -146,6 +152,20 @@ func (s *State) applyField(r *flow.Record, t *recordTimes, typ uint16, pen uint3
 				r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(typ)), Num: x})
 			}
 		}
+	case ie.Reverse:
+		// A biflow's reverse counts are its other direction: network.bytes
+		// and packets (ECS: both directions) and the rollups count them.
+		switch typ {
+		case 1:
+			t.revOctets, t.hasRevOctets = be(v), true
+		case 2:
+			t.revPackets, t.hasRevPackets = be(v), true
+		case 85:
+			t.revOctetTotal = be(v)
+		case 86:
+			t.revPacketTotal = be(v)
+		}
+		s.appendExtra(r, pen, typ, v)
 	default:
 		s.appendExtra(r, pen, typ, v)
 	}
@@ -327,6 +347,17 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 	}
 	if t.hasBiPackets && !t.hasPackets && !t.hasPacketTotal {
 		r.Packets = t.biPackets
+	}
+	// An RFC 5103 biflow is both directions too.
+	if t.hasRevOctets {
+		r.Bytes += t.revOctets
+	} else {
+		r.Bytes += t.revOctetTotal
+	}
+	if t.hasRevPackets {
+		r.Packets += t.revPackets
+	} else {
+		r.Packets += t.revPacketTotal
 	}
 	applySection(r, t)
 	switch {
