@@ -182,7 +182,8 @@ func TestServerPortPeers(t *testing.T) {
 // documents and the rollups add up to the capture's packets and bytes.
 // Counted one way, they held 5 of its 15 packets: the connection's
 // answers and the unanswered SYNs (softflowd's biflow source is the
-// server, so the SYNs were its reverse direction) were lost.
+// server, so the SYNs were its reverse direction) were lost. The SYNs
+// count in tcp/50001: the biflow's reverse flags show who opened it.
 func TestSoftflowdBiflows(t *testing.T) {
 	softflowd := testutil.Command(t, "softflowd")
 	ctl := testutil.Command(t, "softflowctl")
@@ -243,5 +244,10 @@ func TestSoftflowdBiflows(t *testing.T) {
 	}
 	if rolled < float64(want.packets)-0.5 || rolled > float64(want.packets)+0.5 {
 		t.Errorf("rollups: %v TCP packets, capture has %d", rolled, want.packets)
+	}
+	// The unanswered SYNs are the reverse of a biflow whose source is the
+	// server on port 50001: its reverse flags say the client opened it.
+	if n := got.m["tcp/50001"]; n < 2.5 || n > 3.5 || got.m["tcp/2000"] != 0 {
+		t.Errorf("unanswered SYNs: tcp/50001 %v packets, tcp/2000 %v; want 3 in tcp/50001", n, got.m["tcp/2000"])
 	}
 }

@@ -598,6 +598,8 @@ func TestServerPortInitiator(t *testing.T) {
 		// Flags ORed over a connection's packets show SYN and ACK both ways.
 		{"connection, flags ORed", flow.Record{Kind: flow.KindIPFIX, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 40000, TCPFlags: syn | ack | psh | fin, Packets: 20}, "tcp/40000"},
 		{"syn-ack without flags", flow.Record{Kind: flow.KindSFlow, SrcAddr: srv, DstAddr: cli, SrcPort: 50000, DstPort: 1500, TCPFlags: syn | ack, NoTCPFlags: true, Packets: 1}, "tcp/1500"},
+		{"biflow whose reverse sent the SYNs", flow.Record{Kind: flow.KindIPFIX, SrcAddr: srv, DstAddr: cli, SrcPort: 50001, DstPort: 2000, Packets: 3,
+			Extra: []flow.Extra{{Name: "reverse_tcp_control_bits", Num: syn}}}, "tcp/50001"},
 		{"perimeter says nothing", flow.Record{Kind: flow.KindIPFIX, SrcAddr: cli, DstAddr: srv, SrcPort: 1500, DstPort: 50000, TCPFlags: syn | ack | psh, Packets: 20, Extra: biflow(3)}, "tcp/1500"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

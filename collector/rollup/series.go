@@ -284,10 +284,10 @@ func protoName(p uint8) string { return flow.TransportName(p) }
 // which takes a server on a port above 32768 (DB2's 50000) answering a
 // client on a lower one for a service on the client's port. What shows
 // it: the exporter's biflowDirection (RFC 5103: 1, the source initiated;
-// 2, the destination did), a SYN without ACK (only a client sends one), or
-// a SYN-ACK alone in a record of one packet (the server's; over more
-// packets flags are ORed, and both directions of a connection show SYN
-// and ACK).
+// 2, the destination did), a SYN without ACK (only a client sends one; in
+// a biflow's reverse flags when its source sent neither), or a SYN-ACK
+// alone in a record of one packet (the server's; over more packets flags
+// are ORed, and both directions of a connection show SYN and ACK).
 func serverPortOf(r *flow.Record) uint16 {
 	switch initiator(r) {
 	case biflowInitiator:
@@ -307,16 +307,23 @@ const (
 // initiator is which end of r opened its connection, as
 // biflowDirection numbers it (0: it does not show).
 func initiator(r *flow.Record) uint64 {
+	const syn, ack = 0x02, 0x10
+	reverseSYN := false // a biflow whose reverse direction sent a SYN without ACK
 	for i := range r.Extra {
-		if x := &r.Extra[i]; x.Name == "biflow_direction" && !x.IsStr && x.Raw == nil &&
-			(x.Num == biflowInitiator || x.Num == biflowReverseInitiator) {
+		x := &r.Extra[i]
+		if x.IsStr || x.Raw != nil {
+			continue
+		}
+		switch {
+		case x.Name == "biflow_direction" && (x.Num == biflowInitiator || x.Num == biflowReverseInitiator):
 			return x.Num
+		case x.Name == "reverse_tcp_control_bits" && x.Num&(syn|ack) == syn:
+			reverseSYN = true
 		}
 	}
 	if r.Proto != 6 || r.NoTCPFlags {
 		return 0
 	}
-	const syn, ack = 0x02, 0x10
 	switch r.TCPFlags & (syn | ack) {
 	case syn:
 		return biflowInitiator
@@ -324,6 +331,10 @@ func initiator(r *flow.Record) uint64 {
 		// One packet: sFlow samples one each; a NetFlow or IPFIX
 		// record one, or one sampled (its count scaled by the rate).
 		if r.Kind == flow.KindSFlow || r.Packets == 1 || r.SamplingRate > 1 && r.Packets == uint64(r.SamplingRate) {
+			return biflowReverseInitiator
+		}
+	case 0:
+		if reverseSYN {
 			return biflowReverseInitiator
 		}
 	}
