@@ -189,7 +189,15 @@ func testFold(t *testing.T, tiny bool) {
 						ob.syns++
 					}
 					if r.TCP.RTTServer > 0 {
-						ob.handshakes++
+						// A handshake counts once: on the record with SYN
+						// towards the server port (every flag set here has SYN).
+						server := min(r.SrcPort, r.DstPort)
+						if r.TCPFlags&0x12 == 0x12 && r.Packets == 1 {
+							server = r.SrcPort
+						}
+						if r.DstPort == server {
+							ob.handshakes++
+						}
 						// In the sketch once its bucket closes, with its bytes.
 						ob.rtts = append(ob.rtts, float64(r.TCP.RTTServer)/1e6)
 					}

@@ -350,7 +350,10 @@ func (e *Engine) add(r *flow.Record) {
 			}
 		}
 		if rtt := r.TCP.RTTClient + r.TCP.RTTServer; rtt > 0 {
-			if events {
+			// The quantiles take every record's RTT: those of the
+			// connections active in the window (a connection weighs by its
+			// records); the count, each handshake once.
+			if events && countsHandshake(r, k.port) {
 				a.ev.handshakes++
 			}
 			a.rttSeen = true
@@ -386,6 +389,28 @@ func (e *Engine) add(r *flow.Record) {
 			}
 		}
 	}
+}
+
+// countsHandshake says whether r, whose server port is port, is the
+// record that counts its connection's handshake. spanflow's meter
+// puts a connection's RTT on every record of both its directions, every
+// active timeout, and each counted as a handshake: three connections of
+// 20 s exported every 5 s made 27 (TestHandshakesOnce). The records that
+// saw the handshake have SYN in their flags (the meter clears them at each
+// export); of the two directions', the one towards the server port counts
+// (both directions have the same server port). A record without flags
+// counts.
+func countsHandshake(r *flow.Record, port uint16) bool {
+	if r.NoTCPFlags || r.TCPFlags == 0 {
+		return true
+	}
+	if r.TCPFlags&0x02 == 0 {
+		return false
+	}
+	if r.SrcPort == r.DstPort {
+		return r.SrcAddr.Compare(r.DstAddr) <= 0
+	}
+	return r.DstPort == port
 }
 
 // Bounds of the Unix seconds of a record's times (1825-2115): the

@@ -624,3 +624,30 @@ func TestServerPortInitiator(t *testing.T) {
 		})
 	}
 }
+
+// TestHandshakeCountedOnce: of a connection's records carrying its RTT
+// (spanflow's meter puts it on every record of both directions), only
+// the one that saw the handshake, towards the server, counts as a
+// handshake; the quantiles take each record's RTT.
+func TestHandshakeCountedOnce(t *testing.T) {
+	cli, srv := netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.5")
+	perf := flow.TCPPerf{RTTServer: 2 * time.Millisecond, RTTClient: time.Millisecond}
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	var recs []flow.Record
+	for i, flags := range []uint16{0x1b, 0x18, 0x18, 0x19} { // the first record of each direction has the SYN
+		ts := at(100.1 + float64(i)*0.2)
+		recs = append(recs,
+			flow.Record{ObserverIP: exp1, Received: ts, End: ts, Proto: 6, SrcAddr: cli, DstAddr: srv, SrcPort: 40000, DstPort: 443, TCPFlags: flags, Packets: 5, Bytes: 500, TCP: perf},
+			flow.Record{ObserverIP: exp1, Received: ts, End: ts, Proto: 6, SrcAddr: srv, DstAddr: cli, SrcPort: 443, DstPort: 40000, TCPFlags: flags, Packets: 5, Bytes: 500, TCP: perf})
+	}
+	e.Write(recs)
+	s := e.Tick(at(101))
+	r := row(s, ScopeService, "tcp/443")
+	if h := r.Values.Of(HandshakesPerSecond); h != 1 {
+		t.Errorf("%v handshakes, want 1", h)
+	}
+	if p50 := r.Values.Of(RTTp50); math.Abs(p50-3) > 0.03 {
+		t.Errorf("RTT p50 %v ms, want 3", p50)
+	}
+}
