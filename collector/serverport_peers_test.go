@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/spanflow/spanflow/collector/alert"
 	"github.com/spanflow/spanflow/collector/pipeline"
 	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -185,8 +186,6 @@ func TestServerPortPeers(t *testing.T) {
 // server, so the SYNs were its reverse direction) were lost. The SYNs
 // count in tcp/50001: the biflow's reverse flags show who opened it.
 func TestSoftflowdBiflows(t *testing.T) {
-	softflowd := testutil.Command(t, "softflowd")
-	ctl := testutil.Command(t, "softflowctl")
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "flows.pcap")
 	_, _, _, want := writeHighPortServer(t, pcap)
@@ -200,32 +199,7 @@ func TestSoftflowdBiflows(t *testing.T) {
 	got := &servicePackets{m: map[string]float64{}}
 	e.Subscribe(got)
 	c := startCollector(t, pipeline.Output{Name: "rollups", Sink: e})
-	sock := filepath.Join(dir, "ctl")
-	cmd := exec.Command(softflowd, "-d", "-i", hostIf, "-n", c.addr, "-v", "10", "-b", "-c", sock,
-		"-p", filepath.Join(dir, "pid"), "-t", "maxlife=300", "-T", "full")
-	logf, err := os.Create(filepath.Join(dir, "peer.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stderr, cmd.Stdout = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	log := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	waitCapturing(t, hostIf, log)
-	for end := time.Now().Add(10 * time.Second); exec.Command(ctl, "-c", sock, "statistics").Run() != nil; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("softflowd never answered softflowctl\n%s", log())
-		}
-	}
-	time.Sleep(200 * time.Millisecond)
-	replay(t, ns, nsIf, pcap)
-	time.Sleep(time.Second)
-	if out, err := exec.Command(ctl, "-c", sock, "expire-all").CombinedOutput(); err != nil {
-		t.Fatalf("softflowctl expire-all: %v\n%s\n%s", err, out, log())
-	}
+	softflowdBiflows(t, dir, hostIf, ns, nsIf, pcap, c)
 	pkts, byts, docs, _ := c.waitFor(t, want, 10*time.Second)
 	c.l.Stop()
 	e.Stop()
@@ -249,5 +223,100 @@ func TestSoftflowdBiflows(t *testing.T) {
 	// server on port 50001: its reverse flags say the client opened it.
 	if n := got.m["tcp/50001"]; n < 2.5 || n > 3.5 || got.m["tcp/2000"] != 0 {
 		t.Errorf("unanswered SYNs: tcp/50001 %v packets, tcp/2000 %v; want 3 in tcp/50001", n, got.m["tcp/2000"])
+	}
+}
+
+// softflowdBiflows meters the capture replayed into the veth with
+// softflowd's IPFIX biflows (-b) towards c, and has it export them all.
+func softflowdBiflows(t *testing.T, dir, hostIf, ns, nsIf, pcap string, c *collectorUnderTest) {
+	t.Helper()
+	softflowd := testutil.Command(t, "softflowd")
+	ctl := testutil.Command(t, "softflowctl")
+	sock := filepath.Join(dir, "ctl")
+	cmd := exec.Command(softflowd, "-d", "-i", hostIf, "-n", c.addr, "-v", "10", "-b", "-c", sock,
+		"-p", filepath.Join(dir, "pid"), "-t", "maxlife=300", "-T", "full")
+	logf, err := os.Create(filepath.Join(dir, "peer.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cmd.Stderr, cmd.Stdout = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	log := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+	waitCapturing(t, hostIf, log)
+	for end := time.Now().Add(10 * time.Second); exec.Command(ctl, "-c", sock, "statistics").Run() != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("softflowd never answered softflowctl\n%s", log())
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	replay(t, ns, nsIf, pcap)
+	time.Sleep(time.Second)
+	if out, err := exec.Command(ctl, "-c", sock, "expire-all").CombinedOutput(); err != nil {
+		t.Fatalf("softflowctl expire-all: %v\n%s\n%s", err, out, log())
+	}
+}
+
+// TestBiflowPortScan: a SYN scan of 150 ports from 10.1.9.200 to
+// 10.1.9.5, each answered with a RST, metered by softflowd as IPFIX
+// biflows: softflowd puts the lower address first, so each probe's SYN is
+// in the reverse counts (netflow.reverse_tcp_control_bits) and the
+// target's RST-ACK in the record's own flags. The port-scan detector,
+// behind the real collector, fires once for the scanner; it read the
+// records as answers (with ACK) and fired nothing.
+func TestBiflowPortScan(t *testing.T) {
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "scan.pcap")
+	f, err := os.Create(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	scanner, target := net.IPv4(10, 1, 9, 200), net.IPv4(10, 1, 9, 5)
+	ts := time.Now()
+	var want truth
+	write := func(src, dst net.IP, sport, dport uint16, tcp layers.TCP) {
+		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, src[15]}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, dst[15]}, EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, SrcIP: src, DstIP: dst, Protocol: layers.IPProtocolTCP}
+		tcp.SrcPort, tcp.DstPort, tcp.Window = layers.TCPPort(sport), layers.TCPPort(dport), 1024
+		tcp.SetNetworkLayerForChecksum(ip)
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, &tcp); err != nil {
+			t.Fatal(err)
+		}
+		ts = ts.Add(time.Millisecond)
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(buf.Bytes()), Length: len(buf.Bytes())}, buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		want.packets++
+	}
+	for port := uint16(1); port <= 150; port++ {
+		write(scanner, target, 55555, port, layers.TCP{SYN: true, Seq: 7000})
+		write(target, scanner, port, 55555, layers.TCP{RST: true, ACK: true, Ack: 7001})
+	}
+	f.Close()
+	hostIf, ns, nsIf := veth(t, "bs")
+	var mu sync.Mutex
+	var alerts []alert.Alert
+	d := alert.DefaultDetectors()
+	d.PortScan.Enabled = true
+	fd := alert.NewFlowDetectors(d, "", "", func(a alert.Alert) { mu.Lock(); alerts = append(alerts, a); mu.Unlock() })
+	c := startCollector(t, pipeline.Output{Name: "detectors", Sink: fd})
+	softflowdBiflows(t, dir, hostIf, ns, nsIf, pcap, c)
+	pkts, _, docs, _ := c.waitFor(t, want, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d documents, %d packets (capture %d); alerts %+v", docs, pkts, want.packets, alerts)
+	if pkts != want.packets {
+		t.Fatalf("documents add up to %d packets, capture has %d", pkts, want.packets)
+	}
+	if len(alerts) != 1 || alerts[0].Rule != alert.RulePortScan || alerts[0].Key != "10.1.9.200" {
+		t.Errorf("alerts %+v, want one port_scan of 10.1.9.200", alerts)
 	}
 }

@@ -248,18 +248,19 @@ func (fd *FlowDetectors) Write(recs []flow.Record) error {
 		if fd.cfg.NewPeer.Enabled && r.Locality == "external" {
 			fd.peer(r, t)
 		}
-		synOnly := r.Proto == 6 && r.TCPFlags&tcpSYN != 0 && r.TCPFlags&tcpACK == 0
-		if fd.cfg.PortScan.Enabled && (r.Proto == 6 || r.Proto == 17) && probes(r) {
-			if fd.scan.add(r.SrcAddr, r.DstPort) == crossed {
-				fd.fireWindowed(RulePortScan, fd.cfg.PortScan.Severity, "source", r.SrcAddr, projectOf(&r.Src), t, fd.cfg.PortScan.Ports+1)
+		p := probeOf(r)
+		synOnly := r.Proto == 6 && p.flags&tcpSYN != 0 && p.flags&tcpACK == 0
+		if fd.cfg.PortScan.Enabled && (r.Proto == 6 || r.Proto == 17) && p.probes(r.Proto) {
+			if fd.scan.add(p.src, p.dport) == crossed {
+				fd.fireWindowed(RulePortScan, fd.cfg.PortScan.Severity, "source", p.src, projectOf(p.srcEnd), t, fd.cfg.PortScan.Ports+1)
 			} else if fd.scan.overflowed {
 				fd.scan.overflowed = false
 				fd.Overflow("port_scan")
 			}
 		}
 		if fd.cfg.HalfOpen.Enabled && fd.cfg.HalfOpen.Flows > 0 && synOnly {
-			if fd.halfOpen.add(r.DstAddr, 0) == crossed {
-				fd.fireWindowed(RuleHalfOpenFlow, fd.cfg.HalfOpen.Severity, "destination", r.DstAddr, projectOf(&r.Dst), t, fd.cfg.HalfOpen.Flows+1)
+			if fd.halfOpen.add(p.dst, 0) == crossed {
+				fd.fireWindowed(RuleHalfOpenFlow, fd.cfg.HalfOpen.Severity, "destination", p.dst, projectOf(p.dstEnd), t, fd.cfg.HalfOpen.Flows+1)
 			} else if fd.halfOpen.overflowed {
 				fd.halfOpen.overflowed = false
 				fd.Overflow("half_open")
@@ -269,6 +270,31 @@ func (fd *FlowDetectors) Write(recs []flow.Record) error {
 	return nil
 }
 
+// scanProbe is a flow as a scan's probe would be sent: the record itself, or
+// the reverse direction of a biflow (RFC 5103, softflowd -b) when that
+// direction sent a SYN without ACK (netflow.reverse_tcp_control_bits): an
+// exporter that orders a biflow's ends by address puts a scanner with the
+// higher address second, its SYNs in the reverse counts and the target's
+// RSTs (with ACK) in the record's own flags, and neither detector saw it.
+type scanProbe struct {
+	src, dst       netip.Addr
+	srcEnd, dstEnd *flow.Endpoint
+	sport, dport   uint16
+	flags          uint16
+}
+
+func probeOf(r *flow.Record) scanProbe {
+	if r.Proto == 6 && len(r.Extra) > 0 && r.TCPFlags&(tcpSYN|tcpACK) != tcpSYN {
+		for i := range r.Extra {
+			if x := &r.Extra[i]; x.Name == "reverse_tcp_control_bits" && !x.IsStr && x.Raw == nil && x.Num&(tcpSYN|tcpACK) == tcpSYN {
+				return scanProbe{src: r.DstAddr, dst: r.SrcAddr, srcEnd: &r.Dst, dstEnd: &r.Src,
+					sport: r.DstPort, dport: r.SrcPort, flags: uint16(x.Num)}
+			}
+		}
+	}
+	return scanProbe{src: r.SrcAddr, dst: r.DstAddr, srcEnd: &r.Src, dstEnd: &r.Dst, sport: r.SrcPort, dport: r.DstPort, flags: r.TCPFlags}
+}
+
 // probes says whether a flow may be a scan's probe rather than an answer.
 // A TCP flow with flags is one when it has no ACK (SYN, FIN, Xmas scans);
 // with an ACK it belongs to a connection, either side, and its ports say
@@ -276,11 +302,11 @@ func (fd *FlowDetectors) Write(recs []flow.Record) error {
 // were below 50000 more often than not, was a port scan by them. A UDP
 // flow, or a TCP flow without flags, is one when its destination port is
 // below its source port (an answer goes back to the client's higher port).
-func probes(r *flow.Record) bool {
-	if r.Proto == 6 && r.TCPFlags != 0 {
-		return r.TCPFlags&tcpACK == 0
+func (p *scanProbe) probes(proto uint8) bool {
+	if proto == 6 && p.flags != 0 {
+		return p.flags&tcpACK == 0
 	}
-	return r.DstPort < r.SrcPort
+	return p.dport < p.sport
 }
 
 func (fd *FlowDetectors) peer(r *flow.Record, t time.Time) {
