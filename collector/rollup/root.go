@@ -345,7 +345,8 @@ func (e *Engine) add(r *flow.Record) {
 			a.ev.tcpPackets += uint32(min(r.Packets, math.MaxUint32))
 			a.ev.retrans += r.TCP.Retransmissions
 			a.ev.zeroWins += r.TCP.ZeroWindows
-			if r.TCPFlags&syn != 0 && r.TCPFlags&ack == 0 {
+			// A biflow's SYN without ACK may be its reverse direction's.
+			if r.TCPFlags&(syn|ack) == syn || len(r.Extra) > 0 && reverseFlags(r)&(syn|ack) == syn {
 				a.ev.syns++
 			}
 		}

@@ -651,3 +651,22 @@ func TestHandshakeCountedOnce(t *testing.T) {
 		t.Errorf("RTT p50 %v ms, want 3", p50)
 	}
 }
+
+// TestUnansweredSYNsBiflow: a biflow (RFC 5103) whose reverse direction
+// sent a SYN without ACK counts as an unanswered SYN, as the uniflow of
+// that direction does; one whose reverse is a connection's does not.
+func TestUnansweredSYNsBiflow(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	a, b := netip.MustParseAddr("10.1.9.5"), netip.MustParseAddr("10.1.9.200")
+	mk := func(sport uint16, flags, rev uint64) flow.Record {
+		return flow.Record{ObserverIP: exp1, Received: at(100.5), End: at(100.5), Proto: 6, SrcAddr: a, DstAddr: b,
+			SrcPort: sport, DstPort: 55555, TCPFlags: uint16(flags), Packets: 2, Bytes: 80,
+			Extra: []flow.Extra{{Name: "reverse_tcp_control_bits", Num: rev}}}
+	}
+	e.Write([]flow.Record{mk(22, 0x14, 0x02), mk(23, 0, 0x02), mk(80, 0x1b, 0x1b)})
+	s := e.Tick(at(101))
+	if n := row(s, ScopeExporter, exp1.String()).Values.Of(UnansweredSYNsPerSecond); n != 2 {
+		t.Errorf("%v unanswered SYNs, want 2", n)
+	}
+}

@@ -298,6 +298,17 @@ func serverPortOf(r *flow.Record) uint16 {
 	return serverPort(r.SrcPort, r.DstPort)
 }
 
+// reverseFlags are the TCP flags of a biflow's reverse direction
+// (netflow.reverse_tcp_control_bits, RFC 5103); 0 when absent.
+func reverseFlags(r *flow.Record) uint64 {
+	for i := range r.Extra {
+		if x := &r.Extra[i]; x.Name == "reverse_tcp_control_bits" && !x.IsStr && x.Raw == nil {
+			return x.Num
+		}
+	}
+	return 0
+}
+
 // Values of IPFIX biflowDirection (RFC 5103), netflow.biflow_direction.
 const (
 	biflowInitiator        = 1 // the source opened the connection
@@ -318,7 +329,7 @@ func initiator(r *flow.Record) uint64 {
 		case x.Name == "biflow_direction" && (x.Num == biflowInitiator || x.Num == biflowReverseInitiator):
 			return x.Num
 		case x.Name == "reverse_tcp_control_bits" && x.Num&(syn|ack) == syn:
-			reverseSYN = true
+			reverseSYN = true // reverseFlags' element
 		}
 	}
 	if r.Proto != 6 || r.NoTCPFlags {
