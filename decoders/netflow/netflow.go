@@ -532,6 +532,12 @@ func (s *State) Decode(payload []byte, received time.Time, out []flow.Record) ([
 	count := -1 // IPFIX: every set of the message
 	if h.version == 9 {
 		count = int(binary.BigEndian.Uint16(payload[2:]))
+		if n := v9Sets(payload[hdrLen:], count); n != count {
+			// goflow2 reads the header's count of sets: give it them all.
+			payload = append([]byte(nil), payload...)
+			binary.BigEndian.PutUint16(payload[2:], uint16(n))
+			count = n
+		}
 	}
 	if !goflow2Only {
 		if out, ok := s.decodeKnown(payload[hdrLen:], count, h, received, out, &info); ok {
@@ -689,6 +695,27 @@ func (s *State) decodeKnown(sets []byte, count int, h *header, received time.Tim
 	out = s.decodePending(out, info, received)
 	info.Templates = len(s.templates)
 	return out, true
+}
+
+// v9Sets is how many sets of a NetFlow v9 datagram to read, given its
+// header's count. The count is of records (RFC 3954), so a datagram has at
+// most that many sets, and goflow2 reads at most that many. softflowd
+// 1.1.0 writes the number of its templates when it sends them: the data
+// sets behind them were past the count and dropped without a word (a
+// short capture gave no flow at all). As nfdump does, every set that the
+// datagram holds whole is read; bytes after the sets that are not a whole
+// set stay ignored, as before, when the count did not reach them.
+func v9Sets(sets []byte, count int) int {
+	n := 0
+	for len(sets) >= 4 {
+		l := int(binary.BigEndian.Uint16(sets[2:]))
+		if l < 4 || l > len(sets) {
+			break
+		}
+		sets = sets[l:]
+		n++
+	}
+	return max(n, count)
 }
 
 // scrub drops what Decode used for one datagram: the payload, goflow2's
