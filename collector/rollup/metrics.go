@@ -35,6 +35,8 @@ func newMetrics(r *reporter.Reporter, e *Engine) *metrics {
 		read(func(c *counters) float64 { return c.futureBytes }))
 	f.CounterFunc("untimed_records_total", "flow records with neither a receive time nor an end time (or only times outside the years 1825-2115): not added",
 		read(func(c *counters) float64 { return float64(c.untimed) }))
+	f.CounterFunc("implausible_records_total", "flow records counting more than 2^53 bytes or 2^50 packets (a broken or hostile exporter): not added",
+		read(func(c *counters) float64 { return float64(c.implausible) }))
 	f.CounterFunc("evicted_series_total", "series forgotten after rollup-idle-timeout without traffic",
 		read(func(c *counters) float64 { return float64(c.evicted) }))
 	f.CounterFunc("talker_sampled_out_records_total", "flow records not fed to the talker sketches because the records a second exceeded rollup-talker-budget (each record fed stands for the ones skipped)",

@@ -79,6 +79,7 @@ type Engine struct {
 // counters are the engine's own counts, guarded by mu.
 type counters struct {
 	records, lateRecords, futureRecords, untimed uint64
+	implausible                                  uint64 // records over the plausible counts, not added
 	lateBytes, futureBytes                       float64
 	overflow                                     [numScopes]uint64
 	evicted                                      uint64
@@ -227,8 +228,21 @@ func (e *Engine) targetOf(now int64) int64 {
 	return floorDiv(now-int64(e.cfg.Delay), e.tickNs) - 1
 }
 
+// A flow record counting more than this many bytes or packets comes from
+// a broken or hostile exporter (a 400 Gb/s line carries 2^53 bytes in two
+// days): added, it made a line's rate about 10^19 bytes a second, firing
+// every line-load rule of it for as long as the rule's window held it.
+const (
+	plausibleBytes   = 1 << 53
+	plausiblePackets = 1 << 50
+)
+
 func (e *Engine) add(r *flow.Record) {
 	if r.Counters != nil || r.Exporter != nil {
+		return
+	}
+	if r.Bytes > plausibleBytes || r.Packets > plausiblePackets {
+		e.stats.implausible++
 		return
 	}
 	// Each time read once, as nanoseconds: time.Time's methods decode its

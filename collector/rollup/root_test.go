@@ -412,6 +412,37 @@ func TestTimesOutOfRange(t *testing.T) {
 	}
 }
 
+// TestImplausibleCounts: a record of 2^64-1 bytes (or 2^63 packets) from
+// a broken or hostile exporter is counted apart and not added, so that a
+// line's rate stays that of its real flows; the largest plausible record
+// is added.
+func TestImplausibleCounts(t *testing.T) {
+	e := newTestEngine(t, func(c *Configuration) { c.Delay = 0 })
+	e.Tick(at(100))
+	bogus := lineRecord(at(100.5), 0, math.MaxUint64)
+	bogusPkts := lineRecord(at(100.5), 0, 100)
+	bogusPkts.Packets = 1 << 63
+	real := lineRecord(at(100.5), 0, 700)
+	if err := e.Write([]flow.Record{bogus, bogusPkts, real}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.Tick(at(101))
+	if e.stats.implausible != 2 || e.stats.records != 1 {
+		t.Fatalf("implausible %d, records %d; want 2 and 1", e.stats.implausible, e.stats.records)
+	}
+	if got := row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond); got != 700 {
+		t.Fatalf("line bytes/s %v, want 700 (the real record alone)", got)
+	}
+	biggest := lineRecord(at(101.5), 0, plausibleBytes)
+	if err := e.Write([]flow.Record{biggest}); err != nil {
+		t.Fatal(err)
+	}
+	s = e.Tick(at(102))
+	if got := row(s, ScopeLine, "10.0.0.1 eth0").Values.Of(BytesPerSecond); got != plausibleBytes {
+		t.Fatalf("line bytes/s %v, want %d", got, plausibleBytes)
+	}
+}
+
 // TestEvictEveryScope: many idle series of every scope (what a scan
 // leaves: a service per port, a line per interface, a VM and a project
 // per name, an exporter per address) are forgotten together, each from
