@@ -167,8 +167,17 @@ func pcapQueryCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("write %s: %w", name, err)
 			}
-			fmt.Fprintf(c.App.ErrWriter, "spanflow pcap: %s written; %d of %d blocks read (%s) in %s\n",
-				numfmt.Count(uint64(len(pkts)), "packet", ""), st.BlocksRead, st.Blocks, numfmt.Count(uint64(st.BytesRead), "byte", ""), time.Since(start).Round(time.Millisecond))
+			// The blocks read are the local ring's: exporters asked over
+			// HTTP read their own.
+			from := ""
+			if c.String("ring") != "" {
+				from = fmt.Sprintf("; %d of %d blocks of the ring read (%s)", st.BlocksRead, st.Blocks, numfmt.Count(uint64(st.BytesRead), "byte", ""))
+			}
+			if n := len(c.StringSlice("exporter")); n > 0 {
+				from += fmt.Sprintf("; %d of %s answered", n-failed, numfmt.Count(uint64(n), "exporter", ""))
+			}
+			fmt.Fprintf(c.App.ErrWriter, "spanflow pcap: %s written%s in %s\n",
+				numfmt.Count(uint64(len(pkts)), "packet", ""), from, time.Since(start).Round(time.Millisecond))
 			if failed > 0 {
 				return cli.Exit(fmt.Sprintf("partial answer: %d of %d exporters failed (named above); the output holds the packets of the others", failed, len(c.StringSlice("exporter"))), exitPartial)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -91,6 +92,11 @@ func TestPcapQueryPartial(t *testing.T) {
 	}
 	if got, want := tsharkCount(t, tshark, file, ""), tsharkCount(t, tshark, in, ""); got != want || want == 0 {
 		t.Errorf("partial answer: %d frames, want the answering probe's %d", got, want)
+	}
+	// The summary counts the exporters that answered; no block of a ring
+	// was read here.
+	if want := fmt.Sprintf("; 1 of %d exporters answered", len(failing)+1); !strings.Contains(out, want) || strings.Contains(out, "blocks") {
+		t.Errorf("summary: want %q and no blocks:\n%s", want, out)
 	}
 	for u, why := range failing {
 		var lines []string
