@@ -2,9 +2,7 @@ package meter
 
 import (
 	"net/netip"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -105,25 +103,9 @@ func TestDirectionsInTheirOwnSegments(t *testing.T) {
 			if segments[5001] != 20 || segments[5002] != 20 {
 				t.Fatalf("segments %v: want each direction in its own", segments)
 			}
-			out, err := exec.Command(tshark, "-r", path, "-Y", "tcp.analysis.initial_rtt", "-T", "fields", "-E", "separator=|",
-				"-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport",
-				"-e", "tcp.analysis.initial_rtt").Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen := map[string]bool{}
-			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-				f := strings.Split(line, "|")
-				if len(f) < 8 || seen[f[0]] {
-					continue
-				}
-				seen[f[0]] = true
-				if err := checkRTT(flows, f); err != nil {
-					t.Error(err)
-				}
-			}
-			if len(seen) != 20 {
-				t.Fatalf("tshark gives %d connections an initial RTT, want 20", len(seen))
+			n := checkRTTs(t, tshark, path, flows)
+			if n != 20 {
+				t.Fatalf("tshark gives %d connections an initial RTT, want 20", n)
 			}
 			for _, f := range flows {
 				if f.RTTClientUs == 0 || f.RTTServerUs == 0 {

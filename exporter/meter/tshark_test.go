@@ -57,25 +57,34 @@ func TestTCPPerfAgainstTshark(t *testing.T) {
 			if !tc.rtt {
 				return
 			}
-			out, err = exec.Command(tshark, "-r", path, "-Y", "tcp.analysis.initial_rtt", "-T", "fields", "-E", "separator=|",
-				"-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport",
-				"-e", "tcp.analysis.initial_rtt").Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen := map[string]bool{}
-			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-				f := strings.Split(line, "|")
-				if len(f) < 8 || seen[f[0]] {
-					continue
-				}
-				seen[f[0]] = true
-				if err := checkRTT(flows, f); err != nil {
-					t.Error(err)
-				}
-			}
+			checkRTTs(t, tshark, path, flows)
 		})
 	}
+}
+
+// checkRTTs compares each connection's handshake RTTs in flows with
+// tshark's initial RTT of its stream, and returns how many streams tshark
+// gave one.
+func checkRTTs(t *testing.T, tshark, path string, flows []synth.Flow) int {
+	t.Helper()
+	out, err := exec.Command(tshark, "-r", path, "-Y", "tcp.analysis.initial_rtt", "-T", "fields", "-E", "separator=|",
+		"-e", "tcp.stream", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport",
+		"-e", "tcp.analysis.initial_rtt").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		if len(f) < 8 || seen[f[0]] {
+			continue
+		}
+		seen[f[0]] = true
+		if err := checkRTT(flows, f); err != nil {
+			t.Error(err)
+		}
+	}
+	return len(seen)
 }
 
 // checkRTT finds the connection of a tshark line (stream, addresses, ports,

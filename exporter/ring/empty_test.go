@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/ring"
-	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 // TestNothingThere: the query server answers 410 only for time whose
@@ -23,43 +21,21 @@ import (
 // refused with 410.
 func TestNothingThere(t *testing.T) {
 	cfg := ring.Configuration{Dir: t.TempDir(), Size: ring.MinSize, Codec: ring.CodecNone, BlockSize: 256 << 10}
-	rng := rand.New(rand.NewPCG(3, 3))
-	pool := make([]byte, 1<<20)
-	for i := range pool {
-		pool[i] = byte(rng.Uint32())
-	}
-	ts := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC).UnixNano()
-	write := func(bytes int64) (first, last int64) {
-		g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := g.NewAppender()
-		a.Wait = true
-		first = ts + 1000
-		for w := int64(0); w < bytes; w += 1000 {
-			ts += 1000
-			off := rng.IntN(len(pool) - 1000)
-			a.Append(ts, 1000, 1, 0, 42, pool[off:off+1000])
-		}
-		a.Flush()
-		g.Close()
-		return first, ts
-	}
-	_, before := write(4 << 20)
+	w := newRandomFrames(t, cfg, 3, 42)
+	_, before := w.write(4 << 20)
 	// A quiet second, pinned (an alert's window on a probe that saw
 	// nothing then), and one not pinned.
 	quiet := [2]int64{before + 1, before + int64(time.Second)}
 	unpinned := [2]int64{before + int64(time.Second), before + 2*int64(time.Second)}
-	ts += 2 * int64(time.Second)
+	w.ts += 2 * int64(time.Second)
 	if err := ring.AddPin(cfg.Dir, ring.Pin{From: quiet[0], To: quiet[1], Name: "quiet"}); err != nil {
 		t.Fatal(err)
 	}
-	kFrom, kTo := write(4 << 20)
+	kFrom, kTo := w.write(4 << 20)
 	if err := ring.AddPin(cfg.Dir, ring.Pin{From: kFrom, To: kTo + 1, Name: "kept"}); err != nil {
 		t.Fatal(err)
 	}
-	write(3 * cfg.Size) // every segment not pinned goes
+	w.write(3 * cfg.Size) // every segment not pinned goes
 	_, truncated, err := ring.List(cfg.Dir, func(string) {})
 	if err != nil || truncated <= unpinned[1] {
 		t.Fatalf("ring truncated at %d (%v), want past %d", truncated, err, unpinned[1])
@@ -92,7 +68,7 @@ func TestNothingThere(t *testing.T) {
 		{"pinned window without packets", fmt.Sprintf("/packets?from=%d&to=%d", quiet[0], quiet[1]), 200, 0},
 		{"pinned window with packets", fmt.Sprintf("/packets?from=%d&to=%d", kFrom, kTo+1), 200, 4<<20/1000 + 1},
 		{"flow absent from a pinned window", fmt.Sprintf("/packets?from=%d&to=%d&flow=tcp+10.0.0.1:1+10.0.0.2:2", kFrom, kTo+1), 200, 0},
-		{"window in the future", fmt.Sprintf("/packets?from=%d&to=%d", ts+1, ts+int64(time.Hour)), 200, 0},
+		{"window in the future", fmt.Sprintf("/packets?from=%d&to=%d", w.ts+1, w.ts+int64(time.Hour)), 200, 0},
 		{"removed window", fmt.Sprintf("/packets?from=%d&to=%d", unpinned[0], unpinned[1]), 410, 0},
 	} {
 		if code, n := get(http.MethodGet, c.query); code != c.code || n != c.n {
@@ -108,11 +84,11 @@ func TestNothingThere(t *testing.T) {
 	// A pin that starts in removed time starts after it: a pin's range
 	// is kept whole (time between the pinned segment's frames and the
 	// newest removed frame went too).
-	if err := ring.AddPin(cfg.Dir, ring.Pin{From: unpinned[0], To: ts + 1, Name: "late"}); err != nil {
+	if err := ring.AddPin(cfg.Dir, ring.Pin{From: unpinned[0], To: w.ts + 1, Name: "late"}); err != nil {
 		t.Fatal(err)
 	}
 	pins, _ := ring.Pins(cfg.Dir)
-	if i := slices.IndexFunc(pins, func(p ring.Pin) bool { return p.Name == "late" }); i < 0 || pins[i].From != truncated+1 || pins[i].To != ts+1 {
-		t.Errorf("pin over removed and kept time: %+v, want from %d to %d", pins, truncated+1, ts+1)
+	if i := slices.IndexFunc(pins, func(p ring.Pin) bool { return p.Name == "late" }); i < 0 || pins[i].From != truncated+1 || pins[i].To != w.ts+1 {
+		t.Errorf("pin over removed and kept time: %+v, want from %d to %d", pins, truncated+1, w.ts+1)
 	}
 }

@@ -591,34 +591,12 @@ func TestDropsAreCounted(t *testing.T) {
 // every segment is pinned drops and counts new frames rather than grow.
 func TestPins(t *testing.T) {
 	cfg := ring.Configuration{Dir: t.TempDir(), Size: ring.MinSize, Codec: ring.CodecNone, BlockSize: 256 << 10}
-	rng := rand.New(rand.NewPCG(2, 2))
-	pool := make([]byte, 1<<20)
-	for i := range pool {
-		pool[i] = byte(rng.Uint32())
-	}
-	ts := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC).UnixNano()
-	write := func(bytes int64) (first, last int64) {
-		g, err := ring.Open(reporter.NewForTest(io.Discard), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := g.NewAppender()
-		a.Wait = true
-		first = ts + 1000
-		for w := int64(0); w < bytes; w += 1000 {
-			ts += 1000
-			off := rng.IntN(len(pool) - 1000)
-			a.Append(ts, 1000, 1, 0, 0, pool[off:off+1000])
-		}
-		a.Flush()
-		g.Close()
-		return first, ts
-	}
-	from, to := write(4 << 20)
+	w := newRandomFrames(t, cfg, 2, 0)
+	from, to := w.write(4 << 20)
 	if err := ring.AddPin(cfg.Dir, ring.Pin{From: from, To: to + 1, Name: "payment-0213"}); err != nil {
 		t.Fatal(err)
 	}
-	write(3 * cfg.Size)
+	w.write(3 * cfg.Size)
 	if n := dirSize(t, cfg.Dir); n > cfg.Size {
 		t.Errorf("ring took %d bytes, over its size", n)
 	}
@@ -636,7 +614,7 @@ func TestPins(t *testing.T) {
 	if err := ring.RemovePin(cfg.Dir, "payment-0213"); err == nil {
 		t.Error("removing a pin twice: no error")
 	}
-	write(cfg.Size)
+	w.write(cfg.Size)
 	if _, _, err := ring.Search(cfg.Dir, ring.Query{From: from, To: to + 1}, func(string) {}); !errors.Is(err, ring.ErrGone) {
 		t.Errorf("unpinned range after a ring's worth of writes: %v, want ErrGone", err)
 	}
@@ -651,8 +629,8 @@ func TestPins(t *testing.T) {
 	a := g.NewAppender()
 	a.Wait = true
 	for range 20000 {
-		ts += 1000
-		a.Append(ts, 1000, 1, 0, 0, pool[:1000])
+		w.ts += 1000
+		a.Append(w.ts, 1000, 1, 0, 0, w.pool[:1000])
 	}
 	a.Flush()
 	g.Close()
@@ -727,4 +705,44 @@ func TestSearchBounded(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "stops at 1 MiB") {
 		t.Errorf("warnings %q, want one saying where the answer stops", warnings)
 	}
+}
+
+// randomFrames appends frames of 1000 random bytes, a microsecond apart
+// from ts on, to the ring of cfg, opened for each write and closed after.
+type randomFrames struct {
+	t    *testing.T
+	cfg  ring.Configuration
+	rng  *rand.Rand
+	pool []byte
+	key  uint64
+	ts   int64 // the last frame's time
+}
+
+func newRandomFrames(t *testing.T, cfg ring.Configuration, seed, key uint64) *randomFrames {
+	w := &randomFrames{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed)), pool: make([]byte, 1<<20), key: key,
+		ts: time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC).UnixNano()}
+	for i := range w.pool {
+		w.pool[i] = byte(w.rng.Uint32())
+	}
+	return w
+}
+
+// write appends bytes of frames and returns the first and last frame's
+// times.
+func (w *randomFrames) write(bytes int64) (first, last int64) {
+	g, err := ring.Open(reporter.NewForTest(io.Discard), w.cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	a := g.NewAppender()
+	a.Wait = true
+	first = w.ts + 1000
+	for n := int64(0); n < bytes; n += 1000 {
+		w.ts += 1000
+		off := w.rng.IntN(len(w.pool) - 1000)
+		a.Append(w.ts, 1000, 1, 0, w.key, w.pool[off:off+1000])
+	}
+	a.Flush()
+	g.Close()
+	return first, w.ts
 }
