@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/pipeline"
 	"github.com/spanflow/spanflow/exporter"
 	"github.com/spanflow/spanflow/exporter/capture"
@@ -76,23 +75,7 @@ func testExporterGroundTruth(t *testing.T, live bool) {
 
 	r := reporter.NewForTest(nil)
 	sink := &recordSink{}
-	p, err := pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: []pipeline.Output{{Name: "memory", Sink: sink}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc := listen.DefaultConfiguration()
-	lc.UDP, lc.TCP, lc.Sockets = []string{"127.0.0.1:0"}, nil, 1
-	l, err := listen.New(r, lc, listen.Dependencies{NewHandler: func() listen.Handler { return p.NewWorker() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Stop()
+	_, l := listenInto(t, r, []pipeline.Output{{Name: "memory", Sink: sink}}...)
 
 	cfg := exporter.DefaultConfiguration()
 	cfg.Pcap = path

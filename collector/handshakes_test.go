@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/collector/listen"
 	"github.com/spanflow/spanflow/collector/pipeline"
 	"github.com/spanflow/spanflow/collector/rollup"
 	"github.com/spanflow/spanflow/exporter"
@@ -98,23 +97,7 @@ func TestHandshakesOnce(t *testing.T) {
 	got := &handshakeCount{}
 	e.Subscribe(got)
 	sink := &recordSink{}
-	p, err := pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: []pipeline.Output{{Name: "memory", Sink: sink}, {Name: "rollups", Sink: e}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc := listen.DefaultConfiguration()
-	lc.UDP, lc.TCP, lc.Sockets = []string{"127.0.0.1:0"}, nil, 1
-	l, err := listen.New(r, lc, listen.Dependencies{NewHandler: func() listen.Handler { return p.NewWorker() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Stop()
+	_, l := listenInto(t, r, []pipeline.Output{{Name: "memory", Sink: sink}, {Name: "rollups", Sink: e}}...)
 	xc := exporter.DefaultConfiguration()
 	xc.Pcap = path
 	xc.Collectors = []string{l.Addrs()[0].String()}

@@ -104,22 +104,37 @@ func startCollector(t *testing.T, more ...pipeline.Output) *collectorUnderTest {
 	if c.nd, err = ndjson.New(r, ndjson.DefaultConfiguration(), &c.out); err != nil {
 		t.Fatal(err)
 	}
-	if c.p, err = pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: append([]pipeline.Output{{Name: "stdout", Sink: c.nd}}, more...)}); err != nil {
+	if err := c.nd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.nd.Stop() }) // after the listener's stop, registered later
+	c.p, c.l = listenInto(t, r, append([]pipeline.Output{{Name: "stdout", Sink: c.nd}}, more...)...)
+	c.addr = c.l.Addrs()[0].String()
+	return c
+}
+
+// listenInto starts a pipeline into outputs and its listener on a UDP
+// port of loopback; the listener stops at the test's end.
+func listenInto(t *testing.T, r *reporter.Reporter, outputs ...pipeline.Output) (*pipeline.Pipeline, *listen.Listener) {
+	t.Helper()
+	p, err := pipeline.New(r, pipeline.DefaultConfiguration(), pipeline.Dependencies{Outputs: outputs})
+	if err != nil {
 		t.Fatal(err)
 	}
 	lc := listen.DefaultConfiguration()
 	lc.UDP, lc.TCP, lc.Sockets = []string{"127.0.0.1:0"}, nil, 1
-	if c.l, err = listen.New(r, lc, listen.Dependencies{NewHandler: func() listen.Handler { return c.p.NewWorker() }}); err != nil {
+	l, err := listen.New(r, lc, listen.Dependencies{NewHandler: func() listen.Handler { return p.NewWorker() }})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []interface{ Start() error }{c.nd, c.p, c.l} {
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
 	}
-	c.addr = c.l.Addrs()[0].String()
-	t.Cleanup(func() { c.l.Stop(); c.nd.Stop() })
-	return c
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return p, l
 }
 
 // totals sums network.packets and network.bytes of the flow documents.
