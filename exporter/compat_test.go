@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -12,10 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/exporter/synth"
-	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -92,18 +89,9 @@ func TestCompatPmacct(t *testing.T) {
 		narrow.addr() + "?compat=pmacct",
 		plain.addr(),
 	}
-	src, err := capture.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	x, err := New(reporter.NewForTest(nil), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := x.Run(context.Background(), src)
-	if err != nil || sum.SendErrors != 0 {
-		t.Fatalf("run: %v; %s", err, sum)
+	sum := sendFile(t, path, cfg)
+	if sum.SendErrors != 0 {
+		t.Fatalf("run: %s", sum)
 	}
 
 	// nfacctd: one aggregate per key, flags ORed, counters summed.
@@ -154,20 +142,7 @@ func TestCompatPmacct(t *testing.T) {
 	}
 
 	// nfdump, from the same narrowed stream.
-	capLog := capd.Stop()
-	nf, err := verify.NfdumpFlows(nfdump, dir)
-	if err != nil {
-		t.Fatalf("%v\nnfcapd: %s", err, capLog)
-	}
-	var nfWant []synth.Flow
-	for _, f := range c.Flows {
-		nfWant = append(nfWant, verify.NfdumpView(f))
-	}
-	synth.Sort(nf)
-	synth.Sort(nfWant)
-	if diff := testutil.FlowsDiff(nf, nfWant); diff != "" {
-		t.Errorf("nfdump flows (-got, +want):\n%s\nnfcapd: %s", diff, capLog)
-	}
+	checkNfdump(t, nfdump, dir, c.Flows, capd.Stop())
 
 	// tshark: every field of the ground truth, flags in 1 octet.
 	msgs := narrow.take(int(sum.Messages))

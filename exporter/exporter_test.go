@@ -142,33 +142,8 @@ func TestMixedNfcapd(t *testing.T) {
 	}
 	cfg := testConfiguration(path)
 	cfg.Collectors = []string{"127.0.0.1:" + itoa(n.Port)}
-	src, err := capture.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	x, err := New(reporter.NewForTest(nil), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := x.Run(context.Background(), src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := n.Stop() // once nfcapd has read its socket
-	got, err := verify.NfdumpFlows(nfdump, dir)
-	if err != nil {
-		t.Fatalf("%v\nnfcapd: %s", err, log)
-	}
-	var want []synth.Flow
-	for _, f := range c.Flows {
-		want = append(want, verify.NfdumpView(f))
-	}
-	synth.Sort(got)
-	synth.Sort(want)
-	if diff := testutil.FlowsDiff(got, want); diff != "" {
-		t.Errorf("nfdump flows (-got, +want):\n%s\nnfcapd: %s", diff, log)
-	}
+	sum := sendFile(t, path, cfg)
+	checkNfdump(t, nfdump, dir, c.Flows, n.Stop()) // once nfcapd has read its socket
 	if sum.SendErrors != 0 {
 		t.Errorf("summary: %s", sum)
 	}
@@ -397,5 +372,43 @@ func TestMetricsWhileRunning(t *testing.T) {
 		if got, ok := values[name]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
+	}
+}
+
+// sendFile exports the capture at path with cfg to cfg's collectors.
+func sendFile(t *testing.T, path string, cfg Configuration) Summary {
+	t.Helper()
+	src, err := capture.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	x, err := New(reporter.NewForTest(nil), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := x.Run(context.Background(), src)
+	if err != nil {
+		t.Fatalf("run: %v; %s", err, sum)
+	}
+	return sum
+}
+
+// checkNfdump compares the flows nfdump reads from nfcapd's files in dir
+// with the ground truth, as nfdump shows it; log is nfcapd's.
+func checkNfdump(t *testing.T, nfdump, dir string, truth []synth.Flow, log string) {
+	t.Helper()
+	got, err := verify.NfdumpFlows(nfdump, dir)
+	if err != nil {
+		t.Fatalf("%v\nnfcapd: %s", err, log)
+	}
+	var want []synth.Flow
+	for _, f := range truth {
+		want = append(want, verify.NfdumpView(f))
+	}
+	synth.Sort(got)
+	synth.Sort(want)
+	if diff := testutil.FlowsDiff(got, want); diff != "" {
+		t.Errorf("nfdump flows (-got, +want):\n%s\nnfcapd: %s", diff, log)
 	}
 }

@@ -1,17 +1,14 @@
 package exporter
 
 import (
-	"context"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/spanflow/spanflow/exporter/capture"
 	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/exporter/synth"
-	"github.com/spanflow/spanflow/internal/reporter"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
 
@@ -51,19 +48,7 @@ func TestReplayToNfcapd(t *testing.T) {
 	cfg := DefaultConfiguration()
 	cfg.Pcap = path
 	cfg.Collectors = []string{"127.0.0.1:" + strconv.Itoa(n.Port)}
-	src, err := capture.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	x, err := New(reporter.NewForTest(nil), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := x.Run(context.Background(), src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := sendFile(t, path, cfg)
 	log := n.Stop()
 	got, err := verify.NfdumpFlows(nfdump, n.Dir)
 	if err != nil {
