@@ -61,14 +61,7 @@ type NfacctdFlow struct {
 // dir; like StartNfcapd, it tries another port when one is taken before
 // nfacctd binds it.
 func StartNfacctd(bin, dir string) (*Nfacctd, error) {
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		var n *Nfacctd
-		if n, err = startNfacctd(bin, dir); !errors.Is(err, errPortTaken) {
-			return n, err
-		}
-	}
-	return nil, err
+	return onFreePort(func() (*Nfacctd, error) { return startNfacctd(bin, dir) })
 }
 
 func startNfacctd(bin, dir string) (*Nfacctd, error) {

@@ -33,14 +33,20 @@ var errPortTaken = errors.New("port taken before nfcapd bound it")
 // StartNfcapd starts nfcapd on a free loopback UDP port. A free port can be
 // taken by another process before nfcapd binds it; then it tries another.
 func StartNfcapd(bin, dir string) (*Nfcapd, error) {
+	return onFreePort(func() (*Nfcapd, error) { return startNfcapd(bin, dir) })
+}
+
+// onFreePort runs start, which binds a free port, until the port was not
+// taken before it bound it (errPortTaken), up to 8 times.
+func onFreePort[T any](start func() (T, error)) (T, error) {
+	var n T
 	var err error
 	for attempt := 0; attempt < 8; attempt++ {
-		var n *Nfcapd
-		if n, err = startNfcapd(bin, dir); !errors.Is(err, errPortTaken) {
+		if n, err = start(); !errors.Is(err, errPortTaken) {
 			return n, err
 		}
 	}
-	return nil, err
+	return n, err
 }
 
 func startNfcapd(bin, dir string) (*Nfcapd, error) {
