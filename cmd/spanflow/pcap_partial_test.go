@@ -27,32 +27,12 @@ import (
 func TestPcapQueryPartial(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "http.pcap")
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dir := filepath.Join(t.TempDir(), "ring")
-	if out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB"); err != nil {
-		t.Fatalf("exporter run: %v\n%s", err, out)
-	}
-	serve := func(dir string) *ring.Server {
-		t.Helper()
-		s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	up := serve(dir)
-	defer up.Stop()
-	stopped := serve(dir)
+	keepInRing(t, in, dir)
+	up := serveRing(t, dir)
+	stopped := serveRing(t, dir)
 	stopped.Stop()
-	broken := serve(filepath.Join(t.TempDir(), "no-ring"))
-	defer broken.Stop()
+	broken := serveRing(t, filepath.Join(t.TempDir(), "no-ring"))
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -149,14 +129,7 @@ func TestPcapQueryAllGone(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
 	args := []string{"pcap", "query", "--token-file", tokenFile, "--from", strconv.FormatInt(start/1e9, 10), "--to", strconv.FormatInt(start/1e9+1, 10)}
 	for range 2 {
-		s, err := ring.NewServer(cfg.Dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer s.Stop()
+		s := serveRing(t, cfg.Dir)
 		args = append(args, "--exporter", "http://"+s.Addr())
 	}
 	file := filepath.Join(t.TempDir(), "gone.pcap")

@@ -39,21 +39,13 @@ func tsharkCount(t *testing.T, tshark, path, filter string) int {
 func TestPcapQueryAfterExporterRun(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "http.pcap")
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dir := filepath.Join(t.TempDir(), "ring")
-	out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB")
-	if err != nil {
-		t.Fatalf("exporter run: %v\n%s", err, out)
-	}
+	out := keepInRing(t, in, dir)
 	all := tsharkCount(t, tshark, in, "")
 	if !strings.Contains(out, "packet ring: "+strconv.Itoa(all)+" frames kept") {
 		t.Errorf("summary %q: want %d frames kept", out, all)
 	}
-	out, err = run(t, "pcap", "list", "--ring", dir)
+	out, err := run(t, "pcap", "list", "--ring", dir)
 	if err != nil || !strings.Contains(out, "1 segment,") {
 		t.Errorf("pcap list: %v\n%s", err, out)
 	}
@@ -104,14 +96,7 @@ func TestPcapQueryAfterExporterRun(t *testing.T) {
 	}
 	// The same query through the exporter's server, from two "probes"
 	// (the same one twice): their packets merged by time.
-	srv, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := serveRing(t, dir)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
 	url := "http://" + srv.Addr()
@@ -155,15 +140,8 @@ func parseFlowForTest(s string) (uint64, string, error) { return ring.ParseFlow(
 // against tshark); frames without an IP packet keep no bytes.
 func TestPcapHeadersOnly(t *testing.T) {
 	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "mixed.pcap")
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dir := filepath.Join(t.TempDir(), "ring")
-	if out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB", "--packet-ring-headers-only"); err != nil {
-		t.Fatalf("exporter run: %v\n%s", err, out)
-	}
+	keepInRing(t, in, dir, "--packet-ring-headers-only")
 	got, _, err := ring.Search(dir, ring.Query{}, func(s string) { t.Error(s) })
 	if err != nil {
 		t.Fatal(err)
@@ -197,16 +175,8 @@ func TestPcapHeadersOnly(t *testing.T) {
 func TestPacketRingFilter(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	in := filepath.Join(testutil.SharedTestdata(t), "mirror", "ipfixprobe", "mixed.pcap")
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dir := filepath.Join(t.TempDir(), "ring")
-	out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB", "--packet-ring-filter", "ip6 or arp")
-	if err != nil {
-		t.Fatalf("exporter run: %v\n%s", err, out)
-	}
+	out := keepInRing(t, in, dir, "--packet-ring-filter", "ip6 or arp")
 	all, want := tsharkCount(t, tshark, in, ""), tsharkCount(t, tshark, in, "ipv6 or arp")
 	if !strings.Contains(out, strconv.Itoa(all)+" packets,") || !strings.Contains(out, "packet ring: "+strconv.Itoa(want)+" frames kept") || want == 0 || want == all {
 		t.Errorf("summary %q: want %d packets metered and %d frames kept", out, all, want)
@@ -225,15 +195,8 @@ func TestPcapQueryTwoLinkTypes(t *testing.T) {
 	if out, err := exec.Command(mergecap, "-F", "pcapng", "-w", in, filepath.Join(data, "mirror/ipfixprobe/http.pcap"), filepath.Join(data, "mirror/tcpdump/LINKTYPE_RAW_ipv6.pcap")).CombinedOutput(); err != nil {
 		t.Fatalf("mergecap: %v\n%s", err, out)
 	}
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dir := filepath.Join(tmp, "ring")
-	if out, err := run(t, "exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(), "--packet-ring", dir, "--packet-ring-size", "64MiB"); err != nil {
-		t.Fatalf("exporter run: %v\n%s", err, out)
-	}
+	keepInRing(t, in, dir)
 	plain := filepath.Join(tmp, "all.pcap")
 	if out, err := run(t, "pcap", "query", "--ring", dir, "-o", plain); err == nil || !strings.Contains(err.Error(), "--pcapng") {
 		t.Errorf("pcap of two link types: %v\n%s", err, out)
@@ -248,4 +211,37 @@ func TestPcapQueryTwoLinkTypes(t *testing.T) {
 	if got, want := tsharkCount(t, tshark, ng, ""), tsharkCount(t, tshark, in, ""); got != want {
 		t.Errorf("--pcapng: tshark reads %d frames, %d in the input", got, want)
 	}
+}
+
+// keepInRing runs `exporter run --pcap in` with a packet ring in dir (64
+// MiB, and the extra flags) towards a UDP socket of its own, and returns
+// its output.
+func keepInRing(t *testing.T, in, dir string, extra ...string) string {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	out, err := run(t, append([]string{"exporter", "run", "--pcap", in, "--collector", conn.LocalAddr().String(),
+		"--packet-ring", dir, "--packet-ring-size", "64MiB"}, extra...)...)
+	if err != nil {
+		t.Fatalf("exporter run: %v\n%s", err, out)
+	}
+	return out
+}
+
+// serveRing serves the packet ring in dir on a loopback port with the
+// token s3cret, until the test's end.
+func serveRing(t *testing.T, dir string) *ring.Server {
+	t.Helper()
+	s, err := ring.NewServer(dir, ring.ServerConfiguration{Listen: "127.0.0.1:0", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
 }
