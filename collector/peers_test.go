@@ -37,19 +37,9 @@ type truth struct {
 // packet with a distinct size, and returns the totals.
 func writeCapture(t *testing.T, path string) truth {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	var tr truth
-	ts := time.Now()
+	w := newCaptureWriter(t, path)
 	for fl := range 24 {
-		tr.flows++
+		w.tr.flows++
 		src := net.IPv4(10, 1, byte(fl), 1)
 		dst := net.IPv4(10, 1, 200, byte(fl+1))
 		for p := range 5 + fl%7 {
@@ -68,20 +58,10 @@ func writeCapture(t *testing.T, path string) truth {
 				udp.SetNetworkLayerForChecksum(ip)
 				l4 = udp
 			}
-			buf := gopacket.NewSerializeBuffer()
-			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, l4, payload); err != nil {
-				t.Fatal(err)
-			}
-			data := buf.Bytes()
-			tr.packets++
-			tr.bytes += uint64(len(data) - 14)
-			ts = ts.Add(time.Millisecond)
-			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
-				t.Fatal(err)
-			}
+			w.frame(eth, ip, l4, payload)
 		}
 	}
-	return tr
+	return w.close()
 }
 
 // collectorUnderTest is the real listener, pipeline and NDJSON output
@@ -453,38 +433,21 @@ func TestFprobeICMP(t *testing.T) {
 	fprobe := testutil.Command(t, "fprobe")
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "icmp.pcap")
-	f, err := os.Create(pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
+	w := newCaptureWriter(t, pcap)
 	// Source 10.1.N.1 sends type and code kinds[N], twice.
 	kinds := [][2]uint8{{8, 0}, {0, 0}, {3, 3}, {11, 1}, {5, 2}, {3, 13}}
-	var want truth
-	ts := time.Now()
+	for range kinds {
+		w.tr.flows++
+	}
 	for n, k := range kinds {
-		want.flows++
 		for range 2 {
 			eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(n)}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 1, 1}, EthernetType: layers.EthernetTypeIPv4}
 			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.IPv4(10, 1, byte(n), 1), DstIP: net.IPv4(10, 1, 200, 1)}
 			icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(k[0], k[1])}
-			buf := gopacket.NewSerializeBuffer()
-			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload(make([]byte, 32))); err != nil {
-				t.Fatal(err)
-			}
-			data := buf.Bytes()
-			want.packets++
-			want.bytes += uint64(len(data) - 14)
-			ts = ts.Add(time.Millisecond)
-			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
-				t.Fatal(err)
-			}
+			w.frame(eth, ip, icmp, gopacket.Payload(make([]byte, 32)))
 		}
 	}
-	f.Close()
+	want := w.close()
 	hostIf, ns, nsIf := veth(t, "fp")
 	c := startCollector(t)
 	// -l 2: log to stdout, in the foreground; SIGTERM exports every flow.
@@ -536,4 +499,53 @@ func deref(p *uint8) any {
 		return nil
 	}
 	return *p
+}
+
+// captureWriter writes frames to a pcap file, a millisecond apart, and
+// keeps the truth of their IP packets.
+type captureWriter struct {
+	t  *testing.T
+	f  *os.File
+	w  *pcapgo.Writer
+	ts time.Time
+	tr truth
+}
+
+func newCaptureWriter(t *testing.T, path string) *captureWriter {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	c := &captureWriter{t: t, f: f, w: pcapgo.NewWriter(f), ts: time.Now()}
+	if err := c.w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// frame writes the layers (lengths and checksums computed) as the next
+// frame, an Ethernet frame, and counts its IP packet.
+func (c *captureWriter) frame(ls ...gopacket.SerializableLayer) {
+	c.t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		c.t.Fatal(err)
+	}
+	data := buf.Bytes()
+	c.ts = c.ts.Add(time.Millisecond)
+	if err := c.w.WritePacket(gopacket.CaptureInfo{Timestamp: c.ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+		c.t.Fatal(err)
+	}
+	c.tr.packets++
+	c.tr.bytes += uint64(len(data) - 14)
+}
+
+// close ends the file and returns the truth of its packets.
+func (c *captureWriter) close() truth {
+	if err := c.f.Close(); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.tr
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 
 	"github.com/spanflow/spanflow/collector/alert"
 	"github.com/spanflow/spanflow/collector/pipeline"
@@ -30,33 +29,14 @@ import (
 // of the connection, and of the unanswered SYNs.
 func writeHighPortServer(t *testing.T, path string) (handshake, rest, unanswered uint64, tr truth) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
+	w := newCaptureWriter(t, path)
 	cli, srv, other := net.IPv4(10, 1, 9, 9), net.IPv4(10, 1, 9, 5), net.IPv4(10, 1, 9, 10)
-	ts := time.Now()
 	write := func(src, dst net.IP, sport, dport uint16, tcp layers.TCP, payload int) uint64 {
 		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, src[15]}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, dst[15]}, EthernetType: layers.EthernetTypeIPv4}
 		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, SrcIP: src, DstIP: dst, Protocol: layers.IPProtocolTCP}
 		tcp.SrcPort, tcp.DstPort, tcp.Window = layers.TCPPort(sport), layers.TCPPort(dport), 1000
 		tcp.SetNetworkLayerForChecksum(ip)
-		buf := gopacket.NewSerializeBuffer()
-		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-			eth, ip, &tcp, gopacket.Payload(make([]byte, payload))); err != nil {
-			t.Fatal(err)
-		}
-		ts = ts.Add(time.Millisecond)
-		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(buf.Bytes()), Length: len(buf.Bytes())}, buf.Bytes()); err != nil {
-			t.Fatal(err)
-		}
-		tr.packets++
-		tr.bytes += uint64(len(buf.Bytes()) - 14)
+		w.frame(eth, ip, &tcp, gopacket.Payload(make([]byte, payload)))
 		return 1
 	}
 	handshake += write(cli, srv, 1500, 50000, layers.TCP{SYN: true, Seq: 100}, 0)
@@ -72,6 +52,7 @@ func writeHighPortServer(t *testing.T, path string) (handshake, rest, unanswered
 	for range 3 {
 		unanswered += write(other, srv, 2000, 50001, layers.TCP{SYN: true, Seq: 5000}, 0)
 	}
+	tr = w.close()
 	tr.flows = 3
 	return handshake, rest, unanswered, tr
 }
@@ -270,37 +251,20 @@ func softflowdBiflows(t *testing.T, dir, hostIf, ns, nsIf, pcap string, c *colle
 func TestBiflowPortScan(t *testing.T) {
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "scan.pcap")
-	f, err := os.Create(pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
+	w := newCaptureWriter(t, pcap)
 	scanner, target := net.IPv4(10, 1, 9, 200), net.IPv4(10, 1, 9, 5)
-	ts := time.Now()
-	var want truth
 	write := func(src, dst net.IP, sport, dport uint16, tcp layers.TCP) {
 		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, src[15]}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, dst[15]}, EthernetType: layers.EthernetTypeIPv4}
 		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, SrcIP: src, DstIP: dst, Protocol: layers.IPProtocolTCP}
 		tcp.SrcPort, tcp.DstPort, tcp.Window = layers.TCPPort(sport), layers.TCPPort(dport), 1024
 		tcp.SetNetworkLayerForChecksum(ip)
-		buf := gopacket.NewSerializeBuffer()
-		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, &tcp); err != nil {
-			t.Fatal(err)
-		}
-		ts = ts.Add(time.Millisecond)
-		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(buf.Bytes()), Length: len(buf.Bytes())}, buf.Bytes()); err != nil {
-			t.Fatal(err)
-		}
-		want.packets++
+		w.frame(eth, ip, &tcp)
 	}
 	for port := uint16(1); port <= 150; port++ {
 		write(scanner, target, 55555, port, layers.TCP{SYN: true, Seq: 7000})
 		write(target, scanner, port, 55555, layers.TCP{RST: true, ACK: true, Ack: 7001})
 	}
-	f.Close()
+	want := truth{packets: w.close().packets}
 	hostIf, ns, nsIf := veth(t, "bs")
 	var mu sync.Mutex
 	var alerts []alert.Alert
