@@ -67,18 +67,7 @@ func TestFileOutputDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	taken, failures := 0, 0
-	write := func(n int) error {
-		recs := make([]flow.Record, n)
-		for i := range recs {
-			recs[i] = flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
-				Proto: 6, SrcPort: uint16(taken + i), DstPort: 80, Bytes: uint64(taken + i)}
-		}
-		taken += n
-		if err := o.Write(recs); err != nil {
-			return err
-		}
-		return o.Flush()
-	}
+	write := func(n int) error { return writeFlushed(o, &taken, n) }
 	for range 40 {
 		if err := write(50); err != nil {
 			failures++
@@ -147,18 +136,7 @@ func TestFileOutputDirectoryRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	taken := 0
-	write := func(n int) error {
-		recs := make([]flow.Record, n)
-		for i := range recs {
-			recs[i] = flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
-				Proto: 6, SrcPort: uint16(taken + i), DstPort: 80, Bytes: uint64(taken + i)}
-		}
-		taken += n
-		if err := o.Write(recs); err != nil {
-			return err
-		}
-		return o.Flush()
-	}
+	write := func(n int) error { return writeFlushed(o, &taken, n) }
 	for range 5 {
 		if err := write(10); err != nil {
 			t.Fatal(err)
@@ -282,4 +260,18 @@ func TestReopenAfterFileRemoved(t *testing.T) {
 	if err != nil || bytes.Count(b, []byte{'\n'}) != 1 {
 		t.Errorf("%s after the reopen: %d documents (%v), want the one buffered", cfg.Path, bytes.Count(b, []byte{'\n'}), err)
 	}
+}
+
+// writeFlushed writes n records, numbered from *taken on, and flushes them.
+func writeFlushed(o *Output, taken *int, n int) error {
+	recs := make([]flow.Record, n)
+	for i := range recs {
+		recs[i] = flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"),
+			Proto: 6, SrcPort: uint16(*taken + i), DstPort: 80, Bytes: uint64(*taken + i)}
+	}
+	*taken += n
+	if err := o.Write(recs); err != nil {
+		return err
+	}
+	return o.Flush()
 }
