@@ -112,17 +112,7 @@ func TestMixedTshark(t *testing.T) {
 	tshark := testutil.Command(t, "tshark")
 	c, path := mixedCapture(t)
 	_, msgs := runFile(t, testConfiguration(path))
-	dgrams := filepath.Join(t.TempDir(), "ipfix.pcap")
-	if err := verify.Datagrams(dgrams, msgs, 4739, base); err != nil {
-		t.Fatal(err)
-	}
-	res, err := verify.Tshark(tshark, dgrams, 4739)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range res.Problems {
-		t.Error(p)
-	}
+	res := tsharkOf(t, tshark, msgs)
 	synth.Sort(res.Flows)
 	if diff := testutil.FlowsDiff(res.Flows, c.Flows); diff != "" {
 		t.Errorf("tshark flows (-got, +want):\n%s", diff)
@@ -204,17 +194,7 @@ func TestSharedMirrorCaptures(t *testing.T) {
 			if uint64(len(flows)) != sum.Flows {
 				t.Errorf("goflow2 decoded %d flows, exporter says %d", len(flows), sum.Flows)
 			}
-			dgrams := filepath.Join(t.TempDir(), "ipfix.pcap")
-			if err := verify.Datagrams(dgrams, mem.msgs, 4739, base); err != nil {
-				t.Fatal(err)
-			}
-			res, err := verify.Tshark(tshark, dgrams, 4739)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range res.Problems {
-				t.Error(p)
-			}
+			res := tsharkOf(t, tshark, mem.msgs)
 			if uint64(len(res.Flows)) != sum.Flows {
 				t.Errorf("tshark decoded %d flows, exporter says %d", len(res.Flows), sum.Flows)
 			}
@@ -411,4 +391,22 @@ func checkNfdump(t *testing.T, nfdump, dir string, truth []synth.Flow, log strin
 	if diff := testutil.FlowsDiff(got, want); diff != "" {
 		t.Errorf("nfdump flows (-got, +want):\n%s\nnfcapd: %s", diff, log)
 	}
+}
+
+// tsharkOf decodes the IPFIX messages with tshark, as datagrams to port
+// 4739, and reports each problem tshark's expert info flags as an error.
+func tsharkOf(t *testing.T, tshark string, msgs [][]byte) *verify.TsharkResult {
+	t.Helper()
+	dgrams := filepath.Join(t.TempDir(), "ipfix.pcap")
+	if err := verify.Datagrams(dgrams, msgs, 4739, base); err != nil {
+		t.Fatal(err)
+	}
+	res, err := verify.Tshark(tshark, dgrams, 4739)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Problems {
+		t.Error(p)
+	}
+	return res
 }

@@ -2,11 +2,9 @@ package exporter
 
 import (
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/spanflow/spanflow/exporter/internal/verify"
 	"github.com/spanflow/spanflow/exporter/synth"
 	"github.com/spanflow/spanflow/internal/testutil"
 )
@@ -27,14 +25,7 @@ func TestFastActiveTimeoutTshark(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, msgs := runFile(t, cfg)
-	dgrams := filepath.Join(t.TempDir(), "ipfix.pcap")
-	if err := verify.Datagrams(dgrams, msgs, 4739, base); err != nil {
-		t.Fatal(err)
-	}
-	res, err := verify.Tshark(tshark, dgrams, 4739)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := tsharkOf(t, tshark, msgs)
 	long := netip.MustParseAddr("10.1.0.20")
 	var got, want []synth.Flow
 	n := 0
