@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -52,22 +51,7 @@ func TestIndexerExitsWhenAnOutputFails(t *testing.T) {
 			"--output", output, "--output-max-bytes", "0"}
 	}
 	start := func(what string, cmd *exec.Cmd) *processHandle {
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := &processHandle{cmd: cmd, ready: make(chan struct{})}
-		t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-		go p.watch(io.TeeReader(stderr, prefixWriter{&logs, what + ": "}), "partitions assigned")
-		select {
-		case <-p.ready:
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s was assigned no partition within 60s", what)
-		}
-		return p
+		return startWatched(t, cmd, &logs, what, "partitions assigned")
 	}
 	failing := start("full", spanflowProcess(t, args("file:/dev/full")...))
 	good := filepath.Join(t.TempDir(), "flows.ndjson")

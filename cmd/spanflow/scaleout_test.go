@@ -64,23 +64,7 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 	}()
 	kafkaFlags := []string{"--kafka-brokers", brokers, "--kafka-topic", topic}
 	start := func(what string, wait string, args ...string) *processHandle {
-		cmd := spanflowProcess(t, args...)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := &processHandle{cmd: cmd, ready: make(chan struct{})}
-		t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-		go p.watch(io.TeeReader(stderr, prefixWriter{&logs, what + ": "}), wait)
-		select {
-		case <-p.ready:
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%s did not log %q within 60s", what, wait)
-		}
-		return p
+		return startWatched(t, spanflowProcess(t, args...), &logs, what, wait)
 	}
 	for i := range 2 {
 		start(fmt.Sprintf("collector%d", i+1), "msg=listening", append([]string{"collector", "run", "--metrics-listen", "",
@@ -216,6 +200,29 @@ func TestScaleOutExactlyOnce(t *testing.T) {
 }
 
 // processHandle is a spanflow child process whose log is watched for a line.
+// startWatched starts cmd, copies its stderr into logs (each line after
+// "what: "), and waits up to 60 s for it to log wait; it is interrupted at
+// the test's end.
+func startWatched(t *testing.T, cmd *exec.Cmd, logs *testutil.SyncBuffer, what, wait string) *processHandle {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &processHandle{cmd: cmd, ready: make(chan struct{})}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	go p.watch(io.TeeReader(stderr, prefixWriter{logs, what + ": "}), wait)
+	select {
+	case <-p.ready:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not log %q within 60s", what, wait)
+	}
+	return p
+}
+
 type processHandle struct {
 	cmd   *exec.Cmd
 	ready chan struct{}
