@@ -126,10 +126,17 @@ func (t *Table) close(i uint32, e *entry) {
 // its index, or nil: from rev when known, else by a lookup whose result is
 // kept in rev for both. When no entry has the reverse key, a server whose
 // SYN-ACK found none either (held in unpaired) and whose key is the
-// reverse but for segment id and VLANs is the other direction.
+// reverse but for segment id and VLANs is the other direction. An entry
+// paired so, across segments, is looked up again each time: when the
+// reverse key itself comes (a mirror of both hops sees each direction in
+// both segments), its entry takes the pair over, and the entry it leaves
+// has no reverse any more (rev[a] == b implies rev[b] == a, so that expire
+// leaves no reverse to a freed entry).
 func (t *Table) reverseAt(i uint32, e *entry) (uint32, *entry) {
 	if r := t.rev[i]; r != none && !t.lookupReverse {
-		return r, t.at(r)
+		if re := t.at(r); re.key.segment == e.key.segment && re.key.vlan == e.key.vlan && re.key.ivlan == e.key.ivlan {
+			return r, re
+		}
 	}
 	k := e.key
 	k.src, k.dst = e.key.dst, e.key.src
@@ -151,6 +158,12 @@ func (t *Table) reverseAt(i uint32, e *entry) (uint32, *entry) {
 		if t.rev[r] != none { // paired since it was held
 			return none, nil
 		}
+	}
+	if x := t.rev[i]; x != none && x != r {
+		t.rev[x] = none
+	}
+	if x := t.rev[r]; x != none && x != i {
+		t.rev[x] = none
 	}
 	t.rev[i], t.rev[r] = r, i
 	return r, t.at(r)
