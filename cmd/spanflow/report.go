@@ -49,7 +49,7 @@ func reportFlags() []cli.Flag {
 		&cli.StringFlag{Name: "time-zone", Category: sel, Value: "UTC", Usage: "IANA time zone (Europe/Zurich, or Local for this host's) of dates without offset in --from/--to, and whose midnights --every 24h reports end on"},
 		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension (.csv, .md, .html; another one is refused), else csv)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: out, Usage: "file to write (default: standard output)"},
-		&cli.DurationFlag{Name: "every", Category: out, Usage: "keep running: produce a report covering the last period every period (e.g. 24h)"},
+		&cli.DurationFlag{Name: "every", Category: out, Usage: "keep running: produce a report covering the last period every period (e.g. 24h: whole days run from --time-zone's midnight to midnight)"},
 		&cli.DurationFlag{Name: "delay", Category: out, Value: 2 * time.Minute, Usage: "with --every: make each report this long after the end of its range, so that the flows of its last minutes are indexed (exporter timeouts, bulk requests, index refresh)"},
 		&cli.StringFlag{Name: "dir", Category: out, Usage: "with --every: directory receiving <report>-<end>.<format> files"},
 		&cli.StringFlag{Name: "smtp", Category: mail, Usage: "with --every: mail the reports through this SMTP server (host:port) instead of writing files"},

@@ -358,10 +358,51 @@ func TestRangeEnd(t *testing.T) {
 		{time.Date(2026, 7, 7, 20, 30, 0, 0, time.UTC), 24 * time.Hour, zurich, time.Date(2026, 7, 6, 22, 0, 0, 0, time.UTC)},
 		{time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC), 24 * time.Hour, kolkata, time.Date(2026, 12, 7, 18, 30, 0, 0, time.UTC)},
 		{time.Date(2026, 12, 7, 20, 10, 0, 0, time.UTC), time.Hour, kolkata, time.Date(2026, 12, 7, 19, 30, 0, 0, time.UTC)},
+		// The days of the clock changes, after them: their midnights had
+		// the other offset.
+		{time.Date(2026, 10, 25, 12, 0, 0, 0, time.UTC), 24 * time.Hour, zurich, time.Date(2026, 10, 24, 22, 0, 0, 0, time.UTC)},
+		{time.Date(2026, 3, 29, 12, 0, 0, 0, time.UTC), 24 * time.Hour, zurich, time.Date(2026, 3, 28, 23, 0, 0, 0, time.UTC)},
 	} {
 		if got := RangeEnd(tc.now, tc.interval, tc.loc); !got.Equal(tc.want) {
 			t.Errorf("RangeEnd(%v, %v, %v) = %v, want %v", tc.now, tc.interval, tc.loc, got.UTC(), tc.want)
 		}
+	}
+}
+
+// TestScheduleLocalDays: a daily schedule in a time zone reports each
+// local day once, from its midnight to the next, whatever --interval and
+// the time it starts at, across both clock changes (days of 23 and 25
+// hours); a schedule of hours ends on whole intervals an hour apart.
+func TestScheduleLocalDays(t *testing.T) {
+	zurich, err := time.LoadLocation("Europe/Zurich")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, started := range []time.Time{time.Date(2026, 10, 22, 12, 23, 0, 0, time.UTC), time.Date(2026, 3, 26, 12, 23, 0, 0, time.UTC)} {
+		s := Schedule{Every: 24 * time.Hour, Delay: 2 * time.Minute, Location: zurich, Query: Query{Interval: time.Hour}}
+		end := s.firstEnd(started)
+		day := started.In(zurich).AddDate(0, 0, -1)
+		for range 8 {
+			from, lt := s.start(end).In(zurich), end.In(zurich)
+			wantFrom := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, zurich)
+			if !from.Equal(wantFrom) || !lt.Equal(wantFrom.AddDate(0, 0, 1)) {
+				t.Fatalf("started %v: report from %v to %v, want the day of %v", started, from, lt, wantFrom)
+			}
+			day = day.AddDate(0, 0, 1)
+			end = s.nextEnd(end)
+		}
+	}
+	s := Schedule{Every: time.Hour, Delay: 2 * time.Minute, Location: zurich, Query: Query{Interval: 5 * time.Minute}}
+	end := s.firstEnd(time.Date(2026, 10, 24, 23, 23, 0, 0, time.UTC))
+	if want := time.Date(2026, 10, 24, 23, 20, 0, 0, time.UTC); !end.Equal(want) {
+		t.Fatalf("hourly schedule's first end %v, want %v", end, want)
+	}
+	for range 6 { // through the night of the change
+		next := s.nextEnd(end)
+		if next.Sub(end) != time.Hour || !s.start(next).Equal(end) {
+			t.Fatalf("hourly schedule: range %v to %v after one ending %v", s.start(next), next, end)
+		}
+		end = next
 	}
 }
 

@@ -142,21 +142,64 @@ type Schedule struct {
 
 // RangeEnd is the latest time at or before t on a whole interval of the
 // wall clock of loc (UTC when nil): with 24h, loc's last midnight, so
-// that a daily report covers the local day.
+// that a daily report covers the local day. The wall clock is truncated,
+// then read back in loc: on the day of a clock change, the midnight
+// before it had the other offset (taking t's offset for it gave 01:00 or
+// 23:00).
 func RangeEnd(t time.Time, interval time.Duration, loc *time.Location) time.Time {
 	if loc == nil {
 		loc = time.UTC
 	}
-	_, off := t.In(loc).Zone()
-	shift := time.Duration(off) * time.Second
-	return t.Add(shift).UTC().Truncate(interval).Add(-shift)
+	lt := t.In(loc)
+	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC).Truncate(interval)
+	end := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), wall.Nanosecond(), loc)
+	if end.After(t) {
+		// A wall time the clock skipped (a change at midnight): the
+		// offset of t, as an approximation on or before t.
+		_, off := lt.Zone()
+		shift := time.Duration(off) * time.Second
+		end = t.Add(shift).UTC().Truncate(interval).Add(-shift)
+	}
+	return end.UTC()
+}
+
+// unit is what a schedule's ranges end on a whole of: the day of
+// Location when Every is whole days, else Interval.
+func (s Schedule) unit() time.Duration {
+	if s.Every%(24*time.Hour) == 0 {
+		return 24 * time.Hour
+	}
+	return s.Query.Interval
+}
+
+// firstEnd is the end of the range reported at now: the latest whole unit
+// at least Delay before now.
+func (s Schedule) firstEnd(now time.Time) time.Time {
+	return RangeEnd(now.Add(-s.Delay), s.unit(), s.Location)
+}
+
+// start is the start of the range that ends at end: Every before it, on
+// a whole unit of the wall clock (a local day has 23 or 25 hours on the
+// night of a clock change), where the range before ended.
+func (s Schedule) start(end time.Time) time.Time {
+	u := s.unit()
+	return RangeEnd(end.Add(-s.Every+u/2), u, s.Location)
+}
+
+// nextEnd is the end of the range after the one that ends at end: Every
+// later, on a whole unit of the wall clock, so that a daily range ends on
+// the next local midnight also across a clock change (when the local day
+// has 23 or 25 hours), and is never the same range again.
+func (s Schedule) nextEnd(end time.Time) time.Time {
+	u := s.unit()
+	return RangeEnd(end.Add(s.Every+u/2), u, s.Location)
 }
 
 // Once produces the report for the range ending at end and returns where
 // it went.
 func (s Schedule) Once(ctx context.Context, client *elasticsearch.Client, end time.Time) (string, error) {
 	q := s.Query
-	q.From, q.To = end.Add(-s.Every), end
+	q.From, q.To = s.start(end), end
 	r, err := Build(ctx, client, s.Kind, q)
 	if err != nil {
 		return "", err
@@ -212,19 +255,26 @@ func (s Schedule) Run(ctx context.Context, client *elasticsearch.Client) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Ranges end on a whole unit, so consecutive reports tile time.
+	end := s.firstEnd(now())
 	for {
-		// Ranges end on a whole interval, so consecutive reports tile time.
-		end := RangeEnd(now().Add(-s.Delay), s.Query.Interval, s.Location)
 		where, err := s.Once(ctx, client, end)
 		if err != nil {
 			logger.Error("report failed; next run as scheduled", "report", s.Kind, "error", err)
 		} else {
-			logger.Info("report written", "report", s.Kind, "to", where, "from", end.Add(-s.Every), "until", end)
+			logger.Info("report written", "report", s.Kind, "to", where, "from", s.start(end), "until", end)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Until(end.Add(s.Every + s.Delay))):
+		case <-time.After(time.Until(s.nextEnd(end).Add(s.Delay))):
 		}
+		// After a sleep longer than asked (a suspended host), the
+		// ranges missed are skipped: the latest one is reported.
+		next, latest := s.nextEnd(end), s.firstEnd(now())
+		if latest.After(next) {
+			next = latest
+		}
+		end = next
 	}
 }
