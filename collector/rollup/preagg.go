@@ -105,6 +105,7 @@ type preAgg struct {
 	ev      bucket // event counts (flows, TCP), when key.events
 	maxOff  int    // spread holds offsets 0..maxOff back from key.last
 	rttSeen bool
+	held    int32 // 1 + where touched is in its bucket's rttPending; 0 before
 	// The first rttInline distinct RTT bins of the key and their
 	// handshakes, kept in the pre-aggregate (in the cache already) and
 	// added to its series in the fold's pass over them (in the cache
@@ -326,9 +327,9 @@ func (e *Engine) fold() {
 			if a.rttSeen && s.rtt == nil {
 				s.rtt = newRTTState(e.cfg.RTTAccuracy)
 			}
-			for j := range a.nRTT {
-				s.holdRTT(a.key.last, a.rttBin[j], a.rttCounts[j], 0)
-			}
+		}
+		for j := range a.nRTT {
+			e.holdRTT(a, a.rttBin[j], a.rttCounts[j])
 		}
 		for s, n := range a.over {
 			e.stats.overflow[s] += uint64(n) * uint64(a.records)
@@ -342,27 +343,14 @@ func (e *Engine) fold() {
 }
 
 // foldRTT adds the handshakes counted per bin to the series, held until
-// their bucket closes (series.holdRTT).
+// their bucket closes (rttPending).
 func (e *Engine) foldRTT() {
 	p := &e.pre
 	p.rtt.each(func(k uint64, n uint32) {
-		a := &p.aggs[k>>32]
-		bin := int(int32(uint32(k)))
-		for _, s := range a.touched[:a.n] {
-			if s.rtt == nil {
-				s.rtt = newRTTState(e.cfg.RTTAccuracy)
-			}
-			s.holdRTT(a.key.last, int32(bin), n, 0)
-		}
+		e.holdRTT(&p.aggs[k>>32], int32(uint32(k)), n)
 	})
 	for _, o := range p.rttOther {
-		a := &p.aggs[o.agg]
-		for _, s := range a.touched[:a.n] {
-			if s.rtt == nil {
-				s.rtt = newRTTState(e.cfg.RTTAccuracy)
-			}
-			s.holdRTT(a.key.last, rttOutside, 1, o.ms)
-		}
+		e.holdRTTOutside(&p.aggs[o.agg], o.ms)
 	}
 	p.rttOther = p.rttOther[:0]
 }

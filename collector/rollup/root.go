@@ -60,7 +60,9 @@ type Engine struct {
 	sampling    talkerSampling       // which records feed the talker sketches (sampling.go)
 	rttTick     int
 
-	pre        preAggs // records summed between folds (preagg.go)
+	pre        preAggs       // records summed between folds (preagg.go)
+	rttPend    []*rttPending // handshake RTTs of each open bucket, by ring position (rttpend.go)
+	rttFree    []*rttPending
 	topBuf     []talkerCounter
 	rttScratch [rttReadSpan]float64 // the bins of an RTT quantile read
 	snap       Snapshot
@@ -114,6 +116,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 		e.sampling.clock = func() time.Time { return time.Unix(0, e.maxEnd) }
 	}
 	e.pre = newPreAggs(e.ringLen)
+	e.rttPend = make([]*rttPending, e.ringLen)
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
 	e.rttBins = newBinIndex(e.rttMapping)
 	e.m = newMetrics(r, e)
@@ -643,10 +646,8 @@ func (e *Engine) closeBucket(b int64) {
 		} else {
 			s.idle = 0
 		}
-		if len(s.rttHeld) > 0 {
-			s.releaseRTT(b)
-		}
 	}
+	e.releaseRTT(p)
 	e.decayTalkers(e.decayTalker)
 	if e.rttTick++; e.rttTick >= e.rttTicks {
 		e.rttTick = 0

@@ -64,11 +64,7 @@ type series struct {
 	idle     int  // ticks closed without traffic
 	born     int64
 
-	rtt *rttState // nil until a handshake is seen
-	// rttHeld are the handshakes folded for buckets still open: they join
-	// rtt.cur when their bucket closes, with the bytes and the handshake
-	// count of the same records (else the quantiles ran Delay ahead).
-	rttHeld []heldRTT
+	rtt     *rttState    // nil until a handshake is seen; its handshakes wait in Engine.rttPend until their bucket closes
 	talkers *spaceSaving // line and project series only
 
 	row Row // reused every tick
@@ -77,50 +73,6 @@ type series struct {
 	// read, and its own row (nil Values until the first read).
 	carry [2]float64
 	prow  Row
-}
-
-// heldRTT is handshakes of one sketch bin, or one RTT outside the
-// mapping's range (bin rttOutside, ms its value), waiting for bucket b to
-// close.
-type heldRTT struct {
-	b   int64
-	bin int32
-	n   uint32
-	ms  float64
-}
-
-const rttOutside = math.MinInt32
-
-// holdRTT keeps n handshakes of bin (or one of ms) for bucket b.
-func (s *series) holdRTT(b int64, bin int32, n uint32, ms float64) {
-	if l := len(s.rttHeld); l > 0 && bin != rttOutside {
-		if h := &s.rttHeld[l-1]; h.b == b && h.bin == bin {
-			h.n += n
-			return
-		}
-	}
-	s.rttHeld = append(s.rttHeld, heldRTT{b: b, bin: bin, n: n, ms: ms})
-}
-
-// releaseRTT adds the handshakes held for buckets up to b into the
-// current sketch.
-func (s *series) releaseRTT(b int64) {
-	kept := s.rttHeld[:0]
-	for _, h := range s.rttHeld {
-		switch {
-		case h.b > b:
-			kept = append(kept, h)
-		case h.bin == rttOutside:
-			_ = s.rtt.cur.Add(h.ms)
-		default:
-			s.rtt.cur.GetPositiveValueStore().AddWithCount(int(h.bin), float64(h.n))
-		}
-	}
-	if len(kept) < len(s.rttHeld) {
-		s.rtt.dirty = true
-	}
-	clear(s.rttHeld[len(kept):])
-	s.rttHeld = kept
 }
 
 // rttState keeps two DDSketches of handshake RTTs (milliseconds): the
