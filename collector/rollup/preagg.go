@@ -340,6 +340,7 @@ func (e *Engine) fold() {
 	e.foldTalkers()
 	clear(p.slots)
 	p.aggs = p.aggs[:0]
+	e.compactRTT()
 }
 
 // foldRTT adds the handshakes counted per bin to the series, held until

@@ -97,6 +97,7 @@ func testFold(t *testing.T, tiny bool) {
 		e.pre.slots = make([]uint64, 8)
 		e.pre.rtt = newCountTable(16, 16)
 		e.pre.talkers = newTalkerTable(16, 16)
+		e.rttCompactFrom = 8
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	exps := []netip.Addr{exp1, netip.MustParseAddr("10.0.0.2")}

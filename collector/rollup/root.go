@@ -63,12 +63,15 @@ type Engine struct {
 	sampling           talkerSampling // which records feed the talker sketches (sampling.go)
 	rttTick            int
 
-	pre        preAggs       // records summed between folds (preagg.go)
-	rttPend    []*rttPending // handshake RTTs of each open bucket, by ring position (rttpend.go)
-	rttFree    []*rttPending
-	topBuf     []talkerCounter
-	rttScratch [rttReadSpan]float64 // the bins of an RTT quantile read
-	snap       Snapshot
+	pre     preAggs       // records summed between folds (preagg.go)
+	rttPend []*rttPending // handshake RTTs of each open bucket, by ring position (rttpend.go)
+	rttFree []*rttPending
+	// rttCompactFrom is rttCompactFrom, smaller in tests.
+	rttCompactFrom int
+	seriesIDs      uint64 // the last series.id given
+	topBuf         []talkerCounter
+	rttScratch     [rttReadSpan]float64 // the bins of an RTT quantile read
+	snap           Snapshot
 
 	viewOn   bool  // Provisional has been called: closing buckets carry what it did not read
 	viewRead int64 // the last bucket Provisional read
@@ -120,6 +123,7 @@ func New(r *reporter.Reporter, cfg Configuration) (*Engine, error) {
 	}
 	e.pre = newPreAggs(e.ringLen)
 	e.rttPend = make([]*rttPending, e.ringLen)
+	e.rttCompactFrom = rttCompactFrom
 	e.rttMapping = newRTTState(cfg.RTTAccuracy).cur.IndexMapping
 	e.rttBins = newBinIndex(e.rttMapping)
 	e.rttMinMs, e.rttMaxMs = e.rttMapping.MinIndexableValue(), e.rttMapping.MaxIndexableValue()
@@ -539,7 +543,8 @@ func (e *Engine) exporter(a netip.Addr) *series {
 }
 
 func (e *Engine) newSeries(scope int, key string, labels map[string]string) *series {
-	s := &series{scope: scope, key: key, ring: make([]bucket, e.ringLen), born: e.closed + 1, pos: len(e.all)}
+	e.seriesIDs++
+	s := &series{scope: scope, key: key, ring: make([]bucket, e.ringLen), born: e.closed + 1, pos: len(e.all), id: e.seriesIDs}
 	s.row = Row{Scope: scopeNames[scope], Key: key, Labels: labels}
 	if (scope == scopeLine || scope == scopeProject) && e.cfg.TopTalkers > 0 {
 		s.talkers = newSpaceSaving(e.cfg.TalkerCounters)

@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -699,5 +700,52 @@ func TestUnansweredSYNsBiflow(t *testing.T) {
 	s := e.Tick(at(101))
 	if n := row(s, ScopeExporter, exp1.String()).Values.Of(UnansweredSYNsPerSecond); n != 2 {
 		t.Errorf("%v unanswered SYNs, want 2", n)
+	}
+}
+
+// TestRTTHeldBounded: the handshakes held for open buckets take memory
+// bounded by the series and the sketch's bins, not by the rate. 400,000
+// connections in one second, to 30,000 server ports (so that the
+// pre-aggregates fold often), each with its handshake RTT: the held lists
+// stay under about twice rttCompactFrom, their sums under the distinct
+// (series, bin) pairs, and the quantiles come out as for a few records.
+func TestRTTHeldBounded(t *testing.T) {
+	e := newTestEngine(t, nil)
+	e.Tick(at(100))
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n, batch = 400_000, 1000
+	recs := make([]flow.Record, batch)
+	var most int
+	for i := 0; i < n; i += batch {
+		for j := range recs {
+			rtt := time.Duration(10+rng.IntN(3)) * time.Millisecond
+			recs[j] = flow.Record{ObserverIP: exp1, InIf: 1, Received: at(101.5), Start: at(101.2), End: at(101.5), Proto: 6,
+				SrcAddr: addrN(uint32(rng.IntN(1000))), DstAddr: netip.MustParseAddr("10.0.0.10"),
+				SrcPort: 50000, DstPort: uint16(1000 + rng.IntN(30000)), TCPFlags: 0x1b, Bytes: 700, Packets: 6,
+				TCP: flow.TCPPerf{RTTServer: rtt}}
+		}
+		e.Write(recs)
+		for _, p := range e.rttPend {
+			if p != nil {
+				most = max(most, len(p.bins)+len(p.series)/8)
+			}
+		}
+	}
+	if most > 2*e.rttCompactFrom {
+		t.Errorf("held lists reached %d entries, want at most %d", most, 2*e.rttCompactFrom)
+	}
+	for _, p := range e.rttPend {
+		// 3 bins for each series at most.
+		if p != nil && p.sums.used > 3*len(e.all) {
+			t.Errorf("summed held RTTs: %d (series, bin) pairs, want at most %d", p.sums.used, 3*len(e.all))
+		}
+	}
+	s := e.Tick(at(108))
+	r := row(s, ScopeExporter, exp1.String())
+	if r == nil {
+		t.Fatal("no exporter row")
+	}
+	if p50, ok := r.Values.Get(RTTp50); !ok || math.Abs(p50-11) > 0.2 {
+		t.Errorf("exporter RTT p50 %v (%v), want 11 ms", p50, ok)
 	}
 }

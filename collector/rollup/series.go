@@ -66,6 +66,7 @@ type series struct {
 
 	rtt     *rttState    // nil until a handshake is seen; its handshakes wait in Engine.rttPend until their bucket closes
 	talkers *spaceSaving // line and project series only
+	id      uint64       // unique in its engine (rttSums's hash)
 
 	row Row // reused every tick
 
