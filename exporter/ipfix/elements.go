@@ -45,6 +45,7 @@ const (
 	ieFlowStartMilliseconds        = 152
 	ieFlowEndMilliseconds          = 153
 	ieIgnoredPacketTotalCount      = 164
+	ieBiflowDirection              = 239
 	ieDot1qCustomerVlanID          = 245
 	ieLayer2SegmentID              = 351
 	ieObservationDomainName        = 300
@@ -53,7 +54,7 @@ const (
 // Template ids. A flow record goes in the smallest of three data templates
 // per IP version that holds what it has: the full one when it came in a
 // tunnel, a VLAN or an ERSPAN session, else one without those four fields,
-// and without the four TCP ones too when it is not TCP (see Shape). A live
+// and without the TCP ones too when it is not TCP (see Shape). A live
 // capture's TCP and plain templates keep observationPointId (every record
 // has its interface's, see Configuration.ObservationPoints).
 const (
@@ -155,6 +156,9 @@ func isTunnelField(f Field) bool {
 }
 
 func isTCPField(f Field) bool {
+	if f.ID == ieBiflowDirection && f.Enterprise == 0 {
+		return true
+	}
 	if f.Enterprise != flow.EnterpriseNumber {
 		return false
 	}
@@ -200,6 +204,7 @@ func allFlowFields(v6 bool) []Field {
 		{flow.IETCPRTTServerMicroseconds, 4, pen, "tcpRttServerMicroseconds"},
 		{flow.IETCPRetransmittedPackets, 4, pen, "tcpRetransmittedPackets"},
 		{flow.IETCPZeroWindowEvents, 4, pen, "tcpZeroWindowEvents"},
+		{ieBiflowDirection, 1, 0, "biflowDirection"},
 	}
 }
 

@@ -97,7 +97,7 @@ func New(r *reporter.Reporter, cfg Configuration, transport Transport) (*Encoder
 		return head
 	}
 	fits := func(head int) bool { return head+4+e.sizes[ShapeFull][1] <= e.max }
-	// The smaller templates take 352 more bytes of templates: where the
+	// The smaller templates take 360 more bytes of templates: where the
 	// MTU leaves no room for them (576, or a long identity), every record
 	// goes in the full templates, as before they existed.
 	e.compact = true
@@ -508,5 +508,17 @@ func appendRecord(b []byte, r *flow.Record, s Shape, v6, points bool) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(r.TCP.RTTServer.Microseconds()))
 	b = binary.BigEndian.AppendUint32(b, r.TCP.Retransmissions)
 	b = binary.BigEndian.AppendUint32(b, r.TCP.ZeroWindows)
-	return b
+	return append(b, biflowDirection(r))
+}
+
+// biflowDirection is r's biflowDirection (RFC 5103), which the meter
+// gives a TCP record whose opener it saw (flow.ExtraBiflowDirection); 0,
+// arbitrary, otherwise.
+func biflowDirection(r *flow.Record) uint8 {
+	for i := range r.Extra {
+		if x := &r.Extra[i]; x.Name == flow.ExtraBiflowDirection && !x.IsStr && x.Raw == nil && x.Num <= 0xff {
+			return uint8(x.Num)
+		}
+	}
+	return 0
 }

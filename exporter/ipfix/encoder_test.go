@@ -42,7 +42,8 @@ func sampleRecords() []flow.Record {
 			EndReason: 3, VLAN: 100, InnerVLAN: 300,
 			SrcMAC: flow.MAC{2, 0, 0, 0, 0, 0x0a}, DstMAC: flow.MAC{2, 0, 0, 0, 0, 0x0b},
 			InIf: 42, SegmentID: 5001, ObservationPoint: 7,
-			TCP: flow.TCPPerf{RTTClient: 1500 * time.Microsecond, RTTServer: 250 * time.Microsecond, Retransmissions: 3, ZeroWindows: 1},
+			TCP:   flow.TCPPerf{RTTClient: 1500 * time.Microsecond, RTTServer: 250 * time.Microsecond, Retransmissions: 3, ZeroWindows: 1},
+			Extra: []flow.Extra{{Name: flow.ExtraBiflowDirection, Num: 1}}, // the source opened it
 		},
 		{
 			SrcAddr: netip.MustParseAddr("2001:db8::1"), DstAddr: netip.MustParseAddr("2001:db8::2"),
@@ -429,6 +430,10 @@ func testShapes(t *testing.T, points bool) {
 		}
 		if proto == 6 {
 			r.TCPFlags, r.TCP = 0x1b, flow.TCPPerf{RTTClient: time.Duration(i+1) * time.Millisecond, Retransmissions: uint32(i)}
+			// biflowDirection 0 (unknown, no element), 1 and 2.
+			if d := uint64(i % 3); d != 0 {
+				r.Extra = []flow.Extra{{Name: flow.ExtraBiflowDirection, Num: d}}
+			}
 		}
 		if points {
 			r.ObservationPoint = 1024 // the capture interface's

@@ -26,6 +26,11 @@ func (t *Table) emit(e *entry, reason uint8) {
 	t.batch = t.batch[:len(t.batch)+1]
 	r := &t.batch[len(t.batch)-1]
 	fill(r, e, reason)
+	if d := initiator(e); d != 0 {
+		x := &t.initiators[len(t.batch)-1]
+		*x = flow.Extra{Name: flow.ExtraBiflowDirection, Num: d}
+		r.Extra = t.initiators[len(t.batch)-1 : len(t.batch) : len(t.batch)]
+	}
 	if len(t.batch) == cap(t.batch) {
 		t.Sync()
 	}
@@ -42,6 +47,30 @@ func (t *Table) Sync() {
 		t.log.Warn("sink", "cannot pass flows on", "flows", len(t.batch), "err", err)
 	}
 	t.batch = t.batch[:0]
+}
+
+// Values of IPFIX biflowDirection (RFC 5103) the table gives a TCP record.
+const (
+	biflowInitiator        = 1 // the record's source opened the connection
+	biflowReverseInitiator = 2 // its destination did
+)
+
+// initiator is which end of e's connection opened it, as biflowDirection
+// numbers it: known when this direction sent the SYN (the client) or the
+// SYN-ACK (the server), which the table keeps across active timeouts; 0
+// (arbitrary) when it sent neither (the handshake came before the capture
+// or the mirror missed it) or both (a simultaneous open).
+func initiator(e *entry) uint64 {
+	if e.key.proto != 6 {
+		return 0
+	}
+	switch e.state & (stSYN | stSYNACK) {
+	case stSYN:
+		return biflowInitiator
+	case stSYNACK:
+		return biflowReverseInitiator
+	}
+	return 0
 }
 
 func fill(r *flow.Record, e *entry, reason uint8) {

@@ -36,6 +36,10 @@ const (
 	EndLackOfResources uint8 = 5 // table full
 )
 
+// batchSize is how many ended flows the table passes to the sink at most
+// in one Write.
+const batchSize = 64
+
 // closeGrace is how long an ended TCP flow stays in the table to count the
 // last ACK after the second FIN (or stray segments after a RST).
 const closeGrace = time.Second
@@ -148,6 +152,10 @@ type Table struct {
 	batch    []flow.Record
 	stats    Stats
 	pub      published
+	// initiators backs the Extra (biflowDirection) of the batch's TCP
+	// records whose opener the table saw, one per batch slot, so that
+	// filling a record allocates nothing.
+	initiators []flow.Extra
 
 	activeNs, idleNs int64
 	fastNs           int64 // active timeout of stFast flows
@@ -175,7 +183,7 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		free:     none,
 		open:     list{none, none},
 		closed:   list{none, none},
-		batch:    make([]flow.Record, 0, 64),
+		batch:    make([]flow.Record, 0, batchSize),
 		activeNs: int64(cfg.ActiveTimeout),
 		idleNs:   int64(cfg.IdleTimeout),
 		fastNs:   int64(cfg.ActiveTimeout),
@@ -190,6 +198,7 @@ func New(r *reporter.Reporter, cfg Configuration, sink Sink) (*Table, error) {
 		t.fastOnly = !t.scanActive && cfg.IdleTimeout >= cfg.FastActiveTimeout
 		t.scanActive = t.scanActive || cfg.IdleTimeout >= cfg.FastActiveTimeout
 	}
+	t.initiators = make([]flow.Extra, batchSize)
 	t.mem = &tableMemory{}
 	// The mappings are returned when the table is garbage: tests make many.
 	runtime.AddCleanup(t, (*tableMemory).release, t.mem)

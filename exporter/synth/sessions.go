@@ -35,6 +35,10 @@ type Flow struct {
 	RTTClientUs          int64
 	RTTServerUs          int64
 	Retrans, ZeroWindows uint32
+	// Initiator is the record's biflowDirection (RFC 5103): 1 when this
+	// direction opened the TCP connection (sent the SYN), 2 when the other
+	// did (this one sent the SYN-ACK), 0 when the meter cannot tell.
+	Initiator uint8
 }
 
 // FromRecord projects a record on the compared fields.
@@ -47,7 +51,17 @@ func FromRecord(r *flow.Record) Flow {
 		StartMs: r.Start.UnixMilli(), EndMs: r.End.UnixMilli(), EndReason: r.EndReason,
 		RTTClientUs: r.TCP.RTTClient.Microseconds(), RTTServerUs: r.TCP.RTTServer.Microseconds(),
 		Retrans: r.TCP.Retransmissions, ZeroWindows: r.TCP.ZeroWindows,
+		Initiator: initiatorOf(r),
 	}
+}
+
+func initiatorOf(r *flow.Record) uint8 {
+	for _, x := range r.Extra {
+		if x.Name == flow.ExtraBiflowDirection {
+			return uint8(x.Num)
+		}
+	}
+	return 0
 }
 
 // Sort orders flows for comparison.
@@ -292,6 +306,7 @@ func (b *builder) tcpSession(enc Encap, t0 int64, a, bb netip.Addr, sport, dport
 	for _, e := range []*expect{ab, ba} {
 		e.cur.RTTServerUs, e.cur.RTTClientUs = 2000, 1000
 	}
+	ab.cur.Initiator, ba.cur.Initiator = 1, 2 // A sent the SYN, B the SYN-ACK
 	if faults {
 		ab.cur.Retrans = 1
 		ba.cur.ZeroWindows = 1
@@ -304,6 +319,8 @@ func (b *builder) tcpSession(enc Encap, t0 int64, a, bb netip.Addr, sport, dport
 func (b *builder) rstSession(enc Encap, t0 int64, a, bb netip.Addr, sport, dport uint16) {
 	ab := b.dir(enc, a, bb, sport, dport, 6, true)
 	ba := b.dir(enc, bb, a, dport, sport, 6, false)
+	// A sent the SYN; B's direction, a RST without SYN-ACK, shows nothing.
+	ab.cur.Initiator = 1
 	b.send(ab, enc, true, t0, ipPacket(a, bb, 6, TCP(sport, dport, 77, 0, 0x02, 1024, 0)), 0, 0x02)
 	b.send(ba, enc, false, t0+ms, ipPacket(bb, a, 6, TCP(dport, sport, 0, 78, 0x14, 0, 0)), 0, 0x14)
 	ab.end(3)

@@ -89,6 +89,12 @@ type NetworkInfo struct {
 	Name, Site, Role, Project string
 }
 
+// ExtraBiflowDirection is the Extra name of IPFIX biflowDirection (IE
+// 239, RFC 5103: 0 arbitrary, 1 the source opened the connection, 2 the
+// destination did), as the collector decodes it and the exporter's meter
+// sets it for the encoder.
+const ExtraBiflowDirection = "biflow_direction"
+
 // Extra is an information element without an ECS home; it is written as
 // netflow.<Name>, Name being the IANA name in snake_case.
 type Extra struct {

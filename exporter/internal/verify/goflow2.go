@@ -122,6 +122,8 @@ func toFlow(values []netflow.DataField) (synth.Flow, error) {
 			} else {
 				f.Dst = a
 			}
+		case 239:
+			f.Initiator = uint8(n)
 		case 7:
 			f.SrcPort = uint16(n)
 		case 11:

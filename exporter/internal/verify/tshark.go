@@ -201,6 +201,12 @@ func tsharkFlow(m map[string]any) (synth.Flow, error) {
 		}
 		f.RTTClientUs, f.RTTServerUs, f.Retrans, f.ZeroWindows = int64(v[0]), int64(v[1]), uint32(v[2]), uint32(v[3])
 	}
+	// biflowDirection, with the four: who opened the TCP connection.
+	if wantEnts == 4 {
+		f.Initiator = uint8(num("cflow.biflow_direction"))
+	} else if str("cflow.biflow_direction") != "" {
+		errs = append(errs, "biflowDirection in a record without the TCP elements")
+	}
 	if len(errs) > 0 {
 		return f, fmt.Errorf("tshark flow: %s", strings.Join(errs, ", "))
 	}
