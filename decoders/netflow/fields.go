@@ -149,7 +149,7 @@ func (s *State) applyField(r *flow.Record, t *recordTimes, typ uint16, pen uint3
 			r.TCP.ZeroWindows = uint32(x)
 		default:
 			if len(v) <= 8 {
-				r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(typ)), Num: x})
+				s.addExtra(r, flow.Extra{Name: "spanflow_" + strconv.Itoa(int(typ)), Num: x})
 			}
 		}
 	case ie.Reverse:
@@ -464,10 +464,10 @@ func (s *State) finish(r *flow.Record, t *recordTimes, h *header, d *domain) {
 		r.OutIfName = d.ifNames[r.OutIf]
 	}
 	if d.probe != "" {
-		r.Extra = append(r.Extra, flow.Extra{Name: "observation_domain_name", Str: d.probe, IsStr: true})
+		s.addExtra(r, flow.Extra{Name: "observation_domain_name", Str: d.probe, IsStr: true})
 	}
 	if d.packetsURL != "" {
-		r.Extra = append(r.Extra, flow.Extra{Name: "spanflow_packets_url", Str: packetsQuery(d.packetsURL, r), IsStr: true})
+		s.addExtra(r, flow.Extra{Name: "spanflow_packets_url", Str: packetsQuery(d.packetsURL, r), IsStr: true})
 	}
 }
 

@@ -134,24 +134,54 @@ func extra(name string, typ ie.Type, known bool, v []byte) (flow.Extra, bool) {
 func (s *State) appendExtra(r *flow.Record, pen uint32, typ uint16, v []byte) {
 	if pen == penJuniper && typ == 137 {
 		if x, ok := juniperProperty(v); ok {
-			r.Extra = append(r.Extra, x)
+			s.addExtra(r, x)
 			return
 		}
 	}
 	if pen == penCisco && typ == 12235 && len(v) >= 6 {
 		// Cisco AVC's application HTTP host starts with the 4-byte NBAR
 		// application id and a 2-byte sub-application id (tshark reads it so).
-		r.Extra = append(r.Extra, flow.Extra{Name: "cisco_app_http_host", Str: cleanString(v[6:]), IsStr: true})
+		s.addExtra(r, flow.Extra{Name: "cisco_app_http_host", Str: cleanString(v[6:]), IsStr: true})
 		return
 	}
 	name, t, known := element(pen, typ)
 	if known && (t == ie.BasicList || t == ie.SubTemplateList || t == ie.SubTemplateMultiList) {
 		if raw, ok := s.structured(t, v, 0); ok {
-			r.Extra = append(r.Extra, flow.Extra{Name: name, Raw: raw})
+			s.addExtra(r, flow.Extra{Name: name, Raw: raw})
 		}
 		return
 	}
 	if x, ok := extra(name, t, known, v); ok {
+		s.addExtra(r, x)
+	}
+}
+
+// extraSlab is how many Extra elements the records of a State share an
+// allocation for.
+const extraSlab = 64
+
+// addExtra appends x to r.Extra, with the space taken from a slab the
+// State's records share rather than one allocation per record (an
+// exporter that sends biflowDirection, as spanflow's does on TCP records,
+// took 1 allocation and 82 ns more a record). The slab only grows and is
+// replaced when full, never rewritten, and each record's Extra is a
+// slice of it whose capacity is its length: a record kept after the next
+// datagram keeps its elements, and appending to its Extra elsewhere copies
+// them.
+func (s *State) addExtra(r *flow.Record, x flow.Extra) {
+	n, k := len(s.extras), len(r.Extra)
+	switch {
+	case k > 0 && n > 0 && n < cap(s.extras) && &r.Extra[k-1] == &s.extras[n-1]:
+		// r's elements end the slab: grow them in place.
+		s.extras = append(s.extras, x)
+		r.Extra = s.extras[n-k : n+1 : n+1]
+	case k > 0:
 		r.Extra = append(r.Extra, x)
+	default:
+		if n == cap(s.extras) {
+			s.extras, n = make([]flow.Extra, 0, extraSlab), 0
+		}
+		s.extras = append(s.extras, x)
+		r.Extra = s.extras[n : n+1 : n+1]
 	}
 }

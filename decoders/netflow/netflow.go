@@ -188,8 +188,9 @@ type State struct {
 	v9        nf.NFv9Packet
 	ipfix     nf.IPFIXPacket
 	buf       bytes.Buffer
-	hdr       *header // of the record being decoded
-	msg       header  // of the datagram being decoded
+	hdr       *header      // of the record being decoded
+	msg       header       // of the datagram being decoded
+	extras    []flow.Extra // the records' Extra elements (addExtra)
 }
 
 // NewState returns the state of one exporter, whose bytes also count
