@@ -83,7 +83,15 @@ type Output struct {
 	// torn: the last write stopped inside a line; the next write ends it
 	// first, so that the documents after it are whole lines.
 	torn bool
+	// size is what the file holds: its size at open plus the bytes
+	// written to it since, not the documents dropped on the way (they
+	// rotated the file early).
 	size int64
+	// stopped: Stop closed the output. A late Write (outputs stop last,
+	// a flush or a SIGHUP can still arrive) is dropped and counted, and
+	// nothing opens the file again: before, it was opened again and
+	// never closed.
+	stopped bool
 	// regular: the file open is a regular file, the only kind rotated
 	// (renaming a device or a FIFO would move it away for every user).
 	regular bool
@@ -216,6 +224,7 @@ func (o *Output) flush() error {
 	}
 	n, err := o.w.Write(o.buf)
 	o.bytes.Add(float64(n))
+	o.size += int64(n)
 	lost := 0
 	if n > 0 {
 		o.torn = o.buf[n-1] != '\n'
@@ -314,6 +323,9 @@ func (o *Output) Write(records []flow.Record) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.stopped {
+		return o.dropWrite(len(records), fmt.Errorf("write %s: the output is stopped", o.name))
+	}
 	if o.buf == nil {
 		return errors.New("NDJSON output not started")
 	}
@@ -323,14 +335,14 @@ func (o *Output) Write(records []flow.Record) error {
 			return o.dropWrite(len(records), err)
 		}
 	}
-	if o.regular && o.cfg.MaxBytes > 0 && o.size > 0 && o.size+int64(len(s.buf)) > o.cfg.MaxBytes {
+	// What the file holds and what is buffered for it.
+	if held := o.size + int64(len(o.buf)); o.regular && o.cfg.MaxBytes > 0 && held > 0 && held+int64(len(s.buf)) > o.cfg.MaxBytes {
 		if err := o.rotate(); err != nil {
 			return o.dropWrite(len(records), fmt.Errorf("rotate %s: %w", o.cfg.Path, err))
 		}
 	}
 	o.buf = append(o.buf, s.buf...)
 	o.bufDocs += len(records)
-	o.size += int64(len(s.buf))
 	if len(o.buf) >= bufSize {
 		return o.flush()
 	}
@@ -340,10 +352,14 @@ func (o *Output) Write(records []flow.Record) error {
 // Reopen writes what is buffered to the file and opens Path again: after
 // logrotate (or an operator) moved the file away, documents go to a new
 // file at Path. The file in use stays when Path cannot be opened. Nothing
-// to do for stdout.
+// to do for stdout. Once stopped, it is refused: nothing opens the file
+// again.
 func (o *Output) Reopen() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.stopped && o.cfg.Path != "" {
+		return fmt.Errorf("reopen %s: the output is stopped", o.cfg.Path)
+	}
 	if o.buf == nil || o.cfg.Path == "" {
 		return nil
 	}
@@ -370,25 +386,29 @@ func (o *Output) Reopen() error {
 func (o *Output) Flush() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.stopped {
+		return fmt.Errorf("flush %s: the output is stopped", o.name)
+	}
 	if o.buf == nil {
 		return errors.New("NDJSON output not started")
 	}
 	return o.flush()
 }
 
-// Stop flushes and closes.
+// Stop flushes and closes. Writes after it are dropped and counted.
 func (o *Output) Stop() error {
 	o.tracker.Stop()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.buf == nil {
+	if o.buf == nil || o.stopped {
 		return nil
 	}
+	o.stopped = true
 	err := o.flush()
 	if o.f != nil {
 		err = errors.Join(err, o.f.Close())
-		o.f = nil
 	}
+	o.f, o.w = nil, nil
 	return err
 }
 

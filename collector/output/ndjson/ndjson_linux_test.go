@@ -275,3 +275,156 @@ func writeFlushed(o *Output, taken *int, n int) error {
 	}
 	return o.Flush()
 }
+
+// openFDs lists this process's descriptors open on path.
+func openFDs(t *testing.T, path string) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil &&
+			strings.TrimSuffix(target, " (deleted)") == path {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TestWriteAndReopenAfterStop: outputs stop last, so a Write (or a SIGHUP's
+// Reopen) can still arrive after Stop. It is refused, its documents are
+// counted in documents_dropped_total, and the file is not opened again.
+// Before, Write and Reopen opened PATH again (created it when it had been
+// moved away) and left the descriptor open for the rest of the process,
+// and stdout's late documents stayed in the buffer, counted nowhere.
+func TestWriteAndReopenAfterStop(t *testing.T) {
+	r := reporter.NewForTest(nil)
+	cfg := DefaultConfiguration()
+	cfg.Path = filepath.Join(t.TempDir(), "flows.ndjson")
+	o, err := New(r, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	if err := writeFlushed(o, &taken, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(cfg.Path, cfg.Path+".rotated"); err != nil { // logrotate, as the process stops
+		t.Fatal(err)
+	}
+	rec := flow.Record{SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("10.0.0.2"), Proto: 6, DstPort: 80}
+	if err := o.Write([]flow.Record{rec, rec, rec}); err == nil {
+		t.Error("Write after Stop: no error")
+	}
+	if err := o.Reopen(); err == nil {
+		t.Error("Reopen after Stop: no error")
+	}
+	if err := o.Write([]flow.Record{rec}); err == nil {
+		t.Error("Write after a Reopen after Stop: no error")
+	}
+	if fds := openFDs(t, cfg.Path); len(fds) > 0 {
+		t.Errorf("after Stop, descriptors %v are open on %s", fds, cfg.Path)
+	}
+	if _, err := os.Lstat(cfg.Path); err == nil {
+		t.Errorf("%s was opened again after Stop", cfg.Path)
+	}
+	if d := metric(t, r, "spanflow_ndjson_documents_dropped_total"); d != 4 {
+		t.Errorf("%.0f documents counted as dropped after Stop, want the 4 written late", d)
+	}
+	if w := metric(t, r, "spanflow_ndjson_documents_total"); w != 5 {
+		t.Errorf("%.0f documents counted as written, want the 5 before Stop", w)
+	}
+
+	var stdout bytes.Buffer
+	r = reporter.NewForTest(nil)
+	o, err = New(r, DefaultConfiguration(), &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Write([]flow.Record{rec, rec}); err == nil {
+		t.Error("Write to stdout after Stop: no error")
+	}
+	if err := o.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if d := metric(t, r, "spanflow_ndjson_documents_dropped_total"); d != 2 || stdout.Len() != 0 {
+		t.Errorf("stdout after Stop: %.0f documents counted as dropped and %d bytes written, want 2 and none", d, stdout.Len())
+	}
+}
+
+// TestRotationCountsWrittenBytes: documents a full disk dropped do not
+// count towards the rotation size. On a 128 KiB tmpfs with 8 KiB free, a
+// file output with a 32 KiB limit drops most of 300 documents; after the
+// disk has space again the file has not reached 32 KiB, so nothing is
+// rotated and every document written is in PATH. Before, the size counted
+// the dropped documents too: the file was rotated while far under the
+// limit, once per 32 KiB dropped.
+func TestRotationCountsWrittenBytes(t *testing.T) {
+	dir := t.TempDir()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "mounting a small tmpfs needs root"
+	} else if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=131072"); err != nil {
+		reason = fmt.Sprintf("mount a tmpfs on %s: %v", dir, err)
+	} else {
+		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	}
+	testutil.NeedService(t, "a small tmpfs", reason)
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 120<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := reporter.NewForTest(nil)
+	cfg := DefaultConfiguration()
+	cfg.Path, cfg.MaxBytes, cfg.MaxFiles = filepath.Join(dir, "flows.ndjson"), 32<<10, 5
+	o, err := New(r, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for range 30 {
+		_ = writeFlushed(o, &taken, 10) // most fail: counted as dropped
+	}
+	dropped := metric(t, r, "spanflow_ndjson_documents_dropped_total")
+	if dropped < 150 {
+		t.Fatalf("%.0f of %d documents dropped on the full disk, want most", dropped, taken)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFlushed(o, &taken, 10); err != nil {
+		t.Fatalf("after the disk got space back: %v", err)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	written := metric(t, r, "spanflow_ndjson_documents_total")
+	b, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rot := metric(t, r, "spanflow_ndjson_rotations_total"); rot != 0 || int64(len(b)) > cfg.MaxBytes {
+		t.Errorf("%.0f rotations; %s holds %d bytes (limit %d) after %.0f documents written and %.0f dropped; "+
+			"want no rotation of a file under the limit", rot, cfg.Path, len(b), cfg.MaxBytes, written, dropped)
+	}
+	if n := bytes.Count(b, []byte{'\n'}); float64(n) < written {
+		t.Errorf("%s holds %d lines, want the %.0f documents written", cfg.Path, n, written)
+	}
+}
