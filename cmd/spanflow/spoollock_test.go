@@ -168,3 +168,89 @@ func TestSpoolDirOneProcessAtATime(t *testing.T) {
 		t.Errorf("the spool holds %d documents after the collector stopped; it took %d", got, sent)
 	}
 }
+
+// TestDeadLetterFileOneProcessAtATime: a collector runs with
+// --es-dead-letter-file FILE, and an indexer, then a second collector, are
+// started on the same host with the same file (each with its own spool
+// directory, which its lock lets through). Each must refuse to start, in one
+// line naming the file, the running collector's pid and the setting to
+// change. Before, both started and appended to the file without any lock.
+func TestDeadLetterFileOneProcessAtATime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts spanflow processes: skipped under -short")
+	}
+	dead := filepath.Join(t.TempDir(), "refused.ndjson")
+	var logs testutil.SyncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs.String())
+		}
+	}()
+	col := spanflowProcess(t, "collector", "run", "--netflow-listen", testutil.FreeAddr(t, "udp"), "--ipfix-listen", "",
+		"--ipfix-tcp-listen", "", "--sflow-listen", "", "--metrics-listen", "", "--exporter-stats-interval", "0",
+		"--output", "elasticsearch", "--es-url", "http://"+testutil.FreeAddr(t, "tcp"), "--es-spool-dir", t.TempDir(),
+		"--es-dead-letter-file", dead)
+	stderr, err := col.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	colExited := make(chan error, 1)
+	p := &processHandle{cmd: col, ready: make(chan struct{})}
+	go func() {
+		p.watch(io.TeeReader(stderr, prefixWriter{&logs, "collector: "}), "msg=listening")
+		colExited <- col.Wait()
+	}()
+	t.Cleanup(func() { col.Process.Kill() })
+	select {
+	case <-p.ready:
+	case <-time.After(60 * time.Second):
+		t.Fatal("collector not listening within 60s")
+	}
+
+	for _, args := range [][]string{
+		{"indexer", "run", "--metrics-listen", "", "--kafka-brokers", testutil.FreeAddr(t, "tcp"),
+			"--es-url", "http://" + testutil.FreeAddr(t, "tcp"), "--es-spool-dir", t.TempDir(), "--es-dead-letter-file", dead},
+		{"collector", "run", "--netflow-listen", testutil.FreeAddr(t, "udp"), "--ipfix-listen", "", "--ipfix-tcp-listen", "",
+			"--sflow-listen", "", "--metrics-listen", "", "--output", "elasticsearch", "--es-url", "http://" + testutil.FreeAddr(t, "tcp"),
+			"--es-spool-dir", t.TempDir(), "--es-dead-letter-file", dead},
+	} {
+		second := spanflowProcess(t, args...)
+		var out testutil.SyncBuffer
+		second.Stdout, second.Stderr = &out, &out
+		if err := second.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- second.Wait() }()
+		select {
+		case err := <-exited:
+			got := strings.TrimSpace(out.String())
+			for _, want := range []string{dead, fmt.Sprintf("process %d", col.Process.Pid), "--es-dead-letter-file"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("%s's error %q does not say %q", args[0], got, want)
+				}
+			}
+			if err == nil || strings.Contains(got, "\n") {
+				t.Errorf("%s on a dead-letter file in use: exit %v, output %q; want status 1 and one line", args[0], err, got)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("the %s runs on the dead-letter file the collector (pid %d) holds", args[0], col.Process.Pid)
+			second.Process.Signal(os.Interrupt)
+			<-exited
+			logs.Write([]byte(args[0] + ": " + out.String()))
+		}
+	}
+
+	col.Process.Signal(os.Interrupt)
+	select {
+	case err := <-colExited:
+		if err != nil {
+			t.Fatalf("collector: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("collector did not stop within 60s")
+	}
+}

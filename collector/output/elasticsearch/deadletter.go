@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -18,9 +19,12 @@ import (
 // refusing every document filled 85 MiB with 100,000 of them in two
 // seconds, on the spool's filesystem.
 type deadLetter struct {
-	mu      sync.Mutex
-	path    string
-	f       *os.File
+	mu   sync.Mutex
+	path string
+	f    *os.File
+	// lock is PATH.lock, flocked while the file is open: one process (one
+	// output) per dead-letter file.
+	lock    *os.File
 	max     int64
 	size    int64
 	checked time.Time // when a full file was last looked at
@@ -28,12 +32,51 @@ type deadLetter struct {
 
 var errDeadLetterFull = errors.New("dead-letter file full")
 
+// ErrDeadLetterInUse is the error of a dead-letter file another process
+// (or another output of this one) writes.
+var ErrDeadLetterInUse = errors.New("dead-letter file in use")
+
+// deadLetterInUseError names the file and the process holding it.
+type deadLetterInUseError struct {
+	path  string
+	pid   int
+	holds string
+}
+
+func (e *deadLetterInUseError) Error() string {
+	return fmt.Sprintf("dead-letter file %s is in use by %s: give each collector and indexer on this host its own --es-dead-letter-file",
+		e.path, holder(e.pid, e.holds))
+}
+
+func (e *deadLetterInUseError) Is(target error) bool { return target == ErrDeadLetterInUse }
+
+// openDeadLetter locks PATH.lock, then opens PATH to append. Two
+// processes given the same --es-dead-letter-file (each with its own spool
+// directory, so the spool's lock did not stop them) appended to it at
+// once; a rotation by one (the file moved away when full) went unseen by
+// the other.
 func openDeadLetter(path string, max int64) (*deadLetter, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create dead-letter directory: %w", err)
 	}
-	d := &deadLetter{path: path, max: max}
+	// The same file under two names (a symbolic link, a relative path)
+	// takes the same lock.
+	real := path
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		real = p
+	} else if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		real = filepath.Join(dir, filepath.Base(path))
+	}
+	lock, pid, holds, err := lockFile(real + ".lock")
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, &deadLetterInUseError{path: path, pid: pid, holds: holds}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock dead-letter file %s: %w", path, err)
+	}
+	d := &deadLetter{path: path, max: max, lock: lock}
 	if err := d.open(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	return d, nil
@@ -104,5 +147,5 @@ func (d *deadLetter) Write(e deadLetterEntry) error {
 func (d *deadLetter) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.f.Close()
+	return errors.Join(d.f.Close(), d.lock.Close())
 }

@@ -3,10 +3,14 @@ package elasticsearch
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 func linesOf(t *testing.T, path string) int {
@@ -66,4 +70,45 @@ func TestDeadLetterBounded(t *testing.T) {
 	if n := linesOf(t, path+".1"); n != written {
 		t.Errorf("the moved file has %d lines, want %d", n, written)
 	}
+}
+
+// TestDeadLetterFileLocked: two outputs (each with its own spool
+// directory) given the same dead-letter file, once by a symbolic link: the
+// second is refused with ErrDeadLetterInUse naming the file, this process
+// and --es-dead-letter-file, and starts once the first has stopped.
+// Before, both appended to the file without any lock.
+func TestDeadLetterFileLocked(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "refused.ndjson")
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(dead string) Configuration {
+		c := DefaultConfiguration()
+		c.Connection.URLs = []string{"http://127.0.0.1:1"} // never contacted: not started
+		c.SpoolDir, c.DeadLetterFile = t.TempDir(), dead
+		return c
+	}
+	first, err := New(reporter.NewForTest(nil), cfg(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []string{path, filepath.Join(link, "refused.ndjson")} {
+		_, err = New(reporter.NewForTest(nil), cfg(other))
+		if !errors.Is(err, ErrDeadLetterInUse) || !strings.Contains(err.Error(), other) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) ||
+			!strings.Contains(err.Error(), "--es-dead-letter-file") {
+			t.Errorf("second output on %s: %v; want ErrDeadLetterInUse naming the file, pid %d and --es-dead-letter-file",
+				other, err, os.Getpid())
+		}
+	}
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(reporter.NewForTest(nil), cfg(path))
+	if err != nil {
+		t.Fatalf("output on %s after the first stopped: %v", path, err)
+	}
+	second.Stop()
 }

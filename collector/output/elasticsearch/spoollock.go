@@ -28,14 +28,20 @@ type spoolInUseError struct {
 	holds string // its command line, when readable
 }
 
-func (e *spoolInUseError) Error() string {
-	who := "another process"
-	if e.pid > 0 {
-		who = "process " + strconv.Itoa(e.pid)
-		if e.holds != "" {
-			who += " (" + e.holds + ")"
-		}
+// holder names the process holding a lock, as far as it is known.
+func holder(pid int, holds string) string {
+	if pid <= 0 {
+		return "another process"
 	}
+	who := "process " + strconv.Itoa(pid)
+	if holds != "" {
+		who += " (" + holds + ")"
+	}
+	return who
+}
+
+func (e *spoolInUseError) Error() string {
+	who := holder(e.pid, e.holds)
 	return fmt.Sprintf("spool directory %s is in use by %s: give each collector and indexer on this host its own --es-spool-dir", e.dir, who)
 }
 
@@ -46,32 +52,46 @@ func (e *spoolInUseError) Is(target error) bool { return target == ErrSpoolInUse
 // tries. The lock lasts as long as the returned file is open, and ends
 // with the process whatever way it ends: no stale lock to remove.
 func lockSpoolDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, spoolLockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, pid, holds, err := lockFile(filepath.Join(dir, spoolLockName))
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, &spoolInUseError{dir: dir, pid: pid, holds: holds}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open spool lock %s: %w", path, err)
+		return nil, fmt.Errorf("lock spool directory %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// lockFile takes an exclusive flock on path (created if missing) without
+// waiting, and writes the process's id into it. When another open file
+// holds the lock (another process, or another output of this one), the
+// error is EWOULDBLOCK, with the pid written there and that process's
+// command line when readable.
+func lockFile(path string) (f *os.File, pid int, holds string, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("open lock %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		defer f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			e := &spoolInUseError{dir: dir}
 			if b, err := os.ReadFile(path); err == nil {
-				e.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+				pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 			}
-			if e.pid > 0 {
-				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.pid)); err == nil {
-					e.holds = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-					if len(e.holds) > 100 { // enough to tell a collector from an indexer
-						e.holds = e.holds[:100] + "..."
+			if pid > 0 {
+				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
+					holds = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+					if len(holds) > 100 { // enough to tell a collector from an indexer
+						holds = holds[:100] + "..."
 					}
 				}
 			}
-			return nil, e
+			return nil, pid, holds, syscall.EWOULDBLOCK
 		}
-		return nil, fmt.Errorf("lock spool directory %s: %w", dir, err)
+		return nil, 0, "", err
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return f, nil
+	return f, 0, "", nil
 }
