@@ -340,6 +340,16 @@ func (x *Exporter) kernelStats(live KernelCounter) {
 func (x *Exporter) Run(ctx context.Context, src capture.Source) (Summary, error) {
 	live, _ := src.(KernelCounter)
 	x.stats.Live = live != nil
+	if p, ok := x.transport.(*pacedTransport); ok {
+		// Told to stop (SIGINT, SIGTERM), a paced replay stops reading
+		// and sends what the meter holds at once: at 500 messages a
+		// second the rest took minutes.
+		stop := context.AfterFunc(ctx, func() {
+			x.r.Log.Info("stopping: the rest of the capture is not read; the flows metered so far are sent at once, unpaced")
+			p.unpace()
+		})
+		defer stop()
+	}
 	// Messages are sent on a goroutine of their own, on another core
 	// than metering; encoder.Close below waits until all are sent.
 	x.encoder.SendInBackground()

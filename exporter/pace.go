@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"sync"
 	"time"
 
 	"github.com/spanflow/spanflow/exporter/ipfix"
@@ -18,28 +19,49 @@ const DefaultPcapRate = 500
 
 // pacedTransport gives at most rate messages a second to out, in bursts
 // of at most burst: the sender goroutine sleeps between them, and the
-// encoder waits when the sender's batches are all queued.
+// encoder waits when the sender's batches are all queued. Once unpaced
+// (SIGINT or SIGTERM), it gives every message to out at once.
 type pacedTransport struct {
 	out      ipfix.Transport
 	batch    ipfix.BatchTransport // out, when it takes batches
 	interval time.Duration        // between two messages
 	burst    int
 	next     time.Time // when the next burst may leave
+
+	unpaced    chan struct{} // closed by unpace
+	unpaceOnce sync.Once
 }
 
 func newPacedTransport(out ipfix.Transport, rate int) *pacedTransport {
-	p := &pacedTransport{out: out, interval: time.Second / time.Duration(rate), burst: max(1, min(32, rate/100))}
+	p := &pacedTransport{out: out, interval: time.Second / time.Duration(rate), burst: max(1, min(32, rate/100)),
+		unpaced: make(chan struct{})}
 	p.batch, _ = out.(ipfix.BatchTransport)
 	return p
 }
 
+// unpace ends the pacing, also of a wait under way: a replay that was
+// told to stop sends what its meter holds at once, instead of taking
+// minutes at the paced rate.
+func (p *pacedTransport) unpace() { p.unpaceOnce.Do(func() { close(p.unpaced) }) }
+
 // wait waits for n messages' turn.
 func (p *pacedTransport) wait(n int) {
+	select {
+	case <-p.unpaced:
+		return
+	default:
+	}
 	now := time.Now()
 	if p.next.Before(now) {
 		p.next = now
 	} else {
-		time.Sleep(p.next.Sub(now))
+		t := time.NewTimer(p.next.Sub(now))
+		select {
+		case <-t.C:
+		case <-p.unpaced:
+			t.Stop()
+			return
+		}
 	}
 	p.next = p.next.Add(time.Duration(n) * p.interval)
 }

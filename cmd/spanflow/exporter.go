@@ -37,7 +37,7 @@ func exporterRunFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML file with any of these settings (keys are the flag names; flags given override it)"},
 		&cli.StringFlag{Name: "pcap", Usage: "read this pcap or pcapng `FILE` (or one compressed with gzip or zstd), export every flow, and exit"},
-		&cli.IntFlag{Name: "pcap-rate", Value: d.PcapRate, Usage: "with --pcap, send at most `N` IPFIX messages a second (0: as fast as the file is read), so that a collector's socket buffer is not overrun"},
+		&cli.IntFlag{Name: "pcap-rate", Value: d.PcapRate, Usage: "with --pcap, send at most `N` IPFIX messages a second (0: as fast as the file is read), so that a collector's socket buffer is not overrun; SIGINT or SIGTERM stops reading and sends the flows metered so far at once"},
 		&cli.StringSliceFlag{Name: "interface", Usage: "capture live on `IFACE` (AF_PACKET ring, promiscuous) until SIGINT/SIGTERM, then export every flow; repeat for several; IFACE=ID sets its observation point id (default 1024, 1025... in order; ERSPAN session ids win)"},
 		&cli.StringFlag{Name: "filter", Usage: "tcpdump filter `EXPR` applied in the kernel to the live capture, e.g. 'not port 22' (compiled by libpcap, loaded at run time)"},
 		&cli.IntFlag{Name: "ring-size", Value: d.RingSize, Usage: "size of the AF_PACKET ring in `MiB` (per interface and worker)"},
