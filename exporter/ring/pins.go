@@ -95,7 +95,7 @@ var pinsMu sync.Mutex
 // or rename in the other's temporary file half written.
 func lockPins(dir string) (unlock func(), err error) {
 	pinsMu.Lock()
-	f, err := os.OpenFile(filepath.Join(dir, pinsFile+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	f, err := openPinsLock(dir)
 	if err == nil {
 		if err = lockFile(f); err != nil {
 			f.Close()
@@ -109,6 +109,57 @@ func lockPins(dir string) (unlock func(), err error) {
 		f.Close() // releases the lock
 		pinsMu.Unlock()
 	}, nil
+}
+
+// openPinsLock opens DIR/pins.lock, created if missing. The writer makes
+// it now (mode 0640, its owner's) before anyone pins: a user who may
+// write the ring's directory but not that file takes the lock through a
+// read-only descriptor, which flock allows.
+func openPinsLock(dir string) (*os.File, error) {
+	path := filepath.Join(dir, pinsFile+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	if errors.Is(err, os.ErrPermission) {
+		if r, rerr := os.Open(path); rerr == nil {
+			return r, nil
+		}
+	}
+	return f, err
+}
+
+// lockPinsWaiting is lockPins for the ring's writer, which takes it to
+// read the pins and remove segments, so that a pin being set is checked
+// and written either before (and is seen) or after (and sees what went).
+// It waits at most wait: a process stopped while it holds the lock (a
+// suspended spanflow pcap pin) must not stop the ring. Past that it
+// returns ok false, without the lock.
+func lockPinsWaiting(dir string, wait time.Duration) (unlock func(), ok bool) {
+	deadline := time.Now().Add(wait)
+	for !pinsMu.TryLock() {
+		if time.Now().After(deadline) {
+			return func() {}, false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f, err := openPinsLock(dir)
+	if err != nil {
+		pinsMu.Unlock()
+		return func() {}, false
+	}
+	for {
+		got, err := tryLockFile(f)
+		if got {
+			return func() {
+				f.Close() // releases the lock
+				pinsMu.Unlock()
+			}, true
+		}
+		if err != nil || time.Now().After(deadline) {
+			f.Close()
+			pinsMu.Unlock()
+			return func() {}, false
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // MaxPinName is the longest pin name, in bytes.
@@ -150,38 +201,84 @@ func AddPin(dir string, p Pin) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("packet ring %s: %w", dir, err)
 	}
-	if truncated := readTruncated(dir); p.From <= truncated {
-		segs, err := scanDir(dir, func(string) {})
+	// The range is checked, and the pin written, under the pins lock,
+	// which the writer takes to remove segments: checked before it, a
+	// pin on the oldest segment of a busy ring was written after the
+	// writer had removed that segment (25 of 85 in a test), and its
+	// window answered "no packets" instead of 410. The segments are read
+	// outside the lock (every block header: slow on a large ring), then
+	// read again under it if the writer removed anything meanwhile.
+	for attempt := 0; ; attempt++ {
+		truncated := readTruncated(dir)
+		var segs []Segment
+		if p.From <= truncated && attempt < pinScanAttempts {
+			var err error
+			if segs, err = scanDir(dir, func(string) {}); err != nil {
+				return err
+			}
+		}
+		unlock, err := lockPins(dir)
 		if err != nil {
 			return err
 		}
-		if !kept(dir, p.From, p.To, truncated, segs) {
-			if p.To <= truncated+1 {
-				return fmt.Errorf("pin %s: %w (packets up to %s)", p.Name, ErrGone, time.Unix(0, truncated).UTC().Format(time.RFC3339Nano))
-			}
-			// From the first time after which the range is kept.
-			starts := []int64{truncated + 1}
-			held, _ := Pins(dir)
-			for _, q := range held {
-				starts = append(starts, q.From)
-			}
-			for _, s := range segs {
-				starts = append(starts, s.First)
-			}
-			slices.Sort(starts)
-			for _, t := range starts {
-				if t > p.From && (t == truncated+1 || kept(dir, t, p.To, truncated, segs)) {
-					p.From = t
-					break
+		if attempt < pinScanAttempts && (readTruncated(dir) != truncated || removedSince(segs)) {
+			unlock()
+			continue
+		}
+		if attempt >= pinScanAttempts { // the writer keeps removing: read the segments with it waiting
+			truncated = readTruncated(dir)
+			if p.From <= truncated {
+				if segs, err = scanDir(dir, func(string) {}); err != nil {
+					unlock()
+					return err
 				}
 			}
 		}
-	}
-	unlock, err := lockPins(dir)
-	if err != nil {
+		err = addPinLocked(dir, p, truncated, segs)
+		unlock()
 		return err
 	}
-	defer unlock()
+}
+
+// pinScanAttempts is how many times AddPin reads the segments outside the
+// pins lock before it reads them holding it.
+const pinScanAttempts = 3
+
+// removedSince says whether a segment of segs is no longer there.
+func removedSince(segs []Segment) bool {
+	for _, s := range segs {
+		if _, err := os.Lstat(s.Path); errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
+
+// addPinLocked trims or refuses p by what the ring removed (truncated, and
+// its segments segs, read when p.From <= truncated) and writes it; the
+// pins lock is held.
+func addPinLocked(dir string, p Pin, truncated int64, segs []Segment) error {
+	if p.From <= truncated && !kept(dir, p.From, p.To, truncated, segs) {
+		if p.To <= truncated+1 {
+			return fmt.Errorf("pin %s: %w (packets up to %s)", p.Name, ErrGone, time.Unix(0, truncated).UTC().Format(time.RFC3339Nano))
+		}
+		// From the first time after which the range is kept.
+		starts := []int64{truncated + 1}
+		held, _ := Pins(dir)
+		for _, q := range held {
+			starts = append(starts, q.From)
+		}
+		for _, s := range segs {
+			starts = append(starts, s.First)
+		}
+		slices.Sort(starts)
+		for _, t := range starts {
+			if t > p.From && (t == truncated+1 || kept(dir, t, p.To, truncated, segs)) {
+				p.From = t
+				break
+			}
+		}
+	}
 	pins, err := Pins(dir)
 	if err != nil {
 		return err

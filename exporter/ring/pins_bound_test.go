@@ -3,7 +3,12 @@ package ring
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // TestPinsBounded: past maxPins a new name is refused with ErrTooManyPins,
@@ -33,5 +38,39 @@ func TestPinsBounded(t *testing.T) {
 	pins, err := Pins(dir)
 	if err != nil || len(pins) != maxPins {
 		t.Fatalf("%d pins (%v), want %d", len(pins), err, maxPins)
+	}
+}
+
+// TestWriterDoesNotWaitForAStuckPinsLock: the writer takes the pins lock
+// to remove segments, but a holder that never lets go (a spanflow pcap pin
+// stopped while holding it) must not stop the ring: past pinsLockWait it
+// removes segments without the lock, and says so.
+func TestWriterDoesNotWaitForAStuckPinsLock(t *testing.T) {
+	defer func(d time.Duration) { pinsLockWait = d }(pinsLockWait)
+	pinsLockWait = 50 * time.Millisecond
+	cfg := Configuration{Dir: t.TempDir(), Size: MinSize, Codec: CodecNone, BlockSize: 256 << 10}
+	var logs testutil.SyncBuffer
+	g, err := Open(reporter.NewForTest(&logs), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockPins(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	a := g.NewAppender()
+	a.Wait = true
+	data := make([]byte, 1000)
+	for i := range 3 * MinSize / 1000 {
+		data[0] = byte(i)
+		a.Append(int64(i+1)*1000, 1000, 1, 0, 42, data)
+	}
+	a.Flush()
+	st := g.Stats()
+	g.Close()
+	if st.SegmentsRemoved == 0 || !strings.Contains(logs.String(), "pins lock is held too long") {
+		t.Errorf("with the pins lock held: %d segments removed, logs %q; want segments removed without it, and a warning",
+			st.SegmentsRemoved, logs.String())
 	}
 }

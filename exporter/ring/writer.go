@@ -348,6 +348,10 @@ func (g *Ring) writeBlock(b *block) error {
 	return nil
 }
 
+// pinsLockWait is how long the writer waits for the pins lock before it
+// removes segments without it.
+var pinsLockWait = 2 * time.Second
+
 // makeRoom removes the oldest segments until n more bytes fit within the
 // size and above the free-space floor, and opens a new segment when there
 // is none or the current one is full.
@@ -365,9 +369,17 @@ func (g *Ring) makeRoom(n int64) error {
 	// pins reading them took 32 ms a block.
 	var pins []Pin
 	read := false
+	// The pins are read, and the segments removed, under the pins lock:
+	// a pin set meanwhile is checked against what went (AddPin).
+	unlock := func() {}
+	defer func() { unlock() }()
 	for g.disk()+extra > g.cfg.Size || g.lowOnSpace(extra) {
 		if !read {
 			read = true
+			var ok bool
+			if unlock, ok = lockPinsWaiting(g.cfg.Dir, pinsLockWait); !ok {
+				g.log.Warn("ring-pins-lock", "packet ring: the pins lock is held too long (a stopped spanflow pcap pin?); removing segments without it: a pin set now may cover removed time")
+			}
 			var err error
 			if pins, err = Pins(g.cfg.Dir); err != nil {
 				g.log.Warn("ring-pins", "packet ring: cannot read the pins; every segment may go", "err", err)
@@ -400,6 +412,8 @@ func (g *Ring) makeRoom(n int64) error {
 			g.log.Warn("ring-truncated", "packet ring: cannot record what was removed", "err", err)
 		}
 	}
+	unlock()
+	unlock = func() {}
 	if g.cur == nil {
 		g.seq++
 		path := filepath.Join(g.cfg.Dir, fmt.Sprintf("%016d%s", g.seq, segmentSuffix))
