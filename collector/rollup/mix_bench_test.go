@@ -97,6 +97,13 @@ func mixRecords(n int) []flow.Record {
 		r.Bytes = r.Packets * uint64(60+rng.IntN(1400))
 		if r.Proto == 6 {
 			r.TCPFlags = 0x1b
+			if r.Packets == 1 {
+				// One packet's flags are that packet's: SYN, FIN, PSH and
+				// ACK together would make it a SYN-ACK, from the server
+				// (serverPortOf), and its source port a service. A lone
+				// ACK (a keepalive, the end of an idle connection).
+				r.TCPFlags = 0x10
+			}
 			if rng.IntN(50) == 0 {
 				r.TCPFlags = 0x02
 			}
