@@ -46,7 +46,7 @@ func reportFlags() []cli.Flag {
 		&cli.IntFlag{Name: "top", Category: sel, Value: 10, Usage: "line-load: how many of the busiest lines; top-ip: how many addresses per line and role (0: all)"},
 		&cli.IntFlag{Name: "lines", Category: sel, Value: 10, Usage: "top-ip only: how many of the busiest lines to cover (0: all); line-load refuses it (it lists --top lines)"},
 		&cli.DurationFlag{Name: "interval", Category: sel, Value: 5 * time.Minute, Usage: "bucket of the utilisation series and of the peak rate"},
-		&cli.StringFlag{Name: "time-zone", Category: sel, Value: "UTC", Usage: "IANA time zone (Europe/Zurich, or Local for this host's) of dates without offset in --from/--to, and whose midnights --every 24h reports end on"},
+		&cli.StringFlag{Name: "time-zone", Category: sel, Value: "UTC", Usage: "IANA time zone (Europe/Zurich, or Local for this host's) of dates without offset in --from/--to, of the report's times, of the days of an --interval of whole days (24h, 48h: local midnight to midnight, 23 or 25 hours across a clock change), and whose midnights --every 24h reports end on"},
 		&cli.StringFlag{Name: "format", Category: out, Usage: "csv, md or html (default: from the --output extension (.csv, .md, .html; another one is refused), else csv)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: out, Usage: "file to write (default: standard output)"},
 		&cli.DurationFlag{Name: "every", Category: out, Usage: "keep running: produce a report covering the last period every period (e.g. 24h: whole days run from --time-zone's midnight to midnight)"},
@@ -93,7 +93,7 @@ func reportAction(kind string) cli.ActionFunc {
 		if err != nil || c.String("time-zone") == "" {
 			return fmt.Errorf("--time-zone %q: not a time zone; give an IANA name such as Europe/Zurich, UTC or Local", c.String("time-zone"))
 		}
-		q := report.Query{Index: c.String("index"), Top: c.Int("top"), Lines: c.Int("lines"), Interval: c.Duration("interval")}
+		q := report.Query{Index: c.String("index"), Top: c.Int("top"), Lines: c.Int("lines"), Interval: c.Duration("interval"), Location: loc}
 		client, err := esconn.New(esConnConfig(c, esconn.DefaultConfiguration()))
 		if err != nil {
 			return err

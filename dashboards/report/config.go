@@ -19,7 +19,45 @@ type Query struct {
 	// means all.
 	Lines int
 	// Interval is the bucket of the utilisation series and of the peak.
+	// A whole number of days is that many calendar days of Location (23
+	// or 25 hours across a clock change); a shorter one is fixed.
 	Interval time.Duration
+	// Location is the time zone of whole-day buckets and of the times
+	// the report shows; UTC when nil.
+	Location *time.Location
+}
+
+func (q Query) loc() *time.Location {
+	if q.Location == nil {
+		return time.UTC
+	}
+	return q.Location
+}
+
+// bucketEnd is the end of the bucket that starts at t: with an Interval of
+// whole days, the same wall-clock time that many days later in Location
+// (a day of the clock change has 23 or 25 hours), else t + Interval.
+func (q Query) bucketEnd(t time.Time) time.Time {
+	if q.Interval%(24*time.Hour) != 0 {
+		return t.Add(q.Interval)
+	}
+	lt := t.In(q.loc())
+	end := time.Date(lt.Year(), lt.Month(), lt.Day()+int(q.Interval/(24*time.Hour)), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), q.loc())
+	if !end.After(t) { // never a bucket of no length
+		end = t.Add(q.Interval)
+	}
+	return end.UTC()
+}
+
+// bounds are the bucket bounds of the range: From, then each bucket's end
+// until one reaches To (the last bucket may end after To).
+func (q Query) bounds() []time.Time {
+	b := []time.Time{q.From}
+	for t := q.From; t.Before(q.To); {
+		t = q.bucketEnd(t)
+		b = append(b, t)
+	}
+	return b
 }
 
 // Validate checks the query.
@@ -33,7 +71,7 @@ func (q Query) Validate() error {
 		return fmt.Errorf("--top and --lines must not be negative")
 	case q.Interval < time.Second || q.Interval%time.Second != 0:
 		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", q.Interval)
-	case q.Interval > q.To.Sub(q.From):
+	case q.bucketEnd(q.From).After(q.To):
 		// The peak is a bucket's bytes over the interval: a bucket longer
 		// than the range spreads them over time outside it, below the average.
 		return fmt.Errorf("report interval %s is longer than the range of %s: the peak rate would be below the average; use --interval %s or less",

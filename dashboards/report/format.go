@@ -53,7 +53,19 @@ func (LineLoad) Kind() string { return "line-load" }
 func (TopIP) Kind() string { return "top-ip" }
 
 func rangeText(q Query) string {
-	return fmt.Sprintf("%s to %s (UTC)", q.From.UTC().Format("2006-01-02 15:04"), q.To.UTC().Format("2006-01-02 15:04"))
+	if q.loc() == time.UTC {
+		return fmt.Sprintf("%s to %s (UTC)", q.From.UTC().Format("2006-01-02 15:04"), q.To.UTC().Format("2006-01-02 15:04"))
+	}
+	return fmt.Sprintf("%s to %s (%s)", timeText(q, q.From), timeText(q, q.To), q.loc())
+}
+
+// timeText writes a time of the report: in UTC, or in its Location with
+// the offset (the same wall time occurs twice when the clock goes back).
+func timeText(q Query, t time.Time) string {
+	if q.loc() == time.UTC {
+		return t.UTC().Format("2006-01-02 15:04")
+	}
+	return t.In(q.loc()).Format("2006-01-02 15:04 -07:00")
 }
 
 // Title implements Report.
@@ -275,13 +287,13 @@ func timeChart(title string, q Query, names []string, series [][]Point) template
 		v := maxV * float64(i) / 4
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`, left-4, y(v)+4, html.EscapeString(human(v, "bit/s")))
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`, left, top+height+14, html.EscapeString(q.From.UTC().Format("2006-01-02 15:04")))
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left+width, top+height+14, html.EscapeString(q.To.UTC().Format("2006-01-02 15:04")))
+	fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`, left, top+height+14, html.EscapeString(timeText(q, q.From)))
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left+width, top+height+14, html.EscapeString(timeText(q, q.To)))
 	for i, s := range series {
 		color := palette[i%len(palette)]
 		var pts []string
 		for _, p := range s {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.Time.Add(q.Interval/2)), y(p.Bps)))
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.Time.Add(p.End.Sub(p.Time)/2)), y(p.Bps)))
 		}
 		if len(pts) > 0 {
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, color, strings.Join(pts, " "))

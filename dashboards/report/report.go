@@ -30,10 +30,11 @@ type LineID struct {
 	Interface string // interface id (SNMP ifIndex) as indexed
 }
 
-// Point is one bucket of a utilisation series.
+// Point is one bucket of a utilisation series: [Time, End), and its bytes
+// × 8 over its length (a whole bucket's also when --to cuts it).
 type Point struct {
-	Time time.Time
-	Bps  float64
+	Time, End time.Time
+	Bps       float64
 }
 
 // Line is the load of one line over the range.
@@ -142,6 +143,80 @@ func bucketsOf(q Query) map[string]any {
 	return h
 }
 
+// series reads the bytes, packets and flows of every line (exporter and
+// the interface id in field) per bucket of bounds, and gives each
+// non-empty bucket to add. Buckets of one length (UTC, any zone with
+// sub-day intervals, whole days without a clock change) are a date
+// histogram; calendar days of unequal length (a day of the clock change
+// has 23 or 25 hours) are a date_range of the bounds, which a fixed
+// interval would drift off after the change.
+func series(ctx context.Context, client *elasticsearch.Client, q Query, field string, bounds []time.Time,
+	add func(id LineID, p Point, bytes, packets, flows uint64)) error {
+	sources := []any{
+		map[string]any{"exporter": map[string]any{"terms": map[string]any{"field": "observer.ip"}}},
+		map[string]any{"interface": map[string]any{"terms": map[string]any{"field": field}}},
+	}
+	sums := map[string]any{
+		"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
+		"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
+	}
+	point := func(from, to time.Time, bytes uint64) Point {
+		return Point{Time: from, End: to, Bps: float64(bytes) * 8 / to.Sub(from).Seconds()}
+	}
+	uniform := true
+	for i := 1; i < len(bounds); i++ {
+		uniform = uniform && bounds[i].Sub(bounds[i-1]) == q.Interval
+	}
+	if uniform {
+		sources = append(sources, map[string]any{"t": map[string]any{"date_histogram": bucketsOf(q)}})
+		return composite(ctx, client, q, 1000, []any{rangeFilter(q)}, sources, sums, func(key, b map[string]json.RawMessage) error {
+			var ms int64
+			var flows uint64
+			json.Unmarshal(key["t"], &ms)
+			json.Unmarshal(b["doc_count"], &flows)
+			from := time.UnixMilli(ms).UTC()
+			bytes := uint64(value(b["bytes"]))
+			add(LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])},
+				point(from, from.Add(q.Interval), bytes), bytes, uint64(value(b["packets"])), flows)
+			return nil
+		})
+	}
+	ranges := make([]any, len(bounds)-1)
+	for i := range ranges {
+		ranges[i] = map[string]any{"from": bounds[i].UnixMilli(), "to": bounds[i+1].UnixMilli()}
+	}
+	sub := map[string]any{"t": map[string]any{
+		"date_range": map[string]any{"field": "@timestamp", "format": "epoch_millis", "ranges": ranges},
+		"aggs":       sums,
+	}}
+	// Every line's page holds all its ranges: keep a page under
+	// Elasticsearch's search.max_buckets (65,536 by default).
+	size := max(1, min(1000, 60_000/(len(ranges)+1)))
+	return composite(ctx, client, q, size, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
+		var res struct {
+			Buckets []struct {
+				From     float64         `json:"from"`
+				To       float64         `json:"to"`
+				DocCount uint64          `json:"doc_count"`
+				Bytes    json.RawMessage `json:"bytes"`
+				Packets  json.RawMessage `json:"packets"`
+			} `json:"buckets"`
+		}
+		if err := json.Unmarshal(b["t"], &res); err != nil {
+			return fmt.Errorf("read date ranges: %w", err)
+		}
+		id := LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])}
+		for _, r := range res.Buckets {
+			if r.DocCount == 0 {
+				continue
+			}
+			bytes := uint64(value(r.Bytes))
+			add(id, point(time.UnixMilli(int64(r.From)).UTC(), time.UnixMilli(int64(r.To)).UTC(), bytes), bytes, uint64(value(r.Packets)), r.DocCount)
+		}
+		return nil
+	})
+}
+
 func rangeFilter(q Query) map[string]any {
 	return map[string]any{"range": map[string]any{"@timestamp": map[string]any{
 		"gte": q.From.UnixMilli(), "lt": q.To.UnixMilli(), "format": "epoch_millis"}}}
@@ -149,11 +224,11 @@ func rangeFilter(q Query) map[string]any {
 
 // composite pages through a composite aggregation and calls fn with every
 // bucket.
-func composite(ctx context.Context, client *elasticsearch.Client, q Query, filters []any, sources []any, sub map[string]any,
+func composite(ctx context.Context, client *elasticsearch.Client, q Query, size int, filters []any, sources []any, sub map[string]any,
 	fn func(key map[string]json.RawMessage, bucket map[string]json.RawMessage) error) error {
 	var after json.RawMessage
 	for {
-		comp := map[string]any{"size": 1000, "sources": sources}
+		comp := map[string]any{"size": size, "sources": sources}
 		if after != nil {
 			comp["after"] = after
 		}
@@ -237,26 +312,11 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 		}
 		return l
 	}
-	secs := q.Interval.Seconds()
+	bounds := q.bounds()
 	nameFlows := map[LineID]map[string]uint64{}
 	for _, d := range directions {
-		sources := []any{
-			map[string]any{"exporter": map[string]any{"terms": map[string]any{"field": "observer.ip"}}},
-			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
-			map[string]any{"t": map[string]any{"date_histogram": bucketsOf(q)}},
-		}
-		sub := map[string]any{
-			"bytes":   map[string]any{"sum": map[string]any{"field": "network.bytes"}},
-			"packets": map[string]any{"sum": map[string]any{"field": "network.packets"}},
-		}
-		err := composite(ctx, client, q, []any{rangeFilter(q)}, sources, sub, func(key, b map[string]json.RawMessage) error {
-			l := get(LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])})
-			var ms int64
-			var flows uint64
-			json.Unmarshal(key["t"], &ms)
-			json.Unmarshal(b["doc_count"], &flows)
-			bytes, packets := uint64(value(b["bytes"])), uint64(value(b["packets"]))
-			p := Point{Time: time.UnixMilli(ms).UTC(), Bps: float64(bytes) * 8 / secs}
+		add := func(id LineID, p Point, bytes, packets, flows uint64) {
+			l := get(id)
 			if d.name == "in" {
 				l.InBytes += bytes
 				l.InPackets += packets
@@ -270,18 +330,17 @@ func lines(ctx context.Context, client *elasticsearch.Client, q Query) ([]Line, 
 				l.Out = append(l.Out, p)
 				l.OutPeakBps = math.Max(l.OutPeakBps, p.Bps)
 			}
-			return nil
-		})
-		if err != nil {
+		}
+		if err := series(ctx, client, q, d.field, bounds, add); err != nil {
 			return nil, fmt.Errorf("line load (%s): %w", d.name, err)
 		}
 		// Interface names: the one most flows carry.
-		sources = []any{
+		sources := []any{
 			map[string]any{"exporter": map[string]any{"terms": map[string]any{"field": "observer.ip"}}},
 			map[string]any{"interface": map[string]any{"terms": map[string]any{"field": d.field}}},
 			map[string]any{"name": map[string]any{"terms": map[string]any{"field": d.nameField}}},
 		}
-		err = composite(ctx, client, q, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
+		err := composite(ctx, client, q, 1000, []any{rangeFilter(q)}, sources, nil, func(key, b map[string]json.RawMessage) error {
 			id := LineID{Exporter: keyString(key["exporter"]), Interface: keyString(key["interface"])}
 			var n uint64
 			json.Unmarshal(b["doc_count"], &n)

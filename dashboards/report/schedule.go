@@ -122,7 +122,7 @@ func (m Mail) Send(msg []byte) error {
 type Schedule struct {
 	Kind   string
 	Format string
-	Query  Query // Top, Lines, Interval, Index; the range is set per run
+	Query  Query // Top, Lines, Interval, Index; the range and Location are set per run
 	Every  time.Duration
 	// Delay is how long after the end of its range a report is made:
 	// flows reach the index some time after their @timestamp (the
@@ -199,7 +199,7 @@ func (s Schedule) nextEnd(end time.Time) time.Time {
 // it went.
 func (s Schedule) Once(ctx context.Context, client *elasticsearch.Client, end time.Time) (string, error) {
 	q := s.Query
-	q.From, q.To = s.start(end), end
+	q.From, q.To, q.Location = s.start(end), end, s.Location
 	r, err := Build(ctx, client, s.Kind, q)
 	if err != nil {
 		return "", err
