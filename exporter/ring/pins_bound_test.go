@@ -44,7 +44,10 @@ func TestPinsBounded(t *testing.T) {
 // TestWriterDoesNotWaitForAStuckPinsLock: the writer takes the pins lock
 // to remove segments, but a holder that never lets go (a spanflow pcap pin
 // stopped while holding it) must not stop the ring: past pinsLockWait it
-// removes segments without the lock, and says so.
+// removes segments without the lock, and says so; and it waits so once,
+// not again at every segment it removes while the holder holds on: before,
+// it waited pinsLockWait out 19 times for the 17 segments it removed here
+// (2 s each by default, the capture's frames dropped meanwhile).
 func TestWriterDoesNotWaitForAStuckPinsLock(t *testing.T) {
 	defer func(d time.Duration) { pinsLockWait = d }(pinsLockWait)
 	pinsLockWait = 50 * time.Millisecond
@@ -58,19 +61,31 @@ func TestWriterDoesNotWaitForAStuckPinsLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unlock()
 	a := g.NewAppender()
 	a.Wait = true
 	data := make([]byte, 1000)
-	for i := range 3 * MinSize / 1000 {
-		data[0] = byte(i)
-		a.Append(int64(i+1)*1000, 1000, 1, 0, 42, data)
+	write := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			data[0] = byte(i)
+			a.Append(int64(i+1)*1000, 1000, 1, 0, 42, data)
+		}
+		a.Flush()
 	}
-	a.Flush()
+	write(0, 3*MinSize/1000)
 	st := g.Stats()
+	// Let go, the lock is taken again (and waited for) at the next removal.
+	unlock()
+	write(3*MinSize/1000, MinSize/1000)
 	g.Close()
+	if g.pinsLockMissed {
+		t.Error("the pins lock let go, the writer still removes segments without it")
+	}
 	if st.SegmentsRemoved == 0 || !strings.Contains(logs.String(), "pins lock is held too long") {
 		t.Errorf("with the pins lock held: %d segments removed, logs %q; want segments removed without it, and a warning",
 			st.SegmentsRemoved, logs.String())
+	}
+	if st.SegmentsRemoved < 4 || g.pinsLockWaits != 1 {
+		t.Errorf("%d segments removed with the pins lock held throughout; the writer waited the lock out %d times, want once",
+			st.SegmentsRemoved, g.pinsLockWaits)
 	}
 }

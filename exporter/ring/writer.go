@@ -105,6 +105,12 @@ type Ring struct {
 	curSeg   *segmentInfo
 	segments []*segmentInfo // oldest first; the last is cur when open
 	buf      []byte
+	// pinsLockMissed: the last wait for the pins lock ran out. The next
+	// removal only tries it, without waiting, until it is got again: a
+	// holder that never lets go (a stopped spanflow pcap pin) otherwise
+	// stopped the writer for pinsLockWait at every segment removed.
+	pinsLockMissed bool
+	pinsLockWaits  int // waits for the pins lock that ran out (tests)
 
 	mu    sync.Mutex
 	stats Stats
@@ -376,8 +382,16 @@ func (g *Ring) makeRoom(n int64) error {
 	for g.disk()+extra > g.cfg.Size || g.lowOnSpace(extra) {
 		if !read {
 			read = true
+			wait := pinsLockWait
+			if g.pinsLockMissed {
+				wait = 0
+			}
 			var ok bool
-			if unlock, ok = lockPinsWaiting(g.cfg.Dir, pinsLockWait); !ok {
+			unlock, ok = lockPinsWaiting(g.cfg.Dir, wait)
+			if g.pinsLockMissed = !ok; !ok {
+				if wait > 0 {
+					g.pinsLockWaits++
+				}
 				g.log.Warn("ring-pins-lock", "packet ring: the pins lock is held too long (a stopped spanflow pcap pin?); removing segments without it: a pin set now may cover removed time")
 			}
 			var err error
