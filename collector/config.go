@@ -119,7 +119,7 @@ type ESConfiguration struct {
 	SpoolDir       string        `yaml:"es-spool-dir" category:"Elasticsearch" help:"directory keeping flows the cluster cannot take now; replayed in order when it is back"`
 	SpoolMaxBytes  int64         `yaml:"es-spool-max-bytes" category:"Elasticsearch" help:"bound of the spool; when full, the oldest flows are dropped and counted"`
 	DrainTimeout   time.Duration `yaml:"es-drain-timeout" category:"Elasticsearch" help:"at stop, how long to wait for the cluster to take what is in memory before writing it to the spool"`
-	DeadLetterFile string        `yaml:"es-dead-letter-file" category:"Elasticsearch" help:"file receiving flows the cluster refuses for their content, with the reason (default: dead-letter.ndjson in the spool directory); one process's at a time (locked by FILE.lock)"`
+	DeadLetterFile string        `yaml:"es-dead-letter-file" category:"Elasticsearch" help:"file receiving flows the cluster refuses for their content, with the reason (default: dead-letter.ndjson in the spool directory); a regular file is one process's at a time (locked by FILE.lock); /dev/null drops them"`
 	DeadLetterMax  int64         `yaml:"es-dead-letter-max-bytes" category:"Elasticsearch" help:"bound of the dead-letter file; past it refused flows are dropped and counted until the file is moved away (0: no bound)"`
 }
 

@@ -23,7 +23,7 @@ type deadLetter struct {
 	path string
 	f    *os.File
 	// lock is PATH.lock, flocked while the file is open: one process (one
-	// output) per dead-letter file.
+	// output) per dead-letter file; nil when PATH is not a regular file.
 	lock    *os.File
 	max     int64
 	size    int64
@@ -58,6 +58,17 @@ func (e *deadLetterInUseError) Is(target error) bool { return target == ErrDeadL
 func openDeadLetter(path string, max int64) (*deadLetter, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create dead-letter directory: %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		// /dev/null (refused documents dropped), /dev/stderr, a FIFO: not
+		// rotated, and as many writers as like may share it. Locked, it
+		// kept a second process from starting, and its lock went to
+		// /dev/null.lock, where only root may create a file.
+		d := &deadLetter{path: path, max: max}
+		if err := d.open(); err != nil {
+			return nil, err
+		}
+		return d, nil
 	}
 	// The same file under two names (a symbolic link, a relative path)
 	// takes the same lock.
@@ -147,5 +158,9 @@ func (d *deadLetter) Write(e deadLetterEntry) error {
 func (d *deadLetter) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return errors.Join(d.f.Close(), d.lock.Close())
+	err := d.f.Close()
+	if d.lock != nil {
+		err = errors.Join(err, d.lock.Close())
+	}
+	return err
 }

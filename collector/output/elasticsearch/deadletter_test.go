@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/spanflow/spanflow/internal/reporter"
 )
 
@@ -111,4 +113,48 @@ func TestDeadLetterFileLocked(t *testing.T) {
 		t.Fatalf("output on %s after the first stopped: %v", path, err)
 	}
 	second.Stop()
+}
+
+// TestDeadLetterDeviceShared: a dead-letter file that is not a regular file
+// (/dev/null to drop refused documents, /dev/stderr, a FIFO) is not
+// locked: two outputs (a collector and an indexer on one host, both told
+// --es-dead-letter-file /dev/null) both start and write to it, and no
+// lock file is made beside it. Before, the second was refused as if the
+// first owned the device, and the first made DEVICE.lock, in /dev for
+// /dev/null (where only root may create a file: the others did not start).
+func TestDeadLetterDeviceShared(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a device node (a null device outside /dev) needs root")
+	}
+	dir := t.TempDir()
+	null := filepath.Join(dir, "null")
+	if err := unix.Mknod(null, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Skipf("cannot make a null device: %v", err)
+	}
+	cfg := func() Configuration {
+		c := DefaultConfiguration()
+		c.Connection.URLs = []string{"http://127.0.0.1:1"} // never contacted: not started
+		c.SpoolDir, c.DeadLetterFile = t.TempDir(), null
+		return c
+	}
+	var outs []*Output
+	for i := range 2 {
+		o, err := New(reporter.NewForTest(nil), cfg())
+		if err != nil {
+			t.Fatalf("output %d on a null device: %v", i+1, err)
+		}
+		outs = append(outs, o)
+	}
+	entry := deadLetterEntry{Time: time.Unix(1e9, 0).UTC(), Index: "i", ID: "x", Status: 400, Document: []byte(`{"a":1}`)}
+	for i, o := range outs {
+		if err := o.dead.Write(entry); err != nil {
+			t.Errorf("output %d: writing to the null device: %v", i+1, err)
+		}
+		if err := o.Stop(); err != nil {
+			t.Errorf("output %d: stop: %v", i+1, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d files beside the device, want none", len(entries)-1)
+	}
 }
