@@ -70,15 +70,7 @@ func openDeadLetter(path string, max int64) (*deadLetter, error) {
 		}
 		return d, nil
 	}
-	// The same file under two names (a symbolic link, a relative path)
-	// takes the same lock.
-	real := path
-	if p, err := filepath.EvalSymlinks(path); err == nil {
-		real = p
-	} else if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
-		real = filepath.Join(dir, filepath.Base(path))
-	}
-	lock, pid, holds, err := lockFile(real + ".lock")
+	lock, pid, holds, err := lockFile(lockTarget(path) + ".lock")
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, &deadLetterInUseError{path: path, pid: pid, holds: holds}
 	}
@@ -91,6 +83,32 @@ func openDeadLetter(path string, max int64) (*deadLetter, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// lockTarget is the file path names, symbolic links followed, so that the
+// same file under two names (a symbolic link, a relative path) takes the
+// same lock. A link to a file not made yet is followed too: the file it
+// names is made by opening the link, and was locked under the link's name
+// while a process given the file's own name locked it under that one,
+// both writing it.
+func lockTarget(path string) string {
+	for range 40 { // as the kernel, which gives up after 40 links
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			return real
+		}
+		to, err := os.Readlink(path)
+		if err != nil {
+			break // not a link: a file not made yet, or an unreadable directory
+		}
+		if !filepath.IsAbs(to) {
+			to = filepath.Join(filepath.Dir(path), to)
+		}
+		path = to
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		return filepath.Join(dir, filepath.Base(path))
+	}
+	return path
 }
 
 func (d *deadLetter) open() error {

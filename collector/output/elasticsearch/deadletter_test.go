@@ -158,3 +158,32 @@ func TestDeadLetterDeviceShared(t *testing.T) {
 		t.Errorf("%d files beside the device, want none", len(entries)-1)
 	}
 }
+
+// TestDeadLetterLinkToNewFile: a dead-letter path that is a symbolic link
+// to a file not made yet (the first start) takes the lock of the file it
+// names, as a process given the file's own name does. Before, the link
+// was locked under its own name (PATH.lock beside the link), and a second
+// output given the file's name started too: both wrote the file.
+func TestDeadLetterLinkToNewFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "refused.ndjson")
+	link := filepath.Join(t.TempDir(), "dead-letter.ndjson")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	first, err := openDeadLetter(link, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the link's file was not made: %v", err)
+	}
+	second, err := openDeadLetter(file, 0)
+	if err == nil {
+		second.Close()
+	}
+	if !errors.Is(err, ErrDeadLetterInUse) {
+		t.Errorf("second output on %s, which %s links to: %v; want ErrDeadLetterInUse", file, link, err)
+	}
+}
