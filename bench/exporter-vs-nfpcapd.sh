@@ -80,6 +80,13 @@ calc() { python3 -c "print($1)"; }
 # span prints "least-most" of its arguments with format $1.
 span() { local f=$1; shift; python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(('$f-$f') % (min(v), max(v)))" "$@"; }
 
+# A BASE with --pcap-rate paces its replay unless told not to (500
+# messages a second by default: 13 s for the plain mix).
+base_rate=()
+if [ -n "${BASE:-}" ] && "$tmp/spanflow-base" exporter run --help 2>&1 | grep -q -- '--pcap-rate'; then
+	base_rate=(--pcap-rate 0)
+fi
+
 for mix in $MIXES; do
 	PACKETS=${PACKETS_OVERRIDE:-$([ "$mix" = plain ] && echo 1240000 || echo 1200000)}
 	echo "== $mix mix"
@@ -89,13 +96,13 @@ for mix in $MIXES; do
 	sent0=$(sunk)
 	for i in $(seq "$RUNS"); do
 		# --pcap-rate 0: the whole process's speed, not the replay's pacing
-		# (BASE may predate the flag, and then sends unpaced anyway).
+		# (a BASE that predates the flag sends unpaced anyway: base_rate).
 		read -r w c rss_sf < <(measure "$tmp/sf.out" "$tmp/spanflow" exporter run --pcap "$tmp/$mix.pcap" \
 			--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s --pcap-rate 0)
 		walls_sf+=("$w"); cpus_sf+=("$c")
 		if [ -n "${BASE:-}" ]; then
 			read -r w c rss_b < <(measure "$tmp/base.out" "$tmp/spanflow-base" exporter run --pcap "$tmp/$mix.pcap" \
-				--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s)
+				--collector "127.0.0.1:$port" --active-timeout 60s --idle-timeout 15s "${base_rate[@]}")
 			walls_b+=("$w"); cpus_b+=("$c")
 		fi
 		rm -rf "$tmp/nf"; mkdir "$tmp/nf"
