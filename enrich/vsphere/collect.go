@@ -63,8 +63,13 @@ func (c *Component) connect(ctx context.Context) (*client, error) {
 	return &client{vc: vc, user: user}, nil
 }
 
+// logoutTimeout bounds the calls that end a session (logouts, destroying
+// our own server-side objects), which run even when the session's context is
+// done.
+const logoutTimeout = 5 * time.Second
+
 func (cl *client) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), logoutTimeout)
 	defer cancel()
 	_ = session.NewManager(cl.vc).Logout(ctx)
 	cl.vc.CloseIdleConnections()
@@ -73,7 +78,7 @@ func (cl *client) close() {
 // destroy removes a server-side object (property collector, view) at the end
 // of a session, even when the session's context is already cancelled.
 func destroy(obj interface{ Destroy(context.Context) error }) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), logoutTimeout)
 	defer cancel()
 	_ = obj.Destroy(ctx)
 }
@@ -306,7 +311,15 @@ func (c *Component) readTags(ctx context.Context, cl *client, m *model) bool {
 		c.limited.Warn("tags-login", "log in to the vcenter tagging service; tag project rules keep their last answer", "error", err)
 		return false
 	}
-	defer func() { _ = rc.Logout(context.WithoutCancel(rctx)) }()
+	defer func() {
+		// Bounded on its own: a vCenter gone silent (a connection black-holed
+		// by a firewall, a failed-over load balancer) would otherwise hold
+		// the logout, the session and Stop forever, since nothing else
+		// times the HTTP request out.
+		lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), logoutTimeout)
+		defer lcancel()
+		_ = rc.Logout(lctx)
+	}()
 	mgr := tags.NewManager(rc)
 	read := map[string]map[string]string{}
 	for _, r := range c.rules {
