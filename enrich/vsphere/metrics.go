@@ -75,8 +75,8 @@ func newMetrics(r *reporter.Reporter, c *Component) *metrics {
 		[]string{"result"}, nil)
 	r.Registry.MustRegister(lookupsCollector{desc: lookupsDesc, counts: &m.lookups})
 	f.GaugeFunc("inventory_age_seconds",
-		"Seconds since the inventory was last known to be current (vCenter last answered); grows while vCenter is unreachable and the last inventory is served. 0 before the first load.",
-		func() float64 { return age(c.syncedAt()) })
+		"Seconds since the inventory was last known to be current (vCenter last answered); grows while vCenter is unreachable and the last inventory is served, and from the start until the first load (flows pass unenriched meanwhile).",
+		func() float64 { return age(c.staleSince()) })
 	return m
 }
 

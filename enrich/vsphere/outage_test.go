@@ -236,3 +236,47 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// gaugeValue reads a gauge of the component's registry.
+func gaugeValue(t *testing.T, r *reporter.Reporter, name string) float64 {
+	t.Helper()
+	mfs, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// A collector started while vCenter is unreachable (or refuses the
+// password) has no inventory at all: the inventory age, which the docs say
+// to alert on, must grow from the start instead of staying at 0.
+func TestInventoryAgeGrowsBeforeFirstLoad(t *testing.T) {
+	s := newSim(t, "127.0.0.1:0", false)
+	cfg := s.config()
+	cfg.Password = "wrong"
+	cfg.StartWait = 1500 * time.Millisecond // Start returns once it passed
+	r := reporter.NewForTest(nil)
+	c, err := New(r, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if c.Snapshot() != nil || c.LastError() == nil {
+		t.Fatalf("with a wrong password: snapshot %v, last error %v", c.Snapshot(), c.LastError())
+	}
+	if got := gaugeValue(t, r, "spanflow_vsphere_connected"); got != 0 {
+		t.Errorf("connected = %v with a wrong password", got)
+	}
+	if a := gaugeValue(t, r, "spanflow_vsphere_inventory_age_seconds"); a < 1 {
+		t.Errorf("inventory age %v s, 1.5 s after a start that loaded nothing; want >= 1", a)
+	}
+}

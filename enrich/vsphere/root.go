@@ -29,8 +29,9 @@ type Component struct {
 	metrics *metrics
 	limited *reporter.Limited
 
-	snap   atomic.Pointer[Snapshot]
-	synced atomic.Int64 // unix nanoseconds when vCenter last answered with the inventory loaded
+	snap    atomic.Pointer[Snapshot]
+	synced  atomic.Int64 // unix nanoseconds when vCenter last answered with the inventory loaded
+	started atomic.Int64 // unix nanoseconds when Start was called
 
 	lastErr atomic.Pointer[error] // why the last session ended
 
@@ -63,6 +64,7 @@ func (c *Component) Name() string { return "vsphere" }
 // first load, never fails on an unreachable vCenter (it retries with
 // backoff), and until the first load flows pass unenriched.
 func (c *Component) Start() error {
+	c.started.Store(time.Now().UnixNano())
 	c.t.Go(c.run)
 	if c.config.StartWait > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), c.config.StartWait)
@@ -143,6 +145,19 @@ func (c *Component) syncedAt() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n)
+}
+
+// staleSince is when the enrichment last had a current inventory: the last
+// answer from vCenter, or, before any load, the start (flows have gone
+// unenriched since), zero before Start.
+func (c *Component) staleSince() time.Time {
+	if t := c.syncedAt(); !t.IsZero() {
+		return t
+	}
+	if n := c.started.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 func (c *Component) publish(vms []VM) {
