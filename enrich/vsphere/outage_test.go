@@ -280,3 +280,40 @@ func TestInventoryAgeGrowsBeforeFirstLoad(t *testing.T) {
 		t.Errorf("inventory age %v s, 1.5 s after a start that loaded nothing; want >= 1", a)
 	}
 }
+
+// A refused login is not an outage: retried quickly it would lock the
+// account (vCenter's default policy locks it after 5 failed logins in 3
+// minutes). Every retry after one waits the longest interval.
+func TestRefusedLoginRetriesSlowly(t *testing.T) {
+	s := newSim(t, "127.0.0.1:0", false)
+	cfg := s.config()
+	cfg.Password = "wrong"
+	var logs syncBuffer
+	c, err := New(reporter.NewForTest(&logs), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	retries := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if _, after, ok := strings.Cut(l, " retry_in="); ok {
+				d, _, _ := strings.Cut(after, " ")
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	waitFor(t, 30*time.Second, "two failed logins", func() bool { return len(retries()) >= 2 })
+	for i, d := range retries()[:2] {
+		if d != cfg.ReconnectMax.String() {
+			t.Errorf("retry %d after a refused login in %s, want %s (ReconnectMax)\nlogs:\n%s", i+1, d, cfg.ReconnectMax, logs.String())
+		}
+	}
+	if log := logs.String(); !strings.Contains(log, "vcenter refused the login") || strings.Contains(log, "unreachable") {
+		t.Errorf("the log does not say the login was refused:\n%s", log)
+	}
+}

@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/vim25/types"
+
 	"github.com/spanflow/spanflow/internal/flow"
 	"github.com/spanflow/spanflow/internal/lifecycle"
 	"github.com/spanflow/spanflow/internal/reporter"
@@ -187,11 +190,25 @@ func (c *Component) run(ctx context.Context) error {
 			err = errors.New("session ended")
 		}
 		c.lastErr.Store(&err)
-		if c.snap.Load() == nil {
+		refused := fault.Is(err, &types.InvalidLogin{})
+		if refused {
+			// Not an outage, and retried quickly it would lock the account
+			// (vCenter locks it after 5 failed logins in 3 minutes by
+			// default): retry at the longest interval only.
+			backoff = c.config.ReconnectMax
+		}
+		switch {
+		case refused && c.snap.Load() == nil:
+			c.r.Log.Warn("vcenter refused the login; flows pass without vsphere fields until the inventory is loaded", "url", redact(c.config.URL),
+				"error", err, "retry_in", backoff)
+		case refused:
+			c.r.Log.Warn("vcenter refused the login; serving the last inventory", "url", redact(c.config.URL),
+				"error", err, "retry_in", backoff, "inventory_age", time.Duration(age(c.syncedAt())*float64(time.Second)).Round(time.Second))
+		case c.snap.Load() == nil:
 			// Nothing loaded yet: there is no last inventory to serve.
 			c.r.Log.Warn("vcenter unreachable; flows pass without vsphere fields until the inventory is loaded", "url", redact(c.config.URL),
 				"error", err, "retry_in", backoff)
-		} else {
+		default:
 			c.r.Log.Warn("vcenter unreachable; serving the last inventory", "url", redact(c.config.URL),
 				"error", err, "retry_in", backoff, "inventory_age", time.Duration(age(c.syncedAt())*float64(time.Second)).Round(time.Second))
 		}
