@@ -156,7 +156,7 @@ type ESSetup struct {
 type EnrichmentConfiguration struct {
 	VCenter VCenterConfiguration `yaml:",inline"`
 	// VCenterWait is nil when not given: 10s, or 2m with --pcap.
-	VCenterWait    *time.Duration `yaml:"vcenter-wait" default:"10s (with --pcap: 2m)" help:"at startup, wait this long for the first vCenter inventory so the first flows are enriched"`
+	VCenterWait    *time.Duration `yaml:"vcenter-wait" default:"10s (with --pcap: 2m)" help:"at startup, wait this long for the first vCenter inventory so the first flows are enriched; the flow ports open after it (0: at once)"`
 	Networks       string         `yaml:"networks" env:"SPANFLOW_NETWORKS" file:"true" help:"YAML file mapping CIDRs to name, site, role, project and external (default: private ranges are internal)"`
 	InterfaceNames string         `yaml:"interface-names" file:"true" help:"YAML file naming exporters' interfaces: EXPORTER_IP: {IFINDEX: NAME}"`
 }
