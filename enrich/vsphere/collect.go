@@ -144,6 +144,9 @@ func (c *Component) session(ctx context.Context) (loaded bool, err error) {
 	sctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
+		// Runs before the clean-up above, which may wait for a vCenter
+		// that stopped answering: the session is over now.
+		c.metrics.connected.Set(0)
 		stop()
 		wg.Wait()
 	}()

@@ -27,7 +27,7 @@ type blackhole struct {
 	trigger []byte
 	silent  bool
 	conns   map[*bhConn]bool
-	dropped []string // what clients sent while silent (or on dead connections)
+	dropped []string // what clients sent while silent (or on dead connections), as read
 }
 
 type bhConn struct {
@@ -80,8 +80,7 @@ func (b *blackhole) pipe(c *bhConn, src, dst net.Conn, fromClient bool) {
 			}
 			drop := b.silent || c.dead
 			if drop && fromClient {
-				line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
-				b.dropped = append(b.dropped, line)
+				b.dropped = append(b.dropped, string(buf[:n]))
 			}
 			b.mu.Unlock()
 			if !drop {
@@ -111,13 +110,13 @@ func (b *blackhole) armSilence(trigger string) {
 	b.trigger = []byte(trigger)
 }
 
-// sawDropped reports whether a request line starting with prefix was sent
-// into the silence.
-func (b *blackhole) sawDropped(prefix string) bool {
+// sawDropped reports whether something containing s (a request line, a
+// SOAP method) was sent into the silence.
+func (b *blackhole) sawDropped(s string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, l := range b.dropped {
-		if strings.HasPrefix(l, prefix) {
+	for _, d := range b.dropped {
+		if strings.Contains(d, s) {
 			return true
 		}
 	}
@@ -207,7 +206,7 @@ func TestSilentVCenterDuringTagRead(t *testing.T) {
 	// into it.
 	bh.armSilence("/tagging/")
 	waitFor(t, 30*time.Second, "REST logout sent into the silence", func() bool {
-		return bh.sawDropped("DELETE ")
+		return bh.sawDropped("DELETE /rest/com/vmware/cis/session")
 	})
 	bh.heal()
 
@@ -315,5 +314,30 @@ func TestRefusedLoginRetriesSlowly(t *testing.T) {
 	}
 	if log := logs.String(); !strings.Contains(log, "vcenter refused the login") || strings.Contains(log, "unreachable") {
 		t.Errorf("the log does not say the login was refused:\n%s", log)
+	}
+}
+
+// When vCenter goes silent, spanflow_vsphere_connected must drop to 0 as
+// soon as the session is given up, not once its clean-up (destroying the
+// view and the property collector, logging out: each waiting for a silent
+// vCenter) is over.
+func TestConnectedDropsBeforeCleanUp(t *testing.T) {
+	s := newSim(t, "127.0.0.1:0", false)
+	bh := newBlackhole(t, s.server.URL.Host)
+	cfg := s.config()
+	u, _ := url.Parse(cfg.URL)
+	u.Host = bh.ln.Addr().String()
+	cfg.URL = u.String()
+	cfg.RequestTimeout = time.Second
+	_, r, _ := startEnrichment(t, cfg)
+	if got := gaugeValue(t, r, "spanflow_vsphere_connected"); got != 1 {
+		t.Fatalf("connected = %v after the load", got)
+	}
+	bh.armSilence("WaitForUpdatesEx")
+	// The clean-up's first call, sent into the silence: the session has
+	// been given up.
+	waitFor(t, 30*time.Second, "clean-up sent into the silence", func() bool { return bh.sawDropped("DestroyView") })
+	if got := gaugeValue(t, r, "spanflow_vsphere_connected"); got != 0 {
+		t.Errorf("connected = %v while the given-up session is being cleaned up", got)
 	}
 }
