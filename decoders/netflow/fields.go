@@ -166,6 +166,16 @@ func (s *State) applyField(r *flow.Record, t *recordTimes, typ uint16, pen uint3
 			t.revPacketTotal = be(v)
 		}
 		s.appendExtra(r, pen, typ, v)
+	case ie.CERT:
+		// YAF sends no tcpControlBits: a flow's TCP flags are its first
+		// packet's (initialTCPFlags) and the union of the others'
+		// (unionTCPFlags). Their reverse ones (id | 0x4000) are the other
+		// direction's, left as written, as RFC 5103 reverse tcpControlBits.
+		if typ == 14 || typ == 15 {
+			r.TCPFlags |= uint16(be(v))
+			t.hasTCPFlags = true
+		}
+		s.appendExtra(r, pen, typ, v)
 	default:
 		s.appendExtra(r, pen, typ, v)
 	}

@@ -46,6 +46,10 @@ type Element struct {
 // the same id, in the reverse direction.
 const Reverse = 29305
 
+// CERT is the enterprise number of CERT's YAF elements (initialTCPFlags,
+// unionTCPFlags, ...); its reverse ones are id | 0x4000.
+const CERT = 6871
+
 var index = func() map[uint64]int {
 	m := make(map[uint64]int, len(elements))
 	for i, e := range elements {
