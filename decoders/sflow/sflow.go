@@ -234,7 +234,8 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 			r.Discard = d1
 		}
 	}
-	var haveHeader, haveGateway bool
+	var haveHeader, haveGateway, haveRouter bool
+	var router gsflow.ExtendedRouter
 	var frameLen uint64
 	for _, rec := range records {
 		switch v := rec.Data.(type) {
@@ -265,14 +266,19 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 				r.VLAN = uint16(v.SrcVlan) & 0xfff
 			}
 		case gsflow.ExtendedRouter:
-			if a, ok := netip.AddrFromSlice(v.NextHop); ok {
-				r.Extra = append(r.Extra, flow.Extra{Name: "ip_next_hop_address", Str: a.String(), IsStr: true})
+			if haveRouter {
+				continue
 			}
+			haveRouter, router = true, v
 		case gsflow.ExtendedGateway:
 			if haveGateway {
 				continue
 			}
 			haveGateway = true
+			// 0.0.0.0: the agent knows no BGP next hop (not written).
+			if a, ok := netip.AddrFromSlice(v.NextHop); ok && !a.IsUnspecified() {
+				r.Extra = append(r.Extra, nextHop("bgp_next_hop", a))
+			}
 			// sFlow v5: as is the router's own AS; the destination's is the
 			// last of dst_as_path, the router's when the path is empty (the
 			// destination is local). src_peer_as is the AS the packet came
@@ -297,6 +303,9 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 			r.Extra = append(r.Extra, as[:n]...)
 		}
 	}
+	if haveRouter {
+		r.Extra = appendRouter(r.Extra, &r, router)
+	}
 	if r.Bytes == 0 {
 		r.Bytes = frameLen
 	}
@@ -307,6 +316,42 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 	}
 	info.FlowRecords++
 	return append(out, r)
+}
+
+// nextHop is a next hop address under the names NetFlow/IPFIX give it
+// (prefix ip_next_hop or bgp_next_hop, then _ipv4_address or
+// _ipv6_address), so that sFlow's and theirs are the same fields.
+func nextHop(prefix string, a netip.Addr) flow.Extra {
+	a = a.Unmap()
+	if a.Is4() {
+		return flow.Extra{Name: prefix + "_ipv4_address", Str: a.String(), IsStr: true}
+	}
+	return flow.Extra{Name: prefix + "_ipv6_address", Str: a.String(), IsStr: true}
+}
+
+// appendRouter appends what an extended router record (flow format 1002)
+// says: the next hop, and the prefix lengths of the sampled packet's source
+// and destination routes, named as IPFIX's sourceIPv4PrefixLength etc. by
+// the family of the sampled addresses (the next hop's when none was read).
+func appendRouter(out []flow.Extra, r *flow.Record, v gsflow.ExtendedRouter) []flow.Extra {
+	a, ok := netip.AddrFromSlice(v.NextHop)
+	if ok {
+		out = append(out, nextHop("ip_next_hop", a))
+	}
+	v4 := r.SrcAddr.Is4()
+	if !r.SrcAddr.IsValid() {
+		v4 = ok && a.Unmap().Is4()
+	}
+	family := "ipv6"
+	if v4 {
+		family = "ipv4"
+	}
+	if (r.SrcAddr.IsValid() || ok) && v.SrcMaskLen <= 128 && v.DstMaskLen <= 128 {
+		out = append(out,
+			flow.Extra{Name: "source_" + family + "_prefix_length", Num: uint64(v.SrcMaskLen)},
+			flow.Extra{Name: "destination_" + family + "_prefix_length", Num: uint64(v.DstMaskLen)})
+	}
+	return out
 }
 
 // formatGateway is the extended gateway flow record (SFLOW-STRUCTS5.txt).
