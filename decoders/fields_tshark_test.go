@@ -425,6 +425,15 @@ func compareSFlowSample(c *fieldCheck, r *flow.Record, w map[string][]string) {
 	if r.InIfSpecial == flow.IfIndex {
 		c.eq("input interface", u(uint64(r.InIf)), append(first("sflow.flow_sample.input_interface"), first("sflow.flow_sample.input_interface_value")...))
 	}
+	// Extended switch record: the outgoing VLAN is post_vlan_id (not
+	// written for 0, none, or past 4094: 0xFFFFFFFF is "unknown").
+	if out := first("sflow_245.vlan.out"); out != nil {
+		want := out[0]
+		if n, err := strconv.ParseUint(want, 10, 32); err != nil || n == 0 || n > 4094 {
+			want = ""
+		}
+		c.eq("post_vlan_id", extraValue(r, "post_vlan_id"), []string{want})
+	}
 	// Extended router and gateway records: tshark names both next hops
 	// sflow_245.nexthop; spanflow's must be among them.
 	if len(w["sflow_245.nexthop.src_mask"]) > 0 {

@@ -234,7 +234,7 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 			r.Discard = d1
 		}
 	}
-	var haveHeader, haveGateway, haveRouter bool
+	var haveHeader, haveGateway, haveRouter, havePostVLAN bool
 	var router gsflow.ExtendedRouter
 	var frameLen uint64
 	for _, rec := range records {
@@ -264,6 +264,13 @@ func appendFlow(out []flow.Record, r flow.Record, info *Info, rate, inFormat, in
 		case gsflow.ExtendedSwitch:
 			if r.VLAN == 0 {
 				r.VLAN = uint16(v.SrcVlan) & 0xfff
+			}
+			// The outgoing VLAN is IPFIX's postVlanId, as NetFlow/IPFIX
+			// records write it; 0 (none) and values past 4094 (agents
+			// send 0xFFFFFFFF for unknown) are not written.
+			if out := v.DstVlan; out != 0 && out < 4095 && !havePostVLAN {
+				havePostVLAN = true
+				r.Extra = append(r.Extra, flow.Extra{Name: "post_vlan_id", Num: uint64(out)})
 			}
 		case gsflow.ExtendedRouter:
 			if haveRouter {
