@@ -84,10 +84,18 @@ func TestFlagMistakesOneLine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts spanflow processes: skipped under -short")
 	}
+	// A pcap header with no packets: a collector given it and a setting
+	// it wrongly accepts exits 0 at once instead of running on.
+	empty := filepath.Join(t.TempDir(), "empty.pcap")
+	os.WriteFile(empty, []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0}, 0o644)
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		// Addresses that cannot work are said before anything starts, not
+		// as dial retries or a bind failure.
+		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--output", "kafka", "--kafka-brokers", "127.0.0.1:99999"},
+			`kafka-brokers: "127.0.0.1:99999": port 99999: want a number from 1 to 65535`},
 		{[]string{"collector", "run", "--es-url", "127.0.0.1:9250"}, "use http://127.0.0.1:9250 or https://127.0.0.1:9250"},
 		{[]string{"es", "setup", "--es-url", "127.0.0.1:9250"}, "use http://127.0.0.1:9250 or https://127.0.0.1:9250"},
 		{[]string{"demo", "--es-url", "localhost:9200"}, "use http://localhost:9200 or https://localhost:9200"},

@@ -71,8 +71,15 @@ func (c Configuration) Validate() error {
 		errs = append(errs, errors.New("kafka-brokers: give at least one HOST:PORT"))
 	}
 	for _, b := range c.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
+		_, port, err := net.SplitHostPort(b)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("kafka-brokers: %q: want HOST:PORT", b))
+			continue
+		}
+		// A port no broker can have would only show as endless dial
+		// retries once running.
+		if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+			errs = append(errs, fmt.Errorf("kafka-brokers: %q: port %s: want a number from 1 to 65535", b, port))
 		}
 	}
 	if c.Topic == "" || strings.ContainsAny(c.Topic, " /\\,:") || len(c.Topic) > 200 {

@@ -23,6 +23,8 @@ func TestValidate(t *testing.T) {
 	}{
 		"no brokers":      {func(c *Configuration) { c.Brokers = nil }, "kafka-brokers: give at least one"},
 		"no port":         {func(c *Configuration) { c.Brokers = []string{"kafka1"} }, `kafka-brokers: "kafka1": want HOST:PORT`},
+		"port too big":    {func(c *Configuration) { c.Brokers = []string{"127.0.0.1:99999"} }, `kafka-brokers: "127.0.0.1:99999": port 99999: want a number from 1 to 65535`},
+		"port not number": {func(c *Configuration) { c.Brokers = []string{"kafka1:kafka"} }, `port kafka: want a number`},
 		"bad topic":       {func(c *Configuration) { c.Topic = "a b" }, "kafka-topic:"},
 		"bad sasl":        {func(c *Configuration) { c.SASL = "gssapi" }, "kafka-sasl:"},
 		"cert no key":     {func(c *Configuration) { c.TLS, c.CertFile = true, "c.pem" }, "kafka-cert-file: a client certificate needs both"},
