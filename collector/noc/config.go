@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,6 +98,10 @@ func (c Configuration) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if _, port, err := net.SplitHostPort(c.Addr()); err != nil || port == "" {
 		add("ui: %q: want HOST:PORT or :PORT", c.Listen)
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		// Said now, as for the other listen addresses, not as a bind
+		// failure once the listeners run.
+		add("ui: %q: port %s: want a number from 0 to 65535", c.Listen, port)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("ui-tls-cert-file: give both ui-tls-cert-file and ui-tls-key-file")

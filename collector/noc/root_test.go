@@ -75,6 +75,8 @@ func TestValidate(t *testing.T) {
 		{"history", func(c *Configuration) { c.Listen, c.History = ":8080", time.Second }, "ui-history"},
 		{"negative delay", func(c *Configuration) { c.Listen, c.Delay = ":8080", -time.Second }, "ui-delay"},
 		{"no delay", func(c *Configuration) { c.Listen, c.Delay = ":8080", 0 }, ""},
+		{"port out of range", func(c *Configuration) { c.Listen = "127.0.0.1:99999" }, `ui: "127.0.0.1:99999": port 99999: want a number from 0 to 65535`},
+		{"port a word", func(c *Configuration) { c.Listen = "garbage" }, `ui: "garbage": port garbage: want a number`},
 		{"clients", func(c *Configuration) { c.Listen, c.MaxClients = ":8080", 0 }, "at least 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
