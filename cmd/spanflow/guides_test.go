@@ -74,7 +74,7 @@ func TestGuidesCommandsExist(t *testing.T) {
 	global := flagNames(app.Flags)
 	docs := filepath.Join(testutil.ModuleRoot(), "docs")
 	files, _ := filepath.Glob(filepath.Join(docs, "guide-*.md"))
-	files = append(files, filepath.Join(docs, "quickstart.md"), filepath.Join(docs, "scale-out.md"), filepath.Join(testutil.ModuleRoot(), "README.md"))
+	files = append(files, filepath.Join(docs, "install.md"), filepath.Join(docs, "collector.md"), filepath.Join(docs, "exporter.md"), filepath.Join(docs, "noc.md"), filepath.Join(docs, "quickstart.md"), filepath.Join(docs, "scale-out.md"), filepath.Join(testutil.ModuleRoot(), "README.md"))
 	checked := 0
 	for _, file := range files {
 		for _, line := range commandLines(t, file) {
@@ -132,5 +132,65 @@ func TestGuidesCommandsExist(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Errorf("only %d commands found in the guides: is the parser broken?", checked)
+	}
+}
+
+// otherTools are the flags of other programs the docs mention (useradd,
+// systemctl, docker, tcpreplay, a browser, Kafka's tools, ...), by file.
+var otherTools = map[string]bool{
+	"deploy-vmware.md --no-create-home": true, "deploy-vmware.md --shell": true, "deploy-vmware.md --system": true, "deploy-vmware.md --now": true,
+	"guide-collectors.md --no-create-home": true, "guide-collectors.md --shell": true, "guide-collectors.md --system": true, "guide-collectors.md --now": true,
+	"guide-exporters.md --now": true, "scale-out.md --now": true, "scale-out.md --alter": true, "scale-out.md --partitions": true,
+	"install.md --now": true, "install.md --build-arg": true, "install.md --rm": true, "install.md --scripts": true, "install.md --check": true, "install.md --ignore-missing": true,
+	"exporter.md --pps": true, "noc.md --kiosk": true,
+	"performance.md --topspeed": true, "performance.md --preload-pcap": true, "performance.md --version": true,
+	// The walk-through of adding a setting names the flag it adds.
+	"architecture.md --syslog-facility": true,
+}
+
+// A flag after a blank, a quote or a bracket; "--kafka-" (a family of flags)
+// ends in a dash and is skipped.
+var docFlag = regexp.MustCompile("(?:^|[\\s`(\\[=,'\"])--([a-z][a-z0-9-]*)")
+
+// Every --flag the README and docs/ name anywhere, prose included, is a flag
+// of some spanflow command: a renamed or removed flag shows up here.
+func TestDocsFlagsExist(t *testing.T) {
+	known := map[string]bool{"help": true}
+	var walk func([]*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			for n := range flagNames(c.Flags) {
+				known[n] = true
+			}
+			walk(c.Subcommands)
+		}
+	}
+	app := newApp()
+	for n := range flagNames(app.Flags) {
+		known[n] = true
+	}
+	walk(app.Commands)
+	files, _ := filepath.Glob(filepath.Join(testutil.ModuleRoot(), "docs", "*.md"))
+	files = append(files, filepath.Join(testutil.ModuleRoot(), "README.md"))
+	seen := 0
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, m := range docFlag.FindAllStringSubmatch(line, -1) {
+				if strings.HasSuffix(m[1], "-") {
+					continue
+				}
+				seen++
+				if !known[m[1]] && !otherTools[filepath.Base(file)+" --"+m[1]] {
+					t.Errorf("%s:%d: --%s is no flag of any spanflow command", filepath.Base(file), i+1, m[1])
+				}
+			}
+		}
+	}
+	if seen < 500 {
+		t.Errorf("only %d flags found in the docs: is the pattern broken?", seen)
 	}
 }
