@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,6 +47,14 @@ func exporterInitCommand() *cli.Command {
 			}
 			f, err := os.OpenFile(path, flags, 0o644)
 			if err != nil {
+				// O_EXCL says "file exists" for a directory too: say which,
+				// and what to do.
+				if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
+					return fmt.Errorf("--output %s is a directory: give the FILE to write, such as %s", path, filepath.Join(path, "exporter.yaml"))
+				}
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("--output %s exists and is kept: give --force to overwrite it", path)
+				}
 				return fmt.Errorf("write configuration: %w", err)
 			}
 			if _, err := f.WriteString(text); err != nil {

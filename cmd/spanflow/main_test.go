@@ -98,6 +98,10 @@ func TestFlagMistakesOneLine(t *testing.T) {
 			`kafka-brokers: "127.0.0.1:99999": port 99999: want a number from 1 to 65535`},
 		{[]string{"collector", "run", "--metrics-listen", "", "--netflow-listen", "127.0.0.1:0", "--ipfix-listen", "", "--ipfix-tcp-listen", "", "--sflow-listen", "", "--ui", "127.0.0.1:99999"},
 			`ui: "127.0.0.1:99999": port 99999: want a number from 0 to 65535`},
+		// exporter init never overwrites without --force, and a directory
+		// is not "file exists".
+		{[]string{"exporter", "init", "--output", filepath.Dir(empty)}, "--output " + filepath.Dir(empty) + " is a directory: give the FILE to write, such as " + filepath.Join(filepath.Dir(empty), "exporter.yaml")},
+		{[]string{"exporter", "init", "--output", empty}, "--output " + empty + " exists and is kept: give --force to overwrite it"},
 		{[]string{"collector", "run", "--es-url", "127.0.0.1:9250"}, "use http://127.0.0.1:9250 or https://127.0.0.1:9250"},
 		{[]string{"es", "setup", "--es-url", "127.0.0.1:9250"}, "use http://127.0.0.1:9250 or https://127.0.0.1:9250"},
 		{[]string{"demo", "--es-url", "localhost:9200"}, "use http://localhost:9200 or https://localhost:9200"},
