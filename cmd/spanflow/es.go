@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -32,6 +33,18 @@ func esConnConfig(c *cli.Context, base esconn.Configuration) esconn.Configuratio
 	d := collector.DefaultConfiguration().Elasticsearch.Connection
 	applySettings(c, &d)
 	return d.Apply(base)
+}
+
+// esNoAnswer says, when the cluster refused or never took the connection,
+// where spanflow looked and what to do: the client's error names only the
+// dial, under whatever request came first ("line load (in): search ...").
+func esNoAnswer(c *cli.Context, what string, err error) error {
+	var op *net.OpError
+	if err == nil || !errors.As(err, &op) || op.Op != "dial" {
+		return err
+	}
+	urls := esConnConfig(c, esconn.DefaultConfiguration()).URLs
+	return fmt.Errorf("%s: no Elasticsearch answers at %s (%v): start it, or give its address with --es-url", what, strings.Join(urls, ", "), op)
 }
 
 // esSetupFlags configure the index template and lifecycle, as the
@@ -81,7 +94,7 @@ func esCommand() *cli.Command {
 					layout, err := setup.Install(ctx, client, cfg)
 					status.Stop()
 					if err != nil {
-						return fmt.Errorf("es setup: %w", err)
+						return esNoAnswer(c, "es setup", fmt.Errorf("es setup: %w", err))
 					}
 					fmt.Fprintf(c.App.Writer, "installed index template %s for %s: flows go to %s\n", setup.TemplateName, setup.IndexPattern, layout)
 					if !layout.DataStream {
@@ -135,7 +148,7 @@ func esCommand() *cli.Command {
 						fmt.Fprintf(c.App.Writer, "%s %s\n", verb, n)
 					}
 					if err != nil {
-						return fmt.Errorf("es prune: %w", err)
+						return esNoAnswer(c, "es prune", fmt.Errorf("es prune: %w", err))
 					}
 					if len(names) == 0 {
 						fmt.Fprintf(c.App.Writer, "no daily index of %s older than %s\n", strings.Join(c.StringSlice("indices"), ", "), c.String("older-than"))

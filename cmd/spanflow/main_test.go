@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,10 +89,23 @@ func TestFlagMistakesOneLine(t *testing.T) {
 	// it wrongly accepts exits 0 at once instead of running on.
 	empty := filepath.Join(t.TempDir(), "empty.pcap")
 	os.WriteFile(empty, []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0}, 0o644)
+	// An address where nothing listens.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		// A cluster that is not there: where spanflow looked and what to
+		// do, not the first request's dial error.
+		{[]string{"es", "setup", "--es-url", dead}, "es setup: no Elasticsearch answers at " + dead + " (dial tcp"},
+		{[]string{"es", "prune", "--es-url", dead}, "es prune: no Elasticsearch answers at " + dead},
+		{[]string{"report", "top-ip", "--es-url", dead}, "report top-ip: no Elasticsearch answers at " + dead},
+		{[]string{"report", "line-load", "--es-url", dead}, "): start it, or give its address with --es-url"},
 		// Addresses that cannot work are said before anything starts, not
 		// as dial retries or a bind failure.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--output", "kafka", "--kafka-brokers", "127.0.0.1:99999"},

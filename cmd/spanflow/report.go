@@ -142,7 +142,7 @@ func reportAction(kind string) cli.ActionFunc {
 		r, err := report.Build(ctx, client, kind, q)
 		status.Stop()
 		if err != nil {
-			return err
+			return esNoAnswer(c, "report "+kind, err)
 		}
 		if why := r.EmptyReason(); why != "" {
 			fmt.Fprintf(c.App.ErrWriter, "report %s has no line: %s\n", kind, why)
