@@ -106,6 +106,10 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		{[]string{"es", "prune", "--es-url", dead}, "es prune: no Elasticsearch answers at " + dead},
 		{[]string{"report", "top-ip", "--es-url", dead}, "report top-ip: no Elasticsearch answers at " + dead},
 		{[]string{"report", "line-load", "--es-url", dead}, "): start it, or give its address with --es-url"},
+		// vsphere inventory stops at the first failure: said once, not
+		// also as the collector's retry warning.
+		{[]string{"vsphere", "inventory", "--vcenter-url", dead, "--vcenter-user", "u", "--vcenter-password-file", empty, "--timeout", "1m"},
+			"load the vcenter inventory: connect to " + dead},
 		// Addresses that cannot work are said before anything starts, not
 		// as dial retries or a bind failure.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--output", "kafka", "--kafka-brokers", "127.0.0.1:99999"},

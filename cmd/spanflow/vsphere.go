@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/spanflow/spanflow/collector"
 	"github.com/spanflow/spanflow/enrich/vsphere"
 	"github.com/spanflow/spanflow/internal/numfmt"
+	"github.com/spanflow/spanflow/internal/reporter"
 )
 
 // vcenterFlags are the vCenter settings of the collector, which `spanflow
@@ -61,7 +64,17 @@ func runVSphereInventory(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	comp, err := vsphere.New(r.Sub("vsphere"), cfg)
+	// The component's retry warnings ("vcenter unreachable; flows pass
+	// without vsphere fields ...") are a collector's words for the error this
+	// command ends with at the first failure: below debug, only its errors
+	// are logged, and the failure is said once.
+	sub := r.Sub("vsphere")
+	if !r.Log.Enabled(context.Background(), slog.LevelDebug) {
+		logFormat, _ := globalFlag(c, "log-format")
+		sub = &reporter.Reporter{Log: reporter.NewLogger(c.App.ErrWriter, slog.LevelError, logFormat == "json").With("component", "vsphere"),
+			Registry: r.Registry}
+	}
+	comp, err := vsphere.New(sub, cfg)
 	if err != nil {
 		return err
 	}
@@ -97,6 +110,10 @@ func runVSphereInventory(c *cli.Context) error {
 			break
 		}
 		if last := comp.LastError(); last != nil {
+			var op *net.OpError
+			if errors.As(last, &op) && op.Op == "dial" {
+				return fmt.Errorf("load the vcenter inventory: %w: check --vcenter-url and that vCenter is up", last)
+			}
 			return fmt.Errorf("load the vcenter inventory: %w", last)
 		}
 		if ctx.Err() != nil {
