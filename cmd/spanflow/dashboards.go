@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -59,6 +61,12 @@ func dashboardsCommand() *cli.Command {
 					ctx, cancel := signalContext(c.Context)
 					defer cancel()
 					res, err := kibana.Install(ctx, cfg, objects)
+					var op *net.OpError
+					if errors.As(err, &op) && op.Op == "dial" {
+						// The client's error names the import URL and the
+						// dial, not what to do.
+						return fmt.Errorf("dashboards install: no Kibana answers at %s (%v): start it, or give its address with --kibana-url", cfg.URL, op)
+					}
 					if err != nil {
 						return err
 					}

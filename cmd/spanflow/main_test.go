@@ -106,6 +106,7 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		{[]string{"es", "prune", "--es-url", dead}, "es prune: no Elasticsearch answers at " + dead},
 		{[]string{"report", "top-ip", "--es-url", dead}, "report top-ip: no Elasticsearch answers at " + dead},
 		{[]string{"report", "line-load", "--es-url", dead}, "): start it, or give its address with --es-url"},
+		{[]string{"dashboards", "install", "--kibana-url", dead}, "dashboards install: no Kibana answers at " + dead + " (dial tcp"},
 		// vsphere inventory stops at the first failure: said once, not
 		// also as the collector's retry warning.
 		{[]string{"vsphere", "inventory", "--vcenter-url", dead, "--vcenter-user", "u", "--vcenter-password-file", empty, "--timeout", "1m"},
