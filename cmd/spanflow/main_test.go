@@ -89,6 +89,8 @@ func TestFlagMistakesOneLine(t *testing.T) {
 	// it wrongly accepts exits 0 at once instead of running on.
 	empty := filepath.Join(t.TempDir(), "empty.pcap")
 	os.WriteFile(empty, []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0}, 0o644)
+	typo := filepath.Join(filepath.Dir(empty), "typo.yaml")
+	os.WriteFile(typo, []byte("netflow_listen: \":2055\"\n"), 0o644)
 	// An address where nothing listens.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,6 +102,8 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		args []string
 		want string
 	}{
+		// A mistyped key among the collector's hundred: the key meant.
+		{[]string{"collector", "run", "--config", typo}, "typo.yaml: line 1: unknown key netflow_listen: did you mean netflow-listen?"},
 		// A cluster that is not there: where spanflow looked and what to
 		// do, not the first request's dial error.
 		{[]string{"es", "setup", "--es-url", dead}, "es setup: no Elasticsearch answers at " + dead + " (dial tcp"},

@@ -144,8 +144,14 @@ func parse(s string) *Error {
 func explain(msg, key string, dst reflect.Type) string {
 	if m := unknown.FindStringSubmatch(msg); m != nil {
 		out := "unknown key " + m[1]
-		if known := knownKeys(dst, m[2]); len(known) > 0 && len(known) <= 8 {
+		known := knownKeys(dst, m[2])
+		switch near := nearest(m[1], known); {
+		case len(known) > 0 && len(known) <= 8:
 			out += " (known: " + strings.Join(known, ", ") + ")"
+		case near != "":
+			// Too many keys to list (the collector has over a hundred):
+			// name the one a typo most likely meant.
+			out += ": did you mean " + near + "?"
 		}
 		return out
 	}
@@ -358,4 +364,38 @@ func InFile(path string, err error) error {
 		out = append(out, e)
 	}
 	return errors.Join(out...)
+}
+
+// nearest returns the key of known closest to key within a few edits (a
+// typo, or snake_case for kebab-case): one for a key of 3 to 5 bytes, two
+// from 6; "" when none is, or for a shorter key (anything is near it).
+func nearest(key string, known []string) string {
+	best, bestD := "", min(2, len(key)/3)+1
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -184,3 +184,42 @@ func TestTab(t *testing.T) {
 		t.Errorf("tab: %v", err)
 	}
 }
+
+// wide has too many keys to list in an error, as the collector has.
+type wide struct {
+	NetflowListen  string `yaml:"netflow-listen"`
+	IPFIXListen    string `yaml:"ipfix-listen"`
+	SFlowListen    string `yaml:"sflow-listen"`
+	MaxPerSource   int    `yaml:"ipfix-tcp-max-per-source"`
+	Sockets        int    `yaml:"sockets"`
+	MTU            int    `yaml:"mtu"`
+	UI             string `yaml:"ui"`
+	Output         string `yaml:"output"`
+	MetricsListen  string `yaml:"metrics-listen"`
+	TemplateWait   string `yaml:"template-wait"`
+	ReceiveBuffers int    `yaml:"receive-buffer"`
+}
+
+// TestUnknownKeyNearest: an unknown key among too many to list names the
+// key it most likely meant, when one is a typo or a snake_case away.
+func TestUnknownKeyNearest(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"netflow_listen: x\n", "line 1: unknown key netflow_listen: did you mean netflow-listen?"},
+		{"ipfix-tcp-max-per-sorce: 3\n", "line 1: unknown key ipfix-tcp-max-per-sorce: did you mean ipfix-tcp-max-per-source?"},
+		{"sokcets: 2\n", "line 1: unknown key sokcets: did you mean sockets?"},
+		{"Sockets: 2\n", "line 1: unknown key Sockets: did you mean sockets?"},
+		// Nothing near: no guess.
+		{"elasticsearch: x\n", "line 1: unknown key elasticsearch"},
+		// Short keys are near everything: no guess.
+		{"mt: 1\n", "line 1: unknown key mt"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var w wide
+		if err := Load(path, &w); err == nil || err.Error() != tc.want {
+			t.Errorf("%q: %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}
