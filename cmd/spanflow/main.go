@@ -12,6 +12,8 @@ import (
 	_ "time/tzdata" // --time-zone on hosts without /usr/share/zoneinfo
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/spanflow/spanflow/internal/yamlconf"
 )
 
 // commands lists the top-level commands; each lives in its own file.
@@ -177,6 +179,15 @@ func usageError(command string) cli.OnUsageErrorFunc {
 			return fmt.Errorf("--%s %q: not a valid value (%s)", name, value, see)
 		}
 		if m := undefined.FindStringSubmatch(msg); m != nil {
+			if c.Command != nil {
+				var names []string
+				for _, f := range c.Command.Flags {
+					names = append(names, f.Names()...)
+				}
+				if near := yamlconf.Nearest(m[1], names); near != "" {
+					return fmt.Errorf("unknown flag --%s: did you mean --%s? (%s)", m[1], near, see)
+				}
+			}
 			return fmt.Errorf("unknown flag --%s (%s)", m[1], see)
 		}
 		if m := needsValue.FindStringSubmatch(msg); m != nil {

@@ -132,6 +132,8 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		{[]string{"exporter", "run", "--idle-timeout", "15"}, "--idle-timeout 15: missing unit in duration"},
 		{[]string{"exporter", "run", "--active-timeout", "banana"}, `--active-timeout "banana": not a duration`},
 		{[]string{"collector", "run", "--no-such-flag"}, "unknown flag --no-such-flag (see spanflow collector run --help)"},
+		{[]string{"collector", "run", "--netflow_listen", ":2055"}, "unknown flag --netflow_listen: did you mean --netflow-listen? (see spanflow collector run --help)"},
+		{[]string{"exporter", "run", "--colector", "127.0.0.1:4739"}, "unknown flag --colector: did you mean --collector? (see spanflow exporter run --help)"},
 		// A global flag after the command, then the missing capture, said
 		// before anything starts (no "capture replayed" summary).
 		{[]string{"collector", "run", "--log-level", "debug", "--metrics-listen", "", "--pcap", "/nonexistent.pcap"}, "--pcap /nonexistent.pcap: no such file or directory"},

@@ -145,7 +145,7 @@ func explain(msg, key string, dst reflect.Type) string {
 	if m := unknown.FindStringSubmatch(msg); m != nil {
 		out := "unknown key " + m[1]
 		known := knownKeys(dst, m[2])
-		switch near := nearest(m[1], known); {
+		switch near := Nearest(m[1], known); {
 		case len(known) > 0 && len(known) <= 8:
 			out += " (known: " + strings.Join(known, ", ") + ")"
 		case near != "":
@@ -366,10 +366,11 @@ func InFile(path string, err error) error {
 	return errors.Join(out...)
 }
 
-// nearest returns the key of known closest to key within a few edits (a
+// Nearest returns the key of known closest to key within a few edits (a
 // typo, or snake_case for kebab-case): one for a key of 3 to 5 bytes, two
-// from 6; "" when none is, or for a shorter key (anything is near it).
-func nearest(key string, known []string) string {
+// from 6; "" when none is, or for a shorter key (anything is near it). The
+// command line uses it for flags, which have the keys' names.
+func Nearest(key string, known []string) string {
 	best, bestD := "", min(2, len(key)/3)+1
 	for _, k := range known {
 		if d := editDistance(strings.ToLower(key), k); d < bestD {
