@@ -489,6 +489,8 @@ func (c Configuration) validateEnrichment() []error {
 		} else if err := v.Validate(); err != nil {
 			errs = append(errs, vcenterErr(err))
 		}
+	} else if _, err := c.vsphere(); err != nil {
+		errs = append(errs, err) // project-rule, portgroup-vni
 	}
 	// The files' problems, one each: "networks: FILE:LINE: ...".
 	for _, err := range yamlconf.Unjoin((networks.Configuration{File: e.Networks}).Validate()) {
@@ -611,16 +613,13 @@ func (c Configuration) ElasticsearchOutput() elasticsearch.Configuration {
 // vCenter URL is given.
 func (v VCenterConfiguration) VSphere() (cfg vsphere.Configuration, ok bool, err error) {
 	cfg = vsphere.DefaultConfiguration()
-	if v.URL == "" {
-		return cfg, false, nil
-	}
-	cfg.URL, cfg.User, cfg.CAFile, cfg.Insecure = v.URL, v.User, v.CAFile, v.Insecure
+	// The rules and VNIs are read even without a URL: a mistake in them is
+	// said now, not on the day a vCenter is added.
 	cfg.ProjectRules = nonEmpty(v.ProjectRules)
-	if cfg.Password, err = secret.Read(v.PasswordFile, "SPANFLOW_VCENTER_PASSWORD"); err != nil {
-		return cfg, false, settingErr("vcenter-password-file", err)
-	}
-	if cfg.Password == "" {
-		return cfg, false, settingErr("vcenter-password-file", errors.New("no vcenter password: set SPANFLOW_VCENTER_PASSWORD or --vcenter-password-file"))
+	for _, s := range cfg.ProjectRules {
+		if _, err := vsphere.ParseProjectRule(s); err != nil {
+			return cfg, false, settingErr("project-rule", err)
+		}
 	}
 	for _, s := range nonEmpty(v.PortgroupVNI) {
 		name, val, found := strings.Cut(s, "=")
@@ -632,6 +631,16 @@ func (v VCenterConfiguration) VSphere() (cfg vsphere.Configuration, ok bool, err
 			cfg.VNIs = map[string]uint32{}
 		}
 		cfg.VNIs[name] = uint32(vni)
+	}
+	if v.URL == "" {
+		return cfg, false, nil
+	}
+	cfg.URL, cfg.User, cfg.CAFile, cfg.Insecure = v.URL, v.User, v.CAFile, v.Insecure
+	if cfg.Password, err = secret.Read(v.PasswordFile, "SPANFLOW_VCENTER_PASSWORD"); err != nil {
+		return cfg, false, settingErr("vcenter-password-file", err)
+	}
+	if cfg.Password == "" {
+		return cfg, false, settingErr("vcenter-password-file", errors.New("no vcenter password: set SPANFLOW_VCENTER_PASSWORD or --vcenter-password-file"))
 	}
 	return cfg, true, vcenterErr(cfg.Validate())
 }

@@ -104,6 +104,12 @@ func TestFlagMistakesOneLine(t *testing.T) {
 	}{
 		// A mistyped key among the collector's hundred: the key meant.
 		{[]string{"collector", "run", "--config", typo}, "typo.yaml: line 1: unknown key netflow_listen: did you mean netflow-listen?"},
+		// vCenter settings given before the vCenter: their mistakes are
+		// said now, not the day --vcenter-url is added.
+		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--project-rule", "colour:red"},
+			`project-rule: project rule "colour:red": unknown kind "colour" (tag, attribute, folder or portgroup)`},
+		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--portgroup-vni", "overlay"},
+			`portgroup-vni: "overlay": want PORTGROUP=VNI with VNI below 2^24`},
 		// A cluster that is not there: where spanflow looked and what to
 		// do, not the first request's dial error.
 		{[]string{"es", "setup", "--es-url", dead}, "es setup: no Elasticsearch answers at " + dead + " (dial tcp"},
