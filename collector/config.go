@@ -365,7 +365,8 @@ func (c Configuration) Validate() error {
 		}
 		if c.Rollups.IndexInterval < 0 {
 			add("rollup-index-interval", errors.New("must not be negative"))
-		} else if c.Rollups.IndexInterval > 0 && c.Rollups.IndexInterval%c.Rollups.Tick != 0 {
+		} else if c.Rollups.IndexInterval > 0 && c.Rollups.Tick > 0 && // a tick of 0 is refused above
+			c.Rollups.IndexInterval%c.Rollups.Tick != 0 {
 			add("rollup-index-interval", fmt.Errorf("must be a multiple of rollup-tick (%s)", c.Rollups.Tick))
 		}
 	}

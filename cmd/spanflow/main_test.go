@@ -104,6 +104,9 @@ func TestFlagMistakesOneLine(t *testing.T) {
 	}{
 		// A mistyped key among the collector's hundred: the key meant.
 		{[]string{"collector", "run", "--config", typo}, "typo.yaml: line 1: unknown key netflow_listen: did you mean netflow-listen?"},
+		// A setting others divide by: said, not a divide-by-zero panic.
+		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--rollup-tick", "0s"},
+			"rollup-tick: must be between 100ms and 1m, not 0s"},
 		// vCenter settings given before the vCenter: their mistakes are
 		// said now, not the day --vcenter-url is added.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--project-rule", "colour:red"},
