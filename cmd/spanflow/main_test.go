@@ -107,6 +107,8 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		// A setting others divide by: said, not a divide-by-zero panic.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--rollup-tick", "0s"},
 			"rollup-tick: must be between 100ms and 1m, not 0s"},
+		{[]string{"report", "top-ip", "--every", "1h", "--interval", "0s", "--dir", filepath.Dir(empty)},
+			"report interval 0s: want a whole number of seconds, at least 1s"},
 		// vCenter settings given before the vCenter: their mistakes are
 		// said now, not the day --vcenter-url is added.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--project-rule", "colour:red"},

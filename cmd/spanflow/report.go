@@ -115,6 +115,9 @@ func reportAction(kind string) cli.ActionFunc {
 			} else if s.Dir == "" {
 				return fmt.Errorf("--every needs --dir (or --smtp to mail the reports)")
 			}
+			if err := report.CheckInterval(q.Interval); err != nil {
+				return err // before dividing by it
+			}
 			if every%q.Interval != 0 {
 				return fmt.Errorf("--every %s must be a multiple of --interval %s", every, q.Interval)
 			}

@@ -60,6 +60,15 @@ func (q Query) bounds() []time.Time {
 	return b
 }
 
+// CheckInterval checks a report's --interval alone: a scheduled report
+// checks it before the range is known.
+func CheckInterval(d time.Duration) error {
+	if d < time.Second || d%time.Second != 0 {
+		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", d)
+	}
+	return nil
+}
+
 // Validate checks the query.
 func (q Query) Validate() error {
 	switch {
@@ -69,8 +78,8 @@ func (q Query) Validate() error {
 		return fmt.Errorf("report range is empty: --to %s is not after --from %s", q.To.Format(time.RFC3339), q.From.Format(time.RFC3339))
 	case q.Top < 0 || q.Lines < 0:
 		return fmt.Errorf("--top and --lines must not be negative")
-	case q.Interval < time.Second || q.Interval%time.Second != 0:
-		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", q.Interval)
+	case CheckInterval(q.Interval) != nil:
+		return CheckInterval(q.Interval)
 	case q.bucketEnd(q.From).After(q.To):
 		// The peak is a bucket's bytes over the interval: a bucket longer
 		// than the range spreads them over time outside it, below the average.
