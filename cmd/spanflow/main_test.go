@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -109,6 +110,7 @@ func TestFlagMistakesOneLine(t *testing.T) {
 			"rollup-tick: must be between 100ms and 1m, not 0s"},
 		{[]string{"report", "top-ip", "--every", "1h", "--interval", "0s", "--dir", filepath.Dir(empty)},
 			"report interval 0s: want a whole number of seconds, at least 1s"},
+		{[]string{"report", "top-ip", "--every", "1h", "--top", "-1", "--dir", filepath.Dir(empty)}, "--top and --lines must not be negative"},
 		// vCenter settings given before the vCenter: their mistakes are
 		// said now, not the day --vcenter-url is added.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--project-rule", "colour:red"},
@@ -161,7 +163,18 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		{[]string{"es", "template", "--data-stream", "--ilm-policy"}, "--data-stream and --ilm-policy: give one"},
 		{[]string{"report", "line-load", "--lines", "5"}, "--lines is top-ip's"},
 	} {
-		out, err := spanflowProcess(t, c.args...).CombinedOutput()
+		// A mistake a command misses can leave it running (a scheduled
+		// report, listeners): killed after a minute, it fails below.
+		cmd := spanflowProcess(t, c.args...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Start()
+		if err == nil {
+			kill := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+			err = cmd.Wait()
+			kill.Stop()
+		}
+		out := buf.Bytes()
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() != 1 {
 			t.Errorf("spanflow %s: exit code %d, want 1", strings.Join(c.args, " "), ee.ExitCode())

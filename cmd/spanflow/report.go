@@ -115,8 +115,8 @@ func reportAction(kind string) cli.ActionFunc {
 			} else if s.Dir == "" {
 				return fmt.Errorf("--every needs --dir (or --smtp to mail the reports)")
 			}
-			if err := report.CheckInterval(q.Interval); err != nil {
-				return err // before dividing by it
+			if err := q.CheckSettings(); err != nil {
+				return err // now, not at every run; and before dividing by the interval
 			}
 			if every%q.Interval != 0 {
 				return fmt.Errorf("--every %s must be a multiple of --interval %s", every, q.Interval)

@@ -60,11 +60,15 @@ func (q Query) bounds() []time.Time {
 	return b
 }
 
-// CheckInterval checks a report's --interval alone: a scheduled report
-// checks it before the range is known.
-func CheckInterval(d time.Duration) error {
-	if d < time.Second || d%time.Second != 0 {
-		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", d)
+// CheckSettings checks what Validate checks besides the range: a
+// scheduled report checks it at start, before any range is known, so
+// that a mistake ends the command instead of failing every run.
+func (q Query) CheckSettings() error {
+	switch {
+	case q.Top < 0 || q.Lines < 0:
+		return fmt.Errorf("--top and --lines must not be negative")
+	case q.Interval < time.Second || q.Interval%time.Second != 0:
+		return fmt.Errorf("report interval %s: want a whole number of seconds, at least 1s", q.Interval)
 	}
 	return nil
 }
@@ -76,10 +80,8 @@ func (q Query) Validate() error {
 		return fmt.Errorf("report needs a time range (--from and --to)")
 	case !q.To.After(q.From):
 		return fmt.Errorf("report range is empty: --to %s is not after --from %s", q.To.Format(time.RFC3339), q.From.Format(time.RFC3339))
-	case q.Top < 0 || q.Lines < 0:
-		return fmt.Errorf("--top and --lines must not be negative")
-	case CheckInterval(q.Interval) != nil:
-		return CheckInterval(q.Interval)
+	case q.CheckSettings() != nil:
+		return q.CheckSettings()
 	case q.bucketEnd(q.From).After(q.To):
 		// The peak is a bucket's bytes over the interval: a bucket longer
 		// than the range spreads them over time outside it, below the average.
