@@ -99,6 +99,12 @@ func TestFlagMistakesOneLine(t *testing.T) {
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
+	// An address that takes connections and never answers.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -128,6 +134,10 @@ func TestFlagMistakesOneLine(t *testing.T) {
 		// also as the collector's retry warning.
 		{[]string{"vsphere", "inventory", "--vcenter-url", dead, "--vcenter-user", "u", "--vcenter-password-file", empty, "--timeout", "1m"},
 			"load the vcenter inventory: connect to " + dead},
+		{[]string{"vsphere", "inventory", "--vcenter-url", "http://" + mute.Addr().String(), "--vcenter-user", "u", "--vcenter-password-file", empty, "--timeout", "1s"},
+			"load the vcenter inventory: not loaded within --timeout 1s: raise it for a large inventory, or check that " + mute.Addr().String() + " answers"},
+		{[]string{"vsphere", "inventory", "--vcenter-url", dead, "--vcenter-user", "u", "--vcenter-password-file", empty, "--timeout", "0s"},
+			"--timeout 0s: must be positive, such as 1m"},
 		// Addresses that cannot work are said before anything starts, not
 		// as dial retries or a bind failure.
 		{[]string{"collector", "run", "--metrics-listen", "", "--pcap", empty, "--output", "kafka", "--kafka-brokers", "127.0.0.1:99999"},

@@ -51,6 +51,9 @@ func runVSphereInventory(c *cli.Context) error {
 	if format != "table" && format != "json" {
 		return fmt.Errorf("unknown format %q: use table or json", format)
 	}
+	if t := c.Duration("timeout"); t <= 0 {
+		return fmt.Errorf("--timeout %s: must be positive, such as 1m", t)
+	}
 	var vc collector.VCenterConfiguration
 	applySettings(c, &vc)
 	cfg, ok, err := vc.VSphere()
@@ -115,6 +118,9 @@ func runVSphereInventory(c *cli.Context) error {
 				return fmt.Errorf("load the vcenter inventory: %w: check --vcenter-url and that vCenter is up", last)
 			}
 			return fmt.Errorf("load the vcenter inventory: %w", last)
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("load the vcenter inventory: not loaded within --timeout %s: raise it for a large inventory, or check that %s answers", c.Duration("timeout"), host)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("load the vcenter inventory: %w", ctx.Err())
