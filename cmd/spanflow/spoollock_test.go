@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,28 +78,8 @@ func TestSpoolDirOneProcessAtATime(t *testing.T) {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	}()
-	col := spanflowProcess(t, "collector", "run", "--netflow-listen", netflow, "--ipfix-listen", "", "--ipfix-tcp-listen", "",
-		"--sflow-listen", "", "--metrics-listen", "", "--exporter-stats-interval", "0", "--output", "elasticsearch",
+	col, colExited := startListeningCollector(t, &logs, "--netflow-listen", netflow, "--output", "elasticsearch",
 		"--es-url", "http://"+testutil.FreeAddr(t, "tcp"), "--es-spool-dir", spool)
-	stderr, err := col.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	colExited := make(chan error, 1)
-	p := &processHandle{cmd: col, ready: make(chan struct{})}
-	go func() {
-		p.watch(io.TeeReader(stderr, prefixWriter{&logs, "collector: "}), "msg=listening")
-		colExited <- col.Wait()
-	}()
-	t.Cleanup(func() { col.Process.Kill() })
-	select {
-	case <-p.ready:
-	case <-time.After(60 * time.Second):
-		t.Fatal("collector not listening within 60s")
-	}
 	conn, err := net.Dial("udp", netflow)
 	if err != nil {
 		t.Fatal(err)
@@ -186,29 +167,9 @@ func TestDeadLetterFileOneProcessAtATime(t *testing.T) {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	}()
-	col := spanflowProcess(t, "collector", "run", "--netflow-listen", testutil.FreeAddr(t, "udp"), "--ipfix-listen", "",
-		"--ipfix-tcp-listen", "", "--sflow-listen", "", "--metrics-listen", "", "--exporter-stats-interval", "0",
+	col, colExited := startListeningCollector(t, &logs, "--netflow-listen", testutil.FreeAddr(t, "udp"),
 		"--output", "elasticsearch", "--es-url", "http://"+testutil.FreeAddr(t, "tcp"), "--es-spool-dir", t.TempDir(),
 		"--es-dead-letter-file", dead)
-	stderr, err := col.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	colExited := make(chan error, 1)
-	p := &processHandle{cmd: col, ready: make(chan struct{})}
-	go func() {
-		p.watch(io.TeeReader(stderr, prefixWriter{&logs, "collector: "}), "msg=listening")
-		colExited <- col.Wait()
-	}()
-	t.Cleanup(func() { col.Process.Kill() })
-	select {
-	case <-p.ready:
-	case <-time.After(60 * time.Second):
-		t.Fatal("collector not listening within 60s")
-	}
 
 	for _, args := range [][]string{
 		{"indexer", "run", "--metrics-listen", "", "--kafka-brokers", testutil.FreeAddr(t, "tcp"),
@@ -253,4 +214,34 @@ func TestDeadLetterFileOneProcessAtATime(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("collector did not stop within 60s")
 	}
+}
+
+// startListeningCollector starts `spanflow collector run` with only the
+// listeners args give (IPFIX, sFlow and metrics off, no exporter stats),
+// its log into logs, and waits until it listens; the channel gives its
+// exit.
+func startListeningCollector(t *testing.T, logs *testutil.SyncBuffer, args ...string) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	col := spanflowProcess(t, append([]string{"collector", "run", "--ipfix-listen", "", "--ipfix-tcp-listen", "",
+		"--sflow-listen", "", "--metrics-listen", "", "--exporter-stats-interval", "0"}, args...)...)
+	stderr, err := col.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	colExited := make(chan error, 1)
+	p := &processHandle{cmd: col, ready: make(chan struct{})}
+	go func() {
+		p.watch(io.TeeReader(stderr, prefixWriter{logs, "collector: "}), "msg=listening")
+		colExited <- col.Wait()
+	}()
+	t.Cleanup(func() { col.Process.Kill() })
+	select {
+	case <-p.ready:
+	case <-time.After(60 * time.Second):
+		t.Fatal("collector not listening within 60s")
+	}
+	return col, colExited
 }
