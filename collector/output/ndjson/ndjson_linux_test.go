@@ -41,20 +41,7 @@ func metric(t *testing.T, r *reporter.Reporter, name string) float64 {
 // document was counted as written, and none was written again after the
 // space came back.
 func TestFileOutputDiskFull(t *testing.T) {
-	dir := t.TempDir()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "mounting a small tmpfs needs root"
-	} else if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=131072"); err != nil {
-		reason = fmt.Sprintf("mount a tmpfs on %s: %v", dir, err)
-	} else {
-		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	}
-	testutil.NeedService(t, "a small tmpfs", reason)
-	filler := filepath.Join(dir, "filler")
-	if err := os.WriteFile(filler, make([]byte, 64<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, filler := smallTmpfs(t, 64<<10)
 	var logs testutil.SyncBuffer
 	r := reporter.NewForTest(&logs)
 	cfg := DefaultConfiguration()
@@ -374,20 +361,7 @@ func TestWriteAndReopenAfterStop(t *testing.T) {
 // the dropped documents too: the file was rotated while far under the
 // limit, once per 32 KiB dropped.
 func TestRotationCountsWrittenBytes(t *testing.T) {
-	dir := t.TempDir()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "mounting a small tmpfs needs root"
-	} else if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=131072"); err != nil {
-		reason = fmt.Sprintf("mount a tmpfs on %s: %v", dir, err)
-	} else {
-		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	}
-	testutil.NeedService(t, "a small tmpfs", reason)
-	filler := filepath.Join(dir, "filler")
-	if err := os.WriteFile(filler, make([]byte, 120<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, filler := smallTmpfs(t, 120<<10)
 	r := reporter.NewForTest(nil)
 	cfg := DefaultConfiguration()
 	cfg.Path, cfg.MaxBytes, cfg.MaxFiles = filepath.Join(dir, "flows.ndjson"), 32<<10, 5
@@ -427,4 +401,25 @@ func TestRotationCountsWrittenBytes(t *testing.T) {
 	if n := bytes.Count(b, []byte{'\n'}); float64(n) < written {
 		t.Errorf("%s holds %d lines, want the %.0f documents written", cfg.Path, n, written)
 	}
+}
+
+// smallTmpfs mounts a 128 KiB tmpfs (root only: skipped otherwise, failed
+// under CI) and takes fill bytes of it with the file filler.
+func smallTmpfs(t *testing.T, fill int) (dir, filler string) {
+	t.Helper()
+	dir = t.TempDir()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "mounting a small tmpfs needs root"
+	} else if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=131072"); err != nil {
+		reason = fmt.Sprintf("mount a tmpfs on %s: %v", dir, err)
+	} else {
+		t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	}
+	testutil.NeedService(t, "a small tmpfs", reason)
+	filler = filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, fill), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filler
 }
