@@ -107,32 +107,8 @@ func TestSpoolDirOneProcessAtATime(t *testing.T) {
 	send(1500)
 	waitSpooled(1500)
 
-	ix := spanflowProcess(t, "indexer", "run", "--metrics-listen", "", "--kafka-brokers", testutil.FreeAddr(t, "tcp"),
-		"--es-url", url, "--es-spool-dir", spool)
-	var ixOut testutil.SyncBuffer
-	ix.Stdout, ix.Stderr = &ixOut, &ixOut
-	if err := ix.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ixExited := make(chan error, 1)
-	go func() { ixExited <- ix.Wait() }()
-	select {
-	case err := <-ixExited:
-		out := strings.TrimSpace(ixOut.String())
-		for _, want := range []string{spool, fmt.Sprintf("process %d", col.Process.Pid), "--es-spool-dir"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("indexer's error %q does not say %q", out, want)
-			}
-		}
-		if err == nil || strings.Contains(out, "\n") {
-			t.Errorf("indexer on a spool in use: exit %v, output %q; want status 1 and one line", err, out)
-		}
-	case <-time.After(20 * time.Second):
-		t.Errorf("the indexer runs on the spool directory the collector (pid %d) holds", col.Process.Pid)
-		ix.Process.Signal(os.Interrupt)
-		<-ixExited
-		logs.Write([]byte("indexer: " + ixOut.String()))
-	}
+	refusedInOneLine(t, &logs, col.Process.Pid, []string{"indexer", "run", "--metrics-listen", "", "--kafka-brokers", testutil.FreeAddr(t, "tcp"),
+		"--es-url", url, "--es-spool-dir", spool}, spool, "--es-spool-dir")
 
 	send(1000)
 	waitSpooled(2500)
@@ -178,31 +154,7 @@ func TestDeadLetterFileOneProcessAtATime(t *testing.T) {
 			"--sflow-listen", "", "--metrics-listen", "", "--output", "elasticsearch", "--es-url", "http://" + testutil.FreeAddr(t, "tcp"),
 			"--es-spool-dir", t.TempDir(), "--es-dead-letter-file", dead},
 	} {
-		second := spanflowProcess(t, args...)
-		var out testutil.SyncBuffer
-		second.Stdout, second.Stderr = &out, &out
-		if err := second.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- second.Wait() }()
-		select {
-		case err := <-exited:
-			got := strings.TrimSpace(out.String())
-			for _, want := range []string{dead, fmt.Sprintf("process %d", col.Process.Pid), "--es-dead-letter-file"} {
-				if !strings.Contains(got, want) {
-					t.Errorf("%s's error %q does not say %q", args[0], got, want)
-				}
-			}
-			if err == nil || strings.Contains(got, "\n") {
-				t.Errorf("%s on a dead-letter file in use: exit %v, output %q; want status 1 and one line", args[0], err, got)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("the %s runs on the dead-letter file the collector (pid %d) holds", args[0], col.Process.Pid)
-			second.Process.Signal(os.Interrupt)
-			<-exited
-			logs.Write([]byte(args[0] + ": " + out.String()))
-		}
+		refusedInOneLine(t, &logs, col.Process.Pid, args, dead, "--es-dead-letter-file")
 	}
 
 	col.Process.Signal(os.Interrupt)
@@ -244,4 +196,36 @@ func startListeningCollector(t *testing.T, logs *testutil.SyncBuffer, args ...st
 		t.Fatal("collector not listening within 60s")
 	}
 	return col, colExited
+}
+
+// refusedInOneLine runs spanflow with args, which must refuse to start
+// within 20 s: status 1, one line naming what (a path the process with
+// pid holds), that pid and the setting to change.
+func refusedInOneLine(t *testing.T, logs *testutil.SyncBuffer, pid int, args []string, what, setting string) {
+	t.Helper()
+	p := spanflowProcess(t, args...)
+	var out testutil.SyncBuffer
+	p.Stdout, p.Stderr = &out, &out
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.Wait() }()
+	select {
+	case err := <-exited:
+		got := strings.TrimSpace(out.String())
+		for _, want := range []string{what, fmt.Sprintf("process %d", pid), setting} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s's error %q does not say %q", args[0], got, want)
+			}
+		}
+		if err == nil || strings.Contains(got, "\n") {
+			t.Errorf("%s on %s in use: exit %v, output %q; want status 1 and one line", args[0], what, err, got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("the %s runs on %s, which the process %d holds", args[0], what, pid)
+		p.Process.Signal(os.Interrupt)
+		<-exited
+		logs.Write([]byte(args[0] + ": " + out.String()))
+	}
 }

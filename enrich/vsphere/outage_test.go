@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spanflow/spanflow/internal/reporter"
+	"github.com/spanflow/spanflow/internal/testutil"
 )
 
 // blackhole is a TCP proxy in front of vCenter that can go silent the way a
@@ -170,7 +171,7 @@ func TestSilentVCenterDuringTagRead(t *testing.T) {
 	cfg.RequestTimeout = 2 * time.Second
 	cfg.TagRefresh = 100 * time.Millisecond
 
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	c, err := New(reporter.NewForTest(&logs), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -216,24 +217,6 @@ func TestSilentVCenterDuringTagRead(t *testing.T) {
 		vs := lookupVM(c, "10.3.0.44")
 		return vs != nil && vs.VMName == "lb-01"
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // gaugeValue reads a gauge of the component's registry.
@@ -287,7 +270,7 @@ func TestRefusedLoginRetriesSlowly(t *testing.T) {
 	s := newSim(t, "127.0.0.1:0", false)
 	cfg := s.config()
 	cfg.Password = "wrong"
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	c, err := New(reporter.NewForTest(&logs), cfg)
 	if err != nil {
 		t.Fatal(err)
