@@ -163,11 +163,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // reconnects and follows changes, and Stop returns.
 func TestSilentVCenterDuringTagRead(t *testing.T) {
 	s := newSim(t, "127.0.0.1:0", false)
-	bh := newBlackhole(t, s.server.URL.Host)
-	cfg := s.config()
-	u, _ := url.Parse(cfg.URL)
-	u.Host = bh.ln.Addr().String()
-	cfg.URL = u.String()
+	bh, cfg := throughBlackhole(t, s)
 	cfg.RequestTimeout = 2 * time.Second
 	cfg.TagRefresh = 100 * time.Millisecond
 
@@ -306,11 +302,7 @@ func TestRefusedLoginRetriesSlowly(t *testing.T) {
 // vCenter) is over.
 func TestConnectedDropsBeforeCleanUp(t *testing.T) {
 	s := newSim(t, "127.0.0.1:0", false)
-	bh := newBlackhole(t, s.server.URL.Host)
-	cfg := s.config()
-	u, _ := url.Parse(cfg.URL)
-	u.Host = bh.ln.Addr().String()
-	cfg.URL = u.String()
+	bh, cfg := throughBlackhole(t, s)
 	cfg.RequestTimeout = time.Second
 	_, r, _ := startEnrichment(t, cfg)
 	if got := gaugeValue(t, r, "spanflow_vsphere_connected"); got != 1 {
@@ -323,4 +315,16 @@ func TestConnectedDropsBeforeCleanUp(t *testing.T) {
 	if got := gaugeValue(t, r, "spanflow_vsphere_connected"); got != 0 {
 		t.Errorf("connected = %v while the given-up session is being cleaned up", got)
 	}
+}
+
+// throughBlackhole puts a blackhole proxy before s and gives the
+// configuration that reaches s through it.
+func throughBlackhole(t *testing.T, s *sim) (*blackhole, Configuration) {
+	t.Helper()
+	bh := newBlackhole(t, s.server.URL.Host)
+	cfg := s.config()
+	u, _ := url.Parse(cfg.URL)
+	u.Host = bh.ln.Addr().String()
+	cfg.URL = u.String()
+	return bh, cfg
 }

@@ -46,13 +46,7 @@ func TestFileOutputDiskFull(t *testing.T) {
 	r := reporter.NewForTest(&logs)
 	cfg := DefaultConfiguration()
 	cfg.Path, cfg.MaxBytes = filepath.Join(dir, "flows.ndjson"), 0
-	o, err := New(r, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o := startOutput(t, r, cfg)
 	taken, failures := 0, 0
 	write := func(n int) error { return writeFlushed(o, &taken, n) }
 	for range 40 {
@@ -115,13 +109,7 @@ func TestFileOutputDirectoryRemoved(t *testing.T) {
 	r := reporter.NewForTest(nil)
 	cfg := DefaultConfiguration()
 	cfg.Path, cfg.MaxBytes = filepath.Join(dir, "flows.ndjson"), 8192
-	o, err := New(r, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o := startOutput(t, r, cfg)
 	taken := 0
 	write := func(n int) error { return writeFlushed(o, &taken, n) }
 	for range 5 {
@@ -178,13 +166,7 @@ func TestFileOutputFileRemoved(t *testing.T) {
 	r := reporter.NewForTest(&logs)
 	cfg := DefaultConfiguration()
 	cfg.Path = filepath.Join(t.TempDir(), "flows.ndjson")
-	o, err := New(r, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o := startOutput(t, r, cfg)
 	defer o.Stop()
 	write := func(from, n int) {
 		t.Helper()
@@ -290,13 +272,7 @@ func TestWriteAndReopenAfterStop(t *testing.T) {
 	r := reporter.NewForTest(nil)
 	cfg := DefaultConfiguration()
 	cfg.Path = filepath.Join(t.TempDir(), "flows.ndjson")
-	o, err := New(r, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o := startOutput(t, r, cfg)
 	taken := 0
 	if err := writeFlushed(o, &taken, 5); err != nil {
 		t.Fatal(err)
@@ -332,7 +308,7 @@ func TestWriteAndReopenAfterStop(t *testing.T) {
 
 	var stdout bytes.Buffer
 	r = reporter.NewForTest(nil)
-	o, err = New(r, DefaultConfiguration(), &stdout)
+	o, err := New(r, DefaultConfiguration(), &stdout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,13 +341,7 @@ func TestRotationCountsWrittenBytes(t *testing.T) {
 	r := reporter.NewForTest(nil)
 	cfg := DefaultConfiguration()
 	cfg.Path, cfg.MaxBytes, cfg.MaxFiles = filepath.Join(dir, "flows.ndjson"), 32<<10, 5
-	o, err := New(r, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o := startOutput(t, r, cfg)
 	taken := 0
 	for range 30 {
 		_ = writeFlushed(o, &taken, 10) // most fail: counted as dropped
@@ -422,4 +392,17 @@ func smallTmpfs(t *testing.T, fill int) (dir, filler string) {
 		t.Fatal(err)
 	}
 	return dir, filler
+}
+
+// startOutput makes and starts a file output of cfg.
+func startOutput(t *testing.T, r *reporter.Reporter, cfg Configuration) *Output {
+	t.Helper()
+	o, err := New(r, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
