@@ -90,24 +90,16 @@ func startNfacctd(bin, dir string) (*Nfacctd, error) {
 		return nil, fmt.Errorf("start nfacctd: %w", err)
 	}
 	go func() { n.cmd.Wait(); close(n.done) }()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		select {
-		case <-n.done:
-			if strings.Contains(n.logText(), "Address already in use") {
-				return nil, fmt.Errorf("%w: port %d", errPortTaken, port)
-			}
-			return nil, fmt.Errorf("nfacctd exited before listening on port %d: %s", port, n.logText())
-		default:
-		}
-		// Records that come before the print plugin is up are lost: it
-		// says so once it has set up its JSON output.
-		if ownsUDPPort(n.cmd.Process.Pid, port) && strings.Contains(n.logText(), "JSON: setting object handlers") {
-			return n, nil
-		}
+	// Records that come before the print plugin is up are lost: it says so
+	// once it has set up its JSON output.
+	ready := func() bool {
+		return ownsUDPPort(n.cmd.Process.Pid, port) && strings.Contains(n.logText(), "JSON: setting object handlers")
 	}
-	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-	<-n.done
-	return nil, fmt.Errorf("nfacctd did not listen on port %d within 10 s: %s", port, n.logText())
+	kill := func() { syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL) }
+	if err := waitListening("nfacctd", port, n.done, n.logText, ready, kill); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // Flows waits (up to 15 s) until the aggregates written add up to at

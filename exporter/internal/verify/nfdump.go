@@ -61,24 +61,36 @@ func startNfcapd(bin, dir string) (*Nfcapd, error) {
 		return nil, fmt.Errorf("start nfcapd: %w", err)
 	}
 	go func() { n.cmd.Wait(); close(n.done) }()
-	// Wait until nfcapd itself holds the port: a socket bound to it must be
-	// one of nfcapd's descriptors (another process may have taken it).
+	ready := func() bool { return ownsUDPPort(n.cmd.Process.Pid, port) }
+	if err := waitListening("nfcapd", port, n.done, n.log.String, ready, func() { n.cmd.Process.Kill() }); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// waitListening waits up to 10 s for a peer collector started on port to
+// be ready (ready reports it; a socket bound to the port must be one of the
+// peer's own descriptors, as another process may have taken it). done is
+// closed when the peer exits and log gives what it printed; kill stops it
+// when it is not ready in time. errPortTaken when it exited saying its
+// port was in use.
+func waitListening(name string, port int, done <-chan struct{}, log func() string, ready func() bool, kill func()) error {
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		select {
-		case <-n.done:
-			if strings.Contains(n.log.String(), "Address already in use") {
-				return nil, fmt.Errorf("%w: port %d", errPortTaken, port)
+		case <-done:
+			if strings.Contains(log(), "Address already in use") {
+				return fmt.Errorf("%w: port %d", errPortTaken, port)
 			}
-			return nil, fmt.Errorf("nfcapd exited before listening on port %d: %s", port, n.log.String())
+			return fmt.Errorf("%s exited before listening on port %d: %s", name, port, log())
 		default:
 		}
-		if ownsUDPPort(n.cmd.Process.Pid, port) {
-			return n, nil
+		if ready() {
+			return nil
 		}
 	}
-	n.cmd.Process.Kill()
-	<-n.done
-	return nil, fmt.Errorf("nfcapd did not listen on port %d within 10 s: %s", port, n.log.String())
+	kill()
+	<-done
+	return fmt.Errorf("%s did not listen on port %d within 10 s: %s", name, port, log())
 }
 
 // ownsUDPPort reports whether process pid has a descriptor on the IPv4 UDP
