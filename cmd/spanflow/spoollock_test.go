@@ -78,7 +78,7 @@ func TestSpoolDirOneProcessAtATime(t *testing.T) {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	}()
-	col, colExited := startListeningCollector(t, &logs, "--netflow-listen", netflow, "--output", "elasticsearch",
+	col, stop := startListeningCollector(t, &logs, "--netflow-listen", netflow, "--output", "elasticsearch",
 		"--es-url", "http://"+testutil.FreeAddr(t, "tcp"), "--es-spool-dir", spool)
 	conn, err := net.Dial("udp", netflow)
 	if err != nil {
@@ -112,15 +112,7 @@ func TestSpoolDirOneProcessAtATime(t *testing.T) {
 
 	send(1000)
 	waitSpooled(2500)
-	col.Process.Signal(os.Interrupt)
-	select {
-	case err := <-colExited:
-		if err != nil {
-			t.Fatalf("collector: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("collector did not stop within 60s")
-	}
+	stop()
 	if got := spooledLines(t, spool); got != sent {
 		t.Errorf("the spool holds %d documents after the collector stopped; it took %d", got, sent)
 	}
@@ -143,7 +135,7 @@ func TestDeadLetterFileOneProcessAtATime(t *testing.T) {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	}()
-	col, colExited := startListeningCollector(t, &logs, "--netflow-listen", testutil.FreeAddr(t, "udp"),
+	col, stop := startListeningCollector(t, &logs, "--netflow-listen", testutil.FreeAddr(t, "udp"),
 		"--output", "elasticsearch", "--es-url", "http://"+testutil.FreeAddr(t, "tcp"), "--es-spool-dir", t.TempDir(),
 		"--es-dead-letter-file", dead)
 
@@ -157,24 +149,16 @@ func TestDeadLetterFileOneProcessAtATime(t *testing.T) {
 		refusedInOneLine(t, &logs, col.Process.Pid, args, dead, "--es-dead-letter-file")
 	}
 
-	col.Process.Signal(os.Interrupt)
-	select {
-	case err := <-colExited:
-		if err != nil {
-			t.Fatalf("collector: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("collector did not stop within 60s")
-	}
+	stop()
 }
 
 // startListeningCollector starts `spanflow collector run` with only the
 // listeners args give (IPFIX, sFlow and metrics off, no exporter stats),
-// its log into logs, and waits until it listens; the channel gives its
-// exit.
-func startListeningCollector(t *testing.T, logs *testutil.SyncBuffer, args ...string) (*exec.Cmd, <-chan error) {
+// its log into logs, and waits until it listens. stop interrupts it and
+// fails the test unless it exits cleanly within 60 s.
+func startListeningCollector(t *testing.T, logs *testutil.SyncBuffer, args ...string) (col *exec.Cmd, stop func()) {
 	t.Helper()
-	col := spanflowProcess(t, append([]string{"collector", "run", "--ipfix-listen", "", "--ipfix-tcp-listen", "",
+	col = spanflowProcess(t, append([]string{"collector", "run", "--ipfix-listen", "", "--ipfix-tcp-listen", "",
 		"--sflow-listen", "", "--metrics-listen", "", "--exporter-stats-interval", "0"}, args...)...)
 	stderr, err := col.StderrPipe()
 	if err != nil {
@@ -195,7 +179,18 @@ func startListeningCollector(t *testing.T, logs *testutil.SyncBuffer, args ...st
 	case <-time.After(60 * time.Second):
 		t.Fatal("collector not listening within 60s")
 	}
-	return col, colExited
+	return col, func() {
+		t.Helper()
+		col.Process.Signal(os.Interrupt)
+		select {
+		case err := <-colExited:
+			if err != nil {
+				t.Fatalf("collector: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("collector did not stop within 60s")
+		}
+	}
 }
 
 // refusedInOneLine runs spanflow with args, which must refuse to start
